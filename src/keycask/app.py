@@ -1,0 +1,131 @@
+"""Composition root: storage -> barrier -> key store -> service -> pipeline -> ASGI app."""
+
+from __future__ import annotations
+
+import configparser
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from keycask.audit import AuditLog
+from keycask.auth.credentials import AccessKey, CredentialStore
+from keycask.barrier import Barrier
+from keycask.config import Settings
+from keycask.http.asgi import KMSApp
+from keycask.http.awsjson import Codec, encode_error
+from keycask.keys.keystore import KeyStore
+from keycask.ports import Clock, SystemClock
+from keycask.seal.dev import DevSeal
+from keycask.service.deps import Deps
+from keycask.service.pipeline import Pipeline
+from keycask.storage.sqlite import SQLiteStorage
+
+STORE_FILE = "keycask.db"
+AUDIT_DIR = "audit"
+PROFILE = "keycask"
+ADMIN_NAME = "admin"
+
+
+class WireCodec:
+    """The pipeline's view of the AWS JSON codec."""
+
+    def __init__(self, codec: Codec) -> None:
+        self._codec = codec
+        self.decode = codec.decode
+        self.encode = codec.encode
+
+    def operation_names(self) -> frozenset[str]:
+        return self._codec.operation_names()
+
+    def encode_error(self, code: str, message: str) -> bytes:
+        return encode_error(code, message)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    storage: SQLiteStorage
+    barrier: Barrier
+    credentials: CredentialStore
+    audit: AuditLog
+    app: KMSApp
+
+    async def close(self) -> None:
+        await self.audit.aclose()
+        await self.storage.close()
+
+
+async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    root = DevSeal(settings.data_dir).root_key()
+    storage = SQLiteStorage(settings.data_dir / STORE_FILE)
+    try:
+        barrier = await Barrier.open(storage, root)
+    except BaseException:
+        await storage.close()
+        raise
+    return storage, barrier
+
+
+async def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+    clock = clock or SystemClock()
+    storage, barrier = await open_store(settings)
+    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, "server")
+    credentials = CredentialStore(barrier)
+    deps = Deps(keys=KeyStore(barrier), clock=clock)
+    pipeline = Pipeline(deps, credentials, audit, WireCodec(Codec.load()), clock)
+    return Runtime(settings, storage, barrier, credentials, audit, KMSApp(pipeline))
+
+
+# -- --dev conveniences --
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _existing_access_key_id(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    parser = configparser.ConfigParser()
+    parser.read(path)
+    return parser.get(PROFILE, "aws_access_key_id", fallback=None)
+
+
+async def ensure_dev_profile(runtime: Runtime) -> tuple[Path, Path, bool]:
+    """First --dev start: an admin principal and an AWS profile that reaches
+    this server. Later starts keep them. Returns (config, credentials, created)."""
+    settings = runtime.settings
+    credentials_file = settings.data_dir / "credentials"
+    config_file = settings.data_dir / "config"
+    created = False
+    akid = _existing_access_key_id(credentials_file)
+    key = await runtime.credentials.lookup(akid) if akid else None
+    if key is None:
+        key = await _create_admin(runtime)
+        _write_private(
+            credentials_file,
+            f"[{PROFILE}]\naws_access_key_id = {key.access_key_id}\n"
+            f"aws_secret_access_key = {key.secret}\n",
+        )
+        created = True
+    _write_private(
+        config_file,
+        f"[profile {PROFILE}]\nregion = {settings.region}\n"
+        f"endpoint_url = {settings.endpoint_url}\n",
+    )
+    return config_file, credentials_file, created
+
+
+async def _create_admin(runtime: Runtime) -> AccessKey:
+    account = runtime.settings.account_id
+    name = ADMIN_NAME
+    n = 1
+    while await runtime.credentials.get_principal(account, name) is not None:
+        n += 1
+        name = f"{ADMIN_NAME}{n}"
+    return await runtime.credentials.create_principal(account, name, admin=True)

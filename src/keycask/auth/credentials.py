@@ -1,0 +1,120 @@
+"""Principals and their access keys, stored behind the barrier.
+
+The secret access key must be readable to verify SigV4 (it is an HMAC key), so
+it is stored encrypted by the barrier rather than hashed, and cached in memory
+after first use. Paths:
+
+    principal/<account>/<name>    the principal (JSON)
+    accesskey/<access key id>     the access key, its secret and its owner (JSON)
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from keycask.barrier import Barrier
+from keycask.errors import AlreadyExistsException
+
+_ACCESS_KEY_PREFIX = "AKKC"  # keycask's own prefix: never mistaken for an AWS key
+_BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    account: str
+    name: str
+    admin: bool
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account}:user/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccessKey:
+    access_key_id: str
+    principal: Principal
+    active: bool
+    secret: str
+
+    def __repr__(self) -> str:
+        return f"AccessKey({self.access_key_id!r}, {self.principal.arn!r}, secret=<redacted>)"
+
+
+def new_access_key_id() -> str:
+    return _ACCESS_KEY_PREFIX + "".join(secrets.choice(_BASE32) for _ in range(16))
+
+
+def new_secret() -> str:
+    # 30 random bytes -> 40 base64 characters: the shape of an AWS secret key.
+    return base64.b64encode(secrets.token_bytes(30)).decode()
+
+
+class CredentialStore:
+    def __init__(self, barrier: Barrier) -> None:
+        self._barrier = barrier
+        self._keys: dict[str, AccessKey] = {}
+
+    async def lookup(self, access_key_id: str) -> AccessKey | None:
+        cached = self._keys.get(access_key_id)
+        if cached is not None:
+            return cached
+        if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
+            return None
+        found = await self._barrier.get(f"accesskey/{access_key_id}")
+        if found is None:
+            return None  # misses are not cached: they are attacker-chosen
+        doc = orjson.loads(found.value)
+        key = AccessKey(
+            access_key_id=access_key_id,
+            principal=Principal(doc["account"], doc["name"], bool(doc["admin"])),
+            active=bool(doc["active"]),
+            secret=doc["secret"],
+        )
+        self._keys[access_key_id] = key
+        return key
+
+    async def get_principal(self, account: str, name: str) -> Principal | None:
+        found = await self._barrier.get(f"principal/{account}/{name}")
+        if found is None:
+            return None
+        doc = orjson.loads(found.value)
+        return Principal(account, name, bool(doc["admin"]))
+
+    async def create_principal(self, account: str, name: str, *, admin: bool) -> AccessKey:
+        """Create a principal with one access key; the secret is returned once."""
+        if await self.get_principal(account, name) is not None:
+            raise AlreadyExistsException(f"principal {name} already exists in account {account}")
+        principal = Principal(account, name, admin)
+        key = AccessKey(new_access_key_id(), principal, True, new_secret())
+        now = datetime.now(UTC).timestamp()
+        b = self._barrier
+        await b.commit(
+            [
+                b.put(
+                    f"principal/{account}/{name}",
+                    orjson.dumps({"admin": admin, "created": now}),
+                    expect=0,
+                ),
+                b.put(
+                    f"accesskey/{key.access_key_id}",
+                    orjson.dumps(
+                        {
+                            "account": account,
+                            "name": name,
+                            "admin": admin,
+                            "active": True,
+                            "secret": key.secret,
+                            "created": now,
+                        }
+                    ),
+                    expect=0,
+                ),
+            ]
+        )
+        return key

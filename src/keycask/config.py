@@ -1,0 +1,72 @@
+"""Settings from CLI flags and KEYCASK_* environment variables (flags win)."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:9567"
+DEFAULT_DATA_DIR = ".keycask"
+DEFAULT_ACCOUNT = "000000000000"
+DEFAULT_REGION = "us-east-1"
+
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
+_REGION = re.compile(r"^[a-z0-9-]{1,32}$")
+
+
+class ConfigError(Exception):
+    """Unsafe or invalid configuration: keycask refuses to start."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    data_dir: Path
+    host: str
+    port: int
+    dev: bool
+    account_id: str
+    region: str
+
+    @property
+    def endpoint_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"listen address must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def load(
+    *,
+    dev: bool,
+    listen: str | None = None,
+    data_dir: str | None = None,
+    account_id: str | None = None,
+    region: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
+    account = account_id or env.get("KEYCASK_ACCOUNT_ID") or DEFAULT_ACCOUNT
+    if not _ACCOUNT.match(account):
+        raise ConfigError(f"account id must be 12 digits, got {account!r}")
+    reg = region or env.get("KEYCASK_REGION") or DEFAULT_REGION
+    if not _REGION.match(reg):
+        raise ConfigError(f"region must match [a-z0-9-]+, got {reg!r}")
+    if not dev:
+        # Production seals (Shamir, passphrase, PKCS#11) and TLS are not built
+        # yet; refusing beats silently running with the dev seal.
+        raise ConfigError(
+            "only --dev mode is available in this version: production seals are not built yet"
+        )
+    path = Path(data_dir or env.get("KEYCASK_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
+    return Settings(data_dir=path, host=host, port=port, dev=dev, account_id=account, region=reg)

@@ -1,0 +1,157 @@
+"""Errors the KMS answers with, named exactly as AWS names them.
+
+Nothing here knows about HTTP: the edge maps ``status`` onto the response and
+``code`` onto ``__type``. Messages are shown to callers, so they must never
+carry key material, plaintext or secrets.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class KMSError(Exception):
+    """Base of every error a caller may see."""
+
+    code: ClassVar[str] = "KMSInternalException"
+    status: ClassVar[int] = 400
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.message!r})"
+
+
+# -- protocol and authentication errors (common to every AWS JSON service) --
+
+
+class SerializationException(KMSError):
+    code = "SerializationException"
+
+
+class ValidationException(KMSError):
+    code = "ValidationException"
+
+
+class UnknownOperationException(KMSError):
+    code = "UnknownOperationException"
+
+
+class RequestEntityTooLargeException(KMSError):
+    code = "RequestEntityTooLargeException"
+    status = 413
+
+
+class MissingAuthenticationTokenException(KMSError):
+    code = "MissingAuthenticationTokenException"
+    status = 403
+
+
+class IncompleteSignatureException(KMSError):
+    code = "IncompleteSignatureException"
+
+
+class InvalidSignatureException(KMSError):
+    code = "InvalidSignatureException"
+
+
+class UnrecognizedClientException(KMSError):
+    code = "UnrecognizedClientException"
+
+
+class AccessDeniedException(KMSError):
+    code = "AccessDeniedException"
+
+
+# -- errors from the KMS model --
+
+
+class AlreadyExistsException(KMSError):
+    code = "AlreadyExistsException"
+
+
+class DisabledException(KMSError):
+    code = "DisabledException"
+
+
+class IncorrectKeyException(KMSError):
+    code = "IncorrectKeyException"
+
+
+class InvalidAliasNameException(KMSError):
+    code = "InvalidAliasNameException"
+
+
+class InvalidArnException(KMSError):
+    code = "InvalidArnException"
+
+
+class InvalidCiphertextException(KMSError):
+    code = "InvalidCiphertextException"
+
+
+class InvalidGrantTokenException(KMSError):
+    code = "InvalidGrantTokenException"
+
+
+class InvalidKeyUsageException(KMSError):
+    code = "InvalidKeyUsageException"
+
+
+class InvalidMarkerException(KMSError):
+    code = "InvalidMarkerException"
+
+
+class KMSInternalException(KMSError):
+    code = "KMSInternalException"
+    status = 500
+
+
+class KMSInvalidStateException(KMSError):
+    code = "KMSInvalidStateException"
+
+
+class LimitExceededException(KMSError):
+    code = "LimitExceededException"
+
+
+class MalformedPolicyDocumentException(KMSError):
+    code = "MalformedPolicyDocumentException"
+
+
+class NotFoundException(KMSError):
+    code = "NotFoundException"
+
+
+class TagException(KMSError):
+    code = "TagException"
+
+
+class UnsupportedOperationException(KMSError):
+    code = "UnsupportedOperationException"
+
+
+# -- internal conditions that are not KMS answers --
+
+
+class StorageConflict(Exception):
+    """A conditional write lost a race: the expected revision did not hold."""
+
+
+class AuditUnavailable(Exception):
+    """The audit log could not durably record; the request must not proceed."""
+
+
+class BarrierError(Exception):
+    """A value at rest failed to authenticate: tampered, moved, or wrong keyring."""
+
+
+class SealError(Exception):
+    """The root key could not be obtained from the seal."""
+
+
+class DryRunOperationException(KMSError):
+    code = "DryRunOperationException"
+    status = 412

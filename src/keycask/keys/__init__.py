@@ -1,0 +1,1 @@
+"""The domain model of keys: metadata, versions, aliases, and their storage."""

@@ -1,0 +1,161 @@
+"""Keys, key versions and aliases, loaded and saved through the barrier.
+
+Reads are cached in memory after first use so the hot path touches no disk;
+nothing is loaded at start. Changes are *staged*: a method returns the writes
+for the caller to commit (after the audit record is durable) and the cache is
+updated by ``applied`` only once they are committed.
+
+Paths:
+    key/<key id>                             key metadata (JSON)
+    mat/<key id>/<version, 10 digits>        key material of one version
+    idx/key/<account>/<region>/<key id>      listing index for ListKeys
+    alias/<account>/<region>/<alias name>    alias (JSON)
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import orjson
+
+from keycask.barrier import Barrier
+from keycask.crypto import KeyMaterial
+from keycask.keys.model import Alias, Key
+from keycask.ports import Write
+
+
+def _key_path(key_id: uuid.UUID) -> str:
+    return f"key/{key_id}"
+
+
+def _material_path(key_id: uuid.UUID, version: int) -> str:
+    return f"mat/{key_id}/{version:010d}"
+
+
+def _index_prefix(account: str, region: str) -> str:
+    return f"idx/key/{account}/{region}/"
+
+
+def _alias_prefix(account: str, region: str) -> str:
+    return f"alias/{account}/{region}/"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Stored(Generic[T]):
+    """A value together with the storage revision it was read at."""
+
+    value: T
+    revision: int
+
+
+class KeyStore:
+    def __init__(self, barrier: Barrier) -> None:
+        self._barrier = barrier
+        self._keys: dict[uuid.UUID, Stored[Key]] = {}
+        self._materials: dict[tuple[uuid.UUID, int], KeyMaterial] = {}
+        self._aliases: dict[str, Stored[Alias]] = {}
+
+    # -- keys --
+
+    async def get(self, key_id: uuid.UUID) -> Stored[Key] | None:
+        cached = self._keys.get(key_id)
+        if cached is not None:
+            return cached
+        found = await self._barrier.get(_key_path(key_id))
+        if found is None:
+            return None
+        stored = Stored(Key.from_doc(orjson.loads(found.value)), found.revision)
+        self._keys[key_id] = stored
+        return stored
+
+    async def material(self, key_id: uuid.UUID, version: int) -> KeyMaterial | None:
+        cached = self._materials.get((key_id, version))
+        if cached is not None:
+            return cached
+        found = await self._barrier.get(_material_path(key_id, version))
+        if found is None:
+            return None
+        material = KeyMaterial(found.value)
+        self._materials[(key_id, version)] = material
+        return material
+
+    def stage_create(self, key: Key, material: KeyMaterial) -> list[Write]:
+        b = self._barrier
+        return [
+            b.put(_key_path(key.key_id), orjson.dumps(key.to_doc()), expect=0),
+            b.put(_material_path(key.key_id, key.current_version), material.reveal(), expect=0),
+            b.put(_index_prefix(key.account, key.region) + str(key.key_id), b"", expect=0),
+        ]
+
+    def stage_update(self, old: Stored[Key], new: Key) -> list[Write]:
+        return [
+            self._barrier.put(
+                _key_path(new.key_id), orjson.dumps(new.to_doc()), expect=old.revision
+            )
+        ]
+
+    async def list_key_ids(
+        self, account: str, region: str, after: str, limit: int
+    ) -> list[uuid.UUID]:
+        prefix = _index_prefix(account, region)
+        rows = await self._barrier.storage.list(prefix, prefix + after if after else "", limit)
+        return [uuid.UUID(path[len(prefix) :]) for path, _ in rows]
+
+    # -- aliases --
+
+    async def get_alias(self, account: str, region: str, name: str) -> Stored[Alias] | None:
+        path = _alias_prefix(account, region) + name
+        cached = self._aliases.get(path)
+        if cached is not None:
+            return cached
+        found = await self._barrier.get(path)
+        if found is None:
+            # Misses are not cached: a caller could fill memory with names.
+            return None
+        stored = Stored(Alias.from_doc(orjson.loads(found.value)), found.revision)
+        self._aliases[path] = stored
+        return stored
+
+    async def list_aliases(
+        self, account: str, region: str, after: str, limit: int
+    ) -> list[Alias]:
+        prefix = _alias_prefix(account, region)
+        rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
+        return [Alias.from_doc(orjson.loads(v.value)) for _, v in rows]
+
+    def stage_put_alias(self, alias: Alias, expect: int) -> list[Write]:
+        path = _alias_prefix(alias.account, alias.region) + alias.name
+        return [self._barrier.put(path, orjson.dumps(alias.to_doc()), expect=expect)]
+
+    def stage_delete_alias(self, old: Stored[Alias]) -> list[Write]:
+        a = old.value
+        return [self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)]
+
+    # -- committing --
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        try:
+            await self._barrier.commit(writes)
+        finally:
+            # Whatever happened, the next read must come from storage.
+            self.forget(writes)
+
+    def forget(self, writes: Sequence[Write]) -> None:
+        """Drop cache entries that ``writes`` changed, so the next read sees
+        the committed value. Called after every commit, and after a failed
+        one, since the outcome of a failed commit is unknown."""
+        for write in writes:
+            path = write.path
+            if path.startswith("key/"):
+                self._keys.pop(uuid.UUID(path[4:]), None)
+            elif path.startswith("alias/"):
+                self._aliases.pop(path, None)
+            elif path.startswith("mat/"):
+                _, key_id, version = path.split("/")
+                self._materials.pop((uuid.UUID(key_id), int(version)), None)

@@ -1,0 +1,59 @@
+"""Which key states each operation accepts, and the error AWS gives otherwise.
+
+One table, so the answer for every (state, operation) pair is written down once
+and tested exhaustively.
+"""
+
+from __future__ import annotations
+
+from keycask.errors import DisabledException, KMSError, KMSInvalidStateException
+from keycask.keys.model import Key, KeyState
+
+_ALL = frozenset(KeyState)
+_CRYPTO = frozenset({KeyState.ENABLED})
+_MANAGE = frozenset({KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_IMPORT})
+_TOGGLE = frozenset({KeyState.ENABLED, KeyState.DISABLED})
+
+ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
+    "Encrypt": _CRYPTO,
+    "Decrypt": _CRYPTO,
+    "ReEncrypt": _CRYPTO,
+    "GenerateDataKey": _CRYPTO,
+    "GenerateDataKeyWithoutPlaintext": _CRYPTO,
+    "DescribeKey": _ALL,
+    "GetKeyPolicy": _ALL,
+    "ListKeyPolicies": _ALL,
+    "ListResourceTags": _ALL,
+    "ListAliases": _ALL,
+    "DeleteAlias": _ALL,
+    "EnableKey": _TOGGLE,
+    "DisableKey": _TOGGLE,
+    "UpdateKeyDescription": _MANAGE,
+    "TagResource": _MANAGE,
+    "UntagResource": _MANAGE,
+    "CreateAlias": _MANAGE,
+    "UpdateAlias": _MANAGE,
+}
+
+
+def state_error(operation: str, key: Key) -> KMSError | None:
+    """The error ``operation`` gives on ``key`` in its current state, if any."""
+    if key.state in ALLOWED_STATES[operation]:
+        return None
+    if key.state is KeyState.DISABLED:
+        return DisabledException(f"{key.arn} is disabled.")
+    return KMSInvalidStateException(f"{key.arn} is {_STATE_WORDS[key.state]}.")
+
+
+_STATE_WORDS = {
+    KeyState.ENABLED: "enabled",
+    KeyState.DISABLED: "disabled",
+    KeyState.PENDING_DELETION: "pending deletion",
+    KeyState.PENDING_IMPORT: "pending import",
+}
+
+
+def require_state(operation: str, key: Key) -> None:
+    error = state_error(operation, key)
+    if error is not None:
+        raise error

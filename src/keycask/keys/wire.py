@@ -1,0 +1,132 @@
+"""Byte formats that leave keycask: the ciphertext blob and the canonical
+encryption context (design section 3). Both are pinned by golden vectors in
+tests/vectors/ that are never edited; a new format gets a new format byte.
+
+Blob v1::
+
+    0x01 | key id (16, UUID bytes) | key version (4, big-endian)
+         | salt (16) | nonce (12) | AES-256-GCM ciphertext | tag (16)
+
+The AES key is derived per message from the key version's material and the
+salt; AAD is every byte before the ciphertext followed by the canonical
+encryption context.
+"""
+
+from __future__ import annotations
+
+import struct
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from keycask.crypto import (
+    MESSAGE_OVERHEAD,
+    AuthenticationFailed,
+    KeyMaterial,
+    open_message,
+    seal_message,
+)
+from keycask.errors import InvalidCiphertextException, ValidationException
+
+BLOB_FORMAT_V1 = 0x01
+HEADER_SIZE = 1 + 16 + 4
+MIN_BLOB_SIZE = HEADER_SIZE + MESSAGE_OVERHEAD
+_HEADER = struct.Struct(">B16sI")
+_U16 = struct.Struct(">H")
+_MAX_FIELD = 0xFFFF
+
+_INVALID = "The ciphertext is invalid, was altered, or does not match the encryption context."
+
+
+@dataclass(frozen=True, slots=True)
+class BlobHeader:
+    key_id: uuid.UUID
+    version: int
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(BLOB_FORMAT_V1, self.key_id.bytes, self.version)
+
+
+def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
+    """Split a blob into its header and the sealed body.
+
+    Anything that is not a well-formed v1 blob raises the same
+    ``InvalidCiphertextException`` that a failed tag would.
+    """
+    if len(blob) < MIN_BLOB_SIZE or blob[0] != BLOB_FORMAT_V1:
+        raise InvalidCiphertextException(_INVALID)
+    _, key_bytes, version = _HEADER.unpack_from(blob)
+    return BlobHeader(uuid.UUID(bytes=key_bytes), version), blob[HEADER_SIZE:]
+
+
+def seal_blob(
+    material: KeyMaterial, header: BlobHeader, plaintext: bytes, context: bytes
+) -> bytes:
+    """``context`` is the output of ``encode_context``."""
+    raw = header.encode()
+    return raw + seal_message(material, plaintext, header=raw, context=context)
+
+
+def open_blob(material: KeyMaterial, blob: bytes, context: bytes) -> bytes:
+    """Decrypt a blob whose header was already parsed and whose key version
+    ``material`` belongs to."""
+    try:
+        return open_message(material, blob[HEADER_SIZE:], header=blob[:HEADER_SIZE], context=context)
+    except AuthenticationFailed:
+        raise InvalidCiphertextException(_INVALID) from None
+
+
+def encode_context(context: Mapping[str, str] | None) -> bytes:
+    """Canonical bytes of an encryption context.
+
+    ``count (2) | (key length (2) | key | value length (2) | value)*`` with
+    pairs sorted by the key's UTF-8 bytes. Lengths make the encoding
+    injective: ``{"ab": ""}`` and ``{"a": "b"}`` differ. No context and the
+    empty context are the same, as in AWS KMS.
+    """
+    if not context:
+        return b"\x00\x00"
+    if len(context) > _MAX_FIELD:
+        raise ValidationException("EncryptionContext has too many pairs")
+    pairs: list[tuple[bytes, bytes]] = []
+    try:
+        for key, value in context.items():
+            pairs.append((key.encode("utf-8"), value.encode("utf-8")))
+    except UnicodeEncodeError:
+        raise ValidationException("EncryptionContext must be valid UTF-8") from None
+    pairs.sort()
+    out = [_U16.pack(len(pairs))]
+    for key_bytes, value_bytes in pairs:
+        if len(key_bytes) > _MAX_FIELD or len(value_bytes) > _MAX_FIELD:
+            raise ValidationException("EncryptionContext keys and values must be under 64 KiB")
+        out += (_U16.pack(len(key_bytes)), key_bytes, _U16.pack(len(value_bytes)), value_bytes)
+    return b"".join(out)
+
+
+def decode_context(data: bytes) -> dict[str, str]:
+    """Inverse of ``encode_context``; rejects anything it would not produce
+    (unsorted or duplicate keys, trailing bytes, invalid UTF-8)."""
+    view = memoryview(data)
+    try:
+        (count,) = _U16.unpack_from(view, 0)
+        pos = 2
+        result: dict[str, str] = {}
+        previous: bytes | None = None
+        for _ in range(count):
+            (klen,) = _U16.unpack_from(view, pos)
+            key = bytes(view[pos + 2 : pos + 2 + klen])
+            pos += 2 + klen
+            (vlen,) = _U16.unpack_from(view, pos)
+            value = bytes(view[pos + 2 : pos + 2 + vlen])
+            pos += 2 + vlen
+            if len(key) != klen or len(value) != vlen:
+                raise ValueError("truncated")
+            if previous is not None and key <= previous:
+                raise ValueError("keys not sorted or duplicated")
+            previous = key
+            result[key.decode("utf-8")] = value.decode("utf-8")
+    except (struct.error, ValueError) as exc:
+        raise ValueError(f"not a canonical encryption context: {exc}") from None
+    if pos != len(data):
+        raise ValueError("not a canonical encryption context: trailing bytes")
+    return result

@@ -1,0 +1,1 @@
+"""Authorization: a pure function from (principal, action, resource) to a Decision."""

@@ -1,0 +1,15 @@
+"""Seals guard the root key that opens the barrier's keyring."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from keycask.crypto import KeyMaterial
+
+
+class Seal(Protocol):
+    """Gives the root key, or raises ``SealError``."""
+
+    name: str
+
+    def root_key(self) -> KeyMaterial: ...

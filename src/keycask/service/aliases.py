@@ -1,0 +1,117 @@
+"""CreateAlias, UpdateAlias, DeleteAlias, ListAliases."""
+
+from __future__ import annotations
+
+from keycask.errors import (
+    AlreadyExistsException,
+    InvalidAliasNameException,
+    InvalidMarkerException,
+    NotFoundException,
+)
+from keycask.keys.keystore import Stored
+from keycask.keys.model import Alias, Key, alias_arn
+from keycask.keys.states import require_state
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.paging import page_limit
+from keycask.service.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
+from keycask.service.resolve import resolve_key
+from keycask.service.results import AliasListEntry, ListAliasesResult
+
+
+def _check_name(name: str) -> None:
+    if not name.startswith("alias/") or len(name) <= len("alias/"):
+        raise InvalidAliasNameException("Alias must start with the prefix \"alias/\".")
+    if name.startswith("alias/aws/"):
+        raise InvalidAliasNameException("Alias names beginning with alias/aws/ are reserved.")
+
+
+async def _target(deps: Deps, call: Call, ref: str, operation: str) -> Stored[Key]:
+    stored = await resolve_key(deps.keys, call, ref)
+    key = stored.value
+    if key.account != call.account:
+        raise NotFoundException(f"Key '{key.arn}' does not exist")
+    require_state(operation, key)
+    return stored
+
+
+async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
+    _check_name(req.alias_name)
+    target = (await _target(deps, call, req.target_key_id, "CreateAlias")).value
+    call.key_arn = target.arn
+    call.authorize("kms:CreateAlias", alias_arn(call.region, call.account, req.alias_name), None)
+    call.authorize("kms:CreateAlias", target.arn, target.account)
+    if await deps.keys.get_alias(call.account, call.region, req.alias_name) is not None:
+        raise AlreadyExistsException(
+            f"An alias with the name {alias_arn(call.region, call.account, req.alias_name)} "
+            "already exists"
+        )
+    now = deps.clock.now()
+    alias = Alias(req.alias_name, call.account, call.region, target.key_id, now, now)
+    return Outcome(None, deps.keys.stage_put_alias(alias, expect=0))
+
+
+async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
+    _check_name(req.alias_name)
+    existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
+    arn = alias_arn(call.region, call.account, req.alias_name)
+    if existing is None:
+        raise NotFoundException(f"Alias {arn} is not found.")
+    target = (await _target(deps, call, req.target_key_id, "UpdateAlias")).value
+    call.key_arn = target.arn
+    call.authorize("kms:UpdateAlias", arn, None)
+    call.authorize("kms:UpdateAlias", target.arn, target.account)
+    alias = Alias(
+        req.alias_name, call.account, call.region, target.key_id,
+        existing.value.created, deps.clock.now(),
+    )
+    return Outcome(None, deps.keys.stage_put_alias(alias, expect=existing.revision))
+
+
+async def delete_alias(deps: Deps, call: Call, req: DeleteAliasRequest) -> Outcome:
+    _check_name(req.alias_name)
+    arn = alias_arn(call.region, call.account, req.alias_name)
+    existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
+    if existing is None:
+        raise NotFoundException(f"Alias {arn} is not found.")
+    call.authorize("kms:DeleteAlias", arn, None)
+    return Outcome(None, deps.keys.stage_delete_alias(existing))
+
+
+async def list_aliases(deps: Deps, call: Call, req: ListAliasesRequest) -> Outcome:
+    limit = page_limit(req.limit, 50)
+    target = None
+    if req.key_id is not None:
+        key = (await resolve_key(deps.keys, call, req.key_id)).value
+        call.key_arn = key.arn
+        target = key.key_id
+    call.authorize("kms:ListAliases", "*", None)
+    after = req.marker or ""
+    if after and not after.startswith("alias/"):
+        raise InvalidMarkerException("The marker is not valid.")
+    found: list[Alias] = []
+    # Filtering by key means scanning: aliases are few per account and region.
+    while len(found) <= limit:
+        batch = await deps.keys.list_aliases(call.account, call.region, after, 500)
+        if not batch:
+            break
+        found += [a for a in batch if target is None or a.target == target]
+        after = batch[-1].name
+    truncated = len(found) > limit
+    page = found[:limit]
+    return Outcome(
+        ListAliasesResult(
+            aliases=[
+                AliasListEntry(
+                    alias_name=a.name,
+                    alias_arn=a.arn,
+                    target_key_id=str(a.target),
+                    creation_date=a.created,
+                    last_updated_date=a.updated,
+                )
+                for a in page
+            ],
+            truncated=truncated,
+            next_marker=page[-1].name if truncated else None,
+        )
+    )

@@ -1,0 +1,171 @@
+"""CreateKey, DescribeKey, ListKeys, UpdateKeyDescription, EnableKey,
+DisableKey, GetKeyPolicy, ListKeyPolicies."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+
+from keycask.crypto import KeyMaterial
+from keycask.errors import (
+    InvalidMarkerException,
+    MalformedPolicyDocumentException,
+    NotFoundException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from keycask.keys.model import Key, KeySpec, KeyState, KeyUsage, default_key_policy
+from keycask.keys.states import require_state
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.paging import page_limit
+from keycask.service.requests import (
+    CreateKeyRequest,
+    DescribeKeyRequest,
+    GetKeyPolicyRequest,
+    KeyRequest,
+    ListKeyScopedRequest,
+    ListRequest,
+    UpdateKeyDescriptionRequest,
+)
+from keycask.service.resolve import resolve_key
+from keycask.service.results import (
+    GetKeyPolicyResult,
+    KeyListEntry,
+    KeyMetadata,
+    KeyMetadataResult,
+    ListKeyPoliciesResult,
+    ListKeysResult,
+)
+from keycask.service.tags import validate_new_tags
+
+POLICY_NAME = "default"
+
+
+def _check_policy(policy: str) -> None:
+    """Until the policy language is evaluated (access control issue), a
+    policy is stored as given but must at least be a JSON policy document."""
+    try:
+        doc = orjson.loads(policy)
+    except orjson.JSONDecodeError:
+        raise MalformedPolicyDocumentException("The policy is not valid JSON.") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), (list, dict)):
+        raise MalformedPolicyDocumentException("The policy must be a JSON object with a Statement.")
+
+
+def _key_spec(req: CreateKeyRequest) -> KeySpec:
+    spec = req.key_spec or req.customer_master_key_spec or "SYMMETRIC_DEFAULT"
+    if req.key_spec and req.customer_master_key_spec and req.key_spec != req.customer_master_key_spec:
+        raise ValidationException("KeySpec and CustomerMasterKeySpec must not differ.")
+    if spec != KeySpec.SYMMETRIC_DEFAULT:
+        raise UnsupportedOperationException(f"keycask does not support KeySpec {spec} yet.")
+    usage = req.key_usage or "ENCRYPT_DECRYPT"
+    if usage != KeyUsage.ENCRYPT_DECRYPT:
+        raise ValidationException(f"KeyUsage {usage} is not compatible with KeySpec {spec}.")
+    return KeySpec.SYMMETRIC_DEFAULT
+
+
+async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+    call.authorize("kms:CreateKey", "*", None)
+    spec = _key_spec(req)
+    if req.origin not in (None, "AWS_KMS"):
+        raise UnsupportedOperationException(f"keycask does not support Origin {req.origin} yet.")
+    if req.multi_region:
+        raise UnsupportedOperationException("keycask does not support multi-Region keys.")
+    if req.policy is not None:
+        _check_policy(req.policy)
+    tags = validate_new_tags((), req.tags or [])
+    key = Key(
+        key_id=uuid.uuid4(),
+        account=call.account,
+        region=call.region,
+        created=deps.clock.now(),
+        description=req.description or "",
+        state=KeyState.ENABLED,
+        policy=req.policy if req.policy is not None else default_key_policy(call.account),
+        key_spec=spec,
+        tags=tags,
+    )
+    call.key_arn = key.arn
+    writes = deps.keys.stage_create(key, KeyMaterial.generate(32))
+    return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
+
+
+async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
+    key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
+    call.key_arn = key.arn
+    call.authorize("kms:DescribeKey", key.arn, key.account)
+    return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
+
+
+async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    call.authorize("kms:ListKeys", "*", None)
+    limit = page_limit(req.limit, 100)
+    after = ""
+    if req.marker is not None:
+        try:
+            after = str(uuid.UUID(req.marker))
+        except ValueError:
+            raise InvalidMarkerException("The marker is not valid.") from None
+    ids = await deps.keys.list_key_ids(call.account, call.region, after, limit + 1)
+    truncated = len(ids) > limit
+    ids = ids[:limit]
+    entries = [
+        KeyListEntry(key_id=str(i), key_arn=f"arn:aws:kms:{call.region}:{call.account}:key/{i}")
+        for i in ids
+    ]
+    return Outcome(
+        ListKeysResult(
+            keys=entries, truncated=truncated, next_marker=str(ids[-1]) if truncated else None
+        )
+    )
+
+
+async def _change_key(deps: Deps, call: Call, ref: str, action: str, operation: str, **changes: object) -> Outcome:
+    stored = await resolve_key(deps.keys, call, ref)
+    key = stored.value
+    call.key_arn = key.arn
+    call.authorize(action, key.arn, key.account)
+    require_state(operation, key)
+    new = key.replace(**changes)
+    if new == key:
+        return Outcome()
+    return Outcome(None, deps.keys.stage_update(stored, new))
+
+
+async def update_key_description(
+    deps: Deps, call: Call, req: UpdateKeyDescriptionRequest
+) -> Outcome:
+    return await _change_key(
+        deps, call, req.key_id, "kms:UpdateKeyDescription", "UpdateKeyDescription",
+        description=req.description,
+    )
+
+
+async def enable_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    return await _change_key(
+        deps, call, req.key_id, "kms:EnableKey", "EnableKey", state=KeyState.ENABLED
+    )
+
+
+async def disable_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    return await _change_key(
+        deps, call, req.key_id, "kms:DisableKey", "DisableKey", state=KeyState.DISABLED
+    )
+
+
+async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Outcome:
+    key = (await resolve_key(deps.keys, call, req.key_id)).value
+    call.key_arn = key.arn
+    call.authorize("kms:GetKeyPolicy", key.arn, key.account)
+    if req.policy_name not in (None, POLICY_NAME):
+        raise NotFoundException("No such policy exists")
+    return Outcome(GetKeyPolicyResult(policy=key.policy, policy_name=POLICY_NAME))
+
+
+async def list_key_policies(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
+    key = (await resolve_key(deps.keys, call, req.key_id)).value
+    call.key_arn = key.arn
+    call.authorize("kms:ListKeyPolicies", key.arn, key.account)
+    return Outcome(ListKeyPoliciesResult(policy_names=[POLICY_NAME], truncated=False))

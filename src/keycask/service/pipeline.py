@@ -1,0 +1,184 @@
+"""Every request takes the same path: authenticate, decode, authorize and
+handle, audit, commit, answer.
+
+The audit record is durable before the answer leaves, and before any write is
+committed: if it cannot be written the request fails with KMSInternalException
+and has no effect. A handler's writes are staged, so a refused or failed
+request leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from keycask.audit import AuditLog, AuditRecord
+from keycask.auth import sigv4
+from keycask.auth.credentials import CredentialStore
+from keycask.errors import (
+    AuditUnavailable,
+    KMSError,
+    KMSInternalException,
+    SerializationException,
+    UnknownOperationException,
+    UnrecognizedClientException,
+    UnsupportedOperationException,
+)
+from keycask.ports import Clock
+from keycask.service.call import Call, Caller, Outcome
+from keycask.service.deps import Deps
+from keycask.service.operations import OPERATIONS, Operation
+from keycask.service.requests import build
+
+log = logging.getLogger("keycask")
+
+TARGET_PREFIX = "TrentService."
+_CONTENT_TYPES = (b"application/x-amz-json-1.1", b"application/x-amz-json-1.0")
+_INTERNAL = "An internal error occurred; the request had no effect."
+
+
+class WireCodec(Protocol):
+    """The edge's AWS JSON codec, handed in by the composition root."""
+
+    def operation_names(self) -> frozenset[str]: ...
+
+    def decode(self, operation: str, body: bytes) -> dict[str, Any]: ...
+
+    def encode(self, operation: str, result: object | None) -> bytes: ...
+
+    def encode_error(self, code: str, message: str) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    status: int
+    body: bytes
+    request_id: str
+
+
+def _header(request: sigv4.HttpRequest, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key == name:
+            return value
+    return None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        deps: Deps,
+        credentials: CredentialStore,
+        audit: AuditLog,
+        codec: WireCodec,
+        clock: Clock,
+    ) -> None:
+        self._deps = deps
+        self._credentials = credentials
+        self._audit = audit
+        self._codec = codec
+        self._clock = clock
+        self._signing_keys = sigv4.SigningKeyCache()
+        self._model_operations = codec.operation_names()
+        # Writes run one at a time per process: see operations.py.
+        self._write_lock = asyncio.Lock()
+
+    def _new_call(self, source_ip: str | None) -> Call:
+        return Call(request_id=str(uuid.uuid4()), time=self._clock.now(), source_ip=source_ip)
+
+    async def handle(self, request: sigv4.HttpRequest, source_ip: str | None) -> Reply:
+        call = self._new_call(source_ip)
+        outcome: Outcome | None = None
+        operation: Operation | None = None
+        try:
+            await self._authenticate(call, request)
+            operation = self._operation(call, request)
+            fields = self._codec.decode(operation.name, request.body)
+            typed = build(operation.request, fields)
+            if operation.mutates:
+                async with self._write_lock:
+                    outcome = await operation.handler(self._deps, call, typed)
+                    return await self._finish(call, operation, outcome)
+            outcome = await operation.handler(self._deps, call, typed)
+            return await self._finish(call, operation, outcome)
+        except KMSError as error:
+            return await self._fail(call, error)
+        except AuditUnavailable:
+            return self._no_audit(call)
+        except Exception:
+            log.exception("request %s failed unexpectedly", call.request_id)
+            return await self._fail(call, KMSInternalException(_INTERNAL))
+
+    async def refuse(self, error: KMSError, source_ip: str | None) -> Reply:
+        """Answer a request the edge refused before it could be parsed
+        (too large, wrong path): it is audited like any other."""
+        return await self._fail(self._new_call(source_ip), error)
+
+    async def _authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
+        signed = sigv4.parse(request, now=self._clock.now())
+        key = await self._credentials.lookup(signed.access_key_id)
+        if key is None or not key.active:
+            raise UnrecognizedClientException("The security token included in the request is invalid.")
+        sigv4.verify(signed, key.secret, cache=self._signing_keys)
+        call.caller = Caller(key.principal, key.access_key_id, signed.region)
+
+    def _operation(self, call: Call, request: sigv4.HttpRequest) -> Operation:
+        target = (_header(request, b"x-amz-target") or b"").decode("latin-1")
+        name = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
+        if name is None or name not in self._model_operations:
+            raise UnknownOperationException(f"Unknown operation {target[:128]!r}")
+        call.operation = name
+        content_type = (_header(request, b"content-type") or b"").split(b";")[0].strip()
+        if content_type not in _CONTENT_TYPES:
+            raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
+        operation = OPERATIONS.get(name)
+        if operation is None:
+            raise UnsupportedOperationException(f"keycask does not support {name} yet.")
+        return operation
+
+    async def _finish(self, call: Call, operation: Operation, outcome: Outcome) -> Reply:
+        body = self._codec.encode(operation.name, outcome.result)
+        await self._audit.append(self._record(call, None))
+        if outcome.writes:
+            try:
+                await self._deps.keys.commit(outcome.writes)
+            except Exception:
+                log.exception("commit failed after audit for request %s", call.request_id)
+                # The first record said success; this one says what really happened.
+                return await self._fail(call, KMSInternalException(_INTERNAL), detail="commit failed")
+        return Reply(200, body, call.request_id)
+
+    async def _fail(self, call: Call, error: KMSError, detail: str | None = None) -> Reply:
+        try:
+            await self._audit.append(self._record(call, error, detail))
+        except AuditUnavailable:
+            return self._no_audit(call)
+        return Reply(error.status, self._codec.encode_error(error.code, error.message), call.request_id)
+
+    def _no_audit(self, call: Call) -> Reply:
+        log.error("request %s refused: the audit log cannot record", call.request_id)
+        error = KMSInternalException(_INTERNAL)
+        return Reply(error.status, self._codec.encode_error(error.code, error.message), call.request_id)
+
+    def _record(self, call: Call, error: KMSError | None, detail: str | None = None) -> AuditRecord:
+        caller = call.caller
+        context: Mapping[str, str] | None = call.encryption_context
+        return AuditRecord(
+            time=call.time,
+            request_id=call.request_id,
+            operation=call.operation,
+            principal=caller.principal.arn if caller else None,
+            access_key_id=caller.access_key_id if caller else None,
+            source_ip=call.source_ip,
+            key_arn=call.key_arn,
+            encryption_context=context,
+            decision=call.decision,
+            decided_by=call.decided_by,
+            outcome="success" if error is None else "error",
+            error_code=None if error is None else error.code,
+            region=caller.region if caller else None,
+            detail=detail,
+        )

@@ -1,0 +1,80 @@
+"""Turning the references callers use (key id, key ARN, alias name, alias
+ARN) into keys, as AWS accepts them per operation."""
+
+from __future__ import annotations
+
+import uuid
+
+from keycask.errors import InvalidArnException, NotFoundException
+from keycask.keys.keystore import KeyStore, Stored
+from keycask.keys.model import Key, alias_arn, key_arn
+from keycask.service.call import Call
+
+
+def _parse_uuid(text: str) -> uuid.UUID | None:
+    if len(text) != 36:
+        return None
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
+
+
+async def resolve_key(
+    keys: KeyStore, call: Call, ref: str, *, allow_alias: bool = False
+) -> Stored[Key]:
+    """Find the key ``ref`` names, in the caller's region.
+
+    A bare key id or alias name means the caller's own account; an ARN may
+    name another account, and authorization decides whether that is allowed.
+    """
+    region, account = call.region, call.account
+    if ref.startswith("arn:"):
+        parts = ref.split(":", 5)
+        if len(parts) != 6 or parts[2] != "kms" or not parts[1].startswith("aws"):
+            raise InvalidArnException(f"Invalid arn {ref}") if not allow_alias else NotFoundException(
+                f"Invalid arn {ref}"
+            )
+        arn_region, account, resource = parts[3], parts[4], parts[5]
+        if resource.startswith("alias/"):
+            if not allow_alias:
+                raise NotFoundException(f"Invalid keyId {ref}")
+            if arn_region != region:
+                raise NotFoundException(f"Alias {ref} is not found.")
+            return await _resolve_alias(keys, call, account, resource)
+        if not resource.startswith("key/") or arn_region != region:
+            raise NotFoundException(f"Key '{ref}' does not exist")
+        key_id = _parse_uuid(resource[4:])
+    elif ref.startswith("alias/"):
+        if not allow_alias:
+            raise NotFoundException(f"Invalid keyId {ref}")
+        return await _resolve_alias(keys, call, account, ref)
+    else:
+        key_id = _parse_uuid(ref)
+        if key_id is None:
+            raise NotFoundException(f"Invalid keyId {ref}")
+    if key_id is None:
+        raise NotFoundException(f"Key '{ref}' does not exist")
+    return await _load(keys, key_id, account, region)
+
+
+async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
+    alias = await keys.get_alias(account, call.region, name)
+    if alias is None:
+        raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")
+    return await _load(keys, alias.value.target, account, call.region)
+
+
+async def _load(keys: KeyStore, key_id: uuid.UUID, account: str, region: str) -> Stored[Key]:
+    stored = await keys.get(key_id)
+    if stored is None or stored.value.account != account or stored.value.region != region:
+        raise NotFoundException(f"Key '{key_arn(region, account, str(key_id))}' does not exist")
+    return stored
+
+
+async def key_by_id(keys: KeyStore, call: Call, key_id: uuid.UUID) -> Stored[Key] | None:
+    """The key a ciphertext names, if it exists in the caller's region."""
+    stored = await keys.get(key_id)
+    if stored is None or stored.value.region != call.region:
+        return None
+    return stored

@@ -1,0 +1,72 @@
+"""TagResource, UntagResource, ListResourceTags, and the tag rules CreateKey shares."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from keycask.errors import LimitExceededException, TagException
+from keycask.keys.model import Tag
+from keycask.keys.states import require_state
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.paging import offset_marker, page_limit
+from keycask.service.requests import ListKeyScopedRequest, TagResourceRequest, UntagResourceRequest
+from keycask.service.resolve import resolve_key
+from keycask.service.results import ListResourceTagsResult
+
+MAX_TAGS = 50
+
+
+def validate_new_tags(existing: Sequence[Tag], new: Sequence[dict[str, str]]) -> tuple[Tag, ...]:
+    """Merge ``new`` over ``existing`` (a new value replaces an old one)."""
+    merged = {t.tag_key: t.tag_value for t in existing}
+    seen: set[str] = set()
+    for item in new:
+        key, value = item["tag_key"], item["tag_value"]
+        if key.startswith("aws:"):
+            raise TagException("Tag keys beginning with 'aws:' are reserved.")
+        if key in seen:
+            raise TagException(f"Duplicate tag key {key} in the request.")
+        seen.add(key)
+        merged[key] = value
+    if len(merged) > MAX_TAGS:
+        raise LimitExceededException(f"A key can have at most {MAX_TAGS} tags.")
+    return tuple(Tag(k, v) for k, v in merged.items())
+
+
+async def tag_resource(deps: Deps, call: Call, req: TagResourceRequest) -> Outcome:
+    stored = await resolve_key(deps.keys, call, req.key_id)
+    key = stored.value
+    call.key_arn = key.arn
+    call.authorize("kms:TagResource", key.arn, key.account)
+    require_state("TagResource", key)
+    tags = validate_new_tags(key.tags, req.tags)
+    return Outcome(None, deps.keys.stage_update(stored, key.replace(tags=tags)))
+
+
+async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> Outcome:
+    stored = await resolve_key(deps.keys, call, req.key_id)
+    key = stored.value
+    call.key_arn = key.arn
+    call.authorize("kms:UntagResource", key.arn, key.account)
+    require_state("UntagResource", key)
+    drop = set(req.tag_keys)
+    tags = tuple(t for t in key.tags if t.tag_key not in drop)
+    if tags == key.tags:
+        return Outcome()
+    return Outcome(None, deps.keys.stage_update(stored, key.replace(tags=tags)))
+
+
+async def list_resource_tags(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
+    key = (await resolve_key(deps.keys, call, req.key_id)).value
+    call.key_arn = key.arn
+    call.authorize("kms:ListResourceTags", key.arn, key.account)
+    start = offset_marker(req.marker)
+    limit = page_limit(req.limit, 50)
+    page = list(key.tags[start : start + limit])
+    truncated = start + limit < len(key.tags)
+    return Outcome(
+        ListResourceTagsResult(
+            tags=page, truncated=truncated, next_marker=str(start + limit) if truncated else None
+        )
+    )

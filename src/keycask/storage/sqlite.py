@@ -1,0 +1,128 @@
+"""The embedded default: one SQLite file in WAL mode.
+
+Reads run on the caller's thread through a dedicated read connection (WAL lets
+them proceed while a write commits); writes go to one writer thread because a
+commit with ``synchronous=FULL`` waits for fsync, which must not block the
+event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from keycask.errors import StorageConflict
+from keycask.ports import Delete, Entry, Put, Write
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (
+    path TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    revision INTEGER NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # FULL: a commit that acknowledges a client survives power loss.
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=10000")
+    return conn
+
+
+def _prefix_end(prefix: str) -> str:
+    # Every path starting with ``prefix`` sorts below prefix + U+10FFFF.
+    return prefix + "\U0010ffff"
+
+
+class SQLiteStorage:
+    """``Storage`` over a single SQLite database file."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._writer = _connect(path)
+        self._writer.executescript(_SCHEMA)
+        self._reader = _connect(path)
+        self._read_lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-sqlite")
+        path.chmod(0o600)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    async def get(self, path: str) -> Entry | None:
+        return self.get_sync(path)
+
+    def get_sync(self, path: str) -> Entry | None:
+        with self._read_lock:
+            row = self._reader.execute(
+                "SELECT value, revision FROM kv WHERE path = ?", (path,)
+            ).fetchone()
+        return None if row is None else Entry(bytes(row[0]), int(row[1]))
+
+    async def list(
+        self, prefix: str, after: str = "", limit: int = 1000
+    ) -> Sequence[tuple[str, Entry]]:
+        return self.list_sync(prefix, after, limit)
+
+    def list_sync(self, prefix: str, after: str = "", limit: int = 1000) -> list[tuple[str, Entry]]:
+        start = max(prefix, after)
+        with self._read_lock:
+            rows = self._reader.execute(
+                "SELECT path, value, revision FROM kv WHERE path >= ? AND path > ? AND path < ?"
+                " ORDER BY path LIMIT ?",
+                (prefix, after, _prefix_end(prefix), limit),
+            ).fetchall()
+        return [(str(p), Entry(bytes(v), int(r))) for p, v, r in rows if str(p) >= start]
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self.commit_sync, writes)
+
+    def commit_sync(self, writes: Sequence[Write]) -> None:
+        conn = self._writer
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                self._apply(conn, write)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    @staticmethod
+    def _apply(conn: sqlite3.Connection, write: Write) -> None:
+        row = conn.execute("SELECT revision FROM kv WHERE path = ?", (write.path,)).fetchone()
+        current = 0 if row is None else int(row[0])
+        if write.expect is not None and write.expect != current:
+            raise StorageConflict(
+                f"{write.path}: expected revision {write.expect}, found {current}"
+            )
+        if isinstance(write, Put):
+            conn.execute(
+                "INSERT INTO kv (path, value, revision) VALUES (?, ?, ?)"
+                " ON CONFLICT(path) DO UPDATE SET value = excluded.value,"
+                " revision = excluded.revision",
+                (write.path, write.value, current + 1),
+            )
+        elif isinstance(write, Delete):
+            conn.execute("DELETE FROM kv WHERE path = ?", (write.path,))
+
+    async def close(self) -> None:
+        self.close_sync()
+
+    def close_sync(self) -> None:
+        self._executor.shutdown(wait=True)
+        with self._read_lock:
+            self._reader.close()
+        self._writer.close()

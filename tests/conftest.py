@@ -1,0 +1,136 @@
+"""Shared fixtures: a real keycask server on 127.0.0.1, driven by boto3."""
+
+from __future__ import annotations
+
+import configparser
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A keycask server process with its own data dir and port."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
+        env.update(self.env_extra)
+        return env
+
+    def start(self) -> Server:
+        self.log_path = self.data_dir.parent / f"{self.data_dir.name}-server.log"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "keycask.cli", "server", "--dev",
+                "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env(),
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keycask exited: {self.log_path.read_text()}")
+            with contextlib.suppress(OSError):
+                with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as r:  # noqa: S310
+                    if r.status == 200:
+                        return self
+            time.sleep(0.05)
+        raise RuntimeError("keycask did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=30)
+        self.proc = None
+        return code
+
+    def restart(self, sig: int = signal.SIGTERM) -> Server:
+        self.stop(sig)
+        return self.start()
+
+    def credentials(self, profile: str = "keycask") -> tuple[str, str]:
+        parser = configparser.ConfigParser()
+        parser.read(self.data_dir / "credentials")
+        return parser[profile]["aws_access_key_id"], parser[profile]["aws_secret_access_key"]
+
+    def client(
+        self,
+        access_key: tuple[str, str] | None = None,
+        region: str = "us-east-1",
+        retries: int = 1,
+    ) -> Any:
+        akid, secret = access_key or self.credentials()
+        return boto3.client(
+            "kms",
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id=akid,
+            aws_secret_access_key=secret,
+            config=Config(retries={"max_attempts": retries, "mode": "standard"}),
+        )
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "keycask.cli", *args, "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            text=True,
+            env=self.env(),
+            check=check,
+            timeout=60,
+        )
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server shared by tests that only add state of their own."""
+    srv = Server(tmp_path_factory.mktemp("shared") / "data").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def fresh_server(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own, for tests that restart it or break it."""
+    srv = Server(tmp_path / "data").start()
+    yield srv
+    if srv.proc is not None:
+        srv.stop(signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def kms(server: Server) -> Any:
+    return server.client()
