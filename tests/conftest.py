@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import signal
 import socket
@@ -53,8 +52,15 @@ class Server:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
             [
-                sys.executable, "-m", "keycask.cli", "server", "--dev",
-                "--data-dir", str(self.data_dir), "--listen", f"127.0.0.1:{self.port}",
+                sys.executable,
+                "-m",
+                "keycask.cli",
+                "server",
+                "--dev",
+                "--data-dir",
+                str(self.data_dir),
+                "--listen",
+                f"127.0.0.1:{self.port}",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -64,12 +70,17 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"keycask exited: {self.log_path.read_text()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as r:  # noqa: S310
-                    if r.status == 200:
-                        return self
+            if self.healthy():
+                return self
             time.sleep(0.05)
         raise RuntimeError("keycask did not become ready")
+
+    def healthy(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.endpoint + "/healthz", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         assert self.proc is not None

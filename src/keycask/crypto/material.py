@@ -50,6 +50,9 @@ class KeyMaterial:
     def __reduce__(self) -> Any:
         raise TypeError("KeyMaterial cannot be pickled")
 
+    def __getstate__(self) -> Any:
+        raise TypeError("KeyMaterial has no state to export")
+
     def matches(self, other: KeyMaterial) -> bool:
         return hmac.compare_digest(self._secret, other._secret)
 

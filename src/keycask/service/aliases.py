@@ -21,7 +21,7 @@ from keycask.service.results import AliasListEntry, ListAliasesResult
 
 def _check_name(name: str) -> None:
     if not name.startswith("alias/") or len(name) <= len("alias/"):
-        raise InvalidAliasNameException("Alias must start with the prefix \"alias/\".")
+        raise InvalidAliasNameException('Alias must start with the prefix "alias/".')
     if name.startswith("alias/aws/"):
         raise InvalidAliasNameException("Alias names beginning with alias/aws/ are reserved.")
 
@@ -62,8 +62,12 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     call.authorize("kms:UpdateAlias", arn, None)
     call.authorize("kms:UpdateAlias", target.arn, target.account)
     alias = Alias(
-        req.alias_name, call.account, call.region, target.key_id,
-        existing.value.created, deps.clock.now(),
+        req.alias_name,
+        call.account,
+        call.region,
+        target.key_id,
+        existing.value.created,
+        deps.clock.now(),
     )
     return Outcome(None, deps.keys.stage_put_alias(alias, expect=existing.revision))
 

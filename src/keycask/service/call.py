@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from keycask.auth.credentials import Principal
-from keycask.ports import Write
 from keycask.policy.evaluate import Decision, Subject, decide
+from keycask.ports import Write
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,9 @@ class Call:
         """The one place a decision is enforced; the audit record names it."""
         assert self.caller is not None
         p = self.caller.principal
-        decision: Decision = decide(Subject(p.arn, p.account, p.admin), action, resource, resource_account)
+        decision: Decision = decide(
+            Subject(p.arn, p.account, p.admin), action, resource, resource_account
+        )
         self.decision = "allow" if decision.allowed else "deny"
         self.decided_by = decision.decided_by
         decision.enforce()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from keycask.crypto import random_bytes
 from keycask.errors import (
@@ -42,13 +43,11 @@ _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 def _check_algorithm(algorithm: str | None, key: Key) -> None:
     if algorithm is not None and algorithm != SYMMETRIC_DEFAULT_ALGORITHM:
         raise InvalidKeyUsageException(
-            f"{key.arn} key usage is ENCRYPT_DECRYPT and supports only {SYMMETRIC_DEFAULT_ALGORITHM}"
+            f"{key.arn} key usage is ENCRYPT_DECRYPT; it supports only SYMMETRIC_DEFAULT"
         )
 
 
-async def _use_key(
-    deps: Deps, call: Call, ref: str, action: str, operation: str
-) -> Stored[Key]:
+async def _use_key(deps: Deps, call: Call, ref: str, action: str, operation: str) -> Stored[Key]:
     stored = await resolve_key(deps.keys, call, ref, allow_alias=True)
     key = stored.value
     call.key_arn = key.arn
@@ -64,20 +63,23 @@ async def _seal(deps: Deps, key: Key, plaintext: bytes, context: bytes) -> bytes
     return seal_blob(material, BlobHeader(key.key_id, key.current_version), plaintext, context)
 
 
+@dataclass(frozen=True, slots=True)
+class _Sealed:
+    """A ciphertext to open, with what the caller says about it."""
+
+    blob: bytes
+    context: Mapping[str, str] | None
+    key_ref: str | None
+    algorithm: str | None
+
+
 async def _open(
-    deps: Deps,
-    call: Call,
-    blob: bytes,
-    context: Mapping[str, str] | None,
-    key_ref: str | None,
-    algorithm: str | None,
-    action: str,
-    operation: str,
+    deps: Deps, call: Call, sealed: _Sealed, action: str, operation: str
 ) -> tuple[Key, bytes]:
-    header, _ = parse_blob(blob)
+    header, _ = parse_blob(sealed.blob)
     expected = None
-    if key_ref is not None:
-        expected = (await resolve_key(deps.keys, call, key_ref, allow_alias=True)).value
+    if sealed.key_ref is not None:
+        expected = (await resolve_key(deps.keys, call, sealed.key_ref, allow_alias=True)).value
     stored = await key_by_id(deps.keys, call, header.key_id)
     if expected is not None and expected.key_id != header.key_id:
         call.key_arn = expected.arn
@@ -90,14 +92,14 @@ async def _open(
     call.key_arn = key.arn
     call.authorize(action, key.arn, key.account)
     require_state(operation, key)
-    _check_algorithm(algorithm, key)
-    encoded = encode_context(context)
+    _check_algorithm(sealed.algorithm, key)
+    encoded = encode_context(sealed.context)
     material = await deps.keys.material(key.key_id, header.version)
     if material is None:
         raise InvalidCiphertextException(
             "The ciphertext is invalid, was altered, or does not match the encryption context."
         )
-    return key, open_blob(material, blob, encoded)
+    return key, open_blob(material, sealed.blob, encoded)
 
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
@@ -113,16 +115,10 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
 
 async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     call.encryption_context = req.encryption_context
-    key, plaintext = await _open(
-        deps,
-        call,
-        req.ciphertext_blob,
-        req.encryption_context,
-        req.key_id,
-        req.encryption_algorithm,
-        "kms:Decrypt",
-        "Decrypt",
+    sealed = _Sealed(
+        req.ciphertext_blob, req.encryption_context, req.key_id, req.encryption_algorithm
     )
+    key, plaintext = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
     return Outcome(DecryptResult(key_id=key.arn, plaintext=plaintext))
@@ -130,16 +126,13 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
 
 async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     call.encryption_context = req.source_encryption_context
-    source, plaintext = await _open(
-        deps,
-        call,
+    sealed = _Sealed(
         req.ciphertext_blob,
         req.source_encryption_context,
         req.source_key_id,
         req.source_encryption_algorithm,
-        "kms:ReEncryptFrom",
-        "ReEncrypt",
     )
+    source, plaintext = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
     dest = (
         await _use_key(deps, call, req.destination_key_id, "kms:ReEncryptTo", "ReEncrypt")
     ).value
@@ -148,9 +141,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
     blob = await _seal(deps, dest, plaintext, context)
-    return Outcome(
-        ReEncryptResult(ciphertext_blob=blob, source_key_id=source.arn, key_id=dest.arn)
-    )
+    return Outcome(ReEncryptResult(ciphertext_blob=blob, source_key_id=source.arn, key_id=dest.arn))
 
 
 def _data_key_size(req: GenerateDataKeyRequest) -> int:
@@ -188,9 +179,7 @@ async def generate_data_key(deps: Deps, call: Call, req: GenerateDataKeyRequest)
 async def generate_data_key_without_plaintext(
     deps: Deps, call: Call, req: GenerateDataKeyRequest
 ) -> Outcome:
-    key, _, blob = await _generate_data_key(
-        deps, call, req, "GenerateDataKeyWithoutPlaintext"
-    )
+    key, _, blob = await _generate_data_key(deps, call, req, "GenerateDataKeyWithoutPlaintext")
     return Outcome(GenerateDataKeyResult(ciphertext_blob=blob, key_id=key.arn))
 
 
@@ -199,4 +188,3 @@ async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) ->
         raise ValidationException("NumberOfBytes is required.")
     call.authorize("kms:GenerateRandom", "*", None)
     return Outcome(GenerateRandomResult(plaintext=random_bytes(req.number_of_bytes)))
-

@@ -56,7 +56,11 @@ def _check_policy(policy: str) -> None:
 
 def _key_spec(req: CreateKeyRequest) -> KeySpec:
     spec = req.key_spec or req.customer_master_key_spec or "SYMMETRIC_DEFAULT"
-    if req.key_spec and req.customer_master_key_spec and req.key_spec != req.customer_master_key_spec:
+    if (
+        req.key_spec
+        and req.customer_master_key_spec
+        and req.key_spec != req.customer_master_key_spec
+    ):
         raise ValidationException("KeySpec and CustomerMasterKeySpec must not differ.")
     if spec != KeySpec.SYMMETRIC_DEFAULT:
         raise UnsupportedOperationException(f"keycask does not support KeySpec {spec} yet.")
@@ -122,7 +126,9 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     )
 
 
-async def _change_key(deps: Deps, call: Call, ref: str, action: str, operation: str, **changes: object) -> Outcome:
+async def _change_key(
+    deps: Deps, call: Call, ref: str, action: str, operation: str, **changes: object
+) -> Outcome:
     stored = await resolve_key(deps.keys, call, ref)
     key = stored.value
     call.key_arn = key.arn
@@ -138,7 +144,11 @@ async def update_key_description(
     deps: Deps, call: Call, req: UpdateKeyDescriptionRequest
 ) -> Outcome:
     return await _change_key(
-        deps, call, req.key_id, "kms:UpdateKeyDescription", "UpdateKeyDescription",
+        deps,
+        call,
+        req.key_id,
+        "kms:UpdateKeyDescription",
+        "UpdateKeyDescription",
         description=req.description,
     )
 

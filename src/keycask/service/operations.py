@@ -49,7 +49,12 @@ _ROWS = [
     Operation("CreateKey", CreateKeyRequest, keys_ops.create_key, mutates=True),
     Operation("DescribeKey", DescribeKeyRequest, keys_ops.describe_key),
     Operation("ListKeys", ListRequest, keys_ops.list_keys),
-    Operation("UpdateKeyDescription", UpdateKeyDescriptionRequest, keys_ops.update_key_description, mutates=True),
+    Operation(
+        "UpdateKeyDescription",
+        UpdateKeyDescriptionRequest,
+        keys_ops.update_key_description,
+        mutates=True,
+    ),
     Operation("EnableKey", KeyRequest, keys_ops.enable_key, mutates=True),
     Operation("DisableKey", KeyRequest, keys_ops.disable_key, mutates=True),
     Operation("GetKeyPolicy", GetKeyPolicyRequest, keys_ops.get_key_policy),

@@ -97,7 +97,7 @@ class Pipeline:
             await self._authenticate(call, request)
             operation = self._operation(call, request)
             fields = self._codec.decode(operation.name, request.body)
-            typed = build(operation.request, fields)
+            typed: object = build(operation.request, fields)
             if operation.mutates:
                 async with self._write_lock:
                     outcome = await operation.handler(self._deps, call, typed)
@@ -121,7 +121,9 @@ class Pipeline:
         signed = sigv4.parse(request, now=self._clock.now())
         key = await self._credentials.lookup(signed.access_key_id)
         if key is None or not key.active:
-            raise UnrecognizedClientException("The security token included in the request is invalid.")
+            raise UnrecognizedClientException(
+                "The security token included in the request is invalid."
+            )
         sigv4.verify(signed, key.secret, cache=self._signing_keys)
         call.caller = Caller(key.principal, key.access_key_id, signed.region)
 
@@ -148,7 +150,9 @@ class Pipeline:
             except Exception:
                 log.exception("commit failed after audit for request %s", call.request_id)
                 # The first record said success; this one says what really happened.
-                return await self._fail(call, KMSInternalException(_INTERNAL), detail="commit failed")
+                return await self._fail(
+                    call, KMSInternalException(_INTERNAL), detail="commit failed"
+                )
         return Reply(200, body, call.request_id)
 
     async def _fail(self, call: Call, error: KMSError, detail: str | None = None) -> Reply:
@@ -156,12 +160,16 @@ class Pipeline:
             await self._audit.append(self._record(call, error, detail))
         except AuditUnavailable:
             return self._no_audit(call)
-        return Reply(error.status, self._codec.encode_error(error.code, error.message), call.request_id)
+        return Reply(
+            error.status, self._codec.encode_error(error.code, error.message), call.request_id
+        )
 
     def _no_audit(self, call: Call) -> Reply:
         log.error("request %s refused: the audit log cannot record", call.request_id)
         error = KMSInternalException(_INTERNAL)
-        return Reply(error.status, self._codec.encode_error(error.code, error.message), call.request_id)
+        return Reply(
+            error.status, self._codec.encode_error(error.code, error.message), call.request_id
+        )
 
     def _record(self, call: Call, error: KMSError | None, detail: str | None = None) -> AuditRecord:
         caller = call.caller

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, TypeVar
 
 from keycask.errors import UnsupportedOperationException
@@ -17,13 +16,14 @@ from keycask.errors import UnsupportedOperationException
 R = TypeVar("R")
 
 
-@cache
-def _field_names(cls: type) -> frozenset[str]:
-    return frozenset(f.name for f in dataclasses.fields(cls))
+_FIELDS: dict[type, frozenset[str]] = {}
 
 
 def build(cls: type[R], fields: dict[str, Any]) -> R:
-    extra = fields.keys() - _field_names(cls)
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    extra = fields.keys() - names
     if extra:
         name = sorted(extra)[0]
         raise UnsupportedOperationException(f"keycask does not support the parameter {name} yet")
@@ -157,4 +157,3 @@ class UntagResourceRequest:
 class GetKeyPolicyRequest:
     key_id: str
     policy_name: str | None = None
-

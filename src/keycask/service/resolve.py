@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 
-from keycask.errors import InvalidArnException, NotFoundException
+from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
 from keycask.service.call import Call
@@ -32,9 +32,7 @@ async def resolve_key(
     if ref.startswith("arn:"):
         parts = ref.split(":", 5)
         if len(parts) != 6 or parts[2] != "kms" or not parts[1].startswith("aws"):
-            raise InvalidArnException(f"Invalid arn {ref}") if not allow_alias else NotFoundException(
-                f"Invalid arn {ref}"
-            )
+            raise NotFoundException(f"Invalid arn {ref}")
         arn_region, account, resource = parts[3], parts[4], parts[5]
         if resource.startswith("alias/"):
             if not allow_alias:

@@ -73,15 +73,16 @@ class SQLiteStorage:
     ) -> Sequence[tuple[str, Entry]]:
         return self.list_sync(prefix, after, limit)
 
-    def list_sync(self, prefix: str, after: str = "", limit: int = 1000) -> list[tuple[str, Entry]]:
-        start = max(prefix, after)
+    def list_sync(
+        self, prefix: str, after: str = "", limit: int = 1000
+    ) -> Sequence[tuple[str, Entry]]:
         with self._read_lock:
             rows = self._reader.execute(
                 "SELECT path, value, revision FROM kv WHERE path >= ? AND path > ? AND path < ?"
                 " ORDER BY path LIMIT ?",
                 (prefix, after, _prefix_end(prefix), limit),
             ).fetchall()
-        return [(str(p), Entry(bytes(v), int(r))) for p, v, r in rows if str(p) >= start]
+        return [(str(p), Entry(bytes(v), int(r))) for p, v, r in rows]
 
     async def commit(self, writes: Sequence[Write]) -> None:
         if not writes:

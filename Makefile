@@ -1,0 +1,45 @@
+# Two commands for a newcomer: `make run` and `make test`. Both set up what
+# they need first: a virtualenv in .venv with keycask and its tools.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KEYCASK_LISTEN ?= 127.0.0.1:9567
+export KEYCASK_DATA_DIR ?= ./.keycask
+
+.PHONY: run test lint typecheck layers unit bench venv clean
+
+run: $(STAMP)
+	$(BIN)/keycask server --dev
+
+test: $(STAMP) lint typecheck layers
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+layers: $(STAMP)
+	$(BIN)/lint-imports
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keycask needs Python 3.11 or newer")'
+	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-venv
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+# Debian's python3 ships without venv and ensurepip.
+debian-venv:
+	@command -v apt-get >/dev/null || { echo "python3 -m venv is not available; install your distribution's venv package"; exit 1; }
+	apt-get update -qq && apt-get install -y -qq python3-venv
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
