@@ -1,0 +1,8 @@
+"""The audit log: every request, allowed or denied, recorded durably before its answer leaves."""
+
+from __future__ import annotations
+
+from keycask.audit.chain import GENESIS, AuditLog, VerifyResult, verify
+from keycask.audit.record import AuditRecord
+
+__all__ = ["GENESIS", "AuditLog", "AuditRecord", "VerifyResult", "verify"]
