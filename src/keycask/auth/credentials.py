@@ -11,6 +11,7 @@ after first use. Paths:
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +19,13 @@ from datetime import UTC, datetime
 import orjson
 
 from keycask.barrier import Barrier
-from keycask.errors import AlreadyExistsException
+from keycask.errors import AlreadyExistsException, ValidationException
 
 _ACCESS_KEY_PREFIX = "AKKC"  # keycask's own prefix: never mistaken for an AWS key
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+# IAM's rules for user and role names.
+_NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
+_ACCOUNT = re.compile(r"^[0-9]{12}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,10 @@ class CredentialStore:
 
     async def create_principal(self, account: str, name: str, *, admin: bool) -> AccessKey:
         """Create a principal with one access key; the secret is returned once."""
+        if not _NAME.match(name):
+            raise ValidationException("principal names are 1-64 of A-Z a-z 0-9 + = , . @ _ -")
+        if not _ACCOUNT.match(account):
+            raise ValidationException("account ids are 12 digits")
         if await self.get_principal(account, name) is not None:
             raise AlreadyExistsException(f"principal {name} already exists in account {account}")
         principal = Principal(account, name, admin)
