@@ -49,7 +49,9 @@ async def _serve(settings: config.Settings) -> int:
         config_file, credentials_file, created = await ensure_dev_profile(runtime)
         if created:
             await runtime.audit.append(
-                _admin_record("keycask:CreatePrincipal", config_file.name, "dev admin profile written to")
+                _admin_record(
+                    "keycask:CreatePrincipal", config_file.name, "dev admin profile written to"
+                )
             )
         print(
             "keycask is serving the AWS KMS API at "
@@ -146,9 +148,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     server = sub.add_parser("server", help="serve the AWS KMS API")
-    server.add_argument("--dev", action="store_true", help="development mode: dev seal, local profile")
-    server.add_argument("--listen", help=f"HOST:PORT (env KEYCASK_LISTEN, default {config.DEFAULT_LISTEN})")
-    server.add_argument("--data-dir", help="data directory (env KEYCASK_DATA_DIR, default ./.keycask)")
+    server.add_argument(
+        "--dev", action="store_true", help="development mode: dev seal, local profile"
+    )
+    server.add_argument(
+        "--listen", help=f"HOST:PORT (env KEYCASK_LISTEN, default {config.DEFAULT_LISTEN})"
+    )
+    server.add_argument(
+        "--data-dir", help="data directory (env KEYCASK_DATA_DIR, default ./.keycask)"
+    )
     server.add_argument("--account-id", help="account of the dev admin (env KEYCASK_ACCOUNT_ID)")
     server.add_argument("--region", help="region written to the dev profile (env KEYCASK_REGION)")
     server.set_defaults(func=cmd_server)
@@ -160,11 +168,15 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="may do everything in its account")
     create.add_argument("--account", help="account id (default KEYCASK_ACCOUNT_ID or 000000000000)")
-    create.add_argument("--json", action="store_true", help="print Arn, AccessKeyId, SecretAccessKey as JSON")
+    create.add_argument(
+        "--json", action="store_true", help="print Arn, AccessKeyId, SecretAccessKey as JSON"
+    )
     create.add_argument("--data-dir")
     create.set_defaults(func=cmd_principals_create)
 
-    audit = sub.add_parser("audit", help="the audit log").add_subparsers(dest="action", required=True)
+    audit = sub.add_parser("audit", help="the audit log").add_subparsers(
+        dest="action", required=True
+    )
     check = audit.add_parser("verify", help="check the hash chain of every audit segment")
     check.add_argument("--data-dir")
     check.set_defaults(func=cmd_audit_verify)
@@ -172,7 +184,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)

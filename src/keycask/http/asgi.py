@@ -78,11 +78,15 @@ class KMSApp:
         method, path = scope["method"], scope["path"]
         if path == "/healthz" and method in ("GET", "HEAD"):
             status = 200 if self.ready else 503
-            await _send(send, status, b'{"status":"ok"}' if self.ready else b'{"status":"starting"}', [])
+            await _send(
+                send, status, b'{"status":"ok"}' if self.ready else b'{"status":"starting"}', []
+            )
             return
         if path != "/" or method != "POST":
             reply = await self._pipeline.refuse(
-                UnknownOperationException(f"keycask serves the KMS API at POST /, not {method} {path[:64]}"),
+                UnknownOperationException(
+                    f"keycask serves the KMS API at POST /, not {method} {path[:64]}"
+                ),
                 source_ip,
             )
             await _send_reply(send, reply)

@@ -122,9 +122,7 @@ class KeyStore:
         self._aliases[path] = stored
         return stored
 
-    async def list_aliases(
-        self, account: str, region: str, after: str, limit: int
-    ) -> list[Alias]:
+    async def list_aliases(self, account: str, region: str, after: str, limit: int) -> list[Alias]:
         prefix = _alias_prefix(account, region)
         rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
         return [Alias.from_doc(orjson.loads(v.value)) for _, v in rows]
@@ -135,7 +133,9 @@ class KeyStore:
 
     def stage_delete_alias(self, old: Stored[Alias]) -> list[Write]:
         a = old.value
-        return [self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)]
+        return [
+            self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)
+        ]
 
     # -- committing --
 

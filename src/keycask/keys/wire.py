@@ -59,9 +59,7 @@ def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
     return BlobHeader(uuid.UUID(bytes=key_bytes), version), blob[HEADER_SIZE:]
 
 
-def seal_blob(
-    material: KeyMaterial, header: BlobHeader, plaintext: bytes, context: bytes
-) -> bytes:
+def seal_blob(material: KeyMaterial, header: BlobHeader, plaintext: bytes, context: bytes) -> bytes:
     """``context`` is the output of ``encode_context``."""
     raw = header.encode()
     return raw + seal_message(material, plaintext, header=raw, context=context)
@@ -71,7 +69,9 @@ def open_blob(material: KeyMaterial, blob: bytes, context: bytes) -> bytes:
     """Decrypt a blob whose header was already parsed and whose key version
     ``material`` belongs to."""
     try:
-        return open_message(material, blob[HEADER_SIZE:], header=blob[:HEADER_SIZE], context=context)
+        return open_message(
+            material, blob[HEADER_SIZE:], header=blob[:HEADER_SIZE], context=context
+        )
     except AuthenticationFailed:
         raise InvalidCiphertextException(_INVALID) from None
 
