@@ -57,6 +57,8 @@ class Runtime:
 
 async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    # The data dir is keycask's own: nobody else needs to list it.
+    settings.data_dir.chmod(0o700)
     root = DevSeal(settings.data_dir).root_key()
     storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:

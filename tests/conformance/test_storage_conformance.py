@@ -129,6 +129,10 @@ async def test_committed_writes_survive_reopen(tmp_path: Path) -> None:
     await second.close()
 
 
-def test_sqlite_file_is_private(sqlite_store: SQLiteStorage) -> None:
-    assert sqlite_store.path.stat().st_mode & 0o077 == 0
-    asyncio.run(sqlite_store.close())
+async def test_sqlite_files_are_private(sqlite_store: SQLiteStorage) -> None:
+    await sqlite_store.commit([Put("x", b"y")])
+    files = list(sqlite_store.path.parent.glob(sqlite_store.path.name + "*"))
+    assert {f.name for f in files} >= {"store.db", "store.db-wal", "store.db-shm"}
+    for f in files:
+        assert f.stat().st_mode & 0o077 == 0, f
+    await sqlite_store.close()

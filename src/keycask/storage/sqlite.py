@@ -9,6 +9,7 @@ event loop.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -47,12 +48,15 @@ class SQLiteStorage:
     def __init__(self, path: Path) -> None:
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Create the file private before SQLite opens it: SQLite gives the
+        # -wal and -shm files the database file's mode.
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        path.chmod(0o600)
         self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)
         self._reader = _connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-sqlite")
-        path.chmod(0o600)
 
     @property
     def path(self) -> Path:
