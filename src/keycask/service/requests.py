@@ -11,22 +11,49 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from keycask.errors import UnsupportedOperationException
+from keycask.errors import UnsupportedOperationException, ValidationException
 
 R = TypeVar("R")
 
 
-_FIELDS: dict[type, frozenset[str]] = {}
+# Per request type: (all field names, names without a default).
+_FIELDS: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
+
+
+def _fields_of(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        required = frozenset(
+            f.name
+            for f in fields
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        )
+        found = _FIELDS[cls] = (frozenset(f.name for f in fields), required)
+    return found
+
+
+def _member(name: str) -> str:
+    """The AWS member name for a field name (``key_id`` -> ``KeyId``), for messages."""
+    return "".join(part.capitalize() for part in name.split("_"))
 
 
 def build(cls: type[R], fields: dict[str, Any]) -> R:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    names, required = _fields_of(cls)
     extra = fields.keys() - names
     if extra:
-        name = sorted(extra)[0]
+        name = _member(sorted(extra)[0])
         raise UnsupportedOperationException(f"keycask does not support the parameter {name} yet")
+    # Some members the model leaves optional are required in practice
+    # (Decrypt's CiphertextBlob): refuse them here as AWS does.
+    missing = required - fields.keys()
+    if missing:
+        member = _member(sorted(missing)[0])
+        name = member[0].lower() + member[1:]
+        raise ValidationException(
+            f"1 validation error detected: Value null at '{name}' failed to satisfy "
+            "constraint: Member must not be null"
+        )
     return cls(**fields)
 
 

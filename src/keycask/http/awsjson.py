@@ -1,0 +1,658 @@
+"""The AWS JSON 1.1 codec, driven by botocore's KMS model.
+
+The model is walked once, at load: every shape becomes one decoder closure and
+one encoder closure with its constraints baked in, so a request costs one JSON
+parse plus a walk over the members of its operation. AWS member names stop
+here: decoded structures have snake_case keys and encoders read snake_case
+attributes or keys.
+
+Messages follow AWS's wording ("1 validation error detected: Value at 'keyId'
+failed to satisfy constraint: ...") with one deliberate difference: no message
+ever repeats a member's value, because values may be plaintext or secrets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+import pybase64
+
+from keycask.errors import SerializationException, UnknownOperationException, ValidationException
+
+__all__ = ["Codec", "encode_error", "snake_case"]
+
+# A decoder gets the JSON value, its member path (only ever used in messages) and
+# the list collecting constraint violations; a value of the wrong JSON type
+# raises at once, because nothing below it can be checked meaningfully.
+Decoder = Callable[[Any, str, list[str]], Any]
+# An encoder gets a service-layer value and returns what orjson should write.
+Encoder = Callable[[Any], Any]
+
+_WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND: Final = timedelta(milliseconds=1)
+_UNBOUNDED: Final = sys.maxsize
+_INTEGER_RANGES: Final = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+# A message listing thousands of violations is an amplification vector; the
+# count stays exact, the listing stops here.
+_MAX_LISTED_VIOLATIONS: Final = 25
+_MAX_NAME_SHOWN: Final = 64
+
+
+def snake_case(name: str) -> str:
+    """``AWSAccountId`` -> ``aws_account_id``: the Python name of an AWS member."""
+    return _WORD_BOUNDARY.sub("_", name).lower()
+
+
+def encode_error(code: str, message: str) -> bytes:
+    """The body of an AWS JSON 1.1 error answer."""
+    return orjson.dumps({"__type": code, "message": message})
+
+
+class Codec:
+    """Decodes request bodies and encodes results for every operation of a model."""
+
+    def __init__(self, model: Mapping[str, Any]) -> None:
+        compiler = _Compiler(model["shapes"])
+        compiler.compile_all_patterns()
+        self._decoders: dict[str, Decoder] = {}
+        self._encoders: dict[str, Encoder | None] = {}
+        self._memberless_outputs: set[str] = set()
+        for name, operation in model["operations"].items():
+            self._decoders[name] = compiler.operation_decoder(operation.get("input"))
+            output = operation.get("output")
+            self._encoders[name] = compiler.encoder(output["shape"]) if output else None
+            if output and not model["shapes"][output["shape"]]["members"]:
+                self._memberless_outputs.add(name)
+        self._names = frozenset(self._decoders)
+
+    @classmethod
+    def load(cls) -> Codec:
+        """A codec for the KMS model of the installed botocore."""
+        from botocore.loaders import Loader
+
+        return cls(Loader().load_service_model("kms", "service-2"))
+
+    def operation_names(self) -> frozenset[str]:
+        return self._names
+
+    def decode(self, operation: str, body: bytes) -> dict[str, Any]:
+        """Validated request values with snake_case keys; raises the AWS error on bad input."""
+        decoder = self._decoders.get(operation)
+        if decoder is None:
+            raise UnknownOperationException(_unknown_operation(operation))
+        document = _parse_json(body) if body else {}
+        violations: list[str] = []
+        request = decoder(document, "", violations)
+        if violations:
+            raise ValidationException(_summarize(violations))
+        result: dict[str, Any] = request
+        return result
+
+    def encode(self, operation: str, result: object | None) -> bytes:
+        """The response body; a result that does not fit the model raises ``TypeError``."""
+        try:
+            encoder = self._encoders[operation]
+        except KeyError:
+            raise UnknownOperationException(_unknown_operation(operation)) from None
+        if encoder is None:
+            if result is not None:
+                raise TypeError(f"{operation} has no output; its handler must return None")
+            return b""
+        if result is None and operation in self._memberless_outputs:
+            return b"{}"
+        try:
+            return orjson.dumps(encoder(result))
+        except _ResultTypeError as exc:
+            raise _ResultTypeError(f"{operation} result field {exc.path}", exc.problem) from None
+
+
+class _ResultTypeError(TypeError):
+    """A result does not fit the operation's output shape: a bug in the service layer."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = path
+        self.problem = problem
+
+
+# -- parsing and messages --
+
+
+def _parse_json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson's own text is not shown: our wording is stable and certainly
+        # never quotes the body.
+        raise SerializationException(_json_problem(exc)) from None
+
+
+def _json_problem(exc: orjson.JSONDecodeError) -> str:
+    if "UTF-8" in exc.msg:
+        return "Request body is not valid UTF-8"
+    if "depth" in exc.msg or "recursion" in exc.msg.lower():
+        return "Request body is nested too deeply"
+    return f"Request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+
+
+def _summarize(violations: list[str]) -> str:
+    count = len(violations)
+    listed = "; ".join(violations[:_MAX_LISTED_VIOLATIONS])
+    if count > _MAX_LISTED_VIOLATIONS:
+        listed += f"; and {count - _MAX_LISTED_VIOLATIONS} more"
+    plural = "" if count == 1 else "s"
+    return f"{count} validation error{plural} detected: {listed}"
+
+
+def _shown(name: str) -> str:
+    # Names come from the caller; keep an absurdly long one from filling the answer.
+    return name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + "..."
+
+
+def _unknown_operation(operation: str) -> str:
+    return f"Operation '{_shown(operation)}' is not supported"
+
+
+def _unknown_member(key: str, path: str) -> str:
+    where = f"'{path}'" if path else "input"
+    return f"Unknown parameter '{_shown(key)}' in {where}"
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
+
+
+def _wrong_type(path: str, expected: str, value: object) -> SerializationException:
+    where = f"Value at '{path}'" if path else "Request body"
+    return SerializationException(f"{where} must be {expected}, got {_json_kind(value)}")
+
+
+def _missing(path: str) -> str:
+    return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
+
+
+def _violation(path: str, rule: str) -> str:
+    return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
+
+
+def _size_violation(path: str, size: int, low: int, high: int, noun: str) -> str:
+    if size < low:
+        return _violation(path, f"have {noun} greater than or equal to {low}")
+    return _violation(path, f"have {noun} less than or equal to {high}")
+
+
+def _member_path(name: str) -> str:
+    # AWS names members in messages with a lower-case first letter ("keyId").
+    return name[:1].lower() + name[1:]
+
+
+def _compile_pattern(pattern: str) -> re.Pattern[str]:
+    # The model's patterns are Java regular expressions matched against the
+    # whole value; re.ASCII keeps \w, \d and \s ASCII-only as they are in Java.
+    return re.compile(pattern, re.ASCII)
+
+
+# -- decoders of leaf shapes that need no closure --
+
+
+def _decode_plain_string(value: Any, path: str, violations: list[str]) -> Any:
+    if type(value) is not str:
+        raise _wrong_type(path, "a string", value)
+    return value
+
+
+def _decode_boolean(value: Any, path: str, violations: list[str]) -> Any:
+    if type(value) is not bool:
+        raise _wrong_type(path, "a boolean", value)
+    return value
+
+
+def _decode_timestamp(value: Any, path: str, violations: list[str]) -> Any:
+    if type(value) is not int and type(value) is not float:
+        raise _wrong_type(path, "a number (seconds since the epoch)", value)
+    try:
+        return datetime.fromtimestamp(value, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise SerializationException(f"Value at '{path}' is not a valid timestamp") from None
+
+
+# -- encoders of leaf shapes --
+
+
+def _encode_string(value: Any) -> Any:
+    if type(value) is str:
+        return value
+    if isinstance(value, enum.Enum):
+        if isinstance(value.value, str):
+            return str.__str__(value.value)
+    elif isinstance(value, str):
+        return str.__str__(value)
+    raise TypeError(f"expected str or a str-valued Enum, got {type(value).__name__}")
+
+
+def _encode_integer(value: Any) -> Any:
+    if type(value) is int:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise TypeError(f"expected int, got {type(value).__name__}")
+
+
+def _encode_float(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    raise TypeError(f"expected float, got {type(value).__name__}")
+
+
+def _encode_boolean(value: Any) -> Any:
+    if type(value) is bool:
+        return value
+    raise TypeError(f"expected bool, got {type(value).__name__}")
+
+
+def _encode_blob(value: Any) -> Any:
+    if isinstance(value, bytes | bytearray):
+        return pybase64.b64encode_as_string(value)
+    raise TypeError(f"expected bytes, got {type(value).__name__}")
+
+
+def _encode_timestamp(value: Any) -> Any:
+    if not isinstance(value, datetime):
+        raise TypeError(f"expected datetime, got {type(value).__name__}")
+    if value.utcoffset() is None:
+        raise TypeError("a naive datetime has no defined instant; use an aware one")
+    # Whole milliseconds, computed on integers so no float rounding creeps in.
+    return ((value - _EPOCH) // _MILLISECOND) / 1000
+
+
+def _encode_list(member: Encoder) -> Encoder:
+    def encode(value: Any) -> Any:
+        if isinstance(value, str | bytes | bytearray) or not isinstance(value, Sequence):
+            raise TypeError(f"expected a sequence, got {type(value).__name__}")
+        return [member(item) for item in value]
+
+    return encode
+
+
+def _encode_map(key: Encoder, member: Encoder) -> Encoder:
+    def encode(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise TypeError(f"expected a mapping, got {type(value).__name__}")
+        return {key(k): member(v) for k, v in value.items()}
+
+    return encode
+
+
+class _Compiler:
+    """Turns model shapes into closures, each shape once."""
+
+    def __init__(self, shapes: Mapping[str, Any]) -> None:
+        self._shapes = shapes
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._decoders: dict[str, Decoder] = {}
+        self._encoders: dict[str, Encoder] = {}
+        self._building: set[tuple[str, str]] = set()
+
+    def compile_all_patterns(self) -> None:
+        # Every pattern, used or not, so a model we cannot enforce fails at start.
+        for shape in self._shapes.values():
+            if "pattern" in shape:
+                self._pattern(shape["pattern"])
+
+    def _pattern(self, pattern: str) -> re.Pattern[str]:
+        compiled = self._patterns.get(pattern)
+        if compiled is None:
+            compiled = self._patterns[pattern] = _compile_pattern(pattern)
+        return compiled
+
+    def operation_decoder(self, input_ref: Mapping[str, Any] | None) -> Decoder:
+        if input_ref is None:
+            return self._structure_decoder({"members": {}})
+        return self.decoder(input_ref["shape"])
+
+    # -- decoders --
+
+    def decoder(self, name: str) -> Decoder:
+        found = self._decoders.get(name)
+        if found is not None:
+            return found
+        if ("decode", name) in self._building:
+            # A recursive shape: resolve when called, by which time it exists.
+            def deferred(value: Any, path: str, violations: list[str]) -> Any:
+                return self._decoders[name](value, path, violations)
+
+            return deferred
+        self._building.add(("decode", name))
+        built = self._build_decoder(name, self._shapes[name])
+        self._building.discard(("decode", name))
+        self._decoders[name] = built
+        return built
+
+    def _build_decoder(self, name: str, shape: Mapping[str, Any]) -> Decoder:
+        kind = shape["type"]
+        if kind == "structure":
+            return self._structure_decoder(shape)
+        if kind == "list":
+            return self._list_decoder(shape)
+        if kind == "map":
+            return self._map_decoder(shape)
+        if kind == "string":
+            return self._string_decoder(shape)
+        if kind == "blob":
+            return _blob_decoder(shape)
+        if kind in _INTEGER_RANGES:
+            return _integer_decoder(kind, shape)
+        if kind in ("float", "double"):
+            return _float_decoder(shape)
+        if kind == "boolean":
+            return _decode_boolean
+        if kind == "timestamp":
+            _require_epoch_seconds(name, shape)
+            return _decode_timestamp
+        raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
+
+    def _structure_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        members = {
+            _json_name(member, spec): (
+                snake_case(member),
+                _member_path(member),
+                self.decoder(spec["shape"]),
+            )
+            for member, spec in shape["members"].items()
+        }
+        required = tuple(
+            (_json_name(member, shape["members"][member]), _member_path(member))
+            for member in shape.get("required", ())
+        )
+
+        # Walks the members the request holds rather than all the model has:
+        # requests carry few of them, and this loop is most of the codec's cost.
+        def decode(value: Any, path: str, violations: list[str]) -> Any:
+            if type(value) is not dict:
+                raise _wrong_type(path, "a JSON object", value)
+            out: dict[str, Any] = {}
+            for key, item in value.items():
+                known = members.get(key)
+                if known is None:
+                    violations.append(_unknown_member(key, path))
+                elif item is not None:
+                    snake, member_path, member = known
+                    child = f"{path}.{member_path}" if path else member_path
+                    out[snake] = member(item, child, violations)
+            for json_name, member_path in required:
+                if value.get(json_name) is None:
+                    violations.append(_missing(f"{path}.{member_path}" if path else member_path))
+            return out
+
+        return decode
+
+    def _list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        member = self.decoder(shape["member"]["shape"])
+        low, high = _bounds(shape)
+
+        def decode(value: Any, path: str, violations: list[str]) -> Any:
+            if type(value) is not list:
+                raise _wrong_type(path, "an array", value)
+            if not low <= len(value) <= high:
+                violations.append(_size_violation(path, len(value), low, high, "length"))
+            return [
+                member(item, f"{path}.{i}.member", violations) for i, item in enumerate(value, 1)
+            ]
+
+        return decode
+
+    def _map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        key = self.decoder(shape["key"]["shape"])
+        member = self.decoder(shape["value"]["shape"])
+        low, high = _bounds(shape)
+        # JSON object keys are always strings, so a map of unconstrained strings
+        # (the encryption context) needs only its values' types checked.
+        plain = key is _decode_plain_string and member is _decode_plain_string
+
+        def decode(value: Any, path: str, violations: list[str]) -> Any:
+            if type(value) is not dict:
+                raise _wrong_type(path, "a JSON object", value)
+            if not low <= len(value) <= high:
+                violations.append(_size_violation(path, len(value), low, high, "length"))
+            if plain:
+                for item in value.values():
+                    if type(item) is not str:
+                        break
+                else:
+                    return value
+            # Entries are named by position: keys are caller data too.
+            return {
+                key(k, f"{path}.{i}.key", violations): member(v, f"{path}.{i}.value", violations)
+                for i, (k, v) in enumerate(value.items(), 1)
+            }
+
+        return decode
+
+    def _string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        low, high = _bounds(shape)
+        allowed = frozenset(shape["enum"]) if "enum" in shape else None
+        enum_rule = f"satisfy enum value set: [{', '.join(shape.get('enum', ()))}]"
+        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
+        pattern_rule = f"satisfy regular expression pattern: {shape.get('pattern')}"
+        if low == 0 and high == _UNBOUNDED and allowed is None and pattern is None:
+            return _decode_plain_string
+
+        def decode(value: Any, path: str, violations: list[str]) -> Any:
+            if type(value) is not str:
+                raise _wrong_type(path, "a string", value)
+            size = len(value)
+            if not low <= size <= high:
+                violations.append(_size_violation(path, size, low, high, "length"))
+            if allowed is not None and value not in allowed:
+                violations.append(_violation(path, enum_rule))
+            # An over-long value is not matched at all: its length is already an
+            # error and a pattern should never get the chance to backtrack on it.
+            if pattern is not None and size <= high and pattern.fullmatch(value) is None:
+                violations.append(_violation(path, pattern_rule))
+            return value
+
+        return decode
+
+    # -- encoders --
+
+    def encoder(self, name: str) -> Encoder:
+        found = self._encoders.get(name)
+        if found is not None:
+            return found
+        if ("encode", name) in self._building:
+
+            def deferred_encoder(value: Any) -> Any:
+                return self._encoders[name](value)
+
+            return deferred_encoder
+        self._building.add(("encode", name))
+        built = self._build_encoder(name, self._shapes[name])
+        self._building.discard(("encode", name))
+        self._encoders[name] = built
+        return built
+
+    def _build_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+        kind = shape["type"]
+        if kind == "structure":
+            return self._structure_encoder(name, shape)
+        if kind == "list":
+            return _encode_list(self.encoder(shape["member"]["shape"]))
+        if kind == "map":
+            return _encode_map(
+                self.encoder(shape["key"]["shape"]), self.encoder(shape["value"]["shape"])
+            )
+        if kind == "timestamp":
+            _require_epoch_seconds(name, shape)
+        leaf = _LEAF_ENCODERS.get(kind)
+        if leaf is None:
+            raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
+        return leaf
+
+    def _structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+        members = tuple(
+            (snake_case(member), _json_name(member, spec), self.encoder(spec["shape"]))
+            for member, spec in shape["members"].items()
+        )
+        known = frozenset(snake for snake, _, _ in members)
+        # Per dataclass type: its fields the model has no member for (a value in
+        # one would silently vanish from the answer, so it is an error), and the
+        # members it can hold, so each answer reads only attributes that exist.
+        plans: dict[type, tuple[tuple[str, ...], tuple[tuple[str, str, Encoder], ...]]] = {}
+
+        def plan(cls: type) -> tuple[tuple[str, ...], tuple[tuple[str, str, Encoder], ...]]:
+            fields = [f.name for f in dataclasses.fields(cls)]
+            extra = tuple(field for field in fields if field not in known)
+            held = tuple(m for m in members if m[0] in fields or hasattr(cls, m[0]))
+            plans[cls] = (extra, held)
+            return extra, held
+
+        def from_dataclass(value: Any, extra: tuple[str, ...], held: Any) -> dict[str, Any]:
+            for field in extra:
+                if getattr(value, field) is not None:
+                    raise TypeError(f"{name} has no member for field {field!r}")
+            out: dict[str, Any] = {}
+            snake = ""
+            try:
+                for snake, json_name, member in held:
+                    item = getattr(value, snake)
+                    if item is not None:
+                        out[json_name] = member(item)
+            except TypeError as exc:
+                raise _within(snake, exc) from None
+            return out
+
+        def from_mapping(value: Mapping[str, Any]) -> dict[str, Any]:
+            if not known.issuperset(value.keys()):
+                for key, item in value.items():
+                    if key not in known and item is not None:
+                        raise TypeError(f"{name} has no member for key {key!r}")
+            out: dict[str, Any] = {}
+            snake = ""
+            try:
+                for snake, json_name, member in members:
+                    item = value.get(snake)
+                    if item is not None:
+                        out[json_name] = member(item)
+            except TypeError as exc:
+                raise _within(snake, exc) from None
+            return out
+
+        def encode(value: Any) -> Any:
+            cls = type(value)
+            known_plan = plans.get(cls)
+            if known_plan is not None:
+                return from_dataclass(value, *known_plan)
+            if isinstance(value, Mapping):
+                return from_mapping(value)
+            if dataclasses.is_dataclass(value) and not isinstance(value, type):
+                return from_dataclass(value, *plan(cls))
+            raise TypeError(f"expected a dataclass or a mapping, got {cls.__name__}")
+
+        return encode
+
+
+def _within(field: str, exc: TypeError) -> _ResultTypeError:
+    """Name the field a wrong-typed value sat in, innermost last."""
+    if isinstance(exc, _ResultTypeError):
+        return _ResultTypeError(f"{field}.{exc.path}", exc.problem)
+    return _ResultTypeError(field, str(exc))
+
+
+_LEAF_ENCODERS: Final[Mapping[str, Encoder]] = {
+    "string": _encode_string,
+    "integer": _encode_integer,
+    "long": _encode_integer,
+    "float": _encode_float,
+    "double": _encode_float,
+    "boolean": _encode_boolean,
+    "blob": _encode_blob,
+    "timestamp": _encode_timestamp,
+}
+
+
+def _json_name(member: str, spec: Mapping[str, Any]) -> str:
+    name: str = spec.get("locationName", member)
+    return name
+
+
+def _bounds(shape: Mapping[str, Any]) -> tuple[int, int]:
+    return int(shape.get("min", 0)), int(shape.get("max", _UNBOUNDED))
+
+
+def _require_epoch_seconds(name: str, shape: Mapping[str, Any]) -> None:
+    form = shape.get("timestampFormat", "unixTimestamp")
+    if form != "unixTimestamp":
+        raise ValueError(f"shape {name!r} uses timestampFormat {form!r}; only epoch seconds")
+
+
+def _blob_decoder(shape: Mapping[str, Any]) -> Decoder:
+    low, high = _bounds(shape)
+
+    def decode(value: Any, path: str, violations: list[str]) -> Any:
+        if type(value) is not str:
+            raise _wrong_type(path, "a base64-encoded string", value)
+        try:
+            raw = pybase64.b64decode(value, validate=True)
+        except ValueError:
+            raise SerializationException(f"Value at '{path}' is not valid base64") from None
+        if not low <= len(raw) <= high:
+            violations.append(_size_violation(path, len(raw), low, high, "length"))
+        return raw
+
+    return decode
+
+
+def _integer_decoder(kind: str, shape: Mapping[str, Any]) -> Decoder:
+    smallest, largest = _INTEGER_RANGES[kind]
+    low = int(shape.get("min", smallest))
+    high = int(shape.get("max", largest))
+    width = "32-bit" if kind == "integer" else "64-bit"
+
+    def decode(value: Any, path: str, violations: list[str]) -> Any:
+        if type(value) is not int:
+            raise _wrong_type(path, "an integer", value)
+        if not smallest <= value <= largest:
+            raise SerializationException(f"Value at '{path}' does not fit a {width} integer")
+        if value < low:
+            violations.append(_violation(path, f"have value greater than or equal to {low}"))
+        elif value > high:
+            violations.append(_violation(path, f"have value less than or equal to {high}"))
+        return value
+
+    return decode
+
+
+def _float_decoder(shape: Mapping[str, Any]) -> Decoder:
+    low = float(shape.get("min", float("-inf")))
+    high = float(shape.get("max", float("inf")))
+
+    def decode(value: Any, path: str, violations: list[str]) -> Any:
+        if type(value) is not float and type(value) is not int:
+            raise _wrong_type(path, "a number", value)
+        if value < low:
+            violations.append(_violation(path, f"have value greater than or equal to {low:g}"))
+        elif value > high:
+            violations.append(_violation(path, f"have value less than or equal to {high:g}"))
+        return float(value)
+
+    return decode
