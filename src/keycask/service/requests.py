@@ -23,7 +23,7 @@ _FIELDS: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
 def _fields_of(cls: type) -> tuple[frozenset[str], frozenset[str]]:
     found = _FIELDS.get(cls)
     if found is None:
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+        fields = dataclasses.fields(cls)
         required = frozenset(
             f.name
             for f in fields
