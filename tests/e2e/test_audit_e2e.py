@@ -1,0 +1,337 @@
+"""The audit log, end to end: one record per request, a chain that exposes
+edits, and fail-closed behaviour when the log cannot be written."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import resource
+import secrets
+import sys
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rawclient import RawKMS, b64, send
+
+SECRET = b"audit must never see this plaintext"
+CONTEXT = {"run": "audit-e2e"}
+
+
+def _audit_file(server: Any) -> Path:
+    return Path(server.data_dir) / "audit" / "server.jsonl"
+
+
+def _records(server: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in _audit_file(server).read_text().splitlines()]
+
+
+def _request_id(response: dict[str, Any]) -> str:
+    request_id = response["ResponseMetadata"].get("RequestId")
+    assert request_id, response["ResponseMetadata"]
+    return str(request_id)
+
+
+def _client_error(call: Any, **kwargs: Any) -> tuple[str, str]:
+    """Run a boto3 call that must fail; return (error code, request id)."""
+    with pytest.raises(ClientError) as caught:
+        call(**kwargs)
+    response = caught.value.response
+    return response["Error"]["Code"], _request_id(response)
+
+
+def _principal(server: Any, name: str, *extra: str) -> dict[str, str]:
+    created: dict[str, str] = json.loads(
+        server.cli("principals", "create", name, "--json", *extra).stdout
+    )
+    return created
+
+
+def _verify(server: Any) -> tuple[int, str]:
+    result = server.cli("audit", "verify", check=False)
+    return result.returncode, result.stdout + result.stderr
+
+
+# -- (a) one record per request --
+
+
+def test_every_request_leaves_exactly_one_record(fresh_server: Any) -> None:
+    server = fresh_server
+    admin_akid, admin_secret = server.credentials()
+    admin = server.client()
+    key = admin.create_key(Description="audit")["KeyMetadata"]
+    key_id, key_arn = key["KeyId"], key["Arn"]
+    blob = admin.encrypt(KeyId=key_id, Plaintext=SECRET, EncryptionContext=CONTEXT)[
+        "CiphertextBlob"
+    ]
+    # The --dev admin that writes the credentials file.
+    admin_arn = f"arn:aws:iam::{key['AWSAccountId']}:user/admin"
+    bob = _principal(server, "bob")
+    bob_client = server.client((bob["AccessKeyId"], bob["SecretAccessKey"]))
+    stranger = server.client(("AKKC" + "Z" * 16, "x" * 40))
+    wrong_secret = server.client((admin_akid, admin_secret[::-1]))
+    raw = RawKMS(server.endpoint, (admin_akid, admin_secret))
+    before = len(_records(server))
+
+    expected: dict[str, dict[str, Any]] = {}
+    kinds: Counter[str] = Counter()
+
+    def expect(request_id: str, kind: str, **fields: Any) -> None:
+        assert request_id not in expected, "request ids must be unique"
+        expected[request_id] = {"kind": kind, **fields}
+        kinds[kind] += 1
+
+    # What each kind of request must leave in its record.
+    as_admin = {"principal": admin_arn, "access_key_id": admin_akid}
+    allowed = {**as_admin, "decision": "allow", "outcome": "success", "error_code": None,
+               "key_arn": key_arn}  # fmt: skip
+    denied = {"principal": bob["Arn"], "access_key_id": bob["AccessKeyId"], "key_arn": key_arn,
+              "decision": "deny", "outcome": "error",
+              "error_code": "AccessDeniedException"}  # fmt: skip
+    nobody = {"principal": None, "access_key_id": None, "decision": "none", "outcome": "error"}
+    malformed = {**as_admin, "operation": "Encrypt", "decision": "none", "outcome": "error"}
+    bad_json = b'{"KeyId": "' + key_id.encode() + b'", "Plaintext": '
+    unknown_field = {"KeyId": key_id, "Plaintext": b64(SECRET), "PlaintextHint": "nope"}
+
+    for i in range(1000):
+        slot = i % 10
+        if slot == 0:
+            answer = admin.encrypt(KeyId=key_id, Plaintext=SECRET, EncryptionContext=CONTEXT)
+            expect(_request_id(answer), "allowed", operation="Encrypt",
+                   encryption_context=CONTEXT, **allowed)  # fmt: skip
+        elif slot == 1:
+            answer = admin.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)
+            assert answer["Plaintext"] == SECRET
+            expect(_request_id(answer), "allowed", operation="Decrypt",
+                   encryption_context=CONTEXT, **allowed)  # fmt: skip
+        elif slot == 2:
+            answer = admin.describe_key(KeyId=key_id)
+            expect(_request_id(answer), "allowed", operation="DescribeKey", **allowed)
+        elif slot == 3:
+            code, rid = _client_error(bob_client.describe_key, KeyId=key_id)
+            assert code == "AccessDeniedException"
+            expect(rid, "denied", operation="DescribeKey", **denied)
+        elif slot == 4:
+            code, rid = _client_error(bob_client.encrypt, KeyId=key_id, Plaintext=SECRET)
+            assert code == "AccessDeniedException"
+            expect(rid, "denied", operation="Encrypt", **denied)
+        elif slot == 5:
+            code, rid = _client_error(stranger.describe_key, KeyId=key_id)
+            assert code == "UnrecognizedClientException"
+            expect(rid, "unauthenticated", error_code=code, **nobody)
+        elif slot == 6:
+            code, rid = _client_error(wrong_secret.encrypt, KeyId=key_id, Plaintext=SECRET)
+            assert code == "InvalidSignatureException"
+            expect(rid, "unauthenticated", error_code=code, **nobody)
+        elif slot == 7:
+            request = raw.prepare("DescribeKey", {"KeyId": key_id})
+            reply = send(server.endpoint, request.without_header("Authorization"))
+            reply.assert_aws_error("MissingAuthenticationTokenException", 403)
+            assert reply.request_id is not None
+            expect(reply.request_id, "unauthenticated", error_code=reply.error_type, **nobody)
+        elif slot == 8:
+            reply = raw.call("Encrypt", bad_json)
+            reply.assert_aws_error("SerializationException", 400)
+            assert reply.request_id is not None
+            expect(reply.request_id, "malformed", error_code="SerializationException", **malformed)
+        else:
+            reply = raw.call("Encrypt", unknown_field)
+            reply.assert_aws_error("ValidationException", 400)
+            assert reply.request_id is not None
+            expect(reply.request_id, "malformed", error_code="ValidationException", **malformed)
+
+    assert sum(kinds.values()) == 1000
+    assert kinds == {"allowed": 300, "denied": 200, "unauthenticated": 300, "malformed": 200}
+
+    records = _records(server)
+    assert len(records) == before + 1000, "one record per request, no more, no fewer"
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    by_id: dict[str, list[dict[str, Any]]] = {}
+    for record in records[before:]:
+        by_id.setdefault(record["request_id"], []).append(record)
+    assert by_id.keys() == expected.keys()
+    outcomes: Counter[str] = Counter()
+    for request_id, want in expected.items():
+        (record,) = by_id[request_id]
+        for name, value in want.items():
+            if name != "kind":
+                assert record[name] == value, (name, want["kind"], record)
+        assert record["source_ip"] == "127.0.0.1"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", record["time"])
+        if record["principal"] is not None:
+            assert record["region"] == "us-east-1"
+        outcomes[record["decision"]] += 1
+    assert outcomes == {"allow": 300, "deny": 200, "none": 500}
+
+    text = _audit_file(server).read_text()
+    for secret in (SECRET.decode(), b64(SECRET), admin_secret, bob["SecretAccessKey"]):
+        assert secret not in text, "the audit log must never hold plaintext or secrets"
+
+    code, output = _verify(server)
+    assert code == 0, output
+    assert "ok:" in output
+
+
+# -- (b) the chain exposes edits --
+
+
+def _failed_line(output: str) -> tuple[str, int]:
+    match = re.search(r"FAILED: (\S+) line (\d+):", output)
+    assert match, output
+    return match.group(1), int(match.group(2))
+
+
+def test_verify_names_the_edited_or_deleted_line(fresh_server: Any) -> None:
+    server = fresh_server
+    admin = server.client()
+    key_id = admin.create_key()["KeyMetadata"]["KeyId"]
+    stranger = server.client(("AKKC" + "Q" * 16, "y" * 40))
+    for _ in range(4):
+        admin.describe_key(KeyId=key_id)
+        _client_error(stranger.describe_key, KeyId=key_id)
+    server.stop()
+    path = _audit_file(server)
+    pristine = path.read_bytes()
+    lines = pristine.splitlines(keepends=True)
+    assert len(lines) >= 8
+    k = 5  # 1-based, with lines on both sides
+    assert b'"outcome":"error"' in lines[k - 1] or b'"outcome":"success"' in lines[k - 1]
+
+    def verify_with(new_lines: list[bytes]) -> tuple[int, str]:
+        path.write_bytes(b"".join(new_lines))
+        try:
+            return _verify(server)
+        finally:
+            path.write_bytes(pristine)
+
+    code, output = _verify(server)
+    assert code == 0, output
+
+    def edited(line: bytes) -> list[bytes]:
+        return [*lines[: k - 1], line, *lines[k:]]
+
+    # A field edited, the line still well-formed: caught at k + 1, whose
+    # "prev" no longer matches (chain.py's promise).
+    line = lines[k - 1]
+    flipped = (
+        line.replace(b'"outcome":"error"', b'"outcome":"success"')
+        if b'"outcome":"error"' in line
+        else line.replace(b'"outcome":"success"', b'"outcome":"error"')
+    )
+    assert flipped != line
+    code, output = verify_with(edited(flipped))
+    assert code != 0
+    assert _failed_line(output) == (str(path), k + 1), output
+
+    # seq edited: caught at k itself.
+    reseq = re.sub(rb'^\{"seq":\d+', b'{"seq":%d' % (k + 40), line)
+    assert reseq != line
+    code, output = verify_with(edited(reseq))
+    assert code != 0
+    assert _failed_line(output) == (str(path), k), output
+
+    # Line no longer JSON: caught at k.
+    code, output = verify_with(edited(line[:-3] + b"\n"))
+    assert code != 0
+    assert _failed_line(output) == (str(path), k), output
+
+    # Line k deleted: caught at k (seq skips).
+    code, output = verify_with([*lines[: k - 1], *lines[k:]])
+    assert code != 0
+    assert _failed_line(output) == (str(path), k), output
+
+    # Back to the original: the failures above were the edits' doing.
+    code, output = _verify(server)
+    assert code == 0, output
+
+
+# -- (c) fail closed --
+
+
+def _internal_error(answer: Any) -> None:
+    answer.assert_aws_error("KMSInternalException", 500)
+
+
+def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server: Any) -> None:
+    """RLIMIT_FSIZE on the running server makes every write past the audit
+    file's current size fail with EFBIG, for real.
+
+    The limit applies to every file the process writes, SQLite's included. To
+    make sure it is the audit log that fails these requests, the audit file is
+    first grown (one Encrypt with a ~480 KB encryption context, which is
+    logged) until it is far larger than the database, its WAL and its shared
+    memory file: every SQLite write stays well under the limit. The limit
+    leaves 100 bytes of room, less than any record, so the audit write is cut
+    short part-way and the log has to cut the partial line back.
+    """
+    server = fresh_server
+    admin_akid, admin_secret = server.credentials()
+    admin = server.client()
+    kept = admin.create_key(Description="before the limit")["KeyMetadata"]["KeyId"]
+    big_context = {f"pad{i}": secrets.token_hex(30_000) for i in range(8)}
+    admin.encrypt(KeyId=kept, Plaintext=b"grow the audit file", EncryptionContext=big_context)
+
+    audit = _audit_file(server)
+    size = audit.stat().st_size
+    assert size > 480_000
+    data = Path(server.data_dir)
+    for name in ("keycask.db", "keycask.db-wal", "keycask.db-shm"):
+        other = data / name
+        if other.exists():
+            assert other.stat().st_size < size // 4, f"{name} could reach the limit"
+    limit = size + 100
+
+    raw = RawKMS(server.endpoint, (admin_akid, admin_secret))
+    strict = server.client(retries=0)  # botocore max_attempts counts retries
+    alias = f"alias/never-{uuid.uuid4().hex[:8]}"
+    pid = server.proc.pid
+    original = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (limit, original[1]))
+    try:
+        _internal_error(raw.call("CreateKey", {"Description": "must not exist"}))
+        answer = raw.call("Encrypt", {"KeyId": kept, "Plaintext": b64(SECRET)})
+        _internal_error(answer)
+        assert "CiphertextBlob" not in answer.json()
+        assert SECRET not in answer.body and b64(SECRET).encode() not in answer.body
+        _internal_error(raw.call("CreateAlias", {"AliasName": alias, "TargetKeyId": kept}))
+        for call, kwargs in (
+            (strict.create_key, {"Description": "must not exist either"}),
+            (strict.encrypt, {"KeyId": kept, "Plaintext": SECRET}),
+            (strict.create_alias, {"AliasName": alias, "TargetKeyId": kept}),
+        ):
+            with pytest.raises(ClientError) as caught:
+                call(**kwargs)
+            response = caught.value.response
+            assert response["Error"]["Code"] == "KMSInternalException"
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == 500
+            assert "CiphertextBlob" not in response
+        # Every partial line was cut away again.
+        assert audit.stat().st_size == size
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, original)
+
+    assert server.proc.poll() is None, "the server must survive a failing audit log"
+    keys = admin.list_keys()["Keys"]
+    assert [k["KeyId"] for k in keys] == [kept], "no key may have been created"
+    assert admin.list_aliases()["Aliases"] == [], "no alias may have been created"
+    code, output = _verify(server)
+    assert code == 0, output
+
+    # Writable again: requests succeed, and are recorded.
+    new_key = admin.create_key(Description="after the limit")["KeyMetadata"]["KeyId"]
+    encrypted = admin.encrypt(KeyId=new_key, Plaintext=SECRET)
+    assert admin.decrypt(CiphertextBlob=encrypted["CiphertextBlob"])["Plaintext"] == SECRET
+    created = admin.create_alias(AliasName=alias, TargetKeyId=new_key)
+    assert [a["AliasName"] for a in admin.list_aliases()["Aliases"]] == [alias]
+    recorded = {r["request_id"] for r in _records(server)}
+    assert _request_id(encrypted) in recorded
+    assert _request_id(created) in recorded
+    code, output = _verify(server)
+    assert code == 0, output
+    assert base64.b64encode(SECRET).decode() not in audit.read_text()
