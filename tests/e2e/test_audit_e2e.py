@@ -124,17 +124,18 @@ def test_every_request_leaves_exactly_one_record(fresh_server: Any) -> None:
         elif slot == 5:
             code, rid = _client_error(stranger.describe_key, KeyId=key_id)
             assert code == "UnrecognizedClientException"
-            expect(rid, "unauthenticated", error_code=code, **nobody)
+            expect(rid, "unauthenticated", error_code=code, operation="DescribeKey", **nobody)
         elif slot == 6:
             code, rid = _client_error(wrong_secret.encrypt, KeyId=key_id, Plaintext=SECRET)
             assert code == "InvalidSignatureException"
-            expect(rid, "unauthenticated", error_code=code, **nobody)
+            expect(rid, "unauthenticated", error_code=code, operation="Encrypt", **nobody)
         elif slot == 7:
             request = raw.prepare("DescribeKey", {"KeyId": key_id})
             reply = send(server.endpoint, request.without_header("Authorization"))
             reply.assert_aws_error("MissingAuthenticationTokenException", 403)
             assert reply.request_id is not None
-            expect(reply.request_id, "unauthenticated", error_code=reply.error_type, **nobody)
+            expect(reply.request_id, "unauthenticated", error_code=reply.error_type,
+                   operation="DescribeKey", **nobody)  # fmt: skip
         elif slot == 8:
             reply = raw.call("Encrypt", bad_json)
             reply.assert_aws_error("SerializationException", 400)

@@ -94,6 +94,8 @@ class Pipeline:
         outcome: Outcome | None = None
         operation: Operation | None = None
         try:
+            # Named in the audit record even if authentication then fails.
+            call.operation = self._target(request)
             await self._authenticate(call, request)
             operation = self._operation(call, request)
             fields = self._codec.decode(operation.name, request.body)
@@ -127,12 +129,17 @@ class Pipeline:
         sigv4.verify(signed, key.secret, cache=self._signing_keys)
         call.caller = Caller(key.principal, key.access_key_id, signed.region)
 
-    def _operation(self, call: Call, request: sigv4.HttpRequest) -> Operation:
-        target = (_header(request, b"x-amz-target") or b"").decode("latin-1")
+    def _target(self, request: sigv4.HttpRequest) -> str | None:
+        """The operation the X-Amz-Target header names, if the model has it."""
+        target = (_header(request, b"x-amz-target") or b"").decode("latin-1").strip()
         name = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
-        if name is None or name not in self._model_operations:
+        return name if name in self._model_operations else None
+
+    def _operation(self, call: Call, request: sigv4.HttpRequest) -> Operation:
+        name = call.operation
+        if name is None:
+            target = (_header(request, b"x-amz-target") or b"").decode("latin-1")
             raise UnknownOperationException(f"Unknown operation {target[:128]!r}")
-        call.operation = name
         content_type = (_header(request, b"content-type") or b"").split(b";")[0].strip()
         if content_type not in _CONTENT_TYPES:
             raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
