@@ -28,6 +28,15 @@ layers: $(STAMP)
 
 venv: $(STAMP)
 
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Throughput and latency beside the bare-handler ceiling and moto_server.
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py
+
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keycask needs Python 3.11 or newer")'
 	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-venv

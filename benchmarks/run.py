@@ -1,0 +1,258 @@
+"""keycask's benchmark: throughput and latency of KMS requests, beside the
+ceiling of a bare handler on the same stack and moto_server, in one run.
+
+    python benchmarks/run.py                      # the main table (make bench)
+    python benchmarks/run.py --concurrency-curve  # throughput vs connections
+    python benchmarks/run.py --quick              # one short run per cell
+
+Ratios are what to compare: the machine is shared and noisy, so absolute
+figures move between runs while ratios measured in one run hold.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import uvloop
+from botocore.config import Config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import targets
+from loadgen import Endpoint, Result, run, sign
+
+CONTEXT = {"tenant": "acme", "purpose": "bench", "table": "orders"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    key_arn: str
+    blob_4k: bytes
+
+
+def _client(endpoint: Endpoint) -> Any:
+    return boto3.client(
+        "kms",
+        endpoint_url=f"http://{endpoint.host}:{endpoint.port}",
+        region_name=endpoint.region,
+        aws_access_key_id=endpoint.access_key,
+        aws_secret_access_key=endpoint.secret_key,
+        config=Config(retries={"max_attempts": 2}),
+    )
+
+
+def prepare(endpoint: Endpoint) -> Prepared:
+    kms = _client(endpoint)
+    arn = kms.create_key(Description="bench")["KeyMetadata"]["Arn"]
+    blob = kms.encrypt(KeyId=arn, Plaintext=os.urandom(4096), EncryptionContext=CONTEXT)[
+        "CiphertextBlob"
+    ]
+    return Prepared(arn, blob)
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.b64encode(data).decode()
+
+
+def _body(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def encrypt_body(p: Prepared, size: int) -> tuple[str, bytes]:
+    return "Encrypt", _body(
+        {"KeyId": p.key_arn, "Plaintext": _b64(os.urandom(size)), "EncryptionContext": CONTEXT}
+    )
+
+
+def decrypt_body(p: Prepared) -> tuple[str, bytes]:
+    return "Decrypt", _body({"CiphertextBlob": _b64(p.blob_4k), "EncryptionContext": CONTEXT})
+
+
+def gdk_body(p: Prepared) -> tuple[str, bytes]:
+    return "GenerateDataKey", _body(
+        {"KeyId": p.key_arn, "KeySpec": "AES_256", "EncryptionContext": CONTEXT}
+    )
+
+
+SCENARIOS: dict[str, Callable[[Prepared], list[tuple[str, bytes]]]] = {
+    "Encrypt 32 B": lambda p: [encrypt_body(p, 32) for _ in range(16)],
+    "Encrypt 4 KiB": lambda p: [encrypt_body(p, 4096) for _ in range(16)],
+    "Decrypt 4 KiB": lambda p: [decrypt_body(p)],
+    "GenerateDataKey": lambda p: [gdk_body(p)],
+    "Mixed 70/20/10": lambda p: random.Random(7).sample(
+        [decrypt_body(p)] * 70 + [gdk_body(p)] * 20 + [encrypt_body(p, 4096) for _ in range(10)],
+        100,
+    ),
+}
+
+
+def pool(endpoint: Endpoint, requests: list[tuple[str, bytes]], size: int = 64) -> list[bytes]:
+    return [sign(endpoint, *requests[i % len(requests)]) for i in range(size)]
+
+
+def measure(
+    target: targets.Target, requests: list[bytes], connections: int, duration: float
+) -> Result:
+    return uvloop.run(
+        run("127.0.0.1", target.port, requests, connections=connections, duration=duration)
+    )
+
+
+@dataclass
+class Cell:
+    rate: float
+    p50: float
+    p99: float
+    p999: float
+    errors: int
+
+
+def median_cell(results: list[Result]) -> Cell:
+    ordered = sorted(results, key=lambda r: r.rate)
+    mid = ordered[len(ordered) // 2]
+    return Cell(
+        rate=statistics.median(r.rate for r in results),
+        p50=mid.percentile(50),
+        p99=mid.percentile(99),
+        p999=mid.percentile(99.9),
+        errors=sum(r.errors for r in results),
+    )
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+def main_table(args: argparse.Namespace) -> None:
+    names = args.targets.split(",")
+    factories = {
+        "keycask": lambda: targets.keycask(workers=args.workers),
+        "ceiling-starlette": lambda: targets.ceiling("starlette"),
+        "ceiling-asgi": lambda: targets.ceiling("asgi"),
+        "moto_server": targets.moto,
+    }
+    started = {n: factories[n]().start() for n in names}
+    try:
+        kc = started.get("keycask")
+        signer = kc.endpoint() if kc else targets.Target("x", []).endpoint()
+        prepared = {
+            n: prepare(t.endpoint()) for n, t in started.items() if not n.startswith("ceiling")
+        }
+        rows: list[tuple[str, str, Cell, int]] = []
+        for scenario, build in SCENARIOS.items():
+            if args.scenarios and scenario not in args.scenarios:
+                continue
+            for name, target in started.items():
+                endpoint = target.endpoint() if name in prepared else signer
+                prep = prepared.get(name) or prepared.get("keycask") or Prepared("x", b"x" * 100)
+                requests = pool(endpoint, build(prep))
+                duration = args.duration if name != "moto_server" else min(args.duration, 5)
+                results = [
+                    measure(target, requests, args.connections, duration) for _ in range(args.runs)
+                ]
+                cell = median_cell(results)
+                rows.append((scenario, name, cell, target.rss_kib()))
+                print(
+                    f"{scenario:16} {name:18} {cell.rate:9.0f}/s p50 {cell.p50:7.2f} ms "
+                    f"p99 {cell.p99:7.2f} ms p99.9 {cell.p999:7.2f} ms errors {cell.errors}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        print_table(rows, args)
+    finally:
+        for t in started.values():
+            t.stop()
+
+
+def print_table(rows: list[tuple[str, str, Cell, int]], args: argparse.Namespace) -> None:
+    by = {(s, n): c for s, n, c, _ in rows}
+    print(f"\nMachine: {machine()}")
+    print(
+        f"Command: python benchmarks/run.py --connections {args.connections} "
+        f"--duration {args.duration} --runs {args.runs}"
+        + (f" --workers {args.workers}" if args.workers else "")
+    )
+    print(f"Medians of {args.runs} runs of {args.duration} s, {args.connections} connections.\n")
+    print(
+        "| scenario | server | requests/s | p50 ms | p99 ms | p99.9 ms | errors | RSS MiB "
+        "| vs ceiling-starlette | vs moto |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for scenario, name, cell, rss in rows:
+        ceiling = by.get((scenario, "ceiling-starlette"))
+        moto = by.get((scenario, "moto_server"))
+        vs_c = f"{cell.rate / ceiling.rate:.2f}x" if ceiling and ceiling.rate else "-"
+        vs_m = f"{cell.rate / moto.rate:.0f}x" if moto and moto.rate else "-"
+        print(
+            f"| {scenario} | {name} | {cell.rate:,.0f} | {cell.p50:.2f} | {cell.p99:.2f} | "
+            f"{cell.p999:.2f} | {cell.errors} | {rss / 1024:.0f} | {vs_c} | {vs_m} |"
+        )
+
+
+def concurrency_curve(args: argparse.Namespace) -> None:
+    kc = targets.keycask(workers=args.workers).start()
+    ceiling = targets.ceiling("starlette").start()
+    try:
+        endpoint = kc.endpoint()
+        prep = prepare(endpoint)
+        requests = pool(endpoint, SCENARIOS["Encrypt 4 KiB"](prep))
+        print(f"\nMachine: {machine()}")
+        print("| connections | keycask req/s | p50 ms | p99 ms | ceiling-starlette req/s | ratio |")
+        print("|---:|---:|---:|---:|---:|---:|")
+        for conns in (1, 8, 64, 256):
+            k = median_cell([measure(kc, requests, conns, args.duration) for _ in range(args.runs)])
+            c = median_cell(
+                [measure(ceiling, requests, conns, args.duration) for _ in range(args.runs)]
+            )
+            print(
+                f"| {conns} | {k.rate:,.0f} | {k.p50:.2f} | {k.p99:.2f} | {c.rate:,.0f} | "
+                f"{k.rate / c.rate:.2f}x |",
+                flush=True,
+            )
+    finally:
+        kc.stop()
+        ceiling.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--targets", default="keycask,ceiling-starlette,ceiling-asgi,moto_server")
+    parser.add_argument("--scenarios", nargs="*", default=None)
+    parser.add_argument("--quick", action="store_true", help="one 2-second run per cell")
+    parser.add_argument("--concurrency-curve", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.runs, args.duration = 1, 2.0
+    if args.concurrency_curve:
+        concurrency_curve(args)
+    else:
+        main_table(args)
+
+
+if __name__ == "__main__":
+    main()
