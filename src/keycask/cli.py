@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import asyncio
 import json
 import logging
@@ -76,6 +77,9 @@ async def _serve(settings: config.Settings) -> int:
                 timeout_graceful_shutdown=10,
             )
         )
+        # Everything built so far lives as long as the process: keep the
+        # cyclic collector from walking it on every full collection.
+        gc.freeze()
         await server.serve()
     finally:
         await runtime.close()

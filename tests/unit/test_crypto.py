@@ -308,3 +308,16 @@ def test_derive_message_key_differs_across_salts_and_materials() -> None:
     assert other not in derived
     short = derive_message_key(KeyMaterial(SECRET[:16]), salts[0]).reveal()
     assert short not in derived and len(short) == 32
+
+
+def test_key_material_hmac_matches_the_standard_library() -> None:
+    import hmac as std_hmac
+    import os as std_os
+
+    for size in (16, 24, 32):
+        material = KeyMaterial(std_os.urandom(size))
+        for length in (0, 1, 55, 56, 63, 64, 65, 1000):
+            message = std_os.urandom(length)
+            expected = std_hmac.digest(material.reveal(), message, "sha256")
+            assert material.hmac_sha256(message) == expected
+            assert material.hmac_sha256(message) == expected  # cached states are not consumed

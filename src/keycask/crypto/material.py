@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from typing import Any
@@ -22,13 +23,14 @@ class KeyMaterial:
     context so the hot path does not rebuild it per request.
     """
 
-    __slots__ = ("_aead", "_secret")
+    __slots__ = ("_aead", "_hmac", "_secret")
 
     def __init__(self, secret: bytes) -> None:
         if len(secret) not in (16, 24, 32):
             raise ValueError("key material must be 16, 24 or 32 bytes")
         self._secret = bytes(secret)
         self._aead: AESGCM | None = None
+        self._hmac: tuple[Any, Any] | None = None
 
     @classmethod
     def generate(cls, size: int = 32) -> KeyMaterial:
@@ -60,6 +62,27 @@ class KeyMaterial:
         """The raw bytes, for the few places that must store or return them
         (a data key's plaintext, a value about to be sealed by the barrier)."""
         return self._secret
+
+    def hmac_sha256(self, message: bytes) -> bytes:
+        """HMAC-SHA256 keyed by this material (RFC 2104).
+
+        Written out over hashlib with the padded-key states computed once per
+        key: OpenSSL 3's one-shot HMAC (``hmac.digest``) costs 1.5-2.5 us per
+        call in provider lookups, this costs ~0.6 us, and it runs on every
+        Encrypt and Decrypt. The tests hold it to ``hmac.digest``.
+        """
+        states = self._hmac
+        if states is None:
+            padded = self._secret.ljust(64, b"\x00")
+            states = self._hmac = (
+                hashlib.sha256(bytes(b ^ 0x36 for b in padded)),
+                hashlib.sha256(bytes(b ^ 0x5C for b in padded)),
+            )
+        inner = states[0].copy()
+        inner.update(message)
+        outer = states[1].copy()
+        outer.update(inner.digest())
+        return outer.digest()
 
     def aead(self) -> AESGCM:
         ctx = self._aead

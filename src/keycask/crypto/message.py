@@ -7,42 +7,40 @@ the per-message key and binds header, salt, nonce and context as AAD.
 
 from __future__ import annotations
 
+import os
+
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from keycask.crypto.aead import NONCE_SIZE, TAG_SIZE, AuthenticationFailed
-from keycask.crypto.kdf import derive_message_key
-from keycask.crypto.material import KeyMaterial, random_bytes
+from keycask.crypto.kdf import message_key
+from keycask.crypto.material import KeyMaterial
 
 MESSAGE_SALT_SIZE = 16
+_RANDOM = MESSAGE_SALT_SIZE + NONCE_SIZE
 # salt + nonce + tag: what a message adds to its plaintext after the header.
 MESSAGE_OVERHEAD = MESSAGE_SALT_SIZE + NONCE_SIZE + TAG_SIZE
 
 
-def seal_message(
-    material: KeyMaterial, plaintext: bytes, *, header: bytes, context: bytes
-) -> bytes:
+def seal_message(material: KeyMaterial, plaintext: bytes, *, header: bytes, context: bytes) -> bytes:
     """Returns ``salt || nonce || ciphertext || tag``.
 
     AAD is ``header || salt || nonce || context``: the header has a fixed
-    length, so the concatenation is unambiguous.
+    length, so the concatenation is unambiguous. The per-message key never
+    leaves this function, so it stays raw bytes rather than a KeyMaterial.
     """
-    salt = random_bytes(MESSAGE_SALT_SIZE)
-    nonce = random_bytes(NONCE_SIZE)
-    key = derive_message_key(material, salt)
-    sealed = key.aead().encrypt(nonce, plaintext, header + salt + nonce + context)
-    return salt + nonce + sealed
+    fresh = os.urandom(_RANDOM)  # salt || nonce, one call to the OS CSPRNG
+    key = AESGCM(message_key(material, fresh[:MESSAGE_SALT_SIZE]))
+    return fresh + key.encrypt(fresh[MESSAGE_SALT_SIZE:], plaintext, header + fresh + context)
 
 
 def open_message(material: KeyMaterial, body: bytes, *, header: bytes, context: bytes) -> bytes:
     """Inverse of ``seal_message``; raises ``AuthenticationFailed``."""
     if len(body) < MESSAGE_OVERHEAD:
         raise AuthenticationFailed("message too short")
-    salt = body[:MESSAGE_SALT_SIZE]
-    nonce = body[MESSAGE_SALT_SIZE : MESSAGE_SALT_SIZE + NONCE_SIZE]
-    key = derive_message_key(material, salt)
+    fresh = body[:_RANDOM]
+    key = AESGCM(message_key(material, fresh[:MESSAGE_SALT_SIZE]))
     try:
-        return key.aead().decrypt(
-            nonce, body[MESSAGE_SALT_SIZE + NONCE_SIZE :], header + salt + nonce + context
-        )
+        return key.decrypt(fresh[MESSAGE_SALT_SIZE:], body[_RANDOM:], header + fresh + context)
     except InvalidTag:
         raise AuthenticationFailed("authentication failed") from None

@@ -54,12 +54,54 @@ class Stored(Generic[T]):
     revision: int
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BoundedCache(Generic[K, V]):
+    """A dict that forgets its oldest entry when full.
+
+    First-in-first-out rather than LRU: a hit costs one dict lookup and no
+    bookkeeping, and a store of a million keys must not hold them all in
+    memory because a client touched each once.
+    """
+
+    __slots__ = ("_data", "_max")
+
+    def __init__(self, max_entries: int) -> None:
+        self._data: dict[K, V] = {}
+        self._max = max_entries
+
+    def get(self, key: K) -> V | None:
+        return self._data.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        data = self._data
+        if key not in data and len(data) >= self._max:
+            del data[next(iter(data))]
+        data[key] = value
+
+    def pop(self, key: K) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+DEFAULT_CACHE_ENTRIES = 100_000
+
+
 class KeyStore:
-    def __init__(self, barrier: Barrier) -> None:
+    def __init__(self, barrier: Barrier, *, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self._barrier = barrier
-        self._keys: dict[uuid.UUID, Stored[Key]] = {}
-        self._materials: dict[tuple[uuid.UUID, int], KeyMaterial] = {}
-        self._aliases: dict[str, Stored[Alias]] = {}
+        self._keys: BoundedCache[uuid.UUID, Stored[Key]] = BoundedCache(cache_entries)
+        self._materials: BoundedCache[tuple[uuid.UUID, int], KeyMaterial] = BoundedCache(
+            cache_entries
+        )
+        self._aliases: BoundedCache[str, Stored[Alias]] = BoundedCache(cache_entries)
 
     # -- keys --
 
@@ -71,7 +113,7 @@ class KeyStore:
         if found is None:
             return None
         stored = Stored(Key.from_doc(orjson.loads(found.value)), found.revision)
-        self._keys[key_id] = stored
+        self._keys.put(key_id, stored)
         return stored
 
     async def material(self, key_id: uuid.UUID, version: int) -> KeyMaterial | None:
@@ -82,7 +124,7 @@ class KeyStore:
         if found is None:
             return None
         material = KeyMaterial(found.value)
-        self._materials[(key_id, version)] = material
+        self._materials.put((key_id, version), material)
         return material
 
     def stage_create(self, key: Key, material: KeyMaterial) -> list[Write]:
@@ -119,7 +161,7 @@ class KeyStore:
             # Misses are not cached: a caller could fill memory with names.
             return None
         stored = Stored(Alias.from_doc(orjson.loads(found.value)), found.revision)
-        self._aliases[path] = stored
+        self._aliases.put(path, stored)
         return stored
 
     async def list_aliases(self, account: str, region: str, after: str, limit: int) -> list[Alias]:
@@ -153,9 +195,9 @@ class KeyStore:
         for write in writes:
             path = write.path
             if path.startswith("key/"):
-                self._keys.pop(uuid.UUID(path[4:]), None)
+                self._keys.pop(uuid.UUID(path[4:]))
             elif path.startswith("alias/"):
-                self._aliases.pop(path, None)
+                self._aliases.pop(path)
             elif path.startswith("mat/"):
                 _, key_id, version = path.split("/")
-                self._materials.pop((uuid.UUID(key_id), int(version)), None)
+                self._materials.pop((uuid.UUID(key_id), int(version)))

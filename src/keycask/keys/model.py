@@ -66,10 +66,11 @@ class Key:
     origin: str = "AWS_KMS"
     current_version: int = 1
     tags: tuple[Tag, ...] = ()
+    # Derived, computed once: every request names the key by its ARN.
+    arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
-    @property
-    def arn(self) -> str:
-        return key_arn(self.region, self.account, str(self.key_id))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arn", key_arn(self.region, self.account, str(self.key_id)))
 
     def replace(self, **changes: Any) -> Key:
         return dataclasses.replace(self, **changes)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import itertools
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -67,6 +68,19 @@ def _header(request: sigv4.HttpRequest, name: bytes) -> bytes | None:
     return None
 
 
+class _RequestIds:
+    """Request ids shaped like UUIDs: a random per-process prefix and a
+    counter. Unique without a syscall per request (uuid4 costs ~2.5 us)."""
+
+    def __init__(self) -> None:
+        prefix = os.urandom(10).hex()
+        self._prefix = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
+        self._counter = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._counter):012x}"
+
+
 class Pipeline:
     def __init__(
         self,
@@ -82,12 +96,13 @@ class Pipeline:
         self._codec = codec
         self._clock = clock
         self._signing_keys = sigv4.SigningKeyCache()
+        self._request_ids = _RequestIds()
         self._model_operations = codec.operation_names()
         # Writes run one at a time per process: see operations.py.
         self._write_lock = asyncio.Lock()
 
     def _new_call(self, source_ip: str | None) -> Call:
-        return Call(request_id=str(uuid.uuid4()), time=self._clock.now(), source_ip=source_ip)
+        return Call(request_id=self._request_ids.next(), time=self._clock.now(), source_ip=source_ip)
 
     async def handle(self, request: sigv4.HttpRequest, source_ip: str | None) -> Reply:
         call = self._new_call(source_ip)
