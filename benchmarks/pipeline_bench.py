@@ -21,11 +21,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from loadgen import Endpoint, sign  # noqa: E402
-
-from keycask import config  # noqa: E402
-from keycask.app import build, ensure_dev_profile  # noqa: E402
-from keycask.auth.sigv4 import HttpRequest  # noqa: E402
+from keycask import config
+from keycask.app import build, ensure_dev_profile
+from keycask.auth.sigv4 import HttpRequest
+from loadgen import Endpoint, sign
 
 
 def _parse(raw: bytes) -> HttpRequest:
@@ -51,7 +50,7 @@ async def main(args: argparse.Namespace) -> None:
             secret = line.split("=")[1].strip()
     assert akid and secret
     endpoint = Endpoint("127.0.0.1", 9999, akid, secret)
-    pipeline = runtime.app._pipeline  # noqa: SLF001 - a benchmark may look inside
+    pipeline = runtime.app._pipeline
     create = _parse(sign(endpoint, "CreateKey", b"{}"))
     reply = await pipeline.handle(create, "127.0.0.1")
     key_arn = json.loads(reply.body)["KeyMetadata"]["Arn"]
