@@ -807,3 +807,27 @@ def test_cache_stays_bounded_and_still_derives_evicted_keys() -> None:
 def test_cache_needs_room_for_one_key() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         SigningKeyCache(max_entries=0)
+
+
+def test_a_remembered_authorization_prefix_still_checks_every_signature(
+    encrypt: tuple[HttpRequest, datetime],
+) -> None:
+    http, now = encrypt
+    cache = SigningKeyCache()
+    verify(check(http, now), SECRET, cache=cache)  # the prefix is now remembered
+    signature = re.search(r"Signature=([0-9a-f]{64})", header(http, "authorization"))
+    assert signature is not None
+    original = signature.group(1)
+    flipped = original[:-1] + ("0" if original[-1] != "0" else "1")
+    with pytest.raises(InvalidSignatureException):
+        verify(check(with_auth(http, original, flipped), now), SECRET, cache=cache)
+    for garbage in ("Z" * 64, original.upper(), "g" * 64):
+        with pytest.raises(IncompleteSignatureException):
+            check(with_auth(http, original, garbage), now)
+    not_ascii = with_header(
+        http,
+        "authorization",
+        as_bytes(header(http, "authorization")[:-64]) + "é".encode("latin-1") * 64,
+    )
+    with pytest.raises(IncompleteSignatureException):
+        check(not_ascii, now)

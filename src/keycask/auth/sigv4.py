@@ -179,10 +179,7 @@ def parse(
             "Only one auth mechanism allowed: send the signature in the Authorization "
             "header only; keycask does not accept query-string authentication."
         )
-    credential, signed_headers_value, signature_hex = _split_authorization(authorization)
-    scope = _parse_credential(credential)
-    signed_headers = _parse_signed_headers(signed_headers_value)
-    signature = _parse_signature(signature_hex)
+    scope, signed_headers, signature = _parse_authorization(authorization)
     if "x-amz-security-token" in headers:
         raise UnrecognizedClientException("The security token included in the request is invalid.")
     time = _request_time(headers)
@@ -210,6 +207,38 @@ def verify(signed: SignedRequest, secret: str, *, cache: SigningKeyCache) -> Non
 
 
 # -- the Authorization header --
+
+# A client sends the same Credential and SignedHeaders on every request; only
+# the signature changes. Parsing them once per distinct prefix saves ~3 us a
+# request. Bounded, first in first out: prefixes are client-chosen.
+_PREFIX_CACHE: dict[bytes, tuple[_Scope, tuple[str, ...]]] = {}
+_PREFIX_CACHE_SIZE = 1024
+_SIGNATURE_MARK = b"Signature="
+
+
+def _parse_authorization(header: bytes) -> tuple[_Scope, tuple[str, ...], bytes]:
+    prefix, mark, tail = header.rpartition(_SIGNATURE_MARK)
+    if mark and len(tail) == 64:
+        cached = _PREFIX_CACHE.get(prefix)
+        if cached is not None:
+            try:
+                signature = _parse_signature(tail.decode("ascii"))
+            except UnicodeDecodeError:
+                raise IncompleteSignatureException(
+                    "The Authorization header must be ASCII."
+                ) from None
+            return cached[0], cached[1], signature
+    credential, signed_headers_value, signature_hex = _split_authorization(header)
+    scope = _parse_credential(credential)
+    signed_headers = _parse_signed_headers(signed_headers_value)
+    signature = _parse_signature(signature_hex)
+    # Only when the signature is exactly the tail after the prefix is the
+    # prefix alone a faithful key for what was parsed.
+    if mark and tail == signature_hex.encode("ascii"):
+        if len(_PREFIX_CACHE) >= _PREFIX_CACHE_SIZE:
+            del _PREFIX_CACHE[next(iter(_PREFIX_CACHE))]
+        _PREFIX_CACHE[prefix] = (scope, signed_headers)
+    return scope, signed_headers, signature
 
 
 def _split_authorization(header: bytes) -> tuple[str, str, str]:
@@ -307,29 +336,49 @@ def _has_query_auth(query: bytes) -> bool:
 # -- time and scope --
 
 
+# Requests signed in the same second share their x-amz-date.
+_TIME_CACHE: dict[bytes, _RequestTime] = {}
+_TIME_CACHE_SIZE = 64
+
+
 def _request_time(headers: dict[str, list[bytes]]) -> _RequestTime:
     # x-amz-date wins over date, as in botocore and AWS; no fallback if it is bad.
     amz_date = _single(headers, "x-amz-date")
     if amz_date is not None:
-        text = amz_date.decode("latin-1").strip()
-        try:
-            if not _AMZ_DATE.fullmatch(text):
-                raise ValueError(text)
-            # By hand: strptime costs more than the rest of the check put together.
-            when = datetime(
-                int(text[0:4]),
-                int(text[4:6]),
-                int(text[6:8]),
-                int(text[9:11]),
-                int(text[11:13]),
-                int(text[13:15]),
-                tzinfo=UTC,
-            )
-        except ValueError:
-            raise IncompleteSignatureException(
-                "The x-amz-date header must be an ISO 8601 basic UTC time: YYYYMMDDTHHMMSSZ."
-            ) from None
-        return _RequestTime(when, text, "x-amz-date")
+        cached = _TIME_CACHE.get(amz_date)
+        if cached is not None:
+            return cached
+        parsed = _parse_amz_date(amz_date)
+        if len(_TIME_CACHE) >= _TIME_CACHE_SIZE:
+            del _TIME_CACHE[next(iter(_TIME_CACHE))]
+        _TIME_CACHE[amz_date] = parsed
+        return parsed
+    return _parse_date_header(headers)
+
+
+def _parse_amz_date(amz_date: bytes) -> _RequestTime:
+    text = amz_date.decode("latin-1").strip()
+    try:
+        if not _AMZ_DATE.fullmatch(text):
+            raise ValueError(text)
+        # By hand: strptime costs more than the rest of the check put together.
+        when = datetime(
+            int(text[0:4]),
+            int(text[4:6]),
+            int(text[6:8]),
+            int(text[9:11]),
+            int(text[11:13]),
+            int(text[13:15]),
+            tzinfo=UTC,
+        )
+    except ValueError:
+        raise IncompleteSignatureException(
+            "The x-amz-date header must be an ISO 8601 basic UTC time: YYYYMMDDTHHMMSSZ."
+        ) from None
+    return _RequestTime(when, text, "x-amz-date")
+
+
+def _parse_date_header(headers: dict[str, list[bytes]]) -> _RequestTime:
     date = _single(headers, "date")
     if date is None:
         raise IncompleteSignatureException(

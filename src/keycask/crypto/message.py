@@ -22,7 +22,9 @@ _RANDOM = MESSAGE_SALT_SIZE + NONCE_SIZE
 MESSAGE_OVERHEAD = MESSAGE_SALT_SIZE + NONCE_SIZE + TAG_SIZE
 
 
-def seal_message(material: KeyMaterial, plaintext: bytes, *, header: bytes, context: bytes) -> bytes:
+def seal_message(
+    material: KeyMaterial, plaintext: bytes, *, header: bytes, context: bytes
+) -> bytes:
     """Returns ``salt || nonce || ciphertext || tag``.
 
     AAD is ``header || salt || nonce || context``: the header has a fixed

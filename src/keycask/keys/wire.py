@@ -86,15 +86,32 @@ def encode_context(context: Mapping[str, str] | None) -> bytes:
     """
     if not context:
         return b"\x00\x00"
+    # Applications send the same few contexts over and over: remember them.
+    items = tuple(context.items())
+    cached = _CONTEXTS.get(items)
+    if cached is not None:
+        return cached
+    encoded = _encode_context(context)
+    if len(encoded) > _CACHED_CONTEXT_BYTES:
+        return encoded  # a cache of huge contexts would be a way to fill memory
+    if len(_CONTEXTS) >= _CONTEXT_CACHE:
+        del _CONTEXTS[next(iter(_CONTEXTS))]
+    _CONTEXTS[items] = encoded
+    return encoded
+
+
+_CONTEXT_CACHE = 4096
+_CACHED_CONTEXT_BYTES = 1024
+_CONTEXTS: dict[tuple[tuple[str, str], ...], bytes] = {}
+
+
+def _encode_context(context: Mapping[str, str]) -> bytes:
     if len(context) > _MAX_FIELD:
         raise ValidationException("EncryptionContext has too many pairs")
-    pairs: list[tuple[bytes, bytes]] = []
     try:
-        for key, value in context.items():
-            pairs.append((key.encode("utf-8"), value.encode("utf-8")))
+        pairs = sorted((k.encode("utf-8"), v.encode("utf-8")) for k, v in context.items())
     except UnicodeEncodeError:
         raise ValidationException("EncryptionContext must be valid UTF-8") from None
-    pairs.sort()
     out = [_U16.pack(len(pairs))]
     for key_bytes, value_bytes in pairs:
         if len(key_bytes) > _MAX_FIELD or len(value_bytes) > _MAX_FIELD:

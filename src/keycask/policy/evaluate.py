@@ -30,12 +30,15 @@ class Decision:
             raise AccessDeniedException(self.message)
 
 
+_ADMIN = Decision(True, "admin principal")
+
+
 def decide(subject: Subject, action: str, resource: str, resource_account: str | None) -> Decision:
     """``resource_account`` is the account owning the resource, or None for
     actions on ``*`` (CreateKey, ListKeys, GenerateRandom, ...)."""
     same_account = resource_account is None or resource_account == subject.account
     if subject.admin and same_account:
-        return Decision(True, "admin principal")
+        return _ADMIN
     reason = (
         "no identity-based policy allows the " + action + " action"
         if same_account

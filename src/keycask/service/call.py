@@ -16,6 +16,11 @@ class Caller:
     principal: Principal
     access_key_id: str
     region: str  # from the SigV4 scope: keys live in the region the caller names
+    subject: Subject = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        p = self.principal
+        object.__setattr__(self, "subject", Subject(p.arn, p.account, p.admin))
 
 
 @dataclass(slots=True)
@@ -46,10 +51,7 @@ class Call:
     def authorize(self, action: str, resource: str, resource_account: str | None) -> None:
         """The one place a decision is enforced; the audit record names it."""
         assert self.caller is not None
-        p = self.caller.principal
-        decision: Decision = decide(
-            Subject(p.arn, p.account, p.admin), action, resource, resource_account
-        )
+        decision: Decision = decide(self.caller.subject, action, resource, resource_account)
         self.decision = "allow" if decision.allowed else "deny"
         self.decided_by = decision.decided_by
         decision.enforce()

@@ -10,8 +10,8 @@ request leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
-import logging
 import itertools
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -102,7 +102,9 @@ class Pipeline:
         self._write_lock = asyncio.Lock()
 
     def _new_call(self, source_ip: str | None) -> Call:
-        return Call(request_id=self._request_ids.next(), time=self._clock.now(), source_ip=source_ip)
+        return Call(
+            request_id=self._request_ids.next(), time=self._clock.now(), source_ip=source_ip
+        )
 
     async def handle(self, request: sigv4.HttpRequest, source_ip: str | None) -> Reply:
         call = self._new_call(source_ip)
