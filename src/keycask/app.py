@@ -14,14 +14,16 @@ from keycask.config import Settings
 from keycask.http.asgi import KMSApp
 from keycask.http.awsjson import Codec, encode_error
 from keycask.keys.keystore import KeyStore
-from keycask.ports import Clock, SystemClock
+from keycask.ports import Clock, Coordinator, SystemClock
 from keycask.seal.dev import DevSeal
 from keycask.service.deps import Deps
 from keycask.service.pipeline import Pipeline
+from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.sqlite import SQLiteStorage
 
 STORE_FILE = "keycask.db"
 AUDIT_DIR = "audit"
+RUN_DIR = "run"
 PROFILE = "keycask"
 ADMIN_NAME = "admin"
 
@@ -48,11 +50,13 @@ class Runtime:
     barrier: Barrier
     credentials: CredentialStore
     audit: AuditLog
+    coordinator: Coordinator
     app: KMSApp
 
     async def close(self) -> None:
         await self.audit.aclose()
         await self.storage.close()
+        self.coordinator.close()
 
 
 async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
@@ -69,14 +73,23 @@ async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
     return storage, barrier
 
 
-async def build(settings: Settings, clock: Clock | None = None) -> Runtime:
+async def build(
+    settings: Settings, clock: Clock | None = None, *, worker: int | None = None
+) -> Runtime:
+    """The whole server. ``worker`` is this process's slot when several
+    worker processes share the data dir; each writes its own audit segment."""
     clock = clock or SystemClock()
     storage, barrier = await open_store(settings)
-    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, "server")
+    coordinator: Coordinator
+    if worker is None:
+        coordinator, segment = SingleProcess(), "server"
+    else:
+        coordinator, segment = SharedFile(settings.data_dir / RUN_DIR, worker), f"server-{worker}"
+    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment)
     credentials = CredentialStore(barrier)
     deps = Deps(keys=KeyStore(barrier), clock=clock)
-    pipeline = Pipeline(deps, credentials, audit, WireCodec(Codec.load()), clock)
-    return Runtime(settings, storage, barrier, credentials, audit, KMSApp(pipeline))
+    pipeline = Pipeline(deps, credentials, audit, WireCodec(Codec.load()), clock, coordinator)
+    return Runtime(settings, storage, barrier, credentials, audit, coordinator, KMSApp(pipeline))
 
 
 # -- --dev conveniences --

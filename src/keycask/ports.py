@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -66,3 +67,20 @@ class SystemClock:
 
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+class Coordinator(Protocol):
+    """What processes sharing one store tell each other.
+
+    ``stale`` is true when another process committed since the last call (so
+    caches must be dropped); ``committed`` announces our own commit;
+    ``exclusive`` serialises writes across processes.
+    """
+
+    def stale(self) -> bool: ...
+
+    def committed(self) -> None: ...
+
+    def exclusive(self) -> AbstractAsyncContextManager[None]: ...
+
+    def close(self) -> None: ...

@@ -64,6 +64,10 @@ class CredentialStore:
         self._barrier = barrier
         self._keys: dict[str, AccessKey] = {}
 
+    def clear(self) -> None:
+        """Forget cached access keys: another process changed the store."""
+        self._keys.clear()
+
     async def lookup(self, access_key_id: str) -> AccessKey | None:
         cached = self._keys.get(access_key_id)
         if cached is not None:

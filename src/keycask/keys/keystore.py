@@ -179,6 +179,12 @@ class KeyStore:
             self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)
         ]
 
+    def clear(self) -> None:
+        """Forget everything cached: another process changed the store."""
+        self._keys.clear()
+        self._materials.clear()
+        self._aliases.clear()
+
     # -- committing --
 
     async def commit(self, writes: Sequence[Write]) -> None:

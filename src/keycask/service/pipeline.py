@@ -9,7 +9,6 @@ request leaves nothing behind.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import logging
 import os
@@ -29,7 +28,7 @@ from keycask.errors import (
     UnrecognizedClientException,
     UnsupportedOperationException,
 )
-from keycask.ports import Clock
+from keycask.ports import Clock, Coordinator
 from keycask.service.call import Call, Caller, Outcome
 from keycask.service.deps import Deps
 from keycask.service.operations import OPERATIONS, Operation
@@ -89,6 +88,7 @@ class Pipeline:
         audit: AuditLog,
         codec: WireCodec,
         clock: Clock,
+        coordinator: Coordinator,
     ) -> None:
         self._deps = deps
         self._credentials = credentials
@@ -98,8 +98,8 @@ class Pipeline:
         self._signing_keys = sigv4.SigningKeyCache()
         self._request_ids = _RequestIds()
         self._model_operations = codec.operation_names()
-        # Writes run one at a time per process: see operations.py.
-        self._write_lock = asyncio.Lock()
+        # Writes run one at a time across all processes on the store.
+        self._coordinator = coordinator
 
     def _new_call(self, source_ip: str | None) -> Call:
         return Call(
@@ -111,6 +111,7 @@ class Pipeline:
         outcome: Outcome | None = None
         operation: Operation | None = None
         try:
+            self._refresh()
             # Named in the audit record even if authentication then fails.
             call.operation = self._target(request)
             await self._authenticate(call, request)
@@ -118,7 +119,8 @@ class Pipeline:
             fields = self._codec.decode(operation.name, request.body)
             typed: object = build(operation.request, fields)
             if operation.mutates:
-                async with self._write_lock:
+                async with self._coordinator.exclusive():
+                    self._refresh()  # another process may have written while we waited
                     outcome = await operation.handler(self._deps, call, typed)
                     return await self._finish(call, operation, outcome)
             outcome = await operation.handler(self._deps, call, typed)
@@ -130,6 +132,11 @@ class Pipeline:
         except Exception:
             log.exception("request %s failed unexpectedly", call.request_id)
             return await self._fail(call, KMSInternalException(_INTERNAL))
+
+    def _refresh(self) -> None:
+        if self._coordinator.stale():
+            self._deps.keys.clear()
+            self._credentials.clear()
 
     async def refuse(self, error: KMSError, source_ip: str | None) -> Reply:
         """Answer a request the edge refused before it could be parsed
@@ -177,6 +184,9 @@ class Pipeline:
                 return await self._fail(
                     call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
+            finally:
+                # Even a failed commit may have landed: other processes re-read.
+                self._coordinator.committed()
         return Reply(200, body, call.request_id)
 
     async def _fail(self, call: Call, error: KMSError, detail: str | None = None) -> Reply:
