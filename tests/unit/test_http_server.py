@@ -1,0 +1,997 @@
+"""keycask's HTTP/1.1 server, spoken to in raw bytes over real sockets on 127.0.0.1.
+
+Every behaviour uvicorn gave us and the server must keep has a test here, and so
+does every kind of hostile input the edge of a KMS must survive. Timeouts are
+configured short (0.2 s) and the tests assert that the connection is closed,
+never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import pytest
+import uvloop
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from keycask.http.server import HttpServer, Limits, Request, Response
+
+WAIT = 5.0  # generous bound for anything that should happen "at once"
+
+
+# -- a test app -------------------------------------------------------------------
+
+
+async def echo(request: Request) -> Response:
+    """Describe the request back; sleeps if told to, raises if told to."""
+    if request.path == "/boom":
+        raise RuntimeError("secret-request-content")
+    if request.path.startswith("/sleep/"):
+        await asyncio.sleep(float(request.path.rsplit("/", 1)[1]))
+    body = json.dumps(
+        {
+            "method": request.method,
+            "path": request.path,
+            "raw_path": request.raw_path.decode("latin-1"),
+            "query": request.query_string.decode("latin-1"),
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers],
+            "body": request.body.decode("latin-1"),
+            "client": request.client,
+        }
+    ).encode()
+    return Response(200, body, ((b"content-type", b"application/json"),))
+
+
+class Refusals:
+    """The app's answer to an oversized body; remembers what it was shown."""
+
+    def __init__(self) -> None:
+        self.seen: list[Request] = []
+
+    async def __call__(self, request: Request) -> Response:
+        self.seen.append(request)
+        return Response(
+            413,
+            b'{"__type": "RequestEntityTooLargeException"}',
+            ((b"content-type", b"application/x-amz-json-1.1"),),
+        )
+
+
+# -- a raw HTTP client ------------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Client:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    @classmethod
+    async def connect(cls, server: HttpServer) -> Client:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        return cls(reader, writer)
+
+    async def send(self, data: bytes) -> None:
+        self.writer.write(data)
+        await self.writer.drain()
+
+    async def reply(self, *, head: bool = False) -> Reply:
+        raw = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), WAIT)
+        lines = raw.decode("latin-1").split("\r\n")
+        version, status, *_ = lines[0].split(" ", 2)
+        assert version == "HTTP/1.1"
+        headers = []
+        for line in lines[1:]:
+            if line:
+                name, value = line.split(": ", 1)
+                headers.append((name.lower(), value))
+        length = int(dict(headers).get("content-length", "0"))
+        body = b""
+        if length and not head:
+            body = await asyncio.wait_for(self.reader.readexactly(length), WAIT)
+        return Reply(int(status), headers, body)
+
+    async def closed(self) -> bool:
+        """Whether the server closes the connection (after what it has sent)."""
+        try:
+            rest = await asyncio.wait_for(self.reader.read(), WAIT)
+        except ConnectionResetError:
+            rest = b""
+        await self.close()
+        return rest == b""
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+def post(body: bytes = b"{}", path: str = "/", extra: str = "") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: kms\r\nContent-Length: {len(body)}\r\n{extra}\r\n"
+    return head.encode() + body
+
+
+def get(path: str = "/", version: str = "1.1", extra: str = "") -> bytes:
+    return f"GET {path} HTTP/{version}\r\nHost: kms\r\n{extra}\r\n".encode()
+
+
+def chunked(chunks: list[bytes], path: str = "/") -> bytes:
+    head = f"POST {path} HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+    return head + b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+
+
+Start = Callable[..., Awaitable[HttpServer]]
+
+
+@pytest.fixture
+async def serve() -> AsyncIterator[Start]:
+    servers: list[HttpServer] = []
+
+    async def start(
+        handler: Callable[[Request], Awaitable[Response]] = echo,
+        refuse: Callable[[Request], Awaitable[Response]] | None = None,
+        **limits: Any,
+    ) -> HttpServer:
+        server = HttpServer(handler, refuse or Refusals(), limits=Limits(**limits))
+        await server.start("127.0.0.1", 0)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.shutdown(grace=1.0)
+
+
+# -- keep-alive, versions, close --------------------------------------------------
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    for i in range(5):
+        await client.send(post(b'{"n": %d}' % i))
+        reply = await client.reply()
+        assert reply.status == 200
+        assert reply.header("connection") is None
+        assert reply.json()["body"] == f'{{"n": {i}}}'
+    assert server.stats.connections == 1
+    await client.close()
+
+
+async def test_request_fields_reach_the_handler(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(b"x", path="/a%20b/c?q=1&r=%2F", extra="X-Amz-Target: T.Op\r\n"))
+    seen = (await client.reply()).json()
+    assert seen["method"] == "POST"
+    assert seen["path"] == "/a b/c"
+    assert seen["raw_path"] == "/a%20b/c"
+    assert seen["query"] == "q=1&r=%2F"
+    assert seen["headers"] == [["host", "kms"], ["content-length", "1"], ["x-amz-target", "T.Op"]]
+    assert seen["body"] == "x"
+    assert seen["client"] == "127.0.0.1"
+    await client.close()
+
+
+async def test_http10_closes_after_the_response(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(get(version="1.0"))
+    reply = await client.reply()
+    assert reply.status == 200
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+
+
+async def test_http10_keep_alive_is_honoured_and_acknowledged(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    for _ in range(2):
+        await client.send(get(version="1.0", extra="Connection: Keep-Alive\r\n"))
+        reply = await client.reply()
+        assert reply.status == 200
+        # An HTTP/1.0 client keeps the connection only if told so.
+        assert reply.header("connection") == "keep-alive"
+    await client.close()
+
+
+async def test_upgrade_requests_are_answered_then_closed(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(get(extra="Connection: Upgrade\r\nUpgrade: websocket\r\n") + get())
+    reply = await client.reply()
+    assert reply.status == 200
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+
+
+async def test_connection_close_is_honoured(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(extra="Connection: close\r\n"))
+    reply = await client.reply()
+    assert reply.status == 200
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+
+
+# -- pipelining -------------------------------------------------------------------
+
+
+async def test_pipelined_requests_are_answered_in_order(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(b"1") + post(b"2") + post(b"3"))
+    assert [(await client.reply()).json()["body"] for _ in range(3)] == ["1", "2", "3"]
+    await client.close()
+
+
+async def test_a_slow_first_request_does_not_reorder_answers(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(b"1", path="/sleep/0.2") + post(b"2") + post(b"3", path="/sleep/0"))
+    assert [(await client.reply()).json()["body"] for _ in range(3)] == ["1", "2", "3"]
+    await client.close()
+
+
+async def test_pipelined_request_after_connection_close_is_ignored(serve: Start) -> None:
+    calls: list[str] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request.path)
+        return Response(200, b"{}")
+
+    server = await serve(handler)
+    client = await Client.connect(server)
+    await client.send(post(path="/a", extra="Connection: close\r\n") + post(path="/b"))
+    assert (await client.reply()).header("connection") == "close"
+    assert await client.closed()
+    assert calls == ["/a"]
+
+
+# -- bodies -----------------------------------------------------------------------
+
+
+async def test_chunked_body_is_assembled(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(chunked([b"hello ", b"chunked ", b"world"]))
+    assert (await client.reply()).json()["body"] == "hello chunked world"
+    # The connection stays usable: chunk framing was consumed exactly.
+    await client.send(post(b"next"))
+    assert (await client.reply()).json()["body"] == "next"
+    await client.close()
+
+
+async def test_chunked_body_split_across_writes(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    data = chunked([b"a" * 1000, b"b" * 3000])
+    for i in range(0, len(data), 700):
+        await client.send(data[i : i + 700])
+        await asyncio.sleep(0.01)
+    assert (await client.reply()).json()["body"] == "a" * 1000 + "b" * 3000
+    await client.close()
+
+
+async def test_body_exactly_at_the_limit_is_accepted(serve: Start) -> None:
+    server = await serve(max_body=1000)
+    client = await Client.connect(server)
+    await client.send(post(b"x" * 1000))
+    assert len((await client.reply()).json()["body"]) == 1000
+    await client.send(chunked([b"y" * 600, b"y" * 400]))
+    assert len((await client.reply()).json()["body"]) == 1000
+    await client.close()
+
+
+async def test_content_length_over_the_limit_is_refused_before_the_body(serve: Start) -> None:
+    refusals = Refusals()
+    server = await serve(refuse=refusals, max_body=1000)
+    client = await Client.connect(server)
+    # Only the headers: the answer must come without the server waiting for the body.
+    await client.send(b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 1001\r\n\r\n")
+    reply = await client.reply()
+    assert reply.status == 413
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+    assert len(refusals.seen) == 1
+    assert refusals.seen[0].body == b""
+    assert (b"content-length", b"1001") in refusals.seen[0].headers
+
+
+async def test_chunked_body_over_the_limit_is_refused_and_closed(serve: Start) -> None:
+    refusals = Refusals()
+    server = await serve(refuse=refusals, max_body=1000)
+    client = await Client.connect(server)
+    await client.send(chunked([b"z" * 600, b"z" * 600]))
+    reply = await client.reply()
+    assert reply.status == 413
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+    assert [r.body for r in refusals.seen] == [b""]
+
+
+async def test_a_giant_body_is_not_read_after_the_refusal(serve: Start) -> None:
+    refusals = Refusals()
+    server = await serve(refuse=refusals, max_body=1000)
+    client = await Client.connect(server)
+    head = b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n\r\n"
+    client.writer.write(head + b"100000\r\n" + b"g" * 0x100000)
+    reply = await client.reply()
+    assert reply.status == 413
+    assert await client.closed()
+    await client.close()
+
+
+async def test_expect_100_continue_gets_100_then_the_answer(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(
+        b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n"
+    )
+    interim = await client.reply()
+    assert interim.status == 100
+    await client.send(b"hello")
+    reply = await client.reply()
+    assert reply.status == 200
+    assert reply.json()["body"] == "hello"
+    await client.close()
+
+
+async def test_expect_100_continue_waits_for_earlier_answers(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(
+        post(b"first", path="/sleep/0.2")
+        + b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n"
+    )
+    # The 100 belongs to the second request, so it must not jump the first answer.
+    assert (await client.reply()).json()["body"] == "first"
+    assert (await client.reply()).status == 100
+    await client.send(b"second")
+    assert (await client.reply()).json()["body"] == "second"
+    await client.close()
+
+
+async def test_expect_100_continue_over_the_limit_gets_the_refusal_only(serve: Start) -> None:
+    server = await serve(max_body=10)
+    client = await Client.connect(server)
+    await client.send(
+        b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n"
+    )
+    assert (await client.reply()).status == 413
+    assert await client.closed()
+
+
+# -- header limits and malformed input --------------------------------------------
+
+
+async def test_headers_too_large_get_431(serve: Start) -> None:
+    server = await serve(max_header_bytes=4096)
+    client = await Client.connect(server)
+    await client.send(post(extra=f"X-Big: {'a' * 5000}\r\n"))
+    reply = await client.reply()
+    assert reply.status == 431
+    assert reply.header("connection") == "close"
+    assert "message" in reply.json()
+    assert await client.closed()
+
+
+async def test_too_many_headers_get_431(serve: Start) -> None:
+    server = await serve(max_headers=20)
+    client = await Client.connect(server)
+    await client.send(post(extra="".join(f"X-H{i}: v\r\n" for i in range(30))))
+    assert (await client.reply()).status == 431
+    assert await client.closed()
+
+
+async def test_a_header_that_never_ends_is_cut_off(serve: Start) -> None:
+    server = await serve(max_header_bytes=4096)
+    client = await Client.connect(server)
+    await client.send(b"POST / HTTP/1.1\r\nX-Endless: ")
+    status = None
+    # Keep feeding one header value; the server must answer 431 long before 1 MB.
+    for _ in range(256):
+        try:
+            await client.send(b"a" * 4096)
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.001)
+        if client.reader.at_eof() or len(client.reader._buffer) > 0:  # type: ignore[attr-defined]
+            break
+    status = (await client.reply()).status
+    assert status == 431
+    await client.close()
+
+
+async def test_a_chunk_extension_that_never_ends_is_cut_off(serve: Start) -> None:
+    server = await serve(max_header_bytes=4096)
+    client = await Client.connect(server)
+    await client.send(b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=")
+    for _ in range(256):
+        try:
+            await client.send(b"e" * 4096)
+        except ConnectionError:
+            break
+        await asyncio.sleep(0.001)
+        if client.reader.at_eof() or len(client.reader._buffer) > 0:  # type: ignore[attr-defined]
+            break
+    assert (await client.reply()).status == 431
+    await client.close()
+
+
+async def test_trailers_count_against_the_header_limits(serve: Start) -> None:
+    server = await serve(max_headers=10)
+    client = await Client.connect(server)
+    head = b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n\r\n"
+    trailers = b"".join(b"X-T%d: v\r\n" % i for i in range(20))
+    await client.send(head + b"1\r\na\r\n0\r\n" + trailers + b"\r\n")
+    assert (await client.reply()).status == 431
+    assert await client.closed()
+
+
+async def test_trailers_are_not_passed_to_the_handler(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    head = b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n\r\n"
+    await client.send(head + b"1\r\na\r\n0\r\nX-Trailer: sneaky\r\n\r\n")
+    seen = (await client.reply()).json()
+    assert seen["body"] == "a"
+    assert ["x-trailer", "sneaky"] not in seen["headers"]
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 64,  # a TLS ClientHello
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",  # the HTTP/2 preface
+        b"NOTAMETHOD / HTTP/1.1\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET /\x00 HTTP/1.1\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
+        b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    ],
+)
+async def test_malformed_requests_get_400_and_close(serve: Start, garbage: bytes) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(garbage)
+    reply = await client.reply()
+    assert reply.status == 400
+    assert reply.header("connection") == "close"
+    assert "message" in reply.json()
+    assert await client.closed()
+
+
+async def test_content_length_with_transfer_encoding_is_refused(serve: Start) -> None:
+    calls: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    server = await serve(handler)
+    client = await Client.connect(server)
+    smuggle = (
+        b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /admin HTTP/1.1\r\n\r\n"
+    )
+    await client.send(smuggle)
+    assert (await client.reply()).status == 400
+    assert await client.closed()
+    assert calls == []
+
+
+async def test_garbage_after_a_good_request_answers_both(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(b"ok", path="/sleep/0.05") + b"\x00\x01garbage\r\n\r\n")
+    assert (await client.reply()).json()["body"] == "ok"
+    assert (await client.reply()).status == 400
+    assert await client.closed()
+
+
+# -- timeouts ---------------------------------------------------------------------
+
+
+async def test_idle_keep_alive_connection_is_closed(serve: Start) -> None:
+    server = await serve(keep_alive_timeout=0.2)
+    client = await Client.connect(server)
+    await client.send(post())
+    assert (await client.reply()).status == 200
+    assert await client.closed()  # nothing more is written: a silent close
+
+
+async def test_a_connection_that_never_speaks_is_closed(serve: Start) -> None:
+    server = await serve(keep_alive_timeout=0.2)
+    client = await Client.connect(server)
+    assert await client.closed()
+
+
+async def test_slow_headers_get_408_and_close(serve: Start) -> None:
+    server = await serve(header_timeout=0.2)
+    client = await Client.connect(server)
+    await client.send(b"POST / HT")
+    reply = await client.reply()
+    assert reply.status == 408
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+
+
+async def test_slowloris_trickle_does_not_extend_the_header_deadline(serve: Start) -> None:
+    server = await serve(header_timeout=0.3, keep_alive_timeout=30)
+    client = await Client.connect(server)
+    await client.send(b"POST / HTTP/1.1\r\n")
+    for i in range(100):
+        try:
+            await client.send(b"X-%d: v\r\n" % i)
+        except ConnectionError:
+            break
+        if client.reader.at_eof() or len(client.reader._buffer) > 0:  # type: ignore[attr-defined]
+            break
+        await asyncio.sleep(0.05)
+    assert (await client.reply()).status == 408
+    await client.close()
+
+
+async def test_slow_body_gets_408_and_close(serve: Start) -> None:
+    server = await serve(body_timeout=0.2)
+    client = await Client.connect(server)
+    await client.send(b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 10\r\n\r\nabc")
+    reply = await client.reply()
+    assert reply.status == 408
+    assert await client.closed()
+
+
+async def test_slow_second_request_waits_for_the_first_answer(serve: Start) -> None:
+    server = await serve(header_timeout=0.2)
+    client = await Client.connect(server)
+    await client.send(post(b"1", path="/sleep/0.4") + b"POST / HT")
+    # The 408 for the stalled second request comes after the first request's answer.
+    assert (await client.reply()).json()["body"] == "1"
+    assert (await client.reply()).status == 408
+    assert await client.closed()
+
+
+async def test_a_request_held_up_by_a_full_pipeline_is_not_timed_out(serve: Start) -> None:
+    # Reading pauses while three slow requests are queued; the fourth request's body
+    # is late because of the server, not the client, so its clock must not run.
+    server = await serve(max_pipelined=1, body_timeout=0.6)
+    client = await Client.connect(server)
+    slow = post(b"s", path="/sleep/0.3")
+    await client.send(slow * 3 + b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 4\r\n\r\n")
+    for _ in range(3):
+        assert (await client.reply()).json()["body"] == "s"
+    await client.send(b"late")
+    assert (await client.reply()).json()["body"] == "late"
+    await client.close()
+
+
+async def test_a_client_that_does_not_read_is_cut_off(serve: Start) -> None:
+    big = Response(200, b"x" * (1 << 20))
+
+    async def handler(request: Request) -> Response:
+        return big
+
+    server = await serve(handler, body_timeout=0.3)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(post() * 16)
+    # Never read: the server stalls on writing, then must drop the connection.
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if server.stats.connections == 0:
+            break
+    assert server.stats.connections == 0
+    sock.close()
+
+
+# -- errors from the app ----------------------------------------------------------
+
+
+async def test_handler_exception_gives_500_and_the_connection_goes_on(
+    serve: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    with caplog.at_level(logging.ERROR, logger="keycask.http"):
+        await client.send(post(b"secret-body", path="/boom"))
+        reply = await client.reply()
+    assert reply.status == 500
+    assert reply.json() == {"__type": "KMSInternalException", "message": "internal error"}
+    # The answer was complete, so the connection stays usable.
+    assert reply.header("connection") is None
+    await client.send(post(b"after"))
+    assert (await client.reply()).json()["body"] == "after"
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "RuntimeError" in logged
+    assert "secret" not in logged
+    assert all(r.exc_info is None for r in caplog.records)
+    await client.close()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Response(200, b"{}", ((b"x-injected", b"a\r\nset-cookie: evil"),)),
+        Response(200, b"{}", ((b"x-bare-cr", b"a\rb"),)),
+        Response(99, b"{}"),
+        Response(1000, b"{}"),
+    ],
+)
+async def test_a_bad_response_from_the_app_gives_500(serve: Start, bad: Response) -> None:
+    async def handler(request: Request) -> Response:
+        return bad
+
+    server = await serve(handler)
+    client = await Client.connect(server)
+    await client.send(post())
+    reply = await client.reply()
+    assert reply.status == 500
+    assert reply.header("set-cookie") is None
+    await client.close()
+
+
+async def test_refusal_that_raises_gives_500_and_closes(serve: Start) -> None:
+    async def refuse(request: Request) -> Response:
+        raise RuntimeError("audit down")
+
+    server = await serve(refuse=refuse, max_body=10)
+    client = await Client.connect(server)
+    await client.send(post(b"x" * 11))
+    reply = await client.reply()
+    assert reply.status == 500
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+
+
+# -- client disconnects -----------------------------------------------------------
+
+
+async def test_client_disconnect_mid_body_leaves_the_server_well(
+    serve: Start, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    server = await serve(handler)
+    with caplog.at_level(logging.WARNING):
+        client = await Client.connect(server)
+        await client.send(b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 100\r\n\r\nabc")
+        await client.close()
+        for _ in range(100):
+            if server.stats.connections == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.stats.connections == 0
+        other = await Client.connect(server)
+        await other.send(post())
+        assert (await other.reply()).status == 200
+        await other.close()
+    assert len(calls) == 1
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+async def test_client_gone_while_handler_runs(serve: Start) -> None:
+    release = asyncio.Event()
+    finished = asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/wait":
+            await release.wait()
+            finished.set()
+        return Response(200, b"{}")
+
+    server = await serve(handler)
+    client = await Client.connect(server)
+    await client.send(post(path="/wait"))
+    await asyncio.sleep(0.05)
+    client.writer.transport.abort()
+    await asyncio.sleep(0.05)
+    release.set()  # the handler finishes; its answer has nowhere to go
+    await asyncio.wait_for(finished.wait(), WAIT)
+    other = await Client.connect(server)
+    await other.send(post())
+    assert (await other.reply()).status == 200
+    await other.close()
+
+
+# -- graceful shutdown ------------------------------------------------------------
+
+
+async def test_graceful_shutdown(serve: Start) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        if request.path == "/slow":
+            await release.wait()
+        return Response(200, b'{"done": true}')
+
+    server = await serve(handler)
+    port = server.port
+    idle = await Client.connect(server)
+    await idle.send(post())
+    assert (await idle.reply()).status == 200
+    busy = await Client.connect(server)
+    await busy.send(post(path="/slow"))
+    await asyncio.sleep(0.05)
+
+    stopping = asyncio.create_task(server.shutdown(grace=WAIT))
+    await asyncio.sleep(0.05)
+    assert await idle.closed()  # idle keep-alive connections go at once
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", port)  # no new connections
+    assert not stopping.done()
+
+    release.set()
+    reply = await busy.reply()  # the in-flight request completes
+    assert reply.status == 200
+    assert reply.json() == {"done": True}
+    assert reply.header("connection") == "close"
+    assert await busy.closed()
+    await asyncio.wait_for(stopping, WAIT)
+
+
+async def test_shutdown_answers_pipelined_requests_already_received(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post(b"1", path="/sleep/0.2") + post(b"2") + post(b"3"))
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(server.shutdown(grace=WAIT))
+    replies = [await client.reply() for _ in range(3)]
+    assert [r.json()["body"] for r in replies] == ["1", "2", "3"]
+    assert [r.header("connection") for r in replies] == [None, None, "close"]
+    assert await client.closed()
+    await asyncio.wait_for(stopping, WAIT)
+
+
+async def test_shutdown_grace_expires(serve: Start) -> None:
+    async def handler(request: Request) -> Response:
+        await asyncio.sleep(60)
+        return Response(200, b"{}")
+
+    server = await serve(handler)
+    client = await Client.connect(server)
+    await client.send(post())
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(server.shutdown(grace=0.2), WAIT)
+    assert await client.closed()
+    assert server.stats.connections == 0
+
+
+# -- response details -------------------------------------------------------------
+
+
+async def test_head_has_headers_but_no_body(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(get(path="/x"))
+    body_length = len((await client.reply()).body)
+    await client.send(b"HEAD /x HTTP/1.1\r\nHost: kms\r\n\r\n")
+    reply = await client.reply(head=True)
+    assert reply.status == 200
+    # The echo mentions the method, so HEAD's would-be body is one byte longer than GET's.
+    assert int(reply.header("content-length") or 0) == body_length + 1
+    # Had a body been sent, it would now be read as the start of the next answer.
+    await client.send(get(path="/y"))
+    assert (await client.reply()).json()["path"] == "/y"
+    await client.close()
+
+
+async def test_head_of_a_failing_handler_has_no_body(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(b"HEAD /boom HTTP/1.1\r\nHost: kms\r\n\r\n" + get(path="/after"))
+    assert (await client.reply(head=True)).status == 500
+    assert (await client.reply()).json()["path"] == "/after"
+    await client.close()
+
+
+async def test_date_header_is_present_and_current(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(post())
+    reply = await client.reply()
+    date = reply.header("date")
+    assert date is not None and date.endswith(" GMT")
+    assert abs(parsedate_to_datetime(date) - datetime.now(UTC)) < timedelta(seconds=5)
+    assert reply.header("content-length") == str(len(reply.body))
+    await client.close()
+
+
+# -- flow control -----------------------------------------------------------------
+
+
+async def test_pipelining_without_reading_pauses_the_server(serve: Start) -> None:
+    """A client that pipelines without reading cannot make the server buffer without bound."""
+    limit = 4
+    server = await serve(max_pipelined=limit)
+    client = await Client.connect(server)
+    body = b"p" * 8192
+    count = 4000  # 32 MiB: more than the kernel buffers both ways on loopback
+    for i in range(count):
+        client.writer.write(post(body, path=f"/{i}"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.writer.drain(), 1.0)
+    stats = server.stats
+    assert stats.read_pauses >= 1
+    # A single socket read (at most 256 KiB here) may carry a few requests past the
+    # limit before reading pauses; never more than that.
+    per_read = (256 * 1024) // len(post(body)) + 1
+    assert stats.queued <= limit + per_read
+    assert stats.queued_high_water <= limit + per_read
+
+    # Once the client reads, everything flows again, in order.
+    for i in range(count):
+        reply = await client.reply()
+        assert reply.json()["path"] == f"/{i}"
+    await client.writer.drain()
+    await client.close()
+
+
+# -- hostile input ----------------------------------------------------------------
+
+PIECES = [
+    post(b"{}"),
+    post(b"x" * 300),
+    chunked([b"ab", b"cd"]),
+    get(version="1.0"),
+    get(extra="Connection: close\r\n"),
+    b"HEAD / HTTP/1.1\r\n\r\n",
+    b"POST / HTTP/1.1\r\n",
+    b"Content-Length: 5\r\n",
+    b"Content-Length: 99999999\r\n",
+    b"Transfer-Encoding: chunked\r\n",
+    b"Expect: 100-continue\r\n",
+    b"Upgrade: h2c\r\nConnection: Upgrade\r\n",
+    b"X-Pad: " + b"p" * 700 + b"\r\n",
+    b"\r\n",
+    b"5\r\nhello\r\n",
+    b"ffffffff\r\n",
+    b"0\r\n\r\n",
+    b"1;ext=" + b"e" * 500 + b"\r\n",
+    b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+]
+
+
+async def _exchange(port: int, data: bytes, cuts: list[int]) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        edges = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+        for start, end in itertools.pairwise(edges):
+            writer.write(data[start:end])
+            await writer.drain()
+        writer.write_eof()
+        # Whatever was sent, the server answers what it can and closes: it never hangs.
+        await asyncio.wait_for(reader.read(), WAIT)
+    except ConnectionError:
+        pass  # an abort is a fine answer to some of this
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
+def test_hostile_byte_streams_never_crash_hang_or_leak(
+    new_loop: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    errors: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            errors.append(record)
+
+    loop = new_loop()
+    server = HttpServer(
+        echo,
+        Refusals(),
+        limits=Limits(max_body=2048, max_header_bytes=2048, max_headers=8, max_pipelined=2),
+    )
+    loop.run_until_complete(server.start("127.0.0.1", 0))
+    collect = Collect(logging.ERROR)
+    logging.getLogger("keycask.http").addHandler(collect)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.lists(st.sampled_from(PIECES) | st.binary(max_size=40), max_size=10).map(b"".join),
+        st.lists(st.integers(min_value=0, max_value=1 << 16), max_size=6),
+    )
+    def exchange(data: bytes, cuts: list[int]) -> None:
+        loop.run_until_complete(_exchange(server.port, data, cuts))
+
+    try:
+        exchange()
+
+        async def settled() -> None:
+            for _ in range(300):
+                if server.stats.connections == 0 and server.stats.workers == 0:
+                    return
+                await asyncio.sleep(0.01)
+
+        loop.run_until_complete(settled())
+        assert server.stats.connections == 0
+        assert server.stats.workers == 0
+        assert errors == []
+    finally:
+        logging.getLogger("keycask.http").removeHandler(collect)
+        loop.run_until_complete(server.shutdown(grace=1.0))
+        loop.close()
+
+
+# -- on uvloop --------------------------------------------------------------------
+
+
+async def _keep_alive_and_pipelining() -> None:
+    server = HttpServer(echo, Refusals(), limits=Limits(keep_alive_timeout=0.2))
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        await client.send(post(b"a") + chunked([b"b", b"c"]) + post(b"d", path="/sleep/0"))
+        assert [(await client.reply()).json()["body"] for _ in range(3)] == ["a", "bc", "d"]
+        await client.send(b"\x00garbage\r\n\r\n")
+        assert (await client.reply()).status == 400
+        assert await client.closed()
+        idle = await Client.connect(server)
+        assert await idle.closed()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def _shutdown_with_in_flight() -> None:
+    release = asyncio.Event()
+
+    async def handler(request: Request) -> Response:
+        await release.wait()
+        return Response(200, b"{}")
+
+    server = HttpServer(handler, Refusals())
+    await server.start("127.0.0.1", 0)
+    client = await Client.connect(server)
+    await client.send(post())
+    await asyncio.sleep(0.05)
+    stopping = asyncio.create_task(server.shutdown(grace=WAIT))
+    await asyncio.sleep(0.05)
+    release.set()
+    reply = await client.reply()
+    assert reply.header("connection") == "close"
+    assert await client.closed()
+    await asyncio.wait_for(stopping, WAIT)
+
+
+def test_keep_alive_pipelining_and_errors_on_uvloop() -> None:
+    uvloop.run(_keep_alive_and_pipelining())
+
+
+def test_graceful_shutdown_on_uvloop() -> None:
+    uvloop.run(_shutdown_with_in_flight())
