@@ -3,6 +3,7 @@ without doing anything, on the same server stack.
 
     python benchmarks/ceiling.py --stack starlette --port 9700
     python benchmarks/ceiling.py --stack asgi --port 9701
+    python benchmarks/ceiling.py --stack keycask-http --port 9702
 """
 
 from __future__ import annotations
@@ -46,11 +47,40 @@ def starlette_app() -> Any:
     return Starlette(routes=[Route("/", handler, methods=["POST"])])
 
 
+def keycask_http(port: int) -> None:
+    """The same bare handler on keycask's own HTTP server: the ceiling of the
+    server layer keycask actually runs on."""
+    import asyncio
+    import signal
+
+    import uvloop
+
+    from keycask.http.server import HttpServer, Request, Response
+
+    empty = Response(200, b"{}", ((b"content-type", b"application/x-amz-json-1.1"),))
+
+    async def handler(request: Request) -> Response:
+        return empty
+
+    async def serve() -> None:
+        server = HttpServer(handler, handler)
+        await server.start("127.0.0.1", port)
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+        await stop.wait()
+        await server.shutdown(1.0)
+
+    uvloop.run(serve())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--stack", choices=["starlette", "asgi"], required=True)
+    parser.add_argument("--stack", choices=["starlette", "asgi", "keycask-http"], required=True)
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
+    if args.stack == "keycask-http":
+        keycask_http(args.port)
+        return
     app = starlette_app() if args.stack == "starlette" else bare_asgi
     uvicorn.run(
         app,

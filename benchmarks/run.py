@@ -150,6 +150,7 @@ def main_table(args: argparse.Namespace) -> None:
         "keycask": lambda: targets.keycask(workers=args.workers),
         "ceiling-starlette": lambda: targets.ceiling("starlette"),
         "ceiling-asgi": lambda: targets.ceiling("asgi"),
+        "ceiling-keycask-http": lambda: targets.ceiling("keycask-http"),
         "moto_server": targets.moto,
     }
     started = {n: factories[n]().start() for n in names}
@@ -241,7 +242,10 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--targets", default="keycask,ceiling-starlette,ceiling-asgi,moto_server")
+    parser.add_argument(
+        "--targets",
+        default="keycask,ceiling-starlette,ceiling-asgi,ceiling-keycask-http,moto_server",
+    )
     parser.add_argument("--scenarios", nargs="*", default=None)
     parser.add_argument("--quick", action="store_true", help="one 2-second run per cell")
     parser.add_argument("--concurrency-curve", action="store_true")

@@ -37,6 +37,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
+    workers: int = 1
 
     @property
     def endpoint(self) -> str:
@@ -61,6 +62,8 @@ class Server:
                 str(self.data_dir),
                 "--listen",
                 f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -11,8 +11,8 @@ from keycask.audit import AuditLog
 from keycask.auth.credentials import AccessKey, CredentialStore
 from keycask.barrier import Barrier
 from keycask.config import Settings
-from keycask.http.asgi import KMSApp
 from keycask.http.awsjson import Codec, encode_error
+from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, SystemClock
 from keycask.seal.dev import DevSeal
@@ -88,7 +88,9 @@ async def build(
     audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment)
     credentials = CredentialStore(barrier)
     deps = Deps(keys=KeyStore(barrier), clock=clock)
-    pipeline = Pipeline(deps, credentials, audit, WireCodec(Codec.load()), clock, coordinator)
+    pipeline = Pipeline(
+        deps, credentials, audit, WireCodec(Codec.load()), clock, coordinator=coordinator
+    )
     return Runtime(settings, storage, barrier, credentials, audit, coordinator, KMSApp(pipeline))
 
 

@@ -7,8 +7,12 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
+import socket
+import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +22,7 @@ from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_stor
 from keycask.audit import AuditLog, AuditRecord, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.errors import KMSError, SealError
+from keycask.http.server import HttpServer, Limits
 from keycask.seal.dev import WARNING, DevSeal
 
 log = logging.getLogger("keycask")
@@ -41,49 +46,130 @@ def _admin_record(operation: str, principal_arn: str, detail: str) -> AuditRecor
     )
 
 
-async def _serve(settings: config.Settings) -> int:
-    import uvicorn
+def _banner(settings: config.Settings, config_file: Path, credentials_file: Path) -> None:
+    print(WARNING.format(path=DevSeal(settings.data_dir).path), file=sys.stderr, flush=True)
+    print(
+        "keycask is serving the AWS KMS API at "
+        f"{settings.endpoint_url} (account {settings.account_id}, region {settings.region}).\n"
+        "To use it from the AWS CLI or any AWS SDK, run:\n\n"
+        f"  export AWS_CONFIG_FILE={config_file}\n"
+        f"  export AWS_SHARED_CREDENTIALS_FILE={credentials_file}\n\n"
+        "then: aws --profile keycask kms list-keys\n",
+        flush=True,
+    )
 
-    runtime: Runtime = await build(settings)
+
+async def _prepare(runtime: Runtime) -> tuple[Path, Path]:
+    """First start: the dev administrator and its AWS profile (audited)."""
+    config_file, credentials_file, created = await ensure_dev_profile(runtime)
+    if created:
+        await runtime.audit.append(
+            _admin_record(
+                "keycask:CreatePrincipal", config_file.name, "dev admin profile written to"
+            )
+        )
+    return config_file, credentials_file
+
+
+async def _run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
+    app = runtime.app
+    server = HttpServer(app.handle, app.refuse_too_large, limits=Limits(max_body=app.max_body))
+    await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Everything built so far lives as long as the process: keep the cyclic
+    # collector from walking it on every full collection.
+    gc.freeze()
+    app.ready = True
+    await stop.wait()
+    app.ready = False
+    await server.shutdown(grace=10.0)
+
+
+def _listen(settings: config.Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve_single(settings: config.Settings) -> int:
+    runtime = await build(settings)
     try:
-        print(WARNING.format(path=DevSeal(settings.data_dir).path), file=sys.stderr, flush=True)
-        config_file, credentials_file, created = await ensure_dev_profile(runtime)
-        if created:
-            await runtime.audit.append(
-                _admin_record(
-                    "keycask:CreatePrincipal", config_file.name, "dev admin profile written to"
-                )
-            )
-        print(
-            "keycask is serving the AWS KMS API at "
-            f"{settings.endpoint_url} (account {settings.account_id}, region {settings.region}).\n"
-            "To use it from the AWS CLI or any AWS SDK, run:\n\n"
-            f"  export AWS_CONFIG_FILE={config_file}\n"
-            f"  export AWS_SHARED_CREDENTIALS_FILE={credentials_file}\n\n"
-            "then: aws --profile keycask kms list-keys\n",
-            flush=True,
-        )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                runtime.app,
-                host=settings.host,
-                port=settings.port,
-                loop="uvloop",
-                http="httptools",
-                lifespan="on",
-                access_log=False,
-                log_level="warning",
-                timeout_keep_alive=30,
-                timeout_graceful_shutdown=10,
-            )
-        )
-        # Everything built so far lives as long as the process: keep the
-        # cyclic collector from walking it on every full collection.
-        gc.freeze()
-        await server.serve()
+        config_file, credentials_file = await _prepare(runtime)
+        sock = _listen(settings)
+        _banner(settings, config_file, credentials_file)
+        await _run_until_signalled(runtime, sock)
     finally:
         await runtime.close()
     return 0
+
+
+async def _serve_worker(settings: config.Settings, slot: int, fd: int) -> int:
+    runtime = await build(settings, worker=slot)
+    try:
+        await _run_until_signalled(runtime, socket.socket(fileno=fd))
+    finally:
+        await runtime.close()
+    return 0
+
+
+async def _prepare_only(settings: config.Settings) -> tuple[Path, Path]:
+    runtime = await build(settings, worker=0)
+    try:
+        return await _prepare(runtime)
+    finally:
+        await runtime.close()
+
+
+def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
+    """Several worker processes share one listening socket and one store;
+    this process only starts them, restarts one that dies, and stops them."""
+    config_file, credentials_file = asyncio.run(_prepare_only(settings))
+    sock = _listen(settings)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def spawn(slot: int) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable, "-m", "keycask.cli", "server", "--dev",
+            "--data-dir", str(settings.data_dir),
+            "--listen", f"{settings.host}:{settings.port}",
+            "--account-id", settings.account_id, "--region", settings.region,
+            "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
+        ]  # fmt: skip
+        return subprocess.Popen(command, pass_fds=[sock.fileno()])
+
+    workers = {slot: spawn(slot) for slot in range(args.workers)}
+    _banner(settings, config_file, credentials_file)
+    while not stopping:
+        for slot, proc in list(workers.items()):
+            if proc.poll() is not None and not stopping:
+                log.error("worker %d exited with %s; restarting it", slot, proc.returncode)
+                workers[slot] = spawn(slot)
+        time.sleep(0.2)
+    for proc in workers.values():
+        proc.send_signal(signal.SIGTERM)
+    code = 0
+    for proc in workers.values():
+        try:
+            code = max(code, proc.wait(timeout=30))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = 1
+    sock.close()
+    return code
 
 
 def cmd_server(args: argparse.Namespace) -> int:
@@ -96,12 +182,11 @@ def cmd_server(args: argparse.Namespace) -> int:
     )
     import uvloop
 
-    # SIGTERM must run the graceful shutdown path, as Ctrl-C does.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return uvloop.run(_serve(settings))
-    except KeyboardInterrupt:
-        return 0
+    if args.worker_slot is not None:
+        return uvloop.run(_serve_worker(settings, args.worker_slot, args.listen_fd))
+    if args.workers > 1:
+        return _supervise(settings, args)
+    return uvloop.run(_serve_single(settings))
 
 
 async def _create_principal(args: argparse.Namespace) -> int:
@@ -163,6 +248,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--account-id", help="account of the dev admin (env KEYCASK_ACCOUNT_ID)")
     server.add_argument("--region", help="region written to the dev profile (env KEYCASK_REGION)")
+    server.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("KEYCASK_WORKERS", "1")),
+        help="worker processes sharing the port and the store (env KEYCASK_WORKERS, default 1)",
+    )
+    server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
+    server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     server.set_defaults(func=cmd_server)
 
     principals = sub.add_parser("principals", help="manage principals").add_subparsers(

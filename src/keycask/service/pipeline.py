@@ -88,6 +88,7 @@ class Pipeline:
         audit: AuditLog,
         codec: WireCodec,
         clock: Clock,
+        *,
         coordinator: Coordinator,
     ) -> None:
         self._deps = deps

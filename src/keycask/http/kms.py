@@ -1,0 +1,49 @@
+"""The KMS endpoint on keycask's HTTP server: ``POST /`` and ``GET /healthz``.
+
+Everything about HTTP framing, limits and timeouts is ``server.py``'s; every
+request that reaches here (or is refused for size) goes to the pipeline, which
+audits it.
+"""
+
+from __future__ import annotations
+
+from keycask.auth.sigv4 import HttpRequest
+from keycask.errors import RequestEntityTooLargeException, UnknownOperationException
+from keycask.http.server import Request, Response
+from keycask.service.pipeline import Pipeline, Reply
+
+MAX_BODY = 1024 * 1024
+_JSON = (b"content-type", b"application/x-amz-json-1.1")
+_HEALTHY = Response(200, b'{"status":"ok"}', (_JSON,))
+_STARTING = Response(503, b'{"status":"starting"}', (_JSON,))
+
+
+def _response(reply: Reply) -> Response:
+    return Response(
+        reply.status, reply.body, (_JSON, (b"x-amzn-requestid", reply.request_id.encode()))
+    )
+
+
+class KMSApp:
+    def __init__(self, pipeline: Pipeline, *, max_body: int = MAX_BODY) -> None:
+        self._pipeline = pipeline
+        self.max_body = max_body
+        self.ready = False
+
+    async def handle(self, request: Request) -> Response:
+        method, path = request.method, request.path
+        if path == "/" and method == "POST":
+            http = HttpRequest(
+                method, request.raw_path, request.query_string, request.headers, request.body
+            )
+            return _response(await self._pipeline.handle(http, request.client))
+        if path == "/healthz" and method in ("GET", "HEAD"):
+            return _HEALTHY if self.ready else _STARTING
+        error = UnknownOperationException(
+            f"keycask serves the KMS API at POST /, not {method} {path[:64]}"
+        )
+        return _response(await self._pipeline.refuse(error, request.client))
+
+    async def refuse_too_large(self, request: Request) -> Response:
+        error = RequestEntityTooLargeException(f"Request body exceeds {self.max_body} bytes.")
+        return _response(await self._pipeline.refuse(error, request.client))

@@ -1,0 +1,110 @@
+"""Several worker processes on one port and one store behave as one server."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Server
+
+CONTEXT = {"purpose": "workers"}
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data", workers=2).start()
+    yield srv
+    if srv.proc is not None:
+        srv.stop(signal.SIGKILL)
+
+
+def _children(pid: int) -> set[int]:
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def _clients(server: Server, n: int) -> list[object]:
+    # A new client is a new connection: the kernel spreads them over the workers.
+    return [server.client() for _ in range(n)]
+
+
+def test_every_worker_sees_every_change_at_once(workers: Server) -> None:
+    clients = _clients(workers, 12)
+    admin = clients[0]
+    key = admin.create_key(Description="shared")["KeyMetadata"]["KeyId"]
+    blobs = [
+        c.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext=CONTEXT)["CiphertextBlob"]
+        for c in clients
+    ]
+    for c in clients:  # every worker now has the key cached
+        for blob in blobs:
+            assert c.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)["Plaintext"] == b"x"
+    admin.disable_key(KeyId=key)
+    for c in clients:
+        with pytest.raises(ClientError) as caught:
+            c.encrypt(KeyId=key, Plaintext=b"x")
+        assert caught.value.response["Error"]["Code"] == "DisabledException"
+    admin.enable_key(KeyId=key)
+    admin.create_alias(AliasName="alias/shared", TargetKeyId=key)
+    for c in clients:
+        assert c.encrypt(KeyId="alias/shared", Plaintext=b"y")["KeyId"].endswith(key)
+
+
+def test_conflicting_writes_from_many_connections_leave_one_winner(workers: Server) -> None:
+    clients = _clients(workers, 8)
+    key = clients[0].create_key()["KeyMetadata"]["KeyId"]
+    outcomes = []
+    for c in clients:
+        try:
+            c.create_alias(AliasName="alias/race", TargetKeyId=key)
+            outcomes.append("created")
+        except ClientError as error:
+            outcomes.append(error.response["Error"]["Code"])
+    assert outcomes.count("created") == 1
+    assert set(outcomes) == {"created", "AlreadyExistsException"}
+
+
+def test_each_worker_audits_to_its_own_segment_and_all_verify(workers: Server) -> None:
+    clients = _clients(workers, 16)
+    key = clients[0].create_key()["KeyMetadata"]["KeyId"]
+    for c in clients:
+        c.describe_key(KeyId=key)
+    workers.stop()
+    segments = sorted(p.name for p in (workers.data_dir / "audit").glob("server-*.jsonl"))
+    assert segments == ["server-0.jsonl", "server-1.jsonl"]
+    for name in segments:
+        assert (workers.data_dir / "audit" / name).stat().st_size > 0, name
+    verified = workers.cli("audit", "verify")
+    assert verified.stdout.startswith("ok:"), verified.stdout
+
+
+def test_a_killed_worker_is_replaced(workers: Server) -> None:
+    import os
+    import time
+
+    kms = workers.client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=b"kept")["CiphertextBlob"]
+    before = _children(workers.proc.pid)
+    assert len(before) == 2
+    os.kill(sorted(before)[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = _children(workers.proc.pid)
+        if len(now) == 2 and now != before and workers.healthy():
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and now != before
+    for c in _clients(workers, 8):
+        assert c.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
