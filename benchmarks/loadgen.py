@@ -74,14 +74,22 @@ class Result:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, pool: Sequence[bytes], start: int, state: _RunState) -> None:
+    def __init__(
+        self, pool: Sequence[bytes], start: int, state: _RunState, interval: float | None
+    ) -> None:
         self._pool = pool
         self._next = start
         self._state = state
         self._parser = httptools.HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._sent_at = 0
-        self.closed = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        # Open loop: each connection sends on a fixed schedule, and latency is
+        # counted from the scheduled time, so a stalled server is not hidden by
+        # a client that politely waited (coordinated omission).
+        self._interval_ns = None if interval is None else int(interval * 1e9)
+        self._due_ns = time.perf_counter_ns() + (start % 97) * 10_000
+        self.closed = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
@@ -92,9 +100,21 @@ class _Connection(asyncio.Protocol):
             assert self._transport is not None
             self._transport.close()
             return
+        if self._interval_ns is not None:
+            now = time.perf_counter_ns()
+            if now < self._due_ns:
+                self._loop.call_later((self._due_ns - now) / 1e9, self._write)
+                return
+        self._write()
+
+    def _write(self) -> None:
         request = self._pool[self._next % len(self._pool)]
         self._next += 1
-        self._sent_at = time.perf_counter_ns()
+        if self._interval_ns is None:
+            self._sent_at = time.perf_counter_ns()
+        else:
+            self._sent_at = self._due_ns
+            self._due_ns += self._interval_ns
         assert self._transport is not None
         self._transport.write(request)
 
@@ -141,7 +161,10 @@ async def run(
     connections: int,
     duration: float,
     warmup: float = 1.0,
+    rate: float | None = None,
 ) -> Result:
+    """Closed loop by default; with ``rate`` (requests/s over all connections),
+    open loop at that rate."""
     loop = asyncio.get_running_loop()
     state = _RunState()
     conns: list[_Connection] = []

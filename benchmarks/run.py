@@ -236,6 +236,35 @@ def concurrency_curve(args: argparse.Namespace) -> None:
         ceiling.stop()
 
 
+def latency_at_half(args: argparse.Namespace) -> None:
+    """Latency when the server is not saturated: open-loop load at half of the
+    throughput it reached closed-loop."""
+    kc = targets.keycask(workers=args.workers).start()
+    try:
+        endpoint = kc.endpoint()
+        prep = prepare(endpoint)
+        print(f"\nMachine: {machine()}")
+        print(
+            "| scenario | peak req/s | offered req/s | served req/s | p50 ms | p99 ms | p99.9 ms |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for scenario in ("Encrypt 4 KiB", "Decrypt 4 KiB", "GenerateDataKey"):
+            requests = pool(endpoint, SCENARIOS[scenario](prep))
+            peak = measure(kc, requests, 64, args.duration).rate
+            half = peak / 2
+            r = uvloop.run(
+                run("127.0.0.1", kc.port, requests, connections=64, duration=args.duration * 2,
+                    rate=half)
+            )  # fmt: skip
+            print(
+                f"| {scenario} | {peak:,.0f} | {half:,.0f} | {r.rate:,.0f} "
+                f"| {r.percentile(50):.2f} | {r.percentile(99):.2f} | {r.percentile(99.9):.2f} |",
+                flush=True,
+            )
+    finally:
+        kc.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--connections", type=int, default=64)
@@ -249,10 +278,13 @@ def main() -> None:
     parser.add_argument("--scenarios", nargs="*", default=None)
     parser.add_argument("--quick", action="store_true", help="one 2-second run per cell")
     parser.add_argument("--concurrency-curve", action="store_true")
+    parser.add_argument("--latency-at-half", action="store_true")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.duration = 1, 2.0
-    if args.concurrency_curve:
+    if args.latency_at_half:
+        latency_at_half(args)
+    elif args.concurrency_curve:
         concurrency_curve(args)
     else:
         main_table(args)
