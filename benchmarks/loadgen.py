@@ -167,10 +167,23 @@ async def run(
     open loop at that rate."""
     loop = asyncio.get_running_loop()
     state = _RunState()
-    conns: list[_Connection] = []
-    for i in range(connections):
-        _, proto = await loop.create_connection(lambda i=i: _Connection(pool, i, state), host, port)
-        conns.append(proto)
+    interval = None if rate is None else connections / rate
+
+    async def slot(i: int) -> None:
+        # A server that closes after each answer (HTTP/1.0 style, as moto_server's
+        # does) gets a new connection: reconnecting is part of what it costs.
+        while not state.stopping:
+            try:
+                _, proto = await loop.create_connection(
+                    lambda: _Connection(pool, i, state, interval), host, port
+                )
+            except OSError:
+                state.result.errors += 1
+                await asyncio.sleep(0.01)
+                continue
+            await proto.closed
+
+    slots = [loop.create_task(slot(i)) for i in range(connections)]
     await asyncio.sleep(warmup)
     state.measuring = True
     started = time.perf_counter()
@@ -178,5 +191,5 @@ async def run(
     state.measuring = False
     state.result.seconds = time.perf_counter() - started
     state.stopping = True
-    await asyncio.wait([c.closed for c in conns], timeout=10)
+    await asyncio.wait(slots, timeout=10)
     return state.result

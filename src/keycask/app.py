@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keycask.audit import AuditLog
+from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
 from keycask.barrier import Barrier
 from keycask.config import Settings
@@ -52,11 +53,15 @@ class Runtime:
     audit: AuditLog
     coordinator: Coordinator
     app: KMSApp
+    anchoring: Anchoring
 
     async def close(self) -> None:
         await self.audit.aclose()
-        await self.storage.close()
-        self.coordinator.close()
+        try:
+            await self.anchoring.stop()
+        finally:
+            await self.storage.close()
+            self.coordinator.close()
 
 
 async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
@@ -91,7 +96,11 @@ async def build(
     pipeline = Pipeline(
         deps, credentials, audit, WireCodec(Codec.load()), clock, coordinator=coordinator
     )
-    return Runtime(settings, storage, barrier, credentials, audit, coordinator, KMSApp(pipeline))
+    anchoring = Anchoring(barrier, audit)
+    anchoring.start()
+    return Runtime(
+        settings, storage, barrier, credentials, audit, coordinator, KMSApp(pipeline), anchoring
+    )
 
 
 # -- --dev conveniences --

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from keycask import config
 from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_store
-from keycask.audit import AuditLog, AuditRecord, verify
+from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.errors import KMSError, SealError
 from keycask.http.server import HttpServer, Limits
@@ -110,8 +110,19 @@ async def _serve_single(settings: config.Settings) -> int:
     return 0
 
 
-async def _serve_worker(settings: config.Settings, slot: int, fd: int) -> int:
+async def _serve_worker(settings: config.Settings, slot: int, fd: int, parent: int) -> int:
     runtime = await build(settings, worker=slot)
+    loop = asyncio.get_running_loop()
+
+    def orphaned() -> None:
+        # The supervisor died without stopping us (kill -9): stop too, rather
+        # than serve on unsupervised. Polling works everywhere; prctl does not.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            loop.call_later(0.5, orphaned)
+
+    loop.call_later(0.5, orphaned)
     try:
         await _run_until_signalled(runtime, socket.socket(fileno=fd))
     finally:
@@ -148,6 +159,7 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--listen", f"{settings.host}:{settings.port}",
             "--account-id", settings.account_id, "--region", settings.region,
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
+            "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
         return subprocess.Popen(command, pass_fds=[sock.fileno()])
 
@@ -183,7 +195,9 @@ def cmd_server(args: argparse.Namespace) -> int:
     import uvloop
 
     if args.worker_slot is not None:
-        return uvloop.run(_serve_worker(settings, args.worker_slot, args.listen_fd))
+        return uvloop.run(
+            _serve_worker(settings, args.worker_slot, args.listen_fd, args.supervisor_pid)
+        )
     if args.workers > 1:
         return _supervise(settings, args)
     return uvloop.run(_serve_single(settings))
@@ -197,6 +211,7 @@ async def _create_principal(args: argparse.Namespace) -> int:
         store = CredentialStore(barrier)
         key = await store.create_principal(settings.account_id, args.name, admin=args.admin)
         audit.append_sync(_admin_record("keycask:CreatePrincipal", key.principal.arn, "created"))
+        await anchor.save(barrier, audit.segment, audit.tip)
     finally:
         audit.close()
         await storage.close()
@@ -222,9 +237,18 @@ def cmd_principals_create(args: argparse.Namespace) -> int:
     return asyncio.run(_create_principal(args))
 
 
+async def _load_anchors(settings: config.Settings) -> dict[str, Anchor]:
+    storage, barrier = await open_store(settings)
+    try:
+        return await anchor.load(barrier)
+    finally:
+        await storage.close()
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    data_dir = Path(args.data_dir or config.DEFAULT_DATA_DIR)
-    result = verify(data_dir / AUDIT_DIR)
+    settings = config.load(dev=True, data_dir=args.data_dir)
+    anchors = asyncio.run(_load_anchors(settings))
+    result = verify(settings.data_dir / AUDIT_DIR, anchors)
     if result.ok:
         print(f"ok: {result.records} records in {result.segments} segments")
         return 0
@@ -256,6 +280,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
+    server.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     server.set_defaults(func=cmd_server)
 
     principals = sub.add_parser("principals", help="manage principals").add_subparsers(

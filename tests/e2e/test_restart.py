@@ -157,3 +157,19 @@ def test_state_survives_sigterm_then_sigkill(fresh_server: Server) -> None:
     assert kms.encrypt(KeyId="alias/pre-crash", Plaintext=b"after")["KeyId"] == new["Arn"]
     _check_audit(server, audit_before_kill)
     assert len(audit_before_kill) > len(audit_after_term)
+
+
+def test_audit_verify_catches_a_cut_tail_through_the_stored_anchor(fresh_server: Server) -> None:
+    kms = fresh_server.client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    for _ in range(5):
+        kms.describe_key(KeyId=key)
+    fresh_server.stop()  # a clean stop records the final anchor
+    assert fresh_server.cli("audit", "verify").stdout.startswith("ok:")
+    segment = fresh_server.data_dir / "audit" / "server.jsonl"
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(b"".join(lines[:-1]))
+    result = fresh_server.cli("audit", "verify", check=False)
+    assert result.returncode == 1
+    assert f"line {len(lines)}" in result.stdout
+    assert "removed from the end" in result.stdout

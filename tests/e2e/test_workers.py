@@ -108,3 +108,18 @@ def test_a_killed_worker_is_replaced(workers: Server) -> None:
     assert len(now) == 2 and now != before
     for c in _clients(workers, 8):
         assert c.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
+
+
+def test_workers_stop_when_the_supervisor_is_killed(workers: Server) -> None:
+    import time
+
+    supervisor = workers.proc.pid
+    children = _children(supervisor)
+    assert len(children) == 2
+    workers.stop(signal.SIGKILL)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(Path(f"/proc/{c}").exists() for c in children):
+        time.sleep(0.1)
+    alive = [c for c in children if Path(f"/proc/{c}/stat").exists() and "Z" not in
+             Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0]]  # fmt: skip
+    assert alive == []

@@ -101,7 +101,10 @@ def conforms(value: Any, name: str) -> bool:
             type(value) is str
             and low <= len(value) <= high
             and value in shape.get("enum", [value])
-            and _compile_pattern(shape.get("pattern", ".*")).fullmatch(value) is not None
+            and (
+                "pattern" not in shape  # no pattern: any string ("." would refuse "\n")
+                or _compile_pattern(shape["pattern"]).fullmatch(value) is not None
+            )
         )
     if kind == "blob":
         return type(value) is bytes and low <= len(value) <= high

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keycask.audit.chain import GENESIS, AuditLog, VerifyResult, verify
+from keycask.audit.chain import GENESIS, Anchor, AuditLog, VerifyResult, verify
 from keycask.audit.record import AuditRecord
 
-__all__ = ["GENESIS", "AuditLog", "AuditRecord", "VerifyResult", "verify"]
+__all__ = ["GENESIS", "Anchor", "AuditLog", "AuditRecord", "VerifyResult", "verify"]

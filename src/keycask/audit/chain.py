@@ -35,7 +35,7 @@ import fcntl
 import hashlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,19 @@ class _Tip:
     seq: int
     prev: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Anchor:
+    """Where a segment ended when last recorded outside the file (in the
+    barrier-protected store): line ``seq`` hashed to ``digest``.
+
+    The hash chain alone shows an edit, but not lines cut from the end, nor a
+    tail rewritten by someone who can write the file; the anchor does.
+    """
+
+    seq: int
+    digest: str
 
 
 @dataclass(slots=True)
@@ -109,6 +122,15 @@ class AuditLog:
             os.close(fd)
             raise
         return cls(path, fd, tip)
+
+    @property
+    def tip(self) -> Anchor:
+        """The last durable line: its seq and the SHA-256 of its bytes."""
+        return Anchor(self._tip.seq, self._tip.prev)
+
+    @property
+    def segment(self) -> str:
+        return self._path.name.removesuffix(SEGMENT_SUFFIX)
 
     @property
     def batches_written(self) -> int:
@@ -390,14 +412,26 @@ class VerifyResult:
     problem: str | None = None
 
 
-def verify(directory: Path) -> VerifyResult:
-    """Check every ``*.jsonl`` segment in ``directory``, in name order."""
+def verify(directory: Path, anchors: Mapping[str, Anchor] | None = None) -> VerifyResult:
+    """Check every ``*.jsonl`` segment in ``directory``, in name order.
+
+    With ``anchors`` (segment name -> Anchor), also check that each anchored
+    segment still exists and still holds its anchored line unchanged.
+    """
     if not directory.is_dir():
         return VerifyResult(False, 0, 0, problem=f"{directory} is not a directory")
     records = 0
     segments = sorted(directory.glob(f"*{SEGMENT_SUFFIX}"))
+    anchors = anchors or {}
+    missing = sorted(set(anchors) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
+    if missing:
+        path = directory / f"{missing[0]}{SEGMENT_SUFFIX}"
+        return VerifyResult(
+            False, 0, 0, path, 1, "segment is missing, but the store recorded lines in it"
+        )
     for index, segment in enumerate(segments, start=1):
-        checked, failure = _verify_segment(segment)
+        anchor = anchors.get(segment.name.removesuffix(SEGMENT_SUFFIX))
+        checked, failure = _verify_segment(segment, anchor)
         records += checked
         if failure is not None:
             line, problem = failure
@@ -405,7 +439,7 @@ def verify(directory: Path) -> VerifyResult:
     return VerifyResult(True, records, len(segments))
 
 
-def _verify_segment(path: Path) -> tuple[int, tuple[int, str] | None]:
+def _verify_segment(path: Path, anchor: Anchor | None = None) -> tuple[int, tuple[int, str] | None]:
     """Return how many lines checked out, and (line, problem) for the first bad one."""
     prev = GENESIS
     number = 0
@@ -416,6 +450,14 @@ def _verify_segment(path: Path) -> tuple[int, tuple[int, str] | None]:
             if problem is not None:
                 return number - 1, (number, problem)
             prev = hashlib.sha256(raw[:-1]).hexdigest()
+            if anchor is not None and number == anchor.seq and prev != anchor.digest:
+                return number - 1, (number, "line differs from the one the store recorded")
+    if anchor is not None and number < anchor.seq:
+        return number, (
+            number + 1,
+            f"segment ends at line {number}, but the store recorded line {anchor.seq}: "
+            "lines were removed from the end",
+        )
     return number, None
 
 
