@@ -34,8 +34,9 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 # Throughput and latency beside the bare-handler ceiling and moto_server.
+# BENCH_ARGS=--quick for a one-run smoke test; see docs/performance.md.
 bench: $(BENCH_STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keycask needs Python 3.11 or newer")'
