@@ -129,6 +129,11 @@ class _Connection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         status = self._parser.get_status_code()
         self._state.record(status, time.perf_counter_ns() - self._sent_at)
+        if not self._parser.should_keep_alive():
+            # The server said Connection: close; the run opens a new one.
+            assert self._transport is not None
+            self._transport.close()
+            return
         self._send()
 
     def connection_lost(self, exc: Exception | None) -> None:
