@@ -248,6 +248,12 @@ def test_other_account_cannot_see_or_use_keys(fresh_server: Any) -> None:
     assert _error(other.encrypt, KeyId=key_id, Plaintext=PLAINTEXT)["Code"] == "NotFoundException"
     assert _error(other.describe_key, KeyId=alias)["Code"] == "NotFoundException"
     assert _error(other.disable_key, KeyId=key_id)["Code"] == "NotFoundException"
+    # Aliases never cross accounts, even by ARN: NotFound, so names cannot be probed.
+    alias_arn = key_arn.split(":key/")[0] + ":" + alias
+    for ref in (alias_arn, alias_arn.replace("shared-name", "no-such-alias")):
+        error = _error(other.encrypt, KeyId=ref, Plaintext=PLAINTEXT)
+        assert error["Code"] == "NotFoundException", error
+        assert key_id not in error["Message"]
     # By ARN: the key exists in another account, whose policy does not let it in.
     for call, kwargs in (
         (other.describe_key, {"KeyId": key_arn}),

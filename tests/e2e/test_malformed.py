@@ -281,6 +281,16 @@ def test_failed_validation_creates_nothing(server: Any, raw: RawKMS) -> None:
 # -- headers, targets and paths --
 
 
+@pytest.mark.parametrize("marker", ["\u00b2", "\u00b3", "x", "-1", "9999999"])
+def test_bad_markers_are_invalid_marker_not_a_server_error(
+    raw: RawKMS, key: dict[str, Any], marker: str
+) -> None:
+    body = json.dumps({"KeyId": key["id"], "Marker": marker}).encode()
+    _client_error(raw.call("ListResourceTags", body), "InvalidMarkerException")
+    body = json.dumps({"Marker": marker}).encode()
+    _client_error(raw.call("ListKeys", body), "InvalidMarkerException")
+
+
 def test_wrong_content_type(raw: RawKMS, key: dict[str, Any]) -> None:
     body = _enc()(key)
     for content_type in ("application/json", "text/plain", "application/x-www-form-urlencoded"):

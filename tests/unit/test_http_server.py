@@ -861,6 +861,51 @@ async def test_pipelining_without_reading_pauses_the_server(serve: Start) -> Non
     await client.close()
 
 
+async def test_queued_body_bytes_pause_reading_before_the_request_count_does(
+    serve: Start,
+) -> None:
+    """Big pipelined bodies are bounded by bytes, not only by request count."""
+    body = b"b" * 200_000
+    server = await serve(max_pipelined=64, max_queued_bytes=len(body) * 3)
+    client = await Client.connect(server)
+    count = 200  # 40 MB of bodies
+    for i in range(count):
+        client.writer.write(post(body, path=f"/{i}"))
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.writer.drain(), 1.0)
+    stats = server.stats
+    assert stats.read_pauses >= 1
+    per_read = (256 * 1024) // len(body) + 2
+    assert stats.queued_high_water <= 3 + per_read, stats
+    for i in range(count):
+        reply = await client.reply()
+        assert reply.json()["path"] == f"/{i}"
+    await client.writer.drain()
+    await client.close()
+
+
+async def test_connections_beyond_the_limit_are_closed_on_accept(serve: Start) -> None:
+    server = await serve(max_connections=3)
+    kept = [await Client.connect(server) for _ in range(3)]
+    for client in kept:
+        await client.send(post())
+        assert (await client.reply()).status == 200
+    extra = await Client.connect(server)
+    await extra.send(post())
+    assert await extra.closed()
+    assert server.stats.connections == 3
+    await kept[0].close()
+    for _ in range(100):  # the server notices the close on its next loop turn
+        if server.stats.connections < 3:
+            break
+        await asyncio.sleep(0.01)
+    again = await Client.connect(server)
+    await again.send(post())
+    assert (await again.reply()).status == 200
+    for client in [*kept[1:], again]:
+        await client.close()
+
+
 # -- hostile input ----------------------------------------------------------------
 
 PIECES = [

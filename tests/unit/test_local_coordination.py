@@ -13,6 +13,8 @@ from keycask.storage.local import SharedFile, SingleProcess
 def test_a_commit_makes_the_other_workers_stale_once(tmp_path: Path) -> None:
     a, b, c = (SharedFile(tmp_path, slot) for slot in (0, 1, 2))
     try:
+        for worker in (a, b, c):
+            worker.stale()  # absorb the start-up announcements (see the next test)
         assert not a.stale() and not b.stale() and not c.stale()
         a.committed()
         assert not a.stale(), "a worker's own commit does not make it stale"
@@ -24,6 +26,16 @@ def test_a_commit_makes_the_other_workers_stale_once(tmp_path: Path) -> None:
     finally:
         for worker in (a, b, c):
             worker.close()
+
+
+def test_a_starting_worker_announces_itself(tmp_path: Path) -> None:
+    """A worker killed between commit and announcement is covered by its successor."""
+    a = SharedFile(tmp_path, 0)
+    assert not a.stale()
+    successor = SharedFile(tmp_path, 1)
+    assert a.stale()
+    a.close()
+    successor.close()
 
 
 def test_a_restarted_worker_starts_fresh(tmp_path: Path) -> None:

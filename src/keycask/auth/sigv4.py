@@ -82,7 +82,7 @@ class HttpRequest:
     raw_path: bytes
     query_string: bytes
     headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
+    body: bytes = field(repr=False)  # may carry plaintext: never printed
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +213,7 @@ def verify(signed: SignedRequest, secret: str, *, cache: SigningKeyCache) -> Non
 # request. Bounded, first in first out: prefixes are client-chosen.
 _PREFIX_CACHE: dict[bytes, tuple[_Scope, tuple[str, ...]]] = {}
 _PREFIX_CACHE_SIZE = 1024
+_PREFIX_MAX = 512  # an SDK's prefix is ~200 bytes; longer ones are not worth memory
 _SIGNATURE_MARK = b"Signature="
 
 
@@ -234,7 +235,7 @@ def _parse_authorization(header: bytes) -> tuple[_Scope, tuple[str, ...], bytes]
     signature = _parse_signature(signature_hex)
     # Only when the signature is exactly the tail after the prefix is the
     # prefix alone a faithful key for what was parsed.
-    if mark and tail == signature_hex.encode("ascii"):
+    if mark and tail == signature_hex.encode("ascii") and len(prefix) <= _PREFIX_MAX:
         if len(_PREFIX_CACHE) >= _PREFIX_CACHE_SIZE:
             del _PREFIX_CACHE[next(iter(_PREFIX_CACHE))]
         _PREFIX_CACHE[prefix] = (scope, signed_headers)

@@ -41,7 +41,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from email.utils import formatdate
 from typing import NoReturn, cast
 from urllib.parse import unquote_to_bytes
@@ -69,14 +69,14 @@ class Request:
     raw_path: bytes
     query_string: bytes
     headers: tuple[tuple[bytes, bytes], ...]
-    body: bytes
-    client: str | None
+    body: bytes = field(repr=False)  # may be plaintext: never printed
+    client: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
     status: int
-    body: bytes
+    body: bytes = field(repr=False)  # may be plaintext: never printed
     headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
@@ -97,6 +97,12 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     max_pipelined: int = 64
+    # Parsed bodies waiting on one connection: with max_body 1 MiB, 64 pipelined
+    # requests could otherwise hold 64 MiB per connection.
+    max_queued_bytes: int = 2 * 1024 * 1024
+    # Connections open at once; more are closed on accept. Together with the
+    # two limits above this bounds what strangers can make the server hold.
+    max_connections: int = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +154,11 @@ def _request_maker() -> Callable[
 
 
 _new_request = _request_maker()
+
+
+def _queued_bytes(queue: deque[tuple[Request, int, bool]]) -> int:
+    return sum(len(entry[0].body) for entry in queue)
+
 
 # Phases of the request being parsed on a connection.
 _IDLE = 0
@@ -317,6 +328,10 @@ class _Connection(asyncio.Protocol):
         if isinstance(peer, tuple) and peer:
             self._client = str(peer[0])
         server = self._server
+        if len(server._connections) >= self._limits.max_connections:
+            self._lost = True
+            self._transport.close()  # like a full accept queue: no answer, no state
+            return
         server._connections.add(self)
         if server._shutting_down:
             self._close()
@@ -388,7 +403,10 @@ class _Connection(asyncio.Protocol):
                 queued = len(queue)
                 server = self._server
                 server._queued_high_water = max(server._queued_high_water, queued)
-                if queued > self._limits.max_pipelined:
+                if (
+                    queued > self._limits.max_pipelined
+                    or _queued_bytes(queue) > self._limits.max_queued_bytes
+                ):
                     self._pause_reading()
             if self._dead:
                 self._pause_reading()  # don't read what will be thrown away, a giant body say
@@ -666,7 +684,12 @@ class _Connection(asyncio.Protocol):
             while not self._lost:
                 while queue:
                     request, keep_alive, refused = queue.popleft()
-                    if self._read_paused and not self._dead and len(queue) <= resume_at:
+                    if (
+                        self._read_paused
+                        and not self._dead
+                        and len(queue) <= resume_at
+                        and _queued_bytes(queue) <= self._limits.max_queued_bytes // 2
+                    ):
                         self._resume_reading()
                         if self._phase != _IDLE:
                             self._restart_phase_clock()

@@ -37,6 +37,7 @@ class Call:
     encryption_context: Mapping[str, str] | None = None
     decision: str = "none"
     decided_by: str | None = None
+    detail: str | None = None
 
     @property
     def account(self) -> str:

@@ -38,6 +38,10 @@ from keycask.service.results import (
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 _DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+# One message for every way a ciphertext can fail: no oracle on which it was.
+_INVALID_CIPHERTEXT = (
+    "The ciphertext is invalid, was altered, or does not match the encryption context."
+)
 
 
 def _check_algorithm(algorithm: str | None, key: Key) -> None:
@@ -87,7 +91,7 @@ async def _open(
             "The key ID in the request does not identify a KMS key that can perform this operation."
         )
     if stored is None:
-        raise InvalidCiphertextException("The ciphertext refers to a key that does not exist.")
+        raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     key = stored.value
     call.key_arn = key.arn
     call.authorize(action, key.arn, key.account)
@@ -96,9 +100,7 @@ async def _open(
     encoded = encode_context(sealed.context)
     material = await deps.keys.material(key.key_id, header.version)
     if material is None:
-        raise InvalidCiphertextException(
-            "The ciphertext is invalid, was altered, or does not match the encryption context."
-        )
+        raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     return key, open_blob(material, sealed.blob, encoded)
 
 
@@ -133,6 +135,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
         req.source_encryption_algorithm,
     )
     source, plaintext = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
+    call.detail = f"re-encrypted from {source.arn}"
     dest = (
         await _use_key(deps, call, req.destination_key_id, "kms:ReEncryptTo", "ReEncrypt")
     ).value

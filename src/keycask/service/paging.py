@@ -13,6 +13,6 @@ def offset_marker(marker: str | None) -> int:
     """Markers that are positions in a short list (tags, policies)."""
     if marker is None:
         return 0
-    if not marker.isdigit() or len(marker) > 6:
+    if not (marker.isascii() and marker.isdigit()) or len(marker) > 6:
         raise InvalidMarkerException("The marker is not valid.")
     return int(marker)

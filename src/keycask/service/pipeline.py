@@ -9,6 +9,7 @@ request leaves nothing behind.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -177,17 +178,20 @@ class Pipeline:
         body = self._codec.encode(operation.name, outcome.result)
         await self._audit.append(self._record(call, None))
         if outcome.writes:
+            commit = asyncio.ensure_future(self._deps.keys.commit(outcome.writes))
+            # Announce the change when the commit has really finished, even if
+            # this request is cancelled meanwhile (shutdown): announcing earlier
+            # would let other workers re-read the old value and keep it. A
+            # failed commit may still have landed, so it is announced too.
+            commit.add_done_callback(lambda _: self._coordinator.committed())
             try:
-                await self._deps.keys.commit(outcome.writes)
+                await asyncio.shield(commit)
             except Exception:
                 log.exception("commit failed after audit for request %s", call.request_id)
                 # The first record said success; this one says what really happened.
                 return await self._fail(
                     call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
-            finally:
-                # Even a failed commit may have landed: other processes re-read.
-                self._coordinator.committed()
         return Reply(200, body, call.request_id)
 
     async def _fail(self, call: Call, error: KMSError, detail: str | None = None) -> Reply:
@@ -223,5 +227,5 @@ class Pipeline:
             outcome="success" if error is None else "error",
             error_code=None if error is None else error.code,
             region=caller.region if caller else None,
-            detail=detail,
+            detail=detail or call.detail,
         )

@@ -8,7 +8,7 @@ refuses them with UnsupportedOperationException instead of ignoring them.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from keycask.errors import UnsupportedOperationException, ValidationException
@@ -112,7 +112,7 @@ class ListAliasesRequest:
 @dataclass(frozen=True, slots=True)
 class EncryptRequest:
     key_id: str
-    plaintext: bytes
+    plaintext: bytes = field(repr=False)
     encryption_context: dict[str, str] | None = None
     grant_tokens: list[str] | None = None
     encryption_algorithm: str | None = None

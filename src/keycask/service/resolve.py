@@ -37,7 +37,9 @@ async def resolve_key(
         if resource.startswith("alias/"):
             if not allow_alias:
                 raise NotFoundException(f"Invalid keyId {ref}")
-            if arn_region != region:
+            # Aliases are never usable across accounts (as in AWS): answering
+            # NotFound also keeps other accounts' alias names unprobeable.
+            if arn_region != region or account != call.account:
                 raise NotFoundException(f"Alias {ref} is not found.")
             return await _resolve_alias(keys, call, account, resource)
         if not resource.startswith("key/") or arn_region != region:

@@ -67,6 +67,9 @@ class SharedFile:
         self._lock_fd = os.open(directory / "workers.lock", os.O_RDWR | os.O_CREAT, 0o600)
         self._local = asyncio.Lock()
         self._seen = self._others()
+        # A worker killed between its commit and its announcement leaves a
+        # change unannounced; its successor in this slot announces on start.
+        self.committed()
 
     def _others(self) -> bytes:
         # Every slot but our own, as raw bytes: comparing bytes is the cheap check.
