@@ -75,7 +75,12 @@ class Result:
 
 class _Connection(asyncio.Protocol):
     def __init__(
-        self, pool: Sequence[bytes], start: int, state: _RunState, interval: float | None
+        self,
+        pool: Sequence[bytes],
+        start: int,
+        state: _RunState,
+        interval: float | None,
+        phase: float = 0.0,
     ) -> None:
         self._pool = pool
         self._next = start
@@ -88,7 +93,9 @@ class _Connection(asyncio.Protocol):
         # counted from the scheduled time, so a stalled server is not hidden by
         # a client that politely waited (coordinated omission).
         self._interval_ns = None if interval is None else int(interval * 1e9)
-        self._due_ns = time.perf_counter_ns() + (start % 97) * 10_000
+        # Connections start spread evenly over one interval (phase in [0, 1)):
+        # started together, they would arrive in bursts of all of them at once.
+        self._due_ns = time.perf_counter_ns() + int(phase * (self._interval_ns or 0))
         self.closed = self._loop.create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -180,7 +187,7 @@ async def run(
         while not state.stopping:
             try:
                 _, proto = await loop.create_connection(
-                    lambda: _Connection(pool, i, state, interval), host, port
+                    lambda: _Connection(pool, i, state, interval, i / connections), host, port
                 )
             except OSError:
                 state.result.errors += 1
