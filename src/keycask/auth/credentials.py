@@ -68,6 +68,10 @@ class CredentialStore:
         """Forget cached access keys: another process changed the store."""
         self._keys.clear()
 
+    def cached(self, access_key_id: str) -> AccessKey | None:
+        """The access key if it is in memory already: the hot path's lookup."""
+        return self._keys.get(access_key_id)
+
     async def lookup(self, access_key_id: str) -> AccessKey | None:
         cached = self._keys.get(access_key_id)
         if cached is not None:

@@ -40,6 +40,7 @@ log = logging.getLogger("keycask")
 TARGET_PREFIX = "TrentService."
 _CONTENT_TYPES = (b"application/x-amz-json-1.1", b"application/x-amz-json-1.0")
 _INTERNAL = "An internal error occurred; the request had no effect."
+_CALLER_CACHE = 4096
 
 
 class WireCodec(Protocol):
@@ -99,6 +100,7 @@ class Pipeline:
         self._clock = clock
         self._signing_keys = sigv4.SigningKeyCache()
         self._request_ids = _RequestIds()
+        self._callers: dict[tuple[str, str], Caller] = {}
         self._model_operations = codec.operation_names()
         # Writes run one at a time across all processes on the store.
         self._coordinator = coordinator
@@ -146,14 +148,23 @@ class Pipeline:
         return await self._fail(self._new_call(source_ip), error)
 
     async def _authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
-        signed = sigv4.parse(request, now=self._clock.now())
-        key = await self._credentials.lookup(signed.access_key_id)
+        signed = sigv4.parse(request, now=call.time)
+        key = self._credentials.cached(signed.access_key_id)
+        if key is None:
+            key = await self._credentials.lookup(signed.access_key_id)
         if key is None or not key.active:
             raise UnrecognizedClientException(
                 "The security token included in the request is invalid."
             )
         sigv4.verify(signed, key.secret, cache=self._signing_keys)
-        call.caller = Caller(key.principal, key.access_key_id, signed.region)
+        # One Caller per access key and region, built once: it is immutable.
+        caller = self._callers.get((key.access_key_id, signed.region))
+        if caller is None or caller.principal is not key.principal:
+            caller = Caller(key.principal, key.access_key_id, signed.region)
+            if len(self._callers) >= _CALLER_CACHE:
+                self._callers.clear()
+            self._callers[(key.access_key_id, signed.region)] = caller
+        call.caller = caller
 
     def _target(self, request: sigv4.HttpRequest) -> str | None:
         """The operation the X-Amz-Target header names, if the model has it."""
