@@ -1,0 +1,91 @@
+"""Where keycask's own time goes in one Encrypt 4 KiB, step by step, in a hot
+loop without HTTP (the "before/after" table of docs/performance.md).
+
+    python benchmarks/steps.py
+
+A benchmark may look inside: it calls the pipeline's private steps in order.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from keycask import config
+from keycask.app import build, ensure_dev_profile
+from keycask.audit.chain import _encode_body
+from keycask.service import crypto_ops
+from keycask.service.requests import EncryptRequest
+from keycask.service.requests import build as build_request
+from loadgen import Endpoint, sign
+from pipeline_bench import _parse
+
+N = 5000
+
+
+async def main() -> None:
+    data = Path(tempfile.mkdtemp()) / "data"
+    settings = config.load(dev=True, data_dir=str(data), listen="127.0.0.1:9999", env={})
+    runtime = await build(settings)
+    await ensure_dev_profile(runtime)
+    lines = (data / "credentials").read_text().splitlines()[1:]
+    creds = dict(line.split(" = ") for line in lines)
+    endpoint = Endpoint(
+        "127.0.0.1", 9999, creds["aws_access_key_id"], creds["aws_secret_access_key"]
+    )
+    p = runtime.app._pipeline
+    created = await p.handle(_parse(sign(endpoint, "CreateKey", b"{}")), "127.0.0.1")
+    arn = json.loads(created.body)["KeyMetadata"]["Arn"]
+    body = json.dumps(
+        {
+            "KeyId": arn,
+            "Plaintext": base64.b64encode(os.urandom(4096)).decode(),
+            "EncryptionContext": {"tenant": "acme", "purpose": "bench", "table": "orders"},
+        }
+    ).encode()
+    request = _parse(sign(endpoint, "Encrypt", body))
+    spent: dict[str, float] = {}
+
+    def took(name: str, since: float) -> None:
+        spent[name] = spent.get(name, 0.0) + time.perf_counter() - since
+
+    for _ in range(N):
+        t = time.perf_counter()
+        call = p._new_call("127.0.0.1")
+        took("request setup", t)
+        t = time.perf_counter()
+        call.operation = p._target(request)
+        await p._authenticate(call, request)
+        took("authenticate", t)
+        t = time.perf_counter()
+        p._operation(call, request)
+        took("routing", t)
+        t = time.perf_counter()
+        typed = build_request(EncryptRequest, p._codec.decode("Encrypt", request.body))
+        took("decode + typed request", t)
+        t = time.perf_counter()
+        outcome = await crypto_ops.encrypt(p._deps, call, typed)
+        took("handler", t)
+        t = time.perf_counter()
+        p._codec.encode("Encrypt", outcome.result)
+        took("encode", t)
+        t = time.perf_counter()
+        _encode_body(p._record(call, None))
+        took("audit record + encoding", t)
+    for name, seconds in spent.items():
+        print(f"{name:24} {seconds / N * 1e6:6.1f} us")
+    print(f"{'sum':24} {sum(spent.values()) / N * 1e6:6.1f} us")
+    await runtime.close()
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
