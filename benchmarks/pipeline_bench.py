@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import configparser
 import json
 import os
 import resource
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import uvloop
@@ -22,8 +24,9 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keycask import config
-from keycask.app import build, ensure_dev_profile
+from keycask.app import Runtime, build, ensure_dev_profile
 from keycask.auth.sigv4 import HttpRequest
+from keycask.service.pipeline import Pipeline
 from loadgen import Endpoint, sign
 
 
@@ -37,22 +40,34 @@ def _parse(raw: bytes) -> HttpRequest:
     return HttpRequest(method.decode(), target, b"", headers, body)
 
 
-async def main(args: argparse.Namespace) -> None:
+@dataclass
+class Bench:
+    """A built server without HTTP, a dev admin's endpoint, a key and a signed
+    Encrypt 4 KiB body for it."""
+
+    runtime: Runtime
+    endpoint: Endpoint
+    key_arn: str
+    encrypt_body: bytes
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.runtime.app._pipeline  # a benchmark may look inside
+
+
+async def setup() -> Bench:
     data = Path(tempfile.mkdtemp()) / "data"
     settings = config.load(dev=True, data_dir=str(data), listen="127.0.0.1:9999", env={})
     runtime = await build(settings)
     await ensure_dev_profile(runtime)
-    akid, secret = None, None
-    for line in (data / "credentials").read_text().splitlines():
-        if "aws_access_key_id" in line:
-            akid = line.split("=")[1].strip()
-        if "aws_secret_access_key" in line:
-            secret = line.split("=")[1].strip()
-    assert akid and secret
-    endpoint = Endpoint("127.0.0.1", 9999, akid, secret)
-    pipeline = runtime.app._pipeline
+    parser = configparser.ConfigParser()
+    parser.read(data / "credentials")
+    profile = parser["keycask"]
+    endpoint = Endpoint(
+        "127.0.0.1", 9999, profile["aws_access_key_id"], profile["aws_secret_access_key"]
+    )
     create = _parse(sign(endpoint, "CreateKey", b"{}"))
-    reply = await pipeline.handle(create, "127.0.0.1")
+    reply = await runtime.app._pipeline.handle(create, "127.0.0.1")
     key_arn = json.loads(reply.body)["KeyMetadata"]["Arn"]
     body = json.dumps(
         {
@@ -61,6 +76,17 @@ async def main(args: argparse.Namespace) -> None:
             "EncryptionContext": {"tenant": "acme", "purpose": "bench", "table": "orders"},
         }
     ).encode()
+    return Bench(runtime, endpoint, key_arn, body)
+
+
+async def main(args: argparse.Namespace) -> None:
+    bench = await setup()
+    runtime, endpoint, body, pipeline = (
+        bench.runtime,
+        bench.endpoint,
+        bench.encrypt_body,
+        bench.pipeline,
+    )
     requests = [_parse(sign(endpoint, "Encrypt", body)) for _ in range(64)]
     batches = args.requests // 64
 

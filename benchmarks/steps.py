@@ -8,11 +8,7 @@ A benchmark may look inside: it calls the pipeline's private steps in order.
 
 from __future__ import annotations
 
-import base64
-import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,39 +16,20 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from keycask import config
-from keycask.app import build, ensure_dev_profile
 from keycask.audit.chain import _encode_body
 from keycask.service import crypto_ops
 from keycask.service.requests import EncryptRequest
 from keycask.service.requests import build as build_request
-from loadgen import Endpoint, sign
-from pipeline_bench import _parse
+from loadgen import sign
+from pipeline_bench import _parse, setup
 
 N = 5000
 
 
 async def main() -> None:
-    data = Path(tempfile.mkdtemp()) / "data"
-    settings = config.load(dev=True, data_dir=str(data), listen="127.0.0.1:9999", env={})
-    runtime = await build(settings)
-    await ensure_dev_profile(runtime)
-    lines = (data / "credentials").read_text().splitlines()[1:]
-    creds = dict(line.split(" = ") for line in lines)
-    endpoint = Endpoint(
-        "127.0.0.1", 9999, creds["aws_access_key_id"], creds["aws_secret_access_key"]
-    )
-    p = runtime.app._pipeline
-    created = await p.handle(_parse(sign(endpoint, "CreateKey", b"{}")), "127.0.0.1")
-    arn = json.loads(created.body)["KeyMetadata"]["Arn"]
-    body = json.dumps(
-        {
-            "KeyId": arn,
-            "Plaintext": base64.b64encode(os.urandom(4096)).decode(),
-            "EncryptionContext": {"tenant": "acme", "purpose": "bench", "table": "orders"},
-        }
-    ).encode()
-    request = _parse(sign(endpoint, "Encrypt", body))
+    bench = await setup()
+    runtime, p = bench.runtime, bench.pipeline
+    request = _parse(sign(bench.endpoint, "Encrypt", bench.encrypt_body))
     spent: dict[str, float] = {}
 
     def took(name: str, since: float) -> None:
