@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +37,27 @@ def _children(pid: int) -> set[int]:
     return found
 
 
-def _clients(server: Server, n: int) -> list[object]:
-    # A new client is a new connection: the kernel spreads them over the workers.
-    return [server.client() for _ in range(n)]
+def _sizes(audit: Path) -> list[int]:
+    """Each worker's audit segment size (a worker still starting has none yet)."""
+    paths = [audit / f"server-{slot}.jsonl" for slot in (0, 1)]
+    return [p.stat().st_size if p.exists() else 0 for p in paths]
 
 
-def _served(audit: Path) -> list[bool]:
-    """Whether each worker has written audit records (a worker still starting
-    has not even created its segment yet)."""
-    return [
-        (audit / f"server-{slot}.jsonl").exists()
-        and (audit / f"server-{slot}.jsonl").stat().st_size > 0
-        for slot in (0, 1)
-    ]
-
-
-def _clients_on_both_workers(server: Server, key: str) -> list[Any]:
-    """Clients (each a kept-alive connection) until both workers have served one."""
+def _until_both_workers_serve(
+    server: Server, use: Callable[[Any], object], minimum: int = 8
+) -> list[Any]:
+    """New clients (each a kept-alive connection), each used once, until both
+    workers have answered at least one of them. Which worker accepts a
+    connection is the kernel's choice; the bound is generous."""
     audit = server.data_dir / "audit"
+    before = _sizes(audit)
     clients = []
     for _ in range(300):
         client = server.client()
-        client.describe_key(KeyId=key)
+        use(client)
         clients.append(client)
-        if len(clients) >= 8 and all(_served(audit)):
+        grown = [now > then for now, then in zip(_sizes(audit), before, strict=True)]
+        if len(clients) >= minimum and all(grown):
             return clients
     raise AssertionError("the kernel never gave a connection to both workers")
 
@@ -66,7 +65,7 @@ def _clients_on_both_workers(server: Server, key: str) -> list[Any]:
 def test_every_worker_sees_every_change_at_once(workers: Server) -> None:
     admin = workers.client()
     key = admin.create_key(Description="shared")["KeyMetadata"]["KeyId"]
-    clients = _clients_on_both_workers(workers, key)
+    clients = _until_both_workers_serve(workers, lambda c: c.describe_key(KeyId=key))
     blobs = [
         c.encrypt(KeyId=key, Plaintext=b"x", EncryptionContext=CONTEXT)["CiphertextBlob"]
         for c in clients
@@ -85,18 +84,28 @@ def test_every_worker_sees_every_change_at_once(workers: Server) -> None:
         assert c.encrypt(KeyId="alias/shared", Plaintext=b"y")["KeyId"].endswith(key)
 
 
-def test_conflicting_writes_from_many_connections_leave_one_winner(workers: Server) -> None:
-    clients = _clients(workers, 8)
-    key = clients[0].create_key()["KeyMetadata"]["KeyId"]
-    outcomes = []
-    for c in clients:
+def test_conflicting_writes_from_both_workers_leave_one_winner(workers: Server) -> None:
+    admin = workers.client()
+    targets = [admin.create_key()["KeyMetadata"]["KeyId"] for _ in range(4)]
+    clients = _until_both_workers_serve(workers, lambda c: c.describe_key(KeyId=targets[0]))
+    start = threading.Barrier(len(clients))
+
+    def attempt(index: int) -> tuple[str, str]:
+        target = targets[index % len(targets)]
+        start.wait()  # every connection asks at the same moment
         try:
-            c.create_alias(AliasName="alias/race", TargetKeyId=key)
-            outcomes.append("created")
+            clients[index].create_alias(AliasName="alias/race", TargetKeyId=target)
         except ClientError as error:
-            outcomes.append(error.response["Error"]["Code"])
-    assert outcomes.count("created") == 1
-    assert set(outcomes) == {"created", "AlreadyExistsException"}
+            return error.response["Error"]["Code"], target
+        return "created", target
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        outcomes = list(pool.map(attempt, range(len(clients))))
+    winners = [target for outcome, target in outcomes if outcome == "created"]
+    assert len(winners) == 1, outcomes
+    assert {outcome for outcome, _ in outcomes} == {"created", "AlreadyExistsException"}
+    aliases = [a for a in admin.list_aliases()["Aliases"] if a["AliasName"] == "alias/race"]
+    assert [a["TargetKeyId"] for a in aliases] == winners
 
 
 def test_each_worker_audits_to_its_own_segment_and_all_verify(workers: Server) -> None:
@@ -105,11 +114,7 @@ def test_each_worker_audits_to_its_own_segment_and_all_verify(workers: Server) -
 
     # Which worker accepts a connection is the kernel's choice: open new ones
     # until both have served (a few usually suffice; the bound is generous).
-    for _ in range(300):
-        workers.client().describe_key(KeyId=key)
-        if all(_served(audit)):
-            break
-    assert all(_served(audit))
+    _until_both_workers_serve(workers, lambda c: c.describe_key(KeyId=key), minimum=1)
     workers.stop()
     segments = sorted(p.name for p in audit.glob("server-*.jsonl"))
     assert segments == ["server-0.jsonl", "server-1.jsonl"]
@@ -134,8 +139,12 @@ def test_a_killed_worker_is_replaced(workers: Server) -> None:
             break
         time.sleep(0.1)
     assert len(now) == 2 and now != before
-    for c in _clients(workers, 8):
-        assert c.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
+
+    def decrypts(client: Any) -> None:
+        assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
+
+    # Both the survivor and the replacement answer, and the old ciphertext decrypts.
+    _until_both_workers_serve(workers, decrypts)
 
 
 def test_workers_stop_when_the_supervisor_is_killed(workers: Server) -> None:

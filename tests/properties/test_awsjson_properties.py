@@ -273,7 +273,7 @@ def test_mutated_valid_requests_fail_only_as_protocol_errors_without_echo(
     message = decode_outcome(operation, orjson.dumps(replaced(document, path, poison)))
     if message is not None:
         # The marker may only come back as a member name, never as a value.
-        assert MARKER not in message or f"Unknown parameter '{MARKER}'" in message
+        assert MARKER not in message.replace(f"Unknown parameter '{MARKER}'", "")
 
 
 HOSTILE: list[Any] = [

@@ -66,6 +66,7 @@ def test_a_rewritten_last_line_is_caught(tmp_path: Path) -> None:
     assert verify(tmp_path).ok, "a valid-looking last line passes the chain"
     result = verify(tmp_path, {"server": tip})
     assert not result.ok and result.line == 3
+    assert "differs from the one the store recorded" in (result.problem or "")
 
 
 def test_a_deleted_segment_is_caught(tmp_path: Path) -> None:

@@ -226,7 +226,8 @@ def test_thousand_concurrent_appends_share_batches(tmp_path: Path) -> None:
         f"req-{i}" for i in range(1000)
     )
     assert records == 1000
-    assert batches < 1000  # group commit happened
+    # All 1,000 were queued before the flusher first ran: one write, one fsync.
+    assert batches == 1
     assert verify(tmp_path) == VerifyResult(ok=True, records=1000, segments=1)
 
 
@@ -243,7 +244,8 @@ def test_appenders_in_a_loop_join_the_next_batch(tmp_path: Path) -> None:
         await log.aclose()
         return batches
 
-    assert asyncio.run(scenario()) < 640
+    # 64 appenders in lockstep: about one batch per round of 10, never one per record.
+    assert asyncio.run(scenario()) <= 20
     assert verify(tmp_path) == VerifyResult(ok=True, records=640, segments=1)
 
 

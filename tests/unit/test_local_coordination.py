@@ -86,5 +86,26 @@ async def test_single_process_is_never_stale_and_still_serialises() -> None:
     single = SingleProcess()
     single.committed()
     assert not single.stale()
-    async with single.exclusive():
-        pass
+    order: list[str] = []
+    inside, release = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with single.exclusive():
+            order.append("a in")
+            inside.set()
+            await release.wait()
+            order.append("a out")
+
+    async def second() -> None:
+        await inside.wait()
+        async with single.exclusive():
+            order.append("b in")
+
+    tasks = [asyncio.create_task(first()), asyncio.create_task(second())]
+    await inside.wait()
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["a in"]
+    release.set()
+    await asyncio.gather(*tasks)
+    assert order == ["a in", "a out", "b in"]
