@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers unit bench venv clean
+.PHONY: run test lint typecheck layers bench venv clean debian-venv
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
@@ -40,16 +40,19 @@ bench: $(BENCH_STAMP)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "keycask needs Python 3.11 or newer")'
-	@$(PYTHON) -m venv --help >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-venv
+	@$(PYTHON) -c 'import ensurepip, venv' >/dev/null 2>&1 || $(MAKE) --no-print-directory debian-venv
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
-# Debian's python3 ships without venv and ensurepip.
+# Debian's python3 ships without ensurepip, which venv needs: python3-venv
+# (or python3.X-venv for the exact version) brings it.
 debian-venv:
-	@command -v apt-get >/dev/null || { echo "python3 -m venv is not available; install your distribution's venv package"; exit 1; }
-	apt-get update -qq && apt-get install -y -qq python3-venv
+	@command -v apt-get >/dev/null || { echo "python3 cannot create a venv; install your distribution's venv package"; exit 1; }
+	apt-get update -qq
+	apt-get install -y -qq python3-venv "python$$($(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv" \
+	  || apt-get install -y -qq python3-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
