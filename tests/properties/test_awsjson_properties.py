@@ -11,8 +11,6 @@ from typing import Any
 
 import orjson
 import pytest
-from botocore.loaders import Loader
-from botocore.model import ServiceModel
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 from hypothesis import HealthCheck, given, settings
@@ -20,10 +18,8 @@ from hypothesis import strategies as st
 
 from keycask.errors import SerializationException, ValidationException
 from keycask.http.awsjson import Codec, _compile_pattern, snake_case
+from kms_model import MODEL, SERVICE, SHAPES, snaked
 
-MODEL: dict[str, Any] = Loader().load_service_model("kms", "service-2")
-SHAPES: dict[str, Any] = MODEL["shapes"]
-SERVICE = ServiceModel(MODEL, service_name="kms")
 CODEC = Codec.load()
 OPERATIONS = sorted(MODEL["operations"])
 ROUND_TRIP_INPUTS = ["Encrypt", "GenerateDataKey", "CreateKey", "TagResource", "ReEncrypt"]
@@ -182,19 +178,6 @@ def timestamps(whole_seconds: bool) -> st.SearchStrategy[datetime]:
     return st.integers(
         min_value=0, max_value=4_000_000_000_000 // (unit // timedelta(milliseconds=1))
     ).map(lambda n: epoch + n * unit)
-
-
-def snaked(value: Any, shape_name: str) -> Any:
-    shape = SHAPES[shape_name]
-    kind = shape["type"]
-    if kind == "structure":
-        members = shape["members"]
-        return {snake_case(k): snaked(v, members[k]["shape"]) for k, v in value.items()}
-    if kind == "list":
-        return [snaked(item, shape["member"]["shape"]) for item in value]
-    if kind == "map":
-        return {k: snaked(v, shape["value"]["shape"]) for k, v in value.items()}
-    return value
 
 
 def serialize(operation: str, params: Mapping[str, Any]) -> bytes:

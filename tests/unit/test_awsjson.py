@@ -13,17 +13,13 @@ from typing import Any, cast
 
 import orjson
 import pytest
-from botocore.loaders import Loader
-from botocore.model import ServiceModel
 from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
 from keycask.errors import SerializationException, UnknownOperationException, ValidationException
 from keycask.http.awsjson import Codec, _compile_pattern, encode_error, snake_case
+from kms_model import MODEL, SERVICE, SHAPES, snaked
 
-MODEL: dict[str, Any] = Loader().load_service_model("kms", "service-2")
-SHAPES: dict[str, Any] = MODEL["shapes"]
-SERVICE = ServiceModel(MODEL, service_name="kms")
 CODEC = Codec.load()
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 KEY_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -57,20 +53,6 @@ def input_shape(operation: str) -> str:
 def output_shape(operation: str) -> str | None:
     output = MODEL["operations"][operation].get("output")
     return None if output is None else str(output["shape"])
-
-
-def snaked(value: Any, shape_name: str) -> Any:
-    """botocore's CamelCase params as the codec's snake_case values."""
-    shape = SHAPES[shape_name]
-    kind = shape["type"]
-    if kind == "structure":
-        members = shape["members"]
-        return {snake_case(k): snaked(v, members[k]["shape"]) for k, v in value.items()}
-    if kind == "list":
-        return [snaked(item, shape["member"]["shape"]) for item in value]
-    if kind == "map":
-        return {k: snaked(v, shape["value"]["shape"]) for k, v in value.items()}
-    return value
 
 
 _DATACLASSES: dict[str, type] = {}
