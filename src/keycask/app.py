@@ -19,6 +19,8 @@ from keycask.ports import Clock, Coordinator, SystemClock
 from keycask.seal.dev import DevSeal
 from keycask.service.deps import Deps
 from keycask.service.pipeline import Pipeline
+from keycask.service.usage import UsageTracker
+from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.sqlite import SQLiteStorage
 
@@ -54,8 +56,11 @@ class Runtime:
     coordinator: Coordinator
     app: KMSApp
     anchoring: Anchoring
+    pipeline: Pipeline
 
     async def close(self) -> None:
+        await self.pipeline.scheduler.stop()
+        await self.pipeline.flush_usage()
         await self.audit.aclose()
         try:
             await self.anchoring.stop()
@@ -79,10 +84,16 @@ async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
 
 
 async def build(
-    settings: Settings, clock: Clock | None = None, *, worker: int | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    *,
+    worker: int | None = None,
+    scheduler: bool = True,
 ) -> Runtime:
     """The whole server. ``worker`` is this process's slot when several
-    worker processes share the data dir; each writes its own audit segment."""
+    worker processes share the data dir; each writes its own audit segment.
+    ``scheduler`` runs the lifecycle loop (and usage flushing) here; every
+    worker runs one, since a due job runs once whoever gets to it first."""
     clock = clock or SystemClock()
     storage, barrier = await open_store(settings)
     coordinator: Coordinator
@@ -92,14 +103,33 @@ async def build(
         coordinator, segment = SharedFile(settings.data_dir / RUN_DIR, worker), f"server-{worker}"
     audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment)
     credentials = CredentialStore(barrier)
-    deps = Deps(keys=KeyStore(barrier), clock=clock)
+    keys = KeyStore(barrier)
+    dev_clock = DevClock(settings.data_dir) if settings.dev else None
+    lifecycle: Clock = dev_clock if dev_clock is not None else clock
+    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys))
     pipeline = Pipeline(
-        deps, credentials, audit, WireCodec(Codec.load()), clock, coordinator=coordinator
+        deps,
+        credentials,
+        audit,
+        WireCodec(Codec.load()),
+        clock,
+        coordinator=coordinator,
+        dev_clock=dev_clock,
     )
     anchoring = Anchoring(barrier, audit)
     anchoring.start()
+    if scheduler:
+        pipeline.scheduler.start()
     return Runtime(
-        settings, storage, barrier, credentials, audit, coordinator, KMSApp(pipeline), anchoring
+        settings,
+        storage,
+        barrier,
+        credentials,
+        audit,
+        coordinator,
+        KMSApp(pipeline),
+        anchoring,
+        pipeline,
     )
 
 

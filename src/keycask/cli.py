@@ -135,7 +135,7 @@ async def _serve_worker(settings: config.Settings, slot: int, fd: int, parent: i
 
 
 async def _prepare_only(settings: config.Settings) -> tuple[Path, Path]:
-    runtime = await build(settings, worker=0)
+    runtime = await build(settings, worker=0, scheduler=False)
     try:
         return await _prepare(runtime)
     finally:

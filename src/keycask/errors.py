@@ -92,6 +92,18 @@ class InvalidCiphertextException(KMSError):
     code = "InvalidCiphertextException"
 
 
+class ExpiredImportTokenException(KMSError):
+    code = "ExpiredImportTokenException"
+
+
+class IncorrectKeyMaterialException(KMSError):
+    code = "IncorrectKeyMaterialException"
+
+
+class InvalidImportTokenException(KMSError):
+    code = "InvalidImportTokenException"
+
+
 class InvalidGrantTokenException(KMSError):
     code = "InvalidGrantTokenException"
 

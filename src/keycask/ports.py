@@ -62,6 +62,17 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+class MovableClock(Clock, Protocol):
+    """A clock a --dev server lets tests move forward."""
+
+    @property
+    def offset_seconds(self) -> float: ...
+
+    def advance(self, seconds: float) -> None: ...
+
+    def reload(self) -> None: ...
+
+
 class SystemClock:
     """Wall-clock time in UTC."""
 

@@ -185,6 +185,23 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
                         "kms:TagResource"),
         "UntagResource": ({"KeyId": key_id, "TagKeys": ["owner"]}, "kms:UntagResource"),
         "ListResourceTags": ({"KeyId": key_id}, "kms:ListResourceTags"),
+        "EnableKeyRotation": ({"KeyId": key_id, "RotationPeriodInDays": 90},
+                              "kms:EnableKeyRotation"),
+        "DisableKeyRotation": ({"KeyId": key_id}, "kms:DisableKeyRotation"),
+        "GetKeyRotationStatus": ({"KeyId": key_id}, "kms:GetKeyRotationStatus"),
+        "RotateKeyOnDemand": ({"KeyId": key_id}, "kms:RotateKeyOnDemand"),
+        "ListKeyRotations": ({"KeyId": key_id}, "kms:ListKeyRotations"),
+        "ScheduleKeyDeletion": ({"KeyId": key_id, "PendingWindowInDays": 7},
+                                "kms:ScheduleKeyDeletion"),
+        "CancelKeyDeletion": ({"KeyId": key_id}, "kms:CancelKeyDeletion"),
+        "GetKeyLastUsage": ({"KeyId": key_id}, "kms:GetKeyLastUsage"),
+        "GetParametersForImport": ({"KeyId": key_id, "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+                                    "WrappingKeySpec": "RSA_2048"}, "kms:GetParametersForImport"),
+        "ImportKeyMaterial": ({"KeyId": key_id, "ImportToken": b64(b"x" * 33),
+                               "EncryptedKeyMaterial": b64(b"y" * 256),
+                               "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
+                              "kms:ImportKeyMaterial"),
+        "DeleteImportedKeyMaterial": ({"KeyId": key_id}, "kms:DeleteImportedKeyMaterial"),
     }  # fmt: skip
     assert calls.keys() == OPERATIONS.keys(), "every operation keycask serves is covered"
 
@@ -198,6 +215,9 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
     # Nothing bob tried had any effect.
     after = kms.describe_key(KeyId=key_id)["KeyMetadata"]
     assert after["KeyState"] == "Enabled"
+    assert "DeletionDate" not in after
+    assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is False
+    assert kms.list_key_rotations(KeyId=key_id)["Rotations"] == []
     assert after["Description"] == "guarded"
     aliases = {a["AliasName"]: a for a in kms.list_aliases(KeyId=key_id)["Aliases"]}
     assert set(aliases) == {alias}
@@ -215,7 +235,9 @@ def test_key_is_not_found_from_another_region(server: Any, key: dict[str, Any]) 
         assert _error(west.describe_key, KeyId=ref)["Code"] == "NotFoundException"
         error = _error(west.encrypt, KeyId=ref, Plaintext=PLAINTEXT)
         assert error["Code"] == "NotFoundException"
-    assert _error(west.decrypt, CiphertextBlob=blob)["Code"] == "InvalidCiphertextException"
+    # AWS: "The ciphertext refers to a customer master key that does not exist, does not
+    # exist in this region, or you are not allowed to access."
+    assert _error(west.decrypt, CiphertextBlob=blob)["Code"] == "AccessDeniedException"
     listed = [k["KeyId"] for p in west.get_paginator("list_keys").paginate() for k in p["Keys"]]
     assert key["id"] not in listed
     # Keys made in us-west-2 are listed there and not in us-east-1.

@@ -12,43 +12,54 @@ from keycask.keys.model import Key, KeyState
 from keycask.keys.states import ALLOWED_STATES, state_error
 from keycask.service.operations import OPERATIONS
 
-CRYPTO = {"Encrypt", "Decrypt", "ReEncrypt", "GenerateDataKey", "GenerateDataKeyWithoutPlaintext"}
-ANY_STATE = {
-    "DescribeKey",
-    "GetKeyPolicy",
-    "ListKeyPolicies",
-    "ListResourceTags",
-    "ListAliases",
-    "DeleteAlias",
+# What AWS answers, per the "Key states of KMS keys" table of the AWS KMS
+# Developer Guide, written out cell by cell (E = Enabled, D = Disabled,
+# PD = PendingDeletion, PI = PendingImport; "ok" = allowed, "dis" =
+# DisabledException, "inv" = KMSInvalidStateException).
+_TABLE = """
+operation                        E    D    PD   PI
+Encrypt                          ok   dis  inv  inv
+Decrypt                          ok   dis  inv  inv
+ReEncrypt                        ok   dis  inv  inv
+GenerateDataKey                  ok   dis  inv  inv
+GenerateDataKeyWithoutPlaintext  ok   dis  inv  inv
+DescribeKey                      ok   ok   ok   ok
+GetKeyPolicy                     ok   ok   ok   ok
+ListKeyPolicies                  ok   ok   ok   ok
+ListResourceTags                 ok   ok   ok   ok
+ListAliases                      ok   ok   ok   ok
+DeleteAlias                      ok   ok   ok   ok
+EnableKey                        ok   ok   inv  inv
+DisableKey                       ok   ok   inv  inv
+UpdateKeyDescription             ok   ok   inv  ok
+TagResource                      ok   ok   inv  ok
+UntagResource                    ok   ok   inv  ok
+CreateAlias                      ok   ok   inv  ok
+UpdateAlias                      ok   ok   inv  ok
+EnableKeyRotation                ok   dis  inv  inv
+DisableKeyRotation               ok   dis  inv  inv
+GetKeyRotationStatus             ok   ok   ok   ok
+RotateKeyOnDemand                ok   dis  inv  inv
+ListKeyRotations                 ok   ok   ok   ok
+GetKeyLastUsage                  ok   ok   ok   ok
+ScheduleKeyDeletion              ok   ok   inv  ok
+CancelKeyDeletion                inv  inv  ok   inv
+GetParametersForImport           ok   ok   inv  ok
+ImportKeyMaterial                ok   ok   inv  ok
+DeleteImportedKeyMaterial        ok   ok   ok   ok
+"""
+_ANSWERS: dict[str, type[Exception] | None] = {
+    "ok": None,
+    "dis": DisabledException,
+    "inv": KMSInvalidStateException,
 }
-TOGGLE = {"EnableKey", "DisableKey"}
-MANAGE = {"UpdateKeyDescription", "TagResource", "UntagResource", "CreateAlias", "UpdateAlias"}
-
-# What AWS answers, per the "Key states of AWS KMS keys" table.
-EXPECTED: dict[str, dict[KeyState, type[Exception] | None]] = {}
-for op in CRYPTO:
-    EXPECTED[op] = {
-        KeyState.ENABLED: None,
-        KeyState.DISABLED: DisabledException,
-        KeyState.PENDING_DELETION: KMSInvalidStateException,
-        KeyState.PENDING_IMPORT: KMSInvalidStateException,
+_COLUMNS = [KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_DELETION, KeyState.PENDING_IMPORT]
+EXPECTED: dict[str, dict[KeyState, type[Exception] | None]] = {
+    row.split()[0]: {
+        state: _ANSWERS[cell] for state, cell in zip(_COLUMNS, row.split()[1:], strict=True)
     }
-for op in ANY_STATE:
-    EXPECTED[op] = dict.fromkeys(KeyState)
-for op in TOGGLE:
-    EXPECTED[op] = {
-        KeyState.ENABLED: None,
-        KeyState.DISABLED: None,
-        KeyState.PENDING_DELETION: KMSInvalidStateException,
-        KeyState.PENDING_IMPORT: KMSInvalidStateException,
-    }
-for op in MANAGE:
-    EXPECTED[op] = {
-        KeyState.ENABLED: None,
-        KeyState.DISABLED: None,
-        KeyState.PENDING_DELETION: KMSInvalidStateException,
-        KeyState.PENDING_IMPORT: None,
-    }
+    for row in _TABLE.strip().splitlines()[1:]
+}
 
 
 def _key(state: KeyState) -> Key:

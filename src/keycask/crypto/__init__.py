@@ -12,16 +12,32 @@ from keycask.crypto.message import (
     open_message,
     seal_message,
 )
+from keycask.crypto.wrapping import (
+    WRAPPING_ALGORITHMS,
+    WRAPPING_KEY_SPECS,
+    UnwrapFailed,
+    WrappingKey,
+    generate_wrapping_key,
+    key_material_id,
+    unwrap_key_material,
+)
 
 __all__ = [
     "MESSAGE_OVERHEAD",
     "MESSAGE_SALT_SIZE",
     "NONCE_SIZE",
+    "WRAPPING_ALGORITHMS",
+    "WRAPPING_KEY_SPECS",
     "AuthenticationFailed",
     "KeyMaterial",
+    "UnwrapFailed",
+    "WrappingKey",
+    "generate_wrapping_key",
+    "key_material_id",
     "open_message",
     "open_sealed",
     "random_bytes",
     "seal",
     "seal_message",
+    "unwrap_key_material",
 ]

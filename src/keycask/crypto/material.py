@@ -36,6 +36,12 @@ class KeyMaterial:
     def generate(cls, size: int = 32) -> KeyMaterial:
         return cls(random_bytes(size))
 
+    @staticmethod
+    def any_size(secret: bytes) -> KeyMaterial:
+        """A secret that is not an AES key (a PKCS#8 private key, imported
+        material before its length is checked), with the same protections."""
+        return _AnySizeMaterial(secret)
+
     def __len__(self) -> int:
         return len(self._secret)
 
@@ -89,3 +95,30 @@ class KeyMaterial:
         if ctx is None:
             ctx = self._aead = AESGCM(self._secret)
         return ctx
+
+
+_HMAC_BLOCK = 64
+
+
+class _AnySizeMaterial(KeyMaterial):
+    """A KeyMaterial whose length is not an AES key size: a PKCS#8 private key,
+    or imported material, which the service checks against the key spec.
+
+    ``KeyMaterial`` refuses such lengths on purpose (most secrets are AES keys);
+    this keeps the redaction, the refusal to compare, hash or pickle, and
+    ``reveal`` for the few values that are not.
+    """
+
+    __slots__ = ()
+
+    def __init__(self, secret: bytes) -> None:  # no super(): that is the size check
+        self._secret = bytes(secret)
+        self._aead = None
+        self._hmac = None
+
+    def hmac_sha256(self, message: bytes) -> bytes:
+        # The inherited fast path pads the key to one block; RFC 2104 hashes a
+        # longer key first, and imported HMAC keys may be longer.
+        if len(self._secret) > _HMAC_BLOCK:
+            return hmac.digest(self._secret, message, "sha256")
+        return super().hmac_sha256(message)

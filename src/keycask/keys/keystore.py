@@ -10,6 +10,10 @@ Paths:
     mat/<key id>/<version, 10 digits>        key material of one version
     idx/key/<account>/<region>/<key id>      listing index for ListKeys
     alias/<account>/<region>/<alias name>    alias (JSON)
+    sched/<epoch seconds, 12 digits>/<job>/<key id>
+                                             empty; the lifecycle jobs due then
+    import/<key id>/<token id>               wrapping key of one GetParametersForImport
+    usage/<key id>                           the key's last successful cryptographic use
 """
 
 from __future__ import annotations
@@ -23,8 +27,14 @@ import orjson
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial
-from keycask.keys.model import Alias, Key
+from keycask.keys.model import Alias, Key, KeyState
 from keycask.ports import Write
+
+# Lifecycle jobs the scheduler runs when their time comes.
+JOB_ROTATE = "rotate"
+JOB_DELETE = "delete"
+JOB_EXPIRE = "expire"
+SCHED_PREFIX = "sched/"
 
 
 def _key_path(key_id: uuid.UUID) -> str:
@@ -33,6 +43,48 @@ def _key_path(key_id: uuid.UUID) -> str:
 
 def _material_path(key_id: uuid.UUID, version: int) -> str:
     return f"mat/{key_id}/{version:010d}"
+
+
+def _material_prefix(key_id: uuid.UUID) -> str:
+    return f"mat/{key_id}/"
+
+
+def _import_prefix(key_id: uuid.UUID) -> str:
+    return f"import/{key_id}/"
+
+
+def _usage_path(key_id: uuid.UUID) -> str:
+    return f"usage/{key_id}"
+
+
+def _sched_path(when: float, job: str, key_id: uuid.UUID) -> str:
+    return f"{SCHED_PREFIX}{max(0, int(when)):012d}/{job}/{key_id}"
+
+
+def due_jobs(key: Key) -> set[str]:
+    """The schedule entries ``key`` needs: one per lifecycle event ahead of it.
+
+    Derived from the key alone, so every change to a key brings its schedule
+    along in the same commit and the two never disagree.
+    """
+    paths: set[str] = set()
+    if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
+        paths.add(_sched_path(key.deletion_date.timestamp(), JOB_DELETE, key.key_id))
+    if (
+        key.state is KeyState.ENABLED
+        and key.rotation_period_days is not None
+        and key.next_rotation is not None
+    ):
+        paths.add(_sched_path(key.next_rotation.timestamp(), JOB_ROTATE, key.key_id))
+    expiring = [v.valid_to for v in key.versions if v.imported and v.valid_to is not None]
+    if expiring:
+        paths.add(_sched_path(min(expiring).timestamp(), JOB_EXPIRE, key.key_id))
+    return paths
+
+
+def parse_sched_path(path: str) -> tuple[int, str, uuid.UUID]:
+    when, job, key_id = path[len(SCHED_PREFIX) :].split("/")
+    return int(when), job, uuid.UUID(key_id)
 
 
 def _index_prefix(account: str, region: str) -> str:
@@ -127,20 +179,116 @@ class KeyStore:
         self._materials.put((key_id, version), material)
         return material
 
-    def stage_create(self, key: Key, material: KeyMaterial) -> list[Write]:
+    def stage_create(self, key: Key, material: KeyMaterial | None) -> list[Write]:
+        """A new key; ``material`` is None for a key waiting for imported material."""
         b = self._barrier
-        return [
+        writes: list[Write] = [
             b.put(_key_path(key.key_id), orjson.dumps(key.to_doc()), expect=0),
-            b.put(_material_path(key.key_id, key.current_version), material.reveal(), expect=0),
             b.put(_index_prefix(key.account, key.region) + str(key.key_id), b"", expect=0),
         ]
+        if material is not None:
+            writes.append(self.stage_material(key.key_id, key.current_version, material))
+        writes.extend(b.put(path, b"", expect=0) for path in sorted(due_jobs(key)))
+        return writes
 
     def stage_update(self, old: Stored[Key], new: Key) -> list[Write]:
-        return [
-            self._barrier.put(
-                _key_path(new.key_id), orjson.dumps(new.to_doc()), expect=old.revision
-            )
+        """The new metadata, and the schedule entries that change with it."""
+        b = self._barrier
+        writes: list[Write] = [
+            b.put(_key_path(new.key_id), orjson.dumps(new.to_doc()), expect=old.revision)
         ]
+        before, after = due_jobs(old.value), due_jobs(new)
+        writes.extend(b.delete(path, expect=None) for path in sorted(before - after))
+        writes.extend(b.put(path, b"", expect=None) for path in sorted(after - before))
+        return writes
+
+    def stage_material(self, key_id: uuid.UUID, version: int, material: KeyMaterial) -> Write:
+        """Material for a version; written only where none is (a version's
+        material never changes once written, or old ciphertexts would break)."""
+        return self._barrier.put(_material_path(key_id, version), material.reveal(), expect=0)
+
+    def stage_delete_material(self, key_id: uuid.UUID, version: int) -> Write:
+        return self._barrier.delete(_material_path(key_id, version), expect=None)
+
+    async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
+        """Every trace of a key whose deletion window has ended: metadata,
+        all material, listing and schedule entries, aliases, import tokens,
+        usage. The key id then answers as a key that does not exist."""
+        key = stored.value
+        b = self._barrier
+        writes: list[Write] = [
+            b.delete(_key_path(key.key_id), expect=stored.revision),
+            b.delete(_index_prefix(key.account, key.region) + str(key.key_id), expect=None),
+        ]
+        writes.extend(b.delete(path, expect=None) for path in sorted(due_jobs(key)))
+        for prefix in (_material_prefix(key.key_id), _import_prefix(key.key_id)):
+            writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
+        writes.append(b.delete(_usage_path(key.key_id), expect=None))
+        prefix = _alias_prefix(key.account, key.region)
+        after = ""
+        while True:
+            rows = await b.list(prefix, after, 1000)
+            for path, entry in rows:
+                if Alias.from_doc(orjson.loads(entry.value)).target == key.key_id:
+                    writes.append(b.delete(path, expect=entry.revision))
+            if len(rows) < 1000:
+                break
+            after = rows[-1][0]
+        return writes
+
+    async def _paths(self, prefix: str) -> list[str]:
+        paths: list[str] = []
+        after = ""
+        while True:
+            rows = await self._barrier.storage.list(prefix, after, 1000)
+            paths.extend(path for path, _ in rows)
+            if len(rows) < 1000:
+                return paths
+            after = rows[-1][0]
+
+    async def due(self, now: float, limit: int = 100) -> list[tuple[str, str, uuid.UUID]]:
+        """Schedule entries due at ``now`` (epoch seconds), oldest first:
+        (path, job, key id)."""
+        rows = await self._barrier.storage.list(SCHED_PREFIX, "", limit)
+        found = []
+        for path, _ in rows:
+            when, job, key_id = parse_sched_path(path)
+            if when > now:
+                break
+            found.append((path, job, key_id))
+        return found
+
+    async def exists(self, path: str) -> bool:
+        return await self._barrier.storage.get(path) is not None
+
+    def stage_unschedule(self, path: str) -> Write:
+        return self._barrier.delete(path, expect=None)
+
+    # -- import tokens --
+
+    def stage_import_token(self, key_id: uuid.UUID, token_id: str, value: bytes) -> Write:
+        return self._barrier.put(_import_prefix(key_id) + token_id, value, expect=0)
+
+    async def import_token(self, key_id: uuid.UUID, token_id: str) -> Stored[bytes] | None:
+        found = await self._barrier.get(_import_prefix(key_id) + token_id)
+        return None if found is None else Stored(found.value, found.revision)
+
+    async def import_tokens(self, key_id: uuid.UUID) -> list[tuple[str, Stored[bytes]]]:
+        prefix = _import_prefix(key_id)
+        rows = await self._barrier.list(prefix, "", 1000)
+        return [(path[len(prefix) :], Stored(e.value, e.revision)) for path, e in rows]
+
+    def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
+        return self._barrier.delete(_import_prefix(key_id) + token_id, expect=None)
+
+    # -- last use --
+
+    async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
+        found = await self._barrier.get(_usage_path(key_id))
+        return None if found is None else Stored(found.value, found.revision)
+
+    def stage_usage(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(_usage_path(key_id), value, expect=expect)
 
     async def list_key_ids(
         self, account: str, region: str, after: str, limit: int

@@ -50,9 +50,97 @@ class Tag:
     tag_value: str
 
 
+class Origin(StrEnum):
+    AWS_KMS = "AWS_KMS"
+    EXTERNAL = "EXTERNAL"
+
+
+class RotationType(StrEnum):
+    AUTOMATIC = "AUTOMATIC"
+    ON_DEMAND = "ON_DEMAND"
+
+
+class ExpirationModel(StrEnum):
+    KEY_MATERIAL_EXPIRES = "KEY_MATERIAL_EXPIRES"
+    KEY_MATERIAL_DOES_NOT_EXPIRE = "KEY_MATERIAL_DOES_NOT_EXPIRE"
+
+
+def _opt_ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _opt_dt(value: float | None) -> datetime | None:
+    return None if value is None else _dt(value)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyVersion:
+    """One key material of a key: what ListKeyRotations shows about it.
+
+    The material itself lives apart (``mat/<key id>/<version>``). For
+    imported material ``imported`` says whether it is present now (deleted
+    or expired material keeps its entry, so the same material can come back).
+    """
+
+    version: int
+    material_id: str
+    rotated: datetime | None = None  # None for the first material
+    rotation_type: RotationType | None = None
+    imported: bool = True
+    expiration_model: ExpirationModel | None = None  # imported material only
+    valid_to: datetime | None = None
+    description: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "material_id": self.material_id,
+            "rotated": _opt_ts(self.rotated),
+            "rotation_type": None if self.rotation_type is None else self.rotation_type.value,
+            "imported": self.imported,
+            "expiration_model": (
+                None if self.expiration_model is None else self.expiration_model.value
+            ),
+            "valid_to": _opt_ts(self.valid_to),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> KeyVersion:
+        return cls(
+            version=int(doc["version"]),
+            material_id=doc["material_id"],
+            rotated=_opt_dt(doc["rotated"]),
+            rotation_type=None
+            if doc["rotation_type"] is None
+            else RotationType(doc["rotation_type"]),
+            imported=bool(doc["imported"]),
+            expiration_model=(
+                None
+                if doc["expiration_model"] is None
+                else ExpirationModel(doc["expiration_model"])
+            ),
+            valid_to=_opt_dt(doc["valid_to"]),
+            description=doc["description"],
+        )
+
+
+# AWS's bounds (Developer Guide): rotation every 90-2560 days, 365 by default;
+# at most 25 on-demand rotations per key; deletion after 7-30 days.
+DEFAULT_ROTATION_DAYS = 365
+MAX_ON_DEMAND_ROTATIONS = 25
+DEFAULT_PENDING_WINDOW_DAYS = 30
+
+
 @dataclass(frozen=True, slots=True)
 class Key:
-    """A KMS key's metadata. Key material lives apart, one entry per version."""
+    """A KMS key's metadata. Key material lives apart, one entry per version.
+
+    ``current_version`` is 0 only for an imported-material key that has never
+    received material. ``versions`` lists every material the key has had, in
+    order; a version above ``current_version`` is imported material waiting
+    for an on-demand rotation.
+    """
 
     key_id: uuid.UUID
     account: str
@@ -63,9 +151,14 @@ class Key:
     policy: str
     key_usage: KeyUsage = KeyUsage.ENCRYPT_DECRYPT
     key_spec: KeySpec = KeySpec.SYMMETRIC_DEFAULT
-    origin: str = "AWS_KMS"
+    origin: Origin = Origin.AWS_KMS
     current_version: int = 1
     tags: tuple[Tag, ...] = ()
+    versions: tuple[KeyVersion, ...] = ()
+    rotation_period_days: int | None = None  # None: automatic rotation is off
+    next_rotation: datetime | None = None
+    on_demand_rotations: int = 0
+    deletion_date: datetime | None = None
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -74,6 +167,61 @@ class Key:
 
     def replace(self, **changes: Any) -> Key:
         return dataclasses.replace(self, **changes)
+
+    def version(self, number: int) -> KeyVersion | None:
+        for v in self.versions:
+            if v.version == number:
+                return v
+        return None
+
+    @property
+    def current(self) -> KeyVersion | None:
+        return self.version(self.current_version)
+
+    @property
+    def pending_rotation(self) -> KeyVersion | None:
+        """Imported material waiting for RotateKeyOnDemand to become current."""
+        last = self.versions[-1] if self.versions else None
+        return last if last is not None and last.version > self.current_version else None
+
+    @property
+    def material_present(self) -> bool:
+        """Every material the key has made current is here. AWS makes a key
+        unusable (PendingImport) while any of them is missing."""
+        versions = [v for v in self.versions if v.version <= self.current_version]
+        return bool(versions) and all(v.imported for v in versions)
+
+    def settled(self) -> Key:
+        """This key in the state its material implies, after material came or
+        went. PendingDeletion is the operator's decision and stays; Disabled
+        stays while the material is all here."""
+        if self.state is KeyState.PENDING_DELETION:
+            return self
+        if not self.material_present:
+            return self.replace(state=KeyState.PENDING_IMPORT)
+        if self.state is KeyState.PENDING_IMPORT:
+            return self.replace(state=KeyState.ENABLED)
+        return self
+
+    @property
+    def expiration_model(self) -> str | None:
+        """DescribeKey's ExpirationModel: imported-material keys only."""
+        if self.origin is not Origin.EXTERNAL:
+            return None
+        current = self.current
+        if current is None or current.expiration_model is None:
+            return None
+        return current.expiration_model.value
+
+    @property
+    def valid_to(self) -> datetime | None:
+        """When the earliest present imported material expires (DescribeKey's ValidTo)."""
+        dates = [
+            v.valid_to
+            for v in self.versions
+            if v.imported and v.valid_to is not None and v.version <= self.current_version
+        ]
+        return min(dates) if dates else None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -86,9 +234,14 @@ class Key:
             "policy": self.policy,
             "key_usage": self.key_usage.value,
             "key_spec": self.key_spec.value,
-            "origin": self.origin,
+            "origin": self.origin.value,
             "current_version": self.current_version,
             "tags": [[t.tag_key, t.tag_value] for t in self.tags],
+            "versions": [v.to_doc() for v in self.versions],
+            "rotation_period_days": self.rotation_period_days,
+            "next_rotation": _opt_ts(self.next_rotation),
+            "on_demand_rotations": self.on_demand_rotations,
+            "deletion_date": _opt_ts(self.deletion_date),
         }
 
     @classmethod
@@ -103,9 +256,14 @@ class Key:
             policy=doc["policy"],
             key_usage=KeyUsage(doc["key_usage"]),
             key_spec=KeySpec(doc["key_spec"]),
-            origin=doc["origin"],
+            origin=Origin(doc["origin"]),
             current_version=int(doc["current_version"]),
             tags=tuple(Tag(k, v) for k, v in doc["tags"]),
+            versions=tuple(KeyVersion.from_doc(v) for v in doc["versions"]),
+            rotation_period_days=doc["rotation_period_days"],
+            next_rotation=_opt_dt(doc["next_rotation"]),
+            on_demand_rotations=int(doc["on_demand_rotations"]),
+            deletion_date=_opt_dt(doc["deletion_date"]),
         )
 
 

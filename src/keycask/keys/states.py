@@ -1,7 +1,10 @@
 """Which key states each operation accepts, and the error AWS gives otherwise.
 
 One table, so the answer for every (state, operation) pair is written down once
-and tested exhaustively.
+and tested exhaustively. It follows the AWS KMS Developer Guide's "Key states
+of KMS keys" table. Where AWS's answer depends on the key's origin rather than
+its state (automatic rotation of imported keys, import on AWS-made keys), the
+handler checks the origin first and this table covers the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ _ALL = frozenset(KeyState)
 _CRYPTO = frozenset({KeyState.ENABLED})
 _MANAGE = frozenset({KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_IMPORT})
 _TOGGLE = frozenset({KeyState.ENABLED, KeyState.DISABLED})
+_PENDING_DELETION = frozenset({KeyState.PENDING_DELETION})
 
 ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "Encrypt": _CRYPTO,
@@ -33,6 +37,19 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "UntagResource": _MANAGE,
     "CreateAlias": _MANAGE,
     "UpdateAlias": _MANAGE,
+    # Lifecycle. Rotation settings change only on a usable key.
+    "EnableKeyRotation": _CRYPTO,
+    "DisableKeyRotation": _CRYPTO,
+    "GetKeyRotationStatus": _ALL,
+    "RotateKeyOnDemand": _CRYPTO,
+    "ListKeyRotations": _ALL,
+    "GetKeyLastUsage": _ALL,
+    "ScheduleKeyDeletion": _MANAGE,
+    "CancelKeyDeletion": _PENDING_DELETION,
+    # Imported key material.
+    "GetParametersForImport": _MANAGE,
+    "ImportKeyMaterial": _MANAGE,
+    "DeleteImportedKeyMaterial": _ALL,
 }
 
 
@@ -40,6 +57,8 @@ def state_error(operation: str, key: Key) -> KMSError | None:
     """The error ``operation`` gives on ``key`` in its current state, if any."""
     if key.state in ALLOWED_STATES[operation]:
         return None
+    if operation == "CancelKeyDeletion":
+        return KMSInvalidStateException(f"{key.arn} is not pending deletion.")
     if key.state is KeyState.DISABLED:
         return DisabledException(f"{key.arn} is disabled.")
     return KMSInvalidStateException(f"{key.arn} is {_STATE_WORDS[key.state]}.")

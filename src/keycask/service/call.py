@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,6 +39,9 @@ class Call:
     decision: str = "none"
     decided_by: str | None = None
     detail: str | None = None
+    # Keys this call used for a cryptographic operation; recorded for
+    # GetKeyLastUsage once the call has succeeded.
+    used_keys: tuple[uuid.UUID, ...] = ()
 
     @property
     def account(self) -> str:

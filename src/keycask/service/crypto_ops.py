@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from keycask.crypto import random_bytes
 from keycask.errors import (
+    AccessDeniedException,
     DryRunOperationException,
     IncorrectKeyException,
     InvalidCiphertextException,
@@ -60,11 +61,13 @@ async def _use_key(deps: Deps, call: Call, ref: str, action: str, operation: str
     return stored
 
 
-async def _seal(deps: Deps, key: Key, plaintext: bytes, context: bytes) -> bytes:
+async def _seal(deps: Deps, call: Call, key: Key, plaintext: bytes, context: bytes) -> bytes:
     material = await deps.keys.material(key.key_id, key.current_version)
     if material is None:
         raise KMSInternalException("key material is missing")
-    return seal_blob(material, BlobHeader(key.key_id, key.current_version), plaintext, context)
+    blob = seal_blob(material, BlobHeader(key.key_id, key.current_version), plaintext, context)
+    call.used_keys = (*call.used_keys, key.key_id)
+    return blob
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +94,12 @@ async def _open(
             "The key ID in the request does not identify a KMS key that can perform this operation."
         )
     if stored is None:
-        raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
+        # A well-formed ciphertext whose key is gone (deleted) or elsewhere:
+        # AWS answers AccessDenied with this message, not InvalidCiphertext.
+        raise AccessDeniedException(
+            "The ciphertext refers to a customer master key that does not exist, "
+            "does not exist in this region, or you are not allowed to access."
+        )
     key = stored.value
     call.key_arn = key.arn
     call.authorize(action, key.arn, key.account)
@@ -101,7 +109,9 @@ async def _open(
     material = await deps.keys.material(key.key_id, header.version)
     if material is None:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
-    return key, open_blob(material, sealed.blob, encoded)
+    plaintext = open_blob(material, sealed.blob, encoded)
+    call.used_keys = (*call.used_keys, key.key_id)
+    return key, plaintext
 
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
@@ -111,7 +121,7 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     context = encode_context(req.encryption_context)
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
-    blob = await _seal(deps, key, req.plaintext, context)
+    blob = await _seal(deps, call, key, req.plaintext, context)
     return Outcome(EncryptResult(ciphertext_blob=blob, key_id=key.arn))
 
 
@@ -143,7 +153,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     context = encode_context(req.destination_encryption_context)
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
-    blob = await _seal(deps, dest, plaintext, context)
+    blob = await _seal(deps, call, dest, plaintext, context)
     return Outcome(ReEncryptResult(ciphertext_blob=blob, source_key_id=source.arn, key_id=dest.arn))
 
 
@@ -170,7 +180,7 @@ async def _generate_data_key(
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
     plaintext = random_bytes(size)
-    blob = await _seal(deps, key, plaintext, context)
+    blob = await _seal(deps, call, key, plaintext, context)
     return key, plaintext, blob
 
 

@@ -1,4 +1,4 @@
-"""What handlers may use: the key store and the clock."""
+"""What handlers may use: the key store, the lifecycle clock, usage tracking."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ from dataclasses import dataclass
 
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
+from keycask.service.usage import UsageTracker
 
 
 @dataclass(frozen=True, slots=True)
 class Deps:
     keys: KeyStore
+    # Lifecycle time (key dates, rotation, deletion, expiry). In --dev it can
+    # be moved forward; SigV4 and audit times use the wall clock instead.
     clock: Clock
+    usage: UsageTracker

@@ -7,7 +7,7 @@ import uuid
 
 import orjson
 
-from keycask.crypto import KeyMaterial
+from keycask.crypto import KeyMaterial, key_material_id
 from keycask.errors import (
     InvalidMarkerException,
     MalformedPolicyDocumentException,
@@ -15,7 +15,15 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.model import Key, KeySpec, KeyState, KeyUsage, default_key_policy
+from keycask.keys.model import (
+    Key,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    KeyVersion,
+    Origin,
+    default_key_policy,
+)
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
@@ -73,26 +81,37 @@ def _key_spec(req: CreateKeyRequest) -> KeySpec:
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     call.authorize("kms:CreateKey", "*", None)
     spec = _key_spec(req)
-    if req.origin not in (None, "AWS_KMS"):
-        raise UnsupportedOperationException(f"keycask does not support Origin {req.origin} yet.")
+    if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
+        raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
+    origin = Origin(req.origin or Origin.AWS_KMS)
     if req.multi_region:
         raise UnsupportedOperationException("keycask does not support multi-Region keys.")
     if req.policy is not None:
         _check_policy(req.policy)
     tags = validate_new_tags((), req.tags or [])
+    key_id = uuid.uuid4()
+    material: KeyMaterial | None = None
+    versions: tuple[KeyVersion, ...] = ()
+    if origin is Origin.AWS_KMS:
+        material = KeyMaterial.generate(32)
+        versions = (KeyVersion(1, key_material_id(material, key_id.bytes)),)
     key = Key(
-        key_id=uuid.uuid4(),
+        key_id=key_id,
         account=call.account,
         region=call.region,
         created=deps.clock.now(),
         description=req.description or "",
-        state=KeyState.ENABLED,
+        # A key for imported material has none until ImportKeyMaterial.
+        state=KeyState.ENABLED if material is not None else KeyState.PENDING_IMPORT,
         policy=req.policy if req.policy is not None else default_key_policy(call.account),
         key_spec=spec,
+        origin=origin,
+        current_version=1 if material is not None else 0,
         tags=tags,
+        versions=versions,
     )
     call.key_arn = key.arn
-    writes = deps.keys.stage_create(key, KeyMaterial.generate(32))
+    writes = deps.keys.stage_create(key, material)
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keycask.service import aliases, crypto_ops, keys_ops, tags
+from keycask.service import aliases, crypto_ops, deletion, imports, keys_ops, rotation, tags
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
 from keycask.service.requests import (
@@ -19,16 +19,22 @@ from keycask.service.requests import (
     CreateKeyRequest,
     DecryptRequest,
     DeleteAliasRequest,
+    DeleteImportedKeyMaterialRequest,
     DescribeKeyRequest,
+    EnableKeyRotationRequest,
     EncryptRequest,
     GenerateDataKeyRequest,
     GenerateRandomRequest,
     GetKeyPolicyRequest,
+    GetParametersForImportRequest,
+    ImportKeyMaterialRequest,
     KeyRequest,
     ListAliasesRequest,
+    ListKeyRotationsRequest,
     ListKeyScopedRequest,
     ListRequest,
     ReEncryptRequest,
+    ScheduleKeyDeletionRequest,
     TagResourceRequest,
     UntagResourceRequest,
     UpdateKeyDescriptionRequest,
@@ -76,6 +82,37 @@ _ROWS = [
     Operation("TagResource", TagResourceRequest, tags.tag_resource, mutates=True),
     Operation("UntagResource", UntagResourceRequest, tags.untag_resource, mutates=True),
     Operation("ListResourceTags", ListKeyScopedRequest, tags.list_resource_tags),
+    # Lifecycle.
+    Operation(
+        "EnableKeyRotation", EnableKeyRotationRequest, rotation.enable_key_rotation, mutates=True
+    ),
+    Operation("DisableKeyRotation", KeyRequest, rotation.disable_key_rotation, mutates=True),
+    Operation("GetKeyRotationStatus", KeyRequest, rotation.get_key_rotation_status),
+    Operation("RotateKeyOnDemand", KeyRequest, rotation.rotate_key_on_demand, mutates=True),
+    Operation("ListKeyRotations", ListKeyRotationsRequest, rotation.list_key_rotations),
+    Operation(
+        "ScheduleKeyDeletion",
+        ScheduleKeyDeletionRequest,
+        deletion.schedule_key_deletion,
+        mutates=True,
+    ),
+    Operation("CancelKeyDeletion", KeyRequest, deletion.cancel_key_deletion, mutates=True),
+    Operation("GetKeyLastUsage", KeyRequest, deletion.get_key_last_usage),
+    # Writes only a new import token at a fresh random path: no
+    # read-modify-write to serialise, and RSA key generation must not hold
+    # the store's write lock.
+    Operation(
+        "GetParametersForImport", GetParametersForImportRequest, imports.get_parameters_for_import
+    ),
+    Operation(
+        "ImportKeyMaterial", ImportKeyMaterialRequest, imports.import_key_material, mutates=True
+    ),
+    Operation(
+        "DeleteImportedKeyMaterial",
+        DeleteImportedKeyMaterialRequest,
+        imports.delete_imported_key_material,
+        mutates=True,
+    ),
 ]
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _ROWS}

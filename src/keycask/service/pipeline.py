@@ -29,11 +29,14 @@ from keycask.errors import (
     UnrecognizedClientException,
     UnsupportedOperationException,
 )
-from keycask.ports import Clock, Coordinator
+from keycask.ports import Clock, Coordinator, MovableClock
 from keycask.service.call import Call, Caller, Outcome
 from keycask.service.deps import Deps
+from keycask.service.devops import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
 from keycask.service.operations import OPERATIONS, Operation
 from keycask.service.requests import build
+from keycask.service.scheduler import Scheduler
+from keycask.service.usage import Usage
 
 log = logging.getLogger("keycask")
 
@@ -92,7 +95,12 @@ class Pipeline:
         clock: Clock,
         *,
         coordinator: Coordinator,
+        dev_clock: MovableClock | None = None,
+        scheduler_interval: float = 1.0,
     ) -> None:
+        """``clock`` is the wall clock (SigV4 freshness, audit times);
+        ``deps.clock`` is lifecycle time. ``dev_clock``, given only in --dev,
+        is that lifecycle clock and enables the endpoint that moves it."""
         self._deps = deps
         self._credentials = credentials
         self._audit = audit
@@ -104,6 +112,20 @@ class Pipeline:
         self._model_operations = codec.operation_names()
         # Writes run one at a time across all processes on the store.
         self._coordinator = coordinator
+        self._dev_clock = dev_clock
+        self.scheduler = Scheduler(
+            deps,
+            audit,
+            coordinator,
+            wall_clock=clock,
+            refresh=self._refresh,
+            request_id=self._request_ids.next,
+            interval=scheduler_interval,
+        )
+        self.scheduler.after_tick.append(self.flush_usage)
+
+    async def flush_usage(self) -> None:
+        await self._deps.usage.flush(self._coordinator.exclusive())
 
     def _new_call(self, source_ip: str | None) -> Call:
         return Call(
@@ -119,6 +141,8 @@ class Pipeline:
             # Named in the audit record even if authentication then fails.
             call.operation = self._target(request)
             await self._authenticate(call, request)
+            if call.operation == DEV_ADVANCE_CLOCK:
+                return await self._advance_clock(call, request)
             operation = self._operation(call, request)
             fields = self._codec.decode(operation.name, request.body)
             typed: object = build(operation.request, fields)
@@ -141,6 +165,29 @@ class Pipeline:
         if self._coordinator.stale():
             self._deps.keys.clear()
             self._credentials.clear()
+            if self._dev_clock is not None:
+                self._dev_clock.reload()
+
+    async def _advance_clock(self, call: Call, request: sigv4.HttpRequest) -> Reply:
+        """--dev only: move lifecycle time forward, then run what came due,
+        so the caller sees the rotation or deletion it asked time to bring."""
+        assert self._dev_clock is not None
+        clock = self._dev_clock
+        self._check_content_type(request)
+        seconds = advance_clock_request(request.body, clock.offset_seconds)
+        call.authorize("keycask:AdvanceClock", "*", None)
+        call.detail = f"lifecycle clock advanced by {seconds:g} s"
+        async with self._coordinator.exclusive():
+            self._refresh()
+            await self._audit.append(self._record(call, None))
+            try:
+                clock.advance(seconds)
+            finally:
+                self._coordinator.committed()
+        jobs = await self.scheduler.run_due()
+        return Reply(
+            200, advance_clock_reply(clock.now(), clock.offset_seconds, jobs), call.request_id
+        )
 
     async def refuse(self, error: KMSError, source_ip: str | None) -> Reply:
         """Answer a request the edge refused before it could be parsed
@@ -169,6 +216,8 @@ class Pipeline:
     def _target(self, request: sigv4.HttpRequest) -> str | None:
         """The operation the X-Amz-Target header names, if the model has it."""
         target = (_header(request, b"x-amz-target") or b"").decode("latin-1").strip()
+        if target == DEV_ADVANCE_CLOCK and self._dev_clock is not None:
+            return target  # outside --dev this target does not exist
         name = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
         return name if name in self._model_operations else None
 
@@ -177,17 +226,25 @@ class Pipeline:
         if name is None:
             target = (_header(request, b"x-amz-target") or b"").decode("latin-1")
             raise UnknownOperationException(f"Unknown operation {target[:128]!r}")
-        content_type = (_header(request, b"content-type") or b"").split(b";")[0].strip()
-        if content_type not in _CONTENT_TYPES:
-            raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
+        self._check_content_type(request)
         operation = OPERATIONS.get(name)
         if operation is None:
             raise UnsupportedOperationException(f"keycask does not support {name} yet.")
         return operation
 
+    @staticmethod
+    def _check_content_type(request: sigv4.HttpRequest) -> None:
+        content_type = (_header(request, b"content-type") or b"").split(b";")[0].strip()
+        if content_type not in _CONTENT_TYPES:
+            raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
+
     async def _finish(self, call: Call, operation: Operation, outcome: Outcome) -> Reply:
         body = self._codec.encode(operation.name, outcome.result)
         await self._audit.append(self._record(call, None))
+        if call.used_keys:
+            usage = Usage(operation.name, self._deps.clock.now(), call.request_id)
+            for key_id in call.used_keys:
+                self._deps.usage.record(key_id, usage)
         if outcome.writes:
             commit = asyncio.ensure_future(self._deps.keys.commit(outcome.writes))
             # Announce the change when the commit has really finished, even if

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 from keycask.errors import UnsupportedOperationException, ValidationException
@@ -184,3 +185,48 @@ class UntagResourceRequest:
 class GetKeyPolicyRequest:
     key_id: str
     policy_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EnableKeyRotationRequest:
+    key_id: str
+    rotation_period_in_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeyRotationsRequest:
+    key_id: str
+    include_key_material: str | None = None
+    limit: int | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleKeyDeletionRequest:
+    key_id: str
+    pending_window_in_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetParametersForImportRequest:
+    key_id: str
+    wrapping_algorithm: str
+    wrapping_key_spec: str
+
+
+@dataclass(frozen=True, slots=True)
+class ImportKeyMaterialRequest:
+    key_id: str
+    import_token: bytes
+    encrypted_key_material: bytes = field(repr=False)
+    valid_to: datetime | None = None
+    expiration_model: str | None = None
+    import_type: str | None = None
+    key_material_description: str | None = None
+    key_material_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteImportedKeyMaterialRequest:
+    key_id: str
+    key_material_id: str | None = None

@@ -24,9 +24,14 @@ class KeyMetadata:
     key_spec: str
     encryption_algorithms: tuple[str, ...]
     multi_region: bool
+    deletion_date: datetime | None = None
+    valid_to: datetime | None = None
+    expiration_model: str | None = None
+    current_key_material_id: str | None = None
 
     @classmethod
     def of(cls, key: Key) -> KeyMetadata:
+        current = key.current
         return cls(
             aws_account_id=key.account,
             key_id=str(key.key_id),
@@ -36,12 +41,16 @@ class KeyMetadata:
             description=key.description,
             key_usage=key.key_usage.value,
             key_state=key.state.value,
-            origin=key.origin,
+            origin=key.origin.value,
             key_manager="CUSTOMER",
             customer_master_key_spec=key.key_spec.value,
             key_spec=key.key_spec.value,
             encryption_algorithms=(SYMMETRIC_DEFAULT_ALGORITHM,),
             multi_region=False,
+            deletion_date=key.deletion_date,
+            valid_to=key.valid_to,
+            expiration_model=key.expiration_model,
+            current_key_material_id=None if current is None else current.material_id,
         )
 
 
@@ -140,3 +149,76 @@ class GenerateRandomResult:
 
     def __repr__(self) -> str:
         return "GenerateRandomResult(plaintext=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdResult:
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetKeyRotationStatusResult:
+    key_rotation_enabled: bool
+    key_id: str
+    rotation_period_in_days: int | None = None
+    next_rotation_date: datetime | None = None
+    on_demand_rotation_start_date: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RotationsListEntry:
+    key_id: str
+    key_material_id: str
+    key_material_state: str
+    rotation_date: datetime | None = None
+    rotation_type: str | None = None
+    # imported material only
+    key_material_description: str | None = None
+    import_state: str | None = None
+    expiration_model: str | None = None
+    valid_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListKeyRotationsResult:
+    rotations: list[RotationsListEntry]
+    truncated: bool
+    next_marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleKeyDeletionResult:
+    key_id: str
+    deletion_date: datetime
+    key_state: str
+    pending_window_in_days: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetParametersForImportResult:
+    key_id: str
+    import_token: bytes
+    public_key: bytes
+    parameters_valid_to: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImportKeyMaterialResult:
+    key_id: str
+    key_material_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLastUsageData:
+    operation: str | None = None
+    timestamp: datetime | None = None
+    cloud_trail_event_id: str | None = None
+    kms_request_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetKeyLastUsageResult:
+    key_id: str
+    key_creation_date: datetime
+    tracking_start_date: datetime
+    key_last_usage: KeyLastUsageData | None = None

@@ -1,0 +1,88 @@
+"""ScheduleKeyDeletion, CancelKeyDeletion and GetKeyLastUsage.
+
+Deletion is the one thing that loses data for good, so it only ever happens
+after a waiting period (7-30 days) during which the key refuses every
+cryptographic use and the decision can be taken back. The scheduler destroys
+the key when the window ends (service/scheduler.py).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from keycask.errors import ValidationException
+from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, KeyState
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.requests import KeyRequest, ScheduleKeyDeletionRequest
+from keycask.service.results import (
+    GetKeyLastUsageResult,
+    KeyIdResult,
+    KeyLastUsageData,
+    ScheduleKeyDeletionResult,
+)
+from keycask.service.rotation import key_for
+
+MIN_PENDING_WINDOW_DAYS = 7
+MAX_PENDING_WINDOW_DAYS = 30
+
+
+async def schedule_key_deletion(deps: Deps, call: Call, req: ScheduleKeyDeletionRequest) -> Outcome:
+    days = req.pending_window_in_days
+    if days is None:
+        days = DEFAULT_PENDING_WINDOW_DAYS
+    # The model allows 1-365; the service accepts 7-30 (AWS answers this way).
+    if not MIN_PENDING_WINDOW_DAYS <= days <= MAX_PENDING_WINDOW_DAYS:
+        raise ValidationException(
+            f"PendingWindowInDays must be between {MIN_PENDING_WINDOW_DAYS} "
+            f"and {MAX_PENDING_WINDOW_DAYS}"
+        )
+    stored = await key_for(deps, call, req.key_id, "ScheduleKeyDeletion")
+    key = stored.value
+    when = deps.clock.now() + timedelta(days=days)
+    new = key.replace(state=KeyState.PENDING_DELETION, deletion_date=when)
+    call.detail = f"deletion scheduled for {when.isoformat()}"
+    return Outcome(
+        ScheduleKeyDeletionResult(
+            key_id=key.arn,
+            deletion_date=when,
+            key_state=KeyState.PENDING_DELETION.value,
+            pending_window_in_days=days,
+        ),
+        deps.keys.stage_update(stored, new),
+    )
+
+
+async def cancel_key_deletion(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "CancelKeyDeletion")
+    key = stored.value
+    # A key saved from deletion comes back disabled, so nothing starts using
+    # it again until someone decides to (AWS). Imported material that was
+    # deleted meanwhile leaves it waiting for import instead.
+    state = KeyState.DISABLED if key.material_present else KeyState.PENDING_IMPORT
+    new = key.replace(state=state, deletion_date=None)
+    return Outcome(KeyIdResult(key.arn), deps.keys.stage_update(stored, new))
+
+
+async def get_key_last_usage(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    key = (await key_for(deps, call, req.key_id, "GetKeyLastUsage")).value
+    usage = await deps.usage.last(key.key_id)
+    return Outcome(
+        GetKeyLastUsageResult(
+            key_id=key.arn,
+            key_creation_date=key.created,
+            # keycask records every key's use from its creation on.
+            tracking_start_date=key.created,
+            key_last_usage=(
+                KeyLastUsageData()
+                if usage is None
+                else KeyLastUsageData(
+                    operation=usage.operation,
+                    timestamp=usage.time,
+                    # The audit record of the request carries this id.
+                    cloud_trail_event_id=usage.request_id,
+                    kms_request_id=usage.request_id,
+                )
+            ),
+        )
+    )

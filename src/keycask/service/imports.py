@@ -1,0 +1,321 @@
+"""GetParametersForImport, ImportKeyMaterial, DeleteImportedKeyMaterial:
+keys whose material the customer brings (Origin EXTERNAL).
+
+GetParametersForImport makes an RSA wrapping key for one import and keeps its
+private half behind the barrier under ``import/<key id>/<token id>``; the
+import token names that entry and the key, and nothing else (it is not a
+secret: without the private key it opens nothing). A token is valid for 24
+hours of lifecycle time and only for the key it was made for.
+
+Imported material keeps an identity (its KeyMaterialId, a PRF of the material
+and the key id) after it is deleted or expires, so the *same* material can be
+imported again and old ciphertexts decrypt once more, while different
+material is refused: it would make them undecryptable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from datetime import datetime, timedelta
+
+import orjson
+
+from keycask.crypto import (
+    WRAPPING_ALGORITHMS,
+    WRAPPING_KEY_SPECS,
+    KeyMaterial,
+    UnwrapFailed,
+    generate_wrapping_key,
+    key_material_id,
+    random_bytes,
+    unwrap_key_material,
+)
+from keycask.errors import (
+    ExpiredImportTokenException,
+    IncorrectKeyMaterialException,
+    InvalidCiphertextException,
+    InvalidImportTokenException,
+    KMSInvalidStateException,
+    NotFoundException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from keycask.keys.keystore import Stored
+from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
+from keycask.keys.states import require_state
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.requests import (
+    DeleteImportedKeyMaterialRequest,
+    GetParametersForImportRequest,
+    ImportKeyMaterialRequest,
+)
+from keycask.service.results import (
+    GetParametersForImportResult,
+    ImportKeyMaterialResult,
+)
+from keycask.service.rotation import key_for
+
+TOKEN_LIFETIME = timedelta(hours=24)
+MAX_VALID_TO = timedelta(days=365)
+_TOKEN_FORMAT = 0x01
+_TOKEN_SIZE = 1 + 16 + 16
+_MATERIAL_SIZE = {KeySpec.SYMMETRIC_DEFAULT: 32}
+
+
+def _require_external(key: Key) -> None:
+    if key.origin is not Origin.EXTERNAL:
+        raise UnsupportedOperationException(
+            f"{key.arn} origin is {key.origin.value} which is not valid for this operation."
+        )
+
+
+# -- GetParametersForImport --
+
+
+async def get_parameters_for_import(
+    deps: Deps, call: Call, req: GetParametersForImportRequest
+) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "GetParametersForImport", check_state=False)
+    key = stored.value
+    _require_external(key)
+    require_state("GetParametersForImport", key)
+    if req.wrapping_key_spec not in WRAPPING_KEY_SPECS:
+        raise UnsupportedOperationException(
+            f"WrappingKeySpec {req.wrapping_key_spec} is not supported in this region."
+        )
+    if req.wrapping_algorithm == "RSAES_PKCS1_V1_5":
+        raise ValidationException(
+            "WrappingAlgorithm RSAES_PKCS1_V1_5 is no longer supported; "
+            "use RSAES_OAEP_SHA_256 or RSA_AES_KEY_WRAP_SHA_256."
+        )
+    if req.wrapping_algorithm not in WRAPPING_ALGORITHMS:
+        raise UnsupportedOperationException(
+            f"WrappingAlgorithm {req.wrapping_algorithm} is not supported in this region."
+        )
+    # RSA key generation takes up to seconds at 4096 bits: not on the event loop.
+    wrapping = await asyncio.to_thread(generate_wrapping_key, req.wrapping_key_spec)
+    now = deps.clock.now()
+    valid_to = now + TOKEN_LIFETIME
+    token_id = random_bytes(16)
+    entry = orjson.dumps(
+        {
+            "algorithm": req.wrapping_algorithm,
+            "spec": req.wrapping_key_spec,
+            "expires": valid_to.timestamp(),
+            "private": base64.b64encode(wrapping.private_der.reveal()).decode(),
+        }
+    )
+    writes = [deps.keys.stage_import_token(key.key_id, token_id.hex(), entry)]
+    # Expired parameters of this key are swept as new ones are made.
+    for old_id, old in await deps.keys.import_tokens(key.key_id):
+        if orjson.loads(old.value)["expires"] <= now.timestamp():
+            writes.append(deps.keys.stage_delete_import_token(key.key_id, old_id))
+    token = bytes([_TOKEN_FORMAT]) + key.key_id.bytes + token_id
+    return Outcome(
+        GetParametersForImportResult(
+            key_id=key.arn,
+            import_token=token,
+            public_key=wrapping.public_der,
+            parameters_valid_to=valid_to,
+        ),
+        writes,
+    )
+
+
+# -- ImportKeyMaterial --
+
+
+def _expiration(
+    req: ImportKeyMaterialRequest, now: datetime
+) -> tuple[ExpirationModel, datetime | None]:
+    model = ExpirationModel(req.expiration_model or ExpirationModel.KEY_MATERIAL_EXPIRES)
+    if model is ExpirationModel.KEY_MATERIAL_DOES_NOT_EXPIRE:
+        if req.valid_to is not None:
+            raise ValidationException(
+                "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE."
+            )
+        return model, None
+    if req.valid_to is None:
+        raise ValidationException(
+            "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES."
+        )
+    if req.valid_to <= now:
+        raise ValidationException("ValidTo must be in the future.")
+    if req.valid_to > now + MAX_VALID_TO:
+        raise ValidationException("ValidTo must be at most 365 days from now.")
+    return model, req.valid_to
+
+
+async def _unwrap(deps: Deps, key: Key, token: bytes, wrapped: bytes, now: datetime) -> KeyMaterial:
+    if len(token) != _TOKEN_SIZE or token[0] != _TOKEN_FORMAT:
+        raise InvalidImportTokenException("The import token is invalid.")
+    if uuid.UUID(bytes=token[1:17]) != key.key_id:
+        raise InvalidImportTokenException(
+            "The import token is invalid or associated with a different KMS key."
+        )
+    found = await deps.keys.import_token(key.key_id, token[17:].hex())
+    if found is None:
+        raise InvalidImportTokenException(
+            "The import token is invalid or associated with a different KMS key."
+        )
+    entry = orjson.loads(found.value)
+    if entry["expires"] <= now.timestamp():
+        raise ExpiredImportTokenException(
+            "The import token has expired. Use GetParametersForImport to get a new one."
+        )
+    private = KeyMaterial.any_size(base64.b64decode(entry["private"]))
+    try:
+        return unwrap_key_material(private, entry["algorithm"], wrapped)
+    except UnwrapFailed:
+        raise InvalidCiphertextException(
+            "The key material could not be decrypted with the wrapping key of this import token."
+        ) from None
+
+
+async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "ImportKeyMaterial", check_state=False)
+    key = stored.value
+    _require_external(key)
+    require_state("ImportKeyMaterial", key)
+    now = deps.clock.now()
+    model, valid_to = _expiration(req, now)
+    material = await _unwrap(deps, key, req.import_token, req.encrypted_key_material, now)
+    size = _MATERIAL_SIZE.get(key.key_spec)
+    if size is None or len(material) != size:
+        raise IncorrectKeyMaterialException(
+            f"Key material for a {key.key_spec.value} key must be {size} bytes (256 bits)."
+        )
+    material = KeyMaterial(material.reveal())
+    material_id = key_material_id(material, key.key_id.bytes)
+    import_type = req.import_type or (
+        "EXISTING_KEY_MATERIAL" if key.versions else "NEW_KEY_MATERIAL"
+    )
+    if req.key_material_id is not None:
+        if import_type == "NEW_KEY_MATERIAL":
+            raise ValidationException(
+                "KeyMaterialId cannot be given with ImportType NEW_KEY_MATERIAL."
+            )
+        if req.key_material_id != material_id:
+            raise IncorrectKeyMaterialException(
+                "The key material does not match the KeyMaterialId in the request."
+            )
+    existing = next((v for v in key.versions if v.material_id == material_id), None)
+    if import_type == "EXISTING_KEY_MATERIAL":
+        if existing is None:
+            raise IncorrectKeyMaterialException(
+                "The key material is not the key material previously imported into this key."
+            )
+        return _reimport(
+            deps, stored, existing, material=material, model=model, valid_to=valid_to, req=req
+        )
+    if existing is not None:
+        raise IncorrectKeyMaterialException(
+            "This key material is already associated with the key; import it with "
+            "ImportType EXISTING_KEY_MATERIAL."
+        )
+    if key.pending_rotation is not None:
+        raise KMSInvalidStateException(
+            f"{key.arn} already has key material pending rotation; rotate to it or delete it first."
+        )
+    number = max((v.version for v in key.versions), default=0) + 1
+    version = KeyVersion(
+        version=number,
+        material_id=material_id,
+        imported=True,
+        expiration_model=model,
+        valid_to=valid_to,
+        description=req.key_material_description,
+    )
+    if not key.versions:
+        # The first material becomes current at once; later ones wait for
+        # RotateKeyOnDemand (state PENDING_ROTATION).
+        new = key.replace(current_version=number, versions=(version,)).settled()
+    else:
+        new = key.replace(versions=(*key.versions, version))
+    call.detail = f"imported key material {material_id}"
+    writes = deps.keys.stage_update(stored, new)
+    writes.append(deps.keys.stage_material(key.key_id, number, material))
+    return Outcome(ImportKeyMaterialResult(key_id=key.arn, key_material_id=material_id), writes)
+
+
+def _reimport(
+    deps: Deps,
+    stored: Stored[Key],
+    existing: KeyVersion,
+    *,
+    material: KeyMaterial,
+    model: ExpirationModel,
+    valid_to: datetime | None,
+    req: ImportKeyMaterialRequest,
+) -> Outcome:
+    key = stored.value
+    updated = KeyVersion(
+        version=existing.version,
+        material_id=existing.material_id,
+        rotated=existing.rotated,
+        rotation_type=existing.rotation_type,
+        imported=True,
+        expiration_model=model,
+        valid_to=valid_to,
+        description=req.key_material_description or existing.description,
+    )
+    versions = tuple(updated if v.version == existing.version else v for v in key.versions)
+    new = key.replace(versions=versions).settled()
+    writes = deps.keys.stage_update(stored, new)
+    if not existing.imported:
+        writes.append(deps.keys.stage_material(key.key_id, existing.version, material))
+    return Outcome(
+        ImportKeyMaterialResult(key_id=key.arn, key_material_id=existing.material_id), writes
+    )
+
+
+# -- DeleteImportedKeyMaterial --
+
+
+async def delete_imported_key_material(
+    deps: Deps, call: Call, req: DeleteImportedKeyMaterialRequest
+) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "DeleteImportedKeyMaterial")
+    key = stored.value
+    _require_external(key)
+    if req.key_material_id is not None:
+        target = next((v for v in key.versions if v.material_id == req.key_material_id), None)
+        if target is None:
+            raise NotFoundException(
+                f"Key material {req.key_material_id} is not associated with {key.arn}."
+            )
+    else:
+        target = key.current
+    if target is None or not target.imported:
+        # Nothing to delete (PendingImport): no effect, as in AWS.
+        return Outcome(
+            ImportKeyMaterialResult(
+                key_id=key.arn, key_material_id="" if target is None else target.material_id
+            )
+        )
+    if target.version > key.current_version:
+        # Material waiting for rotation was never used: forget it entirely.
+        versions = tuple(v for v in key.versions if v.version != target.version)
+        new = key.replace(versions=versions)
+    else:
+        gone = KeyVersion(
+            version=target.version,
+            material_id=target.material_id,
+            rotated=target.rotated,
+            rotation_type=target.rotation_type,
+            imported=False,
+            expiration_model=target.expiration_model,
+            valid_to=None,
+            description=target.description,
+        )
+        versions = tuple(gone if v.version == target.version else v for v in key.versions)
+        new = key.replace(versions=versions).settled()
+    call.detail = f"deleted key material {target.material_id}"
+    writes = deps.keys.stage_update(stored, new)
+    writes.append(deps.keys.stage_delete_material(key.key_id, target.version))
+    return Outcome(
+        ImportKeyMaterialResult(key_id=key.arn, key_material_id=target.material_id), writes
+    )

@@ -1,0 +1,209 @@
+"""EnableKeyRotation, DisableKeyRotation, GetKeyRotationStatus,
+RotateKeyOnDemand, ListKeyRotations.
+
+A rotation adds a key version and makes it current: new ciphertexts name the
+new version, old ones keep naming theirs, and every version's material stays
+until the key itself is deleted. Automatic rotations are the scheduler's
+(service/scheduler.py); this module only sets their schedule.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from keycask.errors import (
+    KMSInvalidStateException,
+    LimitExceededException,
+    UnsupportedOperationException,
+)
+from keycask.keys.keystore import Stored
+from keycask.keys.model import (
+    DEFAULT_ROTATION_DAYS,
+    MAX_ON_DEMAND_ROTATIONS,
+    Key,
+    KeySpec,
+    KeyVersion,
+    Origin,
+    RotationType,
+)
+from keycask.keys.states import require_state
+from keycask.service.call import Call, Outcome
+from keycask.service.deps import Deps
+from keycask.service.paging import offset_marker, page_limit
+from keycask.service.requests import (
+    EnableKeyRotationRequest,
+    KeyRequest,
+    ListKeyRotationsRequest,
+)
+from keycask.service.resolve import resolve_key
+from keycask.service.results import (
+    GetKeyRotationStatusResult,
+    KeyIdResult,
+    ListKeyRotationsResult,
+    RotationsListEntry,
+)
+from keycask.service.scheduler import rotate
+
+
+async def key_for(
+    deps: Deps, call: Call, ref: str, operation: str, *, check_state: bool = True
+) -> Stored[Key]:
+    """Resolve, authorize ``kms:<operation>`` and check the state table."""
+    stored = await resolve_key(deps.keys, call, ref)
+    key = stored.value
+    call.key_arn = key.arn
+    call.authorize("kms:" + operation, key.arn, key.account)
+    if check_state:
+        require_state(operation, key)
+    return stored
+
+
+def _require_symmetric(key: Key, what: str) -> None:
+    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+        raise UnsupportedOperationException(
+            f"{key.arn} is not a symmetric encryption key; {what} is not supported."
+        )
+
+
+async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "EnableKeyRotation")
+    key = stored.value
+    _require_symmetric(key, "automatic rotation")
+    if key.origin is not Origin.AWS_KMS:
+        raise UnsupportedOperationException(
+            f"{key.arn} has imported key material; automatic rotation is not supported. "
+            "Import new material and use RotateKeyOnDemand."
+        )
+    period = req.rotation_period_in_days or DEFAULT_ROTATION_DAYS
+    now = deps.clock.now()
+    if key.rotation_period_days is None or key.next_rotation is None:
+        due = now + timedelta(days=period)
+    else:
+        # A new period on a rotating key counts from its last rotation (or
+        # its creation), as AWS does; a date already past rotates at once.
+        last = max((v.rotated for v in key.versions if v.rotated is not None), default=key.created)
+        due = last + timedelta(days=period)
+    new = key.replace(rotation_period_days=period, next_rotation=due)
+    if new == key:
+        return Outcome()
+    return Outcome(None, deps.keys.stage_update(stored, new))
+
+
+async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "DisableKeyRotation")
+    key = stored.value
+    _require_symmetric(key, "automatic rotation")
+    if key.origin is not Origin.AWS_KMS:
+        raise UnsupportedOperationException(
+            f"{key.arn} has imported key material; automatic rotation is not supported."
+        )
+    new = key.replace(rotation_period_days=None, next_rotation=None)
+    if new == key:
+        return Outcome()
+    return Outcome(None, deps.keys.stage_update(stored, new))
+
+
+async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    key = (await key_for(deps, call, req.key_id, "GetKeyRotationStatus")).value
+    _require_symmetric(key, "key rotation")
+    enabled = key.rotation_period_days is not None
+    return Outcome(
+        GetKeyRotationStatusResult(
+            key_rotation_enabled=enabled,
+            key_id=key.arn,
+            rotation_period_in_days=key.rotation_period_days,
+            next_rotation_date=key.next_rotation if enabled else None,
+            # On-demand rotations complete within the request, so none is
+            # ever in progress to report.
+        )
+    )
+
+
+async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "RotateKeyOnDemand")
+    key = stored.value
+    _require_symmetric(key, "on-demand rotation")
+    if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:
+        raise LimitExceededException(
+            f"{key.arn} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations."
+        )
+    now = deps.clock.now()
+    if key.origin is Origin.EXTERNAL:
+        pending = key.pending_rotation
+        if pending is None or not pending.imported:
+            raise KMSInvalidStateException(
+                f"{key.arn} has no imported key material in PENDING_ROTATION state; "
+                "import new key material first."
+            )
+        promoted = KeyVersion(
+            version=pending.version,
+            material_id=pending.material_id,
+            rotated=now,
+            rotation_type=RotationType.ON_DEMAND,
+            imported=True,
+            expiration_model=pending.expiration_model,
+            valid_to=pending.valid_to,
+            description=pending.description,
+        )
+        new = key.replace(
+            current_version=pending.version,
+            versions=(*key.versions[:-1], promoted),
+            on_demand_rotations=key.on_demand_rotations + 1,
+        )
+        return Outcome(KeyIdResult(key.arn), deps.keys.stage_update(stored, new))
+    new, material = rotate(key, now, RotationType.ON_DEMAND)
+    # On-demand rotations leave the automatic schedule as it was (AWS).
+    new = new.replace(on_demand_rotations=key.on_demand_rotations + 1)
+    writes = deps.keys.stage_update(stored, new)
+    writes.append(deps.keys.stage_material(key.key_id, new.current_version, material))
+    call.detail = f"rotated to version {new.current_version}"
+    return Outcome(KeyIdResult(key.arn), writes)
+
+
+def _state(key: Key, version: KeyVersion) -> str:
+    if version.version == key.current_version:
+        return "CURRENT"
+    if version.version > key.current_version:
+        return "PENDING_ROTATION"
+    return "NON_CURRENT"
+
+
+def rotation_entry(key: Key, version: KeyVersion) -> RotationsListEntry:
+    imported = key.origin is Origin.EXTERNAL
+    return RotationsListEntry(
+        key_id=key.arn,
+        key_material_id=version.material_id,
+        key_material_state=_state(key, version),
+        rotation_date=version.rotated,
+        rotation_type=None if version.rotation_type is None else version.rotation_type.value,
+        key_material_description=version.description if imported else None,
+        import_state=("IMPORTED" if version.imported else "PENDING_IMPORT") if imported else None,
+        expiration_model=(
+            version.expiration_model.value
+            if imported and version.expiration_model is not None
+            else None
+        ),
+        valid_to=version.valid_to if imported and version.imported else None,
+    )
+
+
+async def list_key_rotations(deps: Deps, call: Call, req: ListKeyRotationsRequest) -> Outcome:
+    key = (await key_for(deps, call, req.key_id, "ListKeyRotations")).value
+    _require_symmetric(key, "key rotation")
+    limit = page_limit(req.limit, 100)
+    start = offset_marker(req.marker)
+    if req.include_key_material == "ALL_KEY_MATERIAL":
+        versions = list(key.versions)
+    else:
+        # The default lists rotations only: not the first material, and not
+        # imported material that no rotation has made current yet.
+        versions = [v for v in key.versions if v.rotation_type is not None]
+    page = versions[start : start + limit]
+    truncated = start + limit < len(versions)
+    return Outcome(
+        ListKeyRotationsResult(
+            rotations=[rotation_entry(key, v) for v in page],
+            truncated=truncated,
+            next_marker=str(start + limit) if truncated else None,
+        )
+    )

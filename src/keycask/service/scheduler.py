@@ -1,0 +1,244 @@
+"""Lifecycle jobs that come due with time: automatic rotation, the end of a
+deletion window, the expiry of imported key material.
+
+Every change to a key stages its schedule entries with it
+(``keystore.due_jobs``), so the scheduler only lists ``sched/`` up to now.
+Each job runs under the store's exclusive write lock and re-reads the key
+there, so however many workers run the loop (or an advance of the dev clock
+triggers it at the same moment) a due event is acted on exactly once: the
+first to get the lock moves the due date, the others find nothing to do.
+
+Catching up after downtime is the same rule: a key whose rotation came due
+while the server was down rotates once, and its next date is the first one
+after now, not one per missed period.
+
+Every job is audited like a request (principal ``keycask``), and its record
+is durable before its writes are committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from keycask.audit import AuditLog, AuditRecord
+from keycask.crypto import KeyMaterial, key_material_id
+from keycask.keys.keystore import (
+    JOB_DELETE,
+    JOB_EXPIRE,
+    JOB_ROTATE,
+    KeyStore,
+    Stored,
+    due_jobs,
+)
+from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
+from keycask.ports import Clock, Coordinator, Write
+from keycask.service.deps import Deps
+
+log = logging.getLogger("keycask")
+
+SCHEDULER_PRINCIPAL = "keycask"
+_BATCH = 100
+
+
+@dataclass(frozen=True, slots=True)
+class JobResult:
+    operation: str  # as CloudTrail names the event AWS KMS records
+    key: Key
+    writes: list[Write]
+    detail: str
+
+
+def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
+    """``key`` with a new current version of fresh material."""
+    material = KeyMaterial.generate(32)
+    version = max((v.version for v in key.versions), default=0) + 1
+    entry = KeyVersion(
+        version=version,
+        material_id=key_material_id(material, key.key_id.bytes),
+        rotated=now,
+        rotation_type=rotation_type,
+    )
+    return key.replace(current_version=version, versions=(*key.versions, entry)), material
+
+
+def next_rotation_after(due: datetime, period_days: int, now: datetime) -> datetime:
+    """The first date on the key's cadence after ``now``: one rotation however
+    many periods passed while nobody was looking."""
+    period = timedelta(days=period_days)
+    following = due + period
+    if following > now:
+        return following
+    return now + period
+
+
+class Scheduler:
+    def __init__(
+        self,
+        deps: Deps,
+        audit: AuditLog,
+        coordinator: Coordinator,
+        *,
+        wall_clock: Clock,
+        refresh: Callable[[], None],
+        request_id: Callable[[], str],
+        interval: float = 1.0,
+    ) -> None:
+        self._deps = deps
+        self._audit = audit
+        self._coordinator = coordinator
+        self._wall = wall_clock
+        self._refresh = refresh
+        self._request_id = request_id
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+        self.after_tick: list[Callable[[], object]] = []
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.run_due()
+            except Exception:
+                log.exception("scheduled lifecycle jobs failed; retrying")
+            for hook in self.after_tick:
+                try:
+                    result = hook()
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:
+                    log.exception("scheduler hook failed")
+
+    async def run_due(self) -> int:
+        """Run every job due now; returns how many changed a key."""
+        done = 0
+        seen: set[str] = set()
+        while True:
+            now = self._deps.clock.now()
+            due = await self._deps.keys.due(now.timestamp(), _BATCH)
+            fresh = [entry for entry in due if entry[0] not in seen]
+            if not fresh:
+                return done
+            for path, job, key_id in fresh:
+                seen.add(path)
+                try:
+                    if await self._run(path, job, key_id):
+                        done += 1
+                except Exception:
+                    log.exception("lifecycle job %s for key %s failed", job, key_id)
+            if len(due) < _BATCH:
+                return done
+
+    async def _run(self, path: str, job: str, key_id: uuid.UUID) -> bool:
+        keys = self._deps.keys
+        async with self._coordinator.exclusive():
+            self._refresh()
+            if not await keys.exists(path):
+                return False  # another worker ran it first
+            stored = await keys.get(key_id)
+            if stored is None or path not in due_jobs(stored.value):
+                # Left behind (the key changed or is gone): just drop it.
+                await self._commit([keys.stage_unschedule(path)])
+                return False
+            now = self._deps.clock.now()
+            result = await self._job(job, stored, now)
+            if result is None:
+                return False
+            record = AuditRecord(
+                time=self._wall.now(),
+                request_id=self._request_id(),
+                operation=result.operation,
+                principal=SCHEDULER_PRINCIPAL,
+                access_key_id=None,
+                source_ip=None,
+                key_arn=result.key.arn,
+                encryption_context=None,
+                decision="none",
+                decided_by="scheduled by keycask",
+                outcome="success",
+                error_code=None,
+                region=result.key.region,
+                detail=result.detail,
+            )
+            await self._audit.append(record)
+            await self._commit(result.writes)
+            return True
+
+    async def _commit(self, writes: list[Write]) -> None:
+        try:
+            await self._deps.keys.commit(writes)
+        finally:
+            self._coordinator.committed()
+
+    async def _job(self, job: str, stored: Stored[Key], now: datetime) -> JobResult | None:
+        key = stored.value
+        keys = self._deps.keys
+        if job == JOB_ROTATE:
+            if (
+                key.state is not KeyState.ENABLED
+                or key.rotation_period_days is None
+                or key.next_rotation is None
+                or key.next_rotation > now
+            ):
+                return None
+            new, material = rotate(key, now, RotationType.AUTOMATIC)
+            new = new.replace(
+                next_rotation=next_rotation_after(key.next_rotation, key.rotation_period_days, now)
+            )
+            writes = keys.stage_update(stored, new)
+            writes.append(keys.stage_material(key.key_id, new.current_version, material))
+            return JobResult(
+                "RotateKey", new, writes, f"automatic rotation to version {new.current_version}"
+            )
+        if job == JOB_DELETE:
+            if (
+                key.state is not KeyState.PENDING_DELETION
+                or key.deletion_date is None
+                or key.deletion_date > now
+            ):
+                return None
+            writes = await keys.stage_destroy(stored)
+            return JobResult(
+                "DeleteKey", key, writes, f"deleted with {len(key.versions)} key material(s)"
+            )
+        if job == JOB_EXPIRE:
+            return expire_material(keys, stored, now)
+        return None
+
+
+def expire_material(keys: KeyStore, stored: Stored[Key], now: datetime) -> JobResult | None:
+    """Delete imported material whose ValidTo has passed. Without its current
+    material the key waits for the same material to be imported again."""
+    key = stored.value
+    expired = [
+        v for v in key.versions if v.imported and v.valid_to is not None and v.valid_to <= now
+    ]
+    if not expired:
+        return None
+    gone = {v.version for v in expired}
+    versions = tuple(
+        dataclasses.replace(v, imported=False, valid_to=None) if v.version in gone else v
+        for v in key.versions
+    )
+    new = key.replace(versions=versions).settled()
+    writes = keys.stage_update(stored, new)
+    writes.extend(keys.stage_delete_material(key.key_id, v) for v in sorted(gone))
+    names = ", ".join(str(v) for v in sorted(gone))
+    return JobResult("DeleteExpiredKeyMaterial", new, writes, f"expired material version {names}")

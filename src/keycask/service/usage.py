@@ -1,0 +1,90 @@
+"""Each key's last successful cryptographic use, for GetKeyLastUsage.
+
+Writing to the store on every Encrypt would put a disk write on the hot path,
+so uses are kept in memory and written about once a second (and at shutdown),
+newest wins. GetKeyLastUsage merges what is written with what this process
+has not written yet. AWS documents the operation as eventually consistent;
+here a crash can lose at most the last second of tracking, never a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from keycask.errors import StorageConflict
+from keycask.keys.keystore import KeyStore
+
+log = logging.getLogger("keycask")
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    operation: str
+    time: datetime
+    request_id: str
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "operation": self.operation,
+                "time": self.time.timestamp(),
+                "request_id": self.request_id,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, value: bytes) -> Usage:
+        doc = orjson.loads(value)
+        return cls(doc["operation"], datetime.fromtimestamp(doc["time"], UTC), doc["request_id"])
+
+
+def _newer(a: Usage | None, b: Usage | None) -> Usage | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a.time >= b.time else b
+
+
+class UsageTracker:
+    def __init__(self, keys: KeyStore) -> None:
+        self._keys = keys
+        self._pending: dict[uuid.UUID, Usage] = {}
+
+    def record(self, key_id: uuid.UUID, usage: Usage) -> None:
+        self._pending[key_id] = usage
+
+    async def last(self, key_id: uuid.UUID) -> Usage | None:
+        stored = await self._keys.usage(key_id)
+        written = None if stored is None else Usage.from_bytes(stored.value)
+        return _newer(self._pending.get(key_id), written)
+
+    async def flush(self, lock: AbstractAsyncContextManager[None]) -> None:
+        """Write what was used since the last flush. ``lock`` is the store's
+        write lock: a key being deleted must not get its usage back."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        async with lock:
+            for key_id, usage in pending.items():
+                try:
+                    await self._write(key_id, usage)
+                except StorageConflict:
+                    self._pending[key_id] = _newer(self._pending.get(key_id), usage) or usage
+                except Exception:
+                    log.exception("could not record the last use of key %s", key_id)
+
+    async def _write(self, key_id: uuid.UUID, usage: Usage) -> None:
+        if await self._keys.get(key_id) is None:
+            return
+        stored = await self._keys.usage(key_id)
+        if stored is not None and Usage.from_bytes(stored.value).time >= usage.time:
+            return
+        expect = 0 if stored is None else stored.revision
+        await self._keys.commit([self._keys.stage_usage(key_id, usage.to_bytes(), expect)])
