@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -117,6 +119,12 @@ class Server:
             config=Config(retries={"max_attempts": retries, "mode": "standard"}),
         )
 
+    def advance_clock(self, seconds: float) -> dict[str, Any]:
+        """Move the server's lifecycle clock forward (--dev only) and return
+        its answer: {"Now", "OffsetSeconds", "JobsRun"}. In-process and signed
+        like any client; ``keycask dev advance-clock`` does the same from a shell."""
+        return dev_call(self.endpoint, self.credentials(), {"Seconds": seconds})
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "keycask.cli", *args, "--data-dir", str(self.data_dir)],
@@ -126,6 +134,47 @@ class Server:
             check=check,
             timeout=60,
         )
+
+
+DAY = 86400.0
+
+
+def dev_call(
+    endpoint: str,
+    credentials: tuple[str, str],
+    body: dict[str, Any],
+    target: str = "KeycaskDev.AdvanceClock",
+) -> dict[str, Any]:
+    """A signed call of keycask's --dev clock endpoint; raises DevCallError on
+    an error answer."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    data = json.dumps(body).encode()
+    request = AWSRequest(
+        method="POST",
+        url=endpoint + "/",
+        data=data,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+    )
+    SigV4Auth(Credentials(*credentials), "kms", "us-east-1").add_auth(request)
+    prepared = urllib.request.Request(
+        endpoint + "/", data=data, headers=dict(request.headers), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=120) as response:
+            return dict(json.loads(response.read()))
+    except urllib.error.HTTPError as error:
+        raise DevCallError(error.code, json.loads(error.read() or b"{}")) from None
+
+
+class DevCallError(Exception):
+    def __init__(self, status: int, doc: dict[str, Any]) -> None:
+        super().__init__(f"HTTP {status}: {doc}")
+        self.status = status
+        self.code = doc.get("__type")
+        self.message = doc.get("message", "")
 
 
 @pytest.fixture(scope="session")

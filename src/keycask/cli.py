@@ -8,6 +8,7 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -260,6 +261,90 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
+
+
+def parse_duration(text: str) -> float:
+    """``91d``, ``12h``, ``1d12h30m``, ``90s`` or plain seconds."""
+    text = text.strip().lower()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise config.ConfigError(
+            f"duration must look like 91d, 12h, 1d12h30m or 3600, got {text!r}"
+        )
+    return sum(float(n) * _UNITS[u] for n, u in parts)
+
+
+def cmd_dev_advance_clock(args: argparse.Namespace) -> int:
+    """Ask a running --dev server to move its lifecycle clock forward. The
+    request is signed with the dev profile keycask wrote, like any client's."""
+    import urllib.error
+    import urllib.request
+
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    seconds = parse_duration(args.duration)
+    settings = config.load(dev=True, data_dir=args.data_dir)
+    session = botocore.session.Session()
+    # The profile the --dev server wrote into its data dir, unless the
+    # caller's environment names its own files.
+    if "AWS_CONFIG_FILE" not in os.environ:
+        session.set_config_variable("config_file", str(settings.data_dir / "config"))
+    if "AWS_SHARED_CREDENTIALS_FILE" not in os.environ:
+        session.set_config_variable("credentials_file", str(settings.data_dir / "credentials"))
+    session.set_config_variable("profile", args.profile)
+    credentials = session.get_credentials()
+    if credentials is None:
+        raise config.ConfigError(
+            f"no credentials for profile {args.profile!r}; start the server first"
+        )
+    endpoint = (
+        args.endpoint_url
+        or session.get_scoped_config().get("endpoint_url")
+        or settings.endpoint_url
+    )
+    region = session.get_config_variable("region") or settings.region
+    body = json.dumps({"Seconds": seconds}).encode()
+    request = AWSRequest(
+        method="POST",
+        url=endpoint.rstrip("/") + "/",
+        data=body,
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": "KeycaskDev.AdvanceClock",
+        },
+    )
+    SigV4Auth(credentials, "kms", region).add_auth(request)
+    prepared = urllib.request.Request(  # noqa: S310 - the URL is the operator's own endpoint
+        request.url, data=body, headers=dict(request.headers), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=300) as response:  # noqa: S310
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = json.loads(error.read() or b"{}")
+        print(
+            f"keycask: {detail.get('__type', error.code)}: {detail.get('message', '')}",
+            file=sys.stderr,
+        )
+        return 1
+    except OSError as error:
+        print(f"keycask: cannot reach {endpoint}: {error}", file=sys.stderr)
+        return 1
+    print(
+        f"keycask time is now {answer['Now']} ({answer['OffsetSeconds']:g} s ahead); "
+        f"{answer['JobsRun']} lifecycle job(s) ran"
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="keycask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,6 +391,19 @@ def _parser() -> argparse.ArgumentParser:
     check = audit.add_parser("verify", help="check the hash chain of every audit segment")
     check.add_argument("--data-dir")
     check.set_defaults(func=cmd_audit_verify)
+
+    dev = sub.add_parser("dev", help="--dev conveniences").add_subparsers(
+        dest="action", required=True
+    )
+    advance = dev.add_parser(
+        "advance-clock",
+        help="move a running --dev server's lifecycle clock forward (rotation, deletion)",
+    )
+    advance.add_argument("duration", help="how far: 91d, 12h, 1d12h30m, or seconds")
+    advance.add_argument("--data-dir", help="the server's data directory (for its dev profile)")
+    advance.add_argument("--profile", default="keycask", help="AWS profile to sign with")
+    advance.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    advance.set_defaults(func=cmd_dev_advance_clock)
     return parser
 
 
