@@ -268,10 +268,8 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 def parse_duration(text: str) -> float:
     """``91d``, ``12h``, ``1d12h30m``, ``90s`` or plain seconds."""
     text = text.strip().lower()
-    try:
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return float(text)
-    except ValueError:
-        pass
     parts = _DURATION.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise config.ConfigError(

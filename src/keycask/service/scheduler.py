@@ -115,6 +115,8 @@ class Scheduler:
         while True:
             await asyncio.sleep(self._interval)
             try:
+                # Another worker may have moved the dev clock or changed keys.
+                self._refresh()
                 await self.run_due()
             except Exception:
                 log.exception("scheduled lifecycle jobs failed; retrying")
