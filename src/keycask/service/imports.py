@@ -289,15 +289,17 @@ async def delete_imported_key_material(
             )
     else:
         target = key.current
-    if target is None or not target.imported:
+    pending = target is not None and target.version > key.current_version
+    if target is None or (not target.imported and not pending):
         # Nothing to delete (PendingImport): no effect, as in AWS.
         return Outcome(
             ImportKeyMaterialResult(
                 key_id=key.arn, key_material_id="" if target is None else target.material_id
             )
         )
-    if target.version > key.current_version:
-        # Material waiting for rotation was never used: forget it entirely.
+    if pending:
+        # Material waiting for rotation was never used: forget it entirely,
+        # also once it expired, so that other material can take its place.
         versions = tuple(v for v in key.versions if v.version != target.version)
         new = key.replace(versions=versions)
     else:
@@ -315,7 +317,8 @@ async def delete_imported_key_material(
         new = key.replace(versions=versions).settled()
     call.detail = f"deleted key material {target.material_id}"
     writes = deps.keys.stage_update(stored, new)
-    writes.append(deps.keys.stage_delete_material(key.key_id, target.version))
+    if target.imported:
+        writes.append(deps.keys.stage_delete_material(key.key_id, target.version))
     return Outcome(
         ImportKeyMaterialResult(key_id=key.arn, key_material_id=target.material_id), writes
     )

@@ -22,6 +22,7 @@ from keycask.keys.model import (
     MAX_ON_DEMAND_ROTATIONS,
     Key,
     KeySpec,
+    KeyState,
     KeyVersion,
     Origin,
     RotationType,
@@ -65,22 +66,33 @@ def _require_symmetric(key: Key, what: str) -> None:
         )
 
 
-async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequest) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "EnableKeyRotation")
-    key = stored.value
+def _require_automatic_rotation(key: Key) -> None:
+    """Checked before the key's state, as AWS does: a PendingImport key is
+    refused for its origin, not its state."""
     _require_symmetric(key, "automatic rotation")
     if key.origin is not Origin.AWS_KMS:
         raise UnsupportedOperationException(
-            f"{key.arn} has imported key material; automatic rotation is not supported. "
-            "Import new material and use RotateKeyOnDemand."
+            f"{key.arn} origin is {key.origin.value} which is not valid for this operation; "
+            "keys with imported material rotate on demand (import new material, then "
+            "RotateKeyOnDemand)."
         )
-    period = req.rotation_period_in_days or DEFAULT_ROTATION_DAYS
+
+
+async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequest) -> Outcome:
+    stored = await key_for(deps, call, req.key_id, "EnableKeyRotation", check_state=False)
+    key = stored.value
+    _require_automatic_rotation(key)
+    require_state("EnableKeyRotation", key)
     now = deps.clock.now()
     if key.rotation_period_days is None or key.next_rotation is None:
+        period = req.rotation_period_in_days or DEFAULT_ROTATION_DAYS
         due = now + timedelta(days=period)
+    elif req.rotation_period_in_days in (None, key.rotation_period_days):
+        return Outcome()  # already rotating on this period: nothing changes
     else:
         # A new period on a rotating key counts from its last rotation (or
         # its creation), as AWS does; a date already past rotates at once.
+        period = req.rotation_period_in_days
         last = max((v.rotated for v in key.versions if v.rotated is not None), default=key.created)
         due = last + timedelta(days=period)
     new = key.replace(rotation_period_days=period, next_rotation=due)
@@ -90,13 +102,10 @@ async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequ
 
 
 async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "DisableKeyRotation")
+    stored = await key_for(deps, call, req.key_id, "DisableKeyRotation", check_state=False)
     key = stored.value
-    _require_symmetric(key, "automatic rotation")
-    if key.origin is not Origin.AWS_KMS:
-        raise UnsupportedOperationException(
-            f"{key.arn} has imported key material; automatic rotation is not supported."
-        )
+    _require_automatic_rotation(key)
+    require_state("DisableKeyRotation", key)
     new = key.replace(rotation_period_days=None, next_rotation=None)
     if new == key:
         return Outcome()
@@ -106,7 +115,9 @@ async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outco
 async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     key = (await key_for(deps, call, req.key_id, "GetKeyRotationStatus")).value
     _require_symmetric(key, "key rotation")
-    enabled = key.rotation_period_days is not None
+    # A key on its way out does not rotate, and AWS reports so; cancelling
+    # the deletion brings the schedule back.
+    enabled = key.rotation_period_days is not None and key.state is not KeyState.PENDING_DELETION
     return Outcome(
         GetKeyRotationStatusResult(
             key_rotation_enabled=enabled,
