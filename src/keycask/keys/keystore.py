@@ -18,6 +18,7 @@ Paths:
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from keycask.ports import Write
 JOB_ROTATE = "rotate"
 JOB_DELETE = "delete"
 JOB_EXPIRE = "expire"
+JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
 SCHED_PREFIX = "sched/"
 
 
@@ -58,7 +60,8 @@ def _usage_path(key_id: uuid.UUID) -> str:
 
 
 def _sched_path(when: float, job: str, key_id: uuid.UUID) -> str:
-    return f"{SCHED_PREFIX}{max(0, int(when)):012d}/{job}/{key_id}"
+    # Rounded up: an entry never comes due before its event does.
+    return f"{SCHED_PREFIX}{max(0, math.ceil(when)):012d}/{job}/{key_id}"
 
 
 def due_jobs(key: Key) -> set[str]:
@@ -80,6 +83,12 @@ def due_jobs(key: Key) -> set[str]:
     if expiring:
         paths.add(_sched_path(min(expiring).timestamp(), JOB_EXPIRE, key.key_id))
     return paths
+
+
+def import_token_expiry(value: bytes) -> float:
+    """When stored import parameters expire (epoch seconds). The service
+    writes them as JSON with an ``expires`` member."""
+    return float(orjson.loads(value)["expires"])
 
 
 def parse_sched_path(path: str) -> tuple[int, str, uuid.UUID]:
@@ -277,6 +286,11 @@ class KeyStore:
         prefix = _import_prefix(key_id)
         rows = await self._barrier.list(prefix, "", 1000)
         return [(path[len(prefix) :], Stored(e.value, e.revision)) for path, e in rows]
+
+    def stage_token_sweep(self, key_id: uuid.UUID, when: float) -> Write:
+        """Have the scheduler delete the key's expired import parameters (their
+        private keys) at ``when``, so none outlives its 24 hours at rest."""
+        return self._barrier.put(_sched_path(when, JOB_TOKENS, key_id), b"", expect=None)
 
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(_import_prefix(key_id) + token_id, expect=None)

@@ -169,7 +169,8 @@ class Key:
         return dataclasses.replace(self, **changes)
 
     def version(self, number: int) -> KeyVersion | None:
-        for v in self.versions:
+        # Newest first: the current version is nearly always the last one.
+        for v in reversed(self.versions):
             if v.version == number:
                 return v
         return None

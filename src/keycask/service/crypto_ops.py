@@ -82,7 +82,8 @@ class _Sealed:
 
 async def _open(
     deps: Deps, call: Call, sealed: _Sealed, action: str, operation: str
-) -> tuple[Key, bytes]:
+) -> tuple[Key, int, bytes]:
+    """The key, the key version the blob names, and the plaintext."""
     header, _ = parse_blob(sealed.blob)
     expected = None
     if sealed.key_ref is not None:
@@ -111,7 +112,7 @@ async def _open(
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     plaintext = open_blob(material, sealed.blob, encoded)
     call.used_keys = (*call.used_keys, key.key_id)
-    return key, plaintext
+    return key, header.version, plaintext
 
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
@@ -130,10 +131,17 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     sealed = _Sealed(
         req.ciphertext_blob, req.encryption_context, req.key_id, req.encryption_algorithm
     )
-    key, plaintext = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
+    key, version, plaintext = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
     if req.dry_run:
         raise DryRunOperationException(_DRY_RUN)
-    return Outcome(DecryptResult(key_id=key.arn, plaintext=plaintext))
+    entry = key.version(version)
+    return Outcome(
+        DecryptResult(
+            key_id=key.arn,
+            plaintext=plaintext,
+            key_material_id=None if entry is None else entry.material_id,
+        )
+    )
 
 
 async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
@@ -144,7 +152,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
         req.source_key_id,
         req.source_encryption_algorithm,
     )
-    source, plaintext = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
+    source, _, plaintext = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
     call.detail = f"re-encrypted from {source.arn}"
     dest = (
         await _use_key(deps, call, req.destination_key_id, "kms:ReEncryptTo", "ReEncrypt")
@@ -186,14 +194,30 @@ async def _generate_data_key(
 
 async def generate_data_key(deps: Deps, call: Call, req: GenerateDataKeyRequest) -> Outcome:
     key, plaintext, blob = await _generate_data_key(deps, call, req, "GenerateDataKey")
-    return Outcome(GenerateDataKeyResult(ciphertext_blob=blob, key_id=key.arn, plaintext=plaintext))
+    return Outcome(
+        GenerateDataKeyResult(
+            ciphertext_blob=blob,
+            key_id=key.arn,
+            plaintext=plaintext,
+            key_material_id=_current_material_id(key),
+        )
+    )
 
 
 async def generate_data_key_without_plaintext(
     deps: Deps, call: Call, req: GenerateDataKeyRequest
 ) -> Outcome:
     key, _, blob = await _generate_data_key(deps, call, req, "GenerateDataKeyWithoutPlaintext")
-    return Outcome(GenerateDataKeyResult(ciphertext_blob=blob, key_id=key.arn))
+    return Outcome(
+        GenerateDataKeyResult(
+            ciphertext_blob=blob, key_id=key.arn, key_material_id=_current_material_id(key)
+        )
+    )
+
+
+def _current_material_id(key: Key) -> str | None:
+    current = key.current
+    return None if current is None else current.material_id
 
 
 async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) -> Outcome:

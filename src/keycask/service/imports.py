@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import math
 import uuid
 from datetime import datetime, timedelta
 
@@ -42,7 +43,7 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.keystore import Stored
+from keycask.keys.keystore import Stored, import_token_expiry
 from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
@@ -60,8 +61,12 @@ from keycask.service.rotation import key_for
 
 TOKEN_LIFETIME = timedelta(hours=24)
 MAX_VALID_TO = timedelta(days=365)
+# Token: format | key id (16) | token id (16) | expiry (8, epoch seconds, BE).
+# The expiry is a hint for the error only: after the scheduler has swept the
+# stored parameters, an old token still says "expired" rather than "invalid".
+# Forging it gains nothing: every path without stored parameters refuses.
 _TOKEN_FORMAT = 0x01
-_TOKEN_SIZE = 1 + 16 + 16
+_TOKEN_SIZE = 1 + 16 + 16 + 8
 _MATERIAL_SIZE = {KeySpec.SYMMETRIC_DEFAULT: 32}
 
 
@@ -108,12 +113,17 @@ async def get_parameters_for_import(
             "private": base64.b64encode(wrapping.private_der.reveal()).decode(),
         }
     )
-    writes = [deps.keys.stage_import_token(key.key_id, token_id.hex(), entry)]
-    # Expired parameters of this key are swept as new ones are made.
-    for old_id, old in await deps.keys.import_tokens(key.key_id):
-        if orjson.loads(old.value)["expires"] <= now.timestamp():
-            writes.append(deps.keys.stage_delete_import_token(key.key_id, old_id))
-    token = bytes([_TOKEN_FORMAT]) + key.key_id.bytes + token_id
+    writes = [
+        deps.keys.stage_import_token(key.key_id, token_id.hex(), entry),
+        # The scheduler deletes them when they expire.
+        deps.keys.stage_token_sweep(key.key_id, valid_to.timestamp()),
+    ]
+    token = (
+        bytes([_TOKEN_FORMAT])
+        + key.key_id.bytes
+        + token_id
+        + math.ceil(valid_to.timestamp()).to_bytes(8, "big")
+    )
     return Outcome(
         GetParametersForImportResult(
             key_id=key.arn,
@@ -156,13 +166,20 @@ async def _unwrap(deps: Deps, key: Key, token: bytes, wrapped: bytes, now: datet
         raise InvalidImportTokenException(
             "The import token is invalid or associated with a different KMS key."
         )
-    found = await deps.keys.import_token(key.key_id, token[17:].hex())
+    found = await deps.keys.import_token(key.key_id, token[17:33].hex())
+    if found is None and int.from_bytes(token[33:], "big") <= now.timestamp():
+        raise ExpiredImportTokenException(
+            "The import token has expired. Use GetParametersForImport to get a new one."
+        )
     if found is None:
         raise InvalidImportTokenException(
             "The import token is invalid or associated with a different KMS key."
         )
+    expires = import_token_expiry(found.value)
+    if int.from_bytes(token[33:], "big") != math.ceil(expires):
+        raise InvalidImportTokenException("The import token is invalid.")
     entry = orjson.loads(found.value)
-    if entry["expires"] <= now.timestamp():
+    if expires <= now.timestamp():
         raise ExpiredImportTokenException(
             "The import token has expired. Use GetParametersForImport to get a new one."
         )
@@ -294,7 +311,7 @@ async def delete_imported_key_material(
         # Nothing to delete (PendingImport): no effect, as in AWS.
         return Outcome(
             ImportKeyMaterialResult(
-                key_id=key.arn, key_material_id="" if target is None else target.material_id
+                key_id=key.arn, key_material_id=None if target is None else target.material_id
             )
         )
     if pending:

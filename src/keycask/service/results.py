@@ -119,6 +119,7 @@ class DecryptResult:
     key_id: str
     plaintext: bytes
     encryption_algorithm: str = SYMMETRIC_DEFAULT_ALGORITHM
+    key_material_id: str | None = None
 
     def __repr__(self) -> str:
         return f"DecryptResult(key_id={self.key_id!r}, plaintext=<redacted>)"
@@ -138,6 +139,7 @@ class GenerateDataKeyResult:
     ciphertext_blob: bytes
     key_id: str
     plaintext: bytes | None = None
+    key_material_id: str | None = None
 
     def __repr__(self) -> str:
         return f"GenerateDataKeyResult(key_id={self.key_id!r}, plaintext=<redacted>)"
@@ -205,7 +207,7 @@ class GetParametersForImportResult:
 @dataclass(frozen=True, slots=True)
 class ImportKeyMaterialResult:
     key_id: str
-    key_material_id: str
+    key_material_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,9 @@ triggers it at the same moment) a due event is acted on exactly once: the
 first to get the lock moves the due date, the others find nothing to do.
 
 Catching up after downtime is the same rule: a key whose rotation came due
-while the server was down rotates once, and its next date is the first one
-after now, not one per missed period.
+while the server was down rotates once, not once per missed period. Its next
+date stays on the old cadence when less than a period was missed, and is a
+full period after the catch-up otherwise.
 
 Every job is audited like a request (principal ``keycask``), and its record
 is durable before its writes are committed.
@@ -33,9 +34,11 @@ from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
     JOB_ROTATE,
+    JOB_TOKENS,
     KeyStore,
     Stored,
     due_jobs,
+    import_token_expiry,
 )
 from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
 from keycask.ports import Clock, Coordinator, Write
@@ -69,8 +72,9 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
 
 
 def next_rotation_after(due: datetime, period_days: int, now: datetime) -> datetime:
-    """The first date on the key's cadence after ``now``: one rotation however
-    many periods passed while nobody was looking."""
+    """One rotation however many periods passed while nobody was looking:
+    the next date on the cadence if it is still ahead, else a period from now
+    (so a key that was down for years does not get a date days away)."""
     period = timedelta(days=period_days)
     following = due + period
     if following > now:
@@ -154,6 +158,9 @@ class Scheduler:
             self._refresh()
             if not await keys.exists(path):
                 return False  # another worker ran it first
+            if job == JOB_TOKENS:
+                await self._sweep_tokens(path, key_id)
+                return False
             stored = await keys.get(key_id)
             if stored is None or path not in due_jobs(stored.value):
                 # Left behind (the key changed or is gone): just drop it.
@@ -182,6 +189,18 @@ class Scheduler:
             await self._audit.append(record)
             await self._commit(result.writes)
             return True
+
+    async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
+        """Delete expired import parameters: their RSA private keys have no
+        use after 24 hours and should not sit at rest. Housekeeping with no
+        effect on any key, so it is not an audited event."""
+        keys = self._deps.keys
+        now = self._deps.clock.now().timestamp()
+        writes = [keys.stage_unschedule(path)]
+        for token_id, stored in await keys.import_tokens(key_id):
+            if import_token_expiry(stored.value) <= now:
+                writes.append(keys.stage_delete_import_token(key_id, token_id))
+        await self._commit(writes)
 
     async def _commit(self, writes: list[Write]) -> None:
         try:
