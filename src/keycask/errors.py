@@ -137,6 +137,12 @@ class NotFoundException(KMSError):
     code = "NotFoundException"
 
 
+class ThrottlingException(KMSError):
+    """AWS's answer when a caller asks for more than the service will queue."""
+
+    code = "ThrottlingException"
+
+
 class TagException(KMSError):
     code = "TagException"
 

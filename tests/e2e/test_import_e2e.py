@@ -870,3 +870,28 @@ def test_no_imported_material_at_rest(fresh_server: Server) -> None:
     assert server.stop(signal.SIGTERM) == 0
     _prove_scan_works(server, needles)
     assert scan(server, needles) == []
+
+
+def test_version_numbers_are_never_reused(client: Client) -> None:
+    """A version number names one material forever: material that waited for
+    a rotation and was deleted leaves its number behind, and a ciphertext
+    naming a version that was never current opens nothing."""
+    kms = client.kms
+    key_id = client.external_key("version numbers")["KeyId"]
+    client.import_(key_id, os.urandom(32))
+    blob = client.encrypt(key_id, b"v1")
+    assert blob_version(blob, key_id) == 1
+    client.import_(key_id, os.urandom(32), ImportType="NEW_KEY_MATERIAL", **DOES_NOT_EXPIRE)
+    pending = [m for m in client.materials(key_id) if m["KeyMaterialState"] == "PENDING_ROTATION"]
+    assert len(pending) == 1
+    # A forged ciphertext naming the pending version (2) is refused as any bad ciphertext.
+    forged = blob[:17] + (2).to_bytes(4, "big") + blob[21:]
+    assert code_of(kms.decrypt, CiphertextBlob=forged) == "InvalidCiphertextException"
+    kms.delete_imported_key_material(KeyId=key_id, KeyMaterialId=pending[0]["KeyMaterialId"])
+    client.import_(key_id, os.urandom(32), ImportType="NEW_KEY_MATERIAL", **DOES_NOT_EXPIRE)
+    kms.rotate_key_on_demand(KeyId=key_id)
+    new_blob = client.encrypt(key_id, b"v3")
+    assert blob_version(new_blob, key_id) == 3
+    assert client.decrypt(blob) == b"v1"
+    assert client.decrypt(new_blob) == b"v3"
+    assert code_of(kms.decrypt, CiphertextBlob=forged) == "InvalidCiphertextException"

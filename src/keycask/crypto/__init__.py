@@ -5,6 +5,28 @@ Callers never pass a nonce, a mode or a tag length. Every secret travels as a
 """
 
 from keycask.crypto.aead import NONCE_SIZE, AuthenticationFailed, open_sealed, seal
+from keycask.crypto.asymmetric import (
+    DATA_KEY_PAIR_SPECS,
+    KEY_SPECS,
+    DecryptFailed,
+    InvalidPublicKey,
+    PrivateKey,
+    UnsupportedAlgorithm,
+    encryption_algorithms,
+    generate_data_key_pair,
+    generate_private_key,
+    key_agreement_algorithms,
+    signing_algorithms,
+    verify_with_public_key,
+)
+from keycask.crypto.mac import (
+    HMAC_SPECS,
+    generate_hmac_key,
+    generate_mac,
+    hmac_digest,
+    mac_algorithms,
+    verify_mac,
+)
 from keycask.crypto.material import KeyMaterial, random_bytes
 from keycask.crypto.message import (
     MESSAGE_OVERHEAD,
@@ -23,21 +45,39 @@ from keycask.crypto.wrapping import (
 )
 
 __all__ = [
+    "DATA_KEY_PAIR_SPECS",
+    "HMAC_SPECS",
+    "KEY_SPECS",
     "MESSAGE_OVERHEAD",
     "MESSAGE_SALT_SIZE",
     "NONCE_SIZE",
     "WRAPPING_ALGORITHMS",
     "WRAPPING_KEY_SPECS",
     "AuthenticationFailed",
+    "DecryptFailed",
+    "InvalidPublicKey",
     "KeyMaterial",
+    "PrivateKey",
+    "UnsupportedAlgorithm",
     "UnwrapFailed",
     "WrappingKey",
+    "encryption_algorithms",
+    "generate_data_key_pair",
+    "generate_hmac_key",
+    "generate_mac",
+    "generate_private_key",
     "generate_wrapping_key",
+    "hmac_digest",
+    "key_agreement_algorithms",
     "key_material_id",
+    "mac_algorithms",
     "open_message",
     "open_sealed",
     "random_bytes",
     "seal",
     "seal_message",
+    "signing_algorithms",
     "unwrap_key_material",
+    "verify_mac",
+    "verify_with_public_key",
 ]

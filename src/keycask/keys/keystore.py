@@ -22,13 +22,13 @@ import math
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from keycask.barrier import Barrier
-from keycask.crypto import KeyMaterial
-from keycask.keys.model import Alias, Key, KeyState
+from keycask.crypto import KeyMaterial, key_material_id
+from keycask.keys.model import Alias, Key, KeyState, KeyVersion
 from keycask.ports import Write
 
 # Lifecycle jobs the scheduler runs when their time comes.
@@ -173,9 +173,32 @@ class KeyStore:
         found = await self._barrier.get(_key_path(key_id))
         if found is None:
             return None
-        stored = Stored(Key.from_doc(orjson.loads(found.value)), found.revision)
+        doc = orjson.loads(found.value)
+        if "versions" not in doc:
+            doc = await self._upgrade_from_first_format(key_id, doc)
+        stored = Stored(Key.from_doc(doc), found.revision)
         self._keys.put(key_id, stored)
         return stored
+
+    async def _upgrade_from_first_format(
+        self, key_id: uuid.UUID, doc: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Key documents written before key versions were tracked (keycask's
+        first release): one version, no rotation, no deletion scheduled. The
+        document is rewritten in the new form by the next change to the key."""
+        version = int(doc["current_version"])
+        material = await self.material(key_id, version)
+        if material is None:
+            raise KeyError(f"key {key_id} has no material for version {version}")
+        return {
+            **doc,
+            "versions": [KeyVersion(version, key_material_id(material, key_id.bytes)).to_doc()],
+            "rotation_period_days": None,
+            "next_rotation": None,
+            "on_demand_rotations": 0,
+            "deletion_date": None,
+            "last_version": version,
+        }
 
     async def material(self, key_id: uuid.UUID, version: int) -> KeyMaterial | None:
         cached = self._materials.get((key_id, version))
@@ -255,10 +278,12 @@ class KeyStore:
                 return paths
             after = rows[-1][0]
 
-    async def due(self, now: float, limit: int = 100) -> list[tuple[str, str, uuid.UUID]]:
-        """Schedule entries due at ``now`` (epoch seconds), oldest first:
-        (path, job, key id)."""
-        rows = await self._barrier.storage.list(SCHED_PREFIX, "", limit)
+    async def due(
+        self, now: float, limit: int = 100, *, after: str = ""
+    ) -> list[tuple[str, str, uuid.UUID]]:
+        """Schedule entries due at ``now`` (epoch seconds), oldest first,
+        listed after the path ``after``: (path, job, key id)."""
+        rows = await self._barrier.storage.list(SCHED_PREFIX, after, limit)
         found = []
         for path, _ in rows:
             when, job, key_id = parse_sched_path(path)
@@ -284,8 +309,14 @@ class KeyStore:
 
     async def import_tokens(self, key_id: uuid.UUID) -> list[tuple[str, Stored[bytes]]]:
         prefix = _import_prefix(key_id)
-        rows = await self._barrier.list(prefix, "", 1000)
-        return [(path[len(prefix) :], Stored(e.value, e.revision)) for path, e in rows]
+        found: list[tuple[str, Stored[bytes]]] = []
+        after = ""
+        while True:
+            rows = await self._barrier.list(prefix, after, 1000)
+            found.extend((path[len(prefix) :], Stored(e.value, e.revision)) for path, e in rows)
+            if len(rows) < 1000:
+                return found
+            after = rows[-1][0]
 
     def stage_token_sweep(self, key_id: uuid.UUID, when: float) -> Write:
         """Have the scheduler delete the key's expired import parameters (their
@@ -301,7 +332,11 @@ class KeyStore:
         found = await self._barrier.get(_usage_path(key_id))
         return None if found is None else Stored(found.value, found.revision)
 
-    def stage_usage(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+    async def key_exists(self, key_id: uuid.UUID) -> bool:
+        """Straight from storage, past every cache."""
+        return await self._barrier.storage.get(_key_path(key_id)) is not None
+
+    def stage_usage(self, key_id: uuid.UUID, value: bytes, expect: int | None) -> Write:
         return self._barrier.put(_usage_path(key_id), value, expect=expect)
 
     async def list_key_ids(

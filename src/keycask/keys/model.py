@@ -159,6 +159,10 @@ class Key:
     next_rotation: datetime | None = None
     on_demand_rotations: int = 0
     deletion_date: datetime | None = None
+    # The highest version number ever issued. Numbers are never reused (a
+    # deleted pending material's number included): a version number names
+    # one material forever, and caches and ciphertexts rely on it.
+    last_version: int = 0
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -167,6 +171,9 @@ class Key:
 
     def replace(self, **changes: Any) -> Key:
         return dataclasses.replace(self, **changes)
+
+    def next_version(self) -> int:
+        return max(self.last_version, *(v.version for v in self.versions), 0) + 1
 
     def version(self, number: int) -> KeyVersion | None:
         # Newest first: the current version is nearly always the last one.
@@ -243,6 +250,7 @@ class Key:
             "next_rotation": _opt_ts(self.next_rotation),
             "on_demand_rotations": self.on_demand_rotations,
             "deletion_date": _opt_ts(self.deletion_date),
+            "last_version": self.last_version,
         }
 
     @classmethod
@@ -265,6 +273,7 @@ class Key:
             next_rotation=_opt_dt(doc["next_rotation"]),
             on_demand_rotations=int(doc["on_demand_rotations"]),
             deletion_date=_opt_dt(doc["deletion_date"]),
+            last_version=int(doc.get("last_version", 0)),
         )
 
 

@@ -107,6 +107,10 @@ async def _open(
     require_state(operation, key)
     _check_algorithm(sealed.algorithm, key)
     encoded = encode_context(sealed.context)
+    # Only versions that have been current can have ciphertexts: material
+    # waiting for a rotation (or never issued) opens nothing.
+    if header.version > key.current_version:
+        raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     material = await deps.keys.material(key.key_id, header.version)
     if material is None:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)

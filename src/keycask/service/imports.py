@@ -15,7 +15,6 @@ material is refused: it would make them undecryptable.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import math
 import uuid
@@ -48,6 +47,7 @@ from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
+from keycask.service.offload import run_slow
 from keycask.service.requests import (
     DeleteImportedKeyMaterialRequest,
     GetParametersForImportRequest,
@@ -101,7 +101,7 @@ async def get_parameters_for_import(
             f"WrappingAlgorithm {req.wrapping_algorithm} is not supported in this region."
         )
     # RSA key generation takes up to seconds at 4096 bits: not on the event loop.
-    wrapping = await asyncio.to_thread(generate_wrapping_key, req.wrapping_key_spec)
+    wrapping = await run_slow(generate_wrapping_key, req.wrapping_key_spec)
     now = deps.clock.now()
     valid_to = now + TOKEN_LIFETIME
     token_id = random_bytes(16)
@@ -185,7 +185,7 @@ async def _unwrap(deps: Deps, key: Key, token: bytes, wrapped: bytes, now: datet
         )
     private = KeyMaterial.any_size(base64.b64decode(entry["private"]))
     try:
-        return unwrap_key_material(private, entry["algorithm"], wrapped)
+        return await run_slow(unwrap_key_material, private, entry["algorithm"], wrapped)
     except UnwrapFailed:
         raise InvalidCiphertextException(
             "The key material could not be decrypted with the wrapping key of this import token."
@@ -237,7 +237,7 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
         raise KMSInvalidStateException(
             f"{key.arn} already has key material pending rotation; rotate to it or delete it first."
         )
-    number = max((v.version for v in key.versions), default=0) + 1
+    number = key.next_version()
     version = KeyVersion(
         version=number,
         material_id=material_id,
@@ -249,9 +249,11 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
     if not key.versions:
         # The first material becomes current at once; later ones wait for
         # RotateKeyOnDemand (state PENDING_ROTATION).
-        new = key.replace(current_version=number, versions=(version,)).settled()
+        new = key.replace(
+            current_version=number, versions=(version,), last_version=number
+        ).settled()
     else:
-        new = key.replace(versions=(*key.versions, version))
+        new = key.replace(versions=(*key.versions, version), last_version=number)
     call.detail = f"imported key material {material_id}"
     writes = deps.keys.stage_update(stored, new)
     writes.append(deps.keys.stage_material(key.key_id, number, material))

@@ -107,6 +107,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         key_spec=spec,
         origin=origin,
         current_version=1 if material is not None else 0,
+        last_version=1 if material is not None else 0,
         tags=tags,
         versions=versions,
     )

@@ -125,7 +125,7 @@ class Pipeline:
         self.scheduler.after_tick.append(self.flush_usage)
 
     async def flush_usage(self) -> None:
-        await self._deps.usage.flush(self._coordinator.exclusive())
+        await self._deps.usage.flush(self._coordinator.exclusive(), self._refresh)
 
     def _new_call(self, source_ip: str | None) -> Call:
         return Call(
@@ -179,6 +179,8 @@ class Pipeline:
         call.detail = f"lifecycle clock advanced by {seconds:g} s"
         async with self._coordinator.exclusive():
             self._refresh()
+            # Checked again under the lock: another worker may have moved it.
+            advance_clock_request(request.body, clock.offset_seconds)
             await self._audit.append(self._record(call, None))
             try:
                 clock.advance(seconds)

@@ -61,14 +61,17 @@ class JobResult:
 def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
     """``key`` with a new current version of fresh material."""
     material = KeyMaterial.generate(32)
-    version = max((v.version for v in key.versions), default=0) + 1
+    version = key.next_version()
     entry = KeyVersion(
         version=version,
         material_id=key_material_id(material, key.key_id.bytes),
         rotated=now,
         rotation_type=rotation_type,
     )
-    return key.replace(current_version=version, versions=(*key.versions, entry)), material
+    new = key.replace(
+        current_version=version, versions=(*key.versions, entry), last_version=version
+    )
+    return new, material
 
 
 def next_rotation_after(due: datetime, period_days: int, now: datetime) -> datetime:
@@ -135,15 +138,13 @@ class Scheduler:
     async def run_due(self) -> int:
         """Run every job due now; returns how many changed a key."""
         done = 0
-        seen: set[str] = set()
+        after = ""
+        now = self._deps.clock.now()
         while True:
-            now = self._deps.clock.now()
-            due = await self._deps.keys.due(now.timestamp(), _BATCH)
-            fresh = [entry for entry in due if entry[0] not in seen]
-            if not fresh:
-                return done
-            for path, job, key_id in fresh:
-                seen.add(path)
+            # Entries are listed once per run, in order: a job that keeps
+            # failing is retried next tick, but never blocks those after it.
+            due = await self._deps.keys.due(now.timestamp(), _BATCH, after=after)
+            for path, job, key_id in due:
                 try:
                     if await self._run(path, job, key_id):
                         done += 1
@@ -151,6 +152,7 @@ class Scheduler:
                     log.exception("lifecycle job %s for key %s failed", job, key_id)
             if len(due) < _BATCH:
                 return done
+            after = due[-1][0]
 
     async def _run(self, path: str, job: str, key_id: uuid.UUID) -> bool:
         keys = self._deps.keys
@@ -187,7 +189,17 @@ class Scheduler:
                 detail=result.detail,
             )
             await self._audit.append(record)
-            await self._commit(result.writes)
+            try:
+                await self._commit(result.writes)
+            except Exception:
+                # The record above said success; this one says what happened.
+                await self._audit.append(
+                    dataclasses.replace(
+                        record, outcome="error", error_code="KMSInternalException",
+                        detail=f"{result.detail}: commit failed",
+                    )
+                )  # fmt: skip
+                raise
             return True
 
     async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
@@ -203,10 +215,12 @@ class Scheduler:
         await self._commit(writes)
 
     async def _commit(self, writes: list[Write]) -> None:
-        try:
-            await self._deps.keys.commit(writes)
-        finally:
-            self._coordinator.committed()
+        # As in the pipeline: once started, the commit finishes even if the
+        # scheduler is stopped meanwhile, and the change is announced only
+        # when it has really landed (or failed), never before.
+        commit = asyncio.ensure_future(self._deps.keys.commit(writes))
+        commit.add_done_callback(lambda _: self._coordinator.committed())
+        await asyncio.shield(commit)
 
     async def _job(self, job: str, stored: Stored[Key], now: datetime) -> JobResult | None:
         key = stored.value

@@ -9,18 +9,21 @@ here a crash can lose at most the last second of tracking, never a key.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import orjson
 
-from keycask.errors import StorageConflict
 from keycask.keys.keystore import KeyStore
 
 log = logging.getLogger("keycask")
+# Keys written per flush: the write lock is held for one commit of this many.
+_BATCH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,26 +68,30 @@ class UsageTracker:
         written = None if stored is None else Usage.from_bytes(stored.value)
         return _newer(self._pending.get(key_id), written)
 
-    async def flush(self, lock: AbstractAsyncContextManager[None]) -> None:
-        """Write what was used since the last flush. ``lock`` is the store's
-        write lock: a key being deleted must not get its usage back."""
+    async def flush(
+        self, lock: AbstractAsyncContextManager[None], refresh: Callable[[], None]
+    ) -> None:
+        """Write what was used since the last flush, in one commit. ``lock``
+        is the store's write lock and ``refresh`` drops stale caches: a key
+        another worker has just deleted must not get a usage entry back."""
         if not self._pending:
             return
-        pending, self._pending = self._pending, {}
-        async with lock:
-            for key_id, usage in pending.items():
-                try:
-                    await self._write(key_id, usage)
-                except StorageConflict:
-                    self._pending[key_id] = _newer(self._pending.get(key_id), usage) or usage
-                except Exception:
-                    log.exception("could not record the last use of key %s", key_id)
-
-    async def _write(self, key_id: uuid.UUID, usage: Usage) -> None:
-        if await self._keys.get(key_id) is None:
-            return
-        stored = await self._keys.usage(key_id)
-        if stored is not None and Usage.from_bytes(stored.value).time >= usage.time:
-            return
-        expect = 0 if stored is None else stored.revision
-        await self._keys.commit([self._keys.stage_usage(key_id, usage.to_bytes(), expect)])
+        batch = dict(itertools.islice(self._pending.items(), _BATCH))
+        for key_id in batch:
+            del self._pending[key_id]
+        try:
+            async with lock:
+                refresh()
+                writes = []
+                for key_id, usage in batch.items():
+                    if not await self._keys.key_exists(key_id):
+                        continue
+                    stored = await self._keys.usage(key_id)
+                    if stored is not None and Usage.from_bytes(stored.value).time >= usage.time:
+                        continue
+                    writes.append(self._keys.stage_usage(key_id, usage.to_bytes(), None))
+                await self._keys.commit(writes)
+        except Exception:
+            log.exception("could not record the last use of %d keys; will retry", len(batch))
+            for key_id, usage in batch.items():
+                self._pending[key_id] = _newer(self._pending.get(key_id), usage) or usage
