@@ -121,6 +121,14 @@ class KMSInternalException(KMSError):
     status = 500
 
 
+class KMSInvalidMacException(KMSError):
+    code = "KMSInvalidMacException"
+
+
+class KMSInvalidSignatureException(KMSError):
+    code = "KMSInvalidSignatureException"
+
+
 class KMSInvalidStateException(KMSError):
     code = "KMSInvalidStateException"
 

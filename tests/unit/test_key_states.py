@@ -47,6 +47,14 @@ CancelKeyDeletion                inv  inv  ok   inv
 GetParametersForImport           ok   ok   inv  ok
 ImportKeyMaterial                ok   ok   inv  ok
 DeleteImportedKeyMaterial        ok   ok   ok   ok
+Sign                             ok   dis  inv  inv
+Verify                           ok   dis  inv  inv
+GetPublicKey                     ok   dis  inv  inv
+GenerateMac                      ok   dis  inv  inv
+VerifyMac                        ok   dis  inv  inv
+DeriveSharedSecret               ok   dis  inv  inv
+GenerateDataKeyPair              ok   dis  inv  inv
+GenerateDataKeyPairWithoutPlaintext ok dis inv  inv
 """
 _ANSWERS: dict[str, type[Exception] | None] = {
     "ok": None,

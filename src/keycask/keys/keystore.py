@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 
 from keycask.barrier import Barrier
-from keycask.crypto import KeyMaterial, key_material_id
+from keycask.crypto import KeyMaterial, PrivateKey, key_material_id
 from keycask.keys.model import Alias, Key, KeyState, KeyVersion
 from keycask.ports import Write
 
@@ -163,6 +163,9 @@ class KeyStore:
             cache_entries
         )
         self._aliases: BoundedCache[str, Stored[Alias]] = BoundedCache(cache_entries)
+        self._private_keys: BoundedCache[tuple[uuid.UUID, int], PrivateKey] = BoundedCache(
+            cache_entries
+        )
 
     # -- keys --
 
@@ -207,9 +210,26 @@ class KeyStore:
         found = await self._barrier.get(_material_path(key_id, version))
         if found is None:
             return None
-        material = KeyMaterial(found.value)
+        # AES keys take the fast path; private keys (PKCS#8) and HMAC keys
+        # of other sizes keep the same protections.
+        value = found.value
+        material = KeyMaterial(value) if len(value) == 32 else KeyMaterial.any_size(value)
         self._materials.put((key_id, version), material)
         return material
+
+    async def private_key(self, key: Key) -> PrivateKey | None:
+        """The key's current private key, parsed once: loading PKCS#8 costs
+        far more than a signature."""
+        cache_key = (key.key_id, key.current_version)
+        cached = self._private_keys.get(cache_key)
+        if cached is not None:
+            return cached
+        material = await self.material(key.key_id, key.current_version)
+        if material is None:
+            return None
+        loaded = PrivateKey.load(key.key_spec.value, material)
+        self._private_keys.put(cache_key, loaded)
+        return loaded
 
     def stage_create(self, key: Key, material: KeyMaterial | None) -> list[Write]:
         """A new key; ``material`` is None for a key waiting for imported material."""
@@ -381,6 +401,7 @@ class KeyStore:
         self._keys.clear()
         self._materials.clear()
         self._aliases.clear()
+        self._private_keys.clear()
 
     # -- committing --
 
@@ -404,3 +425,4 @@ class KeyStore:
             elif path.startswith("mat/"):
                 _, key_id, version = path.split("/")
                 self._materials.pop((uuid.UUID(key_id), int(version)))
+                self._private_keys.pop((uuid.UUID(key_id), int(version)))

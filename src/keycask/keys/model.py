@@ -19,10 +19,63 @@ class KeyState(StrEnum):
 
 class KeyUsage(StrEnum):
     ENCRYPT_DECRYPT = "ENCRYPT_DECRYPT"
+    SIGN_VERIFY = "SIGN_VERIFY"
+    GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
+    KEY_AGREEMENT = "KEY_AGREEMENT"
 
 
 class KeySpec(StrEnum):
     SYMMETRIC_DEFAULT = "SYMMETRIC_DEFAULT"
+    RSA_2048 = "RSA_2048"
+    RSA_3072 = "RSA_3072"
+    RSA_4096 = "RSA_4096"
+    ECC_NIST_P256 = "ECC_NIST_P256"
+    ECC_NIST_P384 = "ECC_NIST_P384"
+    ECC_NIST_P521 = "ECC_NIST_P521"
+    ECC_SECG_P256K1 = "ECC_SECG_P256K1"
+    ECC_NIST_EDWARDS25519 = "ECC_NIST_EDWARDS25519"
+    HMAC_224 = "HMAC_224"
+    HMAC_256 = "HMAC_256"
+    HMAC_384 = "HMAC_384"
+    HMAC_512 = "HMAC_512"
+    ML_DSA_44 = "ML_DSA_44"
+    ML_DSA_65 = "ML_DSA_65"
+    ML_DSA_87 = "ML_DSA_87"
+
+    @property
+    def is_rsa(self) -> bool:
+        return self.value.startswith("RSA_")
+
+    @property
+    def is_hmac(self) -> bool:
+        return self.value.startswith("HMAC_")
+
+    @property
+    def is_asymmetric(self) -> bool:
+        return self is not KeySpec.SYMMETRIC_DEFAULT and not self.is_hmac
+
+
+_RSA_USAGES = (KeyUsage.ENCRYPT_DECRYPT, KeyUsage.SIGN_VERIFY)
+_NIST_EC_USAGES = (KeyUsage.SIGN_VERIFY, KeyUsage.KEY_AGREEMENT)
+# Which usages AWS KMS allows for each key spec.
+KEY_USAGES: dict[KeySpec, tuple[KeyUsage, ...]] = {
+    KeySpec.SYMMETRIC_DEFAULT: (KeyUsage.ENCRYPT_DECRYPT,),
+    KeySpec.RSA_2048: _RSA_USAGES,
+    KeySpec.RSA_3072: _RSA_USAGES,
+    KeySpec.RSA_4096: _RSA_USAGES,
+    KeySpec.ECC_NIST_P256: _NIST_EC_USAGES,
+    KeySpec.ECC_NIST_P384: _NIST_EC_USAGES,
+    KeySpec.ECC_NIST_P521: _NIST_EC_USAGES,
+    KeySpec.ECC_SECG_P256K1: (KeyUsage.SIGN_VERIFY,),
+    KeySpec.ECC_NIST_EDWARDS25519: (KeyUsage.SIGN_VERIFY,),
+    KeySpec.HMAC_224: (KeyUsage.GENERATE_VERIFY_MAC,),
+    KeySpec.HMAC_256: (KeyUsage.GENERATE_VERIFY_MAC,),
+    KeySpec.HMAC_384: (KeyUsage.GENERATE_VERIFY_MAC,),
+    KeySpec.HMAC_512: (KeyUsage.GENERATE_VERIFY_MAC,),
+    KeySpec.ML_DSA_44: (KeyUsage.SIGN_VERIFY,),
+    KeySpec.ML_DSA_65: (KeyUsage.SIGN_VERIFY,),
+    KeySpec.ML_DSA_87: (KeyUsage.SIGN_VERIFY,),
+}
 
 
 SYMMETRIC_DEFAULT_ALGORITHM = "SYMMETRIC_DEFAULT"

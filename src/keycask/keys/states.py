@@ -50,6 +50,15 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "GetParametersForImport": _MANAGE,
     "ImportKeyMaterial": _MANAGE,
     "DeleteImportedKeyMaterial": _ALL,
+    # Asymmetric, HMAC and key agreement: cryptographic use.
+    "Sign": _CRYPTO,
+    "Verify": _CRYPTO,
+    "GetPublicKey": _CRYPTO,
+    "GenerateMac": _CRYPTO,
+    "VerifyMac": _CRYPTO,
+    "DeriveSharedSecret": _CRYPTO,
+    "GenerateDataKeyPair": _CRYPTO,
+    "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from keycask.crypto import random_bytes
+from keycask.crypto import DecryptFailed, PrivateKey, encryption_algorithms, random_bytes
 from keycask.errors import (
     AccessDeniedException,
     DryRunOperationException,
@@ -15,8 +15,7 @@ from keycask.errors import (
     KMSInternalException,
     ValidationException,
 )
-from keycask.keys.keystore import Stored
-from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key
+from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import BlobHeader, encode_context, open_blob, parse_blob, seal_blob
 from keycask.service.call import Call, Outcome
@@ -38,7 +37,7 @@ from keycask.service.results import (
 )
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
-_DRY_RUN = "The request would have succeeded, but the DryRun option is set."
+DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 # One message for every way a ciphertext can fail: no oracle on which it was.
 _INVALID_CIPHERTEXT = (
     "The ciphertext is invalid, was altered, or does not match the encryption context."
@@ -46,28 +45,104 @@ _INVALID_CIPHERTEXT = (
 
 
 def _check_algorithm(algorithm: str | None, key: Key) -> None:
-    if algorithm is not None and algorithm != SYMMETRIC_DEFAULT_ALGORITHM:
+    """Symmetric keys take SYMMETRIC_DEFAULT (the default); RSA keys must be
+    told which OAEP variant, as AWS requires."""
+    if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
+        if algorithm is not None and algorithm != SYMMETRIC_DEFAULT_ALGORITHM:
+            raise InvalidKeyUsageException(
+                f"{key.arn} key usage is ENCRYPT_DECRYPT; it supports only SYMMETRIC_DEFAULT"
+            )
+        return
+    supported = encryption_algorithms(key.key_spec.value)
+    if algorithm not in supported:
         raise InvalidKeyUsageException(
-            f"{key.arn} key usage is ENCRYPT_DECRYPT; it supports only SYMMETRIC_DEFAULT"
+            f"{key.arn} supports encryption algorithms {', '.join(supported)}, "
+            f"not {algorithm or SYMMETRIC_DEFAULT_ALGORITHM}."
         )
 
 
-async def _use_key(deps: Deps, call: Call, ref: str, action: str, operation: str) -> Stored[Key]:
-    stored = await resolve_key(deps.keys, call, ref, allow_alias=True)
-    key = stored.value
+def _require_usage(key: Key, operation: str, *, symmetric: bool) -> None:
+    if key.key_usage is not KeyUsage.ENCRYPT_DECRYPT or (
+        symmetric and key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+    ):
+        what = "a symmetric encryption key" if symmetric else "an encryption key"
+        raise InvalidKeyUsageException(
+            f"{key.arn} ({key.key_spec.value}, {key.key_usage.value}) is not {what}; "
+            f"{operation} cannot use it."
+        )
+
+
+async def _use_key(
+    deps: Deps,
+    call: Call,
+    ref: str,
+    operation: str,
+    *,
+    action: str | None = None,
+    symmetric: bool = False,
+) -> Key:
+    key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
     call.key_arn = key.arn
-    call.authorize(action, key.arn, key.account)
+    call.authorize(action or "kms:" + operation, key.arn, key.account)
     require_state(operation, key)
-    return stored
+    _require_usage(key, operation, symmetric=symmetric)
+    return key  # fmt: skip
 
 
-async def _seal(deps: Deps, call: Call, key: Key, plaintext: bytes, context: bytes) -> bytes:
+async def symmetric_key_for(deps: Deps, call: Call, ref: str, operation: str) -> Key:
+    """A symmetric encryption key the caller may use for ``operation``
+    (GenerateDataKey*, GenerateDataKeyPair*)."""
+    return await _use_key(deps, call, ref, operation, symmetric=True)
+
+
+async def seal_for(
+    deps: Deps, call: Call, key: Key, plaintext: bytes, context: bytes
+) -> tuple[bytes, str | None]:
+    """A ciphertext blob under the key's current version, and that version's
+    KeyMaterialId."""
     material = await deps.keys.material(key.key_id, key.current_version)
     if material is None:
         raise KMSInternalException("key material is missing")
     blob = seal_blob(material, BlobHeader(key.key_id, key.current_version), plaintext, context)
     call.used_keys = (*call.used_keys, key.key_id)
-    return blob
+    current = key.current
+    return blob, None if current is None else current.material_id
+
+
+async def _private(deps: Deps, call: Call, key: Key) -> PrivateKey:
+    private = await deps.keys.private_key(key)
+    if private is None:
+        raise KMSInternalException("key material is missing")
+    call.used_keys = (*call.used_keys, key.key_id)
+    return private
+
+
+def _no_context(context: Mapping[str, str] | None) -> None:
+    if context:
+        raise ValidationException("EncryptionContext is not supported with asymmetric keys.")
+
+
+async def _encrypt_with(
+    deps: Deps,
+    call: Call,
+    key: Key,
+    plaintext: bytes,
+    *,
+    context: Mapping[str, str] | None,
+    algorithm: str | None,
+) -> bytes:
+    _check_algorithm(algorithm, key)
+    if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
+        blob, _ = await seal_for(deps, call, key, plaintext, encode_context(context))
+        return blob
+    _no_context(context)
+    assert algorithm is not None
+    private = await _private(deps, call, key)
+    try:
+        # AWS's RSA ciphertext is the bare RSAES-OAEP output, no envelope.
+        return private.encrypt(algorithm, plaintext)
+    except ValueError as error:
+        raise ValidationException(str(error)) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,14 +155,37 @@ class _Sealed:
     algorithm: str | None
 
 
-async def _open(
-    deps: Deps, call: Call, sealed: _Sealed, action: str, operation: str
-) -> tuple[Key, int, bytes]:
-    """The key, the key version the blob names, and the plaintext."""
-    header, _ = parse_blob(sealed.blob)
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    key: Key
+    version: int | None  # None for an RSA ciphertext, which has no versions
+    plaintext: bytes
+
+
+async def _open_rsa(
+    deps: Deps, call: Call, key: Key, sealed: _Sealed, *, action: str, operation: str
+) -> _Opened:
+    call.key_arn = key.arn
+    call.authorize(action, key.arn, key.account)
+    require_state(operation, key)
+    _require_usage(key, operation, symmetric=False)
+    _check_algorithm(sealed.algorithm, key)
+    _no_context(sealed.context)
+    private = await _private(deps, call, key)
+    try:
+        plaintext = private.decrypt(sealed.algorithm or "", sealed.blob)
+    except DecryptFailed:
+        raise InvalidCiphertextException(_INVALID_CIPHERTEXT) from None
+    return _Opened(key, None, plaintext.reveal())
+
+
+async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation: str) -> _Opened:
     expected = None
     if sealed.key_ref is not None:
         expected = (await resolve_key(deps.keys, call, sealed.key_ref, allow_alias=True)).value
+        if expected.key_spec.is_asymmetric:
+            return await _open_rsa(deps, call, expected, sealed, action=action, operation=operation)
+    header, _ = parse_blob(sealed.blob)
     stored = await key_by_id(deps.keys, call, header.key_id)
     if expected is not None and expected.key_id != header.key_id:
         call.key_arn = expected.arn
@@ -105,6 +203,7 @@ async def _open(
     call.key_arn = key.arn
     call.authorize(action, key.arn, key.account)
     require_state(operation, key)
+    _require_usage(key, operation, symmetric=True)
     _check_algorithm(sealed.algorithm, key)
     encoded = encode_context(sealed.context)
     # Only versions that have been current can have ciphertexts: material
@@ -116,18 +215,32 @@ async def _open(
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     plaintext = open_blob(material, sealed.blob, encoded)
     call.used_keys = (*call.used_keys, key.key_id)
-    return key, header.version, plaintext
+    return _Opened(key, header.version, plaintext)
 
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     call.encryption_context = req.encryption_context
-    key = (await _use_key(deps, call, req.key_id, "kms:Encrypt", "Encrypt")).value
+    key = await _use_key(deps, call, req.key_id, "Encrypt")
     _check_algorithm(req.encryption_algorithm, key)
-    context = encode_context(req.encryption_context)
+    if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
+        encode_context(req.encryption_context)  # refuse an unencodable context first
     if req.dry_run:
-        raise DryRunOperationException(_DRY_RUN)
-    blob = await _seal(deps, call, key, req.plaintext, context)
-    return Outcome(EncryptResult(ciphertext_blob=blob, key_id=key.arn))
+        raise DryRunOperationException(DRY_RUN)
+    blob = await _encrypt_with(
+        deps,
+        call,
+        key,
+        req.plaintext,
+        context=req.encryption_context,
+        algorithm=req.encryption_algorithm,
+    )
+    return Outcome(
+        EncryptResult(
+            ciphertext_blob=blob,
+            key_id=key.arn,
+            encryption_algorithm=req.encryption_algorithm or SYMMETRIC_DEFAULT_ALGORITHM,
+        )
+    )
 
 
 async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
@@ -135,14 +248,16 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     sealed = _Sealed(
         req.ciphertext_blob, req.encryption_context, req.key_id, req.encryption_algorithm
     )
-    key, version, plaintext = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
+    opened = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
     if req.dry_run:
-        raise DryRunOperationException(_DRY_RUN)
-    entry = key.version(version)
+        raise DryRunOperationException(DRY_RUN)
+    key = opened.key
+    entry = None if opened.version is None else key.version(opened.version)
     return Outcome(
         DecryptResult(
             key_id=key.arn,
-            plaintext=plaintext,
+            plaintext=opened.plaintext,
+            encryption_algorithm=req.encryption_algorithm or SYMMETRIC_DEFAULT_ALGORITHM,
             key_material_id=None if entry is None else entry.material_id,
         )
     )
@@ -156,17 +271,34 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
         req.source_key_id,
         req.source_encryption_algorithm,
     )
-    source, _, plaintext = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
+    opened = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
+    source = opened.key
     call.detail = f"re-encrypted from {source.arn}"
-    dest = (
-        await _use_key(deps, call, req.destination_key_id, "kms:ReEncryptTo", "ReEncrypt")
-    ).value
+    dest = await _use_key(deps, call, req.destination_key_id, "ReEncrypt", action="kms:ReEncryptTo")
     _check_algorithm(req.destination_encryption_algorithm, dest)
-    context = encode_context(req.destination_encryption_context)
+    if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:
+        encode_context(req.destination_encryption_context)
     if req.dry_run:
-        raise DryRunOperationException(_DRY_RUN)
-    blob = await _seal(deps, call, dest, plaintext, context)
-    return Outcome(ReEncryptResult(ciphertext_blob=blob, source_key_id=source.arn, key_id=dest.arn))
+        raise DryRunOperationException(DRY_RUN)
+    blob = await _encrypt_with(
+        deps,
+        call,
+        dest,
+        opened.plaintext,
+        context=req.destination_encryption_context,
+        algorithm=req.destination_encryption_algorithm,
+    )
+    return Outcome(
+        ReEncryptResult(
+            ciphertext_blob=blob,
+            source_key_id=source.arn,
+            key_id=dest.arn,
+            source_encryption_algorithm=req.source_encryption_algorithm
+            or SYMMETRIC_DEFAULT_ALGORITHM,
+            destination_encryption_algorithm=req.destination_encryption_algorithm
+            or SYMMETRIC_DEFAULT_ALGORITHM,
+        )
+    )
 
 
 def _data_key_size(req: GenerateDataKeyRequest) -> int:
@@ -184,26 +316,23 @@ def _data_key_size(req: GenerateDataKeyRequest) -> int:
 
 async def _generate_data_key(
     deps: Deps, call: Call, req: GenerateDataKeyRequest, operation: str
-) -> tuple[Key, bytes, bytes]:
+) -> tuple[Key, bytes, bytes, str | None]:
     call.encryption_context = req.encryption_context
     size = _data_key_size(req)
-    key = (await _use_key(deps, call, req.key_id, "kms:" + operation, operation)).value
+    key = await symmetric_key_for(deps, call, req.key_id, operation)
     context = encode_context(req.encryption_context)
     if req.dry_run:
-        raise DryRunOperationException(_DRY_RUN)
+        raise DryRunOperationException(DRY_RUN)
     plaintext = random_bytes(size)
-    blob = await _seal(deps, call, key, plaintext, context)
-    return key, plaintext, blob
+    blob, material_id = await seal_for(deps, call, key, plaintext, context)
+    return key, plaintext, blob, material_id
 
 
 async def generate_data_key(deps: Deps, call: Call, req: GenerateDataKeyRequest) -> Outcome:
-    key, plaintext, blob = await _generate_data_key(deps, call, req, "GenerateDataKey")
+    key, plaintext, blob, material_id = await _generate_data_key(deps, call, req, "GenerateDataKey")
     return Outcome(
         GenerateDataKeyResult(
-            ciphertext_blob=blob,
-            key_id=key.arn,
-            plaintext=plaintext,
-            key_material_id=_current_material_id(key),
+            ciphertext_blob=blob, key_id=key.arn, plaintext=plaintext, key_material_id=material_id
         )
     )
 
@@ -211,17 +340,12 @@ async def generate_data_key(deps: Deps, call: Call, req: GenerateDataKeyRequest)
 async def generate_data_key_without_plaintext(
     deps: Deps, call: Call, req: GenerateDataKeyRequest
 ) -> Outcome:
-    key, _, blob = await _generate_data_key(deps, call, req, "GenerateDataKeyWithoutPlaintext")
-    return Outcome(
-        GenerateDataKeyResult(
-            ciphertext_blob=blob, key_id=key.arn, key_material_id=_current_material_id(key)
-        )
+    key, _, blob, material_id = await _generate_data_key(
+        deps, call, req, "GenerateDataKeyWithoutPlaintext"
     )
-
-
-def _current_material_id(key: Key) -> str | None:
-    current = key.current
-    return None if current is None else current.material_id
+    return Outcome(
+        GenerateDataKeyResult(ciphertext_blob=blob, key_id=key.arn, key_material_id=material_id)
+    )
 
 
 async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) -> Outcome:

@@ -7,7 +7,12 @@ import uuid
 
 import orjson
 
-from keycask.crypto import KeyMaterial, key_material_id
+from keycask.crypto import (
+    KeyMaterial,
+    generate_hmac_key,
+    generate_private_key,
+    key_material_id,
+)
 from keycask.errors import (
     InvalidMarkerException,
     MalformedPolicyDocumentException,
@@ -16,6 +21,7 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.keys.model import (
+    KEY_USAGES,
     Key,
     KeySpec,
     KeyState,
@@ -27,6 +33,7 @@ from keycask.keys.model import (
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
+from keycask.service.offload import run_slow
 from keycask.service.paging import page_limit
 from keycask.service.requests import (
     CreateKeyRequest,
@@ -62,28 +69,46 @@ def _check_policy(policy: str) -> None:
         raise MalformedPolicyDocumentException("The policy must be a JSON object with a Statement.")
 
 
-def _key_spec(req: CreateKeyRequest) -> KeySpec:
-    spec = req.key_spec or req.customer_master_key_spec or "SYMMETRIC_DEFAULT"
+def _key_spec(req: CreateKeyRequest) -> tuple[KeySpec, KeyUsage]:
+    name = req.key_spec or req.customer_master_key_spec or "SYMMETRIC_DEFAULT"
     if (
         req.key_spec
         and req.customer_master_key_spec
         and req.key_spec != req.customer_master_key_spec
     ):
         raise ValidationException("KeySpec and CustomerMasterKeySpec must not differ.")
-    if spec != KeySpec.SYMMETRIC_DEFAULT:
-        raise UnsupportedOperationException(f"keycask does not support KeySpec {spec} yet.")
-    usage = req.key_usage or "ENCRYPT_DECRYPT"
-    if usage != KeyUsage.ENCRYPT_DECRYPT:
-        raise ValidationException(f"KeyUsage {usage} is not compatible with KeySpec {spec}.")
-    return KeySpec.SYMMETRIC_DEFAULT
+    if name not in KeySpec.__members__:
+        # SM2 (China Regions only) and the ML-KEM key-encapsulation specs.
+        raise UnsupportedOperationException(f"keycask does not support KeySpec {name}.")
+    spec = KeySpec(name)
+    usage = KeyUsage(req.key_usage or KeyUsage.ENCRYPT_DECRYPT)
+    if usage not in KEY_USAGES[spec]:
+        raise ValidationException(
+            f"KeyUsage {usage.value} is not compatible with KeySpec {spec.value}; "
+            f"it supports {', '.join(u.value for u in KEY_USAGES[spec])}."
+        )
+    return spec, usage
+
+
+def _generate_material(spec: KeySpec) -> KeyMaterial:
+    if spec is KeySpec.SYMMETRIC_DEFAULT:
+        return KeyMaterial.generate(32)
+    if spec.is_hmac:
+        return generate_hmac_key(spec.value)
+    return generate_private_key(spec.value)
 
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     call.authorize("kms:CreateKey", "*", None)
-    spec = _key_spec(req)
+    spec, usage = _key_spec(req)
     if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
+    if origin is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
+        raise UnsupportedOperationException(
+            "keycask imports symmetric key material only; "
+            f"KeySpec {spec.value} with Origin EXTERNAL is not supported."
+        )
     if req.multi_region:
         raise UnsupportedOperationException("keycask does not support multi-Region keys.")
     if req.policy is not None:
@@ -93,7 +118,10 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     material: KeyMaterial | None = None
     versions: tuple[KeyVersion, ...] = ()
     if origin is Origin.AWS_KMS:
-        material = KeyMaterial.generate(32)
+        # RSA key generation takes up to seconds: off the event loop.
+        material = (
+            await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
+        )
         versions = (KeyVersion(1, key_material_id(material, key_id.bytes)),)
     key = Key(
         key_id=key_id,
@@ -105,6 +133,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         state=KeyState.ENABLED if material is not None else KeyState.PENDING_IMPORT,
         policy=req.policy if req.policy is not None else default_key_policy(call.account),
         key_spec=spec,
+        key_usage=usage,
         origin=origin,
         current_version=1 if material is not None else 0,
         last_version=1 if material is not None else 0,

@@ -11,7 +11,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keycask.service import aliases, crypto_ops, deletion, imports, keys_ops, rotation, tags
+from keycask.service import (
+    aliases,
+    asymmetric_ops,
+    crypto_ops,
+    deletion,
+    imports,
+    keys_ops,
+    rotation,
+    tags,
+)
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
 from keycask.service.requests import (
@@ -20,13 +29,17 @@ from keycask.service.requests import (
     DecryptRequest,
     DeleteAliasRequest,
     DeleteImportedKeyMaterialRequest,
+    DeriveSharedSecretRequest,
     DescribeKeyRequest,
     EnableKeyRotationRequest,
     EncryptRequest,
+    GenerateDataKeyPairRequest,
     GenerateDataKeyRequest,
+    GenerateMacRequest,
     GenerateRandomRequest,
     GetKeyPolicyRequest,
     GetParametersForImportRequest,
+    GetPublicKeyRequest,
     ImportKeyMaterialRequest,
     KeyRequest,
     ListAliasesRequest,
@@ -35,9 +48,12 @@ from keycask.service.requests import (
     ListRequest,
     ReEncryptRequest,
     ScheduleKeyDeletionRequest,
+    SignRequest,
     TagResourceRequest,
     UntagResourceRequest,
     UpdateKeyDescriptionRequest,
+    VerifyMacRequest,
+    VerifyRequest,
 )
 
 Handler = Callable[[Deps, Call, Any], Awaitable[Outcome]]
@@ -52,7 +68,9 @@ class Operation:
 
 
 _ROWS = [
-    Operation("CreateKey", CreateKeyRequest, keys_ops.create_key, mutates=True),
+    # CreateKey writes only fresh paths of a new random key id (expect=0): no
+    # read-modify-write to serialise, and RSA generation must not hold the lock.
+    Operation("CreateKey", CreateKeyRequest, keys_ops.create_key),
     Operation("DescribeKey", DescribeKeyRequest, keys_ops.describe_key),
     Operation("ListKeys", ListRequest, keys_ops.list_keys),
     Operation(
@@ -112,6 +130,21 @@ _ROWS = [
         DeleteImportedKeyMaterialRequest,
         imports.delete_imported_key_material,
         mutates=True,
+    ),
+    # Asymmetric, HMAC and key agreement.
+    Operation("Sign", SignRequest, asymmetric_ops.sign),
+    Operation("Verify", VerifyRequest, asymmetric_ops.verify),
+    Operation("GetPublicKey", GetPublicKeyRequest, asymmetric_ops.get_public_key),
+    Operation("GenerateMac", GenerateMacRequest, asymmetric_ops.generate_mac_op),
+    Operation("VerifyMac", VerifyMacRequest, asymmetric_ops.verify_mac_op),
+    Operation("DeriveSharedSecret", DeriveSharedSecretRequest, asymmetric_ops.derive_shared_secret),
+    Operation(
+        "GenerateDataKeyPair", GenerateDataKeyPairRequest, asymmetric_ops.generate_data_key_pair_op
+    ),
+    Operation(
+        "GenerateDataKeyPairWithoutPlaintext",
+        GenerateDataKeyPairRequest,
+        asymmetric_ops.generate_data_key_pair_without_plaintext,
     ),
 ]
 

@@ -230,3 +230,67 @@ class ImportKeyMaterialRequest:
 class DeleteImportedKeyMaterialRequest:
     key_id: str
     key_material_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    key_id: str
+    message: bytes = field(repr=False)
+    signing_algorithm: str
+    message_type: str | None = None
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    key_id: str
+    message: bytes = field(repr=False)
+    signature: bytes
+    signing_algorithm: str
+    message_type: str | None = None
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GetPublicKeyRequest:
+    key_id: str
+    grant_tokens: list[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateMacRequest:
+    message: bytes = field(repr=False)
+    key_id: str
+    mac_algorithm: str
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyMacRequest:
+    message: bytes = field(repr=False)
+    key_id: str
+    mac_algorithm: str
+    mac: bytes
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveSharedSecretRequest:
+    key_id: str
+    key_agreement_algorithm: str
+    public_key: bytes
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateDataKeyPairRequest:
+    key_id: str
+    key_pair_spec: str
+    encryption_context: dict[str, str] | None = None
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None

@@ -5,7 +5,35 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeyState, Tag
+from keycask.crypto import (
+    encryption_algorithms,
+    key_agreement_algorithms,
+    mac_algorithms,
+    signing_algorithms,
+)
+from keycask.keys.model import (
+    SYMMETRIC_DEFAULT_ALGORITHM,
+    Key,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    Tag,
+)
+
+
+def algorithms_of(key: Key) -> dict[str, tuple[str, ...]]:
+    """The algorithm lists DescribeKey and GetPublicKey show: one list, for
+    the key's usage."""
+    spec = key.key_spec
+    if key.key_usage is KeyUsage.ENCRYPT_DECRYPT:
+        if spec is KeySpec.SYMMETRIC_DEFAULT:
+            return {"encryption_algorithms": (SYMMETRIC_DEFAULT_ALGORITHM,)}
+        return {"encryption_algorithms": encryption_algorithms(spec.value)}
+    if key.key_usage is KeyUsage.SIGN_VERIFY:
+        return {"signing_algorithms": signing_algorithms(spec.value)}
+    if key.key_usage is KeyUsage.GENERATE_VERIFY_MAC:
+        return {"mac_algorithms": mac_algorithms(spec.value)}
+    return {"key_agreement_algorithms": key_agreement_algorithms(spec.value)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +50,11 @@ class KeyMetadata:
     key_manager: str
     customer_master_key_spec: str
     key_spec: str
-    encryption_algorithms: tuple[str, ...]
     multi_region: bool
+    encryption_algorithms: tuple[str, ...] | None = None
+    signing_algorithms: tuple[str, ...] | None = None
+    mac_algorithms: tuple[str, ...] | None = None
+    key_agreement_algorithms: tuple[str, ...] | None = None
     deletion_date: datetime | None = None
     valid_to: datetime | None = None
     expiration_model: str | None = None
@@ -45,12 +76,17 @@ class KeyMetadata:
             key_manager="CUSTOMER",
             customer_master_key_spec=key.key_spec.value,
             key_spec=key.key_spec.value,
-            encryption_algorithms=(SYMMETRIC_DEFAULT_ALGORITHM,),
             multi_region=False,
+            **algorithms_of(key),
             deletion_date=key.deletion_date,
             valid_to=key.valid_to,
             expiration_model=key.expiration_model,
-            current_key_material_id=None if current is None else current.material_id,
+            # Only keys that rotate have several materials to tell apart.
+            current_key_material_id=(
+                None
+                if current is None or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+                else current.material_id
+            ),
         )
 
 
@@ -224,3 +260,67 @@ class GetKeyLastUsageResult:
     key_creation_date: datetime
     tracking_start_date: datetime
     key_last_usage: KeyLastUsageData | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    key_id: str
+    signature: bytes
+    signing_algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    key_id: str
+    signature_valid: bool
+    signing_algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class GetPublicKeyResult:
+    key_id: str
+    public_key: bytes
+    customer_master_key_spec: str
+    key_spec: str
+    key_usage: str
+    encryption_algorithms: tuple[str, ...] | None = None
+    signing_algorithms: tuple[str, ...] | None = None
+    key_agreement_algorithms: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateMacResult:
+    mac: bytes
+    mac_algorithm: str
+    key_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyMacResult:
+    key_id: str
+    mac_valid: bool
+    mac_algorithm: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveSharedSecretResult:
+    key_id: str
+    shared_secret: bytes
+    key_agreement_algorithm: str
+    key_origin: str
+
+    def __repr__(self) -> str:
+        return f"DeriveSharedSecretResult(key_id={self.key_id!r}, shared_secret=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class GenerateDataKeyPairResult:
+    private_key_ciphertext_blob: bytes
+    public_key: bytes
+    key_id: str
+    key_pair_spec: str
+    private_key_plaintext: bytes | None = None
+    key_material_id: str | None = None
+
+    def __repr__(self) -> str:
+        return f"GenerateDataKeyPairResult(key_id={self.key_id!r}, private_key=<redacted>)"

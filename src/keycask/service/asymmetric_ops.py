@@ -1,0 +1,259 @@
+"""Sign, Verify, GetPublicKey, GenerateMac, VerifyMac, DeriveSharedSecret,
+GenerateDataKeyPair and GenerateDataKeyPairWithoutPlaintext.
+
+Private keys and HMAC keys live behind the barrier like symmetric material;
+only the public half ever leaves (GetPublicKey). Every result must verify or
+decrypt with standard tools outside keycask: signatures are the DER or raw
+forms AWS returns, and MessageType DIGEST is never hashed again.
+"""
+
+from __future__ import annotations
+
+from keycask.crypto import (
+    DATA_KEY_PAIR_SPECS,
+    InvalidPublicKey,
+    KeyMaterial,
+    PrivateKey,
+    UnsupportedAlgorithm,
+    generate_data_key_pair,
+    generate_mac,
+    key_agreement_algorithms,
+    mac_algorithms,
+    signing_algorithms,
+    verify_mac,
+)
+from keycask.errors import (
+    DryRunOperationException,
+    InvalidKeyUsageException,
+    KMSInternalException,
+    KMSInvalidMacException,
+    KMSInvalidSignatureException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from keycask.keys.model import Key, KeyUsage
+from keycask.keys.states import require_state
+from keycask.keys.wire import encode_context
+from keycask.service.call import Call, Outcome
+from keycask.service.crypto_ops import DRY_RUN, seal_for, symmetric_key_for
+from keycask.service.deps import Deps
+from keycask.service.offload import run_slow
+from keycask.service.requests import (
+    DeriveSharedSecretRequest,
+    GenerateDataKeyPairRequest,
+    GenerateMacRequest,
+    GetPublicKeyRequest,
+    SignRequest,
+    VerifyMacRequest,
+    VerifyRequest,
+)
+from keycask.service.resolve import resolve_key
+from keycask.service.results import (
+    DeriveSharedSecretResult,
+    GenerateDataKeyPairResult,
+    GenerateMacResult,
+    GetPublicKeyResult,
+    SignResult,
+    VerifyMacResult,
+    VerifyResult,
+    algorithms_of,
+)
+
+
+async def _key(deps: Deps, call: Call, ref: str, operation: str, usage: KeyUsage) -> Key:
+    key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
+    call.key_arn = key.arn
+    call.authorize("kms:" + operation, key.arn, key.account)
+    require_state(operation, key)
+    if key.key_usage is not usage:
+        raise InvalidKeyUsageException(
+            f"{key.arn} key usage is {key.key_usage.value} which is not valid for {operation}."
+        )
+    return key
+
+
+async def _private(deps: Deps, call: Call, key: Key) -> PrivateKey:
+    private = await deps.keys.private_key(key)
+    if private is None:
+        raise KMSInternalException("key material is missing")
+    call.used_keys = (*call.used_keys, key.key_id)
+    return private
+
+
+def _check_signing(key: Key, algorithm: str, message_type: str) -> None:
+    if algorithm not in signing_algorithms(key.key_spec.value):
+        raise InvalidKeyUsageException(
+            f"{key.arn} supports signing algorithms "
+            f"{', '.join(signing_algorithms(key.key_spec.value))}, not {algorithm}."
+        )
+    if message_type == "EXTERNAL_MU" and not key.key_spec.value.startswith("ML_DSA_"):
+        raise ValidationException("MessageType EXTERNAL_MU is valid for ML-DSA keys only.")
+
+
+async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
+    key = await _key(deps, call, req.key_id, "Sign", KeyUsage.SIGN_VERIFY)
+    message_type = req.message_type or "RAW"
+    _check_signing(key, req.signing_algorithm, message_type)
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    private = await _private(deps, call, key)
+    try:
+        signature = private.sign(req.signing_algorithm, req.message, message_type)
+    except UnsupportedAlgorithm as error:
+        raise UnsupportedOperationException(str(error)) from None
+    except ValueError as error:
+        raise ValidationException(str(error)) from None
+    return Outcome(SignResult(key.arn, signature, req.signing_algorithm))
+
+
+async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
+    key = await _key(deps, call, req.key_id, "Verify", KeyUsage.SIGN_VERIFY)
+    message_type = req.message_type or "RAW"
+    _check_signing(key, req.signing_algorithm, message_type)
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    private = await _private(deps, call, key)
+    try:
+        valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
+    except UnsupportedAlgorithm as error:
+        raise UnsupportedOperationException(str(error)) from None
+    except ValueError as error:
+        raise ValidationException(str(error)) from None
+    if not valid:
+        raise KMSInvalidSignatureException("The signature is not valid for this message and key.")
+    return Outcome(VerifyResult(key.arn, True, req.signing_algorithm))
+
+
+async def get_public_key(deps: Deps, call: Call, req: GetPublicKeyRequest) -> Outcome:
+    key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
+    call.key_arn = key.arn
+    call.authorize("kms:GetPublicKey", key.arn, key.account)
+    if not key.key_spec.is_asymmetric:
+        raise UnsupportedOperationException(
+            f"{key.arn} is not an asymmetric key; it has no public key."
+        )
+    require_state("GetPublicKey", key)
+    private = await deps.keys.private_key(key)
+    if private is None:
+        raise KMSInternalException("key material is missing")
+    return Outcome(
+        GetPublicKeyResult(
+            key_id=key.arn,
+            public_key=private.public_der(),
+            customer_master_key_spec=key.key_spec.value,
+            key_spec=key.key_spec.value,
+            key_usage=key.key_usage.value,
+            **algorithms_of(key),
+        )
+    )
+
+
+async def _mac_key(deps: Deps, call: Call, ref: str, operation: str, algorithm: str) -> Key:
+    key = await _key(deps, call, ref, operation, KeyUsage.GENERATE_VERIFY_MAC)
+    if algorithm not in mac_algorithms(key.key_spec.value):
+        raise InvalidKeyUsageException(
+            f"{key.arn} supports MAC algorithm {mac_algorithms(key.key_spec.value)[0]}, "
+            f"not {algorithm}."
+        )
+    return key
+
+
+async def _mac_material(deps: Deps, call: Call, key: Key) -> KeyMaterial:
+    material = await deps.keys.material(key.key_id, key.current_version)
+    if material is None:
+        raise KMSInternalException("key material is missing")
+    call.used_keys = (*call.used_keys, key.key_id)
+    return material
+
+
+async def generate_mac_op(deps: Deps, call: Call, req: GenerateMacRequest) -> Outcome:
+    key = await _mac_key(deps, call, req.key_id, "GenerateMac", req.mac_algorithm)
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    material = await _mac_material(deps, call, key)
+    mac = generate_mac(key.key_spec.value, req.mac_algorithm, material, req.message)
+    return Outcome(GenerateMacResult(mac, req.mac_algorithm, key.arn))
+
+
+async def verify_mac_op(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcome:
+    key = await _mac_key(deps, call, req.key_id, "VerifyMac", req.mac_algorithm)
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    material = await _mac_material(deps, call, key)
+    if not verify_mac(key.key_spec.value, req.mac_algorithm, material, req.message, req.mac):
+        raise KMSInvalidMacException("The MAC is not valid for this message and key.")
+    return Outcome(VerifyMacResult(key.arn, True, req.mac_algorithm))
+
+
+async def derive_shared_secret(deps: Deps, call: Call, req: DeriveSharedSecretRequest) -> Outcome:
+    key = await _key(deps, call, req.key_id, "DeriveSharedSecret", KeyUsage.KEY_AGREEMENT)
+    if req.key_agreement_algorithm not in key_agreement_algorithms(key.key_spec.value):
+        raise InvalidKeyUsageException(
+            f"{key.arn} supports key agreement algorithm ECDH, not {req.key_agreement_algorithm}."
+        )
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    private = await _private(deps, call, key)
+    try:
+        secret = private.derive_shared_secret(req.public_key)
+    except InvalidPublicKey as error:
+        raise ValidationException(
+            f"PublicKey is not a valid public key on the curve of {key.key_spec.value}: {error}"
+        ) from None
+    return Outcome(
+        DeriveSharedSecretResult(
+            key_id=key.arn,
+            shared_secret=secret.reveal(),
+            key_agreement_algorithm=req.key_agreement_algorithm,
+            key_origin=key.origin.value,
+        )
+    )
+
+
+async def _data_key_pair(
+    deps: Deps, call: Call, req: GenerateDataKeyPairRequest, operation: str
+) -> tuple[GenerateDataKeyPairResult, bytes]:
+    call.encryption_context = req.encryption_context
+    if req.key_pair_spec not in DATA_KEY_PAIR_SPECS:
+        raise UnsupportedOperationException(
+            f"keycask does not support KeyPairSpec {req.key_pair_spec}."
+        )
+    key = await symmetric_key_for(deps, call, req.key_id, operation)
+    context = encode_context(req.encryption_context)
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
+    spec = req.key_pair_spec
+    pair = await run_slow(generate_data_key_pair, spec) if spec.startswith("RSA_") else None
+    private, public = pair if pair is not None else generate_data_key_pair(spec)
+    blob, material_id = await seal_for(deps, call, key, private.reveal(), context)
+    result = GenerateDataKeyPairResult(
+        private_key_ciphertext_blob=blob,
+        public_key=public,
+        key_id=key.arn,
+        key_pair_spec=spec,
+        key_material_id=material_id,
+    )
+    return result, private.reveal()
+
+
+async def generate_data_key_pair_op(
+    deps: Deps, call: Call, req: GenerateDataKeyPairRequest
+) -> Outcome:
+    result, private = await _data_key_pair(deps, call, req, "GenerateDataKeyPair")
+    return Outcome(
+        GenerateDataKeyPairResult(
+            private_key_ciphertext_blob=result.private_key_ciphertext_blob,
+            public_key=result.public_key,
+            key_id=result.key_id,
+            key_pair_spec=result.key_pair_spec,
+            private_key_plaintext=private,
+            key_material_id=result.key_material_id,
+        )
+    )
+
+
+async def generate_data_key_pair_without_plaintext(
+    deps: Deps, call: Call, req: GenerateDataKeyPairRequest
+) -> Outcome:
+    result, _ = await _data_key_pair(deps, call, req, "GenerateDataKeyPairWithoutPlaintext")
+    return Outcome(result)
