@@ -154,6 +154,16 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
     kms.create_alias(AliasName=alias, TargetKeyId=key_id)
     kms.tag_resource(KeyId=key_id, Tags=[{"TagKey": "owner", "TagValue": "admin"}])
     blob = b64(kms.encrypt(KeyId=key_id, Plaintext=PLAINTEXT)["CiphertextBlob"])
+    sign_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
+        "KeyId"
+    ]
+    mac_id = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"][
+        "KeyId"
+    ]
+    agree_id = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"][
+        "KeyId"
+    ]
+    peer = kms.get_public_key(KeyId=agree_id)["PublicKey"]
     bob = _principal(server, _unique("bob"))
     raw = RawKMS(server.endpoint, (bob["AccessKeyId"], bob["SecretAccessKey"]))
 
@@ -202,6 +212,23 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
                                "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"},
                               "kms:ImportKeyMaterial"),
         "DeleteImportedKeyMaterial": ({"KeyId": key_id}, "kms:DeleteImportedKeyMaterial"),
+        "Sign": ({"KeyId": sign_id, "Message": b64(b"m"), "SigningAlgorithm": "ECDSA_SHA_256"},
+                 "kms:Sign"),
+        "Verify": ({"KeyId": sign_id, "Message": b64(b"m"), "Signature": b64(b"s" * 64),
+                    "SigningAlgorithm": "ECDSA_SHA_256"}, "kms:Verify"),
+        "GetPublicKey": ({"KeyId": sign_id}, "kms:GetPublicKey"),
+        "GenerateMac": ({"KeyId": mac_id, "Message": b64(b"m"), "MacAlgorithm": "HMAC_SHA_256"},
+                        "kms:GenerateMac"),
+        "VerifyMac": ({"KeyId": mac_id, "Message": b64(b"m"), "Mac": b64(b"x" * 32),
+                       "MacAlgorithm": "HMAC_SHA_256"}, "kms:VerifyMac"),
+        "DeriveSharedSecret": ({"KeyId": agree_id, "KeyAgreementAlgorithm": "ECDH",
+                                "PublicKey": b64(peer)}, "kms:DeriveSharedSecret"),
+        "GenerateDataKeyPair": ({"KeyId": key_id, "KeyPairSpec": "ECC_NIST_P256"},
+                                "kms:GenerateDataKeyPair"),
+        "GenerateDataKeyPairWithoutPlaintext": (
+            {"KeyId": key_id, "KeyPairSpec": "ECC_NIST_P256"},
+            "kms:GenerateDataKeyPairWithoutPlaintext",
+        ),
     }  # fmt: skip
     assert calls.keys() == OPERATIONS.keys(), "every operation keycask serves is covered"
 

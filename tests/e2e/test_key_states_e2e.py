@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from conftest import Server
 from keycask.keys.model import KeyState
@@ -42,6 +42,8 @@ PI = KeyState.PENDING_IMPORT
 AWS_KMS = "AWS_KMS"
 EXTERNAL = "EXTERNAL"
 CONTEXT = {"suite": "key-states-e2e"}
+SIGNING = {"ECC_NIST_P256": "ECDSA_SHA_256"}
+P256 = "ECC_NIST_P256"
 
 
 def _load_expected() -> dict[str, dict[KeyState, type[Exception] | None]]:
@@ -138,6 +140,33 @@ class World:
             kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
         key = TestKey(key_id, meta["Arn"], origin, state, blob, material)
         assert self.state_of(key) == state.value
+        return key
+
+    def typed(self, state: KeyState, spec: str, usage: str) -> TestKey:
+        """A shared key of another kind (signing, MAC, key agreement, RSA
+        encryption) in ``state``; ``blob`` holds a signature or MAC made while
+        it was enabled. PendingImport keys are symmetric imports only, so
+        there the shared PendingImport key stands in: its state answers first."""
+        if state is PI:
+            return self.shared[(PI, EXTERNAL)]
+        cache = self.__dict__.setdefault("_typed", {})
+        found = cache.get((state, spec, usage))
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        kms = self.kms
+        meta = kms.create_key(KeySpec=spec, KeyUsage=usage, Description=f"{state.value} {spec}")
+        key_id = meta["KeyMetadata"]["KeyId"]
+        blob = b""
+        if usage == "SIGN_VERIFY":
+            blob = kms.sign(KeyId=key_id, Message=b"m", SigningAlgorithm=SIGNING[spec])["Signature"]
+        elif usage == "GENERATE_VERIFY_MAC":
+            blob = kms.generate_mac(KeyId=key_id, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+        if state is D:
+            kms.disable_key(KeyId=key_id)
+        elif state is PD:
+            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        key = TestKey(key_id, meta["KeyMetadata"]["Arn"], AWS_KMS, state, blob, None)
+        cache[(state, spec, usage)] = key
         return key
 
     def state_of(self, key: TestKey) -> str:
@@ -409,6 +438,74 @@ def _delete_imported_key_material(w: World, s: KeyState) -> list[Call]:
     return [(key, _then_state(w, key, call, after))]
 
 
+def _sign(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, P256, "SIGN_VERIFY")
+    return _each([key], lambda k: w.kms.sign(KeyId=k.key_id, Message=b"m",
+                                             SigningAlgorithm="ECDSA_SHA_256"))  # fmt: skip
+
+
+def _verify(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, P256, "SIGN_VERIFY")
+    return _each(
+        [key],
+        lambda k: w.kms.verify(
+            KeyId=k.key_id, Message=b"m", Signature=k.blob or b"x" * 64,
+            SigningAlgorithm="ECDSA_SHA_256",
+        ),
+    )  # fmt: skip
+
+
+def _get_public_key(w: World, s: KeyState) -> list[Call]:
+    return _each([w.typed(s, P256, "SIGN_VERIFY")], lambda k: w.kms.get_public_key(KeyId=k.key_id))
+
+
+def _generate_mac(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, "HMAC_256", "GENERATE_VERIFY_MAC")
+    return _each(
+        [key],
+        lambda k: w.kms.generate_mac(KeyId=k.key_id, Message=b"m", MacAlgorithm="HMAC_SHA_256"),
+    )
+
+
+def _verify_mac(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, "HMAC_256", "GENERATE_VERIFY_MAC")
+    return _each(
+        [key],
+        lambda k: w.kms.verify_mac(
+            KeyId=k.key_id, Message=b"m", Mac=k.blob or b"x" * 32, MacAlgorithm="HMAC_SHA_256"
+        ),
+    )
+
+
+def _derive_shared_secret(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, P256, "KEY_AGREEMENT")
+    peer = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return _each(
+        [key],
+        lambda k: w.kms.derive_shared_secret(
+            KeyId=k.key_id, KeyAgreementAlgorithm="ECDH", PublicKey=peer
+        ),
+    )
+
+
+def _generate_data_key_pair(w: World, s: KeyState) -> list[Call]:
+    return _each(
+        w.keys(s),
+        lambda k: w.kms.generate_data_key_pair(KeyId=k.key_id, KeyPairSpec=P256),
+    )
+
+
+def _generate_data_key_pair_without_plaintext(w: World, s: KeyState) -> list[Call]:
+    return _each(
+        w.keys(s),
+        lambda k: w.kms.generate_data_key_pair_without_plaintext(KeyId=k.key_id, KeyPairSpec=P256),
+    )
+
+
 CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "Encrypt": _encrypt,
     "Decrypt": _decrypt,
@@ -439,6 +536,14 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "GetParametersForImport": _get_parameters_for_import,
     "ImportKeyMaterial": _import_key_material,
     "DeleteImportedKeyMaterial": _delete_imported_key_material,
+    "Sign": _sign,
+    "Verify": _verify,
+    "GetPublicKey": _get_public_key,
+    "GenerateMac": _generate_mac,
+    "VerifyMac": _verify_mac,
+    "DeriveSharedSecret": _derive_shared_secret,
+    "GenerateDataKeyPair": _generate_data_key_pair,
+    "GenerateDataKeyPairWithoutPlaintext": _generate_data_key_pair_without_plaintext,
 }
 
 # Every (operation, state) pair of keycask's table: the parametrization below
@@ -463,6 +568,8 @@ def _describe_answer(expected: type[Exception] | None) -> str:
 ORIGIN_ANSWERS = {
     ("EnableKeyRotation", PI): "UnsupportedOperationException",
     ("DisableKeyRotation", PI): "UnsupportedOperationException",
+    # PendingImport keys are symmetric here, and a symmetric key has no public key.
+    ("GetPublicKey", PI): "UnsupportedOperationException",
 }
 
 

@@ -315,7 +315,9 @@ def test_unknown_target(raw: RawKMS, key: dict[str, Any], target: str) -> None:
     assert len(doc["message"]) < 400, "a long target must not be echoed whole"
 
 
-@pytest.mark.parametrize("operation", ["CreateGrant", "Sign", "GetPublicKey", "PutKeyPolicy"])
+@pytest.mark.parametrize(
+    "operation", ["CreateGrant", "ReplicateKey", "CreateCustomKeyStore", "PutKeyPolicy"]
+)
 def test_model_operation_keycask_does_not_implement(raw: RawKMS, operation: str) -> None:
     assert operation in MODEL.operation_names
     doc = _client_error(raw.call(operation, {}), "UnsupportedOperationException")

@@ -400,13 +400,15 @@ class PrivateKey:
     def encrypt(self, algorithm: str, plaintext: bytes) -> bytes:
         """RSA-OAEP with the public half; ValueError for a plaintext too long
         for one block."""
-        key, oaep, limit = self._oaep(algorithm)
+        _, oaep, limit = self._oaep(algorithm)
         if len(plaintext) > limit:
             raise ValueError(
                 f"plaintext is {len(plaintext)} bytes; {algorithm} with {self.spec} "
                 f"takes at most {limit}"
             )
-        return key.public_key().encrypt(plaintext, oaep)
+        public = self._public
+        assert isinstance(public, rsa.RSAPublicKey)
+        return public.encrypt(plaintext, oaep)
 
     def decrypt(self, algorithm: str, ciphertext: bytes) -> KeyMaterial:
         key, oaep, _ = self._oaep(algorithm)
