@@ -39,6 +39,8 @@ CONTEXT = {"tenant": "acme", "purpose": "bench", "table": "orders"}
 class Prepared:
     key_arn: str
     blob_4k: bytes
+    sign_arn: str = ""  # ECC_NIST_P256 SIGN_VERIFY; empty where the server has none
+    mac_arn: str = ""  # HMAC_256
 
 
 def _client(endpoint: Endpoint) -> Any:
@@ -58,7 +60,16 @@ def prepare(endpoint: Endpoint) -> Prepared:
     blob = kms.encrypt(KeyId=arn, Plaintext=os.urandom(4096), EncryptionContext=CONTEXT)[
         "CiphertextBlob"
     ]
-    return Prepared(arn, blob)
+    extra = {}
+    for field, spec, usage in (
+        ("sign_arn", "ECC_NIST_P256", "SIGN_VERIFY"),
+        ("mac_arn", "HMAC_256", "GENERATE_VERIFY_MAC"),
+    ):
+        try:
+            extra[field] = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["Arn"]
+        except Exception:
+            extra[field] = ""
+    return Prepared(arn, blob, **extra)
 
 
 def _b64(data: bytes) -> str:
@@ -87,6 +98,18 @@ def gdk_body(p: Prepared) -> tuple[str, bytes]:
     )
 
 
+def sign_body(p: Prepared) -> tuple[str, bytes]:
+    return "Sign", _body(
+        {"KeyId": p.sign_arn, "Message": _b64(os.urandom(256)), "SigningAlgorithm": "ECDSA_SHA_256"}
+    )
+
+
+def mac_body(p: Prepared) -> tuple[str, bytes]:
+    return "GenerateMac", _body(
+        {"KeyId": p.mac_arn, "Message": _b64(os.urandom(256)), "MacAlgorithm": "HMAC_SHA_256"}
+    )
+
+
 SCENARIOS: dict[str, Callable[[Prepared], list[tuple[str, bytes]]]] = {
     "Encrypt 32 B": lambda p: [encrypt_body(p, 32) for _ in range(16)],
     "Encrypt 4 KiB": lambda p: [encrypt_body(p, 4096) for _ in range(16)],
@@ -96,6 +119,8 @@ SCENARIOS: dict[str, Callable[[Prepared], list[tuple[str, bytes]]]] = {
         [decrypt_body(p)] * 70 + [gdk_body(p)] * 20 + [encrypt_body(p, 4096) for _ in range(10)],
         100,
     ),
+    "Sign ECDSA P-256": lambda p: [sign_body(p) for _ in range(16)],
+    "GenerateMac HMAC-256": lambda p: [mac_body(p) for _ in range(16)],
 }
 
 
