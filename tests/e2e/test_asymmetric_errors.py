@@ -181,7 +181,9 @@ REFUSALS: dict[str, tuple[Any, str, Any]] = {
     "encrypt with an HMAC key": (_encrypt("hmac256", None), "InvalidKeyUsageException", None),
     "decrypt with a SIGN_VERIFY RSA key": (
         lambda kms, k: kms.decrypt(
-            CiphertextBlob=b"\x01" * 256, KeyId=k["rsa_sign"], EncryptionAlgorithm="RSAES_OAEP_SHA_1"
+            CiphertextBlob=b"\x01" * 256,
+            KeyId=k["rsa_sign"],
+            EncryptionAlgorithm="RSAES_OAEP_SHA_1",
         ),
         "InvalidKeyUsageException",
         None,
@@ -452,23 +454,36 @@ def test_create_key_refuses_incompatible_spec_and_usage(
 # --- RSA ciphertexts ----------------------------------------------------------------
 
 
+BLOB_FORMAT_V1 = 0x01  # the first byte of every keycask symmetric ciphertext blob
+
+
+def _not_like_a_blob(encrypt: Callable[[], bytes]) -> bytes:
+    while True:
+        blob = encrypt()
+        if blob[0] != BLOB_FORMAT_V1:
+            return blob
+
+
 def test_rsa_decrypt_refusals(kms: Any, keys: Keys) -> None:
     arn = keys["rsa_enc"]
     public = serialization.load_der_public_key(kms.get_public_key(KeyId=arn)["PublicKey"])
     assert isinstance(public, rsa.RSAPublicKey)
     oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
     plaintext = b"rsa plaintext " + os.urandom(16)
-    outside = public.encrypt(plaintext, oaep)
-    inside = kms.encrypt(KeyId=arn, Plaintext=plaintext, EncryptionAlgorithm="RSAES_OAEP_SHA_256")[
-        "CiphertextBlob"
-    ]
+    # Not starting with keycask's blob format byte: that case is the test below.
+    outside = _not_like_a_blob(lambda: public.encrypt(plaintext, oaep))
+    inside = _not_like_a_blob(
+        lambda: kms.encrypt(
+            KeyId=arn, Plaintext=plaintext, EncryptionAlgorithm="RSAES_OAEP_SHA_256"
+        )["CiphertextBlob"]
+    )
     right = {"KeyId": arn, "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}
+
+    def refused(**kwargs: Any) -> str:
+        return _code(lambda: kms.decrypt(**kwargs))
+
     for blob in (outside, inside):
         assert kms.decrypt(CiphertextBlob=blob, **right)["Plaintext"] == plaintext
-
-        def refused(**kwargs: Any) -> str:
-            return _code(lambda kwargs=kwargs: kms.decrypt(**kwargs))
-
         # Without KeyId keycask cannot know the key: a bare RSA ciphertext names none.
         assert refused(CiphertextBlob=blob, EncryptionAlgorithm="RSAES_OAEP_SHA_256") == (
             "InvalidCiphertextException"
@@ -482,14 +497,40 @@ def test_rsa_decrypt_refusals(kms: Any, keys: Keys) -> None:
             ), position
         for changed in (blob[:-1], blob + b"\x00", b"\x00" + blob[1:], os.urandom(len(blob))):
             assert refused(CiphertextBlob=changed, **right) == "InvalidCiphertextException"
-        assert refused(
-            CiphertextBlob=blob, KeyId=arn, EncryptionAlgorithm="RSAES_OAEP_SHA_1"
-        ) == "InvalidCiphertextException"
-        assert refused(
-            CiphertextBlob=blob, KeyId=keys["rsa_enc_2"], EncryptionAlgorithm="RSAES_OAEP_SHA_256"
-        ) == "InvalidCiphertextException"
+        assert (
+            refused(CiphertextBlob=blob, KeyId=arn, EncryptionAlgorithm="RSAES_OAEP_SHA_1")
+            == "InvalidCiphertextException"
+        )
+        assert (
+            refused(
+                CiphertextBlob=blob,
+                KeyId=keys["rsa_enc_2"],
+                EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+            )
+            == "InvalidCiphertextException"
+        )
         # RSA decryption must be told the algorithm, like encryption.
         assert refused(CiphertextBlob=blob, KeyId=arn) == "InvalidKeyUsageException"
+
+
+def test_rsa_ciphertext_starting_like_a_blob_without_key_id(kms: Any, keys: Keys) -> None:
+    public = serialization.load_der_public_key(
+        kms.get_public_key(KeyId=keys["rsa_enc"])["PublicKey"]
+    )
+    assert isinstance(public, rsa.RSAPublicKey)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    # Without KeyId, an RSA ciphertext whose first byte is 0x01 parses as a
+    # keycask blob header naming a key id keycask never had: still an invalid
+    # ciphertext, not "key does not exist" (that answer is for deleted keys).
+    while (blob := public.encrypt(b"looks like a blob", oaep))[0] != BLOB_FORMAT_V1:
+        pass
+    assert (
+        kms.decrypt(
+            CiphertextBlob=blob, KeyId=keys["rsa_enc"], EncryptionAlgorithm="RSAES_OAEP_SHA_256"
+        )["Plaintext"]
+        == b"looks like a blob"
+    )
+    assert _code(lambda: kms.decrypt(CiphertextBlob=blob)) == "InvalidCiphertextException"
 
 
 # --- DescribeKey's algorithm lists ---------------------------------------------------
@@ -590,7 +631,9 @@ def _private_numbers_needles(name: str, private: Any) -> list[Needle]:
         ]
     if isinstance(private, ec.EllipticCurvePrivateKey):
         size = (private.curve.key_size + 7) // 8
-        return [_binary(f"{name} scalar", private.private_numbers().private_value.to_bytes(size, "big"))]
+        return [
+            _binary(f"{name} scalar", private.private_numbers().private_value.to_bytes(size, "big"))
+        ]
     if isinstance(private, ed25519.Ed25519PrivateKey):
         return [_binary(f"{name} seed", private.private_bytes_raw())]
     assert isinstance(private, (mldsa.MLDSA44PrivateKey, mldsa.MLDSA65PrivateKey))
@@ -675,7 +718,9 @@ def test_no_private_key_or_secret_at_rest_in_the_clear(fresh_server: Server) -> 
             KeyId=symmetric, KeyPairSpec=spec, EncryptionContext=context
         )
         plaintext = pair["PrivateKeyPlaintext"]
-        opened = kms.decrypt(CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext=context)
+        opened = kms.decrypt(
+            CiphertextBlob=pair["PrivateKeyCiphertextBlob"], EncryptionContext=context
+        )
         assert opened["Plaintext"] == plaintext
         needles.append(_binary(f"data key pair {spec}", plaintext))
         private = serialization.load_der_private_key(plaintext, password=None)
@@ -683,7 +728,9 @@ def test_no_private_key_or_secret_at_rest_in_the_clear(fresh_server: Server) -> 
         bare = kms.generate_data_key_pair_without_plaintext(
             KeyId=symmetric, KeyPairSpec=spec, EncryptionContext=context
         )
-        opened = kms.decrypt(CiphertextBlob=bare["PrivateKeyCiphertextBlob"], EncryptionContext=context)
+        opened = kms.decrypt(
+            CiphertextBlob=bare["PrivateKeyCiphertextBlob"], EncryptionContext=context
+        )
         needles.append(_binary(f"data key pair without plaintext {spec}", opened["Plaintext"]))
 
     # The KMS keys' own private keys and HMAC key, read with keycask's code;

@@ -166,7 +166,9 @@ def _code(error: pytest.ExceptionInfo[ClientError]) -> str:
     return str(error.value.response["Error"]["Code"])
 
 
-def _openssl(*args: str, cwd: Path, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def _openssl(
+    *args: str, cwd: Path, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
         [OPENSSL, *args], cwd=cwd, input=stdin, capture_output=True, timeout=60, check=False
     )
@@ -355,7 +357,11 @@ def test_digest_is_signed_as_given_never_hashed_again(
 
     # keycask: the DIGEST signature is a signature of the original message.
     ok = kms.verify(
-        KeyId=arn, Message=message, MessageType="RAW", Signature=signature, SigningAlgorithm=algorithm
+        KeyId=arn,
+        Message=message,
+        MessageType="RAW",
+        Signature=signature,
+        SigningAlgorithm=algorithm,
     )
     assert ok["SignatureValid"] is True
     with pytest.raises(ClientError) as error:
@@ -393,7 +399,9 @@ def test_ed25519_signatures(keys: Keys, tmp_path: Path) -> None:
         "ED25519_PH_SHA_512",
     }
     message = b"ed25519 " + os.urandom(200)
-    out = kms.sign(KeyId=arn, Message=message, MessageType="RAW", SigningAlgorithm="ED25519_SHA_512")
+    out = kms.sign(
+        KeyId=arn, Message=message, MessageType="RAW", SigningAlgorithm="ED25519_SHA_512"
+    )
     signature = out["Signature"]
     assert out["SigningAlgorithm"] == "ED25519_SHA_512"
     assert len(signature) == 64
@@ -599,9 +607,10 @@ def test_re_encrypt_between_rsa_and_symmetric(keys: Keys, symmetric_key: str) ->
     assert to_symmetric["SourceEncryptionAlgorithm"] == "RSAES_OAEP_SHA_256"
     assert to_symmetric["DestinationEncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
     blob = to_symmetric["CiphertextBlob"]
-    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"step": "one"})[
-        "Plaintext"
-    ] == plaintext
+    assert (
+        kms.decrypt(CiphertextBlob=blob, EncryptionContext={"step": "one"})["Plaintext"]
+        == plaintext
+    )
 
     back = kms.re_encrypt(
         CiphertextBlob=blob,
@@ -762,7 +771,9 @@ def test_data_key_pairs_load_and_match(kms: Any, symmetric_key: str, spec: str) 
     assert bare["KeyPairSpec"] == spec
     assert bare["KeyId"] == symmetric_key
     assert bare["PublicKey"] != out["PublicKey"]
-    opened_bare = kms.decrypt(CiphertextBlob=bare["PrivateKeyCiphertextBlob"], EncryptionContext=context)
+    opened_bare = kms.decrypt(
+        CiphertextBlob=bare["PrivateKeyCiphertextBlob"], EncryptionContext=context
+    )
     bare_private = serialization.load_der_private_key(opened_bare["Plaintext"], password=None)
     _check_pair_type(spec, bare_private)
     assert _pkcs8(bare_private) == opened_bare["Plaintext"]

@@ -284,7 +284,9 @@ def test_schedule_cancel_then_delete_at_end_of_window(fresh_server: Server) -> N
 
     # -- two more: gone --
     assert clock.advance(2 * DAY) >= 1
-    assert _stored_paths(server, key_id, alias_paths) == []
+    # Only a tombstone is left: it tells a deleted key's ciphertexts (AWS's
+    # "does not exist" answer) from garbage naming a random key id.
+    assert _stored_paths(server, key_id, alias_paths) == [f"gone/{key_id}"]
     assert _db_rows(server, "SELECT path FROM kv WHERE path LIKE 'sched/%'", ()) == []
     # The bystander's rows are all still there.
     assert set(_stored_paths(server, other_id, [_alias_path(other_alias)])) == other_before
@@ -489,7 +491,7 @@ def test_deleting_an_imported_key_removes_material_and_import_tokens(
     assert len([p for p in stored if p.startswith(f"import/{key_id}/")]) == 2, stored
 
     assert clock.advance(7 * DAY + 60) >= 1
-    assert _stored_paths(server, key_id, []) == []
+    assert _stored_paths(server, key_id, []) == [f"gone/{key_id}"]
     response = _error(lambda: kms.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT))
     assert response["Error"]["Code"] == "AccessDeniedException"
     assert response["Error"]["Message"] == GONE_MESSAGE

@@ -14,6 +14,7 @@ Paths:
                                              empty; the lifecycle jobs due then
     import/<key id>/<token id>               wrapping key of one GetParametersForImport
     usage/<key id>                           the key's last successful cryptographic use
+    gone/<key id>                            empty; the key existed and was deleted
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ def _material_prefix(key_id: uuid.UUID) -> str:
 
 def _import_prefix(key_id: uuid.UUID) -> str:
     return f"import/{key_id}/"
+
+
+def _gone_path(key_id: uuid.UUID) -> str:
+    return f"gone/{key_id}"
 
 
 def _usage_path(key_id: uuid.UUID) -> str:
@@ -276,6 +281,9 @@ class KeyStore:
         for prefix in (_material_prefix(key.key_id), _import_prefix(key.key_id)):
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
         writes.append(b.delete(_usage_path(key.key_id), expect=None))
+        # Remembered, so its ciphertexts get AWS's "key does not exist" answer
+        # while garbage naming a random key id stays an invalid ciphertext.
+        writes.append(b.put(_gone_path(key.key_id), b"", expect=None))
         prefix = _alias_prefix(key.account, key.region)
         after = ""
         while True:
@@ -351,6 +359,9 @@ class KeyStore:
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
         found = await self._barrier.get(_usage_path(key_id))
         return None if found is None else Stored(found.value, found.revision)
+
+    async def was_deleted(self, key_id: uuid.UUID) -> bool:
+        return await self._barrier.storage.get(_gone_path(key_id)) is not None
 
     async def key_exists(self, key_id: uuid.UUID) -> bool:
         """Straight from storage, past every cache."""

@@ -94,8 +94,6 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
     key = await _key(deps, call, req.key_id, "Sign", KeyUsage.SIGN_VERIFY)
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     private = await _private(deps, call, key)
     try:
         signature = private.sign(req.signing_algorithm, req.message, message_type)
@@ -103,6 +101,9 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
         raise UnsupportedOperationException(str(error)) from None
     except ValueError as error:
         raise ValidationException(str(error)) from None
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(SignResult(key.arn, signature, req.signing_algorithm))
 
 
@@ -110,8 +111,6 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
     key = await _key(deps, call, req.key_id, "Verify", KeyUsage.SIGN_VERIFY)
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     private = await _private(deps, call, key)
     try:
         valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
@@ -121,6 +120,9 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
         raise ValidationException(str(error)) from None
     if not valid:
         raise KMSInvalidSignatureException("The signature is not valid for this message and key.")
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(VerifyResult(key.arn, True, req.signing_algorithm))
 
 
@@ -168,20 +170,22 @@ async def _mac_material(deps: Deps, call: Call, key: Key) -> KeyMaterial:
 
 async def generate_mac_op(deps: Deps, call: Call, req: GenerateMacRequest) -> Outcome:
     key = await _mac_key(deps, call, req.key_id, "GenerateMac", req.mac_algorithm)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     material = await _mac_material(deps, call, key)
     mac = generate_mac(key.key_spec.value, req.mac_algorithm, material, req.message)
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(GenerateMacResult(mac, req.mac_algorithm, key.arn))
 
 
 async def verify_mac_op(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcome:
     key = await _mac_key(deps, call, req.key_id, "VerifyMac", req.mac_algorithm)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     material = await _mac_material(deps, call, key)
     if not verify_mac(key.key_spec.value, req.mac_algorithm, material, req.message, req.mac):
         raise KMSInvalidMacException("The MAC is not valid for this message and key.")
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(VerifyMacResult(key.arn, True, req.mac_algorithm))
 
 
@@ -191,8 +195,6 @@ async def derive_shared_secret(deps: Deps, call: Call, req: DeriveSharedSecretRe
         raise InvalidKeyUsageException(
             f"{key.arn} supports key agreement algorithm ECDH, not {req.key_agreement_algorithm}."
         )
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     private = await _private(deps, call, key)
     try:
         secret = private.derive_shared_secret(req.public_key)
@@ -200,6 +202,9 @@ async def derive_shared_secret(deps: Deps, call: Call, req: DeriveSharedSecretRe
         raise ValidationException(
             f"PublicKey is not a valid public key on the curve of {key.key_spec.value}: {error}"
         ) from None
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(
         DeriveSharedSecretResult(
             key_id=key.arn,
@@ -220,8 +225,6 @@ async def _data_key_pair(
         )
     key = await symmetric_key_for(deps, call, req.key_id, operation)
     context = encode_context(req.encryption_context)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     spec = req.key_pair_spec
     pair = await run_slow(generate_data_key_pair, spec) if spec.startswith("RSA_") else None
     private, public = pair if pair is not None else generate_data_key_pair(spec)
@@ -233,6 +236,9 @@ async def _data_key_pair(
         key_pair_spec=spec,
         key_material_id=material_id,
     )
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return result, private.reveal()
 
 

@@ -193,8 +193,14 @@ async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation:
             "The key ID in the request does not identify a KMS key that can perform this operation."
         )
     if stored is None:
-        # A well-formed ciphertext whose key is gone (deleted) or elsewhere:
-        # AWS answers AccessDenied with this message, not InvalidCiphertext.
+        # A ciphertext whose key was deleted, or lives in another region: AWS
+        # answers AccessDenied with this message. A key id keycask never had
+        # means the bytes are not a ciphertext of ours at all.
+        if not (
+            await deps.keys.was_deleted(header.key_id)
+            or await deps.keys.get(header.key_id) is not None
+        ):
+            raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
         raise AccessDeniedException(
             "The ciphertext refers to a customer master key that does not exist, "
             "does not exist in this region, or you are not allowed to access."
@@ -224,8 +230,6 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     _check_algorithm(req.encryption_algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.encryption_context)  # refuse an unencodable context first
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     blob = await _encrypt_with(
         deps,
         call,
@@ -234,6 +238,9 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
         context=req.encryption_context,
         algorithm=req.encryption_algorithm,
     )
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(
         EncryptResult(
             ciphertext_blob=blob,
@@ -249,10 +256,11 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
         req.ciphertext_blob, req.encryption_context, req.key_id, req.encryption_algorithm
     )
     opened = await _open(deps, call, sealed, "kms:Decrypt", "Decrypt")
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     key = opened.key
     entry = None if opened.version is None else key.version(opened.version)
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(
         DecryptResult(
             key_id=key.arn,
@@ -278,8 +286,6 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     _check_algorithm(req.destination_encryption_algorithm, dest)
     if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.destination_encryption_context)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     blob = await _encrypt_with(
         deps,
         call,
@@ -288,6 +294,9 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
         context=req.destination_encryption_context,
         algorithm=req.destination_encryption_algorithm,
     )
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return Outcome(
         ReEncryptResult(
             ciphertext_blob=blob,
@@ -321,10 +330,11 @@ async def _generate_data_key(
     size = _data_key_size(req)
     key = await symmetric_key_for(deps, call, req.key_id, operation)
     context = encode_context(req.encryption_context)
-    if req.dry_run:
-        raise DryRunOperationException(DRY_RUN)
     plaintext = random_bytes(size)
     blob, material_id = await seal_for(deps, call, key, plaintext, context)
+    # DryRun answers only once everything a real call checks has passed.
+    if req.dry_run:
+        raise DryRunOperationException(DRY_RUN)
     return key, plaintext, blob, material_id
 
 
