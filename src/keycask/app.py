@@ -17,6 +17,7 @@ from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, SystemClock
 from keycask.seal.dev import DevSeal
+from keycask.service.authz import Authorizer
 from keycask.service.deps import Deps
 from keycask.service.pipeline import Pipeline
 from keycask.service.usage import UsageTracker
@@ -106,7 +107,7 @@ async def build(
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
-    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys))
+    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer())
     pipeline = Pipeline(
         deps,
         credentials,

@@ -33,10 +33,28 @@ class Principal:
     account: str
     name: str
     admin: bool
+    kind: str = "user"  # "user" | "role", as in the ARN
+    tags: tuple[tuple[str, str], ...] = ()
+    # (policy name, policy document as stored) of each identity policy.
+    policies: tuple[tuple[str, str], ...] = ()
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:user/{self.name}"
+        return f"arn:aws:iam::{self.account}:{self.kind}/{self.name}"
+
+    @classmethod
+    def from_doc(cls, account: str, name: str, doc: dict[str, object]) -> Principal:
+        tags = doc.get("tags") or {}
+        policies = doc.get("policies") or {}
+        assert isinstance(tags, dict) and isinstance(policies, dict)
+        return cls(
+            account,
+            name,
+            bool(doc["admin"]),
+            str(doc.get("kind", "user")),
+            tuple(sorted((str(k), str(v)) for k, v in tags.items())),
+            tuple(sorted((str(k), str(v)) for k, v in policies.items())),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,9 +100,12 @@ class CredentialStore:
         if found is None:
             return None  # misses are not cached: they are attacker-chosen
         doc = orjson.loads(found.value)
+        principal = await self.get_principal(doc["account"], doc["name"])
+        if principal is None:
+            return None  # the owner was deleted: the key is dead
         key = AccessKey(
             access_key_id=access_key_id,
-            principal=Principal(doc["account"], doc["name"], bool(doc["admin"])),
+            principal=principal,
             active=bool(doc["active"]),
             secret=doc["secret"],
         )
@@ -95,8 +116,7 @@ class CredentialStore:
         found = await self._barrier.get(f"principal/{account}/{name}")
         if found is None:
             return None
-        doc = orjson.loads(found.value)
-        return Principal(account, name, bool(doc["admin"]))
+        return Principal.from_doc(account, name, orjson.loads(found.value))
 
     async def create_principal(self, account: str, name: str, *, admin: bool) -> AccessKey:
         """Create a principal with one access key; the secret is returned once."""

@@ -42,6 +42,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from itertools import accumulate
 from typing import Literal, NoReturn
 
 from keycask.errors import MalformedPolicyDocumentException
@@ -295,8 +296,11 @@ _STATEMENT_ELEMENTS = (
 # The KMS model's PolicyType pattern: tab, LF, CR and U+0020..U+00FF.
 _BAD_CHARACTER = re.compile("[^\t\n\r\x20-\xff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
-_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A JSON string, or an unterminated one running to the end of the text: the
+# pattern never fails after its opening quote, so scanning stays linear.
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\(?:.|\Z))*(?:"|\Z)', re.DOTALL)
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 _IDENTITY_SID = re.compile("[A-Za-z0-9]*")
 _ACCOUNT_ID = re.compile("[0-9]{12}")
 _PARTITION = "aws(?:-cn|-us-gov)?"
@@ -602,17 +606,17 @@ def parse_template(value: str, *, variables: bool) -> tuple[TemplatePart, ...]:
         else:
             match = _VARIABLE.fullmatch(inner)
             if match is None:
-                raise ValueError(f'"${{{inner}}}" is not a policy variable')
+                raise ValueError(f"{_show('${' + inner + '}')} is not a policy variable")
             name, default = match.groups()
             kind = key_kind(name.lower())
             if kind is None:
                 raise ValueError(
-                    f'policy variable "${{{name}}}" names no known condition key'
+                    f"policy variable {_show('${' + name + '}')} names no known condition key"
                     + _suggest_folded(name, CONDITION_KEYS)
                 )
             if kind:
                 raise ValueError(
-                    f'policy variable "${{{name}}}" names a multivalued key, '
+                    f"policy variable {_show('${' + name + '}')} names a multivalued key, "
                     "which cannot be a policy variable"
                 )
             parts.append(Variable(name.lower(), default))
@@ -706,14 +710,7 @@ def _nesting(text: str) -> int:
     """How deeply brackets nest outside JSON strings (an upper bound is all
     that matters: anything suspicious is refused before json.loads)."""
     brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub('""', text))
-    depth = deepest = 0
-    for bracket in brackets:
-        if bracket in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        else:
-            depth -= 1
-    return deepest
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0)
 
 
 def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
@@ -811,7 +808,7 @@ def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement
     elif "NotResource" in raw:
         not_resources = _resources(raw["NotResource"], f"{where}: NotResource")
     else:
-        _fail(f'{where} has no Resource; in a key policy write "Resource": "*".')
+        _fail(f'{where} has no Resource (or NotResource); a key policy uses "Resource": "*".')
 
     conditions: tuple[Condition, ...] = ()
     if "Condition" in raw:

@@ -1,22 +1,116 @@
-"""Who may do what.
+"""Who may do what: AWS KMS's evaluation of key policies, identity policies
+and grants, as a pure function of a request.
 
-Until key policies, identity policies and grants are evaluated (the access
-control issue), the rule is the smallest one that is safe: an administrator may
-do everything in its own account, everybody else nothing. Default deny.
+The order is AWS's (KMS Developer Guide, "Determining access"):
+
+1. An explicit Deny in the key policy or the caller's identity policies wins.
+2. The key policy is the root of access. A statement that names the caller
+   (its ARN, or ``*``) allows directly. A statement that names the caller's
+   *account* (``arn:aws:iam::<account>:root``) allows nothing by itself: it
+   lets the account's identity policies decide, and then one of them must
+   allow.
+3. A grant for the caller that covers the operation (and whose constraints
+   the encryption context meets) allows.
+4. Anything else is denied.
+
+Actions on no key (CreateKey, ListKeys, ...) have no key policy: only the
+caller's identity policies count, in its own account.
+
+keycask's administrators carry an implicit identity policy that allows every
+action on every resource, like AWS's AdministratorAccess: they still need a
+key policy that lets their account's identity policies decide.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from keycask.errors import AccessDeniedException
+from keycask.policy.conditions import RequestContext, conditions_match
+from keycask.policy.document import (
+    Policy,
+    PrincipalSpec,
+    Statement,
+    action_matches,
+    pattern_tokens,
+    wildcard_match,
+)
+
+ADMIN_POLICY_NAME = "keycask administrator"
+_ALLOW_ALL = Policy(
+    version="2012-10-17",
+    id=None,
+    statements=(
+        Statement(
+            sid="AdministratorAccess",
+            effect="Allow",
+            principal=None,
+            not_principal=None,
+            actions=("*",),
+            not_actions=None,
+            resources=("*",),
+            not_resources=None,
+            conditions=(),
+            index=0,
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
 class Subject:
+    """The authenticated caller."""
+
     arn: str
     account: str
     admin: bool
+    tags: Mapping[str, str] = field(default_factory=dict)
+    # (name, document) of each identity policy attached to the caller.
+    policies: tuple[tuple[str, Policy], ...] = ()
+
+    @property
+    def root(self) -> str:
+        return f"arn:aws:iam::{self.account}:root"
+
+    def identity_policies(self) -> tuple[tuple[str, Policy], ...]:
+        if self.admin:
+            return ((ADMIN_POLICY_NAME, _ALLOW_ALL), *self.policies)
+        return self.policies
+
+
+@dataclass(frozen=True, slots=True)
+class GrantView:
+    """What evaluation needs of a grant."""
+
+    grant_id: str
+    grantee: str
+    operations: frozenset[str]  # "Decrypt", "Encrypt", ...
+    context_equals: Mapping[str, str] | None = None
+    context_subset: Mapping[str, str] | None = None
+
+    def covers(self, operation: str, encryption_context: Mapping[str, str] | None) -> bool:
+        if operation not in self.operations:
+            return False
+        context = dict(encryption_context or {})
+        if self.context_equals is not None and context != dict(self.context_equals):
+            return False
+        if self.context_subset is not None:
+            return all(context.get(k) == v for k, v in self.context_subset.items())
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    subject: Subject
+    action: str  # "kms:Decrypt"
+    resource: str  # the key ARN, or "*"
+    resource_account: str | None  # the key's account; None for actions on no key
+    # The condition keys of the request, built only if a statement has conditions.
+    context: Callable[[], RequestContext]
+    key_policy: Policy | None = None
+    grants: Sequence[GrantView] = ()
+    encryption_context: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,23 +124,164 @@ class Decision:
             raise AccessDeniedException(self.message)
 
 
-_ADMIN = Decision(True, "admin principal")
+def _name(statement: Statement) -> str:
+    return statement.sid if statement.sid else f"#{statement.index + 1}"
 
 
-def decide(subject: Subject, action: str, resource: str, resource_account: str | None) -> Decision:
-    """``resource_account`` is the account owning the resource, or None for
-    actions on ``*`` (CreateKey, ListKeys, GenerateRandom, ...)."""
-    same_account = resource_account is None or resource_account == subject.account
-    if subject.admin and same_account:
-        return _ADMIN
-    reason = (
-        "no identity-based policy allows the " + action + " action"
-        if same_account
-        else "the key policy does not allow access from account " + subject.account
-    )
+def _matches_any(patterns: tuple[str, ...], value: str) -> bool:
+    return any(wildcard_match(pattern_tokens(p), value) for p in patterns)
+
+
+def _action_in(statement: Statement, action: str) -> bool:
+    if statement.actions is not None:
+        return any(action_matches(p, action) for p in statement.actions)
+    assert statement.not_actions is not None
+    return not any(action_matches(p, action) for p in statement.not_actions)
+
+
+def _resource_in(statement: Statement, resource: str, *, key_policy: bool) -> bool:
+    # In a key policy "*" means "this key"; any other value must match it.
+    if statement.resources is not None:
+        return ("*" in statement.resources and key_policy) or _matches_any(
+            statement.resources, resource
+        )
+    assert statement.not_resources is not None
+    return not _matches_any(statement.not_resources, resource)
+
+
+def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
+    """How ``spec`` names the subject: "direct", "account", or None."""
+    if spec.any or "*" in spec.aws:
+        return "direct"
+    if subject.arn in spec.aws:
+        return "direct"
+    if subject.root in spec.aws:
+        return "account"
+    return None
+
+
+def _principal_scope(statement: Statement, subject: Subject) -> str | None:
+    if statement.principal is not None:
+        return _listed(statement.principal, subject)
+    if statement.not_principal is not None:
+        # Everyone but those listed; listing the account excludes all of it.
+        return None if _listed(statement.not_principal, subject) else "direct"
+    return "direct"  # identity policies: the statement is the caller's own
+
+
+class _Context:
+    """The request's condition keys, built on first use."""
+
+    __slots__ = ("_build", "_value")
+
+    def __init__(self, build: Callable[[], RequestContext]) -> None:
+        self._build = build
+        self._value: RequestContext | None = None
+
+    def get(self) -> RequestContext:
+        if self._value is None:
+            self._value = self._build()
+        return self._value
+
+
+def _applies(
+    statement: Statement, request: Request, context: _Context, *, key_policy: bool
+) -> str | None:
+    if not _action_in(statement, request.action):
+        return None
+    if not _resource_in(statement, request.resource, key_policy=key_policy):
+        return None
+    scope = _principal_scope(statement, request.subject) if key_policy else "direct"
+    if scope is None:
+        return None
+    if statement.conditions and not conditions_match(statement.conditions, context.get()):
+        return None
+    return scope
+
+
+def decide(request: Request) -> Decision:
+    subject = request.subject
+    identity = subject.identity_policies()
+    same_account = request.resource_account in (None, subject.account)
+    key_policy = request.key_policy
+    context = _Context(request.context)
+
+    # 1. Explicit deny, anywhere.
+    if key_policy is not None:
+        for statement in key_policy.statements:
+            if statement.effect == "Deny" and _applies(
+                statement, request, context, key_policy=True
+            ):
+                return _deny(request, f"explicit deny in key policy statement {_name(statement)}")
+    for name, policy in identity:
+        for statement in policy.statements:
+            if statement.effect == "Deny" and _applies(
+                statement, request, context, key_policy=False
+            ):
+                return _deny(
+                    request,
+                    f"explicit deny in identity policy {name} statement {_name(statement)}",
+                )
+
+    def identity_allow() -> str | None:
+        for name, policy in identity:
+            for statement in policy.statements:
+                if statement.effect == "Allow" and _applies(
+                    statement, request, context, key_policy=False
+                ):
+                    return f"identity policy {name} statement {_name(statement)}"
+        return None
+
+    # Actions on no key: the caller's identity policies, in its own account.
+    if key_policy is None:
+        found = identity_allow() if same_account else None
+        if found is not None:
+            return Decision(True, found)
+        return _deny(request, "implicit deny")
+
+    # 2. The key policy, directly or by delegating to the caller's account.
+    delegating: Statement | None = None
+    for statement in key_policy.statements:
+        if statement.effect != "Allow":
+            continue
+        scope = _applies(statement, request, context, key_policy=True)
+        if scope == "direct":
+            return Decision(True, f"key policy statement {_name(statement)}")
+        if scope == "account" and delegating is None:
+            delegating = statement
+    if delegating is not None:
+        found = identity_allow()
+        if found is not None:
+            return Decision(True, f"{found} (key policy statement {_name(delegating)})")
+
+    # 3. Grants.
+    operation = request.action.split(":", 1)[-1]
+    for grant in request.grants:
+        if grant.grantee == subject.arn and grant.covers(operation, request.encryption_context):
+            return Decision(True, f"grant {grant.grant_id}")
+    return _deny(request, "implicit deny")
+
+
+def _deny(request: Request, decided_by: str) -> Decision:
+    """AWS's wording: "User: <arn> is not authorized to perform: <action> on
+    resource: <arn> because ..." or "... with an explicit deny in a ..."."""
+    subject = request.subject
+    if decided_by.startswith("explicit deny in key policy"):
+        reason = "with an explicit deny in a resource-based policy"
+    elif decided_by.startswith("explicit deny"):
+        reason = "with an explicit deny in an identity-based policy"
+    elif request.resource_account not in (None, subject.account):
+        reason = "because the key policy does not allow access from account " + subject.account
+    elif request.key_policy is None:
+        reason = f"because no identity-based policy allows the {request.action} action"
+    else:
+        reason = (
+            f"because no key policy, identity-based policy or grant allows the "
+            f"{request.action} action"
+        )
     return Decision(
         False,
-        "implicit deny",
-        f"User: {subject.arn} is not authorized to perform: {action} on resource: "
-        f"{resource} because {reason}",
+        decided_by,
+        f"User: {subject.arn} is not authorized to perform: {request.action} on resource: "
+        f"{request.resource} {reason}",
     )

@@ -39,8 +39,10 @@ async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     _check_name(req.alias_name)
     target = (await _target(deps, call, req.target_key_id, "CreateAlias")).value
     call.key_arn = target.arn
-    call.authorize("kms:CreateAlias", alias_arn(call.region, call.account, req.alias_name), None)
-    call.authorize("kms:CreateAlias", target.arn, target.account)
+    await call.authorize(
+        "kms:CreateAlias", resource=alias_arn(call.region, call.account, req.alias_name)
+    )
+    await call.authorize("kms:CreateAlias", target)
     if await deps.keys.get_alias(call.account, call.region, req.alias_name) is not None:
         raise AlreadyExistsException(
             f"An alias with the name {alias_arn(call.region, call.account, req.alias_name)} "
@@ -59,8 +61,8 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
         raise NotFoundException(f"Alias {arn} is not found.")
     target = (await _target(deps, call, req.target_key_id, "UpdateAlias")).value
     call.key_arn = target.arn
-    call.authorize("kms:UpdateAlias", arn, None)
-    call.authorize("kms:UpdateAlias", target.arn, target.account)
+    await call.authorize("kms:UpdateAlias", resource=arn)
+    await call.authorize("kms:UpdateAlias", target)
     alias = Alias(
         req.alias_name,
         call.account,
@@ -78,7 +80,7 @@ async def delete_alias(deps: Deps, call: Call, req: DeleteAliasRequest) -> Outco
     existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
     if existing is None:
         raise NotFoundException(f"Alias {arn} is not found.")
-    call.authorize("kms:DeleteAlias", arn, None)
+    await call.authorize("kms:DeleteAlias", resource=arn)
     return Outcome(None, deps.keys.stage_delete_alias(existing))
 
 
@@ -89,7 +91,7 @@ async def list_aliases(deps: Deps, call: Call, req: ListAliasesRequest) -> Outco
         key = (await resolve_key(deps.keys, call, req.key_id)).value
         call.key_arn = key.arn
         target = key.key_id
-    call.authorize("kms:ListAliases", "*", None)
+    await call.authorize("kms:ListAliases")
     after = req.marker or ""
     if after and not after.startswith("alias/"):
         raise InvalidMarkerException("The marker is not valid.")

@@ -63,7 +63,7 @@ from keycask.service.results import (
 async def _key(deps: Deps, call: Call, ref: str, operation: str, usage: KeyUsage) -> Key:
     key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
     call.key_arn = key.arn
-    call.authorize("kms:" + operation, key.arn, key.account)
+    await call.authorize("kms:" + operation, key)
     require_state(operation, key)
     if key.key_usage is not usage:
         raise InvalidKeyUsageException(
@@ -129,7 +129,7 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
 async def get_public_key(deps: Deps, call: Call, req: GetPublicKeyRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
     call.key_arn = key.arn
-    call.authorize("kms:GetPublicKey", key.arn, key.account)
+    await call.authorize("kms:GetPublicKey", key)
     if not key.key_spec.is_asymmetric:
         raise UnsupportedOperationException(
             f"{key.arn} is not an asymmetric key; it has no public key."

@@ -8,8 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from keycask.auth.credentials import Principal
-from keycask.policy.evaluate import Decision, Subject, decide
+from keycask.keys.model import Key
+from keycask.policy.conditions import ContextInput, RequestContext
+from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.ports import Write
+from keycask.service.authz import Authorizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,11 +20,7 @@ class Caller:
     principal: Principal
     access_key_id: str
     region: str  # from the SigV4 scope: keys live in the region the caller names
-    subject: Subject = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        p = self.principal
-        object.__setattr__(self, "subject", Subject(p.arn, p.account, p.admin))
+    subject: Subject
 
 
 @dataclass(slots=True)
@@ -42,6 +41,8 @@ class Call:
     # Keys this call used for a cryptographic operation; recorded for
     # GetKeyLastUsage once the call has succeeded.
     used_keys: tuple[uuid.UUID, ...] = ()
+    authz: Authorizer | None = None
+    secure_transport: bool = False
 
     @property
     def account(self) -> str:
@@ -53,13 +54,84 @@ class Call:
         assert self.caller is not None
         return self.caller.region
 
-    def authorize(self, action: str, resource: str, resource_account: str | None) -> None:
-        """The one place a decision is enforced; the audit record names it."""
-        assert self.caller is not None
-        decision: Decision = decide(self.caller.subject, action, resource, resource_account)
+    async def authorize(
+        self,
+        action: str,
+        key: Key | None = None,
+        *,
+        resource: str = "*",
+        context: Mapping[str, ContextInput] | None = None,
+    ) -> None:
+        """The one place a decision is enforced; the audit record names it.
+
+        With ``key``, its key policy and grants decide together with the
+        caller's identity policies; without, the action is on ``resource``
+        (``*`` or an alias) and only identity policies count. ``context``
+        adds the operation's own condition keys (algorithms, windows, ...).
+        """
+        assert self.caller is not None and self.authz is not None
+        authz = self.authz
+        subject = self.caller.subject
+
+        def build() -> RequestContext:
+            return RequestContext.of(self._condition_keys(key, context))
+
+        if key is None:
+            request = Request(subject, action, resource, None, build)
+        else:
+            request = Request(
+                subject,
+                action,
+                key.arn,
+                key.account,
+                build,
+                key_policy=authz.key_policy(key),
+                grants=await authz.grants(key),
+                encryption_context=self.encryption_context,
+            )
+        decision: Decision = decide(request)
         self.decision = "allow" if decision.allowed else "deny"
         self.decided_by = decision.decided_by
         decision.enforce()
+
+    def _condition_keys(
+        self, key: Key | None, extra: Mapping[str, ContextInput] | None
+    ) -> dict[str, ContextInput]:
+        """The request's condition keys; a key that does not apply to the
+        request is absent (so ...IfExists and Null behave as in AWS)."""
+        assert self.caller is not None
+        principal = self.caller.principal
+        values: dict[str, ContextInput] = {
+            "aws:CurrentTime": self.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "aws:EpochTime": str(int(self.time.timestamp())),
+            "aws:SecureTransport": self.secure_transport,
+            "aws:PrincipalArn": principal.arn,
+            "aws:PrincipalAccount": principal.account,
+            "aws:PrincipalType": "User" if principal.kind == "user" else "AssumedRole",
+            "aws:username": principal.name,
+            "aws:RequestedRegion": self.caller.region,
+            "kms:CallerAccount": principal.account,
+        }
+        if self.source_ip:
+            values["aws:SourceIp"] = self.source_ip
+        for name, value in principal.tags:
+            values["aws:PrincipalTag/" + name] = value
+        if key is not None:
+            values["kms:KeySpec"] = key.key_spec.value
+            values["kms:CustomerMasterKeySpec"] = key.key_spec.value
+            values["kms:KeyUsage"] = key.key_usage.value
+            values["kms:CustomerMasterKeyUsage"] = key.key_usage.value
+            values["kms:KeyOrigin"] = key.origin.value
+            values["kms:MultiRegion"] = False
+            for tag in key.tags:
+                values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
+        if self.encryption_context:
+            for name, value in self.encryption_context.items():
+                values["kms:EncryptionContext:" + name] = value
+            values["kms:EncryptionContextKeys"] = tuple(self.encryption_context)
+        if extra:
+            values.update(extra)
+        return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ async def _use_key(
 ) -> Key:
     key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
     call.key_arn = key.arn
-    call.authorize(action or "kms:" + operation, key.arn, key.account)
+    await call.authorize(action or "kms:" + operation, key)
     require_state(operation, key)
     _require_usage(key, operation, symmetric=symmetric)
     return key  # fmt: skip
@@ -166,7 +166,7 @@ async def _open_rsa(
     deps: Deps, call: Call, key: Key, sealed: _Sealed, *, action: str, operation: str
 ) -> _Opened:
     call.key_arn = key.arn
-    call.authorize(action, key.arn, key.account)
+    await call.authorize(action, key)
     require_state(operation, key)
     _require_usage(key, operation, symmetric=False)
     _check_algorithm(sealed.algorithm, key)
@@ -207,7 +207,7 @@ async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation:
         )
     key = stored.value
     call.key_arn = key.arn
-    call.authorize(action, key.arn, key.account)
+    await call.authorize(action, key)
     require_state(operation, key)
     _require_usage(key, operation, symmetric=True)
     _check_algorithm(sealed.algorithm, key)
@@ -361,5 +361,5 @@ async def generate_data_key_without_plaintext(
 async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) -> Outcome:
     if req.number_of_bytes is None:
         raise ValidationException("NumberOfBytes is required.")
-    call.authorize("kms:GenerateRandom", "*", None)
+    await call.authorize("kms:GenerateRandom")
     return Outcome(GenerateRandomResult(plaintext=random_bytes(req.number_of_bytes)))

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
+from keycask.service.authz import Authorizer
 from keycask.service.usage import UsageTracker
 
 
@@ -16,3 +17,4 @@ class Deps:
     # be moved forward; SigV4 and audit times use the wall clock instead.
     clock: Clock
     usage: UsageTracker
+    authz: Authorizer

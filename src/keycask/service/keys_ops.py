@@ -99,7 +99,7 @@ def _generate_material(spec: KeySpec) -> KeyMaterial:
 
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
-    call.authorize("kms:CreateKey", "*", None)
+    await call.authorize("kms:CreateKey")
     spec, usage = _key_spec(req)
     if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
@@ -148,12 +148,12 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
 async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
     call.key_arn = key.arn
-    call.authorize("kms:DescribeKey", key.arn, key.account)
+    await call.authorize("kms:DescribeKey", key)
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
-    call.authorize("kms:ListKeys", "*", None)
+    await call.authorize("kms:ListKeys")
     limit = page_limit(req.limit, 100)
     after = ""
     if req.marker is not None:
@@ -181,7 +181,7 @@ async def _change_key(
     stored = await resolve_key(deps.keys, call, ref)
     key = stored.value
     call.key_arn = key.arn
-    call.authorize(action, key.arn, key.account)
+    await call.authorize(action, key)
     require_state(operation, key)
     new = key.replace(**changes)
     if new == key:
@@ -217,7 +217,7 @@ async def disable_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
 async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id)).value
     call.key_arn = key.arn
-    call.authorize("kms:GetKeyPolicy", key.arn, key.account)
+    await call.authorize("kms:GetKeyPolicy", key)
     if req.policy_name not in (None, POLICY_NAME):
         raise NotFoundException("No such policy exists")
     return Outcome(GetKeyPolicyResult(policy=key.policy, policy_name=POLICY_NAME))
@@ -226,5 +226,5 @@ async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Ou
 async def list_key_policies(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id)).value
     call.key_arn = key.arn
-    call.authorize("kms:ListKeyPolicies", key.arn, key.account)
+    await call.authorize("kms:ListKeyPolicies", key)
     return Outcome(ListKeyPoliciesResult(policy_names=[POLICY_NAME], truncated=False))

@@ -129,7 +129,10 @@ class Pipeline:
 
     def _new_call(self, source_ip: str | None) -> Call:
         return Call(
-            request_id=self._request_ids.next(), time=self._clock.now(), source_ip=source_ip
+            request_id=self._request_ids.next(),
+            time=self._clock.now(),
+            source_ip=source_ip,
+            authz=self._deps.authz,
         )
 
     async def handle(self, request: sigv4.HttpRequest, source_ip: str | None) -> Reply:
@@ -165,6 +168,7 @@ class Pipeline:
         if self._coordinator.stale():
             self._deps.keys.clear()
             self._credentials.clear()
+            self._deps.authz.clear()
             if self._dev_clock is not None:
                 self._dev_clock.reload()
 
@@ -175,7 +179,7 @@ class Pipeline:
         clock = self._dev_clock
         self._check_content_type(request)
         seconds = advance_clock_request(request.body, clock.offset_seconds)
-        call.authorize("keycask:AdvanceClock", "*", None)
+        await call.authorize("keycask:AdvanceClock")
         call.detail = f"lifecycle clock advanced by {seconds:g} s"
         async with self._coordinator.exclusive():
             self._refresh()
@@ -209,7 +213,8 @@ class Pipeline:
         # One Caller per access key and region, built once: it is immutable.
         caller = self._callers.get((key.access_key_id, signed.region))
         if caller is None or caller.principal is not key.principal:
-            caller = Caller(key.principal, key.access_key_id, signed.region)
+            subject = self._deps.authz.subject(key.principal)
+            caller = Caller(key.principal, key.access_key_id, signed.region, subject)
             if len(self._callers) >= _CALLER_CACHE:
                 self._callers.clear()
             self._callers[(key.access_key_id, signed.region)] = caller

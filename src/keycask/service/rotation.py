@@ -53,7 +53,7 @@ async def key_for(
     stored = await resolve_key(deps.keys, call, ref)
     key = stored.value
     call.key_arn = key.arn
-    call.authorize("kms:" + operation, key.arn, key.account)
+    await call.authorize("kms:" + operation, key)
     if check_state:
         require_state(operation, key)
     return stored

@@ -38,7 +38,7 @@ async def tag_resource(deps: Deps, call: Call, req: TagResourceRequest) -> Outco
     stored = await resolve_key(deps.keys, call, req.key_id)
     key = stored.value
     call.key_arn = key.arn
-    call.authorize("kms:TagResource", key.arn, key.account)
+    await call.authorize("kms:TagResource", key)
     require_state("TagResource", key)
     tags = validate_new_tags(key.tags, req.tags)
     return Outcome(None, deps.keys.stage_update(stored, key.replace(tags=tags)))
@@ -48,7 +48,7 @@ async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> O
     stored = await resolve_key(deps.keys, call, req.key_id)
     key = stored.value
     call.key_arn = key.arn
-    call.authorize("kms:UntagResource", key.arn, key.account)
+    await call.authorize("kms:UntagResource", key)
     require_state("UntagResource", key)
     drop = set(req.tag_keys)
     tags = tuple(t for t in key.tags if t.tag_key not in drop)
@@ -60,7 +60,7 @@ async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> O
 async def list_resource_tags(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id)).value
     call.key_arn = key.arn
-    call.authorize("kms:ListResourceTags", key.arn, key.account)
+    await call.authorize("kms:ListResourceTags", key)
     start = offset_marker(req.marker)
     limit = page_limit(req.limit, 50)
     page = list(key.tags[start : start + limit])
