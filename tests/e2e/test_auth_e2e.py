@@ -177,6 +177,8 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
         "EnableKey": ({"KeyId": key_id}, "kms:EnableKey"),
         "DisableKey": ({"KeyId": key_id}, "kms:DisableKey"),
         "GetKeyPolicy": ({"KeyId": key_id, "PolicyName": "default"}, "kms:GetKeyPolicy"),
+        "PutKeyPolicy": ({"KeyId": key_id, "Policy": kms.get_key_policy(KeyId=key_id)["Policy"]},
+                         "kms:PutKeyPolicy"),
         "ListKeyPolicies": ({"KeyId": key_id}, "kms:ListKeyPolicies"),
         "Encrypt": ({"KeyId": key_id, "Plaintext": b64(PLAINTEXT)}, "kms:Encrypt"),
         "Decrypt": ({"CiphertextBlob": blob}, "kms:Decrypt"),

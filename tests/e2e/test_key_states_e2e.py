@@ -506,6 +506,14 @@ def _generate_data_key_pair_without_plaintext(w: World, s: KeyState) -> list[Cal
     )
 
 
+def _put_key_policy(w: World, s: KeyState) -> list[Call]:
+    def put(k: TestKey) -> Any:
+        policy = w.kms.get_key_policy(KeyId=k.key_id)["Policy"]
+        return w.kms.put_key_policy(KeyId=k.key_id, Policy=policy)
+
+    return _each(w.keys(s), put)
+
+
 CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "Encrypt": _encrypt,
     "Decrypt": _decrypt,
@@ -536,6 +544,7 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "GetParametersForImport": _get_parameters_for_import,
     "ImportKeyMaterial": _import_key_material,
     "DeleteImportedKeyMaterial": _delete_imported_key_material,
+    "PutKeyPolicy": _put_key_policy,
     "Sign": _sign,
     "Verify": _verify,
     "GetPublicKey": _get_public_key,

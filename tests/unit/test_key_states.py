@@ -25,6 +25,7 @@ GenerateDataKey                  ok   dis  inv  inv
 GenerateDataKeyWithoutPlaintext  ok   dis  inv  inv
 DescribeKey                      ok   ok   ok   ok
 GetKeyPolicy                     ok   ok   ok   ok
+PutKeyPolicy                     ok   ok   ok   ok
 ListKeyPolicies                  ok   ok   ok   ok
 ListResourceTags                 ok   ok   ok   ok
 ListAliases                      ok   ok   ok   ok

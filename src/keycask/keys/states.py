@@ -26,6 +26,7 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "GenerateDataKeyWithoutPlaintext": _CRYPTO,
     "DescribeKey": _ALL,
     "GetKeyPolicy": _ALL,
+    "PutKeyPolicy": _ALL,
     "ListKeyPolicies": _ALL,
     "ListResourceTags": _ALL,
     "ListAliases": _ALL,

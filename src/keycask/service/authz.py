@@ -68,7 +68,9 @@ class Authorizer:
         self._deny_all_key_policy = _deny_all_key_policy()
 
     def key_policy(self, key: Key) -> Policy:
-        text = key.policy
+        return self.parse_key_policy(key.policy)
+
+    def parse_key_policy(self, text: str) -> Policy:
         found = self._key_policies.get(text)
         if found is None:
             try:

@@ -94,6 +94,25 @@ class Call:
         self.decided_by = decision.decided_by
         decision.enforce()
 
+    async def would_allow(
+        self, action: str, key: Key, *, context: Mapping[str, ContextInput] | None = None
+    ) -> bool:
+        """Whether the caller would be allowed ``action`` on ``key`` (as it is
+        given, e.g. with a new policy), without recording or enforcing: the
+        policy lockout safety check."""
+        assert self.caller is not None and self.authz is not None
+        request = Request(
+            self.caller.subject,
+            action,
+            key.arn,
+            key.account,
+            lambda: RequestContext.of(self._condition_keys(key, context)),
+            key_policy=self.authz.parse_key_policy(key.policy),
+            grants=await self.authz.grants(key),
+            encryption_context=self.encryption_context,
+        )
+        return decide(request).allowed
+
     def _condition_keys(
         self, key: Key | None, extra: Mapping[str, ContextInput] | None
     ) -> dict[str, ContextInput]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import orjson
-
 from keycask.crypto import (
     KeyMaterial,
     generate_hmac_key,
@@ -31,6 +29,7 @@ from keycask.keys.model import (
     default_key_policy,
 )
 from keycask.keys.states import require_state
+from keycask.policy.document import parse_policy
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
 from keycask.service.offload import run_slow
@@ -42,6 +41,7 @@ from keycask.service.requests import (
     KeyRequest,
     ListKeyScopedRequest,
     ListRequest,
+    PutKeyPolicyRequest,
     UpdateKeyDescriptionRequest,
 )
 from keycask.service.resolve import resolve_key
@@ -58,15 +58,31 @@ from keycask.service.tags import validate_new_tags
 POLICY_NAME = "default"
 
 
+# AWS KMS's quota on a key policy document (the model allows more).
+MAX_KEY_POLICY_BYTES = 32 * 1024
+_LOCKOUT = (
+    "The new key policy will not allow you to update the key policy in the future. "
+    "To proceed anyway, set BypassPolicyLockoutSafetyCheck."
+)
+
+
 def _check_policy(policy: str) -> None:
-    """Until the policy language is evaluated (access control issue), a
-    policy is stored as given but must at least be a JSON policy document."""
-    try:
-        doc = orjson.loads(policy)
-    except orjson.JSONDecodeError:
-        raise MalformedPolicyDocumentException("The policy is not valid JSON.") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("Statement"), (list, dict)):
-        raise MalformedPolicyDocumentException("The policy must be a JSON object with a Statement.")
+    """A key policy is parsed in full before it is stored: a document keycask
+    could not evaluate exactly must be refused, never stored to deny later."""
+    if len(policy.encode()) > MAX_KEY_POLICY_BYTES:
+        raise MalformedPolicyDocumentException(
+            f"The key policy is larger than {MAX_KEY_POLICY_BYTES} bytes."
+        )
+    parse_policy(policy, kind="key")
+
+
+async def _check_lockout(call: Call, key: Key, bypass: bool | None) -> None:
+    """AWS's policy lockout safety check: the caller must still be able to
+    change the policy under the new one, unless it says it knows better."""
+    if bypass:
+        return
+    if not await call.would_allow("kms:PutKeyPolicy", key):
+        raise MalformedPolicyDocumentException(_LOCKOUT)
 
 
 def _key_spec(req: CreateKeyRequest) -> tuple[KeySpec, KeyUsage]:
@@ -99,8 +115,22 @@ def _generate_material(spec: KeySpec) -> KeyMaterial:
 
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
-    await call.authorize("kms:CreateKey")
     spec, usage = _key_spec(req)
+    tags_in = {t["TagKey"]: t["TagValue"] for t in req.tags or []}
+    await call.authorize(
+        "kms:CreateKey",
+        context={
+            "kms:KeySpec": spec.value,
+            "kms:CustomerMasterKeySpec": spec.value,
+            "kms:KeyUsage": usage.value,
+            "kms:CustomerMasterKeyUsage": usage.value,
+            "kms:KeyOrigin": req.origin or "AWS_KMS",
+            "kms:MultiRegion": bool(req.multi_region),
+            "kms:BypassPolicyLockoutSafetyCheck": bool(req.bypass_policy_lockout_safety_check),
+            **{"aws:RequestTag/" + k: v for k, v in tags_in.items()},
+            **({"aws:TagKeys": tuple(tags_in)} if tags_in else {}),
+        },
+    )
     if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
@@ -141,6 +171,8 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         versions=versions,
     )
     call.key_arn = key.arn
+    if req.policy is not None:
+        await _check_lockout(call, key, req.bypass_policy_lockout_safety_check)
     writes = deps.keys.stage_create(key, material)
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
 
@@ -221,6 +253,30 @@ async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Ou
     if req.policy_name not in (None, POLICY_NAME):
         raise NotFoundException("No such policy exists")
     return Outcome(GetKeyPolicyResult(policy=key.policy, policy_name=POLICY_NAME))
+
+
+async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Outcome:
+    stored = await resolve_key(deps.keys, call, req.key_id)
+    key = stored.value
+    call.key_arn = key.arn
+    await call.authorize(
+        "kms:PutKeyPolicy",
+        key,
+        context={
+            "kms:BypassPolicyLockoutSafetyCheck": bool(req.bypass_policy_lockout_safety_check)
+        },
+    )
+    require_state("PutKeyPolicy", key)
+    if req.policy_name not in (None, POLICY_NAME):
+        raise ValidationException(f"PolicyName must be {POLICY_NAME!r}: a key has one policy.")
+    _check_policy(req.policy)
+    new = key.replace(policy=req.policy)
+    await _check_lockout(call, new, req.bypass_policy_lockout_safety_check)
+    if req.bypass_policy_lockout_safety_check:
+        call.detail = "policy lockout safety check bypassed"
+    if new == key:
+        return Outcome()
+    return Outcome(None, deps.keys.stage_update(stored, new))
 
 
 async def list_key_policies(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:

@@ -294,3 +294,11 @@ class GenerateDataKeyPairRequest:
     encryption_context: dict[str, str] | None = None
     grant_tokens: list[str] | None = None
     dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PutKeyPolicyRequest:
+    key_id: str
+    policy: str
+    policy_name: str | None = None
+    bypass_policy_lockout_safety_check: bool | None = None
