@@ -91,6 +91,8 @@ def _check_signing(key: Key, algorithm: str, message_type: str) -> None:
 
 
 async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
+    call.conditions["kms:SigningAlgorithm"] = req.signing_algorithm
+    call.conditions["kms:MessageType"] = req.message_type or "RAW"
     key = await _key(deps, call, req.key_id, "Sign", KeyUsage.SIGN_VERIFY)
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
@@ -108,6 +110,8 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
 
 
 async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
+    call.conditions["kms:SigningAlgorithm"] = req.signing_algorithm
+    call.conditions["kms:MessageType"] = req.message_type or "RAW"
     key = await _key(deps, call, req.key_id, "Verify", KeyUsage.SIGN_VERIFY)
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
@@ -151,6 +155,7 @@ async def get_public_key(deps: Deps, call: Call, req: GetPublicKeyRequest) -> Ou
 
 
 async def _mac_key(deps: Deps, call: Call, ref: str, operation: str, algorithm: str) -> Key:
+    call.conditions["kms:MacAlgorithm"] = algorithm
     key = await _key(deps, call, ref, operation, KeyUsage.GENERATE_VERIFY_MAC)
     if algorithm not in mac_algorithms(key.key_spec.value):
         raise InvalidKeyUsageException(
@@ -190,6 +195,7 @@ async def verify_mac_op(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcom
 
 
 async def derive_shared_secret(deps: Deps, call: Call, req: DeriveSharedSecretRequest) -> Outcome:
+    call.conditions["kms:KeyAgreementAlgorithm"] = req.key_agreement_algorithm
     key = await _key(deps, call, req.key_id, "DeriveSharedSecret", KeyUsage.KEY_AGREEMENT)
     if req.key_agreement_algorithm not in key_agreement_algorithms(key.key_spec.value):
         raise InvalidKeyUsageException(
@@ -219,6 +225,8 @@ async def _data_key_pair(
     deps: Deps, call: Call, req: GenerateDataKeyPairRequest, operation: str
 ) -> tuple[GenerateDataKeyPairResult, bytes]:
     call.encryption_context = req.encryption_context
+    call.conditions["kms:DataKeyPairSpec"] = req.key_pair_spec
+    call.conditions["kms:EncryptionAlgorithm"] = "SYMMETRIC_DEFAULT"
     if req.key_pair_spec not in DATA_KEY_PAIR_SPECS:
         raise UnsupportedOperationException(
             f"keycask does not support KeyPairSpec {req.key_pair_spec}."

@@ -43,6 +43,10 @@ class Call:
     used_keys: tuple[uuid.UUID, ...] = ()
     authz: Authorizer | None = None
     secure_transport: bool = False
+    # Condition keys of this operation's own parameters (algorithms, windows,
+    # the alias the key was named by, ...), filled in by the handler before it
+    # authorizes; only present when the request carries them.
+    conditions: dict[str, ContextInput] = field(default_factory=dict)
 
     @property
     def account(self) -> str:
@@ -148,6 +152,7 @@ class Call:
             for name, value in self.encryption_context.items():
                 values["kms:EncryptionContext:" + name] = value
             values["kms:EncryptionContextKeys"] = tuple(self.encryption_context)
+        values.update(self.conditions)
         if extra:
             values.update(extra)
         return values

@@ -44,6 +44,10 @@ _INVALID_CIPHERTEXT = (
 )
 
 
+def _algorithm(algorithm: str | None) -> str:
+    return algorithm or SYMMETRIC_DEFAULT_ALGORITHM
+
+
 def _check_algorithm(algorithm: str | None, key: Key) -> None:
     """Symmetric keys take SYMMETRIC_DEFAULT (the default); RSA keys must be
     told which OAEP variant, as AWS requires."""
@@ -226,6 +230,7 @@ async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation:
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     call.encryption_context = req.encryption_context
+    call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.encryption_algorithm)
     key = await _use_key(deps, call, req.key_id, "Encrypt")
     _check_algorithm(req.encryption_algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
@@ -252,6 +257,7 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
 
 async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     call.encryption_context = req.encryption_context
+    call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.encryption_algorithm)
     sealed = _Sealed(
         req.ciphertext_blob, req.encryption_context, req.key_id, req.encryption_algorithm
     )
@@ -273,6 +279,7 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
 
 async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     call.encryption_context = req.source_encryption_context
+    call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.source_encryption_algorithm)
     sealed = _Sealed(
         req.ciphertext_blob,
         req.source_encryption_context,
@@ -282,7 +289,12 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     opened = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
     source = opened.key
     call.detail = f"re-encrypted from {source.arn}"
+    # The destination is authorized under its own algorithm and context.
+    call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.destination_encryption_algorithm)
+    call.conditions.pop("kms:RequestAlias", None)
+    call.encryption_context = req.destination_encryption_context
     dest = await _use_key(deps, call, req.destination_key_id, "ReEncrypt", action="kms:ReEncryptTo")
+    call.encryption_context = req.source_encryption_context  # the audit record keeps the source's
     _check_algorithm(req.destination_encryption_algorithm, dest)
     if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.destination_encryption_context)
@@ -327,6 +339,7 @@ async def _generate_data_key(
     deps: Deps, call: Call, req: GenerateDataKeyRequest, operation: str
 ) -> tuple[Key, bytes, bytes, str | None]:
     call.encryption_context = req.encryption_context
+    call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
     size = _data_key_size(req)
     key = await symmetric_key_for(deps, call, req.key_id, operation)
     context = encode_context(req.encryption_context)

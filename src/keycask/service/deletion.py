@@ -37,6 +37,7 @@ async def schedule_key_deletion(deps: Deps, call: Call, req: ScheduleKeyDeletion
             f"PendingWindowInDays must be between {MIN_PENDING_WINDOW_DAYS} "
             f"and {MAX_PENDING_WINDOW_DAYS}"
         )
+    call.conditions["kms:ScheduleKeyDeletionPendingWindowInDays"] = days
     stored = await key_for(deps, call, req.key_id, "ScheduleKeyDeletion")
     key = stored.value
     when = deps.clock.now() + timedelta(days=days)

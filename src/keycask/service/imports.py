@@ -83,6 +83,8 @@ def _require_external(key: Key) -> None:
 async def get_parameters_for_import(
     deps: Deps, call: Call, req: GetParametersForImportRequest
 ) -> Outcome:
+    call.conditions["kms:WrappingAlgorithm"] = req.wrapping_algorithm
+    call.conditions["kms:WrappingKeySpec"] = req.wrapping_key_spec
     stored = await key_for(deps, call, req.key_id, "GetParametersForImport", check_state=False)
     key = stored.value
     _require_external(key)
@@ -193,6 +195,11 @@ async def _unwrap(deps: Deps, key: Key, token: bytes, wrapped: bytes, now: datet
 
 
 async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequest) -> Outcome:
+    call.conditions["kms:ExpirationModel"] = (
+        req.expiration_model or ExpirationModel.KEY_MATERIAL_EXPIRES.value
+    )
+    if req.valid_to is not None:
+        call.conditions["kms:ValidTo"] = str(int(req.valid_to.timestamp()))
     stored = await key_for(deps, call, req.key_id, "ImportKeyMaterial", check_state=False)
     key = stored.value
     _require_external(key)

@@ -116,7 +116,7 @@ def _generate_material(spec: KeySpec) -> KeyMaterial:
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     spec, usage = _key_spec(req)
-    tags_in = {t["TagKey"]: t["TagValue"] for t in req.tags or []}
+    tags_in = {t["tag_key"]: t["tag_value"] for t in req.tags or []}
     await call.authorize(
         "kms:CreateKey",
         context={

@@ -59,6 +59,7 @@ async def resolve_key(
 
 
 async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
+    call.conditions["kms:RequestAlias"] = name
     alias = await keys.get_alias(account, call.region, name)
     if alias is None:
         raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")

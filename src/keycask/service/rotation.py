@@ -79,6 +79,8 @@ def _require_automatic_rotation(key: Key) -> None:
 
 
 async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequest) -> Outcome:
+    if req.rotation_period_in_days is not None:
+        call.conditions["kms:RotationPeriodInDays"] = req.rotation_period_in_days
     stored = await key_for(deps, call, req.key_id, "EnableKeyRotation", check_state=False)
     key = stored.value
     _require_automatic_rotation(key)

@@ -38,6 +38,9 @@ async def tag_resource(deps: Deps, call: Call, req: TagResourceRequest) -> Outco
     stored = await resolve_key(deps.keys, call, req.key_id)
     key = stored.value
     call.key_arn = key.arn
+    for tag in req.tags:
+        call.conditions["aws:RequestTag/" + tag["tag_key"]] = tag["tag_value"]
+    call.conditions["aws:TagKeys"] = tuple(tag["tag_key"] for tag in req.tags)
     await call.authorize("kms:TagResource", key)
     require_state("TagResource", key)
     tags = validate_new_tags(key.tags, req.tags)
@@ -48,6 +51,7 @@ async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> O
     stored = await resolve_key(deps.keys, call, req.key_id)
     key = stored.value
     call.key_arn = key.arn
+    call.conditions["aws:TagKeys"] = tuple(req.tag_keys)
     await call.authorize("kms:UntagResource", key)
     require_state("UntagResource", key)
     drop = set(req.tag_keys)
