@@ -107,7 +107,7 @@ async def build(
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
-    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer())
+    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer(keys))
     pipeline = Pipeline(
         deps,
         credentials,

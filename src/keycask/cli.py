@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
 import json
 import logging
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.errors import KMSError, SealError
 from keycask.http.server import HttpServer, Limits
+from keycask.policy_cli import add_policy_commands
 from keycask.seal.dev import WARNING, DevSeal
 
 log = logging.getLogger("keycask")
@@ -208,38 +211,277 @@ def cmd_server(args: argparse.Namespace) -> int:
     return uvloop.run(_serve_single(settings))
 
 
-async def _create_principal(args: argparse.Namespace) -> int:
+# -- principals: KeycaskAdmin calls to the running server --
+
+
+class _CommandError(Exception):
+    """A call to the running server (or an --offline change) failed; the
+    text is what to print: ``<Code>: <message>``."""
+
+
+def _server_call(
+    args: argparse.Namespace, target: str, body: dict[str, object], *, timeout: float = 60.0
+) -> dict[str, object]:
+    """POST ``body`` to ``target`` on the running server, signed (SigV4) with
+    the profile ``args.profile`` from the data dir's AWS files (the one a
+    --dev server writes), unless the environment names its own files."""
+    import urllib.error
+    import urllib.request
+
+    import botocore.exceptions
+    import botocore.session
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    settings = config.load(dev=True, data_dir=args.data_dir)
+    # "Found credentials in ..." on every command is noise, not news.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    session = botocore.session.Session()
+    if "AWS_CONFIG_FILE" not in os.environ:
+        session.set_config_variable("config_file", str(settings.data_dir / "config"))
+    if "AWS_SHARED_CREDENTIALS_FILE" not in os.environ:
+        session.set_config_variable("credentials_file", str(settings.data_dir / "credentials"))
+    session.set_config_variable("profile", args.profile)
+    try:
+        credentials = session.get_credentials()
+    except botocore.exceptions.ProfileNotFound:
+        credentials = None
+    if credentials is None:
+        raise config.ConfigError(
+            f"no credentials for profile {args.profile!r} (a --dev server writes the "
+            "'keycask' profile into its data dir when it first starts)"
+        )
+    endpoint = (
+        args.endpoint_url
+        or session.get_scoped_config().get("endpoint_url")
+        or settings.endpoint_url
+    )
+    region = session.get_config_variable("region") or settings.region
+    data = json.dumps(body).encode()
+    request = AWSRequest(
+        method="POST",
+        url=endpoint.rstrip("/") + "/",
+        data=data,
+        headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target},
+    )
+    SigV4Auth(credentials, "kms", region).add_auth(request)
+    prepared = urllib.request.Request(  # noqa: S310 - the URL is the operator's own endpoint
+        request.url, data=data, headers=dict(request.headers), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(prepared, timeout=timeout) as response:  # noqa: S310
+            answer = json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as error:
+        try:
+            detail = json.loads(error.read() or b"{}")
+        except ValueError:
+            detail = {}
+        code = str(detail.get("__type", error.code)).rsplit("#", 1)[-1]
+        raise _CommandError(f"{code}: {detail.get('message', '')}") from None
+    except OSError as error:
+        raise _CommandError(f"cannot reach {endpoint}: {error}") from None
+    if not isinstance(answer, dict):
+        raise _CommandError(f"unexpected answer from {endpoint}")
+    return answer
+
+
+def _admin_call(
+    args: argparse.Namespace, operation: str, body: dict[str, object]
+) -> dict[str, object]:
+    if getattr(args, "account", None):
+        body = {**body, "Account": args.account}
+    return _server_call(args, "KeycaskAdmin." + operation, body)
+
+
+def _remote(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print a failed call as ``keycask: <Code>: <message>`` and exit 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _CommandError as error:
+            print(f"keycask: {error}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _print_secret(created: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(created))
+        return
+    for name, value in created.items():
+        print(f"{name + ':':<17}{value}")
+    print("The secret is shown once; keycask cannot show it again.", file=sys.stderr)
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE, got {text!r}")
+    return key, value
+
+
+async def _create_principal_offline(args: argparse.Namespace) -> dict[str, object]:
+    """Straight into the data dir, as the local operator: for an account's
+    first administrator. Audited to ``cli.jsonl`` before it is committed."""
     settings = config.load(dev=True, data_dir=args.data_dir, account_id=args.account)
     storage, barrier = await open_store(settings)
     audit = AuditLog.open(settings.data_dir / AUDIT_DIR, "cli")
     try:
         store = CredentialStore(barrier)
-        key = await store.create_principal(settings.account_id, args.name, admin=args.admin)
-        audit.append_sync(_admin_record("keycask:CreatePrincipal", key.principal.arn, "created"))
+        key, writes = await store.stage_create_principal(
+            settings.account_id,
+            args.name,
+            admin=args.admin,
+            kind="role" if args.role else "user",
+            tags=dict(args.tag or ()),
+        )
+        record = _admin_record(
+            "keycask:CreatePrincipal",
+            key.principal.arn,
+            f"principal and access key {key.access_key_id} created:",
+        )
+        audit.append_sync(record)
+        try:
+            await store.commit(writes)
+        except Exception:
+            audit.append_sync(
+                dataclasses.replace(
+                    record,
+                    outcome="error",
+                    error_code="KMSInternalException",
+                    detail="commit failed",
+                )
+            )
+            raise
         await anchor.save(barrier, audit.segment, audit.tip)
     finally:
         audit.close()
         await storage.close()
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "Arn": key.principal.arn,
-                    "AccessKeyId": key.access_key_id,
-                    "SecretAccessKey": key.secret,
-                }
-            )
-        )
-    else:
-        print(f"Arn:             {key.principal.arn}")
-        print(f"AccessKeyId:     {key.access_key_id}")
-        print(f"SecretAccessKey: {key.secret}")
-        print("The secret is shown once; keycask cannot show it again.", file=sys.stderr)
-    return 0
+    return {
+        "Arn": key.principal.arn,
+        "AccessKeyId": key.access_key_id,
+        "SecretAccessKey": key.secret,
+    }
 
 
 def cmd_principals_create(args: argparse.Namespace) -> int:
-    return asyncio.run(_create_principal(args))
+    if args.offline:
+        try:
+            created = asyncio.run(_create_principal_offline(args))
+        except KMSError as error:
+            raise _CommandError(f"{error.code}: {error.message}") from None
+    else:
+        body: dict[str, object] = {"Name": args.name}
+        if args.role:
+            body["Role"] = True
+        if args.admin:
+            body["Admin"] = True
+        if args.tag:
+            body["Tags"] = dict(args.tag)
+        try:
+            created = _admin_call(args, "CreatePrincipal", body)
+        except _CommandError as error:
+            if str(error).startswith("cannot reach"):
+                raise _CommandError(
+                    f"{error} (without a running server, --offline writes to the data dir)"
+                ) from None
+            raise
+    _print_secret(created, args.json)
+    return 0
+
+
+def cmd_principals_get(args: argparse.Namespace) -> int:
+    _print_json(_admin_call(args, "GetPrincipal", {"Name": args.name}))
+    return 0
+
+
+def cmd_principals_list(args: argparse.Namespace) -> int:
+    principals: list[object] = []
+    body: dict[str, object] = {}
+    while True:
+        page = _admin_call(args, "ListPrincipals", body)
+        found = page.get("Principals")
+        assert isinstance(found, list)
+        principals.extend(found)
+        if not page.get("Truncated"):
+            break
+        body = {"Marker": page["NextMarker"]}
+    if args.json:
+        _print_json(principals)
+        return 0
+    for principal in principals:
+        assert isinstance(principal, dict)
+        print(f"{principal['Arn']}{'  (administrator)' if principal['Admin'] else ''}")
+    return 0
+
+
+def cmd_principals_delete(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeletePrincipal", {"Name": args.name})
+    return 0
+
+
+def cmd_principals_put_policy(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise config.ConfigError(f"cannot read the policy file: {error}") from None
+    body = {"Name": args.name, "PolicyName": args.policy_name, "PolicyDocument": text}
+    _admin_call(args, "PutPrincipalPolicy", body)
+    return 0
+
+
+def cmd_principals_get_policy(args: argparse.Namespace) -> int:
+    body = {"Name": args.name, "PolicyName": args.policy_name}
+    document = str(_admin_call(args, "GetPrincipalPolicy", body)["PolicyDocument"])
+    print(document, end="" if document.endswith("\n") else "\n")
+    return 0
+
+
+def cmd_principals_delete_policy(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeletePrincipalPolicy", {"Name": args.name, "PolicyName": args.policy_name})
+    return 0
+
+
+def cmd_principals_tag(args: argparse.Namespace) -> int:
+    _admin_call(args, "TagPrincipal", {"Name": args.name, "Tags": dict(args.tags)})
+    return 0
+
+
+def cmd_principals_untag(args: argparse.Namespace) -> int:
+    _admin_call(args, "UntagPrincipal", {"Name": args.name, "TagKeys": args.keys})
+    return 0
+
+
+def cmd_access_keys_create(args: argparse.Namespace) -> int:
+    _print_secret(_admin_call(args, "CreateAccessKey", {"Name": args.name}), args.json)
+    return 0
+
+
+def cmd_access_keys_list(args: argparse.Namespace) -> int:
+    _print_json(_admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"])
+    return 0
+
+
+def cmd_access_keys_activate(args: argparse.Namespace) -> int:
+    _admin_call(args, "UpdateAccessKey", {"AccessKeyId": args.access_key_id, "Status": "Active"})
+    return 0
+
+
+def cmd_access_keys_deactivate(args: argparse.Namespace) -> int:
+    body = {"AccessKeyId": args.access_key_id, "Status": "Inactive"}
+    _admin_call(args, "UpdateAccessKey", body)
+    return 0
+
+
+def cmd_access_keys_delete(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeleteAccessKey", {"AccessKeyId": args.access_key_id})
+    return 0
 
 
 async def _load_anchors(settings: config.Settings) -> dict[str, Anchor]:
@@ -281,66 +523,125 @@ def parse_duration(text: str) -> float:
 def cmd_dev_advance_clock(args: argparse.Namespace) -> int:
     """Ask a running --dev server to move its lifecycle clock forward. The
     request is signed with the dev profile keycask wrote, like any client's."""
-    import urllib.error
-    import urllib.request
-
-    import botocore.session
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
     seconds = parse_duration(args.duration)
-    settings = config.load(dev=True, data_dir=args.data_dir)
-    session = botocore.session.Session()
-    # The profile the --dev server wrote into its data dir, unless the
-    # caller's environment names its own files.
-    if "AWS_CONFIG_FILE" not in os.environ:
-        session.set_config_variable("config_file", str(settings.data_dir / "config"))
-    if "AWS_SHARED_CREDENTIALS_FILE" not in os.environ:
-        session.set_config_variable("credentials_file", str(settings.data_dir / "credentials"))
-    session.set_config_variable("profile", args.profile)
-    credentials = session.get_credentials()
-    if credentials is None:
-        raise config.ConfigError(
-            f"no credentials for profile {args.profile!r}; start the server first"
-        )
-    endpoint = (
-        args.endpoint_url
-        or session.get_scoped_config().get("endpoint_url")
-        or settings.endpoint_url
-    )
-    region = session.get_config_variable("region") or settings.region
-    body = json.dumps({"Seconds": seconds}).encode()
-    request = AWSRequest(
-        method="POST",
-        url=endpoint.rstrip("/") + "/",
-        data=body,
-        headers={
-            "Content-Type": "application/x-amz-json-1.1",
-            "X-Amz-Target": "KeycaskDev.AdvanceClock",
-        },
-    )
-    SigV4Auth(credentials, "kms", region).add_auth(request)
-    prepared = urllib.request.Request(  # noqa: S310 - the URL is the operator's own endpoint
-        request.url, data=body, headers=dict(request.headers), method="POST"
-    )
     try:
-        with urllib.request.urlopen(prepared, timeout=300) as response:  # noqa: S310
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        detail = json.loads(error.read() or b"{}")
-        print(
-            f"keycask: {detail.get('__type', error.code)}: {detail.get('message', '')}",
-            file=sys.stderr,
-        )
-        return 1
-    except OSError as error:
-        print(f"keycask: cannot reach {endpoint}: {error}", file=sys.stderr)
+        answer = _server_call(args, "KeycaskDev.AdvanceClock", {"Seconds": seconds}, timeout=300)
+    except _CommandError as error:
+        print(f"keycask: {error}", file=sys.stderr)
         return 1
     print(
         f"keycask time is now {answer['Now']} ({answer['OffsetSeconds']:g} s ahead); "
         f"{answer['JobsRun']} lifecycle job(s) ran"
     )
     return 0
+
+
+def _principals_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--data-dir", help="the server's data directory (for its AWS profile)")
+    remote.add_argument(
+        "--profile", default="keycask", help="AWS profile to sign with (an administrator's)"
+    )
+    remote.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    in_account = argparse.ArgumentParser(add_help=False)
+    in_account.add_argument("--account", help="account id (default: the caller's account)")
+
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_text: str,
+        *parents: argparse.ArgumentParser,
+    ) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, help=help_text, parents=[remote, *parents])
+        parser.set_defaults(func=_remote(func))
+        return parser
+
+    principals = sub.add_parser(
+        "principals",
+        help="manage principals, their policies, tags and access keys (on the running server)",
+    ).add_subparsers(dest="action", required=True)
+
+    create = command(
+        principals, "create", cmd_principals_create, "create a principal with an access key"
+    )
+    create.add_argument("name")
+    create.add_argument(
+        "--account",
+        help="account id (default: the caller's; with --offline KEYCASK_ACCOUNT_ID "
+        "or 000000000000)",
+    )
+    create.add_argument("--role", action="store_true", help="a role (ARN .../role/NAME)")
+    create.add_argument(
+        "--tag", action="append", type=_tag, metavar="KEY=VALUE", help="a tag (repeatable)"
+    )
+    create.add_argument("--admin", action="store_true", help="may do everything in its account")
+    create.add_argument(
+        "--json", action="store_true", help="print Arn, AccessKeyId, SecretAccessKey as JSON"
+    )
+    create.add_argument(
+        "--offline",
+        action="store_true",
+        help="write to the data dir directly instead of calling the server "
+        "(for an account's first administrator)",
+    )
+
+    get = command(principals, "get", cmd_principals_get, "show a principal", in_account)
+    get.add_argument("name")
+    listing = command(principals, "list", cmd_principals_list, "list principals", in_account)
+    listing.add_argument("--json", action="store_true")
+    delete = command(
+        principals,
+        "delete",
+        cmd_principals_delete,
+        "delete a principal, its policies and all its access keys",
+        in_account,
+    )
+    delete.add_argument("name")
+
+    put_policy = command(
+        principals, "put-policy", cmd_principals_put_policy, "attach an identity policy", in_account
+    )
+    put_policy.add_argument("name")
+    put_policy.add_argument("--policy-name", required=True)
+    put_policy.add_argument("--file", required=True, help="the policy document (- for stdin)")
+    for name, func, help_text in (
+        ("get-policy", cmd_principals_get_policy, "print an identity policy"),
+        ("delete-policy", cmd_principals_delete_policy, "remove an identity policy"),
+    ):
+        policy = command(principals, name, func, help_text, in_account)
+        policy.add_argument("name")
+        policy.add_argument("--policy-name", required=True)
+
+    tag = command(principals, "tag", cmd_principals_tag, "set tags on a principal", in_account)
+    tag.add_argument("name")
+    tag.add_argument("tags", nargs="+", type=_tag, metavar="KEY=VALUE")
+    untag = command(
+        principals, "untag", cmd_principals_untag, "remove tags from a principal", in_account
+    )
+    untag.add_argument("name")
+    untag.add_argument("keys", nargs="+", metavar="KEY")
+
+    access_keys = principals.add_parser(
+        "access-keys", help="a principal's access keys"
+    ).add_subparsers(dest="access_keys_action", required=True)
+    new_key = command(
+        access_keys, "create", cmd_access_keys_create, "a new access key for NAME", in_account
+    )
+    new_key.add_argument("name")
+    new_key.add_argument(
+        "--json", action="store_true", help="print AccessKeyId, SecretAccessKey as JSON"
+    )
+    keys = command(
+        access_keys, "list", cmd_access_keys_list, "NAME's access keys (no secrets)", in_account
+    )
+    keys.add_argument("name")
+    for name, func, help_text in (
+        ("activate", cmd_access_keys_activate, "let an access key sign requests again"),
+        ("deactivate", cmd_access_keys_deactivate, "stop an access key at once (reversible)"),
+        ("delete", cmd_access_keys_delete, "delete an access key"),
+    ):
+        command(access_keys, name, func, help_text).add_argument("access_key_id")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -370,18 +671,7 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
     server.set_defaults(func=cmd_server)
 
-    principals = sub.add_parser("principals", help="manage principals").add_subparsers(
-        dest="action", required=True
-    )
-    create = principals.add_parser("create", help="create a principal with an access key")
-    create.add_argument("name")
-    create.add_argument("--admin", action="store_true", help="may do everything in its account")
-    create.add_argument("--account", help="account id (default KEYCASK_ACCOUNT_ID or 000000000000)")
-    create.add_argument(
-        "--json", action="store_true", help="print Arn, AccessKeyId, SecretAccessKey as JSON"
-    )
-    create.add_argument("--data-dir")
-    create.set_defaults(func=cmd_principals_create)
+    _principals_parser(sub)
 
     audit = sub.add_parser("audit", help="the audit log").add_subparsers(
         dest="action", required=True
@@ -389,6 +679,8 @@ def _parser() -> argparse.ArgumentParser:
     check = audit.add_parser("verify", help="check the hash chain of every audit segment")
     check.add_argument("--data-dir")
     check.set_defaults(func=cmd_audit_verify)
+
+    add_policy_commands(sub)
 
     dev = sub.add_parser("dev", help="--dev conveniences").add_subparsers(
         dest="action", required=True

@@ -165,6 +165,10 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
     ]
     peer = kms.get_public_key(KeyId=agree_id)["PublicKey"]
     bob = _principal(server, _unique("bob"))
+    # A grant for someone else (the admin), which bob may neither retire nor revoke.
+    admin_arn = f"arn:aws:iam::{meta['AWSAccountId']}:root"
+    grant_id = kms.create_grant(KeyId=key_id, GranteePrincipal=admin_arn,
+                                Operations=["Decrypt"])["GrantId"]  # fmt: skip
     raw = RawKMS(server.endpoint, (bob["AccessKeyId"], bob["SecretAccessKey"]))
 
     # operation -> (request, the IAM action the denial must name)
@@ -231,6 +235,12 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
             {"KeyId": key_id, "KeyPairSpec": "ECC_NIST_P256"},
             "kms:GenerateDataKeyPairWithoutPlaintext",
         ),
+        "CreateGrant": ({"KeyId": key_id, "GranteePrincipal": bob["Arn"],
+                         "Operations": ["Decrypt"]}, "kms:CreateGrant"),
+        "ListGrants": ({"KeyId": key_id}, "kms:ListGrants"),
+        "ListRetirableGrants": ({"RetiringPrincipal": bob["Arn"]}, "kms:ListRetirableGrants"),
+        "RetireGrant": ({"KeyId": key_arn, "GrantId": grant_id}, "kms:RetireGrant"),
+        "RevokeGrant": ({"KeyId": key_id, "GrantId": grant_id}, "kms:RevokeGrant"),
     }  # fmt: skip
     assert calls.keys() == OPERATIONS.keys(), "every operation keycask serves is covered"
 
@@ -248,6 +258,7 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
     assert kms.get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] is False
     assert kms.list_key_rotations(KeyId=key_id)["Rotations"] == []
     assert after["Description"] == "guarded"
+    assert [g["GrantId"] for g in kms.list_grants(KeyId=key_id)["Grants"]] == [grant_id]
     aliases = {a["AliasName"]: a for a in kms.list_aliases(KeyId=key_id)["Aliases"]}
     assert set(aliases) == {alias}
     tags = kms.list_resource_tags(KeyId=key_id)["Tags"]
@@ -290,7 +301,7 @@ def test_other_account_cannot_see_or_use_keys(fresh_server: Any) -> None:
 
     other_account = "111111111111"
     assert other_account != account
-    other_creds = _principal(server, "other", "--admin", "--account", other_account)
+    other_creds = _principal(server, "other", "--admin", "--account", other_account, "--offline")
     assert other_creds["Arn"] == f"arn:aws:iam::{other_account}:user/other"
     other = server.client((other_creds["AccessKeyId"], other_creds["SecretAccessKey"]))
 

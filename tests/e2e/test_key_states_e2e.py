@@ -17,6 +17,7 @@ checks that they did.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import signal
@@ -514,6 +515,51 @@ def _put_key_policy(w: World, s: KeyState) -> list[Call]:
     return _each(w.keys(s), put)
 
 
+def _grantee(key: TestKey) -> str:
+    return f"arn:aws:iam::{key.arn.split(':')[4]}:root"
+
+
+def _create_grant(w: World, s: KeyState) -> list[Call]:
+    return _each(
+        w.keys(s),
+        lambda k: w.kms.create_grant(
+            KeyId=k.key_id, GranteePrincipal=_grantee(k), Operations=["Decrypt"]
+        ),
+    )
+
+
+def _list_grants(w: World, s: KeyState) -> list[Call]:
+    return _each(w.keys(s), lambda k: w.kms.list_grants(KeyId=k.key_id))
+
+
+def _granted(w: World, s: KeyState) -> tuple[TestKey, str]:
+    """A new key in ``s`` with a grant made while it was enabled (grants are
+    made only then): the key, and the grant's id."""
+    key = w._make(E, EXTERNAL if s is PI else AWS_KMS)
+    grant_id = w.kms.create_grant(
+        KeyId=key.key_id, GranteePrincipal=_grantee(key), Operations=["Decrypt"]
+    )["GrantId"]
+    if s is D:
+        w.kms.disable_key(KeyId=key.key_id)
+    elif s is PD:
+        w.kms.schedule_key_deletion(KeyId=key.key_id, PendingWindowInDays=7)
+    elif s is PI:
+        w.kms.delete_imported_key_material(KeyId=key.key_id)
+    key = dataclasses.replace(key, state=s)
+    assert w.state_of(key) == s.value
+    return key, grant_id
+
+
+def _retire_grant(w: World, s: KeyState) -> list[Call]:
+    key, grant_id = _granted(w, s)
+    return [(key, lambda: w.kms.retire_grant(KeyId=key.arn, GrantId=grant_id))]
+
+
+def _revoke_grant(w: World, s: KeyState) -> list[Call]:
+    key, grant_id = _granted(w, s)
+    return [(key, lambda: w.kms.revoke_grant(KeyId=key.key_id, GrantId=grant_id))]
+
+
 CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "Encrypt": _encrypt,
     "Decrypt": _decrypt,
@@ -553,6 +599,10 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "DeriveSharedSecret": _derive_shared_secret,
     "GenerateDataKeyPair": _generate_data_key_pair,
     "GenerateDataKeyPairWithoutPlaintext": _generate_data_key_pair_without_plaintext,
+    "CreateGrant": _create_grant,
+    "ListGrants": _list_grants,
+    "RetireGrant": _retire_grant,
+    "RevokeGrant": _revoke_grant,
 }
 
 # Every (operation, state) pair of keycask's table: the parametrization below

@@ -316,7 +316,8 @@ def test_unknown_target(raw: RawKMS, key: dict[str, Any], target: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "operation", ["CreateGrant", "ReplicateKey", "CreateCustomKeyStore", "UpdatePrimaryRegion"]
+    "operation",
+    ["ConnectCustomKeyStore", "ReplicateKey", "CreateCustomKeyStore", "UpdatePrimaryRegion"],
 )
 def test_model_operation_keycask_does_not_implement(raw: RawKMS, operation: str) -> None:
     assert operation in MODEL.operation_names

@@ -183,10 +183,11 @@ def test_no_secret_at_rest_in_the_clear(fresh_server: Server) -> None:
         needles.append(_binary(f"data key {i}", out["Plaintext"]))
     needles.append(_binary("random bytes", kms.generate_random(NumberOfBytes=48)["Plaintext"]))
 
-    # A second principal, made by the operator CLI while the server runs, used
-    # for allowed and refused calls; and one more that is not an admin.
+    # A second principal, made by the operator CLI offline while the server
+    # runs (audited to cli.jsonl), used for allowed and refused calls; and one
+    # more that is not an admin, made through the server.
     principals = {}
-    for name, flags in (("scan-admin", ["--admin"]), ("scan-reader", [])):
+    for name, flags in (("scan-admin", ["--admin", "--offline"]), ("scan-reader", [])):
         proc = server.cli("principals", "create", name, *flags, "--json")
         created = json.loads(proc.stdout)
         assert created["Arn"].endswith(f":user/{name}")

@@ -56,6 +56,10 @@ VerifyMac                        ok   dis  inv  inv
 DeriveSharedSecret               ok   dis  inv  inv
 GenerateDataKeyPair              ok   dis  inv  inv
 GenerateDataKeyPairWithoutPlaintext ok dis inv  inv
+CreateGrant                      ok   dis  inv  inv
+ListGrants                       ok   ok   ok   ok
+RetireGrant                      ok   ok   ok   ok
+RevokeGrant                      ok   ok   ok   ok
 """
 _ANSWERS: dict[str, type[Exception] | None] = {
     "ok": None,
@@ -85,7 +89,7 @@ def _key(state: KeyState) -> Key:
 
 def test_table_covers_every_key_operation() -> None:
     assert set(ALLOWED_STATES) == set(EXPECTED)
-    key_free = {"CreateKey", "ListKeys", "GenerateRandom"}
+    key_free = {"CreateKey", "ListKeys", "GenerateRandom", "ListRetirableGrants"}
     assert set(OPERATIONS) - key_free == set(EXPECTED)
 
 

@@ -4,8 +4,15 @@ The secret access key must be readable to verify SigV4 (it is an HMAC key), so
 it is stored encrypted by the barrier rather than hashed, and cached in memory
 after first use. Paths:
 
-    principal/<account>/<name>    the principal (JSON)
+    principal/<account>/<name>    the principal (JSON): admin, kind, tags,
+                                  identity policies, its access key ids
     accesskey/<access key id>     the access key, its secret and its owner (JSON)
+
+Changes are *staged*: the ``stage_*`` methods check what they can and return
+the writes, which the caller commits (after its audit record is durable) with
+``commit``, which also drops what the writes changed from the cache.
+``create_principal`` stages and commits at once, for callers with no audit
+step of their own to put in between (the --dev bootstrap, tests).
 """
 
 from __future__ import annotations
@@ -13,19 +20,44 @@ from __future__ import annotations
 import base64
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import orjson
 
 from keycask.barrier import Barrier
-from keycask.errors import AlreadyExistsException, ValidationException
+from keycask.errors import AlreadyExistsException, LimitExceededException, ValidationException
+from keycask.ports import Write
 
 _ACCESS_KEY_PREFIX = "AKKC"  # keycask's own prefix: never mistaken for an AWS key
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # IAM's rules for user and role names.
 _NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
+_PRINCIPAL_PREFIX = "principal/"
+_ACCESS_KEY_PATH = "accesskey/"
+KINDS = ("user", "role")
+# Access keys one principal may have at once (AWS IAM allows two).
+MAX_ACCESS_KEYS = 10
+
+
+def check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValidationException("principal names are 1-64 of A-Z a-z 0-9 + = , . @ _ -")
+
+
+def check_account(account: str) -> None:
+    if not _ACCOUNT.match(account):
+        raise ValidationException("account ids are 12 digits")
+
+
+def is_access_key_id(value: str) -> bool:
+    return (
+        value.startswith(_ACCESS_KEY_PREFIX)
+        and len(value) == 20
+        and all(c in _BASE32 for c in value[4:])
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +100,31 @@ class AccessKey:
         return f"AccessKey({self.access_key_id!r}, {self.principal.arn!r}, secret=<redacted>)"
 
 
+@dataclass(frozen=True, slots=True)
+class StoredPrincipal:
+    """A principal as stored, with what a change to it must keep."""
+
+    principal: Principal
+    revision: int
+    created: float
+    access_key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAccessKey:
+    """An access key's record, for listing and changing it. The secret is
+    kept only to write the record back; it is never shown."""
+
+    access_key_id: str
+    account: str
+    name: str
+    active: bool
+    created: float
+    revision: int
+    secret: str = field(repr=False)
+    admin: bool = False  # as the first format wrote it; the principal decides
+
+
 def new_access_key_id() -> str:
     return _ACCESS_KEY_PREFIX + "".join(secrets.choice(_BASE32) for _ in range(16))
 
@@ -75,6 +132,10 @@ def new_access_key_id() -> str:
 def new_secret() -> str:
     # 30 random bytes -> 40 base64 characters: the shape of an AWS secret key.
     return base64.b64encode(secrets.token_bytes(30)).decode()
+
+
+def _principal_path(account: str, name: str) -> str:
+    return f"{_PRINCIPAL_PREFIX}{account}/{name}"
 
 
 class CredentialStore:
@@ -96,7 +157,7 @@ class CredentialStore:
             return cached
         if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
             return None
-        found = await self._barrier.get(f"accesskey/{access_key_id}")
+        found = await self._barrier.get(_ACCESS_KEY_PATH + access_key_id)
         if found is None:
             return None  # misses are not cached: they are attacker-chosen
         doc = orjson.loads(found.value)
@@ -113,44 +174,236 @@ class CredentialStore:
         return key
 
     async def get_principal(self, account: str, name: str) -> Principal | None:
-        found = await self._barrier.get(f"principal/{account}/{name}")
+        found = await self._barrier.get(_principal_path(account, name))
         if found is None:
             return None
         return Principal.from_doc(account, name, orjson.loads(found.value))
 
-    async def create_principal(self, account: str, name: str, *, admin: bool) -> AccessKey:
-        """Create a principal with one access key; the secret is returned once."""
-        if not _NAME.match(name):
-            raise ValidationException("principal names are 1-64 of A-Z a-z 0-9 + = , . @ _ -")
-        if not _ACCOUNT.match(account):
-            raise ValidationException("account ids are 12 digits")
-        if await self.get_principal(account, name) is not None:
+    async def create_principal(
+        self,
+        account: str,
+        name: str,
+        *,
+        admin: bool,
+        kind: str = "user",
+        tags: Mapping[str, str] | None = None,
+    ) -> AccessKey:
+        """Create a principal with one access key and commit it at once; the
+        secret is returned once."""
+        key, writes = await self.stage_create_principal(
+            account, name, admin=admin, kind=kind, tags=tags
+        )
+        await self.commit(writes)
+        return key
+
+    # -- reading, for the admin API --
+
+    async def stored_principal(self, account: str, name: str) -> StoredPrincipal | None:
+        found = await self._barrier.get(_principal_path(account, name))
+        if found is None:
+            return None
+        doc = orjson.loads(found.value)
+        principal = Principal.from_doc(account, name, doc)
+        ids = doc.get("access_keys")
+        if ids is None:
+            # Stored before principals listed their keys: find them. The
+            # next change to the principal writes the list.
+            ids = [key.access_key_id for key in await self._scan_access_keys(account, name)]
+        return StoredPrincipal(
+            principal, found.revision, float(doc.get("created", 0.0)), tuple(ids)
+        )
+
+    async def _scan_access_keys(self, account: str, name: str) -> list[StoredAccessKey]:
+        found: list[StoredAccessKey] = []
+        after = ""
+        while True:
+            rows = await self._barrier.list(_ACCESS_KEY_PATH, after, 1000)
+            for path, entry in rows:
+                key = _stored_access_key(path[len(_ACCESS_KEY_PATH) :], entry.value, entry.revision)
+                if (key.account, key.name) == (account, name):
+                    found.append(key)
+            if len(rows) < 1000:
+                return found
+            after = rows[-1][0]
+
+    async def access_key(self, access_key_id: str) -> StoredAccessKey | None:
+        if not is_access_key_id(access_key_id):
+            return None
+        found = await self._barrier.get(_ACCESS_KEY_PATH + access_key_id)
+        if found is None:
+            return None
+        return _stored_access_key(access_key_id, found.value, found.revision)
+
+    async def access_keys(self, stored: StoredPrincipal) -> list[StoredAccessKey]:
+        keys = []
+        for access_key_id in stored.access_key_ids:
+            key = await self.access_key(access_key_id)
+            if key is not None:
+                keys.append(key)
+        return keys
+
+    async def list_principals(
+        self, account: str, after: str = "", limit: int = 1000
+    ) -> list[Principal]:
+        """Principals of ``account`` by name, those after the name ``after``."""
+        prefix = f"{_PRINCIPAL_PREFIX}{account}/"
+        rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
+        return [
+            Principal.from_doc(account, path[len(prefix) :], orjson.loads(entry.value))
+            for path, entry in rows
+        ]
+
+    # -- staged changes --
+
+    async def stage_create_principal(
+        self,
+        account: str,
+        name: str,
+        *,
+        admin: bool,
+        kind: str = "user",
+        tags: Mapping[str, str] | None = None,
+    ) -> tuple[AccessKey, list[Write]]:
+        """A new principal with one access key. Checks that the name is free:
+        call it where no other writer can take the name meanwhile."""
+        check_name(name)
+        check_account(account)
+        if kind not in KINDS:
+            raise ValidationException("a principal is a user or a role")
+        if await self._barrier.get(_principal_path(account, name)) is not None:
             raise AlreadyExistsException(f"principal {name} already exists in account {account}")
-        principal = Principal(account, name, admin)
+        principal = Principal(account, name, admin, kind, tuple(sorted((tags or {}).items())), ())
         key = AccessKey(new_access_key_id(), principal, True, new_secret())
         now = datetime.now(UTC).timestamp()
-        b = self._barrier
-        await b.commit(
-            [
-                b.put(
-                    f"principal/{account}/{name}",
-                    orjson.dumps({"admin": admin, "created": now}),
-                    expect=0,
-                ),
-                b.put(
-                    f"accesskey/{key.access_key_id}",
-                    orjson.dumps(
-                        {
-                            "account": account,
-                            "name": name,
-                            "admin": admin,
-                            "active": True,
-                            "secret": key.secret,
-                            "created": now,
-                        }
-                    ),
-                    expect=0,
-                ),
-            ]
+        stored = StoredPrincipal(principal, 0, now, (key.access_key_id,))
+        writes = [self._put_principal(stored, expect=0), self._put_new_key(key, now)]
+        return key, writes
+
+    def stage_principal(
+        self,
+        stored: StoredPrincipal,
+        *,
+        tags: Iterable[tuple[str, str]] | None = None,
+        policies: Iterable[tuple[str, str]] | None = None,
+    ) -> list[Write]:
+        """The principal with new tags or identity policies (all of them)."""
+        principal = stored.principal
+        if tags is not None:
+            principal = replace(principal, tags=tuple(sorted(tags)))
+        if policies is not None:
+            principal = replace(principal, policies=tuple(sorted(policies)))
+        return [self._put_principal(replace(stored, principal=principal), expect=stored.revision)]
+
+    def stage_access_key(self, stored: StoredPrincipal) -> tuple[AccessKey, list[Write]]:
+        """One more access key for the principal; the secret is returned once."""
+        if len(stored.access_key_ids) >= MAX_ACCESS_KEYS:
+            raise LimitExceededException(
+                f"{stored.principal.arn} has {len(stored.access_key_ids)} access keys; "
+                f"the limit is {MAX_ACCESS_KEYS}. Delete one first."
+            )
+        key = AccessKey(new_access_key_id(), stored.principal, True, new_secret())
+        owner = replace(stored, access_key_ids=(*stored.access_key_ids, key.access_key_id))
+        now = datetime.now(UTC).timestamp()
+        return key, [
+            self._put_principal(owner, expect=stored.revision),
+            self._put_new_key(key, now),
+        ]
+
+    def stage_access_key_status(self, key: StoredAccessKey, *, active: bool) -> list[Write]:
+        doc = _access_key_doc(
+            key.account, key.name, key.secret, active, key.created, admin=key.admin
         )
-        return key
+        path = _ACCESS_KEY_PATH + key.access_key_id
+        return [self._barrier.put(path, doc, expect=key.revision)]
+
+    def stage_delete_access_key(self, owner: StoredPrincipal, key: StoredAccessKey) -> list[Write]:
+        ids = tuple(i for i in owner.access_key_ids if i != key.access_key_id)
+        return [
+            self._put_principal(replace(owner, access_key_ids=ids), expect=owner.revision),
+            self._barrier.delete(_ACCESS_KEY_PATH + key.access_key_id, expect=key.revision),
+        ]
+
+    def stage_delete_principal(self, stored: StoredPrincipal) -> list[Write]:
+        """The principal, its identity policies and every access key it has."""
+        p = stored.principal
+        writes: list[Write] = [
+            self._barrier.delete(_principal_path(p.account, p.name), expect=stored.revision)
+        ]
+        writes.extend(
+            self._barrier.delete(_ACCESS_KEY_PATH + i, expect=None) for i in stored.access_key_ids
+        )
+        return writes
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        try:
+            await self._barrier.commit(writes)
+        finally:
+            # Whatever happened, the next lookup must come from storage.
+            self.forget(writes)
+
+    def forget(self, writes: Sequence[Write]) -> None:
+        """Drop cached access keys that ``writes`` changed: the key itself, or
+        its owner (whose policies, tags or existence the cached key carries).
+        A deactivated or deleted key stops working here at once; other
+        processes drop their caches when the commit is announced."""
+        owners: set[tuple[str, str]] = set()
+        for write in writes:
+            path = write.path
+            if path.startswith(_ACCESS_KEY_PATH):
+                self._keys.pop(path[len(_ACCESS_KEY_PATH) :], None)
+            elif path.startswith(_PRINCIPAL_PREFIX):
+                account, _, name = path[len(_PRINCIPAL_PREFIX) :].partition("/")
+                owners.add((account, name))
+        if owners:
+            for access_key_id, key in list(self._keys.items()):
+                if (key.principal.account, key.principal.name) in owners:
+                    del self._keys[access_key_id]
+
+    def _put_principal(self, stored: StoredPrincipal, *, expect: int) -> Write:
+        p = stored.principal
+        doc = {
+            "admin": p.admin,
+            "kind": p.kind,
+            "created": stored.created,
+            "tags": dict(p.tags),
+            "policies": dict(p.policies),
+            "access_keys": list(stored.access_key_ids),
+        }
+        return self._barrier.put(
+            _principal_path(p.account, p.name), orjson.dumps(doc), expect=expect
+        )
+
+    def _put_new_key(self, key: AccessKey, now: float) -> Write:
+        p = key.principal
+        doc = _access_key_doc(p.account, p.name, key.secret, True, now, admin=p.admin)
+        return self._barrier.put(_ACCESS_KEY_PATH + key.access_key_id, doc, expect=0)
+
+
+def _access_key_doc(
+    account: str, name: str, secret: str, active: bool, created: float, *, admin: bool = False
+) -> bytes:
+    # "admin" is kept for readers of the first format; the principal decides.
+    return orjson.dumps(
+        {
+            "account": account,
+            "name": name,
+            "admin": admin,
+            "active": active,
+            "secret": secret,
+            "created": created,
+        }
+    )
+
+
+def _stored_access_key(access_key_id: str, value: bytes, revision: int) -> StoredAccessKey:
+    doc = orjson.loads(value)
+    return StoredAccessKey(
+        access_key_id,
+        str(doc["account"]),
+        str(doc["name"]),
+        bool(doc["active"]),
+        float(doc.get("created", 0.0)),
+        revision,
+        str(doc["secret"]),
+        bool(doc.get("admin", False)),
+    )

@@ -15,14 +15,19 @@ Paths:
     import/<key id>/<token id>               wrapping key of one GetParametersForImport
     usage/<key id>                           the key's last successful cryptographic use
     gone/<key id>                            empty; the key existed and was deleted
+    grant/<key id>/<grant id>                a grant on the key (JSON)
+    retiring/<principal arn>/<key id>/<grant id>
+                                             empty; ListRetirableGrants pages over it
 """
 
 from __future__ import annotations
 
 import math
+import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
@@ -109,6 +114,76 @@ def _alias_prefix(account: str, region: str) -> str:
     return f"alias/{account}/{region}/"
 
 
+GRANT_PREFIX = "grant/"
+RETIRING_PREFIX = "retiring/"
+# What follows ``retiring/<principal arn>/`` in an index entry of exactly that
+# principal (a principal with a longer ARN shares the prefix, not the shape).
+_RETIRING_TAIL = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/([0-9a-f]{64})"
+)
+
+
+def _grant_prefix(key_id: uuid.UUID) -> str:
+    return f"{GRANT_PREFIX}{key_id}/"
+
+
+def _retiring_prefix(principal: str) -> str:
+    return f"{RETIRING_PREFIX}{principal}/"
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A grant on one key, as stored. ``token_hashes`` are SHA-256 digests
+    (hex) of the secret part of every grant token issued for it; the tokens
+    themselves are never stored."""
+
+    grant_id: str  # 64 hex characters
+    key_id: uuid.UUID
+    key_arn: str
+    name: str | None
+    grantee: str
+    retiring: str | None
+    operations: tuple[str, ...]
+    context_equals: Mapping[str, str] | None
+    context_subset: Mapping[str, str] | None
+    issuing_account: str  # arn:aws:iam::<account>:root
+    created: datetime
+    token_hashes: tuple[str, ...]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "grant_id": self.grant_id,
+            "key_id": str(self.key_id),
+            "key_arn": self.key_arn,
+            "name": self.name,
+            "grantee": self.grantee,
+            "retiring": self.retiring,
+            "operations": list(self.operations),
+            "context_equals": None if self.context_equals is None else dict(self.context_equals),
+            "context_subset": None if self.context_subset is None else dict(self.context_subset),
+            "issuing_account": self.issuing_account,
+            "created": self.created.timestamp(),
+            "token_hashes": list(self.token_hashes),
+        }
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any]) -> Grant:
+        return cls(
+            grant_id=str(doc["grant_id"]),
+            key_id=uuid.UUID(doc["key_id"]),
+            key_arn=str(doc["key_arn"]),
+            name=doc.get("name"),
+            grantee=str(doc["grantee"]),
+            retiring=doc.get("retiring"),
+            operations=tuple(doc["operations"]),
+            context_equals=doc.get("context_equals"),
+            context_subset=doc.get("context_subset"),
+            issuing_account=str(doc["issuing_account"]),
+            created=datetime.fromtimestamp(float(doc["created"]), UTC),
+            token_hashes=tuple(doc.get("token_hashes", ())),
+        )
+
+
 T = TypeVar("T")
 
 
@@ -169,6 +244,11 @@ class KeyStore:
         )
         self._aliases: BoundedCache[str, Stored[Alias]] = BoundedCache(cache_entries)
         self._private_keys: BoundedCache[tuple[uuid.UUID, int], PrivateKey] = BoundedCache(
+            cache_entries
+        )
+        # Every grant of a key, by key id; keys without grants too (an empty
+        # tuple), since every authorization on a key asks.
+        self._grants: BoundedCache[uuid.UUID, tuple[Stored[Grant], ...]] = BoundedCache(
             cache_entries
         )
 
@@ -281,6 +361,8 @@ class KeyStore:
         for prefix in (_material_prefix(key.key_id), _import_prefix(key.key_id)):
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
         writes.append(b.delete(_usage_path(key.key_id), expect=None))
+        for grant in await self._load_grants(key.key_id):
+            writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
         # while garbage naming a random key id stays an invalid ciphertext.
         writes.append(b.put(_gone_path(key.key_id), b"", expect=None))
@@ -407,12 +489,100 @@ class KeyStore:
             self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)
         ]
 
+    # -- grants --
+
+    async def grants(self, key_id: uuid.UUID) -> tuple[Stored[Grant], ...]:
+        """Every grant on the key, in grant id order; cached until a commit
+        changes one (``forget``) or another process writes (``clear``). Call
+        it for keys that exist: the answer is cached even when empty."""
+        cached = self._grants.get(key_id)
+        if cached is not None:
+            return cached
+        found = tuple(await self._load_grants(key_id))
+        self._grants.put(key_id, found)
+        return found
+
+    async def _load_grants(self, key_id: uuid.UUID) -> list[Stored[Grant]]:
+        prefix = _grant_prefix(key_id)
+        found: list[Stored[Grant]] = []
+        after = ""
+        while True:
+            rows = await self._barrier.list(prefix, after, 1000)
+            found.extend(
+                Stored(Grant.from_doc(orjson.loads(entry.value)), entry.revision)
+                for _, entry in rows
+            )
+            if len(rows) < 1000:
+                return found
+            after = rows[-1][0]
+
+    async def grant(self, key_id: uuid.UUID, grant_id: str) -> Stored[Grant] | None:
+        """One grant, straight from storage (``grant_id`` must be 64 hex)."""
+        found = await self._barrier.get(_grant_prefix(key_id) + grant_id)
+        if found is None:
+            return None
+        return Stored(Grant.from_doc(orjson.loads(found.value)), found.revision)
+
+    def stage_put_grant(self, grant: Grant, expect: int) -> list[Write]:
+        """A new grant (``expect=0``) with its retiring index entry, or a new
+        version of one (its revision; its principals never change)."""
+        b = self._barrier
+        writes: list[Write] = [
+            b.put(
+                _grant_prefix(grant.key_id) + grant.grant_id,
+                orjson.dumps(grant.to_doc()),
+                expect=expect,
+            )
+        ]
+        if expect == 0 and grant.retiring is not None:
+            path = f"{_retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
+            writes.append(b.put(path, b"", expect=None))
+        return writes
+
+    def stage_delete_grant(self, stored: Stored[Grant], *, exact: bool = True) -> list[Write]:
+        """The grant and its retiring index entry, in one commit; ``exact``:
+        only the grant as it was read (its revision)."""
+        grant = stored.value
+        b = self._barrier
+        writes: list[Write] = [
+            b.delete(
+                _grant_prefix(grant.key_id) + grant.grant_id,
+                expect=stored.revision if exact else None,
+            )
+        ]
+        if grant.retiring is not None:
+            path = f"{_retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
+            writes.append(b.delete(path, expect=None))
+        return writes
+
+    async def retirable(
+        self, principal: str, after: str, limit: int
+    ) -> list[tuple[uuid.UUID, str]]:
+        """(key id, grant id) of grants whose retiring principal is exactly
+        ``principal``, after the entry ``after`` ("<key id>/<grant id>")."""
+        prefix = _retiring_prefix(principal)
+        found: list[tuple[uuid.UUID, str]] = []
+        cursor = prefix + after if after else ""
+        while len(found) < limit:
+            rows = await self._barrier.storage.list(prefix, cursor, 1000)
+            for path, _ in rows:
+                match = _RETIRING_TAIL.fullmatch(path[len(prefix) :])
+                if match is not None:
+                    found.append((uuid.UUID(match[1]), match[2]))
+                    if len(found) == limit:
+                        break
+            if len(rows) < 1000:
+                break
+            cursor = rows[-1][0]
+        return found
+
     def clear(self) -> None:
         """Forget everything cached: another process changed the store."""
         self._keys.clear()
         self._materials.clear()
         self._aliases.clear()
         self._private_keys.clear()
+        self._grants.clear()
 
     # -- committing --
 
@@ -437,3 +607,5 @@ class KeyStore:
                 _, key_id, version = path.split("/")
                 self._materials.pop((uuid.UUID(key_id), int(version)))
                 self._private_keys.pop((uuid.UUID(key_id), int(version)))
+            elif path.startswith(GRANT_PREFIX):
+                self._grants.pop(uuid.UUID(path.split("/")[1]))

@@ -60,6 +60,13 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "DeriveSharedSecret": _CRYPTO,
     "GenerateDataKeyPair": _CRYPTO,
     "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
+    # Grants. CreateGrant answers like a cryptographic operation (AWS's
+    # table: DisabledException when disabled, KMSInvalidStateException when
+    # pending deletion or import); the others work in every state.
+    "CreateGrant": _CRYPTO,
+    "ListGrants": _ALL,
+    "RetireGrant": _ALL,
+    "RevokeGrant": _ALL,
 }
 
 

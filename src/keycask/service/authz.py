@@ -5,15 +5,30 @@ the hot path pays a dictionary lookup, not a JSON parse.
 A policy that no longer parses (a stored document from before a stricter
 parser, or damage) is replaced by one that denies everything: a malformed
 policy never allows.
+
+Grants are read through the key store, which caches them per key and drops
+them when a commit changes one (or another process writes). Grant tokens
+(``version | key id | grant id | secret``, base64url) name their grant; a
+request's tokens are checked against the SHA-256 of each token secret kept
+with the grant, and a token's grant counts even if this process has not seen
+it yet. Grants are strongly consistent in keycask, so a token adds no
+permission the grant does not already give at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import base64
+import binascii
+import hashlib
+import hmac
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from keycask.auth.credentials import Principal
-from keycask.errors import MalformedPolicyDocumentException
-from keycask.keys.keystore import BoundedCache
+from keycask.crypto import random_bytes
+from keycask.errors import InvalidGrantTokenException, MalformedPolicyDocumentException
+from keycask.keys.keystore import BoundedCache, Grant, KeyStore, Stored
 from keycask.keys.model import Key
 from keycask.policy.document import Policy, PrincipalSpec, Statement, parse_policy
 from keycask.policy.evaluate import GrantView, Subject
@@ -61,11 +76,143 @@ def _deny_all_key_policy() -> Policy:
     )
 
 
+# -- grant constraints and tokens --
+
+# Grant operations that take an encryption context (on a symmetric key): the
+# only ones an encryption context constraint applies to. Per AWS's
+# GrantConstraints reference, a constrained grant may also allow DescribeKey
+# or RetireGrant, unconstrained; CreateGrant is limited to stricter grants
+# instead (service/grants.py).
+CONTEXT_OPERATIONS = frozenset(
+    {
+        "Encrypt",
+        "Decrypt",
+        "ReEncryptFrom",
+        "ReEncryptTo",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateDataKeyPair",
+        "GenerateDataKeyPairWithoutPlaintext",
+    }
+)
+
+
+def fold_context(context: Mapping[str, str] | None) -> dict[str, str] | None:
+    """The context with its keys lower-cased, as grant constraints compare
+    them (AWS's GrantConstraints reference: keys without regard to case,
+    values exactly). None if two keys differ only by case: such a context
+    equals no constraint."""
+    folded: dict[str, str] = {}
+    for name, value in (context or {}).items():
+        lower = name.lower()
+        if lower in folded:
+            return None
+        folded[lower] = value
+    return folded
+
+
+def matches_subset(context: Mapping[str, str] | None, pairs: Mapping[str, str]) -> bool:
+    """Every pair of ``pairs`` is in ``context`` (keys compared without case)."""
+    values: dict[str, set[str]] = {}
+    for name, value in (context or {}).items():
+        values.setdefault(name.lower(), set()).add(value)
+    return all(value in values.get(name.lower(), ()) for name, value in pairs.items())
+
+
+def matches_equals(context: Mapping[str, str] | None, pairs: Mapping[str, str]) -> bool:
+    """``context`` is ``pairs`` (keys compared without case)."""
+    folded = fold_context(context)
+    return folded is not None and folded == fold_context(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGrantView(GrantView):
+    """A stored grant as evaluation sees it, with AWS's constraint rules:
+    constraints apply only to operations that take an encryption context,
+    and compare keys without case and values exactly."""
+
+    def covers(self, operation: str, encryption_context: Mapping[str, str] | None) -> bool:
+        if operation not in self.operations:
+            return False
+        if operation not in CONTEXT_OPERATIONS:
+            return True
+        if self.context_equals is not None and not matches_equals(
+            encryption_context, self.context_equals
+        ):
+            return False
+        return self.context_subset is None or matches_subset(
+            encryption_context, self.context_subset
+        )
+
+
+def grant_view(grant: Grant) -> StoredGrantView:
+    return StoredGrantView(
+        grant.grant_id,
+        grant.grantee,
+        frozenset(grant.operations),
+        grant.context_equals,
+        grant.context_subset,
+    )
+
+
+_TOKEN_VERSION = 1
+_TOKEN_SECRET = 32
+_TOKEN_SIZE = 1 + 16 + 32 + _TOKEN_SECRET
+
+
+def invalid_grant_token() -> InvalidGrantTokenException:
+    """The one answer for every token that is not a valid grant token."""
+    return InvalidGrantTokenException("The grant token is not valid.")
+
+
+def new_grant_token(key_id: uuid.UUID, grant_id: str) -> tuple[str, str]:
+    """A fresh token for the grant, and the SHA-256 (hex) of its secret to keep."""
+    secret = random_bytes(_TOKEN_SECRET)
+    raw = bytes([_TOKEN_VERSION]) + key_id.bytes + bytes.fromhex(grant_id) + secret
+    token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return token, hashlib.sha256(secret).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class GrantToken:
+    key_id: uuid.UUID
+    grant_id: str
+    secret: bytes
+
+    def opens(self, grant: Grant) -> bool:
+        """Whether this token was issued for ``grant`` (constant time)."""
+        digest = hashlib.sha256(self.secret).hexdigest().encode()
+        found = False
+        for stored in grant.token_hashes:
+            found |= hmac.compare_digest(digest, stored.encode())
+        return found and grant.key_id == self.key_id and grant.grant_id == self.grant_id
+
+
+def parse_grant_token(token: str) -> GrantToken:
+    """The key and grant a token names; InvalidGrantTokenException if it
+    is not a keycask grant token."""
+    try:
+        raw = base64.b64decode(
+            token.encode("ascii") + b"=" * (-len(token) % 4), altchars=b"-_", validate=True
+        )
+    except (UnicodeEncodeError, binascii.Error, ValueError):
+        raise invalid_grant_token() from None
+    if len(raw) != _TOKEN_SIZE or raw[0] != _TOKEN_VERSION:
+        raise invalid_grant_token()
+    return GrantToken(uuid.UUID(bytes=raw[1:17]), raw[17:49].hex(), raw[49:])
+
+
 class Authorizer:
-    def __init__(self) -> None:
+    def __init__(self, keys: KeyStore | None = None) -> None:
         self._key_policies: BoundedCache[str, Policy] = BoundedCache(_CACHE)
         self._subjects: BoundedCache[Principal, Subject] = BoundedCache(_CACHE)
         self._deny_all_key_policy = _deny_all_key_policy()
+        self._keys = keys
+        # Per key id: the key store's grant records (by identity) and their
+        # views; a new tuple from the key store means the grants changed.
+        self._grant_views: BoundedCache[
+            uuid.UUID, tuple[tuple[Stored[Grant], ...], tuple[GrantView, ...]]
+        ] = BoundedCache(_CACHE)
 
     def key_policy(self, key: Key) -> Policy:
         return self.parse_key_policy(key.policy)
@@ -99,9 +246,46 @@ class Authorizer:
             self._subjects.put(principal, found)
         return found
 
-    async def grants(self, key: Key) -> Sequence[GrantView]:
-        """The grants on ``key`` (none until grants are stored)."""
-        return ()
+    async def grants(self, key: Key, tokens: Sequence[str] = ()) -> Sequence[GrantView]:
+        """The grants on ``key``, and those the request's grant tokens name.
+
+        Every token must be a well-formed keycask grant token
+        (InvalidGrantTokenException otherwise). A token for another key, or
+        for a grant that no longer exists, adds nothing; a token that names an
+        existing grant but was not issued for it is invalid.
+        """
+        keys = self._keys
+        if keys is None:
+            return ()
+        records = await keys.grants(key.key_id)
+        cached = self._grant_views.get(key.key_id)
+        if cached is not None and cached[0] is records:
+            views = cached[1]
+        else:
+            views = tuple(grant_view(stored.value) for stored in records)
+            self._grant_views.put(key.key_id, (records, views))
+        if not tokens:
+            return views
+        extra: list[GrantView] = []
+        known = {stored.value.grant_id: stored.value for stored in records}
+        for text in tokens:
+            token = parse_grant_token(text)
+            if token.key_id != key.key_id:
+                continue
+            grant = known.get(token.grant_id)
+            if grant is None:
+                # Made by another process since this one last read the key's
+                # grants: the token makes it count at once.
+                stored = await keys.grant(key.key_id, token.grant_id)
+                if stored is None:
+                    continue
+                grant = stored.value
+                known[grant.grant_id] = grant
+                extra.append(grant_view(grant))
+            if not token.opens(grant):
+                raise invalid_grant_token()
+        return (*views, *extra) if extra else views
 
     def clear(self) -> None:
         self._subjects.clear()
+        self._grant_views.clear()

@@ -47,6 +47,9 @@ class Call:
     # the alias the key was named by, ...), filled in by the handler before it
     # authorizes; only present when the request carries them.
     conditions: dict[str, ContextInput] = field(default_factory=dict)
+    # The request's GrantTokens (set by the pipeline from the typed request):
+    # checked, and their grants counted, whenever a key's grants are.
+    grant_tokens: tuple[str, ...] = ()
 
     @property
     def account(self) -> str:
@@ -90,12 +93,18 @@ class Call:
                 key.account,
                 build,
                 key_policy=authz.key_policy(key),
-                grants=await authz.grants(key),
+                grants=await authz.grants(key, self.grant_tokens),
                 encryption_context=self.encryption_context,
             )
         decision: Decision = decide(request)
         self.decision = "allow" if decision.allowed else "deny"
-        self.decided_by = decision.decided_by
+        # A call that authorizes twice (ReEncrypt: source, then destination)
+        # names both deciders in its audit record.
+        self.decided_by = (
+            decision.decided_by
+            if self.decided_by is None
+            else f"{self.decided_by}; {decision.decided_by}"
+        )
         decision.enforce()
 
     async def would_allow(
@@ -112,7 +121,7 @@ class Call:
             key.account,
             lambda: RequestContext.of(self._condition_keys(key, context)),
             key_policy=self.authz.parse_key_policy(key.policy),
-            grants=await self.authz.grants(key),
+            grants=await self.authz.grants(key, self.grant_tokens),
             encryption_context=self.encryption_context,
         )
         return decide(request).allowed

@@ -16,6 +16,7 @@ from keycask.service import (
     asymmetric_ops,
     crypto_ops,
     deletion,
+    grants,
     imports,
     keys_ops,
     rotation,
@@ -25,6 +26,7 @@ from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
 from keycask.service.requests import (
     AliasRequest,
+    CreateGrantRequest,
     CreateKeyRequest,
     DecryptRequest,
     DeleteAliasRequest,
@@ -43,11 +45,15 @@ from keycask.service.requests import (
     ImportKeyMaterialRequest,
     KeyRequest,
     ListAliasesRequest,
+    ListGrantsRequest,
     ListKeyRotationsRequest,
     ListKeyScopedRequest,
     ListRequest,
+    ListRetirableGrantsRequest,
     PutKeyPolicyRequest,
     ReEncryptRequest,
+    RetireGrantRequest,
+    RevokeGrantRequest,
     ScheduleKeyDeletionRequest,
     SignRequest,
     TagResourceRequest,
@@ -148,6 +154,12 @@ _ROWS = [
         GenerateDataKeyPairRequest,
         asymmetric_ops.generate_data_key_pair_without_plaintext,
     ),
+    # Grants: every change to a grant is a read-modify-write of the key's grants.
+    Operation("CreateGrant", CreateGrantRequest, grants.create_grant, mutates=True),
+    Operation("ListGrants", ListGrantsRequest, grants.list_grants),
+    Operation("ListRetirableGrants", ListRetirableGrantsRequest, grants.list_retirable_grants),
+    Operation("RetireGrant", RetireGrantRequest, grants.retire_grant, mutates=True),
+    Operation("RevokeGrant", RevokeGrantRequest, grants.revoke_grant, mutates=True),
 ]
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _ROWS}

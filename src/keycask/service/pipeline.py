@@ -30,6 +30,7 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Clock, Coordinator, MovableClock
+from keycask.service import admin
 from keycask.service.call import Call, Caller, Outcome
 from keycask.service.deps import Deps
 from keycask.service.devops import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
@@ -146,9 +147,12 @@ class Pipeline:
             await self._authenticate(call, request)
             if call.operation == DEV_ADVANCE_CLOCK:
                 return await self._advance_clock(call, request)
+            if call.operation is not None and call.operation.startswith(admin.TARGET_PREFIX):
+                return await self._admin(call, request)  # KeycaskAdmin (service/admin.py)
             operation = self._operation(call, request)
             fields = self._codec.decode(operation.name, request.body)
             typed: object = build(operation.request, fields)
+            call.grant_tokens = tuple(getattr(typed, "grant_tokens", None) or ())
             if operation.mutates:
                 async with self._coordinator.exclusive():
                     self._refresh()  # another process may have written while we waited
@@ -195,6 +199,48 @@ class Pipeline:
             200, advance_clock_reply(clock.now(), clock.offset_seconds, jobs), call.request_id
         )
 
+    # -- KeycaskAdmin: principals, policies, access keys (service/admin.py) --
+
+    async def _admin(self, call: Call, request: sigv4.HttpRequest) -> Reply:
+        """A KeycaskAdmin call: decoded, handled, audited, then committed,
+        like a KMS operation; writes run under the store's write lock."""
+        assert call.operation is not None
+        operation = admin.operation(call.operation)
+        assert operation is not None
+        self._check_content_type(request)
+        fields = admin.decode(operation, request.body)
+        if not operation.mutates:
+            outcome = await operation.handler(self._credentials, call, fields)
+            return await self._admin_finish(call, outcome)
+        async with self._coordinator.exclusive():
+            self._refresh()  # another process may have written while we waited
+            outcome = await operation.handler(self._credentials, call, fields)
+            return await self._admin_finish(call, outcome)
+
+    async def _admin_finish(self, call: Call, outcome: Outcome) -> Reply:
+        body = admin.encode(outcome.result)
+        await self._audit.append(self._record(call, None))
+        if outcome.writes:
+            commit = asyncio.ensure_future(self._credentials.commit(outcome.writes))
+
+            def done(_: object) -> None:
+                # As in _finish; and policies or tags may have changed, so
+                # callers' subjects are built again.
+                self._coordinator.committed()
+                self._deps.authz.clear()
+
+            commit.add_done_callback(done)
+            try:
+                await asyncio.shield(commit)
+            except Exception:
+                log.exception("commit failed after audit for request %s", call.request_id)
+                return await self._fail(
+                    call, KMSInternalException(_INTERNAL), detail="commit failed"
+                )
+        return Reply(200, body, call.request_id)
+
+    # -- end of KeycaskAdmin --
+
     async def refuse(self, error: KMSError, source_ip: str | None) -> Reply:
         """Answer a request the edge refused before it could be parsed
         (too large, wrong path): it is audited like any other."""
@@ -225,6 +271,8 @@ class Pipeline:
         target = (_header(request, b"x-amz-target") or b"").decode("latin-1").strip()
         if target == DEV_ADVANCE_CLOCK and self._dev_clock is not None:
             return target  # outside --dev this target does not exist
+        if admin.operation(target) is not None:
+            return target  # KeycaskAdmin.<Op>, in every mode
         name = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
         return name if name in self._model_operations else None
 

@@ -302,3 +302,54 @@ class PutKeyPolicyRequest:
     policy: str
     policy_name: str | None = None
     bypass_policy_lockout_safety_check: bool | None = None
+
+
+# -- grants --
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGrantRequest:
+    key_id: str
+    operations: list[str]
+    # Required in practice: a grant for a service principal
+    # (GranteeServicePrincipal) is not supported.
+    grantee_principal: str
+    retiring_principal: str | None = None
+    constraints: dict[str, Any] | None = None
+    grant_tokens: list[str] | None = None
+    name: str | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListGrantsRequest:
+    key_id: str
+    limit: int | None = None
+    marker: str | None = None
+    grant_id: str | None = None
+    grantee_principal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRetirableGrantsRequest:
+    # Required in practice: RetiringServicePrincipal is not supported.
+    retiring_principal: str
+    limit: int | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RetireGrantRequest:
+    """A grant token, or a key and a grant id."""
+
+    grant_token: str | None = None
+    key_id: str | None = None
+    grant_id: str | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevokeGrantRequest:
+    key_id: str
+    grant_id: str
+    dry_run: bool | None = None

@@ -324,3 +324,38 @@ class GenerateDataKeyPairResult:
 
     def __repr__(self) -> str:
         return f"GenerateDataKeyPairResult(key_id={self.key_id!r}, private_key=<redacted>)"
+
+
+# -- grants --
+
+
+@dataclass(frozen=True, slots=True)
+class CreateGrantResult:
+    grant_token: str
+    grant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class GrantConstraints:
+    encryption_context_subset: dict[str, str] | None = None
+    encryption_context_equals: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GrantListEntry:
+    key_id: str  # the key ARN, as AWS lists it
+    grant_id: str
+    creation_date: datetime
+    grantee_principal: str
+    issuing_account: str
+    operations: tuple[str, ...]
+    name: str | None = None
+    retiring_principal: str | None = None
+    constraints: GrantConstraints | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListGrantsResult:
+    grants: list[GrantListEntry]
+    truncated: bool
+    next_marker: str | None = None

@@ -1,0 +1,617 @@
+"""``keycask policy simulate | who-can | lint | reset``: policy tools that
+work on a data directory directly, like ``keycask audit verify``.
+
+simulate, who-can and lint only read the store. reset is the recovery path
+for a key whose policy locks everyone out (PutKeyPolicy with
+BypassPolicyLockoutSafetyCheck): a local operator, whose access to the data
+directory is already total, puts the default key policy back; the change is
+audited in the ``cli`` segment and its anchor saved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fcntl
+import hashlib
+import json
+import os
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+
+from keycask import config
+from keycask.app import AUDIT_DIR, STORE_FILE, open_store
+from keycask.audit import AuditLog, AuditRecord, anchor
+from keycask.auth.credentials import CredentialStore, Principal
+from keycask.barrier import Barrier
+from keycask.errors import (
+    AuditUnavailable,
+    KMSError,
+    MalformedPolicyDocumentException,
+    NotFoundException,
+    SealError,
+    StorageConflict,
+)
+from keycask.keys.keystore import KeyStore, Stored
+from keycask.keys.model import Key, default_key_policy
+from keycask.policy.conditions import ContextInput
+from keycask.policy.document import Policy, parse_policy
+from keycask.policy.evaluate import Subject
+from keycask.policy.tools import (
+    MULTI_TENANT_TAG,
+    RULES,
+    SEVERITY_RANK,
+    LintFinding,
+    at_least,
+    lint_identity_policy,
+    lint_key_policy,
+    normalize_action,
+    simulate,
+    who_can,
+)
+from keycask.service.authz import Authorizer
+
+_PAGE = 1000
+_KEY_INDEX = "idx/key/"
+_PRINCIPALS = "principal/"
+
+
+# -- argument types --------------------------------------------------------------
+
+
+def _pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _action(text: str) -> str:
+    try:
+        return normalize_action(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+class UsageError(Exception):
+    """A reference on the command line that names nothing."""
+
+
+# -- reading the store -----------------------------------------------------------
+
+
+@dataclass
+class _Store:
+    settings: config.Settings
+    barrier: Barrier
+    keys: KeyStore
+    authz: Authorizer
+    credentials: CredentialStore
+
+
+def _settings(args: argparse.Namespace) -> config.Settings:
+    return config.load(
+        dev=True,
+        data_dir=args.data_dir,
+        account_id=getattr(args, "account", None),
+        region=getattr(args, "region", None),
+    )
+
+
+async def _resolve_key(store: _Store, ref: str) -> Stored[Key]:
+    """A key id, key ARN, alias name (in --account/--region) or alias ARN."""
+    settings = store.settings
+    account, region = settings.account_id, settings.region
+    resource = ref
+    if ref.startswith("arn:"):
+        parts = ref.split(":", 5)
+        if len(parts) != 6 or parts[2] != "kms":
+            raise NotFoundException(f"{ref} is not a KMS key or alias ARN")
+        region, account, resource = parts[3], parts[4], parts[5]
+        resource = resource.removeprefix("key/")
+    if resource.startswith("alias/"):
+        alias = await store.keys.get_alias(account, region, resource)
+        if alias is None:
+            raise NotFoundException(f"no alias {resource} in account {account}, region {region}")
+        key_id = alias.value.target
+    else:
+        try:
+            key_id = uuid.UUID(resource)
+        except ValueError:
+            raise NotFoundException(f"{ref} is not a key id, key ARN or alias") from None
+    stored = await store.keys.get(key_id)
+    if stored is None:
+        raise NotFoundException(f"no key {key_id} in this data directory")
+    key = stored.value
+    if ref.startswith("arn:") and (key.account, key.region) != (account, region):
+        raise NotFoundException(f"no key {ref} in this data directory")
+    return stored
+
+
+def _parse_principal_arn(arn: str) -> tuple[str, str, str]:
+    parts = arn.split(":", 5)
+    if len(parts) == 6 and parts[2] == "iam":
+        kind, _, name = parts[5].partition("/")
+        if kind in ("user", "role") and name:
+            return parts[4], kind, name.rsplit("/", 1)[-1]
+    raise UsageError(f"{arn} is not a principal ARN (arn:aws:iam::<account>:user/<name>)")
+
+
+async def _principal(store: _Store, arn: str) -> Principal:
+    account, kind, name = _parse_principal_arn(arn)
+    principal = await store.credentials.get_principal(account, name)
+    if principal is None or principal.kind != kind:
+        raise UsageError(f"no principal {arn} in this data directory")
+    return principal
+
+
+async def _all_principals(barrier: Barrier) -> list[Principal]:
+    principals: list[Principal] = []
+    after = ""
+    while rows := await barrier.list(_PRINCIPALS, after, _PAGE):
+        for path, value in rows:
+            account, name = path[len(_PRINCIPALS) :].split("/", 1)
+            principals.append(Principal.from_doc(account, name, orjson.loads(value.value)))
+        after = rows[-1][0]
+    return principals
+
+
+async def _all_key_ids(barrier: Barrier) -> list[uuid.UUID]:
+    ids: list[uuid.UUID] = []
+    after = ""
+    while rows := await barrier.storage.list(_KEY_INDEX, after, _PAGE):
+        ids.extend(uuid.UUID(path.rsplit("/", 1)[-1]) for path, _ in rows)
+        after = rows[-1][0]
+    return ids
+
+
+def _key_context(key: Key) -> dict[str, ContextInput]:
+    """The condition keys a request on ``key`` carries because of the key."""
+    values: dict[str, ContextInput] = {
+        "kms:KeySpec": key.key_spec.value,
+        "kms:CustomerMasterKeySpec": key.key_spec.value,
+        "kms:KeyUsage": key.key_usage.value,
+        "kms:CustomerMasterKeyUsage": key.key_usage.value,
+        "kms:KeyOrigin": key.origin.value,
+        "kms:MultiRegion": False,
+    }
+    for tag in key.tags:
+        values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
+    return values
+
+
+_Work = Callable[["_Store", argparse.Namespace], Awaitable[int]]
+
+
+async def _with_store(args: argparse.Namespace, work: _Work) -> int:
+    settings = _settings(args)
+    if not (settings.data_dir / STORE_FILE).exists():
+        raise UsageError(f"{settings.data_dir} holds no keycask store")
+    storage, barrier = await open_store(settings)
+    try:
+        keys = KeyStore(barrier)
+        store = _Store(settings, barrier, keys, Authorizer(keys), CredentialStore(barrier))
+        return await work(store, args)
+    finally:
+        await storage.close()
+
+
+def _run(args: argparse.Namespace, work: _Work) -> int:
+    try:
+        return asyncio.run(_with_store(args, work))
+    except (UsageError, AuditUnavailable) as exc:
+        print(f"keycask: {exc}", file=sys.stderr)
+        return 2
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+# -- simulate --------------------------------------------------------------------
+
+
+async def _simulate(store: _Store, args: argparse.Namespace) -> int:
+    key = (await _resolve_key(store, args.key)).value
+    principal = await _principal(store, args.principal)
+    subject = store.authz.subject(principal)
+    extra: dict[str, ContextInput] = _key_context(key)
+    extra.update(dict(args.condition or []))
+    context = dict(args.context or []) or None
+    decision = simulate(
+        subject,
+        args.action,
+        key.arn,
+        key.account,
+        store.authz.key_policy(key),
+        await store.authz.grants(key),
+        extra,
+        encryption_context=context,
+        now=datetime.now(UTC),
+    )
+    if args.json:
+        _print_json(
+            {
+                "Principal": subject.arn,
+                "Action": args.action,
+                "KeyArn": key.arn,
+                "EncryptionContext": context or {},
+                "Decision": "allow" if decision.allowed else "deny",
+                "DecidedBy": decision.decided_by,
+                "Message": decision.message,
+            }
+        )
+    else:
+        verdict = "ALLOW" if decision.allowed else "DENY"
+        print(f"{verdict}: {subject.arn} {args.action} on {key.arn}")
+        print(f"decided by: {decision.decided_by}")
+        if decision.message:
+            print(decision.message)
+    return 0 if decision.allowed else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    return _run(args, _simulate)
+
+
+# -- who-can ---------------------------------------------------------------------
+
+
+def _subjects(authz: Authorizer, principals: Sequence[Principal]) -> list[Subject]:
+    return [authz.subject(p) for p in principals]
+
+
+async def _whocan(store: _Store, args: argparse.Namespace) -> int:
+    key = (await _resolve_key(store, args.key)).value
+    principals = await _all_principals(store.barrier)
+    findings = who_can(
+        args.action,
+        key.arn,
+        key.account,
+        store.authz.key_policy(key),
+        _subjects(store.authz, principals),
+        await store.authz.grants(key),
+        key_context=_key_context(key),
+    )
+    if args.json:
+        _print_json(
+            {"KeyArn": key.arn, "Action": args.action, "Allowed": [f.to_dict() for f in findings]}
+        )
+    else:
+        print(f"who can {args.action} on {key.arn}:")
+        for finding in findings:
+            print(f"  {finding.describe()}")
+        if not findings:
+            print("  nobody")
+    return 0
+
+
+def cmd_who_can(args: argparse.Namespace) -> int:
+    return _run(args, _whocan)
+
+
+# -- lint ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Located:
+    where: str
+    finding: LintFinding
+
+    def to_dict(self) -> dict[str, str]:
+        return {"where": self.where, **self.finding.to_dict()}
+
+
+def _report(located: list[_Located], args: argparse.Namespace, checked: str) -> int:
+    failing = at_least([item.finding for item in located], args.fail_on)
+    if args.json:
+        _print_json({"Checked": checked, "Findings": [item.to_dict() for item in located]})
+    else:
+        order = sorted(located, key=lambda i: (-SEVERITY_RANK[i.finding.severity], i.where))
+        for item in order:
+            f = item.finding
+            print(f"{f.severity.upper():6} {f.rule}: {item.where} statement {f.statement}")
+            print(f"       {f.message}")
+        print(f"{len(located)} finding(s) in {checked}; {len(failing)} at or above {args.fail_on}")
+    return 1 if failing else 0
+
+
+def _malformed(where: str, exc: MalformedPolicyDocumentException) -> _Located:
+    return _Located(
+        where, LintFinding(RULES["malformed-policy"][0], "(policy)", "malformed-policy", str(exc))
+    )
+
+
+async def _lintstore(store: _Store, args: argparse.Namespace) -> int:
+    principals = await _all_principals(store.barrier)
+    admins = {p.arn for p in principals if p.admin}
+    existing = {p.arn for p in principals}
+    located: list[_Located] = []
+    keys = 0
+    for key_id in await _all_key_ids(store.barrier):
+        stored = await store.keys.get(key_id)
+        if stored is None:
+            continue
+        key = stored.value
+        keys += 1
+        where = f"key {key.arn}"
+        try:
+            policy = parse_policy(key.policy, kind="key")
+        except MalformedPolicyDocumentException as exc:
+            located.append(_malformed(where, exc))
+            continue
+        tags = {t.tag_key: t.tag_value for t in key.tags}
+        located.extend(
+            _Located(where, f)
+            for f in lint_key_policy(
+                policy,
+                key_tags=tags,
+                admins={a for a in admins if a.split(":")[4] == key.account},
+                key_account=key.account,
+                existing_principals=existing,
+                multi_tenant_tag=args.multi_tenant_tag,
+            )
+        )
+    policies = 0
+    for principal in principals:
+        for name, text in principal.policies:
+            policies += 1
+            where = f"principal {principal.arn} policy {name}"
+            try:
+                identity = parse_policy(text, kind="identity")
+            except MalformedPolicyDocumentException as exc:
+                located.append(_malformed(where, exc))
+                continue
+            located.extend(
+                _Located(where, f)
+                for f in lint_identity_policy(name, identity, principal_is_admin=principal.admin)
+            )
+    return _report(located, args, f"{keys} key policies and {policies} identity policies")
+
+
+def _lint_file(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        print(f"keycask: cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    # A document that does not parse raises MalformedPolicyDocumentException: exit 2.
+    policy: Policy = parse_policy(text, kind="identity" if args.identity else "key")
+    if args.identity:
+        findings = lint_identity_policy(path.name, policy, principal_is_admin=args.admin_principal)
+    else:
+        findings = lint_key_policy(
+            policy,
+            key_tags=dict(args.tag or []),
+            admins=set(args.admin or []),
+            key_account=args.account,
+            multi_tenant_tag=args.multi_tenant_tag,
+        )
+    return _report([_Located(str(path), f) for f in findings], args, str(path))
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    if args.file:
+        return _lint_file(args)
+    return _run(args, _lintstore)
+
+
+# -- reset -----------------------------------------------------------------------
+
+
+def _reset_record(key: Key, previous: str, outcome: str, detail: str) -> AuditRecord:
+    digest = hashlib.sha256(previous.encode()).hexdigest()
+    return AuditRecord(
+        time=datetime.now(UTC),
+        request_id=str(uuid.uuid4()),
+        operation="keycask:ResetKeyPolicy",
+        principal="local operator",
+        access_key_id=None,
+        source_ip=None,
+        key_arn=key.arn,
+        encryption_context=None,
+        decision="allow",
+        decided_by="local access to the data directory",
+        outcome=outcome,
+        error_code=None if outcome == "success" else "KMSInternalException",
+        region=key.region,
+        detail=f"{detail}; the replaced policy had SHA-256 {digest}",
+    )
+
+
+def _server_running(data_dir: Path) -> bool:
+    """Whether a server holds an audit segment of this data dir (each
+    server process holds its segment's lock while it runs)."""
+    directory = data_dir / AUDIT_DIR
+    for path in sorted(directory.glob("server*.jsonl")):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock we took
+    return False
+
+
+async def _reset(store: _Store, args: argparse.Namespace) -> int:
+    stored = await _resolve_key(store, args.key)
+    key = stored.value
+    default = default_key_policy(key.account)
+    changed = key.policy != default
+    if changed:
+        new = key.replace(policy=default)
+        writes = store.keys.stage_update(stored, new)
+        audit = AuditLog.open(store.settings.data_dir / AUDIT_DIR, "cli")
+        try:
+            # Audit first: no record, no change.
+            audit.append_sync(
+                _reset_record(key, key.policy, "success", "key policy reset to the default")
+            )
+            try:
+                await store.barrier.commit(writes)
+            except Exception as exc:
+                audit.append_sync(
+                    _reset_record(
+                        key, key.policy, "error", "the reset recorded above did not commit"
+                    )
+                )
+                if isinstance(exc, StorageConflict):
+                    raise UsageError(
+                        f"{key.arn} changed during the reset, which did not happen; run it again"
+                    ) from None
+                raise
+            finally:
+                await anchor.save(store.barrier, audit.segment, audit.tip)
+        finally:
+            audit.close()
+    running = changed and _server_running(store.settings.data_dir)
+    if args.json:
+        _print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
+    elif changed:
+        print(f"reset the key policy of {key.arn} to the default (audited)")
+    else:
+        print(f"{key.arn} already has the default key policy; nothing changed")
+    if running:
+        print(
+            "keycask: a server is running on this data directory and caches key "
+            "policies: restart it for the reset to take effect",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    return _run(args, _reset)
+
+
+# -- wiring ----------------------------------------------------------------------
+
+
+def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``policy simulate | who-can | lint | reset`` to keycask's parser."""
+    policy = sub.add_parser(
+        "policy", help="simulate requests, list who can act on a key, lint policies"
+    ).add_subparsers(dest="policy_command", required=True)
+
+    def common(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--data-dir", help="data directory (env KEYCASK_DATA_DIR, default ./.keycask)"
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON")
+
+    def key_scope(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--account", help="account of an alias name (default KEYCASK_ACCOUNT_ID)"
+        )
+        parser.add_argument("--region", help="region of an alias name (default KEYCASK_REGION)")
+
+    sim = policy.add_parser(
+        "simulate", help="the decision keycask would make, and the statement that makes it"
+    )
+    sim.add_argument("--principal", required=True, help="the caller's ARN")
+    sim.add_argument("--action", required=True, type=_action, help="such as kms:Decrypt")
+    sim.add_argument("--key", required=True, help="key id, key ARN, alias name or alias ARN")
+    sim.add_argument(
+        "--context",
+        action="append",
+        type=_pair,
+        metavar="K=V",
+        help="an encryption context pair (repeatable)",
+    )
+    sim.add_argument(
+        "--condition",
+        action="append",
+        type=_pair,
+        metavar="KEY=VALUE",
+        help="another condition key of the request, such as aws:SourceIp=10.0.0.1 (repeatable)",
+    )
+    key_scope(sim)
+    common(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    who = policy.add_parser(
+        "who-can", help="the principals and grants that can do an action on a key, and when"
+    )
+    who.add_argument("--key", required=True, help="key id, key ARN, alias name or alias ARN")
+    who.add_argument("--action", required=True, type=_action, help="such as kms:Decrypt")
+    key_scope(who)
+    common(who)
+    who.set_defaults(func=cmd_who_can)
+
+    lint = policy.add_parser(
+        "lint",
+        help="flag broad grants of power in every key policy and identity policy, or in a file",
+    )
+    lint.add_argument("--file", help="lint this policy document instead of the store")
+    lint.add_argument(
+        "--identity", action="store_true", help="--file is an identity policy (default: key policy)"
+    )
+    lint.add_argument(
+        "--admin-principal",
+        action="store_true",
+        help="with --identity: the policy belongs to an administrator",
+    )
+    lint.add_argument(
+        "--admin",
+        action="append",
+        metavar="ARN",
+        help="with --file: a principal trusted with the whole key (repeatable)",
+    )
+    lint.add_argument(
+        "--tag", action="append", type=_pair, metavar="K=V", help="with --file: a tag of the key"
+    )
+    lint.add_argument(
+        "--account", help="with --file: the key's account (default: the first root it names)"
+    )
+    lint.add_argument(
+        "--multi-tenant-tag",
+        default=MULTI_TENANT_TAG,
+        help=f"the tag that marks a key shared by tenants (value true; default {MULTI_TENANT_TAG})",
+    )
+    lint.add_argument(
+        "--fail-on",
+        choices=("high", "medium", "low"),
+        default="high",
+        help="exit 1 when a finding is at least this severe (default high)",
+    )
+    common(lint)
+    lint.set_defaults(func=cmd_lint)
+
+    reset = policy.add_parser(
+        "reset",
+        help="put the default key policy back on a key that locks everyone out (audited)",
+    )
+    reset.add_argument("key", help="key id, key ARN, alias name or alias ARN")
+    key_scope(reset)
+    common(reset)
+    reset.set_defaults(func=cmd_reset)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``main(["policy", "lint", ...])``: the policy commands alone, as
+    ``keycask`` runs them once wired into its parser."""
+    parser = argparse.ArgumentParser(prog="keycask")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_policy_commands(sub)
+    args = parser.parse_args(None if argv is None else list(argv))
+    try:
+        code: int = args.func(args)
+    except (config.ConfigError, SealError, KMSError, AuditUnavailable) as exc:
+        print(f"keycask: {exc}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
