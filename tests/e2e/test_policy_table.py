@@ -472,6 +472,12 @@ case("request-alias", "alice", "encrypt",
 case("request-alias-by-id", "alice", "encrypt",
      [allow(A, "kms:Encrypt", "ViaAlias", {"StringLike": {"kms:RequestAlias": "alias/policy-table-*"}})],
      False, "implicit deny")  # fmt: skip
+case("resource-aliases", "alice", "encrypt",
+     [allow(A, "kms:Encrypt", "AliasedKeys", {"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/policy-table-*"}})],
+     True, "AliasedKeys", by_alias=True)  # fmt: skip
+case("resource-aliases-none", "alice", "encrypt",
+     [allow(A, "kms:Encrypt", "AliasedKeys", {"ForAnyValue:StringLike": {"kms:ResourceAliases": "alias/policy-table-*"}})],
+     False, "implicit deny")  # fmt: skip
 case("request-tag-on-tag-resource", "alice", "tag_resource",
      [allow(A, "kms:TagResource", "OnlyEnvTags", {"ForAllValues:StringEquals": {"aws:TagKeys": ["env"]}})],
      True, "OnlyEnvTags", params={"Tags": [{"TagKey": "env", "TagValue": "x"}]})  # fmt: skip

@@ -257,8 +257,16 @@ def decide(request: Request) -> Decision:
     # 3. Grants.
     operation = request.action.split(":", 1)[-1]
     for grant in request.grants:
-        if grant.grantee == subject.arn and grant.covers(operation, request.encryption_context):
+        if not grant.covers(operation, request.encryption_context):
+            continue
+        if grant.grantee == subject.arn:
             return Decision(True, f"grant {grant.grant_id}")
+        # A grant to an account lets that account's identity policies decide,
+        # as a key policy statement naming the account root does.
+        if grant.grantee == subject.root:
+            found = identity_allow()
+            if found is not None:
+                return Decision(True, f"grant {grant.grant_id} ({found})")
     return _deny(request, "implicit deny")
 
 

@@ -34,6 +34,7 @@ from keycask.policy.document import Policy, PrincipalSpec, Statement, parse_poli
 from keycask.policy.evaluate import GrantView, Subject
 
 _CACHE = 10_000
+_RESOURCE_ALIASES = "kms:resourcealiases"
 _DENY_ALL = Policy(
     version="2012-10-17",
     id="keycask-unreadable-policy",
@@ -245,6 +246,25 @@ class Authorizer:
             )
             self._subjects.put(principal, found)
         return found
+
+    def mentions_resource_aliases(self, key: Key, subject_policies: Sequence[str]) -> bool:
+        """Whether any policy that decides for ``key`` uses kms:ResourceAliases:
+        listing a key's aliases costs a storage scan, so only then."""
+        texts = (key.policy, *subject_policies)
+        return any(_RESOURCE_ALIASES in text.lower() for text in texts)
+
+    async def resource_aliases(self, key: Key) -> tuple[str, ...]:
+        """The names of the aliases that point to ``key`` (kms:ResourceAliases)."""
+        if self._keys is None:
+            return ()
+        names: list[str] = []
+        after = ""
+        while True:
+            page = await self._keys.list_aliases(key.account, key.region, after, 1000)
+            names.extend(a.name for a in page if a.target == key.key_id)
+            if len(page) < 1000:
+                return tuple(names)
+            after = page[-1].name
 
     async def grants(self, key: Key, tokens: Sequence[str] = ()) -> Sequence[GrantView]:
         """The grants on ``key``, and those the request's grant tokens name.

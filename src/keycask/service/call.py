@@ -83,6 +83,11 @@ class Call:
         def build() -> RequestContext:
             return RequestContext.of(self._condition_keys(key, context))
 
+        self.conditions.pop("kms:ResourceAliases", None)
+        if key is not None and authz.mentions_resource_aliases(
+            key, [text for _, text in self.caller.principal.policies]
+        ):
+            self.conditions["kms:ResourceAliases"] = await authz.resource_aliases(key)
         if key is None:
             request = Request(subject, action, resource, None, build)
         else:

@@ -1,0 +1,106 @@
+"""KMS's evaluation order on hand-built requests: deny wins, the key policy is
+the root, delegation to identity policies, grants (to a principal or to an
+account), default deny. The boto3-driven table is tests/e2e/test_policy_table.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from keycask.policy.conditions import RequestContext
+from keycask.policy.document import parse_policy
+from keycask.policy.evaluate import GrantView, Request, Subject, decide
+
+ACCOUNT, OTHER = "000000000000", "111122223333"
+KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-1111-1111-1111-111111111111"
+ALICE = Subject(f"arn:aws:iam::{ACCOUNT}:user/alice", ACCOUNT, admin=False)
+OLGA_NO_POLICY = Subject(f"arn:aws:iam::{OTHER}:user/olga", OTHER, admin=False)
+
+
+def _key_policy(*statements: dict[str, Any]) -> Any:
+    return parse_policy(json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
+                        kind="key")  # fmt: skip
+
+
+def _identity(*statements: dict[str, Any]) -> Any:
+    return parse_policy(json.dumps({"Version": "2012-10-17", "Statement": list(statements)}),
+                        kind="identity")  # fmt: skip
+
+
+def _request(
+    subject: Subject,
+    policy: Any,
+    grants: tuple[GrantView, ...] = (),
+    action: str = "kms:Decrypt",
+    context: dict[str, str] | None = None,
+) -> Request:
+    return Request(
+        subject,
+        action,
+        KEY,
+        ACCOUNT,
+        lambda: RequestContext.of({}),
+        key_policy=policy,
+        grants=grants,
+        encryption_context=context,
+    )
+
+
+NOTHING = _key_policy({"Sid": "Nobody", "Effect": "Allow",
+                       "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/nobody"},
+                       "Action": "kms:*", "Resource": "*"})  # fmt: skip
+
+
+def test_default_deny() -> None:
+    decision = decide(_request(ALICE, NOTHING))
+    assert not decision.allowed
+    assert decision.decided_by == "implicit deny"
+    assert "is not authorized to perform: kms:Decrypt" in decision.message
+
+
+def test_grant_to_the_principal() -> None:
+    grant = GrantView("g1", ALICE.arn, frozenset({"Decrypt"}))
+    assert decide(_request(ALICE, NOTHING, (grant,))).decided_by == "grant g1"
+    assert not decide(_request(ALICE, NOTHING, (grant,), action="kms:Encrypt")).allowed
+
+
+def test_grant_constraints() -> None:
+    grant = GrantView("g1", ALICE.arn, frozenset({"Decrypt"}), context_subset={"tenant": "a"})
+    assert decide(_request(ALICE, NOTHING, (grant,), context={"tenant": "a", "x": "y"})).allowed
+    assert not decide(_request(ALICE, NOTHING, (grant,), context={"tenant": "b"})).allowed
+    equals = GrantView("g2", ALICE.arn, frozenset({"Decrypt"}), context_equals={"tenant": "a"})
+    assert decide(_request(ALICE, NOTHING, (equals,), context={"tenant": "a"})).allowed
+    assert not decide(
+        _request(ALICE, NOTHING, (equals,), context={"tenant": "a", "x": "y"})
+    ).allowed
+
+
+def test_grant_to_an_account_needs_its_identity_policy() -> None:
+    grant = GrantView("g3", f"arn:aws:iam::{OTHER}:root", frozenset({"Decrypt"}))
+    assert not decide(_request(OLGA_NO_POLICY, NOTHING, (grant,))).allowed
+    olga = Subject(OLGA_NO_POLICY.arn, OTHER, admin=False, policies=(
+        ("use", _identity({"Sid": "UseShared", "Effect": "Allow", "Action": "kms:Decrypt",
+                           "Resource": KEY})),))  # fmt: skip
+    decision = decide(_request(olga, NOTHING, (grant,)))
+    assert decision.allowed
+    assert decision.decided_by.startswith("grant g3 (identity policy use statement UseShared")
+
+
+def test_explicit_deny_beats_a_grant() -> None:
+    policy = _key_policy({"Sid": "NoDecrypt", "Effect": "Deny", "Principal": "*",
+                          "Action": "kms:Decrypt", "Resource": "*"})  # fmt: skip
+    grant = GrantView("g1", ALICE.arn, frozenset({"Decrypt"}))
+    decision = decide(_request(ALICE, policy, (grant,)))
+    assert not decision.allowed
+    assert decision.decided_by == "explicit deny in key policy statement NoDecrypt"
+
+
+def test_admin_needs_a_delegating_key_policy() -> None:
+    admin = Subject(f"arn:aws:iam::{ACCOUNT}:user/admin", ACCOUNT, admin=True)
+    assert not decide(_request(admin, NOTHING)).allowed
+    delegating = _key_policy({"Sid": "EnableIAM", "Effect": "Allow",
+                              "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                              "Action": "kms:*", "Resource": "*"})  # fmt: skip
+    decision = decide(_request(admin, delegating))
+    assert decision.allowed
+    assert "key policy statement EnableIAM" in decision.decided_by
