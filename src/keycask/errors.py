@@ -104,6 +104,10 @@ class InvalidImportTokenException(KMSError):
     code = "InvalidImportTokenException"
 
 
+class InvalidGrantIdException(KMSError):
+    code = "InvalidGrantIdException"
+
+
 class InvalidGrantTokenException(KMSError):
     code = "InvalidGrantTokenException"
 

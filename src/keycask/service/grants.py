@@ -41,8 +41,8 @@ from keycask.errors import (
     AccessDeniedException,
     DryRunOperationException,
     InvalidArnException,
+    InvalidGrantIdException,
     InvalidMarkerException,
-    KMSError,
     LimitExceededException,
     NotFoundException,
     UnsupportedOperationException,
@@ -77,11 +77,6 @@ from keycask.service.results import (
     GrantListEntry,
     ListGrantsResult,
 )
-
-
-class InvalidGrantIdException(KMSError):
-    code = "InvalidGrantIdException"
-
 
 # AWS's limits on an encryption context constraint.
 MAX_CONSTRAINT_PAIRS = 8
