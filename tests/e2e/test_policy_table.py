@@ -508,8 +508,21 @@ case("cross-account-describe", "olga", "describe_key",
 case("cross-account-not-in-identity", "olga", "decrypt",
      [allow(f"arn:aws:iam::{OTHER}:root", "kms:*", "PartnerAccount")], False, "implicit deny")  # fmt: skip
 case("cross-account-not-named", "olga", "encrypt", [delegate()], False, "implicit deny")
-case("cross-account-direct", "olga", "decrypt", [allow(OLGA, "kms:Decrypt", "OlgaDirect")], True,
-     "OlgaDirect")  # fmt: skip
+# Naming a principal of another account directly still needs its own
+# account's identity policy (both sides must agree).
+case("cross-account-direct-without-identity", "olga", "decrypt",
+     [allow(OLGA, "kms:Decrypt", "OlgaDirect")], False, "implicit deny")  # fmt: skip
+case("cross-account-direct-with-identity", "olga", "encrypt",
+     [allow(OLGA, "kms:Encrypt", "OlgaDirect")], True, "OlgaDirect")  # fmt: skip
+case("cross-account-star-without-identity", "olga", "decrypt",
+     [allow("*", "kms:Decrypt", "Anyone")], False, "implicit deny")  # fmt: skip
+# Managing a key never crosses accounts, whatever the policies say.
+case("cross-account-management", "olga", "get_key_policy",
+     [allow(f"arn:aws:iam::{OTHER}:root", "kms:*", "PartnerAccount"), allow(OLGA, "kms:*", "OlgaAll")],
+     False, "cross-account use is not allowed for kms:GetKeyPolicy")  # fmt: skip
+case("cross-account-tagging", "olga", "tag_resource",
+     [allow(f"arn:aws:iam::{OTHER}:root", "kms:*", "PartnerAccount"), allow(OLGA, "kms:*", "OlgaAll")],
+     False, "cross-account use is not allowed for kms:TagResource")  # fmt: skip
 
 # 12. DryRun: the decision, not the work.
 case("dry-run-allowed", "alice", "encrypt", [allow(A, "kms:Encrypt", "DryAllowed")], True,
@@ -659,3 +672,35 @@ def test_removing_any_allow_statement_denies(world: World, c: Case) -> None:
         assert world.decided_by(request_id) == "implicit deny" or "deny" in world.decided_by(
             request_id
         )
+
+
+def test_repointing_or_deleting_an_alias_needs_the_key_it_points_to(world: World) -> None:
+    """UpdateAlias and DeleteAlias need the permission on the alias and on the
+    key the alias names now, not only on the new target: otherwise whoever
+    controls one key could redirect another key's users to it."""
+    admin, dora = world.admin, world.clients["dora"]
+    guarded = admin.create_key(Description="guarded")["KeyMetadata"]["KeyId"]
+    mine = admin.create_key(Description="dora's")["KeyMetadata"]["KeyId"]
+    name = f"alias/guarded-{uuid.uuid4().hex[:8]}"
+    admin.create_alias(AliasName=name, TargetKeyId=guarded)
+    # The guarded key lets only the account's administrators in: no statement
+    # for dora, no delegation to the account's identity policies.
+    only_admins = {"Version": "2012-10-17", "Statement": [
+        allow(f"arn:aws:iam::{ACCOUNT}:user/admin", "kms:*", "AdminsOnly")]}  # fmt: skip
+    admin.put_key_policy(KeyId=guarded, Policy=json.dumps(only_admins),
+                         BypassPolicyLockoutSafetyCheck=True)  # fmt: skip
+    with pytest.raises(ClientError) as refused:
+        dora.update_alias(AliasName=name, TargetKeyId=mine)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    assert "kms:UpdateAlias" in refused.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as refused:
+        dora.delete_alias(AliasName=name)
+    assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    aliases = {a["AliasName"]: a for a in admin.list_aliases(Limit=100)["Aliases"]}
+    assert name in aliases
+    # Dora may move an alias between keys that both let her.
+    other = f"alias/mine-{uuid.uuid4().hex[:8]}"
+    admin.create_alias(AliasName=other, TargetKeyId=mine)
+    second = admin.create_key(Description="dora's second")["KeyMetadata"]["KeyId"]
+    dora.update_alias(AliasName=other, TargetKeyId=second)
+    dora.delete_alias(AliasName=other)

@@ -262,7 +262,6 @@ _GLOBAL_KEYS: dict[str, bool] = {
     "aws:sourcevpce": False,
     "aws:tagkeys": True,
     "aws:tokenissuetime": False,
-    "aws:useragent": False,
     "aws:userid": False,
     "aws:username": False,
     "aws:viaawsservice": False,

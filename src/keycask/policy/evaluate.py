@@ -246,7 +246,13 @@ def decide(request: Request) -> Decision:
             continue
         scope = _applies(statement, request, context, key_policy=True)
         if scope == "direct":
-            return Decision(True, f"key policy statement {_name(statement)}")
+            if same_account:
+                return Decision(True, f"key policy statement {_name(statement)}")
+            # Across accounts both sides must agree: the key's account (its
+            # policy names the caller) and the caller's (its identity policy).
+            found = identity_allow()
+            if found is not None:
+                return Decision(True, f"key policy statement {_name(statement)} ({found})")
         if scope == "account" and delegating is None:
             delegating = statement
     if delegating is not None:

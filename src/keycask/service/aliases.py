@@ -63,6 +63,11 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     call.key_arn = target.arn
     await call.authorize("kms:UpdateAlias", resource=arn)
     await call.authorize("kms:UpdateAlias", target)
+    # AWS also requires the permission on the key the alias points to now:
+    # repointing an alias away from a key changes what its users encrypt to.
+    current = await deps.keys.get(existing.value.target)
+    if current is not None and current.value.key_id != target.key_id:
+        await call.authorize("kms:UpdateAlias", current.value)
     alias = Alias(
         req.alias_name,
         call.account,
@@ -81,6 +86,11 @@ async def delete_alias(deps: Deps, call: Call, req: DeleteAliasRequest) -> Outco
     if existing is None:
         raise NotFoundException(f"Alias {arn} is not found.")
     await call.authorize("kms:DeleteAlias", resource=arn)
+    # ...and on the key it points to (AWS requires both).
+    current = await deps.keys.get(existing.value.target)
+    if current is not None:
+        call.key_arn = current.value.arn
+        await call.authorize("kms:DeleteAlias", current.value)
     return Outcome(None, deps.keys.stage_delete_alias(existing))
 
 

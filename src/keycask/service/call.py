@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from keycask.auth.credentials import Principal
+from keycask.errors import AccessDeniedException
 from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.ports import Write
 from keycask.service.authz import Authorizer
+
+
+def principal_id(arn: str) -> str:
+    """A stable unique id for aws:userid. AWS issues random ids (AIDA...);
+    keycask derives one from the ARN so it needs no extra storage."""
+    digest = base64.b32encode(hashlib.sha256(arn.encode()).digest()).decode()
+    return "AIDK" + digest[:17]
+
+
+# Actions AWS allows on a key of another account (the model's "Cross-account
+# use: Yes"); everything else manages a key and stays within its account.
+CROSS_ACCOUNT = frozenset(
+    "kms:" + name
+    for name in (
+        "CreateGrant", "Decrypt", "DeriveSharedSecret", "DescribeKey", "Encrypt",
+        "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetKeyRotationStatus",
+        "GetPublicKey", "ListGrants", "ReEncryptFrom", "ReEncryptTo", "RetireGrant",
+        "RevokeGrant", "Sign", "Verify", "VerifyMac",
+    )
+)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +103,14 @@ class Call:
         assert self.caller is not None and self.authz is not None
         authz = self.authz
         subject = self.caller.subject
+        if key is not None and key.account != subject.account and action not in CROSS_ACCOUNT:
+            # AWS allows only cryptographic and grant operations across accounts.
+            self.decision = "deny"
+            self.decided_by = "cross-account use is not allowed for " + action
+            raise AccessDeniedException(
+                f"User: {subject.arn} is not authorized to perform: {action} on resource: "
+                f"{key.arn} because {action} cannot be used across accounts"
+            )
 
         def build() -> RequestContext:
             return RequestContext.of(self._condition_keys(key, context))
@@ -146,8 +178,12 @@ class Call:
             "aws:PrincipalAccount": principal.account,
             "aws:PrincipalType": "User" if principal.kind == "user" else "AssumedRole",
             "aws:username": principal.name,
+            "aws:userid": principal_id(principal.arn),
             "aws:RequestedRegion": self.caller.region,
             "kms:CallerAccount": principal.account,
+            # keycask has no AWS services calling on a principal's behalf.
+            "aws:PrincipalIsAWSService": False,
+            "aws:ViaAWSService": False,
         }
         if self.source_ip:
             values["aws:SourceIp"] = self.source_ip
@@ -160,6 +196,7 @@ class Call:
             values["kms:CustomerMasterKeyUsage"] = key.key_usage.value
             values["kms:KeyOrigin"] = key.origin.value
             values["kms:MultiRegion"] = False
+            values["aws:ResourceAccount"] = key.account
             for tag in key.tags:
                 values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
         if self.encryption_context:

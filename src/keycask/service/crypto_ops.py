@@ -293,6 +293,9 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.destination_encryption_algorithm)
     call.conditions.pop("kms:RequestAlias", None)
     call.encryption_context = req.destination_encryption_context
+    # Known only once the destination is resolved; set before it is authorized.
+    named = await resolve_key(deps.keys, call, req.destination_key_id, allow_alias=True)
+    call.conditions["kms:ReEncryptOnSameKey"] = named.value.key_id == source.key_id
     dest = await _use_key(deps, call, req.destination_key_id, "ReEncrypt", action="kms:ReEncryptTo")
     call.encryption_context = req.source_encryption_context  # the audit record keeps the source's
     _check_algorithm(req.destination_encryption_algorithm, dest)

@@ -81,7 +81,9 @@ async def _check_lockout(call: Call, key: Key, bypass: bool | None) -> None:
     change the policy under the new one, unless it says it knows better."""
     if bypass:
         return
-    if not await call.would_allow("kms:PutKeyPolicy", key):
+    # The future call, as it would come: without the bypass.
+    future = {"kms:BypassPolicyLockoutSafetyCheck": False}
+    if not await call.would_allow("kms:PutKeyPolicy", key, context=future):
         raise MalformedPolicyDocumentException(_LOCKOUT)
 
 
