@@ -34,6 +34,10 @@ from keycask.crypto.message import (
     open_message,
     seal_message,
 )
+from keycask.crypto.passphrase import scrypt
+from keycask.crypto.shamir import Share
+from keycask.crypto.shamir import combine as combine_shares
+from keycask.crypto.shamir import split as split_secret
 from keycask.crypto.wrapping import (
     WRAPPING_ALGORITHMS,
     WRAPPING_KEY_SPECS,
@@ -58,9 +62,11 @@ __all__ = [
     "InvalidPublicKey",
     "KeyMaterial",
     "PrivateKey",
+    "Share",
     "UnsupportedAlgorithm",
     "UnwrapFailed",
     "WrappingKey",
+    "combine_shares",
     "encryption_algorithms",
     "generate_data_key_pair",
     "generate_hmac_key",
@@ -74,9 +80,11 @@ __all__ = [
     "open_message",
     "open_sealed",
     "random_bytes",
+    "scrypt",
     "seal",
     "seal_message",
     "signing_algorithms",
+    "split_secret",
     "unwrap_key_material",
     "verify_mac",
     "verify_with_public_key",

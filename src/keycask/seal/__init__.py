@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from keycask.crypto import KeyMaterial
+from keycask.seal.passphrase import PassphraseSeal
 
 
 class Seal(Protocol):
@@ -13,3 +14,6 @@ class Seal(Protocol):
     name: str
 
     def root_key(self) -> KeyMaterial: ...
+
+
+__all__ = ["PassphraseSeal", "Seal"]

@@ -1,0 +1,198 @@
+"""The passphrase seal: the root key, wrapped under a key derived from a passphrase.
+
+``<data>/seal.json`` (mode 0600) holds the scrypt parameters, the salt and the
+root key sealed with AES-GCM under the derived key. The parameters live in the
+file, not in code, so ``rekey`` can raise them later without losing the root
+key. The passphrase comes from the caller (a prompt or a file): never argv,
+where every user on the host can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+from keycask.crypto import (
+    AuthenticationFailed,
+    KeyMaterial,
+    open_sealed,
+    random_bytes,
+    scrypt,
+    seal,
+)
+from keycask.errors import SealError
+
+SEAL_FILE = "seal.json"
+SEAL_TYPE = "passphrase"
+KDF = "scrypt"
+# scrypt at 128 MiB and about half a second per guess on a server core.
+DEFAULT_N = 2**17
+DEFAULT_R = 8
+DEFAULT_P = 1
+SALT_SIZE = 16
+ROOT_KEY_SIZE = 32
+WRONG_PASSPHRASE = "wrong passphrase"  # noqa: S105 - an error message, not a password
+
+
+def _passphrase_bytes(passphrase: bytes | str) -> bytes:
+    if isinstance(passphrase, str):
+        # NFC: the same passphrase typed on two systems may arrive as different
+        # code point sequences (composed vs decomposed accents).
+        passphrase = unicodedata.normalize("NFC", passphrase).encode("utf-8")
+    if not passphrase:
+        raise SealError("the passphrase must not be empty")
+    return passphrase
+
+
+def _aad(n: int, r: int, p: int) -> bytes:
+    # Binds the wrapped key to the seal type and the KDF parameters, so a file
+    # whose parameters were edited is refused rather than half-used.
+    return f"keycask seal v1 type={SEAL_TYPE} kdf={KDF} n={n} r={r} p={p}".encode("ascii")
+
+
+class PassphraseSeal:
+    name = SEAL_TYPE
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / SEAL_FILE
+
+    @classmethod
+    def init(
+        cls,
+        directory: Path,
+        passphrase: bytes | str,
+        *,
+        n: int = DEFAULT_N,
+        r: int = DEFAULT_R,
+        p: int = DEFAULT_P,
+    ) -> KeyMaterial:
+        """Create a new random root key, write it sealed under ``passphrase``
+        and return it. Refuses to overwrite an existing seal file."""
+        seal_ = cls(directory)
+        root = KeyMaterial.generate(ROOT_KEY_SIZE)
+        document = _wrap(root, _passphrase_bytes(passphrase), n, r, p)
+        seal_.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            # O_EXCL: a second init must never replace the key the data is under.
+            fd = os.open(seal_.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise SealError(f"{seal_.path} already exists; refusing to replace it") from None
+        _write_fd(fd, document)
+        _fsync_dir(seal_.path.parent)
+        return root
+
+    def unseal(self, passphrase: bytes | str) -> KeyMaterial:
+        """The root key; ``SealError("wrong passphrase")`` for a wrong
+        passphrase or a damaged file alike, so the answer says nothing about
+        which part was wrong."""
+        secret = _passphrase_bytes(passphrase)
+        document = self._read()
+        try:
+            n, r, p, salt, wrapped = _parse(document)
+            kek = scrypt(secret, salt, n=n, r=r, p=p)
+            raw = open_sealed(kek, wrapped, aad=_aad(n, r, p))
+        except (ValueError, TypeError, KeyError, AuthenticationFailed):
+            raise SealError(WRONG_PASSPHRASE) from None
+        if len(raw) != ROOT_KEY_SIZE:
+            raise SealError(WRONG_PASSPHRASE)
+        return KeyMaterial(raw)
+
+    def rekey(
+        self,
+        old: bytes | str,
+        new: bytes | str,
+        *,
+        n: int | None = None,
+        r: int | None = None,
+        p: int | None = None,
+    ) -> None:
+        """Re-wrap the same root key under ``new`` with a fresh salt; ``n``,
+        ``r`` and ``p`` default to the current file's, and may be raised here."""
+        root = self.unseal(old)
+        current_n, current_r, current_p, _, _ = _parse(self._read())
+        document = _wrap(
+            root,
+            _passphrase_bytes(new),
+            current_n if n is None else n,
+            current_r if r is None else r,
+            current_p if p is None else p,
+        )
+        # Write aside and rename: a crash mid-write must leave the old file whole.
+        tmp = self.path.with_name(SEAL_FILE + ".tmp")
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        _write_fd(fd, document)
+        os.replace(tmp, self.path)
+        _fsync_dir(self.path.parent)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise SealError(f"no passphrase seal at {self.path}; initialise one first") from None
+        if st.st_mode & 0o077:
+            raise SealError(f"{self.path} must be readable by its owner only (chmod 600)")
+        try:
+            document = json.loads(self.path.read_bytes())
+        except ValueError:
+            raise SealError(WRONG_PASSPHRASE) from None
+        if not isinstance(document, dict):
+            raise SealError(WRONG_PASSPHRASE)
+        return document
+
+
+def _wrap(root: KeyMaterial, passphrase: bytes, n: int, r: int, p: int) -> dict[str, Any]:
+    salt = random_bytes(SALT_SIZE)
+    try:
+        kek = scrypt(passphrase, salt, n=n, r=r, p=p)
+    except ValueError as exc:
+        raise SealError(f"bad scrypt parameters: {exc}") from None
+    wrapped = seal(kek, root.reveal(), aad=_aad(n, r, p))
+    return {
+        "type": SEAL_TYPE,
+        "kdf": KDF,
+        "n": n,
+        "r": r,
+        "p": p,
+        "salt": base64.b64encode(salt).decode("ascii"),
+        "wrapped_root": base64.b64encode(wrapped).decode("ascii"),
+    }
+
+
+def _parse(document: dict[str, Any]) -> tuple[int, int, int, bytes, bytes]:
+    """The fields of a seal file; ``ValueError`` (or ``KeyError``) if any is off."""
+    if document.get("type") != SEAL_TYPE or document.get("kdf") != KDF:
+        raise ValueError("not a passphrase seal")
+    n, r, p = document["n"], document["r"], document["p"]
+    # bool is an int in Python; a JSON true must not pass as 1.
+    if not all(type(v) is int for v in (n, r, p)):
+        raise ValueError("scrypt parameters must be integers")
+    try:
+        salt = base64.b64decode(document["salt"], validate=True)
+        wrapped = base64.b64decode(document["wrapped_root"], validate=True)
+    except binascii.Error:
+        raise ValueError("bad base64") from None
+    return n, r, p, salt, wrapped
+
+
+def _write_fd(fd: int, document: dict[str, Any]) -> None:
+    data = (json.dumps(document, indent=2) + "\n").encode("ascii")
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The new name is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
