@@ -12,6 +12,7 @@ import os
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_stor
 from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.errors import KMSError, SealError
-from keycask.http.server import HttpServer, Limits
+from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.policy_cli import add_policy_commands
 from keycask.seal.dev import WARNING, DevSeal
 
@@ -75,9 +76,22 @@ async def _prepare(runtime: Runtime) -> tuple[Path, Path]:
     return config_file, credentials_file
 
 
+def _tls(settings: config.Settings) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; each process (every
+    worker too) builds its own from the same files."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    return tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
 async def _run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
     app = runtime.app
-    server = HttpServer(app.handle, app.refuse_too_large, limits=Limits(max_body=app.max_body))
+    server = HttpServer(
+        app.handle,
+        app.refuse_too_large,
+        limits=Limits(max_body=app.max_body),
+        tls=_tls(runtime.settings),
+    )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -169,6 +183,13 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
             "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
+        for flag, path in (
+            ("--tls-cert", settings.tls_cert),
+            ("--tls-key", settings.tls_key),
+            ("--tls-client-ca", settings.tls_client_ca),
+        ):
+            if path is not None:
+                command += [flag, str(path)]
         return subprocess.Popen(command, pass_fds=[sock.fileno()])
 
     workers = {slot: spawn(slot) for slot in range(args.workers)}
@@ -199,7 +220,11 @@ def cmd_server(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         account_id=args.account_id,
         region=args.region,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        tls_client_ca=args.tls_client_ca,
     )
+    _tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
 
     if args.worker_slot is not None:
@@ -665,6 +690,20 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("KEYCASK_WORKERS", "1")),
         help="worker processes sharing the port and the store (env KEYCASK_WORKERS, default 1)",
+    )
+    server.add_argument(
+        "--tls-cert",
+        metavar="PEM",
+        help="serve HTTPS (TLS 1.2+) with this certificate chain (env KEYCASK_TLS_CERT)",
+    )
+    server.add_argument(
+        "--tls-key", metavar="PEM", help="the certificate's private key (env KEYCASK_TLS_KEY)"
+    )
+    server.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="require client certificates issued by this CA: mutual TLS "
+        "(env KEYCASK_TLS_CLIENT_CA)",
     )
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)

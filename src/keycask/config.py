@@ -29,13 +29,23 @@ class Settings:
     dev: bool
     account_id: str
     region: str
+    # TLS: a PEM certificate chain and its private key; with client_ca,
+    # clients must present a certificate that CA issued (mutual TLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @property
     def endpoint_url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -52,6 +62,9 @@ def load(
     data_dir: str | None = None,
     account_id: str | None = None,
     region: str | None = None,
+    tls_cert: str | None = None,
+    tls_key: str | None = None,
+    tls_client_ca: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -69,4 +82,21 @@ def load(
             "only --dev mode is available in this version: production seals are not built yet"
         )
     path = Path(data_dir or env.get("KEYCASK_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
-    return Settings(data_dir=path, host=host, port=port, dev=dev, account_id=account, region=reg)
+    cert = tls_cert or env.get("KEYCASK_TLS_CERT") or None
+    key = tls_key or env.get("KEYCASK_TLS_KEY") or None
+    client_ca = tls_client_ca or env.get("KEYCASK_TLS_CLIENT_CA") or None
+    if (cert is None) != (key is None):
+        raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if client_ca is not None and cert is None:
+        raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    return Settings(
+        data_dir=path,
+        host=host,
+        port=port,
+        dev=dev,
+        account_id=account,
+        region=reg,
+        tls_cert=None if cert is None else Path(cert).resolve(),
+        tls_key=None if key is None else Path(key).resolve(),
+        tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
+    )

@@ -36,7 +36,10 @@ class KMSApp:
             http = HttpRequest(
                 method, request.raw_path, request.query_string, request.headers, request.body
             )
-            return _response(await self._pipeline.handle(http, request.client))
+            reply = await self._pipeline.handle(
+                http, request.client, secure_transport=request.secure
+            )
+            return _response(reply)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return _HEALTHY if self.ready else _STARTING
         error = UnknownOperationException(

@@ -128,16 +128,23 @@ class Pipeline:
     async def flush_usage(self) -> None:
         await self._deps.usage.flush(self._coordinator.exclusive(), self._refresh)
 
-    def _new_call(self, source_ip: str | None) -> Call:
+    def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(
             request_id=self._request_ids.next(),
             time=self._clock.now(),
             source_ip=source_ip,
             authz=self._deps.authz,
+            secure_transport=secure_transport,
         )
 
-    async def handle(self, request: sigv4.HttpRequest, source_ip: str | None) -> Reply:
-        call = self._new_call(source_ip)
+    async def handle(
+        self,
+        request: sigv4.HttpRequest,
+        source_ip: str | None,
+        *,
+        secure_transport: bool = False,
+    ) -> Reply:
+        call = self._new_call(source_ip, secure_transport)
         outcome: Outcome | None = None
         operation: Operation | None = None
         try:
