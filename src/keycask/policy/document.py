@@ -38,7 +38,7 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -744,6 +744,24 @@ def _strings(value: object, where: str) -> tuple[str, ...]:
     return (_string(value, where),)
 
 
+def _either(
+    raw: dict[str, object],
+    name: str,
+    parse: Callable[[object, str], tuple[str, ...]],
+    where: str,
+    missing: str,
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """``name`` or ``Not<name>``: exactly one of them, parsed."""
+    negated = "Not" + name
+    if name in raw and negated in raw:
+        _fail(f"{where} has both {name} and {negated}; use one.")
+    if name in raw:
+        return parse(raw[name], f"{where}: {name}"), None
+    if negated in raw:
+        return None, parse(raw[negated], f"{where}: {negated}")
+    _fail(missing)
+
+
 def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement:
     where = f"Statement {index + 1}"
     if not isinstance(raw, dict):
@@ -789,25 +807,16 @@ def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement
         else:
             _fail(f"{where} has no Principal; every statement in a key policy needs one.")
 
-    actions = not_actions = None
-    if "Action" in raw and "NotAction" in raw:
-        _fail(f"{where} has both Action and NotAction; use one.")
-    if "Action" in raw:
-        actions = _actions(raw["Action"], f"{where}: Action")
-    elif "NotAction" in raw:
-        not_actions = _actions(raw["NotAction"], f"{where}: NotAction")
-    else:
-        _fail(f"{where} has no Action (or NotAction).")
-
-    resources = not_resources = None
-    if "Resource" in raw and "NotResource" in raw:
-        _fail(f"{where} has both Resource and NotResource; use one.")
-    if "Resource" in raw:
-        resources = _resources(raw["Resource"], f"{where}: Resource")
-    elif "NotResource" in raw:
-        not_resources = _resources(raw["NotResource"], f"{where}: NotResource")
-    else:
-        _fail(f'{where} has no Resource (or NotResource); a key policy uses "Resource": "*".')
+    actions, not_actions = _either(
+        raw, "Action", _actions, where, f"{where} has no Action (or NotAction)."
+    )
+    resources, not_resources = _either(
+        raw,
+        "Resource",
+        _resources,
+        where,
+        f'{where} has no Resource (or NotResource); a key policy uses "Resource": "*".',
+    )
 
     conditions: tuple[Condition, ...] = ()
     if "Condition" in raw:
