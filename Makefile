@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) lint typecheck layers
+test: $(STAMP) softhsm lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -53,6 +53,14 @@ debian-venv:
 	apt-get update -qq
 	apt-get install -y -qq python3-venv "python$$($(PYTHON) -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')-venv" \
 	  || apt-get install -y -qq python3-venv
+
+# The PKCS#11 seal's tests run against a real SoftHSM2 token.
+SOFTHSM_MODULE := /usr/lib/softhsm/libsofthsm2.so
+softhsm:
+	@if [ -e $(SOFTHSM_MODULE) ] && command -v softhsm2-util >/dev/null; then :; else \
+	  command -v apt-get >/dev/null || { echo "the tests need SoftHSM2 ($(SOFTHSM_MODULE) and softhsm2-util); install your distribution's softhsm2 package"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq softhsm2; \
+	fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,387 @@
+"""The PKCS#11 seal: the root key, wrapped by an AES key that never leaves a token.
+
+``init`` generates, inside the token, an AES-256 key that is sensitive and not
+extractable, generates the root key in keycask (the OS CSPRNG) and has the token
+encrypt it. ``<data>/seal.json`` (mode 0600) records where the token key lives,
+the mechanism and the wrapped root; ``unseal`` asks the token to decrypt it at
+every start, so the server unseals itself without a person present.
+
+Mechanisms, in order of preference:
+
+- ``AES_GCM`` (C_Encrypt/C_Decrypt), with a random 12-byte IV and the key
+  label in the AAD, so a wrapped root cannot be moved to another key's file;
+- ``AES_KEY_WRAP_PAD`` (RFC 5649 key wrap, C_WrapKey/C_UnwrapKey): the root is
+  brought into the token as a session-only secret object, wrapped, and the
+  session object destroyed; unsealing unwraps it into a session object whose
+  value is read once and destroyed with the session.
+
+A token offering neither is refused at ``init``, listing what it does offer.
+
+The PIN comes from the caller (an environment variable or a file: the CLI's
+job) and is never logged, stored or put in an error message. Library errors
+become ``SealError`` naming the library's error class only.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import pkcs11
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
+from pkcs11 import exceptions as pkcs11_errors
+from pkcs11.mechanisms import GCMParams
+
+from keycask.crypto import KeyMaterial, random_bytes
+from keycask.errors import SealError
+
+SEAL_FILE = "seal.json"
+SEAL_TYPE = "pkcs11"
+ROOT_KEY_SIZE = 32
+WRAPPING_KEY_BITS = 256
+GCM_IV_SIZE = 12
+GCM_TAG_BITS = 128
+AAD_PREFIX = b"keycask pkcs11 seal v1|"
+WRONG_PIN = "wrong PIN for the PKCS#11 token"
+
+GCM = "AES_GCM"
+KEY_WRAP_PAD = "AES_KEY_WRAP_PAD"
+# Preference order: the first one the token offers is used.
+SAFE_MECHANISMS: dict[str, Mechanism] = {
+    GCM: Mechanism.AES_GCM,
+    KEY_WRAP_PAD: Mechanism.AES_KEY_WRAP_PAD,
+}
+
+
+def choose_mechanism(offered: Iterable[Mechanism]) -> str:
+    """The name of the safest mechanism in ``offered``: AES-GCM, else AES key
+    wrap with padding; ``SealError`` listing what is offered if neither is."""
+    available = set(offered)
+    for name, mechanism in SAFE_MECHANISMS.items():
+        if mechanism in available:
+            return name
+    listed = ", ".join(sorted(_mechanism_name(m) for m in available)) or "nothing"
+    raise SealError(
+        "the PKCS#11 token offers no safe mechanism to wrap the root key "
+        f"(needs {' or '.join(SAFE_MECHANISMS)}); it offers: {listed}"
+    )
+
+
+def _mechanism_name(mechanism: Any) -> str:
+    name = getattr(mechanism, "name", None)
+    return str(name) if name else f"0x{int(mechanism):08x}"
+
+
+def _aad(key_label: str) -> bytes:
+    return AAD_PREFIX + key_label.encode("utf-8")
+
+
+def _require_text(value: object, what: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise SealError(f"the PKCS#11 {what} must be a non-empty string")
+    return value
+
+
+class Pkcs11Seal:
+    name = SEAL_TYPE
+
+    def __init__(self, directory: Path) -> None:
+        self.path = Path(directory) / SEAL_FILE
+
+    @classmethod
+    def init(
+        cls,
+        directory: Path,
+        *,
+        module: str,
+        token_label: str,
+        key_label: str,
+        pin: str,
+        mechanism: str | None = None,
+    ) -> KeyMaterial:
+        """Generate the wrapping key in the token and a new random root key,
+        write the wrapped root and return it. Refuses to overwrite an existing
+        seal file or to reuse an existing key with ``key_label``.
+
+        ``mechanism`` forces one of ``SAFE_MECHANISMS`` (it must be offered);
+        by default the safest offered is chosen."""
+        seal_ = cls(directory)
+        _require_text(module, "module path")
+        _require_text(token_label, "token label")
+        _require_text(key_label, "key label")
+        _require_text(pin, "PIN")
+        if mechanism is not None and mechanism not in SAFE_MECHANISMS:
+            raise SealError(f"unknown mechanism {mechanism!r}; use one of {list(SAFE_MECHANISMS)}")
+        if seal_.path.exists():
+            raise SealError(f"{seal_.path} already exists; refusing to replace it")
+
+        root = KeyMaterial(random_bytes(ROOT_KEY_SIZE))
+        with _session(module, token_label, pin, rw=True) as (token, session):
+            offered = _call(token.slot.get_mechanisms)
+            if mechanism is None:
+                chosen = choose_mechanism(offered)
+            elif SAFE_MECHANISMS[mechanism] not in offered:
+                raise SealError(f"the PKCS#11 token does not offer {mechanism}")
+            else:
+                chosen = mechanism
+            if _find_keys(session, key_label):
+                raise SealError(
+                    f"the token already has a key labelled {key_label!r}; "
+                    "refusing to reuse it (choose another label)"
+                )
+            key = _call(
+                session.generate_key,
+                KeyType.AES,
+                WRAPPING_KEY_BITS,
+                label=key_label,
+                store=True,
+                capabilities=(
+                    MechanismFlag.ENCRYPT
+                    | MechanismFlag.DECRYPT
+                    | MechanismFlag.WRAP
+                    | MechanismFlag.UNWRAP
+                ),
+                template={
+                    Attribute.SENSITIVE: True,
+                    Attribute.EXTRACTABLE: False,
+                    Attribute.PRIVATE: True,
+                },
+            )
+            try:
+                _check_protected(key, key_label)
+                document: dict[str, Any] = {
+                    "type": SEAL_TYPE,
+                    "module": module,
+                    "token_label": token_label,
+                    "key_label": key_label,
+                    "mechanism": chosen,
+                }
+                if chosen == GCM:
+                    iv = random_bytes(GCM_IV_SIZE)
+                    wrapped = _call(
+                        key.encrypt,
+                        root.reveal(),
+                        mechanism=Mechanism.AES_GCM,
+                        mechanism_param=GCMParams(iv, _aad(key_label), GCM_TAG_BITS),
+                    )
+                    document["iv"] = base64.b64encode(iv).decode("ascii")
+                else:
+                    wrapped = _wrap_with_key_wrap_pad(session, key, root)
+                document["wrapped_root"] = base64.b64encode(wrapped).decode("ascii")
+                # Prove the token gives the root back before anything depends on it.
+                if not _unwrap(session, key, document, chosen, key_label).matches(root):
+                    raise SealError("the PKCS#11 token did not return the root key it wrapped")
+                seal_._write_new(document)
+            except BaseException:
+                # No seal file means nothing is under this key: leave no orphan.
+                with suppress(pkcs11_errors.PKCS11Error):
+                    key.destroy()
+                raise
+        return root
+
+    def unseal(self, pin: str) -> KeyMaterial:
+        """The root key, decrypted by the token. Never writes anything."""
+        _require_text(pin, "PIN")
+        document = self._read()
+        module = _require_text(document.get("module"), "module path in the seal file")
+        token_label = _require_text(document.get("token_label"), "token label in the seal file")
+        key_label = _require_text(document.get("key_label"), "key label in the seal file")
+        mechanism = document.get("mechanism")
+        if mechanism not in SAFE_MECHANISMS:
+            raise SealError(f"{self.path} names an unsupported mechanism")
+        with _session(module, token_label, pin, rw=False) as (_, session):
+            keys = _find_keys(session, key_label)
+            if not keys:
+                raise SealError(
+                    f"the PKCS#11 token {token_label!r} has no key labelled {key_label!r} "
+                    "(was it deleted?); the root key cannot be unsealed without it"
+                )
+            if len(keys) > 1:
+                raise SealError(
+                    f"the PKCS#11 token {token_label!r} has {len(keys)} keys labelled "
+                    f"{key_label!r}; refusing to guess which one wraps the root key"
+                )
+            key = keys[0]
+            _check_protected(key, key_label)
+            return _unwrap(session, key, document, mechanism, key_label)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            raise SealError(f"no PKCS#11 seal at {self.path}; initialise one first") from None
+        if st.st_mode & 0o077:
+            raise SealError(f"{self.path} must be readable by its owner only (chmod 600)")
+        try:
+            document = json.loads(self.path.read_bytes())
+        except ValueError:
+            raise SealError(f"{self.path} is not a valid seal file") from None
+        if not isinstance(document, dict) or document.get("type") != SEAL_TYPE:
+            raise SealError(f"{self.path} is not a PKCS#11 seal file")
+        return document
+
+    def _write_new(self, document: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            # O_EXCL: a second init must never replace the key the data is under.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise SealError(f"{self.path} already exists; refusing to replace it") from None
+        data = (json.dumps(document, indent=2) + "\n").encode("ascii")
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run a python-pkcs11 call; its errors become ``SealError`` naming the
+    error class only (library messages may echo arguments)."""
+    try:
+        return function(*args, **kwargs)
+    except pkcs11_errors.PinIncorrect:
+        raise SealError(WRONG_PIN) from None
+    except pkcs11_errors.PKCS11Error as exc:
+        raise SealError(f"PKCS#11 error: {type(exc).__name__}") from None
+
+
+@contextmanager
+def _session(module: str, token_label: str, pin: str, *, rw: bool) -> Iterator[tuple[Any, Any]]:
+    try:
+        lib = pkcs11.lib(module)
+    except (pkcs11_errors.PKCS11Error, OSError, RuntimeError) as exc:
+        raise SealError(
+            f"cannot load the PKCS#11 module {module!r} ({type(exc).__name__})"
+        ) from None
+    try:
+        token = lib.get_token(token_label=token_label)
+    except pkcs11_errors.NoSuchToken:
+        raise SealError(f"no PKCS#11 token labelled {token_label!r} in {module!r}") from None
+    except pkcs11_errors.MultipleTokensReturned:
+        raise SealError(f"more than one PKCS#11 token is labelled {token_label!r}") from None
+    except pkcs11_errors.PKCS11Error as exc:
+        raise SealError(f"PKCS#11 error: {type(exc).__name__}") from None
+    try:
+        session = token.open(rw=rw, user_pin=pin)
+    except (pkcs11_errors.PinIncorrect, pkcs11_errors.PinInvalid, pkcs11_errors.PinLenRange):
+        raise SealError(WRONG_PIN) from None
+    except pkcs11_errors.PinLocked:
+        raise SealError("the PKCS#11 token's PIN is locked") from None
+    except pkcs11_errors.PKCS11Error as exc:
+        raise SealError(f"PKCS#11 error: {type(exc).__name__}") from None
+    try:
+        yield token, session
+    finally:
+        with suppress(pkcs11_errors.PKCS11Error):
+            session.close()
+
+
+def _find_keys(session: Any, key_label: str) -> list[Any]:
+    return list(
+        _call(
+            session.get_objects,
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.LABEL: key_label,
+            },
+        )
+    )
+
+
+def _check_protected(key: Any, key_label: str) -> None:
+    """Refuse a wrapping key that is (or ever was) readable out of the token."""
+    for attribute, wanted in (
+        (Attribute.SENSITIVE, True),
+        (Attribute.EXTRACTABLE, False),
+        (Attribute.ALWAYS_SENSITIVE, True),
+        (Attribute.NEVER_EXTRACTABLE, True),
+        (Attribute.TOKEN, True),
+    ):
+        value = _call(key.__getitem__, attribute)
+        if bool(value) is not wanted:
+            raise SealError(
+                f"the PKCS#11 key labelled {key_label!r} has {attribute.name}={bool(value)}; "
+                "the wrapping key must be sensitive and never extractable"
+            )
+
+
+def _wrap_with_key_wrap_pad(session: Any, key: Any, root: KeyMaterial) -> bytes:
+    # C_Encrypt with key wrap is not universally supported (SoftHSM2 refuses
+    # it): bring the root in as a session-only secret and C_WrapKey it.
+    secret = _call(
+        session.create_object,
+        {
+            Attribute.CLASS: ObjectClass.SECRET_KEY,
+            Attribute.KEY_TYPE: KeyType.GENERIC_SECRET,
+            Attribute.VALUE: root.reveal(),
+            Attribute.TOKEN: False,
+            Attribute.SENSITIVE: False,
+            Attribute.EXTRACTABLE: True,
+        },
+    )
+    try:
+        wrapped: bytes = _call(key.wrap_key, secret, mechanism=Mechanism.AES_KEY_WRAP_PAD)
+    finally:
+        _call(secret.destroy)
+    return wrapped
+
+
+def _unwrap(
+    session: Any, key: Any, document: dict[str, Any], mechanism: str, key_label: str
+) -> KeyMaterial:
+    bad_file = SealError("the PKCS#11 seal file is damaged or was not made by this token key")
+    try:
+        wrapped = base64.b64decode(document["wrapped_root"], validate=True)
+        iv = base64.b64decode(document["iv"], validate=True) if mechanism == GCM else b""
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        raise bad_file from None
+    if mechanism == GCM and len(iv) != GCM_IV_SIZE:
+        raise bad_file
+    try:
+        if mechanism == GCM:
+            raw = key.decrypt(
+                wrapped,
+                mechanism=Mechanism.AES_GCM,
+                mechanism_param=GCMParams(iv, _aad(key_label), GCM_TAG_BITS),
+            )
+        else:
+            secret = key.unwrap_key(
+                ObjectClass.SECRET_KEY,
+                KeyType.GENERIC_SECRET,
+                wrapped,
+                mechanism=Mechanism.AES_KEY_WRAP_PAD,
+                store=False,
+                template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
+            )
+            try:
+                raw = secret[Attribute.VALUE]
+            finally:
+                secret.destroy()
+    except (
+        pkcs11_errors.EncryptedDataInvalid,
+        pkcs11_errors.EncryptedDataLenRange,
+        pkcs11_errors.WrappedKeyInvalid,
+        pkcs11_errors.WrappedKeyLenRange,
+        pkcs11_errors.GeneralError,
+        pkcs11_errors.FunctionFailed,
+    ):
+        # Tokens report a failed tag or integrity check in several ways.
+        raise bad_file from None
+    except pkcs11_errors.PKCS11Error as exc:
+        raise SealError(f"PKCS#11 error: {type(exc).__name__}") from None
+    if not isinstance(raw, bytes) or len(raw) != ROOT_KEY_SIZE:
+        raise bad_file
+    return KeyMaterial(raw)
