@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ from keycask.crypto import (
     seal,
 )
 from keycask.errors import SealError
+from keycask.seal import sealfile
 
 SEAL_FILE = "seal.json"
 SEAL_TYPE = "passphrase"
@@ -76,14 +75,7 @@ class PassphraseSeal:
         seal_ = cls(directory)
         root = KeyMaterial.generate(ROOT_KEY_SIZE)
         document = _wrap(root, _passphrase_bytes(passphrase), n, r, p)
-        seal_.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            # O_EXCL: a second init must never replace the key the data is under.
-            fd = os.open(seal_.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise SealError(f"{seal_.path} already exists; refusing to replace it") from None
-        _write_fd(fd, document)
-        _fsync_dir(seal_.path.parent)
+        sealfile.write_new(seal_.path, document)
         return root
 
     def unseal(self, passphrase: bytes | str) -> KeyMaterial:
@@ -122,28 +114,14 @@ class PassphraseSeal:
             current_r if r is None else r,
             current_p if p is None else p,
         )
-        # Write aside and rename: a crash mid-write must leave the old file whole.
-        tmp = self.path.with_name(SEAL_FILE + ".tmp")
-        tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        _write_fd(fd, document)
-        os.replace(tmp, self.path)
-        _fsync_dir(self.path.parent)
+        sealfile.replace(self.path, document)
 
     def _read(self) -> dict[str, Any]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            raise SealError(f"no passphrase seal at {self.path}; initialise one first") from None
-        if st.st_mode & 0o077:
-            raise SealError(f"{self.path} must be readable by its owner only (chmod 600)")
-        try:
-            document = json.loads(self.path.read_bytes())
-        except ValueError:
-            raise SealError(WRONG_PASSPHRASE) from None
-        if not isinstance(document, dict):
-            raise SealError(WRONG_PASSPHRASE)
-        return document
+        return sealfile.read(
+            self.path,
+            missing=f"no passphrase seal at {self.path}; initialise one first",
+            invalid=WRONG_PASSPHRASE,
+        )
 
 
 def _wrap(root: KeyMaterial, passphrase: bytes, n: int, r: int, p: int) -> dict[str, Any]:
@@ -178,21 +156,3 @@ def _parse(document: dict[str, Any]) -> tuple[int, int, int, bytes, bytes]:
     except binascii.Error:
         raise ValueError("bad base64") from None
     return n, r, p, salt, wrapped
-
-
-def _write_fd(fd: int, document: dict[str, Any]) -> None:
-    data = (json.dumps(document, indent=2) + "\n").encode("ascii")
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The new name is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
-import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -40,6 +38,7 @@ from pkcs11.mechanisms import GCMParams
 
 from keycask.crypto import KeyMaterial, random_bytes
 from keycask.errors import SealError
+from keycask.seal import sealfile
 
 SEAL_FILE = "seal.json"
 SEAL_TYPE = "pkcs11"
@@ -177,7 +176,7 @@ class Pkcs11Seal:
                 # Prove the token gives the root back before anything depends on it.
                 if not _unwrap(session, key, document, chosen, key_label).matches(root):
                     raise SealError("the PKCS#11 token did not return the root key it wrapped")
-                seal_._write_new(document)
+                sealfile.write_new(seal_.path, document)
             except BaseException:
                 # No seal file means nothing is under this key: leave no orphan.
                 with suppress(pkcs11_errors.PKCS11Error):
@@ -212,38 +211,14 @@ class Pkcs11Seal:
             return _unwrap(session, key, document, mechanism, key_label)
 
     def _read(self) -> dict[str, Any]:
-        try:
-            st = self.path.stat()
-        except FileNotFoundError:
-            raise SealError(f"no PKCS#11 seal at {self.path}; initialise one first") from None
-        if st.st_mode & 0o077:
-            raise SealError(f"{self.path} must be readable by its owner only (chmod 600)")
-        try:
-            document = json.loads(self.path.read_bytes())
-        except ValueError:
-            raise SealError(f"{self.path} is not a valid seal file") from None
-        if not isinstance(document, dict) or document.get("type") != SEAL_TYPE:
+        document = sealfile.read(
+            self.path,
+            missing=f"no PKCS#11 seal at {self.path}; initialise one first",
+            invalid=f"{self.path} is not a valid seal file",
+        )
+        if document.get("type") != SEAL_TYPE:
             raise SealError(f"{self.path} is not a PKCS#11 seal file")
         return document
-
-    def _write_new(self, document: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        try:
-            # O_EXCL: a second init must never replace the key the data is under.
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            raise SealError(f"{self.path} already exists; refusing to replace it") from None
-        data = (json.dumps(document, indent=2) + "\n").encode("ascii")
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
 
 
 def _call(function: Any, *args: Any, **kwargs: Any) -> Any:
