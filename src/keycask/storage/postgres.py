@@ -1,0 +1,273 @@
+"""PostgreSQL: one store shared by several keycask nodes.
+
+Same contract as the SQLite backend (``keycask.ports.Storage``), one table
+``keycask_kv(path, value, revision)``. What differs is that several nodes may
+commit at once, so the database itself must arbitrate:
+
+* ``commit`` runs one READ COMMITTED transaction. Each conditional write locks
+  its row with ``SELECT ... FOR UPDATE`` before checking ``expect``; a second
+  committer blocks on that lock and, once the first commits, re-reads the new
+  revision and fails its check, so an update is never lost. A row that does
+  not exist yet cannot be locked, so creation is ``INSERT ... ON CONFLICT DO
+  NOTHING``: if a racing transaction inserted the row first, no row is
+  inserted and the commit is a ``StorageConflict``. Unconditional puts are one
+  upsert that increments the revision in place.
+* Rows are locked in path order, the same order in every transaction, so two
+  commits touching the same paths cannot deadlock each other. A deadlock or
+  serialization failure can still come from outside keycask (another client,
+  a server forced to SERIALIZABLE); PostgreSQL has then rolled the whole
+  transaction back, so nothing was applied and it is reported as
+  ``StorageConflict``, whose meaning is exactly "did not happen, re-read and
+  retry".
+* Paths are ``TEXT COLLATE "C"``: in a UTF-8 database that orders by bytes,
+  which is code point order, the same as SQLite's BINARY collation and
+  Python's ``sorted``.
+* keycask creates and migrates its own schema. ``keycask_schema`` holds one
+  row with the version; migrations run at open inside a transaction holding a
+  transaction-scoped advisory lock, so nodes starting together apply each
+  migration once. A database whose version is newer than this code is refused
+  rather than written with an older idea of the layout.
+* A commit returns after PostgreSQL's COMMIT, which with ``synchronous_commit``
+  on (forced if a DSN turned it off) has flushed the WAL.
+* During an outage, operations fail with ``StorageUnavailable`` after the
+  pool's timeout instead of waiting forever. A commit that failed that way
+  may or may not have landed (the connection can drop after COMMIT was
+  sent), which is why it is not a ``StorageConflict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor, IsolationLevel
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.errors import TransactionRollback
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from keycask.errors import StorageConflict
+from keycask.ports import Delete, Entry, Put, Write
+
+
+class StorageUnavailable(Exception):
+    """PostgreSQL could not be reached or the connection was lost."""
+
+
+class StorageSchemaError(Exception):
+    """The database holds a schema this version of keycask cannot use."""
+
+
+# Migration n (1-based) takes the schema from version n-1 to n. Append only.
+_MIGRATIONS: tuple[str, ...] = (
+    'CREATE TABLE keycask_kv (path TEXT COLLATE "C" PRIMARY KEY,'
+    " value BYTEA NOT NULL, revision BIGINT NOT NULL)",
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+# Any constant shared by every keycask node; this one is b"keycask" as an int.
+_MIGRATION_LOCK = 0x6B65796361736B
+
+# Defaults for what a DSN leaves unsaid: give up on an unreachable server
+# rather than hang, and notice a peer that vanished without closing the socket.
+_CONNECT_DEFAULTS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,
+}
+
+_Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+
+
+def safe_dsn(dsn: str) -> str:
+    """``dsn`` as a key=value string without its password, fit for messages."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return "<unparseable DSN>"
+    params.pop("password", None)
+    return make_conninfo("", **params)
+
+
+def _prefix_end(prefix: str) -> str:
+    # Every path starting with ``prefix`` sorts below prefix + U+10FFFF.
+    return prefix + "\U0010ffff"
+
+
+async def _configure(conn: AsyncConnection[TupleRow]) -> None:
+    # The row-locking protocol in ``commit`` assumes READ COMMITTED, whatever
+    # the server's default_transaction_isolation says.
+    await conn.set_isolation_level(IsolationLevel.READ_COMMITTED)
+    # "off" would acknowledge commits before they are durable; stronger
+    # settings (remote_apply for synchronous replicas) are left alone.
+    await conn.execute(
+        "SELECT set_config('synchronous_commit', 'on', false)"
+        " WHERE current_setting('synchronous_commit') = 'off'"
+    )
+
+
+async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        encoding = await (await conn.execute("SHOW server_encoding")).fetchone()
+        if encoding is None or encoding[0] != "UTF8":
+            # Only UTF-8 gives code point ordering under COLLATE "C".
+            raise StorageSchemaError(f"the database encoding must be UTF8, not {encoding}")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS keycask_schema ("
+            " one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),"
+            " version INTEGER NOT NULL)"
+        )
+        await conn.execute("INSERT INTO keycask_schema (version) VALUES (0) ON CONFLICT DO NOTHING")
+        row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StorageSchemaError(
+                f"the database's keycask schema is version {version}, but this keycask"
+                f" knows only up to version {SCHEMA_VERSION}: upgrade keycask"
+            )
+        for statement in _MIGRATIONS[version:]:
+            await conn.execute(statement)
+        if version != SCHEMA_VERSION:
+            await conn.execute("UPDATE keycask_schema SET version = %s", (SCHEMA_VERSION,))
+
+
+class PostgresStorage:
+    """``Storage`` over a PostgreSQL database, safe to share between nodes."""
+
+    def __init__(self, pool: _Pool, where: str) -> None:
+        self._pool = pool
+        self._where = where
+
+    @classmethod
+    async def open(
+        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+    ) -> PostgresStorage:
+        """Connect, create or migrate the schema, and start a connection pool.
+
+        ``dsn`` is any libpq connection string or URI; its ``options`` may set
+        ``search_path`` to keep keycask's tables in a schema of their own.
+        """
+        where = safe_dsn(dsn)
+        given = conninfo_to_dict(dsn)
+        kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+        try:
+            # A direct connection first: its errors say what is wrong (refused,
+            # authentication), where the pool would only report a timeout.
+            async with await AsyncConnection.connect(dsn, autocommit=True, **kwargs) as conn:
+                # READ COMMITTED here too: each statement after the advisory
+                # lock must see what a node that held it before committed.
+                await _configure(conn)
+                await _migrate(conn)
+            pool: _Pool = AsyncConnectionPool(
+                dsn,
+                kwargs={"autocommit": True, **kwargs},
+                min_size=min_size,
+                max_size=max_size,
+                timeout=timeout,
+                # The pool retries a failed connection with exponential backoff
+                # until this deadline; bounding it bounds how long the pool may
+                # sleep after PostgreSQL is back (a waiting request then starts
+                # a fresh attempt).
+                reconnect_timeout=timeout,
+                configure=_configure,
+                # One round trip per checkout, so a connection broken by a
+                # server restart is replaced instead of failing a request.
+                check=AsyncConnectionPool.check_connection,
+                open=False,
+                name="keycask",
+            )
+            try:
+                await pool.open(wait=True, timeout=timeout)
+            except BaseException:
+                await pool.close()
+                raise
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"PostgreSQL at {where}: {exc}") from exc
+        return cls(pool, where)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except psycopg.OperationalError as exc:
+            if isinstance(exc, TransactionRollback):
+                raise StorageConflict(f"transaction rolled back by PostgreSQL: {exc}") from exc
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+
+    async def get(self, path: str) -> Entry | None:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT value, revision FROM keycask_kv WHERE path = %s", (path,), binary=True
+            )
+            row = await cur.fetchone()
+        return None if row is None else Entry(bytes(row[0]), int(row[1]))
+
+    async def list(
+        self, prefix: str, after: str = "", limit: int = 1000
+    ) -> Sequence[tuple[str, Entry]]:
+        async with self._connection() as conn:
+            cur = await conn.execute(
+                "SELECT path, value, revision FROM keycask_kv"
+                " WHERE path >= %s AND path > %s AND path < %s ORDER BY path LIMIT %s",
+                (prefix, after, _prefix_end(prefix), limit),
+                binary=True,
+            )
+            rows = await cur.fetchall()
+        return [(str(p), Entry(bytes(v), int(r))) for p, v, r in rows]
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        if not writes:
+            return
+        # A stable sort keeps several writes to one path in their given order.
+        ordered = sorted(writes, key=lambda w: w.path)
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
+            for write in ordered:
+                await self._apply(cur, write)
+
+    @staticmethod
+    async def _apply(cur: AsyncCursor[TupleRow], write: Write) -> None:
+        if write.expect is None:
+            if isinstance(write, Put):
+                await cur.execute(
+                    "INSERT INTO keycask_kv (path, value, revision) VALUES (%s, %s, 1)"
+                    " ON CONFLICT (path) DO UPDATE SET value = excluded.value,"
+                    " revision = keycask_kv.revision + 1",
+                    (write.path, write.value),
+                )
+            else:
+                await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+            return
+        await cur.execute(
+            "SELECT revision FROM keycask_kv WHERE path = %s FOR UPDATE", (write.path,)
+        )
+        row = await cur.fetchone()
+        current = 0 if row is None else int(row[0])
+        if write.expect != current:
+            raise StorageConflict(
+                f"{write.path}: expected revision {write.expect}, found {current}"
+            )
+        if isinstance(write, Delete):
+            if current:
+                await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+        elif current:
+            await cur.execute(
+                "UPDATE keycask_kv SET value = %s, revision = %s WHERE path = %s",
+                (write.value, current + 1, write.path),
+            )
+        else:
+            await cur.execute(
+                "INSERT INTO keycask_kv (path, value, revision) VALUES (%s, %s, 1)"
+                " ON CONFLICT (path) DO NOTHING",
+                (write.path, write.value),
+            )
+            if cur.rowcount != 1:
+                raise StorageConflict(f"{write.path}: expected revision 0, created concurrently")
+
+    async def close(self) -> None:
+        await self._pool.close()
