@@ -47,6 +47,7 @@ from keycask.crypto.wrapping import (
     key_material_id,
     unwrap_key_material,
 )
+from keycask.crypto.x509 import self_signed_certificate
 
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
@@ -83,6 +84,7 @@ __all__ = [
     "scrypt",
     "seal",
     "seal_message",
+    "self_signed_certificate",
     "signing_algorithms",
     "split_secret",
     "unwrap_key_material",

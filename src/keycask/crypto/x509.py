@@ -1,0 +1,105 @@
+"""A self-signed certificate for a TLS server's first start.
+
+The certificate is its own trust anchor: it carries ``BasicConstraints(CA=True)``
+and ``keyCertSign`` so a client can name the certificate file itself as its CA
+bundle (``boto3 ... verify="cert.pem"``, ``aws --ca-bundle cert.pem``) with no
+separate CA to manage. It is also an ordinary server certificate
+(``digitalSignature``, ``serverAuth``, the host names and addresses in the
+SubjectAlternativeName, which is what clients match; the subject CN is only a
+label).
+
+Key: ECDSA P-256 (small, fast handshakes, accepted by every TLS stack keycask
+meets). Signature: ECDSA with SHA-256. The serial is random (RFC 5280 asks for
+unique serials; two first starts must not collide). ``not_valid_before`` is
+backdated five minutes so a client whose clock is slightly behind does not
+refuse a certificate made a moment ago.
+
+The private key is returned as unencrypted PKCS#8 PEM; the caller writes it with
+mode 0600 next to the certificate.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+_BACKDATE = timedelta(minutes=5)
+_DEFAULT_COMMON_NAME = "keycask"
+
+
+def self_signed_certificate(
+    hostnames: Sequence[str], ip_addresses: Sequence[str], *, days: int = 365
+) -> tuple[bytes, bytes]:
+    """Return ``(cert_pem, key_pem)`` for a certificate valid for ``days`` days.
+
+    ``hostnames`` are DNS names (ASCII; IDNs in their ``xn--`` form) and
+    ``ip_addresses`` IPv4/IPv6 literals; at least one of either is required,
+    because a certificate with no SAN entry matches no client's expectation.
+    """
+    if days < 1:
+        raise ValueError("days must be at least 1")
+    if not hostnames and not ip_addresses:
+        raise ValueError("a certificate needs at least one host name or IP address")
+    for host in hostnames:
+        # Refuse here rather than emit a SAN no client can match.
+        if not host or not host.isascii():
+            raise ValueError(f"host name {host!r} must be non-empty ASCII (use the xn-- form)")
+    addresses = [ipaddress.ip_address(address) for address in ip_addresses]
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    public_key = key.public_key()
+    common_name = hostnames[0] if hostnames else _DEFAULT_COMMON_NAME
+    # Self-issued: subject and issuer are the same name.
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.now(UTC)
+    alt_names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    alt_names.extend(x509.IPAddress(a) for a in addresses)
+
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _BACKDATE)
+        .not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        # CA=True so the certificate can be its own trust anchor in a client's
+        # CA bundle; path_length=0 so it can never vouch for another certificate.
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        # Strict verifiers (OpenSSL's X509_STRICT, Python 3.13's default
+        # context) require a subject key identifier on CA certificates.
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return cert_pem, key_pem
