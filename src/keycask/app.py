@@ -10,8 +10,10 @@ from pathlib import Path
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
+from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
 from keycask.config import Settings
+from keycask.errors import SealError
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
@@ -19,7 +21,9 @@ from keycask.ports import Clock, Coordinator, SystemClock
 from keycask.seal.dev import DevSeal
 from keycask.service.authz import Authorizer
 from keycask.service.deps import Deps
+from keycask.service.operator import Operator
 from keycask.service.pipeline import Pipeline
+from keycask.service.sealing import SealKeeper, UnsealInput
 from keycask.service.usage import UsageTracker
 from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
@@ -58,6 +62,7 @@ class Runtime:
     app: KMSApp
     anchoring: Anchoring
     pipeline: Pipeline
+    keeper: SealKeeper
 
     async def close(self) -> None:
         await self.pipeline.scheduler.stop()
@@ -71,17 +76,38 @@ class Runtime:
 
 
 async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
+    """The store and its barrier: unsealed with the dev seal in --dev, sealed
+    otherwise (an operator, or the PKCS#11 token, opens it)."""
+    if not settings.dev and not (settings.data_dir / STORE_FILE).exists():
+        raise SealError(
+            f"{settings.data_dir} holds no keycask store: run "
+            f"`keycask operator init --data-dir {settings.data_dir}` first"
+        )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The data dir is keycask's own: nobody else needs to list it.
     settings.data_dir.chmod(0o700)
-    root = DevSeal(settings.data_dir).root_key()
     storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:
-        barrier = await Barrier.open(storage, root)
+        if settings.dev:
+            barrier = await Barrier.open(storage, DevSeal(settings.data_dir).root_key())
+        else:
+            barrier = Barrier(storage)
+            if not await barrier.initialised():
+                raise SealError(f"the store in {settings.data_dir} was never initialised")
     except BaseException:
         await storage.close()
         raise
     return storage, barrier
+
+
+async def count_keys(storage: SQLiteStorage) -> int:
+    count, after = 0, ""
+    while True:
+        rows = await storage.list("key/", after, 1000)
+        count += len(rows)
+        if len(rows) < 1000:
+            return count
+        after = rows[-1][0]
 
 
 async def build(
@@ -90,13 +116,23 @@ async def build(
     *,
     worker: int | None = None,
     scheduler: bool = True,
+    unseal: UnsealInput | None = None,
 ) -> Runtime:
     """The whole server. ``worker`` is this process's slot when several
     worker processes share the data dir; each writes its own audit segment.
     ``scheduler`` runs the lifecycle loop (and usage flushing) here; every
-    worker runs one, since a due job runs once whoever gets to it first."""
+    worker runs one, since a due job runs once whoever gets to it first.
+    ``unseal`` is what a production server opens itself with at start (the
+    PKCS#11 PIN, or a passphrase from a file); failing that, it stops."""
     clock = clock or SystemClock()
     storage, barrier = await open_store(settings)
+    try:
+        keeper = SealKeeper(settings.data_dir, barrier, dev=settings.dev)
+        if unseal is not None and barrier.sealed:
+            await keeper.unseal(unseal)
+    except BaseException:
+        await storage.close()
+        raise
     coordinator: Coordinator
     if worker is None:
         coordinator, segment = SingleProcess(), "server"
@@ -116,7 +152,13 @@ async def build(
         clock,
         coordinator=coordinator,
         dev_clock=dev_clock,
+        barrier=barrier,
+        operator_token=OperatorToken(settings.data_dir),
     )
+    pipeline.operator_api = Operator(
+        keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)
+    )
+    keeper.on_seal.append(pipeline.forget_all)
     anchoring = Anchoring(barrier, audit)
     anchoring.start()
     if scheduler:
@@ -131,6 +173,7 @@ async def build(
         KMSApp(pipeline),
         anchoring,
         pipeline,
+        keeper,
     )
 
 

@@ -27,8 +27,10 @@ from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.errors import KMSError, SealError
 from keycask.http.server import HttpServer, Limits, tls_context
+from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
 from keycask.seal.dev import WARNING, DevSeal
+from keycask.service.sealing import UnsealInput
 
 log = logging.getLogger("keycask")
 
@@ -120,12 +122,62 @@ def _listen(settings: config.Settings) -> socket.socket:
     return sock
 
 
-async def _serve_single(settings: config.Settings) -> int:
-    runtime = await build(settings)
+def _production_banner(runtime: Runtime) -> None:
+    settings = runtime.settings
+    state = "SEALED" if runtime.keeper.sealed else "unsealed"
+    print(
+        f"keycask is serving the AWS KMS API at {settings.endpoint_url} "
+        f"({state}, {runtime.keeper.kind} seal).",
+        flush=True,
+    )
+    if runtime.keeper.sealed:
+        print(
+            "KMS calls answer KMSInvalidStateException until an operator unseals it:\n"
+            f"  KEYCASK_ADDR={settings.endpoint_url} keycask operator unseal",
+            flush=True,
+        )
+    if settings.insecure_plaintext:
+        print(
+            "WARNING: --insecure-plaintext: requests travel unencrypted to this "
+            "process; only safe behind a TLS-terminating load balancer on a trusted network.",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _read_secret_file(path: str, what: str) -> str:
     try:
-        config_file, credentials_file = await _prepare(runtime)
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise config.ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if not text:
+        raise config.ConfigError(f"the {what} file {path} is empty")
+    return text
+
+
+def _startup_unseal(args: argparse.Namespace) -> UnsealInput | None:
+    """What a production server may open itself with: the PKCS#11 PIN (env
+    KEYCASK_PKCS11_PIN or a file) and a passphrase from a file. Never argv."""
+    pin = os.environ.get("KEYCASK_PKCS11_PIN") or None
+    pin_file = args.pkcs11_pin_file or os.environ.get("KEYCASK_PKCS11_PIN_FILE")
+    if pin is None and pin_file:
+        pin = _read_secret_file(pin_file, "PIN")
+    passphrase_file = args.passphrase_file or os.environ.get("KEYCASK_PASSPHRASE_FILE")
+    passphrase = _read_secret_file(passphrase_file, "passphrase") if passphrase_file else None
+    if pin is None and passphrase is None:
+        return None
+    return UnsealInput(pin=pin, passphrase=passphrase)
+
+
+async def _serve_single(settings: config.Settings, unseal: UnsealInput | None = None) -> int:
+    runtime = await build(settings, unseal=unseal)
+    try:
         sock = _listen(settings)
-        _banner(settings, config_file, credentials_file)
+        if settings.dev:
+            config_file, credentials_file = await _prepare(runtime)
+            _banner(settings, config_file, credentials_file)
+        else:
+            _production_banner(runtime)
         await _run_until_signalled(runtime, sock)
     finally:
         await runtime.close()
@@ -215,6 +267,7 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
 
 def cmd_server(args: argparse.Namespace) -> int:
     settings = config.load(
+        insecure_plaintext=args.insecure_plaintext,
         dev=args.dev,
         listen=args.listen,
         data_dir=args.data_dir,
@@ -226,6 +279,13 @@ def cmd_server(args: argparse.Namespace) -> int:
     )
     _tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
+
+    if not settings.dev:
+        if args.workers > 1 or args.worker_slot is not None:
+            # Each process would hold its own seal state: an unseal or a seal
+            # would reach one of them. One process per node until they share it.
+            raise config.ConfigError("a production server runs one process: drop --workers")
+        return uvloop.run(_serve_single(settings, _startup_unseal(args)))
 
     if args.worker_slot is not None:
         return uvloop.run(
@@ -705,6 +765,22 @@ def _parser() -> argparse.ArgumentParser:
         help="require client certificates issued by this CA: mutual TLS "
         "(env KEYCASK_TLS_CLIENT_CA)",
     )
+    server.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="serve plain HTTP on a non-loopback address (only behind a TLS-terminating "
+        "load balancer)",
+    )
+    server.add_argument(
+        "--pkcs11-pin-file",
+        help="PKCS#11 seal: unseal at start with the PIN in this file "
+        "(or env KEYCASK_PKCS11_PIN / KEYCASK_PKCS11_PIN_FILE)",
+    )
+    server.add_argument(
+        "--passphrase-file",
+        help="passphrase seal: unseal at start with the passphrase in this file "
+        "(env KEYCASK_PASSPHRASE_FILE); without it an operator unseals",
+    )
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)
@@ -720,6 +796,7 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=cmd_audit_verify)
 
     add_policy_commands(sub)
+    add_operator_commands(sub)
 
     dev = sub.add_parser("dev", help="--dev conveniences").add_subparsers(
         dest="action", required=True

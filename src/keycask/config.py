@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -12,6 +13,11 @@ DEFAULT_LISTEN = "127.0.0.1:9567"
 DEFAULT_DATA_DIR = ".keycask"
 DEFAULT_ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
+# Where `keycask operator init --tls-self-signed` writes a first certificate;
+# a production server uses it when no --tls-cert is given.
+TLS_DIR = "tls"
+TLS_CERT_FILE = "cert.pem"
+TLS_KEY_FILE = "key.pem"
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
@@ -34,6 +40,7 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    insecure_plaintext: bool = False
 
     @property
     def tls(self) -> bool:
@@ -65,6 +72,7 @@ def load(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
+    insecure_plaintext: bool = False,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -75,12 +83,6 @@ def load(
     reg = region or env.get("KEYCASK_REGION") or DEFAULT_REGION
     if not _REGION.match(reg):
         raise ConfigError(f"region must match [a-z0-9-]+, got {reg!r}")
-    if not dev:
-        # Production seals (Shamir, passphrase, PKCS#11) and TLS are not built
-        # yet; refusing beats silently running with the dev seal.
-        raise ConfigError(
-            "only --dev mode is available in this version: production seals are not built yet"
-        )
     path = Path(data_dir or env.get("KEYCASK_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
     cert = tls_cert or env.get("KEYCASK_TLS_CERT") or None
     key = tls_key or env.get("KEYCASK_TLS_KEY") or None
@@ -89,6 +91,19 @@ def load(
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
     if client_ca is not None and cert is None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
+    insecure = insecure_plaintext or env.get("KEYCASK_INSECURE_PLAINTEXT") == "1"
+    if not dev and cert is None and not insecure:
+        default_cert = path / TLS_DIR / TLS_CERT_FILE
+        default_key = path / TLS_DIR / TLS_KEY_FILE
+        if default_cert.exists() and default_key.exists():
+            cert, key = str(default_cert), str(default_key)
+    if not dev and cert is None and not insecure and not _loopback(host):
+        raise ConfigError(
+            f"refusing to serve plaintext HTTP on {host}: SigV4 protects requests from "
+            "tampering but not from being read, and plaintexts and data keys travel in "
+            "them. Give --tls-cert and --tls-key, or, if a load balancer in front "
+            "terminates TLS, say so with --insecure-plaintext."
+        )
     return Settings(
         data_dir=path,
         host=host,
@@ -99,4 +114,14 @@ def load(
         tls_cert=None if cert is None else Path(cert).resolve(),
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
+        insecure_plaintext=insecure,
     )
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name that may resolve anywhere

@@ -182,6 +182,22 @@ class SealError(Exception):
     """The root key could not be obtained from the seal."""
 
 
+class Sealed(KMSInvalidStateException):
+    """The barrier holds no keys: nothing behind it can be read or written
+    until an operator unseals keycask."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(
+            message
+            or "keycask is sealed: no key can be used until an operator unseals it"
+            " (keycask operator unseal)"
+        )
+
+
+class BarrierBusy(ThrottlingException):
+    """The barrier has used every seal it reserved and is reserving more."""
+
+
 class DryRunOperationException(KMSError):
     code = "DryRunOperationException"
     status = 412

@@ -1,9 +1,9 @@
 """The clock-moving endpoint exists in --dev only.
 
-A server without --dev cannot start from the command line yet (production
-seals are the root-of-trust issue's work), so these tests build the same
-server in-process from Settings, serve it on 127.0.0.1 with keycask's own
-HTTP server, and call it signed exactly as a client would.
+These tests build the server in-process from Settings (the production one
+initialised with a passphrase seal and unsealed at start), serve it on
+127.0.0.1 with keycask's own HTTP server, and call it signed exactly as a
+client would.
 """
 
 from __future__ import annotations
@@ -15,9 +15,23 @@ from pathlib import Path
 import pytest
 
 from conftest import DevCallError, dev_call, free_port
-from keycask.app import Runtime, build
+from keycask.app import STORE_FILE, Runtime, build
+from keycask.barrier import Barrier
 from keycask.config import Settings
 from keycask.http.server import HttpServer, Limits
+from keycask.seal import PassphraseSeal
+from keycask.service.sealing import UnsealInput
+from keycask.storage.sqlite import SQLiteStorage
+
+PASSPHRASE = "correct horse battery staple"
+
+
+async def _initialise(data_dir: Path) -> None:
+    data_dir.mkdir(mode=0o700)
+    root = PassphraseSeal.init(data_dir, PASSPHRASE, n=2**14)
+    storage = SQLiteStorage(data_dir / STORE_FILE)
+    await Barrier(storage).initialise(root)
+    await storage.close()
 
 
 async def _serve(tmp_path: Path, *, dev: bool) -> tuple[Runtime, HttpServer, str, tuple[str, str]]:
@@ -29,7 +43,9 @@ async def _serve(tmp_path: Path, *, dev: bool) -> tuple[Runtime, HttpServer, str
         account_id="000000000000",
         region="us-east-1",
     )
-    runtime = await build(settings)
+    if not dev:
+        await _initialise(settings.data_dir)
+    runtime = await build(settings, unseal=None if dev else UnsealInput(passphrase=PASSPHRASE))
     key = await runtime.credentials.create_principal("000000000000", "admin", admin=True)
     app = runtime.app
     server = HttpServer(app.handle, app.refuse_too_large, limits=Limits(max_body=app.max_body))

@@ -203,8 +203,18 @@ def test_settings() -> None:
         config.load(dev=True, tls_key="k.pem", env=env)
     with pytest.raises(ConfigError, match="needs"):
         config.load(dev=True, tls_client_ca="ca.pem", env=env)
-    with pytest.raises(ConfigError, match="dev"):
-        config.load(dev=False, tls_cert="c.pem", tls_key="k.pem", env=env)
+    production = config.load(dev=False, tls_cert="c.pem", tls_key="k.pem", env=env)
+    assert not production.dev and production.tls
+    # Production on loopback may be plain; anywhere else it needs TLS or the flag.
+    assert not config.load(dev=False, env=env).tls
+    with pytest.raises(ConfigError, match="--insecure-plaintext"):
+        config.load(dev=False, listen="0.0.0.0:9567", env=env)
+    with pytest.raises(ConfigError, match="--insecure-plaintext"):
+        config.load(dev=False, listen="10.1.2.3:9567", env=env)
+    behind_lb = config.load(dev=False, listen="0.0.0.0:9567", insecure_plaintext=True, env=env)
+    assert behind_lb.insecure_plaintext and not behind_lb.tls
+    # --dev keeps its old rule: it is a laptop mode and prints a loud warning.
+    assert not config.load(dev=True, listen="0.0.0.0:9567", env=env).tls
 
 
 # -- a server -----------------------------------------------------------------------

@@ -66,6 +66,8 @@ class Anchoring:
                 log.exception("could not record the audit anchor")
 
     async def flush(self) -> None:
+        if self._barrier.sealed:
+            return  # recorded once an operator unseals
         tip = self._audit.tip
         if tip.seq and tip != self._saved:
             await save(self._barrier, self._audit.segment, tip)

@@ -3,21 +3,44 @@
 Format ``0x01 | term (4) | nonce (12) | ciphertext+tag`` with AAD ``format |
 term | path``: storage is untrusted, and a value edited, truncated or copied to
 another path fails to authenticate.
+
+The barrier is sealed until given the root key, and can be sealed again: then
+it holds no key at all, and every read or write raises ``Sealed``.
+
+Terms rotate: ``rotate`` adds a term that new writes use while older terms keep
+reading, and the keyring flags that values under older terms remain; the
+rewrite (``barrier/rewrite.py``) moves them. Each term is AES-GCM with random
+nonces, so it must not seal more than 2^32 values (NIST SP 800-38D 8.3). The
+barrier reserves seals in blocks from the keyring before it uses them (see
+``keyring.py``) and rotates by itself once a term has reserved ``rotate_at``,
+a quarter of that bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from keycask.barrier.keyring import KEYRING_PATH, Keyring
 from keycask.crypto import AuthenticationFailed, KeyMaterial, open_sealed, seal
-from keycask.errors import BarrierError, SealError
-from keycask.ports import Delete, Put, Storage, Write
+from keycask.errors import BarrierBusy, BarrierError, Sealed, SealError, StorageConflict
+from keycask.ports import Delete, Entry, Put, Storage, Write
+
+log = logging.getLogger("keycask")
 
 _FORMAT = 0x01
 _PREFIX = struct.Struct(">BI")
+PREFIX_SIZE = _PREFIX.size
+# Seals taken from the keyring at a time: one keyring write per 65,536 values.
+RESERVATION_BLOCK = 2**16
+# A term retires once this many seals are reserved on it: 2^30, a quarter of
+# AES-GCM's 2^32 random-nonce bound, leaving room for reservations lost to crashes.
+ROTATE_AT = 2**30
+_CAS_ATTEMPTS = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,39 +49,117 @@ class Versioned:
     revision: int
 
 
+def term_of(stored: bytes) -> int | None:
+    """The barrier term a stored value was sealed under; None if it is not a
+    barrier value (the keyring itself)."""
+    if len(stored) < _PREFIX.size or stored[0] != _FORMAT:
+        return None
+    return int(_PREFIX.unpack_from(stored)[1])
+
+
 class Barrier:
-    def __init__(self, storage: Storage, keyring: Keyring) -> None:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        reservation_block: int = RESERVATION_BLOCK,
+        rotate_at: int = ROTATE_AT,
+    ) -> None:
+        """A sealed barrier over ``storage``; ``unseal`` opens it."""
         self._storage = storage
-        self._keyring = keyring
+        self._block = reservation_block
+        self._rotate_at = rotate_at
+        self._root: KeyMaterial | None = None
+        self._keyring: Keyring | None = None
+        self._revision = 0
+        # Seals this process may still make on the active term.
+        self._remaining = 0
+        self._lock = asyncio.Lock()
+        self._background: set[asyncio.Task[None]] = set()
 
     @classmethod
-    async def open(cls, storage: Storage, root: KeyMaterial) -> Barrier:
-        """Open the keyring with the root key, creating it on first start."""
-        entry = await storage.get(KEYRING_PATH)
-        if entry is None:
-            keyring = Keyring.new()
-            await storage.commit([Put(KEYRING_PATH, keyring.seal_with(root), expect=0)])
+    async def open(cls, storage: Storage, root: KeyMaterial, **options: int) -> Barrier:
+        """Unsealed with ``root``, creating the keyring on first start (the
+        dev seal's way: there is nobody to run an initialisation)."""
+        barrier = cls(storage, **options)
+        if await storage.get(KEYRING_PATH) is None:
+            await barrier.initialise(root)
         else:
-            keyring = Keyring.open_with(root, entry.value)
-        return cls(storage, keyring)
+            await barrier.unseal(root)
+        return barrier
 
     @property
     def storage(self) -> Storage:
         return self._storage
 
+    @property
+    def sealed(self) -> bool:
+        return self._keyring is None
+
+    @property
+    def keyring(self) -> Keyring:
+        if self._keyring is None:
+            raise Sealed()
+        return self._keyring
+
+    async def initialised(self) -> bool:
+        return await self._storage.get(KEYRING_PATH) is not None
+
+    async def initialise(self, root: KeyMaterial) -> None:
+        """Create the keyring under ``root`` and unseal; refuses a store that
+        already has one, whose values would be lost with it."""
+        keyring = Keyring.new().reserve(self._block)
+        try:
+            await self._storage.commit([Put(KEYRING_PATH, keyring.seal_with(root), expect=0)])
+        except StorageConflict:
+            raise SealError("this store is already initialised") from None
+        self._set(root, keyring, 1, self._block)
+
+    async def unseal(self, root: KeyMaterial) -> None:
+        """Open the keyring with ``root``; ``SealError`` if it does not open."""
+        entry = await self._storage.get(KEYRING_PATH)
+        if entry is None:
+            raise SealError("this store has no keyring: initialise it first")
+        keyring = Keyring.open_with(root, entry.value)
+        self._set(root, keyring, entry.revision, 0)
+        await self._reserve()
+
+    def seal(self) -> None:
+        """Forget every key. Values in flight fail with ``Sealed``."""
+        for task in self._background:
+            task.cancel()
+        self._root = None
+        self._keyring = None
+        self._remaining = 0
+        self._revision = 0
+
+    def _set(self, root: KeyMaterial, keyring: Keyring, revision: int, remaining: int) -> None:
+        self._root, self._keyring, self._revision = root, keyring, revision
+        self._remaining = remaining
+
+    # -- values --
+
     def encrypt(self, path: str, plaintext: bytes) -> bytes:
-        term, key = self._keyring.active()
+        keyring = self.keyring
+        if self._remaining <= 0:
+            self._reserve_soon()
+            raise BarrierBusy("keycask is reserving barrier capacity; retry the request")
+        self._remaining -= 1
+        if self._remaining < self._block // 2:
+            self._reserve_soon()
+        term, key = keyring.active()
         prefix = _PREFIX.pack(_FORMAT, term)
         return prefix + seal(key, plaintext, aad=prefix + path.encode())
 
     def decrypt(self, path: str, stored: bytes) -> bytes:
-        if len(stored) < _PREFIX.size or stored[0] != _FORMAT:
+        keyring = self.keyring
+        term = term_of(stored)
+        if term is None:
             raise BarrierError(f"value at {path!r} is not a barrier value")
-        prefix = stored[: _PREFIX.size]
-        _, term = _PREFIX.unpack(prefix)
-        key = self._keyring.terms.get(term)
+        key = keyring.terms.get(term)
         if key is None:
             raise BarrierError(f"value at {path!r} names unknown barrier term {term}")
+        prefix = stored[: _PREFIX.size]
         try:
             return open_sealed(key, stored[_PREFIX.size :], aad=prefix + path.encode())
         except AuthenticationFailed:
@@ -66,19 +167,30 @@ class Barrier:
                 f"value at {path!r} failed to authenticate (tampered or moved)"
             ) from None
 
+    async def _decrypt(self, path: str, stored: bytes) -> bytes:
+        term = term_of(stored)
+        if term is not None and term not in self.keyring.terms:
+            # Another process rotated since this one read the keyring.
+            await self.reload()
+        return self.decrypt(path, stored)
+
     async def get(self, path: str) -> Versioned | None:
         if path == KEYRING_PATH:
             raise SealError("the keyring is not readable through the barrier")
+        if self._keyring is None:
+            raise Sealed()
         entry = await self._storage.get(path)
         if entry is None:
             return None
-        return Versioned(self.decrypt(path, entry.value), entry.revision)
+        return Versioned(await self._decrypt(path, entry.value), entry.revision)
 
     async def list(
         self, prefix: str, after: str = "", limit: int = 1000
     ) -> list[tuple[str, Versioned]]:
+        if self._keyring is None:
+            raise Sealed()
         rows = await self._storage.list(prefix, after, limit)
-        return [(p, Versioned(self.decrypt(p, e.value), e.revision)) for p, e in rows]
+        return [(p, Versioned(await self._decrypt(p, e.value), e.revision)) for p, e in rows]
 
     def put(self, path: str, plaintext: bytes, *, expect: int | None) -> Put:
         """A write to pass to ``commit``; encrypted now, applied then."""
@@ -89,4 +201,131 @@ class Barrier:
         return Delete(path, expect)
 
     async def commit(self, writes: Sequence[Write]) -> None:
+        if self._keyring is None:
+            raise Sealed()
         await self._storage.commit(writes)
+
+    def reseal(self, path: str, entry: Entry) -> Put | None:
+        """The write that moves a value sealed under an older term to the
+        active one (keeping its path and checking its revision), or None if
+        it is already under the active term or is the keyring."""
+        term = term_of(entry.value)
+        if path == KEYRING_PATH or term is None or term == self.keyring.active_term:
+            return None
+        return Put(path, self.encrypt(path, self.decrypt(path, entry.value)), entry.revision)
+
+    # -- the keyring --
+
+    async def reload(self) -> None:
+        """Read the keyring again if another process changed it."""
+        async with self._lock:
+            if self._root is None or self._keyring is None:
+                raise Sealed()
+            entry = await self._storage.get(KEYRING_PATH)
+            if entry is None or entry.revision == self._revision:
+                return
+            keyring = Keyring.open_with(self._root, entry.value)
+            moved = keyring.active_term != self._keyring.active_term
+            self._keyring, self._revision = keyring, entry.revision
+            if moved:
+                # Our reservation was on the old term; new writes need one here.
+                self._remaining = 0
+        await self._reserve()
+
+    def reload_soon(self) -> None:
+        """``reload`` in the background (callers on the request path cannot
+        wait): until it lands, writes keep using a term that still reads."""
+        self._background_task(self.reload())
+
+    def _reserve_soon(self) -> None:
+        self._background_task(self._reserve())
+
+    def _background_task(self, work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        try:
+            task = asyncio.get_running_loop().create_task(self._quietly(work))
+        except RuntimeError:
+            work.close()
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    @staticmethod
+    async def _quietly(work: object) -> None:
+        assert asyncio.iscoroutine(work)
+        with contextlib.suppress(Sealed, asyncio.CancelledError):
+            try:
+                await work
+            except Exception:
+                log.exception("barrier keyring update failed; it will be retried")
+
+    async def _update(self, change: str) -> Keyring:
+        """Apply ``change`` (``reserve``, ``rotate`` or ``rewritten``) to the
+        stored keyring with a conditional write, retrying when another process
+        changed it first. Callers hold ``self._lock``."""
+        for _ in range(_CAS_ATTEMPTS):
+            root = self._root
+            if root is None:
+                raise Sealed()
+            entry = await self._storage.get(KEYRING_PATH)
+            if entry is None:
+                raise BarrierError("the keyring disappeared from the store")
+            current = Keyring.open_with(root, entry.value)
+            if change == "rewritten":
+                if not current.rewrite:
+                    return current
+                new = Keyring(current.active_term, current.terms, current.reserved, False)
+            elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
+                new = current.rotated().reserve(self._block)
+            else:
+                new = current.reserve(self._block)
+            try:
+                await self._storage.commit(
+                    [Put(KEYRING_PATH, new.seal_with(root), expect=entry.revision)]
+                )
+            except StorageConflict:
+                continue
+            if change != "rewritten":
+                same = self._keyring is not None and new.active_term == self._keyring.active_term
+                self._remaining = (self._remaining if same else 0) + self._block
+                if new.active_term != current.active_term:
+                    log.info("barrier rotated to term %d", new.active_term)
+            self._keyring, self._revision = new, entry.revision + 1
+            return new
+        raise BarrierError("the keyring kept changing; could not update it")
+
+    async def _reserve(self) -> None:
+        async with self._lock:
+            if self._remaining >= self._block // 2:
+                return  # another task reserved while we waited
+            await self._update("reserve")
+
+    async def rotate(self) -> int:
+        """Start a new term now; returns its number."""
+        async with self._lock:
+            return (await self._update("rotate")).active_term
+
+    async def rewritten(self) -> None:
+        """Record that no value under an older term remains."""
+        async with self._lock:
+            await self._update("rewritten")
+
+    async def rekey(self, new_root: KeyMaterial) -> None:
+        """Seal the keyring under ``new_root`` instead (the seal changed)."""
+        async with self._lock:
+            for _ in range(_CAS_ATTEMPTS):
+                if self._root is None:
+                    raise Sealed()
+                entry = await self._storage.get(KEYRING_PATH)
+                if entry is None:
+                    raise BarrierError("the keyring disappeared from the store")
+                current = Keyring.open_with(self._root, entry.value)
+                try:
+                    await self._storage.commit(
+                        [Put(KEYRING_PATH, current.seal_with(new_root), expect=entry.revision)]
+                    )
+                except StorageConflict:
+                    continue
+                self._root, self._keyring, self._revision = new_root, current, entry.revision + 1
+                return
+            raise BarrierError("the keyring kept changing; could not rekey it")

@@ -1,4 +1,7 @@
-"""The KMS endpoint on keycask's HTTP server: ``POST /`` and ``GET /healthz``.
+"""The KMS endpoint on keycask's HTTP server: ``POST /``, ``GET /healthz``
+(alive: 200 once serving, its body saying ``ok`` or ``sealed``) and ``GET
+/readyz`` (200 only when a load balancer may send KMS calls here; 503 while
+starting or sealed).
 
 Everything about HTTP framing, limits and timeouts is ``server.py``'s; every
 request that reaches here (or is refused for size) goes to the pipeline, which
@@ -16,6 +19,8 @@ MAX_BODY = 1024 * 1024
 _JSON = (b"content-type", b"application/x-amz-json-1.1")
 _HEALTHY = Response(200, b'{"status":"ok"}', (_JSON,))
 _STARTING = Response(503, b'{"status":"starting"}', (_JSON,))
+_SEALED = Response(503, b'{"status":"sealed"}', (_JSON,))
+_ALIVE_SEALED = Response(200, b'{"status":"sealed"}', (_JSON,))
 
 
 def _response(reply: Reply) -> Response:
@@ -40,8 +45,12 @@ class KMSApp:
                 http, request.client, secure_transport=request.secure
             )
             return _response(reply)
-        if path == "/healthz" and method in ("GET", "HEAD"):
-            return _HEALTHY if self.ready else _STARTING
+        if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
+            if not self.ready:
+                return _STARTING
+            if not self._pipeline.sealed:
+                return _HEALTHY
+            return _ALIVE_SEALED if path == "/healthz" else _SEALED
         error = UnknownOperationException(
             f"keycask serves the KMS API at POST /, not {method} {path[:64]}"
         )

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 from keycask.crypto import KeyMaterial
+from keycask.errors import SealError
+from keycask.seal import sealfile
 from keycask.seal.passphrase import PassphraseSeal
+
+SEAL_FILE = "seal.json"
+# Written by a rekey before the keyring moves to the new root; see service/sealing.py.
+NEXT_SEAL_FILE = "seal.next.json"
+SEAL_TYPES = ("shamir", "passphrase", "pkcs11")
 
 
 class Seal(Protocol):
@@ -16,4 +24,16 @@ class Seal(Protocol):
     def root_key(self) -> KeyMaterial: ...
 
 
-__all__ = ["PassphraseSeal", "Seal"]
+def seal_type(directory: Path, filename: str = SEAL_FILE) -> str | None:
+    """The type a seal file names, or None when there is no such file."""
+    path = Path(directory) / filename
+    if not path.exists():
+        return None
+    document = sealfile.read(path, missing=f"no {path}", invalid=f"{path} is not a seal file")
+    kind = document.get("type")
+    if kind not in SEAL_TYPES:
+        raise SealError(f"{path} names an unknown seal type {kind!r}")
+    return str(kind)
+
+
+__all__ = ["NEXT_SEAL_FILE", "SEAL_FILE", "SEAL_TYPES", "PassphraseSeal", "Seal", "seal_type"]

@@ -57,8 +57,8 @@ def _aad(n: int, r: int, p: int) -> bytes:
 class PassphraseSeal:
     name = SEAL_TYPE
 
-    def __init__(self, directory: Path) -> None:
-        self.path = Path(directory) / SEAL_FILE
+    def __init__(self, directory: Path, filename: str = SEAL_FILE) -> None:
+        self.path = Path(directory) / filename
 
     @classmethod
     def init(
@@ -69,11 +69,14 @@ class PassphraseSeal:
         n: int = DEFAULT_N,
         r: int = DEFAULT_R,
         p: int = DEFAULT_P,
+        root: KeyMaterial | None = None,
+        filename: str = SEAL_FILE,
     ) -> KeyMaterial:
-        """Create a new random root key, write it sealed under ``passphrase``
-        and return it. Refuses to overwrite an existing seal file."""
-        seal_ = cls(directory)
-        root = KeyMaterial.generate(ROOT_KEY_SIZE)
+        """Seal ``root`` (by default a new random root key) under
+        ``passphrase``, write it and return it. Refuses to overwrite an
+        existing seal file."""
+        seal_ = cls(directory, filename)
+        root = KeyMaterial.generate(ROOT_KEY_SIZE) if root is None else root
         document = _wrap(root, _passphrase_bytes(passphrase), n, r, p)
         sealfile.write_new(seal_.path, document)
         return root

@@ -90,8 +90,8 @@ def _require_text(value: object, what: str) -> str:
 class Pkcs11Seal:
     name = SEAL_TYPE
 
-    def __init__(self, directory: Path) -> None:
-        self.path = Path(directory) / SEAL_FILE
+    def __init__(self, directory: Path, filename: str = SEAL_FILE) -> None:
+        self.path = Path(directory) / filename
 
     @classmethod
     def init(
@@ -103,14 +103,17 @@ class Pkcs11Seal:
         key_label: str,
         pin: str,
         mechanism: str | None = None,
+        root: KeyMaterial | None = None,
+        filename: str = SEAL_FILE,
     ) -> KeyMaterial:
         """Generate the wrapping key in the token and a new random root key,
         write the wrapped root and return it. Refuses to overwrite an existing
         seal file or to reuse an existing key with ``key_label``.
 
         ``mechanism`` forces one of ``SAFE_MECHANISMS`` (it must be offered);
-        by default the safest offered is chosen."""
-        seal_ = cls(directory)
+        by default the safest offered is chosen. ``root`` is the key to wrap
+        (by default a new random one)."""
+        seal_ = cls(directory, filename)
         _require_text(module, "module path")
         _require_text(token_label, "token label")
         _require_text(key_label, "key label")
@@ -120,7 +123,7 @@ class Pkcs11Seal:
         if seal_.path.exists():
             raise SealError(f"{seal_.path} already exists; refusing to replace it")
 
-        root = KeyMaterial(random_bytes(ROOT_KEY_SIZE))
+        root = KeyMaterial(random_bytes(ROOT_KEY_SIZE)) if root is None else root
         with _session(module, token_label, pin, rw=True) as (token, session):
             offered = _call(token.slot.get_mechanisms)
             if mechanism is None:

@@ -57,6 +57,8 @@ class Call:
     source_ip: str | None
     operation: str | None = None
     caller: Caller | None = None
+    # Who called when it is not a principal (the operator token).
+    principal_name: str | None = None
     key_arn: str | None = None
     encryption_context: Mapping[str, str] | None = None
     decision: str = "none"

@@ -17,24 +17,33 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
+
 from keycask.audit import AuditLog, AuditRecord
 from keycask.auth import sigv4
 from keycask.auth.credentials import CredentialStore
+from keycask.auth.operator_token import OperatorToken
+from keycask.barrier import Barrier
+from keycask.barrier.rewrite import rewrite_batch
 from keycask.errors import (
+    AccessDeniedException,
     AuditUnavailable,
     KMSError,
     KMSInternalException,
+    Sealed,
     SerializationException,
+    ThrottlingException,
     UnknownOperationException,
     UnrecognizedClientException,
     UnsupportedOperationException,
 )
 from keycask.ports import Clock, Coordinator, MovableClock
-from keycask.service import admin
+from keycask.service import admin, operator
 from keycask.service.call import Call, Caller, Outcome
 from keycask.service.deps import Deps
 from keycask.service.devops import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
 from keycask.service.operations import OPERATIONS, Operation
+from keycask.service.ratelimit import RateLimiter
 from keycask.service.requests import build
 from keycask.service.scheduler import Scheduler
 from keycask.service.usage import Usage
@@ -45,6 +54,10 @@ TARGET_PREFIX = "TrentService."
 _CONTENT_TYPES = (b"application/x-amz-json-1.1", b"application/x-amz-json-1.0")
 _INTERNAL = "An internal error occurred; the request had no effect."
 _CALLER_CACHE = 4096
+# Operator calls per source address: a burst of 20, then 5 a second.
+_OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
+# How long one scheduler tick may spend moving values to a new barrier term.
+_REWRITE_SLICE = 0.5
 
 
 class WireCodec(Protocol):
@@ -98,6 +111,9 @@ class Pipeline:
         coordinator: Coordinator,
         dev_clock: MovableClock | None = None,
         scheduler_interval: float = 1.0,
+        barrier: Barrier,
+        operator_api: operator.Operator | None = None,
+        operator_token: OperatorToken | None = None,
     ) -> None:
         """``clock`` is the wall clock (SigV4 freshness, audit times);
         ``deps.clock`` is lifecycle time. ``dev_clock``, given only in --dev,
@@ -114,6 +130,12 @@ class Pipeline:
         # Writes run one at a time across all processes on the store.
         self._coordinator = coordinator
         self._dev_clock = dev_clock
+        self._barrier = barrier
+        self.operator_api = operator_api
+        self._operator_token = operator_token
+        self._operator_limits = RateLimiter(_OPERATOR_RATE, _OPERATOR_BURST)
+        self._rewrite_cursor = ""
+        self._rewrite_moved = 0
         self.scheduler = Scheduler(
             deps,
             audit,
@@ -122,10 +144,14 @@ class Pipeline:
             refresh=self._refresh,
             request_id=self._request_ids.next,
             interval=scheduler_interval,
+            paused=lambda: barrier.sealed,
         )
         self.scheduler.after_tick.append(self.flush_usage)
+        self.scheduler.after_tick.append(self.rewrite_barrier)
 
     async def flush_usage(self) -> None:
+        if self._barrier.sealed:
+            return
         await self._deps.usage.flush(self._coordinator.exclusive(), self._refresh)
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
@@ -151,6 +177,11 @@ class Pipeline:
             self._refresh()
             # Named in the audit record even if authentication then fails.
             call.operation = self._target(request)
+            if call.operation is not None and call.operation.startswith(operator.TARGET_PREFIX):
+                return await self._operator_call(call, request)
+            if self._barrier.sealed:
+                # Nothing behind the barrier, access keys included, can be read.
+                raise Sealed()
             await self._authenticate(call, request)
             if call.operation == DEV_ADVANCE_CLOCK:
                 return await self._advance_clock(call, request)
@@ -177,11 +208,104 @@ class Pipeline:
 
     def _refresh(self) -> None:
         if self._coordinator.stale():
-            self._deps.keys.clear()
-            self._credentials.clear()
-            self._deps.authz.clear()
+            self._forget()
+            if not self._barrier.sealed:
+                self._barrier.reload_soon()  # another process may have rotated it
             if self._dev_clock is not None:
                 self._dev_clock.reload()
+
+    def _forget(self) -> None:
+        self._deps.keys.clear()
+        self._credentials.clear()
+        self._deps.authz.clear()
+
+    @property
+    def sealed(self) -> bool:
+        return self._barrier.sealed
+
+    def forget_all(self) -> None:
+        """Drop everything decrypted this process holds (on seal)."""
+        self._forget()
+        self._callers.clear()
+        self._signing_keys = sigv4.SigningKeyCache()
+
+    # -- the barrier's terms --
+
+    async def rotate_barrier(self) -> int:
+        async with self._coordinator.exclusive():
+            term = await self._barrier.rotate()
+            self._coordinator.committed()
+        self._rewrite_cursor, self._rewrite_moved = "", 0
+        return term
+
+    async def rewrite_barrier(self) -> None:
+        """Move values to the active term, a batch at a time under the write
+        lock (so requests interleave), for at most ``_REWRITE_SLICE`` seconds a
+        tick. A pass that moves nothing ends the rewrite."""
+        if self._barrier.sealed or not self._barrier.keyring.rewrite:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _REWRITE_SLICE
+        while loop.time() < deadline:
+            async with self._coordinator.exclusive():
+                self._refresh()
+                step = await rewrite_batch(self._barrier, self._rewrite_cursor)
+                if step.moved:
+                    # Revisions moved: cached documents must be read again.
+                    self._forget()
+                    self._coordinator.committed()
+            self._rewrite_moved += step.moved
+            if step.cursor is not None:
+                self._rewrite_cursor = step.cursor
+                continue
+            done = self._rewrite_moved == 0
+            self._rewrite_cursor, self._rewrite_moved = "", 0
+            if done:
+                async with self._coordinator.exclusive():
+                    await self._barrier.rewritten()
+                    self._coordinator.committed()
+                log.info("barrier rewrite finished: every value is under the active term")
+            return
+
+    # -- KeycaskOperator: seal, unseal, status, rotate, rekey (service/operator.py) --
+
+    async def _operator_call(self, call: Call, request: sigv4.HttpRequest) -> Reply:
+        assert call.operation is not None
+        name = call.operation[len(operator.TARGET_PREFIX) :]
+        if not self._operator_limits.allow(call.source_ip or "-"):
+            raise ThrottlingException("Too many operator calls; slow down.")
+        if self.operator_api is None:
+            raise UnsupportedOperationException("this server takes no operator calls")
+        authorization = (_header(request, b"authorization") or b"").decode("latin-1")
+        if authorization.startswith("Bearer "):
+            token = self._operator_token
+            if token is None or not token.verify(authorization[len("Bearer ") :].strip()):
+                raise UnrecognizedClientException("The operator token is not valid.")
+            call.principal_name = "operator token"
+        else:
+            if self._barrier.sealed:
+                raise Sealed(
+                    "keycask is sealed: while sealed, operator calls authenticate "
+                    "with the operator token"
+                )
+            await self._authenticate(call, request)
+            assert call.caller is not None
+            if not call.caller.principal.admin:
+                raise AccessDeniedException(
+                    f"{call.caller.principal.arn} is not an administrator: "
+                    "operator calls need the operator token or an administrator"
+                )
+        call.decision, call.decided_by = "allow", call.principal_name or "administrator"
+        if self._barrier.sealed and name not in operator.WHILE_SEALED:
+            raise Sealed(f"keycask is sealed: only Status and Unseal are served, not {name}")
+        self._check_content_type(request)
+        fields = operator.decode(request.body)
+        if name in operator.RECORDED_FIRST:
+            call.detail = f"operator {name} requested"
+            await self._audit.append(self._record(call, None))
+        result, call.detail = await self.operator_api.handle(name, fields)
+        await self._audit.append(self._record(call, None))
+        return Reply(200, orjson.dumps(result), call.request_id)
 
     async def _advance_clock(self, call: Call, request: sigv4.HttpRequest) -> Reply:
         """--dev only: move lifecycle time forward, then run what came due,
@@ -280,6 +404,8 @@ class Pipeline:
             return target  # outside --dev this target does not exist
         if admin.operation(target) is not None:
             return target  # KeycaskAdmin.<Op>, in every mode
+        if operator.operation(target) is not None:
+            return target  # KeycaskOperator.<Op>
         name = target[len(TARGET_PREFIX) :] if target.startswith(TARGET_PREFIX) else None
         return name if name in self._model_operations else None
 
@@ -347,7 +473,7 @@ class Pipeline:
             time=call.time,
             request_id=call.request_id,
             operation=call.operation,
-            principal=caller.principal.arn if caller else None,
+            principal=caller.principal.arn if caller else call.principal_name,
             access_key_id=caller.access_key_id if caller else None,
             source_ip=call.source_ip,
             key_arn=call.key_arn,

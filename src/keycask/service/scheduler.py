@@ -96,8 +96,11 @@ class Scheduler:
         refresh: Callable[[], None],
         request_id: Callable[[], str],
         interval: float = 1.0,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
+        """``paused`` says when to skip a tick: while sealed nothing can run."""
         self._deps = deps
+        self._paused = paused
         self._audit = audit
         self._coordinator = coordinator
         self._wall = wall_clock
@@ -121,6 +124,8 @@ class Scheduler:
     async def _loop(self) -> None:
         while True:
             await asyncio.sleep(self._interval)
+            if self._paused():
+                continue
             try:
                 # Another worker may have moved the dev clock or changed keys.
                 self._refresh()

@@ -1,0 +1,58 @@
+"""The operator token: a bearer secret for ``keycask operator`` calls, the one
+credential that works while the server is sealed (access keys live behind
+the barrier, so nothing can check a signature until it is open).
+
+Made once by ``operator init`` and printed once; ``<data>/operator.json``
+keeps only its SHA-256. A plain hash is enough for 256 random bits (no
+dictionary to try), and the comparison is constant time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+from pathlib import Path
+
+from keycask.crypto import random_bytes
+
+TOKEN_FILE = "operator.json"  # noqa: S105 - a file name
+_PREFIX = "kco_"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
+
+
+def create(data_dir: Path) -> str:
+    """A new token, its hash written to ``operator.json`` (never replaced)."""
+    token = _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
+    path = Path(data_dir) / TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"sha256": _digest(token)}, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return token
+
+
+class OperatorToken:
+    def __init__(self, data_dir: Path) -> None:
+        path = Path(data_dir) / TOKEN_FILE
+        self._digest: str | None = None
+        if path.exists():
+            if path.stat().st_mode & 0o077:
+                raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
+            value = json.loads(path.read_text()).get("sha256")
+            self._digest = value if isinstance(value, str) else None
+
+    @property
+    def configured(self) -> bool:
+        return self._digest is not None
+
+    def verify(self, presented: str) -> bool:
+        if self._digest is None:
+            return False
+        return hmac.compare_digest(_digest(presented), self._digest)

@@ -1,0 +1,229 @@
+"""Sealed and unsealed: which seal guards the root key, taking the inputs
+that open it, sealing again, and moving the root key to a new seal (rekey).
+
+A production server starts sealed. The seal file (``<data>/seal.json``) says
+which seal it is: Shamir shares come in one call at a time until the
+threshold; a passphrase comes in one call; a PKCS#11 token is asked at start
+with the PIN the server was given (auto-unseal). Nothing here is ever stored
+but what the seals themselves store.
+
+Rekey is crash-safe in three steps: the new seal is written beside the old
+one (``seal.next.json``), the keyring is sealed under the new root (one
+conditional write), and the new file replaces the old. Until the last step
+both files are tried when unsealing, and the first unseal after a crash
+finishes or discards the half-done rekey by which file opened the keyring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keycask.barrier import Barrier
+from keycask.crypto import KeyMaterial
+from keycask.errors import SealError
+from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type
+from keycask.seal.pkcs11 import Pkcs11Seal
+from keycask.seal.shamir import ShamirSeal, ShareCollector
+
+DEV = "dev"
+
+
+@dataclass(frozen=True, slots=True)
+class UnsealInput:
+    """What an operator (or the server's own configuration) hands in."""
+
+    share: str | None = None
+    passphrase: str | None = None
+    pin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSeal:
+    """Where a rekey moves the root key: a seal type and its parameters."""
+
+    kind: str
+    shares: int = 5
+    threshold: int = 3
+    passphrase: str | None = None
+    module: str | None = None
+    token_label: str | None = None
+    key_label: str | None = None
+    pin: str | None = None
+
+
+class SealKeeper:
+    def __init__(self, data_dir: Path, barrier: Barrier, *, dev: bool = False) -> None:
+        self._dir = data_dir
+        self._barrier = barrier
+        self._lock = asyncio.Lock()
+        self.on_seal: list[Any] = []
+        if dev:
+            self.kind = DEV
+        else:
+            kind = seal_type(data_dir)
+            if kind is None:
+                raise SealError(
+                    f"{data_dir} has no seal: run "
+                    f"`keycask operator init --data-dir {data_dir}` first"
+                )
+            self.kind = kind
+        self._collector = self._new_collector()
+
+    def _new_collector(self) -> ShareCollector | None:
+        if self.kind != "shamir":
+            return None
+        _, threshold = ShamirSeal(self._dir).config()
+        return ShareCollector(threshold)
+
+    @property
+    def sealed(self) -> bool:
+        return self._barrier.sealed
+
+    def status(self) -> dict[str, object]:
+        status: dict[str, object] = {"sealed": self.sealed, "seal": self.kind}
+        if self._collector is not None:
+            status["progress"] = self._collector.progress
+            status["threshold"] = self._collector.threshold
+            status["shares"] = ShamirSeal(self._dir).config()[0]
+        else:
+            status["progress"] = 0
+            status["threshold"] = 1
+        if not self.sealed:
+            keyring = self._barrier.keyring
+            status["term"] = keyring.active_term
+            status["rewrite_pending"] = keyring.rewrite
+        return status
+
+    # -- unsealing --
+
+    async def unseal(self, given: UnsealInput) -> None:
+        """Take one input. Opens the barrier once the seal yields a root key
+        that opens the keyring; ``SealError`` says what was wrong."""
+        async with self._lock:
+            if not self.sealed:
+                return
+            found = await self._root(given)
+            if found is None:
+                return  # more shares needed
+            root, filename = found
+            try:
+                await self._barrier.unseal(root)
+            except SealError:
+                raise SealError(
+                    "the key from this seal does not open the keyring (wrong shares, "
+                    "or shares from before a rekey); start again with the right shares"
+                ) from None
+            self._settle_rekey(filename)
+
+    async def _root(self, given: UnsealInput) -> tuple[KeyMaterial, str] | None:
+        candidates = [SEAL_FILE]
+        if (self._dir / NEXT_SEAL_FILE).exists():
+            candidates.append(NEXT_SEAL_FILE)
+        if given.share is not None:
+            if self._collector is None:
+                raise SealError(f"this server's seal is {self.kind}: it takes no shares")
+            root = self._collector.add(given.share)
+            if root is None:
+                return None
+            for filename in candidates:
+                if seal_type(self._dir, filename) == "shamir" and ShamirSeal(
+                    self._dir, filename
+                ).opens(root):
+                    return root, filename
+            return root, SEAL_FILE
+        errors: list[str] = []
+        for filename in candidates:
+            kind = seal_type(self._dir, filename)
+            try:
+                if kind == "passphrase" and given.passphrase is not None:
+                    seal = PassphraseSeal(self._dir, filename)
+                    return await asyncio.to_thread(seal.unseal, given.passphrase), filename
+                if kind == "pkcs11" and given.pin is not None:
+                    token = Pkcs11Seal(self._dir, filename)
+                    return await asyncio.to_thread(token.unseal, given.pin), filename
+            except SealError as exc:
+                errors.append(str(exc))
+        if errors:
+            raise SealError(errors[0])
+        raise SealError(f"this server's seal is {self.kind}: give what it needs to unseal")
+
+    def _settle_rekey(self, opened_with: str) -> None:
+        """Finish (or forget) a rekey that a crash interrupted."""
+        current, pending = self._dir / SEAL_FILE, self._dir / NEXT_SEAL_FILE
+        if opened_with == NEXT_SEAL_FILE:
+            os.replace(pending, current)
+            _fsync_dir(self._dir)
+            self.kind = seal_type(self._dir) or self.kind
+            self._collector = self._new_collector()
+        elif pending.exists():
+            pending.unlink()
+            _fsync_dir(self._dir)
+
+    def seal(self) -> None:
+        """Drop every key from memory: the barrier's, and every cache's."""
+        self._barrier.seal()
+        if self._collector is not None:
+            self._collector.reset()
+        for hook in self.on_seal:
+            hook()
+
+    # -- rekey --
+
+    async def rekey(self, new: NewSeal) -> list[str]:
+        """Move the keyring to a new root key under ``new``; returns the new
+        share lines for a Shamir seal (shown once), else nothing."""
+        async with self._lock:
+            if self.sealed:
+                raise SealError("keycask is sealed: unseal it before a rekey")
+            if self.kind == DEV:
+                raise SealError("a --dev server keeps its dev seal; there is nothing to rekey")
+            pending = self._dir / NEXT_SEAL_FILE
+            # Left by a rekey that failed before the keyring moved: not in use.
+            pending.unlink(missing_ok=True)
+            root = KeyMaterial.generate(32)
+            shares = await asyncio.to_thread(self._write_next, new, root)
+            await self._barrier.rekey(root)
+            self._settle_rekey(NEXT_SEAL_FILE)
+            return shares
+
+    def _write_next(self, new: NewSeal, root: KeyMaterial) -> list[str]:
+        if new.kind == "shamir":
+            _, lines = ShamirSeal.init(
+                self._dir,
+                shares=new.shares,
+                threshold=new.threshold,
+                root=root,
+                filename=NEXT_SEAL_FILE,
+            )
+            return lines
+        if new.kind == "passphrase":
+            if not new.passphrase:
+                raise SealError("a passphrase seal needs a passphrase")
+            PassphraseSeal.init(self._dir, new.passphrase, root=root, filename=NEXT_SEAL_FILE)
+            return []
+        if new.kind == "pkcs11":
+            if not (new.module and new.token_label and new.key_label and new.pin):
+                raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
+            Pkcs11Seal.init(
+                self._dir,
+                module=new.module,
+                token_label=new.token_label,
+                key_label=new.key_label,
+                pin=new.pin,
+                root=root,
+                filename=NEXT_SEAL_FILE,
+            )
+            return []
+        raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
