@@ -18,6 +18,7 @@ from keycask.http.awsjson import Codec, encode_error
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, SystemClock
+from keycask.seal import SEAL_FILE
 from keycask.seal.dev import DevSeal
 from keycask.service.authz import Authorizer
 from keycask.service.deps import Deps
@@ -82,6 +83,12 @@ async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
         raise SealError(
             f"{settings.data_dir} holds no keycask store: run "
             f"`keycask operator init --data-dir {settings.data_dir}` first"
+        )
+    if settings.dev and (settings.data_dir / SEAL_FILE).exists():
+        # The dev seal would write a root key file beside a production store
+        # (and then fail to open it): refuse before touching anything.
+        raise SealError(
+            f"{settings.data_dir} is a production data dir (it has a seal): use it without --dev"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The data dir is keycask's own: nobody else needs to list it.

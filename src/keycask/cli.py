@@ -29,8 +29,9 @@ from keycask.errors import KMSError, SealError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
+from keycask.seal import SEAL_FILE
 from keycask.seal.dev import WARNING, DevSeal
-from keycask.service.sealing import UnsealInput
+from keycask.service.sealing import SealKeeper, UnsealInput
 
 log = logging.getLogger("keycask")
 
@@ -569,17 +570,32 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _load_anchors(settings: config.Settings) -> dict[str, Anchor]:
+async def _load_anchors(
+    settings: config.Settings, unseal: UnsealInput | None
+) -> dict[str, Anchor] | None:
+    """The anchors recorded in the store; None for a sealed production store
+    that nothing given here opens."""
     storage, barrier = await open_store(settings)
     try:
+        if barrier.sealed:
+            if unseal is None:
+                return None
+            await SealKeeper(settings.data_dir, barrier).unseal(unseal)
         return await anchor.load(barrier)
     finally:
         await storage.close()
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    settings = config.load(dev=True, data_dir=args.data_dir)
-    anchors = asyncio.run(_load_anchors(settings))
+    data_dir = args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
+    production = (Path(data_dir) / SEAL_FILE).exists()
+    settings = config.load(dev=not production, data_dir=args.data_dir)
+    anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
+    if anchors is None:
+        print(
+            "note: the store is sealed, so the anchors recorded in it were not checked "
+            "(give --pkcs11-pin-file or --passphrase-file, or the env variables, to check them)"
+        )
     result = verify(settings.data_dir / AUDIT_DIR, anchors)
     if result.ok:
         print(f"ok: {result.records} records in {result.segments} segments")
@@ -793,6 +809,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     check = audit.add_parser("verify", help="check the hash chain of every audit segment")
     check.add_argument("--data-dir")
+    check.add_argument("--pkcs11-pin-file", help="production: PIN to open the store's anchors")
+    check.add_argument(
+        "--passphrase-file", help="production: passphrase to open the store's anchors"
+    )
     check.set_defaults(func=cmd_audit_verify)
 
     add_policy_commands(sub)
