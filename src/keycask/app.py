@@ -17,7 +17,7 @@ from keycask.errors import SealError
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
-from keycask.ports import Clock, Coordinator, SystemClock
+from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import DevSeal
 from keycask.service.authz import Authorizer
@@ -28,6 +28,8 @@ from keycask.service.sealing import SealKeeper, UnsealInput
 from keycask.service.usage import UsageTracker
 from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
+from keycask.storage.pgcoord import PostgresCoordinator
+from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
 
 STORE_FILE = "keycask.db"
@@ -55,7 +57,7 @@ class WireCodec:
 @dataclass
 class Runtime:
     settings: Settings
-    storage: SQLiteStorage
+    storage: Storage
     barrier: Barrier
     credentials: CredentialStore
     audit: AuditLog
@@ -72,14 +74,21 @@ class Runtime:
         try:
             await self.anchoring.stop()
         finally:
+            if isinstance(self.coordinator, PostgresCoordinator):
+                await self.coordinator.aclose()
+            else:
+                self.coordinator.close()
             await self.storage.close()
-            self.coordinator.close()
 
 
-async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
+async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     """The store and its barrier: unsealed with the dev seal in --dev, sealed
     otherwise (an operator, or the PKCS#11 token, opens it)."""
-    if not settings.dev and not (settings.data_dir / STORE_FILE).exists():
+    if (
+        not settings.dev
+        and settings.storage is None
+        and not (settings.data_dir / STORE_FILE).exists()
+    ):
         raise SealError(
             f"{settings.data_dir} holds no keycask store: run "
             f"`keycask operator init --data-dir {settings.data_dir}` first"
@@ -93,7 +102,11 @@ async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The data dir is keycask's own: nobody else needs to list it.
     settings.data_dir.chmod(0o700)
-    storage = SQLiteStorage(settings.data_dir / STORE_FILE)
+    storage: Storage
+    if settings.storage is not None:
+        storage = await PostgresStorage.open(settings.storage)
+    else:
+        storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:
         if settings.dev:
             barrier = await Barrier.open(storage, DevSeal(settings.data_dir).root_key())
@@ -107,7 +120,7 @@ async def open_store(settings: Settings) -> tuple[SQLiteStorage, Barrier]:
     return storage, barrier
 
 
-async def count_keys(storage: SQLiteStorage) -> int:
+async def count_keys(storage: Storage) -> int:
     count, after = 0, ""
     while True:
         rows = await storage.list("key/", after, 1000)
@@ -141,7 +154,13 @@ async def build(
         await storage.close()
         raise
     coordinator: Coordinator
-    if worker is None:
+    if isinstance(storage, PostgresStorage):
+        # One node of a cluster (each worker process counts as a node).
+        postgres = PostgresCoordinator(storage)
+        await postgres.start()
+        coordinator = postgres
+        segment = "server" if worker is None else f"server-{worker}"
+    elif worker is None:
         coordinator, segment = SingleProcess(), "server"
     else:
         coordinator, segment = SharedFile(settings.data_dir / RUN_DIR, worker), f"server-{worker}"

@@ -236,6 +236,8 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
             "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
+        if settings.storage is not None:
+            command += ["--storage", settings.storage]
         for flag, path in (
             ("--tls-cert", settings.tls_cert),
             ("--tls-key", settings.tls_key),
@@ -269,6 +271,7 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
 def cmd_server(args: argparse.Namespace) -> int:
     settings = config.load(
         insecure_plaintext=args.insecure_plaintext,
+        storage=args.storage,
         dev=args.dev,
         listen=args.listen,
         data_dir=args.data_dir,
@@ -780,6 +783,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="require client certificates issued by this CA: mutual TLS "
         "(env KEYCASK_TLS_CLIENT_CA)",
+    )
+    server.add_argument(
+        "--storage",
+        metavar="DSN",
+        help="postgresql://user@host:5432/db to share one store between nodes "
+        "(env KEYCASK_STORAGE; the password from PGPASSWORD or ~/.pgpass); default SQLite "
+        "in the data dir",
     )
     server.add_argument(
         "--insecure-plaintext",

@@ -41,6 +41,8 @@ class Settings:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     insecure_plaintext: bool = False
+    # A PostgreSQL DSN: the store several nodes share. None: SQLite in data_dir.
+    storage: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -73,6 +75,7 @@ def load(
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
     insecure_plaintext: bool = False,
+    storage: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -115,7 +118,19 @@ def load(
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
         insecure_plaintext=insecure,
+        storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
     )
+
+
+def _storage(dsn: str | None) -> str | None:
+    if dsn is None or dsn == "sqlite":
+        return None
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        raise ConfigError(
+            "--storage takes a PostgreSQL URI (postgresql://user@host:5432/db, the "
+            "password from PGPASSWORD or ~/.pgpass, not the command line) or 'sqlite'"
+        )
+    return dsn
 
 
 def _loopback(host: str) -> bool:

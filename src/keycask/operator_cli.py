@@ -36,10 +36,12 @@ from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, self_signed_certificate
+from keycask.ports import Storage
 from keycask.seal import SEAL_FILE, PassphraseSeal
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal
 from keycask.storage.backup import BackupError, create_backup, restore_backup
+from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
 
 TARGET_PREFIX = "KeycaskOperator."
@@ -288,10 +290,26 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     config.load(dev=True, data_dir=str(data_dir), account_id=account)  # validates the account
     if data_dir.exists() and any(data_dir.iterdir()):
         raise OperatorError(f"{data_dir} is not empty; operator init needs a new data dir")
+    settings = config.load(dev=False, data_dir=str(data_dir), storage=args.storage)
+    storage: Storage
+    if settings.storage is not None:
+        storage = await PostgresStorage.open(settings.storage)
+        if await Barrier(storage).initialised():
+            await storage.close()
+            raise OperatorError(
+                "that PostgreSQL store is already initialised: copy seal.json and "
+                "operator.json from the first node's data dir instead"
+            )
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     data_dir.chmod(0o700)
-    root, shares = _init_seal(args, data_dir)
-    storage = SQLiteStorage(data_dir / STORE_FILE)
+    try:
+        root, shares = _init_seal(args, data_dir)
+    except BaseException:
+        if settings.storage is not None:
+            await storage.close()
+        raise
+    if settings.storage is None:
+        storage = SQLiteStorage(data_dir / STORE_FILE)
     audit = AuditLog.open(data_dir / AUDIT_DIR, AUDIT_SEGMENT)
     try:
         barrier = Barrier(storage)
@@ -440,6 +458,9 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init = operator.add_parser("init", help="initialise a production data directory")
     init.add_argument("--data-dir", help="a new, empty data directory")
     init.add_argument("--account-id", help="account of the first administrator")
+    init.add_argument(
+        "--storage", metavar="DSN", help="a PostgreSQL store for a cluster (env KEYCASK_STORAGE)"
+    )
     init.add_argument("--json", action="store_true", help="print JSON")
     init.add_argument(
         "--tls-self-signed",

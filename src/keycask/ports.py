@@ -85,7 +85,8 @@ class Coordinator(Protocol):
 
     ``stale`` is true when another process committed since the last call (so
     caches must be dropped); ``committed`` announces our own commit;
-    ``exclusive`` serialises writes across processes.
+    ``exclusive`` serialises writes across processes; ``leads`` picks who runs
+    scheduled jobs.
     """
 
     def stale(self) -> bool: ...
@@ -93,5 +94,11 @@ class Coordinator(Protocol):
     def committed(self) -> None: ...
 
     def exclusive(self) -> AbstractAsyncContextManager[None]: ...
+
+    async def leads(self) -> bool:
+        """Whether this process runs the jobs that must run once (scheduled
+        rotation, deletion, expiry, the barrier rewrite). Those jobs also
+        re-check under ``exclusive``, so two leaders would still act once."""
+        ...
 
     def close(self) -> None: ...

@@ -346,7 +346,7 @@ async def test_pg_schema_version_is_recorded(pg_dsn: str) -> None:
         await node.close()
     async with await psycopg.AsyncConnection.connect(pg_dsn) as conn:
         rows = await (await conn.execute("SELECT version FROM keycask_schema")).fetchall()
-        assert rows == [(1,)] and SCHEMA_VERSION == 1
+        assert rows == [(SCHEMA_VERSION,)] and SCHEMA_VERSION == 2
         cur = await conn.execute(
             "SELECT column_name, data_type, collation_name FROM information_schema.columns"
             " WHERE table_schema = current_schema() AND table_name = 'keycask_kv'"

@@ -241,6 +241,11 @@ class AuditLog:
             raise AuditUnavailable(self._poisoned) from exc
         raise AuditUnavailable(failure) from cause
 
+    @property
+    def writable(self) -> bool:
+        """False once the log refuses appends (closed, or poisoned by a failed cut)."""
+        return self._poisoned is None and not self._closed
+
     def _check_accepting(self) -> None:
         if self._poisoned is not None:
             raise AuditUnavailable(self._poisoned)

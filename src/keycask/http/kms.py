@@ -1,7 +1,7 @@
 """The KMS endpoint on keycask's HTTP server: ``POST /``, ``GET /healthz``
 (alive: 200 once serving, its body saying ``ok`` or ``sealed``) and ``GET
-/readyz`` (200 only when a load balancer may send KMS calls here; 503 while
-starting or sealed).
+/readyz`` (200 only when a load balancer may send KMS calls here: unsealed,
+the store answering, the audit log writable; else 503 saying which).
 
 Everything about HTTP framing, limits and timeouts is ``server.py``'s; every
 request that reaches here (or is refused for size) goes to the pipeline, which
@@ -9,6 +9,8 @@ audits it.
 """
 
 from __future__ import annotations
+
+import orjson
 
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import RequestEntityTooLargeException, UnknownOperationException
@@ -45,12 +47,19 @@ class KMSApp:
                 http, request.client, secure_transport=request.secure
             )
             return _response(reply)
-        if path in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
+        if path == "/healthz" and method in ("GET", "HEAD"):
             if not self.ready:
                 return _STARTING
-            if not self._pipeline.sealed:
+            return _ALIVE_SEALED if self._pipeline.sealed else _HEALTHY
+        if path == "/readyz" and method in ("GET", "HEAD"):
+            if not self.ready:
+                return _STARTING
+            reason = await self._pipeline.not_ready()
+            if reason is None:
                 return _HEALTHY
-            return _ALIVE_SEALED if path == "/healthz" else _SEALED
+            if reason == "sealed":
+                return _SEALED
+            return Response(503, orjson.dumps({"status": reason}), (_JSON,))
         error = UnknownOperationException(
             f"keycask serves the KMS API at POST /, not {method} {path[:64]}"
         )

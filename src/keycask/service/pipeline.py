@@ -58,6 +58,8 @@ _CALLER_CACHE = 4096
 _OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
 # How long one scheduler tick may spend moving values to a new barrier term.
 _REWRITE_SLICE = 0.5
+# How long /readyz waits for the store before calling it unreachable.
+_READY_TIMEOUT = 2.0
 
 
 class WireCodec(Protocol):
@@ -146,7 +148,7 @@ class Pipeline:
             interval=scheduler_interval,
             paused=lambda: barrier.sealed,
         )
-        self.scheduler.after_tick.append(self.flush_usage)
+        self.scheduler.every_tick.append(self.flush_usage)
         self.scheduler.after_tick.append(self.rewrite_barrier)
 
     async def flush_usage(self) -> None:
@@ -222,6 +224,18 @@ class Pipeline:
     @property
     def sealed(self) -> bool:
         return self._barrier.sealed
+
+    async def not_ready(self) -> str | None:
+        """Why a load balancer should not send KMS calls here, or None."""
+        if self._barrier.sealed:
+            return "sealed"
+        if not self._audit.writable:
+            return "audit log unwritable"
+        try:
+            await asyncio.wait_for(self._barrier.storage.get("core/keyring"), _READY_TIMEOUT)
+        except Exception:
+            return "storage unreachable"
+        return None
 
     def forget_all(self) -> None:
         """Drop everything decrypted this process holds (on seal)."""

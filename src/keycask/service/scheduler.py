@@ -108,7 +108,9 @@ class Scheduler:
         self._request_id = request_id
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        # After each tick on the node that runs jobs / on every node.
         self.after_tick: list[Callable[[], object]] = []
+        self.every_tick: list[Callable[[], object]] = []
 
     def start(self) -> None:
         if self._task is None:
@@ -127,12 +129,18 @@ class Scheduler:
             if self._paused():
                 continue
             try:
-                # Another worker may have moved the dev clock or changed keys.
-                self._refresh()
-                await self.run_due()
+                leader = await self._coordinator.leads()
             except Exception:
-                log.exception("scheduled lifecycle jobs failed; retrying")
-            for hook in self.after_tick:
+                log.exception("could not tell whether this node runs scheduled jobs")
+                leader = False
+            if leader:
+                try:
+                    # Another worker may have moved the dev clock or changed keys.
+                    self._refresh()
+                    await self.run_due()
+                except Exception:
+                    log.exception("scheduled lifecycle jobs failed; retrying")
+            for hook in [*self.every_tick, *(self.after_tick if leader else ())]:
                 try:
                     result = hook()
                     if asyncio.iscoroutine(result):

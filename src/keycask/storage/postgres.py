@@ -29,6 +29,10 @@ commit at once, so the database itself must arbitrate:
   rather than written with an older idea of the layout.
 * A commit returns after PostgreSQL's COMMIT, which with ``synchronous_commit``
   on (forced if a DSN turned it off) has flushed the WAL.
+* Every commit also bumps ``keycask_epoch`` and sends ``NOTIFY keycask_commits``
+  with ``<store instance>:<epoch>`` in the same transaction, so other nodes
+  learn of it when (and only when) it is committed; ``storage/pgcoord.py``
+  turns that into cache invalidation, with the epoch as a fallback check.
 * During an outage, operations fail with ``StorageUnavailable`` after the
   pool's timeout instead of waiting forever. A commit that failed that way
   may or may not have landed (the connection can drop after COMMIT was
@@ -37,6 +41,7 @@ commit at once, so the database itself must arbitrate:
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -64,6 +69,8 @@ class StorageSchemaError(Exception):
 _MIGRATIONS: tuple[str, ...] = (
     'CREATE TABLE keycask_kv (path TEXT COLLATE "C" PRIMARY KEY,'
     " value BYTEA NOT NULL, revision BIGINT NOT NULL)",
+    "CREATE TABLE keycask_epoch (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),"
+    " n BIGINT NOT NULL); INSERT INTO keycask_epoch (n) VALUES (0)",
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -81,6 +88,7 @@ _CONNECT_DEFAULTS: dict[str, Any] = {
 }
 
 _Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
+CHANNEL = "keycask_commits"
 
 
 def safe_dsn(dsn: str) -> str:
@@ -139,9 +147,15 @@ async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
 class PostgresStorage:
     """``Storage`` over a PostgreSQL database, safe to share between nodes."""
 
-    def __init__(self, pool: _Pool, where: str) -> None:
+    def __init__(self, pool: _Pool, where: str, dsn: str, connect: dict[str, Any]) -> None:
         self._pool = pool
         self._where = where
+        self._dsn = dsn
+        self._connect = connect
+        # Names this store's own commits in the notifications, so the node
+        # that made a change does not drop its caches for it.
+        self.instance = os.urandom(8).hex()
+        self.last_epoch = 0
 
     @classmethod
     async def open(
@@ -188,7 +202,37 @@ class PostgresStorage:
                 raise
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"PostgreSQL at {where}: {exc}") from exc
-        return cls(pool, where)
+        return cls(pool, where, dsn, {"autocommit": True, **kwargs})
+
+    @property
+    def where(self) -> str:
+        return self._where
+
+    async def dedicated(self) -> AsyncConnection[TupleRow]:
+        """A connection of its own, outside the pool (LISTEN, session locks)."""
+        try:
+            conn = await AsyncConnection.connect(self._dsn, **self._connect)
+            await _configure(conn)
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+        return conn
+
+    @asynccontextmanager
+    async def advisory_lock(self, key: int) -> AsyncIterator[int]:
+        """Hold PostgreSQL's session advisory lock ``key`` (every node waits
+        for it); yields the store's epoch as of taking it."""
+        async with self._connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            try:
+                row = await (await conn.execute("SELECT n FROM keycask_epoch")).fetchone()
+                yield 0 if row is None else int(row[0])
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    async def epoch(self) -> int:
+        async with self._connection() as conn:
+            row = await (await conn.execute("SELECT n FROM keycask_epoch")).fetchone()
+        return 0 if row is None else int(row[0])
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConnection[TupleRow]]:
@@ -229,6 +273,13 @@ class PostgresStorage:
         async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             for write in ordered:
                 await self._apply(cur, write)
+            # Last, so the epoch row (which serialises every commit) is held
+            # for as short a time as possible.
+            await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
+            row = await cur.fetchone()
+            epoch = 0 if row is None else int(row[0])
+            await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.instance}:{epoch}"))
+        self.last_epoch = max(self.last_epoch, epoch)
 
     @staticmethod
     async def _apply(cur: AsyncCursor[TupleRow], write: Write) -> None:

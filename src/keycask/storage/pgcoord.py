@@ -1,0 +1,163 @@
+"""Coordination of keycask nodes that share one PostgreSQL store.
+
+The ``Coordinator`` port for a cluster, as ``storage/local.py`` is for the
+worker processes of one host:
+
+* ``stale`` (are my caches out of date?) is a flag raised by a dedicated
+  connection that LISTENs on ``keycask_commits``: every commit notifies, in
+  its own transaction, with the committing store's instance id, so a change
+  reaches every other node's caches milliseconds after it is committed. A
+  notification can be lost with its connection, so the flag is also raised
+  when the listener reconnects, and a poll of the store's epoch (a counter
+  every commit bumps) once a second catches anything else.
+* ``exclusive`` takes a PostgreSQL advisory lock: one writer in the whole
+  cluster at a time, as one per host before. Having it, the node compares the
+  epoch with what it last saw and raises the flag when anyone committed
+  since, so the pipeline's re-read under the lock never trusts a cache that a
+  notification still in flight would have dropped.
+* ``leads`` says whether this node holds the jobs lock, a session advisory
+  lock on a connection of its own: the node that holds it runs the cluster's
+  scheduled jobs; when it dies its session ends, the lock is free, and the
+  next node to ask takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+
+from keycask.storage.postgres import CHANNEL, PostgresStorage, StorageUnavailable
+
+log = logging.getLogger("keycask")
+
+# Constants every node shares ("kcwrite" and "kcjobs" as integers).
+WRITE_LOCK = 0x6B63777269746500
+JOBS_LOCK = 0x6B636A6F627300
+POLL_INTERVAL = 1.0
+RECONNECT_DELAY = 0.5
+
+
+class PostgresCoordinator:
+    def __init__(self, storage: PostgresStorage) -> None:
+        self._storage = storage
+        self._stale = False
+        self._seen_epoch = storage.last_epoch
+        self._local = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._leader: Any = None  # the connection holding JOBS_LOCK
+        self._leader_lock = asyncio.Lock()
+        self.listening = False
+
+    async def start(self) -> None:
+        self._seen_epoch = await self._storage.epoch()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._listen()), loop.create_task(self._poll())]
+
+    # -- the port --
+
+    def stale(self) -> bool:
+        if self._stale:
+            self._stale = False
+            return True
+        return False
+
+    def committed(self) -> None:
+        # The commit notified the other nodes itself; our own caches were
+        # updated by whoever committed.
+        self._seen_epoch = max(self._seen_epoch, self._storage.last_epoch)
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._local, self._storage.advisory_lock(WRITE_LOCK) as epoch:
+            if epoch != self._seen_epoch:
+                self._seen_epoch = epoch
+                self._stale = True
+            yield
+
+    async def leads(self) -> bool:
+        async with self._leader_lock:
+            conn = self._leader
+            try:
+                if conn is not None and not conn.closed:
+                    await conn.execute("SELECT 1")
+                    return True
+                conn = await self._storage.dedicated()
+                row = await (
+                    await conn.execute("SELECT pg_try_advisory_lock(%s)", (JOBS_LOCK,))
+                ).fetchone()
+            except (psycopg.Error, StorageUnavailable):
+                await self._drop_leader(conn)
+                return False
+            if row is not None and row[0]:
+                self._leader = conn
+                log.info("this node now runs the cluster's scheduled jobs")
+                return True
+            await conn.close()
+            return False
+
+    async def _drop_leader(self, conn: Any) -> None:
+        self._leader = None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                await conn.close()
+
+    def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._leader is not None:
+            # Closing the session releases the jobs lock for the next node.
+            task = asyncio.get_event_loop().create_task(self._drop_leader(self._leader))
+            self._tasks.append(task)
+
+    async def aclose(self) -> None:
+        self.close()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    # -- background --
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                conn = await self._storage.dedicated()
+                try:
+                    await conn.execute(f"LISTEN {CHANNEL}")
+                    # Anything committed while we were not listening is unknown.
+                    self._stale = True
+                    self.listening = True
+                    async for note in conn.notifies():
+                        instance, _, epoch = note.payload.partition(":")
+                        if instance != self._storage.instance:
+                            self._stale = True
+                            with contextlib.suppress(ValueError):
+                                self._seen_epoch = max(self._seen_epoch, int(epoch))
+                finally:
+                    self.listening = False
+                    with contextlib.suppress(psycopg.Error):
+                        await conn.close()
+            except asyncio.CancelledError:
+                raise
+            except (psycopg.Error, StorageUnavailable, OSError) as exc:
+                log.warning("lost the PostgreSQL notification channel (%s); reconnecting", exc)
+                self._stale = True
+            await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                epoch = await self._storage.epoch()
+            except (StorageUnavailable, psycopg.Error):
+                continue
+            if epoch != self._seen_epoch:
+                # A commit whose notification we have not seen (or our own,
+                # which costs one needless cache drop).
+                if epoch > max(self._seen_epoch, self._storage.last_epoch):
+                    self._stale = True
+                self._seen_epoch = max(self._seen_epoch, epoch)
