@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,7 +165,11 @@ async def build(
         coordinator, segment = SingleProcess(), "server"
     else:
         coordinator, segment = SharedFile(settings.data_dir / RUN_DIR, worker), f"server-{worker}"
-    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment)
+    node = settings.node_id
+    if node is None and settings.storage is not None:
+        # In a cluster every record says which node wrote it.
+        node = f"{socket.gethostname()}:{settings.port}"
+    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment, node=node)
     credentials = CredentialStore(barrier)
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None

@@ -238,6 +238,8 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
         ]  # fmt: skip
         if settings.storage is not None:
             command += ["--storage", settings.storage]
+        if settings.node_id is not None:
+            command += ["--node-id", f"{settings.node_id}-{slot}"]
         for flag, path in (
             ("--tls-cert", settings.tls_cert),
             ("--tls-key", settings.tls_key),
@@ -272,6 +274,7 @@ def cmd_server(args: argparse.Namespace) -> int:
     settings = config.load(
         insecure_plaintext=args.insecure_plaintext,
         storage=args.storage,
+        node_id=args.node_id,
         dev=args.dev,
         listen=args.listen,
         data_dir=args.data_dir,
@@ -790,6 +793,11 @@ def _parser() -> argparse.ArgumentParser:
         help="postgresql://user@host:5432/db to share one store between nodes "
         "(env KEYCASK_STORAGE; the password from PGPASSWORD or ~/.pgpass); default SQLite "
         "in the data dir",
+    )
+    server.add_argument(
+        "--node-id",
+        help="this node's name in a cluster, written into every audit record "
+        "(env KEYCASK_NODE_ID; default host:port when the store is PostgreSQL)",
     )
     server.add_argument(
         "--insecure-plaintext",

@@ -21,6 +21,7 @@ TLS_KEY_FILE = "key.pem"
 
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
 class ConfigError(Exception):
@@ -43,6 +44,8 @@ class Settings:
     insecure_plaintext: bool = False
     # A PostgreSQL DSN: the store several nodes share. None: SQLite in data_dir.
     storage: str | None = None
+    # This node's name in a cluster: written into every audit record.
+    node_id: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -76,6 +79,7 @@ def load(
     tls_client_ca: str | None = None,
     insecure_plaintext: bool = False,
     storage: str | None = None,
+    node_id: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -119,7 +123,14 @@ def load(
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
         insecure_plaintext=insecure,
         storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
+        node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
     )
+
+
+def _node_id(value: str | None) -> str | None:
+    if value is not None and not _NODE_ID.match(value):
+        raise ConfigError(f"node id must match [A-Za-z0-9._:-]{{1,64}}, got {value!r}")
+    return value
 
 
 def _storage(dsn: str | None) -> str | None:

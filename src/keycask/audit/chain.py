@@ -96,10 +96,15 @@ class AuditLog:
         self._poisoned: str | None = None
         self._batches = 0
         self._records = 0
+        self._node = b""
 
     @classmethod
-    def open(cls, directory: Path, segment: str) -> AuditLog:
+    def open(cls, directory: Path, segment: str, *, node: str | None = None) -> AuditLog:
         """Open (or create) ``<directory>/<segment>.jsonl`` and continue its chain.
+
+        ``node`` (a cluster node's id) is written into every record as
+        ``"node"``, after ``detail``, so records from several nodes' segments
+        can be merged and still say where each came from.
 
         Raises ``AuditUnavailable`` when another process holds the segment or
         its last complete line cannot be read.
@@ -121,7 +126,10 @@ class AuditLog:
         except BaseException:
             os.close(fd)
             raise
-        return cls(path, fd, tip)
+        log = cls(path, fd, tip)
+        if node is not None:
+            log._node = b',"node":' + orjson.dumps(node)
+        return log
 
     @property
     def tip(self) -> Anchor:
@@ -146,7 +154,7 @@ class AuditLog:
         """Return once ``record`` is durable; raise ``AuditUnavailable`` if it cannot be."""
         self._check_accepting()
         loop = asyncio.get_running_loop()
-        entry = _Pending(_encode_body(record), loop.create_future())
+        entry = _Pending(_encode_body(record) + self._node, loop.create_future())
         self._pending.append(entry)
         if self._flusher is None:
             self._flusher = loop.create_task(self._flush())
@@ -155,7 +163,7 @@ class AuditLog:
     def append_sync(self, record: AuditRecord) -> None:
         """Write and fsync one record now, without an event loop (CLI use)."""
         self._check_accepting()
-        self._commit([_encode_body(record)])
+        self._commit([_encode_body(record) + self._node])
 
     async def aclose(self) -> None:
         """Flush what is pending, then close. Later appends raise ``AuditUnavailable``."""

@@ -1,10 +1,13 @@
 """The --dev-only operation that moves keycask's lifecycle clock.
 
 It is not part of the AWS model, so it has its own target and a tiny JSON
-shape: ``{"Seconds": <number>}`` in, ``{"Now": ..., "OffsetSeconds": ...,
-"JobsRun": ...}`` out. Like every request it is signed, authorized (admins
-only) and audited. A server started without --dev does not know the target
-and answers UnknownOperationException, as for any other unknown name.
+shape: ``{"Seconds": <number>, "RunJobs"?: bool}`` in, ``{"Now": ...,
+"OffsetSeconds": ..., "JobsRun": ...}`` out. ``RunJobs`` (default true) runs
+what came due before answering; false leaves it to the scheduler of whichever
+node runs jobs (a cluster test of that node's failover needs exactly that).
+Like every request it is signed, authorized (admins only) and audited. A
+server started without --dev does not know the target and answers
+UnknownOperationException, as for any other unknown name.
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ DEV_ADVANCE_CLOCK = "KeycaskDev.AdvanceClock"
 MAX_OFFSET_SECONDS = 100 * 366 * 86400  # keep in step with storage/devclock.py
 
 
-def advance_clock_request(body: bytes, current_offset: float) -> float:
+def advance_clock_request(body: bytes, current_offset: float) -> tuple[float, bool]:
     try:
         doc = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
         raise SerializationException("The request body is not valid JSON.") from None
-    if not isinstance(doc, dict) or set(doc) != {"Seconds"}:
-        raise ValidationException('The request must be {"Seconds": <number of seconds>}.')
+    if not isinstance(doc, dict) or not {"Seconds"} <= set(doc) <= {"Seconds", "RunJobs"}:
+        raise ValidationException(
+            'The request must be {"Seconds": <number of seconds>, "RunJobs"?: true|false}.'
+        )
+    run_jobs = doc.get("RunJobs", True)
+    if not isinstance(run_jobs, bool):
+        raise ValidationException("RunJobs must be true or false.")
     seconds = doc["Seconds"]
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise ValidationException("Seconds must be a number.")
@@ -35,7 +43,7 @@ def advance_clock_request(body: bytes, current_offset: float) -> float:
         raise ValidationException("Seconds must be positive: the clock only moves forward.")
     if current_offset + seconds > MAX_OFFSET_SECONDS:
         raise ValidationException("The clock cannot move more than a century ahead.")
-    return float(seconds)
+    return float(seconds), run_jobs
 
 
 def advance_clock_reply(now: datetime, offset: float, jobs: int) -> bytes:

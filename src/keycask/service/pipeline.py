@@ -327,7 +327,7 @@ class Pipeline:
         assert self._dev_clock is not None
         clock = self._dev_clock
         self._check_content_type(request)
-        seconds = advance_clock_request(request.body, clock.offset_seconds)
+        seconds, run_jobs = advance_clock_request(request.body, clock.offset_seconds)
         await call.authorize("keycask:AdvanceClock")
         call.detail = f"lifecycle clock advanced by {seconds:g} s"
         async with self._coordinator.exclusive():
@@ -339,7 +339,7 @@ class Pipeline:
                 clock.advance(seconds)
             finally:
                 self._coordinator.committed()
-        jobs = await self.scheduler.run_due()
+        jobs = await self.scheduler.run_due() if run_jobs else 0
         return Reply(
             200, advance_clock_reply(clock.now(), clock.offset_seconds, jobs), call.request_id
         )
