@@ -39,8 +39,13 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
 
 
-def keycask(*args: str, env: dict[str, str] | None = None, stdin: str | None = None,
-            check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
+def keycask(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "keycask.cli", *args],
         capture_output=True,
@@ -183,10 +188,16 @@ class Production:
 
     # -- clients --
 
-    def operator(self, *args: str, check: bool = True, stdin: str | None = None,
-                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        return keycask("operator", *args, env={**self.env(), **(env or {})}, check=check,
-                       stdin=stdin)  # fmt: skip
+    def operator(
+        self,
+        *args: str,
+        check: bool = True,
+        stdin: str | None = None,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        return keycask(
+            "operator", *args, env={**self.env(), **(env or {})}, check=check, stdin=stdin
+        )
 
     def status(self) -> dict[str, Any]:
         return dict(json.loads(self.operator("status", "--json").stdout))
@@ -214,7 +225,7 @@ class Production:
 
     def signed(
         self, target: str, body: dict[str, Any], creds: tuple[str, str]
-    ) -> tuple[int, dict[str, Any]]:  # noqa: E501
+    ) -> tuple[int, dict[str, Any]]:
         """A SigV4-signed call of any target over this server's TLS: (status, answer)."""
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
@@ -249,3 +260,64 @@ class Production:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")
+
+
+# -- helpers for the PKCS#11 and rekey tests (appended) --
+
+import hashlib  # noqa: E402
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def softhsm_session(hsm: SoftHsm, *, rw: bool = False) -> Iterator[Any]:
+    """A logged-in session on ``hsm``'s token from this test process.
+
+    python-pkcs11 keeps one initialised library per module path for the whole
+    process, and SoftHSM2 reads SOFTHSM2_CONF only in C_Initialize: so the
+    library is initialised again for this token and finalised afterwards
+    (the next user initialises it with its own configuration), and the
+    previous SOFTHSM2_CONF is put back."""
+    import pkcs11
+
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(hsm.conf)
+    lib = pkcs11.lib(hsm.module)
+    try:
+        lib.reinitialize()
+        token = lib.get_token(token_label=SOFTHSM_TOKEN)
+        with token.open(rw=rw, user_pin=SOFTHSM_PIN) as session:
+            yield session
+    finally:
+        lib.finalize()
+        if previous is None:
+            os.environ.pop("SOFTHSM2_CONF", None)
+        else:
+            os.environ["SOFTHSM2_CONF"] = previous
+
+
+def pkcs11_flags(hsm: SoftHsm, key_label: str, pin_file: Path) -> list[str]:
+    """The ``--pkcs11-*`` flags of init and rekey for ``hsm``'s token."""
+    return [
+        "--pkcs11-module", hsm.module, "--pkcs11-token-label", SOFTHSM_TOKEN,
+        "--pkcs11-key-label", key_label, "--pkcs11-pin-file", str(pin_file),
+    ]  # fmt: skip
+
+
+def secret_file(path: Path, text: str) -> Path:
+    """``text`` in an owner-only file (a PIN or a passphrase)."""
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def tree_digest(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``directory`` (and every directory's name)."""
+    digest: dict[str, str] = {}
+    for path in sorted(directory.rglob("*")):
+        name = str(path.relative_to(directory))
+        if path.is_dir():
+            digest[name + "/"] = "dir"
+        else:
+            digest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from production import Production
 
 
@@ -158,7 +157,7 @@ def test_operator_calls_need_the_token_and_are_audited(prod: Production) -> None
 def test_operator_calls_are_rate_limited(prod: Production) -> None:
     codes = []
     for _ in range(40):
-        status, answer = prod.raw("KeycaskOperator.Unseal", {"Authorization": "Bearer kco_guess"})
+        _status, answer = prod.raw("KeycaskOperator.Unseal", {"Authorization": "Bearer kco_guess"})
         codes.append(answer["__type"])
     assert codes[0] == "UnrecognizedClientException"
     assert "ThrottlingException" in codes

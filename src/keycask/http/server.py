@@ -945,6 +945,7 @@ class _Connection(asyncio.Protocol):
 # TLS 1.2 suites: forward-secret key exchange and AEAD only. TLS 1.3 suites are
 # all AEAD and are not affected by set_ciphers.
 _TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+_TLS_SHUTDOWN_TIMEOUT = 0.5
 
 
 def tls_context(
@@ -1030,9 +1031,18 @@ class HttpServer:
         tls = self._tls
         # A client that never finishes its handshake is a slow client too.
         handshake = self._limits.header_timeout if tls is not None else None
+        # Closing a TLS connection waits for the client's close_notify, which an
+        # idle keep-alive client never sends: bound it, or shutdown waits its
+        # whole grace period for nothing.
+        tls_shutdown = _TLS_SHUTDOWN_TIMEOUT if tls is not None else None
         if sock is not None:
             self._server = await loop.create_server(
-                factory, sock=sock, backlog=2048, ssl=tls, ssl_handshake_timeout=handshake
+                factory,
+                sock=sock,
+                backlog=2048,
+                ssl=tls,
+                ssl_handshake_timeout=handshake,
+                ssl_shutdown_timeout=tls_shutdown,
             )
         else:
             self._server = await loop.create_server(
@@ -1044,6 +1054,7 @@ class HttpServer:
                 backlog=2048,
                 ssl=tls,
                 ssl_handshake_timeout=handshake,
+                ssl_shutdown_timeout=tls_shutdown,
             )
         self._tick_date()
 
