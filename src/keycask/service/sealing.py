@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from keycask.barrier import Barrier
-from keycask.crypto import KeyMaterial
+from keycask.crypto import KeyMaterial, Share
 from keycask.errors import SealError
 from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type
 from keycask.seal.pkcs11 import Pkcs11Seal
@@ -88,7 +88,8 @@ class SealKeeper:
         if self._collector is not None:
             status["progress"] = self._collector.progress
             status["threshold"] = self._collector.threshold
-            status["shares"] = ShamirSeal(self._dir).config()[0]
+            if self.kind == "shamir":
+                status["shares"] = ShamirSeal(self._dir).config()[0]
         else:
             status["progress"] = 0
             status["threshold"] = 1
@@ -106,47 +107,84 @@ class SealKeeper:
         async with self._lock:
             if not self.sealed:
                 return
-            found = await self._root(given)
-            if found is None:
+            found = await self._roots(given)
+            if not found:
                 return  # more shares needed
-            root, filename = found
-            try:
-                await self._barrier.unseal(root)
-            except SealError:
-                raise SealError(
-                    "the key from this seal does not open the keyring (wrong shares, "
-                    "or shares from before a rekey); start again with the right shares"
-                ) from None
-            self._settle_rekey(filename)
+            # While a rekey is half done both seal files may give a key (the
+            # same token, or the same passphrase, behind both): the keyring
+            # says which one is the root now.
+            for root, filename in found:
+                try:
+                    await self._barrier.unseal(root)
+                except SealError:
+                    continue
+                self._settle_rekey(filename)
+                return
+            raise SealError(
+                "the key from this seal does not open the keyring (wrong shares, "
+                "or shares from before a rekey); start again with the right shares"
+            )
 
-    async def _root(self, given: UnsealInput) -> tuple[KeyMaterial, str] | None:
+    def _candidates(self) -> list[str]:
         candidates = [SEAL_FILE]
         if (self._dir / NEXT_SEAL_FILE).exists():
             candidates.append(NEXT_SEAL_FILE)
+        return candidates
+
+    def _collector_for(self, text: str) -> ShareCollector:
+        """The collector a share goes to. While a rekey to a Shamir seal is
+        half done the new shares may be the only ones that open the keyring,
+        whatever seal.json says: so any Shamir seal file's threshold will do,
+        chosen by the first share given."""
+        thresholds = [
+            ShamirSeal(self._dir, filename).config()[1]
+            for filename in self._candidates()
+            if seal_type(self._dir, filename) == "shamir"
+        ]
+        if not thresholds:
+            raise SealError(f"this server's seal is {self.kind}: it takes no shares")
+        collector = self._collector
+        if collector is not None and collector.progress:
+            return collector
+        try:
+            wanted = Share.decode(text).threshold
+        except ValueError:
+            wanted = thresholds[0]  # the collector says what is wrong with it
+        if wanted not in thresholds:
+            wanted = thresholds[0]
+        if collector is None or collector.threshold != wanted:
+            collector = self._collector = ShareCollector(wanted)
+        return collector
+
+    async def _roots(self, given: UnsealInput) -> list[tuple[KeyMaterial, str]]:
+        """The keys ``given`` yields, each with the seal file it came from;
+        empty while more shares are needed."""
+        candidates = self._candidates()
         if given.share is not None:
-            if self._collector is None:
-                raise SealError(f"this server's seal is {self.kind}: it takes no shares")
-            root = self._collector.add(given.share)
+            root = self._collector_for(given.share).add(given.share)
             if root is None:
-                return None
+                return []
             for filename in candidates:
                 if seal_type(self._dir, filename) == "shamir" and ShamirSeal(
                     self._dir, filename
                 ).opens(root):
-                    return root, filename
-            return root, SEAL_FILE
+                    return [(root, filename)]
+            return [(root, SEAL_FILE)]
         errors: list[str] = []
+        found: list[tuple[KeyMaterial, str]] = []
         for filename in candidates:
             kind = seal_type(self._dir, filename)
             try:
                 if kind == "passphrase" and given.passphrase is not None:
                     seal = PassphraseSeal(self._dir, filename)
-                    return await asyncio.to_thread(seal.unseal, given.passphrase), filename
+                    found.append((await asyncio.to_thread(seal.unseal, given.passphrase), filename))
                 if kind == "pkcs11" and given.pin is not None:
                     token = Pkcs11Seal(self._dir, filename)
-                    return await asyncio.to_thread(token.unseal, given.pin), filename
+                    found.append((await asyncio.to_thread(token.unseal, given.pin), filename))
             except SealError as exc:
                 errors.append(str(exc))
+        if found:
+            return found
         if errors:
             raise SealError(errors[0])
         raise SealError(f"this server's seal is {self.kind}: give what it needs to unseal")
@@ -158,10 +196,11 @@ class SealKeeper:
             os.replace(pending, current)
             _fsync_dir(self._dir)
             self.kind = seal_type(self._dir) or self.kind
-            self._collector = self._new_collector()
         elif pending.exists():
             pending.unlink()
             _fsync_dir(self._dir)
+        # A collector made for the pending file's threshold is done with.
+        self._collector = self._new_collector()
 
     def seal(self) -> None:
         """Drop every key from memory: the barrier's, and every cache's."""
