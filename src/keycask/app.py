@@ -148,7 +148,12 @@ async def build(
     clock = clock or SystemClock()
     storage, barrier = await open_store(settings)
     try:
-        keeper = SealKeeper(settings.data_dir, barrier, dev=settings.dev)
+        keeper = SealKeeper(
+            settings.data_dir,
+            barrier,
+            dev=settings.dev,
+            pkcs11_modules=frozenset(settings.pkcs11_modules),
+        )
         if unseal is not None and barrier.sealed:
             await keeper.unseal(unseal)
     except BaseException:

@@ -46,6 +46,8 @@ class Settings:
     storage: str | None = None
     # This node's name in a cluster: written into every audit record.
     node_id: str | None = None
+    # PKCS#11 libraries a rekey may move the root key to (KEYCASK_PKCS11_MODULES).
+    pkcs11_modules: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -124,6 +126,7 @@ def load(
         insecure_plaintext=insecure,
         storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
+        pkcs11_modules=tuple(m for m in env.get("KEYCASK_PKCS11_MODULES", "").split(":") if m),
     )
 
 

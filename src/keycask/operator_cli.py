@@ -190,8 +190,29 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _current_proof(args: argparse.Namespace) -> dict[str, Any]:
+    """The current seal's secret, which a rekey must show: shares (a file with
+    one per line, or the prompt), the passphrase or the PIN."""
+    status = call(args, "Status", {})
+    kind = status.get("seal")
+    if kind == "shamir":
+        if args.current_shares_file:
+            lines = Path(args.current_shares_file).read_text().split()
+        else:
+            threshold = int(status.get("threshold", 0))
+            lines = [
+                _secret(f"Current share {i + 1}/{threshold}: ", None) for i in range(threshold)
+            ]
+        return {"Shares": lines}
+    if kind == "passphrase":
+        return {"Passphrase": _secret("Current passphrase: ", args.current_passphrase_file)}
+    if kind == "pkcs11":
+        return {"Pin": _secret("Current PIN: ", args.current_pin_file, "KEYCASK_PKCS11_PIN")}
+    raise OperatorError(f"a {kind} seal cannot be rekeyed")
+
+
 def cmd_rekey(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"Seal": args.seal}
+    body: dict[str, Any] = {"Seal": args.seal, "Current": _current_proof(args)}
     if args.seal == "shamir":
         body.update(Shares=args.shares, Threshold=args.threshold)
     elif args.seal == "passphrase":
@@ -488,6 +509,13 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     rekey = remote(operator.add_parser("rekey", help="move the root key to a new seal"))
     seal_choice(rekey, required=True)
+    rekey.add_argument(
+        "--current-shares-file", help="current Shamir shares, one per line (else prompted)"
+    )
+    rekey.add_argument("--current-passphrase-file", help="the current passphrase")
+    rekey.add_argument(
+        "--current-pin-file", help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)"
+    )
     rekey.set_defaults(func=_guard(cmd_rekey))
 
     backup = operator.add_parser("backup", help="consistent snapshot of the store, online")

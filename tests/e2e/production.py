@@ -83,7 +83,8 @@ class SoftHsm:
         )  # fmt: skip
 
     def env(self) -> dict[str, str]:
-        return {"SOFTHSM2_CONF": str(self.conf)}
+        # The server may load this library when a rekey moves the root to it.
+        return {"SOFTHSM2_CONF": str(self.conf), "KEYCASK_PKCS11_MODULES": self.module}
 
     def session(self, *, rw: bool = False) -> Any:
         import pkcs11
@@ -243,6 +244,22 @@ class Production:
         context = ssl.create_default_context(cafile=str(self.cert)) if self.tls else None
         try:
             with urllib.request.urlopen(prepared, timeout=60, context=context) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"{}")
+
+    def raw_json(
+        self, target: str, headers: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
+        """An unsigned POST of ``body`` with the given headers."""
+        request = urllib.request.Request(
+            self.endpoint + "/", data=json.dumps(body).encode(), method="POST",
+            headers={"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": target,
+                     **headers},
+        )  # fmt: skip
+        context = ssl.create_default_context(cafile=str(self.cert)) if self.tls else None
+        try:
+            with urllib.request.urlopen(request, timeout=60, context=context) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"{}")

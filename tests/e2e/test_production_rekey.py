@@ -44,6 +44,8 @@ class Running:
         self.shares = prod.shares
         self.blobs: list[bytes] = []
         self.kms: Any = None
+        self.files: list[Path] = []
+        self.proof = self._shares_file(self.shares[:3])
 
     def open_client(self) -> Any:
         self.kms = self.prod.client()
@@ -74,8 +76,25 @@ class Running:
         self.prod.start(env=env)
 
     def rekey(self, *args: str) -> dict[str, Any]:
-        answer: dict[str, Any] = json.loads(self.prod.operator("rekey", "--json", *args).stdout)
+        """``operator rekey`` with proof of the current seal (which this
+        tracks: shares, then the PIN or passphrase file the last rekey used)."""
+        answer: dict[str, Any] = json.loads(
+            self.prod.operator("rekey", "--json", *args, *self.proof).stdout
+        )
+        kind = args[args.index("--seal") + 1]
+        if kind == "shamir":
+            self.proof = self._shares_file(answer["shares"][:3])
+        elif kind == "pkcs11":
+            self.proof = ["--current-pin-file", args[args.index("--pkcs11-pin-file") + 1]]
+        else:
+            self.proof = ["--current-passphrase-file", args[args.index("--passphrase-file") + 1]]
         return answer
+
+    def _shares_file(self, shares: list[str]) -> list[str]:
+        path = self.prod.data_dir.parent / f"current-shares-{len(self.files)}"
+        path.write_text("\n".join(shares) + "\n")
+        self.files.append(path)
+        return ["--current-shares-file", str(path)]
 
     def seal_files(self) -> tuple[str, bool]:
         """The type seal.json names and whether seal.next.json exists."""

@@ -161,3 +161,40 @@ def test_operator_calls_are_rate_limited(prod: Production) -> None:
         codes.append(answer["__type"])
     assert codes[0] == "UnrecognizedClientException"
     assert "ThrottlingException" in codes
+
+
+def test_rekey_needs_the_token_and_the_current_seal(prod: Production) -> None:
+    """One credential alone must not move the root key under a seal its holder
+    chooses (and so learn it)."""
+    prod.unseal_with(prod.shares[:3])
+    token = {"Authorization": "Bearer " + prod.token}
+    new = {"Seal": "shamir", "Shares": 2, "Threshold": 2}
+    # No proof, a wrong proof, too few shares: refused, and no file written.
+    for current in (None, {"Shares": prod.shares[:2]}, {"Passphrase": "guess"}):
+        body = {**new, **({"Current": current} if current is not None else {})}
+        status, answer = prod.raw_json("KeycaskOperator.Rekey", token, body)
+        assert status == 400, answer
+        assert answer["__type"] in ("ValidationException", "KMSInvalidStateException")
+        assert not (prod.data_dir / "seal.next.json").exists()
+    # An administrator's signature is not enough, even with the shares.
+    admin = prod.init["admin"]
+    creds = (admin["access_key_id"], admin["secret_access_key"])
+    status, answer = prod.signed(
+        "KeycaskOperator.Rekey", {**new, "Current": {"Shares": prod.shares[:3]}}, creds
+    )
+    assert status == 400 and answer["__type"] == "AccessDeniedException"
+    # A library the server was not told it may load is refused before use.
+    status, answer = prod.raw_json(
+        "KeycaskOperator.Rekey",
+        token,
+        {
+            "Seal": "pkcs11", "Module": "/tmp/evil.so", "TokenLabel": "t", "KeyLabel": "k",
+            "Pin": "1234", "Current": {"Shares": prod.shares[:3]},
+        },
+    )  # fmt: skip
+    assert status == 400 and "not one this server may load" in answer["message"]
+    # With the token and three current shares it works.
+    status, answer = prod.raw_json(
+        "KeycaskOperator.Rekey", token, {**new, "Current": {"Shares": prod.shares[2:]}}
+    )
+    assert status == 200 and len(answer["shares"]) == 2

@@ -77,7 +77,7 @@ async def test_rotation_keeps_old_values_and_rewrite_moves_them(tmp_path: Path) 
     assert set(await terms_in_use(barrier)) == {1, 2, 3, 4}
     assert await _rewrite_all(barrier) == 52
     assert await _rewrite_all(barrier) == 0
-    await barrier.rewritten()
+    await barrier.rewritten(4)
     assert not barrier.keyring.rewrite
     assert set(await terms_in_use(barrier)) == {4}
     for i in range(50):
@@ -151,4 +151,84 @@ async def test_rekey_moves_the_keyring_to_a_new_root(tmp_path: Path) -> None:
     await fresh.unseal(new)
     got = await fresh.get("a")
     assert got is not None and got.value == b"kept"
+    await storage.close()
+
+
+class _SlowCommits:
+    """A store whose commits wait for a signal: to seal in the middle of one."""
+
+    def __init__(self, inner: SQLiteStorage) -> None:
+        self.inner = inner
+        self.gate = asyncio.Event()
+        self.waiting = asyncio.Event()
+
+    async def get(self, path: str) -> object:
+        return await self.inner.get(path)
+
+    async def list(self, prefix: str, after: str = "", limit: int = 1000) -> object:
+        return await self.inner.list(prefix, after, limit)
+
+    async def commit(self, writes: object) -> None:
+        self.waiting.set()
+        await self.gate.wait()
+        await self.inner.commit(writes)  # type: ignore[arg-type]
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_a_seal_during_a_keyring_update_stays_sealed(tmp_path: Path) -> None:
+    inner = SQLiteStorage(tmp_path / "s.db")
+    root = KeyMaterial.generate()
+    await Barrier.open(inner, root)
+    slow = _SlowCommits(inner)
+    barrier = Barrier(slow)  # type: ignore[arg-type]
+    slow.gate.set()
+    await barrier.unseal(root)
+    slow.gate.clear()
+    slow.waiting.clear()
+    rotating = asyncio.create_task(barrier.rotate())
+    await slow.waiting.wait()
+    barrier.seal()
+    slow.gate.set()
+    with pytest.raises(Sealed):
+        await rotating
+    assert barrier.sealed
+    with pytest.raises(Sealed):
+        barrier.put("x", b"y", expect=None)
+    await inner.close()
+
+
+async def test_rewritten_keeps_the_flag_when_a_newer_term_started(tmp_path: Path) -> None:
+    storage = SQLiteStorage(tmp_path / "s.db")
+    root = KeyMaterial.generate()
+    one = await Barrier.open(storage, root)
+    two = await Barrier.open(storage, root)
+    await one.rotate()  # term 2; one's rewrite pass starts for term 2
+    await two.rotate()  # term 3 meanwhile, elsewhere
+    await one.rewritten(2)
+    assert one.keyring.rewrite and one.keyring.active_term == 3
+    # one now seals on term 3 only with a reservation of its own there.
+    put = one.put("after", b"v", expect=None)
+    assert term_of(put.value) == 3
+    entry = await storage.get(KEYRING_PATH)
+    assert entry is not None
+    assert Keyring.open_with(root, entry.value).reserved[3] >= 2 * 2**16
+    await storage.close()
+
+
+async def test_a_node_whose_root_no_longer_opens_the_keyring_seals_itself(
+    tmp_path: Path,
+) -> None:
+    storage = SQLiteStorage(tmp_path / "s.db")
+    root, new_root = KeyMaterial.generate(), KeyMaterial.generate()
+    here = await Barrier.open(storage, root)
+    elsewhere = await Barrier.open(storage, root)
+    await elsewhere.rekey(new_root)
+    await elsewhere.rotate()
+    with pytest.raises(Sealed):
+        await here.reload()
+    assert here.sealed
+    await here.unseal(new_root)
+    assert here.keyring.active_term == 2
     await storage.close()

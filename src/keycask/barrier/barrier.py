@@ -76,6 +76,9 @@ class Barrier:
         self._remaining = 0
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # Bumped by every seal(): work that awaited across a seal must not
+        # put keys back (see _current).
+        self._generation = 0
 
     @classmethod
     async def open(cls, storage: Storage, root: KeyMaterial, **options: int) -> Barrier:
@@ -108,30 +111,44 @@ class Barrier:
     async def initialise(self, root: KeyMaterial) -> None:
         """Create the keyring under ``root`` and unseal; refuses a store that
         already has one, whose values would be lost with it."""
+        generation = self._generation
         keyring = Keyring.new().reserve(self._block)
         try:
             await self._storage.commit([Put(KEYRING_PATH, keyring.seal_with(root), expect=0)])
         except StorageConflict:
             raise SealError("this store is already initialised") from None
+        self._check(generation)
         self._set(root, keyring, 1, self._block)
 
     async def unseal(self, root: KeyMaterial) -> None:
         """Open the keyring with ``root``; ``SealError`` if it does not open."""
+        generation = self._generation
         entry = await self._storage.get(KEYRING_PATH)
         if entry is None:
             raise SealError("this store has no keyring: initialise it first")
         keyring = Keyring.open_with(root, entry.value)
+        self._check(generation)
         self._set(root, keyring, entry.revision, 0)
         await self._reserve()
 
     def seal(self) -> None:
-        """Forget every key. Values in flight fail with ``Sealed``."""
+        """Forget every key. Values in flight fail with ``Sealed``, and work
+        that was waiting on the store when this ran cannot unseal again."""
+        self._generation += 1
         for task in self._background:
             task.cancel()
         self._root = None
         self._keyring = None
         self._remaining = 0
         self._revision = 0
+
+    def holds(self, root: KeyMaterial) -> bool:
+        """Whether ``root`` is the root key this barrier was unsealed with."""
+        return self._root is not None and self._root.matches(root)
+
+    def _check(self, generation: int) -> None:
+        if generation != self._generation:
+            raise Sealed("keycask was sealed while this was in progress")
 
     def _set(self, root: KeyMaterial, keyring: Keyring, revision: int, remaining: int) -> None:
         self._root, self._keyring, self._revision = root, keyring, revision
@@ -219,18 +236,35 @@ class Barrier:
     async def reload(self) -> None:
         """Read the keyring again if another process changed it."""
         async with self._lock:
-            if self._root is None or self._keyring is None:
+            generation = self._generation
+            root, held = self._root, self._keyring
+            if root is None or held is None:
                 raise Sealed()
             entry = await self._storage.get(KEYRING_PATH)
+            self._check(generation)
             if entry is None or entry.revision == self._revision:
                 return
-            keyring = Keyring.open_with(self._root, entry.value)
-            moved = keyring.active_term != self._keyring.active_term
+            keyring = self._open_or_seal(root, entry.value)
+            moved = keyring.active_term != held.active_term
             self._keyring, self._revision = keyring, entry.revision
             if moved:
                 # Our reservation was on the old term; new writes need one here.
                 self._remaining = 0
         await self._reserve()
+
+    def _open_or_seal(self, root: KeyMaterial, blob: bytes) -> Keyring:
+        """The stored keyring under ``root``; if ``root`` no longer opens it
+        (another node moved the store to a new root key), seal: this process
+        can neither read new terms nor count its seals any more."""
+        try:
+            return Keyring.open_with(root, blob)
+        except SealError:
+            log.error(
+                "the stored keyring no longer opens with this node's root key "
+                "(rekeyed elsewhere?): sealing; unseal with the new seal"
+            )
+            self.seal()
+            raise Sealed("keycask sealed itself: the store was moved to a new root key") from None
 
     def reload_soon(self) -> None:
         """``reload`` in the background (callers on the request path cannot
@@ -259,38 +293,51 @@ class Barrier:
             except Exception:
                 log.exception("barrier keyring update failed; it will be retried")
 
-    async def _update(self, change: str) -> Keyring:
+    async def _update(self, change: str, *, term: int | None = None) -> Keyring:
         """Apply ``change`` (``reserve``, ``rotate`` or ``rewritten``) to the
         stored keyring with a conditional write, retrying when another process
-        changed it first. Callers hold ``self._lock``."""
+        changed it first. Callers hold ``self._lock``. ``term`` (for
+        ``rewritten``) is the term the finished rewrite moved values to: the
+        flag stays if a newer term started meanwhile."""
+        generation = self._generation
         for _ in range(_CAS_ATTEMPTS):
             root = self._root
             if root is None:
                 raise Sealed()
             entry = await self._storage.get(KEYRING_PATH)
+            self._check(generation)
             if entry is None:
                 raise BarrierError("the keyring disappeared from the store")
-            current = Keyring.open_with(root, entry.value)
+            current = self._open_or_seal(root, entry.value)
             if change == "rewritten":
-                if not current.rewrite:
-                    return current
-                new = Keyring(current.active_term, current.terms, current.reserved, False)
+                if not current.rewrite or current.active_term != term:
+                    new = current
+                else:
+                    new = Keyring(current.active_term, current.terms, current.reserved, False)
             elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
                 new = current.rotated().reserve(self._block)
             else:
                 new = current.reserve(self._block)
-            try:
-                await self._storage.commit(
-                    [Put(KEYRING_PATH, new.seal_with(root), expect=entry.revision)]
-                )
-            except StorageConflict:
-                continue
-            if change != "rewritten":
-                same = self._keyring is not None and new.active_term == self._keyring.active_term
+            if new is not current:
+                try:
+                    await self._storage.commit(
+                        [Put(KEYRING_PATH, new.seal_with(root), expect=entry.revision)]
+                    )
+                except StorageConflict:
+                    continue
+                self._check(generation)
+            held = self._keyring
+            same = held is not None and new.active_term == held.active_term
+            if change == "rewritten":
+                # Seals already reserved stay ours only on the same term.
+                if not same:
+                    self._remaining = 0
+            else:
                 self._remaining = (self._remaining if same else 0) + self._block
                 if new.active_term != current.active_term:
                     log.info("barrier rotated to term %d", new.active_term)
-            self._keyring, self._revision = new, entry.revision + 1
+            revision = entry.revision + 1 if new is not current else entry.revision
+            self._keyring, self._revision = new, revision
             return new
         raise BarrierError("the keyring kept changing; could not update it")
 
@@ -305,27 +352,60 @@ class Barrier:
         async with self._lock:
             return (await self._update("rotate")).active_term
 
-    async def rewritten(self) -> None:
-        """Record that no value under an older term remains."""
+    async def rewritten(self, term: int) -> None:
+        """Record that no value under a term older than ``term`` remains."""
         async with self._lock:
-            await self._update("rewritten")
+            await self._update("rewritten", term=term)
+        if self._remaining <= 0:
+            await self._reserve()
 
     async def rekey(self, new_root: KeyMaterial) -> None:
-        """Seal the keyring under ``new_root`` instead (the seal changed)."""
+        """Seal the keyring under ``new_root`` instead (the seal changed).
+
+        A commit that fails without a conflict may still have landed (the
+        connection dropped after COMMIT): the stored keyring then says which
+        root it is under, and that is the answer."""
         async with self._lock:
+            generation = self._generation
             for _ in range(_CAS_ATTEMPTS):
                 if self._root is None:
                     raise Sealed()
                 entry = await self._storage.get(KEYRING_PATH)
+                self._check(generation)
                 if entry is None:
                     raise BarrierError("the keyring disappeared from the store")
-                current = Keyring.open_with(self._root, entry.value)
+                current = self._open_or_seal(self._root, entry.value)
                 try:
                     await self._storage.commit(
                         [Put(KEYRING_PATH, current.seal_with(new_root), expect=entry.revision)]
                     )
                 except StorageConflict:
                     continue
+                except Exception:
+                    if not await self._stored_under(new_root):
+                        raise
+                self._check(generation)
+                moved = self._keyring is None or current.active_term != self._keyring.active_term
                 self._root, self._keyring, self._revision = new_root, current, entry.revision + 1
-                return
-            raise BarrierError("the keyring kept changing; could not rekey it")
+                if moved:
+                    self._remaining = 0
+                break
+            else:
+                raise BarrierError("the keyring kept changing; could not rekey it")
+        if self._remaining <= 0:
+            await self._reserve()
+
+    async def _stored_under(self, root: KeyMaterial) -> bool:
+        entry = await self._storage.get(KEYRING_PATH)
+        if entry is None:
+            return False
+        try:
+            Keyring.open_with(root, entry.value)
+        except SealError:
+            return False
+        return True
+
+    async def opens_store(self) -> bool:
+        """Whether the stored keyring opens with the root key held now."""
+        root = self._root
+        return root is not None and await self._stored_under(root)

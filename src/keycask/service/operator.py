@@ -11,8 +11,16 @@ and ``Unseal`` are served.
     Unseal   {Share? | Passphrase? | Pin?} -> Status's answer
     Seal     {} -> {}
     Rotate   {} -> {term}
-    Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?}
+    Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?,
+              Current: {Shares: [...]} | {Passphrase} | {Pin}}
              -> {seal, shares?}   (the new share lines, shown this once)
+
+Rekey takes the operator token only (not an administrator's signature) and
+proof of the current seal (``Current``): without it one credential could
+move the root key under a seal its holder chose, and so learn it. A PKCS#11
+target's ``Module`` must be the current seal's library or one the server
+was started with (``KEYCASK_PKCS11_MODULES``): a request never names a
+library for the server to load.
 """
 
 from __future__ import annotations
@@ -23,13 +31,15 @@ from typing import Any
 import orjson
 
 from keycask.errors import KMSInvalidStateException, SealError, ValidationException
-from keycask.service.sealing import NewSeal, SealKeeper, UnsealInput
+from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
 
 TARGET_PREFIX = "KeycaskOperator."
 OPERATIONS = frozenset({"Status", "Unseal", "Seal", "Rotate", "Rekey"})
 WHILE_SEALED = frozenset({"Status", "Unseal"})
 # Changes that outlive the call: recorded in the audit log before they happen.
 RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey"})
+# Not for an administrator's signature alone (see Rekey above).
+TOKEN_ONLY = frozenset({"Rekey"})
 
 
 def operation(target: str) -> str | None:
@@ -63,6 +73,25 @@ def _number(fields: dict[str, Any], name: str, default: int) -> int:
     if type(value) is not int or not 1 <= value <= 255:
         raise ValidationException(f"{name} must be an integer from 1 to 255")
     return value
+
+
+def _proof(value: object) -> SealProof:
+    if not isinstance(value, dict):
+        raise ValidationException(
+            "Current is required: the current seal's Shares, Passphrase or Pin"
+        )
+    shares = value.get("Shares", [])
+    if (
+        not isinstance(shares, list)
+        or len(shares) > 255
+        or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
+    ):
+        raise ValidationException("Current.Shares must be a list of share lines")
+    return SealProof(
+        shares=tuple(shares),
+        passphrase=_text(value, "Passphrase"),
+        pin=_text(value, "Pin"),
+    )
 
 
 class Operator:
@@ -131,7 +160,7 @@ class Operator:
                 key_label=_text(fields, "KeyLabel"),
                 pin=_text(fields, "Pin"),
             )
-            lines = await self.keeper.rekey(new)
+            lines = await self.keeper.rekey(new, _proof(fields.get("Current")))
             answer: dict[str, object] = {"seal": seal_kind}
             if lines:
                 answer["shares"] = lines

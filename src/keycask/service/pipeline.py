@@ -138,6 +138,7 @@ class Pipeline:
         self._operator_limits = RateLimiter(_OPERATOR_RATE, _OPERATOR_BURST)
         self._rewrite_cursor = ""
         self._rewrite_moved = 0
+        self._rewrite_term = 0
         self.scheduler = Scheduler(
             deps,
             audit,
@@ -260,6 +261,9 @@ class Pipeline:
             return
         loop = asyncio.get_running_loop()
         deadline = loop.time() + _REWRITE_SLICE
+        if not self._rewrite_cursor:
+            # A pass moves values to this term; a newer term needs its own pass.
+            self._rewrite_term = self._barrier.keyring.active_term
         while loop.time() < deadline:
             async with self._coordinator.exclusive():
                 self._refresh()
@@ -276,7 +280,7 @@ class Pipeline:
             self._rewrite_cursor, self._rewrite_moved = "", 0
             if done:
                 async with self._coordinator.exclusive():
-                    await self._barrier.rewritten()
+                    await self._barrier.rewritten(self._rewrite_term)
                     self._coordinator.committed()
                 log.info("barrier rewrite finished: every value is under the active term")
             return
@@ -309,6 +313,8 @@ class Pipeline:
                     f"{call.caller.principal.arn} is not an administrator: "
                     "operator calls need the operator token or an administrator"
                 )
+        if name in operator.TOKEN_ONLY and call.principal_name is None:
+            raise AccessDeniedException(f"{name} needs the operator token")
         call.decision, call.decided_by = "allow", call.principal_name or "administrator"
         if self._barrier.sealed and name not in operator.WHILE_SEALED:
             raise Sealed(f"keycask is sealed: only Status and Unseal are served, not {name}")

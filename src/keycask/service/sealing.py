@@ -17,6 +17,7 @@ finishes or discards the half-done rekey by which file opened the keyring.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,17 @@ class UnsealInput:
 
 
 @dataclass(frozen=True, slots=True)
+class SealProof:
+    """What the current seal needs to give the root key again: a rekey must
+    show it, or one credential (the operator token, an administrator) would
+    be enough to move the root key under a seal its holder chose."""
+
+    shares: tuple[str, ...] = ()
+    passphrase: str | None = None
+    pin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class NewSeal:
     """Where a rekey moves the root key: a seal type and its parameters."""
 
@@ -56,8 +68,19 @@ class NewSeal:
 
 
 class SealKeeper:
-    def __init__(self, data_dir: Path, barrier: Barrier, *, dev: bool = False) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        barrier: Barrier,
+        *,
+        dev: bool = False,
+        pkcs11_modules: frozenset[str] = frozenset(),
+    ) -> None:
+        """``pkcs11_modules`` are the PKCS#11 libraries a rekey may move the
+        root key to (the server's own configuration: a request must never
+        name a library for the server to load)."""
         self._dir = data_dir
+        self._modules = pkcs11_modules
         self._barrier = barrier
         self._lock = asyncio.Lock()
         self.on_seal: list[Any] = []
@@ -212,22 +235,89 @@ class SealKeeper:
 
     # -- rekey --
 
-    async def rekey(self, new: NewSeal) -> list[str]:
+    async def rekey(self, new: NewSeal, proof: SealProof) -> list[str]:
         """Move the keyring to a new root key under ``new``; returns the new
-        share lines for a Shamir seal (shown once), else nothing."""
+        share lines for a Shamir seal (shown once), else nothing. ``proof``
+        must open the current seal."""
         async with self._lock:
             if self.sealed:
                 raise SealError("keycask is sealed: unseal it before a rekey")
             if self.kind == DEV:
                 raise SealError("a --dev server keeps its dev seal; there is nothing to rekey")
+            self._check_new(new)
+            await self._check_proof(proof)
             pending = self._dir / NEXT_SEAL_FILE
-            # Left by a rekey that failed before the keyring moved: not in use.
-            pending.unlink(missing_ok=True)
+            if pending.exists():
+                # Left by a rekey that failed. If the keyring moved to its
+                # root, that file is the only one that opens the store: keep it.
+                if not await self._barrier.opens_store():
+                    raise SealError(
+                        "an interrupted rekey moved the store to the key in seal.next.json: "
+                        "seal, then unseal with that seal before another rekey"
+                    )
+                pending.unlink()
             root = KeyMaterial.generate(32)
             shares = await asyncio.to_thread(self._write_next, new, root)
             await self._barrier.rekey(root)
             self._settle_rekey(NEXT_SEAL_FILE)
             return shares
+
+    def _check_new(self, new: NewSeal) -> None:
+        """Refuse a bad target before any file is written."""
+        if new.kind == "shamir":
+            if not 2 <= new.threshold <= new.shares <= 255:
+                raise SealError("Shamir needs 2 <= threshold <= shares <= 255")
+        elif new.kind == "passphrase":
+            if not new.passphrase:
+                raise SealError("a passphrase seal needs a passphrase")
+        elif new.kind == "pkcs11":
+            if not (new.module and new.token_label and new.key_label and new.pin):
+                raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
+            if new.module not in self._modules | self._current_module():
+                raise SealError(
+                    "that PKCS#11 module is not one this server may load: start it with "
+                    "KEYCASK_PKCS11_MODULES naming the library"
+                )
+        else:
+            raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
+
+    def _current_module(self) -> frozenset[str]:
+        """The library the current PKCS#11 seal already loads, if any."""
+        if self.kind != "pkcs11":
+            return frozenset()
+        module = json.loads((self._dir / SEAL_FILE).read_text()).get("module")
+        return frozenset({module}) if isinstance(module, str) else frozenset()
+
+    async def _check_proof(self, proof: SealProof) -> None:
+        """The proof must give the root key this barrier holds now."""
+        roots: list[KeyMaterial] = []
+        refused = SealError(
+            f"a rekey needs the current {self.kind} seal: "
+            + {
+                "shamir": "the threshold of current shares",
+                "passphrase": "the current passphrase",
+                "pkcs11": "the token's PIN",
+            }.get(self.kind, "its secret")
+        )
+        try:
+            if self.kind == "shamir" and proof.shares:
+                _, threshold = ShamirSeal(self._dir).config()
+                collector = ShareCollector(threshold)
+                for text in proof.shares:
+                    root = collector.add(text)
+                    if root is not None:
+                        roots.append(root)
+                        break
+            elif self.kind == "passphrase" and proof.passphrase:
+                seal = PassphraseSeal(self._dir)
+                roots.append(await asyncio.to_thread(seal.unseal, proof.passphrase))
+            elif self.kind == "pkcs11" and proof.pin:
+                token = Pkcs11Seal(self._dir)
+                roots.append(await asyncio.to_thread(token.unseal, proof.pin))
+        except SealError:
+            raise refused from None
+        if not roots or not self._barrier.holds(roots[0]):
+            raise refused
 
     def _write_next(self, new: NewSeal, root: KeyMaterial) -> list[str]:
         if new.kind == "shamir":
