@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) softhsm lint typecheck layers
+test: $(STAMP) softhsm haproxy lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -60,6 +60,13 @@ softhsm:
 	@if [ -e $(SOFTHSM_MODULE) ] && command -v softhsm2-util >/dev/null; then :; else \
 	  command -v apt-get >/dev/null || { echo "the tests need SoftHSM2 ($(SOFTHSM_MODULE) and softhsm2-util); install your distribution's softhsm2 package"; exit 1; }; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2; \
+	fi
+
+# The load balancer test runs the HAProxy configuration from docs/deployment.md.
+haproxy:
+	@if command -v haproxy >/dev/null; then :; else \
+	  command -v apt-get >/dev/null || { echo "the tests need HAProxy (haproxy on PATH); install your distribution's haproxy package"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq haproxy; \
 	fi
 
 clean:

@@ -165,15 +165,19 @@ async def build(
         postgres = PostgresCoordinator(storage)
         await postgres.start()
         coordinator = postgres
-        segment = "server" if worker is None else f"server-{worker}"
     elif worker is None:
-        coordinator, segment = SingleProcess(), "server"
+        coordinator = SingleProcess()
     else:
-        coordinator, segment = SharedFile(settings.data_dir / RUN_DIR, worker), f"server-{worker}"
+        coordinator = SharedFile(settings.data_dir / RUN_DIR, worker)
+    segment = "server" if worker is None else f"server-{worker}"
     node = settings.node_id
     if node is None and settings.storage is not None:
         # In a cluster every record says which node wrote it.
         node = f"{socket.gethostname()}:{settings.port}"
+    if node is not None:
+        # Segment names are also the audit anchors' names in the shared
+        # store: nodes must not overwrite each other's.
+        segment = f"{segment}-{node.replace(':', '_')}"
     audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment, node=node)
     credentials = CredentialStore(barrier)
     keys = KeyStore(barrier)

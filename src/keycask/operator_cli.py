@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
+import ipaddress
 import json
 import os
 import ssl
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ from keycask.ports import Storage
 from keycask.seal import SEAL_FILE, PassphraseSeal
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal
+from keycask.service.sealing import RESTORED_MARKER
 from keycask.storage.backup import BackupError, create_backup, restore_backup
 from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
@@ -88,8 +91,30 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect would carry the token (and shares) to wherever it points."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _plaintext_ok(addr: str, args: argparse.Namespace) -> bool:
+    host = urllib.parse.urlsplit(addr).hostname or ""
+    if host == "localhost" or getattr(args, "insecure", False):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict[str, Any]:
     addr, ca = _address(args)
+    if not addr.startswith("https://") and not _plaintext_ok(addr, args):
+        raise OperatorError(
+            f"refusing to send the operator token in plain HTTP to {addr}: use https://, "
+            "or --insecure if the network is trusted"
+        )
     request = urllib.request.Request(  # noqa: S310 - the operator's own server
         addr + "/",
         data=json.dumps(body).encode(),
@@ -100,9 +125,12 @@ def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict
             "Authorization": "Bearer " + _token(args),
         },
     )
-    context = ssl.create_default_context(cafile=ca) if addr.startswith("https://") else None
+    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+    if addr.startswith("https://"):
+        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
+    opener = urllib.request.build_opener(*handlers)
     try:
-        with urllib.request.urlopen(request, timeout=120, context=context) as response:  # noqa: S310
+        with opener.open(request, timeout=120) as response:
             answer = json.loads(response.read() or b"{}")
     except urllib.error.HTTPError as error:
         try:
@@ -425,6 +453,9 @@ def cmd_backup(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     info = restore_backup(Path(args.file), data_dir)
+    marker = data_dir / RESTORED_MARKER
+    marker.write_text(f"restored from {args.file}\n")
+    marker.chmod(0o600)
     print(f"restored {len(info.files)} files (backup of {info.created}) into {data_dir}")
     if not (data_dir / SEAL_FILE).exists():
         print("note: the backup holds no seal file; only the original dev key opens it")
@@ -454,6 +485,11 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         parser.add_argument("--token-file", help="operator token file (env KEYCASK_OPERATOR_TOKEN)")
         parser.add_argument("--data-dir", help="the server's data dir, for its TLS certificate")
         parser.add_argument("--json", action="store_true", help="print JSON")
+        parser.add_argument(
+            "--insecure",
+            action="store_true",
+            help="allow plain HTTP to a non-loopback address (a trusted network only)",
+        )
         return parser
 
     def pkcs11(parser: argparse.ArgumentParser) -> None:

@@ -94,9 +94,7 @@ def test_two_production_nodes_on_one_store(
     assert b.health("/readyz")[0] == 200
     kb = b.client()
     assert kb.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)["Plaintext"] == b"from A"
-    blob_b = kb.encrypt(KeyId=key, Plaintext=b"from B", EncryptionContext=CONTEXT)[
-        "CiphertextBlob"
-    ]
+    blob_b = kb.encrypt(KeyId=key, Plaintext=b"from B", EncryptionContext=CONTEXT)["CiphertextBlob"]
     assert ka.decrypt(CiphertextBlob=blob_b, EncryptionContext=CONTEXT)["Plaintext"] == b"from B"
 
     # -- a second init against the same store is refused and leaves no seal --
@@ -188,7 +186,7 @@ def _rotation_while_b_serves(
         started = time.monotonic()
         status = poll(
             "the barrier rewrite to finish on A",
-            lambda: (s if not (s := a.status())["rewrite_pending"] else None),
+            lambda: s if not (s := a.status())["rewrite_pending"] else None,
             120,
             interval=0.5,
         )
@@ -197,7 +195,7 @@ def _rotation_while_b_serves(
         # B learns of the new term (its status reads it from the shared store).
         b_status = poll(
             "B to see the new barrier term",
-            lambda: (s if (s := b.status())["term"] == term + 1 else None),
+            lambda: s if (s := b.status())["term"] == term + 1 else None,
             30,
             interval=0.5,
         )

@@ -232,3 +232,19 @@ async def test_a_node_whose_root_no_longer_opens_the_keyring_seals_itself(
     await here.unseal(new_root)
     assert here.keyring.active_term == 2
     await storage.close()
+
+
+def test_a_cache_fill_that_raced_an_invalidation_is_dropped() -> None:
+    from keycask.keys.keystore import BoundedCache
+
+    cache: BoundedCache[str, int] = BoundedCache(10)
+    generation = cache.generation
+    cache.clear()  # another node's change arrived while the read was in flight
+    cache.put("k", 1, generation)
+    assert cache.get("k") is None
+    cache.put("k", 2, cache.generation)
+    assert cache.get("k") == 2
+    generation = cache.generation
+    cache.pop("other")
+    cache.put("k", 3, generation)
+    assert cache.get("k") == 2

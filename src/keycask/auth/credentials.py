@@ -142,9 +142,13 @@ class CredentialStore:
     def __init__(self, barrier: Barrier) -> None:
         self._barrier = barrier
         self._keys: dict[str, AccessKey] = {}
+        # Moves on every clear: a lookup that read the store before one must
+        # not cache what it read (it may be the revoked state's predecessor).
+        self._generation = 0
 
     def clear(self) -> None:
         """Forget cached access keys: another process changed the store."""
+        self._generation += 1
         self._keys.clear()
 
     def cached(self, access_key_id: str) -> AccessKey | None:
@@ -157,6 +161,7 @@ class CredentialStore:
             return cached
         if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
             return None
+        generation = self._generation
         found = await self._barrier.get(_ACCESS_KEY_PATH + access_key_id)
         if found is None:
             return None  # misses are not cached: they are attacker-chosen
@@ -170,7 +175,8 @@ class CredentialStore:
             active=bool(doc["active"]),
             secret=doc["secret"],
         )
-        self._keys[access_key_id] = key
+        if generation == self._generation:
+            self._keys[access_key_id] = key
         return key
 
     async def get_principal(self, account: str, name: str) -> Principal | None:
@@ -346,6 +352,7 @@ class CredentialStore:
         its owner (whose policies, tags or existence the cached key carries).
         A deactivated or deleted key stops working here at once; other
         processes drop their caches when the commit is announced."""
+        self._generation += 1
         owners: set[tuple[str, str]] = set()
         for write in writes:
             path = write.path

@@ -205,27 +205,37 @@ class BoundedCache(Generic[K, V]):
     First-in-first-out rather than LRU: a hit costs one dict lookup and no
     bookkeeping, and a store of a million keys must not hold them all in
     memory because a client touched each once.
+
+
+    ``generation`` moves on every ``pop`` and ``clear``: a caller that read
+    the store before an invalidation passes the generation it started with
+    to ``put``, and its (possibly older) value is not cached.
     """
 
-    __slots__ = ("_data", "_max")
+    __slots__ = ("_data", "_max", "generation")
 
     def __init__(self, max_entries: int) -> None:
         self._data: dict[K, V] = {}
         self._max = max_entries
+        self.generation = 0
 
     def get(self, key: K) -> V | None:
         return self._data.get(key)
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return  # invalidated while the value was being read
         data = self._data
         if key not in data and len(data) >= self._max:
             del data[next(iter(data))]
         data[key] = value
 
     def pop(self, key: K) -> None:
+        self.generation += 1
         self._data.pop(key, None)
 
     def clear(self) -> None:
+        self.generation += 1
         self._data.clear()
 
     def __len__(self) -> int:
@@ -258,6 +268,7 @@ class KeyStore:
         cached = self._keys.get(key_id)
         if cached is not None:
             return cached
+        generation = self._keys.generation
         found = await self._barrier.get(_key_path(key_id))
         if found is None:
             return None
@@ -265,7 +276,7 @@ class KeyStore:
         if "versions" not in doc:
             doc = await self._upgrade_from_first_format(key_id, doc)
         stored = Stored(Key.from_doc(doc), found.revision)
-        self._keys.put(key_id, stored)
+        self._keys.put(key_id, stored, generation)
         return stored
 
     async def _upgrade_from_first_format(
@@ -466,12 +477,13 @@ class KeyStore:
         cached = self._aliases.get(path)
         if cached is not None:
             return cached
+        generation = self._aliases.generation
         found = await self._barrier.get(path)
         if found is None:
             # Misses are not cached: a caller could fill memory with names.
             return None
         stored = Stored(Alias.from_doc(orjson.loads(found.value)), found.revision)
-        self._aliases.put(path, stored)
+        self._aliases.put(path, stored, generation)
         return stored
 
     async def list_aliases(self, account: str, region: str, after: str, limit: int) -> list[Alias]:
@@ -498,8 +510,9 @@ class KeyStore:
         cached = self._grants.get(key_id)
         if cached is not None:
             return cached
+        generation = self._grants.generation
         found = tuple(await self._load_grants(key_id))
-        self._grants.put(key_id, found)
+        self._grants.put(key_id, found, generation)
         return found
 
     async def _load_grants(self, key_id: uuid.UUID) -> list[Stored[Grant]]:

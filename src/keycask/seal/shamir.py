@@ -129,7 +129,13 @@ class ShareCollector:
         if held is not None:
             raise SealError(f"share {share.index} was already given")
         if self._shares and {len(s.value) for s in self._shares.values()} != {len(share.value)}:
-            raise SealError("this share is from another split (its length differs)")
+            # Either this share or those before it are from another split;
+            # keeping them would jam every later share, so start again.
+            self.reset()
+            raise SealError(
+                "this share is from another split (its length differs); "
+                "the shares given so far were dropped: start again"
+            )
         self._shares[share.index] = share
         if len(self._shares) < self.threshold:
             return None

@@ -127,6 +127,10 @@ class Scheduler:
         while True:
             await asyncio.sleep(self._interval)
             if self._paused():
+                try:
+                    await self._coordinator.resign()
+                except Exception:
+                    log.exception("could not hand scheduled jobs to another node")
                 continue
             try:
                 leader = await self._coordinator.leads()

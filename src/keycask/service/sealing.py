@@ -31,6 +31,10 @@ from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
 
 DEV = "dev"
+# Left by `operator restore`: the first unseal starts a new barrier term,
+# because the original store may still be sealing with the restored terms and
+# each copy would otherwise count its seals from the same reservation.
+RESTORED_MARKER = "restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,11 @@ class SealKeeper:
                 except SealError:
                     continue
                 self._settle_rekey(filename)
+                marker = self._dir / RESTORED_MARKER
+                if marker.exists():
+                    await self._barrier.rotate()
+                    marker.unlink()
+                    _fsync_dir(self._dir)
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "

@@ -96,6 +96,16 @@ _CHUNK = 1 << 20
 # A manifest line is a few hundred bytes per file; this bounds what a hostile
 # or damaged backup can make us buffer before its checksum is known.
 _MAX_MANIFEST = 16 << 20
+NEXT_SEAL_FILE = "seal.next.json"  # a rekey in progress (service/sealing.py)
+
+
+def _read_or_none(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 _SEGMENT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*\.jsonl")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -151,6 +161,14 @@ def create_backup(data_dir: Path, out: Path) -> BackupInfo:
     if not out_dir.is_dir():
         raise BackupError(f"{out_dir} is not a directory")
 
+    if (data_dir / NEXT_SEAL_FILE).exists():
+        raise BackupError(
+            f"a rekey is half done ({NEXT_SEAL_FILE} exists): unseal the server to finish "
+            "it, then back up"
+        )
+    # The store and the seal file must match: a rekey between copying one and
+    # the other would give a backup that nothing opens.
+    seal_before = _read_or_none(data_dir / SEAL_FILE)
     notes = [note for name, note in _SECRET_FILES.items() if (data_dir / name).exists()]
     # Staging beside ``out``: same filesystem, private (mkdtemp is 0700), and
     # contents are hashed while copied because the manifest precedes them.
@@ -177,6 +195,11 @@ def create_backup(data_dir: Path, out: Path) -> BackupInfo:
                     _stage_file(source, name, staging / f"audit-{index}", whole_lines=True)
                 )
 
+        if (
+            _read_or_none(data_dir / SEAL_FILE) != seal_before
+            or (data_dir / NEXT_SEAL_FILE).exists()
+        ):
+            raise BackupError("the seal changed while the backup ran (a rekey?): back up again")
         created = datetime.now(UTC).isoformat(timespec="seconds")
         manifest = {
             "format": FORMAT_VERSION,

@@ -47,6 +47,9 @@ class SingleProcess:
     async def leads(self) -> bool:
         return True
 
+    async def resign(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -107,6 +110,9 @@ class SharedFile:
         # Every worker runs the jobs: each one re-checks under the flock, so
         # a job due now runs once whichever worker gets there first.
         return True
+
+    async def resign(self) -> None:
+        pass
 
     def close(self) -> None:
         self._map.close()

@@ -100,6 +100,12 @@ class PostgresCoordinator:
             await conn.close()
             return False
 
+    async def resign(self) -> None:
+        async with self._leader_lock:
+            if self._leader is not None:
+                log.info("this node stops running the cluster's scheduled jobs")
+                await self._drop_leader(self._leader)
+
     async def _drop_leader(self, conn: Any) -> None:
         self._leader = None
         if conn is not None:
