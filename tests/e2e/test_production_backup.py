@@ -115,6 +115,7 @@ def test_backup_under_write_load_restores_everything_acknowledged(
         writers.stop()
     assert writers.errors == []
     assert len(before) > 20 and len(writers.acked) > len(before)
+    term_before = prod.status()["term"]
 
     # The TLS key is never in a backup: an operator keeps it apart.
     tls = tmp_path / "tls-kept-apart"
@@ -128,6 +129,10 @@ def test_backup_under_write_load_restores_everything_acknowledged(
     prod.start()
     assert prod.status()["sealed"] is True
     prod.unseal_with(prod.shares[1:4])
+    # A restored copy starts its own barrier term: it must not count its
+    # AES-GCM seals from the original's reservation.
+    assert prod.status()["term"] == term_before + 1
+    assert not (prod.data_dir / "restored").exists()
     kms = prod.client(retries=3)
     try:
         for key, plaintext, blob in before:
