@@ -593,21 +593,38 @@ async def _load_anchors(
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    data_dir = args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
-    production = (Path(data_dir) / SEAL_FILE).exists()
-    settings = config.load(dev=not production, data_dir=args.data_dir)
+    """Every segment of every data dir given (a cluster's nodes each keep
+    their own), against the anchors recorded in the (shared) store."""
+    dirs = args.data_dir or [os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR]
+    production = (Path(dirs[0]) / SEAL_FILE).exists()
+    settings = config.load(dev=not production, data_dir=dirs[0], storage=args.storage)
     anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
     if anchors is None:
         print(
             "note: the store is sealed, so the anchors recorded in it were not checked "
             "(give --pkcs11-pin-file or --passphrase-file, or the env variables, to check them)"
         )
-    result = verify(settings.data_dir / AUDIT_DIR, anchors)
-    if result.ok:
-        print(f"ok: {result.records} records in {result.segments} segments")
-        return 0
-    print(f"FAILED: {result.file} line {result.line}: {result.problem}")
-    return 1
+    records = segments = 0
+    present: set[str] = set()
+    for directory in dirs:
+        audit_dir = Path(directory).resolve() / AUDIT_DIR
+        names = {p.name.removesuffix(".jsonl") for p in audit_dir.glob("*.jsonl")}
+        present |= names
+        mine = None if anchors is None else {k: v for k, v in anchors.items() if k in names}
+        result = verify(audit_dir, mine)
+        if not result.ok:
+            print(f"FAILED: {result.file} line {result.line}: {result.problem}")
+            return 1
+        records, segments = records + result.records, segments + result.segments
+    missing = sorted(set(anchors or {}) - present)
+    if missing:
+        print(
+            f"FAILED: segment {missing[0]} is anchored in the store but missing from "
+            f"{', '.join(dirs)} (deleted, or give every node's data dir)"
+        )
+        return 1
+    print(f"ok: {records} records in {segments} segments")
+    return 0
 
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -826,7 +843,12 @@ def _parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     check = audit.add_parser("verify", help="check the hash chain of every audit segment")
-    check.add_argument("--data-dir")
+    check.add_argument(
+        "--data-dir",
+        action="append",
+        help="a data dir (repeat for every node of a cluster; default ./.keycask)",
+    )
+    check.add_argument("--storage", metavar="DSN", help="the cluster's PostgreSQL store")
     check.add_argument("--pkcs11-pin-file", help="production: PIN to open the store's anchors")
     check.add_argument(
         "--passphrase-file", help="production: passphrase to open the store's anchors"
