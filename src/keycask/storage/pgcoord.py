@@ -35,9 +35,9 @@ from keycask.storage.postgres import CHANNEL, PostgresStorage, StorageUnavailabl
 
 log = logging.getLogger("keycask")
 
-# Constants every node shares ("kcwrite" and "kcjobs" as integers).
-WRITE_LOCK = 0x6B63777269746500
-JOBS_LOCK = 0x6B636A6F627300
+# Purposes of this store's advisory locks (PostgresStorage.lock_key).
+WRITE_LOCK = 1
+JOBS_LOCK = 2
 POLL_INTERVAL = 1.0
 RECONNECT_DELAY = 0.5
 
@@ -49,7 +49,8 @@ class PostgresCoordinator:
         self._seen_epoch = storage.last_epoch
         self._local = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self._leader: Any = None  # the connection holding JOBS_LOCK
+        self._jobs: Any = None  # the session that holds (or asks for) JOBS_LOCK
+        self._leading = False
         self._leader_lock = asyncio.Lock()
         self.listening = False
 
@@ -73,7 +74,10 @@ class PostgresCoordinator:
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        async with self._local, self._storage.advisory_lock(WRITE_LOCK) as epoch:
+        async with (
+            self._local,
+            self._storage.advisory_lock(self._storage.lock_key(WRITE_LOCK)) as epoch,
+        ):
             if epoch != self._seen_epoch:
                 self._seen_epoch = epoch
                 self._stale = True
@@ -81,33 +85,39 @@ class PostgresCoordinator:
 
     async def leads(self) -> bool:
         async with self._leader_lock:
-            conn = self._leader
+            # One connection of its own, kept between ticks: asking again
+            # costs a round trip, not a new connection a second.
+            conn = self._jobs
             try:
-                if conn is not None and not conn.closed:
-                    await conn.execute("SELECT 1")
+                if conn is None or conn.closed:
+                    conn = self._jobs = await self._storage.dedicated()
+                    self._leading = False
+                if self._leading:
+                    await conn.execute("SELECT 1")  # the session (and the lock) lives
                     return True
-                conn = await self._storage.dedicated()
                 row = await (
-                    await conn.execute("SELECT pg_try_advisory_lock(%s)", (JOBS_LOCK,))
+                    await conn.execute(
+                        "SELECT pg_try_advisory_lock(%s)", (self._storage.lock_key(JOBS_LOCK),)
+                    )
                 ).fetchone()
             except (psycopg.Error, StorageUnavailable):
-                await self._drop_leader(conn)
+                await self._drop_jobs()
                 return False
             if row is not None and row[0]:
-                self._leader = conn
+                self._leading = True
                 log.info("this node now runs the cluster's scheduled jobs")
                 return True
-            await conn.close()
             return False
 
     async def resign(self) -> None:
         async with self._leader_lock:
-            if self._leader is not None:
+            if self._leading:
                 log.info("this node stops running the cluster's scheduled jobs")
-                await self._drop_leader(self._leader)
+            await self._drop_jobs()
 
-    async def _drop_leader(self, conn: Any) -> None:
-        self._leader = None
+    async def _drop_jobs(self) -> None:
+        """Close the jobs session: PostgreSQL releases the lock with it."""
+        conn, self._jobs, self._leading = self._jobs, None, False
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 await conn.close()
@@ -115,10 +125,9 @@ class PostgresCoordinator:
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        if self._leader is not None:
+        if self._jobs is not None:
             # Closing the session releases the jobs lock for the next node.
-            task = asyncio.get_event_loop().create_task(self._drop_leader(self._leader))
-            self._tasks.append(task)
+            self._tasks.append(asyncio.get_event_loop().create_task(self._drop_jobs()))
 
     async def aclose(self) -> None:
         self.close()

@@ -156,6 +156,13 @@ class PostgresStorage:
         # that made a change does not drop its caches for it.
         self.instance = os.urandom(8).hex()
         self.last_epoch = 0
+        self._table = 0
+
+    def lock_key(self, purpose: int) -> int:
+        """An advisory lock key for ``purpose`` that belongs to this store:
+        advisory locks are per database, and two keycask stores may share a
+        database in different schemas. The table's oid tells them apart."""
+        return (self._table << 8) | purpose
 
     @classmethod
     async def open(
@@ -177,6 +184,8 @@ class PostgresStorage:
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
                 await _migrate(conn)
+                row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
+                table = 0 if row is None else int(row[0])
             pool: _Pool = AsyncConnectionPool(
                 dsn,
                 kwargs={"autocommit": True, **kwargs},
@@ -202,7 +211,9 @@ class PostgresStorage:
                 raise
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(f"PostgreSQL at {where}: {exc}") from exc
-        return cls(pool, where, dsn, {"autocommit": True, **kwargs})
+        store = cls(pool, where, dsn, {"autocommit": True, **kwargs})
+        store._table = table
+        return store
 
     @property
     def where(self) -> str:
