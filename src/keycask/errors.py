@@ -120,6 +120,14 @@ class InvalidMarkerException(KMSError):
     code = "InvalidMarkerException"
 
 
+class DependencyTimeoutException(KMSError):
+    """AWS's answer when a system KMS depends on did not answer in time: here,
+    the shared store (PostgreSQL). Retryable."""
+
+    code = "DependencyTimeoutException"
+    status = 500
+
+
 class KMSInternalException(KMSError):
     code = "KMSInternalException"
     status = 500
@@ -168,6 +176,10 @@ class UnsupportedOperationException(KMSError):
 
 class StorageConflict(Exception):
     """A conditional write lost a race: the expected revision did not hold."""
+
+
+class StorageUnavailable(Exception):
+    """The store could not be reached or the connection was lost."""
 
 
 class AuditUnavailable(Exception):

@@ -19,13 +19,12 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from keycask.errors import StorageConflict
+from keycask.errors import StorageConflict, StorageUnavailable
 from keycask.ports import Delete, Put, Storage
 from keycask.storage.postgres import (
     SCHEMA_VERSION,
     PostgresStorage,
     StorageSchemaError,
-    StorageUnavailable,
 )
 from keycask.storage.sqlite import SQLiteStorage
 

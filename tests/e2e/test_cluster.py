@@ -826,6 +826,12 @@ def _outage(cluster: Cluster, proxy: TcpProxy) -> None:
     )
     print(f"outage: the slowest call took {load.slowest:.1f} s")
     assert load.failed_writes, "no write was refused while PostgreSQL was unreachable"
+    # "Retry": the store did not answer (or, for a commit cut off midway, the
+    # outcome is unknown and keycask says so with an internal error).
+    assert {c for *_, c in load.failed_writes} <= {
+        "DependencyTimeoutException",
+        "KMSInternalException",
+    }
     assert load.slowest < WRITE_FAILS_WITHIN
     with load.lock:
         assert len(load.keys) > before[0] and len(load.ciphertexts) > before[1]

@@ -28,10 +28,12 @@ from keycask.barrier.rewrite import rewrite_batch
 from keycask.errors import (
     AccessDeniedException,
     AuditUnavailable,
+    DependencyTimeoutException,
     KMSError,
     KMSInternalException,
     Sealed,
     SerializationException,
+    StorageUnavailable,
     ThrottlingException,
     UnknownOperationException,
     UnrecognizedClientException,
@@ -205,6 +207,18 @@ class Pipeline:
             return await self._fail(call, error)
         except AuditUnavailable:
             return self._no_audit(call)
+        except StorageUnavailable as exc:
+            # Before any commit (a failed commit is answered in _finish): the
+            # request had no effect, and the client may retry, here or on
+            # another node.
+            log.warning("request %s: the store did not answer: %s", call.request_id, exc)
+            return await self._fail(
+                call,
+                DependencyTimeoutException(
+                    "keycask's key store did not answer in time; the request had no effect. "
+                    "Retry it."
+                ),
+            )
         except Exception:
             log.exception("request %s failed unexpectedly", call.request_id)
             return await self._fail(call, KMSInternalException(_INTERNAL))

@@ -31,7 +31,8 @@ from typing import Any
 
 import psycopg
 
-from keycask.storage.postgres import CHANNEL, PostgresStorage, StorageUnavailable
+from keycask.errors import StorageUnavailable
+from keycask.storage.postgres import CHANNEL, PostgresStorage
 
 log = logging.getLogger("keycask")
 

@@ -53,12 +53,8 @@ from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from keycask.errors import StorageConflict
+from keycask.errors import StorageConflict, StorageUnavailable
 from keycask.ports import Delete, Entry, Put, Write
-
-
-class StorageUnavailable(Exception):
-    """PostgreSQL could not be reached or the connection was lost."""
 
 
 class StorageSchemaError(Exception):
