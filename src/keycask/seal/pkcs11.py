@@ -197,7 +197,16 @@ class Pkcs11Seal:
         mechanism = document.get("mechanism")
         if mechanism not in SAFE_MECHANISMS:
             raise SealError(f"{self.path} names an unsupported mechanism")
-        with _session(module, token_label, pin, rw=False) as (_, session):
+        with _session(module, token_label, pin, rw=False) as (token, session):
+            # The start-up probe: a token (or a firmware update) that stopped
+            # offering the mechanism is named as such, not as a failed decrypt.
+            offered = set(_call(token.slot.get_mechanisms))
+            if SAFE_MECHANISMS[mechanism] not in offered:
+                listed = ", ".join(sorted(_mechanism_name(m) for m in offered)) or "nothing"
+                raise SealError(
+                    f"the PKCS#11 token {token_label!r} no longer offers {mechanism}, which "
+                    f"wraps this root key; it offers: {listed}"
+                )
             keys = _find_keys(session, key_label)
             if not keys:
                 raise SealError(
