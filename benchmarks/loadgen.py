@@ -56,6 +56,7 @@ def sign(endpoint: Endpoint, operation: str, body: bytes) -> bytes:
 class Result:
     requests: int = 0
     errors: int = 0
+    completed: int = 0  # every answer, warm-up included (for CPU per request)
     seconds: float = 0.0
     latencies_ns: list[int] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -155,6 +156,7 @@ class _RunState:
         self.stopping = False
 
     def record(self, status: int, latency_ns: int) -> None:
+        self.result.completed += 1
         if not self.measuring:
             return
         r = self.result
@@ -177,11 +179,28 @@ async def run(
 ) -> Result:
     """Closed loop by default; with ``rate`` (requests/s over all connections),
     open loop at that rate."""
+    return await run_spread(
+        [(host, port, pool)], connections=connections, duration=duration, warmup=warmup, rate=rate
+    )
+
+
+async def run_spread(
+    destinations: Sequence[tuple[str, int, Sequence[bytes]]],
+    *,
+    connections: int,
+    duration: float,
+    warmup: float = 1.0,
+    rate: float | None = None,
+) -> Result:
+    """``run`` over several servers: connection ``i`` goes to destination
+    ``i % len(destinations)`` (round robin) and cycles through that
+    destination's own pool (each signed for its own Host)."""
     loop = asyncio.get_running_loop()
     state = _RunState()
     interval = None if rate is None else connections / rate
 
     async def slot(i: int) -> None:
+        host, port, pool = destinations[i % len(destinations)]
         # A server that closes after each answer (HTTP/1.0 style, as moto_server's
         # does) gets a new connection: reconnecting is part of what it costs.
         while not state.stopping:

@@ -1,4 +1,5 @@
-"""Servers to measure: keycask itself, the bare-handler ceilings and moto_server."""
+"""Servers to measure: keycask itself (one node, or several on one PostgreSQL),
+the bare-handler ceilings and moto_server."""
 
 from __future__ import annotations
 
@@ -64,7 +65,9 @@ class Target:
     started_in: float = 0.0
 
     def start(self) -> Target:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        # KEYCASK_* too: a KEYCASK_STORAGE left in the shell would silently turn
+        # the SQLite target into a PostgreSQL one.
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
         env.update(self.env)
         begin = time.perf_counter()
         self.proc = subprocess.Popen(
@@ -119,7 +122,11 @@ class Target:
         return Endpoint("127.0.0.1", self.port, "AKIAEXAMPLEEXAMPLE00", "x" * 40)
 
 
-def keycask(data_dir: Path | None = None, workers: int | None = None) -> Target:
+def keycask(
+    data_dir: Path | None = None, workers: int | None = None, storage: str | None = None
+) -> Target:
+    """A --dev keycask node; ``storage`` (a PostgreSQL URI) replaces the
+    embedded SQLite store."""
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="keycask-bench-")) / "data"
     command = [
         sys.executable,
@@ -134,7 +141,48 @@ def keycask(data_dir: Path | None = None, workers: int | None = None) -> Target:
     ]
     if workers:
         command += ["--workers", str(workers)]
-    return Target("keycask", command, ready_path="/healthz", data_dir=data_dir)
+    env = {"KEYCASK_STORAGE": storage} if storage else {}
+    return Target("keycask", command, ready_path="/healthz", env=env, data_dir=data_dir)
+
+
+@dataclass
+class Cluster:
+    """``size`` --dev keycask nodes on the PostgreSQL store ``storage``, started
+    as tests/e2e/cluster.py starts them: node A creates the keyring and the
+    admin profile, B and C get copies of its dev root key and credentials."""
+
+    storage: str
+    size: int = 3
+    nodes: list[Target] = field(default_factory=list)
+
+    def start(self) -> Cluster:
+        root = Path(tempfile.mkdtemp(prefix="keycask-bench-cluster-"))
+        self.nodes = [
+            keycask(root / f"node{chr(ord('a') + i)}", storage=self.storage)
+            for i in range(self.size)
+        ]
+        try:
+            first, *others = self.nodes
+            first.start()
+            assert first.data_dir is not None
+            for node in others:
+                assert node.data_dir is not None
+                node.data_dir.mkdir(mode=0o700, parents=True)
+                for name in ("dev-root.key", "credentials"):
+                    shutil.copy2(first.data_dir / name, node.data_dir / name)
+                    (node.data_dir / name).chmod(0o600)
+                node.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def rss_kib(self) -> int:
+        return sum(node.rss_kib() for node in self.nodes)
 
 
 def ceiling(stack: str) -> Target:
