@@ -162,7 +162,9 @@ async def build(
     coordinator: Coordinator
     if isinstance(storage, PostgresStorage):
         # One node of a cluster (each worker process counts as a node).
-        postgres = PostgresCoordinator(storage)
+        # Last-use records and audit anchors are written every second by every
+        # node and cached by none: their commits need not empty peers' caches.
+        postgres = PostgresCoordinator(storage, uncached=frozenset({"usage", "audit"}))
         await postgres.start()
         coordinator = postgres
     elif worker is None:

@@ -157,7 +157,9 @@ class Pipeline:
     async def flush_usage(self) -> None:
         if self._barrier.sealed:
             return
-        await self._deps.usage.flush(self._coordinator.exclusive(), self._refresh)
+        await self._deps.usage.flush(
+            self._coordinator.exclusive(), self._refresh, self._coordinator.committed
+        )
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(

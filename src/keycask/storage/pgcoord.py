@@ -44,8 +44,12 @@ RECONNECT_DELAY = 0.5
 
 
 class PostgresCoordinator:
-    def __init__(self, storage: PostgresStorage) -> None:
+    def __init__(self, storage: PostgresStorage, *, uncached: frozenset[str] = frozenset()) -> None:
+        """``uncached``: first path segments (``usage``, ``audit``) that no
+        cache holds; a commit that touched only those drops no cache."""
         self._storage = storage
+        self._uncached = uncached
+        storage.on_commit = self._own_commit
         self._stale = False
         self._seen_epoch = storage.last_epoch
         self._local = asyncio.Lock()
@@ -69,9 +73,15 @@ class PostgresCoordinator:
         return False
 
     def committed(self) -> None:
-        # The commit notified the other nodes itself; our own caches were
-        # updated by whoever committed.
-        self._seen_epoch = max(self._seen_epoch, self._storage.last_epoch)
+        # The commit notified the other nodes itself, and told us its epoch.
+        pass
+
+    def _own_commit(self, epoch: int) -> None:
+        """Our own commit needs no cache drop here (whoever committed updated
+        the caches it touched), but only if nothing came between it and what
+        we had seen: a commit of another node's in between is unknown yet."""
+        if epoch == self._seen_epoch + 1:
+            self._seen_epoch = epoch
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -148,9 +158,12 @@ class PostgresCoordinator:
                     self._stale = True
                     self.listening = True
                     async for note in conn.notifies():
-                        instance, _, epoch = note.payload.partition(":")
+                        instance, _, rest = note.payload.partition(":")
+                        epoch, _, touched = rest.partition(":")
                         if instance != self._storage.instance:
-                            self._stale = True
+                            segments = set(touched.split(",")) if touched else set()
+                            if not segments or not segments <= self._uncached:
+                                self._stale = True
                             with contextlib.suppress(ValueError):
                                 self._seen_epoch = max(self._seen_epoch, int(epoch))
                 finally:
@@ -174,6 +187,6 @@ class PostgresCoordinator:
             if epoch != self._seen_epoch:
                 # A commit whose notification we have not seen (or our own,
                 # which costs one needless cache drop).
-                if epoch > max(self._seen_epoch, self._storage.last_epoch):
+                if epoch > self._seen_epoch:
                     self._stale = True
                 self._seen_epoch = max(self._seen_epoch, epoch)

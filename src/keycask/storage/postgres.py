@@ -30,9 +30,10 @@ commit at once, so the database itself must arbitrate:
 * A commit returns after PostgreSQL's COMMIT, which with ``synchronous_commit``
   on (forced if a DSN turned it off) has flushed the WAL.
 * Every commit also bumps ``keycask_epoch`` and sends ``NOTIFY keycask_commits``
-  with ``<store instance>:<epoch>`` in the same transaction, so other nodes
-  learn of it when (and only when) it is committed; ``storage/pgcoord.py``
-  turns that into cache invalidation, with the epoch as a fallback check.
+  with ``<store instance>:<epoch>:<first path segments written>`` in the same
+  transaction, so other nodes learn of it when (and only when) it is
+  committed; ``storage/pgcoord.py`` turns that into cache invalidation, with
+  the epoch as a fallback check.
 * During an outage, operations fail with ``StorageUnavailable`` after the
   pool's timeout instead of waiting forever. A commit that failed that way
   may or may not have landed (the connection can drop after COMMIT was
@@ -42,7 +43,7 @@ commit at once, so the database itself must arbitrate:
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -152,6 +153,8 @@ class PostgresStorage:
         # that made a change does not drop its caches for it.
         self.instance = os.urandom(8).hex()
         self.last_epoch = 0
+        # Told the epoch of each of our own commits (the coordinator listens).
+        self.on_commit: Callable[[int], None] | None = None
         self._table = 0
 
     def lock_key(self, purpose: int) -> int:
@@ -285,8 +288,15 @@ class PostgresStorage:
             await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
             row = await cur.fetchone()
             epoch = 0 if row is None else int(row[0])
-            await cur.execute("SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.instance}:{epoch}"))
+            # What the commit touched, by the first segment of each path, so
+            # a node can ignore commits that change nothing it caches.
+            touched = ",".join(sorted({w.path.partition("/")[0] for w in ordered}))
+            await cur.execute(
+                "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.instance}:{epoch}:{touched}"[:7900])
+            )
         self.last_epoch = max(self.last_epoch, epoch)
+        if self.on_commit is not None:
+            self.on_commit(epoch)
 
     @staticmethod
     async def _apply(cur: AsyncCursor[TupleRow], write: Write) -> None:
