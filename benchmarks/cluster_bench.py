@@ -1,7 +1,7 @@
 """What several keycask nodes on one PostgreSQL cost and give, in one run.
 
-    python benchmarks/cluster.py                 # medians of 3 runs of 5 s
-    python benchmarks/cluster.py --quick         # one 2-second run per cell
+    python benchmarks/cluster_bench.py                 # medians of 3 runs of 5 s
+    python benchmarks/cluster_bench.py --quick         # one 2-second run per cell
 
 Three setups, measured with the same load generator and scenarios as the main
 table (benchmarks/run.py), each run of each scenario taken in turn on every
@@ -300,7 +300,7 @@ def print_table(rows: list[Row], args: argparse.Namespace) -> None:
     by = {(r.scenario, r.setup): r.cell.rate for r in rows}
     print(f"\nMachine: {bench.machine()}")
     print(
-        f"Command: python benchmarks/cluster.py --connections {args.connections} "
+        f"Command: python benchmarks/cluster_bench.py --connections {args.connections} "
         f"--duration {args.duration} --runs {args.runs}"
     )
     print(
