@@ -187,7 +187,13 @@ def cmd_unseal(args: argparse.Namespace) -> int:
     elif args.pin_file:
         body = {"Pin": _secret("PIN: ", args.pin_file)}
     else:
-        kind = call(args, "Status", {}).get("seal")
+        status = call(args, "Status", {})
+        kind, pending = status.get("seal"), status.get("pending_seal")
+        if pending is not None and pending != kind:
+            raise OperatorError(
+                f"a rekey from {kind} to {pending} was cut short, so either seal may open "
+                "the store: give a share as the argument, or --pin-file or --passphrase-file"
+            )
         if kind == "shamir":
             body = {"Share": _secret("Share: ", None)}
         elif kind == "passphrase":

@@ -288,8 +288,11 @@ def test_crash_after_the_keyring_moved_from_pkcs11_to_shamir(
     prod.start()
     status = prod.status()
     assert status["sealed"] is True
-    # seal.json still says pkcs11, so the CLI's prompt would ask for a PIN:
-    # the operator gives the new shares as the argument.
+    # Status names both seals, and a bare `unseal` says to choose instead of
+    # prompting for the wrong secret; the operator gives the new shares.
+    assert status["seal"] == "pkcs11" and status["pending_seal"] == "shamir"
+    bare = prod.operator("unseal", "--json", stdin="", check=False)
+    assert bare.returncode != 0 and "cut short" in bare.stderr
     for share in new[:3]:
         prod.operator("unseal", "--json", share)
     assert prod.status()["sealed"] is False

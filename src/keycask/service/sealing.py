@@ -120,6 +120,9 @@ class SealKeeper:
         else:
             status["progress"] = 0
             status["threshold"] = 1
+        if self.kind != DEV and (self._dir / NEXT_SEAL_FILE).exists():
+            # A rekey that a crash cut short: the store opens with one of two seals.
+            status["pending_seal"] = seal_type(self._dir, NEXT_SEAL_FILE)
         if not self.sealed:
             keyring = self._barrier.keyring
             status["term"] = keyring.active_term
