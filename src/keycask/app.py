@@ -200,7 +200,7 @@ async def build(
     pipeline.operator_api = Operator(
         keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)
     )
-    keeper.on_seal.append(pipeline.forget_all)
+    barrier.on_seal.append(pipeline.forget_all)
     anchoring = Anchoring(barrier, audit)
     anchoring.start()
     if scheduler:

@@ -262,7 +262,10 @@ def _print_shares(answer: dict[str, Any], as_json: bool, what: str) -> None:
     if as_json:
         print(json.dumps(answer))
         return
-    print(f"{what}: the root key is now under a {answer['seal']} seal")
+    if answer.get("settled", True):
+        print(f"{what}: the root key is now under a {answer['seal']} seal")
+    else:
+        print(f"WARNING: {answer.get('note')}", file=sys.stderr)
     shares = answer.get("shares") or []
     if shares:
         print("\nShares (shown once; give one to each operator, store none together):")

@@ -135,7 +135,7 @@ def test_shamir_to_pkcs11_to_shamir(running: Running, hsm: SoftHsm, tmp_path: Pa
 
     # Shamir -> PKCS#11: no shares in the answer; the server unseals itself from now on.
     answer = running.rekey("--seal", "pkcs11", *pkcs11_flags(hsm, "rekeyed-root", pin_file))
-    assert answer == {"seal": "pkcs11"}
+    assert answer == {"seal": "pkcs11", "settled": True}
     assert running.seal_files() == ("pkcs11", False)
     status = prod.status()
     assert status["sealed"] is False and status["seal"] == "pkcs11"
@@ -168,7 +168,8 @@ def test_rekey_to_a_passphrase(running: Running, tmp_path: Path) -> None:
     passphrase = secret_file(tmp_path / "passphrase", "correct horse battery staple e2e")
     wrong = secret_file(tmp_path / "wrong", "correct horse battery staple e3e")
     assert running.rekey("--seal", "passphrase", "--passphrase-file", str(passphrase)) == {
-        "seal": "passphrase"
+        "seal": "passphrase",
+        "settled": True,
     }
     assert running.seal_files() == ("passphrase", False)
     assert prod.status()["seal"] == "passphrase"

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from keycask.barrier.keyring import KEYRING_PATH, Keyring
@@ -77,8 +77,11 @@ class Barrier:
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
         # Bumped by every seal(): work that awaited across a seal must not
-        # put keys back (see _current).
+        # put keys back (see _check).
         self._generation = 0
+        # Called by every seal(), an operator's or the barrier's own: whoever
+        # caches what the barrier decrypted drops it here.
+        self.on_seal: list[Callable[[], None]] = []
 
     @classmethod
     async def open(cls, storage: Storage, root: KeyMaterial, **options: int) -> Barrier:
@@ -129,7 +132,13 @@ class Barrier:
         keyring = Keyring.open_with(root, entry.value)
         self._check(generation)
         self._set(root, keyring, entry.revision, 0)
-        await self._reserve()
+        try:
+            await self._reserve()
+        except BaseException:
+            # Half unsealed (keys held, nothing reserved, no way to write) is
+            # worse than sealed: the operator sees the error and tries again.
+            self.seal()
+            raise
 
     def seal(self) -> None:
         """Forget every key. Values in flight fail with ``Sealed``, and work
@@ -141,6 +150,8 @@ class Barrier:
         self._keyring = None
         self._remaining = 0
         self._revision = 0
+        for hook in self.on_seal:
+            hook()
 
     def holds(self, root: KeyMaterial) -> bool:
         """Whether ``root`` is the root key this barrier was unsealed with."""
@@ -384,7 +395,8 @@ class Barrier:
                 except Exception:
                     if not await self._stored_under(new_root):
                         raise
-                self._check(generation)
+                if generation != self._generation:
+                    return  # sealed meanwhile: the store is under new_root all the same
                 moved = self._keyring is None or current.active_term != self._keyring.active_term
                 self._root, self._keyring, self._revision = new_root, current, entry.revision + 1
                 if moved:

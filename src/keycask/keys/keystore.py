@@ -303,6 +303,7 @@ class KeyStore:
         cached = self._materials.get((key_id, version))
         if cached is not None:
             return cached
+        generation = self._materials.generation
         found = await self._barrier.get(_material_path(key_id, version))
         if found is None:
             return None
@@ -310,7 +311,9 @@ class KeyStore:
         # of other sizes keep the same protections.
         value = found.value
         material = KeyMaterial(value) if len(value) == 32 else KeyMaterial.any_size(value)
-        self._materials.put((key_id, version), material)
+        # A version's material never changes, but deleted material must not
+        # come back into memory from a read that raced the deletion.
+        self._materials.put((key_id, version), material, generation)
         return material
 
     async def private_key(self, key: Key) -> PrivateKey | None:
@@ -320,11 +323,12 @@ class KeyStore:
         cached = self._private_keys.get(cache_key)
         if cached is not None:
             return cached
+        generation = self._private_keys.generation
         material = await self.material(key.key_id, key.current_version)
         if material is None:
             return None
         loaded = PrivateKey.load(key.key_spec.value, material)
-        self._private_keys.put(cache_key, loaded)
+        self._private_keys.put(cache_key, loaded, generation)
         return loaded
 
     def stage_create(self, key: Key, material: KeyMaterial | None) -> list[Write]:

@@ -160,9 +160,13 @@ class Operator:
                 key_label=_text(fields, "KeyLabel"),
                 pin=_text(fields, "Pin"),
             )
-            lines = await self.keeper.rekey(new, _proof(fields.get("Current")))
-            answer: dict[str, object] = {"seal": seal_kind}
-            if lines:
-                answer["shares"] = lines
-            return answer, f"root key moved to a new {seal_kind} seal"
+            outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
+            answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
+            if outcome.shares:
+                answer["shares"] = outcome.shares
+            if outcome.note:
+                answer["note"] = outcome.note
+            if outcome.settled:
+                return answer, f"root key moved to a new {seal_kind} seal"
+            return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"
         raise ValidationException(f"unknown operator call {name!r}")

@@ -157,9 +157,9 @@ class Pipeline:
     async def flush_usage(self) -> None:
         if self._barrier.sealed:
             return
-        await self._deps.usage.flush(
-            self._coordinator.exclusive(), self._refresh, self._coordinator.committed
-        )
+        # Not announced: no cache holds last-use records (a PostgreSQL node
+        # counts its own commits itself; see storage/pgcoord.py).
+        await self._deps.usage.flush(self._coordinator.exclusive(), self._refresh)
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(
@@ -341,13 +341,29 @@ class Pipeline:
             try:
                 await self._audit.append(self._record(call, None))
             except AuditUnavailable:
-                if name == "Seal":
-                    # Sealing only takes capability away: an attacker who can
-                    # break the audit log must not be able to prevent it.
-                    self.operator_api.keeper.seal()
-                raise
+                if name != "Seal":
+                    raise
+                # Sealing only takes capability away: an attacker who can
+                # break the audit log must not be able to prevent it.
+                self.operator_api.keeper.seal()
+                log.error("request %s: sealed, but the audit log cannot record", call.request_id)
+                error = KMSInternalException(
+                    "keycask is sealed, but the audit log could not record it."
+                )
+                return Reply(
+                    error.status,
+                    self._codec.encode_error(error.code, error.message),
+                    call.request_id,
+                )
         result, call.detail = await self.operator_api.handle(name, fields)
-        await self._audit.append(self._record(call, None))
+        try:
+            await self._audit.append(self._record(call, None))
+        except AuditUnavailable:
+            if name != "Rekey":
+                raise
+            # Recorded before it acted; its answer holds the only copy of the
+            # new shares, so losing it would lose the root key.
+            log.error("request %s: rekey done, its final audit record failed", call.request_id)
         return Reply(200, orjson.dumps(result), call.request_id)
 
     async def _advance_clock(self, call: Call, request: sigv4.HttpRequest) -> Reply:

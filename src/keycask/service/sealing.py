@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, Share
@@ -29,6 +29,8 @@ from keycask.errors import SealError
 from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
+
+log = logging.getLogger("keycask")
 
 DEV = "dev"
 # Left by `operator restore`: the first unseal starts a new barrier term,
@@ -55,6 +57,13 @@ class SealProof:
     shares: tuple[str, ...] = ()
     passphrase: str | None = None
     pin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RekeyOutcome:
+    shares: list[str]
+    settled: bool
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +96,6 @@ class SealKeeper:
         self._modules = pkcs11_modules
         self._barrier = barrier
         self._lock = asyncio.Lock()
-        self.on_seal: list[Any] = []
         if dev:
             self.kind = DEV
         else:
@@ -238,19 +246,24 @@ class SealKeeper:
         self._collector = self._new_collector()
 
     def seal(self) -> None:
-        """Drop every key from memory: the barrier's, and every cache's."""
+        """Drop every key from memory: the barrier's, and (through the
+        barrier's seal hooks) every cache's."""
         self._barrier.seal()
         if self._collector is not None:
             self._collector.reset()
-        for hook in self.on_seal:
-            hook()
 
     # -- rekey --
 
-    async def rekey(self, new: NewSeal, proof: SealProof) -> list[str]:
-        """Move the keyring to a new root key under ``new``; returns the new
-        share lines for a Shamir seal (shown once), else nothing. ``proof``
-        must open the current seal."""
+    async def rekey(self, new: NewSeal, proof: SealProof) -> RekeyOutcome:
+        """Move the keyring to a new root key under ``new``; the outcome holds
+        the new share lines for a Shamir seal (shown once). ``proof`` must
+        open the current seal.
+
+        Once the new seal is written the shares are always returned, even if
+        moving the keyring failed: the move may have landed (a connection lost
+        after COMMIT), and shares lost then would be the root key lost. The
+        pending file stays, and the next unseal, with the old secrets or the
+        new, settles which seal the store is under."""
         async with self._lock:
             if self.sealed:
                 raise SealError("keycask is sealed: unseal it before a rekey")
@@ -270,9 +283,18 @@ class SealKeeper:
                 pending.unlink()
             root = KeyMaterial.generate(32)
             shares = await asyncio.to_thread(self._write_next, new, root)
-            await self._barrier.rekey(root)
-            self._settle_rekey(NEXT_SEAL_FILE)
-            return shares
+            try:
+                await self._barrier.rekey(root)
+                self._settle_rekey(NEXT_SEAL_FILE)
+            except Exception as exc:
+                log.error("rekey: moving the keyring to the new root failed or is unknown: %r", exc)
+                return RekeyOutcome(
+                    shares,
+                    settled=False,
+                    note="the store may or may not be under the new seal yet: keep the old "
+                    "and the new secrets; the next unseal accepts either and settles it",
+                )
+            return RekeyOutcome(shares, settled=True)
 
     def _check_new(self, new: NewSeal) -> None:
         """Refuse a bad target before any file is written."""

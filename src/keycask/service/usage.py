@@ -69,10 +69,7 @@ class UsageTracker:
         return _newer(self._pending.get(key_id), written)
 
     async def flush(
-        self,
-        lock: AbstractAsyncContextManager[None],
-        refresh: Callable[[], None],
-        committed: Callable[[], None] = lambda: None,
+        self, lock: AbstractAsyncContextManager[None], refresh: Callable[[], None]
     ) -> None:
         """Write what was used since the last flush, in one commit. ``lock``
         is the store's write lock and ``refresh`` drops stale caches: a key
@@ -93,9 +90,7 @@ class UsageTracker:
                     if stored is not None and Usage.from_bytes(stored.value).time >= usage.time:
                         continue
                     writes.append(self._keys.stage_usage(key_id, usage.to_bytes(), None))
-                if writes:
-                    await self._keys.commit(writes)
-                    committed()  # as every commit is announced, or peers re-read needlessly
+                await self._keys.commit(writes)
         except Exception:
             log.exception("could not record the last use of %d keys; will retry", len(batch))
             for key_id, usage in batch.items():

@@ -32,7 +32,7 @@ from typing import Any
 import psycopg
 
 from keycask.errors import StorageUnavailable
-from keycask.storage.postgres import CHANNEL, PostgresStorage
+from keycask.storage.postgres import PostgresStorage
 
 log = logging.getLogger("keycask")
 
@@ -153,7 +153,7 @@ class PostgresCoordinator:
             try:
                 conn = await self._storage.dedicated()
                 try:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {self._storage.channel}")
                     # Anything committed while we were not listening is unknown.
                     self._stale = True
                     self.listening = True
@@ -164,8 +164,11 @@ class PostgresCoordinator:
                             segments = set(touched.split(",")) if touched else set()
                             if not segments or not segments <= self._uncached:
                                 self._stale = True
-                            with contextlib.suppress(ValueError):
-                                self._seen_epoch = max(self._seen_epoch, int(epoch))
+                        # Notifications come in commit order: every commit
+                        # up to this one has been seen (and flagged) by now,
+                        # our own included.
+                        with contextlib.suppress(ValueError):
+                            self._seen_epoch = max(self._seen_epoch, int(epoch))
                 finally:
                     self.listening = False
                     with contextlib.suppress(psycopg.Error):

@@ -42,6 +42,7 @@ commit at once, so the database itself must arbitrate:
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -56,6 +57,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from keycask.errors import StorageConflict, StorageUnavailable
 from keycask.ports import Delete, Entry, Put, Write
+
+log = logging.getLogger("keycask")
 
 
 class StorageSchemaError(Exception):
@@ -85,7 +88,7 @@ _CONNECT_DEFAULTS: dict[str, Any] = {
 }
 
 _Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
-CHANNEL = "keycask_commits"
+CHANNEL_PREFIX = "keycask_commits_"
 
 
 def safe_dsn(dsn: str) -> str:
@@ -156,6 +159,12 @@ class PostgresStorage:
         # Told the epoch of each of our own commits (the coordinator listens).
         self.on_commit: Callable[[int], None] | None = None
         self._table = 0
+
+    @property
+    def channel(self) -> str:
+        """This store's notification channel: NOTIFY, like advisory locks, is
+        per database, and two stores may share one in different schemas."""
+        return f"{CHANNEL_PREFIX}{self._table}"
 
     def lock_key(self, purpose: int) -> int:
         """An advisory lock key for ``purpose`` that belongs to this store:
@@ -237,7 +246,14 @@ class PostgresStorage:
                 row = await (await conn.execute("SELECT n FROM keycask_epoch")).fetchone()
                 yield 0 if row is None else int(row[0])
             finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                try:
+                    await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+                except psycopg.Error as exc:
+                    # What ran under the lock has happened (or failed) on its
+                    # own terms; its answer must not become this error. The
+                    # session may still hold the lock: close it, which frees it.
+                    log.warning("could not release advisory lock %d (%s); closing", key, exc)
+                    await conn.close()
 
     async def epoch(self) -> int:
         async with self._connection() as conn:
@@ -292,7 +308,8 @@ class PostgresStorage:
             # a node can ignore commits that change nothing it caches.
             touched = ",".join(sorted({w.path.partition("/")[0] for w in ordered}))
             await cur.execute(
-                "SELECT pg_notify(%s, %s)", (CHANNEL, f"{self.instance}:{epoch}:{touched}"[:7900])
+                "SELECT pg_notify(%s, %s)",
+                (self.channel, f"{self.instance}:{epoch}:{touched}"[:7900]),
             )
         self.last_epoch = max(self.last_epoch, epoch)
         if self.on_commit is not None:
