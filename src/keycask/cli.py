@@ -16,15 +16,14 @@ import ssl
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 from keycask import config
 from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_store
 from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
+from keycask.cli_support import CallError, local_record, post_json
 from keycask.errors import KMSError, SealError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
@@ -37,21 +36,7 @@ log = logging.getLogger("keycask")
 
 
 def _admin_record(operation: str, principal_arn: str, detail: str) -> AuditRecord:
-    return AuditRecord(
-        time=datetime.now(UTC),
-        request_id=str(uuid.uuid4()),
-        operation=operation,
-        principal="local operator",
-        access_key_id=None,
-        source_ip=None,
-        key_arn=None,
-        encryption_context=None,
-        decision="allow",
-        decided_by="local access to the data directory",
-        outcome="success",
-        error_code=None,
-        detail=f"{detail} {principal_arn}",
-    )
+    return local_record(operation, f"{detail} {principal_arn}")
 
 
 def _banner(settings: config.Settings, config_file: Path, credentials_file: Path) -> None:
@@ -306,9 +291,9 @@ def cmd_server(args: argparse.Namespace) -> int:
 # -- principals: KeycaskAdmin calls to the running server --
 
 
-class _CommandError(Exception):
-    """A call to the running server (or an --offline change) failed; the
-    text is what to print: ``<Code>: <message>``."""
+# A call to the running server (or an --offline change) failed; the text is
+# what to print: ``<Code>: <message>``.
+_CommandError = CallError
 
 
 def _server_call(
@@ -360,21 +345,7 @@ def _server_call(
     prepared = urllib.request.Request(  # noqa: S310 - the URL is the operator's own endpoint
         request.url, data=data, headers=dict(request.headers), method="POST"
     )
-    try:
-        with urllib.request.urlopen(prepared, timeout=timeout) as response:  # noqa: S310
-            answer = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.loads(error.read() or b"{}")
-        except ValueError:
-            detail = {}
-        code = str(detail.get("__type", error.code)).rsplit("#", 1)[-1]
-        raise _CommandError(f"{code}: {detail.get('message', '')}") from None
-    except OSError as error:
-        raise _CommandError(f"cannot reach {endpoint}: {error}") from None
-    if not isinstance(answer, dict):
-        raise _CommandError(f"unexpected answer from {endpoint}")
-    return answer
+    return post_json(prepared, where=endpoint, timeout=timeout)
 
 
 def _admin_call(

@@ -26,17 +26,16 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from keycask import config
 from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE
-from keycask.audit import AuditLog, AuditRecord, anchor
+from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
+from keycask.cli_support import CallError, local_record, post_json
 from keycask.crypto import KeyMaterial, self_signed_certificate
 from keycask.ports import Storage
 from keycask.seal import SEAL_FILE, PassphraseSeal
@@ -51,7 +50,7 @@ TARGET_PREFIX = "KeycaskOperator."
 AUDIT_SEGMENT = "operator"
 
 
-class OperatorError(Exception):
+class OperatorError(CallError):
     """What to print: the server's ``<Code>: <message>``, or why the call failed."""
 
 
@@ -129,21 +128,7 @@ def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict
     if addr.startswith("https://"):
         handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
     opener = urllib.request.build_opener(*handlers)
-    try:
-        with opener.open(request, timeout=120) as response:
-            answer = json.loads(response.read() or b"{}")
-    except urllib.error.HTTPError as error:
-        try:
-            detail = json.loads(error.read() or b"{}")
-        except ValueError:
-            detail = {}
-        code = str(detail.get("__type", error.code)).rsplit("#", 1)[-1]
-        raise OperatorError(f"{code}: {detail.get('message', '')}") from None
-    except OSError as error:
-        raise OperatorError(f"cannot reach {addr}: {error}") from None
-    if not isinstance(answer, dict):
-        raise OperatorError(f"unexpected answer from {addr}")
-    return answer
+    return post_json(request, where=addr, timeout=120, opener=opener)
 
 
 def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
@@ -309,24 +294,6 @@ def _pkcs11_fields(args: argparse.Namespace) -> dict[str, str]:
 # -- init, backup, restore: on the data directory --
 
 
-def _local_record(operation: str, detail: str) -> AuditRecord:
-    return AuditRecord(
-        time=datetime.now(UTC),
-        request_id=str(uuid.uuid4()),
-        operation=operation,
-        principal="local operator",
-        access_key_id=None,
-        source_ip=None,
-        key_arn=None,
-        encryption_context=None,
-        decision="allow",
-        decided_by="local access to the data directory",
-        outcome="success",
-        error_code=None,
-        detail=detail,
-    )
-
-
 def _init_seal(args: argparse.Namespace, data_dir: Path) -> tuple[KeyMaterial, list[str]]:
     if args.seal == "shamir":
         return ShamirSeal.init(data_dir, shares=args.shares, threshold=args.threshold)
@@ -377,7 +344,7 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
             account, ADMIN_NAME, admin=True, kind="user", tags={}
         )
         audit.append_sync(
-            _local_record(
+            local_record(
                 "KeycaskOperator.Init",
                 f"initialised with a {args.seal} seal; administrator {key.principal.arn} "
                 f"and access key {key.access_key_id} created",
@@ -475,7 +442,7 @@ def _guard(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             code: int = command(args)
-        except (OperatorError, BackupError, OSError) as error:
+        except (CallError, BackupError, OSError) as error:
             print(f"keycask: {error}", file=sys.stderr)
             return 1
         return code

@@ -30,6 +30,7 @@ from keycask.app import AUDIT_DIR, STORE_FILE, open_store
 from keycask.audit import AuditLog, AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
+from keycask.cli_support import local_record
 from keycask.errors import (
     AuditUnavailable,
     KMSError,
@@ -408,21 +409,12 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def _reset_record(key: Key, previous: str, outcome: str, detail: str) -> AuditRecord:
     digest = hashlib.sha256(previous.encode()).hexdigest()
-    return AuditRecord(
-        time=datetime.now(UTC),
-        request_id=str(uuid.uuid4()),
-        operation="keycask:ResetKeyPolicy",
-        principal="local operator",
-        access_key_id=None,
-        source_ip=None,
-        key_arn=key.arn,
-        encryption_context=None,
-        decision="allow",
-        decided_by="local access to the data directory",
+    return local_record(
+        "keycask:ResetKeyPolicy",
+        f"{detail}; the replaced policy had SHA-256 {digest}",
         outcome=outcome,
-        error_code=None if outcome == "success" else "KMSInternalException",
+        key_arn=key.arn,
         region=key.region,
-        detail=f"{detail}; the replaced policy had SHA-256 {digest}",
     )
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -324,7 +325,7 @@ class Barrier:
                 if not current.rewrite or current.active_term != term:
                     new = current
                 else:
-                    new = Keyring(current.active_term, current.terms, current.reserved, False)
+                    new = dataclasses.replace(current, rewrite=False)
             elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
                 new = current.rotated().reserve(self._block)
             else:

@@ -53,6 +53,19 @@ def replace(path: Path, document: dict[str, Any]) -> None:
     _fsync_dir(path.parent)
 
 
+def promote(source: Path, path: Path) -> None:
+    """Make ``source`` (written with ``write_new``) the file at ``path``,
+    atomically and durably."""
+    os.replace(source, path)
+    _fsync_dir(path.parent)
+
+
+def remove(path: Path) -> None:
+    """Delete ``path`` durably (nothing if it is absent)."""
+    path.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
 def _write(fd: int, document: dict[str, Any]) -> None:
     data = (json.dumps(document, indent=2) + "\n").encode("ascii")
     try:

@@ -103,14 +103,21 @@ class AdminOperation:
         return TARGET_PREFIX + self.name
 
 
-def decode(operation: AdminOperation, body: bytes) -> Fields:
-    """The request's members, checked against the operation's shape."""
+def json_object(body: bytes) -> Fields:
+    """The body as a JSON object (an empty body is ``{}``), for keycask's own
+    targets; SerializationException otherwise, as AWS answers."""
     try:
         doc = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError:
         raise SerializationException("The request body is not valid JSON.") from None
     if not isinstance(doc, dict):
         raise SerializationException("The request body must be a JSON object.")
+    return doc
+
+
+def decode(operation: AdminOperation, body: bytes) -> Fields:
+    """The request's members, checked against the operation's shape."""
+    doc = json_object(body)
     unknown = sorted(set(doc) - operation.members)
     if unknown:
         raise ValidationException(

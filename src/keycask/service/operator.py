@@ -28,8 +28,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import orjson
-
 from keycask.errors import KMSInvalidStateException, SealError, ValidationException
 from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
 
@@ -47,16 +45,6 @@ def operation(target: str) -> str | None:
         return None
     name = target[len(TARGET_PREFIX) :]
     return name if name in OPERATIONS else None
-
-
-def decode(body: bytes) -> dict[str, Any]:
-    try:
-        fields = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise ValidationException("the request body is not JSON") from None
-    if not isinstance(fields, dict):
-        raise ValidationException("the request body must be a JSON object")
-    return fields
 
 
 def _text(fields: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:

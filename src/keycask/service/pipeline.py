@@ -335,7 +335,7 @@ class Pipeline:
         if self._barrier.sealed and name not in operator.WHILE_SEALED:
             raise Sealed(f"keycask is sealed: only Status and Unseal are served, not {name}")
         self._check_content_type(request)
-        fields = operator.decode(request.body)
+        fields = admin.json_object(request.body)
         if name in operator.RECORDED_FIRST:
             call.detail = f"operator {name} requested"
             try:

@@ -19,14 +19,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, Share
 from keycask.errors import SealError
-from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type
+from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type, sealfile
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
 
@@ -160,8 +159,7 @@ class SealKeeper:
                 marker = self._dir / RESTORED_MARKER
                 if marker.exists():
                     await self._barrier.rotate()
-                    marker.unlink()
-                    _fsync_dir(self._dir)
+                    sealfile.remove(marker)
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
@@ -236,12 +234,10 @@ class SealKeeper:
         """Finish (or forget) a rekey that a crash interrupted."""
         current, pending = self._dir / SEAL_FILE, self._dir / NEXT_SEAL_FILE
         if opened_with == NEXT_SEAL_FILE:
-            os.replace(pending, current)
-            _fsync_dir(self._dir)
+            sealfile.promote(pending, current)
             self.kind = seal_type(self._dir) or self.kind
         elif pending.exists():
-            pending.unlink()
-            _fsync_dir(self._dir)
+            sealfile.remove(pending)
         # A collector made for the pending file's threshold is done with.
         self._collector = self._new_collector()
 
@@ -280,7 +276,7 @@ class SealKeeper:
                         "an interrupted rekey moved the store to the key in seal.next.json: "
                         "seal, then unseal with that seal before another rekey"
                     )
-                pending.unlink()
+                sealfile.remove(pending)
             root = KeyMaterial.generate(32)
             shares = await asyncio.to_thread(self._write_next, new, root)
             try:
@@ -382,11 +378,3 @@ class SealKeeper:
             )
             return []
         raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
