@@ -958,12 +958,14 @@ _TABLE: list[tuple[str, str, str, Any, dict[str, Any], bool]] = [
         True,
     ),
     (
-        "case/colliding-keys-any",
+        # Finding 8: keys that differ only by case make the key ambiguous; an
+        # Allow's condition must then hold for every value.
+        "case/colliding-keys-all",
         "StringEquals",
         "kms:EncryptionContext:dept",
         "IT",
         {"kms:EncryptionContext:Dept": "IT", "kms:EncryptionContext:dept": "HR"},
-        True,
+        False,
     ),
     (
         "case/colliding-keys-negated",
@@ -1091,3 +1093,29 @@ def test_request_context_is_read_only_and_copies() -> None:
 def test_request_context_refuses_non_strings() -> None:
     with pytest.raises(TypeError):
         RequestContext.of({"aws:TagKeys": [1, 2]})  # type: ignore[list-item]
+
+
+def test_an_ambiguous_key_never_helps_the_caller() -> None:
+    # Finding 8: {"tenant": "b", "TENANT": "a"} read by a tenant-a guardrail.
+    context = RequestContext.of(
+        {
+            "kms:EncryptionContext:tenant": "b",
+            "kms:EncryptionContext:TENANT": "a",
+            "aws:PrincipalTag/tenant": "a",
+        }
+    )
+    guardrail = _condition(
+        "StringNotEquals", "kms:EncryptionContext:tenant", "${aws:PrincipalTag/tenant}"
+    )
+    allow = _condition("StringEquals", "kms:EncryptionContext:tenant", "${aws:PrincipalTag/tenant}")
+    # The Deny applies (one reading is not tenant a) ...
+    assert condition_matches(guardrail, context, deny=True)
+    # ... and the Allow does not (one reading is not tenant a).
+    assert not condition_matches(allow, context)
+    # A single value behaves as before, whatever the effect.
+    clean = RequestContext.of({"kms:EncryptionContext:tenant": "a", "aws:PrincipalTag/tenant": "a"})
+    assert not condition_matches(guardrail, clean, deny=True)
+    assert condition_matches(allow, clean)
+    # A multivalued key keeps AWS's any-value reading without a set operator.
+    keys = RequestContext.of({"kms:EncryptionContextKeys": ("a", "b")})
+    assert condition_matches(_condition("StringEquals", "kms:EncryptionContextKeys", "a"), keys)

@@ -710,3 +710,17 @@ def test_parse_instant(text: str, seconds: float) -> None:
 )
 def test_parse_instant_refuses(text: str) -> None:
     assert parse_instant(text) is None
+
+
+def test_an_over_long_condition_value_is_refused() -> None:
+    from keycask.policy.document import MAX_CONDITION_VALUE_CHARS
+
+    def policy(value: str) -> str:
+        return json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": "111122223333"}, "Action": "kms:Encrypt",
+            "Resource": "*",
+            "Condition": {"StringLike": {"kms:EncryptionContext:x": ["ok", value]}}}]})  # fmt: skip
+
+    parse_policy(policy("*" + "a" * (MAX_CONDITION_VALUE_CHARS - 2) + "b"), kind="key")
+    with pytest.raises(MalformedPolicyDocumentException, match="the limit is 4096"):
+        parse_policy(policy("*" + "a" * (MAX_CONDITION_VALUE_CHARS - 1) + "b"), kind="key")

@@ -104,3 +104,30 @@ def test_admin_needs_a_delegating_key_policy() -> None:
     decision = decide(_request(admin, delegating))
     assert decision.allowed
     assert "key policy statement EnableIAM" in decision.decided_by
+
+
+def test_a_policy_written_to_be_slow_is_denied_within_the_work_limit() -> None:
+    # Finding 3: thousands of patterns, each needing a full scan of a long
+    # context value. Matching stops at MAX_MATCH_WORK and the request is
+    # denied, even though a later pattern would have matched.
+    from keycask.policy.conditions import MAX_MATCH_WORK
+
+    value = "a" * 8000
+    patterns = [f"*b{i}*" for i in range(1000)] + ["*"]
+    policy = _key_policy({"Sid": "Slow", "Effect": "Allow", "Principal": {"AWS": ALICE.arn},
+                          "Action": "kms:*", "Resource": "*",
+                          "Condition": {"StringLike": {"kms:EncryptionContext:x": patterns}}})  # fmt: skip
+    assert len(patterns) * len(value) > MAX_MATCH_WORK
+    request = Request(
+        ALICE, "kms:Decrypt", KEY, ACCOUNT,
+        lambda: RequestContext.of({"kms:EncryptionContext:x": value}), key_policy=policy,
+    )  # fmt: skip
+    decision = decide(request)
+    assert not decision.allowed
+    assert decision.decided_by == "condition matching exceeded its work limit"
+    # The same policy with a short value is well within the limit and allows.
+    short = Request(
+        ALICE, "kms:Decrypt", KEY, ACCOUNT,
+        lambda: RequestContext.of({"kms:EncryptionContext:x": "a"}), key_policy=policy,
+    )  # fmt: skip
+    assert decide(short).allowed

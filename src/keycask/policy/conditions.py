@@ -55,19 +55,34 @@ from keycask.policy.document import (
     NEGATED_OPERATORS,
     NUMERIC_OPERATORS,
     Condition,
+    Glob,
     TemplatePart,
     Text,
     Variable,
+    compile_glob,
+    key_kind,
     parse_binary,
     parse_bool,
     parse_instant,
     parse_network,
     parse_number,
     parse_template,
-    wildcard_match,
 )
 
 ContextValue: TypeAlias = str | tuple[str, ...]  # single- or multivalued key
+
+# The wildcard matching one authorization may do, in characters compared
+# (``Glob.cost``): about 4 million, milliseconds of C-level search. A real
+# policy against a real request needs a tiny fraction of it; a key policy
+# written to be slow (thousands of patterns against the longest context
+# values keycask accepts) stops here instead of holding the event loop.
+MAX_MATCH_WORK = 1 << 22
+
+
+class EvaluationLimitExceeded(Exception):
+    """The request's condition matching exceeded ``MAX_MATCH_WORK``."""
+
+
 # What RequestContext.of accepts for one key: a string, a boolean ("true" /
 # "false"), an integer, or an iterable of strings for a multivalued key.
 ContextInput: TypeAlias = str | bool | int | Iterable[str]
@@ -83,16 +98,24 @@ class RequestContext(Mapping[str, ContextValue]):
     Keys are wholly lower-cased, encryption context and tag names included,
     because AWS compares condition key names case-insensitively (see
     document.py). Two input keys that differ only in case (an encryption
-    context with both "Dept" and "dept") merge into one multivalued entry
-    holding both values: a positive operator then matches if either value
-    does, a negated one only if neither does. An empty multivalued value is
-    the same as an absent key (AWS: an empty set).
+    context with both "Dept" and "dept") merge into one entry holding both
+    values. Such a single-valued key is ambiguous, and the ambiguity never
+    helps the caller: an Allow's condition must hold for every value, a
+    Deny's for any one (``condition_matches``). New contexts and tags with
+    such keys are refused before they get here; this is for the ones that
+    already exist (a ciphertext made earlier must stay decryptable). An empty
+    multivalued value is the same as an absent key (AWS: an empty set).
+
+    The context also counts the wildcard matching done for one request
+    (``charge``): whatever the policy and the request, an authorization
+    never does more than ``MAX_MATCH_WORK`` of it.
     """
 
-    __slots__ = ("_values",)
+    __slots__ = ("_values", "_work")
 
     def __init__(self, values: Mapping[str, ContextValue] | None = None) -> None:
         self._values: dict[str, ContextValue] = {}
+        self._work = 0
         for key, value in (values or {}).items():
             self._add(key, value)
 
@@ -129,6 +152,15 @@ class RequestContext(Mapping[str, ContextValue]):
         merged += (value,) if isinstance(value, str) else value
         self._values[lowered] = tuple(dict.fromkeys(merged))
 
+    def charge(self, work: int) -> None:
+        """Count ``work`` steps of matching; past the limit, stop the
+        evaluation (the caller denies: an unfinished evaluation never allows)."""
+        self._work += work
+        if self._work > MAX_MATCH_WORK:
+            raise EvaluationLimitExceeded(
+                f"condition matching for this request exceeded {MAX_MATCH_WORK} steps"
+            )
+
     def __getitem__(self, key: str) -> ContextValue:
         return self._values[key.lower()]
 
@@ -158,13 +190,24 @@ def _context_value(key: str, value: ContextInput) -> ContextValue:
     return items
 
 
-def conditions_match(conditions: tuple[Condition, ...], context: RequestContext) -> bool:
-    """Whether every condition holds (a statement's Condition block is an AND)."""
-    return all(condition_matches(condition, context) for condition in conditions)
+def conditions_match(
+    conditions: tuple[Condition, ...], context: RequestContext, *, deny: bool = False
+) -> bool:
+    """Whether every condition holds (a statement's Condition block is an AND).
+    ``deny``: the statement is a Deny (see ``condition_matches``)."""
+    return all(condition_matches(condition, context, deny=deny) for condition in conditions)
 
 
-def condition_matches(condition: Condition, context: RequestContext) -> bool:
-    """Whether one condition holds for the request."""
+def condition_matches(condition: Condition, context: RequestContext, *, deny: bool = False) -> bool:
+    """Whether one condition holds for the request.
+
+    ``deny`` matters only for an ambiguous key (several values for a
+    single-valued key, from names that differ only in case): a Deny's
+    condition then holds if it holds for any of the values, an Allow's only
+    if it holds for all of them.
+
+    Raises EvaluationLimitExceeded when the request's matching work runs out.
+    """
     operator = condition.operator
     present = context.get(condition.key)
     if operator == "Null":
@@ -187,6 +230,9 @@ def condition_matches(condition: Condition, context: RequestContext) -> bool:
         return all(matches(value) != negated for value in request_values)
     if condition.set_operator == "ForAnyValue":
         return any(matches(value) != negated for value in request_values)
+    if len(request_values) > 1 and key_kind(condition.key) is False:
+        readings = [matches(value) != negated for value in request_values]
+        return any(readings) if deny else all(readings)
     return any(matches(value) for value in request_values) != negated
 
 
@@ -202,10 +248,10 @@ def _matcher(condition: Condition, context: RequestContext) -> Callable[[str], b
         resolved = [r for t in compiled.templates if (r := _resolve(t, context)) is not None]
         if operator in ARN_OPERATORS:
             arns = [_arn_segments(r) for r in resolved]
-            return lambda value: _arn_match(arns, value)
+            return lambda value: _arn_match(arns, value, context)
         if operator in ("StringLike", "StringNotLike"):
-            patterns = [_tokens(r) for r in resolved]
-            return lambda value: any(wildcard_match(p, value) for p in patterns)
+            patterns = [compile_glob(_tokens(r)) for r in resolved]
+            return lambda value: _like(patterns, value, context)
         texts = ["".join(text for text, _ in r) for r in resolved]
         if operator in ("StringEqualsIgnoreCase", "StringNotEqualsIgnoreCase"):
             folded = {text.casefold() for text in texts}
@@ -315,7 +361,15 @@ def _tokens(resolved: _Resolved) -> tuple[str, ...]:
     return tuple(tokens)
 
 
-def _arn_segments(resolved: _Resolved) -> list[tuple[str, ...]] | None:
+def _like(patterns: list[Glob], value: str, context: RequestContext) -> bool:
+    for pattern in patterns:
+        context.charge(pattern.cost(len(value)))
+        if pattern.match(value):
+            return True
+    return False
+
+
+def _arn_segments(resolved: _Resolved) -> list[Glob] | None:
     """The pattern's six segments: split at its first five colons, wherever
     they came from (a variable may supply a whole ARN). None if fewer."""
     segments: list[tuple[str, ...]] = []
@@ -327,13 +381,17 @@ def _arn_segments(resolved: _Resolved) -> list[tuple[str, ...]] | None:
         else:
             current.append(item)
     segments.append(tuple(current))
-    return segments if len(segments) == 6 else None
+    return [compile_glob(segment) for segment in segments] if len(segments) == 6 else None
 
 
-def _arn_match(patterns: list[list[tuple[str, ...]] | None], value: str) -> bool:
+def _arn_match(patterns: list[list[Glob] | None], value: str, context: RequestContext) -> bool:
     parts = value.split(":", 5)
     if len(parts) != 6:
         return False
-    return any(
-        pattern is not None and all(map(wildcard_match, pattern, parts)) for pattern in patterns
-    )
+    for pattern in patterns:
+        if pattern is None:
+            continue
+        context.charge(sum(glob.cost(len(part)) for glob, part in zip(pattern, parts, strict=True)))
+        if all(glob.match(part) for glob, part in zip(pattern, parts, strict=True)):
+            return True
+    return False

@@ -42,6 +42,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 from itertools import accumulate
 from typing import Literal, NoReturn
 
@@ -51,6 +52,12 @@ from keycask.errors import MalformedPolicyDocumentException
 # Developer Guide quotes a 32 KB key policy quota; the API model allows more,
 # and the caller may apply the smaller quota on top.
 MAX_POLICY_BYTES = 131072
+# The longest single condition value. AWS bounds only the whole key policy
+# (32 KB); this bounds what one comparison can cost and what one pattern
+# can make the matcher hold. Longer than any ARN (2,048), tag value (256),
+# alias (256) or principal name; an encryption context value could be
+# longer, but no policy compares against a 4,000-character context value.
+MAX_CONDITION_VALUE_CHARS = 4096
 # A valid policy nests at most six levels (document, Statement list,
 # statement, Condition, operator block, value list); anything deeper is
 # refused before the JSON parser can recurse on it.
@@ -459,36 +466,156 @@ def pattern_tokens(pattern: str) -> tuple[str, ...]:
 
 
 def wildcard_match(tokens: Sequence[str], text: str) -> bool:
-    """Whether ``text`` matches the token sequence (see ``pattern_tokens``).
+    """Whether ``text`` matches the token sequence (see ``pattern_tokens``)."""
+    return compile_glob(tuple(tokens)).match(text)
 
-    The greedy two-pointer algorithm with backtracking to the last ``*``: at
-    worst O(len(tokens) * len(text)), never exponential, whatever the policy.
-    """
-    t = p = 0
-    star = -1
-    resume = 0
-    n_tokens = len(tokens)
-    while t < len(text):
-        if (
-            p < n_tokens
-            and tokens[p] != ANY_RUN
-            and (tokens[p] == ANY_CHAR or tokens[p] == text[t])
-        ):
-            p += 1
-            t += 1
-        elif p < n_tokens and tokens[p] == ANY_RUN:
-            star = p
-            resume = t
-            p += 1
-        elif star >= 0:
-            p = star + 1
-            resume += 1
-            t = resume
+
+# A Python-level scan (the bit-parallel search below) costs about as much per
+# character as the C regex engine spends trying a segment of this many
+# characters at one position; longer segments with "?" use the scan.
+_REGEX_SEGMENT = 64
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    """The tokens between two ``*``: literal runs at fixed offsets, with a
+    ``?`` (any one character) wherever no run covers."""
+
+    length: int
+    runs: tuple[tuple[int, str], ...]  # (offset, literal text), in order
+    literal: str | None  # the whole segment when it has no "?"
+    regex: re.Pattern[str] | None  # a short segment with "?": one C-level search
+    masks: dict[str, int] | None  # a long segment with "?": bit-parallel search
+    any_mask: int
+
+    def at(self, text: str, start: int) -> bool:
+        """Whether the segment matches ``text`` at ``start`` (the caller has
+        checked that it fits): one comparison per literal run."""
+        return all(text.startswith(run, start + offset) for offset, run in self.runs)
+
+    def find(self, text: str, start: int, end: int) -> int:
+        """The leftmost position >= start where the segment matches and ends
+        by ``end``; -1 if none.
+
+        Cost, with n = end - start: a literal segment is one ``str.find``,
+        which CPython (3.10+) runs in O(n + length) with its two-way search for
+        long needles and in at most n * min(length, 100) comparisons for short
+        ones. A short segment with "?" is one regex search: the pattern has no
+        repetition, so the engine tries each start once and compares at most
+        ``length`` <= 64 characters there, O(64 n). A longer one is a
+        Shift-And scan: n steps of three integer operations on ``length``
+        bits. Each is linear in n for a bounded segment; nothing backtracks
+        over earlier segments.
+        """
+        if self.literal is not None:
+            return text.find(self.literal, start, end)
+        if self.regex is not None:
+            found = self.regex.search(text, start, end)
+            return -1 if found is None else found.start()
+        assert self.masks is not None
+        masks, any_mask = self.masks, self.any_mask
+        done = 1 << (self.length - 1)
+        state = 0
+        for index in range(start, end):
+            state = ((state << 1) | 1) & (masks.get(text[index], 0) | any_mask)
+            if state & done:
+                return index - self.length + 1
+        return -1
+
+
+def _segment(tokens: Sequence[str]) -> _Segment:
+    runs: list[tuple[int, str]] = []
+    run: list[str] = []
+    for offset, token in enumerate(tokens):
+        if token == ANY_CHAR:
+            if run:
+                runs.append((offset - len(run), "".join(run)))
+                run = []
         else:
+            run.append(token)
+    if run:
+        runs.append((len(tokens) - len(run), "".join(run)))
+    length = len(tokens)
+    if len(runs) == 1 and runs[0][0] == 0 and len(runs[0][1]) == length:
+        return _Segment(length, tuple(runs), runs[0][1], None, None, 0)
+    if length <= _REGEX_SEGMENT:
+        source = "".join(re.escape(t) if t != ANY_CHAR else "." for t in tokens)
+        return _Segment(length, tuple(runs), None, re.compile(source, re.DOTALL), None, 0)
+    masks: dict[str, int] = {}
+    any_mask = 0
+    for offset, token in enumerate(tokens):
+        if token == ANY_CHAR:
+            any_mask |= 1 << offset
+        else:
+            masks[token] = masks.get(token, 0) | 1 << offset
+    return _Segment(length, tuple(runs), None, None, masks, any_mask)
+
+
+@dataclass(frozen=True, slots=True)
+class Glob:
+    """A compiled wildcard pattern: the segments between its ``*`` tokens.
+
+    Matching is the standard non-backtracking glob algorithm: the first
+    segment must match at the start, the last at the end, and each one in
+    between is searched for left to right from where the previous one ended,
+    taking the leftmost occurrence. Leftmost is always safe: any match that
+    uses a later occurrence of a segment can use the leftmost instead, since
+    the ``*`` after it absorbs the difference. So every character of the text
+    is scanned by at most one segment search, and the whole match costs
+    O(len(text) + len(pattern)) segment-search steps (see ``_Segment.find``
+    for the constant), where the old two-pointer loop could retry every
+    position of the text for every position of the pattern.
+    """
+
+    head: _Segment
+    middle: tuple[_Segment, ...]
+    tail: _Segment | None  # None: the pattern has no "*"
+    size: int  # the shortest text that can match (every token but "*")
+    # Per character of text, what a search costs relative to str.find: a
+    # middle segment with "?" may compare up to 64 characters per position
+    # (regex) or run a Python-level step per character (Shift-And).
+    weight: int = 1
+
+    def cost(self, text_length: int) -> int:
+        """An upper bound on the work of ``match`` on a text this long, in
+        units of one character compared by a C-level search."""
+        return (text_length + self.size) * self.weight
+
+    def match(self, text: str) -> bool:
+        size = len(text)
+        if size < self.size:
             return False
-    while p < n_tokens and tokens[p] == ANY_RUN:
-        p += 1
-    return p == n_tokens
+        head, tail = self.head, self.tail
+        if tail is None:
+            return size == head.length and head.at(text, 0)
+        end = size - tail.length
+        if not (head.at(text, 0) and tail.at(text, end)):
+            return False
+        position = head.length
+        for segment in self.middle:
+            found = segment.find(text, position, end)
+            if found < 0:
+                return False
+            position = found + segment.length
+        return True
+
+
+@lru_cache(maxsize=4096)
+def compile_glob(tokens: tuple[str, ...]) -> Glob:
+    """The pattern's segments, split at ``*`` (runs of ``*`` are one)."""
+    parts: list[list[str]] = [[]]
+    for token in tokens:
+        if token == ANY_RUN:
+            parts.append([])
+        else:
+            parts[-1].append(token)
+    segments = [_segment(part) for part in parts]
+    size = sum(segment.length for segment in segments)
+    if len(segments) == 1:
+        return Glob(segments[0], (), None, size)
+    middle = tuple(segment for segment in segments[1:-1] if segment.length)
+    weight = 64 if any(segment.literal is None for segment in middle) else 1
+    return Glob(segments[0], middle, segments[-1], size, weight)
 
 
 def action_matches(pattern: str, action: str) -> bool:
@@ -970,6 +1097,11 @@ def _condition_values(raw: object, where: str) -> tuple[str, ...]:
         _fail(f"{where} is an empty list; give at least one value.")
     values: list[str] = []
     for item in items:
+        if isinstance(item, str) and len(item) > MAX_CONDITION_VALUE_CHARS:
+            _fail(
+                f"{where}: a condition value has {len(item)} characters; the limit is "
+                f"{MAX_CONDITION_VALUE_CHARS}."
+            )
         if isinstance(item, bool):
             values.append("true" if item else "false")
         elif isinstance(item, str):

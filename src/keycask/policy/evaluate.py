@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from keycask.errors import AccessDeniedException
-from keycask.policy.conditions import RequestContext, conditions_match
+from keycask.policy.conditions import EvaluationLimitExceeded, RequestContext, conditions_match
 from keycask.policy.document import (
     Policy,
     PrincipalSpec,
@@ -194,12 +194,23 @@ def _applies(
     scope = _principal_scope(statement, request.subject) if key_policy else "direct"
     if scope is None:
         return None
-    if statement.conditions and not conditions_match(statement.conditions, context.get()):
+    if statement.conditions and not conditions_match(
+        statement.conditions, context.get(), deny=statement.effect == "Deny"
+    ):
         return None
     return scope
 
 
 def decide(request: Request) -> Decision:
+    try:
+        return _decide(request)
+    except EvaluationLimitExceeded:
+        # An evaluation that did not finish never allows: an explicit Deny
+        # further on might have applied.
+        return _deny(request, "condition matching exceeded its work limit")
+
+
+def _decide(request: Request) -> Decision:
     subject = request.subject
     identity = subject.identity_policies()
     same_account = request.resource_account in (None, subject.account)
