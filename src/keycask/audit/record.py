@@ -8,11 +8,28 @@ context is logged because AWS's contract says it is not secret.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+# What one record may carry, so that a request cannot make the log write
+# (and fsync) much more than the few hundred bytes a record needs: an
+# encryption context of at most MAX_CONTEXT_BYTES (UTF-8 of its keys and
+# values), and at most MAX_TEXT characters in any other text field. Bigger
+# ones are cut, never dropped, with a marker (below) that says so and a
+# SHA-256 of what was cut, so the request can still be matched to its data.
+MAX_CONTEXT_BYTES = 4096
+MAX_TEXT = 2048
+# Each kept key and value is cut to this many characters.
+_MAX_CONTEXT_ITEM = 256
+# The key of the pair that marks a cut context. A caller may send this key
+# too; a record's context is cut only if the marker's SHA-256 is present.
+TRUNCATED_MARKER = "keycask:truncated"
+_CUT = "...[cut]"
 
 DECISIONS = frozenset({"allow", "deny", "none"})
 OUTCOMES = frozenset({"success", "error"})
@@ -54,6 +71,10 @@ class AuditRecord:
             raise ValueError(f"audit outcome must be one of {sorted(OUTCOMES)}")
         if self.encryption_context is not None:
             object.__setattr__(self, "encryption_context", _frozen_context(self.encryption_context))
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and len(value) > MAX_TEXT:
+                object.__setattr__(self, name, _cut_text(value))
 
     def fields(self) -> dict[str, Any]:
         """A JSON-ready dict in a fixed order (the order is part of the format)."""
@@ -82,11 +103,64 @@ def format_time(moment: datetime) -> str:
     return naive_utc.isoformat(timespec="milliseconds") + "Z"
 
 
+_TEXT_FIELDS = (
+    "request_id",
+    "operation",
+    "principal",
+    "access_key_id",
+    "source_ip",
+    "key_arn",
+    "decided_by",
+    "error_code",
+    "region",
+    "detail",
+)
+
+
 def _frozen_context(context: Mapping[str, str]) -> Mapping[str, str]:
     # A snapshot: the line is serialised later by the flusher, and a caller
     # mutating its dict in the meantime must not change what gets logged.
     snapshot = dict(context)
+    size = 0
     for key, value in snapshot.items():
         if not isinstance(key, str) or not isinstance(value, str):
             raise TypeError("encryption context keys and values must be str")
+        size += _utf8_length(key) + _utf8_length(value)
+    if size > MAX_CONTEXT_BYTES:
+        snapshot = _cut_context(snapshot, size)
     return MappingProxyType(snapshot)
+
+
+def _cut_context(context: dict[str, str], size: int) -> dict[str, str]:
+    """The pairs that fit (each key and value cut to 256 characters), then
+    the marker: how many pairs and bytes there were, and their SHA-256."""
+    digest = hashlib.sha256(
+        json.dumps(sorted(context.items()), ensure_ascii=False).encode("utf-8", "surrogatepass")
+    ).hexdigest()
+    kept: dict[str, str] = {}
+    budget = MAX_CONTEXT_BYTES - 200  # room for the marker
+    for full_key, full_value in context.items():
+        key, value = _cut_item(full_key), _cut_item(full_value)
+        cost = _utf8_length(key) + _utf8_length(value)
+        if cost > budget or key in kept:
+            break
+        kept[key] = value
+        budget -= cost
+    kept[TRUNCATED_MARKER] = (
+        f"{len(context)} pairs, {size} bytes, {len(context) - len(kept)} left out, "
+        f"keys and values over {_MAX_CONTEXT_ITEM} characters cut; sha256 {digest}"
+    )
+    return kept
+
+
+def _cut_item(text: str) -> str:
+    return text if len(text) <= _MAX_CONTEXT_ITEM else text[:_MAX_CONTEXT_ITEM] + _CUT
+
+
+def _cut_text(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[:MAX_TEXT]}{_CUT} ({len(text)} characters, sha256 {digest})"
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))

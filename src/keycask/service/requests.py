@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from keycask.errors import UnsupportedOperationException, ValidationException
+from keycask.service.contexts import check_new_context
 
 R = TypeVar("R")
 
@@ -119,6 +120,9 @@ class EncryptRequest:
     encryption_algorithm: str | None = None
     dry_run: bool | None = None
 
+    def __post_init__(self) -> None:
+        check_new_context("encryptionContext", self.encryption_context)
+
 
 @dataclass(frozen=True, slots=True)
 class DecryptRequest:
@@ -142,6 +146,10 @@ class ReEncryptRequest:
     grant_tokens: list[str] | None = None
     dry_run: bool | None = None
 
+    def __post_init__(self) -> None:
+        # The source context names an existing ciphertext: never refused.
+        check_new_context("destinationEncryptionContext", self.destination_encryption_context)
+
 
 @dataclass(frozen=True, slots=True)
 class GenerateDataKeyRequest:
@@ -151,6 +159,9 @@ class GenerateDataKeyRequest:
     key_spec: str | None = None
     grant_tokens: list[str] | None = None
     dry_run: bool | None = None
+
+    def __post_init__(self) -> None:
+        check_new_context("encryptionContext", self.encryption_context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +306,9 @@ class GenerateDataKeyPairRequest:
     grant_tokens: list[str] | None = None
     dry_run: bool | None = None
 
+    def __post_init__(self) -> None:
+        check_new_context("encryptionContext", self.encryption_context)
+
 
 @dataclass(frozen=True, slots=True)
 class PutKeyPolicyRequest:
@@ -319,6 +333,13 @@ class CreateGrantRequest:
     grant_tokens: list[str] | None = None
     name: str | None = None
     dry_run: bool | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("encryption_context_equals", "encryption_context_subset"):
+            pairs = (self.constraints or {}).get(name)
+            member = "constraints." + ("encryptionContextEquals" if name.endswith("equals")
+                                       else "encryptionContextSubset")  # fmt: skip
+            check_new_context(member, pairs)
 
 
 @dataclass(frozen=True, slots=True)

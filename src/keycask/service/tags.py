@@ -18,7 +18,17 @@ MAX_TAGS = 50
 
 
 def validate_new_tags(existing: Sequence[Tag], new: Sequence[dict[str, str]]) -> tuple[Tag, ...]:
-    """Merge ``new`` over ``existing`` (a new value replaces an old one)."""
+    """Merge ``new`` over ``existing`` (a new value replaces an old one).
+
+    Tag keys are case-sensitive in AWS, so AWS lets a key carry both "Owner"
+    and "owner". Policy conditions name tags without case
+    (``aws:ResourceTag/owner``, ``aws:RequestTag/owner``), so such a pair
+    would make the condition read either value: keycask refuses a tag whose
+    key differs only in case from another tag of the request or of the key
+    (TagException). A new value for exactly the same key still replaces the
+    old one. Keys tagged so before this rule keep their tags; conditions on
+    them fail closed (policy/conditions.py).
+    """
     merged = {t.tag_key: t.tag_value for t in existing}
     seen: set[str] = set()
     for item in new:
@@ -31,6 +41,14 @@ def validate_new_tags(existing: Sequence[Tag], new: Sequence[dict[str, str]]) ->
         merged[key] = value
     if len(merged) > MAX_TAGS:
         raise LimitExceededException(f"A key can have at most {MAX_TAGS} tags.")
+    folded: dict[str, str] = {}
+    for key in merged:
+        other = folded.setdefault(key.lower(), key)
+        if other != key and key in seen:
+            raise TagException(
+                f"Tag key {key} differs only in case from the tag key {other}; policy "
+                "conditions name tag keys without case, so keycask refuses such a pair."
+            )
     return tuple(Tag(k, v) for k, v in merged.items())
 
 
