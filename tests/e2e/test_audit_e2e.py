@@ -265,8 +265,8 @@ def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server:
 
     The limit applies to every file the process writes, SQLite's included. To
     make sure it is the audit log that fails these requests, the audit file is
-    first grown (one Encrypt with a ~480 KB encryption context, which is
-    logged) until it is far larger than the database, its WAL and its shared
+    first grown (Encrypts whose ~4 KB encryption contexts are logged; a
+    record carries at most 4 KiB of context) until it is far larger than the database, its WAL and its shared
     memory file: every SQLite write stays well under the limit. The limit
     leaves 100 bytes of room, less than any record, so the audit write is cut
     short part-way and the log has to cut the partial line back.
@@ -275,8 +275,9 @@ def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server:
     admin_akid, admin_secret = server.credentials()
     admin = server.client()
     kept = admin.create_key(Description="before the limit")["KeyMetadata"]["KeyId"]
-    big_context = {f"pad{i}": secrets.token_hex(30_000) for i in range(8)}
-    admin.encrypt(KeyId=kept, Plaintext=b"grow the audit file", EncryptionContext=big_context)
+    big_context = {f"pad{i}": secrets.token_hex(950) for i in range(2)}
+    for _ in range(130):
+        admin.encrypt(KeyId=kept, Plaintext=b"grow the audit file", EncryptionContext=big_context)
 
     audit = _audit_file(server)
     size = audit.stat().st_size
