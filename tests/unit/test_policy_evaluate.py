@@ -114,9 +114,9 @@ def test_a_policy_written_to_be_slow_is_denied_within_the_work_limit() -> None:
 
     value = "a" * 8000
     patterns = [f"*b{i}*" for i in range(1000)] + ["*"]
+    condition = {"StringLike": {"kms:EncryptionContext:x": patterns}}
     policy = _key_policy({"Sid": "Slow", "Effect": "Allow", "Principal": {"AWS": ALICE.arn},
-                          "Action": "kms:*", "Resource": "*",
-                          "Condition": {"StringLike": {"kms:EncryptionContext:x": patterns}}})  # fmt: skip
+                          "Action": "kms:*", "Resource": "*", "Condition": condition})  # fmt: skip
     assert len(patterns) * len(value) > MAX_MATCH_WORK
     request = Request(
         ALICE, "kms:Decrypt", KEY, ACCOUNT,
