@@ -267,9 +267,10 @@ def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server:
     make sure it is the audit log that fails these requests, the audit file is
     first grown (Encrypts whose ~4 KB encryption contexts are logged; a
     record carries at most 4 KiB of context) until it is far larger than the
-    database, its WAL and its shared memory file: every SQLite write stays well under the limit. The limit
-    leaves 100 bytes of room, less than any record, so the audit write is cut
-    short part-way and the log has to cut the partial line back.
+    database, its WAL and its shared memory file: every SQLite write stays
+    well under the limit. The limit leaves 100 bytes of room, less than any
+    record, so the audit write is cut short part-way and the log has to cut
+    the partial line back.
     """
     server = fresh_server
     admin_akid, admin_secret = server.credentials()
