@@ -612,9 +612,20 @@ class Glob:
         return True
 
 
-@lru_cache(maxsize=4096)
+# A compiled pattern holds, for a long segment with "?", one integer as wide
+# as the segment per distinct character: up to 2 MB for a 4,096-character
+# condition value. So patterns are cached by size: many small ones, few big.
+_SMALL_PATTERN = 256
+
+
 def compile_glob(tokens: tuple[str, ...]) -> Glob:
-    """The pattern's segments, split at ``*`` (runs of ``*`` are one)."""
+    """The pattern's segments, split at ``*`` (runs of ``*`` are one); cached."""
+    if len(tokens) <= _SMALL_PATTERN:
+        return _compile_small(tokens)
+    return _compile_large(tokens)
+
+
+def _compile_glob(tokens: tuple[str, ...]) -> Glob:
     parts: list[list[str]] = [[]]
     for token in tokens:
         if token == ANY_RUN:
@@ -628,6 +639,11 @@ def compile_glob(tokens: tuple[str, ...]) -> Glob:
     middle = tuple(segment for segment in segments[1:-1] if segment.length)
     weight = max((segment.weight for segment in middle), default=1)
     return Glob(segments[0], middle, segments[-1], size, weight)
+
+
+# At most about 4,096 x 16 KB and 16 x 2 MB.
+_compile_small = lru_cache(maxsize=4096)(_compile_glob)
+_compile_large = lru_cache(maxsize=16)(_compile_glob)
 
 
 def action_matches(pattern: str, action: str) -> bool:
