@@ -547,8 +547,8 @@ def _segment(tokens: Sequence[str]) -> _Segment:
     if run:
         runs.append((len(tokens) - len(run), "".join(run)))
     length = len(tokens)
-    if len(runs) == 1 and runs[0][0] == 0 and len(runs[0][1]) == length:
-        return _Segment(length, tuple(runs), runs[0][1], None, None, 0)
+    if not any(token == ANY_CHAR for token in tokens):
+        return _Segment(length, tuple(runs), "".join(tokens), None, None, 0)
     if length <= _REGEX_SEGMENT:
         source = "".join(re.escape(t) if t != ANY_CHAR else "." for t in tokens)
         return _Segment(length, tuple(runs), None, re.compile(source, re.DOTALL), None, 0)
