@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import logging
@@ -25,6 +26,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keycask.http import server as http_server
 from keycask.http.server import HttpServer, Limits, Request, Response
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
@@ -894,25 +896,71 @@ async def test_queued_body_bytes_pause_reading_before_the_request_count_does(
     await client.close()
 
 
-async def test_connections_beyond_the_limit_are_closed_on_accept(serve: Start) -> None:
+async def test_a_new_connection_evicts_the_oldest_idle_one_when_all_slots_are_taken(
+    serve: Start,
+) -> None:
+    """Idle connections from one client must not shut everyone else out until
+    they time out: a new client takes the slot of the oldest idle one."""
+    server = await serve(max_connections=3)
+    kept = []
+    for _ in range(3):
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        kept.append(client)
+        await asyncio.sleep(0.01)  # distinct idle deadlines: kept[0] is the oldest
+    newcomer = await Client.connect(server)
+    await newcomer.send(post())
+    assert (await newcomer.reply()).status == 200
+    assert await kept[0].closed()  # the oldest idle connection made room
+    assert server.stats.evictions == 1
+    for client in kept[1:]:  # the others were left alone
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        await client.close()
+    await newcomer.close()
+
+
+async def test_connections_in_headers_or_silent_ones_are_evicted_too(serve: Start) -> None:
+    """A slowloris (headers never finished) or a connection that never speaks
+    (a TLS client that never sends its ClientHello looks the same) holds a
+    slot no longer than a newcomer needs it."""
+    server = await serve(max_connections=2)
+    silent = await Client.connect(server)
+    slow = await Client.connect(server)
+    await slow.send(b"POST / HTTP/1.1\r\nHost: kms\r\nX-Slow: ")
+    await asyncio.sleep(0.05)
+    first = await Client.connect(server)
+    await first.send(post())
+    assert (await first.reply()).status == 200
+    second = await Client.connect(server)
+    await second.send(post())
+    assert (await second.reply()).status == 200
+    assert await silent.closed()
+    assert await slow.closed()
+    await first.close()
+    await second.close()
+
+
+async def test_connections_beyond_the_limit_are_closed_when_every_slot_is_busy(
+    serve: Start,
+) -> None:
+    """Requests in flight are never dropped to make room: with every slot
+    answering, a new connection is closed on accept, like a full backlog."""
     server = await serve(max_connections=3)
     kept = [await Client.connect(server) for _ in range(3)]
     for client in kept:
-        await client.send(post())
-        assert (await client.reply()).status == 200
+        await client.send(post(path="/sleep/0.5"))
+    await asyncio.sleep(0.1)
     extra = await Client.connect(server)
     await extra.send(post())
     assert await extra.closed()
-    assert server.stats.connections == 3
-    await kept[0].close()
-    for _ in range(100):  # the server notices the close on its next loop turn
-        if server.stats.connections < 3:
-            break
-        await asyncio.sleep(0.01)
+    for client in kept:
+        assert (await client.reply()).status == 200
     again = await Client.connect(server)
     await again.send(post())
     assert (await again.reply()).status == 200
-    for client in [*kept[1:], again]:
+    for client in [*kept, again]:
         await client.close()
 
 
@@ -1050,3 +1098,105 @@ def test_keep_alive_pipelining_and_errors_on_uvloop() -> None:
 
 def test_graceful_shutdown_on_uvloop() -> None:
     uvloop.run(_shutdown_with_in_flight())
+
+
+# -- memory: nothing outlives its connection or its request -----------------------
+
+
+def _held(marker: bytes) -> list[object]:
+    """Objects the cyclic collector tracks that still hold ``marker`` (a body)."""
+
+    def holds(obj: object) -> bool:
+        if isinstance(obj, Request):
+            return obj.body == marker
+        if isinstance(obj, list):
+            return any(x == marker for x in obj if isinstance(x, bytes))
+        return isinstance(obj, http_server._Connection)
+
+    return [obj for obj in gc.get_objects() if holds(obj)]
+
+
+async def test_a_closed_connection_and_its_last_body_are_freed_without_the_gc(
+    serve: Start,
+) -> None:
+    """A closed connection must be freed by reference counting alone: with
+    the cyclic collector off (as between its rare full passes), nothing of it
+    or of the body it carried may stay, or strangers can fill the memory."""
+    server = await serve()
+    marker = b"m" * 200_000 + b"closed"
+    gc.collect()
+    gc.disable()
+    try:
+        client = await Client.connect(server)
+        await client.send(post(marker))
+        assert (await client.reply()).status == 200
+        await client.close()
+        for _ in range(300):
+            if server.stats.connections == 0 and server.stats.workers == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.stats.connections == 0
+        assert _held(marker) == []
+    finally:
+        gc.enable()
+
+
+async def test_an_idle_connection_holds_nothing_of_its_last_request(serve: Start) -> None:
+    """Between requests a keep-alive connection keeps no reference to the last
+    body (which may be plaintext): memory is bounded by requests in flight."""
+    server = await serve()
+    marker = b"p" * 200_000 + b"idle"
+    client = await Client.connect(server)
+    await client.send(post(marker))
+    assert (await client.reply()).status == 200
+    await asyncio.sleep(0.05)  # the worker parks
+    gc.collect()  # anything still held now is referenced, not merely uncollected
+    held = [o for o in _held(marker) if not isinstance(o, http_server._Connection)]
+    assert held == []
+    await client.close()
+
+
+# -- the client's address ----------------------------------------------------------
+
+
+async def test_ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4(serve: Start) -> None:
+    """``--listen [::]:PORT`` makes one socket for both families; an IPv4
+    client then arrives as ``::ffff:127.0.0.1``, which no IPv4 IpAddress
+    condition matches. The handler (and so aws:SourceIp and the audit record)
+    must see ``127.0.0.1``."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    server = HttpServer(echo, Refusals())
+    await server.start("::", 0, sock=sock)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        client = Client(reader, writer)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "127.0.0.1"
+        await client.close()
+        reader, writer = await asyncio.open_connection("::1", server.port)
+        client = Client(reader, writer)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "::1"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+@pytest.mark.parametrize(
+    ("peer", "seen"),
+    [
+        (("::ffff:10.1.2.3", 5, 0, 0), "10.1.2.3"),
+        (("::FFFF:192.168.0.1", 5, 0, 0), "192.168.0.1"),
+        (("10.1.2.3", 5), "10.1.2.3"),
+        (("2001:db8::1", 5, 0, 0), "2001:db8::1"),
+        (("::ffff:not.an.address", 5, 0, 0), "::ffff:not.an.address"),
+        ("/run/keycask.sock", None),
+        ((), None),
+    ],
+)
+def test_client_address_normalises_ipv4_mapped_addresses(peer: object, seen: str | None) -> None:
+    assert http_server.client_address(peer) == seen

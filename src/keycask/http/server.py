@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import asyncio
 import http
+import ipaddress
 import logging
 import os
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field, fields
 from email.utils import formatdate
 from typing import NoReturn, cast
@@ -61,6 +62,7 @@ __all__ = [
     "Response",
     "ServerStats",
     "TooLarge",
+    "client_address",
     "tls_context",
 ]
 
@@ -121,6 +123,7 @@ class ServerStats:
     queued: int
     queued_high_water: int
     read_pauses: int
+    evictions: int = 0
 
 
 _DEFAULT_LIMITS = Limits()
@@ -163,6 +166,10 @@ def _request_maker() -> Callable[
 
 
 _new_request = _request_maker()
+
+# What a closed connection's parser is replaced by: it calls back nothing
+# (data_received ignores input once a connection is dead anyway).
+_DEAD_PARSER = httptools.HttpRequestParser(object())
 
 
 def _queued_bytes(queue: deque[tuple[Request, int, bool]]) -> int:
@@ -224,6 +231,56 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d \r\n" % status
 
 
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step was taken by hand."""
+
+    __slots__ = ("_first", "_steps")
+
+    def __init__(self, steps: Generator[object, None, object], first: object) -> None:
+        self._steps = steps
+        self._first = first
+
+    def __await__(self) -> Generator[object, None, asyncio.Transport | None]:
+        steps, value = self._steps, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:  # cancellation: the coroutine handles it
+                try:
+                    value = steps.throw(exc)
+                except StopIteration as stop:
+                    return cast(asyncio.Transport | None, stop.value)
+            else:
+                try:
+                    value = steps.send(sent)
+                except StopIteration as stop:
+                    return cast(asyncio.Transport | None, stop.value)
+
+
+def client_address(peer: object) -> str | None:
+    """The client's address as policies see it (``aws:SourceIp``).
+
+    A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6
+    (``::ffff:127.0.0.1``), which no IPv4 ``IpAddress`` condition matches: a
+    Deny on an IPv4 range would not apply. Such addresses are given in their
+    IPv4 form, once per connection.
+    """
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    host = str(peer[0])
+    if host[:7].lower() == "::ffff:" and "." in host:
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests, queues them, answers them in order."""
 
@@ -244,6 +301,7 @@ class _Connection(asyncio.Protocol):
         "_expect",
         "_final",
         "_framing",
+        "_handshaking",
         "_hdr_overflow",
         "_hdr_span",
         "_headers",
@@ -286,6 +344,7 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client: str | None = None
         self._secure = server._tls is not None
+        self._handshaking = False
         # (request, keep-alive flag, refused for size): parsed, waiting for the worker.
         self._queue: deque[tuple[Request, int, bool]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -335,27 +394,95 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            self._client = str(peer[0])
+        self._client = client_address(transport.get_extra_info("peername"))
         server = self._server
-        if len(server._connections) >= self._limits.max_connections:
+        if len(server._connections) >= self._limits.max_connections and not server._evict():
             self._lost = True
-            self._transport.close()  # like a full accept queue: no answer, no state
+            self._transport.close()  # every slot is answering a request: like a full backlog
             return
+        # Counted from accept: over TLS the handshake is ours too (start_tls,
+        # not the listener's ssl=, whose handshakes no protocol sees).
         server._connections.add(self)
         if server._shutting_down:
             self._close()
             return
+        if self._secure:
+            self._start_tls(self._transport)
+            return
         self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
 
+    def _start_tls(self, plain: asyncio.Transport) -> None:
+        tls = self._server._tls
+        assert tls is not None
+        self._handshaking = True
+        self._set_deadline(self._loop.time() + self._limits.header_timeout)
+        steps = self._loop.start_tls(
+            plain,
+            self,
+            tls,
+            server_side=True,
+            ssl_handshake_timeout=self._limits.header_timeout,
+            ssl_shutdown_timeout=_TLS_SHUTDOWN_TIMEOUT,
+        ).__await__()
+        # Its first step hands the socket to the TLS layer now, inside
+        # connection_made: uvloop reads right after connection_made whatever
+        # we pause, and a ClientHello read into this protocol would be lost.
+        try:
+            first = steps.send(None)
+        except StopIteration:  # pragma: no cover - start_tls always waits for the handshake
+            plain.abort()
+            return
+        except Exception:
+            plain.abort()
+            self.connection_lost(None)
+            return
+        server = self._server
+        task = self._loop.create_task(self._handshake(_Resumed(steps, first)))
+        server._tasks.add(task)
+        task.add_done_callback(server._task_done)
+
+    async def _handshake(self, started: _Resumed) -> None:
+        try:
+            transport = await started
+        except (OSError, ConnectionError, TimeoutError, asyncio.CancelledError):
+            # A plaintext client, a failed or slow handshake, an eviction: dropped quietly.
+            self.connection_lost(None)
+            return
+        self._handshaking = False
+        if self._lost or transport is None:
+            if transport is not None:
+                transport.abort()
+            return
+        self._transport = transport
+        self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
+
+    def evictable(self) -> bool:
+        """Whether closing this connection loses no request: it is idle between
+        requests, still in its TLS handshake or headers, or lingering after an
+        error answer. A request being received or answered is never dropped."""
+        return (
+            self._handshaking
+            or self._lingering
+            or (self._phase != _BODY and not self._busy and not self._queue and self._final is None)
+        )
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost and self._transport is None:
+            return  # already gone (a failed handshake may tell us twice)
         self._lost = True
+        self._handshaking = False
         self._dead = True
         self._accepting = False
         self._transport = None
         self._queue.clear()
         self._final = None
+        # The parser holds this protocol (its callbacks) and this protocol the
+        # parser: a cycle only the cyclic collector would free, keeping the
+        # last request's headers and body (maybe plaintext, up to max_body)
+        # alive long after the close. Break it, and drop the request being
+        # parsed, so a closed connection is freed by reference counting.
+        self._parser = _DEAD_PARSER
+        self._drop_partial()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -367,6 +494,12 @@ class _Connection(asyncio.Protocol):
         server = self._server
         server._connections.discard(self)
         server._maybe_done()
+
+    def _drop_partial(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body_parts = []
+        self._content_length = None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -506,6 +639,9 @@ class _Connection(asyncio.Protocol):
         if len(headers) != self._n_headers:
             headers = self._strip_trailers()
         parts = self._body_parts
+        # The queued Request owns the body from here: keep no second reference.
+        self._body_parts = []
+        self._headers = []
         self._queue.append(
             (
                 _new_request(
@@ -751,6 +887,9 @@ class _Connection(asyncio.Protocol):
                 if self._send_continue:
                     self._send_continue = False
                     self._write(_CONTINUE)
+                # Parked for as long as the client stays idle: hold nothing of
+                # the last request (its body may be plaintext) meanwhile.
+                request = response = data = None  # type: ignore[assignment]
                 self._busy = False
                 if self._phase == _IDLE:
                     self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
@@ -1012,6 +1151,7 @@ class HttpServer:
         self._date_timer: asyncio.TimerHandle | None = None
         self._queued_high_water = 0
         self._read_pauses = 0
+        self._evictions = 0
 
     async def start(
         self,
@@ -1028,22 +1168,13 @@ class HttpServer:
         def factory() -> _Connection:
             return _Connection(self, loop)
 
-        tls = self._tls
-        # A client that never finishes its handshake is a slow client too.
-        handshake = self._limits.header_timeout if tls is not None else None
-        # Closing a TLS connection waits for the client's close_notify, which an
-        # idle keep-alive client never sends: bound it, or shutdown waits its
-        # whole grace period for nothing.
-        tls_shutdown = _TLS_SHUTDOWN_TIMEOUT if tls is not None else None
+        # With TLS each connection does its own handshake (start_tls, bounded
+        # by header_timeout), so it holds a slot from accept. Closing a TLS
+        # connection waits for the client's close_notify, which an idle
+        # keep-alive client never sends: that wait is bounded too, or shutdown
+        # waits its whole grace period for nothing.
         if sock is not None:
-            self._server = await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=2048,
-                ssl=tls,
-                ssl_handshake_timeout=handshake,
-                ssl_shutdown_timeout=tls_shutdown,
-            )
+            self._server = await loop.create_server(factory, sock=sock, backlog=2048)
         else:
             self._server = await loop.create_server(
                 factory,
@@ -1052,9 +1183,6 @@ class HttpServer:
                 reuse_address=True,
                 reuse_port=reuse_port,
                 backlog=2048,
-                ssl=tls,
-                ssl_handshake_timeout=handshake,
-                ssl_shutdown_timeout=tls_shutdown,
             )
         self._tick_date()
 
@@ -1072,6 +1200,7 @@ class HttpServer:
             queued=sum(len(c._queue) for c in self._connections),
             queued_high_water=self._queued_high_water,
             read_pauses=self._read_pauses,
+            evictions=self._evictions,
         )
 
     def _tick_date(self) -> None:
@@ -1110,6 +1239,27 @@ class HttpServer:
             self._date_timer.cancel()
             self._date_timer = None
         await self._server.wait_closed()
+
+    def _evict(self) -> bool:
+        """Make room for a new connection: close the evictable connection
+        nearest its deadline (the oldest idle one, or the slowest handshake or
+        header). Runs only when every slot is taken, so the scan costs nothing
+        on the request path; without it, 1,024 idle connections from one
+        client would shut everyone else out until they time out."""
+        victim: _Connection | None = None
+        soonest = _INF
+        for conn in self._connections:
+            if conn._deadline <= soonest and conn.evictable():
+                victim, soonest = conn, conn._deadline
+        if victim is None:
+            return False
+        self._evictions += 1
+        self._connections.discard(victim)
+        if victim._lingering:
+            victim._abort()
+        else:
+            victim._close()  # an idle client sees a plain close, as on its idle timeout
+        return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
