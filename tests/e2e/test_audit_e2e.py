@@ -9,6 +9,8 @@ import re
 import resource
 import secrets
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -336,3 +338,46 @@ def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server:
     code, output = _verify(server)
     assert code == 0, output
     assert base64.b64encode(SECRET).decode() not in audit.read_text()
+
+
+def _readyz(server: Any) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(server.endpoint + "/readyz", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_readyz_says_unready_while_the_audit_log_cannot_be_written(fresh_server: Any) -> None:
+    """A failed audit write (here EFBIG from RLIMIT_FSIZE; a full disk is the
+    same) is cut away and the log stays open; /readyz must still say 503
+    "audit log unwritable" so a load balancer stops sending requests that
+    would all be refused, and 200 again once a write succeeds, without any
+    KMS request having to come first (an unready node gets none)."""
+    server = fresh_server
+    admin = server.client()
+    kept = admin.create_key(Description="before the limit")["KeyMetadata"]["KeyId"]
+    big_context = {f"pad{i}": secrets.token_hex(30_000) for i in range(8)}
+    admin.encrypt(KeyId=kept, Plaintext=b"grow the audit file", EncryptionContext=big_context)
+    audit = _audit_file(server)
+    size = audit.stat().st_size
+    assert _readyz(server)[0] == 200
+    akid, secret = server.credentials()
+    raw = RawKMS(server.endpoint, (akid, secret))
+    pid = server.proc.pid
+    original = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (size + 100, original[1]))
+    try:
+        _internal_error(raw.call("Encrypt", {"KeyId": kept, "Plaintext": b64(SECRET)}))
+        for _ in range(3):
+            assert _readyz(server) == (503, '{"status":"audit log unwritable"}')
+        assert audit.stat().st_size == size
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, original)
+    assert _readyz(server) == (200, '{"status":"ok"}')
+    assert _readyz(server) == (200, '{"status":"ok"}')
+    probes = [r for r in _records(server) if r["operation"] == "ReadinessCheck"]
+    assert len(probes) == 1, "one record for the recovery, none per probe"
+    assert probes[0]["outcome"] == "success"
+    code, output = _verify(server)
+    assert code == 0, output

@@ -248,11 +248,43 @@ class Pipeline:
             return "sealed"
         if not self._audit.writable:
             return "audit log unwritable"
+        if self._audit.failing and not await self._audit_recovered():
+            return "audit log unwritable"
         try:
             await asyncio.wait_for(self._barrier.storage.get("core/keyring"), _READY_TIMEOUT)
         except Exception:
             return "storage unreachable"
         return None
+
+    async def _audit_recovered(self) -> bool:
+        """After a failed audit write, whether the log writes again.
+
+        Nothing but a write tells (the disk may have room again, or not), and
+        a load balancer sends no request to a node it thinks unready: so the
+        probe writes a record saying the log recovered. It is written only
+        while the last write failed, so at most once per failure, not once per
+        probe, and a failing probe writes nothing.
+        """
+        record = AuditRecord(
+            time=self._clock.now(),
+            request_id=self._request_ids.next(),
+            operation="ReadinessCheck",
+            principal=None,
+            access_key_id=None,
+            source_ip=None,
+            key_arn=None,
+            encryption_context=None,
+            decision="none",
+            decided_by=None,
+            outcome="success",
+            error_code=None,
+            detail="audit log writable again",
+        )
+        try:
+            await asyncio.wait_for(self._audit.append(record), _READY_TIMEOUT)
+        except (AuditUnavailable, TimeoutError):
+            return False
+        return True
 
     def forget_all(self) -> None:
         """Drop everything decrypted this process holds (on seal)."""
