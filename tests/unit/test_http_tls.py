@@ -381,3 +381,33 @@ def test_mutual_tls(pki: Pki) -> None:
             await server.shutdown(1.0)
 
     run(body)
+
+
+def test_connections_in_their_handshake_hold_a_slot_and_can_be_evicted(pki: Pki) -> None:
+    """A TLS connection counts from accept, not from the end of its handshake:
+    silent connections that never send a ClientHello fill the slots (not the
+    file table unseen), and a real client still gets in by evicting one."""
+
+    async def body() -> None:
+        server, port = await start(tls_context(pki.cert, pki.key), Limits(max_connections=3))
+        silent = []
+        try:
+            for _ in range(3):
+                silent.append(await asyncio.open_connection("127.0.0.1", port))
+                await asyncio.sleep(0.01)  # distinct deadlines: the first is the oldest
+            for _ in range(100):
+                if server.stats.connections == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.stats.connections == 3  # counted while still in their handshake
+            answer = await get(port, client_context(pki), server_hostname="localhost")
+            assert answer == {"secure": True, "path": "/"}
+            assert server.stats.evictions == 1
+            # The first silent connection was nearest its handshake deadline.
+            assert await asyncio.wait_for(silent[0][0].read(), WAIT) == b""
+        finally:
+            for _, writer in silent:
+                writer.close()
+            await server.shutdown(1.0)
+
+    run(body)

@@ -449,9 +449,12 @@ class _Connection(asyncio.Protocol):
             self.connection_lost(None)
             return
         self._handshaking = False
-        if self._lost or transport is None:
+        if self._lost or transport is None or transport.is_closing():
+            # Closed during the handshake (an eviction, shutdown): the TLS
+            # layer may report that as a handshake that finished.
             if transport is not None:
                 transport.abort()
+            self.connection_lost(None)
             return
         self._transport = transport
         self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
