@@ -79,6 +79,7 @@ async def _run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
         app.refuse_too_large,
         limits=Limits(max_body=app.max_body),
         tls=_tls(runtime.settings),
+        on_refused=app.refused_at_edge,
     )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
     stop = asyncio.Event()

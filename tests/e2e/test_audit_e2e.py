@@ -8,7 +8,9 @@ import json
 import re
 import resource
 import secrets
+import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -379,5 +381,68 @@ def test_readyz_says_unready_while_the_audit_log_cannot_be_written(fresh_server:
     probes = [r for r in _records(server) if r["operation"] == "ReadinessCheck"]
     assert len(probes) == 1, "one record for the recovery, none per probe"
     assert probes[0]["outcome"] == "success"
+    code, output = _verify(server)
+    assert code == 0, output
+
+
+# -- (d) requests the HTTP layer refuses --
+
+
+def _raw_exchange(server: Any, data: bytes) -> bytes:
+    host, port = server.endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_requests_refused_by_the_http_layer_are_audited_and_a_flood_is_coalesced(
+    fresh_server: Any,
+) -> None:
+    """A request smuggling attempt (or any 400/408/431) leaves one record,
+    written before the answer: operation HttpRefused, the client's address,
+    the status and a fixed reason, no principal, nothing of the request.
+    A flood cannot turn each refusal into a durable write: past a burst the
+    refusals are counted and the count recorded once a second, so every
+    refusal is accounted for, individually or in a count."""
+    server = fresh_server
+    smuggle = (
+        b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: kms\r\nX-Secret: " + SECRET + b"\r\n\r\n"
+    )
+    answer = _raw_exchange(server, smuggle)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    # Written before the answer: it is there the moment the client has it.
+    refused = [r for r in _records(server) if r["operation"] == "HttpRefused"]
+    assert len(refused) == 1
+    record = refused[0]
+    assert record["source_ip"] == "127.0.0.1"
+    assert record["principal"] is None
+    assert record["outcome"] == "error"
+    # httptools refuses two framings itself, before our own check would.
+    assert record["detail"] == "HTTP 400: malformed request"
+    assert SECRET.decode() not in _audit_file(server).read_text()
+
+    flood = 300
+    for _ in range(flood):
+        assert _raw_exchange(server, b"\x00garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    counted = re.compile(r"^(\d+) more requests refused by the HTTP layer, over the record rate$")
+
+    def accounted() -> tuple[int, int]:
+        records = [r for r in _records(server) if r["operation"] == "HttpRefused"][1:]
+        one_by_one = sum(1 for r in records if r["detail"] == "HTTP 400: malformed request")
+        in_counts = sum(int(m[1]) for r in records if (m := counted.match(r["detail"] or "")))
+        return one_by_one, in_counts
+
+    for _ in range(100):  # the count is recorded within a second of the flood
+        one_by_one, in_counts = accounted()
+        if one_by_one + in_counts == flood:
+            break
+        time.sleep(0.1)
+    assert one_by_one + in_counts == flood
+    assert one_by_one < flood, "a flood must not cost one durable write per refusal"
     code, output = _verify(server)
     assert code == 0, output

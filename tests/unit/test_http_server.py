@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keycask.http import server as http_server
-from keycask.http.server import HttpServer, Limits, Request, Response
+from keycask.http.server import HttpServer, Limits, Refused, Request, Response
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
 
@@ -158,9 +158,12 @@ async def serve() -> AsyncIterator[Start]:
     async def start(
         handler: Callable[[Request], Awaitable[Response]] = echo,
         refuse: Callable[[Request], Awaitable[Response]] | None = None,
+        on_refused: Refused | None = None,
         **limits: Any,
     ) -> HttpServer:
-        server = HttpServer(handler, refuse or Refusals(), limits=Limits(**limits))
+        server = HttpServer(
+            handler, refuse or Refusals(), limits=Limits(**limits), on_refused=on_refused
+        )
         await server.start("127.0.0.1", 0)
         servers.append(server)
         return server
@@ -512,6 +515,97 @@ async def test_content_length_with_transfer_encoding_is_refused(serve: Start) ->
     assert (await client.reply()).status == 400
     assert await client.closed()
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", "missing or repeated host header"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "missing or repeated host header"),
+        (b"GET / HTTP/1.1\r\nHost: kms\r\nHost: evil\r\n\r\n", "missing or repeated host header"),
+        (b"GET / HTTP/1.0\r\nHost: kms\r\nHost: evil\r\n\r\n", "missing or repeated host header"),
+        (
+            b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: identity, chunked\r\n\r\n"
+            b"0\r\n\r\n",
+            "unsupported transfer-encoding",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "malformed request",  # httptools refuses this one itself
+        ),
+        (b"GET / HTTP/2.0\r\nHost: kms\r\n\r\n", "unsupported HTTP version"),
+        (b"GET http://other.example/ HTTP/1.1\r\nHost: kms\r\n\r\n", "invalid request target"),
+        (
+            b"POST http://kms/ HTTP/1.1\r\nHost: kms\r\nContent-Length: 0\r\n\r\n",
+            "invalid request target",
+        ),
+    ],
+)
+async def test_requests_a_proxy_could_read_differently_get_400(
+    serve: Start, request_bytes: bytes, reason: str
+) -> None:
+    """Behind an HTTP proxy every ambiguity is a way to smuggle a request past
+    it: no Host in HTTP/1.1, two Hosts, a transfer coding other than chunked
+    alone, an HTTP version we do not speak, an absolute-form target. Each is
+    refused before the handler runs, and reported for the audit log."""
+    calls: list[Request] = []
+    refusals: list[tuple[str | None, int, str]] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((client, status, why))
+
+    server = await serve(handler, on_refused=on_refused)
+    client = await Client.connect(server)
+    await client.send(request_bytes)
+    reply = await client.reply()
+    assert reply.status == 400
+    assert reply.json() == {"message": reason}
+    assert await client.closed()
+    assert calls == []
+    assert refusals == [("127.0.0.1", 400, reason)]
+
+
+async def test_http10_without_host_is_still_served(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(b"GET /x HTTP/1.0\r\n\r\n")
+    assert (await client.reply()).json()["path"] == "/x"
+    assert await client.closed()
+
+
+async def test_a_refusal_is_reported_before_it_is_answered(serve: Start) -> None:
+    """The app records a refusal before the client hears it (no audit, no
+    answer), for every kind: malformed, header limits, too slow."""
+    release = asyncio.Event()
+    refusals: list[tuple[int, str]] = []
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((status, why))
+        await release.wait()
+
+    server = await serve(on_refused=on_refused, header_timeout=0.2, max_headers=4)
+    client = await Client.connect(server)
+    await client.send(b"\x00garbage\r\n\r\n")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.reader.read(1), 0.3)
+    assert refusals == [(400, "malformed request")]
+    release.set()
+    assert (await client.reply()).status == 400
+    assert await client.closed()
+    many = await Client.connect(server)
+    await many.send(get(extra="".join(f"X-{i}: v\r\n" for i in range(6))))
+    assert (await many.reply()).status == 431
+    assert await many.closed()
+    slow = await Client.connect(server)
+    await slow.send(b"GET / HTTP/1.1\r\nHost: kms\r\n")
+    assert (await slow.reply()).status == 408
+    assert await slow.closed()
+    assert refusals[1:] == [(431, "too many request headers"), (408, "request timed out")]
 
 
 async def test_garbage_after_a_good_request_answers_both(serve: Start) -> None:

@@ -58,6 +58,7 @@ __all__ = [
     "HttpServer",
     "Limits",
     "Refuse",
+    "Refused",
     "Request",
     "Response",
     "ServerStats",
@@ -95,6 +96,10 @@ class TooLarge(Exception):
 
 Handler = Callable[[Request], Awaitable[Response]]
 Refuse = Callable[[Request], Awaitable[Response]]
+# Told of every request the HTTP layer itself refuses (400, 408, 431): the
+# client's address, the status and a short fixed reason. Awaited before the
+# answer is sent, so an app can record it first.
+Refused = Callable[[str | None, int, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +206,9 @@ _METHODS: dict[bytes, str] = {
 }
 _NO_BODY = frozenset((204, 304))
 # Request headers the server itself acts on; spotting them costs one set lookup.
-_WATCHED_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect", b"connection"))
+_WATCHED_HEADERS = frozenset(
+    (b"content-length", b"transfer-encoding", b"expect", b"connection", b"host")
+)
 # Values of a queued request's keep-alive flag.
 _CLOSE_AFTER = 0
 _KEEP_ALIVE = 1
@@ -305,6 +312,7 @@ class _Connection(asyncio.Protocol):
         "_hdr_overflow",
         "_hdr_span",
         "_headers",
+        "_hosts",
         "_keep_alive",
         "_limits",
         "_lingering",
@@ -320,12 +328,14 @@ class _Connection(asyncio.Protocol):
         "_raw_path",
         "_read_paused",
         "_read_size",
+        "_refusal",
         "_secure",
         "_send_continue",
         "_seq",
         "_server",
         "_stopped",
         "_task",
+        "_te_values",
         "_timer",
         "_timer_when",
         "_transport",
@@ -358,6 +368,7 @@ class _Connection(asyncio.Protocol):
         self._lingering = False
         self._lost = False
         self._final: bytes | None = None  # an error answer to send after the queue, then close
+        self._refusal: tuple[int, str] | None = None  # what _final says, for the app's record
         self._read_paused = False
         self._write_paused = False
         self._send_continue = False
@@ -381,6 +392,8 @@ class _Connection(asyncio.Protocol):
         self._watched_seen = False
         self._content_length: bytes | None = None
         self._chunked = False
+        self._te_values = 0
+        self._hosts = 0
         self._expect = False
         self._connection_keep_alive = False
         self._method = "GET"
@@ -624,6 +637,8 @@ class _Connection(asyncio.Protocol):
             self._parse_target(url)
         if self._watched_seen:
             self._check_watched()
+        else:
+            self._check_bare()
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size + len(body)
@@ -670,10 +685,17 @@ class _Connection(asyncio.Protocol):
         if self._phase == _BODY:
             return  # a trailer: too late to frame anything
         self._watched_seen = True
-        if name == b"content-length":
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"content-length":
             self._content_length = value
         elif name == b"transfer-encoding":
             self._chunked = True
+            # Only "chunked" alone is a framing both we and every proxy agree
+            # on; "identity, chunked" or a second header is how smuggling starts.
+            self._te_values += 1
+            if value.strip().lower() != b"chunked":
+                self._te_values += 1
         elif name == b"expect":
             self._expect = value.lower() == b"100-continue"
         else:
@@ -684,9 +706,20 @@ class _Connection(asyncio.Protocol):
         chunked = self._chunked
         expect = self._expect
         keep_alive = self._connection_keep_alive
+        hosts = self._hosts
+        te_values = self._te_values
         self._watched_seen = self._chunked = self._expect = self._connection_keep_alive = False
         self._content_length = None
-        self._chunks = 0
+        self._chunks = self._hosts = self._te_values = 0
+        version = self._parser.get_http_version()
+        if version not in {"1.1", "1.0"}:
+            self._reject(400, b"unsupported HTTP version")
+        if hosts != 1 and (hosts or version == "1.1"):
+            # RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0;
+            # a proxy and this server could otherwise disagree on the target.
+            self._reject(400, b"missing or repeated host header")
+        if te_values > 1:
+            self._reject(400, b"unsupported transfer-encoding")
         if length is not None:
             if chunked:
                 # Two framings for one body is how requests get smuggled
@@ -696,11 +729,17 @@ class _Connection(asyncio.Protocol):
                 self._reject(400, b"invalid content-length")
             if int(length) > self._limits.max_body:
                 self._refuse()  # before reading any of the body
-        if expect and self._parser.get_http_version() == "1.1":
+        if expect and version == "1.1":
             # Sent once the earlier answers on this connection are out.
             self._send_continue = True
-        if keep_alive and self._keep_alive and self._parser.get_http_version() == "1.0":
+        if keep_alive and self._keep_alive and version == "1.0":
             self._keep_alive = _KEEP_ALIVE_SAY
+
+    def _check_bare(self) -> None:
+        """A request with none of the watched headers, so no Host: only
+        HTTP/1.0 may omit it."""
+        if self._parser.get_http_version() != "1.0":
+            self._reject(400, b"missing or repeated host header")
 
     def _check_header_size(self) -> None:
         size = len(self._url) + sum([len(n) + len(v) + 4 for n, v in self._headers])
@@ -725,12 +764,9 @@ class _Connection(asyncio.Protocol):
         elif url == b"*":
             raw_path, query = url, b""
         else:
-            try:
-                parsed = httptools.parse_url(url)
-            except (httptools.HttpParserInvalidURLError, ValueError):
-                self._reject(400, b"invalid request target")
-            raw_path = parsed.path or b"/"
-            query = parsed.query or b""
+            # Absolute-form is for requests to proxies; behind one, a target
+            # naming another host than Host would be read two ways.
+            self._reject(400, b"invalid request target")
         if raw_path.isascii() and b"%" not in raw_path:
             self._path = raw_path.decode("ascii")
         else:
@@ -881,6 +917,15 @@ class _Connection(asyncio.Protocol):
                 final = self._final
                 if final is not None:
                     self._final = None
+                    refusal, self._refusal = self._refusal, None
+                    on_refused = server._on_refused
+                    if refusal is not None and on_refused is not None:
+                        try:
+                            await on_refused(self._client, *refusal)
+                        except Exception as exc:
+                            _log.error("recording a refusal failed: %s", type(exc).__name__)
+                        if self._lost:
+                            return
                     self._write(final)
                     self._linger()
                     return
@@ -951,6 +996,7 @@ class _Connection(asyncio.Protocol):
         return self._encode(_INTERNAL_ERROR, head, keep_alive, close)
 
     def _error(self, status: int, message: bytes) -> bytes:
+        self._refusal = (status, message.decode("ascii"))
         body = b'{"message": "' + message + b'"}'
         return b"".join(
             (
@@ -1138,9 +1184,11 @@ class HttpServer:
         *,
         limits: Limits = _DEFAULT_LIMITS,
         tls: ssl.SSLContext | None = None,
+        on_refused: Refused | None = None,
     ) -> None:
         self._handler = handler
         self._refuse = refuse_too_large
+        self._on_refused = on_refused
         self._limits = limits
         # With a context every connection speaks TLS (asyncio does the
         # handshake, bounded by header_timeout) and its requests are secure.
