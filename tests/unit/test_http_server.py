@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import ipaddress
 import itertools
 import json
 import logging
@@ -26,6 +27,7 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keycask.http import proxy
 from keycask.http import server as http_server
 from keycask.http.server import HttpServer, Limits, Refused, Request, Response
 
@@ -1294,3 +1296,90 @@ async def test_ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4(serve: Sta
 )
 def test_client_address_normalises_ipv4_mapped_addresses(peer: object, seen: str | None) -> None:
     assert http_server.client_address(peer) == seen
+
+
+# -- PROXY protocol v2 from a trusted balancer ---------------------------------------
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
+
+
+async def test_a_trusted_balancer_names_the_client_with_a_proxy_v2_header(serve: Start) -> None:
+    server = HttpServer(echo, Refusals(), proxy_from=LOOPBACK)
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        header = proxy.build(("203.0.113.7", 51000), ("127.0.0.1", server.port))
+        await client.send(header + post(b"a"))
+        assert (await client.reply()).json()["client"] == "203.0.113.7"
+        await client.send(post(b"b"))  # the whole connection is that client's
+        assert (await client.reply()).json()["client"] == "203.0.113.7"
+        await client.close()
+        # Byte by byte, header and request: the same.
+        client = await Client.connect(server)
+        header = proxy.build(("2001:db8::7", 1), ("2001:db8::1", 9567))
+        for byte in header + post(b"c"):
+            await client.send(bytes((byte,)))
+        assert (await client.reply()).json()["client"] == "2001:db8::7"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_a_trusted_peer_without_a_valid_header_is_refused(serve: Start) -> None:
+    refusals: list[tuple[str | None, int, str]] = []
+    calls: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((client, status, why))
+
+    server = HttpServer(handler, Refusals(), proxy_from=LOOPBACK, on_refused=on_refused)
+    await server.start("127.0.0.1", 0)
+    try:
+        for opening in (
+            post(),  # no header at all
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 1 2\r\n" + post(),  # version 1
+            proxy.SIGNATURE + b"\x21\x11\xff\xff",  # announces 64 KiB of header
+        ):
+            client = await Client.connect(server)
+            await client.send(opening)
+            reply = await client.reply()
+            assert reply.status == 400
+            assert reply.json() == {"message": "invalid proxy protocol header"}
+            assert await client.closed()
+        assert calls == []
+        assert refusals == [("127.0.0.1", 400, "invalid proxy protocol header")] * 3
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_an_untrusted_peer_cannot_name_another_client(serve: Start) -> None:
+    """From a peer not named in proxy_from the header is just bytes: refused
+    as malformed HTTP, never read as an address."""
+    server = HttpServer(echo, Refusals(), proxy_from=(ipaddress.ip_network("10.0.0.0/8"),))
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        await client.send(proxy.build(("203.0.113.7", 1), ("127.0.0.1", 2)) + post())
+        assert (await client.reply()).status == 400
+        assert await client.closed()
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "127.0.0.1"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_a_trusted_peer_that_never_sends_its_header_is_timed_out(serve: Start) -> None:
+    server = HttpServer(echo, Refusals(), proxy_from=LOOPBACK, limits=Limits(header_timeout=0.2))
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        await client.send(proxy.SIGNATURE[:5])
+        assert await client.closed()
+    finally:
+        await server.shutdown(grace=1.0)

@@ -52,11 +52,13 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from keycask.config import ConfigError
+from keycask.http import proxy
 
 __all__ = [
     "Handler",
     "HttpServer",
     "Limits",
+    "Network",
     "Refuse",
     "Refused",
     "Request",
@@ -267,6 +269,34 @@ class _Resumed:
                     return cast(asyncio.Transport | None, stop.value)
 
 
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Hand ``data`` to ``protocol`` as if the socket had just delivered it."""
+    if isinstance(protocol, asyncio.Protocol):
+        protocol.data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)  # asyncio's and uvloop's TLS layers
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        buffered.buffer_updated(n)
+        view = view[n:]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _trusted(client: str | None, networks: tuple[Network, ...]) -> bool:
+    if client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client.partition("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
 def client_address(peer: object) -> str | None:
     """The client's address as policies see it (``aws:SourceIp``).
 
@@ -323,6 +353,7 @@ class _Connection(asyncio.Protocol):
         "_parser",
         "_path",
         "_phase",
+        "_proxy",
         "_query",
         "_queue",
         "_raw_path",
@@ -355,6 +386,8 @@ class _Connection(asyncio.Protocol):
         self._client: str | None = None
         self._secure = server._tls is not None
         self._handshaking = False
+        # The PROXY v2 header read so far, while one is awaited; else None.
+        self._proxy: bytes | None = None
         # (request, keep-alive flag, refused for size): parsed, waiting for the worker.
         self._queue: deque[tuple[Request, int, bool]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -419,12 +452,42 @@ class _Connection(asyncio.Protocol):
         if server._shutting_down:
             self._close()
             return
+        if server._proxy_from and _trusted(self._client, server._proxy_from):
+            # A balancer that passes TLS through: its header comes first.
+            self._proxy = b""
+            self._set_deadline(self._loop.time() + self._limits.header_timeout)
+            return
         if self._secure:
             self._start_tls(self._transport)
             return
         self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
 
-    def _start_tls(self, plain: asyncio.Transport) -> None:
+    def _proxy_received(self, data: bytes) -> None:
+        buffered = cast(bytes, self._proxy) + data
+        try:
+            header = proxy.parse(buffered)
+        except proxy.ProxyHeaderError:
+            self._proxy = None
+            self._fail(400, b"invalid proxy protocol header")
+            return
+        if header is None:
+            self._proxy = buffered  # at most proxy.MAX_HEADER bytes: parse says so
+            return
+        self._proxy = None
+        if header.source is not None:
+            self._client = header.source
+        rest = buffered[header.size :]
+        transport = self._transport
+        if transport is None:
+            return
+        if self._secure:
+            self._start_tls(transport, rest)
+            return
+        self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
+        if rest:
+            self.data_received(rest)
+
+    def _start_tls(self, plain: asyncio.Transport, early: bytes = b"") -> None:
         tls = self._server._tls
         assert tls is not None
         self._handshaking = True
@@ -442,6 +505,10 @@ class _Connection(asyncio.Protocol):
         # we pause, and a ClientHello read into this protocol would be lost.
         try:
             first = steps.send(None)
+            if early:
+                # The start of the ClientHello came with the PROXY header:
+                # the TLS layer (now the socket's protocol) must read it first.
+                _feed(plain.get_protocol(), early)
         except StopIteration:  # pragma: no cover - start_tls always waits for the handshake
             plain.abort()
             return
@@ -531,6 +598,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return  # closing, or draining the client's input after an error answer
+        if self._proxy is not None:
+            self._proxy_received(data)
+            return
         try:
             phase = self._phase
             seq = self._seq
@@ -1185,10 +1255,13 @@ class HttpServer:
         limits: Limits = _DEFAULT_LIMITS,
         tls: ssl.SSLContext | None = None,
         on_refused: Refused | None = None,
+        proxy_from: tuple[Network, ...] = (),
     ) -> None:
         self._handler = handler
         self._refuse = refuse_too_large
         self._on_refused = on_refused
+        # Peers whose connections start with a PROXY v2 header (load balancers).
+        self._proxy_from = proxy_from
         self._limits = limits
         # With a context every connection speaks TLS (asyncio does the
         # handshake, bounded by header_timeout) and its requests are secure.
