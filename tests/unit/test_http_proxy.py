@@ -124,3 +124,18 @@ def test_well_formed_headers_parse_at_any_split_and_bad_tlv_lengths_never_pass(
         bad_len = _header(0x21, family, block + tail + b"\x00")
         with pytest.raises(ProxyHeaderError):
             parse(bad_len)
+
+
+def test_proxy_protocol_from_settings() -> None:
+    from keycask import config
+    from keycask.config import ConfigError
+
+    env: dict[str, str] = {}
+    assert config.load(dev=True, env=env).proxy_from == ()
+    settings = config.load(dev=True, proxy_protocol_from="10.0.0.5, 192.168.0.0/24,::1", env=env)
+    assert [str(n) for n in settings.proxy_from] == ["10.0.0.5/32", "192.168.0.0/24", "::1/128"]
+    from_env = config.load(dev=True, env={"KEYCASK_PROXY_PROTOCOL_FROM": "10.1.0.0/16"})
+    assert [str(n) for n in from_env.proxy_from] == ["10.1.0.0/16"]
+    for bad in ("10.0.0.5/24", "haproxy.internal", "10.0.0.0/8,", "300.1.1.1"):
+        with pytest.raises(ConfigError, match="--proxy-protocol-from"):
+            config.load(dev=True, proxy_protocol_from=bad, env=env)
