@@ -727,9 +727,6 @@ class _Connection(asyncio.Protocol):
         if len(headers) != self._n_headers:
             headers = self._strip_trailers()
         parts = self._body_parts
-        # The queued Request owns the body from here: keep no second reference.
-        self._body_parts = []
-        self._headers = []
         self._queue.append(
             (
                 _new_request(
@@ -746,6 +743,9 @@ class _Connection(asyncio.Protocol):
                 False,
             )
         )
+        # The queued Request owns the body from here: keep no second reference
+        # (clearing, not replacing, the list: no allocation per request).
+        parts.clear()
         if not self._keep_alive or self._draining:
             self._accepting = False
 
@@ -800,7 +800,11 @@ class _Connection(asyncio.Protocol):
             if int(length) > self._limits.max_body:
                 self._refuse()  # before reading any of the body
         if expect and version == "1.1":
-            # Sent once the earlier answers on this connection are out.
+            # Sent once the earlier answers on this connection are out, and
+            # before authentication: SigV4 signs the body's hash, so nothing
+            # can be verified without it, and withholding 100 would protect
+            # nothing (a client may send its body without waiting for it;
+            # the body limit is what bounds a stranger either way).
             self._send_continue = True
         if keep_alive and self._keep_alive and version == "1.0":
             self._keep_alive = _KEEP_ALIVE_SAY
