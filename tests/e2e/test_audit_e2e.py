@@ -422,6 +422,7 @@ def test_requests_refused_by_the_http_layer_are_audited_and_a_flood_is_coalesced
     assert record["source_ip"] == "127.0.0.1"
     assert record["principal"] is None
     assert record["outcome"] == "error"
+    assert record["error_code"] == "BadRequest"
     # httptools refuses two framings itself, before our own check would.
     assert record["detail"] == "HTTP 400: malformed request"
     assert SECRET.decode() not in _audit_file(server).read_text()

@@ -1017,6 +1017,30 @@ async def test_a_new_connection_evicts_the_oldest_idle_one_when_all_slots_are_ta
     await newcomer.close()
 
 
+async def test_a_full_server_frees_a_batch_of_slots_per_scan(serve: Start) -> None:
+    """A flood of connects must not pay a scan of every connection per
+    accept: each scan frees 1/32 of the slots, oldest first."""
+    server = await serve(max_connections=64)
+    idle = []
+    for _ in range(64):
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        idle.append(client)
+    newcomers = []
+    for _ in range(2):
+        newcomer = await Client.connect(server)
+        await newcomer.send(post())
+        assert (await newcomer.reply()).status == 200
+        newcomers.append(newcomer)
+        # The first newcomer's scan freed two slots; the second needed none.
+        assert server.stats.evictions == 2
+    assert await idle[0].closed()
+    assert await idle[1].closed()
+    for client in [*idle, *newcomers]:
+        await client.close()
+
+
 async def test_connections_in_headers_or_silent_ones_are_evicted_too(serve: Start) -> None:
     """A slowloris (headers never finished) or a connection that never speaks
     (a TLS client that never sends its ClientHello looks the same) holds a

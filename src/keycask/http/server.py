@@ -35,6 +35,7 @@ keep-alive request (parse, queue, wake, answer) costs ~8.5 us.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import http
 import ipaddress
 import logging
@@ -559,6 +560,7 @@ class _Connection(asyncio.Protocol):
         self._transport = None
         self._queue.clear()
         self._final = None
+        self._refusal = None
         # The parser holds this protocol (its callbacks) and this protocol the
         # parser: a cycle only the cyclic collector would free, keeping the
         # last request's headers and body (maybe plaintext, up to max_body)
@@ -1369,24 +1371,28 @@ class HttpServer:
         await self._server.wait_closed()
 
     def _evict(self) -> bool:
-        """Make room for a new connection: close the evictable connection
-        nearest its deadline (the oldest idle one, or the slowest handshake or
-        header). Runs only when every slot is taken, so the scan costs nothing
-        on the request path; without it, 1,024 idle connections from one
-        client would shut everyone else out until they time out."""
-        victim: _Connection | None = None
-        soonest = _INF
-        for conn in self._connections:
-            if conn._deadline <= soonest and conn.evictable():
-                victim, soonest = conn, conn._deadline
-        if victim is None:
+        """Make room for a new connection: close the evictable connections
+        nearest their deadlines (the oldest idle ones, the slowest handshakes
+        or headers). Without it, 1,024 idle connections from one client would
+        shut everyone else out until they time out.
+
+        Runs only when every slot is taken, so it costs nothing on the request
+        path; it frees a batch (1/32 of the slots) per scan, so a flood of
+        connects pays for one scan per batch, not one per accept.
+        """
+        batch = max(1, self._limits.max_connections // 32)
+        candidates = [
+            (conn._deadline, id(conn), conn) for conn in self._connections if conn.evictable()
+        ]
+        if not candidates:
             return False
-        self._evictions += 1
-        self._connections.discard(victim)
-        if victim._lingering:
-            victim._abort()
-        else:
-            victim._close()  # an idle client sees a plain close, as on its idle timeout
+        for _, _, victim in heapq.nsmallest(batch, candidates):
+            self._evictions += 1
+            self._connections.discard(victim)
+            if victim._lingering:
+                victim._abort()
+            else:
+                victim._close()  # an idle client sees a plain close, as on its idle timeout
         return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:

@@ -10,6 +10,7 @@ request leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import http
 import itertools
 import logging
 import os
@@ -69,6 +70,14 @@ _EDGE_SUMMARY_DELAY = 1.0
 EDGE_REFUSED = "HttpRefused"
 # How long /readyz waits for the store before calling it unreachable.
 _READY_TIMEOUT = 2.0
+
+
+def _edge_code(status: int) -> str:
+    """``BadRequest``, ``RequestTimeout``, ...: the status's name, AWS-style."""
+    try:
+        return http.HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return f"Http{status}"
 
 
 class WireCodec(Protocol):
@@ -490,7 +499,7 @@ class Pipeline:
                 loop = asyncio.get_running_loop()
                 self._edge_summary = loop.call_later(_EDGE_SUMMARY_DELAY, self._summarise_edge)
             return
-        record = self._edge_record(source_ip, f"HTTP {status}: {reason}")
+        record = self._edge_record(source_ip, f"HTTP {status}: {reason}", _edge_code(status))
         try:
             await self._audit.append(record)
         except AuditUnavailable:
@@ -504,7 +513,7 @@ class Pipeline:
         if not count:
             return
         record = self._edge_record(
-            None, f"{count} more requests refused by the HTTP layer, over the record rate"
+            None, f"{count} more requests refused by the HTTP layer, over the record rate", None
         )
         task = asyncio.get_running_loop().create_task(self._append_quietly(record))
         self._edge_tasks.add(task)
@@ -516,7 +525,7 @@ class Pipeline:
         except AuditUnavailable:
             log.error("%s: the audit log cannot record", record.detail)
 
-    def _edge_record(self, source_ip: str | None, detail: str) -> AuditRecord:
+    def _edge_record(self, source_ip: str | None, detail: str, code: str | None) -> AuditRecord:
         return AuditRecord(
             time=self._clock.now(),
             request_id=self._request_ids.next(),
@@ -529,7 +538,7 @@ class Pipeline:
             decision="none",
             decided_by=None,
             outcome="error",
-            error_code=None,
+            error_code=code,
             detail=detail,
         )
 
