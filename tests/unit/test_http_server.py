@@ -537,6 +537,15 @@ async def test_content_length_with_transfer_encoding_is_refused(serve: Start) ->
             "malformed request",  # httptools refuses this one itself
         ),
         (b"GET / HTTP/2.0\r\nHost: kms\r\n\r\n", "unsupported HTTP version"),
+        (
+            b"GET / HTTP/2.0\r\nHost: kms\r\nConnection: keep-alive\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (
+            b"GET / HTTP/2.0\r\nHost: kms\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (b"GET / HTTP/0.9\r\nHost: kms\r\n\r\n", "unsupported HTTP version"),
         (b"GET http://other.example/ HTTP/1.1\r\nHost: kms\r\n\r\n", "invalid request target"),
         (
             b"POST http://kms/ HTTP/1.1\r\nHost: kms\r\nContent-Length: 0\r\n\r\n",

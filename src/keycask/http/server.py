@@ -771,7 +771,9 @@ class _Connection(asyncio.Protocol):
         elif name == b"expect":
             self._expect = value.lower() == b"100-continue"
         else:
-            self._connection_keep_alive = b"keep-alive" in value.lower()
+            # Sticky across repeated headers, as llhttp's flag is: the version
+            # shortcut in _check_watched relies on never missing a keep-alive.
+            self._connection_keep_alive |= b"keep-alive" in value.lower()
 
     def _check_watched(self) -> None:
         length = self._content_length
@@ -783,7 +785,10 @@ class _Connection(asyncio.Protocol):
         self._watched_seen = self._chunked = self._expect = self._connection_keep_alive = False
         self._content_length = None
         self._chunks = self._hosts = self._te_values = 0
-        version = self._parser.get_http_version()
+        # llhttp accepts 0.9, 1.0, 1.1 and 2.0, and keeps alive unasked only
+        # for 1.1: the common case is known without the 0.7 us call.
+        unasked = self._keep_alive and not keep_alive
+        version = "1.1" if unasked else self._parser.get_http_version()
         if version not in {"1.1", "1.0"}:
             self._reject(400, b"unsupported HTTP version")
         if hosts != 1 and (hosts or version == "1.1"):
