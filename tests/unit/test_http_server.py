@@ -32,6 +32,7 @@ from keycask.http import server as http_server
 from keycask.http.server import HttpServer, Limits, Refused, Request, Response
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 # -- a test app -------------------------------------------------------------------
@@ -1115,6 +1116,11 @@ PIECES = [
     b"0\r\n\r\n",
     b"1;ext=" + b"e" * 500 + b"\r\n",
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    proxy.build(("203.0.113.7", 1), ("127.0.0.1", 2)),
+    proxy.build(("2001:db8::7", 1), ("2001:db8::1", 2)),
+    proxy.SIGNATURE,
+    proxy.SIGNATURE + b"\x20\x00\x00\x00",  # LOCAL
+    proxy.SIGNATURE + b"\x21\x11\x04\x00",  # announces too much
 ]
 
 
@@ -1134,10 +1140,13 @@ async def _exchange(port: int, data: bytes, cuts: list[int]) -> None:
         writer.close()
 
 
+@pytest.mark.parametrize("behind_proxy", [False, True])
 @pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
 def test_hostile_byte_streams_never_crash_hang_or_leak(
-    new_loop: Callable[[], asyncio.AbstractEventLoop],
+    new_loop: Callable[[], asyncio.AbstractEventLoop], behind_proxy: bool
 ) -> None:
+    """Arbitrary bytes, cut anywhere: from any client, and from a balancer
+    trusted to send PROXY protocol v2 headers (as hostile as any)."""
     errors: list[logging.LogRecord] = []
 
     class Collect(logging.Handler):
@@ -1149,6 +1158,7 @@ def test_hostile_byte_streams_never_crash_hang_or_leak(
         echo,
         Refusals(),
         limits=Limits(max_body=2048, max_header_bytes=2048, max_headers=8, max_pipelined=2),
+        proxy_from=LOOPBACK if behind_proxy else (),
     )
     loop.run_until_complete(server.start("127.0.0.1", 0))
     collect = Collect(logging.ERROR)
@@ -1332,8 +1342,6 @@ def test_client_address_normalises_ipv4_mapped_addresses(peer: object, seen: str
 
 
 # -- PROXY protocol v2 from a trusted balancer ---------------------------------------
-
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 async def test_a_trusted_balancer_names_the_client_with_a_proxy_v2_header(serve: Start) -> None:
