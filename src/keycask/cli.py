@@ -79,6 +79,8 @@ async def _run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
         app.refuse_too_large,
         limits=Limits(max_body=app.max_body),
         tls=_tls(runtime.settings),
+        on_refused=app.refused_at_edge,
+        proxy_from=runtime.settings.proxy_from,
     )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
     stop = asyncio.Event()
@@ -225,6 +227,8 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             command += ["--storage", settings.storage]
         if settings.node_id is not None:
             command += ["--node-id", f"{settings.node_id}-{slot}"]
+        if settings.proxy_from:
+            command += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
             ("--tls-cert", settings.tls_cert),
             ("--tls-key", settings.tls_key),
@@ -260,6 +264,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         insecure_plaintext=args.insecure_plaintext,
         storage=args.storage,
         node_id=args.node_id,
+        proxy_protocol_from=args.proxy_protocol_from,
         dev=args.dev,
         listen=args.listen,
         data_dir=args.data_dir,
@@ -802,6 +807,13 @@ def _parser() -> argparse.ArgumentParser:
         "--passphrase-file",
         help="passphrase seal: unseal at start with the passphrase in this file "
         "(env KEYCASK_PASSPHRASE_FILE); without it an operator unseals",
+    )
+    server.add_argument(
+        "--proxy-protocol-from",
+        metavar="CIDR,...",
+        help="load balancers (addresses or networks) whose connections start with a PROXY "
+        "protocol v2 header naming the client: required from them, refused from anyone else "
+        "(env KEYCASK_PROXY_PROTOCOL_FROM)",
     )
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)

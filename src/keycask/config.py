@@ -48,6 +48,9 @@ class Settings:
     node_id: str | None = None
     # PKCS#11 libraries a rekey may move the root key to (KEYCASK_PKCS11_MODULES).
     pkcs11_modules: tuple[str, ...] = ()
+    # Load balancers whose connections start with a PROXY protocol v2 header
+    # naming the real client (--proxy-protocol-from).
+    proxy_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -82,6 +85,7 @@ def load(
     insecure_plaintext: bool = False,
     storage: str | None = None,
     node_id: str | None = None,
+    proxy_protocol_from: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -127,7 +131,23 @@ def load(
         storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=tuple(m for m in env.get("KEYCASK_PKCS11_MODULES", "").split(":") if m),
+        proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
     )
+
+
+def _networks(value: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if value is None:
+        return ()
+    networks = []
+    for item in value.split(","):
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError:
+            raise ConfigError(
+                f"--proxy-protocol-from takes addresses or networks (CIDR), comma-separated; "
+                f"{item.strip()!r} is not one (a network's host bits must be zero)"
+            ) from None
+    return tuple(networks)
 
 
 def _node_id(value: str | None) -> str | None:

@@ -8,7 +8,11 @@ import json
 import re
 import resource
 import secrets
+import socket
 import sys
+import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -338,3 +342,110 @@ def test_requests_fail_closed_when_the_audit_log_cannot_be_written(fresh_server:
     code, output = _verify(server)
     assert code == 0, output
     assert base64.b64encode(SECRET).decode() not in audit.read_text()
+
+
+def _readyz(server: Any) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(server.endpoint + "/readyz", timeout=10) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_readyz_says_unready_while_the_audit_log_cannot_be_written(fresh_server: Any) -> None:
+    """A failed audit write (here EFBIG from RLIMIT_FSIZE; a full disk is the
+    same) is cut away and the log stays open; /readyz must still say 503
+    "audit log unwritable" so a load balancer stops sending requests that
+    would all be refused, and 200 again once a write succeeds, without any
+    KMS request having to come first (an unready node gets none)."""
+    server = fresh_server
+    admin = server.client()
+    kept = admin.create_key(Description="before the limit")["KeyMetadata"]["KeyId"]
+    big_context = {f"pad{i}": secrets.token_hex(30_000) for i in range(8)}
+    admin.encrypt(KeyId=kept, Plaintext=b"grow the audit file", EncryptionContext=big_context)
+    audit = _audit_file(server)
+    size = audit.stat().st_size
+    assert _readyz(server)[0] == 200
+    akid, secret = server.credentials()
+    raw = RawKMS(server.endpoint, (akid, secret))
+    pid = server.proc.pid
+    original = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (size + 100, original[1]))
+    try:
+        _internal_error(raw.call("Encrypt", {"KeyId": kept, "Plaintext": b64(SECRET)}))
+        for _ in range(3):
+            assert _readyz(server) == (503, '{"status":"audit log unwritable"}')
+        assert audit.stat().st_size == size
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, original)
+    assert _readyz(server) == (200, '{"status":"ok"}')
+    assert _readyz(server) == (200, '{"status":"ok"}')
+    probes = [r for r in _records(server) if r["operation"] == "ReadinessCheck"]
+    assert len(probes) == 1, "one record for the recovery, none per probe"
+    assert probes[0]["outcome"] == "success"
+    code, output = _verify(server)
+    assert code == 0, output
+
+
+# -- (d) requests the HTTP layer refuses --
+
+
+def _raw_exchange(server: Any, data: bytes) -> bytes:
+    host, port = server.endpoint.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_requests_refused_by_the_http_layer_are_audited_and_a_flood_is_coalesced(
+    fresh_server: Any,
+) -> None:
+    """A request smuggling attempt (or any 400/408/431) leaves one record,
+    written before the answer: operation HttpRefused, the client's address,
+    the status and a fixed reason, no principal, nothing of the request.
+    A flood cannot turn each refusal into a durable write: past a burst the
+    refusals are counted and the count recorded once a second, so every
+    refusal is accounted for, individually or in a count."""
+    server = fresh_server
+    smuggle = (
+        b"POST / HTTP/1.1\r\nHost: kms\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        b"POST / HTTP/1.1\r\nHost: kms\r\nX-Secret: " + SECRET + b"\r\n\r\n"
+    )
+    answer = _raw_exchange(server, smuggle)
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    # Written before the answer: it is there the moment the client has it.
+    refused = [r for r in _records(server) if r["operation"] == "HttpRefused"]
+    assert len(refused) == 1
+    record = refused[0]
+    assert record["source_ip"] == "127.0.0.1"
+    assert record["principal"] is None
+    assert record["outcome"] == "error"
+    assert record["error_code"] == "BadRequest"
+    # httptools refuses two framings itself, before our own check would.
+    assert record["detail"] == "HTTP 400: malformed request"
+    assert SECRET.decode() not in _audit_file(server).read_text()
+
+    flood = 300
+    for _ in range(flood):
+        assert _raw_exchange(server, b"\x00garbage\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    counted = re.compile(r"^(\d+) more requests refused by the HTTP layer, over the record rate$")
+
+    def accounted() -> tuple[int, int]:
+        records = [r for r in _records(server) if r["operation"] == "HttpRefused"][1:]
+        one_by_one = sum(1 for r in records if r["detail"] == "HTTP 400: malformed request")
+        in_counts = sum(int(m[1]) for r in records if (m := counted.match(r["detail"] or "")))
+        return one_by_one, in_counts
+
+    for _ in range(100):  # the count is recorded within a second of the flood
+        one_by_one, in_counts = accounted()
+        if one_by_one + in_counts == flood:
+            break
+        time.sleep(0.1)
+    assert one_by_one + in_counts == flood
+    assert one_by_one < flood, "a flood must not cost one durable write per refusal"
+    code, output = _verify(server)
+    assert code == 0, output

@@ -20,6 +20,7 @@ unreachable) is taken out too, and serves again once it is ready.
 
 from __future__ import annotations
 
+import http.client
 import re
 import shutil
 import signal
@@ -27,8 +28,6 @@ import socket
 import ssl
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -47,6 +46,9 @@ LISTEN = "0.0.0.0:9567"
 NODES = ("10.0.0.11:9567", "10.0.0.12:9567", "10.0.0.13:9567")
 CA_FILE = "/etc/keycask/ca.pem"
 SERVED = {"Encrypt", "Decrypt", "CreateKey", "GenerateDataKey"}
+# HAProxy and the clients connect from 127.0.0.1; direct probes of a node and
+# the client whose address must come through come from elsewhere on lo.
+BALANCER, ELSEWHERE, CLIENT = "127.0.0.1", "127.0.0.2", "127.0.0.3"
 CONTEXT = {"test": "haproxy"}
 
 
@@ -71,15 +73,35 @@ class TlsServer(Server):
 
 
 def readyz(node: TlsServer) -> tuple[int, str]:
+    """/readyz asked directly, from 127.0.0.2: not HAProxy's address (which
+    must send a PROXY header), as an operator's probe would be."""
+    connection = http.client.HTTPSConnection(
+        "127.0.0.1", node.port, timeout=5, context=node.context(), source_address=(ELSEWHERE, 0)
+    )
     try:
-        with urllib.request.urlopen(
-            node.endpoint + "/readyz", timeout=5, context=node.context()
-        ) as r:
-            return int(r.status), r.read().decode()
-    except urllib.error.HTTPError as error:
-        return int(error.code), error.read().decode()
+        connection.request("GET", "/readyz")
+        answer = connection.getresponse()
+        return int(answer.status), answer.read().decode()
     except OSError as error:
         return 0, str(error)
+    finally:
+        connection.close()
+
+
+def status_through(setup: Setup, source: str) -> int:
+    """A request through HAProxy from ``source``: the node must see ``source``."""
+    context = ssl.create_default_context(cafile=str(setup.cert))
+    with (
+        socket.create_connection(
+            ("127.0.0.1", setup.lb.port), timeout=10, source_address=(source, 0)
+        ) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        tls.sendall(b"GET /who-am-i HTTP/1.1\r\nHost: kms\r\nConnection: close\r\n\r\n")
+        answer = b""
+        while chunk := tls.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1])
 
 
 def haproxy_config(listen: str, nodes: list[str], ca_file: Path) -> str:
@@ -194,7 +216,11 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     with pg_schema() as dsn:
         proxy = TcpProxy(dsn).start()
         cluster = Cluster(tmp_path, dsn)
-        tls = {"KEYCASK_TLS_CERT": str(cert), "KEYCASK_TLS_KEY": str(key)}
+        tls = {
+            "KEYCASK_TLS_CERT": str(cert),
+            "KEYCASK_TLS_KEY": str(key),
+            "KEYCASK_PROXY_PROTOCOL_FROM": f"{BALANCER}/32",
+        }
         cluster.nodes = [
             TlsServer(
                 tmp_path / f"node{name}",
@@ -273,6 +299,16 @@ def test_haproxy_from_the_docs_in_front_of_three_nodes(setup: Setup) -> None:
     spread = served(setup)
     print(f"haproxy: 30 calls in {time.monotonic() - started:.1f} s; served per node: {spread}")
     assert len(spread) == 3, spread
+
+    # -- the client's own address reaches the node (PROXY protocol v2) --
+    assert status_through(setup, CLIENT) == 400  # UnknownOperation, audited
+    seen = {
+        record.get("source_ip")
+        for node in setup.cluster.nodes
+        for record in audit_records(node.data_dir)
+    }
+    assert CLIENT in seen, seen
+    assert ELSEWHERE not in seen  # /readyz is not audited; nothing else came from there
 
     # -- node A killed: out of the rotation; calls keep succeeding --
     mark = len(lb.log())

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import ipaddress
 import itertools
 import json
 import logging
@@ -25,9 +27,12 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keycask.http.server import HttpServer, Limits, Request, Response
+from keycask.http import proxy
+from keycask.http import server as http_server
+from keycask.http.server import HttpServer, Limits, Refused, Request, Response
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 
 
 # -- a test app -------------------------------------------------------------------
@@ -156,9 +161,12 @@ async def serve() -> AsyncIterator[Start]:
     async def start(
         handler: Callable[[Request], Awaitable[Response]] = echo,
         refuse: Callable[[Request], Awaitable[Response]] | None = None,
+        on_refused: Refused | None = None,
         **limits: Any,
     ) -> HttpServer:
-        server = HttpServer(handler, refuse or Refusals(), limits=Limits(**limits))
+        server = HttpServer(
+            handler, refuse or Refusals(), limits=Limits(**limits), on_refused=on_refused
+        )
         await server.start("127.0.0.1", 0)
         servers.append(server)
         return server
@@ -510,6 +518,106 @@ async def test_content_length_with_transfer_encoding_is_refused(serve: Start) ->
     assert (await client.reply()).status == 400
     assert await client.closed()
     assert calls == []
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\n\r\n", "missing or repeated host header"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", "missing or repeated host header"),
+        (b"GET / HTTP/1.1\r\nHost: kms\r\nHost: evil\r\n\r\n", "missing or repeated host header"),
+        (b"GET / HTTP/1.0\r\nHost: kms\r\nHost: evil\r\n\r\n", "missing or repeated host header"),
+        (
+            b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: identity, chunked\r\n\r\n"
+            b"0\r\n\r\n",
+            "unsupported transfer-encoding",
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: kms\r\nTransfer-Encoding: chunked\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            "malformed request",  # httptools refuses this one itself
+        ),
+        (b"GET / HTTP/2.0\r\nHost: kms\r\n\r\n", "unsupported HTTP version"),
+        (
+            b"GET / HTTP/2.0\r\nHost: kms\r\nConnection: keep-alive\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (
+            b"GET / HTTP/2.0\r\nHost: kms\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
+            "unsupported HTTP version",
+        ),
+        (b"GET / HTTP/0.9\r\nHost: kms\r\n\r\n", "unsupported HTTP version"),
+        (b"GET http://other.example/ HTTP/1.1\r\nHost: kms\r\n\r\n", "invalid request target"),
+        (
+            b"POST http://kms/ HTTP/1.1\r\nHost: kms\r\nContent-Length: 0\r\n\r\n",
+            "invalid request target",
+        ),
+    ],
+)
+async def test_requests_a_proxy_could_read_differently_get_400(
+    serve: Start, request_bytes: bytes, reason: str
+) -> None:
+    """Behind an HTTP proxy every ambiguity is a way to smuggle a request past
+    it: no Host in HTTP/1.1, two Hosts, a transfer coding other than chunked
+    alone, an HTTP version we do not speak, an absolute-form target. Each is
+    refused before the handler runs, and reported for the audit log."""
+    calls: list[Request] = []
+    refusals: list[tuple[str | None, int, str]] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((client, status, why))
+
+    server = await serve(handler, on_refused=on_refused)
+    client = await Client.connect(server)
+    await client.send(request_bytes)
+    reply = await client.reply()
+    assert reply.status == 400
+    assert reply.json() == {"message": reason}
+    assert await client.closed()
+    assert calls == []
+    assert refusals == [("127.0.0.1", 400, reason)]
+
+
+async def test_http10_without_host_is_still_served(serve: Start) -> None:
+    server = await serve()
+    client = await Client.connect(server)
+    await client.send(b"GET /x HTTP/1.0\r\n\r\n")
+    assert (await client.reply()).json()["path"] == "/x"
+    assert await client.closed()
+
+
+async def test_a_refusal_is_reported_before_it_is_answered(serve: Start) -> None:
+    """The app records a refusal before the client hears it (no audit, no
+    answer), for every kind: malformed, header limits, too slow."""
+    release = asyncio.Event()
+    refusals: list[tuple[int, str]] = []
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((status, why))
+        await release.wait()
+
+    server = await serve(on_refused=on_refused, header_timeout=0.2, max_headers=4)
+    client = await Client.connect(server)
+    await client.send(b"\x00garbage\r\n\r\n")
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(client.reader.read(1), 0.3)
+    assert refusals == [(400, "malformed request")]
+    release.set()
+    assert (await client.reply()).status == 400
+    assert await client.closed()
+    many = await Client.connect(server)
+    await many.send(get(extra="".join(f"X-{i}: v\r\n" for i in range(6))))
+    assert (await many.reply()).status == 431
+    assert await many.closed()
+    slow = await Client.connect(server)
+    await slow.send(b"GET / HTTP/1.1\r\nHost: kms\r\n")
+    assert (await slow.reply()).status == 408
+    assert await slow.closed()
+    assert refusals[1:] == [(431, "too many request headers"), (408, "request timed out")]
 
 
 async def test_garbage_after_a_good_request_answers_both(serve: Start) -> None:
@@ -894,25 +1002,95 @@ async def test_queued_body_bytes_pause_reading_before_the_request_count_does(
     await client.close()
 
 
-async def test_connections_beyond_the_limit_are_closed_on_accept(serve: Start) -> None:
+async def test_a_new_connection_evicts_the_oldest_idle_one_when_all_slots_are_taken(
+    serve: Start,
+) -> None:
+    """Idle connections from one client must not shut everyone else out until
+    they time out: a new client takes the slot of the oldest idle one."""
+    server = await serve(max_connections=3)
+    kept = []
+    for _ in range(3):
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        kept.append(client)
+        await asyncio.sleep(0.01)  # distinct idle deadlines: kept[0] is the oldest
+    newcomer = await Client.connect(server)
+    await newcomer.send(post())
+    assert (await newcomer.reply()).status == 200
+    assert await kept[0].closed()  # the oldest idle connection made room
+    assert server.stats.evictions == 1
+    for client in kept[1:]:  # the others were left alone
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        await client.close()
+    await newcomer.close()
+
+
+async def test_a_full_server_frees_a_batch_of_slots_per_scan(serve: Start) -> None:
+    """A flood of connects must not pay a scan of every connection per
+    accept: each scan frees 1/32 of the slots, oldest first."""
+    server = await serve(max_connections=64)
+    idle = []
+    for _ in range(64):
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).status == 200
+        idle.append(client)
+    newcomers = []
+    for _ in range(2):
+        newcomer = await Client.connect(server)
+        await newcomer.send(post())
+        assert (await newcomer.reply()).status == 200
+        newcomers.append(newcomer)
+        # The first newcomer's scan freed two slots; the second needed none.
+        assert server.stats.evictions == 2
+    assert await idle[0].closed()
+    assert await idle[1].closed()
+    for client in [*idle, *newcomers]:
+        await client.close()
+
+
+async def test_connections_in_headers_or_silent_ones_are_evicted_too(serve: Start) -> None:
+    """A slowloris (headers never finished) or a connection that never speaks
+    (a TLS client that never sends its ClientHello looks the same) holds a
+    slot no longer than a newcomer needs it."""
+    server = await serve(max_connections=2)
+    silent = await Client.connect(server)
+    slow = await Client.connect(server)
+    await slow.send(b"POST / HTTP/1.1\r\nHost: kms\r\nX-Slow: ")
+    await asyncio.sleep(0.05)
+    first = await Client.connect(server)
+    await first.send(post())
+    assert (await first.reply()).status == 200
+    second = await Client.connect(server)
+    await second.send(post())
+    assert (await second.reply()).status == 200
+    assert await silent.closed()
+    assert await slow.closed()
+    await first.close()
+    await second.close()
+
+
+async def test_connections_beyond_the_limit_are_closed_when_every_slot_is_busy(
+    serve: Start,
+) -> None:
+    """Requests in flight are never dropped to make room: with every slot
+    answering, a new connection is closed on accept, like a full backlog."""
     server = await serve(max_connections=3)
     kept = [await Client.connect(server) for _ in range(3)]
     for client in kept:
-        await client.send(post())
-        assert (await client.reply()).status == 200
+        await client.send(post(path="/sleep/0.5"))
+    await asyncio.sleep(0.1)
     extra = await Client.connect(server)
     await extra.send(post())
     assert await extra.closed()
-    assert server.stats.connections == 3
-    await kept[0].close()
-    for _ in range(100):  # the server notices the close on its next loop turn
-        if server.stats.connections < 3:
-            break
-        await asyncio.sleep(0.01)
+    for client in kept:
+        assert (await client.reply()).status == 200
     again = await Client.connect(server)
     await again.send(post())
     assert (await again.reply()).status == 200
-    for client in [*kept[1:], again]:
+    for client in [*kept, again]:
         await client.close()
 
 
@@ -938,6 +1116,11 @@ PIECES = [
     b"0\r\n\r\n",
     b"1;ext=" + b"e" * 500 + b"\r\n",
     b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    proxy.build(("203.0.113.7", 1), ("127.0.0.1", 2)),
+    proxy.build(("2001:db8::7", 1), ("2001:db8::1", 2)),
+    proxy.SIGNATURE,
+    proxy.SIGNATURE + b"\x20\x00\x00\x00",  # LOCAL
+    proxy.SIGNATURE + b"\x21\x11\x04\x00",  # announces too much
 ]
 
 
@@ -957,10 +1140,13 @@ async def _exchange(port: int, data: bytes, cuts: list[int]) -> None:
         writer.close()
 
 
+@pytest.mark.parametrize("behind_proxy", [False, True])
 @pytest.mark.parametrize("new_loop", [asyncio.new_event_loop, uvloop.new_event_loop])
 def test_hostile_byte_streams_never_crash_hang_or_leak(
-    new_loop: Callable[[], asyncio.AbstractEventLoop],
+    new_loop: Callable[[], asyncio.AbstractEventLoop], behind_proxy: bool
 ) -> None:
+    """Arbitrary bytes, cut anywhere: from any client, and from a balancer
+    trusted to send PROXY protocol v2 headers (as hostile as any)."""
     errors: list[logging.LogRecord] = []
 
     class Collect(logging.Handler):
@@ -972,6 +1158,7 @@ def test_hostile_byte_streams_never_crash_hang_or_leak(
         echo,
         Refusals(),
         limits=Limits(max_body=2048, max_header_bytes=2048, max_headers=8, max_pipelined=2),
+        proxy_from=LOOPBACK if behind_proxy else (),
     )
     loop.run_until_complete(server.start("127.0.0.1", 0))
     collect = Collect(logging.ERROR)
@@ -1050,3 +1237,190 @@ def test_keep_alive_pipelining_and_errors_on_uvloop() -> None:
 
 def test_graceful_shutdown_on_uvloop() -> None:
     uvloop.run(_shutdown_with_in_flight())
+
+
+# -- memory: nothing outlives its connection or its request -----------------------
+
+
+def _held(marker: bytes) -> list[object]:
+    """Objects the cyclic collector tracks that still hold ``marker`` (a body)."""
+
+    def holds(obj: object) -> bool:
+        if isinstance(obj, Request):
+            return obj.body == marker
+        if isinstance(obj, list):
+            return any(x == marker for x in obj if isinstance(x, bytes))
+        return isinstance(obj, http_server._Connection)
+
+    return [obj for obj in gc.get_objects() if holds(obj)]
+
+
+async def test_a_closed_connection_and_its_last_body_are_freed_without_the_gc(
+    serve: Start,
+) -> None:
+    """A closed connection must be freed by reference counting alone: with
+    the cyclic collector off (as between its rare full passes), nothing of it
+    or of the body it carried may stay, or strangers can fill the memory."""
+    server = await serve()
+    marker = b"m" * 200_000 + b"closed"
+    gc.collect()
+    gc.disable()
+    try:
+        client = await Client.connect(server)
+        await client.send(post(marker))
+        assert (await client.reply()).status == 200
+        await client.close()
+        for _ in range(300):
+            if server.stats.connections == 0 and server.stats.workers == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert server.stats.connections == 0
+        assert _held(marker) == []
+    finally:
+        gc.enable()
+
+
+async def test_an_idle_connection_holds_nothing_of_its_last_request(serve: Start) -> None:
+    """Between requests a keep-alive connection keeps no reference to the last
+    body (which may be plaintext): memory is bounded by requests in flight."""
+    server = await serve()
+    marker = b"p" * 200_000 + b"idle"
+    client = await Client.connect(server)
+    await client.send(post(marker))
+    assert (await client.reply()).status == 200
+    await asyncio.sleep(0.05)  # the worker parks
+    gc.collect()  # anything still held now is referenced, not merely uncollected
+    held = [o for o in _held(marker) if not isinstance(o, http_server._Connection)]
+    assert held == []
+    await client.close()
+
+
+# -- the client's address ----------------------------------------------------------
+
+
+async def test_ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4(serve: Start) -> None:
+    """``--listen [::]:PORT`` makes one socket for both families; an IPv4
+    client then arrives as ``::ffff:127.0.0.1``, which no IPv4 IpAddress
+    condition matches. The handler (and so aws:SourceIp and the audit record)
+    must see ``127.0.0.1``."""
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    sock.bind(("::", 0))
+    sock.listen(16)
+    sock.setblocking(False)
+    server = HttpServer(echo, Refusals())
+    await server.start("::", 0, sock=sock)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        client = Client(reader, writer)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "127.0.0.1"
+        await client.close()
+        reader, writer = await asyncio.open_connection("::1", server.port)
+        client = Client(reader, writer)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "::1"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+@pytest.mark.parametrize(
+    ("peer", "seen"),
+    [
+        (("::ffff:10.1.2.3", 5, 0, 0), "10.1.2.3"),
+        (("::FFFF:192.168.0.1", 5, 0, 0), "192.168.0.1"),
+        (("10.1.2.3", 5), "10.1.2.3"),
+        (("2001:db8::1", 5, 0, 0), "2001:db8::1"),
+        (("::ffff:not.an.address", 5, 0, 0), "::ffff:not.an.address"),
+        ("/run/keycask.sock", None),
+        ((), None),
+    ],
+)
+def test_client_address_normalises_ipv4_mapped_addresses(peer: object, seen: str | None) -> None:
+    assert http_server.client_address(peer) == seen
+
+
+# -- PROXY protocol v2 from a trusted balancer ---------------------------------------
+
+
+async def test_a_trusted_balancer_names_the_client_with_a_proxy_v2_header(serve: Start) -> None:
+    server = HttpServer(echo, Refusals(), proxy_from=LOOPBACK)
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        header = proxy.build(("203.0.113.7", 51000), ("127.0.0.1", server.port))
+        await client.send(header + post(b"a"))
+        assert (await client.reply()).json()["client"] == "203.0.113.7"
+        await client.send(post(b"b"))  # the whole connection is that client's
+        assert (await client.reply()).json()["client"] == "203.0.113.7"
+        await client.close()
+        # Byte by byte, header and request: the same.
+        client = await Client.connect(server)
+        header = proxy.build(("2001:db8::7", 1), ("2001:db8::1", 9567))
+        for byte in header + post(b"c"):
+            await client.send(bytes((byte,)))
+        assert (await client.reply()).json()["client"] == "2001:db8::7"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_a_trusted_peer_without_a_valid_header_is_refused(serve: Start) -> None:
+    refusals: list[tuple[str | None, int, str]] = []
+    calls: list[Request] = []
+
+    async def handler(request: Request) -> Response:
+        calls.append(request)
+        return Response(200, b"{}")
+
+    async def on_refused(client: str | None, status: int, why: str) -> None:
+        refusals.append((client, status, why))
+
+    server = HttpServer(handler, Refusals(), proxy_from=LOOPBACK, on_refused=on_refused)
+    await server.start("127.0.0.1", 0)
+    try:
+        for opening in (
+            post(),  # no header at all
+            b"PROXY TCP4 203.0.113.7 127.0.0.1 1 2\r\n" + post(),  # version 1
+            proxy.SIGNATURE + b"\x21\x11\xff\xff",  # announces 64 KiB of header
+        ):
+            client = await Client.connect(server)
+            await client.send(opening)
+            reply = await client.reply()
+            assert reply.status == 400
+            assert reply.json() == {"message": "invalid proxy protocol header"}
+            assert await client.closed()
+        assert calls == []
+        assert refusals == [("127.0.0.1", 400, "invalid proxy protocol header")] * 3
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_an_untrusted_peer_cannot_name_another_client(serve: Start) -> None:
+    """From a peer not named in proxy_from the header is just bytes: refused
+    as malformed HTTP, never read as an address."""
+    server = HttpServer(echo, Refusals(), proxy_from=(ipaddress.ip_network("10.0.0.0/8"),))
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        await client.send(proxy.build(("203.0.113.7", 1), ("127.0.0.1", 2)) + post())
+        assert (await client.reply()).status == 400
+        assert await client.closed()
+        client = await Client.connect(server)
+        await client.send(post())
+        assert (await client.reply()).json()["client"] == "127.0.0.1"
+        await client.close()
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+async def test_a_trusted_peer_that_never_sends_its_header_is_timed_out(serve: Start) -> None:
+    server = HttpServer(echo, Refusals(), proxy_from=LOOPBACK, limits=Limits(header_timeout=0.2))
+    await server.start("127.0.0.1", 0)
+    try:
+        client = await Client.connect(server)
+        await client.send(proxy.SIGNATURE[:5])
+        assert await client.closed()
+    finally:
+        await server.shutdown(grace=1.0)

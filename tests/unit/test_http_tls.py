@@ -8,6 +8,7 @@ The servers run in-process on uvloop, as in production.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -27,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from keycask import config
 from keycask.config import ConfigError
+from keycask.http import proxy as http_proxy
 from keycask.http.server import HttpServer, Limits, Request, Response, tls_context
 
 WAIT = 5.0
@@ -381,3 +383,108 @@ def test_mutual_tls(pki: Pki) -> None:
             await server.shutdown(1.0)
 
     run(body)
+
+
+def test_connections_in_their_handshake_hold_a_slot_and_can_be_evicted(pki: Pki) -> None:
+    """A TLS connection counts from accept, not from the end of its handshake:
+    silent connections that never send a ClientHello fill the slots (not the
+    file table unseen), and a real client still gets in by evicting one."""
+
+    async def body() -> None:
+        server, port = await start(tls_context(pki.cert, pki.key), Limits(max_connections=3))
+        silent = []
+        try:
+            for _ in range(3):
+                silent.append(await asyncio.open_connection("127.0.0.1", port))
+                await asyncio.sleep(0.01)  # distinct deadlines: the first is the oldest
+            for _ in range(100):
+                if server.stats.connections == 3:
+                    break
+                await asyncio.sleep(0.01)
+            assert server.stats.connections == 3  # counted while still in their handshake
+            answer = await get(port, client_context(pki), server_hostname="localhost")
+            assert answer == {"secure": True, "path": "/"}
+            assert server.stats.evictions == 1
+            # The first silent connection was nearest its handshake deadline.
+            assert await asyncio.wait_for(silent[0][0].read(), WAIT) == b""
+        finally:
+            for _, writer in silent:
+                writer.close()
+            await server.shutdown(1.0)
+
+    run(body)
+
+
+async def _tls_through_proxy(port: int, pki: Pki, *, coalesce: bool) -> dict[str, object]:
+    """A request over TLS behind a PROXY v2 header, as HAProxy sends it in TCP
+    mode: the header, then the client's TLS bytes. With ``coalesce`` the
+    header and the ClientHello travel in one segment, so the server must hand
+    what follows its header to the TLS layer itself."""
+    context = client_context(pki)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    header = http_proxy.build(("198.51.100.23", 40000), ("127.0.0.1", port))
+    try:
+        with contextlib.suppress(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        if coalesce:
+            writer.write(header + hello)
+        else:
+            writer.write(header)
+            await writer.drain()
+            await asyncio.sleep(0.05)
+            writer.write(hello)
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), WAIT)
+            assert data, "closed during the handshake"
+            incoming.write(data)
+            try:
+                tls.do_handshake()
+            except ssl.SSLWantReadError:
+                writer.write(outgoing.read())
+                continue
+            writer.write(outgoing.read())
+            break
+        tls.write(b"GET /p HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        writer.write(outgoing.read())
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            data = await asyncio.wait_for(reader.read(65536), WAIT)
+            assert data, answer
+            incoming.write(data)
+            with contextlib.suppress(ssl.SSLWantReadError):
+                answer += tls.read(65536)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), answer
+    result: dict[str, object] = json.loads(body)
+    return result
+
+
+def test_tls_passed_through_a_proxy_v2_balancer_sees_the_client(pki: Pki) -> None:
+    async def body() -> None:
+        server = HttpServer(
+            describe_client,
+            refuse,
+            tls=tls_context(pki.cert, pki.key),
+            proxy_from=(ipaddress.ip_network("127.0.0.1/32"),),
+        )
+        await server.start("127.0.0.1", 0)
+        try:
+            for coalesce in (False, True):
+                answer = await _tls_through_proxy(server.port, pki, coalesce=coalesce)
+                assert answer == {"secure": True, "client": "198.51.100.23"}
+            # Without the header, the balancer's own connection is refused.
+            assert await refused(server.port, client_context(pki))
+        finally:
+            await server.shutdown(1.0)
+
+    run(body)
+
+
+async def describe_client(request: Request) -> Response:
+    body = json.dumps({"secure": request.secure, "client": request.client}).encode()
+    return Response(200, body, ((b"content-type", b"application/json"),))

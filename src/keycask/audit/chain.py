@@ -94,6 +94,9 @@ class AuditLog:
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self._poisoned: str | None = None
+        # The last write's result: a failed write (disk full, I/O error) is
+        # cut away and the log stays open, so only this says it is failing.
+        self._failing = False
         self._batches = 0
         self._records = 0
         self._node = b""
@@ -228,6 +231,7 @@ class AuditLog:
             except OSError as exc:
                 self._roll_back(f"audit log fsync failed: {exc}", exc)
             self._tip = tip
+            self._failing = False
             self._batches += 1
             self._records += len(bodies)
 
@@ -238,6 +242,7 @@ class AuditLog:
         it. If even the cut fails the file's end is unknown and appending could
         fork the chain, so the log refuses everything until restart.
         """
+        self._failing = True
         try:
             os.ftruncate(self._fd, self._tip.size)
             os.fsync(self._fd)
@@ -253,6 +258,12 @@ class AuditLog:
     def writable(self) -> bool:
         """False once the log refuses appends (closed, or poisoned by a failed cut)."""
         return self._poisoned is None and not self._closed
+
+    @property
+    def failing(self) -> bool:
+        """True while the last write failed: until a write succeeds again,
+        every request will be refused."""
+        return self._failing
 
     def _check_accepting(self) -> None:
         if self._poisoned is not None:

@@ -65,6 +65,9 @@ class KMSApp:
         )
         return _response(await self._pipeline.refuse(error, request.client))
 
+    async def refused_at_edge(self, client: str | None, status: int, reason: str) -> None:
+        await self._pipeline.refused_at_edge(client, status, reason)
+
     async def refuse_too_large(self, request: Request) -> Response:
         error = RequestEntityTooLargeException(f"Request body exceeds {self.max_body} bytes.")
         return _response(await self._pipeline.refuse(error, request.client))

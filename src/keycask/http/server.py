@@ -35,14 +35,16 @@ keep-alive request (parse, queue, wake, answer) costs ~8.5 us.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import http
+import ipaddress
 import logging
 import os
 import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass, field, fields
 from email.utils import formatdate
 from typing import NoReturn, cast
@@ -51,16 +53,20 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 from keycask.config import ConfigError
+from keycask.http import proxy
 
 __all__ = [
     "Handler",
     "HttpServer",
     "Limits",
+    "Network",
     "Refuse",
+    "Refused",
     "Request",
     "Response",
     "ServerStats",
     "TooLarge",
+    "client_address",
     "tls_context",
 ]
 
@@ -93,6 +99,10 @@ class TooLarge(Exception):
 
 Handler = Callable[[Request], Awaitable[Response]]
 Refuse = Callable[[Request], Awaitable[Response]]
+# Told of every request the HTTP layer itself refuses (400, 408, 431): the
+# client's address, the status and a short fixed reason. Awaited before the
+# answer is sent, so an app can record it first.
+Refused = Callable[[str | None, int, str], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +131,7 @@ class ServerStats:
     queued: int
     queued_high_water: int
     read_pauses: int
+    evictions: int = 0
 
 
 _DEFAULT_LIMITS = Limits()
@@ -164,6 +175,10 @@ def _request_maker() -> Callable[
 
 _new_request = _request_maker()
 
+# What a closed connection's parser is replaced by: it calls back nothing
+# (data_received ignores input once a connection is dead anyway).
+_DEAD_PARSER = httptools.HttpRequestParser(object())
+
 
 def _queued_bytes(queue: deque[tuple[Request, int, bool]]) -> int:
     return sum(len(entry[0].body) for entry in queue)
@@ -194,7 +209,9 @@ _METHODS: dict[bytes, str] = {
 }
 _NO_BODY = frozenset((204, 304))
 # Request headers the server itself acts on; spotting them costs one set lookup.
-_WATCHED_HEADERS = frozenset((b"content-length", b"transfer-encoding", b"expect", b"connection"))
+_WATCHED_HEADERS = frozenset(
+    (b"content-length", b"transfer-encoding", b"expect", b"connection", b"host")
+)
 # Values of a queued request's keep-alive flag.
 _CLOSE_AFTER = 0
 _KEEP_ALIVE = 1
@@ -224,6 +241,84 @@ def _status_line(status: int) -> bytes:
     return b"HTTP/1.1 %d \r\n" % status
 
 
+class _Resumed:
+    """Awaits the rest of a coroutine whose first step was taken by hand."""
+
+    __slots__ = ("_first", "_steps")
+
+    def __init__(self, steps: Generator[object, None, object], first: object) -> None:
+        self._steps = steps
+        self._first = first
+
+    def __await__(self) -> Generator[object, None, asyncio.Transport | None]:
+        steps, value = self._steps, self._first
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                steps.close()
+                raise
+            except BaseException as exc:  # cancellation: the coroutine handles it
+                try:
+                    value = steps.throw(exc)
+                except StopIteration as stop:
+                    return cast(asyncio.Transport | None, stop.value)
+            else:
+                try:
+                    value = steps.send(sent)
+                except StopIteration as stop:
+                    return cast(asyncio.Transport | None, stop.value)
+
+
+def _feed(protocol: asyncio.BaseProtocol, data: bytes) -> None:
+    """Hand ``data`` to ``protocol`` as if the socket had just delivered it."""
+    if isinstance(protocol, asyncio.Protocol):
+        protocol.data_received(data)
+        return
+    buffered = cast(asyncio.BufferedProtocol, protocol)  # asyncio's and uvloop's TLS layers
+    view = memoryview(data)
+    while view:
+        buffer = memoryview(buffered.get_buffer(len(view)))
+        n = min(len(buffer), len(view))
+        buffer[:n] = view[:n]
+        buffered.buffer_updated(n)
+        view = view[n:]
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _trusted(client: str | None, networks: tuple[Network, ...]) -> bool:
+    if client is None:
+        return False
+    try:
+        address = ipaddress.ip_address(client.partition("%")[0])
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
+def client_address(peer: object) -> str | None:
+    """The client's address as policies see it (``aws:SourceIp``).
+
+    A dual-stack socket reports IPv4 clients as IPv4-mapped IPv6
+    (``::ffff:127.0.0.1``), which no IPv4 ``IpAddress`` condition matches: a
+    Deny on an IPv4 range would not apply. Such addresses are given in their
+    IPv4 form, once per connection.
+    """
+    if not isinstance(peer, tuple) or not peer:
+        return None
+    host = str(peer[0])
+    if host[:7].lower() == "::ffff:" and "." in host:
+        try:
+            mapped = ipaddress.IPv6Address(host).ipv4_mapped
+        except ValueError:
+            return host
+        if mapped is not None:
+            return str(mapped)
+    return host
+
+
 class _Connection(asyncio.Protocol):
     """One client connection: parses requests, queues them, answers them in order."""
 
@@ -244,9 +339,11 @@ class _Connection(asyncio.Protocol):
         "_expect",
         "_final",
         "_framing",
+        "_handshaking",
         "_hdr_overflow",
         "_hdr_span",
         "_headers",
+        "_hosts",
         "_keep_alive",
         "_limits",
         "_lingering",
@@ -257,17 +354,20 @@ class _Connection(asyncio.Protocol):
         "_parser",
         "_path",
         "_phase",
+        "_proxy",
         "_query",
         "_queue",
         "_raw_path",
         "_read_paused",
         "_read_size",
+        "_refusal",
         "_secure",
         "_send_continue",
         "_seq",
         "_server",
         "_stopped",
         "_task",
+        "_te_values",
         "_timer",
         "_timer_when",
         "_transport",
@@ -286,6 +386,9 @@ class _Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client: str | None = None
         self._secure = server._tls is not None
+        self._handshaking = False
+        # The PROXY v2 header read so far, while one is awaited; else None.
+        self._proxy: bytes | None = None
         # (request, keep-alive flag, refused for size): parsed, waiting for the worker.
         self._queue: deque[tuple[Request, int, bool]] = deque()
         self._task: asyncio.Task[None] | None = None
@@ -299,6 +402,7 @@ class _Connection(asyncio.Protocol):
         self._lingering = False
         self._lost = False
         self._final: bytes | None = None  # an error answer to send after the queue, then close
+        self._refusal: tuple[int, str] | None = None  # what _final says, for the app's record
         self._read_paused = False
         self._write_paused = False
         self._send_continue = False
@@ -322,6 +426,8 @@ class _Connection(asyncio.Protocol):
         self._watched_seen = False
         self._content_length: bytes | None = None
         self._chunked = False
+        self._te_values = 0
+        self._hosts = 0
         self._expect = False
         self._connection_keep_alive = False
         self._method = "GET"
@@ -335,27 +441,133 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         self._transport = cast(asyncio.Transport, transport)
-        peer = transport.get_extra_info("peername")
-        if isinstance(peer, tuple) and peer:
-            self._client = str(peer[0])
+        self._client = client_address(transport.get_extra_info("peername"))
         server = self._server
-        if len(server._connections) >= self._limits.max_connections:
+        if len(server._connections) >= self._limits.max_connections and not server._evict():
             self._lost = True
-            self._transport.close()  # like a full accept queue: no answer, no state
+            self._transport.close()  # every slot is answering a request: like a full backlog
             return
+        # Counted from accept: over TLS the handshake is ours too (start_tls,
+        # not the listener's ssl=, whose handshakes no protocol sees).
         server._connections.add(self)
         if server._shutting_down:
             self._close()
             return
+        if server._proxy_from and _trusted(self._client, server._proxy_from):
+            # A balancer that passes TLS through: its header comes first.
+            self._proxy = b""
+            self._set_deadline(self._loop.time() + self._limits.header_timeout)
+            return
+        if self._secure:
+            self._start_tls(self._transport)
+            return
         self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
 
+    def _proxy_received(self, data: bytes) -> None:
+        buffered = cast(bytes, self._proxy) + data
+        try:
+            header = proxy.parse(buffered)
+        except proxy.ProxyHeaderError:
+            self._proxy = None
+            self._fail(400, b"invalid proxy protocol header")
+            return
+        if header is None:
+            self._proxy = buffered  # at most proxy.MAX_HEADER bytes: parse says so
+            return
+        self._proxy = None
+        if header.source is not None:
+            self._client = header.source
+        rest = buffered[header.size :]
+        transport = self._transport
+        if transport is None:
+            return
+        if self._secure:
+            self._start_tls(transport, rest)
+            return
+        self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
+        if rest:
+            self.data_received(rest)
+
+    def _start_tls(self, plain: asyncio.Transport, early: bytes = b"") -> None:
+        tls = self._server._tls
+        assert tls is not None
+        self._handshaking = True
+        self._set_deadline(self._loop.time() + self._limits.header_timeout)
+        steps = self._loop.start_tls(
+            plain,
+            self,
+            tls,
+            server_side=True,
+            ssl_handshake_timeout=self._limits.header_timeout,
+            ssl_shutdown_timeout=_TLS_SHUTDOWN_TIMEOUT,
+        ).__await__()
+        # Its first step hands the socket to the TLS layer now, inside
+        # connection_made: uvloop reads right after connection_made whatever
+        # we pause, and a ClientHello read into this protocol would be lost.
+        try:
+            first = steps.send(None)
+            if early:
+                # The start of the ClientHello came with the PROXY header:
+                # the TLS layer (now the socket's protocol) must read it first.
+                _feed(plain.get_protocol(), early)
+        except StopIteration:  # pragma: no cover - start_tls always waits for the handshake
+            plain.abort()
+            return
+        except Exception:
+            plain.abort()
+            self.connection_lost(None)
+            return
+        server = self._server
+        task = self._loop.create_task(self._handshake(_Resumed(steps, first)))
+        server._tasks.add(task)
+        task.add_done_callback(server._task_done)
+
+    async def _handshake(self, started: _Resumed) -> None:
+        try:
+            transport = await started
+        except (OSError, ConnectionError, TimeoutError, asyncio.CancelledError):
+            # A plaintext client, a failed or slow handshake, an eviction: dropped quietly.
+            self.connection_lost(None)
+            return
+        self._handshaking = False
+        if self._lost or transport is None or transport.is_closing():
+            # Closed during the handshake (an eviction, shutdown): the TLS
+            # layer may report that as a handshake that finished.
+            if transport is not None:
+                transport.abort()
+            self.connection_lost(None)
+            return
+        self._transport = transport
+        self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
+
+    def evictable(self) -> bool:
+        """Whether closing this connection loses no request: it is idle between
+        requests, still in its TLS handshake or headers, or lingering after an
+        error answer. A request being received or answered is never dropped."""
+        return (
+            self._handshaking
+            or self._lingering
+            or (self._phase != _BODY and not self._busy and not self._queue and self._final is None)
+        )
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._lost and self._transport is None:
+            return  # already gone (a failed handshake may tell us twice)
         self._lost = True
+        self._handshaking = False
         self._dead = True
         self._accepting = False
         self._transport = None
         self._queue.clear()
         self._final = None
+        self._refusal = None
+        # The parser holds this protocol (its callbacks) and this protocol the
+        # parser: a cycle only the cyclic collector would free, keeping the
+        # last request's headers and body (maybe plaintext, up to max_body)
+        # alive long after the close. Break it, and drop the request being
+        # parsed, so a closed connection is freed by reference counting.
+        self._parser = _DEAD_PARSER
+        self._drop_partial()
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -367,6 +579,12 @@ class _Connection(asyncio.Protocol):
         server = self._server
         server._connections.discard(self)
         server._maybe_done()
+
+    def _drop_partial(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._body_parts = []
+        self._content_length = None
 
     def pause_writing(self) -> None:
         self._write_paused = True
@@ -382,6 +600,9 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self._dead:
             return  # closing, or draining the client's input after an error answer
+        if self._proxy is not None:
+            self._proxy_received(data)
+            return
         try:
             phase = self._phase
             seq = self._seq
@@ -488,6 +709,8 @@ class _Connection(asyncio.Protocol):
             self._parse_target(url)
         if self._watched_seen:
             self._check_watched()
+        else:
+            self._check_bare()
 
     def on_body(self, body: bytes) -> None:
         size = self._body_size + len(body)
@@ -522,6 +745,9 @@ class _Connection(asyncio.Protocol):
                 False,
             )
         )
+        # The queued Request owns the body from here: keep no second reference
+        # (clearing, not replacing, the list: no allocation per request).
+        parts.clear()
         if not self._keep_alive or self._draining:
             self._accepting = False
 
@@ -531,23 +757,46 @@ class _Connection(asyncio.Protocol):
         if self._phase == _BODY:
             return  # a trailer: too late to frame anything
         self._watched_seen = True
-        if name == b"content-length":
+        if name == b"host":
+            self._hosts += 1
+        elif name == b"content-length":
             self._content_length = value
         elif name == b"transfer-encoding":
             self._chunked = True
+            # Only "chunked" alone is a framing both we and every proxy agree
+            # on; "identity, chunked" or a second header is how smuggling starts.
+            self._te_values += 1
+            if value.strip().lower() != b"chunked":
+                self._te_values += 1
         elif name == b"expect":
             self._expect = value.lower() == b"100-continue"
         else:
-            self._connection_keep_alive = b"keep-alive" in value.lower()
+            # Sticky across repeated headers, as llhttp's flag is: the version
+            # shortcut in _check_watched relies on never missing a keep-alive.
+            self._connection_keep_alive |= b"keep-alive" in value.lower()
 
     def _check_watched(self) -> None:
         length = self._content_length
         chunked = self._chunked
         expect = self._expect
         keep_alive = self._connection_keep_alive
+        hosts = self._hosts
+        te_values = self._te_values
         self._watched_seen = self._chunked = self._expect = self._connection_keep_alive = False
         self._content_length = None
-        self._chunks = 0
+        self._chunks = self._hosts = self._te_values = 0
+        # llhttp accepts 0.9, 1.0, 1.1 and 2.0, and keeps alive unasked only
+        # for 1.1: the common case is known without the 0.7 us call.
+        unasked = self._keep_alive and not keep_alive
+        version = "1.1" if unasked else self._parser.get_http_version()
+        if version not in {"1.1", "1.0"}:
+            self._reject(400, b"unsupported HTTP version")
+        if hosts != 1 and (hosts or version == "1.1"):
+            # RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one in 1.0;
+            # a proxy and this server could otherwise disagree on the target.
+            self._reject(400, b"missing or repeated host header")
+        if te_values > 1:
+            self._reject(400, b"unsupported transfer-encoding")
         if length is not None:
             if chunked:
                 # Two framings for one body is how requests get smuggled
@@ -557,11 +806,21 @@ class _Connection(asyncio.Protocol):
                 self._reject(400, b"invalid content-length")
             if int(length) > self._limits.max_body:
                 self._refuse()  # before reading any of the body
-        if expect and self._parser.get_http_version() == "1.1":
-            # Sent once the earlier answers on this connection are out.
+        if expect and version == "1.1":
+            # Sent once the earlier answers on this connection are out, and
+            # before authentication: SigV4 signs the body's hash, so nothing
+            # can be verified without it, and withholding 100 would protect
+            # nothing (a client may send its body without waiting for it;
+            # the body limit is what bounds a stranger either way).
             self._send_continue = True
-        if keep_alive and self._keep_alive and self._parser.get_http_version() == "1.0":
+        if keep_alive and self._keep_alive and version == "1.0":
             self._keep_alive = _KEEP_ALIVE_SAY
+
+    def _check_bare(self) -> None:
+        """A request with none of the watched headers, so no Host: only
+        HTTP/1.0 may omit it."""
+        if self._parser.get_http_version() != "1.0":
+            self._reject(400, b"missing or repeated host header")
 
     def _check_header_size(self) -> None:
         size = len(self._url) + sum([len(n) + len(v) + 4 for n, v in self._headers])
@@ -586,12 +845,9 @@ class _Connection(asyncio.Protocol):
         elif url == b"*":
             raw_path, query = url, b""
         else:
-            try:
-                parsed = httptools.parse_url(url)
-            except (httptools.HttpParserInvalidURLError, ValueError):
-                self._reject(400, b"invalid request target")
-            raw_path = parsed.path or b"/"
-            query = parsed.query or b""
+            # Absolute-form is for requests to proxies; behind one, a target
+            # naming another host than Host would be read two ways.
+            self._reject(400, b"invalid request target")
         if raw_path.isascii() and b"%" not in raw_path:
             self._path = raw_path.decode("ascii")
         else:
@@ -742,6 +998,15 @@ class _Connection(asyncio.Protocol):
                 final = self._final
                 if final is not None:
                     self._final = None
+                    refusal, self._refusal = self._refusal, None
+                    on_refused = server._on_refused
+                    if refusal is not None and on_refused is not None:
+                        try:
+                            await on_refused(self._client, *refusal)
+                        except Exception as exc:
+                            _log.error("recording a refusal failed: %s", type(exc).__name__)
+                        if self._lost:
+                            return
                     self._write(final)
                     self._linger()
                     return
@@ -751,6 +1016,9 @@ class _Connection(asyncio.Protocol):
                 if self._send_continue:
                     self._send_continue = False
                     self._write(_CONTINUE)
+                # Parked for as long as the client stays idle: hold nothing of
+                # the last request (its body may be plaintext) meanwhile.
+                request = response = data = None  # type: ignore[assignment]
                 self._busy = False
                 if self._phase == _IDLE:
                     self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
@@ -809,6 +1077,7 @@ class _Connection(asyncio.Protocol):
         return self._encode(_INTERNAL_ERROR, head, keep_alive, close)
 
     def _error(self, status: int, message: bytes) -> bytes:
+        self._refusal = (status, message.decode("ascii"))
         body = b'{"message": "' + message + b'"}'
         return b"".join(
             (
@@ -996,9 +1265,14 @@ class HttpServer:
         *,
         limits: Limits = _DEFAULT_LIMITS,
         tls: ssl.SSLContext | None = None,
+        on_refused: Refused | None = None,
+        proxy_from: tuple[Network, ...] = (),
     ) -> None:
         self._handler = handler
         self._refuse = refuse_too_large
+        self._on_refused = on_refused
+        # Peers whose connections start with a PROXY v2 header (load balancers).
+        self._proxy_from = proxy_from
         self._limits = limits
         # With a context every connection speaks TLS (asyncio does the
         # handshake, bounded by header_timeout) and its requests are secure.
@@ -1012,6 +1286,7 @@ class HttpServer:
         self._date_timer: asyncio.TimerHandle | None = None
         self._queued_high_water = 0
         self._read_pauses = 0
+        self._evictions = 0
 
     async def start(
         self,
@@ -1028,22 +1303,13 @@ class HttpServer:
         def factory() -> _Connection:
             return _Connection(self, loop)
 
-        tls = self._tls
-        # A client that never finishes its handshake is a slow client too.
-        handshake = self._limits.header_timeout if tls is not None else None
-        # Closing a TLS connection waits for the client's close_notify, which an
-        # idle keep-alive client never sends: bound it, or shutdown waits its
-        # whole grace period for nothing.
-        tls_shutdown = _TLS_SHUTDOWN_TIMEOUT if tls is not None else None
+        # With TLS each connection does its own handshake (start_tls, bounded
+        # by header_timeout), so it holds a slot from accept. Closing a TLS
+        # connection waits for the client's close_notify, which an idle
+        # keep-alive client never sends: that wait is bounded too, or shutdown
+        # waits its whole grace period for nothing.
         if sock is not None:
-            self._server = await loop.create_server(
-                factory,
-                sock=sock,
-                backlog=2048,
-                ssl=tls,
-                ssl_handshake_timeout=handshake,
-                ssl_shutdown_timeout=tls_shutdown,
-            )
+            self._server = await loop.create_server(factory, sock=sock, backlog=2048)
         else:
             self._server = await loop.create_server(
                 factory,
@@ -1052,9 +1318,6 @@ class HttpServer:
                 reuse_address=True,
                 reuse_port=reuse_port,
                 backlog=2048,
-                ssl=tls,
-                ssl_handshake_timeout=handshake,
-                ssl_shutdown_timeout=tls_shutdown,
             )
         self._tick_date()
 
@@ -1072,6 +1335,7 @@ class HttpServer:
             queued=sum(len(c._queue) for c in self._connections),
             queued_high_water=self._queued_high_water,
             read_pauses=self._read_pauses,
+            evictions=self._evictions,
         )
 
     def _tick_date(self) -> None:
@@ -1110,6 +1374,31 @@ class HttpServer:
             self._date_timer.cancel()
             self._date_timer = None
         await self._server.wait_closed()
+
+    def _evict(self) -> bool:
+        """Make room for a new connection: close the evictable connections
+        nearest their deadlines (the oldest idle ones, the slowest handshakes
+        or headers). Without it, 1,024 idle connections from one client would
+        shut everyone else out until they time out.
+
+        Runs only when every slot is taken, so it costs nothing on the request
+        path; it frees a batch (1/32 of the slots) per scan, so a flood of
+        connects pays for one scan per batch, not one per accept.
+        """
+        batch = max(1, self._limits.max_connections // 32)
+        candidates = [
+            (conn._deadline, id(conn), conn) for conn in self._connections if conn.evictable()
+        ]
+        if not candidates:
+            return False
+        for _, _, victim in heapq.nsmallest(batch, candidates):
+            self._evictions += 1
+            self._connections.discard(victim)
+            if victim._lingering:
+                victim._abort()
+            else:
+                victim._close()  # an idle client sees a plain close, as on its idle timeout
+        return True
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -10,6 +10,7 @@ request leaves nothing behind.
 from __future__ import annotations
 
 import asyncio
+import http
 import itertools
 import logging
 import os
@@ -60,8 +61,23 @@ _CALLER_CACHE = 4096
 _OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
 # How long one scheduler tick may spend moving values to a new barrier term.
 _REWRITE_SLICE = 0.5
+# Requests the HTTP layer refuses (400/408/431) recorded one by one, process
+# wide: a burst of 50, then 20 a second. Beyond that they are counted, and the
+# count is recorded once a second while any go unrecorded: a flood of garbage
+# costs at most ~21 small audit lines a second, not one per refusal.
+_EDGE_RATE, _EDGE_BURST = 20.0, 50
+_EDGE_SUMMARY_DELAY = 1.0
+EDGE_REFUSED = "HttpRefused"
 # How long /readyz waits for the store before calling it unreachable.
 _READY_TIMEOUT = 2.0
+
+
+def _edge_code(status: int) -> str:
+    """``BadRequest``, ``RequestTimeout``, ...: the status's name, AWS-style."""
+    try:
+        return http.HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
+    except ValueError:
+        return f"Http{status}"
 
 
 class WireCodec(Protocol):
@@ -138,6 +154,10 @@ class Pipeline:
         self.operator_api = operator_api
         self._operator_token = operator_token
         self._operator_limits = RateLimiter(_OPERATOR_RATE, _OPERATOR_BURST)
+        self._edge_limits = RateLimiter(_EDGE_RATE, _EDGE_BURST, max_callers=1)
+        self._edge_unrecorded = 0
+        self._edge_summary: asyncio.TimerHandle | None = None
+        self._edge_tasks: set[asyncio.Task[None]] = set()
         self._rewrite_cursor = ""
         self._rewrite_moved = 0
         self._rewrite_term = 0
@@ -248,11 +268,43 @@ class Pipeline:
             return "sealed"
         if not self._audit.writable:
             return "audit log unwritable"
+        if self._audit.failing and not await self._audit_recovered():
+            return "audit log unwritable"
         try:
             await asyncio.wait_for(self._barrier.storage.get("core/keyring"), _READY_TIMEOUT)
         except Exception:
             return "storage unreachable"
         return None
+
+    async def _audit_recovered(self) -> bool:
+        """After a failed audit write, whether the log writes again.
+
+        Nothing but a write tells (the disk may have room again, or not), and
+        a load balancer sends no request to a node it thinks unready: so the
+        probe writes a record saying the log recovered. It is written only
+        while the last write failed, so at most once per failure, not once per
+        probe, and a failing probe writes nothing.
+        """
+        record = AuditRecord(
+            time=self._clock.now(),
+            request_id=self._request_ids.next(),
+            operation="ReadinessCheck",
+            principal=None,
+            access_key_id=None,
+            source_ip=None,
+            key_arn=None,
+            encryption_context=None,
+            decision="none",
+            decided_by=None,
+            outcome="success",
+            error_code=None,
+            detail="audit log writable again",
+        )
+        try:
+            await asyncio.wait_for(self._audit.append(record), _READY_TIMEOUT)
+        except (AuditUnavailable, TimeoutError):
+            return False
+        return True
 
     def forget_all(self) -> None:
         """Drop everything decrypted this process holds (on seal)."""
@@ -435,6 +487,60 @@ class Pipeline:
         """Answer a request the edge refused before it could be parsed
         (too large, wrong path): it is audited like any other."""
         return await self._fail(self._new_call(source_ip), error)
+
+    async def refused_at_edge(self, source_ip: str | None, status: int, reason: str) -> None:
+        """Record a request the HTTP layer refused before it parsed (malformed,
+        smuggling, header limits, too slow): no identity, no body, a fixed
+        reason. Rate-limited: past the budget the refusal is only counted,
+        and the count goes into one record a second later."""
+        if not self._edge_limits.allow(EDGE_REFUSED):
+            self._edge_unrecorded += 1
+            if self._edge_summary is None:
+                loop = asyncio.get_running_loop()
+                self._edge_summary = loop.call_later(_EDGE_SUMMARY_DELAY, self._summarise_edge)
+            return
+        record = self._edge_record(source_ip, f"HTTP {status}: {reason}", _edge_code(status))
+        try:
+            await self._audit.append(record)
+        except AuditUnavailable:
+            log.error(
+                "request %s refused at the edge: the audit log cannot record", record.request_id
+            )
+
+    def _summarise_edge(self) -> None:
+        self._edge_summary = None
+        count, self._edge_unrecorded = self._edge_unrecorded, 0
+        if not count:
+            return
+        record = self._edge_record(
+            None, f"{count} more requests refused by the HTTP layer, over the record rate", None
+        )
+        task = asyncio.get_running_loop().create_task(self._append_quietly(record))
+        self._edge_tasks.add(task)
+        task.add_done_callback(self._edge_tasks.discard)
+
+    async def _append_quietly(self, record: AuditRecord) -> None:
+        try:
+            await self._audit.append(record)
+        except AuditUnavailable:
+            log.error("%s: the audit log cannot record", record.detail)
+
+    def _edge_record(self, source_ip: str | None, detail: str, code: str | None) -> AuditRecord:
+        return AuditRecord(
+            time=self._clock.now(),
+            request_id=self._request_ids.next(),
+            operation=EDGE_REFUSED,
+            principal=None,
+            access_key_id=None,
+            source_ip=source_ip,
+            key_arn=None,
+            encryption_context=None,
+            decision="none",
+            decided_by=None,
+            outcome="error",
+            error_code=code,
+            detail=detail,
+        )
 
     async def _authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
         signed = sigv4.parse(request, now=call.time)
