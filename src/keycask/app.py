@@ -185,6 +185,7 @@ async def build(
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
+    token = OperatorToken(settings.data_dir)
     deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer(keys))
     pipeline = Pipeline(
         deps,
@@ -195,7 +196,8 @@ async def build(
         coordinator=coordinator,
         dev_clock=dev_clock,
         barrier=barrier,
-        operator_token=OperatorToken(settings.data_dir),
+        operator_token=token,
+        operator_account=settings.account_id if settings.dev else token.account or settings.account_id,
     )
     pipeline.operator_api = Operator(
         keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)

@@ -514,25 +514,34 @@ async def _grant_by_token(deps: Deps, call: Call, token: GrantToken) -> tuple[Ke
 
 
 async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
-    """AWS: the grant decides who may retire it."""
+    """AWS ("Retiring and revoking grants"): the principals a grant names may
+    retire it without any policy; an account a grant names (as its retiring
+    principal, or as a grantee allowed RetireGrant) delegates to its own
+    principals' identity policies, as a grant to an account does; anyone else
+    in the issuing account needs kms:RetireGrant the way every other action is
+    allowed: key policy (directly, or delegating to the account's identity
+    policies), grants, and no explicit deny anywhere."""
     assert call.caller is not None
     caller = call.caller.subject
     if grant.retiring == caller.arn:
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id} retiring principal"
         return
-    if grant.grantee == caller.arn and "RetireGrant" in grant.operations:
+    if (
+        grant.grantee == caller.arn
+        and "RetireGrant" in grant.operations
+    ):
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id}"
         return
-    # An account named in the grant (as its retiring principal, as a grantee
-    # allowed RetireGrant, or as the account that issued it) lets its
-    # principals' identity policies decide.
-    accounts = {grant.issuing_account}
-    if grant.retiring is not None:
-        accounts.add(grant.retiring)
+    named = {grant.retiring} if grant.retiring is not None else set()
     if "RetireGrant" in grant.operations:
-        accounts.add(grant.grantee)
-    if caller.root in accounts:
+        named.add(grant.grantee)
+    if caller.root in named:
         await call.authorize("kms:RetireGrant", resource=key.arn)
+        return
+    if caller.root == grant.issuing_account:
+        # The key policy decides here as for any action: one that leaves the
+        # caller out (or denies it) is not bypassed by an identity policy.
+        await call.authorize("kms:RetireGrant", key)
         return
     call.decision = "deny"
     call.decided_by = f"grant {grant.grant_id} does not let the caller retire it"
