@@ -197,7 +197,11 @@ async def build(
         dev_clock=dev_clock,
         barrier=barrier,
         operator_token=token,
-        operator_account=settings.account_id if settings.dev else token.account or settings.account_id,
+        # The account `operator init` made; in --dev (and for an operator.json
+        # from before it was recorded) the configured account.
+        operator_account=token.account
+        if token.account and not settings.dev
+        else settings.account_id,
     )
     pipeline.operator_api = Operator(
         keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)

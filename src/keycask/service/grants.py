@@ -526,10 +526,7 @@ async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
     if grant.retiring == caller.arn:
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id} retiring principal"
         return
-    if (
-        grant.grantee == caller.arn
-        and "RetireGrant" in grant.operations
-    ):
+    if grant.grantee == caller.arn and "RetireGrant" in grant.operations:
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id}"
         return
     named = {grant.retiring} if grant.retiring is not None else set()
