@@ -186,7 +186,13 @@ async def build(
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
     token = OperatorToken(settings.data_dir)
-    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer(keys))
+    deps = Deps(
+        keys=keys,
+        clock=lifecycle,
+        usage=UsageTracker(keys),
+        authz=Authorizer(keys),
+        credentials=credentials,
+    )
     pipeline = Pipeline(
         deps,
         credentials,
