@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawResponse, send, sign
 
@@ -174,3 +176,67 @@ def test_retire_grant_is_evaluated_with_the_key_policy(server: Server) -> None:
     carol_kms.retire_grant(KeyId=open_key, GrantId=other["GrantId"])
     assert admin.list_grants(KeyId=open_key)["Grants"] == []
     assert carol_arn.endswith(f"carol-{suffix}")
+
+
+def _delete_principal(server: Server, creds: tuple[str, str], name: str) -> None:
+    gone = _signed(server, creds, "KeycaskAdmin.DeletePrincipal", {"Name": name})
+    assert gone.status == 200, gone.body
+
+
+def _code(call: Any, **kwargs: Any) -> str | None:
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        return str(error.response["Error"]["Code"])
+    return None
+
+
+def test_a_recreated_principal_inherits_no_policy_or_grant(server: Server) -> None:
+    admin_creds = server.credentials()
+    admin = server.client()
+    me = _signed(server, admin_creds, "KeycaskAdmin.GetPrincipal", {"Name": "admin"}).json()
+    name = f"bob-{uuid.uuid4().hex[:8]}"
+    made = _signed(server, admin_creds, "KeycaskAdmin.CreatePrincipal", {"Name": name}).json()
+    bob_arn, first_id = made["Arn"], made["UniqueId"]
+    assert first_id.startswith("AIDA") and len(first_id) == 21
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "Admin", "Effect": "Allow", "Principal": {"AWS": me["Arn"]},
+             "Action": "kms:*", "Resource": "*"},
+            {"Sid": "Bob", "Effect": "Allow", "Principal": {"AWS": [bob_arn]},
+             "Action": "kms:Encrypt", "Resource": "*"},
+        ],
+    }  # fmt: skip
+    named = admin.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+    granted = admin.create_key()["KeyMetadata"]["KeyId"]
+    admin.create_grant(
+        KeyId=granted, GranteePrincipal=bob_arn, RetiringPrincipal=bob_arn,
+        Operations=["Encrypt"],
+    )  # fmt: skip
+    old_bob = server.client((made["AccessKeyId"], made["SecretAccessKey"]))
+    assert _code(old_bob.encrypt, KeyId=named, Plaintext=b"x") is None
+    assert _code(old_bob.encrypt, KeyId=granted, Plaintext=b"x") is None
+
+    # Deleted, and made again under the same name: another principal.
+    _delete_principal(server, admin_creds, name)
+    again = _signed(server, admin_creds, "KeycaskAdmin.CreatePrincipal", {"Name": name}).json()
+    assert again["Arn"] == bob_arn and again["UniqueId"] != first_id
+    new_bob = server.client((again["AccessKeyId"], again["SecretAccessKey"]))
+    assert _code(new_bob.encrypt, KeyId=named, Plaintext=b"x") == "AccessDeniedException"
+    assert _code(new_bob.encrypt, KeyId=granted, Plaintext=b"x") == "AccessDeniedException"
+    grant_id = admin.list_grants(KeyId=granted)["Grants"][0]["GrantId"]
+    assert _code(new_bob.retire_grant, KeyId=granted, GrantId=grant_id) == "AccessDeniedException"
+
+    # The policy shows the deleted principal by its unique id, as AWS does;
+    # put back as shown, it still names nobody alive.
+    shown = json.loads(admin.get_key_policy(KeyId=named, PolicyName="default")["Policy"])
+    principals = {s["Sid"]: s["Principal"]["AWS"] for s in shown["Statement"]}
+    assert principals == {"Admin": me["Arn"], "Bob": [first_id]}
+    admin.put_key_policy(KeyId=named, PolicyName="default", Policy=json.dumps(shown))
+    assert _code(new_bob.encrypt, KeyId=named, Plaintext=b"x") == "AccessDeniedException"
+    # Naming the ARN again is a new decision: it names the new principal.
+    admin.put_key_policy(KeyId=named, PolicyName="default", Policy=json.dumps(policy))
+    assert _code(new_bob.encrypt, KeyId=named, Plaintext=b"x") is None
+    shown = json.loads(admin.get_key_policy(KeyId=named, PolicyName="default")["Policy"])
+    assert shown == policy
