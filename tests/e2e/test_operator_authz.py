@@ -240,3 +240,47 @@ def test_a_recreated_principal_inherits_no_policy_or_grant(server: Server) -> No
     assert _code(new_bob.encrypt, KeyId=named, Plaintext=b"x") is None
     shown = json.loads(admin.get_key_policy(KeyId=named, PolicyName="default")["Policy"])
     assert shown == policy
+
+
+def _alias_error(call: Any, **kwargs: Any) -> tuple[str, str]:
+    try:
+        call(**kwargs)
+    except ClientError as error:
+        return str(error.response["Error"]["Code"]), str(error.response["Error"]["Message"])
+    raise AssertionError(f"{kwargs} was accepted")
+
+
+def test_alias_names_are_validated_as_aws_does(kms: Any) -> None:
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    name = f"alias/valid-{uuid.uuid4().hex[:8]}"
+    kms.create_alias(AliasName=name, TargetKeyId=key)
+    prefix = (
+        "ValidationException",
+        'Alias must start with the prefix "alias/". Please see '
+        "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html",
+    )
+    pattern = (
+        "ValidationException",
+        "1 validation error detected: Value 'alias/bad!' at 'aliasName' failed to satisfy "
+        "constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+    )
+    colon = ("ValidationException", "alias/my:alias contains invalid characters for an alias")
+    for call, extra in (
+        (kms.create_alias, {"TargetKeyId": key}),
+        (kms.update_alias, {"TargetKeyId": key}),
+        (kms.delete_alias, {}),
+    ):
+        assert _alias_error(call, AliasName="my-alias", **extra) == prefix
+        assert _alias_error(call, AliasName="alias/bad!", **extra) == pattern
+        assert _alias_error(call, AliasName="alias/my:alias", **extra) == colon
+        assert _alias_error(call, AliasName="alias/aws/mine", **extra)[0] == (
+            "NotAuthorizedException"
+        )
+    # A target that is an alias, by name or ARN, is refused as invalid.
+    arn = f"arn:aws:kms:us-east-1:000000000000:{name}"
+    for target in (name, arn):
+        for call in (kms.create_alias, kms.update_alias):
+            assert _alias_error(call, AliasName=name + "-2", TargetKeyId=target) == (
+                "ValidationException",
+                "Aliases must refer to keys. Not aliases",
+            )
