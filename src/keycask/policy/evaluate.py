@@ -176,6 +176,11 @@ def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
     return None
 
 
+# For the policy tools (who-can, simulate), which must read principals as
+# evaluation does.
+listed = _listed
+
+
 def _principal_scope(statement: Statement, subject: Subject) -> str | None:
     if statement.principal is not None:
         return _listed(statement.principal, subject)
