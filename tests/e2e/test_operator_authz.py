@@ -196,7 +196,10 @@ def test_a_recreated_principal_inherits_no_policy_or_grant(server: Server) -> No
     admin = server.client()
     me = _signed(server, admin_creds, "KeycaskAdmin.GetPrincipal", {"Name": "admin"}).json()
     name = f"bob-{uuid.uuid4().hex[:8]}"
-    made = _signed(server, admin_creds, "KeycaskAdmin.CreatePrincipal", {"Name": name}).json()
+    answer = _signed(server, admin_creds, "KeycaskAdmin.CreatePrincipal", {"Name": name})
+    assert answer.status == 200, answer.body
+    made = answer.json()
+    assert "UniqueId" in made, made
     bob_arn, first_id = made["Arn"], made["UniqueId"]
     assert first_id.startswith("AIDA") and len(first_id) == 21
     policy = {
