@@ -553,7 +553,7 @@ async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
     if grant.retiring == caller.arn and _same_principal(grant.retiring_id, caller):
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id} retiring principal"
         return
-    if grant.grantee == caller.arn and "RetireGrant" in grant.operations:
+    if grant_view(grant).names(caller) and "RetireGrant" in grant.operations:
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id}"
         return
     named = {grant.retiring} if grant.retiring is not None else set()
