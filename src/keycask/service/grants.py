@@ -24,9 +24,12 @@ Rules, as the AWS KMS API Reference and Developer Guide give them:
   encryption context constraint at least as narrow.
 - Name makes CreateGrant idempotent: the same name and parameters on the same
   key answer the existing grant's id, with a new token.
-- RetireGrant: the retiring principal, the grantee if the grant allows
-  RetireGrant, or the account that issued the grant (its identity policies
-  must allow kms:RetireGrant). RevokeGrant: kms:RevokeGrant on the key.
+- RetireGrant: the retiring principal, or the grantee if the grant allows
+  RetireGrant, without any policy (each checked by ARN and the unique id it
+  had when the grant was made); an account named so delegates to its
+  principals' identity policies; other principals of the issuing account need
+  kms:RetireGrant evaluated like any action, key policy first.
+  RevokeGrant: kms:RevokeGrant on the key.
 """
 
 from __future__ import annotations
