@@ -185,7 +185,14 @@ async def build(
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
-    deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer(keys))
+    token = OperatorToken(settings.data_dir)
+    deps = Deps(
+        keys=keys,
+        clock=lifecycle,
+        usage=UsageTracker(keys),
+        authz=Authorizer(keys),
+        credentials=credentials,
+    )
     pipeline = Pipeline(
         deps,
         credentials,
@@ -195,7 +202,12 @@ async def build(
         coordinator=coordinator,
         dev_clock=dev_clock,
         barrier=barrier,
-        operator_token=OperatorToken(settings.data_dir),
+        operator_token=token,
+        # The account `operator init` made; in --dev (and for an operator.json
+        # from before it was recorded) the configured account.
+        operator_account=token.account
+        if token.account and not settings.dev
+        else settings.account_id,
     )
     pipeline.operator_api = Operator(
         keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)

@@ -65,6 +65,13 @@ class AccessDeniedException(KMSError):
     code = "AccessDeniedException"
 
 
+class NotAuthorizedException(KMSError):
+    """Not in botocore's KMS model, but what AWS answers for an alias name
+    under the reserved ``alias/aws/`` prefix."""
+
+    code = "NotAuthorizedException"
+
+
 # -- errors from the KMS model --
 
 

@@ -355,7 +355,7 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     finally:
         audit.close()
         await storage.close()
-    token = operator_token.create(data_dir)
+    token = operator_token.create(data_dir, account)
     result: dict[str, Any] = {
         "seal": args.seal,
         "data_dir": str(data_dir),

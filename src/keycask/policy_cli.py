@@ -442,7 +442,7 @@ async def _reset(store: _Store, args: argparse.Namespace) -> int:
     default = default_key_policy(key.account)
     changed = key.policy != default
     if changed:
-        new = key.replace(policy=default)
+        new = key.replace(policy=default, policy_principals=())
         writes = store.keys.stage_update(stored, new)
         audit = AuditLog.open(store.settings.data_dir / AUDIT_DIR, "cli")
         try:

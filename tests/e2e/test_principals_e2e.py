@@ -539,7 +539,13 @@ def test_principals_from_the_first_release(tmp_path: Path) -> None:
         )
         legacy = server.client(old["old-1"])
         assert _error(legacy.list_keys) == "AccessDeniedException"
+        # Stored without a unique id: one derived from the ARN and creation
+        # time, the same on every read and once the principal is rewritten.
+        unique_id = cli.json("GetPrincipal", "get", "legacy")["UniqueId"]
+        assert unique_id.startswith("AIDA") and len(unique_id) == 21
+        assert cli.json("GetPrincipal", "get", "neighbour")["UniqueId"] != unique_id
         third = cli.json("CreateAccessKey", "access-keys", "create", "legacy", "--json")
+        assert cli.json("GetPrincipal", "get", "legacy")["UniqueId"] == unique_id
         listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy")
         assert len(listed) == 3
         cli.ok("DeleteAccessKey", "access-keys", "delete", old["old-1"][0])

@@ -18,6 +18,7 @@ step of their own to put in between (the --dev bootstrap, tests).
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,6 +39,11 @@ _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _PRINCIPAL_PREFIX = "principal/"
 _ACCESS_KEY_PATH = "accesskey/"
 KINDS = ("user", "role")
+# AWS's unique-id prefixes (IAM "Unique identifiers"): AIDA users, AROA roles.
+_UNIQUE_ID_PREFIXES = {"user": "AIDA", "role": "AROA"}
+_UNIQUE_ID_LENGTH = 21
+# A principal ARN keycask can resolve: its own users and roles (no paths).
+_PRINCIPAL_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):(user|role)/([A-Za-z0-9+=,.@_-]{1,64})$")
 # Access keys one principal may have at once (AWS IAM allows two).
 MAX_ACCESS_KEYS = 10
 
@@ -50,6 +56,27 @@ def check_name(name: str) -> None:
 def check_account(account: str) -> None:
     if not _ACCOUNT.match(account):
         raise ValidationException("account ids are 12 digits")
+
+
+def new_unique_id(kind: str) -> str:
+    """A fresh unique id, shaped like AWS's (``AIDA`` + 17 base32 characters)."""
+    prefix = _UNIQUE_ID_PREFIXES.get(kind, "AIDA")
+    return prefix + "".join(secrets.choice(_BASE32) for _ in range(_UNIQUE_ID_LENGTH - 4))
+
+
+def legacy_unique_id(arn: str, kind: str, created: float) -> str:
+    """The unique id of a principal stored before principals had one:
+    derived from its ARN and creation time, so it is stable across reads and
+    processes, and differs from any principal created later with that name
+    (which gets a random id)."""
+    digest = base64.b32encode(hashlib.sha256(f"{arn}\n{created!r}".encode()).digest()).decode()
+    return _UNIQUE_ID_PREFIXES.get(kind, "AIDA") + digest[: _UNIQUE_ID_LENGTH - 4]
+
+
+def parse_principal_arn(arn: str) -> tuple[str, str, str] | None:
+    """(account, kind, name) of a keycask user or role ARN, else None."""
+    match = _PRINCIPAL_ARN.match(arn)
+    return None if match is None else (match[1], match[2], match[3])
 
 
 def is_access_key_id(value: str) -> bool:
@@ -69,6 +96,10 @@ class Principal:
     tags: tuple[tuple[str, str], ...] = ()
     # (policy name, policy document as stored) of each identity policy.
     policies: tuple[tuple[str, str], ...] = ()
+    # AWS's unique id (AIDA... / AROA...): a principal deleted and created
+    # again with the same name is another principal, with another id, and
+    # policies and grants that named the first one do not apply to it.
+    unique_id: str = ""
 
     @property
     def arn(self) -> str:
@@ -79,13 +110,20 @@ class Principal:
         tags = doc.get("tags") or {}
         policies = doc.get("policies") or {}
         assert isinstance(tags, dict) and isinstance(policies, dict)
+        kind = str(doc.get("kind", "user"))
+        unique_id = doc.get("unique_id")
+        if not isinstance(unique_id, str) or not unique_id:
+            created = doc.get("created", 0.0)
+            when = float(created) if isinstance(created, int | float) else 0.0
+            unique_id = legacy_unique_id(f"arn:aws:iam::{account}:{kind}/{name}", kind, when)
         return cls(
             account,
             name,
             bool(doc["admin"]),
-            str(doc.get("kind", "user")),
+            kind,
             tuple(sorted((str(k), str(v)) for k, v in tags.items())),
             tuple(sorted((str(k), str(v)) for k, v in policies.items())),
+            unique_id,
         )
 
 
@@ -185,6 +223,18 @@ class CredentialStore:
             return None
         return Principal.from_doc(account, name, orjson.loads(found.value))
 
+    async def unique_id(self, arn: str) -> str | None:
+        """The unique id of the principal ``arn`` names now, or None if it
+        names none keycask has (an account, a session, a deleted principal)."""
+        parsed = parse_principal_arn(arn)
+        if parsed is None:
+            return None
+        account, kind, name = parsed
+        principal = await self.get_principal(account, name)
+        if principal is None or principal.kind != kind:
+            return None
+        return principal.unique_id
+
     async def create_principal(
         self,
         account: str,
@@ -278,7 +328,15 @@ class CredentialStore:
             raise ValidationException("a principal is a user or a role")
         if await self._barrier.get(_principal_path(account, name)) is not None:
             raise AlreadyExistsException(f"principal {name} already exists in account {account}")
-        principal = Principal(account, name, admin, kind, tuple(sorted((tags or {}).items())), ())
+        principal = Principal(
+            account,
+            name,
+            admin,
+            kind,
+            tuple(sorted((tags or {}).items())),
+            (),
+            new_unique_id(kind),
+        )
         key = AccessKey(new_access_key_id(), principal, True, new_secret())
         now = datetime.now(UTC).timestamp()
         stored = StoredPrincipal(principal, 0, now, (key.access_key_id,))
@@ -371,6 +429,7 @@ class CredentialStore:
         doc = {
             "admin": p.admin,
             "kind": p.kind,
+            "unique_id": p.unique_id,
             "created": stored.created,
             "tags": dict(p.tags),
             "policies": dict(p.policies),

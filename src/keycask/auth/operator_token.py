@@ -5,6 +5,11 @@ the barrier, so nothing can check a signature until it is open).
 Made once by ``operator init`` and printed once; ``<data>/operator.json``
 keeps only its SHA-256. A plain hash is enough for 256 random bits (no
 dictionary to try), and the comparison is constant time.
+
+The file also names the *operator account*: the account ``operator init``
+made the first administrator in. Only that account's administrators may make
+operator calls with their SigV4 signature; an administrator of any other
+account runs that account only, never the server.
 """
 
 from __future__ import annotations
@@ -26,13 +31,14 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def create(data_dir: Path) -> str:
-    """A new token, its hash written to ``operator.json`` (never replaced)."""
+def create(data_dir: Path, account: str) -> str:
+    """A new token, its hash written to ``operator.json`` (never replaced)
+    with the operator account."""
     token = _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
     path = Path(data_dir) / TOKEN_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"sha256": _digest(token)}, handle)
+        json.dump({"sha256": _digest(token), "account": account}, handle)
         handle.flush()
         os.fsync(handle.fileno())
     return token
@@ -42,11 +48,17 @@ class OperatorToken:
     def __init__(self, data_dir: Path) -> None:
         path = Path(data_dir) / TOKEN_FILE
         self._digest: str | None = None
+        # None in a file written before the account was recorded: the server
+        # then takes its configured account (KEYCASK_ACCOUNT_ID).
+        self.account: str | None = None
         if path.exists():
             if path.stat().st_mode & 0o077:
                 raise PermissionError(f"{path} must be readable by its owner only (chmod 600)")
-            value = json.loads(path.read_text()).get("sha256")
+            doc = json.loads(path.read_text())
+            value = doc.get("sha256")
             self._digest = value if isinstance(value, str) else None
+            account = doc.get("account")
+            self.account = account if isinstance(account, str) else None
 
     @property
     def configured(self) -> bool:

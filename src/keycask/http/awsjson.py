@@ -6,9 +6,12 @@ parse plus a walk over the members of its operation. AWS member names stop
 here: decoded structures have snake_case keys and encoders read snake_case
 attributes or keys.
 
-Messages follow AWS's wording ("1 validation error detected: Value at 'keyId'
-failed to satisfy constraint: ...") with one deliberate difference: no message
-ever repeats a member's value, because values may be plaintext or secrets.
+Messages follow AWS's wording ("1 validation error detected: Value 'x' at
+'keyId' failed to satisfy constraint: ..."), quoting the offending string or
+number as AWS does, except for members whose shape the model marks
+``sensitive`` (Plaintext, key store passwords, XKS credentials): those are
+never repeated, nor are blobs, lists or maps. A quoted value is cut at
+``_MAX_VALUE_SHOWN`` characters.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ _INTEGER_RANGES: Final = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2
 # count stays exact, the listing stops here.
 _MAX_LISTED_VIOLATIONS: Final = 25
 _MAX_NAME_SHOWN: Final = 64
+_MAX_VALUE_SHOWN: Final = 1024
 
 
 def snake_case(name: str) -> str:
@@ -191,14 +195,22 @@ def _missing(path: str) -> str:
     return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
 
 
-def _violation(path: str, rule: str) -> str:
-    return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
+def _violation(path: str, rule: str, value: str | None = None) -> str:
+    """AWS's wording; ``value`` is quoted when given (never for a sensitive
+    member: the caller passes None)."""
+    if value is None:
+        return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
+    if len(value) > _MAX_VALUE_SHOWN:
+        value = value[:_MAX_VALUE_SHOWN] + "..."
+    return f"Value '{value}' at '{path}' failed to satisfy constraint: Member must {rule}"
 
 
-def _size_violation(path: str, size: int, low: int, high: int, noun: str) -> str:
+def _size_violation(
+    path: str, size: int, low: int, high: int, noun: str, *, value: str | None = None
+) -> str:
     if size < low:
-        return _violation(path, f"have {noun} greater than or equal to {low}")
-    return _violation(path, f"have {noun} less than or equal to {high}")
+        return _violation(path, f"have {noun} greater than or equal to {low}", value)
+    return _violation(path, f"have {noun} less than or equal to {high}", value)
 
 
 def _member_path(name: str) -> str:
@@ -454,6 +466,7 @@ class _Compiler:
         enum_rule = f"satisfy enum value set: [{', '.join(shape.get('enum', ()))}]"
         pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
         pattern_rule = f"satisfy regular expression pattern: {shape.get('pattern')}"
+        sensitive = bool(shape.get("sensitive"))
         if low == 0 and high == _UNBOUNDED and allowed is None and pattern is None:
             return _decode_plain_string
 
@@ -461,14 +474,15 @@ class _Compiler:
             if type(value) is not str:
                 raise _wrong_type(path, "a string", value)
             size = len(value)
+            shown = None if sensitive else value
             if not low <= size <= high:
-                violations.append(_size_violation(path, size, low, high, "length"))
+                violations.append(_size_violation(path, size, low, high, "length", value=shown))
             if allowed is not None and value not in allowed:
-                violations.append(_violation(path, enum_rule))
+                violations.append(_violation(path, enum_rule, shown))
             # An over-long value is not matched at all: its length is already an
             # error and a pattern should never get the chance to backtrack on it.
             if pattern is not None and size <= high and pattern.fullmatch(value) is None:
-                violations.append(_violation(path, pattern_rule))
+                violations.append(_violation(path, pattern_rule, shown))
             return value
 
         return decode
@@ -627,16 +641,18 @@ def _integer_decoder(kind: str, shape: Mapping[str, Any]) -> Decoder:
     low = int(shape.get("min", smallest))
     high = int(shape.get("max", largest))
     width = "32-bit" if kind == "integer" else "64-bit"
+    sensitive = bool(shape.get("sensitive"))
 
     def decode(value: Any, path: str, violations: list[str]) -> Any:
         if type(value) is not int:
             raise _wrong_type(path, "an integer", value)
         if not smallest <= value <= largest:
             raise SerializationException(f"Value at '{path}' does not fit a {width} integer")
+        shown = None if sensitive else str(value)
         if value < low:
-            violations.append(_violation(path, f"have value greater than or equal to {low}"))
+            violations.append(_violation(path, f"have value greater than or equal to {low}", shown))
         elif value > high:
-            violations.append(_violation(path, f"have value less than or equal to {high}"))
+            violations.append(_violation(path, f"have value less than or equal to {high}", shown))
         return value
 
     return decode

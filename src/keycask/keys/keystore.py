@@ -149,6 +149,10 @@ class Grant:
     issuing_account: str  # arn:aws:iam::<account>:root
     created: datetime
     token_hashes: tuple[str, ...]
+    # Unique ids of the grantee and retiring principal when the grant was
+    # made (None: an account, a session, or a grant from before ids).
+    grantee_id: str | None = None
+    retiring_id: str | None = None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -164,6 +168,8 @@ class Grant:
             "issuing_account": self.issuing_account,
             "created": self.created.timestamp(),
             "token_hashes": list(self.token_hashes),
+            "grantee_id": self.grantee_id,
+            "retiring_id": self.retiring_id,
         }
 
     @classmethod
@@ -181,6 +187,8 @@ class Grant:
             issuing_account=str(doc["issuing_account"]),
             created=datetime.fromtimestamp(float(doc["created"]), UTC),
             token_hashes=tuple(doc.get("token_hashes", ())),
+            grantee_id=doc.get("grantee_id"),
+            retiring_id=doc.get("retiring_id"),
         )
 
 

@@ -216,6 +216,10 @@ class Key:
     # deleted pending material's number included): a version number names
     # one material forever, and caches and ciphertexts rely on it.
     last_version: int = 0
+    # (principal ARN, unique id) of each user or role the policy named when
+    # it was put: a principal deleted and created again under the same name
+    # has another id, and the policy does not name it (authz.py).
+    policy_principals: tuple[tuple[str, str], ...] = ()
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -304,6 +308,7 @@ class Key:
             "on_demand_rotations": self.on_demand_rotations,
             "deletion_date": _opt_ts(self.deletion_date),
             "last_version": self.last_version,
+            "policy_principals": dict(self.policy_principals),
         }
 
     @classmethod
@@ -327,6 +332,7 @@ class Key:
             on_demand_rotations=int(doc["on_demand_rotations"]),
             deletion_date=_opt_dt(doc["deletion_date"]),
             last_version=int(doc.get("last_version", 0)),
+            policy_principals=tuple(sorted((doc.get("policy_principals") or {}).items())),
         )
 
 

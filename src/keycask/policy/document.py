@@ -38,7 +38,7 @@ import difflib
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -329,6 +329,9 @@ _ISO_8601 = re.compile(
 )
 _EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
+# AWS's unique ids of users (AIDA) and roles (AROA).
+UNIQUE_ID = re.compile(r"A(?:IDA|ROA)[A-Z0-9]{17}")
+
 # Wildcard tokens for ``wildcard_match``: a pattern is a sequence of tokens,
 # each one literal character or one of these two (longer, so never a char).
 ANY_RUN = "<*>"
@@ -345,6 +348,9 @@ class PrincipalSpec:
     aws: tuple[str, ...] = ()
     # {"Service": ...} principals, kept; they never match a keycask caller.
     services: tuple[str, ...] = ()
+    # ARN -> the unique id of the principal it named when the policy was put
+    # (keycask records it beside the key's policy; never parsed from text).
+    bound: Mapping[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1031,6 +1037,10 @@ def _principal(raw: object, where: str) -> PrincipalSpec:
 def _aws_principal(value: str, where: str) -> str:
     if _ACCOUNT_ID.fullmatch(value):
         return f"arn:aws:iam::{value}:root"
+    if UNIQUE_ID.fullmatch(value):
+        # A principal's unique id, as GetKeyPolicy shows a principal deleted
+        # since the policy was put: kept, so such a policy can be put back.
+        return value
     if _IAM_PRINCIPAL.fullmatch(value) or _STS_PRINCIPAL.fullmatch(value):
         return value
     if "*" in value or "?" in value:

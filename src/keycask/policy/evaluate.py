@@ -68,6 +68,9 @@ class Subject:
     tags: Mapping[str, str] = field(default_factory=dict)
     # (name, document) of each identity policy attached to the caller.
     policies: tuple[tuple[str, Policy], ...] = ()
+    # The principal's unique id (AIDA.../AROA...): a key policy or grant that
+    # recorded another id for this ARN named an earlier principal of that name.
+    unique_id: str = ""
 
     @property
     def root(self) -> str:
@@ -88,6 +91,13 @@ class GrantView:
     operations: frozenset[str]  # "Decrypt", "Encrypt", ...
     context_equals: Mapping[str, str] | None = None
     context_subset: Mapping[str, str] | None = None
+    # The grantee's unique id when the grant was made (None: an account, or
+    # a grant from before ids were recorded).
+    grantee_id: str | None = None
+
+    def names(self, subject: Subject) -> bool:
+        """Whether the grant's grantee is ``subject`` itself."""
+        return self.grantee == subject.arn and self.grantee_id in (None, subject.unique_id)
 
     def covers(self, operation: str, encryption_context: Mapping[str, str] | None) -> bool:
         if operation not in self.operations:
@@ -150,14 +160,25 @@ def _resource_in(statement: Statement, resource: str, *, key_policy: bool) -> bo
 
 
 def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
-    """How ``spec`` names the subject: "direct", "account", or None."""
+    """How ``spec`` names the subject: "direct", "account", or None. An ARN
+    the policy recorded with another unique id named an earlier principal of
+    that name (deleted since): it does not name this one."""
     if spec.any or "*" in spec.aws:
         return "direct"
     if subject.arn in spec.aws:
+        bound = spec.bound.get(subject.arn) if spec.bound else None
+        if bound is None or bound == subject.unique_id:
+            return "direct"
+    if subject.unique_id and subject.unique_id in spec.aws:
         return "direct"
     if subject.root in spec.aws:
         return "account"
     return None
+
+
+# For the policy tools (who-can, simulate), which must read principals as
+# evaluation does.
+listed = _listed
 
 
 def _principal_scope(statement: Statement, subject: Subject) -> str | None:
@@ -276,7 +297,7 @@ def _decide(request: Request) -> Decision:
     for grant in request.grants:
         if not grant.covers(operation, request.encryption_context):
             continue
-        if grant.grantee == subject.arn:
+        if grant.names(subject):
             return Decision(True, f"grant {grant.grant_id}")
         # A grant to an account lets that account's identity policies decide,
         # as a key policy statement naming the account root does.

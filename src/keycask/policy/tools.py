@@ -29,7 +29,7 @@ from keycask.policy.document import (
     pattern_tokens,
     wildcard_match,
 )
-from keycask.policy.evaluate import Decision, GrantView, Request, Subject, decide
+from keycask.policy.evaluate import Decision, GrantView, Request, Subject, decide, listed
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
@@ -441,17 +441,10 @@ def _scope(statement: Statement, subject: Subject) -> str | None:
     """How a key policy statement names the subject (as evaluate.py reads
     it): "direct", "account", or None."""
 
-    def listed(spec: PrincipalSpec) -> str | None:
-        if _any(spec) or subject.arn in spec.aws:
-            return "direct"
-        if subject.root in spec.aws:
-            return "account"
-        return None
-
     if statement.principal is not None:
-        return listed(statement.principal)
+        return listed(statement.principal, subject)
     if statement.not_principal is not None:
-        return None if listed(statement.not_principal) else "direct"
+        return None if listed(statement.not_principal, subject) else "direct"
     return "direct"
 
 

@@ -27,9 +27,9 @@ names principals, policies and access key ids only).
 Operations (``?`` = optional; Account defaults to the caller's account):
 
     CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?}
-                          -> {Arn, AccessKeyId, SecretAccessKey}
-    GetPrincipal          {Name, Account?} -> {Arn, Name, Account, Kind, Admin,
-                          Tags, PolicyNames, AccessKeyCount, CreateDate}
+                          -> {Arn, UniqueId, AccessKeyId, SecretAccessKey}
+    GetPrincipal          {Name, Account?} -> {Arn, UniqueId, Name, Account, Kind,
+                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate}
     ListPrincipals        {Account?, Marker?, Limit?}
                           -> {Principals: [{Arn, Name, Kind, Admin}], Truncated, NextMarker?}
     DeletePrincipal       {Name, Account?}: the principal, its policies and all
@@ -273,7 +273,12 @@ async def create_principal(store: CredentialStore, call: Call, fields: Fields) -
     )
     role = " (administrator)" if admin else ""
     call.detail = f"created {arn}{role} with access key {key.access_key_id}"
-    result = {"Arn": arn, "AccessKeyId": key.access_key_id, "SecretAccessKey": key.secret}
+    result = {
+        "Arn": arn,
+        "UniqueId": key.principal.unique_id,
+        "AccessKeyId": key.access_key_id,
+        "SecretAccessKey": key.secret,
+    }
     return Outcome(result, writes)
 
 
@@ -284,6 +289,7 @@ async def get_principal(store: CredentialStore, call: Call, fields: Fields) -> O
     return Outcome(
         {
             "Arn": p.arn,
+            "UniqueId": p.unique_id,
             "Name": p.name,
             "Account": p.account,
             "Kind": p.kind,

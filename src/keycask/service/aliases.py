@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from keycask.errors import (
     AlreadyExistsException,
-    InvalidAliasNameException,
     InvalidMarkerException,
+    NotAuthorizedException,
     NotFoundException,
+    ValidationException,
 )
 from keycask.keys.keystore import Stored
 from keycask.keys.model import Alias, Key, alias_arn
@@ -20,10 +21,25 @@ from keycask.service.results import AliasListEntry, ListAliasesResult
 
 
 def _check_name(name: str) -> None:
+    """AWS's checks and answers, in AWS's order (the codec has already
+    checked the model's length and pattern, ^[a-zA-Z0-9:/_-]+$)."""
     if not name.startswith("alias/") or len(name) <= len("alias/"):
-        raise InvalidAliasNameException('Alias must start with the prefix "alias/".')
+        raise ValidationException(
+            'Alias must start with the prefix "alias/". Please see '
+            "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
+        )
     if name.startswith("alias/aws/"):
-        raise InvalidAliasNameException("Alias names beginning with alias/aws/ are reserved.")
+        raise NotAuthorizedException(
+            "Alias names that begin with alias/aws/ are reserved for AWS managed keys."
+        )
+    if ":" in name:
+        # The model's pattern allows ':', AWS's alias names do not.
+        raise ValidationException(f"{name} contains invalid characters for an alias")
+
+
+def _check_target(ref: str) -> None:
+    if ref.startswith("alias/") or (ref.startswith("arn:") and ":alias/" in ref):
+        raise ValidationException("Aliases must refer to keys. Not aliases")
 
 
 async def _target(deps: Deps, call: Call, ref: str, operation: str) -> Stored[Key]:
@@ -37,6 +53,7 @@ async def _target(deps: Deps, call: Call, ref: str, operation: str) -> Stored[Ke
 
 async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     _check_name(req.alias_name)
+    _check_target(req.target_key_id)
     target = (await _target(deps, call, req.target_key_id, "CreateAlias")).value
     call.key_arn = target.arn
     await call.authorize(
@@ -55,6 +72,7 @@ async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
 
 async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     _check_name(req.alias_name)
+    _check_target(req.target_key_id)
     existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
     arn = alias_arn(call.region, call.account, req.alias_name)
     if existing is None:

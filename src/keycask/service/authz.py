@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import hmac
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -153,7 +155,64 @@ def grant_view(grant: Grant) -> StoredGrantView:
         frozenset(grant.operations),
         grant.context_equals,
         grant.context_subset,
+        grant.grantee_id,
     )
+
+
+def _bind_spec(spec: PrincipalSpec | None, ids: Mapping[str, str]) -> PrincipalSpec | None:
+    if spec is None:
+        return None
+    bound = {arn: ids[arn] for arn in spec.aws if arn in ids}
+    return dataclasses.replace(spec, bound=bound) if bound else spec
+
+
+def bind_policy(policy: Policy, ids: Mapping[str, str]) -> Policy:
+    """``policy`` with each principal ARN tied to the unique id it named when
+    the policy was put (evaluate.py's ``_listed`` compares them)."""
+    return dataclasses.replace(
+        policy,
+        statements=tuple(
+            dataclasses.replace(
+                statement,
+                principal=_bind_spec(statement.principal, ids),
+                not_principal=_bind_spec(statement.not_principal, ids),
+            )
+            for statement in policy.statements
+        ),
+    )
+
+
+def principal_arns(policy: Policy) -> tuple[str, ...]:
+    """The user and role ARNs a policy's Principal and NotPrincipal name."""
+    found: dict[str, None] = {}
+    for statement in policy.statements:
+        for spec in (statement.principal, statement.not_principal):
+            if spec is not None:
+                found.update((arn, None) for arn in spec.aws if not arn.endswith(":root"))
+    return tuple(found)
+
+
+def render_policy(text: str, gone: Mapping[str, str]) -> str:
+    """The policy as GetKeyPolicy shows it: each principal ARN in ``gone``
+    (deleted, or since re-created as another principal) replaced by the
+    unique id it named, as AWS shows a deleted principal."""
+    if not gone:
+        return text
+    doc = json.loads(text)
+    statements = doc.get("Statement")
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if not isinstance(statement, dict):
+            continue
+        for element in ("Principal", "NotPrincipal"):
+            spec = statement.get(element)
+            if not isinstance(spec, dict) or "AWS" not in spec:
+                continue
+            value = spec["AWS"]
+            if isinstance(value, str):
+                spec["AWS"] = gone.get(value, value)
+            elif isinstance(value, list):
+                spec["AWS"] = [gone.get(v, v) if isinstance(v, str) else v for v in value]
+    return json.dumps(doc, indent=2)
 
 
 _TOKEN_VERSION = 1
@@ -206,6 +265,9 @@ def parse_grant_token(token: str) -> GrantToken:
 class Authorizer:
     def __init__(self, keys: KeyStore | None = None) -> None:
         self._key_policies: BoundedCache[str, Policy] = BoundedCache(_CACHE)
+        self._bound_policies: BoundedCache[tuple[str, tuple[tuple[str, str], ...]], Policy] = (
+            BoundedCache(_CACHE)
+        )
         self._subjects: BoundedCache[Principal, Subject] = BoundedCache(_CACHE)
         self._deny_all_key_policy = _deny_all_key_policy()
         self._keys = keys
@@ -216,7 +278,14 @@ class Authorizer:
         ] = BoundedCache(_CACHE)
 
     def key_policy(self, key: Key) -> Policy:
-        return self.parse_key_policy(key.policy)
+        if not key.policy_principals:
+            return self.parse_key_policy(key.policy)
+        cache_key = (key.policy, key.policy_principals)
+        found = self._bound_policies.get(cache_key)
+        if found is None:
+            found = bind_policy(self.parse_key_policy(key.policy), dict(key.policy_principals))
+            self._bound_policies.put(cache_key, found)
+        return found
 
     def parse_key_policy(self, text: str) -> Policy:
         found = self._key_policies.get(text)
@@ -243,6 +312,7 @@ class Authorizer:
                 principal.admin,
                 dict(principal.tags),
                 tuple(policies),
+                principal.unique_id,
             )
             self._subjects.put(principal, found)
         return found

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,14 +14,6 @@ from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.ports import Write
 from keycask.service.authz import Authorizer
-
-
-def principal_id(arn: str) -> str:
-    """A stable unique id for aws:userid. AWS issues random ids (AIDA...);
-    keycask derives one from the ARN so it needs no extra storage."""
-    digest = base64.b32encode(hashlib.sha256(arn.encode()).digest()).decode()
-    return "AIDK" + digest[:17]
-
 
 # Actions AWS allows on a key of another account (the model's "Cross-account
 # use: Yes"); everything else manages a key and stays within its account.
@@ -159,7 +149,7 @@ class Call:
             key.arn,
             key.account,
             lambda: RequestContext.of(self._condition_keys(key, context)),
-            key_policy=self.authz.parse_key_policy(key.policy),
+            key_policy=self.authz.key_policy(key),
             grants=await self.authz.grants(key, self.grant_tokens),
             encryption_context=self.encryption_context,
         )
@@ -180,7 +170,7 @@ class Call:
             "aws:PrincipalAccount": principal.account,
             "aws:PrincipalType": "User" if principal.kind == "user" else "AssumedRole",
             "aws:username": principal.name,
-            "aws:userid": principal_id(principal.arn),
+            "aws:userid": principal.unique_id,
             "aws:RequestedRegion": self.caller.region,
             "kms:CallerAccount": principal.account,
             # keycask has no AWS services calling on a principal's behalf.

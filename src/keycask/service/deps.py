@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from keycask.auth.credentials import CredentialStore
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
 from keycask.service.authz import Authorizer
@@ -18,3 +19,5 @@ class Deps:
     clock: Clock
     usage: UsageTracker
     authz: Authorizer
+    # Principals, to record the unique ids a key policy or grant names.
+    credentials: CredentialStore | None = None

@@ -24,9 +24,12 @@ Rules, as the AWS KMS API Reference and Developer Guide give them:
   encryption context constraint at least as narrow.
 - Name makes CreateGrant idempotent: the same name and parameters on the same
   key answer the existing grant's id, with a new token.
-- RetireGrant: the retiring principal, the grantee if the grant allows
-  RetireGrant, or the account that issued the grant (its identity policies
-  must allow kms:RetireGrant). RevokeGrant: kms:RevokeGrant on the key.
+- RetireGrant: the retiring principal, or the grantee if the grant allows
+  RetireGrant, without any policy (each checked by ARN and the unique id it
+  had when the grant was made); an account named so delegates to its
+  principals' identity policies; other principals of the issuing account need
+  kms:RetireGrant evaluated like any action, key policy first.
+  RevokeGrant: kms:RevokeGrant on the key.
 """
 
 from __future__ import annotations
@@ -52,9 +55,11 @@ from keycask.keys.keystore import Grant, Stored
 from keycask.keys.model import Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
 from keycask.policy.conditions import ContextInput
+from keycask.policy.evaluate import Subject
 from keycask.service.authz import (
     GrantToken,
     fold_context,
+    grant_view,
     invalid_grant_token,
     new_grant_token,
     parse_grant_token,
@@ -226,6 +231,18 @@ def _as_strict(
 # -- CreateGrant --
 
 
+async def _unique_id(deps: Deps, arn: str | None) -> str | None:
+    """The unique id of the user or role ``arn`` names now (recorded with the
+    grant, so a principal re-created under that name is not its grantee)."""
+    if arn is None or deps.credentials is None:
+        return None
+    return await deps.credentials.unique_id(arn)
+
+
+def _same_principal(recorded: str | None, subject: Subject) -> bool:
+    return recorded is None or recorded == subject.unique_id
+
+
 def _operations(requested: Sequence[str], key: Key, constrained: bool) -> tuple[str, ...]:
     operations = tuple(dict.fromkeys(requested))  # in the order given, once each
     if not operations:
@@ -251,14 +268,20 @@ def _same_grant(
     grant: Grant,
     *,
     grantee: str,
+    grantee_id: str | None,
     retiring: str | None,
+    retiring_id: str | None,
     operations: Sequence[str],
     equals: Mapping[str, str] | None,
     subset: Mapping[str, str] | None,
 ) -> bool:
+    # The ids too: a grant to an earlier principal of the same name is not
+    # this grant, whatever its ARN says.
     return (
         grant.grantee == grantee
+        and grant.grantee_id == grantee_id
         and grant.retiring == retiring
+        and grant.retiring_id == retiring_id
         and set(grant.operations) == set(operations)
         and (None if grant.context_equals is None else dict(grant.context_equals)) == equals
         and (None if grant.context_subset is None else dict(grant.context_subset)) == subset
@@ -281,7 +304,8 @@ async def _check_parent_grant(
     parents = [
         stored.value
         for stored in await deps.keys.grants(key.key_id)
-        if stored.value.grantee == caller and "CreateGrant" in stored.value.operations
+        if grant_view(stored.value).names(call.caller.subject)
+        and "CreateGrant" in stored.value.operations
     ]
     if any(_as_strict(parent, operations, equals, subset) for parent in parents):
         return
@@ -321,6 +345,8 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
     require_state("CreateGrant", key)
     operations = _operations(requested, key, equals is not None or subset is not None)
 
+    grantee_id = await _unique_id(deps, req.grantee_principal)
+    retiring_id = await _unique_id(deps, req.retiring_principal)
     grants = await deps.keys.grants(key.key_id)
     existing = None
     if req.name is not None:
@@ -332,7 +358,9 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
                 and _same_grant(
                     stored.value,
                     grantee=req.grantee_principal,
+                    grantee_id=grantee_id,
                     retiring=req.retiring_principal,
+                    retiring_id=retiring_id,
                     operations=operations,
                     equals=equals,
                     subset=subset,
@@ -373,6 +401,8 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
         issuing_account=_root(call.account),
         created=deps.clock.now(),
         token_hashes=(digest,),
+        grantee_id=grantee_id,
+        retiring_id=retiring_id,
     )
     call.detail = f"grant {grant_id}"
     writes = deps.keys.stage_put_grant(grant, expect=0)
@@ -514,25 +544,31 @@ async def _grant_by_token(deps: Deps, call: Call, token: GrantToken) -> tuple[Ke
 
 
 async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
-    """AWS: the grant decides who may retire it."""
+    """AWS ("Retiring and revoking grants"): the principals a grant names may
+    retire it without any policy; an account a grant names (as its retiring
+    principal, or as a grantee allowed RetireGrant) delegates to its own
+    principals' identity policies, as a grant to an account does; anyone else
+    in the issuing account needs kms:RetireGrant the way every other action is
+    allowed: key policy (directly, or delegating to the account's identity
+    policies), grants, and no explicit deny anywhere."""
     assert call.caller is not None
     caller = call.caller.subject
-    if grant.retiring == caller.arn:
+    if grant.retiring == caller.arn and _same_principal(grant.retiring_id, caller):
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id} retiring principal"
         return
-    if grant.grantee == caller.arn and "RetireGrant" in grant.operations:
+    if grant_view(grant).names(caller) and "RetireGrant" in grant.operations:
         call.decision, call.decided_by = "allow", f"grant {grant.grant_id}"
         return
-    # An account named in the grant (as its retiring principal, as a grantee
-    # allowed RetireGrant, or as the account that issued it) lets its
-    # principals' identity policies decide.
-    accounts = {grant.issuing_account}
-    if grant.retiring is not None:
-        accounts.add(grant.retiring)
+    named = {grant.retiring} if grant.retiring is not None else set()
     if "RetireGrant" in grant.operations:
-        accounts.add(grant.grantee)
-    if caller.root in accounts:
+        named.add(grant.grantee)
+    if caller.root in named:
         await call.authorize("kms:RetireGrant", resource=key.arn)
+        return
+    if caller.root == grant.issuing_account:
+        # The key policy decides here as for any action: one that leaves the
+        # caller out (or denies it) is not bypassed by an identity policy.
+        await call.authorize("kms:RetireGrant", key)
         return
     call.decision = "deny"
     call.decided_by = f"grant {grant.grant_id} does not let the caller retire it"

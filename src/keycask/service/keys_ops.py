@@ -30,6 +30,7 @@ from keycask.keys.model import (
 )
 from keycask.keys.states import require_state
 from keycask.policy.document import parse_policy
+from keycask.service.authz import principal_arns, render_policy
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
 from keycask.service.offload import run_slow
@@ -174,6 +175,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     )
     call.key_arn = key.arn
     if req.policy is not None:
+        key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await _check_lockout(call, key, req.bypass_policy_lockout_safety_check)
     writes = deps.keys.stage_create(key, material)
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
@@ -248,13 +250,34 @@ async def disable_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     )
 
 
+async def policy_principals(deps: Deps, text: str) -> tuple[tuple[str, str], ...]:
+    """(ARN, unique id) of each user or role ``text`` names that exists now:
+    recorded with the policy, so it keeps naming that principal only."""
+    if deps.credentials is None:
+        return ()
+    found = []
+    for arn in principal_arns(deps.authz.parse_key_policy(text)):
+        unique_id = await deps.credentials.unique_id(arn)
+        if unique_id is not None:
+            found.append((arn, unique_id))
+    return tuple(sorted(found))
+
+
 async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Outcome:
     key = (await resolve_key(deps.keys, call, req.key_id)).value
     call.key_arn = key.arn
     await call.authorize("kms:GetKeyPolicy", key)
     if req.policy_name not in (None, POLICY_NAME):
         raise NotFoundException("No such policy exists")
-    return Outcome(GetKeyPolicyResult(policy=key.policy, policy_name=POLICY_NAME))
+    # As AWS shows a principal deleted since the policy was put: by its
+    # unique id, which no principal created later under that name has.
+    gone: dict[str, str] = {}
+    if deps.credentials is not None:
+        for arn, unique_id in key.policy_principals:
+            if await deps.credentials.unique_id(arn) != unique_id:
+                gone[arn] = unique_id
+    policy = render_policy(key.policy, gone)
+    return Outcome(GetKeyPolicyResult(policy=policy, policy_name=POLICY_NAME))
 
 
 async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Outcome:
@@ -272,7 +295,9 @@ async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Ou
     if req.policy_name not in (None, POLICY_NAME):
         raise ValidationException(f"PolicyName must be {POLICY_NAME!r}: a key has one policy.")
     _check_policy(req.policy)
-    new = key.replace(policy=req.policy)
+    new = key.replace(
+        policy=req.policy, policy_principals=await policy_principals(deps, req.policy)
+    )
     await _check_lockout(call, new, req.bypass_policy_lockout_safety_check)
     if req.bypass_policy_lockout_safety_check:
         call.detail = "policy lockout safety check bypassed"

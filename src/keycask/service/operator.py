@@ -3,7 +3,8 @@
 ``POST /`` with ``X-Amz-Target: KeycaskOperator.<Op>`` and a JSON body, like
 the KMS API. Authenticated by the operator token (``Authorization: Bearer
 kco_...``), or, once unsealed, by an administrator's SigV4 signature;
-rate-limited per source address; audited like every request (shares,
+failed authentications and failed unseal inputs rate-limited per source
+address; audited like every request (shares,
 passphrases and PINs never reach the record). While sealed only ``Status``
 and ``Unseal`` are served.
 
@@ -38,6 +39,9 @@ WHILE_SEALED = frozenset({"Status", "Unseal"})
 RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey"})
 # Not for an administrator's signature alone (see Rekey above).
 TOKEN_ONLY = frozenset({"Rekey"})
+# Calls that try a seal secret (shares, passphrase, PIN): their failures are
+# rate-limited per address, apart from failed authentications.
+TRIES_SEAL_SECRETS = frozenset({"Unseal", "Rekey"})
 
 
 def operation(target: str) -> str | None:

@@ -30,8 +30,12 @@ from keycask.errors import (
     AccessDeniedException,
     AuditUnavailable,
     DependencyTimeoutException,
+    IncompleteSignatureException,
+    InvalidSignatureException,
     KMSError,
     KMSInternalException,
+    KMSInvalidStateException,
+    MissingAuthenticationTokenException,
     Sealed,
     SerializationException,
     StorageUnavailable,
@@ -39,6 +43,7 @@ from keycask.errors import (
     UnknownOperationException,
     UnrecognizedClientException,
     UnsupportedOperationException,
+    ValidationException,
 )
 from keycask.ports import Clock, Coordinator, MovableClock
 from keycask.service import admin, operator
@@ -57,8 +62,13 @@ TARGET_PREFIX = "TrentService."
 _CONTENT_TYPES = (b"application/x-amz-json-1.1", b"application/x-amz-json-1.0")
 _INTERNAL = "An internal error occurred; the request had no effect."
 _CALLER_CACHE = 4096
-# Operator calls per source address: a burst of 20, then 5 a second.
+# Failed operator authentications per source address: a burst of 20, then 5
+# a second. A valid credential is never throttled.
 _OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
+# Failed unseal or rekey inputs (wrong shares, passphrase, PIN) per source
+# address: a burst of 10, then one every 10 seconds. Passphrases and PINs are
+# chosen by people, so this bounds guessing even by a holder of the token.
+_SEAL_SECRET_RATE, _SEAL_SECRET_BURST = 0.1, 10
 # How long one scheduler tick may spend moving values to a new barrier term.
 _REWRITE_SLICE = 0.5
 # Requests the HTTP layer refuses (400/408/431) recorded one by one, process
@@ -78,6 +88,16 @@ def _edge_code(status: int) -> str:
         return http.HTTPStatus(status).phrase.replace(" ", "").replace("-", "")
     except ValueError:
         return f"Http{status}"
+
+
+# What a failed SigV4 authentication raises (sigv4.parse, the key lookup,
+# sigv4.verify).
+_AUTHENTICATION_FAILURES = (
+    IncompleteSignatureException,
+    InvalidSignatureException,
+    MissingAuthenticationTokenException,
+    UnrecognizedClientException,
+)
 
 
 class WireCodec(Protocol):
@@ -134,10 +154,14 @@ class Pipeline:
         barrier: Barrier,
         operator_api: operator.Operator | None = None,
         operator_token: OperatorToken | None = None,
+        operator_account: str | None = None,
     ) -> None:
         """``clock`` is the wall clock (SigV4 freshness, audit times);
         ``deps.clock`` is lifecycle time. ``dev_clock``, given only in --dev,
-        is that lifecycle clock and enables the endpoint that moves it."""
+        is that lifecycle clock and enables the endpoint that moves it.
+        ``operator_account`` is the account whose administrators may make
+        operator calls with a signature (the one ``operator init`` made, or
+        the dev account); None: the operator token only."""
         self._deps = deps
         self._credentials = credentials
         self._audit = audit
@@ -153,11 +177,13 @@ class Pipeline:
         self._barrier = barrier
         self.operator_api = operator_api
         self._operator_token = operator_token
-        self._operator_limits = RateLimiter(_OPERATOR_RATE, _OPERATOR_BURST)
         self._edge_limits = RateLimiter(_EDGE_RATE, _EDGE_BURST, max_callers=1)
         self._edge_unrecorded = 0
         self._edge_summary: asyncio.TimerHandle | None = None
         self._edge_tasks: set[asyncio.Task[None]] = set()
+        self._operator_account = operator_account
+        self._operator_failures = RateLimiter(_OPERATOR_RATE, _OPERATOR_BURST)
+        self._seal_secret_failures = RateLimiter(_SEAL_SECRET_RATE, _SEAL_SECRET_BURST)
         self._rewrite_cursor = ""
         self._rewrite_moved = 0
         self._rewrite_term = 0
@@ -358,14 +384,17 @@ class Pipeline:
     async def _operator_call(self, call: Call, request: sigv4.HttpRequest) -> Reply:
         assert call.operation is not None
         name = call.operation[len(operator.TARGET_PREFIX) :]
-        if not self._operator_limits.allow(call.source_ip or "-"):
-            raise ThrottlingException("Too many operator calls; slow down.")
         if self.operator_api is None:
             raise UnsupportedOperationException("this server takes no operator calls")
+        # Authenticate first: only failures count against an address, so a
+        # flood of bad or missing credentials from a shared address (a NAT, a
+        # load balancer, localhost) never throttles the operator's own calls.
+        address = call.source_ip or "-"
         authorization = (_header(request, b"authorization") or b"").decode("latin-1")
         if authorization.startswith("Bearer "):
             token = self._operator_token
             if token is None or not token.verify(authorization[len("Bearer ") :].strip()):
+                self._operator_auth_failed(address)
                 raise UnrecognizedClientException("The operator token is not valid.")
             call.principal_name = "operator token"
         else:
@@ -374,12 +403,21 @@ class Pipeline:
                     "keycask is sealed: while sealed, operator calls authenticate "
                     "with the operator token"
                 )
-            await self._authenticate(call, request)
+            try:
+                await self._authenticate(call, request)
+            except _AUTHENTICATION_FAILURES:
+                self._operator_auth_failed(address)
+                raise
             assert call.caller is not None
-            if not call.caller.principal.admin:
+            principal = call.caller.principal
+            # The operator API runs the whole server (every account's keys):
+            # an administrator of a tenant account runs only that account.
+            if not principal.admin or principal.account != self._operator_account:
+                call.decision, call.decided_by = "deny", "not an operator"
                 raise AccessDeniedException(
-                    f"{call.caller.principal.arn} is not an administrator: "
-                    "operator calls need the operator token or an administrator"
+                    f"{principal.arn} is not an administrator of the operator account: "
+                    "operator calls need the operator token or an administrator of the "
+                    "account `keycask operator init` made"
                 )
         if name in operator.TOKEN_ONLY and call.principal_name is None:
             raise AccessDeniedException(f"{name} needs the operator token")
@@ -388,6 +426,12 @@ class Pipeline:
             raise Sealed(f"keycask is sealed: only Status and Unseal are served, not {name}")
         self._check_content_type(request)
         fields = admin.json_object(request.body)
+        if name in operator.TRIES_SEAL_SECRETS and self._seal_secret_failures.exhausted(address):
+            # Checked before the input is tried, so guessing a passphrase,
+            # PIN or shares really is slowed, even with the operator token.
+            raise ThrottlingException(
+                "Too many failed unseal or rekey attempts from this address; wait and retry."
+            )
         if name in operator.RECORDED_FIRST:
             call.detail = f"operator {name} requested"
             try:
@@ -407,7 +451,12 @@ class Pipeline:
                     self._codec.encode_error(error.code, error.message),
                     call.request_id,
                 )
-        result, call.detail = await self.operator_api.handle(name, fields)
+        try:
+            result, call.detail = await self.operator_api.handle(name, fields)
+        except (KMSInvalidStateException, ValidationException):
+            if name in operator.TRIES_SEAL_SECRETS:
+                self._seal_secret_failures.allow(address)  # spends one attempt
+            raise
         try:
             await self._audit.append(self._record(call, None))
         except AuditUnavailable:
@@ -418,6 +467,12 @@ class Pipeline:
             log.error("request %s: rekey done, its final audit record failed", call.request_id)
         return Reply(200, orjson.dumps(result), call.request_id)
 
+    def _operator_auth_failed(self, address: str) -> None:
+        """Count a failed operator authentication from ``address``; past the
+        budget, answer ThrottlingException instead of saying why."""
+        if not self._operator_failures.allow(address):
+            raise ThrottlingException("Too many failed operator authentications; slow down.")
+
     async def _advance_clock(self, call: Call, request: sigv4.HttpRequest) -> Reply:
         """--dev only: move lifecycle time forward, then run what came due,
         so the caller sees the rotation or deletion it asked time to bring."""
@@ -425,7 +480,18 @@ class Pipeline:
         clock = self._dev_clock
         self._check_content_type(request)
         seconds, run_jobs = advance_clock_request(request.body, clock.offset_seconds)
-        await call.authorize("keycask:AdvanceClock")
+        # Lifecycle time is the whole server's (every account's rotations and
+        # deletions), so no identity policy can grant it: an administrator of
+        # the operator account (the dev account) only.
+        assert call.caller is not None
+        principal = call.caller.principal
+        if not principal.admin or principal.account != self._operator_account:
+            call.decision, call.decided_by = "deny", "not an administrator of the dev account"
+            raise AccessDeniedException(
+                f"User: {principal.arn} is not authorized to perform: keycask:AdvanceClock: "
+                "only an administrator of the dev account moves the clock"
+            )
+        call.decision, call.decided_by = "allow", "administrator of the dev account"
         call.detail = f"lifecycle clock advanced by {seconds:g} s"
         async with self._coordinator.exclusive():
             self._refresh()
