@@ -89,6 +89,11 @@ def alias_arn(region: str, account: str, alias_name: str) -> str:
     return f"arn:aws:kms:{region}:{account}:{alias_name}"
 
 
+def iam_root_arn(account: str) -> str:
+    """The account's root principal, as key policies name the account."""
+    return f"arn:aws:iam::{account}:root"
+
+
 def _ts(value: datetime) -> float:
     return value.timestamp()
 
@@ -216,6 +221,9 @@ class Key:
     # deleted pending material's number included): a version number names
     # one material forever, and caches and ciphertexts rely on it.
     last_version: int = 0
+    # An AWS managed key (KeyManager AWS): made by keycask on first use of its
+    # alias/aws/<service> alias; its policy lets nobody manage it.
+    aws_managed: bool = False
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -304,6 +312,7 @@ class Key:
             "on_demand_rotations": self.on_demand_rotations,
             "deletion_date": _opt_ts(self.deletion_date),
             "last_version": self.last_version,
+            "aws_managed": self.aws_managed,
         }
 
     @classmethod
@@ -327,6 +336,7 @@ class Key:
             on_demand_rotations=int(doc["on_demand_rotations"]),
             deletion_date=_opt_dt(doc["deletion_date"]),
             last_version=int(doc.get("last_version", 0)),
+            aws_managed=bool(doc.get("aws_managed", False)),
         )
 
 

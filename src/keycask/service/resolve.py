@@ -9,6 +9,7 @@ from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
 from keycask.service.call import Call
+from keycask.service.managed import is_managed_alias
 
 
 def _parse_uuid(text: str) -> uuid.UUID | None:
@@ -61,6 +62,16 @@ async def resolve_key(
 async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
     call.conditions["kms:RequestAlias"] = name
     alias = await keys.get_alias(account, call.region, name)
+    if alias is None and call.managed is not None and is_managed_alias(name):
+        # A predefined alias/aws/<service> alias: its AWS managed key is
+        # made on first use, as in AWS.
+        alias = await call.managed.ensure(
+            account,
+            call.region,
+            name,
+            by=call.caller.principal.arn if call.caller else "?",
+            request_id=call.request_id,
+        )
     if alias is None:
         raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")
     return await _load(keys, alias.value.target, account, call.region)
