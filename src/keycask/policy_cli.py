@@ -439,6 +439,11 @@ def _server_running(data_dir: Path) -> bool:
 async def _reset(store: _Store, args: argparse.Namespace) -> int:
     stored = await _resolve_key(store, args.key)
     key = stored.value
+    if key.aws_managed:
+        # Its policy is keycask's, never changed by anyone: there is nothing
+        # to recover, and the customer default would hand the account its
+        # management (service/managed.py).
+        raise UsageError(f"{key.arn} is an AWS managed key; its key policy cannot be changed")
     default = default_key_policy(key.account)
     changed = key.policy != default
     if changed:

@@ -229,3 +229,12 @@ def test_use_needs_the_callers_own_permission(server: Server) -> None:
     server.cli("principals", "put-policy", name, "--policy-name", "use", "--file", str(path))
     blob = user.encrypt(KeyId="alias/aws/ssm", Plaintext=b"x")["CiphertextBlob"]
     assert user.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+
+
+def test_policy_reset_refuses_an_aws_managed_key(server: Server) -> None:
+    kms = server.client()
+    key = kms.describe_key(KeyId="alias/aws/glue")["KeyMetadata"]
+    policy = kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"]
+    proc = server.cli("policy", "reset", key["Arn"], check=False)
+    assert proc.returncode != 0 and "AWS managed key" in proc.stderr, proc
+    assert kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"] == policy
