@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from keycask.config import partition
+
 
 class KeyState(StrEnum):
     ENABLED = "Enabled"
@@ -82,16 +84,16 @@ SYMMETRIC_DEFAULT_ALGORITHM = "SYMMETRIC_DEFAULT"
 
 
 def key_arn(region: str, account: str, key_id: str) -> str:
-    return f"arn:aws:kms:{region}:{account}:key/{key_id}"
+    return f"arn:{partition()}:kms:{region}:{account}:key/{key_id}"
 
 
 def alias_arn(region: str, account: str, alias_name: str) -> str:
-    return f"arn:aws:kms:{region}:{account}:{alias_name}"
+    return f"arn:{partition()}:kms:{region}:{account}:{alias_name}"
 
 
 def iam_root_arn(account: str) -> str:
     """The account's root principal, as key policies name the account."""
-    return f"arn:aws:iam::{account}:root"
+    return f"arn:{partition()}:iam::{account}:root"
 
 
 def _ts(value: datetime) -> float:
@@ -381,6 +383,6 @@ def default_key_policy(account: str) -> str:
     return (
         '{\n  "Version" : "2012-10-17",\n  "Id" : "key-default-1",\n  "Statement" : [ {\n'
         '    "Sid" : "Enable IAM User Permissions",\n    "Effect" : "Allow",\n'
-        f'    "Principal" : {{\n      "AWS" : "arn:aws:iam::{account}:root"\n    }},\n'
+        f'    "Principal" : {{\n      "AWS" : "{iam_root_arn(account)}"\n    }},\n'
         '    "Action" : "kms:*",\n    "Resource" : "*"\n  } ]\n}'
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
@@ -32,7 +33,9 @@ async def resolve_key(
     region, account = call.region, call.account
     if ref.startswith("arn:"):
         parts = ref.split(":", 5)
-        if len(parts) != 6 or parts[2] != "kms" or not parts[1].startswith("aws"):
+        # One partition is served (--partition): an ARN of another names a
+        # key that cannot be here, whatever its id.
+        if len(parts) != 6 or parts[2] != "kms" or parts[1] != partition():
             raise NotFoundException(f"Invalid arn {ref}")
         arn_region, account, resource = parts[3], parts[4], parts[5]
         if resource.startswith("alias/"):
@@ -43,7 +46,11 @@ async def resolve_key(
             if arn_region != region or account != call.account:
                 raise NotFoundException(f"Alias {ref} is not found.")
             return await _resolve_alias(keys, call, account, resource)
-        if not resource.startswith("key/") or arn_region != region:
+        if arn_region != region:
+            # AWS's words for a key ARN of another Region (the endpoint serves
+            # one Region; the ARN is never looked up).
+            raise NotFoundException(f"Invalid arn {arn_region}")
+        if not resource.startswith("key/"):
             raise NotFoundException(f"Key '{ref}' does not exist")
         key_id = _parse_uuid(resource[4:])
     elif ref.startswith("alias/"):
