@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
+from conftest import DAY, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawKMS
@@ -238,3 +238,17 @@ def test_policy_reset_refuses_an_aws_managed_key(server: Server) -> None:
     proc = server.cli("policy", "reset", key["Arn"], check=False)
     assert proc.returncode != 0 and "AWS managed key" in proc.stderr, proc
     assert kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"] == policy
+
+
+def test_an_aws_managed_key_rotates_every_year(two_workers: Server) -> None:
+    """Last in this module: it moves the module server's lifecycle clock."""
+    kms = two_workers.client(region="af-south-1")
+    key_id = kms.describe_key(KeyId="alias/aws/backup")["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId="alias/aws/backup", Plaintext=b"old")["CiphertextBlob"]
+    assert kms.list_key_rotations(KeyId=key_id)["Rotations"] == []
+    two_workers.advance_clock(366 * DAY)
+    rotations = kms.list_key_rotations(KeyId=key_id)["Rotations"]
+    assert [r["RotationType"] for r in rotations] == ["AUTOMATIC"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"old"
+    status = kms.get_key_rotation_status(KeyId=key_id)
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 365
