@@ -23,6 +23,7 @@ from botocore.exceptions import ClientError
 from conftest import DAY, Server
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import Cluster, audit_records, client, pg_schema
 from rawclient import RawKMS
 
 from keycask.service.managed import MANAGED_ALIASES
@@ -252,3 +253,34 @@ def test_an_aws_managed_key_rotates_every_year(two_workers: Server) -> None:
     assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"old"
     status = kms.get_key_rotation_status(KeyId=key_id)
     assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 365
+
+
+@pytest.mark.slow
+def test_concurrent_first_uses_on_several_nodes_make_one_key(tmp_path: Path) -> None:
+    """Nodes sharing PostgreSQL: the write lock is the cluster's advisory lock."""
+    with pg_schema() as dsn:
+        nodes = Cluster(tmp_path, dsn).start()
+        try:
+            clients = [client(node) for node in nodes.nodes for _ in range(4)]
+            start = threading.Barrier(len(clients))
+
+            def use(kms: Any) -> str:
+                start.wait()
+                return str(kms.describe_key(KeyId="alias/aws/kinesis")["KeyMetadata"]["KeyId"])
+
+            found: list[str] = []
+            threads = [threading.Thread(target=lambda k=k: found.append(use(k))) for k in clients]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(found) == len(clients) and len(set(found)) == 1
+            made = [
+                r for node in nodes.nodes for r in audit_records(node.data_dir)
+                if r["operation"] == "CreateKey" and r["principal"] == "keycask"
+            ]  # fmt: skip
+            assert len(made) == 1
+            listed = client(nodes.nodes[2]).list_keys()["Keys"]
+            assert [k["KeyId"] for k in listed] == found[:1]
+        finally:
+            nodes.stop()
