@@ -220,6 +220,14 @@ def test_use_needs_the_callers_own_permission(server: Server) -> None:
     with pytest.raises(ClientError) as error:
         user.encrypt(KeyId="alias/aws/ssm", Plaintext=b"x")
     assert _code(error) == "AccessDeniedException"
+    # ...and its refused first use made no key.
+    admin = server.client(region="sa-east-1")
+    ssm = [a for a in admin.list_aliases(Limit=100)["Aliases"] if a["AliasName"] == "alias/aws/ssm"]
+    assert "TargetKeyId" not in ssm[0]
+    assert not [
+        r for r in _audit_records(server)
+        if r["operation"] == "CreateKey" and r["region"] == "sa-east-1"
+    ]  # fmt: skip
     policy = {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"],

@@ -25,6 +25,11 @@ for it: the policy delegates the cryptographic operations to the account
 allow them, and ``kms:CallerAccount`` keeps other accounts out even if a
 grant or policy would let them in.
 
+Only a caller who may use the key gets it made: the call is authorized
+against the key it would make before anything is written, so a principal
+with no permission cannot fill the store with keys (one set per Region it
+signs for).
+
 Creation is race-free across workers and nodes: it runs under the store's
 exclusive write lock and re-reads the alias there, so two first uses at once
 make one key; the key and its alias are one commit, audited (principal
@@ -176,7 +181,7 @@ class ManagedKeys:
             found = await keys.get_alias(account, region, name)
             if found is not None:
                 return found
-            key, material, alias = self._new(account, region, name)
+            key, material, alias = self.new_key(account, region, name)
             writes = keys.stage_create(key, material) + keys.stage_put_alias(alias, expect=0)
             record = AuditRecord(
                 time=self._wall.now(),
@@ -209,7 +214,9 @@ class ManagedKeys:
                 raise
         return await keys.get_alias(account, region, name)
 
-    def _new(self, account: str, region: str, name: str) -> tuple[Key, KeyMaterial, Alias]:
+    def new_key(self, account: str, region: str, name: str) -> tuple[Key, KeyMaterial, Alias]:
+        """The key (with its material and alias) ``ensure`` would make; also
+        what a caller is authorized against before anything is made."""
         service = name[len(MANAGED_PREFIX) :]
         now = self._clock.now()
         key_id = uuid.uuid4()

@@ -71,7 +71,11 @@ async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) ->
     alias = await keys.get_alias(account, call.region, name)
     if alias is None and call.managed is not None and is_managed_alias(name):
         # A predefined alias/aws/<service> alias: its AWS managed key is
-        # made on first use, as in AWS.
+        # made on first use, as in AWS, if the caller may use it.
+        candidate, _, _ = call.managed.new_key(account, call.region, name)
+        action = _FIRST_USE_ACTIONS.get(call.operation or "", f"kms:{call.operation}")
+        if not await call.would_allow(action, candidate):
+            await call.authorize(action, candidate)  # records the refusal and raises
         alias = await call.managed.ensure(
             account,
             call.region,
@@ -82,6 +86,11 @@ async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) ->
     if alias is None:
         raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")
     return await _load(keys, alias.value.target, account, call.region)
+
+
+# The action a first use of a managed alias is authorized for, where it is
+# not "kms:<operation>" (ReEncrypt names its destination by alias).
+_FIRST_USE_ACTIONS = {"ReEncrypt": "kms:ReEncryptTo"}
 
 
 async def _load(keys: KeyStore, key_id: uuid.UUID, account: str, region: str) -> Stored[Key]:
