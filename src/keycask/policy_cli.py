@@ -31,6 +31,7 @@ from keycask.audit import AuditLog, AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
 from keycask.cli_support import local_record
+from keycask.config import partition
 from keycask.errors import (
     AuditUnavailable,
     KMSError,
@@ -114,6 +115,13 @@ async def _resolve_key(store: _Store, ref: str) -> Stored[Key]:
         parts = ref.split(":", 5)
         if len(parts) != 6 or parts[2] != "kms":
             raise NotFoundException(f"{ref} is not a KMS key or alias ARN")
+        if parts[1] != partition():
+            # The tools render ARNs (reset writes a default policy) in the
+            # partition they run with: it must be the store's.
+            raise NotFoundException(
+                f"{ref} is in partition {parts[1]}, and this command runs in {partition()}: "
+                "set KEYCASK_PARTITION as the server has it"
+            )
         region, account, resource = parts[3], parts[4], parts[5]
         resource = resource.removeprefix("key/")
     if resource.startswith("alias/"):

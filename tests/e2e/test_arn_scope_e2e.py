@@ -5,6 +5,7 @@ request is signed for; every ARN keycask renders names that partition."""
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +128,34 @@ def test_an_unknown_partition_refuses_to_start(tmp_path: Path) -> None:
     srv = Server(tmp_path / "data", env_extra={"KEYCASK_PARTITION": "aws-mars"})
     with pytest.raises(RuntimeError, match="partition must be one of"):
         srv.start()
+
+
+def test_policy_reset_writes_the_partitions_default_policy(china: Server) -> None:
+    kms = china.client(region="cn-north-1")
+    arn = kms.create_key()["KeyMetadata"]["Arn"]
+    root = f"arn:aws-cn:iam::{ACCOUNT}:root"
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": root},
+                       "Action": "kms:DescribeKey", "Resource": "*"}],
+    }  # fmt: skip
+    kms.put_key_policy(
+        KeyId=arn, PolicyName="default", Policy=json.dumps(narrow),
+        BypassPolicyLockoutSafetyCheck=True,
+    )  # fmt: skip
+    # Run with the server's partition unset: the aws-cn ARN is refused, not
+    # reset to a policy naming principals of another partition.
+    env = {k: v for k, v in china.env().items() if k != "KEYCASK_PARTITION"}
+    refused = subprocess.run(
+        [sys.executable, "-m", "keycask.cli", "policy", "reset", arn,
+         "--data-dir", str(china.data_dir)],
+        capture_output=True, text=True, env=env, timeout=60, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "KEYCASK_PARTITION" in refused.stderr, refused
+    china.cli("policy", "reset", arn, "--region", "cn-north-1")
+    china.restart()  # the server caches key policies
+    policy = json.loads(
+        china.client(region="cn-north-1").get_key_policy(KeyId=arn, PolicyName="default")["Policy"]
+    )
+    assert policy["Statement"][0]["Principal"]["AWS"] == root
+    assert policy["Statement"][0]["Action"] == "kms:*"
