@@ -220,6 +220,7 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--data-dir", str(settings.data_dir),
             "--listen", f"{settings.host}:{settings.port}",
             "--account-id", settings.account_id, "--region", settings.region,
+            "--partition", settings.partition,
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
             "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
@@ -270,6 +271,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         account_id=args.account_id,
         region=args.region,
+        partition=args.partition,
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
@@ -760,6 +762,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     server.add_argument("--account-id", help="account of the dev admin (env KEYCASK_ACCOUNT_ID)")
     server.add_argument("--region", help="region written to the dev profile (env KEYCASK_REGION)")
+    server.add_argument(
+        "--partition",
+        choices=config.PARTITIONS,
+        help="the AWS partition of every ARN keycask renders and accepts "
+        f"(env KEYCASK_PARTITION, default {config.DEFAULT_PARTITION})",
+    )
     server.add_argument(
         "--workers",
         type=int,

@@ -13,6 +13,12 @@ DEFAULT_LISTEN = "127.0.0.1:9567"
 DEFAULT_DATA_DIR = ".keycask"
 DEFAULT_ACCOUNT = "000000000000"
 DEFAULT_REGION = "us-east-1"
+DEFAULT_PARTITION = "aws"
+# AWS's partitions (botocore's endpoints). A keycask serves exactly one: the
+# partition every ARN it renders names, and the only one whose ARNs resolve.
+PARTITIONS = (
+    "aws", "aws-cn", "aws-us-gov", "aws-iso", "aws-iso-b", "aws-iso-e", "aws-iso-f", "aws-eusc",
+)  # fmt: skip
 # Where `keycask operator init --tls-self-signed` writes a first certificate;
 # a production server uses it when no --tls-cert is given.
 TLS_DIR = "tls"
@@ -28,6 +34,25 @@ class ConfigError(Exception):
     """Unsafe or invalid configuration: keycask refuses to start."""
 
 
+# One slot, set once at start (see set_partition).
+_partition = [DEFAULT_PARTITION]
+
+
+def partition() -> str:
+    """The partition of every ARN this process renders and resolves
+    (``arn:<partition>:kms:...``, ``arn:<partition>:iam::...``)."""
+    return _partition[0]
+
+
+def set_partition(name: str) -> None:
+    """Fix the process's partition; ``load`` calls it. Process-wide on
+    purpose: every ARN keycask renders, down to the key model and the policy
+    parser, must name the same one."""
+    if name not in PARTITIONS:
+        raise ConfigError(f"partition must be one of {', '.join(PARTITIONS)}, got {name!r}")
+    _partition[0] = name
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     data_dir: Path
@@ -36,6 +61,7 @@ class Settings:
     dev: bool
     account_id: str
     region: str
+    partition: str = DEFAULT_PARTITION
     # TLS: a PEM certificate chain and its private key; with client_ca,
     # clients must present a certificate that CA issued (mutual TLS).
     tls_cert: Path | None = None
@@ -86,6 +112,7 @@ def load(
     storage: str | None = None,
     node_id: str | None = None,
     proxy_protocol_from: str | None = None,
+    partition: str | None = None,
     env: Mapping[str, str] | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
@@ -96,6 +123,8 @@ def load(
     reg = region or env.get("KEYCASK_REGION") or DEFAULT_REGION
     if not _REGION.match(reg):
         raise ConfigError(f"region must match [a-z0-9-]+, got {reg!r}")
+    part = partition or env.get("KEYCASK_PARTITION") or DEFAULT_PARTITION
+    set_partition(part)
     path = Path(data_dir or env.get("KEYCASK_DATA_DIR") or DEFAULT_DATA_DIR).resolve()
     cert = tls_cert or env.get("KEYCASK_TLS_CERT") or None
     key = tls_key or env.get("KEYCASK_TLS_KEY") or None
@@ -124,6 +153,7 @@ def load(
         dev=dev,
         account_id=account,
         region=reg,
+        partition=part,
         tls_cert=None if cert is None else Path(cert).resolve(),
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),

@@ -31,6 +31,7 @@ from keycask.audit import AuditLog, AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
 from keycask.cli_support import local_record
+from keycask.config import partition
 from keycask.errors import (
     AuditUnavailable,
     KMSError,
@@ -114,6 +115,13 @@ async def _resolve_key(store: _Store, ref: str) -> Stored[Key]:
         parts = ref.split(":", 5)
         if len(parts) != 6 or parts[2] != "kms":
             raise NotFoundException(f"{ref} is not a KMS key or alias ARN")
+        if parts[1] != partition():
+            # The tools render ARNs (reset writes a default policy) in the
+            # partition they run with: it must be the store's.
+            raise NotFoundException(
+                f"{ref} is in partition {parts[1]}, and this command runs in {partition()}: "
+                "set KEYCASK_PARTITION as the server has it"
+            )
         region, account, resource = parts[3], parts[4], parts[5]
         resource = resource.removeprefix("key/")
     if resource.startswith("alias/"):
@@ -439,6 +447,11 @@ def _server_running(data_dir: Path) -> bool:
 async def _reset(store: _Store, args: argparse.Namespace) -> int:
     stored = await _resolve_key(store, args.key)
     key = stored.value
+    if key.aws_managed:
+        # Its policy is keycask's, never changed by anyone: there is nothing
+        # to recover, and the customer default would hand the account its
+        # management (service/managed.py).
+        raise UsageError(f"{key.arn} is an AWS managed key; its key policy cannot be changed")
     default = default_key_policy(key.account)
     changed = key.policy != default
     if changed:

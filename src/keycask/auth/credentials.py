@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 import orjson
 
 from keycask.barrier import Barrier
+from keycask.config import partition
 from keycask.errors import AlreadyExistsException, LimitExceededException, ValidationException
 from keycask.ports import Write
 
@@ -103,7 +104,7 @@ class Principal:
 
     @property
     def arn(self) -> str:
-        return f"arn:aws:iam::{self.account}:{self.kind}/{self.name}"
+        return f"arn:{partition()}:iam::{self.account}:{self.kind}/{self.name}"
 
     @classmethod
     def from_doc(cls, account: str, name: str, doc: dict[str, object]) -> Principal:

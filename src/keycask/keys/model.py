@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from keycask.config import partition
+
 
 class KeyState(StrEnum):
     ENABLED = "Enabled"
@@ -82,11 +84,16 @@ SYMMETRIC_DEFAULT_ALGORITHM = "SYMMETRIC_DEFAULT"
 
 
 def key_arn(region: str, account: str, key_id: str) -> str:
-    return f"arn:aws:kms:{region}:{account}:key/{key_id}"
+    return f"arn:{partition()}:kms:{region}:{account}:key/{key_id}"
 
 
 def alias_arn(region: str, account: str, alias_name: str) -> str:
-    return f"arn:aws:kms:{region}:{account}:{alias_name}"
+    return f"arn:{partition()}:kms:{region}:{account}:{alias_name}"
+
+
+def iam_root_arn(account: str) -> str:
+    """The account's root principal, as key policies name the account."""
+    return f"arn:{partition()}:iam::{account}:root"
 
 
 def _ts(value: datetime) -> float:
@@ -220,6 +227,9 @@ class Key:
     # it was put: a principal deleted and created again under the same name
     # has another id, and the policy does not name it (authz.py).
     policy_principals: tuple[tuple[str, str], ...] = ()
+    # An AWS managed key (KeyManager AWS): made by keycask on first use of its
+    # alias/aws/<service> alias; its policy lets nobody manage it.
+    aws_managed: bool = False
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -309,6 +319,7 @@ class Key:
             "deletion_date": _opt_ts(self.deletion_date),
             "last_version": self.last_version,
             "policy_principals": dict(self.policy_principals),
+            "aws_managed": self.aws_managed,
         }
 
     @classmethod
@@ -333,6 +344,7 @@ class Key:
             deletion_date=_opt_dt(doc["deletion_date"]),
             last_version=int(doc.get("last_version", 0)),
             policy_principals=tuple(sorted((doc.get("policy_principals") or {}).items())),
+            aws_managed=bool(doc.get("aws_managed", False)),
         )
 
 
@@ -377,6 +389,6 @@ def default_key_policy(account: str) -> str:
     return (
         '{\n  "Version" : "2012-10-17",\n  "Id" : "key-default-1",\n  "Statement" : [ {\n'
         '    "Sid" : "Enable IAM User Permissions",\n    "Effect" : "Allow",\n'
-        f'    "Principal" : {{\n      "AWS" : "arn:aws:iam::{account}:root"\n    }},\n'
+        f'    "Principal" : {{\n      "AWS" : "{iam_root_arn(account)}"\n    }},\n'
         '    "Action" : "kms:*",\n    "Resource" : "*"\n  } ]\n}'
     )

@@ -46,6 +46,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import Literal, NoReturn
 
+from keycask.config import partition
 from keycask.errors import MalformedPolicyDocumentException
 
 # The KMS model's PolicyType bound (also its character set, below). The KMS
@@ -1036,7 +1037,7 @@ def _principal(raw: object, where: str) -> PrincipalSpec:
 
 def _aws_principal(value: str, where: str) -> str:
     if _ACCOUNT_ID.fullmatch(value):
-        return f"arn:aws:iam::{value}:root"
+        return f"arn:{partition()}:iam::{value}:root"
     if UNIQUE_ID.fullmatch(value):
         # A principal's unique id, as GetKeyPolicy shows a principal deleted
         # since the policy was put: kept, so such a policy can be put back.

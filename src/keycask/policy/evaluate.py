@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from keycask.config import partition
 from keycask.errors import AccessDeniedException
 from keycask.policy.conditions import EvaluationLimitExceeded, RequestContext, conditions_match
 from keycask.policy.document import (
@@ -74,7 +75,7 @@ class Subject:
 
     @property
     def root(self) -> str:
-        return f"arn:aws:iam::{self.account}:root"
+        return f"arn:{partition()}:iam::{self.account}:root"
 
     def identity_policies(self) -> tuple[tuple[str, Policy], ...]:
         if self.admin:

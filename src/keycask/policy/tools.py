@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from keycask.config import partition
 from keycask.policy.conditions import ContextInput, RequestContext, condition_matches
 from keycask.policy.document import (
     KMS_ACTIONS,
@@ -708,7 +709,7 @@ def lint_key_policy(
     encryption context condition on every use that reveals plaintext.
     """
     home = key_account or home_account(policy)
-    home_root = f"arn:aws:iam::{home}:root" if home else None
+    home_root = f"arn:{partition()}:iam::{home}:root" if home else None
     trusted = set(admins) | ({home_root} if home_root else set())
     multi_tenant = _is_multi_tenant(key_tags or {}, multi_tenant_tag)
     findings: list[LintFinding] = []

@@ -64,6 +64,7 @@ from keycask.auth.credentials import (
     check_account,
     check_name,
 )
+from keycask.config import partition
 from keycask.errors import (
     AccessDeniedException,
     InvalidMarkerException,
@@ -72,6 +73,7 @@ from keycask.errors import (
     SerializationException,
     ValidationException,
 )
+from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
 from keycask.service.call import Call, Outcome
 
@@ -233,7 +235,7 @@ async def _allow(
 
 
 def _arn(account: str, kind: str, name: str) -> str:
-    return f"arn:aws:iam::{account}:{kind}/{name}"
+    return f"arn:{partition()}:iam::{account}:{kind}/{name}"
 
 
 async def _principal(
@@ -313,7 +315,7 @@ async def list_principals(store: CredentialStore, call: Call, fields: Fields) ->
             check_name(marker)
         except ValidationException:
             raise InvalidMarkerException("The marker is not valid.") from None
-    await _allow(call, "ListPrincipals", account, f"arn:aws:iam::{account}:root")
+    await _allow(call, "ListPrincipals", account, iam_root_arn(account))
     found = await store.list_principals(account, marker or "", limit + 1)
     page = found[:limit]
     result: dict[str, Any] = {

@@ -5,19 +5,50 @@ from __future__ import annotations
 from keycask.errors import (
     AlreadyExistsException,
     InvalidMarkerException,
+    LimitExceededException,
     NotAuthorizedException,
     NotFoundException,
     ValidationException,
 )
 from keycask.keys.keystore import Stored
-from keycask.keys.model import Alias, Key, alias_arn
+from keycask.keys.model import Alias, Key, KeySpec, alias_arn
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
 from keycask.service.deps import Deps
+from keycask.service.managed import MANAGED_ALIASES
 from keycask.service.paging import page_limit
 from keycask.service.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
 from keycask.service.resolve import resolve_key
 from keycask.service.results import AliasListEntry, ListAliasesResult
+
+# AWS's quota on aliases per KMS key (Developer Guide, "Resource quotas":
+# customer created aliases; adjustable there, fixed here).
+MAX_ALIASES_PER_KEY = 50
+
+
+def _key_type(key: Key) -> str:
+    if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
+        return "symmetric"
+    return "HMAC" if key.key_spec.is_hmac else "asymmetric"
+
+
+async def _check_alias_quota(deps: Deps, call: Call, target: Key) -> None:
+    """A 51st alias for one key is LimitExceededException (AWS). Counted by
+    scanning the account's aliases in the Region: they are few (ListAliases
+    filtering by key does the same)."""
+    count = 0
+    after = ""
+    while True:
+        batch = await deps.keys.list_aliases(call.account, call.region, after, 500)
+        count += sum(1 for a in batch if a.target == target.key_id)
+        if len(batch) < 500:
+            break
+        after = batch[-1].name
+    if count >= MAX_ALIASES_PER_KEY:
+        raise LimitExceededException(
+            f"The request was rejected because {target.arn} already has "
+            f"{MAX_ALIASES_PER_KEY} aliases, the limit for a KMS key."
+        )
 
 
 def _check_name(name: str) -> None:
@@ -65,6 +96,7 @@ async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
             f"An alias with the name {alias_arn(call.region, call.account, req.alias_name)} "
             "already exists"
         )
+    await _check_alias_quota(deps, call, target)
     now = deps.clock.now()
     alias = Alias(req.alias_name, call.account, call.region, target.key_id, now, now)
     return Outcome(None, deps.keys.stage_put_alias(alias, expect=0))
@@ -86,6 +118,18 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
     current = await deps.keys.get(existing.value.target)
     if current is not None and current.value.key_id != target.key_id:
         await call.authorize("kms:UpdateAlias", current.value)
+        old = current.value
+        # AWS: "The current and new KMS key must be the same type (both
+        # symmetric or both asymmetric or both HMAC), and they must have the
+        # same key usage", so code using the alias keeps working.
+        if _key_type(old) != _key_type(target) or old.key_usage is not target.key_usage:
+            raise ValidationException(
+                f"Alias {arn} cannot be moved from a {_key_type(old)} key with key usage "
+                f"{old.key_usage.value} to a {_key_type(target)} key with key usage "
+                f"{target.key_usage.value}: the current and new KMS key must be the same "
+                "type and have the same key usage."
+            )
+        await _check_alias_quota(deps, call, target)
     alias = Alias(
         req.alias_name,
         call.account,
@@ -131,21 +175,43 @@ async def list_aliases(deps: Deps, call: Call, req: ListAliasesRequest) -> Outco
             break
         found += [a for a in batch if target is None or a.target == target]
         after = batch[-1].name
-    truncated = len(found) > limit
-    page = found[:limit]
+    entries = [
+        AliasListEntry(
+            alias_name=a.name,
+            alias_arn=a.arn,
+            target_key_id=str(a.target),
+            creation_date=a.created,
+            last_updated_date=a.updated,
+        )
+        for a in found
+    ]
+    if target is None:
+        entries = _with_predefined(entries, call, req.marker or "", limit)
+    truncated = len(entries) > limit
+    page = entries[:limit]
     return Outcome(
         ListAliasesResult(
-            aliases=[
-                AliasListEntry(
-                    alias_name=a.name,
-                    alias_arn=a.arn,
-                    target_key_id=str(a.target),
-                    creation_date=a.created,
-                    last_updated_date=a.updated,
-                )
-                for a in page
-            ],
+            aliases=page,
             truncated=truncated,
-            next_marker=page[-1].name if truncated else None,
+            next_marker=page[-1].alias_name if truncated else None,
         )
     )
+
+
+def _with_predefined(
+    entries: list[AliasListEntry], call: Call, marker: str, limit: int
+) -> list[AliasListEntry]:
+    """``entries`` (stored aliases after ``marker``, in name order, at most
+    ``limit`` + 1) with the predefined alias/aws/<service> aliases whose key
+    is not made yet, as AWS lists them: no TargetKeyId, no dates. Only those
+    up to the last stored entry read, when there may be more stored ones."""
+    have = {e.alias_name for e in entries}
+    last = entries[-1].alias_name if len(entries) > limit else None
+    extra = [
+        AliasListEntry(alias_name=name, alias_arn=alias_arn(call.region, call.account, name))
+        for name in MANAGED_ALIASES
+        if name > marker and name not in have and (last is None or name < last)
+    ]
+    if not extra:
+        return entries
+    return sorted([*entries, *extra], key=lambda e: e.alias_name)

@@ -14,6 +14,7 @@ from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.ports import Write
 from keycask.service.authz import Authorizer
+from keycask.service.managed import ManagedKeys
 
 # Actions AWS allows on a key of another account (the model's "Cross-account
 # use: Yes"); everything else manages a key and stays within its account.
@@ -66,6 +67,8 @@ class Call:
     # The request's GrantTokens (set by the pipeline from the typed request):
     # checked, and their grants counted, whenever a key's grants are.
     grant_tokens: tuple[str, ...] = ()
+    # Makes the AWS managed key of an alias/aws/<service> alias on first use.
+    managed: ManagedKeys | None = None
 
     @property
     def account(self) -> str:

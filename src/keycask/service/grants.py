@@ -52,7 +52,7 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.keys.keystore import Grant, Stored
-from keycask.keys.model import Key, KeySpec, KeyUsage
+from keycask.keys.model import Key, KeySpec, KeyUsage, iam_root_arn
 from keycask.keys.states import require_state
 from keycask.policy.conditions import ContextInput
 from keycask.policy.evaluate import Subject
@@ -142,7 +142,7 @@ def principal_account(arn: str) -> str | None:
 
 
 def _root(account: str) -> str:
-    return f"arn:aws:iam::{account}:root"
+    return iam_root_arn(account)
 
 
 def _check_principal(arn: str, member: str) -> None:

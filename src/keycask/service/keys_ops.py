@@ -27,6 +27,7 @@ from keycask.keys.model import (
     KeyVersion,
     Origin,
     default_key_policy,
+    key_arn,
 )
 from keycask.keys.states import require_state
 from keycask.policy.document import parse_policy
@@ -201,8 +202,7 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     truncated = len(ids) > limit
     ids = ids[:limit]
     entries = [
-        KeyListEntry(key_id=str(i), key_arn=f"arn:aws:kms:{call.region}:{call.account}:key/{i}")
-        for i in ids
+        KeyListEntry(key_id=str(i), key_arn=key_arn(call.region, call.account, str(i))) for i in ids
     ]
     return Outcome(
         ListKeysResult(

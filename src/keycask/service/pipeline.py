@@ -50,6 +50,7 @@ from keycask.service import admin, operator
 from keycask.service.call import Call, Caller, Outcome
 from keycask.service.deps import Deps
 from keycask.service.devops import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
+from keycask.service.managed import ManagedKeys
 from keycask.service.operations import OPERATIONS, Operation
 from keycask.service.ratelimit import RateLimiter
 from keycask.service.requests import build
@@ -197,6 +198,15 @@ class Pipeline:
             interval=scheduler_interval,
             paused=lambda: barrier.sealed,
         )
+        self._managed = ManagedKeys(
+            deps.keys,
+            deps.clock,
+            audit,
+            coordinator,
+            wall_clock=clock,
+            refresh=self._refresh,
+            request_id=self._request_ids.next,
+        )
         self.scheduler.every_tick.append(self.flush_usage)
         self.scheduler.after_tick.append(self.rewrite_barrier)
 
@@ -214,6 +224,7 @@ class Pipeline:
             source_ip=source_ip,
             authz=self._deps.authz,
             secure_transport=secure_transport,
+            managed=self._managed,
         )
 
     async def handle(

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 
+from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
 from keycask.service.call import Call
+from keycask.service.managed import is_managed_alias
 
 
 def _parse_uuid(text: str) -> uuid.UUID | None:
@@ -31,7 +33,9 @@ async def resolve_key(
     region, account = call.region, call.account
     if ref.startswith("arn:"):
         parts = ref.split(":", 5)
-        if len(parts) != 6 or parts[2] != "kms" or not parts[1].startswith("aws"):
+        # One partition is served (--partition): an ARN of another names a
+        # key that cannot be here, whatever its id.
+        if len(parts) != 6 or parts[2] != "kms" or parts[1] != partition():
             raise NotFoundException(f"Invalid arn {ref}")
         arn_region, account, resource = parts[3], parts[4], parts[5]
         if resource.startswith("alias/"):
@@ -42,7 +46,11 @@ async def resolve_key(
             if arn_region != region or account != call.account:
                 raise NotFoundException(f"Alias {ref} is not found.")
             return await _resolve_alias(keys, call, account, resource)
-        if not resource.startswith("key/") or arn_region != region:
+        if arn_region != region:
+            # AWS's words for a key ARN of another Region (the endpoint serves
+            # one Region; the ARN is never looked up).
+            raise NotFoundException(f"Invalid arn {arn_region}")
+        if not resource.startswith("key/"):
             raise NotFoundException(f"Key '{ref}' does not exist")
         key_id = _parse_uuid(resource[4:])
     elif ref.startswith("alias/"):
@@ -61,9 +69,28 @@ async def resolve_key(
 async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
     call.conditions["kms:RequestAlias"] = name
     alias = await keys.get_alias(account, call.region, name)
+    if alias is None and call.managed is not None and is_managed_alias(name):
+        # A predefined alias/aws/<service> alias: its AWS managed key is
+        # made on first use, as in AWS, if the caller may use it.
+        candidate, _, _ = call.managed.new_key(account, call.region, name)
+        action = _FIRST_USE_ACTIONS.get(call.operation or "", f"kms:{call.operation}")
+        if not await call.would_allow(action, candidate):
+            await call.authorize(action, candidate)  # records the refusal and raises
+        alias = await call.managed.ensure(
+            account,
+            call.region,
+            name,
+            by=call.caller.principal.arn if call.caller else "?",
+            request_id=call.request_id,
+        )
     if alias is None:
         raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")
     return await _load(keys, alias.value.target, account, call.region)
+
+
+# The action a first use of a managed alias is authorized for, where it is
+# not "kms:<operation>" (ReEncrypt names its destination by alias).
+_FIRST_USE_ACTIONS = {"ReEncrypt": "kms:ReEncryptTo"}
 
 
 async def _load(keys: KeyStore, key_id: uuid.UUID, account: str, region: str) -> Stored[Key]:

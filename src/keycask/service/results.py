@@ -73,7 +73,7 @@ class KeyMetadata:
             key_usage=key.key_usage.value,
             key_state=key.state.value,
             origin=key.origin.value,
-            key_manager="CUSTOMER",
+            key_manager="AWS" if key.aws_managed else "CUSTOMER",
             customer_master_key_spec=key.key_spec.value,
             key_spec=key.key_spec.value,
             multi_region=False,
@@ -112,9 +112,10 @@ class ListKeysResult:
 class AliasListEntry:
     alias_name: str
     alias_arn: str
-    target_key_id: str
-    creation_date: datetime
-    last_updated_date: datetime
+    # None for a predefined alias/aws/<service> whose key is not made yet.
+    target_key_id: str | None = None
+    creation_date: datetime | None = None
+    last_updated_date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

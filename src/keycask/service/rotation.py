@@ -115,6 +115,12 @@ async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outco
 
 
 async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    # Answered in every state, for imported-material keys too (PendingImport
+    # included), with automatic rotation off. AWS's key state table of 2020
+    # refused EXTERNAL keys (UnsupportedOperationException) when imported
+    # material could not rotate at all; now that it rotates on demand, AWS
+    # documents this call as the status of automatic and on-demand rotation,
+    # and that of keys that cannot rotate automatically as "always false".
     key = (await key_for(deps, call, req.key_id, "GetKeyRotationStatus")).value
     _require_symmetric(key, "key rotation")
     # A key on its way out does not rotate, and AWS reports so; cancelling

@@ -1,0 +1,105 @@
+"""Alias rules AWS enforces, through boto3: UpdateAlias keeps the key type and
+key usage, and a key has at most 50 aliases."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+
+from conftest import Server
+
+# A Region of their own: the 50 aliases of one key must not crowd the pages
+# other tests of the shared server read.
+REGION = "eu-north-1"
+
+
+def _name(prefix: str) -> str:
+    return f"alias/{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _error(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
+    e = error.value.response["Error"]
+    return str(e["Code"]), str(e["Message"])
+
+
+def _target(kms: Any, name: str) -> str:
+    found = [a for a in kms.list_aliases(Limit=1000)["Aliases"] if a["AliasName"] == name]
+    return str(found[0]["TargetKeyId"])
+
+
+KINDS = {
+    "symmetric": {},
+    "rsa-encrypt": {"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"},
+    "rsa-sign": {"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"},
+    "ec-sign": {"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"},
+    "ec-agree": {"KeySpec": "ECC_NIST_P256", "KeyUsage": "KEY_AGREEMENT"},
+    "hmac-256": {"KeySpec": "HMAC_256", "KeyUsage": "GENERATE_VERIFY_MAC"},
+    "hmac-512": {"KeySpec": "HMAC_512", "KeyUsage": "GENERATE_VERIFY_MAC"},
+}
+# (from, to): allowed when both have the same type (symmetric, asymmetric,
+# HMAC) and the same key usage.
+MOVES = [
+    ("symmetric", "symmetric", True),
+    ("symmetric", "rsa-sign", False),
+    ("symmetric", "rsa-encrypt", False),
+    ("symmetric", "hmac-256", False),
+    ("rsa-sign", "ec-sign", True),
+    ("rsa-encrypt", "rsa-sign", False),
+    ("ec-sign", "ec-agree", False),
+    ("hmac-256", "hmac-512", True),
+    ("hmac-256", "symmetric", False),
+]
+
+
+@pytest.fixture(scope="module")
+def keys(server: Server) -> dict[str, str]:
+    kms = server.client(region=REGION)
+    return {kind: kms.create_key(**args)["KeyMetadata"]["KeyId"] for kind, args in KINDS.items()}
+
+
+@pytest.mark.parametrize(("source", "dest", "allowed"), MOVES)
+def test_update_alias_keeps_key_type_and_usage(
+    server: Server, keys: dict[str, str], source: str, dest: str, allowed: bool
+) -> None:
+    kms = server.client(region=REGION)
+    name = _name("move")
+    kms.create_alias(AliasName=name, TargetKeyId=keys[source])
+    new = keys[dest]
+    if source == dest:
+        new = kms.create_key(**KINDS[dest])["KeyMetadata"]["KeyId"]
+    if allowed:
+        kms.update_alias(AliasName=name, TargetKeyId=new)
+        assert _target(kms, name) == new
+        return
+    with pytest.raises(ClientError) as error:
+        kms.update_alias(AliasName=name, TargetKeyId=new)
+    code, message = _error(error)
+    assert code == "ValidationException", message
+    assert "same type" in message and "key usage" in message
+    assert _target(kms, name) == keys[source]
+
+
+def test_at_most_fifty_aliases_per_key(server: Server) -> None:
+    kms = server.client(region=REGION)
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    other = kms.create_key()["KeyMetadata"]["KeyId"]
+    for _ in range(50):
+        kms.create_alias(AliasName=_name("quota"), TargetKeyId=key)
+    with pytest.raises(ClientError) as error:
+        kms.create_alias(AliasName=_name("quota"), TargetKeyId=key)
+    assert _error(error)[0] == "LimitExceededException"
+    # Moving a 51st alias onto it is the same.
+    moving = _name("quota-move")
+    kms.create_alias(AliasName=moving, TargetKeyId=other)
+    with pytest.raises(ClientError) as error:
+        kms.update_alias(AliasName=moving, TargetKeyId=key)
+    assert _error(error)[0] == "LimitExceededException"
+    assert len(kms.list_aliases(KeyId=key, Limit=100)["Aliases"]) == 50
+    # One less, and there is room again.
+    first = kms.list_aliases(KeyId=key, Limit=1)["Aliases"][0]["AliasName"]
+    kms.delete_alias(AliasName=first)
+    kms.update_alias(AliasName=moving, TargetKeyId=key)
+    assert _target(kms, moving) == key
