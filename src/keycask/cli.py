@@ -24,7 +24,7 @@ from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_stor
 from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.cli_support import CallError, local_record, post_json
-from keycask.errors import KMSError, SealError
+from keycask.errors import KMSError, SealError, StorageIntegrityError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
@@ -268,6 +268,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        pkcs11_modules=args.pkcs11_module or (),
     )
     _tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -557,7 +558,10 @@ async def _load_anchors(
         if barrier.sealed:
             if unseal is None:
                 return None
-            await SealKeeper(settings.data_dir, barrier).unseal(unseal)
+            keeper = SealKeeper(
+                settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
+            )
+            await keeper.unseal(unseal)
         return await anchor.load(barrier)
     finally:
         await storage.close()
@@ -568,7 +572,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     their own), against the anchors recorded in the (shared) store."""
     dirs = args.data_dir or [os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR]
     production = (Path(dirs[0]) / SEAL_FILE).exists()
-    settings = config.load(dev=not production, data_dir=dirs[0], storage=args.storage)
+    settings = config.load(
+        dev=not production,
+        data_dir=dirs[0],
+        storage=args.storage,
+        pkcs11_modules=args.pkcs11_module or (),
+    )
     anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
     if anchors is None:
         print(
@@ -799,6 +808,13 @@ def _parser() -> argparse.ArgumentParser:
         "(or env KEYCASK_PKCS11_PIN / KEYCASK_PKCS11_PIN_FILE)",
     )
     server.add_argument(
+        "--pkcs11-module",
+        action="append",
+        metavar="LIB",
+        help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
+        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one",
+    )
+    server.add_argument(
         "--passphrase-file",
         help="passphrase seal: unseal at start with the passphrase in this file "
         "(env KEYCASK_PASSPHRASE_FILE); without it an operator unseals",
@@ -823,6 +839,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--pkcs11-pin-file", help="production: PIN to open the store's anchors")
     check.add_argument(
         "--passphrase-file", help="production: passphrase to open the store's anchors"
+    )
+    check.add_argument(
+        "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
     )
     check.set_defaults(func=cmd_audit_verify)
 
@@ -851,7 +870,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError) as exc:
+    except (config.ConfigError, SealError, KMSError, StorageIntegrityError) as exc:
         print(f"keycask: {exc}", file=sys.stderr)
         return 2
     return code

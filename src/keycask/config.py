@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ class Settings:
     storage: str | None = None
     # This node's name in a cluster: written into every audit record.
     node_id: str | None = None
-    # PKCS#11 libraries a rekey may move the root key to (KEYCASK_PKCS11_MODULES).
+    # PKCS#11 libraries this server may load: for its seal, or a rekey's target.
     pkcs11_modules: tuple[str, ...] = ()
 
     @property
@@ -83,6 +83,7 @@ def load(
     storage: str | None = None,
     node_id: str | None = None,
     env: Mapping[str, str] | None = None,
+    pkcs11_modules: Sequence[str] = (),
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -126,8 +127,17 @@ def load(
         insecure_plaintext=insecure,
         storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
-        pkcs11_modules=tuple(m for m in env.get("KEYCASK_PKCS11_MODULES", "").split(":") if m),
+        pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
     )
+
+
+def allowed_pkcs11_modules(given: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
+    """The PKCS#11 libraries this process may load: ``--pkcs11-module``
+    flags, ``KEYCASK_PKCS11_MODULE`` and the colon-separated
+    ``KEYCASK_PKCS11_MODULES``. Never the seal file's path alone."""
+    listed = [*given, env.get("KEYCASK_PKCS11_MODULE", "")]
+    listed += env.get("KEYCASK_PKCS11_MODULES", "").split(":")
+    return tuple(dict.fromkeys(m for m in listed if m))
 
 
 def _node_id(value: str | None) -> str | None:

@@ -55,7 +55,7 @@ from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from keycask.errors import StorageConflict, StorageUnavailable
+from keycask.errors import StorageConflict, StorageIntegrityError, StorageUnavailable
 from keycask.ports import Delete, Entry, Put, Write
 
 log = logging.getLogger("keycask")
@@ -144,6 +144,35 @@ async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
             await conn.execute("UPDATE keycask_schema SET version = %s", (SCHEMA_VERSION,))
 
 
+_OWN_TABLES = ("keycask_kv", "keycask_epoch", "keycask_schema")
+
+
+async def _check_objects(conn: AsyncConnection[TupleRow]) -> None:
+    """Refuse keycask's tables when something keycask did not make acts on
+    them: a trigger (``RETURN NULL`` on a delete would make DeleteAccessKey
+    report success and change nothing), a rule, or row-level security. The
+    barrier authenticates values, not whether a write happened."""
+    found = await (
+        await conn.execute(
+            "SELECT 'trigger', c.relname, t.tgname FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND t.tgrelid = ANY(%(own)s::regclass[])"
+            " UNION ALL SELECT 'rule', c.relname, r.rulename FROM pg_rewrite r"
+            " JOIN pg_class c ON c.oid = r.ev_class"
+            " WHERE r.rulename <> '_RETURN' AND r.ev_class = ANY(%(own)s::regclass[])"
+            " UNION ALL SELECT 'row-level security', c.relname, c.relname FROM pg_class c"
+            " WHERE c.oid = ANY(%(own)s::regclass[]) AND (c.relrowsecurity OR c.relkind <> 'r')",
+            {"own": list(_OWN_TABLES)},
+        )
+    ).fetchall()
+    if found:
+        kind, table, name = found[0]
+        raise StorageIntegrityError(
+            f"keycask's table {table} has a {kind} keycask did not create ({name!r}); "
+            "refusing to use the store (drop it, then start again)"
+        )
+
+
 class PostgresStorage:
     """``Storage`` over a PostgreSQL database, safe to share between nodes."""
 
@@ -192,6 +221,7 @@ class PostgresStorage:
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
                 await _migrate(conn)
+                await _check_objects(conn)
                 row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
                 table = 0 if row is None else int(row[0])
             pool: _Pool = AsyncConnectionPool(
@@ -303,6 +333,8 @@ class PostgresStorage:
             # for as short a time as possible.
             await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
             row = await cur.fetchone()
+            if row is None:
+                raise StorageIntegrityError("the epoch row did not change (a trigger?)")
             epoch = 0 if row is None else int(row[0])
             # What the commit touched, by the first segment of each path, so
             # a node can ignore commits that change nothing it caches.
@@ -325,8 +357,16 @@ class PostgresStorage:
                     " revision = keycask_kv.revision + 1",
                     (write.path, write.value),
                 )
+                _changed(cur, write, 1)
             else:
                 await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+                # Whether the row existed is unknown here: check it is gone.
+                await cur.execute("SELECT 1 FROM keycask_kv WHERE path = %s", (write.path,))
+                if await cur.fetchone() is not None:
+                    raise StorageIntegrityError(
+                        f"{write.path}: still present after its delete (a trigger?); "
+                        "nothing was committed"
+                    )
             return
         await cur.execute(
             "SELECT revision FROM keycask_kv WHERE path = %s FOR UPDATE", (write.path,)
@@ -340,11 +380,13 @@ class PostgresStorage:
         if isinstance(write, Delete):
             if current:
                 await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+                _changed(cur, write, 1)
         elif current:
             await cur.execute(
                 "UPDATE keycask_kv SET value = %s, revision = %s WHERE path = %s",
                 (write.value, current + 1, write.path),
             )
+            _changed(cur, write, 1)
         else:
             await cur.execute(
                 "INSERT INTO keycask_kv (path, value, revision) VALUES (%s, %s, 1)"
@@ -356,3 +398,13 @@ class PostgresStorage:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _changed(cur: AsyncCursor[TupleRow], write: Write, expected: int) -> None:
+    """A statement that changed another number of rows than it must (a
+    trigger returning NULL, a rule) fails the commit, which rolls back."""
+    if cur.rowcount != expected:
+        raise StorageIntegrityError(
+            f"{write.path}: the write changed {cur.rowcount} rows instead of {expected}"
+            " (a trigger or rule?); nothing was committed"
+        )
