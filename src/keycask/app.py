@@ -186,6 +186,7 @@ async def build(
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
     lifecycle: Clock = dev_clock if dev_clock is not None else clock
     deps = Deps(keys=keys, clock=lifecycle, usage=UsageTracker(keys), authz=Authorizer(keys))
+    token = OperatorToken(settings.data_dir)
     pipeline = Pipeline(
         deps,
         credentials,
@@ -195,10 +196,14 @@ async def build(
         coordinator=coordinator,
         dev_clock=dev_clock,
         barrier=barrier,
-        operator_token=OperatorToken(settings.data_dir),
+        operator_token=token,
     )
     pipeline.operator_api = Operator(
-        keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)
+        keeper,
+        rotate=pipeline.rotate_barrier,
+        count_keys=lambda: count_keys(storage),
+        backup_tag=barrier.backup_tag,
+        rotate_token=token.rotate,
     )
     barrier.on_seal.append(pipeline.forget_all)
     anchoring = Anchoring(barrier, audit)

@@ -2,9 +2,12 @@
 credential that works while the server is sealed (access keys live behind
 the barrier, so nothing can check a signature until it is open).
 
-Made once by ``operator init`` and printed once; ``<data>/operator.json``
-keeps only its SHA-256. A plain hash is enough for 256 random bits (no
-dictionary to try), and the comparison is constant time.
+Made by ``operator init`` and printed once; ``<data>/operator.json``
+keeps only its SHA-256. ``operator rotate-token`` (a ``RotateToken`` call
+made with the current token) replaces it, and ``operator restore`` makes a
+new one rather than bring back the token of backup time. A plain hash is
+enough for 256 random bits (no dictionary to try), and the comparison is
+constant time.
 """
 
 from __future__ import annotations
@@ -26,21 +29,46 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def create(data_dir: Path) -> str:
-    """A new token, its hash written to ``operator.json`` (never replaced)."""
-    token = _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
-    path = Path(data_dir) / TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _new_token() -> str:
+    return _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
+
+
+def _write(path: Path, flags: int, token: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump({"sha256": _digest(token)}, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def create(data_dir: Path) -> str:
+    """A new token, its hash written to ``operator.json`` (never replaced)."""
+    token = _new_token()
+    _write(Path(data_dir) / TOKEN_FILE, os.O_EXCL, token)
+    return token
+
+
+def replace(data_dir: Path) -> str:
+    """A new token whose hash replaces ``operator.json`` atomically (written
+    aside, renamed, directory synced): the old token stops working."""
+    token = _new_token()
+    path = Path(data_dir) / TOKEN_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _write(tmp, os.O_EXCL, token)
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return token
 
 
 class OperatorToken:
     def __init__(self, data_dir: Path) -> None:
         path = Path(data_dir) / TOKEN_FILE
+        self._dir = Path(data_dir)
         self._digest: str | None = None
         if path.exists():
             if path.stat().st_mode & 0o077:
@@ -56,3 +84,12 @@ class OperatorToken:
         if self._digest is None:
             return False
         return hmac.compare_digest(_digest(presented), self._digest)
+
+    def rotate(self) -> str:
+        """Replace the token (file and memory); returns the new one, which
+        nothing keeps. Only a configured token is rotated."""
+        if self._digest is None:
+            raise PermissionError("this server has no operator token to rotate")
+        token = replace(self._dir)
+        self._digest = _digest(token)
+        return token
