@@ -105,7 +105,9 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     settings.data_dir.chmod(0o700)
     storage: Storage
     if settings.storage is not None:
-        storage = await PostgresStorage.open(settings.storage)
+        storage = await PostgresStorage.open(
+            settings.storage, insecure_transport=settings.storage_insecure
+        )
     else:
         storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:

@@ -31,6 +31,7 @@ from keycask.policy_cli import add_policy_commands
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import WARNING, DevSeal
 from keycask.service.sealing import SealKeeper, UnsealInput
+from keycask.storage.postgres import StorageConfigError
 
 log = logging.getLogger("keycask")
 
@@ -221,8 +222,6 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
             "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
-        if settings.storage is not None:
-            command += ["--storage", settings.storage]
         if settings.node_id is not None:
             command += ["--node-id", f"{settings.node_id}-{slot}"]
         for flag, path in (
@@ -232,7 +231,11 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
         ):
             if path is not None:
                 command += [flag, str(path)]
-        return subprocess.Popen(command, pass_fds=[sock.fileno()])
+        env = dict(os.environ)
+        if settings.storage is not None:
+            # In the environment, not argv: a DSN may hold a password.
+            env["KEYCASK_STORAGE"] = settings.storage
+        return subprocess.Popen(command, pass_fds=[sock.fileno()], env=env)
 
     workers = {slot: spawn(slot) for slot in range(args.workers)}
     _banner(settings, config_file, credentials_file)
@@ -269,6 +272,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
         pkcs11_modules=args.pkcs11_module or (),
+        storage_insecure=args.storage_insecure,
     )
     _tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -792,6 +796,12 @@ def _parser() -> argparse.ArgumentParser:
         "in the data dir",
     )
     server.add_argument(
+        "--storage-insecure",
+        action="store_true",
+        help="allow a PostgreSQL store on another host without sslmode=require or verify-* "
+        "(env KEYCASK_STORAGE_INSECURE=1; only on a network you trust)",
+    )
+    server.add_argument(
         "--node-id",
         help="this node's name in a cluster, written into every audit record "
         "(env KEYCASK_NODE_ID; default host:port when the store is PostgreSQL)",
@@ -870,7 +880,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError, StorageIntegrityError) as exc:
+    except (
+        config.ConfigError,
+        SealError,
+        KMSError,
+        StorageIntegrityError,
+        StorageConfigError,
+    ) as exc:
         print(f"keycask: {exc}", file=sys.stderr)
         return 2
     return code

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,8 @@ class Settings:
     storage: str | None = None
     # This node's name in a cluster: written into every audit record.
     node_id: str | None = None
+    # Allow a PostgreSQL store on another host without TLS (--storage-insecure).
+    storage_insecure: bool = False
     # PKCS#11 libraries this server may load: for its seal, or a rekey's target.
     pkcs11_modules: tuple[str, ...] = ()
 
@@ -84,6 +87,7 @@ def load(
     node_id: str | None = None,
     env: Mapping[str, str] | None = None,
     pkcs11_modules: Sequence[str] = (),
+    storage_insecure: bool = False,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -125,7 +129,8 @@ def load(
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
         insecure_plaintext=insecure,
-        storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
+        storage=_storage(storage, on_argv=True) or _storage(env.get("KEYCASK_STORAGE") or None),
+        storage_insecure=storage_insecure or env.get("KEYCASK_STORAGE_INSECURE") == "1",
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
     )
@@ -146,7 +151,7 @@ def _node_id(value: str | None) -> str | None:
     return value
 
 
-def _storage(dsn: str | None) -> str | None:
+def _storage(dsn: str | None, *, on_argv: bool = False) -> str | None:
     if dsn is None or dsn == "sqlite":
         return None
     if not dsn.startswith(("postgresql://", "postgres://")):
@@ -154,7 +159,27 @@ def _storage(dsn: str | None) -> str | None:
             "--storage takes a PostgreSQL URI (postgresql://user@host:5432/db, the "
             "password from PGPASSWORD or ~/.pgpass, not the command line) or 'sqlite'"
         )
+    if on_argv and _has_password(dsn):
+        # The DSN itself is never repeated: it holds the password.
+        raise ConfigError(
+            "--storage holds a password, which any user of this host can read in the "
+            "process list: give it in PGPASSWORD or ~/.pgpass (or the whole DSN in "
+            "KEYCASK_STORAGE)"
+        )
     return dsn
+
+
+def _has_password(uri: str) -> bool:
+    """Whether a postgresql:// URI carries a password (user:password@ or
+    ?password=); no parser of psycopg here, and a malformed URI is the
+    driver's to refuse."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        query = urllib.parse.parse_qs(parts.query)
+    except ValueError:
+        return True  # cannot tell: refuse rather than risk it
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    return bool(at and ":" in userinfo) or "password" in query
 
 
 def _loopback(host: str) -> bool:

@@ -331,7 +331,9 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     settings = config.load(dev=False, data_dir=str(data_dir), storage=args.storage)
     storage: Storage
     if settings.storage is not None:
-        storage = await PostgresStorage.open(settings.storage)
+        storage = await PostgresStorage.open(
+            settings.storage, insecure_transport=settings.storage_insecure
+        )
         if await Barrier(storage).initialised():
             await storage.close()
             raise OperatorError(

@@ -42,10 +42,12 @@ commit at once, so the database itself must arbitrate:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -89,6 +91,75 @@ _CONNECT_DEFAULTS: dict[str, Any] = {
 
 _Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 CHANNEL_PREFIX = "keycask_commits_"
+
+
+class StorageConfigError(ValueError):
+    """The DSN is unusable as given (it does not parse, or it would send the
+    password and the data in the clear to another host). Messages never
+    repeat the DSN."""
+
+
+# libpq modes that never fall back to plaintext ("prefer", the default,
+# does, and an attacker on the path can make it).
+_TLS_MODES = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _local_host(host: str) -> bool:
+    if host in ("", "localhost") or host.startswith(("/", "@")):
+        return True  # a Unix socket (a directory, or Linux's abstract namespace)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_problem(dsn: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why connecting with ``dsn`` would be in the clear to another host, or
+    None. The host and sslmode are the ones libpq will use: the DSN's, else
+    PGHOST/PGHOSTADDR and PGSSLMODE, else a local socket and "prefer"."""
+    env = os.environ if env is None else env
+    params = _parse(dsn)
+    hosts = params.get("hostaddr") or params.get("host")
+    if hosts is None:
+        hosts = env.get("PGHOSTADDR") or env.get("PGHOST") or ""
+    remote = [h for h in str(hosts).split(",") if not _local_host(h.strip())]
+    mode = params.get("sslmode") or env.get("PGSSLMODE") or "prefer"
+    if str(params.get("requiressl", "")) == "1" and mode == "prefer":
+        mode = "require"
+    if not remote or mode in _TLS_MODES:
+        return None
+    return (
+        f"the PostgreSQL store at {remote[0]} is not on this host and the connection may "
+        f"run without TLS (sslmode={mode}): add sslmode=require (or verify-full with "
+        "sslrootcert) to the DSN or PGSSLMODE, or, on a network you trust, say so with "
+        "--storage-insecure (KEYCASK_STORAGE_INSECURE=1)"
+    )
+
+
+def _parse(dsn: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # psycopg's message may quote the DSN, password and all.
+        raise StorageConfigError(
+            "the PostgreSQL DSN does not parse (it is not repeated here: it may hold a password)"
+        ) from None
+
+
+def _redact(message: str, dsn: str) -> str:
+    """``message`` without the DSN's password, however the driver quoted it."""
+    secrets: set[str] = set()
+    with suppress(psycopg.ProgrammingError):
+        password = conninfo_to_dict(dsn).get("password")
+        if password:
+            secrets.add(str(password))
+    with suppress(ValueError):
+        raw = urllib.parse.urlsplit(dsn).password
+        if raw:
+            secrets |= {raw, urllib.parse.unquote(raw)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def safe_dsn(dsn: str) -> str:
@@ -203,15 +274,26 @@ class PostgresStorage:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        insecure_transport: bool = False,
     ) -> PostgresStorage:
         """Connect, create or migrate the schema, and start a connection pool.
 
         ``dsn`` is any libpq connection string or URI; its ``options`` may set
-        ``search_path`` to keep keycask's tables in a schema of their own.
+        ``search_path`` to keep keycask's tables in a schema of their own. A
+        host other than this one needs TLS that cannot fall back to plaintext
+        unless ``insecure_transport``.
         """
         where = safe_dsn(dsn)
-        given = conninfo_to_dict(dsn)
+        given = _parse(dsn)
+        problem = None if insecure_transport else transport_problem(dsn)
+        if problem is not None:
+            raise StorageConfigError(problem)
         kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
         try:
             # A direct connection first: its errors say what is wrong (refused,
@@ -248,7 +330,7 @@ class PostgresStorage:
                 await pool.close()
                 raise
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL at {where}: {exc}") from exc
+            raise StorageUnavailable(f"PostgreSQL at {where}: {_redact(str(exc), dsn)}") from None
         store = cls(pool, where, dsn, {"autocommit": True, **kwargs})
         store._table = table
         return store
@@ -263,7 +345,8 @@ class PostgresStorage:
             conn = await AsyncConnection.connect(self._dsn, **self._connect)
             await _configure(conn)
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+            message = _redact(str(exc), self._dsn)
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
         return conn
 
     @asynccontextmanager
@@ -298,7 +381,8 @@ class PostgresStorage:
         except psycopg.OperationalError as exc:
             if isinstance(exc, TransactionRollback):
                 raise StorageConflict(f"transaction rolled back by PostgreSQL: {exc}") from exc
-            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+            message = _redact(str(exc), self._dsn)
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
 
     async def get(self, path: str) -> Entry | None:
         async with self._connection() as conn:
