@@ -14,8 +14,9 @@ SECRET = "s3cret-Pw-91"
 
 
 def _server(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    listen = f"127.0.0.1:{free_port()}"
     done = keycask(
-        "server", "--dev", "--data-dir", str(tmp_path / "data"), "--listen", f"127.0.0.1:{free_port()}",
+        "server", "--dev", "--data-dir", str(tmp_path / "data"), "--listen", listen,
         *args, env=env, check=False, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2, done.stdout + done.stderr
