@@ -244,6 +244,12 @@ def create_backup(data_dir: Path, out: Path, tag: Tagger) -> BackupInfo:
                         for chunk in _chunks(src):
                             _write(dst, digest.update, chunk)
                 dst.write(_trailer(tag, digest.digest()))
+                # The tag is under the root the server holds now: a rekey
+                # since the seal file was copied would make it not match.
+                if _read_or_none(data_dir / SEAL_FILE) != seal_before:
+                    raise BackupError(
+                        "the seal changed while the backup ran (a rekey?): back up again"
+                    )
                 dst.flush()
                 os.fsync(dst.fileno())
             _publish(tmp_out, out)
