@@ -156,13 +156,14 @@ def test_a_planted_pkcs11_library_is_never_loaded(tmp_path: Path) -> None:
     assert "New operator token" in done.stdout
     shutil.copytree(prod.data_dir / "tls", target / "tls")  # never in a backup
     restored = Production(target, extra_env=hsm.env(), init=dict(prod.init))
-    restored.start(env=pin_env)
     try:
+        restored.start(env=pin_env)
         kms = restored.client()
         assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
         kms.close()
     finally:
-        restored.stop()
+        if restored.proc is not None:
+            restored.stop()
     assert not marker.exists()
 
 
@@ -209,13 +210,14 @@ def test_a_planted_operator_token_is_refused_and_restore_makes_a_new_one(
     assert stat.S_IMODE((tmp_path / "restored-token").stat().st_mode) == 0o600
     shutil.copytree(prod.data_dir / "tls", target / "tls")  # never in a backup
     restored = Production(target, init=prod.init)
-    restored.start()
     try:
+        restored.start()
         assert not _token_works(restored, old_token)
         assert not _token_works(restored, attacker)
         assert _token_works(restored, restored.token)
     finally:
-        restored.stop()
+        if restored.proc is not None:
+            restored.stop()
 
 
 def test_operator_token_rotation(prod: Production, tmp_path: Path) -> None:
