@@ -105,7 +105,9 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     settings.data_dir.chmod(0o700)
     storage: Storage
     if settings.storage is not None:
-        storage = await PostgresStorage.open(settings.storage)
+        storage = await PostgresStorage.open(
+            settings.storage, insecure_transport=settings.storage_insecure
+        )
     else:
         storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:
@@ -210,7 +212,11 @@ async def build(
         else settings.account_id,
     )
     pipeline.operator_api = Operator(
-        keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)
+        keeper,
+        rotate=pipeline.rotate_barrier,
+        count_keys=lambda: count_keys(storage),
+        backup_tag=barrier.backup_tag,
+        rotate_token=token.rotate,
     )
     barrier.on_seal.append(pipeline.forget_all)
     anchoring = Anchoring(barrier, audit)

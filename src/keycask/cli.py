@@ -24,13 +24,14 @@ from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_stor
 from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.cli_support import CallError, local_record, post_json
-from keycask.errors import KMSError, SealError
+from keycask.errors import KMSError, SealError, StorageIntegrityError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import WARNING, DevSeal
 from keycask.service.sealing import SealKeeper, UnsealInput
+from keycask.storage.postgres import StorageConfigError
 
 log = logging.getLogger("keycask")
 
@@ -224,8 +225,6 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
             "--worker-slot", str(slot), "--listen-fd", str(sock.fileno()),
             "--supervisor-pid", str(os.getpid()),
         ]  # fmt: skip
-        if settings.storage is not None:
-            command += ["--storage", settings.storage]
         if settings.node_id is not None:
             command += ["--node-id", f"{settings.node_id}-{slot}"]
         if settings.proxy_from:
@@ -237,7 +236,11 @@ def _supervise(settings: config.Settings, args: argparse.Namespace) -> int:
         ):
             if path is not None:
                 command += [flag, str(path)]
-        return subprocess.Popen(command, pass_fds=[sock.fileno()])
+        env = dict(os.environ)
+        if settings.storage is not None:
+            # In the environment, not argv: a DSN may hold a password.
+            env["KEYCASK_STORAGE"] = settings.storage
+        return subprocess.Popen(command, pass_fds=[sock.fileno()], env=env)
 
     workers = {slot: spawn(slot) for slot in range(args.workers)}
     _banner(settings, config_file, credentials_file)
@@ -275,6 +278,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        pkcs11_modules=args.pkcs11_module or (),
+        storage_insecure=args.storage_insecure,
     )
     _tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -564,7 +569,10 @@ async def _load_anchors(
         if barrier.sealed:
             if unseal is None:
                 return None
-            await SealKeeper(settings.data_dir, barrier).unseal(unseal)
+            keeper = SealKeeper(
+                settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
+            )
+            await keeper.unseal(unseal)
         return await anchor.load(barrier)
     finally:
         await storage.close()
@@ -575,7 +583,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     their own), against the anchors recorded in the (shared) store."""
     dirs = args.data_dir or [os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR]
     production = (Path(dirs[0]) / SEAL_FILE).exists()
-    settings = config.load(dev=not production, data_dir=dirs[0], storage=args.storage)
+    settings = config.load(
+        dev=not production,
+        data_dir=dirs[0],
+        storage=args.storage,
+        pkcs11_modules=args.pkcs11_module or (),
+    )
     anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
     if anchors is None:
         print(
@@ -796,6 +809,12 @@ def _parser() -> argparse.ArgumentParser:
         "in the data dir",
     )
     server.add_argument(
+        "--storage-insecure",
+        action="store_true",
+        help="allow a PostgreSQL store on another host without sslmode=require or verify-* "
+        "(env KEYCASK_STORAGE_INSECURE=1; only on a network you trust)",
+    )
+    server.add_argument(
         "--node-id",
         help="this node's name in a cluster, written into every audit record "
         "(env KEYCASK_NODE_ID; default host:port when the store is PostgreSQL)",
@@ -810,6 +829,13 @@ def _parser() -> argparse.ArgumentParser:
         "--pkcs11-pin-file",
         help="PKCS#11 seal: unseal at start with the PIN in this file "
         "(or env KEYCASK_PKCS11_PIN / KEYCASK_PKCS11_PIN_FILE)",
+    )
+    server.add_argument(
+        "--pkcs11-module",
+        action="append",
+        metavar="LIB",
+        help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
+        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one",
     )
     server.add_argument(
         "--passphrase-file",
@@ -844,6 +870,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument(
         "--passphrase-file", help="production: passphrase to open the store's anchors"
     )
+    check.add_argument(
+        "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
+    )
     check.set_defaults(func=cmd_audit_verify)
 
     add_policy_commands(sub)
@@ -871,7 +900,13 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError) as exc:
+    except (
+        config.ConfigError,
+        SealError,
+        KMSError,
+        StorageIntegrityError,
+        StorageConfigError,
+    ) as exc:
         print(f"keycask: {exc}", file=sys.stderr)
         return 2
     return code

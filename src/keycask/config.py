@@ -5,7 +5,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,7 +73,9 @@ class Settings:
     storage: str | None = None
     # This node's name in a cluster: written into every audit record.
     node_id: str | None = None
-    # PKCS#11 libraries a rekey may move the root key to (KEYCASK_PKCS11_MODULES).
+    # Allow a PostgreSQL store on another host without TLS (--storage-insecure).
+    storage_insecure: bool = False
+    # PKCS#11 libraries this server may load: for its seal, or a rekey's target.
     pkcs11_modules: tuple[str, ...] = ()
     # Load balancers whose connections start with a PROXY protocol v2 header
     # naming the real client (--proxy-protocol-from).
@@ -114,6 +117,8 @@ def load(
     proxy_protocol_from: str | None = None,
     partition: str | None = None,
     env: Mapping[str, str] | None = None,
+    pkcs11_modules: Sequence[str] = (),
+    storage_insecure: bool = False,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -158,9 +163,10 @@ def load(
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
         insecure_plaintext=insecure,
-        storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
+        storage=_storage(storage, on_argv=True) or _storage(env.get("KEYCASK_STORAGE") or None),
+        storage_insecure=storage_insecure or env.get("KEYCASK_STORAGE_INSECURE") == "1",
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
-        pkcs11_modules=tuple(m for m in env.get("KEYCASK_PKCS11_MODULES", "").split(":") if m),
+        pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
     )
 
@@ -180,13 +186,22 @@ def _networks(value: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6
     return tuple(networks)
 
 
+def allowed_pkcs11_modules(given: Sequence[str], env: Mapping[str, str]) -> tuple[str, ...]:
+    """The PKCS#11 libraries this process may load: ``--pkcs11-module``
+    flags, ``KEYCASK_PKCS11_MODULE`` and the colon-separated
+    ``KEYCASK_PKCS11_MODULES``. Never the seal file's path alone."""
+    listed = [*given, env.get("KEYCASK_PKCS11_MODULE", "")]
+    listed += env.get("KEYCASK_PKCS11_MODULES", "").split(":")
+    return tuple(dict.fromkeys(m for m in listed if m))
+
+
 def _node_id(value: str | None) -> str | None:
     if value is not None and not _NODE_ID.match(value):
         raise ConfigError(f"node id must match [A-Za-z0-9._:-]{{1,64}}, got {value!r}")
     return value
 
 
-def _storage(dsn: str | None) -> str | None:
+def _storage(dsn: str | None, *, on_argv: bool = False) -> str | None:
     if dsn is None or dsn == "sqlite":
         return None
     if not dsn.startswith(("postgresql://", "postgres://")):
@@ -194,7 +209,27 @@ def _storage(dsn: str | None) -> str | None:
             "--storage takes a PostgreSQL URI (postgresql://user@host:5432/db, the "
             "password from PGPASSWORD or ~/.pgpass, not the command line) or 'sqlite'"
         )
+    if on_argv and _has_password(dsn):
+        # The DSN itself is never repeated: it holds the password.
+        raise ConfigError(
+            "--storage holds a password, which any user of this host can read in the "
+            "process list: give it in PGPASSWORD or ~/.pgpass (or the whole DSN in "
+            "KEYCASK_STORAGE)"
+        )
     return dsn
+
+
+def _has_password(uri: str) -> bool:
+    """Whether a postgresql:// URI carries a password (user:password@ or
+    ?password=); no parser of psycopg here, and a malformed URI is the
+    driver's to refuse."""
+    try:
+        parts = urllib.parse.urlsplit(uri)
+        query = urllib.parse.parse_qs(parts.query)
+    except ValueError:
+        return True  # cannot tell: refuse rather than risk it
+    userinfo, at, _ = parts.netloc.rpartition("@")
+    return bool(at and ":" in userinfo) or "password" in query
 
 
 def _loopback(host: str) -> bool:

@@ -189,6 +189,12 @@ class StorageUnavailable(Exception):
     """The store could not be reached or the connection was lost."""
 
 
+class StorageIntegrityError(Exception):
+    """The store is not what keycask made: an object keycask did not create
+    (a trigger, a view, a rule), or a write that changed a different number
+    of rows than it should have. Nothing was applied."""
+
+
 class AuditUnavailable(Exception):
     """The audit log could not durably record; the request must not proceed."""
 

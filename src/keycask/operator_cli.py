@@ -1,7 +1,9 @@
-"""``keycask operator init | status | unseal | seal | rotate | rekey | backup | restore``
+"""``keycask operator init | status | unseal | seal | rotate | rekey | rotate-token |
+backup | restore``
 
-``init``, ``backup`` and ``restore`` work on a data directory directly (the
-local operator's access to it is already total). The others are
+``init`` and ``restore`` work on a data directory directly (the local
+operator's access to it is already total); ``backup`` reads the data dir
+directly and asks the server for the backup's MAC. The others are
 ``KeycaskOperator`` calls to the server at ``KEYCASK_ADDR`` (default: the
 local listen address, over HTTPS when the data dir has the certificate that
 ``init --tls-self-signed`` made), authenticated with the operator token from
@@ -23,6 +25,7 @@ import json
 import os
 import ssl
 import sys
+import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,12 +40,22 @@ from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
 from keycask.cli_support import CallError, local_record, post_json
 from keycask.crypto import KeyMaterial, self_signed_certificate
+from keycask.crypto.backup_mac import backup_tag
+from keycask.errors import SealError
 from keycask.ports import Storage
-from keycask.seal import SEAL_FILE, PassphraseSeal
+from keycask.seal import SEAL_FILE, PassphraseSeal, seal_type
+from keycask.seal.dev import ROOT_KEY_FILE as DEV_ROOT_KEY_FILE
+from keycask.seal.dev import DevSeal
 from keycask.seal.pkcs11 import Pkcs11Seal
-from keycask.seal.shamir import ShamirSeal
+from keycask.seal.shamir import ShamirSeal, ShareCollector
 from keycask.service.sealing import RESTORED_MARKER
-from keycask.storage.backup import BackupError, create_backup, restore_backup
+from keycask.storage.backup import (
+    BackupError,
+    Tagger,
+    backup_seal_file,
+    create_backup,
+    restore_backup,
+)
 from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
 
@@ -318,7 +331,9 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     settings = config.load(dev=False, data_dir=str(data_dir), storage=args.storage)
     storage: Storage
     if settings.storage is not None:
-        storage = await PostgresStorage.open(settings.storage)
+        storage = await PostgresStorage.open(
+            settings.storage, insecure_transport=settings.storage_insecure
+        )
         if await Barrier(storage).initialised():
             await storage.close()
             raise OperatorError(
@@ -415,26 +430,145 @@ def cmd_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _server_tagger(args: argparse.Namespace) -> Tagger:
+    """The running server computes the MAC: it holds the root key, which
+    nothing else on a production host should."""
+
+    def tag(digest: bytes) -> bytes:
+        answer = call(args, "BackupTag", {"Digest": digest.hex()})
+        try:
+            return bytes.fromhex(str(answer["Tag"]))
+        except (KeyError, ValueError):
+            raise OperatorError("the server's BackupTag answer holds no tag") from None
+
+    return tag
+
+
+def _root_tagger(root: KeyMaterial) -> Tagger:
+    return lambda digest: backup_tag(root, digest)
+
+
 def cmd_backup(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     if not (data_dir / STORE_FILE).exists():
         raise OperatorError(f"{data_dir} holds no keycask store")
-    info = create_backup(data_dir, Path(args.file))
+    if (data_dir / SEAL_FILE).exists():
+        tag = _server_tagger(args)
+    elif (data_dir / DEV_ROOT_KEY_FILE).exists():
+        tag = _root_tagger(DevSeal(data_dir).root_key())
+    else:
+        raise OperatorError(f"{data_dir} has neither a seal nor a dev root key")
+    info = create_backup(data_dir, Path(args.file), tag)
     print(f"backup written to {args.file}: {len(info.files)} files, store {info.db_bytes} bytes")
     for note in info.notes:
         print(f"note: {note}")
     return 0
 
 
+def _backup_root(args: argparse.Namespace, seal: bytes | None) -> KeyMaterial:
+    """The root key the backup was made under, from its (not yet
+    authenticated) seal file and the secret the operator gives. A wrong
+    secret, or a seal file not the backup's own, gives a root whose MAC does
+    not verify: nothing is written then."""
+    if seal is None:
+        if not args.dev_root_key:
+            raise OperatorError(
+                "the backup has no seal file (a --dev data dir): give --dev-root-key with "
+                "the dev-root.key kept apart from it"
+            )
+        raw = Path(args.dev_root_key).read_bytes()
+        if len(raw) != 32:
+            raise OperatorError(f"{args.dev_root_key} does not hold a 32-byte root key")
+        return KeyMaterial(raw)
+    with tempfile.TemporaryDirectory(prefix="keycask-restore-seal-") as scratch:
+        directory = Path(scratch)
+        fd = os.open(directory / SEAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(seal)
+        kind = seal_type(directory)
+        if kind == "shamir":
+            _, threshold = ShamirSeal(directory).config()
+            if args.shares_file:
+                lines = Path(args.shares_file).read_text().split()
+            else:
+                lines = [_secret(f"Share {i + 1}/{threshold}: ", None) for i in range(threshold)]
+            collector = ShareCollector(threshold)
+            for line in lines:
+                root = collector.add(line)
+                if root is not None:
+                    return root
+            raise OperatorError(f"the backup's Shamir seal needs {threshold} shares")
+        if kind == "passphrase":
+            secret = _secret("Passphrase: ", args.passphrase_file, "KEYCASK_PASSPHRASE")
+            return PassphraseSeal(directory).unseal(secret)
+        if kind == "pkcs11":
+            modules = config.allowed_pkcs11_modules(args.pkcs11_module or (), os.environ)
+            pin = _secret("PIN: ", args.pin_file, "KEYCASK_PKCS11_PIN")
+            return Pkcs11Seal(directory, modules=modules).unseal(pin)
+    raise OperatorError(f"the backup's seal is of an unknown type {kind!r}")
+
+
+def _write_token(path: str, token: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(token + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _hand_out_token(token: str, out: str | None, what: str) -> None:
+    if out:
+        _write_token(out, token)
+        print(f"{what} written to {out} (mode 0600); nothing else keeps it")
+    else:
+        print(f"{what} (shown once): {token}")
+
+
 def cmd_restore(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
-    info = restore_backup(Path(args.file), data_dir)
+    file = Path(args.file)
+    if args.token_out and Path(args.token_out).exists():
+        raise OperatorError(f"{args.token_out} exists; refusing to overwrite it")
+    seal = backup_seal_file(file)
+    root = _backup_root(args, seal)
+    info = restore_backup(file, data_dir, _root_tagger(root))
     marker = data_dir / RESTORED_MARKER
     marker.write_text(f"restored from {args.file}\n")
     marker.chmod(0o600)
     print(f"restored {len(info.files)} files (backup of {info.created}) into {data_dir}")
-    if not (data_dir / SEAL_FILE).exists():
-        print("note: the backup holds no seal file; only the original dev key opens it")
+    if seal is None:
+        _write_private(data_dir / DEV_ROOT_KEY_FILE, root.reveal())
+        return 0
+    # The token of backup time may be long revoked (rotated, or known to
+    # someone since): a restored node gets a token of its own.
+    if args.account_id is not None and not (
+        args.account_id.isdigit() and len(args.account_id) == 12
+    ):
+        raise OperatorError("--account-id takes a 12-digit AWS account id")
+    token = operator_token.create(data_dir, args.account_id)
+    _hand_out_token(token, args.token_out, "New operator token (the backup's is not restored)")
+    return 0
+
+
+def cmd_rotate_token(args: argparse.Namespace) -> int:
+    if args.offline:
+        # The local operator, with the server stopped (a running server keeps
+        # the token it read at start): for a token that is lost.
+        data_dir = _data_dir(args)
+        if not (data_dir / SEAL_FILE).exists():
+            raise OperatorError(f"{data_dir} is not a production data dir")
+        token = operator_token.replace(data_dir)
+        audit = AuditLog.open(data_dir / AUDIT_DIR, AUDIT_SEGMENT)
+        try:
+            audit.append_sync(
+                local_record("KeycaskOperator.RotateToken", "operator token replaced offline")
+            )
+        finally:
+            audit.close()
+    else:
+        token = str(call(args, "RotateToken", {})["Token"])
+    _hand_out_token(token, args.out, "New operator token")
+    print("The old token no longer works.", file=sys.stderr)
     return 0
 
 
@@ -442,7 +576,7 @@ def _guard(command: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             code: int = command(args)
-        except (CallError, BackupError, OSError) as error:
+        except (CallError, BackupError, OSError, SealError) as error:
             print(f"keycask: {error}", file=sys.stderr)
             return 1
         return code
@@ -530,13 +664,48 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     rekey.set_defaults(func=_guard(cmd_rekey))
 
-    backup = operator.add_parser("backup", help="consistent snapshot of the store, online")
+    rotate_token = remote(
+        operator.add_parser("rotate-token", help="replace the operator token with a new one")
+    )
+    rotate_token.add_argument("--out", help="write the new token to this new file (mode 0600)")
+    rotate_token.add_argument(
+        "--offline",
+        action="store_true",
+        help="replace it in --data-dir directly (the server stopped; for a lost token)",
+    )
+    rotate_token.set_defaults(func=_guard(cmd_rotate_token))
+
+    backup = remote(
+        operator.add_parser(
+            "backup",
+            help="consistent snapshot of the store, online; the running server MACs it "
+            "(needs the operator token)",
+        )
+    )
     backup.add_argument("file")
-    backup.add_argument("--data-dir")
     backup.set_defaults(func=_guard(cmd_backup))
-    restore = operator.add_parser("restore", help="restore a backup into an empty data dir")
+    restore = operator.add_parser(
+        "restore",
+        help="check a backup's MAC with the seal's secret, restore it into an empty data dir",
+    )
     restore.add_argument("file")
     restore.add_argument("--data-dir", required=True)
+    restore.add_argument("--shares-file", help="Shamir: shares, one per line (else prompted)")
+    restore.add_argument("--passphrase-file", help="passphrase seal (or env KEYCASK_PASSPHRASE)")
+    restore.add_argument("--pin-file", help="PKCS#11 seal: the PIN (or env KEYCASK_PKCS11_PIN)")
+    restore.add_argument(
+        "--pkcs11-module",
+        action="append",
+        metavar="LIB",
+        help="PKCS#11 seal: the library allowed to load (or env KEYCASK_PKCS11_MODULE[S])",
+    )
+    restore.add_argument("--dev-root-key", help="a --dev backup: its dev-root.key file")
+    restore.add_argument("--token-out", help="write the new operator token to this new file")
+    restore.add_argument(
+        "--account-id",
+        help="the operator account (whose administrators may make operator calls); "
+        "default: the server's KEYCASK_ACCOUNT_ID",
+    )
     restore.set_defaults(func=_guard(cmd_restore))
 
 

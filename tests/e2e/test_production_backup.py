@@ -42,16 +42,28 @@ def prod(tmp_path: Path) -> Iterator[Production]:
         server.stop()
 
 
-def backup(data_dir: Path, file: Path) -> None:
-    done = keycask("operator", "backup", str(file), "--data-dir", str(data_dir), check=False)
+def backup(prod: Production, file: Path) -> None:
+    # The running server MACs the backup: it needs the operator token.
+    done = prod.operator("backup", str(file), "--data-dir", str(prod.data_dir), check=False)
     assert done.returncode == 0, done.stderr
     assert file.is_file()
 
 
-def restore(file: Path, data_dir: Path, check: bool = True) -> Any:
-    done = keycask("operator", "restore", str(file), "--data-dir", str(data_dir), check=False)
+def restore(prod: Production, file: Path, data_dir: Path, check: bool = True, *extra: str) -> Any:
+    """Restore with three of ``prod``'s shares (the proof that opens the MAC)
+    and take the new operator token it makes."""
+    shares = data_dir.parent / f"{data_dir.name}-shares"
+    shares.write_text("\n".join(prod.shares[:3]) + "\n")
+    token = data_dir.parent / f"{data_dir.name}-token"
+    token.unlink(missing_ok=True)
+    done = keycask(
+        "operator", "restore", str(file), "--data-dir", str(data_dir),
+        "--shares-file", str(shares), "--token-out", str(token), *extra, check=False,
+    )  # fmt: skip
     if check:
         assert done.returncode == 0, done.stderr
+    if done.returncode == 0:
+        prod.init["operator_token"] = token.read_text().strip()
     return done
 
 
@@ -109,7 +121,7 @@ def test_backup_under_write_load_restores_everything_acknowledged(
         time.sleep(2)
         with writers.lock:
             before = list(writers.acked)  # all acknowledged before the backup starts
-        backup(prod.data_dir, file)
+        backup(prod, file)
         time.sleep(0.5)  # writes go on after the snapshot too
     finally:
         writers.stop()
@@ -122,7 +134,7 @@ def test_backup_under_write_load_restores_everything_acknowledged(
     shutil.copytree(prod.data_dir / "tls", tls)
     prod.stop()
     shutil.rmtree(prod.data_dir)
-    restore(file, prod.data_dir)
+    restore(prod, file, prod.data_dir)
     assert not (prod.data_dir / "tls").exists()
     shutil.copytree(tls, prod.data_dir / "tls")
 
@@ -163,7 +175,7 @@ def test_a_damaged_backup_is_refused(prod: Production, tmp_path: Path) -> None:
         kms.create_key()
     kms.close()
     good = tmp_path / "good.backup"
-    backup(prod.data_dir, good)
+    backup(prod, good)
     size = good.stat().st_size
     damaged = {
         "middle": _flipped(good, tmp_path / "middle.backup", size // 2),
@@ -174,7 +186,7 @@ def test_a_damaged_backup_is_refused(prod: Production, tmp_path: Path) -> None:
     empty.mkdir()
     for name, file in damaged.items():
         for target in (tmp_path / f"restored-{name}", empty):
-            done = restore(file, target, check=False)
+            done = restore(prod, file, target, False)
             assert done.returncode != 0, name
             assert "checksum mismatch" in done.stderr and "damaged" in done.stderr, done.stderr
             assert "Traceback" not in done.stderr
@@ -183,7 +195,7 @@ def test_a_damaged_backup_is_refused(prod: Production, tmp_path: Path) -> None:
     # Nothing was left behind beside the targets either (staging dirs).
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
     # The intact backup restores.
-    restore(good, tmp_path / "restored-good")
+    restore(prod, good, tmp_path / "restored-good")
     assert (tmp_path / "restored-good" / "keycask.db").is_file()
 
 
@@ -264,7 +276,7 @@ def test_without_the_seal_no_secret_is_in_the_data_dir_or_the_backup(
     kms.encrypt(KeyId=imported, Plaintext=b"after the rotation")
     kms.close()
     file = tmp_path / "keycask.backup"
-    backup(prod.data_dir, file)
+    backup(prod, file)
 
     root = combine_shares([Share.decode(s) for s in prod.shares[:3]])
     keyring = Keyring.open_with(root, _keyring_blob(prod.data_dir / "keycask.db"))

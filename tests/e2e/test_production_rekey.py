@@ -351,5 +351,6 @@ def _in_softhsm(hsm: SoftHsm, work: Any) -> Any:
 
 
 def _token_root(data_dir: Path, hsm: SoftHsm) -> KeyMaterial:
-    root: KeyMaterial = _in_softhsm(hsm, lambda: Pkcs11Seal(data_dir).unseal(SOFTHSM_PIN))
+    seal = Pkcs11Seal(data_dir, modules=[hsm.module])
+    root: KeyMaterial = _in_softhsm(hsm, lambda: seal.unseal(SOFTHSM_PIN))
     return root

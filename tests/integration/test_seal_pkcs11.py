@@ -105,8 +105,8 @@ def test_init_then_two_restarts_give_the_same_root(
 ) -> None:
     label = f"root-{mechanism or 'default'}"
     root = _init(module, tmp_path, label, mechanism=mechanism)
-    first = Pkcs11Seal(tmp_path).unseal(PIN)
-    second = Pkcs11Seal(tmp_path).unseal(PIN)
+    first = Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
+    second = Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
     assert first.matches(root)
     assert second.matches(root)
     assert len(root) == 32
@@ -151,10 +151,10 @@ def test_seal_file_is_private_and_holds_no_root(module: str, tmp_path: Path) -> 
 def test_wrong_pin_is_a_seal_error(module: str, tmp_path: Path) -> None:
     _init(module, tmp_path, "wrong-pin")
     with pytest.raises(SealError, match="wrong PIN") as info:
-        Pkcs11Seal(tmp_path).unseal("0000")
+        Pkcs11Seal(tmp_path, modules=[module]).unseal("0000")
     assert "0000" not in str(info.value)
     # A wrong PIN locks nothing on SoftHSM; the right one still works.
-    Pkcs11Seal(tmp_path).unseal(PIN)
+    Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
 
 
 def test_deleted_token_key_fails_clearly_and_changes_nothing(module: str, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_deleted_token_key_fails_clearly_and_changes_nothing(module: str, tmp_pa
     with _token_session(module, rw=True) as session:
         session.get_key(ObjectClass.SECRET_KEY, KeyType.AES, label="to-delete").destroy()
     with pytest.raises(SealError, match=r"no key labelled 'to-delete' \(was it deleted\?\)"):
-        Pkcs11Seal(tmp_path).unseal(PIN)
+        Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [SEAL_FILE]
 
@@ -179,7 +179,7 @@ def test_tampered_wrapped_root_is_refused(module: str, tmp_path: Path, mechanism
     document["wrapped_root"] = base64.b64encode(bytes(wrapped)).decode()
     path.write_text(json.dumps(document))
     with pytest.raises(SealError):
-        Pkcs11Seal(tmp_path).unseal(PIN)
+        Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
 
 
 def test_root_moved_to_another_keys_label_is_refused(module: str, tmp_path: Path) -> None:
@@ -191,7 +191,7 @@ def test_root_moved_to_another_keys_label_is_refused(module: str, tmp_path: Path
     document["key_label"] = "label-b"
     (a / SEAL_FILE).write_text(json.dumps(document))
     with pytest.raises(SealError):
-        Pkcs11Seal(a).unseal(PIN)
+        Pkcs11Seal(a, modules=[module]).unseal(PIN)
 
 
 def test_init_refuses_an_existing_seal_file(module: str, tmp_path: Path) -> None:
@@ -226,7 +226,7 @@ def test_extractable_key_under_the_label_is_refused(module: str, tmp_path: Path)
             template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
         )
     with pytest.raises(SealError, match="must be sensitive and never extractable"):
-        Pkcs11Seal(tmp_path).unseal(PIN)
+        Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
 
 
 def test_unknown_token_and_bad_module_are_seal_errors(module: str, tmp_path: Path) -> None:
@@ -245,11 +245,11 @@ def test_unknown_token_and_bad_module_are_seal_errors(module: str, tmp_path: Pat
 
 def test_missing_or_loose_seal_file(module: str, tmp_path: Path) -> None:
     with pytest.raises(SealError, match="no PKCS#11 seal"):
-        Pkcs11Seal(tmp_path).unseal(PIN)
+        Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
     _init(module, tmp_path, "loose")
     (tmp_path / SEAL_FILE).chmod(0o644)
     with pytest.raises(SealError, match="chmod 600"):
-        Pkcs11Seal(tmp_path).unseal(PIN)
+        Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN)
 
 
 # -- the mechanism probe's choice, without a token --

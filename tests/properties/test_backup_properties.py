@@ -11,6 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keycask.crypto import KeyMaterial
+from keycask.crypto.backup_mac import backup_tag
 from keycask.ports import Put
 from keycask.storage.backup import BackupError, create_backup, restore_backup, verify_backup
 from keycask.storage.sqlite import SQLiteStorage
@@ -21,6 +23,12 @@ DAMAGE = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 _names = itertools.count()
+
+ROOT = KeyMaterial.generate(32)
+
+
+def TAG(digest: bytes) -> bytes:
+    return backup_tag(ROOT, digest)
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +41,7 @@ def backup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     (data / "seal.json").write_text('{"kind": "shamir", "threshold": 2, "shares": 3}')
     (data / "audit").mkdir()
     (data / "audit" / "server-0.jsonl").write_text('{"n":1}\n{"n":2}\n')
-    create_backup(data, root / "good")
+    create_backup(data, root / "good", TAG)
     work = root / "work"
     work.mkdir()
     return work, (root / "good").read_bytes()
@@ -44,15 +52,15 @@ def _assert_refused(work: Path, damaged: bytes) -> None:
     path = work / f"damaged-{n}"
     path.write_bytes(damaged)
     with pytest.raises(BackupError):
-        verify_backup(path)
+        verify_backup(path, TAG)
     target = work / f"target-{n}"
     with pytest.raises(BackupError):
-        restore_backup(path, target)
+        restore_backup(path, target, TAG)
     assert not target.exists()
     empty = work / f"empty-{n}"
     empty.mkdir()
     with pytest.raises(BackupError):
-        restore_backup(path, empty)
+        restore_backup(path, empty, TAG)
     assert list(empty.iterdir()) == []
     # No restore staging directory left beside the targets either.
     assert not [p for p in work.iterdir() if p.name.startswith(".")]
@@ -62,8 +70,8 @@ def test_the_undamaged_backup_restores(backup: tuple[Path, bytes]) -> None:
     work, good = backup
     path = work / "undamaged"
     path.write_bytes(good)
-    verify_backup(path)
-    restore_backup(path, work / "undamaged-target")
+    verify_backup(path, TAG)
+    restore_backup(path, work / "undamaged-target", TAG)
     assert (work / "undamaged-target" / "keycask.db").exists()
 
 
@@ -107,4 +115,4 @@ def test_every_single_byte_flip_fails_verification(backup: tuple[Path, bytes]) -
         damaged[offset] ^= 0x01 if offset % 2 else 0x80
         path.write_bytes(damaged)
         with pytest.raises(BackupError):
-            verify_backup(path)
+            verify_backup(path, TAG)

@@ -2,9 +2,12 @@
 credential that works while the server is sealed (access keys live behind
 the barrier, so nothing can check a signature until it is open).
 
-Made once by ``operator init`` and printed once; ``<data>/operator.json``
-keeps only its SHA-256. A plain hash is enough for 256 random bits (no
-dictionary to try), and the comparison is constant time.
+Made by ``operator init`` and printed once; ``<data>/operator.json``
+keeps only its SHA-256. ``operator rotate-token`` (a ``RotateToken`` call
+made with the current token) replaces it, and ``operator restore`` makes a
+new one rather than bring back the token of backup time. A plain hash is
+enough for 256 random bits (no dictionary to try), and the comparison is
+constant time.
 
 The file also names the *operator account*: the account ``operator init``
 made the first administrator in. Only that account's administrators may make
@@ -31,22 +34,55 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8", "replace")).hexdigest()
 
 
-def create(data_dir: Path, account: str) -> str:
-    """A new token, its hash written to ``operator.json`` (never replaced)
-    with the operator account."""
-    token = _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
-    path = Path(data_dir) / TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _new_token() -> str:
+    return _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
+
+
+def _write(path: Path, flags: int, token: str, account: str | None) -> None:
+    doc: dict[str, str] = {"sha256": _digest(token)}
+    if account is not None:
+        doc["account"] = account
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({"sha256": _digest(token), "account": account}, handle)
+        json.dump(doc, handle)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def create(data_dir: Path, account: str | None) -> str:
+    """A new token, its hash written to ``operator.json`` (never replaced)
+    with the operator account (None: the server's configured account)."""
+    token = _new_token()
+    _write(Path(data_dir) / TOKEN_FILE, os.O_EXCL, token, account)
+    return token
+
+
+def replace(data_dir: Path) -> str:
+    """A new token whose hash replaces ``operator.json`` atomically (written
+    aside, renamed, directory synced): the old token stops working; the
+    operator account stays."""
+    token = _new_token()
+    path = Path(data_dir) / TOKEN_FILE
+    account: str | None = None
+    if path.exists():
+        recorded = json.loads(path.read_text()).get("account")
+        account = recorded if isinstance(recorded, str) else None
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)
+    _write(tmp, os.O_EXCL, token, account)
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     return token
 
 
 class OperatorToken:
     def __init__(self, data_dir: Path) -> None:
         path = Path(data_dir) / TOKEN_FILE
+        self._dir = Path(data_dir)
         self._digest: str | None = None
         # None in a file written before the account was recorded: the server
         # then takes its configured account (KEYCASK_ACCOUNT_ID).
@@ -68,3 +104,12 @@ class OperatorToken:
         if self._digest is None:
             return False
         return hmac.compare_digest(_digest(presented), self._digest)
+
+    def rotate(self) -> str:
+        """Replace the token (file and memory); returns the new one, which
+        nothing keeps. Only a configured token is rotated."""
+        if self._digest is None:
+            raise PermissionError("this server has no operator token to rotate")
+        token = replace(self._dir)
+        self._digest = _digest(token)
+        return token

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from keycask.barrier.keyring import KEYRING_PATH, Keyring
 from keycask.crypto import AuthenticationFailed, KeyMaterial, open_sealed, seal
+from keycask.crypto.backup_mac import backup_tag
 from keycask.errors import BarrierBusy, BarrierError, Sealed, SealError, StorageConflict
 from keycask.ports import Delete, Entry, Put, Storage, Write
 
@@ -157,6 +158,14 @@ class Barrier:
     def holds(self, root: KeyMaterial) -> bool:
         """Whether ``root`` is the root key this barrier was unsealed with."""
         return self._root is not None and self._root.matches(root)
+
+    def backup_tag(self, digest: bytes) -> bytes:
+        """The MAC of a backup whose bytes hash to ``digest``, under a key
+        derived from the root this barrier holds (``operator backup``)."""
+        root = self._root
+        if root is None:
+            raise Sealed("keycask is sealed: unseal it before a backup")
+        return backup_tag(root, digest)
 
     def _check(self, generation: int) -> None:
         if generation != self._generation:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -87,11 +88,25 @@ def _require_text(value: object, what: str) -> str:
     return value
 
 
+def module_allowed(module: str, allowed: Iterable[str]) -> bool:
+    """Whether ``module`` is one of the libraries the server was configured
+    with. Loading a library runs its code in this process, beside the PIN and
+    the root key, so the path a seal file names is never enough on its own: a
+    data dir (or a restored backup) could name a library it carries itself."""
+    real = os.path.realpath(module)
+    return any(os.path.realpath(m) == real for m in allowed)
+
+
 class Pkcs11Seal:
     name = SEAL_TYPE
 
-    def __init__(self, directory: Path, filename: str = SEAL_FILE) -> None:
+    def __init__(
+        self, directory: Path, filename: str = SEAL_FILE, *, modules: Iterable[str]
+    ) -> None:
+        """``modules``: the PKCS#11 libraries this process may load (its own
+        configuration, never the data dir's)."""
         self.path = Path(directory) / filename
+        self._modules = tuple(modules)
 
     @classmethod
     def init(
@@ -113,7 +128,7 @@ class Pkcs11Seal:
         ``mechanism`` forces one of ``SAFE_MECHANISMS`` (it must be offered);
         by default the safest offered is chosen. ``root`` is the key to wrap
         (by default a new random one)."""
-        seal_ = cls(directory, filename)
+        seal_ = cls(directory, filename, modules=[module])
         _require_text(module, "module path")
         _require_text(token_label, "token label")
         _require_text(key_label, "key label")
@@ -192,6 +207,12 @@ class Pkcs11Seal:
         _require_text(pin, "PIN")
         document = self._read()
         module = _require_text(document.get("module"), "module path in the seal file")
+        if not module_allowed(module, self._modules):
+            raise SealError(
+                f"{self.path} names the PKCS#11 module {module!r}, which this process was not "
+                "configured to load: give it with --pkcs11-module (or KEYCASK_PKCS11_MODULE / "
+                "KEYCASK_PKCS11_MODULES) if it is the HSM's library"
+            )
         token_label = _require_text(document.get("token_label"), "token label in the seal file")
         key_label = _require_text(document.get("key_label"), "key label in the seal file")
         mechanism = document.get("mechanism")

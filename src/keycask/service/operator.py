@@ -12,6 +12,8 @@ and ``Unseal`` are served.
     Unseal   {Share? | Passphrase? | Pin?} -> Status's answer
     Seal     {} -> {}
     Rotate   {} -> {term}
+    BackupTag {Digest} -> {Tag}   (hex; the MAC of a backup file, see storage/backup.py)
+    RotateToken {} -> {Token}     (the new operator token, shown this once)
     Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?,
               Current: {Shares: [...]} | {Passphrase} | {Pin}}
              -> {seal, shares?}   (the new share lines, shown this once)
@@ -26,6 +28,7 @@ library for the server to load.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -33,15 +36,17 @@ from keycask.errors import KMSInvalidStateException, SealError, ValidationExcept
 from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
 
 TARGET_PREFIX = "KeycaskOperator."
-OPERATIONS = frozenset({"Status", "Unseal", "Seal", "Rotate", "Rekey"})
+OPERATIONS = frozenset({"Status", "Unseal", "Seal", "Rotate", "Rekey", "BackupTag", "RotateToken"})
 WHILE_SEALED = frozenset({"Status", "Unseal"})
 # Changes that outlive the call: recorded in the audit log before they happen.
-RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey"})
-# Not for an administrator's signature alone (see Rekey above).
-TOKEN_ONLY = frozenset({"Rekey"})
+RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RotateToken"})
+# Not for an administrator's signature alone (see Rekey above). A backup tag
+# makes a file that restore trusts; a new token is the operator credential.
+TOKEN_ONLY = frozenset({"Rekey", "BackupTag", "RotateToken"})
 # Calls that try a seal secret (shares, passphrase, PIN): their failures are
 # rate-limited per address, apart from failed authentications.
 TRIES_SEAL_SECRETS = frozenset({"Unseal", "Rekey"})
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 def operation(target: str) -> str | None:
@@ -93,10 +98,14 @@ class Operator:
         *,
         rotate: Callable[[], Awaitable[int]],
         count_keys: Callable[[], Awaitable[int]],
+        backup_tag: Callable[[bytes], bytes] | None = None,
+        rotate_token: Callable[[], str] | None = None,
     ) -> None:
         self.keeper = keeper
         self._rotate = rotate
         self._count_keys = count_keys
+        self._backup_tag = backup_tag
+        self._rotate_token = rotate_token
 
     async def status(self) -> dict[str, object]:
         status = self.keeper.status()
@@ -138,6 +147,20 @@ class Operator:
         if name == "Rotate":
             term = await self._rotate()
             return {"term": term}, f"barrier rotated to term {term}"
+        if name == "BackupTag" and self._backup_tag is not None:
+            digest = _text(fields, "Digest", limit=64)
+            if digest is None or not _HEX_DIGEST.fullmatch(digest):
+                raise ValidationException("Digest must be 64 lowercase hex digits (SHA-256)")
+            tag = self._backup_tag(bytes.fromhex(digest))
+            return {"Tag": tag.hex()}, f"backup tagged: sha256 {digest}"
+        if name == "RotateToken" and self._rotate_token is not None:
+            try:
+                token = self._rotate_token()
+            except OSError as exc:
+                raise KMSInvalidStateException(
+                    f"the operator token could not be replaced: {exc}"
+                ) from None
+            return {"Token": token}, "operator token replaced; the old one no longer works"
         if name == "Rekey":
             seal_kind = _text(fields, "Seal")
             if seal_kind is None:

@@ -17,7 +17,6 @@ finishes or discards the half-done rekey by which file opened the keyring.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +87,9 @@ class SealKeeper:
         dev: bool = False,
         pkcs11_modules: frozenset[str] = frozenset(),
     ) -> None:
-        """``pkcs11_modules`` are the PKCS#11 libraries a rekey may move the
-        root key to (the server's own configuration: a request must never
+        """``pkcs11_modules`` are the PKCS#11 libraries this server may load,
+        for its own seal and as a rekey's target (the server's own
+        configuration: neither a request nor the data dir's seal file may
         name a library for the server to load)."""
         self._dir = data_dir
         self._modules = pkcs11_modules
@@ -220,7 +220,7 @@ class SealKeeper:
                     seal = PassphraseSeal(self._dir, filename)
                     found.append((await asyncio.to_thread(seal.unseal, given.passphrase), filename))
                 if kind == "pkcs11" and given.pin is not None:
-                    token = Pkcs11Seal(self._dir, filename)
+                    token = Pkcs11Seal(self._dir, filename, modules=self._modules)
                     found.append((await asyncio.to_thread(token.unseal, given.pin), filename))
             except SealError as exc:
                 errors.append(str(exc))
@@ -303,20 +303,13 @@ class SealKeeper:
         elif new.kind == "pkcs11":
             if not (new.module and new.token_label and new.key_label and new.pin):
                 raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
-            if new.module not in self._modules | self._current_module():
+            if new.module not in self._modules:
                 raise SealError(
                     "that PKCS#11 module is not one this server may load: start it with "
                     "KEYCASK_PKCS11_MODULES naming the library"
                 )
         else:
             raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
-
-    def _current_module(self) -> frozenset[str]:
-        """The library the current PKCS#11 seal already loads, if any."""
-        if self.kind != "pkcs11":
-            return frozenset()
-        module = json.loads((self._dir / SEAL_FILE).read_text()).get("module")
-        return frozenset({module}) if isinstance(module, str) else frozenset()
 
     async def _check_proof(self, proof: SealProof) -> None:
         """The proof must give the root key this barrier holds now."""
@@ -342,7 +335,7 @@ class SealKeeper:
                 seal = PassphraseSeal(self._dir)
                 roots.append(await asyncio.to_thread(seal.unseal, proof.passphrase))
             elif self.kind == "pkcs11" and proof.pin:
-                token = Pkcs11Seal(self._dir)
+                token = Pkcs11Seal(self._dir, modules=self._modules)
                 roots.append(await asyncio.to_thread(token.unseal, proof.pin))
         except SealError:
             raise refused from None

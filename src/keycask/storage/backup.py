@@ -2,8 +2,9 @@
 
 What goes in a backup
 ---------------------
-``keycask.db`` (a snapshot), ``seal.json`` and ``operator.json`` when present,
-and every ``audit/*.jsonl`` segment. Nothing else, ever: not ``dev-root.key``
+``keycask.db`` (a snapshot), ``seal.json`` when present, and every
+``audit/*.jsonl`` segment. Nothing else, ever: not ``operator.json`` (a
+restore makes a new operator token rather than bring back an old one), not ``dev-root.key``
 (the plaintext dev root key), not ``credentials``/``config`` (the dev AWS
 profile, which holds a secret access key), not ``tls/`` (its private key), not
 ``run/`` or ``dev-clock`` (per-host runtime state). The store holds only barrier
@@ -24,23 +25,23 @@ the snapshot already has its record in the segments copied later. Segments are
 append-only and may grow during the copy; each is copied up to the last complete
 line present when it was opened, so no record is ever cut in half.
 
-File format (version 1)
+File format (version 2)
 -----------------------
 ::
 
-    KEYCASK-BACKUP 1\\n                          magic line
+    KEYCASK-BACKUP 2\\n                          magic line
     <manifest JSON, one line, UTF-8>\\n
     <file 1 bytes><file 2 bytes>...             in manifest order, sizes from the manifest
-    SHA256 <64 lowercase hex>\\n                 SHA-256 of every byte before this line
+    HMAC-SHA256 <64 lowercase hex>\\n            the tag of the SHA-256 of every byte before
 
 The manifest::
 
-    {"format": 1, "created": "2025-01-01T00:00:00+00:00",
+    {"format": 2, "created": "2025-01-01T00:00:00+00:00",
      "files": [{"name": "keycask.db", "size": 8192, "sha256": "<hex>"}, ...],
      "notes": ["..."]}
 
 Names are POSIX relative paths and must be one of ``keycask.db`` (required),
-``seal.json``, ``operator.json`` or ``audit/<segment>.jsonl``; anything else
+``seal.json`` or ``audit/<segment>.jsonl``; anything else
 (absolute paths, ``..``, other files) makes the whole backup invalid.
 
 Why this framing rather than tar: the only parser involved is ``json``; tar
@@ -48,10 +49,17 @@ would bring member types (symlinks, hard links, devices) and header quirks that
 restore would have to refuse one by one. Sizes in the manifest frame the body,
 so any truncation or insertion shifts the trailer and is caught.
 
-The checksums detect damage (a flipped byte anywhere, truncation), not
-tampering: anyone can recompute SHA-256. Authenticity of the contents comes
-from the barrier, which seals every stored value with AES-GCM under the root
-key, with its path as associated data.
+Authentication
+--------------
+The per-file SHA-256 sums only say which member is damaged. What makes a
+backup trustworthy is the trailer: an HMAC under a key derived from the root
+key (``keycask.crypto.backup_mac``), computed by a holder of the root (the
+unsealed server, or the dev key) and checked before restore writes anything.
+The barrier authenticates every stored *value*, but not the files around it:
+a backup whose ``seal.json`` names a library to load, or whose database
+carries a trigger, would pass every SHA-256 anyone can recompute. This module
+never sees the root: callers pass ``tag``, which maps the 32-byte SHA-256 of
+the file to its 32-byte tag. Format 1 (SHA-256 only) is refused.
 """
 
 from __future__ import annotations
@@ -73,11 +81,21 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-MAGIC = b"KEYCASK-BACKUP 1\n"
-FORMAT_VERSION = 1
+from keycask.errors import StorageIntegrityError
+from keycask.storage.sqlite import check_schema
+
+MAGIC = b"KEYCASK-BACKUP 2\n"
+_UNAUTHENTICATED_MAGIC = b"KEYCASK-BACKUP 1\n"
+FORMAT_VERSION = 2
 DB_FILE = "keycask.db"
 SEAL_FILE = "seal.json"
 OPERATOR_FILE = "operator.json"
+# What a backup is tagged with: the SHA-256 of every byte before the trailer
+# in, the 32-byte MAC out.
+Tagger = Callable[[bytes], bytes]
+# A seal file is a few hundred bytes; this bounds what is read of one before
+# the backup is authenticated.
+_MAX_SEAL = 64 << 10
 AUDIT_DIR = "audit"
 AUDIT_SUFFIX = ".jsonl"
 # Files a data dir may have that must never be copied; named so the backup can
@@ -88,9 +106,11 @@ _SECRET_FILES = {
     "credentials": "credentials (the dev AWS profile, holds a secret key) was left out",
     "config": "config (the dev AWS profile) was left out",
     "tls": "tls/ (the TLS private key) was left out: copy it separately or make a new one",
+    OPERATOR_FILE: "operator.json (the operator token's hash) was left out: a restore makes "
+    "a new token",
 }
 
-_TRAILER_PREFIX = b"SHA256 "
+_TRAILER_PREFIX = b"HMAC-SHA256 "
 _TRAILER_SIZE = len(_TRAILER_PREFIX) + 64 + 1
 _CHUNK = 1 << 20
 # A manifest line is a few hundred bytes per file; this bounds what a hostile
@@ -149,8 +169,9 @@ class _Manifest:
 # -- create ---------------------------------------------------------------------------
 
 
-def create_backup(data_dir: Path, out: Path) -> BackupInfo:
-    """Snapshot ``data_dir`` into the single file ``out`` (mode 0600, never overwritten)."""
+def create_backup(data_dir: Path, out: Path, tag: Tagger) -> BackupInfo:
+    """Snapshot ``data_dir`` into the single file ``out`` (mode 0600, never
+    overwritten), authenticated with ``tag`` (see "Authentication")."""
     db_path = data_dir / DB_FILE
     if not db_path.is_file():
         raise BackupError(f"{db_path} does not exist: not a keycask data dir on the SQLite store")
@@ -176,10 +197,9 @@ def create_backup(data_dir: Path, out: Path) -> BackupInfo:
         staging = Path(staging_name)
         members: list[tuple[_Member, Path]] = []
         members.append(_stage_database(db_path, staging / "db"))
-        for name in (SEAL_FILE, OPERATOR_FILE):
-            source = data_dir / name
-            if source.exists() or source.is_symlink():
-                members.append(_stage_file(source, name, staging / name, whole_lines=False))
+        source = data_dir / SEAL_FILE
+        if source.exists() or source.is_symlink():
+            members.append(_stage_file(source, SEAL_FILE, staging / SEAL_FILE, whole_lines=False))
         if not (data_dir / SEAL_FILE).exists() and not (data_dir / "dev-root.key").exists():
             notes.append("no seal.json in the data dir: restore needs the same seal configuration")
         audit_dir = data_dir / AUDIT_DIR
@@ -223,7 +243,13 @@ def create_backup(data_dir: Path, out: Path) -> BackupInfo:
                     with staged.open("rb") as src:
                         for chunk in _chunks(src):
                             _write(dst, digest.update, chunk)
-                dst.write(_TRAILER_PREFIX + digest.hexdigest().encode() + b"\n")
+                dst.write(_trailer(tag, digest.digest()))
+                # The tag is under the root the server holds now: a rekey
+                # since the seal file was copied would make it not match.
+                if _read_or_none(data_dir / SEAL_FILE) != seal_before:
+                    raise BackupError(
+                        "the seal changed while the backup ran (a rekey?): back up again"
+                    )
                 dst.flush()
                 os.fsync(dst.fileno())
             _publish(tmp_out, out)
@@ -333,10 +359,10 @@ def _publish(tmp: Path, out: Path) -> None:
 # -- verify ---------------------------------------------------------------------------
 
 
-def verify_backup(path: Path) -> BackupInfo:
-    """Check the magic, the overall checksum and every file's checksum."""
+def verify_backup(path: Path, tag: Tagger) -> BackupInfo:
+    """Check the magic, the tag over the whole file and every file's checksum."""
     with _open_backup(path) as f:
-        manifest = _read_verified(f, path)
+        manifest = _read_verified(f, path, tag)
         f.seek(manifest.body_offset)
         for member in manifest.members:
             digest = hashlib.sha256()
@@ -356,10 +382,50 @@ def _open_backup(path: Path) -> Iterator[IO[bytes]]:
         yield f
 
 
-def _read_verified(f: IO[bytes], path: Path) -> _Manifest:
-    """Check magic and the trailer over the whole file, then parse the manifest."""
-    if f.read(len(MAGIC)) != MAGIC:
+def _trailer(tag: Tagger, digest: bytes) -> bytes:
+    mac = tag(digest)
+    if len(mac) != 32:
+        raise BackupError("the backup tag is not 32 bytes")
+    return _TRAILER_PREFIX + mac.hex().encode() + b"\n"
+
+
+def _check_magic(f: IO[bytes], path: Path) -> None:
+    magic = f.read(len(MAGIC))
+    if magic == _UNAUTHENTICATED_MAGIC:
+        raise BackupError(
+            f"{path} is a format 1 backup, which carries no MAC: nothing proves it was not "
+            "modified, so it is not restored; take a new backup with this keycask"
+        )
+    if magic != MAGIC:
         raise BackupError(f"{path} is not a keycask backup (bad magic line)")
+
+
+def backup_seal_file(path: Path) -> bytes | None:
+    """The ``seal.json`` a backup carries, or None: what the caller needs to
+    obtain the root (with the seal's secret) and so the tag. NOT yet
+    authenticated: use it only to derive a root, never to configure anything."""
+    with _open_backup(path) as f:
+        _check_magic(f, path)
+        line = f.readline(_MAX_MANIFEST)
+        if not line.endswith(b"\n"):
+            raise BackupError("backup manifest is missing or too large")
+        manifest = _parse_manifest(line)
+        offset = len(MAGIC) + len(line)
+        for member in manifest.members:
+            if member.name == SEAL_FILE:
+                if member.size > _MAX_SEAL:
+                    raise BackupError("the backup's seal.json is too large")
+                f.seek(offset)
+                data = b"".join(_read_exact(f, member.size))
+                _check_digest(member, hashlib.sha256(data).hexdigest())
+                return data
+            offset += member.size
+    return None
+
+
+def _read_verified(f: IO[bytes], path: Path, tag: Tagger) -> _Manifest:
+    """Check magic and the tag over the whole file, then parse the manifest."""
+    _check_magic(f, path)
     total = os.fstat(f.fileno()).st_size
     if total < len(MAGIC) + _TRAILER_SIZE:
         raise BackupError(f"{path} is truncated: no checksum trailer")
@@ -368,10 +434,11 @@ def _read_verified(f: IO[bytes], path: Path) -> _Manifest:
     for chunk in _read_exact(f, total - _TRAILER_SIZE):
         digest.update(chunk)
     trailer = f.read(_TRAILER_SIZE)
-    expected = _TRAILER_PREFIX + digest.hexdigest().encode() + b"\n"
+    expected = _trailer(tag, digest.digest())
     if not hmac.compare_digest(trailer, expected):
         raise BackupError(
-            "backup checksum mismatch: the file is damaged, truncated or was modified"
+            "backup checksum mismatch (its MAC does not verify): the file is damaged, "
+            "truncated or was modified, or the seal's secret given is not this backup's"
         )
 
     f.seek(len(MAGIC))
@@ -424,8 +491,8 @@ def _check_name(name: str) -> None:
     """Refuse any name that is not one a backup is allowed to contain.
 
     An allowlist rather than a blocklist of ``..`` and ``/``: a crafted backup
-    must not be able to plant ``dev-root.key``, ``credentials`` or a path
-    outside the data dir.
+    must not be able to plant ``dev-root.key``, ``credentials``,
+    ``operator.json`` or a path outside the data dir.
     """
     pure = PurePosixPath(name)
     safe = (
@@ -435,7 +502,7 @@ def _check_name(name: str) -> None:
         and str(pure) == name
         and ".." not in pure.parts
     )
-    allowed = name in (DB_FILE, SEAL_FILE, OPERATOR_FILE) or (
+    allowed = name in (DB_FILE, SEAL_FILE) or (
         len(pure.parts) == 2 and pure.parts[0] == AUDIT_DIR and _SEGMENT_NAME.fullmatch(pure.name)
     )
     if not (safe and allowed):
@@ -452,8 +519,9 @@ def _check_digest(member: _Member, hexdigest: str) -> None:
 # -- restore --------------------------------------------------------------------------
 
 
-def restore_backup(path: Path, data_dir: Path) -> BackupInfo:
-    """Restore into ``data_dir``, which must not exist or be empty.
+def restore_backup(path: Path, data_dir: Path, tag: Tagger) -> BackupInfo:
+    """Restore into ``data_dir``, which must not exist or be empty, once the
+    backup's tag verifies with ``tag``.
 
     Files are written into a private staging directory beside ``data_dir`` and
     checked again while written (the backup could change after
@@ -461,14 +529,14 @@ def restore_backup(path: Path, data_dir: Path) -> BackupInfo:
     Only then does the staging directory become ``data_dir``, in one rename, so
     a failed restore leaves ``data_dir`` as it was.
     """
-    verify_backup(path)
+    verify_backup(path, tag)
     _check_target(data_dir)
     parent = data_dir.parent
     parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{data_dir.name}.restore-"))
     try:
         with _open_backup(path) as f:
-            manifest = _read_verified(f, path)
+            manifest = _read_verified(f, path, tag)
             f.seek(manifest.body_offset)
             for member in manifest.members:
                 _restore_member(f, member, staging)
@@ -524,10 +592,14 @@ def _check_database(db_path: Path) -> None:
             result = conn.execute("PRAGMA integrity_check").fetchall()
             # The table keycask reads, with the columns it reads.
             conn.execute("SELECT path, value, revision FROM kv LIMIT 0").fetchall()
+            # Nothing else: the server would refuse to open it anyway.
+            check_schema(conn, "the restored database")
         finally:
             conn.close()
     except sqlite3.Error as exc:
         raise BackupError(f"restored database does not open: {exc}") from exc
+    except StorageIntegrityError as exc:
+        raise BackupError(str(exc)) from exc
     if result != [("ok",)]:
         raise BackupError(f"restored database fails integrity_check: {result[:5]}")
 

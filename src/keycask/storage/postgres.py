@@ -42,10 +42,12 @@ commit at once, so the database itself must arbitrate:
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -55,7 +57,7 @@ from psycopg.errors import TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from keycask.errors import StorageConflict, StorageUnavailable
+from keycask.errors import StorageConflict, StorageIntegrityError, StorageUnavailable
 from keycask.ports import Delete, Entry, Put, Write
 
 log = logging.getLogger("keycask")
@@ -89,6 +91,75 @@ _CONNECT_DEFAULTS: dict[str, Any] = {
 
 _Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 CHANNEL_PREFIX = "keycask_commits_"
+
+
+class StorageConfigError(ValueError):
+    """The DSN is unusable as given (it does not parse, or it would send the
+    password and the data in the clear to another host). Messages never
+    repeat the DSN."""
+
+
+# libpq modes that never fall back to plaintext ("prefer", the default,
+# does, and an attacker on the path can make it).
+_TLS_MODES = frozenset({"require", "verify-ca", "verify-full"})
+
+
+def _local_host(host: str) -> bool:
+    if host in ("", "localhost") or host.startswith(("/", "@")):
+        return True  # a Unix socket (a directory, or Linux's abstract namespace)
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def transport_problem(dsn: str, env: Mapping[str, str] | None = None) -> str | None:
+    """Why connecting with ``dsn`` would be in the clear to another host, or
+    None. The host and sslmode are the ones libpq will use: the DSN's, else
+    PGHOST/PGHOSTADDR and PGSSLMODE, else a local socket and "prefer"."""
+    env = os.environ if env is None else env
+    params = _parse(dsn)
+    hosts = params.get("hostaddr") or params.get("host")
+    if hosts is None:
+        hosts = env.get("PGHOSTADDR") or env.get("PGHOST") or ""
+    remote = [h for h in str(hosts).split(",") if not _local_host(h.strip())]
+    mode = params.get("sslmode") or env.get("PGSSLMODE") or "prefer"
+    if str(params.get("requiressl", "")) == "1" and mode == "prefer":
+        mode = "require"
+    if not remote or mode in _TLS_MODES:
+        return None
+    return (
+        f"the PostgreSQL store at {remote[0]} is not on this host and the connection may "
+        f"run without TLS (sslmode={mode}): add sslmode=require (or verify-full with "
+        "sslrootcert) to the DSN or PGSSLMODE, or, on a network you trust, say so with "
+        "--storage-insecure (KEYCASK_STORAGE_INSECURE=1)"
+    )
+
+
+def _parse(dsn: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # psycopg's message may quote the DSN, password and all.
+        raise StorageConfigError(
+            "the PostgreSQL DSN does not parse (it is not repeated here: it may hold a password)"
+        ) from None
+
+
+def _redact(message: str, dsn: str) -> str:
+    """``message`` without the DSN's password, however the driver quoted it."""
+    secrets: set[str] = set()
+    with suppress(psycopg.ProgrammingError):
+        password = conninfo_to_dict(dsn).get("password")
+        if password:
+            secrets.add(str(password))
+    with suppress(ValueError):
+        raw = urllib.parse.urlsplit(dsn).password
+        if raw:
+            secrets |= {raw, urllib.parse.unquote(raw)}
+    for secret in sorted(secrets, key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
 
 
 def safe_dsn(dsn: str) -> str:
@@ -144,6 +215,35 @@ async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
             await conn.execute("UPDATE keycask_schema SET version = %s", (SCHEMA_VERSION,))
 
 
+_OWN_TABLES = ("keycask_kv", "keycask_epoch", "keycask_schema")
+
+
+async def _check_objects(conn: AsyncConnection[TupleRow]) -> None:
+    """Refuse keycask's tables when something keycask did not make acts on
+    them: a trigger (``RETURN NULL`` on a delete would make DeleteAccessKey
+    report success and change nothing), a rule, or row-level security. The
+    barrier authenticates values, not whether a write happened."""
+    found = await (
+        await conn.execute(
+            "SELECT 'trigger', c.relname, t.tgname FROM pg_trigger t"
+            " JOIN pg_class c ON c.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND t.tgrelid = ANY(%(own)s::regclass[])"
+            " UNION ALL SELECT 'rule', c.relname, r.rulename FROM pg_rewrite r"
+            " JOIN pg_class c ON c.oid = r.ev_class"
+            " WHERE r.rulename <> '_RETURN' AND r.ev_class = ANY(%(own)s::regclass[])"
+            " UNION ALL SELECT 'row-level security', c.relname, c.relname FROM pg_class c"
+            " WHERE c.oid = ANY(%(own)s::regclass[]) AND (c.relrowsecurity OR c.relkind <> 'r')",
+            {"own": list(_OWN_TABLES)},
+        )
+    ).fetchall()
+    if found:
+        kind, table, name = found[0]
+        raise StorageIntegrityError(
+            f"keycask's table {table} has a {kind} keycask did not create ({name!r}); "
+            "refusing to use the store (drop it, then start again)"
+        )
+
+
 class PostgresStorage:
     """``Storage`` over a PostgreSQL database, safe to share between nodes."""
 
@@ -174,15 +274,26 @@ class PostgresStorage:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        insecure_transport: bool = False,
     ) -> PostgresStorage:
         """Connect, create or migrate the schema, and start a connection pool.
 
         ``dsn`` is any libpq connection string or URI; its ``options`` may set
-        ``search_path`` to keep keycask's tables in a schema of their own.
+        ``search_path`` to keep keycask's tables in a schema of their own. A
+        host other than this one needs TLS that cannot fall back to plaintext
+        unless ``insecure_transport``.
         """
         where = safe_dsn(dsn)
-        given = conninfo_to_dict(dsn)
+        given = _parse(dsn)
+        problem = None if insecure_transport else transport_problem(dsn)
+        if problem is not None:
+            raise StorageConfigError(problem)
         kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
         try:
             # A direct connection first: its errors say what is wrong (refused,
@@ -192,6 +303,7 @@ class PostgresStorage:
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
                 await _migrate(conn)
+                await _check_objects(conn)
                 row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
                 table = 0 if row is None else int(row[0])
             pool: _Pool = AsyncConnectionPool(
@@ -218,7 +330,7 @@ class PostgresStorage:
                 await pool.close()
                 raise
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL at {where}: {exc}") from exc
+            raise StorageUnavailable(f"PostgreSQL at {where}: {_redact(str(exc), dsn)}") from None
         store = cls(pool, where, dsn, {"autocommit": True, **kwargs})
         store._table = table
         return store
@@ -233,7 +345,8 @@ class PostgresStorage:
             conn = await AsyncConnection.connect(self._dsn, **self._connect)
             await _configure(conn)
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+            message = _redact(str(exc), self._dsn)
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
         return conn
 
     @asynccontextmanager
@@ -268,7 +381,8 @@ class PostgresStorage:
         except psycopg.OperationalError as exc:
             if isinstance(exc, TransactionRollback):
                 raise StorageConflict(f"transaction rolled back by PostgreSQL: {exc}") from exc
-            raise StorageUnavailable(f"PostgreSQL at {self._where}: {exc}") from exc
+            message = _redact(str(exc), self._dsn)
+            raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
 
     async def get(self, path: str) -> Entry | None:
         async with self._connection() as conn:
@@ -303,6 +417,8 @@ class PostgresStorage:
             # for as short a time as possible.
             await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
             row = await cur.fetchone()
+            if row is None:
+                raise StorageIntegrityError("the epoch row did not change (a trigger?)")
             epoch = 0 if row is None else int(row[0])
             # What the commit touched, by the first segment of each path, so
             # a node can ignore commits that change nothing it caches.
@@ -325,8 +441,16 @@ class PostgresStorage:
                     " revision = keycask_kv.revision + 1",
                     (write.path, write.value),
                 )
+                _changed(cur, write, 1)
             else:
                 await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+                # Whether the row existed is unknown here: check it is gone.
+                await cur.execute("SELECT 1 FROM keycask_kv WHERE path = %s", (write.path,))
+                if await cur.fetchone() is not None:
+                    raise StorageIntegrityError(
+                        f"{write.path}: still present after its delete (a trigger?); "
+                        "nothing was committed"
+                    )
             return
         await cur.execute(
             "SELECT revision FROM keycask_kv WHERE path = %s FOR UPDATE", (write.path,)
@@ -340,11 +464,13 @@ class PostgresStorage:
         if isinstance(write, Delete):
             if current:
                 await cur.execute("DELETE FROM keycask_kv WHERE path = %s", (write.path,))
+                _changed(cur, write, 1)
         elif current:
             await cur.execute(
                 "UPDATE keycask_kv SET value = %s, revision = %s WHERE path = %s",
                 (write.value, current + 1, write.path),
             )
+            _changed(cur, write, 1)
         else:
             await cur.execute(
                 "INSERT INTO keycask_kv (path, value, revision) VALUES (%s, %s, 1)"
@@ -356,3 +482,13 @@ class PostgresStorage:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _changed(cur: AsyncCursor[TupleRow], write: Write, expected: int) -> None:
+    """A statement that changed another number of rows than it must (a
+    trigger returning NULL, a rule) fails the commit, which rolls back."""
+    if cur.rowcount != expected:
+        raise StorageIntegrityError(
+            f"{write.path}: the write changed {cur.rowcount} rows instead of {expected}"
+            " (a trigger or rule?); nothing was committed"
+        )

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from keycask.errors import StorageConflict
+from keycask.errors import StorageConflict, StorageIntegrityError
 from keycask.ports import Delete, Entry, Put, Write
 
 _SCHEMA = """
@@ -26,6 +26,35 @@ CREATE TABLE IF NOT EXISTS kv (
     revision INTEGER NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+def _normal(sql: str) -> str:
+    return " ".join(sql.replace("IF NOT EXISTS ", "").split())
+
+
+_KV_SQL = _normal(_SCHEMA.strip().rstrip(";"))
+
+
+def check_schema(conn: sqlite3.Connection, where: object) -> None:
+    """Refuse a database holding any schema object keycask did not make.
+
+    A trigger (``RAISE(IGNORE)`` on a delete), a view or an index changes what
+    a write or a read does without touching a single barrier value, so the
+    barrier cannot see it: a deleted access key would stay, reported deleted.
+    keycask's store is one table, ``kv``, exactly as ``_SCHEMA`` creates it;
+    SQLite's own statistics tables (ANALYZE, PRAGMA optimize) only guide the
+    query planner.
+    """
+    rows = conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master").fetchall()
+    for kind, name, table, sql in rows:
+        if kind == "table" and name == "kv" and _normal(str(sql or "")) == _KV_SQL:
+            continue
+        if kind == "table" and str(name).startswith("sqlite_stat"):
+            continue
+        raise StorageIntegrityError(
+            f"{where} holds a schema object keycask did not create: {kind} {name!r}"
+            f" on {table!r}; keycask refuses to open it (remove it, or restore a backup)"
+        )
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -54,6 +83,11 @@ class SQLiteStorage:
         path.chmod(0o600)
         self._writer = _connect(path)
         self._writer.executescript(_SCHEMA)
+        try:
+            check_schema(self._writer, path)
+        except BaseException:
+            self._writer.close()
+            raise
         self._reader = _connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-sqlite")
@@ -114,14 +148,25 @@ class SQLiteStorage:
                 f"{write.path}: expected revision {write.expect}, found {current}"
             )
         if isinstance(write, Put):
-            conn.execute(
+            changed = conn.execute(
                 "INSERT INTO kv (path, value, revision) VALUES (?, ?, ?)"
                 " ON CONFLICT(path) DO UPDATE SET value = excluded.value,"
                 " revision = excluded.revision",
                 (write.path, write.value, current + 1),
-            )
+            ).rowcount
+            expected = 1
         elif isinstance(write, Delete):
-            conn.execute("DELETE FROM kv WHERE path = ?", (write.path,))
+            changed = conn.execute("DELETE FROM kv WHERE path = ?", (write.path,)).rowcount
+            expected = 0 if row is None else 1
+        else:
+            return
+        # A trigger planted after open (RAISE(IGNORE)) makes a statement
+        # succeed having changed nothing: the commit must not claim it did.
+        if changed != expected:
+            raise StorageIntegrityError(
+                f"{write.path}: the write changed {changed} rows instead of {expected}"
+                " (a trigger in the database?); nothing was committed"
+            )
 
     async def close(self) -> None:
         self.close_sync()
