@@ -152,6 +152,8 @@ class Pipeline:
             paused=lambda: barrier.sealed,
         )
         self.scheduler.every_tick.append(self.flush_usage)
+        # Every node, leader or not: a store rolled back under it seals it.
+        self.scheduler.every_tick.append(barrier.check_fresh)
         self.scheduler.after_tick.append(self.rewrite_barrier)
 
     async def flush_usage(self) -> None:
