@@ -379,7 +379,8 @@ class Barrier:
             log.error("the keyring disappeared from the store; sealing")
             self.seal()
             return
-        self._open_or_seal(root, entry.value)
+        with contextlib.suppress(Sealed):  # it said why, and sealed
+            self._open_or_seal(root, entry.value)
 
     def reload_soon(self) -> None:
         """``reload`` in the background (callers on the request path cannot
