@@ -25,10 +25,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cluster import Cluster, pg_schema
 from test_principals_e2e import Cli
 
 from conftest import Server
@@ -231,3 +233,34 @@ def test_whole_store_rolled_back_while_stopped_is_refused_at_start(
     (server.data_dir / "store-epoch").unlink()
     server.start()
     assert leaver.list_keys()["Keys"] == []
+
+
+@pytest.mark.slow
+def test_postgres_store_rolled_back_under_a_cluster_seals_every_node(tmp_path: Path) -> None:
+    with pg_schema() as dsn:
+        cluster = Cluster(tmp_path, dsn, size=2).start()
+        try:
+            first, second = cluster.nodes
+            cli = Cli(first)
+            made = _principal(cli, tmp_path, "leaver")
+            keys = [
+                node.client((made["AccessKeyId"], made["SecretAccessKey"]))
+                for node in (first, second)
+            ]
+            assert all(k.list_keys()["Keys"] == [] for k in keys)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE TABLE old_kv AS SELECT * FROM keycask_kv")
+            seen = [_epoch_seen(node) for node in cluster.nodes]
+
+            cli.ok("DeletePrincipal", "delete", "leaver")
+            # Both nodes see the store move past the copy (the second on its tick).
+            for node, before in zip(cluster.nodes, seen, strict=True):
+                _wait(lambda n=node, b=before: _epoch_seen(n) > b, "the epoch to move")
+
+            with psycopg.connect(dsn) as conn:
+                conn.execute("DELETE FROM keycask_kv")
+                conn.execute("INSERT INTO keycask_kv SELECT * FROM old_kv")
+            for k in keys:
+                _wait(lambda k=k: _answer(k.list_keys) == "KMSInvalidStateException", "a seal")
+        finally:
+            cluster.stop()
