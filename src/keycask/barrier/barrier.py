@@ -16,10 +16,10 @@ barrier reserves seals in blocks from the keyring before it uses them (see
 a quarter of that bound.
 
 Freshness: the keyring's ``epoch`` (sealed under the root key) grows with
-every keyring write, and the barrier writes the keyring again, in the
-background, after every commit that changes state. A node remembers the
+every keyring write, and the barrier writes the keyring again on the next
+tick (once a second) when a commit changed state since. A node remembers the
 highest epoch it saw in its data dir (``storage/watermark.py``) and refuses a
-store below it, at unseal and on every keyring read (``check_fresh`` runs
+store below it, at unseal and on every keyring read (``tick`` reads it
 once a second): a whole-store rollback that undoes a change this node saw
 acknowledged is refused. Single rows put back from an older copy are not
 seen by this check (the store is trusted not to do that; see
@@ -94,8 +94,7 @@ class Barrier:
         rollback check, for tools on a store that is not a node's)."""
         self._storage = storage
         self._watermark = watermark
-        # A background advance of the epoch is running / is due again.
-        self._advancing = False
+        # A commit changed state since the epoch last moved.
         self._advance_due = False
         self._block = reservation_block
         self._rotate_at = rotate_at
@@ -192,7 +191,7 @@ class Barrier:
         self._keyring = None
         self._remaining = 0
         self._revision = 0
-        self._advancing = self._advance_due = False
+        self._advance_due = False
         for hook in self.on_seal:
             hook()
 
@@ -294,25 +293,8 @@ class Barrier:
             raise Sealed()
         await self._storage.commit(writes)
         if any(not w.path.startswith(_QUIET_PREFIXES) for w in writes):
-            self._advance_soon()
-
-    def _advance_soon(self) -> None:
-        """Move the epoch past this commit, in the background (the caller's
-        answer does not wait for it); one advance covers every commit made
-        before it started."""
-        self._advance_due = True
-        if not self._advancing:
-            self._advancing = True
-            self._background_task(self._advance())
-
-    async def _advance(self) -> None:
-        try:
-            while self._advance_due:
-                self._advance_due = False
-                async with self._lock:
-                    await self._update("advance")
-        finally:
-            self._advancing = False
+            # The next tick moves the epoch past this commit (see ``tick``).
+            self._advance_due = True
 
     def reseal(self, path: str, entry: Entry) -> Put | None:
         """The write that moves a value sealed under an older term to the
@@ -365,11 +347,28 @@ class Barrier:
         self._saw(keyring)
         return keyring
 
-    async def check_fresh(self) -> None:
-        """Read the stored keyring and seal if the store went back below what
-        this node saw (rolled back while it runs). One small read."""
+    async def tick(self) -> None:
+        """Once a second on every node (the scheduler's tick): move the epoch
+        past the commits made since the last tick, in one keyring write, or
+        else just read the keyring, and either way seal if the store went
+        back below what this node saw (rolled back while it runs)."""
         root = self._root
-        if root is None or self._watermark is None:
+        if root is None:
+            return
+        if self._advance_due:
+            self._advance_due = False
+            try:
+                async with self._lock:
+                    await self._update("advance")
+            except Sealed:
+                return  # sealed meanwhile, or sealed itself and said why
+            except BaseException:
+                self._advance_due = True  # next tick
+                raise
+            if self._remaining <= 0:
+                await self._reserve()  # the active term moved meanwhile
+            return
+        if self._watermark is None:
             return
         generation = self._generation
         entry = await self._storage.get(KEYRING_PATH)
@@ -399,9 +398,6 @@ class Barrier:
             return
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-        # A task cancelled before it started never awaited ``work``: close it
-        # (a no-op for one that ran).
-        task.add_done_callback(lambda _: work.close())
 
     @staticmethod
     async def _quietly(work: object) -> None:

@@ -152,8 +152,9 @@ class Pipeline:
             paused=lambda: barrier.sealed,
         )
         self.scheduler.every_tick.append(self.flush_usage)
-        # Every node, leader or not: a store rolled back under it seals it.
-        self.scheduler.every_tick.append(barrier.check_fresh)
+        # Every node, leader or not: moves the store's epoch past its own
+        # commits, and seals if the store was rolled back under it.
+        self.scheduler.every_tick.append(barrier.tick)
         self.scheduler.after_tick.append(self.rewrite_barrier)
 
     async def flush_usage(self) -> None:
