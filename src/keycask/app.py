@@ -32,6 +32,7 @@ from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.pgcoord import PostgresCoordinator
 from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
+from keycask.storage.watermark import Watermark
 
 STORE_FILE = "keycask.db"
 AUDIT_DIR = "audit"
@@ -111,10 +112,12 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     else:
         storage = SQLiteStorage(settings.data_dir / STORE_FILE)
     try:
+        watermark = Watermark(settings.data_dir)
         if settings.dev:
-            barrier = await Barrier.open(storage, DevSeal(settings.data_dir).root_key())
+            root = DevSeal(settings.data_dir).root_key()
+            barrier = await Barrier.open(storage, root, watermark=watermark)
         else:
-            barrier = Barrier(storage)
+            barrier = Barrier(storage, watermark=watermark)
             if not await barrier.initialised():
                 raise SealError(f"the store in {settings.data_dir} was never initialised")
     except BaseException:

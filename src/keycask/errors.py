@@ -207,6 +207,11 @@ class SealError(Exception):
     """The root key could not be obtained from the seal."""
 
 
+class StoreRolledBack(SealError):
+    """The store's keyring is older than one this node saw: the store was
+    rolled back (or restored from a backup without telling this node)."""
+
+
 class Sealed(KMSInvalidStateException):
     """The barrier holds no keys: nothing behind it can be read or written
     until an operator unseals keycask."""

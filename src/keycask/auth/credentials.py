@@ -7,6 +7,16 @@ after first use. Paths:
     principal/<account>/<name>    the principal (JSON): admin, kind, tags,
                                   identity policies, its access key ids
     accesskey/<access key id>     the access key, its secret and its owner (JSON)
+    tomb/accesskey/<id>           empty; the access key was deleted (with its
+                                  owner or alone)
+
+An access key counts only if its owner's document lists it, and is active
+only if the owner's document does not list it as inactive: the store is
+untrusted, and an ``accesskey/`` row put back from an older copy (a deleted
+or deactivated key) must not bring the key back. Both documents are sealed
+by the barrier, so neither can be forged; putting back an older owner too
+is a whole-store rollback's business (``storage/watermark.py``), and the
+tombstone stops the plain replay of a deleted principal's rows.
 
 Changes are *staged*: the ``stage_*`` methods check what they can and return
 the writes, which the caller commits (after its audit record is durable) with
@@ -39,6 +49,7 @@ _NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _PRINCIPAL_PREFIX = "principal/"
 _ACCESS_KEY_PATH = "accesskey/"
+_TOMBSTONE_PATH = "tomb/accesskey/"
 KINDS = ("user", "role")
 # AWS's unique-id prefixes (IAM "Unique identifiers"): AIDA users, AROA roles.
 _UNIQUE_ID_PREFIXES = {"user": "AIDA", "role": "AROA"}
@@ -147,6 +158,8 @@ class StoredPrincipal:
     revision: int
     created: float
     access_key_ids: tuple[str, ...]
+    # Of access_key_ids, those set Inactive: the owner decides, not the key's row.
+    inactive_key_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +214,25 @@ class CredentialStore:
         if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
             return None
         generation = self._generation
+        if await self._barrier.get(_TOMBSTONE_PATH + access_key_id) is not None:
+            return None  # deleted: a row put back from an older copy is dead
         found = await self._barrier.get(_ACCESS_KEY_PATH + access_key_id)
         if found is None:
             return None  # misses are not cached: they are attacker-chosen
         doc = orjson.loads(found.value)
-        principal = await self.get_principal(doc["account"], doc["name"])
-        if principal is None:
+        account, name = str(doc["account"]), str(doc["name"])
+        owner = await self._barrier.get(_principal_path(account, name))
+        if owner is None:
             return None  # the owner was deleted: the key is dead
+        owner_doc = orjson.loads(owner.value)
+        listed = owner_doc.get("access_keys")
+        if listed is not None and access_key_id not in listed:
+            return None  # the owner does not have it (any more)
+        inactive = access_key_id in (owner_doc.get("inactive_keys") or ())
         key = AccessKey(
             access_key_id=access_key_id,
-            principal=principal,
-            active=bool(doc["active"]),
+            principal=Principal.from_doc(account, name, owner_doc),
+            active=bool(doc["active"]) and not inactive,
             secret=doc["secret"],
         )
         if generation == self._generation:
@@ -267,7 +288,11 @@ class CredentialStore:
             # next change to the principal writes the list.
             ids = [key.access_key_id for key in await self._scan_access_keys(account, name)]
         return StoredPrincipal(
-            principal, found.revision, float(doc.get("created", 0.0)), tuple(ids)
+            principal,
+            found.revision,
+            float(doc.get("created", 0.0)),
+            tuple(ids),
+            tuple(doc.get("inactive_keys") or ()),
         )
 
     async def _scan_access_keys(self, account: str, name: str) -> list[StoredAccessKey]:
@@ -296,8 +321,13 @@ class CredentialStore:
         for access_key_id in stored.access_key_ids:
             key = await self.access_key(access_key_id)
             if key is not None:
-                keys.append(key)
+                keys.append(replace(key, active=self.is_active(stored, key)))
         return keys
+
+    @staticmethod
+    def is_active(owner: StoredPrincipal, key: StoredAccessKey) -> bool:
+        """Whether ``key`` works: its row and its owner both say so."""
+        return key.active and key.access_key_id not in owner.inactive_key_ids
 
     async def list_principals(
         self, account: str, after: str = "", limit: int = 1000
@@ -374,18 +404,31 @@ class CredentialStore:
             self._put_new_key(key, now),
         ]
 
-    def stage_access_key_status(self, key: StoredAccessKey, *, active: bool) -> list[Write]:
+    def stage_access_key_status(
+        self, owner: StoredPrincipal, key: StoredAccessKey, *, active: bool
+    ) -> list[Write]:
+        """The key's row and its owner's list of inactive keys, together."""
         doc = _access_key_doc(
             key.account, key.name, key.secret, active, key.created, admin=key.admin
         )
         path = _ACCESS_KEY_PATH + key.access_key_id
-        return [self._barrier.put(path, doc, expect=key.revision)]
+        inactive = tuple(i for i in owner.inactive_key_ids if i != key.access_key_id)
+        if not active:
+            inactive = (*inactive, key.access_key_id)
+        return [
+            self._put_principal(replace(owner, inactive_key_ids=inactive), expect=owner.revision),
+            self._barrier.put(path, doc, expect=key.revision),
+        ]
 
     def stage_delete_access_key(self, owner: StoredPrincipal, key: StoredAccessKey) -> list[Write]:
-        ids = tuple(i for i in owner.access_key_ids if i != key.access_key_id)
+        gone = key.access_key_id
+        ids = tuple(i for i in owner.access_key_ids if i != gone)
+        inactive = tuple(i for i in owner.inactive_key_ids if i != gone)
+        owner = replace(owner, access_key_ids=ids, inactive_key_ids=inactive)
         return [
-            self._put_principal(replace(owner, access_key_ids=ids), expect=owner.revision),
-            self._barrier.delete(_ACCESS_KEY_PATH + key.access_key_id, expect=key.revision),
+            self._put_principal(owner, expect=owner.revision),
+            self._barrier.delete(_ACCESS_KEY_PATH + gone, expect=key.revision),
+            self._tombstone(gone),
         ]
 
     def stage_delete_principal(self, stored: StoredPrincipal) -> list[Write]:
@@ -397,7 +440,12 @@ class CredentialStore:
         writes.extend(
             self._barrier.delete(_ACCESS_KEY_PATH + i, expect=None) for i in stored.access_key_ids
         )
+        writes.extend(self._tombstone(i) for i in stored.access_key_ids)
         return writes
+
+    def _tombstone(self, access_key_id: str) -> Write:
+        # Unconditional: a key id is never reused, and a tombstone only says "dead".
+        return self._barrier.put(_TOMBSTONE_PATH + access_key_id, b"", expect=None)
 
     async def commit(self, writes: Sequence[Write]) -> None:
         try:
@@ -417,6 +465,8 @@ class CredentialStore:
             path = write.path
             if path.startswith(_ACCESS_KEY_PATH):
                 self._keys.pop(path[len(_ACCESS_KEY_PATH) :], None)
+            elif path.startswith(_TOMBSTONE_PATH):
+                self._keys.pop(path[len(_TOMBSTONE_PATH) :], None)
             elif path.startswith(_PRINCIPAL_PREFIX):
                 account, _, name = path[len(_PRINCIPAL_PREFIX) :].partition("/")
                 owners.add((account, name))
@@ -435,6 +485,7 @@ class CredentialStore:
             "tags": dict(p.tags),
             "policies": dict(p.policies),
             "access_keys": list(stored.access_key_ids),
+            "inactive_keys": list(stored.inactive_key_ids),
         }
         return self._barrier.put(
             _principal_path(p.account, p.name), orjson.dumps(doc), expect=expect

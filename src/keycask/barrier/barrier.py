@@ -14,6 +14,17 @@ nonces, so it must not seal more than 2^32 values (NIST SP 800-38D 8.3). The
 barrier reserves seals in blocks from the keyring before it uses them (see
 ``keyring.py``) and rotates by itself once a term has reserved ``rotate_at``,
 a quarter of that bound.
+
+Freshness: the keyring's ``epoch`` (sealed under the root key) grows with
+every keyring write, and the barrier writes the keyring again on the next
+tick (once a second) when a commit changed state since. A node remembers the
+highest epoch it saw in its data dir (``storage/watermark.py``) and refuses a
+store below it, at unseal and on every keyring read (``tick`` reads it
+once a second): a whole-store rollback that undoes a change this node saw
+acknowledged is refused. Single rows put back from an older copy are not
+seen by this check (the store is trusted not to do that; see
+docs/deployment.md), except where the value binds another (access keys and
+their owner, ``auth/credentials.py``).
 """
 
 from __future__ import annotations
@@ -29,8 +40,16 @@ from dataclasses import dataclass
 from keycask.barrier.keyring import KEYRING_PATH, Keyring
 from keycask.crypto import AuthenticationFailed, KeyMaterial, open_sealed, seal
 from keycask.crypto.backup_mac import backup_tag
-from keycask.errors import BarrierBusy, BarrierError, Sealed, SealError, StorageConflict
+from keycask.errors import (
+    BarrierBusy,
+    BarrierError,
+    Sealed,
+    SealError,
+    StorageConflict,
+    StoreRolledBack,
+)
 from keycask.ports import Delete, Entry, Put, Storage, Write
+from keycask.storage.watermark import Watermark
 
 log = logging.getLogger("keycask")
 
@@ -43,6 +62,9 @@ RESERVATION_BLOCK = 2**16
 # AES-GCM's 2^32 random-nonce bound, leaving room for reservations lost to crashes.
 ROTATE_AT = 2**30
 _CAS_ATTEMPTS = 100
+# Commits under these prefixes do not move the epoch: last-use records and
+# audit anchors change every second and undo nothing when rolled back.
+_QUIET_PREFIXES = ("usage/", "audit/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,9 +88,15 @@ class Barrier:
         *,
         reservation_block: int = RESERVATION_BLOCK,
         rotate_at: int = ROTATE_AT,
+        watermark: Watermark | None = None,
     ) -> None:
-        """A sealed barrier over ``storage``; ``unseal`` opens it."""
+        """A sealed barrier over ``storage``; ``unseal`` opens it.
+        ``watermark`` is this node's memory of the store's epoch (None: no
+        rollback check, for tools on a store that is not a node's)."""
         self._storage = storage
+        self._watermark = watermark
+        # A commit changed state since the epoch last moved.
+        self._advance_due = False
         self._block = reservation_block
         self._rotate_at = rotate_at
         self._root: KeyMaterial | None = None
@@ -86,10 +114,17 @@ class Barrier:
         self.on_seal: list[Callable[[], None]] = []
 
     @classmethod
-    async def open(cls, storage: Storage, root: KeyMaterial, **options: int) -> Barrier:
+    async def open(
+        cls,
+        storage: Storage,
+        root: KeyMaterial,
+        *,
+        watermark: Watermark | None = None,
+        **options: int,
+    ) -> Barrier:
         """Unsealed with ``root``, creating the keyring on first start (the
         dev seal's way: there is nobody to run an initialisation)."""
-        barrier = cls(storage, **options)
+        barrier = cls(storage, watermark=watermark, **options)
         if await storage.get(KEYRING_PATH) is None:
             await barrier.initialise(root)
         else:
@@ -117,12 +152,13 @@ class Barrier:
         """Create the keyring under ``root`` and unseal; refuses a store that
         already has one, whose values would be lost with it."""
         generation = self._generation
-        keyring = Keyring.new().reserve(self._block)
+        keyring = Keyring.new().reserve(self._block).advanced()
         try:
             await self._storage.commit([Put(KEYRING_PATH, keyring.seal_with(root), expect=0)])
         except StorageConflict:
             raise SealError("this store is already initialised") from None
         self._check(generation)
+        self._saw(keyring)
         self._set(root, keyring, 1, self._block)
 
     async def unseal(self, root: KeyMaterial) -> None:
@@ -133,6 +169,10 @@ class Barrier:
             raise SealError("this store has no keyring: initialise it first")
         keyring = Keyring.open_with(root, entry.value)
         self._check(generation)
+        rolled_back = self._rolled_back(keyring)
+        if rolled_back:
+            raise StoreRolledBack(rolled_back)
+        self._saw(keyring)
         self._set(root, keyring, entry.revision, 0)
         try:
             await self._reserve()
@@ -152,6 +192,7 @@ class Barrier:
         self._keyring = None
         self._remaining = 0
         self._revision = 0
+        self._advance_due = False
         for hook in self.on_seal:
             hook()
 
@@ -166,6 +207,24 @@ class Barrier:
         if root is None:
             raise Sealed("keycask is sealed: unseal it before a backup")
         return backup_tag(root, digest)
+
+    def _rolled_back(self, keyring: Keyring) -> str:
+        """Why ``keyring`` is older than this node has seen, or "" if not."""
+        if self._watermark is None:
+            return ""
+        seen = self._watermark.seen()
+        if keyring.epoch >= seen:
+            return ""
+        return (
+            f"the store was rolled back: its keyring is at epoch {keyring.epoch}, "
+            f"but this node saw epoch {seen}. Deleted keys, access keys or "
+            "principals may be back. If you restored an older store on purpose, "
+            f"remove {self._watermark.path} and start again"
+        )
+
+    def _saw(self, keyring: Keyring) -> None:
+        if self._watermark is not None:
+            self._watermark.record(keyring.epoch)
 
     def _check(self, generation: int) -> None:
         if generation != self._generation:
@@ -242,6 +301,9 @@ class Barrier:
         if self._keyring is None:
             raise Sealed()
         await self._storage.commit(writes)
+        if any(not w.path.startswith(_QUIET_PREFIXES) for w in writes):
+            # The next tick moves the epoch past this commit (see ``tick``).
+            self._advance_due = True
 
     def reseal(self, path: str, entry: Entry) -> Put | None:
         """The write that moves a value sealed under an older term to the
@@ -278,7 +340,7 @@ class Barrier:
         (another node moved the store to a new root key), seal: this process
         can neither read new terms nor count its seals any more."""
         try:
-            return Keyring.open_with(root, blob)
+            keyring = Keyring.open_with(root, blob)
         except SealError:
             log.error(
                 "the stored keyring no longer opens with this node's root key "
@@ -286,6 +348,47 @@ class Barrier:
             )
             self.seal()
             raise Sealed("keycask sealed itself: the store was moved to a new root key") from None
+        rolled_back = self._rolled_back(keyring)
+        if rolled_back:
+            log.error("%s; sealing", rolled_back)
+            self.seal()
+            raise Sealed(f"keycask sealed itself: {rolled_back}")
+        self._saw(keyring)
+        return keyring
+
+    async def tick(self) -> None:
+        """Once a second on every node (the scheduler's tick): move the epoch
+        past the commits made since the last tick, in one keyring write, or
+        else just read the keyring, and either way seal if the store went
+        back below what this node saw (rolled back while it runs)."""
+        root = self._root
+        if root is None:
+            return
+        if self._advance_due:
+            self._advance_due = False
+            try:
+                async with self._lock:
+                    await self._update("advance")
+            except Sealed:
+                return  # sealed meanwhile, or sealed itself and said why
+            except BaseException:
+                self._advance_due = True  # next tick
+                raise
+            if self._remaining <= 0:
+                await self._reserve()  # the active term moved meanwhile
+            return
+        if self._watermark is None:
+            return
+        generation = self._generation
+        entry = await self._storage.get(KEYRING_PATH)
+        if generation != self._generation or self._root is None:
+            return
+        if entry is None:
+            log.error("the keyring disappeared from the store; sealing")
+            self.seal()
+            return
+        with contextlib.suppress(Sealed):  # it said why, and sealed
+            self._open_or_seal(root, entry.value)
 
     def reload_soon(self) -> None:
         """``reload`` in the background (callers on the request path cannot
@@ -315,7 +418,8 @@ class Barrier:
                 log.exception("barrier keyring update failed; it will be retried")
 
     async def _update(self, change: str, *, term: int | None = None) -> Keyring:
-        """Apply ``change`` (``reserve``, ``rotate`` or ``rewritten``) to the
+        """Apply ``change`` (``reserve``, ``rotate``, ``rewritten`` or
+        ``advance``, which only moves the epoch) to the
         stored keyring with a conditional write, retrying when another process
         changed it first. Callers hold ``self._lock``. ``term`` (for
         ``rewritten``) is the term the finished rewrite moved values to: the
@@ -335,11 +439,14 @@ class Barrier:
                     new = current
                 else:
                     new = dataclasses.replace(current, rewrite=False)
+            elif change == "advance":
+                new = dataclasses.replace(current)
             elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
                 new = current.rotated().reserve(self._block)
             else:
                 new = current.reserve(self._block)
             if new is not current:
+                new = new.advanced()
                 try:
                     await self._storage.commit(
                         [Put(KEYRING_PATH, new.seal_with(root), expect=entry.revision)]
@@ -347,9 +454,10 @@ class Barrier:
                 except StorageConflict:
                     continue
                 self._check(generation)
+                self._saw(new)
             held = self._keyring
             same = held is not None and new.active_term == held.active_term
-            if change == "rewritten":
+            if change in ("rewritten", "advance"):
                 # Seals already reserved stay ours only on the same term.
                 if not same:
                     self._remaining = 0
@@ -395,7 +503,7 @@ class Barrier:
                 self._check(generation)
                 if entry is None:
                     raise BarrierError("the keyring disappeared from the store")
-                current = self._open_or_seal(self._root, entry.value)
+                current = self._open_or_seal(self._root, entry.value).advanced()
                 try:
                     await self._storage.commit(
                         [Put(KEYRING_PATH, current.seal_with(new_root), expect=entry.revision)]
@@ -405,6 +513,7 @@ class Barrier:
                 except Exception:
                     if not await self._stored_under(new_root):
                         raise
+                self._saw(current)
                 if generation != self._generation:
                     return  # sealed meanwhile: the store is under new_root all the same
                 moved = self._keyring is None or current.active_term != self._keyring.active_term

@@ -11,6 +11,12 @@ restarts never exceeds what is recorded here (a crash forfeits the rest of a
 block, never reuses it). That count is what keeps a term under the random
 nonce bound of AES-GCM. ``rewrite`` says values under older terms may still
 exist and the background rewrite has work to do.
+
+``epoch`` grows by one with every write of the keyring (reservations,
+rotations, rekeys, and the barrier's own advance after commits that change
+state). Sealed under the root key, it cannot be forged; each node keeps the
+highest it saw outside the store (``storage/watermark.py``) and refuses a
+store whose keyring is older: a whole-store rollback.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class Keyring:
     # Seals reserved per term (see the module docstring).
     reserved: dict[int, int] = field(default_factory=dict)
     rewrite: bool = False
+    epoch: int = 0
 
     @classmethod
     def new(cls) -> Keyring:
@@ -51,6 +58,10 @@ class Keyring:
         """This keyring with ``count`` more seals reserved on the active term."""
         reserved = {**self.reserved, self.active_term: self.active_reserved + count}
         return dataclasses.replace(self, reserved=reserved)
+
+    def advanced(self) -> Keyring:
+        """This keyring as its next write stores it: one epoch later."""
+        return dataclasses.replace(self, epoch=self.epoch + 1)
 
     def rotated(self) -> Keyring:
         """A new active term with a fresh key; the old terms stay, for reading
@@ -70,6 +81,7 @@ class Keyring:
             "terms": {str(t): k.reveal().hex() for t, k in self.terms.items()},
             "reserved": {str(t): n for t, n in self.reserved.items()},
             "rewrite": self.rewrite,
+            "epoch": self.epoch,
         }
         return bytes([_FORMAT]) + seal(root, orjson.dumps(doc), aad=_AAD)
 
@@ -92,4 +104,6 @@ class Keyring:
             terms=terms,
             reserved=reserved,
             rewrite=bool(doc.get("rewrite", False)),
+            # Keyrings written before epochs were kept start at 0.
+            epoch=int(doc.get("epoch", 0)),
         )

@@ -484,9 +484,9 @@ async def update_access_key(store: CredentialStore, call: Call, fields: Fields) 
     owner, key = await _owned_key(store, call, fields, "UpdateAccessKey")
     active = status == "Active"
     call.detail = f"access key {key.access_key_id} of {owner.principal.arn} set {status}"
-    if key.active == active:
+    if store.is_active(owner, key) == active:
         return Outcome({})
-    return Outcome({}, store.stage_access_key_status(key, active=active))
+    return Outcome({}, store.stage_access_key_status(owner, key, active=active))
 
 
 async def delete_access_key(store: CredentialStore, call: Call, fields: Fields) -> Outcome:

@@ -208,6 +208,9 @@ class Pipeline:
             request_id=self._request_ids.next,
         )
         self.scheduler.every_tick.append(self.flush_usage)
+        # Every node, leader or not: moves the store's epoch past its own
+        # commits, and seals if the store was rolled back under it.
+        self.scheduler.every_tick.append(barrier.tick)
         self.scheduler.after_tick.append(self.rewrite_barrier)
 
     async def flush_usage(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, Share
-from keycask.errors import SealError
+from keycask.errors import SealError, StoreRolledBack
 from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type, sealfile
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
@@ -153,6 +153,8 @@ class SealKeeper:
             for root, filename in found:
                 try:
                     await self._barrier.unseal(root)
+                except StoreRolledBack:
+                    raise  # the right key, and a store older than this node saw
                 except SealError:
                     continue
                 self._settle_rekey(filename)

@@ -4,6 +4,14 @@ Reads run on the caller's thread through a dedicated read connection (WAL lets
 them proceed while a write commits); writes go to one writer thread because a
 commit with ``synchronous=FULL`` waits for fsync, which must not block the
 event loop.
+
+Deleted means gone from the files: the writer runs with ``secure_delete``
+(SQLite zeroes a deleted row's bytes in its page, and pages it frees), and a
+commit that deletes is followed by a ``TRUNCATE`` checkpoint, which copies the
+zeroed pages into the database file and empties the WAL, where the row's
+earlier frames would otherwise stay until overwritten. So whoever later holds
+the data dir and the root key finds no deleted key material in it. Backups
+taken before the deletion still hold it (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -60,6 +68,7 @@ def check_schema(conn: sqlite3.Connection, where: object) -> None:
 def _connect(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA secure_delete=ON")
     # FULL: a commit that acknowledges a client survives power loss.
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=10000")
@@ -91,6 +100,9 @@ class SQLiteStorage:
         self._reader = _connect(path)
         self._read_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-sqlite")
+        # A deletion whose WAL frames are not yet truncated away (a reader in
+        # another process held an old snapshot): retried after later commits.
+        self._scrub_due = False
 
     @property
     def path(self) -> Path:
@@ -138,6 +150,18 @@ class SQLiteStorage:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        if self._scrub_due or any(isinstance(w, Delete) for w in writes):
+            self._scrub()
+
+    def _scrub(self) -> None:
+        """Empty the WAL of frames that may hold deleted rows. Best effort
+        after the commit (which stands either way): if another process's
+        reader holds the WAL, the next commit tries again."""
+        try:
+            busy = self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:
+            busy = 1
+        self._scrub_due = bool(busy)
 
     @staticmethod
     def _apply(conn: sqlite3.Connection, write: Write) -> None:
