@@ -17,7 +17,13 @@ from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
 from keycask.errors import SerializationException, UnknownOperationException, ValidationException
-from keycask.http.awsjson import Codec, _compile_pattern, encode_error, snake_case
+from keycask.http.awsjson import (
+    SERVICE_LIMITS,
+    Codec,
+    _compile_pattern,
+    encode_error,
+    snake_case,
+)
 from kms_model import MODEL, SERVICE, SHAPES, snaked
 
 CODEC = Codec.load()
@@ -132,13 +138,20 @@ class Sampler:
             return high
         return self.rng.randint(low, high)
 
+    def member(self, structure: str, member: str, name: str) -> Any:
+        # Where the service bounds a member more tightly than the model does.
+        bounds = SERVICE_LIMITS.get((structure, member))
+        if bounds is not None:
+            return self.size(*bounds, bounds[1])
+        return self.value(name)
+
     def value(self, name: str) -> Any:
         shape = SHAPES[name]
         kind = shape["type"]
         low, high = shape.get("min", 0), shape.get("max", 2**31 - 1)
         if kind == "structure":
             wanted = shape.get("required", []) if self.variant == LOW else shape["members"]
-            return {m: self.value(shape["members"][m]["shape"]) for m in wanted}
+            return {m: self.member(name, m, shape["members"][m]["shape"]) for m in wanted}
         if kind == "list":
             count = self.size(low, high, 3)
             return [self.value(shape["member"]["shape"]) for _ in range(count)]
