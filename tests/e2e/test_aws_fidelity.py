@@ -134,8 +134,9 @@ def test_list_limits_as_the_service_bounds_them(kms: Any, raw: RawKMS) -> None:
                 "ValidationException", 400
             )
             assert doc["message"].startswith("1 validation error detected: Value"), doc
-            assert f"at 'limit' failed to satisfy constraint: Member must have value {rule}" in (
-                doc["message"]
+            assert (
+                f"at 'limit' failed to satisfy constraint: Member must have value {rule}"
+                in (doc["message"])
             ), doc
     # Operations whose documented bound is the model's own keep 1-1000.
     assert raw.call("ListKeys", {"Limit": 1000}).status == 200
