@@ -14,7 +14,6 @@ from keycask.crypto import (
     InvalidPublicKey,
     KeyMaterial,
     PrivateKey,
-    UnsupportedAlgorithm,
     generate_data_key_pair,
     generate_mac,
     key_agreement_algorithms,
@@ -99,8 +98,6 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
     private = await _private(deps, call, key)
     try:
         signature = private.sign(req.signing_algorithm, req.message, message_type)
-    except UnsupportedAlgorithm as error:
-        raise UnsupportedOperationException(str(error)) from None
     except ValueError as error:
         raise ValidationException(str(error)) from None
     # DryRun answers only once everything a real call checks has passed.
@@ -118,8 +115,6 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
     private = await _private(deps, call, key)
     try:
         valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
-    except UnsupportedAlgorithm as error:
-        raise UnsupportedOperationException(str(error)) from None
     except ValueError as error:
         raise ValidationException(str(error)) from None
     if not valid:
