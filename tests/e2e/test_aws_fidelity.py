@@ -172,3 +172,49 @@ def test_request_ids_are_random_uuids(raw: RawKMS) -> None:
     # A counter would leave every id but its last bits equal to its neighbour's.
     shared = {str(i)[:24] for i in ids}
     assert len(shared) == len(ids), "consecutive ids share a prefix: a counter?"
+
+
+# --- ReEncrypt names the materials on both sides ---
+
+
+def test_re_encrypt_names_source_and_destination_material(kms: Any) -> None:
+    source = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=source, Plaintext=b"moved")["CiphertextBlob"]
+    first = kms.describe_key(KeyId=source)["KeyMetadata"]["CurrentKeyMaterialId"]
+    kms.rotate_key_on_demand(KeyId=source)
+    second = kms.describe_key(KeyId=source)["KeyMetadata"]["CurrentKeyMaterialId"]
+    assert first != second
+    dest = kms.create_key()["KeyMetadata"]["KeyId"]
+    dest_material = kms.describe_key(KeyId=dest)["KeyMetadata"]["CurrentKeyMaterialId"]
+
+    out = kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=dest)
+    # The material that sealed the blob, not the key's current one.
+    assert out["SourceKeyMaterialId"] == first
+    assert out["DestinationKeyMaterialId"] == dest_material
+    assert kms.decrypt(CiphertextBlob=out["CiphertextBlob"])["KeyMaterialId"] == dest_material
+    # Onto the same key: re-sealed under its current material.
+    out = kms.re_encrypt(CiphertextBlob=blob, DestinationKeyId=source)
+    assert (out["SourceKeyMaterialId"], out["DestinationKeyMaterialId"]) == (first, second)
+
+    # Present only for symmetric keys, as in AWS: an RSA destination has none.
+    rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    out = kms.re_encrypt(
+        CiphertextBlob=blob,
+        DestinationKeyId=rsa,
+        DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+    )
+    assert out["SourceKeyMaterialId"] == first
+    assert "DestinationKeyMaterialId" not in out
+    out = kms.re_encrypt(
+        CiphertextBlob=out["CiphertextBlob"],
+        SourceKeyId=rsa,
+        SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+        DestinationKeyId=dest,
+    )
+    assert "SourceKeyMaterialId" not in out
+    assert out["DestinationKeyMaterialId"] == dest_material
+
+
+# --- DeleteImportedKeyMaterial: no material, no ExpirationModel ---
+# (tests/e2e/test_import_e2e.py: test_delete_and_reimport_the_same_material and
+# test_imported_material_expires check it with the import steps they already have.)
