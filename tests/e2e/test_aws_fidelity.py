@@ -8,6 +8,7 @@ which succeeds, so a refusal for the wrong reason cannot pass.
 
 from __future__ import annotations
 
+import base64
 import sys
 import uuid
 from pathlib import Path
@@ -218,3 +219,68 @@ def test_re_encrypt_names_source_and_destination_material(kms: Any) -> None:
 # --- DeleteImportedKeyMaterial: no material, no ExpirationModel ---
 # (tests/e2e/test_import_e2e.py: test_delete_and_reimport_the_same_material and
 # test_imported_material_expires check it with the import steps they already have.)
+
+
+# --- error messages in AWS's words ---
+
+
+def test_invalid_key_id_is_quoted(kms: Any) -> None:
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.get_key_policy(KeyId=key)
+    assert _error(kms.describe_key, KeyId="not-a-key") == (
+        "NotFoundException",
+        "Invalid keyId 'not-a-key'",
+    )
+    # An alias where the operation takes only a key.
+    assert _error(kms.get_key_policy, KeyId="alias/some-alias") == (
+        "NotFoundException",
+        "Invalid keyId 'alias/some-alias'",
+    )
+
+
+def test_failed_checks_answer_with_no_message(kms: Any, raw: RawKMS) -> None:
+    """AWS answers an invalid ciphertext, MAC or signature with its code alone:
+    one answer for every cause, and nothing about the inputs."""
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key, Plaintext=b"secret", EncryptionContext={"a": "b"})[
+        "CiphertextBlob"
+    ]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"a": "b"})["Plaintext"] == (
+        b"secret"
+    )
+    flipped = blob[:-1] + bytes([blob[-1] ^ 1])
+    for body in (
+        {"CiphertextBlob": base64.b64encode(flipped).decode(), "EncryptionContext": {"a": "b"}},
+        {"CiphertextBlob": base64.b64encode(blob).decode(), "EncryptionContext": {"a": "c"}},
+        {"CiphertextBlob": base64.b64encode(b"\x01" + bytes(40)).decode()},
+    ):
+        raw.call("Decrypt", body).assert_aws_error("InvalidCiphertextException", 400, message=False)
+
+    mac_key = kms.create_key(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")["KeyMetadata"]
+    mac = kms.generate_mac(KeyId=mac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256")
+    assert kms.verify_mac(
+        KeyId=mac_key["KeyId"], Message=b"m", MacAlgorithm="HMAC_SHA_256", Mac=mac["Mac"]
+    )["MacValid"]
+    assert _error(
+        kms.verify_mac,
+        KeyId=mac_key["KeyId"],
+        Message=b"other",
+        MacAlgorithm="HMAC_SHA_256",
+        Mac=mac["Mac"],
+    ) == ("KMSInvalidMacException", "")
+
+    signer = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    signed = kms.sign(KeyId=signer["KeyId"], Message=b"m", SigningAlgorithm="ECDSA_SHA_256")
+    assert kms.verify(
+        KeyId=signer["KeyId"],
+        Message=b"m",
+        Signature=signed["Signature"],
+        SigningAlgorithm="ECDSA_SHA_256",
+    )["SignatureValid"]
+    assert _error(
+        kms.verify,
+        KeyId=signer["KeyId"],
+        Message=b"other",
+        Signature=signed["Signature"],
+        SigningAlgorithm="ECDSA_SHA_256",
+    ) == ("KMSInvalidSignatureException", "")

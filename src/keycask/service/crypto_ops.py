@@ -38,10 +38,9 @@ from keycask.service.results import (
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
-# One message for every way a ciphertext can fail: no oracle on which it was.
-_INVALID_CIPHERTEXT = (
-    "The ciphertext is invalid, was altered, or does not match the encryption context."
-)
+# One answer for every way a ciphertext can fail, so none tells which it was:
+# AWS's, which has no message at all.
+_INVALID_CIPHERTEXT = ""
 
 
 def _algorithm(algorithm: str | None) -> str:
