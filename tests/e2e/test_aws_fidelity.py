@@ -284,3 +284,29 @@ def test_failed_checks_answer_with_no_message(kms: Any, raw: RawKMS) -> None:
         Signature=signed["Signature"],
         SigningAlgorithm="ECDSA_SHA_256",
     ) == ("KMSInvalidSignatureException", "")
+
+
+# --- members keycask does not know are refused, never ignored ---
+
+
+def test_unknown_members_are_refused_and_change_nothing(kms: Any, raw: RawKMS) -> None:
+    before = _key_count(kms)
+    answer = raw.call("CreateKey", {"Description": "x", "FutureMember": True})
+    doc = answer.assert_aws_error("ValidationException", 400)
+    assert "FutureMember" in doc["message"]
+    assert _key_count(kms) == before
+    assert raw.call("CreateKey", {"Description": "x"}).status == 200
+
+
+def test_model_members_keycask_does_not_implement_are_refused(kms: Any, raw: RawKMS) -> None:
+    """What a newer model brings before keycask implements it: DryRunModifiers
+    would make a DryRun Decrypt skip the ciphertext check. Ignoring it would
+    answer a different question than the caller asked."""
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = base64.b64encode(kms.encrypt(KeyId=key, Plaintext=b"p")["CiphertextBlob"]).decode()
+    raw.call("Decrypt", {"CiphertextBlob": blob, "DryRun": True}).assert_aws_error(
+        "DryRunOperationException", 400
+    )
+    body = {"CiphertextBlob": blob, "DryRun": True, "DryRunModifiers": ["IGNORE_CIPHERTEXT"]}
+    doc = raw.call("Decrypt", body).assert_aws_error("UnsupportedOperationException", 400)
+    assert "DryRunModifiers" in doc["message"]
