@@ -9,6 +9,7 @@ which succeeds, so a refusal for the wrong reason cannot pass.
 from __future__ import annotations
 
 import base64
+import json
 import sys
 import uuid
 from pathlib import Path
@@ -161,7 +162,7 @@ def test_dry_run_is_http_400(kms: Any, raw: RawKMS) -> None:
 # --- x-amzn-RequestId ---
 
 
-def test_request_ids_are_random_uuids(raw: RawKMS) -> None:
+def test_request_ids_are_random_uuids(server: Server, raw: RawKMS) -> None:
     ids = []
     for _ in range(20):
         answer = raw.call("ListKeys", {"Limit": 1})
@@ -173,6 +174,10 @@ def test_request_ids_are_random_uuids(raw: RawKMS) -> None:
     # A counter would leave every id but its last bits equal to its neighbour's.
     shared = {str(i)[:24] for i in ids}
     assert len(shared) == len(ids), "consecutive ids share a prefix: a counter?"
+    # Each answer's id is its audit record's (written before the answer).
+    audit = server.data_dir / "audit" / "server.jsonl"
+    recorded = {json.loads(line)["request_id"] for line in audit.read_text().splitlines()}
+    assert {str(i) for i in ids} <= recorded
 
 
 # --- ReEncrypt names the materials on both sides ---

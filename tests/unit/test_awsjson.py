@@ -980,6 +980,31 @@ def test_codec_refuses_a_model_it_cannot_enforce() -> None:
         Codec({"operations": {"Op": {"input": {"shape": "In"}}}, "shapes": bad_pattern})
 
 
+def test_service_limits_narrow_only_their_own_member() -> None:
+    """ListAliases' Limit is 1-100 although its shape (shared with ListKeys)
+    allows 1000; a model without such a member is compiled as it is."""
+    limit = {"type": "integer", "min": 1, "max": 1000}
+    model = {
+        "operations": {
+            "ListAliases": {"input": {"shape": "ListAliasesRequest"}},
+            "ListKeys": {"input": {"shape": "ListKeysRequest"}},
+        },
+        "shapes": {
+            "ListAliasesRequest": {"type": "structure", "members": {"Limit": {"shape": "L"}}},
+            "ListKeysRequest": {"type": "structure", "members": {"Limit": {"shape": "L"}}},
+            "L": limit,
+        },
+    }
+    codec = Codec(model)
+    assert codec.decode("ListAliases", b'{"Limit": 100}') == {"limit": 100}
+    with pytest.raises(ValidationException, match="less than or equal to 100"):
+        codec.decode("ListAliases", b'{"Limit": 101}')
+    assert codec.decode("ListKeys", b'{"Limit": 1000}') == {"limit": 1000}
+    assert model["shapes"]["L"] == limit  # the caller's model is not changed
+    assert ("ListAliasesRequest", "Limit") in SERVICE_LIMITS
+    Codec({"operations": {}, "shapes": {"L": limit}})
+
+
 # -- differential: botocore serializes and parses, the codec must agree --
 
 
