@@ -229,5 +229,8 @@ class BarrierBusy(ThrottlingException):
 
 
 class DryRunOperationException(KMSError):
+    """The request would have succeeded. HTTP 400 like every KMS error: the
+    model gives it no status of its own (an SDK that maps statuses would
+    otherwise read a 412 as a failed precondition)."""
+
     code = "DryRunOperationException"
-    status = 412

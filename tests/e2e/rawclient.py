@@ -61,8 +61,11 @@ class RawResponse:
         doc = self.json()
         return str(doc.get("message") or doc.get("Message") or "")
 
-    def assert_aws_error(self, code: str, status: int | None = None) -> dict[str, Any]:
-        """Assert this is a JSON AWS error ``code`` with a message, and return the body."""
+    def assert_aws_error(
+        self, code: str, status: int | None = None, *, message: bool = True
+    ) -> dict[str, Any]:
+        """Assert this is a JSON AWS error ``code`` with a message (with an empty
+        one if not ``message``: AWS gives some errors none), and return the body."""
         text = self.body.decode("utf-8", "replace")
         for marker in LEAK_MARKERS:
             assert marker not in text, f"answer leaks internals ({marker!r}): {text[:500]}"
@@ -73,7 +76,10 @@ class RawResponse:
         assert isinstance(doc, dict), text[:500]
         assert self.error_type == code, f"expected {code}, got HTTP {self.status}: {text[:500]}"
         assert isinstance(doc.get("message"), str), text[:500]
-        assert doc["message"].strip(), f"empty message: {text[:500]}"
+        if message:
+            assert doc["message"].strip(), f"empty message: {text[:500]}"
+        else:
+            assert doc["message"] == "", f"AWS answers {code} with no message: {text[:500]}"
         if status is not None:
             assert self.status == status, f"expected HTTP {status}, got {self.status}: {text[:500]}"
         assert self.request_id, "every answer carries x-amzn-RequestId"

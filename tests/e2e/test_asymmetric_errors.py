@@ -427,7 +427,7 @@ def _key_count(kms: Any) -> int:
     ("spec", "usage", "code"),
     [
         ("HMAC_256", "ENCRYPT_DECRYPT", "ValidationException"),
-        ("HMAC_256", None, "ValidationException"),  # the default usage is ENCRYPT_DECRYPT
+        ("HMAC_256", None, "ValidationException"),  # KeyUsage is required off symmetric keys
         ("ECC_SECG_P256K1", "KEY_AGREEMENT", "ValidationException"),
         ("ECC_NIST_P256", None, "ValidationException"),
         ("ECC_NIST_P256", "ENCRYPT_DECRYPT", "ValidationException"),

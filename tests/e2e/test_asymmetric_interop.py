@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
+from Crypto.Hash import SHA512
+from Crypto.Signature import eddsa
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
@@ -436,25 +438,48 @@ def test_ed25519_signatures(keys: Keys, tmp_path: Path) -> None:
         )
     assert _code(error) == "ValidationException"
 
-    # Ed25519ph: keycask lists it (as AWS does) but answers that it cannot do it.
-    for message_type, payload in (("RAW", message), ("DIGEST", hashlib.sha512(message).digest())):
+    # Ed25519ph (RFC 8032 HashEdDSA) over a SHA-512 digest, which AWS prehashes
+    # once more; RAW is refused, as AWS refuses it for this algorithm.
+    digest = hashlib.sha512(message).digest()
+    out = kms.sign(
+        KeyId=arn, Message=digest, MessageType="DIGEST", SigningAlgorithm="ED25519_PH_SHA_512"
+    )
+    assert out["SigningAlgorithm"] == "ED25519_PH_SHA_512"
+    ph_signature = out["Signature"]
+    assert len(ph_signature) == 64
+    # Checked outside keycask (pycryptodome's RFC 8032 Ed25519ph; OpenSSL 3.0 has none).
+    ph_verifier = eddsa.new(eddsa.import_public_key(public.public_bytes_raw()), "rfc8032")
+    ph_verifier.verify(SHA512.new(digest), ph_signature)
+    with pytest.raises(ValueError, match="not authentic"):
+        ph_verifier.verify(SHA512.new(hashlib.sha512(message + b"!").digest()), ph_signature)
+    with pytest.raises(InvalidSignature):
+        public.verify(ph_signature, digest)  # not pure Ed25519
+    assert kms.verify(
+        KeyId=arn,
+        Message=digest,
+        MessageType="DIGEST",
+        Signature=ph_signature,
+        SigningAlgorithm="ED25519_PH_SHA_512",
+    )["SignatureValid"]
+    with pytest.raises(ClientError) as error:
+        kms.verify(
+            KeyId=arn,
+            Message=digest,
+            MessageType="DIGEST",
+            Signature=signature,
+            SigningAlgorithm="ED25519_PH_SHA_512",
+        )
+    assert _code(error) == "KMSInvalidSignatureException"
+    for call, extra in ((kms.sign, {}), (kms.verify, {"Signature": ph_signature})):
         with pytest.raises(ClientError) as error:
-            kms.sign(
+            call(
                 KeyId=arn,
-                Message=payload,
-                MessageType=message_type,
+                Message=message,
+                MessageType="RAW",
                 SigningAlgorithm="ED25519_PH_SHA_512",
+                **extra,
             )
-        assert _code(error) == "UnsupportedOperationException", message_type
-        with pytest.raises(ClientError) as error:
-            kms.verify(
-                KeyId=arn,
-                Message=payload,
-                MessageType=message_type,
-                Signature=signature,
-                SigningAlgorithm="ED25519_PH_SHA_512",
-            )
-        assert _code(error) == "UnsupportedOperationException", message_type
+        assert _code(error) == "ValidationException"
 
 
 def _fips204_mu(public: Any, message: bytes) -> bytes:

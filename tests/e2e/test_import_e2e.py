@@ -267,10 +267,13 @@ def test_delete_and_reimport_the_same_material(client: Client) -> None:
     first_id = client.import_(key_id, material, algorithm="RSAES_OAEP_SHA_1")
     before = client.encrypt(key_id, b"sealed before the delete")
 
+    assert client.describe(key_id)["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
     out = kms.delete_imported_key_material(KeyId=key_id)
     assert out["KeyMaterialId"] == first_id
     meta = client.describe(key_id)
     assert meta["KeyState"] == "PendingImport"
+    # As AWS: no material, no ExpirationModel (until material comes again).
+    assert "ExpirationModel" not in meta
     assert meta["Enabled"] is False
     assert meta["CurrentKeyMaterialId"] == first_id
     [entry] = client.materials(key_id)
@@ -291,6 +294,7 @@ def test_delete_and_reimport_the_same_material(client: Client) -> None:
     assert again_id == first_id
     meta = client.describe(key_id)
     assert meta["KeyState"] == "Enabled"
+    assert meta["ExpirationModel"] == "KEY_MATERIAL_DOES_NOT_EXPIRE"
     assert meta["CurrentKeyMaterialId"] == first_id
     assert client.decrypt(before) == b"sealed before the delete"
     after = client.encrypt(key_id, b"sealed after")
@@ -652,6 +656,7 @@ def test_imported_material_expires(fresh_server: Server) -> None:
     assert meta["KeyState"] == "PendingImport"
     assert meta["CurrentKeyMaterialId"] == material_id
     assert "ValidTo" not in meta
+    assert "ExpirationModel" not in meta
     assert stored_paths(fresh_server, f"mat/{key_id}/") == []
     [entry] = client.materials(key_id)
     assert entry["ImportState"] == "PENDING_IMPORT"

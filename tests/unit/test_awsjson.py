@@ -17,7 +17,13 @@ from botocore.parsers import create_parser
 from botocore.serialize import create_serializer
 
 from keycask.errors import SerializationException, UnknownOperationException, ValidationException
-from keycask.http.awsjson import Codec, _compile_pattern, encode_error, snake_case
+from keycask.http.awsjson import (
+    SERVICE_LIMITS,
+    Codec,
+    _compile_pattern,
+    encode_error,
+    snake_case,
+)
 from kms_model import MODEL, SERVICE, SHAPES, snaked
 
 CODEC = Codec.load()
@@ -132,13 +138,20 @@ class Sampler:
             return high
         return self.rng.randint(low, high)
 
+    def member(self, structure: str, member: str, name: str) -> Any:
+        # Where the service bounds a member more tightly than the model does.
+        bounds = SERVICE_LIMITS.get((structure, member))
+        if bounds is not None:
+            return self.size(*bounds, bounds[1])
+        return self.value(name)
+
     def value(self, name: str) -> Any:
         shape = SHAPES[name]
         kind = shape["type"]
         low, high = shape.get("min", 0), shape.get("max", 2**31 - 1)
         if kind == "structure":
             wanted = shape.get("required", []) if self.variant == LOW else shape["members"]
-            return {m: self.value(shape["members"][m]["shape"]) for m in wanted}
+            return {m: self.member(name, m, shape["members"][m]["shape"]) for m in wanted}
         if kind == "list":
             count = self.size(low, high, 3)
             return [self.value(shape["member"]["shape"]) for _ in range(count)]
@@ -986,6 +999,31 @@ def test_codec_refuses_a_model_it_cannot_enforce() -> None:
     }
     with pytest.raises(re.error):
         Codec({"operations": {"Op": {"input": {"shape": "In"}}}, "shapes": bad_pattern})
+
+
+def test_service_limits_narrow_only_their_own_member() -> None:
+    """ListAliases' Limit is 1-100 although its shape (shared with ListKeys)
+    allows 1000; a model without such a member is compiled as it is."""
+    limit = {"type": "integer", "min": 1, "max": 1000}
+    model = {
+        "operations": {
+            "ListAliases": {"input": {"shape": "ListAliasesRequest"}},
+            "ListKeys": {"input": {"shape": "ListKeysRequest"}},
+        },
+        "shapes": {
+            "ListAliasesRequest": {"type": "structure", "members": {"Limit": {"shape": "L"}}},
+            "ListKeysRequest": {"type": "structure", "members": {"Limit": {"shape": "L"}}},
+            "L": limit,
+        },
+    }
+    codec = Codec(model)
+    assert codec.decode("ListAliases", b'{"Limit": 100}') == {"limit": 100}
+    with pytest.raises(ValidationException, match="less than or equal to 100"):
+        codec.decode("ListAliases", b'{"Limit": 101}')
+    assert codec.decode("ListKeys", b'{"Limit": 1000}') == {"limit": 1000}
+    assert model["shapes"]["L"] == limit  # the caller's model is not changed
+    assert ("ListAliasesRequest", "Limit") in SERVICE_LIMITS
+    Codec({"operations": {}, "shapes": {"L": limit}})
 
 
 # -- differential: botocore serializes and parses, the codec must agree --

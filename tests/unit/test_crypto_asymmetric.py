@@ -26,7 +26,7 @@ from keycask.crypto import (
     InvalidPublicKey,
     KeyMaterial,
     PrivateKey,
-    UnsupportedAlgorithm,
+    ed25519ph,
     encryption_algorithms,
     generate_data_key_pair,
     generate_hmac_key,
@@ -95,7 +95,7 @@ SIGN_CASES = [
     (spec, algorithm, message_type)
     for spec in sorted(KEY_SPECS)
     for algorithm in EXPECTED[spec][0]
-    if algorithm != "ED25519_PH_SHA_512"  # cryptography cannot: see its own test
+    if algorithm != "ED25519_PH_SHA_512"  # cryptography has no Ed25519ph: see its own test
     for message_type in _message_types(algorithm)
 ]
 
@@ -384,26 +384,59 @@ def test_ml_dsa_raw_signs_with_the_empty_context(key: GetKey) -> None:
         public.verify(signature, MESSAGE, b"a context")
 
 
-def test_ed25519ph_is_refused_as_unsupported(key: GetKey) -> None:
+# RFC 8032 section 7.3, Ed25519ph "TEST abc".
+RFC8032_PH_SEED = bytes.fromhex("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42")
+RFC8032_PH_PUBLIC = bytes.fromhex(
+    "ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf"
+)
+RFC8032_PH_SIGNATURE = bytes.fromhex(
+    "98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
+    "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406"
+)
+
+
+def test_ed25519ph_matches_rfc8032() -> None:
+    private = ed25519.Ed25519PrivateKey.from_private_bytes(RFC8032_PH_SEED)
+    der = private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    kms = PrivateKey.load("ECC_NIST_EDWARDS25519", KeyMaterial.any_size(der))
+    assert kms.public_der()[-32:] == RFC8032_PH_PUBLIC
+    # The RFC's vector checks the scheme itself (its message is 3 bytes);
+    # AWS then puts a caller's 64-byte SHA-512 digest through that scheme.
+    assert ed25519ph.sign(RFC8032_PH_SEED, b"abc") == RFC8032_PH_SIGNATURE
+    assert ed25519ph.verify(RFC8032_PH_PUBLIC, b"abc", RFC8032_PH_SIGNATURE)
+    assert not ed25519ph.verify(RFC8032_PH_PUBLIC, b"abd", RFC8032_PH_SIGNATURE)
+    assert not ed25519ph.verify(RFC8032_PH_PUBLIC, b"abc", RFC8032_PH_SIGNATURE[:63])
+
+    digest = hashlib.sha512(MESSAGE).digest()
+    signature = kms.sign("ED25519_PH_SHA_512", digest, "DIGEST")
+    assert signature == ed25519ph.sign(RFC8032_PH_SEED, digest)
+    assert kms.verify("ED25519_PH_SHA_512", digest, "DIGEST", signature)
+    assert verify_with_public_key(
+        "ECC_NIST_EDWARDS25519", kms.public_der(), "ED25519_PH_SHA_512", digest, "DIGEST", signature
+    )
+    # Not pure Ed25519 over the digest: the schemes differ (dom2 and the prehash).
+    with pytest.raises(InvalidSignature):
+        private.public_key().verify(signature, digest)
+    changed = bytes([digest[0] ^ 1]) + digest[1:]
+    assert not kms.verify("ED25519_PH_SHA_512", changed, "DIGEST", signature)
+    assert not kms.verify("ED25519_PH_SHA_512", digest, "DIGEST", signature[:-1] + b"\x00")
+
+
+def test_ed25519ph_takes_only_a_sha512_digest(key: GetKey) -> None:
     ed = key("ECC_NIST_EDWARDS25519")
     digest = hashlib.sha512(MESSAGE).digest()
-    for message, message_type in ((MESSAGE, "RAW"), (digest, "DIGEST")):
-        with pytest.raises(UnsupportedAlgorithm, match="Ed25519ph"):
-            ed.sign("ED25519_PH_SHA_512", message, message_type)
-        with pytest.raises(UnsupportedAlgorithm, match="Ed25519ph"):
-            ed.verify("ED25519_PH_SHA_512", message, message_type, b"\x00" * 64)
-        with pytest.raises(UnsupportedAlgorithm, match="Ed25519ph"):
-            verify_with_public_key(
-                "ECC_NIST_EDWARDS25519",
-                ed.public_der(),
-                "ED25519_PH_SHA_512",
-                message,
-                message_type,
-                b"\x00" * 64,
-            )
-    # A malformed request is still answered as one first.
+    # AWS: ED25519_PH_SHA_512 requires MessageType DIGEST.
+    with pytest.raises(ValueError, match="message type 'RAW' is not valid"):
+        ed.sign("ED25519_PH_SHA_512", MESSAGE, "RAW")
+    with pytest.raises(ValueError, match="message type 'RAW' is not valid"):
+        ed.verify("ED25519_PH_SHA_512", MESSAGE, "RAW", b"\x00" * 64)
     with pytest.raises(ValueError, match="digest must be"):
         ed.sign("ED25519_PH_SHA_512", digest[:32], "DIGEST")
+    assert ed.verify(
+        "ED25519_PH_SHA_512", digest, "DIGEST", ed.sign("ED25519_PH_SHA_512", digest, "DIGEST")
+    )
 
 
 @settings(max_examples=25, deadline=None)

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
+from keycask.crypto import ed25519ph
 from keycask.crypto.material import KeyMaterial
 
 _PrivateKey = (
@@ -97,7 +98,8 @@ _SIGNING: dict[str, _Signing] = {
     "ECDSA_SHA_512": _Signing("ECDSA", hashes.SHA512(), _HASH_TYPES),
     # Pure Ed25519 hashes inside the algorithm, so there is no digest to pass.
     "ED25519_SHA_512": _Signing("ED25519", None, frozenset({RAW})),
-    "ED25519_PH_SHA_512": _Signing("ED25519PH", hashes.SHA512(), _HASH_TYPES),
+    # AWS takes only a DIGEST here (a 64-byte SHA-512), and prehashes it again.
+    "ED25519_PH_SHA_512": _Signing("ED25519PH", hashes.SHA512(), frozenset({DIGEST})),
     "ML_DSA_SHAKE_256": _Signing("MLDSA", None, frozenset({RAW, EXTERNAL_MU})),
 }
 
@@ -137,8 +139,6 @@ _SPECS: dict[str, _KeySpec] = {
     "ECC_NIST_P384": _KeySpec(signing=("ECDSA_SHA_384",), key_agreement=("ECDH",)),
     "ECC_NIST_P521": _KeySpec(signing=("ECDSA_SHA_512",), key_agreement=("ECDH",)),
     "ECC_SECG_P256K1": _KeySpec(signing=("ECDSA_SHA_256",)),
-    # ED25519_PH_SHA_512 is listed because AWS lists it, but using it raises
-    # UnsupportedAlgorithm: see _UNSUPPORTED.
     _ED25519: _KeySpec(signing=("ED25519_SHA_512", "ED25519_PH_SHA_512")),
     "ML_DSA_44": _MLDSA_SPEC,
     "ML_DSA_65": _MLDSA_SPEC,
@@ -150,13 +150,6 @@ DATA_KEY_PAIR_SPECS = frozenset(
     {*_RSA_BITS, "ECC_NIST_P256", "ECC_NIST_P384", "ECC_NIST_P521", "ECC_SECG_P256K1", _ED25519}
 )
 
-_UNSUPPORTED = {
-    "ED25519_PH_SHA_512": (
-        "ED25519_PH_SHA_512 (Ed25519ph, RFC 8032 HashEdDSA) is not available: the "
-        "cryptography library offers only pure Ed25519, and keycask does not write "
-        "signature schemes by hand"
-    ),
-}
 _DECRYPT_FAILED = "the ciphertext could not be decrypted with this key and algorithm"
 
 
@@ -168,10 +161,6 @@ class DecryptFailed(Exception):
 class InvalidPublicKey(Exception):
     """A public key that is not DER SubjectPublicKeyInfo of the expected key
     type (and curve, and size), or whose point is not on its curve."""
-
-
-class UnsupportedAlgorithm(Exception):
-    """An algorithm AWS KMS defines that this build cannot perform."""
 
 
 def _spec(spec: str) -> _KeySpec:
@@ -274,8 +263,6 @@ def _signing(spec: str, algorithm: str, message: bytes, message_type: str) -> _S
             )
     if message_type == EXTERNAL_MU and len(message) != _MU_SIZE:
         raise ValueError(f"an external mu must be {_MU_SIZE} bytes, not {len(message)}")
-    if algorithm in _UNSUPPORTED:
-        raise UnsupportedAlgorithm(_UNSUPPORTED[algorithm])
     return recipe
 
 
@@ -302,6 +289,8 @@ def _verify(
         elif isinstance(key, ec.EllipticCurvePublicKey):
             key.verify(signature, message, ec.ECDSA(_hash_arg(recipe, message_type)))
         elif isinstance(key, ed25519.Ed25519PublicKey):
+            if recipe.scheme == "ED25519PH":
+                return ed25519ph.verify(key.public_bytes_raw(), message, signature)
             key.verify(signature, message)
         elif message_type == EXTERNAL_MU:
             key.verify_mu(signature, message)
@@ -373,6 +362,8 @@ class PrivateKey:
             # DER-encoded (r, s), as AWS KMS returns ECDSA signatures.
             return key.sign(message, ec.ECDSA(_hash_arg(recipe, message_type)))
         if isinstance(key, ed25519.Ed25519PrivateKey):
+            if recipe.scheme == "ED25519PH":
+                return ed25519ph.sign(key.private_bytes_raw(), message)
             return key.sign(message)
         if message_type == EXTERNAL_MU:
             return key.sign_mu(message)

@@ -64,7 +64,7 @@ class Codec:
     """Decodes request bodies and encodes results for every operation of a model."""
 
     def __init__(self, model: Mapping[str, Any]) -> None:
-        compiler = _Compiler(model["shapes"])
+        compiler = _Compiler(_with_service_limits(model["shapes"]))
         compiler.compile_all_patterns()
         self._decoders: dict[str, Decoder] = {}
         self._encoders: dict[str, Encoder | None] = {}
@@ -116,6 +116,32 @@ class Codec:
             return orjson.dumps(encoder(result))
         except _ResultTypeError as exc:
             raise _ResultTypeError(f"{operation} result field {exc.path}", exc.problem) from None
+
+
+# Limits the service enforces more tightly than the model's shared LimitType
+# (1-1000), as the API Reference states them for each operation's Limit.
+SERVICE_LIMITS: Final[Mapping[tuple[str, str], tuple[int, int]]] = {
+    ("ListAliasesRequest", "Limit"): (1, 100),
+    ("ListGrantsRequest", "Limit"): (1, 100),
+    ("ListRetirableGrantsRequest", "Limit"): (1, 100),
+    ("ListResourceTagsRequest", "Limit"): (1, 50),
+}
+
+
+def _with_service_limits(shapes: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``shapes`` with each member of SERVICE_LIMITS pointed at a shape of its
+    own bounds, so the codec refuses Limit=101 with the standard message. A
+    model that no longer has such a member is left as it is."""
+    patched = dict(shapes)
+    for (structure, member), (low, high) in SERVICE_LIMITS.items():
+        spec = shapes.get(structure, {}).get("members", {}).get(member)
+        if spec is None:
+            continue
+        bounded = f"{spec['shape']}#{low}-{high}"
+        patched[bounded] = {**shapes[spec["shape"]], "min": low, "max": high}
+        members = {**patched[structure]["members"], member: {**spec, "shape": bounded}}
+        patched[structure] = {**patched[structure], "members": members}
+    return patched
 
 
 class _ResultTypeError(TypeError):

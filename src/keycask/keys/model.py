@@ -280,11 +280,13 @@ class Key:
 
     @property
     def expiration_model(self) -> str | None:
-        """DescribeKey's ExpirationModel: imported-material keys only."""
+        """DescribeKey's ExpirationModel: imported-material keys only, and only
+        while their current material is here. AWS omits it after
+        DeleteImportedKeyMaterial (or expiry), until material is imported again."""
         if self.origin is not Origin.EXTERNAL:
             return None
         current = self.current
-        if current is None or current.expiration_model is None:
+        if current is None or not current.imported or current.expiration_model is None:
             return None
         return current.expiration_model.value
 

@@ -35,7 +35,8 @@ _HEADER = struct.Struct(">B16sI")
 _U16 = struct.Struct(">H")
 _MAX_FIELD = 0xFFFF
 
-_INVALID = "The ciphertext is invalid, was altered, or does not match the encryption context."
+# AWS answers an invalid ciphertext with no message; so does keycask, whatever the cause.
+_INVALID = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,6 @@ from keycask.crypto import (
     InvalidPublicKey,
     KeyMaterial,
     PrivateKey,
-    UnsupportedAlgorithm,
     generate_data_key_pair,
     generate_mac,
     key_agreement_algorithms,
@@ -99,8 +98,6 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
     private = await _private(deps, call, key)
     try:
         signature = private.sign(req.signing_algorithm, req.message, message_type)
-    except UnsupportedAlgorithm as error:
-        raise UnsupportedOperationException(str(error)) from None
     except ValueError as error:
         raise ValidationException(str(error)) from None
     # DryRun answers only once everything a real call checks has passed.
@@ -118,12 +115,11 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
     private = await _private(deps, call, key)
     try:
         valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
-    except UnsupportedAlgorithm as error:
-        raise UnsupportedOperationException(str(error)) from None
     except ValueError as error:
         raise ValidationException(str(error)) from None
     if not valid:
-        raise KMSInvalidSignatureException("The signature is not valid for this message and key.")
+        # AWS's answer has no message.
+        raise KMSInvalidSignatureException()
     # DryRun answers only once everything a real call checks has passed.
     if req.dry_run:
         raise DryRunOperationException(DRY_RUN)
@@ -187,7 +183,8 @@ async def verify_mac_op(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcom
     key = await _mac_key(deps, call, req.key_id, "VerifyMac", req.mac_algorithm)
     material = await _mac_material(deps, call, key)
     if not verify_mac(key.key_spec.value, req.mac_algorithm, material, req.message, req.mac):
-        raise KMSInvalidMacException("The MAC is not valid for this message and key.")
+        # AWS's answer has no message.
+        raise KMSInvalidMacException()
     # DryRun answers only once everything a real call checks has passed.
     if req.dry_run:
         raise DryRunOperationException(DRY_RUN)

@@ -38,10 +38,9 @@ from keycask.service.results import (
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
-# One message for every way a ciphertext can fail: no oracle on which it was.
-_INVALID_CIPHERTEXT = (
-    "The ciphertext is invalid, was altered, or does not match the encryption context."
-)
+# One answer for every way a ciphertext can fail, so none tells which it was:
+# AWS's, which has no message at all.
+_INVALID_CIPHERTEXT = ""
 
 
 def _algorithm(algorithm: str | None) -> str:
@@ -134,17 +133,18 @@ async def _encrypt_with(
     *,
     context: Mapping[str, str] | None,
     algorithm: str | None,
-) -> bytes:
+) -> tuple[bytes, str | None]:
+    """The ciphertext, and the KeyMaterialId of the version that sealed it
+    (None for an RSA key, which has no versions)."""
     _check_algorithm(algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
-        blob, _ = await seal_for(deps, call, key, plaintext, encode_context(context))
-        return blob
+        return await seal_for(deps, call, key, plaintext, encode_context(context))
     _no_context(context)
     assert algorithm is not None
     private = await _private(deps, call, key)
     try:
         # AWS's RSA ciphertext is the bare RSAES-OAEP output, no envelope.
-        return private.encrypt(algorithm, plaintext)
+        return private.encrypt(algorithm, plaintext), None
     except ValueError as error:
         raise ValidationException(str(error)) from None
 
@@ -235,7 +235,7 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     _check_algorithm(req.encryption_algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.encryption_context)  # refuse an unencodable context first
-    blob = await _encrypt_with(
+    blob, _ = await _encrypt_with(
         deps,
         call,
         key,
@@ -288,6 +288,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     )
     opened = await _open(deps, call, sealed, "kms:ReEncryptFrom", "ReEncrypt")
     source = opened.key
+    source_version = None if opened.version is None else source.version(opened.version)
     call.detail = f"re-encrypted from {source.arn}"
     # The destination is authorized under its own algorithm and context.
     call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.destination_encryption_algorithm)
@@ -301,7 +302,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     _check_algorithm(req.destination_encryption_algorithm, dest)
     if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.destination_encryption_context)
-    blob = await _encrypt_with(
+    blob, destination_material_id = await _encrypt_with(
         deps,
         call,
         dest,
@@ -321,6 +322,9 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
             or SYMMETRIC_DEFAULT_ALGORITHM,
             destination_encryption_algorithm=req.destination_encryption_algorithm
             or SYMMETRIC_DEFAULT_ALGORITHM,
+            # Present only for symmetric keys, as in AWS.
+            source_key_material_id=None if source_version is None else source_version.material_id,
+            destination_key_material_id=destination_material_id,
         )
     )
 

@@ -89,6 +89,11 @@ async def _check_lockout(call: Call, key: Key, bypass: bool | None) -> None:
         raise MalformedPolicyDocumentException(_LOCKOUT)
 
 
+_KEY_USAGE_REQUIRED = (
+    "You must specify a KeyUsage value for all KMS keys except for symmetric encryption keys."
+)
+
+
 def _key_spec(req: CreateKeyRequest) -> tuple[KeySpec, KeyUsage]:
     name = req.key_spec or req.customer_master_key_spec or "SYMMETRIC_DEFAULT"
     if (
@@ -101,6 +106,11 @@ def _key_spec(req: CreateKeyRequest) -> tuple[KeySpec, KeyUsage]:
         # SM2 (China Regions only) and the ML-KEM key-encapsulation specs.
         raise UnsupportedOperationException(f"keycask does not support KeySpec {name}.")
     spec = KeySpec(name)
+    if req.key_usage is None and spec is not KeySpec.SYMMETRIC_DEFAULT:
+        # AWS defaults KeyUsage only for symmetric encryption keys: an RSA key
+        # that silently became ENCRYPT_DECRYPT when its caller meant to sign
+        # with it would be a key of the wrong kind for its whole life.
+        raise ValidationException(_KEY_USAGE_REQUIRED)
     usage = KeyUsage(req.key_usage or KeyUsage.ENCRYPT_DECRYPT)
     if usage not in KEY_USAGES[spec]:
         raise ValidationException(

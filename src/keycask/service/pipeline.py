@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import http
-import itertools
 import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 import orjson
 
@@ -127,17 +126,17 @@ def _header(request: sigv4.HttpRequest, name: bytes) -> bytes | None:
     return None
 
 
-class _RequestIds:
-    """Request ids shaped like UUIDs: a random per-process prefix and a
-    counter. Unique without a syscall per request (uuid4 costs ~2.5 us)."""
+_VARIANT: Final = "89ab"
 
-    def __init__(self) -> None:
-        prefix = os.urandom(10).hex()
-        self._prefix = f"{prefix[:8]}-{prefix[8:12]}-{prefix[12:16]}-{prefix[16:20]}-"
-        self._counter = itertools.count(1)
 
-    def next(self) -> str:
-        return f"{self._prefix}{next(self._counter):012x}"
+def _request_id() -> str:
+    """A random (version 4) UUID, as AWS's x-amzn-RequestId is: nothing in it
+    tells how many requests this server has answered or which process
+    answered. 16 bytes of os.urandom formatted by hand cost ~1.7 us against
+    ~5.5 us for str(uuid.uuid4()) on the same loaded machine (uuid4 builds an
+    int and a UUID object first); the id is random in its 122 free bits either way."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 class Pipeline:
@@ -169,7 +168,6 @@ class Pipeline:
         self._codec = codec
         self._clock = clock
         self._signing_keys = sigv4.SigningKeyCache()
-        self._request_ids = _RequestIds()
         self._callers: dict[tuple[str, str], Caller] = {}
         self._model_operations = codec.operation_names()
         # Writes run one at a time across all processes on the store.
@@ -194,7 +192,7 @@ class Pipeline:
             coordinator,
             wall_clock=clock,
             refresh=self._refresh,
-            request_id=self._request_ids.next,
+            request_id=_request_id,
             interval=scheduler_interval,
             paused=lambda: barrier.sealed,
         )
@@ -222,7 +220,7 @@ class Pipeline:
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(
-            request_id=self._request_ids.next(),
+            request_id=_request_id(),
             time=self._clock.now(),
             source_ip=source_ip,
             authz=self._deps.authz,
@@ -327,7 +325,7 @@ class Pipeline:
         """
         record = AuditRecord(
             time=self._clock.now(),
-            request_id=self._request_ids.next(),
+            request_id=_request_id(),
             operation="ReadinessCheck",
             principal=None,
             access_key_id=None,
@@ -608,7 +606,7 @@ class Pipeline:
     def _edge_record(self, source_ip: str | None, detail: str, code: str | None) -> AuditRecord:
         return AuditRecord(
             time=self._clock.now(),
-            request_id=self._request_ids.next(),
+            request_id=_request_id(),
             operation=EDGE_REFUSED,
             principal=None,
             access_key_id=None,

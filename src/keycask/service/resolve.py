@@ -40,7 +40,7 @@ async def resolve_key(
         arn_region, account, resource = parts[3], parts[4], parts[5]
         if resource.startswith("alias/"):
             if not allow_alias:
-                raise NotFoundException(f"Invalid keyId {ref}")
+                raise NotFoundException(f"Invalid keyId '{ref}'")
             # Aliases are never usable across accounts (as in AWS): answering
             # NotFound also keeps other accounts' alias names unprobeable.
             if arn_region != region or account != call.account:
@@ -55,12 +55,12 @@ async def resolve_key(
         key_id = _parse_uuid(resource[4:])
     elif ref.startswith("alias/"):
         if not allow_alias:
-            raise NotFoundException(f"Invalid keyId {ref}")
+            raise NotFoundException(f"Invalid keyId '{ref}'")
         return await _resolve_alias(keys, call, account, ref)
     else:
         key_id = _parse_uuid(ref)
         if key_id is None:
-            raise NotFoundException(f"Invalid keyId {ref}")
+            raise NotFoundException(f"Invalid keyId '{ref}'")
     if key_id is None:
         raise NotFoundException(f"Key '{ref}' does not exist")
     return await _load(keys, key_id, account, region)

@@ -169,6 +169,8 @@ class ReEncryptResult:
     key_id: str
     source_encryption_algorithm: str = SYMMETRIC_DEFAULT_ALGORITHM
     destination_encryption_algorithm: str = SYMMETRIC_DEFAULT_ALGORITHM
+    source_key_material_id: str | None = None
+    destination_key_material_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from keycask.errors import LimitExceededException, TagException
+from keycask.errors import TagException
 from keycask.keys.model import Tag
 from keycask.keys.states import require_state
 from keycask.service.call import Call, Outcome
@@ -33,14 +33,16 @@ def validate_new_tags(existing: Sequence[Tag], new: Sequence[dict[str, str]]) ->
     seen: set[str] = set()
     for item in new:
         key, value = item["tag_key"], item["tag_value"]
-        if key.startswith("aws:"):
-            raise TagException("Tag keys beginning with 'aws:' are reserved.")
+        # AWS reserves the prefix in any case ("AWS:", "Aws:"), as IAM does.
+        if key[:4].lower() == "aws:":
+            raise TagException("Tags beginning with aws: are reserved")
         if key in seen:
-            raise TagException(f"Duplicate tag key {key} in the request.")
+            raise TagException("Duplicate tag keys")
         seen.add(key)
         merged[key] = value
     if len(merged) > MAX_TAGS:
-        raise LimitExceededException(f"A key can have at most {MAX_TAGS} tags.")
+        # AWS's answer for the 51st tag: a TagException, not a quota error.
+        raise TagException("Too many tags")
     folded: dict[str, str] = {}
     for key in merged:
         other = folded.setdefault(key.lower(), key)
