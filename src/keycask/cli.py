@@ -20,16 +20,24 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keycask import config
-from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_store
-from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
+from keycask.app import (
+    AUDIT_DIR,
+    Runtime,
+    build,
+    ensure_dev_profile,
+    open_store,
+    open_store_to_read,
+)
+from keycask.audit import Anchor, AuditRecord, anchor, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.cli_support import CallError, local_record, post_json
-from keycask.errors import KMSError, SealError
+from keycask.crypto import KeyMaterial
+from keycask.errors import AuditUnavailable, KMSError, SealError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
 from keycask.seal import SEAL_FILE
-from keycask.seal.dev import WARNING, DevSeal
+from keycask.seal.dev import ROOT_KEY_FILE, WARNING, DevSeal
 from keycask.service.sealing import SealKeeper, UnsealInput
 
 log = logging.getLogger("keycask")
@@ -394,7 +402,11 @@ async def _create_principal_offline(args: argparse.Namespace) -> dict[str, objec
     first administrator. Audited to ``cli.jsonl`` before it is committed."""
     settings = config.load(dev=True, data_dir=args.data_dir, account_id=args.account)
     storage, barrier = await open_store(settings)
-    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, "cli")
+    try:
+        audit = await anchor.open_keyed(barrier, settings.data_dir / AUDIT_DIR, "cli")
+    except BaseException:
+        await storage.close()
+        raise
     try:
         store = CredentialStore(barrier)
         key, writes = await store.stage_create_principal(
@@ -549,44 +561,60 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
 
 async def _load_anchors(
     settings: config.Settings, unseal: UnsealInput | None
-) -> dict[str, Anchor] | None:
-    """The anchors recorded in the store; None for a sealed production store
-    that nothing given here opens."""
-    storage, barrier = await open_store(settings)
+) -> tuple[dict[str, Anchor], KeyMaterial | None] | None:
+    """The anchors recorded in the store and its audit key (None if no writer
+    made one yet); None for a sealed production store that nothing given
+    here opens. Reads only: creates and writes nothing."""
+    storage, barrier = await open_store_to_read(settings)
     try:
         if barrier.sealed:
             if unseal is None:
                 return None
             await SealKeeper(settings.data_dir, barrier).unseal(unseal)
-        return await anchor.load(barrier)
+        return await anchor.load(barrier), await anchor.load_key(barrier)
     finally:
         await storage.close()
+
+
+def _verified_dir(directory: str) -> bool:
+    """Whether ``directory`` is a production data dir (False: a --dev one)."""
+    path = Path(directory)
+    if (path / SEAL_FILE).exists():
+        return True
+    if (path / ROOT_KEY_FILE).exists():
+        return False
+    raise config.ConfigError(
+        f"{path} is not a keycask data dir: it has neither {SEAL_FILE} (production) nor "
+        f"{ROOT_KEY_FILE} (--dev); give the data dir with --data-dir"
+    )
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Every segment of every data dir given (a cluster's nodes each keep
     their own), against the anchors recorded in the (shared) store."""
     dirs = args.data_dir or [os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR]
-    production = (Path(dirs[0]) / SEAL_FILE).exists()
+    production = _verified_dir(dirs[0])
     settings = config.load(dev=not production, data_dir=dirs[0], storage=args.storage)
-    anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
-    if anchors is None:
+    loaded = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
+    anchors, key = (None, None) if loaded is None else loaded
+    if loaded is None:
         print(
-            "note: the store is sealed, so the anchors recorded in it were not checked "
+            "note: the store is sealed, so its anchors and the lines' MACs were not checked "
             "(give --pkcs11-pin-file or --passphrase-file, or the env variables, to check them)"
         )
-    records = segments = 0
+    records = segments = beyond = unkeyed = 0
     present: set[str] = set()
     for directory in dirs:
         audit_dir = Path(directory).resolve() / AUDIT_DIR
         names = {p.name.removesuffix(".jsonl") for p in audit_dir.glob("*.jsonl")}
         present |= names
         mine = None if anchors is None else {k: v for k, v in anchors.items() if k in names}
-        result = verify(audit_dir, mine)
+        result = verify(audit_dir, mine, key)
         if not result.ok:
             print(f"FAILED: {result.file} line {result.line}: {result.problem}")
             return 1
         records, segments = records + result.records, segments + result.segments
+        beyond, unkeyed = beyond + result.beyond_anchors, unkeyed + result.unkeyed
     missing = sorted(set(anchors or {}) - present)
     if missing:
         print(
@@ -595,6 +623,14 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"ok: {records} records in {segments} segments")
+    if anchors is not None and beyond:
+        print(f"{beyond} lines are past the anchors, authenticated by their MACs")
+    if anchors is not None and key is None:
+        print("note: the store has no audit key yet (no server of this version has run "
+              "on it), so lines past the anchors are not authenticated")  # fmt: skip
+    elif anchors is not None and unkeyed:
+        print(f"{unkeyed} lines carry no MAC (older logs, or written while sealed); "
+              "the anchors or a later keyed line vouch for them")  # fmt: skip
     return 0
 
 
@@ -851,7 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError) as exc:
+    except (config.ConfigError, SealError, KMSError, AuditUnavailable) as exc:
         print(f"keycask: {exc}", file=sys.stderr)
         return 2
     return code

@@ -1,11 +1,20 @@
-"""The audit log: a hash-chained JSON-lines segment with group commit.
+"""The audit log: a hash-chained, keyed JSON-lines segment with group commit.
 
-Line format (one JSON object per line, UTF-8, ``\\n``-terminated)::
+Line formats (one JSON object per line, UTF-8, ``\\n``-terminated)::
 
-    {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>"}
+    v1 (unkeyed): {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>"}
+    v2 (keyed):   {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>",
+                   "mac": "<hmac-sha256 hex>"}
 
 ``seq`` starts at 1 and increases by 1; ``prev`` is the SHA-256 of the
-previous line's bytes without its newline, or ``GENESIS`` on the first line.
+previous line's bytes without its newline (``mac`` included), or ``GENESIS``
+on the first line. ``mac`` is HMAC-SHA256 under the store's audit key (held
+behind the barrier, ``audit/anchor.py``) over ``MAC_LABEL | segment name |
+0x00 | the v1 form of the line`` (the same bytes without ``,"mac":"..."``).
+The segment name in the MAC stops lines being copied into another segment.
+A writer writes v2 whenever it holds the key, and v1 only while the store is
+sealed (no key) or for logs written before v2; both verify side by side.
+
 Each writer (worker process) owns one segment, ``<directory>/<segment>.jsonl``,
 under an exclusive ``flock``; ``verify`` checks every segment in a directory.
 
@@ -15,16 +24,15 @@ If a batch cannot be made durable the file is cut back to its last durable
 length and every caller in the batch gets ``AuditUnavailable``: the request
 fails and has no effect.
 
-What the chain detects, and what it does not: ``verify`` reports the first
-line at which the chain breaks. An edit that leaves line k well-formed is
-detected at line k + 1 (its ``prev`` no longer matches); an edit that breaks
-line k's JSON, ``seq`` or ``prev`` is detected at line k. Deleting line k is
-detected at line k (``seq`` skips), reordering at the first moved line, a
-forged inserted line at the line after it at the latest, and a line cut short
-at that line (no newline). The hash is unkeyed, so the chain is evidence only
-up to its tip: edits to the last line, removal of whole lines from the end, or
-a rewrite of every line after an edit cannot be seen from the file alone.
-Anchor the tip (``prev`` of a new line) somewhere the attacker cannot write.
+What ``verify`` detects: with the key, an edited v2 line fails its own MAC,
+so the first changed line is named exactly, however the rest was re-chained;
+a line forged after the tip, or a whole forged segment, carries no valid MAC.
+A keyed line vouches for every line before it too (its MAC covers ``prev``).
+For v1 lines the chain names line k when line k + 1's ``prev`` no longer
+matches it (or line k + 1's own ``prev`` was edited); deleting line k is
+named at k (``seq`` skips), a line cut short at that line. Cutting whole
+lines from the end cannot be seen from the file alone: the anchors in the
+store (``audit/anchor.py``) catch that, and vouch for v1 lines up to them.
 """
 
 from __future__ import annotations
@@ -33,22 +41,28 @@ import asyncio
 import errno
 import fcntl
 import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import orjson
 
 from keycask.audit.record import AuditRecord
+from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable
 
 GENESIS = "0" * 64
 SEGMENT_SUFFIX = ".jsonl"
+MAC_LABEL = b"keycask audit line v2\x00"
 _TAIL_CHUNK = 64 * 1024
+_MAC_OPEN = b',"mac":"'
+# ,"mac":"<64 hex>"}
+_MAC_TAIL = len(_MAC_OPEN) + 64 + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +85,10 @@ class Anchor:
 
     seq: int
     digest: str
+    # The file's length up to and including that line (-1: not recorded, an
+    # anchor from before keyed lines); lets a server adopting its segment at
+    # start read only what came after.
+    size: int = field(default=-1, compare=False)
 
 
 @dataclass(slots=True)
@@ -97,6 +115,12 @@ class AuditLog:
         self._batches = 0
         self._records = 0
         self._node = b""
+        self._opened = Anchor(tip.seq, tip.prev, tip.size)
+        # The store's audit MAC key while the barrier is unsealed (set by
+        # audit/anchor.py), else None and lines are written unkeyed (v1).
+        # Read once per batch by the flusher thread; assigning is atomic.
+        self._key: KeyMaterial | None = None
+        self._mac_prefix = mac_prefix(self.segment)
 
     @classmethod
     def open(cls, directory: Path, segment: str, *, node: str | None = None) -> AuditLog:
@@ -134,11 +158,34 @@ class AuditLog:
     @property
     def tip(self) -> Anchor:
         """The last durable line: its seq and the SHA-256 of its bytes."""
-        return Anchor(self._tip.seq, self._tip.prev)
+        return Anchor(self._tip.seq, self._tip.prev, self._tip.size)
 
     @property
     def segment(self) -> str:
         return self._path.name.removesuffix(SEGMENT_SUFFIX)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def opened_at(self) -> Anchor:
+        """The tip found at ``open``: lines up to it were written before this writer."""
+        return self._opened
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def set_key(self, key: KeyMaterial | None) -> None:
+        """Key the lines of later batches with ``key`` (v2), or stop keying (``None``:
+        the store was sealed, and the key with it)."""
+        self._key = key
+
+    def refuse(self, reason: str) -> None:
+        """Refuse every later append with ``reason`` (the segment's tip is not
+        one this writer may chain on from)."""
+        self._poisoned = reason
 
     @property
     def batches_written(self) -> int:
@@ -218,7 +265,7 @@ class AuditLog:
                 raise AuditUnavailable(self._poisoned)
             if self._fd < 0:
                 raise AuditUnavailable("audit log is closed")
-            data, tip = _chain(bodies, self._tip)
+            data, tip = _chain(bodies, self._tip, self._key, self._mac_prefix)
             try:
                 _write_all(self._fd, data)
             except OSError as exc:
@@ -289,16 +336,31 @@ def _encode_body(record: AuditRecord) -> bytes:
     return encoded[1:-1]
 
 
-def _chain(bodies: Sequence[bytes], tip: _Tip) -> tuple[bytes, _Tip]:
+def mac_prefix(segment: str) -> bytes:
+    """What every MAC of ``segment``'s lines starts with."""
+    return MAC_LABEL + segment.encode() + b"\x00"
+
+
+def line_mac(key: KeyMaterial, prefix: bytes, unkeyed: bytes) -> bytes:
+    """The ``mac`` value (hex) of a line whose v1 form is ``unkeyed``."""
+    return key.hmac_sha256(prefix + unkeyed).hex().encode("ascii")
+
+
+def _chain(
+    bodies: Sequence[bytes], tip: _Tip, key: KeyMaterial | None, prefix: bytes
+) -> tuple[bytes, _Tip]:
     """Serialise ``bodies`` as lines linked from ``tip``; return the bytes and the new tip.
 
-    Same bytes as ``orjson.dumps({"seq": n, **fields, "prev": prev})``.
+    Same bytes as ``orjson.dumps({"seq": n, **fields, "prev": prev})``, with
+    ``"mac"`` appended as the last member when keyed.
     """
     seq, prev = tip.seq, tip.prev
     lines: list[bytes] = []
     for body in bodies:
         seq += 1
         line = b'{"seq":%d,%b,"prev":"%b"}' % (seq, body, prev.encode("ascii"))
+        if key is not None:
+            line = b'%b,"mac":"%b"}' % (line[:-1], line_mac(key, prefix, line))
         prev = hashlib.sha256(line).hexdigest()
         lines.append(line)
     lines.append(b"")
@@ -414,7 +476,11 @@ class VerifyResult:
     """The outcome of ``verify``: the first problem found, if any.
 
     ``records`` counts the lines that checked out before the problem;
-    ``line`` is 1-based.
+    ``line`` is 1-based. ``beyond_anchors`` counts lines past their
+    segment's anchor that a MAC vouches for (written in the last second
+    before a crash, or by a server still running); ``unkeyed`` counts v1
+    lines (older logs, or written while sealed), vouched for by the chain up
+    to an anchor or a later keyed line.
     """
 
     ok: bool
@@ -423,70 +489,245 @@ class VerifyResult:
     file: Path | None = None
     line: int | None = None
     problem: str | None = None
+    beyond_anchors: int = field(default=0, compare=False)
+    unkeyed: int = field(default=0, compare=False)
 
 
-def verify(directory: Path, anchors: Mapping[str, Anchor] | None = None) -> VerifyResult:
+@dataclass(frozen=True, slots=True)
+class SegmentScan:
+    """What ``scan_segment`` found in one segment.
+
+    ``failure`` is (line, problem) for the first line that is certainly not
+    what keycask wrote. ``unauthenticated`` is (first, last) of the lines
+    past the anchor that neither carry a valid MAC nor are followed by one:
+    written while the store was sealed, or forged; nobody can tell which.
+    """
+
+    lines: int
+    failure: tuple[int, str] | None
+    unauthenticated: tuple[int, int] | None = None
+    beyond_anchor: int = 0
+    unkeyed: int = 0
+
+
+def verify(
+    directory: Path,
+    anchors: Mapping[str, Anchor] | None = None,
+    key: KeyMaterial | None = None,
+) -> VerifyResult:
     """Check every ``*.jsonl`` segment in ``directory``, in name order.
 
-    With ``anchors`` (segment name -> Anchor), also check that each anchored
-    segment still exists and still holds its anchored line unchanged.
+    With ``anchors`` (segment name -> Anchor, as read from the store), also
+    check that each anchored segment still exists and still holds its
+    anchored line unchanged, and that every line past its anchor (every line
+    of a segment the store never anchored) is authenticated by a MAC under
+    ``key``, the store's audit key. ``key`` None with ``anchors`` means the
+    store has no audit key yet (it predates keyed lines): a keyed line then
+    fails. Without ``anchors`` (a sealed store) only the chain is checked.
     """
     if not directory.is_dir():
         return VerifyResult(False, 0, 0, problem=f"{directory} is not a directory")
-    records = 0
+    records = beyond = unkeyed = 0
     segments = sorted(directory.glob(f"*{SEGMENT_SUFFIX}"))
-    anchors = anchors or {}
-    missing = sorted(set(anchors) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
+    missing = sorted(set(anchors or {}) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
     if missing:
         path = directory / f"{missing[0]}{SEGMENT_SUFFIX}"
         return VerifyResult(
             False, 0, 0, path, 1, "segment is missing, but the store recorded lines in it"
         )
     for index, segment in enumerate(segments, start=1):
-        anchor = anchors.get(segment.name.removesuffix(SEGMENT_SUFFIX))
-        checked, failure = _verify_segment(segment, anchor)
-        records += checked
+        name = segment.name.removesuffix(SEGMENT_SUFFIX)
+        anchor = None if anchors is None else anchors.get(name)
+        scan = scan_segment(segment, anchor, key, checked=anchors is not None)
+        records += scan.lines
+        beyond += scan.beyond_anchor
+        unkeyed += scan.unkeyed
+        failure = scan.failure
+        if failure is None and scan.unauthenticated is not None:
+            first, last = scan.unauthenticated
+            failure = (first, _unauthenticated(first, last, anchor))
+            records -= last - first + 1
         if failure is not None:
             line, problem = failure
-            return VerifyResult(False, records, index, segment, line, problem)
-    return VerifyResult(True, records, len(segments))
+            return VerifyResult(False, records, index, segment, line, problem, beyond, unkeyed)
+    return VerifyResult(True, records, len(segments), beyond_anchors=beyond, unkeyed=unkeyed)
 
 
-def _verify_segment(path: Path, anchor: Anchor | None = None) -> tuple[int, tuple[int, str] | None]:
-    """Return how many lines checked out, and (line, problem) for the first bad one."""
-    prev = GENESIS
-    number = 0
+def _unauthenticated(first: int, last: int, anchor: Anchor | None) -> str:
+    where = (
+        "the store never anchored this segment"
+        if anchor is None
+        else (f"the store recorded up to line {anchor.seq}")
+    )
+    lines = f"line {first}" if first == last else f"lines {first}-{last}"
+    return (
+        f"{lines} carry no valid MAC and {where}: forged, or written while the store "
+        "was sealed (unsealing the server that writes this segment vouches for them)"
+    )
+
+
+def scan_segment(
+    path: Path,
+    anchor: Anchor | None,
+    key: KeyMaterial | None,
+    *,
+    checked: bool = True,
+    stop: int | None = None,
+    from_anchor: bool = False,
+) -> SegmentScan:
+    """Check one segment's lines against the chain, their MACs and ``anchor``.
+
+    ``checked`` False skips what needs the store (anchor and MACs: a sealed
+    verify). ``stop`` ends the scan after that line; ``from_anchor`` starts
+    it after the anchored line when the anchor knows its byte offset (a
+    server adopting its segment at start need not read what it anchored).
+    """
+    anchor_seq = anchor.seq if anchor is not None else 0
+    segment = path.name.removesuffix(SEGMENT_SUFFIX)
+    state = _ScanState(mac_prefix(segment), key if checked else None, checked)
     with path.open("rb") as stream:
+        if from_anchor and anchor is not None and anchor.size > 0:
+            if not _anchored_line_ends_at(stream, anchor):
+                return SegmentScan(0, (anchor.seq, "line differs from the one the store recorded"))
+            stream.seek(anchor.size)
+            state.number, state.prev, state.prev_keyed = anchor.seq, anchor.digest, True
         for raw in stream:
-            number += 1
-            problem = _check_line(raw, number, prev)
-            if problem is not None:
-                return number - 1, (number, problem)
-            prev = hashlib.sha256(raw[:-1]).hexdigest()
-            if anchor is not None and number == anchor.seq and prev != anchor.digest:
-                return number - 1, (number, "line differs from the one the store recorded")
-    if anchor is not None and number < anchor.seq:
-        return number, (
-            number + 1,
-            f"segment ends at line {number}, but the store recorded line {anchor.seq}: "
-            "lines were removed from the end",
+            if stop is not None and state.number >= stop:
+                break
+            failure = state.check(raw)
+            if failure is not None:
+                return SegmentScan(failure[0] - 1, failure, None, state.beyond, state.unkeyed)
+            number = state.number
+            if (
+                checked
+                and anchor is not None
+                and number == anchor.seq
+                and not _same(state.prev, anchor.digest)
+            ):
+                return SegmentScan(
+                    number - 1,
+                    (number, "line differs from the one the store recorded"),
+                    None,
+                    state.beyond,
+                    state.unkeyed,
+                )
+            if number > anchor_seq:
+                state.past_anchor(number)
+    number = state.number
+    if checked and number < anchor_seq:
+        return SegmentScan(
+            number,
+            (
+                number + 1,
+                f"segment ends at line {number}, but the store recorded line {anchor_seq}: "
+                "lines were removed from the end",
+            ),
+            None,
+            state.beyond,
+            state.unkeyed,
         )
-    return number, None
+    pending = None
+    if checked and key is not None and state.pending is not None:
+        pending = (state.pending, number)
+    return SegmentScan(number, None, pending, state.beyond, state.unkeyed)
 
 
-def _check_line(raw: bytes, number: int, prev: str) -> str | None:
-    if not raw.endswith(b"\n"):
-        return "line does not end with a newline (cut short)"
+def _anchored_line_ends_at(stream: BinaryIO, anchor: Anchor) -> bool:
+    """Whether the line ending at byte ``anchor.size`` hashes to ``anchor.digest``."""
+    fd = stream.fileno()
+    if os.fstat(fd).st_size < anchor.size:
+        return False
     try:
-        obj = orjson.loads(raw[:-1])
-    except orjson.JSONDecodeError as exc:
-        return f"line is not valid JSON: {exc}"
-    if not isinstance(obj, dict):
-        return "line is not a JSON object"
-    seq = obj.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq != number:
-        return f"seq is {seq!r}, expected {number}"
-    if obj.get("prev") != prev:
-        linked = "GENESIS" if number == 1 else f"line {number - 1}"
-        return f"prev does not match the hash of {linked}"
-    return None
+        end = anchor.size - 1
+        if _pread_exact(fd, 1, end) != b"\n":
+            return False
+        start = _rfind_newline(fd, end) + 1
+        line = _pread_exact(fd, end - start, start)
+    except AuditUnavailable:
+        return False
+    return _same(hashlib.sha256(line).hexdigest(), anchor.digest)
+
+
+def _same(digest: str, anchored: str) -> bool:
+    return hmac.compare_digest(digest.encode(), anchored.encode())
+
+
+class _ScanState:
+    """The running state of one segment's scan."""
+
+    def __init__(self, prefix: bytes, key: KeyMaterial | None, checked: bool) -> None:
+        self.prefix = prefix
+        self.key = key
+        self.checked = checked
+        self.number = 0
+        self.prev = GENESIS
+        self.prev_keyed = False  # the previous line's MAC was checked and held
+        self.keyed = False  # this line's MAC was checked and held
+        self.pending: int | None = None  # first line past the anchor not yet vouched for
+        self.beyond = 0
+        self.unkeyed = 0
+
+    def check(self, raw: bytes) -> tuple[int, str] | None:
+        number = self.number + 1
+        if not raw.endswith(b"\n"):
+            return number, "line does not end with a newline (cut short)"
+        line = raw[:-1]
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return number, f"line is not valid JSON: {exc}"
+        if not isinstance(obj, dict):
+            return number, "line is not a JSON object"
+        seq = obj.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq != number:
+            return number, f"seq is {seq!r}, expected {number}"
+        self.keyed = False
+        if "mac" in obj:
+            problem = self._check_mac(line)
+            if problem is not None:
+                return number, problem
+        else:
+            self.unkeyed += 1
+        if obj.get("prev") != self.prev:
+            return self._broken_link(number)
+        self.number, self.prev = number, hashlib.sha256(line).hexdigest()
+        self.prev_keyed = self.keyed
+        return None
+
+    def _check_mac(self, line: bytes) -> str | None:
+        if not (line.startswith(b"{") and line[-_MAC_TAIL:].startswith(_MAC_OPEN)):
+            return "mac is not the line's last member"
+        if self.key is None:
+            if self.checked:
+                return "line carries a MAC, but the store holds no audit key (was it removed?)"
+            return None  # a sealed verify: the chain alone
+        unkeyed = line[:-_MAC_TAIL] + b"}"
+        expected = line_mac(self.key, self.prefix, unkeyed)
+        if not hmac.compare_digest(expected, line[-_MAC_TAIL + len(_MAC_OPEN) : -2]):
+            return "line was changed or forged: its MAC does not match"
+        self.keyed = True
+        return None
+
+    def _broken_link(self, number: int) -> tuple[int, str]:
+        if number == 1:
+            return 1, "prev does not match the hash of GENESIS"
+        if self.prev_keyed:
+            # Line number - 1 is authentic, so this line's prev was changed.
+            return number, f"prev does not match the hash of line {number - 1}"
+        if self.keyed:
+            return number - 1, (
+                f"line was changed: its hash no longer matches line {number}'s prev"
+            )
+        return number - 1, (
+            f"line was changed (or line {number}'s prev was): its hash no longer "
+            f"matches line {number}'s prev"
+        )
+
+    def past_anchor(self, number: int) -> None:
+        if self.keyed:
+            # A MAC over prev vouches for every line before it.
+            start = number if self.pending is None else self.pending
+            self.beyond += number - start + 1
+            self.pending = None
+        elif self.pending is None:
+            self.pending = number

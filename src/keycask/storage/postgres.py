@@ -144,6 +144,20 @@ async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
             await conn.execute("UPDATE keycask_schema SET version = %s", (SCHEMA_VERSION,))
 
 
+async def _check_schema(conn: AsyncConnection[TupleRow], where: str) -> None:
+    found = await (
+        await conn.execute("SELECT to_regclass('keycask_schema'), to_regclass('keycask_kv')")
+    ).fetchone()
+    if found is None or found[0] is None or found[1] is None:
+        raise StorageSchemaError(f"PostgreSQL at {where} holds no keycask store")
+    row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        raise StorageSchemaError(
+            f"the keycask schema at {where} is version {None if row is None else row[0]}, "
+            f"not {SCHEMA_VERSION}: start a keycask server of this version on it first"
+        )
+
+
 class PostgresStorage:
     """``Storage`` over a PostgreSQL database, safe to share between nodes."""
 
@@ -174,12 +188,20 @@ class PostgresStorage:
 
     @classmethod
     async def open(
-        cls, dsn: str, *, min_size: int = 1, max_size: int = 10, timeout: float = 10.0
+        cls,
+        dsn: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        create: bool = True,
     ) -> PostgresStorage:
         """Connect, create or migrate the schema, and start a connection pool.
 
         ``dsn`` is any libpq connection string or URI; its ``options`` may set
         ``search_path`` to keep keycask's tables in a schema of their own.
+        ``create`` False (a reader such as ``audit verify``) creates and
+        migrates nothing: a database without keycask's current schema is refused.
         """
         where = safe_dsn(dsn)
         given = conninfo_to_dict(dsn)
@@ -191,7 +213,10 @@ class PostgresStorage:
                 # READ COMMITTED here too: each statement after the advisory
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
-                await _migrate(conn)
+                if create:
+                    await _migrate(conn)
+                else:
+                    await _check_schema(conn, where)
                 row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
                 table = 0 if row is None else int(row[0])
             pool: _Pool = AsyncConnectionPool(
