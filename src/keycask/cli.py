@@ -603,6 +603,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             "(give --pkcs11-pin-file or --passphrase-file, or the env variables, to check them)"
         )
     records = segments = beyond = unkeyed = 0
+    tails: list[tuple[Path, int, int]] = []
     present: set[str] = set()
     for directory in dirs:
         audit_dir = Path(directory).resolve() / AUDIT_DIR
@@ -615,6 +616,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             return 1
         records, segments = records + result.records, segments + result.segments
         beyond, unkeyed = beyond + result.beyond_anchors, unkeyed + result.unkeyed
+        tails.extend(result.sealed_tails)
     missing = sorted(set(anchors or {}) - present)
     if missing:
         print(
@@ -623,6 +625,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"ok: {records} records in {segments} segments")
+    for path, first, last in tails:
+        print(
+            f"warning: {path} lines {first}-{last} are past the last anchor without a MAC; "
+            "they record only what a sealed server writes: written while the store was "
+            "sealed, or forged (nobody can tell)"
+        )
     if anchors is not None and beyond:
         print(f"{beyond} lines are past the anchors, authenticated by their MACs")
     if anchors is not None and key is None:

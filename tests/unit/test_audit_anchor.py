@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,16 @@ def _record(n: int) -> AuditRecord:
         outcome="success",
         error_code=None,
     )
+
+
+def _write_sealed(directory: Path, count: int) -> None:
+    """What a sealed server writes: unkeyed refusals of unauthenticated calls."""
+    log = AuditLog.open(directory, "server")
+    for n in range(count):
+        log.append_sync(
+            dataclasses.replace(_record(n), outcome="error", error_code="KMSInvalidStateException")
+        )
+    log.close()
 
 
 def _write(directory: Path, count: int) -> Anchor:
@@ -171,15 +182,17 @@ def test_unkeyed_lines_past_the_anchor_are_vouched_for_by_a_later_keyed_line(
 ) -> None:
     key = KeyMaterial.generate()
     tip = _keyed(tmp_path, 2, key)
-    _write(tmp_path, 2)  # while sealed: no key
+    _write_sealed(tmp_path, 2)  # while sealed: no key
     _keyed(tmp_path, 1, key)  # unsealed again: the MAC covers prev, so everything before
     result = verify(tmp_path, {"server": tip}, key)
     assert result.ok and result.beyond_anchors == 3 and result.unkeyed == 2
-    _write(tmp_path, 1)  # sealed again, nothing keyed after it
+    assert result.sealed_tails == ()
+    _write_sealed(tmp_path, 2)  # sealed again, nothing keyed after it
     result = verify(tmp_path, {"server": tip}, key)
-    assert not result.ok and result.line == 6 and "written while the store" in (
-        result.problem or ""
-    )
+    assert result.ok and result.sealed_tails == ((tmp_path / "server.jsonl", 6, 7),)
+    _write(tmp_path, 1)  # a line no sealed server writes (an answered call)
+    result = verify(tmp_path, {"server": tip}, key)
+    assert not result.ok and result.line == 8 and "forged" in (result.problem or "")
 
 
 @pytest.mark.parametrize("how", ["copied", "fresh"])
@@ -268,7 +281,10 @@ def _verify_store(directory: Path, barrier: Barrier) -> VerifyResult:
     return verify(directory, anchors, key)
 
 
-def test_a_writer_refuses_to_chain_on_from_a_forged_tip(tmp_path: Path) -> None:
+@pytest.mark.parametrize("forger_key", [None, KeyMaterial.generate()], ids=["unkeyed", "wrong-key"])
+def test_a_writer_refuses_to_chain_on_from_a_forged_tip(
+    tmp_path: Path, forger_key: KeyMaterial | None
+) -> None:
     # Issue 13 #9: after a restart the server chained on from the forged line
     # and anchored it, making it verify.
     directory = tmp_path / "audit"
@@ -276,7 +292,7 @@ def test_a_writer_refuses_to_chain_on_from_a_forged_tip(tmp_path: Path) -> None:
     _serve(directory, barrier, 3)
     assert _verify_store(directory, barrier).ok
     path = directory / "server.jsonl"
-    path.write_bytes(b"".join(_forged_tail(_lines(path), 1, KeyMaterial.generate())))
+    path.write_bytes(b"".join(_forged_tail(_lines(path), 1, forger_key)))
 
     async def restart() -> tuple[str, str, Anchor]:
         audit = AuditLog.open(directory, "server")
@@ -333,14 +349,15 @@ def test_an_unkeyed_tail_is_adopted_with_a_record_saying_so(tmp_path: Path) -> N
     directory = tmp_path / "audit"
     storage, barrier = _store(tmp_path)
     _serve(directory, barrier, 2)
-    _write(directory, 2)  # sealed: unkeyed, unanchored
-    assert not _verify_store(directory, barrier).ok
+    _write_sealed(directory, 2)  # sealed: unkeyed, unanchored
+    assert _verify_store(directory, barrier).sealed_tails
     _serve(directory, barrier, 1)
     records = [orjson.loads(line) for line in _lines(directory / "server.jsonl")]
     flag = records[4]
     assert flag["operation"] == "keycask:AdoptAuditSegment" and "mac" in flag
     assert "lines 3-4 of server.jsonl" in flag["detail"]
-    assert _verify_store(directory, barrier).ok
+    result = _verify_store(directory, barrier)
+    assert result.ok and result.sealed_tails == ()
     asyncio.run(storage.close())
 
 

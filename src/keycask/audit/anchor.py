@@ -17,9 +17,14 @@ that:
 Lines past the anchor are fine when a MAC vouches for them (the last second
 before a crash). Before a writer keys its lines it *adopts* its segment: the
 lines the segment held at open past the anchor must chain from the anchored
-line and carry valid MACs; otherwise it refuses to chain on (``AuditForged``).
-An unkeyed tail there (a previous server stopped while sealed, or a forgery:
-nobody can tell) is adopted, and a keyed record says so, naming the lines.
+line and be vouched for by a MAC; otherwise it refuses to chain on
+(``AuditForged``), since chaining on and anchoring would make a forgery look
+authentic. One exception: unkeyed lines that record only what a sealed
+server writes (refused calls without a caller, operator calls). A server
+stopped while sealed leaves exactly those, and nothing can tell them from a
+forgery of the same shape; refusing them would stop every sealed restart.
+They are adopted, and a keyed record says so, naming the lines.
+``keycask audit quarantine`` moves refused lines aside so a writer can start.
 """
 
 from __future__ import annotations
@@ -118,12 +123,13 @@ async def adopt(barrier: Barrier, audit: AuditLog) -> None:
         audit.refuse(reason)
         raise AuditForged(reason)
     audit.set_key(key)
-    if scan.unauthenticated is not None:
-        first, last = scan.unauthenticated
+    if scan.sealed_tail is not None:
+        first, last = scan.sealed_tail
         detail = (
             f"lines {first}-{last} of {audit.path.name} were past the last anchor without a "
-            "MAC when this writer started (written while the store was sealed, or forged); "
-            "they are chained on from and vouched for from here on"
+            "MAC when this writer started; they record only what a sealed server writes "
+            "(written while the store was sealed, or forged: nobody can tell) and are "
+            "chained on from and vouched for from here on"
         )
         log.warning("audit: %s", detail)
         await audit.append(_adoption_record(detail))

@@ -479,8 +479,10 @@ class VerifyResult:
     ``line`` is 1-based. ``beyond_anchors`` counts lines past their
     segment's anchor that a MAC vouches for (written in the last second
     before a crash, or by a server still running); ``unkeyed`` counts v1
-    lines (older logs, or written while sealed), vouched for by the chain up
-    to an anchor or a later keyed line.
+    lines (older logs, or written while sealed). ``sealed_tails`` lists
+    (segment, first, last) of unkeyed lines past an anchor that no MAC vouches
+    for but that record only what a sealed server writes: written while
+    sealed, or forged, which nobody can tell apart.
     """
 
     ok: bool
@@ -491,6 +493,7 @@ class VerifyResult:
     problem: str | None = None
     beyond_anchors: int = field(default=0, compare=False)
     unkeyed: int = field(default=0, compare=False)
+    sealed_tails: tuple[tuple[Path, int, int], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -498,16 +501,18 @@ class SegmentScan:
     """What ``scan_segment`` found in one segment.
 
     ``failure`` is (line, problem) for the first line that is certainly not
-    what keycask wrote. ``unauthenticated`` is (first, last) of the lines
-    past the anchor that neither carry a valid MAC nor are followed by one:
-    written while the store was sealed, or forged; nobody can tell which.
+    what keycask wrote. ``sealed_tail`` is (first, last) of the unkeyed lines
+    past the anchor that no MAC vouches for, when each records only what a
+    sealed server writes. ``vouched`` is (line, byte length) of the last line
+    the anchor or a MAC vouches for: what a quarantine keeps.
     """
 
     lines: int
     failure: tuple[int, str] | None
-    unauthenticated: tuple[int, int] | None = None
+    sealed_tail: tuple[int, int] | None = None
     beyond_anchor: int = 0
     unkeyed: int = 0
+    vouched: tuple[int, int] = (0, 0)
 
 
 def verify(
@@ -520,14 +525,17 @@ def verify(
     With ``anchors`` (segment name -> Anchor, as read from the store), also
     check that each anchored segment still exists and still holds its
     anchored line unchanged, and that every line past its anchor (every line
-    of a segment the store never anchored) is authenticated by a MAC under
-    ``key``, the store's audit key. ``key`` None with ``anchors`` means the
-    store has no audit key yet (it predates keyed lines): a keyed line then
-    fails. Without ``anchors`` (a sealed store) only the chain is checked.
+    of a segment the store never anchored) is vouched for by a MAC under
+    ``key``, the store's audit key, or is a sealed server's (see
+    ``VerifyResult``). ``key`` None with ``anchors`` means the store has no
+    audit key yet (it predates keyed lines): a keyed line then fails, and
+    lines past the anchors are not authenticated. Without ``anchors`` (a
+    sealed store) only the chain is checked.
     """
     if not directory.is_dir():
         return VerifyResult(False, 0, 0, problem=f"{directory} is not a directory")
     records = beyond = unkeyed = 0
+    tails: list[tuple[Path, int, int]] = []
     segments = sorted(directory.glob(f"*{SEGMENT_SUFFIX}"))
     missing = sorted(set(anchors or {}) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
     if missing:
@@ -542,28 +550,27 @@ def verify(
         records += scan.lines
         beyond += scan.beyond_anchor
         unkeyed += scan.unkeyed
-        failure = scan.failure
-        if failure is None and scan.unauthenticated is not None:
-            first, last = scan.unauthenticated
-            failure = (first, _unauthenticated(first, last, anchor))
-            records -= last - first + 1
-        if failure is not None:
-            line, problem = failure
-            return VerifyResult(False, records, index, segment, line, problem, beyond, unkeyed)
-    return VerifyResult(True, records, len(segments), beyond_anchors=beyond, unkeyed=unkeyed)
+        if scan.sealed_tail is not None:
+            tails.append((segment, *scan.sealed_tail))
+        if scan.failure is not None:
+            line, problem = scan.failure
+            return VerifyResult(
+                False, records, index, segment, line, problem, beyond, unkeyed, tuple(tails)
+            )
+    return VerifyResult(
+        True, records, len(segments), None, None, None, beyond, unkeyed, tuple(tails)
+    )
 
 
-def _unauthenticated(first: int, last: int, anchor: Anchor | None) -> str:
-    where = (
-        "the store never anchored this segment"
-        if anchor is None
-        else (f"the store recorded up to line {anchor.seq}")
-    )
-    lines = f"line {first}" if first == last else f"lines {first}-{last}"
-    return (
-        f"{lines} carry no valid MAC and {where}: forged, or written while the store "
-        "was sealed (unsealing the server that writes this segment vouches for them)"
-    )
+def sealed_shaped(obj: Mapping[str, object]) -> bool:
+    """Whether a line records only what a sealed server writes: a refused
+    call with no authenticated caller, or an operator call (Status and Unseal
+    while sealed, and the record of a Seal written after it took effect).
+    An unkeyed line past the anchor that is not is certainly forged."""
+    operation = obj.get("operation")
+    if isinstance(operation, str) and operation.startswith("KeycaskOperator."):
+        return True
+    return obj.get("principal") is None and obj.get("outcome") == "error"
 
 
 def scan_segment(
@@ -582,54 +589,30 @@ def scan_segment(
     it after the anchored line when the anchor knows its byte offset (a
     server adopting its segment at start need not read what it anchored).
     """
-    anchor_seq = anchor.seq if anchor is not None else 0
-    segment = path.name.removesuffix(SEGMENT_SUFFIX)
-    state = _ScanState(mac_prefix(segment), key if checked else None, checked)
+    state = _ScanState(mac_prefix(path.name.removesuffix(SEGMENT_SUFFIX)), key, checked, anchor)
     with path.open("rb") as stream:
         if from_anchor and anchor is not None and anchor.size > 0:
             if not _anchored_line_ends_at(stream, anchor):
                 return SegmentScan(0, (anchor.seq, "line differs from the one the store recorded"))
             stream.seek(anchor.size)
-            state.number, state.prev, state.prev_keyed = anchor.seq, anchor.digest, True
+            state.resume_at(anchor)
         for raw in stream:
             if stop is not None and state.number >= stop:
                 break
             failure = state.check(raw)
             if failure is not None:
-                return SegmentScan(failure[0] - 1, failure, None, state.beyond, state.unkeyed)
-            number = state.number
-            if (
-                checked
-                and anchor is not None
-                and number == anchor.seq
-                and not _same(state.prev, anchor.digest)
-            ):
-                return SegmentScan(
-                    number - 1,
-                    (number, "line differs from the one the store recorded"),
-                    None,
-                    state.beyond,
-                    state.unkeyed,
-                )
-            if number > anchor_seq:
-                state.past_anchor(number)
+                return state.result(failure, failure[0] - 1)
     number = state.number
-    if checked and number < anchor_seq:
-        return SegmentScan(
-            number,
+    if checked and anchor is not None and number < anchor.seq:
+        return state.result(
             (
                 number + 1,
-                f"segment ends at line {number}, but the store recorded line {anchor_seq}: "
+                f"segment ends at line {number}, but the store recorded line {anchor.seq}: "
                 "lines were removed from the end",
             ),
-            None,
-            state.beyond,
-            state.unkeyed,
+            number,
         )
-    pending = None
-    if checked and key is not None and state.pending is not None:
-        pending = (state.pending, number)
-    return SegmentScan(number, None, pending, state.beyond, state.unkeyed)
+    return state.finish()
 
 
 def _anchored_line_ends_at(stream: BinaryIO, anchor: Anchor) -> bool:
@@ -655,17 +638,59 @@ def _same(digest: str, anchored: str) -> bool:
 class _ScanState:
     """The running state of one segment's scan."""
 
-    def __init__(self, prefix: bytes, key: KeyMaterial | None, checked: bool) -> None:
+    def __init__(
+        self, prefix: bytes, key: KeyMaterial | None, checked: bool, anchor: Anchor | None
+    ) -> None:
         self.prefix = prefix
-        self.key = key
+        self.key = key if checked else None
         self.checked = checked
+        self.anchor = anchor
+        self.anchor_seq = anchor.seq if anchor is not None else 0
         self.number = 0
+        self.size = 0
         self.prev = GENESIS
         self.prev_keyed = False  # the previous line's MAC was checked and held
         self.keyed = False  # this line's MAC was checked and held
-        self.pending: int | None = None  # first line past the anchor not yet vouched for
+        self.vouched = (0, 0)
+        # Lines past the anchor not yet vouched for: the first, and the first
+        # that is not a sealed server's.
+        self.pending: int | None = None
+        self.not_sealed: int | None = None
         self.beyond = 0
         self.unkeyed = 0
+
+    def resume_at(self, anchor: Anchor) -> None:
+        self.number, self.prev, self.size = anchor.seq, anchor.digest, anchor.size
+        self.prev_keyed = True  # the anchor vouches for it
+        self.vouched = (anchor.seq, anchor.size)
+
+    def result(self, failure: tuple[int, str], lines: int) -> SegmentScan:
+        return SegmentScan(lines, failure, None, self.beyond, self.unkeyed, self.vouched)
+
+    def finish(self) -> SegmentScan:
+        if self.pending is None or not self.checked or self.key is None:
+            # Nothing unvouched, or a store without an audit key (older logs):
+            # nothing can vouch for lines past the anchor, nor refute them.
+            return SegmentScan(self.number, None, None, self.beyond, self.unkeyed, self.vouched)
+        if self.not_sealed is not None:
+            where = (
+                "the store never anchored this segment"
+                if self.anchor is None
+                else f"the store recorded up to line {self.anchor_seq}"
+            )
+            problem = (
+                f"line carries no valid MAC, {where}, and it records more than a sealed "
+                "server writes: forged"
+            )
+            return self.result((self.not_sealed, problem), self.not_sealed - 1)
+        return SegmentScan(
+            self.number,
+            None,
+            (self.pending, self.number),
+            self.beyond,
+            self.unkeyed,
+            self.vouched,
+        )
 
     def check(self, raw: bytes) -> tuple[int, str] | None:
         number = self.number + 1
@@ -691,7 +716,15 @@ class _ScanState:
         if obj.get("prev") != self.prev:
             return self._broken_link(number)
         self.number, self.prev = number, hashlib.sha256(line).hexdigest()
+        self.size += len(raw)
         self.prev_keyed = self.keyed
+        if self.checked and number == self.anchor_seq:
+            assert self.anchor is not None
+            if not _same(self.prev, self.anchor.digest):
+                return number, "line differs from the one the store recorded"
+            self.vouched = (number, self.size)
+        elif number > self.anchor_seq:
+            self._past_anchor(number, obj)
         return None
 
     def _check_mac(self, line: bytes) -> str | None:
@@ -715,19 +748,21 @@ class _ScanState:
             # Line number - 1 is authentic, so this line's prev was changed.
             return number, f"prev does not match the hash of line {number - 1}"
         if self.keyed:
-            return number - 1, (
-                f"line was changed: its hash no longer matches line {number}'s prev"
-            )
+            return number - 1, f"line was changed: its hash no longer matches line {number}'s prev"
         return number - 1, (
             f"line was changed (or line {number}'s prev was): its hash no longer "
             f"matches line {number}'s prev"
         )
 
-    def past_anchor(self, number: int) -> None:
+    def _past_anchor(self, number: int, obj: Mapping[str, object]) -> None:
         if self.keyed:
             # A MAC over prev vouches for every line before it.
             start = number if self.pending is None else self.pending
             self.beyond += number - start + 1
-            self.pending = None
-        elif self.pending is None:
+            self.pending = self.not_sealed = None
+            self.vouched = (number, self.size)
+            return
+        if self.pending is None:
             self.pending = number
+        if self.not_sealed is None and not sealed_shaped(obj):
+            self.not_sealed = number
