@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from keycask import config
@@ -29,6 +30,7 @@ from keycask.app import (
     open_store_to_read,
 )
 from keycask.audit import Anchor, AuditRecord, anchor, verify
+from keycask.audit.chain import quarantine_tail, scan_segment
 from keycask.auth.credentials import CredentialStore
 from keycask.cli_support import CallError, local_record, post_json
 from keycask.crypto import KeyMaterial
@@ -642,6 +644,64 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _quarantine(settings: config.Settings, segment: str, unseal: UnsealInput | None) -> str:
+    storage, barrier = await open_store(settings)
+    try:
+        if barrier.sealed:
+            if unseal is None:
+                raise SealError(
+                    "the store is sealed: give --pkcs11-pin-file or --passphrase-file "
+                    "(or the env variables) to open it"
+                )
+            await SealKeeper(settings.data_dir, barrier).unseal(unseal)
+        directory = settings.data_dir / AUDIT_DIR
+        path = directory / f"{segment}.jsonl"
+        if not path.is_file():
+            raise config.ConfigError(f"{path} does not exist")
+        anchored = (await anchor.load(barrier)).get(segment)
+        key = await anchor.audit_key(barrier)
+        scan = scan_segment(path, anchored, key)
+        if scan.failure is None:
+            return f"{path}: every line is vouched for; nothing to quarantine"
+        line, problem = scan.failure
+        kept, keep = scan.vouched
+        if anchored is not None and kept < anchored.seq:
+            raise config.ConfigError(
+                f"{path} line {line}: {problem}. That is at or before what the store "
+                "recorded: the history itself was changed, and cutting it would not help"
+            )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            aside = quarantine_tail(path, keep, stamp)
+        except OSError as exc:
+            raise AuditUnavailable(f"could not quarantine {path}: {exc}") from exc
+        last = kept + (len(aside.read_bytes().splitlines()) if aside else 0)
+        detail = (
+            f"lines {kept + 1}-{last} of {path.name} moved to {aside.name if aside else '-'} "
+            f"(line {line}: {problem})"
+        )
+        audit = await anchor.open_keyed(barrier, directory, "cli")
+        try:
+            audit.append_sync(local_record("keycask:QuarantineAuditLines", detail))
+            await anchor.save(barrier, audit.segment, audit.tip)
+        finally:
+            audit.close()
+        return f"{detail}; a writer can chain on from line {kept} now (audited)"
+    finally:
+        await storage.close()
+
+
+def cmd_audit_quarantine(args: argparse.Namespace) -> int:
+    """Move the lines of a segment past what the store vouches for aside, so
+    its writer can start again (it refuses to chain on from them)."""
+    directory = args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
+    production = _verified_dir(directory)
+    settings = config.load(dev=not production, data_dir=directory, storage=args.storage)
+    unseal = _startup_unseal(args) if production else None
+    print(asyncio.run(_quarantine(settings, args.segment, unseal)))
+    return 0
+
+
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
 
@@ -869,6 +929,17 @@ def _parser() -> argparse.ArgumentParser:
         "--passphrase-file", help="production: passphrase to open the store's anchors"
     )
     check.set_defaults(func=cmd_audit_verify)
+    quarantine = audit.add_parser(
+        "quarantine",
+        help="move a segment's lines that the store does not vouch for aside (into "
+        "<segment>.jsonl.quarantined-<time>), so its writer can start again; audited",
+    )
+    quarantine.add_argument("segment", help="the segment's name, e.g. server")
+    quarantine.add_argument("--data-dir", help="the data dir (default ./.keycask)")
+    quarantine.add_argument("--storage", metavar="DSN", help="the cluster's PostgreSQL store")
+    quarantine.add_argument("--pkcs11-pin-file", help="production: PIN to open the store")
+    quarantine.add_argument("--passphrase-file", help="production: passphrase to open the store")
+    quarantine.set_defaults(func=cmd_audit_quarantine)
 
     add_policy_commands(sub)
     add_operator_commands(sub)

@@ -408,12 +408,22 @@ def test_a_forged_tail_fails_verify_and_the_server_will_not_chain_on(fresh_serve
     code, output = _verify(server)
     assert code == 1, output
 
-    path.write_bytes(pristine)
+    # The way out: the forged line moves aside as evidence (audited), and the
+    # server chains on from the last line the store vouches for.
+    moved = server.cli("audit", "quarantine", "server")
+    assert f"lines {lines_before + 1}-{lines_before + 1} of server.jsonl moved to" in moved.stdout
+    (aside,) = path.parent.glob("server.jsonl.quarantined-*")
+    assert b"ScheduleKeyDeletion" in aside.read_bytes()
+    assert path.read_bytes() == pristine
     server.start()
     admin.create_key(Description="after")
     server.stop()
     code, output = _verify(server)
     assert code == 0 and output.startswith("ok: "), output
+    cli_records = [
+        json.loads(line) for line in (path.parent / "cli.jsonl").read_text().splitlines()
+    ]
+    assert cli_records[-1]["operation"] == "keycask:QuarantineAuditLines"
 
 
 def test_a_fabricated_segment_fails_verify(fresh_server: Any) -> None:

@@ -468,6 +468,36 @@ def _seq_of(line: bytes) -> int | None:
     return None
 
 
+# -- quarantine --
+
+
+def quarantine_tail(path: Path, keep: int, stamp: str) -> Path | None:
+    """Move everything after byte ``keep`` of segment ``path`` into
+    ``<segment>.jsonl.quarantined-<stamp>`` (kept as evidence; ``verify``
+    reads only ``*.jsonl``) and cut the segment back to ``keep`` bytes, under
+    the writer's lock so no writer is using it. None if there was nothing past ``keep``."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        _lock(fd, path)
+        size = os.fstat(fd).st_size
+        if size <= keep:
+            return None
+        tail = _pread_exact(fd, size - keep, keep)
+        aside = path.with_name(f"{path.name}.quarantined-{stamp}")
+        out = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(out, tail)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        _fsync_dir(path.parent)  # the evidence is durable before the segment shrinks
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+        return aside
+    finally:
+        os.close(fd)  # also releases the flock
+
+
 # -- verification --
 
 
