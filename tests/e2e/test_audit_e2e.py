@@ -519,3 +519,23 @@ def test_verify_of_a_dev_dir_writes_nothing_to_its_store(fresh_server: Any) -> N
     assert done.returncode == 0 and done.stdout.startswith("ok: "), done
     assert keyring() == before, "verify must not reserve barrier capacity (a write)"
     assert _tree(data) == names
+
+
+def test_verify_against_an_empty_postgresql_schema_creates_no_tables(fresh_server: Any) -> None:
+    # Issue 26 #11: verify initialised an empty PostgreSQL store.
+    from cluster import pg_schema
+    from psycopg import connect
+
+    server = fresh_server
+    server.stop()
+    with pg_schema() as dsn:
+        done = _verify_dir(Path(server.data_dir), "--storage", dsn)
+        assert done.returncode == 2, done
+        assert "holds no keycask store" in done.stderr and "Traceback" not in done.stderr
+        with connect(dsn) as conn:
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchone()
+        assert schema is not None and schema[0].startswith("kc_cluster_"), schema
+        assert tables == (0,), (schema, tables)
