@@ -7,11 +7,10 @@ import base64
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import re
 import resource
 import secrets
+import subprocess
 import sys
 import uuid
 from collections import Counter
@@ -23,6 +22,8 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawKMS, b64, send
+
+from keycask.audit.chain import chain_form
 
 SECRET = b"audit must never see this plaintext"
 CONTEXT = {"run": "audit-e2e"}
@@ -239,7 +240,7 @@ def test_verify_names_the_edited_or_deleted_line(fresh_server: Any) -> None:
     rechained = edited(flipped)
     for index in range(k, len(rechained)):
         obj = json.loads(rechained[index])
-        obj["prev"] = hashlib.sha256(rechained[index - 1].rstrip(b"\n")).hexdigest()
+        obj["prev"] = hashlib.sha256(chain_form(rechained[index - 1].rstrip(b"\n"))).hexdigest()
         rechained[index] = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
     code, output = verify_with(rechained)
     assert code != 0
@@ -366,7 +367,7 @@ def _forge_after_tip(path: Path) -> bytes:
         seq=last["seq"] + 1,
         request_id=str(uuid.uuid4()),
         operation="ScheduleKeyDeletion",
-        prev=hashlib.sha256(lines[-1].rstrip(b"\n")).hexdigest(),
+        prev=hashlib.sha256(chain_form(lines[-1].rstrip(b"\n"))).hexdigest(),
     )
     line = json.dumps(forged, separators=(",", ":")).encode() + b"\n"
     path.write_bytes(b"".join(lines) + line)

@@ -13,7 +13,7 @@ import pytest
 
 from keycask.audit import Anchor, AuditLog, AuditRecord, VerifyResult, anchor, verify
 from keycask.audit.anchor import AuditForged
-from keycask.audit.chain import mac_prefix
+from keycask.audit.chain import chain_form, mac_prefix
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable
@@ -123,7 +123,7 @@ def _rechain(lines: list[bytes], start: int) -> None:
     ``start`` (1-based) on, keeping the old MACs or dropping them."""
     for index in range(start, len(lines)):
         obj = orjson.loads(lines[index])
-        obj["prev"] = hashlib.sha256(lines[index - 1].rstrip(b"\n")).hexdigest()
+        obj["prev"] = hashlib.sha256(chain_form(lines[index - 1].rstrip(b"\n"))).hexdigest()
         lines[index] = orjson.dumps(obj) + b"\n"
 
 
@@ -133,11 +133,12 @@ def _forged_tail(lines: list[bytes], count: int, segment_key: KeyMaterial | None
     out = list(lines)
     for n in range(count):
         seq = len(out) + 1
-        prev = hashlib.sha256(out[-1].rstrip(b"\n")).hexdigest()
+        prev = hashlib.sha256(chain_form(out[-1].rstrip(b"\n"))).hexdigest()
         body = orjson.dumps(_record(100 + n).fields())[1:-1]
         line = b'{"seq":%d,%b,"prev":"%b"}' % (seq, body, prev.encode())
         if segment_key is not None:
-            mac = segment_key.hmac_sha256(mac_prefix("server") + line).hex().encode()
+            digest = hashlib.sha256(line).digest()
+            mac = segment_key.hmac_sha256(mac_prefix("server") + digest).hex().encode()
             line = line[:-1] + b',"mac":"%b"}' % mac
         out.append(line + b"\n")
     return out

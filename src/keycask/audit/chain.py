@@ -6,11 +6,14 @@ Line formats (one JSON object per line, UTF-8, ``\\n``-terminated)::
     v2 (keyed):   {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>",
                    "mac": "<hmac-sha256 hex>"}
 
-``seq`` starts at 1 and increases by 1; ``prev`` is the SHA-256 of the
-previous line's bytes without its newline (``mac`` included), or ``GENESIS``
-on the first line. ``mac`` is HMAC-SHA256 under the store's audit key (held
-behind the barrier, ``audit/anchor.py``) over ``MAC_LABEL | segment name |
-0x00 | the v1 form of the line`` (the same bytes without ``,"mac":"..."``).
+A line's *chain form* is its bytes without the newline and, for v2, without
+``,"mac":"<hex>"`` (so a v1 line is its own chain form). ``seq`` starts at 1
+and increases by 1; ``prev`` is the SHA-256 of the previous line's chain
+form, or ``GENESIS`` on the first line; anchors record the same hash. ``mac``
+is HMAC-SHA256 under the store's audit key (held behind the barrier,
+``audit/anchor.py``) over ``MAC_LABEL | segment name | 0x00 | SHA-256 of the
+line's chain form (32 bytes)``: the hash the next line's ``prev`` needs
+anyway, so keying a line costs one short HMAC, not a second pass over it.
 The segment name in the MAC stops lines being copied into another segment.
 A writer writes v2 whenever it holds the key, and v1 only while the store is
 sealed (no key) or for logs written before v2; both verify side by side.
@@ -341,9 +344,16 @@ def mac_prefix(segment: str) -> bytes:
     return MAC_LABEL + segment.encode() + b"\x00"
 
 
-def line_mac(key: KeyMaterial, prefix: bytes, unkeyed: bytes) -> bytes:
-    """The ``mac`` value (hex) of a line whose v1 form is ``unkeyed``."""
-    return key.hmac_sha256(prefix + unkeyed).hex().encode("ascii")
+def line_mac(key: KeyMaterial, prefix: bytes, digest: bytes) -> bytes:
+    """The ``mac`` value (hex) of a line whose chain form hashes to ``digest``."""
+    return key.hmac_sha256(prefix + digest).hex().encode("ascii")
+
+
+def chain_form(line: bytes) -> bytes:
+    """``line`` (no newline) without its ``mac`` member: what ``prev`` hashes."""
+    if line[-_MAC_TAIL:].startswith(_MAC_OPEN) and line.endswith(b'"}'):
+        return line[:-_MAC_TAIL] + b"}"
+    return line
 
 
 def _chain(
@@ -359,9 +369,10 @@ def _chain(
     for body in bodies:
         seq += 1
         line = b'{"seq":%d,%b,"prev":"%b"}' % (seq, body, prev.encode("ascii"))
+        digest = hashlib.sha256(line).digest()
         if key is not None:
-            line = b'%b,"mac":"%b"}' % (line[:-1], line_mac(key, prefix, line))
-        prev = hashlib.sha256(line).hexdigest()
+            line = b'%b,"mac":"%b"}' % (line[:-1], line_mac(key, prefix, digest))
+        prev = digest.hex()
         lines.append(line)
     lines.append(b"")
     data = b"\n".join(lines)
@@ -428,7 +439,7 @@ def _recover_tip(fd: int, path: Path) -> _Tip:
         raise AuditUnavailable(
             f"audit segment {path} ends with an unreadable line; run audit verify"
         )
-    return _Tip(seq, hashlib.sha256(line).hexdigest(), complete)
+    return _Tip(seq, hashlib.sha256(chain_form(line)).hexdigest(), complete)
 
 
 def _rfind_newline(fd: int, end: int) -> int:
@@ -658,7 +669,7 @@ def _anchored_line_ends_at(stream: BinaryIO, anchor: Anchor) -> bool:
         line = _pread_exact(fd, end - start, start)
     except AuditUnavailable:
         return False
-    return _same(hashlib.sha256(line).hexdigest(), anchor.digest)
+    return _same(hashlib.sha256(chain_form(line)).hexdigest(), anchor.digest)
 
 
 def _same(digest: str, anchored: str) -> bool:
@@ -738,14 +749,18 @@ class _ScanState:
             return number, f"seq is {seq!r}, expected {number}"
         self.keyed = False
         if "mac" in obj:
-            problem = self._check_mac(line)
+            if not (line.startswith(b"{") and line[-_MAC_TAIL:].startswith(_MAC_OPEN)):
+                return number, "mac is not the line's last member"
+            digest = hashlib.sha256(line[:-_MAC_TAIL] + b"}").digest()
+            problem = self._check_mac(line, digest)
             if problem is not None:
                 return number, problem
         else:
+            digest = hashlib.sha256(line).digest()
             self.unkeyed += 1
         if obj.get("prev") != self.prev:
             return self._broken_link(number)
-        self.number, self.prev = number, hashlib.sha256(line).hexdigest()
+        self.number, self.prev = number, digest.hex()
         self.size += len(raw)
         self.prev_keyed = self.keyed
         if self.checked and number == self.anchor_seq:
@@ -757,15 +772,12 @@ class _ScanState:
             self._past_anchor(number, obj)
         return None
 
-    def _check_mac(self, line: bytes) -> str | None:
-        if not (line.startswith(b"{") and line[-_MAC_TAIL:].startswith(_MAC_OPEN)):
-            return "mac is not the line's last member"
+    def _check_mac(self, line: bytes, digest: bytes) -> str | None:
         if self.key is None:
             if self.checked:
                 return "line carries a MAC, but the store holds no audit key (was it removed?)"
             return None  # a sealed verify: the chain alone
-        unkeyed = line[:-_MAC_TAIL] + b"}"
-        expected = line_mac(self.key, self.prefix, unkeyed)
+        expected = line_mac(self.key, self.prefix, digest)
         if not hmac.compare_digest(expected, line[-_MAC_TAIL + len(_MAC_OPEN) : -2]):
             return "line was changed or forged: its MAC does not match"
         self.keyed = True
