@@ -572,7 +572,7 @@ async def _load_anchors(
         if barrier.sealed:
             if unseal is None:
                 return None
-            await SealKeeper(settings.data_dir, barrier).unseal(unseal)
+            await SealKeeper(settings.data_dir, barrier).open_to_read(unseal)
         return await anchor.load(barrier), await anchor.load_key(barrier)
     finally:
         await storage.close()

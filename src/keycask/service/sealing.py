@@ -166,6 +166,20 @@ class SealKeeper:
                 "or shares from before a rekey); start again with the right shares"
             )
 
+    async def open_to_read(self, given: UnsealInput) -> None:
+        """Open the barrier for reading only (``audit verify``): unlike
+        ``unseal`` nothing is written, no capacity reserved and no half-done
+        rekey settled. Shares are not taken (a reader has no collector)."""
+        if given.share is not None:
+            raise SealError("a reader opens the store with a PIN or a passphrase, not shares")
+        for root, _ in await self._roots(given):
+            try:
+                await self._barrier.unseal_to_read(root)
+            except SealError:
+                continue
+            return
+        raise SealError("the key from this seal does not open the keyring")
+
     def _candidates(self) -> list[str]:
         candidates = [SEAL_FILE]
         if (self._dir / NEXT_SEAL_FILE).exists():
