@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -91,4 +92,31 @@ def test_sealed_lines_are_adopted_and_forged_ones_refused(tmp_path: Path) -> Non
     assert len(errors) == 1 and "will not chain on" in errors[0], prod.log()
     assert "Traceback" not in prod.log()
     prod.proc = None
+
+    # Started sealed, it cannot check yet; once unsealed it does, and then
+    # refuses every request rather than key and anchor the forgery.
+    prod.start()
+    prod.operator("unseal", "--json", "--passphrase-file", str(passphrase))
+    deadline = time.monotonic() + 10
+    while "will not chain on" not in prod.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with pytest.raises(ClientError) as caught:
+        kms.list_keys()
+    assert caught.value.response["Error"]["Code"] == "KMSInternalException"
+    assert prod.health("/readyz")[0] == 503
+    prod.stop()
+    code, output = verify()
+    assert code == 1 and "forged" in output, output
+
+    # The way out: quarantine, then the server starts and serves again.
+    moved = keycask(
+        "audit", "quarantine", "server", "--data-dir", str(prod.data_dir),
+        "--passphrase-file", str(passphrase),
+    )  # fmt: skip
+    assert "moved to server.jsonl.quarantined-" in moved.stdout, moved
+    prod.start("--passphrase-file", str(passphrase))
+    kms.list_keys()
+    prod.stop()
+    code, output = verify()
+    assert code == 0, output
     kms.close()
