@@ -374,3 +374,21 @@ def test_the_audit_key_is_made_once_and_kept_behind_the_barrier(tmp_path: Path) 
     stored = storage.get_sync(anchor.KEY_PATH)
     assert stored is not None and first.reveal() not in stored.value
     asyncio.run(storage.close())
+
+
+def test_the_first_start_with_keyed_lines_adopts_an_older_keycask_s_tail(tmp_path: Path) -> None:
+    # An older keycask crashed within a second of its last anchor: its last
+    # lines are unkeyed answered calls past the anchor. With no audit key in
+    # the store yet, nothing can judge them: adopted, and a record says so.
+    directory = tmp_path / "audit"
+    storage, barrier = _store(tmp_path)
+    tip = _write(directory, 2)
+    asyncio.run(anchor.save(barrier, "server", Anchor(tip.seq, tip.digest)))  # no size: old
+    _write(directory, 2)
+    _serve(directory, barrier, 1)
+    records = [orjson.loads(line) for line in _lines(directory / "server.jsonl")]
+    assert records[4]["operation"] == "keycask:AdoptAuditSegment" and "mac" in records[4]
+    assert "lines 3-4 of server.jsonl" in records[4]["detail"]
+    result = _verify_store(directory, barrier)
+    assert result.ok and result.records == 6
+    asyncio.run(storage.close())

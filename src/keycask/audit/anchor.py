@@ -23,7 +23,8 @@ authentic. One exception: unkeyed lines that record only what a sealed
 server writes (refused calls without a caller, operator calls). A server
 stopped while sealed leaves exactly those, and nothing can tell them from a
 forgery of the same shape; refusing them would stop every sealed restart.
-They are adopted, and a keyed record says so, naming the lines.
+They are adopted, and a keyed record says so, naming the lines. So is any
+tail found when the store gets its audit key (an older keycask's, unkeyed).
 ``keycask audit quarantine`` moves refused lines aside so a writer can start.
 """
 
@@ -106,13 +107,19 @@ async def adopt(barrier: Barrier, audit: AuditLog) -> None:
     lines are not what keycask wrote: chaining on from them and anchoring the
     result would make a forgery look authentic.
     """
+    # No key yet: the first start of a keycask with keyed lines on this store.
+    # Lines past the anchor were then written by an older keycask, which never
+    # keyed them: nothing can vouch for them nor refute them (as before).
+    legacy = await load_key(barrier) is None
     key = await audit_key(barrier)
     stored = await barrier.get(PREFIX + audit.segment)
     anchor = None if stored is None else _anchor(stored.value)
     opened = audit.opened_at
     scan = await asyncio.get_running_loop().run_in_executor(
         None,
-        lambda: scan_segment(audit.path, anchor, key, stop=opened.seq, from_anchor=True),
+        lambda: scan_segment(
+            audit.path, anchor, None if legacy else key, stop=opened.seq, from_anchor=True
+        ),
     )
     if scan.failure is not None:
         line, problem = scan.failure
@@ -123,7 +130,16 @@ async def adopt(barrier: Barrier, audit: AuditLog) -> None:
         audit.refuse(reason)
         raise AuditForged(reason)
     audit.set_key(key)
-    if scan.sealed_tail is not None:
+    first = (0 if anchor is None else anchor.seq) + 1
+    if legacy and opened.seq >= first:
+        detail = (
+            f"lines {first}-{opened.seq} of {audit.path.name} were past the last anchor "
+            "when this store got its audit key: written by a keycask that did not key its "
+            "lines (or forged); chained on from and vouched for from here on"
+        )
+        log.warning("audit: %s", detail)
+        await audit.append(_adoption_record(detail))
+    elif scan.sealed_tail is not None:
         first, last = scan.sealed_tail
         detail = (
             f"lines {first}-{last} of {audit.path.name} were past the last anchor without a "
