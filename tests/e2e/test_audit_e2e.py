@@ -402,8 +402,9 @@ def test_a_forged_tail_fails_verify_and_the_server_will_not_chain_on(fresh_serve
     refused = _start_fails(server)
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr, refused.stderr
-    error = [line for line in refused.stderr.splitlines() if line.startswith("keycask: ")]
-    assert len(error) == 1 and f"line {lines_before + 1}" in error[0], refused.stderr
+    error = [line for line in refused.stderr.splitlines() if "will not chain on" in line]
+    assert len(error) == 1 and error[0].startswith("keycask: "), refused.stderr
+    assert f"line {lines_before + 1}" in error[0], refused.stderr
     assert "will not chain on" in error[0]
     assert len(path.read_bytes().splitlines()) == lines_before + 1, "nothing was chained on"
     code, output = _verify(server)

@@ -202,7 +202,8 @@ class Anchoring:
             await asyncio.sleep(INTERVAL)
             try:
                 await self.flush()
-            except AuditForged:
+            except AuditForged as exc:
+                log.error("%s", exc)
                 return  # said once; the log refuses every request
             except Exception:
                 # The audit log itself is intact; only the extra check lags.
@@ -217,9 +218,8 @@ class Anchoring:
             if not self._adopted:
                 try:
                     await adopt(self._barrier, self._audit)
-                except AuditForged as exc:
+                except AuditForged:
                     self._refused = True
-                    log.error("%s", exc)
                     raise
                 self._adopted = True
             else:
