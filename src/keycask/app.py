@@ -222,6 +222,7 @@ async def build(
         await _close_store(coordinator, storage)
         raise
     anchoring = Anchoring(barrier, audit)
+    keeper.after_unseal = anchoring.after_unseal
     try:
         # Unsealed already (dev, or a seal that opened at start): check the
         # segment's tip and key the log before the first line; a segment

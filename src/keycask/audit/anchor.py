@@ -229,6 +229,18 @@ class Anchoring:
             await save(self._barrier, self._audit.segment, tip)
             self._saved = tip
 
+    async def after_unseal(self) -> None:
+        """``flush`` as soon as the store opens, so no request is served on an
+        unchecked tip. A refused segment raises ``AuditForged``; any other
+        failure is logged and the next tick tries again."""
+        try:
+            await self.flush()
+        except AuditForged as exc:
+            log.error("%s", exc)
+            raise
+        except Exception:
+            log.exception("could not check the audit segment at unseal; trying again")
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,10 @@ class SealKeeper:
                 )
             self.kind = kind
         self._collector = self._new_collector()
+        # Run once the barrier opens, before Unseal answers: the audit log
+        # checks its segment's tip and keys its lines (audit/anchor.py) at
+        # once, not at its next tick with requests served in between.
+        self.after_unseal: Callable[[], Awaitable[None]] | None = None
 
     def _new_collector(self) -> ShareCollector | None:
         if self.kind != "shamir":
@@ -160,6 +165,8 @@ class SealKeeper:
                 if marker.exists():
                     await self._barrier.rotate()
                     sealfile.remove(marker)
+                if self.after_unseal is not None:
+                    await self.after_unseal()
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
