@@ -20,7 +20,7 @@ from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
-from keycask.seal.dev import DevSeal
+from keycask.seal.dev import ROOT_KEY_FILE, DevSeal
 from keycask.service.authz import Authorizer
 from keycask.service.deps import Deps
 from keycask.service.operator import Operator
@@ -30,7 +30,7 @@ from keycask.service.usage import UsageTracker
 from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.pgcoord import PostgresCoordinator
-from keycask.storage.postgres import PostgresStorage
+from keycask.storage.postgres import PostgresStorage, StorageSchemaError
 from keycask.storage.sqlite import SQLiteStorage
 from keycask.storage.watermark import Watermark
 
@@ -76,11 +76,17 @@ class Runtime:
         try:
             await self.anchoring.stop()
         finally:
-            if isinstance(self.coordinator, PostgresCoordinator):
-                await self.coordinator.aclose()
-            else:
-                self.coordinator.close()
-            await self.storage.close()
+            await _close_store(self.coordinator, self.storage)
+
+
+async def _close_store(coordinator: Coordinator, storage: Storage) -> None:
+    try:
+        if isinstance(coordinator, PostgresCoordinator):
+            await coordinator.aclose()
+        else:
+            coordinator.close()
+    finally:
+        await storage.close()
 
 
 async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
@@ -120,6 +126,36 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
             barrier = Barrier(storage, watermark=watermark)
             if not await barrier.initialised():
                 raise SealError(f"the store in {settings.data_dir} was never initialised")
+    except BaseException:
+        await storage.close()
+        raise
+    return storage, barrier
+
+
+async def open_store_to_read(settings: Settings) -> tuple[Storage, Barrier]:
+    """An existing store, opened to read and nothing else: no data dir, file,
+    table, keyring or dev root key is created, and nothing is reserved. In
+    --dev it is unsealed with the data dir's existing dev root key; else it
+    is returned sealed."""
+    data_dir = settings.data_dir
+    if settings.storage is None and not (data_dir / STORE_FILE).is_file():
+        raise SealError(f"{data_dir} holds no keycask store ({STORE_FILE} is missing)")
+    if settings.dev and not (data_dir / ROOT_KEY_FILE).is_file():
+        raise SealError(f"{data_dir} has no dev root key ({ROOT_KEY_FILE})")
+    storage: Storage
+    if settings.storage is not None:
+        try:
+            storage = await PostgresStorage.open(settings.storage, create=False)
+        except StorageSchemaError as exc:
+            raise SealError(str(exc)) from None
+    else:
+        storage = SQLiteStorage(data_dir / STORE_FILE)
+    try:
+        barrier = Barrier(storage)
+        if not await barrier.initialised():
+            raise SealError(f"the store of {data_dir} was never initialised")
+        if settings.dev:
+            await barrier.unseal_to_read(DevSeal(data_dir).root_key())
     except BaseException:
         await storage.close()
         raise
@@ -185,7 +221,22 @@ async def build(
         # Segment names are also the audit anchors' names in the shared
         # store: nodes must not overwrite each other's.
         segment = f"{segment}-{node.replace(':', '_')}"
-    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment, node=node)
+    try:
+        audit = AuditLog.open(settings.data_dir / AUDIT_DIR, segment, node=node)
+    except BaseException:
+        await _close_store(coordinator, storage)
+        raise
+    anchoring = Anchoring(barrier, audit)
+    keeper.after_unseal = anchoring.after_unseal
+    try:
+        # Unsealed already (dev, or a seal that opened at start): check the
+        # segment's tip and key the log before the first line; a segment
+        # that was tampered with stops the start here.
+        await anchoring.flush()
+    except BaseException:
+        audit.close()
+        await _close_store(coordinator, storage)
+        raise
     credentials = CredentialStore(barrier)
     keys = KeyStore(barrier)
     dev_clock = DevClock(settings.data_dir) if settings.dev else None
@@ -222,7 +273,6 @@ async def build(
         rotate_token=token.rotate,
     )
     barrier.on_seal.append(pipeline.forget_all)
-    anchoring = Anchoring(barrier, audit)
     anchoring.start()
     if scheduler:
         pipeline.scheduler.start()

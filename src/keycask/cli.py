@@ -17,19 +17,29 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from keycask import config
-from keycask.app import AUDIT_DIR, Runtime, build, ensure_dev_profile, open_store
-from keycask.audit import Anchor, AuditLog, AuditRecord, anchor, verify
+from keycask.app import (
+    AUDIT_DIR,
+    Runtime,
+    build,
+    ensure_dev_profile,
+    open_store,
+    open_store_to_read,
+)
+from keycask.audit import Anchor, AuditRecord, anchor, verify
+from keycask.audit.chain import quarantine_tail, scan_segment
 from keycask.auth.credentials import CredentialStore
 from keycask.cli_support import CallError, local_record, post_json
-from keycask.errors import KMSError, SealError, StorageIntegrityError
+from keycask.crypto import KeyMaterial
+from keycask.errors import AuditUnavailable, KMSError, SealError, StorageIntegrityError
 from keycask.http.server import HttpServer, Limits, tls_context
 from keycask.operator_cli import add_operator_commands
 from keycask.policy_cli import add_policy_commands
 from keycask.seal import SEAL_FILE
-from keycask.seal.dev import WARNING, DevSeal
+from keycask.seal.dev import ROOT_KEY_FILE, WARNING, DevSeal
 from keycask.service.sealing import SealKeeper, UnsealInput
 from keycask.storage.postgres import StorageConfigError
 
@@ -406,7 +416,11 @@ async def _create_principal_offline(args: argparse.Namespace) -> dict[str, objec
     first administrator. Audited to ``cli.jsonl`` before it is committed."""
     settings = config.load(dev=True, data_dir=args.data_dir, account_id=args.account)
     storage, barrier = await open_store(settings)
-    audit = AuditLog.open(settings.data_dir / AUDIT_DIR, "cli")
+    try:
+        audit = await anchor.open_keyed(barrier, settings.data_dir / AUDIT_DIR, "cli")
+    except BaseException:
+        await storage.close()
+        raise
     try:
         store = CredentialStore(barrier)
         key, writes = await store.stage_create_principal(
@@ -561,10 +575,11 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
 
 async def _load_anchors(
     settings: config.Settings, unseal: UnsealInput | None
-) -> dict[str, Anchor] | None:
-    """The anchors recorded in the store; None for a sealed production store
-    that nothing given here opens."""
-    storage, barrier = await open_store(settings)
+) -> tuple[dict[str, Anchor], KeyMaterial | None] | None:
+    """The anchors recorded in the store and its audit key (None if no writer
+    made one yet); None for a sealed production store that nothing given
+    here opens. Reads only: creates and writes nothing."""
+    storage, barrier = await open_store_to_read(settings)
     try:
         if barrier.sealed:
             if unseal is None:
@@ -572,41 +587,58 @@ async def _load_anchors(
             keeper = SealKeeper(
                 settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
             )
-            await keeper.unseal(unseal)
-        return await anchor.load(barrier)
+            await keeper.open_to_read(unseal)
+        return await anchor.load(barrier), await anchor.load_key(barrier)
     finally:
         await storage.close()
+
+
+def _verified_dir(directory: str) -> bool:
+    """Whether ``directory`` is a production data dir (False: a --dev one)."""
+    path = Path(directory)
+    if (path / SEAL_FILE).exists():
+        return True
+    if (path / ROOT_KEY_FILE).exists():
+        return False
+    raise config.ConfigError(
+        f"{path} is not a keycask data dir: it has neither {SEAL_FILE} (production) nor "
+        f"{ROOT_KEY_FILE} (--dev); give the data dir with --data-dir"
+    )
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Every segment of every data dir given (a cluster's nodes each keep
     their own), against the anchors recorded in the (shared) store."""
     dirs = args.data_dir or [os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR]
-    production = (Path(dirs[0]) / SEAL_FILE).exists()
+    production = _verified_dir(dirs[0])
     settings = config.load(
         dev=not production,
         data_dir=dirs[0],
         storage=args.storage,
         pkcs11_modules=args.pkcs11_module or (),
     )
-    anchors = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
-    if anchors is None:
+    loaded = asyncio.run(_load_anchors(settings, _startup_unseal(args) if production else None))
+    anchors, key = (None, None) if loaded is None else loaded
+    if loaded is None:
         print(
-            "note: the store is sealed, so the anchors recorded in it were not checked "
+            "note: the store is sealed, so its anchors and the lines' MACs were not checked "
             "(give --pkcs11-pin-file or --passphrase-file, or the env variables, to check them)"
         )
-    records = segments = 0
+    records = segments = beyond = unkeyed = 0
+    tails: list[tuple[Path, int, int]] = []
     present: set[str] = set()
     for directory in dirs:
         audit_dir = Path(directory).resolve() / AUDIT_DIR
         names = {p.name.removesuffix(".jsonl") for p in audit_dir.glob("*.jsonl")}
         present |= names
         mine = None if anchors is None else {k: v for k, v in anchors.items() if k in names}
-        result = verify(audit_dir, mine)
+        result = verify(audit_dir, mine, key)
         if not result.ok:
             print(f"FAILED: {result.file} line {result.line}: {result.problem}")
             return 1
         records, segments = records + result.records, segments + result.segments
+        beyond, unkeyed = beyond + result.beyond_anchors, unkeyed + result.unkeyed
+        tails.extend(result.sealed_tails)
     missing = sorted(set(anchors or {}) - present)
     if missing:
         print(
@@ -615,6 +647,85 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
         )
         return 1
     print(f"ok: {records} records in {segments} segments")
+    for path, first, last in tails:
+        print(
+            f"warning: {path} lines {first}-{last} are past the last anchor without a MAC; "
+            "they record only what a sealed server writes: written while the store was "
+            "sealed, or forged (nobody can tell)"
+        )
+    if anchors is not None and beyond:
+        print(f"{beyond} lines are past the anchors, authenticated by their MACs")
+    if anchors is not None and key is None:
+        print("note: the store has no audit key yet (no server of this version has run "
+              "on it), so lines past the anchors are not authenticated")  # fmt: skip
+    elif anchors is not None and unkeyed:
+        print(f"{unkeyed} lines carry no MAC (older logs, or written while sealed); "
+              "the anchors or a later keyed line vouch for them")  # fmt: skip
+    return 0
+
+
+async def _quarantine(settings: config.Settings, segment: str, unseal: UnsealInput | None) -> str:
+    storage, barrier = await open_store(settings)
+    try:
+        if barrier.sealed:
+            if unseal is None:
+                raise SealError(
+                    "the store is sealed: give --pkcs11-pin-file or --passphrase-file "
+                    "(or the env variables) to open it"
+                )
+            await SealKeeper(
+                settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
+            ).unseal(unseal)
+        directory = settings.data_dir / AUDIT_DIR
+        path = directory / f"{segment}.jsonl"
+        if not path.is_file():
+            raise config.ConfigError(f"{path} does not exist")
+        anchored = (await anchor.load(barrier)).get(segment)
+        key = await anchor.audit_key(barrier)
+        scan = scan_segment(path, anchored, key)
+        if scan.failure is None:
+            return f"{path}: every line is vouched for; nothing to quarantine"
+        line, problem = scan.failure
+        kept, keep = scan.vouched
+        if anchored is not None and kept < anchored.seq:
+            raise config.ConfigError(
+                f"{path} line {line}: {problem}. That is at or before what the store "
+                "recorded: the history itself was changed, and cutting it would not help"
+            )
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        try:
+            aside = quarantine_tail(path, keep, stamp)
+        except OSError as exc:
+            raise AuditUnavailable(f"could not quarantine {path}: {exc}") from exc
+        last = kept + (len(aside.read_bytes().splitlines()) if aside else 0)
+        detail = (
+            f"lines {kept + 1}-{last} of {path.name} moved to {aside.name if aside else '-'} "
+            f"(line {line}: {problem})"
+        )
+        audit = await anchor.open_keyed(barrier, directory, "cli")
+        try:
+            audit.append_sync(local_record("keycask:QuarantineAuditLines", detail))
+            await anchor.save(barrier, audit.segment, audit.tip)
+        finally:
+            audit.close()
+        return f"{detail}; a writer can chain on from line {kept} now (audited)"
+    finally:
+        await storage.close()
+
+
+def cmd_audit_quarantine(args: argparse.Namespace) -> int:
+    """Move the lines of a segment past what the store vouches for aside, so
+    its writer can start again (it refuses to chain on from them)."""
+    directory = args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
+    production = _verified_dir(directory)
+    settings = config.load(
+        dev=not production,
+        data_dir=directory,
+        storage=args.storage,
+        pkcs11_modules=args.pkcs11_module or (),
+    )
+    unseal = _startup_unseal(args) if production else None
+    print(asyncio.run(_quarantine(settings, args.segment, unseal)))
     return 0
 
 
@@ -874,6 +985,20 @@ def _parser() -> argparse.ArgumentParser:
         "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
     )
     check.set_defaults(func=cmd_audit_verify)
+    quarantine = audit.add_parser(
+        "quarantine",
+        help="move a segment's lines that the store does not vouch for aside (into "
+        "<segment>.jsonl.quarantined-<time>), so its writer can start again; audited",
+    )
+    quarantine.add_argument("segment", help="the segment's name, e.g. server")
+    quarantine.add_argument("--data-dir", help="the data dir (default ./.keycask)")
+    quarantine.add_argument("--storage", metavar="DSN", help="the cluster's PostgreSQL store")
+    quarantine.add_argument("--pkcs11-pin-file", help="production: PIN to open the store")
+    quarantine.add_argument("--passphrase-file", help="production: passphrase to open the store")
+    quarantine.add_argument(
+        "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
+    )
+    quarantine.set_defaults(func=cmd_audit_quarantine)
 
     add_policy_commands(sub)
     add_operator_commands(sub)
@@ -904,6 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
         config.ConfigError,
         SealError,
         KMSError,
+        AuditUnavailable,
         StorageIntegrityError,
         StorageConfigError,
     ) as exc:

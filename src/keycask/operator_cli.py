@@ -354,6 +354,7 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     try:
         barrier = Barrier(storage)
         await barrier.initialise(root)
+        await anchor.adopt(barrier, audit)
         credentials = CredentialStore(barrier)
         key, writes = await credentials.stage_create_principal(
             account, ADMIN_NAME, admin=True, kind="user", tags={}

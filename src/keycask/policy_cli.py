@@ -27,7 +27,7 @@ import orjson
 
 from keycask import config
 from keycask.app import AUDIT_DIR, STORE_FILE, open_store
-from keycask.audit import AuditLog, AuditRecord, anchor
+from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
 from keycask.cli_support import local_record
@@ -457,7 +457,7 @@ async def _reset(store: _Store, args: argparse.Namespace) -> int:
     if changed:
         new = key.replace(policy=default, policy_principals=())
         writes = store.keys.stage_update(stored, new)
-        audit = AuditLog.open(store.settings.data_dir / AUDIT_DIR, "cli")
+        audit = await anchor.open_keyed(store.barrier, store.settings.data_dir / AUDIT_DIR, "cli")
         try:
             # Audit first: no record, no change.
             audit.append_sync(

@@ -4,11 +4,14 @@ edits, and fail-closed behaviour when the log cannot be written."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import os
 import re
 import resource
 import secrets
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -23,6 +26,8 @@ from botocore.exceptions import ClientError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawKMS, b64, send
+
+from keycask.audit.chain import chain_form
 
 SECRET = b"audit must never see this plaintext"
 CONTEXT = {"run": "audit-e2e"}
@@ -228,8 +233,8 @@ def test_verify_names_the_edited_or_deleted_line(fresh_server: Any) -> None:
     def edited(line: bytes) -> list[bytes]:
         return [*lines[: k - 1], line, *lines[k:]]
 
-    # A field edited, the line still well-formed: caught at k + 1, whose
-    # "prev" no longer matches (chain.py's promise).
+    # A field edited, the line still well-formed: named at k itself, whose
+    # MAC no longer matches (issue 13 #15: it was named at k + 1).
     line = lines[k - 1]
     flipped = (
         line.replace(b'"outcome":"error"', b'"outcome":"success"')
@@ -239,7 +244,18 @@ def test_verify_names_the_edited_or_deleted_line(fresh_server: Any) -> None:
     assert flipped != line
     code, output = verify_with(edited(flipped))
     assert code != 0
-    assert _failed_line(output) == (str(path), k + 1), output
+    assert _failed_line(output) == (str(path), k), output
+
+    # The same edit with every later line re-chained (fresh prev hashes, as
+    # anyone who can write the file can do): still named at k, not at the end.
+    rechained = edited(flipped)
+    for index in range(k, len(rechained)):
+        obj = json.loads(rechained[index])
+        obj["prev"] = hashlib.sha256(chain_form(rechained[index - 1].rstrip(b"\n"))).hexdigest()
+        rechained[index] = json.dumps(obj, separators=(",", ":")).encode() + b"\n"
+    code, output = verify_with(rechained)
+    assert code != 0
+    assert _failed_line(output) == (str(path), k), output
 
     # seq edited: caught at k itself.
     reseq = re.sub(rb'^\{"seq":\d+', b'{"seq":%d' % (k + 40), line)
@@ -455,3 +471,190 @@ def test_requests_refused_by_the_http_layer_are_audited_and_a_flood_is_coalesced
     assert one_by_one < flood, "a flood must not cost one durable write per refusal"
     code, output = _verify(server)
     assert code == 0, output
+# -- (e) forged tails and segments (issue 13 #9), startup errors, verify reads only --
+
+
+def _forge_after_tip(path: Path) -> bytes:
+    """Append a well-chained but unkeyed line after the tip: all an attacker
+    who can write the file but holds no root key can make."""
+    lines = path.read_bytes().splitlines(keepends=True)
+    last = json.loads(lines[-1])
+    forged = {k: v for k, v in last.items() if k != "mac"}
+    forged.update(
+        seq=last["seq"] + 1,
+        request_id=str(uuid.uuid4()),
+        operation="ScheduleKeyDeletion",
+        prev=hashlib.sha256(chain_form(lines[-1].rstrip(b"\n"))).hexdigest(),
+    )
+    line = json.dumps(forged, separators=(",", ":")).encode() + b"\n"
+    path.write_bytes(b"".join(lines) + line)
+    return line
+
+
+def _start_fails(server: Any) -> subprocess.CompletedProcess[str]:
+    """Start the server in the foreground; it must exit by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "keycask.cli", "server", "--dev", "--data-dir",
+         str(server.data_dir), "--listen", f"127.0.0.1:{server.port}"],
+        capture_output=True, text=True, env=server.env(), timeout=60,
+    )  # fmt: skip
+
+
+def test_a_forged_tail_fails_verify_and_the_server_will_not_chain_on(fresh_server: Any) -> None:
+    server = fresh_server
+    admin = server.client()
+    admin.create_key(Description="real")
+    server.stop()  # anchors the tip
+    path = _audit_file(server)
+    pristine = path.read_bytes()
+    lines_before = len(pristine.splitlines())
+    _forge_after_tip(path)
+
+    code, output = _verify(server)
+    assert code == 1, output
+    assert _failed_line(output) == (str(path), lines_before + 1), output
+    assert "no valid MAC" in output
+
+    # Before the fix the server chained on from the forged line and anchored it.
+    refused = _start_fails(server)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr, refused.stderr
+    error = [line for line in refused.stderr.splitlines() if "will not chain on" in line]
+    assert len(error) == 1 and error[0].startswith("keycask: "), refused.stderr
+    assert f"line {lines_before + 1}" in error[0], refused.stderr
+    assert "will not chain on" in error[0]
+    assert len(path.read_bytes().splitlines()) == lines_before + 1, "nothing was chained on"
+    code, output = _verify(server)
+    assert code == 1, output
+
+    # The way out: the forged line moves aside as evidence (audited), and the
+    # server chains on from the last line the store vouches for.
+    moved = server.cli("audit", "quarantine", "server")
+    assert f"lines {lines_before + 1}-{lines_before + 1} of server.jsonl moved to" in moved.stdout
+    (aside,) = path.parent.glob("server.jsonl.quarantined-*")
+    assert b"ScheduleKeyDeletion" in aside.read_bytes()
+    assert path.read_bytes() == pristine
+    server.start()
+    admin.create_key(Description="after")
+    server.stop()
+    code, output = _verify(server)
+    assert code == 0 and output.startswith("ok: "), output
+    cli_records = [
+        json.loads(line) for line in (path.parent / "cli.jsonl").read_text().splitlines()
+    ]
+    assert cli_records[-1]["operation"] == "keycask:QuarantineAuditLines"
+
+
+def test_a_fabricated_segment_fails_verify(fresh_server: Any) -> None:
+    server = fresh_server
+    server.client().create_key()
+    server.stop()
+    real = _audit_file(server)
+    for name, content in (
+        ("server-7.jsonl", real.read_bytes()),  # real lines, real MACs, another name
+        ("server-8.jsonl", b""),  # filled below with a fresh well-formed chain
+    ):
+        fake = real.with_name(name)
+        if content:
+            fake.write_bytes(content)
+        else:
+            first = json.loads(real.read_bytes().splitlines()[0])
+            first.pop("mac")
+            fake.write_bytes(json.dumps(first, separators=(",", ":")).encode() + b"\n")
+        code, output = _verify(server)
+        assert code == 1, output
+        assert _failed_line(output) == (str(fake), 1), output
+        fake.unlink()
+    code, output = _verify(server)
+    assert code == 0, output
+
+
+def test_an_unwritable_audit_segment_stops_the_start_with_one_line(fresh_server: Any) -> None:
+    server = fresh_server
+    server.stop()
+    path = _audit_file(server)
+    path.rename(path.with_suffix(".bak"))
+    path.mkdir()  # cannot be opened for writing, even by root
+    failed = _start_fails(server)
+    assert failed.returncode != 0
+    assert "Traceback" not in failed.stderr, failed.stderr
+    assert (
+        failed.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"keycask: audit segment {path} could not be opened")
+    ), failed.stderr
+    assert [line for line in failed.stderr.splitlines() if line.startswith("keycask:")] == [
+        failed.stderr.strip().splitlines()[-1]
+    ]
+
+
+def _verify_dir(directory: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "keycask.cli", "audit", "verify", "--data-dir", str(directory),
+         *extra],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+
+
+def _tree(directory: Path) -> list[str]:
+    return sorted(str(p.relative_to(directory)) for p in directory.rglob("*"))
+
+
+def test_verify_of_a_dir_that_is_not_a_data_dir_creates_nothing(tmp_path: Path) -> None:
+    # Issue 26 #11: it fell back to the dev seal, wrote dev-root.key and
+    # initialised an empty store.
+    bare = tmp_path / "bare"
+    (bare / "audit").mkdir(parents=True)
+    (bare / "audit" / "server.jsonl").write_bytes(b"")
+    before = _tree(bare)
+    done = _verify_dir(bare)
+    assert done.returncode == 2, done
+    assert "is not a keycask data dir" in done.stderr and "Traceback" not in done.stderr
+    assert _tree(bare) == before
+    missing = tmp_path / "missing"
+    done = _verify_dir(missing)
+    assert done.returncode == 2 and not missing.exists(), done
+
+
+def test_verify_of_a_dev_dir_writes_nothing_to_its_store(fresh_server: Any) -> None:
+    server = fresh_server
+    server.client().create_key()
+    server.stop()
+    data = Path(server.data_dir)
+    store = data / "keycask.db"
+    import sqlite3  # the test reads the store directly
+
+    def keyring() -> tuple[bytes, int]:
+        with sqlite3.connect(store) as conn:
+            row = conn.execute(
+                "SELECT value, revision FROM kv WHERE path='core/keyring'"
+            ).fetchone()
+        return bytes(row[0]), int(row[1])
+
+    before = keyring()
+    names = _tree(data)
+    done = _verify_dir(data)
+    assert done.returncode == 0 and done.stdout.startswith("ok: "), done
+    assert keyring() == before, "verify must not reserve barrier capacity (a write)"
+    assert _tree(data) == names
+
+
+def test_verify_against_an_empty_postgresql_schema_creates_no_tables(fresh_server: Any) -> None:
+    # Issue 26 #11: verify initialised an empty PostgreSQL store.
+    from cluster import pg_schema
+    from psycopg import connect
+
+    server = fresh_server
+    server.stop()
+    with pg_schema() as dsn:
+        done = _verify_dir(Path(server.data_dir), "--storage", dsn)
+        assert done.returncode == 2, done
+        assert "holds no keycask store" in done.stderr and "Traceback" not in done.stderr
+        with connect(dsn) as conn:
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            tables = conn.execute(
+                "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+            ).fetchone()
+        assert schema is not None and schema[0].startswith("kc_cluster_"), schema
+        assert tables == (0,), (schema, tables)

@@ -441,9 +441,10 @@ def test_aclose_flushes_what_is_pending(tmp_path: Path) -> None:
 
 # -- verify and tamper evidence --
 #
-# Documented in keycask.audit.chain: an edit that keeps line k well-formed is
-# detected at k + 1; one that breaks line k's JSON, seq or prev at k; deleting
-# line k at k. The tip is not protected by the chain alone.
+# Documented in keycask.audit.chain, for unkeyed (v1) lines: an edit that keeps
+# line k well-formed is named at k (line k + 1's prev no longer matches it);
+# one that breaks line k's JSON or seq at k; deleting line k at k. The tip is
+# not protected by the chain alone. Keyed lines: tests/unit/test_audit_anchor.py.
 
 
 def _edit_decision(lines: list[bytes], k: int) -> None:
@@ -489,7 +490,7 @@ Tamper = Callable[[list[bytes], int], None]
 @pytest.mark.parametrize(
     ("tamper", "detected_at", "problem"),
     [
-        (_edit_decision, 6, "prev"),
+        (_edit_decision, 5, "changed"),
         (_edit_seq, 5, "seq"),
         (_delete, 5, "seq"),
         (_swap_with_next, 5, "seq"),
@@ -513,12 +514,14 @@ def test_tampering_with_line_5_is_detected(
     assert result.records == detected_at - 1
 
 
-def test_edit_of_the_first_line_is_detected_at_the_second(tmp_path: Path) -> None:
+def test_edit_of_the_first_line_is_named_at_the_first(tmp_path: Path) -> None:
     path = build_sync(tmp_path, 3)
     lines = read_lines(path)
     _edit_decision(lines, 1)
     write_lines(path, lines)
-    assert verify(tmp_path).line == 2
+    result = verify(tmp_path)
+    assert (result.line, result.records) == (1, 0)
+    assert "line 2's prev" in (result.problem or "")
 
 
 def test_first_line_must_link_to_genesis(tmp_path: Path) -> None:

@@ -1,11 +1,23 @@
-"""The audit log: a hash-chained JSON-lines segment with group commit.
+"""The audit log: a hash-chained, keyed JSON-lines segment with group commit.
 
-Line format (one JSON object per line, UTF-8, ``\\n``-terminated)::
+Line formats (one JSON object per line, UTF-8, ``\\n``-terminated)::
 
-    {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>"}
+    v1 (unkeyed): {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>"}
+    v2 (keyed):   {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>",
+                   "mac": "<hmac-sha256 hex>"}
 
-``seq`` starts at 1 and increases by 1; ``prev`` is the SHA-256 of the
-previous line's bytes without its newline, or ``GENESIS`` on the first line.
+A line's *chain form* is its bytes without the newline and, for v2, without
+``,"mac":"<hex>"`` (so a v1 line is its own chain form). ``seq`` starts at 1
+and increases by 1; ``prev`` is the SHA-256 of the previous line's chain
+form, or ``GENESIS`` on the first line; anchors record the same hash. ``mac``
+is HMAC-SHA256 under the store's audit key (held behind the barrier,
+``audit/anchor.py``) over ``MAC_LABEL | segment name | 0x00 | SHA-256 of the
+line's chain form (32 bytes)``: the hash the next line's ``prev`` needs
+anyway, so keying a line costs one short HMAC, not a second pass over it.
+The segment name in the MAC stops lines being copied into another segment.
+A writer writes v2 whenever it holds the key, and v1 only while the store is
+sealed (no key) or for logs written before v2; both verify side by side.
+
 Each writer (worker process) owns one segment, ``<directory>/<segment>.jsonl``,
 under an exclusive ``flock``; ``verify`` checks every segment in a directory.
 
@@ -15,16 +27,15 @@ If a batch cannot be made durable the file is cut back to its last durable
 length and every caller in the batch gets ``AuditUnavailable``: the request
 fails and has no effect.
 
-What the chain detects, and what it does not: ``verify`` reports the first
-line at which the chain breaks. An edit that leaves line k well-formed is
-detected at line k + 1 (its ``prev`` no longer matches); an edit that breaks
-line k's JSON, ``seq`` or ``prev`` is detected at line k. Deleting line k is
-detected at line k (``seq`` skips), reordering at the first moved line, a
-forged inserted line at the line after it at the latest, and a line cut short
-at that line (no newline). The hash is unkeyed, so the chain is evidence only
-up to its tip: edits to the last line, removal of whole lines from the end, or
-a rewrite of every line after an edit cannot be seen from the file alone.
-Anchor the tip (``prev`` of a new line) somewhere the attacker cannot write.
+What ``verify`` detects: with the key, an edited v2 line fails its own MAC,
+so the first changed line is named exactly, however the rest was re-chained;
+a line forged after the tip, or a whole forged segment, carries no valid MAC.
+A keyed line vouches for every line before it too (its MAC covers ``prev``).
+For v1 lines the chain names line k when line k + 1's ``prev`` no longer
+matches it (or line k + 1's own ``prev`` was edited); deleting line k is
+named at k (``seq`` skips), a line cut short at that line. Cutting whole
+lines from the end cannot be seen from the file alone: the anchors in the
+store (``audit/anchor.py``) catch that, and vouch for v1 lines up to them.
 """
 
 from __future__ import annotations
@@ -33,22 +44,28 @@ import asyncio
 import errno
 import fcntl
 import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NoReturn
+from typing import BinaryIO, NoReturn
 
 import orjson
 
 from keycask.audit.record import AuditRecord
+from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable
 
 GENESIS = "0" * 64
 SEGMENT_SUFFIX = ".jsonl"
+MAC_LABEL = b"keycask audit line v2\x00"
 _TAIL_CHUNK = 64 * 1024
+_MAC_OPEN = b',"mac":"'
+# ,"mac":"<64 hex>"}
+_MAC_TAIL = len(_MAC_OPEN) + 64 + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +88,10 @@ class Anchor:
 
     seq: int
     digest: str
+    # The file's length up to and including that line (-1: not recorded, an
+    # anchor from before keyed lines); lets a server adopting its segment at
+    # start read only what came after.
+    size: int = field(default=-1, compare=False)
 
 
 @dataclass(slots=True)
@@ -100,6 +121,12 @@ class AuditLog:
         self._batches = 0
         self._records = 0
         self._node = b""
+        self._opened = Anchor(tip.seq, tip.prev, tip.size)
+        # The store's audit MAC key while the barrier is unsealed (set by
+        # audit/anchor.py), else None and lines are written unkeyed (v1).
+        # Read once per batch by the flusher thread; assigning is atomic.
+        self._key: KeyMaterial | None = None
+        self._mac_prefix = mac_prefix(self.segment)
 
     @classmethod
     def open(cls, directory: Path, segment: str, *, node: str | None = None) -> AuditLog:
@@ -137,11 +164,34 @@ class AuditLog:
     @property
     def tip(self) -> Anchor:
         """The last durable line: its seq and the SHA-256 of its bytes."""
-        return Anchor(self._tip.seq, self._tip.prev)
+        return Anchor(self._tip.seq, self._tip.prev, self._tip.size)
 
     @property
     def segment(self) -> str:
         return self._path.name.removesuffix(SEGMENT_SUFFIX)
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def opened_at(self) -> Anchor:
+        """The tip found at ``open``: lines up to it were written before this writer."""
+        return self._opened
+
+    @property
+    def keyed(self) -> bool:
+        return self._key is not None
+
+    def set_key(self, key: KeyMaterial | None) -> None:
+        """Key the lines of later batches with ``key`` (v2), or stop keying (``None``:
+        the store was sealed, and the key with it)."""
+        self._key = key
+
+    def refuse(self, reason: str) -> None:
+        """Refuse every later append with ``reason`` (the segment's tip is not
+        one this writer may chain on from)."""
+        self._poisoned = reason
 
     @property
     def batches_written(self) -> int:
@@ -221,7 +271,7 @@ class AuditLog:
                 raise AuditUnavailable(self._poisoned)
             if self._fd < 0:
                 raise AuditUnavailable("audit log is closed")
-            data, tip = _chain(bodies, self._tip)
+            data, tip = _chain(bodies, self._tip, self._key, self._mac_prefix)
             try:
                 _write_all(self._fd, data)
             except OSError as exc:
@@ -300,17 +350,40 @@ def _encode_body(record: AuditRecord) -> bytes:
     return encoded[1:-1]
 
 
-def _chain(bodies: Sequence[bytes], tip: _Tip) -> tuple[bytes, _Tip]:
+def mac_prefix(segment: str) -> bytes:
+    """What every MAC of ``segment``'s lines starts with."""
+    return MAC_LABEL + segment.encode() + b"\x00"
+
+
+def line_mac(key: KeyMaterial, prefix: bytes, digest: bytes) -> bytes:
+    """The ``mac`` value (hex) of a line whose chain form hashes to ``digest``."""
+    return key.hmac_sha256(prefix + digest).hex().encode("ascii")
+
+
+def chain_form(line: bytes) -> bytes:
+    """``line`` (no newline) without its ``mac`` member: what ``prev`` hashes."""
+    if line[-_MAC_TAIL:].startswith(_MAC_OPEN) and line.endswith(b'"}'):
+        return line[:-_MAC_TAIL] + b"}"
+    return line
+
+
+def _chain(
+    bodies: Sequence[bytes], tip: _Tip, key: KeyMaterial | None, prefix: bytes
+) -> tuple[bytes, _Tip]:
     """Serialise ``bodies`` as lines linked from ``tip``; return the bytes and the new tip.
 
-    Same bytes as ``orjson.dumps({"seq": n, **fields, "prev": prev})``.
+    Same bytes as ``orjson.dumps({"seq": n, **fields, "prev": prev})``, with
+    ``"mac"`` appended as the last member when keyed.
     """
     seq, prev = tip.seq, tip.prev
     lines: list[bytes] = []
     for body in bodies:
         seq += 1
         line = b'{"seq":%d,%b,"prev":"%b"}' % (seq, body, prev.encode("ascii"))
-        prev = hashlib.sha256(line).hexdigest()
+        digest = hashlib.sha256(line).digest()
+        if key is not None:
+            line = b'%b,"mac":"%b"}' % (line[:-1], line_mac(key, prefix, digest))
+        prev = digest.hex()
         lines.append(line)
     lines.append(b"")
     data = b"\n".join(lines)
@@ -377,7 +450,7 @@ def _recover_tip(fd: int, path: Path) -> _Tip:
         raise AuditUnavailable(
             f"audit segment {path} ends with an unreadable line; run audit verify"
         )
-    return _Tip(seq, hashlib.sha256(line).hexdigest(), complete)
+    return _Tip(seq, hashlib.sha256(chain_form(line)).hexdigest(), complete)
 
 
 def _rfind_newline(fd: int, end: int) -> int:
@@ -417,6 +490,36 @@ def _seq_of(line: bytes) -> int | None:
     return None
 
 
+# -- quarantine --
+
+
+def quarantine_tail(path: Path, keep: int, stamp: str) -> Path | None:
+    """Move everything after byte ``keep`` of segment ``path`` into
+    ``<segment>.jsonl.quarantined-<stamp>`` (kept as evidence; ``verify``
+    reads only ``*.jsonl``) and cut the segment back to ``keep`` bytes, under
+    the writer's lock so no writer is using it. None if there was nothing past ``keep``."""
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        _lock(fd, path)
+        size = os.fstat(fd).st_size
+        if size <= keep:
+            return None
+        tail = _pread_exact(fd, size - keep, keep)
+        aside = path.with_name(f"{path.name}.quarantined-{stamp}")
+        out = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            _write_all(out, tail)
+            os.fsync(out)
+        finally:
+            os.close(out)
+        _fsync_dir(path.parent)  # the evidence is durable before the segment shrinks
+        os.ftruncate(fd, keep)
+        os.fsync(fd)
+        return aside
+    finally:
+        os.close(fd)  # also releases the flock
+
+
 # -- verification --
 
 
@@ -425,7 +528,13 @@ class VerifyResult:
     """The outcome of ``verify``: the first problem found, if any.
 
     ``records`` counts the lines that checked out before the problem;
-    ``line`` is 1-based.
+    ``line`` is 1-based. ``beyond_anchors`` counts lines past their
+    segment's anchor that a MAC vouches for (written in the last second
+    before a crash, or by a server still running); ``unkeyed`` counts v1
+    lines (older logs, or written while sealed). ``sealed_tails`` lists
+    (segment, first, last) of unkeyed lines past an anchor that no MAC vouches
+    for but that record only what a sealed server writes: written while
+    sealed, or forged, which nobody can tell apart.
     """
 
     ok: bool
@@ -434,70 +543,279 @@ class VerifyResult:
     file: Path | None = None
     line: int | None = None
     problem: str | None = None
+    beyond_anchors: int = field(default=0, compare=False)
+    unkeyed: int = field(default=0, compare=False)
+    sealed_tails: tuple[tuple[Path, int, int], ...] = field(default=(), compare=False)
 
 
-def verify(directory: Path, anchors: Mapping[str, Anchor] | None = None) -> VerifyResult:
+@dataclass(frozen=True, slots=True)
+class SegmentScan:
+    """What ``scan_segment`` found in one segment.
+
+    ``failure`` is (line, problem) for the first line that is certainly not
+    what keycask wrote. ``sealed_tail`` is (first, last) of the unkeyed lines
+    past the anchor that no MAC vouches for, when each records only what a
+    sealed server writes. ``vouched`` is (line, byte length) of the last line
+    the anchor or a MAC vouches for: what a quarantine keeps.
+    """
+
+    lines: int
+    failure: tuple[int, str] | None
+    sealed_tail: tuple[int, int] | None = None
+    beyond_anchor: int = 0
+    unkeyed: int = 0
+    vouched: tuple[int, int] = (0, 0)
+
+
+def verify(
+    directory: Path,
+    anchors: Mapping[str, Anchor] | None = None,
+    key: KeyMaterial | None = None,
+) -> VerifyResult:
     """Check every ``*.jsonl`` segment in ``directory``, in name order.
 
-    With ``anchors`` (segment name -> Anchor), also check that each anchored
-    segment still exists and still holds its anchored line unchanged.
+    With ``anchors`` (segment name -> Anchor, as read from the store), also
+    check that each anchored segment still exists and still holds its
+    anchored line unchanged, and that every line past its anchor (every line
+    of a segment the store never anchored) is vouched for by a MAC under
+    ``key``, the store's audit key, or is a sealed server's (see
+    ``VerifyResult``). ``key`` None with ``anchors`` means the store has no
+    audit key yet (it predates keyed lines): a keyed line then fails, and
+    lines past the anchors are not authenticated. Without ``anchors`` (a
+    sealed store) only the chain is checked.
     """
     if not directory.is_dir():
         return VerifyResult(False, 0, 0, problem=f"{directory} is not a directory")
-    records = 0
+    records = beyond = unkeyed = 0
+    tails: list[tuple[Path, int, int]] = []
     segments = sorted(directory.glob(f"*{SEGMENT_SUFFIX}"))
-    anchors = anchors or {}
-    missing = sorted(set(anchors) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
+    missing = sorted(set(anchors or {}) - {p.name.removesuffix(SEGMENT_SUFFIX) for p in segments})
     if missing:
         path = directory / f"{missing[0]}{SEGMENT_SUFFIX}"
         return VerifyResult(
             False, 0, 0, path, 1, "segment is missing, but the store recorded lines in it"
         )
     for index, segment in enumerate(segments, start=1):
-        anchor = anchors.get(segment.name.removesuffix(SEGMENT_SUFFIX))
-        checked, failure = _verify_segment(segment, anchor)
-        records += checked
-        if failure is not None:
-            line, problem = failure
-            return VerifyResult(False, records, index, segment, line, problem)
-    return VerifyResult(True, records, len(segments))
+        name = segment.name.removesuffix(SEGMENT_SUFFIX)
+        anchor = None if anchors is None else anchors.get(name)
+        scan = scan_segment(segment, anchor, key, checked=anchors is not None)
+        records += scan.lines
+        beyond += scan.beyond_anchor
+        unkeyed += scan.unkeyed
+        if scan.sealed_tail is not None:
+            tails.append((segment, *scan.sealed_tail))
+        if scan.failure is not None:
+            line, problem = scan.failure
+            return VerifyResult(
+                False, records, index, segment, line, problem, beyond, unkeyed, tuple(tails)
+            )
+    return VerifyResult(
+        True, records, len(segments), None, None, None, beyond, unkeyed, tuple(tails)
+    )
 
 
-def _verify_segment(path: Path, anchor: Anchor | None = None) -> tuple[int, tuple[int, str] | None]:
-    """Return how many lines checked out, and (line, problem) for the first bad one."""
-    prev = GENESIS
-    number = 0
+def sealed_shaped(obj: Mapping[str, object]) -> bool:
+    """Whether a line records only what a sealed server writes: a refused
+    call with no authenticated caller, or an operator call (Status and Unseal
+    while sealed, and the record of a Seal written after it took effect).
+    An unkeyed line past the anchor that is not is certainly forged."""
+    operation = obj.get("operation")
+    if isinstance(operation, str) and operation.startswith("KeycaskOperator."):
+        return True
+    return obj.get("principal") is None and obj.get("outcome") == "error"
+
+
+def scan_segment(
+    path: Path,
+    anchor: Anchor | None,
+    key: KeyMaterial | None,
+    *,
+    checked: bool = True,
+    stop: int | None = None,
+    from_anchor: bool = False,
+) -> SegmentScan:
+    """Check one segment's lines against the chain, their MACs and ``anchor``.
+
+    ``checked`` False skips what needs the store (anchor and MACs: a sealed
+    verify). ``stop`` ends the scan after that line; ``from_anchor`` starts
+    it after the anchored line when the anchor knows its byte offset (a
+    server adopting its segment at start need not read what it anchored).
+    """
+    state = _ScanState(mac_prefix(path.name.removesuffix(SEGMENT_SUFFIX)), key, checked, anchor)
     with path.open("rb") as stream:
+        if from_anchor and anchor is not None and anchor.size > 0:
+            if not _anchored_line_ends_at(stream, anchor):
+                return SegmentScan(0, (anchor.seq, "line differs from the one the store recorded"))
+            stream.seek(anchor.size)
+            state.resume_at(anchor)
         for raw in stream:
-            number += 1
-            problem = _check_line(raw, number, prev)
-            if problem is not None:
-                return number - 1, (number, problem)
-            prev = hashlib.sha256(raw[:-1]).hexdigest()
-            if anchor is not None and number == anchor.seq and prev != anchor.digest:
-                return number - 1, (number, "line differs from the one the store recorded")
-    if anchor is not None and number < anchor.seq:
-        return number, (
-            number + 1,
-            f"segment ends at line {number}, but the store recorded line {anchor.seq}: "
-            "lines were removed from the end",
+            if stop is not None and state.number >= stop:
+                break
+            failure = state.check(raw)
+            if failure is not None:
+                return state.result(failure, failure[0] - 1)
+    number = state.number
+    if checked and anchor is not None and number < anchor.seq:
+        return state.result(
+            (
+                number + 1,
+                f"segment ends at line {number}, but the store recorded line {anchor.seq}: "
+                "lines were removed from the end",
+            ),
+            number,
         )
-    return number, None
+    return state.finish()
 
 
-def _check_line(raw: bytes, number: int, prev: str) -> str | None:
-    if not raw.endswith(b"\n"):
-        return "line does not end with a newline (cut short)"
+def _anchored_line_ends_at(stream: BinaryIO, anchor: Anchor) -> bool:
+    """Whether the line ending at byte ``anchor.size`` hashes to ``anchor.digest``."""
+    fd = stream.fileno()
+    if os.fstat(fd).st_size < anchor.size:
+        return False
     try:
-        obj = orjson.loads(raw[:-1])
-    except orjson.JSONDecodeError as exc:
-        return f"line is not valid JSON: {exc}"
-    if not isinstance(obj, dict):
-        return "line is not a JSON object"
-    seq = obj.get("seq")
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq != number:
-        return f"seq is {seq!r}, expected {number}"
-    if obj.get("prev") != prev:
-        linked = "GENESIS" if number == 1 else f"line {number - 1}"
-        return f"prev does not match the hash of {linked}"
-    return None
+        end = anchor.size - 1
+        if _pread_exact(fd, 1, end) != b"\n":
+            return False
+        start = _rfind_newline(fd, end) + 1
+        line = _pread_exact(fd, end - start, start)
+    except AuditUnavailable:
+        return False
+    return _same(hashlib.sha256(chain_form(line)).hexdigest(), anchor.digest)
+
+
+def _same(digest: str, anchored: str) -> bool:
+    return hmac.compare_digest(digest.encode(), anchored.encode())
+
+
+class _ScanState:
+    """The running state of one segment's scan."""
+
+    def __init__(
+        self, prefix: bytes, key: KeyMaterial | None, checked: bool, anchor: Anchor | None
+    ) -> None:
+        self.prefix = prefix
+        self.key = key if checked else None
+        self.checked = checked
+        self.anchor = anchor
+        self.anchor_seq = anchor.seq if anchor is not None else 0
+        self.number = 0
+        self.size = 0
+        self.prev = GENESIS
+        self.prev_keyed = False  # the previous line's MAC was checked and held
+        self.keyed = False  # this line's MAC was checked and held
+        self.vouched = (0, 0)
+        # Lines past the anchor not yet vouched for: the first, and the first
+        # that is not a sealed server's.
+        self.pending: int | None = None
+        self.not_sealed: int | None = None
+        self.beyond = 0
+        self.unkeyed = 0
+
+    def resume_at(self, anchor: Anchor) -> None:
+        self.number, self.prev, self.size = anchor.seq, anchor.digest, anchor.size
+        self.prev_keyed = True  # the anchor vouches for it
+        self.vouched = (anchor.seq, anchor.size)
+
+    def result(self, failure: tuple[int, str], lines: int) -> SegmentScan:
+        return SegmentScan(lines, failure, None, self.beyond, self.unkeyed, self.vouched)
+
+    def finish(self) -> SegmentScan:
+        if self.pending is None or not self.checked or self.key is None:
+            # Nothing unvouched, or a store without an audit key (older logs):
+            # nothing can vouch for lines past the anchor, nor refute them.
+            return SegmentScan(self.number, None, None, self.beyond, self.unkeyed, self.vouched)
+        if self.not_sealed is not None:
+            where = (
+                "the store never anchored this segment"
+                if self.anchor is None
+                else f"the store recorded up to line {self.anchor_seq}"
+            )
+            problem = (
+                f"line carries no valid MAC, {where}, and it records more than a sealed "
+                "server writes: forged"
+            )
+            return self.result((self.not_sealed, problem), self.not_sealed - 1)
+        return SegmentScan(
+            self.number,
+            None,
+            (self.pending, self.number),
+            self.beyond,
+            self.unkeyed,
+            self.vouched,
+        )
+
+    def check(self, raw: bytes) -> tuple[int, str] | None:
+        number = self.number + 1
+        if not raw.endswith(b"\n"):
+            return number, "line does not end with a newline (cut short)"
+        line = raw[:-1]
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            return number, f"line is not valid JSON: {exc}"
+        if not isinstance(obj, dict):
+            return number, "line is not a JSON object"
+        seq = obj.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq != number:
+            return number, f"seq is {seq!r}, expected {number}"
+        self.keyed = False
+        if "mac" in obj:
+            if not (line.startswith(b"{") and line[-_MAC_TAIL:].startswith(_MAC_OPEN)):
+                return number, "mac is not the line's last member"
+            digest = hashlib.sha256(line[:-_MAC_TAIL] + b"}").digest()
+            problem = self._check_mac(line, digest)
+            if problem is not None:
+                return number, problem
+        else:
+            digest = hashlib.sha256(line).digest()
+            self.unkeyed += 1
+        if obj.get("prev") != self.prev:
+            return self._broken_link(number)
+        self.number, self.prev = number, digest.hex()
+        self.size += len(raw)
+        self.prev_keyed = self.keyed
+        if self.checked and number == self.anchor_seq:
+            assert self.anchor is not None
+            if not _same(self.prev, self.anchor.digest):
+                return number, "line differs from the one the store recorded"
+            self.vouched = (number, self.size)
+        elif number > self.anchor_seq:
+            self._past_anchor(number, obj)
+        return None
+
+    def _check_mac(self, line: bytes, digest: bytes) -> str | None:
+        if self.key is None:
+            if self.checked:
+                return "line carries a MAC, but the store holds no audit key (was it removed?)"
+            return None  # a sealed verify: the chain alone
+        expected = line_mac(self.key, self.prefix, digest)
+        if not hmac.compare_digest(expected, line[-_MAC_TAIL + len(_MAC_OPEN) : -2]):
+            return "line was changed or forged: its MAC does not match"
+        self.keyed = True
+        return None
+
+    def _broken_link(self, number: int) -> tuple[int, str]:
+        if number == 1:
+            return 1, "prev does not match the hash of GENESIS"
+        if self.prev_keyed:
+            # Line number - 1 is authentic, so this line's prev was changed.
+            return number, f"prev does not match the hash of line {number - 1}"
+        if self.keyed:
+            return number - 1, f"line was changed: its hash no longer matches line {number}'s prev"
+        return number - 1, (
+            f"line was changed (or line {number}'s prev was): its hash no longer "
+            f"matches line {number}'s prev"
+        )
+
+    def _past_anchor(self, number: int, obj: Mapping[str, object]) -> None:
+        if self.keyed:
+            # A MAC over prev vouches for every line before it.
+            start = number if self.pending is None else self.pending
+            self.beyond += number - start + 1
+            self.pending = self.not_sealed = None
+            self.vouched = (number, self.size)
+            return
+        if self.pending is None:
+            self.pending = number
+        if self.not_sealed is None and not sealed_shaped(obj):
+            self.not_sealed = number

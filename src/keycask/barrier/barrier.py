@@ -182,6 +182,15 @@ class Barrier:
             self.seal()
             raise
 
+    async def unseal_to_read(self, root: KeyMaterial) -> None:
+        """Open the keyring with ``root`` for reading only: nothing is reserved
+        or written (``audit verify`` must leave the store as it found it), so
+        a write through this barrier fails."""
+        entry = await self._storage.get(KEYRING_PATH)
+        if entry is None:
+            raise SealError("this store has no keyring: initialise it first")
+        self._set(root, Keyring.open_with(root, entry.value), entry.revision, 0)
+
     def seal(self) -> None:
         """Forget every key. Values in flight fail with ``Sealed``, and work
         that was waiting on the store when this ran cannot unseal again."""

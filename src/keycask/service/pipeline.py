@@ -203,7 +203,7 @@ class Pipeline:
             coordinator,
             wall_clock=clock,
             refresh=self._refresh,
-            request_id=self._request_ids.next,
+            request_id=_request_id,
         )
         self.scheduler.every_tick.append(self.flush_usage)
         # Every node, leader or not: moves the store's epoch past its own

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -106,6 +107,10 @@ class SealKeeper:
                 )
             self.kind = kind
         self._collector = self._new_collector()
+        # Run once the barrier opens, before Unseal answers: the audit log
+        # checks its segment's tip and keys its lines (audit/anchor.py) at
+        # once, not at its next tick with requests served in between.
+        self.after_unseal: Callable[[], Awaitable[None]] | None = None
 
     def _new_collector(self) -> ShareCollector | None:
         if self.kind != "shamir":
@@ -162,11 +167,27 @@ class SealKeeper:
                 if marker.exists():
                     await self._barrier.rotate()
                     sealfile.remove(marker)
+                if self.after_unseal is not None:
+                    await self.after_unseal()
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
                 "or shares from before a rekey); start again with the right shares"
             )
+
+    async def open_to_read(self, given: UnsealInput) -> None:
+        """Open the barrier for reading only (``audit verify``): unlike
+        ``unseal`` nothing is written, no capacity reserved and no half-done
+        rekey settled. Shares are not taken (a reader has no collector)."""
+        if given.share is not None:
+            raise SealError("a reader opens the store with a PIN or a passphrase, not shares")
+        for root, _ in await self._roots(given):
+            try:
+                await self._barrier.unseal_to_read(root)
+            except SealError:
+                continue
+            return
+        raise SealError("the key from this seal does not open the keyring")
 
     def _candidates(self) -> list[str]:
         candidates = [SEAL_FILE]

@@ -244,6 +244,20 @@ async def _check_objects(conn: AsyncConnection[TupleRow]) -> None:
         )
 
 
+async def _check_schema(conn: AsyncConnection[TupleRow], where: str) -> None:
+    found = await (
+        await conn.execute("SELECT to_regclass('keycask_schema'), to_regclass('keycask_kv')")
+    ).fetchone()
+    if found is None or found[0] is None or found[1] is None:
+        raise StorageSchemaError(f"PostgreSQL at {where} holds no keycask store")
+    row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
+    if row is None or int(row[0]) != SCHEMA_VERSION:
+        raise StorageSchemaError(
+            f"the keycask schema at {where} is version {None if row is None else row[0]}, "
+            f"not {SCHEMA_VERSION}: start a keycask server of this version on it first"
+        )
+
+
 class PostgresStorage:
     """``Storage`` over a PostgreSQL database, safe to share between nodes."""
 
@@ -281,6 +295,7 @@ class PostgresStorage:
         max_size: int = 10,
         timeout: float = 10.0,
         insecure_transport: bool = False,
+        create: bool = True,
     ) -> PostgresStorage:
         """Connect, create or migrate the schema, and start a connection pool.
 
@@ -288,6 +303,8 @@ class PostgresStorage:
         ``search_path`` to keep keycask's tables in a schema of their own. A
         host other than this one needs TLS that cannot fall back to plaintext
         unless ``insecure_transport``.
+        ``create`` False (a reader such as ``audit verify``) creates and
+        migrates nothing: a database without keycask's current schema is refused.
         """
         where = safe_dsn(dsn)
         given = _parse(dsn)
@@ -302,7 +319,10 @@ class PostgresStorage:
                 # READ COMMITTED here too: each statement after the advisory
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
-                await _migrate(conn)
+                if create:
+                    await _migrate(conn)
+                else:
+                    await _check_schema(conn, where)
                 await _check_objects(conn)
                 row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
                 table = 0 if row is None else int(row[0])
