@@ -1,4 +1,5 @@
-"""``keycask operator init | status | unseal | seal | rotate | rekey | backup | restore``
+"""``keycask operator init | status | unseal | seal | rotate | rekey | rekey-verify |
+rekey-cancel | backup | restore``
 
 ``init``, ``backup`` and ``restore`` work on a data directory directly (the
 local operator's access to it is already total). The others are
@@ -157,6 +158,17 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     for name in ("term", "rewrite_pending", "keys"):
         if name in status:
             print(f"{name + ':':<10} {status[name]}")
+    rekey = status.get("rekey")
+    if isinstance(rekey, dict):
+        progress = (
+            f", {rekey.get('progress')}/{rekey.get('threshold')} new shares given back"
+            if rekey.get("seal") == "shamir"
+            else ""
+        )
+        print(
+            f"rekey:     pending to {rekey.get('seal')}{progress} "
+            "(operator rekey-verify, or operator rekey-cancel)"
+        )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -165,6 +177,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_unseal(args: argparse.Namespace) -> int:
+    if args.reset:
+        _print_status(call(args, "Unseal", {"Reset": True}), args.json)
+        return 0
     if args.share:
         body = {"Share": args.share}
     elif args.passphrase_file:
@@ -239,7 +254,68 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     elif args.seal == "pkcs11":
         body.update(_pkcs11_fields(args))
     answer = call(args, "Rekey", body)
-    _print_shares(answer, args.json, "rekeyed")
+    if answer.get("pending"):
+        _print_pending(answer, args.json)
+    else:
+        _print_shares(answer, args.json, "rekeyed")
+    return 0
+
+
+def _print_pending(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer))
+        return
+    shares = answer.get("shares") or []
+    if shares:
+        print("\nNew shares (shown once; give one to each operator, store none together):")
+        for line in shares:
+            print(f"  {line}")
+        print(
+            f"\nNothing has changed yet: the current seal stays until {answer.get('threshold')} "
+            "of these shares are given back with `keycask operator rekey-verify` "
+            "(`operator rekey-cancel` discards them)."
+        )
+    else:
+        print(
+            f"rekey to a {answer.get('seal')} seal started: nothing has changed yet; "
+            "give the new passphrase again with `keycask operator rekey-verify` "
+            "(`operator rekey-cancel` discards it)"
+        )
+
+
+def cmd_rekey_verify(args: argparse.Namespace) -> int:
+    status = call(args, "Status", {})
+    pending = status.get("rekey")
+    if not isinstance(pending, dict):
+        raise OperatorError("no rekey is pending: start one with `keycask operator rekey`")
+    body: dict[str, Any]
+    if pending.get("seal") == "passphrase":
+        body = {"Passphrase": _secret("New passphrase: ", args.passphrase_file)}
+    elif args.shares_file:
+        body = {"Shares": Path(args.shares_file).read_text().split()}
+    elif args.share:
+        body = {"Share": args.share}
+    else:
+        body = {"Share": _secret("New share: ", None)}
+    answer = call(args, "RekeyVerify", body)
+    if args.json:
+        print(json.dumps(answer))
+    elif answer.get("pending"):
+        print(
+            f"rekey verification: {answer.get('progress')}/{answer.get('threshold')} "
+            "new shares given back; the current seal still opens the store"
+        )
+    else:
+        _print_shares(answer, False, "rekeyed")
+    return 0
+
+
+def cmd_rekey_cancel(args: argparse.Namespace) -> int:
+    answer = call(args, "RekeyCancel", {})
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print("pending rekey cancelled: the current seal stays")
     return 0
 
 
@@ -512,6 +588,9 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     unseal.add_argument("share", nargs="?", help="a share (prefer the prompt: leave this out)")
     unseal.add_argument("--passphrase-file")
     unseal.add_argument("--pin-file")
+    unseal.add_argument(
+        "--reset", action="store_true", help="drop the shares given so far and start again"
+    )
     unseal.set_defaults(func=_guard(cmd_unseal))
     remote(operator.add_parser("seal", help="drop every key from memory")).set_defaults(
         func=_guard(cmd_seal)
@@ -529,6 +608,18 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "--current-pin-file", help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)"
     )
     rekey.set_defaults(func=_guard(cmd_rekey))
+    verify = remote(
+        operator.add_parser(
+            "rekey-verify", help="give a new share (or the new passphrase) back to finish a rekey"
+        )
+    )
+    verify.add_argument("share", nargs="?", help="a new share (prefer the prompt: leave this out)")
+    verify.add_argument("--shares-file", help="new shares, one per line")
+    verify.add_argument("--passphrase-file", help="the new passphrase (passphrase seal)")
+    verify.set_defaults(func=_guard(cmd_rekey_verify))
+    remote(
+        operator.add_parser("rekey-cancel", help="discard a pending rekey; the seal stays")
+    ).set_defaults(func=_guard(cmd_rekey_cancel))
 
     backup = operator.add_parser("backup", help="consistent snapshot of the store, online")
     backup.add_argument("file")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import struct
 from collections.abc import Callable, Sequence
@@ -305,7 +304,9 @@ class Barrier:
             except Exception:
                 log.exception("barrier keyring update failed; it will be retried")
 
-    async def _update(self, change: str, *, term: int | None = None) -> Keyring:
+    async def _update(
+        self, change: str, *, term: int | None = None, retire: frozenset[int] = frozenset()
+    ) -> Keyring:
         """Apply ``change`` (``reserve``, ``rotate`` or ``rewritten``) to the
         stored keyring with a conditional write, retrying when another process
         changed it first. Callers hold ``self._lock``. ``term`` (for
@@ -325,7 +326,7 @@ class Barrier:
                 if not current.rewrite or current.active_term != term:
                     new = current
                 else:
-                    new = dataclasses.replace(current, rewrite=False)
+                    new = current.retired(retire)
             elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
                 new = current.rotated().reserve(self._block)
             else:
@@ -364,15 +365,21 @@ class Barrier:
         async with self._lock:
             return (await self._update("rotate")).active_term
 
-    async def rewritten(self, term: int) -> None:
-        """Record that no value under a term older than ``term`` remains."""
+    async def rewritten(self, term: int, *, retire: frozenset[int] = frozenset()) -> None:
+        """Record that no value under a term older than ``term`` remains, and
+        drop the keys of the terms in ``retire`` (older terms no stored value
+        uses), so the keyring stops holding keys that a keyring from before
+        (a backup, or one sealed under a root since replaced) also holds."""
         async with self._lock:
-            await self._update("rewritten", term=term)
+            await self._update("rewritten", term=term, retire=retire)
         if self._remaining <= 0:
             await self._reserve()
 
-    async def rekey(self, new_root: KeyMaterial) -> None:
-        """Seal the keyring under ``new_root`` instead (the seal changed).
+    async def rekey(self, new_root: KeyMaterial, *, rotate: bool = False) -> None:
+        """Seal the keyring under ``new_root`` instead (the seal changed);
+        with ``rotate``, in the same write, start a new term, so nothing
+        written from now on is under a term key that the old root's keyring
+        (in a backup or a snapshot) holds.
 
         A commit that fails without a conflict may still have landed (the
         connection dropped after COMMIT): the stored keyring then says which
@@ -387,6 +394,8 @@ class Barrier:
                 if entry is None:
                     raise BarrierError("the keyring disappeared from the store")
                 current = self._open_or_seal(self._root, entry.value)
+                if rotate:
+                    current = current.rotated()
                 try:
                     await self._storage.commit(
                         [Put(KEYRING_PATH, current.seal_with(new_root), expect=entry.revision)]

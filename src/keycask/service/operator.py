@@ -13,7 +13,19 @@ and ``Unseal`` are served.
     Rotate   {} -> {term}
     Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?,
               Current: {Shares: [...]} | {Passphrase} | {Pin}}
-             -> {seal, shares?}   (the new share lines, shown this once)
+             -> {seal, pending, shares?, threshold?}   (the new share lines, shown this once)
+                or {seal, settled} for a PKCS#11 target (verified by the server itself)
+    RekeyVerify {Share? | Shares? | Passphrase?}
+             -> {seal, pending, progress, threshold} while new shares are missing,
+                then {seal, settled, note?}: the store is under the new seal
+    RekeyCancel {} -> {cancelled}   (the pending seal is discarded; the current one stays)
+
+A rekey is two calls: ``Rekey`` writes the new seal aside and answers with
+the new shares, and nothing changes until ``RekeyVerify`` gets a threshold
+of them (or the new passphrase) back. An answer lost on the way (a client
+gone, a timeout) therefore loses nothing: the current seal still opens the
+store, and ``Status`` shows the pending rekey (``rekey``) to verify or cancel.
+``Unseal {Reset: true}`` drops the shares given so far.
 
 Rekey takes the operator token only (not an administrator's signature) and
 proof of the current seal (``Current``): without it one credential could
@@ -29,15 +41,24 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keycask.errors import KMSInvalidStateException, SealError, ValidationException
-from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
+from keycask.service.sealing import (
+    NewSeal,
+    RekeyOutcome,
+    SealKeeper,
+    SealProof,
+    UnsealInput,
+    VerifyInput,
+)
 
 TARGET_PREFIX = "KeycaskOperator."
-OPERATIONS = frozenset({"Status", "Unseal", "Seal", "Rotate", "Rekey"})
+OPERATIONS = frozenset(
+    {"Status", "Unseal", "Seal", "Rotate", "Rekey", "RekeyVerify", "RekeyCancel"}
+)
 WHILE_SEALED = frozenset({"Status", "Unseal"})
 # Changes that outlive the call: recorded in the audit log before they happen.
-RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey"})
+RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RekeyVerify", "RekeyCancel"})
 # Not for an administrator's signature alone (see Rekey above).
-TOKEN_ONLY = frozenset({"Rekey"})
+TOKEN_ONLY = frozenset({"Rekey", "RekeyVerify", "RekeyCancel"})
 
 
 def operation(target: str) -> str | None:
@@ -111,6 +132,11 @@ class Operator:
     async def _handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
         if name == "Status":
             return await self.status(), "status"
+        if name == "Unseal" and fields.get("Reset") is True:
+            if len(fields) != 1:
+                raise ValidationException("Reset takes no Share, Passphrase or Pin")
+            self.keeper.reset_unseal()
+            return await self.status(), "unseal progress reset"
         if name == "Unseal":
             given = UnsealInput(
                 share=_text(fields, "Share"),
@@ -149,12 +175,57 @@ class Operator:
                 pin=_text(fields, "Pin"),
             )
             outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
-            answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
-            if outcome.shares:
-                answer["shares"] = outcome.shares
-            if outcome.note:
-                answer["note"] = outcome.note
-            if outcome.settled:
-                return answer, f"root key moved to a new {seal_kind} seal"
-            return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"
+            if outcome.pending:
+                started: dict[str, object] = {"seal": seal_kind, "pending": True}
+                if outcome.shares:
+                    started.update(shares=outcome.shares, threshold=new.threshold)
+                return started, (
+                    f"rekey to a new {seal_kind} seal started; "
+                    "the current seal stays until it is verified"
+                )
+            return self._rekey_done(seal_kind, outcome)
+        if name == "RekeyVerify":
+            return await self._rekey_verify(fields)
+        if name == "RekeyCancel":
+            kind = self.keeper.rekey_cancel()
+            return {"cancelled": True}, f"pending rekey to a {kind} seal cancelled"
         raise ValidationException(f"unknown operator call {name!r}")
+
+    async def _rekey_verify(self, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
+        shares = fields.get("Shares", [])
+        if (
+            not isinstance(shares, list)
+            or len(shares) > 255
+            or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
+        ):
+            raise ValidationException("Shares must be a list of share lines")
+        one = _text(fields, "Share")
+        given = VerifyInput(
+            shares=tuple(shares) + ((one,) if one else ()),
+            passphrase=_text(fields, "Passphrase"),
+        )
+        if bool(given.shares) == (given.passphrase is not None):
+            raise ValidationException("give the new Share(s) or the new Passphrase")
+        pending = self.keeper.status().get("rekey")
+        if not isinstance(pending, dict):
+            raise KMSInvalidStateException("no rekey is pending: start one with `operator rekey`")
+        kind = str(pending["seal"])
+        outcome = await self.keeper.rekey_verify(given)
+        if outcome.pending:
+            answer: dict[str, object] = {
+                "seal": kind,
+                "pending": True,
+                "progress": outcome.progress,
+                "threshold": pending.get("threshold"),
+            }
+            return answer, f"rekey verification: {outcome.progress} new shares given"
+        return self._rekey_done(kind, outcome)
+
+    @staticmethod
+    def _rekey_done(seal_kind: str, outcome: RekeyOutcome) -> tuple[dict[str, object], str]:
+        answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
+        if outcome.note:
+            answer["note"] = outcome.note
+        if outcome.settled:
+            return answer, f"root key moved to a new {seal_kind} seal"
+        return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"

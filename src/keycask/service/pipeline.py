@@ -24,7 +24,7 @@ from keycask.auth import sigv4
 from keycask.auth.credentials import CredentialStore
 from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
-from keycask.barrier.rewrite import rewrite_batch
+from keycask.barrier.rewrite import retirable, rewrite_batch
 from keycask.errors import (
     AccessDeniedException,
     AuditUnavailable,
@@ -296,7 +296,8 @@ class Pipeline:
             self._rewrite_cursor, self._rewrite_moved = "", 0
             if done:
                 async with self._coordinator.exclusive():
-                    await self._barrier.rewritten(self._rewrite_term)
+                    retire = await retirable(self._barrier, self._rewrite_term)
+                    await self._barrier.rewritten(self._rewrite_term, retire=retire)
                     self._coordinator.committed()
                 log.info("barrier rewrite finished: every value is under the active term")
             return

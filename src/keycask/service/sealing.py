@@ -25,7 +25,14 @@ from pathlib import Path
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, Share
 from keycask.errors import SealError
-from keycask.seal import NEXT_SEAL_FILE, SEAL_FILE, PassphraseSeal, seal_type, sealfile
+from keycask.seal import (
+    NEXT_SEAL_FILE,
+    REKEY_SEAL_FILE,
+    SEAL_FILE,
+    PassphraseSeal,
+    seal_type,
+    sealfile,
+)
 from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
 
@@ -59,10 +66,24 @@ class SealProof:
 
 
 @dataclass(frozen=True, slots=True)
+class VerifyInput:
+    """The new secret of a pending rekey, handed back to prove it is held."""
+
+    shares: tuple[str, ...] = ()
+    passphrase: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RekeyOutcome:
+    """``pending``: the rekey waits for verification (``shares`` are the new
+    share lines, shown this once; ``progress`` counts the new shares given
+    back so far). ``settled``: the store is under the new seal."""
+
     shares: list[str]
     settled: bool
     note: str | None = None
+    pending: bool = False
+    progress: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +127,26 @@ class SealKeeper:
                 )
             self.kind = kind
         self._collector = self._new_collector()
+        # New shares handed back for a pending rekey (``rekey_verify``).
+        self._verifier: ShareCollector | None = None
 
     def _new_collector(self) -> ShareCollector | None:
         if self.kind != "shamir":
             return None
         _, threshold = ShamirSeal(self._dir).config()
-        return ShareCollector(threshold)
+        return ShareCollector(threshold, knows=self._knows)
+
+    def _knows(self, share: Share) -> bool | None:
+        """Whether a seal file that may open the store now handed ``share``
+        out (None: a file from before share digests, which cannot tell)."""
+        answers = [
+            ShamirSeal(self._dir, filename).knows(share)
+            for filename in self._candidates()
+            if seal_type(self._dir, filename) == "shamir"
+        ]
+        if any(answers):
+            return True
+        return None if None in answers else False
 
     @property
     def sealed(self) -> bool:
@@ -130,11 +165,30 @@ class SealKeeper:
         if self.kind != DEV and (self._dir / NEXT_SEAL_FILE).exists():
             # A rekey that a crash cut short: the store opens with one of two seals.
             status["pending_seal"] = seal_type(self._dir, NEXT_SEAL_FILE)
+        rekey = self._pending_rekey()
+        if rekey is not None:
+            status["rekey"] = rekey
         if not self.sealed:
             keyring = self._barrier.keyring
             status["term"] = keyring.active_term
             status["rewrite_pending"] = keyring.rewrite
         return status
+
+    def _pending_rekey(self) -> dict[str, object] | None:
+        """What ``status`` says of a started, unverified rekey."""
+        kind = None if self.kind == DEV else seal_type(self._dir, REKEY_SEAL_FILE)
+        if kind is None:
+            return None
+        pending: dict[str, object] = {"seal": kind}
+        if kind == "shamir":
+            shares, threshold = ShamirSeal(self._dir, REKEY_SEAL_FILE).config()
+            verifier = self._verifier
+            pending.update(
+                shares=shares,
+                threshold=threshold,
+                progress=verifier.progress if verifier is not None else 0,
+            )
+        return pending
 
     # -- unsealing --
 
@@ -194,7 +248,7 @@ class SealKeeper:
         if wanted not in thresholds:
             wanted = thresholds[0]
         if collector is None or collector.threshold != wanted:
-            collector = self._collector = ShareCollector(wanted)
+            collector = self._collector = ShareCollector(wanted, knows=self._knows)
         return collector
 
     async def _roots(self, given: UnsealInput) -> list[tuple[KeyMaterial, str]]:
@@ -241,56 +295,150 @@ class SealKeeper:
         # A collector made for the pending file's threshold is done with.
         self._collector = self._new_collector()
 
+    def reset_unseal(self) -> None:
+        """Forget the shares given so far (``operator unseal --reset``)."""
+        self._collector = self._new_collector()
+
     def seal(self) -> None:
         """Drop every key from memory: the barrier's, and (through the
         barrier's seal hooks) every cache's."""
         self._barrier.seal()
         if self._collector is not None:
             self._collector.reset()
+        if self._verifier is not None:
+            self._verifier.reset()
+            self._verifier = None
 
-    # -- rekey --
+    # -- rekey: start, verify, cancel --
 
     async def rekey(self, new: NewSeal, proof: SealProof) -> RekeyOutcome:
-        """Move the keyring to a new root key under ``new``; the outcome holds
-        the new share lines for a Shamir seal (shown once). ``proof`` must
-        open the current seal.
+        """Start moving the root key to ``new``; ``proof`` must open the
+        current seal. Nothing moves yet: the new seal is written aside
+        (``seal.rekey.json``, never tried when unsealing) and the current
+        seal stays authoritative until ``rekey_verify`` shows the new secret
+        (a threshold of the new shares, or the new passphrase again). So an
+        answer lost on the way (a dropped connection, a timeout) loses
+        nothing: the old seal still opens the store, and the pending rekey
+        is cancelled or verified later.
 
-        Once the new seal is written the shares are always returned, even if
-        moving the keyring failed: the move may have landed (a connection lost
-        after COMMIT), and shares lost then would be the root key lost. The
-        pending file stays, and the next unseal, with the old secrets or the
-        new, settles which seal the store is under."""
+        A PKCS#11 target needs no one to prove anything (the token keeps its
+        key and the PIN was just used): the server reads the new root back
+        from the token and completes the move in this call."""
         async with self._lock:
             if self.sealed:
                 raise SealError("keycask is sealed: unseal it before a rekey")
             if self.kind == DEV:
                 raise SealError("a --dev server keeps its dev seal; there is nothing to rekey")
+            if (self._dir / REKEY_SEAL_FILE).exists():
+                raise SealError(
+                    "a rekey is already pending: finish it with `operator rekey-verify` "
+                    "or discard it with `operator rekey-cancel`"
+                )
             self._check_new(new)
             await self._check_proof(proof)
-            pending = self._dir / NEXT_SEAL_FILE
-            if pending.exists():
-                # Left by a rekey that failed. If the keyring moved to its
-                # root, that file is the only one that opens the store: keep it.
-                if not await self._barrier.opens_store():
-                    raise SealError(
-                        "an interrupted rekey moved the store to the key in seal.next.json: "
-                        "seal, then unseal with that seal before another rekey"
-                    )
-                sealfile.remove(pending)
             root = KeyMaterial.generate(32)
-            shares = await asyncio.to_thread(self._write_next, new, root)
             try:
-                await self._barrier.rekey(root)
-                self._settle_rekey(NEXT_SEAL_FILE)
-            except Exception as exc:
-                log.error("rekey: moving the keyring to the new root failed or is unknown: %r", exc)
-                return RekeyOutcome(
-                    shares,
-                    settled=False,
-                    note="the store may or may not be under the new seal yet: keep the old "
-                    "and the new secrets; the next unseal accepts either and settles it",
+                shares = await asyncio.to_thread(self._write_pending, new, root)
+                if new.kind == "pkcs11":
+                    assert new.pin is not None
+                    token = Pkcs11Seal(self._dir, REKEY_SEAL_FILE)
+                    if not (await asyncio.to_thread(token.unseal, new.pin)).matches(root):
+                        raise SealError("the PKCS#11 token did not give the new root key back")
+            except BaseException:
+                sealfile.remove(self._dir / REKEY_SEAL_FILE)
+                raise
+            self._verifier = None
+            if new.kind == "pkcs11":
+                return await self._complete(root)
+            return RekeyOutcome(shares, settled=False, pending=True)
+
+    async def rekey_verify(self, given: VerifyInput) -> RekeyOutcome:
+        """Take the new secret back: share lines (one or several per call,
+        counted until the pending seal's threshold) or the new passphrase.
+        Once they open the pending seal, the keyring moves to its root (and
+        to a new barrier term) and the pending seal becomes the seal."""
+        async with self._lock:
+            if self.sealed:
+                raise SealError("keycask is sealed: unseal it before verifying a rekey")
+            pending = self._dir / REKEY_SEAL_FILE
+            kind = seal_type(self._dir, REKEY_SEAL_FILE)
+            if kind is None:
+                raise SealError("no rekey is pending: start one with `operator rekey`")
+            root: KeyMaterial | None = None
+            if kind == "shamir":
+                if not given.shares:
+                    raise SealError("the pending rekey is to a Shamir seal: give the new shares")
+                pending_seal = ShamirSeal(self._dir, REKEY_SEAL_FILE)
+                if self._verifier is None:
+                    self._verifier = ShareCollector(
+                        pending_seal.config()[1], knows=pending_seal.knows
+                    )
+                for text in given.shares:
+                    root = self._verifier.add(text)
+                    if root is not None:
+                        break
+                if root is None:
+                    return RekeyOutcome(
+                        [], settled=False, pending=True, progress=self._verifier.progress
+                    )
+                self._verifier = None
+                if not pending_seal.opens(root):
+                    raise SealError(
+                        "these shares do not open the pending seal: start the verification again"
+                    )
+            elif kind == "passphrase":
+                if given.passphrase is None:
+                    raise SealError(
+                        "the pending rekey is to a passphrase seal: give the new passphrase"
+                    )
+                seal = PassphraseSeal(self._dir, REKEY_SEAL_FILE)
+                root = await asyncio.to_thread(seal.unseal, given.passphrase)
+            else:
+                raise SealError(f"a pending {kind} rekey has nothing to verify")
+            assert pending.exists()
+            return await self._complete(root)
+
+    def rekey_cancel(self) -> str:
+        """Discard the pending rekey; the current seal stays. Returns the
+        pending seal's type."""
+        kind = seal_type(self._dir, REKEY_SEAL_FILE)
+        if kind is None:
+            raise SealError("no rekey is pending")
+        sealfile.remove(self._dir / REKEY_SEAL_FILE)
+        self._verifier = None
+        return kind
+
+    async def _complete(self, root: KeyMaterial) -> RekeyOutcome:
+        """Move the keyring to ``root`` (the verified pending seal's), in the
+        crash-safe steps of the module docstring. Callers hold the lock.
+
+        The move also starts a new barrier term, and the background rewrite
+        then retires the old terms (``barrier/rewrite.py``): so a keyring
+        taken before the rekey (a backup, a snapshot) opened with the old
+        secret reads nothing written after it."""
+        next_file = self._dir / NEXT_SEAL_FILE
+        if next_file.exists():
+            # Left by a move that failed. If the keyring moved to its root,
+            # that file is the only one that opens the store: keep it.
+            if not await self._barrier.opens_store():
+                raise SealError(
+                    "an interrupted rekey moved the store to the key in seal.next.json: "
+                    "seal, then unseal with that seal before another rekey"
                 )
-            return RekeyOutcome(shares, settled=True)
+            sealfile.remove(next_file)
+        sealfile.promote(self._dir / REKEY_SEAL_FILE, next_file)
+        try:
+            await self._barrier.rekey(root, rotate=True)
+            self._settle_rekey(NEXT_SEAL_FILE)
+        except Exception as exc:
+            log.error("rekey: moving the keyring to the new root failed or is unknown: %r", exc)
+            return RekeyOutcome(
+                [],
+                settled=False,
+                note="the store may or may not be under the new seal yet: keep the old "
+                "and the new secrets; the next unseal accepts either and settles it",
+            )
+        return RekeyOutcome([], settled=True)
 
     def _check_new(self, new: NewSeal) -> None:
         """Refuse a bad target before any file is written."""
@@ -331,8 +479,8 @@ class SealKeeper:
         )
         try:
             if self.kind == "shamir" and proof.shares:
-                _, threshold = ShamirSeal(self._dir).config()
-                collector = ShareCollector(threshold)
+                current = ShamirSeal(self._dir)
+                collector = ShareCollector(current.config()[1], knows=current.knows)
                 for text in proof.shares:
                     root = collector.add(text)
                     if root is not None:
@@ -349,20 +497,20 @@ class SealKeeper:
         if not roots or not self._barrier.holds(roots[0]):
             raise refused
 
-    def _write_next(self, new: NewSeal, root: KeyMaterial) -> list[str]:
+    def _write_pending(self, new: NewSeal, root: KeyMaterial) -> list[str]:
         if new.kind == "shamir":
             _, lines = ShamirSeal.init(
                 self._dir,
                 shares=new.shares,
                 threshold=new.threshold,
                 root=root,
-                filename=NEXT_SEAL_FILE,
+                filename=REKEY_SEAL_FILE,
             )
             return lines
         if new.kind == "passphrase":
             if not new.passphrase:
                 raise SealError("a passphrase seal needs a passphrase")
-            PassphraseSeal.init(self._dir, new.passphrase, root=root, filename=NEXT_SEAL_FILE)
+            PassphraseSeal.init(self._dir, new.passphrase, root=root, filename=REKEY_SEAL_FILE)
             return []
         if new.kind == "pkcs11":
             if not (new.module and new.token_label and new.key_label and new.pin):
@@ -374,7 +522,7 @@ class SealKeeper:
                 key_label=new.key_label,
                 pin=new.pin,
                 root=root,
-                filename=NEXT_SEAL_FILE,
+                filename=REKEY_SEAL_FILE,
             )
             return []
         raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
