@@ -83,11 +83,23 @@ class Running:
         )
         kind = args[args.index("--seal") + 1]
         if kind == "shamir":
+            # Nothing moves until three operators each give a new share back.
+            assert answer["pending"] is True
+            for share in answer["shares"][:3]:
+                done = json.loads(
+                    self.prod.operator("rekey-verify", "--json", stdin=share + "\n").stdout
+                )
+            assert done == {"seal": "shamir", "settled": True}
             self.proof = self._shares_file(answer["shares"][:3])
         elif kind == "pkcs11":
             self.proof = ["--current-pin-file", args[args.index("--pkcs11-pin-file") + 1]]
         else:
-            self.proof = ["--current-passphrase-file", args[args.index("--passphrase-file") + 1]]
+            assert answer == {"seal": "passphrase", "pending": True}
+            passphrase = args[args.index("--passphrase-file") + 1]
+            answer = json.loads(
+                self.prod.operator("rekey-verify", "--json", "--passphrase-file", passphrase).stdout
+            )
+            self.proof = ["--current-passphrase-file", passphrase]
         return answer
 
     def _shares_file(self, shares: list[str]) -> list[str]:
