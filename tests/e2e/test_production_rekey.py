@@ -105,6 +105,7 @@ class Running:
     def _shares_file(self, shares: list[str]) -> list[str]:
         path = self.prod.data_dir.parent / f"current-shares-{len(self.files)}"
         path.write_text("\n".join(shares) + "\n")
+        path.chmod(0o600)
         self.files.append(path)
         return ["--current-shares-file", str(path)]
 

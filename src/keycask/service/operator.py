@@ -11,7 +11,8 @@ and ``Unseal`` are served.
     Unseal   {Share? | Passphrase? | Pin?} -> Status's answer
     Seal     {} -> {}
     Rotate   {} -> {term}
-    Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?,
+    Rekey    {Seal, Shares?, Threshold?, ShareKeys?, Passphrase?, Module?, TokenLabel?,
+              KeyLabel?, Pin?,
               Current: {Shares: [...]} | {Passphrase} | {Pin}}
              -> {seal, pending, shares?, threshold?}   (the new share lines, shown this once)
                 or {seal, settled} for a PKCS#11 target (verified by the server itself)
@@ -103,6 +104,16 @@ def _proof(value: object) -> SealProof:
     )
 
 
+def _share_keys(value: object) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > 255
+        or not all(isinstance(k, str) and 0 < len(k) <= 16384 for k in value)
+    ):
+        raise ValidationException("ShareKeys must be a list of PEM public keys")
+    return tuple(value)
+
+
 class Operator:
     def __init__(
         self,
@@ -173,12 +184,15 @@ class Operator:
                 token_label=_text(fields, "TokenLabel"),
                 key_label=_text(fields, "KeyLabel"),
                 pin=_text(fields, "Pin"),
+                share_keys=_share_keys(fields.get("ShareKeys", [])),
             )
             outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
             if outcome.pending:
                 started: dict[str, object] = {"seal": seal_kind, "pending": True}
                 if outcome.shares:
                     started.update(shares=outcome.shares, threshold=new.threshold)
+                if new.share_keys:
+                    started["encrypted"] = True
                 return started, (
                     f"rekey to a new {seal_kind} seal started; "
                     "the current seal stays until it is verified"

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from keycask.barrier import Barrier
-from keycask.crypto import KeyMaterial, Share
+from keycask.crypto import (
+    KeyMaterial,
+    Share,
+    ShareBoxError,
+    check_public_key,
+    seal_to_public_key,
+)
 from keycask.errors import SealError
 from keycask.seal import (
     NEXT_SEAL_FILE,
@@ -98,6 +104,9 @@ class NewSeal:
     token_label: str | None = None
     key_label: str | None = None
     pin: str | None = None
+    # PEM public keys, one per share: each share goes back sealed to its
+    # operator's key, so whoever runs the rekey cannot read the new shares.
+    share_keys: tuple[str, ...] = ()
 
 
 class SealKeeper:
@@ -442,9 +451,20 @@ class SealKeeper:
 
     def _check_new(self, new: NewSeal) -> None:
         """Refuse a bad target before any file is written."""
+        if new.share_keys and new.kind != "shamir":
+            raise SealError("share keys are for a Shamir seal only")
         if new.kind == "shamir":
             if not 2 <= new.threshold <= new.shares <= 255:
                 raise SealError("Shamir needs 2 <= threshold <= shares <= 255")
+            if new.share_keys and len(new.share_keys) != new.shares:
+                raise SealError(
+                    f"give one share key per share: {new.shares} shares, {len(new.share_keys)} keys"
+                )
+            for number, pem in enumerate(new.share_keys, 1):
+                try:
+                    check_public_key(pem.encode())
+                except ShareBoxError as exc:
+                    raise SealError(f"share key {number}: {exc}") from None
         elif new.kind == "passphrase":
             if not new.passphrase:
                 raise SealError("a passphrase seal needs a passphrase")
@@ -506,6 +526,11 @@ class SealKeeper:
                 root=root,
                 filename=REKEY_SEAL_FILE,
             )
+            if new.share_keys:
+                return [
+                    seal_to_public_key(pem.encode(), line.encode())
+                    for pem, line in zip(new.share_keys, lines, strict=True)
+                ]
             return lines
         if new.kind == "passphrase":
             if not new.passphrase:
