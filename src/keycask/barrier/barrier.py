@@ -124,7 +124,8 @@ class Barrier:
         self._set(root, keyring, 1, self._block)
 
     async def unseal(self, root: KeyMaterial) -> None:
-        """Open the keyring with ``root``; ``SealError`` if it does not open."""
+        """Open the keyring with ``root``; ``SealError`` if it does not open.
+        The barrier owns ``root`` from then on: sealing overwrites it."""
         generation = self._generation
         entry = await self._storage.get(KEYRING_PATH)
         if entry is None:
@@ -146,6 +147,15 @@ class Barrier:
         self._generation += 1
         for task in self._background:
             task.cancel()
+        # Overwrite the keys before dropping them: a reference left anywhere
+        # (a keyring copy held by work in flight) must not still hold a key.
+        # Nothing between here and the await that follows any use of them
+        # can run, and every such await re-checks the generation.
+        if self._root is not None:
+            self._root.wipe()
+        if self._keyring is not None:
+            for key in self._keyring.terms.values():
+                key.wipe()
         self._root = None
         self._keyring = None
         self._remaining = 0
@@ -408,7 +418,10 @@ class Barrier:
                 if generation != self._generation:
                     return  # sealed meanwhile: the store is under new_root all the same
                 moved = self._keyring is None or current.active_term != self._keyring.active_term
+                old_root = self._root
                 self._root, self._keyring, self._revision = new_root, current, entry.revision + 1
+                if old_root is not new_root:
+                    old_root.wipe()  # opens nothing from now on; no reason to keep it
                 if moved:
                     self._remaining = 0
                 break
