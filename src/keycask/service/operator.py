@@ -201,7 +201,7 @@ class Operator:
         if name == "RekeyVerify":
             return await self._rekey_verify(fields)
         if name == "RekeyCancel":
-            kind = self.keeper.rekey_cancel()
+            kind = await self.keeper.rekey_cancel()
             return {"cancelled": True}, f"pending rekey to a {kind} seal cancelled"
         raise ValidationException(f"unknown operator call {name!r}")
 

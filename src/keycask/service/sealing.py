@@ -407,15 +407,19 @@ class SealKeeper:
             assert pending.exists()
             return await self._complete(root)
 
-    def rekey_cancel(self) -> str:
+    async def rekey_cancel(self) -> str:
         """Discard the pending rekey; the current seal stays. Returns the
-        pending seal's type."""
-        kind = seal_type(self._dir, REKEY_SEAL_FILE)
-        if kind is None:
-            raise SealError("no rekey is pending")
-        sealfile.remove(self._dir / REKEY_SEAL_FILE)
-        self._verifier = None
-        return kind
+        pending seal's type. (Under the lock: a verification moving the
+        keyring must not lose its file halfway.)"""
+        async with self._lock:
+            kind = seal_type(self._dir, REKEY_SEAL_FILE)
+            if kind is None:
+                raise SealError("no rekey is pending")
+            sealfile.remove(self._dir / REKEY_SEAL_FILE)
+            if self._verifier is not None:
+                self._verifier.reset()
+            self._verifier = None
+            return kind
 
     async def _complete(self, root: KeyMaterial) -> RekeyOutcome:
         """Move the keyring to ``root`` (the verified pending seal's), in the
