@@ -184,6 +184,12 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     for name in ("term", "rewrite_pending", "keys"):
         if name in status:
             print(f"{name + ':':<10} {status[name]}")
+    collecting = status.get("rekey_authorisation")
+    if isinstance(collecting, dict):
+        print(
+            f"rekey:     to {collecting.get('seal')}: {collecting.get('progress')}/"
+            f"{collecting.get('threshold')} current shares given (operator rekey --one-share)"
+        )
     rekey = status.get("rekey")
     if isinstance(rekey, dict):
         progress = (
@@ -255,6 +261,8 @@ def _current_proof(args: argparse.Namespace) -> dict[str, Any]:
     one per line, or the prompt), the passphrase or the PIN."""
     status = call(args, "Status", {})
     kind = status.get("seal")
+    if kind == "shamir" and args.one_share:
+        return {"Shares": [_secret("Your current share: ", None)], "Collect": True}
     if kind == "shamir":
         if args.current_shares_file:
             lines = read_private(args.current_shares_file, "current shares").split()
@@ -283,6 +291,15 @@ def cmd_rekey(args: argparse.Namespace) -> int:
         body.update(_pkcs11_fields(args))
     output = _OutputDir(Path(args.output_dir)) if args.output_dir else None
     answer = call(args, "Rekey", body)
+    if answer.get("authorising"):
+        if args.json:
+            print(json.dumps(answer))
+        else:
+            print(
+                f"current shares given: {answer.get('progress')}/{answer.get('threshold')}; "
+                "the next operator runs the same command with their share"
+            )
+        return 0
     if output is not None and answer.get("shares"):
         answer["shares"] = output.shares(answer.pop("shares"), bool(answer.get("encrypted")))
     if answer.get("pending"):
@@ -775,6 +792,12 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     seal_choice(rekey, required=True)
     rekey.add_argument(
         "--current-shares-file", help="current Shamir shares, one per line (else prompted)"
+    )
+    rekey.add_argument(
+        "--one-share",
+        action="store_true",
+        help="give only your own current share; each operator runs the same command, "
+        "and the last one starts the rekey",
     )
     rekey.add_argument("--current-passphrase-file", help="the current passphrase")
     rekey.add_argument(

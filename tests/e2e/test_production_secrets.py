@@ -110,19 +110,19 @@ def test_init_writes_private_files_and_sealed_shares(
     assert again.returncode != 0 and "refusing to overwrite" in again.stderr
     assert (out / "operator-token").read_text().strip() == token
 
-    # Rekey: the new shares come back sealed to the operators' keys, and each
-    # operator gives their own back to verify it.
-    current = tmp_path / "current"
-    current.write_text("\n".join(shares[:2]) + "\n")
-    current.chmod(0o600)
+    # Rekey: each operator gives only their own current share (no one types
+    # a threshold of them), the new shares come back sealed to the operators'
+    # keys, and each operator gives their own new share back to verify it.
     rekey_out = tmp_path / "rekey"
-    started = json.loads(
-        prod.operator(
-            "rekey", "--json", *by_file, "--seal", "shamir", "--shares", "3", "--threshold", "2",
-            "--share-keys", ",".join(map(str, publics)), "--output-dir", str(rekey_out),
-            "--current-shares-file", str(current), env=token_env,
-        ).stdout
-    )  # fmt: skip
+    rekey_args = [
+        "rekey", "--json", *by_file, "--seal", "shamir", "--shares", "3", "--threshold", "2",
+        "--share-keys", ",".join(map(str, publics)), "--output-dir", str(rekey_out),
+        "--one-share",
+    ]  # fmt: skip
+    first = json.loads(prod.operator(*rekey_args, stdin=shares[1] + "\n", env=token_env).stdout)
+    assert first == {"seal": "shamir", "authorising": True, "progress": 1, "threshold": 2}
+    assert "rekey" not in prod.status()
+    started = json.loads(prod.operator(*rekey_args, stdin=shares[2] + "\n", env=token_env).stdout)
     assert started["encrypted"] is True and started["pending"] is True
     assert started["shares"] == [str(rekey_out / f"share-{n}.enc") for n in (1, 2, 3)]
     new = [_decrypt(prod, privates[n], rekey_out / f"share-{n + 1}.enc") for n in range(3)]
@@ -132,6 +132,8 @@ def test_init_writes_private_files_and_sealed_shares(
     assert json.loads(done.stdout) == {"seal": "shamir", "settled": True}
 
     # An open current-shares file is refused too.
+    current = tmp_path / "current"
+    current.write_text("\n".join(new[:2]) + "\n")
     current.chmod(0o640)
     leaked = prod.operator(
         "rekey", *by_file, "--seal", "shamir", "--current-shares-file", str(current),

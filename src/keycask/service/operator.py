@@ -13,7 +13,9 @@ and ``Unseal`` are served.
     Rotate   {} -> {term}
     Rekey    {Seal, Shares?, Threshold?, ShareKeys?, Passphrase?, Module?, TokenLabel?,
               KeyLabel?, Pin?,
-              Current: {Shares: [...]} | {Passphrase} | {Pin}}
+              Current: {Shares: [...], Collect?} | {Passphrase} | {Pin}}
+             -> {seal, authorising, progress, threshold} while Collect gathers current
+                shares one operator at a time (the same target each time), then
              -> {seal, pending, shares?, threshold?}   (the new share lines, shown this once)
                 or {seal, settled} for a PKCS#11 target (verified by the server itself)
     RekeyVerify {Share? | Shares? | Passphrase?}
@@ -97,10 +99,14 @@ def _proof(value: object) -> SealProof:
         or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
     ):
         raise ValidationException("Current.Shares must be a list of share lines")
+    collect = value.get("Collect", False)
+    if not isinstance(collect, bool):
+        raise ValidationException("Current.Collect must be a boolean")
     return SealProof(
         shares=tuple(shares),
         passphrase=_text(value, "Passphrase"),
         pin=_text(value, "Pin"),
+        collect=collect,
     )
 
 
@@ -187,6 +193,14 @@ class Operator:
                 share_keys=_share_keys(fields.get("ShareKeys", [])),
             )
             outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
+            if outcome.authorising:
+                threshold = self.keeper.status().get("threshold")
+                return {
+                    "seal": seal_kind,
+                    "authorising": True,
+                    "progress": outcome.progress,
+                    "threshold": threshold,
+                }, f"rekey to a {seal_kind} seal: {outcome.progress} current shares given"
             if outcome.pending:
                 started: dict[str, object] = {"seal": seal_kind, "pending": True}
                 if outcome.shares:

@@ -69,6 +69,10 @@ class SealProof:
     shares: tuple[str, ...] = ()
     passphrase: str | None = None
     pin: str | None = None
+    # Current shares may come one operator at a time: each call adds its
+    # shares to a collection kept (for one rekey target) until the threshold,
+    # so no one person types them all.
+    collect: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +94,8 @@ class RekeyOutcome:
     note: str | None = None
     pending: bool = False
     progress: int = 0
+    # Current shares are being collected (``SealProof.collect``); nothing written.
+    authorising: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +144,8 @@ class SealKeeper:
         self._collector = self._new_collector()
         # New shares handed back for a pending rekey (``rekey_verify``).
         self._verifier: ShareCollector | None = None
+        # Current shares collected one call at a time, for one rekey target.
+        self._authorising: tuple[NewSeal, ShareCollector] | None = None
 
     def _new_collector(self) -> ShareCollector | None:
         if self.kind != "shamir":
@@ -177,6 +185,13 @@ class SealKeeper:
         rekey = self._pending_rekey()
         if rekey is not None:
             status["rekey"] = rekey
+        authorising = self._authorising
+        if authorising is not None and authorising[1].progress:
+            status["rekey_authorisation"] = {
+                "seal": authorising[0].kind,
+                "progress": authorising[1].progress,
+                "threshold": authorising[1].threshold,
+            }
         if not self.sealed:
             keyring = self._barrier.keyring
             status["term"] = keyring.active_term
@@ -317,6 +332,7 @@ class SealKeeper:
         if self._verifier is not None:
             self._verifier.reset()
             self._verifier = None
+        self._authorising = None
 
     # -- rekey: start, verify, cancel --
 
@@ -344,7 +360,12 @@ class SealKeeper:
                     "or discard it with `operator rekey-cancel`"
                 )
             self._check_new(new)
-            await self._check_proof(proof)
+            if not await self._check_proof(proof, new):
+                collecting = self._authorising
+                assert collecting is not None
+                return RekeyOutcome(
+                    [], settled=False, authorising=True, progress=collecting[1].progress
+                )
             root = KeyMaterial.generate(32)
             try:
                 shares = await asyncio.to_thread(self._write_pending, new, root)
@@ -412,8 +433,12 @@ class SealKeeper:
         pending seal's type. (Under the lock: a verification moving the
         keyring must not lose its file halfway.)"""
         async with self._lock:
+            collecting = self._authorising is not None and self._authorising[1].progress
+            self._authorising = None
             kind = seal_type(self._dir, REKEY_SEAL_FILE)
             if kind is None:
+                if collecting:
+                    return "collection of current shares for a"
                 raise SealError("no rekey is pending")
             sealfile.remove(self._dir / REKEY_SEAL_FILE)
             if self._verifier is not None:
@@ -490,8 +515,9 @@ class SealKeeper:
         module = json.loads((self._dir / SEAL_FILE).read_text()).get("module")
         return frozenset({module}) if isinstance(module, str) else frozenset()
 
-    async def _check_proof(self, proof: SealProof) -> None:
-        """The proof must give the root key this barrier holds now."""
+    async def _check_proof(self, proof: SealProof, new: NewSeal) -> bool:
+        """The proof must give the root key this barrier holds now; False
+        while current shares are still being collected (``proof.collect``)."""
         roots: list[KeyMaterial] = []
         refused = SealError(
             f"a rekey needs the current {self.kind} seal: "
@@ -503,13 +529,19 @@ class SealKeeper:
         )
         try:
             if self.kind == "shamir" and proof.shares:
-                current = ShamirSeal(self._dir)
-                collector = ShareCollector(current.config()[1], knows=current.knows)
+                collector = self._proof_collector(new) if proof.collect else None
+                if collector is None:
+                    current = ShamirSeal(self._dir)
+                    collector = ShareCollector(current.config()[1], knows=current.knows)
                 for text in proof.shares:
                     root = collector.add(text)
                     if root is not None:
                         roots.append(root)
                         break
+                if not roots and proof.collect:
+                    return False
+                if proof.collect:
+                    self._authorising = None
             elif self.kind == "passphrase" and proof.passphrase:
                 seal = PassphraseSeal(self._dir)
                 roots.append(await asyncio.to_thread(seal.unseal, proof.passphrase))
@@ -520,6 +552,26 @@ class SealKeeper:
             raise refused from None
         if not roots or not self._barrier.holds(roots[0]):
             raise refused
+        return True
+
+    def _proof_collector(self, new: NewSeal) -> ShareCollector:
+        """The collection of current shares for a rekey to ``new``; one for
+        another target that has shares already is refused, not replaced (the
+        operators agreed on one target)."""
+        held = self._authorising
+        if held is not None and held[1].progress and held[0] != new:
+            raise SealError(
+                f"current shares are being collected for a rekey to another target "
+                f"({held[1].progress}/{held[1].threshold}): give the same options, or "
+                "drop the collection with `operator rekey-cancel`"
+            )
+        if held is None or held[0] != new or not held[1].progress:
+            current = ShamirSeal(self._dir)
+            held = self._authorising = (
+                new,
+                ShareCollector(current.config()[1], knows=current.knows),
+            )
+        return held[1]
 
     def _write_pending(self, new: NewSeal, root: KeyMaterial) -> list[str]:
         if new.kind == "shamir":
