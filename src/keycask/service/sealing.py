@@ -527,9 +527,14 @@ class SealKeeper:
                 "pkcs11": "the token's PIN",
             }.get(self.kind, "its secret")
         )
+        # Outside the try: a collection for another target says so.
+        collector = (
+            self._proof_collector(new)
+            if self.kind == "shamir" and proof.shares and proof.collect
+            else None
+        )
         try:
             if self.kind == "shamir" and proof.shares:
-                collector = self._proof_collector(new) if proof.collect else None
                 if collector is None:
                     current = ShamirSeal(self._dir)
                     collector = ShareCollector(current.config()[1], knows=current.knows)
