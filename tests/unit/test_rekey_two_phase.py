@@ -10,7 +10,7 @@ import pytest
 
 from keycask.barrier import Barrier
 from keycask.barrier.rewrite import retirable, rewrite_batch
-from keycask.errors import SealError
+from keycask.errors import BarrierBusy, SealError
 from keycask.seal import REKEY_SEAL_FILE, SEAL_FILE
 from keycask.seal.shamir import ShamirSeal
 from keycask.service.sealing import NewSeal, SealKeeper, SealProof, VerifyInput
@@ -85,4 +85,23 @@ async def test_verified_rekey_rotates_and_the_rewrite_retires_old_terms(tmp_path
         assert got is not None and got.value == b"kept %d" % i
     # A new term after retirement never reuses a number.
     assert await barrier.rotate() == 4
+    await storage.close()
+
+
+async def test_a_value_sealed_under_a_term_retired_meanwhile_is_refused(tmp_path: Path) -> None:
+    """A write sealed before a slow await, committed after the rewrite
+    retired its term, would be unreadable: it is refused, never stored."""
+    keeper, barrier, storage, _ = await _keeper(tmp_path)
+    late = barrier.put("value/late", b"sealed under term 1", expect=0)
+    await barrier.rotate()
+    await rewrite_batch(barrier, "")
+    await barrier.rewritten(2, retire=await retirable(barrier, 2))
+    assert set(barrier.keyring.terms) == {2}
+    with pytest.raises(BarrierBusy):
+        await barrier.commit([late])
+    assert await storage.get("value/late") is None
+    await barrier.commit([barrier.put("value/late", b"sealed again", expect=0)])
+    got = await barrier.get("value/late")
+    assert got is not None and got.value == b"sealed again"
+    assert keeper.status()["term"] == 2
     await storage.close()

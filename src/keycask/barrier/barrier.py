@@ -239,8 +239,17 @@ class Barrier:
         return Delete(path, expect)
 
     async def commit(self, writes: Sequence[Write]) -> None:
-        if self._keyring is None:
+        keyring = self._keyring
+        if keyring is None:
             raise Sealed()
+        for write in writes:
+            # A value sealed before a slow await, under a term that a finished
+            # rewrite has since retired, would be unreadable once stored:
+            # refuse it (nothing is acknowledged; the caller retries).
+            if isinstance(write, Put) and write.path != KEYRING_PATH:
+                term = term_of(write.value)
+                if term is not None and term not in keyring.terms:
+                    raise BarrierBusy("keycask retired a barrier term meanwhile; retry the request")
         await self._storage.commit(writes)
 
     def reseal(self, path: str, entry: Entry) -> Put | None:
