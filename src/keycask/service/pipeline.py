@@ -60,6 +60,11 @@ _CALLER_CACHE = 4096
 _OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
 # How long one scheduler tick may spend moving values to a new barrier term.
 _REWRITE_SLICE = 0.5
+# A finished rewrite retires old terms only once its term has been active this
+# long: a node of a cluster that has not reloaded the keyring yet may still
+# seal under the old term (it reloads on the next commit notice or epoch poll,
+# within about a second); until then the passes go on, finding nothing.
+_RETIRE_AFTER = 5.0
 # How long /readyz waits for the store before calling it unreachable.
 _READY_TIMEOUT = 2.0
 
@@ -141,6 +146,7 @@ class Pipeline:
         self._rewrite_cursor = ""
         self._rewrite_moved = 0
         self._rewrite_term = 0
+        self._rewrite_since = 0.0  # when this process first saw _rewrite_term active
         self.scheduler = Scheduler(
             deps,
             audit,
@@ -279,7 +285,9 @@ class Pipeline:
         deadline = loop.time() + _REWRITE_SLICE
         if not self._rewrite_cursor:
             # A pass moves values to this term; a newer term needs its own pass.
-            self._rewrite_term = self._barrier.keyring.active_term
+            term = self._barrier.keyring.active_term
+            if term != self._rewrite_term:
+                self._rewrite_term, self._rewrite_since = term, loop.time()
         while loop.time() < deadline:
             async with self._coordinator.exclusive():
                 self._refresh()
@@ -294,6 +302,8 @@ class Pipeline:
                 continue
             done = self._rewrite_moved == 0
             self._rewrite_cursor, self._rewrite_moved = "", 0
+            if done and loop.time() - self._rewrite_since < _RETIRE_AFTER:
+                return  # clean, but too soon to retire terms: another pass next tick
             if done:
                 async with self._coordinator.exclusive():
                     retire = await retirable(self._barrier, self._rewrite_term)
