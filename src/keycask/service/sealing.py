@@ -372,7 +372,10 @@ class SealKeeper:
                 if new.kind == "pkcs11":
                     assert new.pin is not None
                     token = Pkcs11Seal(self._dir, REKEY_SEAL_FILE)
-                    if not (await asyncio.to_thread(token.unseal, new.pin)).matches(root):
+                    back = await asyncio.to_thread(token.unseal, new.pin)
+                    same = back.matches(root)
+                    back.wipe()
+                    if not same:
                         raise SealError("the PKCS#11 token did not give the new root key back")
             except BaseException:
                 sealfile.remove(self._dir / REKEY_SEAL_FILE)
@@ -555,7 +558,10 @@ class SealKeeper:
                 roots.append(await asyncio.to_thread(token.unseal, proof.pin))
         except SealError:
             raise refused from None
-        if not roots or not self._barrier.holds(roots[0]):
+        proven = bool(roots) and self._barrier.holds(roots[0])
+        for root in roots:
+            root.wipe()  # a copy of the barrier's root, needed no longer
+        if not proven:
             raise refused
         return True
 
