@@ -7,11 +7,17 @@ threshold; a passphrase comes in one call; a PKCS#11 token is asked at start
 with the PIN the server was given (auto-unseal). Nothing here is ever stored
 but what the seals themselves store.
 
-Rekey is crash-safe in three steps: the new seal is written beside the old
-one (``seal.next.json``), the keyring is sealed under the new root (one
-conditional write), and the new file replaces the old. Until the last step
-both files are tried when unsealing, and the first unseal after a crash
-finishes or discards the half-done rekey by which file opened the keyring.
+Rekey is two-phase. ``rekey`` writes the new seal as ``seal.rekey.json``,
+which unsealing never tries, and answers with the new shares: the current
+seal stays authoritative, so an answer lost on the way loses nothing.
+``rekey_verify`` takes a threshold of the new shares (or the new passphrase)
+back and only then moves the store; ``rekey_cancel`` discards the pending
+seal. The move is crash-safe in three steps: the pending file becomes
+``seal.next.json``, the keyring is sealed under the new root with a new
+barrier term (one conditional write), and the new file replaces the old.
+Until the last step both files are tried when unsealing, and the first
+unseal after a crash finishes or discards the half-done move by which file
+opened the keyring.
 """
 
 from __future__ import annotations
