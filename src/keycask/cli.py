@@ -146,6 +146,12 @@ def _production_banner(runtime: Runtime) -> None:
 
 def _read_secret_file(path: str, what: str) -> str:
     try:
+        if Path(path).stat().st_mode & 0o077:
+            # Readable by others: the secret has leaked already; say so, never use it.
+            raise config.ConfigError(
+                f"the {what} file {path} is readable by others: chmod 600 it "
+                "(and consider the secret exposed)"
+            )
         text = Path(path).read_text().strip()
     except OSError as exc:
         raise config.ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None

@@ -1,5 +1,5 @@
-"""``keycask operator init | status | unseal | seal | rotate | rekey | rotate-token |
-backup | restore``
+"""``keycask operator init | status | unseal | seal | rotate | rekey | rekey-verify |
+rekey-cancel | rotate-token | backup | restore``
 
 ``init`` and ``restore`` work on a data directory directly (the local
 operator's access to it is already total); ``backup`` reads the data dir
@@ -39,7 +39,14 @@ from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
 from keycask.cli_support import CallError, local_record, post_json
-from keycask.crypto import KeyMaterial, self_signed_certificate
+from keycask.crypto import (
+    KeyMaterial,
+    ShareBoxError,
+    check_public_key,
+    open_with_private_key,
+    seal_to_public_key,
+    self_signed_certificate,
+)
 from keycask.crypto.backup_mac import backup_tag
 from keycask.errors import SealError
 from keycask.ports import Storage
@@ -90,11 +97,30 @@ def _address(args: argparse.Namespace) -> tuple[str, str | None]:
     return addr.rstrip("/"), ca
 
 
+def read_private(path: str | Path, what: str) -> str:
+    """A secret from a file that only its owner may read: a file others can
+    read has already leaked whatever it holds, so it is refused (and the
+    operator replaces the secret), never used."""
+    file = Path(path)
+    try:
+        mode = file.stat().st_mode
+    except OSError as error:
+        raise OperatorError(f"cannot read the {what} file {file}: {error.strerror}") from None
+    if mode & 0o077:
+        raise OperatorError(
+            f"the {what} file {file} is readable by others (mode {mode & 0o777:o}): "
+            "refusing to use it; chmod 600 it (and consider the secret exposed)"
+        )
+    return file.read_text()
+
+
 def _token(args: argparse.Namespace) -> str:
-    token = os.environ.get("KEYCASK_OPERATOR_TOKEN")
+    # The file first: a token in the environment is visible to every process
+    # of the same user (and in /proc to root), and lands in shell history.
     path = args.token_file or os.environ.get("KEYCASK_OPERATOR_TOKEN_FILE")
-    if not token and path:
-        token = Path(path).read_text().strip()
+    token = read_private(path, "operator token").strip() if path else None
+    if not token:
+        token = os.environ.get("KEYCASK_OPERATOR_TOKEN")
     if not token:
         raise OperatorError(
             "no operator token: set KEYCASK_OPERATOR_TOKEN or give --token-file "
@@ -147,7 +173,7 @@ def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict
 def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
     """A secret from a file, the environment, a prompt, or one line of stdin."""
     if file:
-        text = Path(file).read_text().strip()
+        text = read_private(file, prompt.rstrip(": ").lower()).strip()
     elif env and os.environ.get(env):
         text = os.environ[env]
     elif sys.stdin.isatty():
@@ -170,6 +196,23 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     for name in ("term", "rewrite_pending", "keys"):
         if name in status:
             print(f"{name + ':':<10} {status[name]}")
+    collecting = status.get("rekey_authorisation")
+    if isinstance(collecting, dict):
+        print(
+            f"rekey:     to {collecting.get('seal')}: {collecting.get('progress')}/"
+            f"{collecting.get('threshold')} current shares given (operator rekey --one-share)"
+        )
+    rekey = status.get("rekey")
+    if isinstance(rekey, dict):
+        progress = (
+            f", {rekey.get('progress')}/{rekey.get('threshold')} new shares given back"
+            if rekey.get("seal") == "shamir"
+            else ""
+        )
+        print(
+            f"rekey:     pending to {rekey.get('seal')}{progress} "
+            "(operator rekey-verify, or operator rekey-cancel)"
+        )
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -178,6 +221,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_unseal(args: argparse.Namespace) -> int:
+    if args.reset:
+        _print_status(call(args, "Unseal", {"Reset": True}), args.json)
+        return 0
     if args.share:
         body = {"Share": args.share}
     elif args.passphrase_file:
@@ -227,9 +273,11 @@ def _current_proof(args: argparse.Namespace) -> dict[str, Any]:
     one per line, or the prompt), the passphrase or the PIN."""
     status = call(args, "Status", {})
     kind = status.get("seal")
+    if kind == "shamir" and args.one_share:
+        return {"Shares": [_secret("Your current share: ", None)], "Collect": True}
     if kind == "shamir":
         if args.current_shares_file:
-            lines = Path(args.current_shares_file).read_text().split()
+            lines = read_private(args.current_shares_file, "current shares").split()
         else:
             threshold = int(status.get("threshold", 0))
             lines = [
@@ -247,12 +295,90 @@ def cmd_rekey(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"Seal": args.seal, "Current": _current_proof(args)}
     if args.seal == "shamir":
         body.update(Shares=args.shares, Threshold=args.threshold)
+        if args.share_keys:
+            body["ShareKeys"] = _share_keys(args.share_keys, args.shares)
     elif args.seal == "passphrase":
         body["Passphrase"] = _new_passphrase(args.passphrase_file)
     elif args.seal == "pkcs11":
         body.update(_pkcs11_fields(args))
+    output = _OutputDir(Path(args.output_dir)) if args.output_dir else None
     answer = call(args, "Rekey", body)
-    _print_shares(answer, args.json, "rekeyed")
+    if answer.get("authorising"):
+        if args.json:
+            print(json.dumps(answer))
+        else:
+            print(
+                f"current shares given: {answer.get('progress')}/{answer.get('threshold')}; "
+                "the next operator runs the same command with their share"
+            )
+        return 0
+    if output is not None and answer.get("shares"):
+        answer["shares"] = output.shares(answer.pop("shares"), bool(answer.get("encrypted")))
+    if answer.get("pending"):
+        _print_pending(answer, args.json)
+    else:
+        _print_shares(answer, args.json, "rekeyed")
+    return 0
+
+
+def _print_pending(answer: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(answer))
+        return
+    shares = answer.get("shares") or []
+    if shares:
+        if answer.get("encrypted"):
+            print("\nNew shares, each sealed to its operator's key (in --share-keys order):")
+        else:
+            print("\nNew shares (shown once; give one to each operator, store none together):")
+        for line in shares:
+            print(f"  {line}")
+        print(
+            f"\nNothing has changed yet: the current seal stays until {answer.get('threshold')} "
+            "of these shares are given back with `keycask operator rekey-verify` "
+            "(`operator rekey-cancel` discards them)."
+        )
+    else:
+        print(
+            f"rekey to a {answer.get('seal')} seal started: nothing has changed yet; "
+            "give the new passphrase again with `keycask operator rekey-verify` "
+            "(`operator rekey-cancel` discards it)"
+        )
+
+
+def cmd_rekey_verify(args: argparse.Namespace) -> int:
+    status = call(args, "Status", {})
+    pending = status.get("rekey")
+    if not isinstance(pending, dict):
+        raise OperatorError("no rekey is pending: start one with `keycask operator rekey`")
+    body: dict[str, Any]
+    if pending.get("seal") == "passphrase":
+        body = {"Passphrase": _secret("New passphrase: ", args.passphrase_file)}
+    elif args.shares_file:
+        body = {"Shares": read_private(args.shares_file, "new shares").split()}
+    elif args.share:
+        body = {"Share": args.share}
+    else:
+        body = {"Share": _secret("New share: ", None)}
+    answer = call(args, "RekeyVerify", body)
+    if args.json:
+        print(json.dumps(answer))
+    elif answer.get("pending"):
+        print(
+            f"rekey verification: {answer.get('progress')}/{answer.get('threshold')} "
+            "new shares given back; the current seal still opens the store"
+        )
+    else:
+        _print_shares(answer, False, "rekeyed")
+    return 0
+
+
+def cmd_rekey_cancel(args: argparse.Namespace) -> int:
+    answer = call(args, "RekeyCancel", {})
+    if args.json:
+        print(json.dumps(answer))
+    else:
+        print("pending rekey cancelled: the current seal stays")
     return 0
 
 
@@ -269,6 +395,82 @@ def _print_shares(answer: dict[str, Any], as_json: bool, what: str) -> None:
         print("\nShares (shown once; give one to each operator, store none together):")
         for line in shares:
             print(f"  {line}")
+
+
+def _share_keys(files: str, count: int) -> list[str]:
+    """The PEM public keys named (comma-separated), one per share."""
+    paths = [name for name in files.split(",") if name]
+    if len(paths) != count:
+        raise OperatorError(f"--share-keys names {len(paths)} keys for {count} shares")
+    keys = []
+    for name in paths:
+        try:
+            keys.append(Path(name).read_text())
+        except OSError as error:
+            raise OperatorError(f"cannot read {name}: {error.strerror}") from None
+    for name, pem in zip(paths, keys, strict=True):
+        try:
+            check_public_key(pem.encode())
+        except ShareBoxError as error:
+            raise OperatorError(f"{name}: {error}") from None
+    return keys
+
+
+class _OutputDir:
+    """Secrets written by keycask itself, one owner-only file each (0600 in a
+    0700 directory, never overwriting), instead of all on stdout where a
+    redirect makes one world-readable file of them."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if path.exists():
+            if not path.is_dir():
+                raise OperatorError(f"{path} exists and is not a directory")
+            if path.stat().st_mode & 0o077:
+                raise OperatorError(f"{path} is open to others: chmod 700 it first")
+        else:
+            path.mkdir(mode=0o700, parents=True)
+
+    def write(self, name: str, text: str) -> str:
+        target = self.path / name
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            raise OperatorError(f"{target} already exists: refusing to overwrite it") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return str(target)
+
+    def shares(self, lines: list[str], encrypted: bool) -> list[str]:
+        """Writes one file per share; returns their paths."""
+        suffix = "enc" if encrypted else "txt"
+        for number in range(1, len(lines) + 1):
+            if (self.path / f"share-{number}.{suffix}").exists():
+                raise OperatorError(f"{self.path}/share-{number}.{suffix} already exists")
+        return [
+            self.write(f"share-{number}.{suffix}", line + "\n")
+            for number, line in enumerate(lines, 1)
+        ]
+
+
+def cmd_decrypt_share(args: argparse.Namespace) -> int:
+    """An operator opens the share sealed to their key; the share line goes
+    to stdout, for a pipe into `operator unseal` or `operator rekey-verify`."""
+    private = read_private(args.private_key, "private key").encode()
+    password = (
+        read_private(args.password_file, "private key password").rstrip("\n").encode()
+        if args.password_file
+        else None
+    )
+    sealed = sys.stdin.read() if args.file in (None, "-") else Path(args.file).read_text()
+    try:
+        share = open_with_private_key(private, sealed.strip(), password)
+    except ShareBoxError as error:
+        raise OperatorError(str(error)) from None
+    print(share.decode("ascii", "replace"))
+    return 0
 
 
 def _new_passphrase(file: str | None) -> str:
@@ -405,26 +607,71 @@ def _write_private(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    """``--share-keys`` seals each share to its operator's key;
+    ``--output-dir`` moves every secret of ``result`` into owner-only files,
+    leaving their paths in its place."""
+    shares = result.get("shares") or []
+    if args.share_keys and shares:
+        keys = _share_keys(args.share_keys, len(shares))
+        result["shares"] = [
+            seal_to_public_key(pem.encode(), line.encode())
+            for pem, line in zip(keys, shares, strict=True)
+        ]
+        result["encrypted"] = True
+    if not args.output_dir:
+        return
+    output = _OutputDir(Path(args.output_dir))
+    if result.get("shares"):
+        result["shares"] = output.shares(result["shares"], bool(result.get("encrypted")))
+    result["operator_token"] = output.write("operator-token", result["operator_token"] + "\n")
+    admin = result["admin"]
+    result["admin"] = {
+        "account": admin["account"],
+        "arn": admin["arn"],
+        "access_key_id": admin["access_key_id"],
+        "credentials_file": output.write(
+            "admin-credentials",
+            "[keycask-admin]\n"
+            f"aws_access_key_id = {admin['access_key_id']}\n"
+            f"aws_secret_access_key = {admin['secret_access_key']}\n",
+        ),
+    }
+    result["output_dir"] = str(output.path)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
+    if args.share_keys and args.seal == "shamir":
+        _share_keys(args.share_keys, args.shares)  # before anything is created
+    if args.output_dir:
+        _OutputDir(Path(args.output_dir))  # refused before the data dir is made
     result = asyncio.run(_initialise(args, data_dir))
+    _init_outputs(args, result)
     if args.json:
         print(json.dumps(result))
         return 0
     admin = result["admin"]
     print(f"keycask initialised in {data_dir} with a {args.seal} seal.\n")
+    written = "output_dir" in result
     if result.get("shares"):
+        how = "sealed to the --share-keys, in order" if result.get("encrypted") else "shown once"
+        where = "written to" if written else how + "; store each apart"
         print(
             f"Unseal shares ({result['threshold']} of {len(result['shares'])} open the "
-            "server; shown once, store each apart):"
+            f"server; {where}):"
         )
         for line in result["shares"]:
             print(f"  {line}")
         print()
-    print(f"Operator token (shown once): {result['operator_token']}")
-    print(f"Administrator {admin['arn']}:")
-    print(f"  aws_access_key_id = {admin['access_key_id']}")
-    print(f"  aws_secret_access_key = {admin['secret_access_key']}")
+    if written:
+        print(f"Operator token written to {result['operator_token']}")
+        print(f"Administrator {admin['arn']}: credentials in {admin['credentials_file']}")
+    else:
+        print(f"Operator token (shown once): {result['operator_token']}")
+        print(f"Administrator {admin['arn']}:")
+        print(f"  aws_access_key_id = {admin['access_key_id']}")
+        print(f"  aws_secret_access_key = {admin['secret_access_key']}")
     if "tls_cert" in result:
         print(f"\nSelf-signed TLS certificate: {result['tls_cert']}")
     print(f"\nNext: keycask server --data-dir {data_dir}, then keycask operator unseal")
@@ -593,7 +840,11 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     def remote(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         parser.add_argument("--addr", help="server URL (env KEYCASK_ADDR)")
         parser.add_argument("--ca-file", help="CA bundle for an HTTPS server (env KEYCASK_CACERT)")
-        parser.add_argument("--token-file", help="operator token file (env KEYCASK_OPERATOR_TOKEN)")
+        parser.add_argument(
+            "--token-file",
+            help="operator token file, owner-only (env KEYCASK_OPERATOR_TOKEN_FILE; "
+            "KEYCASK_OPERATOR_TOKEN also works)",
+        )
         parser.add_argument("--data-dir", help="the server's data dir, for its TLS certificate")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument(
@@ -623,6 +874,19 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         parser.add_argument("--passphrase-file", help="passphrase seal: read it from this file")
         pkcs11(parser)
 
+    def outputs(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--output-dir",
+            help="write each secret to its own 0600 file here (never overwriting) "
+            "instead of printing it",
+        )
+        parser.add_argument(
+            "--share-keys",
+            metavar="PEM,PEM,...",
+            help="Shamir: seal share N to the Nth operator's public key "
+            "(X25519 or RSA, PEM); open with `operator decrypt-share`",
+        )
+
     init = operator.add_parser("init", help="initialise a production data directory")
     init.add_argument("--data-dir", help="a new, empty data directory")
     init.add_argument("--account-id", help="account of the first administrator")
@@ -638,6 +902,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init.add_argument("--tls-hostname", action="append", help="DNS name for it (repeatable)")
     init.add_argument("--tls-ip", action="append", help="IP address for it (repeatable)")
     seal_choice(init, required=False)
+    outputs(init)
     init.set_defaults(func=_guard(cmd_init))
 
     remote(operator.add_parser("status", help="sealed or not, seal, term")).set_defaults(
@@ -647,6 +912,9 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     unseal.add_argument("share", nargs="?", help="a share (prefer the prompt: leave this out)")
     unseal.add_argument("--passphrase-file")
     unseal.add_argument("--pin-file")
+    unseal.add_argument(
+        "--reset", action="store_true", help="drop the shares given so far and start again"
+    )
     unseal.set_defaults(func=_guard(cmd_unseal))
     remote(operator.add_parser("seal", help="drop every key from memory")).set_defaults(
         func=_guard(cmd_seal)
@@ -659,11 +927,37 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     rekey.add_argument(
         "--current-shares-file", help="current Shamir shares, one per line (else prompted)"
     )
+    rekey.add_argument(
+        "--one-share",
+        action="store_true",
+        help="give only your own current share; each operator runs the same command, "
+        "and the last one starts the rekey",
+    )
     rekey.add_argument("--current-passphrase-file", help="the current passphrase")
     rekey.add_argument(
         "--current-pin-file", help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)"
     )
+    outputs(rekey)
     rekey.set_defaults(func=_guard(cmd_rekey))
+    decrypt = operator.add_parser(
+        "decrypt-share", help="open a share sealed to your key (prints the share line)"
+    )
+    decrypt.add_argument("file", nargs="?", help="the sealed share (default: stdin)")
+    decrypt.add_argument("--private-key", required=True, help="your private key, PEM (0600)")
+    decrypt.add_argument("--password-file", help="its password, if it has one")
+    decrypt.set_defaults(func=_guard(cmd_decrypt_share))
+    verify = remote(
+        operator.add_parser(
+            "rekey-verify", help="give a new share (or the new passphrase) back to finish a rekey"
+        )
+    )
+    verify.add_argument("share", nargs="?", help="a new share (prefer the prompt: leave this out)")
+    verify.add_argument("--shares-file", help="new shares, one per line")
+    verify.add_argument("--passphrase-file", help="the new passphrase (passphrase seal)")
+    verify.set_defaults(func=_guard(cmd_rekey_verify))
+    remote(
+        operator.add_parser("rekey-cancel", help="discard a pending rekey; the seal stays")
+    ).set_defaults(func=_guard(cmd_rekey_cancel))
 
     rotate_token = remote(
         operator.add_parser("rotate-token", help="replace the operator token with a new one")

@@ -280,7 +280,8 @@ def test_without_the_seal_no_secret_is_in_the_data_dir_or_the_backup(
 
     root = combine_shares([Share.decode(s) for s in prod.shares[:3]])
     keyring = Keyring.open_with(root, _keyring_blob(prod.data_dir / "keycask.db"))
-    assert sorted(keyring.terms) == [1, 2]
+    # Term 1 may already be retired, if the rewrite finished meanwhile.
+    assert keyring.active_term == 2 and set(keyring.terms) <= {1, 2}
     needles = {
         "imported key material": _forms(material),
         "encrypted plaintext": _forms(plaintext),

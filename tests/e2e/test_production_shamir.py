@@ -14,6 +14,8 @@ import pytest
 from botocore.exceptions import ClientError
 from production import Production
 
+from keycask.crypto import Share
+
 
 def _code(error: pytest.ExceptionInfo[ClientError]) -> str:
     return str(error.value.response["Error"]["Code"])
@@ -116,13 +118,30 @@ def test_sealed_unseal_seal_unseal(prod: Production) -> None:
 def test_shares_of_another_split_do_not_open_it(prod: Production, tmp_path: Path) -> None:
     other = Production(tmp_path / "other")
     other.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    for share in other.shares[:2]:
-        prod.unseal(share)
-    wrong = prod.unseal(other.shares[2], check=False)
-    assert wrong.returncode != 0 and "does not open the keyring" in wrong.stderr
-    # The attempt is forgotten: the right shares work from zero.
+    # The seal file knows its own shares (by digest): others never count.
+    for share in other.shares[:3]:
+        wrong = prod.unseal(share, check=False)
+        assert wrong.returncode != 0 and "not one this seal handed out" in wrong.stderr
     assert prod.status()["progress"] == 0
     prod.unseal_with(prod.shares[:3])
+
+
+def test_forged_shares_do_not_jam_the_unseal(prod: Production) -> None:
+    """Whoever holds the operator token can hand in well-formed shares (the
+    checksum on a share line is public): they must neither count nor block
+    the genuine shares with the same index; and an operator can start over."""
+    shares = prod.shares
+    for index in (1, 2, 3):
+        forged = Share(index=index, threshold=3, value=bytes([index]) * 32).encode()
+        refused = prod.unseal(forged, check=False)
+        assert refused.returncode != 0 and "not one this seal handed out" in refused.stderr
+    assert prod.status()["progress"] == 0
+    prod.unseal(shares[0])
+    prod.unseal(shares[1])
+    assert prod.status()["progress"] == 2
+    reset = json.loads(prod.operator("unseal", "--reset", "--json").stdout)
+    assert reset["sealed"] is True and reset["progress"] == 0
+    prod.unseal_with(shares[:3])
 
 
 def test_operator_calls_need_the_token_and_are_audited(prod: Production) -> None:

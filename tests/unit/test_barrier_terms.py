@@ -29,7 +29,7 @@ async def _rewrite_all(barrier: Barrier) -> int:
 async def test_sealed_barrier_refuses_everything(tmp_path: Path) -> None:
     storage = SQLiteStorage(tmp_path / "s.db")
     root = KeyMaterial.generate()
-    barrier = await Barrier.open(storage, root)
+    barrier = await Barrier.open(storage, KeyMaterial(root.reveal()))
     await barrier.commit([barrier.put("a", b"secret", expect=0)])
     barrier.seal()
     assert barrier.sealed

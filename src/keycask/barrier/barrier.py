@@ -162,7 +162,8 @@ class Barrier:
         self._set(root, keyring, 1, self._block)
 
     async def unseal(self, root: KeyMaterial) -> None:
-        """Open the keyring with ``root``; ``SealError`` if it does not open."""
+        """Open the keyring with ``root``; ``SealError`` if it does not open.
+        The barrier owns ``root`` from then on: sealing overwrites it."""
         generation = self._generation
         entry = await self._storage.get(KEYRING_PATH)
         if entry is None:
@@ -197,6 +198,15 @@ class Barrier:
         self._generation += 1
         for task in self._background:
             task.cancel()
+        # Overwrite the keys before dropping them: a reference left anywhere
+        # (a keyring copy held by work in flight) must not still hold a key.
+        # Nothing between here and the await that follows any use of them
+        # can run, and every such await re-checks the generation.
+        if self._root is not None:
+            self._root.wipe()
+        if self._keyring is not None:
+            for key in self._keyring.terms.values():
+                key.wipe()
         self._root = None
         self._keyring = None
         self._remaining = 0
@@ -307,8 +317,17 @@ class Barrier:
         return Delete(path, expect)
 
     async def commit(self, writes: Sequence[Write]) -> None:
-        if self._keyring is None:
+        keyring = self._keyring
+        if keyring is None:
             raise Sealed()
+        for write in writes:
+            # A value sealed before a slow await, under a term that a finished
+            # rewrite has since retired, would be unreadable once stored:
+            # refuse it (nothing is acknowledged; the caller retries).
+            if isinstance(write, Put) and write.path != KEYRING_PATH:
+                term = term_of(write.value)
+                if term is not None and term not in keyring.terms:
+                    raise BarrierBusy("keycask retired a barrier term meanwhile; retry the request")
         await self._storage.commit(writes)
         if any(not w.path.startswith(_QUIET_PREFIXES) for w in writes):
             # The next tick moves the epoch past this commit (see ``tick``).
@@ -426,7 +445,9 @@ class Barrier:
             except Exception:
                 log.exception("barrier keyring update failed; it will be retried")
 
-    async def _update(self, change: str, *, term: int | None = None) -> Keyring:
+    async def _update(
+        self, change: str, *, term: int | None = None, retire: frozenset[int] = frozenset()
+    ) -> Keyring:
         """Apply ``change`` (``reserve``, ``rotate``, ``rewritten`` or
         ``advance``, which only moves the epoch) to the
         stored keyring with a conditional write, retrying when another process
@@ -447,7 +468,7 @@ class Barrier:
                 if not current.rewrite or current.active_term != term:
                     new = current
                 else:
-                    new = dataclasses.replace(current, rewrite=False)
+                    new = current.retired(retire)
             elif change == "advance":
                 new = dataclasses.replace(current)
             elif change == "rotate" or current.active_reserved + self._block > self._rotate_at:
@@ -490,15 +511,21 @@ class Barrier:
         async with self._lock:
             return (await self._update("rotate")).active_term
 
-    async def rewritten(self, term: int) -> None:
-        """Record that no value under a term older than ``term`` remains."""
+    async def rewritten(self, term: int, *, retire: frozenset[int] = frozenset()) -> None:
+        """Record that no value under a term older than ``term`` remains, and
+        drop the keys of the terms in ``retire`` (older terms no stored value
+        uses), so the keyring stops holding keys that a keyring from before
+        (a backup, or one sealed under a root since replaced) also holds."""
         async with self._lock:
-            await self._update("rewritten", term=term)
+            await self._update("rewritten", term=term, retire=retire)
         if self._remaining <= 0:
             await self._reserve()
 
-    async def rekey(self, new_root: KeyMaterial) -> None:
-        """Seal the keyring under ``new_root`` instead (the seal changed).
+    async def rekey(self, new_root: KeyMaterial, *, rotate: bool = False) -> None:
+        """Seal the keyring under ``new_root`` instead (the seal changed);
+        with ``rotate``, in the same write, start a new term, so nothing
+        written from now on is under a term key that the old root's keyring
+        (in a backup or a snapshot) holds.
 
         A commit that fails without a conflict may still have landed (the
         connection dropped after COMMIT): the stored keyring then says which
@@ -513,6 +540,8 @@ class Barrier:
                 if entry is None:
                     raise BarrierError("the keyring disappeared from the store")
                 current = self._open_or_seal(self._root, entry.value).advanced()
+                if rotate:
+                    current = current.rotated()
                 try:
                     await self._storage.commit(
                         [Put(KEYRING_PATH, current.seal_with(new_root), expect=entry.revision)]
@@ -526,7 +555,10 @@ class Barrier:
                 if generation != self._generation:
                     return  # sealed meanwhile: the store is under new_root all the same
                 moved = self._keyring is None or current.active_term != self._keyring.active_term
+                old_root = self._root
                 self._root, self._keyring, self._revision = new_root, current, entry.revision + 1
+                if old_root is not new_root:
+                    old_root.wipe()  # opens nothing from now on; no reason to keep it
                 if moved:
                     self._remaining = 0
                 break

@@ -75,6 +75,19 @@ class Keyring:
             rewrite=True,
         )
 
+    def retired(self, terms: frozenset[int]) -> Keyring:
+        """The rewrite done: the flag cleared and the keys of ``terms`` (old
+        terms no stored value uses any more) dropped. The active term always
+        stays, and term numbers are never reused (a new one is the highest
+        plus one, and the highest is the active term)."""
+        gone = terms - {self.active_term}
+        return dataclasses.replace(
+            self,
+            terms={t: k for t, k in self.terms.items() if t not in gone},
+            reserved={t: n for t, n in self.reserved.items() if t not in gone},
+            rewrite=False,
+        )
+
     def seal_with(self, root: KeyMaterial) -> bytes:
         doc = {
             "active": self.active_term,

@@ -5,7 +5,10 @@ A pass walks the whole store in path order, a batch at a time, and re-seals
 with a conditional write on the revision it read, so a value that a request
 changed meanwhile is left to that request (its write used some live term; the
 next pass looks again). When a whole pass finds nothing to move, the keyring's
-``rewrite`` flag is cleared. The caller decides when a batch may run (the
+``rewrite`` flag is cleared and the older terms that no stored value uses
+(``retirable``: a full scan, made under the write lock just before) are
+dropped from the keyring: their keys are then only in keyrings from before
+(backups), which is what a rekey needs. The caller decides when a batch may run (the
 service runs it under the store's write lock, between requests).
 """
 
@@ -65,3 +68,10 @@ async def terms_in_use(barrier: Barrier) -> Counter[int]:
         if len(rows) < 1000:
             return counts
         cursor = rows[-1][0]
+
+
+async def retirable(barrier: Barrier, term: int) -> frozenset[int]:
+    """The terms older than ``term`` that the keyring holds and no stored
+    value is sealed under: what a finished rewrite to ``term`` may drop."""
+    used = await terms_in_use(barrier)
+    return frozenset(t for t in barrier.keyring.terms if t < term and not used[t])

@@ -37,6 +37,12 @@ from keycask.crypto.passphrase import scrypt
 from keycask.crypto.shamir import Share
 from keycask.crypto.shamir import combine as combine_shares
 from keycask.crypto.shamir import split as split_secret
+from keycask.crypto.sharebox import (
+    ShareBoxError,
+    check_public_key,
+    open_with_private_key,
+    seal_to_public_key,
+)
 from keycask.crypto.wrapping import (
     WRAPPING_ALGORITHMS,
     WRAPPING_KEY_SPECS,
@@ -63,8 +69,10 @@ __all__ = [
     "KeyMaterial",
     "PrivateKey",
     "Share",
+    "ShareBoxError",
     "UnwrapFailed",
     "WrappingKey",
+    "check_public_key",
     "combine_shares",
     "encryption_algorithms",
     "generate_data_key_pair",
@@ -78,10 +86,12 @@ __all__ = [
     "mac_algorithms",
     "open_message",
     "open_sealed",
+    "open_with_private_key",
     "random_bytes",
     "scrypt",
     "seal",
     "seal_message",
+    "seal_to_public_key",
     "self_signed_certificate",
     "signing_algorithms",
     "split_secret",

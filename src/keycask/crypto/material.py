@@ -21,6 +21,15 @@ class KeyMaterial:
     Prints as ``KeyMaterial(<32 bytes redacted>)``, cannot be pickled, has no
     ``__eq__`` (use ``matches``, which is constant-time) and keeps its AES-GCM
     context so the hot path does not rebuild it per request.
+
+    The bytes live in a ``bytearray`` this object alone holds, so ``wipe``
+    can overwrite them (the barrier wipes its root and term keys when it
+    seals). What Python cannot promise: ``reveal`` hands out an immutable
+    copy, and so did whatever produced the key (a decrypted keyring, a
+    combined Shamir secret); ``cryptography``'s AES-GCM and hashlib's HMAC
+    states keep their own copies, which ``wipe`` drops but cannot overwrite;
+    freed memory is not cleared, and may be swapped. Zeroing narrows the
+    window in which a memory dump finds a key; only an HSM closes it.
     """
 
     __slots__ = ("_aead", "_hmac", "_secret")
@@ -28,7 +37,7 @@ class KeyMaterial:
     def __init__(self, secret: bytes) -> None:
         if len(secret) not in (16, 24, 32):
             raise ValueError("key material must be 16, 24 or 32 bytes")
-        self._secret = bytes(secret)
+        self._secret = bytearray(secret)
         self._aead: AESGCM | None = None
         self._hmac: tuple[Any, Any] | None = None
 
@@ -66,8 +75,21 @@ class KeyMaterial:
 
     def reveal(self) -> bytes:
         """The raw bytes, for the few places that must store or return them
-        (a data key's plaintext, a value about to be sealed by the barrier)."""
-        return self._secret
+        (a data key's plaintext, a value about to be sealed by the barrier):
+        a copy, which the caller owns and ``wipe`` does not reach."""
+        return bytes(self._secret)
+
+    def wipe(self) -> None:
+        """Overwrite the key with zeros and drop the contexts derived from
+        it; the object is useless afterwards (see the class docstring for
+        what this cannot reach)."""
+        self._secret[:] = bytes(len(self._secret))
+        self._aead = None
+        self._hmac = None
+
+    @property
+    def wiped(self) -> bool:
+        return not any(self._secret) and self._aead is None and self._hmac is None
 
     def hmac_sha256(self, message: bytes) -> bytes:
         """HMAC-SHA256 keyed by this material (RFC 2104).
@@ -112,7 +134,7 @@ class _AnySizeMaterial(KeyMaterial):
     __slots__ = ()
 
     def __init__(self, secret: bytes) -> None:  # no super(): that is the size check
-        self._secret = bytes(secret)
+        self._secret = bytearray(secret)
         self._aead = None
         self._hmac = None
 

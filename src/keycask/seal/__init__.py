@@ -13,6 +13,10 @@ from keycask.seal.passphrase import PassphraseSeal
 SEAL_FILE = "seal.json"
 # Written by a rekey before the keyring moves to the new root; see service/sealing.py.
 NEXT_SEAL_FILE = "seal.next.json"
+# A rekey started but not yet verified: never tried when unsealing (the
+# current seal stays authoritative until the operators prove they hold the new
+# secret), kept across restarts until verified or cancelled.
+REKEY_SEAL_FILE = "seal.rekey.json"
 SEAL_TYPES = ("shamir", "passphrase", "pkcs11")
 
 
@@ -36,4 +40,12 @@ def seal_type(directory: Path, filename: str = SEAL_FILE) -> str | None:
     return str(kind)
 
 
-__all__ = ["NEXT_SEAL_FILE", "SEAL_FILE", "SEAL_TYPES", "PassphraseSeal", "Seal", "seal_type"]
+__all__ = [
+    "NEXT_SEAL_FILE",
+    "REKEY_SEAL_FILE",
+    "SEAL_FILE",
+    "SEAL_TYPES",
+    "PassphraseSeal",
+    "Seal",
+    "seal_type",
+]

@@ -1,8 +1,9 @@
 """The Shamir seal: the root key exists only as shares held by people.
 
 ``init`` makes a root key, splits it (any ``threshold`` of ``shares``
-recover it) and hands the share lines back once; the seal file keeps only
-the numbers, never a share or anything derived from the root. Unsealing
+recover it) and hands the share lines back once; the seal file keeps the
+numbers and a SHA-256 digest of each share (so a share that was never handed
+out is refused before it counts), never a share itself. Unsealing
 collects shares one at a time (``ShareCollector``), as operators arrive; the
 keyring then proves whether the combined key is the right one.
 
@@ -14,7 +15,10 @@ half done (``service/sealing.py``).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from keycask.crypto import KeyMaterial, Share, combine_shares, split_secret
@@ -27,10 +31,24 @@ ROOT_KEY_SIZE = 32
 DEFAULT_SHARES = 5
 DEFAULT_THRESHOLD = 3
 _CHECK_LABEL = b"keycask shamir seal check v1"
+_SHARE_LABEL = b"keycask shamir share digest v1|"
+# A partial collection older than this is dropped: shares given and forgotten
+# (or planted by whoever holds the operator token) must not jam it for good.
+COLLECTION_TIMEOUT = 600.0
 
 
 def root_check(root: KeyMaterial) -> str:
     return root.hmac_sha256(_CHECK_LABEL)[:16].hex()
+
+
+def share_digest(share: Share) -> str:
+    """SHA-256 of one share (its index, threshold and value). A share's value
+    is as random as the root key, so its digest reveals nothing of it, and
+    lets the seal recognise its own shares one by one: a well-formed share
+    that was not handed out (forged: the checksum on a share line is public)
+    is refused before it counts."""
+    body = f"{share.index}|{share.threshold}|".encode() + share.value
+    return hashlib.sha256(_SHARE_LABEL + body).hexdigest()
 
 
 class ShamirSeal:
@@ -58,7 +76,7 @@ class ShamirSeal:
             )
         seal_ = cls(directory, filename)
         root = KeyMaterial.generate(ROOT_KEY_SIZE) if root is None else root
-        lines = [share.encode() for share in split_secret(root, shares, threshold)]
+        split = split_secret(root, shares, threshold)
         sealfile.write_new(
             seal_.path,
             {
@@ -66,9 +84,10 @@ class ShamirSeal:
                 "shares": shares,
                 "threshold": threshold,
                 "check": root_check(root),
+                "share_digests": {str(s.index): share_digest(s) for s in split},
             },
         )
-        return root, lines
+        return root, [share.encode() for share in split]
 
     def config(self) -> tuple[int, int]:
         """(shares, threshold) from the seal file."""
@@ -87,6 +106,16 @@ class ShamirSeal:
             raise SealError(f"{self.path} is not a valid Shamir seal file")
         return shares, threshold
 
+    def knows(self, share: Share) -> bool | None:
+        """Whether ``share`` is one of those this file's split handed out;
+        None for a file written before seals kept share digests."""
+        document = sealfile.read(self.path, missing="no seal file", invalid="bad seal file")
+        digests = document.get("share_digests")
+        if not isinstance(digests, dict):
+            return None
+        expected = digests.get(str(share.index))
+        return isinstance(expected, str) and hmac.compare_digest(expected, share_digest(share))
+
     def opens(self, root: KeyMaterial) -> bool:
         """Whether ``root`` is the key this file's shares were split from."""
         document = sealfile.read(self.path, missing="no seal file", invalid="bad seal file")
@@ -97,25 +126,47 @@ class ShamirSeal:
 class ShareCollector:
     """Shares handed in one at a time until there are ``threshold`` of them.
 
-    Holds the shares given so far in memory only; ``reset`` forgets them.
+    Holds the shares given so far in memory only; ``reset`` forgets them, and
+    so does a collection left unfinished for ``timeout`` seconds. ``knows``
+    (the seal files' share digests) refuses a share that was never handed
+    out before it counts; a seal file without digests accepts any
+    well-formed share, and then two different shares with one index drop
+    the collection instead of jamming it.
     """
 
-    def __init__(self, threshold: int) -> None:
+    def __init__(
+        self,
+        threshold: int,
+        *,
+        knows: Callable[[Share], bool | None] | None = None,
+        timeout: float = COLLECTION_TIMEOUT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.threshold = threshold
+        self._knows = knows
+        self._timeout = timeout
+        self._clock = clock
+        self._started = 0.0
         self._shares: dict[int, Share] = {}
 
     @property
     def progress(self) -> int:
+        self._expire()
         return len(self._shares)
 
     def reset(self) -> None:
         self._shares.clear()
 
+    def _expire(self) -> None:
+        if self._shares and self._clock() - self._started > self._timeout:
+            self.reset()
+
     def add(self, text: str) -> KeyMaterial | None:
         """Take one share line; the combined key once ``threshold`` shares are
         in (and the collector is empty again), else None. ``SealError`` for a
-        malformed share, one from another split or one given twice; the
-        shares already given stay."""
+        malformed share, one from another split, one this seal never handed
+        out, or one given twice; the shares already given stay."""
+        self._expire()
         try:
             share = Share.decode(text)
         except ValueError as exc:
@@ -125,9 +176,21 @@ class ShareCollector:
                 f"this share is from a split needing {share.threshold} shares; "
                 f"this seal needs {self.threshold}"
             )
+        if self._knows is not None and self._knows(share) is False:
+            raise SealError(
+                f"share {share.index} is not one this seal handed out "
+                "(forged, mistyped in a way its checksum missed, or from another split); "
+                "it was not counted"
+            )
         held = self._shares.get(share.index)
         if held is not None:
-            raise SealError(f"share {share.index} was already given")
+            if hmac.compare_digest(held.value, share.value):
+                raise SealError(f"share {share.index} was already given")
+            self.reset()
+            raise SealError(
+                f"two different shares numbered {share.index} were given; "
+                "the shares given so far were dropped: start again"
+            )
         if self._shares and {len(s.value) for s in self._shares.values()} != {len(share.value)}:
             # Either this share or those before it are from another split;
             # keeping them would jam every later share, so start again.
@@ -136,6 +199,8 @@ class ShareCollector:
                 "this share is from another split (its length differs); "
                 "the shares given so far were dropped: start again"
             )
+        if not self._shares:
+            self._started = self._clock()
         self._shares[share.index] = share
         if len(self._shares) < self.threshold:
             return None

@@ -14,9 +14,24 @@ and ``Unseal`` are served.
     Rotate   {} -> {term}
     BackupTag {Digest} -> {Tag}   (hex; the MAC of a backup file, see storage/backup.py)
     RotateToken {} -> {Token}     (the new operator token, shown this once)
-    Rekey    {Seal, Shares?, Threshold?, Passphrase?, Module?, TokenLabel?, KeyLabel?, Pin?,
-              Current: {Shares: [...]} | {Passphrase} | {Pin}}
-             -> {seal, shares?}   (the new share lines, shown this once)
+    Rekey    {Seal, Shares?, Threshold?, ShareKeys?, Passphrase?, Module?, TokenLabel?,
+              KeyLabel?, Pin?,
+              Current: {Shares: [...], Collect?} | {Passphrase} | {Pin}}
+             -> {seal, authorising, progress, threshold} while Collect gathers current
+                shares one operator at a time (the same target each time), then
+             -> {seal, pending, shares?, threshold?}   (the new share lines, shown this once)
+                or {seal, settled} for a PKCS#11 target (verified by the server itself)
+    RekeyVerify {Share? | Shares? | Passphrase?}
+             -> {seal, pending, progress, threshold} while new shares are missing,
+                then {seal, settled, note?}: the store is under the new seal
+    RekeyCancel {} -> {cancelled}   (the pending seal is discarded; the current one stays)
+
+A rekey is two calls: ``Rekey`` writes the new seal aside and answers with
+the new shares, and nothing changes until ``RekeyVerify`` gets a threshold
+of them (or the new passphrase) back. An answer lost on the way (a client
+gone, a timeout) therefore loses nothing: the current seal still opens the
+store, and ``Status`` shows the pending rekey (``rekey``) to verify or cancel.
+``Unseal {Reset: true}`` drops the shares given so far.
 
 Rekey takes the operator token only (not an administrator's signature) and
 proof of the current seal (``Current``): without it one credential could
@@ -33,19 +48,38 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from keycask.errors import KMSInvalidStateException, SealError, ValidationException
-from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
+from keycask.service.sealing import (
+    NewSeal,
+    RekeyOutcome,
+    SealKeeper,
+    SealProof,
+    UnsealInput,
+    VerifyInput,
+)
 
 TARGET_PREFIX = "KeycaskOperator."
-OPERATIONS = frozenset({"Status", "Unseal", "Seal", "Rotate", "Rekey", "BackupTag", "RotateToken"})
+OPERATIONS = frozenset(
+    {
+        "Status",
+        "Unseal",
+        "Seal",
+        "Rotate",
+        "Rekey",
+        "RekeyVerify",
+        "RekeyCancel",
+        "BackupTag",
+        "RotateToken",
+    }
+)
 WHILE_SEALED = frozenset({"Status", "Unseal"})
 # Changes that outlive the call: recorded in the audit log before they happen.
-RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RotateToken"})
+RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RekeyVerify", "RekeyCancel", "RotateToken"})
 # Not for an administrator's signature alone (see Rekey above). A backup tag
 # makes a file that restore trusts; a new token is the operator credential.
-TOKEN_ONLY = frozenset({"Rekey", "BackupTag", "RotateToken"})
+TOKEN_ONLY = frozenset({"Rekey", "RekeyVerify", "RekeyCancel", "BackupTag", "RotateToken"})
 # Calls that try a seal secret (shares, passphrase, PIN): their failures are
 # rate-limited per address, apart from failed authentications.
-TRIES_SEAL_SECRETS = frozenset({"Unseal", "Rekey"})
+TRIES_SEAL_SECRETS = frozenset({"Unseal", "Rekey", "RekeyVerify"})
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -84,11 +118,25 @@ def _proof(value: object) -> SealProof:
         or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
     ):
         raise ValidationException("Current.Shares must be a list of share lines")
+    collect = value.get("Collect", False)
+    if not isinstance(collect, bool):
+        raise ValidationException("Current.Collect must be a boolean")
     return SealProof(
         shares=tuple(shares),
         passphrase=_text(value, "Passphrase"),
         pin=_text(value, "Pin"),
+        collect=collect,
     )
+
+
+def _share_keys(value: object) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > 255
+        or not all(isinstance(k, str) and 0 < len(k) <= 16384 for k in value)
+    ):
+        raise ValidationException("ShareKeys must be a list of PEM public keys")
+    return tuple(value)
 
 
 class Operator:
@@ -124,6 +172,11 @@ class Operator:
     async def _handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
         if name == "Status":
             return await self.status(), "status"
+        if name == "Unseal" and fields.get("Reset") is True:
+            if len(fields) != 1:
+                raise ValidationException("Reset takes no Share, Passphrase or Pin")
+            self.keeper.reset_unseal()
+            return await self.status(), "unseal progress reset"
         if name == "Unseal":
             given = UnsealInput(
                 share=_text(fields, "Share"),
@@ -174,14 +227,70 @@ class Operator:
                 token_label=_text(fields, "TokenLabel"),
                 key_label=_text(fields, "KeyLabel"),
                 pin=_text(fields, "Pin"),
+                share_keys=_share_keys(fields.get("ShareKeys", [])),
             )
             outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
-            answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
-            if outcome.shares:
-                answer["shares"] = outcome.shares
-            if outcome.note:
-                answer["note"] = outcome.note
-            if outcome.settled:
-                return answer, f"root key moved to a new {seal_kind} seal"
-            return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"
+            if outcome.authorising:
+                threshold = self.keeper.status().get("threshold")
+                return {
+                    "seal": seal_kind,
+                    "authorising": True,
+                    "progress": outcome.progress,
+                    "threshold": threshold,
+                }, f"rekey to a {seal_kind} seal: {outcome.progress} current shares given"
+            if outcome.pending:
+                started: dict[str, object] = {"seal": seal_kind, "pending": True}
+                if outcome.shares:
+                    started.update(shares=outcome.shares, threshold=new.threshold)
+                if new.share_keys:
+                    started["encrypted"] = True
+                return started, (
+                    f"rekey to a new {seal_kind} seal started; "
+                    "the current seal stays until it is verified"
+                )
+            return self._rekey_done(seal_kind, outcome)
+        if name == "RekeyVerify":
+            return await self._rekey_verify(fields)
+        if name == "RekeyCancel":
+            kind = await self.keeper.rekey_cancel()
+            return {"cancelled": True}, f"pending rekey to a {kind} seal cancelled"
         raise ValidationException(f"unknown operator call {name!r}")
+
+    async def _rekey_verify(self, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
+        shares = fields.get("Shares", [])
+        if (
+            not isinstance(shares, list)
+            or len(shares) > 255
+            or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
+        ):
+            raise ValidationException("Shares must be a list of share lines")
+        one = _text(fields, "Share")
+        given = VerifyInput(
+            shares=tuple(shares) + ((one,) if one else ()),
+            passphrase=_text(fields, "Passphrase"),
+        )
+        if bool(given.shares) == (given.passphrase is not None):
+            raise ValidationException("give the new Share(s) or the new Passphrase")
+        pending = self.keeper.status().get("rekey")
+        if not isinstance(pending, dict):
+            raise KMSInvalidStateException("no rekey is pending: start one with `operator rekey`")
+        kind = str(pending["seal"])
+        outcome = await self.keeper.rekey_verify(given)
+        if outcome.pending:
+            answer: dict[str, object] = {
+                "seal": kind,
+                "pending": True,
+                "progress": outcome.progress,
+                "threshold": pending.get("threshold"),
+            }
+            return answer, f"rekey verification: {outcome.progress} new shares given"
+        return self._rekey_done(kind, outcome)
+
+    @staticmethod
+    def _rekey_done(seal_kind: str, outcome: RekeyOutcome) -> tuple[dict[str, object], str]:
+        answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
+        if outcome.note:
+            answer["note"] = outcome.note
+        if outcome.settled:
+            return answer, f"root key moved to a new {seal_kind} seal"
+        return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"

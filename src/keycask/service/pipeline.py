@@ -24,7 +24,7 @@ from keycask.auth import sigv4
 from keycask.auth.credentials import CredentialStore
 from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
-from keycask.barrier.rewrite import rewrite_batch
+from keycask.barrier.rewrite import retirable, rewrite_batch
 from keycask.errors import (
     AccessDeniedException,
     AuditUnavailable,
@@ -78,6 +78,11 @@ _REWRITE_SLICE = 0.5
 _EDGE_RATE, _EDGE_BURST = 20.0, 50
 _EDGE_SUMMARY_DELAY = 1.0
 EDGE_REFUSED = "HttpRefused"
+# A finished rewrite retires old terms only once its term has been active this
+# long: a node of a cluster that has not reloaded the keyring yet may still
+# seal under the old term (it reloads on the next commit notice or epoch poll,
+# within about a second); until then the passes go on, finding nothing.
+_RETIRE_AFTER = 5.0
 # How long /readyz waits for the store before calling it unreachable.
 _READY_TIMEOUT = 2.0
 
@@ -186,6 +191,7 @@ class Pipeline:
         self._rewrite_cursor = ""
         self._rewrite_moved = 0
         self._rewrite_term = 0
+        self._rewrite_since = 0.0  # when this process first saw _rewrite_term active
         self.scheduler = Scheduler(
             deps,
             audit,
@@ -369,7 +375,9 @@ class Pipeline:
         deadline = loop.time() + _REWRITE_SLICE
         if not self._rewrite_cursor:
             # A pass moves values to this term; a newer term needs its own pass.
-            self._rewrite_term = self._barrier.keyring.active_term
+            term = self._barrier.keyring.active_term
+            if term != self._rewrite_term:
+                self._rewrite_term, self._rewrite_since = term, loop.time()
         while loop.time() < deadline:
             async with self._coordinator.exclusive():
                 self._refresh()
@@ -384,9 +392,12 @@ class Pipeline:
                 continue
             done = self._rewrite_moved == 0
             self._rewrite_cursor, self._rewrite_moved = "", 0
+            if done and loop.time() - self._rewrite_since < _RETIRE_AFTER:
+                return  # clean, but too soon to retire terms: another pass next tick
             if done:
                 async with self._coordinator.exclusive():
-                    await self._barrier.rewritten(self._rewrite_term)
+                    retire = await retirable(self._barrier, self._rewrite_term)
+                    await self._barrier.rewritten(self._rewrite_term, retire=retire)
                     self._coordinator.committed()
                 log.info("barrier rewrite finished: every value is under the active term")
             return
