@@ -26,7 +26,8 @@ def _error(error: pytest.ExceptionInfo[ClientError]) -> tuple[str, str]:
 
 
 def _target(kms: Any, name: str) -> str:
-    found = [a for a in kms.list_aliases(Limit=1000)["Aliases"] if a["AliasName"] == name]
+    pages = kms.get_paginator("list_aliases").paginate()
+    found = [a for page in pages for a in page["Aliases"] if a["AliasName"] == name]
     return str(found[0]["TargetKeyId"])
 
 

@@ -58,7 +58,8 @@ def _client_error(call: Any, **kwargs: Any) -> tuple[str, str]:
 def _own_aliases(kms: Any) -> list[dict[str, Any]]:
     """The account's aliases but the predefined alias/aws/<service> ones
     (listed in every account, as AWS lists them)."""
-    aliases = kms.list_aliases(Limit=1000)["Aliases"]
+    pages = kms.get_paginator("list_aliases").paginate()
+    aliases = [a for page in pages for a in page["Aliases"]]
     return [a for a in aliases if not a["AliasName"].startswith("alias/aws/")]
 
 

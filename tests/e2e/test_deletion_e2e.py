@@ -318,7 +318,8 @@ def test_schedule_cancel_then_delete_at_end_of_window(fresh_server: Server) -> N
             assert _code(call) == "NotFoundException"
     assert _code(lambda: kms.describe_key(KeyId=alias)) == "NotFoundException"
     # The alias is gone (and its name is free again); the key is not listed.
-    names = {a["AliasName"] for a in kms.list_aliases(Limit=1000)["Aliases"]}
+    pages = kms.get_paginator("list_aliases").paginate()
+    names = {a["AliasName"] for page in pages for a in page["Aliases"]}
     assert alias not in names
     assert other_alias in names
     listed = {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
