@@ -164,7 +164,9 @@ async def build(
         # One node of a cluster (each worker process counts as a node).
         # Last-use records and audit anchors are written every second by every
         # node and cached by none: their commits need not empty peers' caches.
-        postgres = PostgresCoordinator(storage, uncached=frozenset({"usage", "audit"}))
+        postgres = PostgresCoordinator(
+            storage, uncached=frozenset({"usage", "audit"}), lock_timeout=settings.lock_timeout
+        )
         await postgres.start()
         coordinator = postgres
     elif worker is None:
@@ -198,7 +200,10 @@ async def build(
         operator_token=OperatorToken(settings.data_dir),
     )
     pipeline.operator_api = Operator(
-        keeper, rotate=pipeline.rotate_barrier, count_keys=lambda: count_keys(storage)
+        keeper,
+        rotate=pipeline.rotate_barrier,
+        count_keys=lambda: count_keys(storage),
+        jobs=pipeline.scheduler.jobs_status,
     )
     barrier.on_seal.append(pipeline.forget_all)
     anchoring = Anchoring(barrier, audit)

@@ -19,6 +19,9 @@ TLS_DIR = "tls"
 TLS_CERT_FILE = "cert.pem"
 TLS_KEY_FILE = "key.pem"
 
+# A write that cannot get the cluster's write lock in this long fails (retryable).
+DEFAULT_LOCK_TIMEOUT = 10.0
+
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -48,6 +51,8 @@ class Settings:
     node_id: str | None = None
     # PKCS#11 libraries a rekey may move the root key to (KEYCASK_PKCS11_MODULES).
     pkcs11_modules: tuple[str, ...] = ()
+    # Seconds a write waits for the cluster's write lock (KEYCASK_LOCK_TIMEOUT).
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @property
     def tls(self) -> bool:
@@ -127,7 +132,21 @@ def load(
         storage=_storage(storage or env.get("KEYCASK_STORAGE") or None),
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=tuple(m for m in env.get("KEYCASK_PKCS11_MODULES", "").split(":") if m),
+        lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
     )
+
+
+def _seconds(name: str, env: Mapping[str, str], default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds in (0, 3600], got {text!r}")
+    return value
 
 
 def _node_id(value: str | None) -> str | None:

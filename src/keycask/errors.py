@@ -182,6 +182,11 @@ class StorageUnavailable(Exception):
     """The store could not be reached or the connection was lost."""
 
 
+class LockTimeout(StorageUnavailable):
+    """The store's write lock (or another lock keycask waits for) was not
+    free in time: whatever held it, the request had no effect."""
+
+
 class AuditUnavailable(Exception):
     """The audit log could not durably record; the request must not proceed."""
 

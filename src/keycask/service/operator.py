@@ -7,7 +7,8 @@ rate-limited per source address; audited like every request (shares,
 passphrases and PINs never reach the record). While sealed only ``Status``
 and ``Unseal`` are served.
 
-    Status   {} -> {sealed, seal, progress, threshold, shares?, term?, rewrite_pending?, keys?}
+    Status   {} -> {sealed, seal, progress, threshold, shares?, term?, rewrite_pending?, keys?,
+              jobs? ("ok" or "overdue by N s")}
     Unseal   {Share? | Passphrase? | Pin?} -> Status's answer
     Seal     {} -> {}
     Rotate   {} -> {term}
@@ -89,15 +90,20 @@ class Operator:
         *,
         rotate: Callable[[], Awaitable[int]],
         count_keys: Callable[[], Awaitable[int]],
+        jobs: Callable[[], str] | None = None,
     ) -> None:
+        """``jobs`` says whether the cluster's scheduled jobs run (Status)."""
         self.keeper = keeper
         self._rotate = rotate
         self._count_keys = count_keys
+        self._jobs = jobs
 
     async def status(self) -> dict[str, object]:
         status = self.keeper.status()
         if not self.keeper.sealed:
             status["keys"] = await self._count_keys()
+            if self._jobs is not None:
+                status["jobs"] = self._jobs()
         return status
 
     async def handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:

@@ -103,6 +103,37 @@ class _RequestIds:
         return f"{self._prefix}{next(self._counter):012x}"
 
 
+# Operations whose model lists no DependencyTimeoutException: they answer
+# KMSInternalException, the model's own retryable server fault, instead.
+# (tests/unit/test_pipeline_errors.py pins this against botocore's model.)
+NO_DEPENDENCY_TIMEOUT = frozenset(
+    {
+        "ConnectCustomKeyStore",
+        "CreateCustomKeyStore",
+        "DeleteCustomKeyStore",
+        "DescribeCustomKeyStores",
+        "DisconnectCustomKeyStore",
+        "GenerateMac",
+        "ListKeyRotations",
+        "ListResourceTags",
+        "ReplicateKey",
+        "TagResource",
+        "UntagResource",
+        "UpdateCustomKeyStore",
+        "UpdatePrimaryRegion",
+        "VerifyMac",
+    }
+)
+
+
+def _unavailable(operation: str | None) -> KMSError:
+    """The retryable answer for a store (or its write lock) not there in time."""
+    message = "keycask's key store did not answer in time; the request had no effect. Retry it."
+    if operation in NO_DEPENDENCY_TIMEOUT:
+        return KMSInternalException(message)
+    return DependencyTimeoutException(message)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -212,15 +243,9 @@ class Pipeline:
         except StorageUnavailable as exc:
             # Before any commit (a failed commit is answered in _finish): the
             # request had no effect, and the client may retry, here or on
-            # another node.
+            # another node. A write lock not free in time is the same case.
             log.warning("request %s: the store did not answer: %s", call.request_id, exc)
-            return await self._fail(
-                call,
-                DependencyTimeoutException(
-                    "keycask's key store did not answer in time; the request had no effect. "
-                    "Retry it."
-                ),
-            )
+            return await self._fail(call, _unavailable(call.operation))
         except Exception:
             log.exception("request %s failed unexpectedly", call.request_id)
             return await self._fail(call, KMSInternalException(_INTERNAL))
