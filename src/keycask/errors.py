@@ -199,6 +199,10 @@ class SealError(Exception):
     """The root key could not be obtained from the seal."""
 
 
+class WeakPassphrase(SealError):
+    """A new passphrase too weak to seal the root key with (bad input)."""
+
+
 class Sealed(KMSInvalidStateException):
     """The barrier holds no keys: nothing behind it can be read or written
     until an operator unseals keycask."""

@@ -269,7 +269,7 @@ class Pkcs11Seal:
                     " restricted to what the seal does (%s): whoever holds the PIN can use"
                     " it to wrap, and so export, other extractable keys of token %r. Move"
                     " the root to a new, restricted key: `keycask operator rekey --seal"
-                    " pkcs11 --key-label <new label>` (then delete the old key).",
+                    " pkcs11 --pkcs11-key-label <new label> ...` (then delete the old key).",
                     key_label,
                     broader,
                     token_label,

@@ -29,7 +29,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keycask.errors import KMSInvalidStateException, SealError, ValidationException
+from keycask.errors import (
+    KMSInvalidStateException,
+    SealError,
+    ValidationException,
+    WeakPassphrase,
+)
 from keycask.service.sealing import NewSeal, SealKeeper, SealProof, UnsealInput
 
 TARGET_PREFIX = "KeycaskOperator."
@@ -110,6 +115,8 @@ class Operator:
         """Run ``name``; returns the answer and the audit detail."""
         try:
             return await self._handle(name, fields)
+        except WeakPassphrase as exc:
+            raise ValidationException(str(exc)) from None  # the caller's input
         except SealError as exc:
             # The seal's own messages name files and counts, never secrets.
             raise KMSInvalidStateException(str(exc)) from None
