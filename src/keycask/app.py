@@ -215,7 +215,9 @@ async def build(
         # One node of a cluster (each worker process counts as a node).
         # Last-use records and audit anchors are written every second by every
         # node and cached by none: their commits need not empty peers' caches.
-        postgres = PostgresCoordinator(storage, uncached=frozenset({"usage", "audit"}))
+        postgres = PostgresCoordinator(
+            storage, uncached=frozenset({"usage", "audit"}), lock_timeout=settings.lock_timeout
+        )
         await postgres.start()
         coordinator = postgres
     elif worker is None:
@@ -281,6 +283,7 @@ async def build(
         count_keys=lambda: count_keys(storage),
         backup_tag=barrier.backup_tag,
         rotate_token=token.rotate,
+        jobs=pipeline.scheduler.jobs_status,
     )
     barrier.on_seal.append(pipeline.forget_all)
     anchoring.start()

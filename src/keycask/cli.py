@@ -80,7 +80,24 @@ def _tls(settings: config.Settings) -> ssl.SSLContext | None:
     worker too) builds its own from the same files."""
     if settings.tls_cert is None or settings.tls_key is None:
         return None
+    _check_private(settings.tls_key, "TLS private key")
     return tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse a key file that others may read, as seal files are refused:
+    whoever reads it can impersonate this server to every client."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # tls_context says it does not exist
+    except OSError as exc:
+        raise config.ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise config.ConfigError(
+            f"the {what} file {path} is readable by others (mode {mode & 0o777:03o}):"
+            f" make it readable by its owner only (chmod 600 {path}) and start again"
+        )
 
 
 async def _run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:

@@ -26,6 +26,9 @@ TLS_DIR = "tls"
 TLS_CERT_FILE = "cert.pem"
 TLS_KEY_FILE = "key.pem"
 
+# A write that cannot get the cluster's write lock in this long fails (retryable).
+DEFAULT_LOCK_TIMEOUT = 10.0
+
 _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _REGION = re.compile(r"^[a-z0-9-]{1,32}$")
 _NODE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -80,6 +83,8 @@ class Settings:
     # Load balancers whose connections start with a PROXY protocol v2 header
     # naming the real client (--proxy-protocol-from).
     proxy_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    # Seconds a write waits for the cluster's write lock (KEYCASK_LOCK_TIMEOUT).
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
 
     @property
     def tls(self) -> bool:
@@ -168,6 +173,7 @@ def load(
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
+        lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
     )
 
 
@@ -193,6 +199,19 @@ def allowed_pkcs11_modules(given: Sequence[str], env: Mapping[str, str]) -> tupl
     listed = [*given, env.get("KEYCASK_PKCS11_MODULE", "")]
     listed += env.get("KEYCASK_PKCS11_MODULES", "").split(":")
     return tuple(dict.fromkeys(m for m in listed if m))
+
+
+def _seconds(name: str, env: Mapping[str, str], default: float) -> float:
+    text = env.get(name)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 3600:
+        raise ConfigError(f"{name} must be a number of seconds in (0, 3600], got {text!r}")
+    return value
 
 
 def _node_id(value: str | None) -> str | None:

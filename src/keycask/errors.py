@@ -195,6 +195,11 @@ class StorageIntegrityError(Exception):
     of rows than it should have. Nothing was applied."""
 
 
+class LockTimeout(StorageUnavailable):
+    """The store's write lock (or another lock keycask waits for) was not
+    free in time: whatever held it, the request had no effect."""
+
+
 class AuditUnavailable(Exception):
     """The audit log could not durably record; the request must not proceed."""
 
@@ -210,6 +215,10 @@ class SealError(Exception):
 class StoreRolledBack(SealError):
     """The store's keyring is older than one this node saw: the store was
     rolled back (or restored from a backup without telling this node)."""
+
+
+class WeakPassphrase(SealError):
+    """A new passphrase too weak to seal the root key with (bad input)."""
 
 
 class Sealed(KMSInvalidStateException):

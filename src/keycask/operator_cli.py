@@ -193,7 +193,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     print(f"seal:      {status.get('seal')}")
     if status.get("seal") == "shamir":
         print(f"progress:  {status.get('progress')}/{status.get('threshold')}")
-    for name in ("term", "rewrite_pending", "keys"):
+    for name in ("term", "rewrite_pending", "keys", "jobs"):
         if name in status:
             print(f"{name + ':':<10} {status[name]}")
     collecting = status.get("rekey_authorisation")

@@ -15,6 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
+from pkcs11._pkcs11 import WrapMixin
 from production import (
     SOFTHSM_PIN,
     Production,
@@ -124,6 +125,22 @@ def test_wrapping_key_cannot_leave_the_token(prod: Production, hsm: SoftHsm) -> 
             with pytest.raises(pkcs11_errors.PKCS11Error) as unwrappable:
                 other.wrap_key(key, mechanism=mechanism)
             assert isinstance(unwrappable.value, pkcs11_errors.KeyUnextractable)
+        # And the seal key cannot carry another key out: it does only what
+        # the seal does (AES-GCM), and nobody can change that.
+        assert key[Attribute.WRAP] is False and key[Attribute.UNWRAP] is False
+        assert key[Attribute.MODIFIABLE] is False
+        victim = session.generate_key(
+            KeyType.AES,
+            256,
+            label="e2e-victim",
+            store=False,
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True},
+        )
+        for mechanism in (Mechanism.AES_KEY_WRAP_PAD, Mechanism.AES_KEY_WRAP):
+            with pytest.raises(pkcs11_errors.PKCS11Error):
+                WrapMixin.wrap_key(key, victim, mechanism=mechanism)
+        with pytest.raises(pkcs11_errors.PKCS11Error):
+            key[Attribute.WRAP] = True
 
 
 def test_start_fails_when_the_token_key_is_gone(prod: Production, hsm: SoftHsm) -> None:

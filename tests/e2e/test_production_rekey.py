@@ -20,6 +20,7 @@ from production import (
     SOFTHSM_TOKEN,
     Production,
     SoftHsm,
+    keycask,
     pkcs11_flags,
     secret_file,
 )
@@ -372,3 +373,35 @@ def _token_root(data_dir: Path, hsm: SoftHsm) -> KeyMaterial:
     seal = Pkcs11Seal(data_dir, modules=[hsm.module])
     root: KeyMaterial = _in_softhsm(hsm, lambda: seal.unseal(SOFTHSM_PIN))
     return root
+
+
+def test_a_weak_passphrase_is_refused_at_init_and_rekey(running: Running, tmp_path: Path) -> None:
+    """A three-character passphrase falls to an offline guess from any backup
+    of the seal file in minutes: init and rekey refuse it, saying why."""
+    weak = secret_file(tmp_path / "weak", "abc")
+    fresh = tmp_path / "fresh"
+    init = keycask(
+        "operator", "init", "--data-dir", str(fresh), "--json",
+        "--seal", "passphrase", "--passphrase-file", str(weak),
+        check=False,
+    )  # fmt: skip
+    assert init.returncode != 0
+    assert "at least 16" in init.stderr and "Traceback" not in init.stderr, init.stderr
+    assert not (fresh / SEAL_FILE).exists()
+
+    prod = running.prod
+    for text in ("abc", "aaaaaaaaaaaaaaaaaaaaaaaa"):
+        weak = secret_file(tmp_path / "weak", text)
+        refused = prod.operator(
+            "rekey", "--json", "--seal", "passphrase", "--passphrase-file", str(weak),
+            *running.proof, check=False,
+        )  # fmt: skip
+        assert refused.returncode != 0, refused.stdout
+        assert "ValidationException" in refused.stderr or "passphrase" in refused.stderr
+        assert "at least" in refused.stderr, refused.stderr
+    # Nothing changed: still under the shares, no pending seal.
+    assert running.seal_files() == ("shamir", False)
+    running.decrypt_all()
+    audit = (prod.data_dir / "audit" / "server.jsonl").read_text()
+    assert '"error_code":"ValidationException"' in audit.replace(" ", "")
+    assert "aaaaaaaaaaaaaaaa" not in audit

@@ -283,3 +283,19 @@ def test_bad_tls_files_refuse_to_start(tmp_path: Path, pki: Pki) -> None:
         )
         assert done.returncode == 2, done.stderr
         assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604])
+def test_a_tls_key_others_may_read_is_refused(tmp_path: Path, pki: Pki, mode: int) -> None:
+    key = tmp_path / "key.pem"
+    key.write_bytes(pki.key.read_bytes())
+    key.chmod(mode)
+    done = subprocess.run(
+        [sys.executable, "-m", "keycask.cli", "server", "--dev", "--data-dir",
+         str(tmp_path / "data"), "--listen", "127.0.0.1:1",
+         "--tls-cert", str(pki.cert), "--tls-key", str(key)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "readable by others" in done.stderr and "chmod 600" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

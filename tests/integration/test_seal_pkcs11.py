@@ -18,15 +18,19 @@ from typing import Any
 
 import pkcs11
 import pytest
-from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
+from pkcs11._pkcs11 import WrapMixin
+from pkcs11.mechanisms import GCMParams
 
 from keycask.errors import SealError
 from keycask.seal.pkcs11 import (
     GCM,
     KEY_WRAP_PAD,
+    SAFE_MECHANISMS,
     SEAL_FILE,
     Pkcs11Seal,
+    attribute_mapper,
     choose_mechanism,
 )
 
@@ -273,3 +277,123 @@ def test_choose_refuses_and_lists_what_is_offered() -> None:
     assert "AES_GCM" in message  # named as what is needed
     with pytest.raises(SealError, match="it offers: nothing"):
         choose_mechanism(set())
+
+
+def _restricted_session(module: str) -> Any:
+    token = pkcs11.lib(module).get_token(token_label=TOKEN_LABEL)
+    return token.open(rw=True, user_pin=PIN, attribute_mapper=attribute_mapper())
+
+
+@pytest.mark.parametrize(
+    ("mechanism", "can", "cannot"),
+    [
+        (GCM, {Attribute.ENCRYPT, Attribute.DECRYPT}, {Attribute.WRAP, Attribute.UNWRAP}),
+        (KEY_WRAP_PAD, {Attribute.UNWRAP}, {Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP}),
+    ],
+)
+def test_the_seal_key_does_only_what_the_seal_does(
+    module: str, tmp_path: Path, mechanism: str, can: set[Attribute], cannot: set[Attribute]
+) -> None:
+    """Whoever holds the PIN (the keycask host) must not be able to use the
+    seal key to carry another extractable key out of the token."""
+    label = f"restricted-{mechanism}"
+    root = _init(module, tmp_path, label, mechanism=mechanism)
+    with _restricted_session(module) as session:
+        keys = list(session.get_objects({Attribute.LABEL: label}))
+        assert len(keys) == 1  # the key-wrap mode's session original is gone
+        key = keys[0]
+        for attribute in can:
+            assert key[attribute] is True, attribute
+        for attribute in cannot:
+            assert key[attribute] is False, attribute
+        assert key[Attribute.MODIFIABLE] is False
+        assert key[Attribute.TOKEN] and key[Attribute.ALWAYS_SENSITIVE]
+        assert key[Attribute.NEVER_EXTRACTABLE]
+        assert key[Attribute.ALLOWED_MECHANISMS] == [int(SAFE_MECHANISMS[mechanism])]
+        # Another application's key: sensitive, but extractable by wrapping.
+        victim = session.generate_key(
+            KeyType.AES,
+            256,
+            label=f"victim-{mechanism}",
+            store=True,
+            capabilities=MechanismFlag.ENCRYPT,
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: True},
+        )
+        try:
+            for wrapping in (Mechanism.AES_KEY_WRAP_PAD, Mechanism.AES_KEY_WRAP):
+                # C_WrapKey with the seal key (python-pkcs11 hides wrap_key on
+                # a key without WRAP; the token is asked all the same).
+                with pytest.raises(pkcs11_errors.PKCS11Error):
+                    WrapMixin.wrap_key(key, victim, mechanism=wrapping)
+            # Nor can the PIN holder give it those powers back.
+            for attribute in cannot:
+                with pytest.raises(pkcs11_errors.PKCS11Error):
+                    key[attribute] = True
+                assert key[attribute] is False
+        finally:
+            victim.destroy()
+    assert Pkcs11Seal(tmp_path).unseal(PIN).matches(root)
+
+
+def test_softhsm_enforces_allowed_mechanisms(module: str, tmp_path: Path) -> None:
+    """SoftHSM2 2.6.1 honours CKA_ALLOWED_MECHANISMS: the GCM seal key refuses
+    every other mechanism, not only the wrapping ones its flags forbid."""
+    _init(module, tmp_path, "allowed-only-gcm", mechanism=GCM)
+    with _restricted_session(module) as session:
+        key = session.get_key(ObjectClass.SECRET_KEY, KeyType.AES, label="allowed-only-gcm")
+        with pytest.raises(pkcs11_errors.MechanismInvalid):
+            key.encrypt(b"\0" * 16, mechanism=Mechanism.AES_ECB)
+        with pytest.raises(pkcs11_errors.MechanismInvalid):
+            key.encrypt(b"\0" * 16, mechanism=Mechanism.AES_CBC_PAD, mechanism_param=b"\0" * 16)
+
+
+def test_a_key_made_by_an_older_keycask_unseals_with_a_warning(
+    module: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Old data dirs keep working: a key with every capability and any
+    mechanism (as keycask made them before) still unseals, loudly."""
+    label = "old-style"
+    root = os.urandom(32)
+    iv = os.urandom(12)
+    with _token_session(module, rw=True) as session:
+        key = session.generate_key(
+            KeyType.AES,
+            256,
+            label=label,
+            store=True,
+            capabilities=(
+                MechanismFlag.ENCRYPT
+                | MechanismFlag.DECRYPT
+                | MechanismFlag.WRAP
+                | MechanismFlag.UNWRAP
+            ),
+            template={Attribute.SENSITIVE: True, Attribute.EXTRACTABLE: False},
+        )
+        wrapped = key.encrypt(
+            root,
+            mechanism=Mechanism.AES_GCM,
+            mechanism_param=GCMParams(iv, b"keycask pkcs11 seal v1|" + label.encode(), 128),
+        )
+    document = {
+        "type": "pkcs11",
+        "module": module,
+        "token_label": TOKEN_LABEL,
+        "key_label": label,
+        "mechanism": GCM,
+        "iv": base64.b64encode(iv).decode(),
+        "wrapped_root": base64.b64encode(wrapped).decode(),
+    }
+    path = tmp_path / SEAL_FILE
+    path.write_text(json.dumps(document))
+    path.chmod(0o600)
+    with caplog.at_level("WARNING", logger="keycask"):
+        assert Pkcs11Seal(tmp_path).unseal(PIN).reveal() == root
+    warning = caplog.text
+    assert "SECURITY" in warning and "WRAP" in warning and "UNWRAP" in warning
+    assert "keycask operator rekey --seal pkcs11" in warning
+    # A restricted key says nothing.
+    caplog.clear()
+    _init(module, tmp_path / "new", "new-style")
+    with caplog.at_level("WARNING", logger="keycask"):
+        Pkcs11Seal(tmp_path / "new").unseal(PIN)
+    assert "SECURITY" not in caplog.text

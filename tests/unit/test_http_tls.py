@@ -55,6 +55,7 @@ def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
             serialization.NoEncryption(),
         )
     )
+    path.chmod(0o600)  # keycask refuses a key others may read
 
 
 def _issue(

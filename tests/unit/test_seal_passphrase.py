@@ -16,7 +16,7 @@ import pytest
 
 from keycask.crypto import KeyMaterial, open_sealed, scrypt
 from keycask.crypto.passphrase import check_scrypt_parameters
-from keycask.errors import SealError
+from keycask.errors import SealError, WeakPassphrase
 from keycask.seal import PassphraseSeal
 from keycask.seal import passphrase as seal_module
 
@@ -73,8 +73,8 @@ def test_two_inits_make_different_root_keys(tmp_path: Path) -> None:
 
 
 def test_str_passphrases_are_nfc_normalised(tmp_path: Path) -> None:
-    root = _init(tmp_path, "caf\u00e9")
-    assert PassphraseSeal(tmp_path).unseal("cafe\u0301").matches(root)
+    root = _init(tmp_path, "caf\u00e9 au lait, deux sucres")
+    assert PassphraseSeal(tmp_path).unseal("cafe\u0301 au lait, deux sucres").matches(root)
 
 
 def test_init_refuses_to_replace_a_seal(tmp_path: Path) -> None:
@@ -90,6 +90,34 @@ def test_empty_passphrase_refused(tmp_path: Path) -> None:
     _init(tmp_path)
     with pytest.raises(SealError, match="empty"):
         PassphraseSeal(tmp_path).unseal(b"")
+
+
+@pytest.mark.parametrize(
+    ("weak", "why"),
+    [
+        ("abc", "has 3 characters"),
+        ("fifteen chars!!", "has 15 characters"),
+        ("caf\u00e9" * 3 + "cae\u0301", "has 15 characters"),  # 16 code points, 15 after NFC
+        ("aaaaaaaaaaaaaaaaaaaaaaaa", "too few characters"),
+        ("abababababababababab", "too few characters"),
+    ],
+)
+def test_a_weak_new_passphrase_is_refused(tmp_path: Path, weak: str, why: str) -> None:
+    with pytest.raises(WeakPassphrase, match=why) as caught:
+        _init(tmp_path, weak)
+    assert weak not in str(caught.value)
+    assert not (tmp_path / "seal.json").exists()
+    assert seal_module.passphrase_problem("sixteen chars ok") is None
+
+
+def test_a_short_passphrase_set_before_still_unseals(tmp_path: Path) -> None:
+    """Stores sealed before the rule keep opening; only new passphrases are checked."""
+    root = KeyMaterial.generate(32)
+    document = seal_module._wrap(root, b"abc", FAST["n"], FAST["r"], FAST["p"])
+    seal_module.sealfile.write_new(tmp_path / "seal.json", document)
+    assert PassphraseSeal(tmp_path).unseal("abc").matches(root)
+    PassphraseSeal(tmp_path).rekey("abc", PASSPHRASE)
+    assert PassphraseSeal(tmp_path).unseal(PASSPHRASE).matches(root)
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -267,7 +295,9 @@ def test_rekey_refuses_bad_new_parameters_and_keeps_the_file(tmp_path: Path) -> 
     _init(tmp_path)
     before = (tmp_path / "seal.json").read_bytes()
     with pytest.raises(SealError, match="scrypt"):
-        PassphraseSeal(tmp_path).rekey(PASSPHRASE, "new", n=3)
+        PassphraseSeal(tmp_path).rekey(PASSPHRASE, "a new passphrase here", n=3)
     with pytest.raises(SealError, match="empty"):
         PassphraseSeal(tmp_path).rekey(PASSPHRASE, "")
+    with pytest.raises(WeakPassphrase, match="at least 16"):
+        PassphraseSeal(tmp_path).rekey(PASSPHRASE, "new")
     assert (tmp_path / "seal.json").read_bytes() == before

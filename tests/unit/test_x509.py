@@ -45,14 +45,15 @@ def test_san_holds_names_and_addresses(pair: tuple[bytes, bytes]) -> None:
     assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address(a) for a in IPS]
 
 
-def test_self_issued_ca_for_server_auth(pair: tuple[bytes, bytes]) -> None:
+def test_self_issued_leaf_for_server_auth(pair: tuple[bytes, bytes]) -> None:
     cert = x509.load_pem_x509_certificate(pair[0])
     assert cert.issuer == cert.subject
     cert.verify_directly_issued_by(cert)  # raises if the signature does not check
     basic = cert.extensions.get_extension_for_class(x509.BasicConstraints)
-    assert basic.critical and basic.value.ca
+    # A leaf: its key must not be able to mint certificates clients accept.
+    assert basic.critical and not basic.value.ca
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
-    assert usage.digital_signature and usage.key_cert_sign
+    assert usage.digital_signature and not usage.key_cert_sign and not usage.crl_sign
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
 
@@ -149,3 +150,46 @@ def test_ssl_refuses_other_hostname(files: tuple[Path, Path]) -> None:
     client = ssl.create_default_context(cafile=str(cert))
     with pytest.raises(ssl.SSLCertVerificationError):
         _handshake(cert, key, client, "not-localhost.example", "127.0.0.1")
+
+
+def test_its_key_cannot_mint_a_certificate_clients_accept(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Whoever has key.pem (a copied data dir, a backup of tls/) signs a
+    certificate for another host name with it; a client that trusts cert.pem,
+    as the docs say, must refuse it."""
+    cert_path, key_path = files
+    anchor = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    signer = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    victim_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    forged = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "bank.example")]))
+        .issuer_name(anchor.subject)
+        .public_key(victim_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+            critical=False,
+        )
+        .sign(signer, hashes.SHA256())
+    )
+    forged_cert, forged_key = tmp_path / "forged.pem", tmp_path / "forged-key.pem"
+    forged_cert.write_bytes(forged.public_bytes(serialization.Encoding.PEM))
+    forged_key.write_bytes(
+        victim_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    client = ssl.create_default_context(cafile=str(cert_path))
+    with pytest.raises(ssl.SSLCertVerificationError):
+        _handshake(forged_cert, forged_key, client, "localhost", "127.0.0.1")

@@ -1,12 +1,16 @@
 """A self-signed certificate for a TLS server's first start.
 
-The certificate is its own trust anchor: it carries ``BasicConstraints(CA=True)``
-and ``keyCertSign`` so a client can name the certificate file itself as its CA
-bundle (``boto3 ... verify="cert.pem"``, ``aws --ca-bundle cert.pem``) with no
-separate CA to manage. It is also an ordinary server certificate
-(``digitalSignature``, ``serverAuth``, the host names and addresses in the
-SubjectAlternativeName, which is what clients match; the subject CN is only a
-label).
+A client names the certificate file itself as its CA bundle (``boto3 ...
+verify="cert.pem"``, ``aws --ca-bundle cert.pem``), with no separate CA to
+manage: OpenSSL (what Python's ssl, urllib3, boto3 and the AWS CLI use) takes
+a self-signed certificate found in the trust store as its own trust anchor.
+It is a *leaf*: ``BasicConstraints(CA=False)``, ``keyUsage``
+``digitalSignature`` only, ``extendedKeyUsage`` ``serverAuth``, and only the
+node's host names and addresses in the SubjectAlternativeName (which is what
+clients match; the subject CN is only a label). A CA certificate would do as
+well for the handshake, but its key could then sign a certificate for any
+other host name that every client trusting ``cert.pem`` would accept; a
+leaf's key can sign nothing a verifier takes as a certificate.
 
 Key: ECDSA P-256 (small, fast handshakes, accepted by every TLS stack keycask
 meets). Signature: ECDSA with SHA-256. The serial is random (RFC 5280 asks for
@@ -70,9 +74,8 @@ def self_signed_certificate(
         .not_valid_before(now - _BACKDATE)
         .not_valid_after(now + timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
-        # CA=True so the certificate can be its own trust anchor in a client's
-        # CA bundle; path_length=0 so it can never vouch for another certificate.
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        # Not a CA: the key must never vouch for another certificate.
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
                 digital_signature=True,
@@ -80,7 +83,7 @@ def self_signed_certificate(
                 key_encipherment=False,
                 data_encipherment=False,
                 key_agreement=False,
-                key_cert_sign=True,
+                key_cert_sign=False,
                 crl_sign=False,
                 encipher_only=False,
                 decipher_only=False,
@@ -89,7 +92,7 @@ def self_signed_certificate(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         # Strict verifiers (OpenSSL's X509_STRICT, Python 3.13's default
-        # context) require a subject key identifier on CA certificates.
+        # context) look for key identifiers.
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False

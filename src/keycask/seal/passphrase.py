@@ -5,6 +5,16 @@ root key sealed with AES-GCM under the derived key. The parameters live in the
 file, not in code, so ``rekey`` can raise them later without losing the root
 key. The passphrase comes from the caller (a prompt or a file): never argv,
 where every user on the host can read it.
+
+A *new* passphrase (``init``, ``rekey``) must have at least
+``MIN_PASSPHRASE_CHARS`` characters, of at least ``MIN_DISTINCT_CHARS``
+different ones: anyone with a copy of the seal file (a backup) can guess
+offline, and scrypt at half a second a guess on one core still tries a
+three-character passphrase in minutes on a few machines. Length is the only
+rule that cannot be argued with; it does not catch a long dictionary phrase,
+so generate the passphrase (six random words, or 20 random characters).
+Existing seals are never checked: a short passphrase set before still
+unseals, and ``rekey`` moves it to a strong one.
 """
 
 from __future__ import annotations
@@ -23,7 +33,7 @@ from keycask.crypto import (
     scrypt,
     seal,
 )
-from keycask.errors import SealError
+from keycask.errors import SealError, WeakPassphrase
 from keycask.seal import sealfile
 
 SEAL_FILE = "seal.json"
@@ -36,6 +46,8 @@ DEFAULT_P = 1
 SALT_SIZE = 16
 ROOT_KEY_SIZE = 32
 WRONG_PASSPHRASE = "wrong passphrase"  # noqa: S105 - an error message, not a password
+MIN_PASSPHRASE_CHARS = 16
+MIN_DISTINCT_CHARS = 6
 
 
 def _passphrase_bytes(passphrase: bytes | str) -> bytes:
@@ -46,6 +58,36 @@ def _passphrase_bytes(passphrase: bytes | str) -> bytes:
     if not passphrase:
         raise SealError("the passphrase must not be empty")
     return passphrase
+
+
+def passphrase_problem(passphrase: bytes | str) -> str | None:
+    """Why ``passphrase`` is too weak for a new seal, or None. The message
+    never repeats the passphrase."""
+    text = passphrase.decode("utf-8", "replace") if isinstance(passphrase, bytes) else passphrase
+    text = unicodedata.normalize("NFC", text)
+    advice = (
+        "anyone with a backup of the seal file can guess it offline; generate one, "
+        "e.g. six random words"
+    )
+    if len(text) < MIN_PASSPHRASE_CHARS:
+        return (
+            f"the passphrase has {len(text)} characters; it needs at least "
+            f"{MIN_PASSPHRASE_CHARS} ({advice})"
+        )
+    if len(set(text)) < MIN_DISTINCT_CHARS:
+        return (
+            f"the passphrase repeats too few characters; it needs at least "
+            f"{MIN_DISTINCT_CHARS} different ones ({advice})"
+        )
+    return None
+
+
+def _new_passphrase_bytes(passphrase: bytes | str) -> bytes:
+    secret = _passphrase_bytes(passphrase)
+    problem = passphrase_problem(passphrase)
+    if problem is not None:
+        raise WeakPassphrase(problem)
+    return secret
 
 
 def _aad(n: int, r: int, p: int) -> bytes:
@@ -76,8 +118,9 @@ class PassphraseSeal:
         ``passphrase``, write it and return it. Refuses to overwrite an
         existing seal file."""
         seal_ = cls(directory, filename)
+        secret = _new_passphrase_bytes(passphrase)
         root = KeyMaterial.generate(ROOT_KEY_SIZE) if root is None else root
-        document = _wrap(root, _passphrase_bytes(passphrase), n, r, p)
+        document = _wrap(root, secret, n, r, p)
         sealfile.write_new(seal_.path, document)
         return root
 
@@ -108,11 +151,12 @@ class PassphraseSeal:
     ) -> None:
         """Re-wrap the same root key under ``new`` with a fresh salt; ``n``,
         ``r`` and ``p`` default to the current file's, and may be raised here."""
+        secret = _new_passphrase_bytes(new)
         root = self.unseal(old)
         current_n, current_r, current_p, _, _ = _parse(self._read())
         document = _wrap(
             root,
-            _passphrase_bytes(new),
+            secret,
             current_n if n is None else n,
             current_r if r is None else r,
             current_p if p is None else p,

@@ -17,6 +17,20 @@ Mechanisms, in order of preference:
 
 A token offering neither is refused at ``init``, listing what it does offer.
 
+The token key can do only what the seal does, with only the seal's
+mechanism (``CKA_ALLOWED_MECHANISMS``), and cannot be changed
+(``CKA_MODIFIABLE`` false): whoever holds the PIN (the keycask host, for
+unattended restarts) must not be able to use it to wrap, and so carry out of
+the token, any other extractable key there. With AES-GCM it encrypts and
+decrypts, never wraps or unwraps, and AES-GCM is no wrapping mechanism. With
+key wrap the stored key only *unwraps*: a session key does the one wrap at
+``init``, is stripped of WRAP and copied into the token as an immutable
+object, and the session original is destroyed; a token that refuses that is
+refused. (SoftHSM2 2.6.1 enforces both the capability flags and
+``CKA_ALLOWED_MECHANISMS``.) Keys made by older keycask (all four
+capabilities, any mechanism) still unseal, with a loud warning at every start
+saying how to move to a restricted key (rekey to a new key label).
+
 The PIN comes from the caller (an environment variable or a file: the CLI's
 job) and is never logged, stored or put in an error message. Library errors
 become ``SealError`` naming the library's error class only.
@@ -26,7 +40,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
+import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -35,11 +51,14 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
+from pkcs11.attributes import AttributeMapper
 from pkcs11.mechanisms import GCMParams
 
 from keycask.crypto import KeyMaterial, random_bytes
 from keycask.errors import SealError
 from keycask.seal import sealfile
+
+log = logging.getLogger("keycask")
 
 SEAL_FILE = "seal.json"
 SEAL_TYPE = "pkcs11"
@@ -57,6 +76,38 @@ SAFE_MECHANISMS: dict[str, Mechanism] = {
     GCM: Mechanism.AES_GCM,
     KEY_WRAP_PAD: Mechanism.AES_KEY_WRAP_PAD,
 }
+
+
+# What the stored key may do, per mechanism: (capabilities it has, those it must not).
+_CAPABILITIES: dict[str, tuple[frozenset[Attribute], frozenset[Attribute]]] = {
+    GCM: (
+        frozenset({Attribute.ENCRYPT, Attribute.DECRYPT}),
+        frozenset({Attribute.WRAP, Attribute.UNWRAP}),
+    ),
+    KEY_WRAP_PAD: (
+        frozenset({Attribute.UNWRAP}),
+        frozenset({Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP}),
+    ),
+}
+_FLAGS = {
+    Attribute.ENCRYPT: MechanismFlag.ENCRYPT,
+    Attribute.DECRYPT: MechanismFlag.DECRYPT,
+    Attribute.WRAP: MechanismFlag.WRAP,
+    Attribute.UNWRAP: MechanismFlag.UNWRAP,
+}
+_ULONG = struct.Struct("L")  # CK_ULONG, native
+
+
+def attribute_mapper() -> AttributeMapper:
+    """python-pkcs11's mapper, taught ``CKA_ALLOWED_MECHANISMS`` (an array of
+    CK_MECHANISM_TYPE), which it does not handle itself."""
+    mapper = AttributeMapper()
+    mapper.register_handler(
+        Attribute.ALLOWED_MECHANISMS,
+        lambda mechanisms: b"".join(_ULONG.pack(int(m)) for m in mechanisms),
+        lambda data: [int(v) for (v,) in _ULONG.iter_unpack(data)],
+    )
+    return mapper
 
 
 def choose_mechanism(offered: Iterable[Mechanism]) -> str:
@@ -152,26 +203,8 @@ class Pkcs11Seal:
                     f"the token already has a key labelled {key_label!r}; "
                     "refusing to reuse it (choose another label)"
                 )
-            key = _call(
-                session.generate_key,
-                KeyType.AES,
-                WRAPPING_KEY_BITS,
-                label=key_label,
-                store=True,
-                capabilities=(
-                    MechanismFlag.ENCRYPT
-                    | MechanismFlag.DECRYPT
-                    | MechanismFlag.WRAP
-                    | MechanismFlag.UNWRAP
-                ),
-                template={
-                    Attribute.SENSITIVE: True,
-                    Attribute.EXTRACTABLE: False,
-                    Attribute.PRIVATE: True,
-                },
-            )
+            key = _generate(session, key_label, chosen)
             try:
-                _check_protected(key, key_label)
                 document: dict[str, Any] = {
                     "type": SEAL_TYPE,
                     "module": module,
@@ -190,6 +223,13 @@ class Pkcs11Seal:
                     document["iv"] = base64.b64encode(iv).decode("ascii")
                 else:
                     wrapped = _wrap_with_key_wrap_pad(session, key, root)
+                    key = _keep_unwrap_only(key)
+                _check_protected(key, key_label)
+                if _broader(key, chosen):
+                    raise SealError(
+                        f"the PKCS#11 token did not keep the key labelled {key_label!r} "
+                        f"restricted to {chosen}: {_broader(key, chosen)}"
+                    )
                 document["wrapped_root"] = base64.b64encode(wrapped).decode("ascii")
                 # Prove the token gives the root back before anything depends on it.
                 if not _unwrap(session, key, document, chosen, key_label).matches(root):
@@ -241,6 +281,20 @@ class Pkcs11Seal:
                 )
             key = keys[0]
             _check_protected(key, key_label)
+            broader = _broader(key, mechanism)
+            if broader:
+                # Refusing would stop every node made by an older keycask
+                # from restarting; the operator moves to a restricted key.
+                log.warning(
+                    "SECURITY: the PKCS#11 key labelled %r that seals the root key is not"
+                    " restricted to what the seal does (%s): whoever holds the PIN can use"
+                    " it to wrap, and so export, other extractable keys of token %r. Move"
+                    " the root to a new, restricted key: `keycask operator rekey --seal"
+                    " pkcs11 --pkcs11-key-label <new label> ...` (then delete the old key).",
+                    key_label,
+                    broader,
+                    token_label,
+                )
             return _unwrap(session, key, document, mechanism, key_label)
 
     def _read(self) -> dict[str, Any]:
@@ -282,7 +336,7 @@ def _session(module: str, token_label: str, pin: str, *, rw: bool) -> Iterator[t
     except pkcs11_errors.PKCS11Error as exc:
         raise SealError(f"PKCS#11 error: {type(exc).__name__}") from None
     try:
-        session = token.open(rw=rw, user_pin=pin)
+        session = token.open(rw=rw, user_pin=pin, attribute_mapper=attribute_mapper())
     except (pkcs11_errors.PinIncorrect, pkcs11_errors.PinInvalid, pkcs11_errors.PinLenRange):
         raise SealError(WRONG_PIN) from None
     except pkcs11_errors.PinLocked:
@@ -324,6 +378,73 @@ def _check_protected(key: Any, key_label: str) -> None:
                 f"the PKCS#11 key labelled {key_label!r} has {attribute.name}={bool(value)}; "
                 "the wrapping key must be sensitive and never extractable"
             )
+
+
+def _generate(session: Any, key_label: str, mechanism: str) -> Any:
+    """The wrapping key, able to do only what the seal does with it. For
+    AES-GCM that is the stored key itself, immutable from birth; for key
+    wrap it is a session key that still may wrap once (``_keep_unwrap_only``
+    stores it without)."""
+    wrap = mechanism == KEY_WRAP_PAD
+    needed = _CAPABILITIES[mechanism][0] | ({Attribute.WRAP} if wrap else set())
+    capabilities = MechanismFlag(0)
+    for attribute in needed:
+        capabilities |= _FLAGS[attribute]
+    return _call(
+        session.generate_key,
+        KeyType.AES,
+        WRAPPING_KEY_BITS,
+        label=key_label,
+        store=not wrap,
+        capabilities=capabilities,
+        template={
+            Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False,
+            Attribute.PRIVATE: True,
+            Attribute.ALLOWED_MECHANISMS: [SAFE_MECHANISMS[mechanism]],
+            Attribute.MODIFIABLE: wrap,  # until WRAP is dropped
+        },
+    )
+
+
+def _keep_unwrap_only(key: Any) -> Any:
+    """Drop WRAP from the session key that wrapped the root and store an
+    immutable copy of it in the token; the session original is destroyed."""
+    try:
+        key[Attribute.WRAP] = False
+        stored = key.copy({Attribute.TOKEN: True, Attribute.MODIFIABLE: False})
+    except pkcs11_errors.PKCS11Error as exc:
+        raise SealError(
+            "the PKCS#11 token cannot store the key-wrap key without WRAP "
+            f"({type(exc).__name__}); a key that may both wrap and unwrap would let "
+            "the PIN holder export other keys of the token: use a token with AES_GCM"
+        ) from None
+    finally:
+        with suppress(pkcs11_errors.PKCS11Error):
+            key.destroy()
+    return stored
+
+
+def _broader(key: Any, mechanism: str) -> str:
+    """What ``key`` may do beyond the seal's needs, or ``""``."""
+    _, forbidden = _CAPABILITIES[mechanism]
+    extra = [a.name for a in sorted(forbidden) if _attribute(key, a, True)]
+    if _attribute(key, Attribute.MODIFIABLE, True):
+        extra.append("MODIFIABLE")
+    allowed = _attribute(key, Attribute.ALLOWED_MECHANISMS, None)
+    if not allowed:
+        extra.append("any mechanism")
+    elif set(allowed) != {int(SAFE_MECHANISMS[mechanism])}:
+        extra.append("other mechanisms")
+    return ", ".join(extra)
+
+
+def _attribute(key: Any, attribute: Attribute, unknown: Any) -> Any:
+    """``key[attribute]``, or ``unknown`` when the token does not say."""
+    try:
+        return key[attribute]
+    except pkcs11_errors.PKCS11Error:
+        return unknown
 
 
 def _wrap_with_key_wrap_pad(session: Any, key: Any, root: KeyMaterial) -> bytes:

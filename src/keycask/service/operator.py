@@ -8,7 +8,8 @@ address; audited like every request (shares,
 passphrases and PINs never reach the record). While sealed only ``Status``
 and ``Unseal`` are served.
 
-    Status   {} -> {sealed, seal, progress, threshold, shares?, term?, rewrite_pending?, keys?}
+    Status   {} -> {sealed, seal, progress, threshold, shares?, term?, rewrite_pending?, keys?,
+              jobs? ("ok" or "overdue by N s")}
     Unseal   {Share? | Passphrase? | Pin?} -> Status's answer
     Seal     {} -> {}
     Rotate   {} -> {term}
@@ -47,7 +48,12 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from keycask.errors import KMSInvalidStateException, SealError, ValidationException
+from keycask.errors import (
+    KMSInvalidStateException,
+    SealError,
+    ValidationException,
+    WeakPassphrase,
+)
 from keycask.service.sealing import (
     NewSeal,
     RekeyOutcome,
@@ -148,23 +154,30 @@ class Operator:
         count_keys: Callable[[], Awaitable[int]],
         backup_tag: Callable[[bytes], bytes] | None = None,
         rotate_token: Callable[[], str] | None = None,
+        jobs: Callable[[], str] | None = None,
     ) -> None:
+        """``jobs`` says whether the cluster's scheduled jobs run (Status)."""
         self.keeper = keeper
         self._rotate = rotate
         self._count_keys = count_keys
         self._backup_tag = backup_tag
         self._rotate_token = rotate_token
+        self._jobs = jobs
 
     async def status(self) -> dict[str, object]:
         status = self.keeper.status()
         if not self.keeper.sealed:
             status["keys"] = await self._count_keys()
+            if self._jobs is not None:
+                status["jobs"] = self._jobs()
         return status
 
     async def handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
         """Run ``name``; returns the answer and the audit detail."""
         try:
             return await self._handle(name, fields)
+        except WeakPassphrase as exc:
+            raise ValidationException(str(exc)) from None  # the caller's input
         except SealError as exc:
             # The seal's own messages name files and counts, never secrets.
             raise KMSInvalidStateException(str(exc)) from None

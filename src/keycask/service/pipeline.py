@@ -144,6 +144,37 @@ def _request_id() -> str:
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
+# Operations whose model lists no DependencyTimeoutException: they answer
+# KMSInternalException, the model's own retryable server fault, instead.
+# (tests/unit/test_pipeline_errors.py pins this against botocore's model.)
+NO_DEPENDENCY_TIMEOUT = frozenset(
+    {
+        "ConnectCustomKeyStore",
+        "CreateCustomKeyStore",
+        "DeleteCustomKeyStore",
+        "DescribeCustomKeyStores",
+        "DisconnectCustomKeyStore",
+        "GenerateMac",
+        "ListKeyRotations",
+        "ListResourceTags",
+        "ReplicateKey",
+        "TagResource",
+        "UntagResource",
+        "UpdateCustomKeyStore",
+        "UpdatePrimaryRegion",
+        "VerifyMac",
+    }
+)
+
+
+def _unavailable(operation: str | None) -> KMSError:
+    """The retryable answer for a store (or its write lock) not there in time."""
+    message = "keycask's key store did not answer in time; the request had no effect. Retry it."
+    if operation in NO_DEPENDENCY_TIMEOUT:
+        return KMSInternalException(message)
+    return DependencyTimeoutException(message)
+
+
 class Pipeline:
     def __init__(
         self,
@@ -276,15 +307,9 @@ class Pipeline:
         except StorageUnavailable as exc:
             # Before any commit (a failed commit is answered in _finish): the
             # request had no effect, and the client may retry, here or on
-            # another node.
+            # another node. A write lock not free in time is the same case.
             log.warning("request %s: the store did not answer: %s", call.request_id, exc)
-            return await self._fail(
-                call,
-                DependencyTimeoutException(
-                    "keycask's key store did not answer in time; the request had no effect. "
-                    "Retry it."
-                ),
-            )
+            return await self._fail(call, _unavailable(call.operation))
         except Exception:
             log.exception("request %s failed unexpectedly", call.request_id)
             return await self._fail(call, KMSInternalException(_INTERNAL))

@@ -15,6 +15,12 @@ full period after the catch-up otherwise.
 
 Every job is audited like a request (principal ``keycask``), and its record
 is durable before its writes are committed.
+
+Whether jobs run at all is checked on every node, leader or not: a job still
+listed ``JOBS_LATE_AFTER`` seconds after it came due means nobody runs them
+(the jobs lock held by a node that cannot, or by a session that is not
+keycask at all; a job failing every time). The node logs it and operator
+Status says ``jobs: overdue by N s``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from keycask.keys.keystore import (
     Stored,
     due_jobs,
     import_token_expiry,
+    parse_sched_path,
 )
 from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
 from keycask.ports import Clock, Coordinator, Write
@@ -48,6 +55,10 @@ log = logging.getLogger("keycask")
 
 SCHEDULER_PRINCIPAL = "keycask"
 _BATCH = 100
+# A job this long past due has not run: the node says so (log, Status).
+JOBS_LATE_AFTER = 120.0
+_LATE_CHECK_EVERY = 5.0
+_LATE_LOG_EVERY = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +122,10 @@ class Scheduler:
         # After each tick on the node that runs jobs / on every node.
         self.after_tick: list[Callable[[], object]] = []
         self.every_tick: list[Callable[[], object]] = []
+        # Seconds the oldest job is overdue by, once over JOBS_LATE_AFTER.
+        self.overdue: float | None = None
+        self._next_check = 0.0
+        self._next_late_log = 0.0
 
     def start(self) -> None:
         if self._task is None:
@@ -144,6 +159,10 @@ class Scheduler:
                     await self.run_due()
                 except Exception:
                     log.exception("scheduled lifecycle jobs failed; retrying")
+            try:
+                await self._check_late()
+            except Exception:
+                log.exception("could not check whether scheduled jobs run")
             for hook in [*self.every_tick, *(self.after_tick if leader else ())]:
                 try:
                     result = hook()
@@ -151,6 +170,40 @@ class Scheduler:
                         await result
                 except Exception:
                     log.exception("scheduler hook failed")
+
+    def jobs_status(self) -> str:
+        """For operator Status: ``ok``, or how late the oldest due job is."""
+        if self.overdue is None:
+            return "ok"
+        return f"overdue by {self.overdue:.0f} s"
+
+    async def _check_late(self) -> None:
+        """Every few seconds, on every node: is a job long past due still
+        listed? Then nobody runs the jobs, and the operator must hear of it:
+        rotation, deletion and expiry would otherwise stop silently."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._next_check:
+            return
+        self._next_check = loop.time() + _LATE_CHECK_EVERY
+        now = self._deps.clock.now().timestamp()
+        due = await self._deps.keys.due(now - JOBS_LATE_AFTER, 1)
+        if not due:
+            if self.overdue is not None:
+                log.info("scheduled jobs run again: none is overdue")
+            self.overdue = None
+            return
+        when, job, key_id = parse_sched_path(due[0][0])
+        self.overdue = now - when
+        if loop.time() >= self._next_late_log:
+            self._next_late_log = loop.time() + _LATE_LOG_EVERY
+            log.error(
+                "scheduled jobs do not run: %s for key %s came due %.0f s ago. Is the"
+                " jobs lock held by a session that does not run them (see"
+                " docs/deployment.md), or does the job fail (see earlier errors)?",
+                job,
+                key_id,
+                self.overdue,
+            )
 
     async def run_due(self) -> int:
         """Run every job due now; returns how many changed a key."""

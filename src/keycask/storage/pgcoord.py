@@ -19,6 +19,15 @@ worker processes of one host:
   lock on a connection of its own: the node that holds it runs the cluster's
   scheduled jobs; when it dies its session ends, the lock is free, and the
   next node to ask takes over.
+
+Advisory locks and LISTEN/NOTIFY need no privilege: any role that can
+connect to the database can take these locks or send on the channel. So the
+wait for the write lock is bounded (``LockTimeout``: the request fails, it
+does not hang), and a notification is only a hint: its epoch is a claim
+that the epoch read from the table must confirm, never a value to adopt. A
+forged notification can cost a needless cache drop; it cannot make a node
+skip one. (The scheduler reports jobs that do not run, whoever holds the
+jobs lock.)
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from typing import Any
 
 import psycopg
 
-from keycask.errors import StorageUnavailable
+from keycask.errors import LockTimeout, StorageUnavailable
 from keycask.storage.postgres import PostgresStorage
 
 log = logging.getLogger("keycask")
@@ -41,17 +50,34 @@ WRITE_LOCK = 1
 JOBS_LOCK = 2
 POLL_INTERVAL = 1.0
 RECONNECT_DELAY = 0.5
+# How long a write waits for the cluster's write lock before it fails.
+LOCK_TIMEOUT = 10.0
+# Epochs claimed by notifications (uncached commits of other nodes, our own
+# commits) and not yet confirmed by the table: bounded, since anyone may send
+# notifications. A claim that does not fit costs at most one cache drop.
+_MAX_CLAIMS = 4096
 
 
 class PostgresCoordinator:
-    def __init__(self, storage: PostgresStorage, *, uncached: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        storage: PostgresStorage,
+        *,
+        uncached: frozenset[str] = frozenset(),
+        lock_timeout: float = LOCK_TIMEOUT,
+    ) -> None:
         """``uncached``: first path segments (``usage``, ``audit``) that no
-        cache holds; a commit that touched only those drops no cache."""
+        cache holds; a commit that touched only those drops no cache.
+        ``lock_timeout``: how long ``exclusive`` waits, in all."""
         self._storage = storage
         self._uncached = uncached
+        self._lock_timeout = lock_timeout
         storage.on_commit = self._own_commit
         self._stale = False
         self._seen_epoch = storage.last_epoch
+        # Epochs above _seen_epoch accounted for: our own commits, and those a
+        # notification told of (which touched nothing cached, or raised the flag).
+        self._harmless: set[int] = set()
         self._local = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: Any = None  # the session that holds (or asks for) JOBS_LOCK
@@ -78,21 +104,51 @@ class PostgresCoordinator:
 
     def _own_commit(self, epoch: int) -> None:
         """Our own commit needs no cache drop here (whoever committed updated
-        the caches it touched), but only if nothing came between it and what
-        we had seen: a commit of another node's in between is unknown yet."""
-        if epoch == self._seen_epoch + 1:
+        the caches it touched); the epoch read from the table later counts it
+        as seen if every commit between is accounted for too."""
+        self._claim(epoch)
+
+    def _claim(self, epoch: int) -> None:
+        if epoch > self._seen_epoch and len(self._harmless) < _MAX_CLAIMS:
+            self._harmless.add(epoch)
+
+    def _advance(self, epoch: int) -> None:
+        """The table says the store is at ``epoch``: every commit up to it
+        that we cannot account for (own, or notified as touching nothing
+        cached) makes the caches stale."""
+        if epoch > self._seen_epoch:
+            missing = range(self._seen_epoch + 1, epoch + 1)
+            if len(missing) > len(self._harmless) or any(e not in self._harmless for e in missing):
+                self._stale = True
+            # Claims far ahead of the table are forged: no node is that far on.
+            self._harmless = {e for e in self._harmless if epoch < e <= epoch + _MAX_CLAIMS}
+            self._seen_epoch = epoch
+        elif epoch < self._seen_epoch:
+            # Only a store restored from a backup goes back: its contents changed.
+            self._stale = True
+            self._harmless.clear()
             self._seen_epoch = epoch
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
-        async with (
-            self._local,
-            self._storage.advisory_lock(self._storage.lock_key(WRITE_LOCK)) as epoch,
-        ):
-            if epoch != self._seen_epoch:
-                self._seen_epoch = epoch
-                self._stale = True
-            yield
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._lock_timeout
+        try:
+            async with asyncio.timeout(self._lock_timeout):
+                await self._local.acquire()
+        except TimeoutError:
+            raise LockTimeout(
+                f"the write lock was not free after {self._lock_timeout:g} s"
+                " (this node's own writers queued behind one that waits for it)"
+            ) from None
+        try:
+            left = max(0.001, deadline - loop.time())
+            lock = self._storage.advisory_lock(self._storage.lock_key(WRITE_LOCK), left)
+            async with lock as epoch:
+                self._advance(epoch)
+                yield
+        finally:
+            self._local.release()
 
     async def leads(self) -> bool:
         async with self._leader_lock:
@@ -158,17 +214,7 @@ class PostgresCoordinator:
                     self._stale = True
                     self.listening = True
                     async for note in conn.notifies():
-                        instance, _, rest = note.payload.partition(":")
-                        epoch, _, touched = rest.partition(":")
-                        if instance != self._storage.instance:
-                            segments = set(touched.split(",")) if touched else set()
-                            if not segments or not segments <= self._uncached:
-                                self._stale = True
-                        # Notifications come in commit order: every commit
-                        # up to this one has been seen (and flagged) by now,
-                        # our own included.
-                        with contextlib.suppress(ValueError):
-                            self._seen_epoch = max(self._seen_epoch, int(epoch))
+                        self._hint(note.payload)
                 finally:
                     self.listening = False
                     with contextlib.suppress(psycopg.Error):
@@ -180,6 +226,27 @@ class PostgresCoordinator:
                 self._stale = True
             await asyncio.sleep(RECONNECT_DELAY)
 
+    def _hint(self, payload: str) -> None:
+        """A notification: ``<instance>:<epoch>:<segments>``, from anyone who
+        can connect. Another node's commit of something cached drops the
+        caches at once; either way its epoch is only recorded as a claim,
+        which counts once the epoch read from the table reaches it
+        (``_advance``), and a forged one is pruned."""
+        instance, _, rest = payload.partition(":")
+        claimed, _, touched = rest.partition(":")
+        try:
+            epoch = int(claimed)
+        except ValueError:
+            self._stale = True
+            return
+        if instance == self._storage.instance:
+            return  # our own commit: on_commit claimed it already
+        segments = set(touched.split(",")) if touched else set()
+        if not segments or not segments <= self._uncached:
+            self._stale = True
+        # Accounted for: it touched nothing cached, or the caches drop for it.
+        self._claim(epoch)
+
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_INTERVAL)
@@ -187,9 +254,4 @@ class PostgresCoordinator:
                 epoch = await self._storage.epoch()
             except (StorageUnavailable, psycopg.Error):
                 continue
-            if epoch != self._seen_epoch:
-                # A commit whose notification we have not seen (or our own,
-                # which costs one needless cache drop).
-                if epoch > self._seen_epoch:
-                    self._stale = True
-                self._seen_epoch = max(self._seen_epoch, epoch)
+            self._advance(epoch)

@@ -25,8 +25,12 @@ commit at once, so the database itself must arbitrate:
 * keycask creates and migrates its own schema. ``keycask_schema`` holds one
   row with the version; migrations run at open inside a transaction holding a
   transaction-scoped advisory lock, so nodes starting together apply each
-  migration once. A database whose version is newer than this code is refused
-  rather than written with an older idea of the layout.
+  migration once. The lock is the store's own (derived from the oid of the
+  schema the tables live in), is taken only when there is something to
+  migrate, and is waited for a bounded time: advisory locks need no
+  privilege, so any role that can connect could otherwise hold it and keep
+  every node from starting. A database whose version is newer than this code
+  is refused rather than written with an older idea of the layout.
 * A commit returns after PostgreSQL's COMMIT, which with ``synchronous_commit``
   on (forced if a DSN turned it off) has flushed the WAL.
 * Every commit also bumps ``keycask_epoch`` and sends ``NOTIFY keycask_commits``
@@ -53,11 +57,16 @@ from typing import Any
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, IsolationLevel
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from psycopg.errors import TransactionRollback
+from psycopg.errors import LockNotAvailable, TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
-from keycask.errors import StorageConflict, StorageIntegrityError, StorageUnavailable
+from keycask.errors import (
+    LockTimeout,
+    StorageConflict,
+    StorageIntegrityError,
+    StorageUnavailable,
+)
 from keycask.ports import Delete, Entry, Put, Write
 
 log = logging.getLogger("keycask")
@@ -76,8 +85,10 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
-# Any constant shared by every keycask node; this one is b"keycask" as an int.
-_MIGRATION_LOCK = 0x6B65796361736B
+# The purpose bits of the migration lock (see ``lock_key``; pgcoord.py uses 1, 2).
+_MIGRATION_LOCK = 3
+# How long a node waits for another's migration (or for whoever holds its lock).
+MIGRATION_LOCK_TIMEOUT = 30.0
 
 # Defaults for what a DSN leaves unsaid: give up on an unreachable server
 # rather than hang, and notice a peer that vanished without closing the socket.
@@ -189,26 +200,64 @@ async def _configure(conn: AsyncConnection[TupleRow]) -> None:
     )
 
 
-async def _migrate(conn: AsyncConnection[TupleRow]) -> None:
+async def _schema_version(conn: AsyncConnection[TupleRow]) -> int | None:
+    """The keycask schema version in the current schema, or None: no table yet."""
+    found = await (await conn.execute("SELECT to_regclass('keycask_schema')")).fetchone()
+    if found is None or found[0] is None:
+        return None
+    row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
+    return None if row is None else int(row[0])
+
+
+def _check_version(version: int) -> None:
+    if version > SCHEMA_VERSION:
+        raise StorageSchemaError(
+            f"the database's keycask schema is version {version}, but this keycask"
+            f" knows only up to version {SCHEMA_VERSION}: upgrade keycask"
+        )
+
+
+async def _migrate(conn: AsyncConnection[TupleRow], lock_timeout: float) -> None:
+    encoding = await (await conn.execute("SHOW server_encoding")).fetchone()
+    if encoding is None or encoding[0] != "UTF8":
+        # Only UTF-8 gives code point ordering under COLLATE "C".
+        raise StorageSchemaError(f"the database encoding must be UTF8, not {encoding}")
+    current = await _schema_version(conn)
+    if current == SCHEMA_VERSION:
+        return  # nothing to do, and so no lock that anybody could keep from us
+    _check_version(current or 0)
     async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        encoding = await (await conn.execute("SHOW server_encoding")).fetchone()
-        if encoding is None or encoding[0] != "UTF8":
-            # Only UTF-8 gives code point ordering under COLLATE "C".
-            raise StorageSchemaError(f"the database encoding must be UTF8, not {encoding}")
+        row = await (
+            await conn.execute("SELECT oid FROM pg_namespace WHERE nspname = current_schema()")
+        ).fetchone()
+        if row is None:
+            raise StorageSchemaError(
+                "no schema of the search_path exists to hold keycask's tables: create it"
+            )
+        # The store's own lock, as for the locks of pgcoord.py: keyed by the
+        # schema the tables are (or will be) in, since the table may not
+        # exist yet. Another store in another schema never waits for it.
+        key = (int(row[0]) << 8) | _MIGRATION_LOCK
+        await conn.execute(
+            "SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
+        )
+        try:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+        except LockNotAvailable:
+            raise LockTimeout(
+                f"another session held this store's schema migration lock for over"
+                f" {lock_timeout:g} s (a node migrating, or a role that should not be"
+                " able to connect to keycask's database: see docs/deployment.md)"
+            ) from None
+        await conn.execute("SELECT set_config('lock_timeout', '0', true)")
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS keycask_schema ("
             " one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),"
             " version INTEGER NOT NULL)"
         )
         await conn.execute("INSERT INTO keycask_schema (version) VALUES (0) ON CONFLICT DO NOTHING")
-        row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
-        version = 0 if row is None else int(row[0])
-        if version > SCHEMA_VERSION:
-            raise StorageSchemaError(
-                f"the database's keycask schema is version {version}, but this keycask"
-                f" knows only up to version {SCHEMA_VERSION}: upgrade keycask"
-            )
+        version = await _schema_version(conn) or 0
+        _check_version(version)
         for statement in _MIGRATIONS[version:]:
             await conn.execute(statement)
         if version != SCHEMA_VERSION:
@@ -296,6 +345,7 @@ class PostgresStorage:
         timeout: float = 10.0,
         insecure_transport: bool = False,
         create: bool = True,
+        migration_timeout: float = MIGRATION_LOCK_TIMEOUT,
     ) -> PostgresStorage:
         """Connect, create or migrate the schema, and start a connection pool.
 
@@ -305,6 +355,7 @@ class PostgresStorage:
         unless ``insecure_transport``.
         ``create`` False (a reader such as ``audit verify``) creates and
         migrates nothing: a database without keycask's current schema is refused.
+        ``migration_timeout`` bounds the wait for the migration lock.
         """
         where = safe_dsn(dsn)
         given = _parse(dsn)
@@ -320,7 +371,7 @@ class PostgresStorage:
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
                 if create:
-                    await _migrate(conn)
+                    await _migrate(conn, migration_timeout)
                 else:
                     await _check_schema(conn, where)
                 await _check_objects(conn)
@@ -370,11 +421,21 @@ class PostgresStorage:
         return conn
 
     @asynccontextmanager
-    async def advisory_lock(self, key: int) -> AsyncIterator[int]:
+    async def advisory_lock(self, key: int, timeout: float) -> AsyncIterator[int]:
         """Hold PostgreSQL's session advisory lock ``key`` (every node waits
-        for it); yields the store's epoch as of taking it."""
+        for it); yields the store's epoch as of taking it. Raises
+        ``LockTimeout`` after ``timeout`` seconds: advisory locks need no
+        privilege, so whoever holds this one may not be keycask at all."""
         async with self._connection() as conn:
-            await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            wait = f"{max(1, int(timeout * 1000))}ms"
+            await conn.execute("SELECT set_config('lock_timeout', %s, false)", (wait,))
+            try:
+                await conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+            except LockNotAvailable:
+                raise LockTimeout(await self._holder(conn, key, timeout)) from None
+            finally:
+                # Only this wait is bounded, not the row locks of a commit.
+                await conn.execute("RESET lock_timeout")
             try:
                 row = await (await conn.execute("SELECT n FROM keycask_epoch")).fetchone()
                 yield 0 if row is None else int(row[0])
@@ -387,6 +448,30 @@ class PostgresStorage:
                     # session may still hold the lock: close it, which frees it.
                     log.warning("could not release advisory lock %d (%s); closing", key, exc)
                     await conn.close()
+
+    @staticmethod
+    async def _holder(conn: AsyncConnection[TupleRow], key: int, timeout: float) -> str:
+        """Who holds advisory lock ``key``, for the operator's log."""
+        holder = "unknown"
+        try:
+            row = await (
+                await conn.execute(
+                    "SELECT l.pid, a.usename, a.application_name, a.client_addr::text"
+                    " FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1"
+                    " AND l.database = (SELECT oid FROM pg_database"
+                    "  WHERE datname = current_database())"
+                    " AND ((l.classid::bigint << 32) | l.objid::bigint) = %s LIMIT 1",
+                    (key,),
+                )
+            ).fetchone()
+            if row is not None:
+                pid, role, application, address = row
+                holder = f"backend pid {pid}, role {role}, application {application!r}"
+                holder += f", from {address}" if address else ""
+        except psycopg.Error:
+            pass
+        return f"advisory lock {key} not free after {timeout:g} s; held by {holder}"
 
     async def epoch(self) -> int:
         async with self._connection() as conn:
