@@ -59,6 +59,7 @@ async def test_only_this_stores_cached_commits_make_a_node_stale() -> None:
         peer = await PostgresStorage.open(one_dsn, max_size=2)  # another node, same store
         other = await PostgresStorage.open(other_dsn, max_size=2)  # another store, same database
         coordinator = PostgresCoordinator(node, uncached=frozenset({"usage", "audit"}))
+        peer.quiet = frozenset({"usage", "audit"})  # as the peer's own coordinator says
         await coordinator.start()
         try:
             await _listening(coordinator)
@@ -186,6 +187,20 @@ async def test_a_forged_notification_does_not_stop_invalidation() -> None:
                 await raw.execute("INSERT INTO keycask_kv VALUES ('key/unnoticed', 'x', 1)")
                 await raw.execute("UPDATE keycask_epoch SET n = n + 1")
             assert await _stale_within(coordinator, 2.5)
+            # A forged claim that the next commit is an uncached one, then
+            # that commit (a DisableKey, say) before its notification is in:
+            # taking the write lock must still see it.
+            epoch = await node.epoch()
+            await hostile.execute(
+                "SELECT pg_notify(%s, %s)", (channel, f"{peer.instance}:{epoch + 1}:usage")
+            )
+            await asyncio.sleep(0.2)
+            raw = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+            async with raw, raw.transaction():
+                await raw.execute("INSERT INTO keycask_kv VALUES ('key/raced', 'x', 1)")
+                await raw.execute("UPDATE keycask_epoch SET n = n + 1")
+            async with coordinator.exclusive():
+                assert coordinator.stale()
             # And a real commit with its notification, as always.
             await peer.commit([Put("alias/b", b"v")])
             assert await _stale_within(coordinator, 1.0)

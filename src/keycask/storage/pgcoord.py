@@ -3,13 +3,14 @@
 The ``Coordinator`` port for a cluster, as ``storage/local.py`` is for the
 worker processes of one host:
 
-* ``stale`` (are my caches out of date?) is a flag raised by a dedicated
-  connection that LISTENs on ``keycask_commits``: every commit notifies, in
-  its own transaction, with the committing store's instance id, so a change
-  reaches every other node's caches milliseconds after it is committed. A
-  notification can be lost with its connection, so the flag is also raised
-  when the listener reconnects, and a poll of the store's epoch (a counter
-  every commit bumps) once a second catches anything else.
+* ``stale`` (are my caches out of date?) is a flag raised when the store's
+  epoch (a counter every commit of something cached bumps) moved by a commit
+  that was not this node's. A dedicated connection LISTENs on the store's
+  channel: every such commit notifies in its own transaction, and a
+  notification makes the node read the epoch at once, so a change reaches
+  every other node's caches milliseconds after it is committed. Without one
+  the epoch is read once a second; the flag is also raised when the
+  listener reconnects.
 * ``exclusive`` takes a PostgreSQL advisory lock: one writer in the whole
   cluster at a time, as one per host before. Having it, the node compares the
   epoch with what it last saw and raises the flag when anyone committed
@@ -23,11 +24,12 @@ worker processes of one host:
 Advisory locks and LISTEN/NOTIFY need no privilege: any role that can
 connect to the database can take these locks or send on the channel. So the
 wait for the write lock is bounded (``LockTimeout``: the request fails, it
-does not hang), and a notification is only a hint: its epoch is a claim
-that the epoch read from the table must confirm, never a value to adopt. A
-forged notification can cost a needless cache drop; it cannot make a node
-skip one. (The scheduler reports jobs that do not run, whoever holds the
-jobs lock.)
+does not hang), and a notification is only a hint to re-read the epoch from
+the table at once; nothing it carries is believed. Commits of what no node
+caches move no epoch (``quiet``), so every epoch this node did not make
+itself means "drop the caches". A forged notification costs an epoch read;
+it cannot make a node skip a cache drop.
+(The scheduler reports jobs that do not run, whoever holds the jobs lock.)
 """
 
 from __future__ import annotations
@@ -52,10 +54,9 @@ POLL_INTERVAL = 1.0
 RECONNECT_DELAY = 0.5
 # How long a write waits for the cluster's write lock before it fails.
 LOCK_TIMEOUT = 10.0
-# Epochs claimed by notifications (uncached commits of other nodes, our own
-# commits) and not yet confirmed by the table: bounded, since anyone may send
-# notifications. A claim that does not fit costs at most one cache drop.
-_MAX_CLAIMS = 4096
+# Our own commits' epochs not yet seen in the table (bounded: one that does
+# not fit costs at most one cache drop).
+_MAX_OWN = 4096
 
 
 class PostgresCoordinator:
@@ -73,11 +74,12 @@ class PostgresCoordinator:
         self._uncached = uncached
         self._lock_timeout = lock_timeout
         storage.on_commit = self._own_commit
+        storage.quiet = uncached
         self._stale = False
         self._seen_epoch = storage.last_epoch
-        # Epochs above _seen_epoch accounted for: our own commits, and those a
-        # notification told of (which touched nothing cached, or raised the flag).
-        self._harmless: set[int] = set()
+        # Epochs above _seen_epoch that were our own commits.
+        self._own: set[int] = set()
+        self._poke = asyncio.Event()  # a notification: read the epoch now
         self._local = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._jobs: Any = None  # the session that holds (or asks for) JOBS_LOCK
@@ -104,29 +106,24 @@ class PostgresCoordinator:
 
     def _own_commit(self, epoch: int) -> None:
         """Our own commit needs no cache drop here (whoever committed updated
-        the caches it touched); the epoch read from the table later counts it
-        as seen if every commit between is accounted for too."""
-        self._claim(epoch)
-
-    def _claim(self, epoch: int) -> None:
-        if epoch > self._seen_epoch and len(self._harmless) < _MAX_CLAIMS:
-            self._harmless.add(epoch)
+        the caches it touched): the epoch read from the table later counts it
+        as seen, if every commit between was ours too."""
+        if epoch > self._seen_epoch and len(self._own) < _MAX_OWN:
+            self._own.add(epoch)
 
     def _advance(self, epoch: int) -> None:
-        """The table says the store is at ``epoch``: every commit up to it
-        that we cannot account for (own, or notified as touching nothing
-        cached) makes the caches stale."""
+        """The table says the store is at ``epoch``: any commit up to it that
+        was not ours changed something cached, so the caches are stale."""
         if epoch > self._seen_epoch:
             missing = range(self._seen_epoch + 1, epoch + 1)
-            if len(missing) > len(self._harmless) or any(e not in self._harmless for e in missing):
+            if len(missing) > len(self._own) or any(e not in self._own for e in missing):
                 self._stale = True
-            # Claims far ahead of the table are forged: no node is that far on.
-            self._harmless = {e for e in self._harmless if epoch < e <= epoch + _MAX_CLAIMS}
+            self._own = {e for e in self._own if e > epoch}
             self._seen_epoch = epoch
         elif epoch < self._seen_epoch:
             # Only a store restored from a backup goes back: its contents changed.
             self._stale = True
-            self._harmless.clear()
+            self._own.clear()
             self._seen_epoch = epoch
 
     @contextlib.asynccontextmanager
@@ -206,6 +203,7 @@ class PostgresCoordinator:
 
     async def _listen(self) -> None:
         while True:
+            _still_running()
             try:
                 conn = await self._storage.dedicated()
                 try:
@@ -222,36 +220,51 @@ class PostgresCoordinator:
             except asyncio.CancelledError:
                 raise
             except (psycopg.Error, StorageUnavailable, OSError) as exc:
+                _still_running()
                 log.warning("lost the PostgreSQL notification channel (%s); reconnecting", exc)
                 self._stale = True
             await asyncio.sleep(RECONNECT_DELAY)
 
     def _hint(self, payload: str) -> None:
-        """A notification: ``<instance>:<epoch>:<segments>``, from anyone who
-        can connect. Another node's commit of something cached drops the
-        caches at once; either way its epoch is only recorded as a claim,
-        which counts once the epoch read from the table reaches it
-        (``_advance``), and a forged one is pruned."""
+        """A notification, ``<instance>:<epoch>:<segments>``, from anyone who
+        can connect: only a hint to read the epoch from the table now (which
+        drops the caches if another node committed). Nothing in it is
+        believed; a forged one costs one epoch read."""
         instance, _, rest = payload.partition(":")
-        claimed, _, touched = rest.partition(":")
-        try:
-            epoch = int(claimed)
-        except ValueError:
-            self._stale = True
-            return
+        _, _, touched = rest.partition(":")
         if instance == self._storage.instance:
-            return  # our own commit: on_commit claimed it already
+            return  # our own commit: on_commit counts it
         segments = set(touched.split(",")) if touched else set()
-        if not segments or not segments <= self._uncached:
-            self._stale = True
-        # Accounted for: it touched nothing cached, or the caches drop for it.
-        self._claim(epoch)
+        if segments and segments <= self._uncached:
+            return  # an older node's commit of nothing cached
+        self._poke.set()
 
     async def _poll(self) -> None:
         while True:
-            await asyncio.sleep(POLL_INTERVAL)
+            _still_running()
+            # asyncio.timeout, not wait_for: in 3.11 wait_for can swallow a
+            # cancellation that meets the event, and the task never ends.
+            try:
+                async with asyncio.timeout(POLL_INTERVAL):
+                    await self._poke.wait()
+            except TimeoutError:
+                pass
+            poked = self._poke.is_set()
+            self._poke.clear()
             try:
                 epoch = await self._storage.epoch()
             except (StorageUnavailable, psycopg.Error):
+                _still_running()
+                if poked:
+                    self._stale = True  # told of a commit we cannot check
+                await asyncio.sleep(POLL_INTERVAL)
                 continue
             self._advance(epoch)
+
+
+def _still_running() -> None:
+    """Re-raise a cancellation that psycopg swallowed or turned into an
+    error (a pool checkout cancelled mid-way): the loop must end."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

@@ -33,11 +33,12 @@ commit at once, so the database itself must arbitrate:
   is refused rather than written with an older idea of the layout.
 * A commit returns after PostgreSQL's COMMIT, which with ``synchronous_commit``
   on (forced if a DSN turned it off) has flushed the WAL.
-* Every commit also bumps ``keycask_epoch`` and sends ``NOTIFY keycask_commits``
-  with ``<store instance>:<epoch>:<first path segments written>`` in the same
+* Every commit (but those of only ``quiet`` segments, which no node caches)
+  also bumps ``keycask_epoch`` and sends ``NOTIFY keycask_commits_<oid>`` with
+  ``<store instance>:<epoch>:<first path segments written>`` in the same
   transaction, so other nodes learn of it when (and only when) it is
-  committed; ``storage/pgcoord.py`` turns that into cache invalidation, with
-  the epoch as a fallback check.
+  committed; ``storage/pgcoord.py`` turns that into cache invalidation, and
+  the epoch read from the table is what it trusts.
 * During an outage, operations fail with ``StorageUnavailable`` after the
   pool's timeout instead of waiting forever. A commit that failed that way
   may or may not have landed (the connection can drop after COMMIT was
@@ -321,6 +322,8 @@ class PostgresStorage:
         self.last_epoch = 0
         # Told the epoch of each of our own commits (the coordinator listens).
         self.on_commit: Callable[[int], None] | None = None
+        # First path segments no node caches: commits of only these are quiet.
+        self.quiet: frozenset[str] = frozenset()
         self._table = 0
 
     @property
@@ -515,23 +518,32 @@ class PostgresStorage:
             return
         # A stable sort keeps several writes to one path in their given order.
         ordered = sorted(writes, key=lambda w: w.path)
+        segments = {w.path.partition("/")[0] for w in ordered}
+        # A commit of only what no node caches (``quiet``) moves no epoch and
+        # notifies nobody, so every epoch a node has not made itself means
+        # "drop your caches", with no need to believe a notification.
+        loud = not (self.quiet and segments <= self.quiet)
+        epoch = None
         async with self._connection() as conn, conn.transaction(), conn.cursor() as cur:
             for write in ordered:
                 await self._apply(cur, write)
-            # Last, so the epoch row (which serialises every commit) is held
-            # for as short a time as possible.
-            await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
-            row = await cur.fetchone()
-            if row is None:
-                raise StorageIntegrityError("the epoch row did not change (a trigger?)")
-            epoch = 0 if row is None else int(row[0])
-            # What the commit touched, by the first segment of each path, so
-            # a node can ignore commits that change nothing it caches.
-            touched = ",".join(sorted({w.path.partition("/")[0] for w in ordered}))
-            await cur.execute(
-                "SELECT pg_notify(%s, %s)",
-                (self.channel, f"{self.instance}:{epoch}:{touched}"[:7900]),
-            )
+            if loud:
+                # Last, so the epoch row (which serialises these commits) is
+                # held for as short a time as possible.
+                await cur.execute("UPDATE keycask_epoch SET n = n + 1 RETURNING n")
+                row = await cur.fetchone()
+                if row is None:
+                    raise StorageIntegrityError("the epoch row did not change (a trigger?)")
+                epoch = int(row[0])
+                # What the commit touched, by the first segment of each path,
+                # so a node can ignore commits that change nothing it caches.
+                touched = ",".join(sorted(segments))
+                await cur.execute(
+                    "SELECT pg_notify(%s, %s)",
+                    (self.channel, f"{self.instance}:{epoch}:{touched}"[:7900]),
+                )
+        if epoch is None:
+            return
         self.last_epoch = max(self.last_epoch, epoch)
         if self.on_commit is not None:
             self.on_commit(epoch)
