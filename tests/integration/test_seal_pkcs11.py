@@ -332,7 +332,7 @@ def test_the_seal_key_does_only_what_the_seal_does(
                 assert key[attribute] is False
         finally:
             victim.destroy()
-    assert Pkcs11Seal(tmp_path).unseal(PIN).matches(root)
+    assert Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN).matches(root)
 
 
 def test_softhsm_enforces_allowed_mechanisms(module: str, tmp_path: Path) -> None:
@@ -387,7 +387,7 @@ def test_a_key_made_by_an_older_keycask_unseals_with_a_warning(
     path.write_text(json.dumps(document))
     path.chmod(0o600)
     with caplog.at_level("WARNING", logger="keycask"):
-        assert Pkcs11Seal(tmp_path).unseal(PIN).reveal() == root
+        assert Pkcs11Seal(tmp_path, modules=[module]).unseal(PIN).reveal() == root
     warning = caplog.text
     assert "SECURITY" in warning and "WRAP" in warning and "UNWRAP" in warning
     assert "keycask operator rekey --seal pkcs11" in warning
@@ -395,5 +395,5 @@ def test_a_key_made_by_an_older_keycask_unseals_with_a_warning(
     caplog.clear()
     _init(module, tmp_path / "new", "new-style")
     with caplog.at_level("WARNING", logger="keycask"):
-        Pkcs11Seal(tmp_path / "new").unseal(PIN)
+        Pkcs11Seal(tmp_path / "new", modules=[module]).unseal(PIN)
     assert "SECURITY" not in caplog.text
