@@ -152,20 +152,13 @@ async def adopt(barrier: Barrier, audit: AuditLog) -> None:
 
 
 def _adoption_record(detail: str) -> AuditRecord:
-    return AuditRecord(
+    return AuditRecord.event(
         time=datetime.now(UTC),
         request_id="audit-adoption",
         operation="keycask:AdoptAuditSegment",
-        principal="keycask",
-        access_key_id=None,
-        source_ip=None,
-        key_arn=None,
-        encryption_context=None,
-        decision="none",
-        decided_by=None,
         outcome="success",
-        error_code=None,
         detail=detail,
+        principal="keycask",
     )
 
 

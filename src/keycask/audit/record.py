@@ -60,6 +60,37 @@ class AuditRecord:
     region: str | None = None
     detail: str | None = None
 
+    @classmethod
+    def event(
+        cls,
+        *,
+        time: datetime,
+        request_id: str,
+        operation: str,
+        outcome: str,
+        detail: str,
+        principal: str | None = None,
+        source_ip: str | None = None,
+        error_code: str | None = None,
+    ) -> AuditRecord:
+        """A record of something no authenticated caller asked about a key: a
+        refusal at the HTTP edge, a readiness probe, the adoption of a segment."""
+        return cls(
+            time=time,
+            request_id=request_id,
+            operation=operation,
+            principal=principal,
+            access_key_id=None,
+            source_ip=source_ip,
+            key_arn=None,
+            encryption_context=None,
+            decision="none",
+            decided_by=None,
+            outcome=outcome,
+            error_code=error_code,
+            detail=detail,
+        )
+
     def __post_init__(self) -> None:
         # Checked here, on the caller's task, so a malformed record fails the
         # request that built it and never reaches the shared flusher.

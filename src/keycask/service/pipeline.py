@@ -354,19 +354,11 @@ class Pipeline:
         while the last write failed, so at most once per failure, not once per
         probe, and a failing probe writes nothing.
         """
-        record = AuditRecord(
+        record = AuditRecord.event(
             time=self._clock.now(),
             request_id=_request_id(),
             operation="ReadinessCheck",
-            principal=None,
-            access_key_id=None,
-            source_ip=None,
-            key_arn=None,
-            encryption_context=None,
-            decision="none",
-            decided_by=None,
             outcome="success",
-            error_code=None,
             detail="audit log writable again",
         )
         try:
@@ -640,20 +632,14 @@ class Pipeline:
             log.error("%s: the audit log cannot record", record.detail)
 
     def _edge_record(self, source_ip: str | None, detail: str, code: str | None) -> AuditRecord:
-        return AuditRecord(
+        return AuditRecord.event(
             time=self._clock.now(),
             request_id=_request_id(),
             operation=EDGE_REFUSED,
-            principal=None,
-            access_key_id=None,
-            source_ip=source_ip,
-            key_arn=None,
-            encryption_context=None,
-            decision="none",
-            decided_by=None,
             outcome="error",
-            error_code=code,
             detail=detail,
+            source_ip=source_ip,
+            error_code=code,
         )
 
     async def _authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
