@@ -13,6 +13,12 @@ Secrets never come from argv, where every user on the host can read them:
 passphrases and PINs come from a prompt, a file or the environment. Shares
 may be typed at the prompt (recommended) or, as the one exception, given as
 the argument, since a share alone opens nothing.
+
+Why one module of ~1,000 lines: every ``keycask operator`` command shares
+the same secret handling (owner-only files, prompts, never argv), the same
+token and address resolution and the same output rules, and keeping them in
+one place is how a command cannot quietly take a secret another way. It moves
+into ``keycask/cli/operator`` with issue 14's CLI package.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ for a key whose policy locks everyone out (PutKeyPolicy with
 BypassPolicyLockoutSafetyCheck): a local operator, whose access to the data
 directory is already total, puts the default key policy back; the change is
 audited in the ``cli`` segment and its anchor saved.
+
+Why one module of ~600 lines: the four ``keycask policy`` commands share one
+read-only way of opening a data dir and resolving keys and principals; it
+moves into issue 14's ``keycask/cli/`` package with the rest of the command
+line.
 """
 
 from __future__ import annotations

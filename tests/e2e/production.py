@@ -338,3 +338,18 @@ def tree_digest(directory: Path) -> dict[str, str]:
         else:
             digest[name] = hashlib.sha256(path.read_bytes()).hexdigest()
     return digest
+
+
+@contextmanager
+def unsealed_shamir(data_dir: Path) -> Iterator[Production]:
+    """A production server on a Shamir 5-of-3 seal, started and unsealed with
+    the first three shares; stopped afterwards if the test left it running."""
+    server = Production(data_dir)
+    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
+    server.start()
+    server.unseal_with(server.shares[:3])
+    try:
+        yield server
+    finally:
+        if server.proc is not None:
+            server.stop()

@@ -28,7 +28,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from production import SOFTHSM_PIN, Production, SoftHsm, keycask, pkcs11_flags, secret_file
+from production import (
+    SOFTHSM_PIN,
+    Production,
+    SoftHsm,
+    keycask,
+    pkcs11_flags,
+    secret_file,
+    unsealed_shamir,
+)
 from test_production_backup import backup, restore
 
 from keycask.storage.backup import MAGIC
@@ -38,13 +46,8 @@ pytestmark = pytest.mark.slow  # real servers, several starts each
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Production]:
-    server = Production(tmp_path / "data")
-    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    server.start()
-    server.unseal_with(server.shares[:3])
-    yield server
-    if server.proc is not None:
-        server.stop()
+    with unsealed_shamir(tmp_path / "data") as server:
+        yield server
 
 
 def _repacked(file: Path, edit: Callable[[dict[str, bytes]], None]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from production import Production, keycask
+from production import Production, keycask, unsealed_shamir
 
 from keycask.barrier.keyring import KEYRING_PATH, Keyring
 from keycask.crypto import Share, combine_shares
@@ -33,13 +33,8 @@ from keycask.crypto import Share, combine_shares
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Production]:
-    server = Production(tmp_path / "data")
-    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    server.start()
-    server.unseal_with(server.shares[:3])
-    yield server
-    if server.proc is not None:
-        server.stop()
+    with unsealed_shamir(tmp_path / "data") as server:
+        yield server
 
 
 def backup(prod: Production, file: Path) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from production import Production
+from production import Production, unsealed_shamir
 
 from keycask.app import STORE_FILE
 from keycask.barrier.barrier import term_of
@@ -34,13 +34,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Production]:
-    server = Production(tmp_path / "data")
-    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    server.start()
-    server.unseal_with(server.shares[:3])
-    yield server
-    if server.proc is not None:
-        server.stop()
+    with unsealed_shamir(tmp_path / "data") as server:
+        yield server
 
 
 def _encrypt(prod: Production, count: int = 3) -> list[bytes]:

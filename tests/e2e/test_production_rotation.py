@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from production import Production
+from production import Production, unsealed_shamir
 
 CLIENTS = 4
 ROTATIONS = 3
@@ -33,13 +33,8 @@ UNIT_TEST = Path(__file__).resolve().parent.parent / "unit" / "test_barrier_term
 
 @pytest.fixture
 def prod(tmp_path: Path) -> Iterator[Production]:
-    server = Production(tmp_path / "data")
-    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    server.start()
-    server.unseal_with(server.shares[:3])
-    yield server
-    if server.proc is not None:
-        server.stop()
+    with unsealed_shamir(tmp_path / "data") as server:
+        yield server
 
 
 class Workload:

@@ -27,20 +27,15 @@ import boto3
 import botocore.exceptions
 import pytest
 from botocore.config import Config
-from production import Production
+from production import Production, unsealed_shamir
 
 AWS = Path(sys.executable).parent / "aws"
 
 
 @pytest.fixture
 def tls_prod(tmp_path: Path) -> Iterator[Production]:
-    server = Production(tmp_path / "data")
-    server.initialise("--seal", "shamir", "--shares", "5", "--threshold", "3")
-    server.start()
-    server.unseal_with(server.shares[:3])
-    yield server
-    if server.proc is not None:
-        server.stop()
+    with unsealed_shamir(tmp_path / "data") as server:
+        yield server
 
 
 def test_plaintext_on_a_public_address_needs_insecure_plaintext(tmp_path: Path) -> None:

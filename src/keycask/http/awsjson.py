@@ -12,6 +12,13 @@ number as AWS does, except for members whose shape the model marks
 ``sensitive`` (Plaintext, key store passwords, XKS credentials): those are
 never repeated, nor are blobs, lists or maps. A quoted value is cut at
 ``_MAX_VALUE_SHOWN`` characters.
+
+Why one module of ~700 lines: the codec is compiled from botocore's model in
+one pass, and each shape kind's decoder and encoder closures, their
+constraint checks and AWS's message wording must agree with each other; split
+apart, a constraint and its message could drift. The service-specific bounds
+(``SERVICE_LIMITS``) are the one table that lives beside it for the same
+reason.
 """
 
 from __future__ import annotations

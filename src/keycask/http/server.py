@@ -30,6 +30,13 @@ served 57-74k requests/s against 45-63k for a task per request. The whole
 server, with a handler answering ``{}``, served ~70k requests/s where uvicorn
 with a bare ASGI callable served ~34k, and in-process the Python side of one
 keep-alive request (parse, queue, wake, answer) costs ~8.5 us.
+
+Why one module of ~1,400 lines: the protocol class, its per-connection state
+machine (parse, queue, answer in order, time out, evict) and the limits that
+bound each stranger are one piece: every limit is enforced at a transition of
+that state machine, and reviewing the edge means reading them together. The
+request/response types and the TLS context move to modules of their own in
+issue 14 item 9.
 """
 
 from __future__ import annotations

@@ -28,6 +28,13 @@ Sources: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_ele
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html,
 https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html,
 https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html.
+
+Why one module of ~1,200 lines: it is the policy language as one unit, the
+vocabulary tables (actions, condition operators and keys), the value parsers
+and the parser that uses them, and the glob matcher the parsed conditions
+compile to; a change to the language touches all of them together, and a
+reader checking what is accepted needs them side by side. Issue 14 item 9
+splits it into vocabulary / model / value parsers / parse.
 """
 
 from __future__ import annotations

@@ -5,6 +5,12 @@ Pure functions over parsed policies (document.py) and the evaluator
 (evaluate.py); ``keycask policy ...`` (policy_cli.py) reads the store and
 calls them. The rules ``lint_key_policy`` and ``lint_identity_policy`` apply
 are listed in ``RULES`` and explained in docs/least-privilege.md.
+
+Why one module of ~900 lines: simulate, who-can and lint share the way a
+request context is built from a principal and a key, and the lint rules read
+the same parsed statements; issue 14 item 9 splits it into simulate /
+who-can / lint once that context comes from the one builder the server uses
+(item 6).
 """
 
 from __future__ import annotations
