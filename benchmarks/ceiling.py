@@ -55,7 +55,8 @@ def keycask_http(port: int) -> None:
 
     import uvloop
 
-    from keycask.http.server import HttpServer, Request, Response
+    from keycask.http.messages import Request, Response
+    from keycask.http.server import HttpServer
 
     empty = Response(200, b"{}", ((b"content-type", b"application/x-amz-json-1.1"),))
 

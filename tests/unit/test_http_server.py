@@ -27,9 +27,11 @@ import uvloop
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from keycask.http import connection as http_connection
 from keycask.http import proxy
-from keycask.http import server as http_server
-from keycask.http.server import HttpServer, Limits, Refused, Request, Response
+from keycask.http.messages import Refused, Request, Response
+from keycask.http.peer import client_address
+from keycask.http.server import HttpServer, Limits
 
 WAIT = 5.0  # generous bound for anything that should happen "at once"
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -1250,7 +1252,7 @@ def _held(marker: bytes) -> list[object]:
             return obj.body == marker
         if isinstance(obj, list):
             return any(x == marker for x in obj if isinstance(x, bytes))
-        return isinstance(obj, http_server._Connection)
+        return isinstance(obj, http_connection.Connection)
 
     return [obj for obj in gc.get_objects() if holds(obj)]
 
@@ -1290,7 +1292,7 @@ async def test_an_idle_connection_holds_nothing_of_its_last_request(serve: Start
     assert (await client.reply()).status == 200
     await asyncio.sleep(0.05)  # the worker parks
     gc.collect()  # anything still held now is referenced, not merely uncollected
-    held = [o for o in _held(marker) if not isinstance(o, http_server._Connection)]
+    held = [o for o in _held(marker) if not isinstance(o, http_connection.Connection)]
     assert held == []
     await client.close()
 
@@ -1338,7 +1340,7 @@ async def test_ipv4_clients_of_a_dual_stack_listener_are_seen_as_ipv4(serve: Sta
     ],
 )
 def test_client_address_normalises_ipv4_mapped_addresses(peer: object, seen: str | None) -> None:
-    assert http_server.client_address(peer) == seen
+    assert client_address(peer) == seen
 
 
 # -- PROXY protocol v2 from a trusted balancer ---------------------------------------

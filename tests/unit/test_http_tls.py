@@ -29,7 +29,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from keycask import config
 from keycask.config import ConfigError
 from keycask.http import proxy as http_proxy
-from keycask.http.server import HttpServer, Limits, Request, Response, tls_context
+from keycask.http.messages import Request, Response
+from keycask.http.server import HttpServer, Limits
+from keycask.http.tls import tls_context
 
 WAIT = 5.0
 

@@ -14,7 +14,7 @@ import orjson
 
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import RequestEntityTooLargeException, UnknownOperationException
-from keycask.http.server import Request, Response
+from keycask.http.messages import Request, Response
 from keycask.service.pipeline import Pipeline, Reply
 
 MAX_BODY = 1024 * 1024
