@@ -472,6 +472,8 @@ def test_requests_refused_by_the_http_layer_are_audited_and_a_flood_is_coalesced
     assert one_by_one < flood, "a flood must not cost one durable write per refusal"
     code, output = _verify(server)
     assert code == 0, output
+
+
 # -- (e) forged tails and segments (issue 13 #9), startup errors, verify reads only --
 
 

@@ -97,9 +97,7 @@ def test_round_trip(tmp_path: Path, data_dir: Path) -> None:
         assert stat.S_IMODE((target / name).stat().st_mode) == 0o600
     assert _integrity(target / "keycask.db") == "ok"
     # Nothing but the manifest's names, and no staging directories left behind.
-    assert sorted(p.name for p in target.iterdir()) == sorted(
-        ["keycask.db", "seal.json", "audit"]
-    )
+    assert sorted(p.name for p in target.iterdir()) == sorted(["keycask.db", "seal.json", "audit"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.kcbak", "data", "restored"]
 
 

@@ -235,7 +235,7 @@ async def test_a_node_whose_root_no_longer_opens_the_keyring_seals_itself(
 
 
 def test_a_cache_fill_that_raced_an_invalidation_is_dropped() -> None:
-    from keycask.keys.keystore import BoundedCache
+    from keycask.keys.cache import BoundedCache
 
     cache: BoundedCache[str, int] = BoundedCache(10)
     generation = cache.generation

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from keycask.keys.keystore import BoundedCache
+from keycask.keys.cache import BoundedCache
 
 
 def test_forgets_oldest_when_full() -> None:

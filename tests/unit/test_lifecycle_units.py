@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from keycask.cli import parse_duration
 from keycask.config import ConfigError
-from keycask.keys.keystore import JOB_DELETE, JOB_EXPIRE, JOB_ROTATE, due_jobs, parse_sched_path
 from keycask.keys.model import (
     ExpirationModel,
     Key,
@@ -21,6 +20,7 @@ from keycask.keys.model import (
     Origin,
     RotationType,
 )
+from keycask.keys.paths import JOB_DELETE, JOB_EXPIRE, JOB_ROTATE, due_jobs, parse_sched_path
 from keycask.service.scheduler import next_rotation_after
 from keycask.storage.devclock import CLOCK_FILE, MovableClock
 

@@ -5,252 +5,61 @@ nothing is loaded at start. Changes are *staged*: a method returns the writes
 for the caller to commit (after the audit record is durable) and the cache is
 updated by ``applied`` only once they are committed.
 
-Paths:
-    key/<key id>                             key metadata (JSON)
-    mat/<key id>/<version, 10 digits>        key material of one version
-    idx/key/<account>/<region>/<key id>      listing index for ListKeys
-    alias/<account>/<region>/<alias name>    alias (JSON)
-    sched/<epoch seconds, 12 digits>/<job>/<key id>
-                                             empty; the lifecycle jobs due then
-    import/<key id>/<token id>               wrapping key of one GetParametersForImport
-    usage/<key id>                           the key's last successful cryptographic use
-    gone/<key id>                            empty; the key existed and was deleted
-    grant/<key id>/<grant id>                a grant on the key (JSON)
-    retiring/<principal arn>/<key id>/<grant id>
-                                             empty; ListRetirableGrants pages over it
+Where each thing lives is ``keys/paths.py``.
 """
 
 from __future__ import annotations
 
-import math
-import re
 import uuid
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import orjson
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, PrivateKey, key_material_id
-from keycask.keys.model import Alias, Key, KeyState, KeyVersion
+from keycask.keys.cache import DEFAULT_CACHE_ENTRIES, BoundedCache, Stored
+from keycask.keys.grant import Grant
+from keycask.keys.model import Alias, Key, KeyVersion
+from keycask.keys.paths import (
+    GRANT_PREFIX,
+    JOB_DELETE,
+    JOB_EXPIRE,
+    JOB_ROTATE,
+    JOB_TOKENS,
+    RETIRING_TAIL,
+    SCHED_PREFIX,
+    alias_prefix,
+    due_jobs,
+    gone_path,
+    grant_prefix,
+    import_prefix,
+    import_token_expiry,
+    index_prefix,
+    key_path,
+    material_path,
+    material_prefix,
+    parse_sched_path,
+    retiring_prefix,
+    sched_path,
+    usage_path,
+)
 from keycask.ports import Write
 
-# Lifecycle jobs the scheduler runs when their time comes.
-JOB_ROTATE = "rotate"
-JOB_DELETE = "delete"
-JOB_EXPIRE = "expire"
-JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
-SCHED_PREFIX = "sched/"
-
-
-def _key_path(key_id: uuid.UUID) -> str:
-    return f"key/{key_id}"
-
-
-def _material_path(key_id: uuid.UUID, version: int) -> str:
-    return f"mat/{key_id}/{version:010d}"
-
-
-def _material_prefix(key_id: uuid.UUID) -> str:
-    return f"mat/{key_id}/"
-
-
-def _import_prefix(key_id: uuid.UUID) -> str:
-    return f"import/{key_id}/"
-
-
-def _gone_path(key_id: uuid.UUID) -> str:
-    return f"gone/{key_id}"
-
-
-def _usage_path(key_id: uuid.UUID) -> str:
-    return f"usage/{key_id}"
-
-
-def _sched_path(when: float, job: str, key_id: uuid.UUID) -> str:
-    # Rounded up: an entry never comes due before its event does.
-    return f"{SCHED_PREFIX}{max(0, math.ceil(when)):012d}/{job}/{key_id}"
-
-
-def due_jobs(key: Key) -> set[str]:
-    """The schedule entries ``key`` needs: one per lifecycle event ahead of it.
-
-    Derived from the key alone, so every change to a key brings its schedule
-    along in the same commit and the two never disagree.
-    """
-    paths: set[str] = set()
-    if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
-        paths.add(_sched_path(key.deletion_date.timestamp(), JOB_DELETE, key.key_id))
-    if (
-        key.state is KeyState.ENABLED
-        and key.rotation_period_days is not None
-        and key.next_rotation is not None
-    ):
-        paths.add(_sched_path(key.next_rotation.timestamp(), JOB_ROTATE, key.key_id))
-    expiring = [v.valid_to for v in key.versions if v.imported and v.valid_to is not None]
-    if expiring:
-        paths.add(_sched_path(min(expiring).timestamp(), JOB_EXPIRE, key.key_id))
-    return paths
-
-
-def import_token_expiry(value: bytes) -> float:
-    """When stored import parameters expire (epoch seconds). The service
-    writes them as JSON with an ``expires`` member."""
-    return float(orjson.loads(value)["expires"])
-
-
-def parse_sched_path(path: str) -> tuple[int, str, uuid.UUID]:
-    when, job, key_id = path[len(SCHED_PREFIX) :].split("/")
-    return int(when), job, uuid.UUID(key_id)
-
-
-def _index_prefix(account: str, region: str) -> str:
-    return f"idx/key/{account}/{region}/"
-
-
-def _alias_prefix(account: str, region: str) -> str:
-    return f"alias/{account}/{region}/"
-
-
-GRANT_PREFIX = "grant/"
-RETIRING_PREFIX = "retiring/"
-# What follows ``retiring/<principal arn>/`` in an index entry of exactly that
-# principal (a principal with a longer ARN shares the prefix, not the shape).
-_RETIRING_TAIL = re.compile(
-    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/([0-9a-f]{64})"
-)
-
-
-def _grant_prefix(key_id: uuid.UUID) -> str:
-    return f"{GRANT_PREFIX}{key_id}/"
-
-
-def _retiring_prefix(principal: str) -> str:
-    return f"{RETIRING_PREFIX}{principal}/"
-
-
-@dataclass(frozen=True, slots=True)
-class Grant:
-    """A grant on one key, as stored. ``token_hashes`` are SHA-256 digests
-    (hex) of the secret part of every grant token issued for it; the tokens
-    themselves are never stored."""
-
-    grant_id: str  # 64 hex characters
-    key_id: uuid.UUID
-    key_arn: str
-    name: str | None
-    grantee: str
-    retiring: str | None
-    operations: tuple[str, ...]
-    context_equals: Mapping[str, str] | None
-    context_subset: Mapping[str, str] | None
-    issuing_account: str  # arn:aws:iam::<account>:root
-    created: datetime
-    token_hashes: tuple[str, ...]
-    # Unique ids of the grantee and retiring principal when the grant was
-    # made (None: an account, a session, or a grant from before ids).
-    grantee_id: str | None = None
-    retiring_id: str | None = None
-
-    def to_doc(self) -> dict[str, Any]:
-        return {
-            "grant_id": self.grant_id,
-            "key_id": str(self.key_id),
-            "key_arn": self.key_arn,
-            "name": self.name,
-            "grantee": self.grantee,
-            "retiring": self.retiring,
-            "operations": list(self.operations),
-            "context_equals": None if self.context_equals is None else dict(self.context_equals),
-            "context_subset": None if self.context_subset is None else dict(self.context_subset),
-            "issuing_account": self.issuing_account,
-            "created": self.created.timestamp(),
-            "token_hashes": list(self.token_hashes),
-            "grantee_id": self.grantee_id,
-            "retiring_id": self.retiring_id,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any]) -> Grant:
-        return cls(
-            grant_id=str(doc["grant_id"]),
-            key_id=uuid.UUID(doc["key_id"]),
-            key_arn=str(doc["key_arn"]),
-            name=doc.get("name"),
-            grantee=str(doc["grantee"]),
-            retiring=doc.get("retiring"),
-            operations=tuple(doc["operations"]),
-            context_equals=doc.get("context_equals"),
-            context_subset=doc.get("context_subset"),
-            issuing_account=str(doc["issuing_account"]),
-            created=datetime.fromtimestamp(float(doc["created"]), UTC),
-            token_hashes=tuple(doc.get("token_hashes", ())),
-            grantee_id=doc.get("grantee_id"),
-            retiring_id=doc.get("retiring_id"),
-        )
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Stored(Generic[T]):
-    """A value together with the storage revision it was read at."""
-
-    value: T
-    revision: int
-
-
-K = TypeVar("K")
-V = TypeVar("V")
-
-
-class BoundedCache(Generic[K, V]):
-    """A dict that forgets its oldest entry when full.
-
-    First-in-first-out rather than LRU: a hit costs one dict lookup and no
-    bookkeeping, and a store of a million keys must not hold them all in
-    memory because a client touched each once.
-
-
-    ``generation`` moves on every ``pop`` and ``clear``: a caller that read
-    the store before an invalidation passes the generation it started with
-    to ``put``, and its (possibly older) value is not cached.
-    """
-
-    __slots__ = ("_data", "_max", "generation")
-
-    def __init__(self, max_entries: int) -> None:
-        self._data: dict[K, V] = {}
-        self._max = max_entries
-        self.generation = 0
-
-    def get(self, key: K) -> V | None:
-        return self._data.get(key)
-
-    def put(self, key: K, value: V, generation: int | None = None) -> None:
-        if generation is not None and generation != self.generation:
-            return  # invalidated while the value was being read
-        data = self._data
-        if key not in data and len(data) >= self._max:
-            del data[next(iter(data))]
-        data[key] = value
-
-    def pop(self, key: K) -> None:
-        self.generation += 1
-        self._data.pop(key, None)
-
-    def clear(self) -> None:
-        self.generation += 1
-        self._data.clear()
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-
-DEFAULT_CACHE_ENTRIES = 100_000
+# Re-exported for the service layer, which imports them from here.
+__all__ = [
+    "JOB_DELETE",
+    "JOB_EXPIRE",
+    "JOB_ROTATE",
+    "JOB_TOKENS",
+    "BoundedCache",
+    "Grant",
+    "KeyStore",
+    "Stored",
+    "due_jobs",
+    "import_token_expiry",
+    "parse_sched_path",
+]
 
 
 class KeyStore:
@@ -277,7 +86,7 @@ class KeyStore:
         if cached is not None:
             return cached
         generation = self._keys.generation
-        found = await self._barrier.get(_key_path(key_id))
+        found = await self._barrier.get(key_path(key_id))
         if found is None:
             return None
         doc = orjson.loads(found.value)
@@ -312,7 +121,7 @@ class KeyStore:
         if cached is not None:
             return cached
         generation = self._materials.generation
-        found = await self._barrier.get(_material_path(key_id, version))
+        found = await self._barrier.get(material_path(key_id, version))
         if found is None:
             return None
         # AES keys take the fast path; private keys (PKCS#8) and HMAC keys
@@ -343,8 +152,8 @@ class KeyStore:
         """A new key; ``material`` is None for a key waiting for imported material."""
         b = self._barrier
         writes: list[Write] = [
-            b.put(_key_path(key.key_id), orjson.dumps(key.to_doc()), expect=0),
-            b.put(_index_prefix(key.account, key.region) + str(key.key_id), b"", expect=0),
+            b.put(key_path(key.key_id), orjson.dumps(key.to_doc()), expect=0),
+            b.put(index_prefix(key.account, key.region) + str(key.key_id), b"", expect=0),
         ]
         if material is not None:
             writes.append(self.stage_material(key.key_id, key.current_version, material))
@@ -355,7 +164,7 @@ class KeyStore:
         """The new metadata, and the schedule entries that change with it."""
         b = self._barrier
         writes: list[Write] = [
-            b.put(_key_path(new.key_id), orjson.dumps(new.to_doc()), expect=old.revision)
+            b.put(key_path(new.key_id), orjson.dumps(new.to_doc()), expect=old.revision)
         ]
         before, after = due_jobs(old.value), due_jobs(new)
         writes.extend(b.delete(path, expect=None) for path in sorted(before - after))
@@ -365,10 +174,10 @@ class KeyStore:
     def stage_material(self, key_id: uuid.UUID, version: int, material: KeyMaterial) -> Write:
         """Material for a version; written only where none is (a version's
         material never changes once written, or old ciphertexts would break)."""
-        return self._barrier.put(_material_path(key_id, version), material.reveal(), expect=0)
+        return self._barrier.put(material_path(key_id, version), material.reveal(), expect=0)
 
     def stage_delete_material(self, key_id: uuid.UUID, version: int) -> Write:
-        return self._barrier.delete(_material_path(key_id, version), expect=None)
+        return self._barrier.delete(material_path(key_id, version), expect=None)
 
     async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
         """Every trace of a key whose deletion window has ended: metadata,
@@ -377,19 +186,19 @@ class KeyStore:
         key = stored.value
         b = self._barrier
         writes: list[Write] = [
-            b.delete(_key_path(key.key_id), expect=stored.revision),
-            b.delete(_index_prefix(key.account, key.region) + str(key.key_id), expect=None),
+            b.delete(key_path(key.key_id), expect=stored.revision),
+            b.delete(index_prefix(key.account, key.region) + str(key.key_id), expect=None),
         ]
         writes.extend(b.delete(path, expect=None) for path in sorted(due_jobs(key)))
-        for prefix in (_material_prefix(key.key_id), _import_prefix(key.key_id)):
+        for prefix in (material_prefix(key.key_id), import_prefix(key.key_id)):
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
-        writes.append(b.delete(_usage_path(key.key_id), expect=None))
+        writes.append(b.delete(usage_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
         # while garbage naming a random key id stays an invalid ciphertext.
-        writes.append(b.put(_gone_path(key.key_id), b"", expect=None))
-        prefix = _alias_prefix(key.account, key.region)
+        writes.append(b.put(gone_path(key.key_id), b"", expect=None))
+        prefix = alias_prefix(key.account, key.region)
         after = ""
         while True:
             rows = await b.list(prefix, after, 1000)
@@ -434,14 +243,14 @@ class KeyStore:
     # -- import tokens --
 
     def stage_import_token(self, key_id: uuid.UUID, token_id: str, value: bytes) -> Write:
-        return self._barrier.put(_import_prefix(key_id) + token_id, value, expect=0)
+        return self._barrier.put(import_prefix(key_id) + token_id, value, expect=0)
 
     async def import_token(self, key_id: uuid.UUID, token_id: str) -> Stored[bytes] | None:
-        found = await self._barrier.get(_import_prefix(key_id) + token_id)
+        found = await self._barrier.get(import_prefix(key_id) + token_id)
         return None if found is None else Stored(found.value, found.revision)
 
     async def import_tokens(self, key_id: uuid.UUID) -> list[tuple[str, Stored[bytes]]]:
-        prefix = _import_prefix(key_id)
+        prefix = import_prefix(key_id)
         found: list[tuple[str, Stored[bytes]]] = []
         after = ""
         while True:
@@ -454,38 +263,38 @@ class KeyStore:
     def stage_token_sweep(self, key_id: uuid.UUID, when: float) -> Write:
         """Have the scheduler delete the key's expired import parameters (their
         private keys) at ``when``, so none outlives its 24 hours at rest."""
-        return self._barrier.put(_sched_path(when, JOB_TOKENS, key_id), b"", expect=None)
+        return self._barrier.put(sched_path(when, JOB_TOKENS, key_id), b"", expect=None)
 
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
-        return self._barrier.delete(_import_prefix(key_id) + token_id, expect=None)
+        return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)
 
     # -- last use --
 
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
-        found = await self._barrier.get(_usage_path(key_id))
+        found = await self._barrier.get(usage_path(key_id))
         return None if found is None else Stored(found.value, found.revision)
 
     async def was_deleted(self, key_id: uuid.UUID) -> bool:
-        return await self._barrier.storage.get(_gone_path(key_id)) is not None
+        return await self._barrier.storage.get(gone_path(key_id)) is not None
 
     async def key_exists(self, key_id: uuid.UUID) -> bool:
         """Straight from storage, past every cache."""
-        return await self._barrier.storage.get(_key_path(key_id)) is not None
+        return await self._barrier.storage.get(key_path(key_id)) is not None
 
     def stage_usage(self, key_id: uuid.UUID, value: bytes, expect: int | None) -> Write:
-        return self._barrier.put(_usage_path(key_id), value, expect=expect)
+        return self._barrier.put(usage_path(key_id), value, expect=expect)
 
     async def list_key_ids(
         self, account: str, region: str, after: str, limit: int
     ) -> list[uuid.UUID]:
-        prefix = _index_prefix(account, region)
+        prefix = index_prefix(account, region)
         rows = await self._barrier.storage.list(prefix, prefix + after if after else "", limit)
         return [uuid.UUID(path[len(prefix) :]) for path, _ in rows]
 
     # -- aliases --
 
     async def get_alias(self, account: str, region: str, name: str) -> Stored[Alias] | None:
-        path = _alias_prefix(account, region) + name
+        path = alias_prefix(account, region) + name
         cached = self._aliases.get(path)
         if cached is not None:
             return cached
@@ -499,18 +308,18 @@ class KeyStore:
         return stored
 
     async def list_aliases(self, account: str, region: str, after: str, limit: int) -> list[Alias]:
-        prefix = _alias_prefix(account, region)
+        prefix = alias_prefix(account, region)
         rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
         return [Alias.from_doc(orjson.loads(v.value)) for _, v in rows]
 
     def stage_put_alias(self, alias: Alias, expect: int) -> list[Write]:
-        path = _alias_prefix(alias.account, alias.region) + alias.name
+        path = alias_prefix(alias.account, alias.region) + alias.name
         return [self._barrier.put(path, orjson.dumps(alias.to_doc()), expect=expect)]
 
     def stage_delete_alias(self, old: Stored[Alias]) -> list[Write]:
         a = old.value
         return [
-            self._barrier.delete(_alias_prefix(a.account, a.region) + a.name, expect=old.revision)
+            self._barrier.delete(alias_prefix(a.account, a.region) + a.name, expect=old.revision)
         ]
 
     # -- grants --
@@ -528,7 +337,7 @@ class KeyStore:
         return found
 
     async def _load_grants(self, key_id: uuid.UUID) -> list[Stored[Grant]]:
-        prefix = _grant_prefix(key_id)
+        prefix = grant_prefix(key_id)
         found: list[Stored[Grant]] = []
         after = ""
         while True:
@@ -543,7 +352,7 @@ class KeyStore:
 
     async def grant(self, key_id: uuid.UUID, grant_id: str) -> Stored[Grant] | None:
         """One grant, straight from storage (``grant_id`` must be 64 hex)."""
-        found = await self._barrier.get(_grant_prefix(key_id) + grant_id)
+        found = await self._barrier.get(grant_prefix(key_id) + grant_id)
         if found is None:
             return None
         return Stored(Grant.from_doc(orjson.loads(found.value)), found.revision)
@@ -554,13 +363,13 @@ class KeyStore:
         b = self._barrier
         writes: list[Write] = [
             b.put(
-                _grant_prefix(grant.key_id) + grant.grant_id,
+                grant_prefix(grant.key_id) + grant.grant_id,
                 orjson.dumps(grant.to_doc()),
                 expect=expect,
             )
         ]
         if expect == 0 and grant.retiring is not None:
-            path = f"{_retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
+            path = f"{retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
             writes.append(b.put(path, b"", expect=None))
         return writes
 
@@ -571,12 +380,12 @@ class KeyStore:
         b = self._barrier
         writes: list[Write] = [
             b.delete(
-                _grant_prefix(grant.key_id) + grant.grant_id,
+                grant_prefix(grant.key_id) + grant.grant_id,
                 expect=stored.revision if exact else None,
             )
         ]
         if grant.retiring is not None:
-            path = f"{_retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
+            path = f"{retiring_prefix(grant.retiring)}{grant.key_id}/{grant.grant_id}"
             writes.append(b.delete(path, expect=None))
         return writes
 
@@ -585,13 +394,13 @@ class KeyStore:
     ) -> list[tuple[uuid.UUID, str]]:
         """(key id, grant id) of grants whose retiring principal is exactly
         ``principal``, after the entry ``after`` ("<key id>/<grant id>")."""
-        prefix = _retiring_prefix(principal)
+        prefix = retiring_prefix(principal)
         found: list[tuple[uuid.UUID, str]] = []
         cursor = prefix + after if after else ""
         while len(found) < limit:
             rows = await self._barrier.storage.list(prefix, cursor, 1000)
             for path, _ in rows:
-                match = _RETIRING_TAIL.fullmatch(path[len(prefix) :])
+                match = RETIRING_TAIL.fullmatch(path[len(prefix) :])
                 if match is not None:
                     found.append((uuid.UUID(match[1]), match[2]))
                     if len(found) == limit:

@@ -1,0 +1,123 @@
+"""Where keys and what hangs off them live in the store, and the schedule.
+
+Paths:
+    key/<key id>                             key metadata (JSON)
+    mat/<key id>/<version, 10 digits>        key material of one version
+    idx/key/<account>/<region>/<key id>      listing index for ListKeys
+    alias/<account>/<region>/<alias name>    alias (JSON)
+    sched/<epoch seconds, 12 digits>/<job>/<key id>
+                                             empty; the lifecycle jobs due then
+    import/<key id>/<token id>               wrapping key of one GetParametersForImport
+    usage/<key id>                           the key's last successful cryptographic use
+    gone/<key id>                            empty; the key existed and was deleted
+    grant/<key id>/<grant id>                a grant on the key (JSON)
+    retiring/<principal arn>/<key id>/<grant id>
+                                             empty; ListRetirableGrants pages over it
+
+Every change to a key brings its schedule entries (``due_jobs``) along in the
+same commit, so the schedule is a function of the keys and never disagrees
+with them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import uuid
+
+import orjson
+
+from keycask.keys.model import Key, KeyState
+
+# Lifecycle jobs the scheduler runs when their time comes.
+JOB_ROTATE = "rotate"
+JOB_DELETE = "delete"
+JOB_EXPIRE = "expire"
+JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
+SCHED_PREFIX = "sched/"
+
+
+def key_path(key_id: uuid.UUID) -> str:
+    return f"key/{key_id}"
+
+
+def material_path(key_id: uuid.UUID, version: int) -> str:
+    return f"mat/{key_id}/{version:010d}"
+
+
+def material_prefix(key_id: uuid.UUID) -> str:
+    return f"mat/{key_id}/"
+
+
+def import_prefix(key_id: uuid.UUID) -> str:
+    return f"import/{key_id}/"
+
+
+def gone_path(key_id: uuid.UUID) -> str:
+    return f"gone/{key_id}"
+
+
+def usage_path(key_id: uuid.UUID) -> str:
+    return f"usage/{key_id}"
+
+
+def sched_path(when: float, job: str, key_id: uuid.UUID) -> str:
+    # Rounded up: an entry never comes due before its event does.
+    return f"{SCHED_PREFIX}{max(0, math.ceil(when)):012d}/{job}/{key_id}"
+
+
+def due_jobs(key: Key) -> set[str]:
+    """The schedule entries ``key`` needs: one per lifecycle event ahead of it.
+
+    Derived from the key alone, so every change to a key brings its schedule
+    along in the same commit and the two never disagree.
+    """
+    paths: set[str] = set()
+    if key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
+        paths.add(sched_path(key.deletion_date.timestamp(), JOB_DELETE, key.key_id))
+    if (
+        key.state is KeyState.ENABLED
+        and key.rotation_period_days is not None
+        and key.next_rotation is not None
+    ):
+        paths.add(sched_path(key.next_rotation.timestamp(), JOB_ROTATE, key.key_id))
+    expiring = [v.valid_to for v in key.versions if v.imported and v.valid_to is not None]
+    if expiring:
+        paths.add(sched_path(min(expiring).timestamp(), JOB_EXPIRE, key.key_id))
+    return paths
+
+
+def import_token_expiry(value: bytes) -> float:
+    """When stored import parameters expire (epoch seconds). The service
+    writes them as JSON with an ``expires`` member."""
+    return float(orjson.loads(value)["expires"])
+
+
+def parse_sched_path(path: str) -> tuple[int, str, uuid.UUID]:
+    when, job, key_id = path[len(SCHED_PREFIX) :].split("/")
+    return int(when), job, uuid.UUID(key_id)
+
+
+def index_prefix(account: str, region: str) -> str:
+    return f"idx/key/{account}/{region}/"
+
+
+def alias_prefix(account: str, region: str) -> str:
+    return f"alias/{account}/{region}/"
+
+
+GRANT_PREFIX = "grant/"
+RETIRING_PREFIX = "retiring/"
+# What follows ``retiring/<principal arn>/`` in an index entry of exactly that
+# principal (a principal with a longer ARN shares the prefix, not the shape).
+RETIRING_TAIL = re.compile(
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/([0-9a-f]{64})"
+)
+
+
+def grant_prefix(key_id: uuid.UUID) -> str:
+    return f"{GRANT_PREFIX}{key_id}/"
+
+
+def retiring_prefix(principal: str) -> str:
+    return f"{RETIRING_PREFIX}{principal}/"
