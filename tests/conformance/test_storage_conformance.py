@@ -21,11 +21,8 @@ from psycopg.conninfo import make_conninfo
 
 from keycask.errors import StorageConflict, StorageUnavailable
 from keycask.ports import Delete, Put, Storage
-from keycask.storage.postgres import (
-    SCHEMA_VERSION,
-    PostgresStorage,
-    StorageSchemaError,
-)
+from keycask.storage.pgschema import SCHEMA_VERSION, StorageSchemaError
+from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
 
 BACKENDS = ["sqlite", "postgres"]

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from keycask import config
-from keycask.storage.postgres import PostgresStorage, StorageConfigError, transport_problem
+from keycask.storage.pgdsn import StorageConfigError, transport_problem
+from keycask.storage.postgres import PostgresStorage
 
 SECRET = "s3cret-Pw-91"
 

@@ -47,17 +47,14 @@ commit at once, so the database itself must arbitrate:
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
-import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor, IsolationLevel
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.errors import LockNotAvailable, TransactionRollback
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
@@ -69,119 +66,30 @@ from keycask.errors import (
     StorageUnavailable,
 )
 from keycask.ports import Delete, Entry, Put, Write
+from keycask.storage.pgdsn import (
+    CONNECT_DEFAULTS,
+    StorageConfigError,
+    parse_dsn,
+    redact,
+    safe_dsn,
+    transport_problem,
+)
+from keycask.storage.pgschema import (
+    MIGRATION_LOCK_TIMEOUT,
+    StorageSchemaError,
+    check_objects,
+    check_schema,
+    migrate,
+)
+
+# Re-exported for the server and the command line, which import them from here.
+__all__ = ["PostgresStorage", "StorageConfigError", "StorageSchemaError"]
 
 log = logging.getLogger("keycask")
 
 
-class StorageSchemaError(Exception):
-    """The database holds a schema this version of keycask cannot use."""
-
-
-# Migration n (1-based) takes the schema from version n-1 to n. Append only.
-_MIGRATIONS: tuple[str, ...] = (
-    'CREATE TABLE keycask_kv (path TEXT COLLATE "C" PRIMARY KEY,'
-    " value BYTEA NOT NULL, revision BIGINT NOT NULL)",
-    "CREATE TABLE keycask_epoch (one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),"
-    " n BIGINT NOT NULL); INSERT INTO keycask_epoch (n) VALUES (0)",
-)
-SCHEMA_VERSION = len(_MIGRATIONS)
-
-# The purpose bits of the migration lock (see ``lock_key``; pgcoord.py uses 1, 2).
-_MIGRATION_LOCK = 3
-# How long a node waits for another's migration (or for whoever holds its lock).
-MIGRATION_LOCK_TIMEOUT = 30.0
-
-# Defaults for what a DSN leaves unsaid: give up on an unreachable server
-# rather than hang, and notice a peer that vanished without closing the socket.
-_CONNECT_DEFAULTS: dict[str, Any] = {
-    "connect_timeout": 10,
-    "keepalives_idle": 10,
-    "keepalives_interval": 5,
-    "keepalives_count": 3,
-    "tcp_user_timeout": 30_000,
-}
-
 _Pool = AsyncConnectionPool[AsyncConnection[TupleRow]]
 CHANNEL_PREFIX = "keycask_commits_"
-
-
-class StorageConfigError(ValueError):
-    """The DSN is unusable as given (it does not parse, or it would send the
-    password and the data in the clear to another host). Messages never
-    repeat the DSN."""
-
-
-# libpq modes that never fall back to plaintext ("prefer", the default,
-# does, and an attacker on the path can make it).
-_TLS_MODES = frozenset({"require", "verify-ca", "verify-full"})
-
-
-def _local_host(host: str) -> bool:
-    if host in ("", "localhost") or host.startswith(("/", "@")):
-        return True  # a Unix socket (a directory, or Linux's abstract namespace)
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def transport_problem(dsn: str, env: Mapping[str, str] | None = None) -> str | None:
-    """Why connecting with ``dsn`` would be in the clear to another host, or
-    None. The host and sslmode are the ones libpq will use: the DSN's, else
-    PGHOST/PGHOSTADDR and PGSSLMODE, else a local socket and "prefer"."""
-    env = os.environ if env is None else env
-    params = _parse(dsn)
-    hosts = params.get("hostaddr") or params.get("host")
-    if hosts is None:
-        hosts = env.get("PGHOSTADDR") or env.get("PGHOST") or ""
-    remote = [h for h in str(hosts).split(",") if not _local_host(h.strip())]
-    mode = params.get("sslmode") or env.get("PGSSLMODE") or "prefer"
-    if str(params.get("requiressl", "")) == "1" and mode == "prefer":
-        mode = "require"
-    if not remote or mode in _TLS_MODES:
-        return None
-    return (
-        f"the PostgreSQL store at {remote[0]} is not on this host and the connection may "
-        f"run without TLS (sslmode={mode}): add sslmode=require (or verify-full with "
-        "sslrootcert) to the DSN or PGSSLMODE, or, on a network you trust, say so with "
-        "--storage-insecure (KEYCASK_STORAGE_INSECURE=1)"
-    )
-
-
-def _parse(dsn: str) -> dict[str, Any]:
-    try:
-        return conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        # psycopg's message may quote the DSN, password and all.
-        raise StorageConfigError(
-            "the PostgreSQL DSN does not parse (it is not repeated here: it may hold a password)"
-        ) from None
-
-
-def _redact(message: str, dsn: str) -> str:
-    """``message`` without the DSN's password, however the driver quoted it."""
-    secrets: set[str] = set()
-    with suppress(psycopg.ProgrammingError):
-        password = conninfo_to_dict(dsn).get("password")
-        if password:
-            secrets.add(str(password))
-    with suppress(ValueError):
-        raw = urllib.parse.urlsplit(dsn).password
-        if raw:
-            secrets |= {raw, urllib.parse.unquote(raw)}
-    for secret in sorted(secrets, key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
-
-
-def safe_dsn(dsn: str) -> str:
-    """``dsn`` as a key=value string without its password, fit for messages."""
-    try:
-        params = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        return "<unparseable DSN>"
-    params.pop("password", None)
-    return make_conninfo("", **params)
 
 
 def _prefix_end(prefix: str) -> str:
@@ -199,113 +107,6 @@ async def _configure(conn: AsyncConnection[TupleRow]) -> None:
         "SELECT set_config('synchronous_commit', 'on', false)"
         " WHERE current_setting('synchronous_commit') = 'off'"
     )
-
-
-async def _schema_version(conn: AsyncConnection[TupleRow]) -> int | None:
-    """The keycask schema version in the current schema, or None: no table yet."""
-    found = await (await conn.execute("SELECT to_regclass('keycask_schema')")).fetchone()
-    if found is None or found[0] is None:
-        return None
-    row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
-    return None if row is None else int(row[0])
-
-
-def _check_version(version: int) -> None:
-    if version > SCHEMA_VERSION:
-        raise StorageSchemaError(
-            f"the database's keycask schema is version {version}, but this keycask"
-            f" knows only up to version {SCHEMA_VERSION}: upgrade keycask"
-        )
-
-
-async def _migrate(conn: AsyncConnection[TupleRow], lock_timeout: float) -> None:
-    encoding = await (await conn.execute("SHOW server_encoding")).fetchone()
-    if encoding is None or encoding[0] != "UTF8":
-        # Only UTF-8 gives code point ordering under COLLATE "C".
-        raise StorageSchemaError(f"the database encoding must be UTF8, not {encoding}")
-    current = await _schema_version(conn)
-    if current == SCHEMA_VERSION:
-        return  # nothing to do, and so no lock that anybody could keep from us
-    _check_version(current or 0)
-    async with conn.transaction():
-        row = await (
-            await conn.execute("SELECT oid FROM pg_namespace WHERE nspname = current_schema()")
-        ).fetchone()
-        if row is None:
-            raise StorageSchemaError(
-                "no schema of the search_path exists to hold keycask's tables: create it"
-            )
-        # The store's own lock, as for the locks of pgcoord.py: keyed by the
-        # schema the tables are (or will be) in, since the table may not
-        # exist yet. Another store in another schema never waits for it.
-        key = (int(row[0]) << 8) | _MIGRATION_LOCK
-        await conn.execute(
-            "SELECT set_config('lock_timeout', %s, true)", (f"{int(lock_timeout * 1000)}ms",)
-        )
-        try:
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
-        except LockNotAvailable:
-            raise LockTimeout(
-                f"another session held this store's schema migration lock for over"
-                f" {lock_timeout:g} s (a node migrating, or a role that should not be"
-                " able to connect to keycask's database: see docs/deployment.md)"
-            ) from None
-        await conn.execute("SELECT set_config('lock_timeout', '0', true)")
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS keycask_schema ("
-            " one BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),"
-            " version INTEGER NOT NULL)"
-        )
-        await conn.execute("INSERT INTO keycask_schema (version) VALUES (0) ON CONFLICT DO NOTHING")
-        version = await _schema_version(conn) or 0
-        _check_version(version)
-        for statement in _MIGRATIONS[version:]:
-            await conn.execute(statement)
-        if version != SCHEMA_VERSION:
-            await conn.execute("UPDATE keycask_schema SET version = %s", (SCHEMA_VERSION,))
-
-
-_OWN_TABLES = ("keycask_kv", "keycask_epoch", "keycask_schema")
-
-
-async def _check_objects(conn: AsyncConnection[TupleRow]) -> None:
-    """Refuse keycask's tables when something keycask did not make acts on
-    them: a trigger (``RETURN NULL`` on a delete would make DeleteAccessKey
-    report success and change nothing), a rule, or row-level security. The
-    barrier authenticates values, not whether a write happened."""
-    found = await (
-        await conn.execute(
-            "SELECT 'trigger', c.relname, t.tgname FROM pg_trigger t"
-            " JOIN pg_class c ON c.oid = t.tgrelid"
-            " WHERE NOT t.tgisinternal AND t.tgrelid = ANY(%(own)s::regclass[])"
-            " UNION ALL SELECT 'rule', c.relname, r.rulename FROM pg_rewrite r"
-            " JOIN pg_class c ON c.oid = r.ev_class"
-            " WHERE r.rulename <> '_RETURN' AND r.ev_class = ANY(%(own)s::regclass[])"
-            " UNION ALL SELECT 'row-level security', c.relname, c.relname FROM pg_class c"
-            " WHERE c.oid = ANY(%(own)s::regclass[]) AND (c.relrowsecurity OR c.relkind <> 'r')",
-            {"own": list(_OWN_TABLES)},
-        )
-    ).fetchall()
-    if found:
-        kind, table, name = found[0]
-        raise StorageIntegrityError(
-            f"keycask's table {table} has a {kind} keycask did not create ({name!r}); "
-            "refusing to use the store (drop it, then start again)"
-        )
-
-
-async def _check_schema(conn: AsyncConnection[TupleRow], where: str) -> None:
-    found = await (
-        await conn.execute("SELECT to_regclass('keycask_schema'), to_regclass('keycask_kv')")
-    ).fetchone()
-    if found is None or found[0] is None or found[1] is None:
-        raise StorageSchemaError(f"PostgreSQL at {where} holds no keycask store")
-    row = await (await conn.execute("SELECT version FROM keycask_schema")).fetchone()
-    if row is None or int(row[0]) != SCHEMA_VERSION:
-        raise StorageSchemaError(
-            f"the keycask schema at {where} is version {None if row is None else row[0]}, "
-            f"not {SCHEMA_VERSION}: start a keycask server of this version on it first"
-        )
 
 
 class PostgresStorage:
@@ -361,11 +162,11 @@ class PostgresStorage:
         ``migration_timeout`` bounds the wait for the migration lock.
         """
         where = safe_dsn(dsn)
-        given = _parse(dsn)
+        given = parse_dsn(dsn)
         problem = None if insecure_transport else transport_problem(dsn)
         if problem is not None:
             raise StorageConfigError(problem)
-        kwargs: dict[str, Any] = {k: v for k, v in _CONNECT_DEFAULTS.items() if k not in given}
+        kwargs: dict[str, Any] = {k: v for k, v in CONNECT_DEFAULTS.items() if k not in given}
         try:
             # A direct connection first: its errors say what is wrong (refused,
             # authentication), where the pool would only report a timeout.
@@ -374,10 +175,10 @@ class PostgresStorage:
                 # lock must see what a node that held it before committed.
                 await _configure(conn)
                 if create:
-                    await _migrate(conn, migration_timeout)
+                    await migrate(conn, migration_timeout)
                 else:
-                    await _check_schema(conn, where)
-                await _check_objects(conn)
+                    await check_schema(conn, where)
+                await check_objects(conn)
                 row = await (await conn.execute("SELECT 'keycask_kv'::regclass::oid")).fetchone()
                 table = 0 if row is None else int(row[0])
             pool: _Pool = AsyncConnectionPool(
@@ -404,7 +205,7 @@ class PostgresStorage:
                 await pool.close()
                 raise
         except psycopg.OperationalError as exc:
-            raise StorageUnavailable(f"PostgreSQL at {where}: {_redact(str(exc), dsn)}") from None
+            raise StorageUnavailable(f"PostgreSQL at {where}: {redact(str(exc), dsn)}") from None
         store = cls(pool, where, dsn, {"autocommit": True, **kwargs})
         store._table = table
         return store
@@ -419,7 +220,7 @@ class PostgresStorage:
             conn = await AsyncConnection.connect(self._dsn, **self._connect)
             await _configure(conn)
         except psycopg.OperationalError as exc:
-            message = _redact(str(exc), self._dsn)
+            message = redact(str(exc), self._dsn)
             raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
         return conn
 
@@ -489,7 +290,7 @@ class PostgresStorage:
         except psycopg.OperationalError as exc:
             if isinstance(exc, TransactionRollback):
                 raise StorageConflict(f"transaction rolled back by PostgreSQL: {exc}") from exc
-            message = _redact(str(exc), self._dsn)
+            message = redact(str(exc), self._dsn)
             raise StorageUnavailable(f"PostgreSQL at {self._where}: {message}") from None
 
     async def get(self, path: str) -> Entry | None:
