@@ -10,6 +10,8 @@ non-S3 service; ``tests/properties/test_sigv4_differential.py`` holds us to that
 Verification is split in two so that every check that needs no secret runs before
 the caller looks up the access key: ``parse`` turns an HTTP request into a
 ``SignedRequest`` (or raises), ``verify`` checks its HMAC against the secret.
+The canonical request itself, the bytes a signature covers, is built in
+``auth/canonical.py``.
 Only the ``Authorization`` header is accepted: keycask does not do presigned-URL
 (query-string) authentication, and it issues no session tokens.
 """
@@ -26,8 +28,9 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import pairwise
 from typing import NamedTuple
-from urllib.parse import quote, unquote_to_bytes
+from urllib.parse import unquote_to_bytes
 
+from keycask.auth.canonical import canonical_request, header_map, single
 from keycask.errors import (
     IncompleteSignatureException,
     InvalidSignatureException,
@@ -51,7 +54,6 @@ _SIGNATURE_HEX = re.compile(r"[0-9a-f]{64}")
 _ACCESS_KEY_ID = re.compile(r"[\x21-\x7e]{1,128}")
 # RFC 9110 tokens; signed header names must also be lower-case.
 _SIGNED_HEADERS = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+(?:;[!#$%&'*+.^_`|~0-9a-z-]+)*")
-_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 # Names that mark a presigned URL; compared after percent-decoding, case-folded.
 _QUERY_AUTH_PARAMS = frozenset(
@@ -170,8 +172,8 @@ def parse(
     """
     if now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
-    headers = _header_map(request.headers)
-    authorization = _single(headers, "authorization")
+    headers = header_map(request.headers)
+    authorization = single(headers, "authorization")
     if authorization is None:
         raise MissingAuthenticationTokenException(_missing_token_message(request.query_string))
     if _has_query_auth(request.query_string):
@@ -186,7 +188,7 @@ def parse(
     _check_freshness(time.when, now.astimezone(UTC), max_skew)
     _check_scope(scope, time, service)
     _check_signed_headers(signed_headers, headers, (*required_signed_headers, time.header))
-    canonical = _canonical_request(request, headers, signed_headers)
+    canonical = canonical_request(request, headers, signed_headers)
     return SignedRequest(
         access_key_id=scope.access_key_id,
         date=scope.date,
@@ -344,7 +346,7 @@ _TIME_CACHE_SIZE = 64
 
 def _request_time(headers: dict[str, list[bytes]]) -> _RequestTime:
     # x-amz-date wins over date, as in botocore and AWS; no fallback if it is bad.
-    amz_date = _single(headers, "x-amz-date")
+    amz_date = single(headers, "x-amz-date")
     if amz_date is not None:
         cached = _TIME_CACHE.get(amz_date)
         if cached is not None:
@@ -380,7 +382,7 @@ def _parse_amz_date(amz_date: bytes) -> _RequestTime:
 
 
 def _parse_date_header(headers: dict[str, list[bytes]]) -> _RequestTime:
-    date = _single(headers, "date")
+    date = single(headers, "date")
     if date is None:
         raise IncompleteSignatureException(
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
@@ -446,100 +448,6 @@ def _check_signed_headers(
             )
 
 
-# -- the canonical request (botocore SigV4Auth.canonical_request) --
-
-
-def _canonical_request(
-    request: HttpRequest, headers: dict[str, list[bytes]], signed: tuple[str, ...]
-) -> bytes:
-    if not _METHOD.fullmatch(request.method):
-        raise InvalidSignatureException("The HTTP method is not a valid token.")
-    parts = (
-        request.method,
-        _canonical_uri(request.raw_path),
-        _canonical_query(request.query_string),
-        _canonical_headers(headers, signed),
-        ";".join(signed),
-        _payload_hash(headers, request.body),
-    )
-    return "\n".join(parts).encode("utf-8")
-
-
-def _canonical_uri(raw_path: bytes) -> str:
-    # The path is already percent-encoded on the wire and botocore quotes it again
-    # (every non-S3 service double-encodes), so "%" becomes "%25". Working on bytes
-    # equals botocore's quote() of the UTF-8 string and never fails to decode.
-    if raw_path == b"/":
-        return "/"  # every KMS request
-    path = _remove_dot_segments(raw_path) if raw_path else b"/"
-    return quote(path, safe="/~")
-
-
-def _remove_dot_segments(path: bytes) -> bytes:
-    # botocore.utils.remove_dot_segments: RFC 3986 5.2.4, plus AWS's collapsing of
-    # empty segments ("//"). Only literal "." and ".." count, not "%2E".
-    kept: list[bytes] = []
-    for segment in path.split(b"/"):
-        if segment == b"..":
-            if kept:
-                kept.pop()
-        elif segment and segment != b".":
-            kept.append(segment)
-    first = b"/" if path.startswith(b"/") else b""
-    last = b"/" if path.endswith(b"/") and kept else b""
-    return first + b"/".join(kept) + last
-
-
-def _canonical_query(query: bytes) -> str:
-    # botocore signs the query it put on the wire, already in AWS encoding; decoding
-    # and re-encoding gives the same string for such a query and also accepts other
-    # SDKs' equivalent encodings (lower-case hex, needlessly encoded letters).
-    # "+" is a literal plus, not a space, as the SigV4 spec reads a URI.
-    if not query:
-        return ""
-    pairs = []
-    for piece in query.split(b"&"):
-        name, _, value = piece.partition(b"=")
-        pairs.append((_aws_quote(name), _aws_quote(value)))
-    pairs.sort()
-    return "&".join(f"{name}={value}" for name, value in pairs)
-
-
-def _aws_quote(component: bytes) -> str:
-    return quote(unquote_to_bytes(component), safe="-_.~")
-
-
-def _canonical_headers(headers: dict[str, list[bytes]], signed: tuple[str, ...]) -> str:
-    # HTTP carries header values as latin-1 and botocore trims with str.split(),
-    # which also treats U+0085 and U+00A0 as space: decode first, then split.
-    return "".join(f"{name}:{_header_value(headers[name])}\n" for name in signed)
-
-
-def _header_value(values: list[bytes]) -> str:
-    if len(values) == 1:
-        return " ".join(values[0].decode("latin-1").split())
-    # A repeated header is signed as its trimmed values joined by ",", in order.
-    return ",".join(" ".join(value.decode("latin-1").split()) for value in values)
-
-
-def _payload_hash(headers: dict[str, list[bytes]], body: bytes) -> str:
-    digest = hashlib.sha256(body).hexdigest()
-    claimed = _single(headers, "x-amz-content-sha256")
-    if claimed is None:
-        return digest
-    text = claimed.decode("latin-1").strip()
-    if text == "UNSIGNED-PAYLOAD" or text.startswith("STREAMING-"):
-        raise InvalidSignatureException(
-            "keycask requires a signed payload: x-amz-content-sha256 must be the SHA-256 "
-            "of the body, not 'UNSIGNED-PAYLOAD' or a streaming variant."
-        )
-    if text != digest:
-        raise InvalidSignatureException(
-            "The provided 'x-amz-content-sha256' header does not match what was computed."
-        )
-    return digest
-
-
 def _string_to_sign(timestamp: str, scope: _Scope, canonical_request: bytes) -> bytes:
     return "\n".join(
         (
@@ -559,24 +467,6 @@ def _derive_signing_key(secret: str, date: str, region: str, service: str) -> by
 
 
 # -- small helpers --
-
-
-def _header_map(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, list[bytes]]:
-    # ASGI lower-cases names already; lowering again costs little and keeps a
-    # hand-built request from slipping past a signed-header check.
-    found: dict[str, list[bytes]] = {}
-    for name, value in headers:
-        found.setdefault(name.lower().decode("latin-1"), []).append(value)
-    return found
-
-
-def _single(headers: dict[str, list[bytes]], name: str) -> bytes | None:
-    values = headers.get(name)
-    if values is None:
-        return None
-    if len(values) > 1:
-        raise IncompleteSignatureException(f"The '{name}' header must appear only once.")
-    return values[0]
 
 
 def _amz_timestamp(when: datetime) -> str:
