@@ -23,6 +23,11 @@ the writes, which the caller commits (after its audit record is durable) with
 ``commit``, which also drops what the writes changed from the cache.
 ``create_principal`` stages and commits at once, for callers with no audit
 step of their own to put in between (the --dev bootstrap, tests).
+
+Why one module of ~530 lines: the principal and access-key documents and the
+store that reads them carry one trust rule (a key counts only as its owner's
+document says), which ``lookup``, the staging methods and the cache
+invalidation in ``forget`` must all apply the same way.
 """
 
 from __future__ import annotations
