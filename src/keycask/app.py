@@ -1,4 +1,4 @@
-"""Composition root: storage -> barrier -> key store -> service -> pipeline -> ASGI app."""
+"""Composition root: storage -> barrier -> key store -> service -> pipeline -> HTTP app."""
 
 from __future__ import annotations
 

@@ -94,7 +94,7 @@ def as_bytes(value: str | bytes) -> bytes:
 
 
 def to_http(request: AWSRequest, *, query: str | None = None) -> HttpRequest:
-    """The request as an ASGI server would hand it over."""
+    """The request as keycask's HTTP server would hand it over."""
     prepared = request.prepare()
     names = {name.lower() for name in request.headers}
     headers = [] if "host" in names else [(b"host", wire_host(request.url).encode())]

@@ -116,7 +116,7 @@ def _payload_hash(headers: dict[str, list[bytes]], body: bytes) -> str:
 
 
 def header_map(headers: tuple[tuple[bytes, bytes], ...]) -> dict[str, list[bytes]]:
-    # ASGI lower-cases names already; lowering again costs little and keeps a
+    # keycask's HTTP server lower-cases names already; lowering again costs little and keeps a
     # hand-built request from slipping past a signed-header check.
     found: dict[str, list[bytes]] = {}
     for name, value in headers:

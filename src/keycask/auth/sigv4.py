@@ -78,7 +78,7 @@ _MISMATCH = (
 
 @dataclass(frozen=True, slots=True)
 class HttpRequest:
-    """A request as the ASGI server hands it over, before any interpretation."""
+    """A request as keycask's HTTP server hands it over, before any interpretation."""
 
     method: str
     raw_path: bytes
