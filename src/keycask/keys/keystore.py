@@ -2,8 +2,9 @@
 
 Reads are cached in memory after first use so the hot path touches no disk;
 nothing is loaded at start. Changes are *staged*: a method returns the writes
-for the caller to commit (after the audit record is durable) and the cache is
-updated by ``applied`` only once they are committed.
+for the caller to commit (after the audit record is durable) with ``commit``,
+which then drops what they changed from the cache (``forget``), so the next
+read sees the committed value.
 
 Where each thing lives is ``keys/paths.py``.
 """
