@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) softhsm haproxy lint typecheck layers
+test: $(STAMP) softhsm haproxy postgresql lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -67,6 +67,15 @@ haproxy:
 	@if command -v haproxy >/dev/null; then :; else \
 	  command -v apt-get >/dev/null || { echo "the tests need HAProxy (haproxy on PATH); install your distribution's haproxy package"; exit 1; }; \
 	  apt-get update -qq && apt-get install -y -qq haproxy; \
+	fi
+
+# The PostgreSQL tests use KEYCASK_TEST_PG_DSN when it is set (CI: the machine's
+# server); otherwise the suite runs a private server of its own from these
+# binaries (tests/pgserver.py), so they run everywhere and never skip.
+postgresql:
+	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
+	  command -v apt-get >/dev/null || { echo "the tests need the PostgreSQL server (initdb under /usr/lib/postgresql/<version>/bin); install your distribution's postgresql package"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq postgresql; \
 	fi
 
 clean:

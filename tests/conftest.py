@@ -21,7 +21,25 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from pgserver import end_run, start_run
+
 REPO = Path(__file__).resolve().parent.parent
+
+
+# The run's private PostgreSQL when KEYCASK_TEST_PG_DSN is unset (pgserver.py).
+_PG_RUN: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before xdist starts its workers, so they inherit the run directory."""
+    run = start_run()
+    if run is not None:
+        _PG_RUN.append(run)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _PG_RUN:
+        end_run(_PG_RUN.pop())
 
 
 def free_port() -> int:

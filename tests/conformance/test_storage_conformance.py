@@ -1,14 +1,13 @@
 """The storage port's contract. Every backend must pass every test here.
 
-The PostgreSQL backend runs when ``KEYCASK_TEST_PG_DSN`` names a database
-(CI always sets it); each test gets a schema of its own, so tests may run in
-parallel against one database.
+The PostgreSQL backend runs on ``KEYCASK_TEST_PG_DSN`` when set (CI sets it),
+else on the test run's private PostgreSQL (``tests/pgserver.py``); each test
+gets a schema of its own, so tests may run in parallel against one database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -24,11 +23,10 @@ from keycask.ports import Delete, Put, Storage
 from keycask.storage.pgschema import SCHEMA_VERSION, StorageSchemaError
 from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
+from pgserver import shared_dsn
 
 BACKENDS = ["sqlite", "postgres"]
 
-PG_DSN = os.environ.get("KEYCASK_TEST_PG_DSN", "")
-_NO_PG = "KEYCASK_TEST_PG_DSN is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 
 Opener = Callable[[], Awaitable[Storage]]
 
@@ -36,13 +34,12 @@ Opener = Callable[[], Awaitable[Storage]]
 @asynccontextmanager
 async def _pg_schema() -> AsyncIterator[str]:
     """A DSN whose search_path is a fresh schema, dropped afterwards."""
-    if not PG_DSN:
-        pytest.skip(_NO_PG)
+    dsn = shared_dsn()
     schema = f"kc_test_{secrets.token_hex(8)}"
-    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
-            yield make_conninfo(PG_DSN, options=f"-csearch_path={schema}")
+            yield make_conninfo(dsn, options=f"-csearch_path={schema}")
         finally:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 

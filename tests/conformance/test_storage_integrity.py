@@ -9,7 +9,6 @@ a write happened. Real SQLite files and a real PostgreSQL schema.
 
 from __future__ import annotations
 
-import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator
@@ -25,8 +24,7 @@ from keycask.errors import StorageIntegrityError
 from keycask.ports import Delete, Put
 from keycask.storage.postgres import PostgresStorage
 from keycask.storage.sqlite import SQLiteStorage
-
-PG_DSN = os.environ.get("KEYCASK_TEST_PG_DSN", "")
+from pgserver import shared_dsn
 
 SQLITE_TRIGGER = (
     "CREATE TRIGGER keep_keys BEFORE DELETE ON kv WHEN old.path LIKE 'accesskey/%'"
@@ -100,14 +98,13 @@ async def test_sqlite_delete_ignored_by_a_trigger_fails_the_whole_commit(tmp_pat
 
 @asynccontextmanager
 async def _pg_schema() -> AsyncIterator[tuple[str, psycopg.AsyncConnection[tuple[object, ...]]]]:
-    if not PG_DSN:
-        pytest.fail("KEYCASK_TEST_PG_DSN is not set (e.g. postgresql://postgres@127.0.0.1/test)")
+    dsn = shared_dsn()
     schema = f"kc_test_{secrets.token_hex(8)}"
-    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         await admin.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
         try:
-            yield make_conninfo(PG_DSN, options=f"-csearch_path={schema}"), admin
+            yield make_conninfo(dsn, options=f"-csearch_path={schema}"), admin
         finally:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 

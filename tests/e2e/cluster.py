@@ -4,8 +4,9 @@ Tests import it as ``from cluster import ...`` (pytest's default import mode
 puts this directory on ``sys.path``, as for ``rawclient``).
 
 * ``pg_schema()``: a DSN whose ``search_path`` is a fresh schema of its own
-  (as the storage conformance suite does), dropped afterwards; skips with a
-  clear reason when ``KEYCASK_TEST_PG_DSN`` is unset.
+  (as the storage conformance suite does), dropped afterwards, in the
+  database of ``pgserver.shared_dsn()``: ``KEYCASK_TEST_PG_DSN`` when set,
+  else the test run's private PostgreSQL.
 * ``Cluster``: ``--dev`` nodes on one store. The first node creates the
   keyring with its dev root key and writes the admin profile; the others get
   copies of both before they start, so they open the same keyring as the
@@ -19,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -34,7 +34,6 @@ from typing import Any, TypeVar
 
 import boto3
 import psycopg
-import pytest
 from botocore.config import Config
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from botocore.exceptions import HTTPClientError
@@ -42,9 +41,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from conftest import Server, dev_call
+from pgserver import shared_dsn
 
-PG_DSN = os.environ.get("KEYCASK_TEST_PG_DSN", "")
-NO_PG = "KEYCASK_TEST_PG_DSN is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)"
 LEADER_LINE = "this node now runs the cluster's scheduled jobs"
 
 # What a client sees when the node it talks to is gone (or goes mid-call).
@@ -56,15 +54,14 @@ T = TypeVar("T")
 @contextlib.contextmanager
 def pg_schema() -> Iterator[str]:
     """A DSN whose search_path is a fresh schema, dropped afterwards."""
-    if not PG_DSN:
-        pytest.skip(NO_PG)
+    dsn = shared_dsn()
     schema = f"kc_cluster_{secrets.token_hex(8)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+    with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     try:
-        yield with_query(PG_DSN, options=f"-csearch_path={schema}")
+        yield with_query(dsn, options=f"-csearch_path={schema}")
     finally:
-        with psycopg.connect(PG_DSN, autocommit=True) as admin:
+        with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
 
 

@@ -1,10 +1,11 @@
 """Several keycask nodes on one PostgreSQL store behave as one KMS (issue #8).
 
 Each test runs real ``keycask server --dev`` processes on a PostgreSQL schema
-of its own (``KEYCASK_TEST_PG_DSN``; skipped with a reason when unset, CI
-always sets it). The only timing bound asserted is the issue's: a change made
-on one node is enforced on the others within 1 s. Everything else polls with
-generous deadlines, since other tests share this machine.
+of its own (in ``KEYCASK_TEST_PG_DSN``'s database, else the test run's
+private PostgreSQL: ``tests/pgserver.py``). The only timing bound asserted is
+the issue's: a change made on one node is enforced on the others within 1 s.
+Everything else polls with generous deadlines, since other tests share this
+machine.
 """
 
 from __future__ import annotations

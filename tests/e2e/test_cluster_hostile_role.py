@@ -17,11 +17,12 @@ from pathlib import Path
 import psycopg
 import pytest
 from botocore.exceptions import ClientError
-from cluster import PG_DSN, Cluster, audit_records, client, pg_schema, poll
+from cluster import Cluster, audit_records, client, pg_schema, poll
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from conftest import dev_call
+from pgserver import shared_dsn
 
 WRITE_LOCK, JOBS_LOCK = 1, 2  # storage/pgcoord.py
 
@@ -29,10 +30,11 @@ WRITE_LOCK, JOBS_LOCK = 1, 2  # storage/pgcoord.py
 @contextlib.contextmanager
 def connect_only_role() -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     role = f"kc_hostile_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+    dsn = shared_dsn()
+    with psycopg.connect(dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         try:
-            with psycopg.connect(make_conninfo(PG_DSN, user=role), autocommit=True) as conn:
+            with psycopg.connect(make_conninfo(dsn, user=role), autocommit=True) as conn:
                 yield conn
         finally:
             admin.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

@@ -7,7 +7,7 @@ on loopback) and both sealed; each node unsealed with its own three shares;
 a second ``operator init`` against the same store refused; a barrier
 rotation on A while B serves; ``operator seal`` on B alone.
 
-Runs on a PostgreSQL schema of its own (``KEYCASK_TEST_PG_DSN``).
+Runs on a PostgreSQL schema of its own (``pgserver.shared_dsn()``).
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ the password, and no traceback. Every refusal comes before any connection."""
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
@@ -19,7 +18,7 @@ import pytest
 from production import _clean_env, free_port, keycask
 from psycopg import sql
 
-PG_DSN = os.environ.get("KEYCASK_TEST_PG_DSN", "")
+from pgserver import shared_dsn
 
 SECRET = "s3cret-Pw-91"
 
@@ -77,15 +76,14 @@ def _children(pid: int) -> list[int]:
 def test_worker_processes_get_the_dsn_outside_argv(tmp_path: Path) -> None:
     """A --dev supervisor hands its workers the store in their environment,
     which only the owner can read, not on argv, which ``ps`` shows everyone."""
-    if not PG_DSN:
-        pytest.fail("KEYCASK_TEST_PG_DSN is not set (e.g. postgresql://postgres@127.0.0.1/test)")
+    pg_dsn = shared_dsn()
     schema = f"kc_test_{secrets.token_hex(8)}"
-    with psycopg.connect(PG_DSN, autocommit=True) as admin:
+    with psycopg.connect(pg_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         try:
             # PGPASSWORD-style secrecy: the password rides in the DSN of the
             # environment (the server's trust auth ignores it).
-            parts = urllib.parse.urlsplit(PG_DSN)
+            parts = urllib.parse.urlsplit(pg_dsn)
             user, _, host = parts.netloc.rpartition("@")
             query = urllib.parse.urlencode({"options": f"-csearch_path={schema}"})
             dsn = urllib.parse.urlunsplit(

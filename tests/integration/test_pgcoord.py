@@ -5,7 +5,6 @@ nothing cached)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,19 +18,17 @@ from keycask.errors import LockTimeout
 from keycask.ports import Put
 from keycask.storage.pgcoord import WRITE_LOCK, PostgresCoordinator
 from keycask.storage.postgres import PostgresStorage
-
-PG_DSN = os.environ.get("KEYCASK_TEST_PG_DSN")
+from pgserver import shared_dsn
 
 
 @asynccontextmanager
 async def _schema() -> AsyncIterator[str]:
-    if not PG_DSN:
-        pytest.skip("KEYCASK_TEST_PG_DSN is not set (CI sets it)")
+    dsn = shared_dsn()
     name = f"kc_test_{secrets.token_hex(8)}"
-    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
         try:
-            yield make_conninfo(PG_DSN, options=f"-csearch_path={name}")
+            yield make_conninfo(dsn, options=f"-csearch_path={name}")
         finally:
             await admin.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
 
@@ -93,13 +90,13 @@ async def test_only_this_stores_cached_commits_make_a_node_stale() -> None:
 async def _connect_only_role() -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
     """A raw connection as a fresh role with nothing but CONNECT (PUBLIC's
     default): what any other application's account on the server has."""
-    assert PG_DSN
+    dsn = shared_dsn()
     role = f"kc_hostile_{secrets.token_hex(6)}"
-    async with await psycopg.AsyncConnection.connect(PG_DSN, autocommit=True) as admin:
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as admin:
         await admin.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
         try:
             conn = await psycopg.AsyncConnection.connect(
-                make_conninfo(PG_DSN, user=role), autocommit=True
+                make_conninfo(dsn, user=role), autocommit=True
             )
             try:
                 yield conn
