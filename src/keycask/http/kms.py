@@ -3,7 +3,7 @@
 /readyz`` (200 only when a load balancer may send KMS calls here: unsealed,
 the store answering, the audit log writable; else 503 saying which).
 
-Everything about HTTP framing, limits and timeouts is ``server.py``'s; every
+Everything about HTTP framing, limits and timeouts is ``connection.py``'s; every
 request that reaches here (or is refused for size) goes to the pipeline, which
 audits it.
 """
