@@ -30,8 +30,9 @@ Why one module of ~590 lines: the barrier is one state machine (sealed,
 unsealed, read-only) over one keyring. Every value sealed draws on the same
 reservation from the active term, and every keyring change (unseal, tick,
 rotation, rekey) goes through the same lock and the same check that no
-``seal`` happened meanwhile; apart, a path could miss one of them. The keyring's format is already its own module (``keyring.py``), and
-moving values to a new term is ``rewrite.py``.
+``seal`` happened meanwhile; apart, a path could miss one of them. The
+keyring's format is already its own module (``keyring.py``), and moving
+values to a new term is ``rewrite.py``.
 """
 
 from __future__ import annotations
