@@ -32,6 +32,7 @@ import orjson
 
 from keycask import config
 from keycask.app import AUDIT_DIR, STORE_FILE, open_store
+from keycask.arn import Arn
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
@@ -149,11 +150,11 @@ async def _resolve_key(store: _Store, ref: str) -> Stored[Key]:
 
 
 def _parse_principal_arn(arn: str) -> tuple[str, str, str]:
-    parts = arn.split(":", 5)
-    if len(parts) == 6 and parts[2] == "iam":
-        kind, _, name = parts[5].partition("/")
+    parsed = Arn.parse_or_none(arn)
+    if parsed is not None and parsed.service == "iam":
+        kind, name = parsed.resource_type, parsed.resource_name
         if kind in ("user", "role") and name:
-            return parts[4], kind, name.rsplit("/", 1)[-1]
+            return parsed.account, kind, name.rsplit("/", 1)[-1]
     raise UsageError(f"{arn} is not a principal ARN (arn:aws:iam::<account>:user/<name>)")
 
 
@@ -366,7 +367,7 @@ async def _lintstore(store: _Store, args: argparse.Namespace) -> int:
             for f in lint_key_policy(
                 policy,
                 key_tags=tags,
-                admins={a for a in admins if a.split(":")[4] == key.account},
+                admins={a for a in admins if Arn.parse(a).account == key.account},
                 key_account=key.account,
                 existing_principals=existing,
                 multi_tenant_tag=args.multi_tenant_tag,

@@ -53,6 +53,7 @@ from functools import lru_cache
 from itertools import accumulate
 from typing import Literal, NoReturn
 
+from keycask.arn import Arn
 from keycask.config import partition
 from keycask.errors import MalformedPolicyDocumentException
 
@@ -1098,7 +1099,7 @@ def _action(value: str, where: str) -> str:
 def _resources(raw: object, where: str) -> tuple[str, ...]:
     resources = _strings(raw, where)
     for value in resources:
-        if value != "*" and not (value.startswith("arn:") and len(value.split(":", 5)) == 6):
+        if value != "*" and Arn.parse_or_none(value) is None:
             _fail(
                 f'{where} {_show(value)} is neither "*" nor an ARN such as '
                 '"arn:aws:kms:<region>:<account>:key/<key id>".'
@@ -1217,7 +1218,7 @@ def _check_value(base: str, value: str, substitutes: bool, variables: bool, wher
     elif (
         base in ARN_OPERATORS
         and all(isinstance(part, str) for part in parts)
-        and not (value.startswith("arn:") and len(value.split(":", 5)) == 6)
+        and Arn.parse_or_none(value) is None
     ):
         problem = "is not an ARN (arn:partition:service:region:account:resource)"
     if problem is not None:

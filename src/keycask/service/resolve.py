@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+from keycask.arn import Arn
 from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
@@ -32,12 +33,12 @@ async def resolve_key(
     """
     region, account = call.region, call.account
     if ref.startswith("arn:"):
-        parts = ref.split(":", 5)
+        arn = Arn.parse_or_none(ref)
         # One partition is served (--partition): an ARN of another names a
         # key that cannot be here, whatever its id.
-        if len(parts) != 6 or parts[2] != "kms" or parts[1] != partition():
+        if arn is None or arn.service != "kms" or arn.partition != partition():
             raise NotFoundException(f"Invalid arn {ref}")
-        arn_region, account, resource = parts[3], parts[4], parts[5]
+        arn_region, account, resource = arn.region, arn.account, arn.resource
         if resource.startswith("alias/"):
             if not allow_alias:
                 raise NotFoundException(f"Invalid keyId '{ref}'")
