@@ -18,10 +18,11 @@ from __future__ import annotations
 import json
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Literal
 
+from keycask.arn import Arn
 from keycask.config import partition
+from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext, condition_matches
 from keycask.policy.document import (
     KMS_ACTIONS,
@@ -36,7 +37,17 @@ from keycask.policy.document import (
     pattern_tokens,
     wildcard_match,
 )
-from keycask.policy.evaluate import Decision, GrantView, Request, Subject, decide, listed
+from keycask.policy.evaluate import (
+    CROSS_ACCOUNT,
+    Decision,
+    GrantView,
+    Request,
+    Subject,
+    cross_account_refusal,
+    decide,
+    listed,
+)
+from keycask.policy.request_context import NO_TRANSPORT, Transport, request_context
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
@@ -128,7 +139,10 @@ _PRINCIPAL_KEYS = frozenset(
         "aws:principalarn",
         "aws:principalaccount",
         "aws:principaltype",
+        "aws:principalisawsservice",
+        "aws:userid",
         "aws:username",
+        "aws:viaawsservice",
         "kms:calleraccount",
     }
 )
@@ -143,6 +157,7 @@ _KEY_KEYS = frozenset(
         "kms:customermasterkeyusage",
         "kms:keyorigin",
         "kms:multiregion",
+        "aws:resourceaccount",
     }
 )
 _KEY_PREFIXES = ("aws:resourcetag/",)
@@ -192,8 +207,8 @@ def _any(spec: PrincipalSpec) -> bool:
 
 
 def _account_of(arn: str) -> str | None:
-    parts = arn.split(":")
-    return parts[4] if len(parts) >= 6 and parts[4] else None
+    parsed = Arn.parse_or_none(arn)
+    return parsed.account if parsed is not None and parsed.account else None
 
 
 def _is_root(arn: str) -> bool:
@@ -226,88 +241,42 @@ def _binds_context(condition: Condition) -> bool:
 # -- simulate ------------------------------------------------------------------
 
 
-def subject_context(subject: Subject) -> dict[str, ContextInput]:
-    """The condition keys a request carries because of who sent it (what
-    the server's ``Call`` sets for the same principal)."""
-    resource = subject.arn.split(":", 5)[-1]
-    kind, _, path = resource.partition("/")
-    values: dict[str, ContextInput] = {
-        "aws:PrincipalArn": subject.arn,
-        "aws:PrincipalAccount": subject.account,
-        "kms:CallerAccount": subject.account,
-    }
-    if path:
-        values["aws:PrincipalType"] = "User" if kind == "user" else "AssumedRole"
-        values["aws:username"] = path.rsplit("/", 1)[-1]
-    for name, value in subject.tags.items():
-        values["aws:PrincipalTag/" + name] = value
-    return values
-
-
-def request_context(
-    subject: Subject,
-    *,
-    region: str | None = None,
-    encryption_context: Mapping[str, str] | None = None,
-    extra: Mapping[str, ContextInput] | None = None,
-    now: datetime | None = None,
-) -> RequestContext:
-    """The condition keys of a simulated request: the principal's, the
-    region's, the time's (when ``now`` is given), keycask's plain-HTTP
-    ``aws:SecureTransport``, the encryption context's, then ``extra``
-    (which wins)."""
-    values: dict[str, ContextInput] = {"aws:SecureTransport": False}
-    values.update(subject_context(subject))
-    if region:
-        values["aws:RequestedRegion"] = region
-    if now is not None:
-        values["aws:CurrentTime"] = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-        values["aws:EpochTime"] = str(int(now.timestamp()))
-    if encryption_context:
-        for name, value in encryption_context.items():
-            values["kms:EncryptionContext:" + name] = value
-        values["kms:EncryptionContextKeys"] = tuple(encryption_context)
-    if extra:
-        values.update(extra)
-    return RequestContext.of(values)
-
-
-def simulate(  # noqa: PLR0917 - the request's parts, in the order Request takes them
+def simulate(
     subject: Subject,
     action: str,
-    key_arn: str,
-    key_account: str,
+    key: Key,
     key_policy: Policy | None,
     grants: Sequence[GrantView] = (),
-    context: Mapping[str, ContextInput] | None = None,
     *,
+    region: str | None = None,
+    parameters: Mapping[str, ContextInput] | None = None,
     encryption_context: Mapping[str, str] | None = None,
-    now: datetime | None = None,
+    transport: Transport = NO_TRANSPORT,
 ) -> Decision:
-    """What keycask would decide if ``subject`` asked for ``action`` on the
-    key: the same ``decide`` the server runs. ``context`` holds condition
-    keys as given (the key's attributes, ``aws:SourceIp``, ...);
-    ``encryption_context`` adds ``kms:EncryptionContext:<k>`` and
-    ``kms:EncryptionContextKeys`` and is what grants' constraints see."""
+    """What keycask would decide if ``subject`` asked for ``action`` on
+    ``key`` from ``region`` (default: the key's): the same condition keys
+    (request_context.py) and the same ``decide`` the server runs.
+    ``parameters`` are the operation's own condition keys
+    (``kms:EncryptionAlgorithm``, ``kms:RequestAlias``, ...);
+    ``encryption_context`` is also what grants' constraints see."""
     action = normalize_action(action)
-    parts = key_arn.split(":")
-    region = parts[3] if len(parts) >= 6 else None
 
     def build() -> RequestContext:
         return request_context(
             subject,
-            region=region,
+            region=region or key.region,
+            key=key,
             encryption_context=encryption_context,
-            extra=context,
-            now=now,
+            parameters=parameters,
+            transport=transport,
         )
 
     return decide(
         Request(
             subject,
             action,
-            key_arn,
-            key_account,
+            key.arn,
+            key.account,
             build,
             key_policy=key_policy,
             grants=tuple(grants),
@@ -472,6 +441,8 @@ def _paths_for(
 ) -> tuple[list[_Path], list[str]] | None:
     """The ways ``subject`` may be allowed (ignoring grants), and the
     caveats explicit denies add; None if an explicit deny always applies."""
+    if cross_account_refusal(subject, action, key_arn, key_account) is not None:
+        return None
     caveats: list[str] = []
     identity = subject.identity_policies()
 
@@ -550,40 +521,33 @@ def _grant_conditions(grant: GrantView) -> tuple[str, ...]:
     return tuple(conditions)
 
 
-def who_can(  # noqa: PLR0917 - the same order as simulate
+def who_can(
     action: str,
-    key_arn: str,
-    key_account: str,
+    key: Key,
     key_policy: Policy | None,
     principals: Sequence[Subject],
     grants: Sequence[GrantView] = (),
-    *,
-    key_context: Mapping[str, ContextInput] | None = None,
 ) -> list[Finding]:
     """Who may be allowed ``action`` on the key, and on what conditions.
 
     For each known principal, the statements (key policy, and identity
     policies where the key policy delegates to its account) that could allow
     it; conditions on who the principal is (its tags, ARN, account) and on
-    the key (``key_context``: its tags and attributes) are decided, the rest
-    are listed. Explicit denies remove a principal, or add "not (...)" when
+    the key (its tags and attributes) are decided, the rest are listed.
+    Explicit denies remove a principal, or add "not (...)" when
     conditional. Then every account the key policy delegates to, every
     ``Principal: *`` or NotPrincipal statement, and every grant that covers
     the operation. A principal allowed unconditionally is listed once.
     """
     action = normalize_action(action)
     findings: list[Finding] = []
-    parts = key_arn.split(":")
-    base: dict[str, ContextInput] = {}
-    if len(parts) >= 6:
-        base["aws:RequestedRegion"] = parts[3]
-    base["aws:SecureTransport"] = False
-    base.update(key_context or {})
+    key_arn, key_account = key.arn, key.account
     denied: set[str] = set()
     caveats_of: dict[str, list[str]] = {}
 
     for subject in sorted(principals, key=lambda s: s.arn):
-        static = RequestContext.of({**base, **subject_context(subject)})
+        # No particular request: no time, address or encryption context.
+        static = request_context(subject, region=key.region, key=key, transport=Transport())
         result = _paths_for(
             subject,
             action,
@@ -604,7 +568,7 @@ def who_can(  # noqa: PLR0917 - the same order as simulate
             )
 
     if key_policy is not None:
-        anonymous = RequestContext.of(base)
+        anonymous = request_context(None, region=key.region, key=key, transport=Transport())
         for statement in key_policy.statements:
             if statement.effect != "Allow" or not _covers(statement, action):
                 continue
@@ -624,10 +588,11 @@ def who_can(  # noqa: PLR0917 - the same order as simulate
                 findings.append(Finding("*", "any", via, found))
                 continue
             for arn in spec.aws:
-                if _is_root(arn):
+                crosses = _account_of(arn) != key_account and action not in CROSS_ACCOUNT
+                if _is_root(arn) and not crosses:
                     findings.append(Finding(arn, "account", via, found))
 
-    operation = action.split(":", 1)[1]
+    operation = action.removeprefix("kms:")
     for grant in grants:
         if operation not in grant.operations or grant.grantee in denied:
             continue
