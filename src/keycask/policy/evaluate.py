@@ -29,14 +29,8 @@ from dataclasses import dataclass, field
 from keycask.config import partition
 from keycask.errors import AccessDeniedException
 from keycask.policy.conditions import EvaluationLimitExceeded, RequestContext, conditions_match
-from keycask.policy.document import (
-    Policy,
-    PrincipalSpec,
-    Statement,
-    action_matches,
-    pattern_tokens,
-    wildcard_match,
-)
+from keycask.policy.glob import action_matches, pattern_tokens, wildcard_match
+from keycask.policy.model import Policy, PrincipalSpec, Statement
 
 ADMIN_POLICY_NAME = "keycask administrator"
 

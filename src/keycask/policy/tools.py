@@ -24,19 +24,6 @@ from keycask.arn import Arn
 from keycask.config import partition
 from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext, condition_matches
-from keycask.policy.document import (
-    KMS_ACTIONS,
-    NEGATED_OPERATORS,
-    Condition,
-    Policy,
-    PrincipalSpec,
-    Statement,
-    Variable,
-    action_matches,
-    parse_template,
-    pattern_tokens,
-    wildcard_match,
-)
 from keycask.policy.evaluate import (
     CROSS_ACCOUNT,
     Decision,
@@ -47,7 +34,11 @@ from keycask.policy.evaluate import (
     decide,
     listed,
 )
+from keycask.policy.glob import action_matches, pattern_tokens, wildcard_match
+from keycask.policy.model import Condition, Policy, PrincipalSpec, Statement, Variable
 from keycask.policy.request_context import NO_TRANSPORT, Transport, request_context
+from keycask.policy.values import parse_template
+from keycask.policy.vocabulary import KMS_ACTIONS, NEGATED_OPERATORS
 
 Severity = Literal["high", "medium", "low"]
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
