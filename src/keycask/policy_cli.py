@@ -51,8 +51,7 @@ from keycask.keys.model import Key, default_key_policy
 from keycask.policy.conditions import ContextInput
 from keycask.policy.document import Policy, parse_policy
 from keycask.policy.evaluate import Subject
-from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Transport
-from keycask.policy.tools import (
+from keycask.policy.lint import (
     MULTI_TENANT_TAG,
     RULES,
     SEVERITY_RANK,
@@ -60,10 +59,11 @@ from keycask.policy.tools import (
     at_least,
     lint_identity_policy,
     lint_key_policy,
-    normalize_action,
-    simulate,
-    who_can,
 )
+from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Transport
+from keycask.policy.simulate import simulate
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import who_can
 from keycask.service.authz import Authorizer
 from keycask.service.resolve import find_key
 

@@ -1,4 +1,4 @@
-"""policy/tools.py: lint finds every planted problem in deliberately broad
+"""policy/lint.py, simulate.py, who_can.py: lint finds every planted problem in deliberately broad
 policies and nothing in the least-privilege examples of docs/; simulate and
 who_can answer table cases the way the evaluator decides them."""
 
@@ -16,19 +16,18 @@ import pytest
 from keycask.keys.model import Key, KeyState, Tag, default_key_policy
 from keycask.policy.document import Policy, parse_policy
 from keycask.policy.evaluate import GrantView, Subject
-from keycask.policy.request_context import Transport
-from keycask.policy.tools import (
+from keycask.policy.lint import (
     RULES,
-    Finding,
     LintFinding,
     at_least,
     home_account,
     lint_identity_policy,
     lint_key_policy,
-    normalize_action,
-    simulate,
-    who_can,
 )
+from keycask.policy.request_context import Transport
+from keycask.policy.simulate import simulate
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import Finding, who_can
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 ACCOUNT = "111122223333"
