@@ -53,6 +53,7 @@ def principal_keys(subject: Subject) -> dict[str, ContextInput]:
     values: dict[str, ContextInput] = {
         "aws:PrincipalArn": subject.arn,
         "aws:PrincipalAccount": subject.account,
+        "aws:userid": subject.unique_id,
         "kms:CallerAccount": subject.account,
         # keycask has no AWS services calling on a principal's behalf.
         "aws:PrincipalIsAWSService": False,
@@ -62,8 +63,6 @@ def principal_keys(subject: Subject) -> dict[str, ContextInput]:
     if arn is not None and arn.resource_name:
         values["aws:PrincipalType"] = "User" if arn.resource_type == "user" else "AssumedRole"
         values["aws:username"] = arn.resource_name.rsplit("/", 1)[-1]
-    if subject.unique_id:
-        values["aws:userid"] = subject.unique_id
     for name, value in subject.tags.items():
         values["aws:PrincipalTag/" + name] = value
     return values
