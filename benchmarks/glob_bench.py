@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from keycask.policy.document import compile_glob, pattern_tokens
+from keycask.policy.glob import compile_glob, pattern_tokens
 
 PATTERNS = {
     "*a{2998}b (tail)": "*" + "a" * 2998 + "b",

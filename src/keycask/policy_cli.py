@@ -32,6 +32,7 @@ import orjson
 
 from keycask import config
 from keycask.app import AUDIT_DIR, STORE_FILE, open_store
+from keycask.arn import Arn
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
@@ -50,7 +51,7 @@ from keycask.keys.model import Key, default_key_policy
 from keycask.policy.conditions import ContextInput
 from keycask.policy.document import Policy, parse_policy
 from keycask.policy.evaluate import Subject
-from keycask.policy.tools import (
+from keycask.policy.lint import (
     MULTI_TENANT_TAG,
     RULES,
     SEVERITY_RANK,
@@ -58,11 +59,13 @@ from keycask.policy.tools import (
     at_least,
     lint_identity_policy,
     lint_key_policy,
-    normalize_action,
-    simulate,
-    who_can,
 )
+from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Transport
+from keycask.policy.simulate import simulate
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import who_can
 from keycask.service.authz import Authorizer
+from keycask.service.resolve import find_key
 
 _PAGE = 1000
 _KEY_INDEX = "idx/key/"
@@ -84,6 +87,15 @@ def _action(text: str) -> str:
         return normalize_action(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _condition_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, ContextInput]:
+    """--condition pairs as condition keys: a key given more than once is
+    multivalued (aws:TagKeys, kms:EncryptionContextKeys, ...)."""
+    grouped: dict[str, list[str]] = {}
+    for name, value in pairs:
+        grouped.setdefault(name, []).append(value)
+    return {name: v[0] if len(v) == 1 else tuple(v) for name, v in grouped.items()}
 
 
 class UsageError(Exception):
@@ -111,49 +123,36 @@ def _settings(args: argparse.Namespace) -> config.Settings:
     )
 
 
-async def _resolve_key(store: _Store, ref: str) -> Stored[Key]:
-    """A key id, key ARN, alias name (in --account/--region) or alias ARN."""
+async def _resolve_key(
+    store: _Store, ref: str, *, account: str | None, region: str | None
+) -> tuple[Stored[Key], str | None]:
+    """A key id, key ARN, alias name or alias ARN, resolved as the server
+    resolves it for a caller of ``account`` in ``region`` (service/resolve.py),
+    and the alias name it was named by. Without ``account`` or ``region``,
+    those of a key or alias ARN, else --account / --region."""
     settings = store.settings
-    account, region = settings.account_id, settings.region
-    resource = ref
-    if ref.startswith("arn:"):
-        parts = ref.split(":", 5)
-        if len(parts) != 6 or parts[2] != "kms":
-            raise NotFoundException(f"{ref} is not a KMS key or alias ARN")
-        if parts[1] != partition():
-            # The tools render ARNs (reset writes a default policy) in the
-            # partition they run with: it must be the store's.
-            raise NotFoundException(
-                f"{ref} is in partition {parts[1]}, and this command runs in {partition()}: "
-                "set KEYCASK_PARTITION as the server has it"
-            )
-        region, account, resource = parts[3], parts[4], parts[5]
-        resource = resource.removeprefix("key/")
-    if resource.startswith("alias/"):
-        alias = await store.keys.get_alias(account, region, resource)
-        if alias is None:
-            raise NotFoundException(f"no alias {resource} in account {account}, region {region}")
-        key_id = alias.value.target
-    else:
-        try:
-            key_id = uuid.UUID(resource)
-        except ValueError:
-            raise NotFoundException(f"{ref} is not a key id, key ARN or alias") from None
-    stored = await store.keys.get(key_id)
-    if stored is None:
-        raise NotFoundException(f"no key {key_id} in this data directory")
-    key = stored.value
-    if ref.startswith("arn:") and (key.account, key.region) != (account, region):
-        raise NotFoundException(f"no key {ref} in this data directory")
-    return stored
+    arn = Arn.parse_or_none(ref)
+    if arn is not None and arn.service == "kms" and arn.partition != partition():
+        # The tools render ARNs (reset writes a default policy) in the
+        # partition they run with: it must be the store's.
+        raise NotFoundException(
+            f"{ref} is in partition {arn.partition}, and this command runs in {partition()}: "
+            "set KEYCASK_PARTITION as the server has it"
+        )
+    return await find_key(
+        store.keys,
+        ref,
+        account=account or (arn.account if arn is not None else settings.account_id),
+        region=region or (arn.region if arn is not None else settings.region),
+    )
 
 
 def _parse_principal_arn(arn: str) -> tuple[str, str, str]:
-    parts = arn.split(":", 5)
-    if len(parts) == 6 and parts[2] == "iam":
-        kind, _, name = parts[5].partition("/")
+    parsed = Arn.parse_or_none(arn)
+    if parsed is not None and parsed.service == "iam":
+        kind, name = parsed.resource_type, parsed.resource_name
         if kind in ("user", "role") and name:
-            return parts[4], kind, name.rsplit("/", 1)[-1]
+            return parsed.account, kind, name.rsplit("/", 1)[-1]
     raise UsageError(f"{arn} is not a principal ARN (arn:aws:iam::<account>:user/<name>)")
 
 
@@ -183,21 +182,6 @@ async def _all_key_ids(barrier: Barrier) -> list[uuid.UUID]:
         ids.extend(uuid.UUID(path.rsplit("/", 1)[-1]) for path, _ in rows)
         after = rows[-1][0]
     return ids
-
-
-def _key_context(key: Key) -> dict[str, ContextInput]:
-    """The condition keys a request on ``key`` carries because of the key."""
-    values: dict[str, ContextInput] = {
-        "kms:KeySpec": key.key_spec.value,
-        "kms:CustomerMasterKeySpec": key.key_spec.value,
-        "kms:KeyUsage": key.key_usage.value,
-        "kms:CustomerMasterKeyUsage": key.key_usage.value,
-        "kms:KeyOrigin": key.origin.value,
-        "kms:MultiRegion": False,
-    }
-    for tag in key.tags:
-        values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
-    return values
 
 
 _Work = Callable[["_Store", argparse.Namespace], Awaitable[int]]
@@ -232,22 +216,32 @@ def _print_json(value: object) -> None:
 
 
 async def _simulate(store: _Store, args: argparse.Namespace) -> int:
-    key = (await _resolve_key(store, args.key)).value
     principal = await _principal(store, args.principal)
+    # A bare key id or alias name means the caller's own account, as in the server.
+    stored, alias = await _resolve_key(
+        store, args.key, account=principal.account, region=args.region
+    )
+    key = stored.value
     subject = store.authz.subject(principal)
-    extra: dict[str, ContextInput] = _key_context(key)
-    extra.update(dict(args.condition or []))
+    # What the server's resolver and authorization add, then --condition.
+    parameters: dict[str, ContextInput] = {}
+    if alias is not None:
+        parameters[REQUEST_ALIAS] = alias
+    aliases = await store.authz.resource_aliases_if_used(key, principal.policies)
+    if aliases is not None:
+        parameters[RESOURCE_ALIASES] = aliases
+    parameters.update(_condition_keys(args.condition or []))
     context = dict(args.context or []) or None
     decision = simulate(
         subject,
         args.action,
-        key.arn,
-        key.account,
+        key,
         store.authz.key_policy(key),
         await store.authz.grants(key),
-        extra,
+        region=args.region,
+        parameters=parameters,
         encryption_context=context,
-        now=datetime.now(UTC),
+        transport=Transport(time=datetime.now(UTC)),
     )
     if args.json:
         _print_json(
@@ -282,16 +276,15 @@ def _subjects(authz: Authorizer, principals: Sequence[Principal]) -> list[Subjec
 
 
 async def _whocan(store: _Store, args: argparse.Namespace) -> int:
-    key = (await _resolve_key(store, args.key)).value
+    stored, _ = await _resolve_key(store, args.key, account=args.account, region=args.region)
+    key = stored.value
     principals = await _all_principals(store.barrier)
     findings = who_can(
         args.action,
-        key.arn,
-        key.account,
+        key,
         store.authz.key_policy(key),
         _subjects(store.authz, principals),
         await store.authz.grants(key),
-        key_context=_key_context(key),
     )
     if args.json:
         _print_json(
@@ -366,7 +359,7 @@ async def _lintstore(store: _Store, args: argparse.Namespace) -> int:
             for f in lint_key_policy(
                 policy,
                 key_tags=tags,
-                admins={a for a in admins if a.split(":")[4] == key.account},
+                admins={a for a in admins if Arn.parse(a).account == key.account},
                 key_account=key.account,
                 existing_principals=existing,
                 multi_tenant_tag=args.multi_tenant_tag,
@@ -450,7 +443,7 @@ def _server_running(data_dir: Path) -> bool:
 
 
 async def _reset(store: _Store, args: argparse.Namespace) -> int:
-    stored = await _resolve_key(store, args.key)
+    stored, _ = await _resolve_key(store, args.key, account=args.account, region=args.region)
     key = stored.value
     if key.aws_managed:
         # Its policy is keycask's, never changed by anyone: there is nothing
@@ -531,7 +524,11 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     sim.add_argument("--principal", required=True, help="the caller's ARN")
     sim.add_argument("--action", required=True, type=_action, help="such as kms:Decrypt")
-    sim.add_argument("--key", required=True, help="key id, key ARN, alias name or alias ARN")
+    sim.add_argument(
+        "--key",
+        required=True,
+        help="key id, key ARN, alias name or alias ARN, as the principal would name it",
+    )
     sim.add_argument(
         "--context",
         action="append",
@@ -544,9 +541,12 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="append",
         type=_pair,
         metavar="KEY=VALUE",
-        help="another condition key of the request, such as aws:SourceIp=10.0.0.1 (repeatable)",
+        help="another condition key of the request, such as aws:SourceIp=10.0.0.1 (repeatable; "
+        "a key given more than once is multivalued)",
     )
-    key_scope(sim)
+    sim.add_argument(
+        "--region", help="the region the caller names (default: the ARN's, or KEYCASK_REGION)"
+    )
     common(sim)
     sim.set_defaults(func=cmd_simulate)
 

@@ -13,6 +13,7 @@ table is decorative.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -426,6 +427,17 @@ for name, condition, ctx, expect in [
     ("key-spec", {"StringEquals": {"kms:KeySpec": "SYMMETRIC_DEFAULT"}}, None, True),
     ("key-usage-miss", {"StringEquals": {"kms:KeyUsage": "SIGN_VERIFY"}}, None, False),
     ("key-origin", {"StringEquals": {"kms:KeyOrigin": "AWS_KMS"}}, None, True),
+    # Keys `policy simulate` once left out (issue 14): the differential test
+    # below shows the tool now sets them as the server does.
+    ("resource-account", {"StringEquals": {"aws:ResourceAccount": ACCOUNT}}, None, True),
+    ("resource-account-miss", {"StringEquals": {"aws:ResourceAccount": OTHER}}, None, False),
+    ("userid", {"StringLike": {"aws:userid": "AIDA*"}}, None, True),
+    ("userid-null", {"Null": {"aws:userid": "true"}}, None, False),
+    ("not-aws-service", {"Bool": {"aws:PrincipalIsAWSService": "false"}}, None, True),
+    ("not-via-aws-service", {"Bool": {"aws:ViaAWSService": "false"}}, None, True),
+    ("via-aws-service", {"Bool": {"aws:ViaAWSService": "true"}}, None, False),
+    ("principal-type", {"StringEquals": {"aws:PrincipalType": "User"}}, None, True),
+    ("requested-region", {"StringEquals": {"aws:RequestedRegion": "us-east-1"}}, None, True),
     ("principal-tag", {"StringEquals": {"aws:PrincipalTag/team": "blue"}}, None, True),
     ("principal-tag-miss", {"StringEquals": {"aws:PrincipalTag/team": "red"}}, None, False),
     ("principal-tag-absent-null", {"Null": {"aws:PrincipalTag/missing": "true"}}, None, True),
@@ -650,6 +662,92 @@ def test_case(world: World, c: Case) -> None:
     decided_by = world.decided_by(request_id)
     assert allowed is c.expect, f"{c.id}: expected {'allow' if c.expect else 'deny'} ({decided_by})"
     assert c.decided_by in decided_by, f"{c.id}: decided by {decided_by!r}"
+
+
+# -- the same rows through `keycask policy simulate` --
+
+ALGORITHM = ("kms:EncryptionAlgorithm", "SYMMETRIC_DEFAULT")
+# The operations the table calls that name their key by ``ref`` (an alias
+# for by_alias rows); the others by the key's ARN or by the ciphertext.
+BY_REF = {"encrypt", "generate_data_key", "generate_data_key_without_plaintext", "describe_key"}
+
+
+def authorizations(c: Case) -> list[tuple[str, dict[str, str] | None, list[tuple[str, str]]]]:
+    """What the server authorizes for the row, in order: the action, the
+    encryption context it sees, and the operation's own condition keys that
+    the handler derives from the parameters World.call sends (AWS's KMS
+    condition key reference), as `policy simulate --condition` takes them."""
+    params = c.params
+    if c.op in ("encrypt", "decrypt", "generate_data_key", "generate_data_key_without_plaintext"):
+        action = "kms:" + "".join(word.capitalize() for word in c.op.split("_"))
+        return [(action, c.context, [ALGORITHM])]
+    if c.op == "re_encrypt":
+        return [
+            ("kms:ReEncryptFrom", c.context, [ALGORITHM]),
+            ("kms:ReEncryptTo", None, [ALGORITHM, ("kms:ReEncryptOnSameKey", "true")]),
+        ]
+    conditions: list[tuple[str, str]] = []
+    if c.op == "tag_resource":
+        tags = params.get("Tags", [{"TagKey": "t", "TagValue": "v"}])
+        conditions += [(f"aws:RequestTag/{t['TagKey']}", t["TagValue"]) for t in tags]
+        conditions += [("aws:TagKeys", t["TagKey"]) for t in tags]
+    if c.op == "enable_key_rotation" and "RotationPeriodInDays" in params:
+        conditions.append(("kms:RotationPeriodInDays", str(params["RotationPeriodInDays"])))
+    if c.op == "schedule_key_deletion":
+        days = params.get("PendingWindowInDays", 7)
+        conditions.append(("kms:ScheduleKeyDeletionPendingWindowInDays", str(days)))
+    action = "kms:" + "".join(word.capitalize() for word in c.op.split("_"))
+    return [(action, None, conditions)]
+
+
+def simulated(
+    world: World, c: Case, key_arn: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[bool, str]:
+    """The row through `keycask policy simulate`, in this process, on the
+    running server's data directory: the decision, and what decided it as
+    the audit record names it (both deciders for ReEncrypt)."""
+    from keycask.cli import main
+
+    principal = f"arn:aws:iam::{ACCOUNT}:user/admin" if c.who == "admin" else PRINCIPALS[c.who].arn
+    ref = key_arn
+    if c.by_alias and c.op in BY_REF:
+        ref = world.admin.list_aliases(KeyId=key_arn)["Aliases"][0]["AliasName"]
+    deciders: list[str] = []
+    for action, context, conditions in authorizations(c):
+        args = ["policy", "simulate", "--principal", principal, "--action", action, "--key", ref]
+        args += ["--data-dir", str(world.server.data_dir), "--json"]
+        # What the server's connection says: plain HTTP (the builder's
+        # default) from the loopback address.
+        for name, value in [*conditions, ("aws:SourceIp", "127.0.0.1")]:
+            args += ["--condition", f"{name}={value}"]
+        for name, value in (context or {}).items():
+            args += ["--context", f"{name}={value}"]
+        capsys.readouterr()
+        code = main(args)
+        out, err = capsys.readouterr()
+        assert code in (0, 1), err
+        answer = json.loads(out)
+        deciders.append(answer["DecidedBy"])
+        if answer["Decision"] != "allow":
+            return False, "; ".join(deciders)
+    return True, "; ".join(deciders)
+
+
+@pytest.mark.parametrize("c", CASES, ids=[c.id for c in CASES])
+def test_simulate_agrees_with_the_server(
+    world: World, c: Case, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Differential: every row decided by the server and by `keycask policy
+    simulate` (which builds the request's condition keys with the same
+    function, resolves the key with the same resolver and runs the same
+    evaluator) gives the same decision, decided by the same statement."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "KEYCASK_")):
+            monkeypatch.delenv(name)  # the server's environment (Server.env)
+    key_arn, blob = world.key(c, c.statements)
+    allowed, request_id = world.call(c, key_arn, blob)
+    server = (allowed, world.decided_by(request_id))
+    assert simulated(world, c, key_arn, capsys) == server, c.id
 
 
 ALLOWED_BY_KEY_POLICY = [

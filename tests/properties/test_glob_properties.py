@@ -17,8 +17,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keycask.policy import document
-from keycask.policy.document import ANY_CHAR, ANY_RUN, wildcard_match
+from keycask.policy import glob
+from keycask.policy.glob import ANY_CHAR, ANY_RUN, wildcard_match
 
 
 def _reference(tokens: tuple[str, ...], text: str) -> bool:
@@ -58,11 +58,11 @@ def test_long_segments_with_any_char_match_the_reference(
 
 @contextmanager
 def _counting_lines(budget: int) -> Iterator[list[int]]:
-    """Counts the Python lines the matcher executes (document.py only), and
+    """Counts the Python lines the matcher executes (glob.py only), and
     stops it with RecursionError-free AssertionError past ``budget``: the old
     backtracking loop would otherwise run for minutes before failing."""
     count = [0]
-    code_file = document.__file__
+    code_file = glob.__file__
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
@@ -83,7 +83,7 @@ def _counting_lines(budget: int) -> Iterator[list[int]]:
 
 
 def _hostile(pattern: str, value_size: int) -> tuple[tuple[str, ...], str]:
-    return document.pattern_tokens(pattern), "a" * value_size
+    return glob.pattern_tokens(pattern), "a" * value_size
 
 
 def test_the_reported_pattern_costs_a_bounded_number_of_steps() -> None:
@@ -92,7 +92,7 @@ def test_the_reported_pattern_costs_a_bounded_number_of_steps() -> None:
     # position (about 90 million steps); the segment matcher checks the
     # tail once, and scans the text once for a middle segment.
     for pattern in ("*" + "a" * 2998 + "b", "*" + "a" * 2998 + "b*", "*" + "a?" * 1499 + "b*"):
-        tokens = document.pattern_tokens(pattern)
+        tokens = glob.pattern_tokens(pattern)
         value = "a" * 30_000
         with _counting_lines(budget=200_000) as lines:
             assert not wildcard_match(tokens, value)

@@ -12,13 +12,8 @@ from hypothesis import strategies as st
 
 from keycask.errors import MalformedPolicyDocumentException
 from keycask.policy.conditions import RequestContext, condition_matches, conditions_match
-from keycask.policy.document import (
-    CONDITION_KEY_PREFIXES,
-    CONDITION_KEYS,
-    OPERATORS,
-    Policy,
-    parse_policy,
-)
+from keycask.policy.document import Policy, parse_policy
+from keycask.policy.vocabulary import CONDITION_KEY_PREFIXES, CONDITION_KEYS, OPERATORS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -11,18 +11,11 @@ from botocore.loaders import Loader
 
 from keycask.errors import MalformedPolicyDocumentException
 from keycask.keys.model import default_key_policy
-from keycask.policy.document import (
-    KMS_ACTIONS,
-    MAX_POLICY_BYTES,
-    Condition,
-    PrincipalSpec,
-    Text,
-    Variable,
-    action_matches,
-    parse_instant,
-    parse_policy,
-    parse_template,
-)
+from keycask.policy.document import parse_policy
+from keycask.policy.glob import action_matches
+from keycask.policy.model import Condition, PrincipalSpec, Text, Variable
+from keycask.policy.values import parse_instant, parse_template
+from keycask.policy.vocabulary import KMS_ACTIONS, MAX_POLICY_BYTES
 
 ACCOUNT = "111122223333"
 ROOT = f"arn:aws:iam::{ACCOUNT}:root"
@@ -713,7 +706,7 @@ def test_parse_instant_refuses(text: str) -> None:
 
 
 def test_an_over_long_condition_value_is_refused() -> None:
-    from keycask.policy.document import MAX_CONDITION_VALUE_CHARS
+    from keycask.policy.vocabulary import MAX_CONDITION_VALUE_CHARS
 
     def policy(value: str) -> str:
         return json.dumps({"Version": "2012-10-17", "Statement": [{

@@ -1,4 +1,4 @@
-"""policy/tools.py: lint finds every planted problem in deliberately broad
+"""policy/lint.py, simulate.py, who_can.py: lint finds every planted problem in deliberately broad
 policies and nothing in the least-privilege examples of docs/; simulate and
 who_can answer table cases the way the evaluator decides them."""
 
@@ -6,26 +6,28 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from keycask.keys.model import default_key_policy
+from keycask.keys.model import Key, KeyState, Tag, default_key_policy
 from keycask.policy.document import Policy, parse_policy
 from keycask.policy.evaluate import GrantView, Subject
-from keycask.policy.tools import (
+from keycask.policy.lint import (
     RULES,
-    Finding,
     LintFinding,
     at_least,
     home_account,
     lint_identity_policy,
     lint_key_policy,
-    normalize_action,
-    simulate,
-    who_can,
 )
+from keycask.policy.request_context import Transport
+from keycask.policy.simulate import simulate
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import Finding, who_can
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples"
 ACCOUNT = "111122223333"
@@ -37,6 +39,23 @@ SERVICE = f"arn:aws:iam::{ACCOUNT}:user/tenant-service"
 KEY_ID = "1234abcd-12ab-34cd-56ef-1234567890ab"
 KEY_ARN = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/{KEY_ID}"
 MULTI_TENANT = {"multi-tenant": "true"}
+
+
+def a_key(**tags: str) -> Key:
+    """The key KEY_ARN names, with ``tags``."""
+    return Key(
+        uuid.UUID(KEY_ID),
+        ACCOUNT,
+        "us-east-1",
+        datetime(2024, 1, 1, tzinfo=UTC),
+        "",
+        KeyState.ENABLED,
+        "{}",
+        tags=tuple(Tag(k, v) for k, v in tags.items()),
+    )
+
+
+KEY = a_key()
 
 
 def key_policy(*statements: dict[str, Any]) -> Policy:
@@ -494,7 +513,7 @@ def test_simulate(  # noqa: PLR0917 - one parameter per table column
     allowed: bool,
     decided_by: str,
 ) -> None:
-    decision = simulate(who, action, KEY_ARN, ACCOUNT, policy, (), encryption_context=context)
+    decision = simulate(who, action, KEY, policy, (), encryption_context=context)
     assert (decision.allowed, decision.decided_by) == (allowed, decided_by)
 
 
@@ -512,10 +531,10 @@ def test_simulate_explicit_deny_and_extra_condition_keys() -> None:
     )
     admin = subject("admin", admin=True)
     inside = simulate(
-        admin, "kms:Encrypt", KEY_ARN, ACCOUNT, policy, (), {"aws:SourceIp": "10.1.2.3"}
+        admin, "kms:Encrypt", KEY, policy, (), parameters={"aws:SourceIp": "10.1.2.3"}
     )
     outside = simulate(
-        admin, "kms:Encrypt", KEY_ARN, ACCOUNT, policy, (), {"aws:SourceIp": "1.2.3.4"}
+        admin, "kms:Encrypt", KEY, policy, (), transport=Transport(source_ip="1.2.3.4")
     )
     assert inside.allowed
     assert not outside.allowed
@@ -529,8 +548,7 @@ def test_simulate_grants_and_resource_tags() -> None:
     decided = simulate(
         app,
         "kms:Decrypt",
-        KEY_ARN,
-        ACCOUNT,
+        KEY,
         DEFAULT_POLICY,
         [grant],
         encryption_context={"tenant": "acme", "x": "y"},
@@ -539,8 +557,7 @@ def test_simulate_grants_and_resource_tags() -> None:
     refused = simulate(
         app,
         "kms:Decrypt",
-        KEY_ARN,
-        ACCOUNT,
+        KEY,
         DEFAULT_POLICY,
         [grant],
         encryption_context={"tenant": "b"},
@@ -554,10 +571,8 @@ def test_simulate_grants_and_resource_tags() -> None:
             Condition={"StringEquals": {"aws:ResourceTag/team": "payments"}},
         ),
     )
-    assert simulate(
-        app, "kms:Sign", KEY_ARN, ACCOUNT, tagged, (), {"aws:ResourceTag/team": "payments"}
-    ).allowed
-    assert not simulate(app, "kms:Sign", KEY_ARN, ACCOUNT, tagged, (), {}).allowed
+    assert simulate(app, "kms:Sign", a_key(team="payments"), tagged).allowed
+    assert not simulate(app, "kms:Sign", KEY, tagged).allowed
 
 
 def test_normalize_action() -> None:
@@ -572,7 +587,7 @@ def test_normalize_action() -> None:
 
 def test_who_can_on_the_default_policy() -> None:
     admin, app = subject("admin", admin=True), subject("app")
-    findings = who_can("kms:Decrypt", KEY_ARN, ACCOUNT, DEFAULT_POLICY, [app, admin])
+    findings = who_can("kms:Decrypt", KEY, DEFAULT_POLICY, [app, admin])
     assert findings == [
         Finding(
             admin.arn,
@@ -588,7 +603,7 @@ def test_who_can_reports_the_conditions_principals_need() -> None:
     acme = subject("tenant-service", tenant="acme")
     untagged = Subject(f"arn:aws:iam::{ACCOUNT}:user/ingest-app", ACCOUNT, False)
     auditor = subject("auditor")
-    findings = who_can("kms:Decrypt", KEY_ARN, ACCOUNT, TENANT_POLICY, [acme, untagged, auditor])
+    findings = who_can("kms:Decrypt", KEY, TENANT_POLICY, [acme, untagged, auditor])
     assert [f.principal for f in findings] == [acme.arn]
     (only,) = findings
     assert only.via == "key policy statement DecryptOnlyOwnTenant"
@@ -598,9 +613,9 @@ def test_who_can_reports_the_conditions_principals_need() -> None:
     assert "if kms:EncryptionContext:tenant = ${aws:PrincipalTag/tenant}" in only.describe()
 
     # ingest-app is named, but without a tenant tag its condition never holds.
-    assert who_can("kms:Encrypt", KEY_ARN, ACCOUNT, TENANT_POLICY, [acme, untagged]) == []
+    assert who_can("kms:Encrypt", KEY, TENANT_POLICY, [acme, untagged]) == []
     tagged = subject("ingest-app", tenant="globex")
-    assert who_can("kms:Encrypt", KEY_ARN, ACCOUNT, TENANT_POLICY, [tagged]) == [
+    assert who_can("kms:Encrypt", KEY, TENANT_POLICY, [tagged]) == [
         Finding(
             tagged.arn,
             "principal",
@@ -641,7 +656,7 @@ def test_who_can_lists_public_statements_grants_and_denies() -> None:
         GrantView("g-other", other.arn, frozenset({"Decrypt"})),
         GrantView("g-sign", app.arn, frozenset({"Sign"})),
     ]
-    findings = who_can("kms:Decrypt", KEY_ARN, ACCOUNT, policy, [app, other], grants)
+    findings = who_can("kms:Decrypt", KEY, policy, [app, other], grants)
     outside = (
         'not (aws:SourceIp NotIpAddress "10.0.0.0/8") '
         "[explicit deny in key policy statement NotFromOutside]"
@@ -671,12 +686,8 @@ def test_who_can_decides_key_conditions() -> None:
             Condition={"StringEquals": {"aws:ResourceTag/env": "prod"}},
         ),
     )
-    prod = who_can(
-        "kms:Decrypt", KEY_ARN, ACCOUNT, policy, [app], key_context={"aws:ResourceTag/env": "prod"}
-    )
-    dev = who_can(
-        "kms:Decrypt", KEY_ARN, ACCOUNT, policy, [app], key_context={"aws:ResourceTag/env": "dev"}
-    )
+    prod = who_can("kms:Decrypt", a_key(env="prod"), policy, [app])
+    dev = who_can("kms:Decrypt", a_key(env="dev"), policy, [app])
     assert [(f.principal, f.conditions) for f in prod if f.kind == "principal"] == [(app.arn, ())]
     assert [f for f in dev if f.kind == "principal"] == []
 
@@ -692,3 +703,50 @@ def test_the_guide_shows_the_example_files() -> None:
     for block in blocks:
         shown = json.loads(block)
         assert shown in files or shown in statements, block
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        {"StringEquals": {"aws:ResourceAccount": ACCOUNT}},
+        {"StringEquals": {"aws:userid": "AIDAEXAMPLEEXAMPLE1"}},
+        {"Bool": {"aws:PrincipalIsAWSService": "false"}},
+        {"Bool": {"aws:ViaAWSService": "false"}},
+        {"StringEquals": {"aws:PrincipalType": "User", "aws:username": "app"}},
+        {"StringEquals": {"aws:RequestedRegion": "us-east-1"}},
+    ],
+)
+def test_simulate_sets_the_keys_the_server_sets(condition: dict[str, Any]) -> None:
+    """The keys `policy simulate` once left out (issue 14): one builder
+    (policy/request_context.py) now sets them for the server and the tools."""
+    app = Subject(APP, ACCOUNT, False, unique_id="AIDAEXAMPLEEXAMPLE1")
+    policy = key_policy(
+        MANAGED, {"Sid": "Cond", **allow({"AWS": APP}, "kms:Encrypt", Condition=condition)}
+    )
+    decision = simulate(app, "kms:Encrypt", KEY, policy)
+    assert (decision.allowed, decision.decided_by) == (True, "key policy statement Cond")
+
+
+def test_management_never_crosses_accounts() -> None:
+    """As the server: a principal of another account may use a key its
+    policies let it use, never manage it, whatever the policies say."""
+    outsider = Subject(f"arn:aws:iam::{OTHER}:user/olga", OTHER, False)
+    everything = identity_policy({"Effect": "Allow", "Action": "kms:*", "Resource": "*"})
+    outsider = Subject(outsider.arn, OTHER, False, policies=(("all", everything),))
+    policy = key_policy(MANAGED, {"Sid": "Olga", **allow({"AWS": outsider.arn}, "kms:*")})
+    used = simulate(outsider, "kms:Encrypt", KEY, policy)
+    assert (used.allowed, used.decided_by) == (
+        True,
+        "key policy statement Olga (identity policy all statement #1)",
+    )
+    managed = simulate(outsider, "kms:GetKeyPolicy", KEY, policy)
+    assert (managed.allowed, managed.decided_by) == (
+        False,
+        "cross-account use is not allowed for kms:GetKeyPolicy",
+    )
+    assert "cannot be used across accounts" in managed.message
+    assert [f.principal for f in who_can("kms:Encrypt", KEY, policy, [outsider])] == [
+        outsider.arn,
+        ROOT,
+    ]
+    assert [f.principal for f in who_can("kms:GetKeyPolicy", KEY, policy, [outsider])] == [ROOT]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from keycask.config import partition
+from keycask.arn import Arn
 
 
 class KeyState(StrEnum):
@@ -84,16 +84,16 @@ SYMMETRIC_DEFAULT_ALGORITHM = "SYMMETRIC_DEFAULT"
 
 
 def key_arn(region: str, account: str, key_id: str) -> str:
-    return f"arn:{partition()}:kms:{region}:{account}:key/{key_id}"
+    return str(Arn.key(region, account, key_id))
 
 
 def alias_arn(region: str, account: str, alias_name: str) -> str:
-    return f"arn:{partition()}:kms:{region}:{account}:{alias_name}"
+    return str(Arn.alias(region, account, alias_name))
 
 
 def iam_root_arn(account: str) -> str:
     """The account's root principal, as key policies name the account."""
-    return f"arn:{partition()}:iam::{account}:root"
+    return str(Arn.root(account))
 
 
 def _ts(value: datetime) -> float:

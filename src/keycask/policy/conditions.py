@@ -46,27 +46,23 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import TypeAlias
 
-from keycask.policy.document import (
-    ANY_CHAR,
-    ANY_RUN,
-    ARN_OPERATORS,
-    DATE_OPERATORS,
-    IP_OPERATORS,
-    NEGATED_OPERATORS,
-    NUMERIC_OPERATORS,
-    Condition,
-    Glob,
-    TemplatePart,
-    Text,
-    Variable,
-    compile_glob,
-    key_kind,
+from keycask.policy.glob import ANY_CHAR, ANY_RUN, Glob, compile_glob
+from keycask.policy.model import Condition, TemplatePart, Text, Variable
+from keycask.policy.values import (
     parse_binary,
     parse_bool,
     parse_instant,
     parse_network,
     parse_number,
     parse_template,
+)
+from keycask.policy.vocabulary import (
+    ARN_OPERATORS,
+    DATE_OPERATORS,
+    IP_OPERATORS,
+    NEGATED_OPERATORS,
+    NUMERIC_OPERATORS,
+    key_kind,
 )
 
 ContextValue: TypeAlias = str | tuple[str, ...]  # single- or multivalued key

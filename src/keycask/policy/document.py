@@ -29,270 +29,64 @@ https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.ht
 https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html,
 https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html.
 
-Why one module of ~1,200 lines: it is the policy language as one unit, the
-vocabulary tables (actions, condition operators and keys), the value parsers
-and the parser that uses them, and the glob matcher the parsed conditions
-compile to; a change to the language touches all of them together, and a
-reader checking what is accepted needs them side by side. Issue 14 item 9
-splits it into vocabulary / model / value parsers / parse.
+The language is split by job: ``vocabulary.py`` (limits, actions,
+operators, condition keys), ``model.py`` (the parsed dataclasses),
+``values.py`` (numbers, instants, networks, ``${...}`` variables, shared
+with evaluation), ``glob.py`` (the wildcard matcher), ``messages.py`` (how
+messages quote a policy); this module is the parser that uses them.
+
+Why ~550 lines: it is one recursive-descent parser, each element's checks
+calling the next element's with the same failure and quoting conventions;
+cut further, one grammar would be read across files.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import difflib
-import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Literal, NoReturn
 
+from keycask.arn import Arn
 from keycask.config import partition
 from keycask.errors import MalformedPolicyDocumentException
+from keycask.policy.glob import pattern_tokens, wildcard_match
+from keycask.policy.messages import JsonNumber, kind_of, show, suggest, suggest_folded
 
-# The KMS model's PolicyType bound (also its character set, below). The KMS
-# Developer Guide quotes a 32 KB key policy quota; the API model allows more,
-# and the caller may apply the smaller quota on top.
-MAX_POLICY_BYTES = 131072
-# The longest single condition value. AWS bounds only the whole key policy
-# (32 KB); this bounds what one comparison can cost and what one pattern
-# can make the matcher hold. Longer than any ARN (2,048), tag value (256),
-# alias (256) or principal name; an encryption context value could be
-# longer, but no policy compares against a 4,000-character context value.
-MAX_CONDITION_VALUE_CHARS = 4096
-# A valid policy nests at most six levels (document, Statement list,
-# statement, Condition, operator block, value list); anything deeper is
-# refused before the JSON parser can recurse on it.
-MAX_NESTING = 8
+# The parsed model, re-exported: the service and the policy tools read a
+# Policy from here, next to the parse_policy that makes it.
+from keycask.policy.model import Condition, Policy, PrincipalSpec, Statement
+from keycask.policy.values import (
+    parse_binary,
+    parse_bool,
+    parse_instant,
+    parse_network,
+    parse_number,
+    parse_template,
+)
+from keycask.policy.vocabulary import (
+    ARN_OPERATORS,
+    CONDITION_KEY_PREFIXES,
+    CONDITION_KEYS,
+    DATE_OPERATORS,
+    IP_OPERATORS,
+    KMS_ACTIONS,
+    KMS_ACTIONS_BY_LOWER,
+    MAX_CONDITION_VALUE_CHARS,
+    MAX_NESTING,
+    MAX_POLICY_BYTES,
+    NO_FOR_ALL_VALUES,
+    NUMERIC_OPERATORS,
+    OPERATORS,
+    SET_OPERATORS,
+    VARIABLE_OPERATORS,
+    VARIABLES_VERSION,
+    VERSIONS,
+    key_kind,
+)
 
-VERSIONS = frozenset({"2012-10-17", "2008-10-17"})
-# Policy variables exist only in this version of the language; in older (or
-# unversioned) policies "${aws:username}" is a literal string.
-VARIABLES_VERSION = "2012-10-17"
-
-# Every permission the KMS authorizes: the operations in botocore's KMS model
-# (tests compare the two), except ReEncrypt, which AWS authorizes as the two
-# permissions ReEncryptFrom (source key) and ReEncryptTo (destination key);
-# plus SynchronizeMultiRegionKey, which no API exposes but AWS's multi-Region
-# service-linked role is granted.
-KMS_ACTIONS: frozenset[str] = frozenset(
-    "kms:" + name
-    for name in (
-        "CancelKeyDeletion",
-        "ConnectCustomKeyStore",
-        "CreateAlias",
-        "CreateCustomKeyStore",
-        "CreateGrant",
-        "CreateKey",
-        "Decapsulate",
-        "Decrypt",
-        "DeleteAlias",
-        "DeleteCustomKeyStore",
-        "DeleteImportedKeyMaterial",
-        "DeriveSharedSecret",
-        "DescribeCustomKeyStores",
-        "DescribeKey",
-        "DisableKey",
-        "DisableKeyRotation",
-        "DisconnectCustomKeyStore",
-        "EnableKey",
-        "EnableKeyRotation",
-        "Encapsulate",
-        "Encrypt",
-        "GenerateDataKey",
-        "GenerateDataKeyPair",
-        "GenerateDataKeyPairWithoutPlaintext",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateMac",
-        "GenerateRandom",
-        "GetKeyLastUsage",
-        "GetKeyPolicy",
-        "GetKeyRotationStatus",
-        "GetParametersForImport",
-        "GetPublicKey",
-        "ImportKeyMaterial",
-        "ListAliases",
-        "ListGrants",
-        "ListKeyPolicies",
-        "ListKeyRotations",
-        "ListKeys",
-        "ListResourceTags",
-        "ListRetirableGrants",
-        "PutKeyPolicy",
-        "ReEncryptFrom",
-        "ReEncryptTo",
-        "ReplicateKey",
-        "RetireGrant",
-        "RevokeGrant",
-        "RotateKeyOnDemand",
-        "ScheduleKeyDeletion",
-        "Sign",
-        "SynchronizeMultiRegionKey",
-        "TagResource",
-        "UntagResource",
-        "UpdateAlias",
-        "UpdateCustomKeyStore",
-        "UpdateKeyDescription",
-        "UpdatePrimaryRegion",
-        "Verify",
-        "VerifyMac",
-    )
-)
-_KMS_ACTIONS_LOWER = {action.lower(): action for action in KMS_ACTIONS}
-
-STRING_OPERATORS = frozenset(
-    {
-        "StringEquals",
-        "StringNotEquals",
-        "StringEqualsIgnoreCase",
-        "StringNotEqualsIgnoreCase",
-        "StringLike",
-        "StringNotLike",
-    }
-)
-NUMERIC_OPERATORS = frozenset(
-    {
-        "NumericEquals",
-        "NumericNotEquals",
-        "NumericLessThan",
-        "NumericLessThanEquals",
-        "NumericGreaterThan",
-        "NumericGreaterThanEquals",
-    }
-)
-DATE_OPERATORS = frozenset(
-    {
-        "DateEquals",
-        "DateNotEquals",
-        "DateLessThan",
-        "DateLessThanEquals",
-        "DateGreaterThan",
-        "DateGreaterThanEquals",
-    }
-)
-ARN_OPERATORS = frozenset({"ArnEquals", "ArnNotEquals", "ArnLike", "ArnNotLike"})
-IP_OPERATORS = frozenset({"IpAddress", "NotIpAddress"})
-OPERATORS = (
-    STRING_OPERATORS
-    | NUMERIC_OPERATORS
-    | DATE_OPERATORS
-    | ARN_OPERATORS
-    | IP_OPERATORS
-    | {"Bool", "BinaryEquals", "Null"}
-)
-# Operators that hold when the key does *not* match; with the key absent
-# from the request they are true (IAM: "If the policy condition requires that
-# the key is not matched ... and the right key is not present, the condition
-# is true").
-NEGATED_OPERATORS = frozenset(
-    {
-        "StringNotEquals",
-        "StringNotEqualsIgnoreCase",
-        "StringNotLike",
-        "NumericNotEquals",
-        "DateNotEquals",
-        "NotIpAddress",
-        "ArnNotEquals",
-        "ArnNotLike",
-    }
-)
-# IAM allows policy variables only in string and ARN comparisons.
-VARIABLE_OPERATORS = STRING_OPERATORS | ARN_OPERATORS
-SET_OPERATORS = ("ForAllValues", "ForAnyValue")
-
-# Known condition keys, lower-cased, each marked multivalued or not (the
-# "Value type" column of the KMS and IAM references). Multivalued keys hold a
-# set of values in the request and are meant for ForAllValues/ForAnyValue.
-_KMS_KEYS: dict[str, bool] = {
-    "kms:bypasspolicylockoutsafetycheck": False,
-    "kms:calleraccount": False,
-    "kms:customermasterkeyspec": False,
-    "kms:customermasterkeyusage": False,
-    "kms:datakeypairspec": False,
-    "kms:encryptionalgorithm": False,
-    "kms:encryptioncontextkeys": True,
-    "kms:expirationmodel": False,
-    "kms:grantconstrainttype": False,
-    "kms:grantisforawsresource": False,
-    "kms:grantoperations": True,
-    "kms:granteeprincipal": False,
-    "kms:keyagreementalgorithm": False,
-    "kms:keyorigin": False,
-    "kms:keyspec": False,
-    "kms:keyusage": False,
-    "kms:macalgorithm": False,
-    "kms:messagetype": False,
-    "kms:multiregion": False,
-    "kms:multiregionkeytype": False,
-    "kms:primaryregion": False,
-    "kms:reencryptonsamekey": False,
-    "kms:replicaregion": False,
-    "kms:requestalias": False,
-    "kms:resourcealiases": True,
-    "kms:retiringprincipal": False,
-    "kms:rotationperiodindays": False,
-    "kms:schedulekeydeletionpendingwindowindays": False,
-    "kms:signingalgorithm": False,
-    "kms:validto": False,
-    "kms:viaservice": False,
-    "kms:wrappingalgorithm": False,
-    "kms:wrappingkeyspec": False,
-}
-_GLOBAL_KEYS: dict[str, bool] = {
-    "aws:calledvia": True,
-    "aws:calledviafirst": False,
-    "aws:calledvialast": False,
-    "aws:currenttime": False,
-    "aws:epochtime": False,
-    "aws:federatedprovider": False,
-    "aws:multifactorauthage": False,
-    "aws:multifactorauthpresent": False,
-    "aws:principalaccount": False,
-    "aws:principalarn": False,
-    "aws:principalisawsservice": False,
-    "aws:principalorgid": False,
-    "aws:principalorgpaths": True,
-    "aws:principalservicename": False,
-    "aws:principalservicenameslist": True,
-    "aws:principaltype": False,
-    "aws:referer": False,
-    "aws:requestedregion": False,
-    "aws:resourceaccount": False,
-    "aws:resourceorgid": False,
-    "aws:resourceorgpaths": True,
-    "aws:securetransport": False,
-    "aws:sourceaccount": False,
-    "aws:sourcearn": False,
-    "aws:sourceidentity": False,
-    "aws:sourceip": False,
-    "aws:sourceorgid": False,
-    "aws:sourceorgpaths": True,
-    "aws:sourcevpc": False,
-    "aws:sourcevpce": False,
-    "aws:tagkeys": True,
-    "aws:tokenissuetime": False,
-    "aws:userid": False,
-    "aws:username": False,
-    "aws:viaawsservice": False,
-    "aws:vpcsourceip": False,
-}
-CONDITION_KEYS: dict[str, bool] = {**_KMS_KEYS, **_GLOBAL_KEYS}
-# Keys with a caller-chosen suffix; all single-valued.
-CONDITION_KEY_PREFIXES = (
-    "kms:encryptioncontext:",
-    "aws:principaltag/",
-    "aws:resourcetag/",
-    "aws:requesttag/",
-)
-# AWS KMS refuses ForAllValues with these single-valued keys
-# (OverlyPermissiveCondition): it matches requests without the pair at all.
-_NO_FOR_ALL_VALUES = ("kms:encryptioncontext:", "aws:requesttag/")
+__all__ = ["Condition", "Policy", "PrincipalSpec", "Statement", "parse_policy"]
 
 _TOP_ELEMENTS = ("Version", "Id", "Statement")
 _STATEMENT_ELEMENTS = (
@@ -327,472 +121,13 @@ _SERVICE_PRINCIPAL = re.compile("[A-Za-z0-9.-]+")
 _ACTION = re.compile("([^:]*):(.*)", re.DOTALL)
 _SERVICE_PREFIX = re.compile("[A-Za-z0-9-]+")
 _ACTION_NAME = re.compile("[A-Za-z0-9_*?-]+")
-_VARIABLE = re.compile(r"\s*([^,\s]+)\s*(?:,\s*'([^']*)'\s*)?", re.DOTALL)
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
-_EPOCH = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
-_ISO_8601 = re.compile(
-    "([0-9]{4})-([0-9]{2})"
-    "(?:-([0-9]{2})"
-    "(?:T([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.]([0-9]+))?)?(Z|[+-][0-9]{2}:?[0-9]{2})?)?)?"
-)
-_EPOCH_START = datetime(1970, 1, 1, tzinfo=UTC)
 
 # AWS's unique ids of users (AIDA) and roles (AROA).
 UNIQUE_ID = re.compile(r"A(?:IDA|ROA)[A-Z0-9]{17}")
 
-# Wildcard tokens for ``wildcard_match``: a pattern is a sequence of tokens,
-# each one literal character or one of these two (longer, so never a char).
-ANY_RUN = "<*>"
-ANY_CHAR = "<?>"
-
-
-@dataclass(frozen=True, slots=True)
-class PrincipalSpec:
-    """A Principal or NotPrincipal element."""
-
-    any: bool  # "*" or {"AWS": "*"}
-    # AWS principal ARNs as written; a bare account id is normalised to
-    # "arn:aws:iam::<id>:root", which is what it means.
-    aws: tuple[str, ...] = ()
-    # {"Service": ...} principals, kept; they never match a keycask caller.
-    services: tuple[str, ...] = ()
-    # ARN -> the unique id of the principal it named when the policy was put
-    # (keycask records it beside the key's policy; never parsed from text).
-    bound: Mapping[str, str] | None = field(default=None, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Condition:
-    """One key under one operator: ``{"ForAnyValue:StringLikeIfExists": {key: values}}``."""
-
-    operator: str  # the base operator, e.g. "StringEquals"
-    if_exists: bool
-    set_operator: str | None  # "ForAllValues" | "ForAnyValue" | None
-    # The condition key, wholly lower-cased: AWS compares condition key names,
-    # encryption context keys and tag keys in them case-insensitively.
-    key: str
-    # Every value as a string: JSON strings as written, JSON numbers as the
-    # digits written (AWS compares them as the text), true/false as
-    # "true"/"false". Several values are alternatives (OR).
-    values: tuple[str, ...]
-    # The key as the policy spelled it, for messages and audit.
-    key_as_written: str = field(default="", compare=False)
-    # Whether ${...} policy variables in the values are substituted: only in
-    # 2012-10-17 policies and only for string and ARN operators.
-    variables: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    sid: str | None
-    effect: str  # "Allow" | "Deny"
-    principal: PrincipalSpec | None
-    not_principal: PrincipalSpec | None
-    actions: tuple[str, ...] | None  # lower-cased patterns: "kms:decrypt", "kms:*", "*"
-    not_actions: tuple[str, ...] | None
-    resources: tuple[str, ...] | None
-    not_resources: tuple[str, ...] | None
-    conditions: tuple[Condition, ...]
-    index: int  # position in the policy (0-based), for messages when sid is None
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    version: str | None
-    id: str | None
-    statements: tuple[Statement, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """``${key}`` or ``${key, 'default'}`` in a condition value."""
-
-    key: str  # lower-cased
-    default: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Text:
-    """Characters that stand for themselves even where ``*`` and ``?`` are
-    wildcards: the escapes ``${*}``, ``${?}`` and ``${$}``."""
-
-    text: str
-
-
-# A condition value is a sequence of parts: ``str`` is text as written (where
-# "*" and "?" are wildcards for the Like operators), Text is literal text, and
-# Variable is replaced by a request context value at evaluation time.
-TemplatePart = str | Text | Variable
-
-
-class _JsonNumber(str):
-    """A JSON number, kept as the text it was written as (never converted to a
-    float, so no precision is lost and no huge integer is ever built)."""
-
-    __slots__ = ()
-
 
 def _fail(message: str) -> NoReturn:
     raise MalformedPolicyDocumentException(message)
-
-
-def _show(value: object, limit: int = 80) -> str:
-    """A value quoted for a message, cut short: messages echo policies, and a
-    131 KB string helps nobody."""
-    text = json.dumps(value) if isinstance(value, str) else _kind(value)
-    return text if len(text) <= limit else text[: limit - 4] + '..."'
-
-
-def _kind(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, _JsonNumber):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
-
-
-def _suggest(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
-    return f' (did you mean "{close[0]}"?)' if close else ""
-
-
-def _suggest_folded(word: str, choices: Iterable[str]) -> str:
-    """Like _suggest, but case-insensitive, answering with the AWS spelling."""
-    spelled = {choice.lower(): choice for choice in choices}
-    close = difflib.get_close_matches(word.lower(), list(spelled), n=1, cutoff=0.75)
-    return f' (did you mean "{spelled[close[0]]}"?)' if close else ""
-
-
-# -- wildcards -----------------------------------------------------------------
-
-
-def pattern_tokens(pattern: str) -> tuple[str, ...]:
-    """The wildcard tokens of a pattern where ``*`` and ``?`` are wildcards."""
-    return tuple(ANY_RUN if c == "*" else ANY_CHAR if c == "?" else c for c in pattern)
-
-
-def wildcard_match(tokens: Sequence[str], text: str) -> bool:
-    """Whether ``text`` matches the token sequence (see ``pattern_tokens``)."""
-    return compile_glob(tuple(tokens)).match(text)
-
-
-# A Python-level scan (the bit-parallel search below) costs about as much per
-# character as the C regex engine spends trying a segment of this many
-# characters at one position; longer segments with "?" use the scan.
-_REGEX_SEGMENT = 64
-
-
-@dataclass(frozen=True, slots=True)
-class _Segment:
-    """The tokens between two ``*``: literal runs at fixed offsets, with a
-    ``?`` (any one character) wherever no run covers."""
-
-    length: int
-    runs: tuple[tuple[int, str], ...]  # (offset, literal text), in order
-    literal: str | None  # the whole segment when it has no "?"
-    regex: re.Pattern[str] | None  # a short segment with "?": one C-level search
-    # A long segment with "?": bit-parallel search. Per character, the bits of
-    # the positions it may take (those of "?" included); any_mask for others.
-    masks: dict[str, int] | None
-    any_mask: int
-
-    def at(self, text: str, start: int) -> bool:
-        """Whether the segment matches ``text`` at ``start`` (the caller has
-        checked that it fits): one comparison per literal run."""
-        return all(text.startswith(run, start + offset) for offset, run in self.runs)
-
-    def find(self, text: str, start: int, end: int) -> int:
-        """The leftmost position >= start where the segment matches and ends
-        by ``end``; -1 if none.
-
-        Cost, with n = end - start: a literal segment is one ``str.find``,
-        which CPython (3.10+) runs in O(n + length) with its two-way search for
-        long needles and in at most n * min(length, 100) comparisons for short
-        ones. A short segment with "?" is one regex search: the pattern has no
-        repetition, so the engine tries each start once and compares at most
-        ``length`` <= 64 characters there, O(64 n). A longer one is a
-        Shift-And scan: n steps of three integer operations on ``length``
-        bits. Each is linear in n for a bounded segment; nothing backtracks
-        over earlier segments.
-        """
-        if self.literal is not None:
-            return text.find(self.literal, start, end)
-        if self.regex is not None:
-            found = self.regex.search(text, start, end)
-            return -1 if found is None else found.start()
-        assert self.masks is not None
-        masks, any_mask = self.masks, self.any_mask
-        done = 1 << (self.length - 1)
-        state = 0
-        for index in range(start, end):
-            state = ((state << 1) | 1) & masks.get(text[index], any_mask)
-            if state & done:
-                return index - self.length + 1
-        return -1
-
-    @property
-    def weight(self) -> int:
-        """What searching costs per character of text, in characters
-        compared by ``str.find`` (about 5 ns for a long needle; see
-        benchmarks/glob_bench.py): a regex search of up to 64 characters
-        measures about 30 times that, a Shift-And step about 200 times."""
-        if self.literal is not None:
-            return 1
-        return 64 if self.regex is not None else 256
-
-
-def _segment(tokens: Sequence[str]) -> _Segment:
-    runs: list[tuple[int, str]] = []
-    run: list[str] = []
-    for offset, token in enumerate(tokens):
-        if token == ANY_CHAR:
-            if run:
-                runs.append((offset - len(run), "".join(run)))
-                run = []
-        else:
-            run.append(token)
-    if run:
-        runs.append((len(tokens) - len(run), "".join(run)))
-    length = len(tokens)
-    if not any(token == ANY_CHAR for token in tokens):
-        return _Segment(length, tuple(runs), "".join(tokens), None, None, 0)
-    if length <= _REGEX_SEGMENT:
-        source = "".join(re.escape(t) if t != ANY_CHAR else "." for t in tokens)
-        return _Segment(length, tuple(runs), None, re.compile(source, re.DOTALL), None, 0)
-    any_mask = 0
-    for offset, token in enumerate(tokens):
-        if token == ANY_CHAR:
-            any_mask |= 1 << offset
-    masks: dict[str, int] = {}
-    for offset, token in enumerate(tokens):
-        if token != ANY_CHAR:
-            masks[token] = masks.get(token, any_mask) | 1 << offset
-    return _Segment(length, tuple(runs), None, None, masks, any_mask)
-
-
-@dataclass(frozen=True, slots=True)
-class Glob:
-    """A compiled wildcard pattern: the segments between its ``*`` tokens.
-
-    Matching is the standard non-backtracking glob algorithm: the first
-    segment must match at the start, the last at the end, and each one in
-    between is searched for left to right from where the previous one ended,
-    taking the leftmost occurrence. Leftmost is always safe: any match that
-    uses a later occurrence of a segment can use the leftmost instead, since
-    the ``*`` after it absorbs the difference. So every character of the text
-    is scanned by at most one segment search, and the whole match costs
-    O(len(text) + len(pattern)) segment-search steps (see ``_Segment.find``
-    for the constant), where the old two-pointer loop could retry every
-    position of the text for every position of the pattern.
-    """
-
-    head: _Segment
-    middle: tuple[_Segment, ...]
-    tail: _Segment | None  # None: the pattern has no "*"
-    size: int  # the shortest text that can match (every token but "*")
-    # Per character of text, what the costliest middle segment's search costs
-    # relative to str.find (``_Segment.weight``); the searches together scan
-    # each character once.
-    weight: int = 1
-
-    def cost(self, text_length: int) -> int:
-        """An upper bound on the work of ``match`` on a text this long, in
-        units of one character compared by a C-level search."""
-        return (text_length + self.size) * self.weight
-
-    def match(self, text: str) -> bool:
-        size = len(text)
-        if size < self.size:
-            return False
-        head, tail = self.head, self.tail
-        if tail is None:
-            return size == head.length and head.at(text, 0)
-        end = size - tail.length
-        if not (head.at(text, 0) and tail.at(text, end)):
-            return False
-        position = head.length
-        for segment in self.middle:
-            found = segment.find(text, position, end)
-            if found < 0:
-                return False
-            position = found + segment.length
-        return True
-
-
-# A compiled pattern holds, for a long segment with "?", one integer as wide
-# as the segment per distinct character: up to 2 MB for a 4,096-character
-# condition value. So patterns are cached by size: many small ones, few big.
-_SMALL_PATTERN = 256
-
-
-def compile_glob(tokens: tuple[str, ...]) -> Glob:
-    """The pattern's segments, split at ``*`` (runs of ``*`` are one); cached."""
-    if len(tokens) <= _SMALL_PATTERN:
-        return _compile_small(tokens)
-    return _compile_large(tokens)
-
-
-def _compile_glob(tokens: tuple[str, ...]) -> Glob:
-    parts: list[list[str]] = [[]]
-    for token in tokens:
-        if token == ANY_RUN:
-            parts.append([])
-        else:
-            parts[-1].append(token)
-    segments = [_segment(part) for part in parts]
-    size = sum(segment.length for segment in segments)
-    if len(segments) == 1:
-        return Glob(segments[0], (), None, size)
-    middle = tuple(segment for segment in segments[1:-1] if segment.length)
-    weight = max((segment.weight for segment in middle), default=1)
-    return Glob(segments[0], middle, segments[-1], size, weight)
-
-
-# At most about 4,096 x 16 KB and 16 x 2 MB.
-_compile_small = lru_cache(maxsize=4096)(_compile_glob)
-_compile_large = lru_cache(maxsize=16)(_compile_glob)
-
-
-def action_matches(pattern: str, action: str) -> bool:
-    """Whether an Action pattern (``kms:*``, ``kms:generatedatakey*``, ``*``)
-    covers ``action``; case-insensitive, ``*`` and ``?`` wildcards."""
-    return wildcard_match(pattern_tokens(pattern.lower()), action.lower())
-
-
-# -- values shared by validation (here) and evaluation (conditions.py) ---------
-
-
-def parse_number(text: str) -> Decimal | None:
-    """A Numeric operand, compared exactly as a decimal; None if not a number."""
-    if not _NUMBER.fullmatch(text):
-        return None
-    try:
-        number = Decimal(text)
-    except (InvalidOperation, ValueError):  # an exponent beyond Decimal's range
-        return None
-    return number if number.is_finite() else None
-
-
-def parse_instant(text: str) -> Decimal | None:
-    """A Date operand as seconds since the epoch, or None.
-
-    Accepts epoch seconds (integer or decimal; an all-digit string is always
-    epoch seconds, never a bare year) and the W3C profiles of ISO 8601 that
-    IAM documents: YYYY-MM, YYYY-MM-DD, and date-times with minutes, seconds
-    and fractions, with "Z" or a +hh:mm offset. A date-time without a zone is
-    taken as UTC, the zone AWS reports times in.
-    """
-    if _EPOCH.fullmatch(text):
-        return Decimal(text)
-    match = _ISO_8601.fullmatch(text)
-    if match is None:
-        return None
-    year, month, day, hour, minute, second, fraction, zone = match.groups()
-    try:
-        tz = UTC
-        if zone is not None and zone != "Z":
-            digits = zone[1:].replace(":", "")
-            offset = timedelta(hours=int(digits[:2]), minutes=int(digits[2:]))
-            tz = timezone(-offset if zone[0] == "-" else offset)
-        moment = datetime(
-            int(year),
-            int(month),
-            int(day or 1),
-            int(hour or 0),
-            int(minute or 0),
-            int(second or 0),
-            tzinfo=tz,
-        )
-    except ValueError:  # month 13, hour 25, an offset of a day or more, ...
-        return None
-    delta = moment - _EPOCH_START
-    seconds = Decimal(delta.days * 86400 + delta.seconds)
-    return seconds + Decimal("0." + fraction) if fraction else seconds
-
-
-def parse_bool(text: str) -> bool | None:
-    lowered = text.lower()
-    return True if lowered == "true" else False if lowered == "false" else None
-
-
-def parse_binary(text: str) -> bytes | None:
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
-def parse_network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | None:
-    """A CIDR block; a bare address means /32 (IPv4) or /128 (IPv6)."""
-    try:
-        return ipaddress.ip_network(text, strict=False)
-    except ValueError:
-        return None
-
-
-def key_kind(key: str) -> bool | None:
-    """Whether the (lower-cased) condition key is multivalued; None if unknown."""
-    multivalued = CONDITION_KEYS.get(key)
-    if multivalued is not None:
-        return multivalued
-    for prefix in CONDITION_KEY_PREFIXES:
-        if key.startswith(prefix) and len(key) > len(prefix):
-            return False
-    return None
-
-
-def parse_template(value: str, *, variables: bool) -> tuple[TemplatePart, ...]:
-    """Split a condition value into text and ``${...}`` policy variables.
-
-    Raises ValueError (with a message for the policy author) for a ``${``
-    without its ``}``, an unknown key, or a multivalued key, which AWS does
-    not allow as a variable.
-    """
-    if not variables or "${" not in value:
-        return (value,)
-    parts: list[TemplatePart] = []
-    rest = value
-    while (start := rest.find("${")) >= 0:
-        end = rest.find("}", start + 2)
-        if end < 0:
-            raise ValueError(
-                f"{_show(rest[start:])} opens a policy variable that is never closed "
-                '(write "${$}" for a literal "$")'
-            )
-        if start:
-            parts.append(rest[:start])
-        inner = rest[start + 2 : end]
-        if inner in ("*", "?", "$"):
-            parts.append(Text(inner))
-        else:
-            match = _VARIABLE.fullmatch(inner)
-            if match is None:
-                raise ValueError(f"{_show('${' + inner + '}')} is not a policy variable")
-            name, default = match.groups()
-            kind = key_kind(name.lower())
-            if kind is None:
-                raise ValueError(
-                    f"policy variable {_show('${' + name + '}')} names no known condition key"
-                    + _suggest_folded(name, CONDITION_KEYS)
-                )
-            if kind:
-                raise ValueError(
-                    f"policy variable {_show('${' + name + '}')} names a multivalued key, "
-                    "which cannot be a policy variable"
-                )
-            parts.append(Variable(name.lower(), default))
-        rest = rest[end + 1 :]
-    if rest:
-        parts.append(rest)
-    return tuple(parts)
 
 
 # -- parsing -------------------------------------------------------------------
@@ -825,8 +160,8 @@ def parse_policy(text: str, *, kind: Literal["key", "identity"]) -> Policy:
         document = json.loads(
             text,
             object_pairs_hook=_object,
-            parse_int=_JsonNumber,
-            parse_float=_JsonNumber,
+            parse_int=JsonNumber,
+            parse_float=JsonNumber,
             parse_constant=_constant,
         )
     except json.JSONDecodeError as exc:
@@ -834,19 +169,19 @@ def parse_policy(text: str, *, kind: Literal["key", "identity"]) -> Policy:
     except RecursionError:  # defence in depth: _nesting already bounds this
         _fail("The policy nests JSON objects and lists too deeply.")
     if not isinstance(document, dict):
-        _fail(f"The policy must be a JSON object, not {_kind(document)}.")
+        _fail(f"The policy must be a JSON object, not {kind_of(document)}.")
     for name in document:
         if name not in _TOP_ELEMENTS:
             _fail(
-                f"The policy has an unknown element {_show(name)}{_suggest(name, _TOP_ELEMENTS)}; "
+                f"The policy has an unknown element {show(name)}{suggest(name, _TOP_ELEMENTS)}; "
                 "a policy has only Version, Id and Statement."
             )
     version = document.get("Version")
     if version is not None:
-        if not isinstance(version, str) or isinstance(version, _JsonNumber):
-            _fail(f'Version must be the string "2012-10-17", not {_kind(version)}.')
+        if not isinstance(version, str) or isinstance(version, JsonNumber):
+            _fail(f'Version must be the string "2012-10-17", not {kind_of(version)}.')
         if version not in VERSIONS:
-            _fail(f'Version {_show(version)} is not a policy language version; use "2012-10-17".')
+            _fail(f'Version {show(version)} is not a policy language version; use "2012-10-17".')
     policy_id = document.get("Id")
     if policy_id is not None:
         policy_id = _string(policy_id, "Id")
@@ -856,7 +191,7 @@ def parse_policy(text: str, *, kind: Literal["key", "identity"]) -> Policy:
     if isinstance(raw_statements, dict):
         raw_statements = [raw_statements]
     if not isinstance(raw_statements, list):
-        _fail(f"Statement must be an object or a list of objects, not {_kind(raw_statements)}.")
+        _fail(f"Statement must be an object or a list of objects, not {kind_of(raw_statements)}.")
     if not raw_statements:
         _fail("Statement is an empty list; a policy needs at least one statement.")
     variables = version == VARIABLES_VERSION
@@ -869,7 +204,7 @@ def parse_policy(text: str, *, kind: Literal["key", "identity"]) -> Policy:
             if statement.sid in seen:
                 _fail(
                     f"Statements {seen[statement.sid] + 1} and {statement.index + 1} share the "
-                    f"Sid {_show(statement.sid)}; Sids must be unique within a policy."
+                    f"Sid {show(statement.sid)}; Sids must be unique within a policy."
                 )
             seen[statement.sid] = statement.index
     return Policy(version, policy_id, statements)
@@ -888,7 +223,7 @@ def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
     result: dict[str, object] = {}
     for name, value in pairs:
         if name in result:
-            _fail(f"The policy repeats the name {_show(name)} within one JSON object.")
+            _fail(f"The policy repeats the name {show(name)} within one JSON object.")
         result[name] = value
     return result
 
@@ -898,8 +233,8 @@ def _constant(name: str) -> NoReturn:
 
 
 def _string(value: object, where: str) -> str:
-    if not isinstance(value, str) or isinstance(value, _JsonNumber):
-        _fail(f"{where} must be a string, not {_kind(value)}.")
+    if not isinstance(value, str) or isinstance(value, JsonNumber):
+        _fail(f"{where} must be a string, not {kind_of(value)}.")
     if _SURROGATE.search(value):
         _fail(f"{where} contains an unpaired UTF-16 surrogate escape.")
     return value
@@ -935,29 +270,28 @@ def _either(
 def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement:
     where = f"Statement {index + 1}"
     if not isinstance(raw, dict):
-        _fail(f"{where} must be a JSON object, not {_kind(raw)}.")
+        _fail(f"{where} must be a JSON object, not {kind_of(raw)}.")
     sid: str | None = None
     if "Sid" in raw:
         sid = _string(raw["Sid"], f"{where}: Sid")
         if kind == "identity" and not _IDENTITY_SID.fullmatch(sid):
             _fail(
-                f"{where}: Sid {_show(sid)} may contain only letters and digits "
+                f"{where}: Sid {show(sid)} may contain only letters and digits "
                 "in an identity policy (key policies also allow spaces)."
             )
         if sid:
-            where = f"{where} (Sid {_show(sid, 60)})"
+            where = f"{where} (Sid {show(sid, 60)})"
     for name in raw:
         if name not in _STATEMENT_ELEMENTS:
             _fail(
-                f"{where} has an unknown element {_show(name)}"
-                f"{_suggest(name, _STATEMENT_ELEMENTS)}."
+                f"{where} has an unknown element {show(name)}{suggest(name, _STATEMENT_ELEMENTS)}."
             )
 
     if "Effect" not in raw:
         _fail(f'{where} has no Effect; write "Allow" or "Deny".')
     effect = raw["Effect"]
     if not isinstance(effect, str) or effect not in ("Allow", "Deny"):
-        _fail(f'{where}: Effect must be exactly "Allow" or "Deny", not {_show(effect)}.')
+        _fail(f'{where}: Effect must be exactly "Allow" or "Deny", not {show(effect)}.')
 
     principal = not_principal = None
     if kind == "identity":
@@ -1009,14 +343,14 @@ def _principal(raw: object, where: str) -> PrincipalSpec:
     if raw == "*":
         return PrincipalSpec(any=True)
     if not isinstance(raw, dict):
-        _fail(f'{where} must be "*" or an object such as {{"AWS": "<ARN>"}}, not {_show(raw)}.')
+        _fail(f'{where} must be "*" or an object such as {{"AWS": "<ARN>"}}, not {show(raw)}.')
     if not raw:
         _fail(f"{where} is an empty object.")
     for name in raw:
         if name not in ("AWS", "Service"):
             _fail(
-                f"{where} has the principal type {_show(name)}"
-                f"{_suggest(name, ('AWS', 'Service'))}; "
+                f"{where} has the principal type {show(name)}"
+                f"{suggest(name, ('AWS', 'Service'))}; "
                 'keycask supports "AWS" and "Service" principals.'
             )
     any_principal = False
@@ -1034,7 +368,7 @@ def _principal(raw: object, where: str) -> PrincipalSpec:
         for value in _strings(raw["Service"], f"{where} Service"):
             if not _SERVICE_PRINCIPAL.fullmatch(value):
                 _fail(
-                    f"{where} Service {_show(value)} is not a service principal "
+                    f"{where} Service {show(value)} is not a service principal "
                     'such as "ec2.amazonaws.com".'
                 )
             if value not in services:
@@ -1053,11 +387,11 @@ def _aws_principal(value: str, where: str) -> str:
         return value
     if "*" in value or "?" in value:
         _fail(
-            f"{where} {_show(value)}: wildcards are not allowed in a principal "
+            f"{where} {show(value)}: wildcards are not allowed in a principal "
             '(use "*" with an aws:PrincipalArn condition and ArnLike instead).'
         )
     _fail(
-        f"{where} {_show(value)} is not a principal: use a 12-digit account id, "
+        f"{where} {show(value)} is not a principal: use a 12-digit account id, "
         '"arn:aws:iam::<account>:root", "arn:aws:iam::<account>:user/<name>" or '
         '"arn:aws:iam::<account>:role/<name>".'
     )
@@ -1072,35 +406,35 @@ def _action(value: str, where: str) -> str:
         return value
     match = _ACTION.fullmatch(value)
     if match is None:
-        _fail(f'{where} {_show(value)} is not an action: write "*" or "<service>:<action>".')
+        _fail(f'{where} {show(value)} is not an action: write "*" or "<service>:<action>".')
     prefix, name = match.groups()
     if "*" in prefix or "?" in prefix:
-        _fail(f"{where} {_show(value)}: wildcards are not allowed in the service prefix.")
+        _fail(f"{where} {show(value)}: wildcards are not allowed in the service prefix.")
     if not _SERVICE_PREFIX.fullmatch(prefix) or not _ACTION_NAME.fullmatch(name):
-        _fail(f'{where} {_show(value)} is not an action: write "*" or "<service>:<action>".')
+        _fail(f'{where} {show(value)} is not an action: write "*" or "<service>:<action>".')
     lowered = value.lower()
     if prefix.lower() != "kms":
         return lowered  # another service's action: valid, never a KMS request
     if "*" in name or "?" in name:
         tokens = pattern_tokens(lowered)
-        if not any(wildcard_match(tokens, action) for action in _KMS_ACTIONS_LOWER):
-            _fail(f"{where} {_show(value)} matches no KMS operation.")
+        if not any(wildcard_match(tokens, action) for action in KMS_ACTIONS_BY_LOWER):
+            _fail(f"{where} {show(value)} matches no KMS operation.")
         return lowered
-    if lowered not in _KMS_ACTIONS_LOWER:
-        hint = _suggest_folded(value, KMS_ACTIONS)
+    if lowered not in KMS_ACTIONS_BY_LOWER:
+        hint = suggest_folded(value, KMS_ACTIONS)
         if lowered == "kms:reencrypt":
             hint = ' (AWS authorizes ReEncrypt as "kms:ReEncryptFrom" and "kms:ReEncryptTo"; '
             hint += 'write "kms:ReEncrypt*" for both)'
-        _fail(f"{where} {_show(value)} names no KMS operation{hint}.")
+        _fail(f"{where} {show(value)} names no KMS operation{hint}.")
     return lowered
 
 
 def _resources(raw: object, where: str) -> tuple[str, ...]:
     resources = _strings(raw, where)
     for value in resources:
-        if value != "*" and not (value.startswith("arn:") and len(value.split(":", 5)) == 6):
+        if value != "*" and Arn.parse_or_none(value) is None:
             _fail(
-                f'{where} {_show(value)} is neither "*" nor an ARN such as '
+                f'{where} {show(value)} is neither "*" nor an ARN such as '
                 '"arn:aws:kms:<region>:<account>:key/<key id>".'
             )
     return resources
@@ -1117,12 +451,12 @@ def _operator(text: str, where: str) -> tuple[str | None, str, bool]:
     if_exists = rest.endswith("IfExists") and rest != "IfExists"
     base = rest[: -len("IfExists")] if if_exists else rest
     if base not in OPERATORS:
-        _fail(f"{where}: {_show(text)} is not a condition operator{_suggest(base, OPERATORS)}.")
+        _fail(f"{where}: {show(text)} is not a condition operator{suggest(base, OPERATORS)}.")
     if base == "Null":
         if if_exists:
-            _fail(f'{where}: {_show(text)}: "IfExists" cannot qualify Null, which tests existence.')
+            _fail(f'{where}: {show(text)}: "IfExists" cannot qualify Null, which tests existence.')
         if set_operator is not None:
-            _fail(f"{where}: {_show(text)}: {set_operator} cannot qualify Null.")
+            _fail(f"{where}: {show(text)}: {set_operator} cannot qualify Null.")
     return set_operator, base, if_exists
 
 
@@ -1132,9 +466,9 @@ def _condition_key(written: str, where: str) -> tuple[str, bool]:
     if kind is None:
         for prefix in CONDITION_KEY_PREFIXES:
             if key == prefix:
-                _fail(f"{where}: the condition key {_show(written)} needs a name after the prefix.")
+                _fail(f"{where}: the condition key {show(written)} needs a name after the prefix.")
         known = [*CONDITION_KEYS, *(prefix + "<name>" for prefix in CONDITION_KEY_PREFIXES)]
-        _fail(f"{where}: {_show(written)} is not a known condition key{_suggest(key, known)}.")
+        _fail(f"{where}: {show(written)} is not a known condition key{suggest(key, known)}.")
     return key, kind
 
 
@@ -1156,26 +490,26 @@ def _condition_values(raw: object, where: str) -> tuple[str, ...]:
         else:
             _fail(
                 f"{where}: a condition value must be a string, number or boolean, "
-                f"not {_kind(item)}."
+                f"not {kind_of(item)}."
             )
     return tuple(values)
 
 
 def _conditions(raw: object, where: str, variables: bool) -> tuple[Condition, ...]:
     if not isinstance(raw, dict):
-        _fail(f"{where} must be an object of condition operators, not {_kind(raw)}.")
+        _fail(f"{where} must be an object of condition operators, not {kind_of(raw)}.")
     conditions: list[Condition] = []
     for operator_text, block in raw.items():
         set_operator, base, if_exists = _operator(operator_text, where)
-        here = f"{where} {_show(operator_text)}"
+        here = f"{where} {show(operator_text)}"
         if not isinstance(block, dict):
-            _fail(f"{here} must be an object of condition keys and values, not {_kind(block)}.")
+            _fail(f"{here} must be an object of condition keys and values, not {kind_of(block)}.")
         if not block:
             _fail(f"{here} names no condition key.")
         for written, raw_values in block.items():
             key, _multivalued = _condition_key(written, here)
-            at = f"{here} key {_show(written)}"
-            if set_operator == "ForAllValues" and key.startswith(_NO_FOR_ALL_VALUES):
+            at = f"{here} key {show(written)}"
+            if set_operator == "ForAllValues" and key.startswith(NO_FOR_ALL_VALUES):
                 _fail(
                     f"{at}: OverlyPermissiveCondition: ForAllValues with a single-valued key "
                     "matches requests that lack the key or carry others; remove ForAllValues."
@@ -1217,11 +551,11 @@ def _check_value(base: str, value: str, substitutes: bool, variables: bool, wher
     elif (
         base in ARN_OPERATORS
         and all(isinstance(part, str) for part in parts)
-        and not (value.startswith("arn:") and len(value.split(":", 5)) == 6)
+        and Arn.parse_or_none(value) is None
     ):
         problem = "is not an ARN (arn:partition:service:region:account:resource)"
     if problem is not None:
         hint = ""
         if variables and "${" in value and base not in VARIABLE_OPERATORS:
             hint = " (policy variables are allowed only with String and ARN operators)"
-        _fail(f"{where}: the value {_show(value)} {problem}{hint}.")
+        _fail(f"{where}: the value {show(value)} {problem}{hint}.")

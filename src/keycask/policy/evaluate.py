@@ -29,16 +29,24 @@ from dataclasses import dataclass, field
 from keycask.config import partition
 from keycask.errors import AccessDeniedException
 from keycask.policy.conditions import EvaluationLimitExceeded, RequestContext, conditions_match
-from keycask.policy.document import (
-    Policy,
-    PrincipalSpec,
-    Statement,
-    action_matches,
-    pattern_tokens,
-    wildcard_match,
-)
+from keycask.policy.glob import action_matches, pattern_tokens, wildcard_match
+from keycask.policy.model import Policy, PrincipalSpec, Statement
 
 ADMIN_POLICY_NAME = "keycask administrator"
+
+# Actions AWS allows on a key of another account (the model's "Cross-account
+# use: Yes"); everything else manages a key and stays within its account,
+# whatever the policies say.
+CROSS_ACCOUNT = frozenset(
+    "kms:" + name
+    for name in (
+        "CreateGrant", "Decrypt", "DeriveSharedSecret", "DescribeKey", "Encrypt",
+        "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
+        "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetKeyRotationStatus",
+        "GetPublicKey", "ListGrants", "ReEncryptFrom", "ReEncryptTo", "RetireGrant",
+        "RevokeGrant", "Sign", "Verify", "VerifyMac",
+    )
+)  # fmt: skip
 _ALLOW_ALL = Policy(
     version="2012-10-17",
     id=None,
@@ -223,7 +231,27 @@ def _applies(
     return scope
 
 
+def cross_account_refusal(
+    subject: Subject, action: str, resource: str, resource_account: str | None
+) -> Decision | None:
+    """The refusal of an action that may not cross accounts, on a key of
+    another account; None when the policies decide."""
+    if resource_account in (None, subject.account) or action in CROSS_ACCOUNT:
+        return None
+    return Decision(
+        False,
+        "cross-account use is not allowed for " + action,
+        f"User: {subject.arn} is not authorized to perform: {action} on resource: "
+        f"{resource} because {action} cannot be used across accounts",
+    )
+
+
 def decide(request: Request) -> Decision:
+    refused = cross_account_refusal(
+        request.subject, request.action, request.resource, request.resource_account
+    )
+    if refused is not None:
+        return refused
     try:
         return _decide(request)
     except EvaluationLimitExceeded:

@@ -323,6 +323,16 @@ class Authorizer:
         texts = (key.policy, *subject_policies)
         return any(_RESOURCE_ALIASES in text.lower() for text in texts)
 
+    async def resource_aliases_if_used(
+        self, key: Key, subject_policies: Sequence[tuple[str, str]]
+    ) -> tuple[str, ...] | None:
+        """kms:ResourceAliases of ``key`` when a policy that decides for it
+        (the key's, or one of ``subject_policies``: (name, text)) uses it;
+        None otherwise. The server and the policy tools both ask here."""
+        if not self.mentions_resource_aliases(key, [text for _, text in subject_policies]):
+            return None
+        return await self.resource_aliases(key)
+
     async def resource_aliases(self, key: Key) -> tuple[str, ...]:
         """The names of the aliases that point to ``key`` (kms:ResourceAliases)."""
         if self._keys is None:

@@ -8,26 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from keycask.auth.credentials import Principal
-from keycask.errors import AccessDeniedException
 from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext
-from keycask.policy.evaluate import Decision, Request, Subject, decide
+from keycask.policy.evaluate import Decision, Request, Subject, cross_account_refusal, decide
+from keycask.policy.request_context import RESOURCE_ALIASES, Transport, request_context
 from keycask.ports import Write
 from keycask.service.authz import Authorizer
 from keycask.service.managed import ManagedKeys
-
-# Actions AWS allows on a key of another account (the model's "Cross-account
-# use: Yes"); everything else manages a key and stays within its account.
-CROSS_ACCOUNT = frozenset(
-    "kms:" + name
-    for name in (
-        "CreateGrant", "Decrypt", "DeriveSharedSecret", "DescribeKey", "Encrypt",
-        "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
-        "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetKeyRotationStatus",
-        "GetPublicKey", "ListGrants", "ReEncryptFrom", "ReEncryptTo", "RetireGrant",
-        "RevokeGrant", "Sign", "Verify", "VerifyMac",
-    )
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,23 +85,23 @@ class Call:
         assert self.caller is not None and self.authz is not None
         authz = self.authz
         subject = self.caller.subject
-        if key is not None and key.account != subject.account and action not in CROSS_ACCOUNT:
-            # AWS allows only cryptographic and grant operations across accounts.
-            self.decision = "deny"
-            self.decided_by = "cross-account use is not allowed for " + action
-            raise AccessDeniedException(
-                f"User: {subject.arn} is not authorized to perform: {action} on resource: "
-                f"{key.arn} because {action} cannot be used across accounts"
-            )
+        if key is not None:
+            # AWS allows only cryptographic and grant operations across
+            # accounts: refused before the key's grants are read.
+            refused = cross_account_refusal(subject, action, key.arn, key.account)
+            if refused is not None:
+                self.decision = "deny"
+                self.decided_by = refused.decided_by
+                refused.enforce()
 
         def build() -> RequestContext:
-            return RequestContext.of(self._condition_keys(key, context))
+            return self._request_context(key, context)
 
-        self.conditions.pop("kms:ResourceAliases", None)
-        if key is not None and authz.mentions_resource_aliases(
-            key, [text for _, text in self.caller.principal.policies]
-        ):
-            self.conditions["kms:ResourceAliases"] = await authz.resource_aliases(key)
+        self.conditions.pop(RESOURCE_ALIASES, None)
+        if key is not None:
+            aliases = await authz.resource_aliases_if_used(key, self.caller.principal.policies)
+            if aliases is not None:
+                self.conditions[RESOURCE_ALIASES] = aliases
         if key is None:
             request = Request(subject, action, resource, None, build)
         else:
@@ -151,57 +138,28 @@ class Call:
             action,
             key.arn,
             key.account,
-            lambda: RequestContext.of(self._condition_keys(key, context)),
+            lambda: self._request_context(key, context),
             key_policy=self.authz.key_policy(key),
             grants=await self.authz.grants(key, self.grant_tokens),
             encryption_context=self.encryption_context,
         )
         return decide(request).allowed
 
-    def _condition_keys(
+    def _request_context(
         self, key: Key | None, extra: Mapping[str, ContextInput] | None
-    ) -> dict[str, ContextInput]:
-        """The request's condition keys; a key that does not apply to the
-        request is absent (so ...IfExists and Null behave as in AWS)."""
+    ) -> RequestContext:
+        """The request's condition keys (policy/request_context.py): the
+        handler's ``conditions``, then ``extra``, over what the caller, the
+        key and the connection say."""
         assert self.caller is not None
-        principal = self.caller.principal
-        values: dict[str, ContextInput] = {
-            "aws:CurrentTime": self.time.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "aws:EpochTime": str(int(self.time.timestamp())),
-            "aws:SecureTransport": self.secure_transport,
-            "aws:PrincipalArn": principal.arn,
-            "aws:PrincipalAccount": principal.account,
-            "aws:PrincipalType": "User" if principal.kind == "user" else "AssumedRole",
-            "aws:username": principal.name,
-            "aws:userid": principal.unique_id,
-            "aws:RequestedRegion": self.caller.region,
-            "kms:CallerAccount": principal.account,
-            # keycask has no AWS services calling on a principal's behalf.
-            "aws:PrincipalIsAWSService": False,
-            "aws:ViaAWSService": False,
-        }
-        if self.source_ip:
-            values["aws:SourceIp"] = self.source_ip
-        for name, value in principal.tags:
-            values["aws:PrincipalTag/" + name] = value
-        if key is not None:
-            values["kms:KeySpec"] = key.key_spec.value
-            values["kms:CustomerMasterKeySpec"] = key.key_spec.value
-            values["kms:KeyUsage"] = key.key_usage.value
-            values["kms:CustomerMasterKeyUsage"] = key.key_usage.value
-            values["kms:KeyOrigin"] = key.origin.value
-            values["kms:MultiRegion"] = False
-            values["aws:ResourceAccount"] = key.account
-            for tag in key.tags:
-                values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
-        if self.encryption_context:
-            for name, value in self.encryption_context.items():
-                values["kms:EncryptionContext:" + name] = value
-            values["kms:EncryptionContextKeys"] = tuple(self.encryption_context)
-        values.update(self.conditions)
-        if extra:
-            values.update(extra)
-        return values
+        return request_context(
+            self.caller.subject,
+            region=self.caller.region,
+            key=key,
+            encryption_context=self.encryption_context,
+            parameters={**self.conditions, **extra} if extra else self.conditions,
+            transport=Transport(self.time, self.source_ip, self.secure_transport),
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from keycask.arn import Arn
 from keycask.crypto import random_bytes
 from keycask.errors import (
     AccessDeniedException,
@@ -517,7 +518,7 @@ async def list_retirable_grants(deps: Deps, call: Call, req: ListRetirableGrants
             stored = await deps.keys.grant(key_id, grant_id)
             if stored is None or stored.value.retiring != principal:
                 continue
-            if stored.value.key_arn.split(":")[3] != call.region:
+            if Arn.parse(stored.value.key_arn).region != call.region:
                 continue
             chosen.append(stored.value)
             if len(chosen) > limit:

@@ -4,11 +4,14 @@ ARN) into keys, as AWS accepts them per operation."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
+from keycask.arn import Arn
 from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
+from keycask.policy.request_context import REQUEST_ALIAS
 from keycask.service.call import Call
 from keycask.service.managed import is_managed_alias
 
@@ -22,6 +25,55 @@ def _parse_uuid(text: str) -> uuid.UUID | None:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class KeyReference:
+    """What a reference names, before anything is read: a key by id, or an
+    alias by name, in ``account``."""
+
+    account: str
+    key_id: uuid.UUID | None = None
+    alias: str | None = None
+
+
+def parse_reference(ref: str, *, account: str, region: str, allow_alias: bool) -> KeyReference:
+    """Read ``ref`` as a caller of ``account`` in ``region`` means it (AWS's
+    rules and error messages); NotFoundException if it cannot name a key."""
+    if ref.startswith("arn:"):
+        arn = Arn.parse_or_none(ref)
+        # One partition is served (--partition): an ARN of another names a
+        # key that cannot be here, whatever its id.
+        if arn is None or arn.service != "kms" or arn.partition != partition():
+            raise NotFoundException(f"Invalid arn {ref}")
+        arn_region, resource = arn.region, arn.resource
+        if resource.startswith("alias/"):
+            if not allow_alias:
+                raise NotFoundException(f"Invalid keyId '{ref}'")
+            # Aliases are never usable across accounts (as in AWS): answering
+            # NotFound also keeps other accounts' alias names unprobeable.
+            if arn_region != region or arn.account != account:
+                raise NotFoundException(f"Alias {ref} is not found.")
+            return KeyReference(account, alias=resource)
+        if arn_region != region:
+            # AWS's words for a key ARN of another Region (the endpoint serves
+            # one Region; the ARN is never looked up).
+            raise NotFoundException(f"Invalid arn {arn_region}")
+        if not resource.startswith("key/"):
+            raise NotFoundException(f"Key '{ref}' does not exist")
+        key_id = _parse_uuid(resource[4:])
+        if key_id is None:
+            raise NotFoundException(f"Key '{ref}' does not exist")
+        # An ARN may name another account: authorization decides.
+        return KeyReference(arn.account, key_id=key_id)
+    if ref.startswith("alias/"):
+        if not allow_alias:
+            raise NotFoundException(f"Invalid keyId '{ref}'")
+        return KeyReference(account, alias=ref)
+    key_id = _parse_uuid(ref)
+    if key_id is None:
+        raise NotFoundException(f"Invalid keyId '{ref}'")
+    return KeyReference(account, key_id=key_id)
+
+
 async def resolve_key(
     keys: KeyStore, call: Call, ref: str, *, allow_alias: bool = False
 ) -> Stored[Key]:
@@ -30,44 +82,34 @@ async def resolve_key(
     A bare key id or alias name means the caller's own account; an ARN may
     name another account, and authorization decides whether that is allowed.
     """
-    region, account = call.region, call.account
-    if ref.startswith("arn:"):
-        parts = ref.split(":", 5)
-        # One partition is served (--partition): an ARN of another names a
-        # key that cannot be here, whatever its id.
-        if len(parts) != 6 or parts[2] != "kms" or parts[1] != partition():
-            raise NotFoundException(f"Invalid arn {ref}")
-        arn_region, account, resource = parts[3], parts[4], parts[5]
-        if resource.startswith("alias/"):
-            if not allow_alias:
-                raise NotFoundException(f"Invalid keyId '{ref}'")
-            # Aliases are never usable across accounts (as in AWS): answering
-            # NotFound also keeps other accounts' alias names unprobeable.
-            if arn_region != region or account != call.account:
-                raise NotFoundException(f"Alias {ref} is not found.")
-            return await _resolve_alias(keys, call, account, resource)
-        if arn_region != region:
-            # AWS's words for a key ARN of another Region (the endpoint serves
-            # one Region; the ARN is never looked up).
-            raise NotFoundException(f"Invalid arn {arn_region}")
-        if not resource.startswith("key/"):
-            raise NotFoundException(f"Key '{ref}' does not exist")
-        key_id = _parse_uuid(resource[4:])
-    elif ref.startswith("alias/"):
-        if not allow_alias:
-            raise NotFoundException(f"Invalid keyId '{ref}'")
-        return await _resolve_alias(keys, call, account, ref)
-    else:
-        key_id = _parse_uuid(ref)
-        if key_id is None:
-            raise NotFoundException(f"Invalid keyId '{ref}'")
-    if key_id is None:
-        raise NotFoundException(f"Key '{ref}' does not exist")
-    return await _load(keys, key_id, account, region)
+    target = parse_reference(ref, account=call.account, region=call.region, allow_alias=allow_alias)
+    if target.alias is not None:
+        return await _resolve_alias(keys, call, target.account, target.alias)
+    assert target.key_id is not None
+    return await _load(keys, target.key_id, target.account, call.region)
+
+
+async def find_key(
+    keys: KeyStore, ref: str, *, account: str, region: str
+) -> tuple[Stored[Key], str | None]:
+    """The key ``ref`` names for a caller of ``account`` in ``region``, by
+    the server's rules, without a call (the policy tools), and the alias
+    name it was named by (``kms:RequestAlias``), if any. Nothing is made:
+    an AWS managed key not used yet is not found."""
+    target = parse_reference(ref, account=account, region=region, allow_alias=True)
+    if target.alias is not None:
+        alias = await keys.get_alias(target.account, region, target.alias)
+        if alias is None:
+            raise NotFoundException(
+                f"Alias {alias_arn(region, target.account, target.alias)} is not found."
+            )
+        return await _load(keys, alias.value.target, target.account, region), target.alias
+    assert target.key_id is not None
+    return await _load(keys, target.key_id, target.account, region), None
 
 
 async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
-    call.conditions["kms:RequestAlias"] = name
+    call.conditions[REQUEST_ALIAS] = name
     alias = await keys.get_alias(account, call.region, name)
     if alias is None and call.managed is not None and is_managed_alias(name):
         # A predefined alias/aws/<service> alias: its AWS managed key is
