@@ -43,7 +43,7 @@ class Arn:
 
     @property
     def resource_type(self) -> str:
-        """``key``, ``alias``, ``user``, ``role``, ``root``: the resource up to its first ``/``."""
+        """"key", "alias", "user", "role", "root": the resource up to its first "/"."""
         return self.resource.partition("/")[0]
 
     @property

@@ -33,9 +33,9 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError, ReadTimeoutError
 from cluster import CONNECTION_ERRORS, Cluster, client, poll, readyz
-from pgserver import PgServer, private_postgres
 
 from conftest import Server
+from pgserver import PgServer, private_postgres
 
 WORKERS = 3
 PAUSE = 0.05
