@@ -43,7 +43,7 @@ class Arn:
 
     @property
     def resource_type(self) -> str:
-        """"key", "alias", "user", "role", "root": the resource up to its first "/"."""
+        """The resource up to its first slash: key, alias, user, role or root."""
         return self.resource.partition("/")[0]
 
     @property
