@@ -17,9 +17,9 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keycask.audit.chain import _encode_body
-from keycask.service import crypto_ops
-from keycask.service.requests import EncryptRequest
-from keycask.service.requests import build as build_request
+from keycask.service.core.handlers import crypto as crypto_ops
+from keycask.service.core.requests import EncryptRequest
+from keycask.service.core.requests import build as build_request
 from loadgen import sign
 from pipeline_bench import _parse, setup
 

@@ -22,12 +22,12 @@ from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import ROOT_KEY_FILE, DevSeal
-from keycask.service.authz import Authorizer
-from keycask.service.deps import Deps
-from keycask.service.operator import Operator
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.operator import Operator
+from keycask.service.core.usage import UsageTracker
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
-from keycask.service.usage import UsageTracker
 from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.pgcoord import PostgresCoordinator

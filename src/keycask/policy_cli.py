@@ -62,7 +62,7 @@ from keycask.policy.tools import (
     simulate,
     who_can,
 )
-from keycask.service.authz import Authorizer
+from keycask.service.core.authz import Authorizer
 
 _PAGE = 1000
 _KEY_INDEX = "idx/key/"

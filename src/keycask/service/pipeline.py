@@ -45,16 +45,17 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.ports import Clock, Coordinator, MovableClock
-from keycask.service import admin, operator
-from keycask.service.call import Call, Caller, Outcome
-from keycask.service.deps import Deps
-from keycask.service.devops import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
-from keycask.service.managed import ManagedKeys
-from keycask.service.operations import OPERATIONS, Operation
+from keycask.service.background.scheduler import Scheduler
+from keycask.service.core.call import Call, Caller, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers import operator
+from keycask.service.core.handlers import principals as admin
+from keycask.service.core.managed import ManagedKeys
+from keycask.service.core.operations import OPERATIONS, Operation
+from keycask.service.core.requests import build
+from keycask.service.core.usage import Usage
+from keycask.service.doors.dev import DEV_ADVANCE_CLOCK, advance_clock_reply, advance_clock_request
 from keycask.service.ratelimit import RateLimiter
-from keycask.service.requests import build
-from keycask.service.scheduler import Scheduler
-from keycask.service.usage import Usage
 
 log = logging.getLogger("keycask")
 

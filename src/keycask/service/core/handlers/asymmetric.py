@@ -33,11 +33,11 @@ from keycask.errors import (
 from keycask.keys.model import Key, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import encode_context
-from keycask.service.call import Call, Outcome
-from keycask.service.crypto_ops import DRY_RUN, seal_for, symmetric_key_for
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.crypto import DRY_RUN, seal_for, symmetric_key_for
+from keycask.service.core.offload import run_slow
+from keycask.service.core.requests import (
     DeriveSharedSecretRequest,
     GenerateDataKeyPairRequest,
     GenerateMacRequest,
@@ -46,8 +46,8 @@ from keycask.service.requests import (
     VerifyMacRequest,
     VerifyRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import (
     DeriveSharedSecretResult,
     GenerateDataKeyPairResult,
     GenerateMacResult,

@@ -13,8 +13,8 @@ from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.ports import Write
-from keycask.service.authz import Authorizer
-from keycask.service.managed import ManagedKeys
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.managed import ManagedKeys
 
 # Actions AWS allows on a key of another account (the model's "Cross-account
 # use: Yes"); everything else manages a key and stays within its account.

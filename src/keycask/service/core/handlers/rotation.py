@@ -28,22 +28,22 @@ from keycask.keys.model import (
     RotationType,
 )
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.paging import offset_marker, page_limit
-from keycask.service.requests import (
+from keycask.service.background.scheduler import rotate
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.paging import offset_marker, page_limit
+from keycask.service.core.requests import (
     EnableKeyRotationRequest,
     KeyRequest,
     ListKeyRotationsRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import (
     GetKeyRotationStatusResult,
     KeyIdResult,
     ListKeyRotationsResult,
     RotationsListEntry,
 )
-from keycask.service.scheduler import rotate
 
 
 async def key_for(

@@ -45,19 +45,19 @@ from keycask.errors import (
 from keycask.keys.keystore import Stored, import_token_expiry
 from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.rotation import key_for
+from keycask.service.core.offload import run_slow
+from keycask.service.core.requests import (
     DeleteImportedKeyMaterialRequest,
     GetParametersForImportRequest,
     ImportKeyMaterialRequest,
 )
-from keycask.service.results import (
+from keycask.service.core.results import (
     GetParametersForImportResult,
     ImportKeyMaterialResult,
 )
-from keycask.service.rotation import key_for
 
 TOKEN_LIFETIME = timedelta(hours=24)
 MAX_VALID_TO = timedelta(days=365)

@@ -56,7 +56,7 @@ from keycask.keys.model import Key, KeySpec, KeyUsage, iam_root_arn
 from keycask.keys.states import require_state
 from keycask.policy.conditions import ContextInput
 from keycask.policy.evaluate import Subject
-from keycask.service.authz import (
+from keycask.service.core.authz import (
     GrantToken,
     fold_context,
     grant_view,
@@ -64,19 +64,19 @@ from keycask.service.authz import (
     new_grant_token,
     parse_grant_token,
 )
-from keycask.service.call import Call, Outcome
-from keycask.service.crypto_ops import DRY_RUN
-from keycask.service.deps import Deps
-from keycask.service.paging import page_limit
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.crypto import DRY_RUN
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import (
     CreateGrantRequest,
     ListGrantsRequest,
     ListRetirableGrantsRequest,
     RetireGrantRequest,
     RevokeGrantRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import (
     CreateGrantResult,
     GrantConstraints,
     GrantListEntry,

@@ -11,20 +11,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keycask.service import (
-    aliases,
-    asymmetric_ops,
-    crypto_ops,
-    deletion,
-    grants,
-    imports,
-    keys_ops,
-    rotation,
-    tags,
-)
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers import aliases, deletion, grants, imports, rotation, tags
+from keycask.service.core.handlers import asymmetric as asymmetric_ops
+from keycask.service.core.handlers import crypto as crypto_ops
+from keycask.service.core.handlers import keys as keys_ops
+from keycask.service.core.requests import (
     AliasRequest,
     CreateGrantRequest,
     CreateKeyRequest,

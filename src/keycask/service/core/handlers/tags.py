@@ -7,12 +7,16 @@ from collections.abc import Sequence
 from keycask.errors import TagException
 from keycask.keys.model import Tag
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.paging import offset_marker, page_limit
-from keycask.service.requests import ListKeyScopedRequest, TagResourceRequest, UntagResourceRequest
-from keycask.service.resolve import resolve_key
-from keycask.service.results import ListResourceTagsResult
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.paging import offset_marker, page_limit
+from keycask.service.core.requests import (
+    ListKeyScopedRequest,
+    TagResourceRequest,
+    UntagResourceRequest,
+)
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import ListResourceTagsResult
 
 MAX_TAGS = 50
 

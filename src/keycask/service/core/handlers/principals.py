@@ -75,7 +75,7 @@ from keycask.errors import (
 )
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
-from keycask.service.call import Call, Outcome
+from keycask.service.core.call import Call, Outcome
 
 TARGET_PREFIX = "KeycaskAdmin."
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")

@@ -9,8 +9,8 @@ from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
-from keycask.service.call import Call
-from keycask.service.managed import is_managed_alias
+from keycask.service.core.call import Call
+from keycask.service.core.managed import is_managed_alias
 
 
 def _parse_uuid(text: str) -> uuid.UUID | None:

@@ -18,17 +18,17 @@ from keycask.errors import (
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import BlobHeader, encode_context, open_blob, parse_blob, seal_blob
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.requests import (
     DecryptRequest,
     EncryptRequest,
     GenerateDataKeyRequest,
     GenerateRandomRequest,
     ReEncryptRequest,
 )
-from keycask.service.resolve import key_by_id, resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import key_by_id, resolve_key
+from keycask.service.core.results import (
     DecryptResult,
     EncryptResult,
     GenerateDataKeyResult,

@@ -31,12 +31,13 @@ from keycask.keys.model import (
 )
 from keycask.keys.states import require_state
 from keycask.policy.document import parse_policy
-from keycask.service.authz import principal_arns, render_policy
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.paging import page_limit
-from keycask.service.requests import (
+from keycask.service.core.authz import principal_arns, render_policy
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.tags import validate_new_tags
+from keycask.service.core.offload import run_slow
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import (
     CreateKeyRequest,
     DescribeKeyRequest,
     GetKeyPolicyRequest,
@@ -46,8 +47,8 @@ from keycask.service.requests import (
     PutKeyPolicyRequest,
     UpdateKeyDescriptionRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import (
     GetKeyPolicyResult,
     KeyListEntry,
     KeyMetadata,
@@ -55,7 +56,6 @@ from keycask.service.results import (
     ListKeyPoliciesResult,
     ListKeysResult,
 )
-from keycask.service.tags import validate_new_tags
 
 POLICY_NAME = "default"
 

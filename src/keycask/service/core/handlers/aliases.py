@@ -13,13 +13,13 @@ from keycask.errors import (
 from keycask.keys.keystore import Stored
 from keycask.keys.model import Alias, Key, KeySpec, alias_arn
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.managed import MANAGED_ALIASES
-from keycask.service.paging import page_limit
-from keycask.service.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
-from keycask.service.resolve import resolve_key
-from keycask.service.results import AliasListEntry, ListAliasesResult
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.managed import MANAGED_ALIASES
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
+from keycask.service.core.resolve import resolve_key
+from keycask.service.core.results import AliasListEntry, ListAliasesResult
 
 # AWS's quota on aliases per KMS key (Developer Guide, "Resource quotas":
 # customer created aliases; adjustable there, fixed here).

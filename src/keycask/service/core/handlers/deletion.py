@@ -12,16 +12,16 @@ from datetime import timedelta
 
 from keycask.errors import ValidationException
 from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, KeyState
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import KeyRequest, ScheduleKeyDeletionRequest
-from keycask.service.results import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.rotation import key_for
+from keycask.service.core.requests import KeyRequest, ScheduleKeyDeletionRequest
+from keycask.service.core.results import (
     GetKeyLastUsageResult,
     KeyIdResult,
     KeyLastUsageData,
     ScheduleKeyDeletionResult,
 )
-from keycask.service.rotation import key_for
 
 MIN_PENDING_WINDOW_DAYS = 7
 MAX_PENDING_WINDOW_DAYS = 30

@@ -49,7 +49,7 @@ from keycask.keys.keystore import (
 )
 from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
 from keycask.ports import Clock, Coordinator, Write
-from keycask.service.deps import Deps
+from keycask.service.core.deps import Deps
 
 log = logging.getLogger("keycask")
 
