@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keycask.audit import AuditLog, AuditRecord
@@ -191,26 +191,9 @@ class Pipeline:
             usage = Usage(action.name, self._deps.clock.now(), call.request_id)
             for key_id in call.used_keys:
                 self._deps.usage.record(key_id, usage)
-        change: Awaitable[None] | None = None
-        if outcome.effect is not None:
-            change = outcome.effect()
-        elif outcome.writes:
-            change = door.commit(outcome.writes)
-        if change is not None:
-            commit = asyncio.ensure_future(change)
-
-            def done(_: object) -> None:
-                # Announce the change when the commit has really finished,
-                # even if this request is cancelled meanwhile (shutdown):
-                # announcing earlier would let other workers re-read the old
-                # value and keep it. A failed commit may still have landed,
-                # so it is announced too.
-                self._coordinator.committed()
-                door.committed()
-
-            commit.add_done_callback(done)
+        if outcome.writes or outcome.effect is not None:
             try:
-                await asyncio.shield(commit)
+                await self._make_true(door, outcome)
             except Exception:
                 log.exception("commit failed after audit for request %s", call.request_id)
                 # The first record said success; this one says what really happened.
@@ -218,6 +201,31 @@ class Pipeline:
                     door, call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
         return Reply(200, body, call.request_id)
+
+    async def _make_true(self, door: Door, outcome: Outcome) -> None:
+        """Commit the outcome's writes, or make its effect, and announce it."""
+
+        def announce(_: object = None) -> None:
+            self._coordinator.committed()
+            door.committed()
+
+        if outcome.effect is not None:
+            # Made in place: nothing to outlive a cancelled request, and no
+            # yield to the loop while the write lock is held (the dev clock's
+            # own jobs are then run by its caller, not by a scheduler tick
+            # that saw the new time first).
+            try:
+                await outcome.effect()
+            finally:
+                announce()
+            return
+        commit = asyncio.ensure_future(door.commit(outcome.writes))
+        # Announce the change when the commit has really finished, even if
+        # this request is cancelled meanwhile (shutdown): announcing earlier
+        # would let other workers re-read the old value and keep it. A failed
+        # commit may still have landed, so it is announced too.
+        commit.add_done_callback(announce)
+        await asyncio.shield(commit)
 
     async def _fail(
         self, door: Door, call: Call, error: KMSError, detail: str | None = None
