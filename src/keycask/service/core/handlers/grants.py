@@ -75,7 +75,7 @@ from keycask.service.core.requests import (
     RetireGrantRequest,
     RevokeGrantRequest,
 )
-from keycask.service.core.resolve import resolve_key
+from keycask.service.core.resolve import resolve_key, use_key
 from keycask.service.core.results import (
     CreateGrantResult,
     GrantConstraints,
@@ -442,10 +442,7 @@ def _limit(limit: int | None) -> int:
 
 
 async def list_grants(deps: Deps, call: Call, req: ListGrantsRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:ListGrants", key)
-    require_state("ListGrants", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:ListGrants", state="ListGrants")).value
     wanted = None if req.grant_id is None else _check_grant_id(req.grant_id)
     after = ""
     if req.marker is not None:
@@ -611,10 +608,7 @@ async def retire_grant(deps: Deps, call: Call, req: RetireGrantRequest) -> Outco
 
 
 async def revoke_grant(deps: Deps, call: Call, req: RevokeGrantRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:RevokeGrant", key)
-    require_state("RevokeGrant", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:RevokeGrant", state="RevokeGrant")).value
     stored = await deps.keys.grant(key.key_id, _check_grant_id(req.grant_id))
     if stored is None:
         raise _grant_not_found(req.grant_id, key)
