@@ -11,7 +11,7 @@ and handle, audit, commit, answer. Adding a door is one module implementing
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -116,9 +116,6 @@ class Doors:
             if prefix in self._by_prefix:
                 raise ValueError(f"two doors claim {prefix!r}")
             self._by_prefix[prefix] = door
-
-    def __iter__(self) -> Iterator[Door]:
-        return iter(dict.fromkeys(self._by_prefix.values()))
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
