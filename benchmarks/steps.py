@@ -3,7 +3,7 @@ loop without HTTP (the "before/after" table of docs/performance.md).
 
     python benchmarks/steps.py
 
-A benchmark may look inside: it calls the pipeline's private steps in order.
+A benchmark may look inside: it calls the pipeline's steps (door, action, handler) in order.
 """
 
 from __future__ import annotations
@@ -17,9 +17,6 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keycask.audit.chain import _encode_body
-from keycask.service import crypto_ops
-from keycask.service.requests import EncryptRequest
-from keycask.service.requests import build as build_request
 from loadgen import sign
 from pipeline_bench import _parse, setup
 
@@ -40,20 +37,21 @@ async def main() -> None:
         call = p._new_call("127.0.0.1")
         took("request setup", t)
         t = time.perf_counter()
-        call.operation = p._target(request)
-        await p._authenticate(call, request)
-        took("authenticate", t)
-        t = time.perf_counter()
-        p._operation(call, request)
+        door = p.doors.match(call, request)
+        call.door = door.name
         took("routing", t)
         t = time.perf_counter()
-        typed = build_request(EncryptRequest, p._codec.decode("Encrypt", request.body))
+        await door.authenticate(call, request)
+        took("authenticate", t)
+        t = time.perf_counter()
+        action = door.action(call, request)
+        typed = door.decode(call, action, request)
         took("decode + typed request", t)
         t = time.perf_counter()
-        outcome = await crypto_ops.encrypt(p._deps, call, typed)
+        outcome = await action.run(call, typed)
         took("handler", t)
         t = time.perf_counter()
-        p._codec.encode("Encrypt", outcome.result)
+        door.encode(action, outcome.result)
         took("encode", t)
         t = time.perf_counter()
         _encode_body(p._record(call, None))

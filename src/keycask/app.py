@@ -1,4 +1,5 @@
-"""Composition root: storage -> barrier -> key store -> service -> pipeline -> HTTP app."""
+"""Composition root: storage -> barrier -> key store -> service (core, front
+doors, pipeline, background maintenance) -> the HTTP app."""
 
 from __future__ import annotations
 
@@ -22,12 +23,22 @@ from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import ROOT_KEY_FILE, DevSeal
-from keycask.service.authz import Authorizer
-from keycask.service.deps import Deps
-from keycask.service.operator import Operator
+from keycask.service.background.maintenance import Maintenance
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.call import new_request_id
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.operator import Operator
+from keycask.service.core.managed import ManagedKeys
+from keycask.service.core.usage import UsageTracker
+from keycask.service.door import Doors
+from keycask.service.doors.admin import AdminDoor
+from keycask.service.doors.dev import DevDoor
+from keycask.service.doors.kms import KmsDoor
+from keycask.service.doors.operator import OperatorDoor
+from keycask.service.doors.signed import SignedCallers
+from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
-from keycask.service.usage import UsageTracker
 from keycask.storage.devclock import MovableClock as DevClock
 from keycask.storage.local import SharedFile, SingleProcess
 from keycask.storage.pgcoord import PostgresCoordinator
@@ -45,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 class WireCodec:
-    """The pipeline's view of the AWS JSON codec."""
+    """The AWS JSON doors' view of the AWS JSON codec."""
 
     def __init__(self, codec: Codec) -> None:
         self._codec = codec
@@ -71,10 +82,10 @@ class Runtime:
     anchoring: Anchoring
     pipeline: Pipeline
     keeper: SealKeeper
+    maintenance: Maintenance
 
     async def close(self) -> None:
-        await self.pipeline.scheduler.stop()
-        await self.pipeline.flush_usage()
+        await self.maintenance.stop()
         try:
             # A clean stop moves the store's epoch past this node's last
             # commits now, not at a tick that will not come: a copy of the
@@ -182,6 +193,61 @@ async def count_keys(storage: Storage) -> int:
         after = rows[-1][0]
 
 
+def _doors(
+    settings: Settings,
+    *,
+    deps: Deps,
+    storage: Storage,
+    barrier: Barrier,
+    keeper: SealKeeper,
+    token: OperatorToken,
+    dev_clock: DevClock | None,
+    maintenance: Maintenance,
+) -> Doors:
+    """The front doors this server answers at ``POST /``: the AWS KMS JSON
+    API (which also answers targets no door knows), the admin and operator
+    APIs, and in --dev the dev API."""
+    assert deps.credentials is not None
+    codec = WireCodec(Codec.load())
+    signed = SignedCallers(deps.credentials, deps.authz)
+    # Sealing drops every derived signing key and caller with the rest.
+    barrier.on_seal.append(signed.forget)
+    # The account `operator init` made; in --dev (and for an operator.json
+    # from before it was recorded) the configured account.
+    operator_account = token.account if token.account and not settings.dev else settings.account_id
+    doors = Doors(KmsDoor(deps, codec, signed))
+    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed))
+    operator = Operator(
+        keeper,
+        rotate=maintenance.rotate_barrier,
+        count_keys=lambda: count_keys(storage),
+        backup_tag=barrier.backup_tag,
+        rotate_token=token.rotate,
+        jobs=maintenance.jobs_status,
+    )
+    doors.add(
+        OperatorDoor(
+            operator,
+            token=token,
+            sealed=lambda: barrier.sealed,
+            signed=signed,
+            account=operator_account,
+            codec=codec,
+        )
+    )
+    if dev_clock is not None:
+        doors.add(
+            DevDoor(
+                dev_clock,
+                account=operator_account,
+                run_due=maintenance.run_due,
+                signed=signed,
+                codec=codec,
+            )
+        )
+    return doors
+
+
 async def build(
     settings: Settings,
     clock: Clock | None = None,
@@ -261,34 +327,46 @@ async def build(
         authz=Authorizer(keys),
         credentials=credentials,
     )
-    pipeline = Pipeline(
+    freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
+    maintenance = Maintenance(
         deps,
-        credentials,
         audit,
-        WireCodec(Codec.load()),
+        coordinator,
+        barrier,
+        freshness,
+        wall_clock=clock,
+    )
+    pipeline = Pipeline(
+        _doors(
+            settings,
+            deps=deps,
+            storage=storage,
+            barrier=barrier,
+            keeper=keeper,
+            token=token,
+            dev_clock=dev_clock,
+            maintenance=maintenance,
+        ),
+        deps,
+        audit,
         clock,
         coordinator=coordinator,
-        dev_clock=dev_clock,
         barrier=barrier,
-        operator_token=token,
-        # The account `operator init` made; in --dev (and for an operator.json
-        # from before it was recorded) the configured account.
-        operator_account=token.account
-        if token.account and not settings.dev
-        else settings.account_id,
+        freshness=freshness,
+        managed=ManagedKeys(
+            keys,
+            lifecycle,
+            audit,
+            coordinator,
+            wall_clock=clock,
+            refresh=freshness.refresh,
+            request_id=new_request_id,
+        ),
     )
-    pipeline.operator_api = Operator(
-        keeper,
-        rotate=pipeline.rotate_barrier,
-        count_keys=lambda: count_keys(storage),
-        backup_tag=barrier.backup_tag,
-        rotate_token=token.rotate,
-        jobs=pipeline.scheduler.jobs_status,
-    )
-    barrier.on_seal.append(pipeline.forget_all)
+    barrier.on_seal.append(freshness.forget)
     anchoring.start()
     if scheduler:
-        pipeline.scheduler.start()
+        maintenance.start()
     return Runtime(
         settings,
         storage,
@@ -300,6 +378,7 @@ async def build(
         anchoring,
         pipeline,
         keeper,
+        maintenance,
     )
 
 

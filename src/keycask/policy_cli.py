@@ -64,8 +64,8 @@ from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Tran
 from keycask.policy.simulate import simulate
 from keycask.policy.statements import normalize_action
 from keycask.policy.who_can import who_can
-from keycask.service.authz import Authorizer
-from keycask.service.resolve import find_key
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.resolve import find_key
 
 _PAGE = 1000
 _KEY_INDEX = "idx/key/"

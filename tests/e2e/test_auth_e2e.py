@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawKMS, b64
 
-from keycask.service.operations import OPERATIONS
+from keycask.service.core.operations import OPERATIONS
 
 PLAINTEXT = b"auth e2e plaintext"
 

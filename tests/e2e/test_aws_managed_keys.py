@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cluster import Cluster, audit_records, client, pg_schema
 from rawclient import RawKMS
 
-from keycask.service.managed import MANAGED_ALIASES
+from keycask.service.core.managed import MANAGED_ALIASES
 
 ACCOUNT = "000000000000"
 

@@ -158,7 +158,7 @@ def test_a_huge_context_from_a_principal_with_no_permission_writes_little(
 
 
 def test_contexts_at_the_bounds_are_accepted(tenants: dict[str, Any]) -> None:
-    from keycask.service.contexts import MAX_CONTEXT_BYTES, MAX_CONTEXT_PAIRS
+    from keycask.service.core.contexts import MAX_CONTEXT_BYTES, MAX_CONTEXT_PAIRS
 
     admin = tenants["admin"]
     key = admin.create_key()["KeyMetadata"]["KeyId"]

@@ -26,7 +26,7 @@ from keycask import config
 from keycask.app import open_store
 from keycask.errors import InvalidGrantTokenException
 from keycask.keys.keystore import KeyStore
-from keycask.service.authz import Authorizer
+from keycask.service.core.authz import Authorizer
 
 PLAINTEXT = b"grants e2e"
 

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import LEAK_MARKERS, RawKMS, RawResponse, b64
 
-from keycask.service.operations import OPERATIONS as OPERATIONS_IMPLEMENTED
+from keycask.service.core.operations import OPERATIONS as OPERATIONS_IMPLEMENTED
 
 MAX_BODY = 1024 * 1024
 # Recognisable in any answer that would echo it, raw or base64.

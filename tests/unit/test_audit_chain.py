@@ -99,7 +99,7 @@ def test_fields_are_in_fixed_order_and_none_can_hold_secrets() -> None:
     assert tuple(record.fields()) == FIELD_ORDER
     # The type is the guard: every attribute is one of the logged fields,
     # and none is meant for plaintext, keys, signatures or secrets.
-    assert {f.name for f in dataclasses.fields(AuditRecord)} == set(FIELD_ORDER)
+    assert {f.name for f in dataclasses.fields(AuditRecord)} == {*FIELD_ORDER, "door"}
     forbidden = ("plaintext", "secret", "material", "ciphertext", "data_key", "signature", "blob")
     assert not [name for name in FIELD_ORDER if any(word in name for word in forbidden)]
 
@@ -206,6 +206,39 @@ def test_any_text_stays_on_one_line_and_round_trips(
         parsed = orjson.loads(lines[1])
         assert {k: v for k, v in parsed.items() if k not in ("seq", "prev")} == record.fields()
         assert verify(directory) == VerifyResult(ok=True, records=2, segments=1)
+
+
+def test_the_door_comes_last_and_only_when_known_so_old_lines_keep_their_form(
+    tmp_path: Path,
+) -> None:
+    # A record no door answered (a scheduled job, an edge refusal) is written
+    # exactly as every record was before doors were recorded.
+    assert tuple(make_record().fields()) == FIELD_ORDER
+    assert tuple(make_record(door="kms").fields()) == (*FIELD_ORDER, "door")
+    log = AuditLog.open(tmp_path, "w1", node="node-a")
+    log.append_sync(make_record("req-1"))
+    log.append_sync(make_record("req-2", door="admin"))
+    log.close()
+    first, second = (orjson.loads(line) for line in read_lines(segment_path(tmp_path)))
+    assert "door" not in first
+    assert list(second)[-3:] == ["door", "node", "prev"]
+    assert second["door"] == "admin"
+    assert verify(tmp_path) == VerifyResult(ok=True, records=2, segments=1)
+
+
+def test_a_segment_written_before_doors_still_verifies_and_chains_on(tmp_path: Path) -> None:
+    # Lines as the previous format wrote them: no "door" member at all.
+    path = segment_path(tmp_path)
+    lines, prev = [], GENESIS
+    for seq in (1, 2):
+        line = orjson.dumps({"seq": seq, **make_record(f"old-{seq}").fields(), "prev": prev})
+        lines.append(line + b"\n")
+        prev = sha(line)
+    write_lines(path, lines)
+    log = AuditLog.open(tmp_path, "w1")
+    log.append_sync(make_record("new-3", door="kms"))
+    log.close()
+    assert verify(tmp_path) == VerifyResult(ok=True, records=3, segments=1)
 
 
 # -- group commit --

@@ -10,7 +10,7 @@ import pytest
 from keycask.errors import DisabledException, KMSInvalidStateException
 from keycask.keys.model import Key, KeyState
 from keycask.keys.states import ALLOWED_STATES, state_error
-from keycask.service.operations import OPERATIONS
+from keycask.service.core.operations import OPERATIONS
 
 # What AWS answers, per the "Key states of KMS keys" table of the AWS KMS
 # Developer Guide, written out cell by cell (E = Enabled, D = Disabled,

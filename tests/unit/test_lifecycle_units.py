@@ -21,7 +21,7 @@ from keycask.keys.model import (
     RotationType,
 )
 from keycask.keys.paths import JOB_DELETE, JOB_EXPIRE, JOB_ROTATE, due_jobs, parse_sched_path
-from keycask.service.scheduler import next_rotation_after
+from keycask.service.background.scheduler import next_rotation_after
 from keycask.storage.devclock import CLOCK_FILE, MovableClock
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

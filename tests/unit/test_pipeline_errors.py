@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import botocore.session
 
-from keycask.service.pipeline import NO_DEPENDENCY_TIMEOUT
+from keycask.service.doors.awsjson import NO_DEPENDENCY_TIMEOUT
 
 
 def test_operations_without_dependency_timeout_match_the_model() -> None:

@@ -139,7 +139,8 @@ class AuditLog:
         """Open (or create) ``<directory>/<segment>.jsonl`` and continue its chain.
 
         ``node`` (a cluster node's id) is written into every record as
-        ``"node"``, after ``detail``, so records from several nodes' segments
+        ``"node"``, after ``detail`` (and ``door``, when the record has one),
+        so records from several nodes' segments
         can be merged and still say where each came from.
 
         Raises ``AuditUnavailable`` when another process holds the segment or

@@ -59,6 +59,11 @@ class AuditRecord:
     error_code: str | None
     region: str | None = None
     detail: str | None = None
+    # The front door a request came in by ("kms", "admin", "operator",
+    # "dev"); None for what no request asked (scheduled jobs, refusals at
+    # the HTTP edge), and absent from the line then, as in records written
+    # before doors were recorded.
+    door: str | None = None
 
     @classmethod
     def event(
@@ -108,9 +113,11 @@ class AuditRecord:
                 object.__setattr__(self, name, _cut_text(value))
 
     def fields(self) -> dict[str, Any]:
-        """A JSON-ready dict in a fixed order (the order is part of the format)."""
+        """A JSON-ready dict in a fixed order (the order is part of the format).
+        ``door`` comes last, and only when known: a line without it is what
+        every record looked like before, and verifies as it always did."""
         context = self.encryption_context
-        return {
+        fields = {
             "time": format_time(self.time),
             "request_id": self.request_id,
             "operation": self.operation,
@@ -126,6 +133,9 @@ class AuditRecord:
             "error_code": self.error_code,
             "detail": self.detail,
         }
+        if self.door is not None:
+            fields["door"] = self.door
+        return fields
 
 
 def format_time(moment: datetime) -> str:
@@ -145,6 +155,7 @@ _TEXT_FIELDS = (
     "error_code",
     "region",
     "detail",
+    "door",
 )
 
 

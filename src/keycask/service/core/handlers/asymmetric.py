@@ -9,17 +9,15 @@ forms AWS returns, and MessageType DIGEST is never hashed again.
 
 from __future__ import annotations
 
+from keycask import crypto
 from keycask.crypto import (
     DATA_KEY_PAIR_SPECS,
     InvalidPublicKey,
     KeyMaterial,
     PrivateKey,
-    generate_data_key_pair,
-    generate_mac,
     key_agreement_algorithms,
     mac_algorithms,
     signing_algorithms,
-    verify_mac,
 )
 from keycask.errors import (
     DryRunOperationException,
@@ -33,11 +31,11 @@ from keycask.errors import (
 from keycask.keys.model import Key, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import encode_context
-from keycask.service.call import Call, Outcome
-from keycask.service.crypto_ops import DRY_RUN, seal_for, symmetric_key_for
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.crypto import DRY_RUN, seal_for, symmetric_key_for
+from keycask.service.core.offload import run_slow
+from keycask.service.core.requests import (
     DeriveSharedSecretRequest,
     GenerateDataKeyPairRequest,
     GenerateMacRequest,
@@ -46,8 +44,8 @@ from keycask.service.requests import (
     VerifyMacRequest,
     VerifyRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import (
     DeriveSharedSecretResult,
     GenerateDataKeyPairResult,
     GenerateMacResult,
@@ -60,10 +58,9 @@ from keycask.service.results import (
 
 
 async def _key(deps: Deps, call: Call, ref: str, operation: str, usage: KeyUsage) -> Key:
-    key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:" + operation, key)
-    require_state(operation, key)
+    key = (
+        await use_key(deps.keys, call, ref, "kms:" + operation, state=operation, allow_alias=True)
+    ).value
     if key.key_usage is not usage:
         raise InvalidKeyUsageException(
             f"{key.arn} key usage is {key.key_usage.value} which is not valid for {operation}."
@@ -127,9 +124,7 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
 
 
 async def get_public_key(deps: Deps, call: Call, req: GetPublicKeyRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:GetPublicKey", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:GetPublicKey", allow_alias=True)).value
     if not key.key_spec.is_asymmetric:
         raise UnsupportedOperationException(
             f"{key.arn} is not an asymmetric key; it has no public key."
@@ -169,20 +164,20 @@ async def _mac_material(deps: Deps, call: Call, key: Key) -> KeyMaterial:
     return material
 
 
-async def generate_mac_op(deps: Deps, call: Call, req: GenerateMacRequest) -> Outcome:
+async def generate_mac(deps: Deps, call: Call, req: GenerateMacRequest) -> Outcome:
     key = await _mac_key(deps, call, req.key_id, "GenerateMac", req.mac_algorithm)
     material = await _mac_material(deps, call, key)
-    mac = generate_mac(key.key_spec.value, req.mac_algorithm, material, req.message)
+    mac = crypto.generate_mac(key.key_spec.value, req.mac_algorithm, material, req.message)
     # DryRun answers only once everything a real call checks has passed.
     if req.dry_run:
         raise DryRunOperationException(DRY_RUN)
     return Outcome(GenerateMacResult(mac, req.mac_algorithm, key.arn))
 
 
-async def verify_mac_op(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcome:
+async def verify_mac(deps: Deps, call: Call, req: VerifyMacRequest) -> Outcome:
     key = await _mac_key(deps, call, req.key_id, "VerifyMac", req.mac_algorithm)
     material = await _mac_material(deps, call, key)
-    if not verify_mac(key.key_spec.value, req.mac_algorithm, material, req.message, req.mac):
+    if not crypto.verify_mac(key.key_spec.value, req.mac_algorithm, material, req.message, req.mac):
         # AWS's answer has no message.
         raise KMSInvalidMacException()
     # DryRun answers only once everything a real call checks has passed.
@@ -231,8 +226,8 @@ async def _data_key_pair(
     key = await symmetric_key_for(deps, call, req.key_id, operation)
     context = encode_context(req.encryption_context)
     spec = req.key_pair_spec
-    pair = await run_slow(generate_data_key_pair, spec) if spec.startswith("RSA_") else None
-    private, public = pair if pair is not None else generate_data_key_pair(spec)
+    pair = await run_slow(crypto.generate_data_key_pair, spec) if spec.startswith("RSA_") else None
+    private, public = pair if pair is not None else crypto.generate_data_key_pair(spec)
     blob, material_id = await seal_for(deps, call, key, private.reveal(), context)
     result = GenerateDataKeyPairResult(
         private_key_ciphertext_blob=blob,
@@ -247,7 +242,7 @@ async def _data_key_pair(
     return result, private.reveal()
 
 
-async def generate_data_key_pair_op(
+async def generate_data_key_pair(
     deps: Deps, call: Call, req: GenerateDataKeyPairRequest
 ) -> Outcome:
     result, private = await _data_key_pair(deps, call, req, "GenerateDataKeyPair")

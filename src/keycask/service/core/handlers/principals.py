@@ -1,11 +1,12 @@
 """KeycaskAdmin: principals, their identity policies, tags and access keys,
-managed over the KMS endpoint.
+managed over the KMS endpoint (the admin door, ``service/doors/admin.py``).
 
 Not part of the AWS model, so these operations have their own target,
-``X-Amz-Target: KeycaskAdmin.<Op>``, and small JSON shapes (below). They exist
-in every mode. Like every request they are signed, authorized and audited
-(operation ``KeycaskAdmin.<Op>``); the writes are staged and committed after
-the audit record is durable.
+``X-Amz-Target: KeycaskAdmin.<Op>``, and small JSON shapes (below; the
+table at the end gives each one's members). They exist in every mode. Like
+every request they are signed, authorized and audited (operation
+``KeycaskAdmin.<Op>``); the writes are staged and committed after the audit
+record is durable.
 
 Authorization is IAM's: the action is ``keycask:<Op>`` on the principal's ARN
 (``arn:aws:iam::<account>:user/<name>`` or ``.../role/<name>``; for
@@ -55,8 +56,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import orjson
-
 from keycask.auth.credentials import (
     CredentialStore,
     StoredAccessKey,
@@ -70,14 +69,12 @@ from keycask.errors import (
     InvalidMarkerException,
     LimitExceededException,
     NotFoundException,
-    SerializationException,
     ValidationException,
 )
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
-from keycask.service.call import Call, Outcome
+from keycask.service.core.call import Call, Outcome
 
-TARGET_PREFIX = "KeycaskAdmin."
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")
 MAX_POLICIES = 20
 # IAM's tag rules: letters, digits, spaces and _ . : / = + - @; keys up to
@@ -99,41 +96,6 @@ class AdminOperation:
     mutates: bool
     members: frozenset[str]
     required: frozenset[str]
-
-    @property
-    def target(self) -> str:
-        return TARGET_PREFIX + self.name
-
-
-def json_object(body: bytes) -> Fields:
-    """The body as a JSON object (an empty body is ``{}``), for keycask's own
-    targets; SerializationException otherwise, as AWS answers."""
-    try:
-        doc = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError:
-        raise SerializationException("The request body is not valid JSON.") from None
-    if not isinstance(doc, dict):
-        raise SerializationException("The request body must be a JSON object.")
-    return doc
-
-
-def decode(operation: AdminOperation, body: bytes) -> Fields:
-    """The request's members, checked against the operation's shape."""
-    doc = json_object(body)
-    unknown = sorted(set(doc) - operation.members)
-    if unknown:
-        raise ValidationException(
-            f"{unknown[0][:64]!r} is not a member of {operation.target}; "
-            f"its members are {', '.join(sorted(operation.members))}."
-        )
-    missing = sorted(operation.required - set(doc))
-    if missing:
-        raise ValidationException(f"{operation.target} requires {', '.join(missing)}.")
-    return doc
-
-
-def encode(result: object | None) -> bytes:
-    return orjson.dumps(result if result is not None else {})
 
 
 # -- members --
@@ -539,10 +501,3 @@ OPERATIONS: Mapping[str, AdminOperation] = {
         _op("DeleteAccessKey", delete_access_key, mutates=True, required=("AccessKeyId",)),
     )
 }  # fmt: skip
-
-
-def operation(target: str) -> AdminOperation | None:
-    """The operation an ``X-Amz-Target`` names, if it is a KeycaskAdmin one."""
-    if not target.startswith(TARGET_PREFIX):
-        return None
-    return OPERATIONS.get(target[len(TARGET_PREFIX) :])

@@ -11,20 +11,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keycask.service import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers import (
     aliases,
-    asymmetric_ops,
-    crypto_ops,
+    asymmetric,
+    crypto,
     deletion,
     grants,
     imports,
-    keys_ops,
+    keys,
+    last_usage,
     rotation,
     tags,
 )
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import (
+from keycask.service.core.requests import (
     AliasRequest,
     CreateGrantRequest,
     CreateKeyRequest,
@@ -77,30 +78,30 @@ class Operation:
 _ROWS = [
     # CreateKey writes only fresh paths of a new random key id (expect=0): no
     # read-modify-write to serialise, and RSA generation must not hold the lock.
-    Operation("CreateKey", CreateKeyRequest, keys_ops.create_key),
-    Operation("DescribeKey", DescribeKeyRequest, keys_ops.describe_key),
-    Operation("ListKeys", ListRequest, keys_ops.list_keys),
+    Operation("CreateKey", CreateKeyRequest, keys.create_key),
+    Operation("DescribeKey", DescribeKeyRequest, keys.describe_key),
+    Operation("ListKeys", ListRequest, keys.list_keys),
     Operation(
         "UpdateKeyDescription",
         UpdateKeyDescriptionRequest,
-        keys_ops.update_key_description,
+        keys.update_key_description,
         mutates=True,
     ),
-    Operation("EnableKey", KeyRequest, keys_ops.enable_key, mutates=True),
-    Operation("DisableKey", KeyRequest, keys_ops.disable_key, mutates=True),
-    Operation("GetKeyPolicy", GetKeyPolicyRequest, keys_ops.get_key_policy),
-    Operation("ListKeyPolicies", ListKeyScopedRequest, keys_ops.list_key_policies),
-    Operation("PutKeyPolicy", PutKeyPolicyRequest, keys_ops.put_key_policy, mutates=True),
-    Operation("Encrypt", EncryptRequest, crypto_ops.encrypt),
-    Operation("Decrypt", DecryptRequest, crypto_ops.decrypt),
-    Operation("ReEncrypt", ReEncryptRequest, crypto_ops.re_encrypt),
-    Operation("GenerateDataKey", GenerateDataKeyRequest, crypto_ops.generate_data_key),
+    Operation("EnableKey", KeyRequest, keys.enable_key, mutates=True),
+    Operation("DisableKey", KeyRequest, keys.disable_key, mutates=True),
+    Operation("GetKeyPolicy", GetKeyPolicyRequest, keys.get_key_policy),
+    Operation("ListKeyPolicies", ListKeyScopedRequest, keys.list_key_policies),
+    Operation("PutKeyPolicy", PutKeyPolicyRequest, keys.put_key_policy, mutates=True),
+    Operation("Encrypt", EncryptRequest, crypto.encrypt),
+    Operation("Decrypt", DecryptRequest, crypto.decrypt),
+    Operation("ReEncrypt", ReEncryptRequest, crypto.re_encrypt),
+    Operation("GenerateDataKey", GenerateDataKeyRequest, crypto.generate_data_key),
     Operation(
         "GenerateDataKeyWithoutPlaintext",
         GenerateDataKeyRequest,
-        crypto_ops.generate_data_key_without_plaintext,
+        crypto.generate_data_key_without_plaintext,
     ),
-    Operation("GenerateRandom", GenerateRandomRequest, crypto_ops.generate_random),
+    Operation("GenerateRandom", GenerateRandomRequest, crypto.generate_random),
     Operation("CreateAlias", AliasRequest, aliases.create_alias, mutates=True),
     Operation("UpdateAlias", AliasRequest, aliases.update_alias, mutates=True),
     Operation("DeleteAlias", DeleteAliasRequest, aliases.delete_alias, mutates=True),
@@ -123,7 +124,7 @@ _ROWS = [
         mutates=True,
     ),
     Operation("CancelKeyDeletion", KeyRequest, deletion.cancel_key_deletion, mutates=True),
-    Operation("GetKeyLastUsage", KeyRequest, deletion.get_key_last_usage),
+    Operation("GetKeyLastUsage", KeyRequest, last_usage.get_key_last_usage),
     # Writes only a new import token at a fresh random path: no
     # read-modify-write to serialise, and RSA key generation must not hold
     # the store's write lock.
@@ -140,19 +141,17 @@ _ROWS = [
         mutates=True,
     ),
     # Asymmetric, HMAC and key agreement.
-    Operation("Sign", SignRequest, asymmetric_ops.sign),
-    Operation("Verify", VerifyRequest, asymmetric_ops.verify),
-    Operation("GetPublicKey", GetPublicKeyRequest, asymmetric_ops.get_public_key),
-    Operation("GenerateMac", GenerateMacRequest, asymmetric_ops.generate_mac_op),
-    Operation("VerifyMac", VerifyMacRequest, asymmetric_ops.verify_mac_op),
-    Operation("DeriveSharedSecret", DeriveSharedSecretRequest, asymmetric_ops.derive_shared_secret),
-    Operation(
-        "GenerateDataKeyPair", GenerateDataKeyPairRequest, asymmetric_ops.generate_data_key_pair_op
-    ),
+    Operation("Sign", SignRequest, asymmetric.sign),
+    Operation("Verify", VerifyRequest, asymmetric.verify),
+    Operation("GetPublicKey", GetPublicKeyRequest, asymmetric.get_public_key),
+    Operation("GenerateMac", GenerateMacRequest, asymmetric.generate_mac),
+    Operation("VerifyMac", VerifyMacRequest, asymmetric.verify_mac),
+    Operation("DeriveSharedSecret", DeriveSharedSecretRequest, asymmetric.derive_shared_secret),
+    Operation("GenerateDataKeyPair", GenerateDataKeyPairRequest, asymmetric.generate_data_key_pair),
     Operation(
         "GenerateDataKeyPairWithoutPlaintext",
         GenerateDataKeyPairRequest,
-        asymmetric_ops.generate_data_key_pair_without_plaintext,
+        asymmetric.generate_data_key_pair_without_plaintext,
     ),
     # Grants: every change to a grant is a read-modify-write of the key's grants.
     Operation("CreateGrant", CreateGrantRequest, grants.create_grant, mutates=True),

@@ -16,19 +16,18 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
-from keycask.keys.states import require_state
 from keycask.keys.wire import BlobHeader, encode_context, open_blob, parse_blob, seal_blob
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.requests import (
     DecryptRequest,
     EncryptRequest,
     GenerateDataKeyRequest,
     GenerateRandomRequest,
     ReEncryptRequest,
 )
-from keycask.service.resolve import key_by_id, resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import authorize_key, key_by_id, resolve_key, use_key
+from keycask.service.core.results import (
     DecryptResult,
     EncryptResult,
     GenerateDataKeyResult,
@@ -75,27 +74,14 @@ def _require_usage(key: Key, operation: str, *, symmetric: bool) -> None:
         )
 
 
-async def _use_key(
-    deps: Deps,
-    call: Call,
-    ref: str,
-    operation: str,
-    *,
-    action: str | None = None,
-    symmetric: bool = False,
-) -> Key:
-    key = (await resolve_key(deps.keys, call, ref, allow_alias=True)).value
-    call.key_arn = key.arn
-    await call.authorize(action or "kms:" + operation, key)
-    require_state(operation, key)
-    _require_usage(key, operation, symmetric=symmetric)
-    return key  # fmt: skip
-
-
 async def symmetric_key_for(deps: Deps, call: Call, ref: str, operation: str) -> Key:
     """A symmetric encryption key the caller may use for ``operation``
     (GenerateDataKey*, GenerateDataKeyPair*)."""
-    return await _use_key(deps, call, ref, operation, symmetric=True)
+    stored = await use_key(
+        deps.keys, call, ref, "kms:" + operation, state=operation, allow_alias=True
+    )
+    _require_usage(stored.value, operation, symmetric=True)
+    return stored.value
 
 
 async def seal_for(
@@ -169,9 +155,7 @@ class _Opened:
 async def _open_rsa(
     deps: Deps, call: Call, key: Key, sealed: _Sealed, *, action: str, operation: str
 ) -> _Opened:
-    call.key_arn = key.arn
-    await call.authorize(action, key)
-    require_state(operation, key)
+    await authorize_key(call, key, action, state=operation)
     _require_usage(key, operation, symmetric=False)
     _check_algorithm(sealed.algorithm, key)
     _no_context(sealed.context)
@@ -210,9 +194,7 @@ async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation:
             "does not exist in this region, or you are not allowed to access."
         )
     key = stored.value
-    call.key_arn = key.arn
-    await call.authorize(action, key)
-    require_state(operation, key)
+    await authorize_key(call, key, action, state=operation)
     _require_usage(key, operation, symmetric=True)
     _check_algorithm(sealed.algorithm, key)
     encoded = encode_context(sealed.context)
@@ -231,7 +213,10 @@ async def _open(deps: Deps, call: Call, sealed: _Sealed, action: str, operation:
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     call.encryption_context = req.encryption_context
     call.conditions["kms:EncryptionAlgorithm"] = _algorithm(req.encryption_algorithm)
-    key = await _use_key(deps, call, req.key_id, "Encrypt")
+    key = (
+        await use_key(deps.keys, call, req.key_id, "kms:Encrypt", state="Encrypt", allow_alias=True)
+    ).value
+    _require_usage(key, "Encrypt", symmetric=False)
     _check_algorithm(req.encryption_algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
         encode_context(req.encryption_context)  # refuse an unencodable context first
@@ -297,7 +282,17 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     # Known only once the destination is resolved; set before it is authorized.
     named = await resolve_key(deps.keys, call, req.destination_key_id, allow_alias=True)
     call.conditions["kms:ReEncryptOnSameKey"] = named.value.key_id == source.key_id
-    dest = await _use_key(deps, call, req.destination_key_id, "ReEncrypt", action="kms:ReEncryptTo")
+    dest = (
+        await use_key(
+            deps.keys,
+            call,
+            req.destination_key_id,
+            "kms:ReEncryptTo",
+            state="ReEncrypt",
+            allow_alias=True,
+        )
+    ).value
+    _require_usage(dest, "ReEncrypt", symmetric=False)
     call.encryption_context = req.source_encryption_context  # the audit record keeps the source's
     _check_algorithm(req.destination_encryption_algorithm, dest)
     if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:

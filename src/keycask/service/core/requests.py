@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from keycask.errors import UnsupportedOperationException, ValidationException
-from keycask.service.contexts import check_new_context
+from keycask.service.core.contexts import check_new_context
 
 R = TypeVar("R")
 

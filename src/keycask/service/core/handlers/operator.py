@@ -63,37 +63,7 @@ from keycask.service.sealing import (
     VerifyInput,
 )
 
-TARGET_PREFIX = "KeycaskOperator."
-OPERATIONS = frozenset(
-    {
-        "Status",
-        "Unseal",
-        "Seal",
-        "Rotate",
-        "Rekey",
-        "RekeyVerify",
-        "RekeyCancel",
-        "BackupTag",
-        "RotateToken",
-    }
-)
-WHILE_SEALED = frozenset({"Status", "Unseal"})
-# Changes that outlive the call: recorded in the audit log before they happen.
-RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RekeyVerify", "RekeyCancel", "RotateToken"})
-# Not for an administrator's signature alone (see Rekey above). A backup tag
-# makes a file that restore trusts; a new token is the operator credential.
-TOKEN_ONLY = frozenset({"Rekey", "RekeyVerify", "RekeyCancel", "BackupTag", "RotateToken"})
-# Calls that try a seal secret (shares, passphrase, PIN): their failures are
-# rate-limited per address, apart from failed authentications.
-TRIES_SEAL_SECRETS = frozenset({"Unseal", "Rekey", "RekeyVerify"})
 _HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-
-def operation(target: str) -> str | None:
-    if not target.startswith(TARGET_PREFIX):
-        return None
-    name = target[len(TARGET_PREFIX) :]
-    return name if name in OPERATIONS else None
 
 
 def _text(fields: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:

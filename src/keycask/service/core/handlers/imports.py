@@ -45,19 +45,19 @@ from keycask.errors import (
 from keycask.keys.keystore import Stored, import_token_expiry
 from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.offload import run_slow
+from keycask.service.core.requests import (
     DeleteImportedKeyMaterialRequest,
     GetParametersForImportRequest,
     ImportKeyMaterialRequest,
 )
-from keycask.service.results import (
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import (
     GetParametersForImportResult,
     ImportKeyMaterialResult,
 )
-from keycask.service.rotation import key_for
 
 TOKEN_LIFETIME = timedelta(hours=24)
 MAX_VALID_TO = timedelta(days=365)
@@ -85,7 +85,7 @@ async def get_parameters_for_import(
 ) -> Outcome:
     call.conditions["kms:WrappingAlgorithm"] = req.wrapping_algorithm
     call.conditions["kms:WrappingKeySpec"] = req.wrapping_key_spec
-    stored = await key_for(deps, call, req.key_id, "GetParametersForImport", check_state=False)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:GetParametersForImport")
     key = stored.value
     _require_external(key)
     require_state("GetParametersForImport", key)
@@ -200,7 +200,7 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
     )
     if req.valid_to is not None:
         call.conditions["kms:ValidTo"] = str(int(req.valid_to.timestamp()))
-    stored = await key_for(deps, call, req.key_id, "ImportKeyMaterial", check_state=False)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:ImportKeyMaterial")
     key = stored.value
     _require_external(key)
     require_state("ImportKeyMaterial", key)
@@ -304,7 +304,13 @@ def _reimport(
 async def delete_imported_key_material(
     deps: Deps, call: Call, req: DeleteImportedKeyMaterialRequest
 ) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "DeleteImportedKeyMaterial")
+    stored = await use_key(
+        deps.keys,
+        call,
+        req.key_id,
+        "kms:DeleteImportedKeyMaterial",
+        state="DeleteImportedKeyMaterial",
+    )
     key = stored.value
     _require_external(key)
     if req.key_material_id is not None:

@@ -29,14 +29,14 @@ from keycask.keys.model import (
     default_key_policy,
     key_arn,
 )
-from keycask.keys.states import require_state
 from keycask.policy.document import parse_policy
-from keycask.service.authz import principal_arns, render_policy
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.offload import run_slow
-from keycask.service.paging import page_limit
-from keycask.service.requests import (
+from keycask.service.core.authz import principal_arns, render_policy
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.tags import validate_new_tags
+from keycask.service.core.offload import run_slow
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import (
     CreateKeyRequest,
     DescribeKeyRequest,
     GetKeyPolicyRequest,
@@ -46,8 +46,8 @@ from keycask.service.requests import (
     PutKeyPolicyRequest,
     UpdateKeyDescriptionRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import (
     GetKeyPolicyResult,
     KeyListEntry,
     KeyMetadata,
@@ -55,7 +55,6 @@ from keycask.service.results import (
     ListKeyPoliciesResult,
     ListKeysResult,
 )
-from keycask.service.tags import validate_new_tags
 
 POLICY_NAME = "default"
 
@@ -193,9 +192,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
 
 
 async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id, allow_alias=True)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:DescribeKey", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:DescribeKey", allow_alias=True)).value
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
 
 
@@ -224,11 +221,8 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
 async def _change_key(
     deps: Deps, call: Call, ref: str, action: str, operation: str, **changes: object
 ) -> Outcome:
-    stored = await resolve_key(deps.keys, call, ref)
+    stored = await use_key(deps.keys, call, ref, action, state=operation)
     key = stored.value
-    call.key_arn = key.arn
-    await call.authorize(action, key)
-    require_state(operation, key)
     new = key.replace(**changes)
     if new == key:
         return Outcome()
@@ -274,9 +268,7 @@ async def policy_principals(deps: Deps, text: str) -> tuple[tuple[str, str], ...
 
 
 async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:GetKeyPolicy", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:GetKeyPolicy")).value
     if req.policy_name not in (None, POLICY_NAME):
         raise NotFoundException("No such policy exists")
     # As AWS shows a principal deleted since the policy was put: by its
@@ -291,17 +283,17 @@ async def get_key_policy(deps: Deps, call: Call, req: GetKeyPolicyRequest) -> Ou
 
 
 async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Outcome:
-    stored = await resolve_key(deps.keys, call, req.key_id)
-    key = stored.value
-    call.key_arn = key.arn
-    await call.authorize(
+    stored = await use_key(
+        deps.keys,
+        call,
+        req.key_id,
         "kms:PutKeyPolicy",
-        key,
+        state="PutKeyPolicy",
         context={
             "kms:BypassPolicyLockoutSafetyCheck": bool(req.bypass_policy_lockout_safety_check)
         },
     )
-    require_state("PutKeyPolicy", key)
+    key = stored.value
     if req.policy_name not in (None, POLICY_NAME):
         raise ValidationException(f"PolicyName must be {POLICY_NAME!r}: a key has one policy.")
     _check_policy(req.policy)
@@ -317,7 +309,5 @@ async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Ou
 
 
 async def list_key_policies(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:ListKeyPolicies", key)
+    await use_key(deps.keys, call, req.key_id, "kms:ListKeyPolicies")
     return Outcome(ListKeyPoliciesResult(policy_names=[POLICY_NAME], truncated=False))

@@ -4,19 +4,19 @@ RotateKeyOnDemand, ListKeyRotations.
 A rotation adds a key version and makes it current: new ciphertexts name the
 new version, old ones keep naming theirs, and every version's material stays
 until the key itself is deleted. Automatic rotations are the scheduler's
-(service/scheduler.py); this module only sets their schedule.
+(service/background/scheduler.py); this module only sets their schedule.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from keycask.crypto import KeyMaterial, key_material_id
 from keycask.errors import (
     KMSInvalidStateException,
     LimitExceededException,
     UnsupportedOperationException,
 )
-from keycask.keys.keystore import Stored
 from keycask.keys.model import (
     DEFAULT_ROTATION_DAYS,
     MAX_ON_DEMAND_ROTATIONS,
@@ -28,35 +28,37 @@ from keycask.keys.model import (
     RotationType,
 )
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.paging import offset_marker, page_limit
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.paging import offset_marker, page_limit
+from keycask.service.core.requests import (
     EnableKeyRotationRequest,
     KeyRequest,
     ListKeyRotationsRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import (
     GetKeyRotationStatusResult,
     KeyIdResult,
     ListKeyRotationsResult,
     RotationsListEntry,
 )
-from keycask.service.scheduler import rotate
 
 
-async def key_for(
-    deps: Deps, call: Call, ref: str, operation: str, *, check_state: bool = True
-) -> Stored[Key]:
-    """Resolve, authorize ``kms:<operation>`` and check the state table."""
-    stored = await resolve_key(deps.keys, call, ref)
-    key = stored.value
-    call.key_arn = key.arn
-    await call.authorize("kms:" + operation, key)
-    if check_state:
-        require_state(operation, key)
-    return stored
+def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
+    """``key`` with a new current version of fresh material."""
+    material = KeyMaterial.generate(32)
+    version = key.next_version()
+    entry = KeyVersion(
+        version=version,
+        material_id=key_material_id(material, key.key_id.bytes),
+        rotated=now,
+        rotation_type=rotation_type,
+    )
+    new = key.replace(
+        current_version=version, versions=(*key.versions, entry), last_version=version
+    )
+    return new, material
 
 
 def _require_symmetric(key: Key, what: str) -> None:
@@ -81,7 +83,7 @@ def _require_automatic_rotation(key: Key) -> None:
 async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequest) -> Outcome:
     if req.rotation_period_in_days is not None:
         call.conditions["kms:RotationPeriodInDays"] = req.rotation_period_in_days
-    stored = await key_for(deps, call, req.key_id, "EnableKeyRotation", check_state=False)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:EnableKeyRotation")
     key = stored.value
     _require_automatic_rotation(key)
     require_state("EnableKeyRotation", key)
@@ -104,7 +106,7 @@ async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequ
 
 
 async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "DisableKeyRotation", check_state=False)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:DisableKeyRotation")
     key = stored.value
     _require_automatic_rotation(key)
     require_state("DisableKeyRotation", key)
@@ -121,7 +123,11 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
     # material could not rotate at all; now that it rotates on demand, AWS
     # documents this call as the status of automatic and on-demand rotation,
     # and that of keys that cannot rotate automatically as "always false".
-    key = (await key_for(deps, call, req.key_id, "GetKeyRotationStatus")).value
+    key = (
+        await use_key(
+            deps.keys, call, req.key_id, "kms:GetKeyRotationStatus", state="GetKeyRotationStatus"
+        )
+    ).value
     _require_symmetric(key, "key rotation")
     # A key on its way out does not rotate, and AWS reports so; cancelling
     # the deletion brings the schedule back.
@@ -139,7 +145,9 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
 
 
 async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "RotateKeyOnDemand")
+    stored = await use_key(
+        deps.keys, call, req.key_id, "kms:RotateKeyOnDemand", state="RotateKeyOnDemand"
+    )
     key = stored.value
     _require_symmetric(key, "on-demand rotation")
     if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:
@@ -207,7 +215,9 @@ def rotation_entry(key: Key, version: KeyVersion) -> RotationsListEntry:
 
 
 async def list_key_rotations(deps: Deps, call: Call, req: ListKeyRotationsRequest) -> Outcome:
-    key = (await key_for(deps, call, req.key_id, "ListKeyRotations")).value
+    key = (
+        await use_key(deps.keys, call, req.key_id, "kms:ListKeyRotations", state="ListKeyRotations")
+    ).value
     _require_symmetric(key, "key rotation")
     limit = page_limit(req.limit, 100)
     start = offset_marker(req.marker)

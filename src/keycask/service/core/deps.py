@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from keycask.auth.credentials import CredentialStore
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
-from keycask.service.authz import Authorizer
-from keycask.service.usage import UsageTracker
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.usage import UsageTracker
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from keycask.errors import ValidationException
-from keycask.service.authz import fold_context
+from keycask.service.core.authz import fold_context
 
 MAX_CONTEXT_PAIRS = 256
 MAX_CONTEXT_BYTES = 65_535

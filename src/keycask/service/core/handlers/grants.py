@@ -57,7 +57,7 @@ from keycask.keys.model import Key, KeySpec, KeyUsage, iam_root_arn
 from keycask.keys.states import require_state
 from keycask.policy.conditions import ContextInput
 from keycask.policy.evaluate import Subject
-from keycask.service.authz import (
+from keycask.service.core.authz import (
     GrantToken,
     fold_context,
     grant_view,
@@ -65,19 +65,19 @@ from keycask.service.authz import (
     new_grant_token,
     parse_grant_token,
 )
-from keycask.service.call import Call, Outcome
-from keycask.service.crypto_ops import DRY_RUN
-from keycask.service.deps import Deps
-from keycask.service.paging import page_limit
-from keycask.service.requests import (
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.crypto import DRY_RUN
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import (
     CreateGrantRequest,
     ListGrantsRequest,
     ListRetirableGrantsRequest,
     RetireGrantRequest,
     RevokeGrantRequest,
 )
-from keycask.service.resolve import resolve_key
-from keycask.service.results import (
+from keycask.service.core.resolve import resolve_key, use_key
+from keycask.service.core.results import (
     CreateGrantResult,
     GrantConstraints,
     GrantListEntry,
@@ -443,10 +443,7 @@ def _limit(limit: int | None) -> int:
 
 
 async def list_grants(deps: Deps, call: Call, req: ListGrantsRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:ListGrants", key)
-    require_state("ListGrants", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:ListGrants", state="ListGrants")).value
     wanted = None if req.grant_id is None else _check_grant_id(req.grant_id)
     after = ""
     if req.marker is not None:
@@ -612,10 +609,7 @@ async def retire_grant(deps: Deps, call: Call, req: RetireGrantRequest) -> Outco
 
 
 async def revoke_grant(deps: Deps, call: Call, req: RevokeGrantRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:RevokeGrant", key)
-    require_state("RevokeGrant", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:RevokeGrant", state="RevokeGrant")).value
     stored = await deps.keys.grant(key.key_id, _check_grant_id(req.grant_id))
     if stored is None:
         raise _grant_not_found(req.grant_id, key)

@@ -1,9 +1,9 @@
-"""ScheduleKeyDeletion, CancelKeyDeletion and GetKeyLastUsage.
+"""ScheduleKeyDeletion and CancelKeyDeletion.
 
 Deletion is the one thing that loses data for good, so it only ever happens
 after a waiting period (7-30 days) during which the key refuses every
 cryptographic use and the decision can be taken back. The scheduler destroys
-the key when the window ends (service/scheduler.py).
+the key when the window ends (service/background/scheduler.py).
 """
 
 from __future__ import annotations
@@ -12,16 +12,11 @@ from datetime import timedelta
 
 from keycask.errors import ValidationException
 from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, KeyState
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.requests import KeyRequest, ScheduleKeyDeletionRequest
-from keycask.service.results import (
-    GetKeyLastUsageResult,
-    KeyIdResult,
-    KeyLastUsageData,
-    ScheduleKeyDeletionResult,
-)
-from keycask.service.rotation import key_for
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.requests import KeyRequest, ScheduleKeyDeletionRequest
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import KeyIdResult, ScheduleKeyDeletionResult
 
 MIN_PENDING_WINDOW_DAYS = 7
 MAX_PENDING_WINDOW_DAYS = 30
@@ -38,7 +33,9 @@ async def schedule_key_deletion(deps: Deps, call: Call, req: ScheduleKeyDeletion
             f"and {MAX_PENDING_WINDOW_DAYS}"
         )
     call.conditions["kms:ScheduleKeyDeletionPendingWindowInDays"] = days
-    stored = await key_for(deps, call, req.key_id, "ScheduleKeyDeletion")
+    stored = await use_key(
+        deps.keys, call, req.key_id, "kms:ScheduleKeyDeletion", state="ScheduleKeyDeletion"
+    )
     key = stored.value
     when = deps.clock.now() + timedelta(days=days)
     new = key.replace(state=KeyState.PENDING_DELETION, deletion_date=when)
@@ -55,7 +52,9 @@ async def schedule_key_deletion(deps: Deps, call: Call, req: ScheduleKeyDeletion
 
 
 async def cancel_key_deletion(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    stored = await key_for(deps, call, req.key_id, "CancelKeyDeletion")
+    stored = await use_key(
+        deps.keys, call, req.key_id, "kms:CancelKeyDeletion", state="CancelKeyDeletion"
+    )
     key = stored.value
     # A key saved from deletion comes back disabled, so nothing starts using
     # it again until someone decides to (AWS). Imported material that was
@@ -63,27 +62,3 @@ async def cancel_key_deletion(deps: Deps, call: Call, req: KeyRequest) -> Outcom
     state = KeyState.DISABLED if key.material_present else KeyState.PENDING_IMPORT
     new = key.replace(state=state, deletion_date=None)
     return Outcome(KeyIdResult(key.arn), deps.keys.stage_update(stored, new))
-
-
-async def get_key_last_usage(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    key = (await key_for(deps, call, req.key_id, "GetKeyLastUsage")).value
-    usage = await deps.usage.last(key.key_id)
-    return Outcome(
-        GetKeyLastUsageResult(
-            key_id=key.arn,
-            key_creation_date=key.created,
-            # keycask records every key's use from its creation on.
-            tracking_start_date=key.created,
-            key_last_usage=(
-                KeyLastUsageData()
-                if usage is None
-                else KeyLastUsageData(
-                    operation=usage.operation,
-                    timestamp=usage.time,
-                    # The audit record of the request carries this id.
-                    cloud_trail_event_id=usage.request_id,
-                    kms_request_id=usage.request_id,
-                )
-            ),
-        )
-    )

@@ -4,6 +4,7 @@ ARN) into keys, as AWS accepts them per operation."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keycask.arn import Arn
@@ -11,9 +12,11 @@ from keycask.config import partition
 from keycask.errors import NotFoundException
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, alias_arn, key_arn
+from keycask.keys.states import require_state
+from keycask.policy.conditions import ContextInput
 from keycask.policy.request_context import REQUEST_ALIAS
-from keycask.service.call import Call
-from keycask.service.managed import is_managed_alias
+from keycask.service.core.call import Call
+from keycask.service.core.managed import is_managed_alias
 
 
 def _parse_uuid(text: str) -> uuid.UUID | None:
@@ -140,6 +143,49 @@ async def _load(keys: KeyStore, key_id: uuid.UUID, account: str, region: str) ->
     if stored is None or stored.value.account != account or stored.value.region != region:
         raise NotFoundException(f"Key '{key_arn(region, account, str(key_id))}' does not exist")
     return stored
+
+
+async def use_key(
+    keys: KeyStore,
+    call: Call,
+    ref: str,
+    action: str,
+    *,
+    state: str | None = None,
+    allow_alias: bool = False,
+    context: Mapping[str, ContextInput] | None = None,
+) -> Stored[Key]:
+    """The key ``ref`` names, once the caller may do ``action`` with it: see
+    ``authorize_key``. ``allow_alias``: the operation takes an alias name or
+    ARN for a key (as AWS documents it per operation)."""
+    stored = await resolve_key(keys, call, ref, allow_alias=allow_alias)
+    # authorize_key's body, inline: Encrypt comes here, and one coroutine
+    # fewer per request is worth four repeated lines.
+    key = stored.value
+    call.key_arn = key.arn
+    await call.authorize(action, key, context=context)
+    if state is not None:
+        require_state(state, key)
+    return stored
+
+
+async def authorize_key(
+    call: Call,
+    key: Key,
+    action: str,
+    *,
+    state: str | None = None,
+    context: Mapping[str, ContextInput] | None = None,
+) -> None:
+    """Record ``key`` on the call (its audit record names it, allowed or
+    not), authorize ``action`` on it, then check the key state table's row
+    for the operation ``state`` (None: the operation works in every state).
+    Authorization comes first, as in AWS: a caller who may not use the key
+    learns nothing of its state."""
+    call.key_arn = key.arn
+    await call.authorize(action, key, context=context)
+    if state is not None:
+        require_state(state, key)
 
 
 async def key_by_id(keys: KeyStore, call: Call, key_id: uuid.UUID) -> Stored[Key] | None:

@@ -13,13 +13,13 @@ from keycask.errors import (
 from keycask.keys.keystore import Stored
 from keycask.keys.model import Alias, Key, KeySpec, alias_arn
 from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.managed import MANAGED_ALIASES
-from keycask.service.paging import page_limit
-from keycask.service.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
-from keycask.service.resolve import resolve_key
-from keycask.service.results import AliasListEntry, ListAliasesResult
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.managed import MANAGED_ALIASES
+from keycask.service.core.paging import page_limit
+from keycask.service.core.requests import AliasRequest, DeleteAliasRequest, ListAliasesRequest
+from keycask.service.core.resolve import authorize_key, resolve_key
+from keycask.service.core.results import AliasListEntry, ListAliasesResult
 
 # AWS's quota on aliases per KMS key (Developer Guide, "Resource quotas":
 # customer created aliases; adjustable there, fixed here).
@@ -151,8 +151,7 @@ async def delete_alias(deps: Deps, call: Call, req: DeleteAliasRequest) -> Outco
     # ...and on the key it points to (AWS requires both).
     current = await deps.keys.get(existing.value.target)
     if current is not None:
-        call.key_arn = current.value.arn
-        await call.authorize("kms:DeleteAlias", current.value)
+        await authorize_key(call, current.value, "kms:DeleteAlias")
     return Outcome(None, deps.keys.stage_delete_alias(existing))
 
 

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keycask.audit import AuditLog, AuditRecord
-from keycask.crypto import KeyMaterial, key_material_id
 from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
@@ -47,9 +46,10 @@ from keycask.keys.keystore import (
     import_token_expiry,
     parse_sched_path,
 )
-from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
+from keycask.keys.model import Key, KeyState, RotationType
 from keycask.ports import Clock, Coordinator, Write
-from keycask.service.deps import Deps
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.rotation import rotate
 
 log = logging.getLogger("keycask")
 
@@ -67,22 +67,6 @@ class JobResult:
     key: Key
     writes: list[Write]
     detail: str
-
-
-def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
-    """``key`` with a new current version of fresh material."""
-    material = KeyMaterial.generate(32)
-    version = key.next_version()
-    entry = KeyVersion(
-        version=version,
-        material_id=key_material_id(material, key.key_id.bytes),
-        rotated=now,
-        rotation_type=rotation_type,
-    )
-    new = key.replace(
-        current_version=version, versions=(*key.versions, entry), last_version=version
-    )
-    return new, material
 
 
 def next_rotation_after(due: datetime, period_days: int, now: datetime) -> datetime:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Final
 
 from keycask.auth.credentials import Principal
 from keycask.keys.model import Key
@@ -13,8 +15,20 @@ from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, cross_account_refusal, decide
 from keycask.policy.request_context import RESOURCE_ALIASES, Transport, request_context
 from keycask.ports import Write
-from keycask.service.authz import Authorizer
-from keycask.service.managed import ManagedKeys
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.managed import ManagedKeys
+
+_VARIANT: Final = "89ab"
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, as AWS's x-amzn-RequestId is: nothing in it
+    tells how many requests this server has answered or which process
+    answered. 16 bytes of os.urandom formatted by hand cost ~1.7 us against
+    ~5.5 us for str(uuid.uuid4()) on the same loaded machine (uuid4 builds an
+    int and a UUID object first); the id is random in its 122 free bits either way."""
+    h = os.urandom(16).hex()
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +48,8 @@ class Call:
     time: datetime
     source_ip: str | None
     operation: str | None = None
+    # The front door the request came in by (service/doors/), as audited.
+    door: str | None = None
     caller: Caller | None = None
     # Who called when it is not a principal (the operator token).
     principal_name: str | None = None
@@ -169,3 +185,9 @@ class Outcome:
 
     result: object | None = None
     writes: Sequence[Write] = field(default_factory=tuple)
+    # A change outside the store (the dev clock), made where writes are
+    # committed: after the audit record is durable, under the write lock.
+    effect: Callable[[], Awaitable[None]] | None = None
+    # Work the answer waits for once the change is made, outside the write
+    # lock (the dev clock runs the jobs that came due); its value is the answer.
+    then: Callable[[], Awaitable[object]] | None = None

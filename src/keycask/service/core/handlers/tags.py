@@ -6,13 +6,16 @@ from collections.abc import Sequence
 
 from keycask.errors import TagException
 from keycask.keys.model import Tag
-from keycask.keys.states import require_state
-from keycask.service.call import Call, Outcome
-from keycask.service.deps import Deps
-from keycask.service.paging import offset_marker, page_limit
-from keycask.service.requests import ListKeyScopedRequest, TagResourceRequest, UntagResourceRequest
-from keycask.service.resolve import resolve_key
-from keycask.service.results import ListResourceTagsResult
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.paging import offset_marker, page_limit
+from keycask.service.core.requests import (
+    ListKeyScopedRequest,
+    TagResourceRequest,
+    UntagResourceRequest,
+)
+from keycask.service.core.resolve import use_key
+from keycask.service.core.results import ListResourceTagsResult
 
 MAX_TAGS = 50
 
@@ -55,25 +58,19 @@ def validate_new_tags(existing: Sequence[Tag], new: Sequence[dict[str, str]]) ->
 
 
 async def tag_resource(deps: Deps, call: Call, req: TagResourceRequest) -> Outcome:
-    stored = await resolve_key(deps.keys, call, req.key_id)
-    key = stored.value
-    call.key_arn = key.arn
     for tag in req.tags:
         call.conditions["aws:RequestTag/" + tag["tag_key"]] = tag["tag_value"]
     call.conditions["aws:TagKeys"] = tuple(tag["tag_key"] for tag in req.tags)
-    await call.authorize("kms:TagResource", key)
-    require_state("TagResource", key)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:TagResource", state="TagResource")
+    key = stored.value
     tags = validate_new_tags(key.tags, req.tags)
     return Outcome(None, deps.keys.stage_update(stored, key.replace(tags=tags)))
 
 
 async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> Outcome:
-    stored = await resolve_key(deps.keys, call, req.key_id)
-    key = stored.value
-    call.key_arn = key.arn
     call.conditions["aws:TagKeys"] = tuple(req.tag_keys)
-    await call.authorize("kms:UntagResource", key)
-    require_state("UntagResource", key)
+    stored = await use_key(deps.keys, call, req.key_id, "kms:UntagResource", state="UntagResource")
+    key = stored.value
     drop = set(req.tag_keys)
     tags = tuple(t for t in key.tags if t.tag_key not in drop)
     if tags == key.tags:
@@ -82,9 +79,7 @@ async def untag_resource(deps: Deps, call: Call, req: UntagResourceRequest) -> O
 
 
 async def list_resource_tags(deps: Deps, call: Call, req: ListKeyScopedRequest) -> Outcome:
-    key = (await resolve_key(deps.keys, call, req.key_id)).value
-    call.key_arn = key.arn
-    await call.authorize("kms:ListResourceTags", key)
+    key = (await use_key(deps.keys, call, req.key_id, "kms:ListResourceTags")).value
     start = offset_marker(req.marker)
     limit = page_limit(req.limit, 50)
     page = list(key.tags[start : start + limit])

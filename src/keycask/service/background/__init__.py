@@ -1,0 +1,1 @@
+"""Work no request asks for: lifecycle jobs, usage flushing, barrier rewrites."""

@@ -1,0 +1,77 @@
+"""Everything a server does that no request asks for, on one timer: the
+lifecycle jobs (rotation, deletion, expiry), writing keys' last use, moving
+the store's epoch (every node), and the barrier rewrite after a rotation.
+
+``app.py`` builds one per process and starts it; the request path never
+touches it, except the operator's Rotate and Status and the dev clock, which
+are handed the few methods they need.
+"""
+
+from __future__ import annotations
+
+from keycask.audit import AuditLog
+from keycask.barrier import Barrier
+from keycask.ports import Clock, Coordinator
+from keycask.service.background.barrier_terms import BarrierTerms
+from keycask.service.background.scheduler import Scheduler
+from keycask.service.core.call import new_request_id
+from keycask.service.core.deps import Deps
+from keycask.service.freshness import Freshness
+
+
+class Maintenance:
+    def __init__(
+        self,
+        deps: Deps,
+        audit: AuditLog,
+        coordinator: Coordinator,
+        barrier: Barrier,
+        freshness: Freshness,
+        *,
+        wall_clock: Clock,
+        interval: float = 1.0,
+    ) -> None:
+        self._deps = deps
+        self._coordinator = coordinator
+        self._barrier = barrier
+        self._freshness = freshness
+        self.terms = BarrierTerms(barrier, coordinator, freshness)
+        self.scheduler = Scheduler(
+            deps,
+            audit,
+            coordinator,
+            wall_clock=wall_clock,
+            refresh=freshness.refresh,
+            request_id=new_request_id,
+            interval=interval,
+            paused=lambda: barrier.sealed,
+        )
+        self.scheduler.every_tick.append(self.flush_usage)
+        # Every node, leader or not: moves the store's epoch past its own
+        # commits, and seals if the store was rolled back under it.
+        self.scheduler.every_tick.append(barrier.tick)
+        self.scheduler.after_tick.append(self.terms.rewrite)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        """Stop the timer, then write the last uses it had not written yet."""
+        await self.scheduler.stop()
+        await self.flush_usage()
+
+    async def flush_usage(self) -> None:
+        if self._barrier.sealed:
+            return
+        # Not announced: no cache holds last-use records (a PostgreSQL node
+        # counts its own commits itself; see storage/pgcoord.py).
+        await self._deps.usage.flush(self._coordinator.exclusive(), self._freshness.refresh)
+
+    async def rotate_barrier(self) -> int:
+        return await self.terms.rotate()
+
+    def jobs_status(self) -> str:
+        return self.scheduler.jobs_status()
+
+    async def run_due(self) -> int:
+        return await self.scheduler.run_due()

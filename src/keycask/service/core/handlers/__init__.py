@@ -1,0 +1,1 @@
+"""The handlers of the core operations, one module per family."""

@@ -1,0 +1,141 @@
+"""What a front door is, and the registry the pipeline finds doors in.
+
+A front door is one wire protocol that reaches the core: the AWS KMS JSON
+API, keycask's own admin, operator and dev APIs, and later others. It knows
+its wire (how a request names its operation, who is calling, how bodies and
+errors are written) and nothing else; the pipeline (``pipeline.py``) runs
+the same envelope around every door: match, authenticate, decode, authorize
+and handle, audit, commit, answer. Adding a door is one module implementing
+``Door`` and one ``Doors.add`` in ``app.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from keycask.auth.sigv4 import HttpRequest
+from keycask.errors import KMSError
+from keycask.ports import Write
+from keycask.service.core.call import Call, Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One operation a door serves, bound (once, at start) to what its
+    handler needs: the pipeline calls ``run(call, request)`` and nothing else."""
+
+    name: str  # the operation as audited: "Encrypt", "KeycaskAdmin.CreatePrincipal"
+    run: Callable[[Call, Any], Awaitable[Outcome]]
+    # Writes: run one at a time under the store's write lock, so its
+    # read-modify-write sees a consistent state.
+    mutates: bool = False
+    # The typed request the door decodes the body into (None: the door's own shape).
+    request: type | None = None
+    # Audited before it runs, with this detail: a change that outlives the
+    # call (sealing, a rotation, a rekey) is on record even if the answer is lost.
+    announce: str | None = None
+    # Run even when that first record cannot be written, since it only takes
+    # capability away (an attacker who breaks the audit log must not be able
+    # to prevent it); then answered KMSInternalException with this message.
+    unrecorded: str | None = None
+    # Answered even when the final record cannot be written: it was recorded
+    # before it ran, and its answer holds the only copy of what it made.
+    answer_unrecorded: bool = False
+
+
+class Door(Protocol):
+    """One wire protocol. Every method may raise a ``KMSError``, which the
+    pipeline audits and answers with ``encode_error``."""
+
+    @property
+    def name(self) -> str:
+        """Named in the audit record of every request the door answered."""
+        ...
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        """The ``X-Amz-Target`` prefixes (``"TrentService."``) it claims."""
+        ...
+
+    @property
+    def serves_sealed(self) -> bool:
+        """Whether it is served while the server is sealed (else: Sealed)."""
+        ...
+
+    def operation(self, target: str) -> str | None:
+        """The operation ``target`` names, as audited; None if unknown here."""
+        ...
+
+    async def authenticate(self, call: Call, request: HttpRequest) -> None:
+        """Who is calling: sets ``call.caller`` (or ``call.principal_name``)."""
+        ...
+
+    def action(self, call: Call, request: HttpRequest) -> Action:
+        """The operation the request asks for (call.operation None: unknown)."""
+        ...
+
+    def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
+        """The request body as the action's typed request."""
+        ...
+
+    def encode(self, action: Action, result: object | None) -> bytes:
+        """A success answer's body."""
+        ...
+
+    def encode_error(self, error: KMSError) -> bytes:
+        """An error answer's body (its status is ``error.status``)."""
+        ...
+
+    def unavailable(self, operation: str | None) -> KMSError:
+        """The retryable error for a store that did not answer in time."""
+        ...
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        """Commit an outcome's writes (after its audit record is durable)."""
+        ...
+
+    def committed(self) -> None:
+        """After a commit, even a failed one: drop what it made stale."""
+        ...
+
+
+class Doors:
+    """The registry: doors by the ``X-Amz-Target`` prefix they claim, and the
+    door that answers a request no door claims (UnknownOperationException,
+    in its own wire)."""
+
+    def __init__(self, fallback: Door) -> None:
+        self.fallback = fallback
+        self._by_prefix: dict[str, Door] = {}
+        self.add(fallback)
+
+    def add(self, door: Door) -> None:
+        for prefix in door.prefixes:
+            if prefix in self._by_prefix:
+                raise ValueError(f"two doors claim {prefix!r}")
+            self._by_prefix[prefix] = door
+
+    def match(self, call: Call, request: HttpRequest) -> Door:
+        """The door of ``request``; names its operation on ``call`` (None:
+        unknown, answered by the fallback door after authentication)."""
+        target = _target(request)
+        door = self._by_prefix.get(target[: target.find(".") + 1])
+        if door is not None:
+            name = door.operation(target)
+            if name is not None:
+                call.operation = name
+                return door
+        return self.fallback
+
+
+def header(request: HttpRequest, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key == name:
+            return value
+    return None
+
+
+def _target(request: HttpRequest) -> str:
+    return (header(request, b"x-amz-target") or b"").decode("latin-1").strip()

@@ -1,0 +1,1 @@
+"""The front doors: one module per wire protocol that reaches the core."""
