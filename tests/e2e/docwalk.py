@@ -13,13 +13,21 @@ that (an output, a state), the test checks itself.
 
 from __future__ import annotations
 
+import configparser
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[2]
 
 VENV = Path(sys.prefix)
 _HEREDOC = re.compile(r"<<-?\s*(['\"]?)(\w+)\1")
@@ -30,7 +38,7 @@ _EXIT = re.compile(r"exit code (\d+)")
 @dataclass(frozen=True)
 class Command:
     text: str  # as in the doc: continuation lines and heredoc included
-    comment: str  # the trailing comment of its first line, "" if none
+    comment: str  # its last trailing comment (a heredoc's body aside), "" if none
 
     @property
     def expected_error(self) -> str | None:
@@ -55,7 +63,7 @@ class Result:
 
 
 def section(markdown: str, heading: str) -> str:
-    """The text under ``heading`` (a ``## `` line), up to the next ``## ``."""
+    """The text under ``heading`` (a whole heading line) up to the next ``## ``."""
     marker = f"\n{heading}\n"
     assert marker in markdown, f"no section {heading!r}"
     return markdown.split(marker, 1)[1].split("\n## ", 1)[0]
@@ -87,7 +95,7 @@ def commands(block: str) -> list[Command]:
         i += 1
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        text = [line]
+        text, said = [line], [_comment(line)]
         heredoc = _HEREDOC.search(line)
         if heredoc:
             while i < len(lines):
@@ -98,8 +106,9 @@ def commands(block: str) -> list[Command]:
         while text[-1].rstrip().endswith("\\") or not _complete("\n".join(text)):
             assert i < len(lines), f"the block ends inside a command: {text}"
             text.append(lines[i])
+            said.append(_comment(lines[i]))
             i += 1
-        found.append(Command("\n".join(text), _comment(line)))
+        found.append(Command("\n".join(text), next((c for c in reversed(said) if c), "")))
     return found
 
 
@@ -185,3 +194,67 @@ def check(result: Result) -> None:
         assert command.expected_error in result.err, result.describe()
     else:
         assert result.code == 0, result.describe()
+
+
+class MakeRun:
+    """What ``make run`` runs, as the Makefile runs it (checked, so that a
+    change to the recipe is noticed): ``.venv/bin/keycask server --dev`` in
+    ``cwd``, with the Makefile's defaults, the variables the doc's line sets,
+    and a free port."""
+
+    def __init__(self, cwd: Path, port: int, line: str = "make run") -> None:
+        makefile = (REPO / "Makefile").read_text()
+        assert "\nrun: $(STAMP)\n\t$(BIN)/keycask server --dev\n" in makefile
+        assert "export KEYCASK_DATA_DIR ?= ./.keycask\n" in makefile
+        *assignments, make, run = line.split("  #", maxsplit=1)[0].split()
+        assert (make, run) == ("make", "run"), line
+        self.cwd, self.port = cwd, port
+        self.env = clean_env(KEYCASK_LISTEN=f"127.0.0.1:{port}", KEYCASK_DATA_DIR="./.keycask")
+        self.env.update(a.split("=", 1) for a in assignments)
+        self.log_path = cwd.parent / f"server-{port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    @property
+    def data_dir(self) -> Path:
+        return self.cwd / self.env["KEYCASK_DATA_DIR"]
+
+    def start(self) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [".venv/bin/keycask", "server", "--dev"],
+            cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError(f"keycask did not start: {self.log()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def kms(self, creds: tuple[str, str] | None = None, profile: str = "keycask") -> Any:
+        """boto3 as the test's own eyes: the profile's key from the data dir's
+        credentials file, or the given one."""
+        if creds is None:
+            parser = configparser.ConfigParser()
+            parser.read(self.data_dir / "credentials")
+            creds = (parser[profile]["aws_access_key_id"], parser[profile]["aws_secret_access_key"])
+        return boto3.client(
+            "kms",
+            endpoint_url=f"http://127.0.0.1:{self.port}",
+            region_name="us-east-1",
+            aws_access_key_id=creds[0],
+            aws_secret_access_key=creds[1],
+        )

@@ -14,23 +14,27 @@ words or comments are then checked with boto3 and the store.
 from __future__ import annotations
 
 import base64
-import configparser
 import json
 import re
-import signal
 import sqlite3
-import subprocess
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from docwalk import VENV, Command, Result, Shell, check, clean_env, commands, section
+from docwalk import (
+    VENV,
+    Command,
+    MakeRun,
+    Result,
+    Shell,
+    check,
+    clean_env,
+    commands,
+    section,
+)
 
 from conftest import REPO, free_port
 
@@ -68,52 +72,23 @@ def test_every_readme_sh_section_is_walked() -> None:
 class Walk:
     home: Path
     port: int = field(default_factory=free_port)
-    server: subprocess.Popen[bytes] | None = None
+    server: MakeRun | None = None
 
     @property
     def data_dir(self) -> Path:
         return self.home / ".keycask"
 
-    def make_run(self) -> None:
-        """What ``make run`` runs, as the Makefile runs it (checked, so that
-        a change to the recipe is noticed here)."""
-        makefile = (REPO / "Makefile").read_text()
-        assert "\nrun: $(STAMP)\n\t$(BIN)/keycask server --dev\n" in makefile
-        assert "export KEYCASK_DATA_DIR ?= ./.keycask\n" in makefile
-        env = clean_env(KEYCASK_LISTEN=f"127.0.0.1:{self.port}", KEYCASK_DATA_DIR="./.keycask")
-        log = open(self.home.parent / "server.log", "wb")  # noqa: SIM115 - closed with it
-        self.server = subprocess.Popen(
-            [".venv/bin/keycask", "server", "--dev"],
-            cwd=self.home, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.server.poll() is None, self.log()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"keycask did not start: {self.log()}")
+    def make_run(self, line: str) -> None:
+        self.server = MakeRun(self.home, self.port, line)
+        assert self.server.data_dir == self.data_dir
 
     def log(self) -> str:
-        return (self.home.parent / "server.log").read_text()
+        assert self.server is not None
+        return self.server.log()
 
     def kms(self, creds: tuple[str, str] | None = None) -> Any:
-        if creds is None:
-            parser = configparser.ConfigParser()
-            parser.read(self.data_dir / "credentials")
-            creds = (
-                parser["keycask"]["aws_access_key_id"],
-                parser["keycask"]["aws_secret_access_key"],
-            )
-        return boto3.client(
-            "kms",
-            endpoint_url=f"http://127.0.0.1:{self.port}",
-            region_name="us-east-1",
-            aws_access_key_id=creds[0],
-            aws_secret_access_key=creds[1],
-        )
+        assert self.server is not None
+        return self.server.kms(creds)
 
 
 @pytest.fixture
@@ -123,9 +98,8 @@ def walk(tmp_path: Path) -> Iterator[Walk]:
     (home / ".venv").symlink_to(VENV)
     walk = Walk(home)
     yield walk
-    if walk.server is not None and walk.server.poll() is None:
-        walk.server.send_signal(signal.SIGTERM)
-        walk.server.wait(timeout=30)
+    if walk.server is not None:
+        walk.server.stop()
 
 
 def _gone(kms: Any, key: str) -> bool:
@@ -267,7 +241,7 @@ def test_readme_dev_walkthrough(walk: Walk, tmp_path: Path) -> None:
                 if command.text.startswith("make test"):
                     continue  # the suite this test is part of
                 if command.text.startswith("make run"):
-                    walk.make_run()
+                    walk.make_run(command.text)
                     continue
                 result = shell.run(command)
                 check(result)
