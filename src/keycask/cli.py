@@ -154,9 +154,22 @@ def _production_banner(runtime: Runtime) -> None:
         flush=True,
     )
     if runtime.keeper.sealed:
+        # A command that works as printed: the address, the CA and the token
+        # (which only the operators hold). The certificate `init
+        # --tls-self-signed` made is its own CA; one a CA issued is trusted
+        # through that CA's file, which only the operators know.
+        own = settings.data_dir / config.TLS_DIR / config.TLS_CERT_FILE
+        ca = (
+            f" KEYCASK_CACERT={settings.tls_cert}"
+            if settings.tls_cert is not None and settings.tls_cert == own.resolve()
+            else ""
+        )
         print(
-            "KMS calls answer KMSInvalidStateException until an operator unseals it:\n"
-            f"  KEYCASK_ADDR={settings.endpoint_url} keycask operator unseal",
+            "KMS calls answer KMSInvalidStateException until operators unseal it with the "
+            "seal's input (shares, passphrase or PIN) and the operator token from "
+            "`keycask operator init`:\n"
+            f"  KEYCASK_ADDR={settings.endpoint_url}{ca} "
+            "KEYCASK_OPERATOR_TOKEN_FILE=/path/to/operator-token keycask operator unseal",
             flush=True,
         )
     if settings.insecure_plaintext:

@@ -61,9 +61,14 @@ POLICY_NAME = "default"
 
 # AWS KMS's quota on a key policy document (the model allows more).
 MAX_KEY_POLICY_BYTES = 32 * 1024
+# AWS's first sentence, then the ways on: the caller may simply be the wrong
+# principal to put a policy that names another administrator.
 _LOCKOUT = (
     "The new key policy will not allow you to update the key policy in the future. "
-    "To proceed anyway, set BypassPolicyLockoutSafetyCheck."
+    "Keep kms:PutKeyPolicy for yourself in it, or put it as a principal it gives "
+    "kms:PutKeyPolicy; "
+    "to proceed anyway, set BypassPolicyLockoutSafetyCheck "
+    "(aws kms put-key-policy --bypass-policy-lockout-safety-check)."
 )
 
 
