@@ -35,7 +35,7 @@ from keycask.app import AUDIT_DIR, STORE_FILE, open_store
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
-from keycask.cli_support import local_record
+from keycask.cli.client import local_record
 from keycask.config import partition
 from keycask.errors import (
     AuditUnavailable,

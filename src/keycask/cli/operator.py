@@ -44,7 +44,7 @@ from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
-from keycask.cli_support import CallError, local_record, post_json
+from keycask.cli.client import CallError, local_record, post_json
 from keycask.crypto import (
     KeyMaterial,
     ShareBoxError,

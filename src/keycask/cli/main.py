@@ -39,12 +39,12 @@ from keycask.app import (
 from keycask.audit import Anchor, AuditRecord, anchor, verify
 from keycask.audit.chain import quarantine_tail, scan_segment
 from keycask.auth.credentials import CredentialStore
-from keycask.cli_support import CallError, local_record, post_json
+from keycask.cli.client import CallError, local_record, post_json
 from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable, KMSError, SealError, StorageIntegrityError
 from keycask.http.server import HttpServer, Limits, tls_context
-from keycask.operator_cli import add_operator_commands
-from keycask.policy_cli import add_policy_commands
+from keycask.cli.operator import add_operator_commands
+from keycask.cli.policy import add_policy_commands
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import ROOT_KEY_FILE, WARNING, DevSeal
 from keycask.service.sealing import SealKeeper, UnsealInput
