@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keycask.cli.main import parse_duration
+from keycask.cli.dev import parse_duration
 from keycask.config import ConfigError
 from keycask.keys.keystore import JOB_DELETE, JOB_EXPIRE, JOB_ROTATE, due_jobs, parse_sched_path
 from keycask.keys.model import (

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from keycask import config
-from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE
+from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE, connect_store
 from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
@@ -54,7 +54,6 @@ from keycask.crypto import (
     self_signed_certificate,
 )
 from keycask.crypto.backup_mac import backup_tag
-from keycask.errors import SealError
 from keycask.ports import Storage
 from keycask.seal import SEAL_FILE, PassphraseSeal, seal_type
 from keycask.seal.dev import ROOT_KEY_FILE as DEV_ROOT_KEY_FILE
@@ -63,14 +62,11 @@ from keycask.seal.pkcs11 import Pkcs11Seal
 from keycask.seal.shamir import ShamirSeal, ShareCollector
 from keycask.service.sealing import RESTORED_MARKER
 from keycask.storage.backup import (
-    BackupError,
     Tagger,
     backup_seal_file,
     create_backup,
     restore_backup,
 )
-from keycask.storage.postgres import PostgresStorage
-from keycask.storage.sqlite import SQLiteStorage
 
 TARGET_PREFIX = "KeycaskOperator."
 AUDIT_SEGMENT = "operator"
@@ -537,11 +533,10 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     if data_dir.exists() and any(data_dir.iterdir()):
         raise OperatorError(f"{data_dir} is not empty; operator init needs a new data dir")
     settings = config.load(dev=False, data_dir=str(data_dir), storage=args.storage)
-    storage: Storage
+    storage: Storage | None = None
     if settings.storage is not None:
-        storage = await PostgresStorage.open(
-            settings.storage, insecure_transport=settings.storage_insecure
-        )
+        # A shared store is checked before anything is written here.
+        storage = await connect_store(settings)
         if await Barrier(storage).initialised():
             await storage.close()
             raise OperatorError(
@@ -553,11 +548,11 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     try:
         root, shares = _init_seal(args, data_dir)
     except BaseException:
-        if settings.storage is not None:
+        if storage is not None:
             await storage.close()
         raise
-    if settings.storage is None:
-        storage = SQLiteStorage(data_dir / STORE_FILE)
+    if storage is None:
+        storage = await connect_store(settings)
     audit = AuditLog.open(data_dir / AUDIT_DIR, AUDIT_SEGMENT)
     try:
         barrier = Barrier(storage)
@@ -826,18 +821,6 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            code: int = command(args)
-        except (CallError, BackupError, OSError, SealError) as error:
-            print(f"keycask: {error}", file=sys.stderr)
-            return 1
-        return code
-
-    return run
-
-
 def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = sub.add_parser(
         "operator", help="production mode: init, unseal, seal, rotate, rekey, backup"
@@ -909,10 +892,10 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init.add_argument("--tls-ip", action="append", help="IP address for it (repeatable)")
     seal_choice(init, required=False)
     outputs(init)
-    init.set_defaults(func=_guard(cmd_init))
+    init.set_defaults(func=cmd_init)
 
     remote(operator.add_parser("status", help="sealed or not, seal, term")).set_defaults(
-        func=_guard(cmd_status)
+        func=cmd_status
     )
     unseal = remote(operator.add_parser("unseal", help="give one share, the passphrase or PIN"))
     unseal.add_argument("share", nargs="?", help="a share (prefer the prompt: leave this out)")
@@ -921,12 +904,12 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     unseal.add_argument(
         "--reset", action="store_true", help="drop the shares given so far and start again"
     )
-    unseal.set_defaults(func=_guard(cmd_unseal))
+    unseal.set_defaults(func=cmd_unseal)
     remote(operator.add_parser("seal", help="drop every key from memory")).set_defaults(
-        func=_guard(cmd_seal)
+        func=cmd_seal
     )
     remote(operator.add_parser("rotate", help="start a new barrier term")).set_defaults(
-        func=_guard(cmd_rotate)
+        func=cmd_rotate
     )
     rekey = remote(operator.add_parser("rekey", help="move the root key to a new seal"))
     seal_choice(rekey, required=True)
@@ -944,14 +927,14 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "--current-pin-file", help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)"
     )
     outputs(rekey)
-    rekey.set_defaults(func=_guard(cmd_rekey))
+    rekey.set_defaults(func=cmd_rekey)
     decrypt = operator.add_parser(
         "decrypt-share", help="open a share sealed to your key (prints the share line)"
     )
     decrypt.add_argument("file", nargs="?", help="the sealed share (default: stdin)")
     decrypt.add_argument("--private-key", required=True, help="your private key, PEM (0600)")
     decrypt.add_argument("--password-file", help="its password, if it has one")
-    decrypt.set_defaults(func=_guard(cmd_decrypt_share))
+    decrypt.set_defaults(func=cmd_decrypt_share)
     verify = remote(
         operator.add_parser(
             "rekey-verify", help="give a new share (or the new passphrase) back to finish a rekey"
@@ -960,10 +943,10 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     verify.add_argument("share", nargs="?", help="a new share (prefer the prompt: leave this out)")
     verify.add_argument("--shares-file", help="new shares, one per line")
     verify.add_argument("--passphrase-file", help="the new passphrase (passphrase seal)")
-    verify.set_defaults(func=_guard(cmd_rekey_verify))
+    verify.set_defaults(func=cmd_rekey_verify)
     remote(
         operator.add_parser("rekey-cancel", help="discard a pending rekey; the seal stays")
-    ).set_defaults(func=_guard(cmd_rekey_cancel))
+    ).set_defaults(func=cmd_rekey_cancel)
 
     rotate_token = remote(
         operator.add_parser("rotate-token", help="replace the operator token with a new one")
@@ -974,7 +957,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="replace it in --data-dir directly (the server stopped; for a lost token)",
     )
-    rotate_token.set_defaults(func=_guard(cmd_rotate_token))
+    rotate_token.set_defaults(func=cmd_rotate_token)
 
     backup = remote(
         operator.add_parser(
@@ -984,7 +967,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         )
     )
     backup.add_argument("file")
-    backup.set_defaults(func=_guard(cmd_backup))
+    backup.set_defaults(func=cmd_backup)
     restore = operator.add_parser(
         "restore",
         help="check a backup's MAC with the seal's secret, restore it into an empty data dir",
@@ -1007,7 +990,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="the operator account (whose administrators may make operator calls); "
         "default: the server's KEYCASK_ACCOUNT_ID",
     )
-    restore.set_defaults(func=_guard(cmd_restore))
+    restore.set_defaults(func=cmd_restore)
 
 
 __all__ = ["add_operator_commands", "call"]
