@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import fcntl
 import hashlib
-import json
 import os
 import sys
 import uuid
@@ -35,14 +34,13 @@ from keycask.app import AUDIT_DIR, STORE_FILE, open_store
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
-from keycask.cli.client import local_record
+from keycask.cli import errors
+from keycask.cli.client import local_record, print_json
+from keycask.cli.errors import UsageError
 from keycask.config import partition
 from keycask.errors import (
-    AuditUnavailable,
-    KMSError,
     MalformedPolicyDocumentException,
     NotFoundException,
-    SealError,
     StorageConflict,
 )
 from keycask.keys.keystore import KeyStore, Stored
@@ -84,10 +82,6 @@ def _action(text: str) -> str:
         return normalize_action(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-class UsageError(Exception):
-    """A reference on the command line that names nothing."""
 
 
 # -- reading the store -----------------------------------------------------------
@@ -217,15 +211,7 @@ async def _with_store(args: argparse.Namespace, work: _Work) -> int:
 
 
 def _run(args: argparse.Namespace, work: _Work) -> int:
-    try:
-        return asyncio.run(_with_store(args, work))
-    except (UsageError, AuditUnavailable) as exc:
-        print(f"keycask: {exc}", file=sys.stderr)
-        return 2
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
+    return asyncio.run(_with_store(args, work))
 
 
 # -- simulate --------------------------------------------------------------------
@@ -250,7 +236,7 @@ async def _simulate(store: _Store, args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
     )
     if args.json:
-        _print_json(
+        print_json(
             {
                 "Principal": subject.arn,
                 "Action": args.action,
@@ -294,7 +280,7 @@ async def _whocan(store: _Store, args: argparse.Namespace) -> int:
         key_context=_key_context(key),
     )
     if args.json:
-        _print_json(
+        print_json(
             {"KeyArn": key.arn, "Action": args.action, "Allowed": [f.to_dict() for f in findings]}
         )
     else:
@@ -325,7 +311,7 @@ class _Located:
 def _report(located: list[_Located], args: argparse.Namespace, checked: str) -> int:
     failing = at_least([item.finding for item in located], args.fail_on)
     if args.json:
-        _print_json({"Checked": checked, "Findings": [item.to_dict() for item in located]})
+        print_json({"Checked": checked, "Findings": [item.to_dict() for item in located]})
     else:
         order = sorted(located, key=lambda i: (-SEVERITY_RANK[i.finding.severity], i.where))
         for item in order:
@@ -487,7 +473,7 @@ async def _reset(store: _Store, args: argparse.Namespace) -> int:
             audit.close()
     running = changed and _server_running(store.settings.data_dir)
     if args.json:
-        _print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
+        print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
     elif changed:
         print(f"reset the key policy of {key.arn} to the default (audited)")
     else:
@@ -615,12 +601,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_policy_commands(sub)
     args = parser.parse_args(None if argv is None else list(argv))
-    try:
-        code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError, AuditUnavailable) as exc:
-        print(f"keycask: {exc}", file=sys.stderr)
-        return 2
-    return code
+    return errors.run(args.func, args)
 
 
 if __name__ == "__main__":
