@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import configparser
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from keycask import privatefile
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
@@ -310,14 +310,6 @@ async def build(
 # -- --dev conveniences --
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _existing_access_key_id(path: Path) -> str | None:
     if not path.exists():
         return None
@@ -337,13 +329,13 @@ async def ensure_dev_profile(runtime: Runtime) -> tuple[Path, Path, bool]:
     key = await runtime.credentials.lookup(akid) if akid else None
     if key is None:
         key = await _create_admin(runtime)
-        _write_private(
+        privatefile.replace(
             credentials_file,
             f"[{PROFILE}]\naws_access_key_id = {key.access_key_id}\n"
             f"aws_secret_access_key = {key.secret}\n",
         )
         created = True
-    _write_private(
+    privatefile.replace(
         config_file,
         f"[profile {PROFILE}]\nregion = {settings.region}\n"
         f"endpoint_url = {settings.endpoint_url}\n",

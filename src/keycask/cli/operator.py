@@ -38,7 +38,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from keycask import config
+from keycask import config, privatefile
 from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE, connect_store
 from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
@@ -436,13 +436,9 @@ class _OutputDir:
     def write(self, name: str, text: str) -> str:
         target = self.path / name
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            privatefile.write_new(target, text)
         except FileExistsError:
             raise OperatorError(f"{target} already exists: refusing to overwrite it") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         return str(target)
 
     def shares(self, lines: list[str], encrypted: bool) -> list[str]:
@@ -594,18 +590,10 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
         )
         tls_dir = data_dir / config.TLS_DIR
         tls_dir.mkdir(mode=0o700)
-        _write_private(tls_dir / config.TLS_KEY_FILE, private)
-        _write_private(tls_dir / config.TLS_CERT_FILE, cert)
+        privatefile.write_new(tls_dir / config.TLS_KEY_FILE, private)
+        privatefile.write_new(tls_dir / config.TLS_CERT_FILE, cert)
         result["tls_cert"] = str(tls_dir / config.TLS_CERT_FILE)
     return result
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -731,9 +719,7 @@ def _backup_root(args: argparse.Namespace, seal: bytes | None) -> KeyMaterial:
         return KeyMaterial(raw)
     with tempfile.TemporaryDirectory(prefix="keycask-restore-seal-") as scratch:
         directory = Path(scratch)
-        fd = os.open(directory / SEAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(seal)
+        privatefile.write_new(directory / SEAL_FILE, seal)
         kind = seal_type(directory)
         if kind == "shamir":
             _, threshold = ShamirSeal(directory).config()
@@ -757,17 +743,9 @@ def _backup_root(args: argparse.Namespace, seal: bytes | None) -> KeyMaterial:
     raise OperatorError(f"the backup's seal is of an unknown type {kind!r}")
 
 
-def _write_token(path: str, token: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
 def _hand_out_token(token: str, out: str | None, what: str) -> None:
     if out:
-        _write_token(out, token)
+        privatefile.write_new(out, token + "\n")
         print(f"{what} written to {out} (mode 0600); nothing else keeps it")
     else:
         print(f"{what} (shown once): {token}")
@@ -782,11 +760,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     root = _backup_root(args, seal)
     info = restore_backup(file, data_dir, _root_tagger(root))
     marker = data_dir / RESTORED_MARKER
-    marker.write_text(f"restored from {args.file}\n")
-    marker.chmod(0o600)
+    privatefile.replace(marker, f"restored from {args.file}\n")
     print(f"restored {len(info.files)} files (backup of {info.created}) into {data_dir}")
     if seal is None:
-        _write_private(data_dir / DEV_ROOT_KEY_FILE, root.reveal())
+        privatefile.write_new(data_dir / DEV_ROOT_KEY_FILE, root.reveal())
         return 0
     # The token of backup time may be long revoked (rotated, or known to
     # someone since): a restored node gets a token of its own.
