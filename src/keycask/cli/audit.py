@@ -15,7 +15,7 @@ from keycask.app import AUDIT_DIR, open_store, open_store_to_read
 from keycask.audit import Anchor, anchor, verify
 from keycask.audit.chain import quarantine_tail, scan_segment
 from keycask.cli.client import local_record
-from keycask.cli.secrets import startup_unseal
+from keycask.cli.secrets import add_startup_flags, startup_unseal
 from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable, SealError
 from keycask.seal import SEAL_FILE
@@ -190,10 +190,7 @@ def add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="a data dir (repeat for every node of a cluster; default ./.keycask)",
     )
     check.add_argument("--storage", metavar="DSN", help="the cluster's PostgreSQL store")
-    check.add_argument("--pkcs11-pin-file", help="production: PIN to open the store's anchors")
-    check.add_argument(
-        "--passphrase-file", help="production: passphrase to open the store's anchors"
-    )
+    add_startup_flags(check)
     check.add_argument(
         "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
     )
@@ -206,8 +203,7 @@ def add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     quarantine.add_argument("segment", help="the segment's name, e.g. server")
     quarantine.add_argument("--data-dir", help="the data dir (default ./.keycask)")
     quarantine.add_argument("--storage", metavar="DSN", help="the cluster's PostgreSQL store")
-    quarantine.add_argument("--pkcs11-pin-file", help="production: PIN to open the store")
-    quarantine.add_argument("--passphrase-file", help="production: passphrase to open the store")
+    add_startup_flags(quarantine)
     quarantine.add_argument(
         "--pkcs11-module", action="append", metavar="LIB", help="a PKCS#11 library to allow"
     )

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from keycask import config
+from keycask.seal import Secret, registry
 from keycask.service.sealing import UnsealInput
 
 
@@ -27,15 +28,27 @@ def read_secret_file(path: str, what: str) -> str:
     return text
 
 
+def add_startup_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags through which a production server (or a command opening its
+    store) takes a seal's secret at start, as each seal type declares them."""
+    for kind in registry.SEAL_TYPES.values():
+        if kind.startup is not None:
+            parser.add_argument(kind.startup.flag, help=kind.startup.help)
+
+
 def startup_unseal(args: argparse.Namespace) -> UnsealInput | None:
-    """What a production server may open itself with: the PKCS#11 PIN (env
-    KEYCASK_PKCS11_PIN or a file) and a passphrase from a file. Never argv."""
-    pin = os.environ.get("KEYCASK_PKCS11_PIN") or None
-    pin_file = args.pkcs11_pin_file or os.environ.get("KEYCASK_PKCS11_PIN_FILE")
-    if pin is None and pin_file:
-        pin = read_secret_file(pin_file, "PIN")
-    passphrase_file = args.passphrase_file or os.environ.get("KEYCASK_PASSPHRASE_FILE")
-    passphrase = read_secret_file(passphrase_file, "passphrase") if passphrase_file else None
-    if pin is None and passphrase is None:
-        return None
-    return UnsealInput(pin=pin, passphrase=passphrase)
+    """What a production server may open itself with: each seal type's
+    secret from its file (flag or environment) or, where the type allows it,
+    the environment itself. Never argv."""
+    given: dict[Secret, str] = {}
+    for kind in registry.SEAL_TYPES.values():
+        source = kind.startup
+        if source is None:
+            continue
+        value = (os.environ.get(source.env) or None) if source.env else None
+        path = getattr(args, source.dest, None) or os.environ.get(source.file_env)
+        if value is None and path:
+            value = read_secret_file(path, kind.secret.noun)
+        if value is not None:
+            given[kind.secret] = value
+    return UnsealInput.of(given) if given else None

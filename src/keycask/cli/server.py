@@ -14,7 +14,7 @@ from keycask import config
 from keycask.app import Runtime, build, ensure_dev_profile
 from keycask.cli import serving
 from keycask.cli.client import local_record
-from keycask.cli.secrets import startup_unseal
+from keycask.cli.secrets import add_startup_flags, startup_unseal
 from keycask.seal.dev import WARNING, DevSeal
 from keycask.service.sealing import UnsealInput
 
@@ -229,22 +229,13 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="serve plain HTTP on a non-loopback address (only behind a TLS-terminating "
         "load balancer)",
     )
-    server.add_argument(
-        "--pkcs11-pin-file",
-        help="PKCS#11 seal: unseal at start with the PIN in this file "
-        "(or env KEYCASK_PKCS11_PIN / KEYCASK_PKCS11_PIN_FILE)",
-    )
+    add_startup_flags(server)
     server.add_argument(
         "--pkcs11-module",
         action="append",
         metavar="LIB",
         help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
         "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one",
-    )
-    server.add_argument(
-        "--passphrase-file",
-        help="passphrase seal: unseal at start with the passphrase in this file "
-        "(env KEYCASK_PASSPHRASE_FILE); without it an operator unseals",
     )
     server.add_argument(
         "--proxy-protocol-from",

@@ -7,8 +7,7 @@ from typing import Protocol
 
 from keycask.crypto import KeyMaterial
 from keycask.errors import SealError
-from keycask.seal import sealfile
-from keycask.seal import registry
+from keycask.seal import registry, sealfile
 from keycask.seal.passphrase import PassphraseSeal
 from keycask.seal.types import SealType, Secret
 

@@ -236,7 +236,11 @@ class ShamirType:
     )
     new_secret = None
     unseal_secret = SecretSource("Share: ")
-    current_secret = SecretSource("Current share: ", "--current-shares-file")
+    current_secret = SecretSource(
+        "Current share: ",
+        "--current-shares-file",
+        help="current Shamir shares, one per line (else prompted)",
+    )
     startup = None
 
     def validate(self, params: Params, *, modules: Iterable[str] | None) -> None:

@@ -202,3 +202,37 @@ class SealType(Protocol):
     def share_file(self, directory: Path, filename: str) -> ShareFile:
         """The seal file as shares see it (only for ``Secret.SHARES``)."""
         ...
+
+
+# The operator API's fields for a new seal's parameters (``Rekey``), and the
+# ``Params`` attribute each one fills.
+_PARAM_FIELDS = {
+    "Shares": "shares",
+    "Threshold": "threshold",
+    "Passphrase": "passphrase",
+    "Module": "module",
+    "TokenLabel": "token_label",
+    "KeyLabel": "key_label",
+    "Pin": "pin",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SealParams:
+    """A new seal's parameters, for a caller without an API request to
+    decode (``operator init``)."""
+
+    shares: int = 5
+    threshold: int = 3
+    passphrase: str | None = None
+    module: str | None = None
+    token_label: str | None = None
+    key_label: str | None = None
+    pin: str | None = None
+    share_keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, object]) -> SealParams:
+        """From the ``Rekey`` fields that ``Option.field`` and
+        ``Secret.field`` name."""
+        return cls(**{_PARAM_FIELDS[name]: value for name, value in fields.items()})  # type: ignore[arg-type]

@@ -72,6 +72,11 @@ class UnsealInput:
         """The one-piece secret of that kind given (not shares)."""
         return {Secret.PASSPHRASE: self.passphrase, Secret.PIN: self.pin}.get(secret)
 
+    @classmethod
+    def of(cls, secrets: dict[Secret, str]) -> UnsealInput:
+        """From one-piece secrets by kind (a server's own at start)."""
+        return cls(passphrase=secrets.get(Secret.PASSPHRASE), pin=secrets.get(Secret.PIN))
+
 
 @dataclass(frozen=True, slots=True)
 class SealProof:
