@@ -17,8 +17,9 @@ the argument, since a share alone opens nothing.
 Why one module of ~1,000 lines: every ``keycask operator`` command shares
 the same secret handling (owner-only files, prompts, never argv), the same
 token and address resolution and the same output rules, and keeping them in
-one place is how a command cannot quietly take a secret another way. It moves
-into ``keycask/cli/operator`` with issue 14's CLI package.
+one place is how a command cannot quietly take a secret another way. What
+differs by seal type (flags, prompts, environment variables) each seal type
+declares (``seal/types.py``); nothing here names one.
 """
 
 from __future__ import annotations

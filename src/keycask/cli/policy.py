@@ -8,9 +8,7 @@ directory is already total, puts the default key policy back; the change is
 audited in the ``cli`` segment and its anchor saved.
 
 Why one module of ~600 lines: the four ``keycask policy`` commands share one
-read-only way of opening a data dir and resolving keys and principals; it
-moves into issue 14's ``keycask/cli/`` package with the rest of the command
-line.
+read-only way of opening a data dir and resolving keys and principals.
 """
 
 from __future__ import annotations
