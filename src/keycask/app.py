@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import configparser
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from keycask import privatefile
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
 from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
-from keycask.config import Settings
-from keycask.errors import SealError
+from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
@@ -110,6 +109,17 @@ async def _close_store(coordinator: Coordinator, storage: Storage) -> None:
         await storage.close()
 
 
+async def connect_store(settings: Settings) -> Storage:
+    """The store ``settings`` name, as it is: the PostgreSQL store of a DSN,
+    else the SQLite file in the data dir (created when absent). Neither
+    opened nor initialised: ``open_store`` and ``operator init`` do that."""
+    if settings.storage is not None:
+        return await PostgresStorage.open(
+            settings.storage, insecure_transport=settings.storage_insecure
+        )
+    return SQLiteStorage(settings.data_dir / STORE_FILE)
+
+
 async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     """The store and its barrier: unsealed with the dev seal in --dev, sealed
     otherwise (an operator, or the PKCS#11 token, opens it)."""
@@ -118,26 +128,20 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
         and settings.storage is None
         and not (settings.data_dir / STORE_FILE).exists()
     ):
-        raise SealError(
+        raise ConfigError(
             f"{settings.data_dir} holds no keycask store: run "
             f"`keycask operator init --data-dir {settings.data_dir}` first"
         )
     if settings.dev and (settings.data_dir / SEAL_FILE).exists():
         # The dev seal would write a root key file beside a production store
         # (and then fail to open it): refuse before touching anything.
-        raise SealError(
+        raise ConfigError(
             f"{settings.data_dir} is a production data dir (it has a seal): use it without --dev"
         )
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     # The data dir is keycask's own: nobody else needs to list it.
     settings.data_dir.chmod(0o700)
-    storage: Storage
-    if settings.storage is not None:
-        storage = await PostgresStorage.open(
-            settings.storage, insecure_transport=settings.storage_insecure
-        )
-    else:
-        storage = SQLiteStorage(settings.data_dir / STORE_FILE)
+    storage = await connect_store(settings)
     try:
         watermark = Watermark(settings.data_dir)
         if settings.dev:
@@ -146,7 +150,7 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
         else:
             barrier = Barrier(storage, watermark=watermark)
             if not await barrier.initialised():
-                raise SealError(f"the store in {settings.data_dir} was never initialised")
+                raise ConfigError(f"the store in {settings.data_dir} was never initialised")
     except BaseException:
         await storage.close()
         raise
@@ -160,21 +164,21 @@ async def open_store_to_read(settings: Settings) -> tuple[Storage, Barrier]:
     is returned sealed."""
     data_dir = settings.data_dir
     if settings.storage is None and not (data_dir / STORE_FILE).is_file():
-        raise SealError(f"{data_dir} holds no keycask store ({STORE_FILE} is missing)")
+        raise ConfigError(f"{data_dir} holds no keycask store ({STORE_FILE} is missing)")
     if settings.dev and not (data_dir / ROOT_KEY_FILE).is_file():
-        raise SealError(f"{data_dir} has no dev root key ({ROOT_KEY_FILE})")
+        raise ConfigError(f"{data_dir} has no dev root key ({ROOT_KEY_FILE})")
     storage: Storage
     if settings.storage is not None:
         try:
             storage = await PostgresStorage.open(settings.storage, create=False)
         except StorageSchemaError as exc:
-            raise SealError(str(exc)) from None
+            raise ConfigError(str(exc)) from None
     else:
         storage = SQLiteStorage(data_dir / STORE_FILE)
     try:
         barrier = Barrier(storage)
         if not await barrier.initialised():
-            raise SealError(f"the store of {data_dir} was never initialised")
+            raise ConfigError(f"the store of {data_dir} was never initialised")
         if settings.dev:
             await barrier.unseal_to_read(DevSeal(data_dir).root_key())
     except BaseException:
@@ -385,14 +389,6 @@ async def build(
 # -- --dev conveniences --
 
 
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
-
-
 def _existing_access_key_id(path: Path) -> str | None:
     if not path.exists():
         return None
@@ -412,13 +408,13 @@ async def ensure_dev_profile(runtime: Runtime) -> tuple[Path, Path, bool]:
     key = await runtime.credentials.lookup(akid) if akid else None
     if key is None:
         key = await _create_admin(runtime)
-        _write_private(
+        privatefile.replace(
             credentials_file,
             f"[{PROFILE}]\naws_access_key_id = {key.access_key_id}\n"
             f"aws_secret_access_key = {key.secret}\n",
         )
         created = True
-    _write_private(
+    privatefile.replace(
         config_file,
         f"[profile {PROFILE}]\nregion = {settings.region}\n"
         f"endpoint_url = {settings.endpoint_url}\n",

@@ -16,7 +16,7 @@ from keycask.keys.model import default_key_policy
 
 REPO = Path(__file__).resolve().parents[2]
 # The policy commands alone, exactly as `keycask policy ...` runs them.
-POLICY_MAIN = "import sys; from keycask.policy_cli import main; sys.exit(main(sys.argv[1:]))"
+POLICY_MAIN = "import sys; from keycask.cli.policy import main; sys.exit(main(sys.argv[1:]))"
 
 
 def policy(server: Any, *args: str) -> subprocess.CompletedProcess[str]:

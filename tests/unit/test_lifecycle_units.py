@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from keycask.cli import parse_duration
+from keycask.cli.dev import parse_duration
 from keycask.config import ConfigError
 from keycask.keys.model import (
     ExpirationModel,

@@ -21,9 +21,9 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 from pathlib import Path
 
+from keycask import privatefile
 from keycask.crypto import random_bytes
 
 TOKEN_FILE = "operator.json"  # noqa: S105 - a file name
@@ -38,22 +38,18 @@ def _new_token() -> str:
     return _PREFIX + base64.b32encode(random_bytes(32)).decode("ascii").rstrip("=").lower()
 
 
-def _write(path: Path, flags: int, token: str, account: str | None) -> None:
+def _document(token: str, account: str | None) -> str:
     doc: dict[str, str] = {"sha256": _digest(token)}
     if account is not None:
         doc["account"] = account
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flags, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(doc, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
+    return json.dumps(doc)
 
 
 def create(data_dir: Path, account: str | None) -> str:
     """A new token, its hash written to ``operator.json`` (never replaced)
     with the operator account (None: the server's configured account)."""
     token = _new_token()
-    _write(Path(data_dir) / TOKEN_FILE, os.O_EXCL, token, account)
+    privatefile.write_new(Path(data_dir) / TOKEN_FILE, _document(token, account))
     return token
 
 
@@ -67,15 +63,7 @@ def replace(data_dir: Path) -> str:
     if path.exists():
         recorded = json.loads(path.read_text()).get("account")
         account = recorded if isinstance(recorded, str) else None
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    _write(tmp, os.O_EXCL, token, account)
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    privatefile.replace(path, _document(token, account))
     return token
 
 

@@ -7,8 +7,9 @@ from typing import Protocol
 
 from keycask.crypto import KeyMaterial
 from keycask.errors import SealError
-from keycask.seal import sealfile
+from keycask.seal import registry, sealfile
 from keycask.seal.passphrase import PassphraseSeal
+from keycask.seal.types import SealType, Secret
 
 SEAL_FILE = "seal.json"
 # Written by a rekey before the keyring moves to the new root; see service/sealing.py.
@@ -17,7 +18,7 @@ NEXT_SEAL_FILE = "seal.next.json"
 # current seal stays authoritative until the operators prove they hold the new
 # secret), kept across restarts until verified or cancelled.
 REKEY_SEAL_FILE = "seal.rekey.json"
-SEAL_TYPES = ("shamir", "passphrase", "pkcs11")
+SEAL_TYPES = tuple(registry.SEAL_TYPES)
 
 
 class Seal(Protocol):
@@ -47,5 +48,8 @@ __all__ = [
     "SEAL_TYPES",
     "PassphraseSeal",
     "Seal",
+    "SealType",
+    "Secret",
+    "registry",
     "seal_type",
 ]

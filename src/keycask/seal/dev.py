@@ -6,9 +6,9 @@ for production, which is why only ``--dev`` selects it and it says so loudly.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from keycask import privatefile
 from keycask.crypto import KeyMaterial
 from keycask.errors import SealError
 
@@ -40,10 +40,5 @@ class DevSeal:
     def _create(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         key = KeyMaterial.generate(32)
-        # O_EXCL: two processes starting at once must not each write a key.
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            os.write(fd, key.reveal())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        # Never replacing: two processes starting at once must not each write a key.
+        privatefile.write_new(self.path, key.reveal())

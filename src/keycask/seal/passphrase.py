@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import unicodedata
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from keycask.crypto import (
 )
 from keycask.errors import SealError, WeakPassphrase
 from keycask.seal import sealfile
+from keycask.seal.types import Option, Params, Secret, SecretSource, ShareFile, StartupSource
 
 SEAL_FILE = "seal.json"
 SEAL_TYPE = "passphrase"
@@ -203,3 +205,64 @@ def _parse(document: dict[str, Any]) -> tuple[int, int, int, bytes, bytes]:
     except binascii.Error:
         raise ValueError("bad base64") from None
     return n, r, p, salt, wrapped
+
+
+class PassphraseType:
+    """The passphrase seal as a ``SealType``."""
+
+    name = SEAL_TYPE
+    title = "passphrase"
+    secret = Secret.PASSPHRASE
+    proof = "the current passphrase"
+    verified_by_server = False
+    options: tuple[Option, ...] = ()
+    new_secret = SecretSource(
+        "Passphrase: ",
+        "--passphrase-file",
+        help="passphrase seal: read it from this file",
+        confirm=True,
+    )
+    unseal_secret = SecretSource(
+        "Passphrase: ",
+        "--passphrase-file",
+        "KEYCASK_PASSPHRASE",
+        help="passphrase seal: the passphrase, from this file (or env KEYCASK_PASSPHRASE)",
+    )
+    current_secret = SecretSource(
+        "Current passphrase: ", "--current-passphrase-file", help="the current passphrase"
+    )
+    startup = StartupSource(
+        "--passphrase-file",
+        "KEYCASK_PASSPHRASE_FILE",
+        "passphrase seal: unseal at start with the passphrase in this file "
+        "(env KEYCASK_PASSPHRASE_FILE); without it an operator unseals",
+    )
+
+    def validate(self, params: Params, *, modules: Iterable[str] | None) -> None:
+        if not params.passphrase:
+            raise SealError("a passphrase seal needs a passphrase")
+
+    def initialise(
+        self, directory: Path, params: Params, *, root: KeyMaterial | None, filename: str
+    ) -> tuple[KeyMaterial, list[str]]:
+        if not params.passphrase:
+            raise SealError("a passphrase seal needs a passphrase")
+        return PassphraseSeal.init(directory, params.passphrase, root=root, filename=filename), []
+
+    def check_written(
+        self,
+        directory: Path,
+        filename: str,
+        params: Params,
+        root: KeyMaterial,
+        modules: Iterable[str],
+    ) -> None:
+        return None
+
+    def open(
+        self, directory: Path, filename: str, secret: str, *, modules: Iterable[str]
+    ) -> KeyMaterial:
+        return PassphraseSeal(directory, filename).unseal(secret)
+
+    def share_file(self, directory: Path, filename: str) -> ShareFile:
+        raise SealError("a passphrase seal takes no shares")

@@ -57,6 +57,7 @@ from pkcs11.mechanisms import GCMParams
 from keycask.crypto import KeyMaterial, random_bytes
 from keycask.errors import SealError
 from keycask.seal import sealfile
+from keycask.seal.types import Option, Params, Secret, SecretSource, ShareFile, StartupSource
 
 log = logging.getLogger("keycask")
 
@@ -514,3 +515,92 @@ def _unwrap(
     if not isinstance(raw, bytes) or len(raw) != ROOT_KEY_SIZE:
         raise bad_file
     return KeyMaterial(raw)
+
+
+class Pkcs11Type:
+    """The PKCS#11 seal as a ``SealType``: the token keeps the wrapping key,
+    so a rekey to it is verified by the server reading the root back."""
+
+    name = SEAL_TYPE
+    title = "PKCS#11"
+    secret = Secret.PIN
+    proof = "the token's PIN"
+    verified_by_server = True
+    options = (
+        Option("--pkcs11-module", "Module", "path of the PKCS#11 library"),
+        Option("--pkcs11-token-label", "TokenLabel", "label of the token"),
+        Option("--pkcs11-key-label", "KeyLabel", "label for the wrapping key to create"),
+    )
+    new_secret = SecretSource(
+        "PIN: ",
+        "--pkcs11-pin-file",
+        "KEYCASK_PKCS11_PIN",
+        help="file holding the PIN (or env KEYCASK_PKCS11_PIN)",
+    )
+    unseal_secret = SecretSource(
+        "PIN: ",
+        "--pin-file",
+        "KEYCASK_PKCS11_PIN",
+        help="PKCS#11 seal: the PIN, from this file (or env KEYCASK_PKCS11_PIN)",
+    )
+    current_secret = SecretSource(
+        "Current PIN: ",
+        "--current-pin-file",
+        "KEYCASK_PKCS11_PIN",
+        help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)",
+    )
+    startup = StartupSource(
+        "--pkcs11-pin-file",
+        "KEYCASK_PKCS11_PIN_FILE",
+        "PKCS#11 seal: unseal at start with the PIN in this file "
+        "(or env KEYCASK_PKCS11_PIN / KEYCASK_PKCS11_PIN_FILE)",
+        env="KEYCASK_PKCS11_PIN",
+    )
+
+    def validate(self, params: Params, *, modules: Iterable[str] | None) -> None:
+        if not (params.module and params.token_label and params.key_label and params.pin):
+            raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
+        if modules is not None and params.module not in set(modules):
+            raise SealError(
+                "that PKCS#11 module is not one this server may load: start it with "
+                "KEYCASK_PKCS11_MODULES naming the library"
+            )
+
+    def initialise(
+        self, directory: Path, params: Params, *, root: KeyMaterial | None, filename: str
+    ) -> tuple[KeyMaterial, list[str]]:
+        if not (params.module and params.token_label and params.key_label and params.pin):
+            raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
+        made = Pkcs11Seal.init(
+            directory,
+            module=params.module,
+            token_label=params.token_label,
+            key_label=params.key_label,
+            pin=params.pin,
+            root=root,
+            filename=filename,
+        )
+        return made, []
+
+    def check_written(
+        self,
+        directory: Path,
+        filename: str,
+        params: Params,
+        root: KeyMaterial,
+        modules: Iterable[str],
+    ) -> None:
+        assert params.pin is not None
+        back = Pkcs11Seal(directory, filename, modules=modules).unseal(params.pin)
+        same = back.matches(root)
+        back.wipe()
+        if not same:
+            raise SealError("the PKCS#11 token did not give the new root key back")
+
+    def open(
+        self, directory: Path, filename: str, secret: str, *, modules: Iterable[str]
+    ) -> KeyMaterial:
+        return Pkcs11Seal(directory, filename, modules=modules).unseal(secret)
+
+    def share_file(self, directory: Path, filename: str) -> ShareFile:
+        raise SealError("a PKCS#11 seal takes no shares")

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keycask import privatefile
 from keycask.errors import SealError
 
 
@@ -36,49 +37,29 @@ def write_new(path: Path, document: dict[str, Any]) -> None:
     since the data under it would be lost with its key."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        privatefile.write_new(path, _encode(document), sync_dir=True)
     except FileExistsError:
         raise SealError(f"{path} already exists; refusing to replace it") from None
-    _write(fd, document)
-    _fsync_dir(path.parent)
 
 
 def replace(path: Path, document: dict[str, Any]) -> None:
     """Replace ``path`` with ``document`` atomically: written aside and
     renamed, so a crash mid-write leaves the old file whole."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.unlink(missing_ok=True)
-    _write(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), document)
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    privatefile.replace(path, _encode(document))
 
 
 def promote(source: Path, path: Path) -> None:
     """Make ``source`` (written with ``write_new``) the file at ``path``,
     atomically and durably."""
     os.replace(source, path)
-    _fsync_dir(path.parent)
+    privatefile.fsync_dir(path.parent)
 
 
 def remove(path: Path) -> None:
     """Delete ``path`` durably (nothing if it is absent)."""
     path.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
+    privatefile.fsync_dir(path.parent)
 
 
-def _write(fd: int, document: dict[str, Any]) -> None:
-    data = (json.dumps(document, indent=2) + "\n").encode("ascii")
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # A new name is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _encode(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode("ascii")

@@ -18,12 +18,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from keycask.crypto import KeyMaterial, Share, combine_shares, split_secret
 from keycask.errors import SealError
 from keycask.seal import sealfile
+from keycask.seal.types import Option, Params, Secret, SecretSource
 
 SEAL_FILE = "seal.json"
 SEAL_TYPE = "shamir"
@@ -210,3 +211,72 @@ class ShareCollector:
             return combine_shares(shares)
         except ValueError as exc:
             raise SealError(f"the shares do not combine: {exc}") from None
+
+
+class ShamirType:
+    """The Shamir seal as a ``SealType``: the root key split into shares, a
+    threshold of which open it."""
+
+    name = SEAL_TYPE
+    title = "Shamir"
+    secret = Secret.SHARES
+    proof = "the threshold of current shares"
+    verified_by_server = False
+    options = (
+        Option(
+            "--shares", "Shares", "Shamir: shares to make", integer=True, default=DEFAULT_SHARES
+        ),
+        Option(
+            "--threshold",
+            "Threshold",
+            "Shamir: shares needed",
+            integer=True,
+            default=DEFAULT_THRESHOLD,
+        ),
+    )
+    new_secret = None
+    unseal_secret = SecretSource("Share: ")
+    current_secret = SecretSource(
+        "Current share: ",
+        "--current-shares-file",
+        help="current Shamir shares, one per line (else prompted)",
+    )
+    startup = None
+
+    def validate(self, params: Params, *, modules: Iterable[str] | None) -> None:
+        if not 2 <= params.threshold <= params.shares <= 255:
+            raise SealError("Shamir needs 2 <= threshold <= shares <= 255")
+        if params.share_keys and len(params.share_keys) != params.shares:
+            raise SealError(
+                f"give one share key per share: {params.shares} shares, "
+                f"{len(params.share_keys)} keys"
+            )
+
+    def initialise(
+        self, directory: Path, params: Params, *, root: KeyMaterial | None, filename: str
+    ) -> tuple[KeyMaterial, list[str]]:
+        return ShamirSeal.init(
+            directory,
+            shares=params.shares,
+            threshold=params.threshold,
+            root=root,
+            filename=filename,
+        )
+
+    def check_written(
+        self,
+        directory: Path,
+        filename: str,
+        params: Params,
+        root: KeyMaterial,
+        modules: Iterable[str],
+    ) -> None:
+        return None
+
+    def open(
+        self, directory: Path, filename: str, secret: str, *, modules: Iterable[str]
+    ) -> KeyMaterial:
+        raise SealError("a Shamir seal opens with a threshold of shares, one at a time")
+
+    def share_file(self, directory: Path, filename: str) -> ShamirSeal:
+        return ShamirSeal(directory, filename)

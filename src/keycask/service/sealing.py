@@ -41,16 +41,19 @@ from keycask.seal import (
     NEXT_SEAL_FILE,
     REKEY_SEAL_FILE,
     SEAL_FILE,
-    PassphraseSeal,
+    SealType,
+    Secret,
+    registry,
     seal_type,
     sealfile,
 )
-from keycask.seal.pkcs11 import Pkcs11Seal
-from keycask.seal.shamir import ShamirSeal, ShareCollector
+from keycask.seal.dev import DevSeal
+from keycask.seal.shamir import ShareCollector
+from keycask.seal.types import ShareFile
 
 log = logging.getLogger("keycask")
 
-DEV = "dev"
+DEV = DevSeal.name
 # Left by `operator restore`: the first unseal starts a new barrier term,
 # because the original store may still be sealing with the restored terms and
 # each copy would otherwise count its seals from the same reservation.
@@ -64,6 +67,15 @@ class UnsealInput:
     share: str | None = None
     passphrase: str | None = None
     pin: str | None = None
+
+    def get(self, secret: Secret) -> str | None:
+        """The one-piece secret of that kind given (not shares)."""
+        return {Secret.PASSPHRASE: self.passphrase, Secret.PIN: self.pin}.get(secret)
+
+    @classmethod
+    def of(cls, secrets: dict[Secret, str]) -> UnsealInput:
+        """From one-piece secrets by kind (a server's own at start)."""
+        return cls(passphrase=secrets.get(Secret.PASSPHRASE), pin=secrets.get(Secret.PIN))
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +92,10 @@ class SealProof:
     # so no one person types them all.
     collect: bool = False
 
+    def get(self, secret: Secret) -> str | None:
+        """The one-piece secret of that kind shown (not shares)."""
+        return {Secret.PASSPHRASE: self.passphrase, Secret.PIN: self.pin}.get(secret)
+
 
 @dataclass(frozen=True, slots=True)
 class VerifyInput:
@@ -87,6 +103,10 @@ class VerifyInput:
 
     shares: tuple[str, ...] = ()
     passphrase: str | None = None
+
+    def get(self, secret: Secret) -> str | None:
+        """The one-piece secret of that kind handed back (not shares)."""
+        return {Secret.PASSPHRASE: self.passphrase}.get(secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +158,7 @@ class SealKeeper:
         self._modules = pkcs11_modules
         self._barrier = barrier
         self._lock = asyncio.Lock()
+        self._dev = dev
         if dev:
             self.kind = DEV
         else:
@@ -158,19 +179,32 @@ class SealKeeper:
         # Current shares collected one call at a time, for one rekey target.
         self._authorising: tuple[NewSeal, ShareCollector] | None = None
 
-    def _new_collector(self) -> ShareCollector | None:
-        if self.kind != "shamir":
+    def _type(self) -> SealType | None:
+        """This server's seal type (None for the dev seal)."""
+        return None if self._dev else registry.get(self.kind)
+
+    def _share_file(self, filename: str) -> ShareFile | None:
+        """The seal file ``filename`` if shares open it, else None."""
+        kind = seal_type(self._dir, filename)
+        if kind is None:
             return None
-        _, threshold = ShamirSeal(self._dir).config()
+        found = registry.get(kind)
+        return found.share_file(self._dir, filename) if found.secret is Secret.SHARES else None
+
+    def _new_collector(self) -> ShareCollector | None:
+        current = None if self._dev else self._share_file(SEAL_FILE)
+        if current is None:
+            return None
+        _, threshold = current.config()
         return ShareCollector(threshold, knows=self._knows)
 
     def _knows(self, share: Share) -> bool | None:
         """Whether a seal file that may open the store now handed ``share``
         out (None: a file from before share digests, which cannot tell)."""
         answers = [
-            ShamirSeal(self._dir, filename).knows(share)
+            found.knows(share)
             for filename in self._candidates()
-            if seal_type(self._dir, filename) == "shamir"
+            if (found := self._share_file(filename)) is not None
         ]
         if any(answers):
             return True
@@ -185,12 +219,13 @@ class SealKeeper:
         if self._collector is not None:
             status["progress"] = self._collector.progress
             status["threshold"] = self._collector.threshold
-            if self.kind == "shamir":
-                status["shares"] = ShamirSeal(self._dir).config()[0]
+            current = self._share_file(SEAL_FILE)
+            if current is not None:
+                status["shares"] = current.config()[0]
         else:
             status["progress"] = 0
             status["threshold"] = 1
-        if self.kind != DEV and (self._dir / NEXT_SEAL_FILE).exists():
+        if not self._dev and (self._dir / NEXT_SEAL_FILE).exists():
             # A rekey that a crash cut short: the store opens with one of two seals.
             status["pending_seal"] = seal_type(self._dir, NEXT_SEAL_FILE)
         rekey = self._pending_rekey()
@@ -211,12 +246,13 @@ class SealKeeper:
 
     def _pending_rekey(self) -> dict[str, object] | None:
         """What ``status`` says of a started, unverified rekey."""
-        kind = None if self.kind == DEV else seal_type(self._dir, REKEY_SEAL_FILE)
+        kind = None if self._dev else seal_type(self._dir, REKEY_SEAL_FILE)
         if kind is None:
             return None
         pending: dict[str, object] = {"seal": kind}
-        if kind == "shamir":
-            shares, threshold = ShamirSeal(self._dir, REKEY_SEAL_FILE).config()
+        pending_file = self._share_file(REKEY_SEAL_FILE)
+        if pending_file is not None:
+            shares, threshold = pending_file.config()
             verifier = self._verifier
             pending.update(
                 shares=shares,
@@ -285,9 +321,9 @@ class SealKeeper:
         whatever seal.json says: so any Shamir seal file's threshold will do,
         chosen by the first share given."""
         thresholds = [
-            ShamirSeal(self._dir, filename).config()[1]
+            found.config()[1]
             for filename in self._candidates()
-            if seal_type(self._dir, filename) == "shamir"
+            if (found := self._share_file(filename)) is not None
         ]
         if not thresholds:
             raise SealError(f"this server's seal is {self.kind}: it takes no shares")
@@ -313,24 +349,26 @@ class SealKeeper:
             if root is None:
                 return []
             for filename in candidates:
-                if seal_type(self._dir, filename) == "shamir" and ShamirSeal(
-                    self._dir, filename
-                ).opens(root):
+                shares = self._share_file(filename)
+                if shares is not None and shares.opens(root):
                     return [(root, filename)]
             return [(root, SEAL_FILE)]
         errors: list[str] = []
         found: list[tuple[KeyMaterial, str]] = []
         for filename in candidates:
             kind = seal_type(self._dir, filename)
+            opener = None if kind is None else registry.get(kind)
+            secret = None if opener is None else given.get(opener.secret)
+            if opener is None or secret is None:
+                continue
             try:
-                if kind == "passphrase" and given.passphrase is not None:
-                    seal = PassphraseSeal(self._dir, filename)
-                    found.append((await asyncio.to_thread(seal.unseal, given.passphrase), filename))
-                if kind == "pkcs11" and given.pin is not None:
-                    token = Pkcs11Seal(self._dir, filename, modules=self._modules)
-                    found.append((await asyncio.to_thread(token.unseal, given.pin), filename))
+                root = await asyncio.to_thread(
+                    opener.open, self._dir, filename, secret, modules=self._modules
+                )
             except SealError as exc:
                 errors.append(str(exc))
+            else:
+                found.append((root, filename))
         if found:
             return found
         if errors:
@@ -381,14 +419,14 @@ class SealKeeper:
         async with self._lock:
             if self.sealed:
                 raise SealError("keycask is sealed: unseal it before a rekey")
-            if self.kind == DEV:
+            if self._dev:
                 raise SealError("a --dev server keeps its dev seal; there is nothing to rekey")
             if (self._dir / REKEY_SEAL_FILE).exists():
                 raise SealError(
                     "a rekey is already pending: finish it with `operator rekey-verify` "
                     "or discard it with `operator rekey-cancel`"
                 )
-            self._check_new(new)
+            target = self._check_new(new)
             if not await self._check_proof(proof, new):
                 collecting = self._authorising
                 assert collecting is not None
@@ -397,20 +435,21 @@ class SealKeeper:
                 )
             root = KeyMaterial.generate(32)
             try:
-                shares = await asyncio.to_thread(self._write_pending, new, root)
-                if new.kind == "pkcs11":
-                    assert new.pin is not None
-                    token = Pkcs11Seal(self._dir, REKEY_SEAL_FILE, modules=self._modules)
-                    back = await asyncio.to_thread(token.unseal, new.pin)
-                    same = back.matches(root)
-                    back.wipe()
-                    if not same:
-                        raise SealError("the PKCS#11 token did not give the new root key back")
+                shares = await asyncio.to_thread(self._write_pending, target, new, root)
+                if target.verified_by_server:
+                    await asyncio.to_thread(
+                        target.check_written,
+                        self._dir,
+                        REKEY_SEAL_FILE,
+                        new,
+                        root,
+                        self._modules,
+                    )
             except BaseException:
                 sealfile.remove(self._dir / REKEY_SEAL_FILE)
                 raise
             self._verifier = None
-            if new.kind == "pkcs11":
+            if target.verified_by_server:
                 return await self._complete(root)
             return RekeyOutcome(shares, settled=False, pending=True)
 
@@ -427,10 +466,13 @@ class SealKeeper:
             if kind is None:
                 raise SealError("no rekey is pending: start one with `operator rekey`")
             root: KeyMaterial | None = None
-            if kind == "shamir":
+            target = registry.get(kind)
+            if target.secret is Secret.SHARES:
                 if not given.shares:
-                    raise SealError("the pending rekey is to a Shamir seal: give the new shares")
-                pending_seal = ShamirSeal(self._dir, REKEY_SEAL_FILE)
+                    raise SealError(
+                        f"the pending rekey is to a {target.title} seal: give the new shares"
+                    )
+                pending_seal = target.share_file(self._dir, REKEY_SEAL_FILE)
                 if self._verifier is None:
                     self._verifier = ShareCollector(
                         pending_seal.config()[1], knows=pending_seal.knows
@@ -448,13 +490,16 @@ class SealKeeper:
                     raise SealError(
                         "these shares do not open the pending seal: start the verification again"
                     )
-            elif kind == "passphrase":
-                if given.passphrase is None:
+            elif not target.verified_by_server:
+                secret = given.get(target.secret)
+                if secret is None:
                     raise SealError(
-                        "the pending rekey is to a passphrase seal: give the new passphrase"
+                        f"the pending rekey is to a {target.title} seal: "
+                        f"give the new {target.secret.noun}"
                     )
-                seal = PassphraseSeal(self._dir, REKEY_SEAL_FILE)
-                root = await asyncio.to_thread(seal.unseal, given.passphrase)
+                root = await asyncio.to_thread(
+                    target.open, self._dir, REKEY_SEAL_FILE, secret, modules=self._modules
+                )
             else:
                 raise SealError(f"a pending {kind} rekey has nothing to verify")
             assert pending.exists()
@@ -510,58 +555,36 @@ class SealKeeper:
             )
         return RekeyOutcome([], settled=True)
 
-    def _check_new(self, new: NewSeal) -> None:
-        """Refuse a bad target before any file is written."""
-        if new.share_keys and new.kind != "shamir":
-            raise SealError("share keys are for a Shamir seal only")
-        if new.kind == "shamir":
-            if not 2 <= new.threshold <= new.shares <= 255:
-                raise SealError("Shamir needs 2 <= threshold <= shares <= 255")
-            if new.share_keys and len(new.share_keys) != new.shares:
-                raise SealError(
-                    f"give one share key per share: {new.shares} shares, {len(new.share_keys)} keys"
-                )
-            for number, pem in enumerate(new.share_keys, 1):
-                try:
-                    check_public_key(pem.encode())
-                except ShareBoxError as exc:
-                    raise SealError(f"share key {number}: {exc}") from None
-        elif new.kind == "passphrase":
-            if not new.passphrase:
-                raise SealError("a passphrase seal needs a passphrase")
-        elif new.kind == "pkcs11":
-            if not (new.module and new.token_label and new.key_label and new.pin):
-                raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
-            if new.module not in self._modules:
-                raise SealError(
-                    "that PKCS#11 module is not one this server may load: start it with "
-                    "KEYCASK_PKCS11_MODULES naming the library"
-                )
-        else:
-            raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
+    def _check_new(self, new: NewSeal) -> SealType:
+        """Refuse a bad target before any file is written; its seal type."""
+        target = registry.get(new.kind)
+        if new.share_keys and target.secret is not Secret.SHARES:
+            raise SealError("share keys are for a seal of shares only")
+        target.validate(new, modules=self._modules)
+        for number, pem in enumerate(new.share_keys, 1):
+            try:
+                check_public_key(pem.encode())
+            except ShareBoxError as exc:
+                raise SealError(f"share key {number}: {exc}") from None
+        return target
 
     async def _check_proof(self, proof: SealProof, new: NewSeal) -> bool:
         """The proof must give the root key this barrier holds now; False
         while current shares are still being collected (``proof.collect``)."""
         roots: list[KeyMaterial] = []
-        refused = SealError(
-            f"a rekey needs the current {self.kind} seal: "
-            + {
-                "shamir": "the threshold of current shares",
-                "passphrase": "the current passphrase",
-                "pkcs11": "the token's PIN",
-            }.get(self.kind, "its secret")
-        )
+        current_type = self._type()
+        assert current_type is not None  # rekey refuses the dev seal first
+        refused = SealError(f"a rekey needs the current {self.kind} seal: {current_type.proof}")
+        by_shares = current_type.secret is Secret.SHARES
         # Outside the try: a collection for another target says so.
         collector = (
-            self._proof_collector(new)
-            if self.kind == "shamir" and proof.shares and proof.collect
-            else None
+            self._proof_collector(new) if by_shares and proof.shares and proof.collect else None
         )
+        secret = proof.get(current_type.secret)
         try:
-            if self.kind == "shamir" and proof.shares:
+            if by_shares and proof.shares:
                 if collector is None:
-                    current = ShamirSeal(self._dir)
+                    current = current_type.share_file(self._dir, SEAL_FILE)
                     collector = ShareCollector(current.config()[1], knows=current.knows)
                 for text in proof.shares:
                     root = collector.add(text)
@@ -572,12 +595,12 @@ class SealKeeper:
                     return False
                 if proof.collect:
                     self._authorising = None
-            elif self.kind == "passphrase" and proof.passphrase:
-                seal = PassphraseSeal(self._dir)
-                roots.append(await asyncio.to_thread(seal.unseal, proof.passphrase))
-            elif self.kind == "pkcs11" and proof.pin:
-                token = Pkcs11Seal(self._dir, modules=self._modules)
-                roots.append(await asyncio.to_thread(token.unseal, proof.pin))
+            elif not by_shares and secret:
+                roots.append(
+                    await asyncio.to_thread(
+                        current_type.open, self._dir, SEAL_FILE, secret, modules=self._modules
+                    )
+                )
         except SealError:
             raise refused from None
         proven = bool(roots) and self._barrier.holds(roots[0])
@@ -599,44 +622,20 @@ class SealKeeper:
                 "drop the collection with `operator rekey-cancel`"
             )
         if held is None or held[0] != new or not held[1].progress:
-            current = ShamirSeal(self._dir)
+            current_type = self._type()
+            assert current_type is not None
+            current = current_type.share_file(self._dir, SEAL_FILE)
             held = self._authorising = (
                 new,
                 ShareCollector(current.config()[1], knows=current.knows),
             )
         return held[1]
 
-    def _write_pending(self, new: NewSeal, root: KeyMaterial) -> list[str]:
-        if new.kind == "shamir":
-            _, lines = ShamirSeal.init(
-                self._dir,
-                shares=new.shares,
-                threshold=new.threshold,
-                root=root,
-                filename=REKEY_SEAL_FILE,
-            )
-            if new.share_keys:
-                return [
-                    seal_to_public_key(pem.encode(), line.encode())
-                    for pem, line in zip(new.share_keys, lines, strict=True)
-                ]
-            return lines
-        if new.kind == "passphrase":
-            if not new.passphrase:
-                raise SealError("a passphrase seal needs a passphrase")
-            PassphraseSeal.init(self._dir, new.passphrase, root=root, filename=REKEY_SEAL_FILE)
-            return []
-        if new.kind == "pkcs11":
-            if not (new.module and new.token_label and new.key_label and new.pin):
-                raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
-            Pkcs11Seal.init(
-                self._dir,
-                module=new.module,
-                token_label=new.token_label,
-                key_label=new.key_label,
-                pin=new.pin,
-                root=root,
-                filename=REKEY_SEAL_FILE,
-            )
-            return []
-        raise SealError(f"unknown seal type {new.kind!r}; use shamir, passphrase or pkcs11")
+    def _write_pending(self, target: SealType, new: NewSeal, root: KeyMaterial) -> list[str]:
+        _, lines = target.initialise(self._dir, new, root=root, filename=REKEY_SEAL_FILE)
+        if new.share_keys:
+            return [
+                seal_to_public_key(pem.encode(), line.encode())
+                for pem, line in zip(new.share_keys, lines, strict=True)
+            ]
+        return lines

@@ -54,6 +54,7 @@ from keycask.errors import (
     ValidationException,
     WeakPassphrase,
 )
+from keycask.seal import Secret
 from keycask.service.sealing import (
     NewSeal,
     RekeyOutcome,
@@ -168,7 +169,8 @@ class Operator:
             )
             if sum(v is not None for v in (given.share, given.passphrase, given.pin)) != 1:
                 raise ValidationException("give exactly one of Share, Passphrase or Pin")
-            kind = "share" if given.share else "passphrase" if given.passphrase else "PIN"
+            secret = Secret.PASSPHRASE if given.passphrase else Secret.PIN
+            kind = "share" if given.share else secret.noun
             try:
                 await self.keeper.unseal(given)
             finally:

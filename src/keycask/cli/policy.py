@@ -8,9 +8,7 @@ directory is already total, puts the default key policy back; the change is
 audited in the ``cli`` segment and its anchor saved.
 
 Why one module of ~600 lines: the four ``keycask policy`` commands share one
-read-only way of opening a data dir and resolving keys and principals; it
-moves into issue 14's ``keycask/cli/`` package with the rest of the command
-line.
+read-only way of opening a data dir and resolving keys and principals.
 """
 
 from __future__ import annotations
@@ -19,7 +17,6 @@ import argparse
 import asyncio
 import fcntl
 import hashlib
-import json
 import os
 import sys
 import uuid
@@ -36,14 +33,13 @@ from keycask.arn import Arn
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
-from keycask.cli_support import local_record
+from keycask.cli import errors
+from keycask.cli.client import local_record, print_json
+from keycask.cli.errors import UsageError
 from keycask.config import partition
 from keycask.errors import (
-    AuditUnavailable,
-    KMSError,
     MalformedPolicyDocumentException,
     NotFoundException,
-    SealError,
     StorageConflict,
 )
 from keycask.keys.keystore import KeyStore, Stored
@@ -98,10 +94,6 @@ def _condition_keys(pairs: Sequence[tuple[str, str]]) -> dict[str, ContextInput]
     return {name: v[0] if len(v) == 1 else tuple(v) for name, v in grouped.items()}
 
 
-class UsageError(Exception):
-    """A reference on the command line that names nothing."""
-
-
 # -- reading the store -----------------------------------------------------------
 
 
@@ -127,7 +119,7 @@ async def _resolve_key(
     store: _Store, ref: str, *, account: str | None, region: str | None
 ) -> tuple[Stored[Key], str | None]:
     """A key id, key ARN, alias name or alias ARN, resolved as the server
-    resolves it for a caller of ``account`` in ``region`` (service/resolve.py),
+    resolves it for a caller of ``account`` in ``region`` (service/core/resolve.py),
     and the alias name it was named by. Without ``account`` or ``region``,
     those of a key or alias ARN, else --account / --region."""
     settings = store.settings
@@ -201,15 +193,7 @@ async def _with_store(args: argparse.Namespace, work: _Work) -> int:
 
 
 def _run(args: argparse.Namespace, work: _Work) -> int:
-    try:
-        return asyncio.run(_with_store(args, work))
-    except (UsageError, AuditUnavailable) as exc:
-        print(f"keycask: {exc}", file=sys.stderr)
-        return 2
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
+    return asyncio.run(_with_store(args, work))
 
 
 # -- simulate --------------------------------------------------------------------
@@ -244,7 +228,7 @@ async def _simulate(store: _Store, args: argparse.Namespace) -> int:
         transport=Transport(time=datetime.now(UTC)),
     )
     if args.json:
-        _print_json(
+        print_json(
             {
                 "Principal": subject.arn,
                 "Action": args.action,
@@ -287,7 +271,7 @@ async def _whocan(store: _Store, args: argparse.Namespace) -> int:
         await store.authz.grants(key),
     )
     if args.json:
-        _print_json(
+        print_json(
             {"KeyArn": key.arn, "Action": args.action, "Allowed": [f.to_dict() for f in findings]}
         )
     else:
@@ -318,7 +302,7 @@ class _Located:
 def _report(located: list[_Located], args: argparse.Namespace, checked: str) -> int:
     failing = at_least([item.finding for item in located], args.fail_on)
     if args.json:
-        _print_json({"Checked": checked, "Findings": [item.to_dict() for item in located]})
+        print_json({"Checked": checked, "Findings": [item.to_dict() for item in located]})
     else:
         order = sorted(located, key=lambda i: (-SEVERITY_RANK[i.finding.severity], i.where))
         for item in order:
@@ -480,7 +464,7 @@ async def _reset(store: _Store, args: argparse.Namespace) -> int:
             audit.close()
     running = changed and _server_running(store.settings.data_dir)
     if args.json:
-        _print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
+        print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
     elif changed:
         print(f"reset the key policy of {key.arn} to the default (audited)")
     else:
@@ -615,12 +599,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_policy_commands(sub)
     args = parser.parse_args(None if argv is None else list(argv))
-    try:
-        code: int = args.func(args)
-    except (config.ConfigError, SealError, KMSError, AuditUnavailable) as exc:
-        print(f"keycask: {exc}", file=sys.stderr)
-        return 2
-    return code
+    return errors.run(args.func, args)
 
 
 if __name__ == "__main__":

@@ -17,8 +17,9 @@ the argument, since a share alone opens nothing.
 Why one module of ~1,000 lines: every ``keycask operator`` command shares
 the same secret handling (owner-only files, prompts, never argv), the same
 token and address resolution and the same output rules, and keeping them in
-one place is how a command cannot quietly take a secret another way. It moves
-into ``keycask/cli/operator`` with issue 14's CLI package.
+one place is how a command cannot quietly take a secret another way. What
+differs by seal type (flags, prompts, environment variables) each seal type
+declares (``seal/types.py``); nothing here names one.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from keycask import config
-from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE
+from keycask import config, privatefile
+from keycask.app import ADMIN_NAME, AUDIT_DIR, STORE_FILE, connect_store
 from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
-from keycask.cli_support import CallError, local_record, post_json
+from keycask.cli.client import CallError, local_record, post_json
 from keycask.crypto import (
     KeyMaterial,
     ShareBoxError,
@@ -54,23 +55,19 @@ from keycask.crypto import (
     self_signed_certificate,
 )
 from keycask.crypto.backup_mac import backup_tag
-from keycask.errors import SealError
 from keycask.ports import Storage
-from keycask.seal import SEAL_FILE, PassphraseSeal, seal_type
+from keycask.seal import SEAL_FILE, Secret, registry, seal_type
 from keycask.seal.dev import ROOT_KEY_FILE as DEV_ROOT_KEY_FILE
 from keycask.seal.dev import DevSeal
-from keycask.seal.pkcs11 import Pkcs11Seal
-from keycask.seal.shamir import ShamirSeal, ShareCollector
+from keycask.seal.shamir import ShareCollector
+from keycask.seal.types import SealParams, SealType, SecretSource
 from keycask.service.sealing import RESTORED_MARKER
 from keycask.storage.backup import (
-    BackupError,
     Tagger,
     backup_seal_file,
     create_backup,
     restore_backup,
 )
-from keycask.storage.postgres import PostgresStorage
-from keycask.storage.sqlite import SQLiteStorage
 
 TARGET_PREFIX = "KeycaskOperator."
 AUDIT_SEGMENT = "operator"
@@ -197,7 +194,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
         return
     print(f"sealed:    {str(status.get('sealed')).lower()}")
     print(f"seal:      {status.get('seal')}")
-    if status.get("seal") == "shamir":
+    if "shares" in status:  # a seal of shares: how many were given so far
         print(f"progress:  {status.get('progress')}/{status.get('threshold')}")
     for name in ("term", "rewrite_pending", "keys", "jobs"):
         if name in status:
@@ -212,7 +209,7 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     if isinstance(rekey, dict):
         progress = (
             f", {rekey.get('progress')}/{rekey.get('threshold')} new shares given back"
-            if rekey.get("seal") == "shamir"
+            if "threshold" in rekey  # a rekey to a seal of shares
             else ""
         )
         print(
@@ -226,32 +223,48 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unseal_files() -> list[SecretSource]:
+    """The file flags of ``operator unseal``, one per seal type that has one."""
+    sources: dict[str, SecretSource] = {}
+    for kind in registry.SEAL_TYPES.values():
+        source = kind.unseal_secret
+        if source.flag is not None:
+            sources.setdefault(source.flag, source)
+    return list(sources.values())
+
+
+def _unseal_from_flags(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The Unseal body the command line names (a share, or a secret's file);
+    None: ask the server which seal it has, then prompt."""
+    if args.share:
+        return {Secret.SHARES.field: args.share}
+    for kind in registry.SEAL_TYPES.values():
+        source = kind.unseal_secret
+        path = getattr(args, source.dest, None) if source.dest else None
+        if path:
+            return {kind.secret.field: _secret(source.prompt, path)}
+    return None
+
+
 def cmd_unseal(args: argparse.Namespace) -> int:
     if args.reset:
         _print_status(call(args, "Unseal", {"Reset": True}), args.json)
         return 0
-    if args.share:
-        body = {"Share": args.share}
-    elif args.passphrase_file:
-        body = {"Passphrase": _secret("Passphrase: ", args.passphrase_file)}
-    elif args.pin_file:
-        body = {"Pin": _secret("PIN: ", args.pin_file)}
-    else:
+    body = _unseal_from_flags(args)
+    if body is None:
         status = call(args, "Status", {})
         kind, pending = status.get("seal"), status.get("pending_seal")
         if pending is not None and pending != kind:
+            flags = " or ".join(str(source.flag) for source in _unseal_files())
             raise OperatorError(
                 f"a rekey from {kind} to {pending} was cut short, so either seal may open "
-                "the store: give a share as the argument, or --pin-file or --passphrase-file"
+                f"the store: give a share as the argument, or {flags}"
             )
-        if kind == "shamir":
-            body = {"Share": _secret("Share: ", None)}
-        elif kind == "passphrase":
-            body = {"Passphrase": _secret("Passphrase: ", None, "KEYCASK_PASSPHRASE")}
-        elif kind == "pkcs11":
-            body = {"Pin": _secret("PIN: ", None, "KEYCASK_PKCS11_PIN")}
-        else:
+        found = registry.find(kind)
+        if found is None:
             raise OperatorError(f"a {kind} seal takes no unseal input")
+        source = found.unseal_secret
+        body = {found.secret.field: _secret(source.prompt, None, source.env)}
     _print_status(call(args, "Unseal", body), args.json)
     return 0
 
@@ -279,34 +292,32 @@ def _current_proof(args: argparse.Namespace) -> dict[str, Any]:
     one per line, or the prompt), the passphrase or the PIN."""
     status = call(args, "Status", {})
     kind = status.get("seal")
-    if kind == "shamir" and args.one_share:
+    current = registry.find(kind)
+    if current is None:
+        raise OperatorError(f"a {kind} seal cannot be rekeyed")
+    source = current.current_secret
+    path = getattr(args, source.dest, None) if source.dest else None
+    if current.secret is Secret.SHARES and args.one_share:
         return {"Shares": [_secret("Your current share: ", None)], "Collect": True}
-    if kind == "shamir":
-        if args.current_shares_file:
-            lines = read_private(args.current_shares_file, "current shares").split()
+    if current.secret is Secret.SHARES:
+        if path:
+            lines = read_private(path, "current shares").split()
         else:
             threshold = int(status.get("threshold", 0))
             lines = [
                 _secret(f"Current share {i + 1}/{threshold}: ", None) for i in range(threshold)
             ]
         return {"Shares": lines}
-    if kind == "passphrase":
-        return {"Passphrase": _secret("Current passphrase: ", args.current_passphrase_file)}
-    if kind == "pkcs11":
-        return {"Pin": _secret("Current PIN: ", args.current_pin_file, "KEYCASK_PKCS11_PIN")}
-    raise OperatorError(f"a {kind} seal cannot be rekeyed")
+    return {current.secret.field: _secret(source.prompt, path, source.env)}
 
 
 def cmd_rekey(args: argparse.Namespace) -> int:
+    target = registry.get(args.seal)
     body: dict[str, Any] = {"Seal": args.seal, "Current": _current_proof(args)}
-    if args.seal == "shamir":
-        body.update(Shares=args.shares, Threshold=args.threshold)
-        if args.share_keys:
-            body["ShareKeys"] = _share_keys(args.share_keys, args.shares)
-    elif args.seal == "passphrase":
-        body["Passphrase"] = _new_passphrase(args.passphrase_file)
-    elif args.seal == "pkcs11":
-        body.update(_pkcs11_fields(args))
+    body.update(_target_options(target, args))
+    if target.secret is Secret.SHARES and args.share_keys:
+        body["ShareKeys"] = _share_keys(args.share_keys, int(body["Shares"]))
+    body.update(_target_secret(target, args))
     output = _OutputDir(Path(args.output_dir)) if args.output_dir else None
     answer = call(args, "Rekey", body)
     if answer.get("authorising"):
@@ -358,8 +369,10 @@ def cmd_rekey_verify(args: argparse.Namespace) -> int:
     if not isinstance(pending, dict):
         raise OperatorError("no rekey is pending: start one with `keycask operator rekey`")
     body: dict[str, Any]
-    if pending.get("seal") == "passphrase":
-        body = {"Passphrase": _secret("New passphrase: ", args.passphrase_file)}
+    target = registry.find(pending.get("seal"))
+    if target is not None and target.secret is not Secret.SHARES and target.new_secret:
+        path = getattr(args, target.new_secret.dest or "", None)
+        body = {target.secret.field: _secret(f"New {target.secret.noun}: ", path)}
     elif args.shares_file:
         body = {"Shares": read_private(args.shares_file, "new shares").split()}
     elif args.share:
@@ -440,13 +453,9 @@ class _OutputDir:
     def write(self, name: str, text: str) -> str:
         target = self.path / name
         try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            privatefile.write_new(target, text)
         except FileExistsError:
             raise OperatorError(f"{target} already exists: refusing to overwrite it") from None
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
         return str(target)
 
     def shares(self, lines: list[str], encrypted: bool) -> list[str]:
@@ -479,56 +488,48 @@ def cmd_decrypt_share(args: argparse.Namespace) -> int:
     return 0
 
 
-def _new_passphrase(file: str | None) -> str:
-    if file:
-        return _secret("Passphrase: ", file)
-    if not sys.stdin.isatty():
-        return _secret("Passphrase: ", None)
-    first = getpass.getpass("New passphrase: ")
-    if first != getpass.getpass("Again: "):
-        raise OperatorError("the passphrases differ")
-    if not first:
-        raise OperatorError("the passphrase must not be empty")
-    return first
-
-
-def _pkcs11_fields(args: argparse.Namespace) -> dict[str, str]:
-    missing = [
-        flag
-        for flag, value in (
-            ("--pkcs11-module", args.pkcs11_module),
-            ("--pkcs11-token-label", args.pkcs11_token_label),
-            ("--pkcs11-key-label", args.pkcs11_key_label),
-        )
-        if not value
-    ]
+def _target_options(target: SealType, args: argparse.Namespace) -> dict[str, Any]:
+    """A new seal's parameters from its flags (``Rekey`` fields); one
+    without a default must be given."""
+    fields: dict[str, Any] = {}
+    missing = []
+    for option in target.options:
+        value = getattr(args, option.dest, None)
+        if value is None or value == "":
+            missing.append(option.flag)
+        else:
+            fields[option.field] = value
     if missing:
-        raise OperatorError(f"a PKCS#11 seal needs {', '.join(missing)}")
-    return {
-        "Module": args.pkcs11_module,
-        "TokenLabel": args.pkcs11_token_label,
-        "KeyLabel": args.pkcs11_key_label,
-        "Pin": _secret("PIN: ", args.pkcs11_pin_file, "KEYCASK_PKCS11_PIN"),
-    }
+        raise OperatorError(f"a {target.title} seal needs {', '.join(missing)}")
+    return fields
+
+
+def _target_secret(target: SealType, args: argparse.Namespace) -> dict[str, str]:
+    """The secret a new seal is made with, if its type takes one: from its
+    file, its environment variable, or the prompt (a new one typed twice)."""
+    source = target.new_secret
+    if source is None:
+        return {}
+    path = getattr(args, source.dest, None) if source.dest else None
+    noun = target.secret.noun
+    if path or not source.confirm or not sys.stdin.isatty():
+        return {target.secret.field: _secret(source.prompt, path, source.env)}
+    first = getpass.getpass(f"New {noun}: ")
+    if first != getpass.getpass("Again: "):
+        raise OperatorError(f"the {noun}s differ")
+    if not first:
+        raise OperatorError(f"the {noun} must not be empty")
+    return {target.secret.field: first}
 
 
 # -- init, backup, restore: on the data directory --
 
 
 def _init_seal(args: argparse.Namespace, data_dir: Path) -> tuple[KeyMaterial, list[str]]:
-    if args.seal == "shamir":
-        return ShamirSeal.init(data_dir, shares=args.shares, threshold=args.threshold)
-    if args.seal == "passphrase":
-        return PassphraseSeal.init(data_dir, _new_passphrase(args.passphrase_file)), []
-    fields = _pkcs11_fields(args)
-    root = Pkcs11Seal.init(
-        data_dir,
-        module=fields["Module"],
-        token_label=fields["TokenLabel"],
-        key_label=fields["KeyLabel"],
-        pin=fields["Pin"],
-    )
-    return root, []
+    target = registry.get(args.seal)
+    fields = {**_target_options(target, args), **_target_secret(target, args)}
+    params = SealParams.from_fields(fields)
+    return target.initialise(data_dir, params, root=None, filename=SEAL_FILE)
 
 
 async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any]:
@@ -537,11 +538,10 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     if data_dir.exists() and any(data_dir.iterdir()):
         raise OperatorError(f"{data_dir} is not empty; operator init needs a new data dir")
     settings = config.load(dev=False, data_dir=str(data_dir), storage=args.storage)
-    storage: Storage
+    storage: Storage | None = None
     if settings.storage is not None:
-        storage = await PostgresStorage.open(
-            settings.storage, insecure_transport=settings.storage_insecure
-        )
+        # A shared store is checked before anything is written here.
+        storage = await connect_store(settings)
         if await Barrier(storage).initialised():
             await storage.close()
             raise OperatorError(
@@ -553,11 +553,11 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
     try:
         root, shares = _init_seal(args, data_dir)
     except BaseException:
-        if settings.storage is not None:
+        if storage is not None:
             await storage.close()
         raise
-    if settings.storage is None:
-        storage = SQLiteStorage(data_dir / STORE_FILE)
+    if storage is None:
+        storage = await connect_store(settings)
     audit = AuditLog.open(data_dir / AUDIT_DIR, AUDIT_SEGMENT)
     try:
         barrier = Barrier(storage)
@@ -591,26 +591,20 @@ async def _initialise(args: argparse.Namespace, data_dir: Path) -> dict[str, Any
             "secret_access_key": key.secret,
         },
     }
-    if args.seal == "shamir":
-        result.update(shares=shares, threshold=args.threshold)
+    if shares:
+        result.update(
+            shares=shares, threshold=_target_options(registry.get(args.seal), args)["Threshold"]
+        )
     if args.tls_self_signed:
         cert, private = self_signed_certificate(
             args.tls_hostname or ["localhost"], args.tls_ip or ["127.0.0.1", "::1"]
         )
         tls_dir = data_dir / config.TLS_DIR
         tls_dir.mkdir(mode=0o700)
-        _write_private(tls_dir / config.TLS_KEY_FILE, private)
-        _write_private(tls_dir / config.TLS_CERT_FILE, cert)
+        privatefile.write_new(tls_dir / config.TLS_KEY_FILE, private)
+        privatefile.write_new(tls_dir / config.TLS_CERT_FILE, cert)
         result["tls_cert"] = str(tls_dir / config.TLS_CERT_FILE)
     return result
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
@@ -648,8 +642,10 @@ def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
-    if args.share_keys and args.seal == "shamir":
-        _share_keys(args.share_keys, args.shares)  # before anything is created
+    target = registry.get(args.seal)
+    if args.share_keys and target.secret is Secret.SHARES:
+        # Before anything is created.
+        _share_keys(args.share_keys, int(_target_options(target, args)["Shares"]))
     if args.output_dir:
         _OutputDir(Path(args.output_dir))  # refused before the data dir is made
     result = asyncio.run(_initialise(args, data_dir))
@@ -736,12 +732,11 @@ def _backup_root(args: argparse.Namespace, seal: bytes | None) -> KeyMaterial:
         return KeyMaterial(raw)
     with tempfile.TemporaryDirectory(prefix="keycask-restore-seal-") as scratch:
         directory = Path(scratch)
-        fd = os.open(directory / SEAL_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(seal)
+        privatefile.write_new(directory / SEAL_FILE, seal)
         kind = seal_type(directory)
-        if kind == "shamir":
-            _, threshold = ShamirSeal(directory).config()
+        found = registry.get(str(kind))
+        if found.secret is Secret.SHARES:
+            _, threshold = found.share_file(directory, SEAL_FILE).config()
             if args.shares_file:
                 lines = Path(args.shares_file).read_text().split()
             else:
@@ -751,28 +746,17 @@ def _backup_root(args: argparse.Namespace, seal: bytes | None) -> KeyMaterial:
                 root = collector.add(line)
                 if root is not None:
                     return root
-            raise OperatorError(f"the backup's Shamir seal needs {threshold} shares")
-        if kind == "passphrase":
-            secret = _secret("Passphrase: ", args.passphrase_file, "KEYCASK_PASSPHRASE")
-            return PassphraseSeal(directory).unseal(secret)
-        if kind == "pkcs11":
-            modules = config.allowed_pkcs11_modules(args.pkcs11_module or (), os.environ)
-            pin = _secret("PIN: ", args.pin_file, "KEYCASK_PKCS11_PIN")
-            return Pkcs11Seal(directory, modules=modules).unseal(pin)
-    raise OperatorError(f"the backup's seal is of an unknown type {kind!r}")
-
-
-def _write_token(path: str, token: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(token + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+            raise OperatorError(f"the backup's {found.title} seal needs {threshold} shares")
+        source = found.unseal_secret
+        path = getattr(args, source.dest, None) if source.dest else None
+        secret = _secret(source.prompt, path, source.env)
+        modules = config.allowed_pkcs11_modules(args.pkcs11_module or (), os.environ)
+        return found.open(directory, SEAL_FILE, secret, modules=modules)
 
 
 def _hand_out_token(token: str, out: str | None, what: str) -> None:
     if out:
-        _write_token(out, token)
+        privatefile.write_new(out, token + "\n")
         print(f"{what} written to {out} (mode 0600); nothing else keeps it")
     else:
         print(f"{what} (shown once): {token}")
@@ -787,11 +771,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     root = _backup_root(args, seal)
     info = restore_backup(file, data_dir, _root_tagger(root))
     marker = data_dir / RESTORED_MARKER
-    marker.write_text(f"restored from {args.file}\n")
-    marker.chmod(0o600)
+    privatefile.replace(marker, f"restored from {args.file}\n")
     print(f"restored {len(info.files)} files (backup of {info.created}) into {data_dir}")
     if seal is None:
-        _write_private(data_dir / DEV_ROOT_KEY_FILE, root.reveal())
+        privatefile.write_new(data_dir / DEV_ROOT_KEY_FILE, root.reveal())
         return 0
     # The token of backup time may be long revoked (rotated, or known to
     # someone since): a restored node gets a token of its own.
@@ -826,18 +809,6 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(command: Any) -> Any:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            code: int = command(args)
-        except (CallError, BackupError, OSError, SealError) as error:
-            print(f"keycask: {error}", file=sys.stderr)
-            return 1
-        return code
-
-    return run
-
-
 def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = sub.add_parser(
         "operator", help="production mode: init, unseal, seal, rotate, rekey, backup"
@@ -860,25 +831,32 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         )
         return parser
 
-    def pkcs11(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--pkcs11-module", help="path of the PKCS#11 library")
-        parser.add_argument("--pkcs11-token-label", help="label of the token")
-        parser.add_argument("--pkcs11-key-label", help="label for the wrapping key to create")
-        parser.add_argument(
-            "--pkcs11-pin-file", help="file holding the PIN (or env KEYCASK_PKCS11_PIN)"
-        )
-
     def seal_choice(parser: argparse.ArgumentParser, required: bool) -> None:
+        """--seal and every seal type's parameters and new-secret file."""
         parser.add_argument(
             "--seal",
-            choices=["shamir", "passphrase", "pkcs11"],
+            choices=list(registry.SEAL_TYPES),
             required=required,
-            default=None if required else "shamir",
+            default=None if required else registry.DEFAULT.name,
         )
-        parser.add_argument("--shares", type=int, default=5, help="Shamir: shares to make")
-        parser.add_argument("--threshold", type=int, default=3, help="Shamir: shares needed")
-        parser.add_argument("--passphrase-file", help="passphrase seal: read it from this file")
-        pkcs11(parser)
+        for kind in registry.SEAL_TYPES.values():
+            for option in kind.options:
+                parser.add_argument(
+                    option.flag,
+                    type=int if option.integer else str,
+                    default=option.default,
+                    help=option.help,
+                )
+            if kind.new_secret is not None and kind.new_secret.flag is not None:
+                parser.add_argument(kind.new_secret.flag, help=kind.new_secret.help)
+
+    def secret_files(parser: argparse.ArgumentParser, sources: list[SecretSource | None]) -> None:
+        """One file flag per distinct source (seal types may share one)."""
+        seen: set[str] = set()
+        for source in sources:
+            if source is not None and source.flag is not None and source.flag not in seen:
+                seen.add(source.flag)
+                parser.add_argument(source.flag, help=source.help or None)
 
     def outputs(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -909,49 +887,42 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init.add_argument("--tls-ip", action="append", help="IP address for it (repeatable)")
     seal_choice(init, required=False)
     outputs(init)
-    init.set_defaults(func=_guard(cmd_init))
+    init.set_defaults(func=cmd_init)
 
     remote(operator.add_parser("status", help="sealed or not, seal, term")).set_defaults(
-        func=_guard(cmd_status)
+        func=cmd_status
     )
     unseal = remote(operator.add_parser("unseal", help="give one share, the passphrase or PIN"))
     unseal.add_argument("share", nargs="?", help="a share (prefer the prompt: leave this out)")
-    unseal.add_argument("--passphrase-file")
-    unseal.add_argument("--pin-file")
+    secret_files(unseal, [kind.unseal_secret for kind in registry.SEAL_TYPES.values()])
     unseal.add_argument(
         "--reset", action="store_true", help="drop the shares given so far and start again"
     )
-    unseal.set_defaults(func=_guard(cmd_unseal))
+    unseal.set_defaults(func=cmd_unseal)
     remote(operator.add_parser("seal", help="drop every key from memory")).set_defaults(
-        func=_guard(cmd_seal)
+        func=cmd_seal
     )
     remote(operator.add_parser("rotate", help="start a new barrier term")).set_defaults(
-        func=_guard(cmd_rotate)
+        func=cmd_rotate
     )
     rekey = remote(operator.add_parser("rekey", help="move the root key to a new seal"))
     seal_choice(rekey, required=True)
-    rekey.add_argument(
-        "--current-shares-file", help="current Shamir shares, one per line (else prompted)"
-    )
+    secret_files(rekey, [kind.current_secret for kind in registry.SEAL_TYPES.values()])
     rekey.add_argument(
         "--one-share",
         action="store_true",
         help="give only your own current share; each operator runs the same command, "
         "and the last one starts the rekey",
     )
-    rekey.add_argument("--current-passphrase-file", help="the current passphrase")
-    rekey.add_argument(
-        "--current-pin-file", help="the current PKCS#11 PIN (or env KEYCASK_PKCS11_PIN)"
-    )
     outputs(rekey)
-    rekey.set_defaults(func=_guard(cmd_rekey))
+    rekey.set_defaults(func=cmd_rekey)
     decrypt = operator.add_parser(
         "decrypt-share", help="open a share sealed to your key (prints the share line)"
     )
     decrypt.add_argument("file", nargs="?", help="the sealed share (default: stdin)")
     decrypt.add_argument("--private-key", required=True, help="your private key, PEM (0600)")
     decrypt.add_argument("--password-file", help="its password, if it has one")
-    decrypt.set_defaults(func=_guard(cmd_decrypt_share))
+    decrypt.set_defaults(func=cmd_decrypt_share)
     verify = remote(
         operator.add_parser(
             "rekey-verify", help="give a new share (or the new passphrase) back to finish a rekey"
@@ -959,11 +930,18 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     )
     verify.add_argument("share", nargs="?", help="a new share (prefer the prompt: leave this out)")
     verify.add_argument("--shares-file", help="new shares, one per line")
-    verify.add_argument("--passphrase-file", help="the new passphrase (passphrase seal)")
-    verify.set_defaults(func=_guard(cmd_rekey_verify))
+    secret_files(
+        verify,
+        [
+            kind.new_secret
+            for kind in registry.SEAL_TYPES.values()
+            if kind.secret is not Secret.SHARES and not kind.verified_by_server
+        ],
+    )
+    verify.set_defaults(func=cmd_rekey_verify)
     remote(
         operator.add_parser("rekey-cancel", help="discard a pending rekey; the seal stays")
-    ).set_defaults(func=_guard(cmd_rekey_cancel))
+    ).set_defaults(func=cmd_rekey_cancel)
 
     rotate_token = remote(
         operator.add_parser("rotate-token", help="replace the operator token with a new one")
@@ -974,7 +952,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         action="store_true",
         help="replace it in --data-dir directly (the server stopped; for a lost token)",
     )
-    rotate_token.set_defaults(func=_guard(cmd_rotate_token))
+    rotate_token.set_defaults(func=cmd_rotate_token)
 
     backup = remote(
         operator.add_parser(
@@ -984,7 +962,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         )
     )
     backup.add_argument("file")
-    backup.set_defaults(func=_guard(cmd_backup))
+    backup.set_defaults(func=cmd_backup)
     restore = operator.add_parser(
         "restore",
         help="check a backup's MAC with the seal's secret, restore it into an empty data dir",
@@ -992,8 +970,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     restore.add_argument("file")
     restore.add_argument("--data-dir", required=True)
     restore.add_argument("--shares-file", help="Shamir: shares, one per line (else prompted)")
-    restore.add_argument("--passphrase-file", help="passphrase seal (or env KEYCASK_PASSPHRASE)")
-    restore.add_argument("--pin-file", help="PKCS#11 seal: the PIN (or env KEYCASK_PKCS11_PIN)")
+    secret_files(restore, [kind.unseal_secret for kind in registry.SEAL_TYPES.values()])
     restore.add_argument(
         "--pkcs11-module",
         action="append",
@@ -1007,7 +984,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         help="the operator account (whose administrators may make operator calls); "
         "default: the server's KEYCASK_ACCOUNT_ID",
     )
-    restore.set_defaults(func=_guard(cmd_restore))
+    restore.set_defaults(func=cmd_restore)
 
 
 __all__ = ["add_operator_commands", "call"]

@@ -1,0 +1,314 @@
+"""``keycask principals ...``: principals, their policies, tags and access
+keys, managed through ``KeycaskAdmin`` calls to the running server (signed
+with an administrator's profile); ``create --offline`` writes to the data dir
+directly, for an account's first administrator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from keycask import config
+from keycask.app import AUDIT_DIR, open_store
+from keycask.audit import anchor
+from keycask.auth.credentials import CredentialStore
+from keycask.cli.client import CallError, local_record, print_json, server_call
+from keycask.errors import KMSError
+
+
+def _admin_call(
+    args: argparse.Namespace, operation: str, body: dict[str, object]
+) -> dict[str, object]:
+    if getattr(args, "account", None):
+        body = {**body, "Account": args.account}
+    return server_call(args, "KeycaskAdmin." + operation, body)
+
+
+def _print_secret(created: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(created))
+        return
+    for name, value in created.items():
+        print(f"{name + ':':<17}{value}")
+    print("The secret is shown once; keycask cannot show it again.", file=sys.stderr)
+
+
+def _tag(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"tags are KEY=VALUE, got {text!r}")
+    return key, value
+
+
+async def _create_principal_offline(args: argparse.Namespace) -> dict[str, object]:
+    """Straight into the data dir, as the local operator: for an account's
+    first administrator. Audited to ``cli.jsonl`` before it is committed."""
+    settings = config.load(dev=True, data_dir=args.data_dir, account_id=args.account)
+    storage, barrier = await open_store(settings)
+    try:
+        audit = await anchor.open_keyed(barrier, settings.data_dir / AUDIT_DIR, "cli")
+    except BaseException:
+        await storage.close()
+        raise
+    try:
+        store = CredentialStore(barrier)
+        key, writes = await store.stage_create_principal(
+            settings.account_id,
+            args.name,
+            admin=args.admin,
+            kind="role" if args.role else "user",
+            tags=dict(args.tag or ()),
+        )
+        record = local_record(
+            "keycask:CreatePrincipal",
+            f"principal and access key {key.access_key_id} created: {key.principal.arn}",
+        )
+        audit.append_sync(record)
+        try:
+            await store.commit(writes)
+        except Exception:
+            audit.append_sync(
+                dataclasses.replace(
+                    record,
+                    outcome="error",
+                    error_code="KMSInternalException",
+                    detail="commit failed",
+                )
+            )
+            raise
+        await anchor.save(barrier, audit.segment, audit.tip)
+    finally:
+        audit.close()
+        await storage.close()
+    return {
+        "Arn": key.principal.arn,
+        "AccessKeyId": key.access_key_id,
+        "SecretAccessKey": key.secret,
+    }
+
+
+def cmd_principals_create(args: argparse.Namespace) -> int:
+    if args.offline:
+        try:
+            created = asyncio.run(_create_principal_offline(args))
+        except KMSError as error:
+            raise CallError(f"{error.code}: {error.message}") from None
+    else:
+        body: dict[str, object] = {"Name": args.name}
+        if args.role:
+            body["Role"] = True
+        if args.admin:
+            body["Admin"] = True
+        if args.tag:
+            body["Tags"] = dict(args.tag)
+        try:
+            created = _admin_call(args, "CreatePrincipal", body)
+        except CallError as error:
+            if str(error).startswith("cannot reach"):
+                raise CallError(
+                    f"{error} (without a running server, --offline writes to the data dir)"
+                ) from None
+            raise
+    _print_secret(created, args.json)
+    return 0
+
+
+def cmd_principals_get(args: argparse.Namespace) -> int:
+    print_json(_admin_call(args, "GetPrincipal", {"Name": args.name}))
+    return 0
+
+
+def cmd_principals_list(args: argparse.Namespace) -> int:
+    principals: list[object] = []
+    body: dict[str, object] = {}
+    while True:
+        page = _admin_call(args, "ListPrincipals", body)
+        found = page.get("Principals")
+        assert isinstance(found, list)
+        principals.extend(found)
+        if not page.get("Truncated"):
+            break
+        body = {"Marker": page["NextMarker"]}
+    if args.json:
+        print_json(principals)
+        return 0
+    for principal in principals:
+        assert isinstance(principal, dict)
+        print(f"{principal['Arn']}{'  (administrator)' if principal['Admin'] else ''}")
+    return 0
+
+
+def cmd_principals_delete(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeletePrincipal", {"Name": args.name})
+    return 0
+
+
+def cmd_principals_put_policy(args: argparse.Namespace) -> int:
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise config.ConfigError(f"cannot read the policy file: {error}") from None
+    body = {"Name": args.name, "PolicyName": args.policy_name, "PolicyDocument": text}
+    _admin_call(args, "PutPrincipalPolicy", body)
+    return 0
+
+
+def cmd_principals_get_policy(args: argparse.Namespace) -> int:
+    body = {"Name": args.name, "PolicyName": args.policy_name}
+    document = str(_admin_call(args, "GetPrincipalPolicy", body)["PolicyDocument"])
+    print(document, end="" if document.endswith("\n") else "\n")
+    return 0
+
+
+def cmd_principals_delete_policy(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeletePrincipalPolicy", {"Name": args.name, "PolicyName": args.policy_name})
+    return 0
+
+
+def cmd_principals_tag(args: argparse.Namespace) -> int:
+    _admin_call(args, "TagPrincipal", {"Name": args.name, "Tags": dict(args.tags)})
+    return 0
+
+
+def cmd_principals_untag(args: argparse.Namespace) -> int:
+    _admin_call(args, "UntagPrincipal", {"Name": args.name, "TagKeys": args.keys})
+    return 0
+
+
+def cmd_access_keys_create(args: argparse.Namespace) -> int:
+    _print_secret(_admin_call(args, "CreateAccessKey", {"Name": args.name}), args.json)
+    return 0
+
+
+def cmd_access_keys_list(args: argparse.Namespace) -> int:
+    print_json(_admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"])
+    return 0
+
+
+def cmd_access_keys_activate(args: argparse.Namespace) -> int:
+    _admin_call(args, "UpdateAccessKey", {"AccessKeyId": args.access_key_id, "Status": "Active"})
+    return 0
+
+
+def cmd_access_keys_deactivate(args: argparse.Namespace) -> int:
+    body = {"AccessKeyId": args.access_key_id, "Status": "Inactive"}
+    _admin_call(args, "UpdateAccessKey", body)
+    return 0
+
+
+def cmd_access_keys_delete(args: argparse.Namespace) -> int:
+    _admin_call(args, "DeleteAccessKey", {"AccessKeyId": args.access_key_id})
+    return 0
+
+
+def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    remote = argparse.ArgumentParser(add_help=False)
+    remote.add_argument("--data-dir", help="the server's data directory (for its AWS profile)")
+    remote.add_argument(
+        "--profile", default="keycask", help="AWS profile to sign with (an administrator's)"
+    )
+    remote.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    in_account = argparse.ArgumentParser(add_help=False)
+    in_account.add_argument("--account", help="account id (default: the caller's account)")
+
+    def command(
+        group: argparse._SubParsersAction[argparse.ArgumentParser],
+        name: str,
+        func: Callable[[argparse.Namespace], int],
+        help_text: str,
+        *parents: argparse.ArgumentParser,
+    ) -> argparse.ArgumentParser:
+        parser = group.add_parser(name, help=help_text, parents=[remote, *parents])
+        parser.set_defaults(func=func)
+        return parser
+
+    principals = sub.add_parser(
+        "principals",
+        help="manage principals, their policies, tags and access keys (on the running server)",
+    ).add_subparsers(dest="action", required=True)
+
+    create = command(
+        principals, "create", cmd_principals_create, "create a principal with an access key"
+    )
+    create.add_argument("name")
+    create.add_argument(
+        "--account",
+        help="account id (default: the caller's; with --offline KEYCASK_ACCOUNT_ID "
+        "or 000000000000)",
+    )
+    create.add_argument("--role", action="store_true", help="a role (ARN .../role/NAME)")
+    create.add_argument(
+        "--tag", action="append", type=_tag, metavar="KEY=VALUE", help="a tag (repeatable)"
+    )
+    create.add_argument("--admin", action="store_true", help="may do everything in its account")
+    create.add_argument(
+        "--json", action="store_true", help="print Arn, AccessKeyId, SecretAccessKey as JSON"
+    )
+    create.add_argument(
+        "--offline",
+        action="store_true",
+        help="write to the data dir directly instead of calling the server "
+        "(for an account's first administrator)",
+    )
+
+    get = command(principals, "get", cmd_principals_get, "show a principal", in_account)
+    get.add_argument("name")
+    listing = command(principals, "list", cmd_principals_list, "list principals", in_account)
+    listing.add_argument("--json", action="store_true")
+    delete = command(
+        principals,
+        "delete",
+        cmd_principals_delete,
+        "delete a principal, its policies and all its access keys",
+        in_account,
+    )
+    delete.add_argument("name")
+
+    put_policy = command(
+        principals, "put-policy", cmd_principals_put_policy, "attach an identity policy", in_account
+    )
+    put_policy.add_argument("name")
+    put_policy.add_argument("--policy-name", required=True)
+    put_policy.add_argument("--file", required=True, help="the policy document (- for stdin)")
+    for name, func, help_text in (
+        ("get-policy", cmd_principals_get_policy, "print an identity policy"),
+        ("delete-policy", cmd_principals_delete_policy, "remove an identity policy"),
+    ):
+        policy = command(principals, name, func, help_text, in_account)
+        policy.add_argument("name")
+        policy.add_argument("--policy-name", required=True)
+
+    tag = command(principals, "tag", cmd_principals_tag, "set tags on a principal", in_account)
+    tag.add_argument("name")
+    tag.add_argument("tags", nargs="+", type=_tag, metavar="KEY=VALUE")
+    untag = command(
+        principals, "untag", cmd_principals_untag, "remove tags from a principal", in_account
+    )
+    untag.add_argument("name")
+    untag.add_argument("keys", nargs="+", metavar="KEY")
+
+    access_keys = principals.add_parser(
+        "access-keys", help="a principal's access keys"
+    ).add_subparsers(dest="access_keys_action", required=True)
+    new_key = command(
+        access_keys, "create", cmd_access_keys_create, "a new access key for NAME", in_account
+    )
+    new_key.add_argument("name")
+    new_key.add_argument(
+        "--json", action="store_true", help="print AccessKeyId, SecretAccessKey as JSON"
+    )
+    keys = command(
+        access_keys, "list", cmd_access_keys_list, "NAME's access keys (no secrets)", in_account
+    )
+    keys.add_argument("name")
+    for name, func, help_text in (
+        ("activate", cmd_access_keys_activate, "let an access key sign requests again"),
+        ("deactivate", cmd_access_keys_deactivate, "stop an access key at once (reversible)"),
+        ("delete", cmd_access_keys_delete, "delete an access key"),
+    ):
+        command(access_keys, name, func, help_text).add_argument("access_key_id")

@@ -1,0 +1,161 @@
+"""Running the server's processes: the listening socket, one process serving
+until it is signalled, and several worker processes under a supervisor that
+restarts one that dies. No argparse here: ``cli/server.py`` turns the command
+line into ``Settings`` and calls these."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from keycask import config
+from keycask.app import Runtime, build
+from keycask.http.server import HttpServer, Limits, tls_context
+
+log = logging.getLogger("keycask")
+
+
+def tls(settings: config.Settings) -> ssl.SSLContext | None:
+    """The server's TLS context, or None for plain HTTP; each process (every
+    worker too) builds its own from the same files."""
+    if settings.tls_cert is None or settings.tls_key is None:
+        return None
+    _check_private(settings.tls_key, "TLS private key")
+    return tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+
+
+def _check_private(path: Path, what: str) -> None:
+    """Refuse a key file that others may read, as seal files are refused:
+    whoever reads it can impersonate this server to every client."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return  # tls_context says it does not exist
+    except OSError as exc:
+        raise config.ConfigError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+    if mode & 0o077:
+        raise config.ConfigError(
+            f"the {what} file {path} is readable by others (mode {mode & 0o777:03o}):"
+            f" make it readable by its owner only (chmod 600 {path}) and start again"
+        )
+
+
+def listen(settings: config.Settings) -> socket.socket:
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
+    """Serve ``runtime`` on ``sock`` until SIGTERM or SIGINT, then drain."""
+    app = runtime.app
+    server = HttpServer(
+        app.handle,
+        app.refuse_too_large,
+        limits=Limits(max_body=app.max_body),
+        tls=tls(runtime.settings),
+        on_refused=app.refused_at_edge,
+        proxy_from=runtime.settings.proxy_from,
+    )
+    await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    # Everything built so far lives as long as the process: keep the cyclic
+    # collector from walking it on every full collection.
+    gc.freeze()
+    # The audit and SQLite threads wake from fsync needing the GIL back; by
+    # default the busy event loop keeps it up to 5 ms, and every request
+    # waiting on that batch waits too. A 0.5 ms interval bounds that wait.
+    sys.setswitchinterval(0.0005)
+    app.ready = True
+    await stop.wait()
+    app.ready = False
+    await server.shutdown(grace=10.0)
+
+
+async def serve_worker(settings: config.Settings, slot: int, fd: int, parent: int) -> int:
+    """One worker process: serves on the supervisor's socket ``fd``."""
+    runtime = await build(settings, worker=slot)
+    loop = asyncio.get_running_loop()
+
+    def orphaned() -> None:
+        # The supervisor died without stopping us (kill -9): stop too, rather
+        # than serve on unsupervised. Polling works everywhere; prctl does not.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+        else:
+            loop.call_later(0.5, orphaned)
+
+    loop.call_later(0.5, orphaned)
+    try:
+        await run_until_signalled(runtime, socket.socket(fileno=fd))
+    finally:
+        await runtime.close()
+    return 0
+
+
+# The command that starts worker ``slot`` on the listening socket ``fd``.
+WorkerCommand = Callable[[int, int], list[str]]
+
+
+def supervise(
+    settings: config.Settings,
+    workers: int,
+    command: WorkerCommand,
+    started: Callable[[], None],
+) -> int:
+    """Several worker processes share one listening socket and one store;
+    this process only starts them, restarts one that dies, and stops them.
+    ``started`` runs once the workers were started."""
+    sock = listen(settings)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+    def spawn(slot: int) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        if settings.storage is not None:
+            # In the environment, not argv: a DSN may hold a password.
+            env["KEYCASK_STORAGE"] = settings.storage
+        return subprocess.Popen(command(slot, sock.fileno()), pass_fds=[sock.fileno()], env=env)
+
+    running = {slot: spawn(slot) for slot in range(workers)}
+    started()
+    while not stopping:
+        for slot, proc in list(running.items()):
+            if proc.poll() is not None and not stopping:
+                log.error("worker %d exited with %s; restarting it", slot, proc.returncode)
+                running[slot] = spawn(slot)
+        time.sleep(0.2)
+    for proc in running.values():
+        proc.send_signal(signal.SIGTERM)
+    code = 0
+    for proc in running.values():
+        try:
+            code = max(code, proc.wait(timeout=30))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = 1
+    sock.close()
+    return code
