@@ -35,7 +35,7 @@ operators, condition keys), ``model.py`` (the parsed dataclasses),
 with evaluation), ``glob.py`` (the wildcard matcher), ``messages.py`` (how
 messages quote a policy); this module is the parser that uses them.
 
-Why ~550 lines: it is one recursive-descent parser, each element's checks
+Why one module of ~550 lines: it is one recursive-descent parser, each element's checks
 calling the next element's with the same failure and quoting conventions;
 cut further, one grammar would be read across files.
 """

@@ -34,6 +34,12 @@ saying how to move to a restricted key (rekey to a new key label).
 The PIN comes from the caller (an environment variable or a file: the CLI's
 job) and is never logged, stored or put in an error message. Library errors
 become ``SealError`` naming the library's error class only.
+
+Why one module of ~600 lines: it is the only importer of ``pkcs11`` (an
+import-linter contract), so everything that touches the token lives here: the
+two mechanisms, the key restrictions they depend on, the checks that refuse a
+weaker key, and the seal type's plug-in entry. Splitting it would spread the
+token's surface over several modules the contract would then have to allow.
 """
 
 from __future__ import annotations

@@ -18,6 +18,12 @@ barrier term (one conditional write), and the new file replaces the old.
 Until the last step both files are tried when unsealing, and the first
 unseal after a crash finishes or discards the half-done move by which file
 opened the keyring.
+
+Why one module of ~640 lines: sealed/unsealed, the unseal inputs, sealing
+again and the two-phase rekey are one state machine over the same files
+(``seal.json``, ``seal.rekey.json``, ``seal.next.json``) and the same lock;
+every transition must see every other one's invariants, which one class keeps
+in view. What differs between seal types is asked of the seal registry.
 """
 
 from __future__ import annotations
