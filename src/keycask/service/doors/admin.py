@@ -1,22 +1,77 @@
 """The admin API (``X-Amz-Target: KeycaskAdmin.<Op>``): principals, their
 policies, tags and access keys (``core/handlers/principals.py``), signed like
-the KMS API, with small JSON shapes of keycask's own."""
+the KMS API, with small JSON shapes of keycask's own, decoded here into the
+core's typed requests (``core/principal_requests.py``) and encoded from its
+typed results (``core/principal_results.py``).
+
+Operations (``?`` = optional; Account defaults to the caller's account):
+
+    CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?}
+                          -> {Arn, UniqueId, AccessKeyId, SecretAccessKey}
+    GetPrincipal          {Name, Account?} -> {Arn, UniqueId, Name, Account, Kind,
+                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate}
+    ListPrincipals        {Account?, Marker?, Limit?}
+                          -> {Principals: [{Arn, Name, Kind, Admin}], Truncated, NextMarker?}
+    DeletePrincipal       {Name, Account?}: the principal, its policies and all
+                          its access keys, at once (a principal cannot delete itself)
+    PutPrincipalPolicy    {Name, Account?, PolicyName, PolicyDocument}
+    GetPrincipalPolicy    {Name, Account?, PolicyName} -> {PolicyName, PolicyDocument}
+    DeletePrincipalPolicy {Name, Account?, PolicyName}
+    TagPrincipal          {Name, Account?, Tags{k: v}}
+    UntagPrincipal        {Name, Account?, TagKeys[k]}
+    CreateAccessKey       {Name, Account?} -> {AccessKeyId, SecretAccessKey}
+    ListAccessKeys        {Name, Account?} -> {AccessKeys: [{AccessKeyId, Status, CreateDate}]}
+    UpdateAccessKey       {AccessKeyId, Status: Active|Inactive}
+    DeleteAccessKey       {AccessKeyId}
+
+Operations that answer nothing answer ``{}``. A body is checked whole before
+anything is authorized: unknown and missing members, then each member's type
+and value, in the order the table's decoders read them (so a request with
+several faults is always refused for the same one).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 import orjson
 
-from keycask.auth.credentials import CredentialStore
+from keycask.auth.credentials import CredentialStore, check_account, check_name
 from keycask.auth.sigv4 import HttpRequest
-from keycask.errors import ValidationException
+from keycask.errors import InvalidMarkerException, ValidationException
 from keycask.ports import Write
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call
-from keycask.service.core.handlers.principals import OPERATIONS, AdminOperation
+from keycask.service.core.handlers.principals import (
+    OPERATIONS,
+    check_tag_count,
+    check_tag_key,
+    check_tag_value,
+)
+from keycask.service.core.principal_requests import (
+    AccessKeyRequest,
+    CreatePrincipalRequest,
+    ListPrincipalsRequest,
+    PrincipalPolicyRequest,
+    PrincipalRequest,
+    PutPrincipalPolicyRequest,
+    TagPrincipalRequest,
+    UntagPrincipalRequest,
+    UpdateAccessKeyRequest,
+)
+from keycask.service.core.principal_results import (
+    CreateAccessKeyResult,
+    CreatePrincipalResult,
+    GetPrincipalPolicyResult,
+    GetPrincipalResult,
+    ListAccessKeysResult,
+    ListPrincipalsResult,
+)
 from keycask.service.door import Action
 from keycask.service.doors.awsjson import (
     AwsJsonErrors,
@@ -28,20 +83,275 @@ from keycask.service.doors.signed import SignedCallers
 
 TARGET_PREFIX = "KeycaskAdmin."
 
+_POLICY_NAME = re.compile(r"^[A-Za-z0-9_+=,.@-]{1,128}$")
+_MAX_LIMIT = 1000
 
-def decode(target: str, operation: AdminOperation, body: bytes) -> dict[str, Any]:
-    """The request's members, checked against the operation's shape."""
+Doc = dict[str, Any]
+
+
+# -- members --
+
+
+def _string(doc: Doc, name: str) -> str:
+    value = doc[name]
+    if not isinstance(value, str):
+        raise ValidationException(f"{name} must be a string.")
+    return value
+
+
+def _optional_string(doc: Doc, name: str) -> str | None:
+    return None if doc.get(name) is None else _string(doc, name)
+
+
+def _flag(doc: Doc, name: str) -> bool:
+    value = doc.get(name, False)
+    if not isinstance(value, bool):
+        raise ValidationException(f"{name} must be true or false.")
+    return value
+
+
+def _tags(doc: Doc, name: str) -> tuple[tuple[str, str], ...]:
+    value = doc.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ValidationException(f'{name} must be an object of tags: {{"key": "value"}}.')
+    for key, tag_value in value.items():
+        if not isinstance(tag_value, str):
+            raise ValidationException(f"The value of tag {key[:128]!r} must be a string.")
+        check_tag_key(key)
+        check_tag_value(key, tag_value)
+    return tuple(value.items())
+
+
+def _account(doc: Doc) -> str | None:
+    """``Account``, checked; None (also for ``""``) is the caller's account."""
+    account = _optional_string(doc, "Account") or None
+    if account is not None:
+        check_account(account)
+    return account
+
+
+def _name(doc: Doc) -> str:
+    name = _string(doc, "Name")
+    check_name(name)
+    return name
+
+
+def _policy_name(doc: Doc) -> str:
+    name = _string(doc, "PolicyName")
+    if not _POLICY_NAME.match(name):
+        raise ValidationException("PolicyName must be 1-128 of A-Z a-z 0-9 and _ + = , . @ -.")
+    return name
+
+
+# -- requests, one decoder per operation --
+
+
+def _principal_request(doc: Doc) -> PrincipalRequest:
+    return PrincipalRequest(_name(doc), _account(doc))
+
+
+def _create_principal(doc: Doc) -> CreatePrincipalRequest:
+    name = _name(doc)
+    account = _account(doc)
+    kind = "role" if _flag(doc, "Role") else "user"
+    admin = _flag(doc, "Admin")
+    tags = _tags(doc, "Tags")
+    check_tag_count(dict(tags))
+    return CreatePrincipalRequest(name, account, kind, admin, tags)
+
+
+def _list_principals(doc: Doc) -> ListPrincipalsRequest:
+    account = _account(doc)
+    marker = _optional_string(doc, "Marker")
+    limit = doc.get("Limit")
+    if "Limit" in doc and (
+        isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_LIMIT
+    ):
+        raise ValidationException(f"Limit must be a whole number from 1 to {_MAX_LIMIT}.")
+    if marker is not None:
+        try:
+            check_name(marker)
+        except ValidationException:
+            raise InvalidMarkerException("The marker is not valid.") from None
+    return ListPrincipalsRequest(account, marker, limit)
+
+
+def _put_principal_policy(doc: Doc) -> PutPrincipalPolicyRequest:
+    policy_name = _policy_name(doc)
+    document = _string(doc, "PolicyDocument")
+    return PutPrincipalPolicyRequest(_name(doc), policy_name, document, _account(doc))
+
+
+def _principal_policy(doc: Doc) -> PrincipalPolicyRequest:
+    policy_name = _policy_name(doc)
+    return PrincipalPolicyRequest(_name(doc), policy_name, _account(doc))
+
+
+def _tag_principal(doc: Doc) -> TagPrincipalRequest:
+    tags = _tags(doc, "Tags")
+    if not tags:
+        raise ValidationException("Tags must name at least one tag.")
+    check_tag_count(dict(tags))
+    return TagPrincipalRequest(_name(doc), tags, _account(doc))
+
+
+def _untag_principal(doc: Doc) -> UntagPrincipalRequest:
+    keys = doc["TagKeys"]
+    if not isinstance(keys, list) or not keys or not all(isinstance(k, str) for k in keys):
+        raise ValidationException("TagKeys must be a list of tag keys.")
+    for key in keys:
+        check_tag_key(key)
+    return UntagPrincipalRequest(_name(doc), tuple(keys), _account(doc))
+
+
+def _update_access_key(doc: Doc) -> UpdateAccessKeyRequest:
+    status = _string(doc, "Status")
+    if status not in ("Active", "Inactive"):
+        raise ValidationException("Status must be Active or Inactive.")
+    return UpdateAccessKeyRequest(_string(doc, "AccessKeyId"), active=status == "Active")
+
+
+def _access_key(doc: Doc) -> AccessKeyRequest:
+    return AccessKeyRequest(_string(doc, "AccessKeyId"))
+
+
+# -- results --
+
+
+def _date(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _nothing(result: None) -> Doc:
+    return {}
+
+
+def _created_principal(result: CreatePrincipalResult) -> Doc:
+    return {
+        "Arn": result.arn,
+        "UniqueId": result.unique_id,
+        "AccessKeyId": result.access_key_id,
+        "SecretAccessKey": result.secret_access_key,
+    }
+
+
+def _principal(result: GetPrincipalResult) -> Doc:
+    return {
+        "Arn": result.arn,
+        "UniqueId": result.unique_id,
+        "Name": result.name,
+        "Account": result.account,
+        "Kind": result.kind,
+        "Admin": result.admin,
+        "Tags": dict(result.tags),
+        "PolicyNames": list(result.policy_names),
+        "AccessKeyCount": result.access_key_count,
+        "CreateDate": _date(result.created),
+    }
+
+
+def _principals(result: ListPrincipalsResult) -> Doc:
+    doc: Doc = {
+        "Principals": [
+            {"Arn": p.arn, "Name": p.name, "Kind": p.kind, "Admin": p.admin}
+            for p in result.principals
+        ],
+        "Truncated": result.truncated,
+    }
+    if result.next_marker is not None:
+        doc["NextMarker"] = result.next_marker
+    return doc
+
+
+def _policy(result: GetPrincipalPolicyResult) -> Doc:
+    return {"PolicyName": result.policy_name, "PolicyDocument": result.policy_document}
+
+
+def _created_access_key(result: CreateAccessKeyResult) -> Doc:
+    return {"AccessKeyId": result.access_key_id, "SecretAccessKey": result.secret_access_key}
+
+
+def _access_keys(result: ListAccessKeysResult) -> Doc:
+    return {
+        "AccessKeys": [
+            {
+                "AccessKeyId": key.access_key_id,
+                "Status": "Active" if key.active else "Inactive",
+                "CreateDate": _date(key.created),
+            }
+            for key in result.access_keys
+        ]
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Wire:
+    """One operation's JSON shape: its members, and how its body becomes the
+    typed request and its result the answer."""
+
+    members: frozenset[str]
+    required: frozenset[str]
+    decode: Callable[[Doc], object]
+    encode: Callable[[Any], Doc]
+
+
+def _wire(
+    decode: Callable[[Doc], object],
+    encode: Callable[[Any], Doc],
+    *,
+    required: tuple[str, ...],
+    optional: tuple[str, ...] = (),
+) -> Wire:
+    return Wire(frozenset(required + optional), frozenset(required), decode, encode)
+
+
+_IN_ACCOUNT = ("Account",)
+WIRE: Mapping[str, Wire] = {
+    "CreatePrincipal": _wire(_create_principal, _created_principal, required=("Name",),
+                             optional=("Account", "Role", "Tags", "Admin")),
+    "GetPrincipal": _wire(_principal_request, _principal, required=("Name",),
+                          optional=_IN_ACCOUNT),
+    "ListPrincipals": _wire(_list_principals, _principals, required=(),
+                            optional=("Account", "Marker", "Limit")),
+    "DeletePrincipal": _wire(_principal_request, _nothing, required=("Name",),
+                             optional=_IN_ACCOUNT),
+    "PutPrincipalPolicy": _wire(_put_principal_policy, _nothing,
+                                required=("Name", "PolicyName", "PolicyDocument"),
+                                optional=_IN_ACCOUNT),
+    "GetPrincipalPolicy": _wire(_principal_policy, _policy, required=("Name", "PolicyName"),
+                                optional=_IN_ACCOUNT),
+    "DeletePrincipalPolicy": _wire(_principal_policy, _nothing,
+                                   required=("Name", "PolicyName"), optional=_IN_ACCOUNT),
+    "TagPrincipal": _wire(_tag_principal, _nothing, required=("Name", "Tags"),
+                          optional=_IN_ACCOUNT),
+    "UntagPrincipal": _wire(_untag_principal, _nothing, required=("Name", "TagKeys"),
+                            optional=_IN_ACCOUNT),
+    "CreateAccessKey": _wire(_principal_request, _created_access_key, required=("Name",),
+                             optional=_IN_ACCOUNT),
+    "ListAccessKeys": _wire(_principal_request, _access_keys, required=("Name",),
+                            optional=_IN_ACCOUNT),
+    "UpdateAccessKey": _wire(_update_access_key, _nothing,
+                             required=("AccessKeyId", "Status")),
+    "DeleteAccessKey": _wire(_access_key, _nothing, required=("AccessKeyId",)),
+}  # fmt: skip
+
+
+def decode(target: str, wire: Wire, body: bytes) -> object:
+    """The request's typed request, once its members are checked against the
+    operation's shape."""
     doc = json_object(body)
-    unknown = sorted(set(doc) - operation.members)
+    unknown = sorted(set(doc) - wire.members)
     if unknown:
         raise ValidationException(
             f"{unknown[0][:64]!r} is not a member of {target}; "
-            f"its members are {', '.join(sorted(operation.members))}."
+            f"its members are {', '.join(sorted(wire.members))}."
         )
-    missing = sorted(operation.required - set(doc))
+    missing = sorted(wire.required - set(doc))
     if missing:
         raise ValidationException(f"{target} requires {', '.join(missing)}.")
-    return doc
+    return wire.decode(doc)
 
 
 class AdminDoor(AwsJsonErrors):
@@ -59,10 +369,14 @@ class AdminDoor(AwsJsonErrors):
         super().__init__(codec)
         self._credentials = credentials
         self._authz = authz
-        self._operations = {TARGET_PREFIX + name: op for name, op in OPERATIONS.items()}
+        if WIRE.keys() != OPERATIONS.keys():
+            raise ValueError("every admin operation needs its wire shape, and only those")
+        self._wire = {TARGET_PREFIX + name: wire for name, wire in WIRE.items()}
         self._actions = {
-            target: Action(target, partial(op.handler, credentials), op.mutates)
-            for target, op in self._operations.items()
+            TARGET_PREFIX + op.name: Action(
+                TARGET_PREFIX + op.name, partial(op.handler, credentials), op.mutates, op.request
+            )
+            for op in OPERATIONS.values()
         }
         self.authenticate = signed.authenticate
 
@@ -75,10 +389,10 @@ class AdminDoor(AwsJsonErrors):
         return self._actions[call.operation]
 
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
-        return decode(action.name, self._operations[action.name], request.body)
+        return decode(action.name, self._wire[action.name], request.body)
 
     def encode(self, action: Action, result: object | None) -> bytes:
-        return orjson.dumps(result if result is not None else {})
+        return orjson.dumps(self._wire[action.name].encode(result))
 
     async def commit(self, writes: Sequence[Write]) -> None:
         await self._credentials.commit(writes)
