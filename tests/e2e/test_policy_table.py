@@ -706,7 +706,7 @@ def simulated(
     """The row through `keycask policy simulate`, in this process, on the
     running server's data directory: the decision, and what decided it as
     the audit record names it (both deciders for ReEncrypt)."""
-    from keycask.cli import main
+    from keycask.cli.main import main
 
     principal = f"arn:aws:iam::{ACCOUNT}:user/admin" if c.who == "admin" else PRINCIPALS[c.who].arn
     ref = key_arn
