@@ -120,6 +120,21 @@ async def connect_store(settings: Settings) -> Storage:
     return SQLiteStorage(settings.data_dir / STORE_FILE)
 
 
+def _no_store(data_dir: Path) -> str:
+    """Why a data dir without a SQLite store cannot be opened, and what to do."""
+    if (data_dir / SEAL_FILE).exists():
+        # `operator init --storage` writes the seal but no keycask.db: the
+        # store is in PostgreSQL, and running init again would be refused.
+        return (
+            f"{data_dir} was initialised with a PostgreSQL store (it has a seal but no "
+            f"{STORE_FILE}): pass --storage postgresql://... or set KEYCASK_STORAGE"
+        )
+    return (
+        f"{data_dir} holds no keycask store: run "
+        f"`keycask operator init --data-dir {data_dir}` first"
+    )
+
+
 async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     """The store and its barrier: unsealed with the dev seal in --dev, sealed
     otherwise (an operator, or the PKCS#11 token, opens it)."""
@@ -128,10 +143,7 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
         and settings.storage is None
         and not (settings.data_dir / STORE_FILE).exists()
     ):
-        raise ConfigError(
-            f"{settings.data_dir} holds no keycask store: run "
-            f"`keycask operator init --data-dir {settings.data_dir}` first"
-        )
+        raise ConfigError(_no_store(settings.data_dir))
     if settings.dev and (settings.data_dir / SEAL_FILE).exists():
         # The dev seal would write a root key file beside a production store
         # (and then fail to open it): refuse before touching anything.
@@ -164,7 +176,7 @@ async def open_store_to_read(settings: Settings) -> tuple[Storage, Barrier]:
     is returned sealed."""
     data_dir = settings.data_dir
     if settings.storage is None and not (data_dir / STORE_FILE).is_file():
-        raise ConfigError(f"{data_dir} holds no keycask store ({STORE_FILE} is missing)")
+        raise ConfigError(_no_store(data_dir))
     if settings.dev and not (data_dir / ROOT_KEY_FILE).is_file():
         raise ConfigError(f"{data_dir} has no dev root key ({ROOT_KEY_FILE})")
     storage: Storage

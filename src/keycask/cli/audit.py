@@ -43,6 +43,10 @@ async def _load_anchors(
         await storage.close()
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _verified_dir(directory: str) -> bool:
     """Whether ``directory`` is a production data dir (False: a --dev one)."""
     path = Path(directory)
@@ -96,7 +100,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
             f"{', '.join(dirs)} (deleted, or give every node's data dir)"
         )
         return 1
-    print(f"ok: {records} records in {segments} segments")
+    print(f"ok: {_count(records, 'record')} in {_count(segments, 'segment')}")
     for path, first, last in tails:
         print(
             f"warning: {path} lines {first}-{last} are past the last anchor without a MAC; "

@@ -248,7 +248,8 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="append",
         metavar="LIB",
         help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
-        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one",
+        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one, "
+        "and so must the library of an `operator rekey --seal pkcs11` to this server",
     )
     server.add_argument(
         "--proxy-protocol-from",
