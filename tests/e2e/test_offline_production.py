@@ -9,6 +9,7 @@ when it could not check the anchors."""
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -19,9 +20,14 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from cluster import pg_schema, poll
+from docwalk import blocks, commands, section
 from production import Production, keycask, unsealed_shamir
 
+from conftest import REPO
 from keycask.keys.model import default_key_policy
+
+PLACEHOLDER_KEY = "1234abcd-12ab-34cd-56ef-1234567890ab"
+PRODUCTION_DIR = "/var/lib/keycask"
 
 
 def _lock_out(kms: Any, key: dict[str, Any]) -> None:
@@ -205,3 +211,42 @@ def _cluster(a: Production, b: Production, dsn: str) -> None:
     assert alone.returncode == 1 and "missing" in alone.stdout, alone
     unchecked = verify(a, shares=None)
     assert unchecked.returncode == 1 and unchecked.stdout.startswith("NOT VERIFIED"), unchecked
+
+
+def test_the_operations_recovery_commands_work_as_written(prod: Production) -> None:
+    """docs/operations.md's lockout block, on this production store: the
+    data dir and key id replaced, the shares piped in as the page allows."""
+    page = (REPO / "docs" / "operations.md").read_text()
+    block = blocks(
+        section(page, "### A key nobody can manage; an account without an administrator")
+    )
+    lines = [c.text for c in commands(block[0])]
+    assert [line.split()[:3] for line in lines] == [
+        ["keycask", "policy", "reset"],
+        ["keycask", "principals", "create"],
+    ]
+    kms = prod.client()
+    key = kms.create_key(Description="locked, then recovered")["KeyMetadata"]
+    _lock_out(kms, key)
+    created: dict[str, Any] = {}
+    for line in lines:
+        text = line.replace(PLACEHOLDER_KEY, key["KeyId"]).replace(
+            PRODUCTION_DIR, str(prod.data_dir)
+        )
+        argv = shlex.split(text)[1:]
+        json_out = ["--json"] if "principals" in argv else []
+        done = keycask(*argv, *json_out, "--shares-file", "-",
+                       stdin="\n".join(prod.shares[2:5]) + "\n", check=False)  # fmt: skip
+        assert done.returncode == 0, (text, done)
+        if json_out:
+            created = json.loads(done.stdout)
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyId"] == key["KeyId"]
+    boss = boto3.client(
+        "kms",
+        endpoint_url=prod.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=created["AccessKeyId"],
+        aws_secret_access_key=created["SecretAccessKey"],
+        verify=str(prod.cert),
+    )
+    assert boss.list_keys()["Keys"] == []
