@@ -29,7 +29,7 @@ from pathlib import Path
 from keycask import config
 from keycask.app import local_coordinator, open_store, open_store_to_read, release_coordinator
 from keycask.barrier import Barrier
-from keycask.cli.secrets import add_startup_flags, read_secret_file, startup_unseal
+from keycask.cli.secrets import read_secret_file, startup_unseal
 from keycask.errors import SealError
 from keycask.ports import Storage
 from keycask.seal import SEAL_FILE, Secret, registry, seal_type
@@ -68,7 +68,17 @@ def add_store_flags(parser: argparse.ArgumentParser, *, data_dir: bool = True) -
         help="the PostgreSQL store of a data dir `operator init --storage` made "
         "(env KEYCASK_STORAGE)",
     )
-    add_startup_flags(parser)
+    for kind in registry.SEAL_TYPES.values():
+        # The server's start-up sources (``startup_unseal`` reads them), in
+        # this command's words.
+        source = kind.startup
+        if source is not None:
+            variables = " / ".join(v for v in (source.file_env, kind.unseal_secret.env) if v)
+            parser.add_argument(
+                source.flag,
+                help=f"a {kind.title} seal: its {kind.secret.noun}, from this owner-only file "
+                f"(or env {variables}); else prompted for on a terminal",
+            )
     parser.add_argument(
         "--shares-file",
         metavar="FILE",
