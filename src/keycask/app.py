@@ -39,7 +39,7 @@ from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
 from keycask.storage.devclock import MovableClock as DevClock
-from keycask.storage.local import SharedFile, SingleProcess
+from keycask.storage.local import MAX_WORKERS, SharedFile
 from keycask.storage.pgcoord import PostgresCoordinator
 from keycask.storage.postgres import PostgresStorage, StorageSchemaError
 from keycask.storage.sqlite import SQLiteStorage
@@ -50,6 +50,9 @@ AUDIT_DIR = "audit"
 RUN_DIR = "run"
 PROFILE = "keycask"
 ADMIN_NAME = "admin"
+# The worker slot a local operator's command writes under; the server's
+# worker processes take the slots below it.
+LOCAL_OPERATOR_SLOT = MAX_WORKERS - 1
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +104,26 @@ class Runtime:
 
 async def _close_store(coordinator: Coordinator, storage: Storage) -> None:
     try:
-        if isinstance(coordinator, PostgresCoordinator):
-            await coordinator.aclose()
-        else:
-            coordinator.close()
+        await release_coordinator(coordinator)
     finally:
         await storage.close()
+
+
+def local_coordinator(settings: Settings, storage: Storage) -> Coordinator:
+    """The coordinator a local operator's command writes under, beside any
+    server running on the store: PostgreSQL's write lock (and its commit
+    notices), or the data dir's writer flock with a worker slot of its own,
+    which every server process on it watches."""
+    if isinstance(storage, PostgresStorage):
+        return PostgresCoordinator(storage, lock_timeout=settings.lock_timeout)
+    return SharedFile(settings.data_dir / RUN_DIR, LOCAL_OPERATOR_SLOT)
+
+
+async def release_coordinator(coordinator: Coordinator) -> None:
+    if isinstance(coordinator, PostgresCoordinator):
+        await coordinator.aclose()
+    else:
+        coordinator.close()
 
 
 async def connect_store(settings: Settings) -> Storage:
@@ -120,6 +137,21 @@ async def connect_store(settings: Settings) -> Storage:
     return SQLiteStorage(settings.data_dir / STORE_FILE)
 
 
+def _no_store(data_dir: Path) -> str:
+    """Why a data dir without a SQLite store cannot be opened, and what to do."""
+    if (data_dir / SEAL_FILE).exists():
+        # `operator init --storage` writes the seal but no keycask.db: the
+        # store is in PostgreSQL, and running init again would be refused.
+        return (
+            f"{data_dir} was initialised with a PostgreSQL store (it has a seal but no "
+            f"{STORE_FILE}): pass --storage postgresql://... or set KEYCASK_STORAGE"
+        )
+    return (
+        f"{data_dir} holds no keycask store: run "
+        f"`keycask operator init --data-dir {data_dir}` first"
+    )
+
+
 async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
     """The store and its barrier: unsealed with the dev seal in --dev, sealed
     otherwise (an operator, or the PKCS#11 token, opens it)."""
@@ -128,10 +160,7 @@ async def open_store(settings: Settings) -> tuple[Storage, Barrier]:
         and settings.storage is None
         and not (settings.data_dir / STORE_FILE).exists()
     ):
-        raise ConfigError(
-            f"{settings.data_dir} holds no keycask store: run "
-            f"`keycask operator init --data-dir {settings.data_dir}` first"
-        )
+        raise ConfigError(_no_store(settings.data_dir))
     if settings.dev and (settings.data_dir / SEAL_FILE).exists():
         # The dev seal would write a root key file beside a production store
         # (and then fail to open it): refuse before touching anything.
@@ -164,7 +193,7 @@ async def open_store_to_read(settings: Settings) -> tuple[Storage, Barrier]:
     is returned sealed."""
     data_dir = settings.data_dir
     if settings.storage is None and not (data_dir / STORE_FILE).is_file():
-        raise ConfigError(f"{data_dir} holds no keycask store ({STORE_FILE} is missing)")
+        raise ConfigError(_no_store(data_dir))
     if settings.dev and not (data_dir / ROOT_KEY_FILE).is_file():
         raise ConfigError(f"{data_dir} has no dev root key ({ROOT_KEY_FILE})")
     storage: Storage
@@ -291,7 +320,11 @@ async def build(
         await postgres.start()
         coordinator = postgres
     elif worker is None:
-        coordinator = SingleProcess()
+        # Slot 0 of the data dir's shared file, as a lone worker: a local
+        # operator's command (`policy reset`, `principals create --offline`)
+        # writing to the store meanwhile takes the same writer lock, and its
+        # commit makes this process drop its caches.
+        coordinator = SharedFile(settings.data_dir / RUN_DIR, 0)
     else:
         coordinator = SharedFile(settings.data_dir / RUN_DIR, worker)
     segment = "server" if worker is None else f"server-{worker}"

@@ -905,7 +905,15 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     remote(operator.add_parser("rotate", help="start a new barrier term")).set_defaults(
         func=cmd_rotate
     )
-    rekey = remote(operator.add_parser("rekey", help="move the root key to a new seal"))
+    rekey = remote(
+        operator.add_parser(
+            "rekey",
+            help="move the root key to a new seal",
+            description="Move the root key to a new seal. To a PKCS#11 seal: the server must "
+            "have been started allowing the library (--pkcs11-module, or "
+            "KEYCASK_PKCS11_MODULES=/path/lib.so[:...]); restart it that way first.",
+        )
+    )
     seal_choice(rekey, required=True)
     secret_files(rekey, [kind.current_secret for kind in registry.SEAL_TYPES.values()])
     rekey.add_argument(

@@ -5,7 +5,9 @@ simulate, who-can and lint only read the store. reset is the recovery path
 for a key whose policy locks everyone out (PutKeyPolicy with
 BypassPolicyLockoutSafetyCheck): a local operator, whose access to the data
 directory is already total, puts the default key policy back; the change is
-audited in the ``cli`` segment and its anchor saved.
+audited in the ``cli`` segment and its anchor saved. A production store opens
+with its seal's input (``cli/localstore.py``); a server running on it sees
+the reset at its next request.
 
 Why one module of ~600 lines: the four ``keycask policy`` commands share one
 read-only way of opening a data dir and resolving keys and principals.
@@ -15,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import fcntl
 import hashlib
-import os
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,12 +28,12 @@ from pathlib import Path
 import orjson
 
 from keycask import config
-from keycask.app import AUDIT_DIR, STORE_FILE, open_store
+from keycask.app import AUDIT_DIR
 from keycask.arn import Arn
 from keycask.audit import AuditRecord, anchor
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
-from keycask.cli import errors
+from keycask.cli import errors, localstore
 from keycask.cli.client import local_record, print_json
 from keycask.cli.errors import UsageError
 from keycask.config import partition
@@ -107,11 +107,8 @@ class _Store:
 
 
 def _settings(args: argparse.Namespace) -> config.Settings:
-    return config.load(
-        dev=True,
-        data_dir=args.data_dir,
-        account_id=getattr(args, "account", None),
-        region=getattr(args, "region", None),
+    return localstore.settings(
+        args, account=getattr(args, "account", None), region=getattr(args, "region", None)
     )
 
 
@@ -179,11 +176,10 @@ async def _all_key_ids(barrier: Barrier) -> list[uuid.UUID]:
 _Work = Callable[["_Store", argparse.Namespace], Awaitable[int]]
 
 
-async def _with_store(args: argparse.Namespace, work: _Work) -> int:
+async def _with_store(args: argparse.Namespace, work: _Work, *, write: bool) -> int:
     settings = _settings(args)
-    if not (settings.data_dir / STORE_FILE).exists():
-        raise UsageError(f"{settings.data_dir} holds no keycask store")
-    storage, barrier = await open_store(settings)
+    opener = localstore.open_to_write if write else localstore.open_to_read
+    storage, barrier = await opener(args, settings)
     try:
         keys = KeyStore(barrier)
         store = _Store(settings, barrier, keys, Authorizer(keys), CredentialStore(barrier))
@@ -192,8 +188,8 @@ async def _with_store(args: argparse.Namespace, work: _Work) -> int:
         await storage.close()
 
 
-def _run(args: argparse.Namespace, work: _Work) -> int:
-    return asyncio.run(_with_store(args, work))
+def _run(args: argparse.Namespace, work: _Work, *, write: bool = False) -> int:
+    return asyncio.run(_with_store(args, work, write=write))
 
 
 # -- simulate --------------------------------------------------------------------
@@ -408,24 +404,6 @@ def _reset_record(key: Key, previous: str, outcome: str, detail: str) -> AuditRe
     )
 
 
-def _server_running(data_dir: Path) -> bool:
-    """Whether a server holds an audit segment of this data dir (each
-    server process holds its segment's lock while it runs)."""
-    directory = data_dir / AUDIT_DIR
-    for path in sorted(directory.glob("server*.jsonl")):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # closing drops a lock we took
-    return False
-
-
 async def _reset(store: _Store, args: argparse.Namespace) -> int:
     stored, _ = await _resolve_key(store, args.key, account=args.account, region=args.region)
     key = stored.value
@@ -439,47 +417,45 @@ async def _reset(store: _Store, args: argparse.Namespace) -> int:
     if changed:
         new = key.replace(policy=default, policy_principals=())
         writes = store.keys.stage_update(stored, new)
-        audit = await anchor.open_keyed(store.barrier, store.settings.data_dir / AUDIT_DIR, "cli")
+        settings = store.settings
+        audit = await anchor.open_keyed(store.barrier, settings.data_dir / AUDIT_DIR, "cli")
         try:
-            # Audit first: no record, no change.
-            audit.append_sync(
-                _reset_record(key, key.policy, "success", "key policy reset to the default")
-            )
-            try:
-                await store.barrier.commit(writes)
-            except Exception as exc:
+            # Audit first: no record, no change. Under the writers' lock, so
+            # a running server neither writes meanwhile nor keeps the old
+            # policy cached after it.
+            async with localstore.writing(settings, store.barrier.storage, store.barrier):
                 audit.append_sync(
-                    _reset_record(
-                        key, key.policy, "error", "the reset recorded above did not commit"
-                    )
+                    _reset_record(key, key.policy, "success", "key policy reset to the default")
                 )
-                if isinstance(exc, StorageConflict):
-                    raise UsageError(
-                        f"{key.arn} changed during the reset, which did not happen; run it again"
-                    ) from None
-                raise
-            finally:
-                await anchor.save(store.barrier, audit.segment, audit.tip)
+                try:
+                    await store.barrier.commit(writes)
+                except Exception as exc:
+                    audit.append_sync(
+                        _reset_record(
+                            key, key.policy, "error", "the reset recorded above did not commit"
+                        )
+                    )
+                    if isinstance(exc, StorageConflict):
+                        raise UsageError(
+                            f"{key.arn} changed during the reset, which did not happen; "
+                            "run it again"
+                        ) from None
+                    raise
+                finally:
+                    await anchor.save(store.barrier, audit.segment, audit.tip)
         finally:
             audit.close()
-    running = changed and _server_running(store.settings.data_dir)
     if args.json:
-        print_json({"KeyArn": key.arn, "Changed": changed, "ServerRunning": running})
+        print_json({"KeyArn": key.arn, "Changed": changed})
     elif changed:
         print(f"reset the key policy of {key.arn} to the default (audited)")
     else:
         print(f"{key.arn} already has the default key policy; nothing changed")
-    if running:
-        print(
-            "keycask: a server is running on this data directory and caches key "
-            "policies: restart it for the reset to take effect",
-            file=sys.stderr,
-        )
     return 0
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    return _run(args, _reset)
+    return _run(args, _reset, write=True)
 
 
 # -- wiring ----------------------------------------------------------------------
@@ -492,9 +468,8 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     ).add_subparsers(dest="policy_command", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument(
-            "--data-dir", help="data directory (env KEYCASK_DATA_DIR, default ./.keycask)"
-        )
+        # A production data dir's store: its --storage and its seal's input.
+        localstore.add_store_flags(parser)
         parser.add_argument("--json", action="store_true", help="print JSON")
 
     def key_scope(parser: argparse.ArgumentParser) -> None:

@@ -1,7 +1,8 @@
 """``keycask principals ...``: principals, their policies, tags and access
 keys, managed through ``KeycaskAdmin`` calls to the running server (signed
 with an administrator's profile); ``create --offline`` writes to the data dir
-directly, for an account's first administrator."""
+directly, for an account's first administrator (a production store opens
+with its seal's input, ``cli/localstore.py``)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keycask import config
-from keycask.app import AUDIT_DIR, open_store
+from keycask.app import AUDIT_DIR
 from keycask.audit import anchor
 from keycask.auth.credentials import CredentialStore
+from keycask.cli import localstore
 from keycask.cli.client import CallError, local_record, print_json, server_call
 from keycask.errors import KMSError
 
@@ -48,8 +50,8 @@ def _tag(text: str) -> tuple[str, str]:
 async def _create_principal_offline(args: argparse.Namespace) -> dict[str, object]:
     """Straight into the data dir, as the local operator: for an account's
     first administrator. Audited to ``cli.jsonl`` before it is committed."""
-    settings = config.load(dev=True, data_dir=args.data_dir, account_id=args.account)
-    storage, barrier = await open_store(settings)
+    settings = localstore.settings(args, account=args.account)
+    storage, barrier = await localstore.open_to_write(args, settings)
     try:
         audit = await anchor.open_keyed(barrier, settings.data_dir / AUDIT_DIR, "cli")
     except BaseException:
@@ -68,20 +70,22 @@ async def _create_principal_offline(args: argparse.Namespace) -> dict[str, objec
             "keycask:CreatePrincipal",
             f"principal and access key {key.access_key_id} created: {key.principal.arn}",
         )
-        audit.append_sync(record)
-        try:
-            await store.commit(writes)
-        except Exception:
-            audit.append_sync(
-                dataclasses.replace(
-                    record,
-                    outcome="error",
-                    error_code="KMSInternalException",
-                    detail="commit failed",
+        async with localstore.writing(settings, storage, barrier):
+            audit.append_sync(record)
+            try:
+                await store.commit(writes)
+            except Exception:
+                audit.append_sync(
+                    dataclasses.replace(
+                        record,
+                        outcome="error",
+                        error_code="KMSInternalException",
+                        detail="commit failed",
+                    )
                 )
-            )
-            raise
-        await anchor.save(barrier, audit.segment, audit.tip)
+                raise
+            finally:
+                await anchor.save(barrier, audit.segment, audit.tip)
     finally:
         audit.close()
         await storage.close()
@@ -253,8 +257,9 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "--offline",
         action="store_true",
         help="write to the data dir directly instead of calling the server "
-        "(for an account's first administrator)",
+        "(for an account's first administrator; a production store needs its seal's input)",
     )
+    localstore.add_store_flags(create, data_dir=False)
 
     get = command(principals, "get", cmd_principals_get, "show a principal", in_account)
     get.add_argument("name")

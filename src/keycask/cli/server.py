@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from keycask import config
-from keycask.app import Runtime, build, ensure_dev_profile
+from keycask.app import LOCAL_OPERATOR_SLOT, Runtime, build, ensure_dev_profile
 from keycask.cli import serving
 from keycask.cli.client import local_record
 from keycask.cli.secrets import add_startup_flags, startup_unseal
@@ -175,6 +175,9 @@ def cmd_server(args: argparse.Namespace) -> int:
             serving.serve_worker(settings, args.worker_slot, args.listen_fd, args.supervisor_pid)
         )
     if args.workers > 1:
+        if args.workers > LOCAL_OPERATOR_SLOT:
+            # The last slot is a local operator's command's (app.local_coordinator).
+            raise config.ConfigError(f"--workers takes at most {LOCAL_OPERATOR_SLOT}")
         return _supervise(settings, args.workers)
     return uvloop.run(_serve_single(settings))
 
@@ -248,7 +251,8 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="append",
         metavar="LIB",
         help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
-        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one",
+        "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one, "
+        "and so must the library of an `operator rekey --seal pkcs11` to this server",
     )
     server.add_argument(
         "--proxy-protocol-from",

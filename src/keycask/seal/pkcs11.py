@@ -533,7 +533,12 @@ class Pkcs11Type:
     proof = "the token's PIN"
     verified_by_server = True
     options = (
-        Option("--pkcs11-module", "Module", "path of the PKCS#11 library"),
+        Option(
+            "--pkcs11-module",
+            "Module",
+            "path of the PKCS#11 library; for `operator rekey` the running server must "
+            "allow it: start it with --pkcs11-module or KEYCASK_PKCS11_MODULES=/path/lib.so",
+        ),
         Option("--pkcs11-token-label", "TokenLabel", "label of the token"),
         Option("--pkcs11-key-label", "KeyLabel", "label for the wrapping key to create"),
     )
@@ -568,8 +573,9 @@ class Pkcs11Type:
             raise SealError("a PKCS#11 seal needs a module, token label, key label and PIN")
         if modules is not None and params.module not in set(modules):
             raise SealError(
-                "that PKCS#11 module is not one this server may load: start it with "
-                "KEYCASK_PKCS11_MODULES naming the library"
+                "that PKCS#11 module is not one this server may load: restart the server "
+                "with --pkcs11-module or KEYCASK_PKCS11_MODULES naming the library (then "
+                "unseal it and run the rekey again)"
             )
 
     def initialise(
