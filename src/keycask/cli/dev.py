@@ -6,7 +6,7 @@ import argparse
 import re
 
 from keycask import config
-from keycask.cli.client import server_call
+from keycask.cli.client import add_connection_options, server_call
 
 _UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([dhms])")
@@ -46,7 +46,5 @@ def add_dev_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="move a running --dev server's lifecycle clock forward (rotation, deletion)",
     )
     advance.add_argument("duration", help="how far: 91d, 12h, 1d12h30m, or seconds")
-    advance.add_argument("--data-dir", help="the server's data directory (for its dev profile)")
-    advance.add_argument("--profile", default="keycask", help="AWS profile to sign with")
-    advance.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    add_connection_options(advance, signed=True)
     advance.set_defaults(func=cmd_dev_advance_clock)

@@ -30,7 +30,6 @@ import getpass
 import ipaddress
 import json
 import os
-import ssl
 import sys
 import tempfile
 import urllib.error
@@ -45,7 +44,16 @@ from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
-from keycask.cli.client import CallError, local_record, post_json
+from keycask.cli.client import (
+    CallError,
+    add_connection_options,
+    data_dir,
+    local_record,
+    opener,
+    post_json,
+    resolve_ca,
+    resolve_endpoint,
+)
 from keycask.crypto import (
     KeyMaterial,
     ShareBoxError,
@@ -81,23 +89,14 @@ class OperatorError(CallError):
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(
-        args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
-    ).resolve()
+    return data_dir(args)
 
 
 def _address(args: argparse.Namespace) -> tuple[str, str | None]:
     """The server's URL and the CA file to trust for it, if any."""
-    ca = args.ca_file or os.environ.get("KEYCASK_CACERT") or None
-    addr = args.addr or os.environ.get("KEYCASK_ADDR")
-    local_cert = _data_dir(args) / config.TLS_DIR / config.TLS_CERT_FILE
-    if addr is None:
-        host, port = config.parse_listen(os.environ.get("KEYCASK_LISTEN") or config.DEFAULT_LISTEN)
-        scheme = "https" if local_cert.exists() else "http"
-        addr = f"{scheme}://{host}:{port}"
-    if ca is None and addr.startswith("https://") and local_cert.exists():
-        ca = str(local_cert)
-    return addr.rstrip("/"), ca
+    endpoint = resolve_endpoint(args).value
+    assert endpoint is not None
+    return endpoint, resolve_ca(args, endpoint).value
 
 
 def read_private(path: str | Path, what: str) -> str:
@@ -132,13 +131,6 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the token (and shares) to wherever it points."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _plaintext_ok(addr: str, args: argparse.Namespace) -> bool:
     host = urllib.parse.urlsplit(addr).hostname or ""
     if host == "localhost" or getattr(args, "insecure", False):
@@ -166,11 +158,7 @@ def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict
             "Authorization": "Bearer " + _token(args),
         },
     )
-    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
-    if addr.startswith("https://"):
-        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
-    opener = urllib.request.build_opener(*handlers)
-    return post_json(request, where=addr, timeout=120, opener=opener)
+    return post_json(request, where=addr, timeout=120, opener=opener(addr, ca))
 
 
 def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
@@ -815,14 +803,12 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     ).add_subparsers(dest="operator_command", required=True)
 
     def remote(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--addr", help="server URL (env KEYCASK_ADDR)")
-        parser.add_argument("--ca-file", help="CA bundle for an HTTPS server (env KEYCASK_CACERT)")
+        add_connection_options(parser, signed=False)
         parser.add_argument(
             "--token-file",
             help="operator token file, owner-only (env KEYCASK_OPERATOR_TOKEN_FILE; "
             "KEYCASK_OPERATOR_TOKEN also works)",
         )
-        parser.add_argument("--data-dir", help="the server's data dir, for its TLS certificate")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument(
             "--insecure",

@@ -17,7 +17,13 @@ from keycask import config
 from keycask.app import AUDIT_DIR, open_store
 from keycask.audit import anchor
 from keycask.auth.credentials import CredentialStore
-from keycask.cli.client import CallError, local_record, print_json, server_call
+from keycask.cli.client import (
+    CallError,
+    add_connection_options,
+    local_record,
+    print_json,
+    server_call,
+)
 from keycask.errors import KMSError
 
 
@@ -208,11 +214,7 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
 
 def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--data-dir", help="the server's data directory (for its AWS profile)")
-    remote.add_argument(
-        "--profile", default="keycask", help="AWS profile to sign with (an administrator's)"
-    )
-    remote.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    add_connection_options(remote, signed=True)
     in_account = argparse.ArgumentParser(add_help=False)
     in_account.add_argument("--account", help="account id (default: the caller's account)")
 
