@@ -106,9 +106,7 @@ def test_environment_aws_ca_bundle_and_aws_profile(prod: Production, tmp_path: P
     assert _run(tmp_path / "h", "principals", "list", env=env).returncode == 0
 
 
-def test_a_profile_with_endpoint_url_ca_bundle_and_region(
-    prod: Production, tmp_path: Path
-) -> None:
+def test_a_profile_with_endpoint_url_ca_bundle_and_region(prod: Production, tmp_path: Path) -> None:
     """The profile README's Production section makes for the AWS CLI works for
     keycask as it is: nothing else on the command line or in the environment."""
     home = tmp_path / "h"

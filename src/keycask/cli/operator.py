@@ -176,17 +176,31 @@ def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
     return text
 
 
+def _word(value: object) -> str:
+    """A status value in words: booleans as true/false, as the JSON has them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _print_status(status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(status))
         return
-    print(f"sealed:    {str(status.get('sealed')).lower()}")
+    sealed = status.get("sealed")
+    print(f"sealed:    {_word(sealed)}")
     print(f"seal:      {status.get('seal')}")
-    if "shares" in status:  # a seal of shares: how many were given so far
-        print(f"progress:  {status.get('progress')}/{status.get('threshold')}")
-    for name in ("term", "rewrite_pending", "keys", "jobs"):
+    if sealed and "shares" in status:  # a seal of shares: how many were given so far
+        print(f"progress:  {status.get('progress')}/{status.get('threshold')} shares given")
+    if "term" in status:
+        print(f"term:      {status['term']}")
+    if "rewrite_pending" in status:
+        rewrite = status["rewrite_pending"]
+        state = "true (older terms are being rewritten)" if rewrite else "false"
+        print(f"rewrite_pending: {state}")
+    for name in ("keys", "jobs"):
         if name in status:
-            print(f"{name + ':':<10} {status[name]}")
+            print(f"{name + ':':<10} {_word(status[name])}")
     collecting = status.get("rekey_authorisation")
     if isinstance(collecting, dict):
         print(
@@ -628,6 +642,15 @@ def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["output_dir"] = str(output.path)
 
 
+def _check_new_file(path: Path) -> None:
+    """Refused before anything is made: the file must be new, in a directory
+    that exists."""
+    if path.exists() or path.is_symlink():
+        raise OperatorError(f"{path} already exists: refusing to overwrite it")
+    if not path.parent.is_dir():
+        raise OperatorError(f"{path.parent} is not a directory")
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     target = registry.get(args.seal)
@@ -636,8 +659,23 @@ def cmd_init(args: argparse.Namespace) -> int:
         _share_keys(args.share_keys, int(_target_options(target, args)["Shares"]))
     if args.output_dir:
         _OutputDir(Path(args.output_dir))  # refused before the data dir is made
+    if args.output:
+        _check_new_file(Path(args.output))
     result = asyncio.run(_initialise(args, data_dir))
     _init_outputs(args, result)
+    if args.output:
+        privatefile.write_new(args.output, json.dumps(result, indent=2) + "\n")
+        summary = {"seal": args.seal, "data_dir": str(data_dir), "output": args.output}
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(
+                f"keycask initialised in {data_dir} with a {args.seal} seal.\n"
+                f"Every secret init hands out is in {args.output} (mode 0600, JSON): hand "
+                "each out, then delete the file.\n"
+                f"Next: keycask server --data-dir {data_dir}, then keycask operator unseal"
+            )
+        return 0
     if args.json:
         print(json.dumps(result))
         return 0
@@ -863,7 +901,18 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init.add_argument(
         "--storage", metavar="DSN", help="a PostgreSQL store for a cluster (env KEYCASK_STORAGE)"
     )
-    init.add_argument("--json", action="store_true", help="print JSON")
+    init.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON, every secret included (to keep it in a file use --output FILE: "
+        "a shell redirect makes a file others can read)",
+    )
+    init.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write what --json prints (shares, operator token, admin access key) to this "
+        "new file, mode 0600, instead of the terminal",
+    )
     init.add_argument(
         "--tls-self-signed",
         action="store_true",
