@@ -272,8 +272,8 @@ def cmd_unseal(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    call(args, "Seal", {})
-    print("sealed")
+    answer = call(args, "Seal", {})
+    print(json.dumps(answer) if args.json else "sealed")
     return 0
 
 
@@ -735,6 +735,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     else:
         raise OperatorError(f"{data_dir} has neither a seal nor a dev root key")
     info = create_backup(data_dir, Path(args.file), tag)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "files": len(info.files),
+                    "store_bytes": info.db_bytes,
+                    "notes": list(info.notes),
+                }
+            )
+        )
+        return 0
     print(f"backup written to {args.file}: {len(info.files)} files, store {info.db_bytes} bytes")
     for note in info.notes:
         print(f"note: {note}")
@@ -830,7 +842,13 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
             audit.close()
     else:
         token = str(call(args, "RotateToken", {})["Token"])
-    _hand_out_token(token, args.out, "New operator token")
+    if args.json:
+        # The token itself only where no file was asked for, as in text.
+        if args.out:
+            privatefile.write_new(args.out, token + "\n")
+        print(json.dumps({"token_file": args.out} if args.out else {"token": token}))
+    else:
+        _hand_out_token(token, args.out, "New operator token")
     print("The old token no longer works.", file=sys.stderr)
     return 0
 
@@ -844,8 +862,10 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         add_connection_options(parser, signed=False)
         parser.add_argument(
             "--token-file",
-            help="operator token file, owner-only (env KEYCASK_OPERATOR_TOKEN_FILE; "
-            "KEYCASK_OPERATOR_TOKEN also works)",
+            metavar="FILE",
+            help="a file holding the operator token, readable by its owner only (or env "
+            "KEYCASK_OPERATOR_TOKEN_FILE, the path of such a file; or env "
+            "KEYCASK_OPERATOR_TOKEN, the token itself)",
         )
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument(
@@ -862,6 +882,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             choices=list(registry.SEAL_TYPES),
             required=required,
             default=None if required else registry.DEFAULT.name,
+            help="the seal that keeps the root key (docs/operations.md compares them)",
         )
         for kind in registry.SEAL_TYPES.values():
             for option in kind.options:
@@ -996,14 +1017,14 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             "(needs the operator token)",
         )
     )
-    backup.add_argument("file")
+    backup.add_argument("file", help="the backup file to write (new)")
     backup.set_defaults(func=cmd_backup)
     restore = operator.add_parser(
         "restore",
         help="check a backup's MAC with the seal's secret, restore it into an empty data dir",
     )
-    restore.add_argument("file")
-    restore.add_argument("--data-dir", required=True)
+    restore.add_argument("file", help="the backup file `operator backup` wrote")
+    restore.add_argument("--data-dir", required=True, help="a new, empty data directory")
     restore.add_argument("--shares-file", help="Shamir: shares, one per line (else prompted)")
     secret_files(restore, [kind.unseal_secret for kind in registry.SEAL_TYPES.values()])
     restore.add_argument(

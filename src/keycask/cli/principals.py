@@ -124,8 +124,23 @@ def cmd_principals_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def cmd_principals_get(args: argparse.Namespace) -> int:
-    print_json(_admin_call(args, "GetPrincipal", {"Name": args.name}))
+    principal = _admin_call(args, "GetPrincipal", {"Name": args.name})
+    if args.json:
+        print_json(principal)
+        return 0
+    for name, value in principal.items():
+        print(f"{name + ':':<16}{_text(value)}")
     return 0
 
 
@@ -192,7 +207,14 @@ def cmd_access_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_access_keys_list(args: argparse.Namespace) -> int:
-    print_json(_admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"])
+    keys = _admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"]
+    if args.json:
+        print_json(keys)
+        return 0
+    assert isinstance(keys, list)
+    for key in keys:
+        assert isinstance(key, dict)
+        print(f"{key['AccessKeyId']}  {key['Status']:<8}  created {key['CreateDate']}")
     return 0
 
 
@@ -237,7 +259,7 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     create = command(
         principals, "create", cmd_principals_create, "create a principal with an access key"
     )
-    create.add_argument("name")
+    create.add_argument("name", help="the user's (or --role's) name")
     create.add_argument(
         "--account",
         help="account id (default: the caller's; with --offline KEYCASK_ACCOUNT_ID "
@@ -259,9 +281,10 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     )
 
     get = command(principals, "get", cmd_principals_get, "show a principal", in_account)
-    get.add_argument("name")
+    get.add_argument("name", help="the principal's name")
+    get.add_argument("--json", action="store_true", help="print JSON")
     listing = command(principals, "list", cmd_principals_list, "list principals", in_account)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     delete = command(
         principals,
         "delete",
@@ -269,30 +292,32 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "delete a principal, its policies and all its access keys",
         in_account,
     )
-    delete.add_argument("name")
+    delete.add_argument("name", help="the principal's name")
 
     put_policy = command(
         principals, "put-policy", cmd_principals_put_policy, "attach an identity policy", in_account
     )
-    put_policy.add_argument("name")
-    put_policy.add_argument("--policy-name", required=True)
+    put_policy.add_argument("name", help="the principal's name")
+    put_policy.add_argument("--policy-name", required=True, help="the policy's name")
     put_policy.add_argument("--file", required=True, help="the policy document (- for stdin)")
     for name, func, help_text in (
         ("get-policy", cmd_principals_get_policy, "print an identity policy"),
         ("delete-policy", cmd_principals_delete_policy, "remove an identity policy"),
     ):
         policy = command(principals, name, func, help_text, in_account)
-        policy.add_argument("name")
-        policy.add_argument("--policy-name", required=True)
+        policy.add_argument("name", help="the principal's name")
+        policy.add_argument("--policy-name", required=True, help="the policy's name")
 
     tag = command(principals, "tag", cmd_principals_tag, "set tags on a principal", in_account)
-    tag.add_argument("name")
-    tag.add_argument("tags", nargs="+", type=_tag, metavar="KEY=VALUE")
+    tag.add_argument("name", help="the principal's name")
+    tag.add_argument(
+        "tags", nargs="+", type=_tag, metavar="KEY=VALUE", help="tags to set (or replace)"
+    )
     untag = command(
         principals, "untag", cmd_principals_untag, "remove tags from a principal", in_account
     )
-    untag.add_argument("name")
-    untag.add_argument("keys", nargs="+", metavar="KEY")
+    untag.add_argument("name", help="the principal's name")
+    untag.add_argument("keys", nargs="+", metavar="KEY", help="tag keys to remove")
 
     access_keys = principals.add_parser(
         "access-keys", help="a principal's access keys"
@@ -300,17 +325,20 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     new_key = command(
         access_keys, "create", cmd_access_keys_create, "a new access key for NAME", in_account
     )
-    new_key.add_argument("name")
+    new_key.add_argument("name", help="the principal's name")
     new_key.add_argument(
         "--json", action="store_true", help="print AccessKeyId, SecretAccessKey as JSON"
     )
     keys = command(
         access_keys, "list", cmd_access_keys_list, "NAME's access keys (no secrets)", in_account
     )
-    keys.add_argument("name")
+    keys.add_argument("name", help="the principal's name")
+    keys.add_argument("--json", action="store_true", help="print JSON")
     for name, func, help_text in (
         ("activate", cmd_access_keys_activate, "let an access key sign requests again"),
         ("deactivate", cmd_access_keys_deactivate, "stop an access key at once (reversible)"),
         ("delete", cmd_access_keys_delete, "delete an access key"),
     ):
-        command(access_keys, name, func, help_text).add_argument("access_key_id")
+        command(access_keys, name, func, help_text).add_argument(
+            "access_key_id", help="the access key's id (AKKC...)"
+        )
