@@ -54,6 +54,7 @@ from keycask.cli.client import (
     resolve_ca,
     resolve_endpoint,
 )
+from keycask.cli.renewtls import add_renew_tls
 from keycask.crypto import (
     KeyMaterial,
     ShareBoxError,
@@ -1041,6 +1042,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "default: the server's KEYCASK_ACCOUNT_ID",
     )
     restore.set_defaults(func=cmd_restore)
+    add_renew_tls(operator)
 
 
 __all__ = ["add_operator_commands", "call"]
