@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,12 @@ def test_operator_status_in_words(tmp_path: Path) -> None:
         assert unsealed["rewrite_pending"] == "false"
         assert unsealed["term"] == "1" and unsealed["keys"] == "0"
         assert unsealed["jobs"] == "ok"
+        # A single node runs the scheduled jobs itself (from its first tick on).
+        deadline = time.monotonic() + 20
+        while _status_lines(prod)["runs_jobs"] != "true (this node runs the scheduled jobs)":
+            assert time.monotonic() < deadline, _status_lines(prod)
+            time.sleep(0.2)
+        assert prod.status()["runs_jobs"] is True
     finally:
         prod.stop()
 

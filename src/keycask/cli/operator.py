@@ -202,6 +202,9 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
     for name in ("keys", "jobs"):
         if name in status:
             print(f"{name + ':':<10} {_word(status[name])}")
+    if "runs_jobs" in status:
+        whose = "this node runs" if status["runs_jobs"] else "another node runs"
+        print(f"runs_jobs: {_word(status['runs_jobs'])} ({whose} the scheduled jobs)")
     collecting = status.get("rekey_authorisation")
     if isinstance(collecting, dict):
         print(
