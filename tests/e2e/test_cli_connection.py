@@ -165,3 +165,15 @@ def test_operator_commands_take_the_same_ca_options(prod: Production, tmp_path: 
     flags = ["--endpoint-url", prod.endpoint, "--ca-file", str(prod.cert)]
     done = _run(tmp_path / "h", "operator", "status", "--json", *flags, env=token)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_profile_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
+    for args, env, source in (
+        (["--profile", "nope"], {}, "--profile"),
+        ([], {"AWS_PROFILE": "nope"}, "env AWS_PROFILE"),
+    ):
+        for command in (["principals", "list"], ["config", "show"]):
+            done = _run(tmp_path / "h", *command, *args, env=env)
+            assert done.returncode == 2, done.stderr
+            assert f"the AWS profile 'nope' ({source}) is in neither" in done.stderr
+            assert "Traceback" not in done.stderr

@@ -204,17 +204,26 @@ def aws_session(args: argparse.Namespace) -> tuple[botocore.session.Session, Set
     flag = getattr(args, "profile", None)
     named_by_env = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE")
     env_keys = bool(env.get("AWS_ACCESS_KEY_ID"))
-    wanted = flag or (None if named_by_env or env_keys else DEV_PROFILE)
+    wanted = flag or named_by_env or (None if env_keys else DEV_PROFILE)
     session = botocore.session.Session()
     local = _dev_files_session(args)
     if local is not None and wanted is not None and wanted in local.available_profiles:
         session = local
+    named: Setting | None = None
     if flag:
         session.set_config_variable("profile", flag)
-        return session, Setting(flag, "--profile")
-    if named_by_env:
-        name = "AWS_PROFILE" if env.get("AWS_PROFILE") else "AWS_DEFAULT_PROFILE"
-        return session, Setting(named_by_env, f"env {name}")
+        named = Setting(flag, "--profile")
+    elif named_by_env:
+        variable = "AWS_PROFILE" if env.get("AWS_PROFILE") else "AWS_DEFAULT_PROFILE"
+        named = Setting(named_by_env, f"env {variable}")
+    if named is not None:
+        if named.value not in session.available_profiles:
+            raise config.ConfigError(
+                f"the AWS profile {named.value!r} ({named.source}) is in neither the AWS "
+                "config file nor the credentials file (AWS_CONFIG_FILE, "
+                "AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/)"
+            )
+        return session, named
     if not env_keys and DEV_PROFILE in session.available_profiles:
         session.set_config_variable("profile", DEV_PROFILE)
         where = "the data dir's dev profile" if session is local else "keycask's default"
