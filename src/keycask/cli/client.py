@@ -71,17 +71,19 @@ def local_record(
 
 # -- connection options --
 
+_LOCAL = "the local listen address, over HTTPS when the data dir has tls/cert.pem"
 ENDPOINT_HELP = (
     "the keycask server's URL (env KEYCASK_ADDR; default: AWS_ENDPOINT_URL_KMS, "
-    "AWS_ENDPOINT_URL or the profile's endpoint_url, else the local listen address, "
-    "over HTTPS when the data dir has tls/cert.pem)"
+    f"AWS_ENDPOINT_URL or the profile's endpoint_url, else {_LOCAL})"
 )
-CA_HELP = (
+TOKEN_ENDPOINT_HELP = f"the keycask server's URL (env KEYCASK_ADDR; default: {_LOCAL})"
+_CA = (
     "CA bundle (PEM) that vouches for an HTTPS server's certificate, e.g. the "
     "tls/cert.pem that `operator init --tls-self-signed` made (env KEYCASK_CACERT or "
-    "AWS_CA_BUNDLE, or the profile's ca_bundle; default: the data dir's tls/cert.pem, "
-    "else the system's CAs)"
+    "AWS_CA_BUNDLE{profile}; default: the data dir's tls/cert.pem, else the system's CAs)"
 )
+CA_HELP = _CA.format(profile=", or the profile's ca_bundle")
+TOKEN_CA_HELP = _CA.format(profile="")
 PROFILE_HELP = (
     "AWS profile to sign with, an administrator's (env AWS_PROFILE; default: credentials "
     "in the environment, else the 'keycask' profile a --dev server writes, else the "
@@ -97,9 +99,13 @@ def add_connection_options(parser: argparse.ArgumentParser, *, signed: bool) -> 
     """The options of every command that calls a running server: where it is,
     the CA to trust for it, and (``signed``: SigV4 calls) the AWS profile."""
     parser.add_argument(
-        "--endpoint-url", "--addr", dest="endpoint_url", metavar="URL", help=ENDPOINT_HELP
+        "--endpoint-url",
+        "--addr",
+        dest="endpoint_url",
+        metavar="URL",
+        help=ENDPOINT_HELP if signed else TOKEN_ENDPOINT_HELP,
     )
-    parser.add_argument("--ca-file", metavar="PEM", help=CA_HELP)
+    parser.add_argument("--ca-file", metavar="PEM", help=CA_HELP if signed else TOKEN_CA_HELP)
     parser.add_argument("--data-dir", help=DATA_DIR_HELP)
     if signed:
         parser.add_argument("--profile", help=PROFILE_HELP)
