@@ -76,7 +76,10 @@ def test_the_top_level_names_every_group_with_examples() -> None:
     assert "examples:" in text and "exit status:" in text
 
 
-@pytest.mark.parametrize("path", [("dev", "advance-clock"), ("config", "show"), ("completion",)])
+@pytest.mark.parametrize(
+    "path",
+    [("dev", "advance-clock"), ("config", "show"), ("completion",), ("principals",), ("operator",)],
+)
 def test_examples_in_epilogs(path: tuple[str, ...]) -> None:
     text = _help(*path)
     assert "examples:" in text

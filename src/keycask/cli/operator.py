@@ -859,8 +859,22 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
 
 def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = sub.add_parser(
-        "operator", help="production mode: init, unseal, seal, rotate, rekey, backup"
-    ).add_subparsers(dest="operator_command", required=True)
+        "operator",
+        help="production mode: init, unseal, seal, rotate, rekey, backup",
+        description="A production server's life: init makes a data dir; the others call "
+        "the running server with the operator token (--token-file, "
+        "KEYCASK_OPERATOR_TOKEN_FILE or KEYCASK_OPERATOR_TOKEN) at --endpoint-url or "
+        "KEYCASK_ADDR, trusting --ca-file, KEYCASK_CACERT or AWS_CA_BUNDLE. "
+        "docs/operations.md walks through all of it.",
+        epilog="examples:\n"
+        "  keycask operator init --data-dir /var/lib/keycask --output-dir /root/keycask-init"
+        " \\\n      --tls-self-signed\n"
+        "  export KEYCASK_ADDR=https://127.0.0.1:9567 "
+        "KEYCASK_CACERT=/var/lib/keycask/tls/cert.pem\n"
+        "  export KEYCASK_OPERATOR_TOKEN_FILE=/root/keycask-init/operator-token\n"
+        "  keycask operator unseal          # prompts for a share\n"
+        "  keycask operator status",
+    ).add_subparsers(dest="operator_command", required=True, metavar="COMMAND")
 
     def remote(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         add_connection_options(parser, signed=False)

@@ -254,7 +254,17 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     principals = sub.add_parser(
         "principals",
         help="manage principals, their policies, tags and access keys (on the running server)",
-    ).add_subparsers(dest="action", required=True)
+        description="Principals (users and roles), their identity policies, tags and access "
+        "keys: KeycaskAdmin calls to the running server, signed like an AWS CLI call "
+        "(--profile or AWS_PROFILE, or credentials in the environment; --endpoint-url or "
+        "KEYCASK_ADDR; --ca-file, KEYCASK_CACERT or AWS_CA_BUNDLE).",
+        epilog="examples:\n"
+        "  keycask principals create alice --tag tenant=a --json\n"
+        "  keycask principals put-policy alice --policy-name decrypt --file policy.json\n"
+        "  keycask principals access-keys create alice --json\n"
+        "  AWS_PROFILE=keycask-admin KEYCASK_ADDR=https://kms.internal:9567 \\\n"
+        "      AWS_CA_BUNDLE=cert.pem keycask principals list",
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = command(
         principals, "create", cmd_principals_create, "create a principal with an access key"
