@@ -112,7 +112,9 @@ def test_readme_production_block(tmp_path: Path) -> None:
             check(result)
             if "config show" in text:
                 assert "keycask-admin  (env AWS_PROFILE)" in result.out, result.out
-                assert "(env AWS_CA_BUNDLE)" in result.out, result.out
+                # The README's block exported KEYCASK_CACERT, which comes first.
+                ca_line = f"ca_file:        {data / 'tls' / 'cert.pem'}  (env KEYCASK_CACERT)"
+                assert ca_line in result.out.splitlines(), result.out
             if "principals create alice" in text:
                 assert json.loads(result.out)["Arn"].endswith(":user/alice")
             if "principals list" in text:
