@@ -257,6 +257,7 @@ def _doors(
         backup_tag=barrier.backup_tag,
         rotate_token=token.rotate,
         jobs=maintenance.jobs_status,
+        runs_jobs=maintenance.runs_jobs,
     )
     doors.add(
         OperatorDoor(

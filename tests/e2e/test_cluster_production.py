@@ -97,6 +97,13 @@ def test_two_production_nodes_on_one_store(
     blob_b = kb.encrypt(KeyId=key, Plaintext=b"from B", EncryptionContext=CONTEXT)["CiphertextBlob"]
     assert ka.decrypt(CiphertextBlob=blob_b, EncryptionContext=CONTEXT)["Plaintext"] == b"from B"
 
+    # -- exactly one node runs the scheduled jobs, and operator status says which --
+    def runners() -> list[Production] | None:
+        found = [node for node in (a, b) if node.status().get("runs_jobs") is True]
+        return found if len(found) == 1 else None
+
+    poll("one node to say it runs the scheduled jobs", runners, 30, interval=0.5)
+
     # -- a second init against the same store is refused and leaves no seal --
     again = tmp_path / "again"
     again.mkdir(mode=0o700)
@@ -121,6 +128,8 @@ def test_two_production_nodes_on_one_store(
     assert ka.decrypt(CiphertextBlob=blob_b, EncryptionContext=CONTEXT)["Plaintext"] == b"from B"
     ka.encrypt(KeyId=key, Plaintext=b"A still serves")
     assert a.health("/readyz")[0] == 200
+    # A sealed node lets the jobs go: A runs them now.
+    poll("A to run the scheduled jobs", lambda: a.status().get("runs_jobs") or None, 30)
 
 
 def _rotation_while_b_serves(

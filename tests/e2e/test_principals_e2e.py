@@ -120,10 +120,10 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
     )
     assert role["Arn"] == "arn:aws:iam::000000000000:role/deployer"
     secrets["deployer"] = role["SecretAccessKey"]
-    shown = cli.json("GetPrincipal", "get", "alice")
+    shown = cli.json("GetPrincipal", "get", "alice", "--json")
     assert shown["Tags"] == {"tenant": "a", "team": "x"}
     assert (shown["Kind"], shown["Admin"], shown["PolicyNames"]) == ("user", False, [])
-    assert cli.json("GetPrincipal", "get", "deployer")["Kind"] == "role"
+    assert cli.json("GetPrincipal", "get", "deployer", "--json")["Kind"] == "role"
     listed = cli.json("ListPrincipals", "list", "--json")
     assert {p["Name"] for p in listed} == {"admin", "alice", "bob", "deployer"}
     assert "AlreadyExistsException" in cli.fails("CreatePrincipal", "create", "alice")
@@ -141,7 +141,7 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
         "PutPrincipalPolicy", "put-policy", "alice", "--policy-name", "lk", "--file", str(policy)
     )
     assert alice_kms.list_keys()["Keys"] == []
-    assert cli.json("GetPrincipal", "get", "alice")["PolicyNames"] == ["lk"]
+    assert cli.json("GetPrincipal", "get", "alice", "--json")["PolicyNames"] == ["lk"]
     text = cli.ok("GetPrincipalPolicy", "get-policy", "alice", "--policy-name", "lk")
     assert json.loads(text) == LIST_KEYS
     cli.ok("DeletePrincipalPolicy", "delete-policy", "alice", "--policy-name", "lk")
@@ -162,7 +162,7 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
             "PutPrincipalPolicy", "put-policy", "alice", "--policy-name", "bad", "--file", str(bad)
         )
         assert error.startswith("keycask: MalformedPolicyDocumentException: "), error
-    assert cli.json("GetPrincipal", "get", "alice")["PolicyNames"] == []
+    assert cli.json("GetPrincipal", "get", "alice", "--json")["PolicyNames"] == []
 
     # Several access keys: a second works, listing never shows secrets.
     cli.ok(
@@ -173,12 +173,20 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
     secrets["alice 2"] = second["SecretAccessKey"]
     alice_kms2 = server.client((second["AccessKeyId"], second["SecretAccessKey"]))
     assert alice_kms2.list_keys()["Keys"] == []
-    raw_list = cli.ok("ListAccessKeys", "access-keys", "list", "alice")
+    raw_list = cli.ok("ListAccessKeys", "access-keys", "list", "alice", "--json")
     keys = json.loads(raw_list)
     assert {k["AccessKeyId"] for k in keys} == {alice["AccessKeyId"], second["AccessKeyId"]}
     assert {k["Status"] for k in keys} == {"Active"}
     assert all(set(k) == {"AccessKeyId", "Status", "CreateDate"} for k in keys)
     assert all(secret not in raw_list for secret in secrets.values())
+    # As text: one line per key, no secret either.
+    text_list = cli.ok("ListAccessKeys", "access-keys", "list", "alice")
+    assert sorted(line.split()[:2] for line in text_list.splitlines()) == sorted(
+        [k["AccessKeyId"], "Active"] for k in keys
+    )
+    assert all(secret not in text_list for secret in secrets.values())
+    shown = cli.ok("GetPrincipal", "get", "alice")
+    assert "Arn:            arn:aws:iam::000000000000:user/alice" in shown.splitlines()
 
     # Deactivated: refused at once; activated again: works; deleted: refused.
     cli.ok("UpdateAccessKey", "access-keys", "deactivate", second["AccessKeyId"])
@@ -186,14 +194,14 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
     assert alice_kms.list_keys()["Keys"] == []  # the other key still works
     statuses = {
         k["AccessKeyId"]: k["Status"]
-        for k in cli.json("ListAccessKeys", "access-keys", "list", "alice")
+        for k in cli.json("ListAccessKeys", "access-keys", "list", "alice", "--json")
     }
     assert statuses[second["AccessKeyId"]] == "Inactive"
     cli.ok("UpdateAccessKey", "access-keys", "activate", second["AccessKeyId"])
     assert alice_kms2.list_keys()["Keys"] == []
     cli.ok("DeleteAccessKey", "access-keys", "delete", second["AccessKeyId"])
     assert _error(alice_kms2.list_keys) == "UnrecognizedClientException"
-    remaining = cli.json("ListAccessKeys", "access-keys", "list", "alice")
+    remaining = cli.json("ListAccessKeys", "access-keys", "list", "alice", "--json")
     assert [k["AccessKeyId"] for k in remaining] == [alice["AccessKeyId"]]
     assert "NotFoundException" in cli.fails(
         "DeleteAccessKey", "access-keys", "delete", second["AccessKeyId"]
@@ -214,10 +222,10 @@ def test_principals_policies_tags_and_access_keys(fresh_server: Any, tmp_path: P
     assert _error(role_kms.list_keys) == "AccessDeniedException"
     cli.ok("TagPrincipal", "tag", "bob", "tenant=a", "env=dev")
     assert bob_kms.list_keys()["Keys"] == []
-    assert cli.json("GetPrincipal", "get", "bob")["Tags"] == {"tenant": "a", "env": "dev"}
+    assert cli.json("GetPrincipal", "get", "bob", "--json")["Tags"] == {"tenant": "a", "env": "dev"}
     cli.ok("UntagPrincipal", "untag", "bob", "tenant")
     assert _error(bob_kms.list_keys) == "AccessDeniedException"
-    assert cli.json("GetPrincipal", "get", "bob")["Tags"] == {"env": "dev"}
+    assert cli.json("GetPrincipal", "get", "bob", "--json")["Tags"] == {"env": "dev"}
 
     # A non-admin cannot manage principals...
     alice_creds = (alice["AccessKeyId"], alice["SecretAccessKey"])
@@ -533,7 +541,7 @@ def test_principals_from_the_first_release(tmp_path: Path) -> None:
     server = Server(tmp_path / "data").start()
     try:
         cli = Cli(server)
-        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy")
+        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy", "--json")
         assert sorted(k["AccessKeyId"] for k in listed) == sorted(
             (old["old-1"][0], old["old-2"][0])
         )
@@ -541,20 +549,20 @@ def test_principals_from_the_first_release(tmp_path: Path) -> None:
         assert _error(legacy.list_keys) == "AccessDeniedException"
         # Stored without a unique id: one derived from the ARN and creation
         # time, the same on every read and once the principal is rewritten.
-        unique_id = cli.json("GetPrincipal", "get", "legacy")["UniqueId"]
+        unique_id = cli.json("GetPrincipal", "get", "legacy", "--json")["UniqueId"]
         assert unique_id.startswith("AIDA") and len(unique_id) == 21
-        assert cli.json("GetPrincipal", "get", "neighbour")["UniqueId"] != unique_id
+        assert cli.json("GetPrincipal", "get", "neighbour", "--json")["UniqueId"] != unique_id
         third = cli.json("CreateAccessKey", "access-keys", "create", "legacy", "--json")
-        assert cli.json("GetPrincipal", "get", "legacy")["UniqueId"] == unique_id
-        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy")
+        assert cli.json("GetPrincipal", "get", "legacy", "--json")["UniqueId"] == unique_id
+        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy", "--json")
         assert len(listed) == 3
         cli.ok("DeleteAccessKey", "access-keys", "delete", old["old-1"][0])
         assert _error(legacy.list_keys) == "UnrecognizedClientException"
-        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy")
+        listed = cli.json("ListAccessKeys", "access-keys", "list", "legacy", "--json")
         assert sorted(k["AccessKeyId"] for k in listed) == sorted(
             (old["old-2"][0], third["AccessKeyId"])
         )
         assert _error(server.client(old["old-2"]).list_keys) == "AccessDeniedException"
-        assert cli.json("GetPrincipal", "get", "neighbour")["AccessKeyCount"] == 1
+        assert cli.json("GetPrincipal", "get", "neighbour", "--json")["AccessKeyCount"] == 1
     finally:
         server.stop(signal.SIGKILL)

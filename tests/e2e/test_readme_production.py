@@ -1,5 +1,6 @@
 """The README's "Production" block, run as an operator runs it, and the AWS
-CLI lines of docs/operations.md's "Clients".
+CLI lines of docs/operations.md's "Clients" and its "Managing principals in
+production".
 
 The block goes line by line through one bash session (docwalk.Shell) with
 only the places the page names replaced: the data dir ``/var/lib/keycask``
@@ -100,6 +101,24 @@ def test_readme_production_block(tmp_path: Path) -> None:
             check(result)
             if "kms list-keys" in text:
                 assert key in [k["KeyId"] for k in json.loads(result.out)["Keys"]]
+
+        # docs/operations.md, "Managing principals in production": keycask's
+        # own client commands with the same profile, server and CA.
+        managing = _block(ops_page, "### Managing principals in production")
+        for command in commands(managing):
+            text = command.text.replace("https://kms.internal:9567", f"https://{ADDRESS}")
+            text = placed(text).replace("/path/to/cert.pem", str(data / "tls" / "cert.pem"))
+            result = shell.run(Command(text, command.comment))
+            check(result)
+            if "config show" in text:
+                assert "keycask-admin  (env AWS_PROFILE)" in result.out, result.out
+                # The README's block exported KEYCASK_CACERT, which comes first.
+                ca_line = f"ca_file:        {data / 'tls' / 'cert.pem'}  (env KEYCASK_CACERT)"
+                assert ca_line in result.out.splitlines(), result.out
+            if "principals create alice" in text:
+                assert json.loads(result.out)["Arn"].endswith(":user/alice")
+            if "principals list" in text:
+                assert "arn:aws:iam::000000000000:user/alice" in result.out.split()
     finally:
         shell.close()
         if server is not None and server.poll() is None:

@@ -771,12 +771,13 @@ def test_dev_clock_refuses_bad_input_and_non_admins(fresh_server: Server) -> Non
     # Nothing above moved the clock: the CLI's day is the first.
     done = server.cli("dev", "advance-clock", "1d")
     match = re.fullmatch(
-        r"keycask time is now (\S+) \((\S+) s ahead\); (\d+) lifecycle job\(s\) ran\n",
+        r"keycask time is now (\S+), 1d \((\d+) s\) ahead of the wall clock; "
+        r"(\d+) lifecycle job\(s\) ran\n",
         done.stdout,
     )
     assert match, done.stdout
     printed = datetime.fromisoformat(match[1])
-    assert float(match[2]) == DAY
+    assert int(match[2]) == DAY
     after = now_of(server.advance_clock(1))
     assert printed + timedelta(seconds=1) <= after <= printed + timedelta(seconds=61)
     # Up to the century, and not beyond it.

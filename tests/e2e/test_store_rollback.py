@@ -118,7 +118,7 @@ def test_access_key_rows_put_back_stay_dead(fresh_server: Server, tmp_path: Path
     cli.ok("UpdateAccessKey", "access-keys", "deactivate", first["AccessKeyId"])
     _put_back(server, {row1: before[row1]})
     assert _code(key1.list_keys) == "UnrecognizedClientException"
-    listed = cli.json("ListAccessKeys", "access-keys", "list", name)
+    listed = cli.json("ListAccessKeys", "access-keys", "list", name, "--json")
     assert {k["AccessKeyId"]: k["Status"] for k in listed}[first["AccessKeyId"]] == "Inactive"
 
     # A deleted key whose row is put back stays deleted.

@@ -299,3 +299,25 @@ def test_a_tls_key_others_may_read_is_refused(tmp_path: Path, pki: Pki, mode: in
     assert done.returncode == 2, done.stderr
     assert "readable by others" in done.stderr and "chmod 600" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_dev_advance_clock_reaches_a_tls_server_with_a_private_ca(tmp_path: Path, pki: Pki) -> None:
+    """``keycask dev advance-clock`` (like every client command) trusts the CA
+    it is given, and says what to give when it has none."""
+    srv = TlsServer(tmp_path / "data", pki=pki).start()
+    try:
+        refused = srv.cli("dev", "advance-clock", "1h", check=False)
+        assert refused.returncode == 1, refused.stdout
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.stderr and "--ca-file" in refused.stderr
+        done = srv.cli("dev", "advance-clock", "1h", "--ca-file", str(pki.ca))
+        assert "1h (3600 s) ahead of the wall clock" in done.stdout
+        by_env = subprocess.run(
+            [sys.executable, "-m", "keycask.cli", "dev", "advance-clock", "1h",
+             "--data-dir", str(srv.data_dir)],
+            capture_output=True, text=True, timeout=60, check=False,
+            env={**srv.env(), "AWS_CA_BUNDLE": str(pki.ca)},
+        )  # fmt: skip
+        assert by_env.returncode == 0, by_env.stderr
+        assert "2h (7200 s) ahead" in by_env.stdout
+    finally:
+        srv.stop()

@@ -30,7 +30,6 @@ import getpass
 import ipaddress
 import json
 import os
-import ssl
 import sys
 import tempfile
 import urllib.error
@@ -45,7 +44,17 @@ from keycask.audit import AuditLog, anchor
 from keycask.auth import operator_token
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
-from keycask.cli.client import CallError, local_record, post_json
+from keycask.cli.client import (
+    CallError,
+    add_connection_options,
+    data_dir,
+    local_record,
+    opener,
+    post_json,
+    resolve_ca,
+    resolve_endpoint,
+)
+from keycask.cli.renewtls import add_renew_tls
 from keycask.crypto import (
     KeyMaterial,
     ShareBoxError,
@@ -81,23 +90,14 @@ class OperatorError(CallError):
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
-    return Path(
-        args.data_dir or os.environ.get("KEYCASK_DATA_DIR") or config.DEFAULT_DATA_DIR
-    ).resolve()
+    return data_dir(args)
 
 
 def _address(args: argparse.Namespace) -> tuple[str, str | None]:
     """The server's URL and the CA file to trust for it, if any."""
-    ca = args.ca_file or os.environ.get("KEYCASK_CACERT") or None
-    addr = args.addr or os.environ.get("KEYCASK_ADDR")
-    local_cert = _data_dir(args) / config.TLS_DIR / config.TLS_CERT_FILE
-    if addr is None:
-        host, port = config.parse_listen(os.environ.get("KEYCASK_LISTEN") or config.DEFAULT_LISTEN)
-        scheme = "https" if local_cert.exists() else "http"
-        addr = f"{scheme}://{host}:{port}"
-    if ca is None and addr.startswith("https://") and local_cert.exists():
-        ca = str(local_cert)
-    return addr.rstrip("/"), ca
+    endpoint = resolve_endpoint(args).value
+    assert endpoint is not None
+    return endpoint, resolve_ca(args, endpoint).value
 
 
 def read_private(path: str | Path, what: str) -> str:
@@ -132,13 +132,6 @@ def _token(args: argparse.Namespace) -> str:
     return token
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect would carry the token (and shares) to wherever it points."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def _plaintext_ok(addr: str, args: argparse.Namespace) -> bool:
     host = urllib.parse.urlsplit(addr).hostname or ""
     if host == "localhost" or getattr(args, "insecure", False):
@@ -166,11 +159,7 @@ def call(args: argparse.Namespace, operation: str, body: dict[str, Any]) -> dict
             "Authorization": "Bearer " + _token(args),
         },
     )
-    handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
-    if addr.startswith("https://"):
-        handlers.append(urllib.request.HTTPSHandler(context=ssl.create_default_context(cafile=ca)))
-    opener = urllib.request.build_opener(*handlers)
-    return post_json(request, where=addr, timeout=120, opener=opener)
+    return post_json(request, where=addr, timeout=120, opener=opener(addr, ca))
 
 
 def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
@@ -188,17 +177,34 @@ def _secret(prompt: str, file: str | None, env: str | None = None) -> str:
     return text
 
 
+def _word(value: object) -> str:
+    """A status value in words: booleans as true/false, as the JSON has them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def _print_status(status: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(status))
         return
-    print(f"sealed:    {str(status.get('sealed')).lower()}")
+    sealed = status.get("sealed")
+    print(f"sealed:    {_word(sealed)}")
     print(f"seal:      {status.get('seal')}")
-    if "shares" in status:  # a seal of shares: how many were given so far
-        print(f"progress:  {status.get('progress')}/{status.get('threshold')}")
-    for name in ("term", "rewrite_pending", "keys", "jobs"):
+    if sealed and "shares" in status:  # a seal of shares: how many were given so far
+        print(f"progress:  {status.get('progress')}/{status.get('threshold')} shares given")
+    if "term" in status:
+        print(f"term:      {status['term']}")
+    if "rewrite_pending" in status:
+        rewrite = status["rewrite_pending"]
+        state = "true (older terms are being rewritten)" if rewrite else "false"
+        print(f"rewrite_pending: {state}")
+    for name in ("keys", "jobs"):
         if name in status:
-            print(f"{name + ':':<10} {status[name]}")
+            print(f"{name + ':':<10} {_word(status[name])}")
+    if "runs_jobs" in status:
+        whose = "this node runs" if status["runs_jobs"] else "another node runs"
+        print(f"runs_jobs: {_word(status['runs_jobs'])} ({whose} the scheduled jobs)")
     collecting = status.get("rekey_authorisation")
     if isinstance(collecting, dict):
         print(
@@ -270,8 +276,8 @@ def cmd_unseal(args: argparse.Namespace) -> int:
 
 
 def cmd_seal(args: argparse.Namespace) -> int:
-    call(args, "Seal", {})
-    print("sealed")
+    answer = call(args, "Seal", {})
+    print(json.dumps(answer) if args.json else "sealed")
     return 0
 
 
@@ -640,6 +646,15 @@ def _init_outputs(args: argparse.Namespace, result: dict[str, Any]) -> None:
     result["output_dir"] = str(output.path)
 
 
+def _check_new_file(path: Path) -> None:
+    """Refused before anything is made: the file must be new, in a directory
+    that exists."""
+    if path.exists() or path.is_symlink():
+        raise OperatorError(f"{path} already exists: refusing to overwrite it")
+    if not path.parent.is_dir():
+        raise OperatorError(f"{path.parent} is not a directory")
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     target = registry.get(args.seal)
@@ -648,8 +663,23 @@ def cmd_init(args: argparse.Namespace) -> int:
         _share_keys(args.share_keys, int(_target_options(target, args)["Shares"]))
     if args.output_dir:
         _OutputDir(Path(args.output_dir))  # refused before the data dir is made
+    if args.output:
+        _check_new_file(Path(args.output))
     result = asyncio.run(_initialise(args, data_dir))
     _init_outputs(args, result)
+    if args.output:
+        privatefile.write_new(args.output, json.dumps(result, indent=2) + "\n")
+        summary = {"seal": args.seal, "data_dir": str(data_dir), "output": args.output}
+        if args.json:
+            print(json.dumps(summary))
+        else:
+            print(
+                f"keycask initialised in {data_dir} with a {args.seal} seal.\n"
+                f"Every secret init hands out is in {args.output} (mode 0600, JSON): hand "
+                "each out, then delete the file.\n"
+                f"Next: keycask server --data-dir {data_dir}, then keycask operator unseal"
+            )
+        return 0
     if args.json:
         print(json.dumps(result))
         return 0
@@ -709,6 +739,18 @@ def cmd_backup(args: argparse.Namespace) -> int:
     else:
         raise OperatorError(f"{data_dir} has neither a seal nor a dev root key")
     info = create_backup(data_dir, Path(args.file), tag)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "file": args.file,
+                    "files": len(info.files),
+                    "store_bytes": info.db_bytes,
+                    "notes": list(info.notes),
+                }
+            )
+        )
+        return 0
     print(f"backup written to {args.file}: {len(info.files)} files, store {info.db_bytes} bytes")
     for note in info.notes:
         print(f"note: {note}")
@@ -804,25 +846,45 @@ def cmd_rotate_token(args: argparse.Namespace) -> int:
             audit.close()
     else:
         token = str(call(args, "RotateToken", {})["Token"])
-    _hand_out_token(token, args.out, "New operator token")
+    if args.json:
+        # The token itself only where no file was asked for, as in text.
+        if args.out:
+            privatefile.write_new(args.out, token + "\n")
+        print(json.dumps({"token_file": args.out} if args.out else {"token": token}))
+    else:
+        _hand_out_token(token, args.out, "New operator token")
     print("The old token no longer works.", file=sys.stderr)
     return 0
 
 
 def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     operator = sub.add_parser(
-        "operator", help="production mode: init, unseal, seal, rotate, rekey, backup"
-    ).add_subparsers(dest="operator_command", required=True)
+        "operator",
+        help="production mode: init, unseal, seal, rotate, rekey, backup",
+        description="A production server's life: init makes a data dir; the others call "
+        "the running server with the operator token (--token-file, "
+        "KEYCASK_OPERATOR_TOKEN_FILE or KEYCASK_OPERATOR_TOKEN) at --endpoint-url or "
+        "KEYCASK_ADDR, trusting --ca-file, KEYCASK_CACERT or AWS_CA_BUNDLE. "
+        "docs/operations.md walks through all of it.",
+        epilog="examples:\n"
+        "  keycask operator init --data-dir /var/lib/keycask --output-dir /root/keycask-init"
+        " \\\n      --tls-self-signed\n"
+        "  export KEYCASK_ADDR=https://127.0.0.1:9567 "
+        "KEYCASK_CACERT=/var/lib/keycask/tls/cert.pem\n"
+        "  export KEYCASK_OPERATOR_TOKEN_FILE=/root/keycask-init/operator-token\n"
+        "  keycask operator unseal          # prompts for a share\n"
+        "  keycask operator status",
+    ).add_subparsers(dest="operator_command", required=True, metavar="COMMAND")
 
     def remote(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        parser.add_argument("--addr", help="server URL (env KEYCASK_ADDR)")
-        parser.add_argument("--ca-file", help="CA bundle for an HTTPS server (env KEYCASK_CACERT)")
+        add_connection_options(parser, signed=False)
         parser.add_argument(
             "--token-file",
-            help="operator token file, owner-only (env KEYCASK_OPERATOR_TOKEN_FILE; "
-            "KEYCASK_OPERATOR_TOKEN also works)",
+            metavar="FILE",
+            help="a file holding the operator token, readable by its owner only (or env "
+            "KEYCASK_OPERATOR_TOKEN_FILE, the path of such a file; or env "
+            "KEYCASK_OPERATOR_TOKEN, the token itself)",
         )
-        parser.add_argument("--data-dir", help="the server's data dir, for its TLS certificate")
         parser.add_argument("--json", action="store_true", help="print JSON")
         parser.add_argument(
             "--insecure",
@@ -838,6 +900,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             choices=list(registry.SEAL_TYPES),
             required=required,
             default=None if required else registry.DEFAULT.name,
+            help="the seal that keeps the root key (docs/operations.md compares them)",
         )
         for kind in registry.SEAL_TYPES.values():
             for option in kind.options:
@@ -877,7 +940,18 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
     init.add_argument(
         "--storage", metavar="DSN", help="a PostgreSQL store for a cluster (env KEYCASK_STORAGE)"
     )
-    init.add_argument("--json", action="store_true", help="print JSON")
+    init.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON, every secret included (to keep it in a file use --output FILE: "
+        "a shell redirect makes a file others can read)",
+    )
+    init.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write what --json prints (shares, operator token, admin access key) to this "
+        "new file, mode 0600, instead of the terminal",
+    )
     init.add_argument(
         "--tls-self-signed",
         action="store_true",
@@ -969,14 +1043,14 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
             "(needs the operator token)",
         )
     )
-    backup.add_argument("file")
+    backup.add_argument("file", help="the backup file to write (new)")
     backup.set_defaults(func=cmd_backup)
     restore = operator.add_parser(
         "restore",
         help="check a backup's MAC with the seal's secret, restore it into an empty data dir",
     )
-    restore.add_argument("file")
-    restore.add_argument("--data-dir", required=True)
+    restore.add_argument("file", help="the backup file `operator backup` wrote")
+    restore.add_argument("--data-dir", required=True, help="a new, empty data directory")
     restore.add_argument("--shares-file", help="Shamir: shares, one per line (else prompted)")
     secret_files(restore, [kind.unseal_secret for kind in registry.SEAL_TYPES.values()])
     restore.add_argument(
@@ -993,6 +1067,7 @@ def add_operator_commands(sub: argparse._SubParsersAction[argparse.ArgumentParse
         "default: the server's KEYCASK_ACCOUNT_ID",
     )
     restore.set_defaults(func=cmd_restore)
+    add_renew_tls(operator)
 
 
 __all__ = ["add_operator_commands", "call"]

@@ -19,7 +19,13 @@ from keycask.app import AUDIT_DIR
 from keycask.audit import anchor
 from keycask.auth.credentials import CredentialStore
 from keycask.cli import localstore
-from keycask.cli.client import CallError, local_record, print_json, server_call
+from keycask.cli.client import (
+    CallError,
+    add_connection_options,
+    local_record,
+    print_json,
+    server_call,
+)
 from keycask.errors import KMSError
 
 
@@ -122,8 +128,23 @@ def cmd_principals_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _text(value: object) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def cmd_principals_get(args: argparse.Namespace) -> int:
-    print_json(_admin_call(args, "GetPrincipal", {"Name": args.name}))
+    principal = _admin_call(args, "GetPrincipal", {"Name": args.name})
+    if args.json:
+        print_json(principal)
+        return 0
+    for name, value in principal.items():
+        print(f"{name + ':':<16}{_text(value)}")
     return 0
 
 
@@ -190,7 +211,14 @@ def cmd_access_keys_create(args: argparse.Namespace) -> int:
 
 
 def cmd_access_keys_list(args: argparse.Namespace) -> int:
-    print_json(_admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"])
+    keys = _admin_call(args, "ListAccessKeys", {"Name": args.name})["AccessKeys"]
+    if args.json:
+        print_json(keys)
+        return 0
+    assert isinstance(keys, list)
+    for key in keys:
+        assert isinstance(key, dict)
+        print(f"{key['AccessKeyId']}  {key['Status']:<8}  created {key['CreateDate']}")
     return 0
 
 
@@ -212,11 +240,7 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
 
 def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remote = argparse.ArgumentParser(add_help=False)
-    remote.add_argument("--data-dir", help="the server's data directory (for its AWS profile)")
-    remote.add_argument(
-        "--profile", default="keycask", help="AWS profile to sign with (an administrator's)"
-    )
-    remote.add_argument("--endpoint-url", help="default: the profile's endpoint_url")
+    add_connection_options(remote, signed=True)
     in_account = argparse.ArgumentParser(add_help=False)
     in_account.add_argument("--account", help="account id (default: the caller's account)")
 
@@ -234,12 +258,22 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     principals = sub.add_parser(
         "principals",
         help="manage principals, their policies, tags and access keys (on the running server)",
-    ).add_subparsers(dest="action", required=True)
+        description="Principals (users and roles), their identity policies, tags and access "
+        "keys: KeycaskAdmin calls to the running server, signed like an AWS CLI call "
+        "(--profile or AWS_PROFILE, or credentials in the environment; --endpoint-url or "
+        "KEYCASK_ADDR; --ca-file, KEYCASK_CACERT or AWS_CA_BUNDLE).",
+        epilog="examples:\n"
+        "  keycask principals create alice --tag tenant=a --json\n"
+        "  keycask principals put-policy alice --policy-name decrypt --file policy.json\n"
+        "  keycask principals access-keys create alice --json\n"
+        "  AWS_PROFILE=keycask-admin KEYCASK_ADDR=https://kms.internal:9567 \\\n"
+        "      AWS_CA_BUNDLE=cert.pem keycask principals list",
+    ).add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = command(
         principals, "create", cmd_principals_create, "create a principal with an access key"
     )
-    create.add_argument("name")
+    create.add_argument("name", help="the user's (or --role's) name")
     create.add_argument(
         "--account",
         help="account id (default: the caller's; with --offline KEYCASK_ACCOUNT_ID "
@@ -262,9 +296,10 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     localstore.add_store_flags(create, data_dir=False)
 
     get = command(principals, "get", cmd_principals_get, "show a principal", in_account)
-    get.add_argument("name")
+    get.add_argument("name", help="the principal's name")
+    get.add_argument("--json", action="store_true", help="print JSON")
     listing = command(principals, "list", cmd_principals_list, "list principals", in_account)
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument("--json", action="store_true", help="print JSON")
     delete = command(
         principals,
         "delete",
@@ -272,30 +307,32 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "delete a principal, its policies and all its access keys",
         in_account,
     )
-    delete.add_argument("name")
+    delete.add_argument("name", help="the principal's name")
 
     put_policy = command(
         principals, "put-policy", cmd_principals_put_policy, "attach an identity policy", in_account
     )
-    put_policy.add_argument("name")
-    put_policy.add_argument("--policy-name", required=True)
+    put_policy.add_argument("name", help="the principal's name")
+    put_policy.add_argument("--policy-name", required=True, help="the policy's name")
     put_policy.add_argument("--file", required=True, help="the policy document (- for stdin)")
     for name, func, help_text in (
         ("get-policy", cmd_principals_get_policy, "print an identity policy"),
         ("delete-policy", cmd_principals_delete_policy, "remove an identity policy"),
     ):
         policy = command(principals, name, func, help_text, in_account)
-        policy.add_argument("name")
-        policy.add_argument("--policy-name", required=True)
+        policy.add_argument("name", help="the principal's name")
+        policy.add_argument("--policy-name", required=True, help="the policy's name")
 
     tag = command(principals, "tag", cmd_principals_tag, "set tags on a principal", in_account)
-    tag.add_argument("name")
-    tag.add_argument("tags", nargs="+", type=_tag, metavar="KEY=VALUE")
+    tag.add_argument("name", help="the principal's name")
+    tag.add_argument(
+        "tags", nargs="+", type=_tag, metavar="KEY=VALUE", help="tags to set (or replace)"
+    )
     untag = command(
         principals, "untag", cmd_principals_untag, "remove tags from a principal", in_account
     )
-    untag.add_argument("name")
-    untag.add_argument("keys", nargs="+", metavar="KEY")
+    untag.add_argument("name", help="the principal's name")
+    untag.add_argument("keys", nargs="+", metavar="KEY", help="tag keys to remove")
 
     access_keys = principals.add_parser(
         "access-keys", help="a principal's access keys"
@@ -303,17 +340,20 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     new_key = command(
         access_keys, "create", cmd_access_keys_create, "a new access key for NAME", in_account
     )
-    new_key.add_argument("name")
+    new_key.add_argument("name", help="the principal's name")
     new_key.add_argument(
         "--json", action="store_true", help="print AccessKeyId, SecretAccessKey as JSON"
     )
     keys = command(
         access_keys, "list", cmd_access_keys_list, "NAME's access keys (no secrets)", in_account
     )
-    keys.add_argument("name")
+    keys.add_argument("name", help="the principal's name")
+    keys.add_argument("--json", action="store_true", help="print JSON")
     for name, func, help_text in (
         ("activate", cmd_access_keys_activate, "let an access key sign requests again"),
         ("deactivate", cmd_access_keys_deactivate, "stop an access key at once (reversible)"),
         ("delete", cmd_access_keys_delete, "delete an access key"),
     ):
-        command(access_keys, name, func, help_text).add_argument("access_key_id")
+        command(access_keys, name, func, help_text).add_argument(
+            "access_key_id", help="the access key's id (AKKC...)"
+        )

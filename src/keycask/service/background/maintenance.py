@@ -73,5 +73,9 @@ class Maintenance:
     def jobs_status(self) -> str:
         return self.scheduler.jobs_status()
 
+    def runs_jobs(self) -> bool:
+        """Whether this node runs the scheduled jobs (holds the jobs lock)."""
+        return self.scheduler.leads
+
     async def run_due(self) -> int:
         return await self.scheduler.run_due()

@@ -108,6 +108,8 @@ class Scheduler:
         self.every_tick: list[Callable[[], object]] = []
         # Seconds the oldest job is overdue by, once over JOBS_LATE_AFTER.
         self.overdue: float | None = None
+        # Whether this node ran the jobs at its last tick (operator Status).
+        self.leads = False
         self._next_check = 0.0
         self._next_late_log = 0.0
 
@@ -126,6 +128,7 @@ class Scheduler:
         while True:
             await asyncio.sleep(self._interval)
             if self._paused():
+                self.leads = False
                 try:
                     await self._coordinator.resign()
                 except Exception:
@@ -136,6 +139,7 @@ class Scheduler:
             except Exception:
                 log.exception("could not tell whether this node runs scheduled jobs")
                 leader = False
+            self.leads = leader
             if leader:
                 try:
                     # Another worker may have moved the dev clock or changed keys.

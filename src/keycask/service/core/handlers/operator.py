@@ -126,14 +126,17 @@ class Operator:
         backup_tag: Callable[[bytes], bytes] | None = None,
         rotate_token: Callable[[], str] | None = None,
         jobs: Callable[[], str] | None = None,
+        runs_jobs: Callable[[], bool] | None = None,
     ) -> None:
-        """``jobs`` says whether the cluster's scheduled jobs run (Status)."""
+        """``jobs`` says whether the cluster's scheduled jobs run, and
+        ``runs_jobs`` whether this node is the one running them (Status)."""
         self.keeper = keeper
         self._rotate = rotate
         self._count_keys = count_keys
         self._backup_tag = backup_tag
         self._rotate_token = rotate_token
         self._jobs = jobs
+        self._runs_jobs = runs_jobs
 
     async def status(self) -> dict[str, object]:
         status = self.keeper.status()
@@ -141,6 +144,8 @@ class Operator:
             status["keys"] = await self._count_keys()
             if self._jobs is not None:
                 status["jobs"] = self._jobs()
+            if self._runs_jobs is not None:
+                status["runs_jobs"] = self._runs_jobs()
         return status
 
     async def handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
