@@ -81,6 +81,11 @@ class Versioned:
     revision: int
 
 
+# What a node says (log, errors) when it sealed because another node moved
+# the store to a new root key.
+REKEYED_ELSEWHERE = "sealed: the store was rekeyed on another node"
+
+
 def term_of(stored: bytes) -> int | None:
     """The barrier term a stored value was sealed under; None if it is not a
     barrier value (the keyring itself)."""
@@ -114,6 +119,10 @@ class Barrier:
         self._remaining = 0
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # The keyring reload another process's commit asked for (``reload_soon``),
+        # and whether another was asked for since it read the keyring.
+        self._reloader: asyncio.Task[None] | None = None
+        self._reload_wanted = False
         # Bumped by every seal(): work that awaited across a seal must not
         # put keys back (see _check).
         self._generation = 0
@@ -220,6 +229,7 @@ class Barrier:
         self._remaining = 0
         self._revision = 0
         self._advance_due = False
+        self._reload_wanted = False
         for hook in self.on_seal:
             hook()
 
@@ -378,12 +388,17 @@ class Barrier:
         try:
             keyring = Keyring.open_with(root, blob)
         except SealError:
-            log.error(
-                "the stored keyring no longer opens with this node's root key "
-                "(rekeyed elsewhere?): sealing; unseal with the new seal"
+            # The one line an operator sees: expected after a rekey on
+            # another node of a cluster, so a warning with the next step, not
+            # a traceback (docs/deployment.md, "Rekey in a cluster").
+            log.warning(
+                "%s: the store's keyring no longer opens with this node's root key "
+                "(it was rekeyed on another node, or altered); copy that node's "
+                "seal.json into this data dir and unseal with the new seal",
+                REKEYED_ELSEWHERE,
             )
             self.seal()
-            raise Sealed("keycask sealed itself: the store was moved to a new root key") from None
+            raise Sealed(f"keycask {REKEYED_ELSEWHERE}") from None
         rolled_back = self._rolled_back(keyring)
         if rolled_back:
             log.error("%s; sealing", rolled_back)
@@ -427,29 +442,55 @@ class Barrier:
             self._open_or_seal(root, entry.value)
 
     def reload_soon(self) -> None:
-        """``reload`` in the background (callers on the request path cannot
-        wait): until it lands, writes keep using a term that still reads."""
-        self._background_task(self.reload())
+        """``reload`` in the background (another process committed): until it
+        lands, writes keep using a term that still reads. One reload at a
+        time, and one more if asked again while it ran (a commit it may have
+        read too early for)."""
+        if self._keyring is None:
+            return
+        self._reload_wanted = True
+        if self._reloader is None or self._reloader.done():
+            self._reloader = self._background_task(self._reload_while_wanted())
+
+    async def _reload_while_wanted(self) -> None:
+        while self._reload_wanted:
+            self._reload_wanted = False
+            await self.reload()
+
+    async def current(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for a reload in flight: a
+        request must not be answered with keys the store no longer opens with
+        once this node knows another committed (after a rekey elsewhere the
+        reload seals). Nothing in flight, nothing to wait for."""
+        task = self._reloader
+        if task is None or task.done():
+            return
+        # asyncio.wait neither cancels the reload when a request gives up nor
+        # raises what ended it (a reload that sealed was cancelled by its seal).
+        await asyncio.wait({task}, timeout=timeout)
 
     def _reserve_soon(self) -> None:
         self._background_task(self._reserve())
 
-    def _background_task(self, work: object) -> None:
+    def _background_task(self, work: object) -> asyncio.Task[None] | None:
         assert asyncio.iscoroutine(work)
         try:
             task = asyncio.get_running_loop().create_task(self._quietly(work))
         except RuntimeError:
             work.close()
-            return
+            return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     @staticmethod
     async def _quietly(work: object) -> None:
         assert asyncio.iscoroutine(work)
-        with contextlib.suppress(Sealed, asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             try:
                 await work
+            except Sealed:
+                pass  # sealed meanwhile, or sealed itself and said why
             except Exception:
                 log.exception("barrier keyring update failed; it will be retried")
 

@@ -18,6 +18,17 @@ barrier term (one conditional write), and the new file replaces the old.
 Until the last step both files are tried when unsealing, and the first
 unseal after a crash finishes or discards the half-done move by which file
 opened the keyring.
+
+In a cluster the other nodes cannot follow a rekey: it moves the store to a
+new root key, which they do not hold. Each seals itself as soon as it sees
+the commit (``Barrier._open_or_seal``); an operator copies the rekeyed
+node's ``seal.json`` into its data dir and unseals it with the new secret.
+While sealed, the keeper reads the seal file afresh (``_follow_seal_file``),
+so no restart is needed.
+
+Every change between sealed and unsealed is one line in the log: unsealed,
+sealed by an operator, sealed because the store was rekeyed elsewhere (or
+rolled back). None names a secret.
 """
 
 from __future__ import annotations
@@ -170,6 +181,9 @@ class SealKeeper:
                 )
             self.kind = kind
         self._collector = self._new_collector()
+        # However the barrier seals (an operator, or by itself after a rekey
+        # elsewhere), inputs given so far are dropped with the keys.
+        barrier.on_seal.append(self._forget_inputs)
         # Run once the barrier opens, before Unseal answers: the audit log
         # checks its segment's tip and keys its lines (audit/anchor.py) at
         # once, not at its next tick with requests served in between.
@@ -198,6 +212,24 @@ class SealKeeper:
         _, threshold = current.config()
         return ShareCollector(threshold, knows=self._knows)
 
+    def _follow_seal_file(self) -> None:
+        """While sealed, the seal is what ``seal.json`` says now: after a
+        rekey on another node an operator copies that node's file here, and
+        this node unseals with it without a restart."""
+        if self._dev or not self.sealed:
+            return
+        kind = seal_type(self._dir)
+        if kind is not None and kind != self.kind:
+            log.info("seal.json now names a %s seal (it was %s)", kind, self.kind)
+            self.kind = kind
+            self._collector = self._new_collector()
+            return
+        collector = self._collector
+        if collector is not None and not collector.progress:
+            current = self._share_file(SEAL_FILE)
+            if current is not None and current.config()[1] != collector.threshold:
+                self._collector = self._new_collector()
+
     def _knows(self, share: Share) -> bool | None:
         """Whether a seal file that may open the store now handed ``share``
         out (None: a file from before share digests, which cannot tell)."""
@@ -215,6 +247,7 @@ class SealKeeper:
         return self._barrier.sealed
 
     def status(self) -> dict[str, object]:
+        self._follow_seal_file()
         status: dict[str, object] = {"sealed": self.sealed, "seal": self.kind}
         if self._collector is not None:
             status["progress"] = self._collector.progress
@@ -269,6 +302,7 @@ class SealKeeper:
         async with self._lock:
             if not self.sealed:
                 return
+            self._follow_seal_file()
             found = await self._roots(given)
             if not found:
                 return  # more shares needed
@@ -289,6 +323,7 @@ class SealKeeper:
                     sealfile.remove(marker)
                 if self.after_unseal is not None:
                     await self.after_unseal()
+                log.info("unsealed with the %s seal", self.kind)
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
@@ -391,9 +426,14 @@ class SealKeeper:
         self._collector = self._new_collector()
 
     def seal(self) -> None:
-        """Drop every key from memory: the barrier's, and (through the
-        barrier's seal hooks) every cache's."""
+        """An operator's seal: drop every key from memory, the barrier's and
+        (through the barrier's seal hooks) every cache's."""
+        if not self.sealed:
+            log.info("sealed by an operator")
         self._barrier.seal()
+
+    def _forget_inputs(self) -> None:
+        """Shares and proofs given so far go with the keys (a seal hook)."""
         if self._collector is not None:
             self._collector.reset()
         if self._verifier is not None:
