@@ -197,6 +197,9 @@ def test_an_idle_node_seals_itself_when_the_commit_is_seen(
     print(f"B sealed itself {sealed_at - answered:+.3f} s from A's answer")
     assert sealed_at < answered + 1.0, sealed_at - answered
     assert _sealed(b) and b.health("/readyz") == (503, {"status": "sealed"})
+    status = b.status()
+    assert SEALED_LINE in status["reason"] and "seal.json" in status["reason"], status
+    assert "reason:    sealed: the store was rekeyed" in b.operator("status").stdout
     log = b.log()
     assert "Traceback" not in log and log.count(SEALED_LINE) == 1, log
 
@@ -207,6 +210,7 @@ def test_an_idle_node_seals_itself_when_the_commit_is_seen(
     assert refused.returncode != 0 and "does not open the keyring" in refused.stderr
     shutil.copy2(a.data_dir / "seal.json", b.data_dir / "seal.json")
     b.unseal_with([new[4], new[3], new[1]])
+    assert "reason" not in b.status()
     assert b.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
     assert "Traceback" not in b.log()
 

@@ -26,7 +26,7 @@ seen by this check (the store is trusted not to do that; see
 docs/deployment.md), except where the value binds another (access keys and
 their owner, ``auth/credentials.py``).
 
-Why one module of ~590 lines: the barrier is one state machine (sealed,
+Why one module of ~640 lines: the barrier is one state machine (sealed,
 unsealed, read-only) over one keyring. Every value sealed draws on the same
 reservation from the active term, and every keyring change (unseal, tick,
 rotation, rekey) goes through the same lock and the same check that no
@@ -126,6 +126,9 @@ class Barrier:
         # Bumped by every seal(): work that awaited across a seal must not
         # put keys back (see _check).
         self._generation = 0
+        # Why the barrier sealed itself (None: never did, or an operator
+        # sealed it, or it was unsealed since), for operator Status.
+        self.sealed_because: str | None = None
         # Called by every seal(), an operator's or the barrier's own: whoever
         # caches what the barrier decrypted drops it here.
         self.on_seal: list[Callable[[], None]] = []
@@ -209,10 +212,12 @@ class Barrier:
             raise SealError("this store has no keyring: initialise it first")
         self._set(root, Keyring.open_with(root, entry.value), entry.revision, 0)
 
-    def seal(self) -> None:
+    def seal(self, because: str | None = None) -> None:
         """Forget every key. Values in flight fail with ``Sealed``, and work
-        that was waiting on the store when this ran cannot unseal again."""
+        that was waiting on the store when this ran cannot unseal again.
+        ``because``: why the barrier sealed itself (an operator needs none)."""
         self._generation += 1
+        self.sealed_because = because
         for task in self._background:
             task.cancel()
         # Overwrite the keys before dropping them: a reference left anywhere
@@ -268,6 +273,7 @@ class Barrier:
             raise Sealed("keycask was sealed while this was in progress")
 
     def _set(self, root: KeyMaterial, keyring: Keyring, revision: int, remaining: int) -> None:
+        self.sealed_because = None
         self._root, self._keyring, self._revision = root, keyring, revision
         self._remaining = remaining
 
@@ -397,12 +403,15 @@ class Barrier:
                 "seal.json into this data dir and unseal with the new seal",
                 REKEYED_ELSEWHERE,
             )
-            self.seal()
+            self.seal(
+                f"{REKEYED_ELSEWHERE}: copy that node's seal.json into this data dir "
+                "and unseal with the new seal"
+            )
             raise Sealed(f"keycask {REKEYED_ELSEWHERE}") from None
         rolled_back = self._rolled_back(keyring)
         if rolled_back:
             log.error("%s; sealing", rolled_back)
-            self.seal()
+            self.seal(f"sealed: {rolled_back}")
             raise Sealed(f"keycask sealed itself: {rolled_back}")
         self._saw(keyring)
         return keyring
@@ -436,7 +445,7 @@ class Barrier:
             return
         if entry is None:
             log.error("the keyring disappeared from the store; sealing")
-            self.seal()
+            self.seal("sealed: the keyring disappeared from the store")
             return
         with contextlib.suppress(Sealed):  # it said why, and sealed
             self._open_or_seal(root, entry.value)

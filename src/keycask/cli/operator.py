@@ -216,6 +216,8 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
             f"rekey:     pending to {rekey.get('seal')}{progress} "
             "(operator rekey-verify, or operator rekey-cancel)"
         )
+    if "reason" in status:  # it sealed itself
+        print(f"reason:    {status['reason']}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -29,6 +29,12 @@ so no restart is needed.
 Every change between sealed and unsealed is one line in the log: unsealed,
 sealed by an operator, sealed because the store was rekeyed elsewhere (or
 rolled back). None names a secret.
+
+Why one module of ~690 lines: unsealing, sealing and both phases of a rekey
+share one lock, one set of seal files (``seal.json``, ``seal.next.json``,
+``seal.rekey.json``) and the share collections that go with them; which file
+opens the store depends on all of them at once. The seal types themselves
+(``seal/``) and the share collector are already their own modules.
 """
 
 from __future__ import annotations
@@ -258,6 +264,10 @@ class SealKeeper:
         else:
             status["progress"] = 0
             status["threshold"] = 1
+        because = self._barrier.sealed_because
+        if self.sealed and because is not None:
+            # Sealed by itself: say why (a rekey elsewhere names the next step).
+            status["reason"] = because
         if not self._dev and (self._dir / NEXT_SEAL_FILE).exists():
             # A rekey that a crash cut short: the store opens with one of two seals.
             status["pending_seal"] = seal_type(self._dir, NEXT_SEAL_FILE)
