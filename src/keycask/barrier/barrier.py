@@ -398,9 +398,9 @@ class Barrier:
             # another node of a cluster, so a warning with the next step, not
             # a traceback (docs/deployment.md, "Rekey in a cluster").
             log.warning(
-                "%s: the store's keyring no longer opens with this node's root key "
-                "(it was rekeyed on another node, or altered); copy that node's "
-                "seal.json into this data dir and unseal with the new seal",
+                "%s (its keyring no longer opens with this node's root key; if no "
+                "rekey ran, it was altered): copy that node's seal.json into this "
+                "data dir and unseal with the new seal",
                 REKEYED_ELSEWHERE,
             )
             self.seal(
