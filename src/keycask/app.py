@@ -366,6 +366,9 @@ async def build(
         credentials=credentials,
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
+    if isinstance(coordinator, PostgresCoordinator):
+        # A commit elsewhere (a rekey above all) is followed when it is seen.
+        coordinator.on_stale.append(freshness.noticed)
     maintenance = Maintenance(
         deps,
         audit,

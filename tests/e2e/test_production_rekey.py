@@ -399,6 +399,14 @@ def test_a_weak_passphrase_is_refused_at_init_and_rekey(running: Running, tmp_pa
         assert refused.returncode != 0, refused.stdout
         assert "ValidationException" in refused.stderr or "passphrase" in refused.stderr
         assert "at least" in refused.stderr, refused.stderr
+    # Refused before any current share is taken: an operator giving the
+    # first share of a collection (--one-share) is told at once.
+    one = prod.operator(
+        "rekey", "--json", "--one-share", "--seal", "passphrase", "--passphrase-file", str(weak),
+        stdin=running.shares[0] + "\n", check=False,
+    )  # fmt: skip
+    assert one.returncode != 0 and "at least" in one.stderr, one.stderr
+    assert "rekey_authorisation" not in prod.status()
     # Nothing changed: still under the shares, no pending seal.
     assert running.seal_files() == ("shamir", False)
     running.decrypt_all()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from keycask.barrier import Barrier
+from keycask.barrier import REKEYED_ELSEWHERE, Barrier
 from keycask.barrier.keyring import KEYRING_PATH
 from keycask.crypto import KeyMaterial
 from keycask.errors import BarrierError, SealError
@@ -126,3 +126,36 @@ async def test_tampered_keyring_refuses_to_open(tmp_path: Path) -> None:
     with pytest.raises(SealError):
         await Barrier.open(storage, root)
     await storage.close()
+
+
+async def test_a_rekey_elsewhere_seals_a_follower_once_without_a_traceback(
+    opened: tuple[Barrier, SQLiteStorage, KeyMaterial], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two barriers on one store (two nodes): one moves the keyring to a new
+    root; the other, told of a commit (``reload_soon``, as a commit notice
+    does), seals as soon as its reload has read the keyring, says why once,
+    and a request waiting for that reload (``current``) sees it sealed."""
+    barrier, storage, root = opened
+    follower = Barrier(storage)
+    old = root.reveal()  # the barrier wipes its root when it moves off it
+    await follower.unseal(KeyMaterial(old))
+    await barrier.rekey(KeyMaterial.generate(), rotate=True)
+    assert not follower.sealed  # nothing told it yet
+    caplog.clear()
+    follower.reload_soon()
+    follower.reload_soon()  # a second notice while the first reload runs
+    await follower.current(5.0)
+    assert follower.sealed
+    assert follower.sealed_because is not None
+    assert follower.sealed_because.startswith(REKEYED_ELSEWHERE)
+    warnings = [r for r in caplog.records if REKEYED_ELSEWHERE in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelname == "WARNING"
+    assert not [r for r in caplog.records if r.exc_info], caplog.text
+    follower.reload_soon()  # sealed: nothing to reload, nothing logged
+    await follower.current(5.0)
+    assert len([r for r in caplog.records if REKEYED_ELSEWHERE in r.getMessage()]) == 1
+    # The rekeyed one serves on; the follower opens with the new root only.
+    await barrier.commit([barrier.put("after", b"written after", expect=0)])
+    with pytest.raises(SealError):
+        await follower.unseal(KeyMaterial(old))
+    assert follower.sealed_because is not None  # still sealed, still says why

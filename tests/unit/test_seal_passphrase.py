@@ -19,6 +19,7 @@ from keycask.crypto.passphrase import check_scrypt_parameters
 from keycask.errors import SealError, WeakPassphrase
 from keycask.seal import PassphraseSeal
 from keycask.seal import passphrase as seal_module
+from keycask.seal.types import SealParams
 
 FAST: dict[str, int] = {"n": 2**10, "r": 8, "p": 1}
 PASSPHRASE = "correct horse battery staple"
@@ -95,6 +96,7 @@ def test_empty_passphrase_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("weak", "why"),
     [
+        ("Z", "has 1 character;"),
         ("abc", "has 3 characters"),
         ("fifteen chars!!", "has 15 characters"),
         ("caf\u00e9" * 3 + "cae\u0301", "has 15 characters"),  # 16 code points, 15 after NFC
@@ -108,6 +110,19 @@ def test_a_weak_new_passphrase_is_refused(tmp_path: Path, weak: str, why: str) -
     assert weak not in str(caught.value)
     assert not (tmp_path / "seal.json").exists()
     assert seal_module.passphrase_problem("sixteen chars ok") is None
+
+
+@pytest.mark.parametrize("weak", ["Z", "fifteen chars!!", "aaaaaaaaaaaaaaaaaaaaaaaa"])
+def test_the_seal_type_refuses_a_weak_passphrase_before_writing(tmp_path: Path, weak: str) -> None:
+    """``validate`` is what init and rekey ask first (before a rekey takes
+    any current share): it refuses what ``init`` would."""
+    kind = seal_module.PassphraseType()
+    with pytest.raises(WeakPassphrase, match="at least") as caught:
+        kind.validate(SealParams(passphrase=weak), modules=None)
+    assert weak not in str(caught.value)
+    kind.validate(SealParams(passphrase=PASSPHRASE), modules=None)
+    assert str(seal_module.MIN_PASSPHRASE_CHARS) in (kind.new_secret.help or "")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_short_passphrase_set_before_still_unseals(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ seen by this check (the store is trusted not to do that; see
 docs/deployment.md), except where the value binds another (access keys and
 their owner, ``auth/credentials.py``).
 
-Why one module of ~590 lines: the barrier is one state machine (sealed,
+Why one module of ~640 lines: the barrier is one state machine (sealed,
 unsealed, read-only) over one keyring. Every value sealed draws on the same
 reservation from the active term, and every keyring change (unseal, tick,
 rotation, rekey) goes through the same lock and the same check that no
@@ -81,6 +81,11 @@ class Versioned:
     revision: int
 
 
+# What a node says (log, errors) when it sealed because another node moved
+# the store to a new root key.
+REKEYED_ELSEWHERE = "sealed: the store was rekeyed on another node"
+
+
 def term_of(stored: bytes) -> int | None:
     """The barrier term a stored value was sealed under; None if it is not a
     barrier value (the keyring itself)."""
@@ -114,9 +119,16 @@ class Barrier:
         self._remaining = 0
         self._lock = asyncio.Lock()
         self._background: set[asyncio.Task[None]] = set()
+        # The keyring reload another process's commit asked for (``reload_soon``),
+        # and whether another was asked for since it read the keyring.
+        self._reloader: asyncio.Task[None] | None = None
+        self._reload_wanted = False
         # Bumped by every seal(): work that awaited across a seal must not
         # put keys back (see _check).
         self._generation = 0
+        # Why the barrier sealed itself (None: never did, or an operator
+        # sealed it, or it was unsealed since), for operator Status.
+        self.sealed_because: str | None = None
         # Called by every seal(), an operator's or the barrier's own: whoever
         # caches what the barrier decrypted drops it here.
         self.on_seal: list[Callable[[], None]] = []
@@ -200,10 +212,12 @@ class Barrier:
             raise SealError("this store has no keyring: initialise it first")
         self._set(root, Keyring.open_with(root, entry.value), entry.revision, 0)
 
-    def seal(self) -> None:
+    def seal(self, because: str | None = None) -> None:
         """Forget every key. Values in flight fail with ``Sealed``, and work
-        that was waiting on the store when this ran cannot unseal again."""
+        that was waiting on the store when this ran cannot unseal again.
+        ``because``: why the barrier sealed itself (an operator needs none)."""
         self._generation += 1
+        self.sealed_because = because
         for task in self._background:
             task.cancel()
         # Overwrite the keys before dropping them: a reference left anywhere
@@ -220,6 +234,7 @@ class Barrier:
         self._remaining = 0
         self._revision = 0
         self._advance_due = False
+        self._reload_wanted = False
         for hook in self.on_seal:
             hook()
 
@@ -258,6 +273,7 @@ class Barrier:
             raise Sealed("keycask was sealed while this was in progress")
 
     def _set(self, root: KeyMaterial, keyring: Keyring, revision: int, remaining: int) -> None:
+        self.sealed_because = None
         self._root, self._keyring, self._revision = root, keyring, revision
         self._remaining = remaining
 
@@ -378,16 +394,24 @@ class Barrier:
         try:
             keyring = Keyring.open_with(root, blob)
         except SealError:
-            log.error(
-                "the stored keyring no longer opens with this node's root key "
-                "(rekeyed elsewhere?): sealing; unseal with the new seal"
+            # The one line an operator sees: expected after a rekey on
+            # another node of a cluster, so a warning with the next step, not
+            # a traceback (docs/deployment.md, "Rekey in a cluster").
+            log.warning(
+                "%s (its keyring no longer opens with this node's root key; if no "
+                "rekey ran, it was altered): copy that node's seal.json into this "
+                "data dir and unseal with the new seal",
+                REKEYED_ELSEWHERE,
             )
-            self.seal()
-            raise Sealed("keycask sealed itself: the store was moved to a new root key") from None
+            self.seal(
+                f"{REKEYED_ELSEWHERE}: copy that node's seal.json into this data dir "
+                "and unseal with the new seal"
+            )
+            raise Sealed(f"keycask {REKEYED_ELSEWHERE}") from None
         rolled_back = self._rolled_back(keyring)
         if rolled_back:
             log.error("%s; sealing", rolled_back)
-            self.seal()
+            self.seal(f"sealed: {rolled_back}")
             raise Sealed(f"keycask sealed itself: {rolled_back}")
         self._saw(keyring)
         return keyring
@@ -421,35 +445,61 @@ class Barrier:
             return
         if entry is None:
             log.error("the keyring disappeared from the store; sealing")
-            self.seal()
+            self.seal("sealed: the keyring disappeared from the store")
             return
         with contextlib.suppress(Sealed):  # it said why, and sealed
             self._open_or_seal(root, entry.value)
 
     def reload_soon(self) -> None:
-        """``reload`` in the background (callers on the request path cannot
-        wait): until it lands, writes keep using a term that still reads."""
-        self._background_task(self.reload())
+        """``reload`` in the background (another process committed): until it
+        lands, writes keep using a term that still reads. One reload at a
+        time, and one more if asked again while it ran (a commit it may have
+        read too early for)."""
+        if self._keyring is None:
+            return
+        self._reload_wanted = True
+        if self._reloader is None or self._reloader.done():
+            self._reloader = self._background_task(self._reload_while_wanted())
+
+    async def _reload_while_wanted(self) -> None:
+        while self._reload_wanted:
+            self._reload_wanted = False
+            await self.reload()
+
+    async def current(self, timeout: float) -> None:
+        """Wait (at most ``timeout`` seconds) for a reload in flight: a
+        request must not be answered with keys the store no longer opens with
+        once this node knows another committed (after a rekey elsewhere the
+        reload seals). Nothing in flight, nothing to wait for."""
+        task = self._reloader
+        if task is None or task.done():
+            return
+        # asyncio.wait neither cancels the reload when a request gives up nor
+        # raises what ended it (a reload that sealed was cancelled by its seal).
+        await asyncio.wait({task}, timeout=timeout)
 
     def _reserve_soon(self) -> None:
         self._background_task(self._reserve())
 
-    def _background_task(self, work: object) -> None:
+    def _background_task(self, work: object) -> asyncio.Task[None] | None:
         assert asyncio.iscoroutine(work)
         try:
             task = asyncio.get_running_loop().create_task(self._quietly(work))
         except RuntimeError:
             work.close()
-            return
+            return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     @staticmethod
     async def _quietly(work: object) -> None:
         assert asyncio.iscoroutine(work)
-        with contextlib.suppress(Sealed, asyncio.CancelledError):
+        with contextlib.suppress(asyncio.CancelledError):
             try:
                 await work
+            except Sealed:
+                pass  # sealed meanwhile, or sealed itself and said why
             except Exception:
                 log.exception("barrier keyring update failed; it will be retried")
 

@@ -222,6 +222,8 @@ def _print_status(status: dict[str, Any], as_json: bool) -> None:
             f"rekey:     pending to {rekey.get('seal')}{progress} "
             "(operator rekey-verify, or operator rekey-cancel)"
         )
+    if "reason" in status:  # it sealed itself
+        print(f"reason:    {status['reason']}")
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -535,6 +537,9 @@ def _init_seal(args: argparse.Namespace, data_dir: Path) -> tuple[KeyMaterial, l
     target = registry.get(args.seal)
     fields = {**_target_options(target, args), **_target_secret(target, args)}
     params = SealParams.from_fields(fields)
+    # The seal type's own checks (a passphrase's length among them), as a
+    # rekey to it runs them; the server's module list is not known here.
+    target.validate(params, modules=None)
     return target.initialise(data_dir, params, root=None, filename=SEAL_FILE)
 
 

@@ -10,11 +10,16 @@ A *new* passphrase (``init``, ``rekey``) must have at least
 ``MIN_PASSPHRASE_CHARS`` characters, of at least ``MIN_DISTINCT_CHARS``
 different ones: anyone with a copy of the seal file (a backup) can guess
 offline, and scrypt at half a second a guess on one core still tries a
-three-character passphrase in minutes on a few machines. Length is the only
-rule that cannot be argued with; it does not catch a long dictionary phrase,
-so generate the passphrase (six random words, or 20 random characters).
-Existing seals are never checked: a short passphrase set before still
-unseals, and ``rekey`` moves it to a strong one.
+three-character passphrase in minutes on a few machines. NIST SP 800-63B
+asks at least 8 characters of a memorized secret chosen by its user (15
+where it is the only factor, in its 2024 revision); this one guards the
+root key alone and is attacked offline, so keycask asks 16. Length is the
+only rule that cannot be argued with; it does not catch a long dictionary
+phrase, so generate the passphrase (six random words, or 20 random
+characters). ``PassphraseType.validate`` refuses a weak one before anything
+is written or any current share is asked for. Existing seals are never
+checked: a short passphrase set before still unseals, and ``rekey`` moves it
+to a strong one.
 """
 
 from __future__ import annotations
@@ -72,10 +77,8 @@ def passphrase_problem(passphrase: bytes | str) -> str | None:
         "e.g. six random words"
     )
     if len(text) < MIN_PASSPHRASE_CHARS:
-        return (
-            f"the passphrase has {len(text)} characters; it needs at least "
-            f"{MIN_PASSPHRASE_CHARS} ({advice})"
-        )
+        has = f"{len(text)} character{'' if len(text) == 1 else 's'}"
+        return f"the passphrase has {has}; it needs at least {MIN_PASSPHRASE_CHARS} ({advice})"
     if len(set(text)) < MIN_DISTINCT_CHARS:
         return (
             f"the passphrase repeats too few characters; it needs at least "
@@ -219,7 +222,10 @@ class PassphraseType:
     new_secret = SecretSource(
         "Passphrase: ",
         "--passphrase-file",
-        help="passphrase seal: read it from this file",
+        help=(
+            f"passphrase seal: read it from this file (at least {MIN_PASSPHRASE_CHARS} "
+            f"characters, {MIN_DISTINCT_CHARS} different; else prompted, twice)"
+        ),
         confirm=True,
     )
     unseal_secret = SecretSource(
@@ -241,6 +247,9 @@ class PassphraseType:
     def validate(self, params: Params, *, modules: Iterable[str] | None) -> None:
         if not params.passphrase:
             raise SealError("a passphrase seal needs a passphrase")
+        problem = passphrase_problem(params.passphrase)
+        if problem is not None:
+            raise WeakPassphrase(problem)
 
     def initialise(
         self, directory: Path, params: Params, *, root: KeyMaterial | None, filename: str

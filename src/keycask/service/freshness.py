@@ -38,6 +38,21 @@ class Freshness:
             if self._dev_clock is not None:
                 self._dev_clock.reload()
 
+    def noticed(self) -> None:
+        """Another node committed (told at once, not at the next request): if
+        it moved the keyring, follow now. After a rekey elsewhere this node's
+        root key opens it no more, and the reload seals this node within
+        milliseconds of that commit, whether or not requests come in."""
+        if not self._barrier.sealed:
+            self._barrier.reload_soon()
+
+    async def current(self, timeout: float) -> None:
+        """``refresh``, then wait for a keyring reload that a commit elsewhere
+        started: what a request or a probe is told next (served or sealed)
+        is what the store says now, not what this node held before."""
+        self.refresh()
+        await self._barrier.current(timeout)
+
     def forget(self) -> None:
         """Drop every cached key, access key and authorization document."""
         self._deps.keys.clear()

@@ -49,6 +49,9 @@ _EDGE_SUMMARY_DELAY = 1.0
 EDGE_REFUSED = "HttpRefused"
 # How long /readyz waits for the store before calling it unreachable.
 _READY_TIMEOUT = 2.0
+# How long a request waits for a keyring reload that another node's commit
+# started (a rekey elsewhere seals this node; see Freshness.current).
+_FOLLOW_TIMEOUT = 2.0
 
 
 def _edge_code(status: int) -> str:
@@ -89,6 +92,7 @@ class Pipeline:
         self._coordinator = coordinator
         self._barrier = barrier
         self._refresh = freshness.refresh
+        self._current = freshness.current
         self._managed = managed
         self._edge_limits = RateLimiter(_EDGE_RATE, _EDGE_BURST, max_callers=1)
         self._edge_unrecorded = 0
@@ -115,7 +119,9 @@ class Pipeline:
         call = self._new_call(source_ip, secure_transport)
         door = self.doors.fallback
         try:
-            self._refresh()
+            # Caches dropped if another process committed, and the keyring
+            # followed: served or sealed, as the store says now.
+            await self._current(_FOLLOW_TIMEOUT)
             # Named in the audit record even if authentication then fails.
             door = self.doors.match(call, request)
             call.door = door.name
@@ -270,6 +276,9 @@ class Pipeline:
 
     async def not_ready(self) -> str | None:
         """Why a load balancer should not send KMS calls here, or None."""
+        # As a request would see it (operator Status included): the two
+        # must never disagree on whether this node is sealed.
+        await self._current(_READY_TIMEOUT)
         if self._barrier.sealed:
             return "sealed"
         if not self._audit.writable:

@@ -19,11 +19,22 @@ Until the last step both files are tried when unsealing, and the first
 unseal after a crash finishes or discards the half-done move by which file
 opened the keyring.
 
-Why one module of ~640 lines: sealed/unsealed, the unseal inputs, sealing
-again and the two-phase rekey are one state machine over the same files
-(``seal.json``, ``seal.rekey.json``, ``seal.next.json``) and the same lock;
-every transition must see every other one's invariants, which one class keeps
-in view. What differs between seal types is asked of the seal registry.
+In a cluster the other nodes cannot follow a rekey: it moves the store to a
+new root key, which they do not hold. Each seals itself as soon as it sees
+the commit (``Barrier._open_or_seal``); an operator copies the rekeyed
+node's ``seal.json`` into its data dir and unseals it with the new secret.
+While sealed, the keeper reads the seal file afresh (``_follow_seal_file``),
+so no restart is needed.
+
+Every change between sealed and unsealed is one line in the log: unsealed,
+sealed by an operator, sealed because the store was rekeyed elsewhere (or
+rolled back). None names a secret.
+
+Why one module of ~690 lines: unsealing, sealing and both phases of a rekey
+share one lock, one set of seal files (``seal.json``, ``seal.next.json``,
+``seal.rekey.json``) and the share collections that go with them; which file
+opens the store depends on all of them at once. The seal types themselves
+(``seal/``) and the share collector are already their own modules.
 """
 
 from __future__ import annotations
@@ -176,6 +187,9 @@ class SealKeeper:
                 )
             self.kind = kind
         self._collector = self._new_collector()
+        # However the barrier seals (an operator, or by itself after a rekey
+        # elsewhere), inputs given so far are dropped with the keys.
+        barrier.on_seal.append(self._forget_inputs)
         # Run once the barrier opens, before Unseal answers: the audit log
         # checks its segment's tip and keys its lines (audit/anchor.py) at
         # once, not at its next tick with requests served in between.
@@ -204,6 +218,24 @@ class SealKeeper:
         _, threshold = current.config()
         return ShareCollector(threshold, knows=self._knows)
 
+    def _follow_seal_file(self) -> None:
+        """While sealed, the seal is what ``seal.json`` says now: after a
+        rekey on another node an operator copies that node's file here, and
+        this node unseals with it without a restart."""
+        if self._dev or not self.sealed:
+            return
+        kind = seal_type(self._dir)
+        if kind is not None and kind != self.kind:
+            log.info("seal.json now names a %s seal (it was %s)", kind, self.kind)
+            self.kind = kind
+            self._collector = self._new_collector()
+            return
+        collector = self._collector
+        if collector is not None and not collector.progress:
+            current = self._share_file(SEAL_FILE)
+            if current is not None and current.config()[1] != collector.threshold:
+                self._collector = self._new_collector()
+
     def _knows(self, share: Share) -> bool | None:
         """Whether a seal file that may open the store now handed ``share``
         out (None: a file from before share digests, which cannot tell)."""
@@ -221,6 +253,7 @@ class SealKeeper:
         return self._barrier.sealed
 
     def status(self) -> dict[str, object]:
+        self._follow_seal_file()
         status: dict[str, object] = {"sealed": self.sealed, "seal": self.kind}
         if self._collector is not None:
             status["progress"] = self._collector.progress
@@ -231,6 +264,10 @@ class SealKeeper:
         else:
             status["progress"] = 0
             status["threshold"] = 1
+        because = self._barrier.sealed_because
+        if self.sealed and because is not None:
+            # Sealed by itself: say why (a rekey elsewhere names the next step).
+            status["reason"] = because
         if not self._dev and (self._dir / NEXT_SEAL_FILE).exists():
             # A rekey that a crash cut short: the store opens with one of two seals.
             status["pending_seal"] = seal_type(self._dir, NEXT_SEAL_FILE)
@@ -275,6 +312,7 @@ class SealKeeper:
         async with self._lock:
             if not self.sealed:
                 return
+            self._follow_seal_file()
             found = await self._roots(given)
             if not found:
                 return  # more shares needed
@@ -295,6 +333,7 @@ class SealKeeper:
                     sealfile.remove(marker)
                 if self.after_unseal is not None:
                     await self.after_unseal()
+                log.info("unsealed with the %s seal", self.kind)
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
@@ -397,9 +436,14 @@ class SealKeeper:
         self._collector = self._new_collector()
 
     def seal(self) -> None:
-        """Drop every key from memory: the barrier's, and (through the
-        barrier's seal hooks) every cache's."""
+        """An operator's seal: drop every key from memory, the barrier's and
+        (through the barrier's seal hooks) every cache's."""
+        if not self.sealed:
+            log.info("sealed by an operator")
         self._barrier.seal()
+
+    def _forget_inputs(self) -> None:
+        """Shares and proofs given so far go with the keys (a seal hook)."""
         if self._collector is not None:
             self._collector.reset()
         if self._verifier is not None:

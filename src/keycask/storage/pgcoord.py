@@ -10,7 +10,9 @@ worker processes of one host:
   notification makes the node read the epoch at once, so a change reaches
   every other node's caches milliseconds after it is committed. Without one
   the epoch is read once a second; the flag is also raised when the
-  listener reconnects.
+  listener reconnects. ``on_stale`` hooks run when another node's commit is
+  seen, without waiting for a request: the barrier re-reads the keyring
+  then, so a node whose root key a rekey elsewhere replaced seals at once.
 * ``exclusive`` takes a PostgreSQL advisory lock: one writer in the whole
   cluster at a time, as one per host before. Having it, the node compares the
   epoch with what it last saw and raises the flag when anyone committed
@@ -37,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import psycopg
@@ -86,6 +88,8 @@ class PostgresCoordinator:
         self._leading = False
         self._leader_lock = asyncio.Lock()
         self.listening = False
+        # Called when another node's commit is seen (see the module docstring).
+        self.on_stale: list[Callable[[], None]] = []
 
     async def start(self) -> None:
         self._seen_epoch = await self._storage.epoch()
@@ -114,17 +118,24 @@ class PostgresCoordinator:
     def _advance(self, epoch: int) -> None:
         """The table says the store is at ``epoch``: any commit up to it that
         was not ours changed something cached, so the caches are stale."""
+        foreign = False
         if epoch > self._seen_epoch:
             missing = range(self._seen_epoch + 1, epoch + 1)
-            if len(missing) > len(self._own) or any(e not in self._own for e in missing):
-                self._stale = True
+            foreign = len(missing) > len(self._own) or any(e not in self._own for e in missing)
             self._own = {e for e in self._own if e > epoch}
             self._seen_epoch = epoch
         elif epoch < self._seen_epoch:
             # Only a store restored from a backup goes back: its contents changed.
-            self._stale = True
+            foreign = True
             self._own.clear()
             self._seen_epoch = epoch
+        if foreign:
+            self._stale = True
+            for hook in self.on_stale:
+                try:
+                    hook()
+                except Exception:
+                    log.exception("a hook on another node's commit failed")
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keycask.audit import AuditLog, AuditRecord
+from keycask.errors import Sealed
 from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
@@ -140,15 +141,22 @@ class Scheduler:
                 log.exception("could not tell whether this node runs scheduled jobs")
                 leader = False
             self.leads = leader
+            # A seal mid-tick (an operator's, or this node's own after a
+            # rekey elsewhere, which it logged) fails the work in hand with
+            # Sealed: not an error to report, the next ticks pause.
             if leader:
                 try:
                     # Another worker may have moved the dev clock or changed keys.
                     self._refresh()
                     await self.run_due()
+                except Sealed:
+                    pass
                 except Exception:
                     log.exception("scheduled lifecycle jobs failed; retrying")
             try:
                 await self._check_late()
+            except Sealed:
+                pass
             except Exception:
                 log.exception("could not check whether scheduled jobs run")
             for hook in [*self.every_tick, *(self.after_tick if leader else ())]:
@@ -156,6 +164,8 @@ class Scheduler:
                     result = hook()
                     if asyncio.iscoroutine(result):
                         await result
+                except Sealed:
+                    pass
                 except Exception:
                     log.exception("scheduler hook failed")
 
@@ -206,6 +216,8 @@ class Scheduler:
                 try:
                     if await self._run(path, job, key_id):
                         done += 1
+                except Sealed:
+                    raise  # no job after it can run either
                 except Exception:
                     log.exception("lifecycle job %s for key %s failed", job, key_id)
             if len(due) < _BATCH:
