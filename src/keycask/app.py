@@ -4,6 +4,7 @@ doors, pipeline, background maintenance) -> the HTTP app."""
 from __future__ import annotations
 
 import configparser
+import io
 import logging
 import socket
 from dataclasses import dataclass
@@ -445,18 +446,42 @@ async def ensure_dev_profile(runtime: Runtime) -> tuple[Path, Path, bool]:
     key = await runtime.credentials.lookup(akid) if akid else None
     if key is None:
         key = await _create_admin(runtime)
-        privatefile.replace(
+        _set_section(
             credentials_file,
-            f"[{PROFILE}]\naws_access_key_id = {key.access_key_id}\n"
-            f"aws_secret_access_key = {key.secret}\n",
+            PROFILE,
+            {"aws_access_key_id": key.access_key_id, "aws_secret_access_key": key.secret},
         )
         created = True
-    privatefile.replace(
+    # Only keycask's own profile is rewritten (the address may have changed):
+    # profiles the docs have people add beside it (least-privilege.md's roles)
+    # survive every restart.
+    _set_section(
         config_file,
-        f"[profile {PROFILE}]\nregion = {settings.region}\n"
-        f"endpoint_url = {settings.endpoint_url}\n",
+        f"profile {PROFILE}",
+        {"region": settings.region, "endpoint_url": settings.endpoint_url},
     )
     return config_file, credentials_file, created
+
+
+def _set_section(path: Path, section: str, values: dict[str, str]) -> None:
+    """``path``'s INI ``section`` set to exactly ``values``, every other section
+    kept; written owner-only and atomically (it may hold secrets)."""
+    parser = configparser.ConfigParser(interpolation=None)
+    if path.is_file():
+        try:
+            parser.read_string(path.read_text())
+        except configparser.Error:
+            # An unreadable file is replaced rather than kept: the server's
+            # own profile must work.
+            parser = configparser.ConfigParser(interpolation=None)
+    if parser.has_section(section):
+        parser.remove_section(section)
+    parser.add_section(section)
+    for name, value in values.items():
+        parser.set(section, name, value)
+    out = io.StringIO()
+    parser.write(out)
+    privatefile.replace(path, out.getvalue())
 
 
 async def _create_admin(runtime: Runtime) -> AccessKey:
