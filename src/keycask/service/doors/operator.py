@@ -1,6 +1,8 @@
 """The operator API (``X-Amz-Target: KeycaskOperator.<Op>``): the calls
 ``keycask operator`` makes to a running server (the calls themselves and
-their JSON shapes: ``core/handlers/operator.py``).
+their JSON shapes: ``core/handlers/operator.py``). Each body is decoded into a
+typed request (``core/operator_requests.py``) and each typed result encoded
+back (``core/operator_results.py``) by the table ``CALLS``.
 
 Authenticated by the operator token (``Authorization: Bearer kco_...``), or,
 once unsealed, by the SigV4 signature of an administrator of the operator
@@ -11,9 +13,11 @@ only door served while sealed, and then only for ``Status`` and ``Unseal``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import orjson
 
@@ -29,7 +33,26 @@ from keycask.errors import (
 )
 from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
-from keycask.service.core.handlers.operator import Operator
+from keycask.service.core.handlers.operator import Operator, seal_errors
+from keycask.service.core.operator_requests import (
+    BackupTagRequest,
+    NoInput,
+    RekeyRequest,
+    RekeyVerifyRequest,
+    UnsealRequest,
+)
+from keycask.service.core.operator_results import (
+    BackupTagged,
+    NowSealed,
+    OperatorStatus,
+    RekeyAuthorising,
+    RekeyCancelled,
+    RekeyDone,
+    RekeyStarted,
+    RekeyVerifying,
+    Rotated,
+    TokenRotated,
+)
 from keycask.service.door import Action, header
 from keycask.service.doors.awsjson import (
     AwsJsonErrors,
@@ -39,21 +62,9 @@ from keycask.service.doors.awsjson import (
 )
 from keycask.service.doors.signed import AUTHENTICATION_FAILURES, SignedCallers
 from keycask.service.ratelimit import RateLimiter
+from keycask.service.sealing import NewSeal, SealProof, UnsealInput, VerifyInput
 
 TARGET_PREFIX = "KeycaskOperator."
-OPERATIONS = frozenset(
-    {
-        "Status",
-        "Unseal",
-        "Seal",
-        "Rotate",
-        "Rekey",
-        "RekeyVerify",
-        "RekeyCancel",
-        "BackupTag",
-        "RotateToken",
-    }
-)
 WHILE_SEALED = frozenset({"Status", "Unseal"})
 # Changes that outlive the call: recorded in the audit log before they happen.
 RECORDED_FIRST = frozenset({"Seal", "Rotate", "Rekey", "RekeyVerify", "RekeyCancel", "RotateToken"})
@@ -77,6 +88,248 @@ _OPERATOR_RATE, _OPERATOR_BURST = 5.0, 20
 # address: a burst of 10, then one every 10 seconds. Passphrases and PINs are
 # chosen by people, so this bounds guessing even by a holder of the token.
 _SEAL_SECRET_RATE, _SEAL_SECRET_BURST = 0.1, 10
+
+
+# Request decoding. Members a call does not take are ignored, as they always were.
+
+Doc = dict[str, Any]
+_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _text(fields: Doc, name: str, *, limit: int = 4096) -> str | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise ValidationException(f"{name} must be a non-empty string of at most {limit} chars")
+    return value
+
+
+def _number(fields: Doc, name: str, default: int) -> int:
+    value = fields.get(name, default)
+    if type(value) is not int or not 1 <= value <= 255:
+        raise ValidationException(f"{name} must be an integer from 1 to 255")
+    return value
+
+
+def _share_lines(value: object, name: str) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > 255
+        or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in value)
+    ):
+        raise ValidationException(f"{name} must be a list of share lines")
+    return tuple(value)
+
+
+def _proof(value: object) -> SealProof:
+    if not isinstance(value, dict):
+        raise ValidationException(
+            "Current is required: the current seal's Shares, Passphrase or Pin"
+        )
+    shares = _share_lines(value.get("Shares", []), "Current.Shares")
+    collect = value.get("Collect", False)
+    if not isinstance(collect, bool):
+        raise ValidationException("Current.Collect must be a boolean")
+    return SealProof(
+        shares=shares,
+        passphrase=_text(value, "Passphrase"),
+        pin=_text(value, "Pin"),
+        collect=collect,
+    )
+
+
+def _share_keys(value: object) -> tuple[str, ...]:
+    if (
+        not isinstance(value, list)
+        or len(value) > 255
+        or not all(isinstance(k, str) and 0 < len(k) <= 16384 for k in value)
+    ):
+        raise ValidationException("ShareKeys must be a list of PEM public keys")
+    return tuple(value)
+
+
+_NO_INPUT = NoInput()
+
+
+def _no_input(fields: Doc) -> NoInput:
+    return _NO_INPUT
+
+
+def _unseal(fields: Doc) -> UnsealRequest:
+    if fields.get("Reset") is True:
+        if len(fields) != 1:
+            raise ValidationException("Reset takes no Share, Passphrase or Pin")
+        return UnsealRequest(None)
+    given = UnsealInput(
+        share=_text(fields, "Share"),
+        passphrase=_text(fields, "Passphrase"),
+        pin=_text(fields, "Pin"),
+    )
+    if sum(v is not None for v in (given.share, given.passphrase, given.pin)) != 1:
+        raise ValidationException("give exactly one of Share, Passphrase or Pin")
+    return UnsealRequest(given)
+
+
+def _backup_tag(fields: Doc) -> BackupTagRequest:
+    digest = _text(fields, "Digest", limit=64)
+    if digest is None or not _HEX_DIGEST.fullmatch(digest):
+        raise ValidationException("Digest must be 64 lowercase hex digits (SHA-256)")
+    return BackupTagRequest(bytes.fromhex(digest))
+
+
+def _rekey(fields: Doc) -> RekeyRequest:
+    seal_kind = _text(fields, "Seal")
+    if seal_kind is None:
+        raise ValidationException("Seal is required: shamir, passphrase or pkcs11")
+    new = NewSeal(
+        kind=seal_kind,
+        shares=_number(fields, "Shares", 5),
+        threshold=_number(fields, "Threshold", 3),
+        passphrase=_text(fields, "Passphrase"),
+        module=_text(fields, "Module"),
+        token_label=_text(fields, "TokenLabel"),
+        key_label=_text(fields, "KeyLabel"),
+        pin=_text(fields, "Pin"),
+        share_keys=_share_keys(fields.get("ShareKeys", [])),
+    )
+    return RekeyRequest(new, _proof(fields.get("Current")))
+
+
+def _rekey_verify(fields: Doc) -> RekeyVerifyRequest:
+    shares = _share_lines(fields.get("Shares", []), "Shares")
+    one = _text(fields, "Share")
+    given = VerifyInput(
+        shares=shares + ((one,) if one else ()),
+        passphrase=_text(fields, "Passphrase"),
+    )
+    if bool(given.shares) == (given.passphrase is not None):
+        raise ValidationException("give the new Share(s) or the new Passphrase")
+    return RekeyVerifyRequest(given)
+
+
+# Result encoding: today's JSON members, in today's order.
+
+
+def _status(status: OperatorStatus) -> Doc:
+    answer = dict(status.seal)
+    if status.keys is not None:
+        answer["keys"] = status.keys
+    if status.jobs is not None:
+        answer["jobs"] = status.jobs
+    if status.runs_jobs is not None:
+        answer["runs_jobs"] = status.runs_jobs
+    return answer
+
+
+def _sealed(_: NowSealed) -> Doc:
+    return {}
+
+
+def _rotated(result: Rotated) -> Doc:
+    return {"term": result.term}
+
+
+def _tagged(result: BackupTagged) -> Doc:
+    return {"Tag": result.tag.hex()}
+
+
+def _token(result: TokenRotated) -> Doc:
+    return {"Token": result.token}
+
+
+def _authorising(result: RekeyAuthorising) -> Doc:
+    return {
+        "seal": result.seal,
+        "authorising": True,
+        "progress": result.progress,
+        "threshold": result.threshold,
+    }
+
+
+def _started(result: RekeyStarted) -> Doc:
+    answer: Doc = {"seal": result.seal, "pending": True}
+    if result.shares:
+        answer.update(shares=result.shares, threshold=result.threshold)
+    if result.encrypted:
+        answer["encrypted"] = True
+    return answer
+
+
+def _verifying(result: RekeyVerifying) -> Doc:
+    return {
+        "seal": result.seal,
+        "pending": True,
+        "progress": result.progress,
+        "threshold": result.threshold,
+    }
+
+
+def _done(result: RekeyDone) -> Doc:
+    answer: Doc = {"seal": result.seal, "settled": result.settled}
+    if result.note:
+        answer["note"] = result.note
+    return answer
+
+
+def _cancelled(_: RekeyCancelled) -> Doc:
+    return {"cancelled": True}
+
+
+# The rekey calls answer one of several results, each with its own shape.
+_REKEY_ANSWERS: Mapping[type, Callable[[Any], Doc]] = {
+    RekeyAuthorising: _authorising,
+    RekeyStarted: _started,
+    RekeyVerifying: _verifying,
+    RekeyDone: _done,
+}
+
+
+def _rekey_answer(result: object) -> Doc:
+    return _REKEY_ANSWERS[type(result)](result)
+
+
+Q = TypeVar("Q")
+R = TypeVar("R")
+
+
+def _always(_: Operator) -> bool:
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorCall(Generic[Q, R]):
+    """One operator call: its body decoded to a typed request, the core
+    handler (the answer and the audit detail), the answer encoded."""
+
+    decode: Callable[[Doc], Q]
+    handle: Callable[[Operator, Q], Awaitable[tuple[R, str]]]
+    encode: Callable[[R], Doc]
+    # Calls a server may be built without: otherwise answered as unknown,
+    # before the body is looked at.
+    offered: Callable[[Operator], bool] = _always
+
+
+def _tags_backups(operator: Operator) -> bool:
+    return operator.tags_backups
+
+
+def _rotates_token(operator: Operator) -> bool:
+    return operator.rotates_token
+
+
+CALLS: Mapping[str, OperatorCall[Any, Any]] = {
+    "Status": OperatorCall(_no_input, Operator.status, _status),
+    "Unseal": OperatorCall(_unseal, Operator.unseal, _status),
+    "Seal": OperatorCall(_no_input, Operator.seal, _sealed),
+    "Rotate": OperatorCall(_no_input, Operator.rotate, _rotated),
+    "Rekey": OperatorCall(_rekey, Operator.rekey, _rekey_answer),
+    "RekeyVerify": OperatorCall(_rekey_verify, Operator.rekey_verify, _rekey_answer),
+    "RekeyCancel": OperatorCall(_no_input, Operator.rekey_cancel, _cancelled),
+    "BackupTag": OperatorCall(_backup_tag, Operator.backup_tag, _tagged, _tags_backups),
+    "RotateToken": OperatorCall(_no_input, Operator.rotate_token, _token, _rotates_token),
+}
+OPERATIONS = frozenset(CALLS)
 
 
 def operation(target: str) -> str | None:
@@ -193,9 +446,17 @@ class OperatorDoor(AwsJsonErrors):
             )
         return fields
 
-    async def _run(self, name: str, call: Call, fields: dict[str, Any]) -> Outcome:
+    async def _run(self, name: str, call: Call, fields: Doc) -> Outcome:
+        # The body is decoded here, not in decode(): a malformed seal input
+        # spends one of the address's attempts, and a call recorded as
+        # requested is recorded so even when its input is malformed.
+        wire = CALLS[name]
         try:
-            result, call.detail = await self._operator.handle(name, fields)
+            if not wire.offered(self._operator):
+                raise ValidationException(f"unknown operator call {name!r}")
+            with seal_errors():
+                request = wire.decode(fields)
+                result, call.detail = await wire.handle(self._operator, request)
         except (KMSInvalidStateException, ValidationException):
             if name in TRIES_SEAL_SECRETS:
                 self._seal_secret_failures.allow(call.source_ip or "-")  # spends one attempt
@@ -203,7 +464,7 @@ class OperatorDoor(AwsJsonErrors):
         return Outcome(result)
 
     def encode(self, action: Action, result: object | None) -> bytes:
-        return orjson.dumps(result)
+        return orjson.dumps(CALLS[action.name[len(TARGET_PREFIX) :]].encode(result))
 
     async def commit(self, writes: Sequence[Write]) -> None:
         # Operator calls act on the seal and the barrier themselves; they

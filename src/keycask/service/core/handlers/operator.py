@@ -1,5 +1,10 @@
 """KeycaskOperator: the calls ``keycask operator`` makes to a running server.
 
+The handlers take the typed requests of ``core/operator_requests.py`` and
+give the typed results of ``core/operator_results.py``, with the audit
+detail; the operator door (``doors/operator.py``) decodes and encodes the
+JSON shapes below.
+
 ``POST /`` with ``X-Amz-Target: KeycaskOperator.<Op>`` and a JSON body, like
 the KMS API. Authenticated by the operator token (``Authorization: Bearer
 kco_...``), or, once unsealed, by an administrator's SigV4 signature;
@@ -44,9 +49,8 @@ library for the server to load.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 
 from keycask.errors import (
     KMSInvalidStateException,
@@ -55,65 +59,38 @@ from keycask.errors import (
     WeakPassphrase,
 )
 from keycask.seal import Secret
-from keycask.service.sealing import (
-    NewSeal,
-    RekeyOutcome,
-    SealKeeper,
-    SealProof,
-    UnsealInput,
-    VerifyInput,
+from keycask.service.core.operator_requests import (
+    BackupTagRequest,
+    NoInput,
+    RekeyRequest,
+    RekeyVerifyRequest,
+    UnsealRequest,
 )
-
-_HEX_DIGEST = re.compile(r"[0-9a-f]{64}")
-
-
-def _text(fields: dict[str, Any], name: str, *, limit: int = 4096) -> str | None:
-    value = fields.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value or len(value) > limit:
-        raise ValidationException(f"{name} must be a non-empty string of at most {limit} chars")
-    return value
-
-
-def _number(fields: dict[str, Any], name: str, default: int) -> int:
-    value = fields.get(name, default)
-    if type(value) is not int or not 1 <= value <= 255:
-        raise ValidationException(f"{name} must be an integer from 1 to 255")
-    return value
+from keycask.service.core.operator_results import (
+    BackupTagged,
+    NowSealed,
+    OperatorStatus,
+    RekeyAuthorising,
+    RekeyCancelled,
+    RekeyDone,
+    RekeyStarted,
+    RekeyVerifying,
+    Rotated,
+    TokenRotated,
+)
+from keycask.service.sealing import RekeyOutcome, SealKeeper
 
 
-def _proof(value: object) -> SealProof:
-    if not isinstance(value, dict):
-        raise ValidationException(
-            "Current is required: the current seal's Shares, Passphrase or Pin"
-        )
-    shares = value.get("Shares", [])
-    if (
-        not isinstance(shares, list)
-        or len(shares) > 255
-        or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
-    ):
-        raise ValidationException("Current.Shares must be a list of share lines")
-    collect = value.get("Collect", False)
-    if not isinstance(collect, bool):
-        raise ValidationException("Current.Collect must be a boolean")
-    return SealProof(
-        shares=tuple(shares),
-        passphrase=_text(value, "Passphrase"),
-        pin=_text(value, "Pin"),
-        collect=collect,
-    )
-
-
-def _share_keys(value: object) -> tuple[str, ...]:
-    if (
-        not isinstance(value, list)
-        or len(value) > 255
-        or not all(isinstance(k, str) and 0 < len(k) <= 16384 for k in value)
-    ):
-        raise ValidationException("ShareKeys must be a list of PEM public keys")
-    return tuple(value)
+@contextmanager
+def seal_errors() -> Iterator[None]:
+    """The seal's failures as the errors an operator call answers."""
+    try:
+        yield
+    except WeakPassphrase as exc:
+        raise ValidationException(str(exc)) from None  # the caller's input
+    except SealError as exc:
+        # The seal's own messages name files and counts, never secrets.
+        raise KMSInvalidStateException(str(exc)) from None
 
 
 class Operator:
@@ -138,149 +115,106 @@ class Operator:
         self._jobs = jobs
         self._runs_jobs = runs_jobs
 
-    async def status(self) -> dict[str, object]:
-        status = self.keeper.status()
-        if not self.keeper.sealed:
-            status["keys"] = await self._count_keys()
-            if self._jobs is not None:
-                status["jobs"] = self._jobs()
-            if self._runs_jobs is not None:
-                status["runs_jobs"] = self._runs_jobs()
-        return status
+    @property
+    def tags_backups(self) -> bool:
+        return self._backup_tag is not None
 
-    async def handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
-        """Run ``name``; returns the answer and the audit detail."""
-        try:
-            return await self._handle(name, fields)
-        except WeakPassphrase as exc:
-            raise ValidationException(str(exc)) from None  # the caller's input
-        except SealError as exc:
-            # The seal's own messages name files and counts, never secrets.
-            raise KMSInvalidStateException(str(exc)) from None
+    @property
+    def rotates_token(self) -> bool:
+        return self._rotate_token is not None
 
-    async def _handle(self, name: str, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
-        if name == "Status":
-            return await self.status(), "status"
-        if name == "Unseal" and fields.get("Reset") is True:
-            if len(fields) != 1:
-                raise ValidationException("Reset takes no Share, Passphrase or Pin")
-            self.keeper.reset_unseal()
-            return await self.status(), "unseal progress reset"
-        if name == "Unseal":
-            given = UnsealInput(
-                share=_text(fields, "Share"),
-                passphrase=_text(fields, "Passphrase"),
-                pin=_text(fields, "Pin"),
-            )
-            if sum(v is not None for v in (given.share, given.passphrase, given.pin)) != 1:
-                raise ValidationException("give exactly one of Share, Passphrase or Pin")
-            secret = Secret.PASSPHRASE if given.passphrase else Secret.PIN
-            kind = "share" if given.share else secret.noun
-            try:
-                await self.keeper.unseal(given)
-            finally:
-                status = await self.status()
-            detail = f"unseal with a {kind}: " + (
-                "unsealed" if not status["sealed"] else f"progress {status['progress']}"
-            )
-            return status, detail
-        if name == "Seal":
-            self.keeper.seal()
-            return {}, "sealed"
-        if name == "Rotate":
-            term = await self._rotate()
-            return {"term": term}, f"barrier rotated to term {term}"
-        if name == "BackupTag" and self._backup_tag is not None:
-            digest = _text(fields, "Digest", limit=64)
-            if digest is None or not _HEX_DIGEST.fullmatch(digest):
-                raise ValidationException("Digest must be 64 lowercase hex digits (SHA-256)")
-            tag = self._backup_tag(bytes.fromhex(digest))
-            return {"Tag": tag.hex()}, f"backup tagged: sha256 {digest}"
-        if name == "RotateToken" and self._rotate_token is not None:
-            try:
-                token = self._rotate_token()
-            except OSError as exc:
-                raise KMSInvalidStateException(
-                    f"the operator token could not be replaced: {exc}"
-                ) from None
-            return {"Token": token}, "operator token replaced; the old one no longer works"
-        if name == "Rekey":
-            seal_kind = _text(fields, "Seal")
-            if seal_kind is None:
-                raise ValidationException("Seal is required: shamir, passphrase or pkcs11")
-            new = NewSeal(
-                kind=seal_kind,
-                shares=_number(fields, "Shares", 5),
-                threshold=_number(fields, "Threshold", 3),
-                passphrase=_text(fields, "Passphrase"),
-                module=_text(fields, "Module"),
-                token_label=_text(fields, "TokenLabel"),
-                key_label=_text(fields, "KeyLabel"),
-                pin=_text(fields, "Pin"),
-                share_keys=_share_keys(fields.get("ShareKeys", [])),
-            )
-            outcome = await self.keeper.rekey(new, _proof(fields.get("Current")))
-            if outcome.authorising:
-                threshold = self.keeper.status().get("threshold")
-                return {
-                    "seal": seal_kind,
-                    "authorising": True,
-                    "progress": outcome.progress,
-                    "threshold": threshold,
-                }, f"rekey to a {seal_kind} seal: {outcome.progress} current shares given"
-            if outcome.pending:
-                started: dict[str, object] = {"seal": seal_kind, "pending": True}
-                if outcome.shares:
-                    started.update(shares=outcome.shares, threshold=new.threshold)
-                if new.share_keys:
-                    started["encrypted"] = True
-                return started, (
-                    f"rekey to a new {seal_kind} seal started; "
-                    "the current seal stays until it is verified"
-                )
-            return self._rekey_done(seal_kind, outcome)
-        if name == "RekeyVerify":
-            return await self._rekey_verify(fields)
-        if name == "RekeyCancel":
-            kind = await self.keeper.rekey_cancel()
-            return {"cancelled": True}, f"pending rekey to a {kind} seal cancelled"
-        raise ValidationException(f"unknown operator call {name!r}")
-
-    async def _rekey_verify(self, fields: dict[str, Any]) -> tuple[dict[str, object], str]:
-        shares = fields.get("Shares", [])
-        if (
-            not isinstance(shares, list)
-            or len(shares) > 255
-            or not all(isinstance(s, str) and 0 < len(s) <= 4096 for s in shares)
-        ):
-            raise ValidationException("Shares must be a list of share lines")
-        one = _text(fields, "Share")
-        given = VerifyInput(
-            shares=tuple(shares) + ((one,) if one else ()),
-            passphrase=_text(fields, "Passphrase"),
+    async def _status(self) -> OperatorStatus:
+        seal = self.keeper.status()
+        if self.keeper.sealed:
+            return OperatorStatus(seal)
+        return OperatorStatus(
+            seal,
+            keys=await self._count_keys(),
+            jobs=None if self._jobs is None else self._jobs(),
+            runs_jobs=None if self._runs_jobs is None else self._runs_jobs(),
         )
-        if bool(given.shares) == (given.passphrase is not None):
-            raise ValidationException("give the new Share(s) or the new Passphrase")
+
+    async def status(self, _: NoInput) -> tuple[OperatorStatus, str]:
+        return await self._status(), "status"
+
+    async def unseal(self, request: UnsealRequest) -> tuple[OperatorStatus, str]:
+        given = request.given
+        if given is None:
+            self.keeper.reset_unseal()
+            return await self._status(), "unseal progress reset"
+        secret = Secret.PASSPHRASE if given.passphrase else Secret.PIN
+        kind = "share" if given.share else secret.noun
+        try:
+            await self.keeper.unseal(given)
+        finally:
+            status = await self._status()
+        detail = f"unseal with a {kind}: " + (
+            "unsealed" if not status.seal["sealed"] else f"progress {status.seal['progress']}"
+        )
+        return status, detail
+
+    async def seal(self, _: NoInput) -> tuple[NowSealed, str]:
+        self.keeper.seal()
+        return NowSealed(), "sealed"
+
+    async def rotate(self, _: NoInput) -> tuple[Rotated, str]:
+        term = await self._rotate()
+        return Rotated(term), f"barrier rotated to term {term}"
+
+    async def backup_tag(self, request: BackupTagRequest) -> tuple[BackupTagged, str]:
+        assert self._backup_tag is not None  # the door serves it only if tags_backups
+        tag = self._backup_tag(request.digest)
+        return BackupTagged(tag), f"backup tagged: sha256 {request.digest.hex()}"
+
+    async def rotate_token(self, _: NoInput) -> tuple[TokenRotated, str]:
+        assert self._rotate_token is not None  # the door serves it only if rotates_token
+        try:
+            token = self._rotate_token()
+        except OSError as exc:
+            raise KMSInvalidStateException(
+                f"the operator token could not be replaced: {exc}"
+            ) from None
+        return TokenRotated(token), "operator token replaced; the old one no longer works"
+
+    async def rekey(
+        self, request: RekeyRequest
+    ) -> tuple[RekeyAuthorising | RekeyStarted | RekeyDone, str]:
+        new = request.new
+        outcome = await self.keeper.rekey(new, request.proof)
+        if outcome.authorising:
+            threshold = self.keeper.status().get("threshold")
+            return RekeyAuthorising(new.kind, outcome.progress, threshold), (
+                f"rekey to a {new.kind} seal: {outcome.progress} current shares given"
+            )
+        if outcome.pending:
+            return RekeyStarted(
+                new.kind, new.threshold, outcome.shares, encrypted=bool(new.share_keys)
+            ), (
+                f"rekey to a new {new.kind} seal started; "
+                "the current seal stays until it is verified"
+            )
+        return self._rekey_done(new.kind, outcome)
+
+    async def rekey_verify(
+        self, request: RekeyVerifyRequest
+    ) -> tuple[RekeyVerifying | RekeyDone, str]:
         pending = self.keeper.status().get("rekey")
         if not isinstance(pending, dict):
             raise KMSInvalidStateException("no rekey is pending: start one with `operator rekey`")
         kind = str(pending["seal"])
-        outcome = await self.keeper.rekey_verify(given)
+        outcome = await self.keeper.rekey_verify(request.given)
         if outcome.pending:
-            answer: dict[str, object] = {
-                "seal": kind,
-                "pending": True,
-                "progress": outcome.progress,
-                "threshold": pending.get("threshold"),
-            }
-            return answer, f"rekey verification: {outcome.progress} new shares given"
+            verifying = RekeyVerifying(kind, outcome.progress, pending.get("threshold"))
+            return verifying, f"rekey verification: {outcome.progress} new shares given"
         return self._rekey_done(kind, outcome)
 
+    async def rekey_cancel(self, _: NoInput) -> tuple[RekeyCancelled, str]:
+        kind = await self.keeper.rekey_cancel()
+        return RekeyCancelled(), f"pending rekey to a {kind} seal cancelled"
+
     @staticmethod
-    def _rekey_done(seal_kind: str, outcome: RekeyOutcome) -> tuple[dict[str, object], str]:
-        answer: dict[str, object] = {"seal": seal_kind, "settled": outcome.settled}
-        if outcome.note:
-            answer["note"] = outcome.note
+    def _rekey_done(seal_kind: str, outcome: RekeyOutcome) -> tuple[RekeyDone, str]:
+        done = RekeyDone(seal_kind, outcome.settled, outcome.note or None)
         if outcome.settled:
-            return answer, f"root key moved to a new {seal_kind} seal"
-        return answer, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"
+            return done, f"root key moved to a new {seal_kind} seal"
+        return done, f"root key move to a new {seal_kind} seal not confirmed: {outcome.note}"
