@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keycask.audit import AuditLog, AuditRecord
-from keycask.errors import Sealed
+from keycask.errors import BarrierBusy, Sealed
 from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
@@ -151,6 +151,8 @@ class Scheduler:
                     await self.run_due()
                 except Sealed:
                     pass
+                except BarrierBusy as exc:
+                    log.info("scheduled lifecycle jobs wait a tick: %s", exc)
                 except Exception:
                     log.exception("scheduled lifecycle jobs failed; retrying")
             try:
@@ -166,6 +168,10 @@ class Scheduler:
                         await result
                 except Sealed:
                     pass
+                except BarrierBusy as exc:
+                    # Transient (capacity being reserved, a term retired
+                    # meanwhile): the next tick retries; not a fault to trace.
+                    log.info("background work waits a tick: %s", exc)
                 except Exception:
                     log.exception("scheduler hook failed")
 
