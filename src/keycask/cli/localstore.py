@@ -177,7 +177,10 @@ async def _unseal(args: argparse.Namespace, settings: config.Settings, barrier: 
     server does when operators unseal it."""
     kind = _seal(settings)
     keeper = SealKeeper(
-        settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
+        settings.data_dir,
+        barrier,
+        pkcs11_modules=frozenset(settings.pkcs11_modules),
+        announce=False,
     )
     if kind.secret is Secret.SHARES:
         _, threshold = kind.share_file(settings.data_dir, SEAL_FILE).config()
@@ -205,7 +208,10 @@ async def _unseal_to_read(
         if given is None:
             raise _not_opened(kind, settings)
         keeper = SealKeeper(
-            settings.data_dir, barrier, pkcs11_modules=frozenset(settings.pkcs11_modules)
+            settings.data_dir,
+            barrier,
+            pkcs11_modules=frozenset(settings.pkcs11_modules),
+            announce=False,
         )
         await keeper.open_to_read(given)
         return

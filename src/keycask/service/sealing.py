@@ -166,11 +166,15 @@ class SealKeeper:
         *,
         dev: bool = False,
         pkcs11_modules: frozenset[str] = frozenset(),
+        announce: bool = True,
     ) -> None:
         """``pkcs11_modules`` are the PKCS#11 libraries this server may load,
         for its own seal and as a rekey's target (the server's own
         configuration: neither a request nor the data dir's seal file may
-        name a library for the server to load)."""
+        name a library for the server to load). ``announce``: log each change
+        between sealed and unsealed (a server's; a local command opening the
+        store for itself does not speak for the server)."""
+        self._announce = announce
         self._dir = data_dir
         self._modules = pkcs11_modules
         self._barrier = barrier
@@ -333,7 +337,8 @@ class SealKeeper:
                     sealfile.remove(marker)
                 if self.after_unseal is not None:
                     await self.after_unseal()
-                log.info("unsealed with the %s seal", self.kind)
+                if self._announce:
+                    log.info("unsealed with the %s seal", self.kind)
                 return
             raise SealError(
                 "the key from this seal does not open the keyring (wrong shares, "
@@ -438,7 +443,7 @@ class SealKeeper:
     def seal(self) -> None:
         """An operator's seal: drop every key from memory, the barrier's and
         (through the barrier's seal hooks) every cache's."""
-        if not self.sealed:
+        if not self.sealed and self._announce:
             log.info("sealed by an operator")
         self._barrier.seal()
 
