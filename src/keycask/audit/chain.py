@@ -1,5 +1,11 @@
 """The audit log: a hash-chained, keyed JSON-lines segment with group commit.
 
+Why one module of ~800 lines: the writer and the verifier must agree byte for
+byte on the line formats, the chain form, the MAC input and the tail
+recovery; they share the low-level readers (``_pread_exact``,
+``_rfind_newline``) and the format constants, and a reader checking that
+verify rejects exactly what the writer never writes needs both in view.
+
 Line formats (one JSON object per line, UTF-8, ``\\n``-terminated)::
 
     v1 (unkeyed): {"seq": n, <AuditRecord.fields() in order>, "prev": "<sha256 hex>"}
@@ -36,12 +42,6 @@ matches it (or line k + 1's own ``prev`` was edited); deleting line k is
 named at k (``seq`` skips), a line cut short at that line. Cutting whole
 lines from the end cannot be seen from the file alone: the anchors in the
 store (``audit/anchor.py``) catch that, and vouch for v1 lines up to them.
-
-Why one module of ~800 lines: the writer and the verifier must agree byte for
-byte on the line formats, the chain form, the MAC input and the tail
-recovery; they share the low-level readers (``_pread_exact``,
-``_rfind_newline``) and the format constants, and a reader checking that
-verify rejects exactly what the writer never writes needs both in view.
 """
 
 from __future__ import annotations

@@ -1,5 +1,13 @@
 """Every value at rest goes through here.
 
+Why one module of ~640 lines: the barrier is one state machine (sealed,
+unsealed, read-only) over one keyring. Every value sealed draws on the same
+reservation from the active term, and every keyring change (unseal, tick,
+rotation, rekey) goes through the same lock and the same check that no
+``seal`` happened meanwhile; apart, a path could miss one of them. The
+keyring's format is already its own module (``keyring.py``), and moving
+values to a new term is ``rewrite.py``.
+
 Format ``0x01 | term (4) | nonce (12) | ciphertext+tag`` with AAD ``format |
 term | path``: storage is untrusted, and a value edited, truncated or copied to
 another path fails to authenticate.
@@ -25,14 +33,6 @@ acknowledged is refused. Single rows put back from an older copy are not
 seen by this check (the store is trusted not to do that; see
 docs/deployment.md), except where the value binds another (access keys and
 their owner, ``auth/credentials.py``).
-
-Why one module of ~640 lines: the barrier is one state machine (sealed,
-unsealed, read-only) over one keyring. Every value sealed draws on the same
-reservation from the active term, and every keyring change (unseal, tick,
-rotation, rekey) goes through the same lock and the same check that no
-``seal`` happened meanwhile; apart, a path could miss one of them. The
-keyring's format is already its own module (``keyring.py``), and moving
-values to a new term is ``rewrite.py``.
 """
 
 from __future__ import annotations

@@ -1,5 +1,13 @@
 """One client connection of keycask's own HTTP/1.1 server (``http/server.py``).
 
+Why one module of ~1,050 lines: the protocol class, its per-connection state
+machine (parse, queue, answer in order, time out, evict) and the limits that
+bound each stranger are one piece: every limit is enforced at a transition of
+that state machine, and reviewing the edge means reading them together. What
+is not part of that state machine lives beside it: the request and response
+types (``messages.py``), the client's address (``peer.py``), the TLS context
+(``tls.py``) and the listening socket with its connection set (``server.py``).
+
 It keeps what uvicorn, which served keycask before, gave us: keep-alive (HTTP/1.1
 by default, HTTP/1.0 on request), pipelining with answers strictly in request
 order, chunked request bodies, ``Expect: 100-continue``, body and header limits,
@@ -29,14 +37,6 @@ served 57-74k requests/s against 45-63k for a task per request. The whole
 server, with a handler answering ``{}``, served ~70k requests/s where uvicorn
 with a bare ASGI callable served ~34k, and in-process the Python side of one
 keep-alive request (parse, queue, wake, answer) costs ~8.5 us.
-
-Why one module of ~1,050 lines: the protocol class, its per-connection state
-machine (parse, queue, answer in order, time out, evict) and the limits that
-bound each stranger are one piece: every limit is enforced at a transition of
-that state machine, and reviewing the edge means reading them together. What
-is not part of that state machine lives beside it: the request and response
-types (``messages.py``), the client's address (``peer.py``), the TLS context
-(``tls.py``) and the listening socket with its connection set (``server.py``).
 """
 
 from __future__ import annotations

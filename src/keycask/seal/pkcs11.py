@@ -1,5 +1,11 @@
 """The PKCS#11 seal: the root key, wrapped by an AES key that never leaves a token.
 
+Why one module of ~600 lines: it is the only importer of ``pkcs11`` (an
+import-linter contract), so everything that touches the token lives here: the
+two mechanisms, the key restrictions they depend on, the checks that refuse a
+weaker key, and the seal type's plug-in entry. Splitting it would spread the
+token's surface over several modules the contract would then have to allow.
+
 ``init`` generates, inside the token, an AES-256 key that is sensitive and not
 extractable, generates the root key in keycask (the OS CSPRNG) and has the token
 encrypt it. ``<data>/seal.json`` (mode 0600) records where the token key lives,
@@ -34,12 +40,6 @@ saying how to move to a restricted key (rekey to a new key label).
 The PIN comes from the caller (an environment variable or a file: the CLI's
 job) and is never logged, stored or put in an error message. Library errors
 become ``SealError`` naming the library's error class only.
-
-Why one module of ~600 lines: it is the only importer of ``pkcs11`` (an
-import-linter contract), so everything that touches the token lives here: the
-two mechanisms, the key restrictions they depend on, the checks that refuse a
-weaker key, and the seal type's plug-in entry. Splitting it would spread the
-token's surface over several modules the contract would then have to allow.
 """
 
 from __future__ import annotations

@@ -1,6 +1,12 @@
 """Sealed and unsealed: which seal guards the root key, taking the inputs
 that open it, sealing again, and moving the root key to a new seal (rekey).
 
+Why one module of ~690 lines: unsealing, sealing and both phases of a rekey
+share one lock, one set of seal files (``seal.json``, ``seal.next.json``,
+``seal.rekey.json``) and the share collections that go with them; which file
+opens the store depends on all of them at once. The seal types themselves
+(``seal/``) and the share collector are already their own modules.
+
 A production server starts sealed. The seal file (``<data>/seal.json``) says
 which seal it is: Shamir shares come in one call at a time until the
 threshold; a passphrase comes in one call; a PKCS#11 token is asked at start
@@ -29,12 +35,6 @@ so no restart is needed.
 Every change between sealed and unsealed is one line in the log: unsealed,
 sealed by an operator, sealed because the store was rekeyed elsewhere (or
 rolled back). None names a secret.
-
-Why one module of ~690 lines: unsealing, sealing and both phases of a rekey
-share one lock, one set of seal files (``seal.json``, ``seal.next.json``,
-``seal.rekey.json``) and the share collections that go with them; which file
-opens the store depends on all of them at once. The seal types themselves
-(``seal/``) and the share collector are already their own modules.
 """
 
 from __future__ import annotations

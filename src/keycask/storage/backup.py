@@ -1,5 +1,12 @@
 """Consistent online backup and restore of a data directory on the SQLite store.
 
+Why one module of ~640 lines: ``create_backup``, ``verify_backup`` and
+``restore_backup`` are the writer and the two readers of one authenticated
+format; the magic line, the manifest rules, the member names allowed, the
+trailer and the list of files that must never be copied have to agree
+between them, and a reader checking that restore refuses exactly what create
+never writes needs them side by side.
+
 What goes in a backup
 ---------------------
 ``keycask.db`` (a snapshot), ``seal.json`` when present, and every
@@ -60,13 +67,6 @@ a backup whose ``seal.json`` names a library to load, or whose database
 carries a trigger, would pass every SHA-256 anyone can recompute. This module
 never sees the root: callers pass ``tag``, which maps the 32-byte SHA-256 of
 the file to its 32-byte tag. Format 1 (SHA-256 only) is refused.
-
-Why one module of ~640 lines: ``create_backup``, ``verify_backup`` and
-``restore_backup`` are the writer and the two readers of one authenticated
-format; the magic line, the manifest rules, the member names allowed, the
-trailer and the list of files that must never be copied have to agree
-between them, and a reader checking that restore refuses exactly what create
-never writes needs them side by side.
 """
 
 from __future__ import annotations

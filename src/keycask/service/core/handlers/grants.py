@@ -1,5 +1,11 @@
 """CreateGrant, ListGrants, ListRetirableGrants, RetireGrant, RevokeGrant.
 
+Why one module of ~620 lines: the five operations share one set of rules
+(which operations suit a key, what a constraint may say, who may retire) and
+one stored form; CreateGrant's "as strict or stricter" check, idempotence by
+name and the retire rules all read the same helpers, and splitting them by
+operation would put each rule far from the others that depend on it.
+
 A grant lets one principal (the grantee) call some operations on one key,
 optionally only with a given encryption context; evaluation counts it after
 the key policy and identity policies (policy/evaluate.py). Grants are stored
@@ -30,12 +36,6 @@ Rules, as the AWS KMS API Reference and Developer Guide give them:
   principals' identity policies; other principals of the issuing account need
   kms:RetireGrant evaluated like any action, key policy first.
   RevokeGrant: kms:RevokeGrant on the key.
-
-Why one module of ~620 lines: the five operations share one set of rules
-(which operations suit a key, what a constraint may say, who may retire) and
-one stored form; CreateGrant's "as strict or stricter" check, idempotence by
-name and the retire rules all read the same helpers, and splitting them by
-operation would put each rule far from the others that depend on it.
 """
 
 from __future__ import annotations
