@@ -158,6 +158,11 @@ class RequestContext(Mapping[str, ContextValue]):
                 f"condition matching for this request exceeded {MAX_MATCH_WORK} steps"
             )
 
+    def facts(self, leave_out: frozenset[str]) -> dict[str, ContextValue]:
+        """Every key's value but those in ``leave_out`` (lower-cased), for
+        comparing two requests (policy/decision_cache.py)."""
+        return {k: v for k, v in self._values.items() if k not in leave_out}
+
     def __getitem__(self, key: str) -> ContextValue:
         return self._values[key.lower()]
 

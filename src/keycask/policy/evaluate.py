@@ -33,6 +33,8 @@ from keycask.policy.glob import action_matches, pattern_tokens, wildcard_match
 from keycask.policy.model import Policy, PrincipalSpec, Statement
 
 ADMIN_POLICY_NAME = "keycask administrator"
+# decided_by of an evaluation stopped by the matching work limit (a deny).
+WORK_LIMIT_DECIDER = "condition matching exceeded its work limit"
 
 # Actions AWS allows on a key of another account (the model's "Cross-account
 # use: Yes"); everything else manages a key and stays within its account,
@@ -257,7 +259,7 @@ def decide(request: Request) -> Decision:
     except EvaluationLimitExceeded:
         # An evaluation that did not finish never allows: an explicit Deny
         # further on might have applied.
-        return _deny(request, "condition matching exceeded its work limit")
+        return _deny(request, WORK_LIMIT_DECIDER)
 
 
 def _decide(request: Request) -> Decision:

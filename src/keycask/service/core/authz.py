@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from keycask.auth.credentials import Principal
@@ -32,8 +32,10 @@ from keycask.crypto import random_bytes
 from keycask.errors import InvalidGrantTokenException, MalformedPolicyDocumentException
 from keycask.keys.keystore import BoundedCache, Grant, KeyStore, Stored
 from keycask.keys.model import Key
+from keycask.policy.conditions import RequestContext
+from keycask.policy.decision_cache import DecisionCache
 from keycask.policy.document import Policy, PrincipalSpec, Statement, parse_policy
-from keycask.policy.evaluate import GrantView, Subject
+from keycask.policy.evaluate import Decision, GrantView, Request, Subject
 
 _CACHE = 10_000
 _RESOURCE_ALIASES = "kms:resourcealiases"
@@ -276,6 +278,45 @@ class Authorizer:
         self._grant_views: BoundedCache[
             uuid.UUID, tuple[tuple[Stored[Grant], ...], tuple[GrantView, ...]]
         ] = BoundedCache(_CACHE)
+        # Whether a policy text names kms:ResourceAliases: asked per request,
+        # and lower-casing every policy text each time cost ~1 us.
+        self._mentions: BoundedCache[str, bool] = BoundedCache(_CACHE)
+        self._decisions = DecisionCache()
+
+    def decide(self, request: Request) -> Decision:
+        """``decide(request)``, remembered while nothing it reads changes
+        (policy/decision_cache.py): ``request`` must come from this
+        Authorizer's ``subject``, ``key_policy`` and ``grants``, which hand
+        out new objects when what they read changes."""
+        return self._decisions.decide(request)
+
+    def decide_for(
+        self,
+        subject: Subject,
+        action: str,
+        resource: str,
+        resource_account: str | None,
+        build: Callable[[], RequestContext],
+        *,
+        key_policy: Policy | None = None,
+        grants: Sequence[GrantView] = (),
+        encryption_context: Mapping[str, str] | None = None,
+    ) -> Decision:
+        """``decide`` of the Request these parts make, built only if needed."""
+        return self._decisions.decide_for(
+            subject,
+            action,
+            resource,
+            resource_account,
+            build,
+            key_policy=key_policy,
+            grants=grants,
+            encryption_context=encryption_context,
+        )
+
+    @property
+    def decisions(self) -> DecisionCache:
+        return self._decisions
 
     def key_policy(self, key: Key) -> Policy:
         if not key.policy_principals:
@@ -320,8 +361,16 @@ class Authorizer:
     def mentions_resource_aliases(self, key: Key, subject_policies: Sequence[str]) -> bool:
         """Whether any policy that decides for ``key`` uses kms:ResourceAliases:
         listing a key's aliases costs a storage scan, so only then."""
-        texts = (key.policy, *subject_policies)
-        return any(_RESOURCE_ALIASES in text.lower() for text in texts)
+        return self._mentions_aliases(key.policy) or any(
+            self._mentions_aliases(text) for text in subject_policies
+        )
+
+    def _mentions_aliases(self, text: str) -> bool:
+        found = self._mentions.get(text)
+        if found is None:
+            found = _RESOURCE_ALIASES in text.lower()
+            self._mentions.put(text, found)
+        return found
 
     async def resource_aliases_if_used(
         self, key: Key, subject_policies: Sequence[tuple[str, str]]
@@ -389,3 +438,4 @@ class Authorizer:
     def clear(self) -> None:
         self._subjects.clear()
         self._grant_views.clear()
+        self._decisions.clear()

@@ -118,10 +118,14 @@ class Call:
             aliases = await authz.resource_aliases_if_used(key, self.caller.principal.policies)
             if aliases is not None:
                 self.conditions[RESOURCE_ALIASES] = aliases
+        # Through the Authorizer's decision cache (policy/decision_cache.py):
+        # the same answer as decide(Request(...)), remembered only while the
+        # policies, grants and condition keys it read are unchanged.
+        decision: Decision
         if key is None:
-            request = Request(subject, action, resource, None, build)
+            decision = authz.decide_for(subject, action, resource, None, build)
         else:
-            request = Request(
+            decision = authz.decide_for(
                 subject,
                 action,
                 key.arn,
@@ -131,7 +135,6 @@ class Call:
                 grants=await authz.grants(key, self.grant_tokens),
                 encryption_context=self.encryption_context,
             )
-        decision: Decision = decide(request)
         self.decision = "allow" if decision.allowed else "deny"
         # A call that authorizes twice (ReEncrypt: source, then destination)
         # names both deciders in its audit record.
