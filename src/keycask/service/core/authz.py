@@ -280,7 +280,9 @@ class Authorizer:
         ] = BoundedCache(_CACHE)
         # Whether a policy text names kms:ResourceAliases: asked per request,
         # and lower-casing every policy text each time cost ~1 us.
-        self._mentions: BoundedCache[str, bool] = BoundedCache(_CACHE)
+        self._mentions: BoundedCache[tuple[str, tuple[tuple[str, str], ...]], bool] = BoundedCache(
+            _CACHE
+        )
         self._decisions = DecisionCache()
 
     def decide(self, request: Request) -> Decision:
@@ -361,15 +363,19 @@ class Authorizer:
     def mentions_resource_aliases(self, key: Key, subject_policies: Sequence[str]) -> bool:
         """Whether any policy that decides for ``key`` uses kms:ResourceAliases:
         listing a key's aliases costs a storage scan, so only then."""
-        return self._mentions_aliases(key.policy) or any(
-            self._mentions_aliases(text) for text in subject_policies
-        )
+        texts = (key.policy, *subject_policies)
+        return any(_RESOURCE_ALIASES in text.lower() for text in texts)
 
-    def _mentions_aliases(self, text: str) -> bool:
-        found = self._mentions.get(text)
+    def aliases_used(self, key: Key, subject_policies: tuple[tuple[str, str], ...]) -> bool:
+        """``mentions_resource_aliases`` for the key's policy and the caller's
+        (name, text) policies, remembered per pair: asked on every request,
+        where lower-casing every policy text each time cost ~1 us and the
+        lookup costs one dict probe (a policy text hashes once)."""
+        pair = (key.policy, subject_policies)
+        found = self._mentions.get(pair)
         if found is None:
-            found = _RESOURCE_ALIASES in text.lower()
-            self._mentions.put(text, found)
+            found = self.mentions_resource_aliases(key, [text for _, text in subject_policies])
+            self._mentions.put(pair, found)
         return found
 
     async def resource_aliases_if_used(
@@ -378,7 +384,7 @@ class Authorizer:
         """kms:ResourceAliases of ``key`` when a policy that decides for it
         (the key's, or one of ``subject_policies``: (name, text)) uses it;
         None otherwise. The server and the policy tools both ask here."""
-        if not self.mentions_resource_aliases(key, [text for _, text in subject_policies]):
+        if not self.aliases_used(key, tuple(subject_policies)):
             return None
         return await self.resource_aliases(key)
 

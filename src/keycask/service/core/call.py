@@ -114,10 +114,10 @@ class Call:
             return self._request_context(key, context)
 
         self.conditions.pop(RESOURCE_ALIASES, None)
-        if key is not None:
-            aliases = await authz.resource_aliases_if_used(key, self.caller.principal.policies)
-            if aliases is not None:
-                self.conditions[RESOURCE_ALIASES] = aliases
+        # Asked without a coroutine first: on most requests no policy names
+        # kms:ResourceAliases and listing the key's aliases is skipped.
+        if key is not None and authz.aliases_used(key, self.caller.principal.policies):
+            self.conditions[RESOURCE_ALIASES] = await authz.resource_aliases(key)
         # Through the Authorizer's decision cache (policy/decision_cache.py):
         # the same answer as decide(Request(...)), remembered only while the
         # policies, grants and condition keys it read are unchanged.
