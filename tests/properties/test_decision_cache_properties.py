@@ -127,13 +127,46 @@ contexts = st.fixed_dictionaries(
 )
 
 
+_VALUES = st.sampled_from(
+    ["a", "u", "10.0.0.1", "::1", "true", "false", "1", "90", "2025-01-01T00:00:00Z", USER]
+)
+
+
+def _read_by(policy: Policy) -> set[str]:
+    """The condition keys (as written) of a policy's conditions, and the keys
+    its values name in ${...}."""
+    keys = set()
+    for statement in policy.statements:
+        for condition in statement.conditions:
+            keys.add(condition.key_as_written or condition.key)
+            for value in condition.values:
+                for name in value.split("${")[1:]:
+                    keys.add(name.split("}")[0].split(",")[0].strip())
+    return keys
+
+
 @st.composite
 def scenarios(draw: st.DrawFn) -> list[Request]:
     """Requests drawn from small pools, so that they repeat and collide."""
     subject_pool = draw(st.lists(subjects(), min_size=1, max_size=3))
     policy_pool = draw(st.lists(key_policies(), min_size=1, max_size=3))
     grant_pool = draw(st.lists(st.lists(grants, max_size=2).map(tuple), min_size=1, max_size=3))
-    context_pool = draw(st.lists(contexts, min_size=1, max_size=3))
+    # Values for the very keys the policies read, so that the same slot sees
+    # them change: a key missed by the cache shows as a wrong answer.
+    read = sorted(
+        {
+            key
+            for policy in [*policy_pool, *(p for s in subject_pool for _, p in s.policies)]
+            if policy is not None
+            for key in _read_by(policy)
+        }
+    )
+    context_pool = []
+    for base in draw(st.lists(contexts, min_size=1, max_size=3)):
+        chosen = draw(st.lists(st.sampled_from(read), unique=True)) if read else []
+        for key in chosen:
+            base[key] = draw(_VALUES | st.lists(_VALUES, min_size=1, max_size=2))
+        context_pool.append(base)
     encryption_pool = draw(st.lists(st.none() | pairs, min_size=1, max_size=3))
     requests = []
     for _ in range(draw(st.integers(1, 12))):
@@ -292,3 +325,44 @@ def test_the_cache_is_bounded() -> None:
             Request(subject, "kms:Encrypt", resource, ACCOUNT, RequestContext, key_policy=policy)
         )
     assert len(cache) == MAX_ENTRIES
+
+
+def test_an_encryption_context_no_policy_or_grant_reads_is_not_compared() -> None:
+    # Neither the policies (no conditions) nor the grants (no constraints)
+    # read the context: a new context per request is still remembered.
+    cache = DecisionCache()
+    policy = _policy(ALLOW_USER)
+    subject = _subject()
+    grant = (GrantView("g", USER, frozenset({"Encrypt"})),)
+    for n in range(3):
+        request = Request(
+            subject,
+            "kms:Encrypt",
+            KEY,
+            ACCOUNT,
+            RequestContext,
+            key_policy=policy,
+            grants=grant,
+            encryption_context={"object": str(n)},
+        )
+        assert cache.decide(request) == decide(request)
+    assert (cache.hits, cache.misses) == (2, 1)
+
+
+def test_only_the_condition_keys_read_are_compared() -> None:
+    cache = DecisionCache()
+    by_user = _policy(
+        {**ALLOW_USER, "Condition": {"StringEquals": {"kms:ViaService": "${aws:username}.x"}}}
+    )
+    subject = _subject()
+    answers = []
+    for via, user, other in [("u.x", "u", "1"), ("u.x", "u", "2"), ("u.x", "v", "2")]:
+        values = {"kms:ViaService": via, "aws:username": user, "kms:EncryptionContext:o": other}
+        request = _request(subject, by_user, **values)
+        assert cache.decide(request) == decide(request)
+        answers.append(cache.decide(request).allowed)
+    assert answers == [True, True, False]
+    # The first is decided, the second remembered (only an unread key
+    # changed), the third decided anew (the variable's key changed); each
+    # second ask is remembered.
+    assert (cache.misses, cache.hits) == (2, 4)

@@ -158,10 +158,11 @@ class RequestContext(Mapping[str, ContextValue]):
                 f"condition matching for this request exceeded {MAX_MATCH_WORK} steps"
             )
 
-    def facts(self, leave_out: frozenset[str]) -> dict[str, ContextValue]:
-        """Every key's value but those in ``leave_out`` (lower-cased), for
-        comparing two requests (policy/decision_cache.py)."""
-        return {k: v for k, v in self._values.items() if k not in leave_out}
+    def facts(self, keys: tuple[str, ...]) -> tuple[ContextValue | None, ...]:
+        """The values of ``keys`` (lower-cased; None: absent), for comparing
+        two requests (policy/decision_cache.py)."""
+        values = self._values
+        return tuple(values.get(key) for key in keys)
 
     def __getitem__(self, key: str) -> ContextValue:
         return self._values[key.lower()]

@@ -14,13 +14,16 @@ those is the same as when it was decided:
   the same document;
 * the grants by identity or, failing that, by value (a request with grant
   tokens builds a new tuple each time);
-* the resource's account and the encryption context by value;
+* the resource's account by value, and the encryption context by value
+  when a grant has a constraint (a grant reads the context only through its
+  constraints: ``GrantView.covers``);
 * when any statement of the key policy or of the identity policies has a
-  Condition, every condition key of the request (built once, as ``decide``
-  would build it) by value, except the clock's two keys. A policy that reads
-  the clock (aws:CurrentTime, aws:EpochTime, as a condition key or a policy
-  variable) is never remembered: its answer may change with no change of
-  anything else.
+  Condition, the value of every condition key a condition reads (its key,
+  and the key of each ``${...}`` variable in its values), from the request's
+  condition keys built once, as ``decide`` would build them. A policy that
+  reads the clock (aws:CurrentTime, aws:EpochTime, as a condition key or a
+  policy variable; or merely names them in a value) is never remembered: its
+  answer may change with no change of anything else.
 
 So a remembered decision is right exactly as long as the inputs the
 uncached path reads are current: the key store, the credential store and the
@@ -49,13 +52,14 @@ from keycask.policy.evaluate import (
     Subject,
     decide,
 )
-from keycask.policy.model import Policy
+from keycask.policy.model import Policy, Variable
+from keycask.policy.values import parse_template
 
 # At most this many remembered decisions (first in, first out): a caller
 # cycling through actions, aliases or encryption contexts grows nothing.
 MAX_ENTRIES = 4096
-# An encryption context (or parameters) larger than this, in characters, is
-# not remembered: 4096 entries of it would hold too much memory.
+# An encryption context or condition key values larger than this, in
+# characters, are not remembered: 4096 entries of them would hold too much.
 MAX_FACT_CHARS = 2048
 
 _CLOCK_KEYS = frozenset({"aws:currenttime", "aws:epochtime"})
@@ -67,10 +71,13 @@ class _Entry:
     key_policy: Policy | None
     grants: Sequence[GrantView]
     resource_account: str | None
+    # Whether a grant reads the encryption context, and the context if so.
+    context_read: bool
     encryption_context: Mapping[str, str] | None
-    # The request's condition keys, but the clock's, when a statement has a
-    # Condition; None when none has one (decide never reads them then).
-    facts: dict[str, ContextValue] | None
+    # The condition keys the policies read (lower-cased) and their values in
+    # the request (None: absent); None when no statement has a Condition.
+    read: tuple[str, ...] | None
+    facts: tuple[ContextValue | None, ...]
     decision: Decision
 
 
@@ -81,18 +88,33 @@ def _policies(request: Request) -> list[Policy]:
     return policies
 
 
-def _conditional(policies: list[Policy]) -> bool:
-    return any(statement.conditions for p in policies for statement in p.statements)
-
-
-def _reads_clock(policies: list[Policy]) -> bool:
-    """Whether a condition reads the clock, as its key or in a ``${...}``
-    variable of its values (a substring test: over-cautious, never under)."""
+def _read_keys(policies: list[Policy]) -> frozenset[str] | None:
+    """The condition keys the policies' conditions read: each condition's
+    key, and the key of each ``${...}`` variable in its values (parsed as
+    conditions.py parses them; a value it cannot parse it drops, reading
+    nothing). None when no statement has a Condition."""
+    keys: set[str] = set()
+    conditional = False
     for policy in policies:
         for statement in policy.statements:
             for condition in statement.conditions:
-                if condition.key in _CLOCK_KEYS:
-                    return True
+                conditional = True
+                keys.add(condition.key.lower())
+                for value in condition.values:
+                    try:
+                        parts = parse_template(value, variables=condition.variables)
+                    except ValueError:
+                        continue
+                    keys.update(p.key.lower() for p in parts if isinstance(p, Variable))
+    return frozenset(keys) if conditional else None
+
+
+def _names_clock(policies: list[Policy]) -> bool:
+    """Whether a condition names the clock's keys anywhere in its values (a
+    substring test, on top of ``_read_keys``: over-cautious, never under)."""
+    for policy in policies:
+        for statement in policy.statements:
+            for condition in statement.conditions:
                 for value in condition.values:
                     lowered = value.lower()
                     if "aws:currenttime" in lowered or "aws:epochtime" in lowered:
@@ -100,10 +122,17 @@ def _reads_clock(policies: list[Policy]) -> bool:
     return False
 
 
-def _size(values: Mapping[str, ContextValue] | None) -> int:
-    total = 0
-    for name, value in (values or {}).items():
-        total += len(name) + (len(value) if isinstance(value, str) else sum(map(len, value)))
+def _reads_context(grants: Sequence[GrantView]) -> bool:
+    return any(g.context_equals is not None or g.context_subset is not None for g in grants)
+
+
+def _size(values: Mapping[str, str] | None, facts: tuple[ContextValue | None, ...]) -> int:
+    total = sum(len(name) + len(value) for name, value in (values or {}).items())
+    for value in facts:
+        if isinstance(value, str):
+            total += len(value)
+        elif value is not None:
+            total += sum(map(len, value))
     return total
 
 
@@ -153,13 +182,13 @@ class DecisionCache:
             and entry.key_policy is key_policy
             and (entry.grants is grants or entry.grants == grants)
             and entry.resource_account == resource_account
-            and entry.encryption_context == encryption_context
+            and (not entry.context_read or entry.encryption_context == encryption_context)
         ):
-            if entry.facts is None:
+            if entry.read is None:
                 self.hits += 1
                 return entry.decision
             context = build()
-            if context.facts(_CLOCK_KEYS) == entry.facts:
+            if context.facts(entry.read) == entry.facts:
                 self.hits += 1
                 return entry.decision
         self.misses += 1
@@ -182,11 +211,12 @@ class DecisionCache:
         context: RequestContext | None,
     ) -> Decision:
         policies = _policies(request)
-        conditional = _conditional(policies)
-        if conditional and _reads_clock(policies):
+        keys = _read_keys(policies)
+        if keys is not None and (keys & _CLOCK_KEYS or _names_clock(policies)):
             return decide(request)
-        facts: dict[str, ContextValue] | None = None
-        if conditional:
+        read: tuple[str, ...] | None = None
+        facts: tuple[ContextValue | None, ...] = ()
+        if keys is not None:
             built = context if context is not None else request.context()
             # decide builds the context at most once per request; it gets
             # this one, with none of its matching work spent yet.
@@ -200,12 +230,14 @@ class DecisionCache:
                 grants=request.grants,
                 encryption_context=request.encryption_context,
             )
-            facts = built.facts(_CLOCK_KEYS)
+            read = tuple(sorted(keys))
+            facts = built.facts(read)
         decision = decide(request)
         if decision.decided_by == WORK_LIMIT_DECIDER:
             return decision  # never remembered, though it is a deny
-        encryption_context = request.encryption_context
-        if _size(encryption_context) + _size(facts) > MAX_FACT_CHARS:
+        context_read = _reads_context(request.grants)
+        encryption_context = request.encryption_context if context_read else None
+        if _size(encryption_context, facts) > MAX_FACT_CHARS:
             return decision
         entries = self._entries
         if slot not in entries and len(entries) >= MAX_ENTRIES:
@@ -215,7 +247,9 @@ class DecisionCache:
             request.key_policy,
             request.grants,
             request.resource_account,
+            context_read,
             None if encryption_context is None else dict(encryption_context),
+            read,
             facts,
             decision,
         )
