@@ -84,6 +84,7 @@ def seed_sync(data_dir: Path, count: int, workers: int = WORKERS) -> Path:
             listing.write("".join(f"{uuid.UUID(bytes=b)}\n" for b in ids[start : start + BATCH]))
     # Each worker takes one contiguous run of the sorted ids, so its commits
     # still append next to its own previous ones.
+    workers = max(1, min(workers, count))
     bounds = [count * w // workers for w in range(workers + 1)]
     slices = [b"".join(ids[lo:hi]) for lo, hi in itertools.pairwise(bounds)]
     del ids
