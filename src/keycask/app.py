@@ -65,6 +65,8 @@ class WireCodec:
         self._codec = codec
         self.decode = codec.decode
         self.encode = codec.encode
+        self.flat_decoder = codec.flat_decoder
+        self.flat_encoder = codec.flat_encoder
 
     def operation_names(self) -> frozenset[str]:
         return self._codec.operation_names()

@@ -4,6 +4,7 @@ errors a store that did not answer in time becomes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -30,6 +31,12 @@ class WireCodec(Protocol):
     def encode(self, operation: str, result: object | None) -> bytes: ...
 
     def encode_error(self, code: str, message: str) -> bytes: ...
+
+    def flat_decoder(
+        self, operation: str, fields: frozenset[str], required: frozenset[str]
+    ) -> Callable[[bytes], dict[str, Any] | None] | None: ...
+
+    def flat_encoder(self, operation: str, result: type) -> Callable[[Any], bytes] | None: ...
 
 
 def check_content_type(request: HttpRequest) -> None:
