@@ -193,10 +193,7 @@ class Pipeline:
             if not action.answer_unrecorded:
                 raise
             log.error("request %s: done, its final audit record failed", call.request_id)
-        if call.used_keys:
-            usage = Usage(action.name, self._deps.clock.now(), call.request_id)
-            for key_id in call.used_keys:
-                self._deps.usage.record(key_id, usage)
+        self._note_usage(action, call)
         if outcome.writes or outcome.effect is not None:
             try:
                 await self._make_true(door, outcome)
@@ -207,6 +204,13 @@ class Pipeline:
                     door, call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
         return Reply(200, body, call.request_id)
+
+    def _note_usage(self, action: Action, call: Call) -> None:
+        """GetKeyLastUsage's record of the keys a successful call used."""
+        if call.used_keys:
+            usage = Usage(action.name, self._deps.clock.now(), call.request_id)
+            for key_id in call.used_keys:
+                self._deps.usage.record(key_id, usage)
 
     async def _make_true(self, door: Door, outcome: Outcome) -> None:
         """Commit the outcome's writes, or make its effect, and announce it."""
