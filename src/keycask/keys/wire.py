@@ -61,7 +61,7 @@ def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
     if key_id is None:
         key_id = uuid.UUID(bytes=key_bytes)
         if len(_KEY_IDS) >= _KEY_ID_CACHE:
-            del _KEY_IDS[next(iter(_KEY_IDS))]
+            _KEY_IDS.pop(next(iter(_KEY_IDS)), None)
         _KEY_IDS[key_bytes] = key_id
     return BlobHeader(key_id, version), blob[HEADER_SIZE:]
 

@@ -96,7 +96,7 @@ def _reference(ref: str, account: str, region: str, allow_alias: bool) -> KeyRef
         found = parse_reference(ref, account=account, region=region, allow_alias=allow_alias)
         if len(ref) <= _PARSED_LENGTH:
             if len(_PARSED) >= _PARSED_MAX:
-                del _PARSED[next(iter(_PARSED))]
+                _PARSED.pop(next(iter(_PARSED)), None)
             _PARSED[cache_key] = found
     return found
 

@@ -40,7 +40,10 @@ class WireCodec(Protocol):
 
 
 def check_content_type(request: HttpRequest) -> None:
-    content_type = (header(request, b"content-type") or b"").split(b";")[0].strip()
+    raw = header(request, b"content-type")
+    if raw in _CONTENT_TYPES:
+        return  # as every SDK sends it: no split, no strip
+    content_type = (raw or b"").split(b";")[0].strip()
     if content_type not in _CONTENT_TYPES:
         raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
 
