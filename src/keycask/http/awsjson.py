@@ -1,5 +1,14 @@
 """The AWS JSON 1.1 codec, driven by botocore's KMS model.
 
+Why one module of ~950 lines: the codec is compiled from botocore's model in
+one pass, and each shape kind's decoder and encoder closures, their flat
+twins (the hot operations' flat path, which must accept exactly what the
+general decoder accepts), their constraint checks and AWS's message wording
+must agree with each other; split apart, a constraint and its message, or a
+decoder and its flat twin, could drift. The service-specific bounds
+(``SERVICE_LIMITS``) are the one table that lives beside it for the same
+reason.
+
 The model is walked once, at load: every shape becomes one decoder closure and
 one encoder closure with its constraints baked in, so a request costs one JSON
 parse plus a walk over the members of its operation. AWS member names stop
@@ -12,13 +21,6 @@ number as AWS does, except for members whose shape the model marks
 ``sensitive`` (Plaintext, key store passwords, XKS credentials): those are
 never repeated, nor are blobs, lists or maps. A quoted value is cut at
 ``_MAX_VALUE_SHOWN`` characters.
-
-Why one module of ~700 lines: the codec is compiled from botocore's model in
-one pass, and each shape kind's decoder and encoder closures, their
-constraint checks and AWS's message wording must agree with each other; split
-apart, a constraint and its message could drift. The service-specific bounds
-(``SERVICE_LIMITS``) are the one table that lives beside it for the same
-reason.
 """
 
 from __future__ import annotations
