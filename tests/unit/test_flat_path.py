@@ -580,17 +580,22 @@ async def test_the_flat_path_is_taken_for_the_hot_operations(
         world = await _world(svc)
         codec = world.door._codec
         general: list[str] = []
-        decode, encode = codec.decode, codec.encode
+        decode, decode_parsed, encode = codec.decode, codec.decode_parsed, codec.encode
 
         def counting_decode(operation: str, body: bytes) -> dict[str, Any]:
             general.append("decode")
             return decode(operation, body)
+
+        def counting_decode_parsed(operation: str, document: Any) -> dict[str, Any]:
+            general.append("decode")
+            return decode_parsed(operation, document)
 
         def counting_encode(operation: str, result: object | None) -> bytes:
             general.append("encode")
             return encode(operation, result)
 
         monkeypatch.setattr(codec, "decode", counting_decode)
+        monkeypatch.setattr(codec, "decode_parsed", counting_decode_parsed)
         monkeypatch.setattr(codec, "encode", counting_encode)
         body = {"KeyId": world.key, "Plaintext": _b64(b"x"), "EncryptionContext": {"a": "b"}}
         reply = await svc.send("TrentService.Encrypt", body)
@@ -805,7 +810,10 @@ def test_the_flat_decoder_accepts_exactly_what_the_general_path_accepts(
     fields, required = fields_of(request)
     flat = _CODEC.flat_decoder(operation, fields, required)
     assert flat is not None
-    decoded = flat(data)
+    try:
+        decoded = flat(_CODEC.parse(data))
+    except KMSError:
+        decoded = None
     typed, error = _general(operation, data)
     if decoded is None:
         # Refused: the general path answers an error, or the body held a

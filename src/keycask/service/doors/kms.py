@@ -66,7 +66,7 @@ class KmsDoor(AwsJsonErrors):
         self.authenticate = signed.authenticate
         # Off: every request goes the general way (the differential test's seam).
         self.flat = True
-        self._flat_decoders: dict[str, Callable[[bytes], dict[str, Any] | None]] = {}
+        self._flat_decoders: dict[str, Callable[[Any], dict[str, Any] | None]] = {}
         self._flat_encoders: dict[str, Callable[[Any], bytes]] = {}
         for name, result in FLAT.items():
             request = OPERATIONS[name].request
@@ -96,13 +96,20 @@ class KmsDoor(AwsJsonErrors):
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
         assert action.request is not None
         flat = self._flat_decoders.get(action.name) if self.flat else None
-        fields = None if flat is None else flat(request.body)
-        if fields is None:
-            typed: object = build(action.request, self._codec.decode(action.name, request.body))
+        if flat is None:
+            fields = self._codec.decode(action.name, request.body)
+            typed: object = build(action.request, fields)
         else:
-            # What build does once the fields are known to fit (the context
-            # checks run in the request's __post_init__ either way).
-            typed = action.request(**fields)
+            # Parsed once: a body the flat decoder refuses is decoded from the
+            # same document by the general path, which words the error.
+            document = self._codec.parse(request.body)
+            flat_fields = flat(document)
+            if flat_fields is None:
+                typed = build(action.request, self._codec.decode_parsed(action.name, document))
+            else:
+                # What build does once the fields are known to fit (the
+                # context checks run in the request's __post_init__ either way).
+                typed = action.request(**flat_fields)
         call.grant_tokens = tuple(getattr(typed, "grant_tokens", None) or ())
         return typed
 
