@@ -3,13 +3,20 @@ loop without HTTP (the "before/after" table of docs/performance.md).
 
     python benchmarks/steps.py
 
-A benchmark may look inside: it calls the pipeline's steps (door, action, handler) in order.
+A benchmark may look inside: it calls the pipeline's steps (freshness, door,
+action, handler, usage) in the order ``Pipeline.handle`` does, so the KMS
+door's flat path (``KmsDoor.flat``) is timed as the server runs it. Only the
+await of the audit log's group commit is left out (audit_chain_bench.py).
+
+Each step's time is the lowest of ROUNDS rounds' means: on a machine shared
+with other work, a round that was preempted says nothing about the code.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import uvloop
@@ -17,10 +24,12 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from keycask.audit.chain import _encode_body
+from keycask.auth.sigv4 import HttpRequest
+from keycask.service.pipeline import Pipeline, Reply
 from loadgen import sign
 from pipeline_bench import _parse, setup
 
-N = 5000
+ROUNDS, N = 10, 500
 
 
 async def main() -> None:
@@ -28,13 +37,29 @@ async def main() -> None:
     runtime, p = bench.runtime, bench.pipeline
     request = _parse(sign(bench.endpoint, "Encrypt", bench.encrypt_body))
     spent: dict[str, float] = {}
+    best: dict[str, float] = {}
 
     def took(name: str, since: float) -> None:
         spent[name] = spent.get(name, 0.0) + time.perf_counter() - since
 
+    for _ in range(ROUNDS):
+        spent.clear()
+        await steps(p, request, took)
+        for name, seconds in spent.items():
+            best[name] = min(best.get(name, seconds), seconds)
+    for name, seconds in best.items():
+        print(f"{name:24} {seconds / N * 1e6:6.1f} us")
+    print(f"{'sum':24} {sum(best.values()) / N * 1e6:6.1f} us")
+    await runtime.close()
+
+
+async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], None]) -> None:
     for _ in range(N):
         t = time.perf_counter()
         call = p._new_call("127.0.0.1")
+        p._refresh()
+        if p._barrier.reloading:
+            await p._current(2.0)
         took("request setup", t)
         t = time.perf_counter()
         door = p.doors.match(call, request)
@@ -51,15 +76,15 @@ async def main() -> None:
         outcome = await action.run(call, typed)
         took("handler", t)
         t = time.perf_counter()
-        door.encode(action, outcome.result)
+        body = door.encode(action, outcome.result)
         took("encode", t)
         t = time.perf_counter()
         _encode_body(p._record(call, None))
         took("audit record + encoding", t)
-    for name, seconds in spent.items():
-        print(f"{name:24} {seconds / N * 1e6:6.1f} us")
-    print(f"{'sum':24} {sum(spent.values()) / N * 1e6:6.1f} us")
-    await runtime.close()
+        t = time.perf_counter()
+        p._note_usage(action, call)
+        Reply(200, body, call.request_id)
+        took("usage + reply", t)
 
 
 if __name__ == "__main__":

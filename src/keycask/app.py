@@ -65,6 +65,10 @@ class WireCodec:
         self._codec = codec
         self.decode = codec.decode
         self.encode = codec.encode
+        self.parse = codec.parse
+        self.decode_parsed = codec.decode_parsed
+        self.flat_decoder = codec.flat_decoder
+        self.flat_encoder = codec.flat_encoder
 
     def operation_names(self) -> frozenset[str]:
         return self._codec.operation_names()

@@ -467,6 +467,12 @@ class Barrier:
             self._reload_wanted = False
             await self.reload()
 
+    @property
+    def reloading(self) -> bool:
+        """A keyring reload is in flight (``current`` would wait for it)."""
+        task = self._reloader
+        return task is not None and not task.done()
+
     async def current(self, timeout: float) -> None:
         """Wait (at most ``timeout`` seconds) for a reload in flight: a
         request must not be answered with keys the store no longer opens with

@@ -1,5 +1,14 @@
 """The AWS JSON 1.1 codec, driven by botocore's KMS model.
 
+Why one module of ~950 lines: the codec is compiled from botocore's model in
+one pass, and each shape kind's decoder and encoder closures, their flat
+twins (the hot operations' flat path, which must accept exactly what the
+general decoder accepts), their constraint checks and AWS's message wording
+must agree with each other; split apart, a constraint and its message, or a
+decoder and its flat twin, could drift. The service-specific bounds
+(``SERVICE_LIMITS``) are the one table that lives beside it for the same
+reason.
+
 The model is walked once, at load: every shape becomes one decoder closure and
 one encoder closure with its constraints baked in, so a request costs one JSON
 parse plus a walk over the members of its operation. AWS member names stop
@@ -12,13 +21,6 @@ number as AWS does, except for members whose shape the model marks
 ``sensitive`` (Plaintext, key store passwords, XKS credentials): those are
 never repeated, nor are blobs, lists or maps. A quoted value is cut at
 ``_MAX_VALUE_SHOWN`` characters.
-
-Why one module of ~700 lines: the codec is compiled from botocore's model in
-one pass, and each shape kind's decoder and encoder closures, their
-constraint checks and AWS's message wording must agree with each other; split
-apart, a constraint and its message could drift. The service-specific bounds
-(``SERVICE_LIMITS``) are the one table that lives beside it for the same
-reason.
 """
 
 from __future__ import annotations
@@ -29,14 +31,14 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import orjson
 import pybase64
 
 from keycask.errors import SerializationException, UnknownOperationException, ValidationException
 
-__all__ = ["Codec", "encode_error", "snake_case"]
+__all__ = ["Codec", "FlatDecoder", "FlatEncoder", "encode_error", "snake_case"]
 
 # A decoder gets the JSON value, its member path (only ever used in messages) and
 # the list collecting constraint violations; a value of the wrong JSON type
@@ -44,6 +46,13 @@ __all__ = ["Codec", "encode_error", "snake_case"]
 Decoder = Callable[[Any, str, list[str]], Any]
 # An encoder gets a service-layer value and returns what orjson should write.
 Encoder = Callable[[Any], Any]
+# The flat path (``Codec.flat_decoder``): a parsed body to its snake_case
+# fields, or None for anything the general decoder would not accept as it is.
+FlatDecoder = Callable[[Any], dict[str, Any] | None]
+FlatEncoder = Callable[[Any], bytes]
+# A flat check gets a JSON value and returns it decoded, or _REFUSED.
+_Check = Callable[[Any], Any]
+_REFUSED: Final = object()
 
 _WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -73,6 +82,8 @@ class Codec:
     def __init__(self, model: Mapping[str, Any]) -> None:
         compiler = _Compiler(_with_service_limits(model["shapes"]))
         compiler.compile_all_patterns()
+        self._compiler = compiler
+        self._operations: Mapping[str, Any] = model["operations"]
         self._decoders: dict[str, Decoder] = {}
         self._encoders: dict[str, Encoder | None] = {}
         self._memberless_outputs: set[str] = set()
@@ -96,10 +107,22 @@ class Codec:
 
     def decode(self, operation: str, body: bytes) -> dict[str, Any]:
         """Validated request values with snake_case keys; raises the AWS error on bad input."""
+        if operation not in self._decoders:
+            raise UnknownOperationException(_unknown_operation(operation))
+        return self.decode_parsed(operation, self.parse(body))
+
+    @staticmethod
+    def parse(body: bytes) -> Any:
+        """The body's JSON value (an empty body is ``{}``); SerializationException
+        if it is not JSON. ``decode`` is ``decode_parsed(parse(body))``."""
+        return _parse_json(body) if body else {}
+
+    def decode_parsed(self, operation: str, document: Any) -> dict[str, Any]:
+        """``decode`` of a body already parsed: the flat path's fallback
+        parses each body once."""
         decoder = self._decoders.get(operation)
         if decoder is None:
             raise UnknownOperationException(_unknown_operation(operation))
-        document = _parse_json(body) if body else {}
         violations: list[str] = []
         request = decoder(document, "", violations)
         if violations:
@@ -123,6 +146,124 @@ class Codec:
             return orjson.dumps(encoder(result))
         except _ResultTypeError as exc:
             raise _ResultTypeError(f"{operation} result field {exc.path}", exc.problem) from None
+
+    def flat_decoder(
+        self, operation: str, fields: frozenset[str], required: frozenset[str]
+    ) -> FlatDecoder | None:
+        """The flat path of ``operation``'s input: a body (as ``parse`` gives
+        it) straight to its snake_case fields, for a typed request with
+        ``fields`` of which ``required`` have no default. None when a member it takes is not a
+        flat shape (a structure, a timestamp, a float).
+
+        It accepts exactly the bodies the general path (``decode``, then the
+        typed request's builder) accepts without an error, and gives the same
+        fields; for anything else (invalid JSON, a wrong type, a constraint
+        broken, an unknown, null, unsupported or missing member) it answers
+        None, and the caller runs the general path, which finds the error and
+        words it (from the same parsed body: ``decode_parsed``). So it needs
+        no messages and no member paths, and does ~1 us less work per
+        Encrypt 4 KiB (thread_time).
+        """
+        spec = self._operations[operation].get("input")
+        shape = self._compiler.shape(spec["shape"]) if spec else {"members": {}}
+        members: dict[str, tuple[str, _Check]] = {}
+        for member, member_spec in shape["members"].items():
+            snake = snake_case(member)
+            if snake not in fields:
+                continue  # refused by the builder: left to the general path
+            check = self._compiler.flat_check(member_spec["shape"])
+            if check is None:
+                return None
+            members[_json_name(member, member_spec)] = (snake, check)
+        needed = required | {snake_case(member) for member in shape.get("required", ())}
+        if not needed <= {snake for snake, _ in members.values()}:
+            return None
+        return _flat_structure(members, needed)
+
+    def flat_encoder(self, operation: str, result: type) -> FlatEncoder | None:
+        """The flat path of ``operation``'s answer for results of the
+        dataclass ``result``: the same bytes as ``encode``, from a loop over
+        the members, with no per-member closure. None when a member is not
+        a blob, string, boolean or integer. A value
+        not of its member's exact type (a str Enum, None where the model
+        allows it) is left to ``encode``, which converts or refuses it."""
+        output = self._operations[operation].get("output")
+        if output is None or not dataclasses.is_dataclass(result):
+            return None
+        shape = self._compiler.shape(output["shape"])
+        held = {f.name for f in dataclasses.fields(result)}
+        plan: list[tuple[str, str, type]] = []
+        for member, spec in shape["members"].items():
+            snake = snake_case(member)
+            kind = _FLAT_RESULT_TYPES.get(self._compiler.shape(spec["shape"])["type"])
+            if snake not in held and hasattr(result, snake):
+                return None  # a property the general encoder reads: left to it
+            if kind is None:
+                if snake in held:
+                    return None
+                continue
+            if snake in held:
+                plan.append((snake, _json_name(member, spec), kind))
+        # Fields the model has no member for must be None (encode refuses
+        # them otherwise): GenerateDataKeyWithoutPlaintext's plaintext.
+        extra = tuple(held - {snake for snake, _, _ in plan})
+        members = tuple(plan)
+        general = self.encode
+        b64 = pybase64.b64encode_as_string
+        dumps = orjson.dumps
+        blob: type = bytes
+
+        def encode(value: Any) -> bytes:
+            if type(value) is not result:
+                return general(operation, value)
+            for field in extra:
+                if getattr(value, field) is not None:
+                    return general(operation, value)
+            out: dict[str, Any] = {}
+            for snake, json_name, kind in members:
+                item: Any = getattr(value, snake)
+                if item is None:
+                    continue
+                if type(item) is not kind:
+                    return general(operation, value)
+                out[json_name] = b64(cast(bytes, item)) if kind is blob else item
+            return dumps(out)
+
+        return encode
+
+
+# The result values the flat encoder writes as they are (blobs in base64).
+_FLAT_RESULT_TYPES: Final[Mapping[str, type]] = {
+    "blob": bytes,
+    "string": str,
+    "boolean": bool,
+    "integer": int,
+    "long": int,
+}
+
+
+def _flat_structure(
+    members: Mapping[str, tuple[str, _Check]], needed: frozenset[str]
+) -> FlatDecoder:
+    def decode(document: Any) -> dict[str, Any] | None:
+        if type(document) is not dict:
+            return None
+        out: dict[str, Any] = {}
+        for key, item in document.items():
+            known = members.get(key)
+            # A null member counts as absent in the general path: left to it.
+            if known is None or item is None:
+                return None
+            snake, check = known
+            value = check(item)
+            if value is _REFUSED:
+                return None
+            out[snake] = value
+        if not needed <= out.keys():
+            return None
+        return out
+
+    return decode
 
 
 # Limits the service enforces more tightly than the model's shared LimitType
@@ -281,6 +422,66 @@ def _decode_timestamp(value: Any, path: str, violations: list[str]) -> Any:
         raise SerializationException(f"Value at '{path}' is not a valid timestamp") from None
 
 
+# -- flat checks of leaf shapes (Codec.flat_decoder) --
+
+
+def _flat_boolean(value: Any) -> Any:
+    return value if type(value) is bool else _REFUSED
+
+
+def _flat_blob(shape: Mapping[str, Any]) -> _Check:
+    low, high = _bounds(shape)
+    b64decode = pybase64.b64decode
+
+    def check(value: Any) -> Any:
+        if type(value) is not str:
+            return _REFUSED
+        try:
+            raw = b64decode(value, validate=True)
+        except ValueError:
+            return _REFUSED
+        return raw if low <= len(raw) <= high else _REFUSED
+
+    return check
+
+
+def _flat_integer(kind: str, shape: Mapping[str, Any]) -> _Check:
+    smallest, largest = _INTEGER_RANGES[kind]
+    low = max(int(shape.get("min", smallest)), smallest)
+    high = min(int(shape.get("max", largest)), largest)
+
+    def check(value: Any) -> Any:
+        return value if type(value) is int and low <= value <= high else _REFUSED
+
+    return check
+
+
+def _flat_list(member: _Check, shape: Mapping[str, Any]) -> _Check:
+    low, high = _bounds(shape)
+
+    def check(value: Any) -> Any:
+        if type(value) is not list or not low <= len(value) <= high:
+            return _REFUSED
+        out = [member(item) for item in value]
+        return _REFUSED if _REFUSED in out else out
+
+    return check
+
+
+def _flat_plain_map(shape: Mapping[str, Any]) -> _Check:
+    low, high = _bounds(shape)
+
+    def check(value: Any) -> Any:
+        if type(value) is not dict or not low <= len(value) <= high:
+            return _REFUSED
+        for item in value.values():
+            if type(item) is not str:
+                return _REFUSED
+        return value
+
+    return check
+
+
 # -- encoders of leaf shapes --
 
 
@@ -369,6 +570,51 @@ class _Compiler:
         if compiled is None:
             compiled = self._patterns[pattern] = _compile_pattern(pattern)
         return compiled
+
+    def shape(self, name: str) -> Mapping[str, Any]:
+        shape: Mapping[str, Any] = self._shapes[name]
+        return shape
+
+    def flat_check(self, name: str) -> _Check | None:
+        """The flat twin of ``decoder(name)``: the decoded value where that
+        decoder would record no violation and raise nothing, else _REFUSED.
+        None for the shapes the flat path leaves to the general one."""
+        shape = self._shapes[name]
+        kind = shape["type"]
+        if kind == "string":
+            return self._flat_string(shape)
+        if kind == "blob":
+            return _flat_blob(shape)
+        if kind == "boolean":
+            return _flat_boolean
+        if kind in _INTEGER_RANGES:
+            return _flat_integer(kind, shape)
+        if kind == "list":
+            member = self.flat_check(shape["member"]["shape"])
+            return None if member is None else _flat_list(member, shape)
+        if kind == "map":
+            key = self.decoder(shape["key"]["shape"])
+            value = self.decoder(shape["value"]["shape"])
+            if key is not _decode_plain_string or value is not _decode_plain_string:
+                return None
+            return _flat_plain_map(shape)
+        return None
+
+    def _flat_string(self, shape: Mapping[str, Any]) -> _Check:
+        low, high = _bounds(shape)
+        allowed = frozenset(shape["enum"]) if "enum" in shape else None
+        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
+
+        def check(value: Any) -> Any:
+            if type(value) is not str or not low <= len(value) <= high:
+                return _REFUSED
+            if allowed is not None and value not in allowed:
+                return _REFUSED
+            if pattern is not None and pattern.fullmatch(value) is None:
+                return _REFUSED
+            return value
+
+        return check
 
     def operation_decoder(self, input_ref: Mapping[str, Any] | None) -> Decoder:
         if input_ref is None:

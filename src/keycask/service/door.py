@@ -109,6 +109,12 @@ class Doors:
     def __init__(self, fallback: Door) -> None:
         self.fallback = fallback
         self._by_prefix: dict[str, Door] = {}
+        # Targets already matched, by the header's exact bytes: one dict
+        # lookup instead of decode, strip, find and the door's own lookup
+        # (0.49 -> ~0.25 us per request, thread_time). Only a target a door
+        # knows, written exactly (no blanks around it), is kept: at most one
+        # entry per operation of every door.
+        self._by_target: dict[bytes, tuple[Door, str]] = {}
         self.add(fallback)
 
     def add(self, door: Door) -> None:
@@ -120,14 +126,25 @@ class Doors:
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
         unknown, answered by the fallback door after authentication)."""
-        target = _target(request)
+        raw = header(request, b"x-amz-target")
+        known = self._by_target.get(raw) if raw is not None else None
+        if known is not None:
+            call.operation = known[1]
+            return known[0]
+        target = (raw or b"").decode("latin-1").strip()
         door = self._by_prefix.get(target[: target.find(".") + 1])
         if door is not None:
             name = door.operation(target)
             if name is not None:
                 call.operation = name
+                if raw == target.encode("latin-1") and len(self._by_target) < _MAX_TARGETS:
+                    self._by_target[raw] = (door, name)
                 return door
         return self.fallback
+
+
+# More than every operation of every door: the cache above never fills.
+_MAX_TARGETS = 1024
 
 
 def header(request: HttpRequest, name: bytes) -> bytes | None:
@@ -135,7 +152,3 @@ def header(request: HttpRequest, name: bytes) -> bytes | None:
         if key == name:
             return value
     return None
-
-
-def _target(request: HttpRequest) -> str:
-    return (header(request, b"x-amz-target") or b"").decode("latin-1").strip()

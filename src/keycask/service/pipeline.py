@@ -120,8 +120,12 @@ class Pipeline:
         door = self.doors.fallback
         try:
             # Caches dropped if another process committed, and the keyring
-            # followed: served or sealed, as the store says now.
-            await self._current(_FOLLOW_TIMEOUT)
+            # followed: served or sealed, as the store says now. Freshness.current,
+            # with its await only when a reload is in flight: two coroutines
+            # fewer per request (~0.3 us, thread_time).
+            self._refresh()
+            if self._barrier.reloading:
+                await self._current(_FOLLOW_TIMEOUT)
             # Named in the audit record even if authentication then fails.
             door = self.doors.match(call, request)
             call.door = door.name
@@ -193,10 +197,7 @@ class Pipeline:
             if not action.answer_unrecorded:
                 raise
             log.error("request %s: done, its final audit record failed", call.request_id)
-        if call.used_keys:
-            usage = Usage(action.name, self._deps.clock.now(), call.request_id)
-            for key_id in call.used_keys:
-                self._deps.usage.record(key_id, usage)
+        self._note_usage(action, call)
         if outcome.writes or outcome.effect is not None:
             try:
                 await self._make_true(door, outcome)
@@ -207,6 +208,13 @@ class Pipeline:
                     door, call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
         return Reply(200, body, call.request_id)
+
+    def _note_usage(self, action: Action, call: Call) -> None:
+        """GetKeyLastUsage's record of the keys a successful call used."""
+        if call.used_keys:
+            usage = Usage(action.name, self._deps.clock.now(), call.request_id)
+            for key_id in call.used_keys:
+                self._deps.usage.record(key_id, usage)
 
     async def _make_true(self, door: Door, outcome: Outcome) -> None:
         """Commit the outcome's writes, or make its effect, and announce it."""

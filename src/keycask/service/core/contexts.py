@@ -32,7 +32,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from keycask.errors import ValidationException
-from keycask.service.core.authz import fold_context
 
 MAX_CONTEXT_PAIRS = 256
 MAX_CONTEXT_BYTES = 65_535
@@ -50,16 +49,20 @@ def check_new_context(member: str, context: Mapping[str, str] | None) -> None:
             f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
             f"Map must have at most {MAX_CONTEXT_PAIRS} entries"
         )
+    # The lengths inline and the case check as one set: ~0.77 -> ~0.45 us
+    # for a 3-pair context (thread_time), on every Encrypt and GenerateDataKey.
     size = 2 + 4 * count
     for name, value in context.items():
-        size += _utf8_length(name) + _utf8_length(value)
+        size += len(name) if name.isascii() else _utf8_length(name)
+        size += len(value) if value.isascii() else _utf8_length(value)
     if size > MAX_CONTEXT_BYTES:
         raise ValidationException(
             f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
             f"the encryption context must encode in at most {MAX_CONTEXT_BYTES} bytes "
             f"(this one needs {size})"
         )
-    if count > 1 and fold_context(context) is None:
+    # Two keys with the same lower case: what fold_context (grant constraints) refuses.
+    if count > 1 and len({name.lower() for name in context}) != count:
         raise ValidationException(
             f"1 validation error detected: Value at '{member}' failed to satisfy constraint: "
             "encryption context keys must not differ only by case (policy conditions and "
@@ -69,4 +72,4 @@ def check_new_context(member: str, context: Mapping[str, str] | None) -> None:
 
 def _utf8_length(text: str) -> int:
     # "surrogatepass": a count must never raise, whatever the JSON held.
-    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+    return len(text.encode("utf-8", "surrogatepass"))

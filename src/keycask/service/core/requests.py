@@ -22,7 +22,9 @@ R = TypeVar("R")
 _FIELDS: dict[type, tuple[frozenset[str], frozenset[str]]] = {}
 
 
-def _fields_of(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+def fields_of(cls: type) -> tuple[frozenset[str], frozenset[str]]:
+    """A typed request's field names, and those without a default (which
+    ``build`` requires)."""
     found = _FIELDS.get(cls)
     if found is None:
         fields = dataclasses.fields(cls)
@@ -41,7 +43,7 @@ def _member(name: str) -> str:
 
 
 def build(cls: type[R], fields: dict[str, Any]) -> R:
-    names, required = _fields_of(cls)
+    names, required = fields_of(cls)
     extra = fields.keys() - names
     if extra:
         name = _member(sorted(extra)[0])

@@ -4,6 +4,7 @@ errors a store that did not answer in time becomes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -31,9 +32,22 @@ class WireCodec(Protocol):
 
     def encode_error(self, code: str, message: str) -> bytes: ...
 
+    def parse(self, body: bytes) -> Any: ...
+
+    def decode_parsed(self, operation: str, document: Any) -> dict[str, Any]: ...
+
+    def flat_decoder(
+        self, operation: str, fields: frozenset[str], required: frozenset[str]
+    ) -> Callable[[Any], dict[str, Any] | None] | None: ...
+
+    def flat_encoder(self, operation: str, result: type) -> Callable[[Any], bytes] | None: ...
+
 
 def check_content_type(request: HttpRequest) -> None:
-    content_type = (header(request, b"content-type") or b"").split(b";")[0].strip()
+    raw = header(request, b"content-type")
+    if raw in _CONTENT_TYPES:
+        return  # as every SDK sends it: no split, no strip
+    content_type = (raw or b"").split(b";")[0].strip()
     if content_type not in _CONTENT_TYPES:
         raise SerializationException("Content-Type must be application/x-amz-json-1.1.")
 
