@@ -105,7 +105,7 @@ def _times(wild: bool) -> st.SearchStrategy[datetime]:
     utc = st.datetimes(timezones=st.just(UTC))
     if not wild:
         return utc
-    zones = st.one_of(
+    zones: st.SearchStrategy[Any] = st.one_of(
         st.none(),
         st.builds(lambda minutes: timezone(timedelta(minutes=minutes)), st.integers(-1439, 1439)),
     )
@@ -144,7 +144,7 @@ def _general(**fields: Any) -> bytes:
     return encode(AuditRecord(**fields))
 
 
-COMMON = {
+COMMON: dict[str, Any] = {
     "time": datetime(2026, 1, 1, 12, 0, 0, 999_999, tzinfo=UTC),
     "request_id": "r",
     "operation": "Encrypt",
@@ -187,7 +187,7 @@ def test_the_stamp_of_one_second_is_not_reused_for_another(
     # The fast encoder keeps the last second's text: a record of another
     # second right after must not be stamped with it.
     for moment in (first, second, first):
-        fields = {**COMMON, "time": moment}
+        fields: dict[str, Any] = {**COMMON, "time": moment}
         assert encode_fields(**fields) == _general(**fields)
 
 
@@ -203,7 +203,12 @@ def test_a_usual_record_is_encoded_without_building_an_audit_record(
     monkeypatch.setattr(record_module, "AuditRecord", refuse)
     assert encode_fields(**COMMON) == expected
     for moment in (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)):
-        fields = {**COMMON, "time": moment, "encryption_context": None, "door": None}
+        fields: dict[str, Any] = {
+            **COMMON,
+            "time": moment,
+            "encryption_context": None,
+            "door": None,
+        }
         assert encode_fields(**fields) == expected.replace(
             b'"2026-01-01T12:00:00.999Z"', b'"%b"' % format_time(moment).encode()
         ).replace(b'{"tenant":"acme"}', b"null").replace(b',"door":"kms"', b"")
