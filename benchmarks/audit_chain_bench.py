@@ -13,8 +13,9 @@ import argparse
 import timeit
 from datetime import UTC, datetime
 
-from keycask.audit.chain import GENESIS, _chain, _encode_body, _Tip, mac_prefix
+from keycask.audit.chain import GENESIS, _chain, _Tip, mac_prefix
 from keycask.audit.record import AuditRecord
+from keycask.audit.record import encode as _encode_body
 from keycask.crypto import KeyMaterial
 
 KEY_ARN = "arn:aws:kms:us-east-1:000000000000:key/2c4e6a3b-8d0f-4a8e-9c7b-1a2b3c4d5e6f"

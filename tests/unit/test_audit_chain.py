@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -472,6 +473,83 @@ def test_aclose_flushes_what_is_pending(tmp_path: Path) -> None:
     assert verify(tmp_path) == VerifyResult(ok=True, records=20, segments=1)
 
 
+def _writers() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if t.name == "keycask-audit"}
+
+
+def _ended(threads: set[threading.Thread]) -> bool:
+    """Whether ``threads`` end: each has answered its last caller and only returns
+    (a thread that does not end hangs the test rather than failing it by a clock)."""
+    for thread in threads:
+        thread.join()
+    return not any(thread.is_alive() for thread in threads)
+
+
+def test_the_writer_wakes_the_loop_once_per_batch_not_per_record(tmp_path: Path) -> None:
+    wake_ups: list[object] = []
+
+    async def scenario() -> tuple[int, int]:
+        loop = asyncio.get_running_loop()
+        real = loop.call_soon_threadsafe
+
+        def counted(callback: Callable[..., object], *args: Any) -> asyncio.Handle:
+            wake_ups.append(callback)
+            return real(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign, assignment]
+        log = AuditLog.open(tmp_path, "w1")
+        for round_ in range(3):
+            await asyncio.gather(*(log.append(make_record(f"r{round_}-{i}")) for i in range(50)))
+        counts = log.batches_written, log.records_written
+        await log.aclose()
+        return counts
+
+    batches, records = asyncio.run(scenario())
+    assert (batches, records) == (3, 150)
+    # One per batch, and one for the close.
+    assert len(wake_ups) == 4
+    assert verify(tmp_path) == VerifyResult(ok=True, records=150, segments=1)
+
+
+def test_one_writer_thread_per_log_and_none_left_after_close(tmp_path: Path) -> None:
+    before = _writers()
+
+    async def scenario() -> set[threading.Thread]:
+        log = AuditLog.open(tmp_path, "w1")
+        for i in range(5):
+            await log.append(make_record(f"req-{i}"))
+        started = _writers() - before
+        await log.aclose()
+        return started
+
+    started = asyncio.run(scenario())
+    assert len(started) == 1
+    assert _ended(started)
+    # A log only ever written synchronously (the CLI) starts none.
+    log = AuditLog.open(tmp_path, "w1")
+    log.append_sync(make_record("sync"))
+    log.close()
+    assert _writers() - before == set()
+    assert verify(tmp_path) == VerifyResult(ok=True, records=6, segments=1)
+
+
+def test_close_fails_what_is_queued_and_stops_the_writer(tmp_path: Path) -> None:
+    before = _writers()
+
+    async def scenario() -> list[BaseException | None]:
+        log = AuditLog.open(tmp_path, "w1")
+        await log.append(make_record("written"))
+        tasks = [asyncio.create_task(log.append(make_record(f"req-{i}"))) for i in range(5)]
+        await asyncio.sleep(0)  # queued, the writer not yet woken
+        log.close()
+        return list(await asyncio.gather(*tasks, return_exceptions=True))
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, AuditUnavailable) and "closed" in str(r) for r in results)
+    assert _ended(_writers() - before)
+    assert verify(tmp_path) == VerifyResult(ok=True, records=1, segments=1)
+
+
 # -- verify and tamper evidence --
 #
 # Documented in keycask.audit.chain, for unkeyed (v1) lines: an edit that keeps
@@ -645,3 +723,39 @@ def test_a_failed_cut_back_poisons_the_log_until_restart(tmp_path: Path) -> None
     log.append_sync(make_record("after-restart"))
     log.close()
     assert verify(tmp_path) == VerifyResult(ok=True, records=3, segments=1)
+
+
+def test_a_writer_that_dies_unexpectedly_answers_every_waiter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Never a hang: if the writer thread dies of something unforeseen (here
+    its answering step raises), every request waiting on it, and every later
+    one, is refused with AuditUnavailable, and close still returns."""
+    from keycask.audit import chain
+
+    real = chain._answer
+    calls = 0
+
+    def broken(*args: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("unforeseen")
+        real(*args)
+
+    async def scenario() -> None:
+        log = AuditLog.open(tmp_path, "w1")
+        await log.append(make_record("before"))
+        monkeypatch.setattr(chain, "_answer", broken)
+        waited = await asyncio.gather(
+            *(log.append(make_record(f"r{i}")) for i in range(5)), return_exceptions=True
+        )
+        assert all(isinstance(r, AuditUnavailable) for r in waited), waited
+        assert "audit writer stopped unexpectedly" in str(waited[0])
+        with pytest.raises(AuditUnavailable):
+            await log.append(make_record("after"))
+        assert not log.writable
+        # Bounded only so that a regression fails instead of hanging the suite.
+        await asyncio.wait_for(log.aclose(), 30)
+
+    asyncio.run(scenario())

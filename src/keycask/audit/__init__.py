@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from keycask.audit.chain import GENESIS, Anchor, AuditLog, VerifyResult, verify
-from keycask.audit.record import AuditRecord
+from keycask.audit.record import AuditRecord, EncodedRecord, encode_fields
 
-__all__ = ["GENESIS", "Anchor", "AuditLog", "AuditRecord", "VerifyResult", "verify"]
+__all__ = [
+    "GENESIS",
+    "Anchor",
+    "AuditLog",
+    "AuditRecord",
+    "EncodedRecord",
+    "VerifyResult",
+    "encode_fields",
+    "verify",
+]

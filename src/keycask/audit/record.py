@@ -12,9 +12,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import MAXYEAR, UTC, datetime, timedelta
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NewType
+
+import orjson
+
+from keycask.errors import AuditUnavailable
 
 # What one record may carry, so that a request cannot make the log write
 # (and fsync) much more than the few hundred bytes a record needs: an
@@ -33,6 +37,11 @@ _CUT = "...[cut]"
 
 DECISIONS = frozenset({"allow", "deny", "none"})
 OUTCOMES = frozenset({"success", "error"})
+
+EncodedRecord = NewType("EncodedRecord", bytes)
+"""A record's JSON members without the braces, as ``encode`` and
+``encode_fields`` make them: what ``AuditLog`` splices between ``seq`` and
+``prev``. Only those two make one, so nothing else reaches the log."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,112 @@ def format_time(moment: datetime) -> str:
     return naive_utc.isoformat(timespec="milliseconds") + "Z"
 
 
+def encode(record: AuditRecord) -> EncodedRecord:
+    """The record's JSON members without braces, ready to splice between seq and prev.
+
+    Done on the caller's task: an unencodable record (a lone surrogate in a
+    string) fails its own request instead of the whole batch.
+    """
+    try:
+        encoded = orjson.dumps(record.fields())
+    except (TypeError, ValueError) as exc:
+        raise AuditUnavailable(f"audit record could not be encoded: {exc}") from exc
+    return EncodedRecord(encoded[1:-1])
+
+
+def encode_fields(
+    *,
+    time: datetime,
+    request_id: str,
+    operation: str | None,
+    principal: str | None,
+    access_key_id: str | None,
+    source_ip: str | None,
+    key_arn: str | None,
+    encryption_context: Mapping[str, str] | None,
+    decision: str,
+    decided_by: str | None,
+    outcome: str,
+    error_code: str | None,
+    region: str | None = None,
+    detail: str | None = None,
+    door: str | None = None,
+) -> EncodedRecord:
+    """``encode(AuditRecord(...))`` of the same arguments, byte for byte and
+    exception for exception, without building the record: every request's
+    record is encoded here (``Pipeline._record``).
+
+    It takes the common case only, and only when it can tell that the record
+    would be left as given: a UTC time, a known decision and outcome, a
+    context of strings, and an encoding of at most ``MAX_TEXT`` bytes. Such
+    an encoding holds no text field over ``MAX_TEXT`` characters and no
+    context over ``MAX_CONTEXT_BYTES`` (each character is at least one byte
+    of it, and orjson refuses the lone surrogates that surrogatepass
+    would count otherwise), so nothing would be cut. Anything else (a bound
+    reached, a malformed record) goes through ``AuditRecord`` as before.
+    Measured with callgrind on the bench's Encrypt record (3-pair context):
+    19,800 instructions against 90,100 through ``AuditRecord`` (the frozen
+    dataclass's setattrs, the bound checks one field at a time, the
+    context's snapshot and datetime.isoformat, 12,600 alone, were most of it).
+    """
+    context = encryption_context
+    if time.tzinfo is UTC and decision in DECISIONS and outcome in OUTCOMES:
+        if context is not None:
+            # orjson refuses keys that are not exactly str; values it would
+            # write as numbers, lists, ... where AuditRecord raises.
+            for value in context.values():
+                if type(value) is not str:
+                    context = _MALFORMED
+                    break
+            else:
+                if type(context) is not dict:
+                    context = dict(context)
+        if context is not _MALFORMED:
+            fields = {
+                "time": _utc_stamp(time),
+                "request_id": request_id,
+                "operation": operation,
+                "principal": principal,
+                "access_key_id": access_key_id,
+                "source_ip": source_ip,
+                "region": region,
+                "key_arn": key_arn,
+                "encryption_context": context,
+                "decision": decision,
+                "decided_by": decided_by,
+                "outcome": outcome,
+                "error_code": error_code,
+                "detail": detail,
+            }
+            if door is not None:
+                fields["door"] = door
+            try:
+                encoded = orjson.dumps(fields)
+            except orjson.JSONEncodeError:
+                pass  # the general path raises what it always raised
+            else:
+                if len(encoded) <= MAX_TEXT:
+                    return EncodedRecord(encoded[1:-1])
+    record = AuditRecord(
+        time=time,
+        request_id=request_id,
+        operation=operation,
+        principal=principal,
+        access_key_id=access_key_id,
+        source_ip=source_ip,
+        key_arn=key_arn,
+        encryption_context=encryption_context,
+        decision=decision,
+        decided_by=decided_by,
+        outcome=outcome,
+        error_code=error_code,
+        region=region,
+        detail=detail,
+        door=door,
+    )
+    return encode(record)
+
+
 _TEXT_FIELDS = (
     "request_id",
     "operation",
@@ -206,3 +321,31 @@ def _cut_text(text: str) -> str:
 
 def _utf8_length(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+# Stands for a context that is not all strings: the general path says why.
+_MALFORMED: Mapping[str, str] = MappingProxyType({})
+# The milliseconds and zone of a stamp, by millisecond.
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+_SECOND = timedelta(seconds=1)
+# The second last formatted: [start, end) and "YYYY-MM-DDTHH:MM:SS".
+# Requests within one second share it. One tuple, replaced whole, so a
+# thread reading it never sees one second's bounds with another's text.
+_last_second: list[tuple[datetime, datetime, str]] = [
+    (datetime.min.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC), "")
+]
+
+
+def _utc_stamp(moment: datetime) -> str:
+    """``format_time`` of a datetime whose tzinfo is UTC: its second's text
+    is made once per second, not per record (datetime.isoformat alone costs more
+    than the rest of the stamp). Both bounds share the moment's tzinfo, so
+    comparing with them compares fields, without asking the zone its offset."""
+    start, end, head = _last_second[0]
+    if not start <= moment < end:
+        start = moment.replace(microsecond=0)
+        if start.year == MAXYEAR:
+            return format_time(moment)  # the second's end may not be representable
+        head = start.replace(tzinfo=None).isoformat()
+        _last_second[0] = (start, start + _SECOND, head)
+    return head + _MILLIS[moment.microsecond // 1000]

@@ -15,10 +15,9 @@ from __future__ import annotations
 import asyncio
 import http
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 
-from keycask.audit import AuditLog, AuditRecord
+from keycask.audit import AuditLog, AuditRecord, EncodedRecord, encode_fields
 from keycask.auth import sigv4
 from keycask.barrier import Barrier
 from keycask.errors import (
@@ -173,7 +172,7 @@ class Pipeline:
         recorded, and is answered as the failure it names."""
         call.detail = action.announce
         try:
-            await self._audit.append(self._record(call, None))
+            await self._audit.append_encoded(self._record(call, None))
         except AuditUnavailable:
             if action.unrecorded is None:
                 raise
@@ -192,7 +191,7 @@ class Pipeline:
         # recorded as a success.
         body = door.encode(action, outcome.result) if outcome.then is None else b""
         try:
-            await self._audit.append(self._record(call, None))
+            await self._audit.append_encoded(self._record(call, None))
         except AuditUnavailable:
             if not action.answer_unrecorded:
                 raise
@@ -245,7 +244,7 @@ class Pipeline:
         self, door: Door, call: Call, error: KMSError, detail: str | None = None
     ) -> Reply:
         try:
-            await self._audit.append(self._record(call, error, detail))
+            await self._audit.append_encoded(self._record(call, error, detail))
         except AuditUnavailable:
             return self._no_audit(door, call)
         return Reply(error.status, door.encode_error(error), call.request_id)
@@ -255,10 +254,13 @@ class Pipeline:
         error = KMSInternalException(_INTERNAL)
         return Reply(error.status, door.encode_error(error), call.request_id)
 
-    def _record(self, call: Call, error: KMSError | None, detail: str | None = None) -> AuditRecord:
+    def _record(
+        self, call: Call, error: KMSError | None, detail: str | None = None
+    ) -> EncodedRecord:
+        """The call's audit record, encoded straight to its line's bytes
+        (``encode_fields``: the bytes and checks of ``AuditRecord``)."""
         caller = call.caller
-        context: Mapping[str, str] | None = call.encryption_context
-        return AuditRecord(
+        return encode_fields(
             time=call.time,
             request_id=call.request_id,
             operation=call.operation,
@@ -266,7 +268,7 @@ class Pipeline:
             access_key_id=caller.access_key_id if caller else None,
             source_ip=call.source_ip,
             key_arn=call.key_arn,
-            encryption_context=context,
+            encryption_context=call.encryption_context,
             decision=call.decision,
             decided_by=call.decided_by,
             outcome="success" if error is None else "error",
