@@ -884,3 +884,13 @@ def test_the_fast_path_leaves_the_skew_edges_to_the_general_path(
     assert parse(http, now=edge).date == amz(now)[:8]  # the edge itself is accepted
     with pytest.raises(InvalidSignatureException, match="Signature expired"):
         parse(http, now=edge + timedelta(microseconds=1))
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 200, 5000])
+def test_cache_mac_is_hmac_sha256_under_the_signing_key(size: int) -> None:
+    cache = SigningKeyCache()
+    message = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for scope in [(SECRET, "20240101", "eu-west-1", "kms"), ("s\u00e9cret", "20240229", "x", "y")]:
+        expected = hmac.new(derive(*scope), message, hashlib.sha256).digest()
+        assert cache.mac(*scope, message) == expected
+        assert cache.mac(*scope, message) == expected  # the cached pads are not consumed
