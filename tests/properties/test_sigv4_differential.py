@@ -2,13 +2,16 @@
 
 Every request botocore signs must verify; every single change to it must be refused
 with a KMSError (never another exception); and no input at all may make ``parse``
-raise anything but a KMSError.
+raise anything but a KMSError. The canonical request and string to sign are
+botocore's own, byte for byte, and ``parse``'s fast path for the usual request
+(``_parse_usual``) answers either nothing or exactly what the general path does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import random
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +23,9 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keycask.auth.sigv4 import HttpRequest, SigningKeyCache, parse, verify
+from keycask.auth import sigv4
+from keycask.auth.canonical import canonical_head, canonical_request, header_map
+from keycask.auth.sigv4 import HttpRequest, SignedRequest, SigningKeyCache, parse, verify
 from keycask.errors import InvalidSignatureException, KMSError
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -73,6 +78,23 @@ class Case:
     secret: str
     now: datetime
     pieces: tuple[bytes, ...]  # the wire query, split on "&", to mutate pair by pair
+    canonical: bytes  # botocore's canonical request, as it signed it
+    string_to_sign: bytes  # and its string to sign
+
+
+class RecordingSigV4Auth(SigV4Auth):
+    """botocore's signer, keeping what it signed."""
+
+    canonical: str = ""
+    signed_string: str = ""
+
+    def canonical_request(self, request: AWSRequest) -> str:
+        self.canonical = str(super().canonical_request(request))
+        return self.canonical
+
+    def string_to_sign(self, request: AWSRequest, canonical_request: str) -> str:
+        self.signed_string = str(super().string_to_sign(request, canonical_request))
+        return self.signed_string
 
 
 def wire_encode(value: str, rnd: random.Random, safe: str) -> str:
@@ -136,7 +158,8 @@ def signed_cases(draw: st.DrawFn) -> Case:
         *extra,
     ]:
         request.headers[name] = value
-    SigV4Auth(Credentials("AKIAPROPERTY0TEST", key), "kms", draw(region)).add_auth(request)
+    signer = RecordingSigV4Auth(Credentials("AKIAPROPERTY0TEST", key), "kms", draw(region))
+    signer.add_auth(request)
 
     assert urlsplit(url).path == path  # the URL carried the path unchanged
     pieces = wire_query(pairs, rnd)
@@ -150,7 +173,14 @@ def signed_cases(draw: st.DrawFn) -> Case:
         body=body,
     )
     now = datetime.strptime(request.context["timestamp"], SIGV4_FORMAT).replace(tzinfo=UTC)
-    return Case(http, key, now, tuple(p.encode("ascii") for p in pieces))
+    return Case(
+        http,
+        key,
+        now,
+        tuple(p.encode("ascii") for p in pieces),
+        signer.canonical.encode("utf-8"),
+        signer.signed_string.encode("utf-8"),
+    )
 
 
 def accept(http: HttpRequest, secret: str, now: datetime) -> None:
@@ -366,3 +396,69 @@ def test_garbage_authorization_raises_only_kms_errors(value: bytes) -> None:
 @given(garbage_requests)
 def test_arbitrary_requests_raise_only_kms_errors(http: HttpRequest) -> None:
     parse_or_kms_error(http)
+
+
+# -- the canonical request, and the usual request's fast path --
+
+
+def usual_or_any(http: HttpRequest, now: datetime) -> tuple[SignedRequest | None, object]:
+    """What _parse_usual answers, then what _parse_any answers (a result or the
+    KMSError, as class and message), for the default options of ``parse``."""
+    options = (now, "kms", timedelta(minutes=5), ("host", "x-amz-target"))
+    usual = sigv4._parse_usual(http, *options)
+    try:
+        general: object = sigv4._parse_any(http, *options)
+    except KMSError as error:
+        general = (type(error), error.message)
+    return usual, general
+
+
+def agree(http: HttpRequest, now: datetime) -> bool:
+    """The fast path answers nothing or as the general path does, also once the
+    general path has filled the caches for this request."""
+    return all(
+        usual is None or usual == general
+        for usual, general in (usual_or_any(http, now), usual_or_any(http, now))
+    )
+
+
+@SETTINGS
+@given(signed_cases())
+def test_canonical_request_and_string_to_sign_are_botocores(case: Case) -> None:
+    http = case.http
+    signed = parse(http, now=case.now)
+    headers = header_map(http.headers)
+    assert canonical_request(http, headers, signed.signed_headers) == case.canonical
+    assert signed.string_to_sign == case.string_to_sign
+    if not http.query_string and all(len(headers[name]) == 1 for name in signed.signed_headers):
+        values = tuple(headers[name][0] for name in signed.signed_headers)
+        head = canonical_head(http.method, http.raw_path, signed.signed_headers, values)
+        assert head is not None
+        payload = hashlib.sha256(http.body).hexdigest().encode()
+        assert head + payload == case.canonical
+
+
+@SETTINGS
+@given(signed_cases())
+def test_the_fast_path_takes_plain_requests_and_answers_as_the_general_path(case: Case) -> None:
+    http = case.http
+    usual, general = usual_or_any(http, case.now)  # fills the caches the fast path reads
+    assert isinstance(general, SignedRequest)
+    usual, again = usual_or_any(http, case.now)
+    assert again == general
+    names = [name for name, _ in http.headers]
+    if not http.query_string and len(set(names)) == len(names):
+        assert usual == general  # every plain request takes the fast path
+    else:
+        assert usual is None
+    for label, mutated, _ in mutations(case):
+        assert agree(mutated, case.now), f"fast path differs after: {label}"
+    for skew in (timedelta(minutes=5), timedelta(minutes=5, microseconds=1)):
+        for now in (case.now + skew, case.now - skew):
+            assert agree(http, now), f"fast path differs at {now - case.now}"
+
+
+@SETTINGS
+@given(garbage_requests)
+def test_the_fast_path_answers_garbage_as_the_general_path(http: HttpRequest) -> None:
+    assert agree(http, NOW)

@@ -21,6 +21,7 @@ from botocore.auth import SigV4Auth, SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from keycask.auth import sigv4
 from keycask.auth.sigv4 import (
     HttpRequest,
     SignedRequest,
@@ -832,3 +833,64 @@ def test_a_remembered_authorization_prefix_still_checks_every_signature(
     )
     with pytest.raises(IncompleteSignatureException):
         check(not_ascii, now)
+
+
+# -- the fast path for the usual request --
+
+DEFAULTS = (timedelta(minutes=5), ("host", "x-amz-target"))
+
+
+def test_the_usual_request_takes_the_fast_path_with_the_general_result(
+    encrypt: tuple[HttpRequest, datetime],
+) -> None:
+    http, now = encrypt
+    general = sigv4._parse_any(http, now, "kms", *DEFAULTS)  # remembers prefix and time
+    usual = sigv4._parse_usual(http, now, "kms", *DEFAULTS)
+    assert usual is not None
+    assert usual == general
+    assert parse(http, now=now) == general
+    verify(usual, SECRET, cache=SigningKeyCache())
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda http: dataclasses.replace(http, query_string=b"a=b"),
+        lambda http: dataclasses.replace(
+            http, headers=(*http.headers, (b"x-extra", b"1"), (b"x-extra", b"2"))
+        ),
+        lambda http: dataclasses.replace(http, headers=(*http.headers, (b"X-Extra", b"1"))),
+        lambda http: with_header(http, "x-amz-security-token", "token"),
+        lambda http: with_header(http, "x-amz-content-sha256", "UNSIGNED-PAYLOAD"),
+        lambda http: with_header(http, "x-amz-target", None),
+        lambda http: dataclasses.replace(http, method="P T"),
+    ],
+)
+def test_anything_unusual_is_left_to_the_general_path(
+    encrypt: tuple[HttpRequest, datetime], change: Any
+) -> None:
+    http, now = encrypt
+    sigv4._parse_any(http, now, "kms", *DEFAULTS)
+    assert sigv4._parse_usual(change(http), now, "kms", *DEFAULTS) is None
+
+
+def test_the_fast_path_leaves_the_skew_edges_to_the_general_path(
+    encrypt: tuple[HttpRequest, datetime],
+) -> None:
+    http, now = encrypt
+    sigv4._parse_any(http, now, "kms", *DEFAULTS)
+    edge = now + timedelta(minutes=5)
+    assert sigv4._parse_usual(http, edge, "kms", *DEFAULTS) is None
+    assert parse(http, now=edge).date == amz(now)[:8]  # the edge itself is accepted
+    with pytest.raises(InvalidSignatureException, match="Signature expired"):
+        parse(http, now=edge + timedelta(microseconds=1))
+
+
+@pytest.mark.parametrize("size", [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 200, 5000])
+def test_cache_mac_is_hmac_sha256_under_the_signing_key(size: int) -> None:
+    cache = SigningKeyCache()
+    message = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    for scope in [(SECRET, "20240101", "eu-west-1", "kms"), ("s\u00e9cret", "20240229", "x", "y")]:
+        expected = hmac.new(derive(*scope), message, hashlib.sha256).digest()
+        assert cache.mac(*scope, message) == expected
+        assert cache.mac(*scope, message) == expected  # the cached pads are not consumed

@@ -5,6 +5,12 @@ service, byte for byte (``tests/properties/test_sigv4_differential.py`` holds
 us to that), from a request ``sigv4.parse`` has already checked everything
 else about. Kept apart from the parsing so that the one place a signature's
 meaning is decided can be read against botocore line by line.
+
+``canonical_head`` serves the usual request (no query, each signed header
+once): everything before the payload hash is a pure function of the method,
+the path and the signed headers' values, which repeat from request to request
+(x-amz-date changes once a second), so it is built by the same functions and
+remembered.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from keycask.errors import IncompleteSignatureException, InvalidSignatureExcepti
 if TYPE_CHECKING:
     from keycask.auth.sigv4 import HttpRequest
 
-__all__ = ["canonical_request", "header_map", "single"]
+__all__ = ["canonical_head", "canonical_request", "header_map", "single"]
 
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
@@ -33,11 +39,48 @@ def canonical_request(
         request.method,
         _canonical_uri(request.raw_path),
         _canonical_query(request.query_string),
-        _canonical_headers(headers, signed),
+        _canonical_headers(signed, [headers[name] for name in signed]),
         ";".join(signed),
         _payload_hash(headers, request.body),
     )
     return "\n".join(parts).encode("utf-8")
+
+
+# The canonical request up to its payload hash, per (method, path, signed
+# names, their values). Bounded, first in first out: the key is client-chosen
+# (and the request not yet authenticated), so only short heads are kept.
+_HEADS: dict[tuple[str, bytes, tuple[str, ...], tuple[bytes, ...]], bytes] = {}
+_HEADS_SIZE = 512
+_HEAD_MAX = 1024  # an SDK's head is ~200 bytes
+
+
+def canonical_head(
+    method: str, raw_path: bytes, signed: tuple[str, ...], values: tuple[bytes, ...]
+) -> bytes | None:
+    """``canonical_request`` of a request without a query, whose signed headers
+    each came once with ``values``, minus the payload hash: add the body's
+    SHA-256 in hex to complete it. None for a method that is not a token,
+    which ``canonical_request`` refuses."""
+    key = (method, raw_path, signed, values)
+    head = _HEADS.get(key)
+    if head is not None:
+        return head
+    if not _METHOD.fullmatch(method):
+        return None
+    parts = (
+        method,
+        _canonical_uri(raw_path),
+        "",  # the query
+        _canonical_headers(signed, [[value] for value in values]),
+        ";".join(signed),
+        "",  # where the payload hash goes
+    )
+    head = "\n".join(parts).encode("utf-8")
+    if len(head) <= _HEAD_MAX:
+        if len(_HEADS) >= _HEADS_SIZE:
+            del _HEADS[next(iter(_HEADS))]
+        _HEADS[key] = head
+    return head
 
 
 def _canonical_uri(raw_path: bytes) -> str:
@@ -84,10 +127,12 @@ def _aws_quote(component: bytes) -> str:
     return quote(unquote_to_bytes(component), safe="-_.~")
 
 
-def _canonical_headers(headers: dict[str, list[bytes]], signed: tuple[str, ...]) -> str:
+def _canonical_headers(signed: tuple[str, ...], values: list[list[bytes]]) -> str:
     # HTTP carries header values as latin-1 and botocore trims with str.split(),
     # which also treats U+0085 and U+00A0 as space: decode first, then split.
-    return "".join(f"{name}:{_header_value(headers[name])}\n" for name in signed)
+    return "".join(
+        f"{name}:{_header_value(found)}\n" for name, found in zip(signed, values, strict=True)
+    )
 
 
 def _header_value(values: list[bytes]) -> str:
