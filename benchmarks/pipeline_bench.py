@@ -1,7 +1,10 @@
 """CPU cost of keycask's own request path, without HTTP: Pipeline.handle for
-signed Encrypt requests, 64 at a time (so audit records group-commit), on uvloop.
+signed requests of one operation (Encrypt 4 KiB unless told), 64 at a time (so
+audit records group-commit), on uvloop. The bodies are run.py's: Decrypt a
+4 KiB ciphertext, GenerateDataKey AES_256, Sign ECDSA P-256 and GenerateMac
+HMAC-256 of 256 bytes.
 
-    python benchmarks/pipeline_bench.py [--profile]
+    python benchmarks/pipeline_bench.py [--operation Decrypt] [--profile]
 """
 
 from __future__ import annotations
@@ -79,15 +82,49 @@ async def setup() -> Bench:
     return Bench(runtime, endpoint, key_arn, body)
 
 
+CONTEXT = {"tenant": "acme", "purpose": "bench", "table": "orders"}
+OPERATIONS = ("Encrypt", "Decrypt", "GenerateDataKey", "Sign", "GenerateMac")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+async def _call(bench: Bench, operation: str, fields: dict[str, object]) -> dict[str, object]:
+    request = _parse(sign(bench.endpoint, operation, json.dumps(fields).encode()))
+    reply = await bench.pipeline.handle(request, "127.0.0.1")
+    assert reply.status == 200, reply.body
+    answer: dict[str, object] = json.loads(reply.body)
+    return answer
+
+
+async def body_for(bench: Bench, operation: str) -> bytes:
+    """A body for ``operation`` as run.py sends it, with the keys it needs made."""
+    if operation == "Encrypt":
+        return bench.encrypt_body
+    if operation == "Decrypt":
+        blob = (await _call(bench, "Encrypt", json.loads(bench.encrypt_body)))["CiphertextBlob"]
+        fields: dict[str, object] = {"CiphertextBlob": blob, "EncryptionContext": CONTEXT}
+    elif operation == "GenerateDataKey":
+        fields = {"KeyId": bench.key_arn, "KeySpec": "AES_256", "EncryptionContext": CONTEXT}
+    else:
+        spec, usage, member, algorithm = (
+            ("ECC_NIST_P256", "SIGN_VERIFY", "SigningAlgorithm", "ECDSA_SHA_256")
+            if operation == "Sign"
+            else ("HMAC_256", "GENERATE_VERIFY_MAC", "MacAlgorithm", "HMAC_SHA_256")
+        )
+        made = await _call(bench, "CreateKey", {"KeySpec": spec, "KeyUsage": usage})
+        arn = made["KeyMetadata"]["Arn"]  # type: ignore[index]
+        fields = {"KeyId": arn, "Message": _b64(os.urandom(256)), member: algorithm}
+    return json.dumps(fields).encode()
+
+
 async def main(args: argparse.Namespace) -> None:
     bench = await setup()
-    runtime, endpoint, body, pipeline = (
-        bench.runtime,
-        bench.endpoint,
-        bench.encrypt_body,
-        bench.pipeline,
-    )
-    requests = [_parse(sign(endpoint, "Encrypt", body)) for _ in range(64)]
+    runtime, endpoint, pipeline = bench.runtime, bench.endpoint, bench.pipeline
+    operation = args.operation
+    body = await body_for(bench, operation)
+    requests = [_parse(sign(endpoint, operation, body)) for _ in range(64)]
     batches = args.requests // 64
 
     async def once() -> None:
@@ -113,7 +150,7 @@ async def main(args: argparse.Namespace) -> None:
         profiler.dump_stats("/tmp/pipeline.prof")
     n = batches * 64
     print(
-        f"{n} Encrypt 4 KiB through Pipeline.handle: {n / wall:,.0f}/s wall, "
+        f"{n} {operation} through Pipeline.handle: {n / wall:,.0f}/s wall, "
         f"CPU per request: event loop {loop_cpu / n * 1e6:.1f} us; process "
         f"{user / n * 1e6:.1f} us user + {system / n * 1e6:.1f} us system, "
         f"audit batches {runtime.audit.batches_written}"
@@ -124,5 +161,6 @@ async def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--operation", choices=OPERATIONS, default="Encrypt")
     parser.add_argument("--profile", action="store_true")
     uvloop.run(main(parser.parse_args()))

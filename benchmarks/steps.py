@@ -1,7 +1,8 @@
-"""Where keycask's own time goes in one Encrypt 4 KiB, step by step, in a hot
-loop without HTTP (the "before/after" table of docs/performance.md).
+"""Where keycask's own time goes in one Encrypt 4 KiB (or another operation
+of pipeline_bench.py's), step by step, in a hot loop without HTTP (the
+"before/after" table of docs/performance.md).
 
-    python benchmarks/steps.py
+    python benchmarks/steps.py [--operation Decrypt]
 
 A benchmark may look inside: it calls the pipeline's steps (freshness, door,
 action, handler, usage) in the order ``Pipeline.handle`` does, so the KMS
@@ -14,6 +15,7 @@ with other work, a round that was preempted says nothing about the code.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -26,15 +28,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from keycask.auth.sigv4 import HttpRequest
 from keycask.service.pipeline import Pipeline, Reply
 from loadgen import sign
-from pipeline_bench import _parse, setup
+from pipeline_bench import OPERATIONS, _parse, body_for, setup
 
 ROUNDS, N = 10, 500
 
 
-async def main() -> None:
+async def main(operation: str) -> None:
     bench = await setup()
     runtime, p = bench.runtime, bench.pipeline
-    request = _parse(sign(bench.endpoint, "Encrypt", bench.encrypt_body))
+    request = _parse(sign(bench.endpoint, operation, await body_for(bench, operation)))
     spent: dict[str, float] = {}
     best: dict[str, float] = {}
 
@@ -87,4 +89,6 @@ async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], 
 
 
 if __name__ == "__main__":
-    uvloop.run(main())
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--operation", choices=OPERATIONS, default="Encrypt")
+    uvloop.run(main(parser.parse_args().operation))

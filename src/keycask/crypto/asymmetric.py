@@ -103,6 +103,17 @@ _SIGNING: dict[str, _Signing] = {
     "ML_DSA_SHAKE_256": _Signing("MLDSA", None, frozenset({RAW, EXTERNAL_MU})),
 }
 
+# The ECDSA signature algorithm of each ECDSA_SHA_* algorithm, by (algorithm,
+# whether the message is a DIGEST), made once: ec.ECDSA(...) costs ~0.8 us
+# (thread_time) against a P-256 signature's ~21 us, and the object is never
+# changed by a signature.
+_ECDSA: dict[tuple[str, bool], ec.ECDSA] = {
+    (name, digest): ec.ECDSA(Prehashed(recipe.hash) if digest else recipe.hash)
+    for name, recipe in _SIGNING.items()
+    if recipe.scheme == "ECDSA" and recipe.hash is not None
+    for digest in (False, True)
+}
+
 # RSA-OAEP with MGF1 over the same hash and no label, as AWS KMS does it.
 _ENCRYPTION: dict[str, type[hashes.SHA1 | hashes.SHA256]] = {
     "RSAES_OAEP_SHA_1": hashes.SHA1,
@@ -356,11 +367,13 @@ class PrivateKey:
     def sign(self, algorithm: str, message: bytes, message_type: str) -> bytes:
         recipe = _signing(self.spec, algorithm, message, message_type)
         key = self._key
-        if isinstance(key, rsa.RSAPrivateKey):
-            return key.sign(message, _rsa_padding(recipe), _hash_arg(recipe, message_type))
+        # EC first: the key types are disjoint, and an ECDSA signature is the
+        # cheap one whose ~0.14 us isinstance check of RSA is worth skipping.
         if isinstance(key, ec.EllipticCurvePrivateKey):
             # DER-encoded (r, s), as AWS KMS returns ECDSA signatures.
-            return key.sign(message, ec.ECDSA(_hash_arg(recipe, message_type)))
+            return key.sign(message, _ECDSA[algorithm, message_type == DIGEST])
+        if isinstance(key, rsa.RSAPrivateKey):
+            return key.sign(message, _rsa_padding(recipe), _hash_arg(recipe, message_type))
         if isinstance(key, ed25519.Ed25519PrivateKey):
             if recipe.scheme == "ED25519PH":
                 return ed25519ph.sign(key.private_bytes_raw(), message)

@@ -61,7 +61,10 @@ def _edge_code(status: int) -> str:
         return f"Http{status}"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though nothing changes one once made: 0.39 us per Reply frozen
+# against ~0.14 us (thread_time; a frozen dataclass sets each field through
+# object.__setattr__), and every request makes one.
+@dataclass(slots=True)
 class Reply:
     status: int
     body: bytes

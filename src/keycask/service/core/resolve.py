@@ -212,11 +212,3 @@ async def authorize_key(
     await call.authorize(action, key, context=context)
     if state is not None:
         require_state(state, key)
-
-
-async def key_by_id(keys: KeyStore, call: Call, key_id: uuid.UUID) -> Stored[Key] | None:
-    """The key a ciphertext names, if it exists in the caller's region."""
-    stored = await keys.get(key_id)
-    if stored is None or stored.value.region != call.region:
-        return None
-    return stored

@@ -26,7 +26,10 @@ log = logging.getLogger("keycask")
 _BATCH = 1000
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, though nothing changes one once made: 0.42 us per Usage frozen
+# against ~0.14 us (thread_time), and every successful cryptographic call
+# makes one.
+@dataclass(slots=True)
 class Usage:
     operation: str
     time: datetime
