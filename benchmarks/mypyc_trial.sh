@@ -3,7 +3,7 @@
 # experiment, not a build step. Compiles MODULES in a scratch copy of the tree
 # (never in src/, where a stale .so would shadow the .py being edited), then
 # measures the compiled and the pure copy side by side, same minute:
-#   instructions per Encrypt 4 KiB (/work/notes/cg.sh-style callgrind, load-independent)
+#   instructions per Encrypt 4 KiB (callgrind around pipeline_bench.py at two sizes, load-independent)
 #   benchmarks/steps.py per-step us, ROUNDS alternations (noisy; compare the minima)
 #
 #   benchmarks/mypyc_trial.sh [ROUNDS]      (from the tree root, after make venv)
@@ -50,7 +50,7 @@ start=$(date +%s)
   { tail -20 "$work/build.log"; exit 1; }
 echo "mypyc build: $(( $(date +%s) - start )) s, $(find "$c" -name '*.so' -not -path '*/build/*' | wc -l) extension files"
 
-callgrind() {  # instructions per request, as /work/notes/cg.sh counts them
+callgrind() {  # instructions per request, the difference of two sizes, so set-up cancels
   local t=$1 n a b
   for n in 640 1920; do
     (cd "$t" && PYTHONPATH="$t/src" valgrind --tool=callgrind \
