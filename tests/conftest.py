@@ -212,6 +212,15 @@ def fresh_server(tmp_path: Path) -> Iterator[Server]:
         srv.stop(signal.SIGKILL)
 
 
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Server]:
+    """A server of the test's own with two worker processes."""
+    srv = Server(tmp_path / "data", workers=2).start()
+    yield srv
+    if srv.proc is not None:
+        srv.stop(signal.SIGKILL)
+
+
 @pytest.fixture(scope="session")
 def kms(server: Server) -> Any:
     return server.client()

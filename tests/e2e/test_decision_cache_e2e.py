@@ -23,14 +23,12 @@ made and the very next request must get the new answer:
 from __future__ import annotations
 
 import json
-import signal
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
 from botocore.exceptions import ClientError
 from cluster import Cluster, client, pg_schema, poll
 
@@ -194,14 +192,6 @@ def test_one_process_decides_anew_after_every_change(fresh_server: Server) -> No
 
 
 # -- two workers --
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", workers=2).start()
-    yield srv
-    if srv.proc is not None:
-        srv.stop(signal.SIGKILL)
 
 
 def _segment_sizes(server: Server) -> list[int]:

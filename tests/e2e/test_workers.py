@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,14 +15,6 @@ from botocore.exceptions import ClientError
 from conftest import Server
 
 CONTEXT = {"purpose": "workers"}
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", workers=2).start()
-    yield srv
-    if srv.proc is not None:
-        srv.stop(signal.SIGKILL)
 
 
 def _children(pid: int) -> set[int]:
