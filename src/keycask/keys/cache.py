@@ -4,6 +4,7 @@ and safe against a read that races an invalidation."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -35,15 +36,16 @@ class BoundedCache(Generic[K, V]):
     to ``put``, and its (possibly older) value is not cached.
     """
 
-    __slots__ = ("_data", "_max", "generation")
+    __slots__ = ("_data", "_max", "generation", "get")
 
     def __init__(self, max_entries: int) -> None:
         self._data: dict[K, V] = {}
         self._max = max_entries
         self.generation = 0
-
-    def get(self, key: K) -> V | None:
-        return self._data.get(key)
+        # The dict's own ``get``, bound once: a hit is then one C call with no
+        # Python frame (about six a request on the Encrypt path, ~0.1 us
+        # each). ``_data`` is never replaced, only cleared, so it stays right.
+        self.get: Callable[[K], V | None] = self._data.get
 
     def put(self, key: K, value: V, generation: int | None = None) -> None:
         if generation is not None and generation != self.generation:
