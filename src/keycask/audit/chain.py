@@ -1,6 +1,6 @@
 """The audit log: a hash-chained, keyed JSON-lines segment with group commit.
 
-Why one module of ~800 lines: the writer and the verifier must agree byte for
+Why one module of ~920 lines: the writer and the verifier must agree byte for
 byte on the line formats, the chain form, the MAC input and the tail
 recovery; they share the low-level readers (``_pread_exact``,
 ``_rfind_newline``) and the format constants, and a reader checking that

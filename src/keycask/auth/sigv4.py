@@ -1,6 +1,6 @@
 """AWS Signature Version 4 verification, server side.
 
-Why one module of ~640 lines: ``_parse_usual``, the fast path, stands for each
+Why one module of ~680 lines: ``_parse_usual``, the fast path, stands for each
 of the general path's checks in turn and must change whenever one of them
 does; with the caches both share (Authorization prefixes, request times) it
 is read against the general path side by side, not across files.

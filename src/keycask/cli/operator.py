@@ -1,6 +1,13 @@
 """``keycask operator init | status | unseal | seal | rotate | rekey | rekey-verify |
 rekey-cancel | rotate-token | backup | restore``
 
+Why one module of ~1,000 lines: every ``keycask operator`` command shares
+the same secret handling (owner-only files, prompts, never argv), the same
+token and address resolution and the same output rules, and keeping them in
+one place is how a command cannot quietly take a secret another way. What
+differs by seal type (flags, prompts, environment variables) each seal type
+declares (``seal/types.py``); nothing here names one.
+
 ``init`` and ``restore`` work on a data directory directly (the local
 operator's access to it is already total); ``backup`` reads the data dir
 directly and asks the server for the backup's MAC. The others are
@@ -13,13 +20,6 @@ Secrets never come from argv, where every user on the host can read them:
 passphrases and PINs come from a prompt, a file or the environment. Shares
 may be typed at the prompt (recommended) or, as the one exception, given as
 the argument, since a share alone opens nothing.
-
-Why one module of ~1,000 lines: every ``keycask operator`` command shares
-the same secret handling (owner-only files, prompts, never argv), the same
-token and address resolution and the same output rules, and keeping them in
-one place is how a command cannot quietly take a secret another way. What
-differs by seal type (flags, prompts, environment variables) each seal type
-declares (``seal/types.py``); nothing here names one.
 """
 
 from __future__ import annotations
