@@ -24,7 +24,7 @@ import hashlib
 import hmac
 import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from keycask.auth.credentials import Principal
@@ -32,10 +32,9 @@ from keycask.crypto import random_bytes
 from keycask.errors import InvalidGrantTokenException, MalformedPolicyDocumentException
 from keycask.keys.keystore import BoundedCache, Grant, KeyStore, Stored
 from keycask.keys.model import Key
-from keycask.policy.conditions import RequestContext
 from keycask.policy.decision_cache import DecisionCache
 from keycask.policy.document import Policy, PrincipalSpec, Statement, parse_policy
-from keycask.policy.evaluate import Decision, GrantView, Request, Subject
+from keycask.policy.evaluate import GrantView, Subject
 
 _CACHE = 10_000
 _RESOURCE_ALIASES = "kms:resourcealiases"
@@ -284,37 +283,12 @@ class Authorizer:
             _CACHE
         )
         self._decisions = DecisionCache()
-
-    def decide(self, request: Request) -> Decision:
-        """``decide(request)``, remembered while nothing it reads changes
-        (policy/decision_cache.py): ``request`` must come from this
-        Authorizer's ``subject``, ``key_policy`` and ``grants``, which hand
-        out new objects when what they read changes."""
-        return self._decisions.decide(request)
-
-    def decide_for(
-        self,
-        subject: Subject,
-        action: str,
-        resource: str,
-        resource_account: str | None,
-        build: Callable[[], RequestContext],
-        *,
-        key_policy: Policy | None = None,
-        grants: Sequence[GrantView] = (),
-        encryption_context: Mapping[str, str] | None = None,
-    ) -> Decision:
-        """``decide`` of the Request these parts make, built only if needed."""
-        return self._decisions.decide_for(
-            subject,
-            action,
-            resource,
-            resource_account,
-            build,
-            key_policy=key_policy,
-            grants=grants,
-            encryption_context=encryption_context,
-        )
+        # ``decide(Request(...))`` of these parts, remembered while nothing it
+        # reads changes (policy/decision_cache.py): the subject, key policy
+        # and grants passed must come from this Authorizer, which hands out
+        # new objects when what they read changes. The cache's own method,
+        # bound once (it is only ever cleared, never replaced).
+        self.decide_for = self._decisions.decide_for
 
     @property
     def decisions(self) -> DecisionCache:
