@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql interop
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) softhsm haproxy postgresql lint typecheck layers
+test: $(STAMP) interop softhsm haproxy postgresql lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -45,6 +45,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+# Clients the interoperability tests run as separate programs, each in a venv
+# of its own because their pins cannot share keycask's: aws-encryption-cli
+# needs the AWS Encryption SDK 3.x (keycask uses 4.x), and the Cryptographic
+# Material Providers Library (the SDK's keyrings) holds cryptography below
+# the release keycask is tested with.
+INTEROP := $(VENV)/interop
+INTEROP_STAMP := $(INTEROP)/.installed
+interop: $(INTEROP_STAMP)
+$(INTEROP_STAMP): $(STAMP) Makefile
+	rm -rf $(INTEROP)/esdk-cli $(INTEROP)/mpl
+	$(BIN)/python -m venv $(INTEROP)/esdk-cli
+	$(INTEROP)/esdk-cli/bin/python -m pip install --quiet 'aws-encryption-sdk-cli>=4.3,<5'
+	$(BIN)/python -m venv $(INTEROP)/mpl
+	$(INTEROP)/mpl/bin/python -m pip install --quiet 'aws-encryption-sdk[MPL]>=4,<5' boto3
+	@touch $(INTEROP_STAMP)
 
 # Debian's python3 ships without ensurepip, which venv needs: python3-venv
 # (or python3.X-venv for the exact version) brings it.

@@ -1,0 +1,127 @@
+"""Output files that appear whole or not at all.
+
+A failed decryption must not leave half a plaintext behind, and a failed
+encryption must not leave something that looks like a ciphertext: the bytes
+go to a temporary file beside the target (same directory, so the final rename
+is atomic and never crosses a filesystem), created 0600, and take the
+target's name only once everything is written and flushed. On any failure,
+Ctrl-C or SIGTERM included, the temporary file is removed.
+
+An existing target is kept unless the caller asked to replace it
+(``force``): the final step is ``link(2)``, which fails when the name is
+taken, so a file that appears while the command runs is not overwritten
+either.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+from typing import BinaryIO
+
+from keycask.cli.errors import CommandFailed, UsageError
+from keycask.privatefile import fsync_dir
+
+STDIO = "-"
+# Files holding plaintext: the owner's alone, whatever the umask says.
+PRIVATE = 0o600
+
+
+class Interrupted(CommandFailed):
+    """SIGINT or SIGTERM arrived mid-way; what was half-written is gone."""
+
+
+def is_stdio(path: str | None) -> bool:
+    return path is None or path == STDIO
+
+
+def refuse_existing(path: str | None, *, force: bool) -> None:
+    """Fail before any work when ``path`` exists and may not be replaced."""
+    if is_stdio(path) or force:
+        return
+    assert path is not None
+    if os.path.lexists(path):
+        raise UsageError(f"{path} exists: give --force to replace it")
+
+
+def default_mode() -> int:
+    """0666 less the umask: what ``open(path, "w")`` would have made."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+@contextlib.contextmanager
+def output(path: str | None, *, mode: int, force: bool) -> Iterator[BinaryIO]:
+    """A binary stream for ``path`` (None or ``-``: stdout) that becomes the
+    file ``path`` with ``mode`` only when the block ends without an
+    exception."""
+    if is_stdio(path):
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    assert path is not None
+    target = Path(path)
+    refuse_existing(path, force=force)
+    if target.is_dir():
+        raise UsageError(f"{path} is a directory")
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".keycask-tmp", dir=target.parent or "."
+    )
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as stream:
+            yield stream
+            stream.flush()
+            os.fchmod(stream.fileno(), mode)
+            os.fsync(stream.fileno())
+        _publish(tmp, target, force=force)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _publish(tmp: Path, target: Path, *, force: bool) -> None:
+    if force:
+        os.replace(tmp, target)
+    else:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise UsageError(
+                f"{target} appeared while writing it: give --force to replace it"
+            ) from None
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            # No hard links on this filesystem: check, then rename. The gap
+            # between the two is the best such a filesystem allows.
+            if os.path.lexists(target):
+                raise UsageError(
+                    f"{target} appeared while writing it: give --force to replace it"
+                ) from None
+            os.rename(tmp, target)
+    fsync_dir(target.parent)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """SIGTERM and SIGINT end the block with ``Interrupted`` (so ``finally``
+    clauses, the temporary file's removal among them, run) rather than
+    killing the process where it stands or printing a traceback."""
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
