@@ -24,23 +24,13 @@ from typing import Any
 
 import pytest
 from docwalk import VENV, Command, MakeRun, Result, Shell, check, clean_env, commands
+from interop_paths import require_interop
 
 from conftest import REPO, free_port
 
 DOC = REPO / "docs" / "integrations.md"
-INTEROP = {
-    "aws-encryption-cli": VENV / "interop" / "esdk-cli" / "bin" / "aws-encryption-cli",
-    "the Material Providers Library's python": VENV / "interop" / "mpl" / "bin" / "python",
-}
 PLAINTEXT = "quarterly report"
 APP = "arn:aws:iam::000000000000:user/esdk-app"
-
-
-def require_interop() -> None:
-    """The interop clients are part of the suite: missing means failed, not skipped."""
-    for what, path in INTEROP.items():
-        if not path.exists():
-            pytest.fail(f"{what} is missing ({path}): run `make interop`")
 
 
 def _snippets() -> list[tuple[str, str]]:
