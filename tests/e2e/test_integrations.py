@@ -194,13 +194,17 @@ def test_endpoint_precedence_of_the_aws_cli(server: Server, tmp_path: Path) -> N
         ({"AWS_ENDPOINT_URL_KMS": here, "AWS_ENDPOINT_URL": NOWHERE}, [], True),
         ({"AWS_ENDPOINT_URL_KMS": NOWHERE, "AWS_ENDPOINT_URL": here}, [], False),
         ({"AWS_ENDPOINT_URL_KMS": NOWHERE}, ["--endpoint-url", here], True),
+        # Told to ignore configured endpoints, it goes to AWS's own.
+        ({"AWS_ENDPOINT_URL_KMS": here, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, [], False),
     ]
     for extra, args, reaches in cases:
         proc = _run([AWS, "kms", "list-keys", "--cli-connect-timeout", "2", *args],
                     files.env(**extra))  # fmt: skip
         assert (proc.returncode == 0) is reaches, (extra, args, proc.stderr)
         if not reaches:
-            assert "127.0.0.1:9" in proc.stderr, proc.stderr
+            ignored = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" in extra
+            went = "kms.us-east-1.amazonaws.com" if ignored else "127.0.0.1:9/"
+            assert went in proc.stderr, proc.stderr
 
 
 def test_a_wrong_secret_through_the_env_endpoint_is_refused(server: Server, tmp_path: Path) -> None:

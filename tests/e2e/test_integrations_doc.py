@@ -16,6 +16,7 @@ run: the page says so.
 
 from __future__ import annotations
 
+import configparser
 import json
 import re
 import shutil
@@ -42,6 +43,12 @@ def _snippets() -> list[tuple[str, str]]:
 def _audit(data_dir: Path) -> list[dict[str, Any]]:
     lines = (data_dir / "audit" / "server.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
+
+
+def _secrets(credentials: Path) -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read(credentials)
+    return {name: parser[name]["aws_secret_access_key"] for name in parser.sections()}
 
 
 def test_every_python_block_names_its_file() -> None:
@@ -107,9 +114,27 @@ def test_integrations_walkthrough(tmp_path: Path) -> None:
         refused = ran("--output report.payroll")
         assert "unable to generate data key" in refused.err, refused.describe()
 
-        # No secret in the files the page wrote, besides the credentials files.
-        secret = shell.value("created")
-        assert secret == ""  # the page unsets it
+        # The secret keys are in the credentials files (0600) and nowhere else
+        # the page's commands wrote: not their outputs, not the other files,
+        # not keycask's log or audit records.
+        assert shell.value("created") == ""  # the page unsets it
+        secrets = _secrets(server.data_dir / "credentials")
+        assert set(secrets) == {"keycask", "esdk-app"}
+        private = [server.data_dir / "credentials", home / "app-aws" / "credentials"]
+        for path in private:
+            assert path.stat().st_mode & 0o077 == 0, path
+        assert _secrets(home / "app-aws" / "credentials") == {"default": secrets["keycask"]}
+        written = [p for p in home.rglob("*") if p.is_file() and ".venv" not in p.parts]
+        written += [p for p in (tmp_path / "shell").iterdir()]
+        written += [server.log_path, *(server.data_dir / "audit").iterdir()]
+        leaks = [
+            (path, profile)
+            for path in written
+            if path not in private
+            for profile, secret in secrets.items()
+            if secret.encode() in path.read_bytes()
+        ]
+        assert leaks == []
         # The least-privileged app was allowed by its own statement only.
         records = _audit(server.data_dir)
         key = shell.value("KEY")
