@@ -389,8 +389,9 @@ class Keyring:
     """tests/e2e/interop/mpl_keyring.py in the MPL's venv, signing with ``creds``
     from the environment."""
 
-    endpoint: str
+    endpoint: str  # "-": the script's default client supplier, endpoint from env_endpoint
     creds: tuple[str, str]
+    env_endpoint: str | None = None
 
     def run(self, *args: str | Path) -> subprocess.CompletedProcess[str]:
         require_interop()
@@ -400,6 +401,8 @@ class Keyring:
             AWS_CONFIG_FILE=os.devnull,
             AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         )
+        if self.env_endpoint is not None:
+            env["AWS_ENDPOINT_URL_KMS"] = self.env_endpoint
         return _run([MPL_PYTHON, MPL_KEYRING, self.endpoint, *args], env)
 
     def ok(self, *args: str | Path) -> None:
@@ -509,3 +512,45 @@ def test_keyring_app_with_only_the_documented_actions(
     other = kms.create_key(Description="not the app's")["KeyMetadata"]["Arn"]
     app.fails("encrypt", "--key", other, "--context", "app=reports", src, tmp_path / "no2")
     assert not (tmp_path / "no1").exists() and not (tmp_path / "no2").exists()
+
+
+@pytest.mark.slow
+def test_endpoint_from_the_environment_alone_for_the_encryption_clients(
+    server: Server, kms: Any, tmp_path: Path
+) -> None:
+    """The clients that build their own KMS clients from a region find keycask
+    through AWS_ENDPOINT_URL_KMS: aws-encryption-cli with ``region=`` and no
+    profile, and the MPL's multi-keyring with its default client supplier."""
+    require_interop()
+    key = kms.create_key(Description="env endpoint")["KeyMetadata"]["Arn"]
+    second = kms.create_key(Description="env endpoint 2")["KeyMetadata"]["Arn"]
+    src = tmp_path / "data.bin"
+    src.write_bytes(os.urandom(5000))
+    akid, secret = server.credentials()
+    env = _base_env(
+        AWS_ACCESS_KEY_ID=akid,
+        AWS_SECRET_ACCESS_KEY=secret,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+        AWS_ENDPOINT_URL_KMS=server.endpoint,
+    )
+    cli_message = tmp_path / "cli.esdk"
+    proc = _run([ESDK_CLI, "-e", "-i", src, "-o", cli_message, "-S", "--wrapping-keys",
+                 f"key={key}", "region=us-east-1", "-c", "app=reports"], env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+
+    # The default client supplier: a multi-keyring from key ARNs alone.
+    supplied = Keyring("-", (akid, secret), env_endpoint=server.endpoint)
+    multi = tmp_path / "multi.esdk"
+    supplied.ok("encrypt", "--key", key, "--key", second, "--context", "app=reports", src, multi)
+    # Without the variable the supplier's clients go to AWS, not keycask.
+    lost = Keyring("-", (akid, secret))
+    lost.fails("encrypt", "--key", key, src, tmp_path / "lost.esdk")
+    assert not (tmp_path / "lost.esdk").exists()
+
+    # Each message opens with the other client, the endpoint given in code.
+    keyring = Keyring(server.endpoint, (akid, secret))
+    for message, opener in ((cli_message, key), (multi, second)):
+        out = tmp_path / f"{message.stem}.out"
+        keyring.ok("decrypt", "--key", opener, "--context", "app=reports", message, out)
+        assert out.read_bytes() == src.read_bytes()

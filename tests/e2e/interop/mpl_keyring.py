@@ -9,6 +9,7 @@ Usage (credentials come from the usual AWS chain of the environment, e.g.
 AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; never from argv):
 
     mpl_keyring.py ENDPOINT encrypt --key ARN [--key ARN2]... [--context K=V]... IN OUT
+    mpl_keyring.py - encrypt --key ARN [--key ARN2]... [--context K=V]... IN OUT
     mpl_keyring.py ENDPOINT decrypt (--key ARN | --discovery-account ACCOUNT)
                    [--context K=V]... IN OUT
 
@@ -18,7 +19,10 @@ of them decrypts). ``decrypt --key`` uses an AwsKmsKeyring, ``decrypt
 --discovery-account`` an AwsKmsDiscoveryKeyring limited to that account in
 the ``aws`` partition. ``--context`` on decrypt is the context the message
 must carry (the SDK checks it). Every KMS client is built with
-``endpoint_url``, the only change an application needs.
+``endpoint_url``, the only change an application needs; with ENDPOINT ``-``,
+``encrypt`` instead uses create_aws_kms_multi_keyring and its default client
+supplier, which builds its own clients and so finds keycask only through
+the environment (AWS_ENDPOINT_URL_KMS) or the profile.
 
 Exit 0 on success; on failure one line ``mpl_keyring: <ErrorClass>: <why>``
 on stderr and exit 1, so the caller can assert which error it was.
@@ -38,6 +42,7 @@ from aws_cryptographic_material_providers.mpl.config import MaterialProvidersCon
 from aws_cryptographic_material_providers.mpl.models import (
     CreateAwsKmsDiscoveryKeyringInput,
     CreateAwsKmsKeyringInput,
+    CreateAwsKmsMultiKeyringInput,
     CreateMultiKeyringInput,
     DiscoveryFilter,
 )
@@ -59,6 +64,10 @@ def _keyring(mpl: Any, endpoint: str, arn: str) -> Any:
 
 
 def _encrypt_keyring(mpl: Any, endpoint: str, keys: list[str]) -> Any:
+    if endpoint == "-":
+        return mpl.create_aws_kms_multi_keyring(
+            input=CreateAwsKmsMultiKeyringInput(generator=keys[0], kms_key_ids=keys[1:])
+        )
     if len(keys) == 1:
         return _keyring(mpl, endpoint, keys[0])
     return mpl.create_multi_keyring(
