@@ -46,11 +46,19 @@ ACCOUNT = "000000000000"
 CONTEXT = {"app": "reports", "tenant": "acme"}
 # Nothing listens on the discard port: a client sent there fails at once.
 NOWHERE = "http://127.0.0.1:9"
+# Where a client that lost keycask's endpoint would go instead.
+AWS_KMS_URL = "'url': 'https://kms.us-east-1.amazonaws.com/'"
 
 
 def _base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
     env["AWS_MAX_ATTEMPTS"] = "1"  # a refused connection fails now, not after retries
+    # A client that goes to AWS's own (https) endpoint meets a dead proxy, so
+    # no test ever sends a signed request off this machine; keycask is http.
+    env["HTTPS_PROXY"] = NOWHERE
+    env["NO_PROXY"] = "127.0.0.1,localhost"
+    for name in ("HTTP_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(name, None)
     env.update(extra)
     return env
 
@@ -175,10 +183,9 @@ def test_aws_cli_with_aws_endpoint_url_kms_and_no_endpoint_in_files(
     assert proc.returncode != 0 and "InvalidCiphertextException" in proc.stderr
 
     # Without the variable nothing points at keycask: the CLI goes to AWS's own
-    # endpoint (which this sandbox cannot reach), so it cannot have been keycask.
-    proc = _run([AWS, "kms", "describe-key", "--key-id", arn, "--cli-connect-timeout", "2"],
-                files.env())  # fmt: skip
-    assert proc.returncode != 0 and "kms.us-east-1.amazonaws.com" in proc.stderr
+    # endpoint (its --debug log names the URL; the dead proxy stops it there).
+    proc = _run([AWS, "kms", "describe-key", "--key-id", arn, "--debug"], files.env())
+    assert proc.returncode != 0 and AWS_KMS_URL in proc.stderr
 
 
 def test_endpoint_precedence_of_the_aws_cli(server: Server, tmp_path: Path) -> None:
@@ -198,13 +205,12 @@ def test_endpoint_precedence_of_the_aws_cli(server: Server, tmp_path: Path) -> N
         ({"AWS_ENDPOINT_URL_KMS": here, "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS": "true"}, [], False),
     ]
     for extra, args, reaches in cases:
-        proc = _run([AWS, "kms", "list-keys", "--cli-connect-timeout", "2", *args],
-                    files.env(**extra))  # fmt: skip
-        assert (proc.returncode == 0) is reaches, (extra, args, proc.stderr)
+        proc = _run([AWS, "kms", "list-keys", "--debug", *args], files.env(**extra))
+        assert (proc.returncode == 0) is reaches, (extra, args, proc.stderr[-2000:])
         if not reaches:
             ignored = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" in extra
-            went = "kms.us-east-1.amazonaws.com" if ignored else "127.0.0.1:9/"
-            assert went in proc.stderr, proc.stderr
+            went = AWS_KMS_URL if ignored else "'url': 'http://127.0.0.1:9/'"
+            assert went in proc.stderr, proc.stderr[-2000:]
 
 
 def test_a_wrong_secret_through_the_env_endpoint_is_refused(server: Server, tmp_path: Path) -> None:
