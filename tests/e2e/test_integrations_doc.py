@@ -109,6 +109,11 @@ def test_integrations_walkthrough(tmp_path: Path) -> None:
         assert not (home / "report.two.out").exists()
         assert not (home / "report.payroll").exists()
 
+        # keycask's policy tools agree with what the server did.
+        assert ran("--context app=reports").out.startswith(f"ALLOW: {APP} kms:Decrypt")
+        assert ran("--context app=payroll").out.startswith(f"DENY: {APP} kms:Decrypt")
+        assert ran("policy lint --file").out.startswith("0 finding(s)"), ran("lint").out
+
         # The CLI reports the SDK's error, not KMS's reason (the page says so);
         # the audit log below names the denial.
         refused = ran("--output report.payroll")
