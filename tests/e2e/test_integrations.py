@@ -281,6 +281,12 @@ class EsdkCli:
         return proc.returncode
 
 
+def _decrypts(server: Server) -> int:
+    """Decrypt requests in the server's audit log so far."""
+    lines = (server.data_dir / "audit" / "server.jsonl").read_text().splitlines()
+    return sum(json.loads(line)["operation"] == "Decrypt" for line in lines)
+
+
 @pytest.mark.slow
 def test_aws_encryption_cli_refuses_what_it_must(server: Server, kms: Any, tmp_path: Path) -> None:
     require_interop()
@@ -324,6 +330,19 @@ def test_aws_encryption_cli_refuses_what_it_must(server: Server, kms: Any, tmp_p
     discovery = ["discovery=true", f"discovery-account={ACCOUNT}", "discovery-partition=aws"]
     assert cli.decrypt(message, out, discovery) == 0
     assert out.read_bytes() == src.read_bytes()
+    out.unlink()
+
+    # Too many data keys: refused before any of them is sent to keycask.
+    third = kms.create_key(Description="esdk cli third")["KeyMetadata"]["Arn"]
+    crowded = tmp_path / "crowded.esdk"
+    assert cli.encrypt(src, crowded, [key, other, third]) == 0
+    before = _decrypts(server)
+    limit = ("--max-encrypted-data-keys", "2")
+    assert cli.decrypt(crowded, out, [f"key={third}"], *limit) == 1
+    assert not out.exists()
+    assert _decrypts(server) == before
+    assert cli.decrypt(crowded, out, [f"key={third}"], "--max-encrypted-data-keys", "3") == 0
+    assert _decrypts(server) == before + 1
     out.unlink()
 
     # The page's caveat: a context that does not match writes nothing, exit 0.
