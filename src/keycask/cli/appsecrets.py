@@ -16,6 +16,7 @@ import argparse
 import getpass
 import json
 import sys
+from collections.abc import Callable
 
 from keycask.cli import outfile
 from keycask.cli.errors import CommandFailed, UsageError
@@ -149,6 +150,17 @@ def check_value(value: bytes) -> bytes:
 # -- commands --
 
 
+def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Ctrl-C at the prompt or SIGTERM during a call: one line, exit 1, the
+    file untouched (``outfile.interruptible``)."""
+
+    def run(args: argparse.Namespace) -> int:
+        with outfile.interruptible():
+            return command(args)
+
+    return run
+
+
 def cmd_set(args: argparse.Namespace) -> int:
     path: str = args.file
     layout = layout_for(path)
@@ -280,7 +292,7 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="K=V",
         help="a new file's encryption context pair (repeatable)",
     )
-    set_.set_defaults(func=cmd_set)
+    set_.set_defaults(func=_interruptible(cmd_set))
 
     get = command(
         "get",
@@ -288,7 +300,7 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "Print the value of NAME to stdout as it is (a newline added only on a terminal).",
     )
     get.add_argument("name", metavar="NAME", type=_name)
-    get.set_defaults(func=cmd_get)
+    get.set_defaults(func=_interruptible(cmd_get))
 
     list_ = command(
         "list", "list the names (no value is decrypted)", "Print the secrets' names, sorted."
@@ -317,7 +329,7 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="K=V",
         help="replace the file's encryption context with these pairs (repeatable)",
     )
-    rotate.set_defaults(func=cmd_rotate)
+    rotate.set_defaults(func=_interruptible(cmd_rotate))
 
     # list and rm make no call to keycask.
     for parser in (set_, get, rotate):

@@ -27,6 +27,7 @@ import re
 import sys
 from dataclasses import dataclass
 
+from keycask.cli import outfile
 from keycask.cli.errors import CommandFailed, UsageError
 from keycask.cli.kmsclient import add_kms_options, connect
 from keycask.cli.secretfile import NAME_RULE, SecretFile, check_name, valid_name
@@ -140,15 +141,18 @@ def cmd_exec(args: argparse.Namespace) -> int:
         if ref.name not in files[ref.path].secrets:
             raise UsageError(f"--env {ref.variable}: no secret {ref.name} in {ref.path}")
     wanted = plan(args, files)
-    # Everything is decrypted before anything runs: fail closed.
-    kms = connect(args)
-    client = kms.client()
+    # Everything is decrypted before anything runs: fail closed. A signal
+    # meanwhile ends keycask with one line; the handlers are restored before
+    # the exec, so the program starts with keycask's own dispositions.
     environment = dict(os.environb)
-    for item in wanted:
-        value = decrypt(kms, client, files[item.path], item.path, item.name)
-        if b"\0" in value:
-            raise CommandFailed(f"{item.name} in {item.path} holds a NUL byte")
-        environment[os.fsencode(item.variable)] = value
+    with outfile.interruptible():
+        kms = connect(args)
+        client = kms.client()
+        for item in wanted:
+            value = decrypt(kms, client, files[item.path], item.path, item.name)
+            if b"\0" in value:
+                raise CommandFailed(f"{item.name} in {item.path} holds a NUL byte")
+            environment[os.fsencode(item.variable)] = value
     sys.stdout.flush()
     sys.stderr.flush()
     try:
