@@ -127,6 +127,11 @@ def test_new_file_rules(server: Server, tmp_path: Path) -> None:
     assert path.read_bytes() == before
     # The same key named by its ARN, and the same context, are fine.
     set_secret(server, path, "B", b"v", "--key-id", key, "--context", "app=x")
+    # Through a symlink the file it points to is rewritten; the link stays.
+    link = tmp_path / "linked.env"
+    link.symlink_to(path)
+    set_secret(server, link, "C", b"v")
+    assert link.is_symlink() and "\nC=kc1:" in path.read_text()
     # Names become variable names; keycask: context keys are keycask's own.
     for bad in ["1A", "A-B", "A B", "X" * 129, ""]:
         done = keycask(server, "secrets", "set", str(path), bad, stdin=b"v")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -86,12 +87,15 @@ def _context(pairs: list[tuple[str, str]] | None) -> dict[str, str] | None:
 
 
 def _write(path: str, secret_file: SecretFile, layout: Layout) -> None:
-    mode = file_mode(path)
+    # Through a symlink (a shared file linked into each app's tree), the file
+    # it points to is rewritten, not the link replaced by a copy.
+    target = os.path.realpath(path)
+    mode = file_mode(target)
     data = serialize(secret_file, layout)
     with (
         outfile.interruptible(),
         outfile.output(
-            path, mode=outfile.default_mode() if mode is None else mode, force=True
+            target, mode=outfile.default_mode() if mode is None else mode, force=True
         ) as stream,
     ):
         stream.write(data)
@@ -299,7 +303,7 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "print a secret's value",
         "Print the value of NAME to stdout as it is (a newline added only on a terminal).",
     )
-    get.add_argument("name", metavar="NAME", type=_name)
+    get.add_argument("name", metavar="NAME", type=_name, help="the secret to print")
     get.set_defaults(func=_interruptible(cmd_get))
 
     list_ = command(
@@ -311,7 +315,7 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     list_.set_defaults(func=cmd_list)
 
     rm = command("rm", "remove a secret", "Remove NAME from the file (no call to keycask).")
-    rm.add_argument("name", metavar="NAME", type=_name)
+    rm.add_argument("name", metavar="NAME", type=_name, help="the secret to remove")
     rm.set_defaults(func=cmd_rm)
 
     rotate = command(
