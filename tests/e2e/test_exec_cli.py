@@ -158,6 +158,8 @@ def test_conflicts_and_missing_names_are_refused(
     assert "--only NOPE: not in" in err
     err = one_line_error(keycask(server, "exec", "--env", f"X=keycask:{one}#NOPE", "--", *run), 2)
     assert f"no secret NOPE in {one}" in err
+    err = one_line_error(keycask(server, "exec", "--env", "PASSWORD=hunter2-kc", "--", *run), 2)
+    assert "NAME=keycask:FILE#SECRET" in err and "hunter2" not in err
     one_line_error(keycask(server, "exec", "--secrets", str(one)), 2)
     one_line_error(keycask(server, "exec", "--", *run), 2)
     # Both files, the name they share left out with --only: fine.

@@ -78,7 +78,11 @@ def parse_reference(text: str) -> Wanted:
     """``NAME=keycask:FILE#SECRET``."""
     found = _REFERENCE.fullmatch(text)
     if found is None:
-        raise UsageError(f"--env wants NAME=keycask:FILE#SECRET, got {text!r}")
+        # Not quoted: ``--env PASSWORD=hunter2`` is a value, not a reference.
+        raise UsageError(
+            "--env wants NAME=keycask:FILE#SECRET (a secret's value never goes on the "
+            "command line: `keycask secrets set` puts it in a file)"
+        )
     variable, name = found["var"], found["name"]
     if not valid_name(variable):
         raise UsageError(f"--env: the variable name must match {NAME_RULE}")
