@@ -182,6 +182,8 @@ def cmd_set(args: argparse.Namespace) -> int:
     value = read_value(args.name)
     key_id = args.key_id or (existing.key_id if existing is not None else "")
     blob, arn = encrypt(kms, kms.client(), key_id, bound_context(context, args.name), value)
+    # An alias or key id names the file's key or not: the Encrypt answer's
+    # ARN says which, without DescribeKey rights an app's principal may lack.
     if existing is not None and arn != existing.key_id:
         raise UsageError(
             f"{path} is encrypted under {existing.key_id}, not {args.key_id}: use "
