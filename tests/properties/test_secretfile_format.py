@@ -201,6 +201,7 @@ def _json(**fields: object) -> bytes:
         (_json(keycask_secrets=True), "format version"),
         (_json(keycask_secrets="1"), "format version"),
         (_json(key_id=""), "key id is missing"),
+        (_json(key_id=5), "key id is missing or not text"),
         (_json(key_id="a\nb"), "not a key ARN"),
         (_json(extra=1), "unknown field"),
         (_json(context={"keycask:secret": "X"}), "keycask's own"),

@@ -149,7 +149,7 @@ def bound_context(context: Mapping[str, str], name: str) -> dict[str, str]:
 
 def _check_key_id(key_id: object) -> str:
     if not isinstance(key_id, str) or not key_id:
-        raise SecretFileError("the key id is missing")
+        raise SecretFileError("the key id is missing or not text")
     if len(key_id) > MAX_KEY_ID or not key_id.isprintable() or key_id != key_id.strip():
         raise SecretFileError("the key id is not a key ARN, id or alias")
     return key_id
