@@ -10,6 +10,7 @@ import os
 import re
 import secrets
 import select
+import signal
 import subprocess
 import time
 from collections.abc import Callable
@@ -183,11 +184,11 @@ def _read_until(fd: int, seen: bytearray, done: Callable[[bytes], bool]) -> None
 
 
 def _set_on_a_terminal(
-    server: Server, path: Path, name: str, answers: list[bytes]
+    server: Server, path: Path, name: str, answers: list[bytes | None]
 ) -> tuple[int, bytes]:
     """``secrets set`` with a pty as stdin and stderr (where the prompt
-    goes), typing each of ``answers`` after a prompt; its status and what
-    the terminal showed."""
+    goes), typing each of ``answers`` after a prompt (None: SIGINT, as
+    Ctrl-C would send); its status and what the terminal showed."""
     master, slave = os.openpty()
     try:
         proc = subprocess.Popen(
@@ -203,6 +204,9 @@ def _set_on_a_terminal(
         prompt = f"value for {name}".encode()
         for count, answer in enumerate(answers, start=1):
             _read_until(master, seen, lambda shown, n=count: shown.count(prompt) >= n)
+            if answer is None:
+                proc.send_signal(signal.SIGINT)
+                break
             # getpass turns echo off before it prints the prompt: typing now is safe.
             os.write(master, answer + b"\n")
         code = proc.wait(timeout=60)
@@ -212,6 +216,7 @@ def _set_on_a_terminal(
         os.close(master)
 
 
+@pytest.mark.slow
 def test_value_from_a_terminal_prompt_without_echo(server: Server, tmp_path: Path) -> None:
     key = new_key(server)
     path = tmp_path / "s.env"
@@ -225,6 +230,10 @@ def test_value_from_a_terminal_prompt_without_echo(server: Server, tmp_path: Pat
     before = path.read_bytes()
     code, screen = _set_on_a_terminal(server, path, "OTHER", [b"one", b"two"])
     assert code == 2 and b"the two entries differ" in screen
+    assert path.read_bytes() == before
+    code, screen = _set_on_a_terminal(server, path, "OTHER", [b"one", None])
+    assert code == 1 and b"keycask: interrupted by SIGINT" in screen
+    assert b"Traceback" not in screen
     assert path.read_bytes() == before
 
 
