@@ -1,0 +1,115 @@
+"""What ``secrets`` and ``exec`` share: reading a secrets file from disk and
+the three KMS calls on its values, each bound to the file's key and to the
+value's name (``SecretFile.context_for``).
+
+Decrypt and ReEncrypt pass the file's key as ``KeyId``/``SourceKeyId``: the
+server then refuses a ciphertext made under any other key, so a value cannot
+be opened under a key the file does not name. A failure names the file and
+the secret with the server's reason, never a value.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.kmsclient import Kms, KmsCallFailed, explain
+from keycask.cli.secretfile import (
+    MAX_FILE_BYTES,
+    Layout,
+    SecretFile,
+    SecretFileError,
+    bound_context,
+    layout_for,
+    parse,
+)
+
+# The KMS Encrypt limit on a plaintext.
+MAX_VALUE = 4096
+
+
+def read_file(path: str) -> tuple[SecretFile, Layout]:
+    """The secrets file at ``path``, parsed; ``SecretFileError`` (exit 2)
+    naming the path when it is not one."""
+    layout = layout_for(path)
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such secrets file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory") from None
+    except OSError as error:
+        raise CommandFailed(f"cannot read {path}: {error.strerror}") from None
+    try:
+        return parse(data, layout), layout
+    except SecretFileError as error:
+        raise SecretFileError(f"{path}: {error}") from None
+
+
+def file_mode(path: str) -> int | None:
+    """An existing file's permission bits, kept across a rewrite."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        return None
+
+
+def _failed(what: str, error: Exception, kms: Kms) -> KmsCallFailed:
+    return KmsCallFailed(f"{what}: {explain(error, kms)}")
+
+
+def _boto_errors() -> tuple[type[Exception], ...]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def encrypt(
+    kms: Kms, client: Any, key_id: str, context: dict[str, str], value: bytes
+) -> tuple[bytes, str]:
+    """``value`` encrypted under ``key_id`` with the context given, and the
+    ARN of the key that did it."""
+    try:
+        answer = client.encrypt(KeyId=key_id, Plaintext=value, EncryptionContext=context)
+    except _boto_errors() as error:
+        raise _failed("cannot encrypt", error, kms) from None
+    return bytes(answer["CiphertextBlob"]), str(answer["KeyId"])
+
+
+def decrypt(kms: Kms, client: Any, secret_file: SecretFile, path: str, name: str) -> bytes:
+    try:
+        answer = client.decrypt(
+            CiphertextBlob=secret_file.secrets[name],
+            KeyId=secret_file.key_id,
+            EncryptionContext=secret_file.context_for(name),
+        )
+    except _boto_errors() as error:
+        raise _failed(f"cannot decrypt {name} in {path}", error, kms) from None
+    return bytes(answer["Plaintext"])
+
+
+def reencrypt(
+    kms: Kms,
+    client: Any,
+    secret_file: SecretFile,
+    path: str,
+    name: str,
+    *,
+    key_id: str,
+    context: dict[str, str],
+) -> tuple[bytes, str]:
+    """``name``'s value re-encrypted under ``key_id`` and the file context
+    ``context``, inside keycask (the plaintext never reaches this process)."""
+    try:
+        answer = client.re_encrypt(
+            CiphertextBlob=secret_file.secrets[name],
+            SourceKeyId=secret_file.key_id,
+            SourceEncryptionContext=secret_file.context_for(name),
+            DestinationKeyId=key_id,
+            DestinationEncryptionContext=bound_context(context, name),
+        )
+    except _boto_errors() as error:
+        raise _failed(f"cannot re-encrypt {name} in {path}", error, kms) from None
+    return bytes(answer["CiphertextBlob"]), str(answer["KeyId"])
