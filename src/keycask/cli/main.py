@@ -15,6 +15,7 @@ from keycask.cli.audit import add_audit_commands
 from keycask.cli.clientconfig import add_config_commands
 from keycask.cli.completion import add_completion_commands
 from keycask.cli.dev import add_dev_commands
+from keycask.cli.envelope import add_envelope_commands
 from keycask.cli.operator import add_operator_commands
 from keycask.cli.policy import add_policy_commands
 from keycask.cli.principals import add_principals_commands
@@ -29,7 +30,8 @@ keycask: a self-hosted KMS that speaks the AWS KMS API.
 log; `operator` runs a production server (init, status, unseal, seal, rotate,
 rekey, backup, restore); `dev` moves a --dev server's lifecycle clock; `config
 show` says what the CLI will connect with; `completion` prints a shell
-completion script. `keycask COMMAND --help` tells more."""
+completion script; `encrypt` and `decrypt` turn files and streams into AWS
+Encryption SDK messages under keycask keys and back. `keycask COMMAND --help` tells more."""
 
 EXAMPLES = """\
 examples:
@@ -39,6 +41,7 @@ examples:
       --tls-self-signed
   KEYCASK_ADDR=https://kms.internal:9567 KEYCASK_CACERT=cert.pem keycask operator status
   keycask config show
+  keycask encrypt --key-id alias/backups -o db.dump.enc db.dump   # then: keycask decrypt
   source <(keycask completion bash)"""
 
 
@@ -89,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     add_operator_commands(sub)
     add_dev_commands(sub)
     add_config_commands(sub)
+    add_envelope_commands(sub)
     add_completion_commands(sub, parser)
     return root
 
