@@ -22,13 +22,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from keycask.cli import esdk, outfile
+from keycask.cli import outfile
 from keycask.cli.errors import CommandFailed, UsageError
 from keycask.cli.kmsclient import Kms, add_kms_options, connect, explain
 from keycask.cli.progress import NoProgress, Progress, progress_for
 
 if TYPE_CHECKING:
     import aws_encryption_sdk
+
+    from keycask.cli import esdk
 
 # Measured with benchmarks/envelope_stream.py (256 MiB through `keycask
 # encrypt | keycask decrypt`, one 2-core machine, see docs/encrypt-files.md):
@@ -215,7 +217,11 @@ def _sdk(max_keys: int) -> aws_encryption_sdk.EncryptionSDKClient:
 
 
 def run_encrypt(args: argparse.Namespace) -> int:
+    # The SDK (and boto3 under it) costs a fifth of a second to import:
+    # only the two commands that use it pay for it.
     from aws_encryption_sdk.identifiers import Algorithm
+
+    from keycask.cli import esdk
 
     if not 1 <= args.frame_length <= MAX_FRAME:
         raise UsageError(f"--frame-length must be 1 to {MAX_FRAME} bytes")
@@ -224,7 +230,7 @@ def run_encrypt(args: argparse.Namespace) -> int:
     outfile.refuse_existing(args.output, force=args.force)
     kms = connect(args)
     read_size = -(-_READ_SIZE // args.frame_length) * args.frame_length
-    with outfile.interruptible(), _opened_input(args.input) as (stream, size):
+    with outfile.interruptible() as interruption, _opened_input(args.input) as (stream, size):
         source = esdk.Source(stream)
         bar = progress_for(size, sys.stderr, quiet=args.quiet)
         try:
@@ -239,11 +245,18 @@ def run_encrypt(args: argparse.Namespace) -> int:
             # The data key (the KMS calls) before any output exists.
             _ = encryptor.header
             with outfile.output(args.output, mode=outfile.default_mode(), force=args.force) as sink:
-                _pump(encryptor, sink, read_size, source, bar)
+                _pump(
+                    encryptor,
+                    sink,
+                    read_size=read_size,
+                    source=source,
+                    bar=bar,
+                    interruption=interruption,
+                )
         except (CommandFailed, UsageError):
             raise
         except Exception as error:
-            _reraise_interrupt(error)
+            _reraise_interrupt(error, interruption)
             raise CommandFailed(_encrypt_failure(error, kms)) from None
         finally:
             bar.close()
@@ -264,6 +277,8 @@ def _encrypt_failure(error: Exception, kms: Kms) -> str:
 
 
 def run_decrypt(args: argparse.Namespace) -> int:
+    from keycask.cli import esdk
+
     context = parse_context(args.context)
     key_ids = _unique(args.key_id or [])
     for key_id in key_ids:
@@ -280,7 +295,7 @@ def run_decrypt(args: argparse.Namespace) -> int:
     manager = esdk.CheckingMaterialsManager(
         provider, required=context, allow_unsigned=args.allow_unsigned
     )
-    with outfile.interruptible(), _opened_input(args.input) as (stream, size):
+    with outfile.interruptible() as interruption, _opened_input(args.input) as (stream, size):
         source = esdk.Source(stream)
         bar = progress_for(size, sys.stderr, quiet=args.quiet)
         try:
@@ -292,18 +307,25 @@ def run_decrypt(args: argparse.Namespace) -> int:
             frame = header.frame_length or MAX_FRAME
             read_size = -(-_READ_SIZE // frame) * frame
             with outfile.output(args.output, mode=outfile.PRIVATE, force=args.force) as sink:
-                _pump(decryptor, sink, read_size, source, bar)
+                _pump(
+                    decryptor,
+                    sink,
+                    read_size=read_size,
+                    source=source,
+                    bar=bar,
+                    interruption=interruption,
+                )
                 # The footer (signature) was read and verified with the last
                 # frame; close() says so, and nothing may follow the message.
                 decryptor.close()
                 if source.read(1):
-                    raise esdk.MessageRefused(
+                    raise CommandFailed(
                         "the input goes on after the end of the message (trailing bytes)"
                     )
         except (CommandFailed, UsageError):
             raise
         except Exception as error:
-            _reraise_interrupt(error)
+            _reraise_interrupt(error, interruption)
             raise CommandFailed(_decrypt_failure(error, kms, manager, source)) from None
         finally:
             bar.close()
@@ -371,12 +393,13 @@ def _key_failure(error: Exception, kms: Kms, manager: esdk.CheckingMaterialsMana
     )
 
 
-def _reraise_interrupt(error: BaseException) -> None:
+def _reraise_interrupt(error: BaseException, interruption: outfile.Interruption) -> None:
     """SIGTERM/SIGINT raise ``Interrupted`` wherever the process stands; a
     library that wrapped it in an error of its own must not hide it."""
     for cause in _chain(error):
         if isinstance(cause, outfile.Interrupted):
             raise cause from None
+    interruption.check()
 
 
 def _chain(error: BaseException) -> Iterator[BaseException]:
@@ -400,11 +423,18 @@ def _from_botocore(error: BaseException) -> bool:
 
 
 def _pump(
-    stream: Any, sink: BinaryIO, read_size: int, source: esdk.Source, bar: Progress | NoProgress
+    stream: Any,
+    sink: BinaryIO,
+    *,
+    read_size: int,
+    source: esdk.Source,
+    bar: Progress | NoProgress,
+    interruption: outfile.Interruption,
 ) -> None:
     """Copy ``stream`` (the SDK's) to ``sink`` a few frames at a time: memory
     stays at a few frames whatever the input's size."""
     while True:
+        interruption.check()
         chunk = stream.read(read_size)
         if not chunk:
             return

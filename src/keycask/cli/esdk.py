@@ -7,7 +7,7 @@ whether it ran dry.
 The SDK builds its own clients from a botocore session, which would
 ignore ``--endpoint-url``, ``--ca-file`` and keycask's retry policy; the
 providers override ``add_regional_client`` alone and keep the SDK's
-``_register_client`` wrapping (it drops a regional client after a
+client wrapping, _register_client (it drops a regional client after a
 connection failure). The header checks live in the materials manager
 because that is the one hook the SDK calls after parsing the header and
 before calling KMS: a message with the wrong context or an unsigned suite
