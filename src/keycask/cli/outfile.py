@@ -123,7 +123,7 @@ def _publish(tmp: Path, target: Path, *, force: bool) -> None:
 class Interruption:
     """The signal that arrived in an ``interruptible`` block, if one did.
     Kept because the exception the handler raises lands wherever the
-    process stands, and a library's broad ``except`` there could swallow
+    process stands, and a broad except clause in a library could swallow
     it: ``check`` raises it again at a point of the caller's choosing."""
 
     def __init__(self) -> None:
