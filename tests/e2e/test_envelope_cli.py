@@ -57,7 +57,12 @@ def _encrypt(server: Server, key: str, data: bytes, *extra: str) -> bytes:
 
 
 def _sdk_message(
-    server: Server, keys: list[str], data: bytes, algorithm: Algorithm, **kwargs: Any
+    server: Server,
+    keys: list[str],
+    data: bytes,
+    algorithm: Algorithm,
+    frame_length: int = 4096,
+    **kwargs: Any,
 ) -> bytes:
     """A message written in-process with the Python SDK, not through keycask."""
     policy = (
@@ -68,7 +73,7 @@ def _sdk_message(
     client = aws_encryption_sdk.EncryptionSDKClient(commitment_policy=policy)
     provider = StrictAwsKmsMasterKeyProvider(key_ids=keys, botocore_session=sdk_session(server))
     message, _ = client.encrypt(
-        source=data, key_provider=provider, algorithm=algorithm, frame_length=4096, **kwargs
+        source=data, key_provider=provider, algorithm=algorithm, frame_length=frame_length, **kwargs
     )
     return bytes(message)
 
@@ -218,6 +223,20 @@ def test_a_message_naming_too_many_keys_is_refused_before_any_call(
     assert all(calls(server, k, "Decrypt") == 0 for k in keys)
     proc = keycask(server, "decrypt", "--max-encrypted-data-keys", "4", stdin=message)
     assert proc.returncode == 0 and proc.stdout == b"stuffed"
+
+
+def test_frames_larger_than_keycask_buffers_are_refused(server: Server, kms: Any) -> None:
+    key = _key(kms)
+    signed = Algorithm.AES_256_GCM_HKDF_SHA512_COMMIT_KEY_ECDSA_P384
+    # A header announcing 32 MiB frames: decrypting would buffer each whole.
+    big = _sdk_message(server, [key], b"small", signed, frame_length=32 * MIB)
+    assert "frames are larger" in failed(keycask(server, "decrypt", stdin=big))
+    assert calls(server, key, "Decrypt") == 0
+    # An unframed message (frame length 0) within the cap is read whole.
+    data = os.urandom(100_000)
+    unframed = _sdk_message(server, [key], data, signed, frame_length=0)
+    proc = keycask(server, "decrypt", stdin=unframed)
+    assert proc.returncode == 0 and proc.stdout == data, proc.stderr
 
 
 def test_strict_decrypt_takes_arns_and_names_the_messages_keys(server: Server, kms: Any) -> None:

@@ -32,15 +32,20 @@ if TYPE_CHECKING:
 
     from keycask.cli import esdk
 
-# Measured with benchmarks/envelope_stream.py (256 MiB through `keycask
-# encrypt | keycask decrypt`, one 2-core machine, see docs/encrypt-files.md):
-#   frame   4 KiB:  encrypt  ~91 MiB/s, decrypt ~102 MiB/s
-#   frame  64 KiB:  encrypt ~247 MiB/s, decrypt ~390 MiB/s
-#   frame   1 MiB:  encrypt ~213 MiB/s, decrypt ~233 MiB/s
+# Measured with benchmarks/envelope_stream.py: 512 MiB through `keycask
+# encrypt | keycask decrypt` on an idle 2-core machine, MiB/s over each
+# process's own CPU time and over the pipeline's wall time:
+#   frame     encrypt  decrypt  pipeline
+#   4 KiB       122      107       83
+#   16 KiB      189      183      115
+#   64 KiB      199      217      125   (repeat: 204/204/123, 175/202/113)
+#   256 KiB     229      234      111   (repeat: 210/215/101, 217/222/105)
+#   1 MiB       223      196      100
 # The SDK's cost is per frame (a Python call chain, a GCM context, a
-# signature update), so 4 KiB (the SDK's default) spends most of its time
-# outside AES; past 64 KiB the SDK's buffer copies grow with the frame and
-# throughput falls again, while memory per frame rises. 64 KiB it is.
+# signature update), so its default 4 KiB spends most of its time outside
+# AES. 64 KiB is the fastest pipeline in every run and within ~10 % of the
+# cheapest per process (256 KiB), with a quarter of its memory per frame
+# and plaintext released to stdout in smaller steps.
 DEFAULT_FRAME = 64 * 1024
 # The largest frame (or unframed body) decrypt buffers: the SDK reads a
 # whole frame, then its plaintext, into memory, so a hostile header's 4 GiB
