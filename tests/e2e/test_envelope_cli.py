@@ -284,6 +284,28 @@ def test_tampered_message_leaves_no_file(server: Server, kms: Any, tmp_path: Pat
         assert "failed authentication: tampered or corrupted" in err, (where, err)
 
 
+def test_stdout_gets_authenticated_frames_and_the_status_says_the_rest(
+    server: Server, kms: Any
+) -> None:
+    """The documented stdout caveat: frames are released as each verifies, so
+    a message whose signature was altered has written its plaintext when
+    keycask exits 1; a frame altered stops the output before that frame."""
+    data = os.urandom(300_000)
+    message = _encrypt(server, _key(kms), data, "--frame-length", "4096")
+    bad_signature = bytearray(message)
+    bad_signature[-20] ^= 0x01
+    proc = keycask(server, "decrypt", stdin=bytes(bad_signature))
+    assert "failed authentication" in failed(proc)
+    assert data.startswith(proc.stdout) and len(proc.stdout) > 0
+    bad_frame = bytearray(message)
+    bad_frame[len(message) // 2] ^= 0x01
+    proc = keycask(server, "decrypt", stdin=bytes(bad_frame))
+    assert "failed authentication" in failed(proc)
+    # Only whole frames before the altered one, never a byte of it.
+    assert data.startswith(proc.stdout) and len(proc.stdout) < len(data) // 2
+    assert len(proc.stdout) % 4096 == 0
+
+
 def test_trailing_bytes_are_refused(server: Server, kms: Any, tmp_path: Path) -> None:
     message = _encrypt(server, _key(kms), b"x")
     assert "trailing" in _refused_to_file(server, tmp_path, message + b"more")
