@@ -106,6 +106,8 @@ def test_json_wherever_a_command_prints_data() -> None:
         prints = path[-1:] not in (
             ("delete",), ("delete-policy",), ("put-policy",), ("tag",), ("untag",),
             ("activate",), ("deactivate",), ("get-policy",),
+            # Their output is the data itself (a message, a plaintext).
+            ("encrypt",), ("decrypt",),
         )  # fmt: skip
         # A secret's raw value on stdout, a note on stderr, or (exec) the program itself.
         raw = path in {("secrets", "set"), ("secrets", "get"), ("secrets", "rotate"), ("exec",)}

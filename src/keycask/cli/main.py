@@ -16,6 +16,7 @@ from keycask.cli.audit import add_audit_commands
 from keycask.cli.clientconfig import add_config_commands
 from keycask.cli.completion import add_completion_commands
 from keycask.cli.dev import add_dev_commands
+from keycask.cli.envelope import add_envelope_commands
 from keycask.cli.execute import add_exec_commands
 from keycask.cli.operator import add_operator_commands
 from keycask.cli.policy import add_policy_commands
@@ -31,9 +32,10 @@ keycask: a self-hosted KMS that speaks the AWS KMS API.
 log; `operator` runs a production server (init, status, unseal, seal, rotate,
 rekey, backup, restore); `dev` moves a --dev server's lifecycle clock; `config
 show` says what the CLI will connect with; `completion` prints a shell
-completion script; `secrets` keeps an app's secrets in a file you can commit,
-and `exec` runs the app with them in its environment. `keycask COMMAND --help`
-tells more."""
+completion script. For applications: `encrypt` and `decrypt` turn files and
+streams into AWS Encryption SDK messages under keycask keys and back; `secrets`
+keeps an app's secrets in a file you can commit, and `exec` runs the app with
+them in its environment. `keycask COMMAND --help` tells more."""
 
 EXAMPLES = """\
 examples:
@@ -43,6 +45,7 @@ examples:
       --tls-self-signed
   KEYCASK_ADDR=https://kms.internal:9567 KEYCASK_CACERT=cert.pem keycask operator status
   keycask config show
+  keycask encrypt --key-id alias/backups -o db.dump.enc db.dump   # then: keycask decrypt
   keycask secrets set secrets.env API_TOKEN --key-id alias/app   # value from a prompt
   keycask exec --secrets secrets.env -- ./app
   source <(keycask completion bash)"""
@@ -95,6 +98,7 @@ def parser() -> argparse.ArgumentParser:
     add_operator_commands(sub)
     add_dev_commands(sub)
     add_config_commands(sub)
+    add_envelope_commands(sub)
     add_appsecrets_commands(sub)
     add_exec_commands(sub)
     add_completion_commands(sub, parser)

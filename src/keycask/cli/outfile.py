@@ -32,6 +32,7 @@ from keycask.privatefile import fsync_dir
 STDIO = "-"
 # Files holding plaintext: the owner's alone, whatever the umask says.
 PRIVATE = 0o600
+_STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
 class Interrupted(CommandFailed):
@@ -72,11 +73,20 @@ def output(path: str | None, *, mode: int, force: bool) -> Iterator[BinaryIO]:
     refuse_existing(path, force=force)
     if target.is_dir():
         raise UsageError(f"{path} is a directory")
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".keycask-tmp", dir=target.parent or "."
-    )
-    tmp = Path(tmp_name)
+    # SIGTERM/SIGINT held back from the file's creation until the block
+    # that removes it is entered: ``interruptible`` raising in between would
+    # leave the file behind. They arrive (and raise) right after.
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
     try:
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".keycask-tmp", dir=target.parent or "."
+        )
+        tmp = Path(tmp_name)
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        raise
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         with os.fdopen(fd, "wb") as stream:
             yield stream
             stream.flush()
@@ -110,18 +120,40 @@ def _publish(tmp: Path, target: Path, *, force: bool) -> None:
     fsync_dir(target.parent)
 
 
+class Interruption:
+    """The signal that arrived in an ``interruptible`` block, if one did.
+    Kept because the exception the handler raises lands wherever the
+    process stands, and a broad except clause in a library could swallow
+    it: ``check`` raises it again at a point of the caller's choosing."""
+
+    def __init__(self) -> None:
+        self.received: signal.Signals | None = None
+
+    def error(self) -> Interrupted | None:
+        if self.received is None:
+            return None
+        return Interrupted(f"interrupted by {self.received.name}")
+
+    def check(self) -> None:
+        error = self.error()
+        if error is not None:
+            raise error
+
+
 @contextlib.contextmanager
-def interruptible() -> Iterator[None]:
-    """SIGTERM and SIGINT end the block with ``Interrupted`` (so ``finally``
+def interruptible() -> Iterator[Interruption]:
+    """SIGTERM and SIGINT end the block with ``Interrupted`` (so the finally
     clauses, the temporary file's removal among them, run) rather than
     killing the process where it stands or printing a traceback."""
+    state = Interruption()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
-        raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+        state.received = signal.Signals(signum)
+        raise Interrupted(f"interrupted by {state.received.name}")
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    previous = {sig: signal.signal(sig, stop) for sig in _STOPPING}
     try:
-        yield
+        yield state
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
