@@ -44,6 +44,7 @@ DEV_SECTIONS = (
     "## Rotation and deletion",
     "## Signing a JWT, verified with openssl",
     "## Principals, policies and audit",
+    "## Secrets and files for an app",
 )
 # Sections with a ```sh block that this test does not run, and why.
 ELSEWHERE = {"## Production": "test_readme_production.py runs it on a production server"}
@@ -202,6 +203,19 @@ def _promises(walk: Walk, shell: Shell) -> list[tuple[str, Callable[[Result], No
     def audit(result: Result) -> None:
         assert result.out.startswith("ok: ")
 
+    def committed_file(result: Result) -> None:
+        # What goes into git: the names, never a value.
+        assert "correct horse" not in result.out and "tok-8f14e45f" not in result.out
+        names = [line.split("=", 1)[0] for line in result.out.splitlines() if "=kc1:" in line]
+        assert names == ["API_TOKEN", "DB_PASSWORD"], result.out
+
+    def app_started(result: Result) -> None:
+        assert result.out == "the app starts with a 28-character password\n"
+
+    def restored(result: Result) -> None:
+        # A decrypted file is its owner's alone, whatever the umask.
+        assert (walk.home / "site-restored.tar").stat().st_mode & 0o777 == 0o600
+
     return [
         ("export AWS_SHARED_CREDENTIALS_FILE", exports),
         ("kms decrypt --ciphertext-blob fileb://msg.enc", decrypted),
@@ -221,11 +235,17 @@ def _promises(walk: Walk, shell: Shell) -> list[tuple[str, Callable[[Result], No
         ("policy who-can", who_can),
         ("policy lint", lint),
         ("audit verify", audit),
+        ("cat app.env", committed_file),
+        ("keycask exec --secrets app.env", app_started),
+        ("cmp site.tar site-restored.tar", restored),
     ]
 
 
 def test_readme_dev_walkthrough(walk: Walk, tmp_path: Path) -> None:
-    shell = Shell(walk.home, clean_env(HOME=str(tmp_path / "user")), tmp_path / "shell")
+    # The reader has a git identity of their own; the test's HOME has none.
+    git = {f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+           for what, value in (("NAME", "Reader"), ("EMAIL", "reader@example.com"))}  # fmt: skip
+    shell = Shell(walk.home, clean_env(HOME=str(tmp_path / "user"), **git), tmp_path / "shell")
     promises = _promises(walk, shell)
     fired: list[str] = []
     ran = 0

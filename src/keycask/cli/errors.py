@@ -36,6 +36,14 @@ class CommandFailed(Exception):
     """The operation was tried and failed (exit 1); the text is what to print."""
 
 
+class Stopped(BaseException):
+    """SIGTERM or SIGINT ended the command (exit 1); the text is what to
+    print. A BaseException, as KeyboardInterrupt is, because the handler
+    raises it wherever the process stands, often inside a library (botocore,
+    the Encryption SDK) whose ``except Exception`` would otherwise swallow
+    it and carry on."""
+
+
 _USAGE: tuple[type[BaseException], ...] = (
     UsageError,
     config.ConfigError,
@@ -64,5 +72,8 @@ def run(command: Command, *args: object) -> int:
         print(f"keycask: {error}", file=sys.stderr)
         return USAGE
     except _FAILED as error:
+        print(f"keycask: {error}", file=sys.stderr)
+        return FAILED
+    except Stopped as error:
         print(f"keycask: {error}", file=sys.stderr)
         return FAILED

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
 
-from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.errors import Stopped, UsageError
 from keycask.privatefile import fsync_dir
 
 STDIO = "-"
@@ -35,7 +35,7 @@ PRIVATE = 0o600
 _STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
-class Interrupted(CommandFailed):
+class Interrupted(Stopped):
     """SIGINT or SIGTERM arrived mid-way; what was half-written is gone."""
 
 
