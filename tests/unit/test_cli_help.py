@@ -128,3 +128,47 @@ def test_completion_lists_each_level_of_the_tree() -> None:
         assert "complete -o default -F _keycask keycask" in text
         assert "'principals access-keys') echo 'create list activate deactivate delete" in text
     assert "bashcompinit" in script(parser(), "zsh")
+
+
+def _tree(root: argparse.ArgumentParser, top: str) -> dict[tuple[str, ...], str]:
+    return {path: node.format_help() for path, node in _parsers(root) if path and path[0] == top}
+
+
+def test_a_command_line_builds_only_its_group_and_the_same_tree() -> None:
+    """``parser(only=...)`` (what ``main`` builds for a command line naming
+    its command) holds exactly the full tree's parsers for that command."""
+    full = parser()
+    tops = [path[0] for path, _ in _parsers(full) if len(path) == 1]
+    assert {"exec", "secrets", "encrypt", "decrypt", "server", "completion"} <= set(tops)
+    for top in tops:
+        alone = parser(only=top)
+        assert [p[0] for p, _ in _parsers(alone) if len(p) == 1] == [
+            t for t in tops if _group(t) == _group(top)
+        ]
+        assert _tree(alone, top) == _tree(full, top), top
+
+
+def _group(top: str) -> str:
+    from keycask.cli.main import GROUPS
+
+    return next((module for names, module, _ in GROUPS if top in names), top)
+
+
+@pytest.mark.parametrize("command", ["exec", "secrets", "encrypt"])
+def test_the_application_tools_do_not_load_the_server(command: str) -> None:
+    """``keycask exec`` runs at every start of an application: it must not
+    pay for the server, the store, the audit chain or the Encryption SDK
+    (``encrypt`` needs the SDK only once it runs, not to parse)."""
+    probe = (
+        "import sys\n"
+        "from keycask.cli.main import main\n"
+        f"try:\n    main([{command!r}, '--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('keycask.app', 'keycask.service', 'keycask.storage', 'keycask.audit',\n"
+        "         'keycask.crypto', 'aws_encryption_sdk', 'psycopg')\n"
+        "print(sorted({m.split('.')[0] + '.' + m.split('.')[1] if '.' in m else m\n"
+        "              for m in sys.modules if m.startswith(heavy)}))\n"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[-1]
+    assert found == "[]"

@@ -26,12 +26,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keycask import config
-from keycask.audit import AuditRecord
 from keycask.cli.errors import CommandFailed
 
 if TYPE_CHECKING:
     import botocore.credentials
     import botocore.session
+
+    from keycask.audit import AuditRecord
 
 # The profile a --dev server writes into its data dir (keycask.app.PROFILE).
 DEV_PROFILE = "keycask"
@@ -51,6 +52,10 @@ def local_record(
     region: str | None = None,
 ) -> AuditRecord:
     """A change made straight in the data dir, whose access is the authority."""
+    # Imported here: the audit package (and the crypto under it) is for the
+    # commands that open a data dir, not for the application tools.
+    from keycask.audit import AuditRecord
+
     return AuditRecord(
         time=datetime.now(UTC),
         request_id=str(uuid.uuid4()),

@@ -16,8 +16,6 @@ from collections.abc import Callable
 
 from keycask import config
 from keycask.errors import AuditUnavailable, KMSError, SealError, StorageIntegrityError
-from keycask.storage.backup import BackupError
-from keycask.storage.postgres import StorageConfigError
 
 OK, FAILED, USAGE = 0, 1, 2
 
@@ -47,7 +45,6 @@ class Stopped(BaseException):
 _USAGE: tuple[type[BaseException], ...] = (
     UsageError,
     config.ConfigError,
-    StorageConfigError,
     # Raised by a command itself (a server's refusal arrives as CallError):
     # about what was given, a malformed document or a key that is not there.
     KMSError,
@@ -57,9 +54,21 @@ _FAILED: tuple[type[BaseException], ...] = (
     SealError,
     AuditUnavailable,
     StorageIntegrityError,
-    BackupError,
     OSError,
 )
+# Errors of modules a command may never import (the store's), named rather
+# than imported: importing them cost every command, `keycask exec` at each
+# start of an application included, 0.1 s. An exception of a module that was
+# not imported cannot have been raised.
+_USAGE_ELSEWHERE = (("keycask.storage.postgres", "StorageConfigError"),)
+_FAILED_ELSEWHERE = (("keycask.storage.backup", "BackupError"),)
+
+
+def _loaded(names: tuple[tuple[str, str], ...]) -> tuple[type[BaseException], ...]:
+    return tuple(
+        getattr(sys.modules[module], name) for module, name in names if module in sys.modules
+    )
+
 
 Command = Callable[..., int]
 
@@ -68,12 +77,14 @@ def run(command: Command, *args: object) -> int:
     """``command(*args)``'s exit status, with the failures above printed."""
     try:
         return command(*args)
-    except _USAGE as error:
-        print(f"keycask: {error}", file=sys.stderr)
-        return USAGE
-    except _FAILED as error:
-        print(f"keycask: {error}", file=sys.stderr)
-        return FAILED
     except Stopped as error:
         print(f"keycask: {error}", file=sys.stderr)
         return FAILED
+    except Exception as error:
+        if isinstance(error, _USAGE + _loaded(_USAGE_ELSEWHERE)):
+            print(f"keycask: {error}", file=sys.stderr)
+            return USAGE
+        if isinstance(error, _FAILED + _loaded(_FAILED_ELSEWHERE)):
+            print(f"keycask: {error}", file=sys.stderr)
+            return FAILED
+        raise
