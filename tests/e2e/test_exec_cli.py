@@ -202,6 +202,27 @@ def test_exit_status_and_stdio_pass_through(
     assert ok(done).stdout == b"THROUGH THE PIPE\n"
 
 
+def test_the_child_starts_with_default_signal_dispositions(server: Server, tmp_path: Path) -> None:
+    """keycask is a Python process, which ignores SIGPIPE and SIGXFSZ for
+    itself; an ignored signal survives execve, so the program would inherit
+    it (`yes | head` would see EPIPE instead of ending). Nothing ignored or
+    blocked reaches the program that keycask's own parent did not give it."""
+    path = tmp_path / "s.env"
+    _secrets_file(server, path, {"A": b"a"})
+    status = ok(
+        keycask(server, "exec", "--secrets", str(path), "--", "cat", "/proc/self/status")
+    ).stdout.decode()
+    fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)
+    mine = dict(
+        line.split(":\t", 1) for line in Path("/proc/self/status").read_text().splitlines()
+        if ":\t" in line
+    )  # fmt: skip
+    # This test process is Python too: its own SigIgn has SIGPIPE; subprocess
+    # restored the defaults for keycask (restore_signals), so nothing at all.
+    assert int(fields["SigIgn"], 16) == 0, fields["SigIgn"]
+    assert int(fields["SigBlk"], 16) == int(mine["SigBlk"], 16) == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signals_reach_the_child(
     server: Server, tmp_path: Path, child: list[str], sig: signal.Signals

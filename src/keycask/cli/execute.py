@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ from keycask.cli.secretfile import NAME_RULE, SecretFile, check_name, valid_name
 from keycask.cli.secretvalues import decrypt, read_file
 
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
+# The signals the interpreter sets to SIG_IGN for itself (those that exist here).
+_PYTHON_IGNORES = tuple(n for n in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, n))
 REFERENCE = "keycask:"
 
 # Variables that make a program load or run other code, or change which
@@ -159,6 +162,12 @@ def cmd_exec(args: argparse.Namespace) -> int:
             environment[os.fsencode(item.variable)] = value
     sys.stdout.flush()
     sys.stderr.flush()
+    # Python ignores SIGPIPE and SIGXFSZ for itself at start-up, and an
+    # ignored signal stays ignored across execve: without this, `yes | head`
+    # in the program would see EPIPE errors instead of ending quietly.
+    # subprocess's restore_signals does the same for its children.
+    for name in _PYTHON_IGNORES:
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
     try:
         os.execvpe(command[0], command, environment)  # noqa: S606 - the user's own command, no shell
     except FileNotFoundError:
