@@ -82,24 +82,36 @@ def feed(pipe: IO[bytes], total: int, digest: hashlib._Hash) -> None:
         pipe.close()
 
 
-def reap(proc: subprocess.Popen[bytes]) -> tuple[int, float, float]:
+PEAK_RSS = Path(__file__).resolve().parent / "peak_rss.py"
+
+
+def launched(report: Path, argv: list[str]) -> list[str]:
+    """argv started through peak_rss.py, which sees the program's own peak,
+    not this process's size handed down at fork."""
+    return [sys.executable, str(PEAK_RSS), str(report), *argv]
+
+
+def reap(proc: subprocess.Popen[bytes], report: Path) -> tuple[int, float, float]:
     """Exit status, CPU seconds and peak RSS (MiB) of a child, from wait4."""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+    status = proc.wait()
+    maxrss, cpu = report.read_text().split()
+    return status, float(cpu), int(maxrss) / 1024
 
 
 def stream(env: dict[str, str], data_dir: Path, key_arn: str, mib: int, frame: int) -> Run:
     base = [sys.executable, "-m", "keycask.cli"]
     common = ["--data-dir", str(data_dir), "--quiet"]
     encrypt = subprocess.Popen(
-        [*base, "encrypt", "--key-id", key_arn, "--frame-length", str(frame), *common],
+        launched(
+            data_dir / "encrypt.rss",
+            [*base, "encrypt", "--key-id", key_arn, "--frame-length", str(frame), *common],
+        ),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         env=env,
     )
     decrypt = subprocess.Popen(
-        [*base, "decrypt", "--key-id", key_arn, *common],
+        launched(data_dir / "decrypt.rss", [*base, "decrypt", "--key-id", key_arn, *common]),
         stdin=encrypt.stdout,
         stdout=subprocess.PIPE,
         env=env,
@@ -113,8 +125,8 @@ def stream(env: dict[str, str], data_dir: Path, key_arn: str, mib: int, frame: i
     while chunk := decrypt.stdout.read(MIB):
         got.update(chunk)
     writer.join()
-    enc_status, enc_cpu, enc_rss = reap(encrypt)
-    dec_status, dec_cpu, dec_rss = reap(decrypt)
+    enc_status, enc_cpu, enc_rss = reap(encrypt, data_dir / "encrypt.rss")
+    dec_status, dec_cpu, dec_rss = reap(decrypt, data_dir / "decrypt.rss")
     wall = time.perf_counter() - started
     if enc_status or dec_status or sent.digest() != got.digest():
         raise SystemExit(f"frame {frame}: failed ({enc_status}, {dec_status}) or output differs")

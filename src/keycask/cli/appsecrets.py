@@ -105,7 +105,7 @@ def _write(path: str, secret_file: SecretFile, layout: Layout) -> None:
 
 
 def _strip_newline(data: bytes) -> bytes:
-    """One trailing newline (``\\n`` or ``\\r\\n``) goes: what ``echo`` and
+    """One trailing newline (``\\n`` or ``\\r\\n``) goes: what echo(1) and
     here-strings add. Use ``printf %s`` to keep a value's own."""
     if data.endswith(b"\r\n"):
         return data[:-2]

@@ -4,7 +4,7 @@ its environment.
 Fail closed, then get out of the way. Every file is parsed and every value
 decrypted before anything runs; any failure ends keycask with one line
 naming the file and the secret (never a value) and the program is not
-started. Then ``os.execvpe`` replaces keycask with the program: the same
+started. Then execve(2) replaces keycask with the program: the same
 process, so stdin, stdout, stderr, signals (SIGTERM from a supervisor,
 SIGINT from a terminal) and the exit status are the program's own with no
 relay that could lose them, and the decrypted values leave keycask's memory

@@ -274,7 +274,7 @@ def _parse_json(text: str) -> SecretFile:
 
 
 def _check_version(version: object) -> None:
-    # bool is an int in Python; ``true`` is not version 1.
+    # bool is an int in Python; JSON true is not version 1.
     if type(version) is not int or version != FORMAT_VERSION:
         raise SecretFileError(
             f"format version is not {FORMAT_VERSION} (a newer keycask may have written it)"
