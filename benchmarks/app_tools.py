@@ -19,16 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from targets import keycask
 
 
 def _keycask(
@@ -62,33 +55,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        data, port = Path(tmp) / "data", _free_port()
-        server = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "keycask.cli",
-                "server",
-                "--dev",
-                "--data-dir",
-                str(data),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=_env(),
-        )
+        data = Path(tmp) / "data"
+        server = keycask(data).start()
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
             import boto3
 
             os.environ["AWS_CONFIG_FILE"] = str(data / "config")
@@ -121,8 +90,7 @@ def main() -> None:
                     lowest, median = _timed(data, command, args.runs)
                     print(f"{label:<44} {lowest:8.3f} {median:8.3f}")
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -20,10 +20,11 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
+
+from targets import keycask
 
 MIB = 1024 * 1024
 
@@ -37,33 +38,6 @@ class Run:
     decrypt_cpu: float
     encrypt_rss_mib: float
     decrypt_rss_mib: float
-
-
-def start_server(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "keycask.cli",
-            "server",
-            "--dev",
-            "--data-dir",
-            str(data_dir),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("the server did not start")
 
 
 def feed(pipe: IO[bytes], total: int, digest: hashlib._Hash) -> None:
@@ -137,11 +111,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=int, default=256)
     parser.add_argument("--frames", default="4096,65536,1048576")
-    parser.add_argument("--port", type=int, default=9581)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        server = start_server(data_dir, args.port)
+        server = keycask(data_dir).start()
         try:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "KEYCASK_"))}
             env["AWS_CONFIG_FILE"] = str(data_dir / "config")
@@ -164,8 +137,7 @@ def main() -> None:
                     flush=True,
                 )
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            server.stop()
 
 
 if __name__ == "__main__":
