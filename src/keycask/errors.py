@@ -178,6 +178,44 @@ class UnsupportedOperationException(KMSError):
     code = "UnsupportedOperationException"
 
 
+# -- errors of temporary credentials (STS's model; the STS door writes their
+# Query-protocol codes, a JSON door the class's ``code``) --
+
+
+class ExpiredTokenException(KMSError):
+    """A session token past its expiration, or a web identity token past its
+    ``exp``. AWS answers KMS calls made with an expired session so too."""
+
+    code = "ExpiredTokenException"
+
+
+class InvalidIdentityTokenException(KMSError):
+    """A web identity token that cannot be trusted: malformed, unsigned or
+    wrongly signed, from an issuer no provider is registered for."""
+
+    code = "InvalidIdentityToken"
+
+
+class IDPRejectedClaimException(KMSError):
+    """A web identity token whose claims the registered provider refuses
+    (an audience not registered, a token not yet valid)."""
+
+    code = "IDPRejectedClaim"
+    status = 403
+
+
+class IDPCommunicationErrorException(KMSError):
+    """The provider's signing keys (JWKS) could not be fetched."""
+
+    code = "IDPCommunicationError"
+
+
+class PackedPolicyTooLargeException(KMSError):
+    """Session policies and tags that do not fit in a session token."""
+
+    code = "PackedPolicyTooLarge"
+
+
 # -- internal conditions that are not KMS answers --
 
 
