@@ -6,10 +6,14 @@ typed results (``core/principal_results.py``).
 
 Operations (``?`` = optional; Account defaults to the caller's account):
 
-    CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?}
-                          -> {Arn, UniqueId, AccessKeyId, SecretAccessKey}
+    CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?, TrustPolicy?,
+                          MaxSessionDuration?} -> {Arn, UniqueId, AccessKeyId?,
+                          SecretAccessKey?}: a role with a TrustPolicy is assumed
+                          through STS and gets no access key
+    UpdateRole            {Name, Account?, TrustPolicy?, MaxSessionDuration?}
     GetPrincipal          {Name, Account?} -> {Arn, UniqueId, Name, Account, Kind,
-                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate}
+                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate,
+                          TrustPolicy?, MaxSessionDuration?}
     ListPrincipals        {Account?, Marker?, Limit?}
                           -> {Principals: [{Arn, Name, Kind, Admin}], Truncated, NextMarker?}
     DeletePrincipal       {Name, Account?}: the principal, its policies and all
@@ -41,7 +45,12 @@ from typing import Any
 
 import orjson
 
-from keycask.auth.credentials import CredentialStore, check_account, check_name
+from keycask.auth.credentials import (
+    CredentialStore,
+    check_account,
+    check_max_session_duration,
+    check_name,
+)
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidMarkerException, ValidationException
 from keycask.ports import Write
@@ -63,6 +72,7 @@ from keycask.service.core.principal_requests import (
     TagPrincipalRequest,
     UntagPrincipalRequest,
     UpdateAccessKeyRequest,
+    UpdateRoleRequest,
 )
 from keycask.service.core.principal_results import (
     CreateAccessKeyResult,
@@ -152,6 +162,16 @@ def _principal_request(doc: Doc) -> PrincipalRequest:
     return PrincipalRequest(_name(doc), _account(doc))
 
 
+def _max_session_duration(doc: Doc) -> int | None:
+    value = doc.get("MaxSessionDuration")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationException("MaxSessionDuration must be a whole number of seconds.")
+    check_max_session_duration(value)
+    return value
+
+
 def _create_principal(doc: Doc) -> CreatePrincipalRequest:
     name = _name(doc)
     account = _account(doc)
@@ -159,7 +179,21 @@ def _create_principal(doc: Doc) -> CreatePrincipalRequest:
     admin = _flag(doc, "Admin")
     tags = _tags(doc, "Tags")
     check_tag_count(dict(tags))
-    return CreatePrincipalRequest(name, account, kind, admin, tags)
+    trust_policy = _optional_string(doc, "TrustPolicy")
+    max_session = _max_session_duration(doc)
+    if trust_policy is not None and (kind != "role" or admin):
+        raise ValidationException(
+            "TrustPolicy makes a role assumed through STS: give Role true, and not Admin "
+            "(give the role an identity policy instead)."
+        )
+    if max_session is not None and trust_policy is None:
+        raise ValidationException("MaxSessionDuration needs a TrustPolicy.")
+    return CreatePrincipalRequest(name, account, kind, admin, tags, trust_policy, max_session)
+
+
+def _update_role(doc: Doc) -> UpdateRoleRequest:
+    trust_policy = _optional_string(doc, "TrustPolicy")
+    return UpdateRoleRequest(_name(doc), _account(doc), trust_policy, _max_session_duration(doc))
 
 
 def _list_principals(doc: Doc) -> ListPrincipalsRequest:
@@ -229,12 +263,11 @@ def _nothing(result: None) -> Doc:
 
 
 def _created_principal(result: CreatePrincipalResult) -> Doc:
-    return {
-        "Arn": result.arn,
-        "UniqueId": result.unique_id,
-        "AccessKeyId": result.access_key_id,
-        "SecretAccessKey": result.secret_access_key,
-    }
+    doc: Doc = {"Arn": result.arn, "UniqueId": result.unique_id}
+    if result.access_key_id is not None:
+        doc["AccessKeyId"] = result.access_key_id
+        doc["SecretAccessKey"] = result.secret_access_key
+    return doc
 
 
 def _principal(result: GetPrincipalResult) -> Doc:
@@ -249,6 +282,11 @@ def _principal(result: GetPrincipalResult) -> Doc:
         "PolicyNames": list(result.policy_names),
         "AccessKeyCount": result.access_key_count,
         "CreateDate": _date(result.created),
+        **(
+            {"TrustPolicy": result.trust_policy, "MaxSessionDuration": result.max_session_duration}
+            if result.trust_policy is not None
+            else {}
+        ),
     }
 
 
@@ -310,7 +348,10 @@ def _wire(
 _IN_ACCOUNT = ("Account",)
 WIRE: Mapping[str, Wire] = {
     "CreatePrincipal": _wire(_create_principal, _created_principal, required=("Name",),
-                             optional=("Account", "Role", "Tags", "Admin")),
+                             optional=("Account", "Role", "Tags", "Admin", "TrustPolicy",
+                                       "MaxSessionDuration")),
+    "UpdateRole": _wire(_update_role, _nothing, required=("Name",),
+                        optional=("Account", "TrustPolicy", "MaxSessionDuration")),
     "GetPrincipal": _wire(_principal_request, _principal, required=("Name",),
                           optional=_IN_ACCOUNT),
     "ListPrincipals": _wire(_list_principals, _principals, required=(),
