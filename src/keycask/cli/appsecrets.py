@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 from keycask.cli import outfile
-from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.errors import CommandFailed, UsageError, printable
 from keycask.cli.kmsclient import add_kms_options, connect
 from keycask.cli.secretfile import (
     NAME_RULE,
@@ -258,7 +258,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     new_key = arns.pop() if arns else secret_file.key_id
     _write(path, SecretFile(new_key, new_context, blobs), layout)
     moved = "" if new_key == secret_file.key_id else f", now under {new_key}"
-    print(f"re-encrypted {len(blobs)} secret(s) in {path}{moved}", file=sys.stderr)
+    print(printable(f"re-encrypted {len(blobs)} secret(s) in {path}{moved}"), file=sys.stderr)
     return 0
 
 

@@ -296,7 +296,12 @@ def run_decrypt(args: argparse.Namespace) -> int:
         raise UsageError("--max-encrypted-data-keys must be at least 1")
     outfile.refuse_existing(args.output, force=args.force)
     kms = connect(args)
-    provider = esdk.strict(kms, key_ids) if key_ids else esdk.discovery(kms)
+    try:
+        provider = esdk.strict(kms, key_ids) if key_ids else esdk.discovery(kms)
+    except Exception as error:
+        # botocore checks each key ARN's region as the provider builds its
+        # client for it: a region botocore refuses is what was given.
+        raise UsageError(f"decrypt --key-id: {explain(error, kms)}") from None
     manager = esdk.CheckingMaterialsManager(
         provider, required=context, allow_unsigned=args.allow_unsigned
     )

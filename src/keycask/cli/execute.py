@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass
 
 from keycask.cli import outfile
-from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.errors import CommandFailed, UsageError, say
 from keycask.cli.kmsclient import add_kms_options, connect
 from keycask.cli.secretfile import NAME_RULE, SecretFile, check_name, valid_name
 from keycask.cli.secretvalues import decrypt, read_file
@@ -171,10 +171,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     try:
         os.execvpe(command[0], command, environment)  # noqa: S606 - the user's own command, no shell
     except FileNotFoundError:
-        print(f"keycask: {command[0]}: command not found", file=sys.stderr)
+        say(f"{command[0]}: command not found")
         return NOT_FOUND
     except OSError as error:
-        print(f"keycask: {command[0]}: cannot run it: {error.strerror}", file=sys.stderr)
+        say(f"{command[0]}: cannot run it: {error.strerror}")
         return NOT_EXECUTABLE
     raise AssertionError("os.execvpe returned")  # pragma: no cover
 
