@@ -158,7 +158,7 @@ def check_value(value: bytes) -> bytes:
 
 
 def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Ctrl-C at the prompt or SIGTERM during a call: one line, exit 1, the
+    """Ctrl-C at the prompt or SIGTERM during a call: one line, exit 130 or 143, the
     file untouched (``outfile.interruptible``)."""
 
     def run(args: argparse.Namespace) -> int:

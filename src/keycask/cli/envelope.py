@@ -404,7 +404,7 @@ def _key_failure(error: Exception, kms: Kms, manager: esdk.CheckingMaterialsMana
 
 
 def _reraise_interrupt(error: BaseException, interruption: outfile.Interruption) -> None:
-    """SIGTERM/SIGINT raise ``Interrupted`` wherever the process stands; a
+    """SIGTERM/SIGINT/SIGHUP raise ``Interrupted`` wherever the process stands; a
     library that wrapped it in an error of its own must not hide it."""
     for cause in _chain(error):
         if isinstance(cause, outfile.Interrupted):
