@@ -112,6 +112,10 @@ def parse_arn(arn: str) -> tuple[str, str] | None:
     return account, rest
 
 
+def provider_arn(account: str, name: str) -> str:
+    return f"arn:{partition()}:iam::{account}:oidc-provider/{name}"
+
+
 def _path(account: str, name: str) -> str:
     return f"{PREFIX}{account}/{name}"
 
@@ -132,7 +136,7 @@ class IdentityProvider:
 
     @property
     def arn(self) -> str:
-        return f"arn:{partition()}:iam::{self.account}:oidc-provider/{self.name}"
+        return provider_arn(self.account, self.name)
 
     @classmethod
     def from_doc(cls, account: str, doc: Mapping[str, Any]) -> IdentityProvider:
