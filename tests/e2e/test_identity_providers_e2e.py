@@ -225,12 +225,24 @@ def test_malformed_identity_provider_requests(server: Any) -> None:
         _admin(server, creds, "CreateIdentityProvider", body).assert_aws_error(
             "ValidationException"
         )
-    for body in ({}, {"Arn": 5}, {"Arn": ""}, {"Arn": "x" * 2049}):
-        _admin(server, creds, "GetIdentityProvider", body).assert_aws_error("ValidationException")
-    for arn in ("arn:aws:iam::000000000000:user/admin", "not an arn", url):
-        _admin(server, creds, "DeleteIdentityProvider", {"Arn": arn}).assert_aws_error(
-            "NotFoundException"
-        )
+    for arn in (
+        5,
+        "",
+        "not an arn",
+        url,
+        "arn:aws:iam::000000000000:user/admin",
+        "arn:aws:iam::0000:oidc-provider/idp.example.com",
+        "arn:aws:iam::000000000000:oidc-provider/idp.example.com:443",
+        "arn:aws-cn:iam::000000000000:oidc-provider/idp.example.com",
+        f"arn:aws:iam::000000000000:oidc-provider/{'x' * 2049}",
+    ):
+        for op in ("GetIdentityProvider", "DeleteIdentityProvider"):
+            _admin(server, creds, op, {"Arn": arn}).assert_aws_error("ValidationException")
+    _admin(server, creds, "GetIdentityProvider", {}).assert_aws_error("ValidationException")
+    absent = "arn:aws:iam::000000000000:oidc-provider/absent.example.com"
+    _admin(server, creds, "DeleteIdentityProvider", {"Arn": absent}).assert_aws_error(
+        "NotFoundException"
+    )
     # Nothing was created by any of it.
     listed = _admin(server, creds, "ListIdentityProviders", {}).json()["IdentityProviders"]
     assert url not in {p["Url"] for p in listed}

@@ -26,13 +26,10 @@ Operations (``?`` = optional; Account defaults to the caller's account):
     DeleteAccessKey       {AccessKeyId}
 
     CreateIdentityProvider {Url, Audiences[], Jwks? | JwksUrl?, Account?} -> {Arn}:
-                          Url is the issuer (https://host/path, no port, query
-                          or fragment; a token's iss must equal it), Audiences
-                          the client ids (1-100) a token's aud may name; the
-                          signing keys as a JWK Set, either its JSON text
-                          (Jwks) or a URL the server fetches now and keeps
-                          (JwksUrl: https://; http:// to a loopback host in
-                          --dev only). Public keys of RS*/PS*/ES*/EdDSA only.
+                          the issuer (https://host/path, no port: a token's iss),
+                          client ids (1-100, a token's aud), and the JWK Set as
+                          JSON text or a URL the server fetches now and keeps
+                          (https://; http:// to loopback in --dev only)
     ListIdentityProviders {Account?} -> {IdentityProviders: [{Arn, Url, Audiences}]}
     GetIdentityProvider   {Arn} -> {Arn, Url, Audiences, Jwks, JwksUrl?, CreateDate}
     DeleteIdentityProvider {Arn}: tokens of its issuer are refused at once
@@ -57,7 +54,12 @@ from typing import Any
 import orjson
 
 from keycask.auth.credentials import CredentialStore, check_account, check_name
-from keycask.auth.identity_providers import IdentityProviders, check_audiences, check_url
+from keycask.auth.identity_providers import (
+    IdentityProviders,
+    check_audiences,
+    check_url,
+    parse_arn,
+)
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidMarkerException, ValidationException
 from keycask.ports import Write
@@ -260,8 +262,8 @@ def _list_identity_providers(doc: Doc) -> ListIdentityProvidersRequest:
 
 def _identity_provider(doc: Doc) -> IdentityProviderRequest:
     arn = _string(doc, "Arn")
-    if not 1 <= len(arn) <= 2048:
-        raise ValidationException("Arn must be 1-2048 characters.")
+    if parse_arn(arn) is None:
+        raise ValidationException("Arn must be arn:aws:iam::<account>:oidc-provider/<host/path>.")
     return IdentityProviderRequest(arn)
 
 

@@ -76,14 +76,14 @@ async def _allow(call: Call, operation: str, account: str, resource: str) -> Non
 async def _provider(
     store: IdentityProviders, call: Call, arn: str, operation: str
 ) -> StoredIdentityProvider:
-    """The provider ``arn`` names, once the caller may do ``operation`` on it.
-    A malformed ARN or a provider that does not exist is NotFound, after
-    the authorization of the ARN as given: a caller without the right learns
-    nothing about which providers exist."""
+    """The provider ``arn`` (checked by the door) names, once the caller may
+    do ``operation`` on it. One that does not exist is NotFound after the
+    authorization: a caller without the right learns nothing about which
+    providers exist."""
     parsed = parse_arn(arn)
-    account = parsed[0] if parsed is not None else call.account
-    await _allow(call, operation, account, arn)
-    stored = None if parsed is None else await store.stored(*parsed)
+    assert parsed is not None
+    await _allow(call, operation, parsed[0], arn)
+    stored = await store.stored(*parsed)
     if stored is None:
         raise NotFoundException(f"The identity provider {arn[:300]!r} does not exist.")
     return stored
