@@ -151,6 +151,7 @@ class JwksServer:
     def __init__(self, body: str) -> None:
         self.body = body
         self.status = 200
+        self.location: str | None = None  # sent as Location (a redirect)
         self.fetches = 0
         outer = self
 
@@ -160,6 +161,8 @@ class JwksServer:
                 data = outer.body.encode()
                 self.send_response(outer.status)
                 self.send_header("Content-Type", "application/json")
+                if outer.location is not None:
+                    self.send_header("Location", outer.location)
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

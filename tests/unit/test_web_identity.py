@@ -408,6 +408,12 @@ async def test_jwks_url_problems(barrier: Barrier) -> None:
         with pytest.raises(IDPCommunicationErrorException) as failed:
             await _register(barrier, jwks_url=idp.url)
         assert "HTTP 404" in failed.value.message
+        # A redirect is not followed, even to the same server.
+        idp.status, idp.location = 302, idp.url + "?moved"
+        with pytest.raises(IDPCommunicationErrorException) as redirected:
+            await _register(barrier, jwks_url=idp.url)
+        assert "redirect" in redirected.value.message and idp.fetches == 2
+        idp.location = None
         idp.status, idp.body = 200, "not a jwks"
         with pytest.raises(ValidationException):
             await _register(barrier, jwks_url=idp.url)
