@@ -426,3 +426,20 @@ async def test_jwks_url_problems(barrier: Barrier) -> None:
     assert "could not be reached" in unreachable.value.message
     store = IdentityProviders(barrier)
     assert await store.list_providers(ACCOUNT) == []  # nothing was registered
+
+
+async def test_a_stored_jwks_that_no_longer_parses_verifies_nothing(
+    barrier: Barrier, rsa_key: Signer
+) -> None:
+    store, provider = await _register(barrier, jwks(rsa_key))
+    # As a provider stored under laxer rules would be: a 1024-bit RSA key.
+    weak = Signer("RS256", kid="key-1", rsa_bits=1024)
+    old = IdentityProvider(ACCOUNT, ISSUER, (AUDIENCE,), jwks(weak), None, NOW)
+    stored = await store.stored(ACCOUNT, provider.name)
+    assert stored is not None
+    path = f"idp/{ACCOUNT}/{provider.name}"
+    await barrier.commit([barrier.put(path, old.to_doc(), expect=stored.revision)])
+    message = await _refused(
+        IdentityProviders(barrier), weak.token(claims(NOW)), InvalidIdentityTokenException
+    )
+    assert "register it again" in message

@@ -195,7 +195,8 @@ class IdentityProviders:
         # changes (it is deleted and registered again instead).
         self._parsed: BoundedCache[str, jwt.Jwks] = BoundedCache(256)
         # Per provider (path, created): when its JWKS URL was last fetched
-        # for an unknown key, and what it answered (None: it failed).
+        # for an unknown key, and the JWKS the last good fetch answered
+        # (None: none has yet).
         self._fetched: BoundedCache[tuple[str, float], tuple[float, str | None]] = BoundedCache(
             1024
         )
@@ -317,7 +318,13 @@ class IdentityProviders:
         """The fresher of the stored and last fetched copies."""
         last = self._fetched.get((_path(provider.account, provider.name), provider.created))
         text = last[1] if last is not None and last[1] is not None else provider.jwks
-        return self._jwks(text)
+        try:
+            return self._jwks(text)
+        except jwt.MalformedJwks:
+            # Stored under older rules than this version's: nothing verifies.
+            raise InvalidIdentityTokenException(
+                "The identity provider's JWKS is not valid any more; register it again."
+            ) from None
 
     async def verify(self, token: str, *, account: str, now: float) -> WebIdentity:
         """The identity ``token`` proves to ``account``'s provider of its issuer.
