@@ -79,7 +79,7 @@ def check_max_session_duration(seconds: int) -> None:
 
 
 def check_name(name: str) -> None:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise ValidationException("principal names are 1-64 of A-Z a-z 0-9 + = , . @ _ -")
 
 

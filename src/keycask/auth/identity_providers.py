@@ -48,7 +48,6 @@ from keycask.errors import (
     AlreadyExistsException,
     ExpiredTokenException,
     IDPCommunicationErrorException,
-    IDPRejectedClaimException,
     InvalidIdentityTokenException,
     LimitExceededException,
     ValidationException,
@@ -331,8 +330,8 @@ class IdentityProviders:
 
         InvalidIdentityTokenException: malformed, not an allowed algorithm,
         not signed by the provider's keys, no provider for its ``iss``, no
-        ``sub`` or ``aud``. IDPRejectedClaimException: an ``aud`` none of the
-        provider's audiences, or not valid yet (``nbf``/``iat``).
+        ``sub`` or ``aud``, an ``aud`` none of the provider's audiences, not
+        valid yet (``nbf``/``iat``): as STS answers each.
         ExpiredTokenException: past ``exp``. IDPCommunicationErrorException:
         the token names a key the provider's JWKS lacks and its URL could
         not be fetched again.
@@ -359,7 +358,7 @@ class IdentityProviders:
         except jwt.Expired:
             raise ExpiredTokenException("Token expired: current date/time is past exp.") from None
         except jwt.NotYetValid as error:
-            raise IDPRejectedClaimException(f"{str(error).capitalize()}.") from None
+            raise InvalidIdentityTokenException(f"{str(error).capitalize()}.") from None
         except jwt.MalformedToken as error:
             raise InvalidIdentityTokenException(f"The token is malformed: {error}.") from None
         subject = parsed.claims.get("sub")
@@ -405,4 +404,6 @@ class IdentityProviders:
         for audience in given:
             if audience in provider.audiences:
                 return audience
-        raise IDPRejectedClaimException("Incorrect token audience.")
+        # STS's own answer for a foreign audience (InvalidIdentityToken,
+        # "Incorrect token audience"), which SDK users search for.
+        raise InvalidIdentityTokenException("Incorrect token audience")
