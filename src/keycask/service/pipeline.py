@@ -267,7 +267,7 @@ class Pipeline:
             time=call.time,
             request_id=call.request_id,
             operation=call.operation,
-            principal=caller.principal.arn if caller else call.principal_name,
+            principal=caller.arn if caller else call.principal_name,
             access_key_id=caller.access_key_id if caller else None,
             source_ip=call.source_ip,
             key_arn=call.key_arn,
