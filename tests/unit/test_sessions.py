@@ -288,6 +288,7 @@ def test_claims_codec_refuses_other_shapes() -> None:
     claims = SessionClaims("ASIAAAAAAAAAAAAAAAAA", "s" * 40, ACCOUNT, "app", "AROAX", "n", 1, 2)
     assert decode_claims(encode_claims(claims)) == claims
     doc = orjson.loads(encode_claims(claims))
+    broken: object
     for broken in (
         {**doc, "extra": 1},
         {k: v for k, v in doc.items() if k != "exp"},
