@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from keycask.audit.chain import verify
 from keycask.auth.sessions import Issued, NewSession
 from service_harness import ACCOUNT, Service, service
 
@@ -138,6 +139,12 @@ async def test_session_credentials_work_and_are_audited_with_the_assumed_role_ar
     assert record["access_key_id"] == issued.claims.access_key_id
     assert record["access_key_id"].startswith("ASIA")
     assert record["decision"] == "allow"
+    assert record["source_identity"] == "alice"
+    assert list(record)[-5:-2] == ["detail", "door", "source_identity"]  # then prev, mac
+    # Records of callers with no source identity have no such member.
+    others = [r for r in svc.audit_records() if r["access_key_id"] != record["access_key_id"]]
+    assert others and all("source_identity" not in r for r in others)
+    assert verify(svc.audit_path.parent).ok  # the chain holds with the new member
     assert issued.claims.secret not in json.dumps(svc.audit_records())
     assert issued.token not in json.dumps(svc.audit_records())
 

@@ -279,6 +279,9 @@ class Pipeline:
             region=caller.region if caller else None,
             detail=detail or call.detail,
             door=call.door,
+            source_identity=caller.session.source_identity
+            if caller is not None and caller.session is not None
+            else None,
         )
 
     # -- health --
