@@ -878,6 +878,21 @@ def test_the_usual_request_takes_the_fast_path_with_the_general_result(
     verify(usual, SECRET, cache=SigningKeyCache())
 
 
+def test_a_session_request_takes_the_fast_path_with_the_general_result() -> None:
+    request = sign(token="FwoGZXIvYXdzEXAMPLE")
+    http, now = to_http(request), signed_at(request)
+    general = sigv4._parse_any(http, now, "kms", *DEFAULTS)
+    usual = sigv4._parse_usual(http, now, "kms", *DEFAULTS)
+    assert usual is not None and usual == general
+    verify(usual, SECRET, cache=SigningKeyCache())
+    # The same token unsigned (dropped from SignedHeaders) is left to the
+    # general path, which refuses it.
+    unsigned = with_auth(http, ";x-amz-security-token", "")
+    assert sigv4._parse_usual(unsigned, now, "kms", *DEFAULTS) is None
+    with pytest.raises(IncompleteSignatureException):
+        parse(unsigned, now=now)
+
+
 @pytest.mark.parametrize(
     "change",
     [

@@ -306,12 +306,7 @@ def _parse_usual(
         return None
     authorization = headers.get(b"authorization")
     amz_date = headers.get(b"x-amz-date")
-    if (
-        authorization is None
-        or amz_date is None
-        or request.query_string
-        or b"x-amz-security-token" in headers
-    ):
+    if authorization is None or amz_date is None or request.query_string:
         return None
     prefix, _, tail = authorization.rpartition(_SIGNATURE_MARK)
     entry = _PREFIX_CACHE.get(prefix)
@@ -335,6 +330,10 @@ def _parse_usual(
         return None
     signed = entry.signed_set
     if "x-amz-date" not in signed or not signed.issuperset(required_signed_headers):
+        return None
+    # A session token (present once: no name repeats here) must be signed,
+    # as _parse_any requires.
+    if _SECURITY_TOKEN_BYTES in headers and SECURITY_TOKEN not in signed:
         return None
     try:
         values = entry.values(headers)
