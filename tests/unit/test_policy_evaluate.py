@@ -208,7 +208,7 @@ def test_an_admin_roles_session_is_limited_by_its_session_policy() -> None:
             0,
             _identity(
                 {"Sid": "ReadOnly", "Effect": "Allow", "Action": "kms:Describe*", "Resource": "*"}
-            ),  # fmt: skip
+            ),
         ),
     )
     assert not decide(_request(admin_session, key_policy)).allowed
