@@ -88,6 +88,7 @@ _QUERY_AUTH_PARAMS = frozenset(
 
 SECURITY_TOKEN = "x-amz-security-token"  # noqa: S105 (a header name)
 _SECURITY_TOKEN_BYTES = SECURITY_TOKEN.encode()
+_SECURITY_TOKEN_LENGTH = len(_SECURITY_TOKEN_BYTES)
 
 _MAX_SKEW = timedelta(minutes=5)
 # _parse_usual's bound on |now - request time| for _MAX_SKEW: a millisecond
@@ -406,7 +407,8 @@ def security_token(request: HttpRequest) -> str | None:
     Only for a request ``parse`` accepted: it then was among the signed
     headers, and appeared once."""
     for name, value in request.headers:
-        if name.lower() == _SECURITY_TOKEN_BYTES:
+        # The length first: asked on every request, and most carry no token.
+        if len(name) == _SECURITY_TOKEN_LENGTH and name.lower() == _SECURITY_TOKEN_BYTES:
             try:
                 return value.decode("ascii")
             except UnicodeDecodeError:
