@@ -139,6 +139,7 @@ async def test_session_credentials_work_and_are_audited_with_the_assumed_role_ar
     assert record["access_key_id"] == issued.claims.access_key_id
     assert record["access_key_id"].startswith("ASIA")
     assert record["decision"] == "allow"
+    assert issued.claims.user_id == f"{role_id}:build-7"
     assert record["source_identity"] == "alice"
     assert list(record)[-5:-2] == ["detail", "door", "source_identity"]  # then prev, mac
     # Records of callers with no source identity have no such member.

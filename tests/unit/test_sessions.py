@@ -109,6 +109,14 @@ async def test_every_token_has_its_own_credentials(
     assert first.access_key_id != second.access_key_id and first.secret != second.secret
 
 
+async def test_a_session_must_end_after_it_begins(
+    store: tuple[Barrier, SQLiteStorage, KeyMaterial],
+) -> None:
+    barrier, _, _ = store
+    with pytest.raises(ValueError, match="expire after"):
+        await SessionTokens(barrier).issue(new_session(expires=int(NOW.timestamp())), NOW)
+
+
 async def test_one_key_per_day(store: tuple[Barrier, SQLiteStorage, KeyMaterial]) -> None:
     barrier, _, _ = store
     tokens = SessionTokens(barrier)

@@ -329,6 +329,8 @@ class SessionTokens:
         record. PackedPolicyTooLargeException when the session's policy and
         tags make the token longer than ``MAX_TOKEN_CHARS``."""
         at = now.timestamp()
+        if session.expires <= at:
+            raise ValueError("a session must expire after it is issued")
         ring = self._ring
         if ring is None or not ring.keys or at - ring.keys[-1].created > ROTATE_AFTER:
             ring = await self._load()  # another node may have made one already

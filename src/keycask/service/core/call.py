@@ -48,6 +48,12 @@ class Caller:
         assumed-role ARN, else the principal's ARN."""
         return self.principal.arn if self.session is None else self.session.arn
 
+    @property
+    def user_id(self) -> str:
+        """GetCallerIdentity's UserId (aws:userid): the principal's unique
+        id, or ``<role id>:<session name>`` for a role session."""
+        return self.principal.unique_id if self.session is None else self.session.user_id
+
 
 @dataclass(slots=True)
 class Call:
