@@ -58,6 +58,11 @@ def new_session(**changes: object) -> NewSession:
     return NewSession(**fields)  # type: ignore[arg-type]
 
 
+def session_at(when: datetime) -> NewSession:
+    """A session of an hour, issued ``when``."""
+    return new_session(expires=int(when.timestamp()) + 3600)
+
+
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[tuple[Barrier, SQLiteStorage, KeyMaterial]]:
     storage = SQLiteStorage(tmp_path / "s.db")
@@ -121,9 +126,10 @@ async def test_one_key_per_day(store: tuple[Barrier, SQLiteStorage, KeyMaterial]
     barrier, _, _ = store
     tokens = SessionTokens(barrier)
     await issue(tokens, barrier)
-    later = await tokens.issue(new_session(), NOW + timedelta(hours=23))
+    later = await tokens.issue(session_at(NOW + timedelta(hours=23)), NOW + timedelta(hours=23))
     assert later.writes == ()
-    rotated = await tokens.issue(new_session(), NOW + timedelta(seconds=ROTATE_AFTER + 1))
+    rotated_at = NOW + timedelta(seconds=ROTATE_AFTER + 1)
+    rotated = await tokens.issue(session_at(rotated_at), rotated_at)
     assert len(rotated.writes) == 1
 
 
@@ -242,7 +248,7 @@ async def test_rotation_keeps_old_tokens_opening(
     assert await reader.open(newer.token, rotated_at) == newer.claims
     # A key is dropped only KEEP_AFTER_USE after its successor was made.
     much_later = rotated_at + timedelta(seconds=KEEP_AFTER_USE + ROTATE_AFTER)
-    latest = await tokens.issue(new_session(), much_later)
+    latest = await tokens.issue(session_at(much_later), much_later)
     await barrier.commit(latest.writes)
     stored = await barrier.get(TOKEN_KEYS_PATH)
     assert stored is not None
