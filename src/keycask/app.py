@@ -91,8 +91,6 @@ class Runtime:
     pipeline: Pipeline
     keeper: SealKeeper
     maintenance: Maintenance
-    # Issues and opens role sessions' tokens (the STS handlers issue).
-    sessions: SessionTokens | None = None
 
     async def close(self) -> None:
         await self.maintenance.stop()
@@ -429,7 +427,6 @@ async def build(
         pipeline,
         keeper,
         maintenance,
-        deps.sessions,
     )
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from keycask.audit.chain import verify
-from keycask.auth.sessions import Issued, NewSession
+from keycask.auth.sessions import Issued, NewSession, SessionTokens
 from service_harness import ACCOUNT, Service, service
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/app"
@@ -73,9 +73,10 @@ async def issue(
     role: str = "app",
     **changes: Any,
 ) -> Issued:
-    """A session of the role, issued as the AssumeRole handler will."""
-    tokens = svc.runtime.sessions
-    assert tokens is not None
+    """A session of the role, issued as the AssumeRole handler will (with
+    SessionTokens of its own on the server's barrier: any instance on the
+    store opens any instance's tokens)."""
+    tokens = SessionTokens(svc.runtime.barrier)
     now = at or datetime.now(UTC)
     fields: dict[str, Any] = {"session_name": "build-7", **changes}
     issued = await tokens.issue(
