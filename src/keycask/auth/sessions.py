@@ -81,8 +81,11 @@ KEEP_AFTER_USE: Final = 48 * 3600.0
 MAX_TOKEN_CHARS: Final = 8192
 _MAX_RAW = MAX_TOKEN_CHARS // 4 * 3
 # Opened tokens remembered (first in, first out): only genuine tokens are
-# ever cached, so a caller sending garbage fills nothing.
+# ever cached, so a caller sending garbage fills nothing; and only tokens of
+# at most _CACHED_TOKEN_CHARS (a session with no large policy or many tags
+# is ~500), so the cache holds at most ~8 MiB.
 _OPENED_CACHE = 4096
+_CACHED_TOKEN_CHARS = 2048
 
 _INVALID = "The security token included in the request is invalid."
 _EXPIRED = "The security token included in the request is expired"
@@ -376,9 +379,10 @@ class SessionTokens:
         claims = self._opened.get(token)
         if claims is None:
             claims = await self._open(token)
-            if len(self._opened) >= _OPENED_CACHE:
-                del self._opened[next(iter(self._opened))]
-            self._opened[token] = claims
+            if len(token) <= _CACHED_TOKEN_CHARS:
+                if len(self._opened) >= _OPENED_CACHE:
+                    del self._opened[next(iter(self._opened))]
+                self._opened[token] = claims
         if now.timestamp() >= claims.expires:
             raise ExpiredTokenException(_EXPIRED)
         return claims
