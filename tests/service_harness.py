@@ -61,7 +61,8 @@ class Service:
     """A built server, and a signed caller of its pipeline."""
 
     runtime: Runtime
-    access_key: tuple[str, str]
+    # (access key id, secret) or, for a role session, (id, secret, session token)
+    access_key: tuple[str, ...]
     store: FaultyStore
     audit_path: Path
     extra_headers: dict[str, str] = field(default_factory=dict)

@@ -16,6 +16,7 @@ from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
 from keycask.auth.identity_providers import IdentityProviders
 from keycask.auth.operator_token import OperatorToken
+from keycask.auth.sessions import SessionTokens
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
@@ -248,7 +249,7 @@ def _doors(
     APIs, and in --dev the dev API."""
     assert deps.credentials is not None
     codec = WireCodec(Codec.load())
-    signed = SignedCallers(deps.credentials, deps.authz)
+    signed = SignedCallers(deps.credentials, deps.authz, deps.sessions)
     # Sealing drops every derived signing key and caller with the rest.
     barrier.on_seal.append(signed.forget)
     # The account `operator init` made; in --dev (and for an operator.json
@@ -371,6 +372,7 @@ async def build(
         usage=UsageTracker(keys),
         authz=Authorizer(keys),
         credentials=credentials,
+        sessions=SessionTokens(barrier),
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):

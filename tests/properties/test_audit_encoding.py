@@ -38,6 +38,7 @@ TEXT_FIELDS = (
     "region",
     "detail",
     "door",
+    "source_identity",
 )
 OPTIONAL = frozenset(TEXT_FIELDS) - {"request_id"}
 
@@ -160,6 +161,7 @@ COMMON: dict[str, Any] = {
     "region": "eu-west-1",
     "detail": None,
     "door": "kms",
+    "source_identity": None,
 }
 
 
@@ -167,6 +169,8 @@ COMMON: dict[str, Any] = {
 @given(records())
 @example(COMMON)
 @example({**COMMON, "door": None, "encryption_context": None})
+@example({**COMMON, "source_identity": "alice"})
+@example({**COMMON, "door": None, "source_identity": "alice"})
 @example({**COMMON, "time": datetime.max.replace(tzinfo=UTC)})
 @example({**COMMON, "time": datetime.min.replace(tzinfo=UTC)})
 @example({**COMMON, "detail": "d" * MAX_TEXT})

@@ -9,7 +9,7 @@ from typing import Any
 
 from keycask.policy.conditions import RequestContext
 from keycask.policy.document import parse_policy
-from keycask.policy.evaluate import GrantView, Request, Subject, decide
+from keycask.policy.evaluate import GrantView, Request, SessionFacts, Subject, decide
 
 ACCOUNT, OTHER = "000000000000", "111122223333"
 KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/11111111-1111-1111-1111-111111111111"
@@ -131,3 +131,90 @@ def test_a_policy_written_to_be_slow_is_denied_within_the_work_limit() -> None:
         lambda: RequestContext.of({"kms:EncryptionContext:x": "a"}), key_policy=policy,
     )  # fmt: skip
     assert decide(short).allowed
+
+
+# -- role sessions: the session policy's intersection --
+
+ROLE = f"arn:aws:iam::{OTHER}:role/app"
+SESSION_ARN = f"arn:aws:sts::{OTHER}:assumed-role/app/s1"
+
+
+def _session(policy: Any = None, identity: tuple[tuple[str, Any], ...] = ()) -> Subject:
+    return Subject(
+        ROLE,
+        OTHER,
+        admin=False,
+        policies=identity,
+        unique_id="AROAAPPEXAMPLE",
+        session=SessionFacts(SESSION_ARN, "AROAAPPEXAMPLE:s1", 0, policy),
+    )
+
+
+def test_across_accounts_a_key_policy_naming_the_session_still_needs_its_identity_side() -> None:
+    key_policy = _key_policy({"Sid": "Session", "Effect": "Allow",
+                              "Principal": {"AWS": SESSION_ARN},
+                              "Action": "kms:Decrypt", "Resource": "*"})  # fmt: skip
+    decrypt = {"Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*"}
+    encrypt_only = _identity({"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"})
+    # The role (account OTHER) on a key of ACCOUNT: both sides must agree.
+    assert not decide(_request(_session(), key_policy)).allowed
+    allowed = decide(_request(_session(identity=(("use", _identity(decrypt)),)), key_policy))
+    assert allowed.decided_by == "key policy statement Session (identity policy use statement #1)"
+    # The identity side of a session is the intersection with its session policy.
+    narrowed = _session(encrypt_only, identity=(("use", _identity(decrypt)),))
+    assert not decide(_request(narrowed, key_policy)).allowed
+
+
+def test_not_principal_naming_the_session_excludes_it() -> None:
+    same_account = Subject(
+        f"arn:aws:iam::{ACCOUNT}:role/app",
+        ACCOUNT,
+        admin=False,
+        unique_id="AROAAPPEXAMPLE",
+        session=SessionFacts(f"arn:aws:sts::{ACCOUNT}:assumed-role/app/s1", "AROAAPPEXAMPLE:s1", 0),
+    )
+    key_policy = _key_policy(
+        {"Sid": "All", "Effect": "Allow", "Principal": {"AWS": "*"},
+         "Action": "kms:Decrypt", "Resource": "*"},
+        {"Sid": "NotThisSession", "Effect": "Deny",
+         "NotPrincipal": {"AWS": f"arn:aws:sts::{ACCOUNT}:assumed-role/app/s1"},
+         "Action": "kms:Decrypt", "Resource": "*"},
+    )  # fmt: skip
+    assert decide(_request(same_account, key_policy)).decided_by == "key policy statement All"
+    other_session = Subject(
+        same_account.arn,
+        ACCOUNT,
+        admin=False,
+        unique_id="AROAAPPEXAMPLE",
+        session=SessionFacts(f"arn:aws:sts::{ACCOUNT}:assumed-role/app/s2", "AROAAPPEXAMPLE:s2", 0),
+    )
+    assert decide(_request(other_session, key_policy)).decided_by == (
+        "explicit deny in key policy statement NotThisSession"
+    )
+
+
+def test_an_admin_roles_session_is_limited_by_its_session_policy() -> None:
+    key_policy = _key_policy({"Sid": "Account", "Effect": "Allow",
+                              "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+                              "Action": "kms:*", "Resource": "*"})  # fmt: skip
+    admin_session = Subject(
+        f"arn:aws:iam::{ACCOUNT}:role/ops",
+        ACCOUNT,
+        admin=True,
+        unique_id="AROAOPSEXAMPLE",
+        session=SessionFacts(
+            f"arn:aws:sts::{ACCOUNT}:assumed-role/ops/s",
+            "AROAOPSEXAMPLE:s",
+            0,
+            _identity(
+                {"Sid": "ReadOnly", "Effect": "Allow", "Action": "kms:Describe*", "Resource": "*"}
+            ),
+        ),
+    )
+    assert not decide(_request(admin_session, key_policy)).allowed
+    described = decide(_request(admin_session, key_policy, action="kms:DescribeKey"))
+    assert described.decided_by == (
+        "identity policy keycask administrator statement AdministratorAccess and "
+        "session policy statement ReadOnly (key policy statement Account)"
+    )
+    assert "assumed-role/ops/s" in decide(_request(admin_session, key_policy)).message

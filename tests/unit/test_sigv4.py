@@ -27,6 +27,7 @@ from keycask.auth.sigv4 import (
     SignedRequest,
     SigningKeyCache,
     parse,
+    security_token,
     verify,
 )
 from keycask.errors import (
@@ -34,7 +35,6 @@ from keycask.errors import (
     InvalidSignatureException,
     KMSError,
     MissingAuthenticationTokenException,
-    UnrecognizedClientException,
 )
 
 AKID = "AKIAKEYCASK0EXAMPLE"
@@ -595,11 +595,37 @@ def test_signed_headers_must_be_lower_case_sorted_unique(
 # -- session tokens --
 
 
-def test_security_token_is_an_unrecognized_client() -> None:
+def test_a_signed_security_token_is_parsed_and_handed_over() -> None:
+    # botocore signs x-amz-security-token with the rest: the signature
+    # covers it, and the session layer (doors/signed.py) opens it.
     request = sign(token="FwoGZXIvYXdzEXAMPLE")
-    with pytest.raises(UnrecognizedClientException) as caught:
-        parse(to_http(request), now=signed_at(request))
-    assert caught.value.message == "The security token included in the request is invalid."
+    http = to_http(request)
+    signed = check(http, signed_at(request))
+    assert "x-amz-security-token" in signed.signed_headers
+    assert security_token(http) == "FwoGZXIvYXdzEXAMPLE"
+    assert security_token(to_http(sign())) is None
+
+
+def test_a_security_token_must_be_signed() -> None:
+    request = sign()
+    http = with_header(to_http(request), "x-amz-security-token", "FwoGZXIvYXdzEXAMPLE")
+    with pytest.raises(IncompleteSignatureException, match="x-amz-security-token"):
+        parse(http, now=signed_at(request))
+
+
+def test_a_security_token_appears_once() -> None:
+    request = sign(token="FwoGZXIvYXdzEXAMPLE")
+    http = to_http(request)
+    http = dataclasses.replace(http, headers=(*http.headers, (b"x-amz-security-token", b"x")))
+    with pytest.raises(IncompleteSignatureException, match="only once"):
+        parse(http, now=signed_at(request))
+
+
+def test_a_swapped_security_token_breaks_the_signature() -> None:
+    request = sign(token="FwoGZXIvYXdzEXAMPLE")
+    http = with_header(to_http(request), "x-amz-security-token", "FwoGZXIvYXdzOTHER")
+    with pytest.raises(InvalidSignatureException):
+        check(http, signed_at(request))
 
 
 # -- payload --
@@ -850,6 +876,21 @@ def test_the_usual_request_takes_the_fast_path_with_the_general_result(
     assert usual == general
     assert parse(http, now=now) == general
     verify(usual, SECRET, cache=SigningKeyCache())
+
+
+def test_a_session_request_takes_the_fast_path_with_the_general_result() -> None:
+    request = sign(token="FwoGZXIvYXdzEXAMPLE")
+    http, now = to_http(request), signed_at(request)
+    general = sigv4._parse_any(http, now, "kms", *DEFAULTS)
+    usual = sigv4._parse_usual(http, now, "kms", *DEFAULTS)
+    assert usual is not None and usual == general
+    verify(usual, SECRET, cache=SigningKeyCache())
+    # The same token unsigned (dropped from SignedHeaders) is left to the
+    # general path, which refuses it.
+    unsigned = with_auth(http, ";x-amz-security-token", "")
+    assert sigv4._parse_usual(unsigned, now, "kms", *DEFAULTS) is None
+    with pytest.raises(IncompleteSignatureException):
+        parse(unsigned, now=now)
 
 
 @pytest.mark.parametrize(

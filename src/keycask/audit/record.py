@@ -73,6 +73,11 @@ class AuditRecord:
     # the HTTP edge), and absent from the line then, as in records written
     # before doors were recorded.
     door: str | None = None
+    # A role session's source identity (sts:SourceIdentity, set when the
+    # role was assumed): who is behind the session, as CloudTrail records
+    # it. After ``door``, and only when there is one, so every line
+    # written without sessions is byte for byte what it was.
+    source_identity: str | None = None
 
     @classmethod
     def event(
@@ -144,6 +149,8 @@ class AuditRecord:
         }
         if self.door is not None:
             fields["door"] = self.door
+        if self.source_identity is not None:
+            fields["source_identity"] = self.source_identity
         return fields
 
 
@@ -183,6 +190,7 @@ def encode_fields(
     region: str | None = None,
     detail: str | None = None,
     door: str | None = None,
+    source_identity: str | None = None,
 ) -> EncodedRecord:
     """``encode(AuditRecord(...))`` of the same arguments, byte for byte and
     exception for exception, without building the record: every request's
@@ -232,6 +240,8 @@ def encode_fields(
             }
             if door is not None:
                 fields["door"] = door
+            if source_identity is not None:
+                fields["source_identity"] = source_identity
             try:
                 encoded = orjson.dumps(fields)
             except orjson.JSONEncodeError:
@@ -255,6 +265,7 @@ def encode_fields(
         region=region,
         detail=detail,
         door=door,
+        source_identity=source_identity,
     )
     return encode(record)
 
@@ -271,6 +282,7 @@ _TEXT_FIELDS = (
     "region",
     "detail",
     "door",
+    "source_identity",
 )
 
 

@@ -61,6 +61,8 @@ _UNIQUE_ID_PREFIXES = {"user": "AIDA", "role": "AROA"}
 _UNIQUE_ID_LENGTH = 21
 # A principal ARN keycask can resolve: its own users and roles (no paths).
 _PRINCIPAL_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):(user|role)/([A-Za-z0-9+=,.@_-]{1,64})$")
+# Principals remembered for role sessions (first in, first out).
+_PRINCIPAL_CACHE = 10_000
 # Access keys one principal may have at once (AWS IAM allows two).
 MAX_ACCESS_KEYS = 10
 
@@ -220,6 +222,9 @@ class CredentialStore:
     def __init__(self, barrier: Barrier) -> None:
         self._barrier = barrier
         self._keys: dict[str, AccessKey] = {}
+        # Principals as role sessions need them (checked on every request
+        # with a session token): dropped with the access keys.
+        self._principals: dict[tuple[str, str], Principal] = {}
         # Moves on every clear: a lookup that read the store before one must
         # not cache what it read (it may be the revoked state's predecessor).
         self._generation = 0
@@ -228,6 +233,7 @@ class CredentialStore:
         """Forget cached access keys: another process changed the store."""
         self._generation += 1
         self._keys.clear()
+        self._principals.clear()
 
     def cached(self, access_key_id: str) -> AccessKey | None:
         """The access key if it is in memory already: the hot path's lookup."""
@@ -270,6 +276,21 @@ class CredentialStore:
         if found is None:
             return None
         return Principal.from_doc(account, name, orjson.loads(found.value))
+
+    async def current_principal(self, account: str, name: str) -> Principal | None:
+        """``get_principal``, remembered until a commit changes it (here or,
+        through ``clear``, in another process): a role session's request
+        checks its role this way."""
+        found = self._principals.get((account, name))
+        if found is not None:
+            return found
+        generation = self._generation
+        principal = await self.get_principal(account, name)
+        if principal is not None and generation == self._generation:
+            if len(self._principals) >= _PRINCIPAL_CACHE:
+                del self._principals[next(iter(self._principals))]
+            self._principals[(account, name)] = principal
+        return principal
 
     async def unique_id(self, arn: str) -> str | None:
         """The unique id of the principal ``arn`` names now, or None if it
@@ -534,6 +555,8 @@ class CredentialStore:
             elif path.startswith(_PRINCIPAL_PREFIX):
                 account, _, name = path[len(_PRINCIPAL_PREFIX) :].partition("/")
                 owners.add((account, name))
+        for owner in owners:
+            self._principals.pop(owner, None)
         if owners:
             for access_key_id, key in list(self._keys.items()):
                 if (key.principal.account, key.principal.name) in owners:

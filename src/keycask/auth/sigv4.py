@@ -86,6 +86,10 @@ _QUERY_AUTH_PARAMS = frozenset(
     }
 )
 
+SECURITY_TOKEN = "x-amz-security-token"  # noqa: S105 (a header name)
+_SECURITY_TOKEN_BYTES = SECURITY_TOKEN.encode()
+_SECURITY_TOKEN_LENGTH = len(_SECURITY_TOKEN_BYTES)
+
 _MAX_SKEW = timedelta(minutes=5)
 # _parse_usual's bound on |now - request time| for _MAX_SKEW: a millisecond
 # inside, so float rounding never decides; the edges go to _parse_any.
@@ -303,12 +307,7 @@ def _parse_usual(
         return None
     authorization = headers.get(b"authorization")
     amz_date = headers.get(b"x-amz-date")
-    if (
-        authorization is None
-        or amz_date is None
-        or request.query_string
-        or b"x-amz-security-token" in headers
-    ):
+    if authorization is None or amz_date is None or request.query_string:
         return None
     prefix, _, tail = authorization.rpartition(_SIGNATURE_MARK)
     entry = _PREFIX_CACHE.get(prefix)
@@ -332,6 +331,10 @@ def _parse_usual(
         return None
     signed = entry.signed_set
     if "x-amz-date" not in signed or not signed.issuperset(required_signed_headers):
+        return None
+    # A session token (present once: no name repeats here) must be signed,
+    # as _parse_any requires.
+    if _SECURITY_TOKEN_BYTES in headers and SECURITY_TOKEN not in signed:
         return None
     try:
         values = entry.values(headers)
@@ -378,12 +381,15 @@ def _parse_any(
             "header only; keycask does not accept query-string authentication."
         )
     scope, signed_headers, signature = _parse_authorization(authorization)
-    if "x-amz-security-token" in headers:
-        raise UnrecognizedClientException("The security token included in the request is invalid.")
+    required = (*required_signed_headers,)
+    if single(headers, SECURITY_TOKEN) is not None:
+        # A session's token must be signed (botocore signs it): otherwise
+        # anyone on the path could swap in another token for the signature.
+        required = (*required, SECURITY_TOKEN)
     time = _request_time(headers)
     _check_freshness(time.when, now.astimezone(UTC), max_skew)
     _check_scope(scope, time, service)
-    _check_signed_headers(signed_headers, headers, (*required_signed_headers, time.header))
+    _check_signed_headers(signed_headers, headers, (*required, time.header))
     canonical = canonical_request(request, headers, signed_headers)
     return SignedRequest(
         access_key_id=scope.access_key_id,
@@ -394,6 +400,22 @@ def _parse_any(
         signature=signature,
         string_to_sign=_string_to_sign(time.timestamp, scope, canonical),
     )
+
+
+def security_token(request: HttpRequest) -> str | None:
+    """The request's ``x-amz-security-token`` (a session token), or None.
+    Only for a request ``parse`` accepted: it then was among the signed
+    headers, and appeared once."""
+    for name, value in request.headers:
+        # The length first: asked on every request, and most carry no token.
+        if len(name) == _SECURITY_TOKEN_LENGTH and name.lower() == _SECURITY_TOKEN_BYTES:
+            try:
+                return value.decode("ascii")
+            except UnicodeDecodeError:
+                raise UnrecognizedClientException(
+                    "The security token included in the request is invalid."
+                ) from None
+    return None
 
 
 def verify(signed: SignedRequest, secret: str, *, cache: SigningKeyCache) -> None:

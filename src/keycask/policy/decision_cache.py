@@ -84,6 +84,8 @@ class _Entry:
 
 def _policies(request: Request) -> list[Policy]:
     policies = [policy for _, policy in request.subject.identity_policies()]
+    if request.subject.session is not None and request.subject.session.policy is not None:
+        policies.append(request.subject.session.policy)
     if request.key_policy is not None:
         policies.append(request.key_policy)
     return policies
@@ -174,7 +176,9 @@ class DecisionCache:
     ) -> Decision:
         """``decide(Request(...))`` of these parts; the Request is built only
         when the answer is not remembered (building it costs ~1 us)."""
-        slot = (subject.arn, subject.unique_id, action, resource)
+        # A role session's slot is its own (its session policy and tags
+        # decide too); the subject's identity is still checked below.
+        slot = (subject.caller_arn, subject.unique_id, action, resource)
         entry = self._entries.get(slot)
         context: RequestContext | None = None
         if (

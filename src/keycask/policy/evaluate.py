@@ -74,6 +74,26 @@ _ALLOW_ALL = Policy(
 
 
 @dataclass(frozen=True, slots=True)
+class SessionFacts:
+    """What a role session adds to its role as a subject.
+
+    Its permissions are the intersection AWS defines for session policies
+    (IAM User Guide, "Session policies"): an explicit Deny in the session
+    policy denies; an Allow from the role's identity policies, from a key
+    policy statement naming the role (or its account), or from a grant to
+    the role counts only where the session policy allows too. A key policy
+    statement naming the session's own ARN exactly is not limited by it.
+    """
+
+    arn: str  # arn:aws:sts::<account>:assumed-role/<role>/<session>
+    user_id: str  # aws:userid: <role id>:<session name>
+    issued: int  # aws:TokenIssueTime, epoch seconds
+    policy: Policy | None = None  # the parsed session policy
+    federated_provider: str | None = None
+    source_identity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Subject:
     """The authenticated caller."""
 
@@ -86,10 +106,19 @@ class Subject:
     # The principal's unique id (AIDA.../AROA...): a key policy or grant that
     # recorded another id for this ARN named an earlier principal of that name.
     unique_id: str = ""
+    # A role session (an ASIA access key): ``arn`` stays the role's, since
+    # key policies and grants name roles; the rest is the session's.
+    session: SessionFacts | None = None
     # A web identity (AssumeRoleWithWebIdentity's caller): ``arn`` is its
     # identity provider's ARN, matched only by a Federated principal naming
     # it, never by "*" or an AWS principal (it is no principal of keycask's).
     federated: bool = False
+
+    @property
+    def caller_arn(self) -> str:
+        """Who is calling, as answers and records name it: the session's
+        assumed-role ARN, else the principal's."""
+        return self.session.arn if self.session is not None else self.arn
 
     @property
     def root(self) -> str:
@@ -179,11 +208,14 @@ def _resource_in(statement: Statement, resource: str, *, key_policy: bool) -> bo
 
 
 def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
-    """How ``spec`` names the subject: "direct", "account", or None. An ARN
-    the policy recorded with another unique id named an earlier principal of
-    that name (deleted since): it does not name this one."""
+    """How ``spec`` names the subject: "session" (a role session's own ARN,
+    exactly), "direct", "account", or None. An ARN the policy recorded with
+    another unique id named an earlier principal of that name (deleted
+    since): it does not name this one."""
     if subject.federated:
         return "direct" if subject.arn in spec.federated else None
+    if subject.session is not None and subject.session.arn in spec.aws:
+        return "session"
     if spec.any or "*" in spec.aws:
         return "direct"
     if subject.arn in spec.aws:
@@ -253,7 +285,7 @@ def cross_account_refusal(
     return Decision(
         False,
         "cross-account use is not allowed for " + action,
-        f"User: {subject.arn} is not authorized to perform: {action} on resource: "
+        f"User: {subject.caller_arn} is not authorized to perform: {action} on resource: "
         f"{resource} because {action} cannot be used across accounts",
     )
 
@@ -278,6 +310,7 @@ def _decide(request: Request) -> Decision:
     same_account = request.resource_account in (None, subject.account)
     key_policy = request.key_policy
     context = _Context(request.context)
+    session_policy = subject.session.policy if subject.session is not None else None
 
     # 1. Explicit deny, anywhere.
     if key_policy is not None:
@@ -295,6 +328,26 @@ def _decide(request: Request) -> Decision:
                     request,
                     f"explicit deny in identity policy {name} statement {_name(statement)}",
                 )
+    if session_policy is not None:
+        for statement in session_policy.statements:
+            if statement.effect == "Deny" and _applies(
+                statement, request, context, key_policy=False
+            ):
+                return _deny(
+                    request, f"explicit deny in session policy statement {_name(statement)}"
+                )
+
+    def session_limit(found: str | None) -> str | None:
+        """``found`` (an allow) as a session keeps it: only where its
+        session policy allows too."""
+        if found is None or session_policy is None:
+            return found
+        for statement in session_policy.statements:
+            if statement.effect == "Allow" and _applies(
+                statement, request, context, key_policy=False
+            ):
+                return f"{found} and session policy statement {_name(statement)}"
+        return None
 
     def identity_allow() -> str | None:
         for name, policy in identity:
@@ -302,7 +355,7 @@ def _decide(request: Request) -> Decision:
                 if statement.effect == "Allow" and _applies(
                     statement, request, context, key_policy=False
                 ):
-                    return f"identity policy {name} statement {_name(statement)}"
+                    return session_limit(f"identity policy {name} statement {_name(statement)}")
         return None
 
     # Actions on no key: the caller's identity policies, in its own account.
@@ -318,9 +371,15 @@ def _decide(request: Request) -> Decision:
         if statement.effect != "Allow":
             continue
         scope = _applies(statement, request, context, key_policy=True)
-        if scope == "direct":
+        if scope == "session" and same_account:
+            # Naming the session itself: the session policy does not limit it.
+            return Decision(True, f"key policy statement {_name(statement)}")
+        if scope in ("direct", "session"):
             if same_account:
-                return Decision(True, f"key policy statement {_name(statement)}")
+                found = session_limit(f"key policy statement {_name(statement)}")
+                if found is not None:
+                    return Decision(True, found)
+                continue
             # Across accounts both sides must agree: the key's account (its
             # policy names the caller) and the caller's (its identity policy).
             found = identity_allow()
@@ -339,7 +398,12 @@ def _decide(request: Request) -> Decision:
         if not grant.covers(operation, request.encryption_context):
             continue
         if grant.names(subject):
-            return Decision(True, f"grant {grant.grant_id}")
+            # A grant to the role counts for its sessions as the role's own
+            # permissions do: within the session policy.
+            found = session_limit(f"grant {grant.grant_id}")
+            if found is not None:
+                return Decision(True, found)
+            continue
         # A grant to an account lets that account's identity policies decide,
         # as a key policy statement naming the account root does.
         if grant.grantee == subject.root:
@@ -355,6 +419,8 @@ def _deny(request: Request, decided_by: str) -> Decision:
     subject = request.subject
     if decided_by.startswith("explicit deny in key policy"):
         reason = "with an explicit deny in a resource-based policy"
+    elif decided_by.startswith("explicit deny in session policy"):
+        reason = "with an explicit deny in a session policy"
     elif decided_by.startswith("explicit deny"):
         reason = "with an explicit deny in an identity-based policy"
     elif request.resource_account not in (None, subject.account):
@@ -369,6 +435,6 @@ def _deny(request: Request, decided_by: str) -> Decision:
     return Decision(
         False,
         decided_by,
-        f"User: {subject.arn} is not authorized to perform: {request.action} on resource: "
+        f"User: {subject.caller_arn} is not authorized to perform: {request.action} on resource: "
         f"{request.resource} {reason}",
     )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from keycask.arn import Arn
 from keycask.keys.model import Key
@@ -59,10 +59,25 @@ def principal_keys(subject: Subject) -> dict[str, ContextInput]:
         "aws:PrincipalIsAWSService": False,
         "aws:ViaAWSService": False,
     }
-    arn = Arn.parse_or_none(subject.arn)
-    if arn is not None and arn.resource_name:
-        values["aws:PrincipalType"] = "User" if arn.resource_type == "user" else "AssumedRole"
-        values["aws:username"] = arn.resource_name.rsplit("/", 1)[-1]
+    session = subject.session
+    if session is not None:
+        # A role session (IAM's global condition keys): aws:PrincipalArn is
+        # the role's, aws:userid "<role id>:<session name>", no aws:username.
+        values["aws:PrincipalType"] = "AssumedRole"
+        values["aws:userid"] = session.user_id
+        values["aws:TokenIssueTime"] = datetime.fromtimestamp(session.issued, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        if session.federated_provider is not None:
+            values["aws:FederatedProvider"] = session.federated_provider
+        if session.source_identity is not None:
+            values["aws:SourceIdentity"] = session.source_identity
+    else:
+        arn = Arn.parse_or_none(subject.arn)
+        if arn is not None and arn.resource_name:
+            values["aws:PrincipalType"] = "User" if arn.resource_type == "user" else "AssumedRole"
+            values["aws:username"] = arn.resource_name.rsplit("/", 1)[-1]
+    # A session's tags are already its role's with the session's own over them.
     for name, value in subject.tags.items():
         values["aws:PrincipalTag/" + name] = value
     return values

@@ -267,7 +267,7 @@ class Pipeline:
             time=call.time,
             request_id=call.request_id,
             operation=call.operation,
-            principal=caller.principal.arn if caller else call.principal_name,
+            principal=caller.arn if caller else call.principal_name,
             access_key_id=caller.access_key_id if caller else None,
             source_ip=call.source_ip,
             key_arn=call.key_arn,
@@ -279,6 +279,9 @@ class Pipeline:
             region=caller.region if caller else None,
             detail=detail or call.detail,
             door=call.door,
+            source_identity=caller.session.source_identity
+            if caller is not None and caller.session is not None
+            else None,
         )
 
     # -- health --

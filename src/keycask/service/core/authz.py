@@ -28,13 +28,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from keycask.auth.credentials import Principal
+from keycask.auth.sessions import SessionClaims
 from keycask.crypto import random_bytes
 from keycask.errors import InvalidGrantTokenException, MalformedPolicyDocumentException
 from keycask.keys.keystore import BoundedCache, Grant, KeyStore, Stored
 from keycask.keys.model import Key
 from keycask.policy.decision_cache import DecisionCache
 from keycask.policy.document import Policy, PrincipalSpec, Statement, parse_policy
-from keycask.policy.evaluate import GrantView, Subject
+from keycask.policy.evaluate import GrantView, SessionFacts, Subject
 
 _CACHE = 10_000
 _RESOURCE_ALIASES = "kms:resourcealiases"
@@ -270,6 +271,9 @@ class Authorizer:
             BoundedCache(_CACHE)
         )
         self._subjects: BoundedCache[Principal, Subject] = BoundedCache(_CACHE)
+        self._session_subjects: BoundedCache[tuple[Principal, SessionClaims], Subject] = (
+            BoundedCache(_CACHE)
+        )
         self._deny_all_key_policy = _deny_all_key_policy()
         self._keys = keys
         # Per key id: the key store's grant records (by identity) and their
@@ -332,6 +336,38 @@ class Authorizer:
                 principal.unique_id,
             )
             self._subjects.put(principal, found)
+        return found
+
+    def session_subject(self, role: Principal, session: SessionClaims) -> Subject:
+        """A role session as a policy subject: the role's subject (its ARN,
+        unique id, identity policies) with the session's ARN, session policy
+        and condition keys, and its tags over the role's. Remembered per
+        (role, session), so the decision cache sees one object."""
+        found = self._session_subjects.get((role, session))
+        if found is None:
+            base = self.subject(role)
+            policy: Policy | None = None
+            if session.policy is not None:
+                try:
+                    policy = parse_policy(session.policy, kind="identity")
+                except MalformedPolicyDocumentException:
+                    policy = _DENY_ALL  # checked at issuance; never broader than asked
+            overridden = {key.lower() for key, _ in session.tags}
+            tags = {k: v for k, v in base.tags.items() if k.lower() not in overridden}
+            tags.update(session.tags)
+            found = dataclasses.replace(
+                base,
+                tags=tags,
+                session=SessionFacts(
+                    arn=session.arn,
+                    user_id=session.user_id,
+                    issued=session.issued,
+                    policy=policy,
+                    federated_provider=session.federated_provider,
+                    source_identity=session.source_identity,
+                ),
+            )
+            self._session_subjects.put((role, session), found)
         return found
 
     def mentions_resource_aliases(self, key: Key, subject_policies: Sequence[str]) -> bool:
@@ -417,5 +453,6 @@ class Authorizer:
 
     def clear(self) -> None:
         self._subjects.clear()
+        self._session_subjects.clear()
         self._grant_views.clear()
         self._decisions.clear()

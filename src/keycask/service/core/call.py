@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 from keycask.auth.credentials import Principal
+from keycask.auth.sessions import SessionClaims
 from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext
 from keycask.policy.evaluate import Decision, Request, Subject, cross_account_refusal, decide
@@ -37,6 +38,21 @@ class Caller:
     access_key_id: str
     region: str  # from the SigV4 scope: keys live in the region the caller names
     subject: Subject
+    # A role session's claims (an ASIA access key): ``principal`` is then
+    # the role, as it is now in the store.
+    session: SessionClaims | None = None
+
+    @property
+    def arn(self) -> str:
+        """Who called, as the audit record names it: a session's
+        assumed-role ARN, else the principal's ARN."""
+        return self.principal.arn if self.session is None else self.session.arn
+
+    @property
+    def user_id(self) -> str:
+        """GetCallerIdentity's UserId (aws:userid): the principal's unique
+        id, or ``<role id>:<session name>`` for a role session."""
+        return self.principal.unique_id if self.session is None else self.session.user_id
 
 
 @dataclass(slots=True)
@@ -116,7 +132,10 @@ class Call:
         self.conditions.pop(RESOURCE_ALIASES, None)
         # Asked without a coroutine first: on most requests no policy names
         # kms:ResourceAliases and listing the key's aliases is skipped.
-        if key is not None and authz.aliases_used(key, self.caller.principal.policies):
+        policies = self.caller.principal.policies
+        if self.caller.session is not None and self.caller.session.policy is not None:
+            policies = (*policies, ("session policy", self.caller.session.policy))
+        if key is not None and authz.aliases_used(key, policies):
             self.conditions[RESOURCE_ALIASES] = await authz.resource_aliases(key)
         # Through the Authorizer's decision cache (policy/decision_cache.py):
         # the same answer as decide(Request(...)), remembered only while the

@@ -1,10 +1,12 @@
-"""What handlers may use: the key store, the lifecycle clock, usage tracking."""
+"""What handlers may use: the key store, the lifecycle clock, usage tracking,
+principals and session tokens."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from keycask.auth.credentials import CredentialStore
+from keycask.auth.sessions import SessionTokens
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
 from keycask.service.core.authz import Authorizer
@@ -21,3 +23,5 @@ class Deps:
     authz: Authorizer
     # Principals, to record the unique ids a key policy or grant names.
     credentials: CredentialStore | None = None
+    # Role sessions' tokens: issued by the STS handlers (AssumeRole, ...).
+    sessions: SessionTokens | None = None

@@ -406,10 +406,14 @@ class OperatorDoor(AwsJsonErrors):
             principal = call.caller.principal
             # The operator API runs the whole server (every account's keys):
             # an administrator of a tenant account runs only that account.
-            if not principal.admin or principal.account != self._account:
+            # A session policy cannot be applied here (no policy decides these
+            # calls): a narrowed session must not act as its whole role.
+            session = call.caller.session
+            narrowed = session is not None and session.policy is not None
+            if not principal.admin or principal.account != self._account or narrowed:
                 call.decision, call.decided_by = "deny", "not an operator"
                 raise AccessDeniedException(
-                    f"{principal.arn} is not an administrator of the operator account: "
+                    f"{call.caller.arn} is not an administrator of the operator account: "
                     "operator calls need the operator token or an administrator of the "
                     "account `keycask operator init` made"
                 )

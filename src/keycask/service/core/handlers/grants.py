@@ -498,7 +498,7 @@ async def list_retirable_grants(deps: Deps, call: Call, req: ListRetirableGrants
         call.decision = "deny"
         call.decided_by = "the retiring principal is in another account"
         raise AccessDeniedException(
-            f"User: {call.caller.principal.arn} is not authorized to perform: "
+            f"User: {call.caller.arn} is not authorized to perform: "
             f"kms:ListRetirableGrants on resource: {principal} because it is not in account "
             f"{call.account}"
         )

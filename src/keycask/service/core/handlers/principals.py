@@ -126,7 +126,7 @@ def _refuse(call: Call, action: str, resource: str, decided_by: str, reason: str
     call.decision = "deny"
     call.decided_by = decided_by
     raise AccessDeniedException(
-        f"User: {call.caller.principal.arn} is not authorized to perform: {action} "
+        f"User: {call.caller.arn} is not authorized to perform: {action} "
         f"on resource: {resource} {reason}"
     )
 
