@@ -18,6 +18,7 @@ from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
+from keycask.http.awsquery import QueryCodec
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
@@ -36,6 +37,7 @@ from keycask.service.doors.dev import DevDoor
 from keycask.service.doors.kms import KmsDoor
 from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
+from keycask.service.doors.sts import StsDoor
 from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
@@ -244,7 +246,7 @@ def _doors(
 ) -> Doors:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
     API (which also answers targets no door knows), the admin and operator
-    APIs, and in --dev the dev API."""
+    APIs, STS, and in --dev the dev API."""
     assert deps.credentials is not None
     codec = WireCodec(Codec.load())
     signed = SignedCallers(deps.credentials, deps.authz)
@@ -255,6 +257,8 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed))
+    # STS (temporary credentials): untargeted form bodies, answered in XML.
+    doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit))
     operator = Operator(
         keeper,
         rotate=maintenance.rotate_barrier,

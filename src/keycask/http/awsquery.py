@@ -1,6 +1,6 @@
 """The AWS Query protocol codec, driven by botocore's STS model.
 
-Why one module of ~600 lines: like ``awsjson.py``, the codec is compiled from
+Why one module of ~800 lines: like ``awsjson.py``, the codec is compiled from
 the model in one pass, and the form parser, the shape decoders with their
 constraint checks and AWS's wording, the XML encoders and the model's Java
 patterns must agree with each other; split apart they could drift.
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import binascii
 import dataclasses
+import math
 import re
 import sys
 import unicodedata
@@ -209,7 +210,7 @@ class QueryCodec:
             f'<ErrorResponse xmlns="{self._namespace}"><Error><Type>{kind}</Type>'
             f"<Code>{_escape(code)}</Code><Message>{_escape(message)}</Message></Error>"
             f"<RequestId>{_escape(request_id)}</RequestId></ErrorResponse>"
-        ).encode("utf-8")
+        ).encode()
 
 
 # -- messages --
@@ -239,7 +240,7 @@ def _violation(path: str, rule: str, value: str | None = None) -> str:
 
 
 def _size_violation(
-    path: str, size: int, low: int, high: int, noun: str, value: str | None = None
+    path: str, size: int, low: int, high: int, noun: str, *, value: str | None = None
 ) -> str:
     if size < low:
         return _violation(path, f"have {noun} greater than or equal to {low}", value)
@@ -343,9 +344,7 @@ def _bounds(shape: Mapping[str, Any]) -> tuple[int, int]:
     return int(shape.get("min", 0)), int(shape.get("max", _UNBOUNDED))
 
 
-def _leaf(
-    parse: Callable[[str, str, list[str], bool], Any], sensitive: bool = False
-) -> Decoder:
+def _leaf(parse: Callable[[str, str, list[str], bool], Any], sensitive: bool = False) -> Decoder:
     def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
         if node.children:
             _unknown_below(node, wire, violations)
@@ -414,8 +413,8 @@ def _float(shape: Mapping[str, Any]) -> Decoder:
         try:
             number = float(value)
         except ValueError:
-            number = float("nan")
-        if number != number or number in (float("inf"), float("-inf")):
+            number = math.nan
+        if not math.isfinite(number):
             violations.append(_violation(path, "be a finite number", value))
             return None
         return number
@@ -618,9 +617,7 @@ class _Compiler:
             for i, item in enumerate(items, 1):
                 if item.value is None and not item.children:
                     continue
-                value = member(
-                    item, f"{path}.{i}.member", _join(holder_wire, str(i)), violations
-                )
+                value = member(item, f"{path}.{i}.member", _join(holder_wire, str(i)), violations)
                 out.append(value)
             return out
 
@@ -690,7 +687,7 @@ class _Compiler:
             size = len(value)
             shown = None if sensitive else value
             if not low <= size <= high:
-                violations.append(_size_violation(path, size, low, high, "length", shown))
+                violations.append(_size_violation(path, size, low, high, "length", value=shown))
             if allowed is not None and value not in allowed:
                 violations.append(_violation(path, enum_rule, shown))
             # An over-long value is not matched at all: its length is already
@@ -742,7 +739,9 @@ class _Compiler:
         def encode(value: Any, out: list[str]) -> None:
             if isinstance(value, Mapping):
                 get: Callable[[str], Any] = value.get
-                extra = [key for key, item in value.items() if key not in known and item is not None]
+                extra = [
+                    key for key, item in value.items() if key not in known and item is not None
+                ]
             elif dataclasses.is_dataclass(value) and not isinstance(value, type):
                 get = lambda field: getattr(value, field, None)  # noqa: E731
                 extra = [

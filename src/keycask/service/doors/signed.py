@@ -33,8 +33,19 @@ class SignedCallers:
         self._signing_keys = sigv4.SigningKeyCache()
         self._callers: dict[tuple[str, str], Caller] = {}
 
-    async def authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
-        signed = sigv4.parse(request, now=call.time)
+    async def authenticate(
+        self,
+        call: Call,
+        request: sigv4.HttpRequest,
+        *,
+        service: str = "kms",
+        required_signed_headers: tuple[str, ...] = ("host", "x-amz-target"),
+    ) -> None:
+        """``service``: the credential scope's service (``sts`` for the STS
+        door, whose requests carry no X-Amz-Target to sign)."""
+        signed = sigv4.parse(
+            request, now=call.time, service=service, required_signed_headers=required_signed_headers
+        )
         key = self._credentials.cached(signed.access_key_id)
         if key is None:
             key = await self._credentials.lookup(signed.access_key_id)
