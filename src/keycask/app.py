@@ -1,5 +1,10 @@
 """Composition root: storage -> barrier -> key store -> service (core, front
-doors, pipeline, background maintenance) -> the HTTP app."""
+doors, pipeline, background maintenance) -> the HTTP app.
+
+Why one module of ~500 lines: it is the one place that knows every layer and
+the order they are built and started in; each front door or store added is a
+few lines here, and split across files that order would be read in pieces.
+"""
 
 from __future__ import annotations
 
@@ -257,7 +262,6 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed))
-    # STS (temporary credentials): untargeted form bodies, answered in XML.
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit))
     operator = Operator(
         keeper,
