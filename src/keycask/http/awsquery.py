@@ -274,8 +274,17 @@ def _unknown_below(node: _Node, wire: str, violations: list[str]) -> None:
 
 
 def _escape(text: str) -> str:
-    text = _NOT_XML.sub("\ufffd", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text for XML; what XML cannot carry becomes U+FFFD (error messages
+    may quote a caller's bytes)."""
+    return _xml_text(_NOT_XML.sub("\ufffd", text))
+
+
+def _xml_text(text: str) -> str:
+    # A carriage return is written as a reference: XML parsers turn a raw
+    # one into a line feed.
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
 
 
 def _indices(node: _Node, path: str, wire: str, violations: list[str]) -> list[_Node] | None:
@@ -430,7 +439,7 @@ def _encode_string(value: Any, out: list[str]) -> None:
         raise TypeError(f"expected str, got {type(value).__name__}")
     if _NOT_XML.search(value):
         raise TypeError("a string XML cannot carry")
-    out.append(value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+    out.append(_xml_text(value))
 
 
 def _encode_integer(value: Any, out: list[str]) -> None:
@@ -600,7 +609,8 @@ class _Compiler:
             if not flattened:
                 for key, child in node.children.items():
                     if key != item_name:
-                        violations.append(_unknown(_join(wire, key)))
+                        if child.value is not None:
+                            violations.append(_unknown(_join(wire, key)))
                         _unknown_below(child, _join(wire, key), violations)
                 found = node.children.get(item_name)
                 if found is None:
@@ -639,7 +649,8 @@ class _Compiler:
             if not flattened:
                 for key, child in node.children.items():
                     if key != "entry":
-                        violations.append(_unknown(_join(wire, key)))
+                        if child.value is not None:
+                            violations.append(_unknown(_join(wire, key)))
                         _unknown_below(child, _join(wire, key), violations)
                 found = node.children.get("entry")
                 if found is None:
@@ -655,7 +666,8 @@ class _Compiler:
                 entry_wire = _join(holder_wire, str(i))
                 for name, child in item.children.items():
                     if name not in (key_name, value_name):
-                        violations.append(_unknown(_join(entry_wire, name)))
+                        if child.value is not None:
+                            violations.append(_unknown(_join(entry_wire, name)))
                         _unknown_below(child, _join(entry_wire, name), violations)
                 key_node = item.children.get(key_name)
                 value_node = item.children.get(value_name)
