@@ -361,3 +361,15 @@ def test_kms_calls_work_alongside(server: Server, kms: Any) -> None:
         ]
         == b"x"
     )
+
+
+def test_a_sealed_server_answers_sts_calls_service_unavailable(fresh_server: Server) -> None:
+    dev_call(fresh_server.endpoint, fresh_server.credentials(), {}, target="KeycaskOperator.Seal")
+    status, headers, body = _post(
+        fresh_server, WHO_AM_I, _signed(fresh_server, WHO_AM_I, fresh_server.credentials())
+    )
+    error = _sts_error(status, headers, body)
+    assert (status, error["Code"], error["Type"]) == (503, "ServiceUnavailable", "Receiver")
+    assert "sealed" in error["Message"]
+    (record,) = _records(fresh_server, headers["x-amzn-requestid"])
+    assert record["door"] == "sts" and record["error_code"] == "KMSInvalidStateException"
