@@ -19,6 +19,7 @@ from keycask import privatefile
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
+from keycask.auth.identity_providers import IdentityProviders
 from keycask.auth.operator_token import OperatorToken
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
@@ -261,7 +262,8 @@ def _doors(
     # from before it was recorded) the configured account.
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
-    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed))
+    idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
+    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps))
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit))
     operator = Operator(
         keeper,

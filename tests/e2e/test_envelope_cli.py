@@ -248,6 +248,23 @@ def test_strict_decrypt_takes_arns_and_names_the_messages_keys(server: Server, k
     assert "none of the --key-id" in err and key in err
 
 
+def test_a_hostile_messages_key_names_reach_the_terminal_escaped(server: Server, kms: Any) -> None:
+    """A message's header names its keys in bytes its writer chose; the
+    refusals quote them (and the server may echo them): an escape sequence
+    or a newline there must arrive as text, not clear the screen or forge a
+    line."""
+    key, other = _key(kms), _key(kms)
+    message = _encrypt(server, key, b"x")
+    key_id = key.rsplit("/", 1)[1]
+    forged = b"\x1b[2J\nkeycask: ok "
+    hostile = message.replace(key_id.encode(), forged + key_id[len(forged) :].encode())
+    assert len(hostile) == len(message) and hostile != message
+    for args in (["--key-id", other], []):
+        proc = keycask(server, "decrypt", *args, stdin=hostile)
+        err = failed(proc)
+        assert b"\x1b" not in proc.stderr and "\\x1b[2J\\x0akeycask: ok" in err, err
+
+
 # -- bad input: one line, exit 1, nothing left behind --
 
 
@@ -388,7 +405,7 @@ def test_sigterm_mid_stream_leaves_nothing(
             time.sleep(0.05)
         assert leftovers(tmp_path, set()), "no temp file appeared"
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=30) == 1
+        assert proc.wait(timeout=30) == 128 + signal.SIGTERM
         assert proc.stderr.read().decode() == "keycask: interrupted by SIGTERM\n"
     finally:
         proc.kill()
@@ -471,6 +488,9 @@ def test_progress_bar_on_a_terminal_only(server: Server, kms: Any, tmp_path: Pat
 
 def test_usage_errors(server: Server, kms: Any, tmp_path: Path) -> None:
     key = _key(kms)
+    # botocore refuses the region as the provider is built: one line, exit 2.
+    err = failed(keycask(server, "decrypt", "--key-id", "arn:aws:kms:bad region!:1:key/x"), 2)
+    assert "decrypt --key-id" in err and "region" in err
     assert "--frame-length" in failed(
         keycask(server, "encrypt", "--key-id", key, "--frame-length", "0", stdin=b"x"), 2
     )

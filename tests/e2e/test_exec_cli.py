@@ -286,6 +286,57 @@ def test_the_child_is_never_started_when_a_secret_fails(
     assert not marker.exists()
 
 
+@pytest.mark.slow
+def test_a_pinned_key_refuses_a_file_pointed_at_another_key(
+    server: Server, tmp_path: Path, child: list[str]
+) -> None:
+    """The attacker's commit: a file whose header and values are under the
+    attacker's key, whose policy lets the app decrypt. Pinned (as a
+    supervisor sets KEYCASK_SECRETS_KEY_ID), the app is never started."""
+    path, hostile = tmp_path / "app.env", tmp_path / "hostile.env"
+    key = _secrets_file(server, path, {"API_TOKEN": b"real"})
+    attacker = _secrets_file(server, hostile, {"API_TOKEN": b"attacker-chosen"})
+    marker = tmp_path / "started"
+    run = ["--", *child, "hashes", str(marker), "API_TOKEN"]
+    pinned = cli_env(server, KEYCASK_SECRETS_KEY_ID=key)
+    done = ok(keycask(server, "exec", "--secrets", str(path), *run, env=pinned))
+    assert json.loads(done.stdout) == {"API_TOKEN": _sha(b"real")}
+    ways: list[tuple[list[str], dict[str, str]]] = [
+        ([], pinned),
+        (["--key-id", key], cli_env(server)),
+    ]
+    for pin, env in ways:
+        done = keycask(server, "exec", *pin, "--secrets", str(hostile), *run, env=env)
+        err = one_line_error(done, 1)
+        assert "cannot decrypt API_TOKEN" in err and "IncorrectKeyException" in err
+        assert done.stdout == b""
+    # The header alone swapped: the values open under the pin, the header
+    # naming another key is refused, naming both.
+    text = path.read_text().replace(f"# key-id: {key}", f"# key-id: {attacker}")
+    path.write_text(text)
+    done = keycask(server, "exec", "--secrets", str(path), *run, env=pinned)
+    err = one_line_error(done, 2)
+    assert f"names the key {attacker}, not the pinned key {key}" in err and done.stdout == b""
+
+
+def test_a_value_replacing_an_inherited_variable_is_warned_of(
+    server: Server, tmp_path: Path, child: list[str]
+) -> None:
+    path = tmp_path / "s.env"
+    _secrets_file(server, path, {"API_TOKEN": b"from-the-file", "OTHER": b"o"})
+    env = cli_env(server, API_TOKEN="inherited-value")
+    done = keycask(
+        server, "exec", "--secrets", str(path), "--", *child, "hashes", "m", "API_TOKEN", env=env
+    )
+    assert ok(done).stdout.strip() == json.dumps({"API_TOKEN": _sha(b"from-the-file")}).encode()
+    assert (
+        done.stderr
+        == (
+            f"keycask: warning: {path} sets API_TOKEN, replacing the one keycask inherited\n"
+        ).encode()
+    )
+
+
 def test_command_not_found_or_not_executable(server: Server, tmp_path: Path) -> None:
     path = tmp_path / "s.env"
     _secrets_file(server, path, {"A": b"a"})

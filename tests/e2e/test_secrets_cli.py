@@ -114,7 +114,13 @@ def test_new_file_rules(server: Server, tmp_path: Path) -> None:
     path = tmp_path / "s.env"
     err = one_line_error(keycask(server, "secrets", "set", str(path), "A", stdin=b"v"), 2)
     assert "give --key-id" in err and not path.exists()
-    set_secret(server, path, "A", b"v", "--key-id", key, "--context", "app=x")
+    # A new file without --context is bound to nothing but its key and names: said.
+    loose = tmp_path / "loose.env"
+    said = set_secret(server, loose, "A", b"v", "--key-id", key).splitlines()
+    assert said[0] == f"added A in {loose}" and len(said) == 2
+    assert said[1].startswith(f"note: {loose} has no --context")
+    said = set_secret(server, path, "A", b"v", "--key-id", key, "--context", "app=x")
+    assert said == f"added A in {path}\n"
     before = path.read_bytes()
     # A file keeps its key and its context: rotate moves them.
     err = one_line_error(
@@ -232,7 +238,7 @@ def test_value_from_a_terminal_prompt_without_echo(server: Server, tmp_path: Pat
     assert code == 2 and b"the two entries differ" in screen
     assert path.read_bytes() == before
     code, screen = _set_on_a_terminal(server, path, "OTHER", [b"one", None])
-    assert code == 1 and b"keycask: interrupted by SIGINT" in screen
+    assert code == 128 + signal.SIGINT and b"keycask: interrupted by SIGINT" in screen
     assert b"Traceback" not in screen
     assert path.read_bytes() == before
 
@@ -287,6 +293,60 @@ def test_a_value_moved_to_another_file_or_key_is_refused(server: Server, tmp_pat
     billing.write_text(text.replace(f"# key-id: {key}", f"# key-id: {other_key}"))
     err = one_line_error(keycask(server, "secrets", "get", str(billing), "API_TOKEN"), 1)
     assert "IncorrectKeyException" in err
+
+
+def _header_to(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert f"# key-id: {old}" in text
+    path.write_text(text.replace(f"# key-id: {old}", f"# key-id: {new}"))
+
+
+@pytest.mark.slow
+def test_a_pin_refuses_a_file_pointed_at_another_key(server: Server, tmp_path: Path) -> None:
+    """Whoever can edit the file (a commit) can name their own key in its
+    header and encrypt values under it. The pin, given outside the file,
+    is the key the values must be under; every refusal names both keys."""
+    key, attacker = new_key(server), new_key(server)
+    alias = f"alias/app-{secrets.token_hex(4)}"
+    server.client().create_alias(AliasName=alias, TargetKeyId=key)
+    path = tmp_path / "app.env"
+    set_secret(server, path, "API_TOKEN", b"real-token", "--key-id", key)
+    # The pin as an alias: compared on the ARN the server answered with.
+    done = ok(keycask(server, "secrets", "get", str(path), "API_TOKEN", "--key-id", alias))
+    assert done.stdout == b"real-token"
+    pinned_env = cli_env(server, KEYCASK_SECRETS_KEY_ID=alias)
+    ok(keycask(server, "secrets", "set", str(path), "B", stdin=b"b", env=pinned_env))
+
+    # 1. The header swapped, the values left: the pinned Decrypt opens the
+    # value, and the header naming another key is refused.
+    _header_to(path, key, attacker)
+    before = path.read_bytes()
+    for pin in (["--key-id", alias], ["--key-id", key]):
+        done = keycask(server, "secrets", "get", str(path), "API_TOKEN", *pin)
+        err = one_line_error(done, 2)
+        assert f"names the key {attacker}, not the pinned key {key}" in err and done.stdout == b""
+    done = keycask(server, "secrets", "get", str(path), "API_TOKEN", env=pinned_env)
+    assert "not the pinned key" in one_line_error(done, 2)
+    # Unpinned, `set` first opens one value under the header's key: refused.
+    done = keycask(server, "secrets", "set", str(path), "NEW", stdin=b"new")
+    assert "cannot decrypt API_TOKEN" in one_line_error(done, 1)
+    assert "IncorrectKeyException" in done.stderr.decode()
+    done = keycask(server, "secrets", "set", str(path), "NEW", "--key-id", alias, stdin=b"new")
+    assert f"names the key {attacker}, not the pinned key {key} ({alias})" in one_line_error(
+        done, 2
+    )
+    assert path.read_bytes() == before
+
+    # 2. The attacker's own file: header and values under the attacker's key.
+    path.unlink()
+    set_secret(server, path, "API_TOKEN", b"attacker-token", "--key-id", attacker)
+    done = keycask(server, "secrets", "get", str(path), "API_TOKEN", "--key-id", key)
+    assert "IncorrectKeyException" in one_line_error(done, 1) and done.stdout == b""
+    done = keycask(server, "secrets", "set", str(path), "NEW", stdin=b"n", env=pinned_env)
+    assert f"names the key {attacker}, not the pinned key {key}" in one_line_error(done, 2)
+    assert "NEW" not in path.read_text()
+    # Without a pin the header is trusted, as the docs say: pin in production.
+    assert get_secret(server, path, "API_TOKEN") == b"attacker-token"
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from keycask.service.core.principal_requests import (
     TagPrincipalRequest,
     UntagPrincipalRequest,
     UpdateAccessKeyRequest,
+    UpdateRoleRequest,
 )
 from keycask.service.doors.admin import WIRE, decode
 from service_harness import ACCOUNT, service
@@ -35,6 +36,14 @@ DOC = json.dumps(
     {
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "kms:ListKeys", "Resource": "*"}],
+    }
+)
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"AWS": ACCOUNT}, "Action": "sts:AssumeRole"}
+        ],
     }
 )
 
@@ -57,6 +66,11 @@ GOOD: list[tuple[str, dict[str, Any], object]] = [
         "CreatePrincipal",
         {"Name": "bob", "Account": "", "Tags": None},
         CreatePrincipalRequest("bob"),
+    ),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "Role": True, "TrustPolicy": TRUST, "MaxSessionDuration": 7200},
+        CreatePrincipalRequest("app", None, "role", False, (), TRUST, 7200),
     ),
     ("GetPrincipal", {"Name": "bob", "Account": None}, PrincipalRequest("bob")),
     ("ListPrincipals", {}, ListPrincipalsRequest()),
@@ -99,6 +113,12 @@ GOOD: list[tuple[str, dict[str, Any], object]] = [
         UpdateAccessKeyRequest("AKKCX", active=False),
     ),
     ("DeleteAccessKey", {"AccessKeyId": "AKKCX"}, AccessKeyRequest("AKKCX")),
+    ("UpdateRole", {"Name": "app", "TrustPolicy": TRUST}, UpdateRoleRequest("app", None, TRUST)),
+    (
+        "UpdateRole",
+        {"Name": "app", "Account": OTHER, "MaxSessionDuration": 43200},
+        UpdateRoleRequest("app", OTHER, None, 43200),
+    ),
 ]
 
 
@@ -133,7 +153,59 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     (
         "CreatePrincipal",
         {"Name": "bob", "Surprise": 1},
-        "'Surprise' " + _members("CreatePrincipal", "Account", "Admin", "Name", "Role", "Tags"),
+        "'Surprise' "
+        + _members(
+            "CreatePrincipal",
+            "Account",
+            "Admin",
+            "MaxSessionDuration",
+            "Name",
+            "Role",
+            "Tags",
+            "TrustPolicy",
+        ),
+    ),
+    ("CreatePrincipal", {"Name": "app", "TrustPolicy": 1}, "TrustPolicy must be a string."),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "TrustPolicy": TRUST},
+        "TrustPolicy makes a role assumed through STS: give Role true, and not Admin "
+        "(give the role an identity policy instead).",
+    ),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "Role": True, "Admin": True, "TrustPolicy": TRUST},
+        "TrustPolicy makes a role assumed through STS: give Role true, and not Admin "
+        "(give the role an identity policy instead).",
+    ),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "Role": True, "MaxSessionDuration": 3600},
+        "MaxSessionDuration needs a TrustPolicy.",
+    ),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "Role": True, "TrustPolicy": TRUST, "MaxSessionDuration": 3599},
+        "MaxSessionDuration must be a whole number of seconds from 3600 to 43200.",
+    ),
+    (
+        "CreatePrincipal",
+        {"Name": "app", "Role": True, "TrustPolicy": TRUST, "MaxSessionDuration": True},
+        "MaxSessionDuration must be a whole number of seconds.",
+    ),
+    # UpdateRole
+    ("UpdateRole", {}, "KeycaskAdmin.UpdateRole requires Name."),
+    (
+        "UpdateRole",
+        {"Name": "app", "Policy": TRUST},
+        "'Policy' "
+        + _members("UpdateRole", "Account", "MaxSessionDuration", "Name", "TrustPolicy"),
+    ),
+    ("UpdateRole", {"Name": "app", "TrustPolicy": ["x"]}, "TrustPolicy must be a string."),
+    (
+        "UpdateRole",
+        {"Name": "app", "MaxSessionDuration": 43201},
+        "MaxSessionDuration must be a whole number of seconds from 3600 to 43200.",
     ),
     ("CreatePrincipal", {"Name": 7}, "Name must be a string."),
     ("CreatePrincipal", {"Name": None}, "Name must be a string."),

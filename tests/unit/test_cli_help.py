@@ -105,6 +105,7 @@ def test_json_wherever_a_command_prints_data() -> None:
         calls_server = "--endpoint-url" in options
         prints = path[-1:] not in (
             ("delete",), ("delete-policy",), ("put-policy",), ("tag",), ("untag",),
+            ("update-role",),
             ("activate",), ("deactivate",), ("get-policy",),
             # Their output is the data itself (a message, a plaintext).
             ("encrypt",), ("decrypt",),

@@ -26,9 +26,24 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "keycask"
 
 # Quoted on purpose and not Python: SQL and PostgreSQL/SQLite names, a libc
-# call, X.509 fields, the AWS JSON error member, and an argparse attribute.
+# call, X.509 fields, the AWS JSON error member, an argparse attribute, and
+# the members of JWTs and JWKs (RFC 7515/7517/7519) and of OpenID discovery.
 _NOT_PYTHON = frozenset(
     {
+        "alg",
+        "aud",
+        "crit",
+        "exp",
+        "iat",
+        "iss",
+        "jku",
+        "jwks_uri",
+        "kid",
+        "nbf",
+        "none",
+        "sub",
+        "x5c",
+        "x5u",
         "flock",
         "integrity_check",
         "keycask_epoch",

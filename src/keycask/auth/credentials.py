@@ -65,6 +65,19 @@ _PRINCIPAL_ARN = re.compile(r"^arn:aws:iam::([0-9]{12}):(user|role)/([A-Za-z0-9+
 MAX_ACCESS_KEYS = 10
 
 
+# IAM's MaxSessionDuration: one hour by default, 1 to 12 hours.
+DEFAULT_MAX_SESSION_DURATION = 3600
+MAX_SESSION_DURATION_RANGE = (3600, 43200)
+
+
+def check_max_session_duration(seconds: int) -> None:
+    low, high = MAX_SESSION_DURATION_RANGE
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or not low <= seconds <= high:
+        raise ValidationException(
+            f"MaxSessionDuration must be a whole number of seconds from {low} to {high}."
+        )
+
+
 def check_name(name: str) -> None:
     if not _NAME.match(name):
         raise ValidationException("principal names are 1-64 of A-Z a-z 0-9 + = , . @ _ -")
@@ -117,6 +130,11 @@ class Principal:
     # again with the same name is another principal, with another id, and
     # policies and grants that named the first one do not apply to it.
     unique_id: str = ""
+    # A role's trust policy (who may assume it through STS; "" for a user,
+    # or a role that only signs with its own access keys) and the longest
+    # session it grants, in seconds (IAM's MaxSessionDuration).
+    trust_policy: str = ""
+    max_session_duration: int = DEFAULT_MAX_SESSION_DURATION
 
     @property
     def arn(self) -> str:
@@ -133,6 +151,7 @@ class Principal:
             created = doc.get("created", 0.0)
             when = float(created) if isinstance(created, int | float) else 0.0
             unique_id = legacy_unique_id(f"arn:aws:iam::{account}:{kind}/{name}", kind, when)
+        max_session = doc.get("max_session_duration", DEFAULT_MAX_SESSION_DURATION)
         return cls(
             account,
             name,
@@ -141,6 +160,8 @@ class Principal:
             tuple(sorted((str(k), str(v)) for k, v in tags.items())),
             tuple(sorted((str(k), str(v)) for k, v in policies.items())),
             unique_id,
+            str(doc.get("trust_policy", "")),
+            max_session if isinstance(max_session, int) else DEFAULT_MAX_SESSION_DURATION,
         )
 
 
@@ -379,19 +400,57 @@ class CredentialStore:
         writes = [self._put_principal(stored, expect=0), self._put_new_key(key, now)]
         return key, writes
 
+    async def stage_create_role(
+        self,
+        account: str,
+        name: str,
+        *,
+        trust_policy: str,
+        max_session_duration: int = DEFAULT_MAX_SESSION_DURATION,
+        tags: Mapping[str, str] | None = None,
+    ) -> tuple[Principal, list[Write]]:
+        """A new role that is assumed through STS: it has a trust policy and
+        no access key, so no long-lived secret exists for it at all."""
+        check_name(name)
+        check_account(account)
+        check_max_session_duration(max_session_duration)
+        if await self._barrier.get(_principal_path(account, name)) is not None:
+            raise AlreadyExistsException(f"principal {name} already exists in account {account}")
+        principal = Principal(
+            account,
+            name,
+            False,
+            "role",
+            tuple(sorted((tags or {}).items())),
+            (),
+            new_unique_id("role"),
+            trust_policy,
+            max_session_duration,
+        )
+        stored = StoredPrincipal(principal, 0, datetime.now(UTC).timestamp(), ())
+        return principal, [self._put_principal(stored, expect=0)]
+
     def stage_principal(
         self,
         stored: StoredPrincipal,
         *,
         tags: Iterable[tuple[str, str]] | None = None,
         policies: Iterable[tuple[str, str]] | None = None,
+        trust_policy: str | None = None,
+        max_session_duration: int | None = None,
     ) -> list[Write]:
-        """The principal with new tags or identity policies (all of them)."""
+        """The principal with new tags, identity policies (all of them), trust
+        policy or maximum session duration."""
         principal = stored.principal
         if tags is not None:
             principal = replace(principal, tags=tuple(sorted(tags)))
         if policies is not None:
             principal = replace(principal, policies=tuple(sorted(policies)))
+        if trust_policy is not None:
+            principal = replace(principal, trust_policy=trust_policy)
+        if max_session_duration is not None:
+            check_max_session_duration(max_session_duration)
+            principal = replace(principal, max_session_duration=max_session_duration)
         return [self._put_principal(replace(stored, principal=principal), expect=stored.revision)]
 
     def stage_access_key(self, stored: StoredPrincipal) -> tuple[AccessKey, list[Write]]:
@@ -492,6 +551,9 @@ class CredentialStore:
             "access_keys": list(stored.access_key_ids),
             "inactive_keys": list(stored.inactive_key_ids),
         }
+        if p.trust_policy:
+            doc["trust_policy"] = p.trust_policy
+            doc["max_session_duration"] = p.max_session_duration
         return self._barrier.put(
             _principal_path(p.account, p.name), orjson.dumps(doc), expect=expect
         )

@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 
 from keycask.cli import outfile
-from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.errors import CommandFailed, UsageError, printable
 from keycask.cli.kmsclient import add_kms_options, connect
 from keycask.cli.secretfile import (
     NAME_RULE,
@@ -36,11 +36,14 @@ from keycask.cli.secretfile import (
 )
 from keycask.cli.secretvalues import (
     MAX_VALUE,
+    PIN_VARIABLE,
     decrypt,
     encrypt,
     file_mode,
+    pinned_key,
     read_file,
     reencrypt,
+    refuse_other_key,
 )
 
 EXAMPLES = """\
@@ -155,7 +158,7 @@ def check_value(value: bytes) -> bytes:
 
 
 def _interruptible(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
-    """Ctrl-C at the prompt or SIGTERM during a call: one line, exit 1, the
+    """Ctrl-C at the prompt or SIGTERM during a call: one line, exit 130 or 143, the
     file untouched (``outfile.interruptible``)."""
 
     def run(args: argparse.Namespace) -> int:
@@ -170,7 +173,8 @@ def cmd_set(args: argparse.Namespace) -> int:
     layout = layout_for(path)
     existing = None if file_mode(path) is None else read_file(path)[0]
     wanted_context = _context(args.context)
-    if existing is None and not args.key_id:
+    pin = pinned_key(args.key_id)
+    if existing is None and pin is None:
         raise UsageError(f"{path} is a new secrets file: give --key-id (and any --context)")
     if existing is not None and wanted_context is not None and wanted_context != existing.context:
         raise UsageError(
@@ -179,20 +183,32 @@ def cmd_set(args: argparse.Namespace) -> int:
         )
     context = existing.context if existing is not None else (wanted_context or {})
     kms = connect(args)
+    client = kms.client()
+    if existing is not None and pin is None and existing.secrets:
+        # Unpinned, the header's key is all there is to trust, and whoever
+        # edited the file could have swapped it for their own: one value
+        # opened under it (KeyId = the header's key) shows the values were
+        # made under it. The plaintext is dropped unread.
+        first = min(existing.secrets)
+        decrypt(kms, client, existing, path, first)
     value = read_value(args.name)
-    key_id = args.key_id or (existing.key_id if existing is not None else "")
-    blob, arn = encrypt(kms, kms.client(), key_id, bound_context(context, args.name), value)
+    key_id = pin or (existing.key_id if existing is not None else "")
+    blob, arn = encrypt(kms, client, key_id, bound_context(context, args.name), value)
     # An alias or key id names the file's key or not: the Encrypt answer's
     # ARN says which, without DescribeKey rights an app's principal may lack.
-    if existing is not None and arn != existing.key_id:
-        raise UsageError(
-            f"{path} is encrypted under {existing.key_id}, not {args.key_id}: use "
-            "`keycask secrets rotate --key-id` to move it to another key"
-        )
+    if existing is not None and pin is not None:
+        refuse_other_key(path, existing, arn, pin)
     base = existing if existing is not None else SecretFile(arn, context)
     replaced = args.name in base.secrets
     _write(path, base.with_secret(args.name, blob), layout)
     print(f"{'replaced' if replaced else 'added'} {args.name} in {path}", file=sys.stderr)
+    if existing is None and not context:
+        print(
+            f"note: {path} has no --context: a value is bound to its key and its name "
+            "only, so one copied from another file under the same key and name opens "
+            "here (docs/secrets-file.md)",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -201,7 +217,8 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.name not in secret_file.secrets:
         raise CommandFailed(f"no secret {args.name} in {args.file}")
     kms = connect(args)
-    value = decrypt(kms, kms.client(), secret_file, args.file, args.name)
+    pin = pinned_key(args.key_id)
+    value = decrypt(kms, kms.client(), secret_file, args.file, args.name, pin=pin)
     out = sys.stdout.buffer
     out.write(value)
     if sys.stdout.isatty():
@@ -258,7 +275,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     new_key = arns.pop() if arns else secret_file.key_id
     _write(path, SecretFile(new_key, new_context, blobs), layout)
     moved = "" if new_key == secret_file.key_id else f", now under {new_key}"
-    print(f"re-encrypted {len(blobs)} secret(s) in {path}{moved}", file=sys.stderr)
+    print(printable(f"re-encrypted {len(blobs)} secret(s) in {path}{moved}"), file=sys.stderr)
     return 0
 
 
@@ -290,7 +307,13 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "NUL byte. A new file needs --key-id, and takes its --context once, at creation.",
     )
     set_.add_argument("name", metavar="NAME", type=_name, help=f"the secret's name ({NAME_RULE})")
-    set_.add_argument("--key-id", metavar="KEY", help="the key of a new file (id, ARN or alias)")
+    set_.add_argument(
+        "--key-id",
+        metavar="KEY",
+        help=f"the key (id, ARN or alias): a new file's, else the key the file must be under, "
+        f"refused otherwise (a pin; env {PIN_VARIABLE}). Unpinned, one existing value is "
+        "decrypted first, to check the file's header",
+    )
     set_.add_argument(
         "--context",
         action="append",
@@ -306,6 +329,12 @@ def add_appsecrets_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "Print the value of NAME to stdout as it is (a newline added only on a terminal).",
     )
     get.add_argument("name", metavar="NAME", type=_name, help="the secret to print")
+    get.add_argument(
+        "--key-id",
+        metavar="KEY",
+        help=f"the key the value must be under (a pin; env {PIN_VARIABLE}): a file naming "
+        "another key is refused",
+    )
     get.set_defaults(func=_interruptible(cmd_get))
 
     list_ = command(

@@ -296,7 +296,12 @@ def run_decrypt(args: argparse.Namespace) -> int:
         raise UsageError("--max-encrypted-data-keys must be at least 1")
     outfile.refuse_existing(args.output, force=args.force)
     kms = connect(args)
-    provider = esdk.strict(kms, key_ids) if key_ids else esdk.discovery(kms)
+    try:
+        provider = esdk.strict(kms, key_ids) if key_ids else esdk.discovery(kms)
+    except Exception as error:
+        # botocore checks each key ARN's region as the provider builds its
+        # client for it: a region botocore refuses is what was given.
+        raise UsageError(f"decrypt --key-id: {explain(error, kms)}") from None
     manager = esdk.CheckingMaterialsManager(
         provider, required=context, allow_unsigned=args.allow_unsigned
     )
@@ -399,7 +404,7 @@ def _key_failure(error: Exception, kms: Kms, manager: esdk.CheckingMaterialsMana
 
 
 def _reraise_interrupt(error: BaseException, interruption: outfile.Interruption) -> None:
-    """SIGTERM/SIGINT raise ``Interrupted`` wherever the process stands; a
+    """SIGTERM/SIGINT/SIGHUP raise ``Interrupted`` wherever the process stands; a
     library that wrapped it in an error of its own must not hide it."""
     for cause in _chain(error):
         if isinstance(cause, outfile.Interrupted):

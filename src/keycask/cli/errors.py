@@ -7,10 +7,18 @@ one line ``keycask: <why>`` on stderr (never a traceback).
        written
     2  usage error: the command line, a file or a data directory given
        cannot be used as given (argparse's own errors exit 2 as well)
+  128+N  signal N ended the command (the shell's convention): 130 for
+       SIGINT (Ctrl-C), 143 for SIGTERM, 129 for SIGHUP
+
+Every line printed is made printable first (``printable``): a failure's
+text often quotes what a file, a message or a server said (a key ARN, an
+error message), and a control character there must not reach a terminal,
+where an escape sequence can clear the screen or forge a line.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
@@ -23,7 +31,9 @@ EPILOG = """exit status:
   0  ok
   1  the operation failed: the server refused it or could not be reached, a seal
      did not open, a check found a problem
-  2  usage error: the command line, a file or a data directory given cannot be used"""
+  2  usage error: the command line, a file or a data directory given cannot be used
+  130, 143, 129  interrupted by SIGINT, SIGTERM, SIGHUP (128 + the signal's number)"""
+INTERRUPTED = 128 + signal.SIGINT
 
 
 class UsageError(Exception):
@@ -35,11 +45,37 @@ class CommandFailed(Exception):
 
 
 class Stopped(BaseException):
-    """SIGTERM or SIGINT ended the command (exit 1); the text is what to
-    print. A BaseException, as KeyboardInterrupt is, because the handler
-    raises it wherever the process stands, often inside a library (botocore,
-    the Encryption SDK) whose ``except Exception`` would otherwise swallow
-    it and carry on."""
+    """A signal ended the command (exit 128 + its number, ``signum``); the
+    text is what to print. A BaseException, as KeyboardInterrupt is,
+    because the handler raises it wherever the process stands, often inside
+    a library (botocore, the Encryption SDK) whose ``except Exception``
+    would otherwise swallow it and carry on."""
+
+    def __init__(self, text: str, signum: int = signal.SIGINT) -> None:
+        super().__init__(text)
+        self.signum = signum
+
+
+def printable(text: str) -> str:
+    """``text`` with every character a terminal would act on rather than
+    show (C0 and C1 controls, DEL, line and paragraph separators...)
+    written as its escape, ``\\x1b`` or ``\\u2028``: text that came from a
+    file, a message or a server cannot clear the screen or start a line."""
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def say(text: str) -> None:
+    """One line ``keycask: <text>`` on stderr, made printable."""
+    print(f"keycask: {printable(text)}", file=sys.stderr)
 
 
 _USAGE: tuple[type[BaseException], ...] = (
@@ -78,13 +114,18 @@ def run(command: Command, *args: object) -> int:
     try:
         return command(*args)
     except Stopped as error:
-        print(f"keycask: {error}", file=sys.stderr)
-        return FAILED
+        say(str(error))
+        return 128 + error.signum
+    except KeyboardInterrupt:
+        # SIGINT before (or after) a command set its own handler, e.g.
+        # during the TLS connect or the SDK's import.
+        say("interrupted by SIGINT")
+        return INTERRUPTED
     except Exception as error:
         if isinstance(error, _USAGE + _loaded(_USAGE_ELSEWHERE)):
-            print(f"keycask: {error}", file=sys.stderr)
+            say(str(error))
             return USAGE
         if isinstance(error, _FAILED + _loaded(_FAILED_ELSEWHERE)):
-            print(f"keycask: {error}", file=sys.stderr)
+            say(str(error))
             return FAILED
         raise

@@ -12,11 +12,19 @@ with keycask. Values never reach a file, argv or keycask's output.
 
 A name found in two sources is an error rather than a silent override: which
 file wins would otherwise depend on the order of flags in some deploy
-script. A file can only add names a loader or interpreter reads as code
-(``LD_PRELOAD``, ``PATH``, ``PYTHONPATH``, ``NODE_OPTIONS``...) when the
-command line names them (``--only`` or ``--env``) or prefixes them
-(``--prefix``): whoever can write to a secrets file and encrypt under its key
-must not get to run code in the program by adding a line.
+script; a name keycask inherited is replaced, with a warning naming it. A
+file can only add names a loader or interpreter reads as code
+(``LD_PRELOAD``, ``PATH``, ``PYTHONPATH``, ``NODE_OPTIONS``, git's
+configuration...) or that redirect traffic or trust (``HTTPS_PROXY``,
+``SSL_CERT_FILE``, ``NODE_TLS_REJECT_UNAUTHORIZED``...) when the command line
+names them (``--only`` or ``--env``) or prefixes them (``--prefix``):
+whoever can write to a secrets file and encrypt under its key must not get
+to run code in the program, or read its traffic, by adding a line.
+
+The file's header names its key, and an attacker who can edit the file can
+name one whose policy lets the application decrypt: ``--key-id`` (or
+``KEYCASK_SECRETS_KEY_ID``, set by the supervisor) pins the key, and every
+value must then be under it (``secretvalues.decrypt``).
 """
 
 from __future__ import annotations
@@ -29,10 +37,10 @@ import sys
 from dataclasses import dataclass
 
 from keycask.cli import outfile
-from keycask.cli.errors import CommandFailed, UsageError
+from keycask.cli.errors import CommandFailed, UsageError, say
 from keycask.cli.kmsclient import add_kms_options, connect
 from keycask.cli.secretfile import NAME_RULE, SecretFile, check_name, valid_name
-from keycask.cli.secretvalues import decrypt, read_file
+from keycask.cli.secretvalues import PIN_VARIABLE, decrypt, pinned_key, read_file
 
 NOT_FOUND, NOT_EXECUTABLE = 127, 126
 # The signals the interpreter sets to SIG_IGN for itself (those that exist here).
@@ -41,6 +49,10 @@ REFERENCE = "keycask:"
 
 # Variables that make a program load or run other code, or change which
 # program runs. Not exhaustive (no list can be); --prefix avoids the question.
+# git reads configuration (core.sshCommand, a credential helper: commands)
+# from GIT_CONFIG_PARAMETERS and GIT_CONFIG_COUNT/KEY_n/VALUE_n; OpenSSL's
+# config loads engines and providers; .NET runs its startup hooks; Lua runs
+# LUA_INIT and loads modules from LUA_PATH/LUA_CPATH.
 _CODE_NAMES = frozenset(
     {
         "PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "CDPATH",
@@ -48,11 +60,27 @@ _CODE_NAMES = frozenset(
         "PERL5LIB", "PERL5OPT", "PERLLIB", "RUBYLIB", "RUBYOPT", "NODE_OPTIONS", "NODE_PATH",
         "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
         "GCONV_PATH", "HOSTALIASES", "LOCPATH", "NLSPATH", "MALLOC_CONF",
-        "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "EDITOR", "VISUAL", "PAGER", "SSH_ASKPASS",
-        "HOME", "SHELL",
+        "GIT_SSH", "GIT_SSH_COMMAND", "GIT_EXEC_PATH", "GIT_ASKPASS", "GIT_PROXY_COMMAND",
+        "GIT_EXTERNAL_DIFF", "GIT_CONFIG_PARAMETERS", "GIT_CONFIG_COUNT",
+        "EDITOR", "VISUAL", "PAGER", "SSH_ASKPASS", "LUA_INIT", "LUA_PATH", "LUA_CPATH",
+        "OPENSSL_CONF", "DOTNET_STARTUP_HOOKS", "HOME", "SHELL",
     }
 )  # fmt: skip
-_CODE_PREFIXES = ("LD_", "DYLD_", "BASH_FUNC_", "PYTHON", "GLIBC_")
+_CODE_PREFIXES = (
+    "LD_", "DYLD_", "BASH_FUNC_", "PYTHON", "GLIBC_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_",
+    "LUA_INIT_5_", "LUA_PATH_5_", "LUA_CPATH_5_",
+)  # fmt: skip
+# Variables that send a program's traffic elsewhere or change whom it
+# trusts: a proxy (HTTPS included: the proxy sees where, and with a CA of its
+# choosing what), a CA bundle, TLS checks off, TLS session keys written to a
+# file. Code runs nowhere, but secrets leave: the same consent is asked.
+_TRUST_NAMES = frozenset(
+    {
+        "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy",
+        "SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE",
+        "NODE_EXTRA_CA_CERTS", "NODE_TLS_REJECT_UNAUTHORIZED", "SSLKEYLOGFILE",
+    }
+)  # fmt: skip
 _REFERENCE = re.compile(r"(?P<var>[^=]+)=keycask:(?P<file>.+)#(?P<name>[^#]+)")
 
 EXAMPLES = """\
@@ -65,6 +93,15 @@ examples:
 
 def runs_code(name: str) -> bool:
     return name in _CODE_NAMES or name.startswith(_CODE_PREFIXES)
+
+
+def needs_consent(name: str) -> str | None:
+    """What setting ``name`` does that a file alone may not ask for, or None."""
+    if runs_code(name):
+        return "makes programs load or run other code"
+    if name in _TRUST_NAMES:
+        return "changes where programs send traffic or whom they trust"
+    return None
 
 
 @dataclass(frozen=True)
@@ -104,9 +141,10 @@ def plan(args: argparse.Namespace, files: dict[str, SecretFile]) -> list[Wanted]
             if only and name not in only:
                 continue
             variable = prefix + name
-            if runs_code(variable) and name not in only:
+            why = needs_consent(variable)
+            if why is not None and name not in only:
                 raise UsageError(
-                    f"{path} sets {variable}, which makes programs load or run other code: "
+                    f"{path} sets {variable}, which {why}: "
                     "name it with --only (or use --prefix) if that is intended"
                 )
             wanted.append(Wanted(variable, path, name))
@@ -152,14 +190,19 @@ def cmd_exec(args: argparse.Namespace) -> int:
     # meanwhile ends keycask with one line; the handlers are restored before
     # the exec, so the program starts with keycask's own dispositions.
     environment = dict(os.environb)
+    pin = pinned_key(args.key_id)
     with outfile.interruptible():
         kms = connect(args)
         client = kms.client()
         for item in wanted:
-            value = decrypt(kms, client, files[item.path], item.path, item.name)
+            value = decrypt(kms, client, files[item.path], item.path, item.name, pin=pin)
             if b"\0" in value:
                 raise CommandFailed(f"{item.name} in {item.path} holds a NUL byte")
             environment[os.fsencode(item.variable)] = value
+    # Said once everything is decrypted, so that a failure stays one line.
+    for item in wanted:
+        if item.variable in os.environ:
+            say(f"warning: {item.path} sets {item.variable}, replacing the one keycask inherited")
     sys.stdout.flush()
     sys.stderr.flush()
     # Python ignores SIGPIPE and SIGXFSZ for itself at start-up, and an
@@ -171,10 +214,10 @@ def cmd_exec(args: argparse.Namespace) -> int:
     try:
         os.execvpe(command[0], command, environment)  # noqa: S606 - the user's own command, no shell
     except FileNotFoundError:
-        print(f"keycask: {command[0]}: command not found", file=sys.stderr)
+        say(f"{command[0]}: command not found")
         return NOT_FOUND
     except OSError as error:
-        print(f"keycask: {command[0]}: cannot run it: {error.strerror}", file=sys.stderr)
+        say(f"{command[0]}: cannot run it: {error.strerror}")
         return NOT_EXECUTABLE
     raise AssertionError("os.execvpe returned")  # pragma: no cover
 
@@ -186,9 +229,12 @@ def add_exec_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Decrypt secrets (every one first: if any fails, the program is not "
         "started) and replace keycask with COMMAND, its environment holding them: the "
         "program keeps keycask's process, so its stdin, stdout, stderr, signals and exit "
-        "status are its own. A name found in two sources is an error. Names that make "
-        "programs load code (PATH, LD_*, PYTHON*, NODE_OPTIONS...) are set from a file only "
-        "when --only names them or --prefix renames them. Exit 127: COMMAND not found; "
+        "status are its own. A name found in two sources is an error; one keycask inherited "
+        "is replaced, with a warning. Names that make programs load code (PATH, LD_*, "
+        "PYTHON*, NODE_OPTIONS, GIT_CONFIG_*...) or move their traffic or trust "
+        "(HTTPS_PROXY, SSL_CERT_FILE...) are set from a file only when --only names them "
+        "or --prefix renames them. Give --key-id (or KEYCASK_SECRETS_KEY_ID) in production: "
+        "the file's header alone is not to be trusted. Exit 127: COMMAND not found; "
         "126: it cannot be run.",
         epilog=EXAMPLES,
     )
@@ -212,6 +258,12 @@ def add_exec_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         action="append",
         metavar="NAME=keycask:FILE#SECRET",
         help="set NAME to the secret SECRET of FILE (repeatable)",
+    )
+    parser.add_argument(
+        "--key-id",
+        metavar="KEY",
+        help=f"the key every value must be under (a pin; env {PIN_VARIABLE}): a file naming "
+        "another key, or a value made under another, is refused. Production should pin",
     )
     add_kms_options(parser)
     parser.add_argument(

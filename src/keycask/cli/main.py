@@ -23,6 +23,11 @@ from keycask.cli.completion import add_completion_commands
 GROUPS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("server",), "keycask.cli.server", "add_server_commands"),
     (("principals",), "keycask.cli.principals", "add_principals_commands"),
+    (
+        ("identity-providers",),
+        "keycask.cli.identityproviders",
+        "add_identity_provider_commands",
+    ),
     (("audit",), "keycask.cli.audit", "add_audit_commands"),
     (("policy",), "keycask.cli.policy", "add_policy_commands"),
     (("operator",), "keycask.cli.operator", "add_operator_commands"),
@@ -39,6 +44,7 @@ keycask: a self-hosted KMS that speaks the AWS KMS API.
 
 `server` serves it (--dev on a laptop; in production after `operator init`);
 `principals` manages principals, their identity policies, tags and access keys;
+`identity-providers` the OpenID Connect issuers whose tokens can assume roles;
 `policy` resets, lints and simulates key policies; `audit` verifies the audit
 log; `operator` runs a production server (init, status, unseal, seal, rotate,
 rekey, backup, restore); `dev` moves a --dev server's lifecycle clock; `config

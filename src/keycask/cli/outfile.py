@@ -5,12 +5,16 @@ encryption must not leave something that looks like a ciphertext: the bytes
 go to a temporary file beside the target (same directory, so the final rename
 is atomic and never crosses a filesystem), created 0600, and take the
 target's name only once everything is written and flushed. On any failure,
-Ctrl-C or SIGTERM included, the temporary file is removed.
+Ctrl-C, SIGTERM or SIGHUP (an ssh session dropped) included, the temporary
+file is removed, and a second signal during that removal cannot skip it.
 
 An existing target is kept unless the caller asked to replace it
 (``force``): the final step is ``link(2)``, which fails when the name is
 taken, so a file that appears while the command runs is not overwritten
-either.
+either. Only a regular file is ever replaced: a FIFO, a device, a socket or
+a symlink at the target is refused even with ``force`` (a rename would put
+a plain file where a pipe or a device was expected, or cut a link); to
+write into one, the caller redirects stdout.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import contextlib
 import errno
 import os
 import signal
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -26,17 +31,18 @@ from pathlib import Path
 from types import FrameType
 from typing import BinaryIO
 
-from keycask.cli.errors import Stopped, UsageError
+from keycask.cli.errors import CommandFailed, Stopped, UsageError
 from keycask.privatefile import fsync_dir
 
 STDIO = "-"
 # Files holding plaintext: the owner's alone, whatever the umask says.
 PRIVATE = 0o600
-_STOPPING = (signal.SIGTERM, signal.SIGINT)
+_STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 class Interrupted(Stopped):
-    """SIGINT or SIGTERM arrived mid-way; what was half-written is gone."""
+    """SIGINT, SIGTERM or SIGHUP arrived mid-way; what was half-written is
+    gone."""
 
 
 def is_stdio(path: str | None) -> bool:
@@ -45,11 +51,39 @@ def is_stdio(path: str | None) -> bool:
 
 def refuse_existing(path: str | None, *, force: bool) -> None:
     """Fail before any work when ``path`` exists and may not be replaced."""
-    if is_stdio(path) or force:
+    if is_stdio(path):
         return
     assert path is not None
-    if os.path.lexists(path):
+    refuse_special(path)
+    if not force and os.path.lexists(path):
         raise UsageError(f"{path} exists: give --force to replace it")
+
+
+def refuse_special(path: str | Path) -> None:
+    """``CommandFailed`` when something other than a regular file or a
+    directory (refused on its own) has the name ``path``."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISREG(info.st_mode) or stat.S_ISDIR(info.st_mode):
+        return
+    raise CommandFailed(
+        f"{path} is {_kind(info.st_mode)}, not a regular file: keycask replaces only "
+        f"regular files, even with --force; to write into it, redirect stdout (> {path})"
+    )
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "a symlink"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def default_mode() -> int:
@@ -73,7 +107,7 @@ def output(path: str | None, *, mode: int, force: bool) -> Iterator[BinaryIO]:
     refuse_existing(path, force=force)
     if target.is_dir():
         raise UsageError(f"{path} is a directory")
-    # SIGTERM/SIGINT held back from the file's creation until the block
+    # SIGTERM/SIGINT/SIGHUP held back from the file's creation until the block
     # that removes it is entered: ``interruptible`` raising in between would
     # leave the file behind. They arrive (and raise) right after.
     held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
@@ -94,11 +128,25 @@ def output(path: str | None, *, mode: int, force: bool) -> Iterator[BinaryIO]:
             os.fsync(stream.fileno())
         _publish(tmp, target, force=force)
     finally:
+        _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    """Unlink ``tmp`` with the stopping signals held back: one arriving now
+    (a second Ctrl-C) is delivered after, instead of raising before the
+    unlink. ``interruptible``'s handler raises only for the first signal,
+    which covers the few steps before the mask is set."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+    try:
         tmp.unlink(missing_ok=True)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _publish(tmp: Path, target: Path, *, force: bool) -> None:
     if force:
+        # Checked again: a FIFO or a link may have taken the name meanwhile.
+        refuse_special(target)
         os.replace(tmp, target)
     else:
         try:
@@ -132,7 +180,7 @@ class Interruption:
     def error(self) -> Interrupted | None:
         if self.received is None:
             return None
-        return Interrupted(f"interrupted by {self.received.name}")
+        return Interrupted(f"interrupted by {self.received.name}", self.received)
 
     def check(self) -> None:
         error = self.error()
@@ -142,14 +190,18 @@ class Interruption:
 
 @contextlib.contextmanager
 def interruptible() -> Iterator[Interruption]:
-    """SIGTERM and SIGINT end the block with ``Interrupted`` (so the finally
-    clauses, the temporary file's removal among them, run) rather than
-    killing the process where it stands or printing a traceback."""
+    """SIGTERM, SIGINT and SIGHUP end the block with ``Interrupted`` (so the
+    finally clauses, the temporary file's removal among them, run) rather
+    than killing the process where it stands or printing a traceback. Only
+    the first raises: a later one would land in those finally clauses and
+    skip what they clean up; the process is already stopping."""
     state = Interruption()
 
     def stop(signum: int, _frame: FrameType | None) -> None:
+        if state.received is not None:
+            return
         state.received = signal.Signals(signum)
-        raise Interrupted(f"interrupted by {state.received.name}")
+        raise Interrupted(f"interrupted by {state.received.name}", state.received)
 
     previous = {sig: signal.signal(sig, stop) for sig in _STOPPING}
     try:

@@ -43,7 +43,15 @@ def _print_secret(created: dict[str, object], as_json: bool) -> None:
         return
     for name, value in created.items():
         print(f"{name + ':':<17}{value}")
-    print("The secret is shown once; keycask cannot show it again.", file=sys.stderr)
+    if "SecretAccessKey" in created:
+        print("The secret is shown once; keycask cannot show it again.", file=sys.stderr)
+
+
+def _policy_text(path: str, what: str) -> str:
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise config.ConfigError(f"cannot read the {what} file: {error}") from None
 
 
 def _tag(text: str) -> tuple[str, str]:
@@ -103,6 +111,14 @@ async def _create_principal_offline(args: argparse.Namespace) -> dict[str, objec
 
 
 def cmd_principals_create(args: argparse.Namespace) -> int:
+    if args.trust_policy is not None and not args.role:
+        raise config.ConfigError("--trust-policy makes a role: add --role")
+    if args.max_session_duration is not None and args.trust_policy is None:
+        raise config.ConfigError("--max-session-duration needs --trust-policy")
+    if args.offline and args.trust_policy is not None:
+        raise config.ConfigError(
+            "--offline makes an account's first administrator; create roles on the server"
+        )
     if args.offline:
         try:
             created = asyncio.run(_create_principal_offline(args))
@@ -116,6 +132,10 @@ def cmd_principals_create(args: argparse.Namespace) -> int:
             body["Admin"] = True
         if args.tag:
             body["Tags"] = dict(args.tag)
+        if args.trust_policy is not None:
+            body["TrustPolicy"] = _policy_text(args.trust_policy, "trust policy")
+        if args.max_session_duration is not None:
+            body["MaxSessionDuration"] = args.max_session_duration
         try:
             created = _admin_call(args, "CreatePrincipal", body)
         except CallError as error:
@@ -173,11 +193,20 @@ def cmd_principals_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_principals_update_role(args: argparse.Namespace) -> int:
+    body: dict[str, object] = {"Name": args.name}
+    if args.trust_policy is not None:
+        body["TrustPolicy"] = _policy_text(args.trust_policy, "trust policy")
+    if args.max_session_duration is not None:
+        body["MaxSessionDuration"] = args.max_session_duration
+    if len(body) == 1:
+        raise config.ConfigError("give --trust-policy, --max-session-duration or both")
+    _admin_call(args, "UpdateRole", body)
+    return 0
+
+
 def cmd_principals_put_policy(args: argparse.Namespace) -> int:
-    try:
-        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise config.ConfigError(f"cannot read the policy file: {error}") from None
+    text = _policy_text(args.file, "policy")
     body = {"Name": args.name, "PolicyName": args.policy_name, "PolicyDocument": text}
     _admin_call(args, "PutPrincipalPolicy", body)
     return 0
@@ -271,7 +300,10 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
     ).add_subparsers(dest="action", required=True, metavar="ACTION")
 
     create = command(
-        principals, "create", cmd_principals_create, "create a principal with an access key"
+        principals,
+        "create",
+        cmd_principals_create,
+        "create a principal with an access key (or a role assumed through STS)",
     )
     create.add_argument("name", help="the user's (or --role's) name")
     create.add_argument(
@@ -280,6 +312,18 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         "or 000000000000)",
     )
     create.add_argument("--role", action="store_true", help="a role (ARN .../role/NAME)")
+    create.add_argument(
+        "--trust-policy",
+        metavar="FILE",
+        help="with --role: who may assume it through STS (a trust policy document; - for "
+        "stdin); such a role gets no access key",
+    )
+    create.add_argument(
+        "--max-session-duration",
+        type=int,
+        metavar="SECONDS",
+        help="with --trust-policy: the longest session, 3600 to 43200 (default 3600)",
+    )
     create.add_argument(
         "--tag", action="append", type=_tag, metavar="KEY=VALUE", help="a tag (repeatable)"
     )
@@ -308,6 +352,21 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         in_account,
     )
     delete.add_argument("name", help="the principal's name")
+
+    update_role = command(
+        principals,
+        "update-role",
+        cmd_principals_update_role,
+        "replace a role's trust policy or maximum session duration",
+        in_account,
+    )
+    update_role.add_argument("name", help="the role's name")
+    update_role.add_argument(
+        "--trust-policy", metavar="FILE", help="the new trust policy (- for stdin)"
+    )
+    update_role.add_argument(
+        "--max-session-duration", type=int, metavar="SECONDS", help="3600 to 43200"
+    )
 
     put_policy = command(
         principals, "put-policy", cmd_principals_put_policy, "attach an identity policy", in_account

@@ -6,6 +6,13 @@ Decrypt and ReEncrypt pass the file's key as ``KeyId``/``SourceKeyId``: the
 server then refuses a ciphertext made under any other key, so a value cannot
 be opened under a key the file does not name. A failure names the file and
 the secret with the server's reason, never a value.
+
+The file's header names its key, and whoever can edit the file can name
+their own. A pin (``--key-id`` or ``KEYCASK_SECRETS_KEY_ID``) is the key the
+caller expects, given outside the file: Decrypt then passes the pin as
+``KeyId`` (the server refuses a value made under any other key), and a
+header naming another key is refused, compared on the ARN the server
+answered with, not on how the pin was spelled (an alias, a key id).
 """
 
 from __future__ import annotations
@@ -27,6 +34,29 @@ from keycask.cli.secretfile import (
 
 # The KMS Encrypt limit on a plaintext.
 MAX_VALUE = 4096
+# The pin's environment variable: `keycask exec` is usually started by a
+# supervisor (a systemd unit, a Kubernetes pod), whose environment is
+# configured apart from the application's repository.
+PIN_VARIABLE = "KEYCASK_SECRETS_KEY_ID"
+
+
+def pinned_key(given: str | None) -> str | None:
+    """The pin: ``--key-id`` when given, else ``KEYCASK_SECRETS_KEY_ID``
+    when set and not empty, else None (the header's key is trusted)."""
+    return given or os.environ.get(PIN_VARIABLE) or None
+
+
+def refuse_other_key(path: str, secret_file: SecretFile, arn: str, pin: str) -> None:
+    """``UsageError`` naming both keys when the file's header names a key
+    other than ``arn``, the pin ``pin`` as the server resolved it."""
+    if arn == secret_file.key_id:
+        return
+    pinned = arn if pin == arn else f"{arn} ({pin})"
+    raise UsageError(
+        f"{path} names the key {secret_file.key_id}, not the pinned key {pinned} "
+        f"(--key-id or {PIN_VARIABLE}): refused; `keycask secrets rotate --key-id` moves "
+        "a file to another key"
+    )
 
 
 def read_file(path: str) -> tuple[SecretFile, Layout]:
@@ -78,15 +108,27 @@ def encrypt(
     return bytes(answer["CiphertextBlob"]), str(answer["KeyId"])
 
 
-def decrypt(kms: Kms, client: Any, secret_file: SecretFile, path: str, name: str) -> bytes:
+def decrypt(
+    kms: Kms,
+    client: Any,
+    secret_file: SecretFile,
+    path: str,
+    name: str,
+    *,
+    pin: str | None = None,
+) -> bytes:
+    """``name``'s value, opened under the pin when one is given (and the
+    header then checked against it), else under the header's key."""
     try:
         answer = client.decrypt(
             CiphertextBlob=secret_file.secrets[name],
-            KeyId=secret_file.key_id,
+            KeyId=pin or secret_file.key_id,
             EncryptionContext=secret_file.context_for(name),
         )
     except _boto_errors() as error:
         raise _failed(f"cannot decrypt {name} in {path}", error, kms) from None
+    if pin is not None:
+        refuse_other_key(path, secret_file, str(answer["KeyId"]), pin)
     return bytes(answer["Plaintext"])
 
 

@@ -1,6 +1,7 @@
 """The AWS policy language: a policy JSON string in, validated frozen dataclasses out.
 
-Key policies and identity policies are parsed by one function, ``parse_policy``.
+Key policies, identity policies and roles' trust policies are parsed by one
+function, ``parse_policy``.
 Every problem raises ``MalformedPolicyDocumentException`` naming the statement
 and the element. The parser refuses rather than guesses: a typo in an action, a
 condition operator or a condition key would otherwise make a statement quietly
@@ -27,7 +28,8 @@ Case rules (AWS IAM and the KMS Developer Guide):
 Sources: https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_condition_operators.html,
 https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_variables.html,
 https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html,
-https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html.
+https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html,
+https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles_create_for-idp_oidc.html (trust policies).
 
 The language is split by job: ``vocabulary.py`` (limits, actions,
 operators, condition keys), ``model.py`` (the parsed dataclasses),
@@ -35,7 +37,7 @@ operators, condition keys), ``model.py`` (the parsed dataclasses),
 with evaluation), ``glob.py`` (the wildcard matcher), ``messages.py`` (how
 messages quote a policy); this module is the parser that uses them.
 
-Why one module of ~550 lines: it is one recursive-descent parser, each element's checks
+Why one module of ~650 lines: it is one recursive-descent parser, each element's checks
 calling the next element's with the same failure and quoting conventions;
 cut further, one grammar would be read across files.
 """
@@ -80,10 +82,13 @@ from keycask.policy.vocabulary import (
     NUMERIC_OPERATORS,
     OPERATORS,
     SET_OPERATORS,
+    STS_TRUST_ACTIONS,
+    STS_TRUST_ACTIONS_BY_LOWER,
     VARIABLE_OPERATORS,
     VARIABLES_VERSION,
     VERSIONS,
     key_kind,
+    provider_claim_kind,
 )
 
 __all__ = ["Condition", "Policy", "PrincipalSpec", "Statement", "parse_policy"]
@@ -118,6 +123,12 @@ _IAM_PRINCIPAL = re.compile(
 )
 _STS_PRINCIPAL = re.compile(rf"arn:{_PARTITION}:sts::([0-9]{{12}}):assumed-role/{_NAME}/{_NAME}")
 _SERVICE_PRINCIPAL = re.compile("[A-Za-z0-9.-]+")
+# An identity provider keycask can register (OIDC) or AWS names (SAML): its
+# ARN. The well-known names IAM also takes (accounts.google.com, ...) have no
+# provider in keycask, so they are not principals here.
+_FEDERATED_PRINCIPAL = re.compile(
+    rf"arn:{_PARTITION}:iam::[0-9]{{12}}:(?:oidc|saml)-provider/[A-Za-z0-9._~:/%@+=,-]+"
+)
 _ACTION = re.compile("([^:]*):(.*)", re.DOTALL)
 _SERVICE_PREFIX = re.compile("[A-Za-z0-9-]+")
 _ACTION_NAME = re.compile("[A-Za-z0-9_*?-]+")
@@ -133,12 +144,14 @@ def _fail(message: str) -> NoReturn:
 # -- parsing -------------------------------------------------------------------
 
 
-def parse_policy(text: str, *, kind: Literal["key", "identity"]) -> Policy:
+def parse_policy(text: str, *, kind: Literal["key", "identity", "trust"]) -> Policy:
     """Parse and validate a key policy (``kind="key"``: every statement names
-    its Principal or NotPrincipal) or an identity policy (``kind="identity"``:
-    neither is allowed)."""
-    if kind not in ("key", "identity"):
-        raise ValueError(f"kind must be 'key' or 'identity', not {kind!r}")
+    its Principal or NotPrincipal), an identity policy (``kind="identity"``:
+    neither is allowed) or a role's trust policy (``kind="trust"``: every
+    statement names its Principal, which may be ``Federated``; only the sts:
+    actions of assuming a role; no Resource, since the role is the resource)."""
+    if kind not in ("key", "identity", "trust"):
+        raise ValueError(f"kind must be 'key', 'identity' or 'trust', not {kind!r}")
     if not isinstance(text, str):
         _fail("The policy must be a JSON document in a string.")
     if not text.strip():
@@ -301,6 +314,20 @@ def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement
                     f"{where}: an identity policy cannot have a {name}; the identity it is "
                     "attached to is the principal."
                 )
+    elif kind == "trust":
+        # IAM refuses NotPrincipal in a role's trust policy: who may assume
+        # a role is named, never everyone-but.
+        if "NotPrincipal" in raw:
+            _fail(
+                f"{where}: a trust policy names who may assume the role with Principal, "
+                "not NotPrincipal."
+            )
+        if "Principal" not in raw:
+            _fail(
+                f"{where} has no Principal; every statement in a trust policy names who "
+                "may assume the role."
+            )
+        principal = _principal(raw["Principal"], f"{where}: Principal", federated=True)
     else:
         if "Principal" in raw and "NotPrincipal" in raw:
             _fail(f"{where} has both Principal and NotPrincipal; use one.")
@@ -312,19 +339,36 @@ def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement
             _fail(f"{where} has no Principal; every statement in a key policy needs one.")
 
     actions, not_actions = _either(
-        raw, "Action", _actions, where, f"{where} has no Action (or NotAction)."
-    )
-    resources, not_resources = _either(
         raw,
-        "Resource",
-        _resources,
+        "Action",
+        _trust_actions if kind == "trust" else _actions,
         where,
-        f'{where} has no Resource (or NotResource); a key policy uses "Resource": "*".',
+        f"{where} has no Action (or NotAction).",
     )
+    resources: tuple[str, ...] | None
+    not_resources: tuple[str, ...] | None
+    if kind == "trust":
+        for name in ("Resource", "NotResource"):
+            if name in raw:
+                _fail(
+                    f"{where}: a trust policy has no {name}; the role it belongs to is "
+                    "the resource."
+                )
+        resources, not_resources = ("*",), None
+    else:
+        resources, not_resources = _either(
+            raw,
+            "Resource",
+            _resources,
+            where,
+            f'{where} has no Resource (or NotResource); a key policy uses "Resource": "*".',
+        )
 
     conditions: tuple[Condition, ...] = ()
     if "Condition" in raw:
-        conditions = _conditions(raw["Condition"], f"{where}: Condition", variables)
+        conditions = _conditions(
+            raw["Condition"], f"{where}: Condition", variables, trust=kind == "trust"
+        )
     return Statement(
         sid=sid,
         effect=effect,
@@ -339,19 +383,20 @@ def _statement(raw: object, index: int, kind: str, variables: bool) -> Statement
     )
 
 
-def _principal(raw: object, where: str) -> PrincipalSpec:
+def _principal(raw: object, where: str, *, federated: bool = False) -> PrincipalSpec:
     if raw == "*":
         return PrincipalSpec(any=True)
     if not isinstance(raw, dict):
         _fail(f'{where} must be "*" or an object such as {{"AWS": "<ARN>"}}, not {show(raw)}.')
     if not raw:
         _fail(f"{where} is an empty object.")
+    types = ("AWS", "Federated", "Service") if federated else ("AWS", "Service")
     for name in raw:
-        if name not in ("AWS", "Service"):
+        if name not in types:
+            supported = ", ".join(f'"{t}"' for t in types)
             _fail(
-                f"{where} has the principal type {show(name)}"
-                f"{suggest(name, ('AWS', 'Service'))}; "
-                'keycask supports "AWS" and "Service" principals.'
+                f"{where} has the principal type {show(name)}{suggest(name, types)}; "
+                f"keycask supports {supported} principals here."
             )
     any_principal = False
     aws: list[str] = []
@@ -373,7 +418,17 @@ def _principal(raw: object, where: str) -> PrincipalSpec:
                 )
             if value not in services:
                 services.append(value)
-    return PrincipalSpec(any_principal, tuple(aws), tuple(services))
+    providers: list[str] = []
+    if "Federated" in raw:
+        for value in _strings(raw["Federated"], f"{where} Federated"):
+            if not _FEDERATED_PRINCIPAL.fullmatch(value):
+                _fail(
+                    f"{where} Federated {show(value)} is not an identity provider: use its ARN, "
+                    '"arn:aws:iam::<account>:oidc-provider/<issuer host and path>".'
+                )
+            if value not in providers:
+                providers.append(value)
+    return PrincipalSpec(any_principal, tuple(aws), tuple(services), tuple(providers))
 
 
 def _aws_principal(value: str, where: str) -> str:
@@ -429,6 +484,33 @@ def _action(value: str, where: str) -> str:
     return lowered
 
 
+def _trust_actions(raw: object, where: str) -> tuple[str, ...]:
+    return tuple(_trust_action(value, where) for value in _strings(raw, where))
+
+
+def _trust_action(value: str, where: str) -> str:
+    lowered = value.lower()
+    if value == "*" or lowered == "sts:*":
+        return lowered
+    if not lowered.startswith("sts:"):
+        _fail(
+            f"{where} {show(value)}: a trust policy allows only the sts: actions of assuming "
+            'the role, such as "sts:AssumeRole" and "sts:AssumeRoleWithWebIdentity".'
+        )
+    _action(value, where)  # the general rules: well formed, no wildcard in the prefix
+    if "*" in value or "?" in value:
+        tokens = pattern_tokens(lowered)
+        if not any(wildcard_match(tokens, action) for action in STS_TRUST_ACTIONS_BY_LOWER):
+            _fail(f"{where} {show(value)} matches no action a trust policy governs.")
+        return lowered
+    if lowered not in STS_TRUST_ACTIONS_BY_LOWER:
+        _fail(
+            f"{where} {show(value)} is not an action a trust policy governs"
+            f"{suggest_folded(value, STS_TRUST_ACTIONS)}."
+        )
+    return lowered
+
+
 def _resources(raw: object, where: str) -> tuple[str, ...]:
     resources = _strings(raw, where)
     for value in resources:
@@ -460,9 +542,11 @@ def _operator(text: str, where: str) -> tuple[str | None, str, bool]:
     return set_operator, base, if_exists
 
 
-def _condition_key(written: str, where: str) -> tuple[str, bool]:
+def _condition_key(written: str, where: str, *, trust: bool = False) -> tuple[str, bool]:
     key = written.lower()
     kind = key_kind(key)
+    if kind is None and trust:
+        kind = provider_claim_kind(key)
     if kind is None:
         for prefix in CONDITION_KEY_PREFIXES:
             if key == prefix:
@@ -495,7 +579,9 @@ def _condition_values(raw: object, where: str) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _conditions(raw: object, where: str, variables: bool) -> tuple[Condition, ...]:
+def _conditions(
+    raw: object, where: str, variables: bool, *, trust: bool = False
+) -> tuple[Condition, ...]:
     if not isinstance(raw, dict):
         _fail(f"{where} must be an object of condition operators, not {kind_of(raw)}.")
     conditions: list[Condition] = []
@@ -507,7 +593,7 @@ def _conditions(raw: object, where: str, variables: bool) -> tuple[Condition, ..
         if not block:
             _fail(f"{here} names no condition key.")
         for written, raw_values in block.items():
-            key, _multivalued = _condition_key(written, here)
+            key, _multivalued = _condition_key(written, here, trust=trust)
             at = f"{here} key {show(written)}"
             if set_operator == "ForAllValues" and key.startswith(NO_FOR_ALL_VALUES):
                 _fail(

@@ -48,7 +48,11 @@ CROSS_ACCOUNT = frozenset(
         "GetPublicKey", "ListGrants", "ReEncryptFrom", "ReEncryptTo", "RetireGrant",
         "RevokeGrant", "Sign", "Verify", "VerifyMac",
     )
-)  # fmt: skip
+) | {
+    # A role's trust policy may name principals of other accounts: assuming
+    # a role is the way across accounts (both sides agree, as for a key).
+    "sts:AssumeRole", "sts:SetSourceIdentity", "sts:TagSession",
+}  # fmt: skip
 _ALLOW_ALL = Policy(
     version="2012-10-17",
     id=None,
@@ -82,6 +86,10 @@ class Subject:
     # The principal's unique id (AIDA.../AROA...): a key policy or grant that
     # recorded another id for this ARN named an earlier principal of that name.
     unique_id: str = ""
+    # A web identity (AssumeRoleWithWebIdentity's caller): ``arn`` is its
+    # identity provider's ARN, matched only by a Federated principal naming
+    # it, never by "*" or an AWS principal (it is no principal of keycask's).
+    federated: bool = False
 
     @property
     def root(self) -> str:
@@ -174,6 +182,8 @@ def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
     """How ``spec`` names the subject: "direct", "account", or None. An ARN
     the policy recorded with another unique id named an earlier principal of
     that name (deleted since): it does not name this one."""
+    if subject.federated:
+        return "direct" if subject.arn in spec.federated else None
     if spec.any or "*" in spec.aws:
         return "direct"
     if subject.arn in spec.aws:

@@ -17,6 +17,9 @@ class PrincipalSpec:
     aws: tuple[str, ...] = ()
     # {"Service": ...} principals, kept; they never match a keycask caller.
     services: tuple[str, ...] = ()
+    # {"Federated": ...} principals (trust policies only): identity provider
+    # ARNs, matched by a caller holding that provider's web identity token.
+    federated: tuple[str, ...] = ()
     # ARN -> the unique id of the principal it named when the policy was put
     # (keycask records it beside the key's policy; never parsed from text).
     bound: Mapping[str, str] | None = field(default=None, compare=False)

@@ -8,6 +8,8 @@ policy tools. Sources are listed in document.py.
 
 from __future__ import annotations
 
+import re
+
 # The KMS model's PolicyType bound (its character set: document.py). The KMS
 # Developer Guide quotes a 32 KB key policy quota; the API model allows more,
 # and the caller may apply the smaller quota on top.
@@ -97,6 +99,23 @@ KMS_ACTIONS: frozenset[str] = frozenset(
     )
 )
 KMS_ACTIONS_BY_LOWER = {action.lower(): action for action in KMS_ACTIONS}
+
+# What a role's trust policy may allow (the IAM reference's "Actions defined
+# by AWS Security Token Service" that a trust policy governs): assuming the
+# role, and attaching session tags, a source identity or context to the
+# session. A trust policy names no other action.
+STS_TRUST_ACTIONS: frozenset[str] = frozenset(
+    "sts:" + name
+    for name in (
+        "AssumeRole",
+        "AssumeRoleWithSAML",
+        "AssumeRoleWithWebIdentity",
+        "SetContext",
+        "SetSourceIdentity",
+        "TagSession",
+    )
+)
+STS_TRUST_ACTIONS_BY_LOWER = {action.lower(): action for action in STS_TRUST_ACTIONS}
 
 STRING_OPERATORS = frozenset(
     {
@@ -234,7 +253,15 @@ _GLOBAL_KEYS: dict[str, bool] = {
     "aws:viaawsservice": False,
     "aws:vpcsourceip": False,
 }
-CONDITION_KEYS: dict[str, bool] = {**_KMS_KEYS, **_GLOBAL_KEYS}
+# STS's own keys, which decide in trust policies (and identity policies
+# that allow sts: actions).
+_STS_KEYS: dict[str, bool] = {
+    "sts:externalid": False,
+    "sts:rolesessionname": False,
+    "sts:sourceidentity": False,
+    "sts:transitivetagkeys": True,
+}
+CONDITION_KEYS: dict[str, bool] = {**_KMS_KEYS, **_GLOBAL_KEYS, **_STS_KEYS}
 # Keys with a caller-chosen suffix; all single-valued.
 CONDITION_KEY_PREFIXES = (
     "kms:encryptioncontext:",
@@ -245,6 +272,30 @@ CONDITION_KEY_PREFIXES = (
 # AWS KMS refuses ForAllValues with these single-valued keys
 # (OverlyPermissiveCondition): it matches requests without the pair at all.
 NO_FOR_ALL_VALUES = ("kms:encryptioncontext:", "aws:requesttag/")
+
+
+# A web identity provider's claim as a trust policy's condition key:
+# "<provider host and path>:<claim>" ("token.actions.githubusercontent.com:sub",
+# "oidc.example.com/realms/prod:aud"). IAM takes aud, sub, amr and a few
+# provider-specific claims; keycask takes any string claim the token carries,
+# since a claim the token lacks is simply absent (``...IfExists``, Null).
+_LABEL = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
+# A host with a dot, or any host with a port: never a service prefix such as
+# "kms:" or "aws:", whose keys are known (or refused) by name.
+_PROVIDER_CLAIM_KEY = re.compile(
+    rf"(?:{_LABEL}(?:\.{_LABEL})+(?::[0-9]{{1,5}})?|{_LABEL}:[0-9]{{1,5}})"
+    r"(?:/[a-z0-9._~%!$&'()*+,;=@-]+)*:[a-z0-9_.-]+"
+)
+# The one multivalued claim of IAM's web identity keys.
+_MULTIVALUED_CLAIMS = ("amr",)
+
+
+def provider_claim_kind(key: str) -> bool | None:
+    """Whether the lower-cased ``key`` names a provider's claim, and if so
+    whether it is multivalued (None: it does not)."""
+    if not _PROVIDER_CLAIM_KEY.fullmatch(key):
+        return None
+    return key.rsplit(":", 1)[1] in _MULTIVALUED_CLAIMS
 
 
 def key_kind(key: str) -> bool | None:

@@ -29,6 +29,19 @@ class CreatePrincipalRequest:
     kind: str = "user"  # "user" | "role", as in the ARN
     admin: bool = False
     tags: tuple[tuple[str, str], ...] = ()
+    # A role assumed through STS (no access key is made for it).
+    trust_policy: str | None = None
+    max_session_duration: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRoleRequest:
+    """A role's trust policy and/or maximum session duration."""
+
+    name: str
+    account: str | None = None
+    trust_policy: str | None = None
+    max_session_duration: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

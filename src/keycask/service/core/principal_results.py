@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 class CreatePrincipalResult:
     arn: str
     unique_id: str
-    access_key_id: str
+    # None for a role assumed through STS, which has no access key.
+    access_key_id: str | None
     # Shown in this answer only: never listed, never audited.
-    secret_access_key: str = field(repr=False)
+    secret_access_key: str | None = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,8 @@ class GetPrincipalResult:
     policy_names: tuple[str, ...]
     access_key_count: int
     created: float
+    trust_policy: str | None = None  # a role assumed through STS
+    max_session_duration: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

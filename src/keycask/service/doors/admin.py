@@ -1,15 +1,24 @@
 """The admin API (``X-Amz-Target: KeycaskAdmin.<Op>``): principals, their
-policies, tags and access keys (``core/handlers/principals.py``), signed like
-the KMS API, with small JSON shapes of keycask's own, decoded here into the
-core's typed requests (``core/principal_requests.py``) and encoded from its
-typed results (``core/principal_results.py``).
+policies, tags and access keys (``core/handlers/principals.py``), and OpenID
+Connect identity providers (``core/handlers/identity_providers.py``), signed
+like the KMS API, with small JSON shapes of keycask's own, decoded here into
+the core's typed requests (``core/principal_requests.py``,
+``core/idp_requests.py``) and encoded from its typed results.
+
+Why one module of ~550 lines: it is one wire, one table (``WIRE``) read by
+one decoder and one encoder; every shape follows the same member, type and
+order rules, which are easiest to check side by side.
 
 Operations (``?`` = optional; Account defaults to the caller's account):
 
-    CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?}
-                          -> {Arn, UniqueId, AccessKeyId, SecretAccessKey}
+    CreatePrincipal       {Name, Account?, Role?, Tags?{k: v}, Admin?, TrustPolicy?,
+                          MaxSessionDuration?} -> {Arn, UniqueId, AccessKeyId?,
+                          SecretAccessKey?}: a role with a TrustPolicy is assumed
+                          through STS and gets no access key
+    UpdateRole            {Name, Account?, TrustPolicy?, MaxSessionDuration?}
     GetPrincipal          {Name, Account?} -> {Arn, UniqueId, Name, Account, Kind,
-                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate}
+                          Admin, Tags, PolicyNames, AccessKeyCount, CreateDate,
+                          TrustPolicy?, MaxSessionDuration?}
     ListPrincipals        {Account?, Marker?, Limit?}
                           -> {Principals: [{Arn, Name, Kind, Admin}], Truncated, NextMarker?}
     DeletePrincipal       {Name, Account?}: the principal, its policies and all
@@ -23,6 +32,17 @@ Operations (``?`` = optional; Account defaults to the caller's account):
     ListAccessKeys        {Name, Account?} -> {AccessKeys: [{AccessKeyId, Status, CreateDate}]}
     UpdateAccessKey       {AccessKeyId, Status: Active|Inactive}
     DeleteAccessKey       {AccessKeyId}
+
+    CreateIdentityProvider {Url, Audiences[], Jwks? | JwksUrl?, Account?} -> {Arn}:
+                          the issuer (https://host/path, no port: a token's iss),
+                          client ids (1-100, a token's aud), and the JWK Set as
+                          JSON text or a URL the server fetches now and keeps
+                          (https://; http:// to loopback in --dev only)
+    ListIdentityProviders {Account?} -> {IdentityProviders: [{Arn, Url, Audiences}]}
+    GetIdentityProvider   {Arn} -> {Arn, Url, Audiences, Jwks, JwksUrl?, CreateDate}
+    DeleteIdentityProvider {Arn}: tokens of its issuer are refused at once
+
+A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
 
 Operations that answer nothing answer ``{}``. A body is checked whole before
 anything is authorized: unknown and missing members, then each member's type
@@ -41,17 +61,37 @@ from typing import Any
 
 import orjson
 
-from keycask.auth.credentials import CredentialStore, check_account, check_name
+from keycask.auth.credentials import (
+    CredentialStore,
+    check_account,
+    check_max_session_duration,
+    check_name,
+)
+from keycask.auth.identity_providers import (
+    IdentityProviders,
+    check_audiences,
+    check_url,
+    parse_arn,
+)
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidMarkerException, ValidationException
 from keycask.ports import Write
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call
+from keycask.service.core.handlers.identity_providers import OPERATIONS as IDP_OPERATIONS
 from keycask.service.core.handlers.principals import (
     OPERATIONS,
     check_tag_count,
     check_tag_key,
     check_tag_value,
+)
+from keycask.service.core.idp_requests import (
+    CreateIdentityProviderRequest,
+    CreateIdentityProviderResult,
+    GetIdentityProviderResult,
+    IdentityProviderRequest,
+    ListIdentityProvidersRequest,
+    ListIdentityProvidersResult,
 )
 from keycask.service.core.principal_requests import (
     AccessKeyRequest,
@@ -63,6 +103,7 @@ from keycask.service.core.principal_requests import (
     TagPrincipalRequest,
     UntagPrincipalRequest,
     UpdateAccessKeyRequest,
+    UpdateRoleRequest,
 )
 from keycask.service.core.principal_results import (
     CreateAccessKeyResult,
@@ -152,6 +193,16 @@ def _principal_request(doc: Doc) -> PrincipalRequest:
     return PrincipalRequest(_name(doc), _account(doc))
 
 
+def _max_session_duration(doc: Doc) -> int | None:
+    value = doc.get("MaxSessionDuration")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationException("MaxSessionDuration must be a whole number of seconds.")
+    check_max_session_duration(value)
+    return value
+
+
 def _create_principal(doc: Doc) -> CreatePrincipalRequest:
     name = _name(doc)
     account = _account(doc)
@@ -159,7 +210,21 @@ def _create_principal(doc: Doc) -> CreatePrincipalRequest:
     admin = _flag(doc, "Admin")
     tags = _tags(doc, "Tags")
     check_tag_count(dict(tags))
-    return CreatePrincipalRequest(name, account, kind, admin, tags)
+    trust_policy = _optional_string(doc, "TrustPolicy")
+    max_session = _max_session_duration(doc)
+    if trust_policy is not None and (kind != "role" or admin):
+        raise ValidationException(
+            "TrustPolicy makes a role assumed through STS: give Role true, and not Admin "
+            "(give the role an identity policy instead)."
+        )
+    if max_session is not None and trust_policy is None:
+        raise ValidationException("MaxSessionDuration needs a TrustPolicy.")
+    return CreatePrincipalRequest(name, account, kind, admin, tags, trust_policy, max_session)
+
+
+def _update_role(doc: Doc) -> UpdateRoleRequest:
+    trust_policy = _optional_string(doc, "TrustPolicy")
+    return UpdateRoleRequest(_name(doc), _account(doc), trust_policy, _max_session_duration(doc))
 
 
 def _list_principals(doc: Doc) -> ListPrincipalsRequest:
@@ -217,6 +282,29 @@ def _access_key(doc: Doc) -> AccessKeyRequest:
     return AccessKeyRequest(_string(doc, "AccessKeyId"))
 
 
+def _create_identity_provider(doc: Doc) -> CreateIdentityProviderRequest:
+    check_url(url := _string(doc, "Url"))
+    audiences = doc["Audiences"]
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise ValidationException("Audiences must be a list of client ids.")
+    jwks, jwks_url = _optional_string(doc, "Jwks"), _optional_string(doc, "JwksUrl")
+    if (jwks is None) == (jwks_url is None):
+        raise ValidationException("Give the signing keys as either Jwks or JwksUrl.")
+    audiences = check_audiences(audiences)
+    return CreateIdentityProviderRequest(url, audiences, jwks, jwks_url, _account(doc))
+
+
+def _list_identity_providers(doc: Doc) -> ListIdentityProvidersRequest:
+    return ListIdentityProvidersRequest(_account(doc))
+
+
+def _identity_provider(doc: Doc) -> IdentityProviderRequest:
+    arn = _string(doc, "Arn")
+    if parse_arn(arn) is None:
+        raise ValidationException("Arn must be arn:aws:iam::<account>:oidc-provider/<host/path>.")
+    return IdentityProviderRequest(arn)
+
+
 # -- results --
 
 
@@ -229,12 +317,11 @@ def _nothing(result: None) -> Doc:
 
 
 def _created_principal(result: CreatePrincipalResult) -> Doc:
-    return {
-        "Arn": result.arn,
-        "UniqueId": result.unique_id,
-        "AccessKeyId": result.access_key_id,
-        "SecretAccessKey": result.secret_access_key,
-    }
+    doc: Doc = {"Arn": result.arn, "UniqueId": result.unique_id}
+    if result.access_key_id is not None:
+        doc["AccessKeyId"] = result.access_key_id
+        doc["SecretAccessKey"] = result.secret_access_key
+    return doc
 
 
 def _principal(result: GetPrincipalResult) -> Doc:
@@ -249,6 +336,11 @@ def _principal(result: GetPrincipalResult) -> Doc:
         "PolicyNames": list(result.policy_names),
         "AccessKeyCount": result.access_key_count,
         "CreateDate": _date(result.created),
+        **(
+            {"TrustPolicy": result.trust_policy, "MaxSessionDuration": result.max_session_duration}
+            if result.trust_policy is not None
+            else {}
+        ),
     }
 
 
@@ -286,6 +378,31 @@ def _access_keys(result: ListAccessKeysResult) -> Doc:
     }
 
 
+def _created_identity_provider(result: CreateIdentityProviderResult) -> Doc:
+    return {"Arn": result.arn}
+
+
+def _identity_providers(result: ListIdentityProvidersResult) -> Doc:
+    return {
+        "IdentityProviders": [
+            {"Arn": p.arn, "Url": p.url, "Audiences": list(p.audiences)} for p in result.providers
+        ]
+    }
+
+
+def _identity_provider_shown(result: GetIdentityProviderResult) -> Doc:
+    doc: Doc = {
+        "Arn": result.arn,
+        "Url": result.url,
+        "Audiences": list(result.audiences),
+        "Jwks": result.jwks,
+        "CreateDate": _date(result.created),
+    }
+    if result.jwks_url is not None:
+        doc["JwksUrl"] = result.jwks_url
+    return doc
+
+
 @dataclass(frozen=True, slots=True)
 class Wire:
     """One operation's JSON shape: its members, and how its body becomes the
@@ -310,7 +427,10 @@ def _wire(
 _IN_ACCOUNT = ("Account",)
 WIRE: Mapping[str, Wire] = {
     "CreatePrincipal": _wire(_create_principal, _created_principal, required=("Name",),
-                             optional=("Account", "Role", "Tags", "Admin")),
+                             optional=("Account", "Role", "Tags", "Admin", "TrustPolicy",
+                                       "MaxSessionDuration")),
+    "UpdateRole": _wire(_update_role, _nothing, required=("Name",),
+                        optional=("Account", "TrustPolicy", "MaxSessionDuration")),
     "GetPrincipal": _wire(_principal_request, _principal, required=("Name",),
                           optional=_IN_ACCOUNT),
     "ListPrincipals": _wire(_list_principals, _principals, required=(),
@@ -335,6 +455,16 @@ WIRE: Mapping[str, Wire] = {
     "UpdateAccessKey": _wire(_update_access_key, _nothing,
                              required=("AccessKeyId", "Status")),
     "DeleteAccessKey": _wire(_access_key, _nothing, required=("AccessKeyId",)),
+}  # fmt: skip
+IDP_WIRE: Mapping[str, Wire] = {
+    "CreateIdentityProvider": _wire(_create_identity_provider, _created_identity_provider,
+                                    required=("Url", "Audiences"),
+                                    optional=("Jwks", "JwksUrl", "Account")),
+    "ListIdentityProviders": _wire(_list_identity_providers, _identity_providers, required=(),
+                                   optional=_IN_ACCOUNT),
+    "GetIdentityProvider": _wire(_identity_provider, _identity_provider_shown,
+                                 required=("Arn",)),
+    "DeleteIdentityProvider": _wire(_identity_provider, _nothing, required=("Arn",)),
 }  # fmt: skip
 
 
@@ -365,19 +495,31 @@ class AdminDoor(AwsJsonErrors):
         authz: Authorizer,
         codec: WireCodec,
         signed: SignedCallers,
+        identity_providers: IdentityProviders,
     ) -> None:
         super().__init__(codec)
         self._credentials = credentials
         self._authz = authz
-        if WIRE.keys() != OPERATIONS.keys():
+        if WIRE.keys() != OPERATIONS.keys() or IDP_WIRE.keys() != IDP_OPERATIONS.keys():
             raise ValueError("every admin operation needs its wire shape, and only those")
-        self._wire = {TARGET_PREFIX + name: wire for name, wire in WIRE.items()}
+        self._wire = {TARGET_PREFIX + name: wire for name, wire in {**WIRE, **IDP_WIRE}.items()}
         self._actions = {
             TARGET_PREFIX + op.name: Action(
                 TARGET_PREFIX + op.name, partial(op.handler, credentials), op.mutates, op.request
             )
             for op in OPERATIONS.values()
         }
+        self._actions.update(
+            {
+                TARGET_PREFIX + op.name: Action(
+                    TARGET_PREFIX + op.name,
+                    partial(op.handler, identity_providers),
+                    op.mutates,
+                    op.request,
+                )
+                for op in IDP_OPERATIONS.values()
+            }
+        )
         self.authenticate = signed.authenticate
 
     def operation(self, target: str) -> str | None:
@@ -395,6 +537,7 @@ class AdminDoor(AwsJsonErrors):
         return orjson.dumps(self._wire[action.name].encode(result))
 
     async def commit(self, writes: Sequence[Write]) -> None:
+        # Identity providers' too: verify reads them from the store, uncached.
         await self._credentials.commit(writes)
 
     def committed(self) -> None:

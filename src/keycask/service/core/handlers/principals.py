@@ -33,7 +33,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from keycask.auth.credentials import CredentialStore, StoredAccessKey, StoredPrincipal
+from keycask.auth.credentials import (
+    DEFAULT_MAX_SESSION_DURATION,
+    CredentialStore,
+    StoredAccessKey,
+    StoredPrincipal,
+)
 from keycask.config import partition
 from keycask.errors import (
     AccessDeniedException,
@@ -54,6 +59,7 @@ from keycask.service.core.principal_requests import (
     TagPrincipalRequest,
     UntagPrincipalRequest,
     UpdateAccessKeyRequest,
+    UpdateRoleRequest,
 )
 from keycask.service.core.principal_results import (
     AccessKeySummary,
@@ -188,6 +194,17 @@ async def create_principal(
     account = req.account or call.account
     arn = _arn(account, req.kind, req.name)
     await _allow(call, "CreatePrincipal", account, arn, changes_admin=req.admin)
+    if req.trust_policy is not None:
+        parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
+        principal, writes = await store.stage_create_role(
+            account,
+            req.name,
+            trust_policy=req.trust_policy,
+            max_session_duration=req.max_session_duration or DEFAULT_MAX_SESSION_DURATION,
+            tags=dict(req.tags),
+        )
+        call.detail = f"created {arn} with a trust policy (assumed through STS, no access key)"
+        return Outcome(CreatePrincipalResult(arn, principal.unique_id, None, None), writes)
     key, writes = await store.stage_create_principal(
         account, req.name, admin=req.admin, kind=req.kind, tags=dict(req.tags)
     )
@@ -218,6 +235,8 @@ async def get_principal(store: CredentialStore, call: Call, req: PrincipalReques
             policy_names=tuple(name for name, _ in p.policies),
             access_key_count=len(stored.access_key_ids),
             created=stored.created,
+            trust_policy=p.trust_policy or None,
+            max_session_duration=p.max_session_duration if p.trust_policy else None,
         )
     )
 
@@ -303,6 +322,38 @@ async def delete_principal_policy(
         )
     call.detail = f"policy {req.policy_name} deleted from {stored.principal.arn}"
     return Outcome(None, store.stage_principal(stored, policies=policies.items()))
+
+
+# -- roles --
+
+
+async def update_role(store: CredentialStore, call: Call, req: UpdateRoleRequest) -> Outcome:
+    stored = await _principal(store, call, req.name, req.account, "UpdateRole", changes=True)
+    if stored.principal.kind != "role":
+        raise ValidationException(
+            f"{stored.principal.arn} is a user; only a role has a trust policy."
+        )
+    if req.trust_policy is not None:
+        parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
+    elif not stored.principal.trust_policy:
+        raise ValidationException(
+            f"{stored.principal.arn} has no trust policy; give one (TrustPolicy) first."
+        )
+    changed = [
+        what
+        for what, value in (
+            ("trust policy", req.trust_policy),
+            ("maximum session duration", req.max_session_duration),
+        )
+        if value is not None
+    ]
+    if not changed:
+        raise ValidationException("Give TrustPolicy, MaxSessionDuration or both.")
+    call.detail = f"{' and '.join(changed)} of {stored.principal.arn} updated"
+    writes = store.stage_principal(
+        stored, trust_policy=req.trust_policy, max_session_duration=req.max_session_duration
+    )
+    return Outcome(None, writes)
 
 
 # -- tags --
@@ -402,5 +453,6 @@ OPERATIONS: Mapping[str, AdminOperation] = {
         AdminOperation("ListAccessKeys", PrincipalRequest, list_access_keys, False),
         AdminOperation("UpdateAccessKey", UpdateAccessKeyRequest, update_access_key, True),
         AdminOperation("DeleteAccessKey", AccessKeyRequest, delete_access_key, True),
+        AdminOperation("UpdateRole", UpdateRoleRequest, update_role, True),
     )
 }
