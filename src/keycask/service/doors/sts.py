@@ -32,6 +32,7 @@ InvalidIdentityToken, ...), InternalFailure and ServiceUnavailable.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -158,7 +159,7 @@ _CONVERT: Final[Mapping[str, Callable[[Any], Any]]] = {
 
 
 def _builder(operation: str, request: type) -> Callable[[dict[str, Any]], object]:
-    fields = frozenset(getattr(request, "__dataclass_fields__", {}))
+    fields = frozenset(field.name for field in dataclasses.fields(request))
 
     def build(decoded: dict[str, Any]) -> object:
         for snake in decoded:
