@@ -1,5 +1,10 @@
 """Composition root: storage -> barrier -> key store -> service (core, front
-doors, pipeline, background maintenance) -> the HTTP app."""
+doors, pipeline, background maintenance) -> the HTTP app.
+
+Why one module of ~500 lines: it is the one place that knows every layer and
+the order they are built and started in; each front door or store added is a
+few lines here, and split across files that order would be read in pieces.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +25,7 @@ from keycask.auth.sessions import SessionTokens
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
+from keycask.http.awsquery import QueryCodec
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
@@ -30,6 +36,7 @@ from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import new_request_id
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.operator import Operator
+from keycask.service.core.handlers.sts import Sts
 from keycask.service.core.managed import ManagedKeys
 from keycask.service.core.usage import UsageTracker
 from keycask.service.door import Doors
@@ -38,6 +45,7 @@ from keycask.service.doors.dev import DevDoor
 from keycask.service.doors.kms import KmsDoor
 from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
+from keycask.service.doors.sts import StsDoor
 from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
@@ -246,7 +254,7 @@ def _doors(
 ) -> Doors:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
     API (which also answers targets no door knows), the admin and operator
-    APIs, and in --dev the dev API."""
+    APIs, STS, and in --dev the dev API."""
     assert deps.credentials is not None
     codec = WireCodec(Codec.load())
     signed = SignedCallers(deps.credentials, deps.authz, deps.sessions)
@@ -258,6 +266,9 @@ def _doors(
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
     doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps))
+    assert deps.sessions is not None
+    sts = Sts(deps.credentials, deps.sessions, idps)
+    doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit, sts))
     operator = Operator(
         keeper,
         rotate=maintenance.rotate_barrier,

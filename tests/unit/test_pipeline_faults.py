@@ -99,6 +99,8 @@ class PlainDoor:
 
     name = "plain"
     prefixes = ("Plain.",)
+    media_types: tuple[bytes, ...] = ()
+    content_type = b"text/plain"
     serves_sealed = False
 
     def __init__(self, raise_in: str) -> None:
@@ -130,12 +132,15 @@ class PlainDoor:
         call.decision, call.decided_by = "allow", "plain door"
         return Outcome("fine")
 
-    def encode(self, action: Action, result: object | None) -> bytes:
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         self._boom("encode")
         return f"OK {result}".encode()
 
-    def encode_error(self, error: KMSError) -> bytes:
+    def encode_error(self, error: KMSError, request_id: str) -> bytes:
         return f"ERROR {error.code}: {error.message}".encode()
+
+    def error_status(self, error: KMSError) -> int:
+        return error.status
 
     def unavailable(self, operation: str | None) -> KMSError:
         return DependencyTimeoutException("later")

@@ -1,4 +1,5 @@
-"""The KMS endpoint on keycask's HTTP server: ``POST /``, ``GET /healthz``
+"""The KMS endpoint on keycask's HTTP server: ``POST /`` (every front door:
+the KMS API and keycask's own by ``X-Amz-Target``, STS by its form body), ``GET /healthz``
 (alive: 200 once serving, its body saying ``ok`` or ``sealed``) and ``GET
 /readyz`` (200 only when a load balancer may send KMS calls here: unsealed,
 the store answering, the audit log writable; else 503 saying which).
@@ -26,8 +27,11 @@ _ALIVE_SEALED = Response(200, b'{"status":"sealed"}', (_JSON,))
 
 
 def _response(reply: Reply) -> Response:
+    # The content type is the answering door's (STS answers XML).
     return Response(
-        reply.status, reply.body, (_JSON, (b"x-amzn-requestid", reply.request_id.encode()))
+        reply.status,
+        reply.body,
+        ((b"content-type", reply.content_type), (b"x-amzn-requestid", reply.request_id.encode())),
     )
 
 

@@ -60,6 +60,18 @@ class Door(Protocol):
         ...
 
     @property
+    def media_types(self) -> tuple[bytes, ...]:
+        """The content types (lower-case, without parameters) of requests
+        with no ``X-Amz-Target`` that it claims: the Query protocol's form
+        (``application/x-www-form-urlencoded``) names its operation in the body."""
+        ...
+
+    @property
+    def content_type(self) -> bytes:
+        """The ``Content-Type`` of its answers."""
+        ...
+
+    @property
     def serves_sealed(self) -> bool:
         """Whether it is served while the server is sealed (else: Sealed)."""
         ...
@@ -80,12 +92,18 @@ class Door(Protocol):
         """The request body as the action's typed request."""
         ...
 
-    def encode(self, action: Action, result: object | None) -> bytes:
-        """A success answer's body."""
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
+        """A success answer's body (``request_id``: for a wire that repeats
+        it in the body, as the Query protocol's XML does)."""
         ...
 
-    def encode_error(self, error: KMSError) -> bytes:
-        """An error answer's body (its status is ``error.status``)."""
+    def encode_error(self, error: KMSError, request_id: str) -> bytes:
+        """An error answer's body."""
+        ...
+
+    def error_status(self, error: KMSError) -> int:
+        """An error answer's HTTP status: the door's wire decides (STS answers
+        403 for what KMS answers 400)."""
         ...
 
     def unavailable(self, operation: str | None) -> KMSError:
@@ -102,9 +120,10 @@ class Door(Protocol):
 
 
 class Doors:
-    """The registry: doors by the ``X-Amz-Target`` prefix they claim, and the
-    door that answers a request no door claims (UnknownOperationException,
-    in its own wire)."""
+    """The registry: doors by the ``X-Amz-Target`` prefix they claim, doors
+    by the content type of the requests with no ``X-Amz-Target`` they claim,
+    and the door that answers a request no door claims
+    (UnknownOperationException, in its own wire)."""
 
     def __init__(self, fallback: Door) -> None:
         self.fallback = fallback
@@ -115,6 +134,7 @@ class Doors:
         # knows, written exactly (no blanks around it), is kept: at most one
         # entry per operation of every door.
         self._by_target: dict[bytes, tuple[Door, str]] = {}
+        self._by_media_type: dict[bytes, Door] = {}
         self.add(fallback)
 
     def add(self, door: Door) -> None:
@@ -122,11 +142,25 @@ class Doors:
             if prefix in self._by_prefix:
                 raise ValueError(f"two doors claim {prefix!r}")
             self._by_prefix[prefix] = door
+        for media_type in door.media_types:
+            if media_type in self._by_media_type:
+                raise ValueError(f"two doors claim {media_type!r}")
+            self._by_media_type[media_type] = door
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
         unknown, answered by the fallback door after authentication)."""
         raw = header(request, b"x-amz-target")
+        if raw is None and self._by_media_type:
+            # No target at all: a door may claim the request by its content
+            # type (the door names the operation itself, from the body). A
+            # request with a target, whatever its content type, is matched
+            # by the target as before.
+            content_type = header(request, b"content-type") or b""
+            media_type = content_type.split(b";", 1)[0].strip().lower()
+            door = self._by_media_type.get(media_type)
+            if door is not None:
+                return door
         known = self._by_target.get(raw) if raw is not None else None
         if known is not None:
             call.operation = known[1]

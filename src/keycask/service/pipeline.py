@@ -69,6 +69,7 @@ class Reply:
     status: int
     body: bytes
     request_id: str
+    content_type: bytes = b"application/x-amz-json-1.1"
 
 
 class Pipeline:
@@ -151,7 +152,13 @@ class Pipeline:
                 reply = await self._finish(door, call, action, outcome)
             if outcome.then is not None and reply.status == 200:
                 # Outside the write lock: it may take it itself (jobs do).
-                reply = Reply(200, door.encode(action, await outcome.then()), call.request_id)
+                result = await outcome.then()
+                reply = Reply(
+                    200,
+                    door.encode(action, result, call.request_id),
+                    call.request_id,
+                    door.content_type,
+                )
             return reply
         except KMSError as error:
             return await self._fail(door, call, error)
@@ -186,13 +193,13 @@ class Pipeline:
                 call.operation,
             )
             error = KMSInternalException(action.unrecorded)
-            return Reply(error.status, door.encode_error(error), call.request_id)
+            return self._error_reply(door, call, error)
         return None
 
     async def _finish(self, door: Door, call: Call, action: Action, outcome: Outcome) -> Reply:
         # Encoded first: an answer that cannot be encoded fails before it is
         # recorded as a success.
-        body = door.encode(action, outcome.result) if outcome.then is None else b""
+        body = door.encode(action, outcome.result, call.request_id) if outcome.then is None else b""
         try:
             await self._audit.append_encoded(self._record(call, None))
         except AuditUnavailable:
@@ -209,7 +216,7 @@ class Pipeline:
                 return await self._fail(
                     door, call, KMSInternalException(_INTERNAL), detail="commit failed"
                 )
-        return Reply(200, body, call.request_id)
+        return Reply(200, body, call.request_id, door.content_type)
 
     def _note_usage(self, action: Action, call: Call) -> None:
         """GetKeyLastUsage's record of the keys a successful call used."""
@@ -250,12 +257,21 @@ class Pipeline:
             await self._audit.append_encoded(self._record(call, error, detail))
         except AuditUnavailable:
             return self._no_audit(door, call)
-        return Reply(error.status, door.encode_error(error), call.request_id)
+        return self._error_reply(door, call, error)
 
     def _no_audit(self, door: Door, call: Call) -> Reply:
         log.error("request %s refused: the audit log cannot record", call.request_id)
-        error = KMSInternalException(_INTERNAL)
-        return Reply(error.status, door.encode_error(error), call.request_id)
+        return self._error_reply(door, call, KMSInternalException(_INTERNAL))
+
+    @staticmethod
+    def _error_reply(door: Door, call: Call, error: KMSError) -> Reply:
+        """An error answered in the door's wire: its body, status and content type."""
+        return Reply(
+            door.error_status(error),
+            door.encode_error(error, call.request_id),
+            call.request_id,
+            door.content_type,
+        )
 
     def _record(
         self, call: Call, error: KMSError | None, detail: str | None = None

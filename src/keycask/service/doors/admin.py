@@ -533,7 +533,7 @@ class AdminDoor(AwsJsonErrors):
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
         return decode(action.name, self._wire[action.name], request.body)
 
-    def encode(self, action: Action, result: object | None) -> bytes:
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         return orjson.dumps(self._wire[action.name].encode(result))
 
     async def commit(self, writes: Sequence[Write]) -> None:

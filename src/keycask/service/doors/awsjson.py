@@ -96,13 +96,21 @@ def unavailable(operation: str | None) -> KMSError:
 
 
 class AwsJsonErrors:
-    """Errors as AWS JSON 1.1 answers them: ``{"__type": ..., "message": ...}``."""
+    """Errors as AWS JSON 1.1 answers them: ``{"__type": ..., "message": ...}``,
+    with the error's own status; the AWS-JSON-shaped doors claim no request
+    by content type (their requests carry an ``X-Amz-Target``)."""
+
+    media_types: tuple[bytes, ...] = ()
+    content_type = b"application/x-amz-json-1.1"
 
     def __init__(self, codec: WireCodec) -> None:
         self._codec = codec
 
-    def encode_error(self, error: KMSError) -> bytes:
+    def encode_error(self, error: KMSError, request_id: str) -> bytes:
         return self._codec.encode_error(error.code, error.message)
+
+    def error_status(self, error: KMSError) -> int:
+        return error.status
 
     def unavailable(self, operation: str | None) -> KMSError:
         return unavailable(operation)

@@ -132,7 +132,7 @@ class DevDoor(AwsJsonErrors):
             "JobsRun": jobs,
         }
 
-    def encode(self, action: Action, result: object | None) -> bytes:
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         return orjson.dumps(result)
 
     async def commit(self, writes: Sequence[Write]) -> None:

@@ -113,7 +113,7 @@ class KmsDoor(AwsJsonErrors):
         call.grant_tokens = tuple(getattr(typed, "grant_tokens", None) or ())
         return typed
 
-    def encode(self, action: Action, result: object | None) -> bytes:
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         flat = self._flat_encoders.get(action.name) if self.flat else None
         if flat is not None:
             return flat(result)

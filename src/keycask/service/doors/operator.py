@@ -467,7 +467,7 @@ class OperatorDoor(AwsJsonErrors):
             raise
         return Outcome(result)
 
-    def encode(self, action: Action, result: object | None) -> bytes:
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         return orjson.dumps(CALLS[action.name[len(TARGET_PREFIX) :]].encode(result))
 
     async def commit(self, writes: Sequence[Write]) -> None:

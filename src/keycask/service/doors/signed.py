@@ -53,8 +53,19 @@ class SignedCallers:
         self._signing_keys = sigv4.SigningKeyCache()
         self._callers: dict[tuple[str, str], Caller] = {}
 
-    async def authenticate(self, call: Call, request: sigv4.HttpRequest) -> None:
-        signed = sigv4.parse(request, now=call.time)
+    async def authenticate(
+        self,
+        call: Call,
+        request: sigv4.HttpRequest,
+        *,
+        service: str = "kms",
+        required_signed_headers: tuple[str, ...] = ("host", "x-amz-target"),
+    ) -> None:
+        """``service``: the credential scope's service (``sts`` for the STS
+        door, whose requests carry no X-Amz-Target to sign)."""
+        signed = sigv4.parse(
+            request, now=call.time, service=service, required_signed_headers=required_signed_headers
+        )
         token = sigv4.security_token(request)
         if is_session_access_key_id(signed.access_key_id):
             call.caller = await self._session_caller(call, signed, token)

@@ -1,0 +1,811 @@
+"""The AWS Query protocol codec, driven by botocore's STS model.
+
+Why one module of ~800 lines: like ``awsjson.py``, the codec is compiled from
+the model in one pass, and the form parser, the shape decoders with their
+constraint checks and AWS's wording, the XML encoders and the model's Java
+patterns must agree with each other; split apart they could drift.
+
+A request is an ``application/x-www-form-urlencoded`` body: ``Action``,
+``Version`` and the input's members flattened into dotted names
+(``Tags.member.1.Key``, ``PolicyArns.member.2.arn``, an empty list as
+``Name=``), as botocore's ``QuerySerializer`` writes them. ``parse`` turns
+the body into one flat mapping (strictly: bad percent-escapes, text that is
+not UTF-8, a field without ``=`` or a name given twice are refused), and
+``decode`` rebuilds the operation's input from it and checks it against the
+input shape (required members, lengths, ranges, patterns, enums, list
+indices 1..N; unknown names refused). Every refusal of either is a
+``ValidationException``, worded as AWS words it ("1 validation error
+detected: Value 'x' at 'roleSessionName' failed to satisfy constraint:
+..."), never quoting a member the model marks sensitive.
+
+Answers are STS's XML: ``<OpResponse xmlns=...><OpResult>...</OpResult>
+<ResponseMetadata><RequestId>..`` for results (written from typed results:
+snake_case attributes, like the JSON codec), and ``<ErrorResponse><Error>
+<Type>Sender|Receiver</Type><Code>..</Code><Message>..</Message></Error>
+<RequestId>..`` for errors, as botocore's ``QueryParser`` reads them.
+"""
+
+from __future__ import annotations
+
+import binascii
+import dataclasses
+import math
+import re
+import sys
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Final, Protocol
+from urllib.parse import unquote_plus
+
+from keycask.errors import ValidationException
+
+__all__ = ["QueryCodec"]
+
+_WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_UNBOUNDED: Final = sys.maxsize
+_INTEGER_RANGES: Final = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+_INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
+# A '%' must start a two-digit escape; unquote_plus would keep a stray one as
+# it is, and two parsers disagreeing on a body is how requests get smuggled.
+_BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# More fields than any STS input can hold (50 tags of two fields, 50
+# transitive keys, policy ARNs, a handful of scalars): a form of thousands
+# of fields is refused before any tree is built from it.
+MAX_FIELDS: Final = 1000
+_MAX_LISTED_VIOLATIONS: Final = 25
+_MAX_NAME_SHOWN: Final = 64
+_MAX_VALUE_SHOWN: Final = 1024
+# Characters XML 1.0 cannot carry, even as references.
+_NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+_RESERVED: Final = frozenset({"Action", "Version"})
+
+# A decoder gets the form's subtree, its member path (for messages), its wire
+# name (for "Unknown parameter" messages) and the list of violations.
+Decoder = Callable[["_Node", str, str, list[str]], Any]
+Encoder = Callable[[Any, list[str]], None]
+
+
+class _Matcher(Protocol):
+    def fullmatch(self, value: str) -> object | None: ...
+
+
+def snake_case(name: str) -> str:
+    """``RoleSessionName`` -> ``role_session_name``."""
+    return _WORD_BOUNDARY.sub("_", name).lower()
+
+
+class _Node:
+    """One dotted name's segment: the value given for it, and its children."""
+
+    __slots__ = ("children", "value")
+
+    def __init__(self) -> None:
+        self.value: str | None = None
+        self.children: dict[str, _Node] = {}
+
+
+class QueryCodec:
+    """Decodes forms and encodes XML answers for every operation of a Query model."""
+
+    def __init__(self, model: Mapping[str, Any]) -> None:
+        metadata = model["metadata"]
+        if metadata.get("protocol") != "query":
+            raise ValueError("QueryCodec needs a model of the Query protocol")
+        self.api_version: str = metadata["apiVersion"]
+        self._namespace = _escape(metadata["xmlNamespace"])
+        compiler = _Compiler(model["shapes"])
+        compiler.compile_all_patterns()
+        self._decoders: dict[str, Decoder] = {}
+        self._encoders: dict[str, Encoder | None] = {}
+        self._wrappers: dict[str, str] = {}
+        unsigned: set[str] = set()
+        for name, operation in model["operations"].items():
+            spec = operation.get("input")
+            shape = compiler.shape(spec["shape"]) if spec else {"members": {}}
+            self._decoders[name] = compiler.structure_decoder(shape)
+            output = operation.get("output")
+            self._encoders[name] = compiler.encoder(output["shape"]) if output else None
+            self._wrappers[name] = (output or {}).get("resultWrapper", f"{name}Result")
+            if operation.get("authtype") == "none":
+                unsigned.add(name)
+        self._names = frozenset(self._decoders)
+        self._unsigned = frozenset(unsigned)
+
+    @classmethod
+    def load(cls, service: str = "sts") -> QueryCodec:
+        """A codec for ``service``'s model in the installed botocore."""
+        from botocore.loaders import Loader
+
+        return cls(Loader().load_service_model(service, "service-2"))
+
+    def operation_names(self) -> frozenset[str]:
+        return self._names
+
+    def unsigned_operations(self) -> frozenset[str]:
+        """The operations the model says SDKs send unsigned (``authtype: none``)."""
+        return self._unsigned
+
+    # -- requests --
+
+    @staticmethod
+    def parse(body: bytes) -> dict[str, str]:
+        """The form's fields, percent-decoded; ValidationException for a body
+        that is not a well-formed form."""
+        try:
+            text = body.decode("ascii")
+        except UnicodeDecodeError:
+            raise ValidationException(
+                "The request body must be an application/x-www-form-urlencoded form (ASCII)."
+            ) from None
+        if _BAD_ESCAPE.search(text):
+            raise ValidationException("The request body has a malformed percent-escape.")
+        fields: dict[str, str] = {}
+        for piece in text.split("&"):
+            if not piece:
+                continue  # "a=1&&b=2" or a trailing "&": nothing to read
+            name, equals, value = piece.partition("=")
+            if not equals:
+                raise ValidationException(
+                    f"Form field '{_shown(name)}' has no '=': the body is not a form."
+                )
+            try:
+                name = unquote_plus(name, errors="strict")
+                value = unquote_plus(value, errors="strict")
+            except UnicodeDecodeError:
+                raise ValidationException(
+                    "The request body's percent-escapes do not decode to UTF-8."
+                ) from None
+            if name in fields:
+                raise ValidationException(f"Parameter '{_shown(name)}' is given more than once.")
+            if len(fields) >= MAX_FIELDS:
+                raise ValidationException(f"The form has more than {MAX_FIELDS} fields.")
+            fields[name] = value
+        return fields
+
+    def decode(self, operation: str, fields: Mapping[str, str]) -> dict[str, Any]:
+        """``operation``'s input from the form's fields (``Action`` and
+        ``Version`` excepted), validated, with snake_case keys."""
+        decoder = self._decoders.get(operation)
+        if decoder is None:
+            raise ValidationException(f"Unknown operation '{_shown(operation)}'.")
+        root = _Node()
+        for name, value in fields.items():
+            if name in _RESERVED:
+                continue
+            node = root
+            for part in name.split("."):
+                node = node.children.setdefault(part, _Node())
+            node.value = value
+        violations: list[str] = []
+        decoded: dict[str, Any] = decoder(root, "", "", violations)
+        if violations:
+            raise ValidationException(_summarize(violations))
+        return decoded
+
+    # -- answers --
+
+    def encode(self, operation: str, result: object | None, request_id: str) -> bytes:
+        """The XML answer of a success; a result that does not fit the
+        model raises ``TypeError`` (a bug in the service layer)."""
+        if operation not in self._encoders:
+            raise TypeError(f"no operation {operation!r} in the model")
+        encoder = self._encoders[operation]
+        wrapper = self._wrappers[operation]
+        out = [f'<{operation}Response xmlns="{self._namespace}"><{wrapper}>']
+        if result is not None:
+            if encoder is None:
+                raise TypeError(f"{operation} has no output; its handler must return None")
+            encoder(result, out)
+        out.append(
+            f"</{wrapper}><ResponseMetadata><RequestId>{_escape(request_id)}</RequestId>"
+            f"</ResponseMetadata></{operation}Response>"
+        )
+        return "".join(out).encode("utf-8")
+
+    def encode_error(self, code: str, message: str, request_id: str, *, sender: bool) -> bytes:
+        """The XML answer of an error (``Sender``: the caller's fault)."""
+        kind = "Sender" if sender else "Receiver"
+        return (
+            f'<ErrorResponse xmlns="{self._namespace}"><Error><Type>{kind}</Type>'
+            f"<Code>{_escape(code)}</Code><Message>{_escape(message)}</Message></Error>"
+            f"<RequestId>{_escape(request_id)}</RequestId></ErrorResponse>"
+        ).encode()
+
+
+# -- messages --
+
+
+def _shown(name: str) -> str:
+    # Names come from the caller; keep an absurdly long one from filling the answer.
+    return name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + "..."
+
+
+def _summarize(violations: list[str]) -> str:
+    count = len(violations)
+    listed = "; ".join(violations[:_MAX_LISTED_VIOLATIONS])
+    if count > _MAX_LISTED_VIOLATIONS:
+        listed += f"; and {count - _MAX_LISTED_VIOLATIONS} more"
+    plural = "" if count == 1 else "s"
+    return f"{count} validation error{plural} detected: {listed}"
+
+
+def _violation(path: str, rule: str, value: str | None = None) -> str:
+    """AWS's wording; ``value`` is quoted when given (never for a sensitive member)."""
+    if value is None:
+        return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
+    if len(value) > _MAX_VALUE_SHOWN:
+        value = value[:_MAX_VALUE_SHOWN] + "..."
+    return f"Value '{value}' at '{path}' failed to satisfy constraint: Member must {rule}"
+
+
+def _size_violation(
+    path: str, size: int, low: int, high: int, noun: str, *, value: str | None = None
+) -> str:
+    if size < low:
+        return _violation(path, f"have {noun} greater than or equal to {low}", value)
+    return _violation(path, f"have {noun} less than or equal to {high}", value)
+
+
+def _missing(path: str) -> str:
+    return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
+
+
+def _unknown(wire: str) -> str:
+    return f"Unknown parameter '{_shown(wire)}'"
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _member_path(name: str) -> str:
+    # AWS names members in messages with a lower-case first letter.
+    return name[:1].lower() + name[1:]
+
+
+def _unknown_below(node: _Node, wire: str, violations: list[str]) -> None:
+    """Every name under ``node`` is one the shape has no room for."""
+    for name, child in node.children.items():
+        below = _join(wire, name)
+        if child.value is not None:
+            violations.append(_unknown(below))
+        _unknown_below(child, below, violations)
+
+
+def _escape(text: str) -> str:
+    """Text for XML; what XML cannot carry becomes U+FFFD (error messages
+    may quote a caller's bytes)."""
+    return _xml_text(_NOT_XML.sub("\ufffd", text))
+
+
+def _xml_text(text: str) -> str:
+    # A carriage return is written as a reference: XML parsers turn a raw
+    # one into a line feed.
+    return (
+        text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
+    )
+
+
+def _indices(node: _Node, path: str, wire: str, violations: list[str]) -> list[_Node] | None:
+    """A list's or map's items, numbered 1..N as the Query protocol numbers them."""
+    items: list[_Node | None] = [None] * len(node.children)
+    for name, child in node.children.items():
+        index = int(name) if name.isascii() and name.isdigit() and name[0] != "0" else 0
+        if not 1 <= index <= len(items):
+            if child.value is not None:
+                violations.append(_unknown(_join(wire, name)))
+            _unknown_below(child, _join(wire, name), violations)
+            return None
+        items[index - 1] = child
+    if any(item is None for item in items):
+        violations.append(_violation(path, "be numbered 1 to N with no gaps"))
+        return None
+    return [item for item in items if item is not None]
+
+
+# -- Java patterns --
+
+
+# Java's \p{X} classes, by the first letter of Unicode's general category.
+_CATEGORY = re.compile(r"\\p\{([LNZSPMC])\}")
+_ONE_CLASS = re.compile(r"\[((?:[^\]\\]|\\.)*)\]([*+])")
+
+
+class _CategoryClass:
+    """A pattern that is one character class holding ``\\p{X}`` members
+    (the STS tag patterns), which Python's ``re`` lacks: each character must
+    be of one of the categories or match the rest of the class."""
+
+    def __init__(self, body: str, repeat: str) -> None:
+        self._categories = frozenset(_CATEGORY.findall(body))
+        rest = _CATEGORY.sub("", body)
+        self._rest = re.compile(f"[{rest}]", re.ASCII) if rest else None
+        self._least = 1 if repeat == "+" else 0
+
+    def fullmatch(self, value: str) -> object | None:
+        if len(value) < self._least:
+            return None
+        categories, rest = self._categories, self._rest
+        for ch in value:
+            if unicodedata.category(ch)[0] in categories:
+                continue
+            if rest is None or rest.fullmatch(ch) is None:
+                return None
+        return True
+
+
+def compile_pattern(pattern: str) -> _Matcher:
+    """A model pattern (a Java regular expression matched against the whole
+    value); re.ASCII keeps \\w, \\d and \\s ASCII-only as they are in Java."""
+    if "\\p{" not in pattern:
+        return re.compile(pattern, re.ASCII)
+    whole = _ONE_CLASS.fullmatch(pattern)
+    if whole is None or "\\p{" in _CATEGORY.sub("", whole.group(1)):
+        raise ValueError(f"pattern {pattern!r} uses \\p{{...}} in a way this codec cannot enforce")
+    return _CategoryClass(whole.group(1), whole.group(2))
+
+
+# -- leaf decoders --
+
+
+def _bounds(shape: Mapping[str, Any]) -> tuple[int, int]:
+    return int(shape.get("min", 0)), int(shape.get("max", _UNBOUNDED))
+
+
+def _leaf(parse: Callable[[str, str, list[str], bool], Any], sensitive: bool = False) -> Decoder:
+    def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
+        if node.children:
+            _unknown_below(node, wire, violations)
+        if node.value is None:
+            return None
+        return parse(node.value, path, violations, sensitive)
+
+    return decode
+
+
+def _integer(kind: str, shape: Mapping[str, Any]) -> Decoder:
+    smallest, largest = _INTEGER_RANGES[kind]
+    low = max(int(shape.get("min", smallest)), smallest)
+    high = min(int(shape.get("max", largest)), largest)
+
+    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+        if _INTEGER.fullmatch(value) is None:
+            violations.append(_violation(path, "be an integer", value))
+            return None
+        number = int(value)
+        if number < low:
+            violations.append(_violation(path, f"have value greater than or equal to {low}", value))
+        elif number > high:
+            violations.append(_violation(path, f"have value less than or equal to {high}", value))
+        return number
+
+    return _leaf(parse)
+
+
+def _parse_boolean(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+    if value not in ("true", "false"):
+        violations.append(_violation(path, "be true or false", value))
+        return None
+    return value == "true"
+
+
+def _parse_timestamp(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        when = None
+    if when is None or when.utcoffset() is None:
+        violations.append(_violation(path, "be an ISO 8601 time with a time zone", value))
+        return None
+    return when.astimezone(UTC)
+
+
+def _blob(shape: Mapping[str, Any]) -> Decoder:
+    low, high = _bounds(shape)
+
+    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+        try:
+            raw = binascii.a2b_base64(value, strict_mode=True)
+        except binascii.Error:
+            violations.append(_violation(path, "be base64"))
+            return None
+        if not low <= len(raw) <= high:
+            violations.append(_size_violation(path, len(raw), low, high, "length"))
+        return raw
+
+    return _leaf(parse)
+
+
+def _float(shape: Mapping[str, Any]) -> Decoder:
+    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            violations.append(_violation(path, "be a finite number", value))
+            return None
+        return number
+
+    return _leaf(parse)
+
+
+# -- encoders of leaf shapes --
+
+
+def _encode_string(value: Any, out: list[str]) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"expected str, got {type(value).__name__}")
+    if _NOT_XML.search(value):
+        raise TypeError("a string XML cannot carry")
+    out.append(_xml_text(value))
+
+
+def _encode_integer(value: Any, out: list[str]) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"expected int, got {type(value).__name__}")
+    out.append(str(int(value)))
+
+
+def _encode_float(value: Any, out: list[str]) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise TypeError(f"expected float, got {type(value).__name__}")
+    out.append(repr(float(value)))
+
+
+def _encode_boolean(value: Any, out: list[str]) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected bool, got {type(value).__name__}")
+    out.append("true" if value else "false")
+
+
+def _encode_blob(value: Any, out: list[str]) -> None:
+    if not isinstance(value, bytes | bytearray):
+        raise TypeError(f"expected bytes, got {type(value).__name__}")
+    out.append(binascii.b2a_base64(value, newline=False).decode("ascii"))
+
+
+def _encode_timestamp(value: Any, out: list[str]) -> None:
+    if not isinstance(value, datetime) or value.utcoffset() is None:
+        raise TypeError("expected a timezone-aware datetime")
+    when = value.astimezone(UTC)
+    text = when.strftime("%Y-%m-%dT%H:%M:%S")
+    millis = when.microsecond // 1000
+    out.append(f"{text}.{millis:03d}Z" if millis else f"{text}Z")
+
+
+_LEAF_ENCODERS: Final[Mapping[str, Encoder]] = {
+    "string": _encode_string,
+    "integer": _encode_integer,
+    "long": _encode_integer,
+    "float": _encode_float,
+    "double": _encode_float,
+    "boolean": _encode_boolean,
+    "blob": _encode_blob,
+    "timestamp": _encode_timestamp,
+}
+
+
+class _Compiler:
+    """Turns model shapes into closures, each shape once."""
+
+    def __init__(self, shapes: Mapping[str, Any]) -> None:
+        self._shapes = shapes
+        self._patterns: dict[str, _Matcher] = {}
+        self._decoders: dict[str, Decoder] = {}
+        self._encoders: dict[str, Encoder] = {}
+        self._building: set[tuple[str, str]] = set()
+
+    def compile_all_patterns(self) -> None:
+        # Every pattern, used or not, so a model we cannot enforce fails at start.
+        for shape in self._shapes.values():
+            if "pattern" in shape:
+                self._pattern(shape["pattern"])
+
+    def _pattern(self, pattern: str) -> _Matcher:
+        compiled = self._patterns.get(pattern)
+        if compiled is None:
+            compiled = self._patterns[pattern] = compile_pattern(pattern)
+        return compiled
+
+    def shape(self, name: str) -> Mapping[str, Any]:
+        shape: Mapping[str, Any] = self._shapes[name]
+        return shape
+
+    # -- decoders --
+
+    def decoder(self, name: str) -> Decoder:
+        found = self._decoders.get(name)
+        if found is not None:
+            return found
+        if ("decode", name) in self._building:
+            # A recursive shape: resolved when called, by which time it exists.
+            def deferred(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
+                return self._decoders[name](node, path, wire, violations)
+
+            return deferred
+        self._building.add(("decode", name))
+        built = self._build_decoder(name, self._shapes[name])
+        self._building.discard(("decode", name))
+        self._decoders[name] = built
+        return built
+
+    def _build_decoder(self, name: str, shape: Mapping[str, Any]) -> Decoder:
+        kind = shape["type"]
+        if kind == "structure":
+            return self.structure_decoder(shape)
+        if kind == "list":
+            return self._list_decoder(shape)
+        if kind == "map":
+            return self._map_decoder(shape)
+        if kind == "string":
+            return self._string_decoder(shape)
+        if kind in _INTEGER_RANGES:
+            return _integer(kind, shape)
+        if kind == "boolean":
+            return _leaf(_parse_boolean)
+        if kind == "timestamp":
+            return _leaf(_parse_timestamp)
+        if kind == "blob":
+            return _blob(shape)
+        if kind in ("float", "double"):
+            return _float(shape)
+        raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
+
+    def structure_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        members = {
+            spec.get("locationName", member): (
+                snake_case(member),
+                _member_path(member),
+                self.decoder(spec["shape"]),
+            )
+            for member, spec in shape["members"].items()
+        }
+        required = tuple(
+            (shape["members"][member].get("locationName", member), _member_path(member))
+            for member in shape.get("required", ())
+        )
+
+        def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
+            if node.value is not None and wire:
+                violations.append(_violation(path, "be a structure, not a single value"))
+            out: dict[str, Any] = {}
+            for key, child in node.children.items():
+                known = members.get(key)
+                if known is None:
+                    if child.value is not None:
+                        violations.append(_unknown(_join(wire, key)))
+                    _unknown_below(child, _join(wire, key), violations)
+                    continue
+                snake, member_path, member = known
+                value = member(child, _join(path, member_path), _join(wire, key), violations)
+                if value is not None:
+                    out[snake] = value
+            for key, member_path in required:
+                if key not in node.children:
+                    violations.append(_missing(_join(path, member_path)))
+            return out
+
+        return decode
+
+    def _list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        member_spec = shape["member"]
+        member = self.decoder(member_spec["shape"])
+        flattened = bool(shape.get("flattened"))
+        item_name = member_spec.get("locationName", "member")
+        low, high = _bounds(shape)
+
+        def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
+            if node.value is not None:
+                if node.value == "" and not node.children:
+                    # The Query protocol's empty list: "Name=".
+                    if low > 0:
+                        violations.append(_size_violation(path, 0, low, high, "length"))
+                    return []
+                violations.append(_violation(path, "be a list, not a single value"))
+                return None
+            holder, holder_wire = node, wire
+            if not flattened:
+                for key, child in node.children.items():
+                    if key != item_name:
+                        if child.value is not None:
+                            violations.append(_unknown(_join(wire, key)))
+                        _unknown_below(child, _join(wire, key), violations)
+                found = node.children.get(item_name)
+                if found is None:
+                    return None
+                if found.value is not None:
+                    violations.append(_unknown(_join(wire, item_name)))
+                holder, holder_wire = found, _join(wire, item_name)
+            items = _indices(holder, path, holder_wire, violations)
+            if items is None:
+                return None
+            if not low <= len(items) <= high:
+                violations.append(_size_violation(path, len(items), low, high, "length"))
+            out = []
+            for i, item in enumerate(items, 1):
+                if item.value is None and not item.children:
+                    continue
+                value = member(item, f"{path}.{i}.member", _join(holder_wire, str(i)), violations)
+                out.append(value)
+            return out
+
+        return decode
+
+    def _map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        key_decoder = self.decoder(shape["key"]["shape"])
+        value_decoder = self.decoder(shape["value"]["shape"])
+        key_name = shape["key"].get("locationName", "key")
+        value_name = shape["value"].get("locationName", "value")
+        flattened = bool(shape.get("flattened"))
+        low, high = _bounds(shape)
+
+        def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
+            if node.value is not None:
+                violations.append(_violation(path, "be a map, not a single value"))
+                return None
+            holder, holder_wire = node, wire
+            if not flattened:
+                for key, child in node.children.items():
+                    if key != "entry":
+                        if child.value is not None:
+                            violations.append(_unknown(_join(wire, key)))
+                        _unknown_below(child, _join(wire, key), violations)
+                found = node.children.get("entry")
+                if found is None:
+                    return None
+                holder, holder_wire = found, _join(wire, "entry")
+            items = _indices(holder, path, holder_wire, violations)
+            if items is None:
+                return None
+            if not low <= len(items) <= high:
+                violations.append(_size_violation(path, len(items), low, high, "length"))
+            out: dict[Any, Any] = {}
+            for i, item in enumerate(items, 1):
+                entry_wire = _join(holder_wire, str(i))
+                for name, child in item.children.items():
+                    if name not in (key_name, value_name):
+                        if child.value is not None:
+                            violations.append(_unknown(_join(entry_wire, name)))
+                        _unknown_below(child, _join(entry_wire, name), violations)
+                key_node = item.children.get(key_name)
+                value_node = item.children.get(value_name)
+                if key_node is None or value_node is None:
+                    missing = "key" if key_node is None else "value"
+                    violations.append(_missing(f"{path}.{i}.{missing}"))
+                    continue
+                key = key_decoder(
+                    key_node, f"{path}.{i}.key", _join(entry_wire, key_name), violations
+                )
+                value = value_decoder(
+                    value_node, f"{path}.{i}.value", _join(entry_wire, value_name), violations
+                )
+                if key in out:
+                    violations.append(_violation(f"{path}.{i}.key", "be unique in the map"))
+                out[key] = value
+            return out
+
+        return decode
+
+    def _string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        low, high = _bounds(shape)
+        allowed = frozenset(shape["enum"]) if "enum" in shape else None
+        enum_rule = f"satisfy enum value set: [{', '.join(shape.get('enum', ()))}]"
+        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
+        pattern_rule = f"satisfy regular expression pattern: {shape.get('pattern')}"
+
+        def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+            size = len(value)
+            shown = None if sensitive else value
+            if not low <= size <= high:
+                violations.append(_size_violation(path, size, low, high, "length", value=shown))
+            if allowed is not None and value not in allowed:
+                violations.append(_violation(path, enum_rule, shown))
+            # An over-long value is not matched at all: its length is already
+            # an error and a pattern should never get to backtrack on it.
+            if pattern is not None and size <= high and pattern.fullmatch(value) is None:
+                violations.append(_violation(path, pattern_rule, shown))
+            return value
+
+        return _leaf(parse, bool(shape.get("sensitive")))
+
+    # -- encoders --
+
+    def encoder(self, name: str) -> Encoder:
+        found = self._encoders.get(name)
+        if found is not None:
+            return found
+        if ("encode", name) in self._building:
+
+            def deferred(value: Any, out: list[str]) -> None:
+                self._encoders[name](value, out)
+
+            return deferred
+        self._building.add(("encode", name))
+        built = self._build_encoder(name, self._shapes[name])
+        self._building.discard(("encode", name))
+        self._encoders[name] = built
+        return built
+
+    def _build_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+        kind = shape["type"]
+        if kind == "structure":
+            return self._structure_encoder(name, shape)
+        if kind == "list":
+            return self._list_encoder(shape)
+        if kind == "map":
+            return self._map_encoder(shape)
+        leaf = _LEAF_ENCODERS.get(kind)
+        if leaf is None:
+            raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
+        return leaf
+
+    def _structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+        members = tuple(
+            (snake_case(member), spec.get("locationName", member), self.encoder(spec["shape"]))
+            for member, spec in shape["members"].items()
+        )
+        known = frozenset(snake for snake, _, _ in members)
+
+        def encode(value: Any, out: list[str]) -> None:
+            if isinstance(value, Mapping):
+                get: Callable[[str], Any] = value.get
+                extra = [
+                    key for key, item in value.items() if key not in known and item is not None
+                ]
+            elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+                get = lambda field: getattr(value, field, None)  # noqa: E731
+                extra = [
+                    f.name
+                    for f in dataclasses.fields(value)
+                    if f.name not in known and getattr(value, f.name) is not None
+                ]
+            else:
+                raise TypeError(f"{name}: expected a dataclass or a mapping")
+            if extra:
+                raise TypeError(f"{name} has no member for {extra[0]!r}")
+            for snake, tag, member in members:
+                item = get(snake)
+                if item is None:
+                    continue
+                out.append(f"<{tag}>")
+                try:
+                    member(item, out)
+                except TypeError as exc:
+                    raise TypeError(f"{name}.{snake}: {exc}") from None
+                out.append(f"</{tag}>")
+
+        return encode
+
+    def _list_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+        member = self.encoder(shape["member"]["shape"])
+        tag = shape["member"].get("locationName", "member")
+
+        def encode(value: Any, out: list[str]) -> None:
+            if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+                raise TypeError(f"expected a sequence, got {type(value).__name__}")
+            for item in value:
+                out.append(f"<{tag}>")
+                member(item, out)
+                out.append(f"</{tag}>")
+
+        return encode
+
+    def _map_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+        key = self.encoder(shape["key"]["shape"])
+        member = self.encoder(shape["value"]["shape"])
+        key_tag = shape["key"].get("locationName", "key")
+        value_tag = shape["value"].get("locationName", "value")
+
+        def encode(value: Any, out: list[str]) -> None:
+            if not isinstance(value, Mapping):
+                raise TypeError(f"expected a mapping, got {type(value).__name__}")
+            for k, v in value.items():
+                out.append(f"<entry><{key_tag}>")
+                key(k, out)
+                out.append(f"</{key_tag}><{value_tag}>")
+                member(v, out)
+                out.append(f"</{value_tag}></entry>")
+
+        return encode

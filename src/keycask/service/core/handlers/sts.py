@@ -1,0 +1,451 @@
+"""Temporary credentials: GetCallerIdentity, AssumeRole and
+AssumeRoleWithWebIdentity, whichever door asks (the STS door,
+``service/doors/sts.py``, writes STS's Query protocol).
+
+Assuming a role is authorized as IAM does it: the role is the resource and
+its trust policy the resource policy (``parse_policy(kind="trust")``), read
+by the same evaluator as key policies. A trust policy naming a principal
+decides alone within its account; naming an account (its root) delegates to
+that account's identity policies; across accounts both sides must allow
+(``evaluate.CROSS_ACCOUNT``). A web identity is no principal: it matches
+only a ``Federated`` principal naming the provider that vouched for it, and
+the trust policy's conditions read the token's claims as
+``<provider>:<claim>``.
+
+A role that does not exist, has no trust policy, or is not a role answers
+exactly as a refusal does (AccessDenied naming the ARN), so a caller learns
+nothing about which roles exist. Sessions (``auth/sessions.py``) are
+self-contained tokens under a key behind the barrier: nothing is stored per
+session, and a session dies with its role (its unique id is checked on
+every call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from keycask.arn import Arn
+from keycask.auth.credentials import CredentialStore, Principal
+from keycask.auth.identity_providers import IdentityProviders, WebIdentity
+from keycask.auth.sessions import MAX_TOKEN_CHARS, Issued, NewSession, SessionClaims, SessionTokens
+from keycask.config import partition
+from keycask.errors import (
+    AccessDeniedException,
+    MalformedPolicyDocumentException,
+    ValidationException,
+)
+from keycask.policy.conditions import ContextInput, RequestContext
+from keycask.policy.document import parse_policy
+from keycask.policy.evaluate import Decision, Request, Subject, decide
+from keycask.policy.model import Policy
+from keycask.policy.request_context import Transport, condition_keys
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.sts_requests import (
+    AssumeRoleRequest,
+    AssumeRoleWithWebIdentityRequest,
+    GetCallerIdentityRequest,
+)
+from keycask.service.core.sts_results import (
+    AssumedRoleUser,
+    AssumeRoleResult,
+    AssumeRoleWithWebIdentityResult,
+    Credentials,
+    GetCallerIdentityResult,
+)
+
+# AWS's defaults and bounds: one hour unless asked; a session made by a
+# session (role chaining) lasts at most one hour whatever the role allows.
+DEFAULT_DURATION = 3600
+CHAINED_MAX_DURATION = 3600
+# IAM's session tag limits.
+MAX_SESSION_TAGS = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Sts:
+    """What the STS handlers use."""
+
+    credentials: CredentialStore
+    sessions: SessionTokens
+    providers: IdentityProviders
+
+
+# -- GetCallerIdentity --
+
+
+async def get_caller_identity(sts: Sts, call: Call, req: GetCallerIdentityRequest) -> Outcome:
+    """Who the credentials belong to. As in AWS no permission is needed and
+    no policy can refuse it: an explicit deny of sts:GetCallerIdentity is
+    ignored, so an application can always learn who it runs as."""
+    assert call.caller is not None
+    caller = call.caller
+    call.decision = "allow"
+    call.decided_by = "GetCallerIdentity needs no permission"
+    result = GetCallerIdentityResult(caller.user_id, caller.principal.account, caller.arn)
+    call.detail = result.arn
+    return Outcome(result)
+
+
+# -- AssumeRole --
+
+
+async def assume_role(sts: Sts, call: Call, req: AssumeRoleRequest) -> Outcome:
+    assert call.caller is not None
+    caller = call.caller
+    account, name = _role_name(req.role_arn)
+    role = await _role(sts, account, name)
+    session = caller.session
+    tags, transitive = _session_tags(req.tags, req.transitive_tag_keys, session)
+    source_identity = _source_identity(req.source_identity, session)
+    parameters: dict[str, ContextInput] = {
+        "sts:RoleSessionName": req.role_session_name,
+        **_tag_keys(req.tags, req.transitive_tag_keys),
+    }
+    if req.external_id is not None:
+        parameters["sts:ExternalId"] = req.external_id
+    if req.source_identity is not None:
+        parameters["sts:SourceIdentity"] = req.source_identity
+    actions = ["sts:AssumeRole"]
+    if req.tags or req.transitive_tag_keys:
+        actions.append("sts:TagSession")
+    if req.source_identity is not None:
+        actions.append("sts:SetSourceIdentity")
+    _authorize(
+        call,
+        caller.subject,
+        role_arn=req.role_arn,
+        account=account,
+        role=role,
+        actions=actions,
+        parameters=parameters,
+    )
+    assert role is not None
+    duration = _duration(req.duration_seconds, role, chained=session is not None)
+    policy = _session_policy(req.policy, req.policy_arns)
+    issued = await sts.sessions.issue(
+        NewSession(
+            account=role.account,
+            role_name=role.name,
+            role_id=role.unique_id,
+            session_name=req.role_session_name,
+            expires=int(call.time.timestamp()) + duration,
+            policy=policy,
+            tags=tags,
+            transitive_tag_keys=transitive,
+            source_identity=source_identity,
+            source_arn=caller.arn,
+        ),
+        call.time,
+    )
+    user = _assumed(issued.claims)
+    call.detail = f"{user.arn} assumed by {caller.arn} until {_expiry(issued.claims)}"
+    result = AssumeRoleResult(
+        credentials=_credentials(issued),
+        assumed_role_user=user,
+        packed_policy_size=_packed(issued),
+        source_identity=source_identity,
+    )
+    return Outcome(result, list(issued.writes))
+
+
+# -- AssumeRoleWithWebIdentity --
+
+
+async def assume_role_with_web_identity(
+    sts: Sts, call: Call, req: AssumeRoleWithWebIdentityRequest
+) -> Outcome:
+    account, name = _role_name(req.role_arn)
+    identity = await sts.providers.verify(
+        req.web_identity_token, account=account, now=call.time.timestamp()
+    )
+    provider = identity.provider
+    # The audit record's principal: the provider and the token's subject, as
+    # CloudTrail names a WebIdentityUser.
+    call.principal_name = f"{provider.arn}:{identity.subject}"
+    role = await _role(sts, account, name)
+    subject = Subject(provider.arn, provider.account, False, federated=True)
+    parameters: dict[str, ContextInput] = {
+        "sts:RoleSessionName": req.role_session_name,
+        "aws:FederatedProvider": provider.arn,
+        **_claim_keys(identity),
+    }
+    _authorize(
+        call,
+        subject,
+        role_arn=req.role_arn,
+        account=account,
+        role=role,
+        actions=["sts:AssumeRoleWithWebIdentity"],
+        parameters=parameters,
+    )
+    assert role is not None
+    duration = _duration(req.duration_seconds, role, chained=False)
+    policy = _session_policy(req.policy, req.policy_arns)
+    issued = await sts.sessions.issue(
+        NewSession(
+            account=role.account,
+            role_name=role.name,
+            role_id=role.unique_id,
+            session_name=req.role_session_name,
+            expires=int(call.time.timestamp()) + duration,
+            policy=policy,
+            federated_provider=provider.arn,
+        ),
+        call.time,
+    )
+    user = _assumed(issued.claims)
+    call.detail = (
+        f"{user.arn} assumed by web identity {identity.subject} of {provider.arn} "
+        f"until {_expiry(issued.claims)}"
+    )
+    result = AssumeRoleWithWebIdentityResult(
+        credentials=_credentials(issued),
+        assumed_role_user=user,
+        packed_policy_size=_packed(issued),
+        subject_from_web_identity_token=identity.subject,
+        provider=provider.url,
+        audience=identity.audience,
+    )
+    return Outcome(result, list(issued.writes))
+
+
+# -- shared --
+
+
+def _role_name(role_arn: str) -> tuple[str, str]:
+    """(account, name) of a role ARN in the partition keycask serves. A role
+    name with a path (``role/team/app``) names no keycask role, which have no
+    paths: it is looked up as written and found missing."""
+    arn = Arn.parse_or_none(role_arn)
+    if (
+        arn is None
+        or arn.partition != partition()
+        or arn.service != "iam"
+        or arn.region
+        or arn.resource_type != "role"
+        or not arn.resource_name
+    ):
+        raise ValidationException(
+            f"{role_arn!r} is not a role ARN (arn:aws:iam::<account>:role/<name>)."
+        )
+    return arn.account, arn.resource_name
+
+
+async def _role(sts: Sts, account: str, name: str) -> Principal | None:
+    """The role that may be assumed, or None (absent, a user, or no trust policy)."""
+    try:
+        principal = await sts.credentials.get_principal(account, name)
+    except ValidationException:
+        return None  # a name no principal can have
+    if principal is None or principal.kind != "role" or not principal.trust_policy:
+        return None
+    return principal
+
+
+def _authorize(
+    call: Call,
+    subject: Subject,
+    *,
+    role_arn: str,
+    account: str,
+    role: Principal | None,
+    actions: list[str],
+    parameters: Mapping[str, ContextInput],
+) -> None:
+    """Every action the request needs, decided on the role's trust policy;
+    the first refusal is recorded and raised."""
+    trust = _trust_policy(role)
+    transport = Transport(call.time, call.source_ip, call.secure_transport)
+    region = call.caller.region if call.caller is not None else ""
+
+    def context() -> RequestContext:
+        keys = condition_keys(
+            None if subject.federated else subject,
+            region=region,
+            parameters=parameters,
+            transport=transport,
+        )
+        return RequestContext.of(keys)
+
+    decision: Decision | None = None
+    for action in actions:
+        if trust is None:
+            decision = Decision(
+                False,
+                "the role does not exist or has no trust policy",
+                f"User: {_shown(call, subject)} is not authorized to perform: {action} "
+                f"on resource: {role_arn}",
+            )
+        else:
+            request = Request(subject, action, role_arn, account, context, key_policy=trust)
+            decision = decide(request)
+        if not decision.allowed:
+            break
+    assert decision is not None
+    call.decision = "allow" if decision.allowed else "deny"
+    call.decided_by = decision.decided_by
+    if not decision.allowed:
+        # AWS's message names the caller and the role, never why.
+        raise AccessDeniedException(
+            f"User: {_shown(call, subject)} is not authorized to perform: {action} "
+            f"on resource: {role_arn}"
+        )
+
+
+def _trust_policy(role: Principal | None) -> Policy | None:
+    if role is None:
+        return None
+    try:
+        return parse_policy(role.trust_policy, kind="trust")
+    except MalformedPolicyDocumentException:
+        return None  # stored before a stricter parser: it never allows
+
+
+def _shown(call: Call, subject: Subject) -> str:
+    return call.caller.arn if call.caller is not None else subject.arn
+
+
+def _duration(asked: int | None, role: Principal, *, chained: bool) -> int:
+    duration = DEFAULT_DURATION if asked is None else asked
+    if chained and duration > CHAINED_MAX_DURATION:
+        raise ValidationException(
+            "The requested DurationSeconds exceeds the 1 hour session limit for roles "
+            "assumed by role chaining."
+        )
+    if duration > role.max_session_duration:
+        raise ValidationException(
+            "The requested DurationSeconds exceeds the MaxSessionDuration set for this role."
+        )
+    return duration
+
+
+def _session_policy(text: str | None, arns: tuple[str, ...]) -> str | None:
+    if arns:
+        raise ValidationException(
+            "PolicyArns: keycask has no managed policies; give the session policy inline (Policy)."
+        )
+    if text is None:
+        return None
+    parse_policy(text, kind="identity")  # MalformedPolicyDocumentException
+    return text
+
+
+def _session_tags(
+    tags: tuple[tuple[str, str], ...],
+    transitive: tuple[str, ...],
+    session: SessionClaims | None,
+) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """The new session's tags: the caller's transitive tags (a chained
+    session keeps them and may not replace them), then the request's."""
+    inherited = dict(session.tags) if session is not None else {}
+    inherited_keys = {k.lower() for k in (session.transitive_tag_keys if session else ())}
+    kept = {k: v for k, v in inherited.items() if k.lower() in inherited_keys}
+    folded: set[str] = set()
+    for key, _ in tags:
+        if key.lower() in folded:
+            raise ValidationException(
+                f"Duplicate tag keys found: {key} (tag keys are case-insensitive)."
+            )
+        folded.add(key.lower())
+        if key.lower() in inherited_keys:
+            raise ValidationException(
+                f"The tag {key} is transitive from the calling session and cannot be replaced."
+            )
+    for key in transitive:
+        if key.lower() not in folded:
+            raise ValidationException(f"TransitiveTagKeys names {key}, which is not a session tag.")
+    merged = (*kept.items(), *tags)
+    if len(merged) > MAX_SESSION_TAGS:
+        raise ValidationException(f"A session has at most {MAX_SESSION_TAGS} tags.")
+    keys = (*(k for k in kept), *transitive)
+    return tuple(merged), tuple(keys)
+
+
+def _source_identity(asked: str | None, session: SessionClaims | None) -> str | None:
+    """Set once, then carried: a chained session keeps its caller's."""
+    held = session.source_identity if session is not None else None
+    if held is not None and asked is not None and asked != held:
+        raise ValidationException(
+            "The source identity is already set on the calling session and cannot be changed."
+        )
+    return held if held is not None else asked
+
+
+def _tag_keys(
+    tags: tuple[tuple[str, str], ...], transitive: tuple[str, ...]
+) -> dict[str, ContextInput]:
+    keys: dict[str, ContextInput] = {f"aws:RequestTag/{k}": v for k, v in tags}
+    if tags:
+        keys["aws:TagKeys"] = tuple(k for k, _ in tags)
+    if transitive:
+        keys["sts:TransitiveTagKeys"] = transitive
+    return keys
+
+
+def _claim_keys(identity: WebIdentity) -> dict[str, ContextInput]:
+    """``<provider>:<claim>`` for each claim a condition can compare: strings,
+    and lists of strings (amr); the audience is the one the token matched."""
+    prefix = identity.provider.name
+    keys: dict[str, ContextInput] = {}
+    for claim, value in identity.claims.items():
+        if isinstance(value, str):
+            keys[f"{prefix}:{claim}"] = value
+        elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+            keys[f"{prefix}:{claim}"] = tuple(value)
+    keys[f"{prefix}:aud"] = identity.audience
+    keys[f"{prefix}:sub"] = identity.subject
+    return keys
+
+
+def _assumed(claims: SessionClaims) -> AssumedRoleUser:
+    return AssumedRoleUser(assumed_role_id=claims.user_id, arn=claims.arn)
+
+
+def _credentials(issued: Issued) -> Credentials:
+    return Credentials(
+        access_key_id=issued.claims.access_key_id,
+        secret_access_key=issued.claims.secret,
+        session_token=issued.token,
+        expiration=datetime.fromtimestamp(issued.claims.expires, UTC),
+    )
+
+
+def _packed(issued: Issued) -> int:
+    """PackedPolicySize: the share of the token's room the session policy
+    and tags took, in percent (what AWS reports), rounded up."""
+    return -(-len(issued.token) * 100 // MAX_TOKEN_CHARS)
+
+
+def _expiry(claims: SessionClaims) -> str:
+    return datetime.fromtimestamp(claims.expires, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+Handler = Callable[[Sts, Call, Any], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class StsOperation:
+    name: str
+    request: type
+    handler: Handler
+    # Writes (a session token key made on first use, or rotated): run under
+    # the write lock, so two nodes never race to make one.
+    mutates: bool = False
+
+
+OPERATIONS: Mapping[str, StsOperation] = {
+    op.name: op
+    for op in (
+        StsOperation("GetCallerIdentity", GetCallerIdentityRequest, get_caller_identity),
+        StsOperation("AssumeRole", AssumeRoleRequest, assume_role, mutates=True),
+        StsOperation(
+            "AssumeRoleWithWebIdentity",
+            AssumeRoleWithWebIdentityRequest,
+            assume_role_with_web_identity,
+            mutates=True,
+        ),
+    )
+}
