@@ -211,6 +211,18 @@ def _promises(walk: Walk, shell: Shell) -> list[tuple[str, Callable[[Result], No
 
     def app_started(result: Result) -> None:
         assert result.out == "the app starts with a 28-character password\n"
+        # ... as the role's session: the audit log names it, not a stored key.
+        records = [json.loads(line) for line in
+                   (walk.data_dir / "audit" / "server.jsonl").read_text().splitlines()]  # fmt: skip
+        decrypts = [r for r in records if r.get("operation") == "Decrypt"][-2:]
+        assert [r["access_key_id"][:4] for r in decrypts] == ["ASIA", "ASIA"]
+        assert all("assumed-role/billing/" in r["principal"] for r in decrypts)
+
+    def billing_role(result: Result) -> None:
+        assert result.out.startswith("arn:aws:sts::000000000000:assumed-role/billing/")
+
+    def billing_created(result: Result) -> None:
+        assert "AccessKeyId" not in result.out and "Secret" not in result.out
 
     def restored(result: Result) -> None:
         # A decrypted file is its owner's alone, whatever the umask.
@@ -236,6 +248,8 @@ def _promises(walk: Walk, shell: Shell) -> list[tuple[str, Callable[[Result], No
         ("policy lint", lint),
         ("audit verify", audit),
         ("cat app.env", committed_file),
+        ("principals create billing --role", billing_created),
+        ("--profile billing sts get-caller-identity", billing_role),
         ("keycask exec --secrets app.env", app_started),
         ("cmp site.tar site-restored.tar", restored),
     ]
