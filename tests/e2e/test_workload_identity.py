@@ -536,3 +536,62 @@ def test_deleting_the_role_revokes_its_sessions(setup: Setup, tmp_path: Path) ->
     server.cli("principals", "create", f"r-{suffix}", "--role", "--trust-policy", path)
     code, _ = _error(session.get_caller_identity)
     assert code == "InvalidClientTokenId"
+
+
+def test_external_id_and_session_tags_as_aws_defines_them(setup: Setup, tmp_path: Path) -> None:
+    """A trust policy may demand an ExternalId; session tags need
+    sts:TagSession, become aws:PrincipalTag/* of the session (over the
+    role's own tags) and can be demanded by aws:RequestTag/*."""
+    server = setup.server
+    suffix = uuid.uuid4().hex[:8]
+    created = json.loads(server.cli("principals", "create", f"p-{suffix}", "--json").stdout)
+    key = (created["AccessKeyId"], created["SecretAccessKey"])
+    me = f"arn:aws:iam::{setup.account}:user/p-{suffix}"
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "sts:AssumeRole",
+         "Condition": {"StringEquals": {"sts:ExternalId": "ext-42"}}},
+        {"Effect": "Allow", "Principal": {"AWS": me}, "Action": "sts:TagSession",
+         "Condition": {"StringEquals": {"aws:RequestTag/team": ["blue", "green"]}}},
+    ]}  # fmt: skip
+    server.cli(
+        "principals", "create", f"t-{suffix}", "--role", "--tag", "team=red",
+        "--trust-policy", _policy_file(tmp_path, "trust.json", trust),
+    )  # fmt: skip
+    # What the session may do depends on its team tag.
+    use = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:DescribeKey", "Resource": setup.key_arn,
+         "Condition": {"StringEquals": {"aws:PrincipalTag/team": "blue"}}}]}  # fmt: skip
+    server.cli(
+        "principals", "put-policy", f"t-{suffix}", "--policy-name", "use",
+        "--file", _policy_file(tmp_path, "use.json", use),
+    )  # fmt: skip
+    role_arn = f"arn:aws:iam::{setup.account}:role/t-{suffix}"
+    sts = _sts_as(setup, key)
+    for external in ({}, {"ExternalId": "ext-41"}):
+        code, _ = _error(
+            lambda e=external: sts.assume_role(RoleArn=role_arn, RoleSessionName="ext", **e)
+        )
+        assert code == "AccessDenied", external
+    # No tag: the role's own (team=red) decides, and it does not allow.
+    plain = sts.assume_role(RoleArn=role_arn, RoleSessionName="ext", ExternalId="ext-42")
+    code, _ = _error(
+        lambda: _kms_with(setup, plain["Credentials"]).describe_key(KeyId=setup.key_arn)
+    )
+    assert code == "AccessDeniedException"
+    # A tag the trust policy does not accept: refused (sts:TagSession).
+    code, _ = _error(
+        lambda: sts.assume_role(
+            RoleArn=role_arn,
+            RoleSessionName="ext",
+            ExternalId="ext-42",
+            Tags=[{"Key": "team", "Value": "red"}],
+        )
+    )
+    assert code == "AccessDenied"
+    tagged = sts.assume_role(
+        RoleArn=role_arn,
+        RoleSessionName="ext",
+        ExternalId="ext-42",
+        Tags=[{"Key": "team", "Value": "blue"}],
+    )
+    _kms_with(setup, tagged["Credentials"]).describe_key(KeyId=setup.key_arn)
