@@ -595,3 +595,25 @@ def test_external_id_and_session_tags_as_aws_defines_them(setup: Setup, tmp_path
         Tags=[{"Key": "team", "Value": "blue"}],
     )
     _kms_with(setup, tagged["Credentials"]).describe_key(KeyId=setup.key_arn)
+
+
+def test_policy_lint_flags_a_role_any_workload_may_assume(setup: Setup, tmp_path: Path) -> None:
+    server = setup.server
+    name = f"loose-{uuid.uuid4().hex[:8]}"
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"Federated": setup.provider_arn},
+        "Action": "sts:AssumeRoleWithWebIdentity",
+        "Condition": {"StringEquals": {f"{ISSUER_HOST}:aud": AUDIENCE}}}]}  # fmt: skip
+    server.cli(
+        "principals", "create", name, "--role",
+        "--trust-policy", _policy_file(tmp_path, "trust.json", trust),
+    )  # fmt: skip
+    linted = server.cli("policy", "lint", "--json", check=False)
+    findings = json.loads(linted.stdout)["Findings"]
+    flagged = {f["where"] for f in findings if f["rule"] == "web-identity-any-subject"}
+    assert flagged == {f"role arn:aws:iam::{setup.account}:role/{name} trust policy"}
+    assert linted.returncode == 1  # a high finding fails the check
+    # Anyone with such a token becomes the role: what the rule warns of.
+    other = setup.issuer.token(sub="system:serviceaccount:kube-system:anything")
+    role_arn = f"arn:aws:iam::{setup.account}:role/{name}"
+    assert _assume_web(setup, other, role_arn)["AssumedRoleUser"]["Arn"].endswith(f"/{name}/s1")

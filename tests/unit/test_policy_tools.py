@@ -23,6 +23,7 @@ from keycask.policy.lint import (
     home_account,
     lint_identity_policy,
     lint_key_policy,
+    lint_trust_policy,
 )
 from keycask.policy.request_context import Transport
 from keycask.policy.simulate import simulate
@@ -276,7 +277,72 @@ def test_lint_finds_every_planted_problem(
 def test_there_are_enough_planted_cases() -> None:
     assert len(BROAD_KEY_POLICIES) >= 10
     planted = set().union(*(case[3] for case in BROAD_KEY_POLICIES))
-    assert planted == set(RULES) - {"malformed-policy"}
+    trust_rules = {"trust-public-principal", "web-identity-any-subject"}
+    assert planted == set(RULES) - {"malformed-policy"} - trust_rules
+
+
+_PROVIDER = f"arn:aws:iam::{ACCOUNT}:oidc-provider/token.example.com/ci"
+_ROLE = f"arn:aws:iam::{ACCOUNT}:role/deploy"
+
+
+def _trust(*statements: dict[str, Any]) -> Any:
+    text = json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+    return parse_policy(text, kind="trust")
+
+
+def _assume(principal: Any, action: str = "sts:AssumeRole", **condition: Any) -> dict[str, Any]:
+    statement = {"Effect": "Allow", "Principal": principal, "Action": action}
+    if condition:
+        statement["Condition"] = condition
+    return statement
+
+
+@pytest.mark.parametrize(
+    ("statement", "rules"),
+    [
+        (_assume("*"), {"trust-public-principal"}),
+        (_assume({"AWS": "*"}), {"trust-public-principal"}),
+        (
+            _assume("*", StringEquals={"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:user/ci"}),
+            set(),
+        ),
+        (_assume({"AWS": ACCOUNT}), set()),
+        (
+            _assume({"Federated": _PROVIDER}, "sts:AssumeRoleWithWebIdentity"),
+            {"web-identity-any-subject"},
+        ),
+        (
+            _assume(
+                {"Federated": _PROVIDER},
+                "sts:AssumeRoleWithWebIdentity",
+                StringEquals={"token.example.com/ci:aud": "keycask"},
+            ),
+            {"web-identity-any-subject"},
+        ),
+        (
+            # IfExists lets a token without the claim through: no restriction.
+            _assume(
+                {"Federated": _PROVIDER},
+                "sts:AssumeRoleWithWebIdentity",
+                StringLikeIfExists={"token.example.com/ci:sub": "repo:x/*"},
+            ),
+            {"web-identity-any-subject"},
+        ),
+        (
+            _assume(
+                {"Federated": _PROVIDER},
+                "sts:AssumeRoleWithWebIdentity",
+                StringLike={"token.example.com/ci:sub": "repo:x/y:ref:refs/heads/main"},
+            ),
+            set(),
+        ),
+    ],
+)
+def test_trust_policy_lint(statement: dict[str, Any], rules: set[str]) -> None:
+    findings = lint_trust_policy(_ROLE, _trust(statement))
+    assert {f.rule for f in findings} == rules, findings
+    for finding in findings:
+        assert finding.severity == RULES[finding.rule][0] and _ROLE in finding.message
 
 
 def test_findings_name_the_statement() -> None:

@@ -55,6 +55,7 @@ from keycask.policy.lint import (
     at_least,
     lint_identity_policy,
     lint_key_policy,
+    lint_trust_policy,
 )
 from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Transport
 from keycask.policy.simulate import simulate
@@ -359,7 +360,22 @@ async def _lintstore(store: _Store, args: argparse.Namespace) -> int:
                 _Located(where, f)
                 for f in lint_identity_policy(name, identity, principal_is_admin=principal.admin)
             )
-    return _report(located, args, f"{keys} key policies and {policies} identity policies")
+    trusts = 0
+    for principal in principals:
+        if not principal.trust_policy:
+            continue
+        trusts += 1
+        where = f"role {principal.arn} trust policy"
+        try:
+            trust = parse_policy(principal.trust_policy, kind="trust")
+        except MalformedPolicyDocumentException as exc:
+            located.append(_malformed(where, exc))
+            continue
+        located.extend(_Located(where, f) for f in lint_trust_policy(principal.arn, trust))
+    checked = f"{keys} key policies and {policies} identity policies"
+    if trusts:
+        checked = f"{keys} key policies, {policies} identity policies and {trusts} trust policies"
+    return _report(located, args, checked)
 
 
 def _lint_file(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
-"""``keycask policy lint``: broad grants of power in key policies and
-identity policies. The rules are listed in ``RULES`` and explained in
-docs/least-privilege.md."""
+"""``keycask policy lint``: broad grants of power in key policies, identity
+policies and roles' trust policies. The rules are listed in ``RULES`` and
+explained in docs/least-privilege.md."""
 
 from __future__ import annotations
 
@@ -62,6 +62,15 @@ RULES: dict[str, tuple[Severity, str]] = {
     "malformed-policy": (
         "high",
         "the stored policy does not parse: keycask denies every request it governs",
+    ),
+    "trust-public-principal": (
+        "high",
+        'a trust policy lets Principal "*" assume the role with no condition on who calls',
+    ),
+    "web-identity-any-subject": (
+        "high",
+        "a trust policy lets an identity provider's tokens assume the role without a "
+        "condition on the token's subject (<provider>:sub)",
     ),
 }
 
@@ -369,4 +378,43 @@ def lint_identity_policy(
                     "it needs.",
                 )
             )
+    return findings
+
+
+_WEB_IDENTITY = "sts:assumerolewithwebidentity"
+
+
+def lint_trust_policy(role: str, policy: Policy) -> list[LintFinding]:
+    """Who may become the role ``role`` (its ARN, for messages) too broadly."""
+    findings: list[LintFinding] = []
+    for statement in policy.statements:
+        spec = statement.principal
+        if statement.effect != "Allow" or spec is None:
+            continue
+        if is_any(spec) and not any(_names_caller(c) for c in statement.conditions):
+            findings.append(
+                _finding(
+                    "trust-public-principal",
+                    statement,
+                    f"trust policy of {role}: every principal of every account may assume "
+                    "it; name the principals, or condition on aws:PrincipalArn.",
+                )
+            )
+        if not covers(statement, _WEB_IDENTITY):
+            continue
+        for provider in spec.federated:
+            name = provider.partition(":oidc-provider/")[2].lower()
+            subject_key = f"{name}:sub"
+            if name and not any(
+                c.key == subject_key and restricts(c) for c in statement.conditions
+            ):
+                findings.append(
+                    _finding(
+                        "web-identity-any-subject",
+                        statement,
+                        f"trust policy of {role}: every token {name} issues for a registered "
+                        f"audience may assume it (every pod, every CI job); condition on "
+                        f"{subject_key}.",
+                    )
+                )
     return findings
