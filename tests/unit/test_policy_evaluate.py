@@ -218,3 +218,19 @@ def test_an_admin_roles_session_is_limited_by_its_session_policy() -> None:
         "session policy statement ReadOnly (key policy statement Account)"
     )
     assert "assumed-role/ops/s" in decide(_request(admin_session, key_policy)).message
+
+
+def test_a_grant_to_the_sessions_own_arn_is_that_sessions_alone() -> None:
+    encrypt_only = _identity({"Effect": "Allow", "Action": "kms:Encrypt", "Resource": "*"})
+    to_session = GrantView("g-session", SESSION_ARN, frozenset({"Decrypt"}))
+    to_other = GrantView(
+        "g-other", f"arn:aws:sts::{OTHER}:assumed-role/app/s2", frozenset({"Decrypt"})
+    )
+    allowed = decide(_request(_session(encrypt_only), NOTHING, (to_session,)))
+    # Named exactly, like a key policy statement naming the session: the
+    # session policy does not limit it.
+    assert (allowed.allowed, allowed.decided_by) == (True, "grant g-session (to the session)")
+    assert not decide(_request(_session(encrypt_only), NOTHING, (to_other,))).allowed
+    # The role itself (no session) is not the session's grantee.
+    role = Subject(ROLE, OTHER, admin=False, unique_id="AROAAPPEXAMPLE")
+    assert not decide(_request(role, NOTHING, (to_session,))).allowed

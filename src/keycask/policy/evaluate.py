@@ -82,7 +82,8 @@ class SessionFacts:
     policy denies; an Allow from the role's identity policies, from a key
     policy statement naming the role (or its account), or from a grant to
     the role counts only where the session policy allows too. A key policy
-    statement naming the session's own ARN exactly is not limited by it.
+    statement or a grant naming the session's own ARN exactly is not limited
+    by it.
     """
 
     arn: str  # arn:aws:sts::<account>:assumed-role/<role>/<session>
@@ -397,6 +398,11 @@ def _decide(request: Request) -> Decision:
     for grant in request.grants:
         if not grant.covers(operation, request.encryption_context):
             continue
+        if subject.session is not None and grant.grantee == subject.session.arn:
+            # A grant to the session's own assumed-role ARN (CreateGrant
+            # takes one, as AWS's does) is for that session, as a key policy
+            # statement naming it is: not limited by the session policy.
+            return Decision(True, f"grant {grant.grant_id} (to the session)")
         if grant.names(subject):
             # A grant to the role counts for its sessions as the role's own
             # permissions do: within the session policy.
