@@ -23,7 +23,7 @@ every call).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,16 +123,10 @@ async def assume_role(sts: Sts, call: Call, req: AssumeRoleRequest) -> Outcome:
         parameters=parameters,
     )
     assert role is not None
-    duration = _duration(req.duration_seconds, role, chained=session is not None)
-    policy = _session_policy(req.policy, req.policy_arns)
+    new = _new_session(call, role, req, chained=session is not None)
     issued = await sts.sessions.issue(
-        NewSession(
-            account=role.account,
-            role_name=role.name,
-            role_id=role.unique_id,
-            session_name=req.role_session_name,
-            expires=int(call.time.timestamp()) + duration,
-            policy=policy,
+        replace(
+            new,
             tags=tags,
             transitive_tag_keys=transitive,
             source_identity=source_identity,
@@ -182,20 +176,8 @@ async def assume_role_with_web_identity(
         parameters=parameters,
     )
     assert role is not None
-    duration = _duration(req.duration_seconds, role, chained=False)
-    policy = _session_policy(req.policy, req.policy_arns)
-    issued = await sts.sessions.issue(
-        NewSession(
-            account=role.account,
-            role_name=role.name,
-            role_id=role.unique_id,
-            session_name=req.role_session_name,
-            expires=int(call.time.timestamp()) + duration,
-            policy=policy,
-            federated_provider=provider.arn,
-        ),
-        call.time,
-    )
+    new = _new_session(call, role, req, chained=False)
+    issued = await sts.sessions.issue(replace(new, federated_provider=provider.arn), call.time)
     user = _assumed(issued.claims)
     call.detail = (
         f"{user.arn} assumed by web identity {identity.subject} of {provider.arn} "
@@ -213,6 +195,26 @@ async def assume_role_with_web_identity(
 
 
 # -- shared --
+
+
+def _new_session(
+    call: Call,
+    role: Principal,
+    req: AssumeRoleRequest | AssumeRoleWithWebIdentityRequest,
+    *,
+    chained: bool,
+) -> NewSession:
+    """What both AssumeRoles decide alike: the role, the session's name,
+    when it ends, and its session policy."""
+    duration = _duration(req.duration_seconds, role, chained=chained)
+    return NewSession(
+        account=role.account,
+        role_name=role.name,
+        role_id=role.unique_id,
+        session_name=req.role_session_name,
+        expires=int(call.time.timestamp()) + duration,
+        policy=_session_policy(req.policy, req.policy_arns),
+    )
 
 
 def _role_name(role_arn: str) -> tuple[str, str]:
