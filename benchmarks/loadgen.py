@@ -27,6 +27,8 @@ class Endpoint:
     access_key: str
     secret_key: str
     region: str = "us-east-1"
+    # A role session's token (x-amz-security-token), signed with the rest.
+    session_token: str | None = None
 
 
 def sign(endpoint: Endpoint, operation: str, body: bytes) -> bytes:
@@ -42,7 +44,9 @@ def sign(endpoint: Endpoint, operation: str, body: bytes) -> bytes:
         },
     )
     SigV4Auth(
-        Credentials(endpoint.access_key, endpoint.secret_key), "kms", endpoint.region
+        Credentials(endpoint.access_key, endpoint.secret_key, endpoint.session_token),
+        "kms",
+        endpoint.region,
     ).add_auth(request)
     lines = ["POST / HTTP/1.1", f"Host: {endpoint.host}:{endpoint.port}"]
     for name, value in request.headers.items():
