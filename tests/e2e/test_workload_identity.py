@@ -304,6 +304,10 @@ def _bad_tokens(setup: Setup) -> list[tuple[str, str, str]]:
         ("signed by another key", stranger.token(), "InvalidIdentityToken"),
         ("alg none", unsigned, "InvalidIdentityToken"),
         ("not a JWT", "not-a-token", "InvalidIdentityToken"),
+        # Sub and sub would be one condition key with two values.
+        ("claims differing only in case", issuer.token(Sub=SUBJECT, sub="someone-else"),
+         "InvalidIdentityToken"),
+        ("a control character in sub", issuer.token(sub=SUBJECT + "\x01"), "InvalidIdentityToken"),
         ("trust policy does not match", issuer.token(sub="system:serviceaccount:other:x"),
          "AccessDenied"),
     ]  # fmt: skip
@@ -617,3 +621,54 @@ def test_policy_lint_flags_a_role_any_workload_may_assume(setup: Setup, tmp_path
     other = setup.issuer.token(sub="system:serviceaccount:kube-system:anything")
     role_arn = f"arn:aws:iam::{setup.account}:role/{name}"
     assert _assume_web(setup, other, role_arn)["AssumedRoleUser"]["Arn"].endswith(f"/{name}/s1")
+
+
+def test_a_chained_session_brings_its_tags_before_the_next_trust_policy(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Role chaining: the next role's trust policy must allow sts:TagSession
+    for tags the session only inherits, as AWS asks."""
+    server = setup.server
+    suffix = uuid.uuid4().hex[:8]
+    created = json.loads(server.cli("principals", "create", f"c-{suffix}", "--json").stdout)
+    key = (created["AccessKeyId"], created["SecretAccessKey"])
+    first, second = f"first-{suffix}", f"second-{suffix}"
+    first_arn = f"arn:aws:iam::{setup.account}:role/{first}"
+    second_arn = f"arn:aws:iam::{setup.account}:role/{second}"
+    trust_first = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["sts:AssumeRole", "sts:TagSession"],
+        "Principal": {"AWS": f"arn:aws:iam::{setup.account}:user/c-{suffix}"}}]}  # fmt: skip
+    trust_second = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": first_arn}}]}  # fmt: skip
+    chain = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole", "Resource": second_arn}]}  # fmt: skip
+    for name, trust in ((first, trust_first), (second, trust_second)):
+        server.cli(
+            "principals", "create", name, "--role",
+            "--trust-policy", _policy_file(tmp_path, f"{name}.json", trust),
+        )  # fmt: skip
+    server.cli(
+        "principals", "put-policy", first, "--policy-name", "chain",
+        "--file", _policy_file(tmp_path, "chain.json", chain),
+    )  # fmt: skip
+    user = _sts_as(setup, key)
+
+    def as_session(credentials: dict[str, Any]) -> Any:
+        return boto3.client(
+            "sts", endpoint_url=server.endpoint, region_name="us-east-1",
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"], config=NO_RETRIES,
+        )  # fmt: skip
+
+    plain = user.assume_role(RoleArn=first_arn, RoleSessionName="plain")["Credentials"]
+    as_session(plain).assume_role(RoleArn=second_arn, RoleSessionName="next")
+    tagged = user.assume_role(
+        RoleArn=first_arn, RoleSessionName="tagged",
+        Tags=[{"Key": "team", "Value": "blue"}], TransitiveTagKeys=["team"],
+    )["Credentials"]  # fmt: skip
+    code, message = _error(
+        lambda: as_session(tagged).assume_role(RoleArn=second_arn, RoleSessionName="next")
+    )
+    assert code == "AccessDenied" and "sts:TagSession" in message

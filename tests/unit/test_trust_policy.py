@@ -209,3 +209,20 @@ def test_conditions_on_the_tokens_claims() -> None:
     )
     # A claim the token lacks: the condition does not hold.
     assert not _decide(trust, web, action, {"oidc.example.com/realms/prod:aud": "keycask"})
+
+
+def test_a_deny_to_everyone_binds_web_identities_too() -> None:
+    web = Subject(PROVIDER, ACCOUNT, False, federated=True)
+    action = "sts:AssumeRoleWithWebIdentity"
+    trust = _trust(
+        _allow({"Federated": PROVIDER}, action),
+        {"Effect": "Deny", "Principal": "*", "Action": "sts:*",
+         "Condition": {"StringEquals": {"sts:RoleSessionName": "blocked"}}},
+    )  # fmt: skip
+    assert _decide(trust, web, action, {"sts:RoleSessionName": "fine"})
+    assert not _decide(trust, web, action, {"sts:RoleSessionName": "blocked"})
+    aws_star = _trust(
+        _allow({"Federated": PROVIDER}, action),
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "sts:*"},
+    )
+    assert not _decide(aws_star, web, action)

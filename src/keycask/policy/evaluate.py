@@ -208,13 +208,16 @@ def _resource_in(statement: Statement, resource: str, *, key_policy: bool) -> bo
     return not _matches_any(statement.not_resources, resource)
 
 
-def _listed(spec: PrincipalSpec, subject: Subject) -> str | None:
+def _listed(spec: PrincipalSpec, subject: Subject, *, deny: bool = False) -> str | None:
     """How ``spec`` names the subject: "session" (a role session's own ARN,
     exactly), "direct", "account", or None. An ARN the policy recorded with
     another unique id named an earlier principal of that name (deleted
     since): it does not name this one."""
     if subject.federated:
-        return "direct" if subject.arn in spec.federated else None
+        # Allowed only by a Federated principal naming its provider; but a
+        # Deny to everyone ("*") is a guardrail that binds web identities too.
+        named = subject.arn in spec.federated or (deny and (spec.any or "*" in spec.aws))
+        return "direct" if named else None
     if subject.session is not None and subject.session.arn in spec.aws:
         return "session"
     if spec.any or "*" in spec.aws:
@@ -237,7 +240,7 @@ listed = _listed
 
 def _principal_scope(statement: Statement, subject: Subject) -> str | None:
     if statement.principal is not None:
-        return _listed(statement.principal, subject)
+        return _listed(statement.principal, subject, deny=statement.effect == "Deny")
     if statement.not_principal is not None:
         # Everyone but those listed; listing the account excludes all of it.
         return None if _listed(statement.not_principal, subject) else "direct"

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Final
 
 from keycask.auth.credentials import Principal
+from keycask.auth.identity_providers import WebIdentity
 from keycask.auth.sessions import SessionClaims
 from keycask.keys.model import Key
 from keycask.policy.conditions import ContextInput, RequestContext
@@ -69,6 +70,9 @@ class Call:
     caller: Caller | None = None
     # Who called when it is not a principal (the operator token).
     principal_name: str | None = None
+    # A verified web identity (AssumeRoleWithWebIdentity's caller, which does
+    # not sign): set by the door's authentication, read by the handler.
+    web_identity: WebIdentity | None = None
     key_arn: str | None = None
     encryption_context: Mapping[str, str] | None = None
     decision: str = "none"

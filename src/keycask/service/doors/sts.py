@@ -58,7 +58,7 @@ from keycask.errors import (
 )
 from keycask.ports import Write
 from keycask.service.core.call import Call
-from keycask.service.core.handlers.sts import OPERATIONS, Sts
+from keycask.service.core.handlers.sts import OPERATIONS, Sts, authenticate_web_identity
 from keycask.service.door import Action
 from keycask.service.doors.signed import SignedCallers
 
@@ -194,6 +194,7 @@ class StsDoor:
         self._wire = wire
         self._signed = signed
         self._commit = commit
+        self._services = services
         self._version = wire.api_version
         self._model_operations = wire.operation_names()
         self._unsigned = wire.unsigned_operations()
@@ -228,6 +229,17 @@ class StsDoor:
         fields = self._fields(request)
         call.operation = self._named(fields)
         if call.operation in self._unsigned:
+            # The token is the caller's authentication: verified here, before
+            # the write lock the issuance runs under, so a garbage token (or
+            # the JWKS refresh an unknown key id provokes) never holds a lock
+            # that every other write waits for.
+            if call.operation == "AssumeRoleWithWebIdentity":
+                await authenticate_web_identity(
+                    self._services,
+                    call,
+                    token=fields.get("WebIdentityToken", ""),
+                    role_arn=fields.get("RoleArn", ""),
+                )
             return
         try:
             await self._signed.authenticate(

@@ -22,6 +22,7 @@ every call).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from keycask.auth.sessions import MAX_TOKEN_CHARS, Issued, NewSession, SessionCl
 from keycask.config import partition
 from keycask.errors import (
     AccessDeniedException,
+    InvalidIdentityTokenException,
     MalformedPolicyDocumentException,
     ValidationException,
 )
@@ -100,18 +102,21 @@ async def assume_role(sts: Sts, call: Call, req: AssumeRoleRequest) -> Outcome:
     session = caller.session
     tags, transitive = _session_tags(req.tags, req.transitive_tag_keys, session)
     source_identity = _source_identity(req.source_identity, session)
+    # What the new session carries, inherited from a calling session
+    # included: the next role's trust policy decides on all of it (AWS asks
+    # sts:TagSession and sts:SetSourceIdentity of a chained session too).
     parameters: dict[str, ContextInput] = {
         "sts:RoleSessionName": req.role_session_name,
-        **_tag_keys(req.tags, req.transitive_tag_keys),
+        **_tag_keys(tags, transitive),
     }
     if req.external_id is not None:
         parameters["sts:ExternalId"] = req.external_id
-    if req.source_identity is not None:
-        parameters["sts:SourceIdentity"] = req.source_identity
+    if source_identity is not None:
+        parameters["sts:SourceIdentity"] = source_identity
     actions = ["sts:AssumeRole"]
-    if req.tags or req.transitive_tag_keys:
+    if tags or transitive:
         actions.append("sts:TagSession")
-    if req.source_identity is not None:
+    if source_identity is not None:
         actions.append("sts:SetSourceIdentity")
     _authorize(
         call,
@@ -148,17 +153,31 @@ async def assume_role(sts: Sts, call: Call, req: AssumeRoleRequest) -> Outcome:
 # -- AssumeRoleWithWebIdentity --
 
 
+async def authenticate_web_identity(sts: Sts, call: Call, *, token: str, role_arn: str) -> None:
+    """Who an AssumeRoleWithWebIdentity comes from: its token, verified
+    against the provider of its issuer in the role's account. Called by the
+    door as authentication, outside the write lock; the handler reads the
+    result. A request lacking the token or the role is left to the decoder,
+    which refuses it."""
+    if not token or not role_arn:
+        return
+    account, _ = _role_name(role_arn)
+    identity = await sts.providers.verify(token, account=account, now=call.time.timestamp())
+    _check_claims(identity)
+    # The audit record's principal: the provider and the token's subject, as
+    # CloudTrail names a WebIdentityUser.
+    call.principal_name = f"{identity.provider.arn}:{identity.subject}"
+    call.web_identity = identity
+
+
 async def assume_role_with_web_identity(
     sts: Sts, call: Call, req: AssumeRoleWithWebIdentityRequest
 ) -> Outcome:
+    identity = call.web_identity
+    if identity is None:  # the door authenticates every such request first
+        raise InvalidIdentityTokenException("The request carries no verified web identity token.")
     account, name = _role_name(req.role_arn)
-    identity = await sts.providers.verify(
-        req.web_identity_token, account=account, now=call.time.timestamp()
-    )
     provider = identity.provider
-    # The audit record's principal: the provider and the token's subject, as
-    # CloudTrail names a WebIdentityUser.
-    call.principal_name = f"{provider.arn}:{identity.subject}"
     role = await _role(sts, account, name)
     subject = Subject(provider.arn, provider.account, False, federated=True)
     parameters: dict[str, ContextInput] = {
@@ -385,6 +404,31 @@ def _tag_keys(
     if transitive:
         keys["sts:TransitiveTagKeys"] = transitive
     return keys
+
+
+# XML 1.0's Char production: what an answer (and the audit log's JSON, kept
+# printable) can carry of a token's subject and audience.
+_XML_UNSAFE = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _check_claims(identity: WebIdentity) -> None:
+    """Claims a condition or an answer could misread are refused. Two claims
+    whose names differ only in case would be one condition key with two
+    values (``RequestContext`` merges case variants, and a trust policy's
+    ``StringEquals`` on ``<provider>:sub`` could then match the other one);
+    a subject or audience with characters XML cannot carry would fail the
+    answer after the session was issued."""
+    seen: set[str] = set()
+    for claim in identity.claims:
+        folded = claim.lower()
+        if folded in seen:
+            raise InvalidIdentityTokenException(
+                "The token has two claims whose names differ only in letter case."
+            )
+        seen.add(folded)
+    for what, value in (("sub", identity.subject), ("aud", identity.audience)):
+        if _XML_UNSAFE.search(value):
+            raise InvalidIdentityTokenException(f"The token's {what} has control characters.")
 
 
 def _claim_keys(identity: WebIdentity) -> dict[str, ContextInput]:
