@@ -672,3 +672,38 @@ def test_a_chained_session_brings_its_tags_before_the_next_trust_policy(
         lambda: as_session(tagged).assume_role(RoleArn=second_arn, RoleSessionName="next")
     )
     assert code == "AccessDenied" and "sts:TagSession" in message
+
+
+def test_a_trust_policy_keeps_naming_the_principal_it_named(setup: Setup, tmp_path: Path) -> None:
+    """alice is named, deleted, and someone else is created as alice: the
+    newcomer is not who the trust policy trusted, as with key policies."""
+    server = setup.server
+    suffix = uuid.uuid4().hex[:8]
+    alice = f"alice-{suffix}"
+
+    def create_user() -> tuple[str, str]:
+        created = json.loads(server.cli("principals", "create", alice, "--json").stdout)
+        return created["AccessKeyId"], created["SecretAccessKey"]
+
+    first = create_user()
+    trust = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": "sts:AssumeRole",
+        "Principal": {"AWS": f"arn:aws:iam::{setup.account}:user/{alice}"}}]}  # fmt: skip
+    server.cli(
+        "principals", "create", f"vault-{suffix}", "--role",
+        "--trust-policy", _policy_file(tmp_path, "trust.json", trust),
+    )  # fmt: skip
+    role_arn = f"arn:aws:iam::{setup.account}:role/vault-{suffix}"
+    _sts_as(setup, first).assume_role(RoleArn=role_arn, RoleSessionName="ok")
+    server.cli("principals", "delete", alice)
+    impostor = create_user()
+    code, _ = _error(
+        lambda: _sts_as(setup, impostor).assume_role(RoleArn=role_arn, RoleSessionName="no")
+    )
+    assert code == "AccessDenied"
+    # Putting the trust policy again names the principal that exists now.
+    server.cli(
+        "principals", "update-role", f"vault-{suffix}",
+        "--trust-policy", _policy_file(tmp_path, "trust.json", trust),
+    )  # fmt: skip
+    _sts_as(setup, impostor).assume_role(RoleArn=role_arn, RoleSessionName="ok")

@@ -137,6 +137,10 @@ class Principal:
     # session it grants, in seconds (IAM's MaxSessionDuration).
     trust_policy: str = ""
     max_session_duration: int = DEFAULT_MAX_SESSION_DURATION
+    # (ARN, unique id) of each user or role the trust policy named that
+    # existed when it was put: it keeps naming that principal only, as a key
+    # policy does (a principal re-created under the name is another).
+    trust_principals: tuple[tuple[str, str], ...] = ()
 
     @property
     def arn(self) -> str:
@@ -164,7 +168,15 @@ class Principal:
             unique_id,
             str(doc.get("trust_policy", "")),
             max_session if isinstance(max_session, int) else DEFAULT_MAX_SESSION_DURATION,
+            _pairs(doc.get("trust_principals")),
         )
+
+
+def _pairs(value: object) -> tuple[tuple[str, str], ...]:
+    """A stored list of [ARN, unique id] pairs."""
+    if not isinstance(value, list):
+        return ()
+    return tuple((str(pair[0]), str(pair[1])) for pair in value if isinstance(pair, list))
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,6 +439,7 @@ class CredentialStore:
         name: str,
         *,
         trust_policy: str,
+        trust_principals: tuple[tuple[str, str], ...] = (),
         max_session_duration: int = DEFAULT_MAX_SESSION_DURATION,
         tags: Mapping[str, str] | None = None,
     ) -> tuple[Principal, list[Write]]:
@@ -447,6 +460,7 @@ class CredentialStore:
             new_unique_id("role"),
             trust_policy,
             max_session_duration,
+            trust_principals,
         )
         stored = StoredPrincipal(principal, 0, datetime.now(UTC).timestamp(), ())
         return principal, [self._put_principal(stored, expect=0)]
@@ -458,6 +472,7 @@ class CredentialStore:
         tags: Iterable[tuple[str, str]] | None = None,
         policies: Iterable[tuple[str, str]] | None = None,
         trust_policy: str | None = None,
+        trust_principals: tuple[tuple[str, str], ...] = (),
         max_session_duration: int | None = None,
     ) -> list[Write]:
         """The principal with new tags, identity policies (all of them), trust
@@ -468,7 +483,9 @@ class CredentialStore:
         if policies is not None:
             principal = replace(principal, policies=tuple(sorted(policies)))
         if trust_policy is not None:
-            principal = replace(principal, trust_policy=trust_policy)
+            principal = replace(
+                principal, trust_policy=trust_policy, trust_principals=trust_principals
+            )
         if max_session_duration is not None:
             check_max_session_duration(max_session_duration)
             principal = replace(principal, max_session_duration=max_session_duration)
@@ -577,6 +594,7 @@ class CredentialStore:
         if p.trust_policy:
             doc["trust_policy"] = p.trust_policy
             doc["max_session_duration"] = p.max_session_duration
+            doc["trust_principals"] = [list(pair) for pair in p.trust_principals]
         return self._barrier.put(
             _principal_path(p.account, p.name), orjson.dumps(doc), expect=expect
         )

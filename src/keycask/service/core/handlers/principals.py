@@ -48,6 +48,8 @@ from keycask.errors import (
 )
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
+from keycask.policy.model import Policy
+from keycask.service.core.authz import principal_arns
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.principal_requests import (
     AccessKeyRequest,
@@ -195,11 +197,12 @@ async def create_principal(
     arn = _arn(account, req.kind, req.name)
     await _allow(call, "CreatePrincipal", account, arn, changes_admin=req.admin)
     if req.trust_policy is not None:
-        parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
+        trust = parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
         principal, writes = await store.stage_create_role(
             account,
             req.name,
             trust_policy=req.trust_policy,
+            trust_principals=await _named_now(store, trust),
             max_session_duration=req.max_session_duration or DEFAULT_MAX_SESSION_DURATION,
             tags=dict(req.tags),
         )
@@ -327,14 +330,27 @@ async def delete_principal_policy(
 # -- roles --
 
 
+async def _named_now(store: CredentialStore, trust: Policy) -> tuple[tuple[str, str], ...]:
+    """(ARN, unique id) of each user or role the trust policy names that
+    exists now: recorded with it, as a key policy's are."""
+    found = []
+    for arn in principal_arns(trust):
+        unique_id = await store.unique_id(arn)
+        if unique_id is not None:
+            found.append((arn, unique_id))
+    return tuple(sorted(found))
+
+
 async def update_role(store: CredentialStore, call: Call, req: UpdateRoleRequest) -> Outcome:
     stored = await _principal(store, call, req.name, req.account, "UpdateRole", changes=True)
     if stored.principal.kind != "role":
         raise ValidationException(
             f"{stored.principal.arn} is a user; only a role has a trust policy."
         )
+    named: tuple[tuple[str, str], ...] = ()
     if req.trust_policy is not None:
-        parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
+        trust = parse_policy(req.trust_policy, kind="trust")  # MalformedPolicyDocumentException
+        named = await _named_now(store, trust)
     elif not stored.principal.trust_policy:
         raise ValidationException(
             f"{stored.principal.arn} has no trust policy; give one (TrustPolicy) first."
@@ -351,7 +367,10 @@ async def update_role(store: CredentialStore, call: Call, req: UpdateRoleRequest
         raise ValidationException("Give TrustPolicy, MaxSessionDuration or both.")
     call.detail = f"{' and '.join(changed)} of {stored.principal.arn} updated"
     writes = store.stage_principal(
-        stored, trust_policy=req.trust_policy, max_session_duration=req.max_session_duration
+        stored,
+        trust_policy=req.trust_policy,
+        trust_principals=named,
+        max_session_duration=req.max_session_duration,
     )
     return Outcome(None, writes)
 

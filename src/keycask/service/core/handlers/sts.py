@@ -44,6 +44,7 @@ from keycask.policy.document import parse_policy
 from keycask.policy.evaluate import Decision, Request, Subject, decide
 from keycask.policy.model import Policy
 from keycask.policy.request_context import Transport, condition_keys
+from keycask.service.core.authz import bind_policy
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.sts_requests import (
     AssumeRoleRequest,
@@ -320,9 +321,11 @@ def _trust_policy(role: Principal | None) -> Policy | None:
     if role is None:
         return None
     try:
-        return parse_policy(role.trust_policy, kind="trust")
+        policy = parse_policy(role.trust_policy, kind="trust")
     except MalformedPolicyDocumentException:
         return None  # stored before a stricter parser: it never allows
+    # Names tied to the principals they named when the policy was put.
+    return bind_policy(policy, dict(role.trust_principals))
 
 
 def _shown(call: Call, subject: Subject) -> str:
