@@ -108,7 +108,7 @@ def test_identity_providers_cli(fresh_server: Any, tmp_path: Path) -> None:
         "CreateIdentityProvider", "create", "--issuer", "https://gone.example.org",
         "--audience", "a", "--jwks", closed, ok=False,
     )  # fmt: skip
-    assert "IDPCommunicationError" in failed and "could not be reached" in failed
+    assert "IDPCommunicationError" in failed and "could not be fetched" in failed
 
     listed = cli.json("ListIdentityProviders", "list")
     assert {p["Arn"]: p["Audiences"] for p in listed} == {

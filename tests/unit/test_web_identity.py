@@ -393,7 +393,11 @@ async def _refused_at(
         await store.verify(token, account=store_account, now=now)
 
 
-async def test_jwks_url_problems(barrier: Barrier) -> None:
+async def test_jwks_url_problems(barrier: Barrier, caplog: pytest.LogCaptureFixture) -> None:
+    """Every failed fetch is one message to the caller (which step failed
+    would map the operator's network); the server log says which."""
+    caplog.set_level("WARNING", logger="keycask")
+    generic = "The JWKS URL could not be fetched."
     signer = Signer("EdDSA")
     with jwks_server(jwks(signer)) as idp:
         # Plain http only to a loopback host, and only where allowed (--dev).
@@ -406,23 +410,27 @@ async def test_jwks_url_problems(barrier: Barrier) -> None:
         idp.status = 404
         with pytest.raises(IDPCommunicationErrorException) as failed:
             await _register(barrier, jwks_url=idp.url)
-        assert "HTTP 404" in failed.value.message
+        assert failed.value.message == generic
+        assert "HTTP 404" in caplog.text and idp.url.split("/jwks")[0] in caplog.text
         # A redirect is not followed, even to the same server.
         idp.status, idp.location = 302, idp.url + "?moved"
         with pytest.raises(IDPCommunicationErrorException) as redirected:
             await _register(barrier, jwks_url=idp.url)
-        assert "redirect" in redirected.value.message and idp.fetches == 2
+        assert redirected.value.message == generic and idp.fetches == 2
+        assert "HTTP 302" in caplog.text
         idp.location = None
         idp.status, idp.body = 200, "not a jwks"
         with pytest.raises(ValidationException):
             await _register(barrier, jwks_url=idp.url)
         idp.body = "x" * (kjwt.MAX_JWKS_BYTES + 10)
-        with pytest.raises(IDPCommunicationErrorException):
+        with pytest.raises(IDPCommunicationErrorException) as large:
             await _register(barrier, jwks_url=idp.url)
+        assert large.value.message == generic and "more than 65536 bytes" in caplog.text
         closed = idp.url
     with pytest.raises(IDPCommunicationErrorException) as unreachable:
         await _register(barrier, jwks_url=closed)
-    assert "could not be reached" in unreachable.value.message
+    assert unreachable.value.message == generic
+    assert "ConnectionRefusedError" in caplog.text
     store = IdentityProviders(barrier)
     assert await store.list_providers(ACCOUNT) == []  # nothing was registered
 

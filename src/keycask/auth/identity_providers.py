@@ -40,7 +40,12 @@ from typing import Any
 import orjson
 
 from keycask.auth.credentials import check_account
-from keycask.auth.jwks_fetch import JwksUnavailable, check_jwks_url, fetch_jwks
+from keycask.auth.jwks_fetch import (
+    JwksAddressRefused,
+    JwksUnavailable,
+    check_jwks_url,
+    fetch_jwks,
+)
 from keycask.barrier import Barrier
 from keycask.config import partition
 from keycask.crypto import jwt
@@ -234,7 +239,8 @@ class IdentityProviders:
         now: float | None = None,
     ) -> tuple[IdentityProvider, list[Write]]:
         """A new provider; with ``jwks_url`` its JWKS is fetched now (and
-        IDPCommunicationErrorException if it cannot be). Checks that the
+        IDPCommunicationErrorException if it cannot be; ValidationException
+        if its host resolves to an address not fetched from). Checks that the
         name is free: call it where no other writer can take it meanwhile."""
         check_account(account)
         name = check_url(url)
@@ -258,9 +264,14 @@ class IdentityProviders:
             )
         if jwks_url is not None:
             try:
-                body = await fetch_jwks(jwks_url)
-            except JwksUnavailable as error:
-                raise IDPCommunicationErrorException(f"{error}.") from None
+                body = await fetch_jwks(jwks_url, loopback=self._loopback_http)
+            except JwksAddressRefused:
+                raise ValidationException(
+                    "JwksUrl: the host must resolve to publicly routable addresses only."
+                ) from None
+            except JwksUnavailable:
+                # One message whatever failed (jwks_fetch logs which step).
+                raise IDPCommunicationErrorException("The JWKS URL could not be fetched.") from None
             try:
                 jwks = body.decode("utf-8")
             except UnicodeDecodeError:
@@ -302,7 +313,9 @@ class IdentityProviders:
         # fetch nothing more until the interval has passed.
         self._fetched.put(key, (now, None if last is None else last[1]))
         try:
-            body = await fetch_jwks(provider.jwks_url)
+            # An address refused now (the host's DNS changed since
+            # registration) is a failed fetch like any other.
+            body = await fetch_jwks(provider.jwks_url, loopback=self._loopback_http)
             text = body.decode("utf-8")
             jwks = self._jwks(text)
         except (JwksUnavailable, UnicodeDecodeError, jwt.MalformedJwks) as error:
