@@ -2,12 +2,14 @@
 of pipeline_bench.py's), step by step, in a hot loop without HTTP (the
 "before/after" table of docs/performance.md).
 
-    python benchmarks/steps.py [--operation Decrypt]
+    python benchmarks/steps.py [--operation Decrypt] [--general]
 
 A benchmark may look inside: it calls the pipeline's steps (freshness, door,
 action, handler, usage) in the order ``Pipeline.handle`` does, so the KMS
-door's flat path (``KmsDoor.flat``) is timed as the server runs it. Only the
-await of the audit log's group commit is left out (audit_chain_bench.py).
+door's flat path (``KmsDoor.flat``) is timed as the server runs it
+(``--general`` switches it off, to time the codec's general decoder and
+encoder instead). Only the await of the audit log's group commit is left out
+(audit_chain_bench.py).
 
 Each step's time is the lowest of ROUNDS rounds' means: on a machine shared
 with other work, a round that was preempted says nothing about the code.
@@ -33,7 +35,7 @@ from pipeline_bench import OPERATIONS, _parse, body_for, setup
 ROUNDS, N = 10, 500
 
 
-async def main(operation: str) -> None:
+async def main(operation: str, general: bool) -> None:
     bench = await setup()
     runtime, p = bench.runtime, bench.pipeline
     request = _parse(sign(bench.endpoint, operation, await body_for(bench, operation)))
@@ -45,7 +47,7 @@ async def main(operation: str) -> None:
 
     for _ in range(ROUNDS):
         spent.clear()
-        await steps(p, request, took)
+        await steps(p, request, took, general)
         for name, seconds in spent.items():
             best[name] = min(best.get(name, seconds), seconds)
     for name, seconds in best.items():
@@ -54,7 +56,9 @@ async def main(operation: str) -> None:
     await runtime.close()
 
 
-async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], None]) -> None:
+async def steps(
+    p: Pipeline, request: HttpRequest, took: Callable[[str, float], None], general: bool = False
+) -> None:
     for _ in range(N):
         t = time.perf_counter()
         call = p._new_call("127.0.0.1")
@@ -66,6 +70,8 @@ async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], 
         door = p.doors.match(call, request)
         call.door = door.name
         took("routing", t)
+        if general:
+            door.flat = False  # KmsDoor's switch, as test_flat_path.py uses it
         t = time.perf_counter()
         await door.authenticate(call, request)
         took("authenticate", t)
@@ -77,7 +83,7 @@ async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], 
         outcome = await action.run(call, typed)
         took("handler", t)
         t = time.perf_counter()
-        body = door.encode(action, outcome.result)
+        body = door.encode(action, outcome.result, call.request_id)
         took("encode", t)
         t = time.perf_counter()
         p._record(call, None)  # encoded straight to bytes
@@ -91,4 +97,8 @@ async def steps(p: Pipeline, request: HttpRequest, took: Callable[[str, float], 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--operation", choices=OPERATIONS, default="Encrypt")
-    uvloop.run(main(parser.parse_args().operation))
+    parser.add_argument(
+        "--general", action="store_true", help="time the general path, not the flat one"
+    )
+    args = parser.parse_args()
+    uvloop.run(main(args.operation, args.general))

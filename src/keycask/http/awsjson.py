@@ -1,13 +1,14 @@
 """The AWS JSON 1.1 codec, driven by botocore's KMS model.
 
-Why one module of ~950 lines: the codec is compiled from botocore's model in
-one pass, and each shape kind's decoder and encoder closures, their flat
+Why one module of ~800 lines: the codec is compiled from botocore's model in
+one pass, and each shape kind's JSON decoder and encoder closures, their flat
 twins (the hot operations' flat path, which must accept exactly what the
-general decoder accepts), their constraint checks and AWS's message wording
-must agree with each other; split apart, a constraint and its message, or a
-decoder and its flat twin, could drift. The service-specific bounds
-(``SERVICE_LIMITS``) are the one table that lives beside it for the same
-reason.
+general decoder accepts) and their JSON-specific checks must agree with each
+other; split apart, a decoder and its flat twin could drift. The
+service-specific bounds (``SERVICE_LIMITS``) are the one table that lives
+beside it for the same reason. What the Query codec shares with it (the
+memoized per-shape compiler, member tables, the string constraints and AWS's
+validation wording) is in ``awsshapes.py``; what stays here is the JSON wire.
 
 The model is walked once, at load: every shape becomes one decoder closure and
 one encoder closure with its constraints baked in, so a request costs one JSON
@@ -20,7 +21,7 @@ Messages follow AWS's wording ("1 validation error detected: Value 'x' at
 number as AWS does, except for members whose shape the model marks
 ``sensitive`` (Plaintext, key store passwords, XKS credentials): those are
 never repeated, nor are blobs, lists or maps. A quoted value is cut at
-``_MAX_VALUE_SHOWN`` characters.
+``awsshapes.MAX_VALUE_SHOWN`` characters.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, cast
@@ -37,6 +37,22 @@ import orjson
 import pybase64
 
 from keycask.errors import SerializationException, UnknownOperationException, ValidationException
+from keycask.http.awsshapes import (
+    INTEGER_RANGES,
+    UNBOUNDED,
+    ShapeCompiler,
+    bounds,
+    member_table,
+    missing_member,
+    range_violation,
+    required_members,
+    shown_name,
+    size_violation,
+    snake_case,
+    summarize,
+    violation,
+    wire_name,
+)
 
 __all__ = ["Codec", "FlatDecoder", "FlatEncoder", "encode_error", "snake_case"]
 
@@ -54,21 +70,8 @@ FlatEncoder = Callable[[Any], bytes]
 _Check = Callable[[Any], Any]
 _REFUSED: Final = object()
 
-_WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _MILLISECOND: Final = timedelta(milliseconds=1)
-_UNBOUNDED: Final = sys.maxsize
-_INTEGER_RANGES: Final = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
-# A message listing thousands of violations is an amplification vector; the
-# count stays exact, the listing stops here.
-_MAX_LISTED_VIOLATIONS: Final = 25
-_MAX_NAME_SHOWN: Final = 64
-_MAX_VALUE_SHOWN: Final = 1024
-
-
-def snake_case(name: str) -> str:
-    """``AWSAccountId`` -> ``aws_account_id``: the Python name of an AWS member."""
-    return _WORD_BOUNDARY.sub("_", name).lower()
 
 
 def encode_error(code: str, message: str) -> bytes:
@@ -126,7 +129,7 @@ class Codec:
         violations: list[str] = []
         request = decoder(document, "", violations)
         if violations:
-            raise ValidationException(_summarize(violations))
+            raise ValidationException(summarize(violations))
         result: dict[str, Any] = request
         return result
 
@@ -174,7 +177,7 @@ class Codec:
             check = self._compiler.flat_check(member_spec["shape"])
             if check is None:
                 return None
-            members[_json_name(member, member_spec)] = (snake, check)
+            members[wire_name(member, member_spec)] = (snake, check)
         needed = required | {snake_case(member) for member in shape.get("required", ())}
         if not needed <= {snake for snake, _ in members.values()}:
             return None
@@ -203,7 +206,7 @@ class Codec:
                     return None
                 continue
             if snake in held:
-                plan.append((snake, _json_name(member, spec), kind))
+                plan.append((snake, wire_name(member, spec), kind))
         # Fields the model has no member for must be None (encode refuses
         # them otherwise): GenerateDataKeyWithoutPlaintext's plaintext.
         extra = tuple(held - {snake for snake, _, _ in plan})
@@ -321,27 +324,13 @@ def _json_problem(exc: orjson.JSONDecodeError) -> str:
     return f"Request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
 
 
-def _summarize(violations: list[str]) -> str:
-    count = len(violations)
-    listed = "; ".join(violations[:_MAX_LISTED_VIOLATIONS])
-    if count > _MAX_LISTED_VIOLATIONS:
-        listed += f"; and {count - _MAX_LISTED_VIOLATIONS} more"
-    plural = "" if count == 1 else "s"
-    return f"{count} validation error{plural} detected: {listed}"
-
-
-def _shown(name: str) -> str:
-    # Names come from the caller; keep an absurdly long one from filling the answer.
-    return name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + "..."
-
-
 def _unknown_operation(operation: str) -> str:
-    return f"Operation '{_shown(operation)}' is not supported"
+    return f"Operation '{shown_name(operation)}' is not supported"
 
 
 def _unknown_member(key: str, path: str) -> str:
     where = f"'{path}'" if path else "input"
-    return f"Unknown parameter '{_shown(key)}' in {where}"
+    return f"Unknown parameter '{shown_name(key)}' in {where}"
 
 
 def _json_kind(value: object) -> str:
@@ -363,33 +352,6 @@ def _json_kind(value: object) -> str:
 def _wrong_type(path: str, expected: str, value: object) -> SerializationException:
     where = f"Value at '{path}'" if path else "Request body"
     return SerializationException(f"{where} must be {expected}, got {_json_kind(value)}")
-
-
-def _missing(path: str) -> str:
-    return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
-
-
-def _violation(path: str, rule: str, value: str | None = None) -> str:
-    """AWS's wording; ``value`` is quoted when given (never for a sensitive
-    member: the caller passes None)."""
-    if value is None:
-        return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
-    if len(value) > _MAX_VALUE_SHOWN:
-        value = value[:_MAX_VALUE_SHOWN] + "..."
-    return f"Value '{value}' at '{path}' failed to satisfy constraint: Member must {rule}"
-
-
-def _size_violation(
-    path: str, size: int, low: int, high: int, noun: str, *, value: str | None = None
-) -> str:
-    if size < low:
-        return _violation(path, f"have {noun} greater than or equal to {low}", value)
-    return _violation(path, f"have {noun} less than or equal to {high}", value)
-
-
-def _member_path(name: str) -> str:
-    # AWS names members in messages with a lower-case first letter ("keyId").
-    return name[:1].lower() + name[1:]
 
 
 def _compile_pattern(pattern: str) -> re.Pattern[str]:
@@ -430,7 +392,7 @@ def _flat_boolean(value: Any) -> Any:
 
 
 def _flat_blob(shape: Mapping[str, Any]) -> _Check:
-    low, high = _bounds(shape)
+    low, high = bounds(shape)
     b64decode = pybase64.b64decode
 
     def check(value: Any) -> Any:
@@ -446,7 +408,7 @@ def _flat_blob(shape: Mapping[str, Any]) -> _Check:
 
 
 def _flat_integer(kind: str, shape: Mapping[str, Any]) -> _Check:
-    smallest, largest = _INTEGER_RANGES[kind]
+    smallest, largest = INTEGER_RANGES[kind]
     low = max(int(shape.get("min", smallest)), smallest)
     high = min(int(shape.get("max", largest)), largest)
 
@@ -457,7 +419,7 @@ def _flat_integer(kind: str, shape: Mapping[str, Any]) -> _Check:
 
 
 def _flat_list(member: _Check, shape: Mapping[str, Any]) -> _Check:
-    low, high = _bounds(shape)
+    low, high = bounds(shape)
 
     def check(value: Any) -> Any:
         if type(value) is not list or not low <= len(value) <= high:
@@ -469,7 +431,7 @@ def _flat_list(member: _Check, shape: Mapping[str, Any]) -> _Check:
 
 
 def _flat_plain_map(shape: Mapping[str, Any]) -> _Check:
-    low, high = _bounds(shape)
+    low, high = bounds(shape)
 
     def check(value: Any) -> Any:
         if type(value) is not dict or not low <= len(value) <= high:
@@ -549,31 +511,25 @@ def _encode_map(key: Encoder, member: Encoder) -> Encoder:
     return encode
 
 
-class _Compiler:
-    """Turns model shapes into closures, each shape once."""
+_LEAF_ENCODERS: Final[Mapping[str, Encoder]] = {
+    "string": _encode_string,
+    "integer": _encode_integer,
+    "long": _encode_integer,
+    "float": _encode_float,
+    "double": _encode_float,
+    "boolean": _encode_boolean,
+    "blob": _encode_blob,
+    "timestamp": _encode_timestamp,
+}
+
+
+class _Compiler(ShapeCompiler[Decoder, Encoder]):
+    """Turns model shapes into JSON decoders and encoders, each shape once."""
 
     def __init__(self, shapes: Mapping[str, Any]) -> None:
-        self._shapes = shapes
-        self._patterns: dict[str, re.Pattern[str]] = {}
-        self._decoders: dict[str, Decoder] = {}
-        self._encoders: dict[str, Encoder] = {}
-        self._building: set[tuple[str, str]] = set()
+        super().__init__(shapes, _compile_pattern)
 
-    def compile_all_patterns(self) -> None:
-        # Every pattern, used or not, so a model we cannot enforce fails at start.
-        for shape in self._shapes.values():
-            if "pattern" in shape:
-                self._pattern(shape["pattern"])
-
-    def _pattern(self, pattern: str) -> re.Pattern[str]:
-        compiled = self._patterns.get(pattern)
-        if compiled is None:
-            compiled = self._patterns[pattern] = _compile_pattern(pattern)
-        return compiled
-
-    def shape(self, name: str) -> Mapping[str, Any]:
-        shape: Mapping[str, Any] = self._shapes[name]
-        return shape
+    leaf_encoders = _LEAF_ENCODERS
 
     def flat_check(self, name: str) -> _Check | None:
         """The flat twin of ``decoder(name)``: the decoded value where that
@@ -587,7 +543,7 @@ class _Compiler:
             return _flat_blob(shape)
         if kind == "boolean":
             return _flat_boolean
-        if kind in _INTEGER_RANGES:
+        if kind in INTEGER_RANGES:
             return _flat_integer(kind, shape)
         if kind == "list":
             member = self.flat_check(shape["member"]["shape"])
@@ -601,9 +557,9 @@ class _Compiler:
         return None
 
     def _flat_string(self, shape: Mapping[str, Any]) -> _Check:
-        low, high = _bounds(shape)
+        low, high = bounds(shape)
         allowed = frozenset(shape["enum"]) if "enum" in shape else None
-        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
+        pattern = self.pattern(shape["pattern"]) if "pattern" in shape else None
 
         def check(value: Any) -> Any:
             if type(value) is not str or not low <= len(value) <= high:
@@ -616,65 +572,11 @@ class _Compiler:
 
         return check
 
-    def operation_decoder(self, input_ref: Mapping[str, Any] | None) -> Decoder:
-        if input_ref is None:
-            return self._structure_decoder({"members": {}})
-        return self.decoder(input_ref["shape"])
-
     # -- decoders --
 
-    def decoder(self, name: str) -> Decoder:
-        found = self._decoders.get(name)
-        if found is not None:
-            return found
-        if ("decode", name) in self._building:
-            # A recursive shape: resolve when called, by which time it exists.
-            def deferred(value: Any, path: str, violations: list[str]) -> Any:
-                return self._decoders[name](value, path, violations)
-
-            return deferred
-        self._building.add(("decode", name))
-        built = self._build_decoder(name, self._shapes[name])
-        self._building.discard(("decode", name))
-        self._decoders[name] = built
-        return built
-
-    def _build_decoder(self, name: str, shape: Mapping[str, Any]) -> Decoder:
-        kind = shape["type"]
-        if kind == "structure":
-            return self._structure_decoder(shape)
-        if kind == "list":
-            return self._list_decoder(shape)
-        if kind == "map":
-            return self._map_decoder(shape)
-        if kind == "string":
-            return self._string_decoder(shape)
-        if kind == "blob":
-            return _blob_decoder(shape)
-        if kind in _INTEGER_RANGES:
-            return _integer_decoder(kind, shape)
-        if kind in ("float", "double"):
-            return _float_decoder(shape)
-        if kind == "boolean":
-            return _decode_boolean
-        if kind == "timestamp":
-            _require_epoch_seconds(name, shape)
-            return _decode_timestamp
-        raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
-
-    def _structure_decoder(self, shape: Mapping[str, Any]) -> Decoder:
-        members = {
-            _json_name(member, spec): (
-                snake_case(member),
-                _member_path(member),
-                self.decoder(spec["shape"]),
-            )
-            for member, spec in shape["members"].items()
-        }
-        required = tuple(
-            (_json_name(member, shape["members"][member]), _member_path(member))
-            for member in shape.get("required", ())
-        )
+    def structure_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        members = member_table(shape, self.decoder)
+        required = required_members(shape)
 
         # Walks the members the request holds rather than all the model has:
         # requests carry few of them, and this loop is most of the codec's cost.
@@ -692,30 +594,32 @@ class _Compiler:
                     out[snake] = member(item, child, violations)
             for json_name, member_path in required:
                 if value.get(json_name) is None:
-                    violations.append(_missing(f"{path}.{member_path}" if path else member_path))
+                    violations.append(
+                        missing_member(f"{path}.{member_path}" if path else member_path)
+                    )
             return out
 
         return decode
 
-    def _list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+    def list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
         member = self.decoder(shape["member"]["shape"])
-        low, high = _bounds(shape)
+        low, high = bounds(shape)
 
         def decode(value: Any, path: str, violations: list[str]) -> Any:
             if type(value) is not list:
                 raise _wrong_type(path, "an array", value)
             if not low <= len(value) <= high:
-                violations.append(_size_violation(path, len(value), low, high, "length"))
+                violations.append(size_violation(path, len(value), low, high, "length"))
             return [
                 member(item, f"{path}.{i}.member", violations) for i, item in enumerate(value, 1)
             ]
 
         return decode
 
-    def _map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+    def map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
         key = self.decoder(shape["key"]["shape"])
         member = self.decoder(shape["value"]["shape"])
-        low, high = _bounds(shape)
+        low, high = bounds(shape)
         # JSON object keys are always strings, so a map of unconstrained strings
         # (the encryption context) needs only its values' types checked.
         plain = key is _decode_plain_string and member is _decode_plain_string
@@ -724,7 +628,7 @@ class _Compiler:
             if type(value) is not dict:
                 raise _wrong_type(path, "a JSON object", value)
             if not low <= len(value) <= high:
-                violations.append(_size_violation(path, len(value), low, high, "length"))
+                violations.append(size_violation(path, len(value), low, high, "length"))
             if plain:
                 for item in value.values():
                     if type(item) is not str:
@@ -739,71 +643,46 @@ class _Compiler:
 
         return decode
 
-    def _string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
-        low, high = _bounds(shape)
-        allowed = frozenset(shape["enum"]) if "enum" in shape else None
-        enum_rule = f"satisfy enum value set: [{', '.join(shape.get('enum', ()))}]"
-        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
-        pattern_rule = f"satisfy regular expression pattern: {shape.get('pattern')}"
-        sensitive = bool(shape.get("sensitive"))
-        if low == 0 and high == _UNBOUNDED and allowed is None and pattern is None:
+    def string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        low, high = bounds(shape)
+        if low == 0 and high == UNBOUNDED and "enum" not in shape and "pattern" not in shape:
             return _decode_plain_string
+        # The shared closure is this decoder as it was: no call is added.
+        return self.string_check(shape, _wrong_type)
 
-        def decode(value: Any, path: str, violations: list[str]) -> Any:
-            if type(value) is not str:
-                raise _wrong_type(path, "a string", value)
-            size = len(value)
-            shown = None if sensitive else value
-            if not low <= size <= high:
-                violations.append(_size_violation(path, size, low, high, "length", value=shown))
-            if allowed is not None and value not in allowed:
-                violations.append(_violation(path, enum_rule, shown))
-            # An over-long value is not matched at all: its length is already an
-            # error and a pattern should never get the chance to backtrack on it.
-            if pattern is not None and size <= high and pattern.fullmatch(value) is None:
-                violations.append(_violation(path, pattern_rule, shown))
-            return value
+    def blob_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        return _blob_decoder(shape)
 
-        return decode
+    def integer_decoder(self, kind: str, shape: Mapping[str, Any]) -> Decoder:
+        return _integer_decoder(kind, shape)
+
+    def float_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        return _float_decoder(shape)
+
+    def boolean_decoder(self) -> Decoder:
+        return _decode_boolean
+
+    def timestamp_decoder(self) -> Decoder:
+        return _decode_timestamp
+
+    def check_timestamp(self, name: str, shape: Mapping[str, Any]) -> None:
+        form = shape.get("timestampFormat", "unixTimestamp")
+        if form != "unixTimestamp":
+            raise ValueError(f"shape {name!r} uses timestampFormat {form!r}; only epoch seconds")
 
     # -- encoders --
 
-    def encoder(self, name: str) -> Encoder:
-        found = self._encoders.get(name)
-        if found is not None:
-            return found
-        if ("encode", name) in self._building:
+    def list_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+        return _encode_list(self.encoder(shape["member"]["shape"]))
 
-            def deferred_encoder(value: Any) -> Any:
-                return self._encoders[name](value)
+    def map_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+        return _encode_map(
+            self.encoder(shape["key"]["shape"]), self.encoder(shape["value"]["shape"])
+        )
 
-            return deferred_encoder
-        self._building.add(("encode", name))
-        built = self._build_encoder(name, self._shapes[name])
-        self._building.discard(("encode", name))
-        self._encoders[name] = built
-        return built
-
-    def _build_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
-        kind = shape["type"]
-        if kind == "structure":
-            return self._structure_encoder(name, shape)
-        if kind == "list":
-            return _encode_list(self.encoder(shape["member"]["shape"]))
-        if kind == "map":
-            return _encode_map(
-                self.encoder(shape["key"]["shape"]), self.encoder(shape["value"]["shape"])
-            )
-        if kind == "timestamp":
-            _require_epoch_seconds(name, shape)
-        leaf = _LEAF_ENCODERS.get(kind)
-        if leaf is None:
-            raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
-        return leaf
-
-    def _structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+    def structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
         members = tuple(
-            (snake_case(member), _json_name(member, spec), self.encoder(spec["shape"]))
+            (snake_case(member), wire_name(member, spec), self.encoder(spec["shape"]))
             for member, spec in shape["members"].items()
         )
         known = frozenset(snake for snake, _, _ in members)
@@ -871,35 +750,8 @@ def _within(field: str, exc: TypeError) -> _ResultTypeError:
     return _ResultTypeError(field, str(exc))
 
 
-_LEAF_ENCODERS: Final[Mapping[str, Encoder]] = {
-    "string": _encode_string,
-    "integer": _encode_integer,
-    "long": _encode_integer,
-    "float": _encode_float,
-    "double": _encode_float,
-    "boolean": _encode_boolean,
-    "blob": _encode_blob,
-    "timestamp": _encode_timestamp,
-}
-
-
-def _json_name(member: str, spec: Mapping[str, Any]) -> str:
-    name: str = spec.get("locationName", member)
-    return name
-
-
-def _bounds(shape: Mapping[str, Any]) -> tuple[int, int]:
-    return int(shape.get("min", 0)), int(shape.get("max", _UNBOUNDED))
-
-
-def _require_epoch_seconds(name: str, shape: Mapping[str, Any]) -> None:
-    form = shape.get("timestampFormat", "unixTimestamp")
-    if form != "unixTimestamp":
-        raise ValueError(f"shape {name!r} uses timestampFormat {form!r}; only epoch seconds")
-
-
 def _blob_decoder(shape: Mapping[str, Any]) -> Decoder:
-    low, high = _bounds(shape)
+    low, high = bounds(shape)
 
     def decode(value: Any, path: str, violations: list[str]) -> Any:
         if type(value) is not str:
@@ -909,14 +761,14 @@ def _blob_decoder(shape: Mapping[str, Any]) -> Decoder:
         except ValueError:
             raise SerializationException(f"Value at '{path}' is not valid base64") from None
         if not low <= len(raw) <= high:
-            violations.append(_size_violation(path, len(raw), low, high, "length"))
+            violations.append(size_violation(path, len(raw), low, high, "length"))
         return raw
 
     return decode
 
 
 def _integer_decoder(kind: str, shape: Mapping[str, Any]) -> Decoder:
-    smallest, largest = _INTEGER_RANGES[kind]
+    smallest, largest = INTEGER_RANGES[kind]
     low = int(shape.get("min", smallest))
     high = int(shape.get("max", largest))
     width = "32-bit" if kind == "integer" else "64-bit"
@@ -928,10 +780,8 @@ def _integer_decoder(kind: str, shape: Mapping[str, Any]) -> Decoder:
         if not smallest <= value <= largest:
             raise SerializationException(f"Value at '{path}' does not fit a {width} integer")
         shown = None if sensitive else str(value)
-        if value < low:
-            violations.append(_violation(path, f"have value greater than or equal to {low}", shown))
-        elif value > high:
-            violations.append(_violation(path, f"have value less than or equal to {high}", shown))
+        if value < low or value > high:
+            violations.append(range_violation(path, value, low, high, shown))
         return value
 
     return decode
@@ -945,9 +795,9 @@ def _float_decoder(shape: Mapping[str, Any]) -> Decoder:
         if type(value) is not float and type(value) is not int:
             raise _wrong_type(path, "a number", value)
         if value < low:
-            violations.append(_violation(path, f"have value greater than or equal to {low:g}"))
+            violations.append(violation(path, f"have value greater than or equal to {low:g}"))
         elif value > high:
-            violations.append(_violation(path, f"have value less than or equal to {high:g}"))
+            violations.append(violation(path, f"have value less than or equal to {high:g}"))
         return float(value)
 
     return decode

@@ -1,9 +1,12 @@
 """The AWS Query protocol codec, driven by botocore's STS model.
 
-Why one module of ~800 lines: like ``awsjson.py``, the codec is compiled from
+Why one module of ~670 lines: like ``awsjson.py``, the codec is compiled from
 the model in one pass, and the form parser, the shape decoders with their
-constraint checks and AWS's wording, the XML encoders and the model's Java
-patterns must agree with each other; split apart they could drift.
+form-specific checks, the XML encoders and the model's Java patterns must
+agree with each other; split apart they could drift. What it shares with the
+JSON codec (the memoized per-shape compiler, member tables, the string
+constraints and AWS's validation wording) is in ``awsshapes.py``; what stays
+here is the Query wire.
 
 A request is an ``application/x-www-form-urlencoded`` body: ``Action``,
 ``Version`` and the input's members flattened into dotted names
@@ -31,20 +34,32 @@ import binascii
 import dataclasses
 import math
 import re
-import sys
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 from urllib.parse import unquote_plus
 
 from keycask.errors import ValidationException
+from keycask.http.awsshapes import (
+    INTEGER_RANGES,
+    Matcher,
+    ShapeCompiler,
+    bounds,
+    member_table,
+    missing_member,
+    range_violation,
+    required_members,
+    shown_name,
+    size_violation,
+    snake_case,
+    summarize,
+    violation,
+    wire_name,
+)
 
-__all__ = ["QueryCodec"]
+__all__ = ["MAX_FIELDS", "QueryCodec", "compile_pattern", "snake_case"]
 
-_WORD_BOUNDARY: Final = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_UNBOUNDED: Final = sys.maxsize
-_INTEGER_RANGES: Final = {"integer": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
 _INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
 # A '%' must start a two-digit escape; unquote_plus would keep a stray one as
 # it is, and two parsers disagreeing on a body is how requests get smuggled.
@@ -53,9 +68,6 @@ _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # transitive keys, policy ARNs, a handful of scalars): a form of thousands
 # of fields is refused before any tree is built from it.
 MAX_FIELDS: Final = 1000
-_MAX_LISTED_VIOLATIONS: Final = 25
-_MAX_NAME_SHOWN: Final = 64
-_MAX_VALUE_SHOWN: Final = 1024
 # Characters XML 1.0 cannot carry, even as references.
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _RESERVED: Final = frozenset({"Action", "Version"})
@@ -64,15 +76,6 @@ _RESERVED: Final = frozenset({"Action", "Version"})
 # name (for "Unknown parameter" messages) and the list of violations.
 Decoder = Callable[["_Node", str, str, list[str]], Any]
 Encoder = Callable[[Any, list[str]], None]
-
-
-class _Matcher(Protocol):
-    def fullmatch(self, value: str) -> object | None: ...
-
-
-def snake_case(name: str) -> str:
-    """``RoleSessionName`` -> ``role_session_name``."""
-    return _WORD_BOUNDARY.sub("_", name).lower()
 
 
 class _Node:
@@ -101,9 +104,7 @@ class QueryCodec:
         self._wrappers: dict[str, str] = {}
         unsigned: set[str] = set()
         for name, operation in model["operations"].items():
-            spec = operation.get("input")
-            shape = compiler.shape(spec["shape"]) if spec else {"members": {}}
-            self._decoders[name] = compiler.structure_decoder(shape)
+            self._decoders[name] = compiler.operation_decoder(operation.get("input"))
             output = operation.get("output")
             self._encoders[name] = compiler.encoder(output["shape"]) if output else None
             self._wrappers[name] = (output or {}).get("resultWrapper", f"{name}Result")
@@ -147,7 +148,7 @@ class QueryCodec:
             name, equals, value = piece.partition("=")
             if not equals:
                 raise ValidationException(
-                    f"Form field '{_shown(name)}' has no '=': the body is not a form."
+                    f"Form field '{shown_name(name)}' has no '=': the body is not a form."
                 )
             try:
                 name = unquote_plus(name, errors="strict")
@@ -157,7 +158,9 @@ class QueryCodec:
                     "The request body's percent-escapes do not decode to UTF-8."
                 ) from None
             if name in fields:
-                raise ValidationException(f"Parameter '{_shown(name)}' is given more than once.")
+                raise ValidationException(
+                    f"Parameter '{shown_name(name)}' is given more than once."
+                )
             if len(fields) >= MAX_FIELDS:
                 raise ValidationException(f"The form has more than {MAX_FIELDS} fields.")
             fields[name] = value
@@ -168,7 +171,7 @@ class QueryCodec:
         ``Version`` excepted), validated, with snake_case keys."""
         decoder = self._decoders.get(operation)
         if decoder is None:
-            raise ValidationException(f"Unknown operation '{_shown(operation)}'.")
+            raise ValidationException(f"Unknown operation '{shown_name(operation)}'.")
         root = _Node()
         for name, value in fields.items():
             if name in _RESERVED:
@@ -180,7 +183,7 @@ class QueryCodec:
         violations: list[str] = []
         decoded: dict[str, Any] = decoder(root, "", "", violations)
         if violations:
-            raise ValidationException(_summarize(violations))
+            raise ValidationException(summarize(violations))
         return decoded
 
     # -- answers --
@@ -216,52 +219,12 @@ class QueryCodec:
 # -- messages --
 
 
-def _shown(name: str) -> str:
-    # Names come from the caller; keep an absurdly long one from filling the answer.
-    return name if len(name) <= _MAX_NAME_SHOWN else name[:_MAX_NAME_SHOWN] + "..."
-
-
-def _summarize(violations: list[str]) -> str:
-    count = len(violations)
-    listed = "; ".join(violations[:_MAX_LISTED_VIOLATIONS])
-    if count > _MAX_LISTED_VIOLATIONS:
-        listed += f"; and {count - _MAX_LISTED_VIOLATIONS} more"
-    plural = "" if count == 1 else "s"
-    return f"{count} validation error{plural} detected: {listed}"
-
-
-def _violation(path: str, rule: str, value: str | None = None) -> str:
-    """AWS's wording; ``value`` is quoted when given (never for a sensitive member)."""
-    if value is None:
-        return f"Value at '{path}' failed to satisfy constraint: Member must {rule}"
-    if len(value) > _MAX_VALUE_SHOWN:
-        value = value[:_MAX_VALUE_SHOWN] + "..."
-    return f"Value '{value}' at '{path}' failed to satisfy constraint: Member must {rule}"
-
-
-def _size_violation(
-    path: str, size: int, low: int, high: int, noun: str, *, value: str | None = None
-) -> str:
-    if size < low:
-        return _violation(path, f"have {noun} greater than or equal to {low}", value)
-    return _violation(path, f"have {noun} less than or equal to {high}", value)
-
-
-def _missing(path: str) -> str:
-    return f"Value null at '{path}' failed to satisfy constraint: Member must not be null"
-
-
 def _unknown(wire: str) -> str:
-    return f"Unknown parameter '{_shown(wire)}'"
+    return f"Unknown parameter '{shown_name(wire)}'"
 
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
-
-
-def _member_path(name: str) -> str:
-    # AWS names members in messages with a lower-case first letter.
-    return name[:1].lower() + name[1:]
 
 
 def _unknown_below(node: _Node, wire: str, violations: list[str]) -> None:
@@ -299,7 +262,7 @@ def _indices(node: _Node, path: str, wire: str, violations: list[str]) -> list[_
             return None
         items[index - 1] = child
     if any(item is None for item in items):
-        violations.append(_violation(path, "be numbered 1 to N with no gaps"))
+        violations.append(violation(path, "be numbered 1 to N with no gaps"))
         return None
     return [item for item in items if item is not None]
 
@@ -335,7 +298,7 @@ class _CategoryClass:
         return True
 
 
-def compile_pattern(pattern: str) -> _Matcher:
+def compile_pattern(pattern: str) -> Matcher:
     """A model pattern (a Java regular expression matched against the whole
     value); re.ASCII keeps \\w, \\d and \\s ASCII-only as they are in Java."""
     if "\\p{" not in pattern:
@@ -349,82 +312,81 @@ def compile_pattern(pattern: str) -> _Matcher:
 # -- leaf decoders --
 
 
-def _bounds(shape: Mapping[str, Any]) -> tuple[int, int]:
-    return int(shape.get("min", 0)), int(shape.get("max", _UNBOUNDED))
-
-
-def _leaf(parse: Callable[[str, str, list[str], bool], Any], sensitive: bool = False) -> Decoder:
+def _leaf(parse: Callable[[str, str, list[str]], Any]) -> Decoder:
     def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
         if node.children:
             _unknown_below(node, wire, violations)
         if node.value is None:
             return None
-        return parse(node.value, path, violations, sensitive)
+        return parse(node.value, path, violations)
 
     return decode
 
 
 def _integer(kind: str, shape: Mapping[str, Any]) -> Decoder:
-    smallest, largest = _INTEGER_RANGES[kind]
+    smallest, largest = INTEGER_RANGES[kind]
     low = max(int(shape.get("min", smallest)), smallest)
     high = min(int(shape.get("max", largest)), largest)
 
-    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+    def parse(value: str, path: str, violations: list[str]) -> Any:
         if _INTEGER.fullmatch(value) is None:
-            violations.append(_violation(path, "be an integer", value))
+            violations.append(violation(path, "be an integer", value))
             return None
         number = int(value)
-        if number < low:
-            violations.append(_violation(path, f"have value greater than or equal to {low}", value))
-        elif number > high:
-            violations.append(_violation(path, f"have value less than or equal to {high}", value))
+        if number < low or number > high:
+            violations.append(range_violation(path, number, low, high, value))
         return number
 
     return _leaf(parse)
 
 
-def _parse_boolean(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+def _parse_boolean(value: str, path: str, violations: list[str]) -> Any:
     if value not in ("true", "false"):
-        violations.append(_violation(path, "be true or false", value))
+        violations.append(violation(path, "be true or false", value))
         return None
     return value == "true"
 
 
-def _parse_timestamp(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+def _parse_timestamp(value: str, path: str, violations: list[str]) -> Any:
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
         when = None
     if when is None or when.utcoffset() is None:
-        violations.append(_violation(path, "be an ISO 8601 time with a time zone", value))
+        violations.append(violation(path, "be an ISO 8601 time with a time zone", value))
         return None
     return when.astimezone(UTC)
 
 
 def _blob(shape: Mapping[str, Any]) -> Decoder:
-    low, high = _bounds(shape)
+    low, high = bounds(shape)
 
-    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+    def parse(value: str, path: str, violations: list[str]) -> Any:
         try:
             raw = binascii.a2b_base64(value, strict_mode=True)
         except binascii.Error:
-            violations.append(_violation(path, "be base64"))
+            violations.append(violation(path, "be base64"))
             return None
         if not low <= len(raw) <= high:
-            violations.append(_size_violation(path, len(raw), low, high, "length"))
+            violations.append(size_violation(path, len(raw), low, high, "length"))
         return raw
 
     return _leaf(parse)
 
 
+def _not_text(path: str, expected: str, value: object) -> Exception:
+    # Never called: every value a form gives is text.
+    return TypeError(f"Value at '{path}' must be {expected}")
+
+
 def _float(shape: Mapping[str, Any]) -> Decoder:
-    def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
+    def parse(value: str, path: str, violations: list[str]) -> Any:
         try:
             number = float(value)
         except ValueError:
             number = math.nan
         if not math.isfinite(number):
-            violations.append(_violation(path, "be a finite number", value))
+            violations.append(violation(path, "be a finite number", value))
             return None
         return number
 
@@ -487,89 +449,23 @@ _LEAF_ENCODERS: Final[Mapping[str, Encoder]] = {
 }
 
 
-class _Compiler:
-    """Turns model shapes into closures, each shape once."""
+class _Compiler(ShapeCompiler[Decoder, Encoder]):
+    """Turns model shapes into form decoders and XML encoders, each shape once."""
 
     def __init__(self, shapes: Mapping[str, Any]) -> None:
-        self._shapes = shapes
-        self._patterns: dict[str, _Matcher] = {}
-        self._decoders: dict[str, Decoder] = {}
-        self._encoders: dict[str, Encoder] = {}
-        self._building: set[tuple[str, str]] = set()
+        super().__init__(shapes, compile_pattern)
 
-    def compile_all_patterns(self) -> None:
-        # Every pattern, used or not, so a model we cannot enforce fails at start.
-        for shape in self._shapes.values():
-            if "pattern" in shape:
-                self._pattern(shape["pattern"])
-
-    def _pattern(self, pattern: str) -> _Matcher:
-        compiled = self._patterns.get(pattern)
-        if compiled is None:
-            compiled = self._patterns[pattern] = compile_pattern(pattern)
-        return compiled
-
-    def shape(self, name: str) -> Mapping[str, Any]:
-        shape: Mapping[str, Any] = self._shapes[name]
-        return shape
+    leaf_encoders = _LEAF_ENCODERS
 
     # -- decoders --
 
-    def decoder(self, name: str) -> Decoder:
-        found = self._decoders.get(name)
-        if found is not None:
-            return found
-        if ("decode", name) in self._building:
-            # A recursive shape: resolved when called, by which time it exists.
-            def deferred(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
-                return self._decoders[name](node, path, wire, violations)
-
-            return deferred
-        self._building.add(("decode", name))
-        built = self._build_decoder(name, self._shapes[name])
-        self._building.discard(("decode", name))
-        self._decoders[name] = built
-        return built
-
-    def _build_decoder(self, name: str, shape: Mapping[str, Any]) -> Decoder:
-        kind = shape["type"]
-        if kind == "structure":
-            return self.structure_decoder(shape)
-        if kind == "list":
-            return self._list_decoder(shape)
-        if kind == "map":
-            return self._map_decoder(shape)
-        if kind == "string":
-            return self._string_decoder(shape)
-        if kind in _INTEGER_RANGES:
-            return _integer(kind, shape)
-        if kind == "boolean":
-            return _leaf(_parse_boolean)
-        if kind == "timestamp":
-            return _leaf(_parse_timestamp)
-        if kind == "blob":
-            return _blob(shape)
-        if kind in ("float", "double"):
-            return _float(shape)
-        raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
-
     def structure_decoder(self, shape: Mapping[str, Any]) -> Decoder:
-        members = {
-            spec.get("locationName", member): (
-                snake_case(member),
-                _member_path(member),
-                self.decoder(spec["shape"]),
-            )
-            for member, spec in shape["members"].items()
-        }
-        required = tuple(
-            (shape["members"][member].get("locationName", member), _member_path(member))
-            for member in shape.get("required", ())
-        )
+        members = member_table(shape, self.decoder)
+        required = required_members(shape)
 
         def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
             if node.value is not None and wire:
-                violations.append(_violation(path, "be a structure, not a single value"))
+                violations.append(violation(path, "be a structure, not a single value"))
             out: dict[str, Any] = {}
             for key, child in node.children.items():
                 known = members.get(key)
@@ -584,26 +480,26 @@ class _Compiler:
                     out[snake] = value
             for key, member_path in required:
                 if key not in node.children:
-                    violations.append(_missing(_join(path, member_path)))
+                    violations.append(missing_member(_join(path, member_path)))
             return out
 
         return decode
 
-    def _list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+    def list_decoder(self, shape: Mapping[str, Any]) -> Decoder:
         member_spec = shape["member"]
         member = self.decoder(member_spec["shape"])
         flattened = bool(shape.get("flattened"))
         item_name = member_spec.get("locationName", "member")
-        low, high = _bounds(shape)
+        low, high = bounds(shape)
 
         def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
             if node.value is not None:
                 if node.value == "" and not node.children:
                     # The Query protocol's empty list: "Name=".
                     if low > 0:
-                        violations.append(_size_violation(path, 0, low, high, "length"))
+                        violations.append(size_violation(path, 0, low, high, "length"))
                     return []
-                violations.append(_violation(path, "be a list, not a single value"))
+                violations.append(violation(path, "be a list, not a single value"))
                 return None
             holder, holder_wire = node, wire
             if not flattened:
@@ -622,7 +518,7 @@ class _Compiler:
             if items is None:
                 return None
             if not low <= len(items) <= high:
-                violations.append(_size_violation(path, len(items), low, high, "length"))
+                violations.append(size_violation(path, len(items), low, high, "length"))
             out = []
             for i, item in enumerate(items, 1):
                 if item.value is None and not item.children:
@@ -633,17 +529,17 @@ class _Compiler:
 
         return decode
 
-    def _map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+    def map_decoder(self, shape: Mapping[str, Any]) -> Decoder:
         key_decoder = self.decoder(shape["key"]["shape"])
         value_decoder = self.decoder(shape["value"]["shape"])
         key_name = shape["key"].get("locationName", "key")
         value_name = shape["value"].get("locationName", "value")
         flattened = bool(shape.get("flattened"))
-        low, high = _bounds(shape)
+        low, high = bounds(shape)
 
         def decode(node: _Node, path: str, wire: str, violations: list[str]) -> Any:
             if node.value is not None:
-                violations.append(_violation(path, "be a map, not a single value"))
+                violations.append(violation(path, "be a map, not a single value"))
                 return None
             holder, holder_wire = node, wire
             if not flattened:
@@ -660,7 +556,7 @@ class _Compiler:
             if items is None:
                 return None
             if not low <= len(items) <= high:
-                violations.append(_size_violation(path, len(items), low, high, "length"))
+                violations.append(size_violation(path, len(items), low, high, "length"))
             out: dict[Any, Any] = {}
             for i, item in enumerate(items, 1):
                 entry_wire = _join(holder_wire, str(i))
@@ -673,7 +569,7 @@ class _Compiler:
                 value_node = item.children.get(value_name)
                 if key_node is None or value_node is None:
                     missing = "key" if key_node is None else "value"
-                    violations.append(_missing(f"{path}.{i}.{missing}"))
+                    violations.append(missing_member(f"{path}.{i}.{missing}"))
                     continue
                 key = key_decoder(
                     key_node, f"{path}.{i}.key", _join(entry_wire, key_name), violations
@@ -682,68 +578,35 @@ class _Compiler:
                     value_node, f"{path}.{i}.value", _join(entry_wire, value_name), violations
                 )
                 if key in out:
-                    violations.append(_violation(f"{path}.{i}.key", "be unique in the map"))
+                    violations.append(violation(f"{path}.{i}.key", "be unique in the map"))
                 out[key] = value
             return out
 
         return decode
 
-    def _string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
-        low, high = _bounds(shape)
-        allowed = frozenset(shape["enum"]) if "enum" in shape else None
-        enum_rule = f"satisfy enum value set: [{', '.join(shape.get('enum', ()))}]"
-        pattern = self._pattern(shape["pattern"]) if "pattern" in shape else None
-        pattern_rule = f"satisfy regular expression pattern: {shape.get('pattern')}"
+    def string_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        return _leaf(self.string_check(shape, _not_text))
 
-        def parse(value: str, path: str, violations: list[str], sensitive: bool) -> Any:
-            size = len(value)
-            shown = None if sensitive else value
-            if not low <= size <= high:
-                violations.append(_size_violation(path, size, low, high, "length", value=shown))
-            if allowed is not None and value not in allowed:
-                violations.append(_violation(path, enum_rule, shown))
-            # An over-long value is not matched at all: its length is already
-            # an error and a pattern should never get to backtrack on it.
-            if pattern is not None and size <= high and pattern.fullmatch(value) is None:
-                violations.append(_violation(path, pattern_rule, shown))
-            return value
+    def blob_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        return _blob(shape)
 
-        return _leaf(parse, bool(shape.get("sensitive")))
+    def integer_decoder(self, kind: str, shape: Mapping[str, Any]) -> Decoder:
+        return _integer(kind, shape)
+
+    def float_decoder(self, shape: Mapping[str, Any]) -> Decoder:
+        return _float(shape)
+
+    def boolean_decoder(self) -> Decoder:
+        return _leaf(_parse_boolean)
+
+    def timestamp_decoder(self) -> Decoder:
+        return _leaf(_parse_timestamp)
 
     # -- encoders --
 
-    def encoder(self, name: str) -> Encoder:
-        found = self._encoders.get(name)
-        if found is not None:
-            return found
-        if ("encode", name) in self._building:
-
-            def deferred(value: Any, out: list[str]) -> None:
-                self._encoders[name](value, out)
-
-            return deferred
-        self._building.add(("encode", name))
-        built = self._build_encoder(name, self._shapes[name])
-        self._building.discard(("encode", name))
-        self._encoders[name] = built
-        return built
-
-    def _build_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
-        kind = shape["type"]
-        if kind == "structure":
-            return self._structure_encoder(name, shape)
-        if kind == "list":
-            return self._list_encoder(shape)
-        if kind == "map":
-            return self._map_encoder(shape)
-        leaf = _LEAF_ENCODERS.get(kind)
-        if leaf is None:
-            raise ValueError(f"shape {name!r} has type {kind!r}, which this codec does not know")
-        return leaf
-
-    def _structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
+    def structure_encoder(self, name: str, shape: Mapping[str, Any]) -> Encoder:
         members = tuple(
-            (snake_case(member), spec.get("locationName", member), self.encoder(spec["shape"]))
+            (snake_case(member), wire_name(member, spec), self.encoder(spec["shape"]))
             for member, spec in shape["members"].items()
         )
         known = frozenset(snake for snake, _, _ in members)
@@ -778,7 +641,7 @@ class _Compiler:
 
         return encode
 
-    def _list_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+    def list_encoder(self, shape: Mapping[str, Any]) -> Encoder:
         member = self.encoder(shape["member"]["shape"])
         tag = shape["member"].get("locationName", "member")
 
@@ -792,7 +655,7 @@ class _Compiler:
 
         return encode
 
-    def _map_encoder(self, shape: Mapping[str, Any]) -> Encoder:
+    def map_encoder(self, shape: Mapping[str, Any]) -> Encoder:
         key = self.encoder(shape["key"]["shape"])
         member = self.encoder(shape["value"]["shape"])
         key_tag = shape["key"].get("locationName", "key")
