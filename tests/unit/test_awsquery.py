@@ -22,7 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keycask.errors import ValidationException
-from keycask.http.awsquery import MAX_FIELDS, QueryCodec, compile_pattern, snake_case
+from keycask.http.awsquery import (
+    MAX_BODY,
+    MAX_FIELDS,
+    QueryCodec,
+    compile_pattern,
+    snake_case,
+)
 
 MODEL: dict[str, Any] = Loader().load_service_model("sts", "service-2")
 SERVICE = ServiceModel(MODEL, "sts")
@@ -288,6 +294,31 @@ def test_a_form_of_too_many_fields_is_refused() -> None:
     body = "&".join(f"f{i}=1" for i in range(MAX_FIELDS + 1)).encode()
     with pytest.raises(ValidationException, match="more than"):
         CODEC.parse(body)
+
+
+_ASSUME = {
+    "RoleArn": "arn:aws:iam::111122223333:role/app",
+    "RoleSessionName": "s1",
+}
+
+
+def test_forms_built_to_be_costly_are_refused_unread() -> None:
+    """AssumeRoleWithWebIdentity's form is read before any signature: a
+    name of thousands of dots (a deep tree, a deep recursion), a list index
+    of thousands of digits (int() refuses past 4,300) and an oversized body
+    are refused as validation errors, never a 500."""
+    with pytest.raises(ValidationException, match="an STS request has at most"):
+        CODEC.parse(b"a=" + b"x" * MAX_BODY)
+    with pytest.raises(ValidationException, match="is not a member of any STS input"):
+        CODEC.parse(b"X" + b".a" * 50_000 + b"=1")
+    with pytest.raises(ValidationException, match="is not a member of any STS input"):
+        CODEC.parse(b"RoleArn" + b"x" * 300 + b"=1")
+    huge_index = {"Tags.member." + "1" * 5000 + ".Key": "k"}
+    with pytest.raises(ValidationException, match="Unknown parameter"):
+        CODEC.decode("AssumeRole", {**_ASSUME, **huge_index})
+    # The deepest names STS has still parse.
+    fields = CODEC.parse(b"ProvidedContexts.member.1.ProviderArn=x&Tags.member.50.Key=k")
+    assert len(fields) == 2
 
 
 _NAMES = st.sampled_from(

@@ -58,7 +58,7 @@ from keycask.http.awsshapes import (
     wire_name,
 )
 
-__all__ = ["MAX_FIELDS", "QueryCodec", "compile_pattern", "snake_case"]
+__all__ = ["MAX_BODY", "MAX_FIELDS", "QueryCodec", "compile_pattern", "snake_case"]
 
 _INTEGER: Final = re.compile(r"-?[0-9]{1,20}")
 # A '%' must start a two-digit escape; unquote_plus would keep a stray one as
@@ -68,6 +68,19 @@ _BAD_ESCAPE: Final = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # transitive keys, policy ARNs, a handful of scalars): a form of thousands
 # of fields is refused before any tree is built from it.
 MAX_FIELDS: Final = 1000
+# The largest form an STS input makes (a 20,000-character web identity token,
+# a 2,048-character policy, 50 tags and 10 policy ARNs, each character
+# percent-escaped at worst) is under 128 KiB; AssumeRoleWithWebIdentity is
+# parsed before any signature is checked, so more is refused unread.
+MAX_BODY: Final = 128 * 1024
+# No STS member path is deeper than "Tags.member.50.Key" (four parts) or
+# longer than a few dozen characters: a name of thousands of dots would
+# build a tree (and walk it) for nothing.
+MAX_NAME_PARTS: Final = 6
+MAX_NAME_CHARS: Final = 256
+# A list index of more digits than any list's length (STS lists hold at most
+# 50): int() of thousands of digits is slow, and refused past 4,300.
+_MAX_INDEX_DIGITS: Final = 4
 # Characters XML 1.0 cannot carry, even as references.
 _NOT_XML: Final = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 _RESERVED: Final = frozenset({"Action", "Version"})
@@ -133,6 +146,10 @@ class QueryCodec:
     def parse(body: bytes) -> dict[str, str]:
         """The form's fields, percent-decoded; ValidationException for a body
         that is not a well-formed form."""
+        if len(body) > MAX_BODY:
+            raise ValidationException(
+                f"The form is {len(body)} bytes; an STS request has at most {MAX_BODY}."
+            )
         try:
             text = body.decode("ascii")
         except UnicodeDecodeError:
@@ -160,6 +177,10 @@ class QueryCodec:
             if name in fields:
                 raise ValidationException(
                     f"Parameter '{shown_name(name)}' is given more than once."
+                )
+            if len(name) > MAX_NAME_CHARS or name.count(".") >= MAX_NAME_PARTS:
+                raise ValidationException(
+                    f"Parameter '{shown_name(name)}' is not a member of any STS input."
                 )
             if len(fields) >= MAX_FIELDS:
                 raise ValidationException(f"The form has more than {MAX_FIELDS} fields.")
@@ -254,7 +275,8 @@ def _indices(node: _Node, path: str, wire: str, violations: list[str]) -> list[_
     """A list's or map's items, numbered 1..N as the Query protocol numbers them."""
     items: list[_Node | None] = [None] * len(node.children)
     for name, child in node.children.items():
-        index = int(name) if name.isascii() and name.isdigit() and name[0] != "0" else 0
+        digits = name.isascii() and name.isdigit() and len(name) <= _MAX_INDEX_DIGITS
+        index = int(name) if digits and name[0] != "0" else 0
         if not 1 <= index <= len(items):
             if child.value is not None:
                 violations.append(_unknown(_join(wire, name)))
