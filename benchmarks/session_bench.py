@@ -4,11 +4,12 @@
 
 Builds a --dev server without HTTP (pipeline_bench.setup), makes a role
 whose trust policy names the dev administrator, assumes it through the STS
-door (AssumeRole, as a client sends it), then times whole pipeline passes
-of the same Encrypt 4 KiB signed (a) with the administrator's access key
-and (b) with the session's credentials and token: the difference is what
-authenticating a session adds (the token opened once and cached, the role
-looked up, the session subject). Also times AssumeRole itself, and a first
+door (AssumeRole, as a client sends it), then times the same Encrypt 4 KiB signed
+(a) with the administrator's access key and (b) with the session's
+credentials and token: authentication alone (door match + authenticate,
+where a session adds opening its token, cached after the first use, and
+looking up its role) and whole pipeline passes (the audit log's fsync
+included, so noisier). Also times AssumeRole itself, and a first
 request with a token this process has not opened yet. Each figure is the
 lowest of ``--rounds`` rounds' means (a preempted round says nothing).
 """
@@ -31,6 +32,7 @@ from botocore.credentials import Credentials
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from keycask.auth.sigv4 import HttpRequest
 from loadgen import Endpoint, sign
 from pipeline_bench import Bench, _parse, setup
 
@@ -105,9 +107,9 @@ async def main(rounds: int, n: int) -> None:
     with_key = _parse(sign(bench.endpoint, "Encrypt", bench.encrypt_body))
     with_session = _parse(sign(session, "Encrypt", bench.encrypt_body))
 
-    def passes(request: object) -> Callable[[], Awaitable[None]]:
+    def passes(request: HttpRequest) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
-            reply = await pipeline.handle(request, "127.0.0.1")  # type: ignore[arg-type]
+            reply = await pipeline.handle(request, "127.0.0.1")
             assert reply.status == 200, reply.body
 
         return run
@@ -115,11 +117,24 @@ async def main(rounds: int, n: int) -> None:
     async def assume_once() -> None:
         await assume()
 
-    key_us = await _timed(passes(with_key), rounds, n)
-    session_us = await _timed(passes(with_session), rounds, n)
+    def authenticates(request: HttpRequest) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            call = pipeline._new_call("127.0.0.1")
+            door = pipeline.doors.match(call, request)
+            await door.authenticate(call, request)
+
+        return run
+
+    # Alternating, so drift on a shared machine hits both alike.
+    key_auth = session_auth = key_us = session_us = float("inf")
+    for _ in range(rounds):
+        key_auth = min(key_auth, await _timed(authenticates(with_key), 1, n))
+        session_auth = min(session_auth, await _timed(authenticates(with_session), 1, n))
+        key_us = min(key_us, await _timed(passes(with_key), 1, n))
+        session_us = min(session_us, await _timed(passes(with_session), 1, n))
     assume_us = await _timed(assume_once, rounds, max(n // 10, 10))
     # A token this process has not opened: a fresh session per request.
-    cold: list[object] = []
+    cold: list[HttpRequest] = []
     for _ in range(max(n // 10, 10)):
         element = (await assume()).find(f".//{_NS}Credentials")
         assert element is not None
@@ -131,7 +146,12 @@ async def main(rounds: int, n: int) -> None:
     for request in cold:
         await passes(request)()
     cold_us = (time.perf_counter() - start) / len(cold) * 1e6
-    print(f"Encrypt 4 KiB, access key:          {key_us:8.1f} us")
+    print(f"authenticate, access key:           {key_auth:8.1f} us")
+    print(
+        f"authenticate, session (warm):       {session_auth:8.1f} us  "
+        f"(+{session_auth - key_auth:.1f} us)"
+    )
+    print(f"Encrypt 4 KiB, access key:          {key_us:8.1f} us  (whole pass, audit included)")
     print(f"Encrypt 4 KiB, session (warm):      {session_us:8.1f} us  ({session_us / key_us:.2f}x)")
     print(f"Encrypt 4 KiB, session (first use): {cold_us:8.1f} us  (one pass each)")
     print(f"AssumeRole:                         {assume_us:8.1f} us")
