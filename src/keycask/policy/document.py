@@ -400,7 +400,6 @@ def _principal(raw: object, where: str, *, federated: bool = False) -> Principal
             )
     any_principal = False
     aws: list[str] = []
-    services: list[str] = []
     if "AWS" in raw:
         for value in _strings(raw["AWS"], f"{where} AWS"):
             if value == "*":
@@ -409,26 +408,32 @@ def _principal(raw: object, where: str, *, federated: bool = False) -> Principal
                 arn = _aws_principal(value, f"{where} AWS")
                 if arn not in aws:
                     aws.append(arn)
-    if "Service" in raw:
-        for value in _strings(raw["Service"], f"{where} Service"):
-            if not _SERVICE_PRINCIPAL.fullmatch(value):
-                _fail(
-                    f"{where} Service {show(value)} is not a service principal "
-                    'such as "ec2.amazonaws.com".'
-                )
-            if value not in services:
-                services.append(value)
-    providers: list[str] = []
-    if "Federated" in raw:
-        for value in _strings(raw["Federated"], f"{where} Federated"):
-            if not _FEDERATED_PRINCIPAL.fullmatch(value):
-                _fail(
-                    f"{where} Federated {show(value)} is not an identity provider: use its ARN, "
-                    '"arn:aws:iam::<account>:oidc-provider/<issuer host and path>".'
-                )
-            if value not in providers:
-                providers.append(value)
-    return PrincipalSpec(any_principal, tuple(aws), tuple(services), tuple(providers))
+    services = _listed_principals(
+        raw, "Service", where, _SERVICE_PRINCIPAL, 'a service principal such as "ec2.amazonaws.com"'
+    )
+    providers = _listed_principals(
+        raw,
+        "Federated",
+        where,
+        _FEDERATED_PRINCIPAL,
+        'an identity provider: use its ARN, "arn:aws:iam::<account>:oidc-provider/<issuer '
+        'host and path>"',
+    )
+    return PrincipalSpec(any_principal, tuple(aws), services, providers)
+
+
+def _listed_principals(
+    raw: dict[str, object], kind: str, where: str, form: re.Pattern[str], what: str
+) -> tuple[str, ...]:
+    """The ``kind`` principals (Service, Federated) named, each once, in order."""
+    found: list[str] = []
+    if kind in raw:
+        for value in _strings(raw[kind], f"{where} {kind}"):
+            if not form.fullmatch(value):
+                _fail(f"{where} {kind} {show(value)} is not {what}.")
+            if value not in found:
+                found.append(value)
+    return tuple(found)
 
 
 def _aws_principal(value: str, where: str) -> str:
