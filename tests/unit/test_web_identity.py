@@ -13,7 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from keycask.auth.identity_providers import IdentityProvider, IdentityProviders, parse_arn
+from keycask.auth.identity_providers import (
+    MAX_COPY_AGE_SECONDS,
+    IdentityProvider,
+    IdentityProviders,
+    parse_arn,
+)
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial
 from keycask.crypto import jwt as kjwt
@@ -450,3 +455,27 @@ async def test_a_stored_jwks_that_no_longer_parses_verifies_nothing(
         IdentityProviders(barrier), weak.token(claims(NOW)), InvalidIdentityTokenException
     )
     assert "register it again" in message
+
+
+async def test_a_key_the_idp_withdrew_stops_verifying_within_the_copy_age(
+    barrier: Barrier,
+) -> None:
+    """No unknown kid needed: once the copy in use is older than an hour, a
+    token makes the server fetch the JWKS again, and a withdrawn key goes."""
+    leaked, kept = Signer("RS256", kid="leaked"), Signer("ES256", kid="kept")
+    with jwks_server(jwks(leaked, kept)) as idp:
+        store, _ = await _register(barrier, jwks_url=idp.url)
+        idp.body = jwks(kept)  # the IdP withdraws the leaked key
+        age = MAX_COPY_AGE_SECONDS
+        await store.verify(leaked.token(claims(NOW + 60)), account=ACCOUNT, now=NOW + 60)
+        assert idp.fetches == 1  # within the hour: the stored copy, no fetch
+        await _refused_at(store, leaked.token(claims(NOW + age)), NOW + age)
+        assert idp.fetches == 2
+        await store.verify(kept.token(claims(NOW + age)), account=ACCOUNT, now=NOW + age)
+        # A restarted process starts from the stored copy, and renews it too.
+        fresh = IdentityProviders(barrier, loopback_http=True)
+        await _refused_at(fresh, leaked.token(claims(NOW + age)), NOW + age)
+        # The IdP unreachable at renewal: the copy in use stays in use.
+        later = IdentityProviders(barrier, loopback_http=True)
+        idp.close()
+        await later.verify(leaked.token(claims(NOW + age)), account=ACCOUNT, now=NOW + age)

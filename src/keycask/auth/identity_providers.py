@@ -30,6 +30,7 @@ stored one is what a restart starts from.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -68,6 +69,12 @@ MAX_AUDIENCES = 100
 MAX_AUDIENCE = 255
 MAX_PROVIDERS = 100
 REFRESH_INTERVAL_SECONDS = 60.0
+# How old a JWKS copy fetched from a URL may grow before a token makes the
+# server fetch it again, known key or not: an IdP that drops a key (a leaked
+# one, or a routine rotation's old one) has it distrusted here within this.
+# An hour keeps the fetches few (one per provider and process per hour) and
+# is well inside the hours-to-days that IdPs keep publishing a retired key.
+MAX_COPY_AGE_SECONDS = 3600.0
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = rf"{_LABEL}(?:\.{_LABEL})*"
 _NAME = re.compile(rf"(?:{_HOST})(?:/[A-Za-z0-9._~%/-]*)?")
@@ -326,6 +333,21 @@ class IdentityProviders:
         self._fetched.put(key, (now, text))
         return jwks
 
+    async def _renew_if_old(self, provider: IdentityProvider, now: float) -> None:
+        """Fetch a URL provider's JWKS again once the copy in use (stored at
+        registration, or fetched since) is older than MAX_COPY_AGE_SECONDS,
+        so keys the IdP withdrew stop verifying. If the IdP cannot be
+        reached, the copy in use stays: an IdP outage does not stop
+        workloads whose tokens verify against it."""
+        if provider.jwks_url is None:
+            return
+        last = self._fetched.get((_path(provider.account, provider.name), provider.created))
+        since = last[0] if last is not None else provider.created
+        if now - since < MAX_COPY_AGE_SECONDS:
+            return
+        with contextlib.suppress(IDPCommunicationErrorException):
+            await self._refreshed(provider, now)
+
     def _current_jwks(self, provider: IdentityProvider) -> jwt.Jwks:
         """The fresher of the stored and last fetched copies."""
         last = self._fetched.get((_path(provider.account, provider.name), provider.created))
@@ -385,6 +407,7 @@ class IdentityProviders:
     async def _check_signature(
         self, provider: IdentityProvider, parsed: jwt.UnverifiedToken, now: float
     ) -> None:
+        await self._renew_if_old(provider, now)
         try:
             jwt.verify_signature(parsed, self._current_jwks(provider))
             return
