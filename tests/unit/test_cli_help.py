@@ -173,3 +173,18 @@ def test_the_application_tools_do_not_load_the_server(command: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.splitlines()[-1]
     assert found == "[]"
+
+
+def test_version_builds_no_command_group() -> None:
+    """``keycask --version`` (what scripts and packagers call) answers from
+    the package's metadata alone: no command group, no botocore."""
+    probe = (
+        "import sys\n"
+        "from keycask.cli.main import GROUPS, main\n"
+        "main(['--version'])\n"
+        "groups = {module for _, module, _ in GROUPS}\n"
+        "print(sorted(m for m in sys.modules if m in groups or m.startswith('botocore')))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("keycask ") and lines[-1] == "[]"
