@@ -335,6 +335,8 @@ class Users:
     base: tuple[str, str]
     stranger: tuple[str, str]
     role_arn: str
+    base_arn: str
+    stranger_arn: str
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +376,14 @@ def users(setup: Setup, tmp_path_factory: pytest.TempPathFactory) -> Users:
         "principals", "put-policy", role, "--policy-name", "use",
         "--file", _policy_file(tmp, "use.json", use),
     )  # fmt: skip
-    return Users(base, stranger, f"arn:aws:iam::{setup.account}:role/{role}")
+    user_arn = f"arn:aws:iam::{setup.account}:user/"
+    return Users(
+        base,
+        stranger,
+        f"arn:aws:iam::{setup.account}:role/{role}",
+        f"{user_arn}dev-{suffix}",
+        f"{user_arn}stranger-{suffix}",
+    )
 
 
 def _profiles(setup: Setup, users: Users, tmp: Path) -> dict[str, str]:
@@ -707,3 +716,32 @@ def test_a_trust_policy_keeps_naming_the_principal_it_named(setup: Setup, tmp_pa
         "--trust-policy", _policy_file(tmp_path, "trust.json", trust),
     )  # fmt: skip
     _sts_as(setup, impostor).assume_role(RoleArn=role_arn, RoleSessionName="ok")
+
+
+def test_policy_simulate_decides_assuming_a_role_as_sts_does(setup: Setup, users: Users) -> None:
+    server = setup.server
+
+    def simulate(arn: str, *extra: str) -> tuple[int, dict[str, Any]]:
+        done = server.cli(
+            "policy", "simulate", "--principal", arn,
+            "--role", users.role_arn, "--json", *extra, check=False,
+        )  # fmt: skip
+        return done.returncode, json.loads(done.stdout)
+
+    code, allowed = simulate(users.base_arn, "--action", "sts:AssumeRole")
+    assert (code, allowed["Decision"], allowed["RoleArn"]) == (0, "allow", users.role_arn)
+    code, denied = simulate(users.stranger_arn, "--action", "sts:AssumeRole")
+    assert (code, denied["Decision"]) == (1, "deny")
+    # What the server answers, for the same two.
+    _sts_as(setup, users.base).assume_role(RoleArn=users.role_arn, RoleSessionName="sim")
+    code, _ = _error(
+        lambda: _sts_as(setup, users.stranger).assume_role(
+            RoleArn=users.role_arn, RoleSessionName="sim"
+        )
+    )
+    assert code == "AccessDenied"
+    wrong = server.cli(
+        "policy", "simulate", "--principal", users.base_arn,
+        "--action", "kms:Decrypt", "--role", users.role_arn, check=False,
+    )  # fmt: skip
+    assert wrong.returncode == 2 and "--role takes an sts: action" in wrong.stderr

@@ -58,10 +58,11 @@ from keycask.policy.lint import (
     lint_trust_policy,
 )
 from keycask.policy.request_context import REQUEST_ALIAS, RESOURCE_ALIASES, Transport
-from keycask.policy.simulate import simulate
+from keycask.policy.simulate import simulate, simulate_assume
 from keycask.policy.statements import normalize_action
+from keycask.policy.vocabulary import STS_TRUST_ACTIONS_BY_LOWER
 from keycask.policy.who_can import who_can
-from keycask.service.core.authz import Authorizer
+from keycask.service.core.authz import Authorizer, bind_policy
 from keycask.service.core.resolve import find_key
 
 _PAGE = 1000
@@ -80,6 +81,9 @@ def _pair(text: str) -> tuple[str, str]:
 
 
 def _action(text: str) -> str:
+    trust = STS_TRUST_ACTIONS_BY_LOWER.get(text.lower())
+    if trust is not None:
+        return trust  # with --role: assuming it
     try:
         return normalize_action(text)
     except ValueError as exc:
@@ -196,7 +200,54 @@ def _run(args: argparse.Namespace, work: _Work, *, write: bool = False) -> int:
 # -- simulate --------------------------------------------------------------------
 
 
+async def _simulate_assume(store: _Store, args: argparse.Namespace) -> int:
+    """--role: the role's trust policy decides, as AssumeRole does."""
+    if not args.action.startswith("sts:"):
+        raise UsageError(f"--role takes an sts: action such as sts:AssumeRole, not {args.action}")
+    if args.context:
+        raise UsageError("--context is an encryption context: it goes with --key")
+    principal = await _principal(store, args.principal)
+    account, kind, name = _parse_principal_arn(args.role)
+    role = await store.credentials.get_principal(account, name)
+    if role is None or kind != "role" or not role.trust_policy:
+        raise UsageError(f"no role with a trust policy {args.role} in this data directory")
+    trust = bind_policy(parse_policy(role.trust_policy, kind="trust"), dict(role.trust_principals))
+    subject = store.authz.subject(principal)
+    decision = simulate_assume(
+        subject,
+        args.action,
+        role.arn,
+        role.account,
+        trust,
+        region=_settings(args).region,
+        parameters=_condition_keys(args.condition or []),
+        transport=Transport(time=datetime.now(UTC)),
+    )
+    if args.json:
+        print_json(
+            {
+                "Principal": subject.arn,
+                "Action": args.action,
+                "RoleArn": role.arn,
+                "Decision": "allow" if decision.allowed else "deny",
+                "DecidedBy": decision.decided_by,
+                "Message": decision.message,
+            }
+        )
+    else:
+        verdict = "ALLOW" if decision.allowed else "DENY"
+        print(f"{verdict}: {subject.arn} {args.action} on {role.arn}")
+        print(f"decided by: {decision.decided_by}")
+        if decision.message:
+            print(decision.message)
+    return 0 if decision.allowed else 1
+
+
 async def _simulate(store: _Store, args: argparse.Namespace) -> int:
+    if args.role is not None:
+        return await _simulate_assume(store, args)
+    if args.action.startswith("sts:"):
+        raise UsageError(f"{args.action} is decided by a role's trust policy: give --role")
     principal = await _principal(store, args.principal)
     # A bare key id or alias name means the caller's own account, as in the server.
     stored, alias = await _resolve_key(
@@ -498,11 +549,15 @@ def add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "simulate", help="the decision keycask would make, and the statement that makes it"
     )
     sim.add_argument("--principal", required=True, help="the caller's ARN")
-    sim.add_argument("--action", required=True, type=_action, help="such as kms:Decrypt")
     sim.add_argument(
-        "--key",
-        required=True,
-        help="key id, key ARN, alias name or alias ARN, as the principal would name it",
+        "--action", required=True, type=_action, help="such as kms:Decrypt (sts:AssumeRole)"
+    )
+    target = sim.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--key", help="key id, key ARN, alias name or alias ARN, as the principal would name it"
+    )
+    target.add_argument(
+        "--role", metavar="ROLE_ARN", help="a role to assume: its trust policy decides"
     )
     sim.add_argument(
         "--context",
