@@ -28,10 +28,10 @@ off the operator's own network:
 
 Why not urllib: it resolves the host itself when it connects, so the address
 checked could not be the address connected to. Here the socket is opened to
-the checked address and wrapped in TLS with ``server_hostname`` set to the
+the checked address and wrapped in TLS with ssl's server_hostname set to the
 URL's host (SNI and certificate verification against the name, not the
 address); http.client then only parses the answer, read through a reader
-that gives each ``recv`` only what is left of the deadline.
+that gives each socket recv() only what is left of the deadline.
 """
 
 from __future__ import annotations

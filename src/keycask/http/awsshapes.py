@@ -70,7 +70,7 @@ WrongType = Callable[[str, str, object], Exception]
 
 
 class Matcher(Protocol):
-    """A compiled model pattern (a ``re.Pattern`` or the Query codec's own)."""
+    """A compiled model pattern (a compiled re pattern or the Query codec's own)."""
 
     def fullmatch(self, value: str) -> object | None: ...
 
