@@ -13,6 +13,7 @@ answer with anything but an AWS JSON error.
 from __future__ import annotations
 
 import base64
+import json
 import sqlite3
 import sys
 import urllib.request
@@ -28,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rawclient import RawKMS, RawResponse, b64
 
 HEADER_SIZE = 1 + 16 + 4  # format | key id | key version
+VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 PLAINTEXT = b"tamper-evident plaintext 0123456789"
 
 
@@ -127,6 +129,28 @@ def test_every_byte_and_every_header_bit_flip_is_invalid_ciphertext(server: Any)
         _assert_invalid_ciphertext(_decrypt_raw(raw, tampered), what)
 
     # The original still opens, and the server never stopped serving.
+    _assert_decrypts(raw, blob)
+    _alive(server)
+
+
+def test_blob_v2_naming_no_key_here_is_invalid_ciphertext(server: Any) -> None:
+    """A blob v2 (keys/wire.py, for multi-Region keys, issue 22) that names no
+    key of this store answers the same InvalidCiphertextException, whether it
+    is a golden vector or a real v1 blob relabelled 0x02 (both headers are 21
+    bytes): today because Decrypt reads v1 only, and once multi-Region keys
+    exist because no key has that id, and never as the v1 key it came from."""
+    kms = server.client()
+    raw = _raw(server)
+    key_id, _ = _create_key(kms)
+    blob = _encrypt(kms, key_id)
+    vectors = json.loads((VECTORS / "blob_v2.json").read_text(encoding="ascii"))
+    for v in vectors[:3]:
+        answer = _decrypt_raw(raw, bytes.fromhex(v["blob"]), v["context"])
+        _assert_invalid_ciphertext(answer, f"v2 vector {v['key_id']}")
+    _assert_invalid_ciphertext(_decrypt_raw(raw, b"\x02" + blob[1:]), "v1 blob relabelled v2")
+    for key in (key_id, None):
+        answer = _decrypt_raw(raw, b"\x02" + blob[1:], key_id=key)
+        _assert_invalid_ciphertext(answer, f"relabelled, KeyId {key}")
     _assert_decrypts(raw, blob)
     _alive(server)
 

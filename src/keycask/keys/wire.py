@@ -2,14 +2,29 @@
 encryption context (design section 3). Both are pinned by golden vectors in
 tests/vectors/ that are never edited; a new format gets a new format byte.
 
-Blob v1::
+Blob v1 (a single-Region key)::
 
     0x01 | key id (16, UUID bytes) | key version (4, big-endian)
          | salt (16) | nonce (12) | AES-256-GCM ciphertext | tag (16)
 
-The AES key is derived per message from the key version's material and the
-salt; AAD is every byte before the ciphertext followed by the canonical
-encryption context.
+Blob v2 (a multi-Region key, issue 22)::
+
+    0x02 | mrk id (16 raw bytes) | key version (4, big-endian)
+         | salt (16) | nonce (12) | AES-256-GCM ciphertext | tag (16)
+
+In both, the AES key is derived per message from the key version's material
+and the salt (label ``keycask message key v1``); AAD is every byte before the
+ciphertext followed by the canonical encryption context, so the format byte
+and the key's id are authenticated. v2 names no region: a blob opens in every
+region that holds a copy of the key. Both headers are 21 bytes, so
+``HEADER_SIZE``, ``MIN_BLOB_SIZE`` and ``open_blob`` serve both formats.
+Nothing emits v2 yet; multi-Region keys will.
+
+``parse_blob`` and ``blob_header`` accept v1 only, as they always have;
+``parse_mrk_blob`` and ``mrk_blob_header`` accept v2 only; ``parse_any_blob``
+accepts either and its header's class says which. Every malformed blob of
+either format raises the same ``InvalidCiphertextException`` with an empty
+message.
 """
 
 from __future__ import annotations
@@ -18,6 +33,7 @@ import struct
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from keycask.crypto import (
     MESSAGE_OVERHEAD,
@@ -27,9 +43,11 @@ from keycask.crypto import (
     seal_message,
 )
 from keycask.errors import InvalidCiphertextException, ValidationException
+from keycask.keys.ids import MRK_ID_SIZE
 
 BLOB_FORMAT_V1 = 0x01
-HEADER_SIZE = 1 + 16 + 4
+BLOB_FORMAT_V2 = 0x02
+HEADER_SIZE = 1 + 16 + 4  # v1 and v2 alike: 16 is both a UUID's and an mrk id's size
 MIN_BLOB_SIZE = HEADER_SIZE + MESSAGE_OVERHEAD
 _HEADER = struct.Struct(">B16sI")
 _U16 = struct.Struct(">H")
@@ -46,6 +64,27 @@ class BlobHeader:
 
     def encode(self) -> bytes:
         return _HEADER.pack(BLOB_FORMAT_V1, self.key_id.bytes, self.version)
+
+
+@dataclass(frozen=True, slots=True)
+class MrkBlobHeader:
+    """The header of a v2 blob: a multi-Region key's 16-byte id (see
+    ``keys/ids.py``) and the key version."""
+
+    mrk: bytes
+    version: int
+
+    def __post_init__(self) -> None:
+        # struct's "16s" would silently pad or cut any other length.
+        if len(self.mrk) != MRK_ID_SIZE:
+            raise ValueError(f"a multi-Region key id is {MRK_ID_SIZE} bytes")
+
+    def encode(self) -> bytes:
+        return _HEADER.pack(BLOB_FORMAT_V2, self.mrk, self.version)
+
+
+# What a blob of either format names; isinstance tells which.
+AnyBlobHeader: TypeAlias = BlobHeader | MrkBlobHeader
 
 
 def parse_blob(blob: bytes) -> tuple[BlobHeader, bytes]:
@@ -81,15 +120,41 @@ _KEY_ID_CACHE = 4096
 _KEY_IDS: dict[bytes, uuid.UUID] = {}
 
 
-def seal_blob(material: KeyMaterial, header: BlobHeader, plaintext: bytes, context: bytes) -> bytes:
-    """``context`` is the output of ``encode_context``."""
+def parse_mrk_blob(blob: bytes) -> tuple[MrkBlobHeader, bytes]:
+    """``parse_blob`` for v2: anything that is not a well-formed v2 blob raises
+    ``InvalidCiphertextException``."""
+    mrk, version = mrk_blob_header(blob)
+    return MrkBlobHeader(mrk, version), blob[HEADER_SIZE:]
+
+
+def mrk_blob_header(blob: bytes) -> tuple[bytes, int]:
+    """``blob_header`` for v2: the mrk id and version, without the body."""
+    if len(blob) < MIN_BLOB_SIZE or blob[0] != BLOB_FORMAT_V2:
+        raise InvalidCiphertextException(_INVALID)
+    _, mrk, version = _HEADER.unpack_from(blob)
+    return mrk, version
+
+
+def parse_any_blob(blob: bytes) -> tuple[AnyBlobHeader, bytes]:
+    """A blob of either format: the header's class says which."""
+    if blob and blob[0] == BLOB_FORMAT_V2:
+        return parse_mrk_blob(blob)
+    return parse_blob(blob)
+
+
+def seal_blob(
+    material: KeyMaterial, header: AnyBlobHeader, plaintext: bytes, context: bytes
+) -> bytes:
+    """``context`` is the output of ``encode_context``; the header's class
+    picks the format."""
     raw = header.encode()
     return raw + seal_message(material, plaintext, header=raw, context=context)
 
 
 def open_blob(material: KeyMaterial, blob: bytes, context: bytes) -> bytes:
-    """Decrypt a blob whose header was already parsed and whose key version
-    ``material`` belongs to."""
+    """Decrypt a blob of either format whose header was already parsed and
+    whose key version ``material`` belongs to. The format byte is part of the
+    AAD, so a blob does not open as the other format."""
     try:
         return open_message(
             material, blob[HEADER_SIZE:], header=blob[:HEADER_SIZE], context=context
