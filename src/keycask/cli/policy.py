@@ -46,7 +46,7 @@ from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, default_key_policy
 from keycask.policy.conditions import ContextInput
 from keycask.policy.document import Policy, parse_policy
-from keycask.policy.evaluate import Subject
+from keycask.policy.evaluate import Decision, Subject
 from keycask.policy.lint import (
     MULTI_TENANT_TAG,
     RULES,
@@ -223,24 +223,7 @@ async def _simulate_assume(store: _Store, args: argparse.Namespace) -> int:
         parameters=_condition_keys(args.condition or []),
         transport=Transport(time=datetime.now(UTC)),
     )
-    if args.json:
-        print_json(
-            {
-                "Principal": subject.arn,
-                "Action": args.action,
-                "RoleArn": role.arn,
-                "Decision": "allow" if decision.allowed else "deny",
-                "DecidedBy": decision.decided_by,
-                "Message": decision.message,
-            }
-        )
-    else:
-        verdict = "ALLOW" if decision.allowed else "DENY"
-        print(f"{verdict}: {subject.arn} {args.action} on {role.arn}")
-        print(f"decided by: {decision.decided_by}")
-        if decision.message:
-            print(decision.message)
-    return 0 if decision.allowed else 1
+    return _verdict(args, subject, decision, {"RoleArn": role.arn})
 
 
 async def _simulate(store: _Store, args: argparse.Namespace) -> int:
@@ -275,13 +258,22 @@ async def _simulate(store: _Store, args: argparse.Namespace) -> int:
         encryption_context=context,
         transport=Transport(time=datetime.now(UTC)),
     )
+    return _verdict(
+        args, subject, decision, {"KeyArn": key.arn, "EncryptionContext": context or {}}
+    )
+
+
+def _verdict(
+    args: argparse.Namespace, subject: Subject, decision: Decision, target: dict[str, object]
+) -> int:
+    """simulate's answer: JSON, or a verdict line and the decider; exit 1 on DENY.
+    ``target`` is what was asked about (its first member names it)."""
     if args.json:
         print_json(
             {
                 "Principal": subject.arn,
                 "Action": args.action,
-                "KeyArn": key.arn,
-                "EncryptionContext": context or {},
+                **target,
                 "Decision": "allow" if decision.allowed else "deny",
                 "DecidedBy": decision.decided_by,
                 "Message": decision.message,
@@ -289,7 +281,7 @@ async def _simulate(store: _Store, args: argparse.Namespace) -> int:
         )
     else:
         verdict = "ALLOW" if decision.allowed else "DENY"
-        print(f"{verdict}: {subject.arn} {args.action} on {key.arn}")
+        print(f"{verdict}: {subject.arn} {args.action} on {next(iter(target.values()))}")
         print(f"decided by: {decision.decided_by}")
         if decision.message:
             print(decision.message)
