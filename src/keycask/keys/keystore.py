@@ -1,5 +1,10 @@
 """Keys, key versions and aliases, loaded and saved through the barrier.
 
+Why one module: every cache here is dropped by one ``forget`` that must know
+each path a staging method writes; split apart, a new path (as multi-Region
+keys brought) could be written by one module and left stale in another's
+cache.
+
 Reads are cached in memory after first use so the hot path touches no disk;
 nothing is loaded at start. Changes are *staged*: a method returns the writes
 for the caller to commit (after the audit record is durable) with ``commit``,
