@@ -235,6 +235,7 @@ async def test_a_single_region_key_writes_the_paths_it_always_did(keys: KeyStore
         f"mat/{key.key_id}/0000000002"
     )
     assert await keys.list_key_ids(ACCOUNT, PRIMARY, "", 10) == [key.key_id]
+    assert await keys.list_public_ids(ACCOUNT, PRIMARY, "", 10) == [str(key.key_id)]
     destroy = await keys.stage_destroy(stored)
     assert f"idx/key/{ACCOUNT}/{PRIMARY}/{key.key_id}" in {w.path for w in destroy}
 
@@ -252,6 +253,7 @@ async def test_a_set_shares_one_material_under_its_mrk_id(keys: KeyStore) -> Non
         raw = await keys._barrier.get(f"idx/key/{ACCOUNT}/{copy.region}/{text}")
         assert raw is not None
         assert await keys.list_key_ids(ACCOUNT, copy.region, "", 10) == [copy.key_id]
+        assert await keys.list_public_ids(ACCOUNT, copy.region, "", 10) == [text]
     assert await keys.mrk_existed(mrk)
     assert not await keys.mrk_existed(new_mrk())
     # The marker is written once: a second set under the same id is refused.

@@ -401,11 +401,20 @@ class KeyStore:
     async def list_key_ids(
         self, account: str, region: str, after: str, limit: int
     ) -> list[uuid.UUID]:
-        """Stored key ids (record ids for multi-Region copies) in ListKeys
-        order, after the entry ``after`` (a key's public id)."""
+        """Stored key ids, to load the keys, in ListKeys order after the entry
+        ``after`` (a public id). A multi-Region copy's is its record id, which
+        is never shown: render ``list_public_ids`` (or ``Key.public_id``)."""
+        return [
+            index_entry_key_id(region, entry)
+            for entry in await self.list_public_ids(account, region, after, limit)
+        ]
+
+    async def list_public_ids(self, account: str, region: str, after: str, limit: int) -> list[str]:
+        """The key ids ListKeys shows (``mrk-...`` for a multi-Region copy),
+        in order, after the public id ``after``."""
         prefix = index_prefix(account, region)
         rows = await self._barrier.storage.list(prefix, prefix + after if after else "", limit)
-        return [index_entry_key_id(region, path[len(prefix) :]) for path, _ in rows]
+        return [path[len(prefix) :] for path, _ in rows]
 
     # -- aliases --
 
