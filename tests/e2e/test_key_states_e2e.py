@@ -40,6 +40,11 @@ E = KeyState.ENABLED
 D = KeyState.DISABLED
 PD = KeyState.PENDING_DELETION
 PI = KeyState.PENDING_IMPORT
+# The states a client can drive a key into today. The multi-Region states
+# (Creating, Updating, PendingReplicaDeletion) have no operation that makes
+# them yet (issue 22): the unit test checks their column of the table.
+REACHABLE = (E, D, PD, PI)
+MULTI_REGION = (KeyState.CREATING, KeyState.UPDATING, KeyState.PENDING_REPLICA_DELETION)
 AWS_KMS = "AWS_KMS"
 EXTERNAL = "EXTERNAL"
 CONTEXT = {"suite": "key-states-e2e"}
@@ -607,12 +612,14 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
 
 # Every (operation, state) pair of keycask's table: the parametrization below
 # is exactly this list, so every pair is exercised.
-PAIRS = [(operation, state) for operation in sorted(ALLOWED_STATES) for state in KeyState]
+PAIRS = [(operation, state) for operation in sorted(ALLOWED_STATES) for state in REACHABLE]
 
 
 def test_every_pair_has_a_case() -> None:
     assert set(ALLOWED_STATES) == set(EXPECTED) == set(CASES)
-    assert set(KeyState) == {E, D, PD, PI}
+    # A new state fails here until it is reachable (add it to REACHABLE with
+    # a way to drive keys into it) or named as not yet reachable.
+    assert set(KeyState) == {*REACHABLE, *MULTI_REGION}
     assert len(PAIRS) == len(ALLOWED_STATES) * 4
 
 

@@ -1,5 +1,10 @@
 """Keys, key versions and aliases, loaded and saved through the barrier.
 
+Why one module: every cache here is dropped by one ``forget`` that must know
+each path a staging method writes; split apart, a new path (as multi-Region
+keys brought) could be written by one module and left stale in another's
+cache.
+
 Reads are cached in memory after first use so the hot path touches no disk;
 nothing is loaded at start. Changes are *staged*: a method returns the writes
 for the caller to commit (after the audit record is durable) with ``commit``,
@@ -7,21 +12,29 @@ which then drops what they changed from the cache (``forget``), so the next
 read sees the committed value.
 
 Where each thing lives is ``keys/paths.py``.
+
+A multi-Region key's copies share their material and the fields in
+``model.SHARED_FIELDS``: material goes through the ``key_*`` methods (which
+take the key, so an mrk copy reaches the set's shared material), and shared
+fields change only through ``stage_set_update``, which rewrites every copy in
+the same commit so no copy drifts.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import orjson
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, PrivateKey, key_material_id
+from keycask.errors import KMSInternalException
 from keycask.keys.cache import DEFAULT_CACHE_ENTRIES, BoundedCache, Stored
 from keycask.keys.grant import Grant
-from keycask.keys.model import Alias, Key, KeyVersion
+from keycask.keys.ids import record_id
+from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
     GRANT_PREFIX,
     JOB_DELETE,
@@ -36,10 +49,16 @@ from keycask.keys.paths import (
     grant_prefix,
     import_prefix,
     import_token_expiry,
+    index_entry_key_id,
+    index_path,
     index_prefix,
+    key_material_path,
     key_path,
     material_path,
     material_prefix,
+    mrk_marker_path,
+    mrk_material_prefix,
+    parse_material_path,
     parse_sched_path,
     retiring_prefix,
     sched_path,
@@ -63,15 +82,18 @@ __all__ = [
 ]
 
 
+# Material and parsed private keys are cached by (owner, version): the owner
+# is a key id, or a multi-Region set's 16-byte id for its shared material.
+_Owner = uuid.UUID | bytes
+
+
 class KeyStore:
     def __init__(self, barrier: Barrier, *, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
         self._barrier = barrier
         self._keys: BoundedCache[uuid.UUID, Stored[Key]] = BoundedCache(cache_entries)
-        self._materials: BoundedCache[tuple[uuid.UUID, int], KeyMaterial] = BoundedCache(
-            cache_entries
-        )
+        self._materials: BoundedCache[tuple[_Owner, int], KeyMaterial] = BoundedCache(cache_entries)
         self._aliases: BoundedCache[str, Stored[Alias]] = BoundedCache(cache_entries)
-        self._private_keys: BoundedCache[tuple[uuid.UUID, int], PrivateKey] = BoundedCache(
+        self._private_keys: BoundedCache[tuple[_Owner, int], PrivateKey] = BoundedCache(
             cache_entries
         )
         # Every grant of a key, by key id; keys without grants too (an empty
@@ -118,11 +140,19 @@ class KeyStore:
         }
 
     async def material(self, key_id: uuid.UUID, version: int) -> KeyMaterial | None:
-        cached = self._materials.get((key_id, version))
+        """A single-Region key's material (``key_material`` for any key)."""
+        return await self._material_at((key_id, version), material_path(key_id, version))
+
+    async def key_material(self, key: Key, version: int) -> KeyMaterial | None:
+        """``key``'s material of ``version``: a multi-Region copy's is the set's."""
+        return await self._material_at((_owner(key), version), key_material_path(key, version))
+
+    async def _material_at(self, cache_key: tuple[_Owner, int], path: str) -> KeyMaterial | None:
+        cached = self._materials.get(cache_key)
         if cached is not None:
             return cached
         generation = self._materials.generation
-        found = await self._barrier.get(material_path(key_id, version))
+        found = await self._barrier.get(path)
         if found is None:
             return None
         # AES keys take the fast path; private keys (PKCS#8) and HMAC keys
@@ -131,18 +161,18 @@ class KeyStore:
         material = KeyMaterial(value) if len(value) == 32 else KeyMaterial.any_size(value)
         # A version's material never changes, but deleted material must not
         # come back into memory from a read that raced the deletion.
-        self._materials.put((key_id, version), material, generation)
+        self._materials.put(cache_key, material, generation)
         return material
 
     async def private_key(self, key: Key) -> PrivateKey | None:
         """The key's current private key, parsed once: loading PKCS#8 costs
         far more than a signature."""
-        cache_key = (key.key_id, key.current_version)
+        cache_key = (_owner(key), key.current_version)
         cached = self._private_keys.get(cache_key)
         if cached is not None:
             return cached
         generation = self._private_keys.generation
-        material = await self.material(key.key_id, key.current_version)
+        material = await self.key_material(key, key.current_version)
         if material is None:
             return None
         loaded = PrivateKey.load(key.key_spec.value, material)
@@ -150,14 +180,15 @@ class KeyStore:
         return loaded
 
     def stage_create(self, key: Key, material: KeyMaterial | None) -> list[Write]:
-        """A new key; ``material`` is None for a key waiting for imported material."""
+        """A new key; ``material`` is None for a key waiting for imported
+        material, and for a multi-Region replica (its set's material exists)."""
         b = self._barrier
         writes: list[Write] = [
             b.put(key_path(key.key_id), orjson.dumps(key.to_doc()), expect=0),
-            b.put(index_prefix(key.account, key.region) + str(key.key_id), b"", expect=0),
+            b.put(index_path(key), b"", expect=0),
         ]
         if material is not None:
-            writes.append(self.stage_material(key.key_id, key.current_version, material))
+            writes.append(self.stage_key_material(key, key.current_version, material))
         writes.extend(b.put(path, b"", expect=0) for path in sorted(due_jobs(key)))
         return writes
 
@@ -180,15 +211,97 @@ class KeyStore:
     def stage_delete_material(self, key_id: uuid.UUID, version: int) -> Write:
         return self._barrier.delete(material_path(key_id, version), expect=None)
 
+    def stage_key_material(self, key: Key, version: int, material: KeyMaterial) -> Write:
+        """``stage_material`` for any key: a multi-Region copy's goes to the
+        set's shared material, written once for the whole set."""
+        return self._barrier.put(key_material_path(key, version), material.reveal(), expect=0)
+
+    def stage_delete_key_material(self, key: Key, version: int) -> Write:
+        """Deletes a multi-Region set's shared material for every copy."""
+        return self._barrier.delete(key_material_path(key, version), expect=None)
+
+    # -- multi-Region sets --
+
+    def stage_mrk_marker(self, mrk: bytes) -> Write:
+        """``mrk/<hex>``: the multi-Region key existed. Written once, by the
+        commit that makes the set's first copy, and never deleted, so a
+        ciphertext of a region without a copy is told apart from garbage."""
+        return self._barrier.put(mrk_marker_path(mrk), b"", expect=0)
+
+    async def mrk_existed(self, mrk: bytes) -> bool:
+        return await self._barrier.storage.get(mrk_marker_path(mrk)) is not None
+
+    async def siblings(self, key: Key) -> list[Stored[Key]]:
+        """Every copy of ``key``'s multi-Region set (``key``'s own included),
+        in ``key.regions`` order, read by their record ids. A region the set
+        names without a copy is a broken store, never a caller's error."""
+        if key.mrk is None:
+            raise ValueError("siblings of a single-Region key")
+        found: list[Stored[Key]] = []
+        for region in key.regions:
+            stored = await self.get(record_id(key.mrk, region))
+            if stored is None:
+                raise KMSInternalException(
+                    f"multi-Region key {key.public_id} has no copy in {region}"
+                )
+            found.append(stored)
+        return found
+
+    async def stage_set_update(
+        self,
+        key: Key,
+        change: Mapping[str, Any],
+        *,
+        local: Mapping[str, Any] | None = None,
+        skip: Collection[str] = (),
+    ) -> list[Write]:
+        """The same ``change`` to the shared fields of every copy of ``key``'s
+        set: one write per copy, each expecting the revision it was read at,
+        with the schedule entries that change with it, for one commit.
+
+        ``local``: per-region fields changed in ``key.region``'s own copy in
+        the same write. ``skip``: regions whose copies this commit writes
+        otherwise (a replica being destroyed). Changing the set's regions
+        reads the copies of the regions named before the change.
+        """
+        if key.mrk is None:
+            raise ValueError("stage_set_update on a single-Region key")
+        if not set(change) <= SHARED_FIELDS:
+            raise ValueError(f"not shared: {sorted(set(change) - SHARED_FIELDS)}")
+        if local is not None and set(local) & (SHARED_FIELDS | {"mrk", "key_id", "region"}):
+            raise ValueError("local changes name shared fields")
+        writes: list[Write] = []
+        for stored in await self.siblings(key):
+            copy = stored.value
+            if copy.region in skip:
+                continue
+            new = copy.replace(**change)
+            if local is not None and copy.region == key.region:
+                new = new.replace(**local)
+            writes.extend(self.stage_update(stored, new))
+        return writes
+
+    async def stage_destroy_set_material(self, key: Key) -> list[Write]:
+        """Every version of a multi-Region set's shared material: for the
+        commit that destroys the set's last copy."""
+        if key.mrk is None:
+            raise ValueError("set material of a single-Region key")
+        b = self._barrier
+        return [
+            b.delete(path, expect=None) for path in await self._paths(mrk_material_prefix(key.mrk))
+        ]
+
     async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
         """Every trace of a key whose deletion window has ended: metadata,
         all material, listing and schedule entries, aliases, import tokens,
-        usage. The key id then answers as a key that does not exist."""
+        usage. The key id then answers as a key that does not exist. A
+        multi-Region copy's shared material stays (``stage_destroy_set_material``
+        is for the set's last copy)."""
         key = stored.value
         b = self._barrier
         writes: list[Write] = [
             b.delete(key_path(key.key_id), expect=stored.revision),
-            b.delete(index_prefix(key.account, key.region) + str(key.key_id), expect=None),
+            b.delete(index_path(key), expect=None),
         ]
         writes.extend(b.delete(path, expect=None) for path in sorted(due_jobs(key)))
         for prefix in (material_prefix(key.key_id), import_prefix(key.key_id)):
@@ -288,9 +401,20 @@ class KeyStore:
     async def list_key_ids(
         self, account: str, region: str, after: str, limit: int
     ) -> list[uuid.UUID]:
+        """Stored key ids, to load the keys, in ListKeys order after the entry
+        ``after`` (a public id). A multi-Region copy's is its record id, which
+        is never shown: render ``list_public_ids`` (or ``Key.public_id``)."""
+        return [
+            index_entry_key_id(region, entry)
+            for entry in await self.list_public_ids(account, region, after, limit)
+        ]
+
+    async def list_public_ids(self, account: str, region: str, after: str, limit: int) -> list[str]:
+        """The key ids ListKeys shows (``mrk-...`` for a multi-Region copy),
+        in order, after the public id ``after``."""
         prefix = index_prefix(account, region)
         rows = await self._barrier.storage.list(prefix, prefix + after if after else "", limit)
-        return [uuid.UUID(path[len(prefix) :]) for path, _ in rows]
+        return [path[len(prefix) :] for path, _ in rows]
 
     # -- aliases --
 
@@ -439,8 +563,13 @@ class KeyStore:
             elif path.startswith("alias/"):
                 self._aliases.pop(path)
             elif path.startswith("mat/"):
-                _, key_id, version = path.split("/")
-                self._materials.pop((uuid.UUID(key_id), int(version)))
-                self._private_keys.pop((uuid.UUID(key_id), int(version)))
+                owned = parse_material_path(path)
+                self._materials.pop(owned)
+                self._private_keys.pop(owned)
             elif path.startswith(GRANT_PREFIX):
                 self._grants.pop(uuid.UUID(path.split("/")[1]))
+
+
+def _owner(key: Key) -> _Owner:
+    """Whose material ``key`` uses: its own, or its multi-Region set's."""
+    return key.key_id if key.mrk is None else key.mrk

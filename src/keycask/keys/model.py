@@ -10,6 +10,7 @@ from enum import StrEnum
 from typing import Any
 
 from keycask.arn import Arn
+from keycask.keys.ids import format_mrk, parse_mrk, record_id
 
 
 class KeyState(StrEnum):
@@ -17,6 +18,13 @@ class KeyState(StrEnum):
     DISABLED = "Disabled"
     PENDING_DELETION = "PendingDeletion"
     PENDING_IMPORT = "PendingImport"
+    # Multi-Region keys only (issue 22), all in botocore's KeyState enum.
+    # keycask makes a set's changes in one commit, so Creating and Updating
+    # are never stored by today's operations; they exist so a document and
+    # the state table can name them.
+    CREATING = "Creating"
+    UPDATING = "Updating"
+    PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
 
 
 class KeyUsage(StrEnum):
@@ -191,6 +199,27 @@ DEFAULT_ROTATION_DAYS = 365
 MAX_ON_DEMAND_ROTATIONS = 25
 DEFAULT_PENDING_WINDOW_DAYS = 30
 
+# What every regional copy of a multi-Region key holds alike (AWS: key id,
+# material, key spec, key usage, origin, automatic rotation; keycask adds the
+# set's membership and the version bookkeeping that names the material).
+# Changed only through KeyStore.stage_set_update, which writes them into every
+# copy in one commit. The id itself (``mrk``) is shared too, and never changes.
+SHARED_FIELDS: frozenset[str] = frozenset(
+    {
+        "key_usage",
+        "key_spec",
+        "origin",
+        "current_version",
+        "versions",
+        "rotation_period_days",
+        "next_rotation",
+        "on_demand_rotations",
+        "last_version",
+        "primary_region",
+        "regions",
+    }
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Key:
@@ -200,6 +229,12 @@ class Key:
     received material. ``versions`` lists every material the key has had, in
     order; a version above ``current_version`` is imported material waiting
     for an on-demand rotation.
+
+    A multi-Region key (``mrk`` set) is one regional copy of a set: ``key_id``
+    is then its record id (``ids.record_id(mrk, region)``), an internal name
+    that keeps grants, usage and the schedule on their UUID paths; callers see
+    ``public_id`` (``mrk-...``) instead. Every field in ``SHARED_FIELDS`` is
+    the same in every copy of the set.
     """
 
     key_id: uuid.UUID
@@ -230,11 +265,46 @@ class Key:
     # An AWS managed key (KeyManager AWS): made by keycask on first use of its
     # alias/aws/<service> alias; its policy lets nobody manage it.
     aws_managed: bool = False
+    # Multi-Region keys (issue 22); the defaults are a single-Region key.
+    # ``mrk``: the set's 16-byte id. ``regions``: every region holding a copy,
+    # the primary's included, sorted. ``pending_window_days``: the deletion
+    # window a primary in PendingReplicaDeletion starts when its last replica
+    # is gone (it has no deletion date until then).
+    mrk: bytes | None = None
+    primary_region: str | None = None
+    regions: tuple[str, ...] = ()
+    pending_window_days: int | None = None
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "arn", key_arn(self.region, self.account, str(self.key_id)))
+        if self.mrk is not None and self.key_id != record_id(self.mrk, self.region):
+            # A copy stored under another id would be unreachable, or worse,
+            # shadow another region's copy: a programming error.
+            raise ValueError("a multi-Region key's key_id must be its record id")
+        object.__setattr__(self, "arn", key_arn(self.region, self.account, self.public_id))
+
+    @property
+    def public_id(self) -> str:
+        """The key id callers see: the UUID, or ``mrk-`` and 32 hex digits.
+        A multi-Region copy's record id (``key_id``) is never shown."""
+        return str(self.key_id) if self.mrk is None else format_mrk(self.mrk)
+
+    @property
+    def is_multi_region(self) -> bool:
+        return self.mrk is not None
+
+    @property
+    def multi_region_type(self) -> str | None:
+        """DescribeKey's MultiRegionKeyType: PRIMARY or REPLICA; None for a
+        single-Region key."""
+        if self.mrk is None:
+            return None
+        return "PRIMARY" if self.region == self.primary_region else "REPLICA"
+
+    def shared(self) -> dict[str, Any]:
+        """The fields every copy of a multi-Region set holds alike."""
+        return {name: getattr(self, name) for name in sorted(SHARED_FIELDS)}
 
     def replace(self, **changes: Any) -> Key:
         return dataclasses.replace(self, **changes)
@@ -270,7 +340,7 @@ class Key:
         """This key in the state its material implies, after material came or
         went. PendingDeletion is the operator's decision and stays; Disabled
         stays while the material is all here."""
-        if self.state is KeyState.PENDING_DELETION:
+        if self.state in (KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION):
             return self
         if not self.material_present:
             return self.replace(state=KeyState.PENDING_IMPORT)
@@ -301,8 +371,10 @@ class Key:
         return min(dates) if dates else None
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "key_id": str(self.key_id),
+        doc: dict[str, Any] = {
+            # An mrk copy stores its public id: an older keycask cannot read
+            # it as a UUID and fails loudly instead of misreading the key.
+            "key_id": self.public_id,
             "account": self.account,
             "region": self.region,
             "created": _ts(self.created),
@@ -323,13 +395,24 @@ class Key:
             "policy_principals": dict(self.policy_principals),
             "aws_managed": self.aws_managed,
         }
+        # Written only when set, so a single-Region key's document is byte
+        # for byte what it was before multi-Region keys existed.
+        if self.mrk is not None:
+            doc["primary_region"] = self.primary_region
+            doc["regions"] = list(self.regions)
+        if self.pending_window_days is not None:
+            doc["pending_window_days"] = self.pending_window_days
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Key:
+        region = doc["region"]
+        mrk = parse_mrk(doc["key_id"])
+        window = doc.get("pending_window_days")
         return cls(
-            key_id=uuid.UUID(doc["key_id"]),
+            key_id=uuid.UUID(doc["key_id"]) if mrk is None else record_id(mrk, region),
             account=doc["account"],
-            region=doc["region"],
+            region=region,
             created=_dt(doc["created"]),
             description=doc["description"],
             state=KeyState(doc["state"]),
@@ -347,6 +430,10 @@ class Key:
             last_version=int(doc.get("last_version", 0)),
             policy_principals=tuple(sorted((doc.get("policy_principals") or {}).items())),
             aws_managed=bool(doc.get("aws_managed", False)),
+            mrk=mrk,
+            primary_region=doc.get("primary_region"),
+            regions=tuple(doc.get("regions", ())),
+            pending_window_days=None if window is None else int(window),
         )
 
 

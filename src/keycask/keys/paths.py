@@ -4,6 +4,10 @@ Paths:
     key/<key id>                             key metadata (JSON)
     mat/<key id>/<version, 10 digits>        key material of one version
     idx/key/<account>/<region>/<key id>      listing index for ListKeys
+    mrk/<32 hex>                             empty; the multi-Region key existed
+                                             (written once, never deleted)
+    mat/mrk-<32 hex>/<version, 10 digits>    a multi-Region set's shared material
+    idx/key/<account>/<region>/mrk-<32 hex>  a multi-Region copy's listing entry
     alias/<account>/<region>/<alias name>    alias (JSON)
     sched/<epoch seconds, 12 digits>/<job>/<key id>
                                              empty; the lifecycle jobs due then
@@ -13,6 +17,11 @@ Paths:
     grant/<key id>/<grant id>                a grant on the key (JSON)
     retiring/<principal arn>/<key id>/<grant id>
                                              empty; ListRetirableGrants pages over it
+
+A multi-Region key's copy in a region lives at ``key/<record id>``
+(``ids.record_id``), so every per-region path above (grants, usage, schedule,
+import tokens, ``gone/``, ``retiring/``) takes the record id like a UUID key
+id; only its material and listing entry are named by the ``mrk-`` id.
 
 Every change to a key brings its schedule entries (``due_jobs``) along in the
 same commit, so the schedule is a function of the keys and never disagrees
@@ -27,6 +36,7 @@ import uuid
 
 import orjson
 
+from keycask.keys.ids import MRK_PREFIX, format_mrk, parse_mrk, record_id
 from keycask.keys.model import Key, KeyState
 
 # Lifecycle jobs the scheduler runs when their time comes.
@@ -35,6 +45,7 @@ JOB_DELETE = "delete"
 JOB_EXPIRE = "expire"
 JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
 SCHED_PREFIX = "sched/"
+MRK_MARKER_PREFIX = "mrk/"
 
 
 def key_path(key_id: uuid.UUID) -> str:
@@ -47,6 +58,47 @@ def material_path(key_id: uuid.UUID, version: int) -> str:
 
 def material_prefix(key_id: uuid.UUID) -> str:
     return f"mat/{key_id}/"
+
+
+def mrk_marker_path(mrk: bytes) -> str:
+    return MRK_MARKER_PREFIX + format_mrk(mrk)[len(MRK_PREFIX) :]
+
+
+def mrk_material_path(mrk: bytes, version: int) -> str:
+    return f"mat/{format_mrk(mrk)}/{version:010d}"
+
+
+def mrk_material_prefix(mrk: bytes) -> str:
+    return f"mat/{format_mrk(mrk)}/"
+
+
+def key_material_path(key: Key, version: int) -> str:
+    """Where ``key``'s material of ``version`` is: its own for a single-Region
+    key, the set's shared material for a multi-Region copy."""
+    if key.mrk is None:
+        return material_path(key.key_id, version)
+    return mrk_material_path(key.mrk, version)
+
+
+def index_path(key: Key) -> str:
+    """``key``'s ListKeys entry: named by its public id, so a listing shows
+    ``mrk-...`` and never a record id."""
+    return index_prefix(key.account, key.region) + key.public_id
+
+
+def index_entry_key_id(region: str, entry: str) -> uuid.UUID:
+    """The stored key id (a record id for an ``mrk-`` entry) behind the last
+    part of an index path of ``region``."""
+    mrk = parse_mrk(entry)
+    return uuid.UUID(entry) if mrk is None else record_id(mrk, region)
+
+
+def parse_material_path(path: str) -> tuple[uuid.UUID | bytes, int]:
+    """(key id, version) of ``mat/<key id>/<version>``, or (mrk id, version) of
+    ``mat/mrk-<hex>/<version>``."""
+    _, owner, version = path.split("/")
+    mrk = parse_mrk(owner)
+    return (uuid.UUID(owner) if mrk is None else mrk), int(version)
 
 
 def import_prefix(key_id: uuid.UUID) -> str:
@@ -79,6 +131,9 @@ def due_jobs(key: Key) -> set[str]:
         key.state is KeyState.ENABLED
         and key.rotation_period_days is not None
         and key.next_rotation is not None
+        # A multi-Region set rotates once, from its primary's record: the
+        # replicas' copies of next_rotation are the shared value, not jobs.
+        and key.multi_region_type != "REPLICA"
     ):
         paths.add(sched_path(key.next_rotation.timestamp(), JOB_ROTATE, key.key_id))
     expiring = [v.valid_to for v in key.versions if v.imported and v.valid_to is not None]

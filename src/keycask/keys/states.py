@@ -5,6 +5,21 @@ and tested exhaustively. It follows the AWS KMS Developer Guide's "Key states
 of KMS keys" table. Where AWS's answer depends on the key's origin rather than
 its state (automatic rotation of imported keys, import on AWS-made keys), the
 handler checks the origin first and this table covers the rest.
+
+The multi-Region states (Creating, Updating, PendingReplicaDeletion) allow only
+what AWS's own prose verifies; the key-state.html table's cells for them could
+not be read when they were added, so every other operation is refused in them
+(KMSInvalidStateException) until those rows are checked. Sources:
+- multi-region-keys-replicate.html: a Creating replica cannot be used in
+  cryptographic operations (callers retry on KMSInvalidStateException) and
+  can be described (DescribeKey).
+- multi-region-update.html: while Updating, keys can be used in cryptographic
+  operations and described, but not enabled, disabled or replicated.
+- API_ScheduleKeyDeletion.html: a primary in PendingReplicaDeletion cannot be
+  used in cryptographic operations or replicated; API_KeyMetadata.html
+  (PendingDeletionWindowInDays, present only in that state): it is described;
+  multi-region-keys-delete.html (as issue 22's brief read it): its deletion
+  can be cancelled.
 """
 
 from __future__ import annotations
@@ -12,25 +27,34 @@ from __future__ import annotations
 from keycask.errors import DisabledException, KMSError, KMSInvalidStateException
 from keycask.keys.model import Key, KeyState
 
+_SINGLE_REGION = frozenset(
+    {KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_DELETION, KeyState.PENDING_IMPORT}
+)
+# Every state: DescribeKey, verified for the multi-Region states (above).
 _ALL = frozenset(KeyState)
+# Every single-Region state. Unverified for the multi-Region states, so
+# refused in them until key-state.html's rows are checked.
+_ANY = _SINGLE_REGION
 _CRYPTO = frozenset({KeyState.ENABLED})
+# AWS's cryptographic operations, which an Updating key still serves.
+_USE = frozenset({KeyState.ENABLED, KeyState.UPDATING})
 _MANAGE = frozenset({KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_IMPORT})
 _TOGGLE = frozenset({KeyState.ENABLED, KeyState.DISABLED})
-_PENDING_DELETION = frozenset({KeyState.PENDING_DELETION})
+_PENDING_DELETION = frozenset({KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION})
 
 ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
-    "Encrypt": _CRYPTO,
-    "Decrypt": _CRYPTO,
-    "ReEncrypt": _CRYPTO,
-    "GenerateDataKey": _CRYPTO,
-    "GenerateDataKeyWithoutPlaintext": _CRYPTO,
+    "Encrypt": _USE,
+    "Decrypt": _USE,
+    "ReEncrypt": _USE,
+    "GenerateDataKey": _USE,
+    "GenerateDataKeyWithoutPlaintext": _USE,
     "DescribeKey": _ALL,
-    "GetKeyPolicy": _ALL,
-    "PutKeyPolicy": _ALL,
-    "ListKeyPolicies": _ALL,
-    "ListResourceTags": _ALL,
-    "ListAliases": _ALL,
-    "DeleteAlias": _ALL,
+    "GetKeyPolicy": _ANY,
+    "PutKeyPolicy": _ANY,
+    "ListKeyPolicies": _ANY,
+    "ListResourceTags": _ANY,
+    "ListAliases": _ANY,
+    "DeleteAlias": _ANY,
     "EnableKey": _TOGGLE,
     "DisableKey": _TOGGLE,
     "UpdateKeyDescription": _MANAGE,
@@ -41,32 +65,35 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     # Lifecycle. Rotation settings change only on a usable key.
     "EnableKeyRotation": _CRYPTO,
     "DisableKeyRotation": _CRYPTO,
-    "GetKeyRotationStatus": _ALL,
+    "GetKeyRotationStatus": _ANY,
     "RotateKeyOnDemand": _CRYPTO,
-    "ListKeyRotations": _ALL,
-    "GetKeyLastUsage": _ALL,
+    "ListKeyRotations": _ANY,
+    "GetKeyLastUsage": _ANY,
     "ScheduleKeyDeletion": _MANAGE,
     "CancelKeyDeletion": _PENDING_DELETION,
     # Imported key material.
     "GetParametersForImport": _MANAGE,
     "ImportKeyMaterial": _MANAGE,
-    "DeleteImportedKeyMaterial": _ALL,
-    # Asymmetric, HMAC and key agreement: cryptographic use.
-    "Sign": _CRYPTO,
-    "Verify": _CRYPTO,
+    "DeleteImportedKeyMaterial": _ANY,
+    # Asymmetric, HMAC and key agreement: cryptographic use. GetPublicKey is
+    # not one of AWS's cryptographic operations: refused while Updating
+    # (unverified).
+    "Sign": _USE,
+    "Verify": _USE,
     "GetPublicKey": _CRYPTO,
-    "GenerateMac": _CRYPTO,
-    "VerifyMac": _CRYPTO,
-    "DeriveSharedSecret": _CRYPTO,
-    "GenerateDataKeyPair": _CRYPTO,
-    "GenerateDataKeyPairWithoutPlaintext": _CRYPTO,
+    "GenerateMac": _USE,
+    "VerifyMac": _USE,
+    "DeriveSharedSecret": _USE,
+    "GenerateDataKeyPair": _USE,
+    "GenerateDataKeyPairWithoutPlaintext": _USE,
     # Grants. CreateGrant answers like a cryptographic operation (AWS's
     # table: DisabledException when disabled, KMSInvalidStateException when
-    # pending deletion or import); the others work in every state.
+    # pending deletion or import); the others work in every single-Region
+    # state.
     "CreateGrant": _CRYPTO,
-    "ListGrants": _ALL,
-    "RetireGrant": _ALL,
-    "RevokeGrant": _ALL,
+    "ListGrants": _ANY,
+    "RetireGrant": _ANY,
+    "RevokeGrant": _ANY,
 }
 
 
@@ -86,6 +113,9 @@ _STATE_WORDS = {
     KeyState.DISABLED: "disabled",
     KeyState.PENDING_DELETION: "pending deletion",
     KeyState.PENDING_IMPORT: "pending import",
+    KeyState.CREATING: "being created",
+    KeyState.UPDATING: "being updated",
+    KeyState.PENDING_REPLICA_DELETION: "pending replica deletion",
 }
 
 
