@@ -152,6 +152,9 @@ def _bare_env(server: Server, tmp: Path) -> dict[str, str]:
     empty = tmp / "empty-aws-config"
     empty.write_text("")
     env = server.env()
+    # The AWS CLI caches assumed-role credentials under ~/.aws/cli/cache: a
+    # home of the test's own, so nothing is written to (or read from) yours.
+    env["HOME"] = str(tmp)
     env.update(
         {
             "AWS_CONFIG_FILE": str(empty),
@@ -406,6 +409,7 @@ def _profiles(setup: Setup, users: Users, tmp: Path) -> dict[str, str]:
             "AWS_CONFIG_FILE": str(config),
             "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
             "AWS_EC2_METADATA_DISABLED": "true",
+            "HOME": str(tmp),  # the AWS CLI's credential cache stays in the test's dir
         }
     )
     return env
