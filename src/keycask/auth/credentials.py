@@ -1,5 +1,10 @@
 """Principals and their access keys, stored behind the barrier.
 
+Why one module of ~630 lines: a principal's document lists its access keys
+and decides whether each counts, so the two are read, cached, staged and
+forgotten together (one cache, one ``forget`` on commit); the value types
+and name checks above the store are what its documents are made of.
+
 The secret access key must be readable to verify SigV4 (it is an HMAC key), so
 it is stored encrypted by the barrier rather than hashed, and cached in memory
 after first use. Paths:

@@ -1,5 +1,9 @@
 """The AWS policy language: a policy JSON string in, validated frozen dataclasses out.
 
+Why one module of ~650 lines: it is one recursive-descent parser, each element's checks
+calling the next element's with the same failure and quoting conventions;
+cut further, one grammar would be read across files.
+
 Key policies, identity policies and roles' trust policies are parsed by one
 function, ``parse_policy``.
 Every problem raises ``MalformedPolicyDocumentException`` naming the statement
@@ -36,10 +40,6 @@ operators, condition keys), ``model.py`` (the parsed dataclasses),
 ``values.py`` (numbers, instants, networks, ``${...}`` variables, shared
 with evaluation), ``glob.py`` (the wildcard matcher), ``messages.py`` (how
 messages quote a policy); this module is the parser that uses them.
-
-Why one module of ~650 lines: it is one recursive-descent parser, each element's checks
-calling the next element's with the same failure and quoting conventions;
-cut further, one grammar would be read across files.
 """
 
 from __future__ import annotations
