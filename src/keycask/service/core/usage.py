@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from keycask.errors import Sealed
 from keycask.keys.keystore import KeyStore
 
 log = logging.getLogger("keycask")
@@ -94,7 +95,16 @@ class UsageTracker:
                         continue
                     writes.append(self._keys.stage_usage(key_id, usage.to_bytes(), None))
                 await self._keys.commit(writes)
+        except Sealed:
+            # Sealed meanwhile (by an operator, or by a rekey on another
+            # node): expected, not a fault, so one line and no traceback; the
+            # uses are written once the store is unsealed.
+            log.warning("sealed: the last use of %d keys is recorded once unsealed", len(batch))
+            self._requeue(batch)
         except Exception:
             log.exception("could not record the last use of %d keys; will retry", len(batch))
-            for key_id, usage in batch.items():
-                self._pending[key_id] = _newer(self._pending.get(key_id), usage) or usage
+            self._requeue(batch)
+
+    def _requeue(self, batch: dict[uuid.UUID, Usage]) -> None:
+        for key_id, usage in batch.items():
+            self._pending[key_id] = _newer(self._pending.get(key_id), usage) or usage
