@@ -18,9 +18,9 @@ from keycask.service.core.operations import OPERATIONS
 # DisabledException, "inv" = KMSInvalidStateException).
 # The multi-Region columns (C = Creating, U = Updating, PRD =
 # PendingReplicaDeletion) allow only what AWS's prose verifies (sources in
-# keys/states.py's docstring): DescribeKey everywhere, cryptographic operations
-# while Updating, CancelKeyDeletion in PendingReplicaDeletion. Every other cell
-# is refused until key-state.html's cells for these states are checked.
+# keys/states.py's docstring): DescribeKey everywhere, management of a
+# Creating key, cryptographic operations while Updating, and in
+# PendingReplicaDeletion what PendingDeletion allows plus CancelKeyDeletion.
 _TABLE = """
 operation                           E    D    PD   PI   C    U    PRD
 Encrypt                             ok   dis  inv  inv  inv  ok   inv
@@ -29,30 +29,32 @@ ReEncrypt                           ok   dis  inv  inv  inv  ok   inv
 GenerateDataKey                     ok   dis  inv  inv  inv  ok   inv
 GenerateDataKeyWithoutPlaintext     ok   dis  inv  inv  inv  ok   inv
 DescribeKey                         ok   ok   ok   ok   ok   ok   ok
-GetKeyPolicy                        ok   ok   ok   ok   inv  inv  inv
-PutKeyPolicy                        ok   ok   ok   ok   inv  inv  inv
-ListKeyPolicies                     ok   ok   ok   ok   inv  inv  inv
-ListResourceTags                    ok   ok   ok   ok   inv  inv  inv
-ListAliases                         ok   ok   ok   ok   inv  inv  inv
-DeleteAlias                         ok   ok   ok   ok   inv  inv  inv
+GetKeyPolicy                        ok   ok   ok   ok   ok   inv  ok
+PutKeyPolicy                        ok   ok   ok   ok   ok   inv  ok
+ListKeyPolicies                     ok   ok   ok   ok   ok   inv  ok
+ListResourceTags                    ok   ok   ok   ok   ok   inv  ok
+ListAliases                         ok   ok   ok   ok   ok   inv  ok
+DeleteAlias                         ok   ok   ok   ok   ok   inv  ok
 EnableKey                           ok   ok   inv  inv  inv  inv  inv
 DisableKey                          ok   ok   inv  inv  inv  inv  inv
-UpdateKeyDescription                ok   ok   inv  ok   inv  inv  inv
-TagResource                         ok   ok   inv  ok   inv  inv  inv
-UntagResource                       ok   ok   inv  ok   inv  inv  inv
-CreateAlias                         ok   ok   inv  ok   inv  inv  inv
-UpdateAlias                         ok   ok   inv  ok   inv  inv  inv
+UpdateKeyDescription                ok   ok   inv  ok   ok   inv  inv
+TagResource                         ok   ok   inv  ok   ok   inv  inv
+UntagResource                       ok   ok   inv  ok   ok   inv  inv
+CreateAlias                         ok   ok   inv  ok   ok   inv  inv
+UpdateAlias                         ok   ok   inv  ok   ok   inv  inv
 EnableKeyRotation                   ok   dis  inv  inv  inv  inv  inv
 DisableKeyRotation                  ok   dis  inv  inv  inv  inv  inv
-GetKeyRotationStatus                ok   ok   ok   ok   inv  inv  inv
+GetKeyRotationStatus                ok   ok   ok   ok   ok   inv  ok
 RotateKeyOnDemand                   ok   dis  inv  inv  inv  inv  inv
-ListKeyRotations                    ok   ok   ok   ok   inv  inv  inv
-GetKeyLastUsage                     ok   ok   ok   ok   inv  inv  inv
+ListKeyRotations                    ok   ok   ok   ok   ok   inv  ok
+GetKeyLastUsage                     ok   ok   ok   ok   ok   inv  ok
 ScheduleKeyDeletion                 ok   ok   inv  ok   inv  inv  inv
 CancelKeyDeletion                   inv  inv  ok   inv  inv  inv  ok
+ReplicateKey                        ok   dis  inv  ok   inv  inv  inv
+UpdatePrimaryRegion                 ok   dis  inv  inv  inv  inv  inv
 GetParametersForImport              ok   ok   inv  ok   inv  inv  inv
 ImportKeyMaterial                   ok   ok   inv  ok   inv  inv  inv
-DeleteImportedKeyMaterial           ok   ok   ok   ok   inv  inv  inv
+DeleteImportedKeyMaterial           ok   ok   ok   ok   ok   inv  ok
 Sign                                ok   dis  inv  inv  inv  ok   inv
 Verify                              ok   dis  inv  inv  inv  ok   inv
 GetPublicKey                        ok   dis  inv  inv  inv  inv  inv
@@ -62,9 +64,9 @@ DeriveSharedSecret                  ok   dis  inv  inv  inv  ok   inv
 GenerateDataKeyPair                 ok   dis  inv  inv  inv  ok   inv
 GenerateDataKeyPairWithoutPlaintext ok   dis  inv  inv  inv  ok   inv
 CreateGrant                         ok   dis  inv  inv  inv  inv  inv
-ListGrants                          ok   ok   ok   ok   inv  inv  inv
-RetireGrant                         ok   ok   ok   ok   inv  inv  inv
-RevokeGrant                         ok   ok   ok   ok   inv  inv  inv
+ListGrants                          ok   ok   ok   ok   ok   inv  ok
+RetireGrant                         ok   ok   ok   ok   ok   inv  ok
+RevokeGrant                         ok   ok   ok   ok   ok   inv  ok
 """
 _ANSWERS: dict[str, type[Exception] | None] = {
     "ok": None,

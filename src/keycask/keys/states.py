@@ -6,20 +6,31 @@ of KMS keys" table. Where AWS's answer depends on the key's origin rather than
 its state (automatic rotation of imported keys, import on AWS-made keys), the
 handler checks the origin first and this table covers the rest.
 
-The multi-Region states (Creating, Updating, PendingReplicaDeletion) allow only
-what AWS's own prose verifies; the key-state.html table's cells for them could
-not be read when they were added, so every other operation is refused in them
-(KMSInvalidStateException) until those rows are checked. Sources:
-- multi-region-keys-replicate.html: a Creating replica cannot be used in
-  cryptographic operations (callers retry on KMSInvalidStateException) and
-  can be described (DescribeKey).
+The multi-Region states (Creating, Updating, PendingReplicaDeletion) follow
+AWS's prose; key-state.html's cells for them could not be read (the stored
+copies of the page end before its table), so only what the pages below say
+is allowed, and every other cell is refused (KMSInvalidStateException).
+keycask makes a set's changes in one commit, so Creating and Updating are
+never stored today; their columns matter only to a document that names them.
+Sources:
+- API_ReplicateKey.html: "While the key state is Creating, you can manage
+  key, but you cannot yet use it in cryptographic operations";
+  multi-region-keys-replicate.html: a Creating replica can be described.
+  So Creating allows DescribeKey, the read-only calls and the management
+  calls that work on a PendingImport key (description, tags, aliases).
 - multi-region-update.html: while Updating, keys can be used in cryptographic
   operations and described, but not enabled, disabled or replicated.
-- API_ScheduleKeyDeletion.html: a primary in PendingReplicaDeletion cannot be
-  used in cryptographic operations or replicated; API_KeyMetadata.html
-  (PendingDeletionWindowInDays, present only in that state): it is described;
-  multi-region-keys-delete.html (as issue 22's brief read it): its deletion
-  can be cancelled.
+- API_ScheduleKeyDeletion.html: a primary in PendingReplicaDeletion "cannot
+  be replicated or used in cryptographic operations"; API_KeyMetadata.html
+  (PendingDeletionWindowInDays, present only in that state): it is
+  described; it is a key "scheduled for deletion", so the calls AWS allows
+  on a PendingDeletion key (policies, tags and aliases listed, grants
+  listed, retired and revoked, rotation status) are allowed on it too, and
+  CancelKeyDeletion brings it back (multi-region-keys-delete.html).
+- ReplicateKey: Enabled (DisabledException when disabled, as its error list
+  says); a PendingImport primary replicates into a PendingImport replica
+  (API_ReplicateKey.html). UpdatePrimaryRegion: both keys Enabled
+  (multi-region-update.html).
 """
 
 from __future__ import annotations
@@ -32,13 +43,15 @@ _SINGLE_REGION = frozenset(
 )
 # Every state: DescribeKey, verified for the multi-Region states (above).
 _ALL = frozenset(KeyState)
-# Every single-Region state. Unverified for the multi-Region states, so
-# refused in them until key-state.html's rows are checked.
-_ANY = _SINGLE_REGION
+# Every state but Updating, whose cells beyond use and DescribeKey are not
+# documented (see above).
+_ANY = _SINGLE_REGION | {KeyState.CREATING, KeyState.PENDING_REPLICA_DELETION}
 _CRYPTO = frozenset({KeyState.ENABLED})
 # AWS's cryptographic operations, which an Updating key still serves.
 _USE = frozenset({KeyState.ENABLED, KeyState.UPDATING})
 _MANAGE = frozenset({KeyState.ENABLED, KeyState.DISABLED, KeyState.PENDING_IMPORT})
+# Management of a key's own properties, which a Creating replica allows.
+_EDIT = _MANAGE | {KeyState.CREATING}
 _TOGGLE = frozenset({KeyState.ENABLED, KeyState.DISABLED})
 _PENDING_DELETION = frozenset({KeyState.PENDING_DELETION, KeyState.PENDING_REPLICA_DELETION})
 
@@ -57,11 +70,11 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "DeleteAlias": _ANY,
     "EnableKey": _TOGGLE,
     "DisableKey": _TOGGLE,
-    "UpdateKeyDescription": _MANAGE,
-    "TagResource": _MANAGE,
-    "UntagResource": _MANAGE,
-    "CreateAlias": _MANAGE,
-    "UpdateAlias": _MANAGE,
+    "UpdateKeyDescription": _EDIT,
+    "TagResource": _EDIT,
+    "UntagResource": _EDIT,
+    "CreateAlias": _EDIT,
+    "UpdateAlias": _EDIT,
     # Lifecycle. Rotation settings change only on a usable key.
     "EnableKeyRotation": _CRYPTO,
     "DisableKeyRotation": _CRYPTO,
@@ -71,6 +84,9 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "GetKeyLastUsage": _ANY,
     "ScheduleKeyDeletion": _MANAGE,
     "CancelKeyDeletion": _PENDING_DELETION,
+    # Multi-Region keys: only a primary is replicated or handed over.
+    "ReplicateKey": frozenset({KeyState.ENABLED, KeyState.PENDING_IMPORT}),
+    "UpdatePrimaryRegion": _CRYPTO,
     # Imported key material.
     "GetParametersForImport": _MANAGE,
     "ImportKeyMaterial": _MANAGE,

@@ -13,6 +13,13 @@ while the server was down rotates once, not once per missed period. Its next
 date stays on the old cadence when less than a period was missed, and is a
 full period after the catch-up otherwise.
 
+A multi-Region set rotates from its primary's entry, writing the set's new
+material once and every copy's shared fields in one commit. Destroying one
+copy of a set removes its region from every other copy in the same commit;
+when only a primary waiting in PendingReplicaDeletion is left, its deletion
+window starts then (PendingDeletion, with its date). The set's last copy
+takes the shared material with it.
+
 Every job is audited like a request (principal ``keycask``), and its record
 is durable before its writes are committed.
 
@@ -35,7 +42,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from keycask.audit import AuditLog, AuditRecord
-from keycask.errors import BarrierBusy, Sealed
+from keycask.errors import BarrierBusy, KMSInternalException, Sealed
+from keycask.keys.ids import record_id
 from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
@@ -47,10 +55,10 @@ from keycask.keys.keystore import (
     import_token_expiry,
     parse_sched_path,
 )
-from keycask.keys.model import Key, KeyState, RotationType
+from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, Key, KeyState, RotationType
 from keycask.ports import Clock, Coordinator, Write
 from keycask.service.core.deps import Deps
-from keycask.service.core.handlers.rotation import rotate
+from keycask.service.core.handlers.rotation import rotate, stage_rotation
 
 log = logging.getLogger("keycask")
 
@@ -313,8 +321,8 @@ class Scheduler:
             new = new.replace(
                 next_rotation=next_rotation_after(key.next_rotation, key.rotation_period_days, now)
             )
-            writes = keys.stage_update(stored, new)
-            writes.append(keys.stage_material(key.key_id, new.current_version, material))
+            writes = await stage_rotation(keys, stored, new)
+            writes.append(keys.stage_key_material(key, new.current_version, material))
             return JobResult(
                 "RotateKey", new, writes, f"automatic rotation to version {new.current_version}"
             )
@@ -325,6 +333,8 @@ class Scheduler:
                 or key.deletion_date > now
             ):
                 return None
+            if key.mrk is not None:
+                return await destroy_copy(keys, stored, now)
             writes = await keys.stage_destroy(stored)
             return JobResult(
                 "DeleteKey", key, writes, f"deleted with {len(key.versions)} key material(s)"
@@ -350,6 +360,56 @@ def expire_material(keys: KeyStore, stored: Stored[Key], now: datetime) -> JobRe
     )
     new = key.replace(versions=versions).settled()
     writes = keys.stage_update(stored, new)
-    writes.extend(keys.stage_delete_material(key.key_id, v) for v in sorted(gone))
+    writes.extend(keys.stage_delete_key_material(key, v) for v in sorted(gone))
     names = ", ".join(str(v) for v in sorted(gone))
     return JobResult("DeleteExpiredKeyMaterial", new, writes, f"expired material version {names}")
+
+
+async def destroy_copy(keys: KeyStore, stored: Stored[Key], now: datetime) -> JobResult | None:
+    """The end of one multi-Region copy's deletion window, in one commit:
+    the copy, its region out of every other copy's ``regions``, the primary's
+    deletion window started if it waited only for this replica, and the
+    set's material if no copy is left."""
+    key = stored.value
+    others = [r for r in key.regions if r != key.region]
+    if key.multi_region_type == "PRIMARY" and others:
+        # A primary with replicas waits in PendingReplicaDeletion and never
+        # reaches PendingDeletion: a set in this shape is not keycask's doing.
+        log.error(
+            "multi-Region primary %s in %s is due for deletion but still has replicas in %s;"
+            " not deleted",
+            key.public_id,
+            key.region,
+            ", ".join(others),
+        )
+        return None
+    writes = await keys.stage_destroy(stored)
+    if not others:
+        writes.extend(await keys.stage_destroy_set_material(key))
+        return JobResult(
+            "DeleteKey",
+            key,
+            writes,
+            f"deleted the last copy of {key.public_id} with {len(key.versions)} key material(s)",
+        )
+    assert key.primary_region is not None and key.mrk is not None
+    primary = await keys.get(record_id(key.mrk, key.primary_region))
+    if primary is None:
+        raise KMSInternalException(f"multi-Region key {key.public_id} has no primary copy")
+    local: dict[str, object] | None = None
+    detail = f"deleted replica key in {key.region}"
+    if others == [key.primary_region] and primary.value.state is KeyState.PENDING_REPLICA_DELETION:
+        window = primary.value.pending_window_days or DEFAULT_PENDING_WINDOW_DAYS
+        when = now + timedelta(days=window)
+        local = {
+            "state": KeyState.PENDING_DELETION,
+            "deletion_date": when,
+            "pending_window_days": None,
+        }
+        detail += f"; the primary key in {key.primary_region} is deleted {when.isoformat()}"
+    writes.extend(
+        await keys.stage_set_update(
+            primary.value, {"regions": tuple(others)}, local=local, skip=(key.region,)
+        )
+    )
+    return JobResult("DeleteKey", key, writes, detail)

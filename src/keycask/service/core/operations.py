@@ -22,6 +22,7 @@ from keycask.service.core.handlers import (
     imports,
     keys,
     last_usage,
+    multiregion,
     rotation,
     tags,
 )
@@ -53,6 +54,7 @@ from keycask.service.core.requests import (
     ListRetirableGrantsRequest,
     PutKeyPolicyRequest,
     ReEncryptRequest,
+    ReplicateKeyRequest,
     RetireGrantRequest,
     RevokeGrantRequest,
     ScheduleKeyDeletionRequest,
@@ -60,6 +62,7 @@ from keycask.service.core.requests import (
     TagResourceRequest,
     UntagResourceRequest,
     UpdateKeyDescriptionRequest,
+    UpdatePrimaryRegionRequest,
     VerifyMacRequest,
     VerifyRequest,
 )
@@ -125,6 +128,14 @@ _ROWS = [
     ),
     Operation("CancelKeyDeletion", KeyRequest, deletion.cancel_key_deletion, mutates=True),
     Operation("GetKeyLastUsage", KeyRequest, last_usage.get_key_last_usage),
+    # Multi-Region keys: each rewrites every copy of the set in one commit.
+    Operation("ReplicateKey", ReplicateKeyRequest, multiregion.replicate_key, mutates=True),
+    Operation(
+        "UpdatePrimaryRegion",
+        UpdatePrimaryRegionRequest,
+        multiregion.update_primary_region,
+        mutates=True,
+    ),
     # Writes only a new import token at a fresh random path: no
     # read-modify-write to serialise, and RSA key generation must not hold
     # the store's write lock.

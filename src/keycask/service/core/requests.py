@@ -376,3 +376,19 @@ class RevokeGrantRequest:
     key_id: str
     grant_id: str
     dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicateKeyRequest:
+    key_id: str
+    replica_region: str
+    policy: str | None = None
+    bypass_policy_lockout_safety_check: bool | None = None
+    description: str | None = None
+    tags: list[dict[str, str]] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdatePrimaryRegionRequest:
+    key_id: str
+    primary_region: str

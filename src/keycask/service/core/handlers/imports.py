@@ -213,7 +213,8 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
             f"Key material for a {key.key_spec.value} key must be {size} bytes (256 bits)."
         )
     material = KeyMaterial(material.reveal())
-    material_id = key_material_id(material, key.key_id.bytes)
+    # A multi-Region set's material is named by the set, as rotation.py does.
+    material_id = key_material_id(material, key.key_id.bytes if key.mrk is None else key.mrk)
     import_type = req.import_type or (
         "EXISTING_KEY_MATERIAL" if key.versions else "NEW_KEY_MATERIAL"
     )
@@ -263,7 +264,7 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
         new = key.replace(versions=(*key.versions, version), last_version=number)
     call.detail = f"imported key material {material_id}"
     writes = deps.keys.stage_update(stored, new)
-    writes.append(deps.keys.stage_material(key.key_id, number, material))
+    writes.append(deps.keys.stage_key_material(key, number, material))
     return Outcome(ImportKeyMaterialResult(key_id=key.arn, key_material_id=material_id), writes)
 
 
@@ -292,7 +293,7 @@ def _reimport(
     new = key.replace(versions=versions).settled()
     writes = deps.keys.stage_update(stored, new)
     if not existing.imported:
-        writes.append(deps.keys.stage_material(key.key_id, existing.version, material))
+        writes.append(deps.keys.stage_key_material(key, existing.version, material))
     return Outcome(
         ImportKeyMaterialResult(key_id=key.arn, key_material_id=existing.material_id), writes
     )
@@ -350,7 +351,7 @@ async def delete_imported_key_material(
     call.detail = f"deleted key material {target.material_id}"
     writes = deps.keys.stage_update(stored, new)
     if target.imported:
-        writes.append(deps.keys.stage_delete_material(key.key_id, target.version))
+        writes.append(deps.keys.stage_delete_key_material(key, target.version))
     return Outcome(
         ImportKeyMaterialResult(key_id=key.arn, key_material_id=target.material_id), writes
     )

@@ -5,10 +5,17 @@ A rotation adds a key version and makes it current: new ciphertexts name the
 new version, old ones keep naming theirs, and every version's material stays
 until the key itself is deleted. Automatic rotations are the scheduler's
 (service/background/scheduler.py); this module only sets their schedule.
+
+A multi-Region set rotates as one (AWS): rotation is set and done on its
+primary, which writes the new material once, at the set's shared path, and
+the changed shared fields into every copy in the same commit
+(``stage_rotation``); on a replica, the calls that change rotation answer
+UnsupportedOperationException, and those that read it answer the set's state.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta
 
 from keycask.crypto import KeyMaterial, key_material_id
@@ -17,9 +24,11 @@ from keycask.errors import (
     LimitExceededException,
     UnsupportedOperationException,
 )
+from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import (
     DEFAULT_ROTATION_DAYS,
     MAX_ON_DEMAND_ROTATIONS,
+    SHARED_FIELDS,
     Key,
     KeySpec,
     KeyState,
@@ -28,6 +37,7 @@ from keycask.keys.model import (
     RotationType,
 )
 from keycask.keys.states import require_state
+from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.paging import offset_marker, page_limit
@@ -51,7 +61,8 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
     version = key.next_version()
     entry = KeyVersion(
         version=version,
-        material_id=key_material_id(material, key.key_id.bytes),
+        # A set's material is named by the set, whichever copy rotates it.
+        material_id=key_material_id(material, key.key_id.bytes if key.mrk is None else key.mrk),
         rotated=now,
         rotation_type=rotation_type,
     )
@@ -59,6 +70,32 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
         current_version=version, versions=(*key.versions, entry), last_version=version
     )
     return new, material
+
+
+async def stage_rotation(keys: KeyStore, stored: Stored[Key], new: Key) -> list[Write]:
+    """``new`` (``stored`` with its rotation fields changed) staged: for a
+    multi-Region key, the change to the shared fields goes to every copy of
+    the set in one commit."""
+    key = stored.value
+    if key.mrk is None:
+        return keys.stage_update(stored, new)
+    changed = {
+        f.name
+        for f in dataclasses.fields(key)
+        if f.init and getattr(new, f.name) != getattr(key, f.name)
+    }
+    if not changed <= SHARED_FIELDS:
+        raise ValueError(f"a rotation changed per-region fields: {sorted(changed - SHARED_FIELDS)}")
+    return await keys.stage_set_update(key, {name: getattr(new, name) for name in changed})
+
+
+def _require_primary(key: Key, what: str) -> None:
+    """A set's rotation is its primary's to change (AWS)."""
+    if key.multi_region_type == "REPLICA":
+        raise UnsupportedOperationException(
+            f"{key.arn} is a multi-Region replica key; {what} is set on its primary key, "
+            f"in {key.primary_region}, and applies to every replica."
+        )
 
 
 def _require_symmetric(key: Key, what: str) -> None:
@@ -86,6 +123,7 @@ async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequ
     stored = await use_key(deps.keys, call, req.key_id, "kms:EnableKeyRotation")
     key = stored.value
     _require_automatic_rotation(key)
+    _require_primary(key, "automatic rotation")
     require_state("EnableKeyRotation", key)
     now = deps.clock.now()
     if key.rotation_period_days is None or key.next_rotation is None:
@@ -102,18 +140,19 @@ async def enable_key_rotation(deps: Deps, call: Call, req: EnableKeyRotationRequ
     new = key.replace(rotation_period_days=period, next_rotation=due)
     if new == key:
         return Outcome()
-    return Outcome(None, deps.keys.stage_update(stored, new))
+    return Outcome(None, await stage_rotation(deps.keys, stored, new))
 
 
 async def disable_key_rotation(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     stored = await use_key(deps.keys, call, req.key_id, "kms:DisableKeyRotation")
     key = stored.value
     _require_automatic_rotation(key)
+    _require_primary(key, "automatic rotation")
     require_state("DisableKeyRotation", key)
     new = key.replace(rotation_period_days=None, next_rotation=None)
     if new == key:
         return Outcome()
-    return Outcome(None, deps.keys.stage_update(stored, new))
+    return Outcome(None, await stage_rotation(deps.keys, stored, new))
 
 
 async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
@@ -130,8 +169,12 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
     ).value
     _require_symmetric(key, "key rotation")
     # A key on its way out does not rotate, and AWS reports so; cancelling
-    # the deletion brings the schedule back.
-    enabled = key.rotation_period_days is not None and key.state is not KeyState.PENDING_DELETION
+    # the deletion brings the schedule back. A multi-Region replica answers
+    # its set's rotation, which every copy holds.
+    enabled = key.rotation_period_days is not None and key.state not in (
+        KeyState.PENDING_DELETION,
+        KeyState.PENDING_REPLICA_DELETION,
+    )
     return Outcome(
         GetKeyRotationStatusResult(
             key_rotation_enabled=enabled,
@@ -145,10 +188,10 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
 
 
 async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    stored = await use_key(
-        deps.keys, call, req.key_id, "kms:RotateKeyOnDemand", state="RotateKeyOnDemand"
-    )
+    stored = await use_key(deps.keys, call, req.key_id, "kms:RotateKeyOnDemand")
     key = stored.value
+    _require_primary(key, "on-demand rotation")
+    require_state("RotateKeyOnDemand", key)
     _require_symmetric(key, "on-demand rotation")
     if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:
         raise LimitExceededException(
@@ -177,12 +220,12 @@ async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outco
             versions=(*key.versions[:-1], promoted),
             on_demand_rotations=key.on_demand_rotations + 1,
         )
-        return Outcome(KeyIdResult(key.arn), deps.keys.stage_update(stored, new))
+        return Outcome(KeyIdResult(key.arn), await stage_rotation(deps.keys, stored, new))
     new, material = rotate(key, now, RotationType.ON_DEMAND)
     # On-demand rotations leave the automatic schedule as it was (AWS).
     new = new.replace(on_demand_rotations=key.on_demand_rotations + 1)
-    writes = deps.keys.stage_update(stored, new)
-    writes.append(deps.keys.stage_material(key.key_id, new.current_version, material))
+    writes = await stage_rotation(deps.keys, stored, new)
+    writes.append(deps.keys.stage_key_material(key, new.current_version, material))
     call.detail = f"rotated to version {new.current_version}"
     return Outcome(KeyIdResult(key.arn), writes)
 
