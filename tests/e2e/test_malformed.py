@@ -320,7 +320,7 @@ def test_unknown_target(raw: RawKMS, key: dict[str, Any], target: str) -> None:
 
 @pytest.mark.parametrize(
     "operation",
-    ["ConnectCustomKeyStore", "ReplicateKey", "CreateCustomKeyStore", "UpdatePrimaryRegion"],
+    ["ConnectCustomKeyStore", "CreateCustomKeyStore", "DeleteCustomKeyStore"],
 )
 def test_model_operation_keycask_does_not_implement(raw: RawKMS, operation: str) -> None:
     assert operation in MODEL.operation_names

@@ -33,7 +33,7 @@ from keycask.service.core.results import KeyMetadata
 
 # The model's RegionType (ReplicaRegion, PrimaryRegion), within what a SigV4
 # scope may name (auth/sigv4.py): a region keycask can serve.
-_REGION = re.compile(r"([a-z]+-){2,3}\d+")
+_REGION = re.compile(r"([a-z]+-){2,3}[0-9]+")
 
 
 def _region(value: str, member: str) -> str:
