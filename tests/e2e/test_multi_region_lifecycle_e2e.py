@@ -10,6 +10,7 @@ region sees, and that the set stays coherent after every operation.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -366,3 +367,103 @@ def test_a_primary_waits_for_its_replicas_then_is_deleted(fresh_server: Server) 
 
     fresh_server.advance_clock(8 * DAY)
     assert _error(lambda: regions[EAST].describe_key(KeyId=key_id))["Code"] == "NotFoundException"
+
+
+# -- authorization and audit --
+
+
+def _user(server: Server, statements: list[dict[str, Any]], region: str = EAST) -> Any:
+    name = f"mrk-user-{uuid.uuid4().hex[:8]}"
+    created = json.loads(server.cli("principals", "create", name, "--json").stdout)
+    path = server.data_dir.parent / f"{name}.json"
+    path.write_text(json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    server.cli("principals", "put-policy", name, "--policy-name", "main", "--file", str(path))
+    return server.client((created["AccessKeyId"], created["SecretAccessKey"]), region=region)
+
+
+def _allow(action: str | list[str], condition: dict[str, Any] | None = None) -> dict[str, Any]:
+    statement: dict[str, Any] = {"Effect": "Allow", "Action": action, "Resource": "*"}
+    if condition is not None:
+        statement["Condition"] = condition
+    return statement
+
+
+def test_replicate_key_needs_replicate_there_and_create_key_in_the_replica_region(
+    regions: Regions,
+) -> None:
+    server = regions.server
+    key_id = regions.primary()
+    only_west = {"StringEquals": {"kms:ReplicaRegion": WEST}}
+    # kms:CreateKey is decided as in the replica's region (aws:RequestedRegion).
+    create_west = {"StringEquals": {"aws:RequestedRegion": WEST}}
+    user = _user(
+        server,
+        [_allow("kms:ReplicateKey", only_west), _allow("kms:CreateKey", create_west)],
+    )
+    error = _error(lambda: user.replicate_key(KeyId=key_id, ReplicaRegion=EU))
+    assert error["Code"] == "AccessDeniedException", error
+    # Tags need kms:TagResource too.
+    error = _error(
+        lambda: user.replicate_key(
+            KeyId=key_id, ReplicaRegion=WEST, Tags=[{"TagKey": "t", "TagValue": "v"}]
+        )
+    )
+    assert error["Code"] == "AccessDeniedException", error
+    assert "kms:TagResource" in error["Message"], error
+    assert _replica_regions(regions.config(EAST, key_id)) == []
+    meta = user.replicate_key(KeyId=key_id, ReplicaRegion=WEST)["ReplicaKeyMetadata"]
+    assert meta["Arn"] == _arn(WEST, key_id)
+
+    # Without kms:CreateKey for the replica's region, nothing is made.
+    other = regions.primary()
+    no_create = _user(server, [_allow("kms:ReplicateKey")])
+    error = _error(lambda: no_create.replicate_key(KeyId=other, ReplicaRegion=WEST))
+    assert error["Code"] == "AccessDeniedException", error
+    assert "kms:CreateKey" in error["Message"], error
+    assert _error(lambda: regions[WEST].describe_key(KeyId=other))["Code"] == "NotFoundException"
+
+    # The audit record of a replication names the primary and the replica.
+    records = [
+        json.loads(line)
+        for segment in sorted((server.data_dir / "audit").glob("*.jsonl"))
+        for line in segment.read_text().splitlines()
+        if line
+    ]
+    [record] = [
+        r
+        for r in records
+        if r["operation"] == "ReplicateKey"
+        and r["outcome"] == "success"
+        and r["key_arn"] == _arn(EAST, key_id)
+    ]
+    assert _arn(WEST, key_id) in record["detail"]
+
+
+def test_update_primary_region_is_authorized_on_both_keys(regions: Regions) -> None:
+    server = regions.server
+    key_id = regions.primary()
+    regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+    east_only = _user(
+        server,
+        [
+            {
+                "Effect": "Allow",
+                "Action": "kms:UpdatePrimaryRegion",
+                "Resource": f"arn:aws:kms:{EAST}:{ACCOUNT}:key/*",
+            }
+        ],
+    )
+    error = _error(lambda: east_only.update_primary_region(KeyId=key_id, PrimaryRegion=WEST))
+    assert error["Code"] == "AccessDeniedException", error
+    assert _arn(WEST, key_id) in error["Message"], error
+    to_eu = _user(
+        server, [_allow("kms:UpdatePrimaryRegion", {"StringEquals": {"kms:PrimaryRegion": EU}})]
+    )
+    error = _error(lambda: to_eu.update_primary_region(KeyId=key_id, PrimaryRegion=WEST))
+    assert error["Code"] == "AccessDeniedException", error
+    assert regions.config(WEST, key_id)["PrimaryKey"]["Region"] == EAST
+    to_west = _user(
+        server, [_allow("kms:UpdatePrimaryRegion", {"StringEquals": {"kms:PrimaryRegion": WEST}})]
+    )
+    to_west.update_primary_region(KeyId=key_id, PrimaryRegion=WEST)
+    assert regions.config(EAST, key_id)["PrimaryKey"]["Region"] == WEST
