@@ -169,7 +169,7 @@ async def _mac_key(deps: Deps, call: Call, ref: str, operation: str, algorithm: 
 
 
 async def _mac_material(deps: Deps, call: Call, key: Key) -> KeyMaterial:
-    material = await deps.keys.material(key.key_id, key.current_version)
+    material = await deps.keys.key_material(key, key.current_version)
     if material is None:
         raise KMSInternalException("key material is missing")
     call.used_keys = (*call.used_keys, key.key_id)
@@ -198,7 +198,7 @@ async def generate_mac(deps: Deps, call: Call, req: GenerateMacRequest) -> Outco
             f"{key.arn} supports MAC algorithm {supported[0]}, not {algorithm}."
         )
     key_id = key.key_id
-    material = await keys.material(key_id, key.current_version)
+    material = await keys.key_material(key, key.current_version)
     if material is None:
         raise KMSInternalException("key material is missing")
     call.used_keys = (*call.used_keys, key_id)
