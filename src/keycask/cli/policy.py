@@ -44,6 +44,7 @@ from keycask.errors import (
 )
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Key, default_key_policy
+from keycask.keys.paths import index_entry_key_id
 from keycask.policy.conditions import ContextInput
 from keycask.policy.document import Policy, parse_policy
 from keycask.policy.evaluate import Decision, Subject
@@ -173,7 +174,11 @@ async def _all_key_ids(barrier: Barrier) -> list[uuid.UUID]:
     ids: list[uuid.UUID] = []
     after = ""
     while rows := await barrier.storage.list(_KEY_INDEX, after, _PAGE):
-        ids.extend(uuid.UUID(path.rsplit("/", 1)[-1]) for path, _ in rows)
+        # idx/key/<account>/<region>/<public id>: an mrk- entry names the
+        # copy stored under that region's record id.
+        for path, _ in rows:
+            region, entry = path.rsplit("/", 2)[-2:]
+            ids.append(index_entry_key_id(region, entry))
         after = rows[-1][0]
     return ids
 

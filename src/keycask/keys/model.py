@@ -1,4 +1,10 @@
-"""Keys, their states and aliases as the KMS sees them (no storage, no HTTP)."""
+"""Keys, their states and aliases as the KMS sees them (no storage, no HTTP).
+
+Why one module: a key, its versions and the aliases that name it share one
+document form (``to_doc``/``from_doc``) and one rule for ids (a multi-Region
+copy's record id against its public id); split apart, an alias could render
+a key's id by a rule the key no longer follows.
+"""
 
 from __future__ import annotations
 
@@ -295,6 +301,13 @@ class Key:
         return self.mrk is not None
 
     @property
+    def material_owner(self) -> bytes:
+        """The 16 bytes a KeyMaterialId is derived with: the key's UUID, or
+        a multi-Region set's id, so every copy of the set names its shared
+        material alike."""
+        return self.key_id.bytes if self.mrk is None else self.mrk
+
+    @property
     def multi_region_type(self) -> str | None:
         """DescribeKey's MultiRegionKeyType: PRIMARY or REPLICA; None for a
         single-Region key."""
@@ -442,34 +455,52 @@ class Alias:
     name: str  # "alias/..."
     account: str
     region: str
+    # The key's stored id: a multi-Region copy's record id (see Key).
     target: uuid.UUID
     created: datetime
     updated: datetime
+    # The multi-Region set the target belongs to, if any: what TargetKeyId shows.
+    target_mrk: bytes | None = None
 
     @property
     def arn(self) -> str:
         return alias_arn(self.region, self.account, self.name)
+
+    @property
+    def target_public_id(self) -> str:
+        """The target's key id as callers see it (``Key.public_id``)."""
+        return str(self.target) if self.target_mrk is None else format_mrk(self.target_mrk)
 
     def to_doc(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "account": self.account,
             "region": self.region,
-            "target": str(self.target),
+            # The public id, as in a key's document: a multi-Region target's
+            # record id follows from it and the region.
+            "target": self.target_public_id,
             "created": _ts(self.created),
             "updated": _ts(self.updated),
         }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Alias:
+        region = doc["region"]
+        mrk = parse_mrk(doc["target"])
         return cls(
             name=doc["name"],
             account=doc["account"],
-            region=doc["region"],
-            target=uuid.UUID(doc["target"]),
+            region=region,
+            target=uuid.UUID(doc["target"]) if mrk is None else record_id(mrk, region),
             created=_dt(doc["created"]),
             updated=_dt(doc["updated"]),
+            target_mrk=mrk,
         )
+
+    @classmethod
+    def to_key(cls, name: str, key: Key, created: datetime, updated: datetime) -> Alias:
+        """An alias ``name`` naming ``key`` in the key's account and region."""
+        return cls(name, key.account, key.region, key.key_id, created, updated, key.mrk)
 
 
 def default_key_policy(account: str) -> str:

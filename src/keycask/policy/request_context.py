@@ -91,9 +91,13 @@ def key_keys(key: Key) -> dict[str, ContextInput]:
         "kms:KeyUsage": key.key_usage.value,
         "kms:CustomerMasterKeyUsage": key.key_usage.value,
         "kms:KeyOrigin": key.origin.value,
-        "kms:MultiRegion": False,
+        "kms:MultiRegion": key.mrk is not None,
         "aws:ResourceAccount": key.account,
     }
+    if key.mrk is not None and key.primary_region is not None:
+        values["kms:MultiRegionKeyType"] = (
+            "PRIMARY" if key.region == key.primary_region else "REPLICA"
+        )
     for tag in key.tags:
         values["aws:ResourceTag/" + tag.tag_key] = tag.tag_value
     return values

@@ -12,6 +12,8 @@ AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY; never from argv):
     mpl_keyring.py - encrypt --key ARN [--key ARN2]... [--context K=V]... IN OUT
     mpl_keyring.py ENDPOINT decrypt (--key ARN | --discovery-account ACCOUNT)
                    [--context K=V]... IN OUT
+    mpl_keyring.py ENDPOINT decrypt --mrk-aware (--key ARN | --discovery-account
+                   ACCOUNT --region REGION) [--context K=V]... IN OUT
 
 ``encrypt`` with one key uses an AwsKmsKeyring; with several, a multi-keyring
 whose generator is the first key and whose children are the others (any one
@@ -23,6 +25,11 @@ must carry (the SDK checks it). Every KMS client is built with
 ``encrypt`` instead uses create_aws_kms_multi_keyring and its default client
 supplier, which builds its own clients and so finds keycask only through
 the environment (AWS_ENDPOINT_URL_KMS) or the profile.
+
+``--mrk-aware`` decrypts with the multi-Region-aware keyrings instead
+(AwsKmsMrkKeyring for ``--key``, AwsKmsMrkDiscoveryKeyring in ``--region``
+for ``--discovery-account``): a message whose data key was wrapped by a
+multi-Region key in one region decrypts with its replica in another.
 
 Exit 0 on success; on failure one line ``mpl_keyring: <ErrorClass>: <why>``
 on stderr and exit 1, so the caller can assert which error it was.
@@ -42,6 +49,8 @@ from aws_cryptographic_material_providers.mpl.config import MaterialProvidersCon
 from aws_cryptographic_material_providers.mpl.models import (
     CreateAwsKmsDiscoveryKeyringInput,
     CreateAwsKmsKeyringInput,
+    CreateAwsKmsMrkDiscoveryKeyringInput,
+    CreateAwsKmsMrkKeyringInput,
     CreateAwsKmsMultiKeyringInput,
     CreateMultiKeyringInput,
     DiscoveryFilter,
@@ -78,7 +87,26 @@ def _encrypt_keyring(mpl: Any, endpoint: str, keys: list[str]) -> Any:
     )
 
 
+def _mrk_keyring(mpl: Any, endpoint: str, args: argparse.Namespace) -> Any:
+    if args.discovery_account:
+        return mpl.create_aws_kms_mrk_discovery_keyring(
+            input=CreateAwsKmsMrkDiscoveryKeyringInput(
+                kms_client=_kms(endpoint, args.region),
+                region=args.region,
+                discovery_filter=DiscoveryFilter(
+                    account_ids=[args.discovery_account], partition="aws"
+                ),
+            )
+        )
+    (arn,) = args.key
+    return mpl.create_aws_kms_mrk_keyring(
+        input=CreateAwsKmsMrkKeyringInput(kms_key_id=arn, kms_client=_kms(endpoint, _region(arn)))
+    )
+
+
 def _decrypt_keyring(mpl: Any, endpoint: str, args: argparse.Namespace) -> Any:
+    if args.mrk_aware:
+        return _mrk_keyring(mpl, endpoint, args)
     if args.discovery_account:
         return mpl.create_aws_kms_discovery_keyring(
             input=CreateAwsKmsDiscoveryKeyringInput(
@@ -101,6 +129,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("command", choices=("encrypt", "decrypt"))
     parser.add_argument("--key", action="append", default=[])
     parser.add_argument("--discovery-account")
+    parser.add_argument("--mrk-aware", action="store_true")
+    parser.add_argument("--region", default="us-east-1")
     parser.add_argument("--context", action="append", default=[])
     parser.add_argument("input", type=Path)
     parser.add_argument("output", type=Path)

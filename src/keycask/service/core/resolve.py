@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from keycask.arn import Arn
 from keycask.config import partition
 from keycask.errors import NotFoundException
+from keycask.keys.ids import parse_mrk, record_id
 from keycask.keys.keystore import KeyStore, Stored
-from keycask.keys.model import Key, alias_arn, key_arn
+from keycask.keys.model import Alias, Key, alias_arn, key_arn
 from keycask.keys.states import require_state
 from keycask.policy.conditions import ContextInput
 from keycask.policy.request_context import REQUEST_ALIAS
@@ -31,11 +32,29 @@ def _parse_uuid(text: str) -> uuid.UUID | None:
 @dataclass(frozen=True, slots=True)
 class KeyReference:
     """What a reference names, before anything is read: a key by id, or an
-    alias by name, in ``account``."""
+    alias by name, in ``account``. A multi-Region key's ``key_id`` is its
+    record id in the caller's region, and ``public_id`` its ``mrk-`` id; a
+    single-Region key's are the UUID and its text."""
 
     account: str
     key_id: uuid.UUID | None = None
     alias: str | None = None
+    public_id: str = ""
+
+    @property
+    def multi_region(self) -> bool:
+        return self.public_id.startswith("mrk-")
+
+
+def _key_reference(account: str, region: str, text: str) -> KeyReference | None:
+    """A key id as text (a UUID or ``mrk-`` and 32 hex digits), or None."""
+    mrk = parse_mrk(text)
+    if mrk is not None:
+        return KeyReference(account, key_id=record_id(mrk, region), public_id=text)
+    key_id = _parse_uuid(text)
+    if key_id is None:
+        return None
+    return KeyReference(account, key_id=key_id, public_id=str(key_id))
 
 
 def parse_reference(ref: str, *, account: str, region: str, allow_alias: bool) -> KeyReference:
@@ -62,19 +81,19 @@ def parse_reference(ref: str, *, account: str, region: str, allow_alias: bool) -
             raise NotFoundException(f"Invalid arn {arn_region}")
         if not resource.startswith("key/"):
             raise NotFoundException(f"Key '{ref}' does not exist")
-        key_id = _parse_uuid(resource[4:])
-        if key_id is None:
-            raise NotFoundException(f"Key '{ref}' does not exist")
         # An ARN may name another account: authorization decides.
-        return KeyReference(arn.account, key_id=key_id)
+        found = _key_reference(arn.account, region, resource[4:])
+        if found is None:
+            raise NotFoundException(f"Key '{ref}' does not exist")
+        return found
     if ref.startswith("alias/"):
         if not allow_alias:
             raise NotFoundException(f"Invalid keyId '{ref}'")
         return KeyReference(account, alias=ref)
-    key_id = _parse_uuid(ref)
-    if key_id is None:
+    found = _key_reference(account, region, ref)
+    if found is None:
         raise NotFoundException(f"Invalid keyId '{ref}'")
-    return KeyReference(account, key_id=key_id)
+    return found
 
 
 # References already read, by (reference, account, region, aliases allowed,
@@ -114,8 +133,7 @@ async def resolve_key(
     target = _reference(ref, caller.principal.account, caller.region, allow_alias)
     if target.alias is not None:
         return await _resolve_alias(keys, call, target.account, target.alias)
-    assert target.key_id is not None
-    return await _load(keys, target.key_id, target.account, call.region)
+    return await _load_reference(keys, target, call.region)
 
 
 async def find_key(
@@ -132,9 +150,8 @@ async def find_key(
             raise NotFoundException(
                 f"Alias {alias_arn(region, target.account, target.alias)} is not found."
             )
-        return await _load(keys, alias.value.target, target.account, region), target.alias
-    assert target.key_id is not None
-    return await _load(keys, target.key_id, target.account, region), None
+        return await _load(keys, alias.value, target.account, region), target.alias
+    return await _load_reference(keys, target, region), None
 
 
 async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) -> Stored[Key]:
@@ -156,7 +173,7 @@ async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) ->
         )
     if alias is None:
         raise NotFoundException(f"Alias {alias_arn(call.region, account, name)} is not found.")
-    return await _load(keys, alias.value.target, account, call.region)
+    return await _load(keys, alias.value, account, call.region)
 
 
 # The action a first use of a managed alias is authorized for, where it is
@@ -164,10 +181,28 @@ async def _resolve_alias(keys: KeyStore, call: Call, account: str, name: str) ->
 _FIRST_USE_ACTIONS = {"ReEncrypt": "kms:ReEncryptTo"}
 
 
-async def _load(keys: KeyStore, key_id: uuid.UUID, account: str, region: str) -> Stored[Key]:
-    stored = await keys.get(key_id)
+async def _load(keys: KeyStore, alias: Alias, account: str, region: str) -> Stored[Key]:
+    """The key ``alias`` targets (by its stored id, a record id included)."""
+    stored = await keys.get(alias.target)
     if stored is None or stored.value.account != account or stored.value.region != region:
-        raise NotFoundException(f"Key '{key_arn(region, account, str(key_id))}' does not exist")
+        arn = key_arn(region, account, alias.target_public_id)
+        raise NotFoundException(f"Key '{arn}' does not exist")
+    return stored
+
+
+async def _load_reference(keys: KeyStore, target: KeyReference, region: str) -> Stored[Key]:
+    """The key a caller's key id names. A UUID that is a multi-Region copy's
+    record id names nothing: record ids are internal and never resolve."""
+    assert target.key_id is not None
+    stored = await keys.get(target.key_id)
+    if (
+        stored is None
+        or stored.value.account != target.account
+        or stored.value.region != region
+        or (stored.value.mrk is not None) != target.multi_region
+    ):
+        arn = key_arn(region, target.account, target.public_id)
+        raise NotFoundException(f"Key '{arn}' does not exist")
     return stored
 
 

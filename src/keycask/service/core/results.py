@@ -18,6 +18,7 @@ from keycask.keys.model import (
     KeyState,
     KeyUsage,
     Tag,
+    key_arn,
 )
 
 
@@ -34,6 +35,36 @@ def algorithms_of(key: Key) -> dict[str, tuple[str, ...]]:
     if key.key_usage is KeyUsage.GENERATE_VERIFY_MAC:
         return {"mac_algorithms": mac_algorithms(spec.value)}
     return {"key_agreement_algorithms": key_agreement_algorithms(spec.value)}
+
+
+@dataclass(frozen=True, slots=True)
+class MultiRegionKey:
+    arn: str
+    region: str
+
+
+@dataclass(frozen=True, slots=True)
+class MultiRegionConfiguration:
+    multi_region_key_type: str
+    primary_key: MultiRegionKey
+    replica_keys: tuple[MultiRegionKey, ...]
+
+    @classmethod
+    def of(cls, key: Key) -> MultiRegionConfiguration | None:
+        """DescribeKey's view of ``key``'s set, from the copy in the
+        caller's region (every copy holds the set's regions alike)."""
+        if key.mrk is None or key.primary_region is None:
+            return None
+        primary = key.primary_region
+        return cls(
+            multi_region_key_type="PRIMARY" if key.region == primary else "REPLICA",
+            primary_key=MultiRegionKey(key_arn(primary, key.account, key.public_id), primary),
+            replica_keys=tuple(
+                MultiRegionKey(key_arn(region, key.account, key.public_id), region)
+                for region in key.regions
+                if region != primary
+            ),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +90,17 @@ class KeyMetadata:
     valid_to: datetime | None = None
     expiration_model: str | None = None
     current_key_material_id: str | None = None
+    multi_region_configuration: MultiRegionConfiguration | None = None
+    # A primary in PendingReplicaDeletion: the window its deletion starts
+    # with when its last replica is gone (it has no DeletionDate until then).
+    pending_deletion_window_in_days: int | None = None
 
     @classmethod
     def of(cls, key: Key) -> KeyMetadata:
         current = key.current
         return cls(
             aws_account_id=key.account,
-            key_id=str(key.key_id),
+            key_id=key.public_id,
             arn=key.arn,
             creation_date=key.created,
             enabled=key.state is KeyState.ENABLED,
@@ -76,7 +111,8 @@ class KeyMetadata:
             key_manager="AWS" if key.aws_managed else "CUSTOMER",
             customer_master_key_spec=key.key_spec.value,
             key_spec=key.key_spec.value,
-            multi_region=False,
+            multi_region=key.mrk is not None,
+            multi_region_configuration=MultiRegionConfiguration.of(key),
             **algorithms_of(key),
             deletion_date=key.deletion_date,
             valid_to=key.valid_to,
@@ -86,6 +122,9 @@ class KeyMetadata:
                 None
                 if current is None or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
                 else current.material_id
+            ),
+            pending_deletion_window_in_days=(
+                key.pending_window_days if key.state is KeyState.PENDING_REPLICA_DELETION else None
             ),
         )
 

@@ -98,7 +98,7 @@ async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
         )
     await _check_alias_quota(deps, call, target)
     now = deps.clock.now()
-    alias = Alias(req.alias_name, call.account, call.region, target.key_id, now, now)
+    alias = Alias.to_key(req.alias_name, target, now, now)
     return Outcome(None, deps.keys.stage_put_alias(alias, expect=0))
 
 
@@ -130,14 +130,7 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
                 "type and have the same key usage."
             )
         await _check_alias_quota(deps, call, target)
-    alias = Alias(
-        req.alias_name,
-        call.account,
-        call.region,
-        target.key_id,
-        existing.value.created,
-        deps.clock.now(),
-    )
+    alias = Alias.to_key(req.alias_name, target, existing.value.created, deps.clock.now())
     return Outcome(None, deps.keys.stage_put_alias(alias, expect=existing.revision))
 
 
@@ -178,7 +171,7 @@ async def list_aliases(deps: Deps, call: Call, req: ListAliasesRequest) -> Outco
         AliasListEntry(
             alias_name=a.name,
             alias_arn=a.arn,
-            target_key_id=str(a.target),
+            target_key_id=a.target_public_id,
             creation_date=a.created,
             last_updated_date=a.updated,
         )

@@ -15,9 +15,20 @@ from keycask.errors import (
     KMSInternalException,
     ValidationException,
 )
+from keycask.keys.ids import record_id
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
-from keycask.keys.wire import BlobHeader, blob_header, encode_context, open_blob, seal_blob
+from keycask.keys.wire import (
+    BLOB_FORMAT_V2,
+    AnyBlobHeader,
+    BlobHeader,
+    MrkBlobHeader,
+    blob_header,
+    encode_context,
+    mrk_blob_header,
+    open_blob,
+    seal_blob,
+)
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.requests import (
@@ -41,6 +52,8 @@ DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 # One answer for every way a ciphertext can fail, so none tells which it was:
 # AWS's, which has no message at all.
 _INVALID_CIPHERTEXT = ""
+# The first byte of a multi-Region key's ciphertext (blob format v2).
+_V2 = bytes((BLOB_FORMAT_V2,))
 
 
 def _algorithm(algorithm: str | None) -> str:
@@ -91,10 +104,17 @@ async def seal_for(
     """A ciphertext blob under the key's current version, and that version's
     KeyMaterialId."""
     key_id, version = key.key_id, key.current_version
-    material = await deps.keys.material(key_id, version)
+    if key.mrk is None:
+        material = await deps.keys.material(key_id, version)
+        header: AnyBlobHeader = BlobHeader(key_id, version)
+    else:
+        # A multi-Region key's blob names the set, not this region's copy,
+        # so every region holding a copy opens it (format v2).
+        material = await deps.keys.key_material(key, version)
+        header = MrkBlobHeader(key.mrk, version)
     if material is None:
         raise KMSInternalException("key material is missing")
-    blob = seal_blob(material, BlobHeader(key_id, version), plaintext, context)
+    blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
     current = key.current
     return blob, None if current is None else current.material_id
@@ -197,10 +217,17 @@ async def _open(
                 action=action,
                 operation=operation,
             )
-    key_id, version = blob_header(blob)
-    stored = await keys.get(key_id)
     caller = call.caller
     assert caller is not None
+    mrk: bytes | None = None
+    if blob[:1] == _V2:
+        # A multi-Region ciphertext opens in any region holding a copy of
+        # its set: the copy here is found by its record id for this region.
+        mrk, version = mrk_blob_header(blob)
+        key_id = record_id(mrk, caller.region)
+    else:
+        key_id, version = blob_header(blob)
+    stored = await keys.get(key_id)
     if stored is not None and stored.value.region != caller.region:
         stored = None  # the key a ciphertext names must be in the caller's region
     if expected is not None and expected.key_id != key_id:
@@ -212,7 +239,11 @@ async def _open(
         # A ciphertext whose key was deleted, or lives in another region: AWS
         # answers AccessDenied with this message. A key id keycask never had
         # means the bytes are not a ciphertext of ours at all.
-        if not (await keys.was_deleted(key_id) or await keys.get(key_id) is not None):
+        if mrk is not None:
+            known = await keys.mrk_existed(mrk)
+        else:
+            known = await keys.was_deleted(key_id) or await keys.get(key_id) is not None
+        if not known:
             raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
         raise AccessDeniedException(
             "The ciphertext refers to a customer master key that does not exist, "
@@ -229,7 +260,11 @@ async def _open(
     # waiting for a rotation (or never issued) opens nothing.
     if version > key.current_version:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
-    material = await keys.material(key_id, version)
+    material = (
+        await keys.material(key_id, version)
+        if mrk is None
+        else await keys.key_material(key, version)
+    )
     if material is None:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
     plaintext = open_blob(material, blob, encoded)

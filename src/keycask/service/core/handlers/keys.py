@@ -18,6 +18,7 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
+from keycask.keys.ids import new_mrk, parse_mrk, record_id
 from keycask.keys.model import (
     KEY_USAGES,
     Key,
@@ -157,12 +158,18 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
             "keycask imports symmetric key material only; "
             f"KeySpec {spec.value} with Origin EXTERNAL is not supported."
         )
-    if req.multi_region:
-        raise UnsupportedOperationException("keycask does not support multi-Region keys.")
+    if req.multi_region and origin is not Origin.AWS_KMS:
+        raise UnsupportedOperationException(
+            "keycask does not support multi-Region keys with imported key material "
+            f"(Origin {origin.value}) yet."
+        )
     if req.policy is not None:
         _check_policy(req.policy)
     tags = validate_new_tags((), req.tags or [])
-    key_id = uuid.uuid4()
+    # A multi-Region key starts as the primary of a set of one: its id is the
+    # set's, and its copy here is stored under the record id for this region.
+    mrk = new_mrk() if req.multi_region else None
+    key_id = uuid.uuid4() if mrk is None else record_id(mrk, call.region)
     material: KeyMaterial | None = None
     versions: tuple[KeyVersion, ...] = ()
     if origin is Origin.AWS_KMS:
@@ -170,7 +177,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         material = (
             await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
         )
-        versions = (KeyVersion(1, key_material_id(material, key_id.bytes)),)
+        versions = (KeyVersion(1, key_material_id(material, key_id.bytes if mrk is None else mrk)),)
     key = Key(
         key_id=key_id,
         account=call.account,
@@ -187,12 +194,17 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         last_version=1 if material is not None else 0,
         tags=tags,
         versions=versions,
+        mrk=mrk,
+        primary_region=None if mrk is None else call.region,
+        regions=() if mrk is None else (call.region,),
     )
     call.key_arn = key.arn
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await _check_lockout(call, key, req.bypass_policy_lockout_safety_check)
     writes = deps.keys.stage_create(key, material)
+    if mrk is not None:
+        writes.append(deps.keys.stage_mrk_marker(mrk))
     return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
 
 
@@ -206,21 +218,20 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     limit = page_limit(req.limit, 100)
     after = ""
     if req.marker is not None:
-        try:
-            after = str(uuid.UUID(req.marker))
-        except ValueError:
-            raise InvalidMarkerException("The marker is not valid.") from None
-    ids = await deps.keys.list_key_ids(call.account, call.region, after, limit + 1)
+        # A marker is the last key id of a page: a UUID or an mrk- id.
+        if parse_mrk(req.marker) is not None:
+            after = req.marker
+        else:
+            try:
+                after = str(uuid.UUID(req.marker))
+            except ValueError:
+                raise InvalidMarkerException("The marker is not valid.") from None
+    ids = await deps.keys.list_public_ids(call.account, call.region, after, limit + 1)
     truncated = len(ids) > limit
     ids = ids[:limit]
-    entries = [
-        KeyListEntry(key_id=str(i), key_arn=key_arn(call.region, call.account, str(i))) for i in ids
-    ]
-    return Outcome(
-        ListKeysResult(
-            keys=entries, truncated=truncated, next_marker=str(ids[-1]) if truncated else None
-        )
-    )
+    entries = [KeyListEntry(key_id=i, key_arn=key_arn(call.region, call.account, i)) for i in ids]
+    marker = ids[-1] if truncated else None
+    return Outcome(ListKeysResult(keys=entries, truncated=truncated, next_marker=marker))
 
 
 async def _change_key(
