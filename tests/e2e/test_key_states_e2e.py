@@ -4,8 +4,10 @@ tests/unit/test_key_states.py writes out AWS's "Key states of KMS keys" table
 cell by cell and checks ``keycask.keys.states`` against it. This module checks
 that the server really answers so: keys are driven into each state the way a
 client would (Enabled: CreateKey; Disabled: DisableKey; PendingDeletion:
-ScheduleKeyDeletion; PendingImport: CreateKey with Origin EXTERNAL), and every
-operation of the table is called on each with a valid request.
+ScheduleKeyDeletion; PendingImport: CreateKey with Origin EXTERNAL;
+PendingReplicaDeletion: ScheduleKeyDeletion on a multi-Region primary with a
+replica), and every operation of the table is called on each with a valid
+request.
 
 Where AWS's answer depends on the key's origin before its state (rotation
 settings of imported keys, import operations on AWS-made keys), the key's
@@ -40,16 +42,18 @@ E = KeyState.ENABLED
 D = KeyState.DISABLED
 PD = KeyState.PENDING_DELETION
 PI = KeyState.PENDING_IMPORT
-# The states a client can drive a key into today. The multi-Region states
-# (Creating, Updating, PendingReplicaDeletion) have no operation that makes
-# them yet (issue 22): the unit test checks their column of the table.
-REACHABLE = (E, D, PD, PI)
-MULTI_REGION = (KeyState.CREATING, KeyState.UPDATING, KeyState.PENDING_REPLICA_DELETION)
+PRD = KeyState.PENDING_REPLICA_DELETION
+# The states a client can drive a key into. Creating and Updating are never
+# observed (keycask changes a multi-Region set in one commit): the unit test
+# checks their column of the table.
+REACHABLE = (E, D, PD, PI, PRD)
+MULTI_REGION = (KeyState.CREATING, KeyState.UPDATING)
 AWS_KMS = "AWS_KMS"
 EXTERNAL = "EXTERNAL"
 CONTEXT = {"suite": "key-states-e2e"}
 SIGNING = {"ECC_NIST_P256": "ECDSA_SHA_256"}
 P256 = "ECC_NIST_P256"
+WEST = "us-west-2"
 
 
 def _load_expected() -> dict[str, dict[KeyState, type[Exception] | None]]:
@@ -103,6 +107,7 @@ class World:
             (D, EXTERNAL): self._make(D, EXTERNAL),
             (PD, EXTERNAL): self._make(PD, EXTERNAL),
             (PI, EXTERNAL): self._make(PI, EXTERNAL),
+            (PRD, AWS_KMS): self._make(PRD, AWS_KMS),
         }
 
     def params(self, key_id: str) -> dict[str, Any]:
@@ -120,9 +125,17 @@ class World:
             ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
         )
 
-    def _make(self, state: KeyState, origin: str, alias: str | None = None) -> TestKey:
+    def _make(
+        self, state: KeyState, origin: str, alias: str | None = None, *, mrk: bool = False
+    ) -> TestKey:
+        """A new key in ``state``; a PendingReplicaDeletion one (and one made
+        with ``mrk``) is a multi-Region primary, made by AWS KMS."""
         kms = self.kms
-        meta = kms.create_key(Origin=origin, Description=f"{state.value} {origin}")["KeyMetadata"]
+        params: dict[str, Any] = {"Origin": origin, "Description": f"{state.value} {origin}"}
+        if mrk or state is PRD:
+            assert origin == AWS_KMS
+            params["MultiRegion"] = True
+        meta = kms.create_key(**params)["KeyMetadata"]
         key_id = meta["KeyId"]
         material = None
         if state is PI:
@@ -140,10 +153,7 @@ class World:
             ]
         if alias is not None:
             kms.create_alias(AliasName=alias, TargetKeyId=key_id)
-        if state is D:
-            kms.disable_key(KeyId=key_id)
-        elif state is PD:
-            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        _drive(kms, key_id, state)
         key = TestKey(key_id, meta["Arn"], origin, state, blob, material)
         assert self.state_of(key) == state.value
         return key
@@ -160,17 +170,19 @@ class World:
         if found is not None:
             return found  # type: ignore[no-any-return]
         kms = self.kms
-        meta = kms.create_key(KeySpec=spec, KeyUsage=usage, Description=f"{state.value} {spec}")
+        meta = kms.create_key(
+            KeySpec=spec,
+            KeyUsage=usage,
+            Description=f"{state.value} {spec}",
+            MultiRegion=state is PRD,
+        )
         key_id = meta["KeyMetadata"]["KeyId"]
         blob = b""
         if usage == "SIGN_VERIFY":
             blob = kms.sign(KeyId=key_id, Message=b"m", SigningAlgorithm=SIGNING[spec])["Signature"]
         elif usage == "GENERATE_VERIFY_MAC":
             blob = kms.generate_mac(KeyId=key_id, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
-        if state is D:
-            kms.disable_key(KeyId=key_id)
-        elif state is PD:
-            kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        _drive(kms, key_id, state)
         key = TestKey(key_id, meta["KeyMetadata"]["Arn"], AWS_KMS, state, blob, None)
         cache[(state, spec, usage)] = key
         return key
@@ -190,6 +202,8 @@ class World:
         """New keys in ``state``, for calls that change the key they touch."""
         if state is PI:
             origins = (EXTERNAL,)
+        elif state is PRD:
+            origins = (AWS_KMS,)  # imported material is single-Region here
         return [self._make(state, origin) for origin in origins]
 
     def fresh_aliased(self, state: KeyState) -> tuple[TestKey, str]:
@@ -199,12 +213,29 @@ class World:
         return self._make(state, origin, alias=alias), alias
 
     def external(self, state: KeyState) -> TestKey:
-        return self.shared[(state, EXTERNAL)]
+        """An imported-material key in ``state``; no multi-Region key has
+        imported material here, so in PendingReplicaDeletion an AWS-made one
+        stands in and its origin answers (ORIGIN_ANSWERS)."""
+        return self.shared[(state, AWS_KMS if state is PRD else EXTERNAL)]
 
     def rotatable(self, state: KeyState) -> TestKey:
         """A key whose rotation settings only its state can refuse: made by
         AWS KMS, except in PendingImport, which only imported keys have."""
         return self.shared[(state, EXTERNAL if state is PI else AWS_KMS)]
+
+
+def _drive(kms: Any, key_id: str, state: KeyState) -> None:
+    """Move a new Enabled key to ``state`` (not PendingImport, which keys
+    are made in)."""
+    if state is D:
+        kms.disable_key(KeyId=key_id)
+    elif state is PD:
+        kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    elif state is PRD:
+        # A primary with a replica waits for the replica's deletion.
+        kms.replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+        answer = kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        assert answer["KeyState"] == PRD.value and "DeletionDate" not in answer
 
 
 def _alias_name() -> str:
@@ -421,7 +452,9 @@ def _import_key_material(w: World, s: KeyState) -> list[Call]:
         token, wrapped = params["ImportToken"], _wrap(params["PublicKey"], material)
     else:
         # No parameters in this state; the state is checked before the token.
-        token = b"\x01" + uuid.UUID(key.key_id).bytes + os.urandom(16)
+        named = key.key_id.removeprefix("mrk-")
+        token = b"\x01" + (uuid.UUID(named).bytes if named == key.key_id else bytes.fromhex(named))
+        token += os.urandom(16)
         wrapped = os.urandom(256)
     after = "Disabled" if s is D else "Enabled"
 
@@ -540,16 +573,14 @@ def _list_grants(w: World, s: KeyState) -> list[Call]:
 def _granted(w: World, s: KeyState) -> tuple[TestKey, str]:
     """A new key in ``s`` with a grant made while it was enabled (grants are
     made only then): the key, and the grant's id."""
-    key = w._make(E, EXTERNAL if s is PI else AWS_KMS)
+    key = w._make(E, EXTERNAL if s is PI else AWS_KMS, mrk=s is PRD)
     grant_id = w.kms.create_grant(
         KeyId=key.key_id, GranteePrincipal=_grantee(key), Operations=["Decrypt"]
     )["GrantId"]
-    if s is D:
-        w.kms.disable_key(KeyId=key.key_id)
-    elif s is PD:
-        w.kms.schedule_key_deletion(KeyId=key.key_id, PendingWindowInDays=7)
-    elif s is PI:
+    if s is PI:
         w.kms.delete_imported_key_material(KeyId=key.key_id)
+    else:
+        _drive(w.kms, key.key_id, s)
     key = dataclasses.replace(key, state=s)
     assert w.state_of(key) == s.value
     return key, grant_id
@@ -563,6 +594,41 @@ def _retire_grant(w: World, s: KeyState) -> list[Call]:
 def _revoke_grant(w: World, s: KeyState) -> list[Call]:
     key, grant_id = _granted(w, s)
     return [(key, lambda: w.kms.revoke_grant(KeyId=key.key_id, GrantId=grant_id))]
+
+
+def _mrk_primary(w: World, s: KeyState, replica: str | None = None) -> TestKey:
+    """A new multi-Region primary key in ``s``, replicated to ``replica``
+    first if given (a primary with a replica scheduled for deletion waits in
+    PendingReplicaDeletion, so a PendingDeletion one has none). No
+    multi-Region key waits for imported material here (MultiRegion with
+    Origin EXTERNAL is refused): the shared single-Region PendingImport key
+    stands in, and answers for what it is (ORIGIN_ANSWERS)."""
+    if s is PI:
+        return w.shared[(PI, EXTERNAL)]
+    if s is PRD:
+        return w._make(PRD, AWS_KMS)  # replicated to WEST by its making
+    kms = w.kms
+    meta = kms.create_key(MultiRegion=True, Description=f"{s.value} primary")["KeyMetadata"]
+    key_id = meta["KeyId"]
+    if replica is not None:
+        kms.replicate_key(KeyId=key_id, ReplicaRegion=replica)
+    assert s is not PD or replica is None
+    _drive(kms, key_id, s)
+    key = TestKey(key_id, meta["Arn"], AWS_KMS, s, b"", None)
+    assert w.state_of(key) == s.value
+    return key
+
+
+def _replicate_key(w: World, s: KeyState) -> list[Call]:
+    return _each(
+        [_mrk_primary(w, s)], lambda k: w.kms.replicate_key(KeyId=k.key_id, ReplicaRegion=WEST)
+    )
+
+
+def _update_primary_region(w: World, s: KeyState) -> list[Call]:
+    key = _mrk_primary(w, s, None if s in (PD, PI, PRD) else WEST)
+    # Its state answers before the missing replica of a PendingDeletion one.
+    return _each([key], lambda k: w.kms.update_primary_region(KeyId=k.key_id, PrimaryRegion=WEST))
 
 
 CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
@@ -608,6 +674,8 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "ListGrants": _list_grants,
     "RetireGrant": _retire_grant,
     "RevokeGrant": _revoke_grant,
+    "ReplicateKey": _replicate_key,
+    "UpdatePrimaryRegion": _update_primary_region,
 }
 
 # Every (operation, state) pair of keycask's table: the parametrization below
@@ -620,7 +688,7 @@ def test_every_pair_has_a_case() -> None:
     # A new state fails here until it is reachable (add it to REACHABLE with
     # a way to drive keys into it) or named as not yet reachable.
     assert set(KeyState) == {*REACHABLE, *MULTI_REGION}
-    assert len(PAIRS) == len(ALLOWED_STATES) * 4
+    assert len(PAIRS) == len(ALLOWED_STATES) * len(REACHABLE)
 
 
 def _describe_answer(expected: type[Exception] | None) -> str:
@@ -636,6 +704,14 @@ ORIGIN_ANSWERS = {
     ("DisableKeyRotation", PI): "UnsupportedOperationException",
     # PendingImport keys are symmetric here, and a symmetric key has no public key.
     ("GetPublicKey", PI): "UnsupportedOperationException",
+    # No multi-Region key is ever PendingImport here (_mrk_primary): the
+    # single-Region key that stands in is refused for what it is.
+    ("ReplicateKey", PI): "UnsupportedOperationException",
+    ("UpdatePrimaryRegion", PI): "UnsupportedOperationException",
+    # No multi-Region key has imported material here (World.external).
+    ("GetParametersForImport", PRD): "UnsupportedOperationException",
+    ("ImportKeyMaterial", PRD): "UnsupportedOperationException",
+    ("DeleteImportedKeyMaterial", PRD): "UnsupportedOperationException",
 }
 
 
