@@ -158,6 +158,28 @@ def test_replicate_refusals(regions: Regions) -> None:
     # A region name the model refuses.
     error = _error(lambda: regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion="moon"))
     assert error["Code"] == "ValidationException", error
+    # Its policy is checked as CreateKey's: parsed, and the caller must keep
+    # kms:PutKeyPolicy unless it says it knows better.
+    error = _error(lambda: regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion=EU, Policy="{"))
+    assert error["Code"] == "MalformedPolicyDocumentException", error
+    locked_out = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/somebody-else"},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+    error = _error(
+        lambda: regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion=EU, Policy=locked_out)
+    )
+    assert error["Code"] == "MalformedPolicyDocumentException", error
+    assert _error(lambda: regions[EU].describe_key(KeyId=key_id))["Code"] == "NotFoundException"
     # A disabled primary is not replicated.
     regions[EAST].disable_key(KeyId=key_id)
     error = _error(lambda: regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion=EU))
@@ -166,6 +188,15 @@ def test_replicate_refusals(regions: Regions) -> None:
     regions[EAST].enable_key(KeyId=key_id)
     assert _replica_regions(regions.config(EAST, key_id)) == [WEST]
     assert _error(lambda: regions[EU].describe_key(KeyId=key_id))["Code"] == "NotFoundException"
+    # A region whose copy is pending deletion still holds the key.
+    regions[WEST].schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    error = _error(lambda: regions[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST))
+    assert error["Code"] == "AlreadyExistsException", error
+    # With the lockout check bypassed, a policy that locks the caller out is kept.
+    answer = regions[EAST].replicate_key(
+        KeyId=key_id, ReplicaRegion=EU, Policy=locked_out, BypassPolicyLockoutSafetyCheck=True
+    )
+    assert answer["ReplicaPolicy"] == locked_out
 
 
 # -- UpdatePrimaryRegion --
