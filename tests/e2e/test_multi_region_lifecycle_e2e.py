@@ -199,6 +199,32 @@ def test_replicate_refusals(regions: Regions) -> None:
     assert answer["ReplicaPolicy"] == locked_out
 
 
+def test_asymmetric_and_hmac_replicas_share_their_key(regions: Regions) -> None:
+    signing = regions.primary(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")
+    regions[EAST].replicate_key(KeyId=signing, ReplicaRegion=WEST)
+    public = {
+        region: regions[region].get_public_key(KeyId=signing)["PublicKey"]
+        for region in (EAST, WEST)
+    }
+    assert public[EAST] == public[WEST]
+    signature = regions[EAST].sign(KeyId=signing, Message=b"m", SigningAlgorithm="ECDSA_SHA_256")[
+        "Signature"
+    ]
+    verified = regions[WEST].verify(
+        KeyId=signing, Message=b"m", Signature=signature, SigningAlgorithm="ECDSA_SHA_256"
+    )
+    assert verified["SignatureValid"] is True
+    mac_key = regions.primary(KeySpec="HMAC_256", KeyUsage="GENERATE_VERIFY_MAC")
+    regions[EAST].replicate_key(KeyId=mac_key, ReplicaRegion=EU)
+    mac = regions[EU].generate_mac(KeyId=mac_key, Message=b"m", MacAlgorithm="HMAC_SHA_256")["Mac"]
+    answer = regions[EAST].verify_mac(
+        KeyId=mac_key, Message=b"m", Mac=mac, MacAlgorithm="HMAC_SHA_256"
+    )
+    assert answer["MacValid"] is True
+    meta = regions[EU].describe_key(KeyId=mac_key)["KeyMetadata"]
+    assert (meta["KeySpec"], meta["KeyUsage"]) == ("HMAC_256", "GENERATE_VERIFY_MAC")
+
+
 # -- UpdatePrimaryRegion --
 
 
