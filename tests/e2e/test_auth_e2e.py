@@ -249,6 +249,11 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
         "ListRetirableGrants": ({"RetiringPrincipal": bob["Arn"]}, "kms:ListRetirableGrants"),
         "RetireGrant": ({"KeyId": key_arn, "GrantId": grant_id}, "kms:RetireGrant"),
         "RevokeGrant": ({"KeyId": key_id, "GrantId": grant_id}, "kms:RevokeGrant"),
+        # Authorized before the key's kind is looked at: a single-Region key
+        # answers AccessDenied too.
+        "ReplicateKey": ({"KeyId": key_id, "ReplicaRegion": "us-west-2"}, "kms:ReplicateKey"),
+        "UpdatePrimaryRegion": ({"KeyId": key_id, "PrimaryRegion": "us-west-2"},
+                                "kms:UpdatePrimaryRegion"),
     }  # fmt: skip
     assert calls.keys() == OPERATIONS.keys(), "every operation keycask serves is covered"
 
