@@ -213,8 +213,7 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
             f"Key material for a {key.key_spec.value} key must be {size} bytes (256 bits)."
         )
     material = KeyMaterial(material.reveal())
-    # A multi-Region set's material is named by the set, as rotation.py does.
-    material_id = key_material_id(material, key.key_id.bytes if key.mrk is None else key.mrk)
+    material_id = key_material_id(material, key.material_owner)
     import_type = req.import_type or (
         "EXISTING_KEY_MATERIAL" if key.versions else "NEW_KEY_MATERIAL"
     )

@@ -61,8 +61,7 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
     version = key.next_version()
     entry = KeyVersion(
         version=version,
-        # A set's material is named by the set, whichever copy rotates it.
-        material_id=key_material_id(material, key.key_id.bytes if key.mrk is None else key.mrk),
+        material_id=key_material_id(material, key.material_owner),
         rotated=now,
         rotation_type=rotation_type,
     )
