@@ -65,6 +65,8 @@ CreateGrant                         ok   dis  inv  inv  inv  inv  inv
 ListGrants                          ok   ok   ok   ok   inv  inv  inv
 RetireGrant                         ok   ok   ok   ok   inv  inv  inv
 RevokeGrant                         ok   ok   ok   ok   inv  inv  inv
+Encapsulate                         ok   dis  inv  inv  inv  ok   inv
+Decapsulate                         ok   dis  inv  inv  inv  ok   inv
 """
 _ANSWERS: dict[str, type[Exception] | None] = {
     "ok": None,
