@@ -273,3 +273,16 @@ def test_audit_log_holds_no_shared_secret(server: Server, kms: Any) -> None:
         base64.urlsafe_b64encode(secret).rstrip(b"="),
     ):
         assert form not in audit
+
+
+def test_a_multi_region_ml_kem_key(kms: Any) -> None:
+    """AWS allows asymmetric multi-Region keys; ML-KEM keys are no exception
+    here (the primary of a set of one, named by its mrk- id)."""
+    meta = kms.create_key(KeySpec="ML_KEM_768", KeyUsage=USAGE, MultiRegion=True)["KeyMetadata"]
+    assert meta["KeyId"].startswith("mrk-") and meta["EncapsulationAlgorithms"] == ["ML_KEM"]
+    public_der = kms.get_public_key(KeyId=meta["Arn"])["PublicKey"]
+    secret, ciphertext = _encapsulate_locally("ML_KEM_768", public_der)
+    out = kms.decapsulate(
+        KeyId=meta["KeyId"], SharedSecretCiphertextBlob=ciphertext, EncapsulationAlgorithm="ML_KEM"
+    )
+    assert out["SharedSecret"] == secret and out["KeyId"] == meta["Arn"]
