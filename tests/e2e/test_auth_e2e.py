@@ -254,6 +254,11 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
         "ReplicateKey": ({"KeyId": key_id, "ReplicaRegion": "us-west-2"}, "kms:ReplicateKey"),
         "UpdatePrimaryRegion": ({"KeyId": key_id, "PrimaryRegion": "us-west-2"},
                                 "kms:UpdatePrimaryRegion"),
+        # Authorized before the key's usage is looked at, as every use.
+        "Encapsulate": ({"KeyId": key_id, "EncapsulationAlgorithm": "ML_KEM"},
+                        "kms:Encapsulate"),
+        "Decapsulate": ({"KeyId": key_id, "EncapsulationAlgorithm": "ML_KEM",
+                         "SharedSecretCiphertextBlob": "AAAA"}, "kms:Decapsulate"),
     }  # fmt: skip
     assert calls.keys() == OPERATIONS.keys(), "every operation keycask serves is covered"
 

@@ -53,6 +53,7 @@ def _key_count(kms: Any) -> int:
         ("ECC_NIST_EDWARDS25519", "SIGN_VERIFY"),
         ("HMAC_256", "GENERATE_VERIFY_MAC"),
         ("ML_DSA_44", "SIGN_VERIFY"),
+        ("ML_KEM_512", "ENCAPSULATE_DECAPSULATE"),
     ],
 )
 def test_create_key_without_key_usage_needs_a_symmetric_key(

@@ -531,6 +531,26 @@ def _derive_shared_secret(w: World, s: KeyState) -> list[Call]:
     )
 
 
+def _encapsulate(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, "ML_KEM_512", "ENCAPSULATE_DECAPSULATE")
+    return _each(
+        [key], lambda k: w.kms.encapsulate(KeyId=k.key_id, EncapsulationAlgorithm="ML_KEM")
+    )
+
+
+def _decapsulate(w: World, s: KeyState) -> list[Call]:
+    key = w.typed(s, "ML_KEM_512", "ENCAPSULATE_DECAPSULATE")
+    # Any ML-KEM-512 ciphertext of the right length decapsulates (implicit rejection).
+    return _each(
+        [key],
+        lambda k: w.kms.decapsulate(
+            KeyId=k.key_id,
+            SharedSecretCiphertextBlob=b"\x01" * 768,
+            EncapsulationAlgorithm="ML_KEM",
+        ),
+    )
+
+
 def _generate_data_key_pair(w: World, s: KeyState) -> list[Call]:
     return _each(
         w.keys(s),
@@ -676,6 +696,8 @@ CASES: dict[str, Callable[[World, KeyState], list[Call]]] = {
     "RevokeGrant": _revoke_grant,
     "ReplicateKey": _replicate_key,
     "UpdatePrimaryRegion": _update_primary_region,
+    "Encapsulate": _encapsulate,
+    "Decapsulate": _decapsulate,
 }
 
 # Every (operation, state) pair of keycask's table: the parametrization below

@@ -143,6 +143,20 @@ async def _read_secrets_at_rest(data_dir: Path, key_ids: list[uuid.UUID]) -> lis
         await storage.close()
 
 
+async def _read_kem_seed(data_dir: Path, key_id: uuid.UUID) -> Needle:
+    """An ML-KEM key's 64-byte seed, the end of its stored seed-only PKCS#8."""
+    settings = config.load(dev=True, data_dir=str(data_dir), env={})
+    storage, barrier = await open_store(settings)
+    try:
+        material = await KeyStore(barrier).material(key_id, 1)
+        assert material is not None, f"no material for {key_id}"
+        der = material.reveal()
+        assert len(der) == 86 and der[-66:-64] == b"\x80\x40"  # [0] IMPLICIT seed (RFC 9935)
+        return _binary(f"ML-KEM seed {key_id}", der[-64:])
+    finally:
+        await storage.close()
+
+
 def _keyring_terms(barrier: Barrier) -> dict[int, Any]:
     return dict(barrier._keyring.terms)
 
@@ -201,6 +215,18 @@ def test_no_secret_at_rest_in_the_clear(fresh_server: Server) -> None:
     with pytest.raises(ClientError) as denied:
         reader.encrypt(KeyId=key_a["KeyId"], Plaintext=random32)
     assert denied.value.response["Error"]["Code"] == "AccessDeniedException"
+
+    # ML-KEM: the shared secret Encapsulate and Decapsulate answer, and the key's seed.
+    kem = kms.create_key(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]
+    out = kms.encapsulate(KeyId=kem["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    back = kms.decapsulate(
+        KeyId=kem["Arn"],
+        SharedSecretCiphertextBlob=out["SharedSecretCiphertextBlob"],
+        EncapsulationAlgorithm="ML_KEM",
+    )
+    assert back["SharedSecret"] == out["SharedSecret"]
+    needles.append(_binary("ML-KEM shared secret", out["SharedSecret"]))
+    needles.append(asyncio.run(_read_kem_seed(server.data_dir, uuid.UUID(kem["KeyId"]))))
 
     # What keycask holds at rest, read with its own code.
     key_ids = [uuid.UUID(key_a["KeyId"]), uuid.UUID(key_b["KeyId"])]

@@ -27,6 +27,7 @@ from keycask.crypto import (
     KeyMaterial,
     PrivateKey,
     ed25519ph,
+    encapsulation_algorithms,
     encryption_algorithms,
     generate_data_key_pair,
     generate_hmac_key,
@@ -63,6 +64,10 @@ EXPECTED = {
     "ML_DSA_44": (("ML_DSA_SHAKE_256",), (), ()),
     "ML_DSA_65": (("ML_DSA_SHAKE_256",), (), ()),
     "ML_DSA_87": (("ML_DSA_SHAKE_256",), (), ()),
+    # ML-KEM keys only encapsulate (ML_KEM): tests/unit/test_mlkem.py.
+    "ML_KEM_512": ((), (), ()),
+    "ML_KEM_768": ((), (), ()),
+    "ML_KEM_1024": ((), (), ()),
 }
 HASHES: dict[str, type[hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
     "256": hashes.SHA256,
@@ -190,7 +195,18 @@ def test_the_table_is_aws_kms() -> None:
         assert signing_algorithms(spec) == signing, spec
         assert encryption_algorithms(spec) == encryption, spec
         assert key_agreement_algorithms(spec) == agreement, spec
-    assert KEY_SPECS - {"ML_DSA_44", "ML_DSA_65", "ML_DSA_87"} == DATA_KEY_PAIR_SPECS
+    for spec in KEY_SPECS:
+        expected = ("ML_KEM",) if spec.startswith("ML_KEM_") else ()
+        assert encapsulation_algorithms(spec) == expected, spec
+    post_quantum = {
+        "ML_DSA_44",
+        "ML_DSA_65",
+        "ML_DSA_87",
+        "ML_KEM_512",
+        "ML_KEM_768",
+        "ML_KEM_1024",
+    }
+    assert KEY_SPECS - post_quantum == DATA_KEY_PAIR_SPECS
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,8 @@ CreateGrant                         ok   dis  inv  inv  inv  inv  inv
 ListGrants                          ok   ok   ok   ok   ok   inv  ok
 RetireGrant                         ok   ok   ok   ok   ok   inv  ok
 RevokeGrant                         ok   ok   ok   ok   ok   inv  ok
+Encapsulate                         ok   dis  inv  inv  inv  ok   inv
+Decapsulate                         ok   dis  inv  inv  inv  ok   inv
 """
 _ANSWERS: dict[str, type[Exception] | None] = {
     "ok": None,

@@ -11,6 +11,7 @@ from keycask.crypto.asymmetric import (
     DecryptFailed,
     InvalidPublicKey,
     PrivateKey,
+    encapsulation_algorithms,
     encryption_algorithms,
     generate_data_key_pair,
     generate_private_key,
@@ -33,6 +34,7 @@ from keycask.crypto.message import (
     open_message,
     seal_message,
 )
+from keycask.crypto.mlkem import CiphertextLengthInvalid
 from keycask.crypto.passphrase import scrypt
 from keycask.crypto.shamir import Share
 from keycask.crypto.shamir import combine as combine_shares
@@ -64,6 +66,7 @@ __all__ = [
     "WRAPPING_ALGORITHMS",
     "WRAPPING_KEY_SPECS",
     "AuthenticationFailed",
+    "CiphertextLengthInvalid",
     "DecryptFailed",
     "InvalidPublicKey",
     "KeyMaterial",
@@ -74,6 +77,7 @@ __all__ = [
     "WrappingKey",
     "check_public_key",
     "combine_shares",
+    "encapsulation_algorithms",
     "encryption_algorithms",
     "generate_data_key_pair",
     "generate_hmac_key",

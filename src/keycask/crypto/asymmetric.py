@@ -1,5 +1,6 @@
-"""Asymmetric KMS keys (AWS KMS SIGN_VERIFY, ENCRYPT_DECRYPT and KEY_AGREEMENT
-key usages) and data key pairs: generation, signing, RSA-OAEP and ECDH.
+"""Asymmetric KMS keys (AWS KMS SIGN_VERIFY, ENCRYPT_DECRYPT, KEY_AGREEMENT and
+ENCAPSULATE_DECAPSULATE key usages) and data key pairs: generation, signing,
+RSA-OAEP, ECDH and ML-KEM (through keycask.crypto.mlkem).
 
 Private keys leave this module only as unencrypted PKCS#8 DER inside a
 KeyMaterial, to be stored behind the barrier. Public keys travel as DER
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, mldsa, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from keycask.crypto import ed25519ph
+from keycask.crypto import ed25519ph, mlkem
 from keycask.crypto.material import KeyMaterial
 
 _PrivateKey = (
@@ -126,6 +127,7 @@ class _KeySpec:
     signing: tuple[str, ...]
     encryption: tuple[str, ...] = ()
     key_agreement: tuple[str, ...] = ()
+    encapsulation: tuple[str, ...] = ()
 
 
 _RSA_SPEC = _KeySpec(
@@ -154,6 +156,7 @@ _SPECS: dict[str, _KeySpec] = {
     "ML_DSA_44": _MLDSA_SPEC,
     "ML_DSA_65": _MLDSA_SPEC,
     "ML_DSA_87": _MLDSA_SPEC,
+    **{spec: _KeySpec(signing=(), encapsulation=(mlkem.ALGORITHM,)) for spec in mlkem.SPECS},
 }
 KEY_SPECS = frozenset(_SPECS)
 # SM2 is the one AWS data key pair spec left out: cryptography has no SM2.
@@ -193,6 +196,10 @@ def key_agreement_algorithms(spec: str) -> tuple[str, ...]:
     return _spec(spec).key_agreement
 
 
+def encapsulation_algorithms(spec: str) -> tuple[str, ...]:
+    return _spec(spec).encapsulation
+
+
 def _new_key(spec: str) -> _PrivateKey:
     if spec in _RSA_BITS:
         return rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, _RSA_BITS[spec])
@@ -224,6 +231,8 @@ def _spki(key: _PublicKey) -> bytes:
 def generate_private_key(spec: str) -> KeyMaterial:
     """A fresh private key of ``spec`` as PKCS#8 DER. RSA_4096 takes around a
     second: callers off the event loop run it in a thread."""
+    if spec in mlkem.SPECS:
+        return mlkem.generate(spec)
     return _pkcs8(_new_key(spec))
 
 
@@ -331,8 +340,9 @@ class PrivateKey:
     """A loaded private key; load once and cache (loading is the slow part)."""
 
     spec: str
-    _key: _PrivateKey = field(repr=False)
-    _public: _PublicKey = field(repr=False)
+    # An ML-KEM key is one KemKey in both fields.
+    _key: _PrivateKey | mlkem.KemKey = field(repr=False)
+    _public: _PublicKey | mlkem.KemKey = field(repr=False)
     _public_der: bytes = field(repr=False)
 
     @classmethod
@@ -346,6 +356,9 @@ class PrivateKey:
         ``validate=True``.
         """
         _spec(spec)
+        if spec in mlkem.SPECS:
+            kem = mlkem.KemKey.load(spec, pkcs8_der)
+            return cls(spec, kem, kem, kem.public_der())
         try:
             key = serialization.load_der_private_key(
                 pkcs8_der.reveal(), password=None, unsafe_skip_rsa_key_validation=not validate
@@ -378,6 +391,7 @@ class PrivateKey:
             if recipe.scheme == "ED25519PH":
                 return ed25519ph.sign(key.private_bytes_raw(), message)
             return key.sign(message)
+        assert not isinstance(key, mlkem.KemKey)  # no signing algorithm: _signing refused it
         if message_type == EXTERNAL_MU:
             return key.sign_mu(message)
         # RAW ML-DSA: the empty context string, as AWS KMS signs.
@@ -386,7 +400,9 @@ class PrivateKey:
     def verify(self, algorithm: str, message: bytes, message_type: str, signature: bytes) -> bool:
         """False for any signature that does not verify, whatever its shape."""
         recipe = _signing(self.spec, algorithm, message, message_type)
-        return _verify(self._public, recipe, message, message_type, signature)
+        public = self._public
+        assert not isinstance(public, mlkem.KemKey)  # no signing algorithm: _signing refused it
+        return _verify(public, recipe, message, message_type, signature)
 
     def _oaep(self, algorithm: str) -> tuple[rsa.RSAPrivateKey, padding.OAEP, int]:
         if algorithm not in _spec(self.spec).encryption:
@@ -435,3 +451,19 @@ class PrivateKey:
             return KeyMaterial.any_size(key.exchange(ec.ECDH(), peer))
         except ValueError:
             raise InvalidPublicKey("the peer public key is not a valid point") from None
+
+    def _kem(self) -> mlkem.KemKey:
+        key = self._key
+        if not isinstance(key, mlkem.KemKey):
+            raise ValueError(f"key spec {self.spec} has no key encapsulation algorithm")
+        return key
+
+    def encapsulate(self) -> tuple[KeyMaterial, bytes]:
+        """ML-KEM: a fresh (32-byte shared secret, ciphertext)."""
+        return self._kem().encapsulate()
+
+    def decapsulate(self, ciphertext: bytes) -> KeyMaterial:
+        """ML-KEM: the 32-byte shared secret (pseudo-random for a changed or
+        foreign ciphertext); mlkem.CiphertextLengthInvalid for a ciphertext
+        of the wrong length."""
+        return self._kem().decapsulate(ciphertext)

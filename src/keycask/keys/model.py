@@ -38,6 +38,7 @@ class KeyUsage(StrEnum):
     SIGN_VERIFY = "SIGN_VERIFY"
     GENERATE_VERIFY_MAC = "GENERATE_VERIFY_MAC"
     KEY_AGREEMENT = "KEY_AGREEMENT"
+    ENCAPSULATE_DECAPSULATE = "ENCAPSULATE_DECAPSULATE"
 
 
 class KeySpec(StrEnum):
@@ -57,6 +58,9 @@ class KeySpec(StrEnum):
     ML_DSA_44 = "ML_DSA_44"
     ML_DSA_65 = "ML_DSA_65"
     ML_DSA_87 = "ML_DSA_87"
+    ML_KEM_512 = "ML_KEM_512"
+    ML_KEM_768 = "ML_KEM_768"
+    ML_KEM_1024 = "ML_KEM_1024"
 
     @property
     def is_rsa(self) -> bool:
@@ -91,6 +95,9 @@ KEY_USAGES: dict[KeySpec, tuple[KeyUsage, ...]] = {
     KeySpec.ML_DSA_44: (KeyUsage.SIGN_VERIFY,),
     KeySpec.ML_DSA_65: (KeyUsage.SIGN_VERIFY,),
     KeySpec.ML_DSA_87: (KeyUsage.SIGN_VERIFY,),
+    KeySpec.ML_KEM_512: (KeyUsage.ENCAPSULATE_DECAPSULATE,),
+    KeySpec.ML_KEM_768: (KeyUsage.ENCAPSULATE_DECAPSULATE,),
+    KeySpec.ML_KEM_1024: (KeyUsage.ENCAPSULATE_DECAPSULATE,),
 }
 
 

@@ -110,6 +110,9 @@ ALLOWED_STATES: dict[str, frozenset[KeyState]] = {
     "ListGrants": _ANY,
     "RetireGrant": _ANY,
     "RevokeGrant": _ANY,
+    # ML-KEM: cryptographic use, as AWS's key-state table lists them.
+    "Encapsulate": _USE,
+    "Decapsulate": _USE,
 }
 
 

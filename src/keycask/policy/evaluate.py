@@ -46,7 +46,7 @@ CROSS_ACCOUNT = frozenset(
         "GenerateDataKey", "GenerateDataKeyPair", "GenerateDataKeyPairWithoutPlaintext",
         "GenerateDataKeyWithoutPlaintext", "GenerateMac", "GetKeyRotationStatus",
         "GetPublicKey", "ListGrants", "ReEncryptFrom", "ReEncryptTo", "RetireGrant",
-        "RevokeGrant", "Sign", "Verify", "VerifyMac",
+        "RevokeGrant", "Sign", "Verify", "VerifyMac", "Encapsulate", "Decapsulate",
     )
 ) | {
     # A role's trust policy may name principals of other accounts: assuming

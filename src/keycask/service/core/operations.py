@@ -20,6 +20,7 @@ from keycask.service.core.handlers import (
     deletion,
     grants,
     imports,
+    kem,
     keys,
     last_usage,
     multiregion,
@@ -30,12 +31,14 @@ from keycask.service.core.requests import (
     AliasRequest,
     CreateGrantRequest,
     CreateKeyRequest,
+    DecapsulateRequest,
     DecryptRequest,
     DeleteAliasRequest,
     DeleteImportedKeyMaterialRequest,
     DeriveSharedSecretRequest,
     DescribeKeyRequest,
     EnableKeyRotationRequest,
+    EncapsulateRequest,
     EncryptRequest,
     GenerateDataKeyPairRequest,
     GenerateDataKeyRequest,
@@ -170,6 +173,9 @@ _ROWS = [
     Operation("ListRetirableGrants", ListRetirableGrantsRequest, grants.list_retirable_grants),
     Operation("RetireGrant", RetireGrantRequest, grants.retire_grant, mutates=True),
     Operation("RevokeGrant", RevokeGrantRequest, grants.revoke_grant, mutates=True),
+    # ML-KEM.
+    Operation("Encapsulate", EncapsulateRequest, kem.encapsulate),
+    Operation("Decapsulate", DecapsulateRequest, kem.decapsulate),
 ]
 
 OPERATIONS: dict[str, Operation] = {op.name: op for op in _ROWS}

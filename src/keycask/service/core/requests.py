@@ -392,3 +392,23 @@ class ReplicateKeyRequest:
 class UpdatePrimaryRegionRequest:
     key_id: str
     primary_region: str
+
+
+# -- ML-KEM --
+
+
+@dataclass(frozen=True, slots=True)
+class EncapsulateRequest:
+    key_id: str
+    encapsulation_algorithm: str
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecapsulateRequest:
+    key_id: str
+    shared_secret_ciphertext_blob: bytes
+    encapsulation_algorithm: str
+    grant_tokens: list[str] | None = None
+    dry_run: bool | None = None

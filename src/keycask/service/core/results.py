@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from keycask.crypto import (
+    encapsulation_algorithms,
     encryption_algorithms,
     key_agreement_algorithms,
     mac_algorithms,
@@ -34,6 +35,8 @@ def algorithms_of(key: Key) -> dict[str, tuple[str, ...]]:
         return {"signing_algorithms": signing_algorithms(spec.value)}
     if key.key_usage is KeyUsage.GENERATE_VERIFY_MAC:
         return {"mac_algorithms": mac_algorithms(spec.value)}
+    if key.key_usage is KeyUsage.ENCAPSULATE_DECAPSULATE:
+        return {"encapsulation_algorithms": encapsulation_algorithms(spec.value)}
     return {"key_agreement_algorithms": key_agreement_algorithms(spec.value)}
 
 
@@ -86,6 +89,7 @@ class KeyMetadata:
     signing_algorithms: tuple[str, ...] | None = None
     mac_algorithms: tuple[str, ...] | None = None
     key_agreement_algorithms: tuple[str, ...] | None = None
+    encapsulation_algorithms: tuple[str, ...] | None = None
     deletion_date: datetime | None = None
     valid_to: datetime | None = None
     expiration_model: str | None = None
@@ -328,6 +332,7 @@ class GetPublicKeyResult:
     encryption_algorithms: tuple[str, ...] | None = None
     signing_algorithms: tuple[str, ...] | None = None
     key_agreement_algorithms: tuple[str, ...] | None = None
+    encapsulation_algorithms: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -401,3 +406,27 @@ class ListGrantsResult:
     grants: list[GrantListEntry]
     truncated: bool
     next_marker: str | None = None
+
+
+# -- ML-KEM --
+
+
+@dataclass(frozen=True, slots=True)
+class EncapsulateResult:
+    key_id: str
+    shared_secret: bytes
+    shared_secret_ciphertext_blob: bytes
+    encapsulation_algorithm: str
+
+    def __repr__(self) -> str:
+        return f"EncapsulateResult(key_id={self.key_id!r}, shared_secret=<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DecapsulateResult:
+    key_id: str
+    shared_secret: bytes
+    encapsulation_algorithm: str
+
+    def __repr__(self) -> str:
+        return f"DecapsulateResult(key_id={self.key_id!r}, shared_secret=<redacted>)"

@@ -19,8 +19,9 @@ Rules, as the AWS KMS API Reference and Developer Guide give them:
 - The operations must suit the key ("Grant operations"): data keys and
   ReEncrypt only on encryption keys, Sign/Verify on signing keys,
   GenerateMac/VerifyMac on HMAC keys, DeriveSharedSecret on key agreement
-  keys, GetPublicKey on asymmetric keys; CreateGrant, DescribeKey and
-  RetireGrant on any. Otherwise ValidationException.
+  keys, Encapsulate/Decapsulate on ML-KEM keys, GetPublicKey on asymmetric
+  keys; CreateGrant, DescribeKey and RetireGrant on any. Otherwise
+  ValidationException.
 - Encryption context constraints (at most one kind, at most 8 pairs, values
   up to 384 characters) only with operations that take an encryption context:
   never with cryptographic operations of asymmetric or HMAC keys. They apply
@@ -130,6 +131,7 @@ _BY_USAGE = {
     KeyUsage.SIGN_VERIFY: frozenset({"Sign", "Verify", "GetPublicKey"}),
     KeyUsage.GENERATE_VERIFY_MAC: frozenset({"GenerateMac", "VerifyMac"}),
     KeyUsage.KEY_AGREEMENT: frozenset({"DeriveSharedSecret", "GetPublicKey"}),
+    KeyUsage.ENCAPSULATE_DECAPSULATE: frozenset({"Encapsulate", "Decapsulate", "GetPublicKey"}),
 }
 
 

@@ -108,7 +108,7 @@ def _key_spec(req: CreateKeyRequest) -> tuple[KeySpec, KeyUsage]:
     ):
         raise ValidationException("KeySpec and CustomerMasterKeySpec must not differ.")
     if name not in KeySpec.__members__:
-        # SM2 (China Regions only) and the ML-KEM key-encapsulation specs.
+        # SM2 (China Regions only).
         raise UnsupportedOperationException(f"keycask does not support KeySpec {name}.")
     spec = KeySpec(name)
     if req.key_usage is None and spec is not KeySpec.SYMMETRIC_DEFAULT:
