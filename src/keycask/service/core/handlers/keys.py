@@ -73,7 +73,7 @@ _LOCKOUT = (
 )
 
 
-def _check_policy(policy: str) -> None:
+def check_policy(policy: str) -> None:
     """A key policy is parsed in full before it is stored: a document keycask
     could not evaluate exactly must be refused, never stored to deny later."""
     if len(policy.encode()) > MAX_KEY_POLICY_BYTES:
@@ -83,7 +83,7 @@ def _check_policy(policy: str) -> None:
     parse_policy(policy, kind="key")
 
 
-async def _check_lockout(call: Call, key: Key, bypass: bool | None) -> None:
+async def check_lockout(call: Call, key: Key, bypass: bool | None) -> None:
     """AWS's policy lockout safety check: the caller must still be able to
     change the policy under the new one, unless it says it knows better."""
     if bypass:
@@ -164,7 +164,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
             f"(Origin {origin.value}) yet."
         )
     if req.policy is not None:
-        _check_policy(req.policy)
+        check_policy(req.policy)
     tags = validate_new_tags((), req.tags or [])
     # A multi-Region key starts as the primary of a set of one: its id is the
     # set's, and its copy here is stored under the record id for this region.
@@ -201,7 +201,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     call.key_arn = key.arn
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
-        await _check_lockout(call, key, req.bypass_policy_lockout_safety_check)
+        await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
     writes = deps.keys.stage_create(key, material)
     if mrk is not None:
         writes.append(deps.keys.stage_mrk_marker(mrk))
@@ -312,11 +312,11 @@ async def put_key_policy(deps: Deps, call: Call, req: PutKeyPolicyRequest) -> Ou
     key = stored.value
     if req.policy_name not in (None, POLICY_NAME):
         raise ValidationException(f"PolicyName must be {POLICY_NAME!r}: a key has one policy.")
-    _check_policy(req.policy)
+    check_policy(req.policy)
     new = key.replace(
         policy=req.policy, policy_principals=await policy_principals(deps, req.policy)
     )
-    await _check_lockout(call, new, req.bypass_policy_lockout_safety_check)
+    await check_lockout(call, new, req.bypass_policy_lockout_safety_check)
     if req.bypass_policy_lockout_safety_check:
         call.detail = "policy lockout safety check bypassed"
     if new == key:

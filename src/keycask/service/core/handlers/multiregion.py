@@ -24,7 +24,7 @@ from keycask.keys.model import Key, KeyState, default_key_policy, key_arn
 from keycask.keys.states import require_state
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.handlers.keys import _check_lockout, _check_policy, policy_principals
+from keycask.service.core.handlers.keys import check_lockout, check_policy, policy_principals
 from keycask.service.core.handlers.tags import validate_new_tags
 from keycask.service.core.multiregion_results import ReplicateKeyResult
 from keycask.service.core.requests import ReplicateKeyRequest, UpdatePrimaryRegionRequest
@@ -96,7 +96,7 @@ async def replicate_key(deps: Deps, call: Call, req: ReplicateKeyRequest) -> Out
         },
     )
     if req.policy is not None:
-        _check_policy(req.policy)
+        check_policy(req.policy)
     tags = validate_new_tags((), req.tags or [])
     regions = tuple(sorted({*primary.regions, region}))
     replica = Key(
@@ -123,7 +123,7 @@ async def replicate_key(deps: Deps, call: Call, req: ReplicateKeyRequest) -> Out
         )
     if req.policy is not None:
         replica = replica.replace(policy_principals=await policy_principals(deps, req.policy))
-        await _check_lockout(call, replica, req.bypass_policy_lockout_safety_check)
+        await check_lockout(call, replica, req.bypass_policy_lockout_safety_check)
     # One commit: the replica, and every copy's list of regions.
     writes = await deps.keys.stage_set_update(primary, {"regions": regions})
     writes.extend(deps.keys.stage_create(replica, None))
