@@ -22,6 +22,7 @@ from keycask.auth.credentials import AccessKey, CredentialStore
 from keycask.auth.identity_providers import IdentityProviders
 from keycask.auth.operator_token import OperatorToken
 from keycask.auth.sessions import SessionTokens
+from keycask.auth.tokens import TokenStore
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
@@ -46,6 +47,7 @@ from keycask.service.doors.kms import KmsDoor
 from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
 from keycask.service.doors.sts import StsDoor
+from keycask.service.doors.vault_transit import VaultTransitDoor
 from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
@@ -265,7 +267,17 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps))
+    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps, tokens=deps.tokens))
+    if deps.tokens is not None:
+        doors.add(
+            VaultTransitDoor(
+                deps,
+                deps.tokens,
+                deps.authz,
+                region=settings.region,
+                sealed=lambda: barrier.sealed,
+            )
+        )
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit, sts))
@@ -384,6 +396,7 @@ async def build(
         authz=Authorizer(keys),
         credentials=credentials,
         sessions=SessionTokens(barrier),
+        tokens=TokenStore(barrier, credentials),
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):

@@ -41,7 +41,7 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -245,12 +245,17 @@ class CredentialStore:
         # Moves on every clear: a lookup that read the store before one must
         # not cache what it read (it may be the revoked state's predecessor).
         self._generation = 0
+        # Told of every forget (its writes) and clear (None): what else is
+        # cached from the same commits (bearer tokens, auth/tokens.py).
+        self.listeners: list[Callable[[Sequence[Write] | None], None]] = []
 
     def clear(self) -> None:
         """Forget cached access keys: another process changed the store."""
         self._generation += 1
         self._keys.clear()
         self._principals.clear()
+        for listener in self.listeners:
+            listener(None)
 
     def cached(self, access_key_id: str) -> AccessKey | None:
         """The access key if it is in memory already: the hot path's lookup."""
@@ -567,6 +572,8 @@ class CredentialStore:
         A deactivated or deleted key stops working here at once; other
         processes drop their caches when the commit is announced."""
         self._generation += 1
+        for listener in self.listeners:
+            listener(writes)
         owners: set[tuple[str, str]] = set()
         for write in writes:
             path = write.path

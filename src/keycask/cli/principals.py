@@ -267,6 +267,49 @@ def cmd_access_keys_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> int:
+    """``3600``, ``90s``, ``30m``, ``1h``, ``7d`` -> seconds."""
+    unit = _UNITS.get(text[-1:].lower())
+    number = text[:-1] if unit is not None else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (3600, 90s, 30m, 1h, 7d)")
+    return int(number) * (unit or 1)
+
+
+def cmd_tokens_create(args: argparse.Namespace) -> int:
+    created = _admin_call(args, "CreateToken", {"Name": args.name, "Ttl": args.ttl})
+    if args.json:
+        print(json.dumps({"Token": created["Token"], "ExpiresAt": created["ExpiresAt"]}))
+        return 0
+    print(created["Token"])
+    print(
+        f"token id {created['TokenId']}, expires {created['ExpiresAt']}; "
+        "the token is shown once; keycask cannot show it again.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_tokens_list(args: argparse.Namespace) -> int:
+    tokens = _admin_call(args, "ListTokens", {"Name": args.name})["Tokens"]
+    if args.json:
+        print_json(tokens)
+        return 0
+    assert isinstance(tokens, list)
+    for token in tokens:
+        assert isinstance(token, dict)
+        print(f"{token['TokenId']}  created {token['CreateDate']}  expires {token['ExpiresAt']}")
+    return 0
+
+
+def cmd_tokens_revoke(args: argparse.Namespace) -> int:
+    _admin_call(args, "RevokeToken", {"TokenId": args.token_id})
+    return 0
+
+
 def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     remote = argparse.ArgumentParser(add_help=False)
     add_connection_options(remote, signed=True)
@@ -416,3 +459,26 @@ def add_principals_commands(sub: argparse._SubParsersAction[argparse.ArgumentPar
         command(access_keys, name, func, help_text).add_argument(
             "access_key_id", help="the access key's id (AKKC...)"
         )
+
+    tokens = principals.add_parser(
+        "token", help="a principal's bearer tokens (Vault's X-Vault-Token)"
+    ).add_subparsers(dest="token_action", required=True)
+    new_token = command(
+        tokens, "create", cmd_tokens_create, "a new bearer token for NAME", in_account
+    )
+    new_token.add_argument("name", help="the principal's name")
+    new_token.add_argument(
+        "--ttl",
+        type=_duration,
+        default=3600,
+        help="how long it is valid: 3600, 30m, 1h, 7d (default 1h; at most 32 days)",
+    )
+    new_token.add_argument("--json", action="store_true", help="print Token, ExpiresAt as JSON")
+    token_list = command(
+        tokens, "list", cmd_tokens_list, "NAME's tokens (ids only, never the tokens)", in_account
+    )
+    token_list.add_argument("name", help="the principal's name")
+    token_list.add_argument("--json", action="store_true", help="print JSON")
+    command(tokens, "revoke", cmd_tokens_revoke, "revoke a token at once").add_argument(
+        "token_id", help="the token's id (16 hex digits, from create or list)"
+    )

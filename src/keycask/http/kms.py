@@ -51,6 +51,17 @@ class KMSApp:
                 http, request.client, secure_transport=request.secure
             )
             return _response(reply)
+        if path.startswith("/v1/"):
+            # Vault's REST paths (service/doors/vault_transit.py), every method.
+            http = HttpRequest(
+                method, request.raw_path, request.query_string, request.headers, request.body
+            )
+            reply = await self._pipeline.handle(
+                http, request.client, secure_transport=request.secure
+            )
+            if reply.status == 200 and not reply.body:
+                return Response(204, b"", ((b"x-request-id", reply.request_id.encode()),))
+            return _response(reply)
         if path == "/healthz" and method in ("GET", "HEAD"):
             if not self.ready:
                 return _STARTING

@@ -43,6 +43,7 @@ from keycask.keys.paths import (
     JOB_TOKENS,
     RETIRING_TAIL,
     SCHED_PREFIX,
+    TRANSIT_PREFIX,
     alias_prefix,
     due_jobs,
     gone_path,
@@ -62,6 +63,7 @@ from keycask.keys.paths import (
     parse_sched_path,
     retiring_prefix,
     sched_path,
+    transit_path,
     usage_path,
 )
 from keycask.ports import Write
@@ -101,6 +103,9 @@ class KeyStore:
         self._grants: BoundedCache[uuid.UUID, tuple[Stored[Grant], ...]] = BoundedCache(
             cache_entries
         )
+        # Vault Transit settings by key id; revision 0 and b"" when the key
+        # has none (every transit decrypt asks).
+        self._transit: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
 
     # -- keys --
 
@@ -382,6 +387,22 @@ class KeyStore:
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)
 
+    # -- Vault Transit settings --
+
+    async def transit_settings(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """The key's transit settings document (b"" at revision 0: none)."""
+        cached = self._transit.get(key_id)
+        if cached is not None:
+            return cached
+        generation = self._transit.generation
+        found = await self._barrier.get(transit_path(key_id))
+        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+        self._transit.put(key_id, stored, generation)
+        return stored
+
+    def stage_transit_settings(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(transit_path(key_id), value, expect=expect)
+
     # -- last use --
 
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
@@ -542,6 +563,7 @@ class KeyStore:
         self._aliases.clear()
         self._private_keys.clear()
         self._grants.clear()
+        self._transit.clear()
 
     # -- committing --
 
@@ -568,6 +590,8 @@ class KeyStore:
                 self._private_keys.pop(owned)
             elif path.startswith(GRANT_PREFIX):
                 self._grants.pop(uuid.UUID(path.split("/")[1]))
+            elif path.startswith(TRANSIT_PREFIX):
+                self._transit.pop(uuid.UUID(path[len(TRANSIT_PREFIX) :]))
 
 
 def _owner(key: Key) -> _Owner:

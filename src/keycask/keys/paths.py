@@ -109,6 +109,14 @@ def gone_path(key_id: uuid.UUID) -> str:
     return f"gone/{key_id}"
 
 
+TRANSIT_PREFIX = "transit/"
+
+
+def transit_path(key_id: uuid.UUID) -> str:
+    """A key's Vault Transit settings (service/core/transit.py)."""
+    return f"{TRANSIT_PREFIX}{key_id}"
+
+
 def usage_path(key_id: uuid.UUID) -> str:
     return f"usage/{key_id}"
 

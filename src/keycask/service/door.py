@@ -135,6 +135,9 @@ class Doors:
         # entry per operation of every door.
         self._by_target: dict[bytes, tuple[Door, str]] = {}
         self._by_media_type: dict[bytes, Door] = {}
+        # Doors claimed by path (``path_prefixes``: Vault's /v1/): a REST
+        # wire names its operation by method and path, not by a header.
+        self._by_path: list[tuple[bytes, Door]] = []
         self.add(fallback)
 
     def add(self, door: Door) -> None:
@@ -146,10 +149,21 @@ class Doors:
             if media_type in self._by_media_type:
                 raise ValueError(f"two doors claim {media_type!r}")
             self._by_media_type[media_type] = door
+        for path_prefix in getattr(door, "path_prefixes", ()):
+            if any(path_prefix == known for known, _ in self._by_path):
+                raise ValueError(f"two doors claim {path_prefix!r}")
+            self._by_path.append((path_prefix, door))
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
         unknown, answered by the fallback door after authentication)."""
+        if request.raw_path != b"/" and self._by_path:
+            for path_prefix, path_door in self._by_path:
+                if request.raw_path.startswith(path_prefix):
+                    target = f"{request.method} {request.raw_path.decode('latin-1')}"
+                    query = request.query_string.decode("latin-1")
+                    call.operation = path_door.operation(f"{target}?{query}")
+                    return path_door
         raw = header(request, b"x-amz-target")
         if raw is None and self._by_media_type:
             # No target at all: a door may claim the request by its content

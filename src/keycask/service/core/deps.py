@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from keycask.auth.credentials import CredentialStore
 from keycask.auth.sessions import SessionTokens
+from keycask.auth.tokens import TokenStore
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
 from keycask.service.core.authz import Authorizer
@@ -25,3 +26,5 @@ class Deps:
     credentials: CredentialStore | None = None
     # Role sessions' tokens: issued by the STS handlers (AssumeRole, ...).
     sessions: SessionTokens | None = None
+    # Principals' bearer tokens (auth/tokens.py): the Vault door's callers.
+    tokens: TokenStore | None = None

@@ -32,6 +32,10 @@ Operations (``?`` = optional; Account defaults to the caller's account):
     ListAccessKeys        {Name, Account?} -> {AccessKeys: [{AccessKeyId, Status, CreateDate}]}
     UpdateAccessKey       {AccessKeyId, Status: Active|Inactive}
     DeleteAccessKey       {AccessKeyId}
+    CreateToken           {Name, Account?, Ttl?} -> {Token, TokenId, ExpiresAt}: a bearer
+                          token (auth/tokens.py), shown once; Ttl in seconds, default 3600
+    ListTokens            {Name, Account?} -> {Tokens: [{TokenId, CreateDate, ExpiresAt}]}
+    RevokeToken           {TokenId}
 
     CreateIdentityProvider {Url, Audiences[], Jwks? | JwksUrl?, Account?} -> {Arn}:
                           the issuer (https://host/path, no port: a token's iss),
@@ -74,6 +78,7 @@ from keycask.auth.identity_providers import (
     parse_arn,
 )
 from keycask.auth.sigv4 import HttpRequest
+from keycask.auth.tokens import DEFAULT_TTL, TokenStore, check_ttl
 from keycask.errors import InvalidMarkerException, ValidationException
 from keycask.ports import Write
 from keycask.service.core.authz import Authorizer
@@ -85,6 +90,7 @@ from keycask.service.core.handlers.principals import (
     check_tag_key,
     check_tag_value,
 )
+from keycask.service.core.handlers.tokens import OPERATIONS as TOKEN_OPERATIONS
 from keycask.service.core.idp_requests import (
     CreateIdentityProviderRequest,
     CreateIdentityProviderResult,
@@ -112,6 +118,12 @@ from keycask.service.core.principal_results import (
     GetPrincipalResult,
     ListAccessKeysResult,
     ListPrincipalsResult,
+)
+from keycask.service.core.token_requests import (
+    CreateTokenRequest,
+    CreateTokenResult,
+    ListTokensResult,
+    TokenIdRequest,
 )
 from keycask.service.door import Action
 from keycask.service.doors.awsjson import (
@@ -305,6 +317,16 @@ def _identity_provider(doc: Doc) -> IdentityProviderRequest:
     return IdentityProviderRequest(arn)
 
 
+def _create_token(doc: Doc) -> CreateTokenRequest:
+    ttl = doc.get("Ttl", DEFAULT_TTL)
+    check_ttl(ttl)
+    return CreateTokenRequest(_name(doc), _account(doc), ttl)
+
+
+def _token_id(doc: Doc) -> TokenIdRequest:
+    return TokenIdRequest(_string(doc, "TokenId"))
+
+
 # -- results --
 
 
@@ -374,6 +396,19 @@ def _access_keys(result: ListAccessKeysResult) -> Doc:
                 "CreateDate": _date(key.created),
             }
             for key in result.access_keys
+        ]
+    }
+
+
+def _created_token(result: CreateTokenResult) -> Doc:
+    return {"Token": result.token, "TokenId": result.token_id, "ExpiresAt": _date(result.expires)}
+
+
+def _tokens(result: ListTokensResult) -> Doc:
+    return {
+        "Tokens": [
+            {"TokenId": t.token_id, "CreateDate": _date(t.created), "ExpiresAt": _date(t.expires)}
+            for t in result.tokens
         ]
     }
 
@@ -466,6 +501,12 @@ IDP_WIRE: Mapping[str, Wire] = {
                                  required=("Arn",)),
     "DeleteIdentityProvider": _wire(_identity_provider, _nothing, required=("Arn",)),
 }  # fmt: skip
+TOKEN_WIRE: Mapping[str, Wire] = {
+    "CreateToken": _wire(_create_token, _created_token, required=("Name",),
+                         optional=("Account", "Ttl")),
+    "ListTokens": _wire(_principal_request, _tokens, required=("Name",), optional=_IN_ACCOUNT),
+    "RevokeToken": _wire(_token_id, _nothing, required=("TokenId",)),
+}  # fmt: skip
 
 
 def decode(target: str, wire: Wire, body: bytes) -> object:
@@ -496,6 +537,8 @@ class AdminDoor(AwsJsonErrors):
         codec: WireCodec,
         signed: SignedCallers,
         identity_providers: IdentityProviders,
+        *,
+        tokens: TokenStore | None = None,
     ) -> None:
         super().__init__(codec)
         self._credentials = credentials
@@ -520,6 +563,18 @@ class AdminDoor(AwsJsonErrors):
                 for op in IDP_OPERATIONS.values()
             }
         )
+        if tokens is not None:
+            if TOKEN_WIRE.keys() != TOKEN_OPERATIONS.keys():
+                raise ValueError("every token operation needs its wire shape, and only those")
+            self._wire.update({TARGET_PREFIX + name: wire for name, wire in TOKEN_WIRE.items()})
+            self._actions.update(
+                {
+                    TARGET_PREFIX + op.name: Action(
+                        TARGET_PREFIX + op.name, partial(op.handler, tokens), op.mutates, op.request
+                    )
+                    for op in TOKEN_OPERATIONS.values()
+                }
+            )
         self.authenticate = signed.authenticate
 
     def operation(self, target: str) -> str | None:

@@ -1,0 +1,461 @@
+"""Vault Transit's operations over keycask's own (the Vault door,
+``service/doors/vault_transit.py``, decodes the wire into these requests).
+
+A transit key ``NAME`` of mount ``MOUNT`` is the keycask key the alias
+``alias/MOUNT/NAME`` names (``alias/transit/NAME`` for the default mount):
+keys created by the AWS door become transit keys once given such an alias.
+Every operation runs the AWS door's core handlers (CreateKey, Encrypt,
+Decrypt, RotateKeyOnDemand, ...), so the same key policies, identity
+policies and grants decide, under the same ``kms:`` actions. What Vault has
+and AWS KMS has not (``min_decryption_version``, ``min_encryption_version``,
+``deletion_allowed``) is one small JSON document per key at
+``transit/<key id>`` behind the barrier (``KeyStore.transit_settings``).
+
+A transit ciphertext is ``vault:v<N>:<base64 of keycask's own blob>``: N is
+the keycask key version that sealed the blob (its header names it too, and
+the two must agree), so Vault's key versions are keycask's rotations.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from keycask.errors import (
+    AccessDeniedException,
+    KMSError,
+    NotFoundException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from keycask.keys.model import Alias, Key, KeySpec, KeyUsage, alias_arn
+from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, mrk_blob_header
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers import aliases, asymmetric, crypto, keys, rotation
+from keycask.service.core.requests import (
+    CreateKeyRequest,
+    DecryptRequest,
+    EncryptRequest,
+    GetPublicKeyRequest,
+    KeyRequest,
+    ListAliasesRequest,
+)
+from keycask.service.core.resolve import resolve_key, use_key
+from keycask.service.core.results import (
+    DecryptResult,
+    EncryptResult,
+    GetPublicKeyResult,
+    KeyMetadataResult,
+    ListAliasesResult,
+)
+
+DEFAULT_TYPE = "aes256-gcm96"
+# Vault's key types keycask makes, as (KeySpec, KeyUsage).
+TYPES: Mapping[str, tuple[KeySpec, KeyUsage]] = {
+    "aes256-gcm96": (KeySpec.SYMMETRIC_DEFAULT, KeyUsage.ENCRYPT_DECRYPT),
+    "ecdsa-p256": (KeySpec.ECC_NIST_P256, KeyUsage.SIGN_VERIFY),
+    "ecdsa-p384": (KeySpec.ECC_NIST_P384, KeyUsage.SIGN_VERIFY),
+    "ecdsa-p521": (KeySpec.ECC_NIST_P521, KeyUsage.SIGN_VERIFY),
+    "ed25519": (KeySpec.ECC_NIST_EDWARDS25519, KeyUsage.SIGN_VERIFY),
+    "rsa-2048": (KeySpec.RSA_2048, KeyUsage.SIGN_VERIFY),
+    "rsa-3072": (KeySpec.RSA_3072, KeyUsage.SIGN_VERIFY),
+    "rsa-4096": (KeySpec.RSA_4096, KeyUsage.SIGN_VERIFY),
+    "hmac": (KeySpec.HMAC_256, KeyUsage.GENERATE_VERIFY_MAC),
+}
+_BY_SPEC = {spec: name for name, (spec, _) in TYPES.items()}
+# Vault's own answer for a version below min_decryption_version.
+TOO_OLD = "ciphertext or signature version is disallowed by policy (too old)"
+_PREFIX = "vault:v"
+_MAX_VERSION = 2**32 - 1
+# Associated data is bound as this encryption context pair (authenticated,
+# never stored): Vault's AES-GCM associated data, keycask's context.
+ASSOCIATED_DATA = "vault-transit:associated_data"
+
+
+def alias_name(mount: str, name: str) -> str:
+    return f"alias/{mount}/{name}"
+
+
+def vault_type(key: Key) -> str:
+    """The Vault type a keycask key shows through transit."""
+    return _BY_SPEC.get(key.key_spec, key.key_spec.value.lower())
+
+
+# -- requests and results --
+
+
+@dataclass(frozen=True, slots=True)
+class TransitKeyRequest:
+    mount: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransitCreateRequest:
+    mount: str
+    name: str
+    type: str = DEFAULT_TYPE
+
+
+@dataclass(frozen=True, slots=True)
+class TransitListRequest:
+    mount: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransitConfigRequest:
+    mount: str
+    name: str
+    min_decryption_version: int | None = None
+    min_encryption_version: int | None = None
+    deletion_allowed: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptItem:
+    plaintext: bytes = field(repr=False)
+    associated_data: str | None = None
+    key_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptItem:
+    ciphertext: str
+    associated_data: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitEncryptRequest:
+    mount: str
+    name: str
+    items: tuple[EncryptItem | KMSError, ...]
+    batch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TransitDecryptRequest:
+    mount: str
+    name: str
+    items: tuple[DecryptItem | KMSError, ...]
+    batch: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    min_decryption_version: int = 1
+    min_encryption_version: int = 0
+    deletion_allowed: bool = False
+
+    def to_doc(self) -> bytes:
+        return orjson.dumps(
+            {
+                "min_decryption_version": self.min_decryption_version,
+                "min_encryption_version": self.min_encryption_version,
+                "deletion_allowed": self.deletion_allowed,
+            }
+        )
+
+    @classmethod
+    def from_doc(cls, value: bytes) -> Settings:
+        if not value:
+            return cls()
+        doc = orjson.loads(value)
+        return cls(
+            int(doc.get("min_decryption_version", 1)),
+            int(doc.get("min_encryption_version", 0)),
+            bool(doc.get("deletion_allowed", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TransitKeyResult:
+    name: str
+    type: str
+    key: Key
+    settings: Settings
+    public_key: bytes | None = None  # DER SubjectPublicKeyInfo of an asymmetric key
+
+
+@dataclass(frozen=True, slots=True)
+class TransitListResult:
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ItemsResult:
+    """One answer per item: a dict of the item's fields, or its error."""
+
+    items: tuple[dict[str, Any] | KMSError, ...]
+    batch: bool
+
+
+# -- keys --
+
+
+async def _key(deps: Deps, call: Call, mount: str, name: str) -> Key:
+    """The transit key ``name`` (not authorized: the core operation that
+    uses it authorizes); NotFoundException when the mount has no such key."""
+    try:
+        return (await resolve_key(deps.keys, call, alias_name(mount, name), allow_alias=True)).value
+    except NotFoundException:
+        raise NotFoundException(f"no such key {name!r} in mount {mount!r}") from None
+
+
+async def settings_of(deps: Deps, key: Key) -> Settings:
+    return Settings.from_doc((await deps.keys.transit_settings(key.key_id)).value)
+
+
+async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outcome:
+    """CreateKey, then an alias naming it (kms:CreateKey, then
+    kms:CreateAlias on the alias). A key that exists already is left as it
+    is, as Vault does, if its type is the one asked for."""
+    kind = TYPES.get(req.type)
+    if kind is None:
+        raise ValidationException(f"unknown key type {req.type[:64]!r}")
+    alias = alias_name(req.mount, req.name)
+    existing = await deps.keys.get_alias(call.account, call.region, alias)
+    if existing is not None:
+        key = await _key(deps, call, req.mount, req.name)
+        await call.authorize("kms:DescribeKey", key)
+        if vault_type(key) != req.type:
+            raise ValidationException(
+                f"key {req.name!r} exists with type {vault_type(key)}, not {req.type}"
+            )
+        return Outcome(None)
+    spec, usage = kind
+    created = await keys.create_key(
+        deps,
+        call,
+        CreateKeyRequest(
+            description=f"Vault Transit key {req.mount}/{req.name}",
+            key_spec=spec.value,
+            key_usage=usage.value,
+        ),
+    )
+    result = created.result
+    assert isinstance(result, KeyMetadataResult)
+    await call.authorize("kms:CreateAlias", resource=alias_arn(call.region, call.account, alias))
+    # What CreateAlias stages, for a key that exists only in this outcome's
+    # writes so far (the aliases handler would look it up in the store).
+    now = deps.clock.now()
+    new_alias = Alias(
+        alias, call.account, call.region, uuid.UUID(result.key_metadata.key_id), now, now
+    )
+    writes = [*created.writes, *deps.keys.stage_put_alias(new_alias, expect=0)]
+    call.detail = f"transit key {req.mount}/{req.name} ({req.type})"
+    return Outcome(None, writes)
+
+
+async def read_key(deps: Deps, call: Call, req: TransitKeyRequest) -> Outcome:
+    key = (
+        await use_key(
+            deps.keys, call, alias_name(req.mount, req.name), "kms:DescribeKey", allow_alias=True
+        )
+    ).value
+    public = None
+    if key.key_spec.is_asymmetric:
+        got = await asymmetric.get_public_key(deps, call, GetPublicKeyRequest(key_id=key.arn))
+        assert isinstance(got.result, GetPublicKeyResult)
+        public = got.result.public_key
+    settings = await settings_of(deps, key)
+    return Outcome(TransitKeyResult(req.name, vault_type(key), key, settings, public))
+
+
+async def list_keys(deps: Deps, call: Call, req: TransitListRequest) -> Outcome:
+    prefix = alias_name(req.mount, "")
+    names: list[str] = []
+    marker = None
+    while True:
+        out = await aliases.list_aliases(deps, call, ListAliasesRequest(limit=100, marker=marker))
+        result = out.result
+        assert isinstance(result, ListAliasesResult)
+        names.extend(
+            e.alias_name[len(prefix) :] for e in result.aliases if e.alias_name.startswith(prefix)
+        )
+        if not result.truncated or result.next_marker is None:
+            break
+        marker = result.next_marker
+    if not names:
+        raise NotFoundException("")  # Vault answers a LIST of nothing 404
+    return Outcome(TransitListResult(tuple(sorted(names))))
+
+
+async def rotate_key(deps: Deps, call: Call, req: TransitKeyRequest) -> Outcome:
+    key = await _key(deps, call, req.mount, req.name)
+    # RotateKeyOnDemand takes no alias: the key the alias names, by ARN.
+    return await rotation.rotate_key_on_demand(deps, call, KeyRequest(key_id=key.arn))
+
+
+async def config_key(deps: Deps, call: Call, req: TransitConfigRequest) -> Outcome:
+    """Vault's per-key settings, kept beside the key. Authorized as
+    kms:PutKeyPolicy: like a key policy they restrict who may use the key
+    (old ciphertexts) and protect it (deletion), so whoever may only
+    describe or use a key must not loosen them."""
+    key = (
+        await use_key(
+            deps.keys, call, alias_name(req.mount, req.name), "kms:PutKeyPolicy", allow_alias=True
+        )
+    ).value
+    stored = await deps.keys.transit_settings(key.key_id)
+    old = Settings.from_doc(stored.value)
+    latest = key.current_version
+    min_dec = old.min_decryption_version
+    if req.min_decryption_version is not None:
+        min_dec = req.min_decryption_version
+    min_enc = old.min_encryption_version
+    if req.min_encryption_version is not None:
+        min_enc = req.min_encryption_version
+    min_dec = max(min_dec, 1)
+    if min_dec > latest:
+        raise ValidationException("cannot set min_decryption_version newer than the key's latest")
+    if min_enc < 0 or min_enc > latest:
+        raise ValidationException("cannot set min_encryption_version newer than the key's latest")
+    if min_enc and min_enc < min_dec:
+        raise ValidationException(
+            "min_encryption_version must be 0 or at least min_decryption_version"
+        )
+    new = Settings(
+        min_dec,
+        min_enc,
+        old.deletion_allowed if req.deletion_allowed is None else req.deletion_allowed,
+    )
+    call.detail = (
+        f"transit settings: min_decryption_version {new.min_decryption_version}, "
+        f"min_encryption_version {new.min_encryption_version}, "
+        f"deletion_allowed {str(new.deletion_allowed).lower()}"
+    )
+    if new == old and stored.revision:
+        return Outcome(None)
+    write = deps.keys.stage_transit_settings(key.key_id, new.to_doc(), stored.revision)
+    return Outcome(None, [write])
+
+
+# -- encrypt / decrypt --
+
+
+def _context(associated_data: str | None) -> dict[str, str] | None:
+    return None if associated_data is None else {ASSOCIATED_DATA: associated_data}
+
+
+def _version_of(blob: bytes) -> int:
+    if blob[:1] == bytes((BLOB_FORMAT_V2,)):
+        return mrk_blob_header(blob)[1]
+    return blob_header(blob)[1]
+
+
+def ciphertext(version: int, blob: bytes) -> str:
+    return f"{_PREFIX}{version}:{base64.b64encode(blob).decode('ascii')}"
+
+
+def parse_ciphertext(text: str) -> tuple[int, bytes]:
+    """(version, keycask blob) of ``vault:v<N>:<base64>``; ValidationException
+    for anything else."""
+    if not text.startswith(_PREFIX):
+        raise ValidationException("invalid ciphertext: no prefix")
+    number, sep, encoded = text[len(_PREFIX) :].partition(":")
+    if not sep or not number.isascii() or not number.isdigit() or len(number) > 10:
+        raise ValidationException("invalid ciphertext: bad version")
+    version = int(number)
+    if not 1 <= version <= _MAX_VERSION:
+        raise ValidationException("invalid ciphertext: bad version")
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationException("invalid ciphertext: bad base64") from None
+    if not blob:
+        raise ValidationException("invalid ciphertext: empty")
+    return version, blob
+
+
+async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome:
+    ref = alias_name(req.mount, req.name)
+    key = (
+        await use_key(deps.keys, call, ref, "kms:Encrypt", state="Encrypt", allow_alias=True)
+    ).value
+    settings = await settings_of(deps, key)
+    answers: list[dict[str, Any] | KMSError] = []
+    for item in req.items:
+        if isinstance(item, KMSError):
+            answers.append(item)
+            continue
+        try:
+            if item.key_version is not None and item.key_version not in (0, key.current_version):
+                raise UnsupportedOperationException(
+                    "keycask encrypts with the latest key version only "
+                    f"({key.current_version}); key_version {item.key_version} is not supported"
+                )
+            if settings.min_encryption_version > key.current_version:
+                raise ValidationException("requested version for encryption is less than min")
+            out = await crypto.encrypt(
+                deps,
+                call,
+                EncryptRequest(
+                    key_id=ref,
+                    plaintext=item.plaintext,
+                    encryption_context=_context(item.associated_data),
+                ),
+            )
+        except AccessDeniedException:
+            raise
+        except KMSError as error:
+            if not req.batch:
+                raise
+            answers.append(error)
+            continue
+        result = out.result
+        assert isinstance(result, EncryptResult)
+        version = _version_of(result.ciphertext_blob)
+        answers.append(
+            {"ciphertext": ciphertext(version, result.ciphertext_blob), "key_version": version}
+        )
+    return Outcome(ItemsResult(tuple(answers), req.batch))
+
+
+async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome:
+    ref = alias_name(req.mount, req.name)
+    key = (
+        await use_key(deps.keys, call, ref, "kms:Decrypt", state="Decrypt", allow_alias=True)
+    ).value
+    settings = await settings_of(deps, key)
+    answers: list[dict[str, Any] | KMSError] = []
+    for item in req.items:
+        if isinstance(item, KMSError):
+            answers.append(item)
+            continue
+        try:
+            version, blob = parse_ciphertext(item.ciphertext)
+            if version < settings.min_decryption_version:
+                raise ValidationException(TOO_OLD)
+            try:
+                inner = _version_of(blob)
+            except (KMSError, ValueError):
+                raise ValidationException("invalid ciphertext: not a keycask ciphertext") from None
+            if inner != version:
+                raise ValidationException("invalid ciphertext: version does not match")
+            out = await crypto.decrypt(
+                deps,
+                call,
+                DecryptRequest(
+                    ciphertext_blob=blob,
+                    encryption_context=_context(item.associated_data),
+                    key_id=ref,
+                ),
+            )
+        except AccessDeniedException:
+            raise
+        except KMSError as error:
+            if not req.batch:
+                raise
+            answers.append(error)
+            continue
+        result = out.result
+        assert isinstance(result, DecryptResult)
+        answers.append({"plaintext": base64.b64encode(result.plaintext).decode("ascii")})
+    return Outcome(ItemsResult(tuple(answers), req.batch))

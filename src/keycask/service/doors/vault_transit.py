@@ -1,0 +1,347 @@
+"""HashiCorp Vault's Transit secrets engine (``/v1/transit/...``) and the few
+``/v1/sys/...`` and ``/v1/auth/token/...`` paths its clients call: a front
+door claimed by path, authenticated by a keycask bearer token
+(``X-Vault-Token`` or ``Authorization: Bearer``, ``auth/tokens.py``).
+
+Each route maps to a core operation of ``service/core/transit.py``, which
+runs the AWS door's handlers under their ``kms:`` actions (docs/vault-transit.md
+has the table). Bodies are Vault's: ``{"data": {...}}`` out, request fields
+at the top level in, errors ``{"errors": ["..."]}`` with Vault's statuses
+(400 bad input, 403 permission denied, 404 unknown key or path, 405 a
+method the path does not take, 503 sealed). An answer with nothing to say
+is empty (the HTTP edge answers it 204, as Vault does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any, Final
+from urllib.parse import parse_qs
+
+import orjson
+
+from keycask.auth.sigv4 import HttpRequest
+from keycask.auth.tokens import TokenStore
+from keycask.errors import (
+    AccessDeniedException,
+    DependencyTimeoutException,
+    KMSError,
+    KMSInternalException,
+    NotFoundException,
+    Sealed,
+    SerializationException,
+    UnknownOperationException,
+    UnsupportedOperationException,
+)
+from keycask.ports import Write
+from keycask.service.core import transit
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.call import Call, Caller, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.door import Action
+from keycask.service.doors import vault_codec as codec
+
+PATH_PREFIX: Final = b"/v1/"
+_DENIED: Final = "permission denied"
+_CALLER_CACHE = 4096
+
+Doc = dict[str, Any]
+
+
+class PermissionDenied(AccessDeniedException):
+    """No token, or one that does not resolve: Vault's 403 ``permission denied``."""
+
+
+class MethodNotAllowed(UnknownOperationException):
+    """A known path asked with a method it does not take (405)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One (method, path shape) the door serves."""
+
+    name: str  # as audited: "VaultTransit.Encrypt"
+    decode: Callable[[str, Doc, HttpRequest], object]
+    encode: Callable[[Any], Doc | None]
+    mutates: bool = False
+    authenticated: bool = True
+
+
+# Vault's default token policy, as lookup-self names it; keycask's policies
+# are the principal's identity policies and the keys' policies.
+_POLICIES = ["default"]
+
+
+def _looked_up(result: Doc) -> Doc:
+    return {"data": result}
+
+
+def _health(result: Doc) -> Doc:
+    return result
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("POST", "keys/"): Route("VaultTransit.CreateKey", codec.create, codec.empty, mutates=True),
+    ("GET", "keys/"): Route("VaultTransit.ReadKey", codec.key, codec.key_info),
+    ("LIST", "keys"): Route("VaultTransit.ListKeys", codec.list_request, codec.listed),
+    ("POST", "keys/*/rotate"): Route(
+        "VaultTransit.RotateKey", codec.key, codec.empty, mutates=True
+    ),
+    ("POST", "keys/*/config"): Route(
+        "VaultTransit.ConfigKey", codec.config, codec.empty, mutates=True
+    ),
+    ("POST", "encrypt/"): Route("VaultTransit.Encrypt", codec.encrypt, codec.items_out),
+    ("POST", "decrypt/"): Route("VaultTransit.Decrypt", codec.decrypt, codec.items_out),
+    ("GET", "sys/health"): Route("VaultSys.Health", codec.nothing, _health, authenticated=False),
+    ("GET", "sys/seal-status"): Route(
+        "VaultSys.SealStatus", codec.nothing, _health, authenticated=False
+    ),
+    ("GET", "auth/token/lookup-self"): Route("VaultToken.LookupSelf", codec.token, _looked_up),
+    ("POST", "auth/token/revoke-self"): Route(
+        "VaultToken.RevokeSelf", codec.token, codec.empty, mutates=True
+    ),
+}
+
+
+def route_of(method: str, raw_path: bytes, query: bytes) -> tuple[Route | None, str, bool]:
+    """The route, the key name it names ("" if none), and whether the path
+    is one this door knows under another method (405, not 404)."""
+    path = raw_path[len(PATH_PREFIX) :].decode("utf-8", "replace").rstrip("/")
+    if method == "GET" and b"list" in query and parse_qs(query.decode()).get("list") == ["true"]:
+        method = "LIST"
+    if method == "PUT":
+        method = "POST"  # Vault takes both for writes
+    name = ""
+    shape = path
+    if path.startswith(codec.MOUNT + "/"):
+        rest = path[len(codec.MOUNT) + 1 :]
+        parts = rest.split("/")
+        if len(parts) == 2 and parts[0] in ("keys", "encrypt", "decrypt"):
+            name, shape = parts[1], parts[0] + "/"
+        elif len(parts) == 3 and parts[0] == "keys" and parts[2] in ("rotate", "config"):
+            name, shape = parts[1], f"keys/*/{parts[2]}"
+        else:
+            shape = rest
+    found = ROUTES.get((method, shape))
+    known = any(s == shape for _, s in ROUTES)
+    return found, name, found is None and known
+
+
+class VaultTransitDoor:
+    name = "vault-transit"
+    prefixes: tuple[str, ...] = ()
+    media_types: tuple[bytes, ...] = ()
+    path_prefixes = (PATH_PREFIX,)
+    content_type = b"application/json"
+    # sys/health and sys/seal-status answer sealed too; every other route
+    # is refused Sealed at authentication while sealed.
+    serves_sealed = True
+
+    def __init__(
+        self,
+        deps: Deps,
+        tokens: TokenStore,
+        authz: Authorizer,
+        *,
+        region: str,
+        sealed: Callable[[], bool],
+    ) -> None:
+        self._deps = deps
+        self._tokens = tokens
+        self._authz = authz
+        self._region = region
+        self._sealed = sealed
+        self._callers: dict[str, Caller] = {}
+        handlers: dict[str, Callable[[Deps, Call, Any], Awaitable[Outcome]]] = {
+            "VaultTransit.CreateKey": transit.create_key,
+            "VaultTransit.ReadKey": transit.read_key,
+            "VaultTransit.ListKeys": transit.list_keys,
+            "VaultTransit.RotateKey": transit.rotate_key,
+            "VaultTransit.ConfigKey": transit.config_key,
+            "VaultTransit.Encrypt": transit.encrypt,
+            "VaultTransit.Decrypt": transit.decrypt,
+        }
+        own: dict[str, Callable[[Call, Any], Awaitable[Outcome]]] = {
+            "VaultSys.Health": self._health,
+            "VaultSys.SealStatus": self._seal_status,
+            "VaultToken.LookupSelf": self._lookup_self,
+            "VaultToken.RevokeSelf": self._revoke_self,
+        }
+        self._actions: dict[str, Action] = {}
+        self._routes: dict[str, Route] = {}
+        for route in ROUTES.values():
+            handler = handlers.get(route.name)
+            run = partial(handler, deps) if handler is not None else own[route.name]
+            self._actions[route.name] = Action(route.name, run, route.mutates)
+            self._routes[route.name] = route
+
+    def operation(self, target: str) -> str | None:
+        """``target`` is ``"<METHOD> <path>?<query>"`` for a door matched by path."""
+        method, _, rest = target.partition(" ")
+        path, _, query = rest.partition("?")
+        found, _, _ = route_of(method, path.encode("latin-1"), query.encode("latin-1"))
+        return None if found is None else found.name
+
+    async def authenticate(self, call: Call, request: HttpRequest) -> None:
+        route = self._routes.get(call.operation or "")
+        if route is not None and not route.authenticated:
+            call.principal_name = "anonymous"
+            return
+        if self._sealed():
+            raise Sealed()
+        token = codec.token_of(request)
+        if not token:
+            raise PermissionDenied(_DENIED)
+        resolved = await self._tokens.resolve(token, call.time)
+        if resolved is None:
+            raise PermissionDenied(_DENIED)
+        principal = resolved.principal
+        token_id = resolved.record.token_id
+        caller = self._callers.get(token_id)
+        if caller is None or caller.principal is not principal:
+            if len(self._callers) >= _CALLER_CACHE:
+                self._callers.clear()
+            subject = self._authz.subject(principal)
+            caller = Caller(principal, "token:" + token_id, self._region, subject)
+            self._callers[token_id] = caller
+        call.caller = caller
+
+    def action(self, call: Call, request: HttpRequest) -> Action:
+        name = call.operation
+        if name is None:
+            _, _, known = route_of(request.method, request.raw_path, request.query_string)
+            if known:
+                raise MethodNotAllowed(f"unsupported operation {request.method}")
+            raise UnknownOperationException("unsupported path")
+        return self._actions[name]
+
+    def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
+        route = self._routes[action.name]
+        _, key_name, _ = route_of(request.method, request.raw_path, request.query_string)
+        doc = codec.body(request) if request.method in ("POST", "PUT") else {}
+        return route.decode(key_name, doc, request)
+
+    def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
+        doc = self._routes[action.name].encode(result)
+        if doc is None:
+            return b""
+        if "data" in doc and isinstance(doc["data"], dict):
+            doc = {"request_id": request_id, "lease_id": "", "renewable": False,
+                   "lease_duration": 0, **doc, "wrap_info": None, "warnings": None,
+                   "auth": None}  # fmt: skip
+        return orjson.dumps(doc)
+
+    def encode_error(self, error: KMSError, request_id: str) -> bytes:
+        if isinstance(error, Sealed):
+            return b'{"errors":["Vault is sealed"]}'
+        if isinstance(error, PermissionDenied):
+            return b'{"errors":["permission denied"]}'
+        if isinstance(error, NotFoundException) and not error.message:
+            return b'{"errors":[]}'
+        return orjson.dumps({"errors": [codec.error_text(error)]})
+
+    def error_status(self, error: KMSError) -> int:
+        if isinstance(error, Sealed | DependencyTimeoutException):
+            return 503
+        if isinstance(error, AccessDeniedException):
+            return 403
+        if isinstance(error, MethodNotAllowed):
+            return 405
+        if isinstance(error, NotFoundException | UnknownOperationException):
+            return 404
+        if isinstance(error, KMSInternalException):
+            return 500
+        if isinstance(error, SerializationException | UnsupportedOperationException):
+            return 400
+        if error.status >= 500:
+            return error.status
+        if error.code in ("AccessDeniedException", "UnrecognizedClientException"):
+            return 403
+        return 400
+
+    def unavailable(self, operation: str | None) -> KMSError:
+        return DependencyTimeoutException(
+            "keycask's key store did not answer in time; the request had no effect. Retry it."
+        )
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        try:
+            await self._deps.keys.commit(writes)
+        finally:
+            self._tokens.forget(writes)
+
+    def committed(self) -> None:
+        """Nothing cached here goes stale with a commit."""
+
+    # -- sys and token routes --
+
+    async def _health(self, call: Call, req: codec.NoRequest) -> Outcome:
+        sealed = self._sealed()
+        return Outcome(
+            {
+                "initialized": True,
+                "sealed": sealed,
+                "standby": False,
+                "performance_standby": False,
+                "replication_performance_mode": "disabled",
+                "replication_dr_mode": "disabled",
+                "server_time_utc": int(call.time.timestamp()),
+                "version": "keycask",
+                "cluster_name": "keycask",
+            }
+        )
+
+    async def _seal_status(self, call: Call, req: codec.NoRequest) -> Outcome:
+        return Outcome(
+            {
+                "type": "keycask",
+                "initialized": True,
+                "sealed": self._sealed(),
+                "t": 0,
+                "n": 0,
+                "progress": 0,
+                "nonce": "",
+                "version": "keycask",
+                "migration": False,
+                "recovery_seal": False,
+                "storage_type": "keycask",
+            }
+        )
+
+    async def _lookup_self(self, call: Call, req: codec.TokenRequest) -> Outcome:
+        resolved = await self._tokens.resolve(req.token, call.time)
+        if resolved is None:
+            raise PermissionDenied(_DENIED)
+        record = resolved.record
+        expires = datetime.fromtimestamp(record.expires, UTC)
+        ttl = max(0, int(record.expires - call.time.timestamp()))
+        return Outcome(
+            {
+                "accessor": record.token_id,
+                "creation_time": int(record.created),
+                "creation_ttl": int(record.expires - record.created),
+                "display_name": resolved.principal.arn,
+                "entity_id": resolved.principal.unique_id,
+                "expire_time": codec.date(expires),
+                "explicit_max_ttl": 0,
+                "id": req.token,
+                "meta": None,
+                "num_uses": 0,
+                "orphan": True,
+                "path": "auth/token/create",
+                "policies": _POLICIES,
+                "renewable": False,
+                "ttl": ttl,
+                "type": "service",
+            }
+        )
+
+    async def _revoke_self(self, call: Call, req: codec.TokenRequest) -> Outcome:
+        record = await self._tokens.by_token(req.token)
+        if record is None:
+            raise PermissionDenied(_DENIED)
+        call.detail = f"token {record.token_id} revoked by itself"
+        return Outcome(None, self._tokens.stage_revoke(record))
