@@ -217,7 +217,7 @@ def test_hostile_inputs_are_400_and_audited(server: Server, vault: hvac.Client) 
     reply = _raw(server, "POST", f"/v1/transit/keys/{name}x", token, {"type": "aes512-nope"})
     assert reply.status_code == 400 and "unknown key type" in reply.json()["errors"][0]
     assert _raw(server, "GET", f"/v1/transit/keys/{name}-missing", token).status_code == 404
-    assert _raw(server, "DELETE", f"/v1/transit/keys/{name}", token).status_code == 405
+    assert _raw(server, "PATCH", f"/v1/transit/keys/{name}", token).status_code == 405
     assert _raw(server, "GET", "/v1/transit/nothing-here", token).status_code == 404
     bad = _raw(server, "POST", f"/v1/transit/encrypt/{name}", token, {"plaintext": "%%"})
     assert bad.status_code == 400
@@ -254,3 +254,135 @@ def test_one_key_two_doors(server: Server, vault: hvac.Client) -> None:
     shown = "vault:v1:" + base64.b64encode(aws_blob).decode()
     plain = vault.secrets.transit.decrypt_data(other, shown)["data"]["plaintext"]
     assert base64.b64decode(plain) == b"from aws"
+
+
+def test_rewrap_moves_a_ciphertext_to_the_latest_version(vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    v1 = vault.secrets.transit.encrypt_data(name, _b64(b"old"))["data"]["ciphertext"]
+    vault.secrets.transit.rotate_key(name)
+    rewrapped = vault.secrets.transit.rewrap_data(name, v1)["data"]
+    assert rewrapped["ciphertext"].startswith("vault:v2:") and rewrapped["key_version"] == 2
+    vault.secrets.transit.update_key_configuration(name, min_decryption_version=2)
+    out = vault.secrets.transit.decrypt_data(name, rewrapped["ciphertext"])["data"]["plaintext"]
+    assert base64.b64decode(out) == b"old"
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="too old"):
+        vault.secrets.transit.rewrap_data(name, v1)
+    batch_input = [{"ciphertext": rewrapped["ciphertext"]}, {"ciphertext": v1}]
+    batch = vault.adapter.post(f"/v1/transit/rewrap/{name}", json={"batch_input": batch_input})[
+        "data"
+    ]["batch_results"]
+    assert batch[0]["ciphertext"].startswith("vault:v2:")
+    assert batch[1] == {
+        "error": "ciphertext or signature version is disallowed by policy (too old)"
+    }
+
+
+def test_datakey_plaintext_and_wrapped(vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    plain = vault.secrets.transit.generate_data_key(name, key_type="plaintext")["data"]
+    key = base64.b64decode(plain["plaintext"])
+    assert len(key) == 32
+    opened = vault.secrets.transit.decrypt_data(name, plain["ciphertext"])["data"]["plaintext"]
+    assert base64.b64decode(opened) == key
+    wrapped = vault.secrets.transit.generate_data_key(name, key_type="wrapped", bits=512)["data"]
+    assert "plaintext" not in wrapped and wrapped["ciphertext"].startswith("vault:v1:")
+    opened = vault.secrets.transit.decrypt_data(name, wrapped["ciphertext"])["data"]["plaintext"]
+    assert len(base64.b64decode(opened)) == 64
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid bits"):
+        vault.adapter.post(f"/v1/transit/datakey/plaintext/{name}", json={"bits": 100})
+
+
+def test_random_bytes(vault: hvac.Client) -> None:
+    out = vault.secrets.transit.generate_random_bytes(n_bytes=48)["data"]["random_bytes"]
+    assert len(base64.b64decode(out)) == 48
+    hexed = vault.secrets.transit.generate_random_bytes(n_bytes=16, output_format="hex")
+    assert len(bytes.fromhex(hexed["data"]["random_bytes"])) == 16
+    path = vault.adapter.post("/v1/transit/random/8", json={})["data"]["random_bytes"]
+    assert len(base64.b64decode(path)) == 8
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        vault.secrets.transit.generate_random_bytes(n_bytes=5000)
+
+
+def test_hmac_and_verify(vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.adapter.post(f"/v1/transit/keys/{name}", json={"type": "hmac"})
+    mac = vault.secrets.transit.generate_hmac(name, _b64(b"message"))["data"]["hmac"]
+    assert mac.startswith("vault:v1:")
+    good = vault.secrets.transit.verify_signed_data(name, _b64(b"message"), hmac=mac)
+    assert good["data"]["valid"] is True
+    bad = vault.secrets.transit.verify_signed_data(name, _b64(b"other"), hmac=mac)
+    assert bad["data"]["valid"] is False
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="hash algorithm"):
+        vault.secrets.transit.generate_hmac(name, _b64(b"m"), algorithm="sha2-224")
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [
+        ("ecdsa-p256", {}),
+        ("ecdsa-p384", {"hash_algorithm": "sha2-384"}),
+        ("ecdsa-p521", {"hash_algorithm": "sha2-512"}),
+        ("ed25519", {}),
+        ("rsa-2048", {}),
+        ("rsa-3072", {"signature_algorithm": "pkcs1v15", "hash_algorithm": "sha2-384"}),
+    ],
+)
+def test_sign_and_verify_checked_by_cryptography(
+    vault: hvac.Client, kind: str, options: dict[str, str]
+) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name, key_type=kind)
+    message = b"signed through the Vault door"
+    signed = vault.secrets.transit.sign_data(name, _b64(message), **options)["data"]
+    assert signed["signature"].startswith("vault:v1:")
+    raw = base64.b64decode(signed["signature"].split(":", 2)[2])
+    assert vault.secrets.transit.verify_signed_data(
+        name, _b64(message), signature=signed["signature"], **options
+    )["data"]["valid"]
+    assert not vault.secrets.transit.verify_signed_data(
+        name, _b64(b"another"), signature=signed["signature"], **options
+    )["data"]["valid"]
+    shown = vault.secrets.transit.read_key(name)["data"]["keys"]["1"]["public_key"]
+    digest = {"sha2-384": hashes.SHA384(), "sha2-512": hashes.SHA512()}.get(
+        options.get("hash_algorithm", ""), hashes.SHA256()
+    )
+    if kind == "ed25519":
+        ed25519.Ed25519PublicKey.from_public_bytes(base64.b64decode(shown)).verify(raw, message)
+        return
+    public = serialization.load_pem_public_key(shown.encode())
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        public.verify(raw, message, ec.ECDSA(digest))
+    else:
+        assert isinstance(public, rsa.RSAPublicKey)
+        pad: padding.AsymmetricPadding = (
+            padding.PKCS1v15()
+            if options.get("signature_algorithm") == "pkcs1v15"
+            else padding.PSS(padding.MGF1(digest), digest.digest_size)
+        )
+        public.verify(raw, message, pad, digest)
+
+
+def test_delete_needs_deletion_allowed_and_schedules_deletion(
+    server: Server, vault: hvac.Client
+) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    arn = vault.secrets.transit.read_key(name)["data"]["keycask_key_arn"]
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="deletion is not allowed"):
+        vault.secrets.transit.delete_key(name)
+    vault.secrets.transit.update_key_configuration(name, deletion_allowed=True)
+    vault.secrets.transit.delete_key(name)
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        vault.secrets.transit.read_key(name)
+    described = server.client().describe_key(KeyId=arn)["KeyMetadata"]
+    assert described["KeyState"] == "PendingDeletion"
+    waiting = described["DeletionDate"] - described["CreationDate"]
+    assert 6.9 < waiting.total_seconds() / 86400 < 7.1
+    # The name is free at once.
+    vault.secrets.transit.create_key(name)
+    assert vault.secrets.transit.read_key(name)["data"]["keycask_key_arn"] != arn

@@ -22,10 +22,7 @@ import base64
 import binascii
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
-
-import orjson
 
 from keycask.errors import (
     AccessDeniedException,
@@ -38,25 +35,47 @@ from keycask.keys.model import Alias, Key, KeySpec, KeyUsage, alias_arn
 from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, mrk_blob_header
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.handlers import aliases, asymmetric, crypto, keys, rotation
+from keycask.service.core.handlers import aliases, asymmetric, crypto, deletion, keys, rotation
 from keycask.service.core.requests import (
     CreateKeyRequest,
     DecryptRequest,
+    DeleteAliasRequest,
     EncryptRequest,
+    GenerateDataKeyRequest,
+    GenerateRandomRequest,
     GetPublicKeyRequest,
     KeyRequest,
     ListAliasesRequest,
+    ReEncryptRequest,
+    ScheduleKeyDeletionRequest,
 )
 from keycask.service.core.resolve import resolve_key, use_key
 from keycask.service.core.results import (
     DecryptResult,
     EncryptResult,
+    GenerateDataKeyResult,
+    GenerateRandomResult,
     GetPublicKeyResult,
     KeyMetadataResult,
     ListAliasesResult,
+    ReEncryptResult,
+)
+from keycask.service.core.transit_requests import (
+    ItemsResult,
+    Settings,
+    TransitConfigRequest,
+    TransitCreateRequest,
+    TransitDataKeyRequest,
+    TransitDecryptRequest,
+    TransitEncryptRequest,
+    TransitKeyRequest,
+    TransitKeyResult,
+    TransitListRequest,
+    TransitListResult,
+    TransitRandomRequest,
+    TransitRewrapRequest,
 )
 
-DEFAULT_TYPE = "aes256-gcm96"
 # Vault's key types keycask makes, as (KeySpec, KeyUsage).
 TYPES: Mapping[str, tuple[KeySpec, KeyUsage]] = {
     "aes256-gcm96": (KeySpec.SYMMETRIC_DEFAULT, KeyUsage.ENCRYPT_DECRYPT),
@@ -88,118 +107,10 @@ def vault_type(key: Key) -> str:
     return _BY_SPEC.get(key.key_spec, key.key_spec.value.lower())
 
 
-# -- requests and results --
-
-
-@dataclass(frozen=True, slots=True)
-class TransitKeyRequest:
-    mount: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransitCreateRequest:
-    mount: str
-    name: str
-    type: str = DEFAULT_TYPE
-
-
-@dataclass(frozen=True, slots=True)
-class TransitListRequest:
-    mount: str
-
-
-@dataclass(frozen=True, slots=True)
-class TransitConfigRequest:
-    mount: str
-    name: str
-    min_decryption_version: int | None = None
-    min_encryption_version: int | None = None
-    deletion_allowed: bool | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class EncryptItem:
-    plaintext: bytes = field(repr=False)
-    associated_data: str | None = None
-    key_version: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DecryptItem:
-    ciphertext: str
-    associated_data: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TransitEncryptRequest:
-    mount: str
-    name: str
-    items: tuple[EncryptItem | KMSError, ...]
-    batch: bool
-
-
-@dataclass(frozen=True, slots=True)
-class TransitDecryptRequest:
-    mount: str
-    name: str
-    items: tuple[DecryptItem | KMSError, ...]
-    batch: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    min_decryption_version: int = 1
-    min_encryption_version: int = 0
-    deletion_allowed: bool = False
-
-    def to_doc(self) -> bytes:
-        return orjson.dumps(
-            {
-                "min_decryption_version": self.min_decryption_version,
-                "min_encryption_version": self.min_encryption_version,
-                "deletion_allowed": self.deletion_allowed,
-            }
-        )
-
-    @classmethod
-    def from_doc(cls, value: bytes) -> Settings:
-        if not value:
-            return cls()
-        doc = orjson.loads(value)
-        return cls(
-            int(doc.get("min_decryption_version", 1)),
-            int(doc.get("min_encryption_version", 0)),
-            bool(doc.get("deletion_allowed", False)),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TransitKeyResult:
-    name: str
-    type: str
-    key: Key
-    settings: Settings
-    public_key: bytes | None = None  # DER SubjectPublicKeyInfo of an asymmetric key
-
-
-@dataclass(frozen=True, slots=True)
-class TransitListResult:
-    names: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ItemsResult:
-    """One answer per item: a dict of the item's fields, or its error."""
-
-    items: tuple[dict[str, Any] | KMSError, ...]
-    batch: bool
-
-
 # -- keys --
 
 
-async def _key(deps: Deps, call: Call, mount: str, name: str) -> Key:
+async def resolve_transit_key(deps: Deps, call: Call, mount: str, name: str) -> Key:
     """The transit key ``name`` (not authorized: the core operation that
     uses it authorizes); NotFoundException when the mount has no such key."""
     try:
@@ -222,7 +133,7 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
     alias = alias_name(req.mount, req.name)
     existing = await deps.keys.get_alias(call.account, call.region, alias)
     if existing is not None:
-        key = await _key(deps, call, req.mount, req.name)
+        key = await resolve_transit_key(deps, call, req.mount, req.name)
         await call.authorize("kms:DescribeKey", key)
         if vault_type(key) != req.type:
             raise ValidationException(
@@ -288,7 +199,7 @@ async def list_keys(deps: Deps, call: Call, req: TransitListRequest) -> Outcome:
 
 
 async def rotate_key(deps: Deps, call: Call, req: TransitKeyRequest) -> Outcome:
-    key = await _key(deps, call, req.mount, req.name)
+    key = await resolve_transit_key(deps, call, req.mount, req.name)
     # RotateKeyOnDemand takes no alias: the key the alias names, by ARN.
     return await rotation.rotate_key_on_demand(deps, call, KeyRequest(key_id=key.arn))
 
@@ -354,23 +265,23 @@ def ciphertext(version: int, blob: bytes) -> str:
     return f"{_PREFIX}{version}:{base64.b64encode(blob).decode('ascii')}"
 
 
-def parse_ciphertext(text: str) -> tuple[int, bytes]:
-    """(version, keycask blob) of ``vault:v<N>:<base64>``; ValidationException
-    for anything else."""
+def parse_ciphertext(text: str, *, what: str = "ciphertext") -> tuple[int, bytes]:
+    """(version, bytes) of ``vault:v<N>:<base64>`` (a ciphertext, signature
+    or hmac); ValidationException for anything else."""
     if not text.startswith(_PREFIX):
-        raise ValidationException("invalid ciphertext: no prefix")
+        raise ValidationException(f"invalid {what}: no prefix")
     number, sep, encoded = text[len(_PREFIX) :].partition(":")
     if not sep or not number.isascii() or not number.isdigit() or len(number) > 10:
-        raise ValidationException("invalid ciphertext: bad version")
+        raise ValidationException(f"invalid {what}: bad version")
     version = int(number)
     if not 1 <= version <= _MAX_VERSION:
-        raise ValidationException("invalid ciphertext: bad version")
+        raise ValidationException(f"invalid {what}: bad version")
     try:
         blob = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise ValidationException("invalid ciphertext: bad base64") from None
+        raise ValidationException(f"invalid {what}: bad base64") from None
     if not blob:
-        raise ValidationException("invalid ciphertext: empty")
+        raise ValidationException(f"invalid {what}: empty")
     return version, blob
 
 
@@ -423,22 +334,13 @@ async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome
     key = (
         await use_key(deps.keys, call, ref, "kms:Decrypt", state="Decrypt", allow_alias=True)
     ).value
-    settings = await settings_of(deps, key)
     answers: list[dict[str, Any] | KMSError] = []
     for item in req.items:
         if isinstance(item, KMSError):
             answers.append(item)
             continue
         try:
-            version, blob = parse_ciphertext(item.ciphertext)
-            if version < settings.min_decryption_version:
-                raise ValidationException(TOO_OLD)
-            try:
-                inner = _version_of(blob)
-            except (KMSError, ValueError):
-                raise ValidationException("invalid ciphertext: not a keycask ciphertext") from None
-            if inner != version:
-                raise ValidationException("invalid ciphertext: version does not match")
+            blob = await _checked_blob(deps, key, item.ciphertext)
             out = await crypto.decrypt(
                 deps,
                 call,
@@ -459,3 +361,136 @@ async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome
         assert isinstance(result, DecryptResult)
         answers.append({"plaintext": base64.b64encode(result.plaintext).decode("ascii")})
     return Outcome(ItemsResult(tuple(answers), req.batch))
+
+
+# -- delete, rewrap, data keys, random --
+
+
+async def delete_key(deps: Deps, call: Call, req: TransitKeyRequest) -> Outcome:
+    """Vault deletes a key at once, and only with deletion_allowed; keycask
+    schedules the key's deletion with the shortest waiting period (7 days,
+    ScheduleKeyDeletion) and removes its transit alias (DeleteAlias), so
+    the name is free at once and the key can still be recovered through
+    the AWS door (CancelKeyDeletion) until the period ends."""
+    key = await resolve_transit_key(deps, call, req.mount, req.name)
+    settings = await settings_of(deps, key)
+    if not settings.deletion_allowed:
+        raise ValidationException("deletion is not allowed for this key")
+    scheduled = await deletion.schedule_key_deletion(
+        deps,
+        call,
+        ScheduleKeyDeletionRequest(
+            key_id=key.arn, pending_window_in_days=deletion.MIN_PENDING_WINDOW_DAYS
+        ),
+    )
+    unaliased = await aliases.delete_alias(
+        deps, call, DeleteAliasRequest(alias_name=alias_name(req.mount, req.name))
+    )
+    call.detail = (
+        f"transit key {req.mount}/{req.name} deleted: {key.arn} scheduled for deletion in "
+        f"{deletion.MIN_PENDING_WINDOW_DAYS} days, its alias removed"
+    )
+    return Outcome(None, [*scheduled.writes, *unaliased.writes])
+
+
+async def _checked_blob(deps: Deps, key: Key, text: str) -> bytes:
+    """The keycask blob of a transit ciphertext of ``key``, once its version
+    is allowed by min_decryption_version (checked before anything is opened)."""
+    version, blob = parse_ciphertext(text)
+    settings = await settings_of(deps, key)
+    if version < settings.min_decryption_version:
+        raise ValidationException(TOO_OLD)
+    try:
+        inner = _version_of(blob)
+    except (KMSError, ValueError):
+        raise ValidationException("invalid ciphertext: not a keycask ciphertext") from None
+    if inner != version:
+        raise ValidationException("invalid ciphertext: version does not match")
+    return blob
+
+
+async def rewrap(deps: Deps, call: Call, req: TransitRewrapRequest) -> Outcome:
+    """ReEncrypt from the key to itself (kms:ReEncryptFrom and kms:ReEncryptTo):
+    the plaintext never leaves keycask, and the new ciphertext is under the
+    latest version."""
+    ref = alias_name(req.mount, req.name)
+    key = (
+        await use_key(
+            deps.keys, call, ref, "kms:ReEncryptFrom", state="ReEncrypt", allow_alias=True
+        )
+    ).value
+    answers: list[dict[str, Any] | KMSError] = []
+    for item in req.items:
+        if isinstance(item, KMSError):
+            answers.append(item)
+            continue
+        try:
+            blob = await _checked_blob(deps, key, item.ciphertext)
+            context = _context(item.associated_data)
+            out = await crypto.re_encrypt(
+                deps,
+                call,
+                ReEncryptRequest(
+                    ciphertext_blob=blob,
+                    destination_key_id=ref,
+                    source_encryption_context=context,
+                    source_key_id=ref,
+                    destination_encryption_context=context,
+                ),
+            )
+        except AccessDeniedException:
+            raise
+        except KMSError as error:
+            if not req.batch:
+                raise
+            answers.append(error)
+            continue
+        result = out.result
+        assert isinstance(result, ReEncryptResult)
+        version = _version_of(result.ciphertext_blob)
+        answers.append(
+            {"ciphertext": ciphertext(version, result.ciphertext_blob), "key_version": version}
+        )
+    return Outcome(ItemsResult(tuple(answers), req.batch))
+
+
+async def datakey(deps: Deps, call: Call, req: TransitDataKeyRequest) -> Outcome:
+    """GenerateDataKey (``plaintext``) or GenerateDataKeyWithoutPlaintext
+    (``wrapped``) with NumberOfBytes = bits / 8."""
+    if req.bits not in (128, 256, 512):
+        raise ValidationException(f"invalid bits {req.bits}: use 128, 256 or 512")
+    request = GenerateDataKeyRequest(
+        key_id=alias_name(req.mount, req.name),
+        number_of_bytes=req.bits // 8,
+        encryption_context=_context(req.associated_data),
+    )
+    if req.with_plaintext:
+        out = await crypto.generate_data_key(deps, call, request)
+    else:
+        out = await crypto.generate_data_key_without_plaintext(deps, call, request)
+    result = out.result
+    assert isinstance(result, GenerateDataKeyResult)
+    version = _version_of(result.ciphertext_blob)
+    doc: dict[str, Any] = {
+        "ciphertext": ciphertext(version, result.ciphertext_blob),
+        "key_version": version,
+    }
+    if result.plaintext is not None:
+        doc["plaintext"] = base64.b64encode(result.plaintext).decode("ascii")
+    return Outcome(ItemsResult((doc,), False))
+
+
+async def random(deps: Deps, call: Call, req: TransitRandomRequest) -> Outcome:
+    """GenerateRandom (kms:GenerateRandom), 1 to 1024 bytes as AWS allows."""
+    if not 1 <= req.number_of_bytes <= 1024:
+        raise ValidationException("bytes must be from 1 to 1024")
+    if req.format not in ("base64", "hex"):
+        raise ValidationException(f"unsupported encoding format {req.format[:16]!r}")
+    out = await crypto.generate_random(
+        deps, call, GenerateRandomRequest(number_of_bytes=req.number_of_bytes)
+    )
+    result = out.result
+    assert isinstance(result, GenerateRandomResult)
+    data = result.plaintext
+    shown = data.hex() if req.format == "hex" else base64.b64encode(data).decode("ascii")
+    return Outcome(ItemsResult(({"random_bytes": shown},), False))

@@ -20,7 +20,7 @@ import orjson
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidCiphertextException, KMSError, ValidationException
 from keycask.keys.model import KeySpec
-from keycask.service.core import transit
+from keycask.service.core import transit_requests, transit_sign
 from keycask.service.door import header
 
 MOUNT: Final = "transit"
@@ -113,17 +113,16 @@ def create(name: str, doc: Doc, request: HttpRequest) -> object:
         ("derived", "convergent_encryption"),
         "keycask does not derive transit keys (yet)",
     )
-    return transit.TransitCreateRequest(
-        MOUNT, name, string_field(doc, "type", transit.DEFAULT_TYPE) or transit.DEFAULT_TYPE
-    )
+    kind = string_field(doc, "type") or transit_requests.DEFAULT_TYPE
+    return transit_requests.TransitCreateRequest(MOUNT, name, kind)
 
 
 def key(name: str, doc: Doc, request: HttpRequest) -> object:
-    return transit.TransitKeyRequest(MOUNT, name)
+    return transit_requests.TransitKeyRequest(MOUNT, name)
 
 
 def list_request(name: str, doc: Doc, request: HttpRequest) -> object:
-    return transit.TransitListRequest(MOUNT)
+    return transit_requests.TransitListRequest(MOUNT)
 
 
 def config(name: str, doc: Doc, request: HttpRequest) -> object:
@@ -136,7 +135,7 @@ def config(name: str, doc: Doc, request: HttpRequest) -> object:
         raise ValidationException(
             "auto_rotate_period is not supported yet: use the AWS door's EnableKeyRotation"
         )
-    return transit.TransitConfigRequest(
+    return transit_requests.TransitConfigRequest(
         MOUNT,
         name,
         int_field(doc, "min_decryption_version"),
@@ -175,7 +174,7 @@ def common(doc: Doc) -> str | None:
     return string_field(doc, "associated_data")
 
 
-def encrypt_item(doc: Doc) -> transit.EncryptItem:
+def encrypt_item(doc: Doc) -> transit_requests.EncryptItem:
     associated = common(doc)
     text = string_field(doc, "plaintext")
     if text is None:
@@ -184,25 +183,25 @@ def encrypt_item(doc: Doc) -> transit.EncryptItem:
         plaintext = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationException("failed to base64-decode plaintext") from None
-    return transit.EncryptItem(plaintext, associated, int_field(doc, "key_version"))
+    return transit_requests.EncryptItem(plaintext, associated, int_field(doc, "key_version"))
 
 
-def decrypt_item(doc: Doc) -> transit.DecryptItem:
+def decrypt_item(doc: Doc) -> transit_requests.DecryptItem:
     associated = common(doc)
     text = string_field(doc, "ciphertext")
     if not text:
         raise ValidationException("missing ciphertext to decrypt")
-    return transit.DecryptItem(text, associated)
+    return transit_requests.DecryptItem(text, associated)
 
 
 def encrypt(name: str, doc: Doc, request: HttpRequest) -> object:
     items, batch = batch_items(doc, encrypt_item)
-    return transit.TransitEncryptRequest(MOUNT, name, items, batch)
+    return transit_requests.TransitEncryptRequest(MOUNT, name, items, batch)
 
 
 def decrypt(name: str, doc: Doc, request: HttpRequest) -> object:
     items, batch = batch_items(doc, decrypt_item)
-    return transit.TransitDecryptRequest(MOUNT, name, items, batch)
+    return transit_requests.TransitDecryptRequest(MOUNT, name, items, batch)
 
 
 def token(name: str, doc: Doc, request: HttpRequest) -> object:
@@ -225,7 +224,7 @@ def pem(der: bytes) -> str:
     return f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"
 
 
-def key_info(result: transit.TransitKeyResult) -> Doc:
+def key_info(result: transit_requests.TransitKeyResult) -> Doc:
     key = result.key
     spec = key.key_spec
     symmetric = spec is KeySpec.SYMMETRIC_DEFAULT
@@ -270,7 +269,7 @@ def key_info(result: transit.TransitKeyResult) -> Doc:
     }
 
 
-def listed(result: transit.TransitListResult) -> Doc:
+def listed(result: transit_requests.TransitListResult) -> Doc:
     return {"data": {"keys": list(result.names)}}
 
 
@@ -280,7 +279,7 @@ def error_text(error: KMSError) -> str:
     return error.message or error.code
 
 
-def items_out(result: transit.ItemsResult) -> Doc:
+def items_out(result: transit_requests.ItemsResult) -> Doc:
     shown: list[Doc] = []
     for item in result.items:
         if isinstance(item, KMSError):
@@ -294,3 +293,84 @@ def items_out(result: transit.ItemsResult) -> Doc:
 
 def empty(result: object) -> Doc | None:
     return None
+
+
+def rewrap(name: str, doc: Doc, request: HttpRequest) -> object:
+    items, batch = batch_items(doc, decrypt_item)
+    return transit_requests.TransitRewrapRequest(MOUNT, name, items, batch)
+
+
+def datakey(with_plaintext: bool) -> Callable[[str, Doc, HttpRequest], object]:
+    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+        associated = common(doc)
+        bits = int_field(doc, "bits")
+        return transit_requests.TransitDataKeyRequest(
+            MOUNT, name, with_plaintext, 256 if bits is None else bits, associated
+        )
+
+    return decode
+
+
+def random(name: str, doc: Doc, request: HttpRequest) -> object:
+    count = int_field(doc, "bytes")
+    if doc.get("source") not in (None, "", "platform"):
+        raise ValidationException("keycask's random bytes come from its own source only")
+    fmt = string_field(doc, "format", "base64") or "base64"
+    return transit_requests.TransitRandomRequest(32 if count is None else count, fmt)
+
+
+def _input(doc: Doc) -> bytes:
+    text = string_field(doc, "input")
+    if text is None:
+        raise ValidationException("missing input")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationException("unable to decode input as base64") from None
+
+
+def _signing_options(doc: Doc, *, mac: bool) -> dict[str, Any]:
+    if doc.get("context") not in (None, ""):
+        raise ValidationException("context is for derived keys, which keycask does not support")
+    marshaling = string_field(doc, "marshaling_algorithm", "asn1")
+    if marshaling not in ("asn1", None):
+        raise ValidationException("keycask marshals signatures as asn1 only (jws: not yet)")
+    if doc.get("salt_length") not in (None, "", "auto", "hash"):
+        raise ValidationException("keycask's PSS salt is as long as the hash (salt_length hash)")
+    algorithm_field = "algorithm" if mac else "hash_algorithm"
+    # Vault's hmac also takes the algorithm as hash_algorithm's sibling "algorithm".
+    hash_algorithm = string_field(doc, algorithm_field) or string_field(doc, "hash_algorithm")
+    return {
+        "hash_algorithm": hash_algorithm or transit_sign.DEFAULT_HASH,
+        "prehashed": bool(bool_field(doc, "prehashed")),
+        "signature_algorithm": string_field(doc, "signature_algorithm", "pss") or "pss",
+        "mac": mac,
+    }
+
+
+def signing(*, mac: bool) -> Callable[[str, Doc, HttpRequest], object]:
+    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+        options = _signing_options(doc, mac=mac)
+        items, batch = batch_items(doc, lambda entry: transit_sign.SignItem(_input(entry)))
+        return transit_sign.TransitSignRequest(MOUNT, name, items, batch, **options)
+
+    return decode
+
+
+def _verify_item(doc: Doc) -> transit_sign.SignItem:
+    signature = string_field(doc, "signature")
+    mac = string_field(doc, "hmac")
+    if (signature is None) == (mac is None):
+        raise ValidationException("give one of signature or hmac")
+    return transit_sign.SignItem(_input(doc), signature if signature is not None else mac)
+
+
+def verifying(name: str, doc: Doc, request: HttpRequest) -> object:
+    first = doc.get("batch_input")
+    sample = first[0] if isinstance(first, list) and first and isinstance(first[0], dict) else doc
+    mac = sample.get("hmac") is not None
+    options = _signing_options(doc, mac=mac)
+    if mac and string_field(doc, "algorithm") is None:
+        options["hash_algorithm"] = string_field(doc, "hash_algorithm") or transit_sign.DEFAULT_HASH
+    items, batch = batch_items(doc, _verify_item)
+    return transit_sign.TransitSignRequest(MOUNT, name, items, batch, **options)

@@ -37,7 +37,7 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Write
-from keycask.service.core import transit
+from keycask.service.core import transit, transit_sign
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Caller, Outcome
 from keycask.service.core.deps import Deps
@@ -66,6 +66,8 @@ class Route:
     name: str  # as audited: "VaultTransit.Encrypt"
     decode: Callable[[str, Doc, HttpRequest], object]
     encode: Callable[[Any], Doc | None]
+    # The core operation (service/core/transit*.py); None: the door's own.
+    handler: Callable[[Deps, Call, Any], Awaitable[Outcome]] | None = None
     mutates: bool = False
     authenticated: bool = True
 
@@ -83,51 +85,77 @@ def _health(result: Doc) -> Doc:
     return result
 
 
+_T = "VaultTransit."
 ROUTES: dict[tuple[str, str], Route] = {
-    ("POST", "keys/"): Route("VaultTransit.CreateKey", codec.create, codec.empty, mutates=True),
-    ("GET", "keys/"): Route("VaultTransit.ReadKey", codec.key, codec.key_info),
-    ("LIST", "keys"): Route("VaultTransit.ListKeys", codec.list_request, codec.listed),
-    ("POST", "keys/*/rotate"): Route(
-        "VaultTransit.RotateKey", codec.key, codec.empty, mutates=True
-    ),
-    ("POST", "keys/*/config"): Route(
-        "VaultTransit.ConfigKey", codec.config, codec.empty, mutates=True
-    ),
-    ("POST", "encrypt/"): Route("VaultTransit.Encrypt", codec.encrypt, codec.items_out),
-    ("POST", "decrypt/"): Route("VaultTransit.Decrypt", codec.decrypt, codec.items_out),
+    ("POST", "keys/"): Route(_T + "CreateKey", codec.create, codec.empty, transit.create_key,
+                             mutates=True),
+    ("GET", "keys/"): Route(_T + "ReadKey", codec.key, codec.key_info, transit.read_key),
+    ("DELETE", "keys/"): Route(_T + "DeleteKey", codec.key, codec.empty, transit.delete_key,
+                               mutates=True),
+    ("LIST", "keys"): Route(_T + "ListKeys", codec.list_request, codec.listed, transit.list_keys),
+    ("POST", "keys/*/rotate"): Route(_T + "RotateKey", codec.key, codec.empty,
+                                     transit.rotate_key, mutates=True),
+    ("POST", "keys/*/config"): Route(_T + "ConfigKey", codec.config, codec.empty,
+                                     transit.config_key, mutates=True),
+    ("POST", "encrypt/"): Route(_T + "Encrypt", codec.encrypt, codec.items_out, transit.encrypt),
+    ("POST", "decrypt/"): Route(_T + "Decrypt", codec.decrypt, codec.items_out, transit.decrypt),
+    ("POST", "rewrap/"): Route(_T + "Rewrap", codec.rewrap, codec.items_out, transit.rewrap),
+    ("POST", "datakey/plaintext/"): Route(_T + "DataKeyPlaintext", codec.datakey(True),
+                                          codec.items_out, transit.datakey),
+    ("POST", "datakey/wrapped/"): Route(_T + "DataKeyWrapped", codec.datakey(False),
+                                        codec.items_out, transit.datakey),
+    ("POST", "random"): Route(_T + "Random", codec.random, codec.items_out, transit.random),
+    ("POST", "hmac/"): Route(_T + "Hmac", codec.signing(mac=True), codec.items_out,
+                             transit_sign.sign),
+    ("POST", "sign/"): Route(_T + "Sign", codec.signing(mac=False), codec.items_out,
+                             transit_sign.sign),
+    ("POST", "verify/"): Route(_T + "Verify", codec.verifying, codec.items_out,
+                               transit_sign.verify),
     ("GET", "sys/health"): Route("VaultSys.Health", codec.nothing, _health, authenticated=False),
-    ("GET", "sys/seal-status"): Route(
-        "VaultSys.SealStatus", codec.nothing, _health, authenticated=False
-    ),
+    ("GET", "sys/seal-status"): Route("VaultSys.SealStatus", codec.nothing, _health,
+                                      authenticated=False),
     ("GET", "auth/token/lookup-self"): Route("VaultToken.LookupSelf", codec.token, _looked_up),
-    ("POST", "auth/token/revoke-self"): Route(
-        "VaultToken.RevokeSelf", codec.token, codec.empty, mutates=True
-    ),
-}
+    ("POST", "auth/token/revoke-self"): Route("VaultToken.RevokeSelf", codec.token, codec.empty,
+                                              mutates=True),
+}  # fmt: skip
+_SHAPES = frozenset(shape for _, shape in ROUTES)
+# Routes whose last path segment, after the key name, is a parameter.
+_TRAILING = {"hmac": "algorithm", "sign": "hash_algorithm", "verify": "hash_algorithm"}
 
 
-def route_of(method: str, raw_path: bytes, query: bytes) -> tuple[Route | None, str, bool]:
-    """The route, the key name it names ("" if none), and whether the path
-    is one this door knows under another method (405, not 404)."""
+@dataclass(frozen=True, slots=True)
+class Matched:
+    route: Route | None
+    name: str  # the key name ("" if none)
+    params: dict[str, str]  # parameters in the path (the hash algorithm, the byte count)
+    known: bool  # a path this door serves under another method: 405, not 404
+
+
+def route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
     path = raw_path[len(PATH_PREFIX) :].decode("utf-8", "replace").rstrip("/")
     if method == "GET" and b"list" in query and parse_qs(query.decode()).get("list") == ["true"]:
         method = "LIST"
     if method == "PUT":
         method = "POST"  # Vault takes both for writes
     name = ""
+    params: dict[str, str] = {}
     shape = path
     if path.startswith(codec.MOUNT + "/"):
-        rest = path[len(codec.MOUNT) + 1 :]
-        parts = rest.split("/")
-        if len(parts) == 2 and parts[0] in ("keys", "encrypt", "decrypt"):
-            name, shape = parts[1], parts[0] + "/"
-        elif len(parts) == 3 and parts[0] == "keys" and parts[2] in ("rotate", "config"):
+        parts = path[len(codec.MOUNT) + 1 :].split("/")
+        head, count = parts[0], len(parts)
+        shape = "/".join(parts)
+        if head in ("keys", "encrypt", "decrypt", "rewrap", *_TRAILING) and count == 2:
+            name, shape = parts[1], head + "/"
+        elif head == "keys" and count == 3 and parts[2] in ("rotate", "config"):
             name, shape = parts[1], f"keys/*/{parts[2]}"
-        else:
-            shape = rest
+        elif head in _TRAILING and count == 3:
+            name, shape, params = parts[1], head + "/", {_TRAILING[head]: parts[2]}
+        elif head == "datakey" and count == 3:
+            name, shape = parts[2], f"datakey/{parts[1]}/"
+        elif head == "random" and count == 2:
+            shape, params = "random", {"bytes": parts[1]}
     found = ROUTES.get((method, shape))
-    known = any(s == shape for _, s in ROUTES)
-    return found, name, found is None and known
+    return Matched(found, name, params, found is None and shape in _SHAPES)
 
 
 class VaultTransitDoor:
@@ -155,15 +183,6 @@ class VaultTransitDoor:
         self._region = region
         self._sealed = sealed
         self._callers: dict[str, Caller] = {}
-        handlers: dict[str, Callable[[Deps, Call, Any], Awaitable[Outcome]]] = {
-            "VaultTransit.CreateKey": transit.create_key,
-            "VaultTransit.ReadKey": transit.read_key,
-            "VaultTransit.ListKeys": transit.list_keys,
-            "VaultTransit.RotateKey": transit.rotate_key,
-            "VaultTransit.ConfigKey": transit.config_key,
-            "VaultTransit.Encrypt": transit.encrypt,
-            "VaultTransit.Decrypt": transit.decrypt,
-        }
         own: dict[str, Callable[[Call, Any], Awaitable[Outcome]]] = {
             "VaultSys.Health": self._health,
             "VaultSys.SealStatus": self._seal_status,
@@ -173,7 +192,7 @@ class VaultTransitDoor:
         self._actions: dict[str, Action] = {}
         self._routes: dict[str, Route] = {}
         for route in ROUTES.values():
-            handler = handlers.get(route.name)
+            handler = route.handler
             run = partial(handler, deps) if handler is not None else own[route.name]
             self._actions[route.name] = Action(route.name, run, route.mutates)
             self._routes[route.name] = route
@@ -182,7 +201,7 @@ class VaultTransitDoor:
         """``target`` is ``"<METHOD> <path>?<query>"`` for a door matched by path."""
         method, _, rest = target.partition(" ")
         path, _, query = rest.partition("?")
-        found, _, _ = route_of(method, path.encode("latin-1"), query.encode("latin-1"))
+        found = route_of(method, path.encode("latin-1"), query.encode("latin-1")).route
         return None if found is None else found.name
 
     async def authenticate(self, call: Call, request: HttpRequest) -> None:
@@ -212,17 +231,17 @@ class VaultTransitDoor:
     def action(self, call: Call, request: HttpRequest) -> Action:
         name = call.operation
         if name is None:
-            _, _, known = route_of(request.method, request.raw_path, request.query_string)
-            if known:
+            if route_of(request.method, request.raw_path, request.query_string).known:
                 raise MethodNotAllowed(f"unsupported operation {request.method}")
             raise UnknownOperationException("unsupported path")
         return self._actions[name]
 
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
         route = self._routes[action.name]
-        _, key_name, _ = route_of(request.method, request.raw_path, request.query_string)
+        matched = route_of(request.method, request.raw_path, request.query_string)
         doc = codec.body(request) if request.method in ("POST", "PUT") else {}
-        return route.decode(key_name, doc, request)
+        doc.update(matched.params)  # the path's parameters win, as in Vault
+        return route.decode(matched.name, doc, request)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         doc = self._routes[action.name].encode(result)

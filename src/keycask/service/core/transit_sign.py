@@ -1,0 +1,202 @@
+"""Vault Transit's hmac, sign and verify over keycask's GenerateMac,
+VerifyMac, Sign and Verify (``core/transit.py`` has the rest of transit).
+
+Vault names a hash (sha2-256, ...) and, for RSA, a padding (pss,
+pkcs1v15); keycask's signing algorithm is made of the two and the key's
+type: ECDSA_SHA_<bits>, RSASSA_PSS_SHA_<bits>, RSASSA_PKCS1_V1_5_SHA_<bits>,
+ED25519_SHA_512, and HMAC_SHA_<bits> for hmac keys. A pair keycask's key does
+not support (an ECDSA P-384 key with sha2-256: AWS KMS pairs each curve with
+one hash) is refused by the core handler, as the AWS door refuses it.
+``prehashed`` is MessageType DIGEST. Signatures and HMACs are
+``vault:v<N>:<base64>``, N the key version that made them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from keycask.errors import (
+    AccessDeniedException,
+    KMSError,
+    KMSInvalidMacException,
+    KMSInvalidSignatureException,
+    ValidationException,
+)
+from keycask.keys.model import Key, KeySpec
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.handlers import asymmetric
+from keycask.service.core.requests import (
+    GenerateMacRequest,
+    SignRequest,
+    VerifyMacRequest,
+    VerifyRequest,
+)
+from keycask.service.core.results import GenerateMacResult, SignResult
+from keycask.service.core.transit import (
+    TOO_OLD,
+    alias_name,
+    ciphertext,
+    parse_ciphertext,
+    resolve_transit_key,
+    settings_of,
+)
+from keycask.service.core.transit_requests import ItemsResult
+
+DEFAULT_HASH = "sha2-256"
+_BITS = {"sha2-256": 256, "sha2-384": 384, "sha2-512": 512}
+
+
+@dataclass(frozen=True, slots=True)
+class SignItem:
+    input: bytes = field(repr=False)
+    # Verify only: the signature or hmac to check (vault:v<N>:<base64>).
+    signature: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TransitSignRequest:
+    """hmac, sign, or verify (of a signature, or of an hmac: ``mac``)."""
+
+    mount: str
+    name: str
+    items: tuple[SignItem | KMSError, ...]
+    batch: bool
+    hash_algorithm: str = DEFAULT_HASH
+    prehashed: bool = False
+    signature_algorithm: str = "pss"
+    mac: bool = False
+
+
+def _bits(hash_algorithm: str) -> int:
+    bits = _BITS.get(hash_algorithm)
+    if bits is None:
+        raise ValidationException(
+            f"unsupported hash algorithm {hash_algorithm[:32]!r}: keycask signs and computes "
+            "HMACs with sha2-256, sha2-384 and sha2-512"
+        )
+    return bits
+
+
+def signing_algorithm(key: Key, req: TransitSignRequest) -> str:
+    spec = key.key_spec
+    if spec is KeySpec.ECC_NIST_EDWARDS25519:
+        return "ED25519_PH_SHA_512" if req.prehashed else "ED25519_SHA_512"
+    bits = _bits(req.hash_algorithm)
+    if spec.is_rsa:
+        if req.signature_algorithm == "pss":
+            return f"RSASSA_PSS_SHA_{bits}"
+        if req.signature_algorithm == "pkcs1v15":
+            return f"RSASSA_PKCS1_V1_5_SHA_{bits}"
+        raise ValidationException(
+            f"unsupported signature algorithm {req.signature_algorithm[:32]!r}: pss or pkcs1v15"
+        )
+    if spec in (KeySpec.ECC_NIST_P256, KeySpec.ECC_NIST_P384, KeySpec.ECC_NIST_P521):
+        return f"ECDSA_SHA_{bits}"
+    raise ValidationException(f"key type {spec.value} does not support signing")
+
+
+def _mac_algorithm(req: TransitSignRequest) -> str:
+    return f"HMAC_SHA_{_bits(req.hash_algorithm)}"
+
+
+def _message_type(req: TransitSignRequest) -> str:
+    return "DIGEST" if req.prehashed else "RAW"
+
+
+async def _signed(deps: Deps, call: Call, key: Key, req: TransitSignRequest, item: SignItem) -> str:
+    ref = alias_name(req.mount, req.name)
+    if req.mac:
+        out = await asymmetric.generate_mac(
+            deps,
+            call,
+            GenerateMacRequest(message=item.input, key_id=ref, mac_algorithm=_mac_algorithm(req)),
+        )
+        assert isinstance(out.result, GenerateMacResult)
+        return ciphertext(key.current_version, out.result.mac)
+    signed = await asymmetric.sign(
+        deps,
+        call,
+        SignRequest(
+            key_id=ref,
+            message=item.input,
+            signing_algorithm=signing_algorithm(key, req),
+            message_type=_message_type(req),
+        ),
+    )
+    assert isinstance(signed.result, SignResult)
+    return ciphertext(key.current_version or 1, signed.result.signature)
+
+
+async def _valid(deps: Deps, call: Call, key: Key, req: TransitSignRequest, item: SignItem) -> bool:
+    ref = alias_name(req.mount, req.name)
+    if not item.signature:
+        raise ValidationException("missing signature or hmac to verify")
+    version, raw = parse_ciphertext(item.signature, what="signature")
+    settings = await settings_of(deps, key)
+    if version < settings.min_decryption_version:
+        raise ValidationException(TOO_OLD)
+    if version != (key.current_version or 1):
+        raise ValidationException(
+            f"keycask verifies with the key's latest version ({key.current_version or 1}) only"
+        )
+    try:
+        if req.mac:
+            await asymmetric.verify_mac(
+                deps,
+                call,
+                VerifyMacRequest(
+                    message=item.input, key_id=ref, mac_algorithm=_mac_algorithm(req), mac=raw
+                ),
+            )
+        else:
+            await asymmetric.verify(
+                deps,
+                call,
+                VerifyRequest(
+                    key_id=ref,
+                    message=item.input,
+                    signature=raw,
+                    signing_algorithm=signing_algorithm(key, req),
+                    message_type=_message_type(req),
+                ),
+            )
+    except (KMSInvalidSignatureException, KMSInvalidMacException):
+        return False
+    return True
+
+
+async def _each(deps: Deps, call: Call, req: TransitSignRequest, *, verify: bool) -> Outcome:
+    key = await resolve_transit_key(deps, call, req.mount, req.name)
+    answers: list[dict[str, Any] | KMSError] = []
+    for item in req.items:
+        if isinstance(item, KMSError):
+            answers.append(item)
+            continue
+        try:
+            if verify:
+                answers.append({"valid": await _valid(deps, call, key, req, item)})
+                continue
+            made = await _signed(deps, call, key, req, item)
+        except AccessDeniedException:
+            raise
+        except KMSError as error:
+            if not req.batch:
+                raise
+            answers.append(error)
+            continue
+        name = "hmac" if req.mac else "signature"
+        answers.append({name: made, "key_version": key.current_version or 1})
+    return Outcome(ItemsResult(tuple(answers), req.batch))
+
+
+async def sign(deps: Deps, call: Call, req: TransitSignRequest) -> Outcome:
+    """hmac (GenerateMac, kms:GenerateMac) or sign (Sign, kms:Sign)."""
+    return await _each(deps, call, req, verify=False)
+
+
+async def verify(deps: Deps, call: Call, req: TransitSignRequest) -> Outcome:
+    """verify of an hmac (VerifyMac, kms:VerifyMac) or a signature (Verify,
+    kms:Verify): a signature that does not verify is ``valid: false``."""
+    return await _each(deps, call, req, verify=True)
