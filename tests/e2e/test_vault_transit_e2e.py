@@ -128,6 +128,8 @@ def test_create_read_list_rotate_encrypt_decrypt(server: Server, vault: hvac.Cli
     assert list(key["keys"]) == ["1"]
     listed = vault.adapter.get("/v1/transit/keys", params={"list": "true"})["data"]["keys"]
     assert name in listed
+    # hvac sends Vault's LIST method.
+    assert name in vault.secrets.transit.list_keys()["data"]["keys"]
     v1 = vault.secrets.transit.encrypt_data(name, _b64(b"hello"))["data"]["ciphertext"]
     assert v1.startswith("vault:v1:")
     vault.secrets.transit.rotate_key(name)

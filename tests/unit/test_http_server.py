@@ -209,6 +209,20 @@ async def test_request_fields_reach_the_handler(serve: Start) -> None:
     await client.close()
 
 
+async def test_vaults_list_method_reaches_the_handler_as_list(serve: Start) -> None:
+    """httptools refuses LIST; the server parses it as GET and names it
+    LIST again, on a kept-alive connection and after another request too."""
+    server = await serve()
+    client = await Client.connect(server)
+    for _ in range(2):
+        await client.send(b"LIST /v1/transit/keys HTTP/1.1\r\nHost: kms\r\n\r\n")
+        seen = (await client.reply()).json()
+        assert seen["method"] == "LIST" and seen["raw_path"] == "/v1/transit/keys"
+        await client.send(b"GET /v1/transit/keys HTTP/1.1\r\nHost: kms\r\n\r\n")
+        assert (await client.reply()).json()["method"] == "GET"
+    await client.close()
+
+
 async def test_http10_closes_after_the_response(serve: Start) -> None:
     server = await serve()
     client = await Client.connect(server)
