@@ -388,3 +388,33 @@ def test_delete_needs_deletion_allowed_and_schedules_deletion(
     # The name is free at once.
     vault.secrets.transit.create_key(name)
     assert vault.secrets.transit.read_key(name)["data"]["keycask_key_arn"] != arn
+
+
+def test_an_oversized_body_is_413_in_vaults_wire_and_audited(
+    server: Server, vault: hvac.Client
+) -> None:
+    body = {"plaintext": "A" * (1024 * 1024 + 16)}
+    reply = _raw(server, "POST", "/v1/transit/encrypt/anything", vault.token, body)
+    assert reply.status_code == 413
+    assert reply.json()["errors"][0].startswith("request body exceeds")
+    request_id = reply.headers["x-request-id"]
+    [record] = [r for r in _records(server) if r["request_id"] == request_id]
+    assert record["error_code"] == "RequestEntityTooLargeException"
+
+
+def test_a_bad_request_changes_nothing(server: Server, vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    before = vault.secrets.transit.read_key(name)["data"]
+    reply = _raw(server, "POST", f"/v1/transit/keys/{name}/config", vault.token,
+                 {"min_decryption_version": 1, "exportable": True})  # fmt: skip
+    assert reply.status_code == 400
+    reply = _raw(server, "POST", f"/v1/transit/keys/{name}/config", vault.token,
+                 {"min_decryption_version": "x"})  # fmt: skip
+    assert reply.status_code == 400
+    assert vault.secrets.transit.read_key(name)["data"] == before
+    reply = _raw(server, "POST", f"/v1/transit/keys/{name}z", vault.token, {"type": "aes9"})
+    assert reply.status_code == 400
+    [record] = [r for r in _records(server) if r["request_id"] == reply.headers["x-amzn-requestid"]]
+    assert record["operation"] == "VaultTransit.CreateKey" and record["outcome"] == "error"
+    assert _raw(server, "GET", f"/v1/transit/keys/{name}z", vault.token).status_code == 404

@@ -20,6 +20,7 @@ from keycask.service.pipeline import Pipeline, Reply
 
 MAX_BODY = 1024 * 1024
 _JSON = (b"content-type", b"application/x-amz-json-1.1")
+_VAULT_JSON = (b"content-type", b"application/json")
 _HEALTHY = Response(200, b'{"status":"ok"}', (_JSON,))
 _STARTING = Response(503, b'{"status":"starting"}', (_JSON,))
 _SEALED = Response(503, b'{"status":"sealed"}', (_JSON,))
@@ -85,4 +86,9 @@ class KMSApp:
 
     async def refuse_too_large(self, request: Request) -> Response:
         error = RequestEntityTooLargeException(f"Request body exceeds {self.max_body} bytes.")
-        return _response(await self._pipeline.refuse(error, request.client))
+        reply = await self._pipeline.refuse(error, request.client)
+        if request.path.startswith("/v1/"):
+            # Audited as above; answered in Vault's wire, as Vault does.
+            body = orjson.dumps({"errors": [f"request body exceeds {self.max_body} bytes"]})
+            return Response(413, body, (_VAULT_JSON, (b"x-request-id", reply.request_id.encode())))
+        return _response(reply)

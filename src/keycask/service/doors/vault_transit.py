@@ -299,6 +299,9 @@ class VaultTransitDoor:
 
     async def _health(self, call: Call, req: codec.NoRequest) -> Outcome:
         sealed = self._sealed()
+        if sealed:
+            # Vault answers a sealed node's health 503 (load balancers read the status).
+            raise Sealed()
         return Outcome(
             {
                 "initialized": True,
