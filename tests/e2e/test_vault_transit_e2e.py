@@ -418,3 +418,31 @@ def test_a_bad_request_changes_nothing(server: Server, vault: hvac.Client) -> No
     [record] = [r for r in _records(server) if r["request_id"] == reply.headers["x-amzn-requestid"]]
     assert record["operation"] == "VaultTransit.CreateKey" and record["outcome"] == "error"
     assert _raw(server, "GET", f"/v1/transit/keys/{name}z", vault.token).status_code == 404
+
+
+def test_policies_see_associated_data_as_encryption_context(
+    server: Server, vault: hvac.Client
+) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    condition = {"StringEquals": {"kms:EncryptionContext:vault-transit:associated_data": "a"}}
+    allow = {"Effect": "Allow", "Action": ["kms:Encrypt", "kms:Decrypt"], "Resource": "*",
+             "Condition": condition}  # fmt: skip
+    tenant = _client(
+        server,
+        _token(server, _user(server, {"Version": "2012-10-17", "Statement": [allow]}))["Token"],
+    )
+    text = tenant.secrets.transit.encrypt_data(name, _b64(b"a's"), associated_data="a")
+    assert tenant.secrets.transit.decrypt_data(
+        name, text["data"]["ciphertext"], associated_data="a"
+    )["data"]["plaintext"] == _b64(b"a's")
+    with pytest.raises(hvac.exceptions.Forbidden):
+        tenant.secrets.transit.encrypt_data(name, _b64(b"b's"), associated_data="b")
+    # One refused item refuses the whole batch.
+    batch = [{"plaintext": _b64(b"1"), "associated_data": "a"},
+             {"plaintext": _b64(b"2"), "associated_data": "b"}]  # fmt: skip
+    reply = _raw(server, "POST", f"/v1/transit/encrypt/{name}", tenant.token,
+                 {"batch_input": batch})  # fmt: skip
+    assert reply.status_code == 403
+    [message] = reply.json()["errors"]
+    assert "not authorized to perform: kms:Encrypt" in message

@@ -7,7 +7,6 @@ Vault's 400; a bad item of a batch_input becomes that item's error.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import textwrap
 from collections.abc import Callable, Sequence
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
+import pybase64
 
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidCiphertextException, KMSError, ValidationException
@@ -180,7 +180,7 @@ def encrypt_item(doc: Doc) -> transit_requests.EncryptItem:
     if text is None:
         raise ValidationException("missing plaintext to encrypt")
     try:
-        plaintext = base64.b64decode(text, validate=True)
+        plaintext = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationException("failed to base64-decode plaintext") from None
     return transit_requests.EncryptItem(plaintext, associated, int_field(doc, "key_version"))
@@ -220,7 +220,7 @@ def date(when: datetime) -> str:
 
 
 def pem(der: bytes) -> str:
-    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))
+    body = "\n".join(textwrap.wrap(pybase64.b64encode_as_string(der), 64))
     return f"-----BEGIN PUBLIC KEY-----\n{body}\n-----END PUBLIC KEY-----\n"
 
 
@@ -238,7 +238,7 @@ def key_info(result: transit_requests.TransitKeyResult) -> Doc:
     else:
         public = result.public_key or b""
         if spec is KeySpec.ECC_NIST_EDWARDS25519:
-            shown = base64.b64encode(public[-32:]).decode("ascii")
+            shown = pybase64.b64encode_as_string(public[-32:])
         else:
             shown = pem(public)
         versions = {"1": {"creation_time": date(key.created), "name": "", "public_key": shown}}
@@ -324,7 +324,7 @@ def _input(doc: Doc) -> bytes:
     if text is None:
         raise ValidationException("missing input")
     try:
-        return base64.b64decode(text, validate=True)
+        return pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationException("unable to decode input as base64") from None
 

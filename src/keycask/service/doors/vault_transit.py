@@ -131,7 +131,24 @@ class Matched:
     known: bool  # a path this door serves under another method: 405, not 404
 
 
+# Matches remembered by (method, path, query): a door matches each request
+# twice (operation, then decode), and most requests repeat a path. Bounded:
+# paths are the caller's to choose.
+_MATCHED: dict[tuple[str, bytes, bytes], Matched] = {}
+_MATCHED_MAX = 4096
+
+
 def route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
+    key = (method, raw_path, query)
+    found = _MATCHED.get(key)
+    if found is None:
+        if len(_MATCHED) >= _MATCHED_MAX:
+            _MATCHED.clear()
+        found = _MATCHED[key] = _route_of(method, raw_path, query)
+    return found
+
+
+def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
     path = raw_path[len(PATH_PREFIX) :].decode("utf-8", "replace").rstrip("/")
     if method == "GET" and b"list" in query and parse_qs(query.decode()).get("list") == ["true"]:
         method = "LIST"
