@@ -446,3 +446,54 @@ def test_policies_see_associated_data_as_encryption_context(
     assert reply.status_code == 403
     [message] = reply.json()["errors"]
     assert "not authorized to perform: kms:Encrypt" in message
+
+
+def test_auto_rotate_period_is_kms_automatic_rotation(server: Server, vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    vault.secrets.transit.update_key_configuration(name, auto_rotate_period="2160h")
+    assert vault.secrets.transit.read_key(name)["data"]["auto_rotate_period"] == 90 * 86400
+    kms = server.client()
+    status = kms.get_key_rotation_status(KeyId=vault.secrets.transit.read_key(name)["data"][
+        "keycask_key_arn"])  # fmt: skip
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 90
+    for bad in ("24h", "2561d", "90x"):
+        with pytest.raises(hvac.exceptions.InvalidRequest, match="auto_rotate_period"):
+            vault.secrets.transit.update_key_configuration(name, auto_rotate_period=bad)
+    vault.secrets.transit.update_key_configuration(name, auto_rotate_period="0")
+    assert vault.secrets.transit.read_key(name)["data"]["auto_rotate_period"] == 0
+
+
+def test_hash(vault: hvac.Client) -> None:
+    import hashlib
+
+    data = b"hash me"
+    out = vault.secrets.transit.hash_data(_b64(data))["data"]["sum"]
+    assert out == hashlib.sha256(data).hexdigest()
+    out = vault.secrets.transit.hash_data(_b64(data), algorithm="sha2-512", output_format="base64")
+    assert base64.b64decode(out["data"]["sum"]) == hashlib.sha512(data).digest()
+    # hvac 2.3.0 does not offer SHA-3; Vault (and keycask) take it.
+    sha3 = vault.adapter.post(
+        "/v1/transit/hash", json={"input": _b64(data), "algorithm": "sha3-256"}
+    )
+    assert sha3["data"]["sum"] == hashlib.sha3_256(data).hexdigest()
+    path = vault.adapter.post("/v1/transit/hash/sha2-384", json={"input": _b64(data)})
+    assert path["data"]["sum"] == hashlib.sha384(data).hexdigest()
+
+
+def test_export_backup_trim_and_import_are_refused_with_the_reason(
+    server: Server, vault: hvac.Client
+) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    token = vault.token
+    for method, path, reason in (
+        ("GET", f"export/encryption-key/{name}", "never leave"),
+        ("GET", f"backup/{name}", "never leave"),
+        ("POST", "restore", "never leave"),
+        ("POST", f"keys/{name}/trim", "keeps every key version"),
+        ("POST", f"keys/{name}/import", "ImportKeyMaterial"),
+    ):
+        reply = _raw(server, method, f"/v1/transit/{path}", token, {} if method == "POST" else None)
+        assert reply.status_code == 400, path
+        assert reason in reply.json()["errors"][0], path

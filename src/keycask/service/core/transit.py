@@ -1,6 +1,12 @@
 """Vault Transit's operations over keycask's own (the Vault door,
 ``service/doors/vault_transit.py``, decodes the wire into these requests).
 
+Why one module of ~520 lines: every operation here names its key the same
+way (mount and name -> alias -> key), and the ones that read or make
+ciphertexts share one format (``vault:v<N>:``), one parser and one
+min_decryption_version check, which must not drift apart; signing, with its
+own algorithm table, is ``transit_sign.py``.
+
 A transit key ``NAME`` of mount ``MOUNT`` is the keycask key the alias
 ``alias/MOUNT/NAME`` names (``alias/transit/NAME`` for the default mount):
 keys created by the AWS door become transit keys once given such an alias.
@@ -34,6 +40,7 @@ from keycask.errors import (
 )
 from keycask.keys.model import Alias, Key, KeySpec, KeyUsage, alias_arn
 from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, mrk_blob_header
+from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import aliases, asymmetric, crypto, deletion, keys, rotation
@@ -41,6 +48,7 @@ from keycask.service.core.requests import (
     CreateKeyRequest,
     DecryptRequest,
     DeleteAliasRequest,
+    EnableKeyRotationRequest,
     EncryptRequest,
     GenerateDataKeyRequest,
     GenerateRandomRequest,
@@ -97,6 +105,9 @@ _MAX_VERSION = 2**32 - 1
 # Associated data is bound as this encryption context pair (authenticated,
 # never stored): Vault's AES-GCM associated data, keycask's context.
 ASSOCIATED_DATA = "vault-transit:associated_data"
+# EnableKeyRotation's RotationPeriodInDays bounds (botocore's model, which the
+# AWS door's codec checks; this door's requests do not pass through it).
+_MIN_ROTATION_DAYS, _MAX_ROTATION_DAYS = 90, 2560
 
 
 def alias_name(mount: str, name: str) -> str:
@@ -243,10 +254,33 @@ async def config_key(deps: Deps, call: Call, req: TransitConfigRequest) -> Outco
         f"min_encryption_version {new.min_encryption_version}, "
         f"deletion_allowed {str(new.deletion_allowed).lower()}"
     )
-    if new == old and stored.revision:
-        return Outcome(None)
-    write = deps.keys.stage_transit_settings(key.key_id, new.to_doc(), stored.revision)
-    return Outcome(None, [write])
+    writes = []
+    if new != old or not stored.revision:
+        writes.append(deps.keys.stage_transit_settings(key.key_id, new.to_doc(), stored.revision))
+    if req.auto_rotate_period is not None:
+        writes.extend(await _auto_rotate(deps, call, key, req.auto_rotate_period))
+    return Outcome(None, writes)
+
+
+async def _auto_rotate(deps: Deps, call: Call, key: Key, seconds: int) -> list[Write]:
+    """auto_rotate_period as AWS KMS's automatic rotation: 0 is
+    DisableKeyRotation, a whole number of days from 90 to 2560
+    EnableKeyRotation with that period (kms:EnableKeyRotation,
+    kms:DisableKeyRotation)."""
+    if seconds == 0:
+        out = await rotation.disable_key_rotation(deps, call, KeyRequest(key_id=key.arn))
+        return list(out.writes)
+    days, rest = divmod(seconds, 86400)
+    if rest or not _MIN_ROTATION_DAYS <= days <= _MAX_ROTATION_DAYS:
+        raise ValidationException(
+            "auto_rotate_period must be 0 or a whole number of days from "
+            f"{_MIN_ROTATION_DAYS} to {_MAX_ROTATION_DAYS} "
+            "(AWS KMS's automatic rotation periods)"
+        )
+    out = await rotation.enable_key_rotation(
+        deps, call, EnableKeyRotationRequest(key_id=key.arn, rotation_period_in_days=days)
+    )
+    return list(out.writes)
 
 
 # -- encrypt / decrypt --

@@ -40,6 +40,8 @@ class TransitConfigRequest:
     min_decryption_version: int | None = None
     min_encryption_version: int | None = None
     deletion_allowed: bool | None = None
+    # Seconds; 0 turns automatic rotation off.
+    auto_rotate_period: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ one hash) is refused by the core handler, as the AWS door refuses it.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+
+import pybase64
 
 from keycask.errors import (
     AccessDeniedException,
@@ -200,3 +203,36 @@ async def verify(deps: Deps, call: Call, req: TransitSignRequest) -> Outcome:
     """verify of an hmac (VerifyMac, kms:VerifyMac) or a signature (Verify,
     kms:Verify): a signature that does not verify is ``valid: false``."""
     return await _each(deps, call, req, verify=True)
+
+
+# Vault's hash algorithms, as hashlib names them.
+_HASHES = {
+    "sha2-224": "sha224",
+    "sha2-256": "sha256",
+    "sha2-384": "sha384",
+    "sha2-512": "sha512",
+    "sha3-224": "sha3_224",
+    "sha3-256": "sha3_256",
+    "sha3-384": "sha3_384",
+    "sha3-512": "sha3_512",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class HashRequest:
+    input: bytes = field(repr=False)
+    algorithm: str = DEFAULT_HASH
+    format: str = "hex"
+
+
+async def hash_input(deps: Deps, call: Call, req: HashRequest) -> Outcome:
+    """Vault's hash: a digest of the input, with no key, so no ``kms:``
+    action decides it; the caller must only hold a valid token."""
+    name = _HASHES.get(req.algorithm)
+    if name is None:
+        raise ValidationException(f"unsupported hash algorithm {req.algorithm[:32]!r}")
+    if req.format not in ("hex", "base64"):
+        raise ValidationException(f"unsupported encoding format {req.format[:16]!r}")
+    digest = hashlib.new(name, req.input).digest()
+    shown = digest.hex() if req.format == "hex" else pybase64.b64encode_as_string(digest)
+    return Outcome(ItemsResult(({"sum": shown},), False))

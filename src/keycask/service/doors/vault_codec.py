@@ -8,6 +8,7 @@ Vault's 400; a bad item of a batch_input becomes that item's error.
 from __future__ import annotations
 
 import binascii
+import re
 import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -131,17 +132,35 @@ def config(name: str, doc: Doc, request: HttpRequest) -> object:
         ("exportable", "allow_plaintext_backup"),
         "keycask keys never leave keycask",
     )
-    if doc.get("auto_rotate_period") not in (None, 0, "0", "0s", ""):
-        raise ValidationException(
-            "auto_rotate_period is not supported yet: use the AWS door's EnableKeyRotation"
-        )
     return transit_requests.TransitConfigRequest(
         MOUNT,
         name,
         int_field(doc, "min_decryption_version"),
         int_field(doc, "min_encryption_version"),
         bool_field(doc, "deletion_allowed"),
+        duration(doc, "auto_rotate_period"),
     )
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(?:[0-9]{1,9}[smhd])+")
+_PART = re.compile(r"([0-9]+)([smhd])")
+
+
+def duration(doc: Doc, name: str) -> int | None:
+    """Seconds of a Vault duration: a number of seconds, or "720h", "90d",
+    "1h30m"."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        if value.isdigit() and len(value) <= 12:
+            return int(value)
+        if _DURATION.fullmatch(value):
+            return sum(int(n) * _UNITS[unit] for n, unit in _PART.findall(value))
+    raise ValidationException(f"{name} must be a duration: seconds, or like 720h or 90d")
 
 
 def batch_items(doc: Doc, fields: Callable[[Doc], object]) -> tuple[tuple[Any, ...], bool]:
@@ -258,7 +277,7 @@ def key_info(result: transit_requests.TransitKeyResult) -> Doc:
             "allow_plaintext_backup": False,
             "derived": False,
             "convergent_encryption": False,
-            "auto_rotate_period": 0,
+            "auto_rotate_period": (key.rotation_period_days or 0) * 86400,
             "imported_key": False,
             "supports_encryption": symmetric,
             "supports_decryption": symmetric,
@@ -374,3 +393,27 @@ def verifying(name: str, doc: Doc, request: HttpRequest) -> object:
         options["hash_algorithm"] = string_field(doc, "hash_algorithm") or transit_sign.DEFAULT_HASH
     items, batch = batch_items(doc, _verify_item)
     return transit_sign.TransitSignRequest(MOUNT, name, items, batch, **options)
+
+
+NEVER_LEAVE = "keycask keys never leave keycask: export, backup and restore are not supported"
+TRIM = (
+    "trim is not supported: keycask keeps every key version; "
+    "min_decryption_version refuses the old ones"
+)
+BYOK = (
+    "importing key material through transit is not supported: use the AWS door's "
+    "GetParametersForImport and ImportKeyMaterial, then give the key a transit alias"
+)
+
+
+def refused(why: str) -> Callable[[str, Doc, HttpRequest], object]:
+    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+        raise ValidationException(why)
+
+    return decode
+
+
+def hashing(name: str, doc: Doc, request: HttpRequest) -> object:
+    algorithm = string_field(doc, "algorithm") or "sha2-256"
+    fmt = string_field(doc, "format", "hex") or "hex"
+    return transit_sign.HashRequest(_input(doc), algorithm, fmt)

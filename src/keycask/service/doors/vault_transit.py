@@ -111,6 +111,16 @@ ROUTES: dict[tuple[str, str], Route] = {
                              transit_sign.sign),
     ("POST", "verify/"): Route(_T + "Verify", codec.verifying, codec.items_out,
                                transit_sign.verify),
+    ("POST", "hash"): Route(_T + "Hash", codec.hashing, codec.items_out, transit_sign.hash_input),
+    # Refused with the reason (keycask keys never leave, keep every version,
+    # and take imported material through the AWS door only).
+    ("POST", "keys/*/trim"): Route(_T + "TrimKey", codec.refused(codec.TRIM), codec.empty),
+    ("POST", "keys/*/import"): Route(_T + "ImportKey", codec.refused(codec.BYOK), codec.empty),
+    ("POST", "keys/*/import_version"): Route(_T + "ImportKeyVersion", codec.refused(codec.BYOK),
+                                             codec.empty),
+    ("GET", "export/"): Route(_T + "ExportKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
+    ("GET", "backup/"): Route(_T + "BackupKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
+    ("POST", "restore"): Route(_T + "RestoreKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
     ("GET", "sys/health"): Route("VaultSys.Health", codec.nothing, _health, authenticated=False),
     ("GET", "sys/seal-status"): Route("VaultSys.SealStatus", codec.nothing, _health,
                                       authenticated=False),
@@ -119,6 +129,7 @@ ROUTES: dict[tuple[str, str], Route] = {
                                               mutates=True),
 }  # fmt: skip
 _SHAPES = frozenset(shape for _, shape in ROUTES)
+_KEY_ACTIONS = frozenset({"rotate", "config", "trim", "import", "import_version"})
 # Routes whose last path segment, after the key name, is a parameter.
 _TRAILING = {"hmac": "algorithm", "sign": "hash_algorithm", "verify": "hash_algorithm"}
 
@@ -163,7 +174,7 @@ def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
         shape = "/".join(parts)
         if head in ("keys", "encrypt", "decrypt", "rewrap", *_TRAILING) and count == 2:
             name, shape = parts[1], head + "/"
-        elif head == "keys" and count == 3 and parts[2] in ("rotate", "config"):
+        elif head == "keys" and count == 3 and parts[2] in _KEY_ACTIONS:
             name, shape = parts[1], f"keys/*/{parts[2]}"
         elif head in _TRAILING and count == 3:
             name, shape, params = parts[1], head + "/", {_TRAILING[head]: parts[2]}
@@ -171,8 +182,17 @@ def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
             name, shape = parts[2], f"datakey/{parts[1]}/"
         elif head == "random" and count == 2:
             shape, params = "random", {"bytes": parts[1]}
+        elif head == "hash" and count == 2:
+            shape, params = "hash", {"algorithm": parts[1]}
+        elif head in ("export", "backup", "restore") and count >= 2:
+            name, shape = parts[-1], head + "/"
     found = ROUTES.get((method, shape))
     return Matched(found, name, params, found is None and shape in _SHAPES)
+
+
+async def _never(call: Call, req: object) -> Outcome:
+    """A refused route's handler: its decoder refuses every request first."""
+    raise UnsupportedOperationException("not supported by keycask")
 
 
 class VaultTransitDoor:
@@ -206,6 +226,9 @@ class VaultTransitDoor:
             "VaultToken.LookupSelf": self._lookup_self,
             "VaultToken.RevokeSelf": self._revoke_self,
         }
+        for refused in ("TrimKey", "ImportKey", "ImportKeyVersion", "ExportKey", "BackupKey",
+                        "RestoreKey"):  # fmt: skip
+            own[_T + refused] = _never
         self._actions: dict[str, Action] = {}
         self._routes: dict[str, Route] = {}
         for route in ROUTES.values():
