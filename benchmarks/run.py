@@ -41,6 +41,9 @@ class Prepared:
     blob_4k: bytes
     sign_arn: str = ""  # ECC_NIST_P256 SIGN_VERIFY; empty where the server has none
     mac_arn: str = ""  # HMAC_256
+    # A bearer token for the Vault Transit door; empty where the server has none.
+    transit_token: str = ""
+    endpoint: Endpoint | None = None
 
 
 def _client(endpoint: Endpoint) -> Any:
@@ -69,7 +72,61 @@ def prepare(endpoint: Endpoint) -> Prepared:
             extra[field] = kms.create_key(KeySpec=spec, KeyUsage=usage)["KeyMetadata"]["Arn"]
         except Exception:
             extra[field] = ""
-    return Prepared(arn, blob, **extra)
+    return Prepared(arn, blob, **extra, transit_token=_transit_token(endpoint, arn),
+                    endpoint=endpoint)  # fmt: skip
+
+
+def _transit_token(endpoint: Endpoint, key_arn: str) -> str:
+    """On keycask: the key named alias/transit/bench and a bearer token for
+    the profile's principal (KeycaskAdmin.CreateToken); "" elsewhere."""
+    import urllib.request
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    url = f"http://{endpoint.host}:{endpoint.port}/"
+    try:
+        _client(endpoint).create_alias(AliasName="alias/transit/bench", TargetKeyId=key_arn)
+        caller = boto3.client(
+            "sts",
+            endpoint_url=url,
+            region_name=endpoint.region,
+            aws_access_key_id=endpoint.access_key,
+            aws_secret_access_key=endpoint.secret_key,
+        ).get_caller_identity()["Arn"]
+        request = AWSRequest(
+            method="POST",
+            url=url,
+            data=json.dumps({"Name": caller.rsplit("/", 1)[1], "Ttl": 7200}).encode(),
+            headers={"Content-Type": "application/x-amz-json-1.1",
+                     "X-Amz-Target": "KeycaskAdmin.CreateToken"},
+        )  # fmt: skip
+        SigV4Auth(Credentials(endpoint.access_key, endpoint.secret_key), "kms",
+                  endpoint.region).add_auth(request)  # fmt: skip
+        sent = urllib.request.Request(url, data=request.body, headers=dict(request.headers))
+        with urllib.request.urlopen(sent, timeout=10) as reply:
+            return str(json.loads(reply.read())["Token"])
+    except Exception:
+        return ""
+
+
+def transit_encrypt(p: Prepared, size: int) -> tuple[str, bytes]:
+    """A whole HTTP request to the Vault Transit door (not signed: a token)."""
+    assert p.endpoint is not None
+    body = _body({"plaintext": _b64(os.urandom(size))})
+    head = (
+        f"POST /v1/transit/encrypt/bench HTTP/1.1\r\nHost: {p.endpoint.host}:{p.endpoint.port}"
+        f"\r\nX-Vault-Token: {p.transit_token}\r\nContent-Type: application/json"
+        f"\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return RAW, head.encode() + body
+
+
+# An "operation" whose body is already a whole HTTP request.
+RAW = "raw HTTP"
+# Scenarios only keycask serves (skipped for the other servers).
+KEYCASK_ONLY = frozenset({"Transit Encrypt 4 KiB"})
 
 
 def _b64(data: bytes) -> str:
@@ -121,11 +178,17 @@ SCENARIOS: dict[str, Callable[[Prepared], list[tuple[str, bytes]]]] = {
     ),
     "Sign ECDSA P-256": lambda p: [sign_body(p) for _ in range(16)],
     "GenerateMac HMAC-256": lambda p: [mac_body(p) for _ in range(16)],
+    # The Vault Transit door's Encrypt of the same key, beside "Encrypt 4 KiB"
+    # (issue 18 asks at least 0.8x its throughput, in the same run).
+    "Transit Encrypt 4 KiB": lambda p: [transit_encrypt(p, 4096) for _ in range(16)],
 }
 
 
 def pool(endpoint: Endpoint, requests: list[tuple[str, bytes]], size: int = 64) -> list[bytes]:
-    return [sign(endpoint, *requests[i % len(requests)]) for i in range(size)]
+    def ready(operation: str, body: bytes) -> bytes:
+        return body if operation == RAW else sign(endpoint, operation, body)
+
+    return [ready(*requests[i % len(requests)]) for i in range(size)]
 
 
 def measure(
@@ -190,6 +253,8 @@ def main_table(args: argparse.Namespace) -> None:
             if args.scenarios and scenario not in args.scenarios:
                 continue
             for name, target in started.items():
+                if scenario in KEYCASK_ONLY and name != "keycask":
+                    continue
                 endpoint = target.endpoint() if name in prepared else signer
                 prep = prepared.get(name) or prepared.get("keycask") or Prepared("x", b"x" * 100)
                 requests = pool(endpoint, build(prep))
