@@ -497,3 +497,50 @@ def test_export_backup_trim_and_import_are_refused_with_the_reason(
         reply = _raw(server, method, f"/v1/transit/{path}", token, {} if method == "POST" else None)
         assert reply.status_code == 400, path
         assert reason in reply.json()["errors"][0], path
+
+
+def test_a_destroyed_keys_transit_settings_go_with_it(fresh_server: Server) -> None:
+    import sqlite3
+
+    from conftest import DAY
+
+    vault = _client(fresh_server, _admin_token(fresh_server))
+    vault.secrets.transit.create_key("doomed")
+    vault.secrets.transit.update_key_configuration("doomed", deletion_allowed=True)
+    key_id = vault.secrets.transit.read_key("doomed")["data"]["keycask_key_arn"].split("/")[-1]
+
+    def paths() -> set[str]:
+        uri = f"file:{fresh_server.data_dir / 'keycask.db'}?mode=ro"
+        with sqlite3.connect(uri, uri=True) as conn:
+            return {row[0] for row in conn.execute("SELECT path FROM kv")}
+
+    assert f"transit/{key_id}" in paths()
+    vault.secrets.transit.delete_key("doomed")
+    assert f"transit/{key_id}" in paths()  # recoverable until the window ends
+    fresh_server.advance_clock(8 * DAY)
+    assert f"key/{key_id}" not in paths() and f"transit/{key_id}" not in paths()
+
+
+def test_another_keys_ciphertext_is_refused(server: Server, vault: hvac.Client) -> None:
+    first, second = f"k{uuid.uuid4().hex[:8]}", f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(first)
+    vault.secrets.transit.create_key(second)
+    text = vault.secrets.transit.encrypt_data(first, _b64(b"mine"))["data"]["ciphertext"]
+    reply = _raw(server, "POST", f"/v1/transit/decrypt/{second}", vault.token, {"ciphertext": text})
+    assert reply.status_code == 400
+    assert "does not identify a KMS key" in reply.json()["errors"][0]
+    # The version in the prefix must be the blob's own.
+    forged = "vault:v2:" + text.split(":", 2)[2]
+    reply = _raw(
+        server, "POST", f"/v1/transit/decrypt/{first}", vault.token, {"ciphertext": forged}
+    )
+    assert reply.json() == {"errors": ["invalid ciphertext: version does not match"]}
+    # Tampered bytes: the one answer every failed ciphertext gets.
+    raw = bytearray(base64.b64decode(text.split(":", 2)[2]))
+    raw[-1] ^= 1
+    tampered = "vault:v1:" + base64.b64encode(bytes(raw)).decode()
+    reply = _raw(
+        server, "POST", f"/v1/transit/decrypt/{first}", vault.token, {"ciphertext": tampered}
+    )
+    assert reply.status_code == 400
+    assert reply.json() == {"errors": ["invalid ciphertext: unable to decrypt"]}

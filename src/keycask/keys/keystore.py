@@ -299,7 +299,7 @@ class KeyStore:
     async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
         """Every trace of a key whose deletion window has ended: metadata,
         all material, listing and schedule entries, aliases, import tokens,
-        usage. The key id then answers as a key that does not exist. A
+        usage, Vault Transit settings. The key id then answers as a key that does not exist. A
         multi-Region copy's shared material stays (``stage_destroy_set_material``
         is for the set's last copy)."""
         key = stored.value
@@ -312,6 +312,7 @@ class KeyStore:
         for prefix in (material_prefix(key.key_id), import_prefix(key.key_id)):
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
         writes.append(b.delete(usage_path(key.key_id), expect=None))
+        writes.append(b.delete(transit_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
