@@ -544,3 +544,40 @@ def test_another_keys_ciphertext_is_refused(server: Server, vault: hvac.Client) 
     )
     assert reply.status_code == 400
     assert reply.json() == {"errors": ["invalid ciphertext: unable to decrypt"]}
+
+
+@pytest.mark.parametrize(
+    ("kind", "size"), [("ecdsa-p256", 32), ("ecdsa-p521", 66), ("rsa-2048", 0)]
+)
+def test_jws_marshaling(vault: hvac.Client, kind: str, size: int) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name, key_type=kind)
+    options = {"marshaling_algorithm": "jws"}
+    if kind == "ecdsa-p521":
+        options["hash_algorithm"] = "sha2-512"
+    message = b"jws"
+    signature = vault.secrets.transit.sign_data(name, _b64(message), **options)["data"]["signature"]
+    encoded = signature.split(":", 2)[2]
+    assert "=" not in encoded and "+" not in encoded and "/" not in encoded
+    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    assert vault.secrets.transit.verify_signed_data(
+        name, _b64(message), signature=signature, **options
+    )["data"]["valid"]
+    assert not vault.secrets.transit.verify_signed_data(
+        name, _b64(b"other"), signature=signature, **options
+    )["data"]["valid"]
+    public = serialization.load_pem_public_key(
+        vault.secrets.transit.read_key(name)["data"]["keys"]["1"]["public_key"].encode()
+    )
+    digest = hashes.SHA512() if kind == "ecdsa-p521" else hashes.SHA256()
+    if isinstance(public, ec.EllipticCurvePublicKey):
+        assert len(raw) == 2 * size
+        r, s = int.from_bytes(raw[:size], "big"), int.from_bytes(raw[size:], "big")
+        public.verify(encode_dss_signature(r, s), message, ec.ECDSA(digest))
+    else:
+        assert isinstance(public, rsa.RSAPublicKey)
+        public.verify(raw, message, padding.PSS(padding.MGF1(digest), 32), digest)

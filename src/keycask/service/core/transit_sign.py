@@ -48,6 +48,8 @@ from keycask.service.core.transit import (
 from keycask.service.core.transit_requests import ItemsResult
 
 DEFAULT_HASH = "sha2-256"
+# The byte length of r and s of an ECDSA signature on each curve (JWS, RFC 7518 3.4).
+_COORDINATE = {KeySpec.ECC_NIST_P256: 32, KeySpec.ECC_NIST_P384: 48, KeySpec.ECC_NIST_P521: 66}
 _BITS = {"sha2-256": 256, "sha2-384": 384, "sha2-512": 512}
 
 
@@ -70,6 +72,9 @@ class TransitSignRequest:
     prehashed: bool = False
     signature_algorithm: str = "pss"
     mac: bool = False
+    # JWS marshaling: an ECDSA signature as r || s (not ASN.1 DER), and every
+    # signature in unpadded base64url.
+    jws: bool = False
 
 
 def _bits(hash_algorithm: str) -> int:
@@ -129,14 +134,20 @@ async def _signed(deps: Deps, call: Call, key: Key, req: TransitSignRequest, ite
         ),
     )
     assert isinstance(signed.result, SignResult)
-    return ciphertext(key.current_version or 1, signed.result.signature)
+    signature = signed.result.signature
+    if not req.jws:
+        return ciphertext(key.current_version or 1, signature)
+    size = _COORDINATE.get(key.key_spec)
+    raw = signature if size is None else der_to_raw(signature, size)
+    encoded = pybase64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return f"vault:v{key.current_version or 1}:{encoded}"
 
 
 async def _valid(deps: Deps, call: Call, key: Key, req: TransitSignRequest, item: SignItem) -> bool:
     ref = alias_name(req.mount, req.name)
     if not item.signature:
         raise ValidationException("missing signature or hmac to verify")
-    version, raw = parse_ciphertext(item.signature, what="signature")
+    version, raw = _parse_signature(key, req, item.signature)
     settings = await settings_of(deps, key)
     if version < settings.min_decryption_version:
         raise ValidationException(TOO_OLD)
@@ -236,3 +247,57 @@ async def hash_input(deps: Deps, call: Call, req: HashRequest) -> Outcome:
     digest = hashlib.new(name, req.input).digest()
     shown = digest.hex() if req.format == "hex" else pybase64.b64encode_as_string(digest)
     return Outcome(ItemsResult(({"sum": shown},), False))
+
+
+def _parse_signature(key: Key, req: TransitSignRequest, text: str) -> tuple[int, bytes]:
+    """(version, signature as Verify takes it) of ``vault:v<N>:<...>``."""
+    if not req.jws or req.mac:
+        return parse_ciphertext(text, what="signature")
+    head, sep, encoded = text.rpartition(":")
+    version, _ = parse_ciphertext(head + ":AA==", what="signature") if sep else (0, b"")
+    try:
+        raw = pybase64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+    except ValueError:
+        raise ValidationException("invalid signature: bad base64url") from None
+    if not sep or not raw:
+        raise ValidationException("invalid signature: no prefix")
+    size = _COORDINATE.get(key.key_spec)
+    if size is None:
+        return version, raw
+    if len(raw) != 2 * size:
+        raise ValidationException("invalid signature: r || s of the wrong length")
+    return version, raw_to_der(raw)
+
+
+def der_to_raw(der: bytes, size: int) -> bytes:
+    """An ECDSA signature's DER SEQUENCE { INTEGER r, INTEGER s } as r || s,
+    each ``size`` bytes (what JWS carries)."""
+    values = []
+    at = 2 if der[1] < 0x80 else 2 + (der[1] & 0x7F)
+    for _ in range(2):
+        if der[at] != 0x02:
+            raise ValueError("not an ECDSA signature")
+        length = der[at + 1]
+        values.append(int.from_bytes(der[at + 2 : at + 2 + length], "big"))
+        at += 2 + length
+    return b"".join(v.to_bytes(size, "big") for v in values)
+
+
+def _der_integer(value: int) -> bytes:
+    body = value.to_bytes(value.bit_length() // 8 + 1, "big")  # a leading 0 keeps it positive
+    return b"\x02" + _der_length(len(body)) + body
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes((length,))
+    encoded = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((0x80 | len(encoded),)) + encoded
+
+
+def raw_to_der(raw: bytes) -> bytes:
+    """r || s (JWS) as the DER SEQUENCE that Verify takes."""
+    half = len(raw) // 2
+    body = _der_integer(int.from_bytes(raw[:half], "big"))
+    body += _der_integer(int.from_bytes(raw[half:], "big"))
+    return b"\x30" + _der_length(len(body)) + body

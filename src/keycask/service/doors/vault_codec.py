@@ -351,9 +351,9 @@ def _input(doc: Doc) -> bytes:
 def _signing_options(doc: Doc, *, mac: bool) -> dict[str, Any]:
     if doc.get("context") not in (None, ""):
         raise ValidationException("context is for derived keys, which keycask does not support")
-    marshaling = string_field(doc, "marshaling_algorithm", "asn1")
-    if marshaling not in ("asn1", None):
-        raise ValidationException("keycask marshals signatures as asn1 only (jws: not yet)")
+    marshaling = string_field(doc, "marshaling_algorithm", "asn1") or "asn1"
+    if marshaling not in ("asn1", "jws"):
+        raise ValidationException(f"unsupported marshaling algorithm {marshaling[:16]!r}")
     if doc.get("salt_length") not in (None, "", "auto", "hash"):
         raise ValidationException("keycask's PSS salt is as long as the hash (salt_length hash)")
     algorithm_field = "algorithm" if mac else "hash_algorithm"
@@ -364,6 +364,7 @@ def _signing_options(doc: Doc, *, mac: bool) -> dict[str, Any]:
         "prehashed": bool(bool_field(doc, "prehashed")),
         "signature_algorithm": string_field(doc, "signature_algorithm", "pss") or "pss",
         "mac": mac,
+        "jws": marshaling == "jws",
     }
 
 
