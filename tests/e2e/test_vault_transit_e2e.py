@@ -33,7 +33,7 @@ def _user(server: Server, policy: dict[str, Any] | None = None) -> str:
 
 
 def _admin_token(server: Server) -> str:
-    allow = {"Effect": "Allow", "Action": "kms:*", "Resource": "*"}
+    allow = {"Effect": "Allow", "Action": ["kms:*", "keycask:*VaultMount*"], "Resource": "*"}
     name = _user(server, {"Version": "2012-10-17", "Statement": [allow]})
     return _token(server, name)["Token"]
 
@@ -581,3 +581,41 @@ def test_jws_marshaling(vault: hvac.Client, kind: str, size: int) -> None:
     else:
         assert isinstance(public, rsa.RSAPublicKey)
         public.verify(raw, message, padding.PSS(padding.MGF1(digest), 32), digest)
+
+
+def test_mounts_are_namespaces_of_key_names(server: Server, vault: hvac.Client) -> None:
+    mount = f"team-{uuid.uuid4().hex[:6]}/transit"
+    vault.sys.enable_secrets_engine("transit", path=mount, description="team keys")
+    listed = vault.sys.list_mounted_secrets_engines()["data"]
+    assert listed[mount + "/"]["type"] == "transit" and "transit/" in listed
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name, mount_point=mount)
+    vault.secrets.transit.create_key(name)  # the same name in the default mount: another key
+    ours = vault.secrets.transit.read_key(name, mount_point=mount)["data"]["keycask_key_arn"]
+    theirs = vault.secrets.transit.read_key(name)["data"]["keycask_key_arn"]
+    assert ours != theirs
+    kms = server.client()
+    assert kms.describe_key(KeyId=f"alias/{mount}/{name}")["KeyMetadata"]["Arn"] == ours
+    text = vault.secrets.transit.encrypt_data(name, _b64(b"team"), mount_point=mount)
+    ciphertext = text["data"]["ciphertext"]
+    plain = vault.secrets.transit.decrypt_data(name, ciphertext, mount_point=mount)
+    assert base64.b64decode(plain["data"]["plaintext"]) == b"team"
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        vault.secrets.transit.decrypt_data(name, ciphertext)  # the other mount's key
+    assert vault.secrets.transit.list_keys(mount_point=mount)["data"]["keys"] == [name]
+    # Refusals: another engine, a path in use, a reserved path, the default mount.
+    for kind, path in (("kv", "kv-here"), ("transit", mount), ("transit", "transit/x"),
+                       ("transit", "sys/x"), ("transit", "a/keys")):  # fmt: skip
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            vault.sys.enable_secrets_engine(kind, path=path)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="cannot be disabled"):
+        vault.sys.disable_secrets_engine("transit")
+    # Disabling schedules the mount's keys for deletion and frees their names.
+    vault.sys.disable_secrets_engine(mount)
+    assert kms.describe_key(KeyId=ours)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    assert kms.describe_key(KeyId=theirs)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert mount + "/" not in vault.sys.list_mounted_secrets_engines()["data"]
+    with pytest.raises(hvac.exceptions.InvalidPath):
+        vault.secrets.transit.encrypt_data(name, _b64(b"x"), mount_point=mount)
+    record = [r for r in _records(server) if r["operation"] == "VaultSys.DisableMount"][-1]
+    assert record["outcome"] == "success" and "1 keys scheduled" in record["detail"]

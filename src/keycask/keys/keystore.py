@@ -44,6 +44,7 @@ from keycask.keys.paths import (
     RETIRING_TAIL,
     SCHED_PREFIX,
     TRANSIT_PREFIX,
+    VAULT_MOUNTS_PREFIX,
     alias_prefix,
     due_jobs,
     gone_path,
@@ -65,6 +66,7 @@ from keycask.keys.paths import (
     sched_path,
     transit_path,
     usage_path,
+    vault_mounts_path,
 )
 from keycask.ports import Write
 
@@ -106,6 +108,8 @@ class KeyStore:
         # Vault Transit settings by key id; revision 0 and b"" when the key
         # has none (every transit decrypt asks).
         self._transit: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        # Vault Transit mounts by (account, region); b"" at revision 0: none.
+        self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
 
     # -- keys --
 
@@ -404,6 +408,20 @@ class KeyStore:
     def stage_transit_settings(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(transit_path(key_id), value, expect=expect)
 
+    async def vault_mounts(self, account: str, region: str) -> Stored[bytes]:
+        """The account's Vault Transit mounts document (b"" at revision 0: none)."""
+        cached = self._mounts.get((account, region))
+        if cached is not None:
+            return cached
+        generation = self._mounts.generation
+        found = await self._barrier.get(vault_mounts_path(account, region))
+        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+        self._mounts.put((account, region), stored, generation)
+        return stored
+
+    def stage_vault_mounts(self, account: str, region: str, value: bytes, expect: int) -> Write:
+        return self._barrier.put(vault_mounts_path(account, region), value, expect=expect)
+
     # -- last use --
 
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
@@ -565,6 +583,7 @@ class KeyStore:
         self._private_keys.clear()
         self._grants.clear()
         self._transit.clear()
+        self._mounts.clear()
 
     # -- committing --
 
@@ -593,6 +612,9 @@ class KeyStore:
                 self._grants.pop(uuid.UUID(path.split("/")[1]))
             elif path.startswith(TRANSIT_PREFIX):
                 self._transit.pop(uuid.UUID(path[len(TRANSIT_PREFIX) :]))
+            elif path.startswith(VAULT_MOUNTS_PREFIX):
+                account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
+                self._mounts.pop((account, region))
 
 
 def _owner(key: Key) -> _Owner:

@@ -117,6 +117,14 @@ def transit_path(key_id: uuid.UUID) -> str:
     return f"{TRANSIT_PREFIX}{key_id}"
 
 
+VAULT_MOUNTS_PREFIX = "vault/mounts/"
+
+
+def vault_mounts_path(account: str, region: str) -> str:
+    """An account's Vault Transit mounts in a region (service/core/transit_mounts.py)."""
+    return f"{VAULT_MOUNTS_PREFIX}{account}/{region}"
+
+
 def usage_path(key_id: uuid.UUID) -> str:
     return f"usage/{key_id}"
 

@@ -199,8 +199,11 @@ async def list_keys(deps: Deps, call: Call, req: TransitListRequest) -> Outcome:
         out = await aliases.list_aliases(deps, call, ListAliasesRequest(limit=100, marker=marker))
         result = out.result
         assert isinstance(result, ListAliasesResult)
+        # A name with a slash is another mount's (or no transit key's).
         names.extend(
-            e.alias_name[len(prefix) :] for e in result.aliases if e.alias_name.startswith(prefix)
+            e.alias_name[len(prefix) :]
+            for e in result.aliases
+            if e.alias_name.startswith(prefix) and "/" not in e.alias_name[len(prefix) :]
         )
         if not result.truncated or result.next_marker is None:
             break

@@ -141,5 +141,6 @@ class TransitDataKeyRequest:
 
 @dataclass(frozen=True, slots=True)
 class TransitRandomRequest:
+    mount: str
     number_of_bytes: int = 32
     format: str = "base64"

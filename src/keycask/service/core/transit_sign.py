@@ -231,6 +231,7 @@ _HASHES = {
 
 @dataclass(frozen=True, slots=True)
 class HashRequest:
+    mount: str
     input: bytes = field(repr=False)
     algorithm: str = DEFAULT_HASH
     format: str = "hex"

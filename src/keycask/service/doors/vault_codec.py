@@ -21,7 +21,7 @@ import pybase64
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import InvalidCiphertextException, KMSError, ValidationException
 from keycask.keys.model import KeySpec
-from keycask.service.core import transit_requests, transit_sign
+from keycask.service.core import transit_mounts, transit_requests, transit_sign
 from keycask.service.door import header
 
 MOUNT: Final = "transit"
@@ -103,7 +103,7 @@ def refuse_unsupported(doc: Doc, names: Sequence[str], why: str) -> None:
             raise ValidationException(f"{name} is not supported: {why}")
 
 
-def create(name: str, doc: Doc, request: HttpRequest) -> object:
+def create(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     refuse_unsupported(
         doc,
         ("exportable", "allow_plaintext_backup"),
@@ -115,25 +115,25 @@ def create(name: str, doc: Doc, request: HttpRequest) -> object:
         "keycask does not derive transit keys (yet)",
     )
     kind = string_field(doc, "type") or transit_requests.DEFAULT_TYPE
-    return transit_requests.TransitCreateRequest(MOUNT, name, kind)
+    return transit_requests.TransitCreateRequest(mount, name, kind)
 
 
-def key(name: str, doc: Doc, request: HttpRequest) -> object:
-    return transit_requests.TransitKeyRequest(MOUNT, name)
+def key(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    return transit_requests.TransitKeyRequest(mount, name)
 
 
-def list_request(name: str, doc: Doc, request: HttpRequest) -> object:
-    return transit_requests.TransitListRequest(MOUNT)
+def list_request(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    return transit_requests.TransitListRequest(mount)
 
 
-def config(name: str, doc: Doc, request: HttpRequest) -> object:
+def config(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     refuse_unsupported(
         doc,
         ("exportable", "allow_plaintext_backup"),
         "keycask keys never leave keycask",
     )
     return transit_requests.TransitConfigRequest(
-        MOUNT,
+        mount,
         name,
         int_field(doc, "min_decryption_version"),
         int_field(doc, "min_encryption_version"),
@@ -213,21 +213,21 @@ def decrypt_item(doc: Doc) -> transit_requests.DecryptItem:
     return transit_requests.DecryptItem(text, associated)
 
 
-def encrypt(name: str, doc: Doc, request: HttpRequest) -> object:
+def encrypt(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     items, batch = batch_items(doc, encrypt_item)
-    return transit_requests.TransitEncryptRequest(MOUNT, name, items, batch)
+    return transit_requests.TransitEncryptRequest(mount, name, items, batch)
 
 
-def decrypt(name: str, doc: Doc, request: HttpRequest) -> object:
+def decrypt(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     items, batch = batch_items(doc, decrypt_item)
-    return transit_requests.TransitDecryptRequest(MOUNT, name, items, batch)
+    return transit_requests.TransitDecryptRequest(mount, name, items, batch)
 
 
-def token(name: str, doc: Doc, request: HttpRequest) -> object:
+def token(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     return TokenRequest(token_of(request) or "")
 
 
-def nothing(name: str, doc: Doc, request: HttpRequest) -> object:
+def nothing(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     return NoRequest()
 
 
@@ -314,28 +314,28 @@ def empty(result: object) -> Doc | None:
     return None
 
 
-def rewrap(name: str, doc: Doc, request: HttpRequest) -> object:
+def rewrap(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     items, batch = batch_items(doc, decrypt_item)
-    return transit_requests.TransitRewrapRequest(MOUNT, name, items, batch)
+    return transit_requests.TransitRewrapRequest(mount, name, items, batch)
 
 
-def datakey(with_plaintext: bool) -> Callable[[str, Doc, HttpRequest], object]:
-    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+def datakey(with_plaintext: bool) -> Callable[[str, str, Doc, HttpRequest], object]:
+    def decode(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
         associated = common(doc)
         bits = int_field(doc, "bits")
         return transit_requests.TransitDataKeyRequest(
-            MOUNT, name, with_plaintext, 256 if bits is None else bits, associated
+            mount, name, with_plaintext, 256 if bits is None else bits, associated
         )
 
     return decode
 
 
-def random(name: str, doc: Doc, request: HttpRequest) -> object:
+def random(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     count = int_field(doc, "bytes")
     if doc.get("source") not in (None, "", "platform"):
         raise ValidationException("keycask's random bytes come from its own source only")
     fmt = string_field(doc, "format", "base64") or "base64"
-    return transit_requests.TransitRandomRequest(32 if count is None else count, fmt)
+    return transit_requests.TransitRandomRequest(mount, 32 if count is None else count, fmt)
 
 
 def _input(doc: Doc) -> bytes:
@@ -368,11 +368,11 @@ def _signing_options(doc: Doc, *, mac: bool) -> dict[str, Any]:
     }
 
 
-def signing(*, mac: bool) -> Callable[[str, Doc, HttpRequest], object]:
-    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+def signing(*, mac: bool) -> Callable[[str, str, Doc, HttpRequest], object]:
+    def decode(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
         options = _signing_options(doc, mac=mac)
         items, batch = batch_items(doc, lambda entry: transit_sign.SignItem(_input(entry)))
-        return transit_sign.TransitSignRequest(MOUNT, name, items, batch, **options)
+        return transit_sign.TransitSignRequest(mount, name, items, batch, **options)
 
     return decode
 
@@ -385,7 +385,7 @@ def _verify_item(doc: Doc) -> transit_sign.SignItem:
     return transit_sign.SignItem(_input(doc), signature if signature is not None else mac)
 
 
-def verifying(name: str, doc: Doc, request: HttpRequest) -> object:
+def verifying(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     first = doc.get("batch_input")
     sample = first[0] if isinstance(first, list) and first and isinstance(first[0], dict) else doc
     mac = sample.get("hmac") is not None
@@ -393,7 +393,7 @@ def verifying(name: str, doc: Doc, request: HttpRequest) -> object:
     if mac and string_field(doc, "algorithm") is None:
         options["hash_algorithm"] = string_field(doc, "hash_algorithm") or transit_sign.DEFAULT_HASH
     items, batch = batch_items(doc, _verify_item)
-    return transit_sign.TransitSignRequest(MOUNT, name, items, batch, **options)
+    return transit_sign.TransitSignRequest(mount, name, items, batch, **options)
 
 
 NEVER_LEAVE = "keycask keys never leave keycask: export, backup and restore are not supported"
@@ -407,14 +407,50 @@ BYOK = (
 )
 
 
-def refused(why: str) -> Callable[[str, Doc, HttpRequest], object]:
-    def decode(name: str, doc: Doc, request: HttpRequest) -> object:
+def refused(why: str) -> Callable[[str, str, Doc, HttpRequest], object]:
+    def decode(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
         raise ValidationException(why)
 
     return decode
 
 
-def hashing(name: str, doc: Doc, request: HttpRequest) -> object:
+def hashing(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     algorithm = string_field(doc, "algorithm") or "sha2-256"
     fmt = string_field(doc, "format", "hex") or "hex"
-    return transit_sign.HashRequest(_input(doc), algorithm, fmt)
+    return transit_sign.HashRequest(mount, _input(doc), algorithm, fmt)
+
+
+def list_mounts(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    return transit_mounts.ListMountsRequest()
+
+
+def enable_mount(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    kind = string_field(doc, "type")
+    if not kind:
+        raise ValidationException("missing type: keycask mounts transit engines")
+    description = string_field(doc, "description") or ""
+    return transit_mounts.EnableMountRequest(transit_mounts.check_mount_path(name), kind,
+                                             description)  # fmt: skip
+
+
+def disable_mount(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    return transit_mounts.MountPathRequest(name)
+
+
+def mounts_out(result: transit_mounts.MountsResult) -> Doc:
+    shown = {
+        m.path + "/": {
+            "type": "transit",
+            "description": m.description,
+            "accessor": m.accessor,
+            "config": {"default_lease_ttl": 0, "max_lease_ttl": 0, "force_no_cache": False},
+            "local": False,
+            "seal_wrap": False,
+            "external_entropy_access": False,
+            "options": None,
+            "plugin_version": "",
+        }
+        for m in result.mounts
+    }
+    # Vault answers the mounts both under data and at the top level.
+    return {**shown, "data": shown}

@@ -37,7 +37,7 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Write
-from keycask.service.core import transit, transit_sign
+from keycask.service.core import transit, transit_mounts, transit_sign
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Caller, Outcome
 from keycask.service.core.deps import Deps
@@ -64,7 +64,7 @@ class Route:
     """One (method, path shape) the door serves."""
 
     name: str  # as audited: "VaultTransit.Encrypt"
-    decode: Callable[[str, Doc, HttpRequest], object]
+    decode: Callable[[str, str, Doc, HttpRequest], object]
     encode: Callable[[Any], Doc | None]
     # The core operation (service/core/transit*.py); None: the door's own.
     handler: Callable[[Deps, Call, Any], Awaitable[Outcome]] | None = None
@@ -121,6 +121,12 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "export/"): Route(_T + "ExportKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
     ("GET", "backup/"): Route(_T + "BackupKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
     ("POST", "restore"): Route(_T + "RestoreKey", codec.refused(codec.NEVER_LEAVE), codec.empty),
+    ("GET", "sys/mounts"): Route("VaultSys.ListMounts", codec.list_mounts, codec.mounts_out,
+                                 transit_mounts.list_mounts),
+    ("POST", "sys/mounts/"): Route("VaultSys.EnableMount", codec.enable_mount, codec.empty,
+                                   transit_mounts.enable_mount, mutates=True),
+    ("DELETE", "sys/mounts/"): Route("VaultSys.DisableMount", codec.disable_mount, codec.empty,
+                                     transit_mounts.disable_mount, mutates=True),
     ("GET", "sys/health"): Route("VaultSys.Health", codec.nothing, _health, authenticated=False),
     ("GET", "sys/seal-status"): Route("VaultSys.SealStatus", codec.nothing, _health,
                                       authenticated=False),
@@ -130,6 +136,9 @@ ROUTES: dict[tuple[str, str], Route] = {
 }  # fmt: skip
 _SHAPES = frozenset(shape for _, shape in ROUTES)
 _KEY_ACTIONS = frozenset({"rotate", "config", "trim", "import", "import_version"})
+# First path segments that are never a mount's.
+_RESERVED = frozenset({"sys", "auth"})
+_HEADS = transit_mounts.OPERATION_SEGMENTS
 # Routes whose last path segment, after the key name, is a parameter.
 _TRAILING = {"hmac": "algorithm", "sign": "hash_algorithm", "verify": "hash_algorithm"}
 
@@ -137,6 +146,7 @@ _TRAILING = {"hmac": "algorithm", "sign": "hash_algorithm", "verify": "hash_algo
 @dataclass(frozen=True, slots=True)
 class Matched:
     route: Route | None
+    mount: str  # the transit mount's path ("" for sys/ and auth/ routes)
     name: str  # the key name ("" if none)
     params: dict[str, str]  # parameters in the path (the hash algorithm, the byte count)
     known: bool  # a path this door serves under another method: 405, not 404
@@ -165,12 +175,18 @@ def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
         method = "LIST"
     if method == "PUT":
         method = "POST"  # Vault takes both for writes
-    name = ""
+    name = mount = ""
     params: dict[str, str] = {}
     shape = path
-    if path.startswith(codec.MOUNT + "/"):
-        parts = path[len(codec.MOUNT) + 1 :].split("/")
-        head, count = parts[0], len(parts)
+    parts = path.split("/")
+    if path.startswith("sys/mounts/") and len(path) > len("sys/mounts/"):
+        name, shape = path[len("sys/mounts/") :], "sys/mounts/"
+    elif parts[0] not in _RESERVED:
+        # The mount is everything before the first segment naming an
+        # operation (a mount's own segments never do: transit_mounts.py).
+        at = next((i for i, part in enumerate(parts) if i and part in _HEADS), len(parts))
+        mount, parts = "/".join(parts[:at]), parts[at:]
+        head, count = (parts[0], len(parts)) if parts else ("", 0)
         shape = "/".join(parts)
         if head in ("keys", "encrypt", "decrypt", "rewrap", *_TRAILING) and count == 2:
             name, shape = parts[1], head + "/"
@@ -187,7 +203,7 @@ def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
         elif head in ("export", "backup", "restore") and count >= 2:
             name, shape = parts[-1], head + "/"
     found = ROUTES.get((method, shape))
-    return Matched(found, name, params, found is None and shape in _SHAPES)
+    return Matched(found, mount, name, params, found is None and shape in _SHAPES)
 
 
 async def _never(call: Call, req: object) -> Outcome:
@@ -233,7 +249,13 @@ class VaultTransitDoor:
         self._routes: dict[str, Route] = {}
         for route in ROUTES.values():
             handler = route.handler
-            run = partial(handler, deps) if handler is not None else own[route.name]
+            if handler is None:
+                run = own[route.name]
+            elif route.name.startswith(_T):
+                # A transit route: served only in an enabled mount.
+                run = partial(transit_mounts.mounted(handler), deps)
+            else:
+                run = partial(handler, deps)
             self._actions[route.name] = Action(route.name, run, route.mutates)
             self._routes[route.name] = route
 
@@ -281,7 +303,7 @@ class VaultTransitDoor:
         matched = route_of(request.method, request.raw_path, request.query_string)
         doc = codec.body(request) if request.method in ("POST", "PUT") else {}
         doc.update(matched.params)  # the path's parameters win, as in Vault
-        return route.decode(matched.name, doc, request)
+        return route.decode(matched.mount, matched.name, doc, request)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
         doc = self._routes[action.name].encode(result)
