@@ -111,6 +111,11 @@ def test_no_token_or_a_bad_one_is_403_with_vaults_body(server: Server) -> None:
     bearer = requests.get(server.endpoint + "/v1/auth/token/lookup-self",
                           headers={"Authorization": "Bearer kct.nope"}, timeout=30)  # fmt: skip
     assert bearer.status_code == 403
+    # A good token works as a Bearer too.
+    token = _token(server, _user(server))["Token"]
+    good = requests.get(server.endpoint + "/v1/auth/token/lookup-self",
+                        headers={"Authorization": f"Bearer {token}"}, timeout=30)  # fmt: skip
+    assert good.status_code == 200 and good.json()["data"]["ttl"] > 3500
 
 
 def test_sys_health_and_seal_status(vault: hvac.Client) -> None:
@@ -329,6 +334,7 @@ def test_hmac_and_verify(vault: hvac.Client) -> None:
         ("ed25519", {}),
         ("rsa-2048", {}),
         ("rsa-3072", {"signature_algorithm": "pkcs1v15", "hash_algorithm": "sha2-384"}),
+        ("rsa-4096", {"hash_algorithm": "sha2-512", "prehashed": False}),
     ],
 )
 def test_sign_and_verify_checked_by_cryptography(
