@@ -625,3 +625,27 @@ def test_mounts_are_namespaces_of_key_names(server: Server, vault: hvac.Client) 
         vault.secrets.transit.encrypt_data(name, _b64(b"x"), mount_point=mount)
     record = [r for r in _records(server) if r["operation"] == "VaultSys.DisableMount"][-1]
     assert record["outcome"] == "success" and "1 keys scheduled" in record["detail"]
+
+
+def test_key_version_and_min_encryption_version(server: Server, vault: hvac.Client) -> None:
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    vault.secrets.transit.rotate_key(name)
+    vault.secrets.transit.rotate_key(name)
+    old = vault.secrets.transit.encrypt_data(name, _b64(b"v1"), key_version=1)["data"]
+    assert old["ciphertext"].startswith("vault:v1:") and old["key_version"] == 1
+    plain = vault.secrets.transit.decrypt_data(name, old["ciphertext"])["data"]["plaintext"]
+    assert base64.b64decode(plain) == b"v1"
+    # The AWS door opens it too: the same blob, naming version 1.
+    blob = base64.b64decode(old["ciphertext"].split(":", 2)[2])
+    assert server.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"v1"
+    latest = vault.secrets.transit.encrypt_data(name, _b64(b"v3"), key_version=3)["data"]
+    assert latest["key_version"] == 3
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="invalid key version"):
+        vault.secrets.transit.encrypt_data(name, _b64(b"v4"), key_version=4)
+    vault.secrets.transit.update_key_configuration(name, min_encryption_version=2)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="minimum encryption key version"):
+        vault.secrets.transit.encrypt_data(name, _b64(b"v1"), key_version=1)
+    assert vault.secrets.transit.encrypt_data(name, _b64(b"v2"), key_version=2)["data"][
+        "ciphertext"
+    ].startswith("vault:v2:")

@@ -35,11 +35,17 @@ from keycask.errors import (
     AccessDeniedException,
     KMSError,
     NotFoundException,
-    UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.model import Alias, Key, KeySpec, KeyUsage, alias_arn
-from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, mrk_blob_header
+from keycask.keys.model import (
+    SYMMETRIC_DEFAULT_ALGORITHM,
+    Alias,
+    Key,
+    KeySpec,
+    KeyUsage,
+    alias_arn,
+)
+from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_blob_header
 from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -335,22 +341,27 @@ async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome
             answers.append(item)
             continue
         try:
-            if item.key_version is not None and item.key_version not in (0, key.current_version):
-                raise UnsupportedOperationException(
-                    "keycask encrypts with the latest key version only "
-                    f"({key.current_version}); key_version {item.key_version} is not supported"
+            wanted = item.key_version or key.current_version
+            if not 1 <= wanted <= key.current_version:
+                raise ValidationException(
+                    f"invalid key version {wanted}: the latest is {key.current_version}"
                 )
-            if settings.min_encryption_version > key.current_version:
-                raise ValidationException("requested version for encryption is less than min")
-            out = await crypto.encrypt(
-                deps,
-                call,
-                EncryptRequest(
-                    key_id=ref,
-                    plaintext=item.plaintext,
-                    encryption_context=_context(item.associated_data),
-                ),
-            )
+            if wanted < settings.min_encryption_version:
+                raise ValidationException(
+                    "requested version for encryption is less than the minimum encryption "
+                    "key version"
+                )
+            context = _context(item.associated_data)
+            if wanted == key.current_version:
+                out = await crypto.encrypt(
+                    deps,
+                    call,
+                    EncryptRequest(
+                        key_id=ref, plaintext=item.plaintext, encryption_context=context
+                    ),
+                )
+            else:
+                out = await _encrypt_older(deps, call, ref, item.plaintext, context, version=wanted)
         except AccessDeniedException:
             raise
         except KMSError as error:
@@ -365,6 +376,31 @@ async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome
             {"ciphertext": ciphertext(version, result.ciphertext_blob), "key_version": version}
         )
     return Outcome(ItemsResult(tuple(answers), req.batch))
+
+
+async def _encrypt_older(
+    deps: Deps,
+    call: Call,
+    ref: str,
+    plaintext: bytes,
+    context: dict[str, str] | None,
+    *,
+    version: int,
+) -> Outcome:
+    """Encrypt under an older version (Vault's key_version): what Encrypt
+    checks, with the same action, state and condition keys, then the blob
+    sealed under that version's material."""
+    call.encryption_context = context
+    call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
+    key = (
+        await use_key(deps.keys, call, ref, "kms:Encrypt", state="Encrypt", allow_alias=True)
+    ).value
+    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+        raise ValidationException("key_version applies to aes256-gcm96 keys only")
+    blob, _ = await crypto.seal_for(
+        deps, call, key, plaintext, encode_context(context), version=version
+    )
+    return Outcome(EncryptResult(blob, key.arn, SYMMETRIC_DEFAULT_ALGORITHM))
 
 
 async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome:

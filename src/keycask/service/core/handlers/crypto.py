@@ -99,11 +99,20 @@ async def symmetric_key_for(deps: Deps, call: Call, ref: str, operation: str) ->
 
 
 async def seal_for(
-    deps: Deps, call: Call, key: Key, plaintext: bytes, context: bytes
+    deps: Deps,
+    call: Call,
+    key: Key,
+    plaintext: bytes,
+    context: bytes,
+    *,
+    version: int | None = None,
 ) -> tuple[bytes, str | None]:
-    """A ciphertext blob under the key's current version, and that version's
-    KeyMaterialId."""
-    key_id, version = key.key_id, key.current_version
+    """A ciphertext blob under the key's current version (or ``version``, one
+    that has been current: Vault Transit's ``key_version``), and that
+    version's KeyMaterialId."""
+    key_id = key.key_id
+    if version is None:
+        version = key.current_version
     if key.mrk is None:
         material = await deps.keys.material(key_id, version)
         header: AnyBlobHeader = BlobHeader(key_id, version)
@@ -116,8 +125,8 @@ async def seal_for(
         raise KMSInternalException("key material is missing")
     blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
-    current = key.current
-    return blob, None if current is None else current.material_id
+    entry = key.version(version)
+    return blob, None if entry is None else entry.material_id
 
 
 async def _private(deps: Deps, call: Call, key: Key) -> PrivateKey:
