@@ -106,7 +106,7 @@ def test_json_wherever_a_command_prints_data() -> None:
         prints = path[-1:] not in (
             ("delete",), ("delete-policy",), ("put-policy",), ("tag",), ("untag",),
             ("update-role",),
-            ("activate",), ("deactivate",), ("get-policy",),
+            ("activate",), ("deactivate",), ("get-policy",), ("revoke",),
             # Their output is the data itself (a message, a plaintext).
             ("encrypt",), ("decrypt",),
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """Vault Transit's operations over keycask's own (the Vault door,
 ``service/doors/vault_transit.py``, decodes the wire into these requests).
 
-Why one module of ~520 lines: every operation here names its key the same
+Why one module of ~570 lines: every operation here names its key the same
 way (mount and name -> alias -> key), and the ones that read or make
 ciphertexts share one format (``vault:v<N>:``), one parser and one
 min_decryption_version check, which must not drift apart; signing, with its
