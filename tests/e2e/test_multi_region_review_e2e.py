@@ -4,9 +4,13 @@ and the edges of the set's lifecycle the lifecycle tests leave out."""
 
 from __future__ import annotations
 
+import threading
 import uuid
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
+from botocore.exceptions import ClientError
 from tests.conftest import Server
 
 from keycask.keys.ids import parse_mrk, record_id
@@ -40,3 +44,74 @@ def test_list_retirable_grants_marker_names_no_record_id(server: Server) -> None
             break
         kwargs = {"Marker": page["NextMarker"]}
     assert sorted(seen) == sorted(made)
+
+
+def _race(*calls: Callable[[], Any]) -> list[str]:
+    """Run ``calls`` at once from threads; each one's answer: "OK" or its
+    error code (any 5xx fails the test)."""
+    answers: list[str] = [""] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            calls[i]()
+            answers[i] = "OK"
+        except ClientError as error:
+            status = error.response["ResponseMetadata"]["HTTPStatusCode"]
+            answers[i] = f"{error.response['Error']['Code']}/{status}"
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def _copies_agree(clients: dict[str, Any], key_id: str) -> dict[str, Any]:
+    seen = [clients[r].describe_key(KeyId=key_id)["KeyMetadata"] for r in clients]
+    shared = {
+        (
+            m["MultiRegionConfiguration"]["PrimaryKey"]["Region"],
+            tuple(sorted(r["Region"] for r in m["MultiRegionConfiguration"]["ReplicaKeys"])),
+            m.get("CurrentKeyMaterialId"),
+        )
+        for m in seen
+    }
+    assert len(shared) == 1, seen
+    return seen[0]
+
+
+def test_concurrent_replications_to_one_region_make_one_replica(server: Server) -> None:
+    east = server.client(region=EAST)
+    key_id = east.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    callers = [server.client(region=EAST) for _ in range(4)]
+    answers = _race(*[partial(c.replicate_key, KeyId=key_id, ReplicaRegion=WEST) for c in callers])
+    assert sorted(answers) == ["AlreadyExistsException/400"] * 3 + ["OK"], answers
+    meta = _copies_agree({r: server.client(region=r) for r in (EAST, WEST)}, key_id)
+    assert [r["Region"] for r in meta["MultiRegionConfiguration"]["ReplicaKeys"]] == [WEST]
+
+
+def test_primary_moving_while_it_rotates_leaves_every_copy_agreeing(server: Server) -> None:
+    clients = {r: server.client(region=r) for r in (EAST, WEST)}
+    key_id = clients[EAST].create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    clients[EAST].replicate_key(KeyId=key_id, ReplicaRegion=WEST)
+    blob = clients[EAST].encrypt(KeyId=key_id, Plaintext=b"before")["CiphertextBlob"]
+    a, b, c = (server.client(region=EAST) for _ in range(3))
+    answers = _race(
+        partial(a.update_primary_region, KeyId=key_id, PrimaryRegion=WEST),
+        partial(b.rotate_key_on_demand, KeyId=key_id),
+        partial(c.enable_key_rotation, KeyId=key_id),
+    )
+    assert answers[0] == "OK", answers
+    # Whichever ran after the move found a replica in us-east-1 (AWS's answer).
+    assert set(answers[1:]) <= {"OK", "UnsupportedOperationException/400"}, answers
+    meta = _copies_agree(clients, key_id)
+    assert meta["MultiRegionConfiguration"]["PrimaryKey"]["Region"] == WEST
+    rotation = {
+        clients[r].get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"] for r in clients
+    }
+    assert rotation == {answers[2] == "OK"}
+    for client in clients.values():
+        assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"before"
