@@ -10,6 +10,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+import pytest
 from botocore.exceptions import ClientError
 from tests.conftest import Server
 
@@ -115,3 +116,26 @@ def test_primary_moving_while_it_rotates_leaves_every_copy_agreeing(server: Serv
     assert rotation == {answers[2] == "OK"}
     for client in clients.values():
         assert client.decrypt(CiphertextBlob=blob)["Plaintext"] == b"before"
+
+
+def test_a_v1_ciphertext_naming_a_record_id_is_not_a_ciphertext(server: Server) -> None:
+    """A record id never names a key, in a ciphertext either: a format-v1
+    blob carrying one is garbage, whatever the copy's state, and no key is
+    authorized, audited or reported for it."""
+    east = server.client(region=EAST)
+    key_id = east.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    mrk = parse_mrk(key_id)
+    assert mrk is not None
+    blob = east.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"]
+    assert blob[0] == 2
+    forged = b"\x01" + record_id(mrk, EAST).bytes + blob[17:]
+    for _ in range(2):
+        with pytest.raises(ClientError) as caught:
+            east.decrypt(CiphertextBlob=forged)
+        assert caught.value.response["Error"]["Code"] == "InvalidCiphertextException"
+        east.disable_key(KeyId=key_id)
+    # Destroyed copies are remembered by record id too: still garbage.
+    east.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    with pytest.raises(ClientError) as caught:
+        east.decrypt(CiphertextBlob=forged)
+    assert caught.value.response["Error"]["Code"] == "InvalidCiphertextException"
