@@ -4,6 +4,7 @@ and the edges of the set's lifecycle the lifecycle tests leave out."""
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from collections.abc import Callable
@@ -139,3 +140,58 @@ def test_a_v1_ciphertext_naming_a_record_id_is_not_a_ciphertext(server: Server) 
     with pytest.raises(ClientError) as caught:
         east.decrypt(CiphertextBlob=forged)
     assert caught.value.response["Error"]["Code"] == "InvalidCiphertextException"
+
+
+def test_another_account_cannot_replicate_or_move_a_set_even_if_its_policy_allows(
+    server: Server,
+) -> None:
+    """ReplicateKey and UpdatePrimaryRegion are not cross-account (AWS): a
+    key policy letting account B do kms:* does not let B copy A's key into
+    a region, or move its primary; B still decrypts where the policy allows."""
+    other = "222233334444"
+    name = f"mrk-other-{uuid.uuid4().hex[:8]}"
+    made = json.loads(
+        server.cli(
+            "principals", "create", name, "--json", "--admin", "--account", other, "--offline"
+        ).stdout
+    )
+    east = server.client(region=EAST)
+    key = east.create_key(MultiRegion=True)["KeyMetadata"]
+    policy = json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"AWS": [f"arn:aws:iam::{key['AWSAccountId']}:root", made["Arn"]]},
+                    "Action": "kms:*",
+                    "Resource": "*",
+                }
+            ],
+        }
+    )
+    east.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
+    east.replicate_key(KeyId=key["KeyId"], ReplicaRegion=WEST, Policy=policy)
+    blob = east.encrypt(KeyId=key["KeyId"], Plaintext=b"shared")["CiphertextBlob"]
+    creds = (made["AccessKeyId"], made["SecretAccessKey"])
+    b_east, b_west = server.client(creds, region=EAST), server.client(creds, region=WEST)
+    west_arn = key["Arn"].replace(EAST, WEST)
+    for call in (
+        partial(b_east.replicate_key, KeyId=key["Arn"], ReplicaRegion="eu-west-1"),
+        partial(b_east.update_primary_region, KeyId=key["Arn"], PrimaryRegion=WEST),
+    ):
+        with pytest.raises(ClientError) as caught:
+            call()
+        error = caught.value.response["Error"]
+        assert error["Code"] == "AccessDeniedException", error
+        assert "cannot be used across accounts" in error["Message"], error
+    config = east.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["MultiRegionConfiguration"]
+    assert config["PrimaryKey"]["Region"] == EAST
+    assert [r["Region"] for r in config["ReplicaKeys"]] == [WEST]
+    # Cross-account use the policy allows still works, in the replica's region.
+    opened = b_west.decrypt(CiphertextBlob=blob, KeyId=west_arn)
+    assert opened["Plaintext"] == b"shared" and opened["KeyId"] == west_arn
+    # A bare mrk id means the caller's own account: nothing there.
+    with pytest.raises(ClientError) as caught:
+        b_west.describe_key(KeyId=key["KeyId"])
+    assert caught.value.response["Error"]["Code"] == "NotFoundException"
