@@ -4,6 +4,7 @@ and the edges of the set's lifecycle the lifecycle tests leave out."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import uuid
@@ -195,3 +196,25 @@ def test_another_account_cannot_replicate_or_move_a_set_even_if_its_policy_allow
     with pytest.raises(ClientError) as caught:
         b_west.describe_key(KeyId=key["KeyId"])
     assert caught.value.response["Error"]["Code"] == "NotFoundException"
+
+
+def test_grant_tokens_of_a_multi_region_key_carry_no_record_id(server: Server) -> None:
+    clients = {r: server.client(region=r) for r in (EAST, WEST)}
+    key = clients[EAST].create_key(MultiRegion=True)["KeyMetadata"]
+    mrk = parse_mrk(key["KeyId"])
+    assert mrk is not None
+    clients[EAST].replicate_key(KeyId=key["KeyId"], ReplicaRegion=WEST)
+    grantee = f"arn:aws:iam::{key['AWSAccountId']}:role/grantee-{uuid.uuid4().hex[:12]}"
+    made = clients[EAST].create_grant(
+        KeyId=key["KeyId"], GranteePrincipal=grantee, Operations=["Encrypt", "RetireGrant"]
+    )
+    token = made["GrantToken"]
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    assert not any(record_id(mrk, r).bytes in raw for r in (EAST, WEST)), raw.hex()
+    # The token still works where its grant is, and only there.
+    clients[EAST].encrypt(KeyId=key["KeyId"], Plaintext=b"x", GrantTokens=[token])
+    with pytest.raises(ClientError) as caught:
+        clients[WEST].retire_grant(GrantToken=token)
+    assert caught.value.response["Error"]["Code"] == "NotFoundException"
+    clients[EAST].retire_grant(GrantToken=token, KeyId=key["Arn"])
+    assert clients[EAST].list_grants(KeyId=key["KeyId"])["Grants"] == []

@@ -384,7 +384,7 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
     if existing is not None:
         # The same grant again: its id, and a token of its own.
         grant = existing.value
-        token, digest = new_grant_token(key.key_id, grant.grant_id)
+        token, digest = new_grant_token(key, grant.grant_id)
         hashes = (*grant.token_hashes, digest)[-MAX_TOKENS_PER_GRANT:]
         call.detail = f"grant {grant.grant_id} (existing, same Name and parameters)"
         writes = deps.keys.stage_put_grant(
@@ -397,7 +397,7 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
             f"{key.arn} has {len(grants)} grants, the most a key can have."
         )
     grant_id = random_bytes(32).hex()
-    token, digest = new_grant_token(key.key_id, grant_id)
+    token, digest = new_grant_token(key, grant_id)
     grant = Grant(
         grant_id=grant_id,
         key_id=key.key_id,
@@ -599,7 +599,7 @@ async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
 
 async def retire_grant(deps: Deps, call: Call, req: RetireGrantRequest) -> Outcome:
     if req.grant_token is not None:
-        token = parse_grant_token(req.grant_token)
+        token = parse_grant_token(req.grant_token, call.region)
         if req.grant_id is not None and req.grant_id != token.grant_id:
             raise ValidationException("GrantId does not identify the grant of the GrantToken.")
         if req.key_id is not None:
