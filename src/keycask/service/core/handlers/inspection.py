@@ -1,0 +1,250 @@
+"""Read-only admin operations the web console needs and the CLI has offline:
+``LintPolicy`` (``keycask policy lint`` on a document not yet saved) and
+``ListAuditRecords`` (this node's recent audit records, filtered, and on
+request the chain's verification as ``keycask audit verify`` does it).
+
+Like every admin operation they are signed, authorized and audited
+(``KeycaskAdmin.<Op>``, action ``keycask:<Op>`` on the caller's account,
+``arn:aws:iam::<account>:root``, decided by identity policies;
+administrators are allowed by their allow-all policy). Neither changes
+anything. ``ListAuditRecords`` shows only records of the caller's own
+account: those whose principal or key is in it (a node's log holds every
+account's requests, and refusals of callers nobody authenticated belong to
+no account, so it never shows them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from keycask.audit import anchor
+from keycask.audit.chain import SEGMENT_SUFFIX, verify
+from keycask.auth.credentials import CredentialStore
+from keycask.barrier import Barrier
+from keycask.errors import ValidationException
+from keycask.keys.model import iam_root_arn
+from keycask.policy.document import parse_policy
+from keycask.policy.lint import (
+    LintFinding,
+    lint_identity_policy,
+    lint_key_policy,
+    lint_trust_policy,
+)
+from keycask.service.core.call import Call, Outcome
+
+# How much of each segment's end ListAuditRecords reads: the recent records.
+TAIL_BYTES = 4 * 1024 * 1024
+MAX_RECORDS = 500
+DEFAULT_RECORDS = 50
+PolicyKind = Literal["key", "identity", "trust"]
+POLICY_KINDS: dict[str, PolicyKind] = {"key": "key", "identity": "identity", "trust": "trust"}
+
+
+@dataclass(frozen=True, slots=True)
+class LintPolicyRequest:
+    policy_document: str
+    kind: PolicyKind = "key"
+    account: str | None = None
+    key_tags: tuple[tuple[str, str], ...] = ()
+    admin: bool = False  # identity: the principal holding it is an administrator
+    name: str = "policy"  # identity: the policy's name; trust: the role's ARN
+
+
+@dataclass(frozen=True, slots=True)
+class LintPolicyResult:
+    findings: tuple[LintFinding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListAuditRecordsRequest:
+    limit: int = DEFAULT_RECORDS
+    key: str | None = None  # a key id or ARN: records whose key ARN contains it
+    principal: str | None = None  # records whose principal ARN contains it
+    operation: str | None = None  # the operation, exactly (e.g. CreateKey)
+    outcome: str | None = None  # success | error
+    verify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    ok: bool
+    records: int
+    segments: int
+    anchored: bool  # checked against the store's anchors and audit key
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListAuditRecordsResult:
+    records: tuple[Mapping[str, object], ...]
+    chain: ChainStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inspector:
+    """What the operations read: the credential store (the account's
+    administrators, whom the key policy lint trusts), this node's audit
+    directory, and the barrier its anchors and audit key are read through."""
+
+    credentials: CredentialStore
+    directory: Path
+    barrier: Barrier
+
+
+Handler = Callable[[Inspector, Call, Any], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionOperation:
+    name: str
+    request: type
+    handler: Handler
+    mutates: bool
+
+
+async def _allow(call: Call, operation: str, account: str | None) -> str:
+    account = account or call.account
+    if account != call.account:
+        raise ValidationException("Account must be the caller's own account.")
+    await call.authorize("keycask:" + operation, resource=iam_root_arn(account))
+    return account
+
+
+# -- LintPolicy --
+
+
+async def lint_policy(inspector: Inspector, call: Call, req: LintPolicyRequest) -> Outcome:
+    account = await _allow(call, "LintPolicy", req.account)
+    # A document that does not parse: MalformedPolicyDocumentException, as
+    # PutKeyPolicy would answer.
+    policy = parse_policy(req.policy_document, kind=req.kind)
+    if req.kind == "key":
+        principals = await inspector.credentials.list_principals(account, "", 1000)
+        admins = {p.arn for p in principals if p.admin}
+        findings = lint_key_policy(
+            policy, key_tags=dict(req.key_tags), admins=admins, key_account=account
+        )
+    elif req.kind == "identity":
+        findings = lint_identity_policy(req.name, policy, principal_is_admin=req.admin)
+    else:
+        findings = lint_trust_policy(req.name, policy)
+    call.detail = f"{req.kind} policy: {len(findings)} finding(s)"
+    return Outcome(LintPolicyResult(tuple(findings)))
+
+
+# -- ListAuditRecords --
+
+
+def _account_of(arn: object) -> str | None:
+    if not isinstance(arn, str):
+        return None
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 and parts[0] == "arn" else None
+
+
+def _tail_lines(path: Path) -> list[bytes]:
+    with path.open("rb") as stream:
+        size = stream.seek(0, 2)
+        start = max(0, size - TAIL_BYTES)
+        stream.seek(start)
+        data = stream.read(size - start)
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # the first is cut
+    return [line for line in lines if line]
+
+
+def _matches(record: Mapping[str, object], account: str, req: ListAuditRecordsRequest) -> bool:
+    principal, key = record.get("principal"), record.get("key_arn")
+    if account not in (_account_of(principal), _account_of(key)):
+        return False
+    if req.key is not None and not (isinstance(key, str) and req.key in key):
+        return False
+    if req.principal is not None and not (
+        isinstance(principal, str) and req.principal in principal
+    ):
+        return False
+    if req.operation is not None and record.get("operation") != req.operation:
+        return False
+    return req.outcome is None or record.get("outcome") == req.outcome
+
+
+def _recent(directory: Path, account: str, req: ListAuditRecordsRequest) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = []
+    for segment in sorted(directory.glob(f"*{SEGMENT_SUFFIX}")):
+        for line in _tail_lines(segment):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line: verify reports it
+            if isinstance(record, dict) and _matches(record, account, req):
+                record.pop("prev", None)
+                record.pop("mac", None)
+                record["segment"] = segment.name.removesuffix(SEGMENT_SUFFIX)
+                found.append(record)
+    found.sort(key=lambda r: str(r.get("time", "")), reverse=True)
+    return found[: req.limit]
+
+
+async def _chain(audit: Inspector) -> ChainStatus:
+    try:
+        anchors = await anchor.load(audit.barrier)
+        key = await anchor.load_key(audit.barrier)
+    except Exception:  # sealed, or the store not answering: the chain alone
+        anchors, key = None, None
+    names = {p.name.removesuffix(SEGMENT_SUFFIX) for p in audit.directory.glob("*.jsonl")}
+    mine = None if anchors is None else {k: v for k, v in anchors.items() if k in names}
+    result = await asyncio.to_thread(verify, audit.directory, mine, key)
+    problem = None
+    if not result.ok:
+        where = "" if result.file is None else f"{result.file.name} line {result.line}: "
+        problem = where + (result.problem or "")
+    return ChainStatus(result.ok, result.records, result.segments, anchors is not None, problem)
+
+
+async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecordsRequest) -> Outcome:
+    account = await _allow(call, "ListAuditRecords", None)
+    records = await asyncio.to_thread(_recent, audit.directory, account, req)
+    chain = await _chain(audit) if req.verify else None
+    call.detail = f"{len(records)} record(s)" + (", chain verified" if req.verify else "")
+    return Outcome(ListAuditRecordsResult(tuple(records), chain))
+
+
+OPERATIONS: Mapping[str, InspectionOperation] = {
+    op.name: op
+    for op in (
+        InspectionOperation("LintPolicy", LintPolicyRequest, lint_policy, False),
+        InspectionOperation("ListAuditRecords", ListAuditRecordsRequest, list_audit_records, False),
+    )
+}
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_RECORDS:
+        raise ValidationException(f"Limit must be between 1 and {MAX_RECORDS}.")
+    return limit
+
+
+def check_outcome(outcome: str | None) -> str | None:
+    if outcome not in (None, "success", "error"):
+        raise ValidationException("Outcome must be success or error.")
+    return outcome
+
+
+def check_kind(kind: str) -> PolicyKind:
+    if kind not in POLICY_KINDS:
+        raise ValidationException(f"Kind must be one of {', '.join(POLICY_KINDS)}.")
+    return POLICY_KINDS[kind]
+
+
+def findings_doc(findings: Sequence[LintFinding]) -> list[dict[str, str]]:
+    return [
+        {"Severity": f.severity, "Statement": f.statement, "Rule": f.rule, "Message": f.message}
+        for f in findings
+    ]
