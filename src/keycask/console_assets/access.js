@@ -10,7 +10,8 @@ function secretOnce(accessKeyId, secret) {
   const box = h("div", { class: "secret-once", role: "alert" },
     h("p", {}, h("strong", {}, "Copy the secret access key now: keycask shows it only once.")),
     dl([["Access key id", accessKeyId]]), h("p", {}, "Secret access key: ", value),
-    h("button", { type: "button", onclick: () => box.remove() }, "I have copied it"));
+    h("button", { type: "button", onclick: () => { box.remove(); reload(); } },
+      "I have copied it"));
   return box;
 }
 

@@ -203,10 +203,15 @@ function createView(view) {
 
 // -- routing --
 
+let routes = 0;
+
 async function route() {
   if (!api.signedIn()) { showSignIn(); return; }
   const parts = location.hash.replace(/^#\/?/, "").split("/").map(decodeURIComponent);
-  const view = clear($("view"));
+  // Each page is drawn detached and shown only if no later navigation
+  // started meanwhile (a slow page never lands on top of the next one).
+  const token = ++routes;
+  const view = h("div");
   for (const link of $("nav").querySelectorAll("a")) {
     const current = location.hash.startsWith(link.getAttribute("href"))
       || (link.getAttribute("href") === "#/keys" && parts[0] === "key");
@@ -232,6 +237,8 @@ async function route() {
   } else {
     view.append(h("h1", {}, "Not found"), h("p", {}, "No such page."));
   }
+  if (token !== routes || !api.signedIn()) return;
+  clear($("view")).append(view);
   const heading = view.querySelector("h1");
   if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
 }

@@ -137,13 +137,19 @@ async function policy(panel, meta) {
       results.append(h("p", { class: "problem" }, `Not JSON: ${error.message}`));
       return false;
     }
+    const tagList = (await attempt("Reading the key's tags", () =>
+      api.all("ListResourceTags", { KeyId: meta.KeyId }, "Tags"))) || [];
+    const keyTags = Object.fromEntries(tagList.map((t) => [t.TagKey, t.TagValue]));
     const linted = await attempt("Checking the policy", () => api.admin("LintPolicy",
-      { PolicyDocument: editor.value, Kind: "key", KeyId: meta.KeyId }));
+      { PolicyDocument: editor.value, Kind: "key", KeyTags: keyTags }));
     if (!linted) return false;
     const findings = linted.Findings || [];
-    results.append(findings.length
-      ? [h("p", {}, `${findings.length} finding(s) by keycask policy lint:`), findingsList(findings)]
-      : h("p", { class: "ok" }, "keycask policy lint found nothing to flag."));
+    if (findings.length) {
+      results.append(h("p", {}, `${findings.length} finding(s) by keycask policy lint:`),
+                     findingsList(findings));
+    } else {
+      results.append(h("p", { class: "ok" }, "keycask policy lint found nothing to flag."));
+    }
     save.disabled = false;
     return true;
   };
@@ -158,7 +164,8 @@ async function policy(panel, meta) {
       status("Key policy saved.");
       reload();
     } catch (error) {
-      const lockout = /lockout|lock.*out|safety check/i.test(error.message);
+      const lockout = /will not allow you to update the key policy|lockout safety check/i
+        .test(error.message);
       results.append(h("div", { class: "refusal", id: "policy-refusal", role: "alert" },
         h("strong", {}, lockout ? "Refused by the lockout safety check. "
                                 : `Refused (${error.code}). `),

@@ -47,7 +47,7 @@ A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
     LintPolicy            {PolicyDocument, Kind?: key|identity|trust, Account?,
                           KeyTags?{k: v}, Admin?, Name?} -> {Findings: [{Severity,
                           Statement, Rule, Message}]}: keycask policy lint on a
-                          document (a malformed one: MalformedPolicyDocumentException)
+                          document (a malformed one: the malformed-policy finding)
     ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?}
                           -> {Records: [...], Chain?: {Ok, Records, Segments, Anchored,
                           Problem?}}: this node's recent records of the caller's

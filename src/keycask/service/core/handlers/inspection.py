@@ -16,7 +16,7 @@ no account, so it never shows them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +27,11 @@ from keycask.audit import anchor
 from keycask.audit.chain import SEGMENT_SUFFIX, verify
 from keycask.auth.credentials import CredentialStore
 from keycask.barrier import Barrier
-from keycask.errors import ValidationException
+from keycask.errors import MalformedPolicyDocumentException, ValidationException
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
 from keycask.policy.lint import (
+    RULES,
     LintFinding,
     lint_identity_policy,
     lint_key_policy,
@@ -119,16 +120,44 @@ async def _allow(call: Call, operation: str, account: str | None) -> str:
 # -- LintPolicy --
 
 
+class _Existing(Collection[str]):
+    """The principals that exist, for the lockout rule, as far as the caller
+    may know: those of its own account by name; any other account's ARN
+    counts as existing (whether it does is that account's business)."""
+
+    def __init__(self, account: str, arns: set[str]) -> None:
+        self._account = account
+        self._arns = arns
+
+    def __contains__(self, arn: object) -> bool:
+        return _account_of(arn) != self._account or arn in self._arns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arns)
+
+    def __len__(self) -> int:
+        return len(self._arns)
+
+
 async def lint_policy(inspector: Inspector, call: Call, req: LintPolicyRequest) -> Outcome:
     account = await _allow(call, "LintPolicy", req.account)
-    # A document that does not parse: MalformedPolicyDocumentException, as
-    # PutKeyPolicy would answer.
-    policy = parse_policy(req.policy_document, kind=req.kind)
+    try:
+        policy = parse_policy(req.policy_document, kind=req.kind)
+    except MalformedPolicyDocumentException as exc:
+        # As ``keycask policy lint`` reports it: a finding, not a failure.
+        rule = "malformed-policy"
+        findings = [LintFinding(RULES[rule][0], "(policy)", rule, str(exc))]
+        call.detail = f"{req.kind} policy: malformed"
+        return Outcome(LintPolicyResult(tuple(findings)))
     if req.kind == "key":
         principals = await inspector.credentials.list_principals(account, "", 1000)
         admins = {p.arn for p in principals if p.admin}
         findings = lint_key_policy(
-            policy, key_tags=dict(req.key_tags), admins=admins, key_account=account
+            policy,
+            key_tags=dict(req.key_tags),
+            admins=admins,
+            key_account=account,
+            existing_principals=_Existing(account, {p.arn for p in principals}),
         )
     elif req.kind == "identity":
         findings = lint_identity_policy(req.name, policy, principal_is_admin=req.admin)
