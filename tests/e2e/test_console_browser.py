@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
@@ -441,3 +442,148 @@ def test_console_over_plain_http_off_loopback_refuses_to_start(tmp_path: Path) -
     assert started.returncode != 0
     assert "refusing to serve the web console over plain HTTP on 0.0.0.0" in started.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_key_tabs_rotation_aliases_grants_and_crypto(
+    page: Page, console_server: Server, shots: Path
+) -> None:
+    kms = console_server.client()
+    key_id = kms.create_key(Description="tabs")["KeyMetadata"]["KeyId"]
+    grant = kms.create_grant(
+        KeyId=key_id,
+        GranteePrincipal=f"arn:aws:iam::{ACCOUNT}:user/admin",
+        Operations=["Encrypt"],
+        Name="console-grant",
+    )
+    sign_in(page, console_server)
+    page.goto(f"{console_server.endpoint}/console/#/key/{key_id}/rotation")
+    expect(page.locator("dl")).to_contain_text("disabled")
+    page.get_by_label("Period (days, 90-2560)").fill("180")
+    page.get_by_role("button", name="Enable rotation").click()
+    expect(page.locator("dl")).to_contain_text("enabled")
+    expect(page.locator("dl")).to_contain_text("180")
+    page.get_by_role("button", name="Rotate now").click()
+    expect(page.get_by_role("table", name="Rotation history")).to_contain_text("ON_DEMAND")
+    assert kms.get_key_rotation_status(KeyId=key_id)["RotationPeriodInDays"] == 180
+    page.screenshot(path=str(shots / "key-rotation.png"))
+    page.get_by_role("button", name="Disable rotation").click()
+    expect(page.locator("dl")).to_contain_text("disabled")
+
+    page.get_by_role("link", name="Aliases").click()
+    page.get_by_label("New alias").fill("alias/console-tabs")
+    page.get_by_role("button", name="Create alias").click()
+    alias_cell = page.get_by_role("cell", name="alias/console-tabs", exact=True)
+    expect(alias_cell).to_be_visible()
+    page.get_by_role("button", name="Delete alias/console-tabs").click()
+    expect(alias_cell).to_have_count(0)
+
+    page.get_by_role("link", name="Grants").click()
+    row = page.get_by_role("row", name=re.compile("console-grant"))
+    expect(row).to_contain_text(grant["GrantId"])
+    row.get_by_role("button", name="Revoke").click()
+    expect(page.get_by_role("row", name=re.compile("console-grant"))).to_have_count(0)
+    assert kms.list_grants(KeyId=key_id)["Grants"] == []
+
+    page.get_by_role("link", name="General").click()
+    page.get_by_label("New description").fill("renamed")
+    page.get_by_role("button", name="Update description").click()
+    expect(page.locator("dd", has_text="renamed")).to_have_count(1)
+
+    # An asymmetric key from the form: the usage follows the spec.
+    page.get_by_role("link", name="Keys", exact=True).click()
+    page.get_by_role("link", name="Create key").click()
+    page.get_by_label("Key type").select_option("asymmetric")
+    page.get_by_label("Key spec").select_option("ECC_NIST_P256")
+    options = page.get_by_label("Key usage").locator("option").all_text_contents()
+    assert options == ["SIGN_VERIFY", "KEY_AGREEMENT"]
+    page.get_by_label("Key spec").select_option("ECC_NIST_EDWARDS25519")
+    assert page.get_by_label("Key usage").locator("option").all_text_contents() == ["SIGN_VERIFY"]
+    page.get_by_role("button", name="Create key").click()
+    expect(page.locator("#key-state")).to_have_text("Enabled")
+    page.get_by_role("link", name="Cryptographic configuration").click()
+    expect(page.locator("dl")).to_contain_text("ECC_NIST_EDWARDS25519")
+    expect(page.locator("dl")).to_contain_text("SIGN_VERIFY")
+
+
+def test_deletion_is_cancelled_and_the_key_enabled_again(
+    page: Page, console_server: Server
+) -> None:
+    kms = console_server.client()
+    key_id = kms.create_key(Description="cancel")["KeyMetadata"]["KeyId"]
+    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    sign_in(page, console_server)
+    page.goto(f"{console_server.endpoint}/console/#/key/{key_id}/general")
+    expect(page.locator("#key-state")).to_have_text("PendingDeletion")
+    page.get_by_role("button", name="Cancel deletion").click()
+    expect(page.locator("#key-state")).to_have_text("Disabled")
+    page.get_by_role("button", name="Enable key").click()
+    expect(page.locator("#key-state")).to_have_text("Enabled")
+
+
+def test_keys_list_pages(page: Page, tmp_path: Path) -> None:
+    server = Server(tmp_path / "data").start()
+    try:
+        kms = server.client()
+        made = {kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(27)}
+        sign_in(page, server)
+        expect(page.get_by_role("table", name="Keys, page 1")).to_be_visible()
+        first = set(page.locator("tbody tr td:nth-child(2)").all_text_contents())
+        assert len(first) == 25
+        page.get_by_role("link", name="Next page").click()
+        expect(page.get_by_role("table", name="Keys, page 2")).to_be_visible()
+        second = set(page.locator("tbody tr td:nth-child(2)").all_text_contents())
+        assert len(second) == 2 and first | second == made
+        expect(page.get_by_role("link", name="Next page")).to_have_count(0)
+        page.get_by_role("link", name="Previous page").click()
+        expect(page.get_by_role("table", name="Keys, page 1")).to_be_visible()
+    finally:
+        server.stop()
+
+
+def test_sign_in_with_a_role_session(page: Page, console_server: Server) -> None:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:user/admin"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    dev_call(
+        console_server.endpoint,
+        console_server.credentials(),
+        {"Name": "console-viewer", "Role": True, "TrustPolicy": json.dumps(trust)},
+        "KeycaskAdmin.CreatePrincipal",
+    )
+    reader = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "kms:List*", "Resource": "*"}],
+    }
+    dev_call(
+        console_server.endpoint,
+        console_server.credentials(),
+        {"Name": "console-viewer", "PolicyName": "list", "PolicyDocument": json.dumps(reader)},
+        "KeycaskAdmin.PutPrincipalPolicy",
+    )
+    akid, secret = console_server.credentials()
+    sts = boto3.client(
+        "sts",
+        endpoint_url=console_server.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=akid,
+        aws_secret_access_key=secret,
+    )
+    session = sts.assume_role(
+        RoleArn=f"arn:aws:iam::{ACCOUNT}:role/console-viewer", RoleSessionName="browser"
+    )["Credentials"]
+    page.goto(console_server.endpoint + "/console/")
+    page.get_by_label("Access key id").fill(session["AccessKeyId"])
+    page.get_by_label("Secret access key").fill(session["SecretAccessKey"])
+    page.get_by_label("Session token").fill(session["SessionToken"])
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("#who")).to_contain_text("assumed-role/console-viewer/browser")
+    # It may list, not describe: the keys are listed, each refused its details.
+    expect(page.get_by_role("table", name="Keys, page 1")).to_contain_text("AccessDeniedException")
+    assert page.evaluate("() => sessionStorage.length + localStorage.length") == 0

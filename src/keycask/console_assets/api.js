@@ -7,7 +7,7 @@ import { sign } from "./sigv4.js";
 
 export const IDLE_MS = 15 * 60 * 1000;
 
-let session = null; // { accessKeyId, secret, region, arn }
+let session = null; // { accessKeyId, secret, sessionToken, region, arn }
 let idleTimer = null;
 let onExpire = () => {};
 
@@ -43,6 +43,7 @@ export function signOut() {
   idleTimer = null;
   if (session !== null) {
     session.secret = "";
+    session.sessionToken = "";
     session = null;
   }
 }
@@ -53,6 +54,7 @@ async function post(service, headers, body) {
   const signed = await sign({
     host: location.host, headers, body, service,
     accessKeyId: session.accessKeyId, secret: session.secret, region: session.region,
+    sessionToken: session.sessionToken || null,
   });
   const response = await fetch("/", {
     method: "POST", headers: signed, body, credentials: "omit", cache: "no-store",
@@ -100,9 +102,9 @@ function text(xml, tag) {
 
 // Sign in: STS GetCallerIdentity proves the key (every principal may call
 // it). On failure nothing is kept.
-export async function signIn(accessKeyId, secret, region) {
+export async function signIn(accessKeyId, secret, region, sessionToken = "") {
   signOut();
-  session = { accessKeyId, secret, region, arn: "" };
+  session = { accessKeyId, secret, sessionToken, region, arn: "" };
   try {
     const response = await post("sts", {
       "Content-Type": "application/x-www-form-urlencoded; charset=utf-8" },

@@ -5,7 +5,7 @@
 
 import * as api from "./api.js";
 import { h, clear, table, field, date } from "./dom.js";
-import { attempt, notice, onSignedOut, status } from "./ui.js";
+import { attempt, notice, onSignedOut, staleStatus, status } from "./ui.js";
 import { keyView } from "./keys.js";
 import { accessView, principalView } from "./access.js";
 import { auditView } from "./audit.js";
@@ -39,11 +39,13 @@ async function onSignIn(event) {
   const akid = $("akid").value.trim();
   const secretInput = $("secret");
   const secret = secretInput.value;
-  secretInput.value = ""; // the field never holds it after the attempt
+  const token = $("token").value.trim();
+  secretInput.value = ""; // the fields never hold them after the attempt
+  $("token").value = "";
   const region = $("region").value.trim();
   notice("");
   try {
-    const who = await api.signIn(akid, secret, region);
+    const who = await api.signIn(akid, secret, region, token);
     $("signin").hidden = true;
     $("nav").hidden = false;
     $("signout").hidden = false;
@@ -211,6 +213,7 @@ async function route() {
   // Each page is drawn detached and shown only if no later navigation
   // started meanwhile (a slow page never lands on top of the next one).
   const token = ++routes;
+  staleStatus();
   const view = h("div");
   for (const link of $("nav").querySelectorAll("a")) {
     const current = location.hash.startsWith(link.getAttribute("href"))

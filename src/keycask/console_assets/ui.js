@@ -14,8 +14,16 @@ export function notice(message) {
   box.hidden = !message;
 }
 
+let statusAt = 0;
+
 export function status(message) {
   document.getElementById("status").textContent = message;
+  statusAt = Date.now();
+}
+
+// A new page keeps the last action's message only if it was just said.
+export function staleStatus() {
+  if (Date.now() - statusAt > 3000) document.getElementById("status").textContent = "";
 }
 
 // Runs an action; on an error shows it (code and message) and answers undefined.
