@@ -268,7 +268,7 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    inspector = Inspector(deps.credentials, audit_dir, barrier)
+    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz)
     doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps, inspector=inspector))
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)

@@ -1,7 +1,8 @@
-"""The two admin operations the web console reads through, on a real server:
+"""The admin operations the web console reads through, on a real server:
 ``KeycaskAdmin.LintPolicy`` (``keycask policy lint`` on a document not yet
-saved) and ``KeycaskAdmin.ListAuditRecords`` (this node's recent records of
-the caller's account). Both are signed, authorized by identity policies and
+saved), ``KeycaskAdmin.WhoCan`` (``keycask policy who-can``) and
+``KeycaskAdmin.ListAuditRecords`` (this node's recent records of the
+caller's account). Both are signed, authorized by identity policies and
 audited like every admin operation, and change nothing."""
 
 from __future__ import annotations
@@ -230,3 +231,52 @@ def test_list_audit_records_needs_its_permission_and_is_audited(server: Server) 
     with pytest.raises(DevCallError) as caught:
         _admin(server, "ListAuditRecords", {"Outcome": "maybe"})
     assert caught.value.code == "ValidationException"
+
+
+# -- WhoCan --
+
+
+def test_who_can_lists_the_ways_an_action_is_allowed(server: Server) -> None:
+    kms = server.client()
+    key_id = kms.create_key(Description="who can")["KeyMetadata"]["KeyId"]
+    _user(server, "kms:Decrypt")
+    grant_to = f"arn:aws:iam::{ACCOUNT}:user/grantee-{uuid.uuid4().hex[:6]}"
+    kms.create_grant(KeyId=key_id, GranteePrincipal=grant_to, Operations=["Decrypt"])
+    answer = _admin(server, "WhoCan", {"KeyId": key_id, "Action": "decrypt"})
+    assert answer["Action"] == "kms:Decrypt"
+    assert answer["KeyArn"].endswith(key_id)
+    allowed = answer["Allowed"]
+    kinds = {(f["kind"], f["principal"]) for f in allowed}
+    assert ("principal", f"arn:aws:iam::{ACCOUNT}:user/admin") in kinds
+    assert ("account", f"arn:aws:iam::{ACCOUNT}:root") in kinds
+    assert ("grant", grant_to) in kinds
+    # The user whose identity policy allows kms:Decrypt, through the key
+    # policy's delegation to the account.
+    named = {f["principal"] for f in allowed if f["kind"] == "principal"}
+    assert any(arn.startswith(f"arn:aws:iam::{ACCOUNT}:user/console-") for arn in named)
+    # An action it does not have: not listed.
+    signers = _admin(server, "WhoCan", {"KeyId": key_id, "Action": "kms:PutKeyPolicy"})
+    users = f"arn:aws:iam::{ACCOUNT}:user/console-"
+    assert not [f for f in signers["Allowed"] if f["principal"].startswith(users)]
+    records = [r for r in _records(server) if r["operation"] == "KeycaskAdmin.WhoCan"]
+    assert records and records[-1]["key_arn"].endswith(key_id)
+
+
+def test_who_can_refuses_other_accounts_unknown_actions_and_the_unpermitted(
+    server: Server,
+) -> None:
+    key_id = server.client().create_key()["KeyMetadata"]["KeyId"]
+    other_arn = f"arn:aws:kms:us-east-1:{OTHER}:key/{uuid.uuid4()}"
+    for body, code, message in (
+        ({"KeyId": other_arn, "Action": "kms:Decrypt"}, "ValidationException", "own account"),
+        ({"KeyId": key_id, "Action": "kms:Fly"}, "ValidationException", "not a KMS action"),
+        ({"KeyId": str(uuid.uuid4()), "Action": "kms:Decrypt"}, "NotFoundException", ""),
+    ):
+        with pytest.raises(DevCallError) as caught:
+            _admin(server, "WhoCan", body)
+        assert caught.value.code == code
+        assert message in caught.value.message
+    with pytest.raises(DevCallError) as caught:
+        _admin(server, "WhoCan", {"KeyId": key_id, "Action": "kms:Decrypt"}, _user(server))
+    assert caught.value.code == "AccessDeniedException"
+    assert "keycask:WhoCan" in caught.value.message

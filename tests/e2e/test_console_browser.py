@@ -587,3 +587,21 @@ def test_sign_in_with_a_role_session(page: Page, console_server: Server) -> None
     # It may list, not describe: the keys are listed, each refused its details.
     expect(page.get_by_role("table", name="Keys, page 1")).to_contain_text("AccessDeniedException")
     assert page.evaluate("() => sessionStorage.length + localStorage.length") == 0
+
+
+def test_who_can_on_the_key_policy_tab_and_the_access_page(
+    page: Page, console_server: Server
+) -> None:
+    key_id = console_server.client().create_key(Description="who")["KeyMetadata"]["KeyId"]
+    sign_in(page, console_server)
+    page.goto(f"{console_server.endpoint}/console/#/key/{key_id}/policy")
+    page.get_by_label("Action").fill("kms:Decrypt")
+    page.get_by_role("button", name="Who can?").click()
+    answer = page.get_by_role("table", name=re.compile("Who may kms:Decrypt"))
+    expect(answer).to_contain_text(f"arn:aws:iam::{ACCOUNT}:user/admin")
+    expect(answer).to_contain_text("any principal of the account")
+    page.get_by_role("link", name="Access").click()
+    page.get_by_label("Key", exact=True).fill(key_id)
+    page.get_by_label("Action").fill("kms:Fly")
+    page.get_by_role("button", name="Who can?").click()
+    expect(page.locator("#notice")).to_contain_text("not a KMS action")

@@ -4,6 +4,7 @@
 import * as api from "./api.js";
 import { h, clear, table, field, dl, date } from "./dom.js";
 import { attempt, reload, status } from "./ui.js";
+import { whoCanForm } from "./whocan.js";
 
 function secretOnce(accessKeyId, secret) {
   const value = h("code", { id: "new-secret" }, secret);
@@ -39,7 +40,7 @@ export async function accessView(view) {
     clear(out).append(made.SecretAccessKey ? secretOnce(made.AccessKeyId, made.SecretAccessKey)
                                           : h("p", {}, made.Arn));
   });
-  view.append(form);
+  view.append(form, whoCanForm(null));
 }
 
 export async function principalView(view, name) {

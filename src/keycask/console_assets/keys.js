@@ -5,6 +5,7 @@
 import * as api from "./api.js";
 import { h, clear, table, field, dl, date } from "./dom.js";
 import { attempt, reload, status } from "./ui.js";
+import { whoCanForm } from "./whocan.js";
 
 const TABS = [
   ["general", "General"], ["policy", "Key policy"], ["crypto", "Cryptographic configuration"],
@@ -175,7 +176,7 @@ async function policy(panel, meta) {
   panel.append(h("h2", {}, "Key policy"),
     h("p", {}, "Edit the policy, check it (keycask policy lint), then save."),
     field("Policy document (JSON)", editor), h("div", { class: "actions" }, check, save),
-    results);
+    results, whoCanForm(meta.KeyId));
 }
 
 async function crypto(panel, meta) {

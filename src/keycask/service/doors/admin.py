@@ -48,6 +48,9 @@ A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
                           KeyTags?{k: v}, Admin?, Name?} -> {Findings: [{Severity,
                           Statement, Rule, Message}]}: keycask policy lint on a
                           document (a malformed one: the malformed-policy finding)
+    WhoCan                {KeyId, Action} -> {KeyArn, Action, Allowed: [{principal, kind,
+                          via, conditions}]}: keycask policy who-can, over the caller's
+                          account's principals, for a key of that account
     ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?}
                           -> {Records: [...], Chain?: {Ok, Records, Segments, Anchored,
                           Problem?}}: this node's recent records of the caller's
@@ -95,6 +98,8 @@ from keycask.service.core.handlers.inspection import (
     LintPolicyResult,
     ListAuditRecordsRequest,
     ListAuditRecordsResult,
+    WhoCanRequest,
+    WhoCanResult,
     check_kind,
     check_limit,
     check_outcome,
@@ -339,6 +344,10 @@ def _lint_policy(doc: Doc) -> LintPolicyRequest:
     return LintPolicyRequest(text, kind, account, tuple(tags.items()), _flag(doc, "Admin"), name)
 
 
+def _who_can(doc: Doc) -> WhoCanRequest:
+    return WhoCanRequest(_string(doc, "KeyId"), _string(doc, "Action"))
+
+
 def _list_audit_records(doc: Doc) -> ListAuditRecordsRequest:
     limit = doc.get("Limit", 50)
     if isinstance(limit, bool) or not isinstance(limit, int):
@@ -432,6 +441,14 @@ def _created_identity_provider(result: CreateIdentityProviderResult) -> Doc:
 
 def _findings(result: LintPolicyResult) -> Doc:
     return {"Findings": findings_doc(result.findings)}
+
+
+def _who(result: WhoCanResult) -> Doc:
+    return {
+        "KeyArn": result.key_arn,
+        "Action": result.action,
+        "Allowed": [f.to_dict() for f in result.findings],
+    }
 
 
 def _audit_records(result: ListAuditRecordsResult) -> Doc:
@@ -535,6 +552,7 @@ IDP_WIRE: Mapping[str, Wire] = {
 INSPECTION_WIRE: Mapping[str, Wire] = {
     "LintPolicy": _wire(_lint_policy, _findings, required=("PolicyDocument",),
                         optional=("Kind", "Account", "KeyTags", "Admin", "Name")),
+    "WhoCan": _wire(_who_can, _who, required=("KeyId", "Action")),
     "ListAuditRecords": _wire(_list_audit_records, _audit_records, required=(),
                               optional=("Limit", "KeyId", "Principal", "Operation", "Outcome",
                                         "Verify")),

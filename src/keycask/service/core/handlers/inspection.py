@@ -1,7 +1,9 @@
 """Read-only admin operations the web console needs and the CLI has offline:
-``LintPolicy`` (``keycask policy lint`` on a document not yet saved) and
-``ListAuditRecords`` (this node's recent audit records, filtered, and on
-request the chain's verification as ``keycask audit verify`` does it).
+``LintPolicy`` (``keycask policy lint`` on a document not yet saved),
+``WhoCan`` (``keycask policy who-can`` for a key of the caller's account and
+an action, over that account's principals) and ``ListAuditRecords`` (this
+node's recent audit records, filtered, and on request the chain's
+verification as ``keycask audit verify`` does it).
 
 Like every admin operation they are signed, authorized and audited
 (``KeycaskAdmin.<Op>``, action ``keycask:<Op>`` on the caller's account,
@@ -25,9 +27,10 @@ import orjson
 
 from keycask.audit import anchor
 from keycask.audit.chain import SEGMENT_SUFFIX, verify
-from keycask.auth.credentials import CredentialStore
+from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
 from keycask.errors import MalformedPolicyDocumentException, ValidationException
+from keycask.keys.keystore import KeyStore
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
 from keycask.policy.lint import (
@@ -37,7 +40,11 @@ from keycask.policy.lint import (
     lint_key_policy,
     lint_trust_policy,
 )
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import Finding, who_can
+from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.resolve import find_key, parse_reference
 
 # How much of each segment's end ListAuditRecords reads: the recent records.
 TAIL_BYTES = 4 * 1024 * 1024
@@ -88,14 +95,30 @@ class ListAuditRecordsResult:
 
 
 @dataclass(frozen=True, slots=True)
+class WhoCanRequest:
+    key_id: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhoCanResult:
+    key_arn: str
+    action: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Inspector:
     """What the operations read: the credential store (the account's
-    administrators, whom the key policy lint trusts), this node's audit
-    directory, and the barrier its anchors and audit key are read through."""
+    principals, for lint and who-can), the keys and the authorizer (a key's
+    policy and grants, principals' subjects), this node's audit directory,
+    and the barrier its anchors and audit key are read through."""
 
     credentials: CredentialStore
     directory: Path
     barrier: Barrier
+    keys: KeyStore
+    authz: Authorizer
 
 
 Handler = Callable[[Inspector, Call, Any], Awaitable[Outcome]]
@@ -165,6 +188,42 @@ async def lint_policy(inspector: Inspector, call: Call, req: LintPolicyRequest) 
         findings = lint_trust_policy(req.name, policy)
     call.detail = f"{req.kind} policy: {len(findings)} finding(s)"
     return Outcome(LintPolicyResult(tuple(findings)))
+
+
+# -- WhoCan --
+
+
+async def who_can_act(inspector: Inspector, call: Call, req: WhoCanRequest) -> Outcome:
+    account = await _allow(call, "WhoCan", None)
+    try:
+        action = normalize_action(req.action)
+    except ValueError as exc:
+        raise ValidationException(str(exc)) from None
+    target = parse_reference(req.key_id, account=account, region=call.region, allow_alias=True)
+    if target.account != account:
+        # Another account's principals and grants are not the caller's to list.
+        raise ValidationException("WhoCan answers for keys of the caller's own account.")
+    stored, _ = await find_key(inspector.keys, req.key_id, account=account, region=call.region)
+    key = stored.value
+    call.key_arn = key.arn
+    principals: list[Principal] = []
+    after = ""
+    while True:
+        page = await inspector.credentials.list_principals(account, after, 1000)
+        principals.extend(page)
+        if len(page) < 1000:
+            break
+        after = page[-1].name
+    authz = inspector.authz
+    findings = who_can(
+        action,
+        key,
+        authz.key_policy(key),
+        [authz.subject(p) for p in principals],
+        await authz.grants(key),
+    )
+    call.detail = f"{action}: {len(findings)} way(s)"
+    return Outcome(WhoCanResult(key.arn, action, tuple(findings)))
 
 
 # -- ListAuditRecords --
@@ -249,6 +308,7 @@ OPERATIONS: Mapping[str, InspectionOperation] = {
     op.name: op
     for op in (
         InspectionOperation("LintPolicy", LintPolicyRequest, lint_policy, False),
+        InspectionOperation("WhoCan", WhoCanRequest, who_can_act, False),
         InspectionOperation("ListAuditRecords", ListAuditRecordsRequest, list_audit_records, False),
     )
 }
