@@ -21,13 +21,15 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+from production import unsealed_shamir
 
 from conftest import Server, dev_call, free_port
 
@@ -55,28 +57,27 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BrowserContext]:
+def browser() -> Iterator[Browser]:
+    """Debian's chromium, headless; Playwright gives it a fresh, temporary
+    user-data-dir, and each test a context (storage, cookies, clock) of its own."""
     assert Path(CHROMIUM).exists(), "the console tests need Debian's chromium: make chromium"
-    profile = tmp_path_factory.mktemp("chromium-profile")
     with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(profile),
-            executable_path=CHROMIUM,
-            args=CHROMIUM_ARGS,
-            headless=True,
-            viewport={"width": 1280, "height": 860},
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
         )
-        yield context
-        context.close()
+        yield browser
+        browser.close()
 
 
 @pytest.fixture
-def page(browser: BrowserContext) -> Iterator[Page]:
-    page = browser.new_page()
+def page(browser: Browser) -> Iterator[Page]:
+    # ignore_https_errors: the production test's server has a self-signed certificate.
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
+    page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
-    page.close()
+    context.close()
     assert errors == []  # no script error, and no CSP-blocked script that threw
 
 
@@ -92,7 +93,11 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def sign_in(page: Page, server: Server, credentials: tuple[str, str] | None = None) -> None:
     akid, secret = credentials or server.credentials()
-    page.goto(server.endpoint + "/console/")
+    sign_in_at(page, server.endpoint, akid, secret)
+
+
+def sign_in_at(page: Page, endpoint: str, akid: str, secret: str) -> None:
+    page.goto(endpoint + "/console/")
     page.get_by_label("Access key id").fill(akid)
     page.get_by_label("Secret access key").fill(secret)
     page.get_by_role("button", name="Sign in").click()
@@ -605,3 +610,45 @@ def test_who_can_on_the_key_policy_tab_and_the_access_page(
     page.get_by_label("Action").fill("kms:Fly")
     page.get_by_role("button", name="Who can?").click()
     expect(page.locator("#notice")).to_contain_text("not a KMS action")
+
+
+def test_idle_session_expires_and_wipes_the_key(page: Page, console_server: Server) -> None:
+    page.clock.install()
+    sign_in(page, console_server)
+    expect(page.get_by_role("heading", name="Keys")).to_be_visible()
+    page.clock.fast_forward("14:00")
+    page.get_by_role("link", name="Health").click()  # activity: the timer starts again
+    expect(page.get_by_role("heading", name="Health")).to_be_visible()
+    page.clock.fast_forward("14:00")
+    expect(page.locator("#nav")).to_be_visible()
+    page.clock.fast_forward("01:01")
+    expect(page.locator("#notice")).to_contain_text("expired after 15 minutes")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.evaluate("() => { location.hash = '#/keys'; }")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+
+
+def test_console_on_a_production_server_over_tls(page: Page, tmp_path: Path) -> None:
+    with unsealed_shamir(tmp_path / "data") as production:
+        # Off unless asked for: /console/ is not served.
+        status, _ = production.health("/console/")
+        assert status == 400
+        production.stop()
+        production.start("--console")
+        production.unseal_with(production.shares[:3])
+        assert production.endpoint.startswith("https://")
+        admin = production.init["admin"]
+        response = page.goto(production.endpoint + "/console/")
+        assert response is not None and response.headers["x-frame-options"] == "DENY"
+        sign_in_at(page, production.endpoint, admin["access_key_id"], admin["secret_access_key"])
+        page.get_by_role("link", name="Health").click()
+        status_table = page.get_by_role("table", name="Operator status")
+        expect(status_table).to_contain_text("shamir")
+        expect(page.get_by_role("row", name=re.compile(r"^sealed\s+false"))).to_be_visible()
+
+
+def test_every_worker_serves_the_console(workers: Server) -> None:
+    for _ in range(6):
+        with urllib.request.urlopen(workers.endpoint + "/console/", timeout=10) as response:
+            assert response.status == 200
+            assert response.headers["X-Frame-Options"] == "DENY"
