@@ -54,7 +54,8 @@ export function field(label, input, hint) {
 
 export function dl(pairs) {
   return h("dl", { class: "facts" },
-    pairs.filter(([, v]) => v !== undefined && v !== null && v !== "")
+    pairs.filter(([, v]) => v !== undefined && v !== null && v !== ""
+                 && !(Array.isArray(v) && v.length === 0))
       .map(([k, v]) => [h("dt", {}, k), h("dd", {}, Array.isArray(v) ? v.join(", ") : String(v))]));
 }
 

@@ -3,7 +3,7 @@
 // operator account).
 
 import * as api from "./api.js";
-import { h, dl, table } from "./dom.js";
+import { h, dl } from "./dom.js";
 
 async function probe(path) {
   try {
@@ -15,15 +15,24 @@ async function probe(path) {
   }
 }
 
+const NAMES = { sealed: "Sealed", seal: "Seal type", progress: "Unseal progress",
+  threshold: "Unseal threshold", term: "Barrier term", rewrite_pending: "Barrier rewrite pending",
+  keys: "Keys", jobs: "Scheduled jobs", runs_jobs: "This node runs the scheduled jobs" };
+
+function shown(value) {
+  if (value === true) return "yes";
+  if (value === false) return "no";
+  return typeof value === "object" ? JSON.stringify(value) : String(value);
+}
+
 export async function healthView(view) {
   const [alive, ready] = await Promise.all([probe("/healthz"), probe("/readyz")]);
   view.append(h("h1", {}, "Health"), dl([["Alive (/healthz)", alive], ["Ready (/readyz)", ready],
     ["Signed in as", api.identity()?.arn]]));
   try {
     const status = await api.call("KeycaskOperator.Status", {});
-    const rows = Object.entries(status).map(([k, v]) =>
-      [k, typeof v === "object" ? JSON.stringify(v) : String(v)]);
-    view.append(table(["Item", "Value"], rows, "Operator status"));
+    view.append(h("h2", {}, "Seal and scheduled jobs"), h("div", { id: "operator-status" },
+      dl(Object.entries(status).map(([k, v]) => [NAMES[k] || k, shown(v)]))));
   } catch (error) {
     view.append(h("p", {}, `The operator status needs an administrator of the operator `
       + `account (${error.code}: ${error.message}).`));
