@@ -1,11 +1,13 @@
 """The admin API (``X-Amz-Target: KeycaskAdmin.<Op>``): principals, their
-policies, tags and access keys (``core/handlers/principals.py``), and OpenID
-Connect identity providers (``core/handlers/identity_providers.py``), signed
-like the KMS API, with small JSON shapes of keycask's own, decoded here into
-the core's typed requests (``core/principal_requests.py``,
-``core/idp_requests.py``) and encoded from its typed results.
+policies, tags and access keys (``core/handlers/principals.py``), OpenID
+Connect identity providers (``core/handlers/identity_providers.py``) and
+the read-only LintPolicy, WhoCan and ListAuditRecords
+(``core/handlers/inspection.py``), signed like the KMS API, with small JSON
+shapes of keycask's own, decoded here into the core's typed requests
+(``core/principal_requests.py``, ``core/idp_requests.py``) and encoded from
+its typed results.
 
-Why one module of ~550 lines: it is one wire, one table (``WIRE``) read by
+Why one module of ~650 lines: it is one wire, one table (``WIRE``) read by
 one decoder and one encoder; every shape follows the same member, type and
 order rules, which are easiest to check side by side.
 
