@@ -654,3 +654,15 @@ def test_every_worker_serves_the_console(workers: Server) -> None:
         with urllib.request.urlopen(workers.endpoint + "/console/", timeout=10) as response:
             assert response.status == 200
             assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_deep_link_leads_there_after_sign_in(page: Page, console_server: Server) -> None:
+    key_id = console_server.client().create_key(Description="deep")["KeyMetadata"]["KeyId"]
+    akid, secret = console_server.credentials()
+    page.goto(f"{console_server.endpoint}/console/#/key/{key_id}/tags")
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.get_by_label("Access key id").fill(akid)
+    page.get_by_label("Secret access key").fill(secret)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Tags")).to_be_visible()
+    assert page.url.endswith(f"#/key/{key_id}/tags")

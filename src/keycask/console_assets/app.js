@@ -12,6 +12,7 @@ import { auditView } from "./audit.js";
 import { healthView } from "./health.js";
 
 const $ = (id) => document.getElementById(id);
+let wanted = "";
 
 function showSignIn(message) {
   api.signOut();
@@ -21,7 +22,11 @@ function showSignIn(message) {
   clear($("view"));
   $("signin").hidden = false;
   notice(message || "");
-  if (location.hash !== "") history.replaceState(null, "", location.pathname);
+  if (location.hash !== "") {
+    // The page asked for is where sign-in leads; the address bar forgets it.
+    wanted = location.hash;
+    history.replaceState(null, "", location.pathname);
+  }
   $("akid").focus();
 }
 
@@ -51,8 +56,9 @@ async function onSignIn(event) {
     $("signout").hidden = false;
     $("who").textContent = who.arn;
     $("akid").value = "";
-    if (!location.hash || location.hash === "#") location.hash = "#/keys";
-    else route();
+    const next = wanted || "#/keys";
+    wanted = "";
+    if (location.hash === next) route(); else location.hash = next;
   } catch (error) {
     notice(`Sign-in failed. ${error.code ? error.code + ": " : ""}${error.message}`);
     secretInput.focus();
