@@ -666,3 +666,46 @@ def test_a_deep_link_leads_there_after_sign_in(page: Page, console_server: Serve
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Tags")).to_be_visible()
     assert page.url.endswith(f"#/key/{key_id}/tags")
+
+
+def test_another_site_cannot_make_calls_for_the_signed_in_operator(
+    page: Page, console_server: Server
+) -> None:
+    """CSRF: a page of another origin, open beside a signed-in console, can
+    neither read nor make keycask calls: there is no cookie or session to
+    ride on, and a cross-origin request with X-Amz-Target needs a CORS
+    preflight keycask never grants."""
+    kms = console_server.client()
+    before = len(kms.list_keys(Limit=1000)["Keys"])
+    sign_in(page, console_server)
+    evil = page.context.new_page()
+    evil.route(
+        "http://evil.test/",
+        lambda route: route.fulfill(status=200, content_type="text/html", body="<p>hi</p>"),
+    )
+    evil.goto("http://evil.test/")
+    outcome = evil.evaluate(
+        """async (endpoint) => {
+            try {
+                await fetch(endpoint + '/', { method: 'POST', credentials: 'include',
+                    headers: { 'Content-Type': 'application/x-amz-json-1.1',
+                               'X-Amz-Target': 'TrentService.CreateKey' },
+                    body: '{}' });
+                return 'sent';
+            } catch (error) { return 'blocked: ' + error.name; }
+        }""",
+        console_server.endpoint,
+    )
+    assert outcome == "blocked: TypeError"
+    # A plain cross-site form post (the one request another site can send
+    # without asking) carries no signature: whatever the browser does with
+    # it, nothing is made.
+    evil.set_content(
+        f'<form method="post" action="{console_server.endpoint}/" '
+        'enctype="text/plain"><input name=\'{"Description": "csrf", "x":"\' value=\'"}\'>'
+        "</form>"
+    )
+    with evil.expect_request(console_server.endpoint + "/"):
+        evil.evaluate("() => document.forms[0].submit()")
+    assert len(kms.list_keys(Limit=1000)["Keys"]) == before
+    evil.close()
