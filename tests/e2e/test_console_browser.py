@@ -299,6 +299,13 @@ def test_access_page_creates_a_principal_and_shows_its_secret_once(
     page.screenshot(path=str(shots / "access.png"))
     page.get_by_role("button", name="Activate").click()
     expect(rows.nth(1)).to_contain_text("Active")
+    # Deleting asks first; once confirmed the key is gone and stops working.
+    akid = rows.nth(1).locator("td").first.text_content()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete").click()
+    expect(rows.nth(1)).to_contain_text("None")
+    with pytest.raises(Exception, match="UnrecognizedClient"):
+        console_server.client(access_key=(str(akid), secret)).list_keys()
 
 
 def test_health_page(page: Page, console_server: Server, shots: Path) -> None:
