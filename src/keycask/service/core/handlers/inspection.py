@@ -239,12 +239,13 @@ def _account_of(arn: object) -> str | None:
 def _tail_lines(path: Path) -> list[bytes]:
     with path.open("rb") as stream:
         size = stream.seek(0, 2)
-        start = max(0, size - TAIL_BYTES)
+        # One byte before the tail: a line that starts right at it is whole.
+        start = max(0, size - TAIL_BYTES - 1)
         stream.seek(start)
         data = stream.read(size - start)
     lines = data.split(b"\n")
     if start > 0:
-        lines = lines[1:]  # the first is cut
+        lines = lines[1:]  # cut (or empty, when the byte before was a newline)
     return [line for line in lines if line]
 
 
