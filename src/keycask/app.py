@@ -26,6 +26,7 @@ from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
+from keycask.http.console import Console
 from keycask.http.kms import KMSApp
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
@@ -35,6 +36,7 @@ from keycask.service.background.maintenance import Maintenance
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import new_request_id
 from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.inspection import Inspector
 from keycask.service.core.handlers.operator import Operator
 from keycask.service.core.handlers.sts import Sts
 from keycask.service.core.managed import ManagedKeys
@@ -251,6 +253,7 @@ def _doors(
     token: OperatorToken,
     dev_clock: DevClock | None,
     maintenance: Maintenance,
+    audit_dir: Path,
 ) -> Doors:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
     API (which also answers targets no door knows), the admin and operator
@@ -265,7 +268,8 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps))
+    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz)
+    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps, inspector=inspector))
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit, sts))
@@ -407,6 +411,7 @@ async def build(
             token=token,
             dev_clock=dev_clock,
             maintenance=maintenance,
+            audit_dir=audit.path.parent,
         ),
         deps,
         audit,
@@ -435,7 +440,7 @@ async def build(
         credentials,
         audit,
         coordinator,
-        KMSApp(pipeline),
+        KMSApp(pipeline, console=Console(settings.region) if settings.console else None),
         anchoring,
         pipeline,
         keeper,

@@ -30,6 +30,12 @@ def _banner(settings: config.Settings, config_file: Path, credentials_file: Path
         "then: aws --profile keycask kms list-keys\n",
         flush=True,
     )
+    _console_banner(settings)
+
+
+def _console_banner(settings: config.Settings) -> None:
+    if settings.console:
+        print(f"web console: {settings.endpoint_url}/console/", flush=True)
 
 
 async def _prepare(runtime: Runtime) -> tuple[Path, Path]:
@@ -52,6 +58,7 @@ def _production_banner(runtime: Runtime) -> None:
         f"({state}, {runtime.keeper.kind} seal).",
         flush=True,
     )
+    _console_banner(settings)
     if runtime.keeper.sealed:
         # A command that works as printed: the address, the CA and the token
         # (which only the operators hold). The certificate `init
@@ -118,6 +125,7 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
         ]  # fmt: skip
         if settings.node_id is not None:
             argv += ["--node-id", f"{settings.node_id}-{slot}"]
+        argv.append("--console" if settings.console else "--no-console")
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -159,6 +167,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
+        console=args.console,
     )
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -244,6 +253,13 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         action="store_true",
         help="serve plain HTTP on a non-loopback address (only behind a TLS-terminating "
         "load balancer)",
+    )
+    server.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web console at /console/ (default: on with --dev on loopback or "
+        "TLS, else off; refused over plain HTTP off loopback)",
     )
     add_startup_flags(server)
     server.add_argument(
