@@ -16,16 +16,24 @@ import asyncio
 import http
 import logging
 from dataclasses import dataclass
+from time import perf_counter
 
+from keycask import metrics
 from keycask.audit import AuditLog, AuditRecord, EncodedRecord, encode_fields
 from keycask.auth import sigv4
 from keycask.barrier import Barrier
 from keycask.errors import (
     AuditUnavailable,
+    ExpiredTokenException,
+    IncompleteSignatureException,
+    InvalidIdentityTokenException,
+    InvalidSignatureException,
     KMSError,
     KMSInternalException,
+    MissingAuthenticationTokenException,
     Sealed,
     StorageUnavailable,
+    UnrecognizedClientException,
 )
 from keycask.ports import Clock, Coordinator
 from keycask.service.core.call import Call, Outcome, new_request_id
@@ -33,6 +41,7 @@ from keycask.service.core.deps import Deps
 from keycask.service.core.managed import ManagedKeys
 from keycask.service.core.usage import Usage
 from keycask.service.door import Action, Door, Doors
+from keycask.service.doors.signed import AUTHENTICATION_FAILURES
 from keycask.service.freshness import Freshness
 from keycask.service.ratelimit import RateLimiter
 
@@ -53,6 +62,62 @@ _READY_TIMEOUT = 2.0
 _FOLLOW_TIMEOUT = 2.0
 
 
+def _error_codes(cls: type[KMSError]) -> set[str]:
+    codes = {cls.code}
+    for sub in cls.__subclasses__():
+        codes |= _error_codes(sub)
+    return codes
+
+
+# Every error a request can be answered with is a KMSError class of
+# errors.py: its code is a label value; anything else would count as "other".
+metrics.known_error_codes(_error_codes(KMSError))
+
+_AUTHENTICATION_FAILURES = (*AUTHENTICATION_FAILURES, InvalidIdentityTokenException)
+
+
+def auth_failure_reason(error: KMSError) -> str:
+    """Why authentication failed, in a few words (``keycask_auth_failures_total``'s
+    ``reason``): from the error's class and, for a signature, its fixed wording."""
+    if isinstance(error, MissingAuthenticationTokenException):
+        return "missing"
+    if isinstance(error, IncompleteSignatureException):
+        return "malformed"
+    if isinstance(error, InvalidSignatureException):
+        message = str(error)
+        if message.startswith(("Signature expired", "Signature not yet current")):
+            return "skew"
+        if message.startswith(("Date in Credential scope", "Credential should be scoped")):
+            return "scope"
+        return "bad_signature"
+    if isinstance(error, UnrecognizedClientException):
+        return "operator_token" if str(error).startswith("The operator token") else "unknown_key"
+    if isinstance(error, ExpiredTokenException):
+        return "expired"
+    return "web_identity"
+
+
+def _log_request(call: Call, reply: Reply, seconds: float) -> None:
+    """The request's log event: what the metrics count, with its request id;
+    never a body, a key or a caller's secret."""
+    log.info(
+        "request %s answered",
+        call.request_id,
+        extra={
+            "event": "request",
+            "fields": {
+                "request_id": call.request_id,
+                "door": call.door,
+                "operation": call.operation,
+                "outcome": "error" if reply.error_code else "success",
+                "error_code": reply.error_code,
+                "status": reply.status,
+                "duration_seconds": round(seconds, 6),
+            },
+        },
+    )
+
+
 def _edge_code(status: int) -> str:
     """``BadRequest``, ``RequestTimeout``, ...: the status's name, AWS-style."""
     try:
@@ -70,6 +135,7 @@ class Reply:
     body: bytes
     request_id: str
     content_type: bytes = b"application/x-amz-json-1.1"
+    error_code: str | None = None  # what the metrics count it under
 
 
 class Pipeline:
@@ -101,6 +167,8 @@ class Pipeline:
         self._edge_unrecorded = 0
         self._edge_summary: asyncio.TimerHandle | None = None
         self._edge_tasks: set[asyncio.Task[None]] = set()
+        # One log event per answered request (``--log-format json``).
+        self.log_requests = False
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(
@@ -118,8 +186,20 @@ class Pipeline:
         source_ip: str | None,
         *,
         secure_transport: bool = False,
+        door: Door | None = None,
     ) -> Reply:
+        """Answer ``request``; ``door`` when the HTTP route already chose it
+        (``GET /metrics``: the metrics door), else by its X-Amz-Target."""
+        start = perf_counter()
         call = self._new_call(source_ip, secure_transport)
+        reply = await self._answer(call, request, door)
+        seconds = perf_counter() - start
+        metrics.request_done(call.door, call.operation, reply.error_code, seconds)
+        if self.log_requests:
+            _log_request(call, reply, seconds)
+        return reply
+
+    async def _answer(self, call: Call, request: sigv4.HttpRequest, routed: Door | None) -> Reply:
         door = self.doors.fallback
         try:
             # Caches dropped if another process committed, and the keyring
@@ -130,7 +210,10 @@ class Pipeline:
             if self._barrier.reloading:
                 await self._current(_FOLLOW_TIMEOUT)
             # Named in the audit record even if authentication then fails.
-            door = self.doors.match(call, request)
+            if routed is None:
+                door = self.doors.match(call, request)
+            else:
+                door, call.operation = routed, routed.operation("")
             call.door = door.name
             if self._barrier.sealed and not door.serves_sealed:
                 # Nothing behind the barrier, access keys included, can be read.
@@ -265,12 +348,18 @@ class Pipeline:
 
     @staticmethod
     def _error_reply(door: Door, call: Call, error: KMSError) -> Reply:
-        """An error answered in the door's wire: its body, status and content type."""
+        """An error answered in the door's wire: its body, status and content
+        type; counted by the metrics of refusals (authentication, authorization)."""
+        if call.caller is None and isinstance(error, _AUTHENTICATION_FAILURES):
+            metrics.AUTH_FAILURES.labels(auth_failure_reason(error)).inc()
+        elif call.decision == "deny":
+            metrics.AUTHZ_DENIED.labels(call.operation or metrics.OTHER).inc()
         return Reply(
             door.error_status(error),
             door.encode_error(error, call.request_id),
             call.request_id,
             door.content_type,
+            error.code,
         )
 
     def _record(
