@@ -58,7 +58,7 @@ OTHER = "other"
 
 # No ``*_created`` series: a scrape shows the counts, not when each label
 # set first appeared (half the lines, no use for alerts).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 # Every series lives in this registry (not prometheus_client's global one),
 # so nothing a library registers there is exposed by accident.
@@ -131,7 +131,7 @@ CACHE_MISSES = Counter(
 
 # -- requests: the pipeline's one call per answer --
 
-# The labelled children, made once per label set: ``labels()`` takes a lock
+# The labelled children, made once per label set: labels() takes a lock
 # and builds a key each time (~1.5 us); a dict hit is ~0.1 us. Bounded by
 # the label sets themselves; the cap only guards against a mistake.
 _MAX_CHILDREN = 4096

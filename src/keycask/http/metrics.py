@@ -15,12 +15,14 @@ Who may scrape:
   (no signature, a bad one, no permission, sealed) is 403, audited like any
   refused request.
 
-``KeyCounts`` computes ``keycask_keys`` for a scrape: it lists the ``key/``
+``KeyCounts`` computes the keycask_keys series for a scrape: it lists the ``key/``
 documents' paths and reads each through the key store (whose cache holds
-them after the first scrape, so a later one reads only keys that changed),
-at most once every ``KEY_COUNT_MAX_AGE`` seconds; scrapes in between see
-the last counts. While sealed there is nothing to read: the series is
-absent.
+them after the first scrape, so a later one reads only keys that changed).
+It counts again only when a key document changed since (the key cache's
+generation moved) or ``KEY_COUNT_MAX_AGE`` seconds passed; other scrapes
+see the last counts. So a scrape costs a listing of key paths at most, and
+nothing on a store whose keys did not change. While sealed there is nothing
+to read: the series is absent.
 """
 
 from __future__ import annotations
@@ -74,6 +76,7 @@ class KeyCounts:
         self._max_age = max_age
         self._counts: dict[tuple[str, str], int] | None = None
         self._at: float | None = None
+        self._generation = -1
         self._running: asyncio.Task[None] | None = None
 
     def current(self) -> dict[tuple[str, str], int] | None:
@@ -83,7 +86,11 @@ class KeyCounts:
         if self._sealed():
             return
         loop = asyncio.get_running_loop()
-        if self._at is not None and loop.time() - self._at < self._max_age:
+        if (
+            self._at is not None
+            and self._generation == self._keys.keys_generation
+            and loop.time() - self._at < self._max_age
+        ):
             return
         if self._running is None:
             self._running = loop.create_task(self._recount())
@@ -91,6 +98,7 @@ class KeyCounts:
         await asyncio.shield(self._running)
 
     async def _recount(self) -> None:
+        self._generation = self._keys.keys_generation
         try:
             counts: dict[tuple[str, str], int] = {}
             after = ""

@@ -110,6 +110,12 @@ class KeyStore:
 
     # -- keys --
 
+    @property
+    def keys_generation(self) -> int:
+        """Moves whenever a cached key document is dropped (a commit changed
+        a key, or the caches were dropped): what was counted may be stale."""
+        return self._keys.generation
+
     async def get(self, key_id: uuid.UUID) -> Stored[Key] | None:
         cached = self._keys.get(key_id)
         if cached is not None:

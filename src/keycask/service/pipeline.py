@@ -77,8 +77,8 @@ _AUTHENTICATION_FAILURES = (*AUTHENTICATION_FAILURES, InvalidIdentityTokenExcept
 
 
 def auth_failure_reason(error: KMSError) -> str:
-    """Why authentication failed, in a few words (``keycask_auth_failures_total``'s
-    ``reason``): from the error's class and, for a signature, its fixed wording."""
+    """Why authentication failed, in a few words (keycask_auth_failures_total's
+    reason label): from the error's class and, for a signature, its fixed wording."""
     if isinstance(error, MissingAuthenticationTokenException):
         return "missing"
     if isinstance(error, IncompleteSignatureException):
