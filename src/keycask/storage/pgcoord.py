@@ -286,9 +286,14 @@ class PostgresCoordinator:
                     self._stale = True  # told of a commit we cannot check
                 await asyncio.sleep(POLL_INTERVAL)
                 continue
-            hinted, self._hinted = self._hinted, None
-            if self._advance(epoch):
-                self.notify_lag = POLL_INTERVAL if hinted is None else time.monotonic() - hinted
+            self._apply(epoch)
+
+    def _apply(self, epoch: int) -> None:
+        """The poll read ``epoch``: follow it, and time how late a commit of
+        another node was noticed (``notify_lag``)."""
+        hinted, self._hinted = self._hinted, None
+        if self._advance(epoch):
+            self.notify_lag = POLL_INTERVAL if hinted is None else time.monotonic() - hinted
 
 
 def _still_running() -> None:
