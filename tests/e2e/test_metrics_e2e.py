@@ -161,3 +161,20 @@ def test_workers_answer_one_view(workers: Server) -> None:
         assert requests(samples, "Encrypt") - base == 12
         assert requests(samples, "CreateKey") == 1
         assert value(samples, "process_resident_memory_bytes") > 0
+
+
+def test_scheduled_jobs_are_counted(fresh_server: Server) -> None:
+    kms = fresh_server.client()
+    key = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.enable_key_rotation(KeyId=key, RotationPeriodInDays=90)
+    doomed = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.schedule_key_deletion(KeyId=doomed, PendingWindowInDays=7)
+    before = scrape(fresh_server.endpoint)
+    assert value(before, "keycask_keys", state="PendingDeletion", key_spec="SYMMETRIC_DEFAULT") == 1
+    assert fresh_server.advance_clock(91 * 86400)["JobsRun"] == 2
+    after = scrape(fresh_server.endpoint)
+    for job in ("rotation", "deletion"):
+        moved = value(after, "keycask_jobs_total", job=job, outcome="success")
+        assert moved - value(before, "keycask_jobs_total", job=job, outcome="success") == 1
+    assert value(after, "keycask_keys", state="Enabled", key_spec="SYMMETRIC_DEFAULT") == 1
+    assert value(after, "keycask_keys", state="PendingDeletion", key_spec="SYMMETRIC_DEFAULT") == 0
