@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 from tests.conftest import DevCallError, Server, dev_call
 
-REQUEST_FIELDS = {"request_id", "door", "operation", "outcome", "duration_seconds", "status"}
+REQUEST_FIELDS = {"request_id", "door", "operation", "outcome", "error_code", "duration_seconds"}
 
 
 def _forms(secret: bytes) -> list[str]:

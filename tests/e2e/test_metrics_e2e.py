@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -155,7 +156,12 @@ def test_workers_answer_one_view(workers: Server) -> None:
     metrics_dir = workers.data_dir / "run" / "metrics"
     pids = {path.stem.rsplit("_", 1)[-1] for path in metrics_dir.glob("counter_*.db")}
     assert len(pids) == 2, pids
-    # Whichever worker answers the scrape, it sums both.
+    # Whichever worker answers the scrape, it sums both: a worker copies its
+    # counts into its file at every scrape it answers and once a second.
+    deadline = time.monotonic() + 5
+    while requests(scrape(workers.endpoint), "Encrypt") - base < 12:
+        assert time.monotonic() < deadline, "the workers' counts never added up"
+        time.sleep(0.2)
     for _ in range(6):
         samples = scrape(workers.endpoint)
         assert requests(samples, "Encrypt") - base == 12

@@ -97,7 +97,7 @@ def auth_failure_reason(error: KMSError) -> str:
     return "web_identity"
 
 
-def _log_request(call: Call, reply: Reply, seconds: float) -> None:
+def _log_request(call: Call, seconds: float) -> None:
     """The request's log event: what the metrics count, with its request id;
     never a body, a key or a caller's secret."""
     log.info(
@@ -109,9 +109,8 @@ def _log_request(call: Call, reply: Reply, seconds: float) -> None:
                 "request_id": call.request_id,
                 "door": call.door,
                 "operation": call.operation,
-                "outcome": "error" if reply.error_code else "success",
-                "error_code": reply.error_code,
-                "status": reply.status,
+                "outcome": "error" if call.error_code else "success",
+                "error_code": call.error_code,
                 "duration_seconds": round(seconds, 6),
             },
         },
@@ -135,7 +134,6 @@ class Reply:
     body: bytes
     request_id: str
     content_type: bytes = b"application/x-amz-json-1.1"
-    error_code: str | None = None  # what the metrics count it under
 
 
 class Pipeline:
@@ -192,70 +190,69 @@ class Pipeline:
         (``GET /metrics``: the metrics door), else by its X-Amz-Target."""
         start = perf_counter()
         call = self._new_call(source_ip, secure_transport)
-        reply = await self._answer(call, request, door)
-        seconds = perf_counter() - start
-        metrics.request_done(call.door, call.operation, reply.error_code, seconds)
-        if self.log_requests:
-            _log_request(call, reply, seconds)
-        return reply
-
-    async def _answer(self, call: Call, request: sigv4.HttpRequest, routed: Door | None) -> Reply:
-        door = self.doors.fallback
+        routed, door = door, self.doors.fallback
+        # Counted however the request ends (metrics; the request log).
         try:
-            # Caches dropped if another process committed, and the keyring
-            # followed: served or sealed, as the store says now. Freshness.current,
-            # with its await only when a reload is in flight: two coroutines
-            # fewer per request (~0.3 us, thread_time).
-            self._refresh()
-            if self._barrier.reloading:
-                await self._current(_FOLLOW_TIMEOUT)
-            # Named in the audit record even if authentication then fails.
-            if routed is None:
-                door = self.doors.match(call, request)
-            else:
-                door, call.operation = routed, routed.operation("")
-            call.door = door.name
-            if self._barrier.sealed and not door.serves_sealed:
-                # Nothing behind the barrier, access keys included, can be read.
-                raise Sealed()
-            await door.authenticate(call, request)
-            action = door.action(call, request)
-            typed = door.decode(call, action, request)
-            if action.announce is not None:
-                refused = await self._announce(door, call, action, typed)
-                if refused is not None:
-                    return refused
-            if action.mutates:
-                async with self._coordinator.exclusive():
-                    self._refresh()  # another process may have written while we waited
+            try:
+                # Caches dropped if another process committed, and the keyring
+                # followed: served or sealed, as the store says now. Freshness.current,
+                # with its await only when a reload is in flight: two coroutines
+                # fewer per request (~0.3 us, thread_time).
+                self._refresh()
+                if self._barrier.reloading:
+                    await self._current(_FOLLOW_TIMEOUT)
+                # Named in the audit record even if authentication then fails.
+                if routed is None:
+                    door = self.doors.match(call, request)
+                else:
+                    door, call.operation = routed, routed.operation("")
+                call.door = door.name
+                if self._barrier.sealed and not door.serves_sealed:
+                    # Nothing behind the barrier, access keys included, can be read.
+                    raise Sealed()
+                await door.authenticate(call, request)
+                action = door.action(call, request)
+                typed = door.decode(call, action, request)
+                if action.announce is not None:
+                    refused = await self._announce(door, call, action, typed)
+                    if refused is not None:
+                        return refused
+                if action.mutates:
+                    async with self._coordinator.exclusive():
+                        self._refresh()  # another process may have written while we waited
+                        outcome = await action.run(call, typed)
+                        reply = await self._finish(door, call, action, outcome)
+                else:
                     outcome = await action.run(call, typed)
                     reply = await self._finish(door, call, action, outcome)
-            else:
-                outcome = await action.run(call, typed)
-                reply = await self._finish(door, call, action, outcome)
-            if outcome.then is not None and reply.status == 200:
-                # Outside the write lock: it may take it itself (jobs do).
-                result = await outcome.then()
-                reply = Reply(
-                    200,
-                    door.encode(action, result, call.request_id),
-                    call.request_id,
-                    door.content_type,
-                )
-            return reply
-        except KMSError as error:
-            return await self._fail(door, call, error)
-        except AuditUnavailable:
-            return self._no_audit(door, call)
-        except StorageUnavailable as exc:
-            # Before any commit (a failed commit is answered in _finish): the
-            # request had no effect, and the client may retry, here or on
-            # another node. A write lock not free in time is the same case.
-            log.warning("request %s: the store did not answer: %s", call.request_id, exc)
-            return await self._fail(door, call, door.unavailable(call.operation))
-        except Exception:
-            log.exception("request %s failed unexpectedly", call.request_id)
-            return await self._fail(door, call, KMSInternalException(_INTERNAL))
+                if outcome.then is not None and reply.status == 200:
+                    # Outside the write lock: it may take it itself (jobs do).
+                    result = await outcome.then()
+                    reply = Reply(
+                        200,
+                        door.encode(action, result, call.request_id),
+                        call.request_id,
+                        door.content_type,
+                    )
+                return reply
+            except KMSError as error:
+                return await self._fail(door, call, error)
+            except AuditUnavailable:
+                return self._no_audit(door, call)
+            except StorageUnavailable as exc:
+                # Before any commit (a failed commit is answered in _finish): the
+                # request had no effect, and the client may retry, here or on
+                # another node. A write lock not free in time is the same case.
+                log.warning("request %s: the store did not answer: %s", call.request_id, exc)
+                return await self._fail(door, call, door.unavailable(call.operation))
+            except Exception:
+                log.exception("request %s failed unexpectedly", call.request_id)
+                return await self._fail(door, call, KMSInternalException(_INTERNAL))
+        finally:
+            seconds = perf_counter() - start
+            metrics.request_done(call.door, call.operation, call.error_code, seconds)
+            if self.log_requests:
+                _log_request(call, seconds)
 
     async def _announce(
         self, door: Door, call: Call, action: Action, typed: object
@@ -354,12 +351,12 @@ class Pipeline:
             metrics.AUTH_FAILURES.labels(auth_failure_reason(error)).inc()
         elif call.decision == "deny":
             metrics.AUTHZ_DENIED.labels(call.operation or metrics.OTHER).inc()
+        call.error_code = error.code
         return Reply(
             door.error_status(error),
             door.encode_error(error, call.request_id),
             call.request_id,
             door.content_type,
-            error.code,
         )
 
     def _record(

@@ -83,6 +83,7 @@ class Maintenance:
         """Stop the timer, then write the last uses it had not written yet."""
         await self.scheduler.stop()
         await self.flush_usage()
+        metrics.sync()  # a worker's last second of counts, into the shared files
 
     async def flush_usage(self) -> None:
         if self._barrier.sealed:
