@@ -16,11 +16,11 @@ files (``MultiProcessCollector``): one view of the whole server. Counters of
 a worker that died stay in the sums; its live gauges are dropped when the
 supervisor restarts it. A lone server keeps its values in memory.
 
-What is cheaper to read than to count (the caches' hits and misses, the
-process's CPU and memory) is kept as plain integers where it happens and
-copied into the series by ``sync``: at every scrape, and once a second from
-the maintenance timer, which is what makes a worker's share visible to a
-scrape that another worker answers.
+What the hot path counts (requests and their durations, the caches' hits
+and misses) is kept as plain numbers where it happens and copied into the
+series by ``sync``, as are the process's CPU and memory: at every scrape,
+and once a second from the maintenance timer, which is what makes a
+worker's share visible to a scrape that another worker answers.
 """
 
 from __future__ import annotations
