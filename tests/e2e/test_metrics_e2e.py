@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -18,14 +19,15 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from production import Production
 from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import Server, dev_call, free_port
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
-def scrape(base: str) -> Samples:
-    with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+def scrape(base: str, context: ssl.SSLContext | None = None) -> Samples:
+    with urllib.request.urlopen(base + "/metrics", timeout=10, context=context) as response:
         assert response.status == 200
         assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
         text = response.read().decode()
@@ -184,3 +186,36 @@ def test_scheduled_jobs_are_counted(fresh_server: Server) -> None:
         assert moved - value(before, "keycask_jobs_total", job=job, outcome="success") == 1
     assert value(after, "keycask_keys", state="Enabled", key_spec="SYMMETRIC_DEFAULT") == 1
     assert value(after, "keycask_keys", state="PendingDeletion", key_spec="SYMMETRIC_DEFAULT") == 0
+
+
+def test_a_production_server_sealed_then_unsealed(tmp_path: Path) -> None:
+    port = free_port()
+    prod = Production(tmp_path / "data")
+    prod.initialise("--seal", "shamir", "--shares", "3", "--threshold", "2")
+    prod.start("--metrics-listen", f"127.0.0.1:{port}")
+    try:
+        tls = ssl.create_default_context(cafile=str(prod.cert)) if prod.tls else None
+        for base, context in ((prod.endpoint, tls), (f"http://127.0.0.1:{port}", None)):
+            sealed = scrape(base, context)
+            assert value(sealed, "keycask_sealed") == 1
+            assert value(sealed, "keycask_seal_info", type="shamir") == 1
+        for share in prod.shares[:2]:
+            prod.unseal(share)
+        prod.client().create_key()
+        unsealed = scrape(f"http://127.0.0.1:{port}")
+        assert value(unsealed, "keycask_sealed") == 0
+        assert value(unsealed, "keycask_keys", state="Enabled", key_spec="SYMMETRIC_DEFAULT") == 1
+        operator = ("KeycaskOperator.Unseal", "success", "")
+        assert (
+            value(
+                unsealed,
+                "keycask_requests_total",
+                door="operator",
+                operation=operator[0],
+                outcome=operator[1],
+                error_code=operator[2],
+            )
+            == 2
+        )
+    finally:
+        prod.stop()
