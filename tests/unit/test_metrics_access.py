@@ -131,3 +131,27 @@ async def test_a_signed_scrape_needs_keycask_get_metrics(
         assert after[denied] == before.get(denied, 0) + 1
         signature = ("keycask_auth_failures_total", frozenset({("reason", "bad_signature")}))
         assert after[signature] == before.get(signature, 0) + 1
+
+
+def test_authentication_failures_are_named_by_a_few_fixed_reasons() -> None:
+    from keycask import errors
+    from keycask.service.pipeline import auth_failure_reason
+
+    cases = {
+        errors.MissingAuthenticationTokenException("x"): "missing",
+        errors.IncompleteSignatureException("x"): "malformed",
+        errors.InvalidSignatureException("The request signature we calculated ..."): (
+            "bad_signature"
+        ),
+        errors.InvalidSignatureException("Signature expired: 20261207T000000Z is now ..."): "skew",
+        errors.InvalidSignatureException("Signature not yet current: ..."): "skew",
+        errors.InvalidSignatureException("Credential should be scoped to correct service"): (
+            "scope"
+        ),
+        errors.InvalidSignatureException("Date in Credential scope does not match"): "scope",
+        errors.UnrecognizedClientException("The security token ... is invalid."): "unknown_key",
+        errors.UnrecognizedClientException("The operator token is not valid."): "operator_token",
+        errors.ExpiredTokenException("x"): "expired",
+        errors.InvalidIdentityTokenException("x"): "web_identity",
+    }
+    assert [auth_failure_reason(e) for e in cases] == list(cases.values())
