@@ -47,14 +47,6 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = [
-    "CONTENT_TYPE",
-    "CacheStats",
-    "cache_stats",
-    "exposition",
-    "multiprocess_dir",
-]
-
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 OTHER = "other"

@@ -155,3 +155,25 @@ def test_authentication_failures_are_named_by_a_few_fixed_reasons() -> None:
         errors.InvalidIdentityTokenException("x"): "web_identity",
     }
     assert [auth_failure_reason(e) for e in cases] == list(cases.values())
+
+
+async def test_requests_refused_before_any_door_are_counted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with service(tmp_path, monkeypatch) as svc:
+        series = (
+            "keycask_requests_total",
+            frozenset(
+                {
+                    ("door", "none"),
+                    ("operation", "other"),
+                    ("outcome", "error"),
+                    ("error_code", "UnknownOperationException"),
+                }
+            ),
+        )
+        before = _samples(await svc.runtime.app.handle(_get("127.0.0.1"))).get(series, 0)
+        wrong = Request("GET", "/nothing", b"/nothing", b"", ((b"host", HOST.encode()),), b"")
+        assert (await svc.runtime.app.handle(wrong)).status == 400
+        after = _samples(await svc.runtime.app.handle(_get("127.0.0.1")))
+        assert after[series] == before + 1

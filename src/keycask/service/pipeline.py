@@ -437,7 +437,11 @@ class Pipeline:
         """Answer a request the edge refused before it could be parsed
         (too large, wrong path): it is audited like any other, and answered
         in the fallback door's wire (no door was reached)."""
-        return await self._fail(self.doors.fallback, self._new_call(source_ip), error)
+        start = perf_counter()
+        call = self._new_call(source_ip)
+        reply = await self._fail(self.doors.fallback, call, error)
+        metrics.request_done(None, None, call.error_code, perf_counter() - start)
+        return reply
 
     async def refused_at_edge(self, source_ip: str | None, status: int, reason: str) -> None:
         """Record a request the HTTP layer refused before it parsed (malformed,
