@@ -12,10 +12,11 @@ import configparser
 import io
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from keycask import privatefile
+from keycask import __version__, metrics, privatefile
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
@@ -28,6 +29,7 @@ from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
 from keycask.http.console import Console
 from keycask.http.kms import KMSApp
+from keycask.http.metrics import KeyCounts, MetricsRoute
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
@@ -45,6 +47,7 @@ from keycask.service.door import Doors
 from keycask.service.doors.admin import AdminDoor
 from keycask.service.doors.dev import DevDoor
 from keycask.service.doors.kms import KmsDoor
+from keycask.service.doors.metrics import MetricsDoor
 from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
 from keycask.service.doors.sts import StsDoor
@@ -102,6 +105,7 @@ class Runtime:
     pipeline: Pipeline
     keeper: SealKeeper
     maintenance: Maintenance
+    metrics: MetricsRoute
 
     async def close(self) -> None:
         await self.maintenance.stop()
@@ -254,10 +258,12 @@ def _doors(
     dev_clock: DevClock | None,
     maintenance: Maintenance,
     audit_dir: Path,
-) -> Doors:
+    scrape: Callable[[], Awaitable[bytes]],
+) -> tuple[Doors, MetricsDoor]:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
     API (which also answers targets no door knows), the admin and operator
-    APIs, STS, and in --dev the dev API."""
+    APIs, STS, and in --dev the dev API; and the door of a signed scrape of
+    ``GET /metrics``, which the HTTP route picks (no target names it)."""
     assert deps.credentials is not None
     codec = WireCodec(Codec.load())
     signed = SignedCallers(deps.credentials, deps.authz, deps.sessions)
@@ -302,7 +308,7 @@ def _doors(
                 codec=codec,
             )
         )
-    return doors
+    return doors, MetricsDoor(signed, codec, scrape)
 
 
 async def build(
@@ -401,18 +407,26 @@ async def build(
         freshness,
         wall_clock=clock,
     )
+    key_counts = KeyCounts(storage, keys, lambda: barrier.sealed)
+
+    async def scrape() -> bytes:
+        await key_counts.refresh()
+        return metrics.exposition()
+
+    doors, metrics_door = _doors(
+        settings,
+        deps=deps,
+        storage=storage,
+        barrier=barrier,
+        keeper=keeper,
+        token=token,
+        dev_clock=dev_clock,
+        maintenance=maintenance,
+        audit_dir=audit.path.parent,
+        scrape=scrape,
+    )
     pipeline = Pipeline(
-        _doors(
-            settings,
-            deps=deps,
-            storage=storage,
-            barrier=barrier,
-            keeper=keeper,
-            token=token,
-            dev_clock=dev_clock,
-            maintenance=maintenance,
-            audit_dir=audit.path.parent,
-        ),
+        doors,
         deps,
         audit,
         clock,
@@ -430,6 +444,10 @@ async def build(
         ),
     )
     barrier.on_seal.append(freshness.forget)
+    _read_for_metrics(keeper, barrier, coordinator, key_counts, deps.authz)
+    app = KMSApp(pipeline, console=Console(settings.region) if settings.console else None)
+    route = MetricsRoute(pipeline, metrics_door, scrape)
+    app.metrics = route.handle
     anchoring.start()
     if scheduler:
         maintenance.start()
@@ -440,12 +458,32 @@ async def build(
         credentials,
         audit,
         coordinator,
-        KMSApp(pipeline, console=Console(settings.region) if settings.console else None),
+        app,
         anchoring,
         pipeline,
         keeper,
         maintenance,
+        route,
     )
+
+
+def _read_for_metrics(
+    keeper: SealKeeper,
+    barrier: Barrier,
+    coordinator: Coordinator,
+    key_counts: KeyCounts,
+    authz: Authorizer,
+) -> None:
+    """What a scrape reads from this server as it is (keycask/metrics.py's
+    READINGS): the last server built in a process is the one it shows."""
+    readings = metrics.READINGS
+    readings.sealed = lambda: barrier.sealed
+    readings.seal_type = lambda: keeper.kind
+    readings.version = __version__
+    readings.keys = key_counts.current
+    readings.notify_lag = coordinator.lag if isinstance(coordinator, PostgresCoordinator) else None
+    decisions = authz.decisions
+    metrics.watch_cache("decision", lambda: (decisions.hits, decisions.misses))
 
 
 # -- --dev conveniences --

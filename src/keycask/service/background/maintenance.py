@@ -9,14 +9,20 @@ are handed the few methods they need.
 
 from __future__ import annotations
 
-from keycask.audit import AuditLog
+from keycask import metrics
+from keycask.audit import AuditLog, AuditRecord
 from keycask.barrier import Barrier
+from keycask.errors import Sealed
 from keycask.ports import Clock, Coordinator
 from keycask.service.background.barrier_terms import BarrierTerms
-from keycask.service.background.scheduler import Scheduler
+from keycask.service.background.scheduler import SCHEDULER_PRINCIPAL, Scheduler
 from keycask.service.core.call import new_request_id
 from keycask.service.core.deps import Deps
 from keycask.service.freshness import Freshness
+
+# The scheduler's audited operations (as CloudTrail names them), by the job
+# name keycask_jobs_total counts them under.
+_JOBS = {"RotateKey": "rotation", "DeleteKey": "deletion", "DeleteExpiredKeyMaterial": "expiry"}
 
 
 class Maintenance:
@@ -50,7 +56,25 @@ class Maintenance:
         # Every node, leader or not: moves the store's epoch past its own
         # commits, and seals if the store was rolled back under it.
         self.scheduler.every_tick.append(barrier.tick)
-        self.scheduler.after_tick.append(self.terms.rewrite)
+        # What the metrics count as plain integers, into the series (for a
+        # scrape another worker answers).
+        self.scheduler.every_tick.append(metrics.sync)
+        self.scheduler.after_tick.append(self._rewrite)
+        # Every job the scheduler runs is audited (principal keycask): its
+        # record is what the metrics count, whoever ran it (a tick, the dev clock).
+        audit.observers.append(_count_job)
+
+    async def _rewrite(self) -> None:
+        if self._barrier.sealed or not self._barrier.keyring.rewrite:
+            return
+        try:
+            await self.terms.rewrite()
+        except Sealed:
+            raise
+        except Exception:
+            metrics.JOBS.labels("rewrite", "error").inc()
+            raise
+        metrics.JOBS.labels("rewrite", "success").inc()
 
     def start(self) -> None:
         self.scheduler.start()
@@ -59,6 +83,7 @@ class Maintenance:
         """Stop the timer, then write the last uses it had not written yet."""
         await self.scheduler.stop()
         await self.flush_usage()
+        metrics.sync()  # a worker's last second of counts, into the shared files
 
     async def flush_usage(self) -> None:
         if self._barrier.sealed:
@@ -79,3 +104,10 @@ class Maintenance:
 
     async def run_due(self) -> int:
         return await self.scheduler.run_due()
+
+
+def _count_job(record: AuditRecord) -> None:
+    if record.principal == SCHEDULER_PRINCIPAL and record.operation is not None:
+        job = _JOBS.get(record.operation)
+        if job is not None:
+            metrics.JOBS.labels(job, record.outcome).inc()
