@@ -409,7 +409,7 @@ async def build(
         barrier,
         NodeRecord(
             node_id(settings.data_dir),
-            node or f"{socket.gethostname()}:{settings.port}",
+            _node_name(node, worker) or f"{socket.gethostname()}:{settings.port}",
             advertised_address(settings),
             __version__,
             started=time.time(),
@@ -487,6 +487,14 @@ async def build(
         maintenance,
         route,
     )
+
+
+def _node_name(node: str | None, worker: int | None) -> str | None:
+    """The node's name in the list of nodes: the supervisor names each
+    worker ``<node id>-<slot>`` (for its audit records); the node is the id."""
+    if node is not None and worker is not None:
+        return node.removesuffix(f"-{worker}")
+    return node
 
 
 def advertised_address(settings: Settings) -> str:

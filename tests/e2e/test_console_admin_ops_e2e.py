@@ -319,3 +319,10 @@ def test_list_nodes_shows_this_node_needs_its_permission_and_is_audited(server: 
     with pytest.raises(DevCallError) as caught:
         _admin(server, "ListNodes", {"Account": ACCOUNT})
     assert caught.value.code == "ValidationException"
+
+
+def test_a_server_with_workers_is_one_node(workers: Server) -> None:
+    [node] = _nodes(workers)
+    time.sleep(6)  # past a heartbeat interval: no worker but the first adds an entry
+    for _ in range(6):  # answered by either worker
+        assert [(n["NodeId"], n["This"]) for n in _nodes(workers)] == [(node["NodeId"], True)]

@@ -133,3 +133,11 @@ def test_the_node_id_is_stable_per_data_dir(tmp_path: Path) -> None:
     assert node_id(tmp_path / "a") == first
     assert node_id(tmp_path / "b") != first
     assert (tmp_path / "a" / "node-id").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_workers_node_is_named_as_the_node_not_the_worker() -> None:
+    from keycask.app import _node_name
+
+    assert _node_name("node-a-0", 0) == "node-a"  # the supervisor's --node-id node-a-0
+    assert _node_name("node-a", None) == "node-a"
+    assert _node_name(None, 0) is None
