@@ -493,6 +493,12 @@ def test_a_principal_sees_only_what_its_policies_allow(page: Page, console_serve
     sign_in(page, console_server, (made["AccessKeyId"], made["SecretAccessKey"]))
     expect(page.locator("#notice")).to_contain_text("AccessDeniedException")
     expect(page.get_by_role("row", name=re.compile("console-walk"))).to_have_count(0)
+    page.get_by_role("link", name="Health").click()
+    expect(page.locator("#health-facts")).not_to_contain_text("Version")
+    expect(page.get_by_text("The version and the nodes need keycask:ListNodes")).to_contain_text(
+        "AccessDeniedException"
+    )
+    expect(page.locator("#nodes")).to_have_count(0)
 
 
 def test_narrow_window_stays_readable(page: Page, console_server: Server, shots: Path) -> None:

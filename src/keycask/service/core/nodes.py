@@ -13,8 +13,9 @@ entries older than ``PRUNE_AFTER``.
 The writes are quiet: ``node/`` is one of the prefixes no cache holds, so a
 heartbeat moves neither the barrier's epoch nor a PostgreSQL cluster's
 (``storage/postgres.py``), notifies no node and drops no cache. They take no
-write lock either: a node only ever puts its own path, unconditionally, and
-a prune deletes another's entry only at the revision it read.
+write lock either (as the audit anchors take none): a node only ever puts
+its own path, unconditionally, and a prune deletes another's entry only at
+the revision it read.
 
 The node id is stable per data dir (``<data dir>/node-id``, made on first
 start), so a restarted node takes its entry back instead of adding one.
