@@ -1,7 +1,7 @@
 """Composition root: storage -> barrier -> key store -> service (core, front
 doors, pipeline, background maintenance) -> the HTTP app.
 
-Why one module of ~500 lines: it is the one place that knows every layer and
+Why one module of ~600 lines: it is the one place that knows every layer and
 the order they are built and started in; each front door or store added is a
 few lines here, and split across files that order would be read in pieces.
 """
