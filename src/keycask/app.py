@@ -1,7 +1,7 @@
 """Composition root: storage -> barrier -> key store -> service (core, front
 doors, pipeline, background maintenance) -> the HTTP app.
 
-Why one module of ~500 lines: it is the one place that knows every layer and
+Why one module of ~600 lines: it is the one place that knows every layer and
 the order they are built and started in; each front door or store added is a
 few lines here, and split across files that order would be read in pieces.
 """
@@ -12,6 +12,7 @@ import configparser
 import io
 import logging
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +43,7 @@ from keycask.service.core.handlers.inspection import Inspector
 from keycask.service.core.handlers.operator import Operator
 from keycask.service.core.handlers.sts import Sts
 from keycask.service.core.managed import ManagedKeys
+from keycask.service.core.nodes import NodeRecord, NodeRegistry, node_id
 from keycask.service.core.usage import UsageTracker
 from keycask.service.door import Doors
 from keycask.service.doors.admin import AdminDoor
@@ -258,6 +260,7 @@ def _doors(
     dev_clock: DevClock | None,
     maintenance: Maintenance,
     audit_dir: Path,
+    nodes: NodeRegistry,
     scrape: Callable[[], Awaitable[bytes]],
 ) -> tuple[Doors, MetricsDoor]:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
@@ -274,7 +277,7 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz)
+    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz, nodes)
     doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps, inspector=inspector))
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)
@@ -342,10 +345,13 @@ async def build(
     coordinator: Coordinator
     if isinstance(storage, PostgresStorage):
         # One node of a cluster (each worker process counts as a node).
-        # Last-use records and audit anchors are written every second by every
-        # node and cached by none: their commits need not empty peers' caches.
+        # Last-use records, audit anchors and nodes' heartbeats are written
+        # every few seconds by every node and cached by none: their commits
+        # need not empty peers' caches.
         postgres = PostgresCoordinator(
-            storage, uncached=frozenset({"usage", "audit"}), lock_timeout=settings.lock_timeout
+            storage,
+            uncached=frozenset({"usage", "audit", "node"}),
+            lock_timeout=settings.lock_timeout,
         )
         await postgres.start()
         coordinator = postgres
@@ -399,6 +405,20 @@ async def build(
     if isinstance(coordinator, PostgresCoordinator):
         # A commit elsewhere (a rekey above all) is followed when it is seen.
         coordinator.on_stale.append(freshness.noticed)
+    nodes = NodeRegistry(
+        barrier,
+        NodeRecord(
+            node_id(settings.data_dir),
+            _node_name(node, worker) or f"{socket.gethostname()}:{settings.port}",
+            advertised_address(settings),
+            __version__,
+            started=time.time(),
+            heartbeat=0.0,
+            state="ready",
+        ),
+        # One entry per node: of a node's worker processes, the first writes it.
+        writes=worker in (None, 0),
+    )
     maintenance = Maintenance(
         deps,
         audit,
@@ -406,6 +426,7 @@ async def build(
         barrier,
         freshness,
         wall_clock=clock,
+        nodes=nodes,
     )
     key_counts = KeyCounts(storage, keys, lambda: barrier.sealed)
 
@@ -423,6 +444,7 @@ async def build(
         dev_clock=dev_clock,
         maintenance=maintenance,
         audit_dir=audit.path.parent,
+        nodes=nodes,
         scrape=scrape,
     )
     pipeline = Pipeline(
@@ -465,6 +487,23 @@ async def build(
         maintenance,
         route,
     )
+
+
+def _node_name(node: str | None, worker: int | None) -> str | None:
+    """The node's name in the list of nodes: the supervisor names each
+    worker ``<node id>-<slot>`` (for its audit records); the node is the id."""
+    if node is not None and worker is not None:
+        return node.removesuffix(f"-{worker}")
+    return node
+
+
+def advertised_address(settings: Settings) -> str:
+    """The address other nodes and operators reach this node at: the
+    listen address, or this host's name when it listens on every address."""
+    if settings.host in ("0.0.0.0", "::", ""):  # noqa: S104
+        scheme = "https" if settings.tls else "http"
+        return f"{scheme}://{socket.gethostname()}:{settings.port}"
+    return settings.endpoint_url
 
 
 def _read_for_metrics(

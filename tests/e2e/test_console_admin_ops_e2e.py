@@ -2,18 +2,21 @@
 ``KeycaskAdmin.LintPolicy`` (``keycask policy lint`` on a document not yet
 saved), ``KeycaskAdmin.WhoCan`` (``keycask policy who-can``) and
 ``KeycaskAdmin.ListAuditRecords`` (this node's recent records of the
-caller's account). Both are signed, authorized by identity policies and
+caller's account) and ``KeycaskAdmin.ListNodes`` (the cluster's nodes).
+All are signed, authorized by identity policies and
 audited like every admin operation, and change nothing."""
 
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import keycask
 from conftest import DevCallError, Server, dev_call
 
 ACCOUNT = "000000000000"
@@ -280,3 +283,46 @@ def test_who_can_refuses_other_accounts_unknown_actions_and_the_unpermitted(
         _admin(server, "WhoCan", {"KeyId": key_id, "Action": "kms:Decrypt"}, _user(server))
     assert caught.value.code == "AccessDeniedException"
     assert "keycask:WhoCan" in caught.value.message
+
+
+# -- ListNodes --
+
+
+def _nodes(server: Server, creds: Any = None) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 10
+    while True:  # the first heartbeat comes with the maintenance timer's first tick
+        nodes: list[dict[str, Any]] = _admin(server, "ListNodes", {}, creds)["Nodes"]
+        if nodes or time.monotonic() > deadline:
+            return nodes
+        time.sleep(0.2)
+
+
+def test_list_nodes_shows_this_node_needs_its_permission_and_is_audited(server: Server) -> None:
+    [node] = _nodes(server)
+    assert node["This"] is True and node["State"] == "ready"
+    assert node["Version"] == keycask.__version__
+    assert node["Address"] == server.endpoint
+    assert node["NodeId"] == (server.data_dir / "node-id").read_text().strip()
+    assert set(node) == {
+        "NodeId", "Name", "Address", "Version", "Started", "LastHeartbeat", "State", "This",
+    }  # fmt: skip
+    with pytest.raises(DevCallError) as caught:
+        _admin(server, "ListNodes", {}, _user(server))
+    assert caught.value.code == "AccessDeniedException"
+    assert "keycask:ListNodes" in caught.value.message
+    allowed = _user(server, "keycask:ListNodes")
+    assert [n["NodeId"] for n in _nodes(server, allowed)] == [node["NodeId"]]
+    outcomes = [
+        r["outcome"] for r in _records(server) if r["operation"] == "KeycaskAdmin.ListNodes"
+    ]
+    assert "success" in outcomes and "error" in outcomes
+    with pytest.raises(DevCallError) as caught:
+        _admin(server, "ListNodes", {"Account": ACCOUNT})
+    assert caught.value.code == "ValidationException"
+
+
+def test_a_server_with_workers_is_one_node(workers: Server) -> None:
+    [node] = _nodes(workers)
+    time.sleep(6)  # past a heartbeat interval: no worker but the first adds an entry
+    for _ in range(6):  # answered by either worker
+        assert [(n["NodeId"], n["This"]) for n in _nodes(workers)] == [(node["NodeId"], True)]

@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,11 @@ from typing import Any
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 from production import unsealed_shamir
 
+import keycask
 from conftest import Server, dev_call, free_port
 
 CHROMIUM = "/usr/bin/chromium"
@@ -155,6 +158,39 @@ def test_sigv4_js_signs_as_botocore_does(
     ).add_auth(request)
     assert signed["Authorization"] == request.headers["Authorization"]
     assert signed["X-Amz-Date"] == request.headers["X-Amz-Date"] == "20260304T050607Z"
+
+
+def test_sigv4_js_signs_a_metrics_scrape_as_botocore_does(
+    page: Page, console_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Health page's GET /metrics, signed as the metrics door checks it
+    off loopback (test_metrics_e2e.py scrapes signed by botocore)."""
+    from botocore import auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    page.goto(console_server.endpoint + "/console/")
+    host = f"127.0.0.1:{console_server.port}"
+    signed = page.evaluate(
+        """async (host) => {
+            const { sign } = await import('/console/sigv4.js');
+            return sign({ host, headers: {}, body: "", method: "GET", path: "/metrics",
+                          accessKeyId: "AKKCEXAMPLE", region: "eu-central-1", service: "kms",
+                          secret: "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+                          now: new Date("2026-03-04T05:06:07Z") });
+        }""",
+        host,
+    )
+    fixed = datetime.datetime(2026, 3, 4, 5, 6, 7)
+    monkeypatch.setattr(auth, "get_current_datetime", lambda: fixed)
+    request = AWSRequest(method="GET", url=f"http://{host}/metrics")
+    auth.SigV4Auth(
+        Credentials("AKKCEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
+        "kms",
+        "eu-central-1",
+    ).add_auth(request)
+    assert signed["Authorization"] == request.headers["Authorization"]
+    assert "SignedHeaders=host;x-amz-date," in signed["Authorization"]
 
 
 # -- the operator's walk --
@@ -308,14 +344,55 @@ def test_access_page_creates_a_principal_and_shows_its_secret_once(
         console_server.client(access_key=(str(akid), secret)).list_keys()
 
 
+def _chart_points(page: Page, chart: str) -> int:
+    points = page.locator(f"#{chart} polyline").get_attribute("points") or ""
+    return len(points.split())
+
+
 def test_health_page(page: Page, console_server: Server, shots: Path) -> None:
     sign_in(page, console_server)
     page.get_by_role("link", name="Health").click()
-    expect(page.locator("dl").first).to_contain_text("200 ok")
+    facts = page.locator("#health-facts")
+    expect(facts).to_contain_text("200 ok")
+    expect(facts.locator("dt", has_text="Version").locator("+ dd")).to_have_text(
+        keycask.__version__
+    )
     status = page.locator("#operator-status")
     expect(status.locator("dt", has_text="Sealed").locator("+ dd")).to_have_text("no")
     expect(status.locator("dt", has_text="Seal type").locator("+ dd")).to_have_text("dev")
-    page.screenshot(path=str(shots / "health.png"))
+    node = page.locator("#nodes tbody tr")
+    expect(node).to_have_count(1)
+    expect(node).to_contain_text("(this node)")
+    expect(node).to_contain_text(console_server.endpoint)
+    expect(node.locator(".state")).to_have_text("ready")
+    # Traffic, some of it refused, while the page scrapes /metrics: both
+    # charts gain points, and their text alternatives say so.
+    kms = console_server.client()
+    deadline = time.monotonic() + 30
+    while _chart_points(page, "chart-requests") < 2 or _chart_points(page, "chart-errors") < 2:
+        assert time.monotonic() < deadline, "the charts gained no points"
+        for _ in range(5):
+            kms.list_keys(Limit=1)
+        with pytest.raises(ClientError):
+            kms.describe_key(KeyId="alias/no-such-key")
+        page.wait_for_timeout(300)
+    for chart, caption in (("chart-requests", "Requests"), ("chart-errors", "Errors")):
+        figure = page.locator(f"#{chart}")
+        expect(figure.locator("figcaption")).to_have_text(f"{caption} per second")
+        summary = figure.locator(".chart-summary")
+        expect(summary).to_contain_text(re.compile(r"^Now [0-9.]+/s; at most [0-9.]+/s"))
+        assert figure.locator("svg").get_attribute("aria-describedby") == f"{chart}-summary"
+    expect(page.locator("#chart-errors .chart-summary")).not_to_contain_text("at most 0.00/s")
+    if os.environ.get("KEYCASK_CONSOLE_SCREENSHOTS"):
+        # For docs/console/health.png: half a minute of uneven traffic.
+        for second in range(30):
+            for _ in range(2 + (second * 7) % 11):
+                kms.list_keys(Limit=1)
+            if second % 4 == 0:
+                with pytest.raises(ClientError):
+                    kms.describe_key(KeyId="alias/no-such-key")
+            page.wait_for_timeout(1000)
+    page.screenshot(path=str(shots / "health.png"), full_page=True)
 
 
 # -- security --
@@ -416,6 +493,12 @@ def test_a_principal_sees_only_what_its_policies_allow(page: Page, console_serve
     sign_in(page, console_server, (made["AccessKeyId"], made["SecretAccessKey"]))
     expect(page.locator("#notice")).to_contain_text("AccessDeniedException")
     expect(page.get_by_role("row", name=re.compile("console-walk"))).to_have_count(0)
+    page.get_by_role("link", name="Health").click()
+    expect(page.locator("#health-facts")).not_to_contain_text("Version")
+    expect(page.get_by_text("The version and the nodes need keycask:ListNodes")).to_contain_text(
+        "AccessDeniedException"
+    )
+    expect(page.locator("#nodes")).to_have_count(0)
 
 
 def test_narrow_window_stays_readable(page: Page, console_server: Server, shots: Path) -> None:

@@ -130,7 +130,9 @@ def test_no_inline_script_or_style_and_nothing_from_elsewhere() -> None:
     assert re.findall(r"\sstyle=|\son[a-z]+=", html) == []
     for asset in ASSETS.iterdir():
         if asset.suffix in (".html", ".css", ".js"):
-            assert re.findall(r"https?://", asset.read_text()) == [], asset.name
+            # The SVG namespace (chart.js) is an XML name, never fetched.
+            found = re.findall(r"https?://(?!www\.w3\.org/2000/svg\b)", asset.read_text())
+            assert found == [], asset.name
 
 
 def test_scripts_never_parse_data_as_html_or_keep_the_secret() -> None:

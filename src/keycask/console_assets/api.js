@@ -48,19 +48,39 @@ export function signOut() {
   }
 }
 
-async function post(service, headers, body) {
+async function signedFetch(method, path, service, headers, body) {
   if (session === null) throw new ApiError("SignedOut", "You are signed out.", 0);
-  touch();
   const signed = await sign({
-    host: location.host, headers, body, service,
+    host: location.host, headers, body, service, method, path,
     accessKeyId: session.accessKeyId, secret: session.secret, region: session.region,
     sessionToken: session.sessionToken || null,
   });
-  const response = await fetch("/", {
-    method: "POST", headers: signed, body, credentials: "omit", cache: "no-store",
-    redirect: "error", referrerPolicy: "no-referrer",
+  return fetch(path, {
+    method, headers: signed, body: method === "GET" ? undefined : body, credentials: "omit",
+    cache: "no-store", redirect: "error", referrerPolicy: "no-referrer",
   });
-  return response;
+}
+
+async function post(service, headers, body) {
+  if (session === null) throw new ApiError("SignedOut", "You are signed out.", 0);
+  touch();
+  return signedFetch("POST", "/", service, headers, body);
+}
+
+// GET /metrics, signed (keycask:GetMetrics; a loopback page is answered
+// anyway): the Prometheus text. Not activity: the Health page polls it, and
+// polling must not keep an idle session alive.
+export async function metrics() {
+  const response = await signedFetch("GET", "/metrics", "kms", {}, "");
+  const text = await response.text();
+  if (!response.ok) {
+    let doc = {};
+    try { doc = JSON.parse(text); } catch { doc = {}; }
+    const type = String(doc.__type || "Error").split("#").pop();
+    throw new ApiError(type, doc.message || doc.Message || `HTTP ${response.status}`,
+                       response.status);
+  }
+  return text;
 }
 
 // A JSON call: TrentService.<Op> (KMS) or KeycaskAdmin.<Op>.

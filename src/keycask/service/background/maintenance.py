@@ -1,6 +1,7 @@
 """Everything a server does that no request asks for, on one timer: the
 lifecycle jobs (rotation, deletion, expiry), writing keys' last use, moving
-the store's epoch (every node), and the barrier rewrite after a rotation.
+the store's epoch (every node), the node's heartbeat (``core/nodes.py``),
+and the barrier rewrite after a rotation.
 
 ``app.py`` builds one per process and starts it; the request path never
 touches it, except the operator's Rotate and Status and the dev clock, which
@@ -18,6 +19,7 @@ from keycask.service.background.barrier_terms import BarrierTerms
 from keycask.service.background.scheduler import SCHEDULER_PRINCIPAL, Scheduler
 from keycask.service.core.call import new_request_id
 from keycask.service.core.deps import Deps
+from keycask.service.core.nodes import NodeRegistry
 from keycask.service.freshness import Freshness
 
 # The scheduler's audited operations (as CloudTrail names them), by the job
@@ -36,8 +38,11 @@ class Maintenance:
         *,
         wall_clock: Clock,
         interval: float = 1.0,
+        nodes: NodeRegistry | None = None,
     ) -> None:
         self._deps = deps
+        self._nodes = nodes
+        self.scheduler_started = False
         self._coordinator = coordinator
         self._barrier = barrier
         self._freshness = freshness
@@ -53,6 +58,9 @@ class Maintenance:
             paused=lambda: barrier.sealed,
         )
         self.scheduler.every_tick.append(self.flush_usage)
+        if nodes is not None:
+            # Every node: its entry in the store, every few seconds (quiet).
+            self.scheduler.every_tick.append(nodes.heartbeat)
         # Every node, leader or not: moves the store's epoch past its own
         # commits, and seals if the store was rolled back under it.
         self.scheduler.every_tick.append(barrier.tick)
@@ -78,11 +86,14 @@ class Maintenance:
 
     def start(self) -> None:
         self.scheduler.start()
+        self.scheduler_started = True
 
     async def stop(self) -> None:
         """Stop the timer, then write the last uses it had not written yet."""
         await self.scheduler.stop()
         await self.flush_usage()
+        if self._nodes is not None and self.scheduler_started:
+            await self._nodes.stop()
         metrics.sync()  # a worker's last second of counts, into the shared files
 
     async def flush_usage(self) -> None:

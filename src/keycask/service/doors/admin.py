@@ -1,13 +1,13 @@
 """The admin API (``X-Amz-Target: KeycaskAdmin.<Op>``): principals, their
 policies, tags and access keys (``core/handlers/principals.py``), OpenID
 Connect identity providers (``core/handlers/identity_providers.py``) and
-the read-only LintPolicy, WhoCan and ListAuditRecords
+the read-only LintPolicy, WhoCan, ListAuditRecords and ListNodes
 (``core/handlers/inspection.py``), signed like the KMS API, with small JSON
 shapes of keycask's own, decoded here into the core's typed requests
 (``core/principal_requests.py``, ``core/idp_requests.py``) and encoded from
 its typed results.
 
-Why one module of ~650 lines: it is one wire, one table (``WIRE``) read by
+Why one module of ~700 lines: it is one wire, one table (``WIRE``) read by
 one decoder and one encoder; every shape follows the same member, type and
 order rules, which are easiest to check side by side.
 
@@ -57,6 +57,9 @@ A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
                           -> {Records: [...], Chain?: {Ok, Records, Segments, Anchored,
                           Problem?}}: this node's recent records of the caller's
                           account, newest first (``core/handlers/inspection.py``)
+    ListNodes             {} -> {Nodes: [{NodeId, Name, Address, Version, Started,
+                          LastHeartbeat, State: ready|stopped|unreachable, This}]}:
+                          the cluster's nodes as they record themselves (``core/nodes.py``)
 
 Operations that answer nothing answer ``{}``. A body is checked whole before
 anything is authorized: unknown and missing members, then each member's type
@@ -100,6 +103,8 @@ from keycask.service.core.handlers.inspection import (
     LintPolicyResult,
     ListAuditRecordsRequest,
     ListAuditRecordsResult,
+    ListNodesRequest,
+    ListNodesResult,
     WhoCanRequest,
     WhoCanResult,
     check_kind,
@@ -467,6 +472,28 @@ def _audit_records(result: ListAuditRecordsResult) -> Doc:
     return doc
 
 
+def _list_nodes(doc: Doc) -> ListNodesRequest:
+    return ListNodesRequest()
+
+
+def _nodes(result: ListNodesResult) -> Doc:
+    return {
+        "Nodes": [
+            {
+                "NodeId": n.record.node_id,
+                "Name": n.record.name,
+                "Address": n.record.address,
+                "Version": n.record.version,
+                "Started": _date(n.record.started),
+                "LastHeartbeat": _date(n.record.heartbeat),
+                "State": n.state,
+                "This": n.this,
+            }
+            for n in result.nodes
+        ]
+    }
+
+
 def _identity_providers(result: ListIdentityProvidersResult) -> Doc:
     return {
         "IdentityProviders": [
@@ -558,6 +585,7 @@ INSPECTION_WIRE: Mapping[str, Wire] = {
     "ListAuditRecords": _wire(_list_audit_records, _audit_records, required=(),
                               optional=("Limit", "KeyId", "Principal", "Operation", "Outcome",
                                         "Verify")),
+    "ListNodes": _wire(_list_nodes, _nodes, required=()),
 }  # fmt: skip
 
 

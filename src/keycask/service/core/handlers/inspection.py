@@ -1,9 +1,10 @@
 """Read-only admin operations the web console needs and the CLI has offline:
 ``LintPolicy`` (``keycask policy lint`` on a document not yet saved),
 ``WhoCan`` (``keycask policy who-can`` for a key of the caller's account and
-an action, over that account's principals) and ``ListAuditRecords`` (this
+an action, over that account's principals), ``ListAuditRecords`` (this
 node's recent audit records, filtered, and on request the chain's
-verification as ``keycask audit verify`` does it).
+verification as ``keycask audit verify`` does it) and ``ListNodes`` (the
+nodes of the cluster as they record themselves, ``core/nodes.py``).
 
 Like every admin operation they are signed, authorized and audited
 (``KeycaskAdmin.<Op>``, action ``keycask:<Op>`` on the caller's account,
@@ -12,7 +13,8 @@ administrators are allowed by their allow-all policy). Neither changes
 anything. ``ListAuditRecords`` shows only records of the caller's own
 account: those whose principal or key is in it (a node's log holds every
 account's requests, and refusals of callers nobody authenticated belong to
-no account, so it never shows them).
+no account, so it never shows them). ``ListNodes`` answers the same to every
+account allowed it: names, addresses, versions and heartbeats, no secret.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from keycask.policy.statements import normalize_action
 from keycask.policy.who_can import Finding, who_can
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.nodes import NodeRegistry, NodeView
 from keycask.service.core.resolve import find_key, parse_reference
 
 # How much of each segment's end ListAuditRecords reads: the recent records.
@@ -112,13 +115,15 @@ class Inspector:
     """What the operations read: the credential store (the account's
     principals, for lint and who-can), the keys and the authorizer (a key's
     policy and grants, principals' subjects), this node's audit directory,
-    and the barrier its anchors and audit key are read through."""
+    the barrier its anchors and audit key are read through, and the nodes'
+    registry."""
 
     credentials: CredentialStore
     directory: Path
     barrier: Barrier
     keys: KeyStore
     authz: Authorizer
+    nodes: NodeRegistry
 
 
 Handler = Callable[[Inspector, Call, Any], Awaitable[Outcome]]
@@ -305,12 +310,34 @@ async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecords
     return Outcome(ListAuditRecordsResult(tuple(records), chain))
 
 
+# -- ListNodes --
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodesRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodesResult:
+    nodes: tuple[NodeView, ...]
+
+
+async def list_nodes(inspector: Inspector, call: Call, req: ListNodesRequest) -> Outcome:
+    await _allow(call, "ListNodes", None)
+    nodes = await inspector.nodes.nodes()
+    ready = sum(1 for n in nodes if n.state == "ready")
+    call.detail = f"{len(nodes)} node(s), {ready} ready"
+    return Outcome(ListNodesResult(tuple(nodes)))
+
+
 OPERATIONS: Mapping[str, InspectionOperation] = {
     op.name: op
     for op in (
         InspectionOperation("LintPolicy", LintPolicyRequest, lint_policy, False),
         InspectionOperation("WhoCan", WhoCanRequest, who_can_act, False),
         InspectionOperation("ListAuditRecords", ListAuditRecordsRequest, list_audit_records, False),
+        InspectionOperation("ListNodes", ListNodesRequest, list_nodes, False),
     )
 }
 
