@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql interop
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql chromium interop
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) interop softhsm haproxy postgresql lint typecheck layers
+test: $(STAMP) interop softhsm haproxy postgresql chromium lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -92,6 +92,16 @@ postgresql:
 	@if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then :; else \
 	  command -v apt-get >/dev/null || { echo "the tests need the PostgreSQL server (initdb under /usr/lib/postgresql/<version>/bin); install your distribution's postgresql package"; exit 1; }; \
 	  apt-get update -qq && apt-get install -y -qq postgresql; \
+	fi
+
+# The web console's browser tests (tests/e2e/test_console_browser.py) drive
+# Debian's chromium through Playwright (a Python package of the dev extras);
+# Playwright never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; else \
+	  command -v apt-get >/dev/null || { echo "the tests need Chromium at $(CHROMIUM); install your distribution's chromium package"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq chromium; \
 	fi
 
 clean:

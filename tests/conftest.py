@@ -58,6 +58,9 @@ class Server:
     log_path: Path | None = None
     env_extra: dict[str, str] = field(default_factory=dict)
     workers: int = 1
+    args: tuple[str, ...] = ()  # more flags of keycask server
+    # stderr in a file of its own (else with stdout in log_path)
+    stderr_path: Path | None = None
 
     @property
     def endpoint(self) -> str:
@@ -84,9 +87,10 @@ class Server:
                 f"127.0.0.1:{self.port}",
                 "--workers",
                 str(self.workers),
+                *self.args,
             ],
             stdout=log,
-            stderr=subprocess.STDOUT,
+            stderr=open(self.stderr_path, "ab") if self.stderr_path else subprocess.STDOUT,  # noqa: SIM115
             env=self.env(),
         )
         deadline = time.monotonic() + 30

@@ -1,7 +1,7 @@
 """Composition root: storage -> barrier -> key store -> service (core, front
 doors, pipeline, background maintenance) -> the HTTP app.
 
-Why one module of ~500 lines: it is the one place that knows every layer and
+Why one module of ~600 lines: it is the one place that knows every layer and
 the order they are built and started in; each front door or store added is a
 few lines here, and split across files that order would be read in pieces.
 """
@@ -12,10 +12,12 @@ import configparser
 import io
 import logging
 import socket
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from keycask import privatefile
+from keycask import __version__, metrics, privatefile
 from keycask.audit import AuditLog
 from keycask.audit.anchor import Anchoring
 from keycask.auth.credentials import AccessKey, CredentialStore
@@ -27,7 +29,9 @@ from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
+from keycask.http.console import Console
 from keycask.http.kms import KMSApp
+from keycask.http.metrics import KeyCounts, MetricsRoute
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
@@ -36,14 +40,17 @@ from keycask.service.background.maintenance import Maintenance
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import new_request_id
 from keycask.service.core.deps import Deps
+from keycask.service.core.handlers.inspection import Inspector
 from keycask.service.core.handlers.operator import Operator
 from keycask.service.core.handlers.sts import Sts
 from keycask.service.core.managed import ManagedKeys
+from keycask.service.core.nodes import NodeRecord, NodeRegistry, node_id
 from keycask.service.core.usage import UsageTracker
 from keycask.service.door import Doors
 from keycask.service.doors.admin import AdminDoor
 from keycask.service.doors.dev import DevDoor
 from keycask.service.doors.kms import KmsDoor
+from keycask.service.doors.metrics import MetricsDoor
 from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
 from keycask.service.doors.sts import StsDoor
@@ -102,6 +109,7 @@ class Runtime:
     pipeline: Pipeline
     keeper: SealKeeper
     maintenance: Maintenance
+    metrics: MetricsRoute
 
     async def close(self) -> None:
         await self.maintenance.stop()
@@ -253,10 +261,14 @@ def _doors(
     token: OperatorToken,
     dev_clock: DevClock | None,
     maintenance: Maintenance,
-) -> Doors:
+    audit_dir: Path,
+    nodes: NodeRegistry,
+    scrape: Callable[[], Awaitable[bytes]],
+) -> tuple[Doors, MetricsDoor]:
     """The front doors this server answers at ``POST /``: the AWS KMS JSON
     API (which also answers targets no door knows), the admin and operator
-    APIs, STS, and in --dev the dev API."""
+    APIs, STS, and in --dev the dev API; and the door of a signed scrape of
+    ``GET /metrics``, which the HTTP route picks (no target names it)."""
     assert deps.credentials is not None
     codec = WireCodec(Codec.load())
     signed = SignedCallers(deps.credentials, deps.authz, deps.sessions)
@@ -267,7 +279,18 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    doors.add(AdminDoor(deps.credentials, deps.authz, codec, signed, idps, tokens=deps.tokens))
+    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz, nodes)
+    doors.add(
+        AdminDoor(
+            deps.credentials,
+            deps.authz,
+            codec,
+            signed,
+            idps,
+            tokens=deps.tokens,
+            inspector=inspector,
+        )
+    )
     if deps.tokens is not None:
         doors.add(
             VaultTransitDoor(
@@ -310,7 +333,7 @@ def _doors(
                 codec=codec,
             )
         )
-    return doors
+    return doors, MetricsDoor(signed, codec, scrape)
 
 
 async def build(
@@ -344,10 +367,13 @@ async def build(
     coordinator: Coordinator
     if isinstance(storage, PostgresStorage):
         # One node of a cluster (each worker process counts as a node).
-        # Last-use records and audit anchors are written every second by every
-        # node and cached by none: their commits need not empty peers' caches.
+        # Last-use records, audit anchors and nodes' heartbeats are written
+        # every few seconds by every node and cached by none: their commits
+        # need not empty peers' caches.
         postgres = PostgresCoordinator(
-            storage, uncached=frozenset({"usage", "audit"}), lock_timeout=settings.lock_timeout
+            storage,
+            uncached=frozenset({"usage", "audit", "node"}),
+            lock_timeout=settings.lock_timeout,
         )
         await postgres.start()
         coordinator = postgres
@@ -402,6 +428,20 @@ async def build(
     if isinstance(coordinator, PostgresCoordinator):
         # A commit elsewhere (a rekey above all) is followed when it is seen.
         coordinator.on_stale.append(freshness.noticed)
+    nodes = NodeRegistry(
+        barrier,
+        NodeRecord(
+            node_id(settings.data_dir),
+            _node_name(node, worker) or f"{socket.gethostname()}:{settings.port}",
+            advertised_address(settings),
+            __version__,
+            started=time.time(),
+            heartbeat=0.0,
+            state="ready",
+        ),
+        # One entry per node: of a node's worker processes, the first writes it.
+        writes=worker in (None, 0),
+    )
     maintenance = Maintenance(
         deps,
         audit,
@@ -409,18 +449,29 @@ async def build(
         barrier,
         freshness,
         wall_clock=clock,
+        nodes=nodes,
+    )
+    key_counts = KeyCounts(storage, keys, lambda: barrier.sealed)
+
+    async def scrape() -> bytes:
+        await key_counts.refresh()
+        return metrics.exposition()
+
+    doors, metrics_door = _doors(
+        settings,
+        deps=deps,
+        storage=storage,
+        barrier=barrier,
+        keeper=keeper,
+        token=token,
+        dev_clock=dev_clock,
+        maintenance=maintenance,
+        audit_dir=audit.path.parent,
+        nodes=nodes,
+        scrape=scrape,
     )
     pipeline = Pipeline(
-        _doors(
-            settings,
-            deps=deps,
-            storage=storage,
-            barrier=barrier,
-            keeper=keeper,
-            token=token,
-            dev_clock=dev_clock,
-            maintenance=maintenance,
-        ),
+        doors,
         deps,
         audit,
         clock,
@@ -438,6 +489,10 @@ async def build(
         ),
     )
     barrier.on_seal.append(freshness.forget)
+    _read_for_metrics(keeper, barrier, coordinator, key_counts, deps.authz)
+    app = KMSApp(pipeline, console=Console(settings.region) if settings.console else None)
+    route = MetricsRoute(pipeline, metrics_door, scrape)
+    app.metrics = route.handle
     anchoring.start()
     if scheduler:
         maintenance.start()
@@ -448,12 +503,49 @@ async def build(
         credentials,
         audit,
         coordinator,
-        KMSApp(pipeline),
+        app,
         anchoring,
         pipeline,
         keeper,
         maintenance,
+        route,
     )
+
+
+def _node_name(node: str | None, worker: int | None) -> str | None:
+    """The node's name in the list of nodes: the supervisor names each
+    worker ``<node id>-<slot>`` (for its audit records); the node is the id."""
+    if node is not None and worker is not None:
+        return node.removesuffix(f"-{worker}")
+    return node
+
+
+def advertised_address(settings: Settings) -> str:
+    """The address other nodes and operators reach this node at: the
+    listen address, or this host's name when it listens on every address."""
+    if settings.host in ("0.0.0.0", "::", ""):  # noqa: S104
+        scheme = "https" if settings.tls else "http"
+        return f"{scheme}://{socket.gethostname()}:{settings.port}"
+    return settings.endpoint_url
+
+
+def _read_for_metrics(
+    keeper: SealKeeper,
+    barrier: Barrier,
+    coordinator: Coordinator,
+    key_counts: KeyCounts,
+    authz: Authorizer,
+) -> None:
+    """What a scrape reads from this server as it is (keycask/metrics.py's
+    READINGS): the last server built in a process is the one it shows."""
+    readings = metrics.READINGS
+    readings.sealed = lambda: barrier.sealed
+    readings.seal_type = lambda: keeper.kind
+    readings.version = __version__
+    readings.keys = key_counts.current
+    readings.notify_lag = coordinator.lag if isinstance(coordinator, PostgresCoordinator) else None
+    decisions = authz.decisions
+    metrics.watch_cache("decision", lambda: (decisions.hits, decisions.misses))
 
 
 # -- --dev conveniences --

@@ -85,6 +85,9 @@ class Settings:
     proxy_from: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Seconds a write waits for the cluster's write lock (KEYCASK_LOCK_TIMEOUT).
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    # Serve the web console at /console/ (http/console.py): --dev's default,
+    # --console in production; never over plain HTTP off loopback.
+    console: bool = False
 
     @property
     def tls(self) -> bool:
@@ -124,6 +127,7 @@ def load(
     env: Mapping[str, str] | None = None,
     pkcs11_modules: Sequence[str] = (),
     storage_insecure: bool = False,
+    console: bool | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -156,6 +160,7 @@ def load(
             "them. Give --tls-cert and --tls-key, or, if a load balancer in front "
             "terminates TLS, say so with --insecure-plaintext."
         )
+    serve_console = _console(console, dev=dev, plain=cert is None, host=host)
     return Settings(
         data_dir=path,
         host=host,
@@ -174,7 +179,26 @@ def load(
         pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
         lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
+        console=serve_console,
     )
+
+
+def _console(asked: bool | None, *, dev: bool, plain: bool, host: str) -> bool:
+    """Whether to serve the web console: ``--console``/``--no-console``, else
+    on in --dev only. A browser that signs in sends the access key's secret
+    to nobody, but everything it shows (and the session itself) would cross
+    the network in clear: plain HTTP off loopback is refused when asked for,
+    and --dev's default stays off there (even with --insecure-plaintext: the
+    browser's WebCrypto works only on https or loopback anyway)."""
+    if asked is None:
+        return dev and not (plain and not _loopback(host))
+    if asked and plain and not _loopback(host):
+        raise ConfigError(
+            f"refusing to serve the web console over plain HTTP on {host}: sign-in and "
+            "every key and policy it shows would travel in clear. Give --tls-cert and "
+            "--tls-key, listen on loopback, or drop --console."
+        )
+    return asked
 
 
 def _networks(value: str | None) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

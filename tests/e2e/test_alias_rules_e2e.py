@@ -3,6 +3,7 @@ key usage, and a key has at most 50 aliases."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -104,3 +105,27 @@ def test_at_most_fifty_aliases_per_key(server: Server) -> None:
     kms.delete_alias(AliasName=first)
     kms.update_alias(AliasName=moving, TargetKeyId=key)
     assert _target(kms, moving) == key
+
+
+def test_list_aliases_by_another_accounts_key_tells_nothing(server: Server, kms: Any) -> None:
+    """ListAliases never lists another account's aliases and authorizes
+    nothing on the key: another account's existing key and a key that does
+    not exist get the same NotFoundException, so the call is no probe."""
+    other = "333344445555"
+    name = f"alias-probe-{uuid.uuid4().hex[:8]}"
+    made = json.loads(
+        server.cli(
+            "principals", "create", name, "--json", "--admin", "--account", other, "--offline"
+        ).stdout
+    )
+    outsider = server.client((made["AccessKeyId"], made["SecretAccessKey"]))
+    real = kms.create_key()["KeyMetadata"]["Arn"]
+    kms.create_alias(AliasName=f"alias/{name}", TargetKeyId=real)
+    missing = real.rsplit("/", 1)[0] + "/" + str(uuid.uuid4())
+    answers = []
+    for arn in (real, missing):
+        with pytest.raises(ClientError) as caught:
+            outsider.list_aliases(KeyId=arn)
+        error = caught.value.response["Error"]
+        answers.append((error["Code"], error["Message"].replace(arn, "<arn>")))
+    assert answers[0] == answers[1] == ("NotFoundException", "Key '<arn>' does not exist")

@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,7 @@ from cluster import (
     poll,
     readyz,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import DAY, Server
 
@@ -147,6 +149,17 @@ def test_changes_reach_every_node_within_a_second(cluster: Cluster) -> None:
     )
     # Decrypt is still allowed by the root statement, everywhere.
     assert ka.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)["Plaintext"] == b"across"
+    # Each node tells how late it learnt of the others' commits: by notification.
+    for node in (a, c):
+        with urllib.request.urlopen(node.endpoint + "/metrics", timeout=5) as response:
+            text = response.read().decode()
+        (lag,) = [
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "keycask_cluster_notify_lag_seconds"
+        ]
+        assert 0 <= lag < 1.0
 
     # A grant revoked on A stops working on B and C.
     user = cluster.call(a, "KeycaskAdmin.CreatePrincipal", {"Name": "granted"})

@@ -16,7 +16,7 @@ from psycopg.conninfo import make_conninfo
 
 from keycask.errors import LockTimeout
 from keycask.ports import Put
-from keycask.storage.pgcoord import WRITE_LOCK, PostgresCoordinator
+from keycask.storage.pgcoord import POLL_INTERVAL, WRITE_LOCK, PostgresCoordinator
 from keycask.storage.postgres import PostgresStorage
 from pgserver import shared_dsn
 
@@ -67,8 +67,12 @@ async def test_only_this_stores_cached_commits_make_a_node_stale() -> None:
                 await peer.commit([Put(f"usage/{i}", b"x"), Put(f"audit/anchor/{i}", b"y")])
             assert not await _stale_within(coordinator, 1.5)  # the poll runs once a second
             # A peer's change to a cached path does, at once.
+            assert coordinator.notify_lag is None
             await peer.commit([Put("key/k", b"v")])
             assert await _stale_within(coordinator, 1.0)
+            # keycask_cluster_notify_lag_seconds: noticed by its notification.
+            assert coordinator.notify_lag is not None and coordinator.notify_lag < POLL_INTERVAL
+            assert coordinator.lag() == coordinator.notify_lag
             # Our own commits do not.
             await node.commit([Put("key/mine", b"v")])
             assert not await _stale_within(coordinator, 1.5)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from keycask.crypto import KeyMaterial
 from keycask.errors import InvalidCiphertextException, ValidationException
+from keycask.keys.ids import is_record_id
 from keycask.keys.wire import (
     HEADER_SIZE,
     MIN_BLOB_SIZE,
@@ -224,7 +225,9 @@ def test_field_length_limits() -> None:
 
 # -- ciphertext blob v1 ----------------------------------------------------------
 
-headers = st.builds(BlobHeader, st.uuids(), st.integers(0, 2**32 - 1))
+# keycask key ids are version-4 UUIDs; a version-8 one is a multi-Region
+# copy's record id, which a v1 blob may not name (wire.blob_header refuses it).
+headers = st.builds(BlobHeader, st.uuids(version=4), st.integers(0, 2**32 - 1))
 plaintexts = st.binary(min_size=1, max_size=4096)
 
 
@@ -334,12 +337,18 @@ def test_wrong_material_is_rejected() -> None:
     )
 )
 def test_arbitrary_bytes_raise_only_invalid_ciphertext(data: bytes) -> None:
+    # A v1 blob parses when it is long enough and names no record id.
+    parses = (
+        len(data) >= MIN_BLOB_SIZE
+        and data[0] == 0x01
+        and not is_record_id(uuid.UUID(bytes=data[1:17]))
+    )
     try:
         header, body = parse_blob(data)
     except InvalidCiphertextException:
-        assert len(data) < MIN_BLOB_SIZE or data[0] != 0x01
+        assert not parses
     else:
-        assert len(data) >= MIN_BLOB_SIZE and data[0] == 0x01
+        assert parses
         assert header.encode() + body == data
     with pytest.raises(InvalidCiphertextException):
         open_blob(MATERIAL, data, encode_context(None))
@@ -361,3 +370,27 @@ def test_error_message_does_not_say_why() -> None:
             attempt()
         messages.add(str(info.value))
     assert len(messages) == 1
+
+
+def _as_version_8(u: uuid.UUID) -> uuid.UUID:
+    raw = bytearray(u.bytes)
+    raw[6] = (raw[6] & 0x0F) | 0x80
+    return uuid.UUID(bytes=bytes(raw))
+
+
+# Half of them version 8 (a record id's version), half anything else.
+any_uuids = st.one_of(st.uuids(), st.uuids().map(_as_version_8))
+
+
+@given(any_uuids, st.integers(0, 2**32 - 1), plaintexts)
+def test_a_v1_blob_names_only_non_record_ids(
+    key_id: uuid.UUID, version: int, plaintext: bytes
+) -> None:
+    """Any UUID a v1 blob carries parses, except a version-8 one: that is a
+    multi-Region copy's record id, never a key a ciphertext may name."""
+    blob = seal_blob(MATERIAL, BlobHeader(key_id, version), plaintext, b"")
+    if key_id.version == 8:
+        with pytest.raises(InvalidCiphertextException):
+            parse_blob(blob)
+    else:
+        assert parse_blob(blob)[0] == BlobHeader(key_id, version)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from keycask.crypto import KeyMaterial
 from keycask.errors import InvalidCiphertextException
-from keycask.keys.ids import format_mrk, parse_mrk, record_id
+from keycask.keys.ids import format_mrk, is_record_id, parse_mrk, record_id
 from keycask.keys.wire import (
     BLOB_FORMAT_V1,
     BLOB_FORMAT_V2,
@@ -40,7 +40,8 @@ texts = st.text(max_size=12)
 contexts = st.dictionaries(texts, texts, max_size=6)
 mrks = st.binary(min_size=16, max_size=16)
 mrk_headers = st.builds(MrkBlobHeader, mrks, st.integers(0, 2**32 - 1))
-v1_headers = st.builds(BlobHeader, st.uuids(), st.integers(0, 2**32 - 1))
+# Version 4, as keycask's key ids: a v1 blob naming a version-8 UUID (a record id) is refused.
+v1_headers = st.builds(BlobHeader, st.uuids(version=4), st.integers(0, 2**32 - 1))
 plaintexts = st.binary(min_size=1, max_size=4096)
 
 # Arbitrary bytes, and bytes that look like a blob of either format.
@@ -71,14 +72,16 @@ def test_arbitrary_bytes_raise_only_invalid_ciphertext(data: bytes) -> None:
             parse(data)
         except InvalidCiphertextException as exc:
             assert str(exc) == ""
+    # A v1 blob naming a record id (a version-8 UUID) is refused.
+    record = long_enough and is_record_id(uuid.UUID(bytes=data[1:17]))
     for fmt, parse in ((BLOB_FORMAT_V1, parse_blob), (BLOB_FORMAT_V2, parse_mrk_blob)):
-        if long_enough and data[0] == fmt:
+        if long_enough and data[0] == fmt and not (fmt == BLOB_FORMAT_V1 and record):
             header, body = parse(data)
             assert header.encode() + body == data
         else:
             with pytest.raises(InvalidCiphertextException):
                 parse(data)
-    if long_enough and data[0] in (BLOB_FORMAT_V1, BLOB_FORMAT_V2):
+    if long_enough and (data[0] == BLOB_FORMAT_V2 or (data[0] == BLOB_FORMAT_V1 and not record)):
         header, body = parse_any_blob(data)
         assert isinstance(header, MrkBlobHeader) == (data[0] == BLOB_FORMAT_V2)
         assert header.encode() + body == data
@@ -147,6 +150,10 @@ def test_the_same_bytes_as_v1_and_v2_are_different_blobs(
     ctx = encode_context(None)
     v2 = seal_blob(MATERIAL, MrkBlobHeader(mrk, version), plaintext, ctx)
     as_v1 = bytes([BLOB_FORMAT_V1]) + v2[1:]
+    if is_record_id(uuid.UUID(bytes=mrk)):
+        with pytest.raises(InvalidCiphertextException):
+            parse_blob(as_v1)  # a v1 blob never names a record id
+        return
     assert parse_blob(as_v1)[0] == BlobHeader(uuid.UUID(bytes=mrk), version)
     with pytest.raises(InvalidCiphertextException):
         open_blob(MATERIAL, as_v1, ctx)

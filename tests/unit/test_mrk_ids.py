@@ -7,7 +7,14 @@ import uuid
 
 import pytest
 
-from keycask.keys.ids import MRK_ID_SIZE, format_mrk, new_mrk, parse_mrk, record_id
+from keycask.keys.ids import (
+    MRK_ID_SIZE,
+    format_mrk,
+    is_record_id,
+    new_mrk,
+    parse_mrk,
+    record_id,
+)
 
 HEX = "1234abcd12ab34cd56ef1234567890ab"
 
@@ -76,3 +83,8 @@ def test_record_id_separates_the_mrk_from_the_region() -> None:
         record_id(bytes(17), "us-east-1")
     with pytest.raises(ValueError):
         format_mrk(bytes(15))
+
+
+def test_is_record_id_tells_record_ids_from_key_ids() -> None:
+    assert is_record_id(record_id(new_mrk(), "us-east-1"))
+    assert not any(is_record_id(uuid.uuid4()) for _ in range(100))

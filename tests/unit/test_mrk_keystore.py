@@ -9,7 +9,7 @@ import asyncio
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from tests.mrk_sets import ACCOUNT, PRIMARY, T0, mrk_copy, sqlite_keystore
 
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial
@@ -27,9 +28,7 @@ from keycask.keys.model import SHARED_FIELDS, Key, KeyState, KeyVersion, Rotatio
 from keycask.keys.paths import JOB_ROTATE, due_jobs, parse_sched_path
 from keycask.storage.sqlite import SQLiteStorage
 
-ACCOUNT = "111122223333"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-PRIMARY, REPLICA, OTHER = "us-east-1", "eu-west-1", "ap-south-1"
+REPLICA, OTHER = "eu-west-1", "ap-south-1"
 
 # The members of a single-Region key's document, in the order it has always
 # written them; a new member here would change every stored key's bytes.
@@ -73,31 +72,13 @@ def _single(**changes: Any) -> Key:
 
 
 def _copy(mrk: bytes, region: str, regions: tuple[str, ...], **changes: Any) -> Key:
-    key = Key(
-        key_id=record_id(mrk, region),
-        account=ACCOUNT,
-        region=region,
-        created=T0,
-        description=f"copy in {region}",
-        state=KeyState.ENABLED,
-        policy="{}",
-        versions=(KeyVersion(1, "b" * 64),),
-        last_version=1,
-        mrk=mrk,
-        primary_region=PRIMARY,
-        regions=tuple(sorted(regions)),
-    )
-    return key.replace(**changes)
+    return mrk_copy(mrk, region, regions, **changes)
 
 
 @pytest.fixture
 async def keys(tmp_path: Path) -> AsyncIterator[KeyStore]:
-    storage = SQLiteStorage(tmp_path / "s.db")
-    barrier = await Barrier.open(storage, KeyMaterial.generate())
-    try:
-        yield KeyStore(barrier)
-    finally:
-        await storage.close()
+    async with sqlite_keystore(tmp_path / "s.db") as store:
+        yield store
 
 
 async def _make_set(

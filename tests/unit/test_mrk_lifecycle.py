@@ -8,53 +8,32 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.mrk_sets import PRIMARY, T0, mrk_copy, sqlite_keystore
 
-from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial
 from keycask.keys.ids import new_mrk, record_id
 from keycask.keys.keystore import KeyStore, Stored
-from keycask.keys.model import Key, KeyState, KeyVersion, RotationType
+from keycask.keys.model import Key, KeyState, RotationType
 from keycask.keys.paths import JOB_DELETE, JOB_ROTATE, due_jobs, parse_sched_path
 from keycask.service.background.scheduler import destroy_copy
 from keycask.service.core.handlers.rotation import rotate, stage_rotation
-from keycask.storage.sqlite import SQLiteStorage
 
-ACCOUNT = "111122223333"
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
-PRIMARY, REPLICA, OTHER = "us-east-1", "eu-west-1", "ap-south-1"
+REPLICA, OTHER = "eu-west-1", "ap-south-1"
 
 
 def _copy(mrk: bytes, region: str, regions: tuple[str, ...], **changes: Any) -> Key:
-    key = Key(
-        key_id=record_id(mrk, region),
-        account=ACCOUNT,
-        region=region,
-        created=T0,
-        description=f"copy in {region}",
-        state=KeyState.ENABLED,
-        policy="{}",
-        versions=(KeyVersion(1, "b" * 64),),
-        last_version=1,
-        mrk=mrk,
-        primary_region=PRIMARY,
-        regions=tuple(sorted(regions)),
-    )
-    return key.replace(**changes)
+    return mrk_copy(mrk, region, regions, **changes)
 
 
 @pytest.fixture
 async def keys(tmp_path: Path) -> AsyncIterator[KeyStore]:
-    storage = SQLiteStorage(tmp_path / "s.db")
-    barrier = await Barrier.open(storage, KeyMaterial.generate())
-    try:
-        yield KeyStore(barrier)
-    finally:
-        await storage.close()
+    async with sqlite_keystore(tmp_path / "s.db") as store:
+        yield store
 
 
 async def _make_set(

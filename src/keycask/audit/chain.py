@@ -58,14 +58,16 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 import orjson
 
+from keycask import metrics
 from keycask.audit.record import AuditRecord, EncodedRecord, encode
 from keycask.crypto import KeyMaterial
 from keycask.errors import AuditUnavailable
@@ -151,6 +153,9 @@ class AuditLog:
         self._failing = False
         self._batches = 0
         self._records = 0
+        # Told of every record ``append`` made durable (not ``append_encoded``,
+        # the requests' path): the metrics count scheduled jobs from them.
+        self.observers: list[Callable[[AuditRecord], None]] = []
         self._node = b""
         self._opened = Anchor(tip.seq, tip.prev, tip.size)
         # The store's audit MAC key while the barrier is unsealed (set by
@@ -239,6 +244,8 @@ class AuditLog:
         """Return once ``record`` is durable; raise ``AuditUnavailable`` if it cannot be."""
         self._check_accepting()
         await self.append_encoded(encode(record))
+        for observer in self.observers:
+            observer(record)
 
     async def append_encoded(self, body: EncodedRecord) -> None:
         """``append`` of a record already encoded (``record.encode_fields``)."""
@@ -348,8 +355,10 @@ class AuditLog:
         try:
             self._commit(bodies)
         except AuditUnavailable as exc:
+            metrics.AUDIT_WRITE_FAILURES.inc()
             return exc, exc.__cause__
         except Exception as exc:
+            metrics.AUDIT_WRITE_FAILURES.inc()
             return AuditUnavailable(f"audit log failed: {exc!r}"), exc
         return None, None
 
@@ -365,14 +374,18 @@ class AuditLog:
                 _write_all(self._fd, data)
             except OSError as exc:
                 self._roll_back(f"audit log write failed: {exc}", exc)
+            started = time.perf_counter()
             try:
                 os.fsync(self._fd)
             except OSError as exc:
                 self._roll_back(f"audit log fsync failed: {exc}", exc)
+            metrics.AUDIT_FSYNC_SECONDS.observe(time.perf_counter() - started)
             self._tip = tip
             self._failing = False
             self._batches += 1
             self._records += len(bodies)
+            metrics.AUDIT_BATCH_SIZE.observe(len(bodies))
+            metrics.AUDIT_RECORDS.inc(len(bodies))
 
     def _roll_back(self, failure: str, cause: OSError) -> NoReturn:
         """Cut the failed batch away, then raise ``AuditUnavailable(failure)``.

@@ -47,6 +47,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from keycask import metrics
 from keycask.barrier import Barrier
 from keycask.config import partition
 from keycask.errors import AlreadyExistsException, LimitExceededException, ValidationException
@@ -60,6 +61,8 @@ _ACCOUNT = re.compile(r"^[0-9]{12}$")
 _PRINCIPAL_PREFIX = "principal/"
 _ACCESS_KEY_PATH = "accesskey/"
 _TOMBSTONE_PATH = "tomb/accesskey/"
+# Hits and misses of the access key cache (keycask_cache_*_total{cache="access_key"}).
+_STATS = metrics.cache_stats("access_key")
 KINDS = ("user", "role")
 # AWS's unique-id prefixes (IAM "Unique identifiers"): AIDA users, AROA roles.
 _UNIQUE_ID_PREFIXES = {"user": "AIDA", "role": "AROA"}
@@ -259,12 +262,17 @@ class CredentialStore:
 
     def cached(self, access_key_id: str) -> AccessKey | None:
         """The access key if it is in memory already: the hot path's lookup."""
-        return self._keys.get(access_key_id)
+        key = self._keys.get(access_key_id)
+        if key is not None:
+            _STATS.hits += 1
+        return key
 
     async def lookup(self, access_key_id: str) -> AccessKey | None:
         cached = self._keys.get(access_key_id)
         if cached is not None:
+            _STATS.hits += 1
             return cached
+        _STATS.misses += 1
         if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
             return None
         generation = self._generation

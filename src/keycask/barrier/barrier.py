@@ -70,9 +70,10 @@ RESERVATION_BLOCK = 2**16
 # AES-GCM's 2^32 random-nonce bound, leaving room for reservations lost to crashes.
 ROTATE_AT = 2**30
 _CAS_ATTEMPTS = 100
-# Commits under these prefixes do not move the epoch: last-use records and
-# audit anchors change every second and undo nothing when rolled back.
-_QUIET_PREFIXES = ("usage/", "audit/")
+# Commits under these prefixes do not move the epoch: last-use records, audit
+# anchors and nodes' heartbeats change every second or so and undo nothing
+# when rolled back.
+_QUIET_PREFIXES = ("usage/", "audit/", "node/")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,21 +6,33 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 
 from keycask import config
 from keycask.app import LOCAL_OPERATOR_SLOT, Runtime, build, ensure_dev_profile
-from keycask.cli import serving
+from keycask.cli import logformat, serving
 from keycask.cli.client import local_record
 from keycask.cli.secrets import add_startup_flags, startup_unseal
 from keycask.seal.dev import WARNING, DevSeal
 from keycask.service.sealing import UnsealInput
 
+log = logging.getLogger("keycask")
+
+
+def _warn(name: str, text: str) -> None:
+    """A start-up warning: the text as it always was, or one JSON event
+    (``--log-format json``: stderr holds JSON lines only)."""
+    if logformat.configured() == "json":
+        logformat.event(log, logging.WARNING, name, text)
+    else:
+        print(text, file=sys.stderr, flush=True)
+
 
 def _banner(settings: config.Settings, config_file: Path, credentials_file: Path) -> None:
-    print(WARNING.format(path=DevSeal(settings.data_dir).path), file=sys.stderr, flush=True)
+    _warn("dev_mode", WARNING.format(path=DevSeal(settings.data_dir).path))
     print(
         "keycask is serving the AWS KMS API at "
         f"{settings.endpoint_url} (account {settings.account_id}, region {settings.region}).\n"
@@ -30,6 +42,12 @@ def _banner(settings: config.Settings, config_file: Path, credentials_file: Path
         "then: aws --profile keycask kms list-keys\n",
         flush=True,
     )
+    _console_banner(settings)
+
+
+def _console_banner(settings: config.Settings) -> None:
+    if settings.console:
+        print(f"web console: {settings.endpoint_url}/console/", flush=True)
 
 
 async def _prepare(runtime: Runtime) -> tuple[Path, Path]:
@@ -52,6 +70,7 @@ def _production_banner(runtime: Runtime) -> None:
         f"({state}, {runtime.keeper.kind} seal).",
         flush=True,
     )
+    _console_banner(settings)
     if runtime.keeper.sealed:
         # A command that works as printed: the address, the CA and the token
         # (which only the operators hold). The certificate `init
@@ -72,24 +91,33 @@ def _production_banner(runtime: Runtime) -> None:
             flush=True,
         )
     if settings.insecure_plaintext:
-        print(
+        _warn(
+            "insecure_plaintext",
             "WARNING: --insecure-plaintext: requests travel unencrypted to this "
             "process; only safe behind a TLS-terminating load balancer on a trusted network.",
-            file=sys.stderr,
-            flush=True,
         )
 
 
-async def _serve_single(settings: config.Settings, unseal: UnsealInput | None = None) -> int:
+async def _serve_single(
+    settings: config.Settings,
+    unseal: UnsealInput | None = None,
+    *,
+    metrics_listen: str | None = None,
+) -> int:
     runtime = await build(settings, unseal=unseal)
     try:
         sock = serving.listen(settings)
+        metrics_sock = (
+            serving.bind(*serving.metrics_address(metrics_listen)) if metrics_listen else None
+        )
         if settings.dev:
             config_file, credentials_file = await _prepare(runtime)
             _banner(settings, config_file, credentials_file)
         else:
             _production_banner(runtime)
-        await serving.run_until_signalled(runtime, sock)
+        await serving.run_until_signalled(
+            runtime, sock, metrics_sock, log_requests=logformat.configured() == "json"
+        )
     finally:
         await runtime.close()
     return 0
@@ -106,7 +134,7 @@ async def _prepare_only(settings: config.Settings) -> tuple[Path, Path]:
 def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
     """How the supervisor starts worker ``slot`` on its listening socket."""
 
-    def command(slot: int, fd: int) -> list[str]:
+    def command(slot: int, fd: int, metrics_fd: int | None) -> list[str]:
         argv = [
             sys.executable, "-m", "keycask.cli", "server", "--dev",
             "--data-dir", str(settings.data_dir),
@@ -115,9 +143,13 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
             "--partition", settings.partition,
             "--worker-slot", str(slot), "--listen-fd", str(fd),
             "--supervisor-pid", str(os.getpid()),
+            "--log-format", logformat.configured(),
         ]  # fmt: skip
+        if metrics_fd is not None:
+            argv += ["--metrics-listen-fd", str(metrics_fd)]
         if settings.node_id is not None:
             argv += ["--node-id", f"{settings.node_id}-{slot}"]
+        argv.append("--console" if settings.console else "--no-console")
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -132,17 +164,21 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
     return command
 
 
-def _supervise(settings: config.Settings, workers: int) -> int:
+def _supervise(settings: config.Settings, workers: int, metrics_listen: str | None) -> int:
     config_file, credentials_file = asyncio.run(_prepare_only(settings))
     return serving.supervise(
         settings,
         workers,
         _worker_command(settings),
         lambda: _banner(settings, config_file, credentials_file),
+        metrics_listen,
     )
 
 
 def cmd_server(args: argparse.Namespace) -> int:
+    logformat.configure(args.log_format)
+    if args.metrics_listen:
+        serving.metrics_address(args.metrics_listen)  # a typo: refused before anything starts
     settings = config.load(
         insecure_plaintext=args.insecure_plaintext,
         storage=args.storage,
@@ -159,6 +195,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_client_ca=args.tls_client_ca,
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
+        console=args.console,
     )
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -168,18 +205,27 @@ def cmd_server(args: argparse.Namespace) -> int:
             # Each process would hold its own seal state: an unseal or a seal
             # would reach one of them. One process per node until they share it.
             raise config.ConfigError("a production server runs one process: drop --workers")
-        return uvloop.run(_serve_single(settings, startup_unseal(args)))
+        return uvloop.run(
+            _serve_single(settings, startup_unseal(args), metrics_listen=args.metrics_listen)
+        )
 
     if args.worker_slot is not None:
         return uvloop.run(
-            serving.serve_worker(settings, args.worker_slot, args.listen_fd, args.supervisor_pid)
+            serving.serve_worker(
+                settings,
+                args.worker_slot,
+                args.listen_fd,
+                args.supervisor_pid,
+                metrics_fd=args.metrics_listen_fd,
+                log_requests=logformat.configured() == "json",
+            )
         )
     if args.workers > 1:
         if args.workers > LOCAL_OPERATOR_SLOT:
             # The last slot is a local operator's command's (app.local_coordinator).
             raise config.ConfigError(f"--workers takes at most {LOCAL_OPERATOR_SLOT}")
-        return _supervise(settings, args.workers)
-    return uvloop.run(_serve_single(settings))
+        return _supervise(settings, args.workers, args.metrics_listen)
+    return uvloop.run(_serve_single(settings, metrics_listen=args.metrics_listen))
 
 
 def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -245,6 +291,13 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="serve plain HTTP on a non-loopback address (only behind a TLS-terminating "
         "load balancer)",
     )
+    server.add_argument(
+        "--console",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="serve the web console at /console/ (default: on with --dev on loopback or "
+        "TLS, else off; refused over plain HTTP off loopback)",
+    )
     add_startup_flags(server)
     server.add_argument(
         "--pkcs11-module",
@@ -261,6 +314,21 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "protocol v2 header naming the client: required from them, refused from anyone else "
         "(env KEYCASK_PROXY_PROTOCOL_FROM)",
     )
+    server.add_argument(
+        "--log-format",
+        choices=logformat.FORMATS,
+        default=os.environ.get("KEYCASK_LOG_FORMAT", "text"),
+        help="the log on stderr: text lines, or one JSON object per event (env KEYCASK_LOG_FORMAT)",
+    )
+    server.add_argument(
+        "--metrics-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("KEYCASK_METRICS_LISTEN"),
+        help="also serve GET /metrics, without authentication, on this separate address "
+        "(plain HTTP; env KEYCASK_METRICS_LISTEN). On the API port /metrics answers "
+        "loopback peers, and elsewhere a principal allowed keycask:GetMetrics",
+    )
+    server.add_argument("--metrics-listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)
     server.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--supervisor-pid", type=int, help=argparse.SUPPRESS)

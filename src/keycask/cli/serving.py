@@ -18,8 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from keycask import config
-from keycask.app import Runtime, build
+from prometheus_client.multiprocess import mark_process_dead
+
+from keycask import config, metrics
+from keycask.app import RUN_DIR, Runtime, build
 from keycask.http.server import HttpServer, Limits, tls_context
 
 log = logging.getLogger("keycask")
@@ -51,18 +53,58 @@ def _check_private(path: Path, what: str) -> None:
 
 
 def listen(settings: config.Settings) -> socket.socket:
-    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    return bind(settings.host, settings.port)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
+    sock.bind((host, port))
     sock.listen(2048)
     sock.setblocking(False)
     return sock
 
 
-async def run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
-    """Serve ``runtime`` on ``sock`` until SIGTERM or SIGINT, then drain."""
+def metrics_address(value: str) -> tuple[str, int]:
+    """``--metrics-listen HOST:PORT`` (``[v6]:PORT`` for IPv6)."""
+    host, _, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise config.ConfigError(f"--metrics-listen takes HOST:PORT, not {value!r}")
+    return host, int(port)
+
+
+async def _metrics_listener(runtime: Runtime, sock: socket.socket) -> HttpServer:
+    """``--metrics-listen``: GET /metrics to whoever reaches it, nothing else
+    (plain HTTP: the exposition holds no secret; keep it on a network of
+    the monitoring systems)."""
+
+    async def not_recorded(client: str | None, status: int, reason: str) -> None:
+        return None
+
+    route = runtime.metrics
+    server = HttpServer(route.open_handler, route.refuse_too_large, on_refused=not_recorded)
+    host, port = sock.getsockname()[:2]
+    await server.start(host, port, sock=sock)
+    return server
+
+
+async def run_until_signalled(
+    runtime: Runtime,
+    sock: socket.socket,
+    metrics_sock: socket.socket | None = None,
+    *,
+    log_requests: bool = False,
+) -> None:
+    """Serve ``runtime`` on ``sock`` (and its metrics on ``metrics_sock``)
+    until SIGTERM or SIGINT, then drain. ``log_requests``: one log event
+    per answered request (``--log-format json``)."""
     app = runtime.app
+    runtime.pipeline.log_requests = log_requests
+    metrics_server = (
+        await _metrics_listener(runtime, metrics_sock) if metrics_sock is not None else None
+    )
     server = HttpServer(
         app.handle,
         app.refuse_too_large,
@@ -86,11 +128,22 @@ async def run_until_signalled(runtime: Runtime, sock: socket.socket) -> None:
     app.ready = True
     await stop.wait()
     app.ready = False
+    if metrics_server is not None:
+        await metrics_server.shutdown(grace=1.0)
     await server.shutdown(grace=10.0)
 
 
-async def serve_worker(settings: config.Settings, slot: int, fd: int, parent: int) -> int:
-    """One worker process: serves on the supervisor's socket ``fd``."""
+async def serve_worker(
+    settings: config.Settings,
+    slot: int,
+    fd: int,
+    parent: int,
+    *,
+    metrics_fd: int | None = None,
+    log_requests: bool = False,
+) -> int:
+    """One worker process: serves on the supervisor's socket ``fd`` (and
+    its metrics listener's ``metrics_fd``)."""
     runtime = await build(settings, worker=slot)
     loop = asyncio.get_running_loop()
 
@@ -104,14 +157,30 @@ async def serve_worker(settings: config.Settings, slot: int, fd: int, parent: in
 
     loop.call_later(0.5, orphaned)
     try:
-        await run_until_signalled(runtime, socket.socket(fileno=fd))
+        await run_until_signalled(
+            runtime,
+            socket.socket(fileno=fd),
+            socket.socket(fileno=metrics_fd) if metrics_fd is not None else None,
+            log_requests=log_requests,
+        )
     finally:
         await runtime.close()
     return 0
 
 
-# The command that starts worker ``slot`` on the listening socket ``fd``.
-WorkerCommand = Callable[[int, int], list[str]]
+# The command that starts worker ``slot`` on the listening socket ``fd``
+# (and the metrics listener's, or None).
+WorkerCommand = Callable[[int, int, int | None], list[str]]
+
+
+def _metrics_dir(settings: config.Settings) -> Path:
+    """The workers' shared metrics files (keycask/metrics.py), emptied at
+    every start: the counts of a previous run are not this one's."""
+    directory = settings.data_dir / RUN_DIR / "metrics"
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for old in directory.glob("*.db"):
+        old.unlink()
+    return directory
 
 
 def supervise(
@@ -119,11 +188,16 @@ def supervise(
     workers: int,
     command: WorkerCommand,
     started: Callable[[], None],
+    metrics_listen: str | None = None,
 ) -> int:
     """Several worker processes share one listening socket and one store;
     this process only starts them, restarts one that dies, and stops them.
-    ``started`` runs once the workers were started."""
+    ``started`` runs once the workers were started. The workers keep their
+    metrics in files of one directory, which every scrape sums."""
     sock = listen(settings)
+    metrics_sock = bind(*metrics_address(metrics_listen)) if metrics_listen else None
+    fds = [sock.fileno()] + ([metrics_sock.fileno()] if metrics_sock is not None else [])
+    metrics_dir = _metrics_dir(settings)
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -138,7 +212,9 @@ def supervise(
         if settings.storage is not None:
             # In the environment, not argv: a DSN may hold a password.
             env["KEYCASK_STORAGE"] = settings.storage
-        return subprocess.Popen(command(slot, sock.fileno()), pass_fds=[sock.fileno()], env=env)
+        env[metrics.MULTIPROC_ENV] = str(metrics_dir)
+        argv = command(slot, sock.fileno(), metrics_sock.fileno() if metrics_sock else None)
+        return subprocess.Popen(argv, pass_fds=fds, env=env)
 
     running = {slot: spawn(slot) for slot in range(workers)}
     started()
@@ -146,6 +222,8 @@ def supervise(
         for slot, proc in list(running.items()):
             if proc.poll() is not None and not stopping:
                 log.error("worker %d exited with %s; restarting it", slot, proc.returncode)
+                # Its live gauges (memory, fds) leave the sums; its counts stay.
+                mark_process_dead(proc.pid, str(metrics_dir))  # type: ignore[no-untyped-call]
                 running[slot] = spawn(slot)
         time.sleep(0.2)
     for proc in running.values():
@@ -158,4 +236,6 @@ def supervise(
             proc.kill()
             code = 1
     sock.close()
+    if metrics_sock is not None:
+        metrics_sock.close()
     return code

@@ -1,8 +1,10 @@
 """The KMS endpoint on keycask's HTTP server: ``POST /`` (every front door:
 the KMS API and keycask's own by ``X-Amz-Target``, STS by its form body), ``GET /healthz``
-(alive: 200 once serving, its body saying ``ok`` or ``sealed``) and ``GET
+(alive: 200 once serving, its body saying ``ok`` or ``sealed``), ``GET
 /readyz`` (200 only when a load balancer may send KMS calls here: unsealed,
-the store answering, the audit log writable; else 503 saying which).
+the store answering, the audit log writable; else 503 saying which),
+``GET /metrics`` (``metrics.py``) and, when enabled, the web console's
+static files under ``GET /console/`` (``console.py``).
 
 Everything about HTTP framing, limits and timeouts is ``connection.py``'s; every
 request that reaches here (or is refused for size) goes to the pipeline, which
@@ -15,7 +17,8 @@ import orjson
 
 from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import RequestEntityTooLargeException, UnknownOperationException
-from keycask.http.messages import Request, Response
+from keycask.http.console import Console
+from keycask.http.messages import Handler, Request, Response
 from keycask.service.pipeline import Pipeline, Reply
 
 MAX_BODY = 1024 * 1024
@@ -37,10 +40,15 @@ def _response(reply: Reply) -> Response:
 
 
 class KMSApp:
-    def __init__(self, pipeline: Pipeline, *, max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self, pipeline: Pipeline, *, max_body: int = MAX_BODY, console: Console | None = None
+    ) -> None:
         self._pipeline = pipeline
         self.max_body = max_body
         self.ready = False
+        self._console = console
+        # GET /metrics (http/metrics.py's MetricsRoute.handle), when served.
+        self.metrics: Handler | None = None
 
     async def handle(self, request: Request) -> Response:
         method, path = request.method, request.path
@@ -76,6 +84,10 @@ class KMSApp:
             if reason == "sealed":
                 return _SEALED
             return Response(503, orjson.dumps({"status": reason}), (_JSON,))
+        if self._console is not None and Console.serves(path):
+            return self._console.handle(request)  # static files: nothing to audit
+        if path == "/metrics" and method in ("GET", "HEAD") and self.metrics is not None:
+            return await self.metrics(request)
         error = UnknownOperationException(
             f"keycask serves the KMS API at POST /, not {method} {path[:64]}"
         )

@@ -65,6 +65,12 @@ def record_id(mrk: bytes, region: str) -> uuid.UUID:
     return uuid.UUID(bytes=bytes(digest))
 
 
+def is_record_id(key_id: uuid.UUID) -> bool:
+    """Whether ``key_id`` has a record id's form (version 8): never the id of
+    a single-Region key (version 4), so never a key a caller can name."""
+    return key_id.version == 8
+
+
 def _check_size(raw: bytes) -> None:
     # A programming error, never a caller's: request text reaches an mrk id
     # only through parse_mrk, which yields 16 bytes or None.

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from keycask import metrics
 from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, PrivateKey, key_material_id
 from keycask.errors import KMSInternalException
@@ -90,6 +91,11 @@ __all__ = [
 # is a key id, or a multi-Region set's 16-byte id for its shared material.
 _Owner = uuid.UUID | bytes
 
+# Hits and misses of the caches below, per process (keycask_cache_*_total).
+_KEY_STATS = metrics.cache_stats("key")
+_MATERIAL_STATS = metrics.cache_stats("material")
+_ALIAS_STATS = metrics.cache_stats("alias")
+
 
 class KeyStore:
     def __init__(self, barrier: Barrier, *, cache_entries: int = DEFAULT_CACHE_ENTRIES) -> None:
@@ -113,10 +119,18 @@ class KeyStore:
 
     # -- keys --
 
+    @property
+    def keys_generation(self) -> int:
+        """Moves whenever a cached key document is dropped (a commit changed
+        a key, or the caches were dropped): what was counted may be stale."""
+        return self._keys.generation
+
     async def get(self, key_id: uuid.UUID) -> Stored[Key] | None:
         cached = self._keys.get(key_id)
         if cached is not None:
+            _KEY_STATS.hits += 1
             return cached
+        _KEY_STATS.misses += 1
         generation = self._keys.generation
         found = await self._barrier.get(key_path(key_id))
         if found is None:
@@ -159,7 +173,9 @@ class KeyStore:
     async def _material_at(self, cache_key: tuple[_Owner, int], path: str) -> KeyMaterial | None:
         cached = self._materials.get(cache_key)
         if cached is not None:
+            _MATERIAL_STATS.hits += 1
             return cached
+        _MATERIAL_STATS.misses += 1
         generation = self._materials.generation
         found = await self._barrier.get(path)
         if found is None:
@@ -462,7 +478,9 @@ class KeyStore:
         path = alias_prefix(account, region) + name
         cached = self._aliases.get(path)
         if cached is not None:
+            _ALIAS_STATS.hits += 1
             return cached
+        _ALIAS_STATS.misses += 1
         generation = self._aliases.generation
         found = await self._barrier.get(path)
         if found is None:

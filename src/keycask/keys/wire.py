@@ -43,7 +43,7 @@ from keycask.crypto import (
     seal_message,
 )
 from keycask.errors import InvalidCiphertextException, ValidationException
-from keycask.keys.ids import MRK_ID_SIZE
+from keycask.keys.ids import MRK_ID_SIZE, is_record_id
 
 BLOB_FORMAT_V1 = 0x01
 BLOB_FORMAT_V2 = 0x02
@@ -107,6 +107,10 @@ def blob_header(blob: bytes) -> tuple[uuid.UUID, int]:
     key_id = _KEY_IDS.get(key_bytes)
     if key_id is None:
         key_id = uuid.UUID(bytes=key_bytes)
+        # A multi-Region copy's record id is internal: v1 blobs name
+        # single-Region keys only (a set's blobs are v2, by its mrk id).
+        if is_record_id(key_id):
+            raise InvalidCiphertextException(_INVALID)
         if len(_KEY_IDS) >= _KEY_ID_CACHE:
             _KEY_IDS.pop(next(iter(_KEY_IDS)), None)
         _KEY_IDS[key_bytes] = key_id

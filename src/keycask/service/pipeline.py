@@ -16,16 +16,24 @@ import asyncio
 import http
 import logging
 from dataclasses import dataclass
+from time import perf_counter
 
+from keycask import metrics
 from keycask.audit import AuditLog, AuditRecord, EncodedRecord, encode_fields
 from keycask.auth import sigv4
 from keycask.barrier import Barrier
 from keycask.errors import (
     AuditUnavailable,
+    ExpiredTokenException,
+    IncompleteSignatureException,
+    InvalidIdentityTokenException,
+    InvalidSignatureException,
     KMSError,
     KMSInternalException,
+    MissingAuthenticationTokenException,
     Sealed,
     StorageUnavailable,
+    UnrecognizedClientException,
 )
 from keycask.ports import Clock, Coordinator
 from keycask.service.core.call import Call, Outcome, new_request_id
@@ -33,6 +41,7 @@ from keycask.service.core.deps import Deps
 from keycask.service.core.managed import ManagedKeys
 from keycask.service.core.usage import Usage
 from keycask.service.door import Action, Door, Doors
+from keycask.service.doors.signed import AUTHENTICATION_FAILURES
 from keycask.service.freshness import Freshness
 from keycask.service.ratelimit import RateLimiter
 
@@ -51,6 +60,61 @@ _READY_TIMEOUT = 2.0
 # How long a request waits for a keyring reload that another node's commit
 # started (a rekey elsewhere seals this node; see Freshness.current).
 _FOLLOW_TIMEOUT = 2.0
+
+
+def _error_codes(cls: type[KMSError]) -> set[str]:
+    codes = {cls.code}
+    for sub in cls.__subclasses__():
+        codes |= _error_codes(sub)
+    return codes
+
+
+# Every error a request can be answered with is a KMSError class of
+# errors.py: its code is a label value; anything else would count as "other".
+metrics.known_error_codes(_error_codes(KMSError))
+
+_AUTHENTICATION_FAILURES = (*AUTHENTICATION_FAILURES, InvalidIdentityTokenException)
+
+
+def auth_failure_reason(error: KMSError) -> str:
+    """Why authentication failed, in a few words (keycask_auth_failures_total's
+    reason label): from the error's class and, for a signature, its fixed wording."""
+    if isinstance(error, MissingAuthenticationTokenException):
+        return "missing"
+    if isinstance(error, IncompleteSignatureException):
+        return "malformed"
+    if isinstance(error, InvalidSignatureException):
+        message = str(error)
+        if message.startswith(("Signature expired", "Signature not yet current")):
+            return "skew"
+        if message.startswith(("Date in Credential scope", "Credential should be scoped")):
+            return "scope"
+        return "bad_signature"
+    if isinstance(error, UnrecognizedClientException):
+        return "operator_token" if str(error).startswith("The operator token") else "unknown_key"
+    if isinstance(error, ExpiredTokenException):
+        return "expired"
+    return "web_identity"
+
+
+def _log_request(call: Call, seconds: float) -> None:
+    """The request's log event: what the metrics count, with its request id;
+    never a body, a key or a caller's secret."""
+    log.info(
+        "request %s answered",
+        call.request_id,
+        extra={
+            "event": "request",
+            "fields": {
+                "request_id": call.request_id,
+                "door": call.door,
+                "operation": call.operation,
+                "outcome": "error" if call.error_code else "success",
+                "error_code": call.error_code,
+                "duration_seconds": round(seconds, 6),
+            },
+        },
+    )
 
 
 def _edge_code(status: int) -> str:
@@ -101,6 +165,8 @@ class Pipeline:
         self._edge_unrecorded = 0
         self._edge_summary: asyncio.TimerHandle | None = None
         self._edge_tasks: set[asyncio.Task[None]] = set()
+        # One log event per answered request (``--log-format json``).
+        self.log_requests = False
 
     def _new_call(self, source_ip: str | None, secure_transport: bool = False) -> Call:
         return Call(
@@ -118,61 +184,75 @@ class Pipeline:
         source_ip: str | None,
         *,
         secure_transport: bool = False,
+        door: Door | None = None,
     ) -> Reply:
+        """Answer ``request``; ``door`` when the HTTP route already chose it
+        (``GET /metrics``: the metrics door), else by its X-Amz-Target."""
+        start = perf_counter()
         call = self._new_call(source_ip, secure_transport)
-        door = self.doors.fallback
+        routed, door = door, self.doors.fallback
+        # Counted however the request ends (metrics; the request log).
         try:
-            # Caches dropped if another process committed, and the keyring
-            # followed: served or sealed, as the store says now. Freshness.current,
-            # with its await only when a reload is in flight: two coroutines
-            # fewer per request (~0.3 us, thread_time).
-            self._refresh()
-            if self._barrier.reloading:
-                await self._current(_FOLLOW_TIMEOUT)
-            # Named in the audit record even if authentication then fails.
-            door = self.doors.match(call, request)
-            call.door = door.name
-            if self._barrier.sealed and not door.serves_sealed:
-                # Nothing behind the barrier, access keys included, can be read.
-                raise Sealed()
-            await door.authenticate(call, request)
-            action = door.action(call, request)
-            typed = door.decode(call, action, request)
-            if action.announce is not None:
-                refused = await self._announce(door, call, action, typed)
-                if refused is not None:
-                    return refused
-            if action.mutates:
-                async with self._coordinator.exclusive():
-                    self._refresh()  # another process may have written while we waited
+            try:
+                # Caches dropped if another process committed, and the keyring
+                # followed: served or sealed, as the store says now. Freshness.current,
+                # with its await only when a reload is in flight: two coroutines
+                # fewer per request (~0.3 us, thread_time).
+                self._refresh()
+                if self._barrier.reloading:
+                    await self._current(_FOLLOW_TIMEOUT)
+                # Named in the audit record even if authentication then fails.
+                if routed is None:
+                    door = self.doors.match(call, request)
+                else:
+                    door, call.operation = routed, routed.operation("")
+                call.door = door.name
+                if self._barrier.sealed and not door.serves_sealed:
+                    # Nothing behind the barrier, access keys included, can be read.
+                    raise Sealed()
+                await door.authenticate(call, request)
+                action = door.action(call, request)
+                typed = door.decode(call, action, request)
+                if action.announce is not None:
+                    refused = await self._announce(door, call, action, typed)
+                    if refused is not None:
+                        return refused
+                if action.mutates:
+                    async with self._coordinator.exclusive():
+                        self._refresh()  # another process may have written while we waited
+                        outcome = await action.run(call, typed)
+                        reply = await self._finish(door, call, action, outcome)
+                else:
                     outcome = await action.run(call, typed)
                     reply = await self._finish(door, call, action, outcome)
-            else:
-                outcome = await action.run(call, typed)
-                reply = await self._finish(door, call, action, outcome)
-            if outcome.then is not None and reply.status == 200:
-                # Outside the write lock: it may take it itself (jobs do).
-                result = await outcome.then()
-                reply = Reply(
-                    200,
-                    door.encode(action, result, call.request_id),
-                    call.request_id,
-                    door.content_type,
-                )
-            return reply
-        except KMSError as error:
-            return await self._fail(door, call, error)
-        except AuditUnavailable:
-            return self._no_audit(door, call)
-        except StorageUnavailable as exc:
-            # Before any commit (a failed commit is answered in _finish): the
-            # request had no effect, and the client may retry, here or on
-            # another node. A write lock not free in time is the same case.
-            log.warning("request %s: the store did not answer: %s", call.request_id, exc)
-            return await self._fail(door, call, door.unavailable(call.operation))
-        except Exception:
-            log.exception("request %s failed unexpectedly", call.request_id)
-            return await self._fail(door, call, KMSInternalException(_INTERNAL))
+                if outcome.then is not None and reply.status == 200:
+                    # Outside the write lock: it may take it itself (jobs do).
+                    result = await outcome.then()
+                    reply = Reply(
+                        200,
+                        door.encode(action, result, call.request_id),
+                        call.request_id,
+                        door.content_type,
+                    )
+                return reply
+            except KMSError as error:
+                return await self._fail(door, call, error)
+            except AuditUnavailable:
+                return self._no_audit(door, call)
+            except StorageUnavailable as exc:
+                # Before any commit (a failed commit is answered in _finish): the
+                # request had no effect, and the client may retry, here or on
+                # another node. A write lock not free in time is the same case.
+                log.warning("request %s: the store did not answer: %s", call.request_id, exc)
+                return await self._fail(door, call, door.unavailable(call.operation))
+            except Exception:
+                log.exception("request %s failed unexpectedly", call.request_id)
+                return await self._fail(door, call, KMSInternalException(_INTERNAL))
+        finally:
+            seconds = perf_counter() - start
+            metrics.request_done(call.door, call.operation, call.error_code, seconds)
+            if self.log_requests:
+                _log_request(call, seconds)
 
     async def _announce(
         self, door: Door, call: Call, action: Action, typed: object
@@ -265,7 +345,13 @@ class Pipeline:
 
     @staticmethod
     def _error_reply(door: Door, call: Call, error: KMSError) -> Reply:
-        """An error answered in the door's wire: its body, status and content type."""
+        """An error answered in the door's wire: its body, status and content
+        type; counted by the metrics of refusals (authentication, authorization)."""
+        if call.caller is None and isinstance(error, _AUTHENTICATION_FAILURES):
+            metrics.AUTH_FAILURES.labels(auth_failure_reason(error)).inc()
+        elif call.decision == "deny":
+            metrics.AUTHZ_DENIED.labels(call.operation or metrics.OTHER).inc()
+        call.error_code = error.code
         return Reply(
             door.error_status(error),
             door.encode_error(error, call.request_id),
@@ -351,7 +437,11 @@ class Pipeline:
         """Answer a request the edge refused before it could be parsed
         (too large, wrong path): it is audited like any other, and answered
         in the fallback door's wire (no door was reached)."""
-        return await self._fail(self.doors.fallback, self._new_call(source_ip), error)
+        start = perf_counter()
+        call = self._new_call(source_ip)
+        reply = await self._fail(self.doors.fallback, call, error)
+        metrics.request_done(None, None, call.error_code, perf_counter() - start)
+        return reply
 
     async def refused_at_edge(self, source_ip: str | None, status: int, reason: str) -> None:
         """Record a request the HTTP layer refused before it parsed (malformed,

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -88,6 +89,11 @@ class PostgresCoordinator:
         self._leading = False
         self._leader_lock = asyncio.Lock()
         self.listening = False
+        # How late this node learnt of the last commit of another node it
+        # saw: from the notification to the epoch read that applied it, or
+        # the poll interval when the poll found it with no notification.
+        self.notify_lag: float | None = None
+        self._hinted: float | None = None
         # Called when another node's commit is seen (see the module docstring).
         self.on_stale: list[Callable[[], None]] = []
 
@@ -115,7 +121,7 @@ class PostgresCoordinator:
         if epoch > self._seen_epoch and len(self._own) < _MAX_OWN:
             self._own.add(epoch)
 
-    def _advance(self, epoch: int) -> None:
+    def _advance(self, epoch: int) -> bool:
         """The table says the store is at ``epoch``: any commit up to it that
         was not ours changed something cached, so the caches are stale."""
         foreign = False
@@ -136,6 +142,14 @@ class PostgresCoordinator:
                     hook()
                 except Exception:
                     log.exception("a hook on another node's commit failed")
+        return foreign
+
+    def lag(self) -> float | None:
+        """``notify_lag``; without the notification channel, at least the
+        poll interval (changes reach this node only by polling then)."""
+        if not self.listening:
+            return max(self.notify_lag or 0.0, POLL_INTERVAL)
+        return self.notify_lag
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -248,6 +262,8 @@ class PostgresCoordinator:
         segments = set(touched.split(",")) if touched else set()
         if segments and segments <= self._uncached:
             return  # an older node's commit of nothing cached
+        if self._hinted is None:
+            self._hinted = time.monotonic()
         self._poke.set()
 
     async def _poll(self) -> None:
@@ -270,7 +286,14 @@ class PostgresCoordinator:
                     self._stale = True  # told of a commit we cannot check
                 await asyncio.sleep(POLL_INTERVAL)
                 continue
-            self._advance(epoch)
+            self._apply(epoch)
+
+    def _apply(self, epoch: int) -> None:
+        """The poll read ``epoch``: follow it, and time how late a commit of
+        another node was noticed (``notify_lag``)."""
+        hinted, self._hinted = self._hinted, None
+        if self._advance(epoch):
+            self.notify_lag = POLL_INTERVAL if hinted is None else time.monotonic() - hinted
 
 
 def _still_running() -> None:

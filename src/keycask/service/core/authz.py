@@ -31,6 +31,7 @@ from keycask.auth.credentials import Principal
 from keycask.auth.sessions import SessionClaims
 from keycask.crypto import random_bytes
 from keycask.errors import InvalidGrantTokenException, MalformedPolicyDocumentException
+from keycask.keys.ids import is_record_id, record_id
 from keycask.keys.keystore import BoundedCache, Grant, KeyStore, Stored
 from keycask.keys.model import Key
 from keycask.policy.decision_cache import DecisionCache
@@ -218,6 +219,10 @@ def render_policy(text: str, gone: Mapping[str, str]) -> str:
 
 
 _TOKEN_VERSION = 1
+# A multi-Region key's grant token names the set by its mrk id, never the
+# copy's internal record id: read back in the caller's region, it names the
+# copy there (a token used in another region finds no grant).
+_TOKEN_VERSION_MRK = 2
 _TOKEN_SECRET = 32
 _TOKEN_SIZE = 1 + 16 + 32 + _TOKEN_SECRET
 
@@ -227,10 +232,14 @@ def invalid_grant_token() -> InvalidGrantTokenException:
     return InvalidGrantTokenException("The grant token is not valid.")
 
 
-def new_grant_token(key_id: uuid.UUID, grant_id: str) -> tuple[str, str]:
+def new_grant_token(key: Key, grant_id: str) -> tuple[str, str]:
     """A fresh token for the grant, and the SHA-256 (hex) of its secret to keep."""
     secret = random_bytes(_TOKEN_SECRET)
-    raw = bytes([_TOKEN_VERSION]) + key_id.bytes + bytes.fromhex(grant_id) + secret
+    if key.mrk is None:
+        named = bytes([_TOKEN_VERSION]) + key.key_id.bytes
+    else:
+        named = bytes([_TOKEN_VERSION_MRK]) + key.mrk
+    raw = named + bytes.fromhex(grant_id) + secret
     token = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     return token, hashlib.sha256(secret).hexdigest()
 
@@ -250,18 +259,24 @@ class GrantToken:
         return found and grant.key_id == self.key_id and grant.grant_id == self.grant_id
 
 
-def parse_grant_token(token: str) -> GrantToken:
-    """The key and grant a token names; InvalidGrantTokenException if it
-    is not a keycask grant token."""
+def parse_grant_token(token: str, region: str) -> GrantToken:
+    """The key and grant a token names for a caller in ``region``;
+    InvalidGrantTokenException if it is not a keycask grant token."""
     try:
         raw = base64.b64decode(
             token.encode("ascii") + b"=" * (-len(token) % 4), altchars=b"-_", validate=True
         )
     except (UnicodeEncodeError, binascii.Error, ValueError):
         raise invalid_grant_token() from None
-    if len(raw) != _TOKEN_SIZE or raw[0] != _TOKEN_VERSION:
+    if len(raw) != _TOKEN_SIZE or raw[0] not in (_TOKEN_VERSION, _TOKEN_VERSION_MRK):
         raise invalid_grant_token()
-    return GrantToken(uuid.UUID(bytes=raw[1:17]), raw[17:49].hex(), raw[49:])
+    if raw[0] == _TOKEN_VERSION_MRK:
+        key_id = record_id(raw[1:17], region)
+    else:
+        key_id = uuid.UUID(bytes=raw[1:17])
+        if is_record_id(key_id):
+            raise invalid_grant_token()
+    return GrantToken(key_id, raw[17:49].hex(), raw[49:])
 
 
 class Authorizer:
@@ -434,7 +449,7 @@ class Authorizer:
         extra: list[GrantView] = []
         known = {stored.value.grant_id: stored.value for stored in records}
         for text in tokens:
-            token = parse_grant_token(text)
+            token = parse_grant_token(text, key.region)
             if token.key_id != key.key_id:
                 continue
             grant = known.get(token.grant_id)

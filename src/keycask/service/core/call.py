@@ -92,6 +92,8 @@ class Call:
     grant_tokens: tuple[str, ...] = ()
     # Makes the AWS managed key of an alias/aws/<service> alias on first use.
     managed: ManagedKeys | None = None
+    # The error the call was answered with (the metrics and the request log).
+    error_code: str | None = None
 
     @property
     def account(self) -> str:

@@ -1,11 +1,13 @@
 """The admin API (``X-Amz-Target: KeycaskAdmin.<Op>``): principals, their
-policies, tags and access keys (``core/handlers/principals.py``), and OpenID
-Connect identity providers (``core/handlers/identity_providers.py``), signed
-like the KMS API, with small JSON shapes of keycask's own, decoded here into
-the core's typed requests (``core/principal_requests.py``,
-``core/idp_requests.py``) and encoded from its typed results.
+policies, tags and access keys (``core/handlers/principals.py``), OpenID
+Connect identity providers (``core/handlers/identity_providers.py``) and
+the read-only LintPolicy, WhoCan, ListAuditRecords and ListNodes
+(``core/handlers/inspection.py``), signed like the KMS API, with small JSON
+shapes of keycask's own, decoded here into the core's typed requests
+(``core/principal_requests.py``, ``core/idp_requests.py``) and encoded from
+its typed results.
 
-Why one module of ~550 lines: it is one wire, one table (``WIRE``) read by
+Why one module of ~700 lines: it is one wire, one table (``WIRE``) read by
 one decoder and one encoder; every shape follows the same member, type and
 order rules, which are easiest to check side by side.
 
@@ -48,6 +50,21 @@ Operations (``?`` = optional; Account defaults to the caller's account):
 
 A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
 
+    LintPolicy            {PolicyDocument, Kind?: key|identity|trust, Account?,
+                          KeyTags?{k: v}, Admin?, Name?} -> {Findings: [{Severity,
+                          Statement, Rule, Message}]}: keycask policy lint on a
+                          document (a malformed one: the malformed-policy finding)
+    WhoCan                {KeyId, Action} -> {KeyArn, Action, Allowed: [{principal, kind,
+                          via, conditions}]}: keycask policy who-can, over the caller's
+                          account's principals, for a key of that account
+    ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?}
+                          -> {Records: [...], Chain?: {Ok, Records, Segments, Anchored,
+                          Problem?}}: this node's recent records of the caller's
+                          account, newest first (``core/handlers/inspection.py``)
+    ListNodes             {} -> {Nodes: [{NodeId, Name, Address, Version, Started,
+                          LastHeartbeat, State: ready|stopped|unreachable, This}]}:
+                          the cluster's nodes as they record themselves (``core/nodes.py``)
+
 Operations that answer nothing answer ``{}``. A body is checked whole before
 anything is authorized: unknown and missing members, then each member's type
 and value, in the order the table's decoders read them (so a request with
@@ -84,6 +101,22 @@ from keycask.ports import Write
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call
 from keycask.service.core.handlers.identity_providers import OPERATIONS as IDP_OPERATIONS
+from keycask.service.core.handlers.inspection import OPERATIONS as INSPECTION_OPERATIONS
+from keycask.service.core.handlers.inspection import (
+    Inspector,
+    LintPolicyRequest,
+    LintPolicyResult,
+    ListAuditRecordsRequest,
+    ListAuditRecordsResult,
+    ListNodesRequest,
+    ListNodesResult,
+    WhoCanRequest,
+    WhoCanResult,
+    check_kind,
+    check_limit,
+    check_outcome,
+    findings_doc,
+)
 from keycask.service.core.handlers.principals import (
     OPERATIONS,
     check_tag_count,
@@ -327,6 +360,37 @@ def _token_id(doc: Doc) -> TokenIdRequest:
     return TokenIdRequest(_string(doc, "TokenId"))
 
 
+def _lint_policy(doc: Doc) -> LintPolicyRequest:
+    text = _string(doc, "PolicyDocument")
+    kind = check_kind(_optional_string(doc, "Kind") or "key")
+    account = _account(doc)
+    tags = doc.get("KeyTags") or {}
+    if not isinstance(tags, dict) or not all(isinstance(v, str) for v in tags.values()):
+        raise ValidationException('KeyTags must be an object of tags: {"key": "value"}.')
+    if len(tags) > 50:
+        raise ValidationException("KeyTags holds at most 50 tags.")
+    name = _optional_string(doc, "Name") or "policy"
+    return LintPolicyRequest(text, kind, account, tuple(tags.items()), _flag(doc, "Admin"), name)
+
+
+def _who_can(doc: Doc) -> WhoCanRequest:
+    return WhoCanRequest(_string(doc, "KeyId"), _string(doc, "Action"))
+
+
+def _list_audit_records(doc: Doc) -> ListAuditRecordsRequest:
+    limit = doc.get("Limit", 50)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ValidationException("Limit must be a whole number.")
+    return ListAuditRecordsRequest(
+        check_limit(limit),
+        _optional_string(doc, "KeyId") or None,
+        _optional_string(doc, "Principal") or None,
+        _optional_string(doc, "Operation") or None,
+        check_outcome(_optional_string(doc, "Outcome") or None),
+        _flag(doc, "Verify"),
+    )
+
+
 # -- results --
 
 
@@ -415,6 +479,54 @@ def _tokens(result: ListTokensResult) -> Doc:
 
 def _created_identity_provider(result: CreateIdentityProviderResult) -> Doc:
     return {"Arn": result.arn}
+
+
+def _findings(result: LintPolicyResult) -> Doc:
+    return {"Findings": findings_doc(result.findings)}
+
+
+def _who(result: WhoCanResult) -> Doc:
+    return {
+        "KeyArn": result.key_arn,
+        "Action": result.action,
+        "Allowed": [f.to_dict() for f in result.findings],
+    }
+
+
+def _audit_records(result: ListAuditRecordsResult) -> Doc:
+    doc: Doc = {"Records": list(result.records)}
+    if result.chain is not None:
+        chain = result.chain
+        doc["Chain"] = {
+            "Ok": chain.ok,
+            "Records": chain.records,
+            "Segments": chain.segments,
+            "Anchored": chain.anchored,
+            **({"Problem": chain.problem} if chain.problem else {}),
+        }
+    return doc
+
+
+def _list_nodes(doc: Doc) -> ListNodesRequest:
+    return ListNodesRequest()
+
+
+def _nodes(result: ListNodesResult) -> Doc:
+    return {
+        "Nodes": [
+            {
+                "NodeId": n.record.node_id,
+                "Name": n.record.name,
+                "Address": n.record.address,
+                "Version": n.record.version,
+                "Started": _date(n.record.started),
+                "LastHeartbeat": _date(n.record.heartbeat),
+                "State": n.state,
+                "This": n.this,
+            }
+            for n in result.nodes
+        ]
+    }
 
 
 def _identity_providers(result: ListIdentityProvidersResult) -> Doc:
@@ -507,6 +619,15 @@ TOKEN_WIRE: Mapping[str, Wire] = {
     "ListTokens": _wire(_principal_request, _tokens, required=("Name",), optional=_IN_ACCOUNT),
     "RevokeToken": _wire(_token_id, _nothing, required=("TokenId",)),
 }  # fmt: skip
+INSPECTION_WIRE: Mapping[str, Wire] = {
+    "LintPolicy": _wire(_lint_policy, _findings, required=("PolicyDocument",),
+                        optional=("Kind", "Account", "KeyTags", "Admin", "Name")),
+    "WhoCan": _wire(_who_can, _who, required=("KeyId", "Action")),
+    "ListAuditRecords": _wire(_list_audit_records, _audit_records, required=(),
+                              optional=("Limit", "KeyId", "Principal", "Operation", "Outcome",
+                                        "Verify")),
+    "ListNodes": _wire(_list_nodes, _nodes, required=()),
+}  # fmt: skip
 
 
 def decode(target: str, wire: Wire, body: bytes) -> object:
@@ -539,13 +660,19 @@ class AdminDoor(AwsJsonErrors):
         identity_providers: IdentityProviders,
         *,
         tokens: TokenStore | None = None,
+        inspector: Inspector | None = None,
     ) -> None:
         super().__init__(codec)
         self._credentials = credentials
         self._authz = authz
-        if WIRE.keys() != OPERATIONS.keys() or IDP_WIRE.keys() != IDP_OPERATIONS.keys():
+        if (
+            WIRE.keys() != OPERATIONS.keys()
+            or IDP_WIRE.keys() != IDP_OPERATIONS.keys()
+            or INSPECTION_WIRE.keys() != INSPECTION_OPERATIONS.keys()
+        ):
             raise ValueError("every admin operation needs its wire shape, and only those")
-        self._wire = {TARGET_PREFIX + name: wire for name, wire in {**WIRE, **IDP_WIRE}.items()}
+        wires = {**WIRE, **IDP_WIRE, **(INSPECTION_WIRE if inspector is not None else {})}
+        self._wire = {TARGET_PREFIX + name: wire for name, wire in wires.items()}
         self._actions = {
             TARGET_PREFIX + op.name: Action(
                 TARGET_PREFIX + op.name, partial(op.handler, credentials), op.mutates, op.request
@@ -573,6 +700,15 @@ class AdminDoor(AwsJsonErrors):
                         TARGET_PREFIX + op.name, partial(op.handler, tokens), op.mutates, op.request
                     )
                     for op in TOKEN_OPERATIONS.values()
+                }
+            )
+        if inspector is not None:  # (unit tests build the door without one)
+            self._actions.update(
+                {
+                    TARGET_PREFIX + op.name: Action(
+                        TARGET_PREFIX + op.name, partial(op.handler, inspector), False, op.request
+                    )
+                    for op in INSPECTION_OPERATIONS.values()
                 }
             )
         self.authenticate = signed.authenticate

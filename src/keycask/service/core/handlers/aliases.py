@@ -153,6 +153,11 @@ async def list_aliases(deps: Deps, call: Call, req: ListAliasesRequest) -> Outco
     target = None
     if req.key_id is not None:
         key = (await resolve_key(deps.keys, call, req.key_id)).value
+        if key.account != call.account:
+            # ListAliases never lists another account's aliases (as in AWS),
+            # and nothing is authorized on the key: the answer must not tell
+            # another account's existing key from a missing one.
+            raise NotFoundException(f"Key '{key.arn}' does not exist")
         call.key_arn = key.arn
         target = key.key_id
     await call.authorize("kms:ListAliases")

@@ -241,6 +241,10 @@ async def _open(
         stored = None  # the key a ciphertext names must be in the caller's region
     if expected is not None and expected.key_id != key_id:
         call.key_arn = expected.arn
+        if mrk is not None and stored is None and not await keys.mrk_existed(mrk):
+            # A v2 blob of a set that never existed is not a ciphertext of
+            # ours at all, whatever key the caller expected.
+            raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
         raise IncorrectKeyException(
             "The key ID in the request does not identify a KMS key that can perform this operation."
         )

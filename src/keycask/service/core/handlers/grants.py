@@ -59,6 +59,7 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
+from keycask.keys.ids import parse_mrk, record_id
 from keycask.keys.keystore import Grant, Stored
 from keycask.keys.model import Key, KeySpec, KeyUsage, iam_root_arn
 from keycask.keys.states import require_state
@@ -383,7 +384,7 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
     if existing is not None:
         # The same grant again: its id, and a token of its own.
         grant = existing.value
-        token, digest = new_grant_token(key.key_id, grant.grant_id)
+        token, digest = new_grant_token(key, grant.grant_id)
         hashes = (*grant.token_hashes, digest)[-MAX_TOKENS_PER_GRANT:]
         call.detail = f"grant {grant.grant_id} (existing, same Name and parameters)"
         writes = deps.keys.stage_put_grant(
@@ -396,7 +397,7 @@ async def create_grant(deps: Deps, call: Call, req: CreateGrantRequest) -> Outco
             f"{key.arn} has {len(grants)} grants, the most a key can have."
         )
     grant_id = random_bytes(32).hex()
-    token, digest = new_grant_token(key.key_id, grant_id)
+    token, digest = new_grant_token(key, grant_id)
     grant = Grant(
         grant_id=grant_id,
         key_id=key.key_id,
@@ -482,9 +483,23 @@ async def list_grants(deps: Deps, call: Call, req: ListGrantsRequest) -> Outcome
     )
 
 
+# "<key id>/<grant id>", the key as callers name it (a UUID or an mrk- id):
+# a multi-Region copy's record id is internal and never shown.
 _RETIRABLE_MARKER = re.compile(
-    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/[0-9a-f]{64}"
+    r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})"
+    r"/([0-9a-f]{64})"
 )
+
+
+def _retirable_position(marker: str, region: str) -> str:
+    """Where a ListRetirableGrants marker resumes the retiring index."""
+    match = _RETIRABLE_MARKER.fullmatch(marker)
+    if match is None:
+        raise InvalidMarkerException("The marker is not valid.")
+    key_text, grant_id = match.groups()
+    mrk = parse_mrk(key_text)
+    key_id = key_text if mrk is None else str(record_id(mrk, region))
+    return f"{key_id}/{grant_id}"
 
 
 async def list_retirable_grants(deps: Deps, call: Call, req: ListRetirableGrantsRequest) -> Outcome:
@@ -504,11 +519,7 @@ async def list_retirable_grants(deps: Deps, call: Call, req: ListRetirableGrants
             f"kms:ListRetirableGrants on resource: {principal} because it is not in account "
             f"{call.account}"
         )
-    after = ""
-    if req.marker is not None:
-        if _RETIRABLE_MARKER.fullmatch(req.marker) is None:
-            raise InvalidMarkerException("The marker is not valid.")
-        after = req.marker
+    after = "" if req.marker is None else _retirable_position(req.marker, call.region)
     limit = _limit(req.limit)
     chosen: list[Grant] = []
     last = after
@@ -530,7 +541,9 @@ async def list_retirable_grants(deps: Deps, call: Call, req: ListRetirableGrants
                 break
     truncated = len(chosen) > limit
     chosen = chosen[:limit]
-    marker = f"{chosen[-1].key_id}/{chosen[-1].grant_id}" if truncated else None
+    # The key's public id: its ARN's last part (grants live in one region).
+    key_text = Arn.parse(chosen[-1].key_arn).resource.removeprefix("key/") if truncated else ""
+    marker = f"{key_text}/{chosen[-1].grant_id}" if truncated else None
     entries = [_entry(g) for g in chosen]
     return Outcome(ListGrantsResult(grants=entries, truncated=truncated, next_marker=marker))
 
@@ -586,7 +599,7 @@ async def _authorize_retire(call: Call, key: Key, grant: Grant) -> None:
 
 async def retire_grant(deps: Deps, call: Call, req: RetireGrantRequest) -> Outcome:
     if req.grant_token is not None:
-        token = parse_grant_token(req.grant_token)
+        token = parse_grant_token(req.grant_token, call.region)
         if req.grant_id is not None and req.grant_id != token.grant_id:
             raise ValidationException("GrantId does not identify the grant of the GrantToken.")
         if req.key_id is not None:

@@ -19,6 +19,7 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
+from keycask.keys.cache import Stored
 from keycask.keys.ids import record_id
 from keycask.keys.model import Key, KeyState, default_key_policy, key_arn
 from keycask.keys.states import require_state
@@ -62,13 +63,32 @@ def require_primary(key: Key, operation: str) -> None:
         )
 
 
+async def _usable_primary(
+    deps: Deps, call: Call, key_id: str, operation: str, *, region: str, member: str
+) -> tuple[Stored[Key], str]:
+    """The primary ``key_id`` names, once ``kms:<operation>`` is allowed on
+    it with the region (``member``, the request's) as its condition key, and
+    its state allows the operation; and the region, checked."""
+    checked = _region(region, member)
+    call.conditions[_REGION_CONDITIONS[operation]] = checked
+    stored = await use_key(deps.keys, call, key_id, "kms:" + operation)
+    require_primary(stored.value, operation)
+    require_state(operation, stored.value)
+    assert stored.value.mrk is not None
+    return stored, checked
+
+
+_REGION_CONDITIONS = {
+    "ReplicateKey": "kms:ReplicaRegion",
+    "UpdatePrimaryRegion": "kms:PrimaryRegion",
+}
+
+
 async def replicate_key(deps: Deps, call: Call, req: ReplicateKeyRequest) -> Outcome:
-    region = _region(req.replica_region, "replicaRegion")
-    call.conditions["kms:ReplicaRegion"] = region
-    stored = await use_key(deps.keys, call, req.key_id, "kms:ReplicateKey")
+    stored, region = await _usable_primary(
+        deps, call, req.key_id, "ReplicateKey", region=req.replica_region, member="replicaRegion"
+    )
     primary = stored.value
-    require_primary(primary, "ReplicateKey")
-    require_state("ReplicateKey", primary)
     assert primary.mrk is not None
     replica_id = record_id(primary.mrk, region)
     # Whatever state the copy there is in (PendingDeletion included), the
@@ -139,12 +159,15 @@ async def replicate_key(deps: Deps, call: Call, req: ReplicateKeyRequest) -> Out
 
 
 async def update_primary_region(deps: Deps, call: Call, req: UpdatePrimaryRegionRequest) -> Outcome:
-    region = _region(req.primary_region, "primaryRegion")
-    call.conditions["kms:PrimaryRegion"] = region
-    stored = await use_key(deps.keys, call, req.key_id, "kms:UpdatePrimaryRegion")
+    stored, region = await _usable_primary(
+        deps,
+        call,
+        req.key_id,
+        "UpdatePrimaryRegion",
+        region=req.primary_region,
+        member="primaryRegion",
+    )
     primary = stored.value
-    require_primary(primary, "UpdatePrimaryRegion")
-    require_state("UpdatePrimaryRegion", primary)
     assert primary.mrk is not None
     if region == primary.region:
         raise ValidationException(

@@ -1,0 +1,367 @@
+"""Read-only admin operations the web console needs and the CLI has offline:
+``LintPolicy`` (``keycask policy lint`` on a document not yet saved),
+``WhoCan`` (``keycask policy who-can`` for a key of the caller's account and
+an action, over that account's principals), ``ListAuditRecords`` (this
+node's recent audit records, filtered, and on request the chain's
+verification as ``keycask audit verify`` does it) and ``ListNodes`` (the
+nodes of the cluster as they record themselves, ``core/nodes.py``).
+
+Like every admin operation they are signed, authorized and audited
+(``KeycaskAdmin.<Op>``, action ``keycask:<Op>`` on the caller's account,
+``arn:aws:iam::<account>:root``, decided by identity policies;
+administrators are allowed by their allow-all policy). Neither changes
+anything. ``ListAuditRecords`` shows only records of the caller's own
+account: those whose principal or key is in it (a node's log holds every
+account's requests, and refusals of callers nobody authenticated belong to
+no account, so it never shows them). ``ListNodes`` answers the same to every
+account allowed it: names, addresses, versions and heartbeats, no secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+
+from keycask.audit import anchor
+from keycask.audit.chain import SEGMENT_SUFFIX, verify
+from keycask.auth.credentials import CredentialStore, Principal
+from keycask.barrier import Barrier
+from keycask.errors import MalformedPolicyDocumentException, ValidationException
+from keycask.keys.keystore import KeyStore
+from keycask.keys.model import iam_root_arn
+from keycask.policy.document import parse_policy
+from keycask.policy.lint import (
+    RULES,
+    LintFinding,
+    lint_identity_policy,
+    lint_key_policy,
+    lint_trust_policy,
+)
+from keycask.policy.statements import normalize_action
+from keycask.policy.who_can import Finding, who_can
+from keycask.service.core.authz import Authorizer
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.nodes import NodeRegistry, NodeView
+from keycask.service.core.resolve import find_key, parse_reference
+
+# How much of each segment's end ListAuditRecords reads: the recent records.
+TAIL_BYTES = 4 * 1024 * 1024
+MAX_RECORDS = 500
+DEFAULT_RECORDS = 50
+PolicyKind = Literal["key", "identity", "trust"]
+POLICY_KINDS: dict[str, PolicyKind] = {"key": "key", "identity": "identity", "trust": "trust"}
+
+
+@dataclass(frozen=True, slots=True)
+class LintPolicyRequest:
+    policy_document: str
+    kind: PolicyKind = "key"
+    account: str | None = None
+    key_tags: tuple[tuple[str, str], ...] = ()
+    admin: bool = False  # identity: the principal holding it is an administrator
+    name: str = "policy"  # identity: the policy's name; trust: the role's ARN
+
+
+@dataclass(frozen=True, slots=True)
+class LintPolicyResult:
+    findings: tuple[LintFinding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ListAuditRecordsRequest:
+    limit: int = DEFAULT_RECORDS
+    key: str | None = None  # a key id or ARN: records whose key ARN contains it
+    principal: str | None = None  # records whose principal ARN contains it
+    operation: str | None = None  # the operation, exactly (e.g. CreateKey)
+    outcome: str | None = None  # success | error
+    verify: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChainStatus:
+    ok: bool
+    records: int
+    segments: int
+    anchored: bool  # checked against the store's anchors and audit key
+    problem: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListAuditRecordsResult:
+    records: tuple[Mapping[str, object], ...]
+    chain: ChainStatus | None
+
+
+@dataclass(frozen=True, slots=True)
+class WhoCanRequest:
+    key_id: str
+    action: str
+
+
+@dataclass(frozen=True, slots=True)
+class WhoCanResult:
+    key_arn: str
+    action: str
+    findings: tuple[Finding, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Inspector:
+    """What the operations read: the credential store (the account's
+    principals, for lint and who-can), the keys and the authorizer (a key's
+    policy and grants, principals' subjects), this node's audit directory,
+    the barrier its anchors and audit key are read through, and the nodes'
+    registry."""
+
+    credentials: CredentialStore
+    directory: Path
+    barrier: Barrier
+    keys: KeyStore
+    authz: Authorizer
+    nodes: NodeRegistry
+
+
+Handler = Callable[[Inspector, Call, Any], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionOperation:
+    name: str
+    request: type
+    handler: Handler
+    mutates: bool
+
+
+async def _allow(call: Call, operation: str, account: str | None) -> str:
+    account = account or call.account
+    if account != call.account:
+        raise ValidationException("Account must be the caller's own account.")
+    await call.authorize("keycask:" + operation, resource=iam_root_arn(account))
+    return account
+
+
+# -- LintPolicy --
+
+
+class _Existing(Collection[str]):
+    """The principals that exist, for the lockout rule, as far as the caller
+    may know: those of its own account by name; any other account's ARN
+    counts as existing (whether it does is that account's business)."""
+
+    def __init__(self, account: str, arns: set[str]) -> None:
+        self._account = account
+        self._arns = arns
+
+    def __contains__(self, arn: object) -> bool:
+        return _account_of(arn) != self._account or arn in self._arns
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arns)
+
+    def __len__(self) -> int:
+        return len(self._arns)
+
+
+async def lint_policy(inspector: Inspector, call: Call, req: LintPolicyRequest) -> Outcome:
+    account = await _allow(call, "LintPolicy", req.account)
+    try:
+        policy = parse_policy(req.policy_document, kind=req.kind)
+    except MalformedPolicyDocumentException as exc:
+        # As ``keycask policy lint`` reports it: a finding, not a failure.
+        rule = "malformed-policy"
+        findings = [LintFinding(RULES[rule][0], "(policy)", rule, str(exc))]
+        call.detail = f"{req.kind} policy: malformed"
+        return Outcome(LintPolicyResult(tuple(findings)))
+    if req.kind == "key":
+        principals = await inspector.credentials.list_principals(account, "", 1000)
+        admins = {p.arn for p in principals if p.admin}
+        findings = lint_key_policy(
+            policy,
+            key_tags=dict(req.key_tags),
+            admins=admins,
+            key_account=account,
+            existing_principals=_Existing(account, {p.arn for p in principals}),
+        )
+    elif req.kind == "identity":
+        findings = lint_identity_policy(req.name, policy, principal_is_admin=req.admin)
+    else:
+        findings = lint_trust_policy(req.name, policy)
+    call.detail = f"{req.kind} policy: {len(findings)} finding(s)"
+    return Outcome(LintPolicyResult(tuple(findings)))
+
+
+# -- WhoCan --
+
+
+async def who_can_act(inspector: Inspector, call: Call, req: WhoCanRequest) -> Outcome:
+    account = await _allow(call, "WhoCan", None)
+    try:
+        action = normalize_action(req.action)
+    except ValueError as exc:
+        raise ValidationException(str(exc)) from None
+    target = parse_reference(req.key_id, account=account, region=call.region, allow_alias=True)
+    if target.account != account:
+        # Another account's principals and grants are not the caller's to list.
+        raise ValidationException("WhoCan answers for keys of the caller's own account.")
+    stored, _ = await find_key(inspector.keys, req.key_id, account=account, region=call.region)
+    key = stored.value
+    call.key_arn = key.arn
+    principals: list[Principal] = []
+    after = ""
+    while True:
+        page = await inspector.credentials.list_principals(account, after, 1000)
+        principals.extend(page)
+        if len(page) < 1000:
+            break
+        after = page[-1].name
+    authz = inspector.authz
+    findings = who_can(
+        action,
+        key,
+        authz.key_policy(key),
+        [authz.subject(p) for p in principals],
+        await authz.grants(key),
+    )
+    call.detail = f"{action}: {len(findings)} way(s)"
+    return Outcome(WhoCanResult(key.arn, action, tuple(findings)))
+
+
+# -- ListAuditRecords --
+
+
+def _account_of(arn: object) -> str | None:
+    if not isinstance(arn, str):
+        return None
+    parts = arn.split(":", 5)
+    return parts[4] if len(parts) == 6 and parts[0] == "arn" else None
+
+
+def _tail_lines(path: Path) -> list[bytes]:
+    with path.open("rb") as stream:
+        size = stream.seek(0, 2)
+        # One byte before the tail: a line that starts right at it is whole.
+        start = max(0, size - TAIL_BYTES - 1)
+        stream.seek(start)
+        data = stream.read(size - start)
+    lines = data.split(b"\n")
+    if start > 0:
+        lines = lines[1:]  # cut (or empty, when the byte before was a newline)
+    return [line for line in lines if line]
+
+
+def _matches(record: Mapping[str, object], account: str, req: ListAuditRecordsRequest) -> bool:
+    principal, key = record.get("principal"), record.get("key_arn")
+    if account not in (_account_of(principal), _account_of(key)):
+        return False
+    if req.key is not None and not (isinstance(key, str) and req.key in key):
+        return False
+    if req.principal is not None and not (
+        isinstance(principal, str) and req.principal in principal
+    ):
+        return False
+    if req.operation is not None and record.get("operation") != req.operation:
+        return False
+    return req.outcome is None or record.get("outcome") == req.outcome
+
+
+def _recent(directory: Path, account: str, req: ListAuditRecordsRequest) -> list[dict[str, object]]:
+    found: list[dict[str, object]] = []
+    for segment in sorted(directory.glob(f"*{SEGMENT_SUFFIX}")):
+        for line in _tail_lines(segment):
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue  # a torn last line: verify reports it
+            if isinstance(record, dict) and _matches(record, account, req):
+                record.pop("prev", None)
+                record.pop("mac", None)
+                record["segment"] = segment.name.removesuffix(SEGMENT_SUFFIX)
+                found.append(record)
+    found.sort(key=lambda r: str(r.get("time", "")), reverse=True)
+    return found[: req.limit]
+
+
+async def _chain(audit: Inspector) -> ChainStatus:
+    try:
+        anchors = await anchor.load(audit.barrier)
+        key = await anchor.load_key(audit.barrier)
+    except Exception:  # sealed, or the store not answering: the chain alone
+        anchors, key = None, None
+    names = {p.name.removesuffix(SEGMENT_SUFFIX) for p in audit.directory.glob("*.jsonl")}
+    mine = None if anchors is None else {k: v for k, v in anchors.items() if k in names}
+    result = await asyncio.to_thread(verify, audit.directory, mine, key)
+    problem = None
+    if not result.ok:
+        where = "" if result.file is None else f"{result.file.name} line {result.line}: "
+        problem = where + (result.problem or "")
+    return ChainStatus(result.ok, result.records, result.segments, anchors is not None, problem)
+
+
+async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecordsRequest) -> Outcome:
+    account = await _allow(call, "ListAuditRecords", None)
+    records = await asyncio.to_thread(_recent, audit.directory, account, req)
+    chain = await _chain(audit) if req.verify else None
+    call.detail = f"{len(records)} record(s)" + (", chain verified" if req.verify else "")
+    return Outcome(ListAuditRecordsResult(tuple(records), chain))
+
+
+# -- ListNodes --
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodesRequest:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ListNodesResult:
+    nodes: tuple[NodeView, ...]
+
+
+async def list_nodes(inspector: Inspector, call: Call, req: ListNodesRequest) -> Outcome:
+    await _allow(call, "ListNodes", None)
+    nodes = await inspector.nodes.nodes()
+    ready = sum(1 for n in nodes if n.state == "ready")
+    call.detail = f"{len(nodes)} node(s), {ready} ready"
+    return Outcome(ListNodesResult(tuple(nodes)))
+
+
+OPERATIONS: Mapping[str, InspectionOperation] = {
+    op.name: op
+    for op in (
+        InspectionOperation("LintPolicy", LintPolicyRequest, lint_policy, False),
+        InspectionOperation("WhoCan", WhoCanRequest, who_can_act, False),
+        InspectionOperation("ListAuditRecords", ListAuditRecordsRequest, list_audit_records, False),
+        InspectionOperation("ListNodes", ListNodesRequest, list_nodes, False),
+    )
+}
+
+
+def check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_RECORDS:
+        raise ValidationException(f"Limit must be between 1 and {MAX_RECORDS}.")
+    return limit
+
+
+def check_outcome(outcome: str | None) -> str | None:
+    if outcome not in (None, "success", "error"):
+        raise ValidationException("Outcome must be success or error.")
+    return outcome
+
+
+def check_kind(kind: str) -> PolicyKind:
+    if kind not in POLICY_KINDS:
+        raise ValidationException(f"Kind must be one of {', '.join(POLICY_KINDS)}.")
+    return POLICY_KINDS[kind]
+
+
+def findings_doc(findings: Sequence[LintFinding]) -> list[dict[str, str]]:
+    return [
+        {"Severity": f.severity, "Statement": f.statement, "Rule": f.rule, "Message": f.message}
+        for f in findings
+    ]
