@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import binascii
 import uuid
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import pybase64
 
@@ -76,6 +76,8 @@ from keycask.service.core.results import (
     ReEncryptResult,
 )
 from keycask.service.core.transit_requests import (
+    DecryptItem,
+    EncryptItem,
     ItemsResult,
     Settings,
     TransitConfigRequest,
@@ -329,53 +331,71 @@ def parse_ciphertext(text: str, *, what: str = "ciphertext") -> tuple[int, bytes
     return version, blob
 
 
+_Item = TypeVar("_Item")
+
+
+def _sealed(blob: bytes) -> dict[str, Any]:
+    """An encrypt or rewrap item's answer: the ciphertext and its version."""
+    version = _version_of(blob)
+    return {"ciphertext": ciphertext(version, blob), "key_version": version}
+
+
+async def each_item(
+    items: Sequence[_Item | KMSError],
+    batch: bool,
+    answer: Callable[[_Item], Awaitable[dict[str, Any]]],
+) -> Outcome:
+    """Vault's rule for batch_input: an item that could not be read, or whose
+    operation failed, is that item's error in a batch (the others go on) and
+    the request's error otherwise. A refusal (AccessDenied) refuses the whole
+    request: a caller learns nothing item by item that it may not do."""
+    answers: list[dict[str, Any] | KMSError] = []
+    for item in items:
+        if isinstance(item, KMSError):
+            answers.append(item)
+            continue
+        try:
+            answers.append(await answer(item))
+        except AccessDeniedException:
+            raise
+        except KMSError as error:
+            if not batch:
+                raise
+            answers.append(error)
+    return Outcome(ItemsResult(tuple(answers), batch))
+
+
 async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome:
     ref = alias_name(req.mount, req.name)
     # Not authorized here: each item's core operation authorizes under its
     # own encryption context, and a refusal refuses the whole request.
     key = await resolve_transit_key(deps, call, req.mount, req.name)
     settings = await settings_of(deps, key)
-    answers: list[dict[str, Any] | KMSError] = []
-    for item in req.items:
-        if isinstance(item, KMSError):
-            answers.append(item)
-            continue
-        try:
-            wanted = item.key_version or key.current_version
-            if not 1 <= wanted <= key.current_version:
-                raise ValidationException(
-                    f"invalid key version {wanted}: the latest is {key.current_version}"
-                )
-            if wanted < settings.min_encryption_version:
-                raise ValidationException(
-                    "requested version for encryption is less than the minimum encryption "
-                    "key version"
-                )
-            context = _context(item.associated_data)
-            if wanted == key.current_version:
-                out = await crypto.encrypt(
-                    deps,
-                    call,
-                    EncryptRequest(
-                        key_id=ref, plaintext=item.plaintext, encryption_context=context
-                    ),
-                )
-            else:
-                out = await _encrypt_older(deps, call, ref, item.plaintext, context, version=wanted)
-        except AccessDeniedException:
-            raise
-        except KMSError as error:
-            if not req.batch:
-                raise
-            answers.append(error)
-            continue
+
+    async def one(item: EncryptItem) -> dict[str, Any]:
+        wanted = item.key_version or key.current_version
+        if not 1 <= wanted <= key.current_version:
+            raise ValidationException(
+                f"invalid key version {wanted}: the latest is {key.current_version}"
+            )
+        if wanted < settings.min_encryption_version:
+            raise ValidationException(
+                "requested version for encryption is less than the minimum encryption key version"
+            )
+        context = _context(item.associated_data)
+        if wanted == key.current_version:
+            out = await crypto.encrypt(
+                deps,
+                call,
+                EncryptRequest(key_id=ref, plaintext=item.plaintext, encryption_context=context),
+            )
+        else:
+            out = await _encrypt_older(deps, call, ref, item.plaintext, context, version=wanted)
         result = out.result
         assert isinstance(result, EncryptResult)
-        version = _version_of(result.ciphertext_blob)
-        answers.append(
-            {"ciphertext": ciphertext(version, result.ciphertext_blob), "key_version": version}
-        )
-    return Outcome(ItemsResult(tuple(answers), req.batch))
+        return _sealed(result.ciphertext_blob)
+
+    return await each_item(req.items, req.batch, one)
 
 
 async def _encrypt_older(
@@ -408,33 +428,23 @@ async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome
     # Not authorized here: each item's core operation authorizes under its
     # own encryption context, and a refusal refuses the whole request.
     key = await resolve_transit_key(deps, call, req.mount, req.name)
-    answers: list[dict[str, Any] | KMSError] = []
-    for item in req.items:
-        if isinstance(item, KMSError):
-            answers.append(item)
-            continue
-        try:
-            blob = await _checked_blob(deps, key, item.ciphertext)
-            out = await crypto.decrypt(
-                deps,
-                call,
-                DecryptRequest(
-                    ciphertext_blob=blob,
-                    encryption_context=_context(item.associated_data),
-                    key_id=ref,
-                ),
-            )
-        except AccessDeniedException:
-            raise
-        except KMSError as error:
-            if not req.batch:
-                raise
-            answers.append(error)
-            continue
+
+    async def one(item: DecryptItem) -> dict[str, Any]:
+        blob = await _checked_blob(deps, key, item.ciphertext)
+        out = await crypto.decrypt(
+            deps,
+            call,
+            DecryptRequest(
+                ciphertext_blob=blob,
+                encryption_context=_context(item.associated_data),
+                key_id=ref,
+            ),
+        )
         result = out.result
         assert isinstance(result, DecryptResult)
-        answers.append({"plaintext": pybase64.b64encode_as_string(result.plaintext)})
-    return Outcome(ItemsResult(tuple(answers), req.batch))
+        return {"plaintext": pybase64.b64encode_as_string(result.plaintext)}
+
+    return await each_item(req.items, req.batch, one)
 
 
 # -- delete, rewrap, data keys, random --
@@ -491,39 +501,26 @@ async def rewrap(deps: Deps, call: Call, req: TransitRewrapRequest) -> Outcome:
     # Not authorized here: each item's core operation authorizes under its
     # own encryption context, and a refusal refuses the whole request.
     key = await resolve_transit_key(deps, call, req.mount, req.name)
-    answers: list[dict[str, Any] | KMSError] = []
-    for item in req.items:
-        if isinstance(item, KMSError):
-            answers.append(item)
-            continue
-        try:
-            blob = await _checked_blob(deps, key, item.ciphertext)
-            context = _context(item.associated_data)
-            out = await crypto.re_encrypt(
-                deps,
-                call,
-                ReEncryptRequest(
-                    ciphertext_blob=blob,
-                    destination_key_id=ref,
-                    source_encryption_context=context,
-                    source_key_id=ref,
-                    destination_encryption_context=context,
-                ),
-            )
-        except AccessDeniedException:
-            raise
-        except KMSError as error:
-            if not req.batch:
-                raise
-            answers.append(error)
-            continue
+
+    async def one(item: DecryptItem) -> dict[str, Any]:
+        blob = await _checked_blob(deps, key, item.ciphertext)
+        context = _context(item.associated_data)
+        out = await crypto.re_encrypt(
+            deps,
+            call,
+            ReEncryptRequest(
+                ciphertext_blob=blob,
+                destination_key_id=ref,
+                source_encryption_context=context,
+                source_key_id=ref,
+                destination_encryption_context=context,
+            ),
+        )
         result = out.result
         assert isinstance(result, ReEncryptResult)
-        version = _version_of(result.ciphertext_blob)
-        answers.append(
-            {"ciphertext": ciphertext(version, result.ciphertext_blob), "key_version": version}
-        )
-    return Outcome(ItemsResult(tuple(answers), req.batch))
+        return _sealed(result.ciphertext_blob)
+
+    return await each_item(req.items, req.batch, one)
 
 
 async def datakey(deps: Deps, call: Call, req: TransitDataKeyRequest) -> Outcome:

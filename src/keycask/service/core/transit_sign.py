@@ -20,7 +20,6 @@ from typing import Any
 import pybase64
 
 from keycask.errors import (
-    AccessDeniedException,
     KMSError,
     KMSInvalidMacException,
     KMSInvalidSignatureException,
@@ -41,6 +40,7 @@ from keycask.service.core.transit import (
     TOO_OLD,
     alias_name,
     ciphertext,
+    each_item,
     parse_ciphertext,
     resolve_transit_key,
     settings_of,
@@ -183,26 +183,15 @@ async def _valid(deps: Deps, call: Call, key: Key, req: TransitSignRequest, item
 
 async def _each(deps: Deps, call: Call, req: TransitSignRequest, *, verify: bool) -> Outcome:
     key = await resolve_transit_key(deps, call, req.mount, req.name)
-    answers: list[dict[str, Any] | KMSError] = []
-    for item in req.items:
-        if isinstance(item, KMSError):
-            answers.append(item)
-            continue
-        try:
-            if verify:
-                answers.append({"valid": await _valid(deps, call, key, req, item)})
-                continue
-            made = await _signed(deps, call, key, req, item)
-        except AccessDeniedException:
-            raise
-        except KMSError as error:
-            if not req.batch:
-                raise
-            answers.append(error)
-            continue
+
+    async def one(item: SignItem) -> dict[str, Any]:
+        if verify:
+            return {"valid": await _valid(deps, call, key, req, item)}
+        made = await _signed(deps, call, key, req, item)
         name = "hmac" if req.mac else "signature"
-        answers.append({name: made, "key_version": key.current_version or 1})
-    return Outcome(ItemsResult(tuple(answers), req.batch))
+        return {name: made, "key_version": key.current_version or 1}
+
+    return await each_item(req.items, req.batch, one)
 
 
 async def sign(deps: Deps, call: Call, req: TransitSignRequest) -> Outcome:
