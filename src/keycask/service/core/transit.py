@@ -1,7 +1,7 @@
 """Vault Transit's operations over keycask's own (the Vault door,
 ``service/doors/vault_transit.py``, decodes the wire into these requests).
 
-Why one module of ~570 lines: every operation here names its key the same
+Why one module of ~620 lines: every operation here names its key the same
 way (mount and name -> alias -> key), and the ones that read or make
 ciphertexts share one format (``vault:v<N>:``), one parser and one
 min_decryption_version check, which must not drift apart; signing, with its
@@ -24,6 +24,7 @@ the two must agree), so Vault's key versions are keycask's rotations.
 
 from __future__ import annotations
 
+import asyncio
 import binascii
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -113,6 +114,21 @@ _MAX_VERSION = 2**32 - 1
 # Associated data is bound as this encryption context pair (authenticated,
 # never stored): Vault's AES-GCM associated data, keycask's context.
 ASSOCIATED_DATA = "vault-transit:associated_data"
+# A derived key's context is bound as this pair (docs/vault-transit.md,
+# "Derived keys"): its own key, so it never mixes with associated_data's.
+CONTEXT = "vault-transit:context"
+# Vault's answer for a derived key used without a context.
+MISSING_CONTEXT = (
+    "missing 'context' for key derivation; the key was created using a derived key, which "
+    "means additional, per-request information must be included in order to perform "
+    "operations with the key"
+)
+# Vault ignores a context sent for a key that is not derived; keycask refuses
+# it, so that no caller believes a context is bound when it is not.
+NOT_DERIVED = (
+    "context is only for derived keys: this key was not created with derived=true, "
+    "so the context would not be bound to the ciphertext"
+)
 # EnableKeyRotation's RotationPeriodInDays bounds (botocore's model, which the
 # AWS door's codec checks; this door's requests do not pass through it).
 _MIN_ROTATION_DAYS, _MAX_ROTATION_DAYS = 90, 2560
@@ -150,6 +166,11 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
     kind = TYPES.get(req.type)
     if kind is None:
         raise ValidationException(f"unknown key type {req.type[:64]!r}")
+    if req.derived and kind[0] is not KeySpec.SYMMETRIC_DEFAULT:
+        raise ValidationException(
+            f"derived is not supported for key type {req.type}: keycask derives "
+            "aes256-gcm96 keys only"
+        )
     alias = alias_name(req.mount, req.name)
     existing = await deps.keys.get_alias(call.account, call.region, alias)
     if existing is not None:
@@ -159,6 +180,8 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
             raise ValidationException(
                 f"key {req.name!r} exists with type {vault_type(key)}, not {req.type}"
             )
+        if req.derived and not (await settings_of(deps, key)).derived:
+            raise ValidationException(f"key {req.name!r} exists and is not derived")
         return Outcome(None)
     spec, usage = kind
     created = await keys.create_key(
@@ -180,7 +203,13 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
         alias, call.account, call.region, uuid.UUID(result.key_metadata.key_id), now, now
     )
     writes = [*created.writes, *deps.keys.stage_put_alias(new_alias, expect=0)]
-    call.detail = f"transit key {req.mount}/{req.name} ({req.type})"
+    if req.derived:
+        writes.append(
+            deps.keys.stage_transit_settings(new_alias.target, Settings(derived=True).to_doc(), 0)
+        )
+    call.detail = (
+        f"transit key {req.mount}/{req.name} ({req.type}{', derived' if req.derived else ''})"
+    )
     return Outcome(None, writes)
 
 
@@ -259,6 +288,7 @@ async def config_key(deps: Deps, call: Call, req: TransitConfigRequest) -> Outco
         min_dec,
         min_enc,
         old.deletion_allowed if req.deletion_allowed is None else req.deletion_allowed,
+        old.derived,
     )
     call.detail = (
         f"transit settings: min_decryption_version {new.min_decryption_version}, "
@@ -297,8 +327,21 @@ async def _auto_rotate(deps: Deps, call: Call, key: Key, seconds: int) -> list[W
 # -- encrypt / decrypt --
 
 
-def _context(associated_data: str | None) -> dict[str, str] | None:
-    return None if associated_data is None else {ASSOCIATED_DATA: associated_data}
+def _context(
+    settings: Settings, associated_data: str | None, context: str | None
+) -> dict[str, str] | None:
+    """The encryption context of a transit item: associated_data and a
+    derived key's context, each under its own reserved key."""
+    if settings.derived and not context:
+        raise ValidationException(MISSING_CONTEXT)
+    if context and not settings.derived:
+        raise ValidationException(NOT_DERIVED)
+    pairs: dict[str, str] = {}
+    if associated_data is not None:
+        pairs[ASSOCIATED_DATA] = associated_data
+    if context:
+        pairs[CONTEXT] = context
+    return pairs or None
 
 
 def _version_of(blob: bytes) -> int:
@@ -332,6 +375,9 @@ def parse_ciphertext(text: str, *, what: str = "ciphertext") -> tuple[int, bytes
 
 
 _Item = TypeVar("_Item")
+# Items a batch runs between two yields to the event loop: one item is tens
+# of microseconds, so a yield every 32 keeps a stall to about a millisecond.
+_YIELD_EVERY = 32
 
 
 def _sealed(blob: bytes) -> dict[str, Any]:
@@ -350,7 +396,10 @@ async def each_item(
     the request's error otherwise. A refusal (AccessDenied) refuses the whole
     request: a caller learns nothing item by item that it may not do."""
     answers: list[dict[str, Any] | KMSError] = []
-    for item in items:
+    for count, item in enumerate(items, 1):
+        if count % _YIELD_EVERY == 0:
+            # A long batch lets the loop serve other requests between items.
+            await asyncio.sleep(0)
         if isinstance(item, KMSError):
             answers.append(item)
             continue
@@ -382,7 +431,7 @@ async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome
             raise ValidationException(
                 "requested version for encryption is less than the minimum encryption key version"
             )
-        context = _context(item.associated_data)
+        context = _context(settings, item.associated_data, item.context)
         if wanted == key.current_version:
             out = await crypto.encrypt(
                 deps,
@@ -428,15 +477,17 @@ async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome
     # Not authorized here: each item's core operation authorizes under its
     # own encryption context, and a refusal refuses the whole request.
     key = await resolve_transit_key(deps, call, req.mount, req.name)
+    settings = await settings_of(deps, key)
 
     async def one(item: DecryptItem) -> dict[str, Any]:
+        context = _context(settings, item.associated_data, item.context)
         blob = await _checked_blob(deps, key, item.ciphertext)
         out = await crypto.decrypt(
             deps,
             call,
             DecryptRequest(
                 ciphertext_blob=blob,
-                encryption_context=_context(item.associated_data),
+                encryption_context=context,
                 key_id=ref,
             ),
         )
@@ -501,10 +552,11 @@ async def rewrap(deps: Deps, call: Call, req: TransitRewrapRequest) -> Outcome:
     # Not authorized here: each item's core operation authorizes under its
     # own encryption context, and a refusal refuses the whole request.
     key = await resolve_transit_key(deps, call, req.mount, req.name)
+    settings = await settings_of(deps, key)
 
     async def one(item: DecryptItem) -> dict[str, Any]:
+        context = _context(settings, item.associated_data, item.context)
         blob = await _checked_blob(deps, key, item.ciphertext)
-        context = _context(item.associated_data)
         out = await crypto.re_encrypt(
             deps,
             call,
@@ -528,10 +580,12 @@ async def datakey(deps: Deps, call: Call, req: TransitDataKeyRequest) -> Outcome
     (``wrapped``) with NumberOfBytes = bits / 8."""
     if req.bits not in (128, 256, 512):
         raise ValidationException(f"invalid bits {req.bits}: use 128, 256 or 512")
+    key = await resolve_transit_key(deps, call, req.mount, req.name)
+    settings = await settings_of(deps, key)
     request = GenerateDataKeyRequest(
         key_id=alias_name(req.mount, req.name),
         number_of_bytes=req.bits // 8,
-        encryption_context=_context(req.associated_data),
+        encryption_context=_context(settings, req.associated_data, req.context),
     )
     if req.with_plaintext:
         out = await crypto.generate_data_key(deps, call, request)

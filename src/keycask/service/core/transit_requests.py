@@ -26,6 +26,7 @@ class TransitCreateRequest:
     mount: str
     name: str
     type: str = DEFAULT_TYPE
+    derived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,12 +50,15 @@ class EncryptItem:
     plaintext: bytes = field(repr=False)
     associated_data: str | None = None
     key_version: int | None = None
+    # A derived key's context: canonical base64 of the bytes the caller sent.
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class DecryptItem:
     ciphertext: str
     associated_data: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class Settings:
     min_decryption_version: int = 1
     min_encryption_version: int = 0
     deletion_allowed: bool = False
+    # Set at creation only (Vault's derived): every use needs a context.
+    derived: bool = False
 
     def to_doc(self) -> bytes:
         return orjson.dumps(
@@ -85,6 +91,7 @@ class Settings:
                 "min_decryption_version": self.min_decryption_version,
                 "min_encryption_version": self.min_encryption_version,
                 "deletion_allowed": self.deletion_allowed,
+                "derived": self.derived,
             }
         )
 
@@ -97,6 +104,7 @@ class Settings:
             int(doc.get("min_decryption_version", 1)),
             int(doc.get("min_encryption_version", 0)),
             bool(doc.get("deletion_allowed", False)),
+            bool(doc.get("derived", False)),
         )
 
 
@@ -137,6 +145,7 @@ class TransitDataKeyRequest:
     with_plaintext: bool
     bits: int = 256
     associated_data: str | None = None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ DEFAULT_HASH = "sha2-256"
 # The byte length of r and s of an ECDSA signature on each curve (JWS, RFC 7518 3.4).
 _COORDINATE = {KeySpec.ECC_NIST_P256: 32, KeySpec.ECC_NIST_P384: 48, KeySpec.ECC_NIST_P521: 66}
 _BITS = {"sha2-256": 256, "sha2-384": 384, "sha2-512": 512}
+# Vault's answer for an HMAC below min_decryption_version (signatures get TOO_OLD).
+_HMAC_TOO_OLD = "cannot verify HMAC: version is too old (disallowed by policy)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,12 +151,17 @@ async def _valid(deps: Deps, call: Call, key: Key, req: TransitSignRequest, item
         raise ValidationException("missing signature or hmac to verify")
     version, raw = _parse_signature(key, req, item.signature)
     settings = await settings_of(deps, key)
+    latest = key.current_version or 1
+    what = "HMAC" if req.mac else "signature"
+    if version > latest:
+        raise ValidationException(f"invalid {what}: version is too new")
     if version < settings.min_decryption_version:
-        raise ValidationException(TOO_OLD)
-    if version != (key.current_version or 1):
-        raise ValidationException(
-            f"keycask verifies with the key's latest version ({key.current_version or 1}) only"
-        )
+        raise ValidationException(_HMAC_TOO_OLD if req.mac else TOO_OLD)
+    if version != latest:
+        # Not reached today: AWS KMS (and keycask) rotate symmetric keys
+        # only, so a signing or HMAC key has one version; kept so that a
+        # signature is never checked with another version's material.
+        raise ValidationException(f"keycask verifies with the key's latest version ({latest}) only")
     try:
         if req.mac:
             await asymmetric.verify_mac(

@@ -109,13 +109,10 @@ def create(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
         ("exportable", "allow_plaintext_backup"),
         "keycask keys never leave keycask",
     )
-    refuse_unsupported(
-        doc,
-        ("derived", "convergent_encryption"),
-        "keycask does not derive transit keys (yet)",
-    )
+    refuse_unsupported(doc, ("convergent_encryption",), CONVERGENT)
     kind = string_field(doc, "type") or transit_requests.DEFAULT_TYPE
-    return transit_requests.TransitCreateRequest(mount, name, kind)
+    derived = bool(bool_field(doc, "derived"))
+    return transit_requests.TransitCreateRequest(mount, name, kind, derived)
 
 
 def key(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
@@ -183,18 +180,31 @@ def batch_items(doc: Doc, fields: Callable[[Doc], object]) -> tuple[tuple[Any, .
     return tuple(items), True
 
 
-def common(doc: Doc) -> str | None:
-    if doc.get("context") not in (None, ""):
-        raise ValidationException("context is for derived keys, which keycask does not support yet")
+CONVERGENT = (
+    "keycask does not offer convergent encryption: the same plaintext under the same "
+    "context would give the same ciphertext, which tells an observer that two values "
+    "are equal; keycask's ciphertexts are always randomized"
+)
+
+
+def common(doc: Doc) -> tuple[str | None, str | None]:
+    """(associated_data, context) of an item; the context as canonical
+    base64 of its bytes, so one context has one encryption context."""
     if doc.get("nonce") not in (None, ""):
-        raise ValidationException(
-            "nonce is for convergent encryption, which keycask does not support"
-        )
-    return string_field(doc, "associated_data")
+        raise ValidationException(f"nonce is not supported: {CONVERGENT}")
+    text = string_field(doc, "context")
+    context = None
+    if text:
+        try:
+            raw = pybase64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValidationException("failed to base64-decode context") from None
+        context = pybase64.b64encode_as_string(raw) if raw else None
+    return string_field(doc, "associated_data"), context
 
 
 def encrypt_item(doc: Doc) -> transit_requests.EncryptItem:
-    associated = common(doc)
+    associated, context = common(doc)
     text = string_field(doc, "plaintext")
     if text is None:
         raise ValidationException("missing plaintext to encrypt")
@@ -202,15 +212,17 @@ def encrypt_item(doc: Doc) -> transit_requests.EncryptItem:
         plaintext = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise ValidationException("failed to base64-decode plaintext") from None
-    return transit_requests.EncryptItem(plaintext, associated, int_field(doc, "key_version"))
+    return transit_requests.EncryptItem(
+        plaintext, associated, int_field(doc, "key_version"), context
+    )
 
 
 def decrypt_item(doc: Doc) -> transit_requests.DecryptItem:
-    associated = common(doc)
+    associated, context = common(doc)
     text = string_field(doc, "ciphertext")
     if not text:
         raise ValidationException("missing ciphertext to decrypt")
-    return transit_requests.DecryptItem(text, associated)
+    return transit_requests.DecryptItem(text, associated, context)
 
 
 def encrypt(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
@@ -275,13 +287,13 @@ def key_info(result: transit_requests.TransitKeyResult) -> Doc:
             "deletion_allowed": settings.deletion_allowed,
             "exportable": False,
             "allow_plaintext_backup": False,
-            "derived": False,
+            "derived": settings.derived,
             "convergent_encryption": False,
             "auto_rotate_period": (key.rotation_period_days or 0) * 86400,
             "imported_key": False,
             "supports_encryption": symmetric,
             "supports_decryption": symmetric,
-            "supports_derivation": False,
+            "supports_derivation": symmetric,
             "supports_signing": signing or spec.is_hmac,
             "keycask_key_arn": key.arn,
         }
@@ -321,10 +333,10 @@ def rewrap(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
 
 def datakey(with_plaintext: bool) -> Callable[[str, str, Doc, HttpRequest], object]:
     def decode(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
-        associated = common(doc)
+        associated, context = common(doc)
         bits = int_field(doc, "bits")
         return transit_requests.TransitDataKeyRequest(
-            mount, name, with_plaintext, 256 if bits is None else bits, associated
+            mount, name, with_plaintext, 256 if bits is None else bits, associated, context
         )
 
     return decode
@@ -350,7 +362,9 @@ def _input(doc: Doc) -> bytes:
 
 def _signing_options(doc: Doc, *, mac: bool) -> dict[str, Any]:
     if doc.get("context") not in (None, ""):
-        raise ValidationException("context is for derived keys, which keycask does not support")
+        raise ValidationException(
+            "context is for derived keys, which keycask offers for aes256-gcm96 only"
+        )
     marshaling = string_field(doc, "marshaling_algorithm", "asn1") or "asn1"
     if marshaling not in ("asn1", "jws"):
         raise ValidationException(f"unsupported marshaling algorithm {marshaling[:16]!r}")

@@ -35,6 +35,7 @@ from keycask.errors import (
     SerializationException,
     UnknownOperationException,
     UnsupportedOperationException,
+    ValidationException,
 )
 from keycask.ports import Write
 from keycask.service.core import transit, transit_mounts, transit_sign
@@ -46,6 +47,13 @@ from keycask.service.doors import vault_codec as codec
 
 PATH_PREFIX: Final = b"/v1/"
 _DENIED: Final = "permission denied"
+# Vault's body for a request its policies refuse (a go-multierror of one):
+# keycask's own reason, which names the action and resource, stays in the
+# audit record.
+_POLICY_DENIED: Final = orjson.dumps({"errors": ["1 error occurred:\n\t* permission denied\n\n"]})
+# Vault's answer to renew-self for a token that is not renewable: a keycask
+# token's expiry is fixed when it is made.
+_NOT_RENEWABLE: Final = "lease is not renewable"
 _CALLER_CACHE = 4096
 
 Doc = dict[str, Any]
@@ -133,6 +141,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "auth/token/lookup-self"): Route("VaultToken.LookupSelf", codec.token, _looked_up),
     ("POST", "auth/token/revoke-self"): Route("VaultToken.RevokeSelf", codec.token, codec.empty,
                                               mutates=True),
+    ("POST", "auth/token/renew-self"): Route("VaultToken.RenewSelf", codec.token, codec.empty),
 }  # fmt: skip
 _SHAPES = frozenset(shape for _, shape in ROUTES)
 _KEY_ACTIONS = frozenset({"rotate", "config", "trim", "import", "import_version"})
@@ -241,6 +250,7 @@ class VaultTransitDoor:
             "VaultSys.SealStatus": self._seal_status,
             "VaultToken.LookupSelf": self._lookup_self,
             "VaultToken.RevokeSelf": self._revoke_self,
+            "VaultToken.RenewSelf": self._renew_self,
         }
         for refused in ("TrimKey", "ImportKey", "ImportKeyVersion", "ExportKey", "BackupKey",
                         "RestoreKey"):  # fmt: skip
@@ -320,6 +330,8 @@ class VaultTransitDoor:
             return b'{"errors":["Vault is sealed"]}'
         if isinstance(error, PermissionDenied):
             return b'{"errors":["permission denied"]}'
+        if isinstance(error, AccessDeniedException):
+            return _POLICY_DENIED
         if isinstance(error, NotFoundException) and not error.message:
             return b'{"errors":[]}'
         return orjson.dumps({"errors": [codec.error_text(error)]})
@@ -422,6 +434,13 @@ class VaultTransitDoor:
                 "type": "service",
             }
         )
+
+    async def _renew_self(self, call: Call, req: codec.TokenRequest) -> Outcome:
+        """Vault's answer for a token that is not renewable (lookup-self says
+        ``renewable: false``): a keycask token lives the TTL it was made with."""
+        if await self._tokens.resolve(req.token, call.time) is None:
+            raise PermissionDenied(_DENIED)
+        raise ValidationException(_NOT_RENEWABLE)
 
     async def _revoke_self(self, call: Call, req: codec.TokenRequest) -> Outcome:
         record = await self._tokens.by_token(req.token)
