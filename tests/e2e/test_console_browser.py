@@ -255,8 +255,12 @@ def test_sign_in_create_lint_disable_delete_and_audit(
     expect(finding).to_contain_text("high")
     expect(finding).to_contain_text("Everyone")
     page.screenshot(path=str(shots / "key-policy.png"), full_page=True)
+    # Saving re-renders the key page: the editor is replaced once it has, and
+    # typing into the old one meanwhile would be lost (seen under CI's load).
+    old_editor = page.locator("#policy-editor").element_handle()
     page.get_by_role("button", name="Save policy").click()
     expect(page.locator("#status")).to_have_text("Key policy saved.")
+    old_editor.wait_for_element_state("hidden")
     saved = console_server.client().get_key_policy(KeyId=key_id, PolicyName="default")
     assert "Everyone" in saved["Policy"]
 
