@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 
 import hvac
 import hvac.exceptions
@@ -23,6 +24,7 @@ from tests.e2e.test_vault_transit_e2e import (
 
 from keycask.errors import ValidationException
 from keycask.service.core import transit
+from keycask.service.core.call import Call
 from keycask.service.doors import vault_codec
 
 _MISSING = "missing 'context' for key derivation"
@@ -207,7 +209,8 @@ def test_a_long_batch_yields_to_the_event_loop() -> None:
 
         items: list[int | ValidationException] = list(range(1000))
         task = asyncio.ensure_future(other())
-        out = await transit.each_item(items, True, answer)
+        call = Call(request_id="r", time=datetime.now(UTC), source_ip=None)
+        out = await transit.each_item(call, items, True, answer)
         await task
         assert len(out.result.items) == 1000  # type: ignore[union-attr]
         return seen

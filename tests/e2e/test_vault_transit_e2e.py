@@ -6,6 +6,7 @@ and Vault's answers for bad input, each audited."""
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import uuid
 from typing import Any
@@ -651,3 +652,51 @@ def test_key_version_and_min_encryption_version(server: Server, vault: hvac.Clie
     assert vault.secrets.transit.encrypt_data(name, _b64(b"v2"), key_version=2)["data"][
         "ciphertext"
     ].startswith("vault:v2:")
+
+
+def test_key_names_are_what_an_aws_alias_may_hold(server: Server, vault: hvac.Client) -> None:
+    """A transit key is named by an AWS alias, so its name holds only what
+    an alias may (and the AWS door can name and delete it): dot segments,
+    percent-encoded bytes, other characters and overlong names are refused
+    and make nothing."""
+
+    token = vault.token
+    kms = server.client()
+
+    def aliases() -> set[str]:
+        pages = kms.get_paginator("list_aliases").paginate()
+        return {a["AliasName"] for page in pages for a in page["Aliases"]}
+
+    before = aliases()
+    for name in ("..", ".", "sec%2Fret", "a.b", "%00%0a%22%3Cscript%3E", "x" * 300, "caf%C3%A9"):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        conn.request(
+            "POST",
+            f"/v1/transit/keys/{name}",
+            body=b"{}",
+            headers={"X-Vault-Token": token, "Content-Type": "application/json"},
+        )
+        reply = conn.getresponse()
+        body = json.loads(reply.read())
+        conn.close()
+        assert reply.status == 400, (name, reply.status, body)
+        assert "invalid key name" in body["errors"][0], body
+    assert aliases() == before
+    vault.secrets.transit.create_key(f"ok_name-{uuid.uuid4().hex[:6]}")
+
+
+def test_a_batch_audit_record_names_every_items_context(server: Server, vault: hvac.Client) -> None:
+    """One request, one audit record: it names every distinct encryption
+    context the batch's items used, not only the last item's."""
+    name = f"k{uuid.uuid4().hex[:8]}"
+    vault.secrets.transit.create_key(name)
+    tenants = [_b64(f"tenant-{i}".encode()) for i in range(3)]
+    items = [{"plaintext": _b64(b"x"), "associated_data": t} for t in tenants]
+    reply = _raw(server, "POST", f"/v1/transit/encrypt/{name}", vault.token, {"batch_input": items})
+    assert reply.status_code == 200, reply.text
+    request_id = reply.headers["x-amzn-requestid"]
+    [record] = [r for r in _records(server) if r["request_id"] == request_id]
+    assert record["encryption_context"] is None
+    assert "batch of 3 items, 3 distinct encryption contexts" in record["detail"]
+    for tenant in tenants:
+        assert tenant in record["detail"], (tenant, record["detail"])

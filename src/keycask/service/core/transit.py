@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import pybase64
 
 from keycask.errors import (
@@ -138,6 +140,29 @@ def alias_name(mount: str, name: str) -> str:
     return f"alias/{mount}/{name}"
 
 
+# An AWS alias name's characters and length (botocore's AliasNameType): a
+# transit key is named by its alias, which the AWS door must be able to name
+# (and delete) too. Vault allows more (dots, for one); keycask refuses them.
+_KEY_NAME = re.compile(r"[a-zA-Z0-9_-]+", re.ASCII)
+_ALIAS_MAX = 256
+
+
+def check_key_name(mount: str, name: str) -> None:
+    """ValidationException unless ``name`` makes an alias the AWS door
+    accepts: letters, digits, ``_`` and ``-``, the whole alias at most 256
+    characters. A name arrives as its raw path segment, so ``..`` and
+    percent-encoded bytes are refused here, never decoded into another path."""
+    if _KEY_NAME.fullmatch(name) is None:
+        raise ValidationException(
+            f"invalid key name {name[:64]!r}: keycask names a transit key by an AWS alias, "
+            "so it may hold only letters, digits, '_' and '-'"
+        )
+    if len(alias_name(mount, name)) > _ALIAS_MAX:
+        raise ValidationException(
+            f"invalid key name: alias/{mount}/<name> must be at most {_ALIAS_MAX} characters"
+        )
+
+
 def vault_type(key: Key) -> str:
     """The Vault type a keycask key shows through transit."""
     return _BY_SPEC.get(key.key_spec, key.key_spec.value.lower())
@@ -163,6 +188,7 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
     """CreateKey, then an alias naming it (kms:CreateKey, then
     kms:CreateAlias on the alias). A key that exists already is left as it
     is, as Vault does, if its type is the one asked for."""
+    check_key_name(req.mount, req.name)
     kind = TYPES.get(req.type)
     if kind is None:
         raise ValidationException(f"unknown key type {req.type[:64]!r}")
@@ -387,6 +413,7 @@ def _sealed(blob: bytes) -> dict[str, Any]:
 
 
 async def each_item(
+    call: Call,
     items: Sequence[_Item | KMSError],
     batch: bool,
     answer: Callable[[_Item], Awaitable[dict[str, Any]]],
@@ -394,23 +421,42 @@ async def each_item(
     """Vault's rule for batch_input: an item that could not be read, or whose
     operation failed, is that item's error in a batch (the others go on) and
     the request's error otherwise. A refusal (AccessDenied) refuses the whole
-    request: a caller learns nothing item by item that it may not do."""
+    request: a caller learns nothing item by item that it may not do.
+
+    The request has one audit record, so it names every distinct encryption
+    context its items used (each core operation sets the call's context to
+    its own): a batch cannot hide one item's context behind the last one's.
+    The list is bounded by the request body's size limit."""
     answers: list[dict[str, Any] | KMSError] = []
-    for count, item in enumerate(items, 1):
-        if count % _YIELD_EVERY == 0:
-            # A long batch lets the loop serve other requests between items.
-            await asyncio.sleep(0)
-        if isinstance(item, KMSError):
-            answers.append(item)
-            continue
-        try:
-            answers.append(await answer(item))
-        except AccessDeniedException:
-            raise
-        except KMSError as error:
-            if not batch:
+    contexts: dict[bytes, Mapping[str, str]] = {}
+    try:
+        for count, item in enumerate(items, 1):
+            if count % _YIELD_EVERY == 0:
+                # A long batch lets the loop serve other requests between items.
+                await asyncio.sleep(0)
+            if isinstance(item, KMSError):
+                answers.append(item)
+                continue
+            call.encryption_context = None
+            try:
+                answers.append(await answer(item))
+            except AccessDeniedException:
                 raise
-            answers.append(error)
+            except KMSError as error:
+                if not batch:
+                    raise
+                answers.append(error)
+            finally:
+                used = call.encryption_context
+                if used:
+                    contexts.setdefault(orjson.dumps(used, option=orjson.OPT_SORT_KEYS), used)
+    finally:
+        if batch:
+            call.encryption_context = next(iter(contexts.values())) if len(contexts) == 1 else None
+            call.detail = (
+                f"batch of {len(items)} items, {len(contexts)} distinct encryption "
+                f"contexts: [{b','.join(contexts).decode()}]"
+            )
     return Outcome(ItemsResult(tuple(answers), batch))
 
 
@@ -444,7 +490,7 @@ async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome
         assert isinstance(result, EncryptResult)
         return _sealed(result.ciphertext_blob)
 
-    return await each_item(req.items, req.batch, one)
+    return await each_item(call, req.items, req.batch, one)
 
 
 async def _encrypt_older(
@@ -495,7 +541,7 @@ async def decrypt(deps: Deps, call: Call, req: TransitDecryptRequest) -> Outcome
         assert isinstance(result, DecryptResult)
         return {"plaintext": pybase64.b64encode_as_string(result.plaintext)}
 
-    return await each_item(req.items, req.batch, one)
+    return await each_item(call, req.items, req.batch, one)
 
 
 # -- delete, rewrap, data keys, random --
@@ -572,7 +618,7 @@ async def rewrap(deps: Deps, call: Call, req: TransitRewrapRequest) -> Outcome:
         assert isinstance(result, ReEncryptResult)
         return _sealed(result.ciphertext_blob)
 
-    return await each_item(req.items, req.batch, one)
+    return await each_item(call, req.items, req.batch, one)
 
 
 async def datakey(deps: Deps, call: Call, req: TransitDataKeyRequest) -> Outcome:

@@ -198,7 +198,7 @@ async def _each(deps: Deps, call: Call, req: TransitSignRequest, *, verify: bool
         name = "hmac" if req.mac else "signature"
         return {name: made, "key_version": key.current_version or 1}
 
-    return await each_item(req.items, req.batch, one)
+    return await each_item(call, req.items, req.batch, one)
 
 
 async def sign(deps: Deps, call: Call, req: TransitSignRequest) -> Outcome:
