@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.service_harness import HOST, REGION, Service, service
 
 from keycask.http.messages import Request, Response
-from keycask.http.metrics import loopback
+from keycask.http.metrics import local_host, loopback
 
 REMOTE = "203.0.113.9"
 
@@ -177,3 +177,29 @@ async def test_requests_refused_before_any_door_are_counted(
         assert (await svc.runtime.app.handle(wrong)).status == 400
         after = _samples(await svc.runtime.app.handle(_get("127.0.0.1")))
         assert after[series] == before + 1
+
+
+def test_a_local_host_is_an_address_or_localhost() -> None:
+    def local(host: bytes | None) -> bool:
+        return local_host(() if host is None else ((b"host", host),))
+
+    for host in (None, b"127.0.0.1", b"127.0.0.1:9567", b"localhost:9567", b"[::1]:80", b"[::1]"):
+        assert local(host), host
+    for host in (b"evil.example", b"evil.example:9567", b"127.0.0.1.nip.io", b"localhost.evil"):
+        assert not local(host), host
+
+
+async def test_a_rebound_name_on_loopback_is_not_answered_unsigned(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: a page of evil.example whose name now points to
+    127.0.0.1 reaches keycask from loopback with its own name as Host. It
+    gets the signed path's refusal, never the metrics."""
+    async with service(tmp_path, monkeypatch) as svc:
+        rebound = Request(
+            "GET", "/metrics", b"/metrics", b"", ((b"host", b"evil.example:9567"),), b"",
+            client="127.0.0.1",
+        )  # fmt: skip
+        response = await svc.runtime.app.handle(rebound)
+        assert response.status == 403
+        assert b"keycask_" not in response.body

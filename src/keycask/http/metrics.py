@@ -59,6 +59,30 @@ def loopback(client: str | None) -> bool:
         return False
 
 
+def local_host(headers: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Whether the request's Host names this machine by an address or as
+    ``localhost``. A page of another site that rebinds its own name to
+    127.0.0.1 (DNS rebinding) sends that name as Host: the unsigned
+    loopback answer is refused to it (it goes the signed way instead,
+    which such a page cannot sign). No Host at all is a client that is not
+    a browser."""
+    host = next((value for key, value in headers if key == b"host"), None)
+    if host is None:
+        return True
+    text = host.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        name = text[1 : text.find("]")] if "]" in text else text
+    else:
+        name = text.rpartition(":")[0] if text.count(":") == 1 else text
+    if name == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
 class KeyCounts:
     """Keys by (state, key spec), recounted at most every ``max_age`` seconds."""
 
@@ -140,7 +164,7 @@ class MetricsRoute:
         return Response(200, await self._scrape(), ((b"content-type", metrics.CONTENT_TYPE),))
 
     async def handle(self, request: Request) -> Response:
-        if loopback(request.client):
+        if loopback(request.client) and local_host(request.headers):
             return await self._exposition()
         http = HttpRequest(
             request.method, request.raw_path, request.query_string, request.headers, request.body
