@@ -279,7 +279,9 @@ def _doors(
     operator_account = token.account if token.account and not settings.dev else settings.account_id
     doors = Doors(KmsDoor(deps, codec, signed))
     idps = IdentityProviders(barrier, loopback_http=settings.dev)  # http JWKS URLs: --dev
-    inspector = Inspector(deps.credentials, audit_dir, barrier, deps.keys, deps.authz, nodes)
+    inspector = Inspector(
+        deps.credentials, audit_dir, barrier, deps.keys, deps.authz, nodes, operator_account
+    )
     doors.add(
         AdminDoor(
             deps.credentials,
@@ -333,7 +335,7 @@ def _doors(
                 codec=codec,
             )
         )
-    return doors, MetricsDoor(signed, codec, scrape)
+    return doors, MetricsDoor(signed, codec, scrape, operator_account=operator_account)
 
 
 async def build(

@@ -7,6 +7,7 @@ request (operation GetMetrics, door metrics). Driven through the built app
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -203,3 +204,26 @@ async def test_a_rebound_name_on_loopback_is_not_answered_unsigned(
         response = await svc.runtime.app.handle(rebound)
         assert response.status == 403
         assert b"keycask_" not in response.body
+
+
+async def test_another_accounts_administrator_may_not_scrape_or_list_nodes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The series and the nodes are the whole node's, every account's: a
+    tenant administrator's allow-all does not reach them, only principals of
+    the operator account do."""
+    async with service(tmp_path, monkeypatch) as svc:
+        access = await svc.runtime.credentials.create_principal(
+            "222233334444", "tenant-admin", admin=True
+        )
+        tenant = (access.access_key_id, access.secret)
+        refused = await svc.runtime.app.handle(_get(REMOTE, tenant))
+        assert refused.status == 403
+        assert b"keycask_" not in refused.body
+        assert "operator account" in json.loads(refused.body)["message"]
+        (record,) = _records(svc, refused)
+        assert record["error_code"] == "AccessDeniedException"
+        nodes = await replace(svc, access_key=tenant).send("KeycaskAdmin.ListNodes", {})
+        assert nodes.status == 400, nodes.body
+        assert json.loads(nodes.body)["__type"] == "AccessDeniedException"
+        assert (await svc.send("KeycaskAdmin.ListNodes", {})).status == 200

@@ -61,7 +61,7 @@ def loopback(client: str | None) -> bool:
 
 def local_host(headers: tuple[tuple[bytes, bytes], ...]) -> bool:
     """Whether the request's Host names this machine by an address or as
-    ``localhost``. A page of another site that rebinds its own name to
+    "localhost". A page of another site that rebinds its own name to
     127.0.0.1 (DNS rebinding) sends that name as Host: the unsigned
     loopback answer is refused to it (it goes the signed way instead,
     which such a page cannot sign). No Host at all is a client that is not

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
 from keycask.auth.sigv4 import HttpRequest
-from keycask.errors import KMSError
+from keycask.errors import AccessDeniedException, KMSError
 from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
 from keycask.service.door import Action
@@ -34,10 +34,16 @@ class MetricsDoor(AwsJsonErrors):
     serves_sealed = False
 
     def __init__(
-        self, signed: SignedCallers, codec: WireCodec, scrape: Callable[[], Awaitable[bytes]]
+        self,
+        signed: SignedCallers,
+        codec: WireCodec,
+        scrape: Callable[[], Awaitable[bytes]],
+        *,
+        operator_account: str,
     ) -> None:
         super().__init__(codec)
         self._scrape = scrape
+        self._operator_account = operator_account
         self._action = Action(GET_METRICS, self._run)
         # A GET carries no X-Amz-Target to sign: the host is required, as ever.
         self.authenticate = partial(signed.authenticate, required_signed_headers=("host",))
@@ -52,6 +58,15 @@ class MetricsDoor(AwsJsonErrors):
         return None
 
     async def _run(self, call: Call, request: object) -> Outcome:
+        # The series count every account's requests and keys on this node:
+        # only the operator account's principals may read them, whatever a
+        # tenant administrator's allow-all says.
+        assert call.caller is not None
+        if call.caller.principal.account != self._operator_account:
+            raise AccessDeniedException(
+                f"User: {call.caller.arn} is not authorized to perform: {PERMISSION}: "
+                "a node's metrics are for principals of the operator account"
+            )
         await call.authorize(PERMISSION)
         return Outcome(await self._scrape())
 

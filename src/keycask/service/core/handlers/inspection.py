@@ -31,7 +31,11 @@ from keycask.audit import anchor
 from keycask.audit.chain import SEGMENT_SUFFIX, verify
 from keycask.auth.credentials import CredentialStore, Principal
 from keycask.barrier import Barrier
-from keycask.errors import MalformedPolicyDocumentException, ValidationException
+from keycask.errors import (
+    AccessDeniedException,
+    MalformedPolicyDocumentException,
+    ValidationException,
+)
 from keycask.keys.keystore import KeyStore
 from keycask.keys.model import iam_root_arn
 from keycask.policy.document import parse_policy
@@ -124,6 +128,8 @@ class Inspector:
     keys: KeyStore
     authz: Authorizer
     nodes: NodeRegistry
+    # The nodes serve every account: only this account's principals list them.
+    operator_account: str = ""
 
 
 Handler = Callable[[Inspector, Call, Any], Awaitable[Outcome]]
@@ -324,6 +330,12 @@ class ListNodesResult:
 
 
 async def list_nodes(inspector: Inspector, call: Call, req: ListNodesRequest) -> Outcome:
+    assert call.caller is not None
+    if call.caller.principal.account != inspector.operator_account:
+        raise AccessDeniedException(
+            f"User: {call.caller.arn} is not authorized to perform: keycask:ListNodes: "
+            "the nodes are listed to principals of the operator account only"
+        )
     await _allow(call, "ListNodes", None)
     nodes = await inspector.nodes.nodes()
     ready = sum(1 for n in nodes if n.state == "ready")
