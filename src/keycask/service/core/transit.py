@@ -310,11 +310,23 @@ async def config_key(deps: Deps, call: Call, req: TransitConfigRequest) -> Outco
         raise ValidationException(
             "min_encryption_version must be 0 or at least min_decryption_version"
         )
+    # Trimmed versions have no material: neither floor may reach below them.
+    if min_dec < old.min_available_version:
+        raise ValidationException(
+            "min_decryption_version cannot be less than min_available_version "
+            f"({old.min_available_version}): the versions below it were trimmed"
+        )
+    if min_enc and min_enc < old.min_available_version:
+        raise ValidationException(
+            "min_encryption_version cannot be less than min_available_version "
+            f"({old.min_available_version}): the versions below it were trimmed"
+        )
     new = Settings(
         min_dec,
         min_enc,
         old.deletion_allowed if req.deletion_allowed is None else req.deletion_allowed,
         old.derived,
+        old.min_available_version,
     )
     call.detail = (
         f"transit settings: min_decryption_version {new.min_decryption_version}, "

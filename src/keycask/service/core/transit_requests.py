@@ -46,6 +46,13 @@ class TransitConfigRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class TransitTrimRequest:
+    mount: str
+    name: str
+    min_available_version: int
+
+
+@dataclass(frozen=True, slots=True)
 class EncryptItem:
     plaintext: bytes = field(repr=False)
     associated_data: str | None = None
@@ -84,6 +91,8 @@ class Settings:
     deletion_allowed: bool = False
     # Set at creation only (Vault's derived): every use needs a context.
     derived: bool = False
+    # Versions below it were trimmed: their material is gone (0: none trimmed).
+    min_available_version: int = 0
 
     def to_doc(self) -> bytes:
         return orjson.dumps(
@@ -92,6 +101,7 @@ class Settings:
                 "min_encryption_version": self.min_encryption_version,
                 "deletion_allowed": self.deletion_allowed,
                 "derived": self.derived,
+                "min_available_version": self.min_available_version,
             }
         )
 
@@ -105,6 +115,7 @@ class Settings:
             int(doc.get("min_encryption_version", 0)),
             bool(doc.get("deletion_allowed", False)),
             bool(doc.get("derived", False)),
+            int(doc.get("min_available_version", 0)),
         )
 
 

@@ -139,6 +139,13 @@ def config(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
     )
 
 
+def trim(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
+    wanted = int_field(doc, "min_available_version")
+    if wanted is None:
+        raise ValidationException("missing min_available_version")
+    return transit_requests.TransitTrimRequest(mount, name, wanted)
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"(?:[0-9]{1,9}[smhd])+")
 _PART = re.compile(r"([0-9]+)([smhd])")
@@ -262,8 +269,9 @@ def key_info(result: transit_requests.TransitKeyResult) -> Doc:
     signing = result.type.startswith(("ecdsa", "ed25519", "rsa"))
     if symmetric or spec.is_hmac:
         versions: dict[str, Any] = {}
+        floor = result.settings.min_available_version
         for v in key.versions:
-            if v.version <= key.current_version:
+            if floor <= v.version <= key.current_version:
                 created = v.rotated if v.rotated is not None else key.created
                 versions[str(v.version)] = int(created.timestamp())
     else:
@@ -281,7 +289,7 @@ def key_info(result: transit_requests.TransitKeyResult) -> Doc:
             "type": result.type,
             "keys": versions,
             "latest_version": latest,
-            "min_available_version": 0,
+            "min_available_version": settings.min_available_version,
             "min_decryption_version": settings.min_decryption_version,
             "min_encryption_version": settings.min_encryption_version,
             "deletion_allowed": settings.deletion_allowed,
@@ -411,10 +419,6 @@ def verifying(mount: str, name: str, doc: Doc, request: HttpRequest) -> object:
 
 
 NEVER_LEAVE = "keycask keys never leave keycask: export, backup and restore are not supported"
-TRIM = (
-    "trim is not supported: keycask keeps every key version; "
-    "min_decryption_version refuses the old ones"
-)
 BYOK = (
     "importing key material through transit is not supported: use the AWS door's "
     "GetParametersForImport and ImportKeyMaterial, then give the key a transit alias"

@@ -38,7 +38,7 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.ports import Write
-from keycask.service.core import transit, transit_mounts, transit_sign
+from keycask.service.core import transit, transit_mounts, transit_sign, transit_trim
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Caller, Outcome
 from keycask.service.core.deps import Deps
@@ -120,9 +120,10 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "verify/"): Route(_T + "Verify", codec.verifying, codec.items_out,
                                transit_sign.verify),
     ("POST", "hash"): Route(_T + "Hash", codec.hashing, codec.items_out, transit_sign.hash_input),
-    # Refused with the reason (keycask keys never leave, keep every version,
-    # and take imported material through the AWS door only).
-    ("POST", "keys/*/trim"): Route(_T + "TrimKey", codec.refused(codec.TRIM), codec.empty),
+    # Refused with the reason (keycask keys never leave, and take imported
+    # material through the AWS door only).
+    ("POST", "keys/*/trim"): Route(_T + "TrimKey", codec.trim, codec.key_info,
+                                   transit_trim.trim_key, mutates=True),
     ("POST", "keys/*/import"): Route(_T + "ImportKey", codec.refused(codec.BYOK), codec.empty),
     ("POST", "keys/*/import_version"): Route(_T + "ImportKeyVersion", codec.refused(codec.BYOK),
                                              codec.empty),

@@ -46,12 +46,17 @@ from keycask.service.core.results import (
     GenerateRandomResult,
     ReEncryptResult,
 )
+from keycask.service.core.transit_requests import Settings
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 # One answer for every way a ciphertext can fail, so none tells which it was:
 # AWS's, which has no message at all.
 _INVALID_CIPHERTEXT = ""
+_BELOW_FLOOR = (
+    "The ciphertext's key version is below the key's min_decryption_version "
+    "(set through the Vault Transit door), so it is no longer decrypted."
+)
 # The first byte of a multi-Region key's ciphertext (blob format v2).
 _V2 = bytes((BLOB_FORMAT_V2,))
 
@@ -273,6 +278,12 @@ async def _open(
     # waiting for a rotation (or never issued) opens nothing.
     if version > key.current_version:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
+    # A floor set through the Vault Transit door (min_decryption_version)
+    # is the key's, not the door's: a transit ciphertext's blob must not
+    # open through this door once transit refuses its version.
+    settings = await keys.transit_settings(key_id)
+    if settings.revision and version < Settings.from_doc(settings.value).min_decryption_version:
+        raise InvalidCiphertextException(_BELOW_FLOOR)
     material = (
         await keys.material(key_id, version)
         if mrk is None
