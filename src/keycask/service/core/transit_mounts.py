@@ -45,6 +45,12 @@ _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity"})
 # alias/<mount>/<name> must fit AWS's 256 characters with room for the name.
 MAX_MOUNT_LENGTH = 128
+# Bounds of the one document that holds an account's mounts per region, read
+# on every request to a mount other than the default: 100 mounts with
+# descriptions of up to 1,024 characters keep it under about 120 KiB (Vault
+# sets neither bound; AWS's own per-account quotas are of this order).
+MAX_MOUNTS = 100
+MAX_DESCRIPTION = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,10 +159,19 @@ async def enable_mount(deps: Deps, call: Call, req: EnableMountRequest) -> Outco
     if req.type != "transit":
         raise ValidationException(f"keycask mounts transit engines only, not {req.type[:32]!r}")
     path = check_mount_path(req.path)
+    if len(req.description) > MAX_DESCRIPTION:
+        raise ValidationException(
+            f"description must be at most {MAX_DESCRIPTION} characters, not {len(req.description)}"
+        )
     known, revision = await _stored(deps, call)
     for existing in (DEFAULT_MOUNT, *known):
         if _overlaps(path, existing):
             raise ValidationException(f"path is already in use at {existing}/")
+    if len(known) >= MAX_MOUNTS:
+        raise ValidationException(
+            f"this account has {len(known)} transit mounts in this region besides the "
+            f"default; the limit is {MAX_MOUNTS}: disable one first"
+        )
     mount = Mount(path, req.description, call.time.timestamp(), "transit_" + secrets.token_hex(4))
     known[path] = mount
     call.detail = f"transit mount {path}/ enabled"

@@ -14,7 +14,7 @@ from typing import Any
 from keycask.auth.tokens import TokenStore
 from keycask.errors import NotFoundException
 from keycask.service.core.call import Call, Outcome
-from keycask.service.core.handlers.principals import _allow, _principal
+from keycask.service.core.handlers.principals import _allow, _arn, _principal
 from keycask.service.core.principal_requests import PrincipalRequest
 from keycask.service.core.token_requests import (
     CreateTokenRequest,
@@ -40,8 +40,16 @@ async def create_token(tokens: TokenStore, call: Call, req: CreateTokenRequest) 
     stored = await _principal(store, call, req.name, req.account, "CreateToken", changes=True)
     p = stored.principal
     existing = await tokens.tokens_of(p.account, p.name, p.unique_id)
-    token, record, writes = tokens.stage_create(p, req.ttl, call.time, len(existing))
-    call.detail = f"token {record.token_id} created for {p.arn}, ttl {req.ttl}s"
+    # Expired tokens go in the same commit, so they never hold places of the
+    # limit that live ones need (nothing else would ever remove them).
+    expired = [r for r in existing if r.expired(call.time)]
+    live = len(existing) - len(expired)
+    token, record, writes = tokens.stage_create(p, req.ttl, call.time, live)
+    for old in expired:
+        writes.extend(tokens.stage_revoke(old))
+    call.detail = f"token {record.token_id} created for {p.arn}, ttl {req.ttl}s" + (
+        f"; {len(expired)} expired token(s) removed" if expired else ""
+    )
     return Outcome(CreateTokenResult(token, record.token_id, record.expires), writes)
 
 
@@ -63,6 +71,10 @@ async def revoke_token(tokens: TokenStore, call: Call, req: TokenIdRequest) -> O
     if record is not None and record.account == call.account:
         owner = await tokens.credentials.stored_principal(record.account, record.name)
     if record is None or owner is None or owner.principal.unique_id != record.unique_id:
+        # Authorized first, on every principal of the account: only a caller
+        # who could revoke any token learns that this one does not exist;
+        # any other gets the refusal it would get for someone else's token.
+        await _allow(call, "RevokeToken", call.account, _arn(call.account, "user", "*"))
         raise NotFoundException(f"The token {req.token_id[:32]!r} does not exist.")
     p = owner.principal
     await _allow(call, "RevokeToken", p.account, p.arn, changes_admin=p.admin)
