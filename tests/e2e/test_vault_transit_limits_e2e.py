@@ -1,10 +1,13 @@
-"""Bounds a hostile or careless Vault client meets at keycask's transit
-mounts (service/core/transit_mounts.py): the one document holding an
-account's mounts cannot be grown without end."""
+"""Bounds a hostile or careless Vault client meets at keycask's Vault door:
+the one document holding an account's mounts cannot be grown without end
+(service/core/transit_mounts.py), and slow key generation does not stall
+the other writes (Action.prepare)."""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
 import uuid
 
 import hvac
@@ -38,3 +41,34 @@ def test_mount_count_and_description_are_bounded(fresh_server: Server) -> None:
     # Disabling one makes room again.
     vault.sys.disable_secrets_engine("m0")
     vault.sys.enable_secrets_engine("transit", path="one-too-many")
+
+
+def test_rsa_generation_does_not_hold_the_write_lock(fresh_server: Server) -> None:
+    """Two rsa-4096 keys made through the Vault door (whose CreateKey runs
+    under the write lock, to make the alias) generate before the lock is
+    taken: a write sent while they generate is answered first. Under the old
+    order it waited for at least one generation (seconds) to end."""
+    vault = _vault(fresh_server)
+    vault.secrets.transit.create_key("other")
+    done: list[str] = []
+
+    def create(name: str) -> None:
+        _vault_client(vault).secrets.transit.create_key(name, key_type="rsa-4096")
+        done.append(name)
+
+    threads = [threading.Thread(target=create, args=(f"big{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.2)  # both requests are in; the generations take seconds
+    vault.secrets.transit.update_key_configuration("other", deletion_allowed=True)
+    done.append("config")
+    for thread in threads:
+        thread.join(timeout=120)
+    assert sorted(done) == ["big0", "big1", "config"]
+    assert done.index("config") < 2, done
+    for name in ("big0", "big1"):
+        assert vault.secrets.transit.read_key(name)["data"]["type"] == "rsa-4096"
+
+
+def _vault_client(vault: hvac.Client) -> hvac.Client:
+    return hvac.Client(url=vault.url, token=vault.token)

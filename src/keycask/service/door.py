@@ -43,6 +43,11 @@ class Action:
     # Answered even when the final record cannot be written: it was recorded
     # before it ran, and its answer holds the only copy of what it made.
     answer_unrecorded: bool = False
+    # A mutating action's slow work that needs no consistent view of the
+    # store (generating an RSA key takes up to seconds), run before the write
+    # lock is taken so that no other write waits for it; it leaves what it
+    # made on the call (``Call.prepared``) for ``run``.
+    prepare: Callable[[Call, Any], Awaitable[None]] | None = None
 
 
 class Door(Protocol):

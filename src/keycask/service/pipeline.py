@@ -218,6 +218,8 @@ class Pipeline:
                     if refused is not None:
                         return refused
                 if action.mutates:
+                    if action.prepare is not None:
+                        await action.prepare(call, typed)
                     async with self._coordinator.exclusive():
                         self._refresh()  # another process may have written while we waited
                         outcome = await action.run(call, typed)

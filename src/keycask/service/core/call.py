@@ -94,6 +94,9 @@ class Call:
     managed: ManagedKeys | None = None
     # The error the call was answered with (the metrics and the request log).
     error_code: str | None = None
+    # What an action's ``prepare`` made before the write lock was taken (an
+    # RSA key's material), taken by its handler once it runs under the lock.
+    prepared: object = field(default=None, repr=False)
 
     @property
     def account(self) -> str:

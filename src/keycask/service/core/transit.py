@@ -184,6 +184,29 @@ async def settings_of(deps: Deps, key: Key) -> Settings:
     return Settings.from_doc((await deps.keys.transit_settings(key.key_id)).value)
 
 
+def _create_request(req: TransitCreateRequest, kind: tuple[KeySpec, KeyUsage]) -> CreateKeyRequest:
+    spec, usage = kind
+    return CreateKeyRequest(
+        description=f"Vault Transit key {req.mount}/{req.name}",
+        key_spec=spec.value,
+        key_usage=usage.value,
+    )
+
+
+async def prepare_create(deps: Deps, call: Call, req: TransitCreateRequest) -> None:
+    """An RSA key's material, made before the write lock is taken (the
+    lock is held while the alias is checked and made, and generating a
+    4096-bit key takes seconds): nothing is made for a name in use or a
+    request that create_key will refuse anyway."""
+    kind = TYPES.get(req.type)
+    if kind is None or req.derived:
+        return
+    check_key_name(req.mount, req.name)
+    if await deps.keys.get_alias(call.account, call.region, alias_name(req.mount, req.name)):
+        return
+    await keys.prepare_material(call, _create_request(req, kind))
+
+
 async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outcome:
     """CreateKey, then an alias naming it (kms:CreateKey, then
     kms:CreateAlias on the alias). A key that exists already is left as it
@@ -209,16 +232,7 @@ async def create_key(deps: Deps, call: Call, req: TransitCreateRequest) -> Outco
         if req.derived and not (await settings_of(deps, key)).derived:
             raise ValidationException(f"key {req.name!r} exists and is not derived")
         return Outcome(None)
-    spec, usage = kind
-    created = await keys.create_key(
-        deps,
-        call,
-        CreateKeyRequest(
-            description=f"Vault Transit key {req.mount}/{req.name}",
-            key_spec=spec.value,
-            key_usage=usage.value,
-        ),
-    )
+    created = await keys.create_key(deps, call, _create_request(req, kind))
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize("kms:CreateAlias", resource=alias_arn(call.region, call.account, alias))

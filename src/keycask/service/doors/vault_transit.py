@@ -78,6 +78,8 @@ class Route:
     handler: Callable[[Deps, Call, Any], Awaitable[Outcome]] | None = None
     mutates: bool = False
     authenticated: bool = True
+    # Slow work done before the write lock is taken (``Action.prepare``).
+    prepare: Callable[[Deps, Call, Any], Awaitable[None]] | None = None
 
 
 # Vault's default token policy, as lookup-self names it; keycask's policies
@@ -96,7 +98,7 @@ def _health(result: Doc) -> Doc:
 _T = "VaultTransit."
 ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "keys/"): Route(_T + "CreateKey", codec.create, codec.empty, transit.create_key,
-                             mutates=True),
+                             mutates=True, prepare=transit.prepare_create),
     ("GET", "keys/"): Route(_T + "ReadKey", codec.key, codec.key_info, transit.read_key),
     ("DELETE", "keys/"): Route(_T + "DeleteKey", codec.key, codec.empty, transit.delete_key,
                                mutates=True),
@@ -216,6 +218,18 @@ def _route_of(method: str, raw_path: bytes, query: bytes) -> Matched:
     return Matched(found, mount, name, params, found is None and shape in _SHAPES)
 
 
+def _in_mount(
+    prepare: Callable[[Deps, Call, Any], Awaitable[None]],
+) -> Callable[[Deps, Call, Any], Awaitable[None]]:
+    """``prepare``, run only if the request's mount is enabled."""
+
+    async def run(deps: Deps, call: Call, req: Any) -> None:
+        await transit_mounts.require_mount(deps, call, req.mount)
+        await prepare(deps, call, req)
+
+    return run
+
+
 async def _never(call: Call, req: object) -> Outcome:
     """A refused route's handler: its decoder refuses every request first."""
     raise UnsupportedOperationException("not supported by keycask")
@@ -267,7 +281,10 @@ class VaultTransitDoor:
                 run = partial(transit_mounts.mounted(handler), deps)
             else:
                 run = partial(handler, deps)
-            self._actions[route.name] = Action(route.name, run, route.mutates)
+            prepare = None
+            if route.prepare is not None:
+                prepare = partial(_in_mount(route.prepare), deps)
+            self._actions[route.name] = Action(route.name, run, route.mutates, prepare=prepare)
             self._routes[route.name] = route
 
     def operation(self, target: str) -> str | None:

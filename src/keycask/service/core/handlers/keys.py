@@ -133,8 +133,9 @@ def _generate_material(spec: KeySpec) -> KeyMaterial:
     return generate_private_key(spec.value)
 
 
-async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
-    spec, usage = _key_spec(req)
+async def _authorize_create(
+    call: Call, req: CreateKeyRequest, spec: KeySpec, usage: KeyUsage
+) -> None:
     tags_in = {t["tag_key"]: t["tag_value"] for t in req.tags or []}
     await call.authorize(
         "kms:CreateKey",
@@ -150,6 +151,33 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
             **({"aws:TagKeys": tuple(tags_in)} if tags_in else {}),
         },
     )
+
+
+async def prepare_material(call: Call, req: CreateKeyRequest) -> None:
+    """An RSA key's material, made before the write lock is taken by a
+    caller whose CreateKey runs under it (the Vault door's, which also
+    makes an alias): generating it takes up to seconds, and no other write
+    should wait that long. Authorized first, as CreateKey itself is, so that
+    no caller who may not create the key makes keycask spend that time."""
+    spec, usage = _key_spec(req)
+    if not spec.is_rsa or (req.origin or Origin.AWS_KMS) != Origin.AWS_KMS:
+        return
+    await _authorize_create(call, req, spec, usage)
+    call.prepared = await run_slow(_generate_material, spec)
+
+
+async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
+    """What ``prepare_material`` made for this call, or new material."""
+    prepared, call.prepared = call.prepared, None
+    if isinstance(prepared, KeyMaterial):
+        return prepared
+    # RSA key generation takes up to seconds: off the event loop.
+    return await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
+
+
+async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+    spec, usage = _key_spec(req)
+    await _authorize_create(call, req, spec, usage)
     if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
@@ -173,10 +201,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     material: KeyMaterial | None = None
     versions: tuple[KeyVersion, ...] = ()
     if origin is Origin.AWS_KMS:
-        # RSA key generation takes up to seconds: off the event loop.
-        material = (
-            await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
-        )
+        material = await _material(call, spec)
         versions = (KeyVersion(1, key_material_id(material, key_id.bytes if mrk is None else mrk)),)
     key = Key(
         key_id=key_id,
