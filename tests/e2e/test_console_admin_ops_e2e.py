@@ -202,6 +202,59 @@ def test_list_audit_records_reports_a_broken_chain(fresh_server: Server) -> None
     assert "line 1" in chain["Problem"]
 
 
+def test_list_audit_records_pages_with_a_marker(server: Server) -> None:
+    kms = server.client()
+    key_id = kms.create_key(Description="paged")["KeyMetadata"]["KeyId"]
+    for _ in range(4):
+        kms.describe_key(KeyId=key_id)
+    seen: list[dict[str, Any]] = []
+    marker = None
+    for _ in range(10):
+        body: dict[str, Any] = {"KeyId": key_id, "Limit": 2}
+        if marker is not None:
+            body["Marker"] = marker
+        page = _admin(server, "ListAuditRecords", body)
+        seen += page["Records"]
+        marker = page.get("NextMarker")
+        if marker is None:
+            break
+    assert [r["operation"] for r in seen] == ["DescribeKey"] * 4 + ["CreateKey"]
+    assert len({(r["segment"], r["seq"]) for r in seen}) == 5  # no record twice
+    for bad in ("x", "a|b|c", "2026|s|-1", "|" * 300):
+        with pytest.raises(DevCallError) as refused:
+            _admin(server, "ListAuditRecords", {"Marker": bad})
+        assert refused.value.code == "ValidationException"
+
+
+def test_list_audit_records_reads_a_bounded_tail(fresh_server: Server) -> None:
+    """However large the log, one call reads at most TAIL_BYTES of it: a
+    record written before 5 MiB of later records is out of its reach."""
+    from keycask.service.core.handlers.inspection import TAIL_BYTES
+
+    kms = fresh_server.client()
+    early = kms.create_key(Description="early")["KeyMetadata"]["KeyId"]
+    segment: Path = sorted((fresh_server.data_dir / "audit").glob("*.jsonl"))[0]
+    assert _admin(fresh_server, "ListAuditRecords", {"KeyId": early})["Records"]
+    # Later records, of this account, until the log has grown past the bound.
+    start = segment.stat().st_size
+    later = kms.create_key()["KeyMetadata"]["KeyId"]
+    big = {f"k{n}": "v" * 200 for n in range(40)}
+    while segment.stat().st_size - start < TAIL_BYTES + 1024 * 1024:
+        kms.encrypt(KeyId=later, Plaintext=b"x", EncryptionContext=big)
+    assert _admin(fresh_server, "ListAuditRecords", {"KeyId": early})["Records"] == []
+    assert _admin(fresh_server, "ListAuditRecords", {"KeyId": later, "Limit": 1})["Records"]
+
+
+def test_list_audit_records_verifies_at_most_once_per_interval(fresh_server: Server) -> None:
+    chain = _admin(fresh_server, "ListAuditRecords", {"Verify": True})["Chain"]
+    assert chain["Ok"] is True
+    with pytest.raises(DevCallError) as throttled:
+        _admin(fresh_server, "ListAuditRecords", {"Verify": True})
+    assert throttled.value.code == "ThrottlingException"
+    # Listing without verifying is not limited.
+    assert "Records" in _admin(fresh_server, "ListAuditRecords", {"Limit": 1})
+
+
 def test_list_audit_records_shows_only_the_callers_account(server: Server) -> None:
     made = server.cli(
         "principals", "create", f"other-{uuid.uuid4().hex[:6]}", "--json", "--admin",

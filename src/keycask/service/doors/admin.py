@@ -57,10 +57,11 @@ A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
     WhoCan                {KeyId, Action} -> {KeyArn, Action, Allowed: [{principal, kind,
                           via, conditions}]}: keycask policy who-can, over the caller's
                           account's principals, for a key of that account
-    ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?}
-                          -> {Records: [...], Chain?: {Ok, Records, Segments, Anchored,
-                          Problem?}}: this node's recent records of the caller's
-                          account, newest first (``core/handlers/inspection.py``)
+    ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?,
+                          Marker?} -> {Records: [...], NextMarker?, Chain?: {Ok,
+                          Records, Segments, Anchored, Problem?}}: this node's recent
+                          records of the caller's account (the last 4 MiB of its log),
+                          newest first (``core/handlers/inspection.py``)
     ListNodes             {} -> {Nodes: [{NodeId, Name, Address, Version, Started,
                           LastHeartbeat, State: ready|stopped|unreachable, This}]}:
                           the cluster's nodes as they record themselves (``core/nodes.py``)
@@ -388,6 +389,7 @@ def _list_audit_records(doc: Doc) -> ListAuditRecordsRequest:
         _optional_string(doc, "Operation") or None,
         check_outcome(_optional_string(doc, "Outcome") or None),
         _flag(doc, "Verify"),
+        _optional_string(doc, "Marker") or None,
     )
 
 
@@ -495,6 +497,8 @@ def _who(result: WhoCanResult) -> Doc:
 
 def _audit_records(result: ListAuditRecordsResult) -> Doc:
     doc: Doc = {"Records": list(result.records)}
+    if result.next_marker is not None:
+        doc["NextMarker"] = result.next_marker
     if result.chain is not None:
         chain = result.chain
         doc["Chain"] = {
@@ -625,7 +629,7 @@ INSPECTION_WIRE: Mapping[str, Wire] = {
     "WhoCan": _wire(_who_can, _who, required=("KeyId", "Action")),
     "ListAuditRecords": _wire(_list_audit_records, _audit_records, required=(),
                               optional=("Limit", "KeyId", "Principal", "Operation", "Outcome",
-                                        "Verify")),
+                                        "Verify", "Marker")),
     "ListNodes": _wire(_list_nodes, _nodes, required=()),
 }  # fmt: skip
 

@@ -20,6 +20,7 @@ account allowed it: names, addresses, versions and heartbeats, no secret.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from keycask.barrier import Barrier
 from keycask.errors import (
     AccessDeniedException,
     MalformedPolicyDocumentException,
+    ThrottlingException,
     ValidationException,
 )
 from keycask.keys.keystore import KeyStore
@@ -53,8 +55,14 @@ from keycask.service.core.call import Call, Outcome
 from keycask.service.core.nodes import NodeRegistry, NodeView
 from keycask.service.core.resolve import find_key, parse_reference
 
-# How much of each segment's end ListAuditRecords reads: the recent records.
+# How much of the log's end one ListAuditRecords call reads, over all of
+# this node's segments (the most recently written first): the recent records.
+# The bound is the request's cost, whatever the number and size of the
+# segments; older records are the offline `keycask audit` commands' to read.
 TAIL_BYTES = 4 * 1024 * 1024
+# A whole-log verification reads every byte once: one at a time per process,
+# and none sooner than this after the last began.
+VERIFY_INTERVAL_SECONDS = 10.0
 MAX_RECORDS = 500
 DEFAULT_RECORDS = 50
 PolicyKind = Literal["key", "identity", "trust"]
@@ -84,6 +92,8 @@ class ListAuditRecordsRequest:
     operation: str | None = None  # the operation, exactly (e.g. CreateKey)
     outcome: str | None = None  # success | error
     verify: bool = False
+    # The previous page's NextMarker: records older than the last one it showed.
+    marker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +109,7 @@ class ChainStatus:
 class ListAuditRecordsResult:
     records: tuple[Mapping[str, object], ...]
     chain: ChainStatus | None
+    next_marker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,11 +258,12 @@ def _account_of(arn: object) -> str | None:
     return parts[4] if len(parts) == 6 and parts[0] == "arn" else None
 
 
-def _tail_lines(path: Path) -> list[bytes]:
+def _tail_lines(path: Path, budget: int) -> list[bytes]:
+    """The whole lines among the last ``budget`` bytes of ``path``."""
     with path.open("rb") as stream:
         size = stream.seek(0, 2)
         # One byte before the tail: a line that starts right at it is whole.
-        start = max(0, size - TAIL_BYTES - 1)
+        start = max(0, size - budget - 1)
         stream.seek(start)
         data = stream.read(size - start)
     lines = data.split(b"\n")
@@ -275,10 +287,49 @@ def _matches(record: Mapping[str, object], account: str, req: ListAuditRecordsRe
     return req.outcome is None or record.get("outcome") == req.outcome
 
 
-def _recent(directory: Path, account: str, req: ListAuditRecordsRequest) -> list[dict[str, object]]:
+def _order(record: Mapping[str, object]) -> tuple[str, str, int]:
+    """Newest first: by time, then segment and sequence number, so records of
+    the same instant have one order and a marker splits them exactly."""
+    seq = record.get("seq")
+    return (str(record.get("time", "")), str(record.get("segment", "")),
+            seq if isinstance(seq, int) else 0)  # fmt: skip
+
+
+def _marker(record: Mapping[str, object]) -> str:
+    when, segment, seq = _order(record)
+    return f"{when}|{segment}|{seq}"
+
+
+def _parse_marker(marker: str) -> tuple[str, str, int]:
+    parts = marker.split("|")
+    if len(parts) != 3 or not parts[2].isdigit() or len(marker) > 256:
+        raise ValidationException("Marker is not a NextMarker this operation returned.")
+    return parts[0], parts[1], int(parts[2])
+
+
+def _segments(directory: Path) -> list[Path]:
+    """This node's segments, the most recently written first."""
+    found = []
+    for path in directory.glob(f"*{SEGMENT_SUFFIX}"):
+        try:
+            found.append((path.stat().st_mtime_ns, path.name, path))
+        except OSError:
+            continue  # removed meanwhile
+    return [path for _, _, path in sorted(found, reverse=True)]
+
+
+def _recent(
+    directory: Path, account: str, req: ListAuditRecordsRequest
+) -> tuple[list[dict[str, object]], str | None]:
+    before = None if req.marker is None else _parse_marker(req.marker)
     found: list[dict[str, object]] = []
-    for segment in sorted(directory.glob(f"*{SEGMENT_SUFFIX}")):
-        for line in _tail_lines(segment):
+    budget = TAIL_BYTES
+    for segment in _segments(directory):
+        if budget <= 0:
+            break
+        lines = _tail_lines(segment, budget)
+        budget -= sum(len(line) + 1 for line in lines)
+        for line in lines:
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
@@ -287,9 +338,12 @@ def _recent(directory: Path, account: str, req: ListAuditRecordsRequest) -> list
                 record.pop("prev", None)
                 record.pop("mac", None)
                 record["segment"] = segment.name.removesuffix(SEGMENT_SUFFIX)
-                found.append(record)
-    found.sort(key=lambda r: str(r.get("time", "")), reverse=True)
-    return found[: req.limit]
+                if before is None or _order(record) < before:
+                    found.append(record)
+    found.sort(key=_order, reverse=True)
+    page = found[: req.limit]
+    more = len(found) > req.limit
+    return page, _marker(page[-1]) if more else None
 
 
 async def _chain(audit: Inspector) -> ChainStatus:
@@ -308,12 +362,40 @@ async def _chain(audit: Inspector) -> ChainStatus:
     return ChainStatus(result.ok, result.records, result.segments, anchors is not None, problem)
 
 
+class _VerifyGate:
+    """One whole-log verification at a time per process, and none sooner
+    than VERIFY_INTERVAL_SECONDS after the last began: a loop of Verify
+    requests must not keep a core reading the log."""
+
+    def __init__(self) -> None:
+        self.running = False
+        self.last = float("-inf")
+
+    def enter(self) -> None:
+        now = time.monotonic()
+        if self.running or now - self.last < VERIFY_INTERVAL_SECONDS:
+            raise ThrottlingException(
+                "The audit chain was verified moments ago or is being verified now; "
+                f"verify again in {VERIFY_INTERVAL_SECONDS:.0f} seconds."
+            )
+        self.running, self.last = True, now
+
+
+_VERIFY = _VerifyGate()
+
+
 async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecordsRequest) -> Outcome:
     account = await _allow(call, "ListAuditRecords", None)
-    records = await asyncio.to_thread(_recent, audit.directory, account, req)
-    chain = await _chain(audit) if req.verify else None
+    records, marker = await asyncio.to_thread(_recent, audit.directory, account, req)
+    chain = None
+    if req.verify:
+        _VERIFY.enter()
+        try:
+            chain = await _chain(audit)
+        finally:
+            _VERIFY.running = False
     call.detail = f"{len(records)} record(s)" + (", chain verified" if req.verify else "")
-    return Outcome(ListAuditRecordsResult(tuple(records), chain))
+    return Outcome(ListAuditRecordsResult(tuple(records), chain, marker))
 
 
 # -- ListNodes --
