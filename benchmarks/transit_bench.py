@@ -1,6 +1,7 @@
 """The Vault Transit door's Encrypt against the AWS door's, in one process.
 
     .venv/bin/python benchmarks/transit_bench.py [--rounds 10] [-n 500]
+    valgrind --tool=callgrind .venv/bin/python benchmarks/transit_bench.py --only aws -n 500
 
 Builds a --dev server without HTTP (pipeline_bench.setup), gives its key
 the alias alias/transit/bench, makes a bearer token for the dev
@@ -31,7 +32,7 @@ from pipeline_bench import _parse, setup
 from session_bench import _signed, _timed
 
 
-async def main(rounds: int, n: int) -> None:
+async def main(rounds: int, n: int, only: str | None = None) -> None:
     bench = await setup()
     pipeline = bench.pipeline
     alias = {"AliasName": "alias/transit/bench", "TargetKeyId": bench.key_arn}
@@ -65,6 +66,14 @@ async def main(rounds: int, n: int) -> None:
 
         return run
 
+    if only is not None:
+        # One door's passes, untimed: for an instruction count under
+        # valgrind --tool=callgrind, which the machine's load does not move.
+        run = passes(aws if only == "aws" else transit)
+        for _ in range(n):
+            await run()
+        await bench.runtime.close()
+        return
     aws_us = transit_us = float("inf")
     for _ in range(rounds):
         aws_us = min(aws_us, await _timed(passes(aws), 1, n))
@@ -81,5 +90,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("-n", type=int, default=500)
+    parser.add_argument("--only", choices=("aws", "transit"), default=None)
     args = parser.parse_args()
-    uvloop.run(main(args.rounds, args.n))
+    uvloop.run(main(args.rounds, args.n, args.only))
