@@ -147,3 +147,25 @@ def test_every_bound_operation_is_in_the_model_with_its_typed_request() -> None:
     assert set(OPERATIONS) <= codec.operation_names()
     assert "AssumeRoleWithWebIdentity" in codec.unsigned_operations()
     assert "AssumeRole" not in codec.unsigned_operations()
+
+
+class _PathDoor(_Door):
+    def __init__(self, name: str, path_prefixes: tuple[bytes, ...]) -> None:
+        super().__init__(name)
+        self.path_prefixes = path_prefixes
+
+
+@pytest.mark.parametrize("order", ["short first", "long first"])
+def test_the_longest_path_claim_wins_whatever_order_doors_were_added(order: str) -> None:
+    kms = _Door("kms", ("TrentService.",))
+    vault, gcp = _PathDoor("vault", (b"/v1/",)), _PathDoor("gcp", (b"/v1/projects/",))
+    doors = Doors(kms)  # type: ignore[arg-type]
+    for door in (vault, gcp) if order == "short first" else (gcp, vault):
+        doors.add(door)  # type: ignore[arg-type]
+
+    def matched(path: bytes) -> object:
+        return doors.match(_call(), HttpRequest("GET", path, b"", (), b""))
+
+    assert matched(b"/v1/projects/p/locations/l/keyRings") is gcp
+    assert matched(b"/v1/transit/keys/k") is vault
+    assert matched(b"/v1/projectsx/keys") is vault

@@ -158,6 +158,9 @@ class Doors:
             if any(path_prefix == known for known, _ in self._by_path):
                 raise ValueError(f"two doors claim {path_prefix!r}")
             self._by_path.append((path_prefix, door))
+            # The longest claim first: a door claiming /v1/projects/ is
+            # matched before one claiming all of /v1/.
+            self._by_path.sort(key=lambda claim: len(claim[0]), reverse=True)
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
