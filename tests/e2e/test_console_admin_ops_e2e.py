@@ -220,7 +220,7 @@ def test_list_audit_records_pages_with_a_marker(server: Server) -> None:
             break
     assert [r["operation"] for r in seen] == ["DescribeKey"] * 4 + ["CreateKey"]
     assert len({(r["segment"], r["seq"]) for r in seen}) == 5  # no record twice
-    for bad in ("x", "a|b|c", "2026|s|-1", "|" * 300):
+    for bad in ("x", "a|b|c", "2026|s|-1", "|" * 300, "a|b|\u00b2", "a|b|" + "9" * 30):
         with pytest.raises(DevCallError) as refused:
             _admin(server, "ListAuditRecords", {"Marker": bad})
         assert refused.value.code == "ValidationException"
@@ -241,16 +241,26 @@ def test_list_audit_records_reads_a_bounded_tail(fresh_server: Server) -> None:
     big = {f"k{n}": "v" * 200 for n in range(40)}
     while segment.stat().st_size - start < TAIL_BYTES + 1024 * 1024:
         kms.encrypt(KeyId=later, Plaintext=b"x", EncryptionContext=big)
-    assert _admin(fresh_server, "ListAuditRecords", {"KeyId": early})["Records"] == []
+    missed = _admin(fresh_server, "ListAuditRecords", {"KeyId": early})
+    # Not found, and said so: the window ran out before the log's start.
+    assert missed["Records"] == [] and missed["OlderRecordsNotRead"] is True
     assert _admin(fresh_server, "ListAuditRecords", {"KeyId": later, "Limit": 1})["Records"]
 
 
 def test_list_audit_records_verifies_at_most_once_per_interval(fresh_server: Server) -> None:
     chain = _admin(fresh_server, "ListAuditRecords", {"Verify": True})["Chain"]
     assert chain["Ok"] is True
+    assert "OlderRecordsNotRead" not in _admin(fresh_server, "ListAuditRecords", {})
     with pytest.raises(DevCallError) as throttled:
         _admin(fresh_server, "ListAuditRecords", {"Verify": True})
     assert throttled.value.code == "ThrottlingException"
+    # Another account's Verify is not kept out by this one's.
+    made = fresh_server.cli(
+        "principals", "create", "verifier", "--json", "--admin", "--account", OTHER, "--offline"
+    )
+    other = json.loads(made.stdout)
+    creds = (other["AccessKeyId"], other["SecretAccessKey"])
+    assert _admin(fresh_server, "ListAuditRecords", {"Verify": True}, creds)["Chain"]["Ok"]
     # Listing without verifying is not limited.
     assert "Records" in _admin(fresh_server, "ListAuditRecords", {"Limit": 1})
 

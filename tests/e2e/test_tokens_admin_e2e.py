@@ -6,6 +6,7 @@ exist to a caller who may not revoke them."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from typing import Any
@@ -46,6 +47,13 @@ def test_expired_tokens_are_removed_when_the_next_is_made(fresh_server: Server) 
         audit += [json.loads(line) for line in segment.read_text().splitlines() if line]
     made = [r for r in audit if r["operation"] == "KeycaskAdmin.CreateToken"]
     assert "3 expired token(s) removed" in (made[-1].get("detail") or "")
+    # Removed for good, with no tombstone: short-lived tokens made over and
+    # over leave nothing behind (an expired row put back is expired still).
+    uri = f"file:{fresh_server.data_dir / 'keycask.db'}?mode=ro"
+    with sqlite3.connect(uri, uri=True) as conn:
+        paths = [row[0] for row in conn.execute("SELECT path FROM kv")]
+    assert len([p for p in paths if p.startswith("token/")]) == 1
+    assert not [p for p in paths if p.startswith("tomb/token/")]
 
 
 def test_revoke_token_authorizes_before_it_says_not_found(server: Server) -> None:

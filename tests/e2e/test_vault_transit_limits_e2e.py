@@ -72,3 +72,23 @@ def test_rsa_generation_does_not_hold_the_write_lock(fresh_server: Server) -> No
 
 def _vault_client(vault: hvac.Client) -> hvac.Client:
     return hvac.Client(url=vault.url, token=vault.token)
+
+
+def test_mount_names_and_the_mounts_document_are_bounded(fresh_server: Server) -> None:
+    vault = _vault(fresh_server)
+    # /v1/projects/ is the Cloud KMS door's.
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="reserved"):
+        vault.sys.enable_secrets_engine("transit", path="projects")
+    # Characters JSON escapes take 6 bytes each: the document's encoded size
+    # is bounded, not only each description's length.
+    escaped = "\u0001" * 1024
+    refused = 0
+    for n in range(60):
+        try:
+            vault.sys.enable_secrets_engine("transit", path=f"e{n}", description=escaped)
+        except hvac.exceptions.InvalidRequest as error:
+            assert "256 KiB" in str(error)
+            refused += 1
+    assert refused > 0
+    listed = vault.sys.list_mounted_secrets_engines()["data"]
+    assert 40 <= len([p for p in listed if p.startswith("e")]) < 60

@@ -163,3 +163,76 @@ def test_trim_refuses_keys_it_cannot_trim(server: Server, vault: hvac.Client) ->
         vault.adapter.post(f"/v1/transit/keys/{signing}/trim", json={})
     with pytest.raises(hvac.exceptions.InvalidPath):
         vault.secrets.transit.trim_key(f"absent{uuid.uuid4().hex[:6]}", 1)
+
+
+def _policy_token(server: Server, statements: list[dict[str, Any]]) -> str:
+    name = f"trim-{uuid.uuid4().hex[:8]}"
+    server.cli("principals", "create", name, "--json")
+    path = server.data_dir.parent / f"{name}.json"
+    path.write_text(json.dumps({"Version": "2012-10-17", "Statement": statements}))
+    server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
+    return str(
+        json.loads(server.cli("principals", "token", "create", name, "--json").stdout)["Token"]
+    )
+
+
+def _floored(vault: hvac.Client, versions: int, floor: int) -> str:
+    name, _ = _key_with_versions(vault, versions)
+    vault.secrets.transit.update_key_configuration(name, min_decryption_version=floor)
+    vault.secrets.transit.update_key_configuration(name, min_encryption_version=floor)
+    return name
+
+
+def test_a_deny_on_short_deletion_windows_denies_trim(server: Server, vault: hvac.Client) -> None:
+    name = _floored(vault, 3, 3)
+    guarded = hvac.Client(url=server.endpoint, token=_policy_token(server, [
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:ScheduleKeyDeletion", "Resource": "*",
+         "Condition": {"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "30"}}},
+    ]))  # fmt: skip
+    with pytest.raises(hvac.exceptions.Forbidden):
+        guarded.secrets.transit.trim_key(name, 3)
+    assert vault.secrets.transit.read_key(name)["data"]["min_available_version"] == 0
+
+
+def test_trim_refuses_a_key_waiting_for_deletion(server: Server, vault: hvac.Client) -> None:
+    name = _floored(vault, 3, 3)
+    key_id = vault.secrets.transit.read_key(name)["data"]["keycask_key_arn"]
+    kms = server.client()
+    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=30)
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        vault.secrets.transit.trim_key(name, 3)
+    kms.cancel_key_deletion(KeyId=key_id)
+    kms.enable_key(KeyId=key_id)
+    # Nothing was destroyed: every version still opens once the key is back.
+    rows = _store_paths(server, f"mat/{key_id.split('/')[-1]}/")
+    assert len(rows) == 3
+
+
+def test_floors_hold_after_trim_and_bad_numbers_are_400(server: Server, vault: hvac.Client) -> None:
+    name = _floored(vault, 3, 2)
+    vault.secrets.transit.trim_key(name, 2)
+    # min_encryption_version 0 would let encrypt name a trimmed version: refused.
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="min_available_version"):
+        vault.secrets.transit.update_key_configuration(name, min_encryption_version=0)
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        vault.secrets.transit.encrypt_data(name, _b64(b"x"), key_version=1)
+    for bad in ("\u00b2", "9" * 40, "-1", "1.5"):
+        with pytest.raises(hvac.exceptions.InvalidRequest):
+            vault.adapter.post(f"/v1/transit/keys/{name}/trim", json={"min_available_version": bad})
+
+
+def test_multi_region_keys_take_no_floors(server: Server, vault: hvac.Client) -> None:
+    """A floor kept on one copy would not hold in another region, where the
+    same versions open: so none is set at all."""
+    kms = server.client()
+    mrk = kms.create_key(MultiRegion=True)["KeyMetadata"]["KeyId"]
+    name = f"m{uuid.uuid4().hex[:8]}"
+    kms.create_alias(AliasName=f"alias/transit/{name}", TargetKeyId=mrk)
+    kms.rotate_key_on_demand(KeyId=mrk)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="multi-Region"):
+        vault.secrets.transit.update_key_configuration(name, min_decryption_version=2)
+    with pytest.raises(hvac.exceptions.InvalidRequest, match="multi-Region"):
+        vault.secrets.transit.update_key_configuration(name, min_encryption_version=2)
+    # deletion_allowed is not a floor: still settable.
+    vault.secrets.transit.update_key_configuration(name, deletion_allowed=True)

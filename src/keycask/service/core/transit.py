@@ -202,8 +202,12 @@ async def prepare_create(deps: Deps, call: Call, req: TransitCreateRequest) -> N
     if kind is None or req.derived:
         return
     check_key_name(req.mount, req.name)
-    if await deps.keys.get_alias(call.account, call.region, alias_name(req.mount, req.name)):
+    alias = alias_name(req.mount, req.name)
+    if await deps.keys.get_alias(call.account, call.region, alias):
         return
+    # Both rights create_key will need, so that no one who may not make the
+    # transit key spends the CPU.
+    await call.authorize("kms:CreateAlias", resource=alias_arn(call.region, call.account, alias))
     await keys.prepare_material(call, _create_request(req, kind))
 
 
@@ -330,10 +334,18 @@ async def config_key(deps: Deps, call: Call, req: TransitConfigRequest) -> Outco
             "min_decryption_version cannot be less than min_available_version "
             f"({old.min_available_version}): the versions below it were trimmed"
         )
-    if min_enc and min_enc < old.min_available_version:
+    if old.min_available_version and min_enc < old.min_available_version:
+        # 0 (the latest) too: Vault refuses it once versions were trimmed.
         raise ValidationException(
             "min_encryption_version cannot be less than min_available_version "
             f"({old.min_available_version}): the versions below it were trimmed"
+        )
+    if key.mrk is not None and (min_dec > 1 or min_enc > 0):
+        # The settings are this copy's; the versions are the whole set's, and
+        # a floor held in one region only would not hold in the others.
+        raise ValidationException(
+            "min_decryption_version and min_encryption_version are not supported for "
+            "multi-Region keys: every copy, in every region, shares their versions"
         )
     new = Settings(
         min_dec,

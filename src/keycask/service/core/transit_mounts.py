@@ -42,15 +42,18 @@ OPERATION_SEGMENTS = frozenset(
      "hash", "export", "backup", "restore"}
 )  # fmt: skip
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity"})
+# Vault's own first segments, and Cloud KMS's (its door claims /v1/projects/).
+_RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity", "projects"})
 # alias/<mount>/<name> must fit AWS's 256 characters with room for the name.
 MAX_MOUNT_LENGTH = 128
 # Bounds of the one document that holds an account's mounts per region, read
-# on every request to a mount other than the default: 100 mounts with
-# descriptions of up to 1,024 characters keep it under about 120 KiB (Vault
-# sets neither bound; AWS's own per-account quotas are of this order).
+# on every request to a mount other than the default: 100 mounts, each
+# description at most 1,024 characters, the whole document at most 256 KiB
+# encoded (a character JSON escapes takes up to 6 bytes). Vault sets none of
+# these; AWS's own per-account quotas are of this order.
 MAX_MOUNTS = 100
 MAX_DESCRIPTION = 1024
+MAX_DOCUMENT = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +177,14 @@ async def enable_mount(deps: Deps, call: Call, req: EnableMountRequest) -> Outco
         )
     mount = Mount(path, req.description, call.time.timestamp(), "transit_" + secrets.token_hex(4))
     known[path] = mount
+    doc = _doc(known)
+    if len(doc) > MAX_DOCUMENT:
+        raise ValidationException(
+            f"this account's transit mounts in this region would take more than "
+            f"{MAX_DOCUMENT // 1024} KiB: use shorter descriptions, or disable a mount first"
+        )
     call.detail = f"transit mount {path}/ enabled"
-    write = deps.keys.stage_vault_mounts(call.account, call.region, _doc(known), revision)
+    write = deps.keys.stage_vault_mounts(call.account, call.region, doc, revision)
     return Outcome(None, [write])
 
 

@@ -10,7 +10,10 @@ rotation history (ListKeyRotations) still lists those versions: they
 happened.
 
 It is authorized as ``kms:ScheduleKeyDeletion``, the action AWS KMS gives
-the power to destroy key material, and, as in Vault, it is only possible
+the power to destroy key material, with a waiting period of 0 days
+(``kms:ScheduleKeyDeletionPendingWindowInDays``), on a key in a state that
+ScheduleKeyDeletion takes (not one already waiting for deletion, which
+CancelKeyDeletion could still bring back whole), and, as in Vault, it is only possible
 once ``min_decryption_version`` and ``min_encryption_version`` (which need
 ``kms:PutKeyPolicy``, see ``transit.config_key``) already refuse the
 versions it destroys: whoever raised them has had the time to see what
@@ -53,12 +56,16 @@ def _check(req: TransitTrimRequest, settings: Settings) -> None:
 
 
 async def trim_key(deps: Deps, call: Call, req: TransitTrimRequest) -> Outcome:
+    # Destroyed at once: a waiting period of 0 days, so that a policy denying
+    # deletion with too short a window (NumericLessThan) denies trim too.
+    call.conditions["kms:ScheduleKeyDeletionPendingWindowInDays"] = 0
     key = (
         await use_key(
             deps.keys,
             call,
             alias_name(req.mount, req.name),
             "kms:ScheduleKeyDeletion",
+            state="ScheduleKeyDeletion",
             allow_alias=True,
         )
     ).value

@@ -58,7 +58,8 @@ A provider's ARN is ``arn:aws:iam::<account>:oidc-provider/<host/path>``.
                           via, conditions}]}: keycask policy who-can, over the caller's
                           account's principals, for a key of that account
     ListAuditRecords      {Limit?, KeyId?, Principal?, Operation?, Outcome?, Verify?,
-                          Marker?} -> {Records: [...], NextMarker?, Chain?: {Ok,
+                          Marker?} -> {Records: [...], NextMarker?,
+                          OlderRecordsNotRead?, Chain?: {Ok,
                           Records, Segments, Anchored, Problem?}}: this node's recent
                           records of the caller's account (the last 4 MiB of its log),
                           newest first (``core/handlers/inspection.py``)
@@ -499,6 +500,8 @@ def _audit_records(result: ListAuditRecordsResult) -> Doc:
     doc: Doc = {"Records": list(result.records)}
     if result.next_marker is not None:
         doc["NextMarker"] = result.next_marker
+    if result.window_exhausted:
+        doc["OlderRecordsNotRead"] = True
     if result.chain is not None:
         chain = result.chain
         doc["Chain"] = {

@@ -78,7 +78,9 @@ def int_field(doc: Doc, name: str) -> int | None:
     value = doc.get(name)
     if value is None:
         return None
-    if isinstance(value, str) and value.isdigit():
+    # ASCII digits only (str.isdigit also takes "²", which int() refuses),
+    # and no more of them than a 64-bit number has.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20:
         return int(value)
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationException(f"{name} must be a whole number")

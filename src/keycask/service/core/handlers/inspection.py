@@ -110,6 +110,9 @@ class ListAuditRecordsResult:
     records: tuple[Mapping[str, object], ...]
     chain: ChainStatus | None
     next_marker: str | None = None
+    # The read budget ran out before the start of the log: older records
+    # exist that this call did not look at (the offline commands read them).
+    window_exhausted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +305,12 @@ def _marker(record: Mapping[str, object]) -> str:
 
 def _parse_marker(marker: str) -> tuple[str, str, int]:
     parts = marker.split("|")
-    if len(parts) != 3 or not parts[2].isdigit() or len(marker) > 256:
+    seq = parts[-1]
+    if (
+        len(parts) != 3
+        or not (seq.isascii() and seq.isdigit() and len(seq) <= 20)
+        or (len(marker) > 256)
+    ):
         raise ValidationException("Marker is not a NextMarker this operation returned.")
     return parts[0], parts[1], int(parts[2])
 
@@ -320,15 +328,20 @@ def _segments(directory: Path) -> list[Path]:
 
 def _recent(
     directory: Path, account: str, req: ListAuditRecordsRequest
-) -> tuple[list[dict[str, object]], str | None]:
+) -> tuple[list[dict[str, object]], str | None, bool]:
     before = None if req.marker is None else _parse_marker(req.marker)
     found: list[dict[str, object]] = []
     budget = TAIL_BYTES
+    exhausted = False
     for segment in _segments(directory):
         if budget <= 0:
+            exhausted = True
             break
         lines = _tail_lines(segment, budget)
-        budget -= sum(len(line) + 1 for line in lines)
+        read = sum(len(line) + 1 for line in lines)
+        if read >= budget or segment.stat().st_size > budget:
+            exhausted = True  # this segment was cut: older records not read
+        budget -= read
         for line in lines:
             try:
                 record = orjson.loads(line)
@@ -343,7 +356,7 @@ def _recent(
     found.sort(key=_order, reverse=True)
     page = found[: req.limit]
     more = len(found) > req.limit
-    return page, _marker(page[-1]) if more else None
+    return page, _marker(page[-1]) if more else None, exhausted
 
 
 async def _chain(audit: Inspector) -> ChainStatus:
@@ -363,22 +376,30 @@ async def _chain(audit: Inspector) -> ChainStatus:
 
 
 class _VerifyGate:
-    """One whole-log verification at a time per process, and none sooner
-    than VERIFY_INTERVAL_SECONDS after the last began: a loop of Verify
-    requests must not keep a core reading the log."""
+    """One whole-log verification at a time per process, and for each
+    account none sooner than VERIFY_INTERVAL_SECONDS after its last began:
+    a loop of Verify requests must not keep a core reading the log, and one
+    account's loop must not keep another's Verify out for longer than a
+    verification takes."""
 
     def __init__(self) -> None:
         self.running = False
-        self.last = float("-inf")
+        self.last: dict[str, float] = {}
 
-    def enter(self) -> None:
+    def enter(self, account: str) -> None:
         now = time.monotonic()
-        if self.running or now - self.last < VERIFY_INTERVAL_SECONDS:
+        if self.running:
             raise ThrottlingException(
-                "The audit chain was verified moments ago or is being verified now; "
+                "The audit chain is being verified now; verify again when it is done."
+            )
+        if now - self.last.get(account, float("-inf")) < VERIFY_INTERVAL_SECONDS:
+            raise ThrottlingException(
+                "The audit chain was verified moments ago; "
                 f"verify again in {VERIFY_INTERVAL_SECONDS:.0f} seconds."
             )
-        self.running, self.last = True, now
+        if len(self.last) > 10_000:  # accounts seen: bounded, old ones forgotten
+            self.last = {a: t for a, t in self.last.items() if now - t < VERIFY_INTERVAL_SECONDS}
+        self.running, self.last[account] = True, now
 
 
 _VERIFY = _VerifyGate()
@@ -386,16 +407,16 @@ _VERIFY = _VerifyGate()
 
 async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecordsRequest) -> Outcome:
     account = await _allow(call, "ListAuditRecords", None)
-    records, marker = await asyncio.to_thread(_recent, audit.directory, account, req)
+    records, marker, exhausted = await asyncio.to_thread(_recent, audit.directory, account, req)
     chain = None
     if req.verify:
-        _VERIFY.enter()
+        _VERIFY.enter(account)
         try:
             chain = await _chain(audit)
         finally:
             _VERIFY.running = False
     call.detail = f"{len(records)} record(s)" + (", chain verified" if req.verify else "")
-    return Outcome(ListAuditRecordsResult(tuple(records), chain, marker))
+    return Outcome(ListAuditRecordsResult(tuple(records), chain, marker, exhausted))
 
 
 # -- ListNodes --

@@ -163,14 +163,17 @@ async def prepare_material(call: Call, req: CreateKeyRequest) -> None:
     if not spec.is_rsa or (req.origin or Origin.AWS_KMS) != Origin.AWS_KMS:
         return
     await _authorize_create(call, req, spec, usage)
-    call.prepared = await run_slow(_generate_material, spec)
+    call.prepared = (spec, await run_slow(_generate_material, spec))
 
 
 async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
     """What ``prepare_material`` made for this call, or new material."""
     prepared, call.prepared = call.prepared, None
-    if isinstance(prepared, KeyMaterial):
-        return prepared
+    # Made for this call's request, so for this spec; checked all the same.
+    if isinstance(prepared, tuple) and prepared[0] is spec:
+        material = prepared[1]
+        assert isinstance(material, KeyMaterial)
+        return material
     # RSA key generation takes up to seconds: off the event loop.
     return await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
 

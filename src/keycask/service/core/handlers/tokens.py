@@ -45,8 +45,7 @@ async def create_token(tokens: TokenStore, call: Call, req: CreateTokenRequest) 
     expired = [r for r in existing if r.expired(call.time)]
     live = len(existing) - len(expired)
     token, record, writes = tokens.stage_create(p, req.ttl, call.time, live)
-    for old in expired:
-        writes.extend(tokens.stage_revoke(old))
+    writes.extend(tokens.stage_forget_expired(old) for old in expired)
     call.detail = f"token {record.token_id} created for {p.arn}, ttl {req.ttl}s" + (
         f"; {len(expired)} expired token(s) removed" if expired else ""
     )
