@@ -48,7 +48,6 @@ import base64
 import binascii
 import logging
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -57,11 +56,11 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
-from pkcs11.attributes import AttributeMapper
 from pkcs11.mechanisms import GCMParams
 
 from keycask.crypto import KeyMaterial, random_bytes
 from keycask.errors import SealError
+from keycask.hsm.token import attribute_mapper
 from keycask.seal import sealfile
 from keycask.seal.types import Option, Params, Secret, SecretSource, ShareFile, StartupSource
 
@@ -102,19 +101,6 @@ _FLAGS = {
     Attribute.WRAP: MechanismFlag.WRAP,
     Attribute.UNWRAP: MechanismFlag.UNWRAP,
 }
-_ULONG = struct.Struct("L")  # CK_ULONG, native
-
-
-def attribute_mapper() -> AttributeMapper:
-    """python-pkcs11's mapper, taught ``CKA_ALLOWED_MECHANISMS`` (an array of
-    CK_MECHANISM_TYPE), which it does not handle itself."""
-    mapper = AttributeMapper()
-    mapper.register_handler(
-        Attribute.ALLOWED_MECHANISMS,
-        lambda mechanisms: b"".join(_ULONG.pack(int(m)) for m in mechanisms),
-        lambda data: [int(v) for (v,) in _ULONG.iter_unpack(data)],
-    )
-    return mapper
 
 
 def choose_mechanism(offered: Iterable[Mechanism]) -> str:
