@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import io
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from keycask.auth.sessions import SessionTokens
 from keycask.auth.tokens import TokenStore
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
+from keycask.hsm import registry as hsm_registry
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
 from keycask.http.console import Console
@@ -425,6 +427,9 @@ async def build(
         credentials=credentials,
         sessions=SessionTokens(barrier),
         tokens=TokenStore(barrier, credentials),
+        hsm=hsm_registry.Tokens(
+            hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
+        ),
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):

@@ -119,9 +119,7 @@ def test_aes_gcm_inside_the_token(module: str) -> None:
         results = await asyncio.gather(
             *(token.encrypt(object_id, b"%d" % i, b"") for i in range(20))
         )
-        opened = await asyncio.gather(
-            *(token.decrypt(object_id, iv, s, b"") for iv, s in results)
-        )
+        opened = await asyncio.gather(*(token.decrypt(object_id, iv, s, b"") for iv, s in results))
         assert opened == [b"%d" % i for i in range(20)]
         assert await token.destroy(object_id) is True
         assert await token.has(object_id) is False

@@ -19,6 +19,7 @@ from keycask.keys.ids import record_id
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import (
+    BLOB_FORMAT_HSM,
     BLOB_FORMAT_V2,
     AnyBlobHeader,
     BlobHeader,
@@ -27,8 +28,10 @@ from keycask.keys.wire import (
     encode_context,
     mrk_blob_header,
     open_blob,
+    parse_hsm_blob,
     seal_blob,
 )
+from keycask.service.core import hsm_keys
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.requests import (
@@ -52,8 +55,10 @@ DRY_RUN = "The request would have succeeded, but the DryRun option is set."
 # One answer for every way a ciphertext can fail, so none tells which it was:
 # AWS's, which has no message at all.
 _INVALID_CIPHERTEXT = ""
-# The first byte of a multi-Region key's ciphertext (blob format v2).
+# The first byte of a multi-Region key's ciphertext (blob format v2), and
+# of an HSM-backed key's (v3).
 _V2 = bytes((BLOB_FORMAT_V2,))
+_V3 = bytes((BLOB_FORMAT_HSM,))
 
 
 def _algorithm(algorithm: str | None) -> str:
@@ -113,6 +118,11 @@ async def seal_for(
     key_id = key.key_id
     if version is None:
         version = key.current_version
+    if key.hsm_object is not None:
+        # A key held in an HSM: AES-GCM inside its token (blob v3).
+        blob = await hsm_keys.seal(deps, call, key, plaintext, context)
+        entry = key.version(version)
+        return blob, None if entry is None else entry.material_id
     if key.mrk is None:
         material = await deps.keys.material(key_id, version)
         header: AnyBlobHeader = BlobHeader(key_id, version)
@@ -229,7 +239,11 @@ async def _open(
     caller = call.caller
     assert caller is not None
     mrk: bytes | None = None
-    if blob[:1] == _V2:
+    hsm = blob[:1] == _V3
+    if hsm:
+        # A key held in an HSM (blob v3): it has one version.
+        key_id, version = parse_hsm_blob(blob)[0], 1
+    elif blob[:1] == _V2:
         # A multi-Region ciphertext opens in any region holding a copy of
         # its set: the copy here is found by its record id for this region.
         mrk, version = mrk_blob_header(blob)
@@ -273,6 +287,9 @@ async def _open(
     # waiting for a rotation (or never issued) opens nothing.
     if version > key.current_version:
         raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
+    if hsm:
+        plaintext = await hsm_keys.open_blob(deps, call, key, blob, encoded)
+        return key, version, plaintext
     material = (
         await keys.material(key_id, version)
         if mrk is None
