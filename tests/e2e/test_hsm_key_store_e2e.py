@@ -542,3 +542,18 @@ def test_a_principal_without_permission_is_refused(server: Server, anchor: str) 
     assert [
         e["CustomKeyStoreId"] for e in user.describe_custom_key_stores()["CustomKeyStores"]
     ] == [store_id]
+
+
+def test_generate_random_from_the_store(server: Server, anchor: str) -> None:
+    kms = server.client()
+    store_id = _create_store(kms, anchor)
+    with pytest.raises(ClientError) as error:
+        kms.generate_random(NumberOfBytes=16, CustomKeyStoreId=store_id)
+    assert _code(error) == "CustomKeyStoreInvalidStateException"
+    kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+    first = kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]
+    second = kms.generate_random(NumberOfBytes=32, CustomKeyStoreId=store_id)["Plaintext"]
+    assert len(first) == 32 and first != second
+    with pytest.raises(ClientError) as error:
+        kms.generate_random(NumberOfBytes=16, CustomKeyStoreId="cks-0123456789abcdef0")
+    assert _code(error) == "CustomKeyStoreNotFoundException"

@@ -177,3 +177,10 @@ def test_flags(tmp_path: Path) -> None:
         with pytest.raises(HsmConfigError, match=words):
             parse(specs, pins, env)
     assert Tokens().names() == ()
+
+
+def test_random_bytes_from_the_token(module: str) -> None:
+    token = Token(NAME, module, LABEL, PIN)
+    first, second = _run(token.random(32)), _run(token.random(32))
+    assert len(first) == 32 and first != second
+    token.close()

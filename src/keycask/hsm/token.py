@@ -161,6 +161,10 @@ class Token:
     async def decrypt(self, object_id: str, iv: bytes, sealed: bytes, aad: bytes) -> bytes:
         return await self._run(self._crypt, object_id, "decrypt", iv, aad, sealed)
 
+    async def random(self, size: int) -> bytes:
+        """``size`` random bytes from the token's own generator."""
+        return await self._run(lambda: bytes(self._open().generate_random(size * 8)))
+
     async def destroy(self, object_id: str) -> bool:
         """Destroy the key; False when the token had no such key."""
         return await self._run(self._destroy, object_id)

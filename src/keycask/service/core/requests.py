@@ -170,6 +170,7 @@ class GenerateDataKeyRequest:
 @dataclass(frozen=True, slots=True)
 class GenerateRandomRequest:
     number_of_bytes: int | None = None
+    custom_key_store_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

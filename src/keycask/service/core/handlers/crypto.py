@@ -484,4 +484,11 @@ async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) ->
     if req.number_of_bytes is None:
         raise ValidationException("NumberOfBytes is required.")
     await call.authorize("kms:GenerateRandom")
+    if req.custom_key_store_id is not None:
+        # From the HSM of an AWS_CLOUDHSM key store, as AWS takes it from
+        # the store's CloudHSM cluster.
+        plaintext = await hsm_keys.random_from_store(
+            deps, call, req.custom_key_store_id, req.number_of_bytes
+        )
+        return Outcome(GenerateRandomResult(plaintext=plaintext))
     return Outcome(GenerateRandomResult(plaintext=random_bytes(req.number_of_bytes)))
