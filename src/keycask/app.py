@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import json
 import logging
 import os
 import socket
@@ -355,6 +356,7 @@ async def build(
     ``unseal`` is what a production server opens itself with at start (the
     PKCS#11 PIN, or a passphrase from a file); failing that, it stops."""
     clock = clock or SystemClock()
+    tokens = _hsm_tokens(settings)  # refused before anything is opened
     storage, barrier = await open_store(settings)
     try:
         keeper = SealKeeper(
@@ -427,9 +429,7 @@ async def build(
         credentials=credentials,
         sessions=SessionTokens(barrier),
         tokens=TokenStore(barrier, credentials),
-        hsm=hsm_registry.Tokens(
-            hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
-        ),
+        hsm=tokens,
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):
@@ -517,6 +517,31 @@ async def build(
         maintenance,
         route,
     )
+
+
+def _hsm_tokens(settings: Settings) -> hsm_registry.Tokens:
+    """The --hsm tokens. One that holds the PKCS#11 seal's key is refused:
+    PKCS#11 logins are the process's, so while HSM-backed keys kept a
+    session logged in to it, the seal's own login (an unseal after a seal,
+    a rekey) would be refused; and the root key's token should not be the
+    one every KMS call uses."""
+    configs = hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
+    try:
+        seal = json.loads((settings.data_dir / SEAL_FILE).read_bytes())
+    except (OSError, ValueError):
+        seal = None
+    if isinstance(seal, dict) and seal.get("type") == "pkcs11":
+        module = os.path.realpath(str(seal.get("module", "")))
+        for config in configs:
+            if (
+                config.token_label == seal.get("token_label")
+                and os.path.realpath(config.module) == module
+            ):
+                raise ConfigError(
+                    f"--hsm {config.name} names the token {config.token_label!r}, which holds "
+                    "the PKCS#11 seal's key: give HSM-backed keys a token of their own"
+                )
+    return hsm_registry.Tokens(configs)
 
 
 def _node_name(node: str | None, worker: int | None) -> str | None:

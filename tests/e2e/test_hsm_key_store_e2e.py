@@ -18,7 +18,14 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from pkcs11 import Attribute, ObjectClass
-from production import SOFTHSM_TOKEN, SoftHsm, secret_file, softhsm_session
+from production import (
+    SOFTHSM_TOKEN,
+    Production,
+    SoftHsm,
+    pkcs11_flags,
+    secret_file,
+    softhsm_session,
+)
 
 from conftest import DAY, Server
 
@@ -557,3 +564,24 @@ def test_generate_random_from_the_store(server: Server, anchor: str) -> None:
     with pytest.raises(ClientError) as error:
         kms.generate_random(NumberOfBytes=16, CustomKeyStoreId="cks-0123456789abcdef0")
     assert _code(error) == "CustomKeyStoreNotFoundException"
+
+
+def test_the_seal_token_is_refused_for_hsm_keys(tmp_path: Path, hsm: SoftHsm) -> None:
+    """PKCS#11 logins are the process's: the token holding the seal's key
+    cannot also serve HSM-backed keys (the server says so and stops)."""
+    pin_file = secret_file(tmp_path / "seal-pin", PIN)
+    prod = Production(tmp_path / "prod", extra_env=hsm.env())
+    prod.initialise("--seal", "pkcs11", *pkcs11_flags(hsm, "root-key", pin_file))
+    hsm_flags = (
+        "--hsm",
+        f"{CLUSTER}={hsm.module}:{SOFTHSM_TOKEN}",
+        "--hsm-pin-file",
+        str(pin_file),
+    )
+    prod.start(*hsm_flags, expect_exit=True, env={"KEYCASK_PKCS11_PIN": PIN})
+    assert prod.proc is not None
+    code = prod.proc.wait(timeout=30)
+    prod.proc = None
+    assert code != 0
+    assert "holds the PKCS#11 seal's key" in prod.log()
+    assert PIN not in prod.log()
