@@ -173,6 +173,7 @@ def test_flags(tmp_path: Path) -> None:
         ([f"{NAME}=/lib/x.so:t"], [f"cluster-unknownhsm22={pin_file}"], {}, "no --hsm"),
         ([f"{NAME}=/lib/x.so:t"], [str(tmp_path / "missing")], {}, "cannot read"),
         ([f"{NAME}=/a:t", f"{NAME}=/b:t"], [], {}, "twice"),
+        ([f"{NAME}=/a:t", "cluster-anotherhsm77=/a:t"], [], {}, "the same token"),
     ):
         with pytest.raises(HsmConfigError, match=words):
             parse(specs, pins, env)

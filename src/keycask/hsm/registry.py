@@ -15,6 +15,7 @@ trailing newline removed, as the PKCS#11 seal reads its PIN file.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,10 @@ def parse(
             )
         if name in tokens:
             raise HsmConfigError(f"--hsm names {name} twice")
+        for other, (other_module, other_label) in tokens.items():
+            if other_label == label and os.path.realpath(other_module) == os.path.realpath(module):
+                # One token, one store: two names would let two stores share its keys.
+                raise HsmConfigError(f"--hsm {name} and {other} name the same token {label!r}")
         tokens[name] = (module, label)
     files: dict[str, str] = {}
     for item in pin_files:
