@@ -585,3 +585,38 @@ def test_the_seal_token_is_refused_for_hsm_keys(tmp_path: Path, hsm: SoftHsm) ->
     assert code != 0
     assert "holds the PKCS#11 seal's key" in prod.log()
     assert PIN not in prod.log()
+
+
+def test_another_account_sees_no_store_and_cannot_take_the_token(
+    server: Server, anchor: str
+) -> None:
+    kms = server.client()
+    store_id, key_id = _connected_key(kms, anchor)
+    made = json.loads(
+        server.cli(
+            "principals",
+            "create",
+            "outsider",
+            "--json",
+            "--admin",
+            "--account",
+            "333344445555",
+            "--offline",
+        ).stdout
+    )
+    outsider = server.client((made["AccessKeyId"], made["SecretAccessKey"]))
+    assert outsider.describe_custom_key_stores()["CustomKeyStores"] == []
+    for call in (
+        lambda: outsider.describe_custom_key_stores(CustomKeyStoreId=store_id),
+        lambda: outsider.disconnect_custom_key_store(CustomKeyStoreId=store_id),
+        lambda: outsider.delete_custom_key_store(CustomKeyStoreId=store_id),
+        lambda: outsider.create_key(CustomKeyStoreId=store_id, Origin="AWS_CLOUDHSM"),
+    ):
+        with pytest.raises(ClientError) as error:
+            call()
+        assert _code(error) == "CustomKeyStoreNotFoundException"
+    with pytest.raises(ClientError) as error:
+        _create_store(outsider, anchor, name="theirs")
+    assert _code(error) == "CloudHsmClusterInUseException"
+    assert _store(kms, store_id)["ConnectionState"] == "CONNECTED"
+    assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
