@@ -63,12 +63,12 @@ def _run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
 
 
-def _object(module: str, object_id: str) -> Any:
+def _object(module: str, object_id: str, *, rw: bool = False) -> Any:
     token = pkcs11.lib(module).get_token(token_label=LABEL)
     try:
-        session = token.open(user_pin=PIN)
+        session = token.open(rw=rw, user_pin=PIN)
     except pkcs11_errors.UserAlreadyLoggedIn:  # keycask's session is, for the process
-        session = token.open()
+        session = token.open(rw=rw)
     (key,) = session.get_objects(
         {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: bytes.fromhex(object_id)}
     )
@@ -184,4 +184,20 @@ def test_random_bytes_from_the_token(module: str) -> None:
     token = Token(NAME, module, LABEL, PIN)
     first, second = _run(token.random(32)), _run(token.random(32))
     assert len(first) == 32 and first != second
+    token.close()
+
+
+def test_a_key_destroyed_elsewhere_is_not_used_through_a_stale_handle(module: str) -> None:
+    token = Token(NAME, module, LABEL, PIN)
+    object_id = _run(token.generate())
+    _run(token.encrypt(object_id, b"x", b""))  # its handle is cached now
+    session, key = _object(module, object_id, rw=True)  # another session, as another process
+    try:
+        key.destroy()
+    finally:
+        session.close()
+    replacement = _run(token.generate())
+    with pytest.raises(ObjectMissing):
+        _run(token.encrypt(object_id, b"x", b""))
+    assert _run(token.has(replacement)) is True
     token.close()

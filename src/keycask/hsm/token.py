@@ -47,6 +47,7 @@ GCM_TAG_BITS = 128
 OBJECT_ID_SIZE = 16
 LABEL_PREFIX = "keycask-"
 MAX_QUEUED = 64
+MAX_HANDLES = 4096
 
 _ULONG = struct.Struct("L")  # CK_ULONG, native
 
@@ -121,6 +122,10 @@ class Token:
         self.token_label = token_label
         self._pin = pin
         self._session: Any = None
+        # Key handles by object id, for the current session only (a handle
+        # names an object within a session): one C_FindObjects per key, not
+        # three calls (init, find, final) per use. Dropped with the session.
+        self._handles: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-hsm")
         self._queued = 0
@@ -200,6 +205,7 @@ class Token:
                 raise HsmError(f"PKCS#11 error: {type(exc).__name__}") from None
 
     def _drop(self) -> None:
+        self._handles.clear()
         session, self._session = self._session, None
         if session is not None:
             with suppress(pkcs11_errors.PKCS11Error):
@@ -228,6 +234,17 @@ class Token:
 
     def _find(self, object_id: str) -> Any:
         session = self._open()
+        handle = self._handles.get(object_id)
+        if handle is not None:
+            # Another process (a worker, a node) may have destroyed the object
+            # and the token reused its handle: one attribute read proves it is
+            # still the key it was.
+            try:
+                if bytes(handle[Attribute.ID]) == bytes.fromhex(object_id):
+                    return handle
+            except pkcs11_errors.ObjectHandleInvalid:
+                pass
+            del self._handles[object_id]
         found = list(
             session.get_objects(
                 {
@@ -239,7 +256,12 @@ class Token:
         )
         if len(found) > 1:
             raise HsmError(f"the HSM {self.name} holds several keys with one id")
-        return found[0] if found else None
+        if not found:
+            return None
+        if len(self._handles) >= MAX_HANDLES:
+            self._handles.clear()
+        self._handles[object_id] = found[0]
+        return found[0]
 
     def _generate(self, object_id: bytes) -> None:
         session = self._open()
@@ -279,5 +301,6 @@ class Token:
         key = self._find(object_id)
         if key is None:
             return False
+        self._handles.pop(object_id, None)
         key.destroy()
         return True
