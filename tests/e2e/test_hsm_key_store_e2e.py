@@ -620,3 +620,34 @@ def test_another_account_sees_no_store_and_cannot_take_the_token(
     assert _code(error) == "CloudHsmClusterInUseException"
     assert _store(kms, store_id)["ConnectionState"] == "CONNECTED"
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
+def test_worker_processes_share_the_token(tmp_path: Path, hsm: SoftHsm, anchor: str) -> None:
+    """With --workers each process logs in to the token itself (the flags
+    reach every worker); a key one process made, another uses."""
+    pin_file = secret_file(tmp_path / "workers-pin", PIN)
+    server = Server(
+        tmp_path / "workers",
+        workers=2,
+        args=("--hsm", f"{CLUSTER}={hsm.module}:{SOFTHSM_TOKEN}", "--hsm-pin-file", str(pin_file)),
+        env_extra={"SOFTHSM2_CONF": str(hsm.conf)},
+    )
+    server.start()
+    try:
+        _, key_id = _connected_key(server.client(), anchor)
+        blobs = []
+        for i in range(12):  # new connections: both workers answer some
+            kms = server.client()
+            blobs.append(kms.encrypt(KeyId=key_id, Plaintext=b"%d" % i)["CiphertextBlob"])
+        for i, blob in enumerate(blobs):
+            assert server.client().decrypt(CiphertextBlob=blob)["Plaintext"] == b"%d" % i
+        segments = list((server.data_dir / "audit").glob("server-*.jsonl"))
+        served = {
+            segment.name
+            for segment in segments
+            if any(json.loads(line)["operation"] == "Decrypt"
+                   for line in segment.read_text().splitlines())
+        }  # fmt: skip
+        assert len(served) == 2, served
+    finally:
+        server.stop()
