@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import configparser
 import io
-import json
 import logging
 import os
 import socket
@@ -39,6 +38,7 @@ from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import ROOT_KEY_FILE, DevSeal
+from keycask.seal.pkcs11 import sealing_token
 from keycask.service.background.maintenance import Maintenance
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import new_request_id
@@ -526,21 +526,13 @@ def _hsm_tokens(settings: Settings) -> hsm_registry.Tokens:
     a rekey) would be refused; and the root key's token should not be the
     one every KMS call uses."""
     configs = hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
-    try:
-        seal = json.loads((settings.data_dir / SEAL_FILE).read_bytes())
-    except (OSError, ValueError):
-        seal = None
-    if isinstance(seal, dict) and seal.get("type") == "pkcs11":
-        module = os.path.realpath(str(seal.get("module", "")))
-        for config in configs:
-            if (
-                config.token_label == seal.get("token_label")
-                and os.path.realpath(config.module) == module
-            ):
-                raise ConfigError(
-                    f"--hsm {config.name} names the token {config.token_label!r}, which holds "
-                    "the PKCS#11 seal's key: give HSM-backed keys a token of their own"
-                )
+    sealing = sealing_token(settings.data_dir)
+    for config in configs:
+        if sealing == (os.path.realpath(config.module), config.token_label):
+            raise ConfigError(
+                f"--hsm {config.name} names the token {config.token_label!r}, which holds "
+                "the PKCS#11 seal's key: give HSM-backed keys a token of their own"
+            )
     return hsm_registry.Tokens(configs)
 
 

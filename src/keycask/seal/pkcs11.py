@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
@@ -139,6 +140,19 @@ def module_allowed(module: str, allowed: Iterable[str]) -> bool:
     data dir (or a restored backup) could name a library it carries itself."""
     real = os.path.realpath(module)
     return any(os.path.realpath(m) == real for m in allowed)
+
+
+def sealing_token(directory: Path, filename: str = SEAL_FILE) -> tuple[str, str] | None:
+    """(real path of the module, token label) of the token whose key seals
+    the root key in ``directory``, or None when no PKCS#11 seal is there: the
+    server refuses that token for HSM-backed keys (app.py)."""
+    try:
+        document = json.loads((directory / filename).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("type") != SEAL_TYPE:
+        return None
+    return os.path.realpath(str(document.get("module", ""))), str(document.get("token_label"))
 
 
 class Pkcs11Seal:
