@@ -39,19 +39,26 @@ from keycask.errors import (
     CloudHsmClusterNotActiveException,
     CloudHsmClusterNotFoundException,
     CloudHsmClusterNotRelatedException,
+    CustomKeyStoreInvalidStateException,
+    CustomKeyStoreNotFoundException,
     IncorrectTrustAnchorException,
+    ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
     XksProxyUriInUseException,
 )
+from keycask.hsm.token import HsmError, TokenBusy
 from keycask.keys.custom_stores import (
     CONNECTED,
     DISCONNECTED,
     FAILED,
+    STORE_ID,
     CustomKeyStore,
 )
+from keycask.service.core.call import Call
 from keycask.service.core.deps import Deps
 from keycask.service.core.hsm_keys import store_available
+from keycask.service.core.results import XksProxyConfiguration
 
 # A request's fields for a store, by the snake_case name both requests use.
 Fields = dict[str, Any]
@@ -70,6 +77,11 @@ class StoreType:
     connect: Callable[[Deps, CustomKeyStore], Awaitable[tuple[str, str | None]]]
     # Whether a CONNECTED store serves its keys now.
     available: Callable[[Deps, CustomKeyStore], Awaitable[bool]]
+    # DescribeCustomKeyStores' type-specific members of a store's entry.
+    entry: Callable[[CustomKeyStore], Fields]
+    # Whether CreateKey can make keys in a store of this type (and
+    # GenerateRandom take bytes from it) yet.
+    holds_keys: bool
 
 
 def _required(fields: Fields, names: tuple[str, ...], store_type: str) -> None:
@@ -237,13 +249,51 @@ async def _hsm_available(deps: Deps, store: CustomKeyStore) -> bool:
     return await store_available(deps, store)
 
 
+def _hsm_entry(store: CustomKeyStore) -> Fields:
+    return {
+        "cloud_hsm_cluster_id": store.cluster_id,
+        "trust_anchor_certificate": store.trust_anchor,
+    }
+
+
+def _xks_entry(store: CustomKeyStore) -> Fields:
+    # The access key id, as AWS shows it; never the secret.
+    return {
+        "xks_proxy_configuration": XksProxyConfiguration(
+            connectivity=store.xks_connectivity,
+            access_key_id=store.xks_access_key_id,
+            uri_endpoint=store.xks_uri_endpoint,
+            uri_path=store.xks_uri_path,
+            vpc_endpoint_service_name=store.xks_vpc_service_name,
+            vpc_endpoint_service_owner=store.xks_vpc_service_owner,
+        )
+    }
+
+
+DEFAULT_TYPE = "AWS_CLOUDHSM"  # CreateCustomKeyStore's, when the request names none
 TYPES: dict[str, StoreType] = {
     t.name: t
     for t in (
         StoreType(
-            "AWS_CLOUDHSM", _HSM_FIELDS, _hsm_create, _hsm_update, _hsm_connect, _hsm_available
+            DEFAULT_TYPE,
+            _HSM_FIELDS,
+            create=_hsm_create,
+            update=_hsm_update,
+            connect=_hsm_connect,
+            available=_hsm_available,
+            entry=_hsm_entry,
+            holds_keys=True,
         ),
-        StoreType("EXTERNAL_KEY_STORE", _XKS_FIELDS, _xks_create, _xks_apply, _xks_connect, _never),
+        StoreType(
+            "EXTERNAL_KEY_STORE",
+            _XKS_FIELDS,
+            create=_xks_create,
+            update=_xks_apply,
+            connect=_xks_connect,
+            available=_never,
+            entry=_xks_entry,
+            holds_keys=False,
+        ),
     )
 }
 ALL_FIELDS = frozenset().union(*(t.fields for t in TYPES.values()))
@@ -268,3 +318,31 @@ async def effective_state(deps: Deps, store: CustomKeyStore) -> tuple[str, str |
     if store.state == DISCONNECTED:
         return DISCONNECTED, None
     return store.state, store.error_code
+
+
+async def random_from_store(deps: Deps, call: Call, store_id: str, size: int) -> bytes:
+    """GenerateRandom with a CustomKeyStoreId: the token's random bytes."""
+    found = None
+    if STORE_ID.fullmatch(store_id):
+        found = await deps.keys.custom_store(call.account, call.region, store_id)
+    if found is None:
+        raise CustomKeyStoreNotFoundException(
+            f"Custom key store {store_id} does not exist in this account and Region."
+        )
+    store = found.value
+    call.detail = f"random bytes from custom key store {store_id}"
+    if not TYPES[store.store_type].holds_keys:
+        raise UnsupportedOperationException(
+            "GenerateRandom takes random bytes only from an AWS_CLOUDHSM key store."
+        )
+    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
+    if store.state != CONNECTED or token is None:
+        raise CustomKeyStoreInvalidStateException(f"Custom key store {store_id} is not connected.")
+    try:
+        return await token.random(size)
+    except TokenBusy:
+        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
+    except HsmError:
+        raise CustomKeyStoreInvalidStateException(
+            f"The HSM of custom key store {store_id} does not answer."
+        ) from None

@@ -16,13 +16,10 @@ import hashlib
 import logging
 
 from keycask.errors import (
-    CustomKeyStoreInvalidStateException,
-    CustomKeyStoreNotFoundException,
     InvalidCiphertextException,
     KMSInternalException,
     KMSInvalidStateException,
     ThrottlingException,
-    UnsupportedOperationException,
 )
 from keycask.hsm.token import (
     DecryptFailed,
@@ -32,7 +29,7 @@ from keycask.hsm.token import (
     TokenBusy,
     TokenUnavailable,
 )
-from keycask.keys.custom_stores import CONNECTED, STORE_ID, CustomKeyStore
+from keycask.keys.custom_stores import CONNECTED, CustomKeyStore
 from keycask.keys.model import Key
 from keycask.keys.wire import hsm_blob_header, parse_hsm_blob
 from keycask.service.core.call import Call
@@ -163,31 +160,3 @@ async def destroy(deps: Deps, key: Key) -> str:
         reason,
     )
     return f"; its HSM key (CKA_ID {key.hsm_object}) could not be destroyed ({reason})"
-
-
-async def random_from_store(deps: Deps, call: Call, store_id: str, size: int) -> bytes:
-    """GenerateRandom with a CustomKeyStoreId: the token's random bytes."""
-    found = None
-    if STORE_ID.fullmatch(store_id):
-        found = await deps.keys.custom_store(call.account, call.region, store_id)
-    if found is None:
-        raise CustomKeyStoreNotFoundException(
-            f"Custom key store {store_id} does not exist in this account and Region."
-        )
-    store = found.value
-    call.detail = f"random bytes from custom key store {store_id}"
-    if store.store_type != "AWS_CLOUDHSM":
-        raise UnsupportedOperationException(
-            "GenerateRandom takes random bytes only from an AWS_CLOUDHSM key store."
-        )
-    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
-    if store.state != CONNECTED or token is None:
-        raise CustomKeyStoreInvalidStateException(f"Custom key store {store_id} is not connected.")
-    try:
-        return await token.random(size)
-    except TokenBusy:
-        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
-    except HsmError:
-        raise CustomKeyStoreInvalidStateException(
-            f"The HSM of custom key store {store_id} does not answer."
-        ) from None

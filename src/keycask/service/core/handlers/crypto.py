@@ -33,6 +33,7 @@ from keycask.keys.wire import (
 )
 from keycask.service.core import hsm_keys
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.custom_store_types import random_from_store
 from keycask.service.core.deps import Deps
 from keycask.service.core.requests import (
     DecryptRequest,
@@ -487,7 +488,7 @@ async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) ->
     if req.custom_key_store_id is not None:
         # From the HSM of an AWS_CLOUDHSM key store, as AWS takes it from
         # the store's CloudHSM cluster.
-        plaintext = await hsm_keys.random_from_store(
+        plaintext = await random_from_store(
             deps, call, req.custom_key_store_id, req.number_of_bytes
         )
         return Outcome(GenerateRandomResult(plaintext=plaintext))

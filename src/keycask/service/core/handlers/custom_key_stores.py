@@ -34,7 +34,12 @@ from keycask.keys.custom_stores import (
     new_store_id,
 )
 from keycask.service.core.call import Call, Outcome
-from keycask.service.core.custom_store_types import TYPES, effective_state, type_fields
+from keycask.service.core.custom_store_types import (
+    DEFAULT_TYPE,
+    TYPES,
+    effective_state,
+    type_fields,
+)
 from keycask.service.core.deps import Deps
 from keycask.service.core.paging import page_limit
 from keycask.service.core.requests import (
@@ -47,7 +52,6 @@ from keycask.service.core.results import (
     CreateCustomKeyStoreResult,
     CustomKeyStoreEntry,
     DescribeCustomKeyStoresResult,
-    XksProxyConfiguration,
 )
 
 # AWS's quota: custom key stores per account and Region.
@@ -86,7 +90,7 @@ async def create_custom_key_store(
     deps: Deps, call: Call, req: CreateCustomKeyStoreRequest
 ) -> Outcome:
     await call.authorize("kms:CreateCustomKeyStore")
-    store_type = TYPES[req.custom_key_store_type or "AWS_CLOUDHSM"]
+    store_type = TYPES[req.custom_key_store_type or DEFAULT_TYPE]
     fields = type_fields(store_type, _fields(req))
     if await _name_free(deps, call, req.custom_key_store_name, "") >= MAX_STORES:
         raise LimitExceededException(
@@ -110,17 +114,6 @@ async def create_custom_key_store(
 
 async def _entry(deps: Deps, store: CustomKeyStore) -> CustomKeyStoreEntry:
     state, code = await effective_state(deps, store)
-    xks = None
-    if store.store_type == "EXTERNAL_KEY_STORE":
-        # The access key id, as AWS shows it; never the secret.
-        xks = XksProxyConfiguration(
-            connectivity=store.xks_connectivity,
-            access_key_id=store.xks_access_key_id,
-            uri_endpoint=store.xks_uri_endpoint,
-            uri_path=store.xks_uri_path,
-            vpc_endpoint_service_name=store.xks_vpc_service_name,
-            vpc_endpoint_service_owner=store.xks_vpc_service_owner,
-        )
     return CustomKeyStoreEntry(
         custom_key_store_id=store.store_id,
         custom_key_store_name=store.name,
@@ -128,9 +121,7 @@ async def _entry(deps: Deps, store: CustomKeyStore) -> CustomKeyStoreEntry:
         connection_state=state,
         connection_error_code=code,
         creation_date=store.created,
-        cloud_hsm_cluster_id=store.cluster_id,
-        trust_anchor_certificate=store.trust_anchor,
-        xks_proxy_configuration=xks,
+        **TYPES[store.store_type].entry(store),
     )
 
 

@@ -39,6 +39,7 @@ from keycask.policy.document import parse_policy
 from keycask.service.core import hsm_keys
 from keycask.service.core.authz import principal_arns, render_policy
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.custom_store_types import TYPES
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.tags import validate_new_tags
 from keycask.service.core.offload import run_slow
@@ -268,7 +269,7 @@ async def _custom_store_for(
             f"Custom key store {req.custom_key_store_id} does not exist in this account and Region."
         )
     store = found.value
-    if store.store_type != "AWS_CLOUDHSM":
+    if not TYPES[store.store_type].holds_keys:
         raise UnsupportedOperationException(
             f"keycask cannot create keys in a custom key store of type {store.store_type} yet."
         )
