@@ -8,12 +8,12 @@ STAMP := $(VENV)/.installed
 export KEYCASK_LISTEN ?= 127.0.0.1:9567
 export KEYCASK_DATA_DIR ?= ./.keycask
 
-.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm haproxy postgresql chromium interop
+.PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm opensc haproxy postgresql chromium interop
 
 run: $(STAMP)
 	$(BIN)/keycask server --dev
 
-test: $(STAMP) interop softhsm haproxy postgresql chromium lint typecheck layers
+test: $(STAMP) interop softhsm opensc haproxy postgresql chromium lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
@@ -76,6 +76,13 @@ softhsm:
 	@if [ -e $(SOFTHSM_MODULE) ] && command -v softhsm2-util >/dev/null; then :; else \
 	  command -v apt-get >/dev/null || { echo "the tests need SoftHSM2 ($(SOFTHSM_MODULE) and softhsm2-util); install your distribution's softhsm2 package"; exit 1; }; \
 	  apt-get update -qq && apt-get install -y -qq softhsm2; \
+	fi
+
+# pkcs11-tool (OpenSC) reads HSM-backed keys' attributes in the tests, as an operator would.
+opensc:
+	@if command -v pkcs11-tool >/dev/null; then :; else \
+	  command -v apt-get >/dev/null || { echo "the tests need pkcs11-tool; install your distribution's opensc package"; exit 1; }; \
+	  apt-get update -qq && apt-get install -y -qq opensc; \
 	fi
 
 # The load balancer test runs the HAProxy configuration from docs/deployment.md.

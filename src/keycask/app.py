@@ -11,6 +11,7 @@ from __future__ import annotations
 import configparser
 import io
 import logging
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -27,6 +28,7 @@ from keycask.auth.sessions import SessionTokens
 from keycask.auth.tokens import TokenStore
 from keycask.barrier import Barrier
 from keycask.config import ConfigError, Settings
+from keycask.hsm import registry as hsm_registry
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
 from keycask.http.console import Console
@@ -36,6 +38,7 @@ from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock, Coordinator, Storage, SystemClock
 from keycask.seal import SEAL_FILE
 from keycask.seal.dev import ROOT_KEY_FILE, DevSeal
+from keycask.seal.pkcs11 import sealing_token
 from keycask.service.background.maintenance import Maintenance
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import new_request_id
@@ -353,6 +356,7 @@ async def build(
     ``unseal`` is what a production server opens itself with at start (the
     PKCS#11 PIN, or a passphrase from a file); failing that, it stops."""
     clock = clock or SystemClock()
+    tokens = _hsm_tokens(settings)  # refused before anything is opened
     storage, barrier = await open_store(settings)
     try:
         keeper = SealKeeper(
@@ -425,6 +429,7 @@ async def build(
         credentials=credentials,
         sessions=SessionTokens(barrier),
         tokens=TokenStore(barrier, credentials),
+        hsm=tokens,
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):
@@ -512,6 +517,23 @@ async def build(
         maintenance,
         route,
     )
+
+
+def _hsm_tokens(settings: Settings) -> hsm_registry.Tokens:
+    """The --hsm tokens. One that holds the PKCS#11 seal's key is refused:
+    PKCS#11 logins are the process's, so while HSM-backed keys kept a
+    session logged in to it, the seal's own login (an unseal after a seal,
+    a rekey) would be refused; and the root key's token should not be the
+    one every KMS call uses."""
+    configs = hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
+    sealing = sealing_token(settings.data_dir)
+    for config in configs:
+        if sealing == (os.path.realpath(config.module), config.token_label):
+            raise ConfigError(
+                f"--hsm {config.name} names the token {config.token_label!r}, which holds "
+                "the PKCS#11 seal's key: give HSM-backed keys a token of their own"
+            )
+    return hsm_registry.Tokens(configs)
 
 
 def _node_name(node: str | None, worker: int | None) -> str | None:

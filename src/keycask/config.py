@@ -88,6 +88,11 @@ class Settings:
     # Serve the web console at /console/ (http/console.py): --dev's default,
     # --console in production; never over plain HTTP off loopback.
     console: bool = False
+    # PKCS#11 tokens for HSM-backed keys (--hsm NAME=MODULE_PATH:TOKEN_LABEL)
+    # and their PIN files (--hsm-pin-file [NAME=]FILE), as given: keycask.hsm
+    # reads them (app.build), and a supervisor passes them on to its workers.
+    hsm: tuple[str, ...] = ()
+    hsm_pin_files: tuple[str, ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -128,6 +133,8 @@ def load(
     pkcs11_modules: Sequence[str] = (),
     storage_insecure: bool = False,
     console: bool | None = None,
+    hsm: Sequence[str] = (),
+    hsm_pin_files: Sequence[str] = (),
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -180,6 +187,8 @@ def load(
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
         lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
         console=serve_console,
+        hsm=tuple(hsm),
+        hsm_pin_files=tuple(hsm_pin_files),
     )
 
 

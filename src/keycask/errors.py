@@ -281,3 +281,54 @@ class DryRunOperationException(KMSError):
     otherwise read a 412 as a failed precondition)."""
 
     code = "DryRunOperationException"
+
+
+# -- custom key stores (issue 19) --
+
+
+class CustomKeyStoreNotFoundException(KMSError):
+    code = "CustomKeyStoreNotFoundException"
+
+
+class CustomKeyStoreNameInUseException(KMSError):
+    code = "CustomKeyStoreNameInUseException"
+
+
+class CustomKeyStoreInvalidStateException(KMSError):
+    code = "CustomKeyStoreInvalidStateException"
+
+
+class CustomKeyStoreHasCMKsException(KMSError):
+    code = "CustomKeyStoreHasCMKsException"
+
+
+class CloudHsmClusterNotFoundException(KMSError):
+    code = "CloudHsmClusterNotFoundException"
+
+
+class CloudHsmClusterInUseException(KMSError):
+    code = "CloudHsmClusterInUseException"
+
+
+class CloudHsmClusterNotActiveException(KMSError):
+    code = "CloudHsmClusterNotActiveException"
+
+
+class CloudHsmClusterNotRelatedException(KMSError):
+    code = "CloudHsmClusterNotRelatedException"
+
+
+class CloudHsmClusterInvalidConfigurationException(KMSError):
+    code = "CloudHsmClusterInvalidConfigurationException"
+
+
+class IncorrectTrustAnchorException(KMSError):
+    code = "IncorrectTrustAnchorException"
+
+
+class XksProxyUriInUseException(KMSError):
+    code = "XksProxyUriInUseException"
+
+
+class XksProxyInvalidConfigurationException(KMSError):
+    code = "XksProxyInvalidConfigurationException"

@@ -63,6 +63,7 @@ class SoftHsm:
 
     base: Path
     module: str = ""
+    pin: str = SOFTHSM_PIN
 
     def __post_init__(self) -> None:
         found = [m for m in SOFTHSM_MODULES if Path(m).exists()]
@@ -78,7 +79,7 @@ class SoftHsm:
         )
         subprocess.run(
             [util, "--init-token", "--free", "--label", SOFTHSM_TOKEN,
-             "--so-pin", SOFTHSM_SO_PIN, "--pin", SOFTHSM_PIN],
+             "--so-pin", SOFTHSM_SO_PIN, "--pin", self.pin],
             check=True, capture_output=True, env={**os.environ, **self.env()},
         )  # fmt: skip
 
@@ -91,7 +92,7 @@ class SoftHsm:
 
         os.environ["SOFTHSM2_CONF"] = str(self.conf)
         token = pkcs11.lib(self.module).get_token(token_label=SOFTHSM_TOKEN)
-        return token.open(rw=rw, user_pin=SOFTHSM_PIN)
+        return token.open(rw=rw, user_pin=self.pin)
 
 
 @dataclass
@@ -303,7 +304,7 @@ def softhsm_session(hsm: SoftHsm, *, rw: bool = False) -> Iterator[Any]:
     try:
         lib.reinitialize()
         token = lib.get_token(token_label=SOFTHSM_TOKEN)
-        with token.open(rw=rw, user_pin=SOFTHSM_PIN) as session:
+        with token.open(rw=rw, user_pin=hsm.pin) as session:
             yield session
     finally:
         lib.finalize()

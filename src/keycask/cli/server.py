@@ -16,6 +16,7 @@ from keycask.app import LOCAL_OPERATOR_SLOT, Runtime, build, ensure_dev_profile
 from keycask.cli import logformat, serving
 from keycask.cli.client import local_record
 from keycask.cli.secrets import add_startup_flags, startup_unseal
+from keycask.hsm import registry as hsm_registry
 from keycask.seal.dev import WARNING, DevSeal
 from keycask.service.sealing import UnsealInput
 
@@ -150,6 +151,10 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
         if settings.node_id is not None:
             argv += ["--node-id", f"{settings.node_id}-{slot}"]
         argv.append("--console" if settings.console else "--no-console")
+        for spec in settings.hsm:
+            argv += ["--hsm", spec]
+        for pin_file in settings.hsm_pin_files:
+            argv += ["--hsm-pin-file", pin_file]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -196,7 +201,14 @@ def cmd_server(args: argparse.Namespace) -> int:
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
         console=args.console,
+        hsm=args.hsm or (),
+        hsm_pin_files=args.hsm_pin_file or (),
     )
+    try:
+        # Bad flags or an unreadable PIN file: refused before anything starts.
+        hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
+    except hsm_registry.HsmConfigError as error:
+        raise config.ConfigError(str(error)) from None
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
 
@@ -306,6 +318,21 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="a PKCS#11 library this server may load (repeatable; env KEYCASK_PKCS11_MODULE, "
         "or KEYCASK_PKCS11_MODULES colon-separated): a PKCS#11 seal's library must be one, "
         "and so must the library of an `operator rekey --seal pkcs11` to this server",
+    )
+    server.add_argument(
+        "--hsm",
+        action="append",
+        metavar="NAME=MODULE_PATH:TOKEN_LABEL",
+        help="a PKCS#11 token for HSM-backed keys (custom key stores of type AWS_CLOUDHSM; "
+        "repeatable): NAME is the CloudHsmClusterId that names it, cluster- and 11-16 "
+        "letters or digits 2-7 (see docs/hsm.md)",
+    )
+    server.add_argument(
+        "--hsm-pin-file",
+        action="append",
+        metavar="[NAME=]FILE",
+        help="the PIN of the --hsm token in FILE (NAME=FILE for each when there are several; "
+        "or env KEYCASK_HSM_PIN for a single token)",
     )
     server.add_argument(
         "--proxy-protocol-from",

@@ -54,7 +54,7 @@ from keycask.crypto.wrapping import (
     key_material_id,
     unwrap_key_material,
 )
-from keycask.crypto.x509 import self_signed_certificate
+from keycask.crypto.x509 import is_pem_certificate, self_signed_certificate
 
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
@@ -85,6 +85,7 @@ __all__ = [
     "generate_private_key",
     "generate_wrapping_key",
     "hmac_digest",
+    "is_pem_certificate",
     "key_agreement_algorithms",
     "key_material_id",
     "mac_algorithms",

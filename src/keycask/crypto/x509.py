@@ -106,3 +106,13 @@ def self_signed_certificate(
         serialization.NoEncryption(),
     )
     return cert_pem, key_pem
+
+
+def is_pem_certificate(text: str) -> bool:
+    """Whether ``text`` is exactly one PEM X.509 certificate (a custom key
+    store's trust anchor: keycask keeps it, as AWS keeps a cluster's)."""
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode("utf-8"))
+    except (ValueError, UnicodeEncodeError):
+        return False
+    return len(certificates) == 1

@@ -33,10 +33,12 @@ from keycask.barrier import Barrier
 from keycask.crypto import KeyMaterial, PrivateKey, key_material_id
 from keycask.errors import KMSInternalException
 from keycask.keys.cache import DEFAULT_CACHE_ENTRIES, BoundedCache, Stored
+from keycask.keys.custom_stores import CustomKeyStore
 from keycask.keys.grant import Grant
 from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
+    CUSTOM_STORE_PREFIX,
     GRANT_PREFIX,
     JOB_DELETE,
     JOB_EXPIRE,
@@ -47,6 +49,10 @@ from keycask.keys.paths import (
     TRANSIT_PREFIX,
     VAULT_MOUNTS_PREFIX,
     alias_prefix,
+    custom_store_key_path,
+    custom_store_keys_prefix,
+    custom_store_path,
+    custom_store_prefix,
     due_jobs,
     gone_path,
     grant_prefix,
@@ -116,6 +122,8 @@ class KeyStore:
         self._transit: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
+        # Custom key stores by path: every use of a key of one asks.
+        self._stores: BoundedCache[str, Stored[CustomKeyStore]] = BoundedCache(cache_entries)
 
     # -- keys --
 
@@ -214,6 +222,10 @@ class KeyStore:
         ]
         if material is not None:
             writes.append(self.stage_key_material(key, key.current_version, material))
+        if key.custom_key_store_id is not None:
+            writes.append(
+                b.put(custom_store_key_path(key.custom_key_store_id, key.key_id), b"", expect=0)
+            )
         writes.extend(b.put(path, b"", expect=0) for path in sorted(due_jobs(key)))
         return writes
 
@@ -333,6 +345,10 @@ class KeyStore:
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
         writes.append(b.delete(usage_path(key.key_id), expect=None))
         writes.append(b.delete(transit_path(key.key_id), expect=None))
+        if key.custom_key_store_id is not None:
+            writes.append(
+                b.delete(custom_store_key_path(key.custom_key_store_id, key.key_id), expect=None)
+            )
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -437,6 +453,58 @@ class KeyStore:
 
     def stage_vault_mounts(self, account: str, region: str, value: bytes, expect: int) -> Write:
         return self._barrier.put(vault_mounts_path(account, region), value, expect=expect)
+
+    # -- custom key stores --
+
+    async def custom_store(
+        self, account: str, region: str, store_id: str
+    ) -> Stored[CustomKeyStore] | None:
+        path = custom_store_path(account, region, store_id)
+        cached = self._stores.get(path)
+        if cached is not None:
+            return cached
+        generation = self._stores.generation
+        found = await self._barrier.get(path)
+        if found is None:
+            return None
+        stored = Stored(CustomKeyStore.from_doc(orjson.loads(found.value)), found.revision)
+        self._stores.put(path, stored, generation)
+        return stored
+
+    async def custom_stores(self, account: str, region: str) -> list[Stored[CustomKeyStore]]:
+        """Every store of the account in the region, by id."""
+        return await self._custom_stores(custom_store_prefix(account, region))
+
+    async def every_custom_store(self) -> list[Stored[CustomKeyStore]]:
+        """Every store of every account and region (a token serves one)."""
+        return await self._custom_stores(CUSTOM_STORE_PREFIX)
+
+    async def _custom_stores(self, prefix: str) -> list[Stored[CustomKeyStore]]:
+        found: list[Stored[CustomKeyStore]] = []
+        after = ""
+        while True:
+            rows = await self._barrier.list(prefix, after, 1000)
+            found.extend(
+                Stored(CustomKeyStore.from_doc(orjson.loads(e.value)), e.revision) for _, e in rows
+            )
+            if len(rows) < 1000:
+                return found
+            after = rows[-1][0]
+
+    def stage_put_custom_store(self, store: CustomKeyStore, expect: int) -> Write:
+        path = custom_store_path(store.account, store.region, store.store_id)
+        return self._barrier.put(path, orjson.dumps(store.to_doc()), expect=expect)
+
+    def stage_delete_custom_store(self, stored: Stored[CustomKeyStore]) -> Write:
+        store = stored.value
+        path = custom_store_path(store.account, store.region, store.store_id)
+        return self._barrier.delete(path, expect=stored.revision)
+
+    async def custom_store_keys(self, store_id: str, limit: int = 1000) -> list[uuid.UUID]:
+        """Keys of the store (pending deletion included), up to ``limit``."""
+        prefix = custom_store_keys_prefix(store_id)
+        rows = await self._barrier.storage.list(prefix, "", limit)
+        return [uuid.UUID(path[len(prefix) :]) for path, _ in rows]
 
     # -- last use --
 
@@ -602,6 +670,7 @@ class KeyStore:
         self._grants.clear()
         self._transit.clear()
         self._mounts.clear()
+        self._stores.clear()
 
     # -- committing --
 
@@ -630,6 +699,8 @@ class KeyStore:
                 self._grants.pop(uuid.UUID(path.split("/")[1]))
             elif path.startswith(TRANSIT_PREFIX):
                 self._transit.pop(uuid.UUID(path[len(TRANSIT_PREFIX) :]))
+            elif path.startswith(CUSTOM_STORE_PREFIX):
+                self._stores.pop(path)
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

@@ -134,6 +134,8 @@ class Tag:
 class Origin(StrEnum):
     AWS_KMS = "AWS_KMS"
     EXTERNAL = "EXTERNAL"
+    # Generated and kept in a PKCS#11 token of a custom key store (issue 19).
+    AWS_CLOUDHSM = "AWS_CLOUDHSM"
 
 
 class RotationType(StrEnum):
@@ -287,6 +289,11 @@ class Key:
     primary_region: str | None = None
     regions: tuple[str, ...] = ()
     pending_window_days: int | None = None
+    # A key of a custom key store (issue 19): the store's id, and for an
+    # AWS_CLOUDHSM store the token object (its CKA_ID, 32 hex digits) that
+    # is the key: keycask holds no material for it.
+    custom_key_store_id: str | None = None
+    hsm_object: str | None = None
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -422,6 +429,10 @@ class Key:
             doc["regions"] = list(self.regions)
         if self.pending_window_days is not None:
             doc["pending_window_days"] = self.pending_window_days
+        if self.custom_key_store_id is not None:
+            doc["custom_key_store_id"] = self.custom_key_store_id
+        if self.hsm_object is not None:
+            doc["hsm_object"] = self.hsm_object
         return doc
 
     @classmethod
@@ -454,6 +465,8 @@ class Key:
             primary_region=doc.get("primary_region"),
             regions=tuple(doc.get("regions", ())),
             pending_window_days=None if window is None else int(window),
+            custom_key_store_id=doc.get("custom_key_store_id"),
+            hsm_object=doc.get("hsm_object"),
         )
 
 

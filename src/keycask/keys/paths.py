@@ -17,6 +17,8 @@ Paths:
     grant/<key id>/<grant id>                a grant on the key (JSON)
     retiring/<principal arn>/<key id>/<grant id>
                                              empty; ListRetirableGrants pages over it
+    cks/<account>/<region>/<store id>        a custom key store (JSON; keys/custom_stores.py)
+    cksidx/<store id>/<key id>               empty; a key of that custom key store
 
 A multi-Region key's copy in a region lives at ``key/<record id>``
 (``ids.record_id``), so every per-region path above (grants, usage, schedule,
@@ -192,3 +194,23 @@ def grant_prefix(key_id: uuid.UUID) -> str:
 
 def retiring_prefix(principal: str) -> str:
     return f"{RETIRING_PREFIX}{principal}/"
+
+
+CUSTOM_STORE_PREFIX = "cks/"
+CUSTOM_STORE_KEYS_PREFIX = "cksidx/"
+
+
+def custom_store_prefix(account: str, region: str) -> str:
+    return f"{CUSTOM_STORE_PREFIX}{account}/{region}/"
+
+
+def custom_store_path(account: str, region: str, store_id: str) -> str:
+    return custom_store_prefix(account, region) + store_id
+
+
+def custom_store_keys_prefix(store_id: str) -> str:
+    return f"{CUSTOM_STORE_KEYS_PREFIX}{store_id}/"
+
+
+def custom_store_key_path(store_id: str, key_id: uuid.UUID) -> str:
+    return f"{custom_store_keys_prefix(store_id)}{key_id}"

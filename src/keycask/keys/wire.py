@@ -20,6 +20,20 @@ region that holds a copy of the key. Both headers are 21 bytes, so
 ``HEADER_SIZE``, ``MIN_BLOB_SIZE`` and ``open_blob`` serve both formats.
 Nothing emits v2 yet; multi-Region keys will.
 
+Blob v3 (a key held in an HSM, a custom key store of type AWS_CLOUDHSM,
+issue 19)::
+
+    0x03 | key id (16, UUID bytes) | token object id (16)
+         | IV (12) | AES-256-GCM ciphertext | tag (16)
+
+The AES-GCM runs inside the token with the key the object id names (the
+key's record says which store, and so which token, holds it); the IV is
+random, and AAD is the 33 header bytes followed by the canonical encryption
+context. There is no per-message key derivation (the key never leaves the
+token, and tokens offer no SP 800-108 KDF to derive one inside): a key's
+messages share one AES key, under AES-GCM's bound for random IVs (2^32
+messages per key; see docs/hsm.md). v1 and v2 blobs are untouched.
+
 ``parse_blob`` and ``blob_header`` accept v1 only, as they always have;
 ``parse_mrk_blob`` and ``mrk_blob_header`` accept v2 only; ``parse_any_blob``
 accepts either and its header's class says which. Every malformed blob of
@@ -47,6 +61,11 @@ from keycask.keys.ids import MRK_ID_SIZE, is_record_id
 
 BLOB_FORMAT_V1 = 0x01
 BLOB_FORMAT_V2 = 0x02
+BLOB_FORMAT_HSM = 0x03
+HSM_HEADER_SIZE = 1 + 16 + 16
+HSM_IV_SIZE = 12
+HSM_TAG_SIZE = 16
+_HSM_HEADER = struct.Struct(">B16s16s")
 HEADER_SIZE = 1 + 16 + 4  # v1 and v2 alike: 16 is both a UUID's and an mrk id's size
 MIN_BLOB_SIZE = HEADER_SIZE + MESSAGE_OVERHEAD
 _HEADER = struct.Struct(">B16sI")
@@ -238,3 +257,18 @@ def decode_context(data: bytes) -> dict[str, str]:
     if pos != len(data):
         raise ValueError("not a canonical encryption context: trailing bytes")
     return result
+
+
+def hsm_blob_header(key_id: uuid.UUID, object_id: bytes) -> bytes:
+    """A v3 blob's header: the AAD's first part, and the blob's first bytes."""
+    return _HSM_HEADER.pack(BLOB_FORMAT_HSM, key_id.bytes, object_id)
+
+
+def parse_hsm_blob(blob: bytes) -> tuple[uuid.UUID, bytes, bytes, bytes]:
+    """(key id, token object id, IV, ciphertext and tag) of a v3 blob; the
+    same empty-message InvalidCiphertextException for anything malformed."""
+    if len(blob) < HSM_HEADER_SIZE + HSM_IV_SIZE + HSM_TAG_SIZE or blob[0] != BLOB_FORMAT_HSM:
+        raise InvalidCiphertextException(_INVALID)
+    _, key_id, object_id = _HSM_HEADER.unpack_from(blob)
+    iv = blob[HSM_HEADER_SIZE : HSM_HEADER_SIZE + HSM_IV_SIZE]
+    return uuid.UUID(bytes=key_id), object_id, iv, blob[HSM_HEADER_SIZE + HSM_IV_SIZE :]

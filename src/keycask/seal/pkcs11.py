@@ -46,9 +46,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import os
-import struct
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -57,11 +57,11 @@ from typing import Any
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
-from pkcs11.attributes import AttributeMapper
 from pkcs11.mechanisms import GCMParams
 
 from keycask.crypto import KeyMaterial, random_bytes
 from keycask.errors import SealError
+from keycask.hsm.token import attribute_mapper
 from keycask.seal import sealfile
 from keycask.seal.types import Option, Params, Secret, SecretSource, ShareFile, StartupSource
 
@@ -102,19 +102,6 @@ _FLAGS = {
     Attribute.WRAP: MechanismFlag.WRAP,
     Attribute.UNWRAP: MechanismFlag.UNWRAP,
 }
-_ULONG = struct.Struct("L")  # CK_ULONG, native
-
-
-def attribute_mapper() -> AttributeMapper:
-    """python-pkcs11's mapper, taught ``CKA_ALLOWED_MECHANISMS`` (an array of
-    CK_MECHANISM_TYPE), which it does not handle itself."""
-    mapper = AttributeMapper()
-    mapper.register_handler(
-        Attribute.ALLOWED_MECHANISMS,
-        lambda mechanisms: b"".join(_ULONG.pack(int(m)) for m in mechanisms),
-        lambda data: [int(v) for (v,) in _ULONG.iter_unpack(data)],
-    )
-    return mapper
 
 
 def choose_mechanism(offered: Iterable[Mechanism]) -> str:
@@ -153,6 +140,19 @@ def module_allowed(module: str, allowed: Iterable[str]) -> bool:
     data dir (or a restored backup) could name a library it carries itself."""
     real = os.path.realpath(module)
     return any(os.path.realpath(m) == real for m in allowed)
+
+
+def sealing_token(directory: Path, filename: str = SEAL_FILE) -> tuple[str, str] | None:
+    """(real path of the module, token label) of the token whose key seals
+    the root key in ``directory``, or None when no PKCS#11 seal is there: the
+    server refuses that token for HSM-backed keys (app.py)."""
+    try:
+        document = json.loads((directory / filename).read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(document, dict) or document.get("type") != SEAL_TYPE:
+        return None
+    return os.path.realpath(str(document.get("module", ""))), str(document.get("token_label"))
 
 
 class Pkcs11Seal:

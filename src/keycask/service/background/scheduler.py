@@ -57,6 +57,7 @@ from keycask.keys.keystore import (
 )
 from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, Key, KeyState, RotationType
 from keycask.ports import Clock, Coordinator, Write
+from keycask.service.core import hsm_keys
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.rotation import rotate, stage_rotation
 
@@ -336,8 +337,14 @@ class Scheduler:
             if key.mrk is not None:
                 return await destroy_copy(keys, stored, now)
             writes = await keys.stage_destroy(stored)
+            # A key held in an HSM: its token object goes too (if the commit
+            # then fails, the job runs again and finds it gone already).
+            destroyed = await hsm_keys.destroy(self._deps, key)
             return JobResult(
-                "DeleteKey", key, writes, f"deleted with {len(key.versions)} key material(s)"
+                "DeleteKey",
+                key,
+                writes,
+                f"deleted with {len(key.versions)} key material(s){destroyed}",
             )
         if job == JOB_EXPIRE:
             return expire_material(keys, stored, now)

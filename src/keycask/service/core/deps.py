@@ -3,11 +3,12 @@ principals and session tokens."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from keycask.auth.credentials import CredentialStore
 from keycask.auth.sessions import SessionTokens
 from keycask.auth.tokens import TokenStore
+from keycask.hsm.registry import Tokens
 from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
 from keycask.service.core.authz import Authorizer
@@ -28,3 +29,5 @@ class Deps:
     sessions: SessionTokens | None = None
     # Principals' bearer tokens (auth/tokens.py): the Vault door's callers.
     tokens: TokenStore | None = None
+    # PKCS#11 tokens of custom key stores (--hsm): HSM-backed keys.
+    hsm: Tokens = field(default_factory=Tokens)

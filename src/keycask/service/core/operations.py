@@ -17,6 +17,7 @@ from keycask.service.core.handlers import (
     aliases,
     asymmetric,
     crypto,
+    custom_key_stores,
     deletion,
     grants,
     imports,
@@ -29,13 +30,16 @@ from keycask.service.core.handlers import (
 )
 from keycask.service.core.requests import (
     AliasRequest,
+    CreateCustomKeyStoreRequest,
     CreateGrantRequest,
     CreateKeyRequest,
+    CustomKeyStoreRequest,
     DecapsulateRequest,
     DecryptRequest,
     DeleteAliasRequest,
     DeleteImportedKeyMaterialRequest,
     DeriveSharedSecretRequest,
+    DescribeCustomKeyStoresRequest,
     DescribeKeyRequest,
     EnableKeyRotationRequest,
     EncapsulateRequest,
@@ -64,6 +68,7 @@ from keycask.service.core.requests import (
     SignRequest,
     TagResourceRequest,
     UntagResourceRequest,
+    UpdateCustomKeyStoreRequest,
     UpdateKeyDescriptionRequest,
     UpdatePrimaryRegionRequest,
     VerifyMacRequest,
@@ -173,6 +178,43 @@ _ROWS = [
     Operation("ListRetirableGrants", ListRetirableGrantsRequest, grants.list_retirable_grants),
     Operation("RetireGrant", RetireGrantRequest, grants.retire_grant, mutates=True),
     Operation("RevokeGrant", RevokeGrantRequest, grants.revoke_grant, mutates=True),
+    # Custom key stores: each read-modify-writes the account's stores
+    # (names, the one store per token), so all that write run one at a time.
+    Operation(
+        "CreateCustomKeyStore",
+        CreateCustomKeyStoreRequest,
+        custom_key_stores.create_custom_key_store,
+        mutates=True,
+    ),
+    Operation(
+        "DescribeCustomKeyStores",
+        DescribeCustomKeyStoresRequest,
+        custom_key_stores.describe_custom_key_stores,
+    ),
+    Operation(
+        "UpdateCustomKeyStore",
+        UpdateCustomKeyStoreRequest,
+        custom_key_stores.update_custom_key_store,
+        mutates=True,
+    ),
+    Operation(
+        "ConnectCustomKeyStore",
+        CustomKeyStoreRequest,
+        custom_key_stores.connect_custom_key_store,
+        mutates=True,
+    ),
+    Operation(
+        "DisconnectCustomKeyStore",
+        CustomKeyStoreRequest,
+        custom_key_stores.disconnect_custom_key_store,
+        mutates=True,
+    ),
+    Operation(
+        "DeleteCustomKeyStore",
+        CustomKeyStoreRequest,
+        custom_key_stores.delete_custom_key_store,
+        mutates=True,
+    ),
     # ML-KEM.
     Operation("Encapsulate", EncapsulateRequest, kem.encapsulate),
     Operation("Decapsulate", DecapsulateRequest, kem.decapsulate),

@@ -72,6 +72,7 @@ class CreateKeyRequest:
     bypass_policy_lockout_safety_check: bool | None = None
     tags: list[dict[str, str]] | None = None
     multi_region: bool | None = None
+    custom_key_store_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +170,7 @@ class GenerateDataKeyRequest:
 @dataclass(frozen=True, slots=True)
 class GenerateRandomRequest:
     number_of_bytes: int | None = None
+    custom_key_store_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,3 +414,50 @@ class DecapsulateRequest:
     encapsulation_algorithm: str
     grant_tokens: list[str] | None = None
     dry_run: bool | None = None
+
+
+# -- custom key stores (issue 19) --
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCustomKeyStoreRequest:
+    custom_key_store_name: str
+    custom_key_store_type: str | None = None
+    cloud_hsm_cluster_id: str | None = None
+    trust_anchor_certificate: str | None = None
+    key_store_password: str | None = field(default=None, repr=False)
+    xks_proxy_uri_endpoint: str | None = None
+    xks_proxy_uri_path: str | None = None
+    xks_proxy_vpc_endpoint_service_name: str | None = None
+    xks_proxy_vpc_endpoint_service_owner: str | None = None
+    xks_proxy_authentication_credential: dict[str, str] | None = field(default=None, repr=False)
+    xks_proxy_connectivity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateCustomKeyStoreRequest:
+    custom_key_store_id: str
+    new_custom_key_store_name: str | None = None
+    cloud_hsm_cluster_id: str | None = None
+    key_store_password: str | None = field(default=None, repr=False)
+    xks_proxy_uri_endpoint: str | None = None
+    xks_proxy_uri_path: str | None = None
+    xks_proxy_vpc_endpoint_service_name: str | None = None
+    xks_proxy_vpc_endpoint_service_owner: str | None = None
+    xks_proxy_authentication_credential: dict[str, str] | None = field(default=None, repr=False)
+    xks_proxy_connectivity: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeCustomKeyStoresRequest:
+    custom_key_store_id: str | None = None
+    custom_key_store_name: str | None = None
+    limit: int | None = None
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomKeyStoreRequest:
+    """ConnectCustomKeyStore, DisconnectCustomKeyStore, DeleteCustomKeyStore."""
+
+    custom_key_store_id: str

@@ -98,9 +98,16 @@ class KeyMetadata:
     # A primary in PendingReplicaDeletion: the window its deletion starts
     # with when its last replica is gone (it has no DeletionDate until then).
     pending_deletion_window_in_days: int | None = None
+    custom_key_store_id: str | None = None
+    cloud_hsm_cluster_id: str | None = None
 
     @classmethod
-    def of(cls, key: Key) -> KeyMetadata:
+    def of(
+        cls, key: Key, *, cluster_id: str | None = None, unavailable: bool = False
+    ) -> KeyMetadata:
+        """``cluster_id``: the token of the key's custom key store;
+        ``unavailable``: that store is disconnected or its token is gone,
+        which DescribeKey shows as KeyState Unavailable (never stored)."""
         current = key.current
         return cls(
             aws_account_id=key.account,
@@ -110,7 +117,7 @@ class KeyMetadata:
             enabled=key.state is KeyState.ENABLED,
             description=key.description,
             key_usage=key.key_usage.value,
-            key_state=key.state.value,
+            key_state="Unavailable" if unavailable else key.state.value,
             origin=key.origin.value,
             key_manager="AWS" if key.aws_managed else "CUSTOMER",
             customer_master_key_spec=key.key_spec.value,
@@ -130,6 +137,8 @@ class KeyMetadata:
             pending_deletion_window_in_days=(
                 key.pending_window_days if key.state is KeyState.PENDING_REPLICA_DELETION else None
             ),
+            custom_key_store_id=key.custom_key_store_id,
+            cloud_hsm_cluster_id=cluster_id,
         )
 
 
@@ -430,3 +439,41 @@ class DecapsulateResult:
 
     def __repr__(self) -> str:
         return f"DecapsulateResult(key_id={self.key_id!r}, shared_secret=<redacted>)"
+
+
+# -- custom key stores (issue 19) --
+
+
+@dataclass(frozen=True, slots=True)
+class CreateCustomKeyStoreResult:
+    custom_key_store_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class XksProxyConfiguration:
+    connectivity: str | None = None
+    access_key_id: str | None = None
+    uri_endpoint: str | None = None
+    uri_path: str | None = None
+    vpc_endpoint_service_name: str | None = None
+    vpc_endpoint_service_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CustomKeyStoreEntry:
+    custom_key_store_id: str
+    custom_key_store_name: str
+    custom_key_store_type: str
+    connection_state: str
+    creation_date: datetime
+    connection_error_code: str | None = None
+    cloud_hsm_cluster_id: str | None = None
+    trust_anchor_certificate: str | None = None
+    xks_proxy_configuration: XksProxyConfiguration | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DescribeCustomKeyStoresResult:
+    custom_key_stores: list[CustomKeyStoreEntry]
+    truncated: bool
+    next_marker: str | None = None

@@ -19,6 +19,7 @@ from keycask.keys.ids import record_id
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import (
+    BLOB_FORMAT_HSM,
     BLOB_FORMAT_V2,
     AnyBlobHeader,
     BlobHeader,
@@ -27,9 +28,12 @@ from keycask.keys.wire import (
     encode_context,
     mrk_blob_header,
     open_blob,
+    parse_hsm_blob,
     seal_blob,
 )
+from keycask.service.core import hsm_keys
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.custom_store_types import random_from_store
 from keycask.service.core.deps import Deps
 from keycask.service.core.requests import (
     DecryptRequest,
@@ -57,8 +61,10 @@ _BELOW_FLOOR = (
     "The ciphertext's key version is below the key's min_decryption_version "
     "(set through the Vault Transit door), so it is no longer decrypted."
 )
-# The first byte of a multi-Region key's ciphertext (blob format v2).
+# The first byte of a multi-Region key's ciphertext (blob format v2), and
+# of an HSM-backed key's (v3).
 _V2 = bytes((BLOB_FORMAT_V2,))
+_V3 = bytes((BLOB_FORMAT_HSM,))
 
 
 def _algorithm(algorithm: str | None) -> str:
@@ -118,6 +124,11 @@ async def seal_for(
     key_id = key.key_id
     if version is None:
         version = key.current_version
+    if key.hsm_object is not None:
+        # A key held in an HSM: AES-GCM inside its token (blob v3).
+        blob = await hsm_keys.seal(deps, call, key, plaintext, context)
+        entry = key.version(version)
+        return blob, None if entry is None else entry.material_id
     if key.mrk is None:
         material = await deps.keys.material(key_id, version)
         header: AnyBlobHeader = BlobHeader(key_id, version)
@@ -234,7 +245,11 @@ async def _open(
     caller = call.caller
     assert caller is not None
     mrk: bytes | None = None
-    if blob[:1] == _V2:
+    hsm = blob[:1] == _V3
+    if hsm:
+        # A key held in an HSM (blob v3): it has one version.
+        key_id, version = parse_hsm_blob(blob)[0], 1
+    elif blob[:1] == _V2:
         # A multi-Region ciphertext opens in any region holding a copy of
         # its set: the copy here is found by its record id for this region.
         mrk, version = mrk_blob_header(blob)
@@ -284,6 +299,9 @@ async def _open(
     settings = await keys.transit_settings(key_id)
     if settings.revision and version < Settings.from_doc(settings.value).min_decryption_version:
         raise InvalidCiphertextException(_BELOW_FLOOR)
+    if hsm:
+        plaintext = await hsm_keys.open_blob(deps, call, key, blob, encoded)
+        return key, version, plaintext
     material = (
         await keys.material(key_id, version)
         if mrk is None
@@ -478,4 +496,11 @@ async def generate_random(deps: Deps, call: Call, req: GenerateRandomRequest) ->
     if req.number_of_bytes is None:
         raise ValidationException("NumberOfBytes is required.")
     await call.authorize("kms:GenerateRandom")
+    if req.custom_key_store_id is not None:
+        # From the HSM of an AWS_CLOUDHSM key store, as AWS takes it from
+        # the store's CloudHSM cluster.
+        plaintext = await random_from_store(
+            deps, call, req.custom_key_store_id, req.number_of_bytes
+        )
+        return Outcome(GenerateRandomResult(plaintext=plaintext))
     return Outcome(GenerateRandomResult(plaintext=random_bytes(req.number_of_bytes)))

@@ -12,12 +12,17 @@ from keycask.crypto import (
     key_material_id,
 )
 from keycask.errors import (
+    CustomKeyStoreInvalidStateException,
+    CustomKeyStoreNotFoundException,
     InvalidMarkerException,
     MalformedPolicyDocumentException,
     NotFoundException,
+    ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
 )
+from keycask.hsm.token import HsmError, TokenBusy
+from keycask.keys.custom_stores import STORE_ID, CustomKeyStore
 from keycask.keys.ids import new_mrk, parse_mrk, record_id
 from keycask.keys.model import (
     KEY_USAGES,
@@ -31,8 +36,10 @@ from keycask.keys.model import (
     key_arn,
 )
 from keycask.policy.document import parse_policy
+from keycask.service.core import hsm_keys
 from keycask.service.core.authz import principal_arns, render_policy
 from keycask.service.core.call import Call, Outcome
+from keycask.service.core.custom_store_types import TYPES
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.tags import validate_new_tags
 from keycask.service.core.offload import run_slow
@@ -181,9 +188,10 @@ async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     spec, usage = _key_spec(req)
     await _authorize_create(call, req, spec, usage)
-    if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
+    if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL, Origin.AWS_CLOUDHSM):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
+    store = await _custom_store_for(deps, call, req, origin=origin, spec=spec, usage=usage)
     if origin is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
         raise UnsupportedOperationException(
             "keycask imports symmetric key material only; "
@@ -203,7 +211,12 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     key_id = uuid.uuid4() if mrk is None else record_id(mrk, call.region)
     material: KeyMaterial | None = None
     versions: tuple[KeyVersion, ...] = ()
-    if origin is Origin.AWS_KMS:
+    if store is not None:
+        # The key is made inside the token last (below), once everything else
+        # has been checked, so a refusal leaves no object behind; until then
+        # its one version is a placeholder.
+        versions = (KeyVersion(1, ""),)
+    elif origin is Origin.AWS_KMS:
         material = await _material(call, spec)
         versions = (KeyVersion(1, key_material_id(material, key_id.bytes if mrk is None else mrk)),)
     key = Key(
@@ -213,32 +226,102 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         created=deps.clock.now(),
         description=req.description or "",
         # A key for imported material has none until ImportKeyMaterial.
-        state=KeyState.ENABLED if material is not None else KeyState.PENDING_IMPORT,
+        state=KeyState.ENABLED if versions else KeyState.PENDING_IMPORT,
         policy=req.policy if req.policy is not None else default_key_policy(call.account),
         key_spec=spec,
         key_usage=usage,
         origin=origin,
-        current_version=1 if material is not None else 0,
-        last_version=1 if material is not None else 0,
+        current_version=1 if versions else 0,
+        last_version=1 if versions else 0,
         tags=tags,
         versions=versions,
         mrk=mrk,
         primary_region=None if mrk is None else call.region,
         regions=() if mrk is None else (call.region,),
+        custom_key_store_id=None if store is None else store.store_id,
     )
     call.key_arn = key.arn
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
+    if store is not None:
+        hsm_object = await _generate_in_token(deps, store)
+        key = key.replace(
+            hsm_object=hsm_object,
+            versions=(KeyVersion(1, hsm_keys.material_id(key_id.bytes, hsm_object)),),
+        )
+        call.detail = f"generated in the HSM {store.cluster_id} of {store.store_id}"
     writes = deps.keys.stage_create(key, material)
     if mrk is not None:
         writes.append(deps.keys.stage_mrk_marker(mrk))
-    return Outcome(KeyMetadataResult(KeyMetadata.of(key)), writes)
+    return Outcome(KeyMetadataResult(await hsm_keys.key_metadata(deps, key)), writes)
 
 
 async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
     key = (await use_key(deps.keys, call, req.key_id, "kms:DescribeKey", allow_alias=True)).value
-    return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
+    if key.custom_key_store_id is None:
+        return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
+    return Outcome(KeyMetadataResult(await hsm_keys.key_metadata(deps, key)))
+
+
+async def _custom_store_for(
+    deps: Deps,
+    call: Call,
+    req: CreateKeyRequest,
+    *,
+    origin: Origin,
+    spec: KeySpec,
+    usage: KeyUsage,
+) -> CustomKeyStore | None:
+    """The connected AWS_CLOUDHSM store a new key goes into, or None."""
+    if req.custom_key_store_id is None:
+        if origin is Origin.AWS_CLOUDHSM:
+            raise ValidationException("Origin AWS_CLOUDHSM needs a CustomKeyStoreId.")
+        return None
+    if origin is not Origin.AWS_CLOUDHSM:
+        raise ValidationException(
+            "A key in a custom key store of type AWS_CLOUDHSM needs Origin AWS_CLOUDHSM."
+        )
+    if spec is not KeySpec.SYMMETRIC_DEFAULT or usage is not KeyUsage.ENCRYPT_DECRYPT:
+        raise UnsupportedOperationException(
+            "Keys in custom key stores are symmetric encryption keys only "
+            "(KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)."
+        )
+    if req.multi_region:
+        raise UnsupportedOperationException("Keys in custom key stores cannot be multi-Region.")
+    found = None
+    if STORE_ID.fullmatch(req.custom_key_store_id):
+        found = await deps.keys.custom_store(call.account, call.region, req.custom_key_store_id)
+    if found is None:
+        raise CustomKeyStoreNotFoundException(
+            f"Custom key store {req.custom_key_store_id} does not exist in this account and Region."
+        )
+    store = found.value
+    if not TYPES[store.store_type].holds_keys:
+        raise UnsupportedOperationException(
+            f"keycask cannot create keys in a custom key store of type {store.store_type} yet."
+        )
+    if not await hsm_keys.store_available(deps, store):
+        raise CustomKeyStoreInvalidStateException(
+            f"Custom key store {store.store_id} is not connected (or its HSM does not "
+            "answer); keys can be created only in a CONNECTED store."
+        )
+    return store
+
+
+async def _generate_in_token(deps: Deps, store: CustomKeyStore) -> str:
+    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
+    if token is None:
+        raise CustomKeyStoreInvalidStateException(f"Custom key store {store.store_id} has no HSM.")
+    try:
+        return await token.generate()
+    except TokenBusy:
+        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
+    except HsmError:
+        raise CustomKeyStoreInvalidStateException(
+            f"The HSM {store.cluster_id} of custom key store {store.store_id} could not "
+            "generate the key."
+        ) from None
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:

@@ -104,10 +104,20 @@ def _require_symmetric(key: Key, what: str) -> None:
         )
 
 
+def _refuse_custom_key_store(key: Key) -> None:
+    """AWS rotates no key of a custom key store, automatically or on demand."""
+    if key.custom_key_store_id is not None:
+        raise UnsupportedOperationException(
+            f"{key.arn} is in the custom key store {key.custom_key_store_id}; "
+            "keys in custom key stores cannot be rotated (create a new key instead)."
+        )
+
+
 def _require_automatic_rotation(key: Key) -> None:
     """Checked before the key's state, as AWS does: a PendingImport key is
     refused for its origin, not its state."""
     _require_symmetric(key, "automatic rotation")
+    _refuse_custom_key_store(key)
     if key.origin is not Origin.AWS_KMS:
         raise UnsupportedOperationException(
             f"{key.arn} origin is {key.origin.value} which is not valid for this operation; "
@@ -190,6 +200,7 @@ async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outco
     stored = await use_key(deps.keys, call, req.key_id, "kms:RotateKeyOnDemand")
     key = stored.value
     _require_primary(key, "on-demand rotation")
+    _refuse_custom_key_store(key)
     require_state("RotateKeyOnDemand", key)
     _require_symmetric(key, "on-demand rotation")
     if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:

@@ -1,0 +1,5 @@
+"""PKCS#11 tokens that hold HSM-backed keys (custom key stores of type
+AWS_CLOUDHSM): the registry of configured tokens (``registry``) and what
+keycask asks of each (``token``). With ``keycask.seal.pkcs11``, the only
+importer of ``pkcs11``, which only ``token`` loads: reading the flags does
+not load the library."""
