@@ -1,4 +1,11 @@
-"""Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom."""
+"""Encrypt, Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
+
+Why one module of ~500 lines: every operation here that opens a ciphertext
+goes through one ``_open`` (the blob's header, the key's region and state,
+the transit floor, multi-Region sets, HSM-backed keys), and every one that
+makes one through one sealing path; split, the checks would drift apart
+between Decrypt and ReEncrypt, which must refuse exactly alike.
+"""
 
 from __future__ import annotations
 
