@@ -55,6 +55,7 @@ from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
 from keycask.service.doors.sts import StsDoor
 from keycask.service.doors.vault_transit import VaultTransitDoor
+from keycask.service.doors.xks import XksDoor
 from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
@@ -303,6 +304,16 @@ def _doors(
                 sealed=lambda: barrier.sealed,
             )
         )
+    xks = XksDoor(
+        deps,
+        deps.credentials,
+        deps.authz,
+        region=settings.region,
+        path_prefix=settings.xks_path_prefix,
+        node=settings.node_id or "keycask",
+    )
+    barrier.on_seal.append(xks.forget)
+    doors.add(xks)
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit, sts))

@@ -88,6 +88,9 @@ class Settings:
     # Serve the web console at /console/ (http/console.py): --dev's default,
     # --console in production; never over plain HTTP off loopback.
     console: bool = False
+    # The XKS proxy API's path prefix (--xks-path-prefix): its URI path is
+    # <prefix>/kms/xks/v1 (service/doors/xks.py). "": none.
+    xks_path_prefix: str = ""
 
     @property
     def tls(self) -> bool:
@@ -128,6 +131,7 @@ def load(
     pkcs11_modules: Sequence[str] = (),
     storage_insecure: bool = False,
     console: bool | None = None,
+    xks_path_prefix: str | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -180,7 +184,33 @@ def load(
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
         lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
         console=serve_console,
+        xks_path_prefix=check_xks_path_prefix(
+            xks_path_prefix or env.get("KEYCASK_XKS_PATH_PREFIX") or ""
+        ),
     )
+
+
+# The XKS specification's XksProxyUriPath: at most 128 of a-z A-Z 0-9 / - _,
+# ending in /kms/xks/v1.
+_XKS_PREFIX = re.compile(r"(?:/[A-Za-z0-9_-]+)*")
+XKS_API_PATH = "/kms/xks/v1"
+_XKS_URI_PATH_MAX = 128
+
+
+def check_xks_path_prefix(prefix: str) -> str:
+    """``prefix`` without its trailing slash; ConfigError if AWS KMS could not
+    be given ``<prefix>/kms/xks/v1`` as an XksProxyUriPath."""
+    prefix = prefix.rstrip("/")
+    if not _XKS_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"--xks-path-prefix must be /-separated segments of A-Z a-z 0-9 - _, got {prefix!r}"
+        )
+    if len(prefix + XKS_API_PATH) > _XKS_URI_PATH_MAX:
+        raise ConfigError(
+            f"--xks-path-prefix: the XKS URI path {prefix}{XKS_API_PATH} is over "
+            f"{_XKS_URI_PATH_MAX} characters"
+        )
+    return prefix
 
 
 def _console(asked: bool | None, *, dev: bool, plain: bool, host: str) -> bool:

@@ -150,6 +150,8 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
         if settings.node_id is not None:
             argv += ["--node-id", f"{settings.node_id}-{slot}"]
         argv.append("--console" if settings.console else "--no-console")
+        if settings.xks_path_prefix:
+            argv += ["--xks-path-prefix", settings.xks_path_prefix]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -196,6 +198,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
         console=args.console,
+        xks_path_prefix=args.xks_path_prefix,
     )
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -297,6 +300,13 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=None,
         help="serve the web console at /console/ (default: on with --dev on loopback or "
         "TLS, else off; refused over plain HTTP off loopback)",
+    )
+    server.add_argument(
+        "--xks-path-prefix",
+        metavar="PREFIX",
+        help="serve the XKS proxy API (docs/xks.md) at PREFIX/kms/xks/v1 (e.g. /keystore-1; "
+        "env KEYCASK_XKS_PATH_PREFIX; default none: /kms/xks/v1); requests under another "
+        "prefix are answered InvalidUriPathException",
     )
     add_startup_flags(server)
     server.add_argument(
