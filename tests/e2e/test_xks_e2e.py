@@ -598,6 +598,8 @@ def test_malformed_bodies_are_validation_exceptions(xks_server: Server) -> None:
     # An oversized body is refused, in the XKS wire.
     huge = _signed(xks_server, path, b"{" + b" " * (70 * 1024) + b"}", cred)
     assert _error(huge) == (400, "ValidationException")
+    over_http_limit = _signed(xks_server, path, b"{" + b" " * (1024 * 1024) + b"}", cred)
+    assert _error(over_http_limit) == (413, "ValidationException")
     # Fields AWS KMS may add to requestMetadata later are accepted.
     extra = {**good, "requestMetadata": {**_metadata(), "kmsFutureField": "x"}}
     assert _signed(xks_server, path, json.dumps(extra).encode(), cred).status_code == 200

@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keycask.auth.sigv4 import HttpRequest
-from keycask.errors import KMSError
+from keycask.errors import (
+    BarrierBusy,
+    DisabledException,
+    IncompleteSignatureException,
+    KMSError,
+    KMSInternalException,
+    Sealed,
+)
 from keycask.service.core import xks
 from keycask.service.doors.xks import _DECODERS, _body, error_name, route
 
@@ -144,3 +151,11 @@ def test_the_specifications_examples_decode() -> None:
     assert base64.b64encode(xks.integrity_value(decoded.aad, result)).decode() == (
         "qHA/ImC9h5HsLRXqCyPmWgYx7tzyoTplzILbP0fPXsc="
     )
+
+
+def test_keycask_errors_map_to_the_specifications_names() -> None:
+    assert error_name(Sealed()) == ("InvalidStateException", 400)
+    assert error_name(DisabledException("x")) == ("InvalidStateException", 400)
+    assert error_name(BarrierBusy("x")) == ("ThrottlingException", 429)
+    assert error_name(IncompleteSignatureException("x")) == ("AuthenticationFailedException", 401)
+    assert error_name(KMSInternalException("x")) == ("InternalException", 500)

@@ -1,6 +1,6 @@
 """Principals and their access keys, stored behind the barrier.
 
-Why one module of ~630 lines: a principal's document lists its access keys
+Why one module of ~790 lines: a principal's document lists its access keys
 and decides whether each counts, so the two are read, cached, staged and
 forgotten together (one cache, one ``forget`` on commit); the value types
 and name checks above the store are what its documents are made of.
@@ -11,7 +11,11 @@ after first use. Paths:
 
     principal/<account>/<name>    the principal (JSON): admin, kind, tags,
                                   identity policies, its access key ids
-    accesskey/<access key id>     the access key, its secret and its owner (JSON)
+    accesskey/<access key id>     the access key, its secret and its owner (JSON);
+                                  also an XKS proxy credential (``"purpose": "xks"``,
+                                  an ``XKKC`` id of 26 characters): it signs for the
+                                  XKS door only (``lookup_xks``), and ``lookup`` and
+                                  the access-key admin calls never see it
     tomb/accesskey/<id>           empty; the access key was deleted (with its
                                   owner or alone)
 
@@ -29,10 +33,8 @@ the writes, which the caller commits (after its audit record is durable) with
 ``create_principal`` stages and commits at once, for callers with no audit
 step of their own to put in between (the --dev bootstrap, tests).
 
-Why one module of ~530 lines: the principal and access-key documents and the
-store that reads them carry one trust rule (a key counts only as its owner's
-document says), which ``lookup``, the staging methods and the cache
-invalidation in ``forget`` must all apply the same way.
+The same trust rule holds for XKS credentials, which ``_load`` reads for
+both lookups: the rule is written once.
 """
 
 from __future__ import annotations

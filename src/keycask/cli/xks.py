@@ -2,8 +2,8 @@
 AWS KMS (or another keycask) signs its XKS proxy requests with
 (docs/xks.md), managed through ``KeycaskAdmin`` calls to the running server
 (signed with an administrator's profile). ``create --json`` prints
-``AccessKeyId``, ``SecretAccessKey``, ``Arn`` and the ``XksProxyUriPath``
-to give AWS KMS is the server's (``--xks-path-prefix``)."""
+``Arn``, ``AccessKeyId`` and ``SecretAccessKey``; the XksProxyUriPath to give
+AWS KMS with them is the server's ``--xks-path-prefix`` + ``/kms/xks/v1``."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ shapes of keycask's own, decoded here into the core's typed requests
 (``core/principal_requests.py``, ``core/idp_requests.py``) and encoded from
 its typed results.
 
-Why one module of ~700 lines: it is one wire, one table (``WIRE``) read by
+Why one module of ~780 lines: it is one wire, one table (``WIRE``) read by
 one decoder and one encoder; every shape follows the same member, type and
 order rules, which are easiest to check side by side.
 
