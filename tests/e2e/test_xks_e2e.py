@@ -430,6 +430,19 @@ def test_a_key_policy_can_allow_one_kms_key_arn_only(xks_server: Server) -> None
     assert _error(bob) == (403, "AccessDeniedException")
 
 
+def test_policies_see_the_algorithm_and_the_aads_context_key(xks_server: Server) -> None:
+    cred = _credential(xks_server)
+    condition = {
+        "StringEquals": {"kms:EncryptionAlgorithm": "SYMMETRIC_DEFAULT"},
+        "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["xks:aad-sha256"]},
+    }
+    key_id = _key(xks_server, cred, condition=condition)
+    sealed = _encrypt(xks_server, cred, key_id, b"x", b"aad")
+    assert sealed.status_code == 200, sealed.text
+    opened = _call(xks_server, f"/keys/{key_id}/decrypt", _decrypt_doc(sealed.json(), b"aad"), cred)
+    assert opened.status_code == 200, opened.text
+
+
 def test_every_call_is_audited_with_its_kms_request_id(xks_server: Server) -> None:
     cred = _credential(xks_server)
     key_id = _key(xks_server, cred)

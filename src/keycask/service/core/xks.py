@@ -57,7 +57,7 @@ from keycask.errors import (
     NotFoundException,
     UnsupportedOperationException,
 )
-from keycask.keys.model import Key, KeySpec, KeyState, KeyUsage
+from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyState, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import BLOB_FORMAT_V1
 from keycask.service.core.call import Call, Outcome
@@ -212,12 +212,18 @@ def _require_usage(key: Key, usage: str) -> None:
         )
 
 
-async def _exposed(deps: Deps, call: Call, key_id: str, action: str, usage: str) -> Key:
+async def _exposed(
+    deps: Deps, call: Call, key_id: str, action: str, *, usage: str, context: dict[str, str]
+) -> Key:
     """The key, once the caller may do ``action`` with it, if it is exposed
-    for ``usage``. Authorized here first, so a caller that may not use the
-    key learns nothing of it; the core operation then authorizes again (the
-    same decision, from the decision cache), and the record names it once."""
+    for ``usage``. Authorized here first, with the condition keys the core
+    operation will have (the context, the algorithm), so a caller that may
+    not use the key learns nothing of it; the core operation then authorizes
+    again (the same decision, from the decision cache), and the record names
+    it once."""
     _check_key_id(key_id)
+    call.encryption_context = context
+    call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
     key = (await use_key(deps.keys, call, key_id, action)).value
     _check_servable(key)
     _require_usage(key, usage)
@@ -249,13 +255,12 @@ async def metadata(deps: Deps, call: Call, req: XksKeyRequest) -> Outcome:
 
 async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
     _note(call, req.metadata)
-    await _exposed(deps, call, req.key_id, "kms:Encrypt", ENCRYPT)
+    context = aad_context(req.aad)
+    await _exposed(deps, call, req.key_id, "kms:Encrypt", usage=ENCRYPT, context=context)
     out = await crypto.encrypt(
         deps,
         call,
-        EncryptRequest(
-            key_id=req.key_id, plaintext=req.plaintext, encryption_context=aad_context(req.aad)
-        ),
+        EncryptRequest(key_id=req.key_id, plaintext=req.plaintext, encryption_context=context),
     )
     result = out.result
     assert isinstance(result, EncryptResult)
@@ -281,7 +286,8 @@ async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
 
 async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
     _note(call, req.metadata)
-    key = await _exposed(deps, call, req.key_id, "kms:Decrypt", DECRYPT)
+    context = aad_context(req.aad)
+    key = await _exposed(deps, call, req.key_id, "kms:Decrypt", usage=DECRYPT, context=context)
     if (
         len(req.metadata_bytes) != METADATA_SIZE
         or len(req.iv) != NONCE_SIZE
@@ -300,9 +306,7 @@ async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
     out = await crypto.decrypt(
         deps,
         call,
-        DecryptRequest(
-            ciphertext_blob=blob, encryption_context=aad_context(req.aad), key_id=req.key_id
-        ),
+        DecryptRequest(ciphertext_blob=blob, encryption_context=context, key_id=req.key_id),
     )
     result = out.result
     assert isinstance(result, DecryptResult)
