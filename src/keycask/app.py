@@ -311,6 +311,8 @@ def _doors(
         region=settings.region,
         path_prefix=settings.xks_path_prefix,
         node=settings.node_id or "keycask",
+        client_certificate=settings.xks_client_ca is not None,
+        client_subject=settings.xks_client_subject,
     )
     barrier.on_seal.append(xks.forget)
     doors.add(xks)

@@ -91,6 +91,11 @@ class Settings:
     # The XKS proxy API's path prefix (--xks-path-prefix): its URI path is
     # <prefix>/kms/xks/v1 (service/doors/xks.py). "": none.
     xks_path_prefix: str = ""
+    # The XKS door's mutual TLS (--xks-client-ca, --xks-client-subject): XKS
+    # requests must come with a client certificate this CA issued (and, if
+    # given, with this subject common name); the other doors do not ask.
+    xks_client_ca: Path | None = None
+    xks_client_subject: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -132,6 +137,8 @@ def load(
     storage_insecure: bool = False,
     console: bool | None = None,
     xks_path_prefix: str | None = None,
+    xks_client_ca: str | None = None,
+    xks_client_subject: str | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -149,6 +156,15 @@ def load(
     client_ca = tls_client_ca or env.get("KEYCASK_TLS_CLIENT_CA") or None
     if (cert is None) != (key is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    xks_ca = xks_client_ca or env.get("KEYCASK_XKS_CLIENT_CA") or None
+    xks_subject = xks_client_subject or env.get("KEYCASK_XKS_CLIENT_SUBJECT") or None
+    if xks_ca is not None and cert is None:
+        raise ConfigError(
+            "--xks-client-ca needs --tls-cert and --tls-key: the client certificate is "
+            "checked in keycask's own TLS handshake"
+        )
+    if xks_subject is not None and xks_ca is None:
+        raise ConfigError("--xks-client-subject needs --xks-client-ca")
     if client_ca is not None and cert is None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     insecure = insecure_plaintext or env.get("KEYCASK_INSECURE_PLAINTEXT") == "1"
@@ -187,6 +203,8 @@ def load(
         xks_path_prefix=check_xks_path_prefix(
             xks_path_prefix or env.get("KEYCASK_XKS_PATH_PREFIX") or ""
         ),
+        xks_client_ca=None if xks_ca is None else Path(xks_ca).resolve(),
+        xks_client_subject=xks_subject,
     )
 
 

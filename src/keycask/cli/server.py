@@ -152,12 +152,15 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
         argv.append("--console" if settings.console else "--no-console")
         if settings.xks_path_prefix:
             argv += ["--xks-path-prefix", settings.xks_path_prefix]
+        if settings.xks_client_subject is not None:
+            argv += ["--xks-client-subject", settings.xks_client_subject]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
             ("--tls-cert", settings.tls_cert),
             ("--tls-key", settings.tls_key),
             ("--tls-client-ca", settings.tls_client_ca),
+            ("--xks-client-ca", settings.xks_client_ca),
         ):
             if path is not None:
                 argv += [flag, str(path)]
@@ -199,6 +202,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         storage_insecure=args.storage_insecure,
         console=args.console,
         xks_path_prefix=args.xks_path_prefix,
+        xks_client_ca=args.xks_client_ca,
+        xks_client_subject=args.xks_client_subject,
     )
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -307,6 +312,19 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="serve the XKS proxy API (docs/xks.md) at PREFIX/kms/xks/v1 (e.g. /keystore-1; "
         "env KEYCASK_XKS_PATH_PREFIX; default none: /kms/xks/v1); requests under another "
         "prefix are answered InvalidUriPathException",
+    )
+    server.add_argument(
+        "--xks-client-ca",
+        metavar="PEM",
+        help="mutual TLS for the XKS proxy API: its requests must come with a client "
+        "certificate issued by this CA (for AWS KMS: the Amazon Trust Services roots); other "
+        "doors do not ask for one (env KEYCASK_XKS_CLIENT_CA; needs --tls-cert)",
+    )
+    server.add_argument(
+        "--xks-client-subject",
+        metavar="CN",
+        help="with --xks-client-ca: the client certificate's subject common name must be this "
+        "(for AWS KMS: cks.kms.<region>.amazonaws.com; env KEYCASK_XKS_CLIENT_SUBJECT)",
     )
     add_startup_flags(server)
     server.add_argument(

@@ -73,9 +73,15 @@ class KMSApp:
             return _response(reply)
         if b"/kms/xks/" in request.raw_path:
             # The XKS proxy API (service/doors/xks.py), under any prefix: a
-            # wrong one is answered in the XKS wire, every method too.
+            # wrong one is answered in the XKS wire, every method too. Its
+            # mutual TLS reads the client certificate's subject.
             http = HttpRequest(
-                method, request.raw_path, request.query_string, request.headers, request.body
+                method,
+                request.raw_path,
+                request.query_string,
+                request.headers,
+                request.body,
+                request.client_subject,
             )
             reply = await self._pipeline.handle(
                 http, request.client, secure_transport=request.secure

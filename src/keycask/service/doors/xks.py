@@ -296,6 +296,8 @@ class XksDoor:
         region: str,
         path_prefix: str = "",
         node: str = "keycask",
+        client_certificate: bool = False,
+        client_subject: str | None = None,
     ) -> None:
         self._deps = deps
         self._credentials = credentials
@@ -303,6 +305,8 @@ class XksDoor:
         self._region = region
         self._prefix = check_xks_path_prefix(path_prefix).encode()
         self._node = node
+        self._client_certificate = client_certificate
+        self._client_subject = client_subject
         self._signing_keys = sigv4.SigningKeyCache()
         self._callers: dict[str, Caller] = {}
         self._actions = {
@@ -333,6 +337,8 @@ class XksDoor:
         return name if method == "POST" else None
 
     async def authenticate(self, call: Call, request: HttpRequest) -> None:
+        if self._client_certificate:
+            self._check_client_certificate(request.client_subject)
         try:
             signed = sigv4.parse(
                 request,
@@ -359,6 +365,16 @@ class XksDoor:
             caller = Caller(key.principal, key.access_key_id, self._region, subject)
             self._callers[key.access_key_id] = caller
         call.caller = caller
+
+    def _check_client_certificate(self, subject: str | None) -> None:
+        """Mutual TLS (--xks-client-ca): the handshake verified the chain; the
+        subject's common name is checked here, per request."""
+        if subject is None:
+            raise AuthenticationFailed("this XKS proxy requires a TLS client certificate")
+        if self._client_subject is not None and subject != self._client_subject:
+            raise AuthenticationFailed(
+                "the TLS client certificate's subject is not the one this XKS proxy accepts"
+            )
 
     def action(self, call: Call, request: HttpRequest) -> Action:
         name = call.operation
