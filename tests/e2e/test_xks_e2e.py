@@ -484,7 +484,7 @@ def test_curl_signs_as_aws_kms_does(xks_server: Server, tmp_path: Path) -> None:
     key_id = _key(xks_server, cred)
     base = xks_server.endpoint + PREFIX + "/kms/xks/v1"
 
-    def run(path: str, doc: Any, user: str) -> tuple[int, Any]:
+    def run(path: str, doc: Any, user: str, *, at: str = base) -> tuple[int, Any]:
         body = tmp_path / "body.json"
         body.write_text(json.dumps(doc))
         out = subprocess.run(
@@ -503,7 +503,7 @@ def test_curl_signs_as_aws_kms_does(xks_server: Server, tmp_path: Path) -> None:
                 "Content-Type:application/json",
                 "--data",
                 f"@{body}",
-                base + path,
+                at + path,
             ],
             capture_output=True,
             text=True,
@@ -533,6 +533,15 @@ def test_curl_signs_as_aws_kms_does(xks_server: Server, tmp_path: Path) -> None:
     assert code == 200
     code, opened = run(f"/keys/{key_id}/decrypt", _decrypt_doc(sealed, None), user)
     assert code == 200 and opened == {"plaintext": plaintext}
+    code, wrong_prefix = run(
+        "/health",
+        {"requestMetadata": {"kmsRequestId": "c", "kmsOperation": "x"}},
+        user,
+        at=xks_server.endpoint + "/tenant-2/kms/xks/v1",
+    )
+    assert code == 404 and wrong_prefix["errorName"] == "InvalidUriPathException"
+    code, malformed = run(f"/keys/{key_id}/encrypt", {"requestMetadata": {}}, user)
+    assert code == 400 and malformed["errorName"] == "ValidationException"
     code, refused = run(
         "/health",
         {"requestMetadata": {"kmsRequestId": "c", "kmsOperation": "x"}},
@@ -564,6 +573,9 @@ def test_a_wrong_prefix_or_path_is_invalid_uri_path_and_get_is_405(xks_server: S
     for path in ("/health", f"{key}/metadata", f"{key}/encrypt"):
         reply = _signed(xks_server, PREFIX + "/kms/xks/v1" + path, b"", cred, method="GET")
         assert reply.status_code == 405, path
+    # Unsigned GET: still 405 (the specification's MUST); unsigned POST: 401.
+    unsigned_get = requests.get(xks_server.endpoint + PREFIX + "/kms/xks/v1/health", timeout=30)
+    assert unsigned_get.status_code == 405
     # Unsigned: refused before anything else.
     plain = requests.post(
         xks_server.endpoint + PREFIX + "/kms/xks/v1/health", data=health, timeout=30

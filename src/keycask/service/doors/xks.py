@@ -337,6 +337,10 @@ class XksDoor:
         return name if method == "POST" else None
 
     async def authenticate(self, call: Call, request: HttpRequest) -> None:
+        if request.method != "POST" and route("POST", request.raw_path, self._prefix)[0]:
+            # The specification: a GET (any other method) at one of the API's
+            # URIs is 405, signed or not; the paths are public, nothing is told.
+            raise MethodNotAllowed(f"{request.method} is not allowed here; use POST")
         if self._client_certificate:
             self._check_client_certificate(request.client_subject)
         try:
