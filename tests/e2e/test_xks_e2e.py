@@ -757,3 +757,23 @@ def _prepared(server: Server, path: str, body: bytes, cred: dict[str, str]) -> A
         Credentials(cred["AccessKeyId"], cred["SecretAccessKey"]), "kms-xks-proxy", "us-east-1"
     ).add_auth(request)
     return request
+
+
+def test_worker_processes_serve_the_same_prefix_and_credentials(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", workers=2, args=("--xks-path-prefix", PREFIX)).start()
+    try:
+        cred = _credential(srv)
+        key_id = _key(srv, cred)
+        # Several connections: the kernel spreads them over both workers, and
+        # each must know the prefix, the credential and the key.
+        sealed = [_encrypt(srv, cred, key_id, b"w", b"a") for _ in range(6)]
+        assert {reply.status_code for reply in sealed} == {200}
+        for reply in sealed:
+            doc = _decrypt_doc(reply.json(), b"a")
+            assert _call(srv, f"/keys/{key_id}/decrypt", doc, cred).status_code == 200
+        srv.cli("xks", "credentials", "revoke", cred["AccessKeyId"])
+        health = {"requestMetadata": {"kmsRequestId": "w", "kmsOperation": "KmsHealthCheck"}}
+        refused = [_call(srv, "/health", health, cred).status_code for _ in range(6)]
+        assert set(refused) == {401}
+    finally:
+        srv.stop(signal.SIGKILL)
