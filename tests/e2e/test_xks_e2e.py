@@ -419,6 +419,15 @@ def test_a_key_policy_can_allow_one_kms_key_arn_only(xks_server: Server) -> None
         },
     )
     assert _encrypt(xks_server, cred, by_caller, b"x", None).status_code == 200
+    # And some AWS KMS operations only (here: no ReEncrypt).
+    no_reencrypt = _key(
+        xks_server,
+        cred,
+        condition={"StringNotEquals": {"keycask:XksKmsOperation": "ReEncrypt"}},
+    )
+    assert _encrypt(xks_server, cred, no_reencrypt, b"x", None).status_code == 200
+    reencrypt = _encrypt(xks_server, cred, no_reencrypt, b"x", None, kmsOperation="ReEncrypt")
+    assert _error(reencrypt) == (403, "AccessDeniedException")
     bob = _encrypt(
         xks_server,
         cred,

@@ -160,6 +160,7 @@ class XksDecryptResult:
 
 def _note(call: Call, metadata: RequestMetadata) -> None:
     """The request metadata as condition keys and in the audit record."""
+    call.conditions[CONDITION_KEYS["kmsOperation"]] = metadata.kms_operation
     for name, value in metadata.fields:
         condition = CONDITION_KEYS.get(name)
         if condition is not None:
