@@ -410,6 +410,18 @@ def test_a_key_policy_can_allow_one_kms_key_arn_only(xks_server: Server) -> None
     assert _encrypt(xks_server, cred, key_id, b"x", None).status_code == 200
     refused = _encrypt(xks_server, cred, key_id, b"x", None, kmsKeyArn=OTHER_KMS_KEY_ARN)
     assert _error(refused) == (403, "AccessDeniedException")
+    # docs/xks.md's statement: IfExists, so CreateKey's metadata call (no
+    # kmsKeyArn yet) is allowed, and Encrypt for another KMS key is not.
+    doc_key = _key(
+        xks_server, cred, condition={"StringEqualsIfExists": {"keycask:XksKmsKeyArn": KMS_KEY_ARN}}
+    )
+    create_key_meta = {k: v for k, v in _metadata("CreateKey").items() if k != "kmsKeyArn"}
+    meta_doc = {"requestMetadata": create_key_meta}
+    meta = _call(xks_server, f"/keys/{doc_key}/metadata", meta_doc, cred)
+    assert meta.status_code == 200, meta.text
+    assert _encrypt(xks_server, cred, doc_key, b"x", None).status_code == 200
+    other = _encrypt(xks_server, cred, doc_key, b"x", None, kmsKeyArn=OTHER_KMS_KEY_ARN)
+    assert _error(other) == (403, "AccessDeniedException")
     # And one AWS principal, by the same means.
     by_caller = _key(
         xks_server,
