@@ -16,9 +16,10 @@ door only (and an access key of the other doors never signs here). The
 scope's region is AWS KMS's own and is not checked: the keys are this
 server's region's. Bodies are the specification's JSON (base64 fields,
 ``requestMetadata``); errors ``{"errorName", "errorMessage"}`` with its
-statuses. The operations are ``service/core/xks.py``'s; GetHealthStatus is
-answered here (authenticated, not authorized: the specification excludes
-it from secondary authorization).
+statuses. The operations are ``service/core/xks.py``'s; GetHealthStatus's
+answer (this node as the fleet) is written here around the core's check
+(authenticated, not authorized: the specification excludes it from
+secondary authorization).
 """
 
 from __future__ import annotations
@@ -417,10 +418,8 @@ class XksDoor:
         self._signing_keys = sigv4.SigningKeyCache()
 
     async def _health(self, call: Call, req: xks.XksHealthRequest) -> Outcome:
-        call.detail = (
-            f"kmsRequestId={xks.printable(req.metadata.kms_request_id)}; "
-            f"kmsOperation={xks.printable(req.metadata.kms_operation)}"
-        )
+        checked = (await xks.health(self._deps, call, req)).result
+        assert isinstance(checked, xks.XksHealthResult)
         model = f"keycask {__version__}"
         return Outcome(
             {
@@ -428,6 +427,8 @@ class XksDoor:
                 "xksProxyVendor": "keycask",
                 "xksProxyModel": model,
                 "ekmVendor": "keycask",
-                "ekmFleetDetails": [{"id": self._node, "model": model, "healthStatus": "ACTIVE"}],
+                "ekmFleetDetails": [
+                    {"id": self._node, "model": model, "healthStatus": checked.status}
+                ],
             }
         )
