@@ -228,6 +228,30 @@ def test_credentials_are_shaped_as_aws_kms_requires_two_at_once_and_revocable(
     assert not any(second["SecretAccessKey"].encode() in p.read_bytes() for p in files)
 
 
+def test_an_existing_principal_gets_one_but_an_administrator_never(xks_server: Server) -> None:
+    name = f"app-{uuid.uuid4().hex[:8]}"
+    made = json.loads(xks_server.cli("principals", "create", name, "--json").stdout)
+    cred = _credential(xks_server, name)
+    assert cred["Arn"] == made["Arn"]
+    # Its access key still signs for the AWS door, and is not an XKS credential.
+    aws = {"AccessKeyId": made["AccessKeyId"], "SecretAccessKey": made["SecretAccessKey"]}
+    health = {"requestMetadata": {"kmsRequestId": "a", "kmsOperation": "KmsHealthCheck"}}
+    assert _call(xks_server, "/health", health, aws).status_code == 401
+    assert _call(xks_server, "/health", health, cred).status_code == 200
+    listed = xks_server.cli("principals", "access-keys", "list", name, "--json").stdout
+    assert [k["AccessKeyId"] for k in json.loads(listed)] == [made["AccessKeyId"]]
+    admin = f"admin-{uuid.uuid4().hex[:8]}"
+    xks_server.cli("principals", "create", admin, "--admin", "--json")
+    refused = xks_server.cli("xks", "credentials", "create", admin, check=False)
+    assert refused.returncode != 0 and "administrator" in refused.stderr
+    # Deleting the principal revokes its XKS credentials with it.
+    xks_server.cli("principals", "delete", name)
+    assert _error(_call(xks_server, "/health", health, cred)) == (
+        401,
+        "AuthenticationFailedException",
+    )
+
+
 def test_xks_credentials_and_access_keys_each_sign_for_their_own_door_only(
     xks_server: Server,
 ) -> None:
