@@ -8,7 +8,7 @@ import base64
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from keycask.auth.sigv4 import HttpRequest
@@ -103,19 +103,42 @@ def test_near_valid_documents_decode_or_fail_as_client_errors(
         assert doc["encryptionAlgorithm"] == "AES_GCM"
 
 
+PREFIXES = [b"", b"/p", b"/a/b-c_d"]
+segments = st.one_of(
+    st.sampled_from([b"keys", b"health", b"metadata", b"encrypt", b"decrypt", b"", b".."]),
+    st.binary(max_size=12),
+    st.from_regex(rb"[A-Za-z0-9._-]{1,20}", fullmatch=True),
+)
+
+
 @FUZZ
 @given(
-    method=st.sampled_from(["POST", "GET", "PUT"]),
-    path=st.binary(max_size=80),
-    prefix=st.sampled_from([b"", b"/p", b"/a/b-c_d"]),
+    prefix=st.sampled_from(PREFIXES),
+    # The API's base most of the time, so that the routes are reached.
+    base=st.sampled_from([b"/kms/xks/v1/"] * 4 + [b"", b"/kms/xks/v2/", b"/p/kms/xks/v1/"]),
+    parts=st.one_of(
+        st.lists(segments, max_size=4),
+        st.tuples(
+            st.just(b"keys"),
+            segments,
+            st.sampled_from([b"metadata", b"encrypt", b"decrypt", b"sign", b"Encrypt"]),
+        ).map(list),
+    ),
 )
-def test_any_path_routes_to_an_operation_or_none(method: str, path: bytes, prefix: bytes) -> None:
-    name, key_id = route(method, path, prefix)
+def test_any_path_routes_to_its_operation_or_none(
+    prefix: bytes, base: bytes, parts: list[bytes]
+) -> None:
+    event(f"routed: {route((prefix + base if base else base) + b'/'.join(parts), prefix)[0]}")
+    path = (prefix + base if base else base) + b"/".join(parts)
+    name, key_id = route(path, prefix)
     if name is None:
         assert key_id == ""
-    elif key_id:
+    elif name == "Xks.GetHealthStatus":
+        assert path == prefix + b"/kms/xks/v1/health"
+    else:
         assert xks.EXTERNAL_KEY_ID.fullmatch(key_id)
-        assert path == prefix + b"/kms/xks/v1/keys/" + key_id.encode() + path[path.rfind(b"/") :]
+        operation = name.removeprefix("Xks.").removeprefix("GetKey").lower()
+        assert path == prefix + b"/kms/xks/v1/keys/" + key_id.encode() + b"/" + operation.encode()
 
 
 SPEC_KEY_ARN = "arn:aws:kms:us-east-2:123456789012:/key/1234abcd-12ab-34cd-56ef-1234567890ab"

@@ -132,7 +132,7 @@ def error_body(error: KMSError) -> bytes:
 # -- the wire --
 
 
-def route(method: str, raw_path: bytes, prefix: bytes) -> tuple[str | None, str]:
+def route(raw_path: bytes, prefix: bytes) -> tuple[str | None, str]:
     """(operation, external key id) of a path; operation None: not a path
     this API has (or another prefix's)."""
     if not raw_path.startswith(prefix + API_PATH.encode() + b"/"):
@@ -334,11 +334,11 @@ class XksDoor:
     def operation(self, target: str) -> str | None:
         method, _, rest = target.partition(" ")
         path = rest.partition("?")[0]
-        name, _ = route(method, path.encode("latin-1"), self._prefix)
+        name, _ = route(path.encode("latin-1"), self._prefix)
         return name if method == "POST" else None
 
     async def authenticate(self, call: Call, request: HttpRequest) -> None:
-        if request.method != "POST" and route("POST", request.raw_path, self._prefix)[0]:
+        if request.method != "POST" and route(request.raw_path, self._prefix)[0]:
             # The specification: a GET (any other method) at one of the API's
             # URIs is 405, signed or not; the paths are public, nothing is told.
             raise MethodNotAllowed(f"{request.method} is not allowed here; use POST")
@@ -384,14 +384,14 @@ class XksDoor:
     def action(self, call: Call, request: HttpRequest) -> Action:
         name = call.operation
         if name is None:
-            known, _ = route("POST", request.raw_path, self._prefix)
+            known, _ = route(request.raw_path, self._prefix)
             if known is not None:
                 raise MethodNotAllowed(f"{request.method} is not allowed here; use POST")
             raise InvalidUriPath(f"no XKS API at this path; this proxy's is {self.uri_path}")
         return self._actions[name]
 
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
-        _, key_id = route("POST", request.raw_path, self._prefix)
+        _, key_id = route(request.raw_path, self._prefix)
         return _DECODERS[action.name](_body(request), key_id)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
