@@ -434,6 +434,13 @@ def test_a_key_policy_can_allow_one_kms_key_arn_only(xks_server: Server) -> None
     assert _encrypt(xks_server, cred, key_id, b"x", None).status_code == 200
     refused = _encrypt(xks_server, cred, key_id, b"x", None, kmsKeyArn=OTHER_KMS_KEY_ARN)
     assert _error(refused) == (403, "AccessDeniedException")
+    # keycask policy simulate decides the same, given the condition key.
+    for arn, decision in ((KMS_KEY_ARN, "allow"), (OTHER_KMS_KEY_ARN, "deny")):
+        simulated = xks_server.cli(
+            "policy", "simulate", "--principal", cred["Arn"], "--action", "kms:Encrypt",
+            "--key", key_id, "--condition", f"keycask:XksKmsKeyArn={arn}", "--json", check=False,
+        )  # fmt: skip
+        assert json.loads(simulated.stdout)["Decision"] == decision
     # docs/xks.md's statement: IfExists, so CreateKey's metadata call (no
     # kmsKeyArn yet) is allowed, and Encrypt for another KMS key is not.
     doc_key = _key(
