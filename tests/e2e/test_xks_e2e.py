@@ -346,6 +346,25 @@ def test_health_metadata_and_an_encrypt_decrypt_round_trip(xks_server: Server) -
     assert base64.b64decode(back.json()["plaintext"]) == b"x"
 
 
+def test_rotating_the_key_changes_nothing_for_aws_kms(xks_server: Server) -> None:
+    cred = _credential(xks_server)
+    key_id = _key(xks_server, cred)
+    before = _encrypt(xks_server, cred, key_id, b"old", b"a").json()
+    xks_server.client().rotate_key_on_demand(KeyId=key_id)
+    after = _encrypt(xks_server, cred, key_id, b"new", b"a").json()
+    versions = [base64.b64decode(d["ciphertextMetadata"])[:4] for d in (before, after)]
+    assert versions == [(1).to_bytes(4, "big"), (2).to_bytes(4, "big")]
+    for sealed, plaintext in ((before, b"old"), (after, b"new")):
+        opened = _call(xks_server, f"/keys/{key_id}/decrypt", _decrypt_doc(sealed, b"a"), cred)
+        assert base64.b64decode(opened.json()["plaintext"]) == plaintext
+    # A version the key never had is not a ciphertext of it.
+    forged = bytearray(base64.b64decode(after["ciphertextMetadata"]))
+    forged[:4] = (9).to_bytes(4, "big")
+    doc = _decrypt_doc({**after, "ciphertextMetadata": _b64(bytes(forged))}, b"a")
+    reply = _call(xks_server, f"/keys/{key_id}/decrypt", doc, cred)
+    assert _error(reply) == (400, "InvalidCiphertextException")
+
+
 def test_a_changed_aad_iv_tag_metadata_or_ciphertext_is_invalid_ciphertext(
     xks_server: Server,
 ) -> None:
