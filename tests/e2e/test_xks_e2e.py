@@ -147,14 +147,17 @@ def _encrypt(
     key_id: str,
     plaintext: bytes,
     aad: bytes | None,
+    *,
+    cdiv: bool = True,
     **meta: str,
 ) -> requests.Response:
     doc: dict[str, Any] = {
         "requestMetadata": {**_metadata("Encrypt"), **meta},
         "plaintext": _b64(plaintext),
         "encryptionAlgorithm": "AES_GCM",
-        "ciphertextDataIntegrityValueAlgorithm": "SHA_256",
     }
+    if cdiv:
+        doc["ciphertextDataIntegrityValueAlgorithm"] = "SHA_256"
     if aad is not None:
         doc["additionalAuthenticatedData"] = _b64(aad)
     return _call(server, f"/keys/{key_id}/encrypt", doc, cred)
@@ -440,9 +443,22 @@ def test_an_encrypt_only_key_reports_its_usage_and_refuses_decrypt(xks_server: S
         xks_server, f"/keys/{only}/metadata", {"requestMetadata": _metadata("DescribeKey")}, cred
     )
     assert meta.json()["keyUsage"] == ["ENCRYPT"]
-    assert _encrypt(xks_server, cred, only, b"secret", None).status_code == 200
+    assert _encrypt(xks_server, cred, only, b"secret", None, cdiv=False).status_code == 200
+    # A CDIV is an assurance that Decrypt will work (Appendix C: the proxy
+    # decrypts before it answers), which an encrypt-only key cannot give.
+    with_cdiv = _encrypt(xks_server, cred, only, b"secret", b"aad")
+    assert _error(with_cdiv) == (400, "InvalidKeyUsageException")
     reply = _call(xks_server, f"/keys/{only}/decrypt", _decrypt_doc(sealed, None), cred)
     assert _error(reply) == (400, "InvalidKeyUsageException")
+    # The CDIV's verifying decryption is the proxy's own check, not a kms:Decrypt:
+    # a policy that allows only Encrypt still gets CDIVs, and no Decrypt.
+    encrypt_allowed = _key(xks_server, cred, actions=("kms:Encrypt",))
+    cdiv = _encrypt(xks_server, cred, encrypt_allowed, b"secret", b"aad")
+    assert cdiv.status_code == 200 and "ciphertextDataIntegrityValue" in cdiv.json()
+    denied = _call(
+        xks_server, f"/keys/{encrypt_allowed}/decrypt", _decrypt_doc(cdiv.json(), b"aad"), cred
+    )
+    assert _error(denied) == (403, "AccessDeniedException")
     decrypt_only = _key(xks_server, cred, tags={"XksKeyUsage": "DECRYPT"})
     assert _error(_encrypt(xks_server, cred, decrypt_only, b"x", None)) == (
         400,

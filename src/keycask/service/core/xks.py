@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import struct
 import uuid
@@ -56,12 +57,13 @@ from keycask.crypto import AuthenticationFailed, KeyMaterial, open_sealed, rando
 from keycask.errors import (
     InvalidCiphertextException,
     InvalidKeyUsageException,
+    KMSInternalException,
     NotFoundException,
     UnsupportedOperationException,
 )
 from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyState, KeyUsage
 from keycask.keys.states import require_state
-from keycask.keys.wire import BLOB_FORMAT_V1
+from keycask.keys.wire import BLOB_FORMAT_V1, encode_context, open_blob
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import crypto
@@ -284,9 +286,37 @@ async def metadata(deps: Deps, call: Call, req: XksKeyRequest) -> Outcome:
 
 
 async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
+    """Encrypt; with ciphertextDataIntegrityValueAlgorithm, Appendix C's
+    sequence: the CDIV is computed over the answer first, then the answer is
+    opened again and must give the plaintext back (else sealed once more,
+    then InternalException), so a CDIV is an assurance that Decrypt will
+    work. That verifying open is the proxy's own check: it needs the key to
+    be exposed for DECRYPT too (as AWS's test client expects: an encrypt-only
+    key refuses CDIV), not ``kms:Decrypt``, and returns nothing."""
     _note(call, req.metadata)
     context = aad_context(req.aad)
-    await _exposed(deps, call, req.key_id, "kms:Encrypt", usage=ENCRYPT, context=context)
+    key = await _exposed(deps, call, req.key_id, "kms:Encrypt", usage=ENCRYPT, context=context)
+    if req.integrity_value:
+        _require_usage(key, DECRYPT)
+    for _ in range(2):
+        answer = await _encrypt_once(deps, call, req, context)
+        if not req.integrity_value:
+            return Outcome(answer)
+        answer = XksEncryptResult(
+            answer.ciphertext,
+            answer.metadata_bytes,
+            answer.iv,
+            answer.tag,
+            integrity_value(req.aad, answer),
+        )
+        if await _opens(deps, key, answer, context, req.plaintext):
+            return Outcome(answer)
+    raise KMSInternalException("the ciphertext did not decrypt back to the plaintext")
+
+
+async def _encrypt_once(
+    deps: Deps, call: Call, req: XksEncryptRequest, context: dict[str, str]
+) -> XksEncryptResult:
     out = await crypto.encrypt(
         deps,
         call,
@@ -302,16 +332,28 @@ async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
     salt = blob[_HEADER : _HEADER + _SALT]
     nonce = blob[_HEADER + _SALT : _HEADER + _SALT + NONCE_SIZE]
     sealed = blob[_HEADER + _SALT + NONCE_SIZE :]
-    answer = XksEncryptResult(sealed[:-TAG_SIZE], version + salt, nonce, sealed[-TAG_SIZE:], None)
-    if req.integrity_value:
-        answer = XksEncryptResult(
-            answer.ciphertext,
-            answer.metadata_bytes,
-            answer.iv,
-            answer.tag,
-            integrity_value(req.aad, answer),
-        )
-    return Outcome(answer)
+    return XksEncryptResult(sealed[:-TAG_SIZE], version + salt, nonce, sealed[-TAG_SIZE:], None)
+
+
+def _blob(key: Key, metadata: bytes, iv: bytes, ciphertext: bytes, tag: bytes) -> bytes:
+    """keycask's blob (format v1) from the XKS fields."""
+    return bytes((BLOB_FORMAT_V1,)) + key.key_id.bytes + metadata + iv + ciphertext + tag
+
+
+async def _opens(
+    deps: Deps, key: Key, answer: XksEncryptResult, context: dict[str, str], plaintext: bytes
+) -> bool:
+    """Whether ``answer`` opens to ``plaintext`` (Appendix C's step 3)."""
+    version = _VERSION.unpack(answer.metadata_bytes[: _VERSION.size])[0]
+    material = await deps.keys.material(key.key_id, version)
+    if material is None:
+        return False
+    blob = _blob(key, answer.metadata_bytes, answer.iv, answer.ciphertext, answer.tag)
+    try:
+        opened = open_blob(material, blob, encode_context(context))
+    except InvalidCiphertextException:
+        return False
+    return hmac.compare_digest(opened, plaintext)
 
 
 async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
@@ -325,14 +367,7 @@ async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
     ):
         require_state("Decrypt", key)
         raise InvalidCiphertextException("")  # not the shape of any ciphertext made here
-    blob = (
-        bytes((BLOB_FORMAT_V1,))
-        + key.key_id.bytes
-        + req.metadata_bytes
-        + req.iv
-        + req.ciphertext
-        + req.tag
-    )
+    blob = _blob(key, req.metadata_bytes, req.iv, req.ciphertext, req.tag)
     out = await crypto.decrypt(
         deps,
         call,
