@@ -243,6 +243,8 @@ def test_an_existing_principal_gets_one_but_an_administrator_never(xks_server: S
     assert _call(xks_server, "/health", health, cred).status_code == 200
     listed = xks_server.cli("principals", "access-keys", "list", name, "--json").stdout
     assert [k["AccessKeyId"] for k in json.loads(listed)] == [made["AccessKeyId"]]
+    shown = json.loads(xks_server.cli("principals", "get", name, "--json").stdout)
+    assert shown["AccessKeyCount"] == 1
     admin = f"admin-{uuid.uuid4().hex[:8]}"
     xks_server.cli("principals", "create", admin, "--admin", "--json")
     refused = xks_server.cli("xks", "credentials", "create", admin, check=False)
