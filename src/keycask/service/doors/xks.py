@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import binascii
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar, Final
 
 import orjson
@@ -236,9 +237,11 @@ def _decode_decrypt(doc: Doc, key_id: str) -> object:
         key_id,
         meta,
         _bytes(doc, "ciphertext", limit=xks.MAX_PLAINTEXT),
-        _bytes(doc, "ciphertextMetadata", required=False, limit=64),
-        _bytes(doc, "initializationVector", limit=64),
-        _bytes(doc, "authenticationTag", limit=64),
+        # Any length (the body's bounds them): one that is not this proxy's
+        # is an InvalidCiphertextException, as a changed byte is.
+        _bytes(doc, "ciphertextMetadata", required=False),
+        _bytes(doc, "initializationVector"),
+        _bytes(doc, "authenticationTag"),
         _bytes(doc, "additionalAuthenticatedData", required=False, limit=xks.MAX_AAD),
     )
 
@@ -312,19 +315,10 @@ class XksDoor:
         self._callers: dict[str, Caller] = {}
         self._actions = {
             _HEALTH: Action(_HEALTH, self._health),
-            "Xks.GetKeyMetadata": Action("Xks.GetKeyMetadata", self._bind(xks.metadata)),
-            "Xks.Encrypt": Action("Xks.Encrypt", self._bind(xks.encrypt)),
-            "Xks.Decrypt": Action("Xks.Decrypt", self._bind(xks.decrypt)),
+            "Xks.GetKeyMetadata": Action("Xks.GetKeyMetadata", partial(xks.metadata, deps)),
+            "Xks.Encrypt": Action("Xks.Encrypt", partial(xks.encrypt, deps)),
+            "Xks.Decrypt": Action("Xks.Decrypt", partial(xks.decrypt, deps)),
         }
-
-    def _bind(self, handler: Any) -> Any:
-        deps = self._deps
-
-        async def run(call: Call, req: Any) -> Outcome:
-            result: Outcome = await handler(deps, call, req)
-            return result
-
-        return run
 
     @property
     def uri_path(self) -> str:
