@@ -431,6 +431,15 @@ def test_unknown_disabled_and_non_aes_keys(xks_server: Server) -> None:
     )
     assert meta.json()["keyStatus"] == "DISABLED"
     assert _error(_encrypt(xks_server, cred, key_id, b"x", None)) == (400, "InvalidStateException")
+    # Not an AES key: the proxy serves none but single-Region symmetric keys.
+    admin = xks_server.client()
+    for spec, usage in (("RSA_2048", "ENCRYPT_DECRYPT"), ("HMAC_256", "GENERATE_VERIFY_MAC")):
+        policy = admin.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+        other = admin.create_key(KeySpec=spec, KeyUsage=usage, Policy=policy)
+        other_id = other["KeyMetadata"]["KeyId"]
+        meta = _call(xks_server, f"/keys/{other_id}/metadata",
+                     {"requestMetadata": _metadata("CreateKey")}, cred)  # fmt: skip
+        assert _error(meta) == (501, "UnsupportedOperationException"), spec
     # A key of this account the credential's principal is not allowed: 403.
     plain = xks_server.client().create_key()["KeyMetadata"]["KeyId"]
     assert _error(_encrypt(xks_server, cred, plain, b"x", None)) == (403, "AccessDeniedException")

@@ -61,7 +61,14 @@ from keycask.errors import (
     NotFoundException,
     UnsupportedOperationException,
 )
-from keycask.keys.model import SYMMETRIC_DEFAULT_ALGORITHM, Key, KeySpec, KeyState, KeyUsage
+from keycask.keys.model import (
+    SYMMETRIC_DEFAULT_ALGORITHM,
+    Key,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    Origin,
+)
 from keycask.keys.states import require_state
 from keycask.keys.wire import BLOB_FORMAT_V1, encode_context, open_blob
 from keycask.service.core.call import Call, Outcome
@@ -202,15 +209,21 @@ def usage_of(key: Key) -> tuple[str, ...]:
     return (ENCRYPT, DECRYPT)
 
 
+# Origins whose keys keycask holds the material of, and so seals in blob
+# format v1 (keys held in an HSM, when they come, have their own format).
+_SERVED_ORIGINS = frozenset({Origin.AWS_KMS, Origin.EXTERNAL})
+
+
 def _check_servable(key: Key) -> None:
     if (
         key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
         or key.key_usage is not KeyUsage.ENCRYPT_DECRYPT
         or key.mrk is not None
+        or key.origin not in _SERVED_ORIGINS
     ):
         raise UnsupportedOperationException(
-            f"{key.arn} is not a single-Region symmetric encryption key; "
-            "the XKS proxy serves those only"
+            f"{key.arn} is not a single-Region symmetric encryption key whose material "
+            "keycask holds; the XKS proxy serves those only"
         )
 
 
