@@ -445,6 +445,35 @@ def test_unknown_disabled_and_non_aes_keys(xks_server: Server) -> None:
     assert _error(_encrypt(xks_server, cred, plain, b"x", None)) == (403, "AccessDeniedException")
 
 
+def test_a_key_of_imported_material_is_served_once_imported(xks_server: Server) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    cred = _credential(xks_server)
+    both = _key(xks_server, cred)
+    admin = xks_server.client()
+    policy = admin.get_key_policy(KeyId=both, PolicyName="default")["Policy"]
+    key_id = admin.create_key(Origin="EXTERNAL", Policy=policy)["KeyMetadata"]["KeyId"]
+    pending = _encrypt(xks_server, cred, key_id, b"x", None)
+    assert _error(pending) == (400, "InvalidStateException")
+    params = admin.get_parameters_for_import(
+        KeyId=key_id, WrappingAlgorithm="RSAES_OAEP_SHA_256", WrappingKeySpec="RSA_2048"
+    )
+    public = serialization.load_der_public_key(params["PublicKey"])
+    assert isinstance(public, rsa.RSAPublicKey)
+    oaep = padding.OAEP(mgf=padding.MGF1(hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
+    admin.import_key_material(
+        KeyId=key_id,
+        ImportToken=params["ImportToken"],
+        EncryptedKeyMaterial=public.encrypt(bytes(range(32)), oaep),
+        ExpirationModel="KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+    sealed = _encrypt(xks_server, cred, key_id, b"byok", b"aad")
+    assert sealed.status_code == 200, sealed.text
+    opened = _call(xks_server, f"/keys/{key_id}/decrypt", _decrypt_doc(sealed.json(), b"aad"), cred)
+    assert base64.b64decode(opened.json()["plaintext"]) == b"byok"
+
+
 def test_an_encrypt_only_key_reports_its_usage_and_refuses_decrypt(xks_server: Server) -> None:
     cred = _credential(xks_server)
     both = _key(xks_server, cred)
