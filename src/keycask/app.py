@@ -26,7 +26,7 @@ from keycask.auth.operator_token import OperatorToken
 from keycask.auth.sessions import SessionTokens
 from keycask.auth.tokens import TokenStore
 from keycask.barrier import Barrier
-from keycask.config import ConfigError, Settings
+from keycask.config import XKS_API_PATH, ConfigError, Settings
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
 from keycask.http.console import Console
@@ -292,6 +292,7 @@ def _doors(
             idps,
             tokens=deps.tokens,
             inspector=inspector,
+            xks_uri_path=settings.xks_path_prefix + XKS_API_PATH,
         )
     )
     if deps.tokens is not None:

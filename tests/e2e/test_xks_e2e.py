@@ -203,7 +203,8 @@ def test_credentials_are_shaped_as_aws_kms_requires_two_at_once_and_revocable(
 ) -> None:
     name = f"awskms-{uuid.uuid4().hex[:8]}"
     first = _credential(xks_server, name)
-    assert set(first) == {"Arn", "AccessKeyId", "SecretAccessKey"}
+    assert set(first) == {"Arn", "AccessKeyId", "SecretAccessKey", "XksProxyUriPath"}
+    assert first["XksProxyUriPath"] == PREFIX + "/kms/xks/v1"
     assert first["Arn"] == f"arn:aws:iam::{ACCOUNT}:user/{name}"
     # The XKS specification's access key id (20-30 of A-Z 2-7, within the KMS
     # API's A-Za-z0-9/_-) and secret (43-64 of A-Za-z0-9/+=).
@@ -255,6 +256,36 @@ def test_an_existing_principal_gets_one_but_an_administrator_never(xks_server: S
         401,
         "AuthenticationFailedException",
     )
+
+
+def test_the_aws_kms_console_file(xks_server: Server, tmp_path: Path) -> None:
+    target = tmp_path / "xks-proxy.json"
+    out = xks_server.cli(
+        "xks", "credentials", "create", f"console-{uuid.uuid4().hex[:6]}", "--json",
+        "--console-file", str(target),
+    ).stdout  # fmt: skip
+    printed = json.loads(out)
+    assert "SecretAccessKey" not in printed  # in the file only
+    assert target.stat().st_mode & 0o777 == 0o600
+    # The specification's "XKS Proxy Configuration File Syntax".
+    doc = json.loads(target.read_text())
+    assert doc == {
+        "XksProxyUriPath": PREFIX + "/kms/xks/v1",
+        "XksProxyAuthenticationCredential": {
+            "AccessKeyId": printed["AccessKeyId"],
+            "RawSecretAccessKey": doc["XksProxyAuthenticationCredential"]["RawSecretAccessKey"],
+        },
+    }
+    cred = {
+        "AccessKeyId": printed["AccessKeyId"],
+        "SecretAccessKey": doc["XksProxyAuthenticationCredential"]["RawSecretAccessKey"],
+    }
+    health = {"requestMetadata": {"kmsRequestId": "f", "kmsOperation": "KmsHealthCheck"}}
+    assert _call(xks_server, "/health", health, cred).status_code == 200
+    # Never over an existing file (and then nothing is made).
+    again = xks_server.cli("xks", "credentials", "create", "x-" + uuid.uuid4().hex[:6],
+                           "--console-file", str(target), check=False)  # fmt: skip
+    assert again.returncode == 2 and "exists" in again.stderr
 
 
 def test_xks_credentials_and_access_keys_each_sign_for_their_own_door_only(

@@ -38,7 +38,8 @@ Operations (``?`` = optional; Account defaults to the caller's account):
                           token (auth/tokens.py), shown once; Ttl in seconds, default 3600
     ListTokens            {Name, Account?} -> {Tokens: [{TokenId, CreateDate, ExpiresAt}]}
     RevokeToken           {TokenId}
-    CreateXksCredential   {Name, Account?} -> {Arn, AccessKeyId, SecretAccessKey}: an XKS
+    CreateXksCredential   {Name, Account?} -> {Arn, AccessKeyId, SecretAccessKey,
+                          XksProxyUriPath}: an XKS
                           proxy credential (docs/xks.md), shown once; the principal is
                           made (a user without access keys) if it does not exist
     ListXksCredentials    {Name, Account?} -> {AccessKeys: [{AccessKeyId, Status, CreateDate}]}
@@ -130,7 +131,10 @@ from keycask.service.core.handlers.principals import (
 )
 from keycask.service.core.handlers.tokens import OPERATIONS as TOKEN_OPERATIONS
 from keycask.service.core.handlers.xks_credentials import OPERATIONS as XKS_OPERATIONS
-from keycask.service.core.handlers.xks_credentials import CreateXksCredentialResult
+from keycask.service.core.handlers.xks_credentials import (
+    CreateXksCredentialResult,
+    XksCredentials,
+)
 from keycask.service.core.idp_requests import (
     CreateIdentityProviderRequest,
     CreateIdentityProviderResult,
@@ -476,6 +480,7 @@ def _created_xks_credential(result: CreateXksCredentialResult) -> Doc:
         "Arn": result.arn,
         "AccessKeyId": result.access_key_id,
         "SecretAccessKey": result.secret_access_key,
+        "XksProxyUriPath": result.uri_path,
     }
 
 
@@ -683,6 +688,7 @@ class AdminDoor(AwsJsonErrors):
         *,
         tokens: TokenStore | None = None,
         inspector: Inspector | None = None,
+        xks_uri_path: str = "/kms/xks/v1",
     ) -> None:
         super().__init__(codec)
         self._credentials = credentials
@@ -711,7 +717,7 @@ class AdminDoor(AwsJsonErrors):
             {
                 TARGET_PREFIX + op.name: Action(
                     TARGET_PREFIX + op.name,
-                    partial(op.handler, credentials),
+                    partial(op.handler, XksCredentials(credentials, xks_uri_path)),
                     op.mutates,
                     op.request,
                 )

@@ -28,7 +28,18 @@ from keycask.service.core.handlers.principals import _allow, _arn
 from keycask.service.core.principal_requests import AccessKeyRequest, PrincipalRequest
 from keycask.service.core.principal_results import AccessKeySummary, ListAccessKeysResult
 
-Handler = Callable[[CredentialStore, Call, Any], Awaitable[Outcome]]
+
+@dataclass(frozen=True, slots=True)
+class XksCredentials:
+    """What the handlers work with: the credential store, and the
+    XksProxyUriPath of this server (``--xks-path-prefix`` + ``/kms/xks/v1``),
+    which CreateXksCredential answers with the credential."""
+
+    store: CredentialStore
+    uri_path: str
+
+
+Handler = Callable[[XksCredentials, Call, Any], Awaitable[Outcome]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +55,7 @@ class CreateXksCredentialResult:
     arn: str
     access_key_id: str
     secret_access_key: str
+    uri_path: str
 
     def __repr__(self) -> str:
         return f"CreateXksCredentialResult({self.arn!r}, {self.access_key_id!r}, <redacted>)"
@@ -55,9 +67,8 @@ _NO_ADMINS = (
 )
 
 
-async def create_xks_credential(
-    store: CredentialStore, call: Call, req: PrincipalRequest
-) -> Outcome:
+async def create_xks_credential(xks: XksCredentials, call: Call, req: PrincipalRequest) -> Outcome:
+    store = xks.store
     account = req.account or call.account
     stored = await store.stored_principal(account, req.name)
     arn = stored.principal.arn if stored is not None else _arn(account, "user", req.name)
@@ -69,12 +80,12 @@ async def create_xks_credential(
     key, before, writes = await store.stage_xks_credential(account, req.name)
     made = "" if before is not None else " (principal created)"
     call.detail = f"XKS credential {key.access_key_id} created for {arn}{made}"
-    return Outcome(CreateXksCredentialResult(arn, key.access_key_id, key.secret), writes)
+    result = CreateXksCredentialResult(arn, key.access_key_id, key.secret, xks.uri_path)
+    return Outcome(result, writes)
 
 
-async def list_xks_credentials(
-    store: CredentialStore, call: Call, req: PrincipalRequest
-) -> Outcome:
+async def list_xks_credentials(xks: XksCredentials, call: Call, req: PrincipalRequest) -> Outcome:
+    store = xks.store
     account = req.account or call.account
     stored = await store.stored_principal(account, req.name)
     arn = stored.principal.arn if stored is not None else _arn(account, "user", req.name)
@@ -90,9 +101,8 @@ async def list_xks_credentials(
     )
 
 
-async def delete_xks_credential(
-    store: CredentialStore, call: Call, req: AccessKeyRequest
-) -> Outcome:
+async def delete_xks_credential(xks: XksCredentials, call: Call, req: AccessKeyRequest) -> Outcome:
+    store = xks.store
     key = await store.xks_credential(req.access_key_id)
     owner = None
     if key is not None and key.account == call.account:  # another account's: absent
