@@ -27,7 +27,7 @@ from keycask.auth.operator_token import OperatorToken
 from keycask.auth.sessions import SessionTokens
 from keycask.auth.tokens import TokenStore
 from keycask.barrier import Barrier
-from keycask.config import ConfigError, Settings
+from keycask.config import XKS_API_PATH, ConfigError, Settings
 from keycask.hsm import registry as hsm_registry
 from keycask.http.awsjson import Codec, encode_error
 from keycask.http.awsquery import QueryCodec
@@ -58,6 +58,7 @@ from keycask.service.doors.operator import OperatorDoor
 from keycask.service.doors.signed import SignedCallers
 from keycask.service.doors.sts import StsDoor
 from keycask.service.doors.vault_transit import VaultTransitDoor
+from keycask.service.doors.xks import XksDoor
 from keycask.service.freshness import Freshness
 from keycask.service.pipeline import Pipeline
 from keycask.service.sealing import SealKeeper, UnsealInput
@@ -294,6 +295,7 @@ def _doors(
             idps,
             tokens=deps.tokens,
             inspector=inspector,
+            xks_uri_path=settings.xks_path_prefix + XKS_API_PATH,
         )
     )
     if deps.tokens is not None:
@@ -306,6 +308,18 @@ def _doors(
                 sealed=lambda: barrier.sealed,
             )
         )
+    xks = XksDoor(
+        deps,
+        deps.credentials,
+        deps.authz,
+        region=settings.region,
+        path_prefix=settings.xks_path_prefix,
+        node=settings.node_id or "keycask",
+        client_certificate=settings.xks_client_ca is not None,
+        client_subject=settings.xks_client_subject,
+    )
+    barrier.on_seal.append(xks.forget)
+    doors.add(xks)
     assert deps.sessions is not None
     sts = Sts(deps.credentials, deps.sessions, idps)
     doors.add(StsDoor(QueryCodec.load(), signed, deps.keys.commit, sts))

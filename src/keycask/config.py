@@ -93,6 +93,14 @@ class Settings:
     # reads them (app.build), and a supervisor passes them on to its workers.
     hsm: tuple[str, ...] = ()
     hsm_pin_files: tuple[str, ...] = ()
+    # The XKS proxy API's path prefix (--xks-path-prefix): its URI path is
+    # <prefix>/kms/xks/v1 (service/doors/xks.py). "": none.
+    xks_path_prefix: str = ""
+    # The XKS door's mutual TLS (--xks-client-ca, --xks-client-subject): XKS
+    # requests must come with a client certificate this CA issued (and, if
+    # given, with this subject common name); the other doors do not ask.
+    xks_client_ca: Path | None = None
+    xks_client_subject: str | None = None
 
     @property
     def tls(self) -> bool:
@@ -135,6 +143,9 @@ def load(
     console: bool | None = None,
     hsm: Sequence[str] = (),
     hsm_pin_files: Sequence[str] = (),
+    xks_path_prefix: str | None = None,
+    xks_client_ca: str | None = None,
+    xks_client_subject: str | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -152,6 +163,15 @@ def load(
     client_ca = tls_client_ca or env.get("KEYCASK_TLS_CLIENT_CA") or None
     if (cert is None) != (key is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    xks_ca = xks_client_ca or env.get("KEYCASK_XKS_CLIENT_CA") or None
+    xks_subject = xks_client_subject or env.get("KEYCASK_XKS_CLIENT_SUBJECT") or None
+    if xks_ca is not None and cert is None:
+        raise ConfigError(
+            "--xks-client-ca needs --tls-cert and --tls-key: the client certificate is "
+            "checked in keycask's own TLS handshake"
+        )
+    if xks_subject is not None and xks_ca is None:
+        raise ConfigError("--xks-client-subject needs --xks-client-ca")
     if client_ca is not None and cert is None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     insecure = insecure_plaintext or env.get("KEYCASK_INSECURE_PLAINTEXT") == "1"
@@ -189,7 +209,35 @@ def load(
         console=serve_console,
         hsm=tuple(hsm),
         hsm_pin_files=tuple(hsm_pin_files),
+        xks_path_prefix=check_xks_path_prefix(
+            xks_path_prefix or env.get("KEYCASK_XKS_PATH_PREFIX") or ""
+        ),
+        xks_client_ca=None if xks_ca is None else Path(xks_ca).resolve(),
+        xks_client_subject=xks_subject,
     )
+
+
+# The XKS specification's XksProxyUriPath: at most 128 of a-z A-Z 0-9 / - _,
+# ending in /kms/xks/v1.
+_XKS_PREFIX = re.compile(r"(?:/[A-Za-z0-9_-]+)*")
+XKS_API_PATH = "/kms/xks/v1"
+_XKS_URI_PATH_MAX = 128
+
+
+def check_xks_path_prefix(prefix: str) -> str:
+    """``prefix`` without its trailing slash; ConfigError if AWS KMS could not
+    be given ``<prefix>/kms/xks/v1`` as an XksProxyUriPath."""
+    prefix = prefix.rstrip("/")
+    if not _XKS_PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            f"--xks-path-prefix must be /-separated segments of A-Z a-z 0-9 - _, got {prefix!r}"
+        )
+    if len(prefix + XKS_API_PATH) > _XKS_URI_PATH_MAX:
+        raise ConfigError(
+            f"--xks-path-prefix: the XKS URI path {prefix}{XKS_API_PATH} is over "
+            f"{_XKS_URI_PATH_MAX} characters"
+        )
+    return prefix
 
 
 def _console(asked: bool | None, *, dev: bool, plain: bool, host: str) -> bool:

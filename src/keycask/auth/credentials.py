@@ -1,6 +1,6 @@
 """Principals and their access keys, stored behind the barrier.
 
-Why one module of ~630 lines: a principal's document lists its access keys
+Why one module of ~790 lines: a principal's document lists its access keys
 and decides whether each counts, so the two are read, cached, staged and
 forgotten together (one cache, one ``forget`` on commit); the value types
 and name checks above the store are what its documents are made of.
@@ -11,7 +11,11 @@ after first use. Paths:
 
     principal/<account>/<name>    the principal (JSON): admin, kind, tags,
                                   identity policies, its access key ids
-    accesskey/<access key id>     the access key, its secret and its owner (JSON)
+    accesskey/<access key id>     the access key, its secret and its owner (JSON);
+                                  also an XKS proxy credential (``"purpose": "xks"``,
+                                  an ``XKKC`` id of 26 characters): it signs for the
+                                  XKS door only (``lookup_xks``), and ``lookup`` and
+                                  the access-key admin calls never see it
     tomb/accesskey/<id>           empty; the access key was deleted (with its
                                   owner or alone)
 
@@ -29,10 +33,8 @@ the writes, which the caller commits (after its audit record is durable) with
 ``create_principal`` stages and commits at once, for callers with no audit
 step of their own to put in between (the --dev bootstrap, tests).
 
-Why one module of ~530 lines: the principal and access-key documents and the
-store that reads them carry one trust rule (a key counts only as its owner's
-document says), which ``lookup``, the staging methods and the cache
-invalidation in ``forget`` must all apply the same way.
+The same trust rule holds for XKS credentials, which ``_load`` reads for
+both lookups: the rule is written once.
 """
 
 from __future__ import annotations
@@ -54,6 +56,15 @@ from keycask.errors import AlreadyExistsException, LimitExceededException, Valid
 from keycask.ports import Write
 
 _ACCESS_KEY_PREFIX = "AKKC"  # keycask's own prefix: never mistaken for an AWS key
+# XKS proxy credentials (docs/xks.md): a prefix and a length of their own, so
+# an id names one kind of key only; AWS KMS takes 20-30 of A-Z and 2-7 (the
+# XKS specification) and a secret of 43-64 of A-Z a-z 0-9 + / =.
+_XKS_KEY_PREFIX = "XKKC"
+_XKS_KEY_LENGTH = 26
+XKS = "xks"
+# XKS credentials one principal may have at once: the old and the new
+# while a custom key store's credential is rotated.
+MAX_XKS_CREDENTIALS = 2
 _BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 # IAM's rules for user and role names.
 _NAME = re.compile(r"^[A-Za-z0-9+=,.@_-]{1,64}$")
@@ -127,6 +138,14 @@ def is_access_key_id(value: str) -> bool:
     )
 
 
+def is_xks_access_key_id(value: str) -> bool:
+    return (
+        value.startswith(_XKS_KEY_PREFIX)
+        and len(value) == _XKS_KEY_LENGTH
+        and all(c in _BASE32 for c in value[4:])
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     account: str
@@ -193,6 +212,9 @@ class AccessKey:
     principal: Principal
     active: bool
     secret: str
+    # "" for a key that signs AWS-style requests (every door but XKS); XKS
+    # for an XKS proxy credential, which signs for the XKS door only.
+    purpose: str = ""
 
     def __repr__(self) -> str:
         return f"AccessKey({self.access_key_id!r}, {self.principal.arn!r}, secret=<redacted>)"
@@ -223,6 +245,7 @@ class StoredAccessKey:
     revision: int
     secret: str = field(repr=False)
     admin: bool = False  # as the first format wrote it; the principal decides
+    purpose: str = ""  # AccessKey.purpose
 
 
 def new_access_key_id() -> str:
@@ -234,6 +257,18 @@ def new_secret() -> str:
     return base64.b64encode(secrets.token_bytes(30)).decode()
 
 
+def new_xks_access_key_id() -> str:
+    return _XKS_KEY_PREFIX + "".join(
+        secrets.choice(_BASE32) for _ in range(_XKS_KEY_LENGTH - len(_XKS_KEY_PREFIX))
+    )
+
+
+def new_xks_secret() -> str:
+    # 32 random bytes -> 44 base64 characters (256 bits, as the XKS
+    # specification asks; AWS KMS takes 43-64).
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def _principal_path(account: str, name: str) -> str:
     return f"{_PRINCIPAL_PREFIX}{account}/{name}"
 
@@ -242,6 +277,8 @@ class CredentialStore:
     def __init__(self, barrier: Barrier) -> None:
         self._barrier = barrier
         self._keys: dict[str, AccessKey] = {}
+        # XKS credentials, apart: a lookup for one door never finds the other's.
+        self._xks_keys: dict[str, AccessKey] = {}
         # Principals as role sessions need them (checked on every request
         # with a session token): dropped with the access keys.
         self._principals: dict[tuple[str, str], Principal] = {}
@@ -256,6 +293,7 @@ class CredentialStore:
         """Forget cached access keys: another process changed the store."""
         self._generation += 1
         self._keys.clear()
+        self._xks_keys.clear()
         self._principals.clear()
         for listener in self.listeners:
             listener(None)
@@ -275,6 +313,24 @@ class CredentialStore:
         _STATS.misses += 1
         if not access_key_id.startswith(_ACCESS_KEY_PREFIX) or len(access_key_id) != 20:
             return None
+        return await self._load(access_key_id, "", self._keys)
+
+    def cached_xks(self, access_key_id: str) -> AccessKey | None:
+        """``cached`` for the XKS door's credentials."""
+        return self._xks_keys.get(access_key_id)
+
+    async def lookup_xks(self, access_key_id: str) -> AccessKey | None:
+        """An XKS proxy credential (never an access key of the other doors)."""
+        cached = self._xks_keys.get(access_key_id)
+        if cached is not None:
+            return cached
+        if not is_xks_access_key_id(access_key_id):
+            return None
+        return await self._load(access_key_id, XKS, self._xks_keys)
+
+    async def _load(
+        self, access_key_id: str, purpose: str, cache: dict[str, AccessKey]
+    ) -> AccessKey | None:
         generation = self._generation
         if await self._barrier.get(_TOMBSTONE_PATH + access_key_id) is not None:
             return None  # deleted: a row put back from an older copy is dead
@@ -282,6 +338,8 @@ class CredentialStore:
         if found is None:
             return None  # misses are not cached: they are attacker-chosen
         doc = orjson.loads(found.value)
+        if doc.get("purpose", "") != purpose:
+            return None  # a key of the other kind signs for its own door only
         account, name = str(doc["account"]), str(doc["name"])
         owner = await self._barrier.get(_principal_path(account, name))
         if owner is None:
@@ -296,9 +354,10 @@ class CredentialStore:
             principal=Principal.from_doc(account, name, owner_doc),
             active=bool(doc["active"]) and not inactive,
             secret=doc["secret"],
+            purpose=purpose,
         )
         if generation == self._generation:
-            self._keys[access_key_id] = key
+            cache[access_key_id] = key
         return key
 
     async def get_principal(self, account: str, name: str) -> Principal | None:
@@ -388,10 +447,28 @@ class CredentialStore:
     async def access_key(self, access_key_id: str) -> StoredAccessKey | None:
         if not is_access_key_id(access_key_id):
             return None
+        return await self._stored_key(access_key_id, "")
+
+    async def xks_credential(self, access_key_id: str) -> StoredAccessKey | None:
+        if not is_xks_access_key_id(access_key_id):
+            return None
+        return await self._stored_key(access_key_id, XKS)
+
+    async def _stored_key(self, access_key_id: str, purpose: str) -> StoredAccessKey | None:
         found = await self._barrier.get(_ACCESS_KEY_PATH + access_key_id)
         if found is None:
             return None
-        return _stored_access_key(access_key_id, found.value, found.revision)
+        key = _stored_access_key(access_key_id, found.value, found.revision)
+        return key if key.purpose == purpose else None
+
+    async def xks_credentials(self, stored: StoredPrincipal) -> list[StoredAccessKey]:
+        """The principal's XKS proxy credentials (its access keys are ``access_keys``)."""
+        keys = []
+        for access_key_id in stored.access_key_ids:
+            key = await self.xks_credential(access_key_id)
+            if key is not None:
+                keys.append(replace(key, active=self.is_active(stored, key)))
+        return keys
 
     async def access_keys(self, stored: StoredPrincipal) -> list[StoredAccessKey]:
         keys = []
@@ -524,12 +601,57 @@ class CredentialStore:
             self._put_new_key(key, now),
         ]
 
+    async def stage_xks_credential(
+        self, account: str, name: str
+    ) -> tuple[AccessKey, StoredPrincipal | None, list[Write]]:
+        """An XKS proxy credential for the principal ``name``, made (a user
+        without access keys) if it does not exist; the secret is returned
+        once, with the principal as it was (None: made here). At most
+        ``MAX_XKS_CREDENTIALS`` at once, for rotation."""
+        check_name(name)
+        check_account(account)
+        stored = await self.stored_principal(account, name)
+        now = datetime.now(UTC).timestamp()
+        if stored is None:
+            principal = Principal(account, name, False, "user", (), (), new_unique_id("user"))
+            before = None
+            stored = StoredPrincipal(principal, 0, now, ())
+        else:
+            before = stored
+            held = [i for i in stored.access_key_ids if is_xks_access_key_id(i)]
+            if len(held) >= MAX_XKS_CREDENTIALS:
+                raise LimitExceededException(
+                    f"{stored.principal.arn} has {len(held)} XKS credentials; the limit is "
+                    f"{MAX_XKS_CREDENTIALS} (the old and the new while rotating). Revoke one first."
+                )
+            if len(stored.access_key_ids) >= MAX_ACCESS_KEYS:
+                raise LimitExceededException(
+                    f"{stored.principal.arn} has {len(stored.access_key_ids)} access keys; "
+                    f"the limit is {MAX_ACCESS_KEYS}. Delete one first."
+                )
+        key = AccessKey(new_xks_access_key_id(), stored.principal, True, new_xks_secret(), XKS)
+        owner = replace(stored, access_key_ids=(*stored.access_key_ids, key.access_key_id))
+        return (
+            key,
+            before,
+            [
+                self._put_principal(owner, expect=stored.revision),
+                self._put_new_key(key, now),
+            ],
+        )
+
     def stage_access_key_status(
         self, owner: StoredPrincipal, key: StoredAccessKey, *, active: bool
     ) -> list[Write]:
         """The key's row and its owner's list of inactive keys, together."""
         doc = _access_key_doc(
-            key.account, key.name, key.secret, active, key.created, admin=key.admin
+            key.account,
+            key.name,
+            key.secret,
+            active,
+            key.created,
+            admin=key.admin,
+            purpose=key.purpose,
         )
         path = _ACCESS_KEY_PATH + key.access_key_id
         inactive = tuple(i for i in owner.inactive_key_ids if i != key.access_key_id)
@@ -587,17 +709,20 @@ class CredentialStore:
             path = write.path
             if path.startswith(_ACCESS_KEY_PATH):
                 self._keys.pop(path[len(_ACCESS_KEY_PATH) :], None)
+                self._xks_keys.pop(path[len(_ACCESS_KEY_PATH) :], None)
             elif path.startswith(_TOMBSTONE_PATH):
                 self._keys.pop(path[len(_TOMBSTONE_PATH) :], None)
+                self._xks_keys.pop(path[len(_TOMBSTONE_PATH) :], None)
             elif path.startswith(_PRINCIPAL_PREFIX):
                 account, _, name = path[len(_PRINCIPAL_PREFIX) :].partition("/")
                 owners.add((account, name))
         for owner in owners:
             self._principals.pop(owner, None)
         if owners:
-            for access_key_id, key in list(self._keys.items()):
-                if (key.principal.account, key.principal.name) in owners:
-                    del self._keys[access_key_id]
+            for cache in (self._keys, self._xks_keys):
+                for access_key_id, key in list(cache.items()):
+                    if (key.principal.account, key.principal.name) in owners:
+                        del cache[access_key_id]
 
     def _put_principal(self, stored: StoredPrincipal, *, expect: int) -> Write:
         p = stored.principal
@@ -621,24 +746,34 @@ class CredentialStore:
 
     def _put_new_key(self, key: AccessKey, now: float) -> Write:
         p = key.principal
-        doc = _access_key_doc(p.account, p.name, key.secret, True, now, admin=p.admin)
+        doc = _access_key_doc(
+            p.account, p.name, key.secret, True, now, admin=p.admin, purpose=key.purpose
+        )
         return self._barrier.put(_ACCESS_KEY_PATH + key.access_key_id, doc, expect=0)
 
 
 def _access_key_doc(
-    account: str, name: str, secret: str, active: bool, created: float, *, admin: bool = False
+    account: str,
+    name: str,
+    secret: str,
+    active: bool,
+    created: float,
+    *,
+    admin: bool = False,
+    purpose: str = "",
 ) -> bytes:
     # "admin" is kept for readers of the first format; the principal decides.
-    return orjson.dumps(
-        {
-            "account": account,
-            "name": name,
-            "admin": admin,
-            "active": active,
-            "secret": secret,
-            "created": created,
-        }
-    )
+    doc: dict[str, object] = {
+        "account": account,
+        "name": name,
+        "admin": admin,
+        "active": active,
+        "secret": secret,
+        "created": created,
+    }
+    if purpose:
+        doc["purpose"] = purpose  # absent: an access key, as every earlier row
+    return orjson.dumps(doc)
 
 
 def _stored_access_key(access_key_id: str, value: bytes, revision: int) -> StoredAccessKey:
@@ -652,4 +787,5 @@ def _stored_access_key(access_key_id: str, value: bytes, revision: int) -> Store
         revision,
         str(doc["secret"]),
         bool(doc.get("admin", False)),
+        str(doc.get("purpose", "")),
     )

@@ -112,6 +112,9 @@ class HttpRequest:
     query_string: bytes
     headers: tuple[tuple[bytes, bytes], ...]
     body: bytes = field(repr=False)  # may carry plaintext: never printed
+    # The common name of the client certificate the TLS handshake verified
+    # (None: no certificate, or not over TLS); read by the XKS door's mutual TLS.
+    client_subject: str | None = None
 
 
 class SignedRequest(NamedTuple):

@@ -36,6 +36,7 @@ GROUPS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("encrypt", "decrypt"), "keycask.cli.envelope", "add_envelope_commands"),
     (("secrets",), "keycask.cli.appsecrets", "add_appsecrets_commands"),
     (("exec",), "keycask.cli.execute", "add_exec_commands"),
+    (("xks",), "keycask.cli.xks", "add_xks_commands"),
 )
 COMPLETION = "completion"
 
@@ -44,6 +45,7 @@ keycask: a self-hosted KMS that speaks the AWS KMS API.
 
 `server` serves it (--dev on a laptop; in production after `operator init`);
 `principals` manages principals, their identity policies, tags and access keys;
+`xks credentials` the credentials AWS KMS signs its XKS proxy calls with;
 `identity-providers` the OpenID Connect issuers whose tokens can assume roles;
 `policy` resets, lints and simulates key policies; `audit` verifies the audit
 log; `operator` runs a production server (init, status, unseal, seal, rotate,

@@ -155,12 +155,17 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
             argv += ["--hsm", spec]
         for pin_file in settings.hsm_pin_files:
             argv += ["--hsm-pin-file", pin_file]
+        if settings.xks_path_prefix:
+            argv += ["--xks-path-prefix", settings.xks_path_prefix]
+        if settings.xks_client_subject is not None:
+            argv += ["--xks-client-subject", settings.xks_client_subject]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
             ("--tls-cert", settings.tls_cert),
             ("--tls-key", settings.tls_key),
             ("--tls-client-ca", settings.tls_client_ca),
+            ("--xks-client-ca", settings.xks_client_ca),
         ):
             if path is not None:
                 argv += [flag, str(path)]
@@ -203,6 +208,9 @@ def cmd_server(args: argparse.Namespace) -> int:
         console=args.console,
         hsm=args.hsm or (),
         hsm_pin_files=args.hsm_pin_file or (),
+        xks_path_prefix=args.xks_path_prefix,
+        xks_client_ca=args.xks_client_ca,
+        xks_client_subject=args.xks_client_subject,
     )
     try:
         # Bad flags or an unreadable PIN file: refused before anything starts.
@@ -309,6 +317,26 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         default=None,
         help="serve the web console at /console/ (default: on with --dev on loopback or "
         "TLS, else off; refused over plain HTTP off loopback)",
+    )
+    server.add_argument(
+        "--xks-path-prefix",
+        metavar="PREFIX",
+        help="serve the XKS proxy API (docs/xks.md) at PREFIX/kms/xks/v1 (e.g. /keystore-1; "
+        "env KEYCASK_XKS_PATH_PREFIX; default none: /kms/xks/v1); requests under another "
+        "prefix are answered InvalidUriPathException",
+    )
+    server.add_argument(
+        "--xks-client-ca",
+        metavar="PEM",
+        help="mutual TLS for the XKS proxy API: its requests must come with a client "
+        "certificate issued by this CA (for AWS KMS: the Amazon Trust Services roots); other "
+        "doors do not ask for one (env KEYCASK_XKS_CLIENT_CA; needs --tls-cert)",
+    )
+    server.add_argument(
+        "--xks-client-subject",
+        metavar="CN",
+        help="with --xks-client-ca: the client certificate's subject common name must be this "
+        "(for AWS KMS: cks.kms.<region>.amazonaws.com; env KEYCASK_XKS_CLIENT_SUBJECT)",
     )
     add_startup_flags(server)
     server.add_argument(

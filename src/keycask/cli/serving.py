@@ -33,7 +33,12 @@ def tls(settings: config.Settings) -> ssl.SSLContext | None:
     if settings.tls_cert is None or settings.tls_key is None:
         return None
     _check_private(settings.tls_key, "TLS private key")
-    return tls_context(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
+    return tls_context(
+        settings.tls_cert,
+        settings.tls_key,
+        settings.tls_client_ca,
+        optional_client_ca=settings.xks_client_ca,
+    )
 
 
 def _check_private(path: Path, what: str) -> None:

@@ -56,6 +56,7 @@ from keycask.http import proxy
 from keycask.http.messages import Request, Response, new_request
 from keycask.http.peer import client_address, trusted
 from keycask.http.tls import SHUTDOWN_TIMEOUT as TLS_SHUTDOWN_TIMEOUT
+from keycask.http.tls import peer_subject
 
 if TYPE_CHECKING:
     from keycask.http.server import HttpServer
@@ -227,6 +228,7 @@ class Connection(asyncio.Protocol):
         "_seq",
         "_server",
         "_stopped",
+        "_subject",
         "_task",
         "_te_values",
         "_timer",
@@ -247,6 +249,8 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._client: str | None = None
         self._secure = server._tls is not None
+        # The verified client certificate's common name, once the handshake is done.
+        self._subject: str | None = None
         self._handshaking = False
         # The PROXY v2 header read so far, while one is awaited; else None.
         self._proxy: bytes | None = None
@@ -401,6 +405,7 @@ class Connection(asyncio.Protocol):
             self.connection_lost(None)
             return
         self._transport = transport
+        self._subject = peer_subject(transport)
         self._set_deadline(self._loop.time() + self._limits.keep_alive_timeout)
 
     def evictable(self) -> bool:
@@ -613,6 +618,7 @@ class Connection(asyncio.Protocol):
                     b"".join(parts) if parts else b"",
                     self._client,
                     self._secure,
+                    self._subject,
                 ),
                 self._keep_alive,
                 False,
@@ -747,6 +753,7 @@ class Connection(asyncio.Protocol):
             b"",
             self._client,
             self._secure,
+            self._subject,
         )
         self._queue.append((request, _CLOSE_AFTER, True))
         raise TooLarge

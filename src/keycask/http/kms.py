@@ -71,6 +71,22 @@ class KMSApp:
             if reply.status == 200 and not reply.body:
                 return Response(204, b"", ((b"x-request-id", reply.request_id.encode()),))
             return _response(reply)
+        if b"/kms/xks/" in request.raw_path:
+            # The XKS proxy API (service/doors/xks.py), under any prefix: a
+            # wrong one is answered in the XKS wire, every method too. Its
+            # mutual TLS reads the client certificate's subject.
+            http = HttpRequest(
+                method,
+                request.raw_path,
+                request.query_string,
+                request.headers,
+                request.body,
+                request.client_subject,
+            )
+            reply = await self._pipeline.handle(
+                http, request.client, secure_transport=request.secure
+            )
+            return _response(reply)
         if path == "/healthz" and method in ("GET", "HEAD"):
             if not self.ready:
                 return _STARTING
@@ -103,4 +119,8 @@ class KMSApp:
             # Audited as above; answered in Vault's wire, as Vault does.
             body = orjson.dumps({"errors": [f"request body exceeds {self.max_body} bytes"]})
             return Response(413, body, (_VAULT_JSON, (b"x-request-id", reply.request_id.encode())))
+        if b"/kms/xks/" in request.raw_path:
+            body = orjson.dumps({"errorName": "ValidationException", "errorMessage": error.message})
+            request_id = (b"x-amzn-requestid", reply.request_id.encode())
+            return Response(413, body, (_VAULT_JSON, request_id))
         return _response(reply)

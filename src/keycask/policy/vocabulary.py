@@ -261,7 +261,17 @@ _STS_KEYS: dict[str, bool] = {
     "sts:sourceidentity": False,
     "sts:transitivetagkeys": True,
 }
-CONDITION_KEYS: dict[str, bool] = {**_KMS_KEYS, **_GLOBAL_KEYS, **_STS_KEYS}
+# keycask's own: the XKS proxy API's requestMetadata (service/core/xks.py),
+# present on the XKS door's requests only.
+_KEYCASK_KEYS: dict[str, bool] = {
+    "keycask:xksawsprincipalarn": False,
+    "keycask:xkskmskeyarn": False,
+    "keycask:xkskmsoperation": False,
+    "keycask:xkskmsviaservice": False,
+    "keycask:xkssourcevpc": False,
+    "keycask:xkssourcevpce": False,
+}
+CONDITION_KEYS: dict[str, bool] = {**_KMS_KEYS, **_GLOBAL_KEYS, **_STS_KEYS, **_KEYCASK_KEYS}
 # Keys with a caller-chosen suffix; all single-valued.
 CONDITION_KEY_PREFIXES = (
     "kms:encryptioncontext:",

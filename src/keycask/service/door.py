@@ -143,6 +143,10 @@ class Doors:
         # Doors claimed by path (``path_prefixes``: Vault's /v1/): a REST
         # wire names its operation by method and path, not by a header.
         self._by_path: list[tuple[bytes, Door]] = []
+        # Doors claimed by a marker anywhere in the path (``path_markers``:
+        # the XKS door's /kms/xks/, under a prefix the operator chooses):
+        # after the prefixes, so a path a prefix claims stays its door's.
+        self._by_marker: list[tuple[bytes, Door]] = []
         self.add(fallback)
 
     def add(self, door: Door) -> None:
@@ -161,6 +165,10 @@ class Doors:
             # The longest claim first: a door claiming /v1/projects/ is
             # matched before one claiming all of /v1/.
             self._by_path.sort(key=lambda claim: len(claim[0]), reverse=True)
+        for marker in getattr(door, "path_markers", ()):
+            if any(marker == known for known, _ in self._by_marker):
+                raise ValueError(f"two doors claim {marker!r}")
+            self._by_marker.append((marker, door))
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
@@ -172,6 +180,13 @@ class Doors:
                     query = request.query_string.decode("latin-1")
                     call.operation = path_door.operation(f"{target}?{query}")
                     return path_door
+        if request.raw_path != b"/" and self._by_marker:
+            for marker, marked_door in self._by_marker:
+                if marker in request.raw_path:
+                    target = f"{request.method} {request.raw_path.decode('latin-1')}"
+                    query = request.query_string.decode("latin-1")
+                    call.operation = marked_door.operation(f"{target}?{query}")
+                    return marked_door
         raw = header(request, b"x-amz-target")
         if raw is None and self._by_media_type:
             # No target at all: a door may claim the request by its content

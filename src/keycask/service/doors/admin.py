@@ -7,7 +7,7 @@ shapes of keycask's own, decoded here into the core's typed requests
 (``core/principal_requests.py``, ``core/idp_requests.py``) and encoded from
 its typed results.
 
-Why one module of ~700 lines: it is one wire, one table (``WIRE``) read by
+Why one module of ~780 lines: it is one wire, one table (``WIRE``) read by
 one decoder and one encoder; every shape follows the same member, type and
 order rules, which are easiest to check side by side.
 
@@ -38,6 +38,12 @@ Operations (``?`` = optional; Account defaults to the caller's account):
                           token (auth/tokens.py), shown once; Ttl in seconds, default 3600
     ListTokens            {Name, Account?} -> {Tokens: [{TokenId, CreateDate, ExpiresAt}]}
     RevokeToken           {TokenId}
+    CreateXksCredential   {Name, Account?} -> {Arn, AccessKeyId, SecretAccessKey,
+                          XksProxyUriPath}: an XKS
+                          proxy credential (docs/xks.md), shown once; the principal is
+                          made (a user without access keys) if it does not exist
+    ListXksCredentials    {Name, Account?} -> {AccessKeys: [{AccessKeyId, Status, CreateDate}]}
+    DeleteXksCredential   {AccessKeyId}: revoked at once
 
     CreateIdentityProvider {Url, Audiences[], Jwks? | JwksUrl?, Account?} -> {Arn}:
                           the issuer (https://host/path, no port: a token's iss),
@@ -126,6 +132,11 @@ from keycask.service.core.handlers.principals import (
     check_tag_value,
 )
 from keycask.service.core.handlers.tokens import OPERATIONS as TOKEN_OPERATIONS
+from keycask.service.core.handlers.xks_credentials import OPERATIONS as XKS_OPERATIONS
+from keycask.service.core.handlers.xks_credentials import (
+    CreateXksCredentialResult,
+    XksCredentials,
+)
 from keycask.service.core.idp_requests import (
     CreateIdentityProviderRequest,
     CreateIdentityProviderResult,
@@ -467,6 +478,15 @@ def _access_keys(result: ListAccessKeysResult) -> Doc:
     }
 
 
+def _created_xks_credential(result: CreateXksCredentialResult) -> Doc:
+    return {
+        "Arn": result.arn,
+        "AccessKeyId": result.access_key_id,
+        "SecretAccessKey": result.secret_access_key,
+        "XksProxyUriPath": result.uri_path,
+    }
+
+
 def _created_token(result: CreateTokenResult) -> Doc:
     return {"Token": result.token, "TokenId": result.token_id, "ExpiresAt": _date(result.expires)}
 
@@ -626,6 +646,13 @@ TOKEN_WIRE: Mapping[str, Wire] = {
     "ListTokens": _wire(_principal_request, _tokens, required=("Name",), optional=_IN_ACCOUNT),
     "RevokeToken": _wire(_token_id, _nothing, required=("TokenId",)),
 }  # fmt: skip
+XKS_WIRE: Mapping[str, Wire] = {
+    "CreateXksCredential": _wire(_principal_request, _created_xks_credential,
+                                 required=("Name",), optional=_IN_ACCOUNT),
+    "ListXksCredentials": _wire(_principal_request, _access_keys, required=("Name",),
+                                optional=_IN_ACCOUNT),
+    "DeleteXksCredential": _wire(_access_key, _nothing, required=("AccessKeyId",)),
+}  # fmt: skip
 INSPECTION_WIRE: Mapping[str, Wire] = {
     "LintPolicy": _wire(_lint_policy, _findings, required=("PolicyDocument",),
                         optional=("Kind", "Account", "KeyTags", "Admin", "Name")),
@@ -668,6 +695,7 @@ class AdminDoor(AwsJsonErrors):
         *,
         tokens: TokenStore | None = None,
         inspector: Inspector | None = None,
+        xks_uri_path: str = "/kms/xks/v1",
     ) -> None:
         super().__init__(codec)
         self._credentials = credentials
@@ -676,9 +704,15 @@ class AdminDoor(AwsJsonErrors):
             WIRE.keys() != OPERATIONS.keys()
             or IDP_WIRE.keys() != IDP_OPERATIONS.keys()
             or INSPECTION_WIRE.keys() != INSPECTION_OPERATIONS.keys()
+            or XKS_WIRE.keys() != XKS_OPERATIONS.keys()
         ):
             raise ValueError("every admin operation needs its wire shape, and only those")
-        wires = {**WIRE, **IDP_WIRE, **(INSPECTION_WIRE if inspector is not None else {})}
+        wires = {
+            **WIRE,
+            **IDP_WIRE,
+            **XKS_WIRE,
+            **(INSPECTION_WIRE if inspector is not None else {}),
+        }
         self._wire = {TARGET_PREFIX + name: wire for name, wire in wires.items()}
         self._actions = {
             TARGET_PREFIX + op.name: Action(
@@ -686,6 +720,17 @@ class AdminDoor(AwsJsonErrors):
             )
             for op in OPERATIONS.values()
         }
+        self._actions.update(
+            {
+                TARGET_PREFIX + op.name: Action(
+                    TARGET_PREFIX + op.name,
+                    partial(op.handler, XksCredentials(credentials, xks_uri_path)),
+                    op.mutates,
+                    op.request,
+                )
+                for op in XKS_OPERATIONS.values()
+            }
+        )
         self._actions.update(
             {
                 TARGET_PREFIX + op.name: Action(

@@ -38,6 +38,7 @@ from keycask.auth.credentials import (
     CredentialStore,
     StoredAccessKey,
     StoredPrincipal,
+    is_xks_access_key_id,
 )
 from keycask.config import partition
 from keycask.errors import (
@@ -236,7 +237,8 @@ async def get_principal(store: CredentialStore, call: Call, req: PrincipalReques
             admin=p.admin,
             tags=p.tags,
             policy_names=tuple(name for name, _ in p.policies),
-            access_key_count=len(stored.access_key_ids),
+            # Its access keys; XKS credentials are listed by ListXksCredentials.
+            access_key_count=sum(not is_xks_access_key_id(i) for i in stored.access_key_ids),
             created=stored.created,
             trust_policy=p.trust_policy or None,
             max_session_duration=p.max_session_duration if p.trust_policy else None,

@@ -1,0 +1,44 @@
+"""``keycask server``'s XKS flags: the path prefix AWS KMS can be given, and
+mutual TLS only where keycask's own handshake can check the certificate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from keycask import config
+
+
+def _load(tmp_path: Path, **flags: str) -> config.Settings:
+    return config.load(dev=True, data_dir=str(tmp_path), env={}, **flags)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "kept"),
+    [("", ""), ("/", ""), ("/keystore-1", "/keystore-1"), ("/a/b_c/", "/a/b_c")],
+)
+def test_prefixes_aws_kms_accepts(tmp_path: Path, prefix: str, kept: str) -> None:
+    assert _load(tmp_path, xks_path_prefix=prefix).xks_path_prefix == kept
+
+
+@pytest.mark.parametrize(
+    "prefix", ["keystore", "/a b", "/a.b", "/a//b", "/é", "/" + "a" * 117, "/a?b"]
+)
+def test_prefixes_it_does_not_are_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(config.ConfigError):
+        _load(tmp_path, xks_path_prefix=prefix)
+
+
+def test_the_longest_uri_path_is_128_characters(tmp_path: Path) -> None:
+    prefix = "/" + "a" * (128 - len("/kms/xks/v1") - 1)
+    assert len(_load(tmp_path, xks_path_prefix=prefix).xks_path_prefix + "/kms/xks/v1") == 128
+
+
+def test_mutual_tls_needs_keycasks_own_tls_and_a_subject_needs_a_ca(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    with pytest.raises(config.ConfigError, match="needs --tls-cert"):
+        _load(tmp_path, xks_client_ca=str(ca))
+    with pytest.raises(config.ConfigError, match="needs --xks-client-ca"):
+        _load(tmp_path, xks_client_subject="cks.kms.eu-west-1.amazonaws.com")
