@@ -68,6 +68,7 @@ from keycask.storage.pgcoord import PostgresCoordinator
 from keycask.storage.postgres import PostgresStorage, StorageSchemaError
 from keycask.storage.sqlite import SQLiteStorage
 from keycask.storage.watermark import Watermark
+from keycask.xksclient import XksClient, parse_connect_to
 
 STORE_FILE = "keycask.db"
 AUDIT_DIR = "audit"
@@ -444,6 +445,7 @@ async def build(
         sessions=SessionTokens(barrier),
         tokens=TokenStore(barrier, credentials),
         hsm=tokens,
+        xks=_xks_client(settings),
     )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):
@@ -530,6 +532,19 @@ async def build(
         keeper,
         maintenance,
         route,
+    )
+
+
+def _xks_client(settings: Settings) -> XksClient:
+    """The XKS proxy client (EXTERNAL_KEY_STORE keys), as the environment sets it."""
+    try:
+        connect_to = parse_connect_to(settings.xks_proxy_connect_to)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    return XksClient(
+        timeout=settings.xks_proxy_timeout,
+        ca_file=settings.xks_proxy_ca_file,
+        connect_to=connect_to,
     )
 
 

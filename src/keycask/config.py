@@ -101,6 +101,14 @@ class Settings:
     # given, with this subject common name); the other doors do not ask.
     xks_client_ca: Path | None = None
     xks_client_subject: str | None = None
+    # keycask as the client of XKS proxies (EXTERNAL_KEY_STORE keys), from
+    # the environment only: KEYCASK_XKS_PROXY_TIMEOUT_MS (per call; AWS's
+    # 250 by default), KEYCASK_XKS_PROXY_CA_FILE (trust these CAs instead of
+    # the system's), KEYCASK_XKS_PROXY_CONNECT_TO (NAME=URL,...: see
+    # xksclient.parse_connect_to).
+    xks_proxy_timeout: float = 0.25
+    xks_proxy_ca_file: str | None = None
+    xks_proxy_connect_to: str = ""
 
     @property
     def tls(self) -> bool:
@@ -214,6 +222,9 @@ def load(
         ),
         xks_client_ca=None if xks_ca is None else Path(xks_ca).resolve(),
         xks_client_subject=xks_subject,
+        xks_proxy_timeout=_milliseconds("KEYCASK_XKS_PROXY_TIMEOUT_MS", env, 250) / 1000,
+        xks_proxy_ca_file=env.get("KEYCASK_XKS_PROXY_CA_FILE") or None,
+        xks_proxy_connect_to=env.get("KEYCASK_XKS_PROXY_CONNECT_TO") or "",
     )
 
 
@@ -280,6 +291,15 @@ def allowed_pkcs11_modules(given: Sequence[str], env: Mapping[str, str]) -> tupl
     listed = [*given, env.get("KEYCASK_PKCS11_MODULE", "")]
     listed += env.get("KEYCASK_PKCS11_MODULES", "").split(":")
     return tuple(dict.fromkeys(m for m in listed if m))
+
+
+def _milliseconds(name: str, env: Mapping[str, str], default: int) -> int:
+    text = env.get(name)
+    if not text:
+        return default
+    if not text.isascii() or not text.isdigit() or not 0 < int(text) <= 60_000:
+        raise ConfigError(f"{name} must be a number of milliseconds in (0, 60000], got {text!r}")
+    return int(text)
 
 
 def _seconds(name: str, env: Mapping[str, str], default: float) -> float:

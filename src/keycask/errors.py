@@ -332,3 +332,27 @@ class XksProxyUriInUseException(KMSError):
 
 class XksProxyInvalidConfigurationException(KMSError):
     code = "XksProxyInvalidConfigurationException"
+
+
+class XksProxyUriUnreachableException(KMSError):
+    code = "XksProxyUriUnreachableException"
+
+
+class XksProxyIncorrectAuthenticationCredentialException(KMSError):
+    code = "XksProxyIncorrectAuthenticationCredentialException"
+
+
+class XksProxyInvalidResponseException(KMSError):
+    code = "XksProxyInvalidResponseException"
+
+
+class XksKeyNotFoundException(KMSError):
+    code = "XksKeyNotFoundException"
+
+
+class XksKeyInvalidConfigurationException(KMSError):
+    code = "XksKeyInvalidConfigurationException"
+
+
+class XksKeyAlreadyInUseException(KMSError):
+    code = "XksKeyAlreadyInUseException"

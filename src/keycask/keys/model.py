@@ -136,6 +136,8 @@ class Origin(StrEnum):
     EXTERNAL = "EXTERNAL"
     # Generated and kept in a PKCS#11 token of a custom key store (issue 19).
     AWS_CLOUDHSM = "AWS_CLOUDHSM"
+    # keycask's material and an external key behind an XKS proxy (issue 19).
+    EXTERNAL_KEY_STORE = "EXTERNAL_KEY_STORE"
 
 
 class RotationType(StrEnum):
@@ -294,6 +296,9 @@ class Key:
     # is the key: keycask holds no material for it.
     custom_key_store_id: str | None = None
     hsm_object: str | None = None
+    # A key of an EXTERNAL_KEY_STORE store: the external key's id at the
+    # store's XKS proxy (CreateKey's XksKeyId).
+    xks_key_id: str | None = None
     # Derived, computed once: every request names the key by its ARN.
     arn: str = dataclasses.field(init=False, repr=False, compare=False)
 
@@ -433,6 +438,8 @@ class Key:
             doc["custom_key_store_id"] = self.custom_key_store_id
         if self.hsm_object is not None:
             doc["hsm_object"] = self.hsm_object
+        if self.xks_key_id is not None:
+            doc["xks_key_id"] = self.xks_key_id
         return doc
 
     @classmethod
@@ -467,6 +474,7 @@ class Key:
             pending_window_days=None if window is None else int(window),
             custom_key_store_id=doc.get("custom_key_store_id"),
             hsm_object=doc.get("hsm_object"),
+            xks_key_id=doc.get("xks_key_id"),
         )
 
 

@@ -34,6 +34,21 @@ token, and tokens offer no SP 800-108 KDF to derive one inside): a key's
 messages share one AES key, under AES-GCM's bound for random IVs (2^32
 messages per key; see docs/hsm.md). v1 and v2 blobs are untouched.
 
+Blob v4 (a key of an external key store, EXTERNAL_KEY_STORE, issue 19)::
+
+    0x04 | key id (16, UUID bytes) | key version (4, big-endian)
+         | metadata length (1) | the proxy's ciphertextMetadata (0-20)
+         | IV length (1) | the proxy's IV (12 or 16) | the proxy's tag (16)
+         | outer ciphertext
+
+Double encryption, as AWS KMS does it: the inner layer is a v1-style sealed
+message (salt, nonce, AES-256-GCM ciphertext, tag) under the key's own
+material in keycask, AAD the 21 header bytes and the canonical encryption
+context; the outer layer is the XKS proxy's AES-GCM of those inner bytes
+under the external key, AAD ``xks_aad`` (the header, the key's ARN and the
+context's SHA-256). Neither keycask's material nor the external key alone
+opens it. The 21-byte header has v1's shape, so ``HEADER_SIZE`` serves it.
+
 ``parse_blob`` and ``blob_header`` accept v1 only, as they always have;
 ``parse_mrk_blob`` and ``mrk_blob_header`` accept v2 only; ``parse_any_blob``
 accepts either and its header's class says which. Every malformed blob of
@@ -43,6 +58,7 @@ message.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import uuid
 from collections.abc import Mapping
@@ -62,6 +78,7 @@ from keycask.keys.ids import MRK_ID_SIZE, is_record_id
 BLOB_FORMAT_V1 = 0x01
 BLOB_FORMAT_V2 = 0x02
 BLOB_FORMAT_HSM = 0x03
+BLOB_FORMAT_XKS = 0x04
 HSM_HEADER_SIZE = 1 + 16 + 16
 HSM_IV_SIZE = 12
 HSM_TAG_SIZE = 16
@@ -272,3 +289,92 @@ def parse_hsm_blob(blob: bytes) -> tuple[uuid.UUID, bytes, bytes, bytes]:
     _, key_id, object_id = _HSM_HEADER.unpack_from(blob)
     iv = blob[HSM_HEADER_SIZE : HSM_HEADER_SIZE + HSM_IV_SIZE]
     return uuid.UUID(bytes=key_id), object_id, iv, blob[HSM_HEADER_SIZE + HSM_IV_SIZE :]
+
+
+@dataclass(frozen=True, slots=True)
+class XksBlob:
+    """A v4 blob taken apart: its header and the proxy's four pieces."""
+
+    key_id: uuid.UUID
+    version: int
+    metadata: bytes
+    iv: bytes
+    tag: bytes
+    ciphertext: bytes
+
+    @property
+    def header(self) -> bytes:
+        return _HEADER.pack(BLOB_FORMAT_XKS, self.key_id.bytes, self.version)
+
+    def encode(self) -> bytes:
+        return b"".join(
+            (
+                self.header,
+                bytes((len(self.metadata),)),
+                self.metadata,
+                bytes((len(self.iv),)),
+                self.iv,
+                self.tag,
+                self.ciphertext,
+            )
+        )
+
+
+XKS_TAG_SIZE = 16
+_XKS_IV_SIZES = (12, 16)
+_XKS_MAX_METADATA = 20
+
+
+def xks_blob_header(key_id: uuid.UUID, version: int) -> bytes:
+    """A v4 blob's 21 header bytes: the inner layer's AAD prefix."""
+    return _HEADER.pack(BLOB_FORMAT_XKS, key_id.bytes, version)
+
+
+def xks_aad(header: bytes, key_arn: str, context: bytes) -> bytes:
+    """The outer layer's AAD (sent to the proxy): the header, the key's ARN,
+    and the SHA-256 of the canonical encryption context (a context may be
+    larger than a proxy must accept as AAD; the inner layer binds it whole)."""
+    arn = key_arn.encode()
+    return header + _U16.pack(len(arn)) + arn + hashlib.sha256(context).digest()
+
+
+def parse_xks_blob(blob: bytes) -> XksBlob:
+    """A v4 blob's parts; the same empty-message InvalidCiphertextException
+    for anything malformed."""
+    try:
+        if blob[0] != BLOB_FORMAT_XKS:
+            raise ValueError
+        _, key_bytes, version = _HEADER.unpack_from(blob)
+        pos = HEADER_SIZE
+        meta_len = blob[pos]
+        metadata = blob[pos + 1 : pos + 1 + meta_len]
+        pos += 1 + meta_len
+        iv_len = blob[pos]
+        iv = blob[pos + 1 : pos + 1 + iv_len]
+        pos += 1 + iv_len
+        tag = blob[pos : pos + XKS_TAG_SIZE]
+        ciphertext = blob[pos + XKS_TAG_SIZE :]
+    except (IndexError, struct.error, ValueError):
+        raise InvalidCiphertextException(_INVALID) from None
+    if (
+        meta_len > _XKS_MAX_METADATA
+        or len(metadata) != meta_len
+        or iv_len not in _XKS_IV_SIZES
+        or len(iv) != iv_len
+        or len(tag) != XKS_TAG_SIZE
+        or len(ciphertext) < MESSAGE_OVERHEAD
+    ):
+        raise InvalidCiphertextException(_INVALID)
+    return XksBlob(uuid.UUID(bytes=key_bytes), version, metadata, iv, tag, ciphertext)
+
+
+def seal_xks_inner(material: KeyMaterial, header: bytes, plaintext: bytes, context: bytes) -> bytes:
+    """A v4 blob's inner layer: keycask's own material, as v1 seals."""
+    return seal_message(material, plaintext, header=header, context=context)
+
+
+def open_xks_inner(material: KeyMaterial, header: bytes, inner: bytes, context: bytes) -> bytes:
+    try:
+        return open_message(material, inner, header=header, context=context)
+    except AuthenticationFailed:
+        raise InvalidCiphertextException(_INVALID) from None

@@ -3,8 +3,8 @@ are, how a store of it is made, changed, connected, and described.
 
 ``AWS_CLOUDHSM``: the "cluster" is a PKCS#11 token this keycask is
 configured with (``--hsm NAME=MODULE_PATH:TOKEN_LABEL``; ``CloudHsmClusterId``
-is NAME). ``EXTERNAL_KEY_STORE``: an XKS proxy keycask will call; its fields
-are checked and kept, but keycask cannot connect one yet.
+is NAME). ``EXTERNAL_KEY_STORE``: an XKS proxy keycask calls
+(``keycask.xksclient``; its keys are ``xks_keys.py``).
 
 Decisions AWS's documents leave to an implementation (docs/hsm.md lists them):
 
@@ -42,10 +42,15 @@ from keycask.errors import (
     CustomKeyStoreInvalidStateException,
     CustomKeyStoreNotFoundException,
     IncorrectTrustAnchorException,
+    KMSError,
     ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
+    XksProxyIncorrectAuthenticationCredentialException,
+    XksProxyInvalidConfigurationException,
+    XksProxyInvalidResponseException,
     XksProxyUriInUseException,
+    XksProxyUriUnreachableException,
 )
 from keycask.hsm.token import HsmError, TokenBusy
 from keycask.keys.custom_stores import (
@@ -55,10 +60,12 @@ from keycask.keys.custom_stores import (
     STORE_ID,
     CustomKeyStore,
 )
+from keycask.keys.model import Key
+from keycask.service.core import xks_keys
 from keycask.service.core.call import Call
 from keycask.service.core.deps import Deps
 from keycask.service.core.hsm_keys import store_available
-from keycask.service.core.results import XksProxyConfiguration
+from keycask.service.core.results import KeyMetadata, XksProxyConfiguration
 
 # A request's fields for a store, by the snake_case name both requests use.
 Fields = dict[str, Any]
@@ -70,18 +77,20 @@ class StoreType:
     # Create/Update request fields that belong to this type.
     fields: frozenset[str]
     # The record's type-specific fields, from CreateCustomKeyStore's request.
-    create: Callable[[Deps, Fields, CustomKeyStore], Awaitable[CustomKeyStore]]
+    create: Callable[[Deps, Call, Fields, CustomKeyStore], Awaitable[CustomKeyStore]]
     # The record after UpdateCustomKeyStore's type-specific fields.
-    update: Callable[[Deps, Fields, CustomKeyStore], Awaitable[CustomKeyStore]]
+    update: Callable[[Deps, Call, Fields, CustomKeyStore], Awaitable[CustomKeyStore]]
     # (state, error code) a ConnectCustomKeyStore reaches.
-    connect: Callable[[Deps, CustomKeyStore], Awaitable[tuple[str, str | None]]]
-    # Whether a CONNECTED store serves its keys now.
-    available: Callable[[Deps, CustomKeyStore], Awaitable[bool]]
+    connect: Callable[[Deps, Call, CustomKeyStore], Awaitable[tuple[str, str | None]]]
+    # Why a CONNECTED store cannot serve its keys now (a ConnectionErrorCode),
+    # or None when it can.
+    failure: Callable[[Deps, Call, CustomKeyStore], Awaitable[str | None]]
     # DescribeCustomKeyStores' type-specific members of a store's entry.
     entry: Callable[[CustomKeyStore], Fields]
-    # Whether CreateKey can make keys in a store of this type (and
-    # GenerateRandom take bytes from it) yet.
-    holds_keys: bool
+    # The Origin of the keys CreateKey makes in a store of this type.
+    origin: str
+    # Whether GenerateRandom takes bytes from a store of this type.
+    random_source: bool
 
 
 def _required(fields: Fields, names: tuple[str, ...], store_type: str) -> None:
@@ -114,7 +123,9 @@ async def _claim_cluster(deps: Deps, cluster_id: str, store_id: str) -> None:
             )
 
 
-async def _hsm_create(deps: Deps, fields: Fields, store: CustomKeyStore) -> CustomKeyStore:
+async def _hsm_create(
+    deps: Deps, call: Call, fields: Fields, store: CustomKeyStore
+) -> CustomKeyStore:
     _required(
         fields,
         ("cloud_hsm_cluster_id", "trust_anchor_certificate", "key_store_password"),
@@ -132,7 +143,9 @@ async def _hsm_create(deps: Deps, fields: Fields, store: CustomKeyStore) -> Cust
     )
 
 
-async def _hsm_update(deps: Deps, fields: Fields, store: CustomKeyStore) -> CustomKeyStore:
+async def _hsm_update(
+    deps: Deps, call: Call, fields: Fields, store: CustomKeyStore
+) -> CustomKeyStore:
     new = store
     cluster_id = fields.get("cloud_hsm_cluster_id")
     if cluster_id is not None and cluster_id != store.cluster_id:
@@ -155,7 +168,7 @@ async def _hsm_update(deps: Deps, fields: Fields, store: CustomKeyStore) -> Cust
     return new
 
 
-async def _hsm_connect(deps: Deps, store: CustomKeyStore) -> tuple[str, str | None]:
+async def _hsm_connect(deps: Deps, call: Call, store: CustomKeyStore) -> tuple[str, str | None]:
     token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
     if token is None:
         return FAILED, "CLUSTER_NOT_FOUND"
@@ -180,7 +193,9 @@ _XKS_FIELDS = frozenset(
 )
 
 
-async def _xks_apply(deps: Deps, fields: Fields, store: CustomKeyStore) -> CustomKeyStore:
+async def _xks_apply(
+    deps: Deps, call: Call, fields: Fields, store: CustomKeyStore
+) -> CustomKeyStore:
     credential = fields.get("xks_proxy_authentication_credential")
     new = store.replace(
         xks_uri_endpoint=fields.get("xks_proxy_uri_endpoint") or store.xks_uri_endpoint,
@@ -220,7 +235,9 @@ async def _xks_apply(deps: Deps, fields: Fields, store: CustomKeyStore) -> Custo
     return new
 
 
-async def _xks_create(deps: Deps, fields: Fields, store: CustomKeyStore) -> CustomKeyStore:
+async def _xks_create(
+    deps: Deps, call: Call, fields: Fields, store: CustomKeyStore
+) -> CustomKeyStore:
     _required(
         fields,
         (
@@ -231,22 +248,58 @@ async def _xks_create(deps: Deps, fields: Fields, store: CustomKeyStore) -> Cust
         ),
         "EXTERNAL_KEY_STORE",
     )
-    return await _xks_apply(deps, fields, store)
+    new = await _xks_apply(deps, call, fields, store)
+    await _xks_check(deps, call, new)
+    return new
 
 
-async def _xks_connect(deps: Deps, store: CustomKeyStore) -> tuple[str, str | None]:
-    raise UnsupportedOperationException(
-        "keycask cannot connect an external key store (EXTERNAL_KEY_STORE) yet: its XKS "
-        "proxy client is not implemented. The store's settings are kept; it stays DISCONNECTED."
-    )
+async def _xks_update(
+    deps: Deps, call: Call, fields: Fields, store: CustomKeyStore
+) -> CustomKeyStore:
+    new = await _xks_apply(deps, call, fields, store)
+    if (new.xks_uri_endpoint, new.xks_uri_path, new.xks_access_key_id, new.xks_secret) != (
+        store.xks_uri_endpoint,
+        store.xks_uri_path,
+        store.xks_access_key_id,
+        store.xks_secret,
+    ):
+        await _xks_check(deps, call, new)
+    return new
 
 
-async def _never(deps: Deps, store: CustomKeyStore) -> bool:
-    return False
+# What Create/UpdateCustomKeyStore answer when the proxy's GetHealthStatus
+# fails, by ConnectionErrorCode (botocore's model lists these for both).
+_CHECK_ERRORS: dict[str, type[KMSError]] = {
+    "INVALID_CREDENTIALS": XksProxyIncorrectAuthenticationCredentialException,
+    "XKS_PROXY_INVALID_RESPONSE": XksProxyInvalidResponseException,
+    "XKS_PROXY_ACCESS_DENIED": XksProxyInvalidConfigurationException,
+}
 
 
-async def _hsm_available(deps: Deps, store: CustomKeyStore) -> bool:
-    return await store_available(deps, store)
+async def _xks_check(deps: Deps, call: Call, store: CustomKeyStore) -> None:
+    """AWS KMS tests a public endpoint's proxy when a store is created or its
+    connection settings change: a GetHealthStatus signed with the credential."""
+    code = await xks_keys.probe(deps, call, store)
+    if code is not None:
+        # Unreachable, timed out, a TLS failure, a path the proxy does not
+        # serve, every external key manager UNAVAILABLE.
+        raise _CHECK_ERRORS.get(code, XksProxyUriUnreachableException)(
+            f"The XKS proxy at {store.xks_uri_endpoint}{store.xks_uri_path} failed its "
+            f"GetHealthStatus ({code})."
+        )
+
+
+async def _xks_connect(deps: Deps, call: Call, store: CustomKeyStore) -> tuple[str, str | None]:
+    code = await xks_keys.probe(deps, call, store)
+    return (CONNECTED, None) if code is None else (FAILED, code)
+
+
+async def _xks_failure(deps: Deps, call: Call, store: CustomKeyStore) -> str | None:
+    return await xks_keys.failure(deps, call, store)
+
+
+async def _hsm_failure(deps: Deps, call: Call, store: CustomKeyStore) -> str | None:
+    return None if await store_available(deps, store) else "NETWORK_ERRORS"
 
 
 def _hsm_entry(store: CustomKeyStore) -> Fields:
@@ -280,19 +333,21 @@ TYPES: dict[str, StoreType] = {
             create=_hsm_create,
             update=_hsm_update,
             connect=_hsm_connect,
-            available=_hsm_available,
+            failure=_hsm_failure,
             entry=_hsm_entry,
-            holds_keys=True,
+            origin="AWS_CLOUDHSM",
+            random_source=True,
         ),
         StoreType(
             "EXTERNAL_KEY_STORE",
             _XKS_FIELDS,
             create=_xks_create,
-            update=_xks_apply,
+            update=_xks_update,
             connect=_xks_connect,
-            available=_never,
+            failure=_xks_failure,
             entry=_xks_entry,
-            holds_keys=False,
+            origin="EXTERNAL_KEY_STORE",
+            random_source=False,
         ),
     )
 }
@@ -311,10 +366,12 @@ def type_fields(store_type: StoreType, fields: Fields) -> Fields:
     return {name: fields.get(name) for name in store_type.fields}
 
 
-async def effective_state(deps: Deps, store: CustomKeyStore) -> tuple[str, str | None]:
+async def effective_state(deps: Deps, call: Call, store: CustomKeyStore) -> tuple[str, str | None]:
     """The ConnectionState (and error code) DescribeCustomKeyStores shows."""
-    if store.state == CONNECTED and not await TYPES[store.store_type].available(deps, store):
-        return FAILED, "NETWORK_ERRORS"
+    if store.state == CONNECTED:
+        code = await TYPES[store.store_type].failure(deps, call, store)
+        if code is not None:
+            return FAILED, code
     if store.state == DISCONNECTED:
         return DISCONNECTED, None
     return store.state, store.error_code
@@ -331,7 +388,7 @@ async def random_from_store(deps: Deps, call: Call, store_id: str, size: int) ->
         )
     store = found.value
     call.detail = f"random bytes from custom key store {store_id}"
-    if not TYPES[store.store_type].holds_keys:
+    if not TYPES[store.store_type].random_source:
         raise UnsupportedOperationException(
             "GenerateRandom takes random bytes only from an AWS_CLOUDHSM key store."
         )
@@ -346,3 +403,19 @@ async def random_from_store(deps: Deps, call: Call, store_id: str, size: int) ->
         raise CustomKeyStoreInvalidStateException(
             f"The HSM of custom key store {store_id} does not answer."
         ) from None
+
+
+async def key_metadata(deps: Deps, call: Call, key: Key) -> KeyMetadata:
+    """DescribeKey's KeyMetadata: a custom key store key's cluster id, and its
+    KeyState Unavailable while its store cannot serve it."""
+    if key.custom_key_store_id is None:
+        return KeyMetadata.of(key)
+    stored = await deps.keys.custom_store(key.account, key.region, key.custom_key_store_id)
+    if stored is None:
+        return KeyMetadata.of(key, unavailable=True)
+    store = stored.value
+    unavailable = (
+        store.state != CONNECTED
+        or await TYPES[store.store_type].failure(deps, call, store) is not None
+    )
+    return KeyMetadata.of(key, cluster_id=store.cluster_id, unavailable=unavailable)

@@ -13,6 +13,7 @@ from keycask.keys.keystore import KeyStore
 from keycask.ports import Clock
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.usage import UsageTracker
+from keycask.xksclient import XksClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,3 +32,5 @@ class Deps:
     tokens: TokenStore | None = None
     # PKCS#11 tokens of custom key stores (--hsm): HSM-backed keys.
     hsm: Tokens = field(default_factory=Tokens)
+    # The XKS proxy client: keys of EXTERNAL_KEY_STORE stores.
+    xks: XksClient = field(default_factory=XksClient)

@@ -34,7 +34,6 @@ from keycask.keys.model import Key
 from keycask.keys.wire import hsm_blob_header, parse_hsm_blob
 from keycask.service.core.call import Call
 from keycask.service.core.deps import Deps
-from keycask.service.core.results import KeyMetadata
 
 log = logging.getLogger("keycask")
 
@@ -60,17 +59,6 @@ async def store_available(deps: Deps, store: CustomKeyStore) -> bool:
         return False
     token = deps.hsm.get(store.cluster_id)
     return token is not None and await token.present()
-
-
-async def key_metadata(deps: Deps, key: Key) -> KeyMetadata:
-    """DescribeKey's KeyMetadata, with a custom key store key's cluster id
-    and its Unavailable state when its store cannot serve it now."""
-    store = await store_of(deps, key)
-    if store is None:
-        return KeyMetadata.of(key, unavailable=key.custom_key_store_id is not None)
-    return KeyMetadata.of(
-        key, cluster_id=store.cluster_id, unavailable=not await store_available(deps, store)
-    )
 
 
 async def _token_for(deps: Deps, key: Key) -> Token:

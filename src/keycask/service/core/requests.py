@@ -73,6 +73,7 @@ class CreateKeyRequest:
     tags: list[dict[str, str]] | None = None
     multi_region: bool | None = None
     custom_key_store_id: str | None = None
+    xks_key_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

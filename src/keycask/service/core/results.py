@@ -71,6 +71,11 @@ class MultiRegionConfiguration:
 
 
 @dataclass(frozen=True, slots=True)
+class XksKeyConfiguration:
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
 class KeyMetadata:
     aws_account_id: str
     key_id: str
@@ -100,6 +105,7 @@ class KeyMetadata:
     pending_deletion_window_in_days: int | None = None
     custom_key_store_id: str | None = None
     cloud_hsm_cluster_id: str | None = None
+    xks_key_configuration: XksKeyConfiguration | None = None
 
     @classmethod
     def of(
@@ -139,6 +145,9 @@ class KeyMetadata:
             ),
             custom_key_store_id=key.custom_key_store_id,
             cloud_hsm_cluster_id=cluster_id,
+            xks_key_configuration=(
+                None if key.xks_key_id is None else XksKeyConfiguration(id=key.xks_key_id)
+            ),
         )
 
 

@@ -2,8 +2,9 @@
 
 Why one module of ~500 lines: every operation here that opens a ciphertext
 goes through one ``_open`` (the blob's header, the key's region and state,
-the transit floor, multi-Region sets, HSM-backed keys), and every one that
-makes one through one sealing path; split, the checks would drift apart
+the transit floor, multi-Region sets, HSM-backed keys, external key store
+keys), and every one that makes one through one sealing path; split, the
+checks would drift apart
 between Decrypt and ReEncrypt, which must refuse exactly alike.
 """
 
@@ -28,6 +29,7 @@ from keycask.keys.states import require_state
 from keycask.keys.wire import (
     BLOB_FORMAT_HSM,
     BLOB_FORMAT_V2,
+    BLOB_FORMAT_XKS,
     AnyBlobHeader,
     BlobHeader,
     MrkBlobHeader,
@@ -36,9 +38,10 @@ from keycask.keys.wire import (
     mrk_blob_header,
     open_blob,
     parse_hsm_blob,
+    parse_xks_blob,
     seal_blob,
 )
-from keycask.service.core import hsm_keys
+from keycask.service.core import hsm_keys, xks_keys
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.custom_store_types import random_from_store
 from keycask.service.core.deps import Deps
@@ -72,6 +75,7 @@ _BELOW_FLOOR = (
 # of an HSM-backed key's (v3).
 _V2 = bytes((BLOB_FORMAT_V2,))
 _V3 = bytes((BLOB_FORMAT_HSM,))
+_V4 = bytes((BLOB_FORMAT_XKS,))
 
 
 def _algorithm(algorithm: str | None) -> str:
@@ -131,6 +135,12 @@ async def seal_for(
     key_id = key.key_id
     if version is None:
         version = key.current_version
+    if key.xks_key_id is not None:
+        # A key of an external key store: keycask's material, then the
+        # external key at its XKS proxy (blob v4).
+        blob = await xks_keys.seal(deps, call, key, plaintext, context)
+        entry = key.version(version)
+        return blob, None if entry is None else entry.material_id
     if key.hsm_object is not None:
         # A key held in an HSM: AES-GCM inside its token (blob v3).
         blob = await hsm_keys.seal(deps, call, key, plaintext, context)
@@ -253,7 +263,12 @@ async def _open(
     assert caller is not None
     mrk: bytes | None = None
     hsm = blob[:1] == _V3
-    if hsm:
+    xks = blob[:1] == _V4
+    if xks:
+        # A key of an external key store (blob v4): its header is v1's shape.
+        parts = parse_xks_blob(blob)
+        key_id, version = parts.key_id, parts.version
+    elif hsm:
         # A key held in an HSM (blob v3): it has one version.
         key_id, version = parse_hsm_blob(blob)[0], 1
     elif blob[:1] == _V2:
@@ -306,6 +321,13 @@ async def _open(
     settings = await keys.transit_settings(key_id)
     if settings.revision and version < Settings.from_doc(settings.value).min_decryption_version:
         raise InvalidCiphertextException(_BELOW_FLOOR)
+    if xks or key.xks_key_id is not None:
+        # Only a v4 blob opens under an external key store's key, and a v4
+        # blob under no other key (xks_keys.open_blob checks the key).
+        if not xks:
+            raise InvalidCiphertextException(_INVALID_CIPHERTEXT)
+        plaintext = await xks_keys.open_blob(deps, call, key, blob, encoded)
+        return key, version, plaintext
     if hsm:
         plaintext = await hsm_keys.open_blob(deps, call, key, blob, encoded)
         return key, version, plaintext

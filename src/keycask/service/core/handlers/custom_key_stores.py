@@ -104,7 +104,7 @@ async def create_custom_key_store(
         store_type=store_type.name,
         created=deps.clock.now(),
     )
-    store = await store_type.create(deps, fields, store)
+    store = await store_type.create(deps, call, fields, store)
     call.detail = f"custom key store {store.store_id} ({store.store_type})"
     return Outcome(
         CreateCustomKeyStoreResult(custom_key_store_id=store.store_id),
@@ -112,8 +112,8 @@ async def create_custom_key_store(
     )
 
 
-async def _entry(deps: Deps, store: CustomKeyStore) -> CustomKeyStoreEntry:
-    state, code = await effective_state(deps, store)
+async def _entry(deps: Deps, call: Call, store: CustomKeyStore) -> CustomKeyStoreEntry:
+    state, code = await effective_state(deps, call, store)
     return CustomKeyStoreEntry(
         custom_key_store_id=store.store_id,
         custom_key_store_name=store.name,
@@ -150,7 +150,7 @@ async def describe_custom_key_stores(
     truncated = len(stores) > limit
     return Outcome(
         DescribeCustomKeyStoresResult(
-            custom_key_stores=[await _entry(deps, s) for s in page],
+            custom_key_stores=[await _entry(deps, call, s) for s in page],
             truncated=truncated,
             next_marker=page[-1].store_id if truncated else None,
         )
@@ -170,13 +170,13 @@ async def update_custom_key_store(
         await _name_free(deps, call, req.new_custom_key_store_name, store.store_id)
         new = new.replace(name=req.new_custom_key_store_name)
     if any(value is not None for value in fields.values()):
-        state, _ = await effective_state(deps, store)
+        state, _ = await effective_state(deps, call, store)
         if state != DISCONNECTED:
             raise CustomKeyStoreInvalidStateException(
                 f"Custom key store {store.store_id} is {state}: only its name can change "
                 "until it is disconnected (DisconnectCustomKeyStore)."
             )
-        new = await store_type.update(deps, fields, new)
+        new = await store_type.update(deps, call, fields, new)
     if new == store:
         return Outcome()
     return Outcome(None, [deps.keys.stage_put_custom_store(new, expect=stored.revision)])
@@ -186,7 +186,7 @@ async def connect_custom_key_store(deps: Deps, call: Call, req: CustomKeyStoreRe
     await call.authorize("kms:ConnectCustomKeyStore")
     stored = await _find(deps, call, req.custom_key_store_id)
     store = stored.value
-    state, _ = await effective_state(deps, store)
+    state, _ = await effective_state(deps, call, store)
     if state == FAILED:
         raise CustomKeyStoreInvalidStateException(
             f"Custom key store {store.store_id} is FAILED: disconnect it "
@@ -194,7 +194,7 @@ async def connect_custom_key_store(deps: Deps, call: Call, req: CustomKeyStoreRe
         )
     if state != DISCONNECTED:
         return Outcome()  # connected already
-    reached, code = await TYPES[store.store_type].connect(deps, store)
+    reached, code = await TYPES[store.store_type].connect(deps, call, store)
     call.detail = f"custom key store {store.store_id}: {reached}" + (f" ({code})" if code else "")
     new = store.replace(state=reached, error_code=code)
     return Outcome(None, [deps.keys.stage_put_custom_store(new, expect=stored.revision)])

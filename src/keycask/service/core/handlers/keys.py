@@ -20,9 +20,10 @@ from keycask.errors import (
     ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
+    XksKeyAlreadyInUseException,
 )
 from keycask.hsm.token import HsmError, TokenBusy
-from keycask.keys.custom_stores import STORE_ID, CustomKeyStore
+from keycask.keys.custom_stores import CONNECTED, STORE_ID, CustomKeyStore
 from keycask.keys.ids import new_mrk, parse_mrk, record_id
 from keycask.keys.model import (
     KEY_USAGES,
@@ -36,10 +37,10 @@ from keycask.keys.model import (
     key_arn,
 )
 from keycask.policy.document import parse_policy
-from keycask.service.core import hsm_keys
+from keycask.service.core import hsm_keys, xks_keys
 from keycask.service.core.authz import principal_arns, render_policy
 from keycask.service.core.call import Call, Outcome
-from keycask.service.core.custom_store_types import TYPES
+from keycask.service.core.custom_store_types import TYPES, key_metadata
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.tags import validate_new_tags
 from keycask.service.core.offload import run_slow
@@ -188,7 +189,13 @@ async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     spec, usage = _key_spec(req)
     await _authorize_create(call, req, spec, usage)
-    if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL, Origin.AWS_CLOUDHSM):
+    if req.origin not in (
+        None,
+        Origin.AWS_KMS,
+        Origin.EXTERNAL,
+        Origin.AWS_CLOUDHSM,
+        Origin.EXTERNAL_KEY_STORE,
+    ):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
     store = await _custom_store_for(deps, call, req, origin=origin, spec=spec, usage=usage)
@@ -211,12 +218,14 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     key_id = uuid.uuid4() if mrk is None else record_id(mrk, call.region)
     material: KeyMaterial | None = None
     versions: tuple[KeyVersion, ...] = ()
-    if store is not None:
+    if origin is Origin.AWS_CLOUDHSM:
         # The key is made inside the token last (below), once everything else
         # has been checked, so a refusal leaves no object behind; until then
         # its one version is a placeholder.
         versions = (KeyVersion(1, ""),)
-    elif origin is Origin.AWS_KMS:
+    elif origin in (Origin.AWS_KMS, Origin.EXTERNAL_KEY_STORE):
+        # An external key store's key has keycask's material too: the inner
+        # layer of its double encryption (xks_keys.py).
         material = await _material(call, spec)
         versions = (KeyVersion(1, key_material_id(material, key_id.bytes if mrk is None else mrk)),)
     key = Key(
@@ -244,7 +253,13 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
-    if store is not None:
+    if store is not None and origin is Origin.EXTERNAL_KEY_STORE:
+        assert req.xks_key_id is not None
+        await _xks_key_free(deps, store, req.xks_key_id)
+        await xks_keys.check_external_key(deps, call, store, req.xks_key_id)
+        key = key.replace(xks_key_id=req.xks_key_id)
+        call.detail = f"external key {req.xks_key_id} of {store.store_id}"
+    elif store is not None:
         hsm_object = await _generate_in_token(deps, store)
         key = key.replace(
             hsm_object=hsm_object,
@@ -254,14 +269,14 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     writes = deps.keys.stage_create(key, material)
     if mrk is not None:
         writes.append(deps.keys.stage_mrk_marker(mrk))
-    return Outcome(KeyMetadataResult(await hsm_keys.key_metadata(deps, key)), writes)
+    return Outcome(KeyMetadataResult(await key_metadata(deps, call, key)), writes)
 
 
 async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
     key = (await use_key(deps.keys, call, req.key_id, "kms:DescribeKey", allow_alias=True)).value
     if key.custom_key_store_id is None:
         return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
-    return Outcome(KeyMetadataResult(await hsm_keys.key_metadata(deps, key)))
+    return Outcome(KeyMetadataResult(await key_metadata(deps, call, key)))
 
 
 async def _custom_store_for(
@@ -273,15 +288,20 @@ async def _custom_store_for(
     spec: KeySpec,
     usage: KeyUsage,
 ) -> CustomKeyStore | None:
-    """The connected AWS_CLOUDHSM store a new key goes into, or None."""
+    """The connected custom key store a new key goes into, or None."""
+    if req.xks_key_id is not None and origin is not Origin.EXTERNAL_KEY_STORE:
+        raise ValidationException("XksKeyId is only for Origin EXTERNAL_KEY_STORE.")
     if req.custom_key_store_id is None:
-        if origin is Origin.AWS_CLOUDHSM:
-            raise ValidationException("Origin AWS_CLOUDHSM needs a CustomKeyStoreId.")
+        if origin in (Origin.AWS_CLOUDHSM, Origin.EXTERNAL_KEY_STORE):
+            raise ValidationException(f"Origin {origin.value} needs a CustomKeyStoreId.")
         return None
-    if origin is not Origin.AWS_CLOUDHSM:
+    if origin not in (Origin.AWS_CLOUDHSM, Origin.EXTERNAL_KEY_STORE):
         raise ValidationException(
-            "A key in a custom key store of type AWS_CLOUDHSM needs Origin AWS_CLOUDHSM."
+            "A key in a custom key store needs Origin AWS_CLOUDHSM (an AWS_CLOUDHSM store) "
+            "or EXTERNAL_KEY_STORE (an EXTERNAL_KEY_STORE store)."
         )
+    if origin is Origin.EXTERNAL_KEY_STORE and req.xks_key_id is None:
+        raise ValidationException("Origin EXTERNAL_KEY_STORE needs an XksKeyId.")
     if spec is not KeySpec.SYMMETRIC_DEFAULT or usage is not KeyUsage.ENCRYPT_DECRYPT:
         raise UnsupportedOperationException(
             "Keys in custom key stores are symmetric encryption keys only "
@@ -297,16 +317,28 @@ async def _custom_store_for(
             f"Custom key store {req.custom_key_store_id} does not exist in this account and Region."
         )
     store = found.value
-    if not TYPES[store.store_type].holds_keys:
-        raise UnsupportedOperationException(
-            f"keycask cannot create keys in a custom key store of type {store.store_type} yet."
+    store_type = TYPES[store.store_type]
+    if store_type.origin != origin.value:
+        raise ValidationException(
+            f"A key in a custom key store of type {store.store_type} needs Origin "
+            f"{store_type.origin}."
         )
-    if not await hsm_keys.store_available(deps, store):
+    if store.state != CONNECTED or await store_type.failure(deps, call, store) is not None:
         raise CustomKeyStoreInvalidStateException(
-            f"Custom key store {store.store_id} is not connected (or its HSM does not "
-            "answer); keys can be created only in a CONNECTED store."
+            f"Custom key store {store.store_id} is not connected (or its HSM or XKS proxy "
+            "does not answer); keys can be created only in a CONNECTED store."
         )
     return store
+
+
+async def _xks_key_free(deps: Deps, store: CustomKeyStore, xks_key_id: str) -> None:
+    """One external key backs at most one KMS key of a store, as in AWS."""
+    for key_id in await deps.keys.custom_store_keys(store.store_id):
+        found = await deps.keys.get(key_id)
+        if found is not None and found.value.xks_key_id == xks_key_id:
+            raise XksKeyAlreadyInUseException(
+                f"The external key {xks_key_id} already backs {found.value.arn}."
+            )
 
 
 async def _generate_in_token(deps: Deps, store: CustomKeyStore) -> str:
