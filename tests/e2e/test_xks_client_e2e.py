@@ -390,6 +390,34 @@ def test_wrong_credentials_path_and_unreachable_proxy(pair: tuple[Server, Server
     kms.delete_custom_key_store(CustomKeyStoreId=store_id)
 
 
+def test_deletion_of_an_external_key_store_key(pair: tuple[Server, Server]) -> None:
+    """A deleted key's material in keycask goes with it, and its store is
+    then free to delete; the external key in B is untouched."""
+    a, b = pair
+    cred = _credential(b)
+    external = _external_key(b, cred)
+    kms = a.client(region="ap-southeast-2")
+    store_id = kms.create_custom_key_store(CustomKeyStoreName="gone", **_store_args(cred))[
+        "CustomKeyStoreId"
+    ]
+    kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+    key_id = kms.create_key(
+        CustomKeyStoreId=store_id, Origin="EXTERNAL_KEY_STORE", XksKeyId=external
+    )["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=key_id, Plaintext=b"short-lived")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+    kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+    with pytest.raises(ClientError) as error:
+        kms.delete_custom_key_store(CustomKeyStoreId=store_id)
+    assert _code(error) == "CustomKeyStoreHasCMKsException"
+    a.advance_clock(8 * 86400)
+    kms.delete_custom_key_store(CustomKeyStoreId=store_id)
+    with pytest.raises(ClientError) as error:
+        kms.decrypt(CiphertextBlob=blob)
+    assert _code(error) == "AccessDeniedException"  # AWS's answer for a deleted key
+    assert b.client().describe_key(KeyId=external)["KeyMetadata"]["KeyState"] == "Enabled"
+
+
 class _Misbehaving(http.server.BaseHTTPRequestHandler):
     """A 'proxy' that answers health well until told otherwise, then
     garbage, or nothing for 5 seconds."""

@@ -170,8 +170,8 @@ class XksClient:
     ) -> None:
         self.timeout = timeout
         self._connect_to = dict(connect_to or {})
-        self._tls = ssl.create_default_context(cafile=ca_file)
-        self._tls.minimum_version = ssl.TLSVersion.TLSv1_2
+        self._ca_file = ca_file
+        self._tls: ssl.SSLContext | None = None  # made on first use (loading CAs costs)
         self._pool = ThreadPoolExecutor(MAX_CONCURRENT, thread_name_prefix="keycask-xks")
         self._waiting = 0
 
@@ -284,6 +284,13 @@ class XksClient:
             self._waiting -= 1
         return _answer(status, raw)
 
+    def _context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            context = ssl.create_default_context(cafile=self._ca_file)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            self._tls = context
+        return self._tls
+
     def _post(self, proxy: Proxy, suffix: str, body: dict[str, Any]) -> tuple[int, bytes]:
         name = urlsplit(proxy.endpoint).hostname or ""
         data = json.dumps(body).encode()
@@ -305,7 +312,7 @@ class XksClient:
                 raise InvalidConfiguration("plain HTTP to an XKS proxy is for loopback only")
             connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
         else:
-            connection = _VerifiedHTTPS(name, host, port, self.timeout, self._tls)
+            connection = _VerifiedHTTPS(name, host, port, self.timeout, self._context())
         try:
             connection.request(
                 "POST", proxy.path + suffix, body=data, headers=dict(request.headers.items())
