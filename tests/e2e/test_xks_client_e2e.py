@@ -423,9 +423,15 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
     garbage, or nothing for 5 seconds."""
 
     mode = "healthy"
+    # Its answer to key operations: "good" (metadata of a usable key, an
+    # encrypt of the right shape), "garbage", "short-iv", "slow".
+    key_mode = "good"
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))))
+        if "/keys/" in self.path:
+            self._key_operation(request)
+            return
         mode = type(self).mode
         if mode == "slow":
             time.sleep(5)
@@ -447,6 +453,34 @@ class _Misbehaving(http.server.BaseHTTPRequestHandler):
                     ],
                 }
             ).encode()
+        self._answer(body)
+
+    def _key_operation(self, request: dict[str, Any]) -> None:
+        mode = type(self).key_mode
+        if self.path.endswith("/metadata"):
+            doc: dict[str, Any] = {
+                "keySpec": "AES_256",
+                "keyUsage": ["ENCRYPT", "DECRYPT"],
+                "keyStatus": "ENABLED",
+            }
+        elif mode == "slow":
+            time.sleep(5)
+            doc = {}
+        elif mode == "garbage":
+            self._answer(b"\x00\xff not json")
+            return
+        else:
+            size = len(base64.b64decode(request.get("plaintext", "")))
+            doc = {
+                "ciphertext": base64.b64encode(b"c" * size).decode(),
+                "initializationVector": base64.b64encode(
+                    b"i" * (8 if mode == "short-iv" else 12)
+                ).decode(),
+                "authenticationTag": base64.b64encode(b"t" * 16).decode(),
+            }
+        self._answer(json.dumps(doc).encode())
+
+    def _answer(self, body: bytes) -> None:
         try:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -579,3 +613,37 @@ def test_store_settings_refusals_and_paging(fake_a: Server) -> None:
     assert _code(error) == "ValidationException"
     for made_id in made:
         kms.delete_custom_key_store(CustomKeyStoreId=made_id)
+
+
+def test_a_proxy_answering_garbage_or_slowly_to_encrypt(fake_a: Server) -> None:
+    """A proxy that is healthy but answers a key operation with garbage, an
+    IV of the wrong size or nothing in time: KMSInvalidStateException naming
+    the connection error code, and the key back once the proxy behaves."""
+    _Misbehaving.mode = "healthy"
+    _Misbehaving.key_mode = "good"
+    kms = fake_a.client(region="sa-east-1")
+    store_id = kms.create_custom_key_store(
+        CustomKeyStoreName="enc", **_fake_args("/enc/kms/xks/v1")
+    )["CustomKeyStoreId"]
+    kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+    key_id = kms.create_key(
+        CustomKeyStoreId=store_id, Origin="EXTERNAL_KEY_STORE", XksKeyId="fake-key"
+    )["KeyMetadata"]["KeyId"]
+    assert kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"][0] == 0x04
+    for mode, code in (
+        ("garbage", "XKS_PROXY_INVALID_RESPONSE"),
+        ("short-iv", "XKS_PROXY_INVALID_RESPONSE"),
+        ("slow", "XKS_PROXY_TIMED_OUT"),
+    ):
+        _Misbehaving.key_mode = mode
+        started = time.monotonic()
+        with pytest.raises(ClientError) as error:
+            kms.encrypt(KeyId=key_id, Plaintext=b"x")
+        assert _code(error) == "KMSInvalidStateException", mode
+        assert code in error.value.response["Error"]["Message"], mode
+        assert time.monotonic() - started < 4, mode
+        # (Unavailable for about a second after: not asserted here, since its
+        # health answers stay good and a loaded machine may take that long.)
+        _Misbehaving.key_mode = "good"
+        _wait_state(kms, key_id, "Enabled")
+    assert kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"][0] == 0x04
