@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import http.client
 import ipaddress
 import json
 import socket
 import ssl
+import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -313,6 +315,13 @@ class XksClient:
             connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
         else:
             connection = _VerifiedHTTPS(name, host, port, self.timeout, self._context())
+        # The socket's timeout bounds each read, not a proxy that dribbles its
+        # answer: past twice the timeout the watchdog shuts the socket, so
+        # this pool's thread is free again (the caller stopped waiting then).
+        aborted = threading.Event()
+        watchdog = threading.Timer(self.timeout * 2, _abort, (connection, aborted))
+        watchdog.daemon = True
+        watchdog.start()
         try:
             connection.request(
                 "POST", proxy.path + suffix, body=data, headers=dict(request.headers.items())
@@ -325,13 +334,28 @@ class XksClient:
         except TimeoutError:
             raise TimedOut("the XKS proxy did not answer in time") from None
         except ssl.SSLError as error:
+            if aborted.is_set():
+                raise TimedOut("the XKS proxy did not answer in time") from None
             raise InvalidTls(f"TLS with the XKS proxy failed: {error.reason}") from None
         except http.client.HTTPException:
+            if aborted.is_set():
+                raise TimedOut("the XKS proxy did not answer in time") from None
             raise InvalidResponse("the XKS proxy's answer is not HTTP") from None
         except OSError as error:
+            if aborted.is_set():
+                raise TimedOut("the XKS proxy did not answer in time") from None
             raise NotReachable(f"the XKS proxy cannot be reached: {error.strerror}") from None
         finally:
+            watchdog.cancel()
             connection.close()
+
+
+def _abort(connection: http.client.HTTPConnection, aborted: threading.Event) -> None:
+    aborted.set()
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 class _VerifiedHTTPS(http.client.HTTPSConnection):
