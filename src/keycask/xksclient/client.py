@@ -336,7 +336,8 @@ class XksClient:
         except ssl.SSLError as error:
             if aborted.is_set():
                 raise TimedOut("the XKS proxy did not answer in time") from None
-            raise InvalidTls(f"TLS with the XKS proxy failed: {error.reason}") from None
+            reason = error.reason or type(error).__name__
+            raise InvalidTls(f"TLS with the XKS proxy failed: {reason}") from None
         except http.client.HTTPException:
             if aborted.is_set():
                 raise TimedOut("the XKS proxy did not answer in time") from None
@@ -344,7 +345,8 @@ class XksClient:
         except OSError as error:
             if aborted.is_set():
                 raise TimedOut("the XKS proxy did not answer in time") from None
-            raise NotReachable(f"the XKS proxy cannot be reached: {error.strerror}") from None
+            reason = error.strerror or type(error).__name__
+            raise NotReachable(f"the XKS proxy cannot be reached: {reason}") from None
         finally:
             watchdog.cancel()
             connection.close()
@@ -391,4 +393,5 @@ def _answer(status: int, raw: bytes) -> dict[str, Any]:
         raise AccessDenied("the XKS proxy denied the request")
     if name == "InvalidUriPathException":
         raise InvalidConfiguration("the XKS proxy has no such XksProxyUriPath")
-    raise ProxyRefused(status, name[:64])
+    # Only its letters: the name travels into keycask's own error messages.
+    raise ProxyRefused(status, "".join(c for c in name[:64] if c.isascii() and c.isalnum()))

@@ -255,12 +255,17 @@ async def check_external_key(
     note(store.store_id, None)
     problems = []
     if spec != "AES_256":
-        problems.append(f"its keySpec is {spec[:32]}, not AES_256")
+        problems.append(f"its keySpec is {_shown(spec)}, not AES_256")
     if "ENCRYPT" not in usage or "DECRYPT" not in usage:
         problems.append("its keyUsage lacks ENCRYPT or DECRYPT")
     if status != "ENABLED":
-        problems.append(f"its keyStatus is {status[:32]}, not ENABLED")
+        problems.append(f"its keyStatus is {_shown(status)}, not ENABLED")
     if problems:
         raise XksKeyInvalidConfigurationException(
             f"The external key {xks_key_id} cannot back a KMS key: " + "; ".join(problems) + "."
         )
+
+
+def _shown(value: str) -> str:
+    """A proxy's word, as keycask's error messages may repeat it."""
+    return "".join(c for c in value[:32] if c.isascii() and (c.isalnum() or c in "_-")) or "?"
