@@ -62,6 +62,17 @@ async def store_available(deps: Deps, store: CustomKeyStore) -> bool:
     return token is not None and await token.present()
 
 
+async def available(deps: Deps, key: Key) -> bool:
+    """Whether the key can be used now as far as its store goes: always for a
+    key of no custom key store; for one of an AWS_CLOUDHSM store, while the
+    store is connected and its token answers (DescribeKey's Unavailable
+    otherwise)."""
+    if key.custom_key_store_id is None:
+        return True
+    store = await store_of(deps, key)
+    return store is not None and await store_available(deps, store)
+
+
 async def key_metadata(deps: Deps, key: Key) -> KeyMetadata:
     """DescribeKey's KeyMetadata, with a custom key store key's cluster id
     and its Unavailable state when its store cannot serve it now."""
