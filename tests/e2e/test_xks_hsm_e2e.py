@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.exceptions
 import pytest
 import requests
 from production import SOFTHSM_TOKEN, SoftHsm, secret_file
@@ -181,8 +182,9 @@ def test_round_trip_inside_the_token_with_the_blob_v3_mapping(
     assert opened.status_code == 200, opened.text
     assert base64.b64decode(opened.json()["plaintext"]) == plaintext
 
-    # The fields are the pieces of the key's v3 blob: put back together, the
-    # AWS door's Decrypt opens it with the AAD's context.
+    # The fields are the pieces of the key's v3 blob; put back together, the
+    # AWS door still does not open it: the AAD's context key is reserved for
+    # the XKS door (an XKS ciphertext opens through that door only).
     blob = (
         b"\x03"
         + uuid.UUID(key_id).bytes
@@ -192,8 +194,10 @@ def test_round_trip_inside_the_token_with_the_blob_v3_mapping(
         + raw["authenticationTag"]
     )
     context = {"xks:aad-sha256": base64.b64encode(hashlib.sha256(aad).digest()).decode()}
-    aws = server.client().decrypt(CiphertextBlob=blob, EncryptionContext=context)
-    assert aws["Plaintext"] == plaintext and aws["KeyId"].endswith(key_id)
+    with pytest.raises(botocore.exceptions.ClientError) as refused:
+        server.client().decrypt(CiphertextBlob=blob, EncryptionContext=context)
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert "reserved" in refused.value.response["Error"]["Message"]
 
     # No AAD and empty AAD are the same.
     bare = _encrypt(server, cred, key_id, b"no aad", None)

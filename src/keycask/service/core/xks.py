@@ -103,6 +103,9 @@ from keycask.service.core.resolve import use_key
 from keycask.service.core.results import DecryptResult, EncryptResult
 
 AAD_CONTEXT_KEY: Final = "xks:aad-sha256"
+# The reserved prefix of the context keys this module binds (no other
+# operation's caller may name them: handlers/crypto.py).
+XKS_CONTEXT_PREFIX: Final = "xks:"
 USAGE_TAG: Final = "XksKeyUsage"
 ENCRYPT, DECRYPT = "ENCRYPT", "DECRYPT"
 # An XKS external key id: the specification's characters, which a key id
@@ -206,11 +209,18 @@ def _note(call: Call, metadata: RequestMetadata) -> None:
         condition = CONDITION_KEYS.get(name)
         if condition is not None:
             call.conditions[condition] = value
-    shown = "; ".join(f"{name}={printable(value)}" for name, value in metadata.fields)
+    # Names are the caller's too: letters and digits only (others shown as
+    # "?"), so no name can read as another field ("x; kmsRequestId=...").
+    shown = "; ".join(
+        f"{_FIELD_NAME.sub('?', name[:64])}={printable(value)}" for name, value in metadata.fields
+    )
     call.detail = (
         f"kmsRequestId={printable(metadata.kms_request_id)}; "
         f"kmsOperation={printable(metadata.kms_operation)}" + (f"; {shown}" if shown else "")
     )
+
+
+_FIELD_NAME = re.compile(r"[^A-Za-z0-9]")
 
 
 def printable(value: str) -> str:
@@ -378,6 +388,7 @@ async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
 async def _encrypt_once(
     deps: Deps, call: Call, req: XksEncryptRequest, context: dict[str, str], split: _Split
 ) -> XksEncryptResult:
+    call.context_prefix = XKS_CONTEXT_PREFIX
     out = await crypto.encrypt(
         deps,
         call,
@@ -450,6 +461,7 @@ async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
         require_state("Decrypt", key)
         raise InvalidCiphertextException("")  # not the shape of any ciphertext made here
     blob = _blob(key, req.metadata_bytes, req.iv, req.ciphertext, req.tag)
+    call.context_prefix = XKS_CONTEXT_PREFIX
     out = await crypto.decrypt(
         deps,
         call,
