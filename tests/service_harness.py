@@ -96,7 +96,10 @@ class Service:
         return reply.status, json.loads(reply.body)
 
     def audit_records(self) -> list[dict[str, Any]]:
-        return [json.loads(line) for line in self.audit_path.read_text().splitlines() if line]
+        # Whole lines only: a background job's record may be half written
+        # when the file is read (the writer appends from its own thread).
+        lines = self.audit_path.read_text().split("\n")[:-1]
+        return [json.loads(line) for line in lines if line]
 
     def record_of(self, reply: Reply) -> list[dict[str, Any]]:
         return [r for r in self.audit_records() if r["request_id"] == reply.request_id]

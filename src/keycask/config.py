@@ -180,6 +180,21 @@ def load(
         )
     if xks_subject is not None and xks_ca is None:
         raise ConfigError("--xks-client-subject needs --xks-client-ca")
+    if xks_ca is not None and xks_subject is None:
+        # The CA AWS KMS's client certificates chain to is a public one: any
+        # holder of a certificate from it would pass. The subject is what
+        # names AWS KMS's own (docs/xks.md).
+        raise ConfigError(
+            "--xks-client-ca needs --xks-client-subject: the CA is a public one, so the "
+            "subject common name is what names your XKS client"
+        )
+    if xks_ca is not None and client_ca is not None:
+        # One TLS context has one trust store: each CA's certificates would
+        # pass the other's check (an XKS client's at every door).
+        raise ConfigError(
+            "--xks-client-ca and --tls-client-ca cannot be used together: serve the XKS "
+            "door from its own keycask server, or terminate one of them in front"
+        )
     if client_ca is not None and cert is None:
         raise ConfigError("--tls-client-ca needs --tls-cert and --tls-key")
     insecure = insecure_plaintext or env.get("KEYCASK_INSECURE_PLAINTEXT") == "1"
@@ -239,6 +254,9 @@ def check_xks_path_prefix(prefix: str) -> str:
     """``prefix`` without its trailing slash; ConfigError if AWS KMS could not
     be given ``<prefix>/kms/xks/v1`` as an XksProxyUriPath."""
     prefix = prefix.rstrip("/")
+    if prefix == "/v1" or prefix.startswith("/v1/"):
+        # The Vault door claims /v1/ first: the XKS API would be unreachable.
+        raise ConfigError("--xks-path-prefix cannot begin with /v1: those paths are Vault's")
     if not _XKS_PREFIX.fullmatch(prefix):
         raise ConfigError(
             f"--xks-path-prefix must be /-separated segments of A-Z a-z 0-9 - _, got {prefix!r}"

@@ -1,7 +1,8 @@
-"""Bearer tokens' admin operations (service/core/handlers/tokens.py) as a
-hostile or careless caller meets them: expired tokens do not hold places of
-the per-principal limit, and RevokeToken says nothing about which token ids
-exist to a caller who may not revoke them."""
+"""Bearer tokens' and XKS credentials' admin operations (handlers/tokens.py,
+handlers/xks_credentials.py) as a hostile or careless caller meets them:
+expired tokens do not hold places of the per-principal limit, and neither
+RevokeToken nor DeleteXksCredential says which ids exist to a caller who may
+not revoke them."""
 
 from __future__ import annotations
 
@@ -89,4 +90,27 @@ def test_revoke_token_authorizes_before_it_says_not_found(server: Server) -> Non
     # An administrator, who may revoke any token, learns that one is absent.
     with pytest.raises(DevCallError) as missing:
         _admin(server, "RevokeToken", {"TokenId": absent}, server.credentials())
+    assert missing.value.code == "NotFoundException"
+
+
+def test_delete_xks_credential_authorizes_before_it_says_not_found(server: Server) -> None:
+    target, _ = _principal(server)
+    account = json.loads(server.cli("principals", "list", "--json").stdout)[0]["Arn"].split(":")[4]
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "keycask:DeleteXksCredential",
+                "Resource": f"arn:aws:iam::{account}:user/{target}",
+            }
+        ],
+    }
+    _, creds = _principal(server, narrow)
+    absent = "XKKC" + "A" * 22
+    with pytest.raises(DevCallError) as refused:
+        _admin(server, "DeleteXksCredential", {"AccessKeyId": absent}, creds)
+    assert refused.value.code == "AccessDeniedException"
+    with pytest.raises(DevCallError) as missing:
+        _admin(server, "DeleteXksCredential", {"AccessKeyId": absent}, server.credentials())
     assert missing.value.code == "NotFoundException"

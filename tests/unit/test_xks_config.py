@@ -42,3 +42,28 @@ def test_mutual_tls_needs_keycasks_own_tls_and_a_subject_needs_a_ca(tmp_path: Pa
         _load(tmp_path, xks_client_ca=str(ca))
     with pytest.raises(config.ConfigError, match="needs --xks-client-ca"):
         _load(tmp_path, xks_client_subject="cks.kms.eu-west-1.amazonaws.com")
+
+
+def test_a_client_ca_needs_a_subject_and_not_the_other_doors_ca(tmp_path: Path) -> None:
+    """One TLS context has one trust store, and AWS KMS's client certificates
+    chain to a public CA: without a subject, or beside --tls-client-ca, each
+    CA's certificates would pass where only the other's should."""
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    tls = {"tls_cert": str(ca), "tls_key": str(ca)}
+    with pytest.raises(config.ConfigError, match="needs --xks-client-subject"):
+        _load(tmp_path, xks_client_ca=str(ca), **tls)
+    with pytest.raises(config.ConfigError, match="cannot be used together"):
+        _load(
+            tmp_path,
+            xks_client_ca=str(ca),
+            xks_client_subject="cks.kms.eu-west-1.amazonaws.com",
+            tls_client_ca=str(ca),
+            **tls,
+        )
+
+
+@pytest.mark.parametrize("prefix", ["/v1", "/v1/xks", "/v1/"])
+def test_a_prefix_under_the_vault_doors_paths_is_refused(tmp_path: Path, prefix: str) -> None:
+    with pytest.raises(config.ConfigError, match="Vault"):
+        _load(tmp_path, xks_path_prefix=prefix)

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import os
 import secrets
 import struct
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -112,6 +114,24 @@ _BAD_CIPHERTEXT = (
 )
 
 
+# One lock per PKCS#11 library: python-pkcs11 initializes a library with
+# C_Initialize(NULL), under which a library may skip its own locking
+# (SoftHSM2 does), so two tokens of one library must not call into it at once.
+_MODULE_LOCKS: dict[str, threading.Lock] = {}
+_MODULE_LOCKS_GUARD = threading.Lock()
+
+
+def _module_lock(module: str) -> threading.Lock:
+    with _MODULE_LOCKS_GUARD:
+        return _MODULE_LOCKS.setdefault(os.path.realpath(module), threading.Lock())
+
+
+# How long a token that answered counts as present without asking again: a
+# DescribeKey of an HSM-backed key must not cost a call on the token's one
+# thread each time (whoever may describe keys could crowd out the crypto).
+_PRESENT_FOR_SECONDS = 1.0
+
+
 class Token:
     """A configured token: ``name`` (what AWS calls the cluster id), the
     library and the token's label, and the PIN keycask logs in with."""
@@ -126,9 +146,10 @@ class Token:
         # names an object within a session): one C_FindObjects per key, not
         # three calls (init, find, final) per use. Dropped with the session.
         self._handles: dict[str, Any] = {}
-        self._lock = threading.Lock()
+        self._lock = _module_lock(module)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keycask-hsm")
         self._queued = 0
+        self._present_until = float("-inf")
 
     def __repr__(self) -> str:
         return f"Token({self.name!r}, {self.module!r}, {self.token_label!r}, <PIN redacted>)"
@@ -140,11 +161,17 @@ class Token:
         return hmac.compare_digest(candidate.encode("utf-8"), self._pin.encode("utf-8"))
 
     async def present(self) -> bool:
-        """The token is there and the configured PIN logs in."""
+        """The token is there and the configured PIN logs in (a token that
+        answered less than a second ago is taken to be there still)."""
+        if time.monotonic() < self._present_until:
+            return True
         try:
             await self._run(self._open)
-        except TokenUnavailable:
+        except TokenBusy:
+            return True  # busy answering others' calls: there
+        except HsmError:
             return False
+        self._present_until = time.monotonic() + _PRESENT_FOR_SECONDS
         return True
 
     async def generate(self) -> str:
@@ -205,6 +232,7 @@ class Token:
                 raise HsmError(f"PKCS#11 error: {type(exc).__name__}") from None
 
     def _drop(self) -> None:
+        self._present_until = float("-inf")
         self._handles.clear()
         session, self._session = self._session, None
         if session is not None:

@@ -97,6 +97,9 @@ class Call:
     # What an action's ``prepare`` made before the write lock was taken (an
     # RSA key's material), taken by its handler once it runs under the lock.
     prepared: object = field(default=None, repr=False)
+    # The reserved encryption context prefix this call's own operation binds
+    # (``crypto.RESERVED_CONTEXT_PREFIXES``: the XKS proxy's "xks:").
+    context_prefix: str | None = None
 
     @property
     def account(self) -> str:

@@ -61,6 +61,17 @@ async def store_available(deps: Deps, store: CustomKeyStore) -> bool:
     return token is not None and await token.present()
 
 
+async def available(deps: Deps, key: Key) -> bool:
+    """Whether the key can be used now as far as its store goes: always for a
+    key of no custom key store; for one of an AWS_CLOUDHSM store, while the
+    store is connected and its token answers (DescribeKey's Unavailable
+    otherwise)."""
+    if key.custom_key_store_id is None:
+        return True
+    store = await store_of(deps, key)
+    return store is not None and await store_available(deps, store)
+
+
 async def _token_for(deps: Deps, key: Key) -> Token:
     store = await store_of(deps, key)
     if store is None or store.state != CONNECTED or store.cluster_id is None:

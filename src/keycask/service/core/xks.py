@@ -9,8 +9,10 @@ in the XKS credential's principal's account and in this server's region.
 GetKeyMetadata runs under ``kms:DescribeKey``, Encrypt under ``kms:Encrypt``
 and Decrypt under ``kms:Decrypt``, through the AWS door's own Encrypt and
 Decrypt handlers: the same key policy, grants, key states and audit decide,
-and the key material never leaves the key store. The XKS fields are pieces
-of keycask's ciphertext blob (format v1, docs/architecture.md "Formats"):
+and the key material never leaves the key store (or, for a key held in an
+HSM, its token). The XKS fields are pieces of keycask's ciphertext blob
+(docs/architecture.md "Formats"): format v1 for a key whose material
+keycask holds,
 
     blob                  = 0x01 | key id (16) | version (4) | salt (16) | nonce (12)
                             | ciphertext | tag (16)
@@ -19,18 +21,32 @@ of keycask's ciphertext blob (format v1, docs/architecture.md "Formats"):
     ciphertext            = ciphertext                       (as long as the plaintext)
     authenticationTag     = tag (16)
 
-The format byte and key id are not sent: the format is the only one an XKS
-ciphertext has, the key is the URI's. Decrypt puts the blob back together
-and opens it as Decrypt does. The per-message key is derived from the
-version's material and the random salt, and the nonce is random too, so a
-(key, nonce) pair repeats only if both 128-bit salt and 96-bit nonce do.
+and format v3 for a key held in an HSM (origin AWS_CLOUDHSM: the AES-GCM
+runs inside its token, through ``hsm_keys``, as the AWS door's Encrypt of
+that key does),
+
+    blob                  = 0x03 | key id (16) | token object id (16) | IV (12)
+                            | ciphertext | tag (16)
+    ciphertextMetadata    = token object id (16)
+    initializationVector  = IV (12)
+
+The format byte and key id are not sent: the key is the URI's, and the key
+says the format (one held in an HSM has v3 ciphertexts only). Decrypt puts
+the blob back together and opens it as Decrypt does. In v1 the per-message
+key is derived from the version's material and the random salt, and the
+nonce is random too, so a (key, nonce) pair repeats only if both 128-bit
+salt and 96-bit nonce do. In v3 one key in the token seals every message
+under a random 96-bit IV (``keycask.hsm.token``), within AES-GCM's bound of
+2^32 messages per key (docs/hsm.md).
 
 The XKS ``additionalAuthenticatedData`` is bound as the encryption context
 ``{"xks:aad-sha256": <base64 SHA-256 of the AAD>}`` (absent and empty AAD
 alike, as the specification has it): the AAD may be 8 KiB of bytes, more than
 an encryption context holds, and its digest keeps the audit record small.
-``ciphertextMetadata`` is bound by the blob's format (version in the header,
-salt in the key derivation), which the specification asks of it.
+``ciphertextMetadata`` is bound by the blob's format, which the
+specification asks of it: in v1 the version is in the header and the salt
+in the key derivation; in v3 the object id is in the header, which is the
+AAD's first part inside the token.
 
 A key tagged ``XksKeyUsage`` = ``ENCRYPT`` or ``DECRYPT`` is exposed for that
 operation only: metadata reports that keyUsage, and the other operation is
@@ -70,7 +86,15 @@ from keycask.keys.model import (
     Origin,
 )
 from keycask.keys.states import require_state
-from keycask.keys.wire import BLOB_FORMAT_V1, encode_context, open_blob
+from keycask.keys.wire import (
+    BLOB_FORMAT_HSM,
+    BLOB_FORMAT_V1,
+    HSM_IV_SIZE,
+    HSM_TAG_SIZE,
+    encode_context,
+    open_blob,
+)
+from keycask.service.core import hsm_keys
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import crypto
@@ -79,6 +103,9 @@ from keycask.service.core.resolve import use_key
 from keycask.service.core.results import DecryptResult, EncryptResult
 
 AAD_CONTEXT_KEY: Final = "xks:aad-sha256"
+# The reserved prefix of the context keys this module binds (no other
+# operation's caller may name them: handlers/crypto.py).
+XKS_CONTEXT_PREFIX: Final = "xks:"
 USAGE_TAG: Final = "XksKeyUsage"
 ENCRYPT, DECRYPT = "ENCRYPT", "DECRYPT"
 # An XKS external key id: the specification's characters, which a key id
@@ -91,7 +118,8 @@ _SALT = 16
 NONCE_SIZE: Final = 12
 TAG_SIZE: Final = 16
 METADATA_SIZE: Final = _VERSION.size + _SALT
-_HEADER = 1 + _KEY_ID + _VERSION.size
+# A v3 blob's ciphertextMetadata: the token object id.
+HSM_METADATA_SIZE: Final = 16
 # What an XKS Encrypt takes at most: AWS KMS sends data keys (<= 1 KiB) and
 # Encrypt plaintexts (<= 4 KiB); the specification's floor is 4,300 bytes.
 MAX_PLAINTEXT: Final = 8192
@@ -181,11 +209,18 @@ def _note(call: Call, metadata: RequestMetadata) -> None:
         condition = CONDITION_KEYS.get(name)
         if condition is not None:
             call.conditions[condition] = value
-    shown = "; ".join(f"{name}={printable(value)}" for name, value in metadata.fields)
+    # Names are the caller's too: letters and digits only (others shown as
+    # "?"), so no name can read as another field ("x; kmsRequestId=...").
+    shown = "; ".join(
+        f"{_FIELD_NAME.sub('?', name[:64])}={printable(value)}" for name, value in metadata.fields
+    )
     call.detail = (
         f"kmsRequestId={printable(metadata.kms_request_id)}; "
         f"kmsOperation={printable(metadata.kms_operation)}" + (f"; {shown}" if shown else "")
     )
+
+
+_FIELD_NAME = re.compile(r"[^A-Za-z0-9]")
 
 
 def printable(value: str) -> str:
@@ -209,22 +244,39 @@ def usage_of(key: Key) -> tuple[str, ...]:
     return (ENCRYPT, DECRYPT)
 
 
-# Origins whose keys keycask holds the material of, and so seals in blob
-# format v1 (keys held in an HSM, when they come, have their own format).
-_SERVED_ORIGINS = frozenset({Origin.AWS_KMS, Origin.EXTERNAL})
+@dataclass(frozen=True, slots=True)
+class _Split:
+    """How a blob format's bytes map onto the XKS fields: every format
+    served is ``format | key id (16) | metadata | IV (12) | ciphertext |
+    tag (16)``, and only the format byte and the metadata's size differ."""
+
+    format: int
+    metadata_size: int
 
 
-def _check_servable(key: Key) -> None:
+_V1 = _Split(BLOB_FORMAT_V1, METADATA_SIZE)
+_V3 = _Split(BLOB_FORMAT_HSM, HSM_METADATA_SIZE)
+assert NONCE_SIZE == HSM_IV_SIZE and TAG_SIZE == HSM_TAG_SIZE
+
+# Origins served, and the blob format their keys' ciphertexts have: keycask
+# holds the material (v1), or the key is held in an HSM (v3).
+_SERVED_ORIGINS: Final = {Origin.AWS_KMS: _V1, Origin.EXTERNAL: _V1, Origin.AWS_CLOUDHSM: _V3}
+
+
+def _split_of(key: Key) -> _Split:
+    split = _SERVED_ORIGINS.get(key.origin)
     if (
-        key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+        split is None
+        or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
         or key.key_usage is not KeyUsage.ENCRYPT_DECRYPT
         or key.mrk is not None
-        or key.origin not in _SERVED_ORIGINS
+        or (split is _V3) != (key.hsm_object is not None)
     ):
         raise UnsupportedOperationException(
             f"{key.arn} is not a single-Region symmetric encryption key whose material "
-            "keycask holds; the XKS proxy serves those only"
+            "keycask or its HSM holds; the XKS proxy serves those only"
         )
+    return split
 
 
 def _require_usage(key: Key, usage: str) -> None:
@@ -248,7 +300,7 @@ async def _exposed(
     call.encryption_context = context
     call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
     key = (await use_key(deps.keys, call, key_id, action)).value
-    _check_servable(key)
+    _split_of(key)
     _require_usage(key, usage)
     call.decided_by = None
     return key
@@ -290,12 +342,18 @@ async def health(deps: Deps, call: Call, req: XksHealthRequest) -> Outcome:
 
 
 async def metadata(deps: Deps, call: Call, req: XksKeyRequest) -> Outcome:
+    """The key as DescribeKey sees it: ``keyStatus`` is ENABLED when its
+    KeyState would be Enabled, so a key held in an HSM whose store is
+    disconnected or whose token is gone (KeyState Unavailable) is DISABLED
+    until it can be used again."""
     _note(call, req.metadata)
     _check_key_id(req.key_id)
     key = (await use_key(deps.keys, call, req.key_id, "kms:DescribeKey", state="DescribeKey")).value
-    _check_servable(key)
-    status = "ENABLED" if key.state is KeyState.ENABLED else "DISABLED"
-    return Outcome(XksMetadataResult("AES_256", usage_of(key), status))
+    _split_of(key)
+    enabled = key.state is KeyState.ENABLED and await hsm_keys.available(deps, key)
+    return Outcome(
+        XksMetadataResult("AES_256", usage_of(key), "ENABLED" if enabled else "DISABLED")
+    )
 
 
 async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
@@ -312,7 +370,7 @@ async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
     if req.integrity_value:
         _require_usage(key, DECRYPT)
     for _ in range(2):
-        answer = await _encrypt_once(deps, call, req, context)
+        answer = await _encrypt_once(deps, call, req, context, _split_of(key))
         if not req.integrity_value:
             return Outcome(answer)
         answer = XksEncryptResult(
@@ -322,14 +380,15 @@ async def encrypt(deps: Deps, call: Call, req: XksEncryptRequest) -> Outcome:
             answer.tag,
             integrity_value(req.aad, answer),
         )
-        if await _opens(deps, key, answer, context, req.plaintext):
+        if await _opens(deps, call, key, answer, context=context, plaintext=req.plaintext):
             return Outcome(answer)
     raise KMSInternalException("the ciphertext did not decrypt back to the plaintext")
 
 
 async def _encrypt_once(
-    deps: Deps, call: Call, req: XksEncryptRequest, context: dict[str, str]
+    deps: Deps, call: Call, req: XksEncryptRequest, context: dict[str, str], split: _Split
 ) -> XksEncryptResult:
+    call.context_prefix = XKS_CONTEXT_PREFIX
     out = await crypto.encrypt(
         deps,
         call,
@@ -338,32 +397,52 @@ async def _encrypt_once(
     result = out.result
     assert isinstance(result, EncryptResult)
     blob = result.ciphertext_blob
-    body_size = len(blob) - _HEADER - _SALT - NONCE_SIZE - TAG_SIZE
-    if blob[0] != BLOB_FORMAT_V1 or body_size != len(req.plaintext):
+    start = 1 + _KEY_ID
+    iv_at = start + split.metadata_size
+    body_size = len(blob) - iv_at - NONCE_SIZE - TAG_SIZE
+    if blob[0] != split.format or body_size != len(req.plaintext):
         raise UnsupportedOperationException("this key's ciphertexts cannot be split for XKS")
-    version = blob[1 + _KEY_ID : _HEADER]
-    salt = blob[_HEADER : _HEADER + _SALT]
-    nonce = blob[_HEADER + _SALT : _HEADER + _SALT + NONCE_SIZE]
-    sealed = blob[_HEADER + _SALT + NONCE_SIZE :]
-    return XksEncryptResult(sealed[:-TAG_SIZE], version + salt, nonce, sealed[-TAG_SIZE:], None)
+    sealed = blob[iv_at + NONCE_SIZE :]
+    return XksEncryptResult(
+        sealed[:-TAG_SIZE],
+        blob[start:iv_at],
+        blob[iv_at : iv_at + NONCE_SIZE],
+        sealed[-TAG_SIZE:],
+        None,
+    )
 
 
 def _blob(key: Key, metadata: bytes, iv: bytes, ciphertext: bytes, tag: bytes) -> bytes:
-    """keycask's blob (format v1) from the XKS fields."""
-    return bytes((BLOB_FORMAT_V1,)) + key.key_id.bytes + metadata + iv + ciphertext + tag
+    """keycask's blob (the key's format) from the XKS fields."""
+    return bytes((_split_of(key).format,)) + key.key_id.bytes + metadata + iv + ciphertext + tag
 
 
 async def _opens(
-    deps: Deps, key: Key, answer: XksEncryptResult, context: dict[str, str], plaintext: bytes
+    deps: Deps,
+    call: Call,
+    key: Key,
+    answer: XksEncryptResult,
+    *,
+    context: dict[str, str],
+    plaintext: bytes,
 ) -> bool:
-    """Whether ``answer`` opens to ``plaintext`` (Appendix C's step 3)."""
-    version = _VERSION.unpack(answer.metadata_bytes[: _VERSION.size])[0]
-    material = await deps.keys.material(key.key_id, version)
-    if material is None:
-        return False
+    """Whether ``answer`` opens to ``plaintext`` (Appendix C's step 3): in
+    keycask for v1, inside the token for v3 (the check is the proxy's own, so
+    the key's last use stays the Encrypt's)."""
     blob = _blob(key, answer.metadata_bytes, answer.iv, answer.ciphertext, answer.tag)
     try:
-        opened = open_blob(material, blob, encode_context(context))
+        if _split_of(key) is _V3:
+            used = call.used_keys
+            try:
+                opened = await hsm_keys.open_blob(deps, call, key, blob, encode_context(context))
+            finally:
+                call.used_keys = used
+        else:
+            version = _VERSION.unpack(answer.metadata_bytes[: _VERSION.size])[0]
+            material = await deps.keys.material(key.key_id, version)
+            if material is None:
+                return False
+            opened = open_blob(material, blob, encode_context(context))
     except InvalidCiphertextException:
         return False
     return hmac.compare_digest(opened, plaintext)
@@ -373,14 +452,16 @@ async def decrypt(deps: Deps, call: Call, req: XksDecryptRequest) -> Outcome:
     _note(call, req.metadata)
     context = aad_context(req.aad)
     key = await _exposed(deps, call, req.key_id, "kms:Decrypt", usage=DECRYPT, context=context)
+    split = _split_of(key)
     if (
-        len(req.metadata_bytes) != METADATA_SIZE
+        len(req.metadata_bytes) != split.metadata_size
         or len(req.iv) != NONCE_SIZE
         or len(req.tag) != TAG_SIZE
     ):
         require_state("Decrypt", key)
         raise InvalidCiphertextException("")  # not the shape of any ciphertext made here
     blob = _blob(key, req.metadata_bytes, req.iv, req.ciphertext, req.tag)
+    call.context_prefix = XKS_CONTEXT_PREFIX
     out = await crypto.decrypt(
         deps,
         call,

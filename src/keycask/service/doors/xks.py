@@ -353,6 +353,10 @@ class XksDoor:
             if key is None or not key.active:
                 raise AuthenticationFailed("the access key id is not an active XKS credential")
             sigv4.verify(signed, key.secret, cache=self._signing_keys)
+            if key.principal.admin:
+                # Never made for an administrator; one made administrator since
+                # would carry every right to a door meant for one narrow use.
+                raise AuthenticationFailed("XKS credentials of administrators do not sign")
         except AUTHENTICATION_FAILURES as error:
             raise AuthenticationFailed(error.message) from None
         caller = self._callers.get(key.access_key_id)

@@ -78,6 +78,28 @@ _V3 = bytes((BLOB_FORMAT_HSM,))
 _V4 = bytes((BLOB_FORMAT_XKS,))
 
 
+# Encryption context keys that only keycask's own operations bind (the XKS
+# proxy's binds its AAD's digest as xks:aad-sha256, service/core/xks.py): a
+# caller's request naming one is refused, so that no door makes a ciphertext
+# another takes for its own, nor opens one of its. The operation that binds
+# such keys says so on the call (Call.context_prefix).
+RESERVED_CONTEXT_PREFIXES = ("xks:",)
+
+
+def _context_bytes(call: Call, context: Mapping[str, str] | None) -> bytes:
+    """``encode_context`` of a request's context, once its reserved keys are
+    checked."""
+    if context:
+        for name in context:
+            for prefix in RESERVED_CONTEXT_PREFIXES:
+                if name.startswith(prefix) and call.context_prefix != prefix:
+                    raise ValidationException(
+                        f"Encryption context keys that begin with {prefix} are reserved "
+                        "for keycask's own use."
+                    )
+    return encode_context(context)
+
+
 def _algorithm(algorithm: str | None) -> str:
     return algorithm or SYMMETRIC_DEFAULT_ALGORITHM
 
@@ -188,7 +210,7 @@ async def _encrypt_with(
     (None for an RSA key, which has no versions)."""
     _check_algorithm(algorithm, key)
     if key.key_spec is KeySpec.SYMMETRIC_DEFAULT:
-        return await seal_for(deps, call, key, plaintext, encode_context(context))
+        return await seal_for(deps, call, key, plaintext, _context_bytes(call, context))
     _no_context(context)
     assert algorithm is not None
     private = await _private(deps, call, key)
@@ -310,7 +332,7 @@ async def _open(
     require_state(operation, key)
     _require_usage(key, operation, symmetric=True)
     _check_algorithm(algorithm, key)
-    encoded = encode_context(context)
+    encoded = _context_bytes(call, context)
     # Only versions that have been current can have ciphertexts: material
     # waiting for a rotation (or never issued) opens nothing.
     if version > key.current_version:
@@ -357,7 +379,7 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
         # _encrypt_with's symmetric branch, inline: the algorithm is checked
         # and the context encoded (an unencodable one refused) once, and one
         # coroutine fewer runs per Encrypt.
-        blob, _ = await seal_for(deps, call, key, req.plaintext, encode_context(context))
+        blob, _ = await seal_for(deps, call, key, req.plaintext, _context_bytes(call, context))
     else:
         blob, _ = await _encrypt_with(
             deps, call, key, req.plaintext, context=context, algorithm=algorithm
@@ -439,7 +461,7 @@ async def re_encrypt(deps: Deps, call: Call, req: ReEncryptRequest) -> Outcome:
     call.encryption_context = req.source_encryption_context  # the audit record keeps the source's
     _check_algorithm(req.destination_encryption_algorithm, dest)
     if dest.key_spec is KeySpec.SYMMETRIC_DEFAULT:
-        encode_context(req.destination_encryption_context)
+        _context_bytes(call, req.destination_encryption_context)
     blob, destination_material_id = await _encrypt_with(
         deps,
         call,
@@ -497,7 +519,7 @@ async def _generate_data_key(
         )
     ).value
     _require_usage(key, operation, symmetric=True)
-    encoded = encode_context(context)
+    encoded = _context_bytes(call, context)
     plaintext = random_bytes(size)
     blob, material_id = await seal_for(deps, call, key, plaintext, encoded)
     # DryRun answers only once everything a real call checks has passed.

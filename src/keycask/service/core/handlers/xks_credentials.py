@@ -108,6 +108,9 @@ async def delete_xks_credential(xks: XksCredentials, call: Call, req: AccessKeyR
     if key is not None and key.account == call.account:  # another account's: absent
         owner = await store.stored_principal(key.account, key.name)
     if key is None or owner is None or key.access_key_id not in owner.access_key_ids:
+        # Authorized first, on every principal of the account, as RevokeToken:
+        # only a caller who could delete any credential learns it is absent.
+        await _allow(call, "DeleteXksCredential", call.account, _arn(call.account, "user", "*"))
         raise NotFoundException(f"The XKS credential {req.access_key_id[:32]!r} does not exist.")
     p = owner.principal
     await _allow(call, "DeleteXksCredential", p.account, p.arn, changes_admin=p.admin)
