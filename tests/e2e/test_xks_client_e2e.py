@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -647,3 +648,13 @@ def test_a_proxy_answering_garbage_or_slowly_to_encrypt(fake_a: Server) -> None:
         _Misbehaving.key_mode = "good"
         _wait_state(kms, key_id, "Enabled")
     assert kms.encrypt(KeyId=key_id, Plaintext=b"x")["CiphertextBlob"][0] == 0x04
+
+
+def test_plain_http_to_another_host_is_refused_at_start(tmp_path: Path) -> None:
+    server = Server(
+        tmp_path / "data",
+        env_extra={"KEYCASK_XKS_PROXY_CONNECT_TO": "xks.test=http://192.0.2.1:80"},
+    )
+    with pytest.raises(RuntimeError) as error:
+        server.start()
+    assert "plain HTTP only to a loopback address" in str(error.value)

@@ -67,3 +67,21 @@ def test_a_client_ca_needs_a_subject_and_not_the_other_doors_ca(tmp_path: Path) 
 def test_a_prefix_under_the_vault_doors_paths_is_refused(tmp_path: Path, prefix: str) -> None:
     with pytest.raises(config.ConfigError, match="Vault"):
         _load(tmp_path, xks_path_prefix=prefix)
+
+
+def test_the_xks_proxy_client_environment(tmp_path: Path) -> None:
+    settings = _load(tmp_path)
+    assert settings.xks_proxy_timeout == 0.25  # AWS KMS's 250 ms
+    assert (settings.xks_proxy_ca_file, settings.xks_proxy_connect_to) == (None, "")
+    env = {
+        "KEYCASK_XKS_PROXY_TIMEOUT_MS": "1500",
+        "KEYCASK_XKS_PROXY_CA_FILE": "/etc/ca.pem",
+        "KEYCASK_XKS_PROXY_CONNECT_TO": "a.test=http://127.0.0.1:8080",
+    }
+    settings = config.load(dev=True, data_dir=str(tmp_path), env=env)
+    assert settings.xks_proxy_timeout == 1.5
+    assert settings.xks_proxy_ca_file == "/etc/ca.pem"
+    assert settings.xks_proxy_connect_to == "a.test=http://127.0.0.1:8080"
+    for bad in ("0", "-1", "1.5", "60001", "ten"):
+        with pytest.raises(config.ConfigError):
+            config.load(dev=True, data_dir=str(tmp_path), env={"KEYCASK_XKS_PROXY_TIMEOUT_MS": bad})
