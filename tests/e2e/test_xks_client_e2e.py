@@ -116,14 +116,14 @@ def _store(kms: Any, store_id: str) -> dict[str, Any]:
     return entry
 
 
-def _connected_store(a: Server, cred: dict[str, str], name: str) -> str:
+def _connected_store(a: Server, cred: dict[str, str], name: str) -> tuple[str, str]:
     kms = a.client()
     store_id: str = kms.create_custom_key_store(CustomKeyStoreName=name, **_store_args(cred))[
         "CustomKeyStoreId"
     ]
-    kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+    connected = kms.connect_custom_key_store(CustomKeyStoreId=store_id)
     assert _store(kms, store_id)["ConnectionState"] == "CONNECTED"
-    return store_id
+    return store_id, str(connected["ResponseMetadata"]["RequestId"])
 
 
 def _wait_state(kms: Any, key_id: str, state: str, seconds: float = 20) -> None:
@@ -143,8 +143,12 @@ def test_double_encryption_through_b_audited_unavailable_and_back(
     a, b = pair
     cred = _credential(b)
     external = _external_key(b, cred)
-    store_id = _connected_store(a, cred, "b-proxy")
+    store_id, connect_id = _connected_store(a, cred, "b-proxy")
     kms = a.client()
+    # The connection's GetHealthStatus, in B's audit by A's request id.
+    health = [r for r in _records(b) if f"kmsRequestId={connect_id}" in (r.get("detail") or "")]
+    assert [r["operation"] for r in health] == ["Xks.GetHealthStatus"]
+    assert "kmsOperation=ConnectCustomKeyStore" in health[0]["detail"]
     entry = _store(kms, store_id)
     assert entry["XksProxyConfiguration"]["AccessKeyId"] == cred["AccessKeyId"]
     assert cred["SecretAccessKey"] not in json.dumps(entry, default=str)

@@ -82,12 +82,15 @@ def proxy_of(store: CustomKeyStore) -> Proxy:
     )
 
 
-def request_metadata(call: Call, key_arn: str | None = None) -> dict[str, str]:
+def request_metadata(
+    call: Call, key_arn: str | None = None, *, principal: bool = True
+) -> dict[str, str]:
     """requestMetadata as AWS KMS fills it: the caller's ARN, the KMS key's
     ARN (once there is one), the operation and keycask's request id; never
-    kmsViaService (keycask has no integrated services)."""
+    kmsViaService (keycask has no integrated services). GetHealthStatus's
+    has the operation and the request id only, as the specification's."""
     metadata = {"kmsRequestId": call.request_id, "kmsOperation": call.operation or "Unknown"}
-    if call.caller is not None:
+    if principal and call.caller is not None:
         metadata["awsPrincipalArn"] = call.caller.arn
     if key_arn is not None:
         metadata["kmsKeyArn"] = key_arn
@@ -102,7 +105,7 @@ def note(store_id: str, code: str | None) -> None:
 async def probe(deps: Deps, call: Call, store: CustomKeyStore) -> str | None:
     """GetHealthStatus now: None, or the ConnectionErrorCode of its failure."""
     try:
-        await deps.xks.health(proxy_of(store), request_metadata(call))
+        await deps.xks.health(proxy_of(store), request_metadata(call, principal=False))
     except XksProxyBusy:
         return None  # nothing was asked: no verdict on the proxy
     except XksProxyError as error:
