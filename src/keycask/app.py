@@ -447,6 +447,11 @@ async def build(
         hsm=tokens,
         xks=_xks_client(settings),
     )
+    # A token configured without an account serves the operator's (as the
+    # node-wide metrics do: _doors).
+    tokens.serve_by_default(
+        token.account if token.account and not settings.dev else settings.account_id
+    )
     freshness = Freshness(deps, credentials, coordinator, barrier, dev_clock=dev_clock)
     if isinstance(coordinator, PostgresCoordinator):
         # A commit elsewhere (a rekey above all) is followed when it is seen.

@@ -550,9 +550,11 @@ def test_another_account_sees_no_store_and_cannot_take_the_token(
         with pytest.raises(ClientError) as error:
             call()
         assert _code(error) == "CustomKeyStoreNotFoundException"
+    # The token serves the operator's account: to any other it is not there
+    # at all (not even "in use"), so none can claim it or try its PIN.
     with pytest.raises(ClientError) as error:
         _create_store(outsider, anchor, name="theirs")
-    assert _code(error) == "CloudHsmClusterInUseException"
+    assert _code(error) == "CloudHsmClusterNotFoundException"
     assert _store(kms, store_id)["ConnectionState"] == "CONNECTED"
     assert kms.describe_key(KeyId=key_id)["KeyMetadata"]["KeyState"] == "Enabled"
 

@@ -574,7 +574,7 @@ def test_store_settings_refusals_and_paging(fake_a: Server) -> None:
         kms.create_custom_key_store(CustomKeyStoreName="xks2", **common)
     assert _code(error) == "XksProxyUriInUseException"
     for kwargs, code in (
-        ({"XksProxyConnectivity": "VPC_ENDPOINT_SERVICE"}, "UnsupportedOperationException"),
+        ({"XksProxyConnectivity": "VPC_ENDPOINT_SERVICE"}, "XksProxyInvalidConfigurationException"),
         ({"XksProxyVpcEndpointServiceName": "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789"},
          "ValidationException"),
         ({"CloudHsmClusterId": "cluster-1234567890a"}, "ValidationException"),

@@ -350,10 +350,11 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     server.add_argument(
         "--hsm",
         action="append",
-        metavar="NAME=MODULE_PATH:TOKEN_LABEL",
+        metavar="NAME[@ACCOUNT]=MODULE_PATH:TOKEN_LABEL",
         help="a PKCS#11 token for HSM-backed keys (custom key stores of type AWS_CLOUDHSM; "
         "repeatable): NAME is the CloudHsmClusterId that names it, cluster- and 11-16 "
-        "letters or digits 2-7 (see docs/hsm.md)",
+        "letters or digits 2-7; it serves ACCOUNT only (default: the operator's account; "
+        "see docs/hsm.md)",
     )
     server.add_argument(
         "--hsm-pin-file",

@@ -1,5 +1,11 @@
 """The tokens keycask is configured with, by name: what ``--hsm
-NAME=MODULE_PATH:TOKEN_LABEL`` (repeatable) and the PIN flags give.
+NAME[@ACCOUNT]=MODULE_PATH:TOKEN_LABEL`` (repeatable) and the PIN flags give.
+
+A token serves one account: ``ACCOUNT`` (12 digits), else the operator's
+account (the one ``operator init`` made; in ``--dev`` the configured one).
+Only that account's administrators may make a custom key store of it; to
+every other account it is not there (CloudHsmClusterNotFoundException), so
+none can claim it first, or guess its PIN through ConnectCustomKeyStore.
 
 The name is what the AWS API calls the cluster id (``CloudHsmClusterId``),
 so it must be one AWS's model accepts: ``cluster-`` and 11 to 16 letters
@@ -26,6 +32,7 @@ if TYPE_CHECKING:
     from keycask.hsm.token import Token
 
 CLUSTER_ID = re.compile(r"cluster-[2-7a-zA-Z]{11,16}")
+_ACCOUNT = re.compile(r"[0-9]{12}")
 PIN_ENV = "KEYCASK_HSM_PIN"
 
 
@@ -39,6 +46,8 @@ class HsmConfig:
     module: str
     token_label: str
     pin: str = field(repr=False)
+    # The one account it serves (None: the operator's).
+    account: str | None = None
 
 
 def parse(
@@ -47,11 +56,19 @@ def parse(
     """The configured tokens, each with its PIN; ``HsmConfigError`` naming
     what is wrong (never a PIN)."""
     tokens: dict[str, tuple[str, str]] = {}
+    accounts: dict[str, str] = {}
     for spec in specs:
-        name, eq, rest = spec.partition("=")
+        named, eq, rest = spec.partition("=")
+        name, at, account = named.partition("@")
         module, colon, label = rest.partition(":")
         if not (eq and colon and module and label):
-            raise HsmConfigError(f"--hsm takes NAME=MODULE_PATH:TOKEN_LABEL, got {spec!r}")
+            raise HsmConfigError(
+                f"--hsm takes NAME[@ACCOUNT]=MODULE_PATH:TOKEN_LABEL, got {spec!r}"
+            )
+        if at:
+            if not _ACCOUNT.fullmatch(account):
+                raise HsmConfigError(f"--hsm {name}: the account must be 12 digits")
+            accounts[name] = account
         if not CLUSTER_ID.fullmatch(name):
             raise HsmConfigError(
                 f"--hsm name {name!r} is not a CloudHsmClusterId AWS accepts: 'cluster-' and "
@@ -87,7 +104,7 @@ def parse(
                 f"no PIN for the HSM {name}: give --hsm-pin-file"
                 + (f" (or {PIN_ENV})" if len(tokens) == 1 else f" {name}=FILE")
             )
-        configs.append(HsmConfig(name, module, label, pin))
+        configs.append(HsmConfig(name, module, label, pin, accounts.get(name)))
     return tuple(configs)
 
 
@@ -109,6 +126,17 @@ class Tokens:
         from keycask.hsm.token import Token  # loads pkcs11 only when a token is configured
 
         self._tokens = {c.name: Token(c.name, c.module, c.token_label, c.pin) for c in configs}
+        self._accounts = {c.name: c.account for c in configs}
+        self._default_account = ""
+
+    def serve_by_default(self, account: str) -> None:
+        """The account that tokens configured without one serve (the
+        operator's, known once the store is open)."""
+        self._default_account = account
+
+    def account_of(self, name: str) -> str:
+        """The account the token ``name`` serves ("" if none is known)."""
+        return self._accounts.get(name) or self._default_account
 
     def get(self, name: str) -> Token | None:
         return self._tokens.get(name)

@@ -29,6 +29,7 @@ Decisions AWS's documents leave to an implementation (docs/hsm.md lists them):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -110,8 +111,10 @@ def _member(name: str) -> str:
 _HSM_FIELDS = frozenset({"cloud_hsm_cluster_id", "trust_anchor_certificate", "key_store_password"})
 
 
-async def _claim_cluster(deps: Deps, cluster_id: str, store_id: str) -> None:
-    if deps.hsm.get(cluster_id) is None:
+async def _claim_cluster(deps: Deps, call: Call, cluster_id: str, store_id: str) -> None:
+    # A token serves one account (hsm/registry.py): to any other it is not
+    # there, so none can claim it first or guess its PIN at Connect.
+    if deps.hsm.get(cluster_id) is None or deps.hsm.account_of(cluster_id) != call.account:
         raise CloudHsmClusterNotFoundException(
             f"No HSM named {cluster_id} is configured on this keycask "
             "(keycask server --hsm NAME=MODULE_PATH:TOKEN_LABEL)."
@@ -132,7 +135,7 @@ async def _hsm_create(
         "AWS_CLOUDHSM",
     )
     cluster_id = fields["cloud_hsm_cluster_id"]
-    await _claim_cluster(deps, cluster_id, store.store_id)
+    await _claim_cluster(deps, call, cluster_id, store.store_id)
     anchor = fields["trust_anchor_certificate"]
     if not is_pem_certificate(anchor):
         raise IncorrectTrustAnchorException(
@@ -149,7 +152,7 @@ async def _hsm_update(
     new = store
     cluster_id = fields.get("cloud_hsm_cluster_id")
     if cluster_id is not None and cluster_id != store.cluster_id:
-        await _claim_cluster(deps, cluster_id, store.store_id)
+        await _claim_cluster(deps, call, cluster_id, store.store_id)
         token = deps.hsm.get(cluster_id)
         assert token is not None
         if not await token.present():
@@ -168,11 +171,43 @@ async def _hsm_update(
     return new
 
 
+class _PasswordTries:
+    """Consecutive wrong KeyStorePasswords per token, in this process: after
+    MAX_WRONG_PASSWORDS, Connect compares none for LOCKOUT_SECONDS (the store
+    stays FAILED with INVALID_CREDENTIALS), so the PIN cannot be guessed at
+    the speed of requests. The comparison is keycask's, not the token's, so
+    the token's own lockout counter never sees these tries."""
+
+    MAX_WRONG_PASSWORDS = 5
+    LOCKOUT_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._wrong: dict[str, tuple[int, float]] = {}
+
+    def locked(self, cluster_id: str) -> bool:
+        count, until = self._wrong.get(cluster_id, (0, 0.0))
+        return count >= self.MAX_WRONG_PASSWORDS and time.monotonic() < until
+
+    def record(self, cluster_id: str, *, right: bool) -> None:
+        if right:
+            self._wrong.pop(cluster_id, None)
+            return
+        count, _ = self._wrong.get(cluster_id, (0, 0.0))
+        self._wrong[cluster_id] = (count + 1, time.monotonic() + self.LOCKOUT_SECONDS)
+
+
+_TRIES = _PasswordTries()
+
+
 async def _hsm_connect(deps: Deps, call: Call, store: CustomKeyStore) -> tuple[str, str | None]:
     token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
-    if token is None:
+    if token is None or deps.hsm.account_of(token.name) != call.account:
         return FAILED, "CLUSTER_NOT_FOUND"
-    if store.password is None or not token.pin_matches(store.password):
+    if _TRIES.locked(token.name):
+        return FAILED, "INVALID_CREDENTIALS"
+    right = store.password is not None and token.pin_matches(store.password)
+    _TRIES.record(token.name, right=right)
+    if not right:
         return FAILED, "INVALID_CREDENTIALS"
     if not await token.present():
         return FAILED, "NETWORK_ERRORS"
@@ -212,7 +247,9 @@ async def _xks_apply(
             xks_secret=credential["raw_secret_access_key"],
         )
     if new.xks_connectivity == "VPC_ENDPOINT_SERVICE":
-        raise UnsupportedOperationException(
+        # The model lists no UnsupportedOperationException for Create or
+        # UpdateCustomKeyStore: a configuration keycask cannot serve is this.
+        raise XksProxyInvalidConfigurationException(
             "keycask reaches XKS proxies over their public endpoint only "
             "(XksProxyConnectivity PUBLIC_ENDPOINT); it has no VPC endpoint services."
         )
