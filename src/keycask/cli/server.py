@@ -150,6 +150,8 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
         if settings.node_id is not None:
             argv += ["--node-id", f"{settings.node_id}-{slot}"]
         argv.append("--console" if settings.console else "--no-console")
+        for project, account in settings.gcp_projects:
+            argv += ["--gcp-project", f"{project}={account}"]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -196,6 +198,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
         console=args.console,
+        gcp_projects=args.gcp_project or (),
     )
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
@@ -327,6 +330,14 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="also serve GET /metrics, without authentication, on this separate address "
         "(plain HTTP; env KEYCASK_METRICS_LISTEN). On the API port /metrics answers "
         "loopback peers, and elsewhere a principal allowed keycask:GetMetrics",
+    )
+    server.add_argument(
+        "--gcp-project",
+        action="append",
+        metavar="PROJECT=ACCOUNT",
+        help="the Google Cloud KMS door: the keycask account a project id names (repeat "
+        "per project; env KEYCASK_GCP_PROJECTS, comma-separated). Without it every "
+        "project is the caller's own account (docs/gcp-kms.md)",
     )
     server.add_argument("--metrics-listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)

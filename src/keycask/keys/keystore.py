@@ -48,6 +48,8 @@ from keycask.keys.paths import (
     VAULT_MOUNTS_PREFIX,
     alias_prefix,
     due_jobs,
+    gcp_key_path,
+    gcp_ring_prefix,
     gone_path,
     grant_prefix,
     import_prefix,
@@ -319,9 +321,9 @@ class KeyStore:
     async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
         """Every trace of a key whose deletion window has ended: metadata,
         all material, listing and schedule entries, aliases, import tokens,
-        usage, Vault Transit settings. The key id then answers as a key that does not exist. A
-        multi-Region copy's shared material stays (``stage_destroy_set_material``
-        is for the set's last copy)."""
+        usage, Vault Transit and Cloud KMS settings. The key id then answers
+        as a key that does not exist. A multi-Region copy's shared material
+        stays (``stage_destroy_set_material`` is for the set's last copy)."""
         key = stored.value
         b = self._barrier
         writes: list[Write] = [
@@ -333,6 +335,7 @@ class KeyStore:
             writes.extend(b.delete(path, expect=None) for path in await self._paths(prefix))
         writes.append(b.delete(usage_path(key.key_id), expect=None))
         writes.append(b.delete(transit_path(key.key_id), expect=None))
+        writes.append(b.delete(gcp_key_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -437,6 +440,35 @@ class KeyStore:
 
     def stage_vault_mounts(self, account: str, region: str, value: bytes, expect: int) -> Write:
         return self._barrier.put(vault_mounts_path(account, region), value, expect=expect)
+
+    # -- Google Cloud KMS documents (not cached: read by the Cloud KMS door only) --
+
+    async def gcp_ring(self, account: str, project: str, location: str, ring: str) -> Stored[bytes]:
+        """A Cloud KMS key ring's document (b"" at revision 0: none)."""
+        found = await self._barrier.get(gcp_ring_prefix(account, project, location) + ring)
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    async def list_gcp_rings(
+        self, account: str, project: str, location: str, after: str, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """(key ring id, document) in id order, after the id ``after``."""
+        prefix = gcp_ring_prefix(account, project, location)
+        rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
+        return [(path[len(prefix) :], v.value) for path, v in rows]
+
+    def stage_gcp_ring(
+        self, account: str, project: str, location: str, ring: str, value: bytes
+    ) -> Write:
+        path = gcp_ring_prefix(account, project, location) + ring
+        return self._barrier.put(path, value, expect=0)
+
+    async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """A key's Cloud KMS settings document (b"" at revision 0: none)."""
+        found = await self._barrier.get(gcp_key_path(key_id))
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
 
     # -- last use --
 

@@ -125,6 +125,21 @@ def vault_mounts_path(account: str, region: str) -> str:
     return f"{VAULT_MOUNTS_PREFIX}{account}/{region}"
 
 
+GCP_RING_PREFIX = "gcp/ring/"
+GCP_KEY_PREFIX = "gcp/key/"
+
+
+def gcp_ring_prefix(account: str, project: str, location: str) -> str:
+    """Where a Cloud KMS project's key rings in a location are listed
+    (service/core/gcp.py): one document per key ring, named by its id."""
+    return f"{GCP_RING_PREFIX}{account}/{project}/{location}/"
+
+
+def gcp_key_path(key_id: uuid.UUID) -> str:
+    """A key's Cloud KMS settings (service/core/gcp.py): its name, labels, purpose."""
+    return f"{GCP_KEY_PREFIX}{key_id}"
+
+
 def usage_path(key_id: uuid.UUID) -> str:
     return f"usage/{key_id}"
 

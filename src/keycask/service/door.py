@@ -158,6 +158,8 @@ class Doors:
             if any(path_prefix == known for known, _ in self._by_path):
                 raise ValueError(f"two doors claim {path_prefix!r}")
             self._by_path.append((path_prefix, door))
+        # The longest prefix first: Google's /v1/projects/ before Vault's /v1/.
+        self._by_path.sort(key=lambda entry: -len(entry[0]))
 
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:

@@ -1,0 +1,437 @@
+"""Google Cloud KMS's operations over keycask's own (the Cloud KMS door,
+``service/doors/gcp_kms.py``, decodes the wire into these requests).
+
+A key ring is a small document behind the barrier at
+``gcp/ring/<account>/<project>/<location>/<ring>`` (its creation time): it
+holds nothing but the names of the crypto keys to come. A crypto key
+``projects/P/locations/L/keyRings/R/cryptoKeys/K`` is the keycask key that
+the alias ``alias/gcp/P/L/R/K`` names, in the region of location L: the
+AWS door sees and uses it by that alias (and finds the Cloud KMS name in its
+description). What Cloud KMS has and AWS KMS has not (purpose, algorithm,
+labels, destroyScheduledDuration) is one document per key at
+``gcp/key/<key id>``. A crypto key version N is keycask's key version N (a
+rotation), and a ciphertext is keycask's own ciphertext blob, whose header
+names the version that sealed it.
+
+Every operation runs the AWS door's core handlers (CreateKey, CreateAlias,
+Encrypt, Decrypt, RotateKeyOnDemand, GenerateRandom, ...), so the same key
+policies, identity policies and grants decide, under the same ``kms:``
+actions (docs/gcp-kms.md has the table).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import orjson
+
+from keycask.errors import (
+    AlreadyExistsException,
+    KMSInvalidStateException,
+    NotFoundException,
+    UnsupportedOperationException,
+    ValidationException,
+)
+from keycask.keys.model import (
+    SYMMETRIC_DEFAULT_ALGORITHM,
+    Alias,
+    Key,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    KeyVersion,
+    alias_arn,
+)
+from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_blob_header
+from keycask.service.core import requests as aws
+from keycask.service.core.call import Call, Outcome
+from keycask.service.core.deps import Deps
+from keycask.service.core.gcp_requests import (
+    SYMMETRIC,
+    CreateKeyRequest,
+    CreateRingRequest,
+    DecryptRequest,
+    DecryptResult,
+    EncryptRequest,
+    EncryptResult,
+    KeyName,
+    KeyRequest,
+    KeyResult,
+    KeySettings,
+    ListRequest,
+    ListResult,
+    LocationName,
+    RandomRequest,
+    RandomResult,
+    RingName,
+    RingRequest,
+    RingResult,
+    UpdateKeyRequest,
+    VersionRequest,
+    VersionResult,
+)
+from keycask.service.core.handlers import crypto, keys, rotation
+from keycask.service.core.resolve import resolve_key, use_key
+from keycask.service.core.results import (
+    DecryptResult as AwsDecrypt,
+)
+from keycask.service.core.results import (
+    EncryptResult as AwsEncrypt,
+)
+from keycask.service.core.results import (
+    GenerateRandomResult,
+    KeyMetadataResult,
+)
+
+# The encryption context pair that binds Cloud KMS's additional
+# authenticated data: its SHA-256 (hex), so that the context (which the
+# audit record shows) holds a fixed-size digest, never the data itself.
+AAD_CONTEXT = "gcp-kms:aad-sha256"
+# Purposes and algorithms served, as (KeySpec, KeyUsage).
+ALGORITHMS: Mapping[str, Mapping[str, tuple[KeySpec, KeyUsage]]] = {
+    "ENCRYPT_DECRYPT": {SYMMETRIC: (KeySpec.SYMMETRIC_DEFAULT, KeyUsage.ENCRYPT_DECRYPT)},
+}
+# Purposes Cloud KMS defines that this door does not serve yet.
+LATER_PURPOSES = frozenset({"ASYMMETRIC_SIGN", "ASYMMETRIC_DECRYPT", "MAC"})
+_PAGE_MAX = 1000
+
+
+def _ring_doc(created: datetime) -> bytes:
+    return orjson.dumps({"create_time": created.timestamp()})
+
+
+def _ring_result(name: RingName, raw: bytes) -> RingResult:
+    doc = orjson.loads(raw)
+    return RingResult(name.name, datetime.fromtimestamp(float(doc["create_time"]), UTC))
+
+
+async def _ring(deps: Deps, call: Call, name: RingName) -> RingResult:
+    stored = await deps.keys.gcp_ring(call.account, name.project, name.location, name.ring)
+    if not stored.revision:
+        raise NotFoundException(f"KeyRing {name.name} not found.")
+    return _ring_result(name, stored.value)
+
+
+# -- key rings --
+
+
+async def create_ring(deps: Deps, call: Call, req: CreateRingRequest) -> Outcome:
+    """A key ring holds only the crypto keys to come: authorized as
+    ``kms:CreateKey`` (on ``*``), the right to make them."""
+    await call.authorize("kms:CreateKey")
+    name = RingName(req.parent.project, req.parent.location, req.ring_id)
+    parent = req.parent
+    stored = await deps.keys.gcp_ring(call.account, parent.project, parent.location, req.ring_id)
+    if stored.revision:
+        raise AlreadyExistsException(f"KeyRing {name.name} already exists.")
+    now = deps.clock.now()
+    call.detail = f"key ring {name.name}"
+    write = deps.keys.stage_gcp_ring(
+        call.account, parent.project, parent.location, req.ring_id, _ring_doc(now)
+    )
+    return Outcome(RingResult(name.name, now), [write])
+
+
+async def get_ring(deps: Deps, call: Call, req: RingRequest) -> Outcome:
+    """Authorized as ``kms:ListKeys``: a key ring is a listing of keys."""
+    await call.authorize("kms:ListKeys")
+    return Outcome(await _ring(deps, call, req.name))
+
+
+async def list_rings(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    await call.authorize("kms:ListKeys")
+    parent = req.parent
+    assert isinstance(parent, LocationName)
+    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
+    rows = await deps.keys.list_gcp_rings(
+        call.account, parent.project, parent.location, req.after, size + 1
+    )
+    items = tuple(
+        _ring_result(RingName(parent.project, parent.location, ring), raw)
+        for ring, raw in rows[:size]
+    )
+    more = len(rows) > size
+    return Outcome(ListResult(items, rows[size - 1][0] if more else None))
+
+
+# -- crypto keys --
+
+
+def _kind(purpose: str, algorithm: str) -> tuple[KeySpec, KeyUsage]:
+    if purpose in LATER_PURPOSES:
+        raise UnsupportedOperationException(
+            f"keycask's Cloud KMS door does not serve purpose {purpose} yet "
+            "(ENCRYPT_DECRYPT is served)"
+        )
+    served = ALGORITHMS.get(purpose)
+    if served is None:
+        raise ValidationException(f"Unsupported purpose {purpose}.")
+    kind = served.get(algorithm)
+    if kind is None:
+        raise ValidationException(
+            f"Algorithm {algorithm} is not valid for purpose {purpose}: "
+            f"use {', '.join(sorted(served))}."
+        )
+    return kind
+
+
+async def _settings(deps: Deps, key: Key, name: KeyName) -> KeySettings:
+    return KeySettings.from_doc((await deps.keys.gcp_key(key.key_id)).value, name.name)
+
+
+async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+    """CreateKey, then the alias that names it (kms:CreateKey, then
+    kms:CreateAlias on the alias), and the key's Cloud KMS settings."""
+    spec, usage = _kind(req.purpose, req.algorithm)
+    if req.protection_level != "SOFTWARE":
+        raise KMSInvalidStateException(
+            f"protection level {req.protection_level} is not available: keycask's Cloud KMS "
+            "door makes SOFTWARE keys (HSM keys need the server's PKCS#11 key store, which "
+            "this door does not reach yet)"
+        )
+    name = KeyName(req.parent.project, req.parent.location, req.parent.ring, req.key_id)
+    await _ring(deps, call, req.parent)
+    if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
+        raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
+    created = await keys.create_key(
+        deps,
+        call,
+        aws.CreateKeyRequest(
+            description=f"Cloud KMS crypto key {name.name}",
+            key_spec=spec.value,
+            key_usage=usage.value,
+        ),
+    )
+    result = created.result
+    assert isinstance(result, KeyMetadataResult)
+    await call.authorize(
+        "kms:CreateAlias", resource=alias_arn(call.region, call.account, name.alias)
+    )
+    now = deps.clock.now()
+    key_id = uuid.UUID(result.key_metadata.key_id)
+    alias = Alias(name.alias, call.account, call.region, key_id, now, now)
+    settings = KeySettings(
+        name.name,
+        req.purpose,
+        req.algorithm,
+        req.protection_level,
+        dict(req.labels),
+        req.destroy_scheduled_seconds,
+    )
+    writes = [
+        *created.writes,
+        *deps.keys.stage_put_alias(alias, expect=0),
+        deps.keys.stage_gcp_key(key_id, settings.to_doc(), 0),
+    ]
+    call.detail = f"crypto key {name.name} ({req.purpose}, {req.algorithm})"
+    # What the answer shows of the key just staged (the store has it once
+    # the writes commit): created now, enabled, with its first version.
+    meta = result.key_metadata
+    key = Key(
+        key_id,
+        call.account,
+        call.region,
+        meta.creation_date,
+        meta.description,
+        KeyState.ENABLED,
+        "",
+        key_usage=usage,
+        key_spec=spec,
+        versions=(KeyVersion(1, ""),),
+    )
+    return Outcome(KeyResult(name, key, settings), writes)
+
+
+async def _use(deps: Deps, call: Call, name: KeyName, action: str) -> Key:
+    try:
+        return (await use_key(deps.keys, call, name.alias, action, allow_alias=True)).value
+    except NotFoundException:
+        raise NotFoundException(f"CryptoKey {name.name} not found.") from None
+
+
+async def get_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    key = await _use(deps, call, req.name, "kms:DescribeKey")
+    return Outcome(KeyResult(req.name, key, await _settings(deps, key, req.name)))
+
+
+async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    """The crypto keys of a key ring: the aliases under its prefix
+    (kms:ListKeys and kms:ListAliases, on ``*``)."""
+    parent = req.parent
+    assert isinstance(parent, RingName)
+    await call.authorize("kms:ListAliases")
+    await call.authorize("kms:ListKeys")
+    await _ring(deps, call, parent)
+    prefix = KeyName(parent.project, parent.location, parent.ring, "").alias
+    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
+    after = prefix + req.after if req.after else prefix
+    rows = await deps.keys.list_aliases(call.account, call.region, after, size + 1)
+    rows = [a for a in rows if a.name.startswith(prefix) and "/" not in a.name[len(prefix) :]]
+    items: list[KeyResult] = []
+    for alias in rows[:size]:
+        stored = await deps.keys.get(alias.target)
+        if stored is None:
+            continue
+        name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
+        items.append(KeyResult(name, stored.value, await _settings(deps, stored.value, name)))
+    more = len(rows) > size
+    return Outcome(ListResult(tuple(items), rows[size - 1].name[len(prefix) :] if more else None))
+
+
+async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
+    """Labels, like tags, need ``kms:TagResource``."""
+    key = await _use(deps, call, req.name, "kms:TagResource")
+    stored = await deps.keys.gcp_key(key.key_id)
+    old = KeySettings.from_doc(stored.value, req.name.name)
+    new = old
+    if req.labels is not None:
+        new = KeySettings(
+            old.name,
+            old.purpose,
+            old.algorithm,
+            old.protection_level,
+            dict(req.labels),
+            old.destroy_scheduled_seconds,
+        )
+    call.detail = f"crypto key {req.name.name} updated: labels {sorted(new.labels)}"
+    writes = [deps.keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision)]
+    return Outcome(KeyResult(req.name, key, new), writes)
+
+
+# -- versions --
+
+
+def _check_version(key: Key, name: KeyName, version: int) -> None:
+    if key.version(version) is None or version > key.current_version:
+        raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
+
+
+async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
+    key = await _use(deps, call, req.name, "kms:DescribeKey")
+    _check_version(key, req.name, req.version)
+    settings = await _settings(deps, key, req.name)
+    return Outcome(VersionResult(req.name, key, req.version, settings))
+
+
+async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    name = req.parent
+    assert isinstance(name, KeyName)
+    key = await _use(deps, call, name, "kms:ListKeyRotations")
+    settings = await _settings(deps, key, name)
+    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
+    start = int(req.after) if req.after.isdigit() else 0
+    numbers = [v.version for v in key.versions if start < v.version <= key.current_version]
+    items = tuple(VersionResult(name, key, n, settings) for n in numbers[:size])
+    more = len(numbers) > size
+    return Outcome(ListResult(items, str(numbers[size - 1]) if more else None))
+
+
+async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    """RotateKeyOnDemand (kms:RotateKeyOnDemand): the new version is the
+    primary at once (keycask encrypts under its latest version), and AWS's
+    limit of on-demand rotations per key holds."""
+    key = await resolve_key_for(deps, call, req.name)
+    out = await rotation.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
+    settings = await _settings(deps, key, req.name)
+    version = key.next_version()
+    call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"
+    rotated = key.replace(current_version=version)
+    return Outcome(VersionResult(req.name, rotated, version, settings), out.writes)
+
+
+async def resolve_key_for(deps: Deps, call: Call, name: KeyName) -> Key:
+    try:
+        return (await resolve_key(deps.keys, call, name.alias, allow_alias=True)).value
+    except NotFoundException:
+        raise NotFoundException(f"CryptoKey {name.name} not found.") from None
+
+
+# -- encrypt / decrypt / random --
+
+
+def _context(aad: bytes) -> dict[str, str] | None:
+    return {AAD_CONTEXT: hashlib.sha256(aad).hexdigest()} if aad else None
+
+
+def _version_of(blob: bytes) -> int:
+    if blob[:1] == bytes((BLOB_FORMAT_V2,)):
+        return mrk_blob_header(blob)[1]
+    return blob_header(blob)[1]
+
+
+async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
+    key = await resolve_key_for(deps, call, req.name)
+    settings = await _settings(deps, key, req.name)
+    if settings.purpose != "ENCRYPT_DECRYPT":
+        raise ValidationException(
+            f"Encrypt is not valid for CryptoKey {req.name.name} with purpose {settings.purpose}."
+        )
+    context = _context(req.aad)
+    if req.version is None or req.version == key.current_version:
+        out = await crypto.encrypt(
+            deps,
+            call,
+            aws.EncryptRequest(
+                key_id=req.name.alias, plaintext=req.plaintext, encryption_context=context
+            ),
+        )
+        result = out.result
+        assert isinstance(result, AwsEncrypt)
+        blob = result.ciphertext_blob
+    else:
+        blob = await _encrypt_older(deps, call, req, context)
+    version = _version_of(blob)
+    return Outcome(EncryptResult(req.name.version_name(version), blob, settings, req.verified))
+
+
+async def _encrypt_older(
+    deps: Deps, call: Call, req: EncryptRequest, context: dict[str, str] | None
+) -> bytes:
+    """Encrypt under a version that is not the primary (a version name in
+    the request): Encrypt's checks, then that version's material."""
+    call.encryption_context = context
+    call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
+    key = (
+        await use_key(
+            deps.keys, call, req.name.alias, "kms:Encrypt", state="Encrypt", allow_alias=True
+        )
+    ).value
+    assert req.version is not None
+    _check_version(key, req.name, req.version)
+    blob, _ = await crypto.seal_for(
+        deps, call, key, req.plaintext, encode_context(context), version=req.version
+    )
+    return blob
+
+
+async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
+    key = await resolve_key_for(deps, call, req.name)
+    settings = await _settings(deps, key, req.name)
+    out = await crypto.decrypt(
+        deps,
+        call,
+        aws.DecryptRequest(
+            ciphertext_blob=req.ciphertext,
+            encryption_context=_context(req.aad),
+            key_id=req.name.alias,
+        ),
+    )
+    result = out.result
+    assert isinstance(result, AwsDecrypt)
+    used = _version_of(req.ciphertext)
+    return Outcome(
+        DecryptResult(result.plaintext, used == key.current_version, settings.protection_level)
+    )
+
+
+async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
+    """GenerateRandom (kms:GenerateRandom): Cloud KMS's 8 to 1024 bytes."""
+    out = await crypto.generate_random(
+        deps, call, aws.GenerateRandomRequest(number_of_bytes=req.length)
+    )
+    result = out.result
+    assert isinstance(result, GenerateRandomResult)
+    return Outcome(RandomResult(result.plaintext))

@@ -1,0 +1,235 @@
+"""Typed requests and results of the Google Cloud KMS operations
+(``core/gcp.py``), built by the Cloud KMS door's codec
+(``doors/gcp_codec.py``) once it has checked every field and name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from keycask.keys.model import Key
+
+# Cloud KMS's default destroyScheduledDuration (30 days), in seconds.
+DEFAULT_DESTROY_SCHEDULED = 30 * 86400
+SYMMETRIC = "GOOGLE_SYMMETRIC_ENCRYPTION"
+
+
+@dataclass(frozen=True, slots=True)
+class LocationName:
+    project: str
+    location: str
+
+    @property
+    def name(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}"
+
+
+@dataclass(frozen=True, slots=True)
+class RingName:
+    project: str
+    location: str
+    ring: str
+
+    @property
+    def parent(self) -> LocationName:
+        return LocationName(self.project, self.location)
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent.name}/keyRings/{self.ring}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyName:
+    project: str
+    location: str
+    ring: str
+    key: str
+
+    @property
+    def parent(self) -> RingName:
+        return RingName(self.project, self.location, self.ring)
+
+    @property
+    def name(self) -> str:
+        return f"{self.parent.name}/cryptoKeys/{self.key}"
+
+    @property
+    def alias(self) -> str:
+        """The keycask alias that names the crypto key's keycask key."""
+        return f"alias/gcp/{self.project}/{self.location}/{self.ring}/{self.key}"
+
+    def version_name(self, version: int) -> str:
+        return f"{self.name}/cryptoKeyVersions/{version}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeySettings:
+    """What Cloud KMS has and AWS KMS has not, for one key: the document at
+    ``gcp/key/<key id>`` behind the barrier."""
+
+    name: str
+    purpose: str
+    algorithm: str
+    protection_level: str = "SOFTWARE"
+    labels: dict[str, str] = field(default_factory=dict)
+    destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
+
+    def to_doc(self) -> bytes:
+        return orjson.dumps(
+            {
+                "name": self.name,
+                "purpose": self.purpose,
+                "algorithm": self.algorithm,
+                "protection_level": self.protection_level,
+                "labels": self.labels,
+                "destroy_scheduled_seconds": self.destroy_scheduled_seconds,
+            }
+        )
+
+    @classmethod
+    def from_doc(cls, raw: bytes, name: str) -> KeySettings:
+        """The stored settings; a key without a document (made by another
+        door and aliased into a key ring) shows as a symmetric key."""
+        doc: dict[str, Any] = orjson.loads(raw) if raw else {}
+        return cls(
+            name=doc.get("name", name),
+            purpose=doc.get("purpose", "ENCRYPT_DECRYPT"),
+            algorithm=doc.get("algorithm", SYMMETRIC),
+            protection_level=doc.get("protection_level", "SOFTWARE"),
+            labels=dict(doc.get("labels", {})),
+            destroy_scheduled_seconds=int(
+                doc.get("destroy_scheduled_seconds", DEFAULT_DESTROY_SCHEDULED)
+            ),
+        )
+
+
+# -- requests --
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRingRequest:
+    parent: LocationName
+    ring_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RingRequest:
+    name: RingName
+
+
+@dataclass(frozen=True, slots=True)
+class ListRequest:
+    """A list of key rings (parent a LocationName), crypto keys (a
+    RingName) or versions (a KeyName); ``after``: the page token's id."""
+
+    parent: LocationName | RingName | KeyName
+    page_size: int
+    after: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateKeyRequest:
+    parent: RingName
+    key_id: str
+    purpose: str
+    algorithm: str
+    protection_level: str = "SOFTWARE"
+    labels: dict[str, str] = field(default_factory=dict)
+    destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRequest:
+    name: KeyName
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateKeyRequest:
+    name: KeyName
+    labels: dict[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VersionRequest:
+    name: KeyName
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptRequest:
+    name: KeyName
+    # The version named (``cryptoKeyVersions/N:encrypt``); None: the primary.
+    version: int | None
+    plaintext: bytes = field(repr=False)
+    aad: bytes = field(repr=False, default=b"")
+    # Whether the request's plaintext and AAD CRC32Cs were given (and matched).
+    verified: tuple[bool, bool] = (False, False)
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptRequest:
+    name: KeyName
+    ciphertext: bytes
+    aad: bytes = field(repr=False, default=b"")
+
+
+@dataclass(frozen=True, slots=True)
+class RandomRequest:
+    location: LocationName
+    length: int
+
+
+# -- results --
+
+
+@dataclass(frozen=True, slots=True)
+class RingResult:
+    name: str
+    created: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class KeyResult:
+    name: KeyName
+    key: Key
+    settings: KeySettings
+
+
+@dataclass(frozen=True, slots=True)
+class VersionResult:
+    name: KeyName
+    key: Key
+    version: int
+    settings: KeySettings
+
+
+@dataclass(frozen=True, slots=True)
+class ListResult:
+    """A page: key rings, crypto keys or versions, and the id to go on after."""
+
+    items: tuple[RingResult | KeyResult | VersionResult, ...]
+    next_after: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EncryptResult:
+    version_name: str
+    ciphertext: bytes
+    settings: KeySettings
+    verified: tuple[bool, bool] = (False, False)
+
+
+@dataclass(frozen=True, slots=True)
+class DecryptResult:
+    plaintext: bytes = field(repr=False)
+    used_primary: bool = True
+    protection_level: str = "SOFTWARE"
+
+
+@dataclass(frozen=True, slots=True)
+class RandomResult:
+    data: bytes = field(repr=False)

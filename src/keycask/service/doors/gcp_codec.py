@@ -1,0 +1,480 @@
+"""The Google Cloud KMS door's wire: resource names, JSON bodies as the
+Cloud KMS v1 REST reference names their fields (camelCase; enums as names
+or, as the google-cloud-kms REST transport sends them, numbers; bytes in
+base64; int64 CRC32C values as strings), CRC32C integrity fields, and the
+resources rendered back (``service/core/gcp_requests.py``'s results).
+
+Every CRC32C a request carries is checked against the bytes it covers
+before anything is done (a mismatch is INVALID_ARGUMENT, Cloud KMS's
+answer); an answer fills the CRC32C fields of what it returns and says
+which of the request's it verified.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import google_crc32c
+import orjson
+import pybase64
+
+from keycask.errors import UnsupportedOperationException, ValidationException
+from keycask.keys.model import Key, KeyState
+from keycask.service.core.gcp_requests import (
+    DEFAULT_DESTROY_SCHEDULED,
+    SYMMETRIC,
+    CreateKeyRequest,
+    CreateRingRequest,
+    DecryptRequest,
+    DecryptResult,
+    EncryptRequest,
+    EncryptResult,
+    KeyName,
+    KeyRequest,
+    KeyResult,
+    ListRequest,
+    ListResult,
+    LocationName,
+    RandomRequest,
+    RandomResult,
+    RingName,
+    RingRequest,
+    RingResult,
+    UpdateKeyRequest,
+    VersionRequest,
+    VersionResult,
+)
+from keycask.service.doors.gcp_enums import ALGORITHMS, PROTECTION_LEVELS, PURPOSES
+
+Doc = dict[str, Any]
+Query = Mapping[str, list[str]]
+
+# Cloud KMS's limits: 64 KiB of plaintext or additional authenticated data,
+# and a ciphertext at most 64 KiB larger than its plaintext.
+MAX_PLAINTEXT: Final = 65536
+MAX_AAD: Final = 65536
+MAX_CIPHERTEXT: Final = 2 * 65536
+
+# Resource id syntax: Cloud KMS's own (key ring and crypto key ids), a
+# project id's (6 to 30 lower-case letters, digits and hyphens, starting
+# with a letter), a location (a region's characters).
+_ID = re.compile(r"[a-zA-Z0-9_-]{1,63}", re.ASCII)
+_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", re.ASCII)
+LOCATION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)
+_LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}", re.ASCII)
+_LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}", re.ASCII)
+
+# -- names --
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if pattern.fullmatch(value) is None:
+        raise ValidationException(
+            f"Resource name {what} {value[:64]!r} is malformed: it does not match {pattern.pattern}"
+        )
+    return value
+
+
+def location_name(params: Mapping[str, str]) -> LocationName:
+    return LocationName(
+        _check(_PROJECT, params["project"], "project"),
+        _check(LOCATION, params["location"], "location"),
+    )
+
+
+def ring_name(params: Mapping[str, str], ring: str | None = None) -> RingName:
+    parent = location_name(params)
+    ring = params["ring"] if ring is None else ring
+    return RingName(parent.project, parent.location, _check(_ID, ring, "key ring id"))
+
+
+def key_name(params: Mapping[str, str], key: str | None = None) -> KeyName:
+    ring = ring_name(params)
+    key = params["key"] if key is None else key
+    return KeyName(ring.project, ring.location, ring.ring, _check(_ID, key, "crypto key id"))
+
+
+def version_number(params: Mapping[str, str]) -> int:
+    raw = params["version"]
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or int(raw) < 1:
+        raise ValidationException(
+            f"Resource name crypto key version {raw[:64]!r} is malformed: "
+            "a version is a positive whole number"
+        )
+    return int(raw)
+
+
+# -- fields --
+
+
+def body(raw: bytes) -> Doc:
+    if not raw:
+        return {}
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValidationException("Invalid JSON payload received.") from None
+    if not isinstance(doc, dict):
+        raise ValidationException("Invalid JSON payload received: not an object.")
+    return doc
+
+
+def _one(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return None if not values else values[-1]
+
+
+def _bytes(doc: Doc, name: str, limit: int) -> bytes:
+    value = doc.get(name)
+    if value is None or value == "":
+        return b""
+    if not isinstance(value, str):
+        raise ValidationException(f"Invalid value at '{name}': expected base64 bytes.")
+    try:
+        data = pybase64.b64decode(value.replace("-", "+").replace("_", "/"), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationException(f"Invalid value at '{name}' (TYPE_BYTES): bad base64.") from None
+    if len(data) > limit:
+        raise ValidationException(
+            f"The {name} field must be at most {limit} bytes, got {len(data)}."
+        )
+    return data
+
+
+def _crc(doc: Doc, name: str) -> int | None:
+    """An Int64Value CRC32C (a JSON string or number); None if absent."""
+    value = doc.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValidationException(f"Invalid value at '{name}' (TYPE_INT64).")
+    try:
+        number = int(value)
+    except ValueError:
+        raise ValidationException(f"Invalid value at '{name}' (TYPE_INT64): {value!r}.") from None
+    if not 0 <= number < 2**32:
+        raise ValidationException(f"Invalid value at '{name}': not a CRC32C.")
+    return number
+
+
+def crc32c(data: bytes) -> int:
+    return int(google_crc32c.value(data))
+
+
+def _verify(doc: Doc, field: str, data: bytes, data_field: str) -> bool:
+    """Whether the request carried ``field`` (then it matched ``data``)."""
+    expected = _crc(doc, field)
+    if expected is None:
+        return False
+    if crc32c(data) != expected:
+        raise ValidationException(
+            f"The checksum in field {_snake(field)} did not match the data in field "
+            f"{_snake(data_field)}."
+        )
+    return True
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"([A-Z0-9]+)", lambda m: "_" + m.group(1).lower(), name)
+
+
+def _enum(value: object, names: Mapping[int, str], what: str) -> str:
+    if isinstance(value, bool):
+        raise ValidationException(f"Invalid value at '{what}': {value!r}.")
+    if isinstance(value, int):
+        found = names.get(value)
+        if found is None:
+            raise ValidationException(f"Invalid value at '{what}' ({value}).")
+        return found
+    if isinstance(value, str) and value in names.values():
+        return value
+    raise ValidationException(f"Invalid value at '{what}' ({str(value)[:64]!r}).")
+
+
+def _page(query: Query) -> tuple[int, str]:
+    raw = _one(query, "pageSize") or "0"
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 9:
+        raise ValidationException(f"Invalid value at 'page_size' ({raw[:16]!r}).")
+    token = _one(query, "pageToken") or ""
+    after = ""
+    if token:
+        try:
+            after = pybase64.urlsafe_b64decode(token.encode() + b"==").decode()
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise ValidationException("Invalid page_token.") from None
+        if not after or not all(c.isalnum() or c in "_-" for c in after):
+            raise ValidationException("Invalid page_token.")
+    for refused in ("filter", "orderBy"):
+        if _one(query, refused):
+            raise UnsupportedOperationException(
+                f"keycask's Cloud KMS door does not serve {refused} yet: list without it"
+            )
+    return int(raw), after
+
+
+def _labels(value: object) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 64:
+        raise ValidationException("labels must be a map of at most 64 entries.")
+    for k, v in value.items():
+        if not isinstance(v, str) or _LABEL_KEY.fullmatch(k) is None:
+            raise ValidationException(f"Invalid label key {str(k)[:64]!r}.")
+        if _LABEL_VALUE.fullmatch(v) is None:
+            raise ValidationException(f"Invalid label value {v[:64]!r}.")
+    return dict(value)
+
+
+def _duration(value: object, what: str) -> int:
+    """A google.protobuf.Duration in JSON (``"86400s"``), whole seconds."""
+    if not isinstance(value, str) or not value.endswith("s"):
+        raise ValidationException(f"Invalid value at '{what}': a duration like \"86400s\".")
+    number = value[:-1]
+    if not number.isascii() or not number.isdigit() or len(number) > 12:
+        raise ValidationException(f"Invalid value at '{what}': whole seconds are supported.")
+    return int(number)
+
+
+# -- requests --
+
+
+def create_ring(params: Mapping[str, str], query: Query, doc: Doc) -> CreateRingRequest:
+    ring_id = _one(query, "keyRingId") or ""
+    if not ring_id:
+        raise ValidationException("key_ring_id is required.")
+    ring = ring_name(params, ring_id)
+    return CreateRingRequest(ring.parent, ring.ring)
+
+
+def ring(params: Mapping[str, str], query: Query, doc: Doc) -> RingRequest:
+    return RingRequest(ring_name(params))
+
+
+def list_rings(params: Mapping[str, str], query: Query, doc: Doc) -> ListRequest:
+    size, after = _page(query)
+    return ListRequest(location_name(params), size, after)
+
+
+def list_keys(params: Mapping[str, str], query: Query, doc: Doc) -> ListRequest:
+    size, after = _page(query)
+    return ListRequest(ring_name(params), size, after)
+
+
+def list_versions(params: Mapping[str, str], query: Query, doc: Doc) -> ListRequest:
+    size, after = _page(query)
+    return ListRequest(key_name(params), size, after)
+
+
+def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRequest:
+    key_id = _one(query, "cryptoKeyId") or ""
+    if not key_id:
+        raise ValidationException("crypto_key_id is required.")
+    name = key_name(params, key_id)
+    if (_one(query, "skipInitialVersionCreation") or "false").lower() == "true":
+        raise UnsupportedOperationException(
+            "keycask makes a crypto key with its first version: skipInitialVersionCreation "
+            "(for importing material) is not served yet"
+        )
+    purpose = _enum(doc.get("purpose", 0), PURPOSES, "purpose")
+    if purpose == "CRYPTO_KEY_PURPOSE_UNSPECIFIED":
+        raise ValidationException("The request must specify a valid purpose.")
+    template = doc.get("versionTemplate") or {}
+    if not isinstance(template, dict):
+        raise ValidationException("Invalid value at 'version_template'.")
+    algorithm = _enum(template.get("algorithm", 0), ALGORITHMS, "version_template.algorithm")
+    if algorithm == "CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED":
+        if purpose != "ENCRYPT_DECRYPT":
+            raise ValidationException(
+                f"A version_template.algorithm is required for purpose {purpose}."
+            )
+        algorithm = SYMMETRIC
+    level = _enum(
+        template.get("protectionLevel", 0), PROTECTION_LEVELS, "version_template.protection_level"
+    )
+    if level == "PROTECTION_LEVEL_UNSPECIFIED":
+        level = "SOFTWARE"
+    destroy = DEFAULT_DESTROY_SCHEDULED
+    if doc.get("destroyScheduledDuration") is not None:
+        destroy = _duration(doc["destroyScheduledDuration"], "destroy_scheduled_duration")
+    for unserved in ("rotationPeriod", "nextRotationTime", "importOnly", "cryptoKeyBackend",
+                     "keyAccessJustificationsPolicy"):  # fmt: skip
+        if doc.get(unserved):
+            raise UnsupportedOperationException(
+                f"keycask's Cloud KMS door does not serve {_snake(unserved)} yet"
+            )
+    return CreateKeyRequest(
+        name.parent, name.key, purpose, algorithm, level, _labels(doc.get("labels")), destroy
+    )
+
+
+def key(params: Mapping[str, str], query: Query, doc: Doc) -> KeyRequest:
+    return KeyRequest(key_name(params))
+
+
+def update_key(params: Mapping[str, str], query: Query, doc: Doc) -> UpdateKeyRequest:
+    mask = [m for m in (_one(query, "updateMask") or "").split(",") if m]
+    if not mask:
+        raise ValidationException("update_mask is required.")
+    labels = None
+    for path in mask:
+        if path == "labels":
+            labels = _labels(doc.get("labels"))
+        elif path in ("rotationPeriod", "rotation_period", "nextRotationTime",
+                      "next_rotation_time"):  # fmt: skip
+            raise UnsupportedOperationException(
+                f"keycask's Cloud KMS door does not serve updates of {_snake(path)} yet"
+            )
+        else:
+            raise ValidationException(f"Unsupported update_mask path {path[:64]!r}.")
+    return UpdateKeyRequest(key_name(params), labels)
+
+
+def version(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest:
+    return VersionRequest(key_name(params), version_number(params))
+
+
+def encrypt(params: Mapping[str, str], query: Query, doc: Doc) -> EncryptRequest:
+    name = key_name(params)
+    number = version_number(params) if "version" in params else None
+    plaintext = _bytes(doc, "plaintext", MAX_PLAINTEXT)
+    aad = _bytes(doc, "additionalAuthenticatedData", MAX_AAD)
+    verified = (
+        _verify(doc, "plaintextCrc32c", plaintext, "plaintext"),
+        _verify(doc, "additionalAuthenticatedDataCrc32c", aad, "additionalAuthenticatedData"),
+    )
+    return EncryptRequest(name, number, plaintext, aad, verified)
+
+
+def decrypt(params: Mapping[str, str], query: Query, doc: Doc) -> DecryptRequest:
+    name = key_name(params)
+    ciphertext = _bytes(doc, "ciphertext", MAX_CIPHERTEXT)
+    if not ciphertext:
+        raise ValidationException("ciphertext is required.")
+    aad = _bytes(doc, "additionalAuthenticatedData", MAX_AAD)
+    _verify(doc, "ciphertextCrc32c", ciphertext, "ciphertext")
+    _verify(doc, "additionalAuthenticatedDataCrc32c", aad, "additionalAuthenticatedData")
+    return DecryptRequest(name, ciphertext, aad)
+
+
+def random(params: Mapping[str, str], query: Query, doc: Doc) -> RandomRequest:
+    length = doc.get("lengthBytes", 0)
+    if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= 1024:
+        raise ValidationException("length_bytes must be from 8 to 1024.")
+    level = _enum(doc.get("protectionLevel", 0), PROTECTION_LEVELS, "protection_level")
+    if level not in ("PROTECTION_LEVEL_UNSPECIFIED", "SOFTWARE", "HSM"):
+        raise ValidationException(f"protection_level {level} is not valid here.")
+    return RandomRequest(location_name(params), length)
+
+
+# -- answers --
+
+
+def _time(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _b64(data: bytes) -> str:
+    return pybase64.b64encode_as_string(data)
+
+
+def page_token(after: str) -> str:
+    return pybase64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+
+
+def _state(key: Key) -> str:
+    if key.state is KeyState.PENDING_DELETION:
+        return "DESTROY_SCHEDULED"
+    if key.state is KeyState.ENABLED:
+        return "ENABLED"
+    return "DISABLED"
+
+
+def version_doc(result: VersionResult) -> Doc:
+    key, number = result.key, result.version
+    entry = key.version(number)
+    created = key.created if entry is None or entry.rotated is None else entry.rotated
+    return {
+        "name": result.name.version_name(number),
+        "state": _state(key),
+        "protectionLevel": result.settings.protection_level,
+        "algorithm": result.settings.algorithm,
+        "createTime": _time(created),
+        "generateTime": _time(created),
+    }
+
+
+def key_doc(result: KeyResult) -> Doc:
+    key, settings = result.key, result.settings
+    doc: Doc = {
+        "name": result.name.name,
+        "purpose": settings.purpose,
+        "createTime": _time(key.created),
+        "versionTemplate": {
+            "protectionLevel": settings.protection_level,
+            "algorithm": settings.algorithm,
+        },
+        "destroyScheduledDuration": f"{settings.destroy_scheduled_seconds}s",
+    }
+    if settings.purpose == "ENCRYPT_DECRYPT" and key.current_version:
+        doc["primary"] = version_doc(VersionResult(result.name, key, key.current_version, settings))
+    if settings.labels:
+        doc["labels"] = settings.labels
+    if key.rotation_period_days is not None:
+        doc["rotationPeriod"] = f"{key.rotation_period_days * 86400}s"
+        if key.next_rotation is not None:
+            doc["nextRotationTime"] = _time(key.next_rotation)
+    return doc
+
+
+def ring_doc(result: RingResult) -> Doc:
+    return {"name": result.name, "createTime": _time(result.created)}
+
+
+_LISTED = {RingResult: ("keyRings", ring_doc), KeyResult: ("cryptoKeys", key_doc),
+           VersionResult: ("cryptoKeyVersions", version_doc)}  # fmt: skip
+
+
+def listed(field: str) -> Any:
+    def render(result: ListResult) -> Doc:
+        doc: Doc = {}
+        items = []
+        for item in result.items:
+            items.append(_LISTED[type(item)][1](item))  # type: ignore[operator]
+        if items:
+            doc[field] = items
+        if result.next_after is not None:
+            doc["nextPageToken"] = page_token(result.next_after)
+        else:
+            doc["totalSize"] = len(items)
+        return doc
+
+    return render
+
+
+def encrypted(result: EncryptResult) -> Doc:
+    verified = result.verified
+    return {
+        "name": result.version_name,
+        "ciphertext": _b64(result.ciphertext),
+        "ciphertextCrc32c": str(crc32c(result.ciphertext)),
+        "verifiedPlaintextCrc32c": verified[0],
+        "verifiedAdditionalAuthenticatedDataCrc32c": verified[1],
+        "protectionLevel": result.settings.protection_level,
+    }
+
+
+def decrypted(result: DecryptResult) -> Doc:
+    return {
+        "plaintext": _b64(result.plaintext),
+        "plaintextCrc32c": str(crc32c(result.plaintext)),
+        "usedPrimary": result.used_primary,
+        "protectionLevel": result.protection_level,
+    }
+
+
+def random_out(result: RandomResult) -> Doc:
+    return {"data": _b64(result.data), "dataCrc32c": str(crc32c(result.data))}

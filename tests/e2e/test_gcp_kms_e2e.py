@@ -1,0 +1,340 @@
+"""The Google Cloud KMS door (service/doors/gcp_kms.py) driven by Google's
+own client, google-cloud-kms, over its REST transport, against a real
+server: keycask-issued bearer tokens, key rings and crypto keys that are
+keycask keys (usable from the AWS door), Cloud KMS's errors for bad input,
+each audited."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import google.api_core.exceptions as gexc
+import google.auth.credentials
+import google_crc32c
+import pytest
+import requests
+from google.cloud import kms_v1
+from tests.conftest import Server
+
+PROJECT = "keycask-test"
+
+
+class _Token(google.auth.credentials.Credentials):  # type: ignore[misc]
+    """A keycask-issued bearer token as google-auth credentials."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def refresh(self, request: Any) -> None:
+        """A keycask token is not refreshed: it lives the TTL it was made with."""
+
+
+def _user(server: Server, actions: list[str] | None) -> str:
+    name = f"gcp-{uuid.uuid4().hex[:8]}"
+    server.cli("principals", "create", name, "--json")
+    if actions is not None:
+        policy = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        }
+        path = server.data_dir.parent / f"{name}.json"
+        path.write_text(json.dumps(policy))
+        server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
+    return name
+
+
+def _token(server: Server, name: str) -> str:
+    out = server.cli("principals", "token", "create", name, "--json").stdout
+    return str(json.loads(out)["Token"])
+
+
+def _client(server: Server, token: str) -> kms_v1.KeyManagementServiceClient:
+    return kms_v1.KeyManagementServiceClient(
+        transport="rest",
+        credentials=_Token(token),
+        client_options={"api_endpoint": server.endpoint},
+    )
+
+
+def _records(server: Server) -> list[dict[str, Any]]:
+    records = []
+    for segment in sorted((server.data_dir / "audit").glob("*.jsonl")):
+        records += [json.loads(line) for line in segment.read_text().splitlines() if line]
+    return records
+
+
+def _crc(data: bytes) -> int:
+    return int(google_crc32c.value(data))
+
+
+@pytest.fixture(scope="module")
+def admin_token(server: Server) -> str:
+    return _token(server, _user(server, ["kms:*"]))
+
+
+@pytest.fixture(scope="module")
+def gcp(server: Server, admin_token: str) -> kms_v1.KeyManagementServiceClient:
+    return _client(server, admin_token)
+
+
+def _ring(gcp: kms_v1.KeyManagementServiceClient, location: str = "global") -> str:
+    ring_id = f"ring-{uuid.uuid4().hex[:8]}"
+    parent = f"projects/{PROJECT}/locations/{location}"
+    ring = gcp.create_key_ring(request={"parent": parent, "key_ring_id": ring_id, "key_ring": {}})
+    assert ring.name == f"{parent}/keyRings/{ring_id}"
+    return ring.name
+
+
+def _symmetric(gcp: kms_v1.KeyManagementServiceClient, ring: str, key_id: str = "") -> Any:
+    key_id = key_id or f"key-{uuid.uuid4().hex[:8]}"
+    return gcp.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": key_id,
+            "crypto_key": {
+                "purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT,
+                "labels": {"team": "payments"},
+            },
+        }
+    )
+
+
+def test_key_rings_create_get_list_and_page(gcp: kms_v1.KeyManagementServiceClient) -> None:
+    location = f"loc-{uuid.uuid4().hex[:6]}"
+    names = sorted(_ring(gcp, location) for _ in range(3))
+    assert gcp.get_key_ring(name=names[0]).name == names[0]
+    parent = f"projects/{PROJECT}/locations/{location}"
+    listed = [r.name for r in gcp.list_key_rings(request={"parent": parent, "page_size": 2})]
+    assert listed == names
+    with pytest.raises(gexc.Conflict, match="already exists"):
+        gcp.create_key_ring(
+            request={"parent": parent, "key_ring_id": names[0].rsplit("/", 1)[1], "key_ring": {}}
+        )
+    with pytest.raises(gexc.NotFound):
+        gcp.get_key_ring(name=f"{parent}/keyRings/nope")
+
+
+def test_encrypt_decrypt_with_aad_and_crc32c(gcp: kms_v1.KeyManagementServiceClient) -> None:
+    ring = _ring(gcp)
+    key = _symmetric(gcp, ring)
+    assert key.purpose == kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT
+    assert key.primary.name == f"{key.name}/cryptoKeyVersions/1"
+    assert key.primary.state == kms_v1.CryptoKeyVersion.CryptoKeyVersionState.ENABLED
+    assert dict(key.labels) == {"team": "payments"}
+    plaintext, aad = b"card 4111" * 1000, b"order 17"
+    out = gcp.encrypt(
+        request={
+            "name": key.name,
+            "plaintext": plaintext,
+            "additional_authenticated_data": aad,
+            "plaintext_crc32c": _crc(plaintext),
+            "additional_authenticated_data_crc32c": _crc(aad),
+        }
+    )
+    assert out.name == f"{key.name}/cryptoKeyVersions/1"
+    assert out.verified_plaintext_crc32c and out.verified_additional_authenticated_data_crc32c
+    assert out.ciphertext_crc32c == _crc(out.ciphertext)
+    back = gcp.decrypt(
+        request={
+            "name": key.name,
+            "ciphertext": out.ciphertext,
+            "additional_authenticated_data": aad,
+            "ciphertext_crc32c": _crc(out.ciphertext),
+        }
+    )
+    assert back.plaintext == plaintext and back.plaintext_crc32c == _crc(plaintext)
+    assert back.used_primary
+    with pytest.raises(gexc.BadRequest):
+        gcp.decrypt(
+            request={
+                "name": key.name,
+                "ciphertext": out.ciphertext,
+                "additional_authenticated_data": b"x",
+            }
+        )
+    with pytest.raises(gexc.BadRequest) as bad_crc:
+        gcp.encrypt(request={"name": key.name, "plaintext": b"hi", "plaintext_crc32c": 1})
+    assert "checksum" in bad_crc.value.message
+
+
+def test_versions_rotation_and_old_version_decrypt(
+    gcp: kms_v1.KeyManagementServiceClient,
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    first = gcp.encrypt(request={"name": key.name, "plaintext": b"v1 data"})
+    created = gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    assert created.name == f"{key.name}/cryptoKeyVersions/2"
+    assert gcp.get_crypto_key(name=key.name).primary.name == created.name
+    listed = [v.name for v in gcp.list_crypto_key_versions(parent=key.name)]
+    assert listed == [f"{key.name}/cryptoKeyVersions/1", created.name]
+    assert gcp.get_crypto_key_version(name=created.name).algorithm == (
+        kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm.GOOGLE_SYMMETRIC_ENCRYPTION
+    )
+    second = gcp.encrypt(request={"name": key.name, "plaintext": b"v2 data"})
+    assert second.name == created.name
+    old = gcp.decrypt(request={"name": key.name, "ciphertext": first.ciphertext})
+    assert old.plaintext == b"v1 data" and not old.used_primary
+    # A version name encrypts under that version.
+    pinned = gcp.encrypt(request={"name": listed[0], "plaintext": b"pinned"})
+    assert pinned.name == listed[0]
+    assert gcp.decrypt(request={"name": key.name, "ciphertext": pinned.ciphertext}).plaintext == (
+        b"pinned"
+    )
+    with pytest.raises(gexc.NotFound):
+        gcp.get_crypto_key_version(name=f"{key.name}/cryptoKeyVersions/9")
+
+
+def test_crypto_keys_list_get_and_patch_labels(gcp: kms_v1.KeyManagementServiceClient) -> None:
+    ring = _ring(gcp)
+    names = sorted(_symmetric(gcp, ring, f"k{i}").name for i in range(3))
+    assert [k.name for k in gcp.list_crypto_keys(request={"parent": ring, "page_size": 2})] == names
+    patched = gcp.update_crypto_key(
+        request={
+            "crypto_key": {"name": names[0], "labels": {"env": "prod"}},
+            "update_mask": {"paths": ["labels"]},
+        }
+    )
+    assert dict(patched.labels) == {"env": "prod"}
+    assert dict(gcp.get_crypto_key(name=names[0]).labels) == {"env": "prod"}
+    with pytest.raises(gexc.Conflict, match="already exists"):
+        _symmetric(gcp, ring, "k0")
+    with pytest.raises(gexc.NotFound, match="KeyRing"):
+        _symmetric(gcp, ring + "x")
+
+
+def test_a_crypto_key_is_a_keycask_key_the_aws_door_uses(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    ring = _ring(gcp)
+    key = _symmetric(gcp, ring)
+    alias = "alias/gcp/" + key.name.replace("projects/", "").replace("/locations", "").replace(
+        "/keyRings", ""
+    ).replace("/cryptoKeys", "")
+    described = kms.describe_key(KeyId=alias)["KeyMetadata"]
+    assert key.name in described["Description"]
+    # Cloud KMS -> AWS: the AAD is bound as its SHA-256 under gcp-kms:aad-sha256.
+    import hashlib
+
+    aad = b"tenant 9"
+    sealed = gcp.encrypt(
+        request={"name": key.name, "plaintext": b"both doors", "additional_authenticated_data": aad}
+    )
+    context = {"gcp-kms:aad-sha256": hashlib.sha256(aad).hexdigest()}
+    opened = kms.decrypt(CiphertextBlob=sealed.ciphertext, EncryptionContext=context)
+    assert opened["Plaintext"] == b"both doors"
+    # AWS -> Cloud KMS.
+    blob = kms.encrypt(KeyId=alias, Plaintext=b"from aws")["CiphertextBlob"]
+    assert gcp.decrypt(request={"name": key.name, "ciphertext": blob}).plaintext == b"from aws"
+    # Disabled from the AWS door: the versions say so, and encrypt is refused.
+    kms.disable_key(KeyId=described["KeyId"])
+    try:
+        state = gcp.get_crypto_key(name=key.name).primary.state
+        assert state == kms_v1.CryptoKeyVersion.CryptoKeyVersionState.DISABLED
+        with pytest.raises(gexc.BadRequest) as refused:
+            gcp.encrypt(request={"name": key.name, "plaintext": b"x"})
+        assert refused.value.response.json()["error"]["status"] == "FAILED_PRECONDITION"
+    finally:
+        kms.enable_key(KeyId=described["KeyId"])
+
+
+def test_generate_random_bytes(gcp: kms_v1.KeyManagementServiceClient) -> None:
+    out = gcp.generate_random_bytes(
+        request={
+            "location": f"projects/{PROJECT}/locations/global",
+            "length_bytes": 32,
+            "protection_level": kms_v1.ProtectionLevel.HSM,
+        }
+    )
+    assert len(out.data) == 32 and out.data_crc32c == _crc(out.data)
+
+
+def test_a_principal_without_permission_is_refused_and_audited(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    reader = _client(server, _token(server, _user(server, ["kms:DescribeKey"])))
+    assert reader.get_crypto_key(name=key.name).name == key.name
+    with pytest.raises(gexc.Forbidden) as denied:
+        reader.encrypt(request={"name": key.name, "plaintext": b"x"})
+    assert denied.value.response.json()["error"]["status"] == "PERMISSION_DENIED"
+    record = next(
+        r for r in reversed(_records(server))
+        if r["operation"] == "GcpKms.Encrypt" and r["outcome"] != "success"
+    )  # fmt: skip
+    assert record["door"] == "gcp-kms" and record["decision"] == "deny"
+    assert record["error_code"] == "AccessDeniedException"
+
+
+def _raw(server: Server, method: str, path: str, token: str | None, body: Any = None) -> Any:
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    return requests.request(method, server.endpoint + path, headers=headers, json=body, timeout=30)
+
+
+def test_hostile_input_gets_cloud_kms_errors_with_no_effect(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient, admin_token: str
+) -> None:
+    ring = _ring(gcp)
+    key = _symmetric(gcp, ring)
+    base = f"/v1/projects/{PROJECT}/locations/global"
+    cases = [
+        # (method, path, body, token, HTTP status, google.rpc status)
+        ("GET", f"{base}/keyRings/x", None, None, 401, "UNAUTHENTICATED"),
+        ("GET", f"{base}/keyRings/x", None, "kct." + "A" * 43, 401, "UNAUTHENTICATED"),
+        ("GET", f"{base}/keyRings/bad.ring", None, admin_token, 400, "INVALID_ARGUMENT"),
+        ("GET", "/v1/projects/UPPER/locations/global/keyRings", None, admin_token, 400,
+         "INVALID_ARGUMENT"),
+        ("POST", f"/v1/{ring}/cryptoKeys?cryptoKeyId=weird",
+         {"purpose": "ENCRYPT_DECRYPT", "versionTemplate": {"algorithm": "EC_SIGN_P256_SHA256"}},
+         admin_token, 400, "INVALID_ARGUMENT"),
+        ("POST", f"/v1/{ring}/cryptoKeys?cryptoKeyId=hsm",
+         {"purpose": 1, "versionTemplate": {"protectionLevel": 2}}, admin_token, 400,
+         "FAILED_PRECONDITION"),
+        ("POST", f"/v1/{key.name}:encrypt", {"plaintext": "aGk=", "plaintextCrc32c": "5"},
+         admin_token, 400, "INVALID_ARGUMENT"),
+        ("POST", f"/v1/{key.name}:decrypt", {"ciphertext": "AAAAAAAAAAAAAAAAAAAAAA=="},
+         admin_token, 400, "INVALID_ARGUMENT"),
+        ("POST", f"/v1/{key.name}:encrypt", "not an object", admin_token, 400, "INVALID_ARGUMENT"),
+        ("POST", f"/v1/{key.name}/cryptoKeyVersions/1:asymmetricSign", {}, admin_token, 501,
+         "UNIMPLEMENTED"),
+        ("GET", f"{base}/nothing/here", None, admin_token, 404, "NOT_FOUND"),
+    ]  # fmt: skip
+    for method, path, body, token, code, status in cases:
+        reply = _raw(server, method, path, token, body)
+        assert reply.status_code == code, (path, reply.text)
+        error = reply.json()["error"]
+        assert error["code"] == code and error["status"] == status, (path, error)
+    # No key was made by the refused creates.
+    assert [k.name for k in gcp.list_crypto_keys(parent=ring)] == [key.name]
+    big = {"plaintext": "A" * (2 * 1024 * 1024)}
+    reply = _raw(server, "POST", f"/v1/{key.name}:encrypt", admin_token, big)
+    assert reply.status_code == 400 and reply.json()["error"]["status"] == "INVALID_ARGUMENT"
+    audited = [r for r in _records(server) if r.get("door") == "gcp-kms"]
+    assert any(r["error_code"] == "UnsupportedOperationException" for r in audited)
+
+
+def test_project_mapping_refuses_other_accounts_projects(tmp_path: Any) -> None:
+    srv = Server(tmp_path / "data", args=("--gcp-project", "mapped-proj=000000000000")).start()
+    try:
+        token = _token(srv, _user(srv, ["kms:*"]))
+        client = _client(srv, token)
+        ok = client.create_key_ring(
+            request={
+                "parent": "projects/mapped-proj/locations/global",
+                "key_ring_id": "r",
+                "key_ring": {},
+            }
+        )
+        assert ok.name.endswith("/keyRings/r")
+        with pytest.raises(gexc.Forbidden, match="project"):
+            client.create_key_ring(
+                request={
+                    "parent": "projects/other-proj/locations/global",
+                    "key_ring_id": "r",
+                    "key_ring": {},
+                }
+            )
+    finally:
+        srv.stop()
