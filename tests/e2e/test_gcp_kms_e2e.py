@@ -338,3 +338,94 @@ def test_project_mapping_refuses_other_accounts_projects(tmp_path: Any) -> None:
             )
     finally:
         srv.stop()
+
+
+_STATE = kms_v1.CryptoKeyVersion.CryptoKeyVersionState
+
+
+def _set_state(gcp: kms_v1.KeyManagementServiceClient, name: str, state: Any) -> Any:
+    return gcp.update_crypto_key_version(
+        request={
+            "crypto_key_version": {"name": name, "state": state},
+            "update_mask": {"paths": ["state"]},
+        }
+    )
+
+
+def _failed_precondition(call: Any) -> str:
+    with pytest.raises(gexc.GoogleAPICallError) as refused:
+        call()
+    error = refused.value.response.json()["error"]
+    assert (error["code"], error["status"]) == (400, "FAILED_PRECONDITION"), error
+    return str(error["message"])
+
+
+def test_a_disabled_version_opens_nothing_through_either_door(
+    gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    old = gcp.encrypt(request={"name": key.name, "plaintext": b"old"}).ciphertext
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    v1 = f"{key.name}/cryptoKeyVersions/1"
+    assert _set_state(gcp, v1, _STATE.DISABLED).state == _STATE.DISABLED
+    assert gcp.get_crypto_key_version(name=v1).state == _STATE.DISABLED
+    assert "DISABLED" in _failed_precondition(
+        lambda: gcp.decrypt(request={"name": key.name, "ciphertext": old})
+    )
+    with pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.decrypt(CiphertextBlob=old)
+    _failed_precondition(lambda: gcp.encrypt(request={"name": v1, "plaintext": b"x"}))
+    # Version 2, the primary, still works; enabling version 1 again opens it.
+    fresh = gcp.encrypt(request={"name": key.name, "plaintext": b"new"}).ciphertext
+    assert gcp.decrypt(request={"name": key.name, "ciphertext": fresh}).plaintext == b"new"
+    assert _set_state(gcp, v1, _STATE.ENABLED).state == _STATE.ENABLED
+    assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"old"
+    with pytest.raises(gexc.BadRequest):
+        _set_state(gcp, v1, _STATE.DESTROYED)
+
+
+def test_destroy_waits_then_deletes_the_material_and_restore_undoes_it(
+    fresh_server: Server,
+) -> None:
+    gcp = _client(fresh_server, _token(fresh_server, _user(fresh_server, ["kms:*"])))
+    key = gcp.create_crypto_key(
+        request={
+            "parent": _ring(gcp),
+            "crypto_key_id": "doomed",
+            "crypto_key": {"purpose": "ENCRYPT_DECRYPT", "destroy_scheduled_duration": "86400s"},
+        }
+    )
+    old = gcp.encrypt(request={"name": key.name, "plaintext": b"old"}).ciphertext
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    v1 = f"{key.name}/cryptoKeyVersions/1"
+    scheduled = gcp.destroy_crypto_key_version(name=v1)
+    assert scheduled.state == _STATE.DESTROY_SCHEDULED and scheduled.destroy_time
+    _failed_precondition(lambda: gcp.decrypt(request={"name": key.name, "ciphertext": old}))
+    restored = gcp.restore_crypto_key_version(name=v1)
+    assert restored.state == _STATE.DISABLED
+    _set_state(gcp, v1, _STATE.ENABLED)
+    assert gcp.decrypt(request={"name": key.name, "ciphertext": old}).plaintext == b"old"
+    # Restored, the first schedule destroys nothing when it comes due.
+    fresh_server.advance_clock(2 * 86400)
+    assert gcp.get_crypto_key_version(name=v1).state == _STATE.ENABLED
+    gcp.destroy_crypto_key_version(name=v1)
+    fresh_server.advance_clock(3600)
+    assert gcp.get_crypto_key_version(name=v1).state == _STATE.DESTROY_SCHEDULED
+    fresh_server.advance_clock(86400)
+    gone = gcp.get_crypto_key_version(name=v1)
+    assert gone.state == _STATE.DESTROYED and gone.destroy_event_time
+    _failed_precondition(lambda: gcp.restore_crypto_key_version(name=v1))
+    # Version 1's material is gone from the store; version 2's is there.
+    import sqlite3
+
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    key_id = fresh_server.client().describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+    db = sqlite3.connect(fresh_server.data_dir / "keycask.db")
+    paths = {row[0] for row in db.execute("SELECT path FROM kv WHERE path LIKE 'mat/%'")}
+    db.close()
+    assert f"mat/{key_id}/{2:010d}" in paths
+    assert f"mat/{key_id}/{1:010d}" not in paths
+    with pytest.raises(gexc.BadRequest):
+        gcp.decrypt(request={"name": key.name, "ciphertext": old})
+    records = [r for r in _records(fresh_server) if r["operation"] == "DestroyCryptoKeyVersion"]
+    assert records and records[-1]["principal"] == "keycask"

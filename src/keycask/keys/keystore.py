@@ -37,9 +37,11 @@ from keycask.keys.grant import Grant
 from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
+    GCP_KEY_PREFIX,
     GRANT_PREFIX,
     JOB_DELETE,
     JOB_EXPIRE,
+    JOB_GCP_DESTROY,
     JOB_ROTATE,
     JOB_TOKENS,
     RETIRING_TAIL,
@@ -77,6 +79,7 @@ from keycask.ports import Write
 __all__ = [
     "JOB_DELETE",
     "JOB_EXPIRE",
+    "JOB_GCP_DESTROY",
     "JOB_ROTATE",
     "JOB_TOKENS",
     "BoundedCache",
@@ -116,6 +119,9 @@ class KeyStore:
         # Vault Transit settings by key id; revision 0 and b"" when the key
         # has none (every transit decrypt asks).
         self._transit: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        # Cloud KMS settings (versions' states): read by every Encrypt and
+        # Decrypt, so cached like the transit settings, absence included.
+        self._gcp: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
 
@@ -408,6 +414,11 @@ class KeyStore:
         private keys) at ``when``, so none outlives its 24 hours at rest."""
         return self._barrier.put(sched_path(when, JOB_TOKENS, key_id), b"", expect=None)
 
+    def stage_gcp_destroy(self, key_id: uuid.UUID, when: float) -> Write:
+        """Have the scheduler destroy the key's Cloud KMS versions whose
+        destroy time has come, at ``when``."""
+        return self._barrier.put(sched_path(when, JOB_GCP_DESTROY, key_id), b"", expect=None)
+
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)
 
@@ -441,7 +452,7 @@ class KeyStore:
     def stage_vault_mounts(self, account: str, region: str, value: bytes, expect: int) -> Write:
         return self._barrier.put(vault_mounts_path(account, region), value, expect=expect)
 
-    # -- Google Cloud KMS documents (not cached: read by the Cloud KMS door only) --
+    # -- Google Cloud KMS documents --
 
     async def gcp_ring(self, account: str, project: str, location: str, ring: str) -> Stored[bytes]:
         """A Cloud KMS key ring's document (b"" at revision 0: none)."""
@@ -464,8 +475,14 @@ class KeyStore:
 
     async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
         """A key's Cloud KMS settings document (b"" at revision 0: none)."""
+        cached = self._gcp.get(key_id)
+        if cached is not None:
+            return cached
+        generation = self._gcp.generation
         found = await self._barrier.get(gcp_key_path(key_id))
-        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+        self._gcp.put(key_id, stored, generation)
+        return stored
 
     def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
@@ -633,6 +650,7 @@ class KeyStore:
         self._private_keys.clear()
         self._grants.clear()
         self._transit.clear()
+        self._gcp.clear()
         self._mounts.clear()
 
     # -- committing --
@@ -662,6 +680,8 @@ class KeyStore:
                 self._grants.pop(uuid.UUID(path.split("/")[1]))
             elif path.startswith(TRANSIT_PREFIX):
                 self._transit.pop(uuid.UUID(path[len(TRANSIT_PREFIX) :]))
+            elif path.startswith(GCP_KEY_PREFIX):
+                self._gcp.pop(uuid.UUID(path[len(GCP_KEY_PREFIX) :]))
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

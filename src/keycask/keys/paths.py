@@ -44,6 +44,10 @@ JOB_ROTATE = "rotate"
 JOB_DELETE = "delete"
 JOB_EXPIRE = "expire"
 JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
+# Destroy the material of the key's Cloud KMS versions scheduled for
+# destruction (service/core/gcp_versions.py); not derived from the key's
+# own fields, like JOB_TOKENS.
+JOB_GCP_DESTROY = "gcpdestroy"
 SCHED_PREFIX = "sched/"
 MRK_MARKER_PREFIX = "mrk/"
 

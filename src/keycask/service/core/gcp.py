@@ -286,16 +286,7 @@ async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
     key = await _use(deps, call, req.name, "kms:TagResource")
     stored = await deps.keys.gcp_key(key.key_id)
     old = KeySettings.from_doc(stored.value, req.name.name)
-    new = old
-    if req.labels is not None:
-        new = KeySettings(
-            old.name,
-            old.purpose,
-            old.algorithm,
-            old.protection_level,
-            dict(req.labels),
-            old.destroy_scheduled_seconds,
-        )
+    new = old if req.labels is None else old.with_labels(req.labels)
     call.detail = f"crypto key {req.name.name} updated: labels {sorted(new.labels)}"
     writes = [deps.keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision)]
     return Outcome(KeyResult(req.name, key, new), writes)
@@ -304,14 +295,14 @@ async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
 # -- versions --
 
 
-def _check_version(key: Key, name: KeyName, version: int) -> None:
+def check_version(key: Key, name: KeyName, version: int) -> None:
     if key.version(version) is None or version > key.current_version:
         raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
 
 
 async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     key = await _use(deps, call, req.name, "kms:DescribeKey")
-    _check_version(key, req.name, req.version)
+    check_version(key, req.name, req.version)
     settings = await _settings(deps, key, req.name)
     return Outcome(VersionResult(req.name, key, req.version, settings))
 
@@ -400,7 +391,7 @@ async def _encrypt_older(
         )
     ).value
     assert req.version is not None
-    _check_version(key, req.name, req.version)
+    check_version(key, req.name, req.version)
     blob, _ = await crypto.seal_for(
         deps, call, key, req.plaintext, encode_context(context), version=req.version
     )

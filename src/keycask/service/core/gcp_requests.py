@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -66,6 +67,47 @@ class KeyName:
         return f"{self.name}/cryptoKeyVersions/{version}"
 
 
+ENABLED = "ENABLED"
+DISABLED = "DISABLED"
+DESTROY_SCHEDULED = "DESTROY_SCHEDULED"
+DESTROYED = "DESTROYED"
+# Cloud KMS's bounds on destroyScheduledDuration: 24 hours to 120 days.
+MIN_DESTROY_SCHEDULED = 86400
+MAX_DESTROY_SCHEDULED = 120 * 86400
+
+
+@dataclass(frozen=True, slots=True)
+class VersionState:
+    """A version's own Cloud KMS state (a version with none is ENABLED):
+    ``destroy_time`` when its material goes (DESTROY_SCHEDULED), or went
+    (DESTROYED, with ``destroy_event_time``: when the scheduler deleted it)."""
+
+    state: str
+    destroy_time: float | None = None
+    destroy_event_time: float | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "state": self.state,
+            "destroy_time": self.destroy_time,
+            "destroy_event_time": self.destroy_event_time,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> VersionState:
+        return cls(doc["state"], doc.get("destroy_time"), doc.get("destroy_event_time"))
+
+
+def version_state(raw: bytes, version: int) -> str:
+    """A version's own state in a ``gcp/key/<key id>`` document, read on
+    every Encrypt and Decrypt of every door: most documents hold no
+    version state at all, and are not parsed."""
+    if b'"versions"' not in raw:
+        return ENABLED
+    found = orjson.loads(raw)["versions"].get(str(version))
+    return ENABLED if found is None else str(found["state"])
+
+
 @dataclass(frozen=True, slots=True)
 class KeySettings:
     """What Cloud KMS has and AWS KMS has not, for one key: the document at
@@ -77,18 +119,30 @@ class KeySettings:
     protection_level: str = "SOFTWARE"
     labels: dict[str, str] = field(default_factory=dict)
     destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
+    # Versions whose state is not ENABLED (or was changed), by number.
+    versions: dict[int, VersionState] = field(default_factory=dict)
 
     def to_doc(self) -> bytes:
-        return orjson.dumps(
-            {
-                "name": self.name,
-                "purpose": self.purpose,
-                "algorithm": self.algorithm,
-                "protection_level": self.protection_level,
-                "labels": self.labels,
-                "destroy_scheduled_seconds": self.destroy_scheduled_seconds,
-            }
-        )
+        doc: dict[str, Any] = {
+            "name": self.name,
+            "purpose": self.purpose,
+            "algorithm": self.algorithm,
+            "protection_level": self.protection_level,
+            "labels": self.labels,
+            "destroy_scheduled_seconds": self.destroy_scheduled_seconds,
+        }
+        if self.versions:
+            doc["versions"] = {str(n): v.to_doc() for n, v in sorted(self.versions.items())}
+        return orjson.dumps(doc)
+
+    def state_of(self, version: int) -> VersionState:
+        return self.versions.get(version) or VersionState(ENABLED)
+
+    def with_version(self, version: int, state: VersionState) -> KeySettings:
+        return dataclasses.replace(self, versions={**self.versions, version: state})
+
+    def with_labels(self, labels: dict[str, str]) -> KeySettings:
+        return dataclasses.replace(self, labels=dict(labels))
 
     @classmethod
     def from_doc(cls, raw: bytes, name: str) -> KeySettings:
@@ -104,6 +158,7 @@ class KeySettings:
             destroy_scheduled_seconds=int(
                 doc.get("destroy_scheduled_seconds", DEFAULT_DESTROY_SCHEDULED)
             ),
+            versions={int(n): VersionState.from_doc(v) for n, v in doc.get("versions", {}).items()},
         )
 
 
@@ -157,6 +212,13 @@ class UpdateKeyRequest:
 class VersionRequest:
     name: KeyName
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateVersionRequest:
+    name: KeyName
+    version: int
+    state: str
 
 
 @dataclass(frozen=True, slots=True)

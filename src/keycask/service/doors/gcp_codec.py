@@ -15,7 +15,6 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any, Final
 
 import google_crc32c
@@ -23,30 +22,29 @@ import orjson
 import pybase64
 
 from keycask.errors import UnsupportedOperationException, ValidationException
-from keycask.keys.model import Key, KeyState
 from keycask.service.core.gcp_requests import (
     DEFAULT_DESTROY_SCHEDULED,
+    DESTROY_SCHEDULED,
+    DESTROYED,
+    DISABLED,
+    ENABLED,
+    MAX_DESTROY_SCHEDULED,
+    MIN_DESTROY_SCHEDULED,
     SYMMETRIC,
     CreateKeyRequest,
     CreateRingRequest,
     DecryptRequest,
-    DecryptResult,
     EncryptRequest,
-    EncryptResult,
     KeyName,
     KeyRequest,
-    KeyResult,
     ListRequest,
-    ListResult,
     LocationName,
     RandomRequest,
-    RandomResult,
     RingName,
     RingRequest,
-    RingResult,
     UpdateKeyRequest,
+    UpdateVersionRequest,
     VersionRequest,
-    VersionResult,
 )
 from keycask.service.doors.gcp_enums import ALGORITHMS, PROTECTION_LEVELS, PURPOSES
 
@@ -300,6 +298,10 @@ def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRe
     destroy = DEFAULT_DESTROY_SCHEDULED
     if doc.get("destroyScheduledDuration") is not None:
         destroy = _duration(doc["destroyScheduledDuration"], "destroy_scheduled_duration")
+        if not MIN_DESTROY_SCHEDULED <= destroy <= MAX_DESTROY_SCHEDULED:
+            raise ValidationException(
+                "destroy_scheduled_duration must be from 24 hours to 120 days."
+            )
     for unserved in ("rotationPeriod", "nextRotationTime", "importOnly", "cryptoKeyBackend",
                      "keyAccessJustificationsPolicy"):  # fmt: skip
         if doc.get(unserved):
@@ -337,6 +339,23 @@ def version(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest
     return VersionRequest(key_name(params), version_number(params))
 
 
+_STATES: Final = {0: "CRYPTO_KEY_VERSION_STATE_UNSPECIFIED", 5: "PENDING_GENERATION",
+                  1: ENABLED, 2: DISABLED, 3: DESTROYED, 4: DESTROY_SCHEDULED,
+                  6: "PENDING_IMPORT", 7: "IMPORT_FAILED", 8: "GENERATION_FAILED",
+                  9: "PENDING_EXTERNAL_DESTRUCTION", 10: "EXTERNAL_DESTRUCTION_FAILED"}  # fmt: skip
+
+
+def update_version(params: Mapping[str, str], query: Query, doc: Doc) -> UpdateVersionRequest:
+    mask = [m for m in (_one(query, "updateMask") or "").split(",") if m]
+    if mask != ["state"]:
+        raise ValidationException(
+            'update_mask must be exactly "state": a CryptoKeyVersion\'s state is all '
+            "that can be updated."
+        )
+    state = _enum(doc.get("state", 0), _STATES, "crypto_key_version.state")
+    return UpdateVersionRequest(key_name(params), version_number(params), state)
+
+
 def encrypt(params: Mapping[str, str], query: Query, doc: Doc) -> EncryptRequest:
     name = key_name(params)
     number = version_number(params) if "version" in params else None
@@ -368,113 +387,3 @@ def random(params: Mapping[str, str], query: Query, doc: Doc) -> RandomRequest:
     if level not in ("PROTECTION_LEVEL_UNSPECIFIED", "SOFTWARE", "HSM"):
         raise ValidationException(f"protection_level {level} is not valid here.")
     return RandomRequest(location_name(params), length)
-
-
-# -- answers --
-
-
-def _time(when: datetime) -> str:
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _b64(data: bytes) -> str:
-    return pybase64.b64encode_as_string(data)
-
-
-def page_token(after: str) -> str:
-    return pybase64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
-
-
-def _state(key: Key) -> str:
-    if key.state is KeyState.PENDING_DELETION:
-        return "DESTROY_SCHEDULED"
-    if key.state is KeyState.ENABLED:
-        return "ENABLED"
-    return "DISABLED"
-
-
-def version_doc(result: VersionResult) -> Doc:
-    key, number = result.key, result.version
-    entry = key.version(number)
-    created = key.created if entry is None or entry.rotated is None else entry.rotated
-    return {
-        "name": result.name.version_name(number),
-        "state": _state(key),
-        "protectionLevel": result.settings.protection_level,
-        "algorithm": result.settings.algorithm,
-        "createTime": _time(created),
-        "generateTime": _time(created),
-    }
-
-
-def key_doc(result: KeyResult) -> Doc:
-    key, settings = result.key, result.settings
-    doc: Doc = {
-        "name": result.name.name,
-        "purpose": settings.purpose,
-        "createTime": _time(key.created),
-        "versionTemplate": {
-            "protectionLevel": settings.protection_level,
-            "algorithm": settings.algorithm,
-        },
-        "destroyScheduledDuration": f"{settings.destroy_scheduled_seconds}s",
-    }
-    if settings.purpose == "ENCRYPT_DECRYPT" and key.current_version:
-        doc["primary"] = version_doc(VersionResult(result.name, key, key.current_version, settings))
-    if settings.labels:
-        doc["labels"] = settings.labels
-    if key.rotation_period_days is not None:
-        doc["rotationPeriod"] = f"{key.rotation_period_days * 86400}s"
-        if key.next_rotation is not None:
-            doc["nextRotationTime"] = _time(key.next_rotation)
-    return doc
-
-
-def ring_doc(result: RingResult) -> Doc:
-    return {"name": result.name, "createTime": _time(result.created)}
-
-
-_LISTED = {RingResult: ("keyRings", ring_doc), KeyResult: ("cryptoKeys", key_doc),
-           VersionResult: ("cryptoKeyVersions", version_doc)}  # fmt: skip
-
-
-def listed(field: str) -> Any:
-    def render(result: ListResult) -> Doc:
-        doc: Doc = {}
-        items = []
-        for item in result.items:
-            items.append(_LISTED[type(item)][1](item))  # type: ignore[operator]
-        if items:
-            doc[field] = items
-        if result.next_after is not None:
-            doc["nextPageToken"] = page_token(result.next_after)
-        else:
-            doc["totalSize"] = len(items)
-        return doc
-
-    return render
-
-
-def encrypted(result: EncryptResult) -> Doc:
-    verified = result.verified
-    return {
-        "name": result.version_name,
-        "ciphertext": _b64(result.ciphertext),
-        "ciphertextCrc32c": str(crc32c(result.ciphertext)),
-        "verifiedPlaintextCrc32c": verified[0],
-        "verifiedAdditionalAuthenticatedDataCrc32c": verified[1],
-        "protectionLevel": result.settings.protection_level,
-    }
-
-
-def decrypted(result: DecryptResult) -> Doc:
-    return {
-        "plaintext": _b64(result.plaintext),
-        "plaintextCrc32c": str(crc32c(result.plaintext)),
-        "usedPrimary": result.used_primary,
-        "protectionLevel": result.protection_level,
-    }
-
-
-def random_out(result: RandomResult) -> Doc:
-    return {"data": _b64(result.data), "dataCrc32c": str(crc32c(result.data))}

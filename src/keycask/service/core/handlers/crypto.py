@@ -47,6 +47,7 @@ from keycask.service.core.results import (
     ReEncryptResult,
 )
 from keycask.service.core.transit_requests import Settings
+from keycask.service.core.version_gate import require_version_enabled
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
@@ -128,6 +129,7 @@ async def seal_for(
         header = MrkBlobHeader(key.mrk, version)
     if material is None:
         raise KMSInternalException("key material is missing")
+    await require_version_enabled(deps.keys, key, version)
     blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
     entry = key.version(version)
@@ -284,6 +286,9 @@ async def _open(
     settings = await keys.transit_settings(key_id)
     if settings.revision and version < Settings.from_doc(settings.value).min_decryption_version:
         raise InvalidCiphertextException(_BELOW_FLOOR)
+    # So is a version's state set through the Cloud KMS door (disabled,
+    # scheduled for destruction, destroyed).
+    await require_version_enabled(keys, key, version)
     material = (
         await keys.material(key_id, version)
         if mrk is None
