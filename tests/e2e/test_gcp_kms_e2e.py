@@ -297,8 +297,10 @@ def test_hostile_input_gets_cloud_kms_errors_with_no_effect(
         ("POST", f"/v1/{key.name}:decrypt", {"ciphertext": "AAAAAAAAAAAAAAAAAAAAAA=="},
          admin_token, 400, "INVALID_ARGUMENT"),
         ("POST", f"/v1/{key.name}:encrypt", "not an object", admin_token, 400, "INVALID_ARGUMENT"),
-        ("POST", f"/v1/{key.name}/cryptoKeyVersions/1:asymmetricSign", {}, admin_token, 501,
+        ("POST", f"/v1/{key.name}/cryptoKeyVersions/1:rawEncrypt", {}, admin_token, 501,
          "UNIMPLEMENTED"),
+        ("POST", f"/v1/{key.name}/cryptoKeyVersions/1:asymmetricSign", {"data": "aGk="},
+         admin_token, 400, "INVALID_ARGUMENT"),
         ("GET", f"{base}/nothing/here", None, admin_token, 404, "NOT_FOUND"),
     ]  # fmt: skip
     for method, path, body, token, code, status in cases:
@@ -429,3 +431,165 @@ def test_destroy_waits_then_deletes_the_material_and_restore_undoes_it(
         gcp.decrypt(request={"name": key.name, "ciphertext": old})
     records = [r for r in _records(fresh_server) if r["operation"] == "DestroyCryptoKeyVersion"]
     assert records and records[-1]["principal"] == "keycask"
+
+
+_ALG = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm
+_PURPOSE = kms_v1.CryptoKey.CryptoKeyPurpose
+
+
+def _asymmetric(
+    gcp: kms_v1.KeyManagementServiceClient, ring: str, purpose: Any, algorithm: Any
+) -> Any:
+    return gcp.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": f"{algorithm.name.lower().replace('_', '-')}-{uuid.uuid4().hex[:6]}",
+            "crypto_key": {"purpose": purpose, "version_template": {"algorithm": algorithm}},
+        }
+    )
+
+
+_SIGNERS = [
+    (_ALG.EC_SIGN_P256_SHA256, "sha256"),
+    (_ALG.EC_SIGN_P384_SHA384, "sha384"),
+    (_ALG.EC_SIGN_SECP256K1_SHA256, "sha256"),
+    (_ALG.EC_SIGN_ED25519, None),
+    (_ALG.RSA_SIGN_PSS_2048_SHA256, "sha256"),
+    (_ALG.RSA_SIGN_PKCS1_2048_SHA256, "sha256"),
+    (_ALG.RSA_SIGN_PSS_4096_SHA512, "sha512"),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "digest"), _SIGNERS, ids=[a.name for a, _ in _SIGNERS])
+def test_asymmetric_sign_verified_by_cryptography_against_the_pem(
+    gcp: kms_v1.KeyManagementServiceClient, algorithm: Any, digest: str | None
+) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_SIGN, algorithm)
+    assert key.version_template.algorithm == algorithm
+    version = f"{key.name}/cryptoKeyVersions/1"
+    public = gcp.get_public_key(name=version)
+    assert public.algorithm == algorithm and public.pem_crc32c == _crc(public.pem.encode())
+    loaded = serialization.load_pem_public_key(public.pem.encode())
+    message = b"sign me " * 100
+    if digest is None:
+        out = gcp.asymmetric_sign(
+            request={"name": version, "data": message, "data_crc32c": _crc(message)}
+        )
+        assert out.verified_data_crc32c
+    else:
+        hashed = hashlib.new(digest, message).digest()
+        out = gcp.asymmetric_sign(
+            request={"name": version, "digest": {digest: hashed}, "digest_crc32c": _crc(hashed)}
+        )
+        assert out.verified_digest_crc32c
+    assert out.signature_crc32c == _crc(out.signature) and out.name == version
+    chosen = {"sha256": hashes.SHA256(), "sha384": hashes.SHA384(), "sha512": hashes.SHA512()}
+    if isinstance(loaded, ed25519.Ed25519PublicKey):
+        loaded.verify(out.signature, message)
+    elif isinstance(loaded, ec.EllipticCurvePublicKey):
+        assert digest is not None
+        loaded.verify(out.signature, message, ec.ECDSA(chosen[digest]))
+    else:
+        assert isinstance(loaded, rsa.RSAPublicKey) and digest is not None
+        pad: Any = (
+            padding.PSS(padding.MGF1(chosen[digest]), padding.PSS.DIGEST_LENGTH)
+            if "PSS" in algorithm.name
+            else padding.PKCS1v15()
+        )
+        loaded.verify(out.signature, message, pad, chosen[digest])
+
+
+def test_asymmetric_decrypt_opens_what_cryptography_sealed_with_the_pem(
+    gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    key = _asymmetric(
+        gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_DECRYPT, _ALG.RSA_DECRYPT_OAEP_2048_SHA256
+    )
+    version = f"{key.name}/cryptoKeyVersions/1"
+    pem = gcp.get_public_key(name=version).pem
+    public: Any = serialization.load_pem_public_key(pem.encode())
+    sealed = public.encrypt(
+        b"oaep secret", padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None)
+    )
+    out = gcp.asymmetric_decrypt(
+        request={"name": version, "ciphertext": sealed, "ciphertext_crc32c": _crc(sealed)}
+    )
+    assert out.plaintext == b"oaep secret" and out.verified_ciphertext_crc32c
+    assert out.plaintext_crc32c == _crc(b"oaep secret")
+    # The same keycask key through the AWS door: its public key is the PEM's.
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    der = kms.get_public_key(KeyId=alias)["PublicKey"]
+    assert der == public.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(gexc.BadRequest):
+        gcp.asymmetric_decrypt(request={"name": version, "ciphertext": b"\x00" * 256})
+    # Symmetric operations on it are refused, as Cloud KMS refuses them.
+    with pytest.raises(gexc.BadRequest):
+        gcp.encrypt(request={"name": key.name, "plaintext": b"x"})
+
+
+def test_mac_sign_and_verify_and_version_state_is_the_keys(
+    gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.MAC, _ALG.HMAC_SHA256)
+    version = f"{key.name}/cryptoKeyVersions/1"
+    signed = gcp.mac_sign(request={"name": version, "data": b"msg", "data_crc32c": _crc(b"msg")})
+    assert len(signed.mac) == 32 and signed.mac_crc32c == _crc(signed.mac)
+    ok = gcp.mac_verify(
+        request={"name": version, "data": b"msg", "mac": signed.mac, "mac_crc32c": _crc(signed.mac)}
+    )
+    assert ok.success and ok.verified_success_integrity and ok.verified_mac_crc32c
+    bad = gcp.mac_verify(request={"name": version, "data": b"msh", "mac": signed.mac})
+    assert not bad.success
+    # The same MAC through the AWS door.
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    assert kms.verify_mac(KeyId=alias, Message=b"msg", Mac=signed.mac, MacAlgorithm="HMAC_SHA_256")[
+        "MacValid"
+    ]
+    # Its one version's state is the keycask key's.
+    assert _set_state(gcp, version, _STATE.DISABLED).state == _STATE.DISABLED
+    assert kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyState"] == "Disabled"
+    _failed_precondition(lambda: gcp.mac_sign(request={"name": version, "data": b"msg"}))
+    _set_state(gcp, version, _STATE.ENABLED)
+    assert gcp.mac_sign(request={"name": version, "data": b"msg"}).mac == signed.mac
+    with pytest.raises(gexc.NotFound):
+        gcp.mac_sign(request={"name": f"{key.name}/cryptoKeyVersions/2", "data": b"msg"})
+    with pytest.raises(gexc.GoogleAPICallError) as unserved:
+        gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    assert unserved.value.code == 501
+
+
+def test_algorithms_and_digests_that_do_not_fit_are_invalid_argument(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient, admin_token: str
+) -> None:
+    ring = _ring(gcp)
+    for purpose, algorithm in [
+        (_PURPOSE.ASYMMETRIC_SIGN, _ALG.GOOGLE_SYMMETRIC_ENCRYPTION),
+        (_PURPOSE.MAC, _ALG.EC_SIGN_P256_SHA256),
+        (_PURPOSE.ASYMMETRIC_SIGN, _ALG.RSA_SIGN_RAW_PKCS1_2048),
+        (_PURPOSE.ASYMMETRIC_DECRYPT, _ALG.RSA_DECRYPT_OAEP_4096_SHA512),
+        (_PURPOSE.MAC, _ALG.HMAC_SHA1),
+    ]:
+        with pytest.raises(gexc.BadRequest, match="not valid for purpose"):
+            _asymmetric(gcp, ring, purpose, algorithm)
+    assert list(gcp.list_crypto_keys(parent=ring)) == []
+    key = _asymmetric(gcp, ring, _PURPOSE.ASYMMETRIC_SIGN, _ALG.EC_SIGN_P256_SHA256)
+    version = f"{key.name}/cryptoKeyVersions/1"
+    with pytest.raises(gexc.BadRequest, match=r"digest\.sha256"):
+        gcp.asymmetric_sign(request={"name": version, "digest": {"sha384": b"\x00" * 48}})
+    with pytest.raises(gexc.BadRequest, match="checksum"):
+        gcp.asymmetric_sign(
+            request={"name": version, "digest": {"sha256": b"\x00" * 32}, "digest_crc32c": 7}
+        )
+    reply = _raw(server, "POST", f"/v1/{version}:asymmetricSign", admin_token, {"data": "aGk="})
+    # A data signature of an ECDSA key is the digest's: keycask hashes with the algorithm.
+    assert reply.status_code == 200, reply.text

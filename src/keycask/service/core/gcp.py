@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Mapping
 from datetime import UTC, datetime
 
 import orjson
@@ -49,8 +48,8 @@ from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_b
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
+from keycask.service.core.gcp_algorithms import KINDS
 from keycask.service.core.gcp_requests import (
-    SYMMETRIC,
     CreateKeyRequest,
     CreateRingRequest,
     DecryptRequest,
@@ -90,12 +89,6 @@ from keycask.service.core.results import (
 # authenticated data: its SHA-256 (hex), so that the context (which the
 # audit record shows) holds a fixed-size digest, never the data itself.
 AAD_CONTEXT = "gcp-kms:aad-sha256"
-# Purposes and algorithms served, as (KeySpec, KeyUsage).
-ALGORITHMS: Mapping[str, Mapping[str, tuple[KeySpec, KeyUsage]]] = {
-    "ENCRYPT_DECRYPT": {SYMMETRIC: (KeySpec.SYMMETRIC_DEFAULT, KeyUsage.ENCRYPT_DECRYPT)},
-}
-# Purposes Cloud KMS defines that this door does not serve yet.
-LATER_PURPOSES = frozenset({"ASYMMETRIC_SIGN", "ASYMMETRIC_DECRYPT", "MAC"})
 _PAGE_MAX = 1000
 
 
@@ -161,14 +154,11 @@ async def list_rings(deps: Deps, call: Call, req: ListRequest) -> Outcome:
 
 
 def _kind(purpose: str, algorithm: str) -> tuple[KeySpec, KeyUsage]:
-    if purpose in LATER_PURPOSES:
-        raise UnsupportedOperationException(
-            f"keycask's Cloud KMS door does not serve purpose {purpose} yet "
-            "(ENCRYPT_DECRYPT is served)"
-        )
-    served = ALGORITHMS.get(purpose)
+    served = KINDS.get(purpose)
     if served is None:
-        raise ValidationException(f"Unsupported purpose {purpose}.")
+        raise ValidationException(
+            f"Unsupported purpose {purpose}: keycask serves {', '.join(KINDS)}."
+        )
     kind = served.get(algorithm)
     if kind is None:
         raise ValidationException(
@@ -178,8 +168,32 @@ def _kind(purpose: str, algorithm: str) -> tuple[KeySpec, KeyUsage]:
     return kind
 
 
-async def _settings(deps: Deps, key: Key, name: KeyName) -> KeySettings:
+async def settings_of(deps: Deps, key: Key, name: KeyName) -> KeySettings:
     return KeySettings.from_doc((await deps.keys.gcp_key(key.key_id)).value, name.name)
+
+
+def _aws_create(name: KeyName, spec: KeySpec, usage: KeyUsage) -> aws.CreateKeyRequest:
+    return aws.CreateKeyRequest(
+        description=f"Cloud KMS crypto key {name.name}",
+        key_spec=spec.value,
+        key_usage=usage.value,
+    )
+
+
+async def prepare_create(deps: Deps, call: Call, req: CreateKeyRequest) -> None:
+    """An RSA key's material, made before the write lock is taken
+    (generating a 4096-bit key takes seconds): nothing is made for a
+    request that create_key will refuse anyway."""
+    try:
+        spec, usage = _kind(req.purpose, req.algorithm)
+    except ValidationException:
+        return
+    name = KeyName(req.parent.project, req.parent.location, req.parent.ring, req.key_id)
+    if not spec.is_rsa or req.protection_level != "SOFTWARE":
+        return
+    if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
+        return
+    await keys.prepare_material(call, _aws_create(name, spec, usage))
 
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
@@ -196,15 +210,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     await _ring(deps, call, req.parent)
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
-    created = await keys.create_key(
-        deps,
-        call,
-        aws.CreateKeyRequest(
-            description=f"Cloud KMS crypto key {name.name}",
-            key_spec=spec.value,
-            key_usage=usage.value,
-        ),
-    )
+    created = await keys.create_key(deps, call, _aws_create(name, spec, usage))
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize(
@@ -254,7 +260,7 @@ async def _use(deps: Deps, call: Call, name: KeyName, action: str) -> Key:
 
 async def get_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     key = await _use(deps, call, req.name, "kms:DescribeKey")
-    return Outcome(KeyResult(req.name, key, await _settings(deps, key, req.name)))
+    return Outcome(KeyResult(req.name, key, await settings_of(deps, key, req.name)))
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
@@ -276,7 +282,7 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
         if stored is None:
             continue
         name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
-        items.append(KeyResult(name, stored.value, await _settings(deps, stored.value, name)))
+        items.append(KeyResult(name, stored.value, await settings_of(deps, stored.value, name)))
     more = len(rows) > size
     return Outcome(ListResult(tuple(items), rows[size - 1].name[len(prefix) :] if more else None))
 
@@ -295,15 +301,23 @@ async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
 # -- versions --
 
 
+def version_numbers(key: Key) -> list[int]:
+    """A crypto key's versions: a symmetric key's rotations; an asymmetric
+    or MAC key has one version, 1 (one key material, as in AWS KMS)."""
+    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+        return [1]
+    return [v.version for v in key.versions if v.version <= key.current_version]
+
+
 def check_version(key: Key, name: KeyName, version: int) -> None:
-    if key.version(version) is None or version > key.current_version:
+    if version not in version_numbers(key):
         raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
 
 
 async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     key = await _use(deps, call, req.name, "kms:DescribeKey")
     check_version(key, req.name, req.version)
-    settings = await _settings(deps, key, req.name)
+    settings = await settings_of(deps, key, req.name)
     return Outcome(VersionResult(req.name, key, req.version, settings))
 
 
@@ -311,10 +325,10 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     name = req.parent
     assert isinstance(name, KeyName)
     key = await _use(deps, call, name, "kms:ListKeyRotations")
-    settings = await _settings(deps, key, name)
+    settings = await settings_of(deps, key, name)
     size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
     start = int(req.after) if req.after.isdigit() else 0
-    numbers = [v.version for v in key.versions if start < v.version <= key.current_version]
+    numbers = [n for n in version_numbers(key) if n > start]
     items = tuple(VersionResult(name, key, n, settings) for n in numbers[:size])
     more = len(numbers) > size
     return Outcome(ListResult(items, str(numbers[size - 1]) if more else None))
@@ -325,8 +339,13 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     primary at once (keycask encrypts under its latest version), and AWS's
     limit of on-demand rotations per key holds."""
     key = await resolve_key_for(deps, call, req.name)
+    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+        raise UnsupportedOperationException(
+            "keycask's Cloud KMS door does not create new versions of asymmetric or MAC "
+            "crypto keys yet: each has one version, 1 (create another crypto key instead)"
+        )
     out = await rotation.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
-    settings = await _settings(deps, key, req.name)
+    settings = await settings_of(deps, key, req.name)
     version = key.next_version()
     call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"
     rotated = key.replace(current_version=version)
@@ -355,7 +374,7 @@ def _version_of(blob: bytes) -> int:
 
 async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
     key = await resolve_key_for(deps, call, req.name)
-    settings = await _settings(deps, key, req.name)
+    settings = await settings_of(deps, key, req.name)
     if settings.purpose != "ENCRYPT_DECRYPT":
         raise ValidationException(
             f"Encrypt is not valid for CryptoKey {req.name.name} with purpose {settings.purpose}."
@@ -400,7 +419,11 @@ async def _encrypt_older(
 
 async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     key = await resolve_key_for(deps, call, req.name)
-    settings = await _settings(deps, key, req.name)
+    settings = await settings_of(deps, key, req.name)
+    if settings.purpose != "ENCRYPT_DECRYPT":
+        raise ValidationException(
+            f"Decrypt is not valid for CryptoKey {req.name.name} with purpose {settings.purpose}."
+        )
     out = await crypto.decrypt(
         deps,
         call,

@@ -295,3 +295,74 @@ class DecryptResult:
 @dataclass(frozen=True, slots=True)
 class RandomResult:
     data: bytes = field(repr=False)
+
+
+# -- asymmetric and MAC keys (core/gcp_crypto.py) --
+
+
+@dataclass(frozen=True, slots=True)
+class SignRequest:
+    name: KeyName
+    version: int
+    # Exactly one of data and digest; ``digest_kind``: sha256, sha384 or sha512.
+    data: bytes | None = field(repr=False, default=None)
+    digest: bytes | None = field(repr=False, default=None)
+    digest_kind: str | None = None
+    verified: tuple[bool, bool] = (False, False)  # (data, digest) CRC32Cs
+
+
+@dataclass(frozen=True, slots=True)
+class AsymmetricDecryptRequest:
+    name: KeyName
+    version: int
+    ciphertext: bytes
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyRequest:
+    name: KeyName
+    version: int
+    format: str = "PEM"  # PEM or DER
+
+
+@dataclass(frozen=True, slots=True)
+class MacRequest:
+    name: KeyName
+    version: int
+    data: bytes = field(repr=False)
+    mac: bytes | None = None  # macVerify's
+    verified: tuple[bool, bool] = (False, False)  # (data, mac) CRC32Cs
+
+
+@dataclass(frozen=True, slots=True)
+class SignResult:
+    version_name: str
+    signature: bytes
+    protection_level: str
+    verified: tuple[bool, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class AsymmetricDecryptResult:
+    plaintext: bytes = field(repr=False)
+    protection_level: str = "SOFTWARE"
+    verified: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyResult:
+    version_name: str
+    der: bytes
+    algorithm: str
+    protection_level: str
+    format: str
+
+
+@dataclass(frozen=True, slots=True)
+class MacResult:
+    version_name: str
+    protection_level: str
+    verified: tuple[bool, bool]
+    mac: bytes | None = None  # macSign's
+    success: bool = False  # macVerify's

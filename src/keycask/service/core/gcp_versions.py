@@ -30,8 +30,9 @@ from datetime import datetime, timedelta
 
 from keycask.errors import KMSInvalidStateException, ValidationException
 from keycask.keys.keystore import KeyStore, Stored
-from keycask.keys.model import Key, KeySpec, Origin
+from keycask.keys.model import Key, KeySpec, KeyState, Origin
 from keycask.ports import Write
+from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.gcp import check_version, resolve_key_for
@@ -46,6 +47,7 @@ from keycask.service.core.gcp_requests import (
     VersionResult,
     VersionState,
 )
+from keycask.service.core.handlers import keys
 from keycask.service.core.resolve import authorize_key
 
 
@@ -74,6 +76,9 @@ async def update_version(deps: Deps, call: Call, req: UpdateVersionRequest) -> O
             f"not {req.state}."
         )
     action = "kms:EnableKey" if req.state == ENABLED else "kms:DisableKey"
+    key = await resolve_key_for(deps, call, req.name)
+    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
+        return await _single_version_state(deps, call, key, req)
     key, stored, settings = await _load(deps, call, req, action)
     current = settings.state_of(req.version).state
     if current not in (ENABLED, DISABLED):
@@ -84,6 +89,23 @@ async def update_version(deps: Deps, call: Call, req: UpdateVersionRequest) -> O
     new = settings.with_version(req.version, VersionState(req.state))
     call.detail = f"{req.name.version_name(req.version)}: {current} -> {req.state}"
     return _answer(deps, req, key, stored, new)
+
+
+async def _single_version_state(
+    deps: Deps, call: Call, key: Key, req: UpdateVersionRequest
+) -> Outcome:
+    """An asymmetric or MAC crypto key's one version is its keycask key:
+    its state is the key's (EnableKey, DisableKey)."""
+    check_version(key, req.name, req.version)
+    ref = aws.KeyRequest(key_id=key.arn)
+    if req.state == ENABLED:
+        out = await keys.enable_key(deps, call, ref)
+        new = key.replace(state=KeyState.ENABLED)
+    else:
+        out = await keys.disable_key(deps, call, ref)
+        new = key.replace(state=KeyState.DISABLED)
+    settings = KeySettings.from_doc((await deps.keys.gcp_key(key.key_id)).value, req.name.name)
+    return Outcome(VersionResult(req.name, new, req.version, settings), out.writes)
 
 
 def _destroyable(key: Key) -> None:

@@ -48,7 +48,7 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Write
-from keycask.service.core import gcp, gcp_versions
+from keycask.service.core import gcp, gcp_crypto, gcp_versions
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -78,6 +78,8 @@ class Route:
     encode: Callable[[Any], Doc]
     handler: Callable[[Deps, Call, Any], Awaitable[Outcome]] | None
     mutates: bool = False
+    # Slow work done before the write lock is taken (``Action.prepare``).
+    prepare: Callable[[Deps, Call, Any], Awaitable[None]] | None = None
 
 
 _L = "projects/*/locations/*"
@@ -102,7 +104,8 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                          render.listed("keyRings"), gcp.list_rings),
     ("GET", _R, ""): Route(_G + "GetKeyRing", codec.ring, render.ring_doc, gcp.get_ring),
     ("POST", _R + "/cryptoKeys", ""): Route(_G + "CreateCryptoKey", codec.create_key,
-                                            render.key_doc, gcp.create_key, mutates=True),
+                                            render.key_doc, gcp.create_key, mutates=True,
+                                            prepare=gcp.prepare_create),
     ("GET", _R + "/cryptoKeys", ""): Route(_G + "ListCryptoKeys", codec.list_keys,
                                            render.listed("cryptoKeys"), gcp.list_keys),
     ("GET", _K, ""): Route(_G + "GetCryptoKey", codec.key, render.key_doc, gcp.get_key),
@@ -126,6 +129,17 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                    render.version_doc, gcp_versions.destroy, mutates=True),
     ("POST", _V, "restore"): Route(_G + "RestoreCryptoKeyVersion", codec.version,
                                    render.version_doc, gcp_versions.restore, mutates=True),
+    ("GET", _V + "/publicKey", ""): Route(_G + "GetPublicKey", codec.public_key,
+                                          render.public_key, gcp_crypto.get_public_key),
+    ("POST", _V, "asymmetricSign"): Route(_G + "AsymmetricSign", codec.asymmetric_sign,
+                                          render.signed, gcp_crypto.asymmetric_sign),
+    ("POST", _V, "asymmetricDecrypt"): Route(_G + "AsymmetricDecrypt", codec.asymmetric_decrypt,
+                                             render.asymmetric_decrypted,
+                                             gcp_crypto.asymmetric_decrypt),
+    ("POST", _V, "macSign"): Route(_G + "MacSign", codec.mac_sign, render.mac_signed,
+                                   gcp_crypto.mac_sign),
+    ("POST", _V, "macVerify"): Route(_G + "MacVerify", codec.mac_verify, render.mac_verified,
+                                     gcp_crypto.mac_verify),
     ("POST", _L, "generateRandomBytes"): Route(_G + "GenerateRandomBytes", codec.random,
                                                render.random_out, gcp.random_bytes),
 }  # fmt: skip
@@ -133,11 +147,6 @@ ROUTES: dict[tuple[str, str, str], Route] = {
 # 501 UNIMPLEMENTED, audited under its own name.
 _UNSERVED = {
     ("POST", _K, "updatePrimaryVersion"): "UpdateCryptoKeyPrimaryVersion",
-    ("GET", _V + "/publicKey", ""): "GetPublicKey",
-    ("POST", _V, "asymmetricSign"): "AsymmetricSign",
-    ("POST", _V, "asymmetricDecrypt"): "AsymmetricDecrypt",
-    ("POST", _V, "macSign"): "MacSign",
-    ("POST", _V, "macVerify"): "MacVerify",
     ("POST", _V, "rawEncrypt"): "RawEncrypt",
     ("POST", _V, "rawDecrypt"): "RawDecrypt",
     ("POST", _V, "decapsulate"): "Decapsulate",
@@ -271,7 +280,8 @@ class GcpKmsDoor:
         for route in ROUTES.values():
             handler = route.handler
             run = _refused if handler is None else partial(handler, deps)
-            self._actions[route.name] = Action(route.name, run, route.mutates)
+            prepare = None if route.prepare is None else partial(route.prepare, deps)
+            self._actions[route.name] = Action(route.name, run, route.mutates, prepare=prepare)
             self._routes[route.name] = route
 
     def operation(self, target: str) -> str | None:

@@ -15,12 +15,16 @@ from keycask.service.core.gcp_requests import (
     DESTROY_SCHEDULED,
     DESTROYED,
     DISABLED,
+    AsymmetricDecryptResult,
     DecryptResult,
     EncryptResult,
     KeyResult,
     ListResult,
+    MacResult,
+    PublicKeyResult,
     RandomResult,
     RingResult,
+    SignResult,
     VersionResult,
 )
 from keycask.service.doors.gcp_codec import crc32c
@@ -151,3 +155,66 @@ def decrypted(result: DecryptResult) -> Doc:
 
 def random_out(result: RandomResult) -> Doc:
     return {"data": _b64(result.data), "dataCrc32c": str(crc32c(result.data))}
+
+
+def signed(result: SignResult) -> Doc:
+    return {
+        "signature": _b64(result.signature),
+        "signatureCrc32c": str(crc32c(result.signature)),
+        "verifiedDataCrc32c": result.verified[0],
+        "verifiedDigestCrc32c": result.verified[1],
+        "name": result.version_name,
+        "protectionLevel": result.protection_level,
+    }
+
+
+def asymmetric_decrypted(result: AsymmetricDecryptResult) -> Doc:
+    return {
+        "plaintext": _b64(result.plaintext),
+        "plaintextCrc32c": str(crc32c(result.plaintext)),
+        "verifiedCiphertextCrc32c": result.verified,
+        "protectionLevel": result.protection_level,
+    }
+
+
+def pem(der: bytes) -> str:
+    """A SubjectPublicKeyInfo in PEM, as Cloud KMS writes it."""
+    body = pybase64.b64encode_as_string(der)
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+    return "-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines) + "\n-----END PUBLIC KEY-----\n"
+
+
+def public_key(result: PublicKeyResult) -> Doc:
+    text = pem(result.der)
+    data = text.encode() if result.format == "PEM" else result.der
+    return {
+        "pem": text,
+        "algorithm": result.algorithm,
+        "pemCrc32c": str(crc32c(text.encode())),
+        "name": result.version_name,
+        "protectionLevel": result.protection_level,
+        "publicKeyFormat": result.format,
+        "publicKey": {"data": _b64(data), "crc32cChecksum": str(crc32c(data))},
+    }
+
+
+def mac_signed(result: MacResult) -> Doc:
+    mac = result.mac or b""
+    return {
+        "name": result.version_name,
+        "mac": _b64(mac),
+        "macCrc32c": str(crc32c(mac)),
+        "verifiedDataCrc32c": result.verified[0],
+        "protectionLevel": result.protection_level,
+    }
+
+
+def mac_verified(result: MacResult) -> Doc:
+    return {
+        "name": result.version_name,
+        "success": result.success,
+        "verifiedDataCrc32c": result.verified[0],
+        "verifiedMacCrc32c": result.verified[1],
+        "verifiedSuccessIntegrity": result.success,
+        "protectionLevel": result.protection_level,
+    }
