@@ -593,3 +593,68 @@ def test_algorithms_and_digests_that_do_not_fit_are_invalid_argument(
     reply = _raw(server, "POST", f"/v1/{version}:asymmetricSign", admin_token, {"data": "aGk="})
     # A data signature of an ECDSA key is the digest's: keycask hashes with the algorithm.
     assert reply.status_code == 200, reply.text
+
+
+def test_iam_policy_set_by_one_principal_is_enforced_on_another(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    app_name = _user(server, None)  # no identity policy: only the key policy can allow it
+    app = _client(server, _token(server, app_name))
+    with pytest.raises(gexc.Forbidden):
+        app.encrypt(request={"name": key.name, "plaintext": b"x"})
+    policy = gcp.get_iam_policy(request={"resource": key.name})
+    assert list(policy.bindings) == [] and policy.etag
+    role = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    set_to = gcp.set_iam_policy(
+        request={
+            "resource": key.name,
+            "policy": {
+                "bindings": [{"role": role, "members": [f"user:{app_name}"]}],
+                "etag": policy.etag,
+            },
+        }
+    )
+    assert [(b.role, list(b.members)) for b in set_to.bindings] == [(role, [f"user:{app_name}"])]
+    sealed = app.encrypt(request={"name": key.name, "plaintext": b"allowed"})
+    assert app.decrypt(request={"name": key.name, "ciphertext": sealed.ciphertext}).plaintext == (
+        b"allowed"
+    )
+    # Encrypt and decrypt only: no policy changes, no version changes.
+    with pytest.raises(gexc.Forbidden):
+        app.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    held = app.test_iam_permissions(
+        request={
+            "resource": key.name,
+            "permissions": [
+                "cloudkms.cryptoKeyVersions.useToEncrypt",
+                "cloudkms.cryptoKeyVersions.useToDecrypt",
+                "cloudkms.cryptoKeys.setIamPolicy",
+            ],
+        }
+    )
+    assert list(held.permissions) == [
+        "cloudkms.cryptoKeyVersions.useToEncrypt",
+        "cloudkms.cryptoKeyVersions.useToDecrypt",
+    ]
+    # The binding is a key policy statement the AWS door shows.
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    key_id = kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+    statements = json.loads(kms.get_key_policy(KeyId=key_id)["Policy"])["Statement"]
+    mine = [s for s in statements if s.get("Sid") == "GcpIamCryptoKeyEncrypterDecrypter"]
+    assert mine and "kms:Encrypt" in mine[0]["Action"]
+    assert any(s.get("Sid") != "GcpIamCryptoKeyEncrypterDecrypter" for s in statements)
+    # A stale etag is refused; an empty policy takes the binding away.
+    with pytest.raises(gexc.Conflict) as stale:
+        gcp.set_iam_policy(request={"resource": key.name, "policy": {"etag": policy.etag}})
+    assert stale.value.response.json()["error"]["status"] == "ABORTED"
+    gcp.set_iam_policy(request={"resource": key.name, "policy": {"etag": set_to.etag}})
+    with pytest.raises(gexc.Forbidden):
+        app.encrypt(request={"name": key.name, "plaintext": b"x"})
+    for bad in (
+        {"bindings": [{"role": "roles/owner", "members": [f"user:{app_name}"]}]},
+        {"bindings": [{"role": role, "members": ["allUsers"]}]},
+        {"bindings": [{"role": role, "members": ["user:nobody-here"]}]},
+    ):
+        with pytest.raises(gexc.BadRequest):
+            gcp.set_iam_policy(request={"resource": key.name, "policy": bad})

@@ -366,3 +366,36 @@ class MacResult:
     verified: tuple[bool, bool]
     mac: bytes | None = None  # macSign's
     success: bool = False  # macVerify's
+
+
+# -- IAM (core/gcp_iam.py) --
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    role: str
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetIamPolicyRequest:
+    name: KeyName
+    bindings: tuple[Binding, ...]
+    etag: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TestPermissionsRequest:
+    name: KeyName
+    permissions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class IamPolicyResult:
+    bindings: tuple[Binding, ...]
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class TestPermissionsResult:
+    permissions: tuple[str, ...]

@@ -18,6 +18,7 @@ from keycask.service.core.gcp_requests import (
     AsymmetricDecryptResult,
     DecryptResult,
     EncryptResult,
+    IamPolicyResult,
     KeyResult,
     ListResult,
     MacResult,
@@ -25,6 +26,7 @@ from keycask.service.core.gcp_requests import (
     RandomResult,
     RingResult,
     SignResult,
+    TestPermissionsResult,
     VersionResult,
 )
 from keycask.service.doors.gcp_codec import crc32c
@@ -218,3 +220,14 @@ def mac_verified(result: MacResult) -> Doc:
         "verifiedSuccessIntegrity": result.success,
         "protectionLevel": result.protection_level,
     }
+
+
+def iam_policy(result: IamPolicyResult) -> Doc:
+    doc: Doc = {"version": 1, "etag": result.etag}
+    if result.bindings:
+        doc["bindings"] = [{"role": b.role, "members": list(b.members)} for b in result.bindings]
+    return doc
+
+
+def permissions(result: TestPermissionsResult) -> Doc:
+    return {"permissions": list(result.permissions)} if result.permissions else {}
