@@ -658,3 +658,57 @@ def test_iam_policy_set_by_one_principal_is_enforced_on_another(
     ):
         with pytest.raises(gexc.BadRequest):
             gcp.set_iam_policy(request={"resource": key.name, "policy": bad})
+
+
+def test_rotation_schedule_at_create_and_in_patch(
+    fresh_server: Server,
+) -> None:
+    import datetime
+
+    gcp = _client(fresh_server, _token(fresh_server, _user(fresh_server, ["kms:*"])))
+    ring = _ring(gcp)
+    soon = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)
+    key = gcp.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": "rotating",
+            "crypto_key": {
+                "purpose": "ENCRYPT_DECRYPT",
+                "rotation_period": datetime.timedelta(days=90),
+                "next_rotation_time": soon,
+            },
+        }
+    )
+    assert key.rotation_period == datetime.timedelta(days=90)
+    assert abs((key.next_rotation_time - soon).total_seconds()) < 1
+    old = gcp.encrypt(request={"name": key.name, "plaintext": b"before"}).ciphertext
+    # The scheduler rotates it when the time comes: version 2 is the primary.
+    fresh_server.advance_clock(2 * 86400)
+    rotated = gcp.get_crypto_key(name=key.name)
+    assert rotated.primary.name.endswith("/cryptoKeyVersions/2")
+    assert gcp.decrypt(request={"name": key.name, "ciphertext": old}).plaintext == b"before"
+    # Patch: another period, then none.
+    patched = gcp.update_crypto_key(
+        request={
+            "crypto_key": {"name": key.name, "rotation_period": datetime.timedelta(days=180)},
+            "update_mask": {"paths": ["rotation_period"]},
+        }
+    )
+    assert patched.rotation_period == datetime.timedelta(days=180)
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    kms = fresh_server.client()
+    status = kms.get_key_rotation_status(
+        KeyId=kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+    )
+    assert status["KeyRotationEnabled"] and status["RotationPeriodInDays"] == 180
+    off = gcp.update_crypto_key(
+        request={"crypto_key": {"name": key.name}, "update_mask": {"paths": ["rotation_period"]}}
+    )
+    assert not off.rotation_period
+    with pytest.raises(gexc.BadRequest, match="90 to 2560"):
+        gcp.update_crypto_key(
+            request={
+                "crypto_key": {"name": key.name, "rotation_period": datetime.timedelta(days=7)},
+                "update_mask": {"paths": ["rotation_period"]},
+            }
+        )

@@ -43,8 +43,11 @@ from keycask.keys.model import (
     KeyUsage,
     KeyVersion,
     alias_arn,
+    default_key_policy,
 )
 from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_blob_header
+from keycask.ports import Write
+from keycask.service.core import gcp_rotation
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -72,7 +75,8 @@ from keycask.service.core.gcp_requests import (
     VersionRequest,
     VersionResult,
 )
-from keycask.service.core.handlers import crypto, keys, rotation
+from keycask.service.core.handlers import crypto, keys
+from keycask.service.core.handlers import rotation as rotation_handlers
 from keycask.service.core.resolve import resolve_key, use_key
 from keycask.service.core.results import (
     DecryptResult as AwsDecrypt,
@@ -210,7 +214,18 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     await _ring(deps, call, req.parent)
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
-    created = await keys.create_key(deps, call, _aws_create(name, spec, usage))
+    adjust = None
+    if req.rotation is not None:
+        if req.purpose != "ENCRYPT_DECRYPT":
+            raise ValidationException(
+                "Automatic rotation is supported for ENCRYPT_DECRYPT keys only."
+            )
+        days, due = gcp_rotation.schedule(deps.clock.now(), req.rotation, None)
+
+        def adjust(key: Key) -> Key:
+            return key.replace(rotation_period_days=days, next_rotation=due)
+
+    created = await keys.create_key(deps, call, _aws_create(name, spec, usage), adjust=adjust)
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize(
@@ -243,11 +258,15 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         meta.creation_date,
         meta.description,
         KeyState.ENABLED,
-        "",
+        default_key_policy(call.account),
         key_usage=usage,
         key_spec=spec,
         versions=(KeyVersion(1, ""),),
     )
+    if adjust is not None:
+        key = adjust(key)
+        # Automatic rotation needs the right to turn it on, as on the AWS door.
+        await call.authorize("kms:EnableKeyRotation", key)
     return Outcome(KeyResult(name, key, settings), writes)
 
 
@@ -288,14 +307,24 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
 
 
 async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
-    """Labels, like tags, need ``kms:TagResource``."""
-    key = await _use(deps, call, req.name, "kms:TagResource")
+    """Labels, like tags, need ``kms:TagResource``; a rotation schedule
+    ``kms:EnableKeyRotation`` (or ``kms:DisableKeyRotation`` to end it)."""
+    writes: list[Write] = []
+    key = await resolve_key_for(deps, call, req.name)
+    details = []
+    if req.rotation is not None:
+        key, staged = await gcp_rotation.rotate_on(deps, call, key, req.rotation)
+        writes.extend(staged)
+        details.append("rotation schedule")
     stored = await deps.keys.gcp_key(key.key_id)
-    old = KeySettings.from_doc(stored.value, req.name.name)
-    new = old if req.labels is None else old.with_labels(req.labels)
-    call.detail = f"crypto key {req.name.name} updated: labels {sorted(new.labels)}"
-    writes = [deps.keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision)]
-    return Outcome(KeyResult(req.name, key, new), writes)
+    settings = KeySettings.from_doc(stored.value, req.name.name)
+    if req.labels is not None:
+        await _use(deps, call, req.name, "kms:TagResource")
+        settings = settings.with_labels(req.labels)
+        writes.append(deps.keys.stage_gcp_key(key.key_id, settings.to_doc(), stored.revision))
+        details.append(f"labels {sorted(req.labels)}")
+    call.detail = f"crypto key {req.name.name} updated: {', '.join(details)}"
+    return Outcome(KeyResult(req.name, key, settings), writes)
 
 
 # -- versions --
@@ -344,7 +373,7 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
             "keycask's Cloud KMS door does not create new versions of asymmetric or MAC "
             "crypto keys yet: each has one version, 1 (create another crypto key instead)"
         )
-    out = await rotation.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
+    out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
     settings = await settings_of(deps, key, req.name)
     version = key.next_version()
     call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"

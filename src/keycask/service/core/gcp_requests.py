@@ -195,6 +195,18 @@ class CreateKeyRequest:
     protection_level: str = "SOFTWARE"
     labels: dict[str, str] = field(default_factory=dict)
     destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
+    rotation: Rotation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    """rotationPeriod (seconds; None: no automatic rotation) and
+    nextRotationTime (None: one period from now)."""
+
+    period_seconds: int | None
+    next_time: datetime | None = None
+    # A patch whose mask names nextRotationTime only: the period stays.
+    keep_period: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +218,7 @@ class KeyRequest:
 class UpdateKeyRequest:
     name: KeyName
     labels: dict[str, str] | None = None
+    rotation: Rotation | None = None  # None: the mask does not name it
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import binascii
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, Final
 
 import google_crc32c
@@ -45,6 +46,7 @@ from keycask.service.core.gcp_requests import (
     RandomRequest,
     RingName,
     RingRequest,
+    Rotation,
     SignRequest,
     UpdateKeyRequest,
     UpdateVersionRequest,
@@ -306,15 +308,43 @@ def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRe
             raise ValidationException(
                 "destroy_scheduled_duration must be from 24 hours to 120 days."
             )
-    for unserved in ("rotationPeriod", "nextRotationTime", "importOnly", "cryptoKeyBackend",
-                     "keyAccessJustificationsPolicy"):  # fmt: skip
+    rotation = None
+    if doc.get("rotationPeriod") is not None or doc.get("nextRotationTime") is not None:
+        rotation = _rotation(doc)
+    for unserved in ("importOnly", "cryptoKeyBackend", "keyAccessJustificationsPolicy"):
         if doc.get(unserved):
             raise UnsupportedOperationException(
                 f"keycask's Cloud KMS door does not serve {_snake(unserved)} yet"
             )
     return CreateKeyRequest(
-        name.parent, name.key, purpose, algorithm, level, _labels(doc.get("labels")), destroy
+        name.parent,
+        name.key,
+        purpose,
+        algorithm,
+        level,
+        _labels(doc.get("labels")),
+        destroy,
+        rotation,
     )
+
+
+def _timestamp(value: object, what: str) -> datetime:
+    if not isinstance(value, str):
+        raise ValidationException(f"Invalid value at '{what}': an RFC 3339 time.")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValidationException(f"Invalid value at '{what}': an RFC 3339 time.") from None
+    if when.tzinfo is None:
+        raise ValidationException(f"Invalid value at '{what}': the time needs its offset.")
+    return when
+
+
+def _rotation(doc: Doc) -> Rotation:
+    period = doc.get("rotationPeriod")
+    seconds = None if period in (None, "") else _duration(period, "rotation_period")
+    when = doc.get("nextRotationTime")
+    return Rotation(seconds, None if when in (None, "") else _timestamp(when, "next_rotation_time"))
 
 
 def key(params: Mapping[str, str], query: Query, doc: Doc) -> KeyRequest:
@@ -325,18 +355,18 @@ def update_key(params: Mapping[str, str], query: Query, doc: Doc) -> UpdateKeyRe
     mask = [m for m in (_one(query, "updateMask") or "").split(",") if m]
     if not mask:
         raise ValidationException("update_mask is required.")
-    labels = None
+    labels = rotation = None
     for path in mask:
         if path == "labels":
             labels = _labels(doc.get("labels"))
         elif path in ("rotationPeriod", "rotation_period", "nextRotationTime",
                       "next_rotation_time"):  # fmt: skip
-            raise UnsupportedOperationException(
-                f"keycask's Cloud KMS door does not serve updates of {_snake(path)} yet"
-            )
+            rotation = _rotation(doc)
         else:
             raise ValidationException(f"Unsupported update_mask path {path[:64]!r}.")
-    return UpdateKeyRequest(key_name(params), labels)
+    if rotation is not None and not {"rotationPeriod", "rotation_period"} & set(mask):
+        rotation = Rotation(None, rotation.next_time, keep_period=True)
+    return UpdateKeyRequest(key_name(params), labels, rotation)
 
 
 def version(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest:

@@ -4,6 +4,7 @@ DisableKey, GetKeyPolicy, ListKeyPolicies."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from keycask.crypto import (
     KeyMaterial,
@@ -175,7 +176,12 @@ async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
     return await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
 
 
-async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+async def create_key(
+    deps: Deps, call: Call, req: CreateKeyRequest, *, adjust: Callable[[Key], Key] | None = None
+) -> Outcome:
+    """CreateKey. ``adjust``: another door's settings for the new key that
+    CreateKey's request has no field for (the Cloud KMS door's rotation
+    schedule), applied before it is staged."""
     spec, usage = _key_spec(req)
     await _authorize_create(call, req, spec, usage)
     if req.origin not in (None, Origin.AWS_KMS, Origin.EXTERNAL):
@@ -227,6 +233,8 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
+    if adjust is not None:
+        key = adjust(key)
     writes = deps.keys.stage_create(key, material)
     if mrk is not None:
         writes.append(deps.keys.stage_mrk_marker(mrk))
