@@ -712,3 +712,56 @@ def test_rotation_schedule_at_create_and_in_patch(
                 "update_mask": {"paths": ["rotation_period"]},
             }
         )
+
+
+def test_update_primary_version_to_the_newest_is_a_no_op_and_older_is_refused(
+    gcp: kms_v1.KeyManagementServiceClient,
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    same = gcp.update_crypto_key_primary_version(
+        request={"name": key.name, "crypto_key_version_id": "2"}
+    )
+    assert same.primary.name.endswith("/cryptoKeyVersions/2")
+    message = _failed_precondition(
+        lambda: gcp.update_crypto_key_primary_version(
+            request={"name": key.name, "crypto_key_version_id": "1"}
+        )
+    )
+    assert "newest" in message
+    with pytest.raises(gexc.NotFound):
+        gcp.update_crypto_key_primary_version(
+            request={"name": key.name, "crypto_key_version_id": "3"}
+        )
+
+
+def test_crypto_key_pages_skip_other_rings_and_aliases_that_are_no_crypto_key(
+    gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    ring = _ring(gcp)
+    names = sorted(_symmetric(gcp, ring, f"p{i:02d}").name for i in range(5))
+    # An alias under the key ring's prefix with one more segment names no crypto key.
+    alias_prefix = "alias/gcp/" + "/".join(ring.split("/")[1::2])
+    target = kms.describe_key(KeyId=f"{alias_prefix}/p00")["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=f"{alias_prefix}/p00/extra", TargetKeyId=target)
+    _ring(gcp)  # another key ring's keys are not this one's
+    pages = gcp.list_crypto_keys(request={"parent": ring, "page_size": 2}).pages
+    sizes, seen = [], []
+    for page in pages:
+        sizes.append(len(page.crypto_keys))
+        seen.extend(k.name for k in page.crypto_keys)
+    assert seen == names and sizes == [2, 2, 1]
+
+
+def test_a_crc32c_mismatch_is_audited_and_changes_nothing(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient
+) -> None:
+    key = _symmetric(gcp, _ring(gcp))
+    with pytest.raises(gexc.BadRequest, match="checksum"):
+        gcp.decrypt(request={"name": key.name, "ciphertext": b"x" * 40, "ciphertext_crc32c": 1})
+    record = next(
+        r for r in reversed(_records(server))
+        if r["operation"] == "GcpKms.Decrypt" and r["outcome"] != "success"
+    )  # fmt: skip
+    assert record["door"] == "gcp-kms" and record["error_code"] == "ValidationException"
+    assert record["decision"] == "none"  # refused before anything was authorized or opened

@@ -293,8 +293,17 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     prefix = KeyName(parent.project, parent.location, parent.ring, "").alias
     size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
     after = prefix + req.after if req.after else prefix
-    rows = await deps.keys.list_aliases(call.account, call.region, after, size + 1)
-    rows = [a for a in rows if a.name.startswith(prefix) and "/" not in a.name[len(prefix) :]]
+    rows: list[Alias] = []
+    # Aliases are listed in name order: those of this key ring are one run
+    # (names with another "/" in it, or past it, are no crypto key here).
+    while len(rows) <= size:
+        page = await deps.keys.list_aliases(call.account, call.region, after, _PAGE_MAX)
+        rows.extend(
+            a for a in page if a.name.startswith(prefix) and "/" not in a.name[len(prefix) :]
+        )
+        if len(page) < _PAGE_MAX or not page[-1].name.startswith(prefix):
+            break
+        after = page[-1].name
     items: list[KeyResult] = []
     for alias in rows[:size]:
         stored = await deps.keys.get(alias.target)

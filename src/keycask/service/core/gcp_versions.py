@@ -35,12 +35,13 @@ from keycask.ports import Write
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.gcp import check_version, resolve_key_for
+from keycask.service.core.gcp import check_version, resolve_key_for, settings_of
 from keycask.service.core.gcp_requests import (
     DESTROY_SCHEDULED,
     DESTROYED,
     DISABLED,
     ENABLED,
+    KeyResult,
     KeySettings,
     UpdateVersionRequest,
     VersionRequest,
@@ -181,3 +182,25 @@ async def destroy_due(keys: KeyStore, key: Key, now: datetime) -> tuple[list[Wri
     writes.extend(keys.stage_delete_material(key.key_id, number) for number in due)
     names = ", ".join(str(n) for n in due)
     return writes, f"Cloud KMS version(s) {names} destroyed: their material deleted"
+
+
+async def update_primary(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
+    """keycask encrypts under a key's newest version: making that version
+    the primary is a no-op (kms:RotateKeyOnDemand, the action that changes
+    a keycask key's current version); any other is refused."""
+    key = await resolve_key_for(deps, call, req.name)
+    await authorize_key(call, key, "kms:RotateKeyOnDemand")
+    settings = await settings_of(deps, key, req.name)
+    if settings.purpose != "ENCRYPT_DECRYPT":
+        raise ValidationException(
+            f"UpdateCryptoKeyPrimaryVersion is not valid for CryptoKey {req.name.name} with "
+            f"purpose {settings.purpose}."
+        )
+    check_version(key, req.name, req.version)
+    if req.version != key.current_version:
+        raise KMSInvalidStateException(
+            f"keycask's primary version is always a crypto key's newest one (here "
+            f"{key.current_version}): {req.name.version_name(req.version)} cannot become the "
+            "primary again. Create a new version to change the primary."
+        )
+    return Outcome(KeyResult(req.name, key, settings))

@@ -490,3 +490,10 @@ def mac_verify(params: Mapping[str, str], query: Query, doc: Doc) -> MacRequest:
         raise ValidationException("mac is required.")
     verified = (_verify(doc, "dataCrc32c", data, "data"), _verify(doc, "macCrc32c", mac, "mac"))
     return MacRequest(key_name(params), version_number(params), data, mac, verified)
+
+
+def primary(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest:
+    value = doc.get("cryptoKeyVersionId")
+    if not isinstance(value, str) or not value:
+        raise ValidationException("crypto_key_version_id is required.")
+    return VersionRequest(key_name(params), version_number({"version": value}))

@@ -147,13 +147,15 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                         gcp_iam.set_policy, mutates=True),
     ("POST", _K, "testIamPermissions"): Route(_G + "TestIamPermissions", iam_codec.test_iam,
                                               render.permissions, gcp_iam.check_permissions),
+    ("POST", _K, "updatePrimaryVersion"): Route(_G + "UpdateCryptoKeyPrimaryVersion",
+                                                codec.primary, render.key_doc,
+                                                gcp_versions.update_primary),
     ("POST", _L, "generateRandomBytes"): Route(_G + "GenerateRandomBytes", codec.random,
                                                render.random_out, gcp.random_bytes),
 }  # fmt: skip
 # Cloud KMS methods this door knows and does not serve yet: each answered
 # 501 UNIMPLEMENTED, audited under its own name.
 _UNSERVED = {
-    ("POST", _K, "updatePrimaryVersion"): "UpdateCryptoKeyPrimaryVersion",
     ("POST", _V, "rawEncrypt"): "RawEncrypt",
     ("POST", _V, "rawDecrypt"): "RawDecrypt",
     ("POST", _V, "decapsulate"): "Decapsulate",
