@@ -561,11 +561,16 @@ def test_mac_sign_and_verify_and_version_state_is_the_keys(
     _failed_precondition(lambda: gcp.mac_sign(request={"name": version, "data": b"msg"}))
     _set_state(gcp, version, _STATE.ENABLED)
     assert gcp.mac_sign(request={"name": version, "data": b"msg"}).mac == signed.mac
+    v2 = f"{key.name}/cryptoKeyVersions/2"
     with pytest.raises(gexc.NotFound):
-        gcp.mac_sign(request={"name": f"{key.name}/cryptoKeyVersions/2", "data": b"msg"})
-    with pytest.raises(gexc.GoogleAPICallError) as unserved:
-        gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
-    assert unserved.value.code == 501
+        gcp.mac_sign(request={"name": v2, "data": b"msg"})
+    # A second version is a key of its own: another MAC for the same data.
+    created = gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    assert created.name == v2 and created.algorithm == _ALG.HMAC_SHA256
+    other = gcp.mac_sign(request={"name": v2, "data": b"msg"}).mac
+    assert other != signed.mac
+    assert gcp.mac_verify(request={"name": v2, "data": b"msg", "mac": other}).success
+    assert not gcp.mac_verify(request={"name": v2, "data": b"msg", "mac": signed.mac}).success
 
 
 def test_algorithms_and_digests_that_do_not_fit_are_invalid_argument(
@@ -765,3 +770,39 @@ def test_a_crc32c_mismatch_is_audited_and_changes_nothing(
     )  # fmt: skip
     assert record["door"] == "gcp-kms" and record["error_code"] == "ValidationException"
     assert record["decision"] == "none"  # refused before anything was authorized or opened
+
+
+def test_asymmetric_versions_are_keys_of_their_own(
+    gcp: kms_v1.KeyManagementServiceClient, kms: Any
+) -> None:
+    import hashlib
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_SIGN, _ALG.EC_SIGN_P256_SHA256)
+    created = gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    v1, v2 = f"{key.name}/cryptoKeyVersions/1", f"{key.name}/cryptoKeyVersions/2"
+    assert created.name == v2 and created.state == _STATE.ENABLED
+    assert [v.name for v in gcp.list_crypto_key_versions(parent=key.name)] == [v1, v2]
+    pems = [gcp.get_public_key(name=v).pem for v in (v1, v2)]
+    assert pems[0] != pems[1]
+    digest = hashlib.sha256(b"versioned").digest()
+    for version, pem in zip((v1, v2), pems, strict=True):
+        out = gcp.asymmetric_sign(request={"name": version, "digest": {"sha256": digest}})
+        assert out.name == version
+        public: Any = serialization.load_pem_public_key(pem.encode())
+        public.verify(out.signature, b"versioned", ec.ECDSA(hashes.SHA256()))
+    # Version 2 disabled: it signs nothing; version 1 still signs. The AWS
+    # door sees it as the key its alias names.
+    _set_state(gcp, v2, _STATE.DISABLED)
+    alias = "alias/gcp/" + "/".join(key.name.split("/")[1::2])
+    assert kms.describe_key(KeyId=f"{alias}/2")["KeyMetadata"]["KeyState"] == "Disabled"
+    assert gcp.get_crypto_key_version(name=v2).state == _STATE.DISABLED
+    _failed_precondition(
+        lambda: gcp.asymmetric_sign(request={"name": v2, "digest": {"sha256": digest}})
+    )
+    gcp.asymmetric_sign(request={"name": v1, "digest": {"sha256": digest}})
+    # Only the crypto key is listed in its key ring, not its versions' keys.
+    ring = key.name.rsplit("/cryptoKeys/", 1)[0]
+    assert [k.name for k in gcp.list_crypto_keys(parent=ring)] == [key.name]

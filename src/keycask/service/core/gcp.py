@@ -31,7 +31,6 @@ from keycask.errors import (
     AlreadyExistsException,
     KMSInvalidStateException,
     NotFoundException,
-    UnsupportedOperationException,
     ValidationException,
 )
 from keycask.keys.model import (
@@ -72,11 +71,9 @@ from keycask.service.core.gcp_requests import (
     RingRequest,
     RingResult,
     UpdateKeyRequest,
-    VersionRequest,
-    VersionResult,
+    check_version,
 )
 from keycask.service.core.handlers import crypto, keys
-from keycask.service.core.handlers import rotation as rotation_handlers
 from keycask.service.core.resolve import resolve_key, use_key
 from keycask.service.core.results import (
     DecryptResult as AwsDecrypt,
@@ -176,7 +173,7 @@ async def settings_of(deps: Deps, key: Key, name: KeyName) -> KeySettings:
     return KeySettings.from_doc((await deps.keys.gcp_key(key.key_id)).value, name.name)
 
 
-def _aws_create(name: KeyName, spec: KeySpec, usage: KeyUsage) -> aws.CreateKeyRequest:
+def aws_create(name: KeyName, spec: KeySpec, usage: KeyUsage) -> aws.CreateKeyRequest:
     return aws.CreateKeyRequest(
         description=f"Cloud KMS crypto key {name.name}",
         key_spec=spec.value,
@@ -197,7 +194,7 @@ async def prepare_create(deps: Deps, call: Call, req: CreateKeyRequest) -> None:
         return
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         return
-    await keys.prepare_material(call, _aws_create(name, spec, usage))
+    await keys.prepare_material(call, aws_create(name, spec, usage))
 
 
 async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
@@ -225,7 +222,7 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         def adjust(key: Key) -> Key:
             return key.replace(rotation_period_days=days, next_rotation=due)
 
-    created = await keys.create_key(deps, call, _aws_create(name, spec, usage), adjust=adjust)
+    created = await keys.create_key(deps, call, aws_create(name, spec, usage), adjust=adjust)
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize(
@@ -339,57 +336,6 @@ async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:
 # -- versions --
 
 
-def version_numbers(key: Key) -> list[int]:
-    """A crypto key's versions: a symmetric key's rotations; an asymmetric
-    or MAC key has one version, 1 (one key material, as in AWS KMS)."""
-    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
-        return [1]
-    return [v.version for v in key.versions if v.version <= key.current_version]
-
-
-def check_version(key: Key, name: KeyName, version: int) -> None:
-    if version not in version_numbers(key):
-        raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
-
-
-async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
-    key = await _use(deps, call, req.name, "kms:DescribeKey")
-    check_version(key, req.name, req.version)
-    settings = await settings_of(deps, key, req.name)
-    return Outcome(VersionResult(req.name, key, req.version, settings))
-
-
-async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
-    name = req.parent
-    assert isinstance(name, KeyName)
-    key = await _use(deps, call, name, "kms:ListKeyRotations")
-    settings = await settings_of(deps, key, name)
-    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    start = int(req.after) if req.after.isdigit() else 0
-    numbers = [n for n in version_numbers(key) if n > start]
-    items = tuple(VersionResult(name, key, n, settings) for n in numbers[:size])
-    more = len(numbers) > size
-    return Outcome(ListResult(items, str(numbers[size - 1]) if more else None))
-
-
-async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
-    """RotateKeyOnDemand (kms:RotateKeyOnDemand): the new version is the
-    primary at once (keycask encrypts under its latest version), and AWS's
-    limit of on-demand rotations per key holds."""
-    key = await resolve_key_for(deps, call, req.name)
-    if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
-        raise UnsupportedOperationException(
-            "keycask's Cloud KMS door does not create new versions of asymmetric or MAC "
-            "crypto keys yet: each has one version, 1 (create another crypto key instead)"
-        )
-    out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
-    settings = await settings_of(deps, key, req.name)
-    version = key.next_version()
-    call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"
-    rotated = key.replace(current_version=version)
-    return Outcome(VersionResult(req.name, rotated, version, settings), out.writes)
-
-
 async def resolve_key_for(deps: Deps, call: Call, name: KeyName) -> Key:
     try:
         return (await resolve_key(deps.keys, call, name.alias, allow_alias=True)).value
@@ -448,7 +394,7 @@ async def _encrypt_older(
         )
     ).value
     assert req.version is not None
-    check_version(key, req.name, req.version)
+    check_version(key, KeySettings.from_doc(b"", ""), req.name, req.version)
     blob, _ = await crypto.seal_for(
         deps, call, key, req.plaintext, encode_context(context), version=req.version
     )

@@ -4,10 +4,12 @@ each running the AWS door's core handler (Sign, Decrypt, GetPublicKey,
 GenerateMac, VerifyMac) under its ``kms:`` action, with the AWS algorithm
 ``gcp_algorithms.py`` maps the crypto key's to.
 
-An asymmetric or MAC crypto key has one version, 1: it is the keycask key
-its alias names, and keycask's asymmetric keys have one key material (AWS
-KMS's semantics). Its version's state is that key's state (patch DISABLED
-is the AWS door's DisableKey, ``gcp_versions.py``).
+keycask's asymmetric and HMAC keys have one key material each (AWS KMS's
+semantics), so each version of an asymmetric or MAC crypto key is a
+keycask key of its own: version 1 the one the crypto key's alias names,
+version N the one ``KeyName.version_alias(N)`` names
+(``gcp_versions.create_version``). A version's state is its key's (patch
+DISABLED is the AWS door's DisableKey).
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ async def _settings(
     authorizes)."""
     key = await resolve_key_for(deps, call, name)
     settings = await settings_of(deps, key, name)
-    if version != 1:
+    if not 1 <= version <= settings.version_count:
         raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
     if settings.purpose != purpose:
         raise ValidationException(
@@ -83,7 +85,7 @@ async def asymmetric_sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
         deps,
         call,
         aws.SignRequest(
-            key_id=req.name.alias,
+            key_id=req.name.version_alias(req.version),
             message=message,
             signing_algorithm=algorithm,
             message_type=message_type,
@@ -93,7 +95,10 @@ async def asymmetric_sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
     assert isinstance(result, AwsSign)
     return Outcome(
         SignResult(
-            req.name.version_name(1), result.signature, settings.protection_level, req.verified
+            req.name.version_name(req.version),
+            result.signature,
+            settings.protection_level,
+            req.verified,
         )
     )
 
@@ -108,7 +113,7 @@ async def asymmetric_decrypt(deps: Deps, call: Call, req: AsymmetricDecryptReque
         call,
         aws.DecryptRequest(
             ciphertext_blob=req.ciphertext,
-            key_id=req.name.alias,
+            key_id=req.name.version_alias(req.version),
             encryption_algorithm=algorithm,
         ),
     )
@@ -127,14 +132,16 @@ async def get_public_key(deps: Deps, call: Call, req: PublicKeyRequest) -> Outco
             f"GetPublicKey is not valid for CryptoKey {req.name.name} with purpose "
             f"{settings.purpose}."
         )
-    if req.version != 1:
+    if not 1 <= req.version <= settings.version_count:
         raise NotFoundException(f"CryptoKeyVersion {req.name.version_name(req.version)} not found.")
-    out = await asymmetric.get_public_key(deps, call, aws.GetPublicKeyRequest(key_id=key.arn))
+    out = await asymmetric.get_public_key(
+        deps, call, aws.GetPublicKeyRequest(key_id=req.name.version_alias(req.version))
+    )
     result = out.result
     assert isinstance(result, GetPublicKeyResult)
     return Outcome(
         PublicKeyResult(
-            req.name.version_name(1),
+            req.name.version_name(req.version),
             result.public_key,
             settings.algorithm,
             settings.protection_level,
@@ -149,12 +156,19 @@ async def mac_sign(deps: Deps, call: Call, req: MacRequest) -> Outcome:
     out = await asymmetric.generate_mac(
         deps,
         call,
-        aws.GenerateMacRequest(message=req.data, key_id=req.name.alias, mac_algorithm=algorithm),
+        aws.GenerateMacRequest(
+            message=req.data, key_id=req.name.version_alias(req.version), mac_algorithm=algorithm
+        ),
     )
     result = out.result
     assert isinstance(result, GenerateMacResult)
     return Outcome(
-        MacResult(req.name.version_name(1), settings.protection_level, req.verified, mac=result.mac)
+        MacResult(
+            req.name.version_name(req.version),
+            settings.protection_level,
+            req.verified,
+            mac=result.mac,
+        )
     )
 
 
@@ -169,13 +183,16 @@ async def mac_verify(deps: Deps, call: Call, req: MacRequest) -> Outcome:
             deps,
             call,
             aws.VerifyMacRequest(
-                message=req.data, key_id=req.name.alias, mac_algorithm=algorithm, mac=req.mac
+                message=req.data,
+                key_id=req.name.version_alias(req.version),
+                mac_algorithm=algorithm,
+                mac=req.mac,
             ),
         )
         success = True
     except KMSInvalidMacException:
         success = False
     return Outcome(
-        MacResult(req.name.version_name(1), settings.protection_level, req.verified,
+        MacResult(req.name.version_name(req.version), settings.protection_level, req.verified,
                   success=success)
     )  # fmt: skip

@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from keycask.errors import NotFoundException
 from keycask.keys.model import Key
 
 # Cloud KMS's default destroyScheduledDuration (30 days), in seconds.
@@ -65,6 +66,12 @@ class KeyName:
 
     def version_name(self, version: int) -> str:
         return f"{self.name}/cryptoKeyVersions/{version}"
+
+    def version_alias(self, version: int) -> str:
+        """The alias of an asymmetric or MAC crypto key's version ``version``:
+        version 1 is the crypto key's own keycask key, each later one a key
+        of its own, named under the crypto key's alias."""
+        return self.alias if version == 1 else f"{self.alias}/{version}"
 
 
 ENABLED = "ENABLED"
@@ -121,6 +128,9 @@ class KeySettings:
     destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
     # Versions whose state is not ENABLED (or was changed), by number.
     versions: dict[int, VersionState] = field(default_factory=dict)
+    # An asymmetric or MAC crypto key's versions: each its own keycask key
+    # (version N > 1 named by the alias ``KeyName.version_alias(N)``).
+    version_count: int = 1
 
     def to_doc(self) -> bytes:
         doc: dict[str, Any] = {
@@ -133,6 +143,8 @@ class KeySettings:
         }
         if self.versions:
             doc["versions"] = {str(n): v.to_doc() for n, v in sorted(self.versions.items())}
+        if self.version_count != 1:
+            doc["version_count"] = self.version_count
         return orjson.dumps(doc)
 
     def state_of(self, version: int) -> VersionState:
@@ -159,6 +171,7 @@ class KeySettings:
                 doc.get("destroy_scheduled_seconds", DEFAULT_DESTROY_SCHEDULED)
             ),
             versions={int(n): VersionState.from_doc(v) for n, v in doc.get("versions", {}).items()},
+            version_count=int(doc.get("version_count", 1)),
         )
 
 
@@ -412,3 +425,16 @@ class IamPolicyResult:
 @dataclass(frozen=True, slots=True)
 class TestPermissionsResult:
     permissions: tuple[str, ...]
+
+
+def version_numbers(key: Key, settings: KeySettings) -> list[int]:
+    """A crypto key's versions: a symmetric key's rotations; an asymmetric
+    or MAC key's keys (one key material each, as in AWS KMS)."""
+    if key.key_spec.is_asymmetric or key.key_spec.is_hmac:
+        return list(range(1, settings.version_count + 1))
+    return [v.version for v in key.versions if v.version <= key.current_version]
+
+
+def check_version(key: Key, settings: KeySettings, name: KeyName, version: int) -> None:
+    if version not in version_numbers(key, settings):
+        raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")

@@ -26,30 +26,44 @@ this door's to destroy version by version (as with Vault's trim).
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from datetime import datetime, timedelta
 
-from keycask.errors import KMSInvalidStateException, ValidationException
+from keycask.errors import (
+    KMSInvalidStateException,
+    NotFoundException,
+    ValidationException,
+)
 from keycask.keys.keystore import KeyStore, Stored
-from keycask.keys.model import Key, KeySpec, KeyState, Origin
+from keycask.keys.model import Alias, Key, KeySpec, KeyState, Origin, alias_arn
 from keycask.ports import Write
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.gcp import check_version, resolve_key_for, settings_of
+from keycask.service.core.gcp import aws_create, resolve_key_for, settings_of
 from keycask.service.core.gcp_requests import (
     DESTROY_SCHEDULED,
     DESTROYED,
     DISABLED,
     ENABLED,
+    KeyName,
+    KeyRequest,
     KeyResult,
     KeySettings,
+    ListRequest,
+    ListResult,
     UpdateVersionRequest,
     VersionRequest,
     VersionResult,
     VersionState,
+    check_version,
+    version_numbers,
 )
 from keycask.service.core.handlers import keys
-from keycask.service.core.resolve import authorize_key
+from keycask.service.core.handlers import rotation as rotation_handlers
+from keycask.service.core.resolve import authorize_key, resolve_key
+from keycask.service.core.results import KeyMetadataResult
 
 
 async def _load(
@@ -57,9 +71,10 @@ async def _load(
 ) -> tuple[Key, Stored[bytes], KeySettings]:
     key = await resolve_key_for(deps, call, req.name)
     await authorize_key(call, key, action)
-    check_version(key, req.name, req.version)
     stored = await deps.keys.gcp_key(key.key_id)
-    return key, stored, KeySettings.from_doc(stored.value, req.name.name)
+    settings = KeySettings.from_doc(stored.value, req.name.name)
+    check_version(key, settings, req.name, req.version)
+    return key, stored, settings
 
 
 def _answer(
@@ -92,20 +107,38 @@ async def update_version(deps: Deps, call: Call, req: UpdateVersionRequest) -> O
     return _answer(deps, req, key, stored, new)
 
 
+async def version_key(deps: Deps, call: Call, name: KeyName, version: int) -> Key:
+    """The keycask key of an asymmetric or MAC crypto key's version (not
+    authorized: the core operation that uses it authorizes); NOT_FOUND for
+    a version it does not have."""
+    if version != 1:
+        try:
+            return (
+                await resolve_key(deps.keys, call, name.version_alias(version), allow_alias=True)
+            ).value
+        except NotFoundException:
+            pass
+    key = await resolve_key_for(deps, call, name)
+    if version != 1:
+        raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
+    return key
+
+
 async def _single_version_state(
     deps: Deps, call: Call, key: Key, req: UpdateVersionRequest
 ) -> Outcome:
-    """An asymmetric or MAC crypto key's one version is its keycask key:
-    its state is the key's (EnableKey, DisableKey)."""
-    check_version(key, req.name, req.version)
-    ref = aws.KeyRequest(key_id=key.arn)
+    """An asymmetric or MAC crypto key's version is a keycask key of its
+    own: its state is that key's (EnableKey, DisableKey)."""
+    settings = await settings_of(deps, key, req.name)
+    check_version(key, settings, req.name, req.version)
+    version = await version_key(deps, call, req.name, req.version)
+    ref = aws.KeyRequest(key_id=version.arn)
     if req.state == ENABLED:
         out = await keys.enable_key(deps, call, ref)
-        new = key.replace(state=KeyState.ENABLED)
+        new = version.replace(state=KeyState.ENABLED)
     else:
         out = await keys.disable_key(deps, call, ref)
-        new = key.replace(state=KeyState.DISABLED)
-    settings = KeySettings.from_doc((await deps.keys.gcp_key(key.key_id)).value, req.name.name)
+        new = version.replace(state=KeyState.DISABLED)
     return Outcome(VersionResult(req.name, new, req.version, settings), out.writes)
 
 
@@ -196,7 +229,7 @@ async def update_primary(deps: Deps, call: Call, req: VersionRequest) -> Outcome
             f"UpdateCryptoKeyPrimaryVersion is not valid for CryptoKey {req.name.name} with "
             f"purpose {settings.purpose}."
         )
-    check_version(key, req.name, req.version)
+    check_version(key, settings, req.name, req.version)
     if req.version != key.current_version:
         raise KMSInvalidStateException(
             f"keycask's primary version is always a crypto key's newest one (here "
@@ -204,3 +237,97 @@ async def update_primary(deps: Deps, call: Call, req: VersionRequest) -> Outcome
             "primary again. Create a new version to change the primary."
         )
     return Outcome(KeyResult(req.name, key, settings))
+
+
+_PAGE_MAX = 1000
+
+
+def _symmetric(key: Key) -> bool:
+    return key.key_spec is KeySpec.SYMMETRIC_DEFAULT
+
+
+async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
+    key = await resolve_key_for(deps, call, req.name)
+    await authorize_key(call, key, "kms:DescribeKey")
+    settings = await settings_of(deps, key, req.name)
+    check_version(key, settings, req.name, req.version)
+    if not _symmetric(key):
+        key = await version_key(deps, call, req.name, req.version)
+    return Outcome(VersionResult(req.name, key, req.version, settings))
+
+
+async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    name = req.parent
+    assert isinstance(name, KeyName)
+    key = await resolve_key_for(deps, call, name)
+    await authorize_key(call, key, "kms:ListKeyRotations")
+    settings = await settings_of(deps, key, name)
+    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
+    start = int(req.after) if req.after.isdigit() else 0
+    numbers = [n for n in version_numbers(key, settings) if n > start]
+    items = []
+    for number in numbers[:size]:
+        shown = key if _symmetric(key) else await version_key(deps, call, name, number)
+        items.append(VersionResult(name, shown, number, settings))
+    more = len(numbers) > size
+    return Outcome(ListResult(tuple(items), str(numbers[size - 1]) if more else None))
+
+
+async def prepare_version(deps: Deps, call: Call, req: KeyRequest) -> None:
+    """A new RSA version's material, made before the write lock is taken."""
+    try:
+        key = await resolve_key_for(deps, call, req.name)
+    except NotFoundException:
+        return
+    if key.key_spec.is_rsa:
+        await keys.prepare_material(call, aws_create(req.name, key.key_spec, key.key_usage))
+
+
+async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+    """A symmetric key's new version is RotateKeyOnDemand
+    (kms:RotateKeyOnDemand): the new version is the primary at once
+    (keycask encrypts under its latest version), and AWS's limit of
+    on-demand rotations per key holds. An asymmetric or MAC key's is a
+    keycask key of its own (kms:CreateKey, kms:CreateAlias on its alias)."""
+    key = await resolve_key_for(deps, call, req.name)
+    if not _symmetric(key):
+        return await _create_key_version(deps, call, req.name, key)
+    out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
+    settings = await settings_of(deps, key, req.name)
+    version = key.next_version()
+    call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"
+    rotated = key.replace(current_version=version)
+    return Outcome(VersionResult(req.name, rotated, version, settings), out.writes)
+
+
+async def _create_key_version(deps: Deps, call: Call, name: KeyName, key: Key) -> Outcome:
+    stored = await deps.keys.gcp_key(key.key_id)
+    settings = KeySettings.from_doc(stored.value, name.name)
+    number = settings.version_count + 1
+    alias_name = name.version_alias(number)
+    if await deps.keys.get_alias(call.account, call.region, alias_name) is not None:
+        raise KMSInvalidStateException(
+            f"the alias {alias_name} is taken by another key: remove it through the AWS door"
+        )
+    created = await keys.create_key(deps, call, aws_create(name, key.key_spec, key.key_usage))
+    result = created.result
+    assert isinstance(result, KeyMetadataResult)
+    await call.authorize(
+        "kms:CreateAlias", resource=alias_arn(call.region, call.account, alias_name)
+    )
+    meta = result.key_metadata
+    now = deps.clock.now()
+    version = Key(
+        uuid.UUID(meta.key_id), call.account, call.region, meta.creation_date,
+        meta.description, KeyState.ENABLED, key.policy, key_usage=key.key_usage,
+        key_spec=key.key_spec,
+    )  # fmt: skip
+    new = dataclasses.replace(settings, version_count=number)
+    writes = [
+        *created.writes,
+        *deps.keys.stage_put_alias(Alias(alias_name, call.account, call.region,
+                                         version.key_id, now, now), expect=0),
+        deps.keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision),
+    ]  # fmt: skip
+    call.detail = f"crypto key {name.name}: version {number} created ({version.arn})"
+    return Outcome(VersionResult(name, version, number, new), writes)
