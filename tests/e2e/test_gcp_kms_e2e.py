@@ -806,3 +806,11 @@ def test_asymmetric_versions_are_keys_of_their_own(
     # Only the crypto key is listed in its key ring, not its versions' keys.
     ring = key.name.rsplit("/cryptoKeys/", 1)[0]
     assert [k.name for k in gcp.list_crypto_keys(parent=ring)] == [key.name]
+
+
+def test_locations_list_and_get(gcp: kms_v1.KeyManagementServiceClient) -> None:
+    listed = gcp.list_locations(request={"name": f"projects/{PROJECT}"})
+    ids = [loc.location_id for loc in listed.locations]
+    assert ids == ["global", "us-east-1"]
+    got = gcp.get_location(request={"name": f"projects/{PROJECT}/locations/eu-west-1"})
+    assert got.name == f"projects/{PROJECT}/locations/eu-west-1" and got.location_id == "eu-west-1"

@@ -65,6 +65,8 @@ from keycask.service.core.gcp_requests import (
     ListRequest,
     ListResult,
     LocationName,
+    LocationRequest,
+    LocationsResult,
     RandomRequest,
     RandomResult,
     RingName,
@@ -433,3 +435,25 @@ async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
     result = out.result
     assert isinstance(result, GenerateRandomResult)
     return Outcome(RandomResult(result.plaintext))
+
+
+# -- locations --
+
+
+def _locations(call: Call, project: str) -> tuple[LocationName, ...]:
+    """The locations a project has here: "global" and the server's region
+    (a request's location names its region, so any region's name works;
+    these are the ones that need no choosing)."""
+    names = dict.fromkeys(("global", call.region))
+    return tuple(LocationName(project, name) for name in names)
+
+
+async def list_locations(deps: Deps, call: Call, req: ListRequest) -> Outcome:
+    """No key is involved: a valid token is enough."""
+    parent = req.parent
+    assert isinstance(parent, LocationName)
+    return Outcome(LocationsResult(_locations(call, parent.project)))
+
+
+async def get_location(deps: Deps, call: Call, req: LocationRequest) -> Outcome:
+    return Outcome(LocationsResult((req.location,)))

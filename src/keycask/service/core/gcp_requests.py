@@ -438,3 +438,16 @@ def version_numbers(key: Key, settings: KeySettings) -> list[int]:
 def check_version(key: Key, settings: KeySettings, name: KeyName, version: int) -> None:
     if version not in version_numbers(key, settings):
         raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
+
+
+# -- locations --
+
+
+@dataclass(frozen=True, slots=True)
+class LocationRequest:
+    location: LocationName
+
+
+@dataclass(frozen=True, slots=True)
+class LocationsResult:
+    locations: tuple[LocationName, ...]

@@ -32,7 +32,6 @@ from keycask.service.core.gcp_requests import (
     MAX_DESTROY_SCHEDULED,
     MIN_DESTROY_SCHEDULED,
     SYMMETRIC,
-    AsymmetricDecryptRequest,
     CreateKeyRequest,
     CreateRingRequest,
     DecryptRequest,
@@ -41,13 +40,11 @@ from keycask.service.core.gcp_requests import (
     KeyRequest,
     ListRequest,
     LocationName,
-    MacRequest,
-    PublicKeyRequest,
+    LocationRequest,
     RandomRequest,
     RingName,
     RingRequest,
     Rotation,
-    SignRequest,
     UpdateKeyRequest,
     UpdateVersionRequest,
     VersionRequest,
@@ -423,77 +420,24 @@ def random(params: Mapping[str, str], query: Query, doc: Doc) -> RandomRequest:
     return RandomRequest(location_name(params), length)
 
 
-# -- asymmetric and MAC keys --
-
-_DIGESTS: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
-_FORMATS: Final = {0: "PUBLIC_KEY_FORMAT_UNSPECIFIED", 1: "PEM", 2: "DER", 3: "NIST_PQC",
-                   4: "XWING_RAW_BYTES"}  # fmt: skip
-
-
-def asymmetric_sign(params: Mapping[str, str], query: Query, doc: Doc) -> SignRequest:
-    name, number = key_name(params), version_number(params)
-    digest_doc = doc.get("digest")
-    if digest_doc is not None and not isinstance(digest_doc, dict):
-        raise ValidationException("Invalid value at 'digest'.")
-    data = _bytes(doc, "data", MAX_PLAINTEXT) if doc.get("data") else None
-    if bool(digest_doc) == (data is not None):
-        raise ValidationException("Exactly one of digest and data must be given.")
-    digest = kind = None
-    if digest_doc:
-        if len(digest_doc) != 1 or next(iter(digest_doc)) not in _DIGESTS:
-            raise ValidationException("digest must hold one of sha256, sha384 and sha512.")
-        kind = next(iter(digest_doc))
-        digest = _bytes(digest_doc, kind, 64)
-        if len(digest) != _DIGESTS[kind]:
-            raise ValidationException(f"digest.{kind} must be {_DIGESTS[kind]} bytes.")
-    verified = (
-        _verify(doc, "dataCrc32c", data or b"", "data"),
-        _verify(doc, "digestCrc32c", digest or b"", "digest"),
-    )
-    return SignRequest(name, number, data, digest, kind, verified)
-
-
-def asymmetric_decrypt(
-    params: Mapping[str, str], query: Query, doc: Doc
-) -> AsymmetricDecryptRequest:
-    name, number = key_name(params), version_number(params)
-    ciphertext = _bytes(doc, "ciphertext", 512)
-    if not ciphertext:
-        raise ValidationException("ciphertext is required.")
-    verified = _verify(doc, "ciphertextCrc32c", ciphertext, "ciphertext")
-    return AsymmetricDecryptRequest(name, number, ciphertext, verified)
-
-
-def public_key(params: Mapping[str, str], query: Query, doc: Doc) -> PublicKeyRequest:
-    raw = _one(query, "publicKeyFormat")
-    value: object = int(raw) if raw is not None and raw.isdigit() else (raw or 0)
-    fmt = _enum(value, _FORMATS, "public_key_format")
-    if fmt == "PUBLIC_KEY_FORMAT_UNSPECIFIED":
-        fmt = "PEM"
-    if fmt not in ("PEM", "DER"):
-        raise ValidationException(
-            f"public_key_format {fmt} is not valid for this key: use PEM or DER."
-        )
-    return PublicKeyRequest(key_name(params), version_number(params), fmt)
-
-
-def mac_sign(params: Mapping[str, str], query: Query, doc: Doc) -> MacRequest:
-    data = _bytes(doc, "data", MAX_PLAINTEXT)
-    verified = (_verify(doc, "dataCrc32c", data, "data"), False)
-    return MacRequest(key_name(params), version_number(params), data, None, verified)
-
-
-def mac_verify(params: Mapping[str, str], query: Query, doc: Doc) -> MacRequest:
-    data = _bytes(doc, "data", MAX_PLAINTEXT)
-    mac = _bytes(doc, "mac", 64)
-    if not mac:
-        raise ValidationException("mac is required.")
-    verified = (_verify(doc, "dataCrc32c", data, "data"), _verify(doc, "macCrc32c", mac, "mac"))
-    return MacRequest(key_name(params), version_number(params), data, mac, verified)
-
-
 def primary(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest:
     value = doc.get("cryptoKeyVersionId")
     if not isinstance(value, str) or not value:
         raise ValidationException("crypto_key_version_id is required.")
     return VersionRequest(key_name(params), version_number({"version": value}))
+
+
+def list_locations(params: Mapping[str, str], query: Query, doc: Doc) -> ListRequest:
+    project = _check(_PROJECT, params["project"], "project")
+    return ListRequest(LocationName(project, "global"), 0)
+
+
+def location(params: Mapping[str, str], query: Query, doc: Doc) -> LocationRequest:
+    return LocationRequest(location_name(params))
+
+
+# Shared with the door's other codecs (gcp_crypto_codec.py, gcp_iam_codec.py).
+bytes_field = _bytes
+verify_crc = _verify
+enum_field = _enum
+one = _one

@@ -54,6 +54,7 @@ from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.door import Action
 from keycask.service.doors import gcp_codec as codec
+from keycask.service.doors import gcp_crypto_codec as crypto_codec
 from keycask.service.doors import gcp_iam_codec as iam_codec
 from keycask.service.doors import gcp_render as render
 from keycask.service.doors.bearer import BearerCallers, bearer_token
@@ -131,16 +132,17 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                    render.version_doc, gcp_versions.destroy, mutates=True),
     ("POST", _V, "restore"): Route(_G + "RestoreCryptoKeyVersion", codec.version,
                                    render.version_doc, gcp_versions.restore, mutates=True),
-    ("GET", _V + "/publicKey", ""): Route(_G + "GetPublicKey", codec.public_key,
+    ("GET", _V + "/publicKey", ""): Route(_G + "GetPublicKey", crypto_codec.public_key,
                                           render.public_key, gcp_crypto.get_public_key),
-    ("POST", _V, "asymmetricSign"): Route(_G + "AsymmetricSign", codec.asymmetric_sign,
+    ("POST", _V, "asymmetricSign"): Route(_G + "AsymmetricSign", crypto_codec.asymmetric_sign,
                                           render.signed, gcp_crypto.asymmetric_sign),
-    ("POST", _V, "asymmetricDecrypt"): Route(_G + "AsymmetricDecrypt", codec.asymmetric_decrypt,
+    ("POST", _V, "asymmetricDecrypt"): Route(_G + "AsymmetricDecrypt",
+                                             crypto_codec.asymmetric_decrypt,
                                              render.asymmetric_decrypted,
                                              gcp_crypto.asymmetric_decrypt),
-    ("POST", _V, "macSign"): Route(_G + "MacSign", codec.mac_sign, render.mac_signed,
+    ("POST", _V, "macSign"): Route(_G + "MacSign", crypto_codec.mac_sign, render.mac_signed,
                                    gcp_crypto.mac_sign),
-    ("POST", _V, "macVerify"): Route(_G + "MacVerify", codec.mac_verify, render.mac_verified,
+    ("POST", _V, "macVerify"): Route(_G + "MacVerify", crypto_codec.mac_verify, render.mac_verified,
                                      gcp_crypto.mac_verify),
     ("GET", _K, "getIamPolicy"): Route(_G + "GetIamPolicy", iam_codec.get_iam, render.iam_policy,
                                        gcp_iam.get_policy_of),
@@ -151,6 +153,10 @@ ROUTES: dict[tuple[str, str, str], Route] = {
     ("POST", _K, "updatePrimaryVersion"): Route(_G + "UpdateCryptoKeyPrimaryVersion",
                                                 codec.primary, render.key_doc,
                                                 gcp_versions.update_primary),
+    ("GET", "projects/*/locations", ""): Route("GcpKms.ListLocations", codec.list_locations,
+                                               render.locations, gcp.list_locations),
+    ("GET", _L, ""): Route("GcpKms.GetLocation", codec.location, render.location,
+                           gcp.get_location),
     ("POST", _L, "generateRandomBytes"): Route(_G + "GenerateRandomBytes", codec.random,
                                                render.random_out, gcp.random_bytes),
 }  # fmt: skip
@@ -166,8 +172,6 @@ _UNSERVED = {
     ("POST", _R + "/importJobs", ""): "CreateImportJob",
     ("GET", _R + "/importJobs", ""): "ListImportJobs",
     ("GET", _R + "/importJobs/*", ""): "GetImportJob",
-    ("GET", "projects/*/locations", ""): "ListLocations",
-    ("GET", _L, ""): "GetLocation",
     # Audited under names of their own: a route's name finds its action.
     ("GET", _R, "getIamPolicy"): "GetKeyRingIamPolicy",
     ("POST", _R, "setIamPolicy"): "SetKeyRingIamPolicy",

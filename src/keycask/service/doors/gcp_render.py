@@ -21,6 +21,8 @@ from keycask.service.core.gcp_requests import (
     IamPolicyResult,
     KeyResult,
     ListResult,
+    LocationName,
+    LocationsResult,
     MacResult,
     PublicKeyResult,
     RandomResult,
@@ -231,3 +233,15 @@ def iam_policy(result: IamPolicyResult) -> Doc:
 
 def permissions(result: TestPermissionsResult) -> Doc:
     return {"permissions": list(result.permissions)} if result.permissions else {}
+
+
+def _location(name: LocationName) -> Doc:
+    return {"name": name.name, "locationId": name.location, "displayName": name.location}
+
+
+def locations(result: LocationsResult) -> Doc:
+    return {"locations": [_location(n) for n in result.locations]}
+
+
+def location(result: LocationsResult) -> Doc:
+    return _location(result.locations[0])
