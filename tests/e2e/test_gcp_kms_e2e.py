@@ -814,3 +814,66 @@ def test_locations_list_and_get(gcp: kms_v1.KeyManagementServiceClient) -> None:
     assert ids == ["global", "us-east-1"]
     got = gcp.get_location(request={"name": f"projects/{PROJECT}/locations/eu-west-1"})
     assert got.name == f"projects/{PROJECT}/locations/eu-west-1" and got.location_id == "eu-west-1"
+
+
+def test_odd_bodies_and_names_never_get_a_500(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient, admin_token: str
+) -> None:
+    ring = _ring(gcp)
+    key = _symmetric(gcp, ring)
+    sign = _asymmetric(gcp, ring, _PURPOSE.ASYMMETRIC_SIGN, _ALG.EC_SIGN_P256_SHA256)
+    mac = _asymmetric(gcp, ring, _PURPOSE.MAC, _ALG.HMAC_SHA256)
+    v1 = f"{sign.name}/cryptoKeyVersions/1"
+    m1 = f"{mac.name}/cryptoKeyVersions/1"
+    odd: list[Any] = [
+        None, [], "x", 1, True, {"plaintext": 5}, {"plaintext": "%%%"}, {"ciphertext": []},
+        {"plaintextCrc32c": "abc", "plaintext": "aGk="}, {"plaintextCrc32c": -1},
+        {"plaintextCrc32c": 2**40}, {"additionalAuthenticatedData": {"a": 1}},
+        {"purpose": "NOPE"}, {"purpose": 99}, {"purpose": True},
+        {"purpose": 1, "versionTemplate": "x"}, {"purpose": 1, "labels": "x"},
+        {"purpose": 1, "labels": {"UPPER": "x"}}, {"purpose": 1, "destroyScheduledDuration": 5},
+        {"purpose": 1, "destroyScheduledDuration": "1s"}, {"purpose": 1, "rotationPeriod": "x"},
+        {"purpose": 1, "rotationPeriod": "7776000s", "nextRotationTime": "yesterday"},
+        {"digest": "x"}, {"digest": {"sha256": "aGk="}}, {"digest": {"md5": "aGk="}},
+        {"digest": {"sha256": 5}}, {"data": "aGk=", "digest": {"sha256": "aGk="}},
+        {"mac": "aGk="}, {"mac": 3, "data": "aGk="}, {"lengthBytes": "8"}, {"lengthBytes": 0},
+        {"lengthBytes": 9999}, {"policy": []}, {"policy": {"bindings": "x"}},
+        {"policy": {"bindings": [{"role": 5}]}},
+        {"policy": {"bindings": [{"role": "r", "members": "x"}]}},
+        {"policy": {"etag": 5}}, {"permissions": "x"}, {"permissions": [5]},
+        {"cryptoKeyVersionId": 5}, {"cryptoKeyVersionId": "x"}, {"state": "NOPE"}, {"state": 77},
+    ]  # fmt: skip
+    targets = [
+        ("POST", f"/v1/{ring}/cryptoKeys?cryptoKeyId=odd"),
+        ("PATCH", f"/v1/{key.name}?updateMask=labels,rotationPeriod"),
+        ("PATCH", f"/v1/{key.name}/cryptoKeyVersions/1?updateMask=state"),
+        ("POST", f"/v1/{key.name}:encrypt"),
+        ("POST", f"/v1/{key.name}:decrypt"),
+        ("POST", f"/v1/{key.name}:updatePrimaryVersion"),
+        ("POST", f"/v1/{key.name}:setIamPolicy"),
+        ("POST", f"/v1/{key.name}:testIamPermissions"),
+        ("POST", f"/v1/{v1}:asymmetricSign"),
+        ("POST", f"/v1/{v1}:asymmetricDecrypt"),
+        ("POST", f"/v1/{m1}:macSign"),
+        ("POST", f"/v1/{m1}:macVerify"),
+        ("POST", f"/v1/projects/{PROJECT}/locations/global:generateRandomBytes"),
+    ]
+    for method, path in targets:
+        for body in odd:
+            reply = _raw(server, method, path, admin_token, body)
+            assert reply.status_code < 500, (method, path, body, reply.text)
+            if reply.status_code >= 400:
+                assert reply.json()["error"]["status"], (path, body)
+    for path in (
+        "/v1/projects/", "/v1/projects/x", f"/v1/{ring}/cryptoKeys/a%2Fb",
+        f"/v1/{key.name}/cryptoKeyVersions/0", f"/v1/{key.name}/cryptoKeyVersions/99999999999",
+        f"/v1/{key.name}/cryptoKeyVersions/-1", f"/v1/{key.name}:", f"/v1/{key.name}::encrypt",
+        f"/v1/{ring}/cryptoKeys?pageToken=!!!", f"/v1/{ring}/cryptoKeys?pageSize=x",
+        f"/v1/{ring}/cryptoKeys?filter=a", f"/v1/{key.name}/cryptoKeyVersions/1/publicKey",
+        f"/v1/{v1}/publicKey?publicKeyFormat=9",
+    ):  # fmt: skip
+        reply = _raw(server, "GET", path, admin_token)
+        assert 400 <= reply.status_code < 500 or reply.status_code == 501, (path, reply.text)
+    # None of it made a key.
+    names = {k.name for k in gcp.list_crypto_keys(parent=ring)}
+    assert names == {key.name, sign.name, mac.name}

@@ -207,7 +207,9 @@ def _route_of(method: str, raw_path: bytes) -> Matched:
     """The route and the ids in the path (unchecked: the codec checks them,
     so that a malformed name is INVALID_ARGUMENT, not an unknown path)."""
     path = raw_path[len(b"/v1/") :].decode("utf-8", "replace")
-    path, _, verb = path.partition(":")
+    path, colon, verb = path.partition(":")
+    if colon and not verb:
+        return Matched(None, {})  # "name:" names no method
     parts = path.split("/")
     shape: list[str] = []
     params: dict[str, str] = {}
