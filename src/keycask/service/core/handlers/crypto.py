@@ -47,7 +47,7 @@ from keycask.service.core.results import (
     ReEncryptResult,
 )
 from keycask.service.core.transit_requests import Settings
-from keycask.service.core.version_gate import require_version_enabled
+from keycask.service.core.version_gate import check_version_state
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
@@ -129,7 +129,7 @@ async def seal_for(
         header = MrkBlobHeader(key.mrk, version)
     if material is None:
         raise KMSInternalException("key material is missing")
-    await require_version_enabled(deps.keys, key, version)
+    check_version_state(key, version, await deps.keys.gcp_key(key_id))
     blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
     entry = key.version(version)
@@ -288,7 +288,7 @@ async def _open(
         raise InvalidCiphertextException(_BELOW_FLOOR)
     # So is a version's state set through the Cloud KMS door (disabled,
     # scheduled for destruction, destroyed).
-    await require_version_enabled(keys, key, version)
+    check_version_state(key, version, await keys.gcp_key(key_id))
     material = (
         await keys.material(key_id, version)
         if mrk is None
