@@ -877,3 +877,28 @@ def test_odd_bodies_and_names_never_get_a_500(
     # None of it made a key.
     names = {k.name for k in gcp.list_crypto_keys(parent=ring)}
     assert names == {key.name, sign.name, mac.name}
+
+
+def test_an_asymmetric_version_is_destroyed_as_its_key_is_deleted(fresh_server: Server) -> None:
+    gcp = _client(fresh_server, _token(fresh_server, _user(fresh_server, ["kms:*"])))
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_SIGN, _ALG.EC_SIGN_P256_SHA256)
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    v1, v2 = f"{key.name}/cryptoKeyVersions/1", f"{key.name}/cryptoKeyVersions/2"
+    _failed_precondition(lambda: gcp.destroy_crypto_key_version(name=v1))
+    scheduled = gcp.destroy_crypto_key_version(name=v2)
+    assert scheduled.state == _STATE.DESTROY_SCHEDULED and scheduled.destroy_time
+    digest = {"sha256": b"\x01" * 32}
+    _failed_precondition(lambda: gcp.asymmetric_sign(request={"name": v2, "digest": digest}))
+    assert gcp.restore_crypto_key_version(name=v2).state == _STATE.DISABLED
+    _set_state(gcp, v2, _STATE.ENABLED)
+    gcp.asymmetric_sign(request={"name": v2, "digest": digest})
+    gcp.destroy_crypto_key_version(name=v2)
+    # 30 days (the default destroyScheduledDuration, within AWS's window) later.
+    fresh_server.advance_clock(31 * 86400)
+    versions = {v.name: v.state for v in gcp.list_crypto_key_versions(parent=key.name)}
+    assert versions == {v1: _STATE.ENABLED, v2: _STATE.DESTROYED}
+    assert gcp.get_crypto_key_version(name=v2).state == _STATE.DESTROYED
+    with pytest.raises(gexc.NotFound):
+        gcp.asymmetric_sign(request={"name": v2, "digest": digest})
+    _failed_precondition(lambda: gcp.restore_crypto_key_version(name=v2))
+    gcp.asymmetric_sign(request={"name": v1, "digest": digest})

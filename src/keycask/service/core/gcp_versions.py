@@ -60,7 +60,7 @@ from keycask.service.core.gcp_requests import (
     check_version,
     version_numbers,
 )
-from keycask.service.core.handlers import keys
+from keycask.service.core.handlers import deletion, keys
 from keycask.service.core.handlers import rotation as rotation_handlers
 from keycask.service.core.resolve import authorize_key, resolve_key
 from keycask.service.core.results import KeyMetadataResult
@@ -154,7 +154,50 @@ def _destroyable(key: Key) -> None:
         )
 
 
+async def _key_version_lifecycle(
+    deps: Deps, call: Call, req: VersionRequest, *, destroy: bool
+) -> Outcome:
+    """An asymmetric or MAC crypto key's version N > 1 is a keycask key of
+    its own: destroy is ScheduleKeyDeletion of that key (the crypto key's
+    destroyScheduledDuration in whole days, held to AWS KMS's 7 to 30), and
+    restore CancelKeyDeletion (the key comes back Disabled, as a restored
+    Cloud KMS version does). When the window ends the scheduler deletes the
+    key, its material and its alias: the version shows DESTROYED."""
+    anchor = await resolve_key_for(deps, call, req.name)
+    settings = await settings_of(deps, anchor, req.name)
+    check_version(anchor, settings, req.name, req.version)
+    if req.version == 1:
+        raise KMSInvalidStateException(
+            f"{req.name.version_name(1)} is the crypto key's own keycask key: keycask does not "
+            "destroy it alone (disable it, or schedule the whole key's deletion through the "
+            "AWS door)"
+        )
+    try:
+        version = await version_key(deps, call, req.name, req.version)
+    except NotFoundException:
+        raise KMSInvalidStateException(
+            f"CryptoKeyVersion {req.name.version_name(req.version)} is DESTROYED."
+        ) from None
+    ref = version.arn
+    if destroy:
+        days = -(-settings.destroy_scheduled_seconds // 86400)
+        days = min(max(days, deletion.MIN_PENDING_WINDOW_DAYS), deletion.MAX_PENDING_WINDOW_DAYS)
+        out = await deletion.schedule_key_deletion(
+            deps, call, aws.ScheduleKeyDeletionRequest(key_id=ref, pending_window_in_days=days)
+        )
+        new = version.replace(
+            state=KeyState.PENDING_DELETION, deletion_date=deps.clock.now() + timedelta(days=days)
+        )
+    else:
+        out = await deletion.cancel_key_deletion(deps, call, aws.KeyRequest(key_id=ref))
+        new = version.replace(state=KeyState.DISABLED, deletion_date=None)
+    return Outcome(VersionResult(req.name, new, req.version, settings), out.writes)
+
+
 async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
+    anchor = await resolve_key_for(deps, call, req.name)
+    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+        return await _key_version_lifecycle(deps, call, req, destroy=True)
     key, stored, settings = await _load(deps, call, req, "kms:ScheduleKeyDeletion")
     _destroyable(key)
     current = settings.state_of(req.version).state
@@ -180,6 +223,9 @@ async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
 
 
 async def restore(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
+    anchor = await resolve_key_for(deps, call, req.name)
+    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+        return await _key_version_lifecycle(deps, call, req, destroy=False)
     key, stored, settings = await _load(deps, call, req, "kms:CancelKeyDeletion")
     current = settings.state_of(req.version)
     if current.state != DESTROY_SCHEDULED:
@@ -251,9 +297,22 @@ async def get_version(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     await authorize_key(call, key, "kms:DescribeKey")
     settings = await settings_of(deps, key, req.name)
     check_version(key, settings, req.name, req.version)
-    if not _symmetric(key):
-        key = await version_key(deps, call, req.name, req.version)
-    return Outcome(VersionResult(req.name, key, req.version, settings))
+    return Outcome(await _shown(deps, call, req.name, key, settings, number=req.version))
+
+
+async def _shown(
+    deps: Deps, call: Call, name: KeyName, key: Key, settings: KeySettings, *, number: int
+) -> VersionResult:
+    """Version ``number`` as answered: an asymmetric or MAC key's version is
+    its own key's; one whose key was deleted (its destroy window ended) is
+    DESTROYED."""
+    if _symmetric(key):
+        return VersionResult(name, key, number, settings)
+    try:
+        return VersionResult(name, await version_key(deps, call, name, number), number, settings)
+    except NotFoundException:
+        gone = settings.with_version(number, VersionState(DESTROYED))
+        return VersionResult(name, key, number, gone)
 
 
 async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
@@ -267,8 +326,7 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     numbers = [n for n in version_numbers(key, settings) if n > start]
     items = []
     for number in numbers[:size]:
-        shown = key if _symmetric(key) else await version_key(deps, call, name, number)
-        items.append(VersionResult(name, shown, number, settings))
+        items.append(await _shown(deps, call, name, key, settings, number=number))
     more = len(numbers) > size
     return Outcome(ListResult(tuple(items), str(numbers[size - 1]) if more else None))
 

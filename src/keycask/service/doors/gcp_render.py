@@ -83,6 +83,8 @@ def version_doc(result: VersionResult) -> Doc:
     }
     if own.destroy_time is not None:
         doc["destroyTime"] = _when(own.destroy_time)
+    elif key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
+        doc["destroyTime"] = _time(key.deletion_date)
     if own.destroy_event_time is not None:
         doc["destroyEventTime"] = _when(own.destroy_event_time)
     return doc
