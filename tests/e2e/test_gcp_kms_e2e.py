@@ -902,3 +902,23 @@ def test_an_asymmetric_version_is_destroyed_as_its_key_is_deleted(fresh_server: 
         gcp.asymmetric_sign(request={"name": v2, "digest": digest})
     _failed_precondition(lambda: gcp.restore_crypto_key_version(name=v2))
     gcp.asymmetric_sign(request={"name": v1, "digest": digest})
+
+
+@pytest.mark.parametrize("level", [44, 65, 87])
+def test_ml_dsa_signatures_verified_by_cryptography_against_the_raw_key(
+    gcp: kms_v1.KeyManagementServiceClient, level: int
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric import mldsa
+
+    algorithm = getattr(_ALG, f"PQ_SIGN_ML_DSA_{level}")
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_SIGN, algorithm)
+    version = f"{key.name}/cryptoKeyVersions/1"
+    public = gcp.get_public_key(
+        request={"name": version, "public_key_format": kms_v1.PublicKey.PublicKeyFormat.NIST_PQC}
+    )
+    assert not public.pem and public.public_key.crc32c_checksum == _crc(public.public_key.data)
+    loaded: Any = getattr(mldsa, f"MLDSA{level}PublicKey").from_public_bytes(public.public_key.data)
+    out = gcp.asymmetric_sign(request={"name": version, "data": b"post-quantum"})
+    loaded.verify(out.signature, b"post-quantum")
+    with pytest.raises(gexc.BadRequest):
+        gcp.asymmetric_sign(request={"name": version, "digest": {"sha256": b"\x00" * 32}})

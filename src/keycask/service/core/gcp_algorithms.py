@@ -3,10 +3,12 @@ keycask key each makes (KeySpec, KeyUsage), and the AWS KMS algorithm each
 operation runs with (docs/gcp-kms.md, "Algorithms").
 
 A signing algorithm also names the digest it takes (``asymmetricSign``'s
-``digest.sha256`` ...); EC_SIGN_ED25519 signs data only, as in Cloud KMS.
-Cloud KMS algorithms AWS KMS has no counterpart for (RSA_SIGN_RAW_PKCS1_*,
-RSA_DECRYPT_OAEP_4096_SHA512, HMAC_SHA1, the AES_* raw purposes, ...) are
-refused at create with INVALID_ARGUMENT and the list of those served.
+``digest.sha256`` ...; the external mu digest for ML-DSA's EXTERNAL_MU);
+EC_SIGN_ED25519 and the pure ML-DSA algorithms sign data only, as in
+Cloud KMS. Cloud KMS algorithms AWS KMS has no counterpart for
+(RSA_SIGN_RAW_PKCS1_*, RSA_DECRYPT_OAEP_4096_SHA512, HMAC_SHA1, SLH-DSA,
+the KEM and AES_* raw purposes, ...) are refused at create with
+INVALID_ARGUMENT and the list of those served.
 """
 
 from __future__ import annotations
@@ -31,6 +33,20 @@ SIGNING: Final[Mapping[str, tuple[KeySpec, str, str | None]]] = {
     "RSA_SIGN_PKCS1_3072_SHA256": (KeySpec.RSA_3072, "RSASSA_PKCS1_V1_5_SHA_256", "sha256"),
     "RSA_SIGN_PKCS1_4096_SHA256": (KeySpec.RSA_4096, "RSASSA_PKCS1_V1_5_SHA_256", "sha256"),
     "RSA_SIGN_PKCS1_4096_SHA512": (KeySpec.RSA_4096, "RSASSA_PKCS1_V1_5_SHA_512", "sha512"),
+    # Pure ML-DSA of the data (empty context), or of a 64-byte external mu.
+    "PQ_SIGN_ML_DSA_44": (KeySpec.ML_DSA_44, "ML_DSA_SHAKE_256", None),
+    "PQ_SIGN_ML_DSA_65": (KeySpec.ML_DSA_65, "ML_DSA_SHAKE_256", None),
+    "PQ_SIGN_ML_DSA_87": (KeySpec.ML_DSA_87, "ML_DSA_SHAKE_256", None),
+    "PQ_SIGN_ML_DSA_44_EXTERNAL_MU": (KeySpec.ML_DSA_44, "ML_DSA_SHAKE_256", "externalMu"),
+    "PQ_SIGN_ML_DSA_65_EXTERNAL_MU": (KeySpec.ML_DSA_65, "ML_DSA_SHAKE_256", "externalMu"),
+    "PQ_SIGN_ML_DSA_87_EXTERNAL_MU": (KeySpec.ML_DSA_87, "ML_DSA_SHAKE_256", "externalMu"),
+}
+# An ML-DSA public key's raw size (FIPS 204): its NIST_PQC format is the
+# SubjectPublicKeyInfo's last bytes.
+RAW_PUBLIC_KEY: Final[Mapping[KeySpec, int]] = {
+    KeySpec.ML_DSA_44: 1312,
+    KeySpec.ML_DSA_65: 1952,
+    KeySpec.ML_DSA_87: 2592,
 }
 # Cloud KMS algorithm -> (key spec, AWS encryption algorithm).
 DECRYPTION: Final[Mapping[str, tuple[KeySpec, str]]] = {

@@ -23,7 +23,7 @@ from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.gcp import resolve_key_for, settings_of
-from keycask.service.core.gcp_algorithms import DECRYPTION, MACS, SIGNING
+from keycask.service.core.gcp_algorithms import DECRYPTION, MACS, RAW_PUBLIC_KEY, SIGNING
 from keycask.service.core.gcp_requests import (
     AsymmetricDecryptRequest,
     AsymmetricDecryptResult,
@@ -77,9 +77,16 @@ async def asymmetric_sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
                 f"The digest for {settings.algorithm} must be digest.{digest_kind}, "
                 f"not digest.{req.digest_kind}."
             )
-        message, message_type = req.digest, "DIGEST"
+        message, message_type = (
+            req.digest,
+            "EXTERNAL_MU" if digest_kind == "externalMu" else "DIGEST",
+        )
     else:
         assert req.data is not None
+        if digest_kind == "externalMu":
+            raise ValidationException(
+                f"{settings.algorithm} signs an external mu: send digest.externalMu."
+            )
         message, message_type = req.data, "RAW"
     out = await asymmetric.sign(
         deps,
@@ -139,13 +146,22 @@ async def get_public_key(deps: Deps, call: Call, req: PublicKeyRequest) -> Outco
     )
     result = out.result
     assert isinstance(result, GetPublicKeyResult)
+    raw_size = RAW_PUBLIC_KEY.get(key.key_spec)
+    if req.format == "NIST_PQC" and raw_size is None:
+        raise ValidationException(
+            f"public_key_format NIST_PQC is for post-quantum keys; {settings.algorithm} "
+            "answers PEM or DER."
+        )
+    der = result.public_key
+    raw = der[-raw_size:] if raw_size is not None and req.format == "NIST_PQC" else None
     return Outcome(
         PublicKeyResult(
             req.name.version_name(req.version),
-            result.public_key,
+            der,
             settings.algorithm,
             settings.protection_level,
             req.format,
+            raw,
         )
     )
 

@@ -349,7 +349,7 @@ class AsymmetricDecryptRequest:
 class PublicKeyRequest:
     name: KeyName
     version: int
-    format: str = "PEM"  # PEM or DER
+    format: str = "PEM"  # PEM, DER or NIST_PQC
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,6 +383,7 @@ class PublicKeyResult:
     algorithm: str
     protection_level: str
     format: str
+    raw: bytes | None = None  # NIST_PQC: the raw public key
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from keycask.service.doors.gcp_codec import (
     version_number,
 )
 
-_DIGESTS: Final = {"sha256": 32, "sha384": 48, "sha512": 64}
+_DIGESTS: Final = {"sha256": 32, "sha384": 48, "sha512": 64, "externalMu": 64}
 _FORMATS: Final = {0: "PUBLIC_KEY_FORMAT_UNSPECIFIED", 1: "PEM", 2: "DER", 3: "NIST_PQC",
                    4: "XWING_RAW_BYTES"}  # fmt: skip
 
@@ -43,7 +43,9 @@ def asymmetric_sign(params: Mapping[str, str], query: Query, doc: Doc) -> SignRe
     digest = kind = None
     if digest_doc:
         if len(digest_doc) != 1 or next(iter(digest_doc)) not in _DIGESTS:
-            raise ValidationException("digest must hold one of sha256, sha384 and sha512.")
+            raise ValidationException(
+                "digest must hold one of sha256, sha384, sha512 and externalMu."
+            )
         kind = next(iter(digest_doc))
         digest = bytes_field(digest_doc, kind, 64)
         if len(digest) != _DIGESTS[kind]:
@@ -72,9 +74,9 @@ def public_key(params: Mapping[str, str], query: Query, doc: Doc) -> PublicKeyRe
     fmt = enum_field(value, _FORMATS, "public_key_format")
     if fmt == "PUBLIC_KEY_FORMAT_UNSPECIFIED":
         fmt = "PEM"
-    if fmt not in ("PEM", "DER"):
+    if fmt not in ("PEM", "DER", "NIST_PQC"):
         raise ValidationException(
-            f"public_key_format {fmt} is not valid for this key: use PEM or DER."
+            f"public_key_format {fmt} is not valid for this key: use PEM, DER or NIST_PQC."
         )
     return PublicKeyRequest(key_name(params), version_number(params), fmt)
 

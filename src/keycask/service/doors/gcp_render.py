@@ -191,17 +191,23 @@ def pem(der: bytes) -> str:
 
 
 def public_key(result: PublicKeyResult) -> Doc:
-    text = pem(result.der)
-    data = text.encode() if result.format == "PEM" else result.der
-    return {
-        "pem": text,
+    """The PEM (SubjectPublicKeyInfo), and ``publicKey`` in the format asked
+    for: the PEM's bytes, the DER, or (NIST_PQC) the raw post-quantum key,
+    when the pem field stays empty, as Cloud KMS leaves it."""
+    doc: Doc = {
         "algorithm": result.algorithm,
-        "pemCrc32c": str(crc32c(text.encode())),
         "name": result.version_name,
         "protectionLevel": result.protection_level,
         "publicKeyFormat": result.format,
-        "publicKey": {"data": _b64(data), "crc32cChecksum": str(crc32c(data))},
     }
+    if result.raw is not None:
+        data = result.raw
+    else:
+        text = pem(result.der)
+        doc["pem"], doc["pemCrc32c"] = text, str(crc32c(text.encode()))
+        data = text.encode() if result.format == "PEM" else result.der
+    doc["publicKey"] = {"data": _b64(data), "crc32cChecksum": str(crc32c(data))}
+    return doc
 
 
 def mac_signed(result: MacResult) -> Doc:
