@@ -107,8 +107,10 @@ def test_key_rings_create_get_list_and_page(gcp: kms_v1.KeyManagementServiceClie
     names = sorted(_ring(gcp, location) for _ in range(3))
     assert gcp.get_key_ring(name=names[0]).name == names[0]
     parent = f"projects/{PROJECT}/locations/{location}"
-    listed = [r.name for r in gcp.list_key_rings(request={"parent": parent, "page_size": 2})]
-    assert listed == names
+    paged = gcp.list_key_rings(request={"parent": parent, "page_size": 2})
+    assert paged.total_size == 0  # a page of several: no total is claimed
+    assert [r.name for r in paged] == names
+    assert gcp.list_key_rings(request={"parent": parent}).total_size == 3
     with pytest.raises(gexc.Conflict, match="already exists"):
         gcp.create_key_ring(
             request={"parent": parent, "key_ring_id": names[0].rsplit("/", 1)[1], "key_ring": {}}

@@ -150,7 +150,9 @@ async def list_rings(deps: Deps, call: Call, req: ListRequest) -> Outcome:
         for ring, raw in rows[:size]
     )
     more = len(rows) > size
-    return Outcome(ListResult(items, rows[size - 1][0] if more else None))
+    return Outcome(
+        ListResult(items, rows[size - 1][0] if more else None, not req.after and not more)
+    )
 
 
 # -- crypto keys --
@@ -311,7 +313,8 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
         name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
         items.append(KeyResult(name, stored.value, await settings_of(deps, stored.value, name)))
     more = len(rows) > size
-    return Outcome(ListResult(tuple(items), rows[size - 1].name[len(prefix) :] if more else None))
+    nxt = rows[size - 1].name[len(prefix) :] if more else None
+    return Outcome(ListResult(tuple(items), nxt, not req.after and not more))
 
 
 async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:

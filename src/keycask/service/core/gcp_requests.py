@@ -301,6 +301,8 @@ class ListResult:
 
     items: tuple[RingResult | KeyResult | VersionResult, ...]
     next_after: str | None
+    # The whole list is this page (first and last): its size is the total.
+    whole: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,7 +328,8 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     for number in numbers[:size]:
         items.append(await _shown(deps, call, name, key, settings, number=number))
     more = len(numbers) > size
-    return Outcome(ListResult(tuple(items), str(numbers[size - 1]) if more else None))
+    nxt = str(numbers[size - 1]) if more else None
+    return Outcome(ListResult(tuple(items), nxt, not req.after and not more))
 
 
 async def prepare_version(deps: Deps, call: Call, req: KeyRequest) -> None:

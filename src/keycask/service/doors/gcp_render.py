@@ -131,7 +131,7 @@ def listed(field: str) -> Any:
             doc[field] = items
         if result.next_after is not None:
             doc["nextPageToken"] = page_token(result.next_after)
-        else:
+        if result.whole:
             doc["totalSize"] = len(items)
         return doc
 
