@@ -180,7 +180,7 @@ def _verify(doc: Doc, field: str, data: bytes, data_field: str) -> bool:
 
 
 def _snake(name: str) -> str:
-    return re.sub(r"([A-Z0-9]+)", lambda m: "_" + m.group(1).lower(), name)
+    return re.sub(r"([A-Z]+)", lambda m: "_" + m.group(1).lower(), name)
 
 
 def _enum(value: object, names: Mapping[int, str], what: str) -> str:
