@@ -924,3 +924,31 @@ def test_ml_dsa_signatures_verified_by_cryptography_against_the_raw_key(
     loaded.verify(out.signature, b"post-quantum")
     with pytest.raises(gexc.BadRequest):
         gcp.asymmetric_sign(request={"name": version, "digest": {"sha256": b"\x00" * 32}})
+
+
+def test_iam_bindings_hold_for_every_version_of_an_asymmetric_key(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient
+) -> None:
+    key = _asymmetric(gcp, _ring(gcp), _PURPOSE.ASYMMETRIC_SIGN, _ALG.EC_SIGN_P256_SHA256)
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    signer = _user(server, None)
+    app = _client(server, _token(server, signer))
+    digest = {"sha256": b"\x02" * 32}
+    v2 = f"{key.name}/cryptoKeyVersions/2"
+    with pytest.raises(gexc.Forbidden):
+        app.asymmetric_sign(request={"name": v2, "digest": digest})
+    gcp.set_iam_policy(
+        request={
+            "resource": key.name,
+            "policy": {
+                "bindings": [{"role": "roles/cloudkms.signer", "members": [f"user:{signer}"]}]
+            },
+        }
+    )
+    # The version made before the binding, and one made after it.
+    gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    for number in (1, 2, 3):
+        version = f"{key.name}/cryptoKeyVersions/{number}"
+        assert app.asymmetric_sign(request={"name": version, "digest": digest}).name == version
+    with pytest.raises(gexc.Forbidden):
+        app.get_public_key(name=v2)  # signer, not publicKeyViewer

@@ -36,7 +36,7 @@ from keycask.keys.model import Key
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.gcp import resolve_key_for
+from keycask.service.core.gcp import resolve_key_for, settings_of
 from keycask.service.core.gcp_requests import (
     Binding,
     IamPolicyResult,
@@ -205,10 +205,22 @@ async def set_policy(deps: Deps, call: Call, req: SetIamPolicyRequest) -> Outcom
     out = await keys.put_key_policy(
         deps, call, aws.PutKeyPolicyRequest(key_id=key.arn, policy=text)
     )
+    writes = list(out.writes)
+    # An asymmetric or MAC crypto key's later versions are keys of their
+    # own that share its policy: each gets the new one (PutKeyPolicy on it).
+    settings = await settings_of(deps, key, req.name)
+    for number in range(2, settings.version_count + 1):
+        found = await deps.keys.get_alias(call.account, call.region, req.name.version_alias(number))
+        if found is None:
+            continue  # destroyed
+        put = await keys.put_key_policy(
+            deps, call, aws.PutKeyPolicyRequest(key_id=str(found.value.target), policy=text)
+        )
+        writes.extend(put.writes)
     roles = ", ".join(b.role for b in req.bindings) or "none"
     call.detail = f"IAM policy of {req.name.name} set: bindings for {roles}"
     bindings = _bindings(key, text)
-    return Outcome(IamPolicyResult(bindings, etag_of(text)), out.writes)
+    return Outcome(IamPolicyResult(bindings, etag_of(text)), writes)
 
 
 async def check_permissions(deps: Deps, call: Call, req: TestPermissionsRequest) -> Outcome:

@@ -368,7 +368,16 @@ async def _create_key_version(deps: Deps, call: Call, name: KeyName, key: Key) -
         raise KMSInvalidStateException(
             f"the alias {alias_name} is taken by another key: remove it through the AWS door"
         )
-    created = await keys.create_key(deps, call, aws_create(name, key.key_spec, key.key_usage))
+
+    def shared_policy(made: Key) -> Key:
+        # The crypto key's policy (its IAM bindings among its statements)
+        # holds for every version: the new key takes it as it is, as it
+        # passed the lockout check when it was put.
+        return made.replace(policy=key.policy, policy_principals=key.policy_principals)
+
+    created = await keys.create_key(
+        deps, call, aws_create(name, key.key_spec, key.key_usage), adjust=shared_policy
+    )
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize(
