@@ -320,7 +320,10 @@ def test_hostile_input_gets_cloud_kms_errors_with_no_effect(
 
 
 def test_project_mapping_refuses_other_accounts_projects(tmp_path: Any) -> None:
-    srv = Server(tmp_path / "data", args=("--gcp-project", "mapped-proj=000000000000")).start()
+    # Two workers: the mapping reaches each worker process.
+    srv = Server(
+        tmp_path / "data", workers=2, args=("--gcp-project", "mapped-proj=000000000000")
+    ).start()
     try:
         token = _token(srv, _user(srv, ["kms:*"]))
         client = _client(srv, token)
@@ -332,6 +335,12 @@ def test_project_mapping_refuses_other_accounts_projects(tmp_path: Any) -> None:
             }
         )
         assert ok.name.endswith("/keyRings/r")
+        # A new connection each: the kernel spreads them over the workers.
+        path = "/v1/projects/other-proj/locations/global/keyRings/r"
+        for _ in range(8):
+            reply = _raw(srv, "GET", path, token)
+            assert reply.status_code == 403, reply.text
+            assert reply.json()["error"]["status"] == "PERMISSION_DENIED"
         with pytest.raises(gexc.Forbidden, match="project"):
             client.create_key_ring(
                 request={
