@@ -961,3 +961,50 @@ def test_iam_bindings_hold_for_every_version_of_an_asymmetric_key(
         assert app.asymmetric_sign(request={"name": version, "digest": digest}).name == version
     with pytest.raises(gexc.Forbidden):
         app.get_public_key(name=v2)  # signer, not publicKeyViewer
+
+
+def test_key_ring_bindings_hold_for_its_keys_now_and_later(
+    server: Server, gcp: kms_v1.KeyManagementServiceClient
+) -> None:
+    ring = _ring(gcp)
+    before = _symmetric(gcp, ring)
+    user = _user(server, None)
+    app = _client(server, _token(server, user))
+    role = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    policy = gcp.get_iam_policy(request={"resource": ring})
+    assert list(policy.bindings) == []
+    set_to = gcp.set_iam_policy(
+        request={
+            "resource": ring,
+            "policy": {
+                "bindings": [{"role": role, "members": [f"user:{user}"]}],
+                "etag": policy.etag,
+            },
+        }
+    )
+    assert [(b.role, list(b.members)) for b in set_to.bindings] == [(role, [f"user:{user}"])]
+    after = _symmetric(gcp, ring)
+    for key in (before, after):
+        sealed = app.encrypt(request={"name": key.name, "plaintext": b"ring"}).ciphertext
+        assert app.decrypt(request={"name": key.name, "ciphertext": sealed}).plaintext == b"ring"
+        # A crypto key's own policy shows its own bindings, not its key ring's.
+        assert list(gcp.get_iam_policy(request={"resource": key.name}).bindings) == []
+    # The crypto key's own bindings and the key ring's live side by side.
+    gcp.set_iam_policy(
+        request={
+            "resource": before.name,
+            "policy": {
+                "bindings": [{"role": "roles/cloudkms.viewer", "members": [f"user:{user}"]}]
+            },
+        }
+    )
+    app.encrypt(request={"name": before.name, "plaintext": b"still"})
+    with pytest.raises(gexc.Conflict):
+        gcp.set_iam_policy(request={"resource": ring, "policy": {"etag": policy.etag}})
+    gcp.set_iam_policy(request={"resource": ring, "policy": {"etag": set_to.etag}})
+    for key in (before, after):
+        with pytest.raises(gexc.Forbidden):
+            app.encrypt(request={"name": key.name, "plaintext": b"x"})
+    assert [b.role for b in gcp.get_iam_policy(request={"resource": before.name}).bindings] == [
+        "roles/cloudkms.viewer"
+    ]

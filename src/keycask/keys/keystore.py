@@ -468,10 +468,10 @@ class KeyStore:
         return [(path[len(prefix) :], v.value) for path, v in rows]
 
     def stage_gcp_ring(
-        self, account: str, project: str, location: str, ring: str, value: bytes
+        self, account: str, project: str, location: str, ring: str, value: bytes, *, expect: int = 0
     ) -> Write:
         path = gcp_ring_prefix(account, project, location) + ring
-        return self._barrier.put(path, value, expect=0)
+        return self._barrier.put(path, value, expect=expect)
 
     async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
         """A key's Cloud KMS settings document (b"" at revision 0: none)."""

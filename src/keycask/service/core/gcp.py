@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -201,9 +202,17 @@ async def prepare_create(deps: Deps, call: Call, req: CreateKeyRequest) -> None:
     await keys.prepare_material(call, aws_create(name, spec, usage))
 
 
-async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+async def create_key(
+    deps: Deps,
+    call: Call,
+    req: CreateKeyRequest,
+    *,
+    ring_policy: Callable[[str], str] | None = None,
+) -> Outcome:
     """CreateKey, then the alias that names it (kms:CreateKey, then
-    kms:CreateAlias on the alias), and the key's Cloud KMS settings."""
+    kms:CreateAlias on the alias), and the key's Cloud KMS settings.
+    ``ring_policy``: the key ring's bindings added to a key policy
+    (``gcp_ring_iam.create_key``)."""
     spec, usage = _kind(req.purpose, req.algorithm)
     if req.protection_level != "SOFTWARE":
         raise KMSInvalidStateException(
@@ -215,16 +224,25 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     await _ring(deps, call, req.parent)
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
-    adjust = None
+    rotating = None
     if req.rotation is not None:
         if req.purpose != "ENCRYPT_DECRYPT":
             raise ValidationException(
                 "Automatic rotation is supported for ENCRYPT_DECRYPT keys only."
             )
-        days, due = gcp_rotation.schedule(deps.clock.now(), req.rotation, None)
+        rotating = gcp_rotation.schedule(deps.clock.now(), req.rotation, None)
+    policy = None
+    if ring_policy is not None:
+        text = ring_policy(default_key_policy(call.account))
+        # Only allows are added to the default policy: no lockout to check.
+        policy = (text, await keys.policy_principals(deps, text))
 
-        def adjust(key: Key) -> Key:
-            return key.replace(rotation_period_days=days, next_rotation=due)
+    def adjust(key: Key) -> Key:
+        if rotating is not None:
+            key = key.replace(rotation_period_days=rotating[0], next_rotation=rotating[1])
+        if policy is not None:
+            key = key.replace(policy=policy[0], policy_principals=policy[1])
+        return key
 
     created = await keys.create_key(deps, call, aws_create(name, spec, usage), adjust=adjust)
     result = created.result
@@ -264,8 +282,8 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
         key_spec=spec,
         versions=(KeyVersion(1, ""),),
     )
-    if adjust is not None:
-        key = adjust(key)
+    key = adjust(key)
+    if rotating is not None:
         # Automatic rotation needs the right to turn it on, as on the AWS door.
         await call.authorize("kms:EnableKeyRotation", key)
     return Outcome(KeyResult(name, key, settings), writes)

@@ -25,7 +25,7 @@ each other.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import orjson
@@ -40,6 +40,7 @@ from keycask.service.core.gcp import resolve_key_for, settings_of
 from keycask.service.core.gcp_requests import (
     Binding,
     IamPolicyResult,
+    KeyName,
     KeyRequest,
     SetIamPolicyRequest,
     TestPermissionsRequest,
@@ -108,13 +109,13 @@ def etag_of(policy: str) -> str:
     return pybase64.b64encode_as_string(hashlib.sha256(policy.encode()).digest()[:12])
 
 
-def _arn(key: Key, member: str) -> str:
+def _arn(account: str, member: str) -> str:
     kind, sep, value = member.partition(":")
     if sep and value:
         if kind == "user":
-            return f"arn:aws:iam::{key.account}:user/{value}"
+            return f"arn:aws:iam::{account}:user/{value}"
         if kind == "serviceAccount":
-            return f"arn:aws:iam::{key.account}:role/{value}"
+            return f"arn:aws:iam::{account}:role/{value}"
         if kind == "principal" and value.startswith("arn:"):
             return value
     raise ValidationException(
@@ -123,9 +124,9 @@ def _arn(key: Key, member: str) -> str:
     )
 
 
-def _member(key: Key, arn: str) -> str:
+def member_of(account: str, arn: str) -> str:
     for kind, marker in (("user", ":user/"), ("serviceAccount", ":role/")):
-        prefix = f"arn:aws:iam::{key.account}{marker}"
+        prefix = f"arn:aws:iam::{account}{marker}"
         if arn.startswith(prefix) and "/" not in arn[len(prefix) :]:
             return f"{kind}:{arn[len(prefix) :]}"
     return f"principal:{arn}"
@@ -146,8 +147,70 @@ def _bindings(key: Key, policy: str) -> tuple[Binding, ...]:
         principal = statement.get("Principal", {})
         arns = principal.get("AWS", []) if isinstance(principal, dict) else []
         arns = [arns] if isinstance(arns, str) else arns
-        bindings.append(Binding(role, tuple(sorted(_member(key, a) for a in arns))))
+        bindings.append(Binding(role, tuple(sorted(member_of(key.account, a) for a in arns))))
     return tuple(bindings)
+
+
+RING_SID_PREFIX: Final = "GcpIamRing"
+
+
+def _own_statement(sid: str) -> bool:
+    """A crypto key's own binding's statement (not its key ring's)."""
+    return sid.startswith(_SID_PREFIX) and not sid.startswith(RING_SID_PREFIX)
+
+
+async def build_statements(
+    deps: Deps,
+    account: str,
+    bindings: Sequence[Binding],
+    sid: Callable[[str], str],
+    *,
+    drop_missing: bool = False,
+) -> list[dict[str, Any]]:
+    """Key policy statements for ``bindings``: each allows its role's
+    actions to its members, who must be principals that exist (or, with
+    ``drop_missing``, are left out: a key ring's binding of a principal
+    deleted since)."""
+    added = []
+    for binding in bindings:
+        actions = ROLES.get(binding.role)
+        if actions is None:
+            raise ValidationException(
+                f"Role {binding.role[:128]} is not supported by keycask: use one of "
+                f"{', '.join(ROLES)}."
+            )
+        if not binding.members:
+            continue
+        arns = []
+        for arn in sorted({_arn(account, m) for m in binding.members}):
+            # As Cloud KMS refuses a member that does not exist.
+            if deps.credentials is not None and await deps.credentials.unique_id(arn) is None:
+                if drop_missing:
+                    continue
+                raise ValidationException(
+                    f"Invalid member {member_of(account, arn)[:128]!r}: no such keycask principal."
+                )
+            arns.append(arn)
+        if not arns:
+            continue
+        added.append({
+            "Sid": sid(binding.role),
+            "Effect": "Allow",
+            "Principal": {"AWS": arns},
+            "Action": list(actions),
+            "Resource": "*",
+        })  # fmt: skip
+    return added
+
+
+def with_statements(
+    policy: str, drop: Callable[[str], bool], added: Sequence[dict[str, Any]]
+) -> str:
+    """``policy`` with the statements whose Sid ``drop`` names replaced by ``added``."""
+    doc = orjson.loads(policy)
+    kept = [s for s in _statements(policy) if not drop(str(s.get("Sid", "")))]
+    doc["Statement"] = [*kept, *added]
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
 
 
 async def _policy(deps: Deps, call: Call, key: Key) -> str:
@@ -164,6 +227,7 @@ async def get_policy_of(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
 
 
 async def set_policy(deps: Deps, call: Call, req: SetIamPolicyRequest) -> Outcome:
+    assert isinstance(req.name, KeyName)
     key = await resolve_key_for(deps, call, req.name)
     # Authorized first (PutKeyPolicy authorizes again below): whoever may
     # not change the policy learns nothing of its etag or of principals.
@@ -174,34 +238,8 @@ async def set_policy(deps: Deps, call: Call, req: SetIamPolicyRequest) -> Outcom
             "There were concurrent policy changes: read the policy again "
             "(getIamPolicy), apply the change to it and set it with its etag."
         )
-    kept = [s for s in _statements(current) if not str(s.get("Sid", "")).startswith(_SID_PREFIX)]
-    added = []
-    for binding in req.bindings:
-        actions = ROLES.get(binding.role)
-        if actions is None:
-            raise ValidationException(
-                f"Role {binding.role[:128]} is not supported by keycask: use one of "
-                f"{', '.join(ROLES)}."
-            )
-        if not binding.members:
-            continue
-        arns = sorted({_arn(key, m) for m in binding.members})
-        for arn in arns:
-            # As Cloud KMS refuses a member that does not exist.
-            if deps.credentials is not None and await deps.credentials.unique_id(arn) is None:
-                raise ValidationException(
-                    f"Invalid member {_member(key, arn)[:128]!r}: no such keycask principal."
-                )
-        added.append({
-            "Sid": sid_of(binding.role),
-            "Effect": "Allow",
-            "Principal": {"AWS": arns},
-            "Action": list(actions),
-            "Resource": "*",
-        })  # fmt: skip
-    doc = orjson.loads(current)
-    doc["Statement"] = [*kept, *added]
-    text = orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode()
+    added = await build_statements(deps, key.account, req.bindings, sid_of)
+    text = with_statements(current, _own_statement, added)
     out = await keys.put_key_policy(
         deps, call, aws.PutKeyPolicyRequest(key_id=key.arn, policy=text)
     )
@@ -210,7 +248,8 @@ async def set_policy(deps: Deps, call: Call, req: SetIamPolicyRequest) -> Outcom
     # own that share its policy: each gets the new one (PutKeyPolicy on it).
     settings = await settings_of(deps, key, req.name)
     for number in range(2, settings.version_count + 1):
-        found = await deps.keys.get_alias(call.account, call.region, req.name.version_alias(number))
+        alias = req.name.version_alias(number)
+        found = await deps.keys.get_alias(call.account, call.region, alias)
         if found is None:
             continue  # destroyed
         put = await keys.put_key_policy(

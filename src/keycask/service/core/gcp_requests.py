@@ -408,7 +408,7 @@ class Binding:
 
 @dataclass(frozen=True, slots=True)
 class SetIamPolicyRequest:
-    name: KeyName
+    name: KeyName | RingName
     bindings: tuple[Binding, ...]
     etag: str = ""
 

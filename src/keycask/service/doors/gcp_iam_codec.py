@@ -11,10 +11,11 @@ from keycask.errors import ValidationException
 from keycask.service.core.gcp_requests import (
     Binding,
     KeyRequest,
+    RingRequest,
     SetIamPolicyRequest,
     TestPermissionsRequest,
 )
-from keycask.service.doors.gcp_codec import Doc, Query, key_name
+from keycask.service.doors.gcp_codec import Doc, Query, key_name, ring_name
 
 _MAX_BINDINGS: Final = 100
 _MAX_MEMBERS: Final = 1500
@@ -32,7 +33,21 @@ def _strings(value: object, what: str, limit: int) -> tuple[str, ...]:
     return tuple(value)
 
 
+def get_ring_iam(params: Mapping[str, str], query: Query, doc: Doc) -> RingRequest:
+    return RingRequest(ring_name(params))
+
+
+def set_ring_iam(params: Mapping[str, str], query: Query, doc: Doc) -> SetIamPolicyRequest:
+    bindings, etag = _policy(doc)
+    return SetIamPolicyRequest(ring_name(params), bindings, etag)
+
+
 def set_iam(params: Mapping[str, str], query: Query, doc: Doc) -> SetIamPolicyRequest:
+    bindings, etag = _policy(doc)
+    return SetIamPolicyRequest(key_name(params), bindings, etag)
+
+
+def _policy(doc: Doc) -> tuple[tuple[Binding, ...], str]:
     policy = doc.get("policy")
     if not isinstance(policy, dict):
         raise ValidationException("policy is required.")
@@ -53,7 +68,7 @@ def set_iam(params: Mapping[str, str], query: Query, doc: Doc) -> SetIamPolicyRe
     etag = policy.get("etag", "")
     if not isinstance(etag, str):
         raise ValidationException("Invalid value at 'policy.etag'.")
-    return SetIamPolicyRequest(key_name(params), tuple(bindings), etag)
+    return tuple(bindings), etag
 
 
 def test_iam(params: Mapping[str, str], query: Query, doc: Doc) -> TestPermissionsRequest:

@@ -48,7 +48,7 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Write
-from keycask.service.core import gcp, gcp_crypto, gcp_iam, gcp_versions
+from keycask.service.core import gcp, gcp_crypto, gcp_iam, gcp_ring_iam, gcp_versions
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -106,7 +106,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                          render.listed("keyRings"), gcp.list_rings),
     ("GET", _R, ""): Route(_G + "GetKeyRing", codec.ring, render.ring_doc, gcp.get_ring),
     ("POST", _R + "/cryptoKeys", ""): Route(_G + "CreateCryptoKey", codec.create_key,
-                                            render.key_doc, gcp.create_key, mutates=True,
+                                            render.key_doc, gcp_ring_iam.create_key, mutates=True,
                                             prepare=gcp.prepare_create),
     ("GET", _R + "/cryptoKeys", ""): Route(_G + "ListCryptoKeys", codec.list_keys,
                                            render.listed("cryptoKeys"), gcp.list_keys),
@@ -157,6 +157,11 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                                render.locations, gcp.list_locations),
     ("GET", _L, ""): Route("GcpKms.GetLocation", codec.location, render.location,
                            gcp.get_location),
+    ("GET", _R, "getIamPolicy"): Route(_G + "GetKeyRingIamPolicy", iam_codec.get_ring_iam,
+                                       render.iam_policy, gcp_ring_iam.get_policy),
+    ("POST", _R, "setIamPolicy"): Route(_G + "SetKeyRingIamPolicy", iam_codec.set_ring_iam,
+                                        render.iam_policy, gcp_ring_iam.set_policy,
+                                        mutates=True),
     ("POST", _L, "generateRandomBytes"): Route(_G + "GenerateRandomBytes", codec.random,
                                                render.random_out, gcp.random_bytes),
 }  # fmt: skip
@@ -172,9 +177,7 @@ _UNSERVED = {
     ("POST", _R + "/importJobs", ""): "CreateImportJob",
     ("GET", _R + "/importJobs", ""): "ListImportJobs",
     ("GET", _R + "/importJobs/*", ""): "GetImportJob",
-    # Audited under names of their own: a route's name finds its action.
-    ("GET", _R, "getIamPolicy"): "GetKeyRingIamPolicy",
-    ("POST", _R, "setIamPolicy"): "SetKeyRingIamPolicy",
+    # Audited under a name of its own: a route's name finds its action.
     ("POST", _R, "testIamPermissions"): "TestKeyRingIamPermissions",
 }
 for _shape, _op in _UNSERVED.items():
