@@ -52,6 +52,7 @@ from keycask.service.core.usage import UsageTracker
 from keycask.service.door import Doors
 from keycask.service.doors.admin import AdminDoor
 from keycask.service.doors.dev import DevDoor
+from keycask.service.doors.gcp_kms import GcpKmsDoor
 from keycask.service.doors.kms import KmsDoor
 from keycask.service.doors.metrics import MetricsDoor
 from keycask.service.doors.operator import OperatorDoor
@@ -307,6 +308,15 @@ def _doors(
                 deps.authz,
                 region=settings.region,
                 sealed=lambda: barrier.sealed,
+            )
+        )
+        doors.add(
+            GcpKmsDoor(
+                deps,
+                deps.tokens,
+                deps.authz,
+                region=settings.region,
+                projects=dict(settings.gcp_projects),
             )
         )
     xks = XksDoor(

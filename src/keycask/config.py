@@ -109,6 +109,9 @@ class Settings:
     xks_proxy_timeout: float = 0.25
     xks_proxy_ca_file: str | None = None
     xks_proxy_connect_to: str = ""
+    # Google Cloud KMS projects and the keycask accounts they name
+    # (--gcp-project PROJECT=ACCOUNT); none: every project is the caller's account.
+    gcp_projects: tuple[tuple[str, str], ...] = ()
 
     @property
     def tls(self) -> bool:
@@ -121,6 +124,27 @@ class Settings:
             host = f"[{host}]"
         scheme = "https" if self.tls else "http"
         return f"{scheme}://{host}:{self.port}"
+
+
+_GCP_PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]")
+
+
+def _gcp_projects(given: Sequence[str], env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """``PROJECT=ACCOUNT`` pairs, from --gcp-project or KEYCASK_GCP_PROJECTS
+    (comma-separated)."""
+    entries = list(given) or [e for e in env.get("KEYCASK_GCP_PROJECTS", "").split(",") if e]
+    pairs: dict[str, str] = {}
+    for entry in entries:
+        project, sep, account = entry.strip().partition("=")
+        if not sep or not _GCP_PROJECT.fullmatch(project) or not _ACCOUNT.match(account):
+            raise ConfigError(
+                f"--gcp-project takes PROJECT=ACCOUNT (a Cloud KMS project id, a 12-digit "
+                f"account), got {entry!r}"
+            )
+        if project in pairs and pairs[project] != account:
+            raise ConfigError(f"--gcp-project names project {project} twice")
+        pairs[project] = account
+    return tuple(sorted(pairs.items()))
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -154,6 +178,7 @@ def load(
     xks_path_prefix: str | None = None,
     xks_client_ca: str | None = None,
     xks_client_subject: str | None = None,
+    gcp_projects: Sequence[str] = (),
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -227,6 +252,7 @@ def load(
         storage_insecure=storage_insecure or env.get("KEYCASK_STORAGE_INSECURE") == "1",
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
+        gcp_projects=_gcp_projects(gcp_projects, env),
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
         lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
         console=serve_console,

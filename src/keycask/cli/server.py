@@ -159,6 +159,8 @@ def _worker_command(settings: config.Settings) -> serving.WorkerCommand:
             argv += ["--xks-path-prefix", settings.xks_path_prefix]
         if settings.xks_client_subject is not None:
             argv += ["--xks-client-subject", settings.xks_client_subject]
+        for project, account in settings.gcp_projects:
+            argv += ["--gcp-project", f"{project}={account}"]
         if settings.proxy_from:
             argv += ["--proxy-protocol-from", ",".join(map(str, settings.proxy_from))]
         for flag, path in (
@@ -211,6 +213,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         xks_path_prefix=args.xks_path_prefix,
         xks_client_ca=args.xks_client_ca,
         xks_client_subject=args.xks_client_subject,
+        gcp_projects=args.gcp_project or (),
     )
     try:
         # Bad flags or an unreadable PIN file: refused before anything starts.
@@ -383,6 +386,14 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="also serve GET /metrics, without authentication, on this separate address "
         "(plain HTTP; env KEYCASK_METRICS_LISTEN). On the API port /metrics answers "
         "loopback peers, and elsewhere a principal allowed keycask:GetMetrics",
+    )
+    server.add_argument(
+        "--gcp-project",
+        action="append",
+        metavar="PROJECT=ACCOUNT",
+        help="the Google Cloud KMS door: the keycask account a project id names (repeat "
+        "per project; env KEYCASK_GCP_PROJECTS, comma-separated). Without it every "
+        "project is the caller's own account (docs/gcp-kms.md)",
     )
     server.add_argument("--metrics-listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)

@@ -115,6 +115,13 @@ class KMSApp:
     async def refuse_too_large(self, request: Request) -> Response:
         error = RequestEntityTooLargeException(f"Request body exceeds {self.max_body} bytes.")
         reply = await self._pipeline.refuse(error, request.client)
+        if request.path.startswith("/v1/projects/"):
+            # Audited as above; answered as Google's front end answers it.
+            message = f"Request payload size exceeds the limit: {self.max_body} bytes."
+            body = orjson.dumps(
+                {"error": {"code": 400, "message": message, "status": "INVALID_ARGUMENT"}}
+            )
+            return Response(400, body, (_VAULT_JSON, (b"x-request-id", reply.request_id.encode())))
         if request.path.startswith("/v1/"):
             # Audited as above; answered in Vault's wire, as Vault does.
             body = orjson.dumps({"errors": [f"request body exceeds {self.max_body} bytes"]})

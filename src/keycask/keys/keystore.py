@@ -39,9 +39,11 @@ from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
     CUSTOM_STORE_PREFIX,
+    GCP_KEY_PREFIX,
     GRANT_PREFIX,
     JOB_DELETE,
     JOB_EXPIRE,
+    JOB_GCP_DESTROY,
     JOB_ROTATE,
     JOB_TOKENS,
     RETIRING_TAIL,
@@ -54,6 +56,8 @@ from keycask.keys.paths import (
     custom_store_path,
     custom_store_prefix,
     due_jobs,
+    gcp_key_path,
+    gcp_ring_prefix,
     gone_path,
     grant_prefix,
     import_prefix,
@@ -81,6 +85,7 @@ from keycask.ports import Write
 __all__ = [
     "JOB_DELETE",
     "JOB_EXPIRE",
+    "JOB_GCP_DESTROY",
     "JOB_ROTATE",
     "JOB_TOKENS",
     "BoundedCache",
@@ -120,6 +125,9 @@ class KeyStore:
         # Vault Transit settings by key id; revision 0 and b"" when the key
         # has none (every transit decrypt asks).
         self._transit: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        # Cloud KMS settings (versions' states): read by every Encrypt and
+        # Decrypt, so cached like the transit settings, absence included.
+        self._gcp: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
         # Custom key stores by path: every use of a key of one asks.
@@ -331,9 +339,9 @@ class KeyStore:
     async def stage_destroy(self, stored: Stored[Key]) -> list[Write]:
         """Every trace of a key whose deletion window has ended: metadata,
         all material, listing and schedule entries, aliases, import tokens,
-        usage, Vault Transit settings. The key id then answers as a key that does not exist. A
-        multi-Region copy's shared material stays (``stage_destroy_set_material``
-        is for the set's last copy)."""
+        usage, Vault Transit and Cloud KMS settings. The key id then answers
+        as a key that does not exist. A multi-Region copy's shared material
+        stays (``stage_destroy_set_material`` is for the set's last copy)."""
         key = stored.value
         b = self._barrier
         writes: list[Write] = [
@@ -349,6 +357,7 @@ class KeyStore:
             writes.append(
                 b.delete(custom_store_key_path(key.custom_key_store_id, key.key_id), expect=None)
             )
+        writes.append(b.delete(gcp_key_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -420,6 +429,11 @@ class KeyStore:
         """Have the scheduler delete the key's expired import parameters (their
         private keys) at ``when``, so none outlives its 24 hours at rest."""
         return self._barrier.put(sched_path(when, JOB_TOKENS, key_id), b"", expect=None)
+
+    def stage_gcp_destroy(self, key_id: uuid.UUID, when: float) -> Write:
+        """Have the scheduler destroy the key's Cloud KMS versions whose
+        destroy time has come, at ``when``."""
+        return self._barrier.put(sched_path(when, JOB_GCP_DESTROY, key_id), b"", expect=None)
 
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)
@@ -505,6 +519,41 @@ class KeyStore:
         prefix = custom_store_keys_prefix(store_id)
         rows = await self._barrier.storage.list(prefix, "", limit)
         return [uuid.UUID(path[len(prefix) :]) for path, _ in rows]
+
+    # -- Google Cloud KMS documents --
+
+    async def gcp_ring(self, account: str, project: str, location: str, ring: str) -> Stored[bytes]:
+        """A Cloud KMS key ring's document (b"" at revision 0: none)."""
+        found = await self._barrier.get(gcp_ring_prefix(account, project, location) + ring)
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    async def list_gcp_rings(
+        self, account: str, project: str, location: str, after: str, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """(key ring id, document) in id order, after the id ``after``."""
+        prefix = gcp_ring_prefix(account, project, location)
+        rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
+        return [(path[len(prefix) :], v.value) for path, v in rows]
+
+    def stage_gcp_ring(
+        self, account: str, project: str, location: str, ring: str, value: bytes, *, expect: int = 0
+    ) -> Write:
+        path = gcp_ring_prefix(account, project, location) + ring
+        return self._barrier.put(path, value, expect=expect)
+
+    async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """A key's Cloud KMS settings document (b"" at revision 0: none)."""
+        cached = self._gcp.get(key_id)
+        if cached is not None:
+            return cached
+        generation = self._gcp.generation
+        found = await self._barrier.get(gcp_key_path(key_id))
+        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+        self._gcp.put(key_id, stored, generation)
+        return stored
+
+    def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
 
     # -- last use --
 
@@ -669,6 +718,7 @@ class KeyStore:
         self._private_keys.clear()
         self._grants.clear()
         self._transit.clear()
+        self._gcp.clear()
         self._mounts.clear()
         self._stores.clear()
 
@@ -701,6 +751,8 @@ class KeyStore:
                 self._transit.pop(uuid.UUID(path[len(TRANSIT_PREFIX) :]))
             elif path.startswith(CUSTOM_STORE_PREFIX):
                 self._stores.pop(path)
+            elif path.startswith(GCP_KEY_PREFIX):
+                self._gcp.pop(uuid.UUID(path[len(GCP_KEY_PREFIX) :]))
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

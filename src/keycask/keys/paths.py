@@ -46,6 +46,10 @@ JOB_ROTATE = "rotate"
 JOB_DELETE = "delete"
 JOB_EXPIRE = "expire"
 JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
+# Destroy the material of the key's Cloud KMS versions scheduled for
+# destruction (service/core/gcp_versions.py); not derived from the key's
+# own fields, like JOB_TOKENS.
+JOB_GCP_DESTROY = "gcpdestroy"
 SCHED_PREFIX = "sched/"
 MRK_MARKER_PREFIX = "mrk/"
 
@@ -125,6 +129,21 @@ VAULT_MOUNTS_PREFIX = "vault/mounts/"
 def vault_mounts_path(account: str, region: str) -> str:
     """An account's Vault Transit mounts in a region (service/core/transit_mounts.py)."""
     return f"{VAULT_MOUNTS_PREFIX}{account}/{region}"
+
+
+GCP_RING_PREFIX = "gcp/ring/"
+GCP_KEY_PREFIX = "gcp/key/"
+
+
+def gcp_ring_prefix(account: str, project: str, location: str) -> str:
+    """Where a Cloud KMS project's key rings in a location are listed
+    (service/core/gcp.py): one document per key ring, named by its id."""
+    return f"{GCP_RING_PREFIX}{account}/{project}/{location}/"
+
+
+def gcp_key_path(key_id: uuid.UUID) -> str:
+    """A key's Cloud KMS settings (service/core/gcp.py): its name, labels, purpose."""
+    return f"{GCP_KEY_PREFIX}{key_id}"
 
 
 def usage_path(key_id: uuid.UUID) -> str:

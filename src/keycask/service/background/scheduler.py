@@ -47,6 +47,7 @@ from keycask.keys.ids import record_id
 from keycask.keys.keystore import (
     JOB_DELETE,
     JOB_EXPIRE,
+    JOB_GCP_DESTROY,
     JOB_ROTATE,
     JOB_TOKENS,
     KeyStore,
@@ -59,6 +60,7 @@ from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, Key, KeyState, Rotat
 from keycask.ports import Clock, Coordinator, Write
 from keycask.service.core import hsm_keys
 from keycask.service.core.deps import Deps
+from keycask.service.core.gcp_versions import destroy_due
 from keycask.service.core.handlers.rotation import rotate, stage_rotation
 
 log = logging.getLogger("keycask")
@@ -249,12 +251,15 @@ class Scheduler:
                 await self._sweep_tokens(path, key_id)
                 return False
             stored = await keys.get(key_id)
-            if stored is None or path not in due_jobs(stored.value):
+            now = self._deps.clock.now()
+            if job == JOB_GCP_DESTROY and stored is not None:
+                result = await self._gcp_destroy(path, stored.value, now)
+            elif stored is None or path not in due_jobs(stored.value):
                 # Left behind (the key changed or is gone): just drop it.
                 await self._commit([keys.stage_unschedule(path)])
                 return False
-            now = self._deps.clock.now()
-            result = await self._job(job, stored, now)
+            else:
+                result = await self._job(job, stored, now)
             if result is None:
                 return False
             record = AuditRecord(
@@ -286,6 +291,18 @@ class Scheduler:
                 )  # fmt: skip
                 raise
             return True
+
+    async def _gcp_destroy(self, path: str, key: Key, now: datetime) -> JobResult | None:
+        """Cloud KMS versions whose destroy time has come lose their
+        material (``gcp_versions.destroy_due``); the entry goes either way."""
+        keys = self._deps.keys
+        done = await destroy_due(keys, key, now)
+        if done is None:
+            await self._commit([keys.stage_unschedule(path)])
+            return None
+        writes, detail = done
+        return JobResult("DestroyCryptoKeyVersion", key, [*writes, keys.stage_unschedule(path)],
+                         detail)  # fmt: skip
 
     async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
         """Delete expired import parameters: their RSA private keys have no

@@ -42,8 +42,9 @@ OPERATION_SEGMENTS = frozenset(
      "hash", "export", "backup", "restore"}
 )  # fmt: skip
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# Vault's own first segments, and Cloud KMS's (its door claims /v1/projects/).
-_RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity", "projects"})
+# "projects" is the Cloud KMS door's (/v1/projects/...) and "gcp" its
+# aliases' (alias/gcp/...): a mount there would shadow or collide with them.
+_RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity", "projects", "gcp"})
 # alias/<mount>/<name> must fit AWS's 256 characters with room for the name.
 MAX_MOUNT_LENGTH = 128
 # Bounds of the one document that holds an account's mounts per region, read

@@ -40,10 +40,11 @@ from keycask.errors import (
 from keycask.ports import Write
 from keycask.service.core import transit, transit_mounts, transit_sign, transit_trim
 from keycask.service.core.authz import Authorizer
-from keycask.service.core.call import Call, Caller, Outcome
+from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.door import Action
 from keycask.service.doors import vault_codec as codec
+from keycask.service.doors.bearer import BearerCallers
 
 PATH_PREFIX: Final = b"/v1/"
 _DENIED: Final = "permission denied"
@@ -54,7 +55,6 @@ _POLICY_DENIED: Final = orjson.dumps({"errors": ["1 error occurred:\n\t* permiss
 # Vault's answer to renew-self for a token that is not renewable: a keycask
 # token's expiry is fixed when it is made.
 _NOT_RENEWABLE: Final = "lease is not renewable"
-_CALLER_CACHE = 4096
 
 Doc = dict[str, Any]
 
@@ -259,7 +259,7 @@ class VaultTransitDoor:
         self._authz = authz
         self._region = region
         self._sealed = sealed
-        self._callers: dict[str, Caller] = {}
+        self._callers = BearerCallers(tokens, authz)
         own: dict[str, Callable[[Call, Any], Awaitable[Outcome]]] = {
             "VaultSys.Health": self._health,
             "VaultSys.SealStatus": self._seal_status,
@@ -304,18 +304,9 @@ class VaultTransitDoor:
         token = codec.token_of(request)
         if not token:
             raise PermissionDenied(_DENIED)
-        resolved = await self._tokens.resolve(token, call.time)
-        if resolved is None:
+        caller = await self._callers.caller(token, call.time, self._region)
+        if caller is None:
             raise PermissionDenied(_DENIED)
-        principal = resolved.principal
-        token_id = resolved.record.token_id
-        caller = self._callers.get(token_id)
-        if caller is None or caller.principal is not principal:
-            if len(self._callers) >= _CALLER_CACHE:
-                self._callers.clear()
-            subject = self._authz.subject(principal)
-            caller = Caller(principal, "token:" + token_id, self._region, subject)
-            self._callers[token_id] = caller
         call.caller = caller
 
     def action(self, call: Call, request: HttpRequest) -> Action:

@@ -61,6 +61,7 @@ from keycask.service.core.results import (
     ReEncryptResult,
 )
 from keycask.service.core.transit_requests import Settings
+from keycask.service.core.version_gate import check_version_state
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
@@ -178,6 +179,7 @@ async def seal_for(
         header = MrkBlobHeader(key.mrk, version)
     if material is None:
         raise KMSInternalException("key material is missing")
+    check_version_state(key, version, await deps.keys.gcp_key(key_id))
     blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
     entry = key.version(version)
@@ -343,6 +345,9 @@ async def _open(
     settings = await keys.transit_settings(key_id)
     if settings.revision and version < Settings.from_doc(settings.value).min_decryption_version:
         raise InvalidCiphertextException(_BELOW_FLOOR)
+    # So is a version's state set through the Cloud KMS door (disabled,
+    # scheduled for destruction, destroyed).
+    check_version_state(key, version, await keys.gcp_key(key_id))
     if xks or key.xks_key_id is not None:
         # Only a v4 blob opens under an external key store's key, and a v4
         # blob under no other key (xks_keys.open_blob checks the key).

@@ -4,6 +4,7 @@ DisableKey, GetKeyPolicy, ListKeyPolicies."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from keycask.crypto import (
     KeyMaterial,
@@ -186,7 +187,12 @@ async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
     return await run_slow(_generate_material, spec) if spec.is_rsa else _generate_material(spec)
 
 
-async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
+async def create_key(
+    deps: Deps, call: Call, req: CreateKeyRequest, *, adjust: Callable[[Key], Key] | None = None
+) -> Outcome:
+    """CreateKey. ``adjust``: another door's settings for the new key that
+    CreateKey's request has no field for (the Cloud KMS door's rotation
+    schedule), applied before it is staged."""
     spec, usage = _key_spec(req)
     await _authorize_create(call, req, spec, usage)
     if req.origin not in (
@@ -253,6 +259,9 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
+    if adjust is not None:
+        key = adjust(key)
+    # The external or HSM key last: once everything else has been checked.
     if store is not None and origin is Origin.EXTERNAL_KEY_STORE:
         assert req.xks_key_id is not None
         await _xks_key_free(deps, store, req.xks_key_id)

@@ -1,0 +1,35 @@
+"""Cloud KMS's enums by number: the google-cloud-kms REST transport sends
+enums as numbers (its query says ``enum-encoding=int``), other clients as
+names; the codec (``gcp_codec.py``) takes both and answers names."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from keycask.service.core.gcp_requests import SYMMETRIC
+
+# Enum numbers (the REST transport's ``enum-encoding=int``) to names.
+PURPOSES: Final = {0: "CRYPTO_KEY_PURPOSE_UNSPECIFIED", 1: "ENCRYPT_DECRYPT", 5: "ASYMMETRIC_SIGN",
+                   6: "ASYMMETRIC_DECRYPT", 7: "RAW_ENCRYPT_DECRYPT", 9: "MAC",
+                   10: "KEY_ENCAPSULATION", 11: "AES_WRAPPING"}  # fmt: skip
+ALGORITHMS: Final = {
+    0: "CRYPTO_KEY_VERSION_ALGORITHM_UNSPECIFIED", 1: SYMMETRIC, 41: "AES_128_GCM",
+    19: "AES_256_GCM", 42: "AES_128_CBC", 43: "AES_256_CBC", 44: "AES_128_CTR",
+    45: "AES_256_CTR", 2: "RSA_SIGN_PSS_2048_SHA256", 3: "RSA_SIGN_PSS_3072_SHA256",
+    4: "RSA_SIGN_PSS_4096_SHA256", 15: "RSA_SIGN_PSS_4096_SHA512",
+    5: "RSA_SIGN_PKCS1_2048_SHA256", 6: "RSA_SIGN_PKCS1_3072_SHA256",
+    7: "RSA_SIGN_PKCS1_4096_SHA256", 16: "RSA_SIGN_PKCS1_4096_SHA512",
+    28: "RSA_SIGN_RAW_PKCS1_2048", 29: "RSA_SIGN_RAW_PKCS1_3072", 30: "RSA_SIGN_RAW_PKCS1_4096",
+    8: "RSA_DECRYPT_OAEP_2048_SHA256", 9: "RSA_DECRYPT_OAEP_3072_SHA256",
+    10: "RSA_DECRYPT_OAEP_4096_SHA256", 17: "RSA_DECRYPT_OAEP_4096_SHA512",
+    37: "RSA_DECRYPT_OAEP_2048_SHA1", 38: "RSA_DECRYPT_OAEP_3072_SHA1",
+    39: "RSA_DECRYPT_OAEP_4096_SHA1", 12: "EC_SIGN_P256_SHA256", 13: "EC_SIGN_P384_SHA384",
+    31: "EC_SIGN_SECP256K1_SHA256", 40: "EC_SIGN_ED25519", 32: "HMAC_SHA256", 33: "HMAC_SHA1",
+    34: "HMAC_SHA384", 35: "HMAC_SHA512", 36: "HMAC_SHA224", 18: "EXTERNAL_SYMMETRIC_ENCRYPTION",
+    47: "ML_KEM_768", 48: "ML_KEM_1024", 63: "KEM_XWING", 68: "PQ_SIGN_ML_DSA_44",
+    56: "PQ_SIGN_ML_DSA_65", 69: "PQ_SIGN_ML_DSA_87", 57: "PQ_SIGN_SLH_DSA_SHA2_128S",
+    60: "PQ_SIGN_HASH_SLH_DSA_SHA2_128S_SHA256", 70: "PQ_SIGN_ML_DSA_44_EXTERNAL_MU",
+    67: "PQ_SIGN_ML_DSA_65_EXTERNAL_MU", 71: "PQ_SIGN_ML_DSA_87_EXTERNAL_MU", 73: "AES_256_KWP",
+}  # fmt: skip
+PROTECTION_LEVELS: Final = {0: "PROTECTION_LEVEL_UNSPECIFIED", 1: "SOFTWARE", 2: "HSM",
+                            3: "EXTERNAL", 4: "EXTERNAL_VPC", 5: "HSM_SINGLE_TENANT"}  # fmt: skip
