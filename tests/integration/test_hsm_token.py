@@ -165,7 +165,8 @@ def test_flags(tmp_path: Path) -> None:
     named = parse(two, [f"{NAME}={pin_file}", f"cluster-anotherhsm77={pin_file}"], {})
     assert [c.name for c in named] == [NAME, "cluster-anotherhsm77"]
     for specs, pins, env, words in (
-        (["bad"], [], {}, "NAME=MODULE_PATH:TOKEN_LABEL"),
+        (["bad"], [], {}, r"NAME\[@ACCOUNT\]=MODULE_PATH:TOKEN_LABEL"),
+        ([f"{NAME}@12345=/lib/x.so:t"], [str(pin_file)], {}, "12 digits"),
         (["hsm1=/lib/x.so:t"], [str(pin_file)], {}, "CloudHsmClusterId"),
         ([f"{NAME}=/lib/x.so:t"], [], {}, "no PIN"),
         (two, [str(pin_file)], {}, "NAME=FILE"),
@@ -177,6 +178,8 @@ def test_flags(tmp_path: Path) -> None:
     ):
         with pytest.raises(HsmConfigError, match=words):
             parse(specs, pins, env)
+    (bound,) = parse([f"{NAME}@111122223333=/lib/x.so:t"], [str(pin_file)], {})
+    assert bound.account == "111122223333" and bound.name == NAME
     assert Tokens().names() == ()
 
 
