@@ -255,6 +255,18 @@ def test_non_admin_is_denied_every_operation(server: Any) -> None:
         "UpdatePrimaryRegion": ({"KeyId": key_id, "PrimaryRegion": "us-west-2"},
                                 "kms:UpdatePrimaryRegion"),
         # Authorized before the key's usage is looked at, as every use.
+        "CreateCustomKeyStore": ({"CustomKeyStoreName": "bob", "CloudHsmClusterId":
+                                  "cluster-keycaskhsm234", "TrustAnchorCertificate": "x",
+                                  "KeyStorePassword": "password"}, "kms:CreateCustomKeyStore"),
+        "DescribeCustomKeyStores": ({}, "kms:DescribeCustomKeyStores"),
+        "UpdateCustomKeyStore": ({"CustomKeyStoreId": "cks-1234567890abcdef0",
+                                  "NewCustomKeyStoreName": "bob"}, "kms:UpdateCustomKeyStore"),
+        "ConnectCustomKeyStore": ({"CustomKeyStoreId": "cks-1234567890abcdef0"},
+                                  "kms:ConnectCustomKeyStore"),
+        "DisconnectCustomKeyStore": ({"CustomKeyStoreId": "cks-1234567890abcdef0"},
+                                     "kms:DisconnectCustomKeyStore"),
+        "DeleteCustomKeyStore": ({"CustomKeyStoreId": "cks-1234567890abcdef0"},
+                                 "kms:DeleteCustomKeyStore"),
         "Encapsulate": ({"KeyId": key_id, "EncapsulationAlgorithm": "ML_KEM"},
                         "kms:Encapsulate"),
         "Decapsulate": ({"KeyId": key_id, "EncapsulationAlgorithm": "ML_KEM",

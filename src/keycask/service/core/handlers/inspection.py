@@ -35,7 +35,6 @@ from keycask.barrier import Barrier
 from keycask.errors import (
     AccessDeniedException,
     MalformedPolicyDocumentException,
-    ThrottlingException,
     ValidationException,
 )
 from keycask.keys.keystore import KeyStore
@@ -61,7 +60,7 @@ from keycask.service.core.resolve import find_key, parse_reference
 # segments; older records are the offline `keycask audit` commands' to read.
 TAIL_BYTES = 4 * 1024 * 1024
 # A whole-log verification reads every byte once: one at a time per process,
-# and none sooner than this after the last began.
+# and its result answered again for this long after it began.
 VERIFY_INTERVAL_SECONDS = 10.0
 MAX_RECORDS = 500
 DEFAULT_RECORDS = 50
@@ -376,30 +375,33 @@ async def _chain(audit: Inspector) -> ChainStatus:
 
 
 class _VerifyGate:
-    """One whole-log verification at a time per process, and for each
-    account none sooner than VERIFY_INTERVAL_SECONDS after its last began:
-    a loop of Verify requests must not keep a core reading the log, and one
-    account's loop must not keep another's Verify out for longer than a
-    verification takes."""
+    """One whole-log verification at a time per process, and its result
+    answered again for VERIFY_INTERVAL_SECONDS after it began: a loop of
+    Verify requests (one caller's, or several accounts') costs one reading of
+    the log per interval, not one per request, and a request that comes
+    while one runs waits for that one. The result is the node's chain, the
+    same whoever asks."""
 
     def __init__(self) -> None:
-        self.running = False
-        self.last: dict[str, float] = {}
+        self._running: asyncio.Future[ChainStatus] | None = None
+        self._last: tuple[float, ChainStatus] | None = None
 
-    def enter(self, account: str) -> None:
-        now = time.monotonic()
-        if self.running:
-            raise ThrottlingException(
-                "The audit chain is being verified now; verify again when it is done."
-            )
-        if now - self.last.get(account, float("-inf")) < VERIFY_INTERVAL_SECONDS:
-            raise ThrottlingException(
-                "The audit chain was verified moments ago; "
-                f"verify again in {VERIFY_INTERVAL_SECONDS:.0f} seconds."
-            )
-        if len(self.last) > 10_000:  # accounts seen: bounded, old ones forgotten
-            self.last = {a: t for a, t in self.last.items() if now - t < VERIFY_INTERVAL_SECONDS}
-        self.running, self.last[account] = True, now
+    async def status(self, audit: Inspector) -> ChainStatus:
+        if self._last is not None and time.monotonic() - self._last[0] < VERIFY_INTERVAL_SECONDS:
+            return self._last[1]
+        if self._running is None:
+            began = time.monotonic()
+            running = asyncio.ensure_future(_chain(audit))
+            self._running = running
+
+            def done(task: asyncio.Future[ChainStatus]) -> None:
+                self._running = None
+                if not task.cancelled() and task.exception() is None:
+                    self._last = (began, task.result())
+
+            running.add_done_callback(done)
+        # Shielded: a caller that goes away does not cancel the others' answer.
+        return await asyncio.shield(self._running)
 
 
 _VERIFY = _VerifyGate()
@@ -408,13 +410,7 @@ _VERIFY = _VerifyGate()
 async def list_audit_records(audit: Inspector, call: Call, req: ListAuditRecordsRequest) -> Outcome:
     account = await _allow(call, "ListAuditRecords", None)
     records, marker, exhausted = await asyncio.to_thread(_recent, audit.directory, account, req)
-    chain = None
-    if req.verify:
-        _VERIFY.enter(account)
-        try:
-            chain = await _chain(audit)
-        finally:
-            _VERIFY.running = False
+    chain = await _VERIFY.status(audit) if req.verify else None
     call.detail = f"{len(records)} record(s)" + (", chain verified" if req.verify else "")
     return Outcome(ListAuditRecordsResult(tuple(records), chain, marker, exhausted))
 
