@@ -1,0 +1,117 @@
+"""Regression tests for an attacker's review of the Google Cloud KMS door:
+names behind crypto keys and versions, rights on a crypto key, key ring
+IAM, hostile page tokens and formats, version states on encrypt, what a
+list shows, and key ring bounds."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import google.api_core.exceptions as gexc
+import pytest
+from botocore.exceptions import ClientError
+from google.cloud import kms_v1
+from tests.conftest import Server
+from tests.e2e.test_gcp_kms_e2e import _client, _token, _user
+
+_PURPOSE = kms_v1.CryptoKey.CryptoKeyPurpose
+_ALG = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm
+_STATE = kms_v1.CryptoKeyVersion.CryptoKeyVersionState
+
+
+def _principal(server: Server, actions: list[str]) -> dict[str, Any]:
+    """A principal with an identity policy allowing ``actions`` on ``*``,
+    and its access key (for the AWS door)."""
+    name = f"att-{uuid.uuid4().hex[:8]}"
+    made = json.loads(server.cli("principals", "create", name, "--json").stdout)
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    }
+    path = server.data_dir.parent / f"{name}.json"
+    path.write_text(json.dumps(policy))
+    server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
+    made["name"] = name
+    return dict(made)
+
+
+def _ring(gcp: kms_v1.KeyManagementServiceClient, location: str = "global") -> str:
+    parent = f"projects/keycask-test/locations/{location}"
+    ring_id = f"ring-{uuid.uuid4().hex[:8]}"
+    return str(
+        gcp.create_key_ring(request={"parent": parent, "key_ring_id": ring_id, "key_ring": {}}).name
+    )
+
+
+def _sign_key(gcp: kms_v1.KeyManagementServiceClient, ring: str) -> Any:
+    return gcp.create_crypto_key(
+        request={
+            "parent": ring,
+            "crypto_key_id": f"k-{uuid.uuid4().hex[:6]}",
+            "crypto_key": {
+                "purpose": _PURPOSE.ASYMMETRIC_SIGN,
+                "version_template": {"algorithm": _ALG.EC_SIGN_P256_SHA256},
+            },
+        }
+    )
+
+
+def _aws_error(call: Any) -> str:
+    """The AWS error code ``call`` is answered with (the botocore model does
+    not name NotAuthorizedException, so no modelled class to catch)."""
+    with pytest.raises(ClientError) as refused:
+        call()
+    return str(refused.value.response["Error"]["Code"])
+
+
+def _alias(name: str) -> str:
+    """The AWS door's alias of a Cloud KMS resource name."""
+    return "alias/gcp/" + "/".join(name.split("/")[1::2])
+
+
+def test_alias_gcp_names_are_the_cloud_kms_doors_alone(fresh_server: Server) -> None:
+    """A destroyed version's name cannot be taken over: after v2 of an EC
+    crypto key is destroyed, someone allowed CreateKey/CreateAlias cannot
+    point alias .../K/2 at a key of theirs, nor take a crypto key's name
+    before it is made; not even the owner may move or delete those names
+    through the AWS door. v2 stays DESTROYED and signs nothing."""
+    owner = _client(fresh_server, _token(fresh_server, _user(fresh_server, ["kms:*"])))
+    ring = _ring(owner)
+    key = _sign_key(owner, ring)
+    owner.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    v2 = f"{key.name}/cryptoKeyVersions/2"
+    owner.get_public_key(name=v2)
+    owner.destroy_crypto_key_version(name=v2)
+    fresh_server.advance_clock(31 * 86400)
+    assert owner.get_crypto_key_version(name=v2).state == _STATE.DESTROYED
+    att = _principal(fresh_server, ["kms:CreateKey", "kms:CreateAlias", "kms:UpdateAlias",
+                                    "kms:DeleteAlias", "kms:Sign", "kms:GetPublicKey"])  # fmt: skip
+    aws = fresh_server.client((att["AccessKeyId"], att["SecretAccessKey"]))
+    x = aws.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    for name in (_alias(key.name) + "/2", _alias(ring) + "/squatted"):
+        code = _aws_error(lambda name=name: aws.create_alias(AliasName=name, TargetKeyId=x))
+        assert code == "NotAuthorizedException"
+    assert owner.get_crypto_key_version(name=v2).state == _STATE.DESTROYED
+    with pytest.raises(gexc.NotFound):
+        owner.get_public_key(name=v2)
+    with pytest.raises((gexc.NotFound, gexc.FailedPrecondition)):
+        owner.asymmetric_sign(request={"name": v2, "digest": {"sha256": b"\x01" * 32}})
+    # The squatted name is free for the Cloud KMS door.
+    owner.create_crypto_key(
+        request={"parent": ring, "crypto_key_id": "squatted",
+                 "crypto_key": {"purpose": _PURPOSE.ENCRYPT_DECRYPT}}
+    )  # fmt: skip
+    admin = fresh_server.client()
+    other = admin.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    moved = _aws_error(
+        lambda: admin.update_alias(AliasName=_alias(key.name), TargetKeyId=other["KeyId"])
+    )
+    assert moved == "NotAuthorizedException"
+    deleted = _aws_error(lambda: admin.delete_alias(AliasName=_alias(key.name)))
+    assert deleted == "NotAuthorizedException"
+    # Version 1 is still the owner's key and signs.
+    owner.asymmetric_sign(
+        request={"name": f"{key.name}/cryptoKeyVersions/1", "digest": {"sha256": b"\x01" * 32}}
+    )
