@@ -115,3 +115,20 @@ def test_alias_gcp_names_are_the_cloud_kms_doors_alone(fresh_server: Server) -> 
     owner.asymmetric_sign(
         request={"name": f"{key.name}/cryptoKeyVersions/1", "digest": {"sha256": b"\x01" * 32}}
     )
+
+
+def test_a_new_asymmetric_version_needs_a_right_on_the_crypto_key(server: Server) -> None:
+    """CreateKey and CreateAlias on ``*`` are not enough to add a version
+    to someone's asymmetric crypto key: kms:RotateKeyOnDemand on the crypto
+    key is needed first, as for a symmetric key's new version."""
+    owner = _client(server, _token(server, _user(server, ["kms:*"])))
+    key = _sign_key(owner, _ring(owner))
+    weak = _client(server, _token(server, _user(server, ["kms:CreateKey", "kms:CreateAlias"])))
+    with pytest.raises(gexc.Forbidden):
+        weak.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    versions = [v.name for v in owner.list_crypto_key_versions(parent=key.name)]
+    assert versions == [f"{key.name}/cryptoKeyVersions/1"]
+    rotator = ["kms:CreateKey", "kms:CreateAlias", "kms:RotateKeyOnDemand"]
+    able = _client(server, _token(server, _user(server, rotator)))
+    made = able.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    assert made.name == f"{key.name}/cryptoKeyVersions/2"

@@ -356,9 +356,13 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     (kms:RotateKeyOnDemand): the new version is the primary at once
     (keycask encrypts under its latest version), and AWS's limit of
     on-demand rotations per key holds. An asymmetric or MAC key's is a
-    keycask key of its own (kms:CreateKey, kms:CreateAlias on its alias)."""
+    keycask key of its own (kms:RotateKeyOnDemand on the crypto key, then
+    kms:CreateKey, kms:CreateAlias on its alias)."""
     key = await resolve_key_for(deps, call, req.name)
     if not _symmetric(key):
+        # A right on the crypto key first, as a symmetric key's new version
+        # (RotateKeyOnDemand) needs; then CreateKey and CreateAlias.
+        await authorize_key(call, key, "kms:RotateKeyOnDemand")
         return await _create_key_version(deps, call, req.name, key)
     out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
     settings = await settings_of(deps, key, req.name)
