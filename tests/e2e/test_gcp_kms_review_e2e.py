@@ -132,3 +132,47 @@ def test_a_new_asymmetric_version_needs_a_right_on_the_crypto_key(server: Server
     able = _client(server, _token(server, _user(server, rotator)))
     made = able.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
     assert made.name == f"{key.name}/cryptoKeyVersions/2"
+
+
+def test_ring_iam_reaches_its_crypto_keys_and_versions_and_nothing_planted(
+    server: Server,
+) -> None:
+    """A key ring's setIamPolicy applies to the keys its crypto keys'
+    settings name (a crypto key and its later versions), once each: a key
+    someone else tries to plant in the ring (refused since alias/gcp/ is
+    the Cloud KMS door's) cannot block the owner removing bindings."""
+    owner = _client(server, _token(server, _user(server, ["kms:*"])))
+    ring = _ring(owner)
+    key = _sign_key(owner, ring)
+    owner.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    role = "roles/cloudkms.signerVerifier"
+    victim = _user(server, None)
+    set_to = owner.set_iam_policy(
+        request={"resource": ring,
+                 "policy": {"bindings": [{"role": role, "members": [f"user:{victim}"]}]}}
+    )  # fmt: skip
+    att = _principal(server, ["kms:CreateKey", "kms:CreateAlias", "kms:PutKeyPolicy"])
+    aws = server.client((att["AccessKeyId"], att["SecretAccessKey"]))
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"AWS": att["Arn"]},
+                       "Action": "kms:*", "Resource": "*"}],
+    }  # fmt: skip
+    y = aws.create_key(Policy=json.dumps(policy))["KeyMetadata"]["KeyId"]
+    planted = _aws_error(
+        lambda: aws.create_alias(AliasName=_alias(ring + "/cryptoKeys/zz"), TargetKeyId=y)
+    )
+    assert planted == "NotAuthorizedException"
+    admin = server.client()
+
+    def ring_sids(alias: str) -> list[str]:
+        key_id = admin.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"]
+        text = admin.get_key_policy(KeyId=key_id, PolicyName="default")["Policy"]
+        return [st.get("Sid", "") for st in json.loads(text)["Statement"]]
+
+    for alias in (_alias(key.name), _alias(key.name) + "/2"):
+        assert "GcpIamRingSignerVerifier" in ring_sids(alias)
+    owner.set_iam_policy(request={"resource": ring, "policy": {"etag": set_to.etag}})
+    assert list(owner.get_iam_policy(request={"resource": ring}).bindings) == []
+    for alias in (_alias(key.name), _alias(key.name) + "/2"):
+        assert not [s for s in ring_sids(alias) if s.startswith("GcpIamRing")]
