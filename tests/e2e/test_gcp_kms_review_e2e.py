@@ -5,12 +5,14 @@ list shows, and key ring bounds."""
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 import google.api_core.exceptions as gexc
 import pytest
+import requests
 from botocore.exceptions import ClientError
 from google.cloud import kms_v1
 from tests.conftest import Server
@@ -176,3 +178,61 @@ def test_ring_iam_reaches_its_crypto_keys_and_versions_and_nothing_planted(
     assert list(owner.get_iam_policy(request={"resource": ring}).bindings) == []
     for alias in (_alias(key.name), _alias(key.name) + "/2"):
         assert not [s for s in ring_sids(alias) if s.startswith("GcpIamRing")]
+
+
+def _raw(server: Server, method: str, path: str, token: str, body: Any = None) -> Any:
+    return requests.request(
+        method,
+        server.endpoint + path,
+        headers={"Authorization": f"Bearer {token}"},
+        json=body,
+        timeout=30,
+    )
+
+
+def _symmetric(gcp: kms_v1.KeyManagementServiceClient, ring: str) -> Any:
+    return gcp.create_crypto_key(
+        request={"parent": ring, "crypto_key_id": f"s-{uuid.uuid4().hex[:6]}",
+                 "crypto_key": {"purpose": _PURPOSE.ENCRYPT_DECRYPT}}
+    )  # fmt: skip
+
+
+def test_odd_page_tokens_and_public_key_formats_are_no_500(server: Server) -> None:
+    """A version list's page token or a publicKeyFormat of non-ASCII digits
+    ("²") or thousands of digits is a client error, never a 500."""
+    token = _token(server, _user(server, ["kms:*"]))
+    gcp = _client(server, token)
+    ring = _ring(gcp)
+    key = _symmetric(gcp, ring)
+    signer = _sign_key(gcp, ring)
+    for after in ("\u00b2", "9" * 5000):
+        page = base64.urlsafe_b64encode(after.encode()).decode().rstrip("=")
+        r = _raw(server, "GET", f"/v1/{key.name}/cryptoKeyVersions?pageToken={page}", token)
+        assert r.status_code < 500, r.text
+    page = base64.urlsafe_b64encode("\u00e9".encode()).decode()
+    assert _raw(server, "GET", f"/v1/{ring}/cryptoKeys?pageToken={page}", token).status_code < 500
+    version = f"{signer.name}/cryptoKeyVersions/1"
+    for fmt in ("%C2%B2", "9" * 5000):
+        r = _raw(server, "GET", f"/v1/{version}/publicKey?publicKeyFormat={fmt}", token)
+        assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", r.text
+    assert _raw(server, "GET", f"/v1/{version}/publicKey?publicKeyFormat=1", token).ok
+
+
+def test_encrypt_under_a_destroyed_primary_is_failed_precondition(fresh_server: Server) -> None:
+    """Encrypt and GenerateDataKey under a DESTROYED primary version answer
+    the version's state (Cloud KMS's FAILED_PRECONDITION, the AWS door's
+    KMSInvalidStateException), not a missing-material 500."""
+    token = _token(fresh_server, _user(fresh_server, ["kms:*"]))
+    gcp = _client(fresh_server, token)
+    key = _symmetric(gcp, _ring(gcp))
+    gcp.destroy_crypto_key_version(name=f"{key.name}/cryptoKeyVersions/1")
+    fresh_server.advance_clock(31 * 86400)
+    for path in (f"/v1/{key.name}:encrypt", f"/v1/{key.name}/cryptoKeyVersions/1:encrypt"):
+        r = _raw(fresh_server, "POST", path, token, {"plaintext": "aGk="})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["status"] == "FAILED_PRECONDITION", r.text
+    kms = fresh_server.client()
+    with pytest.raises(kms.exceptions.KMSInvalidStateException, match="DESTROYED"):
+        kms.encrypt(KeyId=_alias(key.name), Plaintext=b"x")
+    with pytest.raises(kms.exceptions.KMSInvalidStateException, match="DESTROYED"):
+        kms.generate_data_key(KeyId=_alias(key.name), KeySpec="AES_256")

@@ -331,7 +331,10 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     await authorize_key(call, key, "kms:ListKeyRotations")
     settings = await settings_of(deps, key, name)
     size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    start = int(req.after) if req.after.isdigit() else 0
+    # A page token is a version number (ASCII digits, a few of them); any
+    # other starts at the beginning.
+    after = req.after
+    start = int(after) if after.isascii() and after.isdigit() and len(after) <= 9 else 0
     numbers = [n for n in version_numbers(key, settings) if n > start]
     items = []
     for number in numbers[:size]:
