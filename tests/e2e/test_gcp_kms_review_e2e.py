@@ -236,3 +236,16 @@ def test_encrypt_under_a_destroyed_primary_is_failed_precondition(fresh_server: 
         kms.encrypt(KeyId=_alias(key.name), Plaintext=b"x")
     with pytest.raises(kms.exceptions.KMSInvalidStateException, match="DESTROYED"):
         kms.generate_data_key(KeyId=_alias(key.name), KeySpec="AES_256")
+
+
+def test_crypto_keys_list_shows_only_keys_the_caller_may_describe(server: Server) -> None:
+    """cryptoKeys.list needs ListKeys and ListAliases on ``*``, and shows a
+    crypto key (labels, algorithm, state) only to who may DescribeKey it."""
+    owner = _client(server, _token(server, _user(server, ["kms:*"])))
+    ring = _ring(owner)
+    names = sorted(_symmetric(owner, ring).name for _ in range(2))
+    blind = _client(server, _token(server, _user(server, ["kms:ListKeys", "kms:ListAliases"])))
+    assert list(blind.list_crypto_keys(parent=ring)) == []
+    seeing = ["kms:ListKeys", "kms:ListAliases", "kms:DescribeKey"]
+    viewer = _client(server, _token(server, _user(server, seeing)))
+    assert [k.name for k in viewer.list_crypto_keys(parent=ring)] == names

@@ -303,7 +303,9 @@ async def get_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     """The crypto keys of a key ring: the aliases under its prefix
-    (kms:ListKeys and kms:ListAliases, on ``*``)."""
+    (kms:ListKeys and kms:ListAliases, on ``*``), each shown only if the
+    caller may DescribeKey it (its labels, algorithm and state are what
+    cryptoKeys.get shows); a page may hold fewer than it could."""
     parent = req.parent
     assert isinstance(parent, RingName)
     await call.authorize("kms:ListAliases")
@@ -326,7 +328,7 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     items: list[KeyResult] = []
     for alias in rows[:size]:
         stored = await deps.keys.get(alias.target)
-        if stored is None:
+        if stored is None or not await call.would_allow("kms:DescribeKey", stored.value):
             continue
         name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
         items.append(KeyResult(name, stored.value, await settings_of(deps, stored.value, name)))
