@@ -249,3 +249,31 @@ def test_crypto_keys_list_shows_only_keys_the_caller_may_describe(server: Server
     seeing = ["kms:ListKeys", "kms:ListAliases", "kms:DescribeKey"]
     viewer = _client(server, _token(server, _user(server, seeing)))
     assert [k.name for k in viewer.list_crypto_keys(parent=ring)] == names
+
+
+def test_key_rings_are_bounded_per_account_and_region_and_locations_are_regions(
+    fresh_server: Server,
+) -> None:
+    """A location is ``global`` or a region's name; an account makes at
+    most 1,000 key rings in a region, over all its projects (429
+    RESOURCE_EXHAUSTED after), and other regions keep their own count."""
+    token = _token(fresh_server, _user(fresh_server, ["kms:*"]))
+    for location in ("foo", "a" * 40 + "-1", "us-east-1-", "x1"):
+        r = _raw(fresh_server, "POST", f"/v1/projects/keycask-test/locations/{location}"
+                 "/keyRings?keyRingId=r", token, {})  # fmt: skip
+        assert r.status_code == 400 and r.json()["error"]["status"] == "INVALID_ARGUMENT", r.text
+    session = requests.Session()
+    session.headers["Authorization"] = f"Bearer {token}"
+
+    def make(project: str, location: str, ring: str) -> Any:
+        url = f"{fresh_server.endpoint}/v1/projects/{project}/locations/{location}/keyRings"
+        return session.post(url, params={"keyRingId": ring}, json={}, timeout=30)
+
+    for i in range(999):
+        assert make("keycask-test", "eu-west-1", f"r{i}").status_code == 200
+    assert make("keycask-other", "eu-west-1", "last").status_code == 200
+    refused = make("keycask-third", "eu-west-1", "one-more")
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
+    assert make("keycask-test", "europe-west1", "elsewhere").status_code == 200
+    assert make("keycask-test", "global", "global-one").status_code == 200
