@@ -277,3 +277,27 @@ def test_key_rings_are_bounded_per_account_and_region_and_locations_are_regions(
     assert refused.json()["error"]["status"] == "RESOURCE_EXHAUSTED"
     assert make("keycask-test", "europe-west1", "elsewhere").status_code == 200
     assert make("keycask-test", "global", "global-one").status_code == 200
+
+
+def test_principal_members_must_be_of_the_keys_account(server: Server) -> None:
+    """A binding's principal:ARN names a principal of the key's account;
+    another account's ARN is INVALID_ARGUMENT and the policy is unchanged."""
+    owner_name = _user(server, ["kms:*"])
+    owner = _client(server, _token(server, owner_name))
+    key = _symmetric(owner, _ring(owner))
+    account = server.client().describe_key(KeyId=_alias(key.name))["KeyMetadata"]["AWSAccountId"]
+    other = "123456789012" if account != "123456789012" else "210987654321"
+    role = "roles/cloudkms.cryptoKeyEncrypterDecrypter"
+    before = owner.get_iam_policy(request={"resource": key.name})
+    for arn in (f"arn:aws:iam::{other}:root", f"arn:aws:iam::{other}:user/x", "arn:aws"):
+        with pytest.raises(gexc.BadRequest, match="principal"):
+            owner.set_iam_policy(
+                request={"resource": key.name,
+                         "policy": {"bindings": [{"role": role, "members": [f"principal:{arn}"]}]}}
+            )  # fmt: skip
+    assert owner.get_iam_policy(request={"resource": key.name}).etag == before.etag
+    own = f"arn:aws:iam::{account}:user/{owner_name}"
+    owner.set_iam_policy(
+        request={"resource": key.name,
+                 "policy": {"bindings": [{"role": role, "members": [f"principal:{own}"]}]}}
+    )  # fmt: skip
