@@ -67,7 +67,8 @@ class AccessDeniedException(KMSError):
 
 class NotAuthorizedException(KMSError):
     """Not in botocore's KMS model, but what AWS answers for an alias name
-    under the reserved ``alias/aws/`` prefix."""
+    under the reserved ``alias/aws/`` prefix (keycask answers the same for
+    its other reserved prefixes, ``aliases.RESERVED_ALIAS_PREFIXES``)."""
 
     code = "NotAuthorizedException"
 

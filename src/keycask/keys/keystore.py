@@ -57,6 +57,7 @@ from keycask.keys.paths import (
     custom_store_prefix,
     due_jobs,
     gcp_key_path,
+    gcp_ring_count_path,
     gcp_ring_prefix,
     gone_path,
     grant_prefix,
@@ -526,6 +527,17 @@ class KeyStore:
         """A Cloud KMS key ring's document (b"" at revision 0: none)."""
         found = await self._barrier.get(gcp_ring_prefix(account, project, location) + ring)
         return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    async def gcp_ring_count(self, account: str, region: str) -> Stored[bytes]:
+        """The count of an account's Cloud KMS key rings in a region (b"" at
+        revision 0: none made yet)."""
+        found = await self._barrier.get(gcp_ring_count_path(account, region))
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    def stage_gcp_ring_count(
+        self, account: str, region: str, value: bytes, *, expect: int
+    ) -> Write:
+        return self._barrier.put(gcp_ring_count_path(account, region), value, expect=expect)
 
     async def list_gcp_rings(
         self, account: str, project: str, location: str, after: str, limit: int

@@ -133,6 +133,14 @@ def vault_mounts_path(account: str, region: str) -> str:
 
 GCP_RING_PREFIX = "gcp/ring/"
 GCP_KEY_PREFIX = "gcp/key/"
+GCP_RING_COUNT_PREFIX = "gcp/ring-count/"
+
+
+def gcp_ring_count_path(account: str, region: str) -> str:
+    """How many Cloud KMS key rings an account has made in a region, over
+    all its projects and the locations that name the region (the bound
+    service/core/gcp.py keeps)."""
+    return f"{GCP_RING_COUNT_PREFIX}{account}/{region}"
 
 
 def gcp_ring_prefix(account: str, project: str, location: str) -> str:

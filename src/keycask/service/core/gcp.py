@@ -31,6 +31,7 @@ import orjson
 from keycask.errors import (
     AlreadyExistsException,
     KMSInvalidStateException,
+    LimitExceededException,
     NotFoundException,
     ValidationException,
 )
@@ -94,6 +95,11 @@ from keycask.service.core.results import (
 # audit record shows) holds a fixed-size digest, never the data itself.
 AAD_CONTEXT = "gcp-kms:aad-sha256"
 _PAGE_MAX = 1000
+# Key rings per account and Region, over all its projects (Cloud KMS cannot
+# delete one, so neither can keycask; an unbounded count would be an
+# unbounded store), like the bound on Vault Transit mounts
+# (transit_mounts.MAX_MOUNTS).
+MAX_RINGS = 1000
 
 
 def _ring_doc(created: datetime) -> bytes:
@@ -124,12 +130,24 @@ async def create_ring(deps: Deps, call: Call, req: CreateRingRequest) -> Outcome
     stored = await deps.keys.gcp_ring(call.account, parent.project, parent.location, req.ring_id)
     if stored.revision:
         raise AlreadyExistsException(f"KeyRing {name.name} already exists.")
+    counted = await deps.keys.gcp_ring_count(call.account, call.region)
+    count = int(orjson.loads(counted.value)) if counted.revision else 0
+    if count >= MAX_RINGS:
+        raise LimitExceededException(
+            f"This account has {count} key rings in {call.region}, the limit: key rings "
+            "cannot be deleted, so make crypto keys in the ones it has."
+        )
     now = deps.clock.now()
     call.detail = f"key ring {name.name}"
-    write = deps.keys.stage_gcp_ring(
-        call.account, parent.project, parent.location, req.ring_id, _ring_doc(now)
-    )
-    return Outcome(RingResult(name.name, now), [write])
+    writes = [
+        deps.keys.stage_gcp_ring(
+            call.account, parent.project, parent.location, req.ring_id, _ring_doc(now)
+        ),
+        deps.keys.stage_gcp_ring_count(
+            call.account, call.region, orjson.dumps(count + 1), expect=counted.revision
+        ),
+    ]
+    return Outcome(RingResult(name.name, now), writes)
 
 
 async def get_ring(deps: Deps, call: Call, req: RingRequest) -> Outcome:
@@ -303,7 +321,9 @@ async def get_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     """The crypto keys of a key ring: the aliases under its prefix
-    (kms:ListKeys and kms:ListAliases, on ``*``)."""
+    (kms:ListKeys and kms:ListAliases, on ``*``), each shown only if the
+    caller may DescribeKey it (its labels, algorithm and state are what
+    cryptoKeys.get shows); a page may hold fewer than it could."""
     parent = req.parent
     assert isinstance(parent, RingName)
     await call.authorize("kms:ListAliases")
@@ -326,7 +346,7 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     items: list[KeyResult] = []
     for alias in rows[:size]:
         stored = await deps.keys.get(alias.target)
-        if stored is None:
+        if stored is None or not await call.would_allow("kms:DescribeKey", stored.value):
             continue
         name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
         items.append(KeyResult(name, stored.value, await settings_of(deps, stored.value, name)))

@@ -7,8 +7,10 @@ GenerateMac, VerifyMac) under its ``kms:`` action, with the AWS algorithm
 keycask's asymmetric and HMAC keys have one key material each (AWS KMS's
 semantics), so each version of an asymmetric or MAC crypto key is a
 keycask key of its own: version 1 the one the crypto key's alias names,
-version N the one ``KeyName.version_alias(N)`` names
-(``gcp_versions.create_version``). A version's state is its key's (patch
+version N the one whose id the crypto key's settings record
+(``gcp_versions.create_version``; its alias ``KeyName.version_alias(N)``
+is for the AWS door's eyes only, and alias/gcp/ names are the Cloud KMS
+door's alone). A version's state is its key's (patch
 DISABLED is the AWS door's DisableKey).
 """
 
@@ -36,6 +38,7 @@ from keycask.service.core.gcp_requests import (
     SignRequest,
     SignResult,
 )
+from keycask.service.core.gcp_versions import version_key
 from keycask.service.core.handlers import asymmetric, crypto
 from keycask.service.core.results import (
     DecryptResult,
@@ -43,6 +46,15 @@ from keycask.service.core.results import (
     GetPublicKeyResult,
 )
 from keycask.service.core.results import SignResult as AwsSign
+
+
+async def _version_ref(deps: Deps, call: Call, name: KeyName, version: int) -> str:
+    """What the core operation is told to use for version ``version``:
+    version 1 the crypto key's alias (the Cloud KMS door's alone), version
+    N the ARN of the key its settings record (``gcp_versions.version_key``)."""
+    if version == 1:
+        return name.alias
+    return (await version_key(deps, call, name, version)).arn
 
 
 async def _settings(
@@ -92,7 +104,7 @@ async def asymmetric_sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
         deps,
         call,
         aws.SignRequest(
-            key_id=req.name.version_alias(req.version),
+            key_id=await _version_ref(deps, call, req.name, req.version),
             message=message,
             signing_algorithm=algorithm,
             message_type=message_type,
@@ -120,7 +132,7 @@ async def asymmetric_decrypt(deps: Deps, call: Call, req: AsymmetricDecryptReque
         call,
         aws.DecryptRequest(
             ciphertext_blob=req.ciphertext,
-            key_id=req.name.version_alias(req.version),
+            key_id=await _version_ref(deps, call, req.name, req.version),
             encryption_algorithm=algorithm,
         ),
     )
@@ -142,7 +154,9 @@ async def get_public_key(deps: Deps, call: Call, req: PublicKeyRequest) -> Outco
     if not 1 <= req.version <= settings.version_count:
         raise NotFoundException(f"CryptoKeyVersion {req.name.version_name(req.version)} not found.")
     out = await asymmetric.get_public_key(
-        deps, call, aws.GetPublicKeyRequest(key_id=req.name.version_alias(req.version))
+        deps,
+        call,
+        aws.GetPublicKeyRequest(key_id=await _version_ref(deps, call, req.name, req.version)),
     )
     result = out.result
     assert isinstance(result, GetPublicKeyResult)
@@ -173,7 +187,9 @@ async def mac_sign(deps: Deps, call: Call, req: MacRequest) -> Outcome:
         deps,
         call,
         aws.GenerateMacRequest(
-            message=req.data, key_id=req.name.version_alias(req.version), mac_algorithm=algorithm
+            message=req.data,
+            key_id=await _version_ref(deps, call, req.name, req.version),
+            mac_algorithm=algorithm,
         ),
     )
     result = out.result
@@ -200,7 +216,7 @@ async def mac_verify(deps: Deps, call: Call, req: MacRequest) -> Outcome:
             call,
             aws.VerifyMacRequest(
                 message=req.data,
-                key_id=req.name.version_alias(req.version),
+                key_id=await _version_ref(deps, call, req.name, req.version),
                 mac_algorithm=algorithm,
                 mac=req.mac,
             ),

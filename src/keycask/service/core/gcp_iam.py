@@ -14,9 +14,10 @@ those statements back as bindings; statements of other Sids are not shown
 (they are AWS policy, edited through the AWS door).
 
 Members name keycask principals of the key's account: ``user:NAME`` a
-user, ``serviceAccount:NAME`` a role, ``principal:ARN`` any principal by
-its ARN. Google's other member kinds (``allUsers``, ``group:``,
-``domain:``) have no keycask counterpart and are refused. The ``etag`` is
+user, ``serviceAccount:NAME`` a role, ``principal:ARN`` any principal of
+that account by its ARN (another account's is refused). Google's other
+member kinds (``allUsers``, ``group:``, ``domain:``) have no keycask
+counterpart and are refused. The ``etag`` is
 a digest of the key policy: a setIamPolicy whose etag is not the current
 one is refused (409 ABORTED), so two read-modify-write cycles never undo
 each other.
@@ -117,6 +118,15 @@ def _arn(account: str, member: str) -> str:
         if kind == "serviceAccount":
             return f"arn:aws:iam::{account}:role/{value}"
         if kind == "principal" and value.startswith("arn:"):
+            parts = value.split(":")
+            if len(parts) < 6 or parts[4] != account:
+                # Only the key's own account's principals: a binding is no
+                # way to give another account's principal a key (that is a
+                # key policy statement, written knowingly through the AWS door).
+                raise ValidationException(
+                    f"Invalid member {member[:128]!r}: principal:ARN must name a principal "
+                    f"of this account ({account})."
+                )
             return value
     raise ValidationException(
         f"Invalid member {member[:128]!r}: keycask takes user:NAME (a user), "

@@ -131,6 +131,9 @@ class KeySettings:
     # An asymmetric or MAC crypto key's versions: each its own keycask key
     # (version N > 1 named by the alias ``KeyName.version_alias(N)``).
     version_count: int = 1
+    # The keycask key id of each such version N > 1: a version is looked up
+    # by it, never by its alias (``gcp_versions.version_key``).
+    version_keys: dict[int, str] = field(default_factory=dict)
 
     def to_doc(self) -> bytes:
         doc: dict[str, Any] = {
@@ -145,6 +148,8 @@ class KeySettings:
             doc["versions"] = {str(n): v.to_doc() for n, v in sorted(self.versions.items())}
         if self.version_count != 1:
             doc["version_count"] = self.version_count
+        if self.version_keys:
+            doc["version_keys"] = {str(n): k for n, k in sorted(self.version_keys.items())}
         return orjson.dumps(doc)
 
     def state_of(self, version: int) -> VersionState:
@@ -172,6 +177,7 @@ class KeySettings:
             ),
             versions={int(n): VersionState.from_doc(v) for n, v in doc.get("versions", {}).items()},
             version_count=int(doc.get("version_count", 1)),
+            version_keys={int(n): str(k) for n, k in doc.get("version_keys", {}).items()},
         )
 
 

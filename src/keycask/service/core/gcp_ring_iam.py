@@ -5,8 +5,9 @@ bindings do.
 The bindings are kept in the key ring's document, and each becomes a
 statement (Sid ``GcpIamRing<Role>``, the same actions as a crypto key's
 binding of that role, ``gcp_iam.ROLES``) in the key policy of every
-keycask key of the key ring: its crypto keys and their later versions'
-keys, put with PutKeyPolicy (``kms:PutKeyPolicy`` on each, after
+keycask key of the key ring, once each: its crypto keys and their later
+versions' keys (those the crypto keys' settings documents name), put
+with PutKeyPolicy (``kms:PutKeyPolicy`` on each, after
 ``kms:PutKeyPolicy`` on ``*`` for the key ring itself), and in the policy
 of every crypto key created in it afterwards. A crypto key's own bindings
 (Sid ``GcpIam<Role>``) are left alone, and a crypto key's getIamPolicy
@@ -15,6 +16,8 @@ shows its own bindings only, as Cloud KMS's shows a resource's own.
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from typing import Any
 
 import orjson
@@ -38,6 +41,7 @@ from keycask.service.core.gcp_requests import (
     CreateKeyRequest,
     IamPolicyResult,
     KeyName,
+    KeySettings,
     RingName,
     RingRequest,
     SetIamPolicyRequest,
@@ -88,21 +92,43 @@ async def get_policy(deps: Deps, call: Call, req: RingRequest) -> Outcome:
 
 
 async def _ring_keys(deps: Deps, call: Call, name: RingName) -> list[Key]:
-    """Every keycask key of the key ring: its crypto keys' and their later
-    versions' (aliases ``alias/gcp/P/L/R/K`` and ``alias/gcp/P/L/R/K/N``)."""
+    """Every keycask key of the key ring, each once: its crypto keys (the
+    keys the aliases ``alias/gcp/P/L/R/K`` name whose Cloud KMS settings
+    document names that very crypto key) and their later versions' (the
+    key ids those documents record). A key with no such document is no
+    crypto key of this ring, whatever names it."""
     prefix = KeyName(name.project, name.location, name.ring, "").alias
-    found: list[Key] = []
+    found: dict[uuid.UUID, Key] = {}
+
+    async def add(key_id: uuid.UUID) -> None:
+        stored = await deps.keys.get(key_id)
+        if stored is not None and (stored.value.account, stored.value.region) == (
+            call.account,
+            call.region,
+        ):
+            found.setdefault(key_id, stored.value)
+
     after = prefix
     while True:
         page = await deps.keys.list_aliases(call.account, call.region, after, 1000)
         for alias in page:
             if not alias.name.startswith(prefix):
-                return found
-            stored = await deps.keys.get(alias.target)
-            if stored is not None:
-                found.append(stored.value)
+                return list(found.values())
+            crypto_key = alias.name[len(prefix) :]
+            if "/" in crypto_key:
+                continue  # a version's alias: found through its crypto key's document
+            doc = await deps.keys.gcp_key(alias.target)
+            if not doc.revision:
+                continue
+            settings = KeySettings.from_doc(doc.value, "")
+            if settings.name != KeyName(name.project, name.location, name.ring, crypto_key).name:
+                continue
+            await add(alias.target)
+            for version_id in settings.version_keys.values():
+                with contextlib.suppress(ValueError):
+                    await add(uuid.UUID(version_id))
         if len(page) < 1000:
-            return found
+            return list(found.values())
         after = page[-1].name
 
 

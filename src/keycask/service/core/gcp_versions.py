@@ -62,7 +62,7 @@ from keycask.service.core.gcp_requests import (
 )
 from keycask.service.core.handlers import deletion, keys
 from keycask.service.core.handlers import rotation as rotation_handlers
-from keycask.service.core.resolve import authorize_key, resolve_key
+from keycask.service.core.resolve import authorize_key
 from keycask.service.core.results import KeyMetadataResult
 
 
@@ -110,18 +110,27 @@ async def update_version(deps: Deps, call: Call, req: UpdateVersionRequest) -> O
 async def version_key(deps: Deps, call: Call, name: KeyName, version: int) -> Key:
     """The keycask key of an asymmetric or MAC crypto key's version (not
     authorized: the core operation that uses it authorizes); NOT_FOUND for
-    a version it does not have."""
-    if version != 1:
-        try:
-            return (
-                await resolve_key(deps.keys, call, name.version_alias(version), allow_alias=True)
-            ).value
-        except NotFoundException:
-            pass
+    a version it does not have. Version N > 1 is the key whose id the
+    crypto key's settings document records for it (never the key an alias
+    names: a name can be pointed elsewhere), and only while it is this
+    account's and Region's."""
     key = await resolve_key_for(deps, call, name)
-    if version != 1:
+    if version == 1:
+        return key
+    settings = await settings_of(deps, key, name)
+    key_id = settings.version_keys.get(version)
+    stored = None
+    if key_id is not None:
+        try:
+            stored = await deps.keys.get(uuid.UUID(key_id))
+        except ValueError:
+            stored = None
+    if stored is None or (stored.value.account, stored.value.region) != (
+        key.account,
+        key.region,
+    ):
         raise NotFoundException(f"CryptoKeyVersion {name.version_name(version)} not found.")
-    return key
+    return stored.value
 
 
 async def _single_version_state(
@@ -322,7 +331,10 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     await authorize_key(call, key, "kms:ListKeyRotations")
     settings = await settings_of(deps, key, name)
     size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    start = int(req.after) if req.after.isdigit() else 0
+    # A page token is a version number (ASCII digits, a few of them); any
+    # other starts at the beginning.
+    after = req.after
+    start = int(after) if after.isascii() and after.isdigit() and len(after) <= 9 else 0
     numbers = [n for n in version_numbers(key, settings) if n > start]
     items = []
     for number in numbers[:size]:
@@ -347,9 +359,13 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     (kms:RotateKeyOnDemand): the new version is the primary at once
     (keycask encrypts under its latest version), and AWS's limit of
     on-demand rotations per key holds. An asymmetric or MAC key's is a
-    keycask key of its own (kms:CreateKey, kms:CreateAlias on its alias)."""
+    keycask key of its own (kms:RotateKeyOnDemand on the crypto key, then
+    kms:CreateKey, kms:CreateAlias on its alias)."""
     key = await resolve_key_for(deps, call, req.name)
     if not _symmetric(key):
+        # A right on the crypto key first, as a symmetric key's new version
+        # (RotateKeyOnDemand) needs; then CreateKey and CreateAlias.
+        await authorize_key(call, key, "kms:RotateKeyOnDemand")
         return await _create_key_version(deps, call, req.name, key)
     out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
     settings = await settings_of(deps, key, req.name)
@@ -390,7 +406,11 @@ async def _create_key_version(deps: Deps, call: Call, name: KeyName, key: Key) -
         meta.description, KeyState.ENABLED, key.policy, key_usage=key.key_usage,
         key_spec=key.key_spec,
     )  # fmt: skip
-    new = dataclasses.replace(settings, version_count=number)
+    new = dataclasses.replace(
+        settings,
+        version_count=number,
+        version_keys={**settings.version_keys, number: meta.key_id},
+    )
     writes = [
         *created.writes,
         *deps.keys.stage_put_alias(Alias(alias_name, call.account, call.region,

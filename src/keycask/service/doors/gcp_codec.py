@@ -62,10 +62,13 @@ MAX_CIPHERTEXT: Final = 2 * 65536
 
 # Resource id syntax: Cloud KMS's own (key ring and crypto key ids), a
 # project id's (6 to 30 lower-case letters, digits and hyphens, starting
-# with a letter), a location (a region's characters).
+# with a letter), a location ("global" or a region's name: us-east-1,
+# europe-west1, ...; keycask's region of that name).
 _ID = re.compile(r"[a-zA-Z0-9_-]{1,63}", re.ASCII)
 _PROJECT = re.compile(r"[a-z][a-z0-9-]{4,28}[a-z0-9]", re.ASCII)
-LOCATION = re.compile(r"[a-z0-9][a-z0-9-]{0,62}", re.ASCII)
+LOCATION = re.compile(r"global|(?:[a-z]+-){1,3}[a-z]*[0-9]{1,2}", re.ASCII)
+# A region's name is at most this long (SigV4's scope, auth/sigv4.py).
+_LOCATION_MAX = 32
 _LABEL_KEY = re.compile(r"[a-z][a-z0-9_-]{0,62}", re.ASCII)
 _LABEL_VALUE = re.compile(r"[a-z0-9_-]{0,63}", re.ASCII)
 
@@ -80,10 +83,19 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
     return value
 
 
+def _short(location: str) -> str:
+    if len(location) > _LOCATION_MAX:
+        raise ValidationException(
+            f"Resource name location {location[:64]!r} is malformed: a location is global "
+            f"or a region's name, at most {_LOCATION_MAX} characters"
+        )
+    return location
+
+
 def location_name(params: Mapping[str, str]) -> LocationName:
     return LocationName(
         _check(_PROJECT, params["project"], "project"),
-        _check(LOCATION, params["location"], "location"),
+        _check(LOCATION, _short(params["location"]), "location"),
     )
 
 

@@ -70,7 +70,10 @@ def asymmetric_decrypt(
 
 def public_key(params: Mapping[str, str], query: Query, doc: Doc) -> PublicKeyRequest:
     raw = one(query, "publicKeyFormat")
-    value: object = int(raw) if raw is not None and raw.isdigit() else (raw or 0)
+    # An enum's number (a few ASCII digits) or its name; anything else is
+    # the name check's INVALID_ARGUMENT, not a 500.
+    numeric = raw is not None and raw.isascii() and raw.isdigit() and len(raw) <= 9
+    value: object = int(raw) if numeric and raw is not None else (raw or 0)
     fmt = enum_field(value, _FORMATS, "public_key_format")
     if fmt == "PUBLIC_KEY_FORMAT_UNSPECIFIED":
         fmt = "PEM"

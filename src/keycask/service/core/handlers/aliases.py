@@ -51,7 +51,20 @@ async def _check_alias_quota(deps: Deps, call: Call, target: Key) -> None:
         )
 
 
-def _check_name(name: str) -> None:
+# Alias name prefixes no caller's CreateAlias, UpdateAlias or DeleteAlias
+# may write: (prefix, the door whose own operations write such aliases,
+# what they are for). alias/aws/ is AWS's (its managed keys, made by
+# keycask itself); alias/gcp/ names the Google Cloud KMS door's crypto keys
+# and their versions (service/core/gcp.py), which that door writes
+# directly: a name another door could take would let its holder stand in
+# for someone else's crypto key version.
+RESERVED_ALIAS_PREFIXES: tuple[tuple[str, str | None, str], ...] = (
+    ("alias/aws/", None, "AWS managed keys"),
+    ("alias/gcp/", "gcp-kms", "the Cloud KMS door's crypto keys"),
+)
+
+
+def _check_name(call: Call, name: str) -> None:
     """AWS's checks and answers, in AWS's order (the codec has already
     checked the model's length and pattern, ^[a-zA-Z0-9:/_-]+$)."""
     if not name.startswith("alias/") or len(name) <= len("alias/"):
@@ -59,10 +72,11 @@ def _check_name(name: str) -> None:
             'Alias must start with the prefix "alias/". Please see '
             "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
         )
-    if name.startswith("alias/aws/"):
-        raise NotAuthorizedException(
-            "Alias names that begin with alias/aws/ are reserved for AWS managed keys."
-        )
+    for prefix, door, use in RESERVED_ALIAS_PREFIXES:
+        if name.startswith(prefix) and (door is None or call.door != door):
+            raise NotAuthorizedException(
+                f"Alias names that begin with {prefix} are reserved for {use}."
+            )
     if ":" in name:
         # The model's pattern allows ':', AWS's alias names do not.
         raise ValidationException(f"{name} contains invalid characters for an alias")
@@ -83,7 +97,7 @@ async def _target(deps: Deps, call: Call, ref: str, operation: str) -> Stored[Ke
 
 
 async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
-    _check_name(req.alias_name)
+    _check_name(call, req.alias_name)
     _check_target(req.target_key_id)
     target = (await _target(deps, call, req.target_key_id, "CreateAlias")).value
     call.key_arn = target.arn
@@ -103,7 +117,7 @@ async def create_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
 
 
 async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
-    _check_name(req.alias_name)
+    _check_name(call, req.alias_name)
     _check_target(req.target_key_id)
     existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
     arn = alias_arn(call.region, call.account, req.alias_name)
@@ -135,7 +149,7 @@ async def update_alias(deps: Deps, call: Call, req: AliasRequest) -> Outcome:
 
 
 async def delete_alias(deps: Deps, call: Call, req: DeleteAliasRequest) -> Outcome:
-    _check_name(req.alias_name)
+    _check_name(call, req.alias_name)
     arn = alias_arn(call.region, call.account, req.alias_name)
     existing = await deps.keys.get_alias(call.account, call.region, req.alias_name)
     if existing is None:

@@ -158,6 +158,10 @@ async def seal_for(
     key_id = key.key_id
     if version is None:
         version = key.current_version
+    # The version's Cloud KMS state first, for every kind of key (an HSM- or
+    # XKS-backed key's too), and before its material is looked for: a
+    # DESTROYED version has none, and is answered as not enabled.
+    check_version_state(key, version, await deps.keys.gcp_key(key_id))
     if key.xks_key_id is not None:
         # A key of an external key store: keycask's material, then the
         # external key at its XKS proxy (blob v4).
@@ -179,7 +183,6 @@ async def seal_for(
         header = MrkBlobHeader(key.mrk, version)
     if material is None:
         raise KMSInternalException("key material is missing")
-    check_version_state(key, version, await deps.keys.gcp_key(key_id))
     blob = seal_blob(material, header, plaintext, context)
     call.used_keys = (*call.used_keys, key_id)
     entry = key.version(version)
