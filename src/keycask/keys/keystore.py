@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -102,6 +102,7 @@ __all__ = [
 # Material and parsed private keys are cached by (owner, version): the owner
 # is a key id, or a multi-Region set's 16-byte id for its shared material.
 _Owner = uuid.UUID | bytes
+_K = TypeVar("_K")
 
 # Hits and misses of the caches below, per process (keycask_cache_*_total).
 _KEY_STATS = metrics.cache_stats("key")
@@ -441,30 +442,31 @@ class KeyStore:
 
     # -- Vault Transit settings --
 
-    async def transit_settings(self, key_id: uuid.UUID) -> Stored[bytes]:
-        """The key's transit settings document (b"" at revision 0: none)."""
-        cached = self._transit.get(key_id)
+    async def _optional_document(
+        self, cache: BoundedCache[_K, Stored[bytes]], key: _K, path: str
+    ) -> Stored[bytes]:
+        """The small document at ``path`` (b"" at revision 0: none), through
+        ``cache``: a door's settings beside a key, read on every use of it."""
+        cached = cache.get(key)
         if cached is not None:
             return cached
-        generation = self._transit.generation
-        found = await self._barrier.get(transit_path(key_id))
+        generation = cache.generation
+        found = await self._barrier.get(path)
         stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
-        self._transit.put(key_id, stored, generation)
+        cache.put(key, stored, generation)
         return stored
+
+    async def transit_settings(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """The key's transit settings document (b"" at revision 0: none)."""
+        return await self._optional_document(self._transit, key_id, transit_path(key_id))
 
     def stage_transit_settings(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(transit_path(key_id), value, expect=expect)
 
     async def vault_mounts(self, account: str, region: str) -> Stored[bytes]:
         """The account's Vault Transit mounts document (b"" at revision 0: none)."""
-        cached = self._mounts.get((account, region))
-        if cached is not None:
-            return cached
-        generation = self._mounts.generation
-        found = await self._barrier.get(vault_mounts_path(account, region))
-        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
-        self._mounts.put((account, region), stored, generation)
-        return stored
+        path = vault_mounts_path(account, region)
+        return await self._optional_document(self._mounts, (account, region), path)
 
     def stage_vault_mounts(self, account: str, region: str, value: bytes, expect: int) -> Write:
         return self._barrier.put(vault_mounts_path(account, region), value, expect=expect)
@@ -555,14 +557,7 @@ class KeyStore:
 
     async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
         """A key's Cloud KMS settings document (b"" at revision 0: none)."""
-        cached = self._gcp.get(key_id)
-        if cached is not None:
-            return cached
-        generation = self._gcp.generation
-        found = await self._barrier.get(gcp_key_path(key_id))
-        stored = Stored(b"", 0) if found is None else Stored(found.value, found.revision)
-        self._gcp.put(key_id, stored, generation)
-        return stored
+        return await self._optional_document(self._gcp, key_id, gcp_key_path(key_id))
 
     def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
