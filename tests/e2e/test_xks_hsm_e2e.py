@@ -15,7 +15,6 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import botocore.exceptions
 import pytest
@@ -34,6 +33,7 @@ from test_xks_e2e import (
     _metadata,
     _record_of,
 )
+from test_xks_e2e import _encrypt as _xks_encrypt
 
 from conftest import Server
 
@@ -111,16 +111,8 @@ def _encrypt(
     cdiv: bool = False,
     **meta: str,
 ) -> requests.Response:
-    doc: dict[str, Any] = {
-        "requestMetadata": {**_metadata("Encrypt"), **meta},
-        "plaintext": _b64(plaintext),
-        "encryptionAlgorithm": "AES_GCM",
-    }
-    if cdiv:
-        doc["ciphertextDataIntegrityValueAlgorithm"] = "SHA_256"
-    if aad is not None:
-        doc["additionalAuthenticatedData"] = _b64(aad)
-    return _call(server, f"/keys/{key_id}/encrypt", doc, cred)
+    """test_xks_e2e's encrypt request, without a CDIV unless asked."""
+    return _xks_encrypt(server, cred, key_id, plaintext, aad, cdiv=cdiv, **meta)
 
 
 def _decrypt(
