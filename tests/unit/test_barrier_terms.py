@@ -14,6 +14,7 @@ from keycask.barrier.rewrite import rewrite_batch, terms_in_use
 from keycask.crypto import KeyMaterial
 from keycask.errors import Sealed, SealError
 from keycask.storage.sqlite import SQLiteStorage
+from keycask.storage.watermark import Watermark
 
 
 async def _rewrite_all(barrier: Barrier) -> int:
@@ -196,6 +197,44 @@ async def test_a_seal_during_a_keyring_update_stays_sealed(tmp_path: Path) -> No
     assert barrier.sealed
     with pytest.raises(Sealed):
         barrier.put("x", b"y", expect=None)
+    await inner.close()
+
+
+class _CommitsThatLandThenWait(_SlowCommits):
+    """A store whose commits land first and then wait: another reader sees
+    the new value before the committing coroutine resumes."""
+
+    async def commit(self, writes: object) -> None:
+        await self.inner.commit(writes)  # type: ignore[arg-type]
+        self.waiting.set()
+        await self.gate.wait()
+
+
+async def test_a_tick_during_this_nodes_own_rekey_does_not_seal(tmp_path: Path) -> None:
+    # The once-a-second tick reads the keyring to notice a rollback or a
+    # rekey elsewhere. Read between this node's own rekey landing and the
+    # barrier taking the new root, the keyring no longer opened with the root
+    # held, and the node sealed itself as if rekeyed elsewhere (seen once in
+    # CI as a status without a term right after `operator rekey-verify`).
+    inner = SQLiteStorage(tmp_path / "s.db")
+    root, new_root = KeyMaterial.generate(), KeyMaterial.generate()
+    await Barrier.open(inner, root)
+    slow = _CommitsThatLandThenWait(inner)
+    barrier = Barrier(slow, watermark=Watermark(tmp_path))  # type: ignore[arg-type]
+    slow.gate.set()
+    await barrier.unseal(root)
+    slow.gate.clear()
+    slow.waiting.clear()
+    rekeying = asyncio.create_task(barrier.rekey(new_root, rotate=True))
+    await slow.waiting.wait()
+    ticking = asyncio.create_task(barrier.tick())
+    await asyncio.sleep(0.05)
+    slow.gate.set()
+    await rekeying
+    await ticking
+    assert not barrier.sealed
+    await barrier.tick()
+    assert not barrier.sealed and barrier.keyring.active_term == 2
     await inner.close()
 
 

@@ -441,16 +441,23 @@ class Barrier:
             return
         if self._watermark is None:
             return
-        generation = self._generation
-        entry = await self._storage.get(KEYRING_PATH)
-        if generation != self._generation or self._root is None:
-            return
-        if entry is None:
-            log.error("the keyring disappeared from the store; sealing")
-            self.seal("sealed: the keyring disappeared from the store")
-            return
-        with contextlib.suppress(Sealed):  # it said why, and sealed
-            self._open_or_seal(root, entry.value)
+        # Under the lock: this node's own rekey commits the keyring under the
+        # new root before it holds that root, and a read in between would
+        # take it for a rekey elsewhere and seal (a CI failure once).
+        async with self._lock:
+            root = self._root
+            if root is None:
+                return
+            generation = self._generation
+            entry = await self._storage.get(KEYRING_PATH)
+            if generation != self._generation or self._root is not root:
+                return
+            if entry is None:
+                log.error("the keyring disappeared from the store; sealing")
+                self.seal("sealed: the keyring disappeared from the store")
+                return
+            with contextlib.suppress(Sealed):  # it said why, and sealed
+                self._open_or_seal(root, entry.value)
 
     def reload_soon(self) -> None:
         """``reload`` in the background (another process committed): until it
