@@ -301,6 +301,10 @@ class Scheduler:
             await self._commit([keys.stage_unschedule(path)])
             return None
         writes, detail = done
+        # An HSM-backed key's one version: its token object goes, as at the
+        # end of a deletion window (if the commit then fails, the job runs
+        # again and finds it gone already).
+        detail += await hsm_keys.destroy(self._deps, key)
         return JobResult("DestroyCryptoKeyVersion", key, [*writes, keys.stage_unschedule(path)],
                          detail)  # fmt: skip
 

@@ -17,6 +17,12 @@ Every operation runs the AWS door's core handlers (CreateKey, CreateAlias,
 Encrypt, Decrypt, RotateKeyOnDemand, GenerateRandom, ...), so the same key
 policies, identity policies and grants decide, under the same ``kms:``
 actions (docs/gcp-kms.md has the table).
+
+Why one module of ~530 lines: key rings, crypto keys, encrypt, decrypt and
+random bytes share the name-to-key resolution and the settings document
+read here; what grew beside them is in modules of its own (versions,
+rotation, IAM, protection level HSM, the asymmetric and MAC operations:
+gcp_versions, gcp_rotation, gcp_iam, gcp_hsm, gcp_crypto).
 """
 
 from __future__ import annotations
@@ -46,9 +52,17 @@ from keycask.keys.model import (
     alias_arn,
     default_key_policy,
 )
-from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_blob_header
+from keycask.keys.wire import (
+    BLOB_FORMAT_HSM,
+    BLOB_FORMAT_V2,
+    BLOB_FORMAT_XKS,
+    blob_header,
+    encode_context,
+    mrk_blob_header,
+    parse_xks_blob,
+)
 from keycask.ports import Write
-from keycask.service.core import gcp_rotation
+from keycask.service.core import gcp_hsm, gcp_rotation
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -232,11 +246,13 @@ async def create_key(
     ``ring_policy``: the key ring's bindings added to a key policy
     (``gcp_ring_iam.create_key``)."""
     spec, usage = _kind(req.purpose, req.algorithm)
-    if req.protection_level != "SOFTWARE":
+    hsm = req.protection_level == gcp_hsm.HSM
+    if hsm:
+        gcp_hsm.check_request(req.purpose, req.rotation is not None)
+    elif req.protection_level != "SOFTWARE":
         raise KMSInvalidStateException(
             f"protection level {req.protection_level} is not available: keycask's Cloud KMS "
-            "door makes SOFTWARE keys (HSM keys need the server's PKCS#11 key store, which "
-            "this door does not reach yet)"
+            "door makes SOFTWARE and HSM keys"
         )
     name = KeyName(req.parent.project, req.parent.location, req.parent.ring, req.key_id)
     await _ring(deps, call, req.parent)
@@ -262,12 +278,15 @@ async def create_key(
             key = key.replace(policy=policy[0], policy_principals=policy[1])
         return key
 
-    created = await keys.create_key(deps, call, aws_create(name, spec, usage), adjust=adjust)
+    request = aws_create(name, spec, usage)
+    alias_resource = alias_arn(call.region, call.account, name.alias)
+    if hsm:
+        request = await gcp_hsm.create_request(deps, call, request, alias_resource)
+    created = await gcp_hsm.as_precondition(keys.create_key(deps, call, request, adjust=adjust))
+    made_by = call.detail
     result = created.result
     assert isinstance(result, KeyMetadataResult)
-    await call.authorize(
-        "kms:CreateAlias", resource=alias_arn(call.region, call.account, name.alias)
-    )
+    await call.authorize("kms:CreateAlias", resource=alias_resource)
     now = deps.clock.now()
     key_id = uuid.UUID(result.key_metadata.key_id)
     alias = Alias(name.alias, call.account, call.region, key_id, now, now)
@@ -285,6 +304,7 @@ async def create_key(
         deps.keys.stage_gcp_key(key_id, settings.to_doc(), 0),
     ]
     call.detail = f"crypto key {name.name} ({req.purpose}, {req.algorithm})"
+    call.detail += f", {made_by}" if hsm else ""
     # What the answer shows of the key just staged (the store has it once
     # the writes commit): created now, enabled, with its first version.
     meta = result.key_metadata
@@ -396,6 +416,10 @@ def _context(aad: bytes) -> dict[str, str] | None:
 def _version_of(blob: bytes) -> int:
     if blob[:1] == bytes((BLOB_FORMAT_V2,)):
         return mrk_blob_header(blob)[1]
+    if blob[:1] == bytes((BLOB_FORMAT_HSM,)):
+        return 1  # an HSM-backed key has one version
+    if blob[:1] == bytes((BLOB_FORMAT_XKS,)):
+        return parse_xks_blob(blob).version
     return blob_header(blob)[1]
 
 
@@ -469,9 +493,15 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
 
 
 async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
-    """GenerateRandom (kms:GenerateRandom): Cloud KMS's 8 to 1024 bytes."""
-    out = await crypto.generate_random(
-        deps, call, aws.GenerateRandomRequest(number_of_bytes=req.length)
+    """GenerateRandom (kms:GenerateRandom): Cloud KMS's 8 to 1024 bytes; for
+    protection level HSM from the account's HSM if it has one connected."""
+    store = await gcp_hsm.random_store(deps, call) if req.protection_level == gcp_hsm.HSM else None
+    out = await gcp_hsm.as_precondition(
+        crypto.generate_random(
+            deps,
+            call,
+            aws.GenerateRandomRequest(number_of_bytes=req.length, custom_key_store_id=store),
+        )
     )
     result = out.result
     assert isinstance(result, GenerateRandomResult)

@@ -275,6 +275,7 @@ class DecryptRequest:
 class RandomRequest:
     location: LocationName
     length: int
+    protection_level: str = "SOFTWARE"
 
 
 # -- results --

@@ -15,6 +15,7 @@ from keycask.errors import KMSInvalidStateException, ValidationException
 from keycask.keys.model import Key, KeySpec, Origin
 from keycask.keys.states import require_state
 from keycask.ports import Write
+from keycask.service.core import gcp_hsm
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call
 from keycask.service.core.deps import Deps
@@ -55,12 +56,16 @@ async def rotate_on(
 ) -> tuple[Key, list[Write]]:
     """The key with its new rotation schedule, and the writes that make it."""
     if rotation.period_seconds is None and not rotation.keep_period:
-        out = await rotation_handlers.disable_key_rotation(
-            deps, call, aws.KeyRequest(key_id=key.arn)
+        out = await gcp_hsm.no_rotation(
+            key,
+            "rotation_period cannot be changed",
+            rotation_handlers.disable_key_rotation(deps, call, aws.KeyRequest(key_id=key.arn)),
         )
         return key.replace(rotation_period_days=None, next_rotation=None), list(out.writes)
     stored = await use_key(deps.keys, call, key.arn, "kms:EnableKeyRotation")
     key = stored.value
+    if key.custom_key_store_id is not None:
+        raise KMSInvalidStateException(f"rotation_period cannot be set: {gcp_hsm.NO_ROTATION}")
     if key.key_spec is not KeySpec.SYMMETRIC_DEFAULT or key.origin is not Origin.AWS_KMS:
         raise ValidationException(
             "Automatic rotation is supported for ENCRYPT_DECRYPT keys whose material keycask made."

@@ -38,6 +38,7 @@ from keycask.errors import (
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Alias, Key, KeySpec, KeyState, Origin, alias_arn
 from keycask.ports import Write
+from keycask.service.core import gcp_hsm
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -157,9 +158,11 @@ def _destroyable(key: Key) -> None:
             "a multi-Region key's versions are shared by every copy: destroy is not "
             "supported for them"
         )
+    if key.hsm_object is not None:
+        return  # its one version's material is the token object (destroy_hsm_object)
     if key.origin is not Origin.AWS_KMS or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
         raise KMSInvalidStateException(
-            "destroy is supported for symmetric keys whose material keycask made"
+            "destroy is supported for symmetric keys whose material keycask made or holds in an HSM"
         )
 
 
@@ -267,8 +270,12 @@ async def destroy_due(keys: KeyStore, key: Key, now: datetime) -> tuple[list[Wri
         old = settings.versions[number]
         new = new.with_version(number, VersionState(DESTROYED, old.destroy_time, now.timestamp()))
     writes = [keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision)]
-    writes.extend(keys.stage_delete_material(key.key_id, number) for number in due)
     names = ", ".join(str(n) for n in due)
+    if key.hsm_object is not None:
+        # Its material is a token object, which the scheduler destroys
+        # (hsm_keys.destroy); keycask's store holds none.
+        return writes, f"Cloud KMS version(s) {names} destroyed"
+    writes.extend(keys.stage_delete_material(key.key_id, number) for number in due)
     return writes, f"Cloud KMS version(s) {names} destroyed: their material deleted"
 
 
@@ -367,7 +374,11 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
         # (RotateKeyOnDemand) needs; then CreateKey and CreateAlias.
         await authorize_key(call, key, "kms:RotateKeyOnDemand")
         return await _create_key_version(deps, call, req.name, key)
-    out = await rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn))
+    out = await gcp_hsm.no_rotation(
+        key,
+        "a new CryptoKeyVersion cannot be created",
+        rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn)),
+    )
     settings = await settings_of(deps, key, req.name)
     version = key.next_version()
     call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"

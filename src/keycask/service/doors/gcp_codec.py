@@ -429,7 +429,7 @@ def random(params: Mapping[str, str], query: Query, doc: Doc) -> RandomRequest:
     level = _enum(doc.get("protectionLevel", 0), PROTECTION_LEVELS, "protection_level")
     if level not in ("PROTECTION_LEVEL_UNSPECIFIED", "SOFTWARE", "HSM"):
         raise ValidationException(f"protection_level {level} is not valid here.")
-    return RandomRequest(location_name(params), length)
+    return RandomRequest(location_name(params), length, "HSM" if level == "HSM" else "SOFTWARE")
 
 
 def primary(params: Mapping[str, str], query: Query, doc: Doc) -> VersionRequest:

@@ -162,6 +162,14 @@ async def _authorize_create(
     )
 
 
+async def authorize_create(call: Call, req: CreateKeyRequest) -> None:
+    """CreateKey's authorization alone (create_key authorizes again), for a
+    caller that must refuse before it looks further: the Cloud KMS door's
+    HSM keys, before it picks their custom key store."""
+    spec, usage = _key_spec(req)
+    await _authorize_create(call, req, spec, usage)
+
+
 async def prepare_material(call: Call, req: CreateKeyRequest) -> None:
     """An RSA key's material, made before the write lock is taken by a
     caller whose CreateKey runs under it (the Vault door's, which also
