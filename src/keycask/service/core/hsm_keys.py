@@ -132,11 +132,12 @@ async def open_blob(deps: Deps, call: Call, key: Key, blob: bytes, context: byte
 
 
 async def destroy(deps: Deps, key: Key) -> str:
-    """Destroy a deleted key's token object, at the end of its deletion
-    window; what happened, for the audit record. A token that cannot be
-    reached keeps the object (as AWS leaves key material in a disconnected
-    cluster): the key is deleted all the same, and the log names the
-    object for the operator to destroy by hand."""
+    """Destroy a key's token object, at the end of its deletion window (or
+    of its Cloud KMS version's destroy schedule); what happened, for the
+    audit record. A token that cannot be reached keeps the object (as AWS
+    leaves key material in a disconnected cluster): the key is deleted (the
+    version DESTROYED) all the same, and the log names the object for the
+    operator to destroy by hand."""
     if key.hsm_object is None:
         return ""
     store = await store_of(deps, key)
@@ -151,7 +152,7 @@ async def destroy(deps: Deps, key: Key) -> str:
     else:
         reason = "the HSM is not configured"
     log.warning(
-        "the key %s was deleted but its HSM key (CKA_ID %s, label keycask-%s) could not be "
+        "the HSM key of %s (CKA_ID %s, label keycask-%s) is no longer used but could not be "
         "destroyed (%s): destroy it in the token by hand",
         key.arn,
         key.hsm_object,
