@@ -85,6 +85,7 @@ def test_crypto_key_filters_select_on_the_json_form(gcp: Client) -> None:
         'createTime>"2000-01-01T00:00:00Z"': everyone,
         'createTime<"2000-01-01T00:00:00Z"': [],
         "destroyScheduledDuration>=2592000s": everyone,
+        "destroyScheduledDuration => 2592001s": [],
         "nosuchfield=x": [],
     }
     for text, expected in cases.items():

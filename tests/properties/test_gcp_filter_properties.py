@@ -17,8 +17,9 @@ from keycask.service.doors import gcp_filter
 # -- any text --
 
 _PIECES = st.sampled_from([
-    "a", "b", "labels", ".", "x", "=", "!=", "<", ">", "<=", ">=", ":", "*", " ", "  ", "(",
-    ")", "AND", "OR", "NOT", "-", '"', "'", "\\", "1", "2026-01-01T00:00:00Z", "10s", "é", "\t",
+    "a", "b", "labels", ".", "x", "=", "!=", "<", ">", "<=", ">=", "=>", ":", "*", " ", "  ",
+    "(", ")", "AND", "OR", "NOT", "-", '"', "'", "\\", "1", "2026-01-01T00:00:00Z", "10s", "é",
+    "\t",
 ])  # fmt: skip
 _DOC = {
     "name": "projects/p/locations/global/keyRings/r",
@@ -68,7 +69,7 @@ def test_long_and_deep_filters_are_refused() -> None:
 
 _PATHS = [("a",), ("b",), ("n",), ("flag",), ("labels",), ("labels", "x"), ("labels", "y")]
 _VALUES = ["a", "ab", "B", "1", "10", "true", "*", ""]
-_OPS = ["=", "!=", "<", ">", "<=", ">=", ":"]
+_OPS = ["=", "!=", "<", ">", "<=", ">=", "=>", ":"]
 
 _restrictions = st.tuples(
     st.just("cmp"), st.sampled_from(_PATHS), st.sampled_from(_OPS), st.sampled_from(_VALUES),
@@ -157,6 +158,7 @@ def _reference(tree: Any, doc: dict[str, Any]) -> bool:
     if kind == "or":
         return any(_reference(c, doc) for c in tree[1])
     _, path, op, literal, quoted = tree
+    op = ">=" if op == "=>" else op
     quoted = quoted or not literal
     value = _at(doc, path)
     if op == "!=":

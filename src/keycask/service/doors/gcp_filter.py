@@ -7,15 +7,16 @@ crypto keys, versions or import jobs, can use it.
 Filter: restrictions ``path OP value`` on a dotted field path
 (``labels.env``, ``primary.state``, ``versionTemplate.algorithm``; a
 snake_case segment finds its camelCase field), OP one of ``=``, ``!=``,
-``<``, ``>``, ``<=``, ``>=`` and ``:`` (has: a case-insensitive substring
-of a string, a key of a map, any element of a list; ``path:*`` the field
-is present); combined with ``AND`` (or a space), ``OR`` (which binds
-tighter than AND, as AIP-160 says), ``NOT`` or ``-`` before a term, and
-parentheses. A value is a bare word or a quoted string (``"..."`` or
-``'...'``, backslash escapes). Comparisons are of strings, except that two
-RFC 3339 times compare as times, two durations (``"86400s"``) as numbers,
-and a number or boolean field takes its literal as one. A restriction on a
-field the resource does not have is false (and ``!=`` is its NOT: true).
+``<``, ``>``, ``<=``, ``>=`` (or ``=>``, as Cloud KMS writes it) and
+``:`` (has: a case-insensitive substring of a string, a key of a map,
+any element of a list; ``path:*`` the field is present); combined with
+``AND`` (or a space), ``OR`` (which binds tighter than AND, as AIP-160
+says), ``NOT`` or ``-`` before a term, and parentheses. A value is a
+bare word or a quoted string (``"..."`` or ``'...'``, backslash
+escapes). Comparisons are of strings, except that two RFC 3339 times
+compare as times, two durations (``"86400s"``) as numbers, and a number
+or boolean field takes its literal as one. A restriction on a field the
+resource does not have is false (and ``!=`` is its NOT: true).
 
 orderBy: ``path [asc|desc]``, comma-separated (Cloud KMS documents
 ``name`` and ``name desc``; any field path sorts the same way), ties in
@@ -48,7 +49,8 @@ MAX_ORDER_BY: Final = 512
 MAX_ORDER_FIELDS: Final = 8
 # Parentheses nested at most this deep.
 MAX_DEPTH: Final = 16
-COMPARATORS: Final = ("<=", ">=", "!=", "=", "<", ">", ":")
+# "=>": Cloud KMS's page lists it for >=.
+COMPARATORS: Final = ("<=", ">=", "=>", "!=", "=", "<", ">", ":")
 
 _SEGMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*", re.ASCII)
 _DURATION = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,9})?s", re.ASCII)
@@ -181,7 +183,7 @@ class _Parser:
         self.at += len(op)
         self._space()
         value, quoted = self.value()
-        return Restriction(path, op, value, quoted)
+        return Restriction(path, ">=" if op == "=>" else op, value, quoted)
 
     def path(self) -> tuple[str, ...]:
         segments = []
