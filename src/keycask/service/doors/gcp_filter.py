@@ -24,7 +24,8 @@ name order.
 
 Anything else (a bare value with no field, functions, wildcards in a
 path, AND/OR with nothing on a side, a filter over ``MAX_FILTER``
-characters or nested deeper than ``MAX_DEPTH``) is a ValidationException,
+characters, of more than ``MAX_RESTRICTIONS`` comparisons or nested
+deeper than ``MAX_DEPTH``) is a ValidationException,
 the door's 400 INVALID_ARGUMENT, raised before anything is listed.
 
 Hand-written: the one AIP-160 package on PyPI (sqlalchemy-aip160) turns a
@@ -47,8 +48,10 @@ from keycask.errors import ValidationException
 MAX_FILTER: Final = 2048
 MAX_ORDER_BY: Final = 512
 MAX_ORDER_FIELDS: Final = 8
-# Parentheses nested at most this deep.
+# Parentheses nested at most this deep, and at most this many comparisons:
+# each item of a list (up to gcp_pages.SCAN_MAX a request) is tested on all.
 MAX_DEPTH: Final = 16
+MAX_RESTRICTIONS: Final = 64
 # "=>": Cloud KMS's page lists it for >=.
 COMPARATORS: Final = ("<=", ">=", "=>", "!=", "=", "<", ">", ":")
 
@@ -101,6 +104,7 @@ class _Parser:
         self.text = text
         self.at = 0
         self.depth = 0
+        self.restrictions = 0
 
     def _space(self) -> bool:
         start = self.at
@@ -173,6 +177,9 @@ class _Parser:
         return self.restriction()
 
     def restriction(self) -> Restriction:
+        self.restrictions += 1
+        if self.restrictions > MAX_RESTRICTIONS:
+            raise _invalid(self.text, self.at, f"more than {MAX_RESTRICTIONS} comparisons")
         path = self.path()
         self._space()
         op = next((c for c in COMPARATORS if self.text.startswith(c, self.at)), None)
