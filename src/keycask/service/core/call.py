@@ -195,6 +195,16 @@ class Call:
         )
         return decide(request).allowed
 
+    def would_allow_on(self, action: str, resource: str = "*") -> bool:
+        """Whether the caller would be allowed ``action`` on no key (on
+        ``resource``: identity policies alone), without recording or enforcing."""
+        assert self.caller is not None
+        subject = self.caller.subject
+        request = Request(
+            subject, action, resource, None, lambda: self._request_context(None, None)
+        )
+        return decide(request).allowed
+
     def _request_context(
         self, key: Key | None, extra: Mapping[str, ContextInput] | None
     ) -> RequestContext:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 
 import orjson
@@ -62,7 +62,7 @@ from keycask.keys.wire import (
     parse_xks_blob,
 )
 from keycask.ports import Write
-from keycask.service.core import gcp_hsm, gcp_rotation
+from keycask.service.core import gcp_hsm, gcp_pages, gcp_rotation
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -79,7 +79,6 @@ from keycask.service.core.gcp_requests import (
     KeyResult,
     KeySettings,
     ListRequest,
-    ListResult,
     LocationName,
     LocationRequest,
     LocationsResult,
@@ -174,18 +173,19 @@ async def list_rings(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     await call.authorize("kms:ListKeys")
     parent = req.parent
     assert isinstance(parent, LocationName)
-    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    rows = await deps.keys.list_gcp_rings(
-        call.account, parent.project, parent.location, req.after, size + 1
-    )
-    items = tuple(
-        _ring_result(RingName(parent.project, parent.location, ring), raw)
-        for ring, raw in rows[:size]
-    )
-    more = len(rows) > size
-    return Outcome(
-        ListResult(items, rows[size - 1][0] if more else None, not req.after and not more)
-    )
+
+    async def rings(after: str) -> AsyncGenerator[tuple[str, RingResult]]:
+        while True:
+            rows = await deps.keys.list_gcp_rings(
+                call.account, parent.project, parent.location, after, _PAGE_MAX
+            )
+            for ring, raw in rows:
+                yield ring, _ring_result(RingName(parent.project, parent.location, ring), raw)
+            if len(rows) < _PAGE_MAX:
+                return
+            after = rows[-1][0]
+
+    return Outcome(await gcp_pages.page(req, rings))
 
 
 # -- crypto keys --
@@ -340,39 +340,39 @@ async def get_key(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
-    """The crypto keys of a key ring: the aliases under its prefix
-    (kms:ListKeys and kms:ListAliases, on ``*``), each shown only if the
-    caller may DescribeKey it (its labels, algorithm and state are what
-    cryptoKeys.get shows); a page may hold fewer than it could."""
+    """The crypto keys of a key ring: the aliases under its prefix (kms:ListKeys,
+    kms:ListAliases on ``*``), each shown only if the caller may DescribeKey it
+    (its labels, algorithm, state): the filter never sees the others."""
     parent = req.parent
     assert isinstance(parent, RingName)
     await call.authorize("kms:ListAliases")
     await call.authorize("kms:ListKeys")
     await _ring(deps, call, parent)
     prefix = KeyName(parent.project, parent.location, parent.ring, "").alias
-    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    after = prefix + req.after if req.after else prefix
-    rows: list[Alias] = []
-    # Aliases are listed in name order: those of this key ring are one run
-    # (names with another "/" in it, or past it, are no crypto key here).
-    while len(rows) <= size:
-        page = await deps.keys.list_aliases(call.account, call.region, after, _PAGE_MAX)
-        rows.extend(
-            a for a in page if a.name.startswith(prefix) and "/" not in a.name[len(prefix) :]
-        )
-        if len(page) < _PAGE_MAX or not page[-1].name.startswith(prefix):
-            break
-        after = page[-1].name
-    items: list[KeyResult] = []
-    for alias in rows[:size]:
-        stored = await deps.keys.get(alias.target)
-        if stored is None or not await call.would_allow("kms:DescribeKey", stored.value):
-            continue
-        name = KeyName(parent.project, parent.location, parent.ring, alias.name[len(prefix) :])
-        items.append(KeyResult(name, stored.value, await settings_of(deps, stored.value, name)))
-    more = len(rows) > size
-    nxt = rows[size - 1].name[len(prefix) :] if more else None
-    return Outcome(ListResult(tuple(items), nxt, not req.after and not more))
+
+    async def crypto_keys(after: str) -> AsyncGenerator[tuple[str, KeyResult | None]]:
+        # Aliases are listed in name order: this key ring's are one run.
+        start = prefix + after
+        while True:
+            page = await deps.keys.list_aliases(call.account, call.region, start, _PAGE_MAX)
+            for alias in page:
+                key_id = alias.name[len(prefix) :]
+                if not alias.name.startswith(prefix):
+                    return
+                if "/" in key_id:
+                    continue  # a version's alias
+                stored = await deps.keys.get(alias.target)
+                if stored is None or not await call.would_allow("kms:DescribeKey", stored.value):
+                    yield key_id, None
+                    continue
+                name = KeyName(parent.project, parent.location, parent.ring, key_id)
+                settings = await settings_of(deps, stored.value, name)
+                yield key_id, KeyResult(name, stored.value, settings)
+            if len(page) < _PAGE_MAX:
+                return
+            start = page[-1].name
+
+    return Outcome(await gcp_pages.page(req, crypto_keys))
 
 
 async def update_key(deps: Deps, call: Call, req: UpdateKeyRequest) -> Outcome:

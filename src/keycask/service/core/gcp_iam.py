@@ -282,6 +282,7 @@ async def check_permissions(deps: Deps, call: Call, req: TestPermissionsRequest)
             f"Permission {unknown[0][:128]} is not valid for this resource: keycask answers "
             f"{', '.join(PERMISSIONS)}."
         )
+    assert isinstance(req.name, KeyName)
     key = await resolve_key_for(deps, call, req.name)
     held = [p for p in req.permissions if await call.would_allow(PERMISSIONS[p], key)]
     call.detail = f"{len(held)} of {len(req.permissions)} permissions held"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -203,6 +203,21 @@ class ListRequest:
     parent: LocationName | RingName | KeyName
     page_size: int
     after: str = ""
+    # The door's filter and orderBy (None: every item, in the list's order).
+    select: Selection | None = None
+
+
+class Selection(Protocol):
+    """A list's filter and order, as the door reads them: on its wire form
+    of an item (``doors/gcp_list.py``); the core pages what it keeps
+    (``core/gcp_pages.py``)."""
+
+    @property
+    def ordered(self) -> bool: ...
+
+    def matches(self, item: Any) -> bool: ...
+
+    def sort(self, items: list[Any]) -> list[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -422,7 +437,7 @@ class SetIamPolicyRequest:
 
 @dataclass(frozen=True, slots=True)
 class TestPermissionsRequest:
-    name: KeyName
+    name: KeyName | RingName
     permissions: tuple[str, ...]
 
 

@@ -1,6 +1,7 @@
 """Cloud KMS's IAM policy of a key ring (getIamPolicy, setIamPolicy): its
 bindings hold for every crypto key in it, as Cloud KMS's inherited
-bindings do.
+bindings do. testIamPermissions answers the key ring's own permissions
+(``PERMISSIONS``) the caller holds.
 
 The bindings are kept in the key ring's document, and each becomes a
 statement (Sid ``GcpIamRing<Role>``, the same actions as a crypto key's
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import orjson
 
-from keycask.errors import NotFoundException
-from keycask.keys.model import Key
+from keycask.errors import NotFoundException, ValidationException
+from keycask.keys.model import Key, alias_arn
 from keycask.ports import Write
 from keycask.service.core import gcp
 from keycask.service.core import requests as aws
@@ -45,6 +47,8 @@ from keycask.service.core.gcp_requests import (
     RingName,
     RingRequest,
     SetIamPolicyRequest,
+    TestPermissionsRequest,
+    TestPermissionsResult,
 )
 from keycask.service.core.handlers import keys
 
@@ -174,3 +178,43 @@ async def create_key(deps: Deps, call: Call, req: CreateKeyRequest) -> Outcome:
             return with_ring(policy, statements)
 
     return await gcp.create_key(deps, call, req, ring_policy=ring_policy)
+
+
+# A key ring's Cloud KMS permissions -> the kms: actions the methods they
+# allow are authorized as: on "*", or (True) on the key ring's aliases.
+PERMISSIONS: Final[Mapping[str, tuple[tuple[str, bool], ...]]] = {
+    "cloudkms.keyRings.get": (("kms:ListKeys", False),),
+    "cloudkms.keyRings.getIamPolicy": (("kms:GetKeyPolicy", False),),
+    "cloudkms.keyRings.setIamPolicy": (("kms:PutKeyPolicy", False),),
+    "cloudkms.cryptoKeys.create": (("kms:CreateKey", False), ("kms:CreateAlias", True)),
+    "cloudkms.cryptoKeys.list": (("kms:ListAliases", False), ("kms:ListKeys", False)),
+}
+
+
+async def check_permissions(deps: Deps, call: Call, req: TestPermissionsRequest) -> Outcome:
+    """The key ring's permissions the caller holds, each checked as the
+    ``kms:`` actions of the method it allows would be, without recording or
+    enforcing. cryptoKeys.create's kms:CreateAlias is checked on the key
+    ring's aliases (``alias/gcp/P/L/R/*``): a policy that allows only some
+    of them does not hold it."""
+    name = req.name
+    assert isinstance(name, RingName)
+    unknown = [p for p in req.permissions if p not in PERMISSIONS]
+    if unknown:
+        raise ValidationException(
+            f"Permission {unknown[0][:128]} is not valid for a key ring: keycask answers "
+            f"{', '.join(PERMISSIONS)}."
+        )
+    await _ring_doc(deps, call, name)
+    ring_aliases = KeyName(name.project, name.location, name.ring, "*").alias
+    aliases = alias_arn(call.region, call.account, ring_aliases)
+    held = [
+        permission
+        for permission in req.permissions
+        if all(
+            call.would_allow_on(action, aliases if on_alias else "*")
+            for action, on_alias in PERMISSIONS[permission]
+        )
+    ]
+    call.detail = f"{len(held)} of {len(req.permissions)} permissions held on {name.name}"
+    return Outcome(TestPermissionsResult(tuple(held)))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
+from collections.abc import AsyncGenerator
 from datetime import datetime, timedelta
 
 from keycask.errors import (
@@ -38,7 +39,7 @@ from keycask.errors import (
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Alias, Key, KeySpec, KeyState, Origin, alias_arn
 from keycask.ports import Write
-from keycask.service.core import gcp_hsm
+from keycask.service.core import gcp_hsm, gcp_pages
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -53,7 +54,6 @@ from keycask.service.core.gcp_requests import (
     KeyResult,
     KeySettings,
     ListRequest,
-    ListResult,
     UpdateVersionRequest,
     VersionRequest,
     VersionResult,
@@ -301,9 +301,6 @@ async def update_primary(deps: Deps, call: Call, req: VersionRequest) -> Outcome
     return Outcome(KeyResult(req.name, key, settings))
 
 
-_PAGE_MAX = 1000
-
-
 def _symmetric(key: Key) -> bool:
     return key.key_spec is KeySpec.SYMMETRIC_DEFAULT
 
@@ -337,18 +334,16 @@ async def list_versions(deps: Deps, call: Call, req: ListRequest) -> Outcome:
     key = await resolve_key_for(deps, call, name)
     await authorize_key(call, key, "kms:ListKeyRotations")
     settings = await settings_of(deps, key, name)
-    size = min(req.page_size or _PAGE_MAX, _PAGE_MAX)
-    # A page token is a version number (ASCII digits, a few of them); any
-    # other starts at the beginning.
-    after = req.after
-    start = int(after) if after.isascii() and after.isdigit() and len(after) <= 9 else 0
-    numbers = [n for n in version_numbers(key, settings) if n > start]
-    items = []
-    for number in numbers[:size]:
-        items.append(await _shown(deps, call, name, key, settings, number=number))
-    more = len(numbers) > size
-    nxt = str(numbers[size - 1]) if more else None
-    return Outcome(ListResult(tuple(items), nxt, not req.after and not more))
+
+    async def versions(after: str) -> AsyncGenerator[tuple[str, VersionResult]]:
+        # A page token is a version number (ASCII digits, a few of them);
+        # any other starts at the beginning.
+        start = int(after) if after.isascii() and after.isdigit() and len(after) <= 9 else 0
+        for number in version_numbers(key, settings):
+            if number > start:
+                yield str(number), await _shown(deps, call, name, key, settings, number=number)
+
+    return Outcome(await gcp_pages.page(req, versions))
 
 
 async def prepare_version(deps: Deps, call: Call, req: KeyRequest) -> None:

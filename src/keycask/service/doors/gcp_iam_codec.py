@@ -1,5 +1,5 @@
 """The Cloud KMS door's IAM requests (getIamPolicy, setIamPolicy,
-testIamPermissions on a crypto key), checked and built into
+testIamPermissions on a crypto key or a key ring), checked and built into
 ``service/core/gcp_requests.py``'s requests for ``core/gcp_iam.py``."""
 
 from __future__ import annotations
@@ -74,3 +74,8 @@ def _policy(doc: Doc) -> tuple[tuple[Binding, ...], str]:
 def test_iam(params: Mapping[str, str], query: Query, doc: Doc) -> TestPermissionsRequest:
     permissions = _strings(doc.get("permissions", []), "permissions", 100)
     return TestPermissionsRequest(key_name(params), permissions)
+
+
+def test_ring_iam(params: Mapping[str, str], query: Query, doc: Doc) -> TestPermissionsRequest:
+    permissions = _strings(doc.get("permissions", []), "permissions", 100)
+    return TestPermissionsRequest(ring_name(params), permissions)
