@@ -48,7 +48,7 @@ from keycask.keys.model import (
 )
 from keycask.keys.wire import BLOB_FORMAT_V2, blob_header, encode_context, mrk_blob_header
 from keycask.ports import Write
-from keycask.service.core import gcp_rotation
+from keycask.service.core import gcp_imports, gcp_rotation
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -239,6 +239,9 @@ async def create_key(
             "this door does not reach yet)"
         )
     name = KeyName(req.parent.project, req.parent.location, req.parent.ring, req.key_id)
+    request = aws_create(name, spec, usage)
+    if req.import_only:  # Origin EXTERNAL: no version until one is imported
+        request = gcp_imports.import_only(request, spec, req.algorithm)
     await _ring(deps, call, req.parent)
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
@@ -262,7 +265,7 @@ async def create_key(
             key = key.replace(policy=policy[0], policy_principals=policy[1])
         return key
 
-    created = await keys.create_key(deps, call, aws_create(name, spec, usage), adjust=adjust)
+    created = await keys.create_key(deps, call, request, adjust=adjust)
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     await call.authorize(
@@ -300,7 +303,7 @@ async def create_key(
         key_spec=spec,
         versions=(KeyVersion(1, ""),),
     )
-    key = adjust(key)
+    key = adjust(key) if not req.import_only else gcp_imports.awaiting_import(adjust(key))
     if rotating is not None:
         # Automatic rotation needs the right to turn it on, as on the AWS door.
         await call.authorize("kms:EnableKeyRotation", key)
