@@ -186,6 +186,21 @@ def test_what_the_token_cannot_do_is_refused_with_the_reason(
     with pytest.raises(gexc.BadRequest) as error:
         _hsm_key(gcp, ring, rotation_period={"seconds": 90 * 86400})
     assert "never rotates keys held in an HSM" in _precondition(error)
+    # Nor import-only: the token makes its own keys.
+    with pytest.raises(gexc.BadRequest) as error:
+        gcp.create_crypto_key(
+            request={
+                "parent": ring,
+                "crypto_key_id": "k-import",
+                "skip_initial_version_creation": True,
+                "crypto_key": {
+                    "purpose": "ENCRYPT_DECRYPT",
+                    "import_only": True,
+                    "version_template": {"protection_level": HSM},
+                },
+            }
+        )
+    assert "cannot be import-only" in _precondition(error)
     assert list(gcp.list_crypto_keys(parent=ring)) == []
     assert _token_keys(hsm) == {}
     assert _refused(server, "CreateCryptoKey")["error_code"] == "KMSInvalidStateException"

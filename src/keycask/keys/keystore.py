@@ -56,6 +56,8 @@ from keycask.keys.paths import (
     custom_store_path,
     custom_store_prefix,
     due_jobs,
+    gcp_job_count_path,
+    gcp_job_prefix,
     gcp_key_path,
     gcp_ring_count_path,
     gcp_ring_prefix,
@@ -554,6 +556,35 @@ class KeyStore:
     ) -> Write:
         path = gcp_ring_prefix(account, project, location) + ring
         return self._barrier.put(path, value, expect=expect)
+
+    async def gcp_job(
+        self, account: str, project: str, location: str, ring: str, job: str
+    ) -> Stored[bytes]:
+        """A Cloud KMS import job's document (b"" at revision 0: none)."""
+        found = await self._barrier.get(gcp_job_prefix(account, project, location, ring) + job)
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    def stage_gcp_job(
+        self, account: str, project: str, location: str, ring: str, job: str, *, value: bytes
+    ) -> Write:
+        path = gcp_job_prefix(account, project, location, ring) + job
+        return self._barrier.put(path, value, expect=0)
+
+    async def list_gcp_jobs(
+        self, account: str, project: str, location: str, ring: str, *, after: str, limit: int
+    ) -> list[tuple[str, bytes]]:
+        """(import job id, document) in id order, after the id ``after``."""
+        prefix = gcp_job_prefix(account, project, location, ring)
+        rows = await self._barrier.list(prefix, prefix + after if after else "", limit)
+        return [(path[len(prefix) :], v.value) for path, v in rows]
+
+    async def gcp_job_count(self, account: str, region: str) -> Stored[bytes]:
+        """The count of an account's Cloud KMS import jobs in a region."""
+        found = await self._barrier.get(gcp_job_count_path(account, region))
+        return Stored(b"", 0) if found is None else Stored(found.value, found.revision)
+
+    def stage_gcp_job_count(self, account: str, region: str, value: bytes, *, expect: int) -> Write:
+        return self._barrier.put(gcp_job_count_path(account, region), value, expect=expect)
 
     async def gcp_key(self, key_id: uuid.UUID) -> Stored[bytes]:
         """A key's Cloud KMS settings document (b"" at revision 0: none)."""

@@ -45,7 +45,7 @@ from keycask.keys.model import Key, KeyState
 JOB_ROTATE = "rotate"
 JOB_DELETE = "delete"
 JOB_EXPIRE = "expire"
-JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
+JOB_TOKENS = "tokens"  # sweep a key's (or Cloud KMS import job's) expired import parameters
 # Destroy the material of the key's Cloud KMS versions scheduled for
 # destruction (service/core/gcp_versions.py); not derived from the key's
 # own fields, like JOB_TOKENS.
@@ -134,6 +134,8 @@ def vault_mounts_path(account: str, region: str) -> str:
 GCP_RING_PREFIX = "gcp/ring/"
 GCP_KEY_PREFIX = "gcp/key/"
 GCP_RING_COUNT_PREFIX = "gcp/ring-count/"
+GCP_JOB_PREFIX = "gcp/job/"
+GCP_JOB_COUNT_PREFIX = "gcp/job-count/"
 
 
 def gcp_ring_count_path(account: str, region: str) -> str:
@@ -147,6 +149,20 @@ def gcp_ring_prefix(account: str, project: str, location: str) -> str:
     """Where a Cloud KMS project's key rings in a location are listed
     (service/core/gcp.py): one document per key ring, named by its id."""
     return f"{GCP_RING_PREFIX}{account}/{project}/{location}/"
+
+
+def gcp_job_prefix(account: str, project: str, location: str, ring: str) -> str:
+    """Where a Cloud KMS key ring's import jobs are listed
+    (service/core/gcp_imports.py): one document per job, named by its id.
+    Apart from the key rings' prefix, so that a listing of key rings never
+    meets a job."""
+    return f"{GCP_JOB_PREFIX}{account}/{project}/{location}/{ring}/"
+
+
+def gcp_job_count_path(account: str, region: str) -> str:
+    """How many Cloud KMS import jobs an account has made in a region (the
+    bound service/core/gcp_imports.py keeps)."""
+    return f"{GCP_JOB_COUNT_PREFIX}{account}/{region}"
 
 
 def gcp_key_path(key_id: uuid.UUID) -> str:

@@ -310,7 +310,8 @@ class Scheduler:
 
     async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
         """Delete expired import parameters: their RSA private keys have no
-        use after 24 hours and should not sit at rest. Housekeeping with no
+        use after 24 hours (a Cloud KMS import job's, keyed by the job's own
+        id, after 3 days) and should not sit at rest. Housekeeping with no
         effect on any key, so it is not an audited event."""
         keys = self._deps.keys
         now = self._deps.clock.now().timestamp()

@@ -62,7 +62,7 @@ from keycask.keys.wire import (
     parse_xks_blob,
 )
 from keycask.ports import Write
-from keycask.service.core import gcp_hsm, gcp_pages, gcp_rotation
+from keycask.service.core import gcp_hsm, gcp_imports, gcp_pages, gcp_rotation
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -248,13 +248,16 @@ async def create_key(
     spec, usage = _kind(req.purpose, req.algorithm)
     hsm = req.protection_level == gcp_hsm.HSM
     if hsm:
-        gcp_hsm.check_request(req.purpose, req.rotation is not None)
+        gcp_hsm.check_request(req.purpose, req.rotation is not None, req.import_only)
     elif req.protection_level != "SOFTWARE":
         raise KMSInvalidStateException(
             f"protection level {req.protection_level} is not available: keycask's Cloud KMS "
             "door makes SOFTWARE and HSM keys"
         )
     name = KeyName(req.parent.project, req.parent.location, req.parent.ring, req.key_id)
+    request = aws_create(name, spec, usage)
+    if req.import_only:  # Origin EXTERNAL: no version until one is imported
+        request = gcp_imports.import_only(request, spec, req.algorithm)
     await _ring(deps, call, req.parent)
     if await deps.keys.get_alias(call.account, call.region, name.alias) is not None:
         raise AlreadyExistsException(f"CryptoKey {name.name} already exists.")
@@ -278,7 +281,6 @@ async def create_key(
             key = key.replace(policy=policy[0], policy_principals=policy[1])
         return key
 
-    request = aws_create(name, spec, usage)
     alias_resource = alias_arn(call.region, call.account, name.alias)
     if hsm:
         request = await gcp_hsm.create_request(deps, call, request, alias_resource)
@@ -320,7 +322,7 @@ async def create_key(
         key_spec=spec,
         versions=(KeyVersion(1, ""),),
     )
-    key = adjust(key)
+    key = adjust(key) if not req.import_only else gcp_imports.awaiting_import(adjust(key))
     if rotating is not None:
         # Automatic rotation needs the right to turn it on, as on the AWS door.
         await call.authorize("kms:EnableKeyRotation", key)

@@ -47,9 +47,14 @@ NO_ROTATION = (
 T = TypeVar("T")
 
 
-def check_request(purpose: str, rotating: bool) -> None:
+def check_request(purpose: str, rotating: bool, import_only: bool = False) -> None:
     """What protection level HSM cannot have, refused before anything is
     looked at or made."""
+    if import_only:
+        raise KMSInvalidStateException(
+            "protection level HSM cannot be import-only: keycask's HSM tokens make their "
+            "own keys and take no imported material; import into a SOFTWARE key"
+        )
     if purpose != "ENCRYPT_DECRYPT":
         raise KMSInvalidStateException(
             f"protection level HSM is not available for purpose {purpose}: keycask's HSM "

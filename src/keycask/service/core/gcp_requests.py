@@ -134,6 +134,10 @@ class KeySettings:
     # The keycask key id of each such version N > 1: a version is looked up
     # by it, never by its alias (``gcp_versions.version_key``).
     version_keys: dict[int, str] = field(default_factory=dict)
+    # Imported versions: the import job's name and the import time (epoch
+    # seconds), by number (``core/gcp_imports.py``). Its member is named
+    # so that ``version_state`` never mistakes it for "versions".
+    imports: dict[int, tuple[str, float]] = field(default_factory=dict)
 
     def to_doc(self) -> bytes:
         doc: dict[str, Any] = {
@@ -150,6 +154,8 @@ class KeySettings:
             doc["version_count"] = self.version_count
         if self.version_keys:
             doc["version_keys"] = {str(n): k for n, k in sorted(self.version_keys.items())}
+        if self.imports:
+            doc["imports"] = {str(n): list(v) for n, v in sorted(self.imports.items())}
         return orjson.dumps(doc)
 
     def state_of(self, version: int) -> VersionState:
@@ -178,6 +184,7 @@ class KeySettings:
             versions={int(n): VersionState.from_doc(v) for n, v in doc.get("versions", {}).items()},
             version_count=int(doc.get("version_count", 1)),
             version_keys={int(n): str(k) for n, k in doc.get("version_keys", {}).items()},
+            imports={int(n): (str(v[0]), float(v[1])) for n, v in doc.get("imports", {}).items()},
         )
 
 
@@ -230,6 +237,9 @@ class CreateKeyRequest:
     labels: dict[str, str] = field(default_factory=dict)
     destroy_scheduled_seconds: int = DEFAULT_DESTROY_SCHEDULED
     rotation: Rotation | None = None
+    # importOnly with skipInitialVersionCreation: a key for imported
+    # material, with no version until cryptoKeyVersions.import.
+    import_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

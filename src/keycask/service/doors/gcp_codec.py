@@ -22,7 +22,11 @@ import google_crc32c
 import orjson
 import pybase64
 
-from keycask.errors import UnsupportedOperationException, ValidationException
+from keycask.errors import (
+    KMSInvalidStateException,
+    UnsupportedOperationException,
+    ValidationException,
+)
 from keycask.service.core.gcp_requests import (
     DEFAULT_DESTROY_SCHEDULED,
     DESTROY_SCHEDULED,
@@ -283,11 +287,7 @@ def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRe
     if not key_id:
         raise ValidationException("crypto_key_id is required.")
     name = key_name(params, key_id)
-    if (_one(query, "skipInitialVersionCreation") or "false").lower() == "true":
-        raise UnsupportedOperationException(
-            "keycask makes a crypto key with its first version: skipInitialVersionCreation "
-            "(for importing material) is not served yet"
-        )
+    import_only = _import_only(query, doc)
     purpose = _enum(doc.get("purpose", 0), PURPOSES, "purpose")
     if purpose == "CRYPTO_KEY_PURPOSE_UNSPECIFIED":
         raise ValidationException("The request must specify a valid purpose.")
@@ -316,7 +316,7 @@ def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRe
     rotation = None
     if doc.get("rotationPeriod") is not None or doc.get("nextRotationTime") is not None:
         rotation = _rotation(doc)
-    for unserved in ("importOnly", "cryptoKeyBackend", "keyAccessJustificationsPolicy"):
+    for unserved in ("cryptoKeyBackend", "keyAccessJustificationsPolicy"):
         if doc.get(unserved):
             raise UnsupportedOperationException(
                 f"keycask's Cloud KMS door does not serve {_snake(unserved)} yet"
@@ -330,7 +330,35 @@ def create_key(params: Mapping[str, str], query: Query, doc: Doc) -> CreateKeyRe
         _labels(doc.get("labels")),
         destroy,
         rotation,
+        import_only,
     )
+
+
+def _import_only(query: Query, doc: Doc) -> bool:
+    """importOnly with skipInitialVersionCreation: a key for imported
+    material (Origin EXTERNAL), with no version until one is imported.
+    Either alone is refused: an importOnly key starts with no version, and
+    any other keycask key has its material from the start."""
+    skip = (_one(query, "skipInitialVersionCreation") or "false").lower()
+    if skip not in ("true", "false"):
+        raise ValidationException(
+            f"Invalid value at 'skip_initial_version_creation' ({skip[:16]!r})."
+        )
+    import_only = doc.get("importOnly", False)
+    if not isinstance(import_only, bool):
+        raise ValidationException("Invalid value at 'crypto_key.import_only': a boolean.")
+    if import_only and skip != "true":
+        raise ValidationException(
+            "An import_only CryptoKey must be created with skip_initial_version_creation: "
+            "its versions are imported (cryptoKeyVersions.import)."
+        )
+    if skip == "true" and not import_only:
+        raise KMSInvalidStateException(
+            "keycask makes a crypto key that is not import_only with its first version (its "
+            "keycask key has material from the start): skip_initial_version_creation is "
+            "served with import_only: true, for a key whose versions are imported."
+        )
+    return import_only
 
 
 def _timestamp(value: object, what: str) -> datetime:

@@ -48,7 +48,14 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.ports import Write
-from keycask.service.core import gcp, gcp_crypto, gcp_iam, gcp_ring_iam, gcp_versions
+from keycask.service.core import (
+    gcp,
+    gcp_crypto,
+    gcp_iam,
+    gcp_imports,
+    gcp_ring_iam,
+    gcp_versions,
+)
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -56,6 +63,7 @@ from keycask.service.door import Action
 from keycask.service.doors import gcp_codec as codec
 from keycask.service.doors import gcp_crypto_codec as crypto_codec
 from keycask.service.doors import gcp_iam_codec as iam_codec
+from keycask.service.doors import gcp_import_codec as import_codec
 from keycask.service.doors import gcp_list
 from keycask.service.doors import gcp_render as render
 from keycask.service.doors.bearer import BearerCallers, bearer_token
@@ -168,6 +176,18 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                               gcp_ring_iam.check_permissions),
     ("POST", _L, "generateRandomBytes"): Route(_G + "GenerateRandomBytes", codec.random,
                                                render.random_out, gcp.random_bytes),
+    ("POST", _R + "/importJobs", ""): Route(_G + "CreateImportJob", import_codec.create_job,
+                                            import_codec.job_doc, gcp_imports.create_job,
+                                            mutates=True, prepare=gcp_imports.prepare_job),
+    ("GET", _R + "/importJobs", ""): Route(_G + "ListImportJobs", import_codec.list_jobs,
+                                           import_codec.jobs_doc, gcp_imports.list_jobs),
+    ("GET", _R + "/importJobs/*", ""): Route(_G + "GetImportJob", import_codec.job,
+                                             import_codec.job_doc, gcp_imports.get_job),
+    ("POST", _K + "/cryptoKeyVersions", "import"): Route(_G + "ImportCryptoKeyVersion",
+                                                         import_codec.import_version,
+                                                         render.version_doc,
+                                                         gcp_imports.import_version,
+                                                         mutates=True),
 }  # fmt: skip
 # Cloud KMS methods this door knows and does not serve yet: each answered
 # 501 UNIMPLEMENTED, audited under its own name.
@@ -175,12 +195,11 @@ _UNSERVED = {
     ("POST", _V, "rawEncrypt"): "RawEncrypt",
     ("POST", _V, "rawDecrypt"): "RawDecrypt",
     ("POST", _V, "decapsulate"): "Decapsulate",
-    ("POST", _K + "/cryptoKeyVersions", "import"): "ImportCryptoKeyVersion",
     ("DELETE", _K, ""): "DeleteCryptoKey",
     ("DELETE", _V, ""): "DeleteCryptoKeyVersion",
-    ("POST", _R + "/importJobs", ""): "CreateImportJob",
-    ("GET", _R + "/importJobs", ""): "ListImportJobs",
-    ("GET", _R + "/importJobs/*", ""): "GetImportJob",
+    ("GET", _R + "/importJobs/*", "getIamPolicy"): "GetImportJobIamPolicy",
+    ("POST", _R + "/importJobs/*", "setIamPolicy"): "SetImportJobIamPolicy",
+    ("POST", _R + "/importJobs/*", "testIamPermissions"): "TestImportJobIamPermissions",
 }
 for _shape, _op in _UNSERVED.items():
     ROUTES[_shape] = Route(_G + _op, _unserved, _empty, None)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pybase64
 
-from keycask.keys.model import Key, KeyState
+from keycask.keys.model import Key, KeyState, Origin
 from keycask.service.core.gcp_requests import (
     DESTROY_SCHEDULED,
     DESTROYED,
@@ -43,6 +43,9 @@ def _time(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+time_of = _time
+
+
 def _b64(data: bytes) -> str:
     return pybase64.b64encode_as_string(data)
 
@@ -73,14 +76,23 @@ def version_doc(result: VersionResult) -> Doc:
     entry = key.version(number)
     created = key.created if entry is None or entry.rotated is None else entry.rotated
     own = result.settings.state_of(number)
+    state = _state(key, own.state)
+    if key.origin is Origin.EXTERNAL and entry is not None and not entry.imported:
+        state = DESTROYED  # its imported material was deleted (or expired)
     doc: Doc = {
         "name": result.name.version_name(number),
-        "state": _state(key, own.state),
+        "state": state,
         "protectionLevel": result.settings.protection_level,
         "algorithm": result.settings.algorithm,
         "createTime": _time(created),
         "generateTime": _time(created),
     }
+    imported = result.settings.imports.get(number)
+    if imported is not None:
+        # Imported, not generated: created when imported, as Cloud KMS shows it.
+        del doc["generateTime"]
+        doc["createTime"] = doc["importTime"] = _when(imported[1])
+        doc["importJob"] = imported[0]
     if own.destroy_time is not None:
         doc["destroyTime"] = _when(own.destroy_time)
     elif key.state is KeyState.PENDING_DELETION and key.deletion_date is not None:
@@ -106,6 +118,8 @@ def key_doc(result: KeyResult) -> Doc:
         doc["primary"] = version_doc(VersionResult(result.name, key, key.current_version, settings))
     if settings.labels:
         doc["labels"] = settings.labels
+    if key.origin is Origin.EXTERNAL:
+        doc["importOnly"] = True
     if key.rotation_period_days is not None:
         doc["rotationPeriod"] = f"{key.rotation_period_days * 86400}s"
         if key.next_rotation is not None:

@@ -16,8 +16,10 @@ material is refused: it would make them undecryptable.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import math
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import orjson
@@ -27,6 +29,7 @@ from keycask.crypto import (
     WRAPPING_KEY_SPECS,
     KeyMaterial,
     UnwrapFailed,
+    WrappingKey,
     generate_wrapping_key,
     key_material_id,
     random_bytes,
@@ -38,13 +41,23 @@ from keycask.errors import (
     InvalidCiphertextException,
     InvalidImportTokenException,
     KMSInvalidStateException,
+    LimitExceededException,
     NotFoundException,
     UnsupportedOperationException,
     ValidationException,
 )
 from keycask.keys.keystore import Stored, import_token_expiry
-from keycask.keys.model import ExpirationModel, Key, KeySpec, KeyVersion, Origin
+from keycask.keys.model import (
+    MAX_ON_DEMAND_ROTATIONS,
+    ExpirationModel,
+    Key,
+    KeySpec,
+    KeyVersion,
+    Origin,
+    RotationType,
+)
 from keycask.keys.states import require_state
+from keycask.ports import Write
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.offload import run_slow
@@ -53,7 +66,7 @@ from keycask.service.core.requests import (
     GetParametersForImportRequest,
     ImportKeyMaterialRequest,
 )
-from keycask.service.core.resolve import use_key
+from keycask.service.core.resolve import authorize_key, use_key
 from keycask.service.core.results import (
     GetParametersForImportResult,
     ImportKeyMaterialResult,
@@ -75,6 +88,45 @@ def _require_external(key: Key) -> None:
         raise UnsupportedOperationException(
             f"{key.arn} origin is {key.origin.value} which is not valid for this operation."
         )
+
+
+# -- wrapping keys (shared with the Cloud KMS door's import jobs) --
+
+
+def stage_wrapping_key(
+    deps: Deps,
+    owner: uuid.UUID,
+    entry_id: str,
+    *,
+    algorithm: str,
+    wrapping: WrappingKey,
+    valid_to: datetime,
+) -> list[Write]:
+    """The writes that keep ``wrapping``'s private half behind the barrier
+    at ``import/<owner>/<entry_id>`` until ``valid_to``, when the scheduler
+    (its JOB_TOKENS sweep) deletes it. ``owner``: a key id (AWS import
+    parameters) or a Cloud KMS import job's own id."""
+    entry = orjson.dumps(
+        {
+            "algorithm": algorithm,
+            "expires": valid_to.timestamp(),
+            "private": base64.b64encode(wrapping.private_der.reveal()).decode(),
+        }
+    )
+    return [
+        deps.keys.stage_import_token(owner, entry_id, entry),
+        # The scheduler deletes them when they expire.
+        deps.keys.stage_token_sweep(owner, valid_to.timestamp()),
+    ]
+
+
+async def unwrap_with(entry: bytes, wrapped: bytes) -> KeyMaterial:
+    """The material ``wrapped`` holds, opened with the private key of a
+    stored wrapping entry (``stage_wrapping_key``) under its algorithm.
+    Raises UnwrapFailed for anything the client sent wrong."""
+    doc = orjson.loads(entry)
+    private = KeyMaterial.any_size(base64.b64decode(doc["private"]))
+    return await run_slow(unwrap_key_material, private, doc["algorithm"], wrapped)
 
 
 # -- GetParametersForImport --
@@ -107,19 +159,14 @@ async def get_parameters_for_import(
     now = deps.clock.now()
     valid_to = now + TOKEN_LIFETIME
     token_id = random_bytes(16)
-    entry = orjson.dumps(
-        {
-            "algorithm": req.wrapping_algorithm,
-            "spec": req.wrapping_key_spec,
-            "expires": valid_to.timestamp(),
-            "private": base64.b64encode(wrapping.private_der.reveal()).decode(),
-        }
+    writes = stage_wrapping_key(
+        deps,
+        key.key_id,
+        token_id.hex(),
+        algorithm=req.wrapping_algorithm,
+        wrapping=wrapping,
+        valid_to=valid_to,
     )
-    writes = [
-        deps.keys.stage_import_token(key.key_id, token_id.hex(), entry),
-        # The scheduler deletes them when they expire.
-        deps.keys.stage_token_sweep(key.key_id, valid_to.timestamp()),
-    ]
     token = (
         bytes([_TOKEN_FORMAT])
         + key.key_id.bytes
@@ -180,14 +227,12 @@ async def _unwrap(deps: Deps, key: Key, token: bytes, wrapped: bytes, now: datet
     expires = import_token_expiry(found.value)
     if int.from_bytes(token[33:], "big") != math.ceil(expires):
         raise InvalidImportTokenException("The import token is invalid.")
-    entry = orjson.loads(found.value)
     if expires <= now.timestamp():
         raise ExpiredImportTokenException(
             "The import token has expired. Use GetParametersForImport to get a new one."
         )
-    private = KeyMaterial.any_size(base64.b64decode(entry["private"]))
     try:
-        return await run_slow(unwrap_key_material, private, entry["algorithm"], wrapped)
+        return await unwrap_with(found.value, wrapped)
     except UnwrapFailed:
         raise InvalidCiphertextException(
             "The key material could not be decrypted with the wrapping key of this import token."
@@ -207,6 +252,47 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
     now = deps.clock.now()
     model, valid_to = _expiration(req, now)
     material = await _unwrap(deps, key, req.import_token, req.encrypted_key_material, now)
+    outcome, _ = await add_key_material(
+        deps,
+        call,
+        stored,
+        material,
+        Imported(
+            import_type=req.import_type,
+            model=model,
+            valid_to=valid_to,
+            key_material_id=req.key_material_id,
+            description=req.key_material_description,
+        ),
+    )
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Imported:
+    """How unwrapped material joins its key (ImportKeyMaterial's fields).
+    ``promote``: new material joins a key that has some as its current
+    version at once (a rotation to it, kms:RotateKeyOnDemand, as Cloud KMS's
+    import makes an ENABLED version), instead of waiting for
+    RotateKeyOnDemand (PENDING_ROTATION, AWS's way)."""
+
+    import_type: str | None = None
+    model: ExpirationModel = ExpirationModel.KEY_MATERIAL_DOES_NOT_EXPIRE
+    valid_to: datetime | None = None
+    key_material_id: str | None = None
+    description: str | None = None
+    promote: bool = False
+
+
+async def add_key_material(
+    deps: Deps, call: Call, stored: Stored[Key], material: KeyMaterial, how: Imported
+) -> tuple[Outcome, Key]:
+    """Unwrapped material into its key, already authorized
+    (kms:ImportKeyMaterial) and checked to be EXTERNAL: ImportKeyMaterial's
+    core, shared by the AWS door and the Cloud KMS door's
+    cryptoKeyVersions.import (``core/gcp_imports.py``). Returns the outcome
+    and the key as it will be once its writes commit."""
+    key = stored.value
     size = _MATERIAL_SIZE.get(key.key_spec)
     if size is None or len(material) != size:
         raise IncorrectKeyMaterialException(
@@ -214,15 +300,15 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
         )
     material = KeyMaterial(material.reveal())
     material_id = key_material_id(material, key.material_owner)
-    import_type = req.import_type or (
+    import_type = how.import_type or (
         "EXISTING_KEY_MATERIAL" if key.versions else "NEW_KEY_MATERIAL"
     )
-    if req.key_material_id is not None:
+    if how.key_material_id is not None:
         if import_type == "NEW_KEY_MATERIAL":
             raise ValidationException(
                 "KeyMaterialId cannot be given with ImportType NEW_KEY_MATERIAL."
             )
-        if req.key_material_id != material_id:
+        if how.key_material_id != material_id:
             raise IncorrectKeyMaterialException(
                 "The key material does not match the KeyMaterialId in the request."
             )
@@ -232,9 +318,7 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
             raise IncorrectKeyMaterialException(
                 "The key material is not the key material previously imported into this key."
             )
-        return _reimport(
-            deps, stored, existing, material=material, model=model, valid_to=valid_to, req=req
-        )
+        return _reimport(deps, stored, existing, material=material, how=how)
     if existing is not None:
         raise IncorrectKeyMaterialException(
             "This key material is already associated with the key; import it with "
@@ -249,22 +333,45 @@ async def import_key_material(deps: Deps, call: Call, req: ImportKeyMaterialRequ
         version=number,
         material_id=material_id,
         imported=True,
-        expiration_model=model,
-        valid_to=valid_to,
-        description=req.key_material_description,
+        expiration_model=how.model,
+        valid_to=how.valid_to,
+        description=how.description,
     )
     if not key.versions:
         # The first material becomes current at once; later ones wait for
-        # RotateKeyOnDemand (state PENDING_ROTATION).
+        # RotateKeyOnDemand (state PENDING_ROTATION), unless promoted.
         new = key.replace(
             current_version=number, versions=(version,), last_version=number
         ).settled()
+    elif how.promote:
+        new = await _promoted(deps, call, key, version)
     else:
         new = key.replace(versions=(*key.versions, version), last_version=number)
     call.detail = f"imported key material {material_id}"
     writes = deps.keys.stage_update(stored, new)
     writes.append(deps.keys.stage_key_material(key, number, material))
-    return Outcome(ImportKeyMaterialResult(key_id=key.arn, key_material_id=material_id), writes)
+    result = ImportKeyMaterialResult(key_id=key.arn, key_material_id=material_id)
+    return Outcome(result, writes), new
+
+
+async def _promoted(deps: Deps, call: Call, key: Key, version: KeyVersion) -> Key:
+    """``key`` with new imported material as its current version: what
+    ImportKeyMaterial then RotateKeyOnDemand make, authorized and bounded
+    as that rotation is (kms:RotateKeyOnDemand, AWS's 25 per key)."""
+    await authorize_key(call, key, "kms:RotateKeyOnDemand")
+    if key.on_demand_rotations >= MAX_ON_DEMAND_ROTATIONS:
+        raise LimitExceededException(
+            f"{key.arn} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations."
+        )
+    current = dataclasses.replace(
+        version, rotated=deps.clock.now(), rotation_type=RotationType.ON_DEMAND
+    )
+    return key.replace(
+        current_version=version.version,
+        versions=(*key.versions, current),
+        last_version=version.version,
+        on_demand_rotations=key.on_demand_rotations + 1,
+    ).settled()
 
 
 def _reimport(
@@ -273,10 +380,8 @@ def _reimport(
     existing: KeyVersion,
     *,
     material: KeyMaterial,
-    model: ExpirationModel,
-    valid_to: datetime | None,
-    req: ImportKeyMaterialRequest,
-) -> Outcome:
+    how: Imported,
+) -> tuple[Outcome, Key]:
     key = stored.value
     updated = KeyVersion(
         version=existing.version,
@@ -284,18 +389,17 @@ def _reimport(
         rotated=existing.rotated,
         rotation_type=existing.rotation_type,
         imported=True,
-        expiration_model=model,
-        valid_to=valid_to,
-        description=req.key_material_description or existing.description,
+        expiration_model=how.model,
+        valid_to=how.valid_to,
+        description=how.description or existing.description,
     )
     versions = tuple(updated if v.version == existing.version else v for v in key.versions)
     new = key.replace(versions=versions).settled()
     writes = deps.keys.stage_update(stored, new)
     if not existing.imported:
         writes.append(deps.keys.stage_key_material(key, existing.version, material))
-    return Outcome(
-        ImportKeyMaterialResult(key_id=key.arn, key_material_id=existing.material_id), writes
-    )
+    result = ImportKeyMaterialResult(key_id=key.arn, key_material_id=existing.material_id)
+    return Outcome(result, writes), new
 
 
 # -- DeleteImportedKeyMaterial --
