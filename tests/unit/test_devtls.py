@@ -115,7 +115,7 @@ def _other_key_pem() -> bytes:
         ("no localhost", "the certificate does not name localhost"),
         ("no names", "the certificate names no host"),
         ("other key", "the key file does not hold the certificate's key"),
-        ("key readable", "the key file was readable by others"),
+        ("key readable", "the key file was not a file only its owner may read"),
         ("key missing", "a file was missing or unreadable"),
         ("cert missing", "a file was missing or unreadable"),
         ("cert garbage", "the certificate file is not a PEM certificate"),

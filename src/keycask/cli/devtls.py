@@ -53,7 +53,7 @@ def _problem(cert_file: Path, key_file: Path, hostnames: list[str], addresses: l
         return "none yet"
     try:
         if key_file.lstat().st_mode & 0o077 or not stat.S_ISREG(key_file.lstat().st_mode):
-            return "the key file was readable by others"
+            return "the key file was not a file only its owner may read"
         cert_pem, key_pem = cert_file.read_bytes(), key_file.read_bytes()
     except OSError:
         return "a file was missing or unreadable"
