@@ -53,6 +53,7 @@ from keycask.service.core.results import (
     ListKeyRotationsResult,
     RotationsListEntry,
 )
+from keycask.service.core.version_gate import stage_primary_cleared
 
 
 def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
@@ -71,13 +72,21 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
     return new, material
 
 
-async def stage_rotation(keys: KeyStore, stored: Stored[Key], new: Key) -> list[Write]:
+async def stage_rotation(
+    keys: KeyStore, stored: Stored[Key], new: Key, *, keep_primary: bool = False
+) -> list[Write]:
     """``new`` (``stored`` with its rotation fields changed) staged: for a
     multi-Region key, the change to the shared fields goes to every copy of
-    the set in one commit."""
+    the set in one commit. A rotation (a new current version) also clears
+    the primary chosen through the Cloud KMS door, in the same commit, so
+    the new version seals (``version_gate``); ``keep_primary``: the Cloud
+    KMS door's versions.create, which stages the choice itself."""
     key = stored.value
+    cleared: list[Write] = []
+    if new.current_version != key.current_version and not keep_primary:
+        cleared = await stage_primary_cleared(keys, key.key_id)
     if key.mrk is None:
-        return keys.stage_update(stored, new)
+        return [*keys.stage_update(stored, new), *cleared]
     changed = {
         f.name
         for f in dataclasses.fields(key)
@@ -85,7 +94,10 @@ async def stage_rotation(keys: KeyStore, stored: Stored[Key], new: Key) -> list[
     }
     if not changed <= SHARED_FIELDS:
         raise ValueError(f"a rotation changed per-region fields: {sorted(changed - SHARED_FIELDS)}")
-    return await keys.stage_set_update(key, {name: getattr(new, name) for name in changed})
+    return [
+        *await keys.stage_set_update(key, {name: getattr(new, name) for name in changed}),
+        *cleared,
+    ]
 
 
 def _require_primary(key: Key, what: str) -> None:
@@ -196,7 +208,11 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
     )
 
 
-async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+async def rotate_key_on_demand(
+    deps: Deps, call: Call, req: KeyRequest, *, keep_primary: bool = False
+) -> Outcome:
+    """A new current version; ``keep_primary``: leave a primary chosen
+    through the Cloud KMS door to its caller (``stage_rotation``)."""
     stored = await use_key(deps.keys, call, req.key_id, "kms:RotateKeyOnDemand")
     key = stored.value
     _require_primary(key, "on-demand rotation")
@@ -230,11 +246,12 @@ async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outco
             versions=(*key.versions[:-1], promoted),
             on_demand_rotations=key.on_demand_rotations + 1,
         )
-        return Outcome(KeyIdResult(key.arn), await stage_rotation(deps.keys, stored, new))
+        writes = await stage_rotation(deps.keys, stored, new, keep_primary=keep_primary)
+        return Outcome(KeyIdResult(key.arn), writes)
     new, material = rotate(key, now, RotationType.ON_DEMAND)
     # On-demand rotations leave the automatic schedule as it was (AWS).
     new = new.replace(on_demand_rotations=key.on_demand_rotations + 1)
-    writes = await stage_rotation(deps.keys, stored, new)
+    writes = await stage_rotation(deps.keys, stored, new, keep_primary=keep_primary)
     writes.append(deps.keys.stage_key_material(key, new.current_version, material))
     call.detail = f"rotated to version {new.current_version}"
     return Outcome(KeyIdResult(key.arn), writes)
