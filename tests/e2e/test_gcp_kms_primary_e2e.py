@@ -2,15 +2,20 @@
 updatePrimaryVersion may name an older ENABLED version, versions.create
 leaves the primary as it was, every door's Encrypt, GenerateDataKey and
 ReEncrypt seal under the chosen primary, and any other rotation (the AWS
-door's RotateKeyOnDemand, automatic rotation) makes the new version the
-primary again. Google's client (REST) and boto3 against a real server."""
+door's RotateKeyOnDemand, automatic rotation, Vault Transit's rotate) makes the new version the
+primary again. Google's client (REST), boto3 and hvac against a real
+server."""
 
 from __future__ import annotations
 
+import base64
 import datetime
+import uuid
 from typing import Any
 
 import google.api_core.exceptions as gexc
+import hvac
+import hvac.exceptions
 import pytest
 from google.cloud import kms_v1
 from tests.conftest import Server
@@ -26,6 +31,7 @@ from tests.e2e.test_gcp_kms_e2e import (
     admin_token,
     gcp,
 )
+from tests.e2e.test_vault_transit_e2e import _admin_token as _vault_admin
 
 __all__ = ["admin_token", "gcp"]  # fixtures, used by name
 
@@ -128,8 +134,17 @@ def test_versions_create_leaves_the_primary_and_every_door_seals_under_the_chose
         assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"%d" % n
         back = gcp.decrypt(request={"name": key.name, "ciphertext": blob})
         assert back.plaintext == b"%d" % n and back.used_primary == (n == 2)
+    # The AWS door's view: the chosen version's material is the current one.
+    by_version = {n: m for m, n in materials.items()}
+    meta = kms.describe_key(KeyId=alias)["KeyMetadata"]
+    assert meta["CurrentKeyMaterialId"] == by_version[2]
+    listed = kms.list_key_rotations(KeyId=meta["KeyId"], IncludeKeyMaterial="ALL_KEY_MATERIAL")
+    states = {materials[r["KeyMaterialId"]]: r["KeyMaterialState"] for r in listed["Rotations"]}
+    assert states == {1: "NON_CURRENT", 2: "CURRENT", 3: "NON_CURRENT", 4: "NON_CURRENT"}
     # Naming the newest clears the choice: the newest is the primary again.
     _choose(gcp, key, 4)
+    meta = kms.describe_key(KeyId=alias)["KeyMetadata"]
+    assert meta["CurrentKeyMaterialId"] == by_version[4]
     assert (
         _sealed_by(kms, materials, kms.encrypt(KeyId=alias, Plaintext=b"x")["CiphertextBlob"]) == 4
     )
@@ -276,3 +291,48 @@ def test_hostile_primary_choices_have_no_effect(fresh_server: Server) -> None:
         if r["operation"] == "GcpKms.UpdateCryptoKeyPrimaryVersion" and r["outcome"] == "error"
     ]  # fmt: skip
     assert len(refused) >= 10, refused
+
+
+def test_the_vault_transit_door_follows_the_choice_and_its_rotate_clears_it(
+    server: Server, gcp: Gcp, kms: Any
+) -> None:
+    """A crypto key reached through a transit alias too: transit's encrypt
+    seals under the chosen primary (a key_version named is that version),
+    a chosen primary below a transit floor encrypts nothing through any
+    door and cannot be chosen, and transit's rotate clears the choice."""
+    key = _three_versions(gcp)
+    _choose(gcp, key, 2)
+    name = f"gcp-{uuid.uuid4().hex[:8]}"
+    key_id = kms.describe_key(KeyId=_alias(key.name))["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName=f"alias/transit/{name}", TargetKeyId=key_id)
+    vault = hvac.Client(url=server.endpoint, token=_vault_admin(server))
+    transit = vault.secrets.transit
+
+    def sealed(**extra: Any) -> str:
+        return str(
+            transit.encrypt_data(name, base64.b64encode(b"v").decode(), **extra)["data"][
+                "ciphertext"
+            ]
+        )
+
+    assert sealed().startswith("vault:v2:")
+    assert sealed(key_version=3).startswith("vault:v3:")
+    keyed = transit.generate_data_key(name, key_type="wrapped")["data"]
+    assert keyed["ciphertext"].startswith("vault:v2:")
+    # A floor above the chosen primary: no door encrypts under it.
+    transit.update_key_configuration(name, min_decryption_version=3)
+    assert "min_decryption_version" in _failed_precondition(
+        lambda: gcp.encrypt(request={"name": key.name, "plaintext": b"x"})
+    )
+    with pytest.raises(kms.exceptions.KMSInvalidStateException):
+        kms.encrypt(KeyId=key_id, Plaintext=b"x")
+    with pytest.raises(hvac.exceptions.InvalidRequest):
+        sealed()
+    _choose(gcp, key, 3)
+    assert sealed().startswith("vault:v3:")
+    _failed_precondition(lambda: _choose(gcp, key, 2))
+    assert _primary(gcp, key) == 3
+    # Vault's rotate: the new version is the primary.
+    transit.rotate_key(name)
+    assert _primary(gcp, key) == 4
+    assert sealed().startswith("vault:v4:")

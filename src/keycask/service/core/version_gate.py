@@ -63,6 +63,15 @@ async def check_transit_floors(keys: KeyStore, key: Key, version: int) -> None:
         )
 
 
+async def primary_version(keys: KeyStore, key: Key) -> int:
+    """The version ``key``'s Encrypt seals under, as the AWS door shows it
+    (DescribeKey's CurrentKeyMaterialId, ListKeyRotations' CURRENT): the
+    primary chosen through the Cloud KMS door, else the newest."""
+    stored = await keys.gcp_key(key.key_id)
+    chosen = chosen_primary(stored.value) if stored.revision else None
+    return key.current_version if chosen is None or chosen >= key.current_version else chosen
+
+
 async def stage_primary_cleared(keys: KeyStore, key_id: uuid.UUID) -> list[Write]:
     """The write that clears a key's chosen primary (none when it has none),
     for a rotation's commit: the new version becomes the primary. The rest

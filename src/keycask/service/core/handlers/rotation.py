@@ -53,7 +53,7 @@ from keycask.service.core.results import (
     ListKeyRotationsResult,
     RotationsListEntry,
 )
-from keycask.service.core.version_gate import stage_primary_cleared
+from keycask.service.core.version_gate import primary_version, stage_primary_cleared
 
 
 def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
@@ -257,20 +257,23 @@ async def rotate_key_on_demand(
     return Outcome(KeyIdResult(key.arn), writes)
 
 
-def _state(key: Key, version: KeyVersion) -> str:
-    if version.version == key.current_version:
+def _state(key: Key, version: KeyVersion, primary: int) -> str:
+    if version.version == primary:
         return "CURRENT"
     if version.version > key.current_version:
         return "PENDING_ROTATION"
     return "NON_CURRENT"
 
 
-def rotation_entry(key: Key, version: KeyVersion) -> RotationsListEntry:
+def rotation_entry(key: Key, version: KeyVersion, primary: int) -> RotationsListEntry:
+    """``primary``: the version Encrypt seals under (the newest, unless the
+    Cloud KMS door chose another: ``version_gate.primary_version``), shown
+    CURRENT."""
     imported = key.origin is Origin.EXTERNAL
     return RotationsListEntry(
         key_id=key.arn,
         key_material_id=version.material_id,
-        key_material_state=_state(key, version),
+        key_material_state=_state(key, version, primary),
         rotation_date=version.rotated,
         rotation_type=None if version.rotation_type is None else version.rotation_type.value,
         key_material_description=version.description if imported else None,
@@ -298,10 +301,11 @@ async def list_key_rotations(deps: Deps, call: Call, req: ListKeyRotationsReques
         # imported material that no rotation has made current yet.
         versions = [v for v in key.versions if v.rotation_type is not None]
     page = versions[start : start + limit]
+    primary = await primary_version(deps.keys, key)
     truncated = start + limit < len(versions)
     return Outcome(
         ListKeyRotationsResult(
-            rotations=[rotation_entry(key, v) for v in page],
+            rotations=[rotation_entry(key, v, primary) for v in page],
             truncated=truncated,
             next_marker=str(start + limit) if truncated else None,
         )
