@@ -2,9 +2,9 @@
 updatePrimaryVersion may name an older ENABLED version, versions.create
 leaves the primary as it was, every door's Encrypt, GenerateDataKey and
 ReEncrypt seal under the chosen primary, and any other rotation (the AWS
-door's RotateKeyOnDemand, automatic rotation, Vault Transit's rotate) makes the new version the
-primary again. Google's client (REST), boto3 and hvac against a real
-server."""
+door's RotateKeyOnDemand, automatic rotation, Vault Transit's rotate)
+makes the new version the primary again. Google's client (REST), boto3
+and hvac against a real server."""
 
 from __future__ import annotations
 
