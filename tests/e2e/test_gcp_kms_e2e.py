@@ -170,6 +170,12 @@ def test_versions_rotation_and_old_version_decrypt(
     first = gcp.encrypt(request={"name": key.name, "plaintext": b"v1 data"})
     created = gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
     assert created.name == f"{key.name}/cryptoKeyVersions/2"
+    # As in Cloud KMS, a new version is not the primary until it is made so.
+    assert gcp.get_crypto_key(name=key.name).primary.name.endswith("/cryptoKeyVersions/1")
+    made = gcp.update_crypto_key_primary_version(
+        request={"name": key.name, "crypto_key_version_id": "2"}
+    )
+    assert made.primary.name == created.name
     assert gcp.get_crypto_key(name=key.name).primary.name == created.name
     listed = [v.name for v in gcp.list_crypto_key_versions(parent=key.name)]
     assert listed == [f"{key.name}/cryptoKeyVersions/1", created.name]
@@ -380,6 +386,7 @@ def test_a_disabled_version_opens_nothing_through_either_door(
     key = _symmetric(gcp, _ring(gcp))
     old = gcp.encrypt(request={"name": key.name, "plaintext": b"old"}).ciphertext
     gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    gcp.update_crypto_key_primary_version(request={"name": key.name, "crypto_key_version_id": "2"})
     v1 = f"{key.name}/cryptoKeyVersions/1"
     assert _set_state(gcp, v1, _STATE.DISABLED).state == _STATE.DISABLED
     assert gcp.get_crypto_key_version(name=v1).state == _STATE.DISABLED
@@ -731,25 +738,25 @@ def test_rotation_schedule_at_create_and_in_patch(
         )
 
 
-def test_update_primary_version_to_the_newest_is_a_no_op_and_older_is_refused(
+def test_update_primary_version_chooses_any_enabled_version(
     gcp: kms_v1.KeyManagementServiceClient,
 ) -> None:
+    """More in tests/e2e/test_gcp_kms_primary_e2e.py."""
     key = _symmetric(gcp, _ring(gcp))
     gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
-    same = gcp.update_crypto_key_primary_version(
+    newest = gcp.update_crypto_key_primary_version(
         request={"name": key.name, "crypto_key_version_id": "2"}
     )
-    assert same.primary.name.endswith("/cryptoKeyVersions/2")
-    message = _failed_precondition(
-        lambda: gcp.update_crypto_key_primary_version(
-            request={"name": key.name, "crypto_key_version_id": "1"}
-        )
+    assert newest.primary.name.endswith("/cryptoKeyVersions/2")
+    older = gcp.update_crypto_key_primary_version(
+        request={"name": key.name, "crypto_key_version_id": "1"}
     )
-    assert "newest" in message
+    assert older.primary.name.endswith("/cryptoKeyVersions/1")
     with pytest.raises(gexc.NotFound):
         gcp.update_crypto_key_primary_version(
             request={"name": key.name, "crypto_key_version_id": "3"}
         )
+    assert gcp.get_crypto_key(name=key.name).primary.name.endswith("/cryptoKeyVersions/1")
 
 
 def test_crypto_key_pages_skip_other_rings_and_aliases_that_are_no_crypto_key(

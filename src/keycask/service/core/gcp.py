@@ -433,7 +433,7 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
             f"Encrypt is not valid for CryptoKey {req.name.name} with purpose {settings.purpose}."
         )
     context = _context(req.aad)
-    if req.version is None or req.version == key.current_version:
+    if req.version is None:
         out = await crypto.encrypt(
             deps,
             call,
@@ -453,8 +453,9 @@ async def encrypt(deps: Deps, call: Call, req: EncryptRequest) -> Outcome:
 async def _encrypt_older(
     deps: Deps, call: Call, req: EncryptRequest, context: dict[str, str] | None
 ) -> bytes:
-    """Encrypt under a version that is not the primary (a version name in
-    the request): Encrypt's checks, then that version's material."""
+    """Encrypt under the version a version name in the request names (the
+    primary too: a primary chosen meanwhile must not change which version
+    seals): Encrypt's checks, then that version's material."""
     call.encryption_context = context
     call.conditions["kms:EncryptionAlgorithm"] = SYMMETRIC_DEFAULT_ALGORITHM
     key = (
@@ -490,7 +491,7 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
     assert isinstance(result, AwsDecrypt)
     used = _version_of(req.ciphertext)
     return Outcome(
-        DecryptResult(result.plaintext, used == key.current_version, settings.protection_level)
+        DecryptResult(result.plaintext, used == settings.primary_of(key), settings.protection_level)
     )
 
 

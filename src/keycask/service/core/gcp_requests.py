@@ -115,6 +115,21 @@ def version_state(raw: bytes, version: int) -> str:
     return ENABLED if found is None else str(found["state"])
 
 
+# The marker of a chosen primary in a ``gcp/key/<key id>`` document: a
+# document without it (labels aside) has none, and is not parsed.
+_PRIMARY = b'"primary"'
+
+
+def chosen_primary(raw: bytes) -> int | None:
+    """The primary version chosen by updatePrimaryVersion in a
+    ``gcp/key/<key id>`` document, None when there is none (the key's
+    newest version is its primary)."""
+    if _PRIMARY not in raw:
+        return None
+    found = orjson.loads(raw).get("primary")
+    return None if found is None else int(found)
+
+
 @dataclass(frozen=True, slots=True)
 class KeySettings:
     """What Cloud KMS has and AWS KMS has not, for one key: the document at
@@ -138,6 +153,17 @@ class KeySettings:
     # seconds), by number (``core/gcp_imports.py``). Its member is named
     # so that ``version_state`` never mistakes it for "versions".
     imports: dict[int, tuple[str, float]] = field(default_factory=dict)
+    # A symmetric key's primary version chosen by updatePrimaryVersion (or
+    # kept by versions.create); None: the newest version is the primary.
+    # Every door seals under it (``crypto.seal_for``), and any other
+    # rotation clears it (``rotation.stage_rotation``).
+    primary: int | None = None
+
+    def primary_of(self, key: Key) -> int:
+        """The version that seals: the chosen one, else the newest."""
+        if self.primary is None or self.primary >= key.current_version:
+            return key.current_version
+        return self.primary
 
     def to_doc(self) -> bytes:
         doc: dict[str, Any] = {
@@ -156,6 +182,8 @@ class KeySettings:
             doc["version_keys"] = {str(n): k for n, k in sorted(self.version_keys.items())}
         if self.imports:
             doc["imports"] = {str(n): list(v) for n, v in sorted(self.imports.items())}
+        if self.primary is not None:
+            doc["primary"] = self.primary
         return orjson.dumps(doc)
 
     def state_of(self, version: int) -> VersionState:
@@ -185,6 +213,7 @@ class KeySettings:
             version_count=int(doc.get("version_count", 1)),
             version_keys={int(n): str(k) for n, k in doc.get("version_keys", {}).items()},
             imports={int(n): (str(v[0]), float(v[1])) for n, v in doc.get("imports", {}).items()},
+            primary=None if doc.get("primary") is None else int(doc["primary"]),
         )
 
 

@@ -22,6 +22,12 @@ FAILED_PRECONDITION).
 
 Material shared by a multi-Region set, or imported by its owner, is not
 this door's to destroy version by version (as with Vault's trim).
+
+The primary: updatePrimaryVersion may name any ENABLED version, and
+versions.create leaves the primary as it was (Cloud KMS's behaviour). The
+choice is the key's (``KeySettings.primary``): every door seals under it
+(``crypto.seal_for``), and every other rotation clears it
+(``rotation.stage_rotation``).
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ from keycask.service.core.handlers import deletion, keys
 from keycask.service.core.handlers import rotation as rotation_handlers
 from keycask.service.core.resolve import authorize_key
 from keycask.service.core.results import KeyMetadataResult
+from keycask.service.core.version_gate import check_transit_floors
 
 
 async def _load(
@@ -279,26 +286,72 @@ async def destroy_due(keys: KeyStore, key: Key, now: datetime) -> tuple[list[Wri
     return writes, f"Cloud KMS version(s) {names} destroyed: their material deleted"
 
 
+def primary_refused(key: Key) -> str | None:
+    """Why a primary other than the newest version cannot hold for ``key``
+    (None: it can). A multi-Region key's versions are its set's, and the
+    choice, kept in this copy's settings, would not hold in the other
+    Regions; a key of a custom key store (HSM- or XKS-backed) has one
+    version; imported material comes and goes version by version
+    (expiry, DeleteImportedKeyMaterial), so keycask keeps such keys
+    encrypting under their newest material, as AWS KMS does."""
+    if key.mrk is not None:
+        return (
+            "a multi-Region key's versions are shared by every copy of its set, in every "
+            "Region, and a primary chosen here would hold in this Region only"
+        )
+    if key.custom_key_store_id is not None or key.hsm_object is not None or key.xks_key_id:
+        return "a key of a custom key store (HSM- or XKS-backed) has one version"
+    if key.origin is not Origin.AWS_KMS:
+        return (
+            "a key of imported material encrypts under its newest material: each version's "
+            "material can expire or be deleted on its own"
+        )
+    return None
+
+
 async def update_primary(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
-    """keycask encrypts under a key's newest version: making that version
-    the primary is a no-op (kms:RotateKeyOnDemand, the action that changes
-    a keycask key's current version); any other is refused."""
+    """The version every door's Encrypt, GenerateDataKey and ReEncrypt seal
+    under (``KeySettings.primary``, read by ``crypto.seal_for``), authorized
+    as kms:RotateKeyOnDemand, the action that changes a keycask key's
+    current version. The version must be ENABLED; naming the newest clears
+    the choice (the newest is then the primary, as after any rotation)."""
     key = await resolve_key_for(deps, call, req.name)
     await authorize_key(call, key, "kms:RotateKeyOnDemand")
-    settings = await settings_of(deps, key, req.name)
-    if settings.purpose != "ENCRYPT_DECRYPT":
+    stored = await deps.keys.gcp_key(key.key_id)
+    settings = KeySettings.from_doc(stored.value, req.name.name)
+    if settings.purpose != "ENCRYPT_DECRYPT" or not _symmetric(key):
         raise ValidationException(
             f"UpdateCryptoKeyPrimaryVersion is not valid for CryptoKey {req.name.name} with "
             f"purpose {settings.purpose}."
         )
     check_version(key, settings, req.name, req.version)
-    if req.version != key.current_version:
+    state = settings.state_of(req.version).state
+    if state == ENABLED and key.state is not KeyState.ENABLED:
+        # The key's own state shows through its versions (as in the render).
+        state = DESTROY_SCHEDULED if key.state is KeyState.PENDING_DELETION else DISABLED
+    version_name = req.name.version_name(req.version)
+    if state != ENABLED:
         raise KMSInvalidStateException(
-            f"keycask's primary version is always a crypto key's newest one (here "
-            f"{key.current_version}): {req.name.version_name(req.version)} cannot become the "
-            "primary again. Create a new version to change the primary."
+            f"The request cannot be fulfilled. Resource {version_name} has value {state} in "
+            "field crypto_key_version.state."
         )
-    return Outcome(KeyResult(req.name, key, settings))
+    chosen: int | None = None
+    if req.version != key.current_version:
+        reason = primary_refused(key)
+        if reason is not None:
+            raise KMSInvalidStateException(
+                f"{version_name} cannot become the primary of {req.name.name}: {reason}."
+            )
+        await check_transit_floors(deps.keys, key, req.version)
+        chosen = req.version
+    new = dataclasses.replace(settings, primary=chosen)
+    call.detail = f"crypto key {req.name.name}: primary version {req.version}" + (
+        "" if chosen is not None else " (the newest: no version chosen)"
+    )
+    if new.primary == settings.primary:
+        return Outcome(KeyResult(req.name, key, new))
+    writes = [deps.keys.stage_gcp_key(key.key_id, new.to_doc(), stored.revision)]
+    return Outcome(KeyResult(req.name, key, new), writes)
 
 
 def _symmetric(key: Key) -> bool:
@@ -358,9 +411,9 @@ async def prepare_version(deps: Deps, call: Call, req: KeyRequest) -> None:
 
 async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
     """A symmetric key's new version is RotateKeyOnDemand
-    (kms:RotateKeyOnDemand): the new version is the primary at once
-    (keycask encrypts under its latest version), and AWS's limit of
-    on-demand rotations per key holds. An asymmetric or MAC key's is a
+    (kms:RotateKeyOnDemand), AWS's limit of on-demand rotations per key
+    holding; the primary stays as it was (Cloud KMS's behaviour) until
+    updatePrimaryVersion. An asymmetric or MAC key's is a
     keycask key of its own (kms:RotateKeyOnDemand on the crypto key, then
     kms:CreateKey, kms:CreateAlias on its alias)."""
     key = await resolve_key_for(deps, call, req.name)
@@ -369,16 +422,35 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
         # (RotateKeyOnDemand) needs; then CreateKey and CreateAlias.
         await authorize_key(call, key, "kms:RotateKeyOnDemand")
         return await _create_key_version(deps, call, req.name, key)
+    # Cloud KMS's new version is not the primary until updatePrimaryVersion:
+    # the primary before the rotation is kept as the chosen one, in the
+    # rotation's commit (any other rotation clears the choice). A key whose
+    # primary cannot be chosen (primary_refused) encrypts under the new one.
+    keep = primary_refused(key) is None
     out = await gcp_hsm.no_rotation(
         key,
         "a new CryptoKeyVersion cannot be created",
-        rotation_handlers.rotate_key_on_demand(deps, call, aws.KeyRequest(key_id=key.arn)),
+        rotation_handlers.rotate_key_on_demand(
+            deps, call, aws.KeyRequest(key_id=key.arn), keep_primary=keep
+        ),
     )
-    settings = await settings_of(deps, key, req.name)
+    stored = await deps.keys.gcp_key(key.key_id)
+    settings = KeySettings.from_doc(stored.value, req.name.name)
     version = key.next_version()
-    call.detail = f"crypto key {req.name.name}: version {version} created (a rotation)"
+    writes = list(out.writes)
+    primary = settings.primary_of(key)
+    if keep:
+        settings = dataclasses.replace(settings, primary=primary)
+        writes.append(deps.keys.stage_gcp_key(key.key_id, settings.to_doc(), stored.revision))
+    else:
+        settings = dataclasses.replace(settings, primary=None)
+        primary = version
+    call.detail = (
+        f"crypto key {req.name.name}: version {version} created (a rotation); "
+        f"the primary is version {primary}"
+    )
     rotated = key.replace(current_version=version)
-    return Outcome(VersionResult(req.name, rotated, version, settings), out.writes)
+    return Outcome(VersionResult(req.name, rotated, version, settings), writes)
 
 
 async def _create_key_version(deps: Deps, call: Call, name: KeyName, key: Key) -> Outcome:

@@ -516,7 +516,11 @@ async def encrypt(deps: Deps, call: Call, req: TransitEncryptRequest) -> Outcome
                 "requested version for encryption is less than the minimum encryption key version"
             )
         context = _context(settings, item.associated_data, item.context)
-        if wanted == key.current_version:
+        # No key_version: the key's primary (the latest, unless the Cloud
+        # KMS door chose another: crypto.seal_for). A key_version named is
+        # that version, whatever the primary.
+        named = item.key_version and key.key_spec is KeySpec.SYMMETRIC_DEFAULT
+        if wanted == key.current_version and not named:
             out = await crypto.encrypt(
                 deps,
                 call,

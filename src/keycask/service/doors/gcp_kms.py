@@ -161,7 +161,7 @@ ROUTES: dict[tuple[str, str, str], Route] = {
                                               render.permissions, gcp_iam.check_permissions),
     ("POST", _K, "updatePrimaryVersion"): Route(_G + "UpdateCryptoKeyPrimaryVersion",
                                                 codec.primary, render.key_doc,
-                                                gcp_versions.update_primary),
+                                                gcp_versions.update_primary, mutates=True),
     ("GET", "projects/*/locations", ""): Route("GcpKms.ListLocations", codec.list_locations,
                                                render.locations, gcp.list_locations),
     ("GET", _L, ""): Route("GcpKms.GetLocation", codec.location, render.location,

@@ -115,7 +115,8 @@ def key_doc(result: KeyResult) -> Doc:
         "destroyScheduledDuration": f"{settings.destroy_scheduled_seconds}s",
     }
     if settings.purpose == "ENCRYPT_DECRYPT" and key.current_version:
-        doc["primary"] = version_doc(VersionResult(result.name, key, key.current_version, settings))
+        primary = settings.primary_of(key)
+        doc["primary"] = version_doc(VersionResult(result.name, key, primary, settings))
     if settings.labels:
         doc["labels"] = settings.labels
     if key.origin is Origin.EXTERNAL:

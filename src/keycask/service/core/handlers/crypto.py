@@ -45,6 +45,7 @@ from keycask.service.core import hsm_keys, xks_keys
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.custom_store_types import random_from_store
 from keycask.service.core.deps import Deps
+from keycask.service.core.gcp_requests import chosen_primary
 from keycask.service.core.requests import (
     DecryptRequest,
     EncryptRequest,
@@ -61,7 +62,7 @@ from keycask.service.core.results import (
     ReEncryptResult,
 )
 from keycask.service.core.transit_requests import Settings
-from keycask.service.core.version_gate import check_version_state
+from keycask.service.core.version_gate import check_transit_floors, check_version_state
 
 _DATA_KEY_SPECS = {"AES_256": 32, "AES_128": 16}
 DRY_RUN = "The request would have succeeded, but the DryRun option is set."
@@ -152,16 +153,25 @@ async def seal_for(
     *,
     version: int | None = None,
 ) -> tuple[bytes, str | None]:
-    """A ciphertext blob under the key's current version (or ``version``, one
+    """A ciphertext blob under the key's primary version (or ``version``, one
     that has been current: Vault Transit's ``key_version``), and that
-    version's KeyMaterialId."""
+    version's KeyMaterialId. The primary is the newest version unless the
+    Cloud KMS door chose another (``KeySettings.primary``): only a key
+    with a Cloud KMS settings document looks, in the document the state
+    check reads anyway, and parses it only when it holds a choice."""
     key_id = key.key_id
+    stored = await deps.keys.gcp_key(key_id)
     if version is None:
         version = key.current_version
+        if stored.revision:
+            chosen = chosen_primary(stored.value)
+            if chosen is not None and chosen < version:
+                await check_transit_floors(deps.keys, key, chosen)
+                version = chosen
     # The version's Cloud KMS state first, for every kind of key (an HSM- or
     # XKS-backed key's too), and before its material is looked for: a
     # DESTROYED version has none, and is answered as not enabled.
-    check_version_state(key, version, await deps.keys.gcp_key(key_id))
+    check_version_state(key, version, stored)
     if key.xks_key_id is not None:
         # A key of an external key store: keycask's material, then the
         # external key at its XKS proxy (blob v4).

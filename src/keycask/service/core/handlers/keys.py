@@ -3,6 +3,7 @@ DisableKey, GetKeyPolicy, ListKeyPolicies."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable
 
@@ -65,6 +66,7 @@ from keycask.service.core.results import (
     ListKeyPoliciesResult,
     ListKeysResult,
 )
+from keycask.service.core.version_gate import primary_version
 
 POLICY_NAME = "default"
 
@@ -292,7 +294,14 @@ async def create_key(
 async def describe_key(deps: Deps, call: Call, req: DescribeKeyRequest) -> Outcome:
     key = (await use_key(deps.keys, call, req.key_id, "kms:DescribeKey", allow_alias=True)).value
     if key.custom_key_store_id is None:
-        return Outcome(KeyMetadataResult(KeyMetadata.of(key)))
+        meta = KeyMetadata.of(key)
+        # The material Encrypt uses: a primary chosen through the Cloud KMS
+        # door's updatePrimaryVersion, else the newest.
+        primary = await primary_version(deps.keys, key)
+        chosen = key.version(primary) if primary != key.current_version else None
+        if chosen is not None and meta.current_key_material_id is not None:
+            meta = dataclasses.replace(meta, current_key_material_id=chosen.material_id)
+        return Outcome(KeyMetadataResult(meta))
     return Outcome(KeyMetadataResult(await key_metadata(deps, call, key)))
 
 

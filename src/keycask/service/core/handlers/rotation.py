@@ -53,6 +53,7 @@ from keycask.service.core.results import (
     ListKeyRotationsResult,
     RotationsListEntry,
 )
+from keycask.service.core.version_gate import primary_version, stage_primary_cleared
 
 
 def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, KeyMaterial]:
@@ -71,13 +72,21 @@ def rotate(key: Key, now: datetime, rotation_type: RotationType) -> tuple[Key, K
     return new, material
 
 
-async def stage_rotation(keys: KeyStore, stored: Stored[Key], new: Key) -> list[Write]:
+async def stage_rotation(
+    keys: KeyStore, stored: Stored[Key], new: Key, *, keep_primary: bool = False
+) -> list[Write]:
     """``new`` (``stored`` with its rotation fields changed) staged: for a
     multi-Region key, the change to the shared fields goes to every copy of
-    the set in one commit."""
+    the set in one commit. A rotation (a new current version) also clears
+    the primary chosen through the Cloud KMS door, in the same commit, so
+    the new version seals (``version_gate``); ``keep_primary``: the Cloud
+    KMS door's versions.create, which stages the choice itself."""
     key = stored.value
+    cleared: list[Write] = []
+    if new.current_version != key.current_version and not keep_primary:
+        cleared = await stage_primary_cleared(keys, key.key_id)
     if key.mrk is None:
-        return keys.stage_update(stored, new)
+        return [*keys.stage_update(stored, new), *cleared]
     changed = {
         f.name
         for f in dataclasses.fields(key)
@@ -85,7 +94,10 @@ async def stage_rotation(keys: KeyStore, stored: Stored[Key], new: Key) -> list[
     }
     if not changed <= SHARED_FIELDS:
         raise ValueError(f"a rotation changed per-region fields: {sorted(changed - SHARED_FIELDS)}")
-    return await keys.stage_set_update(key, {name: getattr(new, name) for name in changed})
+    return [
+        *await keys.stage_set_update(key, {name: getattr(new, name) for name in changed}),
+        *cleared,
+    ]
 
 
 def _require_primary(key: Key, what: str) -> None:
@@ -196,7 +208,11 @@ async def get_key_rotation_status(deps: Deps, call: Call, req: KeyRequest) -> Ou
     )
 
 
-async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
+async def rotate_key_on_demand(
+    deps: Deps, call: Call, req: KeyRequest, *, keep_primary: bool = False
+) -> Outcome:
+    """A new current version; ``keep_primary``: leave a primary chosen
+    through the Cloud KMS door to its caller (``stage_rotation``)."""
     stored = await use_key(deps.keys, call, req.key_id, "kms:RotateKeyOnDemand")
     key = stored.value
     _require_primary(key, "on-demand rotation")
@@ -230,30 +246,34 @@ async def rotate_key_on_demand(deps: Deps, call: Call, req: KeyRequest) -> Outco
             versions=(*key.versions[:-1], promoted),
             on_demand_rotations=key.on_demand_rotations + 1,
         )
-        return Outcome(KeyIdResult(key.arn), await stage_rotation(deps.keys, stored, new))
+        writes = await stage_rotation(deps.keys, stored, new, keep_primary=keep_primary)
+        return Outcome(KeyIdResult(key.arn), writes)
     new, material = rotate(key, now, RotationType.ON_DEMAND)
     # On-demand rotations leave the automatic schedule as it was (AWS).
     new = new.replace(on_demand_rotations=key.on_demand_rotations + 1)
-    writes = await stage_rotation(deps.keys, stored, new)
+    writes = await stage_rotation(deps.keys, stored, new, keep_primary=keep_primary)
     writes.append(deps.keys.stage_key_material(key, new.current_version, material))
     call.detail = f"rotated to version {new.current_version}"
     return Outcome(KeyIdResult(key.arn), writes)
 
 
-def _state(key: Key, version: KeyVersion) -> str:
-    if version.version == key.current_version:
+def _state(key: Key, version: KeyVersion, primary: int) -> str:
+    if version.version == primary:
         return "CURRENT"
     if version.version > key.current_version:
         return "PENDING_ROTATION"
     return "NON_CURRENT"
 
 
-def rotation_entry(key: Key, version: KeyVersion) -> RotationsListEntry:
+def rotation_entry(key: Key, version: KeyVersion, primary: int) -> RotationsListEntry:
+    """``primary``: the version Encrypt seals under (the newest, unless the
+    Cloud KMS door chose another: ``version_gate.primary_version``), shown
+    CURRENT."""
     imported = key.origin is Origin.EXTERNAL
     return RotationsListEntry(
         key_id=key.arn,
         key_material_id=version.material_id,
-        key_material_state=_state(key, version),
+        key_material_state=_state(key, version, primary),
         rotation_date=version.rotated,
         rotation_type=None if version.rotation_type is None else version.rotation_type.value,
         key_material_description=version.description if imported else None,
@@ -281,10 +301,11 @@ async def list_key_rotations(deps: Deps, call: Call, req: ListKeyRotationsReques
         # imported material that no rotation has made current yet.
         versions = [v for v in key.versions if v.rotation_type is not None]
     page = versions[start : start + limit]
+    primary = await primary_version(deps.keys, key)
     truncated = start + limit < len(versions)
     return Outcome(
         ListKeyRotationsResult(
-            rotations=[rotation_entry(key, v) for v in page],
+            rotations=[rotation_entry(key, v, primary) for v in page],
             truncated=truncated,
             next_marker=str(start + limit) if truncated else None,
         )
