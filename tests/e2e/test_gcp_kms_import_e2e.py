@@ -360,3 +360,27 @@ def test_authorized_as_get_parameters_for_import_and_import_key_material(
     records = [r for r in _records(server) if r.get("operation") == "GcpKms.CreateImportJob"]
     assert any(r.get("outcome") != "success" for r in records)
     assert PROJECT in job.name
+
+
+def test_an_import_only_key_takes_no_rotation_schedule(
+    gcp: kms_v1.KeyManagementServiceClient,
+) -> None:
+    # Found in review: accepted, the scheduler then rotated the key to
+    # material keycask made, which every door sealed under and which a
+    # DeleteImportedKeyMaterial would lose for good.
+    ring = _ring(gcp)
+    with pytest.raises(gexc.BadRequest) as error:
+        gcp.create_crypto_key(
+            request={
+                "parent": ring,
+                "crypto_key_id": "imp-rotating",
+                "skip_initial_version_creation": True,
+                "crypto_key": {
+                    "purpose": kms_v1.CryptoKey.CryptoKeyPurpose.ENCRYPT_DECRYPT,
+                    "import_only": True,
+                    "rotation_period": {"seconds": 90 * 86400},
+                },
+            }
+        )
+    assert "import-only key by importing a new version" in str(error.value)
+    assert list(gcp.list_crypto_keys(parent=ring)) == []

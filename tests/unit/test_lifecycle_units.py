@@ -84,6 +84,11 @@ def test_due_jobs_follow_the_key() -> None:
         state=KeyState.PENDING_DELETION, deletion_date=T0 + timedelta(days=7)
     )
     assert {parse_sched_path(p)[1] for p in due_jobs(deleting)} == {JOB_DELETE}
+    # Material keycask did not make never rotates on a schedule, whatever
+    # the record says: imported material (its owner never held what
+    # keycask would make) and keys of a custom key store.
+    assert due_jobs(rotating.replace(origin=Origin.EXTERNAL)) == set()
+    assert due_jobs(rotating.replace(custom_key_store_id="cks-1234567890abcdef0")) == set()
 
 
 def test_expiry_is_scheduled_for_the_earliest_present_material() -> None:

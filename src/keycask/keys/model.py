@@ -316,6 +316,14 @@ class Key:
         return str(self.key_id) if self.mrk is None else format_mrk(self.mrk)
 
     @property
+    def rotates_on_schedule(self) -> bool:
+        """Whether keycask may make new material for this key on a schedule:
+        only its own material outside custom key stores (AWS's rule).
+        Imported material rotates on demand only, and a schedule on such a
+        key would seal under material its owner never held."""
+        return self.origin is Origin.AWS_KMS and self.custom_key_store_id is None
+
+    @property
     def is_multi_region(self) -> bool:
         return self.mrk is not None
 

@@ -195,6 +195,7 @@ def due_jobs(key: Key) -> set[str]:
         # A multi-Region set rotates once, from its primary's record: the
         # replicas' copies of next_rotation are the shared value, not jobs.
         and key.multi_region_type != "REPLICA"
+        and key.rotates_on_schedule
     ):
         paths.add(sched_path(key.next_rotation.timestamp(), JOB_ROTATE, key.key_id))
     expiring = [v.valid_to for v in key.versions if v.imported and v.valid_to is not None]

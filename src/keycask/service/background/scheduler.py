@@ -335,6 +335,7 @@ class Scheduler:
         if job == JOB_ROTATE:
             if (
                 key.state is not KeyState.ENABLED
+                or not key.rotates_on_schedule
                 or key.rotation_period_days is None
                 or key.next_rotation is None
                 or key.next_rotation > now

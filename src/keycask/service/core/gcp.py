@@ -267,6 +267,14 @@ async def create_key(
             raise ValidationException(
                 "Automatic rotation is supported for ENCRYPT_DECRYPT keys only."
             )
+        if req.import_only:
+            # Imported material rotates by importing new material; keycask
+            # making material on a schedule would seal under a key its owner
+            # never held (and cannot restore after deleting it).
+            raise ValidationException(
+                "Automatic rotation is supported for ENCRYPT_DECRYPT keys whose material "
+                "keycask made: rotate an import-only key by importing a new version."
+            )
         rotating = gcp_rotation.schedule(deps.clock.now(), req.rotation, None)
     policy = None
     if ring_policy is not None:
@@ -498,6 +506,9 @@ async def decrypt(deps: Deps, call: Call, req: DecryptRequest) -> Outcome:
 async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
     """GenerateRandom (kms:GenerateRandom): Cloud KMS's 8 to 1024 bytes; for
     protection level HSM from the account's HSM if it has one connected."""
+    # Authorized before the account's HSM stores are looked at (GenerateRandom
+    # checks again, at no cost): no token work for a caller with no right.
+    await call.authorize("kms:GenerateRandom")
     store = await gcp_hsm.random_store(deps, call) if req.protection_level == gcp_hsm.HSM else None
     out = await gcp_hsm.as_precondition(
         crypto.generate_random(
