@@ -195,6 +195,21 @@ def _supervise(settings: config.Settings, workers: int, metrics_listen: str | No
     )
 
 
+def _check_grpc(workers: int) -> None:
+    """--gcp-grpc-listen: refused before anything starts without its extra,
+    or beside --workers (one process serves it, and workers share only the
+    HTTP socket)."""
+    from keycask.http import gcp_grpc
+
+    if workers > 1:
+        raise config.ConfigError(
+            "--gcp-grpc-listen is served by a single process: drop --workers, or serve "
+            "gRPC from another keycask server on the same store"
+        )
+    if not gcp_grpc.available():
+        raise config.ConfigError(gcp_grpc.MISSING_EXTRA)
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     logformat.configure(args.log_format)
     if args.metrics_listen:
@@ -223,12 +238,15 @@ def cmd_server(args: argparse.Namespace) -> int:
         xks_client_ca=args.xks_client_ca,
         xks_client_subject=args.xks_client_subject,
         gcp_projects=args.gcp_project or (),
+        gcp_grpc_listen=args.gcp_grpc_listen,
     )
     try:
         # Bad flags or an unreadable PIN file: refused before anything starts.
         hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
     except hsm_registry.HsmConfigError as error:
         raise config.ConfigError(str(error)) from None
+    if settings.gcp_grpc_listen is not None:
+        _check_grpc(args.workers)
     if settings.tls_self_signed and args.worker_slot is None:
         print(devtls.ensure(settings), flush=True)
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
@@ -414,6 +432,15 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the Google Cloud KMS door: the keycask account a project id names (repeat "
         "per project; env KEYCASK_GCP_PROJECTS, comma-separated). Without it every "
         "project is the caller's own account (docs/gcp-kms.md)",
+    )
+    server.add_argument(
+        "--gcp-grpc-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("KEYCASK_GCP_GRPC_LISTEN"),
+        help="also serve the Google Cloud KMS door over gRPC on this address (env "
+        "KEYCASK_GCP_GRPC_LISTEN; off unless given, --dev too): TLS with the HTTP "
+        "listener's certificate, plaintext only on loopback; needs keycask[grpc]; one "
+        "process, so not with --workers (docs/gcp-kms.md, Transport)",
     )
     server.add_argument("--metrics-listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)

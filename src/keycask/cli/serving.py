@@ -17,12 +17,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.multiprocess import mark_process_dead
 
 from keycask import config, metrics
 from keycask.app import RUN_DIR, Runtime, build
 from keycask.http.server import HttpServer, Limits, tls_context
+
+if TYPE_CHECKING:
+    from keycask.http.gcp_grpc import GcpGrpcServer
 
 log = logging.getLogger("keycask")
 
@@ -95,6 +99,29 @@ async def _metrics_listener(runtime: Runtime, sock: socket.socket) -> HttpServer
     return server
 
 
+async def _grpc_listener(runtime: Runtime, max_message: int) -> GcpGrpcServer | None:
+    """``--gcp-grpc-listen``: the Cloud KMS door over gRPC, in this event loop,
+    with the HTTP listener's certificate when it has one."""
+    settings = runtime.settings
+    if settings.gcp_grpc_listen is None:
+        return None
+    from keycask.http.gcp_grpc import GcpGrpcServer
+
+    tls_files = client_ca = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls_files = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+        if settings.tls_client_ca is not None:
+            client_ca = settings.tls_client_ca.read_bytes()
+    server = GcpGrpcServer(
+        runtime.pipeline, max_message=max_message, tls=tls_files, client_ca=client_ca
+    )
+    host, port = settings.gcp_grpc_listen
+    server.bind(host, port)
+    await server.start()
+    log.info("serving the Cloud KMS door over gRPC on %s:%d", host, server.port)
+    return server
+
+
 async def run_until_signalled(
     runtime: Runtime,
     sock: socket.socket,
@@ -119,6 +146,7 @@ async def run_until_signalled(
         proxy_from=runtime.settings.proxy_from,
     )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
+    grpc_server = await _grpc_listener(runtime, app.max_body)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,6 +163,8 @@ async def run_until_signalled(
     app.ready = False
     if metrics_server is not None:
         await metrics_server.shutdown(grace=1.0)
+    if grpc_server is not None:
+        await grpc_server.stop(grace=10.0)
     await server.shutdown(grace=10.0)
 
 
