@@ -259,6 +259,8 @@ def test_hostile_callers_have_no_effect(plain_server: tuple[Server, int]) -> Non
         out = client.encrypt(request={"name": key.name, "plaintext": b"x"}, metadata=_meta(token))
         assert out.ciphertext
     assert server.healthy()
+    assert server.log_path is not None
+    assert f"Google Cloud KMS over gRPC at 127.0.0.1:{port}" in server.log_path.read_text()
     refusals = [r for r in _records(server) if r["operation"] == "GcpKms.CreateCryptoKey"]
     unauthenticated = [r for r in refusals if r["outcome"] == "error" and r["door"] == "gcp-kms"]
     assert len(unauthenticated) >= 2
@@ -281,7 +283,13 @@ def test_refused_with_workers_and_plaintext_off_loopback(tmp_path: Path) -> None
     assert "single process" in _refused(tmp_path, "--workers", "2", *grpc_flag)
     assert "plaintext gRPC" in _refused(tmp_path, "--gcp-grpc-listen", f"0.0.0.0:{free_port()}")
     assert "HOST:PORT" in _refused(tmp_path, "--gcp-grpc-listen", "nowhere")
-    assert not (tmp_path / "data" / "audit").exists()
+    assert not list((tmp_path / "data").glob("audit/*.jsonl"))  # refused before it opened
+    # An address it cannot bind: refused once the store is open, before any listener answers.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        in_use = f"127.0.0.1:{taken.getsockname()[1]}"
+        assert "port is in use" in _refused(tmp_path, "--gcp-grpc-listen", in_use)
 
 
 def test_help_names_the_flag() -> None:

@@ -52,6 +52,17 @@ def _banner(settings: config.Settings, config_file: Path, credentials_file: Path
             flush=True,
         )
     _console_banner(settings)
+    _grpc_banner(settings)
+
+
+def _grpc_banner(settings: config.Settings) -> None:
+    if settings.gcp_grpc_listen is not None:
+        host, port = settings.gcp_grpc_listen
+        mode = "TLS, the same certificate" if settings.tls else "plaintext, loopback"
+        print(
+            f"Google Cloud KMS over gRPC at {host}:{port} ({mode}; docs/gcp-kms.md, Transport)\n",
+            flush=True,
+        )
 
 
 def _console_banner(settings: config.Settings) -> None:
@@ -80,6 +91,7 @@ def _production_banner(runtime: Runtime) -> None:
         flush=True,
     )
     _console_banner(settings)
+    _grpc_banner(settings)
     if runtime.keeper.sealed:
         # A command that works as printed: the address, the CA and the token
         # (which only the operators hold). The certificate `init
@@ -119,13 +131,19 @@ async def _serve_single(
         metrics_sock = (
             serving.bind(*serving.metrics_address(metrics_listen)) if metrics_listen else None
         )
+        # Bound before the banner: an address it cannot serve is refused first.
+        grpc_server = await serving.grpc_listener(runtime)
         if settings.dev:
             config_file, credentials_file = await _prepare(runtime)
             _banner(settings, config_file, credentials_file)
         else:
             _production_banner(runtime)
         await serving.run_until_signalled(
-            runtime, sock, metrics_sock, log_requests=logformat.configured() == "json"
+            runtime,
+            sock,
+            metrics_sock,
+            log_requests=logformat.configured() == "json",
+            grpc_server=grpc_server,
         )
     finally:
         await runtime.close()

@@ -99,9 +99,10 @@ async def _metrics_listener(runtime: Runtime, sock: socket.socket) -> HttpServer
     return server
 
 
-async def _grpc_listener(runtime: Runtime, max_message: int) -> GcpGrpcServer | None:
+async def grpc_listener(runtime: Runtime) -> GcpGrpcServer | None:
     """``--gcp-grpc-listen``: the Cloud KMS door over gRPC, in this event loop,
-    with the HTTP listener's certificate when it has one."""
+    with the HTTP listener's certificate when it has one, its messages bounded
+    by the HTTP port's body limit. Listening, not yet answering."""
     settings = runtime.settings
     if settings.gcp_grpc_listen is None:
         return None
@@ -113,12 +114,17 @@ async def _grpc_listener(runtime: Runtime, max_message: int) -> GcpGrpcServer | 
         if settings.tls_client_ca is not None:
             client_ca = settings.tls_client_ca.read_bytes()
     server = GcpGrpcServer(
-        runtime.pipeline, max_message=max_message, tls=tls_files, client_ca=client_ca
+        runtime.pipeline, max_message=runtime.app.max_body, tls=tls_files, client_ca=client_ca
     )
     host, port = settings.gcp_grpc_listen
-    server.bind(host, port)
-    await server.start()
-    log.info("serving the Cloud KMS door over gRPC on %s:%d", host, server.port)
+    try:
+        server.bind(host, port)
+    except (OSError, RuntimeError) as error:
+        log.debug("gRPC bind failed: %s", error)
+        raise config.ConfigError(
+            f"cannot serve gRPC on {host}:{port} (--gcp-grpc-listen): the port is in use, "
+            "or the address is not this host's"
+        ) from None
     return server
 
 
@@ -128,10 +134,12 @@ async def run_until_signalled(
     metrics_sock: socket.socket | None = None,
     *,
     log_requests: bool = False,
+    grpc_server: GcpGrpcServer | None = None,
 ) -> None:
-    """Serve ``runtime`` on ``sock`` (and its metrics on ``metrics_sock``)
-    until SIGTERM or SIGINT, then drain. ``log_requests``: one log event
-    per answered request (``--log-format json``)."""
+    """Serve ``runtime`` on ``sock`` (and its metrics on ``metrics_sock``, the
+    Cloud KMS door over gRPC on ``grpc_server``: ``grpc_listener``'s) until
+    SIGTERM or SIGINT, then drain. ``log_requests``: one log event per
+    answered request (``--log-format json``)."""
     app = runtime.app
     runtime.pipeline.log_requests = log_requests
     metrics_server = (
@@ -146,7 +154,8 @@ async def run_until_signalled(
         proxy_from=runtime.settings.proxy_from,
     )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
-    grpc_server = await _grpc_listener(runtime, app.max_body)
+    if grpc_server is not None:
+        await grpc_server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -28,7 +28,7 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -336,7 +336,8 @@ class GcpGrpcServer:
             await self._abort(context, reply, "INTERNAL", "keycask's answer did not fit gRPC.")
         return bytes(answer.SerializeToString())
 
-    async def _abort(self, context: Any, reply: Reply, status: str, message: str) -> None:
+    async def _abort(self, context: Any, reply: Reply, status: str, message: str) -> NoReturn:
         code = getattr(self._grpc.StatusCode, status, self._grpc.StatusCode.UNKNOWN)
         context.set_trailing_metadata((("x-request-id", reply.request_id),))
         await context.abort(code, message)
+        raise AssertionError("grpc's abort returned")  # it raises
