@@ -240,6 +240,14 @@ def test_hostile_callers_have_no_effect(plain_server: tuple[Server, int]) -> Non
         with pytest.raises(grpc.RpcError) as garbage:
             raw(b"\xff\xff\xff\xff garbage", metadata=_meta(token))
         assert garbage.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # Parses, but proto3 JSON cannot write it: a timestamp past year 9999.
+        bad_time = kms_v1.UpdateCryptoKeyRequest.pb()()
+        bad_time.crypto_key.name = f"{ring}/cryptoKeys/k"
+        bad_time.crypto_key.next_rotation_time.seconds = 10**12
+        update = channel.unary_unary("/google.cloud.kms.v1.KeyManagementService/UpdateCryptoKey")
+        with pytest.raises(grpc.RpcError) as unwritable:
+            update(bad_time.SerializeToString(), metadata=_meta(token))
+        assert unwritable.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         with pytest.raises(grpc.RpcError) as unknown:
             channel.unary_unary("/google.cloud.kms.v1.KeyManagementService/Nope")(b"")
         assert unknown.value.code() == grpc.StatusCode.UNIMPLEMENTED

@@ -310,12 +310,14 @@ class GcpGrpcServer:
         try:
             request = rpc.request()
             request.ParseFromString(message)
+            # A value proto3 JSON cannot write (a timestamp out of its range)
+            # is refused as a message that does not parse.
+            doc = self._json.MessageToDict(request, use_integers_for_enums=True)
+            method, path, query, body = transcode(rpc, doc, self._flatten)
         except Exception:
             error = SerializationException(f"The {rpc.name} request is not a valid message.")
             reply = await self._pipeline.refuse(error, client)
             await self._abort(context, reply, "INVALID_ARGUMENT", error.message)
-        doc = self._json.MessageToDict(request, use_integers_for_enums=True)
-        method, path, query, body = transcode(rpc, doc, self._flatten)
         headers = [(b"content-type", b"application/json")]
         for key, value in context.invocation_metadata() or ():
             if key == "authorization" and isinstance(value, str):
