@@ -115,6 +115,8 @@ class Settings:
     # Google Cloud KMS projects and the keycask accounts they name
     # (--gcp-project PROJECT=ACCOUNT); none: every project is the caller's account.
     gcp_projects: tuple[tuple[str, str], ...] = ()
+    # The Cloud KMS door over gRPC (--gcp-grpc-listen HOST:PORT): None, not served.
+    gcp_grpc_listen: tuple[str, int] | None = None
 
     @property
     def tls(self) -> bool:
@@ -183,6 +185,7 @@ def load(
     xks_client_ca: str | None = None,
     xks_client_subject: str | None = None,
     gcp_projects: Sequence[str] = (),
+    gcp_grpc_listen: str | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host, port = parse_listen(listen or env.get("KEYCASK_LISTEN") or DEFAULT_LISTEN)
@@ -253,6 +256,7 @@ def load(
             "terminates TLS, say so with --insecure-plaintext."
         )
     serve_console = _console(console, dev=dev, plain=cert is None, host=host)
+    grpc_listen = _grpc_listen(gcp_grpc_listen or env.get("KEYCASK_GCP_GRPC_LISTEN") or None, cert)
     return Settings(
         data_dir=path,
         host=host,
@@ -271,6 +275,7 @@ def load(
         node_id=_node_id(node_id or env.get("KEYCASK_NODE_ID") or None),
         pkcs11_modules=allowed_pkcs11_modules(pkcs11_modules, env),
         gcp_projects=_gcp_projects(gcp_projects, env),
+        gcp_grpc_listen=grpc_listen,
         proxy_from=_networks(proxy_protocol_from or env.get("KEYCASK_PROXY_PROTOCOL_FROM") or None),
         lock_timeout=_seconds("KEYCASK_LOCK_TIMEOUT", env, DEFAULT_LOCK_TIMEOUT),
         console=serve_console,
@@ -285,6 +290,23 @@ def load(
         xks_proxy_ca_file=env.get("KEYCASK_XKS_PROXY_CA_FILE") or None,
         xks_proxy_connect_to=env.get("KEYCASK_XKS_PROXY_CONNECT_TO") or "",
     )
+
+
+def _grpc_listen(value: str | None, cert: str | None) -> tuple[str, int] | None:
+    """``--gcp-grpc-listen HOST:PORT``: plaintext only on a loopback address."""
+    if value is None:
+        return None
+    try:
+        host, port = parse_listen(value)
+    except ConfigError:
+        raise ConfigError(f"--gcp-grpc-listen takes HOST:PORT, not {value!r}") from None
+    if cert is None and not _loopback(host):
+        raise ConfigError(
+            f"refusing to serve plaintext gRPC on {host}: Cloud KMS plaintexts and "
+            "bearer tokens would travel readable. Give --tls-cert and --tls-key (or "
+            "--dev --tls-self-signed), or listen on a loopback address."
+        )
+    return host, port
 
 
 # The XKS specification's XksProxyUriPath: at most 128 of a-z A-Z 0-9 / - _,

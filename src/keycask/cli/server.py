@@ -52,6 +52,17 @@ def _banner(settings: config.Settings, config_file: Path, credentials_file: Path
             flush=True,
         )
     _console_banner(settings)
+    _grpc_banner(settings)
+
+
+def _grpc_banner(settings: config.Settings) -> None:
+    if settings.gcp_grpc_listen is not None:
+        host, port = settings.gcp_grpc_listen
+        mode = "TLS, the same certificate" if settings.tls else "plaintext, loopback"
+        print(
+            f"Google Cloud KMS over gRPC at {host}:{port} ({mode}; docs/gcp-kms.md, Transport)\n",
+            flush=True,
+        )
 
 
 def _console_banner(settings: config.Settings) -> None:
@@ -80,6 +91,7 @@ def _production_banner(runtime: Runtime) -> None:
         flush=True,
     )
     _console_banner(settings)
+    _grpc_banner(settings)
     if runtime.keeper.sealed:
         # A command that works as printed: the address, the CA and the token
         # (which only the operators hold). The certificate `init
@@ -119,13 +131,19 @@ async def _serve_single(
         metrics_sock = (
             serving.bind(*serving.metrics_address(metrics_listen)) if metrics_listen else None
         )
+        # Bound before the banner: an address it cannot serve is refused first.
+        grpc_server = await serving.grpc_listener(runtime)
         if settings.dev:
             config_file, credentials_file = await _prepare(runtime)
             _banner(settings, config_file, credentials_file)
         else:
             _production_banner(runtime)
         await serving.run_until_signalled(
-            runtime, sock, metrics_sock, log_requests=logformat.configured() == "json"
+            runtime,
+            sock,
+            metrics_sock,
+            log_requests=logformat.configured() == "json",
+            grpc_server=grpc_server,
         )
     finally:
         await runtime.close()
@@ -195,6 +213,21 @@ def _supervise(settings: config.Settings, workers: int, metrics_listen: str | No
     )
 
 
+def _check_grpc(workers: int) -> None:
+    """--gcp-grpc-listen: refused before anything starts without its extra,
+    or beside --workers (one process serves it, and workers share only the
+    HTTP socket)."""
+    from keycask.http import gcp_grpc
+
+    if workers > 1:
+        raise config.ConfigError(
+            "--gcp-grpc-listen is served by a single process: drop --workers, or serve "
+            "gRPC from another keycask server on the same store"
+        )
+    if not gcp_grpc.available():
+        raise config.ConfigError(gcp_grpc.MISSING_EXTRA)
+
+
 def cmd_server(args: argparse.Namespace) -> int:
     logformat.configure(args.log_format)
     if args.metrics_listen:
@@ -223,12 +256,15 @@ def cmd_server(args: argparse.Namespace) -> int:
         xks_client_ca=args.xks_client_ca,
         xks_client_subject=args.xks_client_subject,
         gcp_projects=args.gcp_project or (),
+        gcp_grpc_listen=args.gcp_grpc_listen,
     )
     try:
         # Bad flags or an unreadable PIN file: refused before anything starts.
         hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
     except hsm_registry.HsmConfigError as error:
         raise config.ConfigError(str(error)) from None
+    if settings.gcp_grpc_listen is not None:
+        _check_grpc(args.workers)
     if settings.tls_self_signed and args.worker_slot is None:
         print(devtls.ensure(settings), flush=True)
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
@@ -414,6 +450,15 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the Google Cloud KMS door: the keycask account a project id names (repeat "
         "per project; env KEYCASK_GCP_PROJECTS, comma-separated). Without it every "
         "project is the caller's own account (docs/gcp-kms.md)",
+    )
+    server.add_argument(
+        "--gcp-grpc-listen",
+        metavar="HOST:PORT",
+        default=os.environ.get("KEYCASK_GCP_GRPC_LISTEN"),
+        help="also serve the Google Cloud KMS door over gRPC on this address (env "
+        "KEYCASK_GCP_GRPC_LISTEN; off unless given, --dev too): TLS with the HTTP "
+        "listener's certificate, plaintext only on loopback; needs keycask[grpc]; one "
+        "process, so not with --workers (docs/gcp-kms.md, Transport)",
     )
     server.add_argument("--metrics-listen-fd", type=int, help=argparse.SUPPRESS)
     server.add_argument("--worker-slot", type=int, help=argparse.SUPPRESS)

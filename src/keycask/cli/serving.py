@@ -17,12 +17,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.multiprocess import mark_process_dead
 
 from keycask import config, metrics
 from keycask.app import RUN_DIR, Runtime, build
 from keycask.http.server import HttpServer, Limits, tls_context
+
+if TYPE_CHECKING:
+    from keycask.http.gcp_grpc import GcpGrpcServer
 
 log = logging.getLogger("keycask")
 
@@ -95,16 +99,47 @@ async def _metrics_listener(runtime: Runtime, sock: socket.socket) -> HttpServer
     return server
 
 
+async def grpc_listener(runtime: Runtime) -> GcpGrpcServer | None:
+    """``--gcp-grpc-listen``: the Cloud KMS door over gRPC, in this event loop,
+    with the HTTP listener's certificate when it has one, its messages bounded
+    by the HTTP port's body limit. Listening, not yet answering."""
+    settings = runtime.settings
+    if settings.gcp_grpc_listen is None:
+        return None
+    from keycask.http.gcp_grpc import GcpGrpcServer
+
+    tls_files = client_ca = None
+    if settings.tls_cert is not None and settings.tls_key is not None:
+        tls_files = (settings.tls_key.read_bytes(), settings.tls_cert.read_bytes())
+        if settings.tls_client_ca is not None:
+            client_ca = settings.tls_client_ca.read_bytes()
+    server = GcpGrpcServer(
+        runtime.pipeline, max_message=runtime.app.max_body, tls=tls_files, client_ca=client_ca
+    )
+    host, port = settings.gcp_grpc_listen
+    try:
+        server.bind(host, port)
+    except (OSError, RuntimeError) as error:
+        log.debug("gRPC bind failed: %s", error)
+        raise config.ConfigError(
+            f"cannot serve gRPC on {host}:{port} (--gcp-grpc-listen): the port is in use, "
+            "or the address is not this host's"
+        ) from None
+    return server
+
+
 async def run_until_signalled(
     runtime: Runtime,
     sock: socket.socket,
     metrics_sock: socket.socket | None = None,
     *,
     log_requests: bool = False,
+    grpc_server: GcpGrpcServer | None = None,
 ) -> None:
-    """Serve ``runtime`` on ``sock`` (and its metrics on ``metrics_sock``)
-    until SIGTERM or SIGINT, then drain. ``log_requests``: one log event
-    per answered request (``--log-format json``)."""
+    """Serve ``runtime`` on ``sock`` (and its metrics on ``metrics_sock``, the
+    Cloud KMS door over gRPC on ``grpc_server``: ``grpc_listener``'s) until
+    SIGTERM or SIGINT, then drain. ``log_requests``: one log event per
+    answered request (``--log-format json``)."""
     app = runtime.app
     runtime.pipeline.log_requests = log_requests
     metrics_server = (
@@ -119,6 +154,8 @@ async def run_until_signalled(
         proxy_from=runtime.settings.proxy_from,
     )
     await server.start(runtime.settings.host, runtime.settings.port, sock=sock)
+    if grpc_server is not None:
+        await grpc_server.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -135,6 +172,8 @@ async def run_until_signalled(
     app.ready = False
     if metrics_server is not None:
         await metrics_server.shutdown(grace=1.0)
+    if grpc_server is not None:
+        await grpc_server.stop(grace=10.0)
     await server.shutdown(grace=10.0)
 
 
