@@ -38,6 +38,7 @@ from keycask.keys.grant import Grant
 from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
+    AZURE_KEY_PREFIX,
     CUSTOM_STORE_PREFIX,
     GCP_KEY_PREFIX,
     GRANT_PREFIX,
@@ -51,6 +52,7 @@ from keycask.keys.paths import (
     TRANSIT_PREFIX,
     VAULT_MOUNTS_PREFIX,
     alias_prefix,
+    azure_key_path,
     custom_store_key_path,
     custom_store_keys_prefix,
     custom_store_path,
@@ -130,6 +132,7 @@ class KeyStore:
         # Cloud KMS settings (versions' states): read by every Encrypt and
         # Decrypt, so cached like the transit settings, absence included.
         self._gcp: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        self._azure: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
         # Custom key stores by path: every use of a key of one asks.
@@ -360,6 +363,7 @@ class KeyStore:
                 b.delete(custom_store_key_path(key.custom_key_store_id, key.key_id), expect=None)
             )
         writes.append(b.delete(gcp_key_path(key.key_id), expect=None))
+        writes.append(b.delete(azure_key_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -562,6 +566,13 @@ class KeyStore:
     def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
 
+    async def azure_key(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """A key's Azure Key Vault settings document (b"" at revision 0: none)."""
+        return await self._optional_document(self._azure, key_id, azure_key_path(key_id))
+
+    def stage_azure_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(azure_key_path(key_id), value, expect=expect)
+
     # -- last use --
 
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
@@ -726,6 +737,7 @@ class KeyStore:
         self._grants.clear()
         self._transit.clear()
         self._gcp.clear()
+        self._azure.clear()
         self._mounts.clear()
         self._stores.clear()
 
@@ -760,6 +772,8 @@ class KeyStore:
                 self._stores.pop(path)
             elif path.startswith(GCP_KEY_PREFIX):
                 self._gcp.pop(uuid.UUID(path[len(GCP_KEY_PREFIX) :]))
+            elif path.startswith(AZURE_KEY_PREFIX):
+                self._azure.pop(uuid.UUID(path[len(AZURE_KEY_PREFIX) :]))
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

@@ -154,6 +154,15 @@ def gcp_key_path(key_id: uuid.UUID) -> str:
     return f"{GCP_KEY_PREFIX}{key_id}"
 
 
+AZURE_KEY_PREFIX = "azure/key/"
+
+
+def azure_key_path(key_id: uuid.UUID) -> str:
+    """An Azure Key Vault key's settings (service/core/azure.py): its vault,
+    name and versions, kept beside its first version's keycask key."""
+    return f"{AZURE_KEY_PREFIX}{key_id}"
+
+
 def usage_path(key_id: uuid.UUID) -> str:
     return f"usage/{key_id}"
 
