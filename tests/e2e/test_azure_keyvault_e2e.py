@@ -7,6 +7,7 @@ from the AWS door), signatures and RSA-OAEP ciphertexts checked with
 
 from __future__ import annotations
 
+import hashlib
 import json
 import ssl
 import time
@@ -15,17 +16,24 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.keyvault.keys import KeyClient
 from azure.keyvault.keys.crypto import (
     CryptographyClient,
+    EncryptionAlgorithm,
+    KeyWrapAlgorithm,
+    SignatureAlgorithm,
 )
 from botocore.config import Config
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from tests.conftest import Server
 
 from keycask.crypto.x509 import self_signed_certificate
@@ -238,3 +246,460 @@ def test_plain_http_is_refused(tmp_path: Path) -> None:
         assert "HTTPS only" in body["error"]["message"]
     finally:
         srv.stop()
+
+
+# -- slice 2: keys --
+
+
+def _public(key: Any) -> Any:
+    """The JWK's public key, rebuilt with ``cryptography``."""
+    jwk = key.key
+    if jwk.kty == "RSA":
+        return rsa.RSAPublicNumbers(
+            int.from_bytes(jwk.e, "big"), int.from_bytes(jwk.n, "big")
+        ).public_key()
+    curve = {"P-256": ec.SECP256R1(), "P-384": ec.SECP384R1(), "P-521": ec.SECP521R1(),
+             "P-256K": ec.SECP256K1()}[jwk.crv]  # fmt: skip
+    return ec.EllipticCurvePublicNumbers(
+        int.from_bytes(jwk.x, "big"), int.from_bytes(jwk.y, "big"), curve
+    ).public_key()
+
+
+@pytest.mark.parametrize(
+    ("kind", "spec"),
+    [
+        ({"size": 2048}, "RSA_2048"),
+        ({"size": 3072}, "RSA_3072"),
+        ({"curve": "P-256"}, "ECC_NIST_P256"),
+        ({"curve": "P-384"}, "ECC_NIST_P384"),
+        ({"curve": "P-521"}, "ECC_NIST_P521"),
+        ({"curve": "P-256K"}, "ECC_SECG_P256K1"),
+    ],
+)
+def test_create_maps_onto_a_keycask_key_the_aws_door_sees(
+    server: TlsServer, keys: KeyClient, kind: dict[str, Any], spec: str
+) -> None:
+    name = _name()
+    if "size" in kind:
+        key = keys.create_rsa_key(name, size=kind["size"], tags={"team": "pay"})
+    else:
+        key = keys.create_ec_key(name, curve=kind["curve"], tags={"team": "pay"})
+    assert key.name == name
+    assert len(key.properties.version) == 32
+    assert key.id == f"https://127.0.0.1:{server.port}/keys/{name}/{key.properties.version}"
+    assert key.properties.enabled is True
+    assert key.properties.tags == {"team": "pay"}
+    assert key.properties.created_on is not None
+    aws = server.aws()
+    meta = aws.describe_key(KeyId=f"alias/azure/default/{name}")["KeyMetadata"]
+    assert meta["KeySpec"] == spec
+    assert meta["KeyId"] == str(uuid.UUID(hex=key.properties.version))
+    if spec.startswith("RSA"):
+        assert meta["KeyUsage"] == "ENCRYPT_DECRYPT"
+        assert sorted(key.key_operations) == ["decrypt", "encrypt", "unwrapKey", "wrapKey"]
+    else:
+        assert meta["KeyUsage"] == "SIGN_VERIFY"
+        assert sorted(key.key_operations) == ["sign", "verify"]
+    # The JWK is the AWS door's public key.
+    der = aws.get_public_key(KeyId=meta["KeyId"])["PublicKey"]
+    ours = _public(key).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert ours == der
+    got = keys.get_key(name)
+    assert got.id == key.id and got.key.kty == key.key.kty
+    assert keys.get_key(name, key.properties.version).id == key.id
+    records = [r for r in _records(server) if r.get("operation") == "AzureKeyVault.CreateKey"]
+    assert records[-1]["door"] == "azure-keyvault"
+
+
+def test_hsm_kinds_and_mixed_key_ops_are_refused_with_the_reason(keys: KeyClient) -> None:
+    name = _name()
+    with pytest.raises(HttpResponseError) as caught:
+        keys.create_rsa_key(name, hardware_protected=True)
+    assert caught.value.status_code == 400
+    assert "HSM key stores hold AES keys only" in str(caught.value)
+    with pytest.raises(HttpResponseError) as caught:
+        keys.create_rsa_key(name, key_operations=["sign", "encrypt"])
+    assert "one key usage" in str(caught.value)
+    with pytest.raises(HttpResponseError) as caught:
+        keys.create_ec_key(name, curve="P-256", key_operations=["encrypt"])
+    assert caught.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(name)
+
+
+def test_versions_list_and_page(server: TlsServer, keys: KeyClient) -> None:
+    name = _name()
+    first = keys.create_ec_key(name)
+    second = keys.create_ec_key(name)
+    third = keys.create_ec_key(name)
+    assert len({first.properties.version, second.properties.version, third.properties.version}) == 3
+    assert keys.get_key(name).properties.version == third.properties.version
+    assert keys.get_key(name, first.properties.version).id == first.id
+    versions = [p.version for p in keys.list_properties_of_key_versions(name, max_page_size=2)]
+    assert versions == [
+        first.properties.version,
+        second.properties.version,
+        third.properties.version,
+    ]
+    # A later version is a keycask key of its own, shown to the AWS door by
+    # an alias of its own.
+    aws = server.aws()
+    meta = aws.describe_key(KeyId=f"alias/azure/default/{name}/{second.properties.version}")
+    assert meta["KeyMetadata"]["KeyId"] == str(uuid.UUID(hex=second.properties.version))
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(name, uuid.uuid4().hex)
+
+
+def test_list_keys_pages_with_next_link(keys: KeyClient) -> None:
+    made = sorted(_name() for _ in range(3))
+    for name in made:
+        keys.create_ec_key(name)
+    listed = [p.name for p in keys.list_properties_of_keys(max_page_size=2)]
+    assert set(made) <= set(listed)
+    assert listed == sorted(listed)
+    pages = keys.list_properties_of_keys(max_page_size=2).by_page()
+    first = list(next(pages))
+    assert len(first) == 2
+    assert all(p.version is None for p in first)  # a key's item names no version
+
+
+def test_update_enabled_dates_ops_and_tags(server: TlsServer, keys: KeyClient) -> None:
+    name = _name()
+    key = keys.create_rsa_key(name)
+    nbf = datetime.now(UTC).replace(microsecond=0) - timedelta(days=1)
+    exp = nbf + timedelta(days=30)
+    updated = keys.update_key_properties(
+        name,
+        enabled=False,
+        not_before=nbf,
+        expires_on=exp,
+        key_operations=["encrypt", "decrypt"],
+        tags={"env": "prod"},
+    )
+    assert updated.properties.enabled is False
+    assert updated.properties.not_before == nbf
+    assert updated.properties.expires_on == exp
+    assert sorted(updated.key_operations) == ["decrypt", "encrypt"]
+    assert updated.properties.tags == {"env": "prod"}
+    aws = server.aws()
+    meta = aws.describe_key(KeyId=f"alias/azure/default/{name}")["KeyMetadata"]
+    assert meta["KeyState"] == "Disabled"
+    again = keys.get_key(name, key.properties.version)
+    assert again.properties.enabled is False and again.properties.tags == {"env": "prod"}
+    assert keys.update_key_properties(name, enabled=True).properties.enabled is True
+    with pytest.raises(HttpResponseError) as caught:
+        keys.update_key_properties(name, key_operations=["sign"])
+    assert caught.value.status_code == 400
+
+
+# -- slice 3: cryptography --
+
+_HASHES = {32: hashes.SHA256(), 48: hashes.SHA384(), 64: hashes.SHA512()}
+
+
+def _digest(size: int, data: bytes = b"the order of 7 December") -> bytes:
+    return {32: hashlib.sha256, 48: hashlib.sha384, 64: hashlib.sha512}[size](data).digest()
+
+
+def _verify_independently(public: Any, algorithm: str, digest: bytes, signature: bytes) -> None:
+    chosen = utils.Prehashed(_HASHES[len(digest)])
+    if algorithm.startswith("RS"):
+        public.verify(signature, digest, padding.PKCS1v15(), chosen)
+    elif algorithm.startswith("PS"):
+        pss = padding.PSS(padding.MGF1(_HASHES[len(digest)]), len(digest))
+        public.verify(signature, digest, pss, chosen)
+    else:
+        # Key Vault's ECDSA signatures are r || s, not DER.
+        half = len(signature) // 2
+        der = utils.encode_dss_signature(
+            int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+        )
+        public.verify(der, digest, ec.ECDSA(chosen))
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "make", "size", "coordinate"),
+    [
+        ("RS256", {"size": 2048}, 32, 0),
+        ("RS384", {"size": 2048}, 48, 0),
+        ("RS512", {"size": 3072}, 64, 0),
+        ("PS256", {"size": 2048}, 32, 0),
+        ("PS384", {"size": 2048}, 48, 0),
+        ("PS512", {"size": 2048}, 64, 0),
+        ("ES256", {"curve": "P-256"}, 32, 32),
+        ("ES384", {"curve": "P-384"}, 48, 48),
+        ("ES512", {"curve": "P-521"}, 64, 66),
+        ("ES256K", {"curve": "P-256K"}, 32, 32),
+    ],
+)
+def test_sign_and_verify(  # noqa: PLR0917 - pytest passes the parameters by name
+    server: TlsServer, keys: KeyClient, admin_token: str,
+    algorithm: str, make: dict[str, Any], size: int, coordinate: int,
+) -> None:  # fmt: skip
+    name = _name()
+    if "size" in make:
+        key = keys.create_rsa_key(name, size=make["size"], key_operations=["sign", "verify"])
+    else:
+        key = keys.create_ec_key(name, curve=make["curve"])
+    client = _crypto(server, admin_token, key.id)
+    digest = _digest(size)
+    signed = client.sign(SignatureAlgorithm(algorithm), digest)
+    assert signed.key_id == key.id
+    if coordinate:
+        assert len(signed.signature) == 2 * coordinate
+    _verify_independently(_public(key), algorithm, digest, signed.signature)
+    # The SDK verifies locally with the public key it fetched; the door's
+    # own verify answers the same.
+    assert client.verify(SignatureAlgorithm(algorithm), digest, signed.signature).is_valid
+    status, _, body = _raw(
+        server, "POST", f"/keys/{name}/{key.properties.version}/verify?api-version=7.5",
+        json.dumps(
+            {"alg": algorithm, "digest": _b64(digest), "value": _b64(signed.signature)}
+        ).encode(),
+        token=admin_token,
+    )  # fmt: skip
+    assert (status, body) == (200, {"value": True})
+    bad = bytes([signed.signature[0] ^ 1]) + signed.signature[1:]
+    status, _, body = _raw(
+        server, "POST", f"/keys/{name}/{key.properties.version}/verify?api-version=7.5",
+        json.dumps({"alg": algorithm, "digest": _b64(digest), "value": _b64(bad)}).encode(),
+        token=admin_token,
+    )  # fmt: skip
+    assert (status, body) == (200, {"value": False})
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_rsa_oaep_encrypt_decrypt_wrap_unwrap(
+    server: TlsServer, keys: KeyClient, admin_token: str
+) -> None:
+    key = keys.create_rsa_key(_name(), size=2048)
+    public = _public(key)
+    client = _crypto(server, admin_token, key.id)
+    for algorithm, chosen in (
+        (EncryptionAlgorithm.rsa_oaep_256, hashes.SHA256()),
+        (EncryptionAlgorithm.rsa_oaep, hashes.SHA1()),
+    ):
+        # Sealed independently with the public key; opened by the door.
+        sealed = public.encrypt(b"card 4111", padding.OAEP(padding.MGF1(chosen), chosen, None))
+        opened = client.decrypt(algorithm, sealed)
+        assert opened.plaintext == b"card 4111" and opened.key_id == key.id
+        unwrapped = client.unwrap_key(KeyWrapAlgorithm(algorithm.value), sealed)
+        assert unwrapped.key == b"card 4111"
+    # The door's own encrypt and wrapKey (a caller who may not read the key
+    # makes the SDK ask the door instead of encrypting locally).
+    user = _user(server, ["kms:Encrypt", "kms:Decrypt"])
+    remote = _crypto(server, _token(server, user), key.id)
+    sealed = remote.encrypt(EncryptionAlgorithm.rsa_oaep_256, b"pin 1234").ciphertext
+    assert remote.decrypt(EncryptionAlgorithm.rsa_oaep_256, sealed).plaintext == b"pin 1234"
+    wrapped = remote.wrap_key(KeyWrapAlgorithm.rsa_oaep, b"k" * 32).encrypted_key
+    assert remote.unwrap_key(KeyWrapAlgorithm.rsa_oaep, wrapped).key == b"k" * 32
+    # The AWS door opens what the Azure door sealed: one key.
+    aws = server.aws()
+    opened = aws.decrypt(
+        KeyId=f"alias/azure/default/{key.name}",
+        CiphertextBlob=sealed,
+        EncryptionAlgorithm="RSAES_OAEP_SHA_256",
+    )
+    assert opened["Plaintext"] == b"pin 1234"
+    theirs = aws.encrypt(
+        KeyId=f"alias/azure/default/{key.name}",
+        Plaintext=b"from aws",
+        EncryptionAlgorithm="RSAES_OAEP_SHA_1",
+    )["CiphertextBlob"]
+    assert client.decrypt(EncryptionAlgorithm.rsa_oaep, theirs).plaintext == b"from aws"
+
+
+def test_rsa1_5_and_algorithms_for_the_wrong_key_are_refused(
+    server: TlsServer, keys: KeyClient, admin_token: str
+) -> None:
+    rsa_key = keys.create_rsa_key(_name())
+    client = _crypto(server, admin_token, rsa_key.id)
+    sealed = _public(rsa_key).encrypt(b"x", padding.PKCS1v15())
+    with pytest.raises(HttpResponseError) as caught:
+        client.decrypt(EncryptionAlgorithm.rsa1_5, sealed)
+    assert caught.value.status_code == 400 and "PKCS #1 v1.5" in str(caught.value)
+    ec_key = keys.create_ec_key(_name(), curve="P-256")
+    ec_client = _crypto(server, admin_token, ec_key.id)
+    with pytest.raises(HttpResponseError) as caught:
+        ec_client.sign(SignatureAlgorithm.es384, _digest(48))
+    assert caught.value.status_code == 400
+    with pytest.raises(HttpResponseError) as caught:
+        ec_client.sign(SignatureAlgorithm.es256, _digest(48))  # a digest of the wrong size
+    assert caught.value.status_code == 400
+    # A signing operation on an encryption key.
+    status, _, body = _raw(
+        server, "POST", f"/keys/{rsa_key.name}/{rsa_key.properties.version}/sign?api-version=7.5",
+        json.dumps({"alg": "RS256", "value": _b64(_digest(32))}).encode(), token=admin_token,
+    )  # fmt: skip
+    assert status == 400 and body["error"]["code"] == "BadParameter"
+
+
+def test_disabled_not_yet_valid_and_expired_keys_are_refused(
+    server: TlsServer, keys: KeyClient, admin_token: str
+) -> None:
+    name = _name()
+    key = keys.create_ec_key(name)
+    client = _crypto(server, admin_token, key.id)
+    digest = _digest(32)
+    keys.update_key_properties(name, enabled=False)
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, digest)
+    assert caught.value.status_code == 403 and "disabled" in str(caught.value)
+    keys.update_key_properties(name, enabled=True)
+    later = datetime.now(UTC) + timedelta(days=1)
+    keys.update_key_properties(name, not_before=later)
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, digest)
+    assert caught.value.status_code == 403 and "not yet valid" in str(caught.value)
+    keys.update_key_properties(
+        name, not_before=datetime.now(UTC) - timedelta(days=2),
+        expires_on=datetime.now(UTC) - timedelta(days=1),
+    )  # fmt: skip
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, digest)
+    assert caught.value.status_code == 403 and "expired" in str(caught.value)
+    keys.update_key_properties(name, expires_on=datetime.now(UTC) + timedelta(days=1))
+    assert client.sign(SignatureAlgorithm.es256, digest).signature
+    # An operation outside the version's key_ops.
+    keys.update_key_properties(name, key_operations=["verify"])
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, digest)
+    assert caught.value.status_code == 403 and "not permitted" in str(caught.value)
+
+
+def test_random_bytes(keys: KeyClient) -> None:
+    first, second = keys.get_random_bytes(32), keys.get_random_bytes(32)
+    assert len(first) == 32 and first != second
+    with pytest.raises(HttpResponseError) as caught:
+        keys.get_random_bytes(129)
+    assert caught.value.status_code == 400
+
+
+# -- one authority: policies and the audit log --
+
+
+def test_a_principal_without_permission_is_refused_and_audited(
+    server: TlsServer, keys: KeyClient
+) -> None:
+    key = keys.create_ec_key(_name())
+    user = _user(server, None)
+    theirs = _keys(server, _token(server, user))
+    with pytest.raises(HttpResponseError) as caught:
+        theirs.create_ec_key(_name())
+    assert caught.value.status_code == 403
+    assert caught.value.error is not None and caught.value.error.code == "Forbidden"
+    with pytest.raises(HttpResponseError) as caught:
+        theirs.get_key(key.name)
+    assert caught.value.status_code == 403
+    client = _crypto(server, _token(server, user), key.id)
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, _digest(32))
+    assert caught.value.status_code == 403
+    records = [r for r in _records(server) if r.get("door") == "azure-keyvault"]
+    refused = [r for r in records if r.get("error_code") == "AccessDeniedException"
+               and r.get("operation") in ("AzureKeyVault.CreateKey", "AzureKeyVault.GetKey",
+                                          "AzureKeyVault.Sign")]  # fmt: skip
+    assert {r["operation"] for r in refused} >= {
+        "AzureKeyVault.CreateKey", "AzureKeyVault.GetKey", "AzureKeyVault.Sign",
+    }  # fmt: skip
+    # Nothing was made by the refused create.
+    assert all(r.get("key_arn") is None or "GetKey" in r["operation"] or "Sign" in r["operation"]
+               for r in refused)  # fmt: skip
+
+
+def test_the_aws_door_cannot_take_an_azure_name(server: TlsServer, keys: KeyClient) -> None:
+    key = keys.create_ec_key(_name())
+    aws = server.aws()
+    other = aws.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]
+    for call in (
+        lambda: aws.create_alias(
+            AliasName=f"alias/azure/default/{_name()}", TargetKeyId=other["KeyId"]
+        ),
+        lambda: aws.update_alias(
+            AliasName=f"alias/azure/default/{key.name}", TargetKeyId=other["KeyId"]
+        ),
+        lambda: aws.delete_alias(AliasName=f"alias/azure/default/{key.name}"),
+    ):
+        with pytest.raises(aws.exceptions.ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "NotAuthorizedException"
+    assert keys.get_key(key.name).id == key.id
+
+
+# -- hostile input: Key Vault's errors, audited, no effect --
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("POST", "/keys/{new}/create", b"{not json", 400, "BadParameter"),
+        ("POST", "/keys/{new}/create", b"[1, 2]", 400, "BadParameter"),
+        ("POST", "/keys/{new}/create", b'{"kty": "RSA", "key_size": 1024}', 400, "BadParameter"),
+        ("POST", "/keys/{new}/create", b'{"kty": "EC", "crv": "P-192"}', 400, "BadParameter"),
+        ("POST", "/keys/{new}/create", b'{"kty": "oct"}', 400, "BadParameter"),
+        ("POST", "/keys/{new}/create", b'{"kty": 7}', 400, "BadParameter"),
+        (
+            "POST",
+            "/keys/{new}/create",
+            b'{"kty": "EC", "attributes": {"exportable": true}}',
+            400,
+            "BadParameter",
+        ),
+        ("POST", "/keys/bad_name/create", b'{"kty": "EC"}', 400, "BadParameter"),
+        ("POST", "/keys/bad%2Fname/create", b'{"kty": "EC"}', 400, "BadParameter"),
+        ("POST", "/keys/" + "a" * 128 + "/create", b'{"kty": "EC"}', 400, "BadParameter"),
+        (
+            "POST",
+            "/keys/{ec}/{version}/sign",
+            b'{"alg": "XS256", "value": "AA"}',
+            400,
+            "BadParameter",
+        ),
+        (
+            "POST",
+            "/keys/{ec}/{version}/sign",
+            b'{"alg": "ES256", "value": "!!"}',
+            400,
+            "BadParameter",
+        ),
+        ("POST", "/keys/{ec}/nothex/sign", b'{"alg": "ES256", "value": "AA"}', 404, "KeyNotFound"),
+        ("GET", "/keys/{ec}/{version}/nowhere", None, 404, "NotFound"),
+        ("GET", "/keys?maxresults=26", None, 400, "BadParameter"),
+        ("GET", "/keys?maxresults=x", None, 400, "BadParameter"),
+        ("DELETE", "/keys/{ec}", None, 501, "NotImplemented"),
+        ("GET", "/deletedkeys", None, 501, "NotImplemented"),
+    ],
+)
+def test_hostile_input_is_key_vaults_error_with_no_effect(  # noqa: PLR0917 - by name
+    server: TlsServer, keys: KeyClient, admin_token: str,
+    method: str, path: str, body: bytes | None, status: int, code: str,
+) -> None:  # fmt: skip
+    ec_key = keys.create_ec_key(_name())
+    new = _name()
+    path = path.format(new=new, ec=ec_key.name, version=ec_key.properties.version)
+    sep = "&" if "?" in path else "?"
+    got, _, answer = _raw(server, method, f"{path}{sep}api-version=7.5", body, token=admin_token)
+    assert (got, answer["error"]["code"]) == (status, code), answer
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(new)
+    assert keys.get_key(ec_key.name).properties.enabled is True
+
+
+def test_an_oversized_body_is_refused(server: TlsServer, admin_token: str) -> None:
+    big = json.dumps({"kty": "EC", "tags": {"x": "y" * 70_000}}).encode()
+    status, _, body = _raw(server, "POST", "/keys/big/create?api-version=7.5", big,
+                           token=admin_token)  # fmt: skip
+    assert status == 413 and body["error"]["code"] == "RequestEntityTooLarge"
+    huge = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+    status, _, body = _raw(server, "POST", "/keys/big/create?api-version=7.5", huge,
+                           token=admin_token)  # fmt: skip
+    assert status == 413 and body["error"]["code"] == "RequestEntityTooLarge"
+    status, _, body = _raw(server, "GET", "/keys/big?api-version=7.5", token=admin_token)
+    assert status == 404
