@@ -703,3 +703,51 @@ def test_an_oversized_body_is_refused(server: TlsServer, admin_token: str) -> No
     assert status == 413 and body["error"]["code"] == "RequestEntityTooLarge"
     status, _, body = _raw(server, "GET", "/keys/big?api-version=7.5", token=admin_token)
     assert status == 404
+
+
+def test_rotate_makes_a_new_version_like_the_latest(server: TlsServer, keys: KeyClient) -> None:
+    name = _name()
+    first = keys.create_rsa_key(name, size=3072, key_operations=["sign", "verify"],
+                                tags={"team": "pay"})  # fmt: skip
+    rotated = keys.rotate_key(name)
+    assert rotated.properties.version != first.properties.version
+    assert sorted(rotated.key_operations) == ["sign", "verify"]
+    assert rotated.properties.tags == {"team": "pay"}
+    assert keys.get_key(name).id == rotated.id
+    meta = server.aws().describe_key(KeyId=str(uuid.UUID(hex=rotated.properties.version)))
+    assert meta["KeyMetadata"]["KeySpec"] == "RSA_3072"
+    assert meta["KeyMetadata"]["KeyUsage"] == "SIGN_VERIFY"
+    # The first version still signs, with its own material.
+    client = _crypto(server, _token(server, _user(server, ["kms:Sign"])), first.id)
+    signed = client.sign(SignatureAlgorithm.rs256, _digest(32))
+    _verify_independently(_public(first), "RS256", _digest(32), signed.signature)
+    with pytest.raises(Exception):  # noqa: B017 - any failure: the other key's material
+        _verify_independently(_public(rotated), "RS256", _digest(32), signed.signature)
+
+
+def test_policy_conditions_see_the_algorithm_and_message_type(
+    server: TlsServer, keys: KeyClient
+) -> None:
+    key = keys.create_ec_key(_name(), curve="P-256")
+    name = f"az-{uuid.uuid4().hex[:8]}"
+    server.cli("principals", "create", name, "--json")
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow", "Action": "kms:Sign", "Resource": "*",
+            "Condition": {"StringEquals": {"kms:SigningAlgorithm": "ECDSA_SHA_256",
+                                           "kms:MessageType": "DIGEST"}},
+        }],
+    }  # fmt: skip
+    path = server.data_dir.parent / f"{name}.json"
+    path.write_text(json.dumps(policy))
+    server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
+    client = _crypto(server, _token(server, name), key.id)
+    assert client.sign(SignatureAlgorithm.es256, _digest(32)).signature
+    # A policy allowing RAW messages only refuses Key Vault's digests.
+    policy["Statement"][0]["Condition"] = {"StringEquals": {"kms:MessageType": "RAW"}}  # type: ignore[index]
+    path.write_text(json.dumps(policy))
+    server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, _digest(32))
+    assert caught.value.status_code == 403

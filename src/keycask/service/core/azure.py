@@ -280,6 +280,38 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
     return Outcome(None, writes, then=answer)
 
 
+# -- rotate --
+
+
+async def _rotation_of(deps: Deps, call: Call, req: GetRequest) -> CreateRequest:
+    """A new version like the latest: its key type and size or curve, its
+    key_ops and tags (not its nbf and exp)."""
+    _, _, _, entry, key = await resolve_version(deps, call, req.ref, "")
+    spec = key.key_spec
+    curve = CURVE_OF.get(spec)
+    size = None if curve is not None else int(spec.value.removeprefix("RSA_"))
+    return CreateRequest(
+        ref=req.ref, base=req.base, kty="EC" if curve is not None else "RSA", size=size,
+        crv=curve, ops=entry.ops, enabled=True, nbf=None, exp=None, tags=dict(entry.tags),
+    )  # fmt: skip
+
+
+async def prepare_rotate(deps: Deps, call: Call, req: GetRequest) -> None:
+    """A new RSA version's material, made before the write lock is taken."""
+    try:
+        made = await _rotation_of(deps, call, req)
+    except NotFoundException:
+        return
+    await prepare_create(deps, call, made)
+
+
+async def rotate(deps: Deps, call: Call, req: GetRequest) -> Outcome:
+    """A new version (kms:RotateKeyOnDemand on the key, then kms:CreateKey
+    and kms:CreateAlias of the version's alias): keycask's asymmetric keys
+    have one material each, so a version is a keycask key of its own."""
+    return await create(deps, call, await _rotation_of(deps, call, req))
+
+
 # -- get, list --
 
 

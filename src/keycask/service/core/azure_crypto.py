@@ -64,13 +64,32 @@ def kid(base: str, name: str, version: str) -> str:
     return f"{base}/keys/{name}/{version}"
 
 
-def _signing(key: Key, algorithm: str, digest: bytes) -> str:
-    found = SIGNING.get(algorithm)
-    if found is None:
-        raise ValidationException(
-            f"Invalid signing algorithm {algorithm[:40]}: use {', '.join(SIGNING)}."
+def _aws_algorithm(operation: str, algorithm: str) -> str:
+    """The AWS algorithm a Key Vault algorithm names (before the key is
+    looked at: the policies may condition on it)."""
+    if operation in ("sign", "verify"):
+        found = SIGNING.get(algorithm)
+        if found is None:
+            raise ValidationException(
+                f"Invalid signing algorithm {algorithm[:40]}: use {', '.join(SIGNING)}."
+            )
+        return found[0]
+    if algorithm == "RSA1_5":
+        raise UnsupportedOperationException(
+            "RSA1_5 (RSAES-PKCS1-v1_5) is not supported: keycask, like AWS KMS, has no "
+            "PKCS #1 v1.5 decryption (it invites padding-oracle attacks). Use RSA-OAEP-256 "
+            "or RSA-OAEP."
         )
-    aws_algorithm, size, curve = found
+    aws_algorithm = ENCRYPTION.get(algorithm)
+    if aws_algorithm is None:
+        raise ValidationException(
+            f"Invalid encryption algorithm {algorithm[:40]}: use RSA-OAEP-256 or RSA-OAEP."
+        )
+    return aws_algorithm
+
+
+def _check_signing(key: Key, algorithm: str, digest: bytes) -> None:
+    _, size, curve = SIGNING[algorithm]
     if key.key_spec.is_rsa != (curve is None) or (
         curve is not None and CURVE_OF.get(key.key_spec) != curve
     ):
@@ -81,26 +100,6 @@ def _signing(key: Key, algorithm: str, digest: bytes) -> str:
         raise ValidationException(
             f"The digest for {algorithm} must be {size} bytes, not {len(digest)}."
         )
-    return aws_algorithm
-
-
-def _encryption(key: Key, algorithm: str) -> str:
-    if algorithm == "RSA1_5":
-        raise UnsupportedOperationException(
-            "RSA1_5 (RSAES-PKCS1-v1_5) is not supported: keycask, like AWS KMS, has no "
-            "PKCS #1 v1.5 decryption (it invites padding-oracle attacks). Use RSA-OAEP-256 "
-            "or RSA-OAEP."
-        )
-    found = ENCRYPTION.get(algorithm)
-    if found is None:
-        raise ValidationException(
-            f"Invalid encryption algorithm {algorithm[:40]}: use RSA-OAEP-256 or RSA-OAEP."
-        )
-    if not key.key_spec.is_rsa:
-        raise ValidationException(
-            f"Algorithm {algorithm} is not valid for this key ({_kind(key)})."
-        )
-    return found
 
 
 def _kind(key: Key) -> str:
@@ -112,6 +111,15 @@ async def operate(deps: Deps, call: Call, req: CryptoRequest) -> Outcome:
     """One cryptographic operation: authorized first (its ``kms:``
     action on the version's key), then Key Vault's conditions, then the
     core operation (which authorizes and checks the key state again)."""
+    algorithm = _aws_algorithm(req.operation, req.algorithm)
+    signs = req.operation in ("sign", "verify")
+    # The condition keys the core operation sets, set before this door's
+    # own authorization too, so that both decide alike.
+    if signs:
+        call.conditions["kms:SigningAlgorithm"] = algorithm
+        call.conditions["kms:MessageType"] = "DIGEST"
+    else:
+        call.conditions["kms:EncryptionAlgorithm"] = algorithm
     _, _, _, entry, key = await resolve_version(deps, call, req.ref, req.version)
     await authorize_key(call, key, _ACTIONS[req.operation])
     name = kid(req.base, req.ref.name, entry.id)
@@ -119,26 +127,20 @@ async def operate(deps: Deps, call: Call, req: CryptoRequest) -> Outcome:
         f"Azure key {req.ref.vault}/{req.ref.name} version {entry.id}: "
         f"{req.operation} {req.algorithm[:40]}"
     )
-    if req.operation in ("sign", "verify"):
+    if signs:
         digest = req.value if req.operation == "sign" else req.digest
-        algorithm = _signing(key, req.algorithm, digest)
         if key.key_usage is not KeyUsage.SIGN_VERIFY:
             raise ValidationException(
                 f"Operation {req.operation} is not valid for this key: it encrypts "
                 "(key_ops encrypt, decrypt, wrapKey, unwrapKey)."
             )
+        _check_signing(key, req.algorithm, digest)
         check_usable(entry, key, req.operation, call.time)
         if req.operation == "sign":
             return Outcome(CryptoResult(name, await _sign(deps, call, key, algorithm, digest)))
-        return Outcome(
-            CryptoResult(
-                name,
-                b"",
-                valid=await _verify(deps, call, key, algorithm, digest, signature=req.value),
-            )
-        )
-    algorithm = _encryption(key, req.algorithm)
-    if key.key_usage is not KeyUsage.ENCRYPT_DECRYPT:
+        valid = await _verify(deps, call, key, algorithm, digest, signature=req.value)
+        return Outcome(CryptoResult(name, b"", valid=valid))
+    if key.key_usage is not KeyUsage.ENCRYPT_DECRYPT or not key.key_spec.is_rsa:
         raise ValidationException(
             f"Operation {req.operation} is not valid for this key: it signs (key_ops sign, verify)."
         )

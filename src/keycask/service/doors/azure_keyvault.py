@@ -122,12 +122,14 @@ ROUTES: dict[str, Route] = {
         Route(_P + "WrapKey", azure_crypto.operate, codec.crypto_out),
         Route(_P + "UnwrapKey", azure_crypto.operate, codec.crypto_out),
         Route(_P + "GetRandomBytes", azure.random_bytes, codec.random_out),
+        Route(_P + "RotateKey", azure.rotate, codec.key_bundle, mutates=True,
+              prepare=azure.prepare_rotate),
     )
 }  # fmt: skip
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
 UNSERVED = (
-    "ImportKey", "DeleteKey", "BackupKey", "RestoreKey", "RotateKey", "GetKeyRotationPolicy",
+    "ImportKey", "DeleteKey", "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
     "UpdateKeyRotationPolicy", "Release", "GetKeyAttestation", "GetDeletedKeys",
     "GetDeletedKey", "PurgeDeletedKey", "RecoverDeletedKey",
 )  # fmt: skip
@@ -378,7 +380,7 @@ class AzureKeyVaultDoor:
         version = version.lower()
         if op == "GetKeyVersions":
             return codec.listing(vault, base, query, api_version, ref)
-        if op == "GetKey":
+        if op in ("GetKey", "RotateKey"):
             return codec.get(ref, base, version)
         doc = codec.body(request.body)
         if op == "CreateKey":
