@@ -74,20 +74,23 @@ class TlsServer(Server):
         )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
-    base = tmp_path_factory.mktemp("azure")
+def _tls_server(base: Path) -> TlsServer:
     cert_pem, key_pem = self_signed_certificate(["localhost"], ["127.0.0.1"])
     cert, key = base / "cert.pem", base / "key.pem"
     cert.write_bytes(cert_pem)
     key.write_bytes(key_pem)
     key.chmod(0o600)
-    srv = TlsServer(
+    return TlsServer(
         base / "data",
         cert=cert,
         args=("--tls-cert", str(cert), "--tls-key", str(key)),
         env_extra={"KEYCASK_CACERT": str(cert)},
     ).start()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
+    srv = _tls_server(tmp_path_factory.mktemp("azure"))
     yield srv
     srv.stop()
 
@@ -673,8 +676,9 @@ def test_the_aws_door_cannot_take_an_azure_name(server: TlsServer, keys: KeyClie
         ("GET", "/keys/{ec}/{version}/nowhere", None, 404, "NotFound"),
         ("GET", "/keys?maxresults=26", None, 400, "BadParameter"),
         ("GET", "/keys?maxresults=x", None, 400, "BadParameter"),
-        ("DELETE", "/keys/{ec}", None, 501, "NotImplemented"),
-        ("GET", "/deletedkeys", None, 501, "NotImplemented"),
+        ("PUT", "/keys/{ec}", b'{"key": {"kty": "EC"}}', 501, "NotImplemented"),
+        ("POST", "/keys/{ec}/backup", None, 501, "NotImplemented"),
+        ("GET", "/deletedkeys/{ec}", None, 404, "KeyNotFound"),
     ],
 )
 def test_hostile_input_is_key_vaults_error_with_no_effect(  # noqa: PLR0917 - by name
@@ -751,3 +755,78 @@ def test_policy_conditions_see_the_algorithm_and_message_type(
     with pytest.raises(HttpResponseError) as caught:
         client.sign(SignatureAlgorithm.es256, _digest(32))
     assert caught.value.status_code == 403
+
+
+# -- soft delete --
+
+
+def test_delete_recover_and_purge(server: TlsServer, keys: KeyClient) -> None:
+    name = _name()
+    first = keys.create_ec_key(name, tags={"a": "b"})
+    second = keys.rotate_key(name)
+    keys.update_key_properties(name, first.properties.version, enabled=False)
+    deleted = keys.begin_delete_key(name).result()
+    assert deleted.recovery_id == f"{server.endpoint}/deletedkeys/{name}"
+    assert deleted.deleted_date is not None and deleted.scheduled_purge_date is not None
+    assert (deleted.scheduled_purge_date - deleted.deleted_date).days == 30
+    assert deleted.properties.recoverable_days == 30
+    assert deleted.properties.recovery_level == "CustomizedRecoverable+Purgeable"
+    # Deleted: not found, not listed, listed among the deleted, name taken.
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(name)
+    assert name not in [p.name for p in keys.list_properties_of_keys()]
+    assert name in [d.name for d in keys.list_deleted_keys()]
+    assert keys.get_deleted_key(name).id == second.id
+    with pytest.raises(HttpResponseError) as caught:
+        keys.create_ec_key(name)
+    assert caught.value.status_code == 409
+    aws = server.aws()
+    for version in (first, second):
+        meta = aws.describe_key(KeyId=str(uuid.UUID(hex=version.properties.version)))
+        assert meta["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    # Recovered as it was: the enabled version enabled, the disabled one not.
+    recovered = keys.begin_recover_deleted_key(name).result()
+    assert recovered.id == second.id and recovered.properties.enabled is True
+    assert keys.get_key(name, first.properties.version).properties.enabled is False
+    assert keys.get_key(name).properties.tags == {"a": "b"}  # rotate kept them
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_deleted_key(name)
+    # Purged: gone at once, through every door; the name is free again.
+    keys.begin_delete_key(name).result()
+    keys.purge_deleted_key(name)
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_deleted_key(name)
+    for version in (first, second):
+        with pytest.raises(aws.exceptions.NotFoundException):
+            aws.describe_key(KeyId=str(uuid.UUID(hex=version.properties.version)))
+    again = keys.create_ec_key(name)
+    assert again.properties.version not in (first.properties.version, second.properties.version)
+
+
+def test_a_deleted_key_is_purged_when_its_window_ends_and_exp_is_lifecycle_time(
+    tmp_path: Path,
+) -> None:
+    server = _tls_server(tmp_path)
+    try:
+        _window_ends(server)
+    finally:
+        server.stop()
+
+
+def _window_ends(server: TlsServer) -> None:
+    keys = _keys(server, _token(server, _user(server, ["kms:*"])))
+    name = _name()
+    key = keys.create_ec_key(name)
+    signer = keys.create_ec_key(_name(), expires_on=datetime.now(UTC) + timedelta(days=10))
+    keys.begin_delete_key(name).result()
+    server.cli("dev", "advance-clock", "31d")
+    # exp is lifecycle time: the dev clock's advance expired the signer.
+    client = _crypto(server, _token(server, _user(server, ["kms:Sign"])), signer.id)
+    with pytest.raises(HttpResponseError) as caught:
+        client.sign(SignatureAlgorithm.es256, _digest(32))
+    assert caught.value.status_code == 403 and "expired" in str(caught.value)
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_deleted_key(name)
+    with pytest.raises(server.aws().exceptions.NotFoundException):
+        server.aws().describe_key(KeyId=str(uuid.UUID(hex=key.properties.version)))
+    assert keys.create_ec_key(name).name == name

@@ -106,6 +106,8 @@ class KMSApp:
             reply = await self._pipeline.handle(
                 http, request.client, secure_transport=request.secure
             )
+            if reply.status == 200 and not reply.body:
+                return Response(204, b"", ((b"x-ms-request-id", reply.request_id.encode()),))
             return _response(reply)
         if path == "/healthz" and method in ("GET", "HEAD"):
             if not self.ready:

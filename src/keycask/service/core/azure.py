@@ -26,6 +26,7 @@ from datetime import datetime
 from keycask.errors import (
     DisabledException,
     KMSInternalException,
+    KMSInvalidStateException,
     NotFoundException,
     UnsupportedOperationException,
     ValidationException,
@@ -70,6 +71,11 @@ _PAGE_MAX = 25  # Key Vault's page size, and its most
 
 class KeyNotFound(NotFoundException):
     """Key Vault's KeyNotFound (404)."""
+
+
+class KeyConflict(KMSInvalidStateException):
+    """Key Vault's 409 Conflict (a deleted key's name, a state that does not
+    allow the change)."""
 
 
 class OperationNotAllowed(DisabledException):
@@ -155,9 +161,13 @@ def _aws_create(ref: KeyRef, spec: KeySpec, usage: KeyUsage) -> aws.CreateKeyReq
     )
 
 
-async def anchor_of(deps: Deps, call: Call, ref: KeyRef) -> tuple[Key, Stored[bytes], Settings]:
+async def anchor_of(
+    deps: Deps, call: Call, ref: KeyRef, *, deleted: bool | None = False
+) -> tuple[Key, Stored[bytes], Settings]:
     """The key's first version's keycask key and its settings (not
-    authorized: the core operation that uses them authorizes)."""
+    authorized: the core operation that uses them authorizes).
+    ``deleted``: False, a key that is not soft-deleted (a deleted one is
+    not found, as in Key Vault); True, a soft-deleted one; None, either."""
     try:
         anchor = (await resolve_key(deps.keys, call, ref.alias, allow_alias=True)).value
     except NotFoundException:
@@ -166,6 +176,12 @@ async def anchor_of(deps: Deps, call: Call, ref: KeyRef) -> tuple[Key, Stored[by
     settings = Settings.from_doc(stored.value)
     if settings is None:
         raise not_found(ref)
+    if deleted is False and settings.deleted is not None:
+        raise not_found(ref)
+    if deleted is True and settings.deleted is None:
+        raise KeyNotFound(
+            f"A deleted key with (name/id) {ref.name} was not found in this key vault."
+        )
     return anchor, stored, settings
 
 
@@ -226,8 +242,13 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
     stored: Stored[bytes] | None = None
     settings: Settings | None = None
     if existing is not None:
-        anchor, stored, settings = await anchor_of(deps, call, req.ref)
+        anchor, stored, settings = await anchor_of(deps, call, req.ref, deleted=None)
         await authorize_key(call, anchor, "kms:RotateKeyOnDemand")
+        if settings.deleted is not None:
+            raise KeyConflict(
+                f"Key {req.ref.name} is currently in a deleted but recoverable state, and its "
+                "name cannot be reused; in this state, the key can only be recovered or purged."
+            )
 
     made: list[Key] = []
 
@@ -349,13 +370,13 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
         if stored is None or not await call.would_allow("kms:DescribeKey", stored.value):
             continue
         settings = Settings.from_doc((await deps.keys.azure_key(alias.target)).value)
-        if settings is None:
+        if settings is None or (settings.deleted is not None) != req.deleted:
             continue
         try:
             latest = await version_key(deps, call, stored.value, settings.latest)
         except KeyNotFound:
             continue
-        items.append(KeyItem(ref, latest, settings.latest))
+        items.append(KeyItem(ref, latest, settings.latest, settings.deleted))
     more = len(rows) > size
     nxt = rows[size - 1].name[len(prefix) :] if more else None
     return Outcome(ListResult(req.base, tuple(items), nxt, req))

@@ -135,7 +135,7 @@ async def operate(deps: Deps, call: Call, req: CryptoRequest) -> Outcome:
                 "(key_ops encrypt, decrypt, wrapKey, unwrapKey)."
             )
         _check_signing(key, req.algorithm, digest)
-        check_usable(entry, key, req.operation, call.time)
+        check_usable(entry, key, req.operation, deps.clock.now())
         if req.operation == "sign":
             return Outcome(CryptoResult(name, await _sign(deps, call, key, algorithm, digest)))
         valid = await _verify(deps, call, key, algorithm, digest, signature=req.value)
@@ -144,7 +144,7 @@ async def operate(deps: Deps, call: Call, req: CryptoRequest) -> Outcome:
         raise ValidationException(
             f"Operation {req.operation} is not valid for this key: it signs (key_ops sign, verify)."
         )
-    check_usable(entry, key, req.operation, call.time)
+    check_usable(entry, key, req.operation, deps.clock.now())
     if req.operation in ("encrypt", "wrapKey"):
         out = await crypto.encrypt(
             deps,

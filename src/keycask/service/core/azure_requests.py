@@ -82,22 +82,42 @@ class Version:
 
 
 @dataclass(frozen=True, slots=True)
+class Deleted:
+    """A soft-deleted key: when, when its keys' deletion windows end, and
+    which versions were enabled (recover enables them again)."""
+
+    date: float
+    purge: float
+    enabled: tuple[str, ...]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"date": self.date, "purge": self.purge, "enabled": list(self.enabled)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Deleted:
+        return cls(float(doc["date"]), float(doc["purge"]), tuple(doc.get("enabled", ())))
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The ``azure/key/<first version's key id>`` document: the key's name
-    and vault, and its versions, oldest first."""
+    and vault, and its versions, oldest first; ``deleted`` once it is
+    soft-deleted."""
 
     vault: str
     name: str
     versions: tuple[Version, ...]
+    deleted: Deleted | None = None
 
     def to_doc(self) -> bytes:
-        return orjson.dumps(
-            {
-                "vault": self.vault,
-                "name": self.name,
-                "versions": [v.to_doc() for v in self.versions],
-            }
-        )
+        doc: dict[str, Any] = {
+            "vault": self.vault,
+            "name": self.name,
+            "versions": [v.to_doc() for v in self.versions],
+        }
+        if self.deleted is not None:
+            doc["deleted"] = self.deleted.to_doc()
+        return orjson.dumps(doc)
 
     @classmethod
     def from_doc(cls, raw: bytes) -> Settings | None:
@@ -105,7 +125,8 @@ class Settings:
             return None
         doc = orjson.loads(raw)
         versions = tuple(Version.from_doc(v) for v in doc.get("versions", ()))
-        return cls(str(doc["vault"]), str(doc["name"]), versions)
+        deleted = None if doc.get("deleted") is None else Deleted.from_doc(doc["deleted"])
+        return cls(str(doc["vault"]), str(doc["name"]), versions, deleted)
 
     @property
     def latest(self) -> Version:
@@ -161,6 +182,7 @@ class ListRequest:
     after: str = ""  # the page token: the last name (or version id) of the page before
     ref: KeyRef | None = None  # list versions of this key; None: list keys
     api_version: str = "7.5"
+    deleted: bool = False  # list the soft-deleted keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +245,15 @@ class KeyItem:
     ref: KeyRef
     key: Key
     version: Version
+    deleted: Deleted | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedBundle:
+    """A soft-deleted key as Key Vault shows it (its latest version)."""
+
+    bundle: KeyBundle
+    deleted: Deleted
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,8 @@ from keycask.service.core.azure_requests import (
     UNSET,
     CreateRequest,
     CryptoRequest,
+    Deleted,
+    DeletedBundle,
     GetRequest,
     KeyBundle,
     KeyItem,
@@ -51,7 +53,10 @@ _MAX_TAG_VALUE = 256
 _MAX_VALUE = 4096
 # Unix times keycask takes for nbf and exp: from 1970 to 9999.
 _MAX_TIME = 253402300799
-RECOVERY_LEVEL = "Purgeable"
+# Soft delete's (service/core/azure_deletion.py): recoverableDays is the
+# waiting period of keycask's key deletion, at most 30 days.
+RECOVERY_LEVEL = "CustomizedRecoverable+Purgeable"
+RECOVERABLE_DAYS = 30
 
 
 def check_api_version(query: Mapping[str, list[str]]) -> str:
@@ -206,7 +211,7 @@ def get(ref: KeyRef, base: str, version: str) -> GetRequest:
 
 def listing(
     vault: str, base: str, query: Mapping[str, list[str]], api_version: str,
-    ref: KeyRef | None = None,
+    ref: KeyRef | None = None, *, deleted: bool = False,
 ) -> ListRequest:  # fmt: skip
     raw = (query.get("maxresults") or [""])[-1]
     size = 0
@@ -217,7 +222,7 @@ def listing(
     token = (query.get("$skiptoken") or [""])[-1]
     if token and NAME.fullmatch(token) is None:
         raise ValidationException("The $skiptoken is not valid.")
-    return ListRequest(vault, base, size, token, ref, api_version)
+    return ListRequest(vault, base, size, token, ref, api_version, deleted)
 
 
 def crypto(ref: KeyRef, base: str, version: str, operation: str, doc: Doc) -> CryptoRequest:
@@ -245,6 +250,7 @@ def _attributes_doc(key: Any, version: Version) -> Doc:
         "created": int(version.created),
         "updated": int(version.updated),
         "recoveryLevel": RECOVERY_LEVEL,
+        "recoverableDays": RECOVERABLE_DAYS,
         "exportable": False,
     }
     if version.nbf is not None:
@@ -266,6 +272,25 @@ def key_bundle(result: KeyBundle) -> Doc:
     return doc
 
 
+def _deleted_fields(base: str, name: str, deleted: Deleted) -> Doc:
+    return {
+        "recoveryId": f"{base}/deletedkeys/{name}",
+        "deletedDate": int(deleted.date),
+        "scheduledPurgeDate": int(deleted.purge),
+    }
+
+
+def deleted_bundle(result: DeletedBundle) -> Doc:
+    doc = key_bundle(result.bundle)
+    doc.update(_deleted_fields(result.bundle.base, result.bundle.ref.name, result.deleted))
+    return doc
+
+
+def nothing(result: object) -> Doc | None:
+    """An answer with no body (purge: 204)."""
+    return None
+
+
 def _item(base: str, item: KeyItem, *, versioned: bool) -> Doc:
     kid = f"{base}/keys/{item.ref.name}"
     doc: Doc = {
@@ -274,6 +299,8 @@ def _item(base: str, item: KeyItem, *, versioned: bool) -> Doc:
     }
     if item.version.tags:
         doc["tags"] = item.version.tags
+    if item.deleted is not None:
+        doc.update(_deleted_fields(base, item.ref.name, item.deleted))
     return doc
 
 
@@ -284,6 +311,7 @@ def key_list(result: ListResult) -> Doc:
     nxt = None
     if result.next_after is not None:
         path = f"/keys/{req.ref.name}/versions" if req.ref is not None else "/keys"
+        path = "/deletedkeys" if req.deleted else path
         size = f"&maxresults={req.max_results}" if req.max_results else ""
         nxt = (
             f"{result.base}{path}?api-version={req.api_version}{size}"

@@ -54,7 +54,7 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.ports import Write
-from keycask.service.core import azure, azure_crypto
+from keycask.service.core import azure, azure_crypto, azure_deletion
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.azure_requests import KeyRef
 from keycask.service.core.call import Call, Outcome
@@ -97,7 +97,7 @@ class Unserved(UnsupportedOperationException):
 class Route:
     name: str  # as audited: "AzureKeyVault.CreateKey"
     handler: Callable[[Deps, Call, Any], Awaitable[Outcome]] | None
-    encode: Callable[[Any], Doc]
+    encode: Callable[[Any], Doc | None]
     mutates: bool = False
     prepare: Callable[[Deps, Call, Any], Awaitable[None]] | None = None
 
@@ -124,14 +124,18 @@ ROUTES: dict[str, Route] = {
         Route(_P + "GetRandomBytes", azure.random_bytes, codec.random_out),
         Route(_P + "RotateKey", azure.rotate, codec.key_bundle, mutates=True,
               prepare=azure.prepare_rotate),
+        Route(_P + "DeleteKey", azure_deletion.delete, codec.deleted_bundle, mutates=True),
+        Route(_P + "GetDeletedKey", azure_deletion.get_deleted, codec.deleted_bundle),
+        Route(_P + "GetDeletedKeys", azure.list_keys, codec.key_list),
+        Route(_P + "RecoverDeletedKey", azure_deletion.recover, codec.key_bundle, mutates=True),
+        Route(_P + "PurgeDeletedKey", azure_deletion.purge, codec.nothing, mutates=True),
     )
 }  # fmt: skip
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
 UNSERVED = (
-    "ImportKey", "DeleteKey", "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
-    "UpdateKeyRotationPolicy", "Release", "GetKeyAttestation", "GetDeletedKeys",
-    "GetDeletedKey", "PurgeDeletedKey", "RecoverDeletedKey",
+    "ImportKey", "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
+    "UpdateKeyRotationPolicy", "Release", "GetKeyAttestation",
 )  # fmt: skip
 for _op in UNSERVED:
     ROUTES[_P + _op] = Route(_P + _op, None, _empty)
@@ -146,6 +150,7 @@ _CRYPTO = {
     "release": "Release",
     "attestation": "GetKeyAttestation",
 }
+_DELETED = ("GetDeletedKey", "RecoverDeletedKey", "PurgeDeletedKey")
 _CRYPTO_OPS = {
     "Sign": "sign",
     "Verify": "verify",
@@ -372,6 +377,8 @@ class AzureKeyVaultDoor:
             return codec.random(codec.body(request.body))
         if op == "GetKeys":
             return codec.listing(vault, base, query, api_version)
+        if op == "GetDeletedKeys":
+            return codec.listing(vault, base, query, api_version, deleted=True)
         matched = match(request.method, request.raw_path.decode("latin-1"))
         ref = KeyRef(vault, codec.name_of(matched.key))
         version = matched.version
@@ -380,7 +387,7 @@ class AzureKeyVaultDoor:
         version = version.lower()
         if op == "GetKeyVersions":
             return codec.listing(vault, base, query, api_version, ref)
-        if op in ("GetKey", "RotateKey"):
+        if op in ("GetKey", "RotateKey", "DeleteKey") or op in _DELETED:
             return codec.get(ref, base, version)
         doc = codec.body(request.body)
         if op == "CreateKey":
@@ -390,7 +397,9 @@ class AzureKeyVaultDoor:
         return codec.crypto(ref, base, version, _CRYPTO_OPS[op], doc)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
-        return orjson.dumps(ROUTES[action.name].encode(result))
+        doc = ROUTES[action.name].encode(result)
+        # No body: http/kms.py answers 204 (purge), as Key Vault does.
+        return b"" if doc is None else orjson.dumps(doc)
 
     def encode_error(self, error: KMSError, request_id: str) -> bytes:
         return error_body(error)
