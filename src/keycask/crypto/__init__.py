@@ -19,6 +19,14 @@ from keycask.crypto.asymmetric import (
     signing_algorithms,
     verify_with_public_key,
 )
+from keycask.crypto.jwk import (
+    JWK_CURVES,
+    JWK_SPECS,
+    InvalidJwk,
+    jwk_key_type,
+    private_key_from_jwk,
+    public_jwk,
+)
 from keycask.crypto.mac import (
     HMAC_SPECS,
     generate_hmac_key,
@@ -59,6 +67,8 @@ from keycask.crypto.x509 import is_pem_certificate, self_signed_certificate
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
     "HMAC_SPECS",
+    "JWK_CURVES",
+    "JWK_SPECS",
     "KEY_SPECS",
     "MESSAGE_OVERHEAD",
     "MESSAGE_SALT_SIZE",
@@ -68,6 +78,7 @@ __all__ = [
     "AuthenticationFailed",
     "CiphertextLengthInvalid",
     "DecryptFailed",
+    "InvalidJwk",
     "InvalidPublicKey",
     "KeyMaterial",
     "PrivateKey",
@@ -86,12 +97,15 @@ __all__ = [
     "generate_wrapping_key",
     "hmac_digest",
     "is_pem_certificate",
+    "jwk_key_type",
     "key_agreement_algorithms",
     "key_material_id",
     "mac_algorithms",
     "open_message",
     "open_sealed",
     "open_with_private_key",
+    "private_key_from_jwk",
+    "public_jwk",
     "random_bytes",
     "scrypt",
     "seal",
