@@ -15,7 +15,7 @@ from typing import Any, Final
 import orjson
 import pybase64
 
-from keycask.crypto.jwk_public import public_jwk
+from keycask.crypto.jwk import public_jwk
 from keycask.errors import ValidationException
 from keycask.keys.model import KeyState
 from keycask.service.core.azure_requests import (
