@@ -676,7 +676,8 @@ def test_the_aws_door_cannot_take_an_azure_name(server: TlsServer, keys: KeyClie
         ("GET", "/keys/{ec}/{version}/nowhere", None, 404, "NotFound"),
         ("GET", "/keys?maxresults=26", None, 400, "BadParameter"),
         ("GET", "/keys?maxresults=x", None, 400, "BadParameter"),
-        ("PUT", "/keys/{ec}", b'{"key": {"kty": "EC"}}', 501, "NotImplemented"),
+        ("PUT", "/keys/{new}", b'{"key": {"kty": "EC"}}', 400, "BadParameter"),
+        ("POST", "/keys/restore", b"{}", 501, "NotImplemented"),
         ("POST", "/keys/{ec}/backup", None, 501, "NotImplemented"),
         ("GET", "/deletedkeys/{ec}", None, 404, "KeyNotFound"),
     ],
@@ -830,3 +831,69 @@ def _window_ends(server: TlsServer) -> None:
     with pytest.raises(server.aws().exceptions.NotFoundException):
         server.aws().describe_key(KeyId=str(uuid.UUID(hex=key.properties.version)))
     assert keys.create_ec_key(name).name == name
+
+
+# -- import --
+
+
+def _b64int(value: int, size: int = 0) -> bytes:
+    return value.to_bytes(size or (value.bit_length() + 7) // 8, "big")
+
+
+def test_import_rsa_and_ec_private_keys(
+    server: TlsServer, keys: KeyClient, admin_token: str
+) -> None:
+    from azure.keyvault.keys import JsonWebKey
+
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    numbers = private.private_numbers()
+    jwk = JsonWebKey(
+        kty="RSA", key_ops=["sign", "verify"],
+        n=_b64int(numbers.public_numbers.n), e=_b64int(numbers.public_numbers.e),
+        d=_b64int(numbers.d), p=_b64int(numbers.p), q=_b64int(numbers.q),
+        dp=_b64int(numbers.dmp1), dq=_b64int(numbers.dmq1), qi=_b64int(numbers.iqmp),
+    )  # fmt: skip
+    name = _name()
+    imported = keys.import_key(name, jwk, tags={"from": "hsm-export"})
+    assert imported.key.n == jwk.n and sorted(imported.key_operations) == ["sign", "verify"]
+    meta = server.aws().describe_key(KeyId=f"alias/azure/default/{name}")["KeyMetadata"]
+    assert (meta["KeySpec"], meta["KeyUsage"]) == ("RSA_2048", "SIGN_VERIFY")
+    assert meta["Description"].endswith("(imported)")
+    client = _crypto(server, admin_token, imported.id)
+    digest = _digest(32)
+    signed = client.sign(SignatureAlgorithm.ps256, digest).signature
+    _verify_independently(private.public_key(), "PS256", digest, signed)
+    # EC, as a second version of the same name.
+    point = ec.generate_private_key(ec.SECP256K1())
+    pub = point.public_key().public_numbers()
+    ec_jwk = JsonWebKey(kty="EC", crv="P-256K", x=_b64int(pub.x, 32), y=_b64int(pub.y, 32),
+                        d=_b64int(point.private_numbers().private_value, 32))  # fmt: skip
+    second = keys.import_key(name, ec_jwk)
+    assert second.properties.version != imported.properties.version
+    client = _crypto(server, admin_token, second.id)
+    signed = client.sign(SignatureAlgorithm.es256_k, digest).signature
+    _verify_independently(point.public_key(), "ES256K", digest, signed)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB"},  # a public key
+        {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA", "d": "AQ"},  # not on the curve
+        {"kty": "oct", "k": "AAAA"},
+        {"kty": "RSA", "n": "!!", "e": "AQAB", "d": "AQ"},
+        {"kty": "EC", "crv": "P-256", "d": "AQ", "x": "AA", "y": "AA", "key_ops": ["nope"]},
+    ],
+)
+def test_a_malformed_jwk_is_refused_with_no_effect(
+    server: TlsServer, admin_token: str, keys: KeyClient, key: dict[str, Any]
+) -> None:
+    name = _name()
+    body = json.dumps({"key": key}).encode()
+    status, _, answer = _raw(
+        server, "PUT", f"/keys/{name}?api-version=7.5", body, token=admin_token
+    )
+    assert (status, answer["error"]["code"]) == (400, "BadParameter"), answer
+    assert "AQ" not in answer["error"]["message"].replace("AQAB", "")  # never quotes the key
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(name)

@@ -21,10 +21,8 @@ identity policies and grants decide.
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime
 
 from keycask.errors import (
-    DisabledException,
     KMSInternalException,
     KMSInvalidStateException,
     NotFoundException,
@@ -43,17 +41,15 @@ from keycask.service.core.azure_requests import (
     KeyRef,
     ListRequest,
     ListResult,
-    RandomRequest,
-    RandomResult,
     Settings,
     UpdateRequest,
     Version,
 )
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
-from keycask.service.core.handlers import crypto, keys
+from keycask.service.core.handlers import keys
 from keycask.service.core.resolve import authorize_key, resolve_key
-from keycask.service.core.results import GenerateRandomResult, KeyMetadataResult
+from keycask.service.core.results import KeyMetadataResult
 
 RSA_SIZES = {2048: KeySpec.RSA_2048, 3072: KeySpec.RSA_3072, 4096: KeySpec.RSA_4096}
 CURVES = {
@@ -76,12 +72,6 @@ class KeyNotFound(NotFoundException):
 class KeyConflict(KMSInvalidStateException):
     """Key Vault's 409 Conflict (a deleted key's name, a state that does not
     allow the change)."""
-
-
-class OperationNotAllowed(DisabledException):
-    """A key version its attributes do not allow to be used (disabled, not
-    yet valid, expired, or without the operation in its key_ops): Key
-    Vault's 403 Forbidden."""
 
 
 def not_found(ref: KeyRef, version: str = "") -> KeyNotFound:
@@ -221,6 +211,8 @@ async def public_der(deps: Deps, key: Key) -> bytes:
 
 async def prepare_create(deps: Deps, call: Call, req: CreateRequest) -> None:
     """An RSA key's material, made before the write lock is taken."""
+    if req.material is not None:
+        return  # imported: the caller's
     try:
         spec = kind_of(req.kty, req.size, req.crv, req.public_exponent)
         usage, _ = usage_of(spec, req.ops)
@@ -235,7 +227,12 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
     on the alias), with the key's settings. For a name that exists, a new
     version: kms:RotateKeyOnDemand on the key, then CreateKey and
     CreateAlias of the version's alias."""
-    spec = kind_of(req.kty, req.size, req.crv, req.public_exponent)
+    if req.material is not None:
+        spec = req.material[0]
+        if req.kty.endswith("-HSM"):
+            kind_of(req.kty, None, None, None)  # refused, with the reason
+    else:
+        spec = kind_of(req.kty, req.size, req.crv, req.public_exponent)
     usage, ops = usage_of(spec, req.ops)
     existing = await deps.keys.get_alias(call.account, call.region, req.ref.alias)
     anchor: Key | None = None
@@ -263,10 +260,19 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
         made.append(key)
         return key
 
-    created = await keys.create_key(deps, call, _aws_create(req.ref, spec, usage), adjust=adjust)
+    aws_req = _aws_create(req.ref, spec, usage)
+    if req.material is not None:
+        # Imported: the caller's private key stands for new material (sealed
+        # like any key's), once CreateKey's own checks have passed.
+        call.prepared = req.material
+        described = f"{aws_req.description} (imported)"
+        aws_req = dataclasses.replace(aws_req, description=described)
+    created = await keys.create_key(deps, call, aws_req, adjust=adjust)
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     key = made[-1]
+    if req.material is not None:
+        await call.authorize("kms:ImportKeyMaterial", key)
     if not req.enabled:
         # Created disabled: DisableKey's right too, as on the AWS door.
         await call.authorize("kms:DisableKey", key)
@@ -460,40 +466,3 @@ async def update(deps: Deps, call: Call, req: UpdateRequest) -> Outcome:
         ", ".join(details) or "nothing changed"
     )
     return Outcome(KeyBundle(req.ref, req.base, key, new, await public_der(deps, key)), writes)
-
-
-# -- usable: the checks of every cryptographic operation --
-
-
-def check_usable(entry: Version, key: Key, operation: str, now: datetime) -> None:
-    """Key Vault's own conditions on a version's use, after the caller is
-    authorized: enabled, within nbf and exp, the operation in key_ops."""
-    if key.state is KeyState.DISABLED:
-        raise OperationNotAllowed(f"Operation {operation} is not allowed on a disabled key.")
-    stamp = now.timestamp()
-    if entry.nbf is not None and stamp < entry.nbf:
-        raise OperationNotAllowed(
-            f"Operation {operation} is not allowed: the key is not yet valid (nbf)."
-        )
-    if entry.exp is not None and stamp >= entry.exp:
-        raise OperationNotAllowed(
-            f"Operation {operation} is not allowed: the key has expired (exp)."
-        )
-    if operation not in entry.ops:
-        raise OperationNotAllowed(
-            f"Operation {operation} is not permitted on this key: its key_ops are "
-            f"{', '.join(entry.ops)}."
-        )
-
-
-# -- random --
-
-
-async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
-    """GenerateRandom (kms:GenerateRandom): Key Vault's 1 to 128 bytes."""
-    out = await crypto.generate_random(
-        deps, call, aws.GenerateRandomRequest(number_of_bytes=req.count)
-    )
-    result = out.result
-    assert isinstance(result, GenerateRandomResult)
-    return Outcome(RandomResult(result.plaintext))

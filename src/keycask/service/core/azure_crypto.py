@@ -8,26 +8,40 @@ Key Vault signs a digest: every signature is MessageType DIGEST. Its ECDSA
 signatures are raw r || s (JWS's form), not DER: converted both ways in
 ``keycask.crypto.ecdsa_sig``. Key Vault's own conditions on a version
 (enabled, nbf, exp, key_ops) are checked once the caller is authorized
-(``azure.check_usable``), before the key is used.
+(``check_usable``), before the key is used.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from keycask.crypto.ecdsa_sig import der_to_raw, raw_to_der
 from keycask.errors import (
+    DisabledException,
     KMSInvalidSignatureException,
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.model import Key, KeySpec, KeyUsage
+from keycask.keys.model import Key, KeySpec, KeyState, KeyUsage
 from keycask.service.core import requests as aws
-from keycask.service.core.azure import CURVE_OF, check_usable, resolve_version
-from keycask.service.core.azure_requests import CryptoRequest, CryptoResult
+from keycask.service.core.azure import CURVE_OF, resolve_version
+from keycask.service.core.azure_requests import (
+    CryptoRequest,
+    CryptoResult,
+    RandomRequest,
+    RandomResult,
+    Version,
+)
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import asymmetric, crypto
 from keycask.service.core.resolve import authorize_key
-from keycask.service.core.results import DecryptResult, EncryptResult, SignResult
+from keycask.service.core.results import (
+    DecryptResult,
+    EncryptResult,
+    GenerateRandomResult,
+    SignResult,
+)
 
 # Key Vault's signing algorithm -> (AWS signing algorithm, digest size,
 # the EC curve it needs; None: an RSA algorithm).
@@ -205,3 +219,46 @@ async def _verify(
     except KMSInvalidSignatureException:
         return False
     return True
+
+
+class OperationNotAllowed(DisabledException):
+    """A key version its attributes do not allow to be used (disabled, not
+    yet valid, expired, or without the operation in its key_ops): Key
+    Vault's 403 Forbidden."""
+
+
+# -- usable: the checks of every cryptographic operation --
+
+
+def check_usable(entry: Version, key: Key, operation: str, now: datetime) -> None:
+    """Key Vault's own conditions on a version's use, after the caller is
+    authorized: enabled, within nbf and exp, the operation in key_ops."""
+    if key.state is KeyState.DISABLED:
+        raise OperationNotAllowed(f"Operation {operation} is not allowed on a disabled key.")
+    stamp = now.timestamp()
+    if entry.nbf is not None and stamp < entry.nbf:
+        raise OperationNotAllowed(
+            f"Operation {operation} is not allowed: the key is not yet valid (nbf)."
+        )
+    if entry.exp is not None and stamp >= entry.exp:
+        raise OperationNotAllowed(
+            f"Operation {operation} is not allowed: the key has expired (exp)."
+        )
+    if operation not in entry.ops:
+        raise OperationNotAllowed(
+            f"Operation {operation} is not permitted on this key: its key_ops are "
+            f"{', '.join(entry.ops)}."
+        )
+
+
+# -- random --
+
+
+async def random_bytes(deps: Deps, call: Call, req: RandomRequest) -> Outcome:
+    """GenerateRandom (kms:GenerateRandom): Key Vault's 1 to 128 bytes."""
+    out = await crypto.generate_random(
+        deps, call, aws.GenerateRandomRequest(number_of_bytes=req.count)
+    )
+    result = out.result
+    assert isinstance(result, GenerateRandomResult)
+    return Outcome(RandomResult(result.plaintext))

@@ -21,7 +21,8 @@ from typing import Any
 
 import orjson
 
-from keycask.keys.model import Key
+from keycask.crypto.material import KeyMaterial
+from keycask.keys.model import Key, KeySpec
 
 ALIAS_PREFIX = "alias/azure/"
 
@@ -165,6 +166,9 @@ class CreateRequest:
     exp: float | None
     tags: dict[str, str]
     public_exponent: int | None = None
+    # import: the key spec and the PKCS#8 private key of the JWK sent
+    # (keycask.crypto.jwk), used instead of new material.
+    material: tuple[KeySpec, KeyMaterial] | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

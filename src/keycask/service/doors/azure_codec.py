@@ -15,9 +15,9 @@ from typing import Any, Final
 import orjson
 import pybase64
 
-from keycask.crypto.jwk import public_jwk
+from keycask.crypto.jwk import InvalidJwk, private_key_from_jwk, public_jwk
 from keycask.errors import ValidationException
-from keycask.keys.model import KeyState
+from keycask.keys.model import KeySpec, KeyState
 from keycask.service.core.azure_requests import (
     UNSET,
     CreateRequest,
@@ -189,6 +189,36 @@ def create(ref: KeyRef, base: str, doc: Doc) -> CreateRequest:
         tags=_tags(doc) or {},
         public_exponent=_field(doc, "public_exponent", int),
     )
+
+
+def import_key(ref: KeyRef, base: str, doc: Doc) -> CreateRequest:
+    """A private JWK, read once (keycask.crypto.jwk checks every member);
+    its key_ops choose the key usage as create's do."""
+    jwk = _field(doc, "key", dict, required=True)
+    attrs = _attributes(doc)
+    if attrs.get("exportable") or doc.get("release_policy") is not None:
+        raise ValidationException(
+            "Exportable keys and release policies are not supported: keycask keys never "
+            "leave keycask."
+        )
+    kty = jwk.get("kty")
+    if not isinstance(kty, str):
+        raise ValidationException("The JWK's kty must be RSA or EC.")
+    if doc.get("Hsm") is True or kty.endswith("-HSM"):
+        kty = kty.removesuffix("-HSM") + "-HSM"
+        material = None
+    else:
+        try:
+            spec, pkcs8 = private_key_from_jwk(jwk)
+        except InvalidJwk as error:
+            raise ValidationException(f"The key is not a valid private JWK: {error}") from None
+        material = (KeySpec(spec), pkcs8)
+    enabled = _field(attrs, "enabled", bool)
+    return CreateRequest(
+        ref=ref, base=base, kty=kty[:32], size=None, crv=None, ops=_ops(jwk),
+        enabled=True if enabled is None else enabled, nbf=_time(attrs, "nbf"),
+        exp=_time(attrs, "exp"), tags=_tags(doc) or {}, material=material,
+    )  # fmt: skip
 
 
 def update(ref: KeyRef, base: str, version: str, doc: Doc) -> UpdateRequest:

@@ -121,9 +121,10 @@ ROUTES: dict[str, Route] = {
         Route(_P + "Decrypt", azure_crypto.operate, codec.crypto_out),
         Route(_P + "WrapKey", azure_crypto.operate, codec.crypto_out),
         Route(_P + "UnwrapKey", azure_crypto.operate, codec.crypto_out),
-        Route(_P + "GetRandomBytes", azure.random_bytes, codec.random_out),
+        Route(_P + "GetRandomBytes", azure_crypto.random_bytes, codec.random_out),
         Route(_P + "RotateKey", azure.rotate, codec.key_bundle, mutates=True,
               prepare=azure.prepare_rotate),
+        Route(_P + "ImportKey", azure.create, codec.key_bundle, mutates=True),
         Route(_P + "DeleteKey", azure_deletion.delete, codec.deleted_bundle, mutates=True),
         Route(_P + "GetDeletedKey", azure_deletion.get_deleted, codec.deleted_bundle),
         Route(_P + "GetDeletedKeys", azure.list_keys, codec.key_list),
@@ -134,7 +135,7 @@ ROUTES: dict[str, Route] = {
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
 UNSERVED = (
-    "ImportKey", "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
+    "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
     "UpdateKeyRotationPolicy", "Release", "GetKeyAttestation",
 )  # fmt: skip
 for _op in UNSERVED:
@@ -394,6 +395,8 @@ class AzureKeyVaultDoor:
             return codec.create(ref, base, doc)
         if op == "UpdateKey":
             return codec.update(ref, base, version, doc)
+        if op == "ImportKey":
+            return codec.import_key(ref, base, doc)
         return codec.crypto(ref, base, version, _CRYPTO_OPS[op], doc)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
