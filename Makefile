@@ -10,8 +10,10 @@ export KEYCASK_DATA_DIR ?= ./.keycask
 
 .PHONY: run test lint typecheck layers bench venv clean debian-venv softhsm opensc haproxy postgresql chromium interop
 
+# `make run TLS=1`: HTTPS with the data dir's self-signed certificate
+# (tls/cert.pem, the CA clients trust), as the Azure SDK requires.
 run: $(STAMP)
-	$(BIN)/keycask server --dev
+	$(BIN)/keycask server --dev$(if $(filter 1,$(TLS)), --tls-self-signed)
 
 test: $(STAMP) interop softhsm opensc haproxy postgresql chromium lint typecheck layers
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -166,9 +167,10 @@ def dev_call(
     credentials: tuple[str, str],
     body: dict[str, Any],
     target: str = "KeycaskDev.AdvanceClock",
+    ca_file: str | None = None,
 ) -> dict[str, Any]:
-    """A signed call of keycask's --dev clock endpoint; raises DevCallError on
-    an error answer."""
+    """A signed call of keycask's --dev clock endpoint (over HTTPS trusting
+    ``ca_file``, if given); raises DevCallError on an error answer."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -185,7 +187,8 @@ def dev_call(
         endpoint + "/", data=data, headers=dict(request.headers), method="POST"
     )
     try:
-        with urllib.request.urlopen(prepared, timeout=120) as response:
+        context = None if ca_file is None else ssl.create_default_context(cafile=ca_file)
+        with urllib.request.urlopen(prepared, timeout=120, context=context) as response:
             return dict(json.loads(response.read()))
     except urllib.error.HTTPError as error:
         raise DevCallError(error.code, json.loads(error.read() or b"{}")) from None

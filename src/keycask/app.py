@@ -649,11 +649,11 @@ async def ensure_dev_profile(runtime: Runtime) -> tuple[Path, Path, bool]:
     # Only keycask's own profile is rewritten (the address may have changed):
     # profiles the docs have people add beside it (least-privilege.md's roles)
     # survive every restart.
-    _set_section(
-        config_file,
-        f"profile {PROFILE}",
-        {"region": settings.region, "endpoint_url": settings.endpoint_url},
-    )
+    profile = {"region": settings.region, "endpoint_url": settings.endpoint_url}
+    if settings.tls_self_signed and settings.tls_cert is not None:
+        # The server's own certificate is its CA (cli/devtls.py).
+        profile["ca_bundle"] = str(settings.tls_cert)
+    _set_section(config_file, f"profile {PROFILE}", profile)
     return config_file, credentials_file, created
 
 

@@ -71,6 +71,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # --dev --tls-self-signed: tls_cert and tls_key are the data dir's
+    # tls/cert.pem and tls/key.pem, which the server makes (cli/devtls.py).
+    tls_self_signed: bool = False
     insecure_plaintext: bool = False
     # A PostgreSQL DSN: the store several nodes share. None: SQLite in data_dir.
     storage: str | None = None
@@ -164,6 +167,7 @@ def load(
     tls_cert: str | None = None,
     tls_key: str | None = None,
     tls_client_ca: str | None = None,
+    tls_self_signed: bool = False,
     insecure_plaintext: bool = False,
     storage: str | None = None,
     node_id: str | None = None,
@@ -196,6 +200,19 @@ def load(
     client_ca = tls_client_ca or env.get("KEYCASK_TLS_CLIENT_CA") or None
     if (cert is None) != (key is None):
         raise ConfigError("TLS needs both --tls-cert and --tls-key")
+    if tls_self_signed:
+        if not dev:
+            raise ConfigError(
+                "--tls-self-signed is for --dev: a production server serves the certificate "
+                "`keycask operator init --tls-self-signed` made (tls/ in its data dir) "
+                "without being asked, or the one --tls-cert and --tls-key name"
+            )
+        if cert is not None:
+            raise ConfigError(
+                "--tls-self-signed and --tls-cert/--tls-key (or KEYCASK_TLS_CERT) cannot be "
+                "used together: choose the data dir's self-signed certificate or your own"
+            )
+        cert, key = str(path / TLS_DIR / TLS_CERT_FILE), str(path / TLS_DIR / TLS_KEY_FILE)
     xks_ca = xks_client_ca or env.get("KEYCASK_XKS_CLIENT_CA") or None
     xks_subject = xks_client_subject or env.get("KEYCASK_XKS_CLIENT_SUBJECT") or None
     if xks_ca is not None and cert is None:
@@ -247,6 +264,7 @@ def load(
         tls_cert=None if cert is None else Path(cert).resolve(),
         tls_key=None if key is None else Path(key).resolve(),
         tls_client_ca=None if client_ca is None else Path(client_ca).resolve(),
+        tls_self_signed=tls_self_signed,
         insecure_plaintext=insecure,
         storage=_storage(storage, on_argv=True) or _storage(env.get("KEYCASK_STORAGE") or None),
         storage_insecure=storage_insecure or env.get("KEYCASK_STORAGE_INSECURE") == "1",

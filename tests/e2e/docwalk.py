@@ -17,6 +17,7 @@ import configparser
 import os
 import re
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -199,18 +200,28 @@ def check(result: Result) -> None:
 class MakeRun:
     """What ``make run`` runs, as the Makefile runs it (checked, so that a
     change to the recipe is noticed): ``.venv/bin/keycask server --dev`` in
-    ``cwd``, with the Makefile's defaults, the variables the doc's line sets,
+    ``cwd`` (with ``--tls-self-signed`` for ``TLS=1``, before ``make`` or after
+    ``run``), with the Makefile's defaults, the variables the doc's line sets,
     and a free port."""
+
+    RECIPE = (
+        "\nrun: $(STAMP)\n"
+        "\t$(BIN)/keycask server --dev$(if $(filter 1,$(TLS)), --tls-self-signed)\n"
+    )
 
     def __init__(self, cwd: Path, port: int, line: str = "make run") -> None:
         makefile = (REPO / "Makefile").read_text()
-        assert "\nrun: $(STAMP)\n\t$(BIN)/keycask server --dev\n" in makefile
+        assert self.RECIPE in makefile
         assert "export KEYCASK_DATA_DIR ?= ./.keycask\n" in makefile
-        *assignments, make, run = line.split("  #", maxsplit=1)[0].split()
-        assert (make, run) == ("make", "run"), line
+        words = line.split("  #", maxsplit=1)[0].split()
+        at = words.index("make")
+        assert words[at + 1] == "run", line
+        assignments = words[:at] + words[at + 2 :]
+        assert all("=" in a for a in assignments), line
         self.cwd, self.port = cwd, port
         self.env = clean_env(KEYCASK_LISTEN=f"127.0.0.1:{port}", KEYCASK_DATA_DIR="./.keycask")
         self.env.update(a.split("=", 1) for a in assignments)
+        self.tls = self.env.pop("TLS", "") == "1"
         self.log_path = cwd.parent / f"server-{port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
@@ -222,18 +233,28 @@ class MakeRun:
     def start(self) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.proc = subprocess.Popen(
-            [".venv/bin/keycask", "server", "--dev"],
+            [".venv/bin/keycask", "server", "--dev", *(["--tls-self-signed"] if self.tls else [])],
             cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1):
+                context = ssl.create_default_context(cafile=self.ca_file) if self.tls else None
+                with urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1, context=context):
                     return
             except OSError:
                 time.sleep(0.05)
         raise AssertionError(f"keycask did not start: {self.log()}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
+
+    @property
+    def ca_file(self) -> str:
+        """With TLS=1: the certificate clients trust as their CA."""
+        return str(self.data_dir / "tls" / "cert.pem")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -253,8 +274,9 @@ class MakeRun:
             creds = (parser[profile]["aws_access_key_id"], parser[profile]["aws_secret_access_key"])
         return boto3.client(
             "kms",
-            endpoint_url=f"http://127.0.0.1:{self.port}",
+            endpoint_url=self.endpoint,
             region_name="us-east-1",
             aws_access_key_id=creds[0],
             aws_secret_access_key=creds[1],
+            verify=self.ca_file if self.tls else None,
         )

@@ -84,7 +84,8 @@ ENDPOINT_HELP = (
 TOKEN_ENDPOINT_HELP = f"the keycask server's URL (env KEYCASK_ADDR; default: {_LOCAL})"
 _CA = (
     "CA bundle (PEM) that vouches for an HTTPS server's certificate, e.g. the "
-    "tls/cert.pem that `operator init --tls-self-signed` made (env KEYCASK_CACERT or "
+    "tls/cert.pem that `operator init --tls-self-signed` or `server --dev "
+    "--tls-self-signed` made (env KEYCASK_CACERT or "
     "AWS_CA_BUNDLE{profile}; default: the data dir's tls/cert.pem, else the system's CAs)"
 )
 CA_HELP = _CA.format(profile=", or the profile's ca_bundle")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from keycask import config
 from keycask.app import LOCAL_OPERATOR_SLOT, Runtime, build, ensure_dev_profile
-from keycask.cli import logformat, serving
+from keycask.cli import devtls, logformat, serving
 from keycask.cli.client import local_record
 from keycask.cli.secrets import add_startup_flags, startup_unseal
 from keycask.hsm import registry as hsm_registry
@@ -43,6 +43,14 @@ def _banner(settings: config.Settings, config_file: Path, credentials_file: Path
         "then: aws --profile keycask kms list-keys\n",
         flush=True,
     )
+    if settings.tls_self_signed:
+        # The profile names it as ca_bundle; other clients are given it.
+        print(
+            f"HTTPS with a self-signed certificate: clients trust {settings.tls_cert} as "
+            "their CA (AWS_CA_BUNDLE or --ca-bundle, boto3 verify=, "
+            "Azure SDK connection_verify=, KEYCASK_CACERT)\n",
+            flush=True,
+        )
     _console_banner(settings)
 
 
@@ -205,6 +213,7 @@ def cmd_server(args: argparse.Namespace) -> int:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         tls_client_ca=args.tls_client_ca,
+        tls_self_signed=args.tls_self_signed,
         pkcs11_modules=args.pkcs11_module or (),
         storage_insecure=args.storage_insecure,
         console=args.console,
@@ -220,6 +229,8 @@ def cmd_server(args: argparse.Namespace) -> int:
         hsm_registry.parse(settings.hsm, settings.hsm_pin_files, os.environ)
     except hsm_registry.HsmConfigError as error:
         raise config.ConfigError(str(error)) from None
+    if settings.tls_self_signed and args.worker_slot is None:
+        print(devtls.ensure(settings), flush=True)
     serving.tls(settings)  # unreadable or mismatched files: refuse before anything starts
     import uvloop
 
@@ -283,6 +294,15 @@ def add_server_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     server.add_argument(
         "--tls-key", metavar="PEM", help="the certificate's private key (env KEYCASK_TLS_KEY)"
+    )
+    server.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="with --dev: serve HTTPS with a self-signed certificate for localhost, "
+        "127.0.0.1 and ::1 (and the --listen host) in the data dir's tls/, made on the "
+        "first start and kept across restarts; clients trust tls/cert.pem as their CA. "
+        "Not with --tls-cert, and not without --dev: a production server serves the "
+        "certificate `operator init --tls-self-signed` made without this flag",
     )
     server.add_argument(
         "--tls-client-ca",

@@ -62,7 +62,11 @@ from keycask.crypto.wrapping import (
     key_material_id,
     unwrap_key_material,
 )
-from keycask.crypto.x509 import is_pem_certificate, self_signed_certificate
+from keycask.crypto.x509 import (
+    certificate_problem,
+    is_pem_certificate,
+    self_signed_certificate,
+)
 
 __all__ = [
     "DATA_KEY_PAIR_SPECS",
@@ -86,6 +90,7 @@ __all__ = [
     "ShareBoxError",
     "UnwrapFailed",
     "WrappingKey",
+    "certificate_problem",
     "check_public_key",
     "combine_shares",
     "encapsulation_algorithms",

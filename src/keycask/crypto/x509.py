@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -116,3 +117,58 @@ def is_pem_certificate(text: str) -> bool:
     except (ValueError, UnicodeEncodeError):
         return False
     return len(certificates) == 1
+
+
+def certificate_problem(
+    cert_pem: bytes,
+    key_pem: bytes,
+    hostnames: Sequence[str],
+    ip_addresses: Sequence[str],
+    *,
+    now: datetime,
+    margin: timedelta = timedelta(0),
+) -> str | None:
+    """Why a certificate and key pair will not do for a server at
+    ``hostnames`` and ``ip_addresses`` at ``now`` (or within ``margin`` of
+    it), or None if it will: not one PEM certificate, a key that is not its
+    own, expired or not yet valid, or a name or address its
+    SubjectAlternativeName lacks. The reason never quotes the key."""
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "the certificate file is not a PEM certificate"
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return "the key file is not an unencrypted PEM private key"
+    public = certificate.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    if (
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        != public
+    ):
+        return "the key file does not hold the certificate's key"
+    if certificate.not_valid_before_utc > now:
+        return "the certificate is not valid yet"
+    if certificate.not_valid_after_utc <= now + margin:
+        return (
+            "the certificate has expired"
+            if certificate.not_valid_after_utc <= now
+            else ("the certificate expires soon")
+        )
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "the certificate names no host"
+    names = set(san.get_values_for_type(x509.DNSName))
+    addresses = set(san.get_values_for_type(x509.IPAddress))
+    for host in hostnames:
+        if host not in names:
+            return f"the certificate does not name {host}"
+    for address in ip_addresses:
+        if ipaddress.ip_address(address) not in addresses:
+            return f"the certificate does not name {address}"
+    return None
