@@ -36,22 +36,24 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from tests.conftest import Server
 
-from keycask.crypto.x509 import self_signed_certificate
-
 
 @dataclass
 class TlsServer(Server):
-    """A keycask --dev server on HTTPS with a self-signed certificate for
-    127.0.0.1 and localhost (its CA: the certificate itself)."""
+    """A keycask server started like `make run` with TLS: --dev
+    --tls-self-signed, its certificate (for 127.0.0.1 and localhost) at
+    <data dir>/tls/cert.pem, which clients pass as their CA."""
 
-    cert: Path | None = None
+    @property
+    def cert(self) -> Path:
+        return self.data_dir / "tls" / "cert.pem"
 
     @property
     def endpoint(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
     def healthy(self) -> bool:
-        assert self.cert is not None
+        if not self.cert.exists():
+            return False
         context = ssl.create_default_context(cafile=str(self.cert))
         try:
             with urllib.request.urlopen(
@@ -75,17 +77,7 @@ class TlsServer(Server):
 
 
 def _tls_server(base: Path) -> TlsServer:
-    cert_pem, key_pem = self_signed_certificate(["localhost"], ["127.0.0.1"])
-    cert, key = base / "cert.pem", base / "key.pem"
-    cert.write_bytes(cert_pem)
-    key.write_bytes(key_pem)
-    key.chmod(0o600)
-    return TlsServer(
-        base / "data",
-        cert=cert,
-        args=("--tls-cert", str(cert), "--tls-key", str(key)),
-        env_extra={"KEYCASK_CACERT": str(cert)},
-    ).start()
+    return TlsServer(base / "data", args=("--tls-self-signed",)).start()
 
 
 @pytest.fixture(scope="module")
