@@ -889,3 +889,70 @@ def test_a_malformed_jwk_is_refused_with_no_effect(
     assert "AQ" not in answer["error"]["message"].replace("AQAB", "")  # never quotes the key
     with pytest.raises(ResourceNotFoundError):
         keys.get_key(name)
+
+
+# -- rotation policies, carried out by the scheduler --
+
+
+def test_a_rotation_policy_rotates_by_the_scheduler(tmp_path: Path) -> None:
+    server = _tls_server(tmp_path)
+    try:
+        _rotation_by_policy(server)
+    finally:
+        server.stop()
+
+
+def _rotation_by_policy(server: TlsServer) -> None:
+    from azure.keyvault.keys import (
+        KeyRotationLifetimeAction,
+        KeyRotationPolicy,
+        KeyRotationPolicyAction,
+    )
+
+    keys = _keys(server, _token(server, _user(server, ["kms:*"])))
+    name = _name()
+    first = keys.create_rsa_key(name, key_operations=["sign", "verify"], tags={"t": "1"})
+    assert keys.get_key_rotation_policy(name).lifetime_actions == []
+    actions = [
+        KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P30D"),
+        KeyRotationLifetimeAction(KeyRotationPolicyAction.notify, time_before_expiry="P7D"),
+    ]
+    policy = keys.update_key_rotation_policy(
+        name, KeyRotationPolicy(), lifetime_actions=actions, expires_in="P90D"
+    )
+    assert policy.expires_in == "P90D"
+    got = keys.get_key_rotation_policy(name)
+    assert [
+        (a.action, a.time_after_create, a.time_before_expiry) for a in got.lifetime_actions
+    ] == [
+        ("Rotate", "P30D", None),
+        ("Notify", None, "P7D"),
+    ]
+    server.cli("dev", "advance-clock", "29d")
+    assert keys.get_key(name).id == first.id
+    server.cli("dev", "advance-clock", "2d")
+    second = keys.get_key(name)
+    assert second.properties.version != first.properties.version
+    assert sorted(second.key_operations) == ["sign", "verify"]
+    assert second.properties.tags == {"t": "1"}
+    assert second.properties.expires_on is not None and second.properties.created_on is not None
+    assert (second.properties.expires_on - second.properties.created_on).days == 90
+    meta = server.aws().describe_key(
+        KeyId=f"alias/azure/default/{name}/{second.properties.version}"
+    )
+    assert meta["KeyMetadata"]["KeySpec"] == "RSA_2048"
+    server.cli("dev", "advance-clock", "31d")
+    versions = [p.version for p in keys.list_properties_of_key_versions(name)]
+    assert len(versions) == 3
+    records = [r for r in _records(server) if r.get("operation") == "AzureKeyVault.RotateKey"]
+    assert len(records) == 2 and all(r["principal"] == "keycask" for r in records)
+    # Key Vault's rules for a policy.
+    for bad in (
+        [KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P1D")],
+        [KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="PT48H")],
+        [KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_before_expiry="P7D")],
+    ):
+        with pytest.raises(HttpResponseError) as caught:
+            keys.update_key_rotation_policy(name, KeyRotationPolicy(), lifetime_actions=bad)
+        assert caught.value.status_code == 400
+    assert keys.get_key_rotation_policy(name).expires_in == "P90D"

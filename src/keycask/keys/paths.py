@@ -50,6 +50,9 @@ JOB_TOKENS = "tokens"  # sweep a key's expired import parameters
 # destruction (service/core/gcp_versions.py); not derived from the key's
 # own fields, like JOB_TOKENS.
 JOB_GCP_DESTROY = "gcpdestroy"
+# Rotate an Azure Key Vault key by its rotation policy
+# (service/core/azure_rotation.py): a new version, a keycask key of its own.
+JOB_AZURE_ROTATE = "azrotate"
 SCHED_PREFIX = "sched/"
 MRK_MARKER_PREFIX = "mrk/"
 

@@ -15,6 +15,7 @@ document records, never by an alias.
 from __future__ import annotations
 
 import dataclasses
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,6 +100,55 @@ class Deleted:
         return cls(float(doc["date"]), float(doc["purge"]), tuple(doc.get("enabled", ())))
 
 
+_DURATION = re.compile(r"P(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?")
+
+
+def duration_days(text: str) -> int | None:
+    """An ISO 8601 duration of whole days (``P90D``, ``P1Y``, ``P2M``,
+    ``P1W``) in days, a year 365 and a month 30; None if it is not one."""
+    match = _DURATION.fullmatch(text)
+    if match is None or text == "P":
+        return None
+    years, months, weeks, days = (int(g) if g else 0 for g in match.groups())
+    return years * 365 + months * 30 + weeks * 7 + days
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeAction:
+    action: str  # "Rotate" or "Notify"
+    trigger: str  # "timeAfterCreate" or "timeBeforeExpiry"
+    duration: str  # ISO 8601, as given
+
+    @property
+    def days(self) -> int:
+        return duration_days(self.duration) or 0
+
+
+@dataclass(frozen=True, slots=True)
+class RotationPolicy:
+    actions: tuple[LifetimeAction, ...]
+    expiry: str | None  # expiryTime: a new version's exp, from its creation
+    created: float
+    updated: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "actions": [[a.action, a.trigger, a.duration] for a in self.actions],
+            "expiry": self.expiry,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> RotationPolicy:
+        actions = tuple(LifetimeAction(str(a), str(t), str(d)) for a, t, d in doc["actions"])
+        expiry = None if doc.get("expiry") is None else str(doc["expiry"])
+        return cls(actions, expiry, float(doc["created"]), float(doc["updated"]))
+
+    def action(self, kind: str) -> LifetimeAction | None:
+        return next((a for a in self.actions if a.action == kind), None)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """The ``azure/key/<first version's key id>`` document: the key's name
@@ -109,6 +159,7 @@ class Settings:
     name: str
     versions: tuple[Version, ...]
     deleted: Deleted | None = None
+    policy: RotationPolicy | None = None
 
     def to_doc(self) -> bytes:
         doc: dict[str, Any] = {
@@ -118,6 +169,8 @@ class Settings:
         }
         if self.deleted is not None:
             doc["deleted"] = self.deleted.to_doc()
+        if self.policy is not None:
+            doc["policy"] = self.policy.to_doc()
         return orjson.dumps(doc)
 
     @classmethod
@@ -127,7 +180,8 @@ class Settings:
         doc = orjson.loads(raw)
         versions = tuple(Version.from_doc(v) for v in doc.get("versions", ()))
         deleted = None if doc.get("deleted") is None else Deleted.from_doc(doc["deleted"])
-        return cls(str(doc["vault"]), str(doc["name"]), versions, deleted)
+        policy = None if doc.get("policy") is None else RotationPolicy.from_doc(doc["policy"])
+        return cls(str(doc["vault"]), str(doc["name"]), versions, deleted, policy)
 
     @property
     def latest(self) -> Version:
@@ -223,6 +277,22 @@ class CryptoRequest:
     algorithm: str
     value: bytes = field(repr=False)
     digest: bytes = field(default=b"", repr=False)  # verify: the digest; value is the signature
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRequest:
+    """get (``policy`` None) or update a key's rotation policy."""
+
+    ref: KeyRef
+    base: str
+    policy: RotationPolicy | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyResult:
+    ref: KeyRef
+    base: str
+    policy: RotationPolicy | None
 
 
 @dataclass(frozen=True, slots=True)

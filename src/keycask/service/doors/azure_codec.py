@@ -28,10 +28,14 @@ from keycask.service.core.azure_requests import (
     KeyBundle,
     KeyItem,
     KeyRef,
+    LifetimeAction,
     ListRequest,
     ListResult,
+    PolicyRequest,
+    PolicyResult,
     RandomRequest,
     RandomResult,
+    RotationPolicy,
     UpdateRequest,
     Version,
 )
@@ -221,6 +225,32 @@ def import_key(ref: KeyRef, base: str, doc: Doc) -> CreateRequest:
     )  # fmt: skip
 
 
+def policy(ref: KeyRef, base: str, doc: Doc) -> PolicyRequest:
+    """A rotation policy: lifetimeActions (each a trigger, timeAfterCreate
+    or timeBeforeExpiry, and an action type) and attributes.expiryTime."""
+    raw = _field(doc, "lifetimeActions", list) or []
+    if len(raw) > 2:
+        raise ValidationException("A rotation policy holds at most two lifetime actions.")
+    actions = []
+    for item in raw:
+        if not isinstance(item, dict):
+            raise ValidationException("A lifetime action must be an object.")
+        trigger = _field(item, "trigger", dict, required=True)
+        kind = _field(item, "action", dict, required=True).get("type") or ""
+        if not isinstance(kind, str):
+            raise ValidationException("A lifetime action's type must be Rotate or Notify.")
+        found = [(k, v) for k, v in trigger.items() if k in ("timeAfterCreate", "timeBeforeExpiry")
+                 and v is not None]  # fmt: skip
+        if len(found) != 1 or not isinstance(found[0][1], str):
+            raise ValidationException(
+                "A lifetime action's trigger has one of timeAfterCreate and timeBeforeExpiry."
+            )
+        name, duration = found[0]
+        actions.append(LifetimeAction(kind[:16].capitalize(), name, duration[:32]))
+    expiry = _field(_attributes(doc), "expiryTime", str)
+    return PolicyRequest(ref, base, RotationPolicy(tuple(actions), expiry and expiry[:32], 0, 0))
+
+
 def update(ref: KeyRef, base: str, version: str, doc: Doc) -> UpdateRequest:
     attrs = _attributes(doc)
     return UpdateRequest(
@@ -358,3 +388,18 @@ def crypto_out(result: CryptoOut) -> Doc:
 
 def random_out(result: RandomResult) -> Doc:
     return {"value": _b64url(result.value)}
+
+
+def policy_out(result: PolicyResult) -> Doc:
+    doc: Doc = {"id": f"{result.base}/keys/{result.ref.name}/rotationpolicy"}
+    found = result.policy
+    if found is None:
+        return {**doc, "lifetimeActions": [], "attributes": {}}
+    doc["lifetimeActions"] = [
+        {"trigger": {a.trigger: a.duration}, "action": {"type": a.action}} for a in found.actions
+    ]
+    attrs: Doc = {"created": int(found.created), "updated": int(found.updated)}
+    if found.expiry is not None:
+        attrs["expiryTime"] = found.expiry
+    doc["attributes"] = attrs
+    return doc

@@ -54,9 +54,9 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.ports import Write
-from keycask.service.core import azure, azure_crypto, azure_deletion
+from keycask.service.core import azure, azure_crypto, azure_deletion, azure_rotation
 from keycask.service.core.authz import Authorizer
-from keycask.service.core.azure_requests import KeyRef
+from keycask.service.core.azure_requests import KeyRef, PolicyRequest
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.door import Action, header
@@ -124,6 +124,9 @@ ROUTES: dict[str, Route] = {
         Route(_P + "GetRandomBytes", azure_crypto.random_bytes, codec.random_out),
         Route(_P + "RotateKey", azure.rotate, codec.key_bundle, mutates=True,
               prepare=azure.prepare_rotate),
+        Route(_P + "GetKeyRotationPolicy", azure_rotation.get_policy, codec.policy_out),
+        Route(_P + "UpdateKeyRotationPolicy", azure_rotation.put_policy, codec.policy_out,
+              mutates=True),
         Route(_P + "ImportKey", azure.create, codec.key_bundle, mutates=True),
         Route(_P + "DeleteKey", azure_deletion.delete, codec.deleted_bundle, mutates=True),
         Route(_P + "GetDeletedKey", azure_deletion.get_deleted, codec.deleted_bundle),
@@ -134,10 +137,7 @@ ROUTES: dict[str, Route] = {
 }  # fmt: skip
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
-UNSERVED = (
-    "BackupKey", "RestoreKey", "GetKeyRotationPolicy",
-    "UpdateKeyRotationPolicy", "Release", "GetKeyAttestation",
-)  # fmt: skip
+UNSERVED = ("BackupKey", "RestoreKey", "Release", "GetKeyAttestation")
 for _op in UNSERVED:
     ROUTES[_P + _op] = Route(_P + _op, None, _empty)
 
@@ -390,6 +390,8 @@ class AzureKeyVaultDoor:
             return codec.listing(vault, base, query, api_version, ref)
         if op in ("GetKey", "RotateKey", "DeleteKey") or op in _DELETED:
             return codec.get(ref, base, version)
+        if op == "GetKeyRotationPolicy":
+            return PolicyRequest(ref, base)
         doc = codec.body(request.body)
         if op == "CreateKey":
             return codec.create(ref, base, doc)
@@ -397,6 +399,8 @@ class AzureKeyVaultDoor:
             return codec.update(ref, base, version, doc)
         if op == "ImportKey":
             return codec.import_key(ref, base, doc)
+        if op == "UpdateKeyRotationPolicy":
+            return codec.policy(ref, base, doc)
         return codec.crypto(ref, base, version, _CRYPTO_OPS[op], doc)
 
     def encode(self, action: Action, result: object | None, request_id: str) -> bytes:
