@@ -812,7 +812,21 @@ def _window_ends(server: TlsServer) -> None:
     key = keys.create_ec_key(name)
     signer = keys.create_ec_key(_name(), expires_on=datetime.now(UTC) + timedelta(days=10))
     keys.begin_delete_key(name).result()
+    # A latest version whose keycask key the AWS door deletes: the key's
+    # latest is then the newest version left.
+    other = _name()
+    older = keys.create_ec_key(other)
+    newer = keys.create_ec_key(other)
+    server.aws().schedule_key_deletion(
+        KeyId=str(uuid.UUID(hex=newer.properties.version)), PendingWindowInDays=7
+    )
     server.cli("dev", "advance-clock", "31d")
+    assert keys.get_key(other).id == older.id
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(other, newer.properties.version)
+    assert [p.version for p in keys.list_properties_of_key_versions(other)] == [
+        older.properties.version
+    ]
     # exp is lifecycle time: the dev clock's advance expired the signer.
     client = _crypto(server, _token(server, _user(server, ["kms:Sign"])), signer.id)
     with pytest.raises(HttpResponseError) as caught:

@@ -189,10 +189,24 @@ async def version_key(deps: Deps, call: Call, anchor: Key, entry: Version) -> Ke
     return stored.value
 
 
+async def latest_of(deps: Deps, call: Call, anchor: Key, settings: Settings) -> tuple[Version, Key]:
+    """The newest version whose keycask key is still there (one deleted
+    through the AWS door, its window over, is passed over)."""
+    for entry in reversed(settings.versions):
+        try:
+            return entry, await version_key(deps, call, anchor, entry)
+        except KeyNotFound:
+            continue
+    raise KeyNotFound(f"A key with (name/id) {settings.name} was not found in this key vault.")
+
+
 async def resolve_version(
     deps: Deps, call: Call, ref: KeyRef, version: str
 ) -> tuple[Key, Stored[bytes], Settings, Version, Key]:
+    """A version (""; the latest) and its keycask key (not authorized)."""
     anchor, stored, settings = await anchor_of(deps, call, ref)
+    if not version:
+        return anchor, stored, settings, *await latest_of(deps, call, anchor, settings)
     entry = settings.find(version)
     if entry is None:
         raise not_found(ref, version)
@@ -379,10 +393,10 @@ async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
         if settings is None or (settings.deleted is not None) != req.deleted:
             continue
         try:
-            latest = await version_key(deps, call, stored.value, settings.latest)
+            entry, latest = await latest_of(deps, call, stored.value, settings)
         except KeyNotFound:
             continue
-        items.append(KeyItem(ref, latest, settings.latest, settings.deleted))
+        items.append(KeyItem(ref, latest, entry, settings.deleted))
     more = len(rows) > size
     nxt = rows[size - 1].name[len(prefix) :] if more else None
     return Outcome(ListResult(req.base, tuple(items), nxt, req))

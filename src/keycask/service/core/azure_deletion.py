@@ -31,6 +31,7 @@ from keycask.service.core.azure import (
     KeyConflict,
     KeyNotFound,
     anchor_of,
+    latest_of,
     public_der,
     version_key,
 )
@@ -64,8 +65,7 @@ async def _versions(deps: Deps, call: Call, anchor: Key, settings: Settings) -> 
 async def _bundle(
     deps: Deps, call: Call, req: GetRequest, anchor: Key, settings: Settings
 ) -> KeyBundle:
-    entry = settings.latest
-    key = await version_key(deps, call, anchor, entry)
+    entry, key = await latest_of(deps, call, anchor, settings)
     return KeyBundle(req.ref, req.base, key, entry, await public_der(deps, key))
 
 
@@ -98,8 +98,8 @@ async def delete(deps: Deps, call: Call, req: GetRequest) -> Outcome:
         f"Azure key {req.ref.vault}/{req.ref.name} deleted: {len(versions)} version(s) "
         f"scheduled for deletion on {purge.isoformat()}"
     )
-    entry = settings.latest
-    latest = shown.get(entry.id) or await version_key(deps, call, anchor, entry)
+    entry, latest = await latest_of(deps, call, anchor, settings)
+    latest = shown.get(entry.id, latest)
     bundle = KeyBundle(req.ref, req.base, latest, entry, await public_der(deps, latest))
     return Outcome(DeletedBundle(bundle, marked), writes)
 
@@ -137,8 +137,8 @@ async def recover(deps: Deps, call: Call, req: GetRequest) -> Outcome:
     writes.append(deps.keys.stage_azure_key(anchor.key_id, unmarked.to_doc(), stored.revision))
     call.key_arn = anchor.arn
     call.detail = f"Azure key {req.ref.vault}/{req.ref.name} recovered"
-    entry = settings.latest
-    latest = restored.get(entry.id) or await version_key(deps, call, anchor, entry)
+    entry, latest = await latest_of(deps, call, anchor, settings)
+    latest = restored.get(entry.id, latest)
     return Outcome(
         KeyBundle(req.ref, req.base, latest, entry, await public_der(deps, latest)), writes
     )
