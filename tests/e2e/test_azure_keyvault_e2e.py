@@ -970,3 +970,21 @@ def _rotation_by_policy(server: TlsServer) -> None:
             keys.update_key_rotation_policy(name, KeyRotationPolicy(), lifetime_actions=bad)
         assert caught.value.status_code == 400
     assert keys.get_key_rotation_policy(name).expires_in == "P90D"
+
+
+def test_two_workers_see_each_others_settings(tmp_path: Path) -> None:
+    server = TlsServer(tmp_path / "data", args=("--tls-self-signed",), workers=2).start()
+    try:
+        keys = _keys(server, _token(server, _user(server, ["kms:*"])))
+        name = _name()
+        keys.create_ec_key(name)
+        for round_ in range(6):
+            # Each request may land on either worker: every answer must
+            # show the change the one before made.
+            tags = {"round": str(round_)}
+            assert keys.update_key_properties(name, tags=tags).properties.tags == tags
+            assert keys.get_key(name).properties.tags == tags
+            keys.rotate_key(name)
+            assert len(list(keys.list_properties_of_key_versions(name))) == round_ + 2
+    finally:
+        server.stop()
