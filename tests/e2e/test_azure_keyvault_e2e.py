@@ -669,8 +669,9 @@ def test_the_aws_door_cannot_take_an_azure_name(server: TlsServer, keys: KeyClie
         ("GET", "/keys?maxresults=26", None, 400, "BadParameter"),
         ("GET", "/keys?maxresults=x", None, 400, "BadParameter"),
         ("PUT", "/keys/{new}", b'{"key": {"kty": "EC"}}', 400, "BadParameter"),
-        ("POST", "/keys/restore", b"{}", 501, "NotImplemented"),
-        ("POST", "/keys/{ec}/backup", None, 501, "NotImplemented"),
+        ("POST", "/keys/restore", b"{}", 400, "BadParameter"),
+        ("POST", "/keys/restore", b'{"value": "!!"}', 400, "BadParameter"),
+        ("POST", "/keys/{ec}/{version}/release", b"{}", 501, "NotImplemented"),
         ("GET", "/deletedkeys/{ec}", None, 404, "KeyNotFound"),
     ],
 )
@@ -988,3 +989,99 @@ def test_two_workers_see_each_others_settings(tmp_path: Path) -> None:
             assert len(list(keys.list_properties_of_key_versions(name))) == round_ + 2
     finally:
         server.stop()
+
+
+# -- backup and restore --
+
+
+def test_backup_purge_and_restore(server: TlsServer, keys: KeyClient, admin_token: str) -> None:
+    name = _name()
+    first = keys.create_rsa_key(name, key_operations=["sign", "verify"], tags={"a": "1"})
+    second = keys.rotate_key(name)
+    keys.update_key_properties(name, first.properties.version, enabled=False)
+    digest = _digest(32)
+    signed = _crypto(server, admin_token, second.id).sign(SignatureAlgorithm.rs256, digest)
+    blob = keys.backup_key(name)
+    assert blob.startswith(b"keycask-azure-backup-v1:")
+    with pytest.raises(HttpResponseError) as caught:
+        keys.restore_key_backup(blob)  # the name exists
+    assert caught.value.status_code == 409
+    keys.begin_delete_key(name).result()
+    keys.purge_deleted_key(name)
+    restored = keys.restore_key_backup(blob)
+    assert restored.name == name
+    assert restored.key.n == second.key.n  # the same private key, under a new version id
+    assert restored.properties.version not in (first.properties.version, second.properties.version)
+    versions = list(keys.list_properties_of_key_versions(name))
+    assert [v.enabled for v in versions] == [False, True]
+    assert keys.get_key(name, versions[0].version).key.n == first.key.n
+    assert versions[0].tags == {"a": "1"}
+    # The restored key verifies what the original signed, and signs anew.
+    _verify_independently(_public(restored), "RS256", digest, signed.signature)
+    again = _crypto(server, admin_token, restored.id).sign(SignatureAlgorithm.rs256, digest)
+    _verify_independently(_public(second), "RS256", digest, again.signature)
+
+
+def test_a_backup_opens_only_in_restore(
+    server: TlsServer, keys: KeyClient, admin_token: str
+) -> None:
+    name = _name()
+    keys.create_ec_key(name)
+    blob = keys.backup_key(name)
+    aws = server.aws()
+    sealed = blob[len(b"keycask-azure-backup-v1:") :]
+    # Nobody may use, change or delete the backup key through the AWS door.
+    aliases = aws.list_aliases()["Aliases"]
+    shield = next(a["TargetKeyId"] for a in aliases if a["AliasName"] == "alias/azure/_backup")
+    for call in (
+        lambda: aws.decrypt(CiphertextBlob=sealed),
+        lambda: aws.decrypt(
+            CiphertextBlob=sealed,
+            EncryptionContext={"azure-keyvault:backup": "000000000000/us-east-1"},
+        ),
+        lambda: aws.put_key_policy(
+            KeyId=shield,
+            PolicyName="default",
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"AWS": "arn:aws:iam::000000000000:root"},
+                            "Action": "kms:*",
+                            "Resource": "*",
+                        }
+                    ],
+                }
+            ),
+        ),
+        lambda: aws.schedule_key_deletion(KeyId=shield),
+        lambda: aws.disable_key(KeyId=shield),
+    ):
+        with pytest.raises(aws.exceptions.ClientError) as caught:
+            call()
+        assert caught.value.response["Error"]["Code"] == "AccessDeniedException"
+    # A blob altered anywhere, or not a backup, is refused with no effect.
+    keys.begin_delete_key(name).result()
+    keys.purge_deleted_key(name)
+    for bad in (blob[:-1] + bytes([blob[-1] ^ 1]), b"keycask-azure-backup-v1:" + b"\1" * 80, b"x"):
+        with pytest.raises(HttpResponseError) as caught:
+            keys.restore_key_backup(bad)
+        assert caught.value.status_code == 400
+    with pytest.raises(ResourceNotFoundError):
+        keys.get_key(name)
+    # Backup needs the right to change the key's policy.
+    user = f"az-{uuid.uuid4().hex[:8]}"
+    server.cli("principals", "create", user, "--json")
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:PutKeyPolicy", "Resource": "*"},
+    ]}  # fmt: skip
+    path = server.data_dir.parent / f"{user}.json"
+    path.write_text(json.dumps(policy))
+    server.cli("principals", "put-policy", user, "--policy-name", "p", "--file", str(path))
+    other = keys.create_ec_key(_name())
+    with pytest.raises(HttpResponseError) as caught:
+        _keys(server, _token(server, user)).backup_key(other.name)
+    assert caught.value.status_code == 403

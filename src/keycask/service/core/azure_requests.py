@@ -296,6 +296,18 @@ class PolicyResult:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreRequest:
+    vault: str
+    base: str
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    blob: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class RandomRequest:
     count: int
 

@@ -20,6 +20,7 @@ from keycask.errors import ValidationException
 from keycask.keys.model import KeySpec, KeyState
 from keycask.service.core.azure_requests import (
     UNSET,
+    BackupResult,
     CreateRequest,
     CryptoRequest,
     Deleted,
@@ -35,6 +36,7 @@ from keycask.service.core.azure_requests import (
     PolicyResult,
     RandomRequest,
     RandomResult,
+    RestoreRequest,
     RotationPolicy,
     UpdateRequest,
     Version,
@@ -292,6 +294,25 @@ def crypto(ref: KeyRef, base: str, version: str, operation: str, doc: Doc) -> Cr
             ref, base, version, operation, algorithm, _b64(doc, "value"), _b64(doc, "digest")
         )
     return CryptoRequest(ref, base, version, operation, algorithm, _b64(doc, "value"))
+
+
+# A backup holds every version's private key: up to the server's body limit.
+_MAX_BACKUP = 1024 * 1024
+
+
+def restore(vault: str, base: str, doc: Doc) -> RestoreRequest:
+    text = _field(doc, "value", str, required=True)
+    if len(text) > _MAX_BACKUP:
+        raise ValidationException("The backup blob is too long.")
+    try:
+        blob = pybase64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationException("The parameter value is not valid base64url.") from None
+    return RestoreRequest(vault, base, blob)
+
+
+def backup_out(result: BackupResult) -> Doc:
+    return {"value": _b64url(result.blob)}
 
 
 def random(doc: Doc) -> RandomRequest:

@@ -54,7 +54,13 @@ from keycask.errors import (
     ValidationException,
 )
 from keycask.ports import Write
-from keycask.service.core import azure, azure_crypto, azure_deletion, azure_rotation
+from keycask.service.core import (
+    azure,
+    azure_backup,
+    azure_crypto,
+    azure_deletion,
+    azure_rotation,
+)
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.azure_requests import KeyRef, PolicyRequest
 from keycask.service.core.call import Call, Outcome
@@ -66,7 +72,8 @@ from keycask.service.doors.bearer import BearerCallers, bearer_token
 PATH_PREFIXES: Final = (b"/keys", b"/deletedkeys", b"/rng")
 DEFAULT_VAULT: Final = "default"
 # Key Vault's requests are small (the largest, an RSA-4096 key to import,
-# is a few KiB): anything over this is refused before it is parsed.
+# is a few KiB): anything over this is refused before it is parsed, but a
+# restore (a backup holds every version's key), up to the server's 1 MiB.
 MAX_BODY: Final = 64 * 1024
 _P = "AzureKeyVault."
 _HOST: Final = re.compile(r"(\[[0-9a-fA-F:.]{2,45}\]|[A-Za-z0-9.-]{1,253})(:\d{1,5})?")
@@ -127,6 +134,8 @@ ROUTES: dict[str, Route] = {
         Route(_P + "GetKeyRotationPolicy", azure_rotation.get_policy, codec.policy_out),
         Route(_P + "UpdateKeyRotationPolicy", azure_rotation.put_policy, codec.policy_out,
               mutates=True),
+        Route(_P + "BackupKey", azure_backup.backup, codec.backup_out, mutates=True),
+        Route(_P + "RestoreKey", azure_backup.restore, codec.key_bundle, mutates=True),
         Route(_P + "ImportKey", azure.create, codec.key_bundle, mutates=True),
         Route(_P + "DeleteKey", azure_deletion.delete, codec.deleted_bundle, mutates=True),
         Route(_P + "GetDeletedKey", azure_deletion.get_deleted, codec.deleted_bundle),
@@ -137,7 +146,7 @@ ROUTES: dict[str, Route] = {
 }  # fmt: skip
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
-UNSERVED = ("BackupKey", "RestoreKey", "Release", "GetKeyAttestation")
+UNSERVED = ("Release", "GetKeyAttestation")
 for _op in UNSERVED:
     ROUTES[_P + _op] = Route(_P + _op, None, _empty)
 
@@ -361,7 +370,7 @@ class AzureKeyVaultDoor:
         return self._actions[name]
 
     def decode(self, call: Call, action: Action, request: HttpRequest) -> object:
-        if len(request.body) > MAX_BODY:
+        if len(request.body) > MAX_BODY and action.name != _P + "RestoreKey":
             raise RequestEntityTooLargeException(
                 f"The request body is over {MAX_BODY} bytes, the most a Key Vault request "
                 "to keycask may carry."
@@ -378,6 +387,8 @@ class AzureKeyVaultDoor:
             return codec.random(codec.body(request.body))
         if op == "GetKeys":
             return codec.listing(vault, base, query, api_version)
+        if op == "RestoreKey":
+            return codec.restore(vault, base, codec.body(request.body))
         if op == "GetDeletedKeys":
             return codec.listing(vault, base, query, api_version, deleted=True)
         matched = match(request.method, request.raw_path.decode("latin-1"))
@@ -388,7 +399,7 @@ class AzureKeyVaultDoor:
         version = version.lower()
         if op == "GetKeyVersions":
             return codec.listing(vault, base, query, api_version, ref)
-        if op in ("GetKey", "RotateKey", "DeleteKey") or op in _DELETED:
+        if op in ("GetKey", "RotateKey", "DeleteKey", "BackupKey") or op in _DELETED:
             return codec.get(ref, base, version)
         if op == "GetKeyRotationPolicy":
             return PolicyRequest(ref, base)
