@@ -560,13 +560,26 @@ def test_disabled_not_yet_valid_and_expired_keys_are_refused(
     with pytest.raises(HttpResponseError) as caught:
         client.sign(SignatureAlgorithm.es256, digest)
     assert caught.value.status_code == 403 and "expired" in str(caught.value)
+    # The AWS door's use of the same key is held to them too.
+    aws = server.aws()
+    key_id = str(uuid.UUID(hex=key.properties.version))
+    with pytest.raises(aws.exceptions.KMSInvalidStateException, match="expired"):
+        aws.sign(KeyId=key_id, Message=digest, MessageType="DIGEST",
+                 SigningAlgorithm="ECDSA_SHA_256")  # fmt: skip
     keys.update_key_properties(name, expires_on=datetime.now(UTC) + timedelta(days=1))
+    signature = aws.sign(KeyId=key_id, Message=digest, MessageType="DIGEST",
+                         SigningAlgorithm="ECDSA_SHA_256")["Signature"]  # fmt: skip
     assert client.sign(SignatureAlgorithm.es256, digest).signature
-    # An operation outside the version's key_ops.
+    # An operation outside the version's key_ops, whichever door asks.
     keys.update_key_properties(name, key_operations=["verify"])
     with pytest.raises(HttpResponseError) as caught:
         client.sign(SignatureAlgorithm.es256, digest)
     assert caught.value.status_code == 403 and "not permitted" in str(caught.value)
+    with pytest.raises(aws.exceptions.KMSInvalidStateException, match="key_ops"):
+        aws.sign(KeyId=key_id, Message=digest, MessageType="DIGEST",
+                 SigningAlgorithm="ECDSA_SHA_256")  # fmt: skip
+    assert aws.verify(KeyId=key_id, Message=digest, MessageType="DIGEST", Signature=signature,
+                      SigningAlgorithm="ECDSA_SHA_256")["SignatureValid"]  # fmt: skip
 
 
 def test_random_bytes(keys: KeyClient) -> None:

@@ -38,6 +38,7 @@ from keycask.keys.grant import Grant
 from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
+    AZURE_GATE_PREFIX,
     AZURE_KEY_PREFIX,
     CUSTOM_STORE_PREFIX,
     GCP_KEY_PREFIX,
@@ -53,6 +54,7 @@ from keycask.keys.paths import (
     TRANSIT_PREFIX,
     VAULT_MOUNTS_PREFIX,
     alias_prefix,
+    azure_gate_path,
     azure_key_path,
     custom_store_key_path,
     custom_store_keys_prefix,
@@ -135,6 +137,7 @@ class KeyStore:
         # Decrypt, so cached like the transit settings, absence included.
         self._gcp: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         self._azure: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        self._azure_gate: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
         # Custom key stores by path: every use of a key of one asks.
@@ -366,6 +369,7 @@ class KeyStore:
             )
         writes.append(b.delete(gcp_key_path(key.key_id), expect=None))
         writes.append(b.delete(azure_key_path(key.key_id), expect=None))
+        writes.append(b.delete(azure_gate_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -580,6 +584,14 @@ class KeyStore:
     def stage_azure_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(azure_key_path(key_id), value, expect=expect)
 
+    async def azure_gate(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """An Azure Key Vault version's conditions on use (b"" at revision 0:
+        none, the key is no Key Vault version)."""
+        return await self._optional_document(self._azure_gate, key_id, azure_gate_path(key_id))
+
+    def stage_azure_gate(self, key_id: uuid.UUID, value: bytes) -> Write:
+        return self._barrier.put(azure_gate_path(key_id), value, expect=None)
+
     # -- last use --
 
     async def usage(self, key_id: uuid.UUID) -> Stored[bytes] | None:
@@ -745,6 +757,7 @@ class KeyStore:
         self._transit.clear()
         self._gcp.clear()
         self._azure.clear()
+        self._azure_gate.clear()
         self._mounts.clear()
         self._stores.clear()
 
@@ -781,6 +794,8 @@ class KeyStore:
                 self._gcp.pop(uuid.UUID(path[len(GCP_KEY_PREFIX) :]))
             elif path.startswith(AZURE_KEY_PREFIX):
                 self._azure.pop(uuid.UUID(path[len(AZURE_KEY_PREFIX) :]))
+            elif path.startswith(AZURE_GATE_PREFIX):
+                self._azure_gate.pop(uuid.UUID(path[len(AZURE_GATE_PREFIX) :]))
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

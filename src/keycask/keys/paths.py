@@ -158,6 +158,13 @@ def gcp_key_path(key_id: uuid.UUID) -> str:
 
 
 AZURE_KEY_PREFIX = "azure/key/"
+AZURE_GATE_PREFIX = "azure/gate/"
+
+
+def azure_gate_path(key_id: uuid.UUID) -> str:
+    """An Azure Key Vault version's conditions on use (nbf, exp, key_ops),
+    beside its own keycask key, checked by every door (service/core/azure_gate.py)."""
+    return f"{AZURE_GATE_PREFIX}{key_id}"
 
 
 def azure_key_path(key_id: uuid.UUID) -> str:

@@ -29,10 +29,11 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.keystore import Stored
+from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Alias, Key, KeySpec, KeyState, KeyUsage, alias_arn
 from keycask.ports import Write
 from keycask.service.core import requests as aws
+from keycask.service.core.azure_gate import gate_doc
 from keycask.service.core.azure_requests import (
     CreateRequest,
     GetRequest,
@@ -72,6 +73,12 @@ class KeyNotFound(NotFoundException):
 class KeyConflict(KMSInvalidStateException):
     """Key Vault's 409 Conflict (a deleted key's name, a state that does not
     allow the change)."""
+
+
+def gate_write(keys: KeyStore, entry: Version) -> Write:
+    """The version's nbf, exp and key_ops beside its own keycask key, for
+    every door's Sign, Verify, Encrypt and Decrypt (``azure_gate.py``)."""
+    return keys.stage_azure_gate(entry.key_id, gate_doc(entry.nbf, entry.exp, entry.ops))
 
 
 def not_found(ref: KeyRef, version: str = "") -> KeyNotFound:
@@ -302,6 +309,7 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
         *deps.keys.stage_put_alias(
             Alias(alias_name, call.account, call.region, key.key_id, now, now), expect=0
         ),
+        gate_write(deps.keys, entry),
     ]
     if anchor is None or settings is None or stored is None:
         new = Settings(req.ref.vault, req.ref.name, (entry,))
@@ -475,6 +483,7 @@ async def update(deps: Deps, call: Call, req: UpdateRequest) -> Outcome:
                 anchor.key_id, settings.replace(new).to_doc(), stored.revision
             )
         )
+        writes.append(gate_write(deps.keys, new))
     await authorize_key(call, key, "kms:GetPublicKey")
     call.detail = f"Azure key {req.ref.vault}/{req.ref.name} version {entry.id}: " + (
         ", ".join(details) or "nothing changed"

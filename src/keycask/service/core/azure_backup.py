@@ -36,7 +36,13 @@ from keycask.keys.model import Alias, Key, KeySpec, KeyState, KeyUsage, KeyVersi
 from keycask.keys.wire import BlobHeader, blob_header, encode_context, open_blob, seal_blob
 from keycask.ports import Write
 from keycask.service.core import requests as aws
-from keycask.service.core.azure import KeyConflict, anchor_of, public_der, version_key
+from keycask.service.core.azure import (
+    KeyConflict,
+    anchor_of,
+    gate_write,
+    public_der,
+    version_key,
+)
 from keycask.service.core.azure_requests import (
     ALIAS_PREFIX,
     BackupResult,
@@ -229,6 +235,7 @@ async def restore(deps: Deps, call: Call, req: RestoreRequest) -> Outcome:
                                       expect=0)
         )  # fmt: skip
         entries.append(dataclasses.replace(old, id=key.key_id.hex))
+        writes.append(gate_write(deps.keys, entries[-1]))
         anchor = anchor or key
         latest = key
     assert anchor is not None and latest is not None

@@ -29,7 +29,7 @@ from keycask.errors import ValidationException
 from keycask.keys.keystore import KeyStore
 from keycask.keys.model import Alias, Key, KeyState, KeyVersion, Origin
 from keycask.ports import Write
-from keycask.service.core.azure import anchor_of
+from keycask.service.core.azure import anchor_of, gate_write
 from keycask.service.core.azure_requests import (
     KeyRef,
     PolicyRequest,
@@ -164,6 +164,7 @@ async def rotate_due(keys: KeyStore, anchor: Key, now: datetime) -> tuple[list[W
         *keys.stage_create(key, material),
         *keys.stage_put_alias(alias, expect=0),
         keys.stage_azure_key(anchor.key_id, new.to_doc(), stored.revision),
+        gate_write(keys, entry),
     ]
     following = due_at(settings.policy, entry)
     if following is not None:
