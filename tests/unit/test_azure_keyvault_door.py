@@ -37,6 +37,11 @@ V = "0123456789abcdef0123456789abcdef"
         ("DELETE", "/deletedkeys/k", ("PurgeDeletedKey", "k", "")),
         ("POST", "/deletedkeys/k/recover", ("RecoverDeletedKey", "k", "")),
         ("POST", "/rng", ("GetRandomBytes", "", "")),
+        ("GET", "/keys/k/rotationpolicy", ("GetKeyRotationPolicy", "k", "")),
+        ("PUT", "/keys/k/rotationpolicy", ("UpdateKeyRotationPolicy", "k", "")),
+        ("POST", "/keys/k/backup", ("BackupKey", "k", "")),
+        ("POST", "/keys/restore", ("RestoreKey", "", "")),
+        ("POST", f"/keys/k/{V}/release", ("Release", "k", V)),
     ],
 )
 def test_routes(method: str, path: str, expected: tuple[str, str, str]) -> None:
