@@ -51,6 +51,7 @@ from keycask.service.core.nodes import NodeRecord, NodeRegistry, node_id
 from keycask.service.core.usage import UsageTracker
 from keycask.service.door import Doors
 from keycask.service.doors.admin import AdminDoor
+from keycask.service.doors.azure_keyvault import AzureKeyVaultDoor
 from keycask.service.doors.dev import DevDoor
 from keycask.service.doors.gcp_kms import GcpKmsDoor
 from keycask.service.doors.kms import KmsDoor
@@ -319,6 +320,7 @@ def _doors(
                 projects=dict(settings.gcp_projects),
             )
         )
+        doors.add(AzureKeyVaultDoor(deps, deps.tokens, deps.authz, region=settings.region))
     xks = XksDoor(
         deps,
         deps.credentials,

@@ -32,10 +32,20 @@ _ALIVE_SEALED = Response(200, b'{"status":"sealed"}', (_JSON,))
 
 def _response(reply: Reply) -> Response:
     # The content type is the answering door's (STS answers XML).
-    return Response(
-        reply.status,
-        reply.body,
-        ((b"content-type", reply.content_type), (b"x-amzn-requestid", reply.request_id.encode())),
+    headers = (
+        (b"content-type", reply.content_type),
+        (b"x-amzn-requestid", reply.request_id.encode()),
+    )
+    return Response(reply.status, reply.body, headers + reply.headers if reply.headers else headers)
+
+
+# The Azure Key Vault door's paths (service/doors/azure_keyvault.py).
+_AZURE_PATHS = ("/keys", "/deletedkeys", "/rng")
+
+
+def _azure_path(path: str) -> bool:
+    return path.startswith(_AZURE_PATHS) and (
+        path in _AZURE_PATHS or path.startswith(tuple(p + "/" for p in _AZURE_PATHS))
     )
 
 
@@ -87,6 +97,18 @@ class KMSApp:
                 http, request.client, secure_transport=request.secure
             )
             return _response(reply)
+        if _azure_path(path):
+            # Azure Key Vault's keys data plane, every method; the door
+            # refuses it unless it came over TLS.
+            http = HttpRequest(
+                method, request.raw_path, request.query_string, request.headers, request.body
+            )
+            reply = await self._pipeline.handle(
+                http, request.client, secure_transport=request.secure
+            )
+            if reply.status == 200 and not reply.body:
+                return Response(204, b"", ((b"x-ms-request-id", reply.request_id.encode()),))
+            return _response(reply)
         if path == "/healthz" and method in ("GET", "HEAD"):
             if not self.ready:
                 return _STARTING
@@ -126,6 +148,14 @@ class KMSApp:
             # Audited as above; answered in Vault's wire, as Vault does.
             body = orjson.dumps({"errors": [f"request body exceeds {self.max_body} bytes"]})
             return Response(413, body, (_VAULT_JSON, (b"x-request-id", reply.request_id.encode())))
+        if _azure_path(request.path):
+            # Audited as above; answered in Key Vault's wire.
+            body = orjson.dumps(
+                {"error": {"code": "RequestEntityTooLarge", "message": error.message}}
+            )
+            return Response(
+                413, body, (_VAULT_JSON, (b"x-ms-request-id", reply.request_id.encode()))
+            )
         if b"/kms/xks/" in request.raw_path:
             body = orjson.dumps({"errorName": "ValidationException", "errorMessage": error.message})
             request_id = (b"x-amzn-requestid", reply.request_id.encode())

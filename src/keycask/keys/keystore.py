@@ -38,9 +38,12 @@ from keycask.keys.grant import Grant
 from keycask.keys.ids import record_id
 from keycask.keys.model import SHARED_FIELDS, Alias, Key, KeyVersion
 from keycask.keys.paths import (
+    AZURE_GATE_PREFIX,
+    AZURE_KEY_PREFIX,
     CUSTOM_STORE_PREFIX,
     GCP_KEY_PREFIX,
     GRANT_PREFIX,
+    JOB_AZURE_ROTATE,
     JOB_DELETE,
     JOB_EXPIRE,
     JOB_GCP_DESTROY,
@@ -51,6 +54,8 @@ from keycask.keys.paths import (
     TRANSIT_PREFIX,
     VAULT_MOUNTS_PREFIX,
     alias_prefix,
+    azure_gate_path,
+    azure_key_path,
     custom_store_key_path,
     custom_store_keys_prefix,
     custom_store_path,
@@ -86,6 +91,7 @@ from keycask.ports import Write
 
 # Re-exported for the service layer, which imports them from here.
 __all__ = [
+    "JOB_AZURE_ROTATE",
     "JOB_DELETE",
     "JOB_EXPIRE",
     "JOB_GCP_DESTROY",
@@ -132,6 +138,8 @@ class KeyStore:
         # Cloud KMS settings (versions' states): read by every Encrypt and
         # Decrypt, so cached like the transit settings, absence included.
         self._gcp: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        self._azure: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
+        self._azure_gate: BoundedCache[uuid.UUID, Stored[bytes]] = BoundedCache(cache_entries)
         # Vault Transit mounts by (account, region); b"" at revision 0: none.
         self._mounts: BoundedCache[tuple[str, str], Stored[bytes]] = BoundedCache(cache_entries)
         # Custom key stores by path: every use of a key of one asks.
@@ -362,6 +370,8 @@ class KeyStore:
                 b.delete(custom_store_key_path(key.custom_key_store_id, key.key_id), expect=None)
             )
         writes.append(b.delete(gcp_key_path(key.key_id), expect=None))
+        writes.append(b.delete(azure_key_path(key.key_id), expect=None))
+        writes.append(b.delete(azure_gate_path(key.key_id), expect=None))
         for grant in await self._load_grants(key.key_id):
             writes.extend(self.stage_delete_grant(grant, exact=False))
         # Remembered, so its ciphertexts get AWS's "key does not exist" answer
@@ -438,6 +448,11 @@ class KeyStore:
         """Have the scheduler destroy the key's Cloud KMS versions whose
         destroy time has come, at ``when``."""
         return self._barrier.put(sched_path(when, JOB_GCP_DESTROY, key_id), b"", expect=None)
+
+    def stage_azure_rotate(self, key_id: uuid.UUID, when: float) -> Write:
+        """Have the scheduler rotate the Azure Key Vault key whose first
+        version is ``key_id`` by its rotation policy, at ``when``."""
+        return self._barrier.put(sched_path(when, JOB_AZURE_ROTATE, key_id), b"", expect=None)
 
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)
@@ -592,6 +607,21 @@ class KeyStore:
 
     def stage_gcp_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
         return self._barrier.put(gcp_key_path(key_id), value, expect=expect)
+
+    async def azure_key(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """A key's Azure Key Vault settings document (b"" at revision 0: none)."""
+        return await self._optional_document(self._azure, key_id, azure_key_path(key_id))
+
+    def stage_azure_key(self, key_id: uuid.UUID, value: bytes, expect: int) -> Write:
+        return self._barrier.put(azure_key_path(key_id), value, expect=expect)
+
+    async def azure_gate(self, key_id: uuid.UUID) -> Stored[bytes]:
+        """An Azure Key Vault version's conditions on use (b"" at revision 0:
+        none, the key is no Key Vault version)."""
+        return await self._optional_document(self._azure_gate, key_id, azure_gate_path(key_id))
+
+    def stage_azure_gate(self, key_id: uuid.UUID, value: bytes) -> Write:
+        return self._barrier.put(azure_gate_path(key_id), value, expect=None)
 
     # -- last use --
 
@@ -757,6 +787,8 @@ class KeyStore:
         self._grants.clear()
         self._transit.clear()
         self._gcp.clear()
+        self._azure.clear()
+        self._azure_gate.clear()
         self._mounts.clear()
         self._stores.clear()
 
@@ -791,6 +823,10 @@ class KeyStore:
                 self._stores.pop(path)
             elif path.startswith(GCP_KEY_PREFIX):
                 self._gcp.pop(uuid.UUID(path[len(GCP_KEY_PREFIX) :]))
+            elif path.startswith(AZURE_KEY_PREFIX):
+                self._azure.pop(uuid.UUID(path[len(AZURE_KEY_PREFIX) :]))
+            elif path.startswith(AZURE_GATE_PREFIX):
+                self._azure_gate.pop(uuid.UUID(path[len(AZURE_GATE_PREFIX) :]))
             elif path.startswith(VAULT_MOUNTS_PREFIX):
                 account, _, region = path[len(VAULT_MOUNTS_PREFIX) :].partition("/")
                 self._mounts.pop((account, region))

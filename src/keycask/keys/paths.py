@@ -50,6 +50,9 @@ JOB_TOKENS = "tokens"  # sweep a key's (or Cloud KMS import job's) expired impor
 # destruction (service/core/gcp_versions.py); not derived from the key's
 # own fields, like JOB_TOKENS.
 JOB_GCP_DESTROY = "gcpdestroy"
+# Rotate an Azure Key Vault key by its rotation policy
+# (service/core/azure_rotation.py): a new version, a keycask key of its own.
+JOB_AZURE_ROTATE = "azrotate"
 SCHED_PREFIX = "sched/"
 MRK_MARKER_PREFIX = "mrk/"
 
@@ -168,6 +171,22 @@ def gcp_job_count_path(account: str, region: str) -> str:
 def gcp_key_path(key_id: uuid.UUID) -> str:
     """A key's Cloud KMS settings (service/core/gcp.py): its name, labels, purpose."""
     return f"{GCP_KEY_PREFIX}{key_id}"
+
+
+AZURE_KEY_PREFIX = "azure/key/"
+AZURE_GATE_PREFIX = "azure/gate/"
+
+
+def azure_gate_path(key_id: uuid.UUID) -> str:
+    """An Azure Key Vault version's conditions on use (nbf, exp, key_ops),
+    beside its own keycask key, checked by every door (service/core/azure_gate.py)."""
+    return f"{AZURE_GATE_PREFIX}{key_id}"
+
+
+def azure_key_path(key_id: uuid.UUID) -> str:
+    """An Azure Key Vault key's settings (service/core/azure.py): its vault,
+    name and versions, kept beside its first version's keycask key."""
+    return f"{AZURE_KEY_PREFIX}{key_id}"
 
 
 def usage_path(key_id: uuid.UUID) -> str:

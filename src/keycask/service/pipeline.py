@@ -134,6 +134,8 @@ class Reply:
     body: bytes
     request_id: str
     content_type: bytes = b"application/x-amz-json-1.1"
+    # More headers of the answer (the Azure Key Vault door's 401 challenge).
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class Pipeline:
@@ -354,11 +356,15 @@ class Pipeline:
         elif call.decision == "deny":
             metrics.AUTHZ_DENIED.labels(call.operation or metrics.OTHER).inc()
         call.error_code = error.code
+        # A door may add headers to an error answer (``error_headers``: the
+        # Azure Key Vault door's WWW-Authenticate challenge).
+        extra = getattr(door, "error_headers", None)
         return Reply(
             door.error_status(error),
             door.encode_error(error, call.request_id),
             call.request_id,
             door.content_type,
+            () if extra is None else extra(error),
         )
 
     def _record(

@@ -45,6 +45,7 @@ from keycask.audit import AuditLog, AuditRecord
 from keycask.errors import BarrierBusy, KMSInternalException, Sealed
 from keycask.keys.ids import record_id
 from keycask.keys.keystore import (
+    JOB_AZURE_ROTATE,
     JOB_DELETE,
     JOB_EXPIRE,
     JOB_GCP_DESTROY,
@@ -59,6 +60,7 @@ from keycask.keys.keystore import (
 from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, Key, KeyState, RotationType
 from keycask.ports import Clock, Coordinator, Write
 from keycask.service.core import hsm_keys
+from keycask.service.core.azure_rotation import rotate_due
 from keycask.service.core.deps import Deps
 from keycask.service.core.gcp_versions import destroy_due
 from keycask.service.core.handlers.rotation import rotate, stage_rotation
@@ -254,6 +256,8 @@ class Scheduler:
             now = self._deps.clock.now()
             if job == JOB_GCP_DESTROY and stored is not None:
                 result = await self._gcp_destroy(path, stored.value, now)
+            elif job == JOB_AZURE_ROTATE and stored is not None:
+                result = await self._azure_rotate(path, stored.value, now)
             elif stored is None or path not in due_jobs(stored.value):
                 # Left behind (the key changed or is gone): just drop it.
                 await self._commit([keys.stage_unschedule(path)])
@@ -307,6 +311,18 @@ class Scheduler:
         detail += await hsm_keys.destroy(self._deps, key)
         return JobResult("DestroyCryptoKeyVersion", key, [*writes, keys.stage_unschedule(path)],
                          detail)  # fmt: skip
+
+    async def _azure_rotate(self, path: str, key: Key, now: datetime) -> JobResult | None:
+        """An Azure Key Vault key's rotation by its policy
+        (``azure_rotation.rotate_due``): a new version when it is due, else
+        only the entry for when it will be; this entry goes either way."""
+        keys = self._deps.keys
+        writes, detail = await rotate_due(keys, key, now)
+        writes = [w for w in writes if w.path != path] + [keys.stage_unschedule(path)]
+        if detail is None:
+            await self._commit(writes)
+            return None
+        return JobResult("AzureKeyVault.RotateKey", key, writes, detail)
 
     async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
         """Delete expired import parameters: their RSA private keys have no

@@ -57,10 +57,12 @@ async def _check_alias_quota(deps: Deps, call: Call, target: Key) -> None:
 # keycask itself); alias/gcp/ names the Google Cloud KMS door's crypto keys
 # and their versions (service/core/gcp.py), which that door writes
 # directly: a name another door could take would let its holder stand in
-# for someone else's crypto key version.
+# for someone else's crypto key version. alias/azure/ names the Azure Key
+# Vault door's keys and their versions (service/core/azure.py), likewise.
 RESERVED_ALIAS_PREFIXES: tuple[tuple[str, str | None, str], ...] = (
     ("alias/aws/", None, "AWS managed keys"),
     ("alias/gcp/", "gcp-kms", "the Cloud KMS door's crypto keys"),
+    ("alias/azure/", "azure-keyvault", "the Azure Key Vault door's keys"),
 )
 
 

@@ -31,6 +31,7 @@ from keycask.errors import (
 from keycask.keys.model import Key, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import encode_context
+from keycask.service.core.azure_gate import check_gate
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers.crypto import DRY_RUN, seal_for, symmetric_key_for
@@ -101,6 +102,8 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
             f"{key.arn} key usage is {key.key_usage.value} which is not valid for Sign."
         )
     _check_signing(key, algorithm, message_type)
+    # An Azure Key Vault version's nbf, exp and key_ops, whichever door asks.
+    check_gate(key, "Sign", deps.clock.now(), await keys.azure_gate(key.key_id))
     private = await keys.private_key(key)
     if private is None:
         raise KMSInternalException("key material is missing")
@@ -121,6 +124,7 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
     key = await _key(deps, call, req.key_id, "Verify", KeyUsage.SIGN_VERIFY)
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
+    check_gate(key, "Verify", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
     private = await _private(deps, call, key)
     try:
         valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)

@@ -42,6 +42,7 @@ from keycask.keys.wire import (
     seal_blob,
 )
 from keycask.service.core import hsm_keys, xks_keys
+from keycask.service.core.azure_gate import check_gate
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.custom_store_types import random_from_store
 from keycask.service.core.deps import Deps
@@ -228,6 +229,8 @@ async def _encrypt_with(
         return await seal_for(deps, call, key, plaintext, _context_bytes(call, context))
     _no_context(context)
     assert algorithm is not None
+    # An Azure Key Vault version's nbf, exp and key_ops, whichever door asks.
+    check_gate(key, "Encrypt", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
     private = await _private(deps, call, key)
     try:
         # AWS's RSA ciphertext is the bare RSAES-OAEP output, no envelope.
@@ -258,6 +261,7 @@ async def _open_rsa(
     _require_usage(key, operation, symmetric=False)
     _check_algorithm(algorithm, key)
     _no_context(context)
+    check_gate(key, "Decrypt", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
     private = await _private(deps, call, key)
     try:
         plaintext = private.decrypt(algorithm or "", blob)
