@@ -5,7 +5,7 @@ Each call to google.cloud.kms.v1.KeyManagementService (and the two mixins
 Google's clients reach on the same channel, google.iam.v1.IAMPolicy and
 google.cloud.location.Locations) becomes the REST request Google's own REST
 client would send for it: the HTTP verb, path, query parameters and JSON
-body of the method's ``google.api.http`` rule, the ``authorization``
+body of the method's google.api.http rule, the ``authorization``
 metadata as the Authorization header. That request goes through the same
 ``Pipeline.handle`` as one to the REST door on the HTTP port (``kms.py``),
 so authentication, authorization, limits, audit (door gcp-kms) and the

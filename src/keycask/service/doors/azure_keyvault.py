@@ -6,8 +6,8 @@ resolved as the other bearer doors resolve it: ``doors/bearer.py``).
 A request without a token is answered 401 with the challenge the Azure
 SDK expects (``WWW-Authenticate: Bearer authorization="...",
 resource="..."``): its resource is the request's Host minus its first
-label (``kms.example.com:443`` -> ``https://example.com:443``, as Azure's
-``https://vault.azure.net`` is for ``myvault.vault.azure.net``), so the
+label (kms.example.com:443 -> https://example.com:443, as Azure's
+https://vault.azure.net is for myvault.vault.azure.net), so the
 SDK's check that the resource is a parent domain of the vault's passes
 with its default settings.
 
@@ -16,8 +16,8 @@ Each route maps to a core operation of ``service/core/azure.py`` and
 ``kms:`` actions (docs/azure-keyvault.md has the table). Bodies are Key
 Vault's JSON (``doors/azure_codec.py``); errors are Key Vault's
 ``{"error": {"code": "KeyNotFound", "message": ...}}`` with its statuses.
-The vault is named by the Host's first label (``kms`` for
-``kms.example.com``); an IP address or a one-label host is the vault
+The vault is named by the Host's first label (kms for
+kms.example.com); an IP address or a one-label host is the vault
 ``default``.
 """
 
