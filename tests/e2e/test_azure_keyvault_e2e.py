@@ -35,6 +35,7 @@ from botocore.config import Config
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
 from tests.conftest import Server
+from tests.e2e.test_gcp_kms_e2e import _token, _user
 
 
 @dataclass
@@ -97,25 +98,6 @@ class _Token:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         self.scopes.append(scopes)
         return AccessToken(self.token, int(time.time()) + 3600)
-
-
-def _user(server: TlsServer, actions: list[str] | None) -> str:
-    name = f"az-{uuid.uuid4().hex[:8]}"
-    server.cli("principals", "create", name, "--json")
-    if actions is not None:
-        policy = {
-            "Version": "2012-10-17",
-            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
-        }
-        path = server.data_dir.parent / f"{name}.json"
-        path.write_text(json.dumps(policy))
-        server.cli("principals", "put-policy", name, "--policy-name", "p", "--file", str(path))
-    return name
-
-
-def _token(server: TlsServer, name: str) -> str:
-    out = server.cli("principals", "token", "create", name, "--json").stdout
-    return str(json.loads(out)["Token"])
 
 
 def _keys(server: TlsServer, token: str) -> KeyClient:

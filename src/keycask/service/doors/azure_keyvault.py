@@ -24,7 +24,7 @@ kms.example.com); an IP address or a one-label host is the vault
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -53,7 +53,6 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.ports import Write
 from keycask.service.core import (
     azure,
     azure_backup,
@@ -67,7 +66,7 @@ from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.door import Action, header
 from keycask.service.doors import azure_codec as codec
-from keycask.service.doors.bearer import BearerCallers, bearer_token
+from keycask.service.doors.bearer import BearerCallers, BearerDoorWrites, bearer_token
 
 PATH_PREFIXES: Final = (b"/keys", b"/deletedkeys", b"/rng")
 DEFAULT_VAULT: Final = "default"
@@ -312,7 +311,7 @@ def vault_of(host: str) -> str:
     return label if _LABEL.fullmatch(label) is not None else DEFAULT_VAULT
 
 
-class AzureKeyVaultDoor:
+class AzureKeyVaultDoor(BearerDoorWrites):
     name = "azure-keyvault"
     prefixes: tuple[str, ...] = ()
     media_types: tuple[bytes, ...] = ()
@@ -430,20 +429,6 @@ class AzureKeyVaultDoor:
         if isinstance(error, Unauthenticated):
             return ((b"www-authenticate", error.challenge.encode("latin-1")),)
         return ()
-
-    def unavailable(self, operation: str | None) -> KMSError:
-        return DependencyTimeoutException(
-            "keycask's key store did not answer in time; the request had no effect. Retry it."
-        )
-
-    async def commit(self, writes: Sequence[Write]) -> None:
-        try:
-            await self._deps.keys.commit(writes)
-        finally:
-            self._tokens.forget(writes)
-
-    def committed(self) -> None:
-        """Nothing cached here goes stale with a commit."""
 
 
 async def _refused(call: Call, req: object) -> Outcome:

@@ -12,12 +12,16 @@ the token's principal changed (a commit that touched it).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from keycask.auth.sigv4 import HttpRequest
 from keycask.auth.tokens import TokenStore
+from keycask.errors import DependencyTimeoutException, KMSError
+from keycask.ports import Write
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Caller
+from keycask.service.core.deps import Deps
 from keycask.service.door import header
 
 _CALLER_CACHE = 4096
@@ -53,3 +57,28 @@ class BearerCallers:
             caller = Caller(principal, "token:" + key[0], region, subject)
             self._callers[key] = caller
         return caller
+
+
+class BearerDoorWrites:
+    """What every bearer-token door does alike around a commit: commit
+    through the key store, then forget the cached callers of any token the
+    writes touched (a revoked token must not act again, even on a write that
+    failed after landing), and answer a store that did not answer in time
+    with a retryable error."""
+
+    _deps: Deps
+    _tokens: TokenStore
+
+    def unavailable(self, operation: str | None) -> KMSError:
+        return DependencyTimeoutException(
+            "keycask's key store did not answer in time; the request had no effect. Retry it."
+        )
+
+    async def commit(self, writes: Sequence[Write]) -> None:
+        try:
+            await self._deps.keys.commit(writes)
+        finally:
+            self._tokens.forget(writes)
+
+    def committed(self) -> None:
+        """Nothing cached here goes stale with a commit."""

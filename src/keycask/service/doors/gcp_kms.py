@@ -19,7 +19,7 @@ location is the region of the same name; "global" is the server's region.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final
@@ -47,7 +47,6 @@ from keycask.errors import (
     UnknownOperationException,
     UnsupportedOperationException,
 )
-from keycask.ports import Write
 from keycask.service.core import (
     gcp,
     gcp_crypto,
@@ -66,7 +65,7 @@ from keycask.service.doors import gcp_iam_codec as iam_codec
 from keycask.service.doors import gcp_import_codec as import_codec
 from keycask.service.doors import gcp_list
 from keycask.service.doors import gcp_render as render
-from keycask.service.doors.bearer import BearerCallers, bearer_token
+from keycask.service.doors.bearer import BearerCallers, BearerDoorWrites, bearer_token
 
 PATH_PREFIX: Final = b"/v1/projects/"
 GLOBAL: Final = "global"
@@ -293,7 +292,7 @@ def error_body(error: KMSError) -> bytes:
     return orjson.dumps({"error": doc})
 
 
-class GcpKmsDoor:
+class GcpKmsDoor(BearerDoorWrites):
     name = "gcp-kms"
     prefixes: tuple[str, ...] = ()
     media_types: tuple[bytes, ...] = ()
@@ -383,20 +382,6 @@ class GcpKmsDoor:
 
     def error_status(self, error: KMSError) -> int:
         return status_of(error)[0]
-
-    def unavailable(self, operation: str | None) -> KMSError:
-        return DependencyTimeoutException(
-            "keycask's key store did not answer in time; the request had no effect. Retry it."
-        )
-
-    async def commit(self, writes: Sequence[Write]) -> None:
-        try:
-            await self._deps.keys.commit(writes)
-        finally:
-            self._tokens.forget(writes)
-
-    def committed(self) -> None:
-        """Nothing cached here goes stale with a commit."""
 
 
 async def _refused(call: Call, req: object) -> Outcome:

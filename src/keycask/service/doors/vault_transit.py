@@ -14,7 +14,7 @@ is empty (the HTTP edge answers it 204, as Vault does).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -37,14 +37,13 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.ports import Write
 from keycask.service.core import transit, transit_mounts, transit_sign, transit_trim
 from keycask.service.core.authz import Authorizer
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.door import Action
 from keycask.service.doors import vault_codec as codec
-from keycask.service.doors.bearer import BearerCallers
+from keycask.service.doors.bearer import BearerCallers, BearerDoorWrites
 
 PATH_PREFIX: Final = b"/v1/"
 _DENIED: Final = "permission denied"
@@ -235,7 +234,7 @@ async def _never(call: Call, req: object) -> Outcome:
     raise UnsupportedOperationException("not supported by keycask")
 
 
-class VaultTransitDoor:
+class VaultTransitDoor(BearerDoorWrites):
     name = "vault-transit"
     prefixes: tuple[str, ...] = ()
     media_types: tuple[bytes, ...] = ()
@@ -363,20 +362,6 @@ class VaultTransitDoor:
         if error.code in ("AccessDeniedException", "UnrecognizedClientException"):
             return 403
         return 400
-
-    def unavailable(self, operation: str | None) -> KMSError:
-        return DependencyTimeoutException(
-            "keycask's key store did not answer in time; the request had no effect. Retry it."
-        )
-
-    async def commit(self, writes: Sequence[Write]) -> None:
-        try:
-            await self._deps.keys.commit(writes)
-        finally:
-            self._tokens.forget(writes)
-
-    def committed(self) -> None:
-        """Nothing cached here goes stale with a commit."""
 
     # -- sys and token routes --
 
