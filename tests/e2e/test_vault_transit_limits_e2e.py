@@ -79,6 +79,12 @@ def test_mount_names_and_the_mounts_document_are_bounded(fresh_server: Server) -
     # /v1/projects/ is the Cloud KMS door's.
     with pytest.raises(hvac.exceptions.InvalidRequest, match="reserved"):
         vault.sys.enable_secrets_engine("transit", path="projects")
+    # A mount names its keys alias/<mount>/<name>: the other doors' alias
+    # prefixes are not a mount's (found in review: a mount "azure" took
+    # alias/azure/_backup, a mount "aws" alias/aws/s3).
+    for reserved in ("aws", "gcp", "azure", "azure/orders"):
+        with pytest.raises(hvac.exceptions.InvalidRequest, match="reserved"):
+            vault.sys.enable_secrets_engine("transit", path=reserved)
     # Characters JSON escapes take 6 bytes each: the document's encoded size
     # is bounded, not only each description's length.
     escaped = "\u0001" * 1024

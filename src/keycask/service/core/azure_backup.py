@@ -14,7 +14,12 @@ is bound to the account and Region as the encryption context
 
 A backup is a copy of the key outside its key policy: it needs the right
 to change that policy (``kms:PutKeyPolicy`` on every version's key), which
-already gives its holder every use of the key. Restore makes the key anew
+already gives its holder every use of the key. The blob carries each
+version's key policy, and restore puts it back on the version's new key.
+The blob itself is a secret of its account, as Key Vault's is of its
+subscription; restoring it needs ``keycask:RestoreKeyVaultBackup`` (on
+``*``, from an identity policy: no ``kms:`` wildcard grants it) besides the
+rights to make the keys. Restore makes the key anew
 (``kms:CreateKey``, ``kms:ImportKeyMaterial``, ``kms:CreateAlias`` for each
 version, as import does), under the name it had, in the vault the request
 names; a name that exists is 409 Conflict, as in Key Vault. Each version
@@ -24,6 +29,7 @@ is a new keycask key, so the restored versions have new ids.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from typing import Any
 
@@ -45,6 +51,7 @@ from keycask.service.core.azure import (
 )
 from keycask.service.core.azure_requests import (
     ALIAS_PREFIX,
+    KEY_NAME,
     BackupResult,
     GetRequest,
     KeyBundle,
@@ -61,7 +68,10 @@ from keycask.service.core.handlers import keys
 from keycask.service.core.resolve import authorize_key
 from keycask.service.core.results import KeyMetadataResult
 
+log = logging.getLogger("keycask")
+
 BACKUP_ALIAS = ALIAS_PREFIX + "_backup"
+RESTORE_ACTION = "keycask:RestoreKeyVaultBackup"
 CONTEXT_KEY = "azure-keyvault:backup"
 MAGIC = b"keycask-azure-backup-v1:"
 _POLICY = orjson.dumps(
@@ -85,6 +95,32 @@ def _context(call: Call) -> bytes:
     return encode_context({CONTEXT_KEY: f"{call.account}/{call.region}"})
 
 
+def _shield(key: Key, call: Call) -> Key:
+    """``key`` if it is keycask's own backup key of this account and Region:
+    symmetric, its policy exactly the deny-all one. Only this door writes
+    ``alias/azure/`` names, but a key any door could use must never seal a
+    backup (its holder would read the private keys in it; found in review
+    when a Vault Transit mount could still write that alias)."""
+    if (
+        key.policy != _POLICY
+        or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+        or key.account != call.account
+        or key.region != call.region
+        or key.custom_key_store_id is not None
+    ):
+        log.error(
+            "%s names key %s, which is not keycask's backup key (its policy lets someone use "
+            "it): refusing to back up or restore through it",
+            BACKUP_ALIAS,
+            key.arn,
+        )
+        raise KMSInternalException(
+            "the Azure Key Vault backup key of this account is not keycask's own; nothing was "
+            "backed up or restored (see the server log)"
+        )
+    return key
+
+
 async def _backup_key(deps: Deps, call: Call) -> tuple[Key, KeyMaterial, list[Write]]:
     """The account's and Region's backup key, made now if it is not there
     (its writes then go with the backup's)."""
@@ -94,7 +130,7 @@ async def _backup_key(deps: Deps, call: Call) -> tuple[Key, KeyMaterial, list[Wr
         material = None if stored is None else await deps.keys.material(alias.value.target, 1)
         if stored is None or material is None:
             raise KMSInternalException("the Azure Key Vault backup key is missing")
-        return stored.value, material, []
+        return _shield(stored.value, call), material, []
     now = deps.clock.now()
     key_id = uuid.uuid4()
     material = KeyMaterial.generate(32)
@@ -129,6 +165,7 @@ async def backup(deps: Deps, call: Call, req: GetRequest) -> Outcome:
             "spec": key.key_spec.value,
             "usage": key.key_usage.value,
             "enabled": key.state is KeyState.ENABLED,
+            "key_policy": key.policy,
             "pkcs8": pybase64.b64encode(private.reveal()).decode("ascii"),
         })  # fmt: skip
     doc = {
@@ -165,6 +202,10 @@ def _open(call: Call, shield: Key, material: KeyMaterial, blob: bytes) -> dict[s
 
 
 async def restore(deps: Deps, call: Call, req: RestoreRequest) -> Outcome:
+    # A right of its own, granted by name (no kms: wildcard holds it): a blob
+    # is a private key, and whoever may make keys must not thereby get one
+    # back under rights scoped to their own key names (found in review).
+    await call.authorize(RESTORE_ACTION)
     alias = await deps.keys.get_alias(call.account, call.region, BACKUP_ALIAS)
     stored = None if alias is None else await deps.keys.get(alias.value.target)
     material = None if alias is None else await deps.keys.material(alias.value.target, 1)
@@ -172,16 +213,20 @@ async def restore(deps: Deps, call: Call, req: RestoreRequest) -> Outcome:
         raise ValidationException(
             "The backup blob is not a keycask Azure Key Vault backup of this account and Region."
         )
-    doc = _open(call, stored.value, material, req.blob)
+    doc = _open(call, _shield(stored.value, call), material, req.blob)
     try:
         # Authenticated: only keycask wrote it; read strictly all the same.
         name = str(doc["name"])
         items = [
             (KeySpec(item["spec"]), KeyUsage(item["usage"]), bool(item["enabled"]),
              KeyMaterial.any_size(pybase64.b64decode(item["pkcs8"])),
-             Version.from_doc(item["entry"]))
+             Version.from_doc(item["entry"]), item.get("key_policy"))
             for item in doc["versions"]
         ]  # fmt: skip
+        if not all(isinstance(item[5], str | None) for item in items):
+            raise TypeError
+        if KEY_NAME.fullmatch(name) is None:
+            raise ValueError
         policy = None if doc.get("policy") is None else RotationPolicy.from_doc(doc["policy"])
     except (KeyError, ValueError, TypeError):
         raise ValidationException("The backup blob's contents are not readable.") from None
@@ -195,17 +240,28 @@ async def restore(deps: Deps, call: Call, req: RestoreRequest) -> Outcome:
     anchor: Key | None = None
     latest: Key | None = None
     now = deps.clock.now()
-    for spec, usage, was_enabled, private, old in items:
+    for spec, usage, was_enabled, private, old, key_policy in items:
         made: list[Key] = []
+        # Each version comes back under the key policy it had: a blob must
+        # not turn into a key outside its policy for whoever may create keys
+        # (found in review). Its principals are those that exist now.
+        kept = (
+            None
+            if key_policy is None
+            else (key_policy, await keys.policy_principals(deps, key_policy))
+        )
 
         def adjust(
             key: Key,
             first: Key | None = anchor,
             enabled: bool = was_enabled,
             made: list[Key] = made,
+            kept: tuple[str, tuple[tuple[str, str], ...]] | None = kept,
         ) -> Key:
-            # Later versions hold the first one's policy, as made by create.
-            if first is not None:
+            if kept is not None:
+                key = key.replace(policy=kept[0], policy_principals=kept[1])
+            elif first is not None:
+                # Later versions hold the first one's policy, as made by create.
                 key = key.replace(policy=first.policy, policy_principals=first.policy_principals)
             if not enabled:
                 key = key.replace(state=KeyState.DISABLED)

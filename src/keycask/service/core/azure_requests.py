@@ -100,6 +100,9 @@ class Deleted:
         return cls(float(doc["date"]), float(doc["purge"]), tuple(doc.get("enabled", ())))
 
 
+# Key Vault's key names (its REST reference: 1-127 letters, digits and '-');
+# the door's codec checks requests, restore checks a backup's.
+KEY_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
 _DURATION = re.compile(r"P(?:(\d{1,4})Y)?(?:(\d{1,5})M)?(?:(\d{1,5})W)?(?:(\d{1,6})D)?")
 
 

@@ -161,6 +161,11 @@ def check_key_name(mount: str, name: str) -> None:
         raise ValidationException(
             f"invalid key name: alias/{mount}/<name> must be at most {_ALIAS_MAX} characters"
         )
+    # The mount path check keeps reserved prefixes out already; asked again
+    # here because this door writes its aliases directly, past CreateAlias.
+    reserved = aliases.reserved_for_another_door(alias_name(mount, name), "vault-transit")
+    if reserved is not None:
+        raise ValidationException(f"invalid key name: {reserved}")
 
 
 def vault_type(key: Key) -> str:

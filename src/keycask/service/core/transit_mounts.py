@@ -42,9 +42,14 @@ OPERATION_SEGMENTS = frozenset(
      "hash", "export", "backup", "restore"}
 )  # fmt: skip
 _SEGMENT = re.compile(r"[A-Za-z0-9_-]{1,64}")
-# "projects" is the Cloud KMS door's (/v1/projects/...) and "gcp" its
-# aliases' (alias/gcp/...): a mount there would shadow or collide with them.
-_RESERVED = frozenset({"sys", "auth", "cubbyhole", "identity", "projects", "gcp"})
+# "projects" is the Cloud KMS door's path (/v1/projects/...); the first
+# segments of the reserved alias prefixes (aws, gcp, azure) are other doors'
+# aliases: a mount there would write alias/aws/..., alias/azure/... and so
+# stand in for an AWS managed key or another door's key (found in review).
+_RESERVED = (
+    frozenset({"sys", "auth", "cubbyhole", "identity", "projects"})
+    | aliases.reserved_mount_segments()
+)
 # alias/<mount>/<name> must fit AWS's 256 characters with room for the name.
 MAX_MOUNT_LENGTH = 128
 # Bounds of the one document that holds an account's mounts per region, read

@@ -19,6 +19,7 @@ from keycask.crypto.jwk import InvalidJwk, private_key_from_jwk, public_jwk
 from keycask.errors import ValidationException
 from keycask.keys.model import KeySpec, KeyState
 from keycask.service.core.azure_requests import (
+    KEY_NAME,
     UNSET,
     BackupResult,
     CreateRequest,
@@ -47,7 +48,7 @@ from keycask.service.core.azure_requests import (
 
 Doc = dict[str, Any]
 
-NAME: Final = re.compile(r"[0-9a-zA-Z-]{1,127}")
+NAME: Final = KEY_NAME
 VERSION: Final = re.compile(r"[0-9a-fA-F]{32}")
 _API_VERSION: Final = re.compile(r"(\d{1,3})\.(\d{1,3})(-preview(\.\d{1,3})?)?")
 # Key Vault's tags: at most 15, names up to 512 characters, values up to 256.

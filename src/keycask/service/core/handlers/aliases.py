@@ -66,6 +66,23 @@ RESERVED_ALIAS_PREFIXES: tuple[tuple[str, str | None, str], ...] = (
 )
 
 
+def reserved_for_another_door(name: str, door: str | None) -> str | None:
+    """What ``name`` is reserved for, if ``door`` may not write it; None if
+    it may. Every writer of aliases asks: CreateAlias and UpdateAlias here,
+    and the doors that write aliases of their own (Vault Transit's
+    ``alias/<mount>/<name>``), so no door can take another's name."""
+    for prefix, owner, use in RESERVED_ALIAS_PREFIXES:
+        if name.startswith(prefix) and (owner is None or door != owner):
+            return f"Alias names that begin with {prefix} are reserved for {use}."
+    return None
+
+
+def reserved_mount_segments() -> frozenset[str]:
+    """The first path segments a door that names aliases ``alias/<segment>/...``
+    (Vault Transit's mounts) must never take."""
+    return frozenset(prefix.split("/")[1] for prefix, _, _ in RESERVED_ALIAS_PREFIXES)
+
+
 def _check_name(call: Call, name: str) -> None:
     """AWS's checks and answers, in AWS's order (the codec has already
     checked the model's length and pattern, ^[a-zA-Z0-9:/_-]+$)."""
@@ -74,11 +91,9 @@ def _check_name(call: Call, name: str) -> None:
             'Alias must start with the prefix "alias/". Please see '
             "https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"
         )
-    for prefix, door, use in RESERVED_ALIAS_PREFIXES:
-        if name.startswith(prefix) and (door is None or call.door != door):
-            raise NotAuthorizedException(
-                f"Alias names that begin with {prefix} are reserved for {use}."
-            )
+    reserved = reserved_for_another_door(name, call.door)
+    if reserved is not None:
+        raise NotAuthorizedException(reserved)
     if ":" in name:
         # The model's pattern allows ':', AWS's alias names do not.
         raise ValidationException(f"{name} contains invalid characters for an alias")

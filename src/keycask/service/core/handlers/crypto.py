@@ -86,7 +86,7 @@ _V4 = bytes((BLOB_FORMAT_XKS,))
 # caller's request naming one is refused, so that no door makes a ciphertext
 # another takes for its own, nor opens one of its. The operation that binds
 # such keys says so on the call (Call.context_prefix).
-RESERVED_CONTEXT_PREFIXES = ("xks:",)
+RESERVED_CONTEXT_PREFIXES = ("xks:", "azure-keyvault:")
 
 
 def _context_bytes(call: Call, context: Mapping[str, str] | None) -> bytes:
