@@ -9,7 +9,10 @@ azure-keyvault-keys against a real server over TLS."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +28,9 @@ from azure.keyvault.keys import (
     KeyRotationPolicy,
     KeyRotationPolicyAction,
 )
+from cluster import audit_records, pg_schema
 from prometheus_client.parser import text_string_to_metric_families
+from tests.conftest import dev_call
 from tests.e2e.test_azure_keyvault_e2e import TlsServer, _keys, _name, _records
 from tests.e2e.test_gcp_kms_e2e import _token, _user
 
@@ -263,6 +268,22 @@ def test_a_notice_survives_a_restart_and_is_not_repeated(server: TlsServer) -> N
     assert len(_log_events(server, name)) == 1
 
 
+def test_a_deleted_key_is_not_noticed_until_it_is_recovered(server: TlsServer) -> None:
+    keys = _client(server)
+    name = _name()
+    exp = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40)
+    keys.create_ec_key(name, expires_on=exp)
+    keys.update_key_rotation_policy(name, KeyRotationPolicy(), expires_in="P90D", **_notify("P30D"))
+    keys.begin_delete_key(name).wait()
+    _advance(server, "11d")
+    _settle()
+    assert _notices(server, name) == []
+    keys.begin_recover_deleted_key(name).wait()
+    _advance(server, "1s")
+    _settle()
+    assert len(_notices(server, name)) == 1
+
+
 def test_notify_takes_time_before_expiry_only(server: TlsServer) -> None:
     keys = _client(server)
     name = _name()
@@ -279,3 +300,72 @@ def test_notify_takes_time_before_expiry_only(server: TlsServer) -> None:
         keys.update_key_rotation_policy(name, KeyRotationPolicy(), **_notify("P30D"))
     assert caught.value.status_code == 400
     assert keys.get_key_rotation_policy(name).lifetime_actions == []
+
+
+def test_nodes_sharing_a_postgresql_store_notice_once(tmp_path: Path) -> None:
+    """Two nodes whose clocks both pass the Notify time and both run the
+    due jobs at the same moment (as well as the scheduler of the node that
+    holds the jobs lock): one notice, in one node's audit log."""
+    with pg_schema() as dsn:
+        nodes = [
+            TlsServer(
+                tmp_path / f"node{n}",
+                args=("--tls-self-signed",),
+                env_extra={"KEYCASK_STORAGE": dsn},
+            )
+            for n in "ab"
+        ]
+        first, second = nodes
+        try:
+            first.start()
+            second.data_dir.mkdir(mode=0o700, parents=True)
+            for name in ("dev-root.key", "credentials"):
+                shutil.copy2(first.data_dir / name, second.data_dir / name)
+                (second.data_dir / name).chmod(0o600)
+            second.start()
+            keys = _client(first)
+            name = _name()
+            exp = datetime.now(UTC).replace(microsecond=0) + timedelta(days=40)
+            keys.create_ec_key(name, expires_on=exp)
+            keys.update_key_rotation_policy(
+                name, KeyRotationPolicy(), expires_in="P90D", **_notify("P30D")
+            )
+
+            def advance(days: int) -> None:
+                # Each node keeps its own dev clock: both move, both run jobs.
+                barrier = threading.Barrier(len(nodes))
+
+                def one(node: TlsServer) -> None:
+                    barrier.wait()
+                    dev_call(
+                        node.endpoint,
+                        first.credentials(),
+                        {"Seconds": days * 86400, "RunJobs": True},
+                        ca_file=str(node.cert),
+                    )
+
+                threads = [threading.Thread(target=one, args=(node,)) for node in nodes]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(120)
+                _settle()
+
+            def notices() -> list[dict[str, Any]]:
+                return [
+                    r
+                    for node in nodes
+                    for r in audit_records(node.data_dir)
+                    if r.get("operation") == NOTIFY and f"/{name} version" in r["detail"]
+                ]
+
+            advance(5)
+            assert notices() == []
+            advance(6)
+            assert len(notices()) == 1
+            advance(5)
+            assert len(notices()) == 1
+        finally:
+            for node in nodes:
+                if node.proc is not None:
+                    node.stop(signal.SIGKILL)

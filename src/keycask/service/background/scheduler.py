@@ -31,6 +31,12 @@ listed ``JOBS_LATE_AFTER`` seconds after it came due means nobody runs them
 (the jobs lock held by a node that cannot, or by a session that is not
 keycask at all; a job failing every time). The node logs it and operator
 Status says ``jobs: overdue by N s``.
+
+Why one module: every job goes through the same ``_run`` (the lock, the
+re-read, the stale-entry check) and ``_carry_out`` (records before the
+commit, error records after a failed one); what a job decides lives in the
+core (``gcp_versions``, ``azure_rotation``, the rotation handlers), and
+only the few lines that hand it to ``_carry_out`` are here.
 """
 
 from __future__ import annotations

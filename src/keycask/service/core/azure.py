@@ -16,6 +16,11 @@ an alias. A version's enabled attribute is its keycask key's state.
 Every operation runs the AWS door's core handlers under their ``kms:``
 actions (docs/azure-keyvault.md has the table), so the same key policies,
 identity policies and grants decide.
+
+Why one module: create, rotate, get, list and update share the lookups
+(the anchor, a version's key, the latest) and the settings document's
+writes that the other Azure modules (crypto, deletion, backup, rotation)
+build on; those went to modules of their own already.
 """
 
 from __future__ import annotations

@@ -3,10 +3,10 @@
 A key's policy (its lifetime actions and expiryTime) is kept in the key's
 settings document, and the scheduler carries out both of its actions. Each
 has its schedule entry for the key's first keycask key, staged with every
-change that moves it (``stage_entries``: the policy put, a version made or
-its exp changed, the key recovered or restored); an entry that comes due
-early (the key was rotated by hand since, or the policy changed) only
-schedules the right time.
+change that moves it (``azure_schedule.stage_entries``: the policy put, a
+version made or its exp changed, the key recovered or restored); an entry
+that comes due early (the key was rotated by hand since, or the policy
+changed) only schedules the right time.
 
 - Rotate (``JOB_AZURE_ROTATE``, ``rotate_due``) comes due
   ``timeAfterCreate`` after the latest version was created, or
@@ -14,7 +14,7 @@ schedules the right time.
   makes a new version (a keycask key of its own, as rotate does, with the
   latest version's key spec, usage, key_ops and tags, and exp = now +
   expiryTime when the policy has one) and stages the next entry.
-- Notify (``JOB_AZURE_NOTIFY``, ``notify_due``; timeBeforeExpiry only, as
+- Notify (``JOB_AZURE_NOTIFY``, ``notices_due``; timeBeforeExpiry only, as
   in Key Vault) is Key Vault's KeyNearExpiry event, which keycask, having
   no Event Grid, gives as an audit record (``AzureKeyVault.KeyNearExpiry``,
   door azure-keyvault, principal keycask, the version's key ARN), a
