@@ -113,6 +113,13 @@ JOBS = Counter(
     ["job", "outcome"],
     registry=_REGISTRY,
 )
+KEY_NEAR_EXPIRY = Counter(
+    "keycask_key_near_expiry_notices",
+    "Notices that a key version's expiry is near (an Azure Key Vault rotation policy's Notify"
+    " action), by front door; each version is noticed once per exp and trigger.",
+    ["door"],
+    registry=_REGISTRY,
+)
 CACHE_HITS = Counter(
     "keycask_cache_hits", "Cache lookups answered from memory.", ["cache"], registry=_REGISTRY
 )

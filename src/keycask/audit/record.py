@@ -69,9 +69,11 @@ class AuditRecord:
     region: str | None = None
     detail: str | None = None
     # The front door a request came in by ("kms", "admin", "operator",
-    # "dev"); None for what no request asked (scheduled jobs, refusals at
-    # the HTTP edge), and absent from the line then, as in records written
-    # before doors were recorded.
+    # "dev"); for a scheduled job, the door whose settings asked for it
+    # (an Azure Key Vault rotation policy's actions: "azure-keyvault");
+    # None for what no request asked (keycask's own scheduled jobs,
+    # refusals at the HTTP edge), and absent from the line then, as in
+    # records written before doors were recorded.
     door: str | None = None
     # A role session's source identity (sts:SourceIdentity, set when the
     # role was assumed): who is behind the session, as CloudTrail records

@@ -43,6 +43,7 @@ from keycask.keys.paths import (
     CUSTOM_STORE_PREFIX,
     GCP_KEY_PREFIX,
     GRANT_PREFIX,
+    JOB_AZURE_NOTIFY,
     JOB_AZURE_ROTATE,
     JOB_DELETE,
     JOB_EXPIRE,
@@ -91,6 +92,7 @@ from keycask.ports import Write
 
 # Re-exported for the service layer, which imports them from here.
 __all__ = [
+    "JOB_AZURE_NOTIFY",
     "JOB_AZURE_ROTATE",
     "JOB_DELETE",
     "JOB_EXPIRE",
@@ -453,6 +455,11 @@ class KeyStore:
         """Have the scheduler rotate the Azure Key Vault key whose first
         version is ``key_id`` by its rotation policy, at ``when``."""
         return self._barrier.put(sched_path(when, JOB_AZURE_ROTATE, key_id), b"", expect=None)
+
+    def stage_azure_notify(self, key_id: uuid.UUID, when: float) -> Write:
+        """Have the scheduler carry out the Notify action of the Azure Key
+        Vault key whose first version is ``key_id``, at ``when``."""
+        return self._barrier.put(sched_path(when, JOB_AZURE_NOTIFY, key_id), b"", expect=None)
 
     def stage_delete_import_token(self, key_id: uuid.UUID, token_id: str) -> Write:
         return self._barrier.delete(import_prefix(key_id) + token_id, expect=None)

@@ -53,6 +53,9 @@ JOB_GCP_DESTROY = "gcpdestroy"
 # Rotate an Azure Key Vault key by its rotation policy
 # (service/core/azure_rotation.py): a new version, a keycask key of its own.
 JOB_AZURE_ROTATE = "azrotate"
+# Carry out an Azure Key Vault key's Notify action (the same module): a
+# KeyNearExpiry notice for each version whose exp is that close.
+JOB_AZURE_NOTIFY = "aznotify"
 SCHED_PREFIX = "sched/"
 MRK_MARKER_PREFIX = "mrk/"
 

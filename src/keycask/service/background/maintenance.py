@@ -24,7 +24,13 @@ from keycask.service.freshness import Freshness
 
 # The scheduler's audited operations (as CloudTrail names them), by the job
 # name keycask_jobs_total counts them under.
-_JOBS = {"RotateKey": "rotation", "DeleteKey": "deletion", "DeleteExpiredKeyMaterial": "expiry"}
+_JOBS = {
+    "RotateKey": "rotation",
+    "DeleteKey": "deletion",
+    "DeleteExpiredKeyMaterial": "expiry",
+    "AzureKeyVault.RotateKey": "azure_rotation",
+    "AzureKeyVault.KeyNearExpiry": "azure_notify",
+}
 
 
 class Maintenance:

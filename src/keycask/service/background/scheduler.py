@@ -21,13 +21,22 @@ window starts then (PendingDeletion, with its date). The set's last copy
 takes the shared material with it.
 
 Every job is audited like a request (principal ``keycask``), and its record
-is durable before its writes are committed.
+is durable before its writes are committed. A job that acts on several
+things at once (an Azure Key Vault key's Notify action, for each version
+near expiry) writes one record for each, all before its one commit; what it
+announces besides (a log event, a count) follows the commit.
 
 Whether jobs run at all is checked on every node, leader or not: a job still
 listed ``JOBS_LATE_AFTER`` seconds after it came due means nobody runs them
 (the jobs lock held by a node that cannot, or by a session that is not
 keycask at all; a job failing every time). The node logs it and operator
 Status says ``jobs: overdue by N s``.
+
+Why one module: every job goes through the same ``_run`` (the lock, the
+re-read, the stale-entry check) and ``_carry_out`` (records before the
+commit, error records after a failed one); what a job decides lives in the
+core (``gcp_versions``, ``azure_rotation``, the rotation handlers), and
+only the few lines that hand it to ``_carry_out`` are here.
 """
 
 from __future__ import annotations
@@ -40,11 +49,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from keycask.audit import AuditLog, AuditRecord
 from keycask.errors import BarrierBusy, KMSInternalException, Sealed
 from keycask.keys.ids import record_id
 from keycask.keys.keystore import (
+    JOB_AZURE_NOTIFY,
     JOB_AZURE_ROTATE,
     JOB_DELETE,
     JOB_EXPIRE,
@@ -59,8 +70,7 @@ from keycask.keys.keystore import (
 )
 from keycask.keys.model import DEFAULT_PENDING_WINDOW_DAYS, Key, KeyState, RotationType
 from keycask.ports import Clock, Coordinator, Write
-from keycask.service.core import hsm_keys
-from keycask.service.core.azure_rotation import rotate_due
+from keycask.service.core import azure_rotation, hsm_keys
 from keycask.service.core.deps import Deps
 from keycask.service.core.gcp_versions import destroy_due
 from keycask.service.core.handlers.rotation import rotate, stage_rotation
@@ -81,6 +91,11 @@ class JobResult:
     key: Key
     writes: list[Write]
     detail: str
+    # The door whose settings asked for the job (the Azure Key Vault door's
+    # rotation policies), recorded as the record's door; None for keycask's own.
+    door: str | None = None
+    # Once the writes are committed (a notice's log event and count).
+    then: Callable[[], None] | None = None
 
 
 def next_rotation_after(due: datetime, period_days: int, now: datetime) -> datetime:
@@ -254,10 +269,13 @@ class Scheduler:
                 return False
             stored = await keys.get(key_id)
             now = self._deps.clock.now()
+            result: JobResult | list[JobResult] | None
             if job == JOB_GCP_DESTROY and stored is not None:
                 result = await self._gcp_destroy(path, stored.value, now)
             elif job == JOB_AZURE_ROTATE and stored is not None:
                 result = await self._azure_rotate(path, stored.value, now)
+            elif job == JOB_AZURE_NOTIFY and stored is not None:
+                result = await self._azure_notify(path, stored.value, now)
             elif stored is None or path not in due_jobs(stored.value):
                 # Left behind (the key changed or is gone): just drop it.
                 await self._commit([keys.stage_unschedule(path)])
@@ -266,35 +284,48 @@ class Scheduler:
                 result = await self._job(job, stored, now)
             if result is None:
                 return False
+            await self._carry_out(result if isinstance(result, list) else [result])
+            return True
+
+    async def _carry_out(self, results: list[JobResult]) -> None:
+        """One audit record per result, each durable before the one commit
+        of all their writes; then what each does once committed."""
+        records = []
+        for one in results:
             record = AuditRecord(
                 time=self._wall.now(),
                 request_id=self._request_id(),
-                operation=result.operation,
+                operation=one.operation,
                 principal=SCHEDULER_PRINCIPAL,
                 access_key_id=None,
                 source_ip=None,
-                key_arn=result.key.arn,
+                key_arn=one.key.arn,
                 encryption_context=None,
                 decision="none",
                 decided_by="scheduled by keycask",
                 outcome="success",
                 error_code=None,
-                region=result.key.region,
-                detail=result.detail,
+                region=one.key.region,
+                detail=one.detail,
+                door=one.door,
             )
             await self._audit.append(record)
-            try:
-                await self._commit(result.writes)
-            except Exception:
-                # The record above said success; this one says what happened.
+            records.append(record)
+        try:
+            await self._commit([w for one in results for w in one.writes])
+        except Exception:
+            # The records above said success; these say what happened.
+            for one, record in zip(results, records, strict=True):
                 await self._audit.append(
                     dataclasses.replace(
                         record, outcome="error", error_code="KMSInternalException",
-                        detail=f"{result.detail}: commit failed",
+                        detail=f"{one.detail}: commit failed",
                     )
                 )  # fmt: skip
-                raise
-            return True
+            raise
+        for one in results:
+            if one.then is not None:
+                one.then()
 
     async def _gcp_destroy(self, path: str, key: Key, now: datetime) -> JobResult | None:
         """Cloud KMS versions whose destroy time has come lose their
@@ -317,12 +348,38 @@ class Scheduler:
         (``azure_rotation.rotate_due``): a new version when it is due, else
         only the entry for when it will be; this entry goes either way."""
         keys = self._deps.keys
-        writes, detail = await rotate_due(keys, key, now)
+        writes, detail = await azure_rotation.rotate_due(keys, key, now)
         writes = [w for w in writes if w.path != path] + [keys.stage_unschedule(path)]
         if detail is None:
             await self._commit(writes)
             return None
-        return JobResult("AzureKeyVault.RotateKey", key, writes, detail)
+        operation = azure_rotation.ROTATE_OPERATION
+        return JobResult(operation, key, writes, detail, door=azure_rotation.DOOR)
+
+    async def _azure_notify(self, path: str, key: Key, now: datetime) -> list[JobResult] | None:
+        """An Azure Key Vault key's Notify action
+        (``azure_rotation.notices_due``): a KeyNearExpiry notice for each
+        version it is due for, audited one by one, recorded in the key's
+        settings in one commit, then logged and counted; else only the
+        entry for when one will be due. This entry goes either way."""
+        keys = self._deps.keys
+        writes, notices = await azure_rotation.notices_due(keys, key, now)
+        writes = [w for w in writes if w.path != path] + [keys.stage_unschedule(path)]
+        if not notices:
+            await self._commit(writes)
+            return None
+        # The writes once (the first notice's), for the one commit.
+        return [
+            JobResult(
+                azure_rotation.NOTIFY_OPERATION,
+                notice.key,
+                writes if i == 0 else [],
+                notice.detail,
+                door=azure_rotation.DOOR,
+                then=partial(azure_rotation.announce, notice),
+            )
+            for i, notice in enumerate(notices)
+        ]
 
     async def _sweep_tokens(self, path: str, key_id: uuid.UUID) -> None:
         """Delete expired import parameters: their RSA private keys have no

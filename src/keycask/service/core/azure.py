@@ -16,6 +16,11 @@ an alias. A version's enabled attribute is its keycask key's state.
 Every operation runs the AWS door's core handlers under their ``kms:``
 actions (docs/azure-keyvault.md has the table), so the same key policies,
 identity policies and grants decide.
+
+Why one module: create, rotate, get, list and update share the lookups
+(the anchor, a version's key, the latest) and the settings document's
+writes that the other Azure modules (crypto, deletion, backup, rotation)
+build on; those went to modules of their own already.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from keycask.service.core.azure_requests import (
     UpdateRequest,
     Version,
 )
+from keycask.service.core.azure_schedule import stage_entries
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import keys
@@ -185,14 +191,22 @@ async def anchor_of(
 async def version_key(deps: Deps, call: Call, anchor: Key, entry: Version) -> Key:
     """The keycask key of a version: by the id the settings record, and
     only while it is the anchor's account's and Region's."""
+    found = await find_version_key(deps.keys, anchor, entry)
+    if found is None:
+        raise KeyNotFound(f"The key version {entry.id} was not found in this key vault.")
+    return found
+
+
+async def find_version_key(store: KeyStore, anchor: Key, entry: Version) -> Key | None:
+    """``version_key`` without a request (the scheduler's): None if gone."""
     if entry.key_id == anchor.key_id:
         return anchor
-    stored = await deps.keys.get(entry.key_id)
+    stored = await store.get(entry.key_id)
     if stored is None or (stored.value.account, stored.value.region) != (
         anchor.account,
         anchor.region,
     ):
-        raise KeyNotFound(f"The key version {entry.id} was not found in this key vault.")
+        return None
     return stored.value
 
 
@@ -317,6 +331,9 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
     else:
         new = dataclasses.replace(settings, versions=(*settings.versions, entry))
         writes.append(deps.keys.stage_azure_key(anchor.key_id, new.to_doc(), stored.revision))
+        # The policy's Rotate counts from the new version, its Notify
+        # watches the new version's exp.
+        writes.extend(stage_entries(deps.keys, anchor.key_id, new, now.timestamp()))
     call.detail = (
         f"Azure key {req.ref.vault}/{req.ref.name} version {key.key_id.hex} "
         f"({spec.value}, {usage.value}, key_ops {','.join(ops)})"
@@ -477,13 +494,15 @@ async def update(deps: Deps, call: Call, req: UpdateRequest) -> Outcome:
     if not details:
         await authorize_key(call, key, "kms:DescribeKey")
     if new is not entry:
-        new = dataclasses.replace(new, updated=deps.clock.now().timestamp())
-        writes.append(
-            deps.keys.stage_azure_key(
-                anchor.key_id, settings.replace(new).to_doc(), stored.revision
-            )
-        )
+        now = deps.clock.now().timestamp()
+        new = dataclasses.replace(new, updated=now)
+        changed = settings.replace(new)
+        writes.append(deps.keys.stage_azure_key(anchor.key_id, changed.to_doc(), stored.revision))
         writes.append(gate_write(deps.keys, new))
+        if req.sets_exp:
+            # A new exp moves the policy's actions (a Rotate before the
+            # latest version's exp; a Notify, armed again for the new exp).
+            writes.extend(stage_entries(deps.keys, anchor.key_id, changed, now))
     await authorize_key(call, key, "kms:GetPublicKey")
     call.detail = f"Azure key {req.ref.vault}/{req.ref.name} version {entry.id}: " + (
         ", ".join(details) or "nothing changed"

@@ -61,7 +61,7 @@ from keycask.service.core.azure_requests import (
     Settings,
     Version,
 )
-from keycask.service.core.azure_rotation import due_at
+from keycask.service.core.azure_schedule import stage_entries
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import keys
@@ -297,9 +297,7 @@ async def restore(deps: Deps, call: Call, req: RestoreRequest) -> Outcome:
     assert anchor is not None and latest is not None
     settings = Settings(ref.vault, ref.name, tuple(entries), policy=policy)
     writes.append(deps.keys.stage_azure_key(anchor.key_id, settings.to_doc(), 0))
-    due = due_at(policy, entries[-1])
-    if due is not None:
-        writes.append(deps.keys.stage_azure_rotate(anchor.key_id, max(due, now.timestamp())))
+    writes.extend(stage_entries(deps.keys, anchor.key_id, settings, now.timestamp()))
     call.key_arn = anchor.arn
     call.detail = f"Azure key {ref.vault}/{ref.name} restored: {len(entries)} version(s)"
     entry, key = entries[-1], latest

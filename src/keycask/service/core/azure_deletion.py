@@ -42,6 +42,7 @@ from keycask.service.core.azure_requests import (
     KeyBundle,
     Settings,
 )
+from keycask.service.core.azure_schedule import stage_entries
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
 from keycask.service.core.handlers import deletion
@@ -135,6 +136,8 @@ async def recover(deps: Deps, call: Call, req: GetRequest) -> Outcome:
         restored[key.key_id.hex] = new
     unmarked = dataclasses.replace(settings, deleted=None)
     writes.append(deps.keys.stage_azure_key(anchor.key_id, unmarked.to_doc(), stored.revision))
+    # The policy's actions, dropped while the key was deleted, resume.
+    writes.extend(stage_entries(deps.keys, anchor.key_id, unmarked, deps.clock.now().timestamp()))
     call.key_arn = anchor.arn
     call.detail = f"Azure key {req.ref.vault}/{req.ref.name} recovered"
     entry, latest = await latest_of(deps, call, anchor, settings)

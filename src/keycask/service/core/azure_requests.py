@@ -43,9 +43,34 @@ class KeyRef:
 
 
 @dataclass(frozen=True, slots=True)
+class Notified:
+    """The Notify triggers (timeBeforeExpiry, in days) already carried out
+    for a version while its exp was ``exp``: a new exp arms them again."""
+
+    exp: float
+    days: tuple[int, ...]
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"exp": self.exp, "days": list(self.days)}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Notified:
+        return cls(float(doc["exp"]), tuple(int(d) for d in doc.get("days", ())))
+
+    def covers(self, exp: float, days: int) -> bool:
+        return self.exp == exp and days in self.days
+
+    def add(self, exp: float, days: int) -> Notified:
+        """With ``days`` carried out for ``exp`` (another exp's are dropped)."""
+        kept = self.days if self.exp == exp else ()
+        return Notified(exp, (*kept, days))
+
+
+@dataclass(frozen=True, slots=True)
 class Version:
     """One version's Key Vault attributes that AWS KMS has not; its state
-    (enabled) is its keycask key's."""
+    (enabled) is its keycask key's. ``notified``: what the rotation
+    policy's Notify action has done for it (``azure_rotation``)."""
 
     id: str  # the version's keycask key id, 32 hex digits
     created: float
@@ -54,13 +79,14 @@ class Version:
     nbf: float | None = None
     exp: float | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    notified: Notified | None = None
 
     @property
     def key_id(self) -> uuid.UUID:
         return uuid.UUID(hex=self.id)
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "id": self.id,
             "created": self.created,
             "updated": self.updated,
@@ -69,9 +95,13 @@ class Version:
             "exp": self.exp,
             "tags": self.tags,
         }
+        if self.notified is not None:
+            doc["notified"] = self.notified.to_doc()
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Version:
+        notified = doc.get("notified")
         return cls(
             str(doc["id"]),
             float(doc["created"]),
@@ -80,6 +110,7 @@ class Version:
             None if doc.get("nbf") is None else float(doc["nbf"]),
             None if doc.get("exp") is None else float(doc["exp"]),
             {str(k): str(v) for k, v in (doc.get("tags") or {}).items()},
+            None if notified is None else Notified.from_doc(notified),
         )
 
 

@@ -1,16 +1,36 @@
 """Key Vault's rotation policies, carried out by keycask's scheduler.
 
 A key's policy (its lifetime actions and expiryTime) is kept in the key's
-settings document. Its Rotate action comes due ``timeAfterCreate`` after
-the latest version was created, or ``timeBeforeExpiry`` before the latest
-version's exp; the schedule entry ``JOB_AZURE_ROTATE`` for the key's first
-keycask key is staged when the policy is put, and the scheduler
-(``rotate_due``) then makes a new version (a keycask key of its own, as
-rotate does, with the latest version's key spec, usage, key_ops and tags,
-and exp = now + expiryTime when the policy has one) and stages the next
-entry. An entry that comes due early (the key was rotated by hand since,
-or the policy changed) only schedules the right time. Notify actions are
-kept and shown: keycask has no event service to notify through.
+settings document, and the scheduler carries out both of its actions. Each
+has its schedule entry for the key's first keycask key, staged with every
+change that moves it (``azure_schedule.stage_entries``: the policy put, a
+version made or its exp changed, the key recovered or restored); an entry
+that comes due early (the key was rotated by hand since, or the policy
+changed) only schedules the right time.
+
+- Rotate (``JOB_AZURE_ROTATE``, ``rotate_due``) comes due
+  ``timeAfterCreate`` after the latest version was created, or
+  ``timeBeforeExpiry`` before the latest version's exp. The scheduler then
+  makes a new version (a keycask key of its own, as rotate does, with the
+  latest version's key spec, usage, key_ops and tags, and exp = now +
+  expiryTime when the policy has one) and stages the next entry.
+- Notify (``JOB_AZURE_NOTIFY``, ``notices_due``; timeBeforeExpiry only, as
+  in Key Vault) is Key Vault's KeyNearExpiry event, which keycask, having
+  no Event Grid, gives as an audit record (``AzureKeyVault.KeyNearExpiry``,
+  door azure-keyvault, principal keycask, the version's key ARN), a
+  ``key_near_expiry`` log event and the ``keycask_key_near_expiry_notices``
+  counter (``announce``). It fires once for each version whose exp is that
+  close and still ahead, whether enabled or not: the version records the
+  trigger it fired for and the exp it fired at (``Notified``) in the same
+  commit, so a restart, the dev clock or another node finds it done; a new
+  exp or another timeBeforeExpiry arms it again. A version without exp,
+  already expired, or whose keycask key is gone or pending deletion gets
+  none, nor does a soft-deleted key.
+
+Both run as the scheduler's other jobs do: under the store's exclusive
+write lock, re-reading the settings, audited before the commit, which
+expects the settings' revision: however many nodes share the store, one
+carries out each action.
 
 Authorization: getting a policy is ``kms:GetKeyRotationStatus``, putting
 one ``kms:EnableKeyRotation`` (``kms:DisableKeyRotation`` for a policy
@@ -21,23 +41,35 @@ door's automatic rotation is.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 
+from keycask import metrics
 from keycask.crypto import generate_private_key, key_material_id
 from keycask.errors import ValidationException
 from keycask.keys.keystore import KeyStore
 from keycask.keys.model import Alias, Key, KeyState, KeyVersion, Origin
 from keycask.ports import Write
-from keycask.service.core.azure import anchor_of, gate_write
+from keycask.service.core.azure import anchor_of, find_version_key, gate_write
 from keycask.service.core.azure_requests import (
     KeyRef,
+    Notified,
     PolicyRequest,
     PolicyResult,
     RotationPolicy,
     Settings,
     Version,
     duration_days,
+)
+from keycask.service.core.azure_schedule import (
+    DAY,
+    due_at,
+    iso,
+    next_notice,
+    notify_due,
+    stage_entries,
 )
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -47,7 +79,12 @@ from keycask.service.core.resolve import authorize_key
 MIN_ROTATE_DAYS = 7  # Key Vault's shortest timeAfterCreate for Rotate
 MIN_EXPIRY_DAYS = 28  # and its shortest expiryTime
 MAX_DAYS = 36500
-_DAY = 86400.0
+# The door the policy's actions are audited and counted under.
+DOOR = "azure-keyvault"
+NOTIFY_OPERATION = "AzureKeyVault.KeyNearExpiry"
+ROTATE_OPERATION = "AzureKeyVault.RotateKey"
+
+log = logging.getLogger("keycask")
 
 
 def check(policy: RotationPolicy) -> None:
@@ -77,22 +114,15 @@ def check(policy: RotationPolicy) -> None:
                 raise ValidationException("timeBeforeExpiry needs the policy's expiryTime.")
             if days >= expiry:
                 raise ValidationException("timeBeforeExpiry must be shorter than expiryTime.")
-        elif action.action == "Rotate" and days < MIN_ROTATE_DAYS:
+        elif action.action == "Notify":
+            raise ValidationException(
+                "A Notify action's trigger is timeBeforeExpiry: it notifies before a version "
+                "expires."
+            )
+        elif days < MIN_ROTATE_DAYS:
             raise ValidationException(
                 f"The timeAfterCreate of a Rotate action must be at least {MIN_ROTATE_DAYS} days."
             )
-
-
-def due_at(policy: RotationPolicy | None, latest: Version) -> float | None:
-    """When the Rotate action comes due for ``latest`` (None: never)."""
-    rotate = None if policy is None else policy.action("Rotate")
-    if rotate is None:
-        return None
-    if rotate.trigger == "timeAfterCreate":
-        return latest.created + rotate.days * _DAY
-    if latest.exp is None:
-        return None
-    return latest.exp - rotate.days * _DAY
 
 
 async def get_policy(deps: Deps, call: Call, req: PolicyRequest) -> Outcome:
@@ -113,15 +143,17 @@ async def put_policy(deps: Deps, call: Call, req: PolicyRequest) -> Outcome:
     created = settings.policy.created if settings.policy is not None else now
     policy = dataclasses.replace(req.policy, created=created, updated=now)
     new = dataclasses.replace(settings, policy=policy)
-    writes: list[Write] = [deps.keys.stage_azure_key(anchor.key_id, new.to_doc(), stored.revision)]
+    writes: list[Write] = [
+        deps.keys.stage_azure_key(anchor.key_id, new.to_doc(), stored.revision),
+        *stage_entries(deps.keys, anchor.key_id, new, now),
+    ]
     due = due_at(policy, settings.latest)
-    if due is not None:
-        writes.append(deps.keys.stage_azure_rotate(anchor.key_id, max(due, now)))
     call.detail = f"Azure key {req.ref.vault}/{req.ref.name}: rotation policy " + (
-        f"rotates next at {datetime.fromtimestamp(max(due, now)).isoformat()}"
-        if due is not None
-        else "without a Rotate action"
+        f"rotates next at {iso(max(due, now))}" if due is not None else "without a Rotate action"
     )
+    notice = next_notice(new, now)
+    if notice is not None:
+        call.detail += f", notifies next at {iso(max(notice, now))}"
     return Outcome(PolicyResult(req.ref, req.base, policy), writes)
 
 
@@ -156,7 +188,7 @@ async def rotate_due(keys: KeyStore, anchor: Key, now: datetime) -> tuple[list[W
     expiry = None if settings.policy.expiry is None else duration_days(settings.policy.expiry)
     stamp = now.timestamp()
     entry = Version(key_id.hex, stamp, stamp, latest.ops,
-                    exp=None if expiry is None else stamp + expiry * _DAY,
+                    exp=None if expiry is None else stamp + expiry * DAY,
                     tags=dict(latest.tags))  # fmt: skip
     new = dataclasses.replace(settings, versions=(*settings.versions, entry))
     alias = Alias(ref.version_alias(key_id.hex), anchor.account, anchor.region, key_id, now, now)
@@ -168,7 +200,99 @@ async def rotate_due(keys: KeyStore, anchor: Key, now: datetime) -> tuple[list[W
     ]
     following = due_at(settings.policy, entry)
     if following is not None:
-        writes.append(keys.stage_azure_rotate(anchor.key_id, max(following, stamp + _DAY)))
+        writes.append(keys.stage_azure_rotate(anchor.key_id, max(following, stamp + DAY)))
+    notice = next_notice(new, stamp)
+    if notice is not None:
+        writes.append(keys.stage_azure_notify(anchor.key_id, max(notice, stamp)))
     return writes, (
         f"Azure key {ref.vault}/{ref.name} rotated by its policy: version {key_id.hex} ({key.arn})"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One version's KeyNearExpiry: what its audit record, log event and
+    metric say."""
+
+    ref: KeyRef
+    key: Key  # the version's keycask key
+    version: str
+    exp: float
+    before: str  # the Notify action's timeBeforeExpiry, as given
+    now: float
+
+    @property
+    def detail(self) -> str:
+        days = round((self.exp - self.now) / DAY)
+        return (
+            f"Azure key {self.ref.vault}/{self.ref.name} version {self.version} expires "
+            f"{iso(self.exp)} (in {days} day(s)): its rotation policy's Notify action "
+            f"(timeBeforeExpiry {self.before})"
+        )
+
+
+async def notices_due(
+    keys: KeyStore, anchor: Key, now: datetime
+) -> tuple[list[Write], list[Notice]]:
+    """The scheduler's job: a notice for each version the Notify action is
+    due for, each recorded in the settings (its writes: the settings and
+    the next entry), else only the entry for when one will be due (no
+    notices). Nothing for a key deleted or without a Notify action."""
+    stored = await keys.azure_key(anchor.key_id)
+    settings = Settings.from_doc(stored.value)
+    if settings is None or settings.deleted is not None or settings.policy is None:
+        return [], []
+    notify = settings.policy.action("Notify")
+    stamp = now.timestamp()
+    due = [
+        entry
+        for entry in settings.versions
+        if (when := notify_due(settings.policy, entry, stamp)) is not None and when <= stamp
+    ]
+    if notify is None or not due:
+        later = next_notice(settings, stamp)
+        return ([] if later is None else [keys.stage_azure_notify(anchor.key_id, later)]), []
+    ref = KeyRef(settings.vault, settings.name)
+    new = settings
+    notices = []
+    for entry in due:
+        assert entry.exp is not None
+        done = Notified(entry.exp, ()) if entry.notified is None else entry.notified
+        new = new.replace(dataclasses.replace(entry, notified=done.add(entry.exp, notify.days)))
+        found = await find_version_key(keys, anchor, entry)
+        if found is None or found.state in (
+            KeyState.PENDING_DELETION,
+            KeyState.PENDING_REPLICA_DELETION,
+        ):
+            continue  # recorded, not noticed: the version is going or gone
+        notices.append(Notice(ref, found, entry.id, entry.exp, notify.duration, stamp))
+    writes: list[Write] = [keys.stage_azure_key(anchor.key_id, new.to_doc(), stored.revision)]
+    later = next_notice(new, stamp)
+    if later is not None:
+        writes.append(keys.stage_azure_notify(anchor.key_id, max(later, stamp)))
+    return writes, notices
+
+
+def announce(notice: Notice) -> None:
+    """Once the notice is committed: its log event (``key_near_expiry``,
+    the fields an operator acts on) and its count."""
+    metrics.KEY_NEAR_EXPIRY.labels(DOOR).inc()
+    log.warning(
+        "%s",
+        notice.detail,
+        extra={
+            "event": "key_near_expiry",
+            "fields": {
+                "door": DOOR,
+                "operation": NOTIFY_OPERATION,
+                "vault": notice.ref.vault,
+                "key": notice.ref.name,
+                "version": notice.version,
+                "exp": iso(notice.exp),
+                "time_before_expiry": notice.before,
+                "key_arn": notice.key.arn,
+                "account": notice.key.account,
+                "region": notice.key.region,
+            },
+        },
     )

@@ -312,7 +312,7 @@ def vault_of(host: str) -> str:
 
 
 class AzureKeyVaultDoor(BearerDoorWrites):
-    name = "azure-keyvault"
+    name = azure_rotation.DOOR  # the scheduler's records of its policies' actions say it too
     prefixes: tuple[str, ...] = ()
     media_types: tuple[bytes, ...] = ()
     path_prefixes = PATH_PREFIXES
