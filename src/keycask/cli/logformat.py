@@ -7,9 +7,9 @@ one JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``event``
 line, or a name the line gives), ``logger``, ``message`` (the text line's
 words) and the event's own fields: a request's ``request_id``, ``door``,
 ``operation``, ``outcome``, ``error_code`` and ``duration_seconds``; a
-``key_near_expiry`` event's (an Azure Key Vault rotation policy's Notify)
+key_near_expiry event's (an Azure Key Vault rotation policy's Notify)
 ``door``, ``operation``, ``vault``, ``key``, ``version``, ``exp``,
-``time_before_expiry``, ``key_arn``, ``account`` and ``region``; an
+time_before_expiry, ``key_arn``, ``account`` and ``region``; an
 exception member holds a traceback's text. Nothing a request carries
 (bodies, plaintext, keys, signatures, tokens) is ever a field: log lines
 are written from what the metrics count and from fixed messages, in

@@ -18,7 +18,7 @@ changed) only schedules the right time.
   in Key Vault) is Key Vault's KeyNearExpiry event, which keycask, having
   no Event Grid, gives as an audit record (``AzureKeyVault.KeyNearExpiry``,
   door azure-keyvault, principal keycask, the version's key ARN), a
-  ``key_near_expiry`` log event and the ``keycask_key_near_expiry_notices``
+  key_near_expiry log event and the keycask_key_near_expiry_notices_total
   counter (``announce``). It fires once for each version whose exp is that
   close and still ahead, whether enabled or not: the version records the
   trigger it fired for and the exp it fired at (``Notified``) in the same
