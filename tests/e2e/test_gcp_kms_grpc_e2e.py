@@ -11,7 +11,9 @@ import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import google.api_core.exceptions as gexc
@@ -36,6 +38,7 @@ from tests.e2e.test_gcp_kms_e2e import (
 )
 
 from keycask.errors import Sealed
+from keycask.http.gcp_grpc import Rpc, transcode
 
 _ALG = kms_v1.CryptoKeyVersion.CryptoKeyVersionAlgorithm
 _PURPOSE = kms_v1.CryptoKey.CryptoKeyPurpose
@@ -274,6 +277,99 @@ def test_hostile_callers_have_no_effect(plain_server: tuple[Server, int]) -> Non
     assert len(unauthenticated) >= 2
     # The message that did not parse: refused before any door, and audited.
     assert any(r["error_code"] == "SerializationException" for r in _records(server))
+
+
+def _name_refusals(server: Server, since: int) -> list[tuple[str, str, str]]:
+    return [
+        (r["door"], r["operation"], r["error_code"])
+        for r in _records(server)[since:]
+        if r["outcome"] == "error"
+    ]
+
+
+def test_resource_names_reach_only_the_rpcs_own_route(plain_server: tuple[Server, int]) -> None:
+    # Review 21: a resource name went into the REST path unchecked, so
+    # GetKeyRing(name="sys/mounts") ran the Vault door's ListMounts,
+    # CreateKeyRing(parent="transit/keys") its CreateKey, and GetCryptoKey
+    # on a version's name ran GetCryptoKeyVersion.
+    server, port = plain_server
+    token = _token(server, _user(server, ["kms:*", "keycask:*"]))
+    rest = _client(server, token)
+    ring = _ring(rest)
+    key = _symmetric(rest, ring)
+    job = rest.create_import_job(
+        request={"parent": ring, "import_job_id": f"job-{uuid.uuid4().hex[:8]}",
+                 "import_job": {"import_method": kms_v1.ImportJob.ImportMethod.RSA_OAEP_3072_SHA256,
+                                "protection_level": kms_v1.ProtectionLevel.SOFTWARE}}
+    )  # fmt: skip
+    location = ring.rsplit("/keyRings/", 1)[0]
+    since = len(_records(server))
+    meta = _meta(token)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        gcp = _grpc_client(channel)
+        calls: list[tuple[str, Callable[[], object]]] = []
+        for name in (
+            "sys/mounts",
+            "transit/keys",
+            "projects/../sys/mounts",
+            f"{location}/keyRings/r/extra",
+            f"projects//locations/global/keyRings/{ring.rsplit('/', 1)[1]}",
+            f"projects/{PROJECT}/locations/./keyRings/r",
+            f"projects/{PROJECT}/locations/global/keyRings/..",
+            f"projects/{PROJECT}/locations/global/keyRings/",
+            f"{ring}/",
+            "",
+        ):
+            calls.append(("GetKeyRing", partial(gcp.get_key_ring, name=name, metadata=meta)))
+        create = {"parent": "transit/keys", "key_ring_id": "x", "key_ring": {}}
+        calls.append(("CreateKeyRing", partial(gcp.create_key_ring, request=create, metadata=meta)))
+        version = f"{key.name}/cryptoKeyVersions/1"
+        calls.append(("GetCryptoKey", partial(gcp.get_crypto_key, name=version, metadata=meta)))
+        calls.append(
+            (
+                "GetCryptoKeyVersion",
+                partial(gcp.get_crypto_key_version, name=job.name, metadata=meta),
+            )
+        )
+        for name in (f"{key.name}/../..", f"{ring}/cryptoKeys/", f"{key.name}//x", "transit/x"):
+            sealing = {"name": name, "plaintext": b"x"}
+            calls.append(("Encrypt", partial(gcp.encrypt, request=sealing, metadata=meta)))
+        # An RPC of several rules (the IAM mixin): each rule's shape, as one.
+        for resource in ("sys/mounts", f"{ring}/cryptoKeys/k/cryptoKeyVersions/1", f"{ring}/.."):
+            iam = {"resource": resource}
+            calls.append(("GetIamPolicy", partial(gcp.get_iam_policy, request=iam, metadata=meta)))
+        calls.append(
+            ("GetLocation", partial(gcp.get_location, request={"name": f"{location}/.."},
+                                    metadata=meta))
+        )  # fmt: skip
+        for _, call in calls:
+            with pytest.raises(gexc.InvalidArgument):
+                call()
+        # Names that fit their rule still serve: ** takes a version for Encrypt.
+        assert gcp.encrypt(request={"name": version, "plaintext": b"x"}, metadata=meta).ciphertext
+        assert gcp.get_crypto_key(name=key.name, metadata=meta).name == key.name
+    refused = _name_refusals(server, since)
+    assert refused == [
+        ("gcp-kms", f"GcpKms.{operation}", "ValidationException") for operation, _ in calls
+    ]
+    assert not [r for r in _records(server) if r.get("door") == "vault-transit"]
+    assert [k.name for k in rest.list_crypto_keys(parent=ring)] == [key.name]
+
+
+def test_transcode_refuses_a_path_outside_the_door() -> None:
+    # Every Cloud KMS rule is under /v1/projects/; one that is not is refused.
+    for uri in ("/v1/{name=sys/*}", "/v1/sys/{name=projects/*}", "/{name=projects/*}"):
+        rpc = Rpc("GetKeyRing", (("GET", uri, ""),), dict, dict)
+        with pytest.raises(ValueError, match="Cloud KMS"):
+            transcode(rpc, {"name": "projects/p" if "projects" in uri else "sys/mounts"}, dict)
+    # A rule's own literal segments, and one segment per *.
+    rpc = Rpc("GetKeyRing", (("GET", "/v1/{name=projects/*/locations/*}", ""),), dict, dict)
+    assert transcode(rpc, {"name": "projects/p/locations/l"}, dict)[1] == (
+        b"/v1/projects/p/locations/l"
+    )
+    for name in ("projects/p/locations/l/x", "projects/p/regions/l", "projects/p/locations/.."):
+        with pytest.raises(ValueError):
+            transcode(rpc, {"name": name}, dict)
 
 
 def _refused(tmp_path: Path, *flags: str) -> str:

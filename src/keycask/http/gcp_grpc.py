@@ -11,7 +11,10 @@ metadata as the Authorization header. That request goes through the same
 so authentication, authorization, limits, audit (door gcp-kms) and the
 sealed answer are the REST door's; its JSON answer is parsed into the
 method's response message, and its google.rpc.Status error becomes the
-gRPC status of the same name, message kept.
+gRPC status of the same name, message kept. Each resource name must fit
+its rule's template segment by segment (``_fits``), or the call is refused
+INVALID_ARGUMENT as its own operation: a call reaches only its own REST
+route, never another route or another door's path.
 
 The rules and message classes are google-cloud-kms's (its REST transport's
 table, the types its client returns), imported only when the listener is
@@ -34,7 +37,8 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from keycask.auth.sigv4 import HttpRequest
-from keycask.errors import SerializationException
+from keycask.errors import SerializationException, ValidationException
+from keycask.service.doors.gcp_kms import PATH_PREFIX
 from keycask.service.pipeline import Pipeline, Reply
 
 log = logging.getLogger("keycask")
@@ -48,6 +52,7 @@ MISSING_EXTRA = (
     "--gcp-grpc-listen needs grpcio and google-cloud-kms, which this installation "
     "lacks: install keycask with its grpc extra (pip install 'keycask[grpc]')"
 )
+_G = "GcpKms."  # the Cloud KMS door's operations, as audited
 _VAR = re.compile(r"\{([a-z_.]+)(?:=([^}]*))?\}")
 # An HTTP status by the gRPC status an answer in another wire than Google's
 # maps to (the fallback door's, for a path no door claims).
@@ -147,41 +152,61 @@ def _take(doc: dict[str, Any], path: str) -> Any:
     return node.pop(_camel(leaf), None) if isinstance(node, dict) else None
 
 
-def _matches(value: str, pattern: str | None) -> bool:
-    if pattern is None:
-        return "/" not in value
-    parts, shape = value.split("/"), pattern.split("/")
-    if "**" in shape:
-        return True
-    return len(parts) == len(shape) and all(
-        (s == "*" and p != "") or s == p for s, p in zip(shape, parts, strict=True)
-    )
+class NameRefused(ValueError):
+    """A request's resource name that does not fit its RPC's template."""
+
+
+def _fits(value: object, template: str | None) -> bool:
+    """Whether ``value`` is a name of ``template``'s shape, segment by
+    segment: its literal segments, one segment per ``*``, one or more for a
+    trailing ``**``; never an empty, ``.`` or ``..`` segment (``{name}``
+    with no template is one segment)."""
+    if not isinstance(value, str):
+        return False
+    parts, shape = value.split("/"), (template or "*").split("/")
+    if any(part in ("", ".", "..") for part in parts) or "**" in shape[:-1]:
+        return False
+    if shape[-1] == "**":
+        shape.pop()
+        if len(parts) <= len(shape):
+            return False
+        parts = parts[: len(shape)]
+    elif len(parts) != len(shape):
+        return False
+    return all(s in ("*", p) for s, p in zip(shape, parts, strict=True))
 
 
 def _rule_for(rpc: Rpc, doc: dict[str, Any]) -> tuple[str, str, str]:
-    """The first rule whose path variables the request's values fit (else the
-    first rule: the door then refuses the path as the REST door would)."""
-    if len(rpc.rules) == 1:
-        return rpc.rules[0]
+    """The first rule whose path variables the request's values fit, every
+    rule (one or several) checked: a name that fits none is refused, so a
+    call reaches only its own route, never another's or another door's."""
     for rule in rpc.rules:
-        values = [(_get(doc, v.group(1)), v.group(2)) for v in _VAR.finditer(rule[1])]
-        if all(isinstance(value, str) and _matches(value, shape) for value, shape in values):
+        if all(_fits(_get(doc, v.group(1)), v.group(2)) for v in _VAR.finditer(rule[1])):
             return rule
-    return rpc.rules[0]
+    fields = sorted({v.group(1) for rule in rpc.rules for v in _VAR.finditer(rule[1])})
+    shapes = " or ".join(
+        sorted({v.group(2) or "*" for r in rpc.rules for v in _VAR.finditer(r[1])})
+    )
+    raise NameRefused(
+        f"The {rpc.name} request's {', '.join(fields)} is not a resource name of the form {shapes}."
+    )
 
 
 def transcode(
     rpc: Rpc, doc: dict[str, Any], flatten: Callable[[dict[str, Any]], Any]
 ) -> tuple[str, bytes, bytes, bytes]:
     """The REST request of ``doc`` (the request message as proto3 JSON):
-    method, raw path, query string, body."""
+    method, raw path, query string, body. NameRefused: a resource name that
+    fits none of the RPC's rules, or a path outside the Cloud KMS door's."""
     method, uri, body_field = _rule_for(rpc, doc)
 
     def fill(var: re.Match[str]) -> str:
         value = _take(doc, var.group(1))
         return quote(value if isinstance(value, str) else "", safe="/")
 
-    path = _VAR.sub(fill, uri)
+    path = _VAR.sub(fill, uri).encode()
+    if not path.startswith(PATH_PREFIX):
+        raise NameRefused(f"The {rpc.name} request names no Cloud KMS resource.")
     if body_field == "*":
         body, query = doc, {}
     elif body_field:
@@ -190,7 +215,7 @@ def transcode(
         body, query = None, doc
     query_string = urlencode(flatten(query)) if query else ""
     payload = b"" if body is None else orjson.dumps(body)
-    return method, path.encode(), query_string.encode(), payload
+    return method, path, query_string.encode(), payload
 
 
 def peer_address(peer: str) -> str | None:
@@ -249,6 +274,8 @@ class GcpGrpcServer:
         self._tls = tls
         self._client_ca = client_ca
         self._rpcs = rpcs()
+        # Refusals of a resource name are the Cloud KMS door's, in its wire.
+        self._door = pipeline.doors.by_path(PATH_PREFIX)
         self._server = grpc.aio.server(
             options=[
                 ("grpc.max_receive_message_length", max_message),
@@ -314,6 +341,12 @@ class GcpGrpcServer:
             # is refused as a message that does not parse.
             doc = self._json.MessageToDict(request, use_integers_for_enums=True)
             method, path, query, body = transcode(rpc, doc, self._flatten)
+        except NameRefused as refused:
+            # Before authentication, as the REST door refuses a path it does
+            # not route: audited as the RPC's own operation, no effect.
+            invalid = ValidationException(str(refused))
+            reply = await self._pipeline.refuse(invalid, client, self._door, _G + rpc.name)
+            await self._abort(context, reply, "INVALID_ARGUMENT", invalid.message)
         except Exception:
             error = SerializationException(f"The {rpc.name} request is not a valid message.")
             reply = await self._pipeline.refuse(error, client)

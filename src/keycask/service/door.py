@@ -170,6 +170,13 @@ class Doors:
                 raise ValueError(f"two doors claim {marker!r}")
             self._by_marker.append((marker, door))
 
+    def by_path(self, raw_path: bytes) -> Door | None:
+        """The door a path's prefix claims (``path_prefixes``), if any."""
+        for path_prefix, path_door in self._by_path:
+            if raw_path.startswith(path_prefix):
+                return path_door
+        return None
+
     def match(self, call: Call, request: HttpRequest) -> Door:
         """The door of ``request``; names its operation on ``call`` (None:
         unknown, answered by the fallback door after authentication)."""

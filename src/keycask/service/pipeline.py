@@ -8,6 +8,11 @@ committed: if it cannot be written the request fails with KMSInternalException
 and has no effect. A handler's writes are staged, so a refused or failed
 request leaves nothing behind. A commit that fails after its record was
 written gets a second record saying so, and the answer KMSInternalException.
+
+Why one module of ~510 lines: every way a request ends (answered, refused
+before any door, refused at the edge, failed after its record) writes its
+audit record and its metrics here, through the same ``_record`` and
+``_fail``; apart, one of those endings could skip its record.
 """
 
 from __future__ import annotations
@@ -441,14 +446,19 @@ class Pipeline:
 
     # -- refusals before any door --
 
-    async def refuse(self, error: KMSError, source_ip: str | None) -> Reply:
+    async def refuse(
+        self, error: KMSError, source_ip: str | None, door: Door | None = None, operation: str = ""
+    ) -> Reply:
         """Answer a request the edge refused before it could be parsed
         (too large, wrong path): it is audited like any other, and answered
-        in the fallback door's wire (no door was reached)."""
+        in the fallback door's wire (no door was reached), or in ``door``'s
+        as its ``operation`` (the gRPC listener's refusal of a resource name)."""
         start = perf_counter()
         call = self._new_call(source_ip)
-        reply = await self._fail(self.doors.fallback, call, error)
-        metrics.request_done(None, None, call.error_code, perf_counter() - start)
+        if door is not None:
+            call.door, call.operation = door.name, operation
+        reply = await self._fail(door or self.doors.fallback, call, error)
+        metrics.request_done(call.door, call.operation, call.error_code, perf_counter() - start)
         return reply
 
     async def refused_at_edge(self, source_ip: str | None, status: int, reason: str) -> None:
