@@ -274,7 +274,7 @@ async def notices_due(
 
 
 def announce(notice: Notice) -> None:
-    """Once the notice is committed: its log event (``key_near_expiry``,
+    """Once the notice is committed: its log event (key_near_expiry,
     the fields an operator acts on) and its count."""
     metrics.KEY_NEAR_EXPIRY.labels(DOOR).inc()
     log.warning(
