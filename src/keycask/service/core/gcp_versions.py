@@ -215,7 +215,9 @@ async def _key_version_lifecycle(
 
 async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     anchor = await resolve_key_for(deps, call, req.name)
-    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+    # An HSM-backed asymmetric key has one version, whose material is its
+    # token object: destroyed as an HSM-backed symmetric key's is.
+    if (anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac) and anchor.hsm_object is None:
         return await _key_version_lifecycle(deps, call, req, destroy=True)
     key, stored, settings = await _load(deps, call, req, "kms:ScheduleKeyDeletion")
     _destroyable(key)
@@ -243,7 +245,7 @@ async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
 
 async def restore(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     anchor = await resolve_key_for(deps, call, req.name)
-    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+    if (anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac) and anchor.hsm_object is None:
         return await _key_version_lifecycle(deps, call, req, destroy=False)
     key, stored, settings = await _load(deps, call, req, "kms:CancelKeyDeletion")
     current = settings.state_of(req.version)
