@@ -363,7 +363,12 @@ def test_azure_ec_hsm_and_rsa_hsm_keys_live_in_the_token(
         crypto.decrypt(EncryptionAlgorithm.rsa_oaep_256, sealed)
     assert "refused the mechanism or its parameters" in str(refused.value.message)
 
-    # Both are token objects, never extractable, of the account's store.
+    # A backup would carry the private key: refused, with the reason.
+    with pytest.raises(HttpResponseError) as refused:
+        client.backup_key(rsa_key.name)
+    assert "never leaves the HSM" in str(refused.value.message)
+
+    # All are token objects, never extractable, of the account's store.
     found = _pairs(hsm)
     assert len(found) == 3
     assert all(a[Attribute.NEVER_EXTRACTABLE] and a[Attribute.SENSITIVE] for a in found.values())

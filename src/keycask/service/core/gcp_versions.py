@@ -215,8 +215,7 @@ async def _key_version_lifecycle(
 
 async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     anchor = await resolve_key_for(deps, call, req.name)
-    # An HSM-backed asymmetric key has one version, whose material is its
-    # token object: destroyed as an HSM-backed symmetric key's is.
+    # An HSM key pair's one version is destroyed as an HSM AES key's is.
     if (anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac) and anchor.hsm_object is None:
         return await _key_version_lifecycle(deps, call, req, destroy=True)
     key, stored, settings = await _load(deps, call, req, "kms:ScheduleKeyDeletion")

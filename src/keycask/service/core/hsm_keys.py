@@ -21,6 +21,7 @@ import logging
 from keycask import crypto
 from keycask.crypto.ecdsa_sig import raw_to_der
 from keycask.errors import (
+    CustomKeyStoreInvalidStateException,
     InvalidCiphertextException,
     KMSInternalException,
     KMSInvalidStateException,
@@ -256,6 +257,30 @@ async def decrypt(deps: Deps, call: Call, key: Key, algorithm: str, ciphertext: 
         raise _unavailable(key, error) from None
     call.used_keys = (*call.used_keys, key.key_id)
     return plaintext
+
+
+async def generate(deps: Deps, store: CustomKeyStore, spec: KeySpec, usage: KeyUsage) -> str:
+    """A new key in the store's token for a key of ``spec`` and ``usage``
+    (an AES-256 key, or a key pair); the id of its token object(s)."""
+    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
+    if token is None:
+        raise CustomKeyStoreInvalidStateException(f"Custom key store {store.store_id} has no HSM.")
+    try:
+        if spec is KeySpec.SYMMETRIC_DEFAULT:
+            return await token.generate()
+        return await token.generate_pair(spec.value, usage.value)
+    except TokenBusy:
+        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
+    except MechanismRefused as error:
+        raise UnsupportedOperationException(
+            f"The HSM {store.cluster_id} of custom key store {store.store_id} cannot make "
+            f"this key: {error}."
+        ) from None
+    except HsmError:
+        raise CustomKeyStoreInvalidStateException(
+            f"The HSM {store.cluster_id} of custom key store {store.store_id} could not "
+            "generate the key."
+        ) from None
 
 
 async def destroy(deps: Deps, key: Key) -> str:

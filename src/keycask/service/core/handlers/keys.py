@@ -19,12 +19,10 @@ from keycask.errors import (
     InvalidMarkerException,
     MalformedPolicyDocumentException,
     NotFoundException,
-    ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
     XksKeyAlreadyInUseException,
 )
-from keycask.hsm.token import HsmError, MechanismRefused, TokenBusy
 from keycask.keys.custom_stores import CONNECTED, STORE_ID, CustomKeyStore
 from keycask.keys.ids import new_mrk, parse_mrk, record_id
 from keycask.keys.model import (
@@ -287,7 +285,7 @@ async def create_key(
         key = key.replace(xks_key_id=req.xks_key_id)
         call.detail = f"external key {req.xks_key_id} of {store.store_id}"
     elif store is not None:
-        hsm_object = await _generate_in_token(deps, store, spec, usage)
+        hsm_object = await hsm_keys.generate(deps, store, spec, usage)
         key = key.replace(
             hsm_object=hsm_object,
             versions=(KeyVersion(1, hsm_keys.material_id(key_id.bytes, hsm_object)),),
@@ -383,30 +381,6 @@ async def _xks_key_free(deps: Deps, store: CustomKeyStore, xks_key_id: str) -> N
             raise XksKeyAlreadyInUseException(
                 f"The external key {xks_key_id} already backs {found.value.arn}."
             )
-
-
-async def _generate_in_token(
-    deps: Deps, store: CustomKeyStore, spec: KeySpec, usage: KeyUsage
-) -> str:
-    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
-    if token is None:
-        raise CustomKeyStoreInvalidStateException(f"Custom key store {store.store_id} has no HSM.")
-    try:
-        if spec is KeySpec.SYMMETRIC_DEFAULT:
-            return await token.generate()
-        return await token.generate_pair(spec.value, usage.value)
-    except TokenBusy:
-        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
-    except MechanismRefused as error:
-        raise UnsupportedOperationException(
-            f"The HSM {store.cluster_id} of custom key store {store.store_id} cannot make "
-            f"this key: {error}."
-        ) from None
-    except HsmError:
-        raise CustomKeyStoreInvalidStateException(
-            f"The HSM {store.cluster_id} of custom key store {store.store_id} could not "
-            "generate the key."
-        ) from None
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
