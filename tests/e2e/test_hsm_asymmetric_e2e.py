@@ -310,7 +310,7 @@ def test_azure_ec_hsm_and_rsa_hsm_keys_live_in_the_token(
     assert ec_key.key_type == "EC-HSM"
     assert client.get_key(ec_key.name).key_type == "EC-HSM"
     message = b"azure hsm " * 10
-    digest = hashlib.sha384(message).digest()
+    digest = digest384 = hashlib.sha384(message).digest()
     crypto = _crypto(server, token, ec_key.id)
     signed = crypto.sign(SignatureAlgorithm.es384, digest)
     public = ec.EllipticCurvePublicNumbers(
@@ -363,6 +363,21 @@ def test_azure_ec_hsm_and_rsa_hsm_keys_live_in_the_token(
         crypto.decrypt(EncryptionAlgorithm.rsa_oaep_256, sealed)
     assert "refused the mechanism or its parameters" in str(refused.value.message)
 
+    # A new version of an -HSM key is made in the HSM too.
+    rotated = client.rotate_key(ec_key.name)
+    assert rotated.key_type == "EC-HSM" and rotated.properties.version != ec_key.properties.version
+    signed = _crypto(server, token, rotated.id).sign(SignatureAlgorithm.es384, digest384)
+    ec.EllipticCurvePublicNumbers(
+        int.from_bytes(rotated.key.x, "big"), int.from_bytes(rotated.key.y, "big"), ec.SECP384R1()
+    ).public_key().verify(
+        utils.encode_dss_signature(
+            int.from_bytes(signed.signature[:48], "big"),
+            int.from_bytes(signed.signature[48:], "big"),
+        ),
+        message,
+        ec.ECDSA(hashes.SHA384()),
+    )
+
     # A backup would carry the private key: refused, with the reason.
     with pytest.raises(HttpResponseError) as refused:
         client.backup_key(rsa_key.name)
@@ -370,7 +385,7 @@ def test_azure_ec_hsm_and_rsa_hsm_keys_live_in_the_token(
 
     # All are token objects, never extractable, of the account's store.
     found = _pairs(hsm)
-    assert len(found) == 3
+    assert len(found) == 4
     assert all(a[Attribute.NEVER_EXTRACTABLE] and a[Attribute.SENSITIVE] for a in found.values())
     kms = server.aws()
     for key in (ec_key, signer, rsa_key):
