@@ -224,6 +224,11 @@ def test_disconnect_refuses_reconnect_works_destroy_removes_the_pair(
     kms.connect_custom_key_store(CustomKeyStoreId=store_id)
     assert gcp.asymmetric_sign(request={"name": version, "digest": digest}).signature
 
+    # No new version: an HSM-backed key is never rotated.
+    with pytest.raises(gexc.BadRequest) as error:
+        gcp.create_crypto_key_version(request={"parent": key.name, "crypto_key_version": {}})
+    assert "never rotates keys held in an HSM" in _precondition(error)
+
     # Destroy: when its time comes, both token objects go.
     assert len(_pairs(hsm)) == 1
     assert gcp.destroy_crypto_key_version(name=version).state == STATE.DESTROY_SCHEDULED

@@ -10,12 +10,13 @@ PKCS#11 session must not be shared by concurrent threads). At most
 ``MAX_QUEUED`` calls wait per token; a caller beyond that gets ``TokenBusy``
 at once, so a slow token cannot queue requests without limit.
 
-A key made here is a token object (CKA_TOKEN) that is sensitive, never
+An AES key made here is a token object (CKA_TOKEN) that is sensitive, never
 extractable, private, immutable, able to encrypt and decrypt and nothing
 else (no wrap, no unwrap), with AES-GCM as its only allowed mechanism:
 whoever holds the PIN can use it but not carry it, or any other key, out of
 the token through it. keycask names it by a random 16-byte CKA_ID (and a
-CKA_LABEL ``keycask-<hex id>`` for people reading the token).
+CKA_LABEL ``keycask-<hex id>`` for people reading the token); a key pair's
+two halves share one such id and label (``pairs`` says what they may do).
 
 The PIN is the operator's (``--hsm-pin-file`` or an environment variable)
 and is never logged, stored or put in an error; library errors become

@@ -110,6 +110,13 @@ async def as_precondition(step: Awaitable[T]) -> T:
         raise KMSInvalidStateException(error.message) from None
 
 
+def check_new_version(key: Key) -> None:
+    """An HSM key pair (an asymmetric crypto key of protection level HSM)
+    gets no new version, as an HSM-backed symmetric key gets none."""
+    if key.hsm_object is not None:
+        raise KMSInvalidStateException(f"a new CryptoKeyVersion cannot be created: {NO_ROTATION}")
+
+
 async def no_rotation(key: Key, what: str, step: Awaitable[T]) -> T:
     """A rotation step of the AWS door's (authorized there first): for an
     HSM-backed key its refusal (UnsupportedOperationException, AWS's) is
