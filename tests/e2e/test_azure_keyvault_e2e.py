@@ -296,7 +296,9 @@ def test_hsm_kinds_and_mixed_key_ops_are_refused_with_the_reason(keys: KeyClient
     with pytest.raises(HttpResponseError) as caught:
         keys.create_rsa_key(name, hardware_protected=True)
     assert caught.value.status_code == 400
-    assert "HSM key stores hold AES keys only" in str(caught.value)
+    # This server has no HSM: RSA-HSM needs one (test_hsm_asymmetric_e2e).
+    assert "key type RSA-HSM needs a connected HSM key store" in str(caught.value)
+    assert "no HSM for this account" in str(caught.value)
     with pytest.raises(HttpResponseError) as caught:
         keys.create_rsa_key(name, key_operations=["sign", "encrypt"])
     assert "one key usage" in str(caught.value)

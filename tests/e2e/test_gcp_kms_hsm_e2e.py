@@ -165,9 +165,11 @@ def test_what_the_token_cannot_do_is_refused_with_the_reason(
     _connected_store(server, anchor)
     gcp = _admin(server)
     ring = _ring(gcp)
+    # RSA and EC key pairs are made in the token (test_hsm_asymmetric_e2e);
+    # Ed25519, ML-DSA and MAC keys are not.
     for purpose, algorithm in (
-        ("ASYMMETRIC_SIGN", "EC_SIGN_P256_SHA256"),
-        ("ASYMMETRIC_DECRYPT", "RSA_DECRYPT_OAEP_2048_SHA256"),
+        ("ASYMMETRIC_SIGN", "EC_SIGN_ED25519"),
+        ("ASYMMETRIC_SIGN", "PQ_SIGN_ML_DSA_65"),
         ("MAC", "HMAC_SHA256"),
     ):
         with pytest.raises(gexc.BadRequest) as error:
@@ -181,7 +183,7 @@ def test_what_the_token_cannot_do_is_refused_with_the_reason(
                     },
                 }
             )
-        assert "AES-256 keys for symmetric encryption only" in _precondition(error)
+        assert "no Ed25519, ML-DSA or MAC keys" in _precondition(error)
     # No rotation schedule, as AWS rotates no key of a custom key store.
     with pytest.raises(gexc.BadRequest) as error:
         _hsm_key(gcp, ring, rotation_period={"seconds": 90 * 86400})

@@ -335,6 +335,26 @@ def verify_with_public_key(  # noqa: PLR0917 - the Verify request's fields, in o
     return _verify(_load_public(spec, public_der), recipe, message, message_type, signature)
 
 
+def encrypt_with_public_key(
+    spec: str, public_der: bytes, algorithm: str, plaintext: bytes
+) -> bytes:
+    """RSAES-OAEP (AWS's, as ``PrivateKey.encrypt``) with a DER SPKI public
+    key of ``spec``; ValueError for an algorithm the spec lacks or a
+    plaintext too long for one block."""
+    if algorithm not in _spec(spec).encryption:
+        raise ValueError(f"encryption algorithm {algorithm!r} is not valid for key spec {spec}")
+    public = _load_public(spec, public_der)
+    assert isinstance(public, rsa.RSAPublicKey)  # only RSA specs have encryption algorithms
+    hash_algorithm = _ENCRYPTION[algorithm]()
+    oaep = padding.OAEP(mgf=padding.MGF1(hash_algorithm), algorithm=hash_algorithm, label=None)
+    limit = (public.key_size + 7) // 8 - 2 * hash_algorithm.digest_size - 2
+    if len(plaintext) > limit:
+        raise ValueError(
+            f"plaintext is {len(plaintext)} bytes; {algorithm} with {spec} takes at most {limit}"
+        )
+    return public.encrypt(plaintext, oaep)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class PrivateKey:
     """A loaded private key; load once and cache (loading is the slow part)."""

@@ -1,5 +1,7 @@
 """One PKCS#11 token that holds HSM-backed keys: generate an AES-256 key
-inside it, encrypt and decrypt with AES-GCM inside it, destroy a key.
+inside it, encrypt and decrypt with AES-GCM inside it; generate an RSA or
+EC key pair inside it, sign and RSA-OAEP decrypt with it, read its public
+key (``pairs`` holds what python-pkcs11 is asked for those); destroy a key.
 
 python-pkcs11 blocks, so every call runs on a thread of the token's own (one
 worker): the event loop never waits on the token, and the token's one
@@ -8,12 +10,13 @@ PKCS#11 session must not be shared by concurrent threads). At most
 ``MAX_QUEUED`` calls wait per token; a caller beyond that gets ``TokenBusy``
 at once, so a slow token cannot queue requests without limit.
 
-A key made here is a token object (CKA_TOKEN) that is sensitive, never
+An AES key made here is a token object (CKA_TOKEN) that is sensitive, never
 extractable, private, immutable, able to encrypt and decrypt and nothing
 else (no wrap, no unwrap), with AES-GCM as its only allowed mechanism:
 whoever holds the PIN can use it but not carry it, or any other key, out of
 the token through it. keycask names it by a random 16-byte CKA_ID (and a
-CKA_LABEL ``keycask-<hex id>`` for people reading the token).
+CKA_LABEL ``keycask-<hex id>`` for people reading the token); a key pair's
+two halves share one such id and label (``pairs`` says what they may do).
 
 The PIN is the operator's (``--hsm-pin-file`` or an environment variable)
 and is never logged, stored or put in an error; library errors become
@@ -40,6 +43,8 @@ from pkcs11 import Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass
 from pkcs11 import exceptions as pkcs11_errors
 from pkcs11.attributes import AttributeMapper
 from pkcs11.mechanisms import GCMParams
+
+from keycask.hsm import pairs
 
 T = TypeVar("T")
 
@@ -69,6 +74,11 @@ class TokenBusy(HsmError):
 
 class DecryptFailed(HsmError):
     """The token refused a ciphertext: wrong key, tag or AAD, or damage."""
+
+
+class MechanismRefused(HsmError):
+    """The token does not do what was asked of this key (a mechanism or its
+    parameters it lacks): said plainly, for the caller to pass on."""
 
 
 class ObjectMissing(HsmError):
@@ -111,6 +121,17 @@ _BAD_CIPHERTEXT = (
     pkcs11_errors.EncryptedDataLenRange,
     pkcs11_errors.GeneralError,
     pkcs11_errors.FunctionFailed,
+)
+
+# Ways tokens refuse a mechanism, its parameters or a key type or curve.
+_REFUSED = (
+    pkcs11_errors.MechanismInvalid,
+    pkcs11_errors.MechanismParamInvalid,
+    pkcs11_errors.ArgumentsBad,
+    pkcs11_errors.DomainParamsInvalid,
+    pkcs11_errors.KeySizeRange,
+    pkcs11_errors.TemplateInconsistent,
+    pkcs11_errors.AttributeValueInvalid,
 )
 
 
@@ -180,8 +201,46 @@ class Token:
         await self._run(self._generate, object_id)
         return object_id.hex()
 
+    async def generate_pair(self, spec: str, usage: str) -> str:
+        """A new key pair of ``spec`` (RSA_2048, ECC_NIST_P256, ...) for
+        ``usage`` (SIGN_VERIFY or ENCRYPT_DECRYPT) in the token; the id its
+        two halves share (32 hex digits)."""
+        if spec not in pairs.SPECS or usage not in (pairs.SIGN_VERIFY, pairs.ENCRYPT_DECRYPT):
+            raise MechanismRefused(f"keycask makes no {spec} key pair for {usage} in an HSM")
+        if usage == pairs.ENCRYPT_DECRYPT and spec not in pairs.RSA_BITS:
+            raise MechanismRefused(f"a {spec} key cannot decrypt")
+        object_id = secrets.token_bytes(OBJECT_ID_SIZE)
+        await self._run(self._generate_pair, spec, usage, object_id)
+        return object_id.hex()
+
+    async def sign(self, object_id: str, scheme: str, hash_name: str, digest: bytes) -> bytes:
+        """The private key's signature of ``digest``: ``scheme`` ECDSA
+        (r || s), PKCS1 or PSS, ``hash_name`` the digest's (SHA256, ...)."""
+        if scheme not in pairs.SCHEMES or hash_name not in pairs.HASHES:
+            raise MechanismRefused(f"keycask does not sign {scheme} with {hash_name} in an HSM")
+        return await self._run(self._private_call, object_id, pairs.sign, scheme, hash_name, digest)
+
+    async def decrypt_oaep(self, object_id: str, hash_name: str, ciphertext: bytes) -> bytes:
+        """RSAES-OAEP decryption with the private key (MGF1 over
+        ``hash_name``, SHA1 or SHA256, no label)."""
+        if hash_name not in ("SHA1", "SHA256"):
+            raise MechanismRefused(f"keycask does not decrypt RSA-OAEP with {hash_name}")
+        return await self._run(
+            self._private_call, object_id, pairs.decrypt_oaep, hash_name, ciphertext
+        )
+
+    async def public_key(self, object_id: str) -> bytes:
+        """The pair's public key (kept in the token) as DER SPKI."""
+        return await self._run(self._public_key, object_id)
+
     async def has(self, object_id: str) -> bool:
-        return await self._run(lambda: self._find(object_id) is not None)
+        """Whether the token holds the key (an AES key or a pair's private half)."""
+        return await self._run(
+            lambda: (
+                self._find(object_id) is not None
+                or self._find(object_id, ObjectClass.PRIVATE_KEY) is not None
+            )
+        )
 
     async def encrypt(self, object_id: str, plaintext: bytes, aad: bytes) -> tuple[bytes, bytes]:
         """(IV, ciphertext and tag): AES-GCM inside the token, a random
@@ -198,7 +257,8 @@ class Token:
         return await self._run(lambda: bytes(self._open().generate_random(size * 8)))
 
     async def destroy(self, object_id: str) -> bool:
-        """Destroy the key; False when the token had no such key."""
+        """Destroy the key (both halves of a pair); False when the token had
+        no such key."""
         return await self._run(self._destroy, object_id)
 
     def close(self) -> None:
@@ -260,9 +320,12 @@ class Token:
             self._session = token.open(rw=True, attribute_mapper=mapper)
         return self._session
 
-    def _find(self, object_id: str) -> Any:
+    def _find(self, object_id: str, cls: ObjectClass = ObjectClass.SECRET_KEY) -> Any:
+        """The object of class ``cls`` with that id (an AES key for a secret
+        key), or None."""
         session = self._open()
-        handle = self._handles.get(object_id)
+        cached = f"{object_id}/{int(cls)}"
+        handle = self._handles.get(cached)
         if handle is not None:
             # Another process (a worker, a node) may have destroyed the object
             # and the token reused its handle: one attribute read proves it is
@@ -272,23 +335,21 @@ class Token:
                     return handle
             except pkcs11_errors.ObjectHandleInvalid:
                 pass
-            del self._handles[object_id]
-        found = list(
-            session.get_objects(
-                {
-                    Attribute.CLASS: ObjectClass.SECRET_KEY,
-                    Attribute.KEY_TYPE: KeyType.AES,
-                    Attribute.ID: bytes.fromhex(object_id),
-                }
-            )
-        )
+            del self._handles[cached]
+        template: dict[Attribute, Any] = {
+            Attribute.CLASS: cls,
+            Attribute.ID: bytes.fromhex(object_id),
+        }
+        if cls == ObjectClass.SECRET_KEY:
+            template[Attribute.KEY_TYPE] = KeyType.AES
+        found = list(session.get_objects(template))
         if len(found) > 1:
             raise HsmError(f"the HSM {self.name} holds several keys with one id")
         if not found:
             return None
         if len(self._handles) >= MAX_HANDLES:
             self._handles.clear()
-        self._handles[object_id] = found[0]
+        self._handles[cached] = found[0]
         return found[0]
 
     def _generate(self, object_id: bytes) -> None:
@@ -325,10 +386,46 @@ class Token:
             raise DecryptFailed("the HSM refused the ciphertext") from None
         return out
 
-    def _destroy(self, object_id: str) -> bool:
-        key = self._find(object_id)
+    def _generate_pair(self, spec: str, usage: str, object_id: bytes) -> None:
+        try:
+            pairs.generate(self._open(), spec, usage, object_id, LABEL_PREFIX + object_id.hex())
+        except _REFUSED as exc:
+            raise MechanismRefused(
+                f"the HSM {self.name} cannot make a {spec} key pair ({type(exc).__name__})"
+            ) from None
+
+    def _private_call(self, object_id: str, function: Callable[..., bytes], *args: Any) -> bytes:
+        key = self._find(object_id, ObjectClass.PRIVATE_KEY)
         if key is None:
-            return False
-        self._handles.pop(object_id, None)
-        key.destroy()
-        return True
+            raise ObjectMissing(f"the HSM {self.name} has no key {object_id}")
+        try:
+            return function(key, *args)
+        except AttributeError:
+            # python-pkcs11 gives a key the methods its CKA_SIGN/CKA_DECRYPT allow.
+            raise MechanismRefused(f"the key {object_id} cannot do that (its key usage)") from None
+        except _BAD_CIPHERTEXT:
+            if function is pairs.decrypt_oaep:
+                raise DecryptFailed("the HSM refused the ciphertext") from None
+            raise
+        except _REFUSED as exc:
+            raise MechanismRefused(
+                f"the HSM {self.name} refused the mechanism or its parameters "
+                f"({type(exc).__name__})"
+            ) from None
+
+    def _public_key(self, object_id: str) -> bytes:
+        key = self._find(object_id, ObjectClass.PUBLIC_KEY)
+        if key is None:
+            raise ObjectMissing(f"the HSM {self.name} has no key {object_id}")
+        return pairs.public_spki(key)
+
+    def _destroy(self, object_id: str) -> bool:
+        destroyed = False
+        for cls in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY):
+            key = self._find(object_id, cls)
+            if key is None:
+                continue
+            self._handles.pop(f"{object_id}/{int(cls)}", None)
+            key.destroy()
+            destroyed = True
+        return destroyed

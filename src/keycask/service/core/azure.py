@@ -17,10 +17,11 @@ Every operation runs the AWS door's core handlers under their ``kms:``
 actions (docs/azure-keyvault.md has the table), so the same key policies,
 identity policies and grants decide.
 
-Why one module: create, rotate, get, list and update share the lookups
-(the anchor, a version's key, the latest) and the settings document's
-writes that the other Azure modules (crypto, deletion, backup, rotation)
-build on; those went to modules of their own already.
+Why one module: create, rotate, get, list and update all read and write the
+one settings document and the alias of each version together (anchor,
+version lookup, the settings' revision), and the HSM-backed key types are
+a step of create; the parts that stand alone are their own modules
+(azure_crypto, azure_deletion, azure_backup, azure_rotation, hsm_choice).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from keycask.errors import (
 from keycask.keys.keystore import KeyStore, Stored
 from keycask.keys.model import Alias, Key, KeySpec, KeyState, KeyUsage, alias_arn
 from keycask.ports import Write
+from keycask.service.core import gcp_hsm, hsm_choice, hsm_keys
 from keycask.service.core import requests as aws
 from keycask.service.core.azure_gate import gate_doc
 from keycask.service.core.azure_requests import (
@@ -92,14 +94,15 @@ def not_found(ref: KeyRef, version: str = "") -> KeyNotFound:
     return KeyNotFound(f"A key with (name/id) {what} was not found in this key vault.")
 
 
+HSM_TYPES = ("RSA-HSM", "EC-HSM")
+
+
 def kind_of(kty: str, size: int | None, crv: str | None, exponent: int | None) -> KeySpec:
     """The keycask key spec of a Key Vault key type and size or curve."""
-    if kty.endswith("-HSM"):
-        raise UnsupportedOperationException(
-            f"Key type {kty} is not available: keycask's HSM key stores hold AES keys only, so "
-            f"an {kty.removesuffix('-HSM')} key cannot be HSM-backed. Create kty "
-            f"{kty.removesuffix('-HSM')} (a software key) instead."
-        )
+    if kty in HSM_TYPES:
+        # An HSM-backed key (create picks the HSM key store): its kind as a
+        # software key's.
+        kty = kty.removesuffix("-HSM")
     if kty == "RSA":
         if crv is not None:
             raise ValidationException("crv is for EC keys; an RSA key takes key_size.")
@@ -235,6 +238,8 @@ async def resolve_version(
 
 
 async def public_der(deps: Deps, key: Key) -> bytes:
+    if key.hsm_object is not None:
+        return await hsm_keys.public_der(deps, key)
     private = await deps.keys.private_key(key)
     if private is None:
         raise KMSInternalException("key material is missing")
@@ -253,7 +258,7 @@ async def prepare_create(deps: Deps, call: Call, req: CreateRequest) -> None:
         usage, _ = usage_of(spec, req.ops)
     except (ValidationException, UnsupportedOperationException):
         return
-    if spec.is_rsa:
+    if spec.is_rsa and req.kty not in HSM_TYPES:
         await keys.prepare_material(call, _aws_create(req.ref, spec, usage))
 
 
@@ -264,8 +269,6 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
     CreateAlias of the version's alias."""
     if req.material is not None:
         spec = req.material[0]
-        if req.kty.endswith("-HSM"):
-            kind_of(req.kty, None, None, None)  # refused, with the reason
     else:
         spec = kind_of(req.kty, req.size, req.crv, req.public_exponent)
     usage, ops = usage_of(spec, req.ops)
@@ -302,7 +305,12 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
         call.prepared = req.material
         described = f"{aws_req.description} (imported)"
         aws_req = dataclasses.replace(aws_req, description=described)
-    created = await keys.create_key(deps, call, aws_req, adjust=adjust)
+    hsm = req.kty in HSM_TYPES and req.material is None
+    if hsm:
+        aws_req = await _in_hsm(deps, call, aws_req, req.kty)
+    created = await gcp_hsm.as_precondition(
+        keys.create_key(deps, call, aws_req, adjust=adjust, asymmetric_in_hsm=hsm)
+    )
     result = created.result
     assert isinstance(result, KeyMetadataResult)
     key = made[-1]
@@ -334,9 +342,10 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
         # The policy's Rotate counts from the new version, its Notify
         # watches the new version's exp.
         writes.extend(stage_entries(deps.keys, anchor.key_id, new, now.timestamp()))
+    made_in = f", {call.detail}" if hsm else ""
     call.detail = (
         f"Azure key {req.ref.vault}/{req.ref.name} version {key.key_id.hex} "
-        f"({spec.value}, {usage.value}, key_ops {','.join(ops)})"
+        f"({spec.value}, {usage.value}, key_ops {','.join(ops)}){made_in}"
     )
 
     async def answer() -> object:
@@ -344,6 +353,20 @@ async def create(deps: Deps, call: Call, req: CreateRequest) -> Outcome:
         return KeyBundle(req.ref, req.base, key, entry, await public_der(deps, key))
 
     return Outcome(None, writes, then=answer)
+
+
+async def _in_hsm(
+    deps: Deps, call: Call, aws_req: aws.CreateKeyRequest, kty: str
+) -> aws.CreateKeyRequest:
+    """CreateKey's request for an RSA-HSM or EC-HSM key, in the HSM key
+    store hsm_choice picks (the Cloud KMS door's rule), or refused with the
+    reason, 400 BadParameter as Key Vault answers a key type the vault
+    cannot hold."""
+    door = (f"key type {kty}", f"create kty {kty.removesuffix('-HSM')} (a software key) instead")
+    try:
+        return await hsm_choice.in_hsm(deps, call, aws_req, door)
+    except KMSInvalidStateException as error:
+        raise UnsupportedOperationException(error.message) from None
 
 
 # -- rotate --
@@ -356,8 +379,10 @@ async def _rotation_of(deps: Deps, call: Call, req: GetRequest) -> CreateRequest
     spec = key.key_spec
     curve = CURVE_OF.get(spec)
     size = None if curve is not None else int(spec.value.removeprefix("RSA_"))
+    kty = "EC" if curve is not None else "RSA"
+    # An HSM-backed key's new version is HSM-backed too.
     return CreateRequest(
-        ref=req.ref, base=req.base, kty="EC" if curve is not None else "RSA", size=size,
+        ref=req.ref, base=req.base, kty=kty + ("-HSM" if key.hsm_object else ""), size=size,
         crv=curve, ops=entry.ops, enabled=True, nbf=None, exp=None, tags=dict(entry.tags),
     )  # fmt: skip
 

@@ -37,7 +37,12 @@ import orjson
 import pybase64
 
 from keycask.crypto import KeyMaterial, key_material_id
-from keycask.errors import InvalidCiphertextException, KMSInternalException, ValidationException
+from keycask.errors import (
+    InvalidCiphertextException,
+    KMSInternalException,
+    UnsupportedOperationException,
+    ValidationException,
+)
 from keycask.keys.model import Alias, Key, KeySpec, KeyState, KeyUsage, KeyVersion, alias_arn
 from keycask.keys.wire import BlobHeader, blob_header, encode_context, open_blob, seal_blob
 from keycask.ports import Write
@@ -157,6 +162,11 @@ async def backup(deps: Deps, call: Call, req: GetRequest) -> Outcome:
     for entry in settings.versions:
         key = await version_key(deps, call, anchor, entry)
         await authorize_key(call, key, "kms:PutKeyPolicy")
+        if key.hsm_object is not None:
+            raise UnsupportedOperationException(
+                f"Key {settings.name} is HSM-backed (RSA-HSM or EC-HSM): its private key "
+                "never leaves the HSM, so keycask cannot put it in a backup."
+            )
         private = await deps.keys.material(key.key_id, 1)
         if private is None:
             raise KMSInternalException("key material is missing")

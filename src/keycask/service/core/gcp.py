@@ -248,7 +248,9 @@ async def create_key(
     spec, usage = _kind(req.purpose, req.algorithm)
     hsm = req.protection_level == gcp_hsm.HSM
     if hsm:
-        gcp_hsm.check_request(req.purpose, req.rotation is not None, req.import_only)
+        gcp_hsm.check_request(
+            req.purpose, req.algorithm, spec, usage, req.rotation is not None, req.import_only
+        )
     elif req.protection_level != "SOFTWARE":
         raise KMSInvalidStateException(
             f"protection level {req.protection_level} is not available: keycask's Cloud KMS "
@@ -292,7 +294,9 @@ async def create_key(
     alias_resource = alias_arn(call.region, call.account, name.alias)
     if hsm:
         request = await gcp_hsm.create_request(deps, call, request, alias_resource)
-    created = await gcp_hsm.as_precondition(keys.create_key(deps, call, request, adjust=adjust))
+    created = await gcp_hsm.as_precondition(
+        keys.create_key(deps, call, request, adjust=adjust, asymmetric_in_hsm=hsm)
+    )
     made_by = call.detail
     result = created.result
     assert isinstance(result, KeyMetadataResult)

@@ -4,23 +4,26 @@ AWS_CLOUDHSM custom key store, generated and used inside the store's
 PKCS#11 token, exactly the key CreateKey makes with that store's
 CustomKeyStoreId and Origin AWS_CLOUDHSM through the AWS door.
 
-Which store: Cloud KMS names no HSM, so keycask takes the caller's
-account's AWS_CLOUDHSM custom key store in the location's Region that is
-connected with its token answering; with several, the oldest (creation
-time, then id), so the choice does not change when another store is added
-or connected. With none, the request is refused FAILED_PRECONDITION
-(``KMSInvalidStateException``) naming the step that is missing: an
-``--hsm`` for the account, CreateCustomKeyStore, ConnectCustomKeyStore.
+Which store: Cloud KMS names no HSM, so keycask takes the one
+``hsm_choice`` picks (the caller's account's oldest connected AWS_CLOUDHSM
+custom key store in the location's Region whose token answers), the same
+rule as the Azure Key Vault door's RSA-HSM and EC-HSM keys. With none, the
+request is refused FAILED_PRECONDITION (``KMSInvalidStateException``)
+naming the step that is missing: an ``--hsm`` for the account,
+CreateCustomKeyStore, ConnectCustomKeyStore.
 
-What the token cannot do is refused FAILED_PRECONDITION with the reason:
-keycask's tokens hold AES-256 keys for AES-GCM only (no asymmetric or MAC
-purpose), and HSM-backed keys are never rotated (AWS's rule for keys in
-custom key stores), so neither a rotation schedule nor a new version.
+Purposes: ENCRYPT_DECRYPT (an AES-256 key, AES-GCM in the token),
+ASYMMETRIC_SIGN with an ECDSA (P-256, P-384, secp256k1) or RSA PSS or
+PKCS#1 v1.5 algorithm, ASYMMETRIC_DECRYPT with an RSA OAEP one (a key pair
+made in the token, its private half never leaving it: hsm_keys). What the
+token cannot do is refused FAILED_PRECONDITION with the reason: Ed25519,
+ML-DSA and MAC keys (keycask's tokens make no such keys), import-only keys,
+and any rotation, since HSM-backed keys are never rotated (AWS's rule for
+keys in custom key stores): neither a rotation schedule nor a new version.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -30,15 +33,14 @@ from keycask.errors import (
     UnsupportedOperationException,
 )
 from keycask.keys.custom_stores import CustomKeyStore
-from keycask.keys.model import Key, Origin
+from keycask.keys.model import Key, KeySpec, KeyUsage
+from keycask.service.core import hsm_choice
 from keycask.service.core import requests as aws
 from keycask.service.core.call import Call
 from keycask.service.core.deps import Deps
-from keycask.service.core.handlers import keys
-from keycask.service.core.hsm_keys import store_available
+from keycask.service.core.hsm_keys import token_makes
 
 HSM = "HSM"
-_STORE_TYPE = "AWS_CLOUDHSM"
 NO_ROTATION = (
     "it is an HSM-backed key (protection level HSM), and keycask never rotates keys held "
     "in an HSM, as AWS KMS rotates no key of a custom key store: create a new crypto key "
@@ -47,7 +49,14 @@ NO_ROTATION = (
 T = TypeVar("T")
 
 
-def check_request(purpose: str, rotating: bool, import_only: bool = False) -> None:
+def check_request(  # noqa: PLR0917 - the request's fields
+    purpose: str,
+    algorithm: str,
+    spec: KeySpec,
+    usage: KeyUsage,
+    rotating: bool,
+    import_only: bool = False,
+) -> None:
     """What protection level HSM cannot have, refused before anything is
     looked at or made."""
     if import_only:
@@ -55,58 +64,25 @@ def check_request(purpose: str, rotating: bool, import_only: bool = False) -> No
             "protection level HSM cannot be import-only: keycask's HSM tokens make their "
             "own keys and take no imported material; import into a SOFTWARE key"
         )
-    if purpose != "ENCRYPT_DECRYPT":
+    if not token_makes(spec, usage):
         raise KMSInvalidStateException(
-            f"protection level HSM is not available for purpose {purpose}: keycask's HSM "
-            "tokens hold AES-256 keys for symmetric encryption only (purpose ENCRYPT_DECRYPT, "
-            "GOOGLE_SYMMETRIC_ENCRYPTION); use protection level SOFTWARE for this purpose"
+            f"protection level HSM is not available for {purpose} {algorithm}: keycask's HSM "
+            "tokens hold AES-256 keys (ENCRYPT_DECRYPT), RSA key pairs (RSA_SIGN_PSS_*, "
+            "RSA_SIGN_PKCS1_*, RSA_DECRYPT_OAEP_*) and EC key pairs (EC_SIGN_P256_SHA256, "
+            "EC_SIGN_P384_SHA384, EC_SIGN_SECP256K1_SHA256), no Ed25519, ML-DSA or MAC keys; "
+            "use protection level SOFTWARE for this algorithm"
         )
     if rotating:
         raise KMSInvalidStateException(f"rotation_period cannot be set: {NO_ROTATION}")
 
 
-def _missing(call: Call, what: str) -> KMSInvalidStateException:
-    return KMSInvalidStateException(
-        f"protection level HSM needs a connected HSM key store of this account in "
-        f"{call.region}, and {what}. See docs/hsm.md; use protection level SOFTWARE meanwhile"
-    )
+_SOFTWARE = "protection level HSM", "use protection level SOFTWARE meanwhile"
 
 
 async def store_for(deps: Deps, call: Call) -> CustomKeyStore:
-    """The custom key store a new HSM crypto key goes into (the module's
+    """The custom key store a new HSM crypto key goes into (hsm_choice's
     rule), or FAILED_PRECONDITION naming the next step."""
-    if not any(deps.hsm.account_of(name) == call.account for name in deps.hsm.names()):
-        raise _missing(
-            call,
-            "this keycask server has no HSM for this account: configure one (keycask "
-            "server --hsm NAME[@ACCOUNT]=MODULE_PATH:TOKEN_LABEL), then create a custom key "
-            "store of type AWS_CLOUDHSM naming it (CreateCustomKeyStore) and connect it "
-            "(ConnectCustomKeyStore), through the AWS door",
-        )
-    stores = sorted(
-        (
-            s.value
-            for s in await deps.keys.custom_stores(call.account, call.region)
-            if s.value.store_type == _STORE_TYPE
-        ),
-        key=lambda s: (s.created, s.store_id),
-    )
-    if not stores:
-        raise _missing(
-            call,
-            "it has none: create a custom key store of type AWS_CLOUDHSM naming a configured "
-            "HSM (CreateCustomKeyStore) and connect it (ConnectCustomKeyStore), through the "
-            "AWS door",
-        )
-    for store in stores:
-        if await store_available(deps, store):
-            return store
-    names = ", ".join(f"{s.store_id} ({s.state})" for s in stores)
-    raise _missing(
-        call,
-        f"none of its AWS_CLOUDHSM custom key stores ({names}) is connected with its HSM "
-        "answering: connect one (ConnectCustomKeyStore), or make its HSM answer again",
-    )
+    return await hsm_choice.store_for(deps, call, _SOFTWARE)
 
 
 async def create_request(
@@ -119,11 +95,9 @@ async def create_request(
     is authorized here too, before CreateKey makes the key in the token
     (last, once all else is checked), so that no refusal leaves an object
     in the token."""
-    req = dataclasses.replace(req, origin=Origin.AWS_CLOUDHSM.value)
-    await keys.authorize_create(call, req)
-    store = await store_for(deps, call)
+    req = await hsm_choice.in_hsm(deps, call, req, _SOFTWARE)
     await call.authorize("kms:CreateAlias", resource=alias)
-    return dataclasses.replace(req, custom_key_store_id=store.store_id)
+    return req
 
 
 async def as_precondition(step: Awaitable[T]) -> T:
@@ -134,6 +108,13 @@ async def as_precondition(step: Awaitable[T]) -> T:
         return await step
     except CustomKeyStoreInvalidStateException as error:
         raise KMSInvalidStateException(error.message) from None
+
+
+def check_new_version(key: Key) -> None:
+    """An HSM key pair (an asymmetric crypto key of protection level HSM)
+    gets no new version, as an HSM-backed symmetric key gets none."""
+    if key.hsm_object is not None:
+        raise KMSInvalidStateException(f"a new CryptoKeyVersion cannot be created: {NO_ROTATION}")
 
 
 async def no_rotation(key: Key, what: str, step: Awaitable[T]) -> T:

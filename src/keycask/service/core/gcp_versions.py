@@ -166,7 +166,7 @@ def _destroyable(key: Key) -> None:
             "supported for them"
         )
     if key.hsm_object is not None:
-        return  # its one version's material is the token object (destroy_hsm_object)
+        return  # its one version's material is the token object (an AES key or a pair)
     if key.origin is not Origin.AWS_KMS or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT:
         raise KMSInvalidStateException(
             "destroy is supported for symmetric keys whose material keycask made or holds in an HSM"
@@ -215,7 +215,7 @@ async def _key_version_lifecycle(
 
 async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     anchor = await resolve_key_for(deps, call, req.name)
-    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+    if (anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac) and anchor.hsm_object is None:
         return await _key_version_lifecycle(deps, call, req, destroy=True)
     key, stored, settings = await _load(deps, call, req, "kms:ScheduleKeyDeletion")
     _destroyable(key)
@@ -243,7 +243,7 @@ async def destroy(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
 
 async def restore(deps: Deps, call: Call, req: VersionRequest) -> Outcome:
     anchor = await resolve_key_for(deps, call, req.name)
-    if anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac:
+    if (anchor.key_spec.is_asymmetric or anchor.key_spec.is_hmac) and anchor.hsm_object is None:
         return await _key_version_lifecycle(deps, call, req, destroy=False)
     key, stored, settings = await _load(deps, call, req, "kms:CancelKeyDeletion")
     current = settings.state_of(req.version)
@@ -405,7 +405,7 @@ async def prepare_version(deps: Deps, call: Call, req: KeyRequest) -> None:
         key = await resolve_key_for(deps, call, req.name)
     except NotFoundException:
         return
-    if key.key_spec.is_rsa:
+    if key.key_spec.is_rsa and key.hsm_object is None:
         await keys.prepare_material(call, aws_create(req.name, key.key_spec, key.key_usage))
 
 
@@ -421,6 +421,7 @@ async def create_version(deps: Deps, call: Call, req: KeyRequest) -> Outcome:
         # A right on the crypto key first, as a symmetric key's new version
         # (RotateKeyOnDemand) needs; then CreateKey and CreateAlias.
         await authorize_key(call, key, "kms:RotateKeyOnDemand")
+        gcp_hsm.check_new_version(key)
         return await _create_key_version(deps, call, req.name, key)
     # Cloud KMS's new version is not the primary until updatePrimaryVersion:
     # the primary before the rotation is kept as the chosen one, in the

@@ -16,7 +16,7 @@ import orjson
 import pybase64
 
 from keycask.crypto.jwk import InvalidJwk, private_key_from_jwk, public_jwk
-from keycask.errors import ValidationException
+from keycask.errors import UnsupportedOperationException, ValidationException
 from keycask.keys.model import KeySpec, KeyState
 from keycask.service.core.azure_requests import (
     KEY_NAME,
@@ -212,8 +212,11 @@ def import_key(ref: KeyRef, base: str, doc: Doc) -> CreateRequest:
     if not isinstance(kty, str):
         raise ValidationException("The JWK's kty must be RSA or EC.")
     if doc.get("Hsm") is True or kty.endswith("-HSM"):
-        kty = kty.removesuffix("-HSM") + "-HSM"
-        material = None
+        raise UnsupportedOperationException(
+            f"Importing a key into an HSM (kty {kty.removesuffix('-HSM')}-HSM) is not "
+            "supported: keycask's HSM tokens make their own keys and take no imported "
+            "material. Import it as a software key, or create an RSA-HSM or EC-HSM key."
+        )
     else:
         try:
             spec, pkcs8 = private_key_from_jwk(jwk)
@@ -345,7 +348,8 @@ def _attributes_doc(key: Any, version: Version) -> Doc:
 def key_bundle(result: KeyBundle) -> Doc:
     jwk: Doc = {"kid": f"{result.base}/keys/{result.ref.name}/{result.version.id}"}
     fields = public_jwk(result.public_der)
-    jwk["kty"] = fields["kty"]
+    # A key held in an HSM shows its -HSM key type, as Key Vault's.
+    jwk["kty"] = fields["kty"] + ("-HSM" if result.key.hsm_object is not None else "")
     jwk["key_ops"] = list(result.version.ops)
     jwk.update({k: v for k, v in fields.items() if k != "kty"})
     doc: Doc = {"key": jwk, "attributes": _attributes_doc(result.key, result.version)}

@@ -31,6 +31,7 @@ from keycask.errors import (
 from keycask.keys.model import Key, KeyUsage
 from keycask.keys.states import require_state
 from keycask.keys.wire import encode_context
+from keycask.service.core import hsm_keys
 from keycask.service.core.azure_gate import check_gate
 from keycask.service.core.call import Call, Outcome
 from keycask.service.core.deps import Deps
@@ -104,6 +105,13 @@ async def sign(deps: Deps, call: Call, req: SignRequest) -> Outcome:
     _check_signing(key, algorithm, message_type)
     # An Azure Key Vault version's nbf, exp and key_ops, whichever door asks.
     check_gate(key, "Sign", deps.clock.now(), await keys.azure_gate(key.key_id))
+    if key.hsm_object is not None:
+        signature = await hsm_keys.sign(
+            deps, call, key, algorithm, req.message, message_type=message_type
+        )
+        if req.dry_run:
+            raise DryRunOperationException(DRY_RUN)
+        return Outcome(SignResult(key.arn, signature, algorithm))
     private = await keys.private_key(key)
     if private is None:
         raise KMSInternalException("key material is missing")
@@ -125,9 +133,13 @@ async def verify(deps: Deps, call: Call, req: VerifyRequest) -> Outcome:
     message_type = req.message_type or "RAW"
     _check_signing(key, req.signing_algorithm, message_type)
     check_gate(key, "Verify", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
-    private = await _private(deps, call, key)
     try:
-        valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
+        if key.hsm_object is not None:
+            request = (req.signing_algorithm, req.message, message_type, req.signature)
+            valid = await hsm_keys.verify(deps, call, key, request)
+        else:
+            private = await _private(deps, call, key)
+            valid = private.verify(req.signing_algorithm, req.message, message_type, req.signature)
     except ValueError as error:
         raise ValidationException(str(error)) from None
     if not valid:
@@ -146,13 +158,17 @@ async def get_public_key(deps: Deps, call: Call, req: GetPublicKeyRequest) -> Ou
             f"{key.arn} is not an asymmetric key; it has no public key."
         )
     require_state("GetPublicKey", key)
-    private = await deps.keys.private_key(key)
-    if private is None:
-        raise KMSInternalException("key material is missing")
+    if key.hsm_object is not None:
+        public = await hsm_keys.public_der(deps, key)
+    else:
+        private = await deps.keys.private_key(key)
+        if private is None:
+            raise KMSInternalException("key material is missing")
+        public = private.public_der()
     return Outcome(
         GetPublicKeyResult(
             key_id=key.arn,
-            public_key=private.public_der(),
+            public_key=public,
             customer_master_key_spec=key.key_spec.value,
             key_spec=key.key_spec.value,
             key_usage=key.key_usage.value,

@@ -231,8 +231,10 @@ async def _encrypt_with(
     assert algorithm is not None
     # An Azure Key Vault version's nbf, exp and key_ops, whichever door asks.
     check_gate(key, "Encrypt", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
-    private = await _private(deps, call, key)
     try:
+        if key.hsm_object is not None:
+            return await hsm_keys.encrypt(deps, call, key, algorithm, plaintext), None
+        private = await _private(deps, call, key)
         # AWS's RSA ciphertext is the bare RSAES-OAEP output, no envelope.
         return private.encrypt(algorithm, plaintext), None
     except ValueError as error:
@@ -262,6 +264,8 @@ async def _open_rsa(
     _check_algorithm(algorithm, key)
     _no_context(context)
     check_gate(key, "Decrypt", deps.clock.now(), await deps.keys.azure_gate(key.key_id))
+    if key.hsm_object is not None:
+        return key, None, await hsm_keys.decrypt(deps, call, key, algorithm or "", blob)
     private = await _private(deps, call, key)
     try:
         plaintext = private.decrypt(algorithm or "", blob)

@@ -19,12 +19,10 @@ from keycask.errors import (
     InvalidMarkerException,
     MalformedPolicyDocumentException,
     NotFoundException,
-    ThrottlingException,
     UnsupportedOperationException,
     ValidationException,
     XksKeyAlreadyInUseException,
 )
-from keycask.hsm.token import HsmError, TokenBusy
 from keycask.keys.custom_stores import CONNECTED, STORE_ID, CustomKeyStore
 from keycask.keys.ids import new_mrk, parse_mrk, record_id
 from keycask.keys.model import (
@@ -198,11 +196,19 @@ async def _material(call: Call, spec: KeySpec) -> KeyMaterial:
 
 
 async def create_key(
-    deps: Deps, call: Call, req: CreateKeyRequest, *, adjust: Callable[[Key], Key] | None = None
+    deps: Deps,
+    call: Call,
+    req: CreateKeyRequest,
+    *,
+    adjust: Callable[[Key], Key] | None = None,
+    asymmetric_in_hsm: bool = False,
 ) -> Outcome:
     """CreateKey. ``adjust``: another door's settings for the new key that
     CreateKey's request has no field for (the Cloud KMS door's rotation
-    schedule), applied before it is staged."""
+    schedule), applied before it is staged. ``asymmetric_in_hsm``: an RSA
+    or EC key pair may be made in an AWS_CLOUDHSM store (the Cloud KMS and
+    Azure doors' HSM keys); the AWS door's CreateKey never passes it, and
+    refuses such a KeySpec there as AWS does."""
     spec, usage = _key_spec(req)
     await _authorize_create(call, req, spec, usage)
     if req.origin not in (
@@ -214,7 +220,9 @@ async def create_key(
     ):
         raise UnsupportedOperationException(f"keycask does not support Origin {req.origin}.")
     origin = Origin(req.origin or Origin.AWS_KMS)
-    store = await _custom_store_for(deps, call, req, origin=origin, spec=spec, usage=usage)
+    store = await _custom_store_for(
+        deps, call, req, origin=origin, spec=spec, usage=usage, pairs=asymmetric_in_hsm
+    )
     if origin is Origin.EXTERNAL and spec is not KeySpec.SYMMETRIC_DEFAULT:
         raise UnsupportedOperationException(
             "keycask imports symmetric key material only; "
@@ -269,8 +277,6 @@ async def create_key(
     if req.policy is not None:
         key = key.replace(policy_principals=await policy_principals(deps, req.policy))
         await check_lockout(call, key, req.bypass_policy_lockout_safety_check)
-    if adjust is not None:
-        key = adjust(key)
     # The external or HSM key last: once everything else has been checked.
     if store is not None and origin is Origin.EXTERNAL_KEY_STORE:
         assert req.xks_key_id is not None
@@ -279,12 +285,16 @@ async def create_key(
         key = key.replace(xks_key_id=req.xks_key_id)
         call.detail = f"external key {req.xks_key_id} of {store.store_id}"
     elif store is not None:
-        hsm_object = await _generate_in_token(deps, store)
+        hsm_object = await hsm_keys.generate(deps, store, spec, usage)
         key = key.replace(
             hsm_object=hsm_object,
             versions=(KeyVersion(1, hsm_keys.material_id(key_id.bytes, hsm_object)),),
         )
         call.detail = f"generated in the HSM {store.cluster_id} of {store.store_id}"
+    # The other door's settings on the key as it is staged (its token
+    # object included).
+    if adjust is not None:
+        key = adjust(key)
     writes = deps.keys.stage_create(key, material)
     if mrk is not None:
         writes.append(deps.keys.stage_mrk_marker(mrk))
@@ -313,8 +323,11 @@ async def _custom_store_for(
     origin: Origin,
     spec: KeySpec,
     usage: KeyUsage,
+    pairs: bool = False,
 ) -> CustomKeyStore | None:
-    """The connected custom key store a new key goes into, or None."""
+    """The connected custom key store a new key goes into, or None.
+    ``pairs``: an RSA or EC signing or RSA decryption key may go into an
+    AWS_CLOUDHSM store too."""
     if req.xks_key_id is not None and origin is not Origin.EXTERNAL_KEY_STORE:
         raise ValidationException("XksKeyId is only for Origin EXTERNAL_KEY_STORE.")
     if req.custom_key_store_id is None:
@@ -328,7 +341,10 @@ async def _custom_store_for(
         )
     if origin is Origin.EXTERNAL_KEY_STORE and req.xks_key_id is None:
         raise ValidationException("Origin EXTERNAL_KEY_STORE needs an XksKeyId.")
-    if spec is not KeySpec.SYMMETRIC_DEFAULT or usage is not KeyUsage.ENCRYPT_DECRYPT:
+    symmetric = spec is KeySpec.SYMMETRIC_DEFAULT and usage is KeyUsage.ENCRYPT_DECRYPT
+    if not symmetric and not (
+        pairs and origin is Origin.AWS_CLOUDHSM and hsm_keys.token_makes(spec, usage)
+    ):
         raise UnsupportedOperationException(
             "Keys in custom key stores are symmetric encryption keys only "
             "(KeySpec SYMMETRIC_DEFAULT, KeyUsage ENCRYPT_DECRYPT)."
@@ -365,21 +381,6 @@ async def _xks_key_free(deps: Deps, store: CustomKeyStore, xks_key_id: str) -> N
             raise XksKeyAlreadyInUseException(
                 f"The external key {xks_key_id} already backs {found.value.arn}."
             )
-
-
-async def _generate_in_token(deps: Deps, store: CustomKeyStore) -> str:
-    token = None if store.cluster_id is None else deps.hsm.get(store.cluster_id)
-    if token is None:
-        raise CustomKeyStoreInvalidStateException(f"Custom key store {store.store_id} has no HSM.")
-    try:
-        return await token.generate()
-    except TokenBusy:
-        raise ThrottlingException("Too many requests wait for the HSM; retry later.") from None
-    except HsmError:
-        raise CustomKeyStoreInvalidStateException(
-            f"The HSM {store.cluster_id} of custom key store {store.store_id} could not "
-            "generate the key."
-        ) from None
 
 
 async def list_keys(deps: Deps, call: Call, req: ListRequest) -> Outcome:
