@@ -383,6 +383,33 @@ def test_azure_ec_hsm_and_rsa_hsm_keys_live_in_the_token(
         ec.ECDSA(hashes.SHA384()),
     )
 
+    # A rotation policy's Rotate would make the next version in software:
+    # refused, with the reason (Notify alone is fine).
+    from azure.keyvault.keys import (
+        KeyRotationLifetimeAction,
+        KeyRotationPolicy,
+        KeyRotationPolicyAction,
+    )
+
+    with pytest.raises(HttpResponseError) as refused:
+        client.update_key_rotation_policy(
+            ec_key.name,
+            KeyRotationPolicy(),
+            lifetime_actions=[
+                KeyRotationLifetimeAction(KeyRotationPolicyAction.rotate, time_after_create="P30D")
+            ],
+        )
+    assert refused.value.status_code == 400
+    assert "rotate it with the rotate operation" in str(refused.value.message)
+    client.update_key_rotation_policy(
+        ec_key.name,
+        KeyRotationPolicy(),
+        lifetime_actions=[
+            KeyRotationLifetimeAction(KeyRotationPolicyAction.notify, time_before_expiry="P7D")
+        ],
+        expires_in="P90D",
+    )
+
     # A backup would carry the private key: refused, with the reason.
     with pytest.raises(HttpResponseError) as refused:
         client.backup_key(rsa_key.name)

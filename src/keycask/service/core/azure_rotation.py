@@ -48,7 +48,7 @@ from datetime import datetime
 
 from keycask import metrics
 from keycask.crypto import generate_private_key, key_material_id
-from keycask.errors import ValidationException
+from keycask.errors import UnsupportedOperationException, ValidationException
 from keycask.keys.keystore import KeyStore
 from keycask.keys.model import Alias, Key, KeyState, KeyVersion, Origin
 from keycask.ports import Write
@@ -139,6 +139,15 @@ async def put_policy(deps: Deps, call: Call, req: PolicyRequest) -> Outcome:
         call, anchor, "kms:EnableKeyRotation" if rotates else "kms:DisableKeyRotation"
     )
     check(req.policy)
+    if rotates and anchor.custom_key_store_id is not None:
+        # The scheduler makes a rotation's new key in software: an -HSM key
+        # rotated by policy would quietly leave the HSM. Such keys rotate by
+        # the rotate operation, which makes the new version in the token.
+        raise UnsupportedOperationException(
+            "a rotation policy with a Rotate action cannot be set on a key held in an HSM "
+            "(RSA-HSM, EC-HSM): rotate it with the rotate operation, which makes the new "
+            "version in the HSM"
+        )
     now = deps.clock.now().timestamp()
     created = settings.policy.created if settings.policy is not None else now
     policy = dataclasses.replace(req.policy, created=created, updated=now)
@@ -173,6 +182,16 @@ async def rotate_due(keys: KeyStore, anchor: Key, now: datetime) -> tuple[list[W
         return [keys.stage_azure_rotate(anchor.key_id, due)], None
     like = await keys.get(latest.key_id)
     model = anchor if like is None else like.value
+    if model.custom_key_store_id is not None or anchor.custom_key_store_id is not None:
+        # Never in software for a key held in an HSM (put_policy refuses
+        # such a policy; a policy stored before that refusal stops here).
+        log.error(
+            "Azure key %s/%s is held in an HSM: its rotation policy is not carried out; "
+            "rotate it with the rotate operation",
+            settings.vault,
+            settings.name,
+        )
+        return [], None
     spec, usage = model.key_spec, model.key_usage
     material = await run_slow(generate_private_key, spec.value)
     key_id = uuid.uuid4()
