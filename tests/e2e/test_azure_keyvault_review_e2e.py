@@ -124,3 +124,21 @@ def test_restoring_a_blob_needs_its_own_right_and_keeps_the_key_policy(
         host="elsewhere.example.com",
     )  # fmt: skip
     assert status == 200, text
+
+
+def test_secrets_and_certificates_get_key_vaults_answer(
+    server: TlsServer, admin_token: str
+) -> None:
+    # A SecretClient or CertificateClient pointed at keycask gets Key Vault's
+    # error body saying what is served, audited, not another door's answer.
+    for path in (
+        "/secrets/db-password?api-version=7.5",
+        "/deletedsecrets?api-version=7.5",
+        "/certificates/web?api-version=7.5",
+    ):
+        status, text = _send(server, "GET", path, b"", admin_token)
+        assert status == 501, (path, text)
+        assert json.loads(text)["error"]["code"] == "NotImplemented"
+        assert "serves keys only" in json.loads(text)["error"]["message"]
+    operations = {r["operation"] for r in _records(server) if r.get("door") == "azure-keyvault"}
+    assert {"AzureKeyVault.SecretsEndpoint", "AzureKeyVault.CertificatesEndpoint"} <= operations

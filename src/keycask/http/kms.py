@@ -19,6 +19,7 @@ from keycask.auth.sigv4 import HttpRequest
 from keycask.errors import RequestEntityTooLargeException, UnknownOperationException
 from keycask.http.console import Console
 from keycask.http.messages import Handler, Request, Response
+from keycask.service.doors import azure_keyvault
 from keycask.service.pipeline import Pipeline, Reply
 
 MAX_BODY = 1024 * 1024
@@ -39,8 +40,8 @@ def _response(reply: Reply) -> Response:
     return Response(reply.status, reply.body, headers + reply.headers if reply.headers else headers)
 
 
-# The Azure Key Vault door's paths (service/doors/azure_keyvault.py).
-_AZURE_PATHS = ("/keys", "/deletedkeys", "/rng")
+# The Azure Key Vault door's paths, as the door claims them.
+_AZURE_PATHS = tuple(prefix.decode() for prefix in azure_keyvault.PATH_PREFIXES)
 
 
 def _azure_path(path: str) -> bool:

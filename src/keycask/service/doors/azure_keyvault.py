@@ -68,7 +68,8 @@ from keycask.service.door import Action, header
 from keycask.service.doors import azure_codec as codec
 from keycask.service.doors.bearer import BearerCallers, BearerDoorWrites, bearer_token
 
-PATH_PREFIXES: Final = (b"/keys", b"/deletedkeys", b"/rng")
+PATH_PREFIXES: Final = (b"/keys", b"/deletedkeys", b"/rng", b"/secrets", b"/deletedsecrets",
+                        b"/certificates", b"/deletedcertificates")  # fmt: skip
 DEFAULT_VAULT: Final = "default"
 # Key Vault's requests are small (the largest, an RSA-4096 key to import,
 # is a few KiB): anything over this is refused before it is parsed, but a
@@ -145,7 +146,16 @@ ROUTES: dict[str, Route] = {
 }  # fmt: skip
 # Key Vault operations this door knows and does not serve yet: each
 # answered 501 NotImplemented, audited under its own name.
-UNSERVED = ("Release", "GetKeyAttestation")
+UNSERVED = ("Release", "GetKeyAttestation", "SecretsEndpoint", "CertificatesEndpoint")
+# Whole parts of Key Vault that keycask, a key store, does not serve: claimed
+# so that a SecretClient or CertificateClient pointed here gets Key Vault's
+# error body saying so (not the AWS door's answer to an unknown path).
+_OTHER_PARTS = {
+    "secrets": "SecretsEndpoint",
+    "deletedsecrets": "SecretsEndpoint",
+    "certificates": "CertificatesEndpoint",
+    "deletedcertificates": "CertificatesEndpoint",
+}
 for _op in UNSERVED:
     ROUTES[_P + _op] = Route(_P + _op, None, _empty)
 
@@ -185,6 +195,8 @@ def match(method: str, path: str) -> Matched:
     if not parts:
         return Matched(None)
     head, rest = parts[0].lower(), parts[1:]
+    if head in _OTHER_PARTS:
+        return Matched(_OTHER_PARTS[head])
     if head == "rng":
         return Matched("GetRandomBytes" if method == "POST" and not rest else None)
     if head == "deletedkeys":
@@ -380,6 +392,11 @@ class AzureKeyVaultDoor(BearerDoorWrites):
         base = f"https://{host}"
         vault = vault_of(host)
         op = action.name[len(_P) :]
+        if op in ("SecretsEndpoint", "CertificatesEndpoint"):
+            raise Unserved(
+                "keycask's Azure Key Vault door serves keys only (/keys, /deletedkeys, /rng): "
+                "the secrets and certificates endpoints are not served."
+            )
         if op in UNSERVED:
             raise Unserved(f"{op} is not served by keycask's Azure Key Vault door yet.")
         if op == "GetRandomBytes":
