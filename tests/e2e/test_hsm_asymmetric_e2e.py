@@ -446,3 +446,22 @@ def test_azure_hsm_types_without_a_connected_hsm_are_refused_with_the_reason(
         a for a in server.aws().list_aliases(Limit=100)["Aliases"]
         if a["AliasName"].startswith("alias/azure/")
     ]  # fmt: skip
+
+
+def test_azure_purge_destroys_the_hsm_keys_in_the_token(
+    tls_hsm_server: TlsServer, hsm: SoftHsm, anchor: str
+) -> None:
+    # Found in review: purge deleted the keys' records and left their
+    # private keys in the token, with nothing pointing at them any more.
+    server = tls_hsm_server
+    _azure_store(server, anchor)
+    before = _pairs(hsm)
+    client = _keys(server, _azure_token(server))
+    name = f"ec-{uuid.uuid4().hex[:6]}"
+    client.create_ec_key(name, curve="P-256", hardware_protected=True)
+    client.rotate_key(name)  # two versions, two key pairs
+    client.begin_delete_key(name).result()
+    client.purge_deleted_key(name)
+    assert _pairs(hsm) == before
+    purged = [r for r in _records(server) if r["operation"] == "AzureKeyVault.PurgeDeletedKey"]
+    assert "2 HSM key(s) destroyed in the token" in purged[-1]["detail"]

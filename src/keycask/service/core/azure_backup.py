@@ -43,7 +43,16 @@ from keycask.errors import (
     UnsupportedOperationException,
     ValidationException,
 )
-from keycask.keys.model import Alias, Key, KeySpec, KeyState, KeyUsage, KeyVersion, alias_arn
+from keycask.keys.model import (
+    Alias,
+    Key,
+    KeySpec,
+    KeyState,
+    KeyUsage,
+    KeyVersion,
+    Origin,
+    alias_arn,
+)
 from keycask.keys.wire import BlobHeader, blob_header, encode_context, open_blob, seal_blob
 from keycask.ports import Write
 from keycask.service.core import requests as aws
@@ -109,6 +118,7 @@ def _shield(key: Key, call: Call) -> Key:
     if (
         key.policy != _POLICY
         or key.key_spec is not KeySpec.SYMMETRIC_DEFAULT
+        or key.origin is not Origin.AWS_KMS  # imported material is known to its importer
         or key.account != call.account
         or key.region != call.region
         or key.custom_key_store_id is not None

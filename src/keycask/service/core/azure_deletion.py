@@ -26,6 +26,7 @@ from datetime import timedelta
 from keycask.keys.keystore import Stored
 from keycask.keys.model import Key, KeyState
 from keycask.ports import Write
+from keycask.service.core import hsm_keys
 from keycask.service.core import requests as aws
 from keycask.service.core.azure import (
     KeyConflict,
@@ -167,5 +168,18 @@ async def purge(deps: Deps, call: Call, req: GetRequest) -> Outcome:
         if stored is not None:
             writes.extend(await deps.keys.stage_destroy(stored))
     call.key_arn = anchor.arn
-    call.detail = f"Azure key {req.ref.vault}/{req.ref.name} purged: {len(keys)} key(s) deleted"
-    return Outcome(None, writes)
+    in_hsm = [key for key in keys if key.hsm_object is not None]
+    call.detail = f"Azure key {req.ref.vault}/{req.ref.name} purged: {len(keys)} key(s) deleted" + (
+        f", {len(in_hsm)} HSM key(s) destroyed in the token once committed" if in_hsm else ""
+    )
+
+    async def shred() -> object:
+        # Once the keys' records are gone: the private keys of an -HSM key
+        # leave the token too (found in review: purge left them there with
+        # nothing pointing at them). A token that cannot be reached keeps
+        # them, and the log names each object to destroy by hand.
+        for key in in_hsm:
+            await hsm_keys.destroy(deps, key)
+        return None
+
+    return Outcome(None, writes, then=shred if in_hsm else None)
