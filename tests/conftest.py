@@ -139,8 +139,14 @@ class Server:
             region_name=region,
             aws_access_key_id=akid,
             aws_secret_access_key=secret,
+            verify=self.ca_bundle,
             config=Config(retries={"max_attempts": retries, "mode": "standard"}),
         )
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA file clients trust (None: the default trust store)."""
+        return None
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         """Move the server's lifecycle clock forward (--dev only) and return

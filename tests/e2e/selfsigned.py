@@ -10,9 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from conftest import Server, dev_call
 
 
@@ -44,22 +41,9 @@ class SelfSignedServer(Server):
         except OSError:
             return False
 
-    def client(
-        self,
-        access_key: tuple[str, str] | None = None,
-        region: str = "us-east-1",
-        retries: int = 1,
-    ) -> Any:
-        akid, secret = access_key or self.credentials()
-        return boto3.client(
-            "kms",
-            endpoint_url=self.endpoint,
-            region_name=region,
-            aws_access_key_id=akid,
-            aws_secret_access_key=secret,
-            verify=str(self.ca_file),
-            config=Config(retries={"max_attempts": retries, "mode": "standard"}),
-        )
+    @property
+    def ca_bundle(self) -> str | None:
+        return str(self.ca_file)
 
     def advance_clock(self, seconds: float) -> dict[str, Any]:
         return dev_call(

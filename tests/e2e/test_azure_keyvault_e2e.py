@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -31,50 +30,25 @@ from azure.keyvault.keys.crypto import (
     KeyWrapAlgorithm,
     SignatureAlgorithm,
 )
-from botocore.config import Config
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
+from selfsigned import SelfSignedServer
 from tests.conftest import Server
 from tests.e2e.test_gcp_kms_e2e import _token, _user
 
 
 @dataclass
-class TlsServer(Server):
+class TlsServer(SelfSignedServer):
     """A keycask server started like `make run` with TLS: --dev
     --tls-self-signed, its certificate (for 127.0.0.1 and localhost) at
     <data dir>/tls/cert.pem, which clients pass as their CA."""
 
     @property
     def cert(self) -> Path:
-        return self.data_dir / "tls" / "cert.pem"
-
-    @property
-    def endpoint(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
-
-    def healthy(self) -> bool:
-        if not self.cert.exists():
-            return False
-        context = ssl.create_default_context(cafile=str(self.cert))
-        try:
-            with urllib.request.urlopen(
-                self.endpoint + "/healthz", timeout=1, context=context
-            ) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
+        return self.ca_file
 
     def aws(self) -> Any:
-        akid, secret = self.credentials()
-        return boto3.client(
-            "kms",
-            endpoint_url=self.endpoint,
-            region_name="us-east-1",
-            aws_access_key_id=akid,
-            aws_secret_access_key=secret,
-            verify=str(self.cert),
-            config=Config(retries={"max_attempts": 1, "mode": "standard"}),
-        )
+        return self.client()
 
 
 def _tls_server(base: Path) -> TlsServer:
